@@ -1,0 +1,14 @@
+// Each `mlaserve` subcommand lives in its own cmd_*.cc and registers itself on the CLI11 app;
+// its callback runs the command and sets the process exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace mlaserve::cli {
+
+// Every command writes its exit code here (0 on success).
+int& exit_code();
+
+void register_info(CLI::App& app);
+
+}  // namespace mlaserve::cli

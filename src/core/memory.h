@@ -1,0 +1,38 @@
+// Raw memory on the host or the GPU. A Buffer owns one allocation; Tensors share Buffers.
+// Host allocations are 64-byte aligned. GPU allocations use cudaMalloc (plain device memory,
+// never managed memory) and exist only in builds with MLASERVE_CUDA.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+namespace mlaserve {
+
+enum class Device : uint8_t { kCPU, kCUDA };
+
+const char* device_name(Device device);
+
+class Buffer {
+ public:
+  Buffer(Device device, size_t bytes);
+  ~Buffer();
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  Device device_;
+  size_t bytes_;
+  void* data_ = nullptr;
+};
+
+// Copies bytes between any two devices (host<->host, host<->GPU, GPU<->GPU), synchronously.
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
+
+// True when this build has the CUDA backend and a GPU is visible.
+bool cuda_available();
+
+}  // namespace mlaserve
