@@ -19,7 +19,7 @@ v 128) with few heads and layers, hidden 128 and a 1024-token vocabulary:
   tiny-v2-lite  no q_lora_rank (single q_proj), softmax greedy routing, 2 shared experts,
                 YaRN mscale = mscale_all_dim = 0.707, legacy `rope_scaling` config layout
   tiny-v2       q_lora_rank, group_limited_greedy softmax routing, 2 shared experts,
-                routed scaling 16, YaRN mscale 0.707, 3 heads
+                routed scaling 16, YaRN mscale 0.707, 4 heads
   tiny-v3       sigmoid noaux_tc routing with a non-zero random correction bias (fp32),
                 norm_topk_prob, routed scaling 2.5, `rope_parameters` config layout
   tiny-v3-fp8   tiny-v3's architecture with FP8 E4M3 block-quantised weights (128x128 blocks,
@@ -62,7 +62,7 @@ MODELS = {
         routed_scaling_factor=1.0, mscale=0.707, mscale_all_dim=0.707, rope_layout="rope_scaling",
         bos_token_id=0, eos_token_id=1, seed=11),
     "tiny-v2": dict(
-        model_type="deepseek_v2", architectures=["DeepseekV2ForCausalLM"], num_attention_heads=3,
+        model_type="deepseek_v2", architectures=["DeepseekV2ForCausalLM"], num_attention_heads=4,
         q_lora_rank=128, num_hidden_layers=3, first_k_dense_replace=1, intermediate_size=256,
         moe_intermediate_size=128, n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=3,
         n_group=4, topk_group=2, topk_method="group_limited_greedy", scoring_func="softmax",
@@ -419,7 +419,11 @@ def stage_golden(out_dir):
                 logits = model(torch.from_numpy(ids.astype(np.int64))[None]).logits[0].float().numpy()
                 gen = model.generate(torch.from_numpy(ids.astype(np.int64))[None], max_new_tokens=GREEDY_TOKENS,
                                      min_new_tokens=GREEDY_TOKENS, do_sample=False, eos_token_id=None,
-                                     pad_token_id=0)
+                                     pad_token_id=0, output_scores=True, return_dict_in_generate=True)
+            # The smallest top-1/top-2 gap over the greedy steps: how robust exact matching is.
+            margins = [float(np.diff(np.sort(sc[0].float().numpy())[-2:])[0]) for sc in gen.scores]
+            meta[f"greedy_min_margin.{i}"] = min(margins)
+            gen = gen.sequences
             rows = np.arange(n) if n <= 8 else np.unique(np.concatenate([np.arange(0, n, 37), np.arange(n - 3, n)]))
             golden[f"prompt.{i}"] = ids
             golden[f"logit_rows.{i}"] = rows.astype(np.int32)
