@@ -46,7 +46,10 @@ struct MlaDecodeOutputs {
   Tensor lse;  // [T, n_heads]       f32
 };
 
-// CPU reference: plain loops, fp32 accumulation, one pass per (token, head).
+// CPU reference: plain loops, fp32 accumulation, a two-pass softmax per (token, head). It
+// accepts any row width D (q [T, n, D], kv_cache [num_blocks, block_size, D]), any latent width
+// (out's last dimension, <= D) and any block size, so that tiny test models can use it; the CUDA
+// kernel is specialised to 576 / 512 / 64.
 void mla_decode_cpu(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs);
 
 }  // namespace mlaserve::ops
