@@ -2,8 +2,12 @@
 // DeepSeek-V2, V2-Lite, V3, R1 (model_type deepseek_v2 / deepseek_v3). See MODEL_SPEC.md §1.
 //
 // Everything downstream reads these typed fields; no string or JSON travels further. The
-// artefact fields `head_dim` and `num_key_value_heads` are read only to be ignored: attention
-// shapes come from qk_nope_head_dim, qk_rope_head_dim, v_head_dim and kv_lora_rank.
+// artefact fields `head_dim` and `num_key_value_heads` are never read: attention shapes come
+// from qk_nope_head_dim, qk_rope_head_dim, v_head_dim and kv_lora_rank.
+//
+// Parsing (config.cc) maps JSON to fields, with the per-family defaults of MODEL_SPEC §1.3 for
+// absent ones (one warning lists them all). finalize_config (config_finalize.cc) then validates
+// the whole and computes the derived fields; every error names the offending field.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +22,10 @@ enum class ModelFamily { kDeepSeekV2, kDeepSeekV3 };
 enum class TopkMethod { kGreedy, kGroupLimitedGreedy, kNoAuxTc };
 enum class ScoringFunc { kSoftmax, kSigmoid };
 enum class ScaleFormat { kFloat32, kUE8M0 };  // activation scale rounding for FP8 GEMMs
+
+std::string_view family_name(ModelFamily family);       // "DeepSeek-V2", "DeepSeek-V3"
+std::string_view topk_method_name(TopkMethod method);   // the config.json spelling: "noaux_tc"
+std::string_view scoring_func_name(ScoringFunc func);   // "softmax", "sigmoid"
 
 struct RopeConfig {
   double theta = 10000.0;
@@ -73,7 +81,7 @@ struct DeepSeekConfig {
 
   std::optional<Fp8Config> fp8;         // quantization_config of an FP8 checkpoint
 
-  // Derived once by finalize(), read everywhere else.
+  // Derived once by finalize_config(), read everywhere else.
   int64_t qk_head_dim = 0;              // dn + dr (192): the softmax scale uses this
   int64_t kv_cache_dim = 0;             // dc + dr (576): values per token per layer in the cache
   double softmax_scale = 0.0;           // qk_head_dim^-1/2 * yarn_mscale(factor, mscale_all_dim)^2
@@ -82,6 +90,7 @@ struct DeepSeekConfig {
 
   bool is_moe_layer(int64_t layer) const { return layer_is_moe.at(static_cast<size_t>(layer)); }
   int64_t shared_intermediate_size() const { return n_shared_experts * moe_intermediate_size; }
+  int64_t num_moe_layers() const;
 };
 
 // yarn_mscale(s, c) = 1 if s <= 1, else 0.1 * c * ln(s) + 1 (MODEL_SPEC §3.3).

@@ -1,0 +1,25 @@
+// Partial attention results and their log-sum-exp merge (MODEL_SPEC §4.3, chunked prefill).
+//
+// An AttentionState is softmax attention restricted to some set of keys:
+//   out  [T, n, dv] f32  the softmax-weighted sum of values over those keys
+//   lse  [T, n]     f32  log Σ exp(score) over those keys (natural log; -inf for no keys)
+//
+// Two states over DISJOINT key sets A and B merge into the state over A ∪ B:
+//   lse = log(exp(lse_a) + exp(lse_b))            (computed as m + log(e^(lse_a-m) + e^(lse_b-m)))
+//   out = exp(lse_a - lse) · out_a + exp(lse_b - lse) · out_b
+// A side with lse = -inf contributes nothing; two empty sides give out = 0, lse = -inf. The
+// merged state may be `a` itself (in place). fp32 throughout.
+#pragma once
+
+#include "core/tensor.h"
+
+namespace mlaserve::ops {
+
+struct AttentionState {
+  Tensor out;  // [T, n, dv] f32
+  Tensor lse;  // [T, n] f32
+};
+
+void merge_attention_states_cpu(const AttentionState& a, const AttentionState& b, AttentionState& merged);
+
+}  // namespace mlaserve::ops

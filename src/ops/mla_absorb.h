@@ -1,0 +1,31 @@
+// MLA weight absorption (MODEL_SPEC §4.2): the per-head matmuls around the absorbed decode
+// attention (mla_decode.h), reading W_UK and W_UV straight from kv_b_proj's layout.
+//
+//   w_kv_b  [n·(dn + dv), dc] f32 or bf16: kv_b_proj.weight; head h's rows are
+//           [h·(dn+dv), h·(dn+dv) + dn) = W_UK[h] [dn, dc] then the next dv rows = W_UV[h] [dv, dc]
+//           (per-head [K_h | V_h] blocks, never "all K then all V"). FP8 checkpoints dequantise
+//           kv_b_proj once at load (fp8_block.h).
+//
+// mla_absorb_query_cpu: the decode query in latent space.
+//   q      [T, n, dn + dr] f32  per head [q_nope | q_pe], rope applied
+//   q_abs  [T, n, dc + dr] f32  per head [W_UK[h]ᵀ·q_nope[h] | q_pe[h]], the `q` of mla_decode
+//   q_lat[h][c] = Σ_d q_nope[h][d] · w_kv_b[h·(dn+dv) + d][c]
+//
+// mla_up_project_output_cpu: the latent attention output back to per-head values.
+//   o_lat  [T, n, dc] f32  (mla_decode's out)
+//   o      [T, n, dv] f32  o[h][j] = Σ_c w_kv_b[h·(dn+dv) + dn + j][c] · o_lat[h][c]
+//
+// dn, dr, dv and dc follow from the shapes (n = q.dim(1), dc = w_kv_b.dim(1), dr = q_abs
+// width - dc, dn = q width - dr, dv = rows per head - dn) and are checked for consistency. Both
+// are fp32-accumulating; the GPU versions are strided batched GEMMs over the same layout.
+#pragma once
+
+#include "core/tensor.h"
+
+namespace mlaserve::ops {
+
+void mla_absorb_query_cpu(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs);
+
+void mla_up_project_output_cpu(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o);
+
+}  // namespace mlaserve::ops

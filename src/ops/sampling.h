@@ -1,0 +1,57 @@
+// Next-token selection on the host: greedy argmax, seeded sampling with temperature / top-k /
+// top-p / min-p, and log-softmax for logprobs.
+//
+//   logits     [B, V] f32 (one row per sequence that samples this step)
+//   token_ids  [B] i32, caller-allocated
+//   out        [B, V] f32 for log_softmax (log-probabilities, natural log)
+//
+// greedy_sample_cpu: token = argmax_v logits[b, v]; ties go to the lowest id.
+//
+// sample_cpu, per row b with options[b] and keys[b]:
+//  1. temperature <= 0: greedy, as above (no randomness used).
+//  2. z = logits / temperature; tokens ranked by z (ties: lower id first); p ∝ exp(z - max z).
+//  3. top_k > 0: keep the top_k best ranked.
+//  4. top_p < 1: of those, keep the shortest best-ranked prefix whose mass reaches top_p of the
+//     kept mass (at least one token).
+//  5. min_p > 0: of those, drop tokens with p < min_p · p_max.
+//  6. one uniform u in [0, 1) from keys[b]; walk the kept tokens in rank order and return the
+//     first whose cumulative mass exceeds u · (kept mass).
+// The filters run in Hugging Face's order (temperature, top-k, top-p, min-p); each later filter
+// sees the earlier ones' renormalised distribution. Probabilities and sums are in double.
+//
+// Randomness is counter-based: u = sampling_uniform(key) is a fixed function of (seed, counter)
+// (SplitMix64 finalisers), with no hidden generator state. The engine passes a request's seed and
+// the number of tokens it has generated so far, so the same seed gives the same tokens whatever
+// the batch around it; a GPU sampler can reproduce u bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "core/tensor.h"
+
+namespace mlaserve::ops {
+
+struct SamplingOptions {
+  float temperature = 1.0f;  // <= 0: greedy
+  int64_t top_k = 0;         // 0: off
+  float top_p = 1.0f;        // (0, 1]; 1: off
+  float min_p = 0.0f;        // [0, 1]; 0: off
+};
+
+struct SamplingKey {
+  uint64_t seed = 0;
+  uint64_t counter = 0;  // which draw of this seed: the request's generated-token count
+};
+
+// The uniform in [0, 1) (a multiple of 2^-53) that sample_cpu uses for `key`.
+double sampling_uniform(const SamplingKey& key);
+
+void greedy_sample_cpu(const Tensor& logits, Tensor& token_ids);
+
+void sample_cpu(const Tensor& logits, std::span<const SamplingOptions> options,
+                std::span<const SamplingKey> keys, Tensor& token_ids);
+
+void log_softmax_cpu(const Tensor& logits, Tensor& out);
+
+}  // namespace mlaserve::ops

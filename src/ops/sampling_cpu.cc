@@ -1,0 +1,130 @@
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "ops/cpu_util.h"
+#include "ops/sampling.h"
+
+namespace mlaserve::ops {
+namespace {
+
+// SplitMix64's finaliser: a bijective 64-bit mix.
+uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Checks logits [B, V] f32 and token_ids [B] i32; returns V.
+int64_t check_logits(std::string_view op, const Tensor& logits, const Tensor& token_ids) {
+  cpu::check_f32(op, "logits", logits);
+  cpu::check_host(op, "token_ids", token_ids);
+  MLA_CHECK(logits.ndim() == 2 && logits.dim(1) >= 1, "{}: logits {} must be [B, V], V >= 1", op,
+            shape_str(logits.shape()));
+  MLA_CHECK(token_ids.dtype() == DType::kI32, "{}: token_ids must be I32, got {}", op,
+            dtype_name(token_ids.dtype()));
+  cpu::check_shape(op, "token_ids", token_ids, {logits.dim(0)});
+  return logits.dim(1);
+}
+
+int32_t argmax(const float* row, int64_t v) {
+  return static_cast<int32_t>(std::max_element(row, row + v) - row);  // first maximum
+}
+
+int32_t sample_row(const float* logits, int64_t v, const SamplingOptions& opt, const SamplingKey& key) {
+  if (opt.temperature <= 0.0f) return argmax(logits, v);
+  std::vector<float> z(logits, logits + v);
+  for (float& x : z) x /= opt.temperature;
+  const int64_t ranked = opt.top_k > 0 ? std::min(opt.top_k, v) : v;
+  std::vector<int32_t> order(static_cast<size_t>(v));
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + ranked, order.end(), [&](int32_t a, int32_t b) {
+    return z[a] > z[b] || (z[a] == z[b] && a < b);
+  });
+  const float max_z = z[order[0]];
+  MLA_CHECK(std::isfinite(max_z), "sample_cpu: the best logit is {} (every token masked, or NaN)", max_z);
+
+  std::vector<double> p(static_cast<size_t>(ranked));  // unnormalised, rank order; p[0] = 1
+  for (int64_t i = 0; i < ranked; ++i) p[i] = std::exp(static_cast<double>(z[order[i]]) - max_z);
+  int64_t kept = ranked;
+  if (opt.top_p < 1.0f) {
+    const double target = opt.top_p * std::accumulate(p.begin(), p.end(), 0.0);
+    double mass = 0.0;
+    for (int64_t i = 0; i < kept; ++i) {
+      mass += p[i];
+      if (mass >= target) {
+        kept = i + 1;
+        break;
+      }
+    }
+  }
+  if (opt.min_p > 0.0f) {
+    for (int64_t i = 1; i < kept; ++i) {
+      if (p[i] < opt.min_p * p[0]) {
+        kept = i;
+        break;
+      }
+    }
+  }
+  const double threshold = sampling_uniform(key) * std::accumulate(p.begin(), p.begin() + kept, 0.0);
+  double mass = 0.0;
+  for (int64_t i = 0; i < kept; ++i) {
+    mass += p[i];
+    if (threshold < mass) return order[i];
+  }
+  return order[kept - 1];
+}
+
+}  // namespace
+
+double sampling_uniform(const SamplingKey& key) {
+  return static_cast<double>(mix64(key.seed ^ mix64(key.counter)) >> 11) * 0x1.0p-53;
+}
+
+void greedy_sample_cpu(const Tensor& logits, Tensor& token_ids) {
+  const int64_t v = check_logits("greedy_sample_cpu", logits, token_ids);
+  for (int64_t b = 0; b < logits.dim(0); ++b) {
+    token_ids.data<int32_t>()[b] = argmax(logits.data<float>() + b * v, v);
+  }
+}
+
+void sample_cpu(const Tensor& logits, std::span<const SamplingOptions> options,
+                std::span<const SamplingKey> keys, Tensor& token_ids) {
+  constexpr std::string_view kOp = "sample_cpu";
+  const int64_t v = check_logits(kOp, logits, token_ids);
+  const int64_t b = logits.dim(0);
+  MLA_CHECK(static_cast<int64_t>(options.size()) == b && static_cast<int64_t>(keys.size()) == b,
+            "{}: {} options and {} keys for logits {}", kOp, options.size(), keys.size(),
+            shape_str(logits.shape()));
+  for (int64_t i = 0; i < b; ++i) {
+    const SamplingOptions& o = options[i];
+    MLA_CHECK(std::isfinite(o.temperature) && o.top_k >= 0 && o.top_p > 0.0f && o.top_p <= 1.0f &&
+                  o.min_p >= 0.0f && o.min_p <= 1.0f,
+              "{}: row {} has invalid options (temperature {}, top_k {}, top_p {}, min_p {})", kOp, i,
+              o.temperature, o.top_k, o.top_p, o.min_p);
+    token_ids.data<int32_t>()[i] = sample_row(logits.data<float>() + i * v, v, o, keys[i]);
+  }
+}
+
+void log_softmax_cpu(const Tensor& logits, Tensor& out) {
+  constexpr std::string_view kOp = "log_softmax_cpu";
+  cpu::check_f32(kOp, "logits", logits);
+  cpu::check_f32(kOp, "out", out);
+  MLA_CHECK(logits.ndim() == 2 && logits.dim(1) >= 1, "{}: logits {} must be [B, V], V >= 1", kOp,
+            shape_str(logits.shape()));
+  cpu::check_shape(kOp, "out", out, logits.shape());
+  const int64_t v = logits.dim(1);
+  for (int64_t b = 0; b < logits.dim(0); ++b) {
+    const float* row = logits.data<float>() + b * v;
+    const float m = *std::max_element(row, row + v);
+    double sum = 0.0;
+    for (int64_t i = 0; i < v; ++i) sum += std::exp(static_cast<double>(row[i]) - m);
+    const auto log_z = static_cast<float>(m + std::log(sum));
+    float* o = out.data<float>() + b * v;
+    for (int64_t i = 0; i < v; ++i) o[i] = row[i] - log_z;
+  }
+}
+
+}  // namespace mlaserve::ops

@@ -1,0 +1,18 @@
+// SwiGLU activation (MODEL_SPEC §2, §5.3): silu(gate) ⊙ up, with silu(z) = z · σ(z).
+//
+// Two layouts of the same op:
+//   fused:     gate_up [T, 2·I] f32, gate in columns [0, I), up in [I, 2I) — the output of
+//              one GEMM against the row-concatenated [gate_proj; up_proj] weights
+//   separate:  gate [T, I] f32 and up [T, I] f32
+//   out        [T, I] f32, caller-allocated; out[t, i] = silu(gate[t, i]) · up[t, i], in fp32
+#pragma once
+
+#include "core/tensor.h"
+
+namespace mlaserve::ops {
+
+void silu_mul_cpu(const Tensor& gate_up, Tensor& out);
+
+void silu_mul_cpu(const Tensor& gate, const Tensor& up, Tensor& out);
+
+}  // namespace mlaserve::ops
