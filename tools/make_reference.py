@@ -11,7 +11,7 @@ need PyTorch and Hugging Face transformers (the peer implementation):
   make_reference.py golden --out tests/data     torch + transformers: loads every tiny model
                                                 into transformers (eager attention, float32),
                                                 records logits and greedy continuations in
-                                                golden.safetensors + golden.json.
+                                                golden/<model>.safetensors + .json.
 
 The tiny models keep DeepSeek's real MLA head dimensions (kv_lora_rank 512, rope 64, nope 128,
 v 128) with few heads and layers, hidden 128 and a 1024-token vocabulary:
@@ -432,8 +432,11 @@ def stage_golden(out_dir):
             top2 = np.sort(logits[-1])[-2:]
             print(f"{name}: prompt {n}: greedy {golden[f'greedy.{i}'][:8].tolist()}..., "
                   f"last-row top-2 margin {top2[1] - top2[0]:.4f}")
-        write_safetensors(os.path.join(d, "golden.safetensors"), golden)
-        with open(os.path.join(d, "golden.json"), "w") as f:
+        # Beside the model folders, not inside them: a checkpoint folder holds only its shards.
+        g = os.path.join(out_dir, "golden")
+        os.makedirs(g, exist_ok=True)
+        write_safetensors(os.path.join(g, name + ".safetensors"), golden)
+        with open(os.path.join(g, name + ".json"), "w") as f:
             json.dump(meta, f, indent=2)
             f.write("\n")
 
