@@ -53,3 +53,53 @@ struct MlaDecodeOutputs {
 void mla_decode_cpu(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs);
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA (Hopper, sm_90a): src/ops/cuda/mla_decode_sm90.{cuh,cu} -------------------------
+//
+// The kernel splits each sequence's context over the SMs and merges the pieces by
+// log-sum-exp. Which CTA reads which blocks depends only on seq_lens, so it is planned once
+// per decode step (MlaDecodeSchedule) and reused by every layer. Updating a schedule and
+// running the kernel never synchronise the host: a step that does both can be captured in a
+// CUDA graph, as long as the schedule was created (allocated) beforehand.
+
+// The split-KV plan and workspace of one decode step (all tensors on the GPU).
+struct MlaDecodeSchedule {
+  int64_t max_seqs = 0;     // capacity: the largest batch B it can plan
+  int64_t n_heads = 0;      // query heads the kernel will be called with
+  int64_t max_q_len = 0;    // most query tokens per sequence; rows past it are never computed
+  int64_t num_m_tiles = 0;  // 64-row query tiles per sequence
+  int64_t num_parts = 0;    // KV partitions P (CTAs per query tile)
+  int64_t num_seqs = 0;     // B of the last update
+  Tensor parts;             // [P, 8] i32: each partition's (sequence, block) range
+  Tensor seq_splits;        // [max_seqs, 2] i32: pieces per sequence, first workspace slot
+  Tensor cost_prefix;       // [max_seqs + 1] i32: scratch of the update
+  Tensor partial_out;       // [2P, num_m_tiles * 64, 512] f32: partial outputs of split sequences
+  Tensor partial_lse;       // [2P, num_m_tiles * 64] f32
+};
+
+// Allocates a schedule for batches of up to max_seqs sequences with up to max_q_len query
+// tokens each, sized for this device's SM count.
+MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, int64_t max_q_len);
+
+// Plans the step for seq_lens ([B] i32 on the GPU, B <= max_seqs): one small kernel on stream.
+void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_lens, cudaStream_t stream);
+
+// One layer's decode attention with a schedule updated for this step's seq_lens. q, kv_cache
+// and out are bf16, the rest as in MlaDecodeArgs/MlaDecodeOutputs, everything on the GPU; the
+// kernel is specialised to rows of 576, latent 512 and blocks of 64. Shapes are checked here;
+// the contents of block_table, seq_lens and query_start are trusted (the CPU reference checks
+// them): every sequence needs 1 <= q_len <= max_q_len <= seq_len. Asynchronous on stream.
+void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const MlaDecodeSchedule& schedule,
+                     cudaStream_t stream);
+
+// Convenience for tests and one-off calls: reads query_start back to size a schedule, builds
+// it, runs, and waits for the stream (the schedule is freed on return).
+void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

@@ -1,0 +1,148 @@
+// MLA decode attention on Hopper (sm_90a): launch code and argument checks. The design note
+// and the kernels are in mla_decode_sm90.cuh, the split heuristics in
+// mla_decode_sm90_heuristics.h.
+#include "ops/cuda/mla_decode_sm90.cuh"
+
+#include <algorithm>
+#include <cmath>
+#include <string_view>
+
+#include "core/cuda_check.h"
+#include "ops/mla_decode.h"
+
+namespace mlaserve::ops {
+namespace {
+
+constexpr std::string_view kOp = "mla_decode_cuda";
+
+static_assert(sizeof(sm90::MlaPartition) == 8 * sizeof(int32_t), "MlaDecodeSchedule::parts is [P, 8] i32");
+static_assert(sizeof(sm90::MlaSeqSplit) == 2 * sizeof(int32_t), "MlaDecodeSchedule::seq_splits is [B, 2] i32");
+
+int device_sm_count() {
+  int device = 0, count = 0;
+  MLA_CUDA_CHECK(cudaGetDevice(&device));
+  MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
+void check_tensor(const Tensor& t, std::string_view name, DType dtype, const Shape& shape) {
+  MLA_CHECK(t.device() == Device::kCUDA, "{}: {} must be on the GPU", kOp, name);
+  MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", kOp, name, dtype_name(dtype), dtype_name(t.dtype()));
+  MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", kOp, name, shape_str(shape), shape_str(t.shape()));
+}
+
+template <typename T>
+T* ptr(const Tensor& t) {
+  return static_cast<T*>(t.raw());
+}
+
+}  // namespace
+
+MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, int64_t max_q_len) {
+  MLA_CHECK(max_seqs >= 1 && n_heads >= 1 && max_q_len >= 1,
+            "{}: a schedule needs max_seqs, n_heads and max_q_len >= 1, got {}, {}, {}", kOp, max_seqs, n_heads,
+            max_q_len);
+  const sm90::MlaSplitPlan plan = sm90::plan_mla_split(n_heads, max_q_len, device_sm_count());
+  MlaDecodeSchedule s;
+  s.max_seqs = max_seqs;
+  s.n_heads = n_heads;
+  s.max_q_len = max_q_len;
+  s.num_m_tiles = plan.num_m_tiles;
+  s.num_parts = plan.num_parts;
+  const int64_t rows = s.num_m_tiles * sm90::kTileRows;
+  s.parts = Tensor::empty({s.num_parts, 8}, DType::kI32, Device::kCUDA);
+  s.seq_splits = Tensor::empty({max_seqs, 2}, DType::kI32, Device::kCUDA);
+  s.cost_prefix = Tensor::empty({max_seqs + 1}, DType::kI32, Device::kCUDA);
+  s.partial_out = Tensor::empty({2 * s.num_parts, rows, kLatentDim}, DType::kF32, Device::kCUDA);
+  s.partial_lse = Tensor::empty({2 * s.num_parts, rows}, DType::kF32, Device::kCUDA);
+  return s;
+}
+
+void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_lens, cudaStream_t stream) {
+  MLA_CHECK(seq_lens.ndim() == 1, "{}: seq_lens must be [B], got {}", kOp, shape_str(seq_lens.shape()));
+  const int64_t b = seq_lens.dim(0);
+  MLA_CHECK(b >= 1 && b <= schedule.max_seqs, "{}: batch of {} sequences, the schedule holds 1 .. {}", kOp, b,
+            schedule.max_seqs);
+  check_tensor(seq_lens, "seq_lens", DType::kI32, {b});
+  schedule.num_seqs = b;
+
+  sm90::MlaScheduleParams p{};
+  p.seq_lens = ptr<const int32_t>(seq_lens);
+  p.cost_prefix = ptr<int32_t>(schedule.cost_prefix);
+  p.parts = ptr<sm90::MlaPartition>(schedule.parts);
+  p.seq_splits = ptr<sm90::MlaSeqSplit>(schedule.seq_splits);
+  p.num_seqs = static_cast<int32_t>(b);
+  p.num_parts = static_cast<int32_t>(schedule.num_parts);
+  p.piece_overhead = sm90::kPieceOverheadBlocks;
+  sm90::mla_decode_sm90_schedule_kernel<<<1, sm90::kScheduleThreads, 0, stream>>>(p);
+  MLA_CUDA_CHECK_LAUNCH();
+}
+
+void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const MlaDecodeSchedule& schedule,
+                     cudaStream_t stream) {
+  MLA_CHECK(args.q.ndim() == 3, "{}: q must be [T, n_heads, 576], got {}", kOp, shape_str(args.q.shape()));
+  MLA_CHECK(args.kv_cache.ndim() == 3, "{}: kv_cache must be [num_blocks, 64, 576], got {}", kOp,
+            shape_str(args.kv_cache.shape()));
+  MLA_CHECK(args.block_table.ndim() == 2, "{}: block_table must be [B, max_blocks], got {}", kOp,
+            shape_str(args.block_table.shape()));
+  const int64_t t = args.q.dim(0), n = args.q.dim(1), b = args.block_table.dim(0);
+  check_tensor(args.q, "q", DType::kBF16, {t, n, kCacheRowDim});
+  check_tensor(args.kv_cache, "kv_cache", DType::kBF16, {args.kv_cache.dim(0), kKvBlockSize, kCacheRowDim});
+  check_tensor(args.block_table, "block_table", DType::kI32, args.block_table.shape());
+  check_tensor(args.seq_lens, "seq_lens", DType::kI32, {b});
+  check_tensor(args.query_start, "query_start", DType::kI32, {b + 1});
+  check_tensor(outputs.out, "out", DType::kBF16, {t, n, kLatentDim});
+  check_tensor(outputs.lse, "lse", DType::kF32, {t, n});
+  MLA_CHECK(std::isfinite(args.softmax_scale) && args.softmax_scale > 0.0f,
+            "{}: softmax_scale must be positive and finite, got {}", kOp, args.softmax_scale);
+  MLA_CHECK(n == schedule.n_heads && b == schedule.num_seqs,
+            "{}: the schedule was made for {} heads and updated for {} sequences; the call has {} and {}", kOp,
+            schedule.n_heads, schedule.num_seqs, n, b);
+  MLA_CHECK(t >= b && t <= b * schedule.max_q_len, "{}: {} query rows for {} sequences of at most {} tokens",
+            kOp, t, b, schedule.max_q_len);
+
+  sm90::MlaDecodeParams p{};
+  p.q = ptr<const __nv_bfloat16>(args.q);
+  p.kv_cache = ptr<const __nv_bfloat16>(args.kv_cache);
+  p.block_table = ptr<const int32_t>(args.block_table);
+  p.seq_lens = ptr<const int32_t>(args.seq_lens);
+  p.query_start = ptr<const int32_t>(args.query_start);
+  p.parts = ptr<const sm90::MlaPartition>(schedule.parts);
+  p.seq_splits = ptr<const sm90::MlaSeqSplit>(schedule.seq_splits);
+  p.out = ptr<__nv_bfloat16>(outputs.out);
+  p.lse = ptr<float>(outputs.lse);
+  p.partial_out = ptr<float>(schedule.partial_out);
+  p.partial_lse = ptr<float>(schedule.partial_lse);
+  p.n_heads = static_cast<int32_t>(n);
+  p.max_blocks = static_cast<int32_t>(args.block_table.dim(1));
+  p.partial_rows = static_cast<int32_t>(schedule.num_m_tiles * sm90::kTileRows);
+  p.scale_log2 = args.softmax_scale * 1.4426950408889634f;
+
+  MLA_CUDA_CHECK(cudaFuncSetAttribute(sm90::mla_decode_sm90_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      sm90::kSmemBytes));
+  const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
+  sm90::mla_decode_sm90_kernel<<<grid, sm90::kThreads, sm90::kSmemBytes, stream>>>(p);
+  MLA_CUDA_CHECK_LAUNCH();
+  const dim3 combine_grid(static_cast<unsigned>(b),
+                          static_cast<unsigned>(schedule.num_m_tiles * sm90::kTileRows / sm90::kCombineRowsPerCta));
+  sm90::mla_decode_sm90_combine_kernel<<<combine_grid, sm90::kCombineRowsPerCta * 32, 0, stream>>>(p);
+  MLA_CUDA_CHECK_LAUNCH();
+}
+
+void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, cudaStream_t stream) {
+  MLA_CHECK(args.query_start.ndim() == 1 && args.query_start.dim(0) >= 2,
+            "{}: query_start must be [B + 1] with B >= 1, got {}", kOp, shape_str(args.query_start.shape()));
+  MLA_CUDA_CHECK(cudaStreamSynchronize(stream));  // query_start may still be written on stream
+  const Tensor starts = args.query_start.to(Device::kCPU);
+  const int32_t* qs = starts.data<int32_t>();
+  const int64_t b = starts.dim(0) - 1;
+  int64_t max_q_len = 1;
+  for (int64_t i = 0; i < b; ++i) max_q_len = std::max<int64_t>(max_q_len, qs[i + 1] - qs[i]);
+
+  MlaDecodeSchedule schedule = mla_decode_schedule_create(b, args.q.dim(1), max_q_len);
+  mla_decode_schedule_update(schedule, args.seq_lens, stream);
+  mla_decode_cuda(args, outputs, schedule, stream);
+  MLA_CUDA_CHECK(cudaStreamSynchronize(stream));  // before the schedule's buffers are freed
+}
+
+}  // namespace mlaserve::ops

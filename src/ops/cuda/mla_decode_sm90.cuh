@@ -1,0 +1,541 @@
+// MLA decode attention on Hopper (sm_90a): device code. Contract: ops/mla_decode.h.
+//
+// Symbols: B sequences, T = sum q_len query rows, n heads, P KV partitions; a row of the cache
+// and of q is 576 bf16 = [latent 512 | rope 64]; V is the first 512 channels of the same row.
+//
+// Why this shape. Decode reads every cached row of every sequence once, 1152 bytes per token,
+// and does 2 * 1088 flops per (query row, key): with 16 heads per GPU (V3 under TP8, V2-Lite) it
+// is bound by HBM, with 128 heads (V3 on one GPU) it sits near the H100's ridge. So:
+//   - all q_len * n query rows of a sequence share each cache row read: they form the M side of
+//     the two GEMMs S = Q K^T and O += P V (MQA with one 576-wide KV head). M is cut into tiles
+//     of kTileRows = 64, one per CTA (blockIdx.x); 16-row problems pad the tile with zeros.
+//   - the context is split over P partitions (blockIdx.y) so that one wave fills all SMs even
+//     for one sequence; the schedule kernel gives every partition an equal share of the step's
+//     blocks (plus kPieceOverheadBlocks per piece), runs once per step and serves every layer.
+//     Pieces of split sequences write normalised partial outputs + lse to a workspace and the
+//     combine kernel merges them by log-sum-exp.
+//   - tensor cores through wgmma (sm_90a), operands straight from shared memory in the
+//     canonical 128-byte-swizzle layout, so that the cache tile is read from HBM once, lands in
+//     shared memory once, and feeds both GEMMs (K-major as K for S, MN-major as V for O).
+//
+// One CTA = 2 warpgroups (256 threads), ~226 KB of shared memory, one CTA per SM:
+//   Q tile [64 x 576] (72 KB) | KV stages 2 x [64 x 576] (144 KB) | P [64 x 64] bf16 (8 KB)
+//   | row max and row sum exchange [2 warpgroups x 64] f32.
+// A tile is 9 column blocks of [64 rows][128 B]; 16-byte chunk c of row r sits at c ^ (r % 8).
+//
+// Per 64-token block (one pipeline stage), both warpgroups in step:
+//   wait for the stage's cp.asyncs; barrier; issue the next block's cp.asyncs into the other
+//   stage (one block in flight while this one computes: 72 KB per SM, ~2x what HBM latency
+//   times bandwidth needs);
+//   S[64 x 32] = Q K^T over this warpgroup's half of the keys (36 wgmma m64n32k16);
+//   scale, causal mask (bottom-right), row max -> exchanged through shared memory; barrier;
+//   online softmax in fp32 (exp2), P rounded to bf16 into shared memory; barrier;
+//   O[64 x 256] += P V over all 64 keys, this warpgroup's half of the 512 output channels
+//   (4 wgmma m64n256k16; O is 128 fp32 registers per thread).
+// At the end of a piece the two warpgroups add their row sums and write out/lse (bf16) or the
+// partial (fp32). The next sequence's Q tile loads while the last block's P V runs.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <utility>
+
+#include <cute/arch/mma_sm90_gmma.hpp>
+
+#include "ops/cuda/mla_decode_sm90_heuristics.h"
+#include "ops/cuda/mla_decode_sm90_params.h"
+
+namespace mlaserve::ops::sm90 {
+
+inline constexpr int kThreads = 256;                       // two warpgroups
+inline constexpr int kRowChunks = 576 * 2 / 16;            // 16-byte chunks per cache row: 72
+inline constexpr int kColBlockBytes = 64 * 128;            // [64 rows][64 bf16]: 8 KB
+inline constexpr int kTileBytes = 9 * kColBlockBytes;      // [64 rows][576 bf16]: 72 KB
+inline constexpr int kScheduleThreads = 256;
+inline constexpr int kCombineRowsPerCta = 8;               // one warp per query row
+
+// Shared-memory map of the decode kernel (byte offsets from a 1 KB-aligned base).
+struct Smem {
+  static constexpr int kQ = 0;                             // Q tile
+  static constexpr int kKv = kQ + kTileBytes;              // 2 KV stages
+  static constexpr int kP = kKv + 2 * kTileBytes;          // P [64 rows][64 keys] bf16
+  static constexpr int kRowMax = kP + kColBlockBytes;      // [2][64] f32
+  static constexpr int kRowSum = kRowMax + 2 * 64 * 4;     // [2][64] f32
+  static constexpr int kBytes = kRowSum + 2 * 64 * 4;
+};
+inline constexpr int kSmemBytes = Smem::kBytes + 1024;     // + room to align the base
+static_assert(kTileRows == 64, "the tiling assumes one wgmma M tile of 64 query rows");
+static_assert(kSmemBytes <= 227 * 1024, "over the sm_90 shared-memory limit per CTA");
+
+// ---- small PTX wrappers ------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte global -> shared copy; src_bytes = 0 writes zeros instead.
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, uint32_t src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+// Makes this thread's generic-proxy shared-memory writes (cp.async, st.shared) visible to the
+// async proxy that wgmma reads through; a barrier after it publishes them to the CTA.
+__device__ __forceinline__ void fence_async_proxy() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_wait_all() {
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+// Keeps the compiler from moving accumulator accesses across wgmma issue and wait.
+template <int N>
+__device__ __forceinline__ void fence_registers(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+// wgmma shared-memory descriptor, 128-byte swizzle. K-major operands (Q, K, P): leading byte
+// offset unused (16), stride byte offset 1024 = between 8-row groups. MN-major V: leading byte
+// offset 8 KB = between 64-channel column blocks, stride byte offset 1024 = between 8-key groups.
+__device__ __forceinline__ uint64_t gmma_desc(uint32_t addr, uint32_t leading_bytes, uint32_t stride_bytes) {
+  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | static_cast<uint64_t>(leading_bytes >> 4) << 16 |
+         static_cast<uint64_t>(stride_bytes >> 4) << 32 | uint64_t{1} << 62;
+}
+
+namespace gmma = cute::SM90::GMMA;
+
+template <size_t... I>
+__device__ __forceinline__ void wgmma_64x32(uint64_t a, uint64_t b, float (&d)[16], gmma::ScaleOut scale,
+                                            std::index_sequence<I...>) {
+  gmma::MMA_64x32x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>::fma(a, b, d[I]..., scale);
+}
+template <size_t... I>
+__device__ __forceinline__ void wgmma_64x256(uint64_t a, uint64_t b, float (&d)[128], std::index_sequence<I...>) {
+  gmma::MMA_64x256x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::MN>::fma(a, b, d[I]...,
+                                                                            gmma::ScaleOut::One);
+}
+
+// S[64 x 32] = Q[64 x 576] K[32 x 576]^T. The descriptors point at channel 0; k-step ks moves
+// 32 bytes inside a 128-byte swizzle row, and to the next column block every 4 steps.
+__device__ __forceinline__ void gemm_qk(uint64_t q_desc, uint64_t k_desc, float (&s)[16]) {
+  fence_registers(s);
+  wgmma_fence();
+#pragma unroll
+  for (int ks = 0; ks < 36; ++ks) {
+    const uint64_t step = static_cast<uint64_t>(((ks / 4) * kColBlockBytes + (ks % 4) * 32) >> 4);
+    wgmma_64x32(q_desc + step, k_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
+                std::make_index_sequence<16>{});
+  }
+  wgmma_commit();
+  wgmma_wait_all();
+  fence_registers(s);
+}
+
+// O[64 x 256] += P[64 x 64] V[64 x 256]; k-step kk = 16 keys: 32 bytes along P's rows, 16
+// rows (2 KB) down V's column blocks.
+__device__ __forceinline__ void gemm_pv(uint64_t p_desc, uint64_t v_desc, float (&o)[128]) {
+  fence_registers(o);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    wgmma_64x256(p_desc + static_cast<uint64_t>((kk * 32) >> 4),
+                 v_desc + static_cast<uint64_t>((kk * 16 * 128) >> 4), o, std::make_index_sequence<128>{});
+  }
+  wgmma_commit();
+  wgmma_wait_all();
+  fence_registers(o);
+}
+
+// Issues the cp.asyncs of one 64 x 576 bf16 tile into the swizzled layout at dst; rows for
+// which row_src returns nullptr are zero-filled. Warp w copies rows w, w + 8, ..., lane i the
+// chunks i, i + 32 (and i + 64 for lanes 0-7) of each: 16-byte accesses, a row's 1152 contiguous
+// bytes per warp. All rows of a warp share r % 8 = w, hence one swizzle per thread.
+template <class RowSrc>
+__device__ __forceinline__ void load_tile(uint32_t dst, RowSrc row_src, const void* any_global) {
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const int row = warp + 8 * k;
+    const __nv_bfloat16* src = row_src(row);
+#pragma unroll
+    for (int c = 0; c < 3; ++c) {
+      const int col = lane + 32 * c;
+      if (c == 2 && lane >= kRowChunks - 64) break;
+      const uint32_t to = dst + (col / 8) * kColBlockBytes + row * 128 + (((col % 8) ^ warp) * 16);
+      cp_async_16(to, src != nullptr ? static_cast<const void*>(src + col * 8) : any_global,
+                  src != nullptr ? 16u : 0u);
+    }
+  }
+}
+
+// ---- the decode kernel ---------------------------------------------------------------------
+
+// A stage's position in the partition's walk: block `block` of sequence `seq`; this partition's
+// piece of seq ends before block_end.
+struct WorkItem {
+  int seq;
+  int block;
+  int block_end;
+};
+
+// Moves `it` to the first (sequence, block) at or after it that the partition reads and that
+// this CTA's query tile has rows in; false when the partition has no more.
+__device__ __forceinline__ bool settle(WorkItem& it, const MlaPartition& part, const MlaDecodeParams& p,
+                                       int tile_row0) {
+  while (it.seq < part.end_seq || (it.seq == part.end_seq && it.block < part.end_block)) {
+    const int n_blocks = (p.seq_lens[it.seq] + 63) / 64;
+    it.block_end = it.seq == part.end_seq ? part.end_block : n_blocks;
+    const int rows = (p.query_start[it.seq + 1] - p.query_start[it.seq]) * p.n_heads;
+    if (it.block < it.block_end && tile_row0 < rows) return true;
+    ++it.seq;
+    it.block = 0;
+  }
+  return false;
+}
+
+// What a CTA needs to know about the sequence whose piece it is computing.
+struct Piece {
+  int seq_len;    // keys
+  int q_len;      // query tokens
+  int rows;       // q_len * n query rows
+  int64_t row0;   // flat [T * n] index of the sequence's first query row
+  int index;      // which piece of the sequence (slot offset when it is split)
+  int limit[2];   // last key position visible to this thread's rows r0 and r0 + 8
+};
+
+__device__ __forceinline__ Piece start_piece(const MlaDecodeParams& p, const MlaPartition& part, int seq,
+                                             int tile_row, int tile_row0) {
+  Piece pc;
+  pc.seq_len = p.seq_lens[seq];
+  const int q_begin = p.query_start[seq];
+  pc.q_len = p.query_start[seq + 1] - q_begin;
+  pc.rows = pc.q_len * p.n_heads;
+  pc.row0 = static_cast<int64_t>(q_begin) * p.n_heads;
+  pc.index = seq == part.begin_seq ? part.begin_piece : 0;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int i = tile_row0 + tile_row + 8 * h;  // row within the sequence: token j = i / n
+    pc.limit[h] = i < pc.rows ? pc.seq_len - pc.q_len + i / p.n_heads : pc.seq_len - 1;
+  }
+  return pc;
+}
+
+__global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __grid_constant__ MlaDecodeParams p) {
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  float* row_max = reinterpret_cast<float*>(smem + Smem::kRowMax);  // [2][64]
+  float* row_sum = reinterpret_cast<float*>(smem + Smem::kRowSum);  // [2][64]
+  uint8_t* p_tile = smem + Smem::kP;
+
+  const int tid = static_cast<int>(threadIdx.x), wg = tid / 128, lane = tid % 32;
+  const int r0 = (tid / 32 % 4) * 16 + lane / 4;  // this thread's accumulator rows: r0, r0 + 8
+  const int tile_row0 = static_cast<int>(blockIdx.x) * kTileRows;
+  const MlaPartition part = p.parts[blockIdx.y];
+
+  WorkItem cur{part.begin_seq, part.begin_block, 0};
+  if (!settle(cur, part, p, tile_row0)) return;
+
+  const uint32_t s_q = smem_addr(smem + Smem::kQ), s_kv = smem_addr(smem + Smem::kKv);
+  const uint64_t q_desc = gmma_desc(s_q, 16, 1024);
+  const uint64_t k_desc = gmma_desc(s_kv + wg * 32 * 128, 16, 1024);      // keys 32 wg .. 32 wg + 31
+  const uint64_t v_desc = gmma_desc(s_kv + wg * 4 * kColBlockBytes, 8192, 1024);  // channels 256 wg ..
+  const uint64_t p_desc = gmma_desc(smem_addr(p_tile), 16, 1024);
+  constexpr uint64_t kStageStep = kTileBytes >> 4;  // descriptor offset of the second stage
+
+  auto load_q = [&](int seq) {
+    const int64_t row0 = static_cast<int64_t>(p.query_start[seq]) * p.n_heads + tile_row0;
+    const int rows = (p.query_start[seq + 1] - p.query_start[seq]) * p.n_heads - tile_row0;
+    load_tile(s_q, [&](int r) { return r < rows ? p.q + (row0 + r) * 576 : nullptr; }, p.q);
+  };
+  auto load_kv = [&](const WorkItem& it, int stage) {
+    const int64_t block_id = p.block_table[static_cast<int64_t>(it.seq) * p.max_blocks + it.block];
+    const __nv_bfloat16* base = p.kv_cache + block_id * 64 * 576;
+    const int valid = p.seq_lens[it.seq] - it.block * 64;  // rows past the sequence's end load as 0
+    load_tile(s_kv + stage * kTileBytes, [&](int r) { return r < valid ? base + r * 576 : nullptr; }, p.q);
+  };
+
+  load_q(cur.seq);
+  load_kv(cur, 0);
+  cp_async_commit();
+
+  float o[128], s[16], m[2], l[2];
+  Piece pc = start_piece(p, part, cur.seq, r0, tile_row0);
+  auto reset_state = [&]() {
+#pragma unroll
+    for (int i = 0; i < 128; ++i) o[i] = 0.0f;
+    m[0] = m[1] = -INFINITY;
+    l[0] = l[1] = 0.0f;
+  };
+  reset_state();
+
+  for (int stage = 0;; stage ^= 1) {
+    WorkItem next = cur;
+    if (++next.block == next.block_end) {
+      ++next.seq;
+      next.block = 0;
+    }
+    const bool has_next = settle(next, part, p, tile_row0);
+    const bool piece_ends = !has_next || next.seq != cur.seq;
+
+    cp_async_wait_all();
+    fence_async_proxy();
+    __syncthreads();  // this stage (and Q) landed; the other stage is free
+    if (has_next) {
+      load_kv(next, stage ^ 1);
+      cp_async_commit();
+    }
+
+    gemm_qk(q_desc, k_desc + stage * kStageStep, s);
+
+    // Scores in log2 units, masked, and this warpgroup's row maxima.
+    const int key0 = cur.block * 64 + wg * 32 + 2 * (lane % 4);  // position of s[0]
+    const bool masked = cur.block * 64 + 63 > pc.seq_len - pc.q_len;
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {  // s[i]: row r0 + 8 * (i / 2 % 2), key key0 + 8 * (i / 4) + i % 2
+      const int h = i / 2 % 2;
+      float v = s[i] * p.scale_log2;
+      if (masked && key0 + 8 * (i / 4) + i % 2 > pc.limit[h]) v = -INFINITY;
+      s[i] = v;
+      mx[h] = fmaxf(mx[h], v);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+      if (lane % 4 == 0) row_max[wg * 64 + r0 + 8 * h] = mx[h];
+    }
+    __syncthreads();  // row maxima of both halves of the keys
+
+    float alpha[2], m_use[2], sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = r0 + 8 * h;
+      const float m_new = fmaxf(m[h], fmaxf(row_max[r], row_max[64 + r]));
+      m_use[h] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet stays at 0
+      alpha[h] = exp2f(m[h] - m_use[h]);
+      m[h] = m_new;
+    }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      s[i] = exp2f(s[i] - m_use[i / 2 % 2]);
+      sum[i / 2 % 2] += s[i];
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + sum[h];
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      o[4 * j + 0] *= alpha[0];
+      o[4 * j + 1] *= alpha[0];
+      o[4 * j + 2] *= alpha[1];
+      o[4 * j + 3] *= alpha[1];
+    }
+    // P into shared memory: row r, keys 8 * chunk .. + 7 in chunk (chunk ^ r % 8); r % 8 = lane / 4.
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = r0 + 8 * h, chunk = wg * 4 + j;
+        *reinterpret_cast<__nv_bfloat162*>(p_tile + r * 128 + ((chunk ^ (r % 8)) * 16) + (lane % 4) * 4) =
+            __floats2bfloat162_rn(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]);
+      }
+    }
+    fence_async_proxy();
+    __syncthreads();  // P complete; both warpgroups are past their Q K^T
+
+    if (has_next && piece_ends) {
+      load_q(next.seq);
+      cp_async_commit();
+    }
+    gemm_pv(p_desc, v_desc + stage * kStageStep, o);
+
+    if (piece_ends) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+        if (lane % 4 == 0) row_sum[wg * 64 + r0 + 8 * h] = l[h];
+      }
+      __syncthreads();  // row sums of both halves of the keys
+      const MlaSeqSplit split = p.seq_splits[cur.seq];
+      const int col0 = wg * 256 + 2 * (lane % 4);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = r0 + 8 * h, i = tile_row0 + r;
+        if (i >= pc.rows) continue;
+        const float total = row_sum[r] + row_sum[64 + r];
+        const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+        const float lse = total > 0.0f ? (m[h] + log2f(total)) * 0.69314718f : -INFINITY;
+        if (split.num_pieces == 1) {
+          __nv_bfloat16* dst = p.out + (pc.row0 + i) * 512 + col0;
+#pragma unroll
+          for (int j = 0; j < 32; ++j) {
+            *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j) =
+                __floats2bfloat162_rn(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
+          }
+          if (wg == 0 && lane % 4 == 0) p.lse[pc.row0 + i] = lse;
+        } else {
+          const int64_t slot_row = static_cast<int64_t>(split.first_slot + pc.index) * p.partial_rows + i;
+          float* dst = p.partial_out + slot_row * 512 + col0;
+#pragma unroll
+          for (int j = 0; j < 32; ++j) {
+            *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
+          }
+          if (wg == 0 && lane % 4 == 0) p.partial_lse[slot_row] = lse;
+        }
+      }
+      if (!has_next) break;
+      pc = start_piece(p, part, next.seq, r0, tile_row0);
+      reset_state();
+    }
+    cur = next;
+  }
+}
+
+// ---- the combine kernel --------------------------------------------------------------------
+
+// One warp per query row of a split sequence: out = sum_k exp(lse_k - lse) * partial_k with
+// lse = log sum_k exp(lse_k). Sequences read by one partition were written by the decode kernel.
+__global__ void __launch_bounds__(kCombineRowsPerCta * 32) mla_decode_sm90_combine_kernel(
+    const __grid_constant__ MlaDecodeParams p) {
+  const int seq = static_cast<int>(blockIdx.x);
+  const MlaSeqSplit split = p.seq_splits[seq];
+  if (split.num_pieces <= 1) return;
+  const int q_begin = p.query_start[seq];
+  const int rows = (p.query_start[seq + 1] - q_begin) * p.n_heads;
+  const int row = static_cast<int>(blockIdx.y) * kCombineRowsPerCta + static_cast<int>(threadIdx.x) / 32;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  if (row >= rows) return;
+
+  const float* piece_lse = p.partial_lse + static_cast<int64_t>(split.first_slot) * p.partial_rows + row;
+  float mx = -INFINITY;
+  for (int k = lane; k < split.num_pieces; k += 32) mx = fmaxf(mx, piece_lse[static_cast<int64_t>(k) * p.partial_rows]);
+#pragma unroll
+  for (int d = 16; d > 0; d /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, d));
+  const float base = mx == -INFINITY ? 0.0f : mx;
+  float sum = 0.0f;
+  for (int k = lane; k < split.num_pieces; k += 32) sum += expf(piece_lse[static_cast<int64_t>(k) * p.partial_rows] - base);
+#pragma unroll
+  for (int d = 16; d > 0; d /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, d);
+  const float lse = base + logf(sum);
+
+  float4 acc[4] = {};
+  for (int k = 0; k < split.num_pieces; ++k) {
+    const float w = expf(piece_lse[static_cast<int64_t>(k) * p.partial_rows] - lse);
+    const float4* src = reinterpret_cast<const float4*>(
+        p.partial_out + (static_cast<int64_t>(split.first_slot + k) * p.partial_rows + row) * 512) + lane;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const float4 v = src[c * 32];
+      acc[c].x += w * v.x;
+      acc[c].y += w * v.y;
+      acc[c].z += w * v.z;
+      acc[c].w += w * v.w;
+    }
+  }
+  __nv_bfloat16* dst = p.out + (static_cast<int64_t>(q_begin) * p.n_heads + row) * 512 + lane * 4;
+#pragma unroll
+  for (int c = 0; c < 4; ++c) {
+    const __nv_bfloat162 lo = __floats2bfloat162_rn(acc[c].x, acc[c].y), hi = __floats2bfloat162_rn(acc[c].z, acc[c].w);
+    uint2 packed;
+    packed.x = *reinterpret_cast<const uint32_t*>(&lo);
+    packed.y = *reinterpret_cast<const uint32_t*>(&hi);
+    *reinterpret_cast<uint2*>(dst + c * 128) = packed;
+  }
+  if (lane == 0) p.lse[static_cast<int64_t>(q_begin) * p.n_heads + row] = lse;
+}
+
+// ---- the schedule kernel -------------------------------------------------------------------
+
+// Exclusive prefix sum of one value per thread over the CTA; `total` gets the CTA's sum.
+__device__ __forceinline__ int cta_exclusive_scan(int v, int* warp_totals, int& total) {
+  const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
+  int x = v;
+#pragma unroll
+  for (int d = 1; d < 32; d *= 2) {
+    const int y = __shfl_up_sync(0xffffffffu, x, d);
+    if (lane >= d) x += y;
+  }
+  if (lane == 31) warp_totals[warp] = x;
+  __syncthreads();
+  int before = 0;
+  total = 0;
+#pragma unroll
+  for (int w = 0; w < kScheduleThreads / 32; ++w) {
+    before += w < warp ? warp_totals[w] : 0;
+    total += warp_totals[w];
+  }
+  __syncthreads();  // warp_totals free for the next scan
+  return before + x - v;
+}
+
+// The scheduling rule. Sequence b costs blocks(b) + ov units (ov = piece_overhead, placed before
+// its blocks); the batch's C units are laid end to end and partition q takes units
+// [q * w, (q + 1) * w) with w = ceil(C / P). A partition boundary that falls strictly inside a
+// sequence's blocks splits it, so sequence b has 1 + (boundaries inside it) pieces, and pieces
+// of split sequences get consecutive workspace slots (at most 2P in all: every split sequence
+// holds at least one boundary, and has one more piece than boundaries).
+__global__ void __launch_bounds__(kScheduleThreads) mla_decode_sm90_schedule_kernel(const MlaScheduleParams p) {
+  __shared__ int warp_totals[kScheduleThreads / 32];
+  const int tid = static_cast<int>(threadIdx.x), num_seqs = p.num_seqs, ov = p.piece_overhead;
+  auto blocks_of = [&](int b) { return (p.seq_lens[b] + 63) / 64; };
+
+  int total = 0;
+  for (int base = 0; base < num_seqs; base += kScheduleThreads) {
+    const int b = base + tid;
+    int chunk = 0;
+    const int before = cta_exclusive_scan(b < num_seqs ? blocks_of(b) + ov : 0, warp_totals, chunk);
+    if (b < num_seqs) p.cost_prefix[b] = total + before;
+    total += chunk;
+  }
+  if (tid == 0) p.cost_prefix[num_seqs] = total;
+  __syncthreads();  // cost_prefix visible to the whole CTA
+  const int width = max(1, (total + p.num_parts - 1) / p.num_parts);
+
+  int slots = 0;
+  for (int base = 0; base < num_seqs; base += kScheduleThreads) {
+    const int b = base + tid;
+    int pieces = 0;
+    if (b < num_seqs) {
+      const int first = p.cost_prefix[b] + ov;  // unit of block 0
+      pieces = 1 + (first + blocks_of(b) - 1) / width - first / width;
+    }
+    int chunk = 0;
+    const int before = cta_exclusive_scan(pieces > 1 ? pieces : 0, warp_totals, chunk);
+    if (b < num_seqs) p.seq_splits[b] = MlaSeqSplit{pieces, slots + before};
+    slots += chunk;
+  }
+
+  // Unit x -> (sequence, block): the last sequence starting at or before x.
+  auto locate = [&](int x, int& seq, int& block) {
+    int lo = 0, hi = num_seqs;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (p.cost_prefix[mid] <= x) {
+        lo = mid;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    seq = lo;
+    block = lo < num_seqs ? max(0, x - p.cost_prefix[lo] - ov) : 0;
+  };
+  for (int q = tid; q < p.num_parts; q += kScheduleThreads) {
+    MlaPartition part{};
+    locate(min(q * width, total), part.begin_seq, part.begin_block);
+    locate(min((q + 1) * width, total), part.end_seq, part.end_block);
+    // A partition that starts inside a sequence's blocks computes piece (boundaries before it).
+    part.begin_piece = part.begin_block > 0 ? q - (p.cost_prefix[part.begin_seq] + ov) / width : 0;
+    p.parts[q] = part;
+  }
+}
+
+}  // namespace mlaserve::ops::sm90

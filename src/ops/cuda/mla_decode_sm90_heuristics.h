@@ -1,0 +1,36 @@
+// Split-KV heuristics of the sm90 MLA decode kernel: how many CTAs work on one decode step and
+// how the schedule weighs starting a piece against reading blocks. Host-only, no CUDA types.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace mlaserve::ops::sm90 {
+
+// Query rows per CTA: one wgmma M tile. A sequence's q_len * n query rows (16 for V3 under
+// TP8 or V2-Lite, 128 for V3 on one GPU) are cut into tiles of this many rows; 16-row problems
+// pad the tile (the kernel is bound by reading the cache, not by the tensor cores, there).
+inline constexpr int kTileRows = 64;
+
+// Cost of starting a piece of a sequence, in units of one 64-token block read: the query tile
+// load (64 x 576 bf16, as large as a block), the epilogue store, the pipeline's first wait and,
+// when the sequence is split, its share of the combine. The schedule adds it to every
+// sequence's block count before dividing the batch evenly over the partitions, so that short
+// sequences are not split into pieces smaller than what a piece costs to start.
+inline constexpr int kPieceOverheadBlocks = 2;
+
+struct MlaSplitPlan {
+  int num_m_tiles;  // query tiles per sequence: ceil(max_q_len * n / kTileRows)
+  int num_parts;    // KV partitions: CTAs per query tile, so that one wave fills the GPU
+};
+
+// One wave of num_m_tiles * num_parts <= num_sms CTAs (one CTA per SM: the kernel uses ~226 KB
+// of shared memory). Every partition gets an equal share of the step's blocks, so the wave
+// ends together whatever the mix of sequence lengths.
+inline MlaSplitPlan plan_mla_split(int64_t n_heads, int64_t max_q_len, int num_sms) {
+  const int64_t rows = n_heads * max_q_len;
+  const int num_m_tiles = static_cast<int>((rows + kTileRows - 1) / kTileRows);
+  return {num_m_tiles, std::max(1, num_sms / num_m_tiles)};
+}
+
+}  // namespace mlaserve::ops::sm90

@@ -1,0 +1,283 @@
+// mla_decode_cuda (sm_90a) against the CPU reference mla_decode_cpu, on fresh random inputs at
+// DeepSeek's shapes: 16 heads (V3 under TP8, V2-Lite) and 128 (V3 on one GPU), plus 8/32/64;
+// 1-3 query tokens per sequence; contexts at block boundaries up to 32k; shuffled block tables.
+// Cache rows that no sequence may see (past each sequence's end, spare blocks) hold NaN, so a
+// kernel that reads them, or lets them reach an output, fails. Outputs are poisoned first.
+//
+// Tolerances, from the precision of the GPU path: inputs are the same bf16 values on both
+// sides; the GPU rounds the softmax weights P to bf16 before P V (relative error <= 2^-9 each,
+// random in sign) and rounds out to bf16 (<= 2^-9 relative). Together that is a relative L2
+// error of ~2-4e-3; 1e-2 over the whole tensor and 2e-2 for any single (token, head) row leave
+// margin, while a wrong mask, a lost block or a misplaced row costs far more at the short
+// contexts below. lse is fp32 on both sides (tensor-core fp32 accumulation, exp2/log2): 1e-3.
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../op_test_util.h"
+#include "core/cuda_check.h"
+#include "ops/mla_decode.h"
+
+namespace mlaserve::ops {
+namespace {
+
+using testing::i32_tensor;
+using testing::random_tensor;
+
+struct SeqSpec {
+  int32_t seq_len;  // keys, the new tokens included
+  int32_t q_len;
+};
+
+struct HostProblem {
+  MlaDecodeArgs args;  // q, kv_cache bf16; tables i32; all on the host
+  int64_t n_heads;
+  int64_t max_q_len;
+};
+
+constexpr uint16_t kBf16NaN = 0x7FC0;
+
+HostProblem make_problem(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const auto b = static_cast<int64_t>(seqs.size());
+  int64_t total_q = 0, used_blocks = 0, max_blocks = 1, max_q_len = 1;
+  for (const SeqSpec& s : seqs) {
+    total_q += s.q_len;
+    const int64_t blocks = (s.seq_len + kKvBlockSize - 1) / kKvBlockSize;
+    used_blocks += blocks;
+    max_blocks = std::max(max_blocks, blocks + 1);  // one spare column, left at -1
+    max_q_len = std::max<int64_t>(max_q_len, s.q_len);
+  }
+  const int64_t num_blocks = used_blocks + 5;  // spare blocks stay NaN
+  std::vector<int32_t> pool(static_cast<size_t>(num_blocks));
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+
+  HostProblem p;
+  p.n_heads = n_heads;
+  p.max_q_len = max_q_len;
+  p.args.q = random_tensor({total_q, n_heads, kCacheRowDim}, DType::kBF16, rng);
+  p.args.kv_cache = random_tensor({num_blocks, kKvBlockSize, kCacheRowDim}, DType::kBF16, rng);
+  bfloat16* cache = p.args.kv_cache.data<bfloat16>();
+  std::vector<bool> visible(static_cast<size_t>(num_blocks * kKvBlockSize), false);
+
+  std::vector<int32_t> table(static_cast<size_t>(b * max_blocks), -1), lens, starts{0};
+  size_t next = 0;
+  for (int64_t i = 0; i < b; ++i) {
+    for (int64_t pos = 0; pos < seqs[i].seq_len; ++pos) {
+      if (pos % kKvBlockSize == 0) table[i * max_blocks + pos / kKvBlockSize] = pool[next++];
+      visible[table[i * max_blocks + pos / kKvBlockSize] * kKvBlockSize + pos % kKvBlockSize] = true;
+    }
+    lens.push_back(seqs[i].seq_len);
+    starts.push_back(starts.back() + seqs[i].q_len);
+  }
+  for (size_t row = 0; row < visible.size(); ++row) {
+    if (visible[row]) continue;
+    for (int64_t c = 0; c < kCacheRowDim; ++c) cache[row * kCacheRowDim + c].bits = kBf16NaN;
+  }
+  p.args.block_table = i32_tensor(table, {b, max_blocks});
+  p.args.seq_lens = i32_tensor(lens, {b});
+  p.args.query_start = i32_tensor(starts, {b + 1});
+  p.args.softmax_scale = 0.1352338f;  // V3's (dn + dr)^-1/2 · m²
+  return p;
+}
+
+MlaDecodeArgs to_gpu(const MlaDecodeArgs& a) {
+  MlaDecodeArgs g = a;
+  g.q = a.q.to(Device::kCUDA);
+  g.kv_cache = a.kv_cache.to(Device::kCUDA);
+  g.block_table = a.block_table.to(Device::kCUDA);
+  g.seq_lens = a.seq_lens.to(Device::kCUDA);
+  g.query_start = a.query_start.to(Device::kCUDA);
+  return g;
+}
+
+MlaDecodeOutputs poisoned_gpu_outputs(int64_t t, int64_t n) {
+  MlaDecodeOutputs o{Tensor::empty({t, n, kLatentDim}, DType::kBF16, Device::kCUDA),
+                     Tensor::empty({t, n}, DType::kF32, Device::kCUDA)};
+  o.out.fill_bytes(0xFF);  // NaN in bf16 and f32
+  o.lse.fill_bytes(0xFF);
+  return o;
+}
+
+struct HostResult {
+  std::vector<float> out;  // [T, n, 512]
+  std::vector<float> lse;  // [T, n]
+};
+
+HostResult to_host(const MlaDecodeOutputs& o) {
+  MLA_CUDA_CHECK(cudaDeviceSynchronize());
+  return {o.out.to(Device::kCPU).to_vector(), o.lse.to(Device::kCPU).to_vector()};
+}
+
+HostResult reference(const HostProblem& p) {
+  const int64_t t = p.args.q.dim(0);
+  MlaDecodeOutputs o{Tensor::empty({t, p.n_heads, kLatentDim}, DType::kF32),
+                     Tensor::empty({t, p.n_heads}, DType::kF32)};
+  mla_decode_cpu(p.args, o);
+  return {o.out.to_vector(), o.lse.to_vector()};
+}
+
+void expect_matches(const HostResult& got, const HostResult& want) {
+  ASSERT_EQ(got.out.size(), want.out.size());
+  ASSERT_EQ(got.lse.size(), want.lse.size());
+  int64_t unwritten = 0;
+  for (float v : got.out) unwritten += std::isnan(v) ? 1 : 0;
+  for (float v : got.lse) unwritten += std::isnan(v) ? 1 : 0;
+  ASSERT_EQ(unwritten, 0) << "outputs left unwritten (poison) or NaN";
+
+  double num = 0.0, den = 0.0, worst_row = 0.0;
+  int64_t worst_row_index = -1;
+  for (size_t row = 0; row < got.lse.size(); ++row) {
+    double rn = 0.0, rd = 0.0;
+    for (int64_t c = 0; c < kLatentDim; ++c) {
+      const double g = got.out[row * kLatentDim + c], w = want.out[row * kLatentDim + c];
+      rn += (g - w) * (g - w);
+      rd += w * w;
+    }
+    num += rn;
+    den += rd;
+    const double row_err = std::sqrt(rn / std::max(rd, 1e-30));
+    if (row_err > worst_row) {
+      worst_row = row_err;
+      worst_row_index = static_cast<int64_t>(row);
+    }
+  }
+  const double rel_l2 = std::sqrt(num / den);
+  EXPECT_LT(rel_l2, 1e-2) << "relative L2 error of out";
+  EXPECT_LT(worst_row, 2e-2) << "worst (token, head) row " << worst_row_index;
+  double worst_lse = 0.0;
+  int64_t worst_lse_index = 0;
+  for (size_t i = 0; i < got.lse.size(); ++i) {
+    const double e = std::abs(static_cast<double>(got.lse[i]) - want.lse[i]);
+    if (e > worst_lse) {
+      worst_lse = e;
+      worst_lse_index = static_cast<int64_t>(i);
+    }
+  }
+  EXPECT_LT(worst_lse, 1e-3) << "lse at row " << worst_lse_index << ": got " << got.lse[worst_lse_index]
+                             << ", want " << want.lse[worst_lse_index];
+}
+
+class MlaDecodeCuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU visible: mla_decode_cuda needs an sm_90a GPU";
+    cudaDeviceProp prop{};
+    MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    if (prop.major != 9) GTEST_SKIP() << "mla_decode_cuda is built for sm_90a; this GPU is " << prop.name;
+  }
+
+  // Runs the kernel through a schedule made for this batch and checks it against the CPU.
+  static void check(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint64_t seed) {
+    const HostProblem p = make_problem(seqs, n_heads, seed);
+    const MlaDecodeArgs g = to_gpu(p.args);
+    MlaDecodeOutputs o = poisoned_gpu_outputs(p.args.q.dim(0), n_heads);
+    MlaDecodeSchedule schedule = mla_decode_schedule_create(static_cast<int64_t>(seqs.size()), n_heads, p.max_q_len);
+    mla_decode_schedule_update(schedule, g.seq_lens, nullptr);
+    mla_decode_cuda(g, o, schedule, nullptr);
+    expect_matches(to_host(o), reference(p));
+  }
+};
+
+std::vector<SeqSpec> uniform_batch(int64_t b, int32_t min_len, int32_t max_len, int32_t q_len, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> len(min_len, max_len);
+  std::vector<SeqSpec> seqs;
+  for (int64_t i = 0; i < b; ++i) seqs.push_back({std::max(len(rng), q_len), q_len});
+  return seqs;
+}
+
+// ---- small cases (also run under compute-sanitizer) ------------------------------------------
+
+TEST_F(MlaDecodeCuda, SmallOneSequenceAtBlockBoundaries16Heads) {
+  for (int32_t ctx : {1, 63, 64, 65, 1000, 4096}) {
+    SCOPED_TRACE("context " + std::to_string(ctx));
+    check({{ctx, 1}}, 16, 100 + ctx);
+  }
+}
+
+TEST_F(MlaDecodeCuda, SmallMixedBatchMultiTokenQueries16Heads) {
+  check({{3, 3}, {63, 2}, {64, 1}, {65, 3}, {127, 2}, {128, 1}, {1000, 3}, {129, 2}}, 16, 200);
+}
+
+TEST_F(MlaDecodeCuda, SmallMixedBatch128Heads) {
+  check({{1, 1}, {65, 1}, {64, 2}, {3, 3}, {200, 3}}, 128, 300);
+}
+
+TEST_F(MlaDecodeCuda, SmallOtherHeadCounts) {
+  check({{70, 3}, {5, 1}, {300, 2}}, 8, 400);    // 24 rows: one padded tile
+  check({{70, 1}, {129, 2}}, 32, 401);           // 32 / 64 rows
+  check({{64, 2}, {1000, 1}, {2, 2}}, 64, 402);  // 128 rows: two tiles
+}
+
+TEST_F(MlaDecodeCuda, SmallScheduleReusedAcrossLayers) {
+  // One schedule per step serves every layer: two "layers" with their own q and cache.
+  const std::vector<SeqSpec> seqs = {{700, 1}, {65, 2}, {1, 1}, {2000, 1}};
+  const HostProblem first = make_problem(seqs, 16, 500), second = make_problem(seqs, 16, 501);
+  const MlaDecodeArgs g1 = to_gpu(first.args), g2 = to_gpu(second.args);
+  MlaDecodeSchedule schedule = mla_decode_schedule_create(8, 16, 2);  // capacity beyond the batch
+  mla_decode_schedule_update(schedule, g1.seq_lens, nullptr);
+  MlaDecodeOutputs o1 = poisoned_gpu_outputs(first.args.q.dim(0), 16);
+  MlaDecodeOutputs o2 = poisoned_gpu_outputs(second.args.q.dim(0), 16);
+  mla_decode_cuda(g1, o1, schedule, nullptr);
+  mla_decode_cuda(g2, o2, schedule, nullptr);
+  expect_matches(to_host(o1), reference(first));
+  expect_matches(to_host(o2), reference(second));
+}
+
+TEST_F(MlaDecodeCuda, SmallRepeatedRunsAreBitwiseEqual) {
+  // No atomics and a fixed schedule: the same inputs give the same bits (a moving result is a race).
+  const HostProblem p = make_problem(uniform_batch(12, 1, 3000, 2, 600), 128, 601);
+  const MlaDecodeArgs g = to_gpu(p.args);
+  const int64_t t = p.args.q.dim(0);
+  MlaDecodeOutputs a = poisoned_gpu_outputs(t, 128), b = poisoned_gpu_outputs(t, 128);
+  mla_decode_cuda(g, a, nullptr);  // the convenience overload: makes its own schedule
+  mla_decode_cuda(g, b, nullptr);
+  const HostResult ha = to_host(a), hb = to_host(b);
+  EXPECT_EQ(std::memcmp(ha.out.data(), hb.out.data(), ha.out.size() * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(ha.lse.data(), hb.lse.data(), ha.lse.size() * sizeof(float)), 0);
+  expect_matches(ha, reference(p));
+}
+
+TEST_F(MlaDecodeCuda, SmallRejectsMismatchedSchedule) {
+  const HostProblem p = make_problem({{100, 1}, {10, 1}}, 16, 700);
+  const MlaDecodeArgs g = to_gpu(p.args);
+  MlaDecodeOutputs o = poisoned_gpu_outputs(2, 16);
+  MlaDecodeSchedule wrong_heads = mla_decode_schedule_create(2, 128, 1);
+  mla_decode_schedule_update(wrong_heads, g.seq_lens, nullptr);
+  EXPECT_THROW(mla_decode_cuda(g, o, wrong_heads, nullptr), Error);
+  MlaDecodeSchedule too_small = mla_decode_schedule_create(1, 16, 1);
+  EXPECT_THROW(mla_decode_schedule_update(too_small, g.seq_lens, nullptr), Error);
+  MlaDecodeArgs host_q = g;
+  host_q.q = p.args.q;  // on the host
+  MlaDecodeSchedule ok = mla_decode_schedule_create(2, 16, 1);
+  mla_decode_schedule_update(ok, g.seq_lens, nullptr);
+  EXPECT_THROW(mla_decode_cuda(host_q, o, ok, nullptr), Error);
+}
+
+// ---- batch and context at serving sizes -----------------------------------------------------
+
+TEST_F(MlaDecodeCuda, Batch128Mixed16Heads) { check(uniform_batch(128, 1, 1200, 1, 800), 16, 801); }
+
+TEST_F(MlaDecodeCuda, Batch32TwoTokenQueries16Heads) { check(uniform_batch(32, 2, 1200, 2, 810), 16, 811); }
+
+TEST_F(MlaDecodeCuda, Batch300MoreSequencesThanOneScanChunk) { check(uniform_batch(300, 1, 200, 1, 820), 16, 821); }
+
+TEST_F(MlaDecodeCuda, Batch16ThreeTokenQueries128Heads) { check(uniform_batch(16, 3, 700, 3, 830), 128, 831); }
+
+TEST_F(MlaDecodeCuda, Long32kContexts16Heads) { check({{32768, 1}, {20000, 2}, {4096, 1}}, 16, 900); }
+
+TEST_F(MlaDecodeCuda, Long16kContext128Heads) { check({{16384, 1}}, 128, 901); }
+
+TEST_F(MlaDecodeCuda, Batch4Context4096With128Heads) { check(uniform_batch(4, 4096, 4096, 1, 910), 128, 911); }
+
+}  // namespace
+}  // namespace mlaserve::ops
