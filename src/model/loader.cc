@@ -1,0 +1,182 @@
+#include "model/loader.h"
+
+#include <fmt/format.h>
+
+#include <set>
+#include <string>
+
+#include "core/logging.h"
+#include "ops/fp8_block.h"
+
+namespace mlaserve {
+namespace {
+
+// "model.layers.12.mlp..." -> 12; -1 for names outside the layers.
+int64_t layer_index(const std::string& name) {
+  static constexpr std::string_view kPrefix = "model.layers.";
+  if (!name.starts_with(kPrefix)) return -1;
+  int64_t value = 0;
+  size_t i = kPrefix.size();
+  if (i >= name.size() || name[i] < '0' || name[i] > '9') return -1;
+  for (; i < name.size() && name[i] >= '0' && name[i] <= '9' && value < (int64_t{1} << 40); ++i) {
+    value = value * 10 + (name[i] - '0');
+  }
+  return value;
+}
+
+// Reads tensors by name, remembers which were used, and names file + tensor in every error.
+class TensorSource {
+ public:
+  TensorSource(const Checkpoint& ckpt, const LoadOptions& options) : ckpt_(ckpt), options_(options) {}
+
+  bool has(const std::string& name) const { return ckpt_.contains(name); }
+
+  // A non-quantised tensor (norms, embeddings, router): converted to `dtype`.
+  Tensor dense(const std::string& name, const Shape& shape, DType dtype) {
+    Tensor t = raw(name, shape);
+    MLA_CHECK(t.dtype() == DType::kBF16 || t.dtype() == DType::kF16 || t.dtype() == DType::kF32,
+              "{}: tensor {} has dtype {}, expected BF16, F16 or F32", file_of(name), name,
+              dtype_name(t.dtype()));
+    return convert(t, dtype);
+  }
+
+  Linear linear(const std::string& prefix, int64_t out, int64_t in) {
+    const std::string name = prefix + ".weight";
+    Tensor w = raw(name, {out, in});
+    const std::string scale_name = name + "_scale_inv";
+    if (w.dtype() != DType::kF8E4M3) {
+      MLA_CHECK(!has(scale_name), "{}: {} has a scale ({}) but is not F8_E4M3", file_of(name), name,
+                scale_name);
+      return Linear{dense(name, {out, in}, options_.weight_dtype), {}};
+    }
+    MLA_CHECK(has(scale_name), "{}: FP8 weight {} has no {}", file_of(name), name, scale_name);
+    Tensor scale = raw(scale_name, {(out + 127) / 128, (in + 127) / 128});
+    MLA_CHECK(scale.dtype() == DType::kF32, "{}: {} must be F32, got {}", file_of(scale_name), scale_name,
+              dtype_name(scale.dtype()));
+    if (options_.fp8_mode == Fp8Mode::kW8A8) return Linear{w, scale};
+    Tensor dense = Tensor::empty({out, in}, options_.weight_dtype);
+    ops::dequantize_block_fp8_cpu(w, scale, dense);
+    return Linear{dense, {}};
+  }
+
+  // Names present in the checkpoint that no field consumed (MTP layers and inv_freq aside).
+  std::vector<std::string> unused(int64_t num_layers) const {
+    std::vector<std::string> out;
+    for (const std::string& n : ckpt_.names()) {
+      if (used_.count(n) || n.ends_with("rotary_emb.inv_freq")) continue;
+      if (layer_index(n) >= num_layers) continue;  // MTP module (§7): never a main-model layer
+      out.push_back(n);
+    }
+    return out;
+  }
+
+ private:
+  std::string file_of(const std::string& name) const {
+    return has(name) ? ckpt_.info(name).file : ckpt_.dir();
+  }
+
+  Tensor raw(const std::string& name, const Shape& shape) {
+    MLA_CHECK(has(name), "{}: missing tensor {} (expected shape {})", ckpt_.dir(), name, shape_str(shape));
+    const TensorInfo& info = ckpt_.info(name);
+    MLA_CHECK(info.shape == shape, "{}: tensor {} has shape {}, expected {} from config.json", info.file,
+              name, shape_str(info.shape), shape_str(shape));
+    used_.insert(name);
+    return ckpt_.get(name);
+  }
+
+  static Tensor convert(const Tensor& t, DType dtype) {
+    return t.dtype() == dtype ? t : t.to_dtype(dtype);
+  }
+
+  const Checkpoint& ckpt_;
+  LoadOptions options_;
+  std::set<std::string> used_;
+};
+
+MlpWeights load_mlp(TensorSource& src, const std::string& prefix, int64_t hidden, int64_t width) {
+  return MlpWeights{src.linear(prefix + "gate_proj", width, hidden), src.linear(prefix + "up_proj", width, hidden),
+                    src.linear(prefix + "down_proj", hidden, width)};
+}
+
+MlaWeights load_attention(TensorSource& src, const std::string& p, const DeepSeekConfig& c,
+                          DType norm_dtype) {
+  const int64_t n = c.num_attention_heads, h = c.hidden_size, qk = c.qk_head_dim;
+  MlaWeights a;
+  if (c.q_lora_rank) {
+    a.q_a_proj = src.linear(p + "q_a_proj", *c.q_lora_rank, h);
+    a.q_a_norm = src.dense(p + "q_a_layernorm.weight", {*c.q_lora_rank}, norm_dtype);
+    a.q_b_proj = src.linear(p + "q_b_proj", n * qk, *c.q_lora_rank);
+  } else {
+    a.q_proj = src.linear(p + "q_proj", n * qk, h);
+  }
+  a.kv_a_proj = src.linear(p + "kv_a_proj_with_mqa", c.kv_lora_rank + c.qk_rope_head_dim, h);
+  a.kv_a_norm = src.dense(p + "kv_a_layernorm.weight", {c.kv_lora_rank}, norm_dtype);
+  a.kv_b_proj = src.linear(p + "kv_b_proj", n * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
+  a.o_proj = src.linear(p + "o_proj", h, n * c.v_head_dim);
+  derive_kv_b_dense(a);
+  return a;
+}
+
+}  // namespace
+
+void derive_kv_b_dense(MlaWeights& attn) {
+  const Linear& kvb = attn.kv_b_proj;
+  if (!kvb.is_fp8()) {
+    attn.kv_b_dense = kvb.weight;
+    return;
+  }
+  attn.kv_b_dense = Tensor::empty(kvb.weight.shape(), DType::kF32);
+  ops::dequantize_block_fp8_cpu(kvb.weight, kvb.scale_inv, attn.kv_b_dense);
+}
+
+ModelWeights load_weights(const Checkpoint& ckpt, const DeepSeekConfig& c, const LoadOptions& options) {
+  MLA_CHECK(options.weight_dtype == DType::kF32 || options.weight_dtype == DType::kBF16,
+            "weights load as F32 or BF16, not {}", dtype_name(options.weight_dtype));
+  for (const std::string& n : ckpt.names()) {
+    MLA_CHECK(!n.ends_with("experts.gate_up_proj") && !n.ends_with("experts.down_proj"),
+              "{}: tensor {} uses transformers' fused in-memory expert layout; mlaserve reads the official "
+              "per-expert layout (mlp.experts.{{e}}.gate_proj.weight ...)",
+              ckpt.info(n).file, n);
+  }
+  TensorSource src(ckpt, options);
+  const DType f32 = DType::kF32;  // norms, router and bias stay f32 on the CPU
+  ModelWeights m;
+  m.embed = src.dense("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, options.weight_dtype);
+  m.layers.resize(static_cast<size_t>(c.num_hidden_layers));
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = fmt::format("model.layers.{}.", i);
+    LayerWeights& l = m.layers[static_cast<size_t>(i)];
+    l.input_norm = src.dense(p + "input_layernorm.weight", {c.hidden_size}, f32);
+    l.post_attn_norm = src.dense(p + "post_attention_layernorm.weight", {c.hidden_size}, f32);
+    l.attn = load_attention(src, p + "self_attn.", c, f32);
+    if (!c.is_moe_layer(i)) {
+      l.mlp = load_mlp(src, p + "mlp.", c.hidden_size, c.intermediate_size);
+      continue;
+    }
+    MoeWeights moe;
+    moe.router = src.dense(p + "mlp.gate.weight", {c.n_routed_experts, c.hidden_size}, f32);
+    const std::string bias = p + "mlp.gate.e_score_correction_bias";
+    if (c.topk_method == TopkMethod::kNoAuxTc) {
+      moe.correction_bias = src.dense(bias, {c.n_routed_experts}, f32);
+    }
+    for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+      moe.experts.push_back(load_mlp(src, fmt::format("{}mlp.experts.{}.", p, e), c.hidden_size,
+                                     c.moe_intermediate_size));
+    }
+    if (c.n_shared_experts > 0) {
+      moe.shared = load_mlp(src, p + "mlp.shared_experts.", c.hidden_size, c.shared_intermediate_size());
+    }
+    l.moe = std::move(moe);
+  }
+  m.final_norm = src.dense("model.norm.weight", {c.hidden_size}, f32);
+  m.lm_head = src.dense("lm_head.weight", {c.vocab_size, c.hidden_size}, options.weight_dtype);
+
+  std::vector<std::string> extra = src.unused(c.num_hidden_layers);
+  if (!extra.empty()) {
+    MLA_FAIL("{}: {} unexpected tensor(s) not used by a {}-layer model, e.g. {} (in {})", ckpt.dir(), extra.size(),
+             c.num_hidden_layers, extra.front(), ckpt.info(extra.front()).file);
+  }
+  return m;
+}
+
+}  // namespace mlaserve

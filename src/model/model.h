@@ -1,0 +1,86 @@
+// DeepSeekModel: the DeepSeek-V2/V3 forward pass (MODEL_SPEC.md §2-§5), written once against the
+// op contracts of src/ops. One call runs one step of a flat batch (forward_batch.h): every
+// sequence's new tokens, prefill chunks and decode tokens mixed.
+//
+// Per layer:
+//   a = RMSNorm(h)                                         [T, H]
+//   MLA (mla_block.cc):
+//     q = q_proj(a) or q_b(RMSNorm(q_a(a)))                [T, n, 192]  rope on channels 128..191
+//     ckv = kv_a_proj_with_mqa(a)                          [T, 576] -> latent = RMSNorm(ckv[:512]),
+//                                                          k_pe = RoPE(ckv[512:])
+//     write [latent | k_pe] into the paged cache at slot_mapping
+//     per sequence, by form (ModelOptions::attention_form):
+//       absorbed: q_abs = [W_UK^T q_nope | q_pe] [len, n, 576] -> mla_decode over the cache
+//                 -> o_lat [len, n, 512] -> o = W_UV o_lat [len, n, 128]
+//       MHA:      K/V of the new tokens up-projected through kv_b_proj, causal attention; cached
+//                 context gathered and up-projected chunk by chunk, non-causal attention, and
+//                 the partial results merged by log-sum-exp
+//     h += o_proj(o)                                       [T, H]
+//   m = RMSNorm(h); h += FFN(m): dense SwiGLU, or MoE (ffn_block.cc)
+// logits = RMSNorm(h[logit_rows]) · lm_head^T               [R, V] f32
+//
+// The automatic form choice: a sequence with at most kMaxAbsorbedQueryLen new tokens (decode,
+// speculative verification) uses the absorbed form, which reads each cached row once for all
+// heads; longer chunks (prefill) use the MHA form, ~3.4x fewer attention FLOPs (§4.3).
+//
+// Activations are f32 on the CPU backend; weights f32/bf16 or FP8 (W8A8 emulation).
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "kv/latent_cache.h"
+#include "model/config.h"
+#include "model/forward_batch.h"
+#include "model/weights.h"
+#include "ops/fp8_quant.h"
+
+namespace mlaserve {
+
+enum class AttentionForm {
+  kAuto,      // absorbed for short query chunks, MHA for prefill chunks
+  kMha,       // always the MHA form (tests)
+  kAbsorbed,  // always the absorbed form (tests)
+};
+
+inline constexpr int32_t kMaxAbsorbedQueryLen = 4;
+
+struct ModelOptions {
+  AttentionForm attention_form = AttentionForm::kAuto;
+  int64_t context_chunk_tokens = 4096;  // MHA form: cached context up-projected per chunk
+};
+
+class DeepSeekModel {
+ public:
+  DeepSeekModel(DeepSeekConfig config, ModelWeights weights, ModelOptions options = {});
+
+  const DeepSeekConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+
+  // A cache sized for this model on the CPU backend (f32 rows of kv_cache_dim values).
+  LatentCache make_cache(int64_t num_blocks) const;
+
+  // Runs one step: writes the new tokens' latent rows into `cache` and returns the logits of
+  // batch.logit_rows, [R, vocab] f32.
+  Tensor forward(const ForwardBatch& batch, LatentCache& cache);
+
+ private:
+  // h [T, H] residual stream; a [T, H] normed input -> returns o_proj output [T, H].
+  Tensor attention(int64_t layer, const Tensor& a, const ForwardBatch& batch, const Tensor& positions,
+                   LatentCache& cache);
+  Tensor attend_sequence(const MlaWeights& w, const SequenceSlice& seq, const Tensor& q, const Tensor& latent,
+                         const Tensor& k_pe, const Tensor& cache_layer);
+  Tensor ffn(int64_t layer, const Tensor& m);
+  Tensor moe(const MoeWeights& w, const Tensor& m);
+  Tensor mlp(const MlpWeights& w, const Tensor& x);
+  Tensor linear(const Linear& w, const Tensor& x) const;  // [T, in] -> [T, out]
+  const Tensor& rope_table(int64_t max_position);         // [P, 64] cos|sin, grown on demand
+
+  DeepSeekConfig config_;
+  ModelWeights weights_;
+  ModelOptions options_;
+  ops::ActQuantParams act_quant_;
+  Tensor cos_sin_;
+};
+
+}  // namespace mlaserve
