@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
 scripts/build.sh >/dev/null
-exec build/mlaserve info
+exec build/mlaserve inspect --preset deepseek-v3

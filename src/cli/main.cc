@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] { set_log_level(parse_log_level(level)); });
 
   cli::register_info(app);
+  cli::register_inspect(app);
+  cli::register_generate(app);
 
   try {
     app.parse(argc, argv);

@@ -338,11 +338,9 @@ DeepSeekConfig parse_fields(const JsonFields& root) {
   c.intermediate_size = reader.integer("intermediate_size", defaults.intermediate_size);
   c.num_hidden_layers = reader.integer("num_hidden_layers", defaults.num_hidden_layers);
   c.num_attention_heads = reader.integer("num_attention_heads", defaults.num_attention_heads);
-  if (std::optional<int64_t> mtp = root.get_int("num_nextn_predict_layers")) {
-    c.num_nextn_predict_layers = *mtp;
-  } else if (c.family == ModelFamily::kDeepSeekV3) {
-    reader.note("num_nextn_predict_layers", "0");
-  }
+  // MTP modules stored after the main layers: absent means none, without a warning, because
+  // transformers' own V3 class never writes the field (and MTP layers are skipped by index).
+  c.num_nextn_predict_layers = root.get_int("num_nextn_predict_layers").value_or(0);
   if (!root.is_null("q_lora_rank")) c.q_lora_rank = reader.integer("q_lora_rank", 1536);
   c.kv_lora_rank = reader.integer("kv_lora_rank", 512);
   c.qk_nope_head_dim = reader.integer("qk_nope_head_dim", 128);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "model/config.h"
 #include "model/safetensors.h"
 #include "temp_dir.h"
 
@@ -152,6 +153,32 @@ TEST(Checkpoint, MalformedShard) {
   write_sharded(dir);
   std::string shard = dir.write("model-00002-of-00002.safetensors", "short");
   expect_open_error(dir.path().string(), {shard, "file is 5 bytes"});
+}
+
+// The tiny reference checkpoints in tests/data, written by transformers and the Python
+// safetensors library: config and tensors agree, every tensor reads, and each FP8 weight has
+// its fp32 [ceil(out/128), ceil(in/128)] scale (MODEL_SPEC §6.2).
+TEST(Checkpoint, TinyReferenceCheckpoints) {
+  for (const char* name : {"tiny-v2-lite", "tiny-v2", "tiny-v3", "tiny-v3-fp8"}) {
+    SCOPED_TRACE(name);
+    std::string dir = std::string(MLASERVE_SOURCE_DIR) + "/tests/data/" + name;
+    DeepSeekConfig config = load_deepseek_config(dir);
+    Checkpoint ckpt = Checkpoint::open(dir);
+    EXPECT_EQ(ckpt.info("model.embed_tokens.weight").shape, (Shape{config.vocab_size, config.hidden_size}));
+    EXPECT_EQ(ckpt.info("model.layers.0.self_attn.kv_a_proj_with_mqa.weight").shape,
+              (Shape{config.kv_cache_dim, config.hidden_size}));
+    int fp8_weights = 0;
+    for (const std::string& tensor : ckpt.names()) {
+      Tensor t = ckpt.get(tensor);
+      EXPECT_EQ(t.nbytes(), ckpt.info(tensor).end - ckpt.info(tensor).begin) << tensor;
+      if (t.dtype() != DType::kF8E4M3) continue;
+      ++fp8_weights;
+      const TensorInfo& scale = ckpt.info(tensor + "_scale_inv");
+      EXPECT_EQ(scale.dtype, DType::kF32) << tensor;
+      EXPECT_EQ(scale.shape, (Shape{(t.dim(0) + 127) / 128, (t.dim(1) + 127) / 128})) << tensor;
+    }
+    EXPECT_EQ(fp8_weights > 0, config.fp8.has_value());
+  }
 }
 
 }  // namespace
