@@ -1,0 +1,326 @@
+// Benchmark of mla_decode_cuda (sm_90a) at the shapes of ANCHORS.md, beside the HBM floor
+// measured in the same run. A program, not a test: it prints a table and writes JSON.
+//
+//   mla_decode_bench [--out DIR] [--torch-baseline FILE] [--reps N]
+//
+// Per shape: a paged bf16 cache with shuffled block tables, random inputs (never zeros), and as
+// many input sets as it takes to pass 128 MB (about 2.5x the H100's 50 MB L2), used in
+// rotation. The timed unit is one layer's call (decode kernel + combine) with a schedule
+// updated once beforehand, as the engine runs it: a CUDA graph of 20 calls over the rotating
+// sets is replayed, each replay timed with events; the median over replays, divided by 20, is
+// the figure ("graph us"). The median of single eager calls timed with events is reported too.
+//
+// Bytes counted: every visible cache row once (1152 B per key), q, out and lse. FLOPs:
+// 2 * rows * keys * (576 + 512). The floor is bytes / the device-to-device copy bandwidth
+// measured here (bytes read + written, cudaMemcpyAsync of 1 GiB). --torch-baseline takes the
+// JSON written by bench/mla_decode_torch_baseline.py in the same run (plain einsum + softmax
+// on a dense cache) and prints it as a column.
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/cuda_check.h"
+#include "core/tensor.h"
+#include "ops/mla_decode.h"
+
+namespace mlaserve::bench {
+namespace {
+
+using ops::kCacheRowDim;
+using ops::kKvBlockSize;
+using ops::kLatentDim;
+
+struct Shape {
+  int batch;
+  int context;
+  int n_heads;
+  int q_len;
+  double flashmla_us;  // ANCHORS.md (H100, FlashMLA), 0 where none was measured
+  std::string key() const {
+    return "b" + std::to_string(batch) + "_c" + std::to_string(context) + "_h" + std::to_string(n_heads) + "_q" +
+           std::to_string(q_len);
+  }
+};
+
+// FlashMLA's figures from ANCHORS.md turned into times where the anchor gives GB/s.
+const std::vector<Shape> kShapes = {
+    {128, 4096, 16, 1, 210.0}, {128, 4096, 128, 1, 245.0}, {128, 4096, 16, 2, 0.0}, {64, 8192, 16, 1, 0.0},
+    {32, 32768, 16, 1, 0.0},   {1, 4096, 16, 1, 25.0},     {1, 4096, 128, 1, 0.0},  {8, 4096, 16, 1, 0.0},
+};
+
+__global__ void fill_random_bf16(__nv_bfloat16* p, int64_t n, uint64_t seed) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    uint64_t x = (static_cast<uint64_t>(i) + seed) * 0x9E3779B97F4A7C15ull;
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    const float u = static_cast<float>(x >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+    p[i] = __float2bfloat16(2.0f * u - 1.0f + 1e-3f);                  // never exactly zero
+  }
+}
+
+__global__ void copy16(const int4* src, int4* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    dst[i] = src[i];
+  }
+}
+
+void fill(Tensor& t, uint64_t seed) {
+  fill_random_bf16<<<1024, 256>>>(static_cast<__nv_bfloat16*>(t.raw()), t.numel(), seed);
+  MLA_CUDA_CHECK_LAUNCH();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+class Timer {
+ public:
+  Timer() {
+    MLA_CUDA_CHECK(cudaEventCreate(&start_));
+    MLA_CUDA_CHECK(cudaEventCreate(&stop_));
+  }
+  ~Timer() {
+    cudaEventDestroy(start_);
+    cudaEventDestroy(stop_);
+  }
+  // Median microseconds of `reps` timed runs of fn on stream.
+  template <class Fn>
+  double median_us(cudaStream_t stream, int reps, Fn fn) {
+    std::vector<double> us;
+    for (int i = 0; i < reps; ++i) {
+      MLA_CUDA_CHECK(cudaEventRecord(start_, stream));
+      fn(i);
+      MLA_CUDA_CHECK(cudaEventRecord(stop_, stream));
+      MLA_CUDA_CHECK(cudaEventSynchronize(stop_));
+      float ms = 0.0f;
+      MLA_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
+      us.push_back(ms * 1e3);
+    }
+    return median(us);
+  }
+
+ private:
+  cudaEvent_t start_, stop_;
+};
+
+struct CopyBandwidth {
+  double memcpy_gbps;
+  double kernel_gbps;
+};
+
+CopyBandwidth measure_copy(cudaStream_t stream, Timer& timer) {
+  const int64_t bytes = int64_t{1} << 30;
+  Tensor a = Tensor::empty({bytes / 2}, DType::kBF16, Device::kCUDA);
+  Tensor b = Tensor::empty({bytes / 2}, DType::kBF16, Device::kCUDA);
+  fill(a, 1);
+  auto by_memcpy = [&](int) { MLA_CUDA_CHECK(cudaMemcpyAsync(b.raw(), a.raw(), bytes, cudaMemcpyDeviceToDevice, stream)); };
+  auto by_kernel = [&](int) {
+    copy16<<<1024, 256, 0, stream>>>(static_cast<const int4*>(a.raw()), static_cast<int4*>(b.raw()), bytes / 16);
+    MLA_CUDA_CHECK_LAUNCH();
+  };
+  timer.median_us(stream, 3, by_memcpy);
+  const double memcpy_us = timer.median_us(stream, 20, by_memcpy);
+  timer.median_us(stream, 3, by_kernel);
+  const double kernel_us = timer.median_us(stream, 20, by_kernel);
+  return {2.0 * bytes / memcpy_us / 1e3, 2.0 * bytes / kernel_us / 1e3};
+}
+
+struct Result {
+  Shape shape;
+  double graph_us, eager_us, schedule_us, bytes, flops, floor_us, torch_us;
+  int64_t input_sets, num_parts, num_m_tiles;
+};
+
+Result run_shape(const Shape& s, double copy_gbps, const nlohmann::json& torch, int reps, cudaStream_t stream,
+                 Timer& timer) {
+  const int64_t blocks_per_seq = (s.context + kKvBlockSize - 1) / kKvBlockSize;
+  const int64_t num_blocks = s.batch * blocks_per_seq;
+  const int64_t t = static_cast<int64_t>(s.batch) * s.q_len;
+  const double set_bytes = num_blocks * kKvBlockSize * kCacheRowDim * 2.0 + t * s.n_heads * (kCacheRowDim + kLatentDim) * 2.0;
+  const int64_t sets = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(128e6 / set_bytes)));
+
+  // Shared metadata: shuffled block tables, equal lengths (as in ANCHORS).
+  std::mt19937_64 rng(7);
+  std::vector<int32_t> pool(static_cast<size_t>(num_blocks)), lens(s.batch, s.context), starts(s.batch + 1);
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+  for (int i = 0; i <= s.batch; ++i) starts[i] = i * s.q_len;
+  ops::MlaDecodeArgs base;
+  Tensor table = Tensor::empty({s.batch, blocks_per_seq}, DType::kI32);
+  std::copy(pool.begin(), pool.end(), table.data<int32_t>());
+  Tensor lens_t = Tensor::empty({s.batch}, DType::kI32), starts_t = Tensor::empty({s.batch + 1}, DType::kI32);
+  std::copy(lens.begin(), lens.end(), lens_t.data<int32_t>());
+  std::copy(starts.begin(), starts.end(), starts_t.data<int32_t>());
+  base.block_table = table.to(Device::kCUDA);
+  base.seq_lens = lens_t.to(Device::kCUDA);
+  base.query_start = starts_t.to(Device::kCUDA);
+  base.softmax_scale = 0.1352338f;
+
+  std::vector<ops::MlaDecodeArgs> args(static_cast<size_t>(sets), base);
+  std::vector<ops::MlaDecodeOutputs> outs(static_cast<size_t>(sets));
+  for (int64_t i = 0; i < sets; ++i) {
+    args[i].q = Tensor::empty({t, s.n_heads, kCacheRowDim}, DType::kBF16, Device::kCUDA);
+    args[i].kv_cache = Tensor::empty({num_blocks, kKvBlockSize, kCacheRowDim}, DType::kBF16, Device::kCUDA);
+    fill(args[i].q, 1000 * i + 1);
+    fill(args[i].kv_cache, 1000 * i + 2);
+    outs[i].out = Tensor::empty({t, s.n_heads, kLatentDim}, DType::kBF16, Device::kCUDA);
+    outs[i].lse = Tensor::empty({t, s.n_heads}, DType::kF32, Device::kCUDA);
+    outs[i].lse.fill_bytes(0xFF);
+  }
+  ops::MlaDecodeSchedule schedule = ops::mla_decode_schedule_create(s.batch, s.n_heads, s.q_len);
+  MLA_CUDA_CHECK(cudaDeviceSynchronize());
+
+  const double schedule_us =
+      timer.median_us(stream, reps, [&](int) { ops::mla_decode_schedule_update(schedule, base.seq_lens, stream); });
+  auto call = [&](int i) { ops::mla_decode_cuda(args[i % sets], outs[i % sets], schedule, stream); };
+  for (int i = 0; i < 5; ++i) call(i);
+  const double eager_us = timer.median_us(stream, reps, call);
+
+  constexpr int kCallsPerGraph = 20;
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  MLA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < kCallsPerGraph; ++i) call(i);
+  MLA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  MLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  auto replay = [&](int) { MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream)); };
+  for (int i = 0; i < 3; ++i) replay(i);
+  const double graph_us = timer.median_us(stream, std::max(5, reps / 4), replay) / kCallsPerGraph;
+  MLA_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  MLA_CUDA_CHECK(cudaGraphDestroy(graph));
+
+  // Every lse written and finite (outputs were poisoned): a broken run must not report a time.
+  for (int64_t i = 0; i < sets; ++i) {
+    const std::vector<float> lse = outs[i].lse.to(Device::kCPU).to_vector();
+    for (float v : lse) MLA_CHECK(std::isfinite(v), "shape {}: non-finite lse {} in set {}", s.key(), v, i);
+  }
+
+  Result r{s, graph_us, eager_us, schedule_us, 0, 0, 0, 0, sets, schedule.num_parts, schedule.num_m_tiles};
+  const double keys = static_cast<double>(s.batch) * s.context;
+  r.bytes = keys * kCacheRowDim * 2.0 + t * s.n_heads * (kCacheRowDim * 2.0 + kLatentDim * 2.0 + 4.0);
+  r.flops = 2.0 * t * s.n_heads * static_cast<double>(s.context) * (kCacheRowDim + kLatentDim);
+  r.floor_us = r.bytes / copy_gbps / 1e3;
+  r.torch_us = torch.contains(s.key()) ? torch[s.key()].get<double>() : 0.0;
+  return r;
+}
+
+std::string card_slug(const std::string& name) {
+  std::string slug;
+  for (char c : name) slug += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
+  return slug;
+}
+
+int run(int argc, char** argv) {
+  std::string out_dir = "bench/results", torch_path;
+  int reps = 100;
+  std::string command;
+  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--out" && i + 1 < argc) {
+      out_dir = argv[++i];
+    } else if (a == "--torch-baseline" && i + 1 < argc) {
+      torch_path = argv[++i];
+    } else if (a == "--reps" && i + 1 < argc) {
+      reps = std::max(5, std::atoi(argv[++i]));
+    } else {
+      std::fprintf(stderr, "usage: %s [--out DIR] [--torch-baseline FILE] [--reps N]\n", argv[0]);
+      return 2;
+    }
+  }
+  nlohmann::json torch = nlohmann::json::object();
+  if (!torch_path.empty()) {
+    std::ifstream in(torch_path);
+    if (in) torch = nlohmann::json::parse(in).value("us", nlohmann::json::object());
+  }
+
+  cudaDeviceProp prop{};
+  MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  cudaStream_t stream;
+  MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  Timer timer;
+  const CopyBandwidth copy = measure_copy(stream, timer);
+  std::printf("card: %s, %d SMs, L2 %d MB; copy %.0f GB/s (memcpy), %.0f GB/s (16-byte kernel)\n", prop.name,
+              prop.multiProcessorCount, prop.l2CacheSize >> 20, copy.memcpy_gbps, copy.kernel_gbps);
+
+  std::vector<Result> results;
+  for (const Shape& s : kShapes) results.push_back(run_shape(s, copy.memcpy_gbps, torch, reps, stream, timer));
+
+  std::printf("\n%-20s %9s %9s %8s %8s %9s %7s %9s %9s %9s\n", "shape", "graph us", "eager us", "GB/s", "TFLOPS",
+              "floor us", "xfloor", "sched us", "torch us", "FlashMLA");
+  nlohmann::json rows = nlohmann::json::array();
+  for (const Result& r : results) {
+    const double gbps = r.bytes / r.graph_us / 1e3, tflops = r.flops / r.graph_us / 1e6;
+    std::printf("%-20s %9.1f %9.1f %8.0f %8.1f %9.1f %7.2f %9.1f %9s %9s\n", r.shape.key().c_str(), r.graph_us,
+                r.eager_us, gbps, tflops, r.floor_us, r.graph_us / r.floor_us, r.schedule_us,
+                r.torch_us > 0 ? std::to_string(static_cast<int>(r.torch_us)).c_str() : "-",
+                r.shape.flashmla_us > 0 ? std::to_string(static_cast<int>(r.shape.flashmla_us)).c_str() : "-");
+    rows.push_back({{"shape", r.shape.key()},
+                    {"batch", r.shape.batch},
+                    {"context", r.shape.context},
+                    {"n_heads", r.shape.n_heads},
+                    {"q_len", r.shape.q_len},
+                    {"graph_us", r.graph_us},
+                    {"eager_us", r.eager_us},
+                    {"schedule_us", r.schedule_us},
+                    {"gbps", gbps},
+                    {"tflops", tflops},
+                    {"bytes", r.bytes},
+                    {"flops", r.flops},
+                    {"floor_us", r.floor_us},
+                    {"torch_us", r.torch_us},
+                    {"flashmla_anchor_us", r.shape.flashmla_us},
+                    {"input_sets", r.input_sets},
+                    {"num_parts", r.num_parts},
+                    {"num_m_tiles", r.num_m_tiles}});
+  }
+
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::gmtime(&now));
+  const nlohmann::json doc = {{"benchmark", "mla_decode"},
+                              {"card", prop.name},
+                              {"sms", prop.multiProcessorCount},
+                              {"date", date},
+                              {"command", command},
+                              {"copy_gbps_memcpy", copy.memcpy_gbps},
+                              {"copy_gbps_kernel", copy.kernel_gbps},
+                              {"results", rows}};
+  std::filesystem::create_directories(out_dir);
+  const std::string path = out_dir + "/mla_decode_" + card_slug(prop.name) + "_" + stamp + ".json";
+  std::ofstream(path) << doc.dump(2) << "\n";
+  std::printf("\nwrote %s\n", path.c_str());
+  MLA_CUDA_CHECK(cudaStreamDestroy(stream));
+  return 0;
+}
+
+}  // namespace
+}  // namespace mlaserve::bench
+
+int main(int argc, char** argv) {
+  try {
+    return mlaserve::bench::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mla_decode_bench: %s\n", e.what());
+    return 1;
+  }
+}

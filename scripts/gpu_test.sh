@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The GPU machine's one command: every CUDA op test, their small cases again under
+# compute-sanitizer (memcheck, racecheck), then the benchmarks with their PyTorch baselines.
+#
+#   scripts/gpu_test.sh [RESULTS_DIR]     (default: $OUT when set, else ./gpu-results)
+#
+# Binaries come from $BUILD_DIR (default build-cuda, else build) when its CUDA test binaries
+# exist, e.g. built on the CPU machine and carried over; otherwise the script configures and
+# builds them there with cmake + ninja. It finds tests as tests/**/cuda/test_* and benchmarks
+# as bench/*_bench in the build folder, so a new CUDA op test or benchmark needs no edit here;
+# a benchmark NAME_bench gets --torch-baseline from bench/NAME_torch_baseline.py when present.
+#
+# Writes to RESULTS_DIR: gpu_test.log (everything), summary.txt (one line per step, also
+# printed last), gtest/*.xml, and bench/*.json. Few files on purpose: the device tool brings
+# back at most 8. Exit status: 0 when every step passed.
+#
+# Environment: BUILD_DIR; SANITIZE_FILTER (gtest filter of the sanitizer runs, default
+# '*.Small*'); SANITIZE_TIMEOUT (seconds per sanitizer run, default 300); SKIP_BENCH=1.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+RESULTS=${1:-${OUT:-./gpu-results}}
+mkdir -p "$RESULTS/gtest" "$RESULTS/bench"
+RESULTS=$(cd "$RESULTS" && pwd)
+LOG="$RESULTS/gpu_test.log"
+SUMMARY="$RESULTS/summary.txt"
+: >"$LOG"
+: >"$SUMMARY"
+SANITIZE_FILTER=${SANITIZE_FILTER:-'*.Small*'}
+SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-300}
+export PATH="/usr/local/cuda/bin:$PATH"
+status=0
+
+log() { echo "$*" | tee -a "$LOG"; }
+# step NAME CMD...: runs CMD with its output in the log, records PASS/FAIL and the time.
+step() {
+  local name=$1
+  shift
+  log "== $name: $*"
+  local t0=$SECONDS
+  "$@" >>"$LOG" 2>&1
+  local rc=$?
+  local verdict=PASS
+  [ $rc -ne 0 ] && verdict="FAIL (exit $rc)" && status=1
+  printf '%-58s %-16s %4ds\n' "$name" "$verdict" $((SECONDS - t0)) | tee -a "$SUMMARY" "$LOG"
+  return $rc
+}
+
+find_tests() { find "$1/tests" -path '*/cuda/*' -type f -perm -u+x -name 'test_*' 2>/dev/null | sort; }
+# A carried build is usable when its test binaries start here (same loader and libstdc++).
+usable() {
+  local t
+  t=$(find_tests "$1" | head -n 1)
+  [ -n "$t" ] && "$t" --gtest_list_tests >/dev/null 2>&1
+}
+
+BUILD=${BUILD_DIR:-}
+if [ -z "$BUILD" ]; then
+  for candidate in build-cuda build; do
+    if usable "$candidate"; then BUILD=$candidate; break; fi
+  done
+fi
+if [ -z "$BUILD" ] || ! usable "$BUILD"; then
+  BUILD=${BUILD:-build-cuda}
+  step "configure ($BUILD)" cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLASERVE_CUDA=ON || exit 1
+  step "build ($BUILD)" cmake --build "$BUILD" -j"$(nproc)" || exit 1
+fi
+BUILD=$(cd "$BUILD" && pwd)
+
+{
+  echo "host: $(hostname), $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
+  echo "build: $BUILD"
+} | tee -a "$LOG"
+
+tests=$(find_tests "$BUILD")
+for t in $tests; do
+  name=$(basename "$t")
+  step "$name" "$t" --gtest_output="xml:$RESULTS/gtest/$name.xml"
+done
+
+if command -v compute-sanitizer >/dev/null; then
+  for t in $tests; do
+    name=$(basename "$t")
+    for tool in memcheck racecheck; do
+      step "$name under $tool ($SANITIZE_FILTER)" timeout "$SANITIZE_TIMEOUT" \
+        compute-sanitizer --tool "$tool" --error-exitcode 99 "$t" --gtest_filter="$SANITIZE_FILTER"
+    done
+  done
+else
+  log "compute-sanitizer not found: sanitizer runs skipped"
+  echo "compute-sanitizer                                          SKIPPED" >>"$SUMMARY"
+fi
+
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  for b in $(find "$BUILD/bench" -maxdepth 1 -type f -perm -u+x -name '*_bench' 2>/dev/null | sort); do
+    name=$(basename "$b")
+    args=(--out "$RESULTS/bench")
+    baseline="$ROOT/bench/${name%_bench}_torch_baseline.py"
+    if [ -f "$baseline" ] && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+      step "$name torch baseline" python3 "$baseline" "$RESULTS/bench/${name%_bench}_torch.json" &&
+        args+=(--torch-baseline "$RESULTS/bench/${name%_bench}_torch.json")
+    fi
+    step "$name" "$b" "${args[@]}"
+    # The benchmark's table, for the reply's tail.
+    sed -n '/^card: /,/^wrote /p' "$LOG" | tail -n 30 >>"$SUMMARY"
+  done
+fi
+
+echo
+echo "== summary ($RESULTS)"
+cat "$SUMMARY"
+exit $status
