@@ -209,7 +209,7 @@ TEST(LinearFp8, W8A8WithinActivationRoundingOfDequantisedGemm) {
   linear_fp8_cpu(x, w_q, sw, {}, y);
   expect_all_written(y);
   const double err = rel_l2_error(to_doubles(y), to_doubles(y_ref));
-  RecordProperty("rel_l2", std::to_string(err));
+  testing::record_error("rel_l2", err);
   EXPECT_GT(err, 0.015);
   EXPECT_LT(err, 0.035);
 }

@@ -2,12 +2,14 @@
 // references computed in double precision.
 #pragma once
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/tensor.h"
@@ -63,6 +65,12 @@ inline double rel_l2_error(const std::vector<double>& got, const std::vector<dou
     den += want[i] * want[i];
   }
   return den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// Records a measured error in the test's XML/JSON output (--gtest_output), e.g. to see how close
+// a threshold is.
+inline void record_error(const std::string& name, double value) {
+  ::testing::Test::RecordProperty(name, fmt::format("{:.3e}", value));
 }
 
 inline Tensor i32_tensor(const std::vector<int32_t>& values, const Shape& shape) {
