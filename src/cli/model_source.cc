@@ -1,0 +1,48 @@
+#include "cli/model_source.h"
+
+#include "core/logging.h"
+#include "model/dummy.h"
+#include "model/loader.h"
+#include "model/presets.h"
+#include "model/safetensors.h"
+
+namespace mlaserve::cli {
+
+void add_model_source_options(CLI::App& cmd, ModelSourceOptions& o) {
+  cmd.add_option("--model", o.model_dir, "Checkpoint directory (config.json + *.safetensors)");
+  cmd.add_option("--load-format", o.load_format, "auto, safetensors or dummy (random weights)")
+      ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));
+  cmd.add_option("--preset", o.preset, "Dummy weights at a preset's shapes (deepseek-v2-lite, deepseek-v3, ...)");
+  cmd.add_option("--config", o.config_path, "Dummy weights at the shapes of this config.json");
+  cmd.add_option("--fp8-mode", o.fp8_mode, "FP8 checkpoints: dequant (weights to f32) or w8a8 (block-FP8 GEMMs)")
+      ->check(CLI::IsMember({"dequant", "w8a8"}));
+  cmd.add_option("--attention-form", o.attention_form, "auto, mha or absorbed (for testing the two MLA forms)")
+      ->check(CLI::IsMember({"auto", "mha", "absorbed"}));
+  cmd.add_option("--weights-seed", o.seed, "Seed of dummy weights");
+}
+
+DeepSeekModel load_model(const ModelSourceOptions& o) {
+  ModelOptions model_options;
+  model_options.attention_form = o.attention_form == "mha"        ? AttentionForm::kMha
+                                 : o.attention_form == "absorbed" ? AttentionForm::kAbsorbed
+                                                                  : AttentionForm::kAuto;
+  const bool dummy = o.load_format == "dummy" || (o.load_format == "auto" && o.model_dir.empty());
+  if (dummy) {
+    MLA_CHECK(o.preset.empty() != o.config_path.empty(), "dummy weights need exactly one of --preset or --config");
+    DeepSeekConfig config = o.preset.empty() ? load_deepseek_config(o.config_path) : preset_config(o.preset);
+    DummyOptions d;
+    d.seed = o.seed;
+    MLA_LOG_INFO("dummy weights: {} ({:.2f} GB)", o.preset.empty() ? o.config_path : o.preset,
+                 dummy_weight_bytes(config, d) / 1e9);
+    ModelWeights weights = make_dummy_weights(config, d);
+    return DeepSeekModel(std::move(config), std::move(weights), model_options);
+  }
+  MLA_CHECK(!o.model_dir.empty(), "no model: give --model DIR, or --load-format dummy with --preset or --config");
+  DeepSeekConfig config = load_deepseek_config(o.model_dir + "/config.json");
+  LoadOptions load;
+  load.fp8_mode = o.fp8_mode == "w8a8" ? Fp8Mode::kW8A8 : Fp8Mode::kDequantize;
+  ModelWeights weights = load_weights(Checkpoint::open(o.model_dir), config, load);
+  return DeepSeekModel(std::move(config), std::move(weights), model_options);
+}
+
+}  // namespace mlaserve::cli

@@ -1,0 +1,142 @@
+#include "model/dummy.h"
+
+#include <cmath>
+
+#include "model/loader.h"
+#include "ops/fp8_block.h"
+
+namespace mlaserve {
+namespace {
+
+// SplitMix64: a fast, seedable stream; each tensor draws from its own sub-stream.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  float uniform(float a) {  // uniform in [-a, a)
+    return (static_cast<float>(next() >> 40) * 0x1p-24f * 2.0f - 1.0f) * a;
+  }
+
+ private:
+  uint64_t state_;
+};
+
+class DummyMaker {
+ public:
+  DummyMaker(const DeepSeekConfig& c, const DummyOptions& o) : c_(c), o_(o), seed_(o.seed) {}
+
+  Tensor fill(const Shape& shape, float half_width, float center = 0.0f) {
+    Rng rng(seed_ = seed_ * 6364136223846793005ull + 1442695040888963407ull);
+    Tensor t = Tensor::empty(shape, DType::kF32);
+    float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = center + rng.uniform(half_width);
+    return t;
+  }
+
+  // uniform(-a, a) with a = sqrt(3 / fan_in): variance 1 / fan_in.
+  Tensor weight(int64_t out, int64_t in) { return fill({out, in}, std::sqrt(3.0f / static_cast<float>(in))); }
+
+  Linear linear(int64_t out, int64_t in) {
+    Tensor w = weight(out, in);
+    if (!fp8()) return Linear{as_dtype(w), {}};
+    Linear l{Tensor::empty({out, in}, DType::kF8E4M3),
+             Tensor::empty({ops::fp8_num_blocks(out), ops::fp8_num_blocks(in)}, DType::kF32)};
+    ops::quantize_weight_block_fp8_cpu(w, l.weight, l.scale_inv);
+    return l;
+  }
+
+  Tensor norm(int64_t d) { return fill({d}, 0.1f, 1.0f); }
+
+  MlpWeights mlp(int64_t width) {
+    const int64_t h = c_.hidden_size;
+    return MlpWeights{linear(width, h), linear(width, h), linear(h, width)};
+  }
+
+  MlaWeights attention() {
+    const int64_t n = c_.num_attention_heads, h = c_.hidden_size;
+    MlaWeights a;
+    if (c_.q_lora_rank) {
+      a.q_a_proj = linear(*c_.q_lora_rank, h);
+      a.q_a_norm = norm(*c_.q_lora_rank);
+      a.q_b_proj = linear(n * c_.qk_head_dim, *c_.q_lora_rank);
+    } else {
+      a.q_proj = linear(n * c_.qk_head_dim, h);
+    }
+    a.kv_a_proj = linear(c_.kv_lora_rank + c_.qk_rope_head_dim, h);
+    a.kv_a_norm = norm(c_.kv_lora_rank);
+    a.kv_b_proj = linear(n * (c_.qk_nope_head_dim + c_.v_head_dim), c_.kv_lora_rank);
+    a.o_proj = linear(h, n * c_.v_head_dim);
+    derive_kv_b_dense(a);
+    return a;
+  }
+
+  ModelWeights model() {
+    const int64_t h = c_.hidden_size;
+    ModelWeights m;
+    m.embed = as_dtype(fill({c_.vocab_size, h}, std::sqrt(3.0f)));  // unit variance
+    for (int64_t i = 0; i < c_.num_hidden_layers; ++i) {
+      LayerWeights l;
+      l.input_norm = norm(h);
+      l.post_attn_norm = norm(h);
+      l.attn = attention();
+      if (!c_.is_moe_layer(i)) {
+        l.mlp = mlp(c_.intermediate_size);
+      } else {
+        MoeWeights moe;
+        moe.router = weight(c_.n_routed_experts, h);
+        if (c_.topk_method == TopkMethod::kNoAuxTc) moe.correction_bias = fill({c_.n_routed_experts}, 0.2f, 0.25f);
+        for (int64_t e = 0; e < c_.n_routed_experts; ++e) moe.experts.push_back(mlp(c_.moe_intermediate_size));
+        if (c_.n_shared_experts > 0) moe.shared = mlp(c_.shared_intermediate_size());
+        l.moe = std::move(moe);
+      }
+      m.layers.push_back(std::move(l));
+    }
+    m.final_norm = norm(h);
+    m.lm_head = as_dtype(weight(c_.vocab_size, h));
+    return m;
+  }
+
+ private:
+  bool fp8() const { return o_.fp8 || c_.fp8.has_value(); }
+  Tensor as_dtype(const Tensor& t) const { return o_.weight_dtype == DType::kF32 ? t : t.to_dtype(o_.weight_dtype); }
+
+  const DeepSeekConfig& c_;
+  const DummyOptions& o_;
+  uint64_t seed_;
+};
+
+}  // namespace
+
+uint64_t dummy_weight_bytes(const DeepSeekConfig& c, const DummyOptions& o) {
+  const bool fp8 = o.fp8 || c.fp8.has_value();
+  const uint64_t wb = dtype_size(o.weight_dtype), lb = fp8 ? 1 : wb;
+  const uint64_t h = c.hidden_size, n = c.num_attention_heads;
+  uint64_t attn = (c.q_lora_rank ? h * *c.q_lora_rank + *c.q_lora_rank * n * c.qk_head_dim : h * n * c.qk_head_dim) +
+                  h * c.kv_cache_dim + n * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank +
+                  n * c.v_head_dim * h;
+  uint64_t total = 2 * c.vocab_size * h * wb;
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    uint64_t ffn = c.is_moe_layer(i) ? 3 * h * c.moe_intermediate_size * (c.n_routed_experts + c.n_shared_experts)
+                                     : 3 * h * c.intermediate_size;
+    total += (attn + ffn) * lb;
+  }
+  return total;
+}
+
+ModelWeights make_dummy_weights(const DeepSeekConfig& config, const DummyOptions& options) {
+  MLA_CHECK(options.weight_dtype == DType::kF32 || options.weight_dtype == DType::kBF16,
+            "dummy weights are F32 or BF16, not {}", dtype_name(options.weight_dtype));
+  const uint64_t bytes = dummy_weight_bytes(config, options);
+  MLA_CHECK(bytes <= options.max_host_bytes,
+            "dummy weights of this config take {:.1f} GB on the host (limit {:.1f} GB): use a smaller config or "
+            "the GPU backend",
+            bytes / 1e9, options.max_host_bytes / 1e9);
+  return DummyMaker(config, options).model();
+}
+
+}  // namespace mlaserve
