@@ -11,5 +11,6 @@ int& exit_code();
 
 void register_info(CLI::App& app);
 void register_inspect(CLI::App& app);
+void register_generate(CLI::App& app);
 
 }  // namespace mlaserve::cli

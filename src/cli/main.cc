@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
 
   cli::register_info(app);
   cli::register_inspect(app);
+  cli::register_generate(app);
 
   try {
     app.parse(argc, argv);
