@@ -1,7 +1,7 @@
 // Benchmark of mla_decode_cuda (sm_90a) at the shapes of ANCHORS.md, beside the HBM floor
 // measured in the same run. A program, not a test: it prints a table and writes JSON.
 //
-//   mla_decode_bench [--out DIR] [--torch-baseline FILE] [--reps N]
+//   mla_decode_bench [--out DIR] [--torch-baseline FILE] [--reps N] [--shapes KEY,KEY...]
 //
 // Per shape: a paged bf16 cache with shuffled block tables, random inputs (never zeros), and as
 // many input sets as it takes to pass 128 MB (about 2.5x the H100's 50 MB L2), used in
@@ -228,7 +228,7 @@ std::string card_slug(const std::string& name) {
 }
 
 int run(int argc, char** argv) {
-  std::string out_dir = "bench/results", torch_path;
+  std::string out_dir = "bench/results", torch_path, only;
   int reps = 100;
   std::string command;
   for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
@@ -238,10 +238,13 @@ int run(int argc, char** argv) {
       out_dir = argv[++i];
     } else if (a == "--torch-baseline" && i + 1 < argc) {
       torch_path = argv[++i];
+    } else if (a == "--shapes" && i + 1 < argc) {
+      only = std::string(",") + argv[++i] + ",";
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::max(5, std::atoi(argv[++i]));
     } else {
-      std::fprintf(stderr, "usage: %s [--out DIR] [--torch-baseline FILE] [--reps N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out DIR] [--torch-baseline FILE] [--reps N] [--shapes KEY,KEY...]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -261,7 +264,11 @@ int run(int argc, char** argv) {
               prop.multiProcessorCount, prop.l2CacheSize >> 20, copy.memcpy_gbps, copy.kernel_gbps);
 
   std::vector<Result> results;
-  for (const Shape& s : kShapes) results.push_back(run_shape(s, copy.memcpy_gbps, torch, reps, stream, timer));
+  for (const Shape& s : kShapes) {
+    if (only.empty() || only.find("," + s.key() + ",") != std::string::npos) {
+      results.push_back(run_shape(s, copy.memcpy_gbps, torch, reps, stream, timer));
+    }
+  }
 
   std::printf("\n%-20s %9s %9s %8s %8s %9s %7s %9s %9s %9s\n", "shape", "graph us", "eager us", "GB/s", "TFLOPS",
               "floor us", "xfloor", "sched us", "torch us", "FlashMLA");

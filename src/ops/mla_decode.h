@@ -69,15 +69,16 @@ namespace mlaserve::ops {
 
 // The split-KV plan and workspace of one decode step (all tensors on the GPU).
 struct MlaDecodeSchedule {
-  int64_t max_seqs = 0;     // capacity: the largest batch B it can plan
+  int64_t max_seqs = 0;     // capacity: the largest batch B it can plan (<= 32768)
   int64_t n_heads = 0;      // query heads the kernel will be called with
   int64_t max_q_len = 0;    // most query tokens per sequence; rows past it are never computed
   int64_t num_m_tiles = 0;  // 64-row query tiles per sequence
   int64_t num_parts = 0;    // KV partitions P (CTAs per query tile)
   int64_t num_seqs = 0;     // B of the last update
+  int64_t combine_ctas = 0; // persistent CTAs of the combine kernel
   Tensor parts;             // [P, 8] i32: each partition's (sequence, block) range
   Tensor seq_splits;        // [max_seqs, 2] i32: pieces per sequence, first workspace slot
-  Tensor cost_prefix;       // [max_seqs + 1] i32: scratch of the update
+  Tensor split_seqs;        // [P] i32: the sequences read by several partitions, then -1
   Tensor partial_out;       // [2P, num_m_tiles * 64, 512] f32: partial outputs of split sequences
   Tensor partial_lse;       // [2P, num_m_tiles * 64] f32
 };

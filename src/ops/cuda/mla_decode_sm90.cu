@@ -39,20 +39,24 @@ T* ptr(const Tensor& t) {
 }  // namespace
 
 MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, int64_t max_q_len) {
-  MLA_CHECK(max_seqs >= 1 && n_heads >= 1 && max_q_len >= 1,
-            "{}: a schedule needs max_seqs, n_heads and max_q_len >= 1, got {}, {}, {}", kOp, max_seqs, n_heads,
-            max_q_len);
-  const sm90::MlaSplitPlan plan = sm90::plan_mla_split(n_heads, max_q_len, device_sm_count());
+  MLA_CHECK(max_seqs >= 1 && max_seqs <= sm90::kMaxScheduleSeqs && n_heads >= 1 && max_q_len >= 1,
+            "{}: a schedule needs 1 <= max_seqs <= {} and n_heads, max_q_len >= 1, got {}, {}, {}", kOp,
+            sm90::kMaxScheduleSeqs, max_seqs, n_heads, max_q_len);
+  const int sms = device_sm_count();
+  const sm90::MlaSplitPlan plan = sm90::plan_mla_split(n_heads, max_q_len, sms);
+  MLA_CHECK(plan.num_parts <= sm90::kMaxPieces, "{}: {} partitions, the combine kernel holds {}", kOp,
+            plan.num_parts, sm90::kMaxPieces);
   MlaDecodeSchedule s;
   s.max_seqs = max_seqs;
   s.n_heads = n_heads;
   s.max_q_len = max_q_len;
   s.num_m_tiles = plan.num_m_tiles;
   s.num_parts = plan.num_parts;
+  s.combine_ctas = static_cast<int64_t>(sms) * sm90::kCombineCtasPerSm;
   const int64_t rows = s.num_m_tiles * sm90::kTileRows;
   s.parts = Tensor::empty({s.num_parts, 8}, DType::kI32, Device::kCUDA);
   s.seq_splits = Tensor::empty({max_seqs, 2}, DType::kI32, Device::kCUDA);
-  s.cost_prefix = Tensor::empty({max_seqs + 1}, DType::kI32, Device::kCUDA);
+  s.split_seqs = Tensor::empty({s.num_parts}, DType::kI32, Device::kCUDA);
   s.partial_out = Tensor::empty({2 * s.num_parts, rows, kLatentDim}, DType::kF32, Device::kCUDA);
   s.partial_lse = Tensor::empty({2 * s.num_parts, rows}, DType::kF32, Device::kCUDA);
   return s;
@@ -68,13 +72,16 @@ void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_l
 
   sm90::MlaScheduleParams p{};
   p.seq_lens = ptr<const int32_t>(seq_lens);
-  p.cost_prefix = ptr<int32_t>(schedule.cost_prefix);
   p.parts = ptr<sm90::MlaPartition>(schedule.parts);
   p.seq_splits = ptr<sm90::MlaSeqSplit>(schedule.seq_splits);
+  p.split_seqs = ptr<int32_t>(schedule.split_seqs);
   p.num_seqs = static_cast<int32_t>(b);
   p.num_parts = static_cast<int32_t>(schedule.num_parts);
   p.piece_overhead = sm90::kPieceOverheadBlocks;
-  sm90::mla_decode_sm90_schedule_kernel<<<1, sm90::kScheduleThreads, 0, stream>>>(p);
+  const size_t smem = static_cast<size_t>(b + 1) * sizeof(int32_t);
+  MLA_CUDA_CHECK(cudaFuncSetAttribute(sm90::mla_decode_sm90_schedule_kernel,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  sm90::mla_decode_sm90_schedule_kernel<<<1, sm90::kScheduleThreads, smem, stream>>>(p);
   MLA_CUDA_CHECK_LAUNCH();
 }
 
@@ -116,6 +123,9 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   p.n_heads = static_cast<int32_t>(n);
   p.max_blocks = static_cast<int32_t>(args.block_table.dim(1));
   p.partial_rows = static_cast<int32_t>(schedule.num_m_tiles * sm90::kTileRows);
+  p.max_rows = static_cast<int32_t>(schedule.max_q_len * n);
+  p.num_parts = static_cast<int32_t>(schedule.num_parts);
+  p.split_seqs = ptr<const int32_t>(schedule.split_seqs);
   p.scale_log2 = args.softmax_scale * 1.4426950408889634f;
 
   MLA_CUDA_CHECK(cudaFuncSetAttribute(sm90::mla_decode_sm90_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -123,9 +133,9 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
   sm90::mla_decode_sm90_kernel<<<grid, sm90::kThreads, sm90::kSmemBytes, stream>>>(p);
   MLA_CUDA_CHECK_LAUNCH();
-  const dim3 combine_grid(static_cast<unsigned>(b),
-                          static_cast<unsigned>(schedule.num_m_tiles * sm90::kTileRows / sm90::kCombineRowsPerCta));
-  sm90::mla_decode_sm90_combine_kernel<<<combine_grid, sm90::kCombineRowsPerCta * 32, 0, stream>>>(p);
+  const int64_t combine_items = schedule.num_parts * p.max_rows * 4;
+  const int combine_ctas = static_cast<int>(std::min<int64_t>(combine_items, schedule.combine_ctas));
+  sm90::mla_decode_sm90_combine_kernel<<<combine_ctas, sm90::kCombineThreads, 0, stream>>>(p);
   MLA_CUDA_CHECK_LAUNCH();
 }
 

@@ -53,7 +53,10 @@ inline constexpr int kRowChunks = 576 * 2 / 16;            // 16-byte chunks per
 inline constexpr int kColBlockBytes = 64 * 128;            // [64 rows][64 bf16]: 8 KB
 inline constexpr int kTileBytes = 9 * kColBlockBytes;      // [64 rows][576 bf16]: 72 KB
 inline constexpr int kScheduleThreads = 256;
-inline constexpr int kCombineRowsPerCta = 8;               // one warp per query row
+inline constexpr int kMaxScheduleSeqs = 32768;          // the schedule's prefix sums fit shared memory
+inline constexpr int kCombineThreads = 256;                // 8 warps; a CTA per work item
+inline constexpr int kCombineCtasPerSm = 8;
+inline constexpr int kMaxPieces = 256;                     // pieces of one sequence <= P
 
 // Shared-memory map of the decode kernel (byte offsets from a 1 KB-aligned base).
 struct Smem {
@@ -402,55 +405,82 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
 
 // ---- the combine kernel --------------------------------------------------------------------
 
-// One warp per query row of a split sequence: out = sum_k exp(lse_k - lse) * partial_k with
-// lse = log sum_k exp(lse_k). Sequences read by one partition were written by the decode kernel.
-__global__ void __launch_bounds__(kCombineRowsPerCta * 32) mla_decode_sm90_combine_kernel(
+// Merges the pieces of split sequences: out = sum_k exp(lse_k - lse) * partial_k with
+// lse = log sum_k exp(lse_k). A work item is (split sequence, query row, quarter of the 512
+// channels); the persistent CTAs walk the items. In a CTA, warp g takes pieces g, g + 8, ...,
+// lane i channels 4i .. 4i + 3 of the quarter, so that one sequence split 64 ways (batch 1)
+// still spreads over many SMs with all of a thread's loads in flight at once; the 8 warps'
+// sums meet in shared memory. Sequences read by one partition were written by the decode kernel.
+__global__ void __launch_bounds__(kCombineThreads) mla_decode_sm90_combine_kernel(
     const __grid_constant__ MlaDecodeParams p) {
-  const int seq = static_cast<int>(blockIdx.x);
-  const MlaSeqSplit split = p.seq_splits[seq];
-  if (split.num_pieces <= 1) return;
-  const int q_begin = p.query_start[seq];
-  const int rows = (p.query_start[seq + 1] - q_begin) * p.n_heads;
-  const int row = static_cast<int>(blockIdx.y) * kCombineRowsPerCta + static_cast<int>(threadIdx.x) / 32;
-  const int lane = static_cast<int>(threadIdx.x) % 32;
-  if (row >= rows) return;
+  __shared__ float piece_lse[kMaxPieces];
+  __shared__ float4 warp_sum[kCombineThreads / 32][32];
+  __shared__ float row_lse;
+  const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
+  const int items_per_seq = p.max_rows * 4;
 
-  const float* piece_lse = p.partial_lse + static_cast<int64_t>(split.first_slot) * p.partial_rows + row;
-  float mx = -INFINITY;
-  for (int k = lane; k < split.num_pieces; k += 32) mx = fmaxf(mx, piece_lse[static_cast<int64_t>(k) * p.partial_rows]);
-#pragma unroll
-  for (int d = 16; d > 0; d /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, d));
-  const float base = mx == -INFINITY ? 0.0f : mx;
-  float sum = 0.0f;
-  for (int k = lane; k < split.num_pieces; k += 32) sum += expf(piece_lse[static_cast<int64_t>(k) * p.partial_rows] - base);
-#pragma unroll
-  for (int d = 16; d > 0; d /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, d);
-  const float lse = base + logf(sum);
+  for (int item = static_cast<int>(blockIdx.x);; item += static_cast<int>(gridDim.x)) {
+    const int split_index = item / items_per_seq;
+    if (split_index >= p.num_parts) return;
+    const int seq = p.split_seqs[split_index];
+    if (seq < 0) return;  // past the last split sequence, and so is every later item
+    const int row = item % items_per_seq / 4, quarter = item % 4;
+    const int q_begin = p.query_start[seq];
+    if (row >= (p.query_start[seq + 1] - q_begin) * p.n_heads) continue;
+    const MlaSeqSplit split = p.seq_splits[seq];
+    const int n = split.num_pieces;
+    const int64_t slot_row = static_cast<int64_t>(split.first_slot) * p.partial_rows + row;
 
-  float4 acc[4] = {};
-  for (int k = 0; k < split.num_pieces; ++k) {
-    const float w = expf(piece_lse[static_cast<int64_t>(k) * p.partial_rows] - lse);
-    const float4* src = reinterpret_cast<const float4*>(
-        p.partial_out + (static_cast<int64_t>(split.first_slot + k) * p.partial_rows + row) * 512) + lane;
+    for (int k = tid; k < n; k += kCombineThreads) piece_lse[k] = p.partial_lse[slot_row + static_cast<int64_t>(k) * p.partial_rows];
+    __syncthreads();
+    if (warp == 0) {
+      float mx = -INFINITY;
+      for (int k = lane; k < n; k += 32) mx = fmaxf(mx, piece_lse[k]);
 #pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      const float4 v = src[c * 32];
-      acc[c].x += w * v.x;
-      acc[c].y += w * v.y;
-      acc[c].z += w * v.z;
-      acc[c].w += w * v.w;
+      for (int d = 16; d > 0; d /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, d));
+      const float base = mx == -INFINITY ? 0.0f : mx;
+      float sum = 0.0f;
+      for (int k = lane; k < n; k += 32) sum += expf(piece_lse[k] - base);
+#pragma unroll
+      for (int d = 16; d > 0; d /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, d);
+      if (lane == 0) row_lse = base + logf(sum);  // a real row's first piece sees key 0: sum > 0
     }
-  }
-  __nv_bfloat16* dst = p.out + (static_cast<int64_t>(q_begin) * p.n_heads + row) * 512 + lane * 4;
+    __syncthreads();
+
+    const float lse = row_lse;
+    const float4* src = reinterpret_cast<const float4*>(p.partial_out + slot_row * 512 + quarter * 128) + lane;
+    const int64_t piece_stride = static_cast<int64_t>(p.partial_rows) * 512 / 4;  // in float4
+    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 8
+    for (int k = warp; k < n; k += kCombineThreads / 32) {
+      const float w = expf(piece_lse[k] - lse);
+      const float4 v = src[k * piece_stride];
+      acc.x += w * v.x;
+      acc.y += w * v.y;
+      acc.z += w * v.z;
+      acc.w += w * v.w;
+    }
+    warp_sum[warp][lane] = acc;
+    __syncthreads();
+    if (warp == 0) {
 #pragma unroll
-  for (int c = 0; c < 4; ++c) {
-    const __nv_bfloat162 lo = __floats2bfloat162_rn(acc[c].x, acc[c].y), hi = __floats2bfloat162_rn(acc[c].z, acc[c].w);
-    uint2 packed;
-    packed.x = *reinterpret_cast<const uint32_t*>(&lo);
-    packed.y = *reinterpret_cast<const uint32_t*>(&hi);
-    *reinterpret_cast<uint2*>(dst + c * 128) = packed;
+      for (int g = 1; g < kCombineThreads / 32; ++g) {
+        const float4 v = warp_sum[g][lane];
+        acc.x += v.x;
+        acc.y += v.y;
+        acc.z += v.z;
+        acc.w += v.w;
+      }
+      const int64_t out_row = static_cast<int64_t>(q_begin) * p.n_heads + row;
+      const __nv_bfloat162 lo = __floats2bfloat162_rn(acc.x, acc.y), hi = __floats2bfloat162_rn(acc.z, acc.w);
+      uint2 packed;
+      packed.x = *reinterpret_cast<const uint32_t*>(&lo);
+      packed.y = *reinterpret_cast<const uint32_t*>(&hi);
+      *reinterpret_cast<uint2*>(p.out + out_row * 512 + quarter * 128 + lane * 4) = packed;
+      if (lane == 0 && quarter == 0) p.lse[out_row] = lse;
+    }
+    __syncthreads();  // piece_lse, warp_sum and row_lse are reused by the next item
   }
-  if (lane == 0) p.lse[static_cast<int64_t>(q_begin) * p.n_heads + row] = lse;
 }
 
 // ---- the schedule kernel -------------------------------------------------------------------
@@ -482,8 +512,12 @@ __device__ __forceinline__ int cta_exclusive_scan(int v, int* warp_totals, int& 
 // [q * w, (q + 1) * w) with w = ceil(C / P). A partition boundary that falls strictly inside a
 // sequence's blocks splits it, so sequence b has 1 + (boundaries inside it) pieces, and pieces
 // of split sequences get consecutive workspace slots (at most 2P in all: every split sequence
-// holds at least one boundary, and has one more piece than boundaries).
+// holds at least one boundary, and has one more piece than boundaries), and the split sequences
+// are listed for the combine kernel (fewer than P: each holds a boundary). The prefix sums of the
+// costs live in shared memory ((B + 1) ints, dynamic), where the partitions' binary searches
+// read them.
 __global__ void __launch_bounds__(kScheduleThreads) mla_decode_sm90_schedule_kernel(const MlaScheduleParams p) {
+  extern __shared__ int cost_prefix[];  // [B + 1]
   __shared__ int warp_totals[kScheduleThreads / 32];
   const int tid = static_cast<int>(threadIdx.x), num_seqs = p.num_seqs, ov = p.piece_overhead;
   auto blocks_of = [&](int b) { return (p.seq_lens[b] + 63) / 64; };
@@ -491,49 +525,54 @@ __global__ void __launch_bounds__(kScheduleThreads) mla_decode_sm90_schedule_ker
   int total = 0;
   for (int base = 0; base < num_seqs; base += kScheduleThreads) {
     const int b = base + tid;
+    const int blocks = b < num_seqs ? blocks_of(b) : 0;
     int chunk = 0;
-    const int before = cta_exclusive_scan(b < num_seqs ? blocks_of(b) + ov : 0, warp_totals, chunk);
-    if (b < num_seqs) p.cost_prefix[b] = total + before;
+    const int before = cta_exclusive_scan(b < num_seqs ? blocks + ov : 0, warp_totals, chunk);
+    if (b < num_seqs) cost_prefix[b] = total + before;
     total += chunk;
   }
-  if (tid == 0) p.cost_prefix[num_seqs] = total;
-  __syncthreads();  // cost_prefix visible to the whole CTA
+  if (tid == 0) cost_prefix[num_seqs] = total;
+  __syncthreads();
   const int width = max(1, (total + p.num_parts - 1) / p.num_parts);
 
-  int slots = 0;
+  int slots = 0, num_split = 0;
   for (int base = 0; base < num_seqs; base += kScheduleThreads) {
     const int b = base + tid;
     int pieces = 0;
     if (b < num_seqs) {
-      const int first = p.cost_prefix[b] + ov;  // unit of block 0
-      pieces = 1 + (first + blocks_of(b) - 1) / width - first / width;
+      const int first = cost_prefix[b] + ov;  // unit of block 0
+      pieces = 1 + (cost_prefix[b + 1] - 1) / width - first / width;
     }
-    int chunk = 0;
-    const int before = cta_exclusive_scan(pieces > 1 ? pieces : 0, warp_totals, chunk);
-    if (b < num_seqs) p.seq_splits[b] = MlaSeqSplit{pieces, slots + before};
-    slots += chunk;
+    int slot_chunk = 0, split_chunk = 0;
+    const int slots_before = cta_exclusive_scan(pieces > 1 ? pieces : 0, warp_totals, slot_chunk);
+    const int splits_before = cta_exclusive_scan(pieces > 1 ? 1 : 0, warp_totals, split_chunk);
+    if (b < num_seqs) p.seq_splits[b] = MlaSeqSplit{pieces, slots + slots_before};
+    if (pieces > 1) p.split_seqs[num_split + splits_before] = b;
+    slots += slot_chunk;
+    num_split += split_chunk;
   }
+  for (int i = num_split + tid; i < p.num_parts; i += kScheduleThreads) p.split_seqs[i] = -1;
 
   // Unit x -> (sequence, block): the last sequence starting at or before x.
   auto locate = [&](int x, int& seq, int& block) {
     int lo = 0, hi = num_seqs;
     while (lo < hi) {
       const int mid = (lo + hi + 1) / 2;
-      if (p.cost_prefix[mid] <= x) {
+      if (cost_prefix[mid] <= x) {
         lo = mid;
       } else {
         hi = mid - 1;
       }
     }
     seq = lo;
-    block = lo < num_seqs ? max(0, x - p.cost_prefix[lo] - ov) : 0;
+    block = lo < num_seqs ? max(0, x - cost_prefix[lo] - ov) : 0;
   };
   for (int q = tid; q < p.num_parts; q += kScheduleThreads) {
     MlaPartition part{};
     locate(min(q * width, total), part.begin_seq, part.begin_block);
     locate(min((q + 1) * width, total), part.end_seq, part.end_block);
     // A partition that starts inside a sequence's blocks computes piece (boundaries before it).
-    part.begin_piece = part.begin_block > 0 ? q - (p.cost_prefix[part.begin_seq] + ov) / width : 0;
+    part.begin_piece = part.begin_block > 0 ? q - (cost_prefix[part.begin_seq] + ov) / width : 0;
     p.parts[q] = part;
   }
 }

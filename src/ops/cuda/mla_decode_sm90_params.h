@@ -30,19 +30,20 @@ struct MlaSeqSplit {
   int32_t first_slot;  // first workspace slot of its pieces (meaningful when num_pieces > 1)
 };
 
-// mla_decode_sm90_schedule_kernel: one CTA turns seq_lens into the partitions and splits.
+// mla_decode_sm90_schedule_kernel: one CTA (with (B + 1) ints of dynamic shared memory) turns
+// seq_lens into the partitions and splits.
 struct MlaScheduleParams {
   const int32_t* seq_lens;    // [B] keys per sequence
-  int32_t* cost_prefix;       // [B + 1] scratch: exclusive prefix sum of per-sequence costs
   MlaPartition* parts;        // [P] out
   MlaSeqSplit* seq_splits;    // [B] out
+  int32_t* split_seqs;        // [P] out: the split sequences in batch order, then -1
   int32_t num_seqs;           // B
   int32_t num_parts;          // P
   int32_t piece_overhead;     // cost of starting a piece, in 64-token blocks (heuristics.h)
 };
 
 // mla_decode_sm90_kernel (grid: num_m_tiles x P) and mla_decode_sm90_combine_kernel
-// (grid: B x num_m_tiles * 8).
+// (persistent grid over (split sequence, row, channel quarter) items).
 struct MlaDecodeParams {
   const __nv_bfloat16* q;          // [T, n, 576]
   const __nv_bfloat16* kv_cache;   // [num_blocks, 64, 576]
@@ -51,6 +52,7 @@ struct MlaDecodeParams {
   const int32_t* query_start;      // [B + 1] first query row of each sequence
   const MlaPartition* parts;       // [P] from the schedule
   const MlaSeqSplit* seq_splits;   // [B] from the schedule
+  const int32_t* split_seqs;       // [P] from the schedule: sequences to combine, then -1
   __nv_bfloat16* out;              // [T, n, 512]
   float* lse;                      // [T, n] natural log
   float* partial_out;              // [2P, partial_rows, 512] normalised partial outputs
@@ -58,6 +60,8 @@ struct MlaDecodeParams {
   int32_t n_heads;                 // n
   int32_t max_blocks;              // block_table's row length
   int32_t partial_rows;            // num_m_tiles * 64: rows of one workspace slot
+  int32_t max_rows;                // max_q_len * n: most query rows of one sequence
+  int32_t num_parts;               // P
   float scale_log2;                // softmax_scale * log2(e): scores go through exp2
 };
 
