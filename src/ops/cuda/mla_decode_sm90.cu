@@ -3,6 +3,8 @@
 // mla_decode_sm90_heuristics.h.
 #include "ops/cuda/mla_decode_sm90.cuh"
 
+#include <cudaTypedefs.h>
+
 #include <algorithm>
 #include <cmath>
 #include <string_view>
@@ -34,6 +36,35 @@ void check_tensor(const Tensor& t, std::string_view name, DType dtype, const Sha
 template <typename T>
 T* ptr(const Tensor& t) {
   return static_cast<T*>(t.raw());
+}
+
+// cuTensorMapEncodeTiled, found in the driver through the runtime (nothing links libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    MLA_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+    MLA_CHECK(found == cudaDriverEntryPointSuccess && fn != nullptr, "{}: the driver has no cuTensorMapEncodeTiled",
+              kOp);
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+// t viewed as [rows, 576] bf16, read in boxes of 64 rows x 64 channels with the 128-byte swizzle
+// of the kernel's tile layout; boxes past the last row read as zeros.
+CUtensorMap row_tile_map(const Tensor& t, int64_t rows) {
+  CUtensorMap map{};
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(kCacheRowDim), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(kCacheRowDim) * 2};
+  const cuuint32_t box[2] = {64, 64};
+  const cuuint32_t element_strides[2] = {1, 1};
+  const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, t.raw(), dims, strides, box,
+                                          element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  MLA_CHECK(r == CUDA_SUCCESS, "{}: cuTensorMapEncodeTiled failed ({}) for {}", kOp, static_cast<int>(r),
+            shape_str(t.shape()));
+  return map;
 }
 
 }  // namespace
@@ -105,12 +136,14 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   MLA_CHECK(n == schedule.n_heads && b == schedule.num_seqs,
             "{}: the schedule was made for {} heads and updated for {} sequences; the call has {} and {}", kOp,
             schedule.n_heads, schedule.num_seqs, n, b);
+  MLA_CHECK(args.kv_cache.dim(0) * kKvBlockSize < (int64_t{1} << 31) && t * n < (int64_t{1} << 31),
+            "{}: the kernel addresses cache and query rows with 32-bit coordinates", kOp);
   MLA_CHECK(t >= b && t <= b * schedule.max_q_len, "{}: {} query rows for {} sequences of at most {} tokens",
             kOp, t, b, schedule.max_q_len);
 
   sm90::MlaDecodeParams p{};
-  p.q = ptr<const __nv_bfloat16>(args.q);
-  p.kv_cache = ptr<const __nv_bfloat16>(args.kv_cache);
+  p.q_map = row_tile_map(args.q, t * n);
+  p.kv_map = row_tile_map(args.kv_cache, args.kv_cache.dim(0) * kKvBlockSize);
   p.block_table = ptr<const int32_t>(args.block_table);
   p.seq_lens = ptr<const int32_t>(args.seq_lens);
   p.query_start = ptr<const int32_t>(args.query_start);

@@ -8,7 +8,8 @@
 // is bound by HBM, with 128 heads (V3 on one GPU) it sits near the H100's ridge. So:
 //   - all q_len * n query rows of a sequence share each cache row read: they form the M side of
 //     the two GEMMs S = Q K^T and O += P V (MQA with one 576-wide KV head). M is cut into tiles
-//     of kTileRows = 64, one per CTA (blockIdx.x); 16-row problems pad the tile with zeros.
+//     of kTileRows = 64, one per CTA (blockIdx.x); 16-row problems pad the tile (the padding
+//     rows are whatever follows in q, computed and dropped).
 //   - the context is split over P partitions (blockIdx.y) so that one wave fills all SMs even
 //     for one sequence; the schedule kernel gives every partition an equal share of the step's
 //     blocks (plus kPieceOverheadBlocks per piece), runs once per step and serves every layer.
@@ -20,22 +21,29 @@
 //
 // One CTA = 2 warpgroups (256 threads), ~226 KB of shared memory, one CTA per SM:
 //   Q tile [64 x 576] (72 KB) | KV stages 2 x [64 x 576] (144 KB) | P [64 x 64] bf16 (8 KB)
-//   | row max and row sum exchange [2 warpgroups x 64] f32.
+//   | row max and row sum exchange [2 warpgroups x 64] f32 | 3 mbarriers.
 // A tile is 9 column blocks of [64 rows][128 B]; 16-byte chunk c of row r sits at c ^ (r % 8).
 //
+// Loads are TMA bulk tensor copies (cp.async.bulk.tensor, 128-byte swizzle) issued by one
+// thread, 9 boxes of [64 rows x 64 channels] per tile, completing on an mbarrier per stage (and
+// one for Q): the other 255 threads spend no instructions on loads.
+//
 // Per 64-token block (one pipeline stage), both warpgroups in step:
-//   wait for the stage's cp.asyncs; barrier; issue the next block's cp.asyncs into the other
-//   stage (one block in flight while this one computes: 72 KB per SM, ~2x what HBM latency
-//   times bandwidth needs);
+//   barrier (everyone is done with the previous stage); thread 0 starts the next block's copy
+//   into the other stage (one block in flight while this one computes: 72 KB per SM, ~2x what
+//   HBM latency times bandwidth needs); wait for this stage's mbarrier; rows past the
+//   sequence's end are zeroed (their bytes are another step's data, maybe NaN);
 //   S[64 x 32] = Q K^T over this warpgroup's half of the keys (36 wgmma m64n32k16);
 //   scale, causal mask (bottom-right), row max -> exchanged through shared memory; barrier;
 //   online softmax in fp32 (exp2), P rounded to bf16 into shared memory; barrier;
 //   O[64 x 256] += P V over all 64 keys, this warpgroup's half of the 512 output channels
 //   (4 wgmma m64n256k16; O is 128 fp32 registers per thread).
-// At the end of a piece the two warpgroups add their row sums and write out/lse (bf16) or the
-// partial (fp32). The next sequence's Q tile loads while the last block's P V runs.
+// O is rescaled only when a row maximum of the warp moved. At the end of a piece the two
+// warpgroups add their row sums and write out/lse (bf16) or the partial (fp32). The next
+// sequence's Q tile loads while the last block's P V runs.
 #pragma once
 
+#include <cuda.h>
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -49,7 +57,6 @@
 namespace mlaserve::ops::sm90 {
 
 inline constexpr int kThreads = 256;                       // two warpgroups
-inline constexpr int kRowChunks = 576 * 2 / 16;            // 16-byte chunks per cache row: 72
 inline constexpr int kColBlockBytes = 64 * 128;            // [64 rows][64 bf16]: 8 KB
 inline constexpr int kTileBytes = 9 * kColBlockBytes;      // [64 rows][576 bf16]: 72 KB
 inline constexpr int kScheduleThreads = 256;
@@ -65,7 +72,8 @@ struct Smem {
   static constexpr int kP = kKv + 2 * kTileBytes;          // P [64 rows][64 keys] bf16
   static constexpr int kRowMax = kP + kColBlockBytes;      // [2][64] f32
   static constexpr int kRowSum = kRowMax + 2 * 64 * 4;     // [2][64] f32
-  static constexpr int kBytes = kRowSum + 2 * 64 * 4;
+  static constexpr int kBarriers = kRowSum + 2 * 64 * 4;   // mbarriers: KV stage 0, 1, Q
+  static constexpr int kBytes = kBarriers + 3 * 8;
 };
 inline constexpr int kSmemBytes = Smem::kBytes + 1024;     // + room to align the base
 static_assert(kTileRows == 64, "the tiling assumes one wgmma M tile of 64 query rows");
@@ -77,15 +85,48 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// 16-byte global -> shared copy; src_bytes = 0 writes zeros instead.
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, uint32_t src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
-               : "memory");
+// mbarrier (shared::cta) with one arrival per phase: the thread that starts a copy arrives and
+// announces its bytes; waiters spin on the phase parity.
+__device__ __forceinline__ void mbarrier_init(uint32_t bar) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+__device__ __forceinline__ void mbarrier_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbarrier_expect_bytes(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
 
-// Makes this thread's generic-proxy shared-memory writes (cp.async, st.shared) visible to the
+// One [64 rows x 64 channels] box of a row-major [rows, 576] bf16 tensor (tensor map built by
+// the host: 128-byte swizzle, rows past the tensor's end read as 0) into shared memory.
+__device__ __forceinline__ void tma_load_box(uint32_t dst, const CUtensorMap* map, int channel, int row,
+                                             uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+          dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(channel), "r"(row), "r"(bar)
+      : "memory");
+}
+
+// Starts the copy of the 64 x 576 tile at `row` into the swizzled layout at dst (9 boxes).
+__device__ __forceinline__ void tma_load_tile(uint32_t dst, const CUtensorMap* map, int row, uint32_t bar) {
+  mbarrier_expect_bytes(bar, kTileBytes);
+#pragma unroll
+  for (int cb = 0; cb < 9; ++cb) tma_load_box(dst + cb * kColBlockBytes, map, cb * 64, row, bar);
+}
+
+// Makes this thread's generic-proxy shared-memory writes (st.shared) visible to the
 // async proxy that wgmma reads through; a barrier after it publishes them to the CTA.
 __device__ __forceinline__ void fence_async_proxy() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -155,28 +196,6 @@ __device__ __forceinline__ void gemm_pv(uint64_t p_desc, uint64_t v_desc, float 
   wgmma_commit();
   wgmma_wait_all();
   fence_registers(o);
-}
-
-// Issues the cp.asyncs of one 64 x 576 bf16 tile into the swizzled layout at dst; rows for
-// which row_src returns nullptr are zero-filled. Warp w copies rows w, w + 8, ..., lane i the
-// chunks i, i + 32 (and i + 64 for lanes 0-7) of each: 16-byte accesses, a row's 1152 contiguous
-// bytes per warp. All rows of a warp share r % 8 = w, hence one swizzle per thread.
-template <class RowSrc>
-__device__ __forceinline__ void load_tile(uint32_t dst, RowSrc row_src, const void* any_global) {
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-#pragma unroll
-  for (int k = 0; k < 8; ++k) {
-    const int row = warp + 8 * k;
-    const __nv_bfloat16* src = row_src(row);
-#pragma unroll
-    for (int c = 0; c < 3; ++c) {
-      const int col = lane + 32 * c;
-      if (c == 2 && lane >= kRowChunks - 64) break;
-      const uint32_t to = dst + (col / 8) * kColBlockBytes + row * 128 + (((col % 8) ^ warp) * 16);
-      cp_async_16(to, src != nullptr ? static_cast<const void*>(src + col * 8) : any_global,
-                  src != nullptr ? 16u : 0u);
-    }
-  }
 }
 
 // ---- the decode kernel ---------------------------------------------------------------------
@@ -253,23 +272,32 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
   const uint64_t p_desc = gmma_desc(smem_addr(p_tile), 16, 1024);
   constexpr uint64_t kStageStep = kTileBytes >> 4;  // descriptor offset of the second stage
 
+  const uint32_t bar_kv = smem_addr(smem + Smem::kBarriers), bar_q = bar_kv + 16;  // stage i: bar_kv + 8 i
+
+  // Thread 0 starts every copy; the others only wait on the barriers.
   auto load_q = [&](int seq) {
-    const int64_t row0 = static_cast<int64_t>(p.query_start[seq]) * p.n_heads + tile_row0;
-    const int rows = (p.query_start[seq + 1] - p.query_start[seq]) * p.n_heads - tile_row0;
-    load_tile(s_q, [&](int r) { return r < rows ? p.q + (row0 + r) * 576 : nullptr; }, p.q);
+    tma_load_tile(s_q, &p.q_map, p.query_start[seq] * p.n_heads + tile_row0, bar_q);
   };
   auto load_kv = [&](const WorkItem& it, int stage) {
-    const int64_t block_id = p.block_table[static_cast<int64_t>(it.seq) * p.max_blocks + it.block];
-    const __nv_bfloat16* base = p.kv_cache + block_id * 64 * 576;
-    const int valid = p.seq_lens[it.seq] - it.block * 64;  // rows past the sequence's end load as 0
-    load_tile(s_kv + stage * kTileBytes, [&](int r) { return r < valid ? base + r * 576 : nullptr; }, p.q);
+    const int block_id = p.block_table[static_cast<int64_t>(it.seq) * p.max_blocks + it.block];
+    tma_load_tile(s_kv + stage * kTileBytes, &p.kv_map, block_id * 64, bar_kv + 8 * stage);
   };
 
-  load_q(cur.seq);
-  load_kv(cur, 0);
-  cp_async_commit();
+  if (tid == 0) {
+    mbarrier_init(bar_kv);
+    mbarrier_init(bar_kv + 8);
+    mbarrier_init(bar_q);
+    mbarrier_init_fence();
+  }
+  __syncthreads();
+  if (tid == 0) {
+    load_q(cur.seq);
+    load_kv(cur, 0);
+  }
+  uint32_t kv_parity = 0, q_parity = 0;  // parity of each barrier's next completion (bit per stage)
+  bool q_loading = true;
 
-  float o[128], s[16], m[2], l[2];
+  float o[128], s[16] = {}, m[2], l[2];
   Piece pc = start_piece(p, part, cur.seq, r0, tile_row0);
   auto reset_state = [&]() {
 #pragma unroll
@@ -288,12 +316,24 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
     const bool has_next = settle(next, part, p, tile_row0);
     const bool piece_ends = !has_next || next.seq != cur.seq;
 
-    cp_async_wait_all();
-    fence_async_proxy();
-    __syncthreads();  // this stage (and Q) landed; the other stage is free
-    if (has_next) {
-      load_kv(next, stage ^ 1);
-      cp_async_commit();
+    __syncthreads();  // everyone is done with the previous stage: its KV buffer, P, row maxima
+    if (tid == 0 && has_next) load_kv(next, stage ^ 1);
+    if (q_loading) {
+      mbarrier_wait(bar_q, q_parity);
+      q_parity ^= 1;
+      q_loading = false;
+    }
+    mbarrier_wait(bar_kv + 8 * stage, (kv_parity >> stage) & 1);
+    kv_parity ^= 1u << stage;
+    const int valid = pc.seq_len - cur.block * 64;
+    if (valid < 64) {  // the sequence ends inside this block: zero the rest (V must be finite)
+      uint8_t* tile = smem + Smem::kKv + stage * kTileBytes;
+      for (int i = tid; i < (64 - valid) * 9 * 8; i += kThreads) {
+        const int chunk = i % 8, cb = i / 8 % 9, row = valid + i / 72;
+        *reinterpret_cast<uint4*>(tile + cb * kColBlockBytes + row * 128 + chunk * 16) = make_uint4(0, 0, 0, 0);
+      }
+      fence_async_proxy();
+      __syncthreads();
     }
 
     gemm_qk(q_desc, k_desc + stage * kStageStep, s);
@@ -334,12 +374,14 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
     }
 #pragma unroll
     for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + sum[h];
+    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
-    for (int j = 0; j < 32; ++j) {
-      o[4 * j + 0] *= alpha[0];
-      o[4 * j + 1] *= alpha[0];
-      o[4 * j + 2] *= alpha[1];
-      o[4 * j + 3] *= alpha[1];
+      for (int j = 0; j < 32; ++j) {
+        o[4 * j + 0] *= alpha[0];
+        o[4 * j + 1] *= alpha[0];
+        o[4 * j + 2] *= alpha[1];
+        o[4 * j + 3] *= alpha[1];
+      }
     }
     // P into shared memory: row r, keys 8 * chunk .. + 7 in chunk (chunk ^ r % 8); r % 8 = lane / 4.
 #pragma unroll
@@ -355,8 +397,8 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
     __syncthreads();  // P complete; both warpgroups are past their Q K^T
 
     if (has_next && piece_ends) {
-      load_q(next.seq);
-      cp_async_commit();
+      if (tid == 0) load_q(next.seq);
+      q_loading = true;
     }
     gemm_pv(p_desc, v_desc + stage * kStageStep, o);
 

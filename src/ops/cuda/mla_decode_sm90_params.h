@@ -3,6 +3,7 @@
 // T query rows, n heads, B sequences, P KV partitions.
 #pragma once
 
+#include <cuda.h>
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -45,8 +46,8 @@ struct MlaScheduleParams {
 // mla_decode_sm90_kernel (grid: num_m_tiles x P) and mla_decode_sm90_combine_kernel
 // (persistent grid over (split sequence, row, channel quarter) items).
 struct MlaDecodeParams {
-  const __nv_bfloat16* q;          // [T, n, 576]
-  const __nv_bfloat16* kv_cache;   // [num_blocks, 64, 576]
+  CUtensorMap q_map;               // q as [T * n, 576] bf16, boxes of 64 x 64, 128-byte swizzle
+  CUtensorMap kv_map;              // kv_cache as [num_blocks * 64, 576] bf16, the same boxes
   const int32_t* block_table;      // [B, max_blocks]
   const int32_t* seq_lens;         // [B] keys per sequence, the new tokens included
   const int32_t* query_start;      // [B + 1] first query row of each sequence
