@@ -58,17 +58,19 @@ void print_text(const std::string& source, const DeepSeekConfig& c, const Checkp
   int64_t moe = c.num_moe_layers();
   fmt::print("model:            {}\n", source);
   fmt::print("family:           {}\n", family_name(c.family));
-  fmt::print("layers:           {} ({} dense, {} MoE){}\n", c.num_hidden_layers, c.num_hidden_layers - moe, moe,
-             c.num_nextn_predict_layers > 0 ? fmt::format(" + {} MTP", c.num_nextn_predict_layers) : "");
+  fmt::print("layers:           {} ({} dense, {} MoE){}\n", c.num_hidden_layers, c.num_hidden_layers - moe,
+             moe, c.num_nextn_predict_layers > 0 ? fmt::format(" + {} MTP", c.num_nextn_predict_layers) : "");
   fmt::print("hidden size:      {}\n", c.hidden_size);
   fmt::print("heads:            {} (qk {} = {} nope + {} rope, v {})\n", c.num_attention_heads, c.qk_head_dim,
              c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim);
-  fmt::print("q_lora_rank:      {}\n", c.q_lora_rank ? fmt::format("{}", *c.q_lora_rank) : "none (single q_proj)");
+  fmt::print("q_lora_rank:      {}\n",
+             c.q_lora_rank ? fmt::format("{}", *c.q_lora_rank) : "none (single q_proj)");
   fmt::print("kv_lora_rank:     {}\n", c.kv_lora_rank);
   if (c.n_routed_experts > 0) {
-    fmt::print("experts:          {} routed + {} shared, {} per token, {} / {}, {} groups (top {}), scale {}\n",
-               c.n_routed_experts, c.n_shared_experts, c.num_experts_per_tok, topk_method_name(c.topk_method),
-               scoring_func_name(c.scoring_func), c.n_group, c.topk_group, c.routed_scaling_factor);
+    fmt::print(
+        "experts:          {} routed + {} shared, {} per token, {} / {}, {} groups (top {}), scale {}\n",
+        c.n_routed_experts, c.n_shared_experts, c.num_experts_per_tok, topk_method_name(c.topk_method),
+        scoring_func_name(c.scoring_func), c.n_group, c.topk_group, c.routed_scaling_factor);
   }
   fmt::print("vocab:            {}\n", c.vocab_size);
   fmt::print("rope:             {}theta {}\n",
@@ -77,12 +79,14 @@ void print_text(const std::string& source, const DeepSeekConfig& c, const Checkp
                          : "",
              c.rope.theta);
   fmt::print("softmax scale:    {:.7f}\n", c.softmax_scale);
-  fmt::print("KV bytes/token:   {} ({} values x 2 bytes x {} layers)\n", kv_bytes_per_token(c), c.kv_cache_dim,
-             c.num_hidden_layers);
+  fmt::print("KV bytes/token:   {} ({} values x 2 bytes x {} layers)\n", kv_bytes_per_token(c),
+             c.kv_cache_dim, c.num_hidden_layers);
   fmt::print("weights:          {}\n", weights_text(c));
   if (ckpt != nullptr) {
     std::string dtypes;
-    for (const auto& [dtype, count] : ckpt->dtypes) dtypes += fmt::format("{}{} {}", dtypes.empty() ? "" : ", ", count, dtype);
+    for (const auto& [dtype, count] : ckpt->dtypes) {
+      dtypes += fmt::format("{}{} {}", dtypes.empty() ? "" : ", ", count, dtype);
+    }
     fmt::print("tensors:          {} ({}), {} bytes ({:.2f} GiB)\n", ckpt->tensors, dtypes, ckpt->bytes,
                static_cast<double>(ckpt->bytes) / (1024.0 * 1024.0 * 1024.0));
   }
@@ -144,9 +148,10 @@ void run_inspect(const InspectOptions& options) {
 void register_inspect(CLI::App& app) {
   auto options = std::make_shared<InspectOptions>();
   auto* cmd = app.add_subcommand("inspect", "Print a model's parsed config (and its checkpoint's tensors)");
-  auto* preset = cmd->add_option("--preset", options->preset, "a released model: deepseek-v2-lite, deepseek-v2, "
-                                                              "deepseek-v3, deepseek-r1");
-  auto* model = cmd->add_option("--model", options->model_dir, "a checkpoint directory (config.json + safetensors)");
+  auto* preset = cmd->add_option("--preset", options->preset,
+                                 "a released model: deepseek-v2-lite, deepseek-v2, deepseek-v3, deepseek-r1");
+  auto* model =
+      cmd->add_option("--model", options->model_dir, "a checkpoint directory (config.json + safetensors)");
   preset->excludes(model);
   cmd->add_option("--output", options->output, "text or json")->check(CLI::IsMember({"text", "json"}));
   cmd->callback([options] { run_inspect(*options); });

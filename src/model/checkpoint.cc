@@ -47,7 +47,8 @@ std::map<std::string, std::string> read_weight_map(const fs::path& index) {
     if (!shard.is_string()) map->fail(name, "must be a shard file name, got " + json_describe(shard));
     std::string file = shard.get<std::string>();
     if (!is_inside_directory(file)) {
-      MLA_FAIL("{}: tensor '{}': shard '{}' is not a file inside the checkpoint directory", source, name, file);
+      MLA_FAIL("{}: tensor '{}': shard '{}' is not a file inside the checkpoint directory", source, name,
+               file);
     }
     weight_map.emplace(name, std::move(file));
   }
@@ -64,7 +65,8 @@ Opened open_indexed(const fs::path& dir, const fs::path& index) {
     fs::path shard_path = dir / shard;
     std::error_code ec;
     if (!fs::exists(shard_path, ec)) {
-      MLA_FAIL("{}: tensor '{}': shard '{}' does not exist ({})", index.string(), name, shard, shard_path.string());
+      MLA_FAIL("{}: tensor '{}': shard '{}' does not exist ({})", index.string(), name, shard,
+               shard_path.string());
     }
     shard_slot.emplace(shard, out.files.size());
     out.files.push_back(SafetensorsFile::open(shard_path.string()));
@@ -72,7 +74,8 @@ Opened open_indexed(const fs::path& dir, const fs::path& index) {
   for (const auto& [name, shard] : weight_map) {
     const SafetensorsFile& file = *out.files[shard_slot.at(shard)];
     if (!file.contains(name)) {
-      MLA_FAIL("{}: tensor '{}' is listed for this shard in {} but is not in it", file.path(), name, kIndexName);
+      MLA_FAIL("{}: tensor '{}' is listed for this shard in {} but is not in it", file.path(), name,
+               kIndexName);
     }
     out.where.emplace(name, shard_slot.at(shard));
   }
@@ -84,8 +87,8 @@ Opened open_indexed(const fs::path& dir, const fs::path& index) {
         MLA_FAIL("{}: tensor '{}' is not listed in {}", file.path(), name, kIndexName);
       }
       if (listed->second != shard) {
-        MLA_FAIL("{}: tensor '{}' is also in this shard, but {} lists it in '{}'", file.path(), name, kIndexName,
-                 listed->second);
+        MLA_FAIL("{}: tensor '{}' is also in this shard, but {} lists it in '{}'", file.path(), name,
+                 kIndexName, listed->second);
       }
     }
   }

@@ -83,24 +83,47 @@ struct FamilyDefaults {
   int64_t eos_token_id;
 };
 
-constexpr FamilyDefaults kV3Defaults{
-    .vocab_size = 129280, .hidden_size = 7168, .intermediate_size = 18432, .num_hidden_layers = 61,
-    .num_attention_heads = 128, .num_experts_per_tok = 8, .moe_intermediate_size = 2048,
-    .n_routed_experts = 256, .n_shared_experts = 1, .n_group = 8, .topk_group = 4,
-    .first_k_dense_replace = 3, .max_position_embeddings = 4096, .topk_method = TopkMethod::kNoAuxTc,
-    .scoring_func = ScoringFunc::kSigmoid, .norm_topk_prob = true, .routed_scaling_factor = 2.5,
-    .bos_token_id = 0, .eos_token_id = 1};
+constexpr FamilyDefaults kV3Defaults{.vocab_size = 129280,
+                                     .hidden_size = 7168,
+                                     .intermediate_size = 18432,
+                                     .num_hidden_layers = 61,
+                                     .num_attention_heads = 128,
+                                     .num_experts_per_tok = 8,
+                                     .moe_intermediate_size = 2048,
+                                     .n_routed_experts = 256,
+                                     .n_shared_experts = 1,
+                                     .n_group = 8,
+                                     .topk_group = 4,
+                                     .first_k_dense_replace = 3,
+                                     .max_position_embeddings = 4096,
+                                     .topk_method = TopkMethod::kNoAuxTc,
+                                     .scoring_func = ScoringFunc::kSigmoid,
+                                     .norm_topk_prob = true,
+                                     .routed_scaling_factor = 2.5,
+                                     .bos_token_id = 0,
+                                     .eos_token_id = 1};
 
 // bos/eos are the V2 tokenizer's (MODEL_SPEC §1.1), as in the configuration class that ships
 // with the V2 checkpoints; n_group / topk_group "None" means no groups.
-constexpr FamilyDefaults kV2Defaults{
-    .vocab_size = std::nullopt, .hidden_size = std::nullopt, .intermediate_size = std::nullopt,
-    .num_hidden_layers = std::nullopt, .num_attention_heads = std::nullopt,
-    .num_experts_per_tok = std::nullopt, .moe_intermediate_size = 1407, .n_routed_experts = 64,
-    .n_shared_experts = 2, .n_group = 1, .topk_group = 1, .first_k_dense_replace = 0,
-    .max_position_embeddings = 2048, .topk_method = TopkMethod::kGreedy,
-    .scoring_func = ScoringFunc::kSoftmax, .norm_topk_prob = false, .routed_scaling_factor = 1.0,
-    .bos_token_id = 100000, .eos_token_id = 100001};
+constexpr FamilyDefaults kV2Defaults{.vocab_size = std::nullopt,
+                                     .hidden_size = std::nullopt,
+                                     .intermediate_size = std::nullopt,
+                                     .num_hidden_layers = std::nullopt,
+                                     .num_attention_heads = std::nullopt,
+                                     .num_experts_per_tok = std::nullopt,
+                                     .moe_intermediate_size = 1407,
+                                     .n_routed_experts = 64,
+                                     .n_shared_experts = 2,
+                                     .n_group = 1,
+                                     .topk_group = 1,
+                                     .first_k_dense_replace = 0,
+                                     .max_position_embeddings = 2048,
+                                     .topk_method = TopkMethod::kGreedy,
+                                     .scoring_func = ScoringFunc::kSoftmax,
+                                     .norm_topk_prob = false,
+                                     .routed_scaling_factor = 1.0,
+                                     .bos_token_id = 100000,
+                                     .eos_token_id = 100001};
 
 // Typed reads with defaults. Every defaulted field is appended to `defaulted` (shared by the
 // readers of nested blocks) for the one warning.
@@ -265,10 +288,12 @@ std::vector<int64_t> parse_eos(const JsonFields& root, FieldReader& reader, int6
   int64_t id = 0;
   if (json_to_int64(*eos, &id)) return {id};
   if (!eos->is_array() || eos->empty()) {
-    root.fail("eos_token_id", "must be an integer or a non-empty list of integers, got " + json_describe(*eos));
+    root.fail("eos_token_id",
+              "must be an integer or a non-empty list of integers, got " + json_describe(*eos));
   }
   for (const auto& item : *eos) {
-    if (!json_to_int64(item, &id)) root.fail("eos_token_id", "must list integers, got " + json_describe(item));
+    if (!json_to_int64(item, &id))
+      root.fail("eos_token_id", "must list integers, got " + json_describe(item));
     ids.push_back(id);
   }
   return ids;
@@ -286,11 +311,11 @@ TopkMethod parse_topk_method(const JsonFields& root, FieldReader& reader, const 
     if (*method == topk_method_name(m)) return m;
   }
   if (n_group > 1) {
-    root.fail("topk_method", fmt::format("'{}' is not a known method (greedy, group_limited_greedy, noaux_tc)",
-                                         *method));
+    root.fail("topk_method",
+              fmt::format("'{}' is not a known method (greedy, group_limited_greedy, noaux_tc)", *method));
   }
-  MLA_LOG_WARN("{}: topk_method '{}' is unknown; with no expert groups it is treated as greedy", root.source(),
-               *method);
+  MLA_LOG_WARN("{}: topk_method '{}' is unknown; with no expert groups it is treated as greedy",
+               root.source(), *method);
   return TopkMethod::kGreedy;
 }
 
@@ -302,7 +327,8 @@ ScoringFunc parse_scoring(const JsonFields& root, FieldReader& reader, const Fam
 }
 
 // The MoE fields; a null n_routed_experts is a dense model, null groups are no groups.
-void parse_moe(const JsonFields& root, FieldReader& reader, const FamilyDefaults& defaults, DeepSeekConfig& c) {
+void parse_moe(const JsonFields& root, FieldReader& reader, const FamilyDefaults& defaults,
+               DeepSeekConfig& c) {
   c.n_routed_experts =
       root.is_null("n_routed_experts") ? 0 : reader.integer("n_routed_experts", defaults.n_routed_experts);
   c.n_shared_experts =
@@ -310,7 +336,8 @@ void parse_moe(const JsonFields& root, FieldReader& reader, const FamilyDefaults
   c.moe_intermediate_size = reader.integer("moe_intermediate_size", defaults.moe_intermediate_size);
   if (c.n_routed_experts > 0) {
     if (root.is_null("num_experts_per_tok")) {
-      root.fail("num_experts_per_tok", fmt::format("is null, but n_routed_experts is {}", c.n_routed_experts));
+      root.fail("num_experts_per_tok",
+                fmt::format("is null, but n_routed_experts is {}", c.n_routed_experts));
     }
     c.num_experts_per_tok = reader.integer("num_experts_per_tok", defaults.num_experts_per_tok);
   } else {

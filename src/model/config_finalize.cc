@@ -73,8 +73,9 @@ void check_moe(const DeepSeekConfig& c) {
   check_range("topk_group", c.topk_group, 1, c.n_group);
   const int64_t per_group = experts / c.n_group;
   if (c.topk_method != TopkMethod::kGreedy && c.num_experts_per_tok > c.topk_group * per_group) {
-    MLA_FAIL("invalid config: num_experts_per_tok ({}) exceeds the {} experts of topk_group ({}) groups of {}",
-             c.num_experts_per_tok, c.topk_group * per_group, c.topk_group, per_group);
+    MLA_FAIL(
+        "invalid config: num_experts_per_tok ({}) exceeds the {} experts of topk_group ({}) groups of {}",
+        c.num_experts_per_tok, c.topk_group * per_group, c.topk_group, per_group);
   }
   if (c.topk_method == TopkMethod::kNoAuxTc) {
     if (c.scoring_func != ScoringFunc::kSigmoid) {
@@ -83,8 +84,9 @@ void check_moe(const DeepSeekConfig& c) {
     }
     // The group score is the sum of the two best experts of the group (MODEL_SPEC §5.2).
     if (per_group < 2) {
-      MLA_FAIL("invalid config: topk_method noaux_tc needs at least 2 experts per group, got {} ({} / n_group {})",
-               per_group, experts, c.n_group);
+      MLA_FAIL(
+          "invalid config: topk_method noaux_tc needs at least 2 experts per group, got {} ({} / n_group {})",
+          per_group, experts, c.n_group);
     }
   }
   if (!(c.routed_scaling_factor > 0) || !std::isfinite(c.routed_scaling_factor)) {
@@ -141,7 +143,8 @@ void finalize_config(DeepSeekConfig& c) {
     c.layer_is_moe[static_cast<size_t>(i)] =
         c.n_routed_experts > 0 && i >= c.first_k_dense_replace && i % c.moe_layer_freq == 0;
   }
-  if (c.num_moe_layers() < c.num_hidden_layers) check_size("intermediate_size (some layers are dense)", c.intermediate_size);
+  if (c.num_moe_layers() < c.num_hidden_layers)
+    check_size("intermediate_size (some layers are dense)", c.intermediate_size);
 
   c.qk_head_dim = c.qk_nope_head_dim + c.qk_rope_head_dim;
   c.kv_cache_dim = c.kv_lora_rank + c.qk_rope_head_dim;

@@ -4,11 +4,17 @@
 //   {"name": {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}}
 // then the data section; offsets are relative to the start of the data section.
 //
-// Files are memory-mapped read-only; tensors are zero-copy views that keep the mapping alive.
+// Files are memory-mapped read-only; tensors are zero-copy views that keep the mapping alive
+// (writing through a view faults). A tensor whose bytes are not aligned to its element size
+// (only a writer that does not pad the header makes one) comes back as an aligned copy.
 // Everything is validated before use, and every error names the file and the tensor:
-// header length against the file size, well-formed JSON, known dtypes, each tensor's byte range
-// inside the data section, overlapping ranges, shape x dtype size equal to the byte range,
-// duplicate names (within and across shards), shards missing from the index.
+// header length against the file size (and a 100 MB limit), well-formed JSON, known dtypes,
+// each tensor's byte range inside the data section, overlapping ranges (gaps are allowed),
+// shape x dtype size equal to the byte range, duplicate keys (within a file, at any depth, and
+// tensors across shards), and an index that disagrees with its shards in any way.
+//
+// Implementation: safetensors_header.cc (header validation), safetensors_file.cc (mapping and
+// views), checkpoint.cc (directories and the index), safetensors_writer.cc.
 #pragma once
 
 #include <map>
@@ -53,7 +59,8 @@ class SafetensorsFile {
   std::weak_ptr<SafetensorsFile> self_;
 };
 
-// A checkpoint directory: either model.safetensors.index.json with its shards, or every
+// A checkpoint directory: either model.safetensors.index.json with its shards (the index's
+// weight_map and the shards must agree exactly; files it does not name are ignored), or every
 // *.safetensors file in the directory (a single file is the common case).
 class Checkpoint {
  public:
@@ -71,7 +78,8 @@ class Checkpoint {
   std::map<std::string, size_t> where_;  // tensor name -> index into files_
 };
 
-// Writes tensors (host, contiguous) to one safetensors file. For tests and tools.
+// Writes tensors (host, contiguous) to one safetensors file, byte for byte as the Python
+// library does (see safetensors_writer.cc). For tests and tools.
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 

@@ -61,7 +61,8 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     MLA_FAIL("{}: header length {} runs past the end of the file ({} bytes)", path, header_bytes, size);
   }
   if (header_bytes > kSafetensorsMaxHeaderBytes) {
-    MLA_FAIL("{}: header length {} exceeds the {}-byte limit", path, header_bytes, kSafetensorsMaxHeaderBytes);
+    MLA_FAIL("{}: header length {} exceeds the {}-byte limit", path, header_bytes,
+             kSafetensorsMaxHeaderBytes);
   }
   std::string_view json(reinterpret_cast<const char*>(file->map_ + 8), header_bytes);
   SafetensorsHeader header = parse_safetensors_header(json, size - 8 - header_bytes, path);

@@ -47,8 +47,9 @@ class EntryParser {
       }
     }
     if (bytes != info.end - info.begin) {
-      fail(fmt::format("shape {} of {} needs {} bytes, but data_offsets [{}, {}] span {}", shape_str(info.shape),
-                       dtype_name(info.dtype), bytes, info.begin, info.end, info.end - info.begin));
+      fail(fmt::format("shape {} of {} needs {} bytes, but data_offsets [{}, {}] span {}",
+                       shape_str(info.shape), dtype_name(info.dtype), bytes, info.begin, info.end,
+                       info.end - info.begin));
     }
     return info;
   }
@@ -68,7 +69,8 @@ class EntryParser {
     if (!value.is_string()) fail(fmt::format("dtype must be a string, got {}", json_describe(value)));
     DType dtype;
     if (!parse_dtype(value.get<std::string>(), &dtype)) {
-      fail(fmt::format("unsupported dtype {} (supported: BF16, F16, F32, F8_E4M3, I64, I32, U8, BOOL)", shown(value)));
+      fail(fmt::format("unsupported dtype {} (supported: BF16, F16, F32, F8_E4M3, I64, I32, U8, BOOL)",
+                       shown(value)));
     }
     return dtype;
   }
@@ -78,7 +80,8 @@ class EntryParser {
     Shape shape;
     for (const auto& d : value) {
       uint64_t dim = 0;
-      if (!to_size(d, &dim)) fail(fmt::format("shape must be a list of non-negative integers, got {}", shown(value)));
+      if (!to_size(d, &dim))
+        fail(fmt::format("shape must be a list of non-negative integers, got {}", shown(value)));
       shape.push_back(static_cast<int64_t>(dim));
     }
     return shape;
@@ -106,7 +109,8 @@ class EntryParser {
 
 std::map<std::string, std::string> parse_metadata(const nlohmann::json& value, const std::string& path) {
   if (!value.is_object()) {
-    MLA_FAIL("{}: {} must be an object of strings, got {}", path, kSafetensorsMetadataKey, json_describe(value));
+    MLA_FAIL("{}: {} must be an object of strings, got {}", path, kSafetensorsMetadataKey,
+             json_describe(value));
   }
   std::map<std::string, std::string> metadata;
   for (const auto& [key, item] : value.items()) {
@@ -131,8 +135,8 @@ void check_overlaps(const std::map<std::string, TensorInfo>& tensors, const std:
     const TensorInfo& prev = *by_offset[i - 1];
     const TensorInfo& next = *by_offset[i];
     if (next.begin < prev.end) {
-      MLA_FAIL("{}: tensor '{}' [{}, {}) overlaps tensor '{}' [{}, {})", path, next.name, next.begin, next.end,
-               prev.name, prev.begin, prev.end);
+      MLA_FAIL("{}: tensor '{}' [{}, {}) overlaps tensor '{}' [{}, {})", path, next.name, next.begin,
+               next.end, prev.name, prev.begin, prev.end);
     }
   }
 }
@@ -141,7 +145,8 @@ void check_overlaps(const std::map<std::string, TensorInfo>& tensors, const std:
 
 SafetensorsHeader parse_safetensors_header(std::string_view json, size_t data_size, const std::string& path) {
   nlohmann::json document = parse_json_strict(json, path);
-  if (!document.is_object()) MLA_FAIL("{}: header must be a JSON object, got {}", path, json_describe(document));
+  if (!document.is_object())
+    MLA_FAIL("{}: header must be a JSON object, got {}", path, json_describe(document));
   SafetensorsHeader header;
   for (const auto& [name, entry] : document.items()) {
     if (name == kSafetensorsMetadataKey) {

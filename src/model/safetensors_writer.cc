@@ -36,7 +36,8 @@ void check_inputs(const std::string& path, const std::vector<std::pair<std::stri
     if (name == kSafetensorsMetadataKey) MLA_FAIL("{}: '{}' cannot be a tensor name", path, name);
     if (!seen.insert(name).second) MLA_FAIL("{}: tensor '{}' is given twice", path, name);
     if (!tensor.defined()) MLA_FAIL("{}: tensor '{}' is undefined", path, name);
-    if (!tensor.is_cpu()) MLA_FAIL("{}: tensor '{}' is on {}, not the host", path, name, device_name(tensor.device()));
+    if (!tensor.is_cpu())
+      MLA_FAIL("{}: tensor '{}' is on {}, not the host", path, name, device_name(tensor.device()));
   }
 }
 
@@ -71,15 +72,16 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   } catch (const nlohmann::json::exception& e) {
     MLA_FAIL("{}: cannot encode the header (names and metadata must be UTF-8): {}", path, e.what());
   }
-  text.append((kSafetensorsHeaderAlignment - text.size() % kSafetensorsHeaderAlignment) %
-                  kSafetensorsHeaderAlignment,
-              ' ');
+  text.append(
+      (kSafetensorsHeaderAlignment - text.size() % kSafetensorsHeaderAlignment) % kSafetensorsHeaderAlignment,
+      ' ');
 
   FileCloser file{std::fopen(path.c_str(), "wb")};
   if (file.f == nullptr) MLA_FAIL("{}: cannot create: {}", path, std::strerror(errno));
   uint8_t length[8];
   for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
-  bool ok = std::fwrite(length, 1, 8, file.f) == 8 && std::fwrite(text.data(), 1, text.size(), file.f) == text.size();
+  bool ok = std::fwrite(length, 1, 8, file.f) == 8 &&
+            std::fwrite(text.data(), 1, text.size(), file.f) == text.size();
   for (size_t i : order) {
     const Tensor& t = tensors[i].second;
     if (ok && t.nbytes() > 0) ok = std::fwrite(t.raw(), 1, t.nbytes(), file.f) == t.nbytes();

@@ -23,7 +23,8 @@ Tensor values(std::vector<float> v) {
 
 // Two shards and their index: a, b in shard 1; c in shard 2.
 void write_sharded(const TempDir& dir) {
-  write_safetensors(dir.file("model-00001-of-00002.safetensors"), {{"a", values({1, 2})}, {"b", values({3})}});
+  write_safetensors(dir.file("model-00001-of-00002.safetensors"),
+                    {{"a", values({1, 2})}, {"b", values({3})}});
   write_safetensors(dir.file("model-00002-of-00002.safetensors"), {{"c", values({4, 5, 6})}});
   dir.write("model.safetensors.index.json", R"({
     "metadata": {"total_size": 24},
@@ -53,7 +54,8 @@ TEST(Checkpoint, Sharded) {
   EXPECT_EQ(ckpt.info("c").file, dir.file("model-00002-of-00002.safetensors"));
   EXPECT_EQ(ckpt.info("b").shape, (Shape{1}));
   std::string message = test_util::error_message([&] { ckpt.get("d"); });
-  EXPECT_NE(message.find(dir.path().string() + ": checkpoint has no tensor 'd'"), std::string::npos) << message;
+  EXPECT_NE(message.find(dir.path().string() + ": checkpoint has no tensor 'd'"), std::string::npos)
+      << message;
   message = test_util::error_message([&] { ckpt.info("d"); });
   EXPECT_NE(message.find("no tensor 'd'"), std::string::npos) << message;
 }
@@ -81,7 +83,8 @@ TEST(Checkpoint, DuplicateAcrossUnindexedFiles) {
   TempDir dir;
   write_safetensors(dir.file("a.safetensors"), {{"w", values({1})}});
   write_safetensors(dir.file("b.safetensors"), {{"w", values({2})}});
-  expect_open_error(dir.path().string(), {dir.file("b.safetensors"), "tensor 'w' is also in", dir.file("a.safetensors")});
+  expect_open_error(dir.path().string(),
+                    {dir.file("b.safetensors"), "tensor 'w' is also in", dir.file("a.safetensors")});
 }
 
 TEST(Checkpoint, MissingShard) {
@@ -95,25 +98,31 @@ TEST(Checkpoint, MissingShard) {
 TEST(Checkpoint, ListedTensorAbsentFromShard) {
   TempDir dir;
   write_sharded(dir);
-  write_index(dir, {{"a", "model-00001-of-00002.safetensors"}, {"b", "model-00001-of-00002.safetensors"},
-                    {"c", "model-00002-of-00002.safetensors"}, {"d", "model-00002-of-00002.safetensors"}});
-  expect_open_error(dir.path().string(), {dir.file("model-00002-of-00002.safetensors"), "tensor 'd' is listed",
-                                          "but is not in it"});
+  write_index(dir, {{"a", "model-00001-of-00002.safetensors"},
+                    {"b", "model-00001-of-00002.safetensors"},
+                    {"c", "model-00002-of-00002.safetensors"},
+                    {"d", "model-00002-of-00002.safetensors"}});
+  expect_open_error(dir.path().string(), {dir.file("model-00002-of-00002.safetensors"),
+                                          "tensor 'd' is listed", "but is not in it"});
 }
 
 TEST(Checkpoint, TensorInShardListedForAnotherShard) {
   TempDir dir;
   write_sharded(dir);
-  write_safetensors(dir.file("model-00002-of-00002.safetensors"), {{"c", values({4, 5, 6})}, {"a", values({0})}});
-  expect_open_error(dir.path().string(), {dir.file("model-00002-of-00002.safetensors"), "tensor 'a' is also in this shard",
-                                          "lists it in 'model-00001-of-00002.safetensors'"});
+  write_safetensors(dir.file("model-00002-of-00002.safetensors"),
+                    {{"c", values({4, 5, 6})}, {"a", values({0})}});
+  expect_open_error(dir.path().string(),
+                    {dir.file("model-00002-of-00002.safetensors"), "tensor 'a' is also in this shard",
+                     "lists it in 'model-00001-of-00002.safetensors'"});
 }
 
 TEST(Checkpoint, TensorInShardNotListed) {
   TempDir dir;
   write_sharded(dir);
-  write_safetensors(dir.file("model-00002-of-00002.safetensors"), {{"c", values({4, 5, 6})}, {"e", values({0})}});
-  expect_open_error(dir.path().string(), {dir.file("model-00002-of-00002.safetensors"), "tensor 'e' is not listed"});
+  write_safetensors(dir.file("model-00002-of-00002.safetensors"),
+                    {{"c", values({4, 5, 6})}, {"e", values({0})}});
+  expect_open_error(dir.path().string(),
+                    {dir.file("model-00002-of-00002.safetensors"), "tensor 'e' is not listed"});
 }
 
 TEST(Checkpoint, MalformedIndex) {
@@ -128,9 +137,11 @@ TEST(Checkpoint, MalformedIndex) {
       {R"({"weight_map": []})", "field 'weight_map' must be an object"},
       {R"({"weight_map": {}})", "weight_map lists no tensors"},
       {R"({"weight_map": {"a": 3}})", "field 'weight_map.a' must be a shard file name, got number 3"},
-      {R"({"weight_map": {"a": "../model.safetensors"}})", "tensor 'a': shard '../model.safetensors' is not a file inside"},
+      {R"({"weight_map": {"a": "../model.safetensors"}})",
+       "tensor 'a': shard '../model.safetensors' is not a file inside"},
       {R"({"weight_map": {"a": "/etc/passwd"}})", "tensor 'a': shard '/etc/passwd' is not a file inside"},
-      {R"({"weight_map": {"a": "x.safetensors", "a": "y.safetensors"}})", "duplicate key 'a' in object 'weight_map'"},
+      {R"({"weight_map": {"a": "x.safetensors", "a": "y.safetensors"}})",
+       "duplicate key 'a' in object 'weight_map'"},
   };
   for (const IndexCase& c : cases) {
     TempDir dir;
@@ -142,7 +153,8 @@ TEST(Checkpoint, MalformedIndex) {
 
 TEST(Checkpoint, NotACheckpoint) {
   TempDir dir;
-  expect_open_error(dir.path().string(), {dir.path().string(), "no model.safetensors.index.json and no *.safetensors"});
+  expect_open_error(dir.path().string(),
+                    {dir.path().string(), "no model.safetensors.index.json and no *.safetensors"});
   std::string missing = dir.file("nowhere");
   expect_open_error(missing, {missing, "not a checkpoint directory"});
 }

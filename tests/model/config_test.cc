@@ -143,7 +143,9 @@ TEST(Config, RopeTypeKeyAndPlainRope) {
   // No scaling block, a "default" block, or rope_parameters holding only rope_theta: plain
   // RoPE, no mscale.
   std::string none = edited(kV2LiteConfigJson, [](nlohmann::json& j) { j.erase("rope_scaling"); });
-  std::string plain = edited(kV2LiteConfigJson, [](nlohmann::json& j) { j["rope_scaling"] = {{"type", "default"}}; });
+  std::string plain = edited(kV2LiteConfigJson, [](nlohmann::json& j) {
+    j["rope_scaling"] = {{"type", "default"}};
+  });
   std::string theta_only = edited(kV2LiteConfigJson, [](nlohmann::json& j) {
     j.erase("rope_scaling");
     j.erase("rope_theta");
@@ -219,7 +221,8 @@ TEST(Config, MoeLayerFrequency) {
 }
 
 TEST(Config, Fp8ScaleFormatUe8m0) {
-  std::string text = edited(kV3ConfigJson, [](nlohmann::json& j) { j["quantization_config"]["scale_fmt"] = "ue8m0"; });
+  std::string text =
+      edited(kV3ConfigJson, [](nlohmann::json& j) { j["quantization_config"]["scale_fmt"] = "ue8m0"; });
   DeepSeekConfig c = parse(text);
   ASSERT_TRUE(c.fp8.has_value());
   EXPECT_EQ(c.fp8->scale_format, ScaleFormat::kUE8M0);

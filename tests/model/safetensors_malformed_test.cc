@@ -72,7 +72,8 @@ const MalformedCase kCases[] = {
      "tensor 'w': data_offsets [8, 4] begin past their end"},
     {"RangePastDataSection", one_tensor(R"({"dtype":"F32","shape":[8],"data_offsets":[0,32]})"),
      "tensor 'w': data_offsets [0, 32] run past the end of the data section (16 bytes)"},
-    {"OffsetBeyondInt64", one_tensor(R"({"dtype":"U8","shape":[0],"data_offsets":[18446744073709551615,18446744073709551615]})"),
+    {"OffsetBeyondInt64",
+     one_tensor(R"({"dtype":"U8","shape":[0],"data_offsets":[18446744073709551615,18446744073709551615]})"),
      "tensor 'w': data_offsets must be [begin, end] with non-negative integers"},
     {"SizeMismatch", one_tensor(R"({"dtype":"F32","shape":[2,2],"data_offsets":[0,12]})"),
      "tensor 'w': shape [2, 2] of F32 needs 16 bytes, but data_offsets [0, 12] span 12"},
@@ -112,7 +113,8 @@ TEST(SafetensorsMalformedFile, HeaderOverTheLimit) {
   std::string path = dir.write("huge.safetensors", le64(100'000'001) + "{");
   ASSERT_EQ(::truncate(path.c_str(), 8 + 100'000'001 + 8), 0);
   std::string message = test_util::error_message([&] { SafetensorsFile::open(path); });
-  EXPECT_NE(message.find(path + ": header length 100000001 exceeds the 100000000-byte limit"), std::string::npos)
+  EXPECT_NE(message.find(path + ": header length 100000001 exceeds the 100000000-byte limit"),
+            std::string::npos)
       << message;
 }
 

@@ -24,7 +24,8 @@ std::string read_bytes(const std::string& path) {
 
 std::string from_hex(std::string_view hex) {
   std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  for (size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
   return out;
 }
 
@@ -172,8 +173,10 @@ TEST(Safetensors, EmptyHeaderAndGaps) {
   EXPECT_TRUE(SafetensorsFile::open(dir.write("empty.safetensors", empty))->tensors().empty());
 
   // Unused bytes between tensors are allowed; only overlaps are not.
-  std::string header = R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[1],"data_offsets":[4,5]}} )";
-  std::string bytes = std::string(1, static_cast<char>(header.size())) + std::string(7, '\0') + header + "ab..c";
+  std::string header = R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+                       R"("b":{"dtype":"U8","shape":[1],"data_offsets":[4,5]}} )";
+  std::string bytes =
+      std::string(1, static_cast<char>(header.size())) + std::string(7, '\0') + header + "ab..c";
   auto file = SafetensorsFile::open(dir.write("gaps.safetensors", bytes));
   EXPECT_EQ(file->get("b").data<uint8_t>()[0], 'c');
 }
