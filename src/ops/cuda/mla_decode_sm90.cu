@@ -51,13 +51,13 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return encode;
 }
 
-// t viewed as [rows, 576] bf16, read in boxes of 64 rows x 64 channels with the 128-byte swizzle
+// t viewed as [rows, 576] bf16, read in boxes of box_rows x 64 channels with the 128-byte swizzle
 // of the kernel's tile layout; boxes past the last row read as zeros.
-CUtensorMap row_tile_map(const Tensor& t, int64_t rows) {
+CUtensorMap row_tile_map(const Tensor& t, int64_t rows, int box_rows) {
   CUtensorMap map{};
   const cuuint64_t dims[2] = {static_cast<cuuint64_t>(kCacheRowDim), static_cast<cuuint64_t>(rows)};
   const cuuint64_t strides[1] = {static_cast<cuuint64_t>(kCacheRowDim) * 2};
-  const cuuint32_t box[2] = {64, 64};
+  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(box_rows)};
   const cuuint32_t element_strides[2] = {1, 1};
   const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, t.raw(), dims, strides, box,
                                           element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
@@ -142,8 +142,10 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
             kOp, t, b, schedule.max_q_len);
 
   sm90::MlaDecodeParams p{};
-  p.q_map = row_tile_map(args.q, t * n);
-  p.kv_map = row_tile_map(args.kv_cache, args.kv_cache.dim(0) * kKvBlockSize);
+  p.max_rows = static_cast<int32_t>(schedule.max_q_len * n);
+  p.q_box_rows = std::min(p.max_rows, sm90::kTileRows);
+  p.q_map = row_tile_map(args.q, t * n, p.q_box_rows);
+  p.kv_map = row_tile_map(args.kv_cache, args.kv_cache.dim(0) * kKvBlockSize, sm90::kTileRows);
   p.block_table = ptr<const int32_t>(args.block_table);
   p.seq_lens = ptr<const int32_t>(args.seq_lens);
   p.query_start = ptr<const int32_t>(args.query_start);
@@ -156,7 +158,6 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   p.n_heads = static_cast<int32_t>(n);
   p.max_blocks = static_cast<int32_t>(args.block_table.dim(1));
   p.partial_rows = static_cast<int32_t>(schedule.num_m_tiles * sm90::kTileRows);
-  p.max_rows = static_cast<int32_t>(schedule.max_q_len * n);
   p.num_parts = static_cast<int32_t>(schedule.num_parts);
   p.split_seqs = ptr<const int32_t>(schedule.split_seqs);
   p.scale_log2 = args.softmax_scale * 1.4426950408889634f;
@@ -166,7 +167,7 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
   sm90::mla_decode_sm90_kernel<<<grid, sm90::kThreads, sm90::kSmemBytes, stream>>>(p);
   MLA_CUDA_CHECK_LAUNCH();
-  const int64_t combine_items = schedule.num_parts * p.max_rows * 4;
+  const int64_t combine_items = schedule.num_parts * p.max_rows;
   const int combine_ctas = static_cast<int>(std::min<int64_t>(combine_items, schedule.combine_ctas));
   sm90::mla_decode_sm90_combine_kernel<<<combine_ctas, sm90::kCombineThreads, 0, stream>>>(p);
   MLA_CUDA_CHECK_LAUNCH();

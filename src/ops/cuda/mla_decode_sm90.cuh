@@ -8,8 +8,8 @@
 // is bound by HBM, with 128 heads (V3 on one GPU) it sits near the H100's ridge. So:
 //   - all q_len * n query rows of a sequence share each cache row read: they form the M side of
 //     the two GEMMs S = Q K^T and O += P V (MQA with one 576-wide KV head). M is cut into tiles
-//     of kTileRows = 64, one per CTA (blockIdx.x); 16-row problems pad the tile (the padding
-//     rows are whatever follows in q, computed and dropped).
+//     of kTileRows = 64, one per CTA (blockIdx.x); problems with fewer rows (16 heads: 16)
+//     copy only min(q_len * n, 64) rows and leave the rest of the tile zero (computed, dropped).
 //   - the context is split over P partitions (blockIdx.y) so that one wave fills all SMs even
 //     for one sequence; the schedule kernel gives every partition an equal share of the step's
 //     blocks (plus kPieceOverheadBlocks per piece), runs once per step and serves every layer.
@@ -60,9 +60,9 @@ inline constexpr int kThreads = 256;                       // two warpgroups
 inline constexpr int kColBlockBytes = 64 * 128;            // [64 rows][64 bf16]: 8 KB
 inline constexpr int kTileBytes = 9 * kColBlockBytes;      // [64 rows][576 bf16]: 72 KB
 inline constexpr int kScheduleThreads = 256;
-inline constexpr int kMaxScheduleSeqs = 32768;          // the schedule's prefix sums fit shared memory
-inline constexpr int kCombineThreads = 256;                // 8 warps; a CTA per work item
-inline constexpr int kCombineCtasPerSm = 8;
+inline constexpr int kMaxScheduleSeqs = 32768;            // the schedule's prefix sums fit shared memory
+inline constexpr int kCombineThreads = 256;                // 8 warps per work item (query row)
+inline constexpr int kCombineCtasPerSm = 4;
 inline constexpr int kMaxPieces = 256;                     // pieces of one sequence <= P
 
 // Shared-memory map of the decode kernel (byte offsets from a 1 KB-aligned base).
@@ -119,9 +119,11 @@ __device__ __forceinline__ void tma_load_box(uint32_t dst, const CUtensorMap* ma
       : "memory");
 }
 
-// Starts the copy of the 64 x 576 tile at `row` into the swizzled layout at dst (9 boxes).
-__device__ __forceinline__ void tma_load_tile(uint32_t dst, const CUtensorMap* map, int row, uint32_t bar) {
-  mbarrier_expect_bytes(bar, kTileBytes);
+// Starts the copy of the box_rows x 576 tile at `row` into the swizzled layout at dst (9 boxes of
+// the map's box_rows x 64).
+__device__ __forceinline__ void tma_load_tile(uint32_t dst, const CUtensorMap* map, int row, int box_rows,
+                                              uint32_t bar) {
+  mbarrier_expect_bytes(bar, 9 * 128 * box_rows);
 #pragma unroll
   for (int cb = 0; cb < 9; ++cb) tma_load_box(dst + cb * kColBlockBytes, map, cb * 64, row, bar);
 }
@@ -276,13 +278,20 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
 
   // Thread 0 starts every copy; the others only wait on the barriers.
   auto load_q = [&](int seq) {
-    tma_load_tile(s_q, &p.q_map, p.query_start[seq] * p.n_heads + tile_row0, bar_q);
+    tma_load_tile(s_q, &p.q_map, p.query_start[seq] * p.n_heads + tile_row0, p.q_box_rows, bar_q);
   };
   auto load_kv = [&](const WorkItem& it, int stage) {
     const int block_id = p.block_table[static_cast<int64_t>(it.seq) * p.max_blocks + it.block];
-    tma_load_tile(s_kv + stage * kTileBytes, &p.kv_map, block_id * 64, bar_kv + 8 * stage);
+    tma_load_tile(s_kv + stage * kTileBytes, &p.kv_map, block_id * 64, 64, bar_kv + 8 * stage);
   };
 
+  // A tile with fewer query rows (16 heads: 16) copies only those; the rest of Q stays 0.
+  for (int i = p.q_box_rows * 72 + tid; i < 64 * 72; i += kThreads) {
+    const int row = i / 72, chunk = i % 72;
+    *reinterpret_cast<uint4*>(smem + Smem::kQ + chunk / 8 * kColBlockBytes + row * 128 + chunk % 8 * 16) =
+        make_uint4(0, 0, 0, 0);
+  }
+  fence_async_proxy();
   if (tid == 0) {
     mbarrier_init(bar_kv);
     mbarrier_init(bar_kv + 8);
@@ -448,32 +457,33 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
 // ---- the combine kernel --------------------------------------------------------------------
 
 // Merges the pieces of split sequences: out = sum_k exp(lse_k - lse) * partial_k with
-// lse = log sum_k exp(lse_k). A work item is (split sequence, query row, quarter of the 512
-// channels); the persistent CTAs walk the items. In a CTA, warp g takes pieces g, g + 8, ...,
-// lane i channels 4i .. 4i + 3 of the quarter, so that one sequence split 64 ways (batch 1)
-// still spreads over many SMs with all of a thread's loads in flight at once; the 8 warps'
-// sums meet in shared memory. Sequences read by one partition were written by the decode kernel.
+// lse = log sum_k exp(lse_k). A work item is one query row of one split sequence; persistent
+// CTAs walk the items. In a CTA, warp g takes pieces g, g + 8, ..., lane i channels 4i + 128c
+// (c < 4), so a row split 64 ways (batch 1) has all its 128 KB in flight at once, and a row
+// split 2 ways (large batches) is one round trip; the 8 warps' sums meet in shared memory.
+// Sequences read by one partition were written by the decode kernel.
 __global__ void __launch_bounds__(kCombineThreads) mla_decode_sm90_combine_kernel(
     const __grid_constant__ MlaDecodeParams p) {
+  constexpr int kWarps = kCombineThreads / 32;
   __shared__ float piece_lse[kMaxPieces];
-  __shared__ float4 warp_sum[kCombineThreads / 32][32];
+  __shared__ float4 warp_sum[kWarps][128];  // [warp][channel / 4]
   __shared__ float row_lse;
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
-  const int items_per_seq = p.max_rows * 4;
 
   for (int item = static_cast<int>(blockIdx.x);; item += static_cast<int>(gridDim.x)) {
-    const int split_index = item / items_per_seq;
+    const int split_index = item / p.max_rows, row = item % p.max_rows;
     if (split_index >= p.num_parts) return;
     const int seq = p.split_seqs[split_index];
     if (seq < 0) return;  // past the last split sequence, and so is every later item
-    const int row = item % items_per_seq / 4, quarter = item % 4;
     const int q_begin = p.query_start[seq];
     if (row >= (p.query_start[seq + 1] - q_begin) * p.n_heads) continue;
     const MlaSeqSplit split = p.seq_splits[seq];
     const int n = split.num_pieces;
     const int64_t slot_row = static_cast<int64_t>(split.first_slot) * p.partial_rows + row;
 
-    for (int k = tid; k < n; k += kCombineThreads) piece_lse[k] = p.partial_lse[slot_row + static_cast<int64_t>(k) * p.partial_rows];
+    for (int k = tid; k < n; k += kCombineThreads) {
+      piece_lse[k] = p.partial_lse[slot_row + static_cast<int64_t>(k) * p.partial_rows];
+    }
     __syncthreads();
     if (warp == 0) {
       float mx = -INFINITY;
@@ -490,36 +500,42 @@ __global__ void __launch_bounds__(kCombineThreads) mla_decode_sm90_combine_kerne
     __syncthreads();
 
     const float lse = row_lse;
-    const float4* src = reinterpret_cast<const float4*>(p.partial_out + slot_row * 512 + quarter * 128) + lane;
+    const float4* src = reinterpret_cast<const float4*>(p.partial_out + slot_row * 512) + lane;
     const int64_t piece_stride = static_cast<int64_t>(p.partial_rows) * 512 / 4;  // in float4
-    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll 8
-    for (int k = warp; k < n; k += kCombineThreads / 32) {
+    float4 acc[4] = {};
+#pragma unroll 2
+    for (int k = warp; k < n; k += kWarps) {
       const float w = expf(piece_lse[k] - lse);
-      const float4 v = src[k * piece_stride];
-      acc.x += w * v.x;
-      acc.y += w * v.y;
-      acc.z += w * v.z;
-      acc.w += w * v.w;
-    }
-    warp_sum[warp][lane] = acc;
-    __syncthreads();
-    if (warp == 0) {
 #pragma unroll
-      for (int g = 1; g < kCombineThreads / 32; ++g) {
-        const float4 v = warp_sum[g][lane];
-        acc.x += v.x;
-        acc.y += v.y;
-        acc.z += v.z;
-        acc.w += v.w;
+      for (int c = 0; c < 4; ++c) {
+        const float4 v = src[k * piece_stride + c * 32];
+        acc[c].x += w * v.x;
+        acc[c].y += w * v.y;
+        acc[c].z += w * v.z;
+        acc[c].w += w * v.w;
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < 4; ++c) warp_sum[warp][c * 32 + lane] = acc[c];
+    __syncthreads();
+    if (tid < 128) {  // thread t: channels 4t .. 4t + 3
+      float4 total = warp_sum[0][tid];
+#pragma unroll
+      for (int g = 1; g < kWarps; ++g) {
+        const float4 v = warp_sum[g][tid];
+        total.x += v.x;
+        total.y += v.y;
+        total.z += v.z;
+        total.w += v.w;
       }
       const int64_t out_row = static_cast<int64_t>(q_begin) * p.n_heads + row;
-      const __nv_bfloat162 lo = __floats2bfloat162_rn(acc.x, acc.y), hi = __floats2bfloat162_rn(acc.z, acc.w);
+      const __nv_bfloat162 lo = __floats2bfloat162_rn(total.x, total.y);
+      const __nv_bfloat162 hi = __floats2bfloat162_rn(total.z, total.w);
       uint2 packed;
       packed.x = *reinterpret_cast<const uint32_t*>(&lo);
       packed.y = *reinterpret_cast<const uint32_t*>(&hi);
-      *reinterpret_cast<uint2*>(p.out + out_row * 512 + quarter * 128 + lane * 4) = packed;
-      if (lane == 0 && quarter == 0) p.lse[out_row] = lse;
+      *reinterpret_cast<uint2*>(p.out + out_row * 512 + tid * 4) = packed;
+      if (tid == 0) p.lse[out_row] = lse;
     }
     __syncthreads();  // piece_lse, warp_sum and row_lse are reused by the next item
   }

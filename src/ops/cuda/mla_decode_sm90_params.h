@@ -44,10 +44,10 @@ struct MlaScheduleParams {
 };
 
 // mla_decode_sm90_kernel (grid: num_m_tiles x P) and mla_decode_sm90_combine_kernel
-// (persistent grid over (split sequence, row, channel quarter) items).
+// (persistent grid over (split sequence, query row) items).
 struct MlaDecodeParams {
-  CUtensorMap q_map;               // q as [T * n, 576] bf16, boxes of 64 x 64, 128-byte swizzle
-  CUtensorMap kv_map;              // kv_cache as [num_blocks * 64, 576] bf16, the same boxes
+  CUtensorMap q_map;               // q as [T * n, 576] bf16, boxes of q_box_rows x 64, 128-byte swizzle
+  CUtensorMap kv_map;              // kv_cache as [num_blocks * 64, 576] bf16, boxes of 64 x 64
   const int32_t* block_table;      // [B, max_blocks]
   const int32_t* seq_lens;         // [B] keys per sequence, the new tokens included
   const int32_t* query_start;      // [B + 1] first query row of each sequence
@@ -62,6 +62,7 @@ struct MlaDecodeParams {
   int32_t max_blocks;              // block_table's row length
   int32_t partial_rows;            // num_m_tiles * 64: rows of one workspace slot
   int32_t max_rows;                // max_q_len * n: most query rows of one sequence
+  int32_t q_box_rows;              // rows of q_map's box: min(max_rows, 64)
   int32_t num_parts;               // P
   float scale_log2;                // softmax_scale * log2(e): scores go through exp2
 };
