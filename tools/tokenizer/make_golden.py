@@ -234,7 +234,8 @@ def conversations(seed=5):
 def chat_rows(env, source, context):
     for conv in conversations():
         for gen in (False, True):
-            ctx = dict(context, messages=conv, add_generation_prompt=gen)
+            # transformers always passes tools and documents (None when not given).
+            ctx = dict(context, messages=conv, add_generation_prompt=gen, tools=None, documents=None)
             yield dict({"messages": conv, "add_generation_prompt": gen, "context": context}, **render(env, source, ctx))
 
 

@@ -1,0 +1,27 @@
+// Renders a parsed template (ast.h) with jinja2's runtime semantics:
+//   - names resolve from the innermost scope out to the render context, then the globals
+//     (builtins.h); a missing one is Undefined;
+//   - every for-loop iteration has its own scope, so {% set %} inside a loop does not leak
+//     out of it (namespace() is the way templates carry state across iterations), while
+//     {% set %} inside {% if %} sets the enclosing scope;
+//   - `loop` offers index, index0, revindex, revindex0, first, last, length, previtem,
+//     nextitem, depth, depth0 and cycle();
+//   - and/or return an operand, comparisons chain, arithmetic follows Python (floor
+//     division and modulo signs, int/float promotion; 64-bit overflow is an error).
+// Errors carry the template line of the statement that failed.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tokenizer/jinja/ast.h"
+
+namespace mlaserve::tokenizer::jinja {
+
+using Context = std::vector<std::pair<std::string, Value>>;
+
+// Renders `body` with the variables in `context`. Throws TemplateError.
+std::string render(const Body& body, const Context& context);
+
+}  // namespace mlaserve::tokenizer::jinja

@@ -1,0 +1,132 @@
+// The chat template engine's API and its errors: unsupported constructs are named at parse
+// time, failures while rendering carry the template line, and the tiny tokenizer's V3-format
+// template renders the shape MODEL_SPEC.md section 8.3 gives.
+#include "tokenizer/chat_template.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "core/error.h"
+
+namespace mlaserve::tokenizer {
+namespace {
+
+using nlohmann::ordered_json;
+
+const std::filesystem::path kTiny = std::filesystem::path(MLASERVE_SOURCE_DIR) / "tests/data/tiny-tokenizer";
+
+std::string error_of(const std::string& source, const ordered_json& messages = ordered_json::array()) {
+  try {
+    ChatTemplate(source).render(messages);
+    return "";
+  } catch (const Error& e) {
+    return e.what();
+  }
+}
+
+TEST(ChatTemplate, TinyTokenizerRendersTheV3Format) {
+  const Tokenizer tok = Tokenizer::load(kTiny);
+  const ChatTemplate tmpl = ChatTemplate::from_tokenizer(tok);
+  const ordered_json messages = ordered_json::parse(R"([
+    {"role": "system", "content": "You are helpful"},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello"},
+    {"role": "user", "content": "How are you?"}])");
+  EXPECT_EQ(tmpl.render(messages, {.add_generation_prompt = true}),
+            "<｜begin▁of▁sentence｜>You are helpful<｜User｜>Hi<｜Assistant｜>Hello<｜end▁of▁sentence｜>"
+            "<｜User｜>How are you?<｜Assistant｜>");
+  // The rendered prompt starts with BOS already: encode it without adding another.
+  const std::vector<int32_t> ids = tok.encode(tmpl.render(messages, {.add_generation_prompt = true}));
+  EXPECT_EQ(ids.front(), *tok.bos_id());
+  EXPECT_EQ(ids.back(), *tok.token_to_id("<｜Assistant｜>"));
+}
+
+TEST(ChatTemplate, ToolCallsAndOutputs) {
+  const ChatTemplate tmpl = ChatTemplate::from_tokenizer(Tokenizer::load(kTiny));
+  const ordered_json messages = ordered_json::parse(R"([
+    {"role": "user", "content": "Weather?"},
+    {"role": "assistant", "content": null, "tool_calls": [
+      {"type": "function", "function": {"name": "get", "arguments": "{\"city\": \"Paris\"}"}}]},
+    {"role": "tool", "content": "sunny"},
+    {"role": "assistant", "content": "Sunny."}])");
+  EXPECT_EQ(tmpl.render(messages),
+            "<｜begin▁of▁sentence｜><｜User｜>Weather?<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function"
+            "<｜tool▁sep｜>get\n```json\n{\"city\": \"Paris\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>"
+            "<｜end▁of▁sentence｜><｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>sunny<｜tool▁output▁end｜>"
+            "<｜tool▁outputs▁end｜>Sunny.<｜end▁of▁sentence｜>");
+}
+
+TEST(ChatTemplate, UnsupportedConstructsAreNamed) {
+  EXPECT_NE(error_of("{% macro m() %}x{% endmacro %}").find("unsupported template tag '{% macro %}'"), std::string::npos);
+  EXPECT_NE(error_of("{% include 'x.j2' %}").find("'{% include %}'"), std::string::npos);
+  EXPECT_NE(error_of("{% filter upper %}x{% endfilter %}").find("'{% filter %}'"), std::string::npos);
+  EXPECT_NE(error_of("{{ x | wordwrap }}").find("unsupported filter 'wordwrap'"), std::string::npos);
+  EXPECT_NE(error_of("{% if x is prime %}{% endif %}").find("unsupported test 'prime'"), std::string::npos);
+  EXPECT_NE(error_of("{% frobnicate %}").find("unknown template tag 'frobnicate'"), std::string::npos);
+  EXPECT_NE(error_of("{% for x in y recursive %}{% endfor %}").find("recursive"), std::string::npos);
+  EXPECT_NE(error_of("{{ f(*args) }}").find("*args"), std::string::npos);
+  EXPECT_NE(error_of("{{ '%s' % 1 }}").find("printf-style"), std::string::npos);
+  EXPECT_NE(error_of("{{ [1]|select }}").find("generator"), std::string::npos);
+  EXPECT_NE(error_of("{{ 'É'|lower }}").find("non-ASCII"), std::string::npos);
+  EXPECT_NE(error_of("{{ range }}").find("function range()"), std::string::npos);
+}
+
+TEST(ChatTemplate, SyntaxAndRuntimeErrorsCarryTheLine) {
+  EXPECT_NE(error_of("a\n{% if %}{% endif %}").find("chat template line 2"), std::string::npos);
+  EXPECT_NE(error_of("{% for x in y %}").find("expected 'endfor'"), std::string::npos);
+  EXPECT_NE(error_of("{{ 'unterminated }}").find("unterminated string"), std::string::npos);
+  EXPECT_NE(error_of("{# open").find("missing end of comment"), std::string::npos);
+  EXPECT_NE(error_of("{% break %}").find("outside of a loop"), std::string::npos);
+  const std::string e = error_of("one\ntwo\n{{ messages[0].content + '!' }}", ordered_json::parse(R"([{"role": "user"}])"));
+  EXPECT_NE(e.find("chat template line 3"), std::string::npos) << e;
+  EXPECT_NE(e.find("has no attribute 'content'"), std::string::npos) << e;
+  EXPECT_NE(error_of("{{ raise_exception('Conversation roles must alternate') }}").find("Conversation roles must alternate"),
+            std::string::npos);
+}
+
+TEST(ChatTemplate, MessagesMustBeAnArray) {
+  EXPECT_THROW(ChatTemplate("x").render(ordered_json::object()), Error);
+}
+
+TEST(ChatTemplate, ContextOverridesAndDefaults) {
+  const ChatTemplate tmpl("{{ bos_token }}|{{ tools is none }}|{{ documents is defined }}|{{ extra }}|{{ add_generation_prompt }}",
+                          ordered_json{{"bos_token", "<s>"}});
+  EXPECT_EQ(tmpl.render(ordered_json::array(), {.add_generation_prompt = true, .context = {{"extra", 7}}}), "<s>|True|True|7|True");
+  EXPECT_EQ(tmpl.render(ordered_json::array(), {.context = {{"bos_token", "[B]"}, {"tools", ordered_json::array()}}}),
+            "[B]|False|True||False");
+}
+
+TEST(ChatTemplate, KeyOrderFollowsTheJsonType) {
+  const ChatTemplate tmpl("{{ messages[0]|tojson }}");
+  const std::string text = R"([{"role": "user", "content": "x"}])";
+  EXPECT_EQ(tmpl.render(ordered_json::parse(text)), R"({"role": "user", "content": "x"})");
+  EXPECT_EQ(tmpl.render(nlohmann::json::parse(text), {}), R"({"content": "x", "role": "user"})");
+}
+
+TEST(ChatTemplate, StrftimeNowFormatsTheCurrentDate) {
+  const std::string year = ChatTemplate("{{ strftime_now('%Y') }}").render(ordered_json::array());
+  ASSERT_EQ(year.size(), 4u);
+  EXPECT_GE(std::stoi(year), 2024);
+}
+
+TEST(ChatTemplate, ConcurrentRendersAgree) {
+  const ChatTemplate tmpl = ChatTemplate::from_tokenizer(Tokenizer::load(kTiny));
+  ordered_json messages = ordered_json::array();
+  for (int i = 0; i < 50; ++i) {
+    messages.push_back({{"role", i % 2 ? "assistant" : "user"}, {"content", "turn " + std::to_string(i)}});
+  }
+  const std::string expected = tmpl.render(messages);
+  std::vector<std::thread> threads;
+  std::vector<int> ok(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < 25; ++r) ok[t] += tmpl.render(messages) == expected;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ok, std::vector<int>(4, 25));
+}
+
+}  // namespace
+}  // namespace mlaserve::tokenizer
