@@ -44,7 +44,7 @@ Tensor Tensor::from_floats(const std::vector<float>& values, Shape shape, DType 
   MLA_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "{} values for shape {}",
             values.size(), shape_str(shape));
   Tensor f = empty(shape, DType::kF32);
-  std::memcpy(f.raw(), values.data(), values.size() * sizeof(float));
+  if (!values.empty()) std::memcpy(f.raw(), values.data(), values.size() * sizeof(float));
   return dtype == DType::kF32 ? f : f.to_dtype(dtype);
 }
 

@@ -54,7 +54,26 @@ class DummyMaker {
 
   MlpWeights mlp(int64_t width) {
     const int64_t h = c_.hidden_size;
-    return MlpWeights{linear(width, h), linear(width, h), linear(h, width)};
+    return MlpWeights{concat_rows(linear(width, h), linear(width, h)), linear(h, width)};
+  }
+
+  ops::ExpertWeights experts() {
+    std::vector<Tensor> gate_up, down, gate_up_scale, down_scale;
+    for (int64_t e = 0; e < c_.n_routed_experts; ++e) {
+      MlpWeights m = mlp(c_.moe_intermediate_size);
+      gate_up.push_back(m.gate_up.weight);
+      down.push_back(m.down.weight);
+      if (fp8()) {
+        gate_up_scale.push_back(m.gate_up.scale_inv);
+        down_scale.push_back(m.down.scale_inv);
+      }
+    }
+    ops::ExpertWeights w{stack(gate_up), stack(down), {}, {}};
+    if (fp8()) {
+      w.gate_up_scale = stack(gate_up_scale);
+      w.down_scale = stack(down_scale);
+    }
+    return w;
   }
 
   MlaWeights attention() {
@@ -90,7 +109,7 @@ class DummyMaker {
         MoeWeights moe;
         moe.router = weight(c_.n_routed_experts, h);
         if (c_.topk_method == TopkMethod::kNoAuxTc) moe.correction_bias = fill({c_.n_routed_experts}, 0.2f, 0.25f);
-        for (int64_t e = 0; e < c_.n_routed_experts; ++e) moe.experts.push_back(mlp(c_.moe_intermediate_size));
+        moe.experts = experts();
         if (c_.n_shared_experts > 0) moe.shared = mlp(c_.shared_intermediate_size());
         l.moe = std::move(moe);
       }

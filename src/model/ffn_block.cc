@@ -5,6 +5,7 @@
 #include "ops/embedding.h"
 #include "ops/linear.h"
 #include "ops/moe_dispatch.h"
+#include "ops/moe_experts.h"
 #include "ops/moe_router.h"
 #include "ops/silu_mul.h"
 
@@ -32,11 +33,10 @@ ops::RouterParams router_params(const DeepSeekConfig& c) {
 }  // namespace
 
 Tensor DeepSeekModel::mlp(const MlpWeights& w, const Tensor& x) {
-  Tensor gate = linear(w.gate, x);  // [T, I]
-  Tensor up = linear(w.up, x);      // [T, I]
-  Tensor act = Tensor::empty(gate.shape(), DType::kF32);
-  ops::silu_mul_cpu(gate, up, act);
-  return linear(w.down, act);  // [T, H]
+  Tensor gate_up = linear(w.gate_up, x);  // [T, 2I]
+  Tensor hidden = act({x.dim(0), w.gate_up.out_features() / 2});
+  ops::silu_mul(gate_up, hidden, options_.stream);
+  return linear(w.down, hidden);  // [T, H]
 }
 
 Tensor DeepSeekModel::ffn(int64_t layer, const Tensor& m) {
@@ -44,29 +44,29 @@ Tensor DeepSeekModel::ffn(int64_t layer, const Tensor& m) {
   return lw.moe ? moe(*lw.moe, m) : mlp(*lw.mlp, m);
 }
 
+// Router in fp32 -> pairs grouped by expert -> rows gathered in expert order -> all experts as
+// one grouped op -> weighted combine onto the shared experts' output. No host synchronisation.
 Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
   const int64_t t = m.dim(0), hidden = config_.hidden_size, k = config_.num_experts_per_tok;
   const int64_t num_experts = config_.n_routed_experts;
+  const Stream stream = options_.stream;
 
-  Tensor logits = Tensor::empty({t, num_experts}, DType::kF32);  // fp32 router GEMM (§5.1)
-  ops::linear_cpu(m, w.router, logits);
-  ops::RouterOutputs route{Tensor::empty({t, k}, DType::kF32), Tensor::empty({t, k}, DType::kI32)};
-  ops::moe_route_cpu(logits, w.correction_bias, router_params(config_), route);
+  Tensor logits = f32({t, num_experts});  // fp32 accumulation and output (§5.1)
+  ops::linear(m, w.router, logits, stream);
+  ops::RouterOutputs route{f32({t, k}), Tensor::empty({t, k}, DType::kI32, options_.device)};
+  ops::moe_route(logits, w.correction_bias, router_params(config_), route, stream);
 
-  ops::MoeGrouping groups{Tensor::empty({num_experts + 1}, DType::kI32), Tensor::empty({t * k}, DType::kI32),
-                          Tensor::empty({t * k}, DType::kI32)};
-  ops::moe_group_by_expert_cpu(route.expert_ids, num_experts, groups);
-  Tensor gathered = Tensor::empty({t * k, hidden}, DType::kF32);  // token rows in expert order
-  ops::embedding_cpu(groups.sorted_tokens, m, gathered);
-  Tensor expert_out = Tensor::empty({t * k, hidden}, DType::kF32);
-  const int32_t* offsets = groups.expert_offsets.data<int32_t>();
-  for (int64_t e = 0; e < num_experts; ++e) {
-    if (offsets[e] == offsets[e + 1]) continue;
-    Tensor y = mlp(w.experts[static_cast<size_t>(e)], gathered.slice(offsets[e], offsets[e + 1]));
-    std::copy(y.data<float>(), y.data<float>() + y.numel(), expert_out.data<float>() + offsets[e] * hidden);
-  }
-  Tensor out = w.shared ? mlp(*w.shared, m) : Tensor::zeros({t, hidden}, DType::kF32);
-  ops::moe_combine_cpu(expert_out, groups.sorted_pairs, route.weights, out);
+  const Device dev = options_.device;
+  ops::MoeGrouping groups{Tensor::empty({num_experts + 1}, DType::kI32, dev), Tensor::empty({t * k}, DType::kI32, dev),
+                          Tensor::empty({t * k}, DType::kI32, dev)};
+  ops::moe_group_by_expert(route.expert_ids, num_experts, groups, stream);
+  Tensor gathered = act({t * k, hidden});  // token rows in expert order
+  ops::embedding(groups.sorted_tokens, m, gathered, stream);
+  Tensor expert_out = act({t * k, hidden});
+  ops::moe_experts(gathered, groups.expert_offsets, w.experts, act_quant_, expert_out, stream);
+  Tensor out = w.shared ? mlp(*w.shared, m) : act({t, hidden});
+  if (!w.shared) out.fill_bytes(0);
+  ops::moe_combine(expert_out, groups.sorted_pairs, route.weights, out, stream);
   return out;
 }
 

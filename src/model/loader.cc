@@ -94,8 +94,29 @@ class TensorSource {
 };
 
 MlpWeights load_mlp(TensorSource& src, const std::string& prefix, int64_t hidden, int64_t width) {
-  return MlpWeights{src.linear(prefix + "gate_proj", width, hidden), src.linear(prefix + "up_proj", width, hidden),
+  return MlpWeights{concat_rows(src.linear(prefix + "gate_proj", width, hidden), src.linear(prefix + "up_proj", width, hidden)),
                     src.linear(prefix + "down_proj", hidden, width)};
+}
+
+// The routed experts stacked as ops::ExpertWeights ([E, 2Im, H], [E, H, Im], scales alike).
+ops::ExpertWeights load_experts(TensorSource& src, const std::string& prefix, const DeepSeekConfig& c) {
+  std::vector<Tensor> gate_up, down, gate_up_scale, down_scale;
+  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+    MlpWeights m = load_mlp(src, fmt::format("{}{}.", prefix, e), c.hidden_size, c.moe_intermediate_size);
+    gate_up.push_back(m.gate_up.weight);
+    down.push_back(m.down.weight);
+    if (m.gate_up.is_fp8()) {
+      gate_up_scale.push_back(m.gate_up.scale_inv);
+      down_scale.push_back(m.down.scale_inv);
+    }
+  }
+  ops::ExpertWeights w{stack(gate_up), stack(down), {}, {}};
+  if (!gate_up_scale.empty()) {
+    MLA_CHECK(gate_up_scale.size() == gate_up.size(), "{}*: some experts are FP8 and some are not", prefix);
+    w.gate_up_scale = stack(gate_up_scale);
+    w.down_scale = stack(down_scale);
+  }
+  return w;
 }
 
 MlaWeights load_attention(TensorSource& src, const std::string& p, const DeepSeekConfig& c,
@@ -159,10 +180,7 @@ ModelWeights load_weights(const Checkpoint& ckpt, const DeepSeekConfig& c, const
     if (c.topk_method == TopkMethod::kNoAuxTc) {
       moe.correction_bias = src.dense(bias, {c.n_routed_experts}, f32);
     }
-    for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-      moe.experts.push_back(load_mlp(src, fmt::format("{}mlp.experts.{}.", p, e), c.hidden_size,
-                                     c.moe_intermediate_size));
-    }
+    moe.experts = load_experts(src, p + "mlp.experts.", c);
     if (c.n_shared_experts > 0) {
       moe.shared = load_mlp(src, p + "mlp.shared_experts.", c.hidden_size, c.shared_intermediate_size());
     }

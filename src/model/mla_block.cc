@@ -1,9 +1,11 @@
 // The MLA block of DeepSeekModel (MODEL_SPEC.md §3, §4): projections, RoPE, the latent cache
-// write, and attention in the absorbed or the MHA form per sequence. See model.h for the plan.
+// write, and attention in the absorbed or the MHA form. See model.h for the plan.
+//
+// kv_a_proj_with_mqa [576, H] runs as two GEMMs over its row views [0, 512) and [512, 576), so
+// the latent and the rope key land in separate contiguous tensors without a column copy.
 #include <algorithm>
-#include <cstring>
 
-#include "model/model.h"
+#include "model/step_metadata.h"
 #include "ops/latent_cache.h"
 #include "ops/linear.h"
 #include "ops/merge_attention_states.h"
@@ -15,32 +17,13 @@
 #include "ops/rope.h"
 
 namespace mlaserve {
-namespace {
 
-// Columns [begin, begin + width) of a [T, D] f32 tensor, copied.
-Tensor columns(const Tensor& t, int64_t begin, int64_t width) {
-  const int64_t n = t.dim(0), d = t.dim(1);
-  Tensor out = Tensor::empty({n, width}, DType::kF32);
-  const float* src = t.data<float>();
-  float* dst = out.data<float>();
-  for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * width, src + i * d + begin, width * sizeof(float));
-  return out;
-}
-
-Tensor i32_tensor(const std::vector<int32_t>& values) {
-  Tensor t = Tensor::empty({static_cast<int64_t>(values.size())}, DType::kI32);
-  std::copy(values.begin(), values.end(), t.data<int32_t>());
-  return t;
-}
-
-}  // namespace
-
-Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const ForwardBatch& batch, const Tensor& positions,
-                                LatentCache& cache) {
+Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetadata& step, LatentCache& cache) {
   const MlaWeights& w = weights_.layers[static_cast<size_t>(layer)].attn;
   const int64_t t = a.dim(0), n = config_.num_attention_heads, dn = config_.qk_nope_head_dim;
   const int64_t dc = config_.kv_lora_rank, dr = config_.qk_rope_head_dim, dv = config_.v_head_dim;
   const float eps = static_cast<float>(config_.rms_norm_eps);
+  const Stream stream = options_.stream;
 
   // Query: [T, n, dn + dr], rope on each head's last dr channels.
   Tensor q;
@@ -48,86 +31,85 @@ Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const ForwardBat
     q = linear(*w.q_proj, a);
   } else {
     Tensor cq = linear(*w.q_a_proj, a);  // [T, dq]
-    ops::rms_norm_cpu(cq, w.q_a_norm, eps, cq);
+    ops::rms_norm(cq, w.q_a_norm, eps, cq, stream);
     q = linear(*w.q_b_proj, cq);
   }
   q = q.reshape({t, n, dn + dr});
-  ops::apply_rope_interleaved_cpu(q, positions, cos_sin_, dn);
+  ops::apply_rope_interleaved(q, step.positions, cos_sin_, dn, stream);
 
-  // Latent and rope key: ckv [T, dc + dr] -> latent [T, dc] (normed), k_pe [T, dr] (rotated).
-  Tensor ckv = linear(w.kv_a_proj, a);
-  Tensor latent = columns(ckv, 0, dc);
-  ops::rms_norm_cpu(latent, w.kv_a_norm, eps, latent);
-  Tensor k_pe = columns(ckv, dc, dr);
-  ops::apply_rope_interleaved_cpu(k_pe, positions, cos_sin_, 0);
+  // The cache row [RMSNorm(latent) | RoPE(k_pe)] of every new token.
+  Tensor latent = linear(linear_rows(w.kv_a_proj, 0, dc), a);       // [T, dc]
+  ops::rms_norm(latent, w.kv_a_norm, eps, latent, stream);
+  Tensor k_pe = linear(linear_rows(w.kv_a_proj, dc, dc + dr), a);   // [T, dr]
+  ops::apply_rope_interleaved(k_pe, step.positions, cos_sin_, 0, stream);
+  ops::write_latent_cache(latent, k_pe, step.slots, cache.layer(layer), stream);
 
-  Tensor slots = Tensor::empty({t}, DType::kI64);
-  std::copy(batch.slot_mapping.begin(), batch.slot_mapping.end(), slots.data<int64_t>());
-  ops::write_latent_cache_cpu(latent, k_pe, slots, cache.layer(layer));
-
-  Tensor o = Tensor::empty({t, n * dv}, DType::kF32);  // [T, n * dv], head-major
-  for (const SequenceSlice& seq : batch.sequences) {
-    const int64_t b = seq.query_start, e = seq.query_start + seq.query_len;
-    Tensor o_seq = attend_sequence(w, seq, q.slice(b, e), latent.slice(b, e), k_pe.slice(b, e),
-                                   cache.layer(layer));  // [len, n, dv]
-    std::memcpy(o.data<float>() + b * n * dv, o_seq.raw(), o_seq.nbytes());
+  Tensor o = act({t, n, dv});  // head-major per token, the o_proj input
+  for (const AbsorbedRun& run : step.absorbed_runs) {
+    Tensor o_run = o.slice(run.row_begin, run.row_end);
+    attend_absorbed(w, run, q.slice(run.row_begin, run.row_end), cache.layer(layer), o_run);
   }
-  return linear(w.o_proj, o);
+  const auto& seqs = step.batch->sequences;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (step.absorbed[i]) continue;
+    const int64_t b = seqs[i].query_start, e = b + seqs[i].query_len;
+    Tensor o_seq = o.slice(b, e);
+    attend_mha(w, seqs[i], step.mha_block_tables[i], q.slice(b, e), latent.slice(b, e), k_pe.slice(b, e),
+               cache.layer(layer), o_seq);
+  }
+  return linear(w.o_proj, o.reshape({t, n * dv}));
 }
 
-Tensor DeepSeekModel::attend_sequence(const MlaWeights& w, const SequenceSlice& seq, const Tensor& q,
-                                      const Tensor& latent, const Tensor& k_pe, const Tensor& cache_layer) {
-  const int64_t len = seq.query_len, ctx = seq.context_len, total = ctx + len;
+void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
+                                    const Tensor& cache_layer, Tensor& o) {
+  const int64_t rows = q.dim(0), n = config_.num_attention_heads, dc = config_.kv_lora_rank;
+  const Stream stream = options_.stream;
+  Tensor q_abs = act({rows, n, dc + config_.qk_rope_head_dim});  // [rows, n, 576]
+  ops::mla_absorb_query(q, w.kv_b_dense, q_abs, stream);
+  ops::MlaDecodeArgs args{q_abs, cache_layer, run.block_table, run.seq_lens, run.query_start,
+                          static_cast<float>(config_.softmax_scale)};
+  ops::MlaDecodeOutputs lat{act({rows, n, dc}), f32({rows, n})};
+  ops::mla_decode(args, lat, nullptr, stream);                   // o_lat [rows, n, 512]
+  ops::mla_up_project_output(lat.out, w.kv_b_dense, o, stream);  // [rows, n, dv]
+}
+
+void DeepSeekModel::attend_mha(const MlaWeights& w, const SequenceSlice& seq, const Tensor& block_table,
+                               const Tensor& q, const Tensor& latent, const Tensor& k_pe, const Tensor& cache_layer,
+                               Tensor& o) {
+  const int64_t len = seq.query_len, ctx = seq.context_len;
   const int64_t n = config_.num_attention_heads, dc = config_.kv_lora_rank, dr = config_.qk_rope_head_dim;
   const int64_t dn = config_.qk_nope_head_dim, dv = config_.v_head_dim;
-  const int64_t blocks_needed = (total + kCacheBlockSize - 1) / kCacheBlockSize;
-  MLA_CHECK(static_cast<int64_t>(seq.block_table.size()) >= blocks_needed,
-            "sequence of {} tokens has {} cache blocks, needs {}", total, seq.block_table.size(), blocks_needed);
   const float scale = static_cast<float>(config_.softmax_scale);
+  const Stream stream = options_.stream;
 
-  bool absorbed = options_.attention_form == AttentionForm::kAbsorbed ||
-                  (options_.attention_form == AttentionForm::kAuto && len <= kMaxAbsorbedQueryLen);
-  Tensor out = Tensor::empty({len, n, dv}, DType::kF32);
-  if (absorbed) {
-    Tensor q_abs = Tensor::empty({len, n, dc + dr}, DType::kF32);  // [len, n, 576]
-    ops::mla_absorb_query_cpu(q, w.kv_b_dense, q_abs);
-    Tensor table = i32_tensor(seq.block_table).reshape({1, -1});
-    ops::MlaDecodeArgs args{q_abs, cache_layer, table, i32_tensor({static_cast<int32_t>(total)}),
-                            i32_tensor({0, static_cast<int32_t>(len)}), scale};
-    ops::MlaDecodeOutputs lat{Tensor::empty({len, n, dc}, DType::kF32), Tensor::empty({len, n}, DType::kF32)};
-    ops::mla_decode_cpu(args, lat);  // o_lat [len, n, 512]
-    ops::mla_up_project_output_cpu(lat.out, w.kv_b_dense, out);
-    return out;
-  }
-
-  // MHA form: the new tokens attend to themselves causally ...
+  // Per-head K [S, n, dn + dr] and V [S, n, dv] of S latent rows, up-projected through kv_b_proj.
   auto expand = [&](const Tensor& lat, const Tensor& pe, Tensor& k, Tensor& v) {
     const int64_t s = lat.dim(0);
-    Tensor kv = Tensor::empty({s, n * (dn + dv)}, DType::kF32);
-    ops::linear_cpu(lat, w.kv_b_dense, kv);
-    k = Tensor::empty({s, n, dn + dr}, DType::kF32);
-    v = Tensor::empty({s, n, dv}, DType::kF32);
-    ops::mla_expand_kv_cpu(kv.reshape({s, n, dn + dv}), pe, k, v);
+    Tensor kv = act({s, n * (dn + dv)});
+    ops::linear(lat, w.kv_b_dense, kv, stream);
+    k = act({s, n, dn + dr});
+    v = act({s, n, dv});
+    ops::mla_expand_kv(kv.reshape({s, n, dn + dv}), pe, k, v, stream);
   };
+  // The new tokens attend to themselves causally ...
   Tensor k, v;
   expand(latent, k_pe, k, v);
-  ops::AttentionState state{out, Tensor::empty({len, n}, DType::kF32)};
-  ops::mha_attention_cpu(q, k, v, ops::MhaParams{scale, /*causal=*/true}, state);
-  if (ctx == 0) return out;
+  ops::AttentionState state{o, f32({len, n})};
+  ops::mha_attention(q, k, v, ops::MhaParams{scale, /*causal=*/true}, state, stream);
+  if (ctx == 0) return;
 
   // ... and to the cached context, gathered and up-projected chunk by chunk, merged by LSE.
-  Tensor ctx_latent = Tensor::empty({ctx, dc}, DType::kF32);
-  Tensor ctx_pe = Tensor::empty({ctx, dr}, DType::kF32);
-  ops::gather_latent_cache_cpu(cache_layer, i32_tensor(seq.block_table), ctx_latent, ctx_pe);
+  Tensor ctx_latent = act({ctx, dc});
+  Tensor ctx_pe = act({ctx, dr});
+  ops::gather_latent_cache(cache_layer, block_table, ctx_latent, ctx_pe, stream);
   for (int64_t c0 = 0; c0 < ctx; c0 += options_.context_chunk_tokens) {
     const int64_t c1 = std::min(ctx, c0 + options_.context_chunk_tokens);
     Tensor ck, cv;
     expand(ctx_latent.slice(c0, c1), ctx_pe.slice(c0, c1), ck, cv);
-    ops::AttentionState part{Tensor::empty({len, n, dv}, DType::kF32), Tensor::empty({len, n}, DType::kF32)};
-    ops::mha_attention_cpu(q, ck, cv, ops::MhaParams{scale, /*causal=*/false}, part);
-    ops::merge_attention_states_cpu(state, part, state);
+    ops::AttentionState part{act({len, n, dv}), f32({len, n})};
+    ops::mha_attention(q, ck, cv, ops::MhaParams{scale, /*causal=*/false}, part, stream);
+    ops::merge_attention_states(state, part, state, stream);
   }
-  return out;
 }
 
 }  // namespace mlaserve

@@ -23,11 +23,15 @@
 // speculative verification) uses the absorbed form, which reads each cached row once for all
 // heads; longer chunks (prefill) use the MHA form, ~3.4x fewer attention FLOPs (§4.3).
 //
-// Activations are f32 on the CPU backend; weights f32/bf16 or FP8 (W8A8 emulation).
+// Backends: the model runs where its weights are (ModelOptions::device). On the CPU every
+// activation is f32 (the reference); on the GPU activations are bf16 with fp32 accumulation
+// inside every op, router logits and softmax statistics in fp32, logits in fp32. Ops dispatch
+// on their tensors' device (ops/dispatch.h), so this graph is written once for both.
 #pragma once
 
 #include <cstdint>
 
+#include "core/stream.h"
 #include "core/tensor.h"
 #include "kv/latent_cache.h"
 #include "model/config.h"
@@ -36,6 +40,9 @@
 #include "ops/fp8_quant.h"
 
 namespace mlaserve {
+
+struct StepMetadata;  // the batch as device tensors, built once per step (step_metadata.h)
+struct AbsorbedRun;
 
 enum class AttentionForm {
   kAuto,      // absorbed for short query chunks, MHA for prefill chunks
@@ -48,6 +55,8 @@ inline constexpr int32_t kMaxAbsorbedQueryLen = 4;
 struct ModelOptions {
   AttentionForm attention_form = AttentionForm::kAuto;
   int64_t context_chunk_tokens = 4096;  // MHA form: cached context up-projected per chunk
+  Device device = Device::kCPU;         // where the weights are and the model runs
+  Stream stream;                        // GPU: the stream every op is queued on
 };
 
 class DeepSeekModel {
@@ -57,29 +66,39 @@ class DeepSeekModel {
   const DeepSeekConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
 
-  // A cache sized for this model on the CPU backend (f32 rows of kv_cache_dim values).
+  // A cache sized for this model on its device (f32 rows on the CPU, bf16 on the GPU).
   LatentCache make_cache(int64_t num_blocks) const;
+  DType activation_dtype() const { return act_dtype_; }
 
   // Runs one step: writes the new tokens' latent rows into `cache` and returns the logits of
   // batch.logit_rows, [R, vocab] f32.
   Tensor forward(const ForwardBatch& batch, LatentCache& cache);
 
  private:
-  // h [T, H] residual stream; a [T, H] normed input -> returns o_proj output [T, H].
-  Tensor attention(int64_t layer, const Tensor& a, const ForwardBatch& batch, const Tensor& positions,
-                   LatentCache& cache);
-  Tensor attend_sequence(const MlaWeights& w, const SequenceSlice& seq, const Tensor& q, const Tensor& latent,
-                         const Tensor& k_pe, const Tensor& cache_layer);
+
+  // a [T, H] normed input -> o_proj output [T, H].
+  Tensor attention(int64_t layer, const Tensor& a, const StepMetadata& step, LatentCache& cache);
+  // Write o [rows, n, dv]: a run of consecutive absorbed-form sequences (one mla_decode call),
+  // or one MHA-form sequence (its new tokens, then its cached context chunk by chunk).
+  void attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
+                       const Tensor& cache_layer, Tensor& o);
+  void attend_mha(const MlaWeights& w, const SequenceSlice& seq, const Tensor& block_table, const Tensor& q,
+                  const Tensor& latent, const Tensor& k_pe, const Tensor& cache_layer, Tensor& o);
   Tensor ffn(int64_t layer, const Tensor& m);
   Tensor moe(const MoeWeights& w, const Tensor& m);
   Tensor mlp(const MlpWeights& w, const Tensor& x);
-  Tensor linear(const Linear& w, const Tensor& x) const;  // [T, in] -> [T, out]
-  const Tensor& rope_table(int64_t max_position);         // [P, 64] cos|sin, grown on demand
+  void linear_into(const Linear& w, const Tensor& x, Tensor& out) const;  // out [T, out_features]
+  Tensor linear(const Linear& w, const Tensor& x) const;                  // [T, in] -> [T, out]
+  Tensor act(Shape shape) const { return Tensor::empty(std::move(shape), act_dtype_, options_.device); }
+  Tensor f32(Shape shape) const { return Tensor::empty(std::move(shape), DType::kF32, options_.device); }
+  Tensor device_i32(const std::vector<int32_t>& values) const;
+  const Tensor& rope_table(int64_t max_position);  // [P, 64] cos|sin, grown on demand
 
   DeepSeekConfig config_;
   ModelWeights weights_;
   ModelOptions options_;
   ops::ActQuantParams act_quant_;
+  DType act_dtype_ = DType::kF32;
   Tensor cos_sin_;
 };
 

@@ -8,10 +8,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/moe_experts.h"
 
 namespace mlaserve {
 
@@ -39,16 +41,15 @@ struct MlaWeights {
   Tensor kv_b_dense;               // [n * 256, 512]
 };
 
-struct MlpWeights {  // SwiGLU: down(silu(gate(x)) * up(x))
-  Linear gate;  // [I, H]
-  Linear up;    // [I, H]
-  Linear down;  // [H, I]
+struct MlpWeights {  // SwiGLU: down(silu(gate(x)) * up(x)), gate and up fused into one GEMM
+  Linear gate_up;  // [2I, H]: gate_proj rows [0, I), up_proj rows [I, 2I)
+  Linear down;     // [H, I]
 };
 
 struct MoeWeights {
-  Tensor router;                    // [E, H] (bf16 in checkpoints; used in fp32)
+  Tensor router;                    // [E, H] (bf16 in checkpoints; run with fp32 accumulation)
   Tensor correction_bias;           // [E] f32 (V3 noaux_tc only; undefined otherwise)
-  std::vector<MlpWeights> experts;  // E experts of width Im
+  ops::ExpertWeights experts;       // E experts of width Im, stacked ([E, 2Im, H] and [E, H, Im])
   std::optional<MlpWeights> shared; // one MLP of width n_shared_experts * Im
 };
 
@@ -66,5 +67,22 @@ struct ModelWeights {
   Tensor final_norm;  // [H]
   Tensor lm_head;     // [V, H]
 };
+
+// Rows [begin, end) of a linear layer: a view of the weight (and of its scale rows, for FP8,
+// where begin and end must be multiples of 128 or end the matrix).
+Linear linear_rows(const Linear& w, int64_t begin, int64_t end);
+
+// [a; b]: the rows of b under those of a (for FP8, a's rows must fill whole 128-row blocks).
+Linear concat_rows(const Linear& a, const Linear& b);
+
+// Stacks same-shaped tensors into [n, ...].
+Tensor stack(const std::vector<Tensor>& parts);
+
+// Calls fn on every tensor of the model (to move weights to a device, to count bytes).
+// Tensors that share storage (kv_b_dense and a BF16 kv_b_proj) are visited once each.
+void for_each_tensor(ModelWeights& weights, const std::function<void(Tensor&)>& fn);
+
+// Copies every weight to `device`; tensors that shared storage still do.
+void move_weights(ModelWeights& weights, Device device);
 
 }  // namespace mlaserve

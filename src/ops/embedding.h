@@ -9,10 +9,14 @@
 // clamp: it means a tokenizer, sampler or batching bug upstream.
 #pragma once
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
 
 void embedding_cpu(const Tensor& ids, const Tensor& table, Tensor& out);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void embedding(const Tensor& ids, const Tensor& table, Tensor& out, Stream stream = {});
 
 }  // namespace mlaserve::ops

@@ -21,6 +21,7 @@
 //     latent       [S, dc] f32, k_pe [S, dr] f32, caller-allocated (S = latent.dim(0))
 #pragma once
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
@@ -29,5 +30,9 @@ void write_latent_cache_cpu(const Tensor& latent, const Tensor& k_pe, const Tens
                             Tensor& cache);
 
 void gather_latent_cache_cpu(const Tensor& cache, const Tensor& block_table, Tensor& latent, Tensor& k_pe);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void write_latent_cache(const Tensor& latent, const Tensor& k_pe, const Tensor& slot_mapping, Tensor& cache, Stream stream = {});
+void gather_latent_cache(const Tensor& cache, const Tensor& block_table, Tensor& latent, Tensor& k_pe, Stream stream = {});
 
 }  // namespace mlaserve::ops

@@ -10,10 +10,14 @@
 // Router logits (MODEL_SPEC §5.1) use this op too: with an f32 x it is the fp32 router GEMM.
 #pragma once
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
 
 void linear_cpu(const Tensor& x, const Tensor& weight, Tensor& out);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void linear(const Tensor& x, const Tensor& weight, Tensor& out, Stream stream = {});
 
 }  // namespace mlaserve::ops

@@ -17,6 +17,7 @@
 // with `act` and runs the W8A8 product above.
 #pragma once
 
+#include "core/stream.h"
 #include "core/tensor.h"
 #include "ops/fp8_quant.h"
 
@@ -27,5 +28,8 @@ void linear_fp8_w8a8_cpu(const Tensor& x_q, const Tensor& x_scales, const Tensor
 
 void linear_fp8_cpu(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv,
                     const ActQuantParams& act, Tensor& out);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void linear_fp8(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act, Tensor& out, Stream stream = {});
 
 }  // namespace mlaserve::ops

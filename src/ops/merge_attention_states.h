@@ -11,6 +11,7 @@
 // merged state may be `a` itself (in place). fp32 throughout.
 #pragma once
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
@@ -21,5 +22,8 @@ struct AttentionState {
 };
 
 void merge_attention_states_cpu(const AttentionState& a, const AttentionState& b, AttentionState& merged);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void merge_attention_states(const AttentionState& a, const AttentionState& b, AttentionState& merged, Stream stream = {});
 
 }  // namespace mlaserve::ops

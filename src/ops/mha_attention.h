@@ -17,6 +17,7 @@
 // softmax_scale is explicit: the model's (dn + dr)^-1/2 · m².
 #pragma once
 
+#include "core/stream.h"
 #include "core/tensor.h"
 #include "ops/merge_attention_states.h"
 
@@ -29,5 +30,8 @@ struct MhaParams {
 
 void mha_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params,
                        AttentionState& out);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void mha_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params, AttentionState& out, Stream stream = {});
 
 }  // namespace mlaserve::ops

@@ -20,6 +20,7 @@
 // are fp32-accumulating; the GPU versions are strided batched GEMMs over the same layout.
 #pragma once
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
@@ -27,5 +28,9 @@ namespace mlaserve::ops {
 void mla_absorb_query_cpu(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs);
 
 void mla_up_project_output_cpu(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void mla_absorb_query(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, Stream stream = {});
+void mla_up_project_output(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o, Stream stream = {});
 
 }  // namespace mlaserve::ops

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
@@ -51,6 +52,13 @@ struct MlaDecodeOutputs {
 // (out's last dimension, <= D) and any block size, so that tiny test models can use it; the CUDA
 // kernel is specialised to 576 / 512 / 64.
 void mla_decode_cpu(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs);
+
+struct MlaDecodeSchedule;  // the GPU's split-KV plan (below, CUDA builds)
+
+// Dispatch by device (ops/dispatch.h). On the GPU, `schedule` is this step's plan (updated by
+// mla_decode_schedule_update); null plans a one-off schedule and waits for the stream.
+void mla_decode(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const MlaDecodeSchedule* schedule,
+                Stream stream = {});
 
 }  // namespace mlaserve::ops
 

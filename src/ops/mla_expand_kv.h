@@ -8,10 +8,14 @@
 // the k and v of mha_attention.h.
 #pragma once
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
 
 void mla_expand_kv_cpu(const Tensor& kv, const Tensor& k_pe, Tensor& k, Tensor& v);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void mla_expand_kv(const Tensor& kv, const Tensor& k_pe, Tensor& k, Tensor& v, Stream stream = {});
 
 }  // namespace mlaserve::ops

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
@@ -34,5 +35,9 @@ struct MoeGrouping {
 void moe_group_by_expert_cpu(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping);
 
 void moe_combine_cpu(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void moe_group_by_expert(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping, Stream stream = {});
+void moe_combine(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y, Stream stream = {});
 
 }  // namespace mlaserve::ops

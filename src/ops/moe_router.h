@@ -30,6 +30,7 @@
 
 #include <cstdint>
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
@@ -56,5 +57,8 @@ struct RouterOutputs {
 
 void moe_route_cpu(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
                    RouterOutputs& outputs);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void moe_route(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params, RouterOutputs& outputs, Stream stream = {});
 
 }  // namespace mlaserve::ops

@@ -13,6 +13,7 @@
 // in one pass: the residual stream is `residual`, the sublayer's output is `x`.
 #pragma once
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
@@ -20,5 +21,9 @@ namespace mlaserve::ops {
 void rms_norm_cpu(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
 
 void add_rms_norm_cpu(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out, Stream stream = {});
+void add_rms_norm(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out, Stream stream = {});
 
 }  // namespace mlaserve::ops

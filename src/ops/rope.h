@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
@@ -60,5 +61,8 @@ void build_rope_cos_sin_cpu(const RopeParams& params, Tensor& cos_sin);
 
 void apply_rope_interleaved_cpu(Tensor& x, const Tensor& positions, const Tensor& cos_sin,
                                 int64_t channel_offset);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void apply_rope_interleaved(Tensor& x, const Tensor& positions, const Tensor& cos_sin, int64_t channel_offset, Stream stream = {});
 
 }  // namespace mlaserve::ops

@@ -7,6 +7,7 @@
 //   out        [T, I] f32, caller-allocated; out[t, i] = silu(gate[t, i]) · up[t, i], in fp32
 #pragma once
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
@@ -14,5 +15,9 @@ namespace mlaserve::ops {
 void silu_mul_cpu(const Tensor& gate_up, Tensor& out);
 
 void silu_mul_cpu(const Tensor& gate, const Tensor& up, Tensor& out);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void silu_mul(const Tensor& gate_up, Tensor& out, Stream stream = {});
+void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out, Stream stream = {});
 
 }  // namespace mlaserve::ops

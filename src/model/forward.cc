@@ -1,0 +1,114 @@
+// DeepSeekModel::forward: validates the batch, builds the step metadata once, runs the layers
+// (pre-norm residual blocks with fused residual-add + RMSNorm) and the logits of sampled rows.
+#include <algorithm>
+
+#include "model/step_metadata.h"
+#include "ops/embedding.h"
+#include "ops/linear.h"
+#include "ops/rms_norm.h"
+
+namespace mlaserve {
+namespace {
+
+void validate(const ForwardBatch& batch, const DeepSeekConfig& c, const LatentCache& cache) {
+  const int64_t t = batch.num_tokens();
+  MLA_CHECK(t > 0, "forward: empty batch");
+  MLA_CHECK(static_cast<int64_t>(batch.positions.size()) == t && static_cast<int64_t>(batch.slot_mapping.size()) == t,
+            "forward: {} tokens but {} positions and {} slots", t, batch.positions.size(), batch.slot_mapping.size());
+  MLA_CHECK(cache.num_layers() == c.num_hidden_layers && cache.row_dim() == c.kv_cache_dim,
+            "forward: cache has {} layers of {}-wide rows, the model needs {} of {}", cache.num_layers(),
+            cache.row_dim(), c.num_hidden_layers, c.kv_cache_dim);
+  int64_t covered = 0;
+  for (const SequenceSlice& s : batch.sequences) {
+    MLA_CHECK(s.query_start == covered && s.query_len > 0 && s.context_len >= 0,
+              "forward: sequence slices must tile the batch in order (start {}, len {}, expected start {})",
+              s.query_start, s.query_len, covered);
+    const int64_t need = (int64_t{s.context_len} + s.query_len + kCacheBlockSize - 1) / kCacheBlockSize;
+    MLA_CHECK(static_cast<int64_t>(s.block_table.size()) >= need,
+              "forward: a sequence of {} tokens has {} cache blocks, needs {}", s.context_len + s.query_len,
+              s.block_table.size(), need);
+    for (int32_t b : s.block_table) {
+      MLA_CHECK(b >= 0 && b < cache.num_blocks(), "forward: block id {} outside the cache's {} blocks", b,
+                cache.num_blocks());
+    }
+    covered += s.query_len;
+  }
+  MLA_CHECK(covered == t, "forward: sequences cover {} of {} tokens", covered, t);
+  for (int32_t id : batch.token_ids) {
+    MLA_CHECK(id >= 0 && id < c.vocab_size, "forward: token id {} outside the vocabulary [0, {})", id, c.vocab_size);
+  }
+  for (int32_t r : batch.logit_rows) MLA_CHECK(r >= 0 && r < t, "forward: logit row {} outside the batch", r);
+}
+
+}  // namespace
+
+Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
+  validate(batch, config_, cache);
+  const int64_t t = batch.num_tokens(), hidden = config_.hidden_size;
+  const Stream stream = options_.stream;
+
+  StepMetadata step;
+  step.batch = &batch;
+  step.positions = device_i32(batch.positions);
+  Tensor slots = Tensor::empty({t}, DType::kI64);
+  std::copy(batch.slot_mapping.begin(), batch.slot_mapping.end(), slots.data<int64_t>());
+  step.slots = options_.device == Device::kCPU ? slots : slots.to(options_.device);
+  for (const SequenceSlice& s : batch.sequences) {
+    step.absorbed.push_back(options_.attention_form == AttentionForm::kAbsorbed ||
+                            (options_.attention_form == AttentionForm::kAuto && s.query_len <= kMaxAbsorbedQueryLen));
+  }
+  const size_t nseq = batch.sequences.size();
+  step.mha_block_tables.resize(nseq);
+  for (size_t i = 0; i < nseq;) {
+    const SequenceSlice& s = batch.sequences[i];
+    if (!step.absorbed[i]) {
+      step.mha_block_tables[i] = device_i32(s.block_table);
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    size_t max_blocks = 0;
+    while (j < nseq && step.absorbed[j]) max_blocks = std::max(max_blocks, batch.sequences[j++].block_table.size());
+    AbsorbedRun run{i, j, s.query_start, 0, {}, {}, {}};
+    std::vector<int32_t> table((j - i) * max_blocks, 0), lens, starts{0};
+    for (size_t k = i; k < j; ++k) {
+      const SequenceSlice& q = batch.sequences[k];
+      std::copy(q.block_table.begin(), q.block_table.end(), table.begin() + (k - i) * max_blocks);
+      lens.push_back(q.context_len + q.query_len);
+      starts.push_back(starts.back() + q.query_len);
+    }
+    run.row_end = run.row_begin + starts.back();
+    run.block_table = device_i32(table).reshape({static_cast<int64_t>(j - i), static_cast<int64_t>(max_blocks)});
+    run.seq_lens = device_i32(lens);
+    run.query_start = device_i32(starts);
+    step.absorbed_runs.push_back(std::move(run));
+    i = j;
+  }
+  rope_table(*std::max_element(batch.positions.begin(), batch.positions.end()));
+
+  Tensor h = act({t, hidden});  // the residual stream
+  ops::embedding(device_i32(batch.token_ids), weights_.embed, h, stream);
+  Tensor normed = act({t, hidden});
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  ops::rms_norm(h, weights_.layers[0].input_norm, eps, normed, stream);
+  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
+    const LayerWeights& lw = weights_.layers[static_cast<size_t>(i)];
+    Tensor attn_out = attention(i, normed, step, cache);
+    ops::add_rms_norm(attn_out, h, lw.post_attn_norm, eps, normed, stream);  // h += attn; normed = norm(h)
+    Tensor ffn_out = ffn(i, normed);
+    const Tensor& next_norm = i + 1 < config_.num_hidden_layers
+                                  ? weights_.layers[static_cast<size_t>(i + 1)].input_norm
+                                  : weights_.final_norm;
+    ops::add_rms_norm(ffn_out, h, next_norm, eps, normed, stream);  // h += ffn; normed = norm(h)
+  }
+
+  // Logits only for the rows that sample: `normed` already holds RMSNorm(h, model.norm).
+  const int64_t r = static_cast<int64_t>(batch.logit_rows.size());
+  Tensor selected = act({r, hidden});
+  ops::embedding(device_i32(batch.logit_rows), normed, selected, stream);  // a row gather
+  Tensor logits = f32({r, config_.vocab_size});
+  ops::linear(selected, weights_.lm_head, logits, stream);
+  return logits;
+}
+
+}  // namespace mlaserve

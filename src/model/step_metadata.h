@@ -1,0 +1,34 @@
+// The per-step description of a ForwardBatch that every layer of DeepSeekModel reuses: token
+// positions and cache slots on the model's device, which attention form each sequence takes,
+// and the block tables of each run of consecutive absorbed-form sequences (one mla_decode call
+// per run) and of each MHA-form sequence (for gathering its cached context).
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/forward_batch.h"
+#include "model/model.h"
+
+namespace mlaserve {
+
+// Consecutive absorbed-form sequences, attended by one mla_decode call.
+struct AbsorbedRun {
+  size_t first = 0, last = 0;          // sequences [first, last) of the batch
+  int64_t row_begin = 0, row_end = 0;  // their flat rows
+  Tensor block_table;                  // [B, max_blocks] i32
+  Tensor seq_lens;                     // [B] i32: context + new tokens
+  Tensor query_start;                  // [B + 1] i32, relative to row_begin
+};
+
+struct StepMetadata {
+  const ForwardBatch* batch = nullptr;
+  Tensor positions;                       // [T] i32
+  Tensor slots;                           // [T] i64
+  std::vector<AbsorbedRun> absorbed_runs;
+  std::vector<Tensor> mha_block_tables;   // per sequence: [blocks] i32 (MHA-form sequences only)
+  std::vector<bool> absorbed;             // per sequence
+};
+
+}  // namespace mlaserve

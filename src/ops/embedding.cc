@@ -1,0 +1,13 @@
+// Device dispatch of embedding.h (see dispatch.h).
+#include "ops/embedding.h"
+
+#include "ops/dispatch.h"
+
+namespace mlaserve::ops {
+
+void embedding(const Tensor& ids, const Tensor& table, Tensor& out, Stream stream) {
+  if (!on_gpu(out)) return embedding_cpu(ids, table, out);
+  no_gpu_path("embedding");
+}
+
+}  // namespace mlaserve::ops

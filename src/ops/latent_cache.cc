@@ -1,0 +1,18 @@
+// Device dispatch of latent_cache.h (see dispatch.h).
+#include "ops/latent_cache.h"
+
+#include "ops/dispatch.h"
+
+namespace mlaserve::ops {
+
+void write_latent_cache(const Tensor& latent, const Tensor& k_pe, const Tensor& slot_mapping, Tensor& cache, Stream stream) {
+  if (!on_gpu(cache)) return write_latent_cache_cpu(latent, k_pe, slot_mapping, cache);
+  no_gpu_path("write_latent_cache");
+}
+
+void gather_latent_cache(const Tensor& cache, const Tensor& block_table, Tensor& latent, Tensor& k_pe, Stream stream) {
+  if (!on_gpu(latent)) return gather_latent_cache_cpu(cache, block_table, latent, k_pe);
+  no_gpu_path("gather_latent_cache");
+}
+
+}  // namespace mlaserve::ops

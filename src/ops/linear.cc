@@ -1,0 +1,13 @@
+// Device dispatch of linear.h (see dispatch.h).
+#include "ops/linear.h"
+
+#include "ops/dispatch.h"
+
+namespace mlaserve::ops {
+
+void linear(const Tensor& x, const Tensor& weight, Tensor& out, Stream stream) {
+  if (!on_gpu(out)) return linear_cpu(x, weight, out);
+  no_gpu_path("linear");
+}
+
+}  // namespace mlaserve::ops

@@ -1,0 +1,13 @@
+// Device dispatch of mha_attention.h (see dispatch.h).
+#include "ops/mha_attention.h"
+
+#include "ops/dispatch.h"
+
+namespace mlaserve::ops {
+
+void mha_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params, AttentionState& out, Stream stream) {
+  if (!on_gpu(out.out)) return mha_attention_cpu(q, k, v, params, out);
+  no_gpu_path("mha_attention");
+}
+
+}  // namespace mlaserve::ops

@@ -1,0 +1,18 @@
+// Device dispatch of mla_absorb.h (see dispatch.h).
+#include "ops/mla_absorb.h"
+
+#include "ops/dispatch.h"
+
+namespace mlaserve::ops {
+
+void mla_absorb_query(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, Stream stream) {
+  if (!on_gpu(q_abs)) return mla_absorb_query_cpu(q, w_kv_b, q_abs);
+  no_gpu_path("mla_absorb_query");
+}
+
+void mla_up_project_output(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o, Stream stream) {
+  if (!on_gpu(o)) return mla_up_project_output_cpu(o_lat, w_kv_b, o);
+  no_gpu_path("mla_up_project_output");
+}
+
+}  // namespace mlaserve::ops

@@ -1,0 +1,18 @@
+// Device dispatch of moe_dispatch.h (see dispatch.h).
+#include "ops/moe_dispatch.h"
+
+#include "ops/dispatch.h"
+
+namespace mlaserve::ops {
+
+void moe_group_by_expert(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping, Stream stream) {
+  if (!on_gpu(grouping.expert_offsets)) return moe_group_by_expert_cpu(expert_ids, num_experts, grouping);
+  no_gpu_path("moe_group_by_expert");
+}
+
+void moe_combine(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y, Stream stream) {
+  if (!on_gpu(y)) return moe_combine_cpu(expert_out, sorted_pairs, weights, y);
+  no_gpu_path("moe_combine");
+}
+
+}  // namespace mlaserve::ops

@@ -1,0 +1,42 @@
+// The routed experts of a MoE layer as one grouped op (MODEL_SPEC §5.3): every expert's SwiGLU
+// MLP over the rows routed to it, with the experts' weights stacked so that a GPU can run all of
+// them in one grouped GEMM per projection, reading the per-expert row ranges from device memory
+// (no host synchronisation).
+//
+//   x               [P, H] activations in expert order (moe_dispatch.h: P = T·k gathered rows)
+//   expert_offsets  [E + 1] i32: expert e owns rows [offsets[e], offsets[e + 1])
+//   weights         ExpertWeights, stacked:
+//     gate_up       [E, 2·Im, H]  rows [0, Im) = gate_proj, [Im, 2·Im) = up_proj of each expert
+//     down          [E, H, Im]
+//     *_scale       FP8 only: [E, ceil(rows/128), ceil(cols/128)] f32 block multipliers
+//   out             [P, H]:  out[r] = down_e( silu(gate_e(x[r])) ⊙ up_e(x[r]) ), e = expert of row r
+//
+// Weights are f32/bf16, or e4m3 with scales (then every GEMM input is quantised per token and
+// 128 channels, linear_fp8.h). The CPU reference loops over experts with linear/silu_mul.
+#pragma once
+
+#include "core/stream.h"
+#include "core/tensor.h"
+#include "ops/fp8_quant.h"
+
+namespace mlaserve::ops {
+
+struct ExpertWeights {
+  Tensor gate_up;        // [E, 2·Im, H]
+  Tensor down;           // [E, H, Im]
+  Tensor gate_up_scale;  // [E, ceil(2·Im/128), ceil(H/128)] f32, FP8 only
+  Tensor down_scale;     // [E, ceil(H/128), ceil(Im/128)] f32, FP8 only
+
+  bool is_fp8() const { return gate_up.dtype() == DType::kF8E4M3; }
+  int64_t num_experts() const { return gate_up.dim(0); }
+  int64_t intermediate() const { return down.dim(2); }
+};
+
+void moe_experts_cpu(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
+                     const ActQuantParams& act, Tensor& out);
+
+// Dispatch by device (ops/dispatch.h).
+void moe_experts(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, const ActQuantParams& act,
+                 Tensor& out, Stream stream = {});
+
+}  // namespace mlaserve::ops

@@ -1,0 +1,18 @@
+// Device dispatch of silu_mul.h (see dispatch.h).
+#include "ops/silu_mul.h"
+
+#include "ops/dispatch.h"
+
+namespace mlaserve::ops {
+
+void silu_mul(const Tensor& gate_up, Tensor& out, Stream stream) {
+  if (!on_gpu(out)) return silu_mul_cpu(gate_up, out);
+  no_gpu_path("silu_mul");
+}
+
+void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out, Stream stream) {
+  if (!on_gpu(out)) return silu_mul_cpu(gate, up, out);
+  no_gpu_path("silu_mul");
+}
+
+}  // namespace mlaserve::ops
