@@ -12,5 +12,6 @@ int& exit_code();
 void register_info(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_generate(CLI::App& app);
+void register_tokenize(CLI::App& app);  // tokenize and detokenize
 
 }  // namespace mlaserve::cli

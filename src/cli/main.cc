@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   cli::register_info(app);
   cli::register_inspect(app);
   cli::register_generate(app);
+  cli::register_tokenize(app);
 
   try {
     app.parse(argc, argv);

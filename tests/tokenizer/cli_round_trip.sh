@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# `mlaserve tokenize | mlaserve detokenize` on the tiny tokenizer: the text comes back, BOS
+# appears with --add-special, and a bad line gives an error line in its place and exit code 1.
+#   cli_round_trip.sh MLASERVE_BINARY TOKENIZER_DIR
+set -euo pipefail
+bin=$1
+dir=$2
+fail() { echo "FAIL: $*"; exit 1; }
+
+input='{"text": "héllo <｜User｜> 1234 😀\n"}'
+ids=$(printf '%s\n' "$input" | "$bin" tokenize --tokenizer "$dir")
+[[ $ids == '{"ids":['* ]] || fail "tokenize gave: $ids"
+back=$(printf '%s\n' "$ids" | "$bin" detokenize --tokenizer "$dir")
+[[ $back == '{"text":"héllo <｜User｜> 1234 😀\n"}' ]] || fail "round trip gave: $back"
+
+with_bos=$(printf '%s\n' '{"text": "hi"}' | "$bin" tokenize --tokenizer "$dir" --add-special)
+[[ $with_bos == '{"ids":[0,'* ]] || fail "--add-special gave: $with_bos"
+skipped=$(printf '%s\n' "$with_bos" | "$bin" detokenize --tokenizer "$dir" --skip-special)
+[[ $skipped == '{"text":"hi"}' ]] || fail "--skip-special gave: $skipped"
+
+set +e
+out=$(printf '%s\n' 'not json' '{"text": "ok"}' '{"ids": [99999]}' | "$bin" tokenize --tokenizer "$dir")
+code=$?
+set -e
+[[ $code == 1 ]] || fail "exit code $code after a bad line"
+mapfile -t lines <<< "$out"
+[[ ${#lines[@]} == 3 ]] || fail "expected 3 output lines, got: $out"
+[[ ${lines[0]} == '{"error":"line 1: '* ]] || fail "bad JSON gave: ${lines[0]}"
+[[ ${lines[1]} == '{"ids":['* ]] || fail "good line gave: ${lines[1]}"
+[[ ${lines[2]} == *'string field \"text\"'* ]] || fail "missing text gave: ${lines[2]}"
+echo "cli round trip: ok"
