@@ -16,7 +16,6 @@ namespace {
 struct GenerateArgs {
   ModelSourceOptions source;
   std::vector<int32_t> prompt_ids;
-  std::string device = "cpu";
   int64_t max_tokens = 16;
   float temperature = 0.0f;
   int64_t top_k = 0;
@@ -28,9 +27,6 @@ struct GenerateArgs {
 };
 
 void run_generate(const GenerateArgs& a) {
-  MLA_CHECK(a.device == "cpu",
-            "--device {}: this build runs the model on the CPU backend only (the CUDA model runner is not part of it yet)",
-            a.device);
   DeepSeekModel model = load_model(a.source);
   GenerateOptions opt;
   opt.max_tokens = a.max_tokens;
@@ -62,7 +58,6 @@ void register_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Generate a continuation of a prompt");
   add_model_source_options(*cmd, args->source);
   cmd->add_option("--prompt-ids", args->prompt_ids, "Prompt token ids, comma separated")->delimiter(',')->required();
-  cmd->add_option("--device", args->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--max-tokens", args->max_tokens, "Tokens to generate")->check(CLI::NonNegativeNumber);
   cmd->add_option("--temperature", args->temperature, "0: greedy")->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-k", args->top_k, "0: off")->check(CLI::NonNegativeNumber);

@@ -1,6 +1,7 @@
 #include "cli/model_source.h"
 
 #include "core/logging.h"
+#include "core/memory.h"
 #include "model/dummy.h"
 #include "model/loader.h"
 #include "model/presets.h"
@@ -19,10 +20,27 @@ void add_model_source_options(CLI::App& cmd, ModelSourceOptions& o) {
   cmd.add_option("--attention-form", o.attention_form, "auto, mha or absorbed (for testing the two MLA forms)")
       ->check(CLI::IsMember({"auto", "mha", "absorbed"}));
   cmd.add_option("--weights-seed", o.seed, "Seed of dummy weights");
+  cmd.add_option("--device", o.device, "cpu (f32 reference backend) or cuda (bf16 on the GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
 }
 
 DeepSeekModel load_model(const ModelSourceOptions& o) {
   ModelOptions model_options;
+  const bool gpu = o.device == "cuda";
+  MLA_CHECK(!gpu || cuda_available(), "--device cuda: {}",
+#ifdef MLASERVE_WITH_CUDA
+            "no GPU is visible"
+#else
+            "this build has no CUDA backend"
+#endif
+  );
+  model_options.device = gpu ? Device::kCUDA : Device::kCPU;
+  const DType weight_dtype = gpu ? DType::kBF16 : DType::kF32;
+  // Weights are read (or made) on the host, then copied to the GPU once.
+  auto finish = [&](DeepSeekConfig config, ModelWeights weights) {
+    if (gpu) move_weights(weights, Device::kCUDA);
+    return DeepSeekModel(std::move(config), std::move(weights), model_options);
+  };
   model_options.attention_form = o.attention_form == "mha"        ? AttentionForm::kMha
                                  : o.attention_form == "absorbed" ? AttentionForm::kAbsorbed
                                                                   : AttentionForm::kAuto;
@@ -32,17 +50,19 @@ DeepSeekModel load_model(const ModelSourceOptions& o) {
     DeepSeekConfig config = o.preset.empty() ? load_deepseek_config(o.config_path) : preset_config(o.preset);
     DummyOptions d;
     d.seed = o.seed;
+    d.weight_dtype = weight_dtype;
     MLA_LOG_INFO("dummy weights: {} ({:.2f} GB)", o.preset.empty() ? o.config_path : o.preset,
                  dummy_weight_bytes(config, d) / 1e9);
     ModelWeights weights = make_dummy_weights(config, d);
-    return DeepSeekModel(std::move(config), std::move(weights), model_options);
+    return finish(std::move(config), std::move(weights));
   }
   MLA_CHECK(!o.model_dir.empty(), "no model: give --model DIR, or --load-format dummy with --preset or --config");
   DeepSeekConfig config = load_deepseek_config(o.model_dir + "/config.json");
   LoadOptions load;
+  load.weight_dtype = weight_dtype;
   load.fp8_mode = o.fp8_mode == "w8a8" ? Fp8Mode::kW8A8 : Fp8Mode::kDequantize;
   ModelWeights weights = load_weights(Checkpoint::open(o.model_dir), config, load);
-  return DeepSeekModel(std::move(config), std::move(weights), model_options);
+  return finish(std::move(config), std::move(weights));
 }
 
 }  // namespace mlaserve::cli

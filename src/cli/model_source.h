@@ -19,9 +19,10 @@ struct ModelSourceOptions {
   std::string fp8_mode = "dequant";  // dequant | w8a8
   std::string attention_form = "auto";
   uint64_t seed = 0;                 // dummy weights
+  std::string device = "cpu";        // cpu | cuda
 };
 
-// Adds --model, --load-format, --preset, --config, --fp8-mode, --attention-form.
+// Adds --model, --load-format, --preset, --config, --fp8-mode, --attention-form, --device.
 void add_model_source_options(CLI::App& cmd, ModelSourceOptions& options);
 
 DeepSeekModel load_model(const ModelSourceOptions& options);

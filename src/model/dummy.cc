@@ -4,53 +4,40 @@
 
 #include "model/loader.h"
 #include "ops/fp8_block.h"
+#include "ops/random_fill.h"
 
 namespace mlaserve {
 namespace {
-
-// SplitMix64: a fast, seedable stream; each tensor draws from its own sub-stream.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  float uniform(float a) {  // uniform in [-a, a)
-    return (static_cast<float>(next() >> 40) * 0x1p-24f * 2.0f - 1.0f) * a;
-  }
-
- private:
-  uint64_t state_;
-};
 
 class DummyMaker {
  public:
   DummyMaker(const DeepSeekConfig& c, const DummyOptions& o) : c_(c), o_(o), seed_(o.seed) {}
 
-  Tensor fill(const Shape& shape, float half_width, float center = 0.0f) {
-    Rng rng(seed_ = seed_ * 6364136223846793005ull + 1442695040888963407ull);
-    Tensor t = Tensor::empty(shape, DType::kF32);
-    float* p = t.data<float>();
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = center + rng.uniform(half_width);
+  // A new tensor of `dtype` on `device`, uniform in [center - half_width, center + half_width).
+  Tensor fill(const Shape& shape, float half_width, float center, DType dtype, Device device) {
+    seed_ = seed_ * 6364136223846793005ull + 1442695040888963407ull;  // one stream per tensor
+    Tensor t = Tensor::empty(shape, dtype, device);
+    ops::fill_uniform(ops::UniformFill{seed_, half_width, center}, t);
     return t;
+  }
+  Tensor f32(const Shape& shape, float half_width, float center = 0.0f) {  // norms, bias: f32
+    return fill(shape, half_width, center, DType::kF32, o_.device);
   }
 
   // uniform(-a, a) with a = sqrt(3 / fan_in): variance 1 / fan_in.
-  Tensor weight(int64_t out, int64_t in) { return fill({out, in}, std::sqrt(3.0f / static_cast<float>(in))); }
+  static float fan_in_width(int64_t in) { return std::sqrt(3.0f / static_cast<float>(in)); }
+  Tensor weight(int64_t out, int64_t in) { return fill({out, in}, fan_in_width(in), 0.0f, o_.weight_dtype, o_.device); }
 
   Linear linear(int64_t out, int64_t in) {
-    Tensor w = weight(out, in);
-    if (!fp8()) return Linear{as_dtype(w), {}};
+    if (!fp8()) return Linear{weight(out, in), {}};
+    Tensor w = fill({out, in}, fan_in_width(in), 0.0f, DType::kF32, Device::kCPU);  // quantised on the host
     Linear l{Tensor::empty({out, in}, DType::kF8E4M3),
              Tensor::empty({ops::fp8_num_blocks(out), ops::fp8_num_blocks(in)}, DType::kF32)};
     ops::quantize_weight_block_fp8_cpu(w, l.weight, l.scale_inv);
     return l;
   }
 
-  Tensor norm(int64_t d) { return fill({d}, 0.1f, 1.0f); }
+  Tensor norm(int64_t d) { return f32({d}, 0.1f, 1.0f); }
 
   MlpWeights mlp(int64_t width) {
     const int64_t h = c_.hidden_size;
@@ -90,14 +77,15 @@ class DummyMaker {
     a.kv_a_norm = norm(c_.kv_lora_rank);
     a.kv_b_proj = linear(n * (c_.qk_nope_head_dim + c_.v_head_dim), c_.kv_lora_rank);
     a.o_proj = linear(h, n * c_.v_head_dim);
-    derive_kv_b_dense(a);
+    derive_kv_b_dense(a, o_.weight_dtype);
+    if (o_.device != Device::kCPU && a.kv_b_dense.is_cpu()) a.kv_b_dense = a.kv_b_dense.to(o_.device);
     return a;
   }
 
   ModelWeights model() {
     const int64_t h = c_.hidden_size;
     ModelWeights m;
-    m.embed = as_dtype(fill({c_.vocab_size, h}, std::sqrt(3.0f)));  // unit variance
+    m.embed = fill({c_.vocab_size, h}, std::sqrt(3.0f), 0.0f, o_.weight_dtype, o_.device);  // unit variance
     for (int64_t i = 0; i < c_.num_hidden_layers; ++i) {
       LayerWeights l;
       l.input_norm = norm(h);
@@ -108,7 +96,7 @@ class DummyMaker {
       } else {
         MoeWeights moe;
         moe.router = weight(c_.n_routed_experts, h);
-        if (c_.topk_method == TopkMethod::kNoAuxTc) moe.correction_bias = fill({c_.n_routed_experts}, 0.2f, 0.25f);
+        if (c_.topk_method == TopkMethod::kNoAuxTc) moe.correction_bias = f32({c_.n_routed_experts}, 0.2f, 0.25f);
         moe.experts = experts();
         if (c_.n_shared_experts > 0) moe.shared = mlp(c_.shared_intermediate_size());
         l.moe = std::move(moe);
@@ -116,13 +104,12 @@ class DummyMaker {
       m.layers.push_back(std::move(l));
     }
     m.final_norm = norm(h);
-    m.lm_head = as_dtype(weight(c_.vocab_size, h));
+    m.lm_head = weight(c_.vocab_size, h);
     return m;
   }
 
  private:
   bool fp8() const { return o_.fp8 || c_.fp8.has_value(); }
-  Tensor as_dtype(const Tensor& t) const { return o_.weight_dtype == DType::kF32 ? t : t.to_dtype(o_.weight_dtype); }
 
   const DeepSeekConfig& c_;
   const DummyOptions& o_;
@@ -150,12 +137,15 @@ uint64_t dummy_weight_bytes(const DeepSeekConfig& c, const DummyOptions& o) {
 ModelWeights make_dummy_weights(const DeepSeekConfig& config, const DummyOptions& options) {
   MLA_CHECK(options.weight_dtype == DType::kF32 || options.weight_dtype == DType::kBF16,
             "dummy weights are F32 or BF16, not {}", dtype_name(options.weight_dtype));
+  const bool host_made = options.device == Device::kCPU || options.fp8 || config.fp8.has_value();
   const uint64_t bytes = dummy_weight_bytes(config, options);
-  MLA_CHECK(bytes <= options.max_host_bytes,
+  MLA_CHECK(!host_made || bytes <= options.max_host_bytes,
             "dummy weights of this config take {:.1f} GB on the host (limit {:.1f} GB): use a smaller config or "
             "the GPU backend",
             bytes / 1e9, options.max_host_bytes / 1e9);
-  return DummyMaker(config, options).model();
+  ModelWeights weights = DummyMaker(config, options).model();
+  if (options.device != Device::kCPU) move_weights(weights, options.device);  // the FP8 tensors made on the host
+  return weights;
 }
 
 }  // namespace mlaserve

@@ -1,14 +1,16 @@
 // The "dummy" load format: random weights at the real shapes of a config (a preset such as
 // deepseek-v2-lite, or any config.json), for benchmarks and demos without a checkpoint.
 //
-// Values are uniform with the variance of a 1/sqrt(fan_in) initialisation, so activations stay
+// Values are uniform (ops/random_fill.h: counter-based, the same on the host and the GPU) with
+// the variance of a 1/sqrt(fan_in) initialisation, so activations stay
 // O(1) through any depth and the model produces varied, non-degenerate tokens. Norm weights are
 // near 1, the V3 correction bias small and positive. A config with quantization_config (V3/R1)
 // gets FP8 E4M3 linears with 128x128 block scales, like its real checkpoint; kv_b_dense is
 // derived as the loader does. Deterministic for a given seed.
 //
-// The host backend materialises every weight, so host dummies are for small configs: the call
-// refuses (naming the size) a model whose weights would exceed options.max_host_bytes.
+// With device = GPU, BF16 weights are filled in place on the GPU (a 16B-parameter model in
+// seconds); FP8 weights are quantised on the host, then copied. Host-side generation is bounded:
+// the call refuses (naming the size) host weights beyond options.max_host_bytes.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,7 @@ struct DummyOptions {
   DType weight_dtype = DType::kF32;      // non-FP8 weights (f32 or bf16)
   bool fp8 = false;                      // FP8 linears even without quantization_config
   uint64_t max_host_bytes = 8ull << 30;  // refuse larger host dummies
+  Device device = Device::kCPU;          // where the weights end up
 };
 
 // Parameter bytes the weights of `config` take on the host with `options`.

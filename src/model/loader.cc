@@ -30,6 +30,7 @@ class TensorSource {
   TensorSource(const Checkpoint& ckpt, const LoadOptions& options) : ckpt_(ckpt), options_(options) {}
 
   bool has(const std::string& name) const { return ckpt_.contains(name); }
+  DType weight_dtype() const { return options_.weight_dtype; }
 
   // A non-quantised tensor (norms, embeddings, router): converted to `dtype`.
   Tensor dense(const std::string& name, const Shape& shape, DType dtype) {
@@ -134,19 +135,19 @@ MlaWeights load_attention(TensorSource& src, const std::string& p, const DeepSee
   a.kv_a_norm = src.dense(p + "kv_a_layernorm.weight", {c.kv_lora_rank}, norm_dtype);
   a.kv_b_proj = src.linear(p + "kv_b_proj", n * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
   a.o_proj = src.linear(p + "o_proj", h, n * c.v_head_dim);
-  derive_kv_b_dense(a);
+  derive_kv_b_dense(a, src.weight_dtype());
   return a;
 }
 
 }  // namespace
 
-void derive_kv_b_dense(MlaWeights& attn) {
+void derive_kv_b_dense(MlaWeights& attn, DType dtype) {
   const Linear& kvb = attn.kv_b_proj;
   if (!kvb.is_fp8()) {
-    attn.kv_b_dense = kvb.weight;
+    attn.kv_b_dense = kvb.weight.dtype() == dtype ? kvb.weight : kvb.weight.to_dtype(dtype);
     return;
   }
-  attn.kv_b_dense = Tensor::empty(kvb.weight.shape(), DType::kF32);
+  attn.kv_b_dense = Tensor::empty(kvb.weight.shape(), dtype);
   ops::dequantize_block_fp8_cpu(kvb.weight, kvb.scale_inv, attn.kv_b_dense);
 }
 
@@ -160,7 +161,7 @@ ModelWeights load_weights(const Checkpoint& ckpt, const DeepSeekConfig& c, const
               ckpt.info(n).file, n);
   }
   TensorSource src(ckpt, options);
-  const DType f32 = DType::kF32;  // norms, router and bias stay f32 on the CPU
+  const DType f32 = DType::kF32;  // norms and the correction bias stay f32 on every backend
   ModelWeights m;
   m.embed = src.dense("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, options.weight_dtype);
   m.layers.resize(static_cast<size_t>(c.num_hidden_layers));
@@ -175,7 +176,8 @@ ModelWeights load_weights(const Checkpoint& ckpt, const DeepSeekConfig& c, const
       continue;
     }
     MoeWeights moe;
-    moe.router = src.dense(p + "mlp.gate.weight", {c.n_routed_experts, c.hidden_size}, f32);
+    // bf16 in checkpoints: exact in weight_dtype, and the router GEMM accumulates in fp32 (§5.1).
+    moe.router = src.dense(p + "mlp.gate.weight", {c.n_routed_experts, c.hidden_size}, options.weight_dtype);
     const std::string bias = p + "mlp.gate.e_score_correction_bias";
     if (c.topk_method == TopkMethod::kNoAuxTc) {
       moe.correction_bias = src.dense(bias, {c.n_routed_experts}, f32);

@@ -30,8 +30,8 @@ struct LoadOptions {
 ModelWeights load_weights(const Checkpoint& checkpoint, const DeepSeekConfig& config,
                           const LoadOptions& options = {});
 
-// Fills attn.kv_b_dense from attn.kv_b_proj (dequantised to f32 if FP8; shared otherwise).
-// Shared by the loader and the dummy weights.
-void derive_kv_b_dense(MlaWeights& attn);
+// Fills attn.kv_b_dense ([n * 256, 512] in `dtype`) from attn.kv_b_proj: dequantised if FP8,
+// shared when it already has that dtype. Shared by the loader and the dummy weights.
+void derive_kv_b_dense(MlaWeights& attn, DType dtype);
 
 }  // namespace mlaserve

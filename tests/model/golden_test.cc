@@ -53,6 +53,10 @@ struct Case {
   Fp8Mode fp8 = Fp8Mode::kDequantize;
 };
 
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.model << "/form" << static_cast<int>(c.form) << "/chunk" << c.prefill_chunk;
+}
+
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   std::string n = info.param.model + "_" +
                   (info.param.form == AttentionForm::kAuto ? "auto" : info.param.form == AttentionForm::kMha ? "mha" : "absorbed") +

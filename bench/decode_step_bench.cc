@@ -1,0 +1,178 @@
+// Whole decode step of a DeepSeek model on one GPU (BF16, dummy weights at a preset's real
+// shapes): time per step at several batch sizes, beside the floor
+//   floor = (weight bytes a step must read + latent-cache bytes of the batch) / copy bandwidth
+// where the weights a step reads are every non-expert weight (embedding rows aside), the
+// shared experts, lm_head, and the routed experts that the batch's tokens can touch (expected
+// distinct experts per MoE layer under uniform routing: E·(1 − (1 − k/E)^B)); the copy
+// bandwidth is measured in the same run (device-to-device memcpy, bytes read + written).
+//
+//   decode_step_bench [--preset deepseek-v2-lite] [--context 1024] [--batches 1,8,64,256]
+//                     [--reps 20] [--out bench/results]
+//
+// Each step is DeepSeekModel::forward on B sequences of one new token each, after `context`
+// cached tokens (cache contents random: attention cost does not depend on the values). Prints
+// a table and writes JSON (card, date, command) under --out. A program, not a test.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/cuda_check.h"
+#include "model/dummy.h"
+#include "model/model.h"
+#include "model/presets.h"
+#include "ops/random_fill.h"
+
+namespace mlaserve {
+namespace {
+
+double copy_bandwidth_gbps() {
+  const size_t bytes = size_t{1} << 30;
+  Tensor a = Tensor::empty({static_cast<int64_t>(bytes)}, DType::kU8, Device::kCUDA);
+  Tensor b = Tensor::empty({static_cast<int64_t>(bytes)}, DType::kU8, Device::kCUDA);
+  std::vector<double> ms;
+  for (int i = 0; i < 12; ++i) {
+    MLA_CUDA_CHECK(cudaDeviceSynchronize());
+    auto t0 = std::chrono::steady_clock::now();
+    MLA_CUDA_CHECK(cudaMemcpy(b.raw(), a.raw(), bytes, cudaMemcpyDeviceToDevice));
+    MLA_CUDA_CHECK(cudaDeviceSynchronize());
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return 2.0 * bytes / (ms[ms.size() / 2] * 1e-3) / 1e9;
+}
+
+// Bytes one decode step of batch b must read (see the note at the top).
+double step_weight_bytes(const DeepSeekConfig& c, int64_t b) {
+  const double h = c.hidden_size, n = c.num_attention_heads, bf16 = 2;
+  double attn = (c.q_lora_rank ? h * *c.q_lora_rank + *c.q_lora_rank * n * c.qk_head_dim : h * n * c.qk_head_dim) +
+                h * c.kv_cache_dim + n * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank + n * c.v_head_dim * h;
+  double total = c.vocab_size * h;  // lm_head
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    total += attn;
+    if (!c.is_moe_layer(i)) {
+      total += 3 * h * c.intermediate_size;
+      continue;
+    }
+    const double e = c.n_routed_experts, k = c.num_experts_per_tok;
+    const double touched = e * (1 - std::pow(1 - k / e, static_cast<double>(b)));
+    total += 3 * h * c.moe_intermediate_size * (touched + c.n_shared_experts) + e * h;  // + router
+  }
+  return total * bf16;
+}
+
+std::vector<int64_t> parse_list(const std::string& s) {
+  std::vector<int64_t> out;
+  size_t pos = 0;
+  while (pos < s.size()) {
+    size_t next = s.find(',', pos);
+    out.push_back(std::stoll(s.substr(pos, next - pos)));
+    pos = next == std::string::npos ? s.size() : next + 1;
+  }
+  return out;
+}
+
+int run(int argc, char** argv) {
+  std::string preset = "deepseek-v2-lite", out_dir = "bench/results", batches_arg = "1,8,64,256";
+  int64_t context = 1024, reps = 20;
+  std::string command;
+  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--preset") preset = v;
+    else if (k == "--context") context = std::stoll(v);
+    else if (k == "--batches") batches_arg = v;
+    else if (k == "--reps") reps = std::stoll(v);
+    else if (k == "--out") out_dir = v;
+    else MLA_FAIL("unknown option {}", k);
+  }
+  const std::vector<int64_t> batches = parse_list(batches_arg);
+  cudaDeviceProp prop{};
+  MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  const double copy_gbps = copy_bandwidth_gbps();
+
+  DeepSeekConfig config = preset_config(preset);
+  MLA_CHECK(!config.fp8, "{} is an FP8 model: this benchmark runs BF16 weights", preset);
+  DummyOptions dummy;
+  dummy.weight_dtype = DType::kBF16;
+  dummy.device = Device::kCUDA;
+  auto t0 = std::chrono::steady_clock::now();
+  ModelOptions options;
+  options.device = Device::kCUDA;
+  DeepSeekModel model(config, make_dummy_weights(config, dummy), options);
+  MLA_CUDA_CHECK(cudaDeviceSynchronize());
+  std::printf("card: %s; copy %.0f GB/s; %s dummy weights on the GPU in %.1f s\n", prop.name, copy_gbps, preset.c_str(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+
+  const int64_t max_b = *std::max_element(batches.begin(), batches.end());
+  const int64_t blocks_per_seq = (context + 1 + kCacheBlockSize - 1) / kCacheBlockSize;
+  LatentCache cache = model.make_cache(max_b * blocks_per_seq);
+  for (int64_t l = 0; l < cache.num_layers(); ++l) ops::fill_uniform(ops::UniformFill{uint64_t(l + 1), 1.0f, 0.0f}, cache.layer(l));
+
+  nlohmann::json rows = nlohmann::json::array();
+  std::printf("%6s %8s %12s %12s %10s %10s\n", "batch", "context", "step ms", "floor ms", "x floor", "tok/s");
+  for (int64_t b : batches) {
+    ForwardBatch batch;
+    for (int64_t s = 0; s < b; ++s) {
+      SequenceSlice seq{static_cast<int32_t>(s), 1, static_cast<int32_t>(context), {}};
+      for (int64_t j = 0; j < blocks_per_seq; ++j) seq.block_table.push_back(static_cast<int32_t>(s * blocks_per_seq + j));
+      batch.token_ids.push_back(static_cast<int32_t>((s * 7919) % config.vocab_size));
+      batch.positions.push_back(static_cast<int32_t>(context));
+      batch.slot_mapping.push_back(int64_t{seq.block_table[context / kCacheBlockSize]} * kCacheBlockSize + context % kCacheBlockSize);
+      batch.logit_rows.push_back(static_cast<int32_t>(s));
+      batch.sequences.push_back(std::move(seq));
+    }
+    for (int i = 0; i < 3; ++i) model.forward(batch, cache);  // warm-up
+    std::vector<double> ms;
+    for (int64_t r = 0; r < reps; ++r) {
+      MLA_CUDA_CHECK(cudaDeviceSynchronize());
+      auto s0 = std::chrono::steady_clock::now();
+      model.forward(batch, cache);
+      MLA_CUDA_CHECK(cudaDeviceSynchronize());
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    const double step = ms[ms.size() / 2];
+    const double kv_bytes = double(b) * (context + 1) * cache.bytes_per_token();
+    const double bytes = step_weight_bytes(config, b) + kv_bytes;
+    const double floor_ms = bytes / (copy_gbps * 1e9) * 1e3;  // bytes at the measured copy rate (read + write)
+    std::printf("%6lld %8lld %12.3f %12.3f %10.2f %10.0f\n", static_cast<long long>(b), static_cast<long long>(context),
+                step, floor_ms, step / floor_ms, b / (step * 1e-3));
+    rows.push_back({{"batch", b}, {"context", context}, {"step_ms_median", step}, {"step_ms_min", ms.front()},
+                    {"floor_ms", floor_ms}, {"bytes", bytes}, {"kv_bytes", kv_bytes}, {"x_floor", step / floor_ms},
+                    {"output_tok_per_s", b / (step * 1e-3)}});
+  }
+  std::time_t now = std::time(nullptr);
+  char date[32], stamp[32];
+  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::gmtime(&now));
+  std::string card = prop.name;
+  for (char& ch : card) ch = std::isalnum(static_cast<unsigned char>(ch)) ? static_cast<char>(std::tolower(ch)) : '-';
+  nlohmann::json doc = {{"benchmark", "decode_step"}, {"card", prop.name}, {"date", date}, {"command", command},
+                        {"preset", preset}, {"dtype", "bf16"}, {"copy_gbps", copy_gbps}, {"results", rows}};
+  const std::string path = out_dir + "/decode_step_" + card + "_" + stamp + ".json";
+  std::ofstream(path) << doc.dump(2) << "\n";
+  std::printf("wrote %s\n", path.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace mlaserve
+
+int main(int argc, char** argv) {
+  try {
+    return mlaserve::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "decode_step_bench: %s\n", e.what());
+    return 1;
+  }
+}
