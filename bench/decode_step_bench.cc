@@ -85,7 +85,10 @@ int run(int argc, char** argv) {
   std::string preset = "deepseek-v2-lite", out_dir = "bench/results", batches_arg = "1,8,64,256";
   int64_t context = 1024, reps = 20;
   std::string command;
-  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
+  for (int i = 0; i < argc; ++i) {
+    if (i > 0) command += ' ';
+    command += argv[i];
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
