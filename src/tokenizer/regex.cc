@@ -29,7 +29,7 @@ std::string translate_property(std::string_view name, bool negated, bool in_clas
   if (in_class) {
     MLA_CHECK(!negated && delta.removed.empty(),
               "regex {:?}: \\{}{{{}}} inside a character class cannot be corrected to Unicode {} (not supported)",
-              pattern, negated ? 'P' : 'p', name, "16");
+              pattern, negated ? 'P' : 'p', name, unicode::delta_target_version());
     return member;
   }
   const std::string removed = ranges_body(delta.removed);

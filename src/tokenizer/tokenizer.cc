@@ -104,11 +104,12 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
 }
 
 Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
-  if (!std::filesystem::is_directory(dir)) MLA_FAIL("tokenizer directory {} does not exist", dir.string());
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) MLA_FAIL("tokenizer directory {} does not exist", dir.string());
   const std::string tokenizer_json = read_file(dir / "tokenizer.json");
   TokenizerConfig config = parse_tokenizer_config(read_file(dir / "tokenizer_config.json"));
   const std::filesystem::path jinja = dir / "chat_template.jinja";
-  if (!config.chat_template && std::filesystem::exists(jinja)) config.chat_template = read_file(jinja);
+  if (!config.chat_template && std::filesystem::exists(jinja, ec)) config.chat_template = read_file(jinja);
   return Tokenizer(std::make_unique<const Impl>(parse_tokenizer_json(tokenizer_json), std::move(config)));
 }
 

@@ -123,5 +123,6 @@ std::string_view pcre2_unicode_version() {
 }
 
 std::string_view delta_base_version() { return MLASERVE_UNICODE_DELTA_BASE; }
+std::string_view delta_target_version() { return MLASERVE_UNICODE_DELTA_TARGET; }
 
 }  // namespace mlaserve::tokenizer::unicode

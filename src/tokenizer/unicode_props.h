@@ -44,5 +44,6 @@ bool is_general_category(std::string_view name);
 // The Unicode version of the linked PCRE2, and the one the delta table was generated for.
 std::string_view pcre2_unicode_version();
 std::string_view delta_base_version();
+std::string_view delta_target_version();
 
 }  // namespace mlaserve::tokenizer::unicode

@@ -7,7 +7,8 @@ Why: the static PCRE2 we link (Debian 12, 10.42) carries Unicode 14.0; tokenizer
 compiles its regexes with Oniguruma at Unicode 16.0. Without this table a character added in
 15.0 or 16.0 (new emoji such as U+1FAE8, CJK extension H/I, Kawi, Garay) is "unassigned" to
 PCRE2 but a letter or symbol to Hugging Face, and the two split text differently. The regex
-translator (src/tokenizer/regex.cc) adds these ranges to every \\p{..} general-category class.
+translator (src/tokenizer/regex.cc) adds the code points that joined a category to every
+\\p{..} general-category class, and excludes those that left it.
 
 Usage (once per change of either Unicode version; the output is committed):
   pip install --target /tmp/ud16 unicodedata2==16.0.0
