@@ -81,6 +81,9 @@ Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
     run.block_table = device_i32(table).reshape({static_cast<int64_t>(j - i), static_cast<int64_t>(max_blocks)});
     run.seq_lens = device_i32(lens);
     run.query_start = device_i32(starts);
+    int32_t max_q_len = 0;
+    for (size_t k = i; k < j; ++k) max_q_len = std::max(max_q_len, batch.sequences[k].query_len);
+    run.plan = ops::MlaDecodePlan::make(run.seq_lens, config_.num_attention_heads, max_q_len, stream);
     step.absorbed_runs.push_back(std::move(run));
     i = j;
   }

@@ -69,7 +69,7 @@ void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run,
   ops::MlaDecodeArgs args{q_abs, cache_layer, run.block_table, run.seq_lens, run.query_start,
                           static_cast<float>(config_.softmax_scale)};
   ops::MlaDecodeOutputs lat{act({rows, n, dc}), f32({rows, n})};
-  ops::mla_decode(args, lat, nullptr, stream);                   // o_lat [rows, n, 512]
+  ops::mla_decode(args, lat, run.plan.get(), stream);            // o_lat [rows, n, 512]
   ops::mla_up_project_output(lat.out, w.kv_b_dense, o, stream);  // [rows, n, dv]
 }
 

@@ -5,11 +5,13 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <vector>
 
 #include "core/tensor.h"
 #include "model/forward_batch.h"
 #include "model/model.h"
+#include "ops/mla_decode.h"
 
 namespace mlaserve {
 
@@ -20,6 +22,7 @@ struct AbsorbedRun {
   Tensor block_table;                  // [B, max_blocks] i32
   Tensor seq_lens;                     // [B] i32: context + new tokens
   Tensor query_start;                  // [B + 1] i32, relative to row_begin
+  std::shared_ptr<const ops::MlaDecodePlan> plan;  // the step's split-KV plan, shared by the layers
 };
 
 struct StepMetadata {

@@ -1,14 +1,31 @@
-// Device dispatch of mla_decode.h (see dispatch.h).
+// Device dispatch of mla_decode.h (see dispatch.h), and the per-step plan.
 #include "ops/mla_decode.h"
 
 #include "ops/dispatch.h"
 
 namespace mlaserve::ops {
 
-void mla_decode(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const MlaDecodeSchedule* schedule, Stream stream) {
+std::shared_ptr<const MlaDecodePlan> MlaDecodePlan::make(const Tensor& seq_lens, int64_t n_heads, int64_t max_q_len,
+                                                         Stream stream) {
+  auto plan = std::shared_ptr<MlaDecodePlan>(new MlaDecodePlan());
+  if (!on_gpu(seq_lens)) return plan;
+#ifdef MLASERVE_WITH_CUDA
+  plan->schedule_ = std::make_unique<MlaDecodeSchedule>(mla_decode_schedule_create(seq_lens.dim(0), n_heads, max_q_len));
+  mla_decode_schedule_update(*plan->schedule_, seq_lens, cuda_stream(stream));
+  return plan;
+#else
+  no_gpu_path("MlaDecodePlan::make");
+#endif
+}
+
+MlaDecodePlan::~MlaDecodePlan() = default;
+
+void mla_decode(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const MlaDecodePlan* plan, Stream stream) {
   if (!on_gpu(outputs.out)) return mla_decode_cpu(args, outputs);
 #ifdef MLASERVE_WITH_CUDA
-  if (schedule != nullptr) return mla_decode_cuda(args, outputs, *schedule, cuda_stream(stream));
+  if (plan != nullptr && plan->schedule() != nullptr) {
+    return mla_decode_cuda(args, outputs, *plan->schedule(), cuda_stream(stream));
+  }
   return mla_decode_cuda(args, outputs, cuda_stream(stream));
 #else
   no_gpu_path("mla_decode");

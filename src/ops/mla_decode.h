@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "core/stream.h"
 #include "core/tensor.h"
@@ -53,12 +54,30 @@ struct MlaDecodeOutputs {
 // kernel is specialised to 576 / 512 / 64.
 void mla_decode_cpu(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs);
 
-struct MlaDecodeSchedule;  // the GPU's split-KV plan (below, CUDA builds)
+#ifdef MLASERVE_WITH_CUDA
+struct MlaDecodeSchedule;  // the GPU's split-KV plan (below)
+#else
+struct MlaDecodeSchedule {};  // a build without CUDA never plans one
+#endif
 
-// Dispatch by device (ops/dispatch.h). On the GPU, `schedule` is this step's plan (updated by
-// mla_decode_schedule_update); null plans a one-off schedule and waits for the stream.
-void mla_decode(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const MlaDecodeSchedule* schedule,
-                Stream stream = {});
+// One decode step's plan, made once per step and shared by every layer: on the GPU the split-KV
+// schedule for these seq_lens (planned on the stream, no host synchronisation); on the host
+// nothing. Device-neutral so that the model graph needs no CUDA types.
+class MlaDecodePlan {
+ public:
+  // seq_lens [B] i32 on the step's device; n_heads and max_q_len as the calls will use them.
+  static std::shared_ptr<const MlaDecodePlan> make(const Tensor& seq_lens, int64_t n_heads, int64_t max_q_len,
+                                                   Stream stream = {});
+  ~MlaDecodePlan();
+  const MlaDecodeSchedule* schedule() const { return schedule_.get(); }
+
+ private:
+  std::unique_ptr<MlaDecodeSchedule> schedule_;  // null on the host
+};
+
+// Dispatch by device (ops/dispatch.h). On the GPU, `plan` is this step's plan; null plans a
+// one-off schedule and waits for the stream (tests, one-off calls).
+void mla_decode(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const MlaDecodePlan* plan, Stream stream = {});
 
 }  // namespace mlaserve::ops
 
