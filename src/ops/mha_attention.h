@@ -35,3 +35,22 @@ void mha_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
 void mha_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params, AttentionState& out, Stream stream = {});
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA (Hopper, sm_90a): src/ops/cuda/mha_attention_sm90.{cuh,cu} ----------------------
+//
+// Flash attention forward (FlashAttention-3's design: TMA producer warpgroup, two wgmma
+// consumer warpgroups, online softmax in fp32), specialised to dqk = 192 and dv = 128.
+// q, k, v and out.out are bf16 on the GPU (out.out [Tq, n, 128] bf16, not f32 as on the
+// host), out.lse f32; every tensor contiguous and 16-byte aligned (row slices of contiguous
+// tensors are). Same semantics as mha_attention_cpu, Tk = 0 included. Shapes are checked here;
+// asynchronous on stream, no host synchronisation.
+void mha_attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params,
+                        AttentionState& out, cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA
