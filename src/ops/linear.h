@@ -21,3 +21,20 @@ void linear_cpu(const Tensor& x, const Tensor& weight, Tensor& out);
 void linear(const Tensor& x, const Tensor& weight, Tensor& out, Stream stream = {});
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/linear_cuda.cc through cuBLASLt (src/ops/cuda/cublaslt_gemm.h) ------
+//
+// Same contract on GPU tensors: x [T, K] and weight [N, K] both bf16 with out [T, N] bf16 or
+// f32 (router logits and lm_head write f32), or all three f32 (exact fp32, no TF32). fp32
+// accumulation. x and weight may be row views (Tensor::slice). Asynchronous on stream; no
+// allocation or synchronisation once a shape has run on this thread and stream, so a step can
+// be captured in a CUDA graph after one eager run (cublaslt_gemm.h says what is cached).
+void linear_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

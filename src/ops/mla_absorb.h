@@ -34,3 +34,22 @@ void mla_absorb_query(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, Stre
 void mla_up_project_output(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o, Stream stream = {});
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/mla_absorb_cuda.cc, cuBLASLt strided batched GEMMs ------------------
+//
+// The same contracts on GPU tensors with q, w_kv_b, q_abs, o_lat and o all bf16 (an FP8
+// kv_b_proj is dequantised to bf16 once at load). One batch entry per head, reading W_UK[h] and
+// W_UV[h] in place from w_kv_b with a batch stride of (dn + dv) rows; fp32 accumulation, bf16
+// outputs. mla_absorb_query_cuda also copies q_pe into channels [dc, dc + dr) of q_abs
+// (cudaMemcpy2DAsync). Asynchronous, graph-capturable after one eager run (as linear_cuda).
+void mla_absorb_query_cuda(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, cudaStream_t stream);
+
+void mla_up_project_output_cuda(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o, cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

@@ -40,3 +40,31 @@ void moe_experts(const Tensor& x, const Tensor& expert_offsets, const ExpertWeig
                  Tensor& out, Stream stream = {});
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/moe_grouped_gemm_sm80.{cuh,cu} ----------------------------------------
+//
+// BF16 experts on the GPU: x, out, gate_up and down bf16, expert_offsets i32, all on the GPU.
+// Two grouped GEMM launches (gate_up with silu_mul fused into its epilogue, then down), each
+// covering every expert; the row ranges are read from expert_offsets on the device, never on the
+// host, so the layer can be captured in a CUDA graph. fp32 accumulation; the SwiGLU hidden
+// state is rounded to bf16 between the two GEMMs. Needs H % 256 == 0 and Im % 128 == 0 (every
+// DeepSeek config). The contents of expert_offsets are trusted (the CPU reference checks them);
+// the kernels clamp them to [0, P] so that bad offsets cannot reach outside the tensors.
+//
+//   hidden  [P, Im] bf16 workspace (silu(gate) ⊙ up of every row), caller-allocated: with it the
+//           call allocates nothing
+void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, Tensor& hidden,
+                      Tensor& out, cudaStream_t stream);
+
+// Allocates hidden for the call and waits for the stream before freeing it: for tests and
+// one-off calls, never inside a graph capture.
+void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, Tensor& out,
+                      cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

@@ -1,0 +1,57 @@
+// cuBLASLt behind the GEMM-shaped ops (linear_cuda, mla_absorb_cuda): one call, D = A · B, in
+// row-major terms, optionally a strided batch of such products. Internal to src/ops/cuda.
+//
+//   A  [M, K]                 row stride lda (elements), batch stride batch_a
+//   B  [N, K] (kNK: D = A·Bᵀ, a weight as stored) or [K, N] (kKN: D = A·B), stride ldb, batch_b
+//   D  [M, N]                 row stride ldd, batch stride batch_d
+//
+// A and B are both bf16 (D bf16 or f32) or both f32 (D f32); the products accumulate in fp32
+// (CUBLAS_COMPUTE_32F: no TF32 for f32 inputs), alpha = 1, beta = 0.
+//
+// Steady state does no allocation and no synchronisation, so calls can be captured in a CUDA
+// graph. What is cached, per host thread and device:
+//   - one cuBLASLt handle;
+//   - one 32 MiB workspace per stream (cuBLAS's recommendation for Hopper), allocated by the
+//     first call on that stream; a first call made while the stream is being captured fails
+//     with a message (run the graph's shapes once, eagerly, before capturing);
+//   - per problem (shapes, strides, dtypes, batch and the pointers' alignments): the matmul
+//     and layout descriptors and the heuristic's first algorithm. A new shape costs a host-side
+//     heuristic query (~10-100 us) once, capture or not.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace mlaserve::ops::cuda {
+
+enum class BLayout : uint8_t {
+  kNK,  // B is [N, K]: D = A · Bᵀ (a weight [out, in] as the checkpoint stores it)
+  kKN,  // B is [K, N]: D = A · B
+};
+
+struct GemmOperand {
+  const void* data = nullptr;
+  int64_t row_stride = 0;    // elements between consecutive rows
+  int64_t batch_stride = 0;  // elements between consecutive batch entries (batch > 1)
+};
+
+struct GemmProblem {
+  int64_t m = 0, n = 0, k = 0;
+  int64_t batch = 1;
+  DType ab_dtype = DType::kBF16;  // A and B
+  DType d_dtype = DType::kBF16;   // D
+  BLayout b_layout = BLayout::kNK;
+  GemmOperand a, b;
+  void* d = nullptr;
+  int64_t d_row_stride = 0;
+  int64_t d_batch_stride = 0;
+};
+
+// Enqueues the product on stream. Shapes must be positive (callers return early on empty
+// problems); strides are checked against the shapes, dtypes against the supported pairs.
+void lt_gemm(const GemmProblem& p, cudaStream_t stream);
+
+}  // namespace mlaserve::ops::cuda

@@ -1,0 +1,93 @@
+// mla_absorb_query_cuda and mla_up_project_output_cuda (ops/mla_absorb.h): one strided batched
+// cuBLASLt GEMM each, batched over heads, with the per-head operands read in place.
+//
+// Layouts (elements; n heads, rph = dn + dv rows of w_kv_b per head):
+//   absorb:  batch h:  D [T, dc] = A [T, dn] · B [dn, dc]           (B as [K, N]: kKN)
+//            A = q + h·(dn+dr)            row stride n·(dn+dr)
+//            B = w_kv_b + h·rph·dc        row stride dc            (W_UK[h], rows h·rph ..)
+//            D = q_abs + h·(dc+dr)        row stride n·(dc+dr)
+//            then q_pe [T·n rows, dr] -> q_abs channels [dc, dc+dr): one 2-D copy
+//   up:      batch h:  D [T, dv] = A [T, dc] · B [dv, dc]ᵀ          (B as [N, K]: kNK)
+//            A = o_lat + h·dc             row stride n·dc
+//            B = w_kv_b + (h·rph + dn)·dc row stride dc            (W_UV[h])
+//            D = o + h·dv                 row stride n·dv
+// A decode step's T is small (one row per sequence), so both are weight-bound: every head's
+// 128 x 512 slice is read once per call, 128 KB a head.
+#include <string_view>
+
+#include "core/cuda_check.h"
+#include "ops/cuda/cublaslt_gemm.h"
+#include "ops/mla_absorb.h"
+
+namespace mlaserve::ops {
+namespace {
+
+void check_gpu_bf16(std::string_view op, std::string_view name, const Tensor& t, int ndim) {
+  MLA_CHECK(t.device() == Device::kCUDA, "{}: {} must be on the GPU", op, name);
+  MLA_CHECK(t.dtype() == DType::kBF16, "{}: {} must be BF16, got {}", op, name, dtype_name(t.dtype()));
+  MLA_CHECK(t.ndim() == ndim, "{}: {} must have {} dimensions, got {}", op, name, ndim, shape_str(t.shape()));
+}
+
+}  // namespace
+
+void mla_absorb_query_cuda(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, cudaStream_t stream) {
+  constexpr std::string_view kOp = "mla_absorb_query_cuda";
+  check_gpu_bf16(kOp, "q", q, 3);
+  check_gpu_bf16(kOp, "w_kv_b", w_kv_b, 2);
+  check_gpu_bf16(kOp, "q_abs", q_abs, 3);
+  const int64_t t = q.dim(0), n = q.dim(1), dc = w_kv_b.dim(1), dr = q_abs.dim(2) - dc;
+  const int64_t dn = q.dim(2) - dr, rph = n > 0 ? w_kv_b.dim(0) / n : 0;
+  MLA_CHECK(n > 0 && dr > 0 && dn > 0 && w_kv_b.dim(0) % n == 0 && rph > dn && q_abs.dim(0) == t && q_abs.dim(1) == n,
+            "{}: inconsistent shapes q {}, w_kv_b {}, q_abs {} (dc = {}, dr = {}, dn = {})", kOp, shape_str(q.shape()),
+            shape_str(w_kv_b.shape()), shape_str(q_abs.shape()), dc, dr, dn);
+  if (t == 0) return;
+
+  cuda::GemmProblem p;
+  p.m = t;
+  p.n = dc;
+  p.k = dn;
+  p.batch = n;
+  p.b_layout = cuda::BLayout::kKN;
+  p.a = {q.raw(), n * (dn + dr), dn + dr};
+  p.b = {w_kv_b.raw(), dc, rph * dc};
+  p.d = q_abs.raw();
+  p.d_row_stride = n * (dc + dr);
+  p.d_batch_stride = dc + dr;
+  cuda::lt_gemm(p, stream);
+
+  const bfloat16* q_pe = q.data<bfloat16>() + dn;  // [T·n rows, dr], row pitch dn + dr
+  bfloat16* dst = q_abs.data<bfloat16>() + dc;     // [T·n rows, dr], row pitch dc + dr
+  constexpr size_t kElem = sizeof(bfloat16);
+  MLA_CUDA_CHECK(cudaMemcpy2DAsync(dst, static_cast<size_t>(dc + dr) * kElem, q_pe, static_cast<size_t>(dn + dr) * kElem,
+                                   static_cast<size_t>(dr) * kElem, static_cast<size_t>(t * n),
+                                   cudaMemcpyDeviceToDevice, stream));
+}
+
+void mla_up_project_output_cuda(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o, cudaStream_t stream) {
+  constexpr std::string_view kOp = "mla_up_project_output_cuda";
+  check_gpu_bf16(kOp, "o_lat", o_lat, 3);
+  check_gpu_bf16(kOp, "w_kv_b", w_kv_b, 2);
+  check_gpu_bf16(kOp, "o", o, 3);
+  const int64_t t = o_lat.dim(0), n = o_lat.dim(1), dc = o_lat.dim(2), dv = o.dim(2);
+  const int64_t rph = n > 0 ? w_kv_b.dim(0) / n : 0, dn = rph - dv;
+  MLA_CHECK(n > 0 && dv > 0 && w_kv_b.dim(1) == dc && w_kv_b.dim(0) % n == 0 && dn > 0 && o.dim(0) == t &&
+                o.dim(1) == n,
+            "{}: inconsistent shapes o_lat {}, w_kv_b {}, o {}", kOp, shape_str(o_lat.shape()),
+            shape_str(w_kv_b.shape()), shape_str(o.shape()));
+  if (t == 0) return;
+
+  cuda::GemmProblem p;
+  p.m = t;
+  p.n = dv;
+  p.k = dc;
+  p.batch = n;
+  p.b_layout = cuda::BLayout::kNK;
+  p.a = {o_lat.raw(), n * dc, dc};
+  p.b = {w_kv_b.data<bfloat16>() + dn * dc, dc, rph * dc};
+  p.d = o.raw();
+  p.d_row_stride = n * dv;
+  p.d_batch_stride = dv;
+  cuda::lt_gemm(p, stream);
+}
+
+}  // namespace mlaserve::ops

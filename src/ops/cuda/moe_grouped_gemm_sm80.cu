@@ -1,0 +1,104 @@
+// moe_experts_cuda (ops/moe_experts.h): argument checks and the two grouped GEMM launches. The
+// design note and the kernel are in moe_grouped_gemm_sm80.cuh, the tile choice in
+// moe_grouped_gemm_sm80_heuristics.h.
+#include "ops/cuda/moe_grouped_gemm_sm80.cuh"
+
+#include <algorithm>
+#include <string_view>
+
+#include "core/cuda_check.h"
+#include "ops/cuda/moe_grouped_gemm_sm80_heuristics.h"
+#include "ops/moe_experts.h"
+
+namespace mlaserve::ops {
+namespace {
+
+constexpr std::string_view kOp = "moe_experts_cuda";
+
+void check_tensor(const Tensor& t, std::string_view name, DType dtype, const Shape& shape) {
+  MLA_CHECK(t.device() == Device::kCUDA, "{}: {} must be on the GPU", kOp, name);
+  MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", kOp, name, dtype_name(dtype), dtype_name(t.dtype()));
+  MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", kOp, name, shape_str(shape), shape_str(t.shape()));
+  MLA_CHECK(reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0, "{}: {} must be 16-byte aligned (16-byte copies)", kOp,
+            name);
+}
+
+// One grouped GEMM: grid = (upper bound of the M tiles) x (N tiles), see the .cuh note.
+template <class Tile, bool kSwiGlu>
+void launch(const sm80::MoeGemmParams& p, cudaStream_t stream) {
+  const int smem = Tile::kPipelineBytes + (p.num_experts + 1) * static_cast<int>(sizeof(int32_t));
+  const auto kernel = sm80::moe_grouped_gemm_sm80_kernel<Tile, kSwiGlu>;
+  MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  const int64_t max_m_tiles = p.num_rows / Tile::kBM + std::min(p.num_experts, p.num_rows);
+  const int64_t grid = max_m_tiles * p.n_tiles;
+  MLA_CHECK(grid < (int64_t{1} << 31), "{}: {} CTAs exceed the grid", kOp, grid);
+  kernel<<<static_cast<unsigned>(grid), Tile::kThreads, smem, stream>>>(p);
+  MLA_CUDA_CHECK_LAUNCH();
+}
+
+template <class Tile>
+void run_tiles(sm80::MoeGemmParams gate_up, sm80::MoeGemmParams down, cudaStream_t stream) {
+  gate_up.n_tiles = gate_up.n_out / (Tile::kBN / 2);
+  down.n_tiles = down.n_out / Tile::kBN;
+  launch<Tile, true>(gate_up, stream);
+  launch<Tile, false>(down, stream);
+}
+
+}  // namespace
+
+void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w, Tensor& hidden,
+                      Tensor& out, cudaStream_t stream) {
+  MLA_CHECK(w.gate_up.ndim() == 3 && w.down.ndim() == 3 && x.ndim() == 2,
+            "{}: gate_up {} and down {} must be stacked [E, rows, cols], x {} [P, H]", kOp,
+            shape_str(w.gate_up.shape()), shape_str(w.down.shape()), shape_str(x.shape()));
+  const int64_t e_count = w.num_experts(), im = w.intermediate(), h = w.down.dim(1), rows = x.dim(0);
+  check_tensor(w.gate_up, "gate_up", DType::kBF16, {e_count, 2 * im, h});
+  check_tensor(w.down, "down", DType::kBF16, {e_count, h, im});
+  check_tensor(x, "x", DType::kBF16, {rows, h});
+  check_tensor(out, "out", DType::kBF16, {rows, h});
+  check_tensor(hidden, "hidden", DType::kBF16, {rows, im});
+  check_tensor(expert_offsets, "expert_offsets", DType::kI32, {e_count + 1});
+  MLA_CHECK(h % 256 == 0 && im % 128 == 0, "{}: H = {} must be a multiple of 256 and Im = {} of 128", kOp, h, im);
+  const int64_t smem_experts = (227 * 1024 - sm80::MoeTilePrefill::kPipelineBytes) / 4 - 1;
+  MLA_CHECK(e_count >= 1 && e_count <= smem_experts, "{}: {} experts (the kernel holds 1 .. {})", kOp, e_count,
+            smem_experts);
+  MLA_CHECK(rows * std::max(h, im) < (int64_t{1} << 31) && 2 * im * h < (int64_t{1} << 31),
+            "{}: P = {} rows of H = {}, Im = {} exceed the kernel's 32-bit row offsets", kOp, rows, h, im);
+  if (rows == 0) return;
+
+  sm80::MoeGemmParams gate_up{};
+  gate_up.a = static_cast<const __nv_bfloat16*>(x.raw());
+  gate_up.b = static_cast<const __nv_bfloat16*>(w.gate_up.raw());
+  gate_up.out = static_cast<__nv_bfloat16*>(hidden.raw());
+  gate_up.expert_offsets = expert_offsets.data<int32_t>();
+  gate_up.num_rows = static_cast<int32_t>(rows);
+  gate_up.num_experts = static_cast<int32_t>(e_count);
+  gate_up.k = static_cast<int32_t>(h);
+  gate_up.b_rows = static_cast<int32_t>(2 * im);
+  gate_up.n_out = static_cast<int32_t>(im);
+
+  sm80::MoeGemmParams down = gate_up;
+  down.a = static_cast<const __nv_bfloat16*>(hidden.raw());
+  down.b = static_cast<const __nv_bfloat16*>(w.down.raw());
+  down.out = static_cast<__nv_bfloat16*>(out.raw());
+  down.k = static_cast<int32_t>(im);
+  down.b_rows = static_cast<int32_t>(h);
+  down.n_out = static_cast<int32_t>(h);
+
+  switch (sm80::choose_moe_tiles(rows, e_count)) {
+    case sm80::MoeTileConfig::kDecode: return run_tiles<sm80::MoeTileDecode>(gate_up, down, stream);
+    case sm80::MoeTileConfig::kMid: return run_tiles<sm80::MoeTileMid>(gate_up, down, stream);
+    case sm80::MoeTileConfig::kPrefill: return run_tiles<sm80::MoeTilePrefill>(gate_up, down, stream);
+  }
+}
+
+void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, Tensor& out,
+                      cudaStream_t stream) {
+  MLA_CHECK(x.ndim() == 2 && weights.down.ndim() == 3, "{}: x {} must be [P, H], down {} [E, H, Im]", kOp,
+            shape_str(x.shape()), shape_str(weights.down.shape()));
+  Tensor hidden = Tensor::empty({x.dim(0), weights.intermediate()}, DType::kBF16, Device::kCUDA);  // [P, Im]
+  moe_experts_cuda(x, expert_offsets, weights, hidden, out, stream);
+  MLA_CUDA_CHECK(cudaStreamSynchronize(stream));  // before hidden is freed
+}
+
+}  // namespace mlaserve::ops

@@ -1,0 +1,312 @@
+// Grouped BF16 GEMM over the routed experts of a MoE layer: device code. Contract:
+// ops/moe_experts.h (moe_experts_cuda); launch code in moe_grouped_gemm_sm80.cu, tile choice in
+// moe_grouped_gemm_sm80_heuristics.h, parameters in moe_grouped_gemm_sm80_params.h.
+//
+// Symbols: P gathered rows (T·k), E experts, H hidden, Im expert intermediate; rows are in
+// expert order, expert e owning rows [offsets[e], offsets[e+1]) with offsets in device memory.
+//
+// Why this shape.
+//   - No host synchronisation: the per-expert row counts are read on the device, so the layer
+//     can be captured in a CUDA graph. The grid is sized on the host from an upper bound of the
+//     M tiles, floor(P / BM) + min(E, P) (each non-empty expert adds at most one partial tile),
+//     times the N tiles; every CTA first turns offsets into the exclusive prefix of M tiles per
+//     expert (warp 0, one shuffle scan, into shared memory; E + 1 ints, read from L2), then maps
+//     blockIdx.x = n_tile · (total M tiles) + m_tile and finds its expert by binary search.
+//     CTAs past the real tile count exit at once. M tiles never straddle experts; rows past an
+//     expert's end load as zeros (cp.async zero-fill) and are not stored.
+//   - M tile fastest in blockIdx: the CTAs that share one expert's weight tile run side by side,
+//     so each active expert's weights come from HBM once (decode: one M tile per expert anyway).
+//   - gate_up GEMM with a fused SwiGLU epilogue: the B tile of N-tile j holds, per warp, WN/2
+//     gate rows and the WN/2 up rows of the same channels, so each thread has gate and up of
+//     one output element in its own accumulators and writes silu(gate)·up as bf16: the [P, 2Im]
+//     gate_up tensor never reaches memory. The down GEMM is the same kernel, plain epilogue.
+//   - Tensor cores through mma.sync m16n8k16 (bf16 in, fp32 accumulate), operands by ldmatrix
+//     from shared memory, tiles by cp.async in a STAGES-deep ring: the sm_80 instruction set,
+//     correct on sm_90a. Decode (few rows per expert) is bound by streaming the weights and the
+//     16-row M tile wastes little; prefill is bound by the tensor cores and runs at what
+//     mma.sync allows on Hopper, well under wgmma. A wgmma/TMA main loop is the next step for
+//     prefill (the scheduling, the epilogues and the tests stay).
+//
+// Shared memory: STAGES x [A: BM rows][B: BN rows] of 64 bf16 = 128 B per row, 16-byte chunk c of
+// row r stored at chunk c ^ (r % 8) (conflict-free cp.async stores and ldmatrix reads), then the
+// M-tile prefix [E + 1] i32.
+//
+// Main loop (standard multistage): prologue issues STAGES-1 k-tiles; iteration kt waits until
+// k-tile kt has landed (cp.async.wait_group STAGES-2), a barrier publishes it and frees the stage
+// read at kt-1, the copy of k-tile kt+STAGES-1 goes into that stage, then 4 k16 steps of
+// ldmatrix + mma on stage kt % STAGES.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "ops/cuda/moe_grouped_gemm_sm80_params.h"
+
+namespace mlaserve::ops::sm80 {
+
+// One tile configuration (see the heuristics header for which runs when).
+template <int BM, int BN, int STAGES, int WARPS_M, int WARPS_N, int MIN_BLOCKS>
+struct MoeTile {
+  static constexpr int kBM = BM, kBN = BN, kBK = 64, kStages = STAGES;
+  static constexpr int kWarpsM = WARPS_M, kWarpsN = WARPS_N, kMinBlocks = MIN_BLOCKS;
+  static constexpr int kThreads = 32 * WARPS_M * WARPS_N;
+  static constexpr int kWM = BM / WARPS_M, kWN = BN / WARPS_N;  // warp tile
+  static constexpr int kMI = kWM / 16, kNI = kWN / 8;           // m16 and n8 mma tiles per warp
+  static constexpr int kRowBytes = kBK * 2;                      // 128: one tile row in shared memory
+  static constexpr int kStageBytes = (BM + BN) * kRowBytes;
+  static constexpr int kPipelineBytes = STAGES * kStageBytes;
+  static constexpr int kAChunks = BM * 8 / kThreads;             // 16-byte copies per thread and stage
+  static constexpr int kBChunks = BN * 8 / kThreads;
+  static_assert(kWM % 16 == 0 && kWN % 16 == 0, "warp tiles are whole m16 blocks and pairs of n8 blocks");
+  static_assert(BM * 8 % kThreads == 0 && BN * 8 % kThreads == 0, "copies divide evenly over the threads");
+  static_assert(STAGES >= 2, "a pipeline needs two stages");
+};
+
+using MoeTileDecode = MoeTile<16, 64, 6, 1, 4, 3>;
+using MoeTileMid = MoeTile<64, 128, 4, 2, 4, 2>;
+using MoeTilePrefill = MoeTile<128, 256, 4, 2, 4, 1>;
+
+// ---- PTX wrappers -------------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared, through L2 only; with valid == false nothing is read and the 16
+// bytes are zero-filled.
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
+  const int bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// d += a · b for one m16n8k16 tile (a: 4 regs of bf16 pairs, b: 2, d: 4 fp32).
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Byte offset of 16-byte chunk `chunk` of tile row `row` (the swizzle above).
+__device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
+  return static_cast<uint32_t>(row * 128 + ((chunk ^ (row & 7)) << 4));
+}
+
+// ---- scheduling ---------------------------------------------------------------------------
+
+// Expert e's rows, clamped to [0, P] so that no offsets can send a CTA outside the tensors.
+__device__ __forceinline__ void expert_rows(const MoeGemmParams& p, int e, int& begin, int& end) {
+  begin = min(max(p.expert_offsets[e], 0), p.num_rows);
+  end = min(max(p.expert_offsets[e + 1], begin), p.num_rows);
+}
+
+template <int BM>
+__device__ __forceinline__ int expert_m_tiles(const MoeGemmParams& p, int e) {
+  int begin, end;
+  expert_rows(p, e, begin, end);
+  return (end - begin + BM - 1) / BM;
+}
+
+// Warp 0: tile_start[e] = M tiles of experts 0 .. e-1, tile_start[E] = all of them. Each lane
+// sums a contiguous run of experts, one shuffle scan adds the runs.
+template <int BM>
+__device__ void expert_tile_prefix(const MoeGemmParams& p, int32_t* tile_start) {
+  const int lane = static_cast<int>(threadIdx.x);
+  const int per_lane = (p.num_experts + 31) / 32;
+  const int first = lane * per_lane, last = min(first + per_lane, p.num_experts);
+  int own = 0;
+  for (int e = first; e < last; ++e) own += expert_m_tiles<BM>(p, e);
+  int inclusive = own;
+#pragma unroll
+  for (int d = 1; d < 32; d <<= 1) {
+    const int v = __shfl_up_sync(0xffffffffu, inclusive, d);
+    if (lane >= d) inclusive += v;
+  }
+  int run = inclusive - own;
+  for (int e = first; e < last; ++e) {
+    tile_start[e] = run;
+    run += expert_m_tiles<BM>(p, e);
+  }
+  if (lane == 31) tile_start[p.num_experts] = inclusive;
+}
+
+// Weight row (within the expert) held by row t of the B tile of N tile n_tile. SwiGLU: warp
+// column group w holds WN/2 gate rows then the WN/2 up rows of the same channels.
+template <class Tile, bool kSwiGlu>
+__device__ __forceinline__ int b_tile_row(int n_tile, int t, int intermediate) {
+  if constexpr (kSwiGlu) {
+    constexpr int kHalf = Tile::kWN / 2;
+    const int warp_n = t / Tile::kWN, within = t % Tile::kWN;
+    const int channel = n_tile * (Tile::kBN / 2) + warp_n * kHalf + within % kHalf;
+    return (within / kHalf) * intermediate + channel;
+  } else {
+    return n_tile * Tile::kBN + t;
+  }
+}
+
+// ---- the kernel ---------------------------------------------------------------------------
+
+template <class Tile, bool kSwiGlu>
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
+    moe_grouped_gemm_sm80_kernel(const MoeGemmParams p) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  int32_t* tile_start = reinterpret_cast<int32_t*>(smem + Tile::kPipelineBytes);  // [E + 1]
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int warp_m = warp / Tile::kWarpsN, warp_n = warp % Tile::kWarpsN;
+
+  // Which (expert, M tile, N tile) this CTA computes.
+  if (warp == 0) expert_tile_prefix<Tile::kBM>(p, tile_start);
+  __syncthreads();
+  const int total_m_tiles = tile_start[p.num_experts];
+  if (total_m_tiles == 0) return;
+  const int n_tile = static_cast<int>(blockIdx.x) / total_m_tiles;
+  if (n_tile >= p.n_tiles) return;
+  const int m_tile = static_cast<int>(blockIdx.x) - n_tile * total_m_tiles;
+  int lo = 0, hi = p.num_experts;  // tile_start[lo] <= m_tile < tile_start[hi]
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (tile_start[mid] <= m_tile) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  const int expert = lo;
+  int row_begin, row_end;
+  expert_rows(p, expert, row_begin, row_end);
+  const int row0 = row_begin + (m_tile - tile_start[expert]) * Tile::kBM;
+  const int rows = min(Tile::kBM, row_end - row0);
+
+  // Per-thread copy sources (element offsets; k-tile kt adds kt * 64) and destinations.
+  const __nv_bfloat16* a_base = p.a + static_cast<int64_t>(row0) * p.k;
+  const __nv_bfloat16* b_base = p.b + static_cast<int64_t>(expert) * p.b_rows * p.k;
+  uint32_t a_src[Tile::kAChunks], a_dst[Tile::kAChunks], b_src[Tile::kBChunks], b_dst[Tile::kBChunks];
+  bool a_valid[Tile::kAChunks];
+#pragma unroll
+  for (int i = 0; i < Tile::kAChunks; ++i) {
+    const int idx = tid + i * Tile::kThreads, r = idx / 8, c = idx % 8;
+    a_valid[i] = r < rows;
+    a_src[i] = static_cast<uint32_t>((a_valid[i] ? r : 0) * p.k + c * 8);
+    a_dst[i] = tile_offset(r, c);
+  }
+#pragma unroll
+  for (int i = 0; i < Tile::kBChunks; ++i) {
+    const int idx = tid + i * Tile::kThreads, r = idx / 8, c = idx % 8;
+    b_src[i] = static_cast<uint32_t>(b_tile_row<Tile, kSwiGlu>(n_tile, r, p.n_out) * p.k + c * 8);
+    b_dst[i] = Tile::kBM * Tile::kRowBytes + tile_offset(r, c);
+  }
+  const uint32_t smem_base = smem_u32(smem);
+  const int k_tiles = p.k / Tile::kBK;
+
+  auto load_stage = [&](int stage, int kt) {
+    const uint32_t base = smem_base + stage * Tile::kStageBytes;
+    const int k0 = kt * Tile::kBK;
+#pragma unroll
+    for (int i = 0; i < Tile::kAChunks; ++i) cp_async_16(base + a_dst[i], a_base + a_src[i] + k0, a_valid[i]);
+#pragma unroll
+    for (int i = 0; i < Tile::kBChunks; ++i) cp_async_16(base + b_dst[i], b_base + b_src[i] + k0, true);
+  };
+
+  float acc[Tile::kMI][Tile::kNI][4];
+#pragma unroll
+  for (int mi = 0; mi < Tile::kMI; ++mi) {
+#pragma unroll
+    for (int ni = 0; ni < Tile::kNI; ++ni) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.0f;
+    }
+  }
+
+#pragma unroll
+  for (int s = 0; s < Tile::kStages - 1; ++s) {
+    if (s < k_tiles) load_stage(s, s);
+    cp_async_commit();
+  }
+
+  // ldmatrix lane addressing: A rows lane % 16, k chunk lane / 16; B (as [n][k]) rows lane % 8
+  // plus 8 for lanes 16-31, k chunk (lane / 8) % 2 -> b0/b1 of two n8 blocks.
+  const int a_row = warp_m * Tile::kWM + (lane & 15), a_chunk = lane >> 4;
+  const int b_row = warp_n * Tile::kWN + (lane & 7) + ((lane >> 4) << 3), b_chunk = (lane >> 3) & 1;
+
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    cp_async_wait<Tile::kStages - 2>();
+    __syncthreads();
+    const int next = kt + Tile::kStages - 1;
+    if (next < k_tiles) load_stage(next % Tile::kStages, next);
+    cp_async_commit();
+
+    const uint32_t sa = smem_base + (kt % Tile::kStages) * Tile::kStageBytes;
+    const uint32_t sb = sa + Tile::kBM * Tile::kRowBytes;
+#pragma unroll
+    for (int ks = 0; ks < Tile::kBK / 16; ++ks) {
+      uint32_t a[Tile::kMI][4], b[Tile::kNI][2];
+#pragma unroll
+      for (int mi = 0; mi < Tile::kMI; ++mi) {
+        ldmatrix_x4(a[mi], sa + tile_offset(a_row + mi * 16, ks * 2 + a_chunk));
+      }
+#pragma unroll
+      for (int np = 0; np < Tile::kNI / 2; ++np) {
+        uint32_t r[4];
+        ldmatrix_x4(r, sb + tile_offset(b_row + np * 16, ks * 2 + b_chunk));
+        b[2 * np][0] = r[0];
+        b[2 * np][1] = r[1];
+        b[2 * np + 1][0] = r[2];
+        b[2 * np + 1][1] = r[3];
+      }
+#pragma unroll
+      for (int mi = 0; mi < Tile::kMI; ++mi) {
+#pragma unroll
+        for (int ni = 0; ni < Tile::kNI; ++ni) mma_16816(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  // Epilogue: accumulator (mi, ni) element j sits at tile row warp_m*WM + mi*16 + lane/4 (+8 for
+  // j >= 2), column warp_n*WN + ni*8 + 2*(lane%4) + j%2.
+  const int lane_row = lane >> 2, lane_col = (lane & 3) * 2;
+#pragma unroll
+  for (int mi = 0; mi < Tile::kMI; ++mi) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = warp_m * Tile::kWM + mi * 16 + half * 8 + lane_row;
+      if (r >= rows) continue;
+      __nv_bfloat16* out_row = p.out + static_cast<int64_t>(row0 + r) * p.n_out;
+      if constexpr (kSwiGlu) {
+#pragma unroll
+        for (int ni = 0; ni < Tile::kNI / 2; ++ni) {
+          const float g0 = acc[mi][ni][half * 2], g1 = acc[mi][ni][half * 2 + 1];
+          const float u0 = acc[mi][ni + Tile::kNI / 2][half * 2], u1 = acc[mi][ni + Tile::kNI / 2][half * 2 + 1];
+          const float h0 = g0 / (1.0f + __expf(-g0)) * u0;
+          const float h1 = g1 / (1.0f + __expf(-g1)) * u1;
+          const int col = n_tile * (Tile::kBN / 2) + warp_n * (Tile::kWN / 2) + ni * 8 + lane_col;
+          *reinterpret_cast<__nv_bfloat162*>(out_row + col) = __floats2bfloat162_rn(h0, h1);
+        }
+      } else {
+#pragma unroll
+        for (int ni = 0; ni < Tile::kNI; ++ni) {
+          const int col = n_tile * Tile::kBN + warp_n * Tile::kWN + ni * 8 + lane_col;
+          *reinterpret_cast<__nv_bfloat162*>(out_row + col) =
+              __floats2bfloat162_rn(acc[mi][ni][half * 2], acc[mi][ni][half * 2 + 1]);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace mlaserve::ops::sm80

@@ -1,0 +1,284 @@
+// linear_cuda and the MLA absorption GEMMs (cuBLASLt) against their CPU references, on fresh
+// random bf16 inputs at DeepSeek's shapes: kv_a_proj_with_mqa 576 x 2048 / 7168 (and its two
+// row views), q_b_proj 24576 x 1536, o_proj 7168 x 16384, lm_head 102400 x 2048 with f32
+// logits, routers 64 x 2048 / 256 x 7168 with f32 logits; T = 1, 7, 64, 300, 4096; absorption
+// with 16 and 128 heads. Outputs are poisoned (NaN) first and must be fully written. At large
+// T only some rows are checked against the CPU (first, last, random ones): lm_head at 4096
+// rows is 1.7 TFLOP, minutes on one CPU core, and a wrong tile, stride or view shows in any row.
+// The last test captures every GEMM-shaped op in a CUDA graph and replays it.
+//
+// Tolerances, from the precision: both sides see the same bf16 inputs; the products are exact
+// in fp32 and both sides accumulate in fp32 (different orders: ~1e-6 relative). A bf16 output
+// is rounded once, a relative error of at most 2^-8 and about 1.6e-3 RMS for values spread over
+// a binade, so 4e-3 over all checked rows and 6e-3 for any single row. f32 outputs carry only
+// the summation order: 1e-4 (a bf16 rounding anywhere would cost 1.6e-3).
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/cuda_check.h"
+#include "gemm_cuda_test_util.h"
+#include "ops/linear.h"
+#include "ops/mla_absorb.h"
+#include "ops/moe_experts.h"
+
+namespace mlaserve::ops {
+namespace {
+
+using testing::compare_rows;
+using testing::count_nonfinite;
+using testing::expect_close;
+using testing::fill_random;
+using testing::fresh_seed;
+using testing::gather_rows_f32;
+using testing::poisoned_gpu;
+using testing::random_host;
+using testing::rows_to_check;
+
+constexpr double kBf16RelL2 = 4e-3, kBf16Row = 6e-3;
+constexpr double kF32RelL2 = 1e-4, kF32Row = 2e-4;
+
+class GemmCuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (testing::skip_without_sm90(&why)) GTEST_SKIP() << why;
+    MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  }
+  void TearDown() override {
+    if (stream_ != nullptr) MLA_CUDA_CHECK(cudaStreamDestroy(stream_));
+  }
+  void sync() const { MLA_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  // One weight [n, k] (or its rows [w_begin, w_end)) against x of each row count in ms (x a
+  // row view starting at row x_offset of a larger tensor when x_offset > 0). The GPU runs every
+  // case, then one CPU reference call covers the checked rows of all of them.
+  void check_linear(int64_t n_full, int64_t k, DType ab, DType out_dtype, const std::vector<int64_t>& ms,
+                    int64_t w_begin = 0, int64_t w_end = -1, int64_t x_offset = 0) {
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    if (w_end < 0) w_end = n_full;
+    const int64_t n = w_end - w_begin;
+    Tensor w_gpu = Tensor::empty({n_full, k}, ab, Device::kCUDA);  // [N, K]
+    fill_random(w_gpu, seed, stream_);
+    const Tensor w_host = random_host({n_full, k}, ab, seed).slice(w_begin, w_end);
+    const Tensor w_view = w_gpu.slice(w_begin, w_end);
+
+    std::mt19937_64 rng(seed);
+    std::vector<Tensor> got_rows;
+    std::vector<std::vector<int64_t>> checked;
+    std::vector<Tensor> x_rows;
+    for (size_t i = 0; i < ms.size(); ++i) {
+      const int64_t m = ms[i];
+      const uint64_t x_seed = seed + 1 + i;
+      Tensor x_gpu = Tensor::empty({x_offset + m, k}, ab, Device::kCUDA);
+      fill_random(x_gpu, x_seed, stream_);
+      const Tensor x_host = random_host({x_offset + m, k}, ab, x_seed).slice(x_offset, x_offset + m);
+      Tensor out = poisoned_gpu({m, n}, out_dtype, stream_);
+      linear(x_gpu.slice(x_offset, x_offset + m), w_view, out, Stream{stream_});
+      sync();
+      const Tensor out_host = out.to(Device::kCPU);
+      EXPECT_EQ(count_nonfinite(out_host), 0) << "M = " << m << ": outputs unwritten (poison) or not finite";
+      checked.push_back(rows_to_check(m, rng));
+      got_rows.push_back(gather_rows_f32(out_host, checked.back()));
+      x_rows.push_back(gather_rows_f32(x_host, checked.back()));
+    }
+
+    int64_t total = 0;
+    for (const auto& r : checked) total += static_cast<int64_t>(r.size());
+    Tensor x_all = Tensor::empty({total, k}, DType::kF32);  // the checked rows of every case
+    int64_t at = 0;
+    for (const Tensor& x : x_rows) {
+      std::memcpy(x_all.data<float>() + at * k, x.data<float>(), x.nbytes());
+      at += x.dim(0);
+    }
+    Tensor ref = Tensor::empty({total, n}, DType::kF32);
+    linear_cpu(x_all, w_host, ref);
+
+    at = 0;
+    for (size_t i = 0; i < ms.size(); ++i) {
+      const auto rows = static_cast<int64_t>(checked[i].size());
+      const bool bf16_out = out_dtype == DType::kBF16;
+      expect_close(compare_rows(got_rows[i], ref.slice(at, at + rows), checked[i]), bf16_out ? kBf16RelL2 : kF32RelL2,
+                   bf16_out ? kBf16Row : kF32Row,
+                   "M " + std::to_string(ms[i]) + " N " + std::to_string(n) + " K " + std::to_string(k) + " " +
+                       std::string(dtype_name(ab)) + "->" + std::string(dtype_name(out_dtype)));
+      at += rows;
+    }
+  }
+
+  // mla_absorb_query and mla_up_project_output for t tokens and n heads (DeepSeek's dn 128,
+  // dr 64, dv 128, dc 512), q / o_lat as row views of larger tensors when offset > 0.
+  void check_absorb(int64_t t, int64_t n, int64_t offset = 0) {
+    constexpr int64_t kDn = 128, kDr = 64, kDv = 128, kDc = 512;
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", T " + std::to_string(t) + ", heads " + std::to_string(n));
+    Tensor w_gpu = Tensor::empty({n * (kDn + kDv), kDc}, DType::kBF16, Device::kCUDA);  // kv_b_proj
+    fill_random(w_gpu, seed, stream_);
+    const Tensor w_host = random_host({n * (kDn + kDv), kDc}, DType::kBF16, seed);
+
+    // Query: [T, n, 192] -> [T, n, 576].
+    Tensor q_gpu = Tensor::empty({offset + t, n, kDn + kDr}, DType::kBF16, Device::kCUDA);
+    fill_random(q_gpu, seed + 1, stream_);
+    const Tensor q_host = random_host({offset + t, n, kDn + kDr}, DType::kBF16, seed + 1).slice(offset, offset + t);
+    Tensor q_abs = poisoned_gpu({t, n, kDc + kDr}, DType::kBF16, stream_);
+    mla_absorb_query(q_gpu.slice(offset, offset + t), w_gpu, q_abs, Stream{stream_});
+
+    // Output: [T, n, 512] -> [T, n, 128].
+    Tensor lat_gpu = Tensor::empty({offset + t, n, kDc}, DType::kBF16, Device::kCUDA);
+    fill_random(lat_gpu, seed + 2, stream_);
+    const Tensor lat_host = random_host({offset + t, n, kDc}, DType::kBF16, seed + 2).slice(offset, offset + t);
+    Tensor o = poisoned_gpu({t, n, kDv}, DType::kBF16, stream_);
+    mla_up_project_output(lat_gpu.slice(offset, offset + t), w_gpu, o, Stream{stream_});
+    sync();
+
+    const Tensor q_abs_host = q_abs.to(Device::kCPU), o_host = o.to(Device::kCPU);
+    EXPECT_EQ(count_nonfinite(q_abs_host), 0) << "q_abs unwritten (poison) or not finite";
+    EXPECT_EQ(count_nonfinite(o_host), 0) << "o unwritten (poison) or not finite";
+
+    Tensor q_ref = Tensor::empty({t, n, kDc + kDr}, DType::kF32);
+    mla_absorb_query_cpu(q_host.to_f32(), w_host, q_ref);
+    Tensor o_ref = Tensor::empty({t, n, kDv}, DType::kF32);
+    mla_up_project_output_cpu(lat_host.to_f32(), w_host, o_ref);
+
+    std::vector<int64_t> all(static_cast<size_t>(t));
+    for (int64_t i = 0; i < t; ++i) all[i] = i;
+    const std::string where = " T " + std::to_string(t) + " heads " + std::to_string(n);
+    expect_close(compare_rows(q_abs_host.to_f32(), q_ref, all), kBf16RelL2, kBf16Row, "q_abs" + where);
+    expect_close(compare_rows(o_host.to_f32(), o_ref, all), kBf16RelL2, kBf16Row, "o" + where);
+
+    // q_pe is copied, bit for bit.
+    const bfloat16* got = q_abs_host.data<bfloat16>();
+    const bfloat16* want = q_host.data<bfloat16>();
+    int64_t mismatches = 0;
+    for (int64_t r = 0; r < t * n; ++r) {
+      for (int64_t c = 0; c < kDr; ++c) {
+        mismatches += got[r * (kDc + kDr) + kDc + c].bits != want[r * (kDn + kDr) + kDn + c].bits ? 1 : 0;
+      }
+    }
+    EXPECT_EQ(mismatches, 0) << "q_pe channels of q_abs differ from q";
+  }
+
+  cudaStream_t stream_ = nullptr;
+};
+
+// ---- small cases (also run under compute-sanitizer) ------------------------------------------
+
+TEST_F(GemmCuda, SmallLinearBf16) {
+  check_linear(96, 64, DType::kBF16, DType::kBF16, {1, 5, 33});
+  check_linear(96, 64, DType::kBF16, DType::kF32, {1, 5, 33});
+}
+
+TEST_F(GemmCuda, SmallLinearViewsAndF32) {
+  check_linear(96, 64, DType::kBF16, DType::kBF16, {7}, /*w_begin=*/64, /*w_end=*/96, /*x_offset=*/3);
+  check_linear(80, 48, DType::kF32, DType::kF32, {1, 9});
+}
+
+TEST_F(GemmCuda, SmallLinearNoRowsIsANoOp) {
+  Tensor x = Tensor::empty({0, 64}, DType::kBF16, Device::kCUDA);
+  Tensor w = Tensor::empty({32, 64}, DType::kBF16, Device::kCUDA);
+  Tensor out = Tensor::empty({0, 32}, DType::kBF16, Device::kCUDA);
+  linear(x, w, out, Stream{stream_});
+  sync();
+}
+
+TEST_F(GemmCuda, SmallAbsorb) {
+  check_absorb(3, 2);
+  check_absorb(5, 2, /*offset=*/2);
+}
+
+// ---- DeepSeek shapes -------------------------------------------------------------------------
+
+const std::vector<int64_t> kTokens = {1, 7, 64, 300, 4096};
+
+TEST_F(GemmCuda, LinearKvAProjH2048) { check_linear(576, 2048, DType::kBF16, DType::kBF16, kTokens); }
+
+TEST_F(GemmCuda, LinearKvAProjH7168) { check_linear(576, 7168, DType::kBF16, DType::kBF16, kTokens); }
+
+// The model runs kv_a_proj_with_mqa as two row views ([0, 512) latent, [512, 576) rope key).
+TEST_F(GemmCuda, LinearKvAProjRowViews) {
+  check_linear(576, 7168, DType::kBF16, DType::kBF16, {7, 300}, 0, 512, /*x_offset=*/5);
+  check_linear(576, 7168, DType::kBF16, DType::kBF16, {7, 300}, 512, 576, /*x_offset=*/5);
+}
+
+TEST_F(GemmCuda, LinearQBProj) { check_linear(24576, 1536, DType::kBF16, DType::kBF16, kTokens); }
+
+TEST_F(GemmCuda, LinearOProj) { check_linear(7168, 16384, DType::kBF16, DType::kBF16, kTokens); }
+
+TEST_F(GemmCuda, LinearLmHeadF32Logits) { check_linear(102400, 2048, DType::kBF16, DType::kF32, kTokens); }
+
+TEST_F(GemmCuda, LinearRouterF32Logits) {
+  check_linear(64, 2048, DType::kBF16, DType::kF32, {1, 300, 4096});   // V2-Lite
+  check_linear(256, 7168, DType::kBF16, DType::kF32, {1, 300, 4096});  // V3
+}
+
+TEST_F(GemmCuda, Absorb16Heads) {
+  for (int64_t t : {1, 7, 64, 300}) check_absorb(t, 16);
+}
+
+TEST_F(GemmCuda, Absorb128Heads) {
+  for (int64_t t : {1, 7, 64}) check_absorb(t, 128);
+}
+
+// ---- CUDA graph capture ----------------------------------------------------------------------
+
+// Every GEMM-shaped op, run once eagerly (plans, workspace), then captured in global mode (which
+// rejects allocation and synchronisation) and replayed: the replay must reproduce the eager
+// results. The MoE kernels are deterministic (bit for bit); cuBLASLt runs the cached algorithm.
+TEST_F(GemmCuda, SmallGraphCaptureMatchesEager) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  constexpr int64_t kT = 6, kHeads = 2, kExperts = 4, kH = 256, kIm = 128;
+  auto gpu = [&](const Shape& shape, DType dtype, uint64_t s) {
+    Tensor t = Tensor::empty(shape, dtype, Device::kCUDA);
+    fill_random(t, s, stream_);
+    return t;
+  };
+  const Tensor x = gpu({kT, kH}, DType::kBF16, seed), w = gpu({384, kH}, DType::kBF16, seed + 1);
+  const Tensor q = gpu({kT, kHeads, 192}, DType::kBF16, seed + 2), kv_b = gpu({kHeads * 256, 512}, DType::kBF16, seed + 3);
+  const Tensor lat = gpu({kT, kHeads, 512}, DType::kBF16, seed + 4);
+  ExpertWeights ew{gpu({kExperts, 2 * kIm, kH}, DType::kBF16, seed + 5), gpu({kExperts, kH, kIm}, DType::kBF16, seed + 6),
+                   {}, {}};
+  const Tensor offsets = testing::i32_tensor({0, 2, 2, 5, 6}, {kExperts + 1}).to(Device::kCUDA);
+  Tensor y = poisoned_gpu({kT, 384}, DType::kF32, stream_), q_abs = poisoned_gpu({kT, kHeads, 576}, DType::kBF16, stream_);
+  Tensor o = poisoned_gpu({kT, kHeads, 128}, DType::kBF16, stream_), hidden = poisoned_gpu({kT, kIm}, DType::kBF16, stream_);
+  Tensor moe_out = poisoned_gpu({kT, kH}, DType::kBF16, stream_);
+  auto step = [&] {
+    linear_cuda(x, w, y, stream_);
+    mla_absorb_query_cuda(q, kv_b, q_abs, stream_);
+    mla_up_project_output_cuda(lat, kv_b, o, stream_);
+    moe_experts_cuda(x, offsets, ew, hidden, moe_out, stream_);
+  };
+  step();
+  sync();
+  const std::vector<Tensor> eager = {y.to(Device::kCPU), q_abs.to(Device::kCPU), o.to(Device::kCPU),
+                                     moe_out.to(Device::kCPU)};
+  for (Tensor* t : {&y, &q_abs, &o, &moe_out}) testing::poison(*t, stream_);
+
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  MLA_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
+  step();
+  MLA_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+  MLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+  sync();
+  MLA_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  MLA_CUDA_CHECK(cudaGraphDestroy(graph));
+
+  const std::vector<Tensor> replay = {y.to(Device::kCPU), q_abs.to(Device::kCPU), o.to(Device::kCPU),
+                                      moe_out.to(Device::kCPU)};
+  const char* names[] = {"linear", "absorb query", "up-project", "moe"};
+  for (size_t i = 0; i < eager.size(); ++i) {
+    EXPECT_EQ(count_nonfinite(replay[i]), 0) << names[i] << ": the replay left outputs unwritten";
+    EXPECT_EQ(std::memcmp(replay[i].raw(), eager[i].raw(), eager[i].nbytes()), 0)
+        << names[i] << ": the graph replay differs from the eager run";
+  }
+}
+
+}  // namespace
+}  // namespace mlaserve::ops

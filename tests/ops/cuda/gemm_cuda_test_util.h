@@ -1,0 +1,170 @@
+// Helpers of the GEMM-shaped CUDA op tests (gemm_cuda_test.cc, moe_experts_cuda_test.cc):
+// fresh seeds, counter-based random tensors made identically on the host and the GPU, the
+// poison check, and error metrics over the rows that were checked against the CPU reference.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../op_test_util.h"
+#include "core/cuda_check.h"
+#include "core/tensor.h"
+#include "ops/random_fill.h"
+
+namespace mlaserve::ops::testing {
+
+// A seed drawn for this run (inputs are fresh every run), recorded in the test's XML output.
+inline uint64_t fresh_seed() {
+  std::random_device rd;
+  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  ::testing::Test::RecordProperty("seed", std::to_string(seed));
+  return seed;
+}
+
+// Uniform(-1, 1) values rounded to `dtype`, the same on both sides (random_fill.h): the GPU
+// tensor is filled in place (no upload of lm_head's 210M weights), the host one for the
+// reference. Works on views (flat index within the view).
+inline void fill_random(Tensor& t, uint64_t seed, cudaStream_t stream = nullptr) {
+  const UniformFill fill{seed, 1.0f, 0.0f};
+  if (t.is_cpu()) {
+    fill_uniform_cpu(fill, t);
+  } else {
+    fill_uniform_cuda(fill, t, stream);
+  }
+}
+
+inline Tensor random_host(const Shape& shape, DType dtype, uint64_t seed) {
+  Tensor t = Tensor::empty(shape, dtype);
+  fill_random(t, seed);
+  return t;
+}
+
+// Every byte 0xFF (NaN in bf16 and f32), ordered on `stream` (Tensor::fill_bytes runs on the
+// legacy stream, which a non-blocking stream does not wait for).
+inline void poison(Tensor& t, cudaStream_t stream) {
+  MLA_CUDA_CHECK(cudaMemsetAsync(t.raw(), 0xFF, t.nbytes(), stream));
+}
+
+inline Tensor poisoned_gpu(const Shape& shape, DType dtype, cudaStream_t stream) {
+  Tensor t = Tensor::empty(shape, dtype, Device::kCUDA);
+  poison(t, stream);
+  return t;
+}
+
+// NaN or infinite elements of a host bf16 or f32 tensor (unwritten poison shows up here).
+inline int64_t count_nonfinite(const Tensor& t) {
+  int64_t bad = 0;
+  if (t.dtype() == DType::kBF16) {
+    const bfloat16* p = t.data<bfloat16>();
+    for (int64_t i = 0; i < t.numel(); ++i) bad += (p[i].bits & 0x7F80u) == 0x7F80u ? 1 : 0;
+  } else {
+    const float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) bad += std::isfinite(p[i]) ? 0 : 1;
+  }
+  return bad;
+}
+
+// Rows of a [rows, cols] host tensor (f32 or bf16) as a new f32 tensor [indices.size(), cols].
+inline Tensor gather_rows_f32(const Tensor& t, const std::vector<int64_t>& indices) {
+  const int64_t cols = t.numel() / std::max<int64_t>(1, t.dim(0));
+  Tensor out = Tensor::empty({static_cast<int64_t>(indices.size()), cols}, DType::kF32);
+  float* o = out.data<float>();
+  for (size_t i = 0; i < indices.size(); ++i) {
+    const Tensor row = t.slice(indices[i], indices[i] + 1).to_f32();
+    std::copy(row.data<float>(), row.data<float>() + cols, o + static_cast<int64_t>(i) * cols);
+  }
+  return out;
+}
+
+// Which rows of an [m, ...] output to check against the CPU reference: all of them up to 16,
+// else the first, the last and `extra` random ones (the reference of lm_head at 4096 rows would
+// take minutes on the CPU; a wrong tile or stride shows up in any row it touches).
+inline std::vector<int64_t> rows_to_check(int64_t m, std::mt19937_64& rng, int extra = 2) {
+  std::vector<int64_t> rows;
+  if (m <= 16) {
+    for (int64_t i = 0; i < m; ++i) rows.push_back(i);
+    return rows;
+  }
+  rows = {0, m - 1};
+  std::uniform_int_distribution<int64_t> pick(1, m - 2);
+  for (int i = 0; i < extra; ++i) rows.push_back(pick(rng));
+  std::sort(rows.begin(), rows.end());
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  return rows;
+}
+
+struct RowErrors {
+  double rel_l2 = 0.0;     // over all checked rows
+  double worst_row = 0.0;  // the largest per-row relative L2
+  int64_t worst_row_index = -1;
+};
+
+// Relative L2 errors of GPU rows against reference rows, row by row.
+class RowErrorAccumulator {
+ public:
+  void add(const float* got, const float* want, int64_t cols, int64_t row_id) {
+    double rn = 0.0, rd = 0.0;
+    for (int64_t c = 0; c < cols; ++c) {
+      const double a = got[c], b = want[c];
+      rn += (a - b) * (a - b);
+      rd += b * b;
+    }
+    num_ += rn;
+    den_ += rd;
+    const double row = std::sqrt(rn / std::max(rd, 1e-30));
+    if (!(row <= e_.worst_row)) {  // NaN counts as worst
+      e_.worst_row = row;
+      e_.worst_row_index = row_id;
+    }
+  }
+  RowErrors result() const {
+    RowErrors e = e_;
+    e.rel_l2 = std::sqrt(num_ / std::max(den_, 1e-30));
+    return e;
+  }
+
+ private:
+  double num_ = 0.0, den_ = 0.0;
+  RowErrors e_;
+};
+
+// got: [rows.size(), cols] f32 GPU rows (gathered); want: the same rows from the reference.
+inline RowErrors compare_rows(const Tensor& got, const Tensor& want, const std::vector<int64_t>& row_ids) {
+  RowErrorAccumulator acc;
+  const int64_t cols = want.numel() / std::max<int64_t>(1, want.dim(0));
+  for (size_t i = 0; i < row_ids.size(); ++i) {
+    const int64_t at = static_cast<int64_t>(i) * cols;
+    acc.add(got.data<float>() + at, want.data<float>() + at, cols, row_ids[i]);
+  }
+  return acc.result();
+}
+
+inline void expect_close(const RowErrors& e, double rel_l2_limit, double row_limit, const std::string& what) {
+  record_error(what + " rel_l2", e.rel_l2);
+  EXPECT_LT(e.rel_l2, rel_l2_limit) << what << ": relative L2 error over the checked rows";
+  EXPECT_LT(e.worst_row, row_limit) << what << ": worst row " << e.worst_row_index;
+}
+
+// Skips unless an sm_90 GPU is visible (the CUDA code is built for sm_90a only).
+inline bool skip_without_sm90(std::string* why) {
+  if (!cuda_available()) {
+    *why = "no CUDA GPU visible";
+    return true;
+  }
+  cudaDeviceProp prop{};
+  MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  if (prop.major != 9) {
+    *why = std::string("built for sm_90a; this GPU is ") + prop.name;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace mlaserve::ops::testing

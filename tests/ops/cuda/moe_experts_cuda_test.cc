@@ -1,0 +1,227 @@
+// moe_experts_cuda (grouped GEMMs, SwiGLU fused, row ranges read on the device) against
+// moe_experts_cpu, on fresh random bf16 inputs at DeepSeek's expert shapes: V2-Lite (64
+// experts, H 2048, Im 1408, k 6) and V3 (256 experts, H 7168, Im 2048, k 8) with T = 1, 64,
+// 256 (V2-Lite) and 1024, 4096 (V3) tokens, and small problems that run every tile
+// configuration under compute-sanitizer.
+//
+// Routing is skewed and leaves experts empty: rows go to the experts of a random pool with
+// weights 1 / (rank + 1), a quarter of the pool gets none, and T = 1 routes to k distinct
+// experts as a real decode step does. Weights exist (random) only for the pool; every other
+// expert's weights are NaN, so a kernel that used a wrong expert, or an empty expert's tile,
+// fails. Outputs are poisoned first and must be fully written. Of the large problems the CPU
+// checks each active expert's first, last and one random row (V3 is 88 MFLOP a row): a tile that
+// straddles experts, a lost M tile or a wrong N tile shows there.
+//
+// Tolerances: the same bf16 inputs on both sides, fp32 accumulation on both; the GPU rounds the
+// SwiGLU hidden state to bf16 before the down GEMM and the output to bf16 (about 1.6e-3 RMS
+// relative each, independent), the CPU keeps both in fp32: ~2.3e-3 expected, 6e-3 over all
+// checked rows and 1e-2 for any single row.
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/cuda_check.h"
+#include "gemm_cuda_test_util.h"
+#include "ops/moe_experts.h"
+
+namespace mlaserve::ops {
+namespace {
+
+using testing::count_nonfinite;
+using testing::fill_random;
+using testing::fresh_seed;
+using testing::gather_rows_f32;
+using testing::poison;
+using testing::poisoned_gpu;
+using testing::random_host;
+
+constexpr double kRelL2 = 6e-3, kRow = 1e-2;
+
+struct MoeShape {
+  int64_t experts, hidden, inter, top_k;
+};
+
+constexpr MoeShape kV2Lite{64, 2048, 1408, 6};
+constexpr MoeShape kV3{256, 7168, 2048, 8};
+constexpr MoeShape kSmall{8, 512, 256, 2};
+
+// Rows per expert for one step of `tokens` tokens routed to top_k experts each, drawn from
+// `pool` only (see the note at the top).
+std::vector<int32_t> skewed_counts(const MoeShape& s, const std::vector<int64_t>& pool, int64_t tokens,
+                                   std::mt19937_64& rng) {
+  std::vector<int32_t> counts(static_cast<size_t>(s.experts), 0);
+  std::vector<int64_t> order = pool;
+  std::shuffle(order.begin(), order.end(), rng);
+  const int64_t rows = tokens * s.top_k;
+  if (tokens == 1) {  // one token: k distinct experts, one row each
+    for (int64_t i = 0; i < s.top_k; ++i) counts[order[i % order.size()]] += 1;
+    return counts;
+  }
+  const int64_t active = std::max<int64_t>(1, static_cast<int64_t>(order.size()) * 3 / 4);
+  std::vector<double> weights;
+  for (int64_t i = 0; i < active; ++i) weights.push_back(1.0 / static_cast<double>(i + 1));
+  std::discrete_distribution<int64_t> pick(weights.begin(), weights.end());
+  for (int64_t r = 0; r < rows; ++r) counts[order[pick(rng)]] += 1;
+  return counts;
+}
+
+class MoeExpertsCuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (testing::skip_without_sm90(&why)) GTEST_SKIP() << why;
+    MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  }
+  void TearDown() override {
+    if (stream_ != nullptr) MLA_CUDA_CHECK(cudaStreamDestroy(stream_));
+  }
+
+  // Stacked GPU weights with the experts of `pool` random and all others NaN; host copies of
+  // an expert's weights are made when the reference first needs them.
+  void make_weights(const MoeShape& s, const std::vector<int64_t>& pool, uint64_t seed) {
+    shape_ = s;
+    seed_ = seed;
+    host_.clear();
+    gpu_ = ExpertWeights{poisoned_gpu({s.experts, 2 * s.inter, s.hidden}, DType::kBF16, stream_),
+                         poisoned_gpu({s.experts, s.hidden, s.inter}, DType::kBF16, stream_), {}, {}};
+    for (int64_t e : pool) {
+      Tensor gu = gpu_.gate_up.slice(e, e + 1), dn = gpu_.down.slice(e, e + 1);
+      fill_random(gu, gate_up_seed(e), stream_);
+      fill_random(dn, down_seed(e), stream_);
+    }
+  }
+
+  uint64_t gate_up_seed(int64_t e) const { return seed_ + 1000 + 2 * static_cast<uint64_t>(e); }
+  uint64_t down_seed(int64_t e) const { return seed_ + 1001 + 2 * static_cast<uint64_t>(e); }
+
+  // Expert e's weights on the host as a one-expert stack ([1, 2Im, H], [1, H, Im]).
+  const ExpertWeights& host_expert(int64_t e) {
+    auto it = host_.find(e);
+    if (it != host_.end()) return it->second;
+    ExpertWeights w{random_host({1, 2 * shape_.inter, shape_.hidden}, DType::kBF16, gate_up_seed(e)),
+                    random_host({1, shape_.hidden, shape_.inter}, DType::kBF16, down_seed(e)), {}, {}};
+    return host_.emplace(e, std::move(w)).first->second;
+  }
+
+  // One step: x [P, H] random, routed by counts; the GPU op against the CPU reference on the
+  // checked rows (all of them when check_all).
+  void check_step(const std::vector<int32_t>& counts, uint64_t x_seed, bool check_all) {
+    const MoeShape& s = shape_;
+    std::vector<int32_t> offsets(counts.size() + 1, 0);
+    std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
+    const int64_t rows = offsets.back();
+    SCOPED_TRACE("seed " + std::to_string(seed_) + ", P " + std::to_string(rows) + " rows over " +
+                 std::to_string(s.experts) + " experts");
+
+    Tensor x_gpu = Tensor::empty({rows, s.hidden}, DType::kBF16, Device::kCUDA);  // [P, H]
+    fill_random(x_gpu, x_seed, stream_);
+    const Tensor x_host = random_host({rows, s.hidden}, DType::kBF16, x_seed);
+    const Tensor off_gpu = testing::i32_tensor(offsets, {s.experts + 1}).to(Device::kCUDA);
+    Tensor out = poisoned_gpu({rows, s.hidden}, DType::kBF16, stream_);
+    moe_experts(x_gpu, off_gpu, gpu_, ActQuantParams{}, out, Stream{stream_});
+    MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    const Tensor out_host = out.to(Device::kCPU);
+    EXPECT_EQ(count_nonfinite(out_host), 0) << "outputs unwritten (poison) or not finite";
+
+    std::mt19937_64 rng(x_seed);
+    testing::RowErrorAccumulator errors;
+    for (int64_t e = 0; e < s.experts; ++e) {
+      const int64_t begin = offsets[e], end = offsets[e + 1];
+      if (begin == end) continue;
+      std::vector<int64_t> rows_e;
+      if (check_all) {
+        for (int64_t r = begin; r < end; ++r) rows_e.push_back(r);
+      } else {
+        const std::set<int64_t> picked = {begin, end - 1, std::uniform_int_distribution<int64_t>(begin, end - 1)(rng)};
+        rows_e.assign(picked.begin(), picked.end());
+      }
+      const auto n = static_cast<int64_t>(rows_e.size());
+      const Tensor x_rows = gather_rows_f32(x_host, rows_e);  // [n, H]
+      Tensor ref = Tensor::empty({n, s.hidden}, DType::kF32);
+      const Tensor one_expert = testing::i32_tensor({0, static_cast<int32_t>(n)}, {2});
+      moe_experts_cpu(x_rows, one_expert, host_expert(e), ActQuantParams{}, ref);
+      const Tensor got = gather_rows_f32(out_host, rows_e);
+      for (int64_t i = 0; i < n; ++i) {
+        errors.add(got.data<float>() + i * s.hidden, ref.data<float>() + i * s.hidden, s.hidden, rows_e[i]);
+      }
+    }
+    testing::expect_close(errors.result(), kRelL2, kRow,
+                          "step " + std::to_string(++steps_) + ": E " + std::to_string(s.experts) + " H " +
+                              std::to_string(s.hidden) + " P " + std::to_string(rows));
+  }
+
+  // The model-shaped test: a pool of `materialised` experts with weights, then one step per
+  // token count.
+  void check_model(const MoeShape& s, int64_t materialised, const std::vector<int64_t>& token_counts) {
+    const uint64_t seed = fresh_seed();
+    std::mt19937_64 rng(seed);
+    std::vector<int64_t> all(static_cast<size_t>(s.experts));
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), rng);
+    const std::vector<int64_t> pool(all.begin(), all.begin() + materialised);
+    make_weights(s, pool, seed);
+    for (size_t i = 0; i < token_counts.size(); ++i) {
+      check_step(skewed_counts(s, pool, token_counts[i], rng), seed + 1 + i, /*check_all=*/false);
+    }
+  }
+
+  cudaStream_t stream_ = nullptr;
+  MoeShape shape_{};
+  uint64_t seed_ = 0;
+  ExpertWeights gpu_;
+  std::map<int64_t, ExpertWeights> host_;
+  int steps_ = 0;  // names the recorded errors of each check_step
+};
+
+// ---- small cases (also run under compute-sanitizer): every tile configuration ----------------
+
+// 6 of 8 experts have weights. Decode tiles (mean rows per expert <= 16): 5 tokens.
+TEST_F(MoeExpertsCuda, SmallDecodeTiles) {
+  const uint64_t seed = fresh_seed();
+  make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
+  check_step({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true);
+  check_step({0, 0, 0, 0, 0, 0, 0, 10}, seed + 2, /*check_all=*/true);  // one expert, the last
+}
+
+// Mid tiles (16 < mean <= 64): 256 rows, one expert over several 64-row tiles, first empty.
+TEST_F(MoeExpertsCuda, SmallMidTiles) {
+  const uint64_t seed = fresh_seed();
+  make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
+  check_step({0, 0, 150, 64, 1, 0, 40, 1}, seed + 1, /*check_all=*/true);
+}
+
+// Prefill tiles (mean > 64): 1024 rows, an expert of exactly 128 and one of 129 rows.
+TEST_F(MoeExpertsCuda, SmallPrefillTiles) {
+  const uint64_t seed = fresh_seed();
+  make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
+  check_step({128, 0, 129, 500, 1, 0, 266, 0}, seed + 1, /*check_all=*/true);
+}
+
+TEST_F(MoeExpertsCuda, SmallNoRowsIsANoOp) {
+  make_weights(kSmall, {0}, fresh_seed());
+  const Tensor x = Tensor::empty({0, kSmall.hidden}, DType::kBF16, Device::kCUDA);
+  const Tensor off = testing::i32_tensor(std::vector<int32_t>(kSmall.experts + 1, 0), {kSmall.experts + 1});
+  Tensor out = Tensor::empty({0, kSmall.hidden}, DType::kBF16, Device::kCUDA);
+  moe_experts(x, off.to(Device::kCUDA), gpu_, ActQuantParams{}, out, Stream{stream_});
+  MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+// ---- DeepSeek shapes -------------------------------------------------------------------------
+
+// V2-Lite: 24 of 64 experts have weights (the rest NaN); T = 1, 64 (decode tiles), 256 (mid),
+// 1024 (prefill).
+TEST_F(MoeExpertsCuda, V2Lite) { check_model(kV2Lite, 24, {1, 64, 256, 1024}); }
+
+// V3: 10 of 256 experts have weights (22.5 GB of stacked bf16 weights on the GPU, 0.9 GB of
+// them random); T = 1, 64 (decode tiles), 1024 (mid), 4096 (prefill).
+TEST_F(MoeExpertsCuda, V3) { check_model(kV3, 10, {1, 64, 1024, 4096}); }
+
+}  // namespace
+}  // namespace mlaserve::ops
