@@ -20,3 +20,20 @@ void embedding_cpu(const Tensor& ids, const Tensor& table, Tensor& out);
 void embedding(const Tensor& ids, const Tensor& table, Tensor& out, Stream stream = {});
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/embedding.cu ---------------------------------------------------------
+// ids [T] i32/i64, table [V, H] f32 or bf16, out [T, H] f32 or bf16 (any pair; bf16 -> bf16 and
+// f32 -> f32 are exact copies), all on the GPU; asynchronous on stream. The ids are NOT checked
+// on the device (reporting would need a synchronisation): callers validate them on the host, as
+// DeepSeekModel::forward does for token ids and logit rows; the MoE gather's ids come from
+// moe_group_by_expert. The kernel never reads outside the table: a row whose id is outside
+// [0, V) is written as zeros.
+void embedding_cuda(const Tensor& ids, const Tensor& table, Tensor& out, cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

@@ -36,3 +36,23 @@ void write_latent_cache(const Tensor& latent, const Tensor& k_pe, const Tensor& 
 void gather_latent_cache(const Tensor& cache, const Tensor& block_table, Tensor& latent, Tensor& k_pe, Stream stream = {});
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/latent_cache.cu ------------------------------------------------------
+// cache, latent and k_pe bf16 on the GPU (copies, no rounding), slot_mapping i32/i64 and
+// block_table i32 on the GPU; asynchronous on stream. The index contents are not checked on the
+// device (that would need a synchronisation): the model validates block tables on the host and
+// the engine owns the slots. They are never followed outside the cache: write skips a token whose
+// slot is -1 or outside the cache; gather writes zeros for a position whose block id is outside
+// [0, num_blocks).
+void write_latent_cache_cuda(const Tensor& latent, const Tensor& k_pe, const Tensor& slot_mapping, Tensor& cache,
+                             cudaStream_t stream);
+void gather_latent_cache_cuda(const Tensor& cache, const Tensor& block_table, Tensor& latent, Tensor& k_pe,
+                              cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

@@ -27,3 +27,18 @@ void merge_attention_states_cpu(const AttentionState& a, const AttentionState& b
 void merge_attention_states(const AttentionState& a, const AttentionState& b, AttentionState& merged, Stream stream = {});
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/merge_attention_states.cu --------------------------------------------
+// out bf16 [T, n, dv] and lse f32 [T, n] for all three states, on the GPU; asynchronous on
+// stream. Weights and the merged lse in fp32, out rounded once to bf16; merged may be a or b.
+// A side with lse = -inf is not read at all, so its out may hold anything (even NaN).
+void merge_attention_states_cuda(const AttentionState& a, const AttentionState& b, AttentionState& merged,
+                                 cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

@@ -19,3 +19,15 @@ void mla_expand_kv_cpu(const Tensor& kv, const Tensor& k_pe, Tensor& k, Tensor& 
 void mla_expand_kv(const Tensor& kv, const Tensor& k_pe, Tensor& k, Tensor& v, Stream stream = {});
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/mla_expand_kv.cu -----------------------------------------------------
+// kv, k_pe, k and v bf16 on the GPU (copies, no rounding); asynchronous on stream.
+void mla_expand_kv_cuda(const Tensor& kv, const Tensor& k_pe, Tensor& k, Tensor& v, cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

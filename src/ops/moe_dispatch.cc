@@ -7,12 +7,20 @@ namespace mlaserve::ops {
 
 void moe_group_by_expert(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping, Stream stream) {
   if (!on_gpu(grouping.expert_offsets)) return moe_group_by_expert_cpu(expert_ids, num_experts, grouping);
+#ifdef MLASERVE_WITH_CUDA
+  moe_group_by_expert_cuda(expert_ids, num_experts, grouping, cuda_stream(stream));
+#else
   no_gpu_path("moe_group_by_expert");
+#endif
 }
 
 void moe_combine(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y, Stream stream) {
   if (!on_gpu(y)) return moe_combine_cpu(expert_out, sorted_pairs, weights, y);
+#ifdef MLASERVE_WITH_CUDA
+  moe_combine_cuda(expert_out, sorted_pairs, weights, y, cuda_stream(stream));
+#else
   no_gpu_path("moe_combine");
+#endif
 }
 
 }  // namespace mlaserve::ops

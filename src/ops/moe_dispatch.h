@@ -41,3 +41,25 @@ void moe_group_by_expert(const Tensor& expert_ids, int64_t num_experts, MoeGroup
 void moe_combine(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y, Stream stream = {});
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/moe_dispatch.{cuh,cu} ------------------------------------------------
+// All tensors on the GPU; asynchronous on stream, no host synchronisation.
+// moe_group_by_expert_cuda: expert_ids and the grouping i32, E <= 256; the same stable order as
+// the CPU (one CTA, deterministic). Ids are not checked on the device: an id outside [0, E)
+// (never produced by moe_route) is sorted after every expert, so expert_offsets[E] counts only
+// the valid pairs and the outputs stay a permutation.
+// moe_combine_cuda: expert_out and y bf16, weights f32; per token the k terms are added to y in
+// j order in fp32 and y is rounded once to bf16. A stream-ordered [T·k] i32 workspace
+// (cudaMallocAsync / cudaFreeAsync on stream) holds the inverse of sorted_pairs.
+void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping,
+                              cudaStream_t stream);
+void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
+                      cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

@@ -62,3 +62,20 @@ void moe_route_cpu(const Tensor& logits, const Tensor& correction_bias, const Ro
 void moe_route(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params, RouterOutputs& outputs, Stream stream = {});
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/moe_router.{cuh,cu} --------------------------------------------------
+// logits, correction_bias and weights f32, expert_ids i32, all on the GPU; asynchronous on
+// stream. Every rule above, one warp per token, E <= 256, n_group <= 32, top_k <= 32. The fp32
+// operations are the CPU reference's, in its order (one lane adds the softmax sum in expert
+// order; exp is rounded correctly, as glibc's expf), so expert_ids equal moe_route_cpu's on the
+// same logits and weights agree to the last bit or so.
+void moe_route_cuda(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
+                    RouterOutputs& outputs, cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

@@ -7,12 +7,20 @@ namespace mlaserve::ops {
 
 void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out, Stream stream) {
   if (!on_gpu(out)) return rms_norm_cpu(x, weight, eps, out);
+#ifdef MLASERVE_WITH_CUDA
+  rms_norm_cuda(x, weight, eps, out, cuda_stream(stream));
+#else
   no_gpu_path("rms_norm");
+#endif
 }
 
 void add_rms_norm(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out, Stream stream) {
   if (!on_gpu(out)) return add_rms_norm_cpu(x, residual, weight, eps, out);
+#ifdef MLASERVE_WITH_CUDA
+  add_rms_norm_cuda(x, residual, weight, eps, out, cuda_stream(stream));
+#else
   no_gpu_path("add_rms_norm");
+#endif
 }
 
 }  // namespace mlaserve::ops

@@ -27,3 +27,20 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out, Str
 void add_rms_norm(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out, Stream stream = {});
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/rms_norm.cu ----------------------------------------------------------
+// x, out and residual bf16, weight f32 or bf16, all on the GPU; asynchronous on stream. Sum of
+// squares, mean, rsqrt and the weight multiply in fp32, out rounded once to bf16; out may be x.
+// add_rms_norm_cuda rounds the updated residual stream to bf16 (as HF and vLLM keep it) and
+// normalises that rounded value; residual must not alias x or out.
+void rms_norm_cuda(const Tensor& x, const Tensor& weight, float eps, Tensor& out, cudaStream_t stream);
+void add_rms_norm_cuda(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out,
+                       cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

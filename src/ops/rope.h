@@ -66,3 +66,20 @@ void apply_rope_interleaved_cpu(Tensor& x, const Tensor& positions, const Tensor
 void apply_rope_interleaved(Tensor& x, const Tensor& positions, const Tensor& cos_sin, int64_t channel_offset, Stream stream = {});
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/rope.cu --------------------------------------------------------------
+// x bf16 [T, heads, row] or [T, row] rotated in place, positions [T] i32/i64, cos_sin [P, dr]
+// f32 (build_rope_cos_sin_cpu's table copied to the GPU), all on the GPU; asynchronous on
+// stream. The rotation is fp32, each output channel rounded once to bf16. Positions are not
+// checked on the device: the caller builds the table to cover them (DeepSeekModel::rope_table);
+// a position outside [0, P) reads nothing and zeroes its rotated channels.
+void apply_rope_interleaved_cuda(Tensor& x, const Tensor& positions, const Tensor& cos_sin, int64_t channel_offset,
+                                 cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

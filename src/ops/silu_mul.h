@@ -21,3 +21,17 @@ void silu_mul(const Tensor& gate_up, Tensor& out, Stream stream = {});
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out, Stream stream = {});
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/silu_mul.cu ----------------------------------------------------------
+// The same two layouts with gate_up / gate / up / out bf16 on the GPU; silu and the product in
+// fp32, out rounded once to bf16. Asynchronous on stream.
+void silu_mul_cuda(const Tensor& gate_up, Tensor& out, cudaStream_t stream);
+void silu_mul_cuda(const Tensor& gate, const Tensor& up, Tensor& out, cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

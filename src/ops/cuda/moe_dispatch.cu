@@ -1,0 +1,84 @@
+// MoE dispatch and combine on the GPU: argument checks and launches. The design note and the
+// kernels are in moe_dispatch.cuh.
+#include "ops/cuda/moe_dispatch.cuh"
+
+#include <algorithm>
+#include <string_view>
+
+#include "core/cuda_check.h"
+#include "ops/cuda/gpu_checks.h"
+#include "ops/moe_dispatch.h"
+
+namespace mlaserve::ops {
+
+void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping,
+                              cudaStream_t stream) {
+  constexpr std::string_view kOp = "moe_group_by_expert_cuda";
+  gpu::check_dtype(kOp, "expert_ids", expert_ids, DType::kI32);
+  MLA_CHECK(expert_ids.ndim() == 2 && num_experts >= 1 && num_experts <= gpu::kMoeMaxExperts,
+            "{}: expert_ids {} must be [T, k], 1 <= E = {} <= {}", kOp, shape_str(expert_ids.shape()), num_experts,
+            gpu::kMoeMaxExperts);
+  const int64_t pairs = expert_ids.numel();
+  MLA_CHECK(pairs < (int64_t{1} << 31), "{}: {} pairs do not fit i32 positions", kOp, pairs);
+  gpu::check_dtype(kOp, "expert_offsets", grouping.expert_offsets, DType::kI32);
+  gpu::check_dtype(kOp, "sorted_pairs", grouping.sorted_pairs, DType::kI32);
+  gpu::check_dtype(kOp, "sorted_tokens", grouping.sorted_tokens, DType::kI32);
+  gpu::check_shape(kOp, "expert_offsets", grouping.expert_offsets, {num_experts + 1});
+  gpu::check_shape(kOp, "sorted_pairs", grouping.sorted_pairs, {pairs});
+  gpu::check_shape(kOp, "sorted_tokens", grouping.sorted_tokens, {pairs});
+
+  const gpu::MoeGroupParams p{gpu::ptr<const int32_t>(expert_ids),
+                              gpu::ptr<int32_t>(grouping.expert_offsets),
+                              gpu::ptr<int32_t>(grouping.sorted_pairs),
+                              gpu::ptr<int32_t>(grouping.sorted_tokens),
+                              static_cast<int32_t>(pairs),
+                              static_cast<int32_t>(std::max<int64_t>(expert_ids.dim(1), 1)),
+                              static_cast<int32_t>(num_experts)};
+  gpu::moe_group_by_expert_kernel<<<1, gpu::kGroupThreads, 0, stream>>>(p);
+  MLA_CUDA_CHECK_LAUNCH();
+}
+
+void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
+                      cudaStream_t stream) {
+  constexpr std::string_view kOp = "moe_combine_cuda";
+  gpu::check_dtype(kOp, "expert_out", expert_out, DType::kBF16);
+  gpu::check_dtype(kOp, "sorted_pairs", sorted_pairs, DType::kI32);
+  gpu::check_dtype(kOp, "weights", weights, DType::kF32);
+  gpu::check_dtype(kOp, "y", y, DType::kBF16);
+  MLA_CHECK(weights.ndim() == 2 && y.ndim() == 2 && expert_out.ndim() == 2,
+            "{}: weights {} must be [T, k], y {} [T, H], expert_out {} [T·k, H]", kOp, shape_str(weights.shape()),
+            shape_str(y.shape()), shape_str(expert_out.shape()));
+  const int64_t t = weights.dim(0), k = weights.dim(1), h = y.dim(1), pairs = t * k;
+  gpu::check_shape(kOp, "y", y, {t, h});
+  gpu::check_shape(kOp, "expert_out", expert_out, {pairs, h});
+  gpu::check_shape(kOp, "sorted_pairs", sorted_pairs, {pairs});
+  MLA_CHECK(pairs < (int64_t{1} << 31), "{}: {} pairs do not fit i32 positions", kOp, pairs);
+  if (pairs == 0 || h == 0) return;
+
+  gpu::MoeCombineParams p{gpu::ptr<const __nv_bfloat16>(expert_out),
+                          gpu::ptr<const int32_t>(sorted_pairs),
+                          nullptr,
+                          gpu::ptr<const float>(weights),
+                          gpu::ptr<__nv_bfloat16>(y),
+                          t,
+                          static_cast<int32_t>(k),
+                          h};
+  const size_t position_bytes = static_cast<size_t>(pairs) * sizeof(int32_t);
+  MLA_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&p.position), position_bytes, stream));
+  MLA_CUDA_CHECK(cudaMemsetAsync(p.position, 0xFF, position_bytes, stream));  // -1: no sorted position
+  gpu::moe_invert_pairs_kernel<<<gpu::grid_blocks(pairs, gpu::kCombineThreads), gpu::kCombineThreads, 0, stream>>>(p);
+  MLA_CUDA_CHECK_LAUNCH();
+  const bool vec8 = h % 8 == 0 && gpu::aligned16(expert_out) && gpu::aligned16(y);
+  const int64_t vectors = vec8 ? h / 8 : h;
+  const dim3 grid(static_cast<unsigned>((vectors + gpu::kCombineThreads - 1) / gpu::kCombineThreads),
+                  static_cast<unsigned>(std::min<int64_t>(t, 65535)));
+  if (vec8) {
+    gpu::moe_combine_kernel<8><<<grid, gpu::kCombineThreads, 0, stream>>>(p);
+  } else {
+    gpu::moe_combine_kernel<1><<<grid, gpu::kCombineThreads, 0, stream>>>(p);
+  }
+  MLA_CUDA_CHECK_LAUNCH();
+  MLA_CUDA_CHECK(cudaFreeAsync(p.position, stream));
+}
+
+}  // namespace mlaserve::ops

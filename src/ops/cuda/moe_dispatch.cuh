@@ -1,0 +1,166 @@
+// MoE dispatch and combine on the GPU: device code. Contract: ops/moe_dispatch.h; launch code:
+// moe_dispatch.cu.
+//
+// Symbols: T tokens, k experts per token, P = T·k pairs (p = t·k + j), E experts (<= 256), H
+// hidden width.
+//
+// moe_group_by_expert_kernel: a stable counting sort of the P pairs by expert, in ONE CTA of
+// 1024 threads (no inter-CTA protocol, no workspace, deterministic):
+//   1. histogram of the E + 1 buckets in shared memory (bucket E: ids outside [0, E), which
+//      moe_route never produces; they sort after every expert, so the outputs stay a
+//      permutation and expert_offsets[E] counts only valid pairs);
+//   2. exclusive scan by warp 0 -> expert_offsets and each bucket's running cursor;
+//   3. the pairs in chunks of 1024, in order. Within a warp, __match_any_sync finds the lanes
+//      with the same bucket and a lane's rank among them (popc of the lower lanes); the lowest
+//      such lane writes the warp's count for its bucket into warp_count[warp][bucket]. One
+//      thread per bucket then walks the 32 warps in order, turning each non-zero count into the
+//      warp's first position (cursor + earlier warps) and advancing the cursor. Each pair lands at
+//      its warp's first position + its rank: pair order is kept within every expert. The lowest
+//      lane then zeroes its entry, so the table is clean for the next chunk.
+// Cost: two __syncthreads and a 32-step walk per 1024 pairs: ~1-2 us per chunk, so decode
+// batches (P <= a few thousand) take a few microseconds and a 4096-token prefill with k = 8
+// (32 chunks) some tens, small next to its expert GEMMs.
+//
+// moe_invert_pairs_kernel + moe_combine_kernel: the combine needs, for each pair, its sorted
+// position (the inverse of sorted_pairs), kept in a [P] i32 workspace from the stream-ordered
+// allocator; positions no entry names stay -1 and contribute nothing. Then one thread per vector
+// of 8 channels of a token row: acc = y[t] in fp32, acc += w[t, j] · expert_out[position] for
+// j = 0 .. k-1 in order, y[t] = bf16(acc), rounded once.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "ops/cuda/vec.cuh"
+
+namespace mlaserve::ops::gpu {
+
+inline constexpr int kMoeMaxExperts = 256;
+inline constexpr int kGroupThreads = 1024;
+inline constexpr int kGroupWarps = kGroupThreads / 32;
+inline constexpr int kCombineThreads = 256;
+
+struct MoeGroupParams {
+  const int32_t* expert_ids;  // [P] (the router's [T, k], flat)
+  int32_t* expert_offsets;    // [E + 1]
+  int32_t* sorted_pairs;      // [P]
+  int32_t* sorted_tokens;     // [P]
+  int32_t pairs;              // P
+  int32_t top_k;              // k
+  int32_t experts;            // E
+};
+
+// grid 1, block kGroupThreads.
+__global__ void __launch_bounds__(kGroupThreads, 1) moe_group_by_expert_kernel(MoeGroupParams p) {
+  __shared__ int32_t cursor[kMoeMaxExperts + 1];                   // histogram, then next free position
+  __shared__ int32_t warp_count[kGroupWarps][kMoeMaxExperts + 1];  // per chunk: count, then first position
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int buckets = p.experts + 1;
+  auto bucket_of = [&](int32_t pair) {
+    const int32_t e = p.expert_ids[pair];
+    return e >= 0 && e < p.experts ? e : p.experts;
+  };
+
+  for (int i = tid; i < buckets; i += kGroupThreads) cursor[i] = 0;
+  for (int i = tid; i < kGroupWarps * (kMoeMaxExperts + 1); i += kGroupThreads) (&warp_count[0][0])[i] = 0;
+  __syncthreads();
+  for (int32_t pair = tid; pair < p.pairs; pair += kGroupThreads) atomicAdd(&cursor[bucket_of(pair)], 1);
+  __syncthreads();
+
+  if (warp == 0) {  // exclusive scan: lane l owns buckets [l·per, (l+1)·per)
+    const int per = (buckets + 31) / 32, begin = min(lane * per, buckets), end = min(begin + per, buckets);
+    int32_t local = 0;
+    for (int i = begin; i < end; ++i) local += cursor[i];
+    int32_t inclusive = local;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int32_t v = __shfl_up_sync(0xffffffffu, inclusive, o);
+      if (lane >= o) inclusive += v;
+    }
+    int32_t run = inclusive - local;
+    for (int i = begin; i < end; ++i) {
+      const int32_t count = cursor[i];
+      cursor[i] = run;
+      p.expert_offsets[i] = run;  // bucket E's start is expert_offsets[E]: the valid pairs
+      run += count;
+    }
+  }
+  __syncthreads();
+
+  const uint32_t lower_lanes = (1u << lane) - 1u;
+  for (int32_t chunk = 0; chunk < p.pairs; chunk += kGroupThreads) {
+    const int32_t pair = chunk + tid;
+    const bool valid = pair < p.pairs;
+    const int bucket = valid ? bucket_of(pair) : -1;
+    const uint32_t peers = __match_any_sync(0xffffffffu, bucket);
+    const int rank = __popc(peers & lower_lanes);
+    if (valid && rank == 0) warp_count[warp][bucket] = __popc(peers);
+    __syncthreads();
+    for (int b = tid; b < buckets; b += kGroupThreads) {
+      int32_t run = cursor[b];
+      for (int w = 0; w < kGroupWarps; ++w) {
+        const int32_t count = warp_count[w][b];
+        if (count != 0) {
+          warp_count[w][b] = run;
+          run += count;
+        }
+      }
+      cursor[b] = run;
+    }
+    __syncthreads();
+    if (valid) {
+      const int32_t pos = warp_count[warp][bucket] + rank;
+      p.sorted_pairs[pos] = pair;
+      p.sorted_tokens[pos] = pair / p.top_k;
+    }
+    __syncwarp();
+    if (valid && rank == 0) warp_count[warp][bucket] = 0;
+    __syncwarp();
+  }
+}
+
+struct MoeCombineParams {
+  const __nv_bfloat16* expert_out;  // [P, H] in sorted order
+  const int32_t* sorted_pairs;      // [P]
+  int32_t* position;                // [P] workspace: sorted position of each pair, -1 if none
+  const float* weights;             // [T, k]
+  __nv_bfloat16* y;                 // [T, H], accumulated into
+  int64_t tokens;                   // T
+  int32_t top_k;                    // k
+  int64_t hidden;                   // H
+};
+
+// grid-stride over P; position[] must be -1 beforehand.
+__global__ void __launch_bounds__(kCombineThreads) moe_invert_pairs_kernel(MoeCombineParams p) {
+  const int64_t pairs = p.tokens * p.top_k;
+  for (int64_t pos = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; pos < pairs; pos += int64_t{gridDim.x} * blockDim.x) {
+    const int32_t pair = p.sorted_pairs[pos];
+    if (pair >= 0 && pair < pairs) p.position[pair] = static_cast<int32_t>(pos);
+  }
+}
+
+// grid (ceil(H / kVec / kCombineThreads), min(T, 65535)), block kCombineThreads.
+template <int kVec>
+__global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(MoeCombineParams p) {
+  const int64_t vectors = p.hidden / kVec;
+  for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
+    for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < vectors;
+         c += int64_t{gridDim.x} * blockDim.x) {
+      float acc[kVec], x[kVec];
+      __nv_bfloat16* y = p.y + t * p.hidden + c * kVec;
+      load_vec<kVec>(y, acc);
+      for (int j = 0; j < p.top_k; ++j) {
+        const int32_t pos = p.position[t * p.top_k + j];
+        if (pos < 0) continue;
+        const float w = p.weights[t * p.top_k + j];
+        load_vec<kVec>(p.expert_out + pos * p.hidden + c * kVec, x);
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) acc[i] += w * x[i];
+      }
+      store_vec<kVec>(y, acc);
+    }
+  }
+}
+
+}  // namespace mlaserve::ops::gpu

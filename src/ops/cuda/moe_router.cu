@@ -1,0 +1,67 @@
+// MoE router on the GPU: argument checks and launch. The design note and the kernel are in
+// moe_router.cuh.
+#include "ops/cuda/moe_router.cuh"
+
+#include <string_view>
+
+#include "core/cuda_check.h"
+#include "ops/cuda/gpu_checks.h"
+#include "ops/moe_router.h"
+
+namespace mlaserve::ops {
+
+void moe_route_cuda(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
+                    RouterOutputs& outputs, cudaStream_t stream) {
+  constexpr std::string_view kOp = "moe_route_cuda";
+  gpu::check_dtype(kOp, "logits", logits, DType::kF32);
+  MLA_CHECK(logits.ndim() == 2, "{}: logits {} must be [T, E]", kOp, shape_str(logits.shape()));
+  const int64_t t = logits.dim(0), e = logits.dim(1), k = params.top_k;
+  const bool noaux = params.method == RouterTopkMethod::kNoAuxTc;
+  if (noaux) {
+    gpu::check_dtype(kOp, "correction_bias", correction_bias, DType::kF32);
+    gpu::check_shape(kOp, "correction_bias", correction_bias, {e});
+  } else {
+    MLA_CHECK(!correction_bias.defined(), "{}: a correction bias is only used by noaux_tc routing", kOp);
+  }
+  const bool grouped = params.method != RouterTopkMethod::kGreedy;
+  const int64_t groups = grouped ? params.n_group : 1, kept = grouped ? params.topk_group : 1;
+  MLA_CHECK(e >= 1 && e <= gpu::kRouterMaxExperts, "{}: {} experts; the kernel holds at most {}", kOp, e,
+            gpu::kRouterMaxExperts);
+  MLA_CHECK(groups >= 1 && groups <= gpu::kRouterMaxGroups && e % groups == 0 && kept >= 1 && kept <= groups,
+            "{}: {} experts cannot be split into n_group = {} (<= {}) keeping topk_group = {}", kOp, e, groups,
+            gpu::kRouterMaxGroups, kept);
+  MLA_CHECK(k >= 1 && k <= kept * (e / groups) && k <= gpu::kRouterMaxTopK,
+            "{}: top_k = {} must be in [1, {}] ({} experts, {} of {} groups kept) and <= {}", kOp, k,
+            kept * (e / groups), e, kept, groups, gpu::kRouterMaxTopK);
+  if (noaux) {
+    MLA_CHECK(e / groups >= 2, "{}: noaux_tc group scores need >= 2 experts per group, got {}", kOp, e / groups);
+  }
+  gpu::check_dtype(kOp, "weights", outputs.weights, DType::kF32);
+  gpu::check_shape(kOp, "weights", outputs.weights, {t, k});
+  gpu::check_dtype(kOp, "expert_ids", outputs.expert_ids, DType::kI32);
+  gpu::check_shape(kOp, "expert_ids", outputs.expert_ids, {t, k});
+  if (t == 0) return;
+
+  gpu::MoeRouteParams p{};
+  p.logits = gpu::ptr<const float>(logits);
+  p.bias = noaux ? gpu::ptr<const float>(correction_bias) : nullptr;
+  p.weights = gpu::ptr<float>(outputs.weights);
+  p.expert_ids = gpu::ptr<int32_t>(outputs.expert_ids);
+  p.tokens = t;
+  p.experts = static_cast<int32_t>(e);
+  p.top_k = static_cast<int32_t>(k);
+  p.groups = static_cast<int32_t>(groups);
+  p.kept_groups = static_cast<int32_t>(kept);
+  p.group_score = !grouped ? gpu::RouterGroupScore::kNone
+                  : noaux  ? gpu::RouterGroupScore::kTopTwoSum
+                           : gpu::RouterGroupScore::kMax;
+  p.sigmoid = params.scoring == RouterScoring::kSigmoid;
+  p.normalize = params.weighting == RouterWeighting::kNormalizeThenScale ? params.norm_topk_prob
+                                                                         : params.norm_topk_prob && k > 1;
+  p.scale = params.weighting == RouterWeighting::kNormalizeThenScale || !p.normalize;
+  p.routed_scaling_factor = params.routed_scaling_factor;
+  gpu::moe_route_kernel<<<gpu::grid_blocks(t, gpu::kRouterWarps), gpu::kRouterThreads, 0, stream>>>(p);
+  MLA_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace mlaserve::ops

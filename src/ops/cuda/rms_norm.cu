@@ -1,0 +1,148 @@
+// rms_norm and add_rms_norm on the GPU (contract: ops/rms_norm.h), bf16 activations.
+//
+// Design: one CTA per row ([rows, d], d = 512 .. 7168 for DeepSeek), memory-bound. Pass 1 reads
+// the row in 16-byte vectors (8 bf16), forms v = x, or for add_rms_norm v = bf16(residual + x)
+// which it stores back into the residual stream (bf16, as HF and vLLM keep it), and sums v² in
+// fp32; a warp-shuffle then shared-memory reduction gives mean(v²), and one thread's rsqrt
+// argument is the same fp32 value for the whole CTA. Pass 2 re-reads v (from L1/L2: the CTA
+// just touched it) and writes out = bf16(w · (v · inv_rms)), all fp32 (REF's order, see the
+// header). Every element is read and written by the same thread in both passes, so out may be
+// x itself; residual must not alias x or out.
+//
+// Rows whose width or bases are not multiples of 8 elements take the one-element path.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string_view>
+
+#include "core/cuda_check.h"
+#include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/vec.cuh"
+#include "ops/rms_norm.h"
+
+namespace mlaserve::ops {
+namespace {
+
+constexpr int kMaxThreads = 256;
+
+struct RmsNormParams {
+  const __nv_bfloat16* x;    // [rows, d]
+  __nv_bfloat16* residual;   // [rows, d] add_rms_norm's residual stream (updated), or null
+  const void* weight;        // [d] f32 or bf16
+  __nv_bfloat16* out;        // [rows, d]; may be x
+  int64_t rows;
+  int64_t d;
+  float eps;
+  bool weight_bf16;          // weight is bf16 (else f32)
+};
+
+template <int kVec>
+__device__ __forceinline__ void load_weight(const RmsNormParams& p, int64_t i, float (&w)[kVec]) {
+  if (p.weight_bf16) {
+    gpu::load_vec<kVec>(static_cast<const __nv_bfloat16*>(p.weight) + i, w);
+  } else {
+    gpu::load_vec<kVec>(static_cast<const float*>(p.weight) + i, w);
+  }
+}
+
+// Sum over the CTA; every thread gets the total. `scratch` holds one float per warp.
+__device__ float block_sum(float v, float* scratch) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : 0.0f;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// grid (min(rows, 65535)), block a multiple of 32, at most kMaxThreads.
+template <int kVec>
+__global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams p) {
+  __shared__ float scratch[kMaxThreads / 32];
+  const int64_t vectors = p.d / kVec;
+  for (int64_t r = blockIdx.x; r < p.rows; r += gridDim.x) {
+    const __nv_bfloat16* x = p.x + r * p.d;
+    __nv_bfloat16* res = p.residual != nullptr ? p.residual + r * p.d : nullptr;
+    float sum_sq = 0.0f;
+    for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
+      float v[kVec];
+      gpu::load_vec<kVec>(x + c * kVec, v);
+      if (res != nullptr) {
+        float h[kVec];
+        gpu::load_vec<kVec>(res + c * kVec, h);
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) v[i] = __bfloat162float(__float2bfloat16_rn(h[i] + v[i]));
+        gpu::store_vec<kVec>(res + c * kVec, v);
+      }
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) sum_sq += v[i] * v[i];
+    }
+    const float total = block_sum(sum_sq, scratch);
+    const float inv_rms = 1.0f / sqrtf(total / static_cast<float>(p.d) + p.eps);
+    const __nv_bfloat16* src = res != nullptr ? res : x;
+    for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
+      float v[kVec], w[kVec];
+      gpu::load_vec<kVec>(src + c * kVec, v);
+      load_weight<kVec>(p, c * kVec, w);
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) v[i] = w[i] * (v[i] * inv_rms);
+      gpu::store_vec<kVec>(p.out + r * p.d + c * kVec, v);
+    }
+    __syncthreads();  // scratch is reused by the next row
+  }
+}
+
+void launch(std::string_view op, const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out,
+            cudaStream_t stream) {
+  gpu::check_dtype(op, "x", x, DType::kBF16);
+  gpu::check_f32_or_bf16(op, "weight", weight);
+  gpu::check_dtype(op, "out", out, DType::kBF16);
+  MLA_CHECK(weight.ndim() == 1 && x.ndim() >= 1 && x.dim(-1) == weight.dim(0),
+            "{}: x {} must end in the weight's width, weight {}", op, shape_str(x.shape()), shape_str(weight.shape()));
+  gpu::check_shape(op, "out", out, x.shape());
+  MLA_CHECK(eps > 0.0f, "{}: eps must be positive, got {}", op, eps);
+  if (residual != nullptr) {
+    gpu::check_dtype(op, "residual", *residual, DType::kBF16);
+    gpu::check_shape(op, "residual", *residual, x.shape());
+    MLA_CHECK(residual->raw() != x.raw() && residual->raw() != out.raw(), "{}: residual must not alias x or out", op);
+  }
+  const int64_t d = weight.dim(0);
+  if (d == 0 || x.numel() == 0) return;
+
+  RmsNormParams p{gpu::ptr<const __nv_bfloat16>(x),
+                  residual != nullptr ? gpu::ptr<__nv_bfloat16>(*residual) : nullptr,
+                  weight.raw(),
+                  gpu::ptr<__nv_bfloat16>(out),
+                  x.numel() / d,
+                  d,
+                  eps,
+                  weight.dtype() == DType::kBF16};
+  const bool vec8 = d % 8 == 0 && gpu::aligned16(x) && gpu::aligned16(weight) && gpu::aligned16(out) &&
+                    (residual == nullptr || gpu::aligned16(*residual));
+  const int64_t vectors = vec8 ? d / 8 : d;
+  const int threads = static_cast<int>(std::clamp<int64_t>((vectors + 31) / 32 * 32, 32, kMaxThreads));
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(p.rows, 65535));
+  if (vec8) {
+    rms_norm_kernel<8><<<blocks, threads, 0, stream>>>(p);
+  } else {
+    rms_norm_kernel<1><<<blocks, threads, 0, stream>>>(p);
+  }
+  MLA_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void rms_norm_cuda(const Tensor& x, const Tensor& weight, float eps, Tensor& out, cudaStream_t stream) {
+  launch("rms_norm_cuda", x, nullptr, weight, eps, out, stream);
+}
+
+void add_rms_norm_cuda(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out,
+                       cudaStream_t stream) {
+  launch("add_rms_norm_cuda", x, &residual, weight, eps, out, stream);
+}
+
+}  // namespace mlaserve::ops

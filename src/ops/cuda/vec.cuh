@@ -1,0 +1,80 @@
+// Vector loads and stores of activations as fp32 registers, for the small CUDA ops.
+//
+// A "vector" is kVec consecutive elements: kVec = 8 is one 16-byte access for bf16 (two for f32),
+// the width memory-bound kernels want; kVec = 1 is the fallback for rows whose width or base is
+// not a multiple of 8 elements (tiny test models). Conversions are exact (bf16 -> f32) or round
+// to nearest even (f32 -> bf16, __float2bfloat16_rn, the same rounding as dtype.h).
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+namespace mlaserve::ops::gpu {
+
+template <int kVec>
+__device__ __forceinline__ void load_vec(const __nv_bfloat16* p, float (&v)[kVec]) {
+  static_assert(kVec == 1 || kVec == 8, "vectors are 1 or 8 elements");
+  if constexpr (kVec == 8) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __bfloat1622float2(h[i]);
+      v[2 * i] = f.x;
+      v[2 * i + 1] = f.y;
+    }
+  } else {
+    v[0] = __bfloat162float(*p);
+  }
+}
+
+template <int kVec>
+__device__ __forceinline__ void load_vec(const float* p, float (&v)[kVec]) {
+  static_assert(kVec == 1 || kVec == 8, "vectors are 1 or 8 elements");
+  if constexpr (kVec == 8) {
+    const float4 a = reinterpret_cast<const float4*>(p)[0];
+    const float4 b = reinterpret_cast<const float4*>(p)[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  } else {
+    v[0] = *p;
+  }
+}
+
+template <int kVec>
+__device__ __forceinline__ void store_vec(__nv_bfloat16* p, const float (&v)[kVec]) {
+  static_assert(kVec == 1 || kVec == 8, "vectors are 1 or 8 elements");
+  if constexpr (kVec == 8) {
+    uint4 raw;
+    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+    *reinterpret_cast<uint4*>(p) = raw;
+  } else {
+    *p = __float2bfloat16_rn(v[0]);
+  }
+}
+
+template <int kVec>
+__device__ __forceinline__ void store_vec(float* p, const float (&v)[kVec]) {
+  static_assert(kVec == 1 || kVec == 8, "vectors are 1 or 8 elements");
+  if constexpr (kVec == 8) {
+    reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+  } else {
+    *p = v[0];
+  }
+}
+
+template <int kVec>
+__device__ __forceinline__ void fill_vec(float (&v)[kVec], float x) {
+#pragma unroll
+  for (int i = 0; i < kVec; ++i) v[i] = x;
+}
+
+// Element i of an index tensor stored as i32 (is_i64 false) or i64.
+__device__ __forceinline__ int64_t load_index(const void* p, bool is_i64, int64_t i) {
+  return is_i64 ? static_cast<const int64_t*>(p)[i] : static_cast<const int32_t*>(p)[i];
+}
+
+}  // namespace mlaserve::ops::gpu

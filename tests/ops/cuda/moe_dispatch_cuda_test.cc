@@ -1,0 +1,157 @@
+// moe_group_by_expert_cuda and moe_combine_cuda (through the dispatch) against the CPU
+// references, at DeepSeek's shapes: 64 experts with k = 6 (V2-Lite), 160 with 6 (V2), 256 with 8
+// (V3); T from 1 to 4096 (up to 32 chunks of the one-CTA sort), uniform and skewed (hot experts)
+// routing; hidden 2048 and 7168 for the combine.
+//
+// The grouping is a stable counting sort: offsets, sorted pairs and sorted tokens must equal the
+// CPU's exactly (outputs poisoned with -1 first). Ids outside [0, E) are checked against a plain
+// std::stable_sort with such ids last.
+//
+// The combine adds k weighted bf16 rows to the bf16 y in fp32, in j order, and rounds once; the
+// CPU does the same in fp32 on the same values (the GPU may fuse multiply-adds: a few fp32 ulps
+// of the terms' magnitudes). Per element: |got - want| <= 2^-8 |want| + 1e-6 (|y| + Σ_j |w_j x_j|).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "cuda_op_test_util.h"
+#include "ops/moe_dispatch.h"
+
+namespace mlaserve::ops {
+namespace {
+
+using testing::count_nan;
+using testing::CudaOpTest;
+using testing::i32_tensor;
+using testing::poisoned_gpu;
+using testing::random_tensor;
+
+// [t, k] distinct experts per token; with `skew`, 3 in 4 picks come from the first 4 experts.
+Tensor route_ids(int64_t t, int64_t k, int64_t e, bool skew, std::mt19937_64& rng) {
+  std::vector<int32_t> ids;
+  std::uniform_int_distribution<int32_t> any(0, static_cast<int32_t>(e - 1)), hot(0, 3), coin(0, 3);
+  for (int64_t i = 0; i < t; ++i) {
+    std::vector<int32_t> chosen;
+    while (static_cast<int64_t>(chosen.size()) < k) {
+      const int32_t id = skew && coin(rng) != 0 ? hot(rng) : any(rng);
+      if (std::find(chosen.begin(), chosen.end(), id) == chosen.end()) chosen.push_back(id);
+    }
+    ids.insert(ids.end(), chosen.begin(), chosen.end());
+  }
+  return i32_tensor(ids, {t, k});
+}
+
+MoeGrouping poisoned_grouping(int64_t pairs, int64_t e) {
+  return {poisoned_gpu({e + 1}, DType::kI32), poisoned_gpu({pairs}, DType::kI32), poisoned_gpu({pairs}, DType::kI32)};
+}
+
+std::vector<int32_t> ints(const Tensor& host) {
+  const int32_t* p = host.data<int32_t>();
+  return {p, p + host.numel()};
+}
+
+class MoeDispatchCuda : public CudaOpTest {
+ protected:
+  void check_grouping(int64_t t, int64_t k, int64_t e, bool skew, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    const Tensor ids = route_ids(t, k, e, skew, rng);
+    MoeGrouping want{Tensor::empty({e + 1}, DType::kI32), Tensor::empty({t * k}, DType::kI32),
+                     Tensor::empty({t * k}, DType::kI32)};
+    moe_group_by_expert_cpu(ids, e, want);
+    MoeGrouping got = poisoned_grouping(t * k, e);
+    moe_group_by_expert(ids.to(Device::kCUDA), e, got, stream());
+    EXPECT_EQ(testing::mismatches(ints(to_host(got.expert_offsets)), ints(want.expert_offsets)), 0);
+    EXPECT_EQ(testing::mismatches(ints(to_host(got.sorted_pairs)), ints(want.sorted_pairs)), 0);
+    EXPECT_EQ(testing::mismatches(ints(to_host(got.sorted_tokens)), ints(want.sorted_tokens)), 0);
+  }
+
+  void check_combine(int64_t t, int64_t k, int64_t e, int64_t h, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    const Tensor ids = route_ids(t, k, e, false, rng);
+    MoeGrouping grouping{Tensor::empty({e + 1}, DType::kI32), Tensor::empty({t * k}, DType::kI32),
+                         Tensor::empty({t * k}, DType::kI32)};
+    moe_group_by_expert_cpu(ids, e, grouping);
+    const Tensor expert_out = random_tensor({t * k, h}, DType::kBF16, rng);
+    const Tensor y0 = random_tensor({t, h}, DType::kBF16, rng, 0.5f);
+    Tensor weights = Tensor::empty({t, k}, DType::kF32);
+    std::uniform_real_distribution<float> w(0.02f, 0.6f);
+    for (int64_t i = 0; i < t * k; ++i) weights.data<float>()[i] = w(rng);
+    Tensor want = y0.to_f32();
+    moe_combine_cpu(expert_out.to_f32(), grouping.sorted_pairs, weights, want);
+
+    Tensor y = y0.to(Device::kCUDA);
+    moe_combine(expert_out.to(Device::kCUDA), grouping.sorted_pairs.to(Device::kCUDA), weights.to(Device::kCUDA), y,
+                stream());
+    const std::vector<float> got = to_host(y).to_vector(), expect = want.to_vector();
+    ASSERT_EQ(count_nan(got), 0);
+
+    // |y| + Σ_j |w_j x_j| per element, for the fp32 part of the bound.
+    std::vector<float> magnitude = y0.to_vector();
+    for (float& m : magnitude) m = std::abs(m);
+    const std::vector<float> rows = expert_out.to_vector();
+    const int32_t* sorted = grouping.sorted_pairs.data<int32_t>();
+    for (int64_t pos = 0; pos < t * k; ++pos) {
+      const int64_t token = sorted[pos] / k;
+      const float wj = weights.data<float>()[sorted[pos]];
+      for (int64_t c = 0; c < h; ++c) magnitude[token * h + c] += std::abs(wj * rows[pos * h + c]);
+    }
+    int64_t bad = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const double bound = std::ldexp(std::abs(expect[i]), -8) + 1e-6 * magnitude[i];
+      bad += !(std::abs(static_cast<double>(got[i]) - expect[i]) <= bound) ? 1 : 0;
+    }
+    EXPECT_EQ(bad, 0) << "of " << got.size() << " elements off by more than bf16 rounding";
+  }
+};
+
+TEST_F(MoeDispatchCuda, SmallGrouping) {
+  check_grouping(3, 2, 8, false, 1);
+  check_grouping(1, 8, 256, false, 2);
+  check_grouping(40, 6, 64, true, 3);
+}
+
+TEST_F(MoeDispatchCuda, SmallGroupingIdsOutsideTheExpertsSortLast) {
+  const int64_t e = 4;
+  const std::vector<int32_t> ids{2, -1, 0, 4, 2, 1, 9, 0};
+  MoeGrouping got = poisoned_grouping(8, e);
+  moe_group_by_expert(i32_tensor(ids, {4, 2}).to(Device::kCUDA), e, got, stream());
+  std::vector<int32_t> order(ids.size());
+  std::iota(order.begin(), order.end(), 0);
+  auto bucket = [&](int32_t p) { return ids[p] >= 0 && ids[p] < e ? ids[p] : static_cast<int32_t>(e); };
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return bucket(a) < bucket(b); });
+  std::vector<int32_t> tokens;
+  for (int32_t p : order) tokens.push_back(p / 2);
+  EXPECT_EQ(ints(to_host(got.expert_offsets)), (std::vector<int32_t>{0, 2, 3, 5, 5}));
+  EXPECT_EQ(ints(to_host(got.sorted_pairs)), order);
+  EXPECT_EQ(ints(to_host(got.sorted_tokens)), tokens);
+}
+
+TEST_F(MoeDispatchCuda, SmallCombine) {
+  check_combine(3, 2, 8, 64, 4);
+  check_combine(5, 3, 8, 20, 5);  // width not a multiple of 8
+}
+
+TEST_F(MoeDispatchCuda, GroupingV3) {
+  check_grouping(4096, 8, 256, false, 11);
+  check_grouping(4096, 8, 256, true, 12);
+  check_grouping(128, 8, 256, false, 13);
+}
+
+TEST_F(MoeDispatchCuda, GroupingV2AndV2Lite) {
+  check_grouping(2000, 6, 160, false, 14);
+  check_grouping(1500, 6, 64, true, 15);
+}
+
+TEST_F(MoeDispatchCuda, CombineV3Hidden) {
+  check_combine(1, 8, 256, 7168, 21);
+  check_combine(512, 8, 256, 7168, 22);
+}
+
+TEST_F(MoeDispatchCuda, CombineV2LiteHidden) { check_combine(2048, 6, 64, 2048, 23); }
+
+}  // namespace
+}  // namespace mlaserve::ops
