@@ -1,0 +1,289 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/logging.h"
+#include "engine/batch_builder.h"
+#include "engine/output_text.h"
+
+namespace mlaserve {
+
+struct ActiveRequest {
+  Sequence seq;
+  SamplingParams params;
+  uint64_t seed = 0;
+  int64_t max_tokens = 0;
+  OutputText text;
+  std::shared_ptr<RequestStream> stream;
+};
+
+namespace {
+
+// An event carrying the request's id and usage so far, nothing new yet.
+RequestOutput event_for(const ActiveRequest& r) {
+  RequestOutput ev;
+  ev.id = r.seq.id;
+  ev.num_prompt_tokens = r.seq.num_prompt_tokens;
+  ev.num_output_tokens = r.seq.num_output_tokens();
+  ev.num_cached_tokens = r.seq.num_cached_prompt_tokens;
+  return ev;
+}
+
+RequestOutput final_event(const ActiveRequest& r, FinishReason reason, const std::string& error) {
+  RequestOutput ev = event_for(r);
+  ev.finished = true;
+  ev.finish_reason = reason;
+  ev.error = error;
+  return ev;
+}
+
+bool contains(const std::vector<int32_t>& ids, int32_t id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); }
+
+}  // namespace
+
+Engine::Engine(ModelRunner& runner, EngineOptions options, const TextDecoderFactory* text)
+    : runner_(runner),
+      info_(runner.info()),
+      options_(options),
+      text_(text),
+      kv_({info_.num_cache_blocks, options.enable_prefix_caching}),
+      scheduler_(options.scheduler, kv_) {
+  const int64_t capacity = int64_t{info_.num_cache_blocks} * kCacheBlockSize;
+  max_model_len_ = options_.max_model_len > 0 ? options_.max_model_len
+                                              : std::min(info_.max_position_embeddings, capacity);
+  MLA_CHECK(max_model_len_ >= 2 && max_model_len_ <= info_.max_position_embeddings,
+            "max_model_len {} must be in [2, {}] (the model's max_position_embeddings)", max_model_len_,
+            info_.max_position_embeddings);
+  MLA_CHECK(max_model_len_ <= capacity, "max_model_len {} does not fit the KV cache: {} blocks hold {} tokens",
+            max_model_len_, info_.num_cache_blocks, capacity);
+  MLA_CHECK(options_.scheduler.chunked_prefill || options_.scheduler.max_num_batched_tokens >= max_model_len_,
+            "without chunked prefill the token budget ({}) must hold a whole sequence (max_model_len {})",
+            options_.scheduler.max_num_batched_tokens, max_model_len_);
+  publish_stats();
+}
+
+Engine::~Engine() { stop(); }
+
+std::shared_ptr<RequestStream> Engine::add_request(GenerationRequest request) {
+  const auto n = static_cast<int64_t>(request.prompt.size());
+  MLA_CHECK(n > 0, "the prompt is empty");
+  for (int32_t id : request.prompt) {
+    MLA_CHECK(id >= 0 && id < info_.vocab_size, "prompt token id {} outside the vocabulary [0, {})", id,
+              info_.vocab_size);
+  }
+  validate(request.params, options_.max_logprobs, info_.vocab_size);
+  MLA_CHECK(request.params.stop.empty() || text_ != nullptr, "stop strings need a tokenizer; this engine has none");
+  MLA_CHECK(n < max_model_len_, "the prompt has {} tokens; the maximum context length is {} (prompt and output)", n,
+            max_model_len_);
+  const int64_t max_tokens = request.params.max_tokens.value_or(max_model_len_ - n);
+  MLA_CHECK(n + max_tokens <= max_model_len_,
+            "the prompt ({} tokens) and max_tokens ({}) exceed the maximum context length {}", n, max_tokens,
+            max_model_len_);
+
+  auto r = std::make_unique<ActiveRequest>();
+  const RequestId id = next_id_++;
+  r->seq.id = id;
+  r->seq.tokens = std::move(request.prompt);
+  r->seq.num_prompt_tokens = n;
+  r->params = std::move(request.params);
+  r->seed = r->params.seed.value_or(options_.seed ^ (id * 0x9e3779b97f4a7c15ull));
+  r->max_tokens = max_tokens;
+  if (text_ != nullptr) r->text = OutputText(text_->make(r->params.skip_special_tokens), r->params.stop);
+  r->stream = std::make_shared<RequestStream>(id, std::move(request.on_output));
+  std::shared_ptr<RequestStream> stream = r->stream;
+  {
+    std::lock_guard lock(mutex_);
+    pending_adds_.push_back(std::move(r));
+    ++num_unfinished_;
+  }
+  wake_.notify_all();
+  return stream;
+}
+
+void Engine::abort(RequestId id) {
+  {
+    std::lock_guard lock(mutex_);
+    pending_aborts_.push_back(id);
+  }
+  wake_.notify_all();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void Engine::start() {
+  MLA_CHECK(!loop_.joinable(), "the engine loop is already running");
+  {
+    std::lock_guard lock(mutex_);
+    stop_requested_ = false;
+  }
+  loop_ = std::thread([this] { run_loop(); });
+}
+
+void Engine::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_requested_ = true;
+  }
+  wake_.notify_all();
+  if (loop_.joinable()) loop_.join();
+  take_front_door();
+  finish_all(FinishReason::kAbort, "");
+  publish_stats();
+}
+
+void Engine::run_loop() {
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] {
+        return stop_requested_ || !pending_adds_.empty() || !pending_aborts_.empty() || scheduler_.has_unfinished();
+      });
+      if (stop_requested_) return;
+    }
+    try {
+      step();
+    } catch (const std::exception& e) {  // a bug, not a model failure (run_chunks handles those)
+      MLA_LOG_ERROR("engine step failed, ending every request: {}", e.what());
+      finish_all(FinishReason::kError, e.what());
+    }
+  }
+}
+
+bool Engine::step() {
+  take_front_door();
+  const SchedulerOutput out = scheduler_.schedule();
+  if (!out.empty()) {
+    ++num_steps_;
+    num_scheduled_tokens_ += out.num_tokens;
+    run_chunks(out);
+  }
+  publish_stats();
+  return !out.empty();
+}
+
+void Engine::take_front_door() {
+  std::vector<std::unique_ptr<ActiveRequest>> adds;
+  std::vector<RequestId> aborts;
+  {
+    std::lock_guard lock(mutex_);
+    adds.swap(pending_adds_);
+    aborts.swap(pending_aborts_);
+  }
+  for (std::unique_ptr<ActiveRequest>& r : adds) {
+    scheduler_.add(r->seq);
+    const RequestId id = r->seq.id;
+    requests_.emplace(id, std::move(r));
+  }
+  for (RequestId id : aborts) {
+    auto it = requests_.find(id);
+    if (it != requests_.end()) finish(*it->second, final_event(*it->second, FinishReason::kAbort, ""));
+  }
+}
+
+void Engine::run_chunks(const SchedulerOutput& out) {
+  StepBatch step = build_step_batch(out);
+  Tensor logits;
+  try {
+    logits = runner_.execute(step.batch);
+  } catch (const std::exception& e) {
+    MLA_LOG_ERROR("model step of {} tokens failed: {}", out.num_tokens, e.what());
+    for (const ScheduledChunk& c : out.chunks) {
+      ActiveRequest& r = *requests_.at(c.seq->id);
+      finish(r, final_event(r, FinishReason::kError, e.what()));
+    }
+    return;
+  }
+  MLA_CHECK(logits.ndim() == 2 && logits.dim(0) == static_cast<int64_t>(step.sampled.size()) &&
+                logits.dim(1) == info_.vocab_size && logits.is_cpu(),
+            "the model runner returned logits {} for {} sampled rows", shape_str(logits.shape()), step.sampled.size());
+  scheduler_.commit(out);
+  sample_and_stream(out, step.sampled, logits);
+}
+
+void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<size_t>& sampled, Tensor& logits) {
+  for (size_t row = 0; row < sampled.size(); ++row) {
+    ActiveRequest& r = *requests_.at(out.chunks[sampled[row]].seq->id);
+    const std::span<const int32_t> tokens(r.seq.tokens);
+    const auto prompt_len = static_cast<size_t>(r.seq.num_prompt_tokens);
+    const SamplerRow input{&r.params, tokens.first(prompt_len), tokens.subspan(prompt_len), r.seed};
+    RequestOutput ev = event_for(r);
+    FinishReason reason = FinishReason::kNone;
+    try {
+      Tensor row_logits = logits.slice(static_cast<int64_t>(row), static_cast<int64_t>(row) + 1);
+      reason = accept_token(r, sample_token(row_logits, input), ev);
+    } catch (const std::exception& e) {
+      ev = final_event(r, FinishReason::kError, e.what());
+      reason = FinishReason::kError;
+    }
+    if (reason == FinishReason::kNone) {
+      r.stream->push(std::move(ev));
+    } else {
+      finish(r, std::move(ev));
+    }
+  }
+}
+
+FinishReason Engine::accept_token(ActiveRequest& r, const SampledToken& token, RequestOutput& ev) {
+  r.seq.tokens.push_back(token.token);
+  ++num_generated_tokens_;
+  ev.token_ids.push_back(token.token);
+  if (token.logprobs) ev.logprobs.push_back(*token.logprobs);
+  ev.num_output_tokens = r.seq.num_output_tokens();
+
+  FinishReason reason = FinishReason::kNone;
+  if ((!r.params.ignore_eos && contains(info_.eos_token_ids, token.token)) ||
+      contains(r.params.stop_token_ids, token.token)) {
+    reason = FinishReason::kStop;  // the stop token's own text is not part of the output
+    ev.stop_token_id = token.token;
+    r.text.finish();
+  } else if (r.text.append(token.token)) {
+    reason = FinishReason::kStop;
+  } else if (r.seq.num_output_tokens() >= r.max_tokens) {
+    reason = r.text.finish() ? FinishReason::kStop : FinishReason::kLength;
+  }
+  ev.stop_string = r.text.matched_stop();
+  ev.text = r.text.take(reason != FinishReason::kNone);
+  ev.finished = reason != FinishReason::kNone;
+  ev.finish_reason = reason;
+  return reason;
+}
+
+void Engine::finish(ActiveRequest& r, RequestOutput event) {
+  const RequestId id = r.seq.id;
+  scheduler_.remove(r.seq);
+  event.finished = true;
+  r.stream->push(std::move(event));
+  requests_.erase(id);
+  --num_unfinished_;
+}
+
+void Engine::finish_all(FinishReason reason, const std::string& error) {
+  std::vector<RequestId> ids;
+  for (const auto& [id, r] : requests_) ids.push_back(id);
+  for (RequestId id : ids) {
+    ActiveRequest& r = *requests_.at(id);
+    finish(r, final_event(r, reason, error));
+  }
+}
+
+void Engine::publish_stats() {
+  EngineStats s;
+  s.num_steps = num_steps_;
+  s.num_running = static_cast<int64_t>(scheduler_.num_running());
+  s.num_waiting = static_cast<int64_t>(scheduler_.num_waiting());
+  s.num_preemptions = scheduler_.stats().num_preemptions;
+  s.prefix_query_tokens = scheduler_.stats().prefix_query_tokens;
+  s.prefix_hit_tokens = scheduler_.stats().prefix_hit_tokens;
+  s.num_scheduled_tokens = num_scheduled_tokens_;
+  s.num_generated_tokens = num_generated_tokens_;
+  s.num_cache_blocks = kv_.num_blocks();
+  s.num_free_blocks = kv_.num_available_blocks();
+  std::lock_guard lock(mutex_);
+  stats_ = s;
+}
+
+}  // namespace mlaserve

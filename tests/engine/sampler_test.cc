@@ -1,0 +1,116 @@
+// The CPU sampler: penalty semantics (vLLM's / Hugging Face's), logprobs from the raw logits,
+// top-n ordering, and the counter-based draw keyed by the request's output length.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "engine/sampler.h"
+#include "ops/sampling.h"
+
+namespace mlaserve {
+namespace {
+
+Tensor row_of(const std::vector<float>& v) {
+  return Tensor::from_floats(v, {1, static_cast<int64_t>(v.size())}, DType::kF32);
+}
+
+TEST(Sampler, RepetitionPenaltyScalesLogitsOfEveryTokenSeenTowardsZero) {
+  SamplingParams p;
+  p.repetition_penalty = 2.0f;
+  const std::vector<int32_t> prompt{0, 1}, output{1, 2};
+  std::vector<float> logits{4.0f, -4.0f, 1.0f, 3.0f};
+  apply_penalties(logits, SamplerRow{&p, prompt, output, 0});
+  EXPECT_EQ(logits, (std::vector<float>{2.0f, -8.0f, 0.5f, 3.0f}));
+}
+
+TEST(Sampler, FrequencyAndPresencePenaltiesCountOnlyGeneratedTokens) {
+  SamplingParams p;
+  p.frequency_penalty = 0.5f;
+  p.presence_penalty = 0.25f;
+  const std::vector<int32_t> prompt{3, 3, 3}, output{1, 1, 2};
+  std::vector<float> logits{0.0f, 0.0f, 0.0f, 0.0f};
+  apply_penalties(logits, SamplerRow{&p, prompt, output, 0});
+  EXPECT_EQ(logits, (std::vector<float>{0.0f, -1.25f, -0.75f, 0.0f}));
+}
+
+TEST(Sampler, TopLogprobsAreBestFirstWithTiesToTheLowerId) {
+  const std::vector<float> lp{-2.0f, -1.0f, -3.0f, -1.0f, -0.5f};
+  std::vector<TokenLogprob> top = top_logprobs(lp, 3);
+  ASSERT_EQ(top.size(), 3u);
+  EXPECT_EQ(top[0].token, 4);
+  EXPECT_EQ(top[1].token, 1);
+  EXPECT_EQ(top[2].token, 3);
+  EXPECT_EQ(top_logprobs(lp, 0).size(), 0u);
+  EXPECT_EQ(top_logprobs(lp, 9).size(), 5u);
+}
+
+TEST(Sampler, LogprobsComeFromTheRawLogitsBeforePenaltiesAndTemperature) {
+  const std::vector<float> raw{1.0f, 2.0f, 0.5f, -1.0f};
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.repetition_penalty = 4.0f;  // pushes token 1 (in the prompt) below token 0
+  p.logprobs = 2;
+  const std::vector<int32_t> prompt{1};
+  Tensor logits = row_of(raw);
+  SampledToken t = sample_token(logits, SamplerRow{&p, prompt, {}, 0});
+  EXPECT_EQ(t.token, 0);
+  double z = 0;
+  for (float x : raw) z += std::exp(double(x));
+  ASSERT_TRUE(t.logprobs);
+  EXPECT_NEAR(t.logprobs->sampled.logprob, 1.0 - std::log(z), 1e-6);
+  ASSERT_EQ(t.logprobs->top.size(), 2u);
+  EXPECT_EQ(t.logprobs->top[0].token, 1);
+  EXPECT_NEAR(t.logprobs->top[0].logprob, 2.0 - std::log(z), 1e-6);
+  EXPECT_EQ(t.logprobs->top[1].token, 0);
+}
+
+TEST(Sampler, TheDrawIsKeyedBySeedAndTheNumberOfTokensGenerated) {
+  std::vector<float> raw(50);
+  for (size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<float>(std::sin(double(i)));
+  SamplingParams p;
+  p.temperature = 1.0f;
+  const std::vector<int32_t> prompt{1, 2, 3};
+  for (uint64_t seed : {1u, 2u, 99u}) {
+    for (size_t generated = 0; generated < 6; ++generated) {
+      const std::vector<int32_t> output(generated, 7);
+      Tensor a = row_of(raw);
+      const int32_t got = sample_token(a, SamplerRow{&p, prompt, output, seed}).token;
+      Tensor b = row_of(raw), id = Tensor::empty({1}, DType::kI32);
+      const ops::SamplingOptions o{1.0f, 0, 1.0f, 0.0f};
+      const ops::SamplingKey key{seed, generated};
+      ops::sample_cpu(b, std::span(&o, 1), std::span(&key, 1), id);
+      EXPECT_EQ(got, id.data<int32_t>()[0]);
+      EXPECT_FALSE(sample_token(a, SamplerRow{&p, prompt, output, seed}).logprobs);
+    }
+  }
+}
+
+TEST(Sampler, ValidateNamesTheBadField) {
+  SamplingParams p;
+  p.top_p = 0.0f;
+  try {
+    validate(p, 20, 100);
+    FAIL() << "top_p = 0 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("top_p"), std::string::npos);
+  }
+  p = {};
+  p.logprobs = 21;
+  EXPECT_THROW(validate(p, 20, 100), Error);
+  p = {};
+  p.stop_token_ids = {100};
+  EXPECT_THROW(validate(p, 20, 100), Error);
+  p = {};
+  p.max_tokens = 0;
+  EXPECT_THROW(validate(p, 20, 100), Error);
+  p = {};
+  p.stop = {""};
+  EXPECT_THROW(validate(p, 20, 100), Error);
+  p = {};
+  p.presence_penalty = 2.5f;
+  EXPECT_THROW(validate(p, 20, 100), Error);
+  EXPECT_NO_THROW(validate(SamplingParams{}, 20, 100));
+}
+
+}  // namespace
+}  // namespace mlaserve

@@ -1,0 +1,250 @@
+// Scheduler: the rule's cases one by one (decode first, chunked prefill within the budget, FIFO
+// admission, preemption of the newest, prefix hits on admission), then randomised runs of add,
+// step, abort and preemption against the fake runner's simulated cache, checking after every
+// step that the token budget and sequence cap hold, that no block leaks, is shared while
+// written or read back wrong, and at the end that every request finished with the tokens of an
+// uninterrupted run.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <random>
+#include <set>
+
+#include "engine/batch_builder.h"
+#include "engine/scheduler.h"
+#include "fake_runner.h"
+
+namespace mlaserve {
+namespace {
+
+using testing::FakeRunner;
+using testing::FakeRunnerOptions;
+
+constexpr int64_t kB = kCacheBlockSize;
+constexpr int64_t kVocab = 101;
+
+// The engine's step without sampling options or streams: schedule, run on the fake runner,
+// commit, append the greedy token, finish sequences at their max_tokens.
+struct Harness {
+  Harness(SchedulerOptions options, int32_t num_blocks, bool prefix_caching = true)
+      : runner(FakeRunnerOptions{kVocab, num_blocks, 1 << 20, {}}),
+        kv({num_blocks, prefix_caching}),
+        scheduler(options, kv) {}
+
+  Sequence& add(std::vector<int32_t> prompt, int64_t max_tokens) {
+    auto s = std::make_unique<Sequence>();
+    s->id = static_cast<RequestId>(seqs.size());
+    s->num_prompt_tokens = static_cast<int64_t>(prompt.size());
+    s->tokens = std::move(prompt);
+    seqs.push_back(std::move(s));
+    max_tokens_of.push_back(max_tokens);
+    scheduler.add(*seqs.back());
+    return *seqs.back();
+  }
+
+  SchedulerOutput step() {
+    SchedulerOutput out = scheduler.schedule();
+    if (out.empty()) return out;
+    StepBatch b = build_step_batch(out);
+    Tensor logits = runner.execute(b.batch);
+    scheduler.commit(out);
+    for (size_t r = 0; r < b.sampled.size(); ++r) {
+      Sequence& s = *out.chunks[b.sampled[r]].seq;
+      const float* row = logits.data<float>() + static_cast<int64_t>(r) * kVocab;
+      s.tokens.push_back(static_cast<int32_t>(std::max_element(row, row + kVocab) - row));
+      if (s.num_output_tokens() >= max_tokens_of[s.id]) scheduler.remove(s);
+    }
+    return out;
+  }
+
+  FakeRunner runner;
+  KvCacheManager kv;
+  Scheduler scheduler;
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  std::vector<int64_t> max_tokens_of;
+};
+
+std::vector<int32_t> tokens(int64_t n, int32_t salt) {
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) t[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7 + salt) % kVocab);
+  return t;
+}
+
+TEST(Scheduler, RunningSequencesGetTheirTokenFirstThenPromptChunksFillTheBudget) {
+  Harness h({/*max_num_batched_tokens=*/10, /*max_num_seqs=*/8, true}, 16);
+  for (int i = 0; i < 3; ++i) h.add(tokens(2, i), 100);
+  SchedulerOutput first = h.step();
+  EXPECT_EQ(first.num_tokens, 6);
+  Sequence& big = h.add(tokens(20, 9), 100);
+  SchedulerOutput out = h.step();
+  ASSERT_EQ(out.chunks.size(), 4u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(out.chunks[static_cast<size_t>(i)].num_tokens, 1);
+  EXPECT_EQ(out.chunks[3].seq, &big);
+  EXPECT_EQ(out.chunks[3].num_tokens, 7);
+  EXPECT_FALSE(out.chunks[3].samples);
+  EXPECT_EQ(out.num_tokens, 10);
+  out = h.step();  // the decoders again, then the prompt's next chunk
+  EXPECT_EQ(out.chunks[3].context_len, 7);
+  EXPECT_EQ(out.chunks[3].num_tokens, 7);
+  out = h.step();
+  EXPECT_EQ(out.chunks[3].num_tokens, 6);
+  EXPECT_TRUE(out.chunks[3].samples);
+  EXPECT_EQ(big.num_output_tokens(), 1);
+}
+
+TEST(Scheduler, WithoutChunkedPrefillAPromptWaitsUntilItFitsWhole) {
+  Harness h({10, 8, /*chunked_prefill=*/false}, 16);
+  h.add(tokens(4, 0), 100);
+  h.add(tokens(4, 1), 100);
+  Sequence& c = h.add(tokens(5, 2), 100);
+  SchedulerOutput out = h.step();
+  EXPECT_EQ(out.chunks.size(), 2u);  // 4 + 4; 5 more would exceed 10
+  out = h.step();                     // 1 + 1 + 5
+  ASSERT_EQ(out.chunks.size(), 3u);
+  EXPECT_EQ(out.chunks[2].seq, &c);
+  EXPECT_EQ(out.chunks[2].num_tokens, 5);
+}
+
+TEST(Scheduler, AdmissionIsFifoAndStopsAtTheFirstRequestThatDoesNotFit) {
+  Harness h({1000, 8, true}, 3);
+  h.add(tokens(kB, 0), 100);      // one block, then a second once it generates
+  h.step();
+  Sequence& a = h.add(tokens(2 * kB, 1), 10);  // two blocks: only one is left
+  Sequence& b = h.add(tokens(3, 2), 10);       // would fit, but must not overtake a
+  SchedulerOutput out = h.step();
+  EXPECT_EQ(out.chunks.size(), 1u);
+  EXPECT_EQ(a.status, SequenceStatus::kWaiting);
+  EXPECT_EQ(b.status, SequenceStatus::kWaiting);
+}
+
+TEST(Scheduler, WhenBlocksRunOutTheNewestRunningSequenceIsPreemptedAndRecomputedLater) {
+  Harness h({1000, 8, true}, 2, /*prefix_caching=*/false);
+  Sequence& old_seq = h.add(tokens(kB, 0), 3);
+  Sequence& new_seq = h.add(tokens(kB, 1), 3);
+  SchedulerOutput out = h.step();  // both prompts, one block each; both sample
+  ASSERT_EQ(out.chunks.size(), 2u);
+  out = h.step();  // both need a second block: the newest gives way
+  ASSERT_EQ(out.preempted.size(), 1u);
+  EXPECT_EQ(out.preempted[0], &new_seq);
+  ASSERT_EQ(out.chunks.size(), 1u);
+  EXPECT_EQ(out.chunks[0].seq, &old_seq);
+  EXPECT_EQ(new_seq.status, SequenceStatus::kWaiting);
+  EXPECT_TRUE(new_seq.blocks.empty());
+  EXPECT_EQ(new_seq.num_computed, 0);
+  EXPECT_EQ(new_seq.num_output_tokens(), 1);  // kept: recomputed, not regenerated
+  while (h.scheduler.has_unfinished()) h.step();
+  EXPECT_EQ(old_seq.num_output_tokens(), 3);
+  EXPECT_EQ(new_seq.num_output_tokens(), 3);
+  EXPECT_EQ(new_seq.num_preemptions, 1);
+  EXPECT_EQ(std::vector<int32_t>(new_seq.tokens.begin() + kB, new_seq.tokens.end()),
+            testing::reference_greedy(tokens(kB, 1), 3, kVocab));
+  EXPECT_EQ(h.kv.num_available_blocks(), 2);
+}
+
+TEST(Scheduler, AdmissionTakesCachedPrefixBlocksAndComputesTheRest) {
+  Harness h({1000, 8, true}, 8);
+  std::vector<int32_t> shared = tokens(2 * kB + 10, 3);
+  h.add(shared, 1);
+  h.step();  // computes and indexes two full blocks, then finishes
+  std::vector<int32_t> second = shared;
+  second.resize(2 * kB + 3);
+  Sequence& s = h.add(second, 1);
+  SchedulerOutput out = h.step();
+  ASSERT_EQ(out.chunks.size(), 1u);
+  EXPECT_EQ(out.chunks[0].context_len, 2 * kB);
+  EXPECT_EQ(out.chunks[0].num_tokens, 3);
+  EXPECT_EQ(s.num_cached_prompt_tokens, 2 * kB);
+  EXPECT_EQ(h.scheduler.stats().prefix_hit_tokens, 2 * kB);
+  EXPECT_EQ(s.tokens.back(), testing::reference_greedy(second, 1, kVocab)[0]);
+}
+
+TEST(Scheduler, NeverRunsMoreThanMaxNumSeqs) {
+  Harness h({1000, 2, true}, 16);
+  for (int i = 0; i < 5; ++i) h.add(tokens(3, i), 4);
+  while (h.scheduler.has_unfinished()) {
+    SchedulerOutput out = h.step();
+    EXPECT_LE(out.chunks.size(), 2u);
+    EXPECT_LE(h.scheduler.num_running(), 2u);
+  }
+}
+
+// Randomised: requests with shared prefixes arrive over time, some are aborted, the pool is
+// small enough to preempt. Checked after every step and at the end (see the file comment).
+TEST(Scheduler, RandomWorkloadsKeepBudgetsNeverLeakBlocksAndFinishEveryRequest) {
+  int64_t total_preemptions = 0, total_hits = 0;
+  for (uint64_t seed = 1; seed <= 150; ++seed) {
+    std::mt19937_64 rng(seed);
+    SchedulerOptions opt;
+    opt.max_num_batched_tokens = 1 + static_cast<int64_t>(rng() % 160);
+    opt.max_num_seqs = 1 + static_cast<int64_t>(rng() % 12);
+    opt.chunked_prefill = true;
+    const int64_t max_len = 3 * kB;
+    const auto num_blocks = static_cast<int32_t>(blocks_for_tokens(max_len) + rng() % 10);
+    Harness h(opt, num_blocks, rng() % 4 != 0);
+    std::vector<std::vector<int32_t>> prefixes;
+    for (int i = 0; i < 3; ++i) prefixes.push_back(tokens(static_cast<int64_t>(rng() % (2 * kB)), i));
+    std::set<RequestId> aborted;
+    const int num_requests = 30;
+    int added = 0, steps = 0;
+    while (added < num_requests || h.scheduler.has_unfinished()) {
+      ASSERT_LT(++steps, 20000) << "seed " << seed << ": requests starve";
+      for (int k = static_cast<int>(rng() % 3); k > 0 && added < num_requests; --k, ++added) {
+        std::vector<int32_t> p = prefixes[rng() % prefixes.size()];
+        for (auto n = 1 + rng() % kB; n > 0; --n) p.push_back(static_cast<int32_t>(rng() % kVocab));
+        p.resize(std::min<size_t>(p.size(), static_cast<size_t>(max_len - 8)));
+        h.add(std::move(p), 1 + static_cast<int64_t>(rng() % 8));
+      }
+      if (rng() % 10 == 0) {  // abort a random unfinished request
+        std::vector<Sequence*> live;
+        for (auto& s : h.seqs) {
+          if (s->status != SequenceStatus::kFinished) live.push_back(s.get());
+        }
+        if (!live.empty()) {
+          Sequence* s = live[rng() % live.size()];
+          aborted.insert(s->id);
+          h.scheduler.remove(*s);
+        }
+      }
+      const bool had_work = h.scheduler.has_unfinished();
+      SchedulerOutput out = h.step();
+      ASSERT_TRUE(!had_work || !out.empty() || !out.preempted.empty()) << "a step with work scheduled nothing";
+      ASSERT_LE(out.num_tokens, opt.max_num_batched_tokens);
+      ASSERT_LE(static_cast<int64_t>(out.chunks.size()), opt.max_num_seqs);
+      ASSERT_LE(static_cast<int64_t>(h.scheduler.num_running()), opt.max_num_seqs);
+      int64_t sum = 0;
+      std::set<const Sequence*> seen;
+      for (const ScheduledChunk& c : out.chunks) {
+        ASSERT_GE(c.num_tokens, 1);
+        ASSERT_TRUE(seen.insert(c.seq).second) << "a sequence scheduled twice in one step";
+        sum += c.num_tokens;
+      }
+      for (const Sequence* p : out.preempted) ASSERT_FALSE(seen.count(p)) << "a preempted sequence ran";
+      ASSERT_EQ(sum, out.num_tokens);
+      // Reference counts: exactly the live tables' holdings.
+      std::vector<int32_t> refs(static_cast<size_t>(num_blocks), 0);
+      for (auto& s : h.seqs) {
+        if (s->status == SequenceStatus::kFinished) {
+          ASSERT_TRUE(s->blocks.empty());
+        }
+        for (BlockId b : s->blocks.blocks) ++refs[static_cast<size_t>(b)];
+      }
+      for (BlockId b = 0; b < num_blocks; ++b) ASSERT_EQ(h.kv.pool().ref_count(b), refs[static_cast<size_t>(b)]);
+    }
+    EXPECT_EQ(h.kv.num_available_blocks(), num_blocks) << "seed " << seed << ": blocks leaked";
+    for (auto& s : h.seqs) {
+      if (aborted.count(s->id)) continue;
+      const std::vector<int32_t> prompt(s->tokens.begin(), s->tokens.begin() + s->num_prompt_tokens);
+      ASSERT_EQ(std::vector<int32_t>(s->tokens.begin() + s->num_prompt_tokens, s->tokens.end()),
+                testing::reference_greedy(prompt, h.max_tokens_of[s->id], kVocab))
+          << "seed " << seed << ", request " << s->id;
+    }
+    total_preemptions += h.scheduler.stats().num_preemptions;
+    total_hits += h.scheduler.stats().prefix_hit_tokens;
+  }
+  EXPECT_GT(total_preemptions, 0) << "the workloads never preempted";
+  EXPECT_GT(total_hits, 0) << "the workloads never hit the prefix cache";
+}
+
+}  // namespace
+}  // namespace mlaserve
