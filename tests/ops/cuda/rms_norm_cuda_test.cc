@@ -3,12 +3,14 @@
 // to 2048; f32 and bf16 weights; in place (out == x).
 //
 // Tolerances. Both sides see the same bf16 inputs; the GPU's fp32 sum of squares differs from
-// the CPU's only in order (~1e-7 relative), and its output is rounded once to bf16 (relative
-// error <= 2^-9 per element). So the per-row relative L2 error is <= 2^-9 ~ 2e-3; the check is
-// 4e-3. add_rms_norm: the GPU's residual stream is bf16, so the updated residual must equal the
-// CPU's fp32 residual + x rounded to bf16 BIT FOR BIT (one fp32 add, one rounding on both sides),
-// and the output is compared with rms_norm_cpu of that rounded residual (same 4e-3), and with
-// add_rms_norm_cpu's fp32-residual output within 1e-2 (one more bf16 rounding of its input).
+// the CPU's only in order (~1e-7 relative), and its output is rounded once to bf16: relative
+// error <= 2^-8 (bf16's unit roundoff, 3.9e-3) per element, so the per-row relative L2 error is
+// below 3.9e-3 (~2.2e-3 for rounding errors spread evenly); the check is 4e-3. add_rms_norm:
+// the GPU's residual stream is bf16, so the updated residual must equal the CPU's fp32
+// residual + x rounded to bf16 BIT FOR BIT (one fp32 add, one rounding on both sides), and the
+// output is compared with rms_norm_cpu of that rounded residual (same 4e-3), and with
+// add_rms_norm_cpu's fp32-residual output within 1e-2 (one more bf16 rounding of its input:
+// <= 7.8e-3).
 #include <gtest/gtest.h>
 
 #include <random>

@@ -3,9 +3,9 @@
 // for 16 and 128 heads, k_pe [T, 64] on channels 0..63, i32 and i64 positions.
 //
 // Tolerance, per element: both sides rotate the same bf16 inputs with the same fp32 table; the
-// GPU may fuse a multiply-add (a few fp32 ulps of |x0| + |x1|) and rounds once to bf16 (<= 2^-9
-// of the result). So |got - want| <= 2^-8 |want| + 1e-6 (|x0| + |x1|) must hold everywhere,
-// and channels outside the rotated range must keep their exact bits.
+// GPU may fuse a multiply-add (a few fp32 ulps of |x0| + |x1|) and rounds once to bf16 (relative
+// error <= 2^-8, bf16's unit roundoff). So |got - want| <= 2^-8 |want| + 1e-6 (|x0| + |x1|)
+// must hold everywhere, and channels outside the rotated range must keep their exact bits.
 #include <gtest/gtest.h>
 
 #include <algorithm>
