@@ -6,7 +6,6 @@
 #include <cudaTypedefs.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <string_view>
@@ -108,15 +107,11 @@ void mha_attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const
   p.num_m_blocks = static_cast<int32_t>((tq + mha::kBlockM - 1) / mha::kBlockM);
   p.heads_per_group = mha::heads_per_group(n, tk, device_attribute(cudaDevAttrL2CacheSize));
   p.causal = params.causal ? 1 : 0;
-  // Consecutive calls take consecutive tile counters: calls in flight together never share one.
-  static std::atomic<uint32_t> next_counter_slot{0};
-  p.counter_slot = static_cast<int32_t>(next_counter_slot.fetch_add(1, std::memory_order_relaxed) %
-                                        mha::kTileCounterSlots);
   p.scale_log2 = params.softmax_scale * 1.4426950408889634f;
 
   MLA_CUDA_CHECK(cudaFuncSetAttribute(mha::mha_prefill_sm90_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       mha::kSmemBytes));
-  const int64_t ctas = std::min<int64_t>(n * p.num_m_blocks, device_attribute(cudaDevAttrMultiProcessorCount));
+  const int64_t ctas = n * p.num_m_blocks;
   mha::mha_prefill_sm90_kernel<<<static_cast<unsigned>(ctas), mha::kThreads, mha::kSmemBytes, stream>>>(p);
   MLA_CUDA_CHECK_LAUNCH();
 }

@@ -9,19 +9,12 @@
 // This is the FlashAttention-3 forward: flash attention (online softmax in fp32, scores never
 // leave the SM) with warp specialisation, TMA loads and wgmma, at FA3's tile for these head dims.
 //
-// Work tile = one head x one block of kBlockM = 128 query rows. CTAs are persistent (one per SM)
-// and claim tiles from a global counter, heaviest first (heuristics.h): a CTA that runs many
-// tiles pays its start-up once, and the next tile's Q and first K/V blocks load while the
-// current tile's last P V and stores run (measured at 4k without this: ~6 us per tile of fixed
-// cost, 15%). A CTA has 3 warpgroups (384 threads):
-//   warpgroup 0, the producer: setmaxnreg down to 24 registers; one thread claims the tiles
-//     and issues every copy as TMA bulk tensor loads (3-D maps [T][n][dim], 128-byte swizzle,
-//     rows past T read as 0): a tile's Q once Q's "empty" barrier says the consumers are past
-//     the previous tile's last Q K^T, then K and V tiles of kBlockN = 128 keys, last key block
-//     first, into a 2-stage ring of K and V buffers that runs on across tiles, each buffer with
-//     a "full" mbarrier (TMA bytes) and an "empty" one (one arrival per consumer warp). The
-//     tile's number goes to the consumers through shared memory, published by Q's "full"
-//     barrier (-1: no more tiles).
+// One CTA = one head x one block of kBlockM = 128 query rows, 3 warpgroups (384 threads):
+//   warpgroup 0, the producer: setmaxnreg down to 24 registers; one thread issues every copy
+//     as TMA bulk tensor loads (3-D maps [T][n][dim], 128-byte swizzle, rows past T read as 0):
+//     the Q tile once, then K and V tiles of kBlockN = 128 keys, last key block first, into a
+//     2-stage ring of K and V buffers, each buffer with a "full" mbarrier (TMA bytes) and an
+//     "empty" one (one arrival per consumer warp).
 //   warpgroups 1 and 2, the consumers: setmaxnreg up to 240; each owns 64 query rows (one wgmma
 //     M tile) and all 128 keys of a tile, so row maxima and sums never leave the warpgroup.
 //       S[64 x 128] = Q K^T: 12 wgmma m64n128k16, both operands from shared memory (K-major);
@@ -35,8 +28,8 @@
 //     after S_{j+1} is issued and before P_j V_j is: that FMUL pass also runs under a GEMM.
 //     With two consumer warpgroups, one's softmax also fills the other's tensor-core gaps.
 // Shared memory (1 KB-aligned base): Q [3 column blocks][128 rows][128 B] 48 KB | K stages
-// 2 x 48 KB | V stages 2 x [2 column blocks][128 rows][128 B] 64 KB | 10 mbarriers | the tile
-// number: 208 KB, one CTA per SM. A column block holds 64 channels of every row; 16-byte chunk c of row r sits at
+// 2 x 48 KB | V stages 2 x [2 column blocks][128 rows][128 B] 64 KB | 9 mbarriers: 208 KB, one
+// CTA per SM. A column block holds 64 channels of every row; 16-byte chunk c of row r sits at
 // chunk c ^ (r % 8) (the TMA's 128-byte swizzle, which is wgmma's canonical layout).
 //
 // Masking: key blocks run from the last to the first, so the only tiles that need a mask (the
@@ -70,7 +63,6 @@ inline constexpr int kQBytes = kHeadDimQk / 64 * kBoxBytes;  // 48 KB
 inline constexpr int kKStageBytes = kHeadDimQk / 64 * kBoxBytes;  // 48 KB
 inline constexpr int kVStageBytes = kHeadDimV / 64 * kBoxBytes;   // 32 KB
 inline constexpr int kEmptyThreads = 256;                    // mha_empty_sm90_kernel
-inline constexpr int kTileCounterSlots = 1024;               // tile counters (one per call in flight)
 
 // Shared-memory map (byte offsets from a 1 KB-aligned base).
 struct Smem {
@@ -78,9 +70,8 @@ struct Smem {
   static constexpr int kK = kQ + kQBytes;                    // kStages K tiles
   static constexpr int kV = kK + kStages * kKStageBytes;     // kStages V tiles
   static constexpr int kBarriers = kV + kStages * kVStageBytes;
-  // mbarriers: Q full, Q empty, then per stage K full, K empty, V full, V empty
-  static constexpr int kTileSlot = kBarriers + (2 + 4 * kStages) * 8;  // int: the tile being loaded
-  static constexpr int kBytes = kTileSlot + 8;
+  // mbarriers: Q full, then per stage K full, K empty, V full, V empty
+  static constexpr int kBytes = kBarriers + (1 + 4 * kStages) * 8;
 };
 inline constexpr int kSmemBytes = Smem::kBytes + 1024;       // + room to align the base
 static_assert(kBlockM == 128 && kBlockN == 128, "two consumer warpgroups of 64 rows; S is a m64n128 wgmma");
@@ -286,52 +277,34 @@ __device__ __forceinline__ void convert_p(const float (&s)[64], uint32_t (&pf)[3
 
 // ---- the prefill kernel --------------------------------------------------------------------
 
-// Work tiles per launch are claimed from g_tile_counters[counter_slot] (atomicAdd). Each CTA
-// claims until it draws a ticket >= the tile count, so a launch of G CTAs hands out exactly
-// num_tiles + G tickets and the CTA that draws the last one puts the counter back to 0 for the
-// next launch that uses the slot. The host gives consecutive calls consecutive slots, so calls
-// in flight at once on different streams never share a counter.
-__device__ int g_tile_counters[kTileCounterSlots];
-
-// A work tile: one head x one block of kBlockM query rows, and the key blocks its rows see.
-struct Tile {
-  int head;
-  int m_block;
-  int n_blocks;  // key blocks [0, n_blocks), walked from the last
-};
-
-// Ticket t -> tile, in the order of heuristics.h (groups of heads; inside a group, query blocks
-// from the last, every head of the group at one query block before the next).
-__device__ __forceinline__ Tile tile_at(const MhaPrefillParams& p, int t) {
-  const int group_tiles = p.heads_per_group * p.num_m_blocks;
-  const int group = t / group_tiles, in_group = t - group * group_tiles;
-  const int group_heads = min(p.heads_per_group, p.n_heads - group * p.heads_per_group);
-  Tile tile;
-  tile.m_block = p.num_m_blocks - 1 - in_group / group_heads;
-  tile.head = group * p.heads_per_group + in_group % group_heads;
-  const int n_end = p.causal ? min(p.tq, (tile.m_block + 1) * kBlockM) + p.tk - p.tq : p.tk;
-  tile.n_blocks = (n_end + kBlockN - 1) / kBlockN;
-  return tile;
-}
-
 __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __grid_constant__ MhaPrefillParams p) {
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
-  volatile int* tile_slot = reinterpret_cast<volatile int*>(smem + Smem::kTileSlot);
   const int tid = static_cast<int>(threadIdx.x), wg = tid / 128;
-  const int num_tiles = p.n_heads * p.num_m_blocks;
+
+  // Grid order (heuristics.h): groups of heads; inside a group, query blocks last to first.
+  const int group_ctas = p.heads_per_group * p.num_m_blocks;
+  const int group = static_cast<int>(blockIdx.x) / group_ctas;
+  const int in_group = static_cast<int>(blockIdx.x) - group * group_ctas;
+  const int group_heads = min(p.heads_per_group, p.n_heads - group * p.heads_per_group);
+  const int m_block = p.num_m_blocks - 1 - in_group / group_heads;
+  const int head = group * p.heads_per_group + in_group % group_heads;
+
+  // Keys this block's rows can see: [0, n_end), in n_blocks tiles walked from the last.
+  const int shift = p.tk - p.tq;  // causal: query i sees keys 0 .. i + shift
+  const int n_end = p.causal ? min(p.tq, (m_block + 1) * kBlockM) + shift : p.tk;
+  const int n_blocks = (n_end + kBlockN - 1) / kBlockN;
 
   const uint32_t s_q = smem_addr(smem + Smem::kQ), s_k = smem_addr(smem + Smem::kK),
                  s_v = smem_addr(smem + Smem::kV), bars = smem_addr(smem + Smem::kBarriers);
-  const uint32_t q_full = bars, q_empty = bars + 8;
-  auto k_full = [&](int st) { return bars + 8 * (2 + st); };
-  auto k_empty = [&](int st) { return bars + 8 * (2 + kStages + st); };
-  auto v_full = [&](int st) { return bars + 8 * (2 + 2 * kStages + st); };
-  auto v_empty = [&](int st) { return bars + 8 * (2 + 3 * kStages + st); };
+  const uint32_t bar_q = bars;
+  auto k_full = [&](int st) { return bars + 8 * (1 + st); };
+  auto k_empty = [&](int st) { return bars + 8 * (1 + kStages + st); };
+  auto v_full = [&](int st) { return bars + 8 * (1 + 2 * kStages + st); };
+  auto v_empty = [&](int st) { return bars + 8 * (1 + 3 * kStages + st); };
 
   if (tid == 0) {
-    mbarrier_init(q_full, 1);
-    mbarrier_init(q_empty, kConsumerWarps);
+    mbarrier_init(bar_q, 1);
 #pragma unroll
     for (int st = 0; st < kStages; ++st) {
       mbarrier_init(k_full(st), 1);
@@ -344,138 +317,102 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
   __syncthreads();
 
   if (wg == 0) {
-    // ---- producer: one thread claims tiles and streams their Q, then K and V from the last key
-    // block, into the ring; the ring position (kv) runs on across tiles.
+    // ---- producer: one thread walks the key blocks from the last, one tile ahead per stage.
     set_max_registers_dec<kProducerRegisters>();
     if (tid == 0) {
-      int* counter = g_tile_counters + p.counter_slot;
-      int ticket = atomicAdd(counter, 1);
-      uint32_t kv = 0;
-      for (uint32_t tile_iter = 0;; ++tile_iter) {
-        mbarrier_wait(q_empty, (tile_iter & 1) ^ 1);  // the consumers are past the last tile's Q K^T
-        if (ticket >= num_tiles) {
-          if (ticket == num_tiles + static_cast<int>(gridDim.x) - 1) atomicExch(counter, 0);
-          *tile_slot = -1;  // stop: published by the arrival, as a tile would be by its Q copy
-          mbarrier_arrive(q_full);
-          break;
-        }
-        *tile_slot = ticket;
-        const Tile t = tile_at(p, ticket);
-        tma_load_tile<kHeadDimQk>(s_q, &p.q_map, t.head, t.m_block * kBlockM, q_full);
-        ticket = atomicAdd(counter, 1);  // the next tile, claimed while this one runs
-        for (int it = 0; it < t.n_blocks; ++it, ++kv) {
-          const int nb = t.n_blocks - 1 - it, st = kv % kStages;
-          const uint32_t phase = (kv / kStages) & 1;
-          mbarrier_wait(k_empty(st), phase ^ 1);
-          tma_load_tile<kHeadDimQk>(s_k + st * kKStageBytes, &p.k_map, t.head, nb * kBlockN, k_full(st));
-          mbarrier_wait(v_empty(st), phase ^ 1);
-          tma_load_tile<kHeadDimV>(s_v + st * kVStageBytes, &p.v_map, t.head, nb * kBlockN, v_full(st));
-        }
+      tma_load_tile<kHeadDimQk>(s_q, &p.q_map, head, m_block * kBlockM, bar_q);
+      for (int it = 0; it < n_blocks; ++it) {
+        const int nb = n_blocks - 1 - it, st = it % kStages;
+        const uint32_t phase = (it / kStages) & 1;
+        mbarrier_wait(k_empty(st), phase ^ 1);
+        tma_load_tile<kHeadDimQk>(s_k + st * kKStageBytes, &p.k_map, head, nb * kBlockN, k_full(st));
+        mbarrier_wait(v_empty(st), phase ^ 1);
+        tma_load_tile<kHeadDimV>(s_v + st * kVStageBytes, &p.v_map, head, nb * kBlockN, v_full(st));
       }
     }
   } else {
-    // ---- consumers: warpgroup cw owns rows 64 cw .. 64 cw + 63 of each query block.
+    // ---- consumers: warpgroup cw owns rows 64 cw .. 64 cw + 63 of the query block.
     set_max_registers_inc<kConsumerRegisters>();
     const int cw = wg - 1, lane = tid % 32;
     const bool arrives = lane == 0;  // one arrival per warp on the "empty" barriers
-    const int tile_row = cw * 64 + (tid / 32 % 4) * 16 + lane / 4;  // rows tile_row, tile_row + 8
+    const int row0 = m_block * kBlockM + cw * 64 + (tid / 32 % 4) * 16 + lane / 4;  // rows row0, row0 + 8
+    int limit[2];  // last key visible to each of this thread's rows
+#pragma unroll
+    for (int h = 0; h < 2; ++h) limit[h] = p.causal ? min(row0 + 8 * h + shift, p.tk - 1) : p.tk - 1;
+    // A tile needs the mask when its last key is past the first row's limit of this warpgroup.
+    const int first_limit = p.causal ? min(m_block * kBlockM + cw * 64 + shift, p.tk - 1) : p.tk - 1;
     const int key_in_tile = 2 * (lane % 4);
+
     const uint64_t q_desc = gmma_desc(s_q + cw * 64 * 128, 16, 1024);
     auto k_desc = [&](int st) { return gmma_desc(s_k + st * kKStageBytes, 16, 1024); };
     auto v_desc = [&](int st) { return gmma_desc(s_v + st * kVStageBytes, kBoxBytes, 1024); };
-    const int shift = p.tk - p.tq;  // causal: query i sees keys 0 .. i + shift
 
-    uint32_t kv = 0;  // ring position of the tile's first key block
-    for (uint32_t tile_iter = 0;; ++tile_iter) {
-      mbarrier_wait(q_full, tile_iter & 1);
-      const int ticket = *tile_slot;
-      if (ticket < 0) break;
-      const Tile t = tile_at(p, ticket);
-      const int row0 = t.m_block * kBlockM + tile_row;
-      int limit[2];  // last key visible to each of this thread's rows
+    float o[64], s[64], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, alpha[2];
+    uint32_t pf[32];
 #pragma unroll
-      for (int h = 0; h < 2; ++h) limit[h] = p.causal ? min(row0 + 8 * h + shift, p.tk - 1) : p.tk - 1;
-      // A key block needs the mask when its last key is past the first row's limit of this warpgroup.
-      const int first_limit = p.causal ? min(t.m_block * kBlockM + cw * 64 + shift, p.tk - 1) : p.tk - 1;
-      auto masked = [&](int nb) { return nb * kBlockN + kBlockN - 1 > first_limit; };
+    for (int i = 0; i < 64; ++i) o[i] = 0.0f;
 
-      float o[64], s[64], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, alpha[2];
-      uint32_t pf[32];
+    mbarrier_wait(bar_q, 0);
+
+    // First tile (the last key block): S, softmax, P; no P V yet.
+    {
+      const int nb = n_blocks - 1;
+      mbarrier_wait(k_full(0), 0);
+      issue_qk(q_desc, k_desc(0), s);
+      wgmma_wait<0>();
+      fence_registers(s);
+      if (arrives) mbarrier_arrive(k_empty(0));
+      if (nb * kBlockN + kBlockN - 1 > first_limit) apply_mask(s, nb * kBlockN + key_in_tile, limit);
+      softmax_tile(s, m, alpha, l, p.scale_log2);
+      convert_p(s, pf);
+    }
+
+    // Steady state: S of tile it overlaps P V of tile it - 1.
+    for (int it = 1; it < n_blocks; ++it) {
+      const int nb = n_blocks - 1 - it, st = it % kStages, prev = (it - 1) % kStages;
+      mbarrier_wait(k_full(st), (it / kStages) & 1);
+      issue_qk(q_desc, k_desc(st), s);
+      rescale_o(o, alpha);  // to the maximum of P_{it-1}, while S runs
+      mbarrier_wait(v_full(prev), ((it - 1) / kStages) & 1);
+      issue_pv(pf, v_desc(prev), o);
+      wgmma_wait<1>();  // S done, P V may still run
+      fence_registers(s);
+      if (arrives) mbarrier_arrive(k_empty(st));
+      if (nb * kBlockN + kBlockN - 1 > first_limit) apply_mask(s, nb * kBlockN + key_in_tile, limit);
+      softmax_tile(s, m, alpha, l, p.scale_log2);
+      wgmma_wait<0>();  // P V done: O and the P registers are free
+      fence_registers(o);
+      fence_registers(pf);
+      if (arrives) mbarrier_arrive(v_empty(prev));
+      convert_p(s, pf);
+    }
+
+    // Last P V (key block 0), then out = O / l and lse.
+    {
+      const int last = (n_blocks - 1) % kStages;
+      rescale_o(o, alpha);
+      mbarrier_wait(v_full(last), ((n_blocks - 1) / kStages) & 1);
+      issue_pv(pf, v_desc(last), o);
+      wgmma_wait<0>();
+      fence_registers(o);
+    }
+    const int col0 = 2 * (lane % 4);
 #pragma unroll
-      for (int i = 0; i < 64; ++i) o[i] = 0.0f;
-
-      // First key block (the last one): S, softmax, P; no P V yet.
-      {
-        const int nb = t.n_blocks - 1, st = kv % kStages;
-        mbarrier_wait(k_full(st), (kv / kStages) & 1);
-        issue_qk(q_desc, k_desc(st), s);
-        wgmma_wait<0>();
-        fence_registers(s);
-        if (arrives) {
-          mbarrier_arrive(k_empty(st));
-          if (t.n_blocks == 1) mbarrier_arrive(q_empty);
-        }
-        if (masked(nb)) apply_mask(s, nb * kBlockN + key_in_tile, limit);
-        softmax_tile(s, m, alpha, l, p.scale_log2);
-        convert_p(s, pf);
-      }
-
-      // Steady state: S of block it overlaps P V of block it - 1.
-      for (int it = 1; it < t.n_blocks; ++it) {
-        const int nb = t.n_blocks - 1 - it;
-        const uint32_t cur = kv + it, prev = cur - 1;
-        const int st = cur % kStages, pst = prev % kStages;
-        mbarrier_wait(k_full(st), (cur / kStages) & 1);
-        issue_qk(q_desc, k_desc(st), s);
-        rescale_o(o, alpha);  // to the maximum of P_{it-1}, while S runs
-        mbarrier_wait(v_full(pst), (prev / kStages) & 1);
-        issue_pv(pf, v_desc(pst), o);
-        wgmma_wait<1>();  // S done, P V may still run
-        fence_registers(s);
-        if (arrives) {
-          mbarrier_arrive(k_empty(st));
-          if (it == t.n_blocks - 1) mbarrier_arrive(q_empty);  // Q is free for the next tile
-        }
-        if (masked(nb)) apply_mask(s, nb * kBlockN + key_in_tile, limit);
-        softmax_tile(s, m, alpha, l, p.scale_log2);
-        wgmma_wait<0>();  // P V done: O and the P registers are free
-        fence_registers(o);
-        fence_registers(pf);
-        if (arrives) mbarrier_arrive(v_empty(pst));
-        convert_p(s, pf);
-      }
-
-      // Last P V (key block 0), then out = O / l and lse.
-      {
-        const uint32_t last = kv + t.n_blocks - 1;
-        const int st = last % kStages;
-        rescale_o(o, alpha);
-        mbarrier_wait(v_full(st), (last / kStages) & 1);
-        issue_pv(pf, v_desc(st), o);
-        wgmma_wait<0>();
-        fence_registers(o);
-        if (arrives) mbarrier_arrive(v_empty(st));
-      }
-      kv += t.n_blocks;
-
-      const int col0 = 2 * (lane % 4);
+    for (int h = 0; h < 2; ++h) {
+      float total = l[h];
+      total += __shfl_xor_sync(0xffffffffu, total, 1);
+      total += __shfl_xor_sync(0xffffffffu, total, 2);
+      const int row = row0 + 8 * h;
+      if (row >= p.tq) continue;
+      const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+      const int64_t out_row = static_cast<int64_t>(row) * p.n_heads + head;
+      __nv_bfloat16* dst = p.out + out_row * kHeadDimV + col0;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        float total = l[h];
-        total += __shfl_xor_sync(0xffffffffu, total, 1);
-        total += __shfl_xor_sync(0xffffffffu, total, 2);
-        const int row = row0 + 8 * h;
-        if (row >= p.tq) continue;
-        const float inv = total > 0.0f ? 1.0f / total : 0.0f;
-        const int64_t out_row = static_cast<int64_t>(row) * p.n_heads + t.head;
-        __nv_bfloat16* dst = p.out + out_row * kHeadDimV + col0;
-#pragma unroll
-        for (int j = 0; j < 16; ++j) {
-          *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j) =
-              __floats2bfloat162_rn(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
-        }
-        if (lane % 4 == 0) p.lse[out_row] = total > 0.0f ? (m[h] + log2f(total)) * 0.69314718f : -INFINITY;
+      for (int j = 0; j < 16; ++j) {
+        *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j) =
+            __floats2bfloat162_rn(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
       }
+      if (lane % 4 == 0) p.lse[out_row] = total > 0.0f ? (m[h] + log2f(total)) * 0.69314718f : -INFINITY;
     }
   }
 }

@@ -10,8 +10,8 @@
 
 namespace mlaserve::ops::sm90::mha {
 
-// mha_prefill_sm90_kernel: persistent CTAs (at most one per SM) that claim work tiles of one
-// head x 128 query rows in the order of heuristics.h (heads_per_group).
+// mha_prefill_sm90_kernel: one CTA per (head, 128-row query block), 1-D grid in the order of
+// heuristics.h (heads_per_group).
 struct MhaPrefillParams {
   CUtensorMap q_map;        // q as 3-D [Tq][n][192] bf16, boxes of 64 channels x 1 head x 128 rows,
                             // 128-byte swizzle; rows past Tq read as zeros
@@ -25,7 +25,6 @@ struct MhaPrefillParams {
   int32_t num_m_blocks;     // ceil(Tq / kBlockM)
   int32_t heads_per_group;  // heads whose CTAs are interleaved in the grid (heuristics.h)
   int32_t causal;           // 1: query i sees keys 0 .. Tk - Tq + i; 0: every key
-  int32_t counter_slot;     // which tile counter this launch claims tiles from (< kTileCounterSlots)
   float scale_log2;         // softmax_scale * log2(e): scores go through exp2
 };
 
