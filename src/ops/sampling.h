@@ -1,5 +1,6 @@
 // Next-token selection on the host: greedy argmax, seeded sampling with temperature / top-k /
-// top-p / min-p, and log-softmax for logprobs.
+// top-p / min-p, and log-softmax for logprobs. In CUDA builds greedy argmax and log-softmax also
+// run on the GPU (ops/cuda/sampling_cuda.h, included at the end).
 //
 //   logits     [B, V] f32 (one row per sequence that samples this step)
 //   token_ids  [B] i32, caller-allocated
@@ -55,3 +56,8 @@ void sample_cpu(const Tensor& logits, std::span<const SamplingOptions> options,
 void log_softmax_cpu(const Tensor& logits, Tensor& out);
 
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+// greedy_sample_cuda and log_softmax_cuda (GPU tensors, asynchronous on a stream).
+#include "ops/cuda/sampling_cuda.h"
+#endif  // MLASERVE_WITH_CUDA

@@ -43,6 +43,7 @@ class CudaOpTest : public ::testing::Test {
   }
 
   Stream stream() const { return stream_; }
+  cudaStream_t cuda_stream() const { return cuda_stream_; }
 
  private:
   cudaStream_t cuda_stream_ = nullptr;
