@@ -13,5 +13,6 @@ void register_info(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_tokenize(CLI::App& app);  // tokenize and detokenize
+void register_bench(CLI::App& app);     // bench throughput and bench latency
 
 }  // namespace mlaserve::cli

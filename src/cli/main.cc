@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   cli::register_inspect(app);
   cli::register_generate(app);
   cli::register_tokenize(app);
+  cli::register_bench(app);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,229 @@
+#include "cli/cmd_bench.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "cli/commands.h"
+#include "core/logging.h"
+#include "kv/cache_sizing.h"
+#ifdef MLASERVE_WITH_CUDA
+#include "core/cuda_check.h"
+#endif
+
+namespace mlaserve::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The command line as the process received it (Linux).
+std::string command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!raw.empty() && raw.back() == '\0') raw.pop_back();
+  std::replace(raw.begin(), raw.end(), '\0', ' ');
+  return raw;
+}
+
+std::string utc_now(const char* format) {
+  const std::time_t now = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), format, std::gmtime(&now));
+  return buf;
+}
+
+#ifdef MLASERVE_WITH_CUDA
+// The GPU's name, lower case with dashes ("nvidia-h100-80gb-hbm3").
+std::string gpu_name() {
+  int device = 0;
+  MLA_CUDA_CHECK(cudaGetDevice(&device));
+  cudaDeviceProp prop{};
+  MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  std::string name = prop.name;
+  for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
+  return name;
+}
+
+// Cache blocks from what the GPU has free now that the weights are loaded, less the workspace.
+int32_t gpu_cache_blocks(const BenchEngineArgs& args, size_t block_bytes) {
+  size_t free = 0, total = 0;
+  MLA_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  const auto workspace = static_cast<size_t>(args.workspace_gib * double(size_t{1} << 30));
+  MLA_CHECK(free > workspace, "the GPU has {:.2f} GiB free after the weights, less than --workspace-gib {}",
+            double(free) / double(size_t{1} << 30), args.workspace_gib);
+  const int64_t blocks = num_cache_blocks({total, free - workspace, args.gpu_memory_utilization, block_bytes});
+  return static_cast<int32_t>(std::min<int64_t>(blocks, INT32_MAX));
+}
+#endif
+
+// One line on stderr, rewritten in place on a terminal, at most every 2 s (every 10 s to a file).
+class Progress {
+ public:
+  explicit Progress(std::string label) : label_(std::move(label)), tty_(isatty(STDERR_FILENO) == 1) {}
+  void update(size_t done, size_t total, int64_t tokens) {
+    const auto now = Clock::now();
+    if (now - last_ < std::chrono::seconds(tty_ ? 2 : 10) && done < total) return;
+    if (!shown_ && done == total) return;  // a short run: no line at all
+    last_ = now;
+    shown_ = true;
+    std::fprintf(stderr, "%s[%s] %zu/%zu requests done, %lld tokens generated, %.1f s%s", tty_ ? "\r" : "",
+                 label_.c_str(), done, total, static_cast<long long>(tokens),
+                 std::chrono::duration<double>(now - start_).count(), tty_ && done < total ? "" : "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  std::string label_;
+  bool tty_;
+  bool shown_ = false;
+  Clock::time_point start_ = Clock::now(), last_ = Clock::now();
+};
+
+}  // namespace
+
+void add_bench_engine_options(CLI::App& cmd, BenchEngineArgs& a) {
+  add_model_source_options(cmd, a.source);
+  cmd.add_option("--max-num-batched-tokens", a.max_num_batched_tokens, "Token budget of one engine step")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--max-num-seqs", a.max_num_seqs, "Sequences running at once")->check(CLI::PositiveNumber);
+  cmd.add_option("--num-blocks", a.num_blocks, "KV cache blocks of 64 tokens (0: from GPU memory, or what the run needs on the CPU)")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--gpu-memory-utilization", a.gpu_memory_utilization, "Share of GPU memory the engine may use")
+      ->check(CLI::Range(0.01, 1.0));
+  cmd.add_option("--workspace-gib", a.workspace_gib, "GPU memory kept for activations besides the cache")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_flag("--no-prefix-caching", a.no_prefix_caching, "Turn the prefix cache off");
+  cmd.add_option("--temperature", a.temperature, "Sampling temperature (0: greedy)")->check(CLI::NonNegativeNumber);
+  cmd.add_option("--seed", a.seed, "Seed of the random prompts and of sampling");
+  cmd.add_option("--results-dir", a.results_dir, "Where the JSON result goes");
+}
+
+BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
+  BenchEngine b;
+  b.model = std::make_unique<DeepSeekModel>(load_model(a.source));
+  b.model_name = !a.source.model_dir.empty() ? a.source.model_dir
+                 : !a.source.preset.empty()  ? a.source.preset
+                                             : a.source.config_path;
+  int32_t blocks = a.num_blocks > 0 ? a.num_blocks : blocks_needed;
+  b.card = "cpu";
+#ifdef MLASERVE_WITH_CUDA
+  if (a.source.device == "cuda") {
+    b.card = gpu_name();
+    const DeepSeekConfig& c = b.model->config();
+    const size_t block_bytes = latent_block_bytes(c.num_hidden_layers, c.kv_cache_dim, b.model->activation_dtype());
+    if (a.num_blocks == 0) blocks = gpu_cache_blocks(a, block_bytes);
+  }
+#endif
+  b.runner = std::make_unique<DeepSeekRunner>(*b.model, blocks);
+  EngineOptions options;
+  options.scheduler = {a.max_num_batched_tokens, a.max_num_seqs, true};
+  options.enable_prefix_caching = !a.no_prefix_caching;
+  options.seed = a.seed;
+  b.engine = std::make_unique<Engine>(*b.runner, options);
+  MLA_LOG_INFO("engine: {} cache blocks ({} tokens), max_model_len {}, budget {} tokens, {} sequences", blocks,
+               int64_t{blocks} * kCacheBlockSize, b.engine->max_model_len(), a.max_num_batched_tokens,
+               a.max_num_seqs);
+  return b;
+}
+
+std::vector<std::vector<int32_t>> random_prompts(int64_t count, int64_t length, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(vocab - 1));
+  std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(count), std::vector<int32_t>(static_cast<size_t>(length)));
+  for (auto& p : prompts) {
+    for (int32_t& t : p) t = id(rng);
+  }
+  return prompts;
+}
+
+std::vector<RequestTiming> run_batch(Engine& engine, const std::vector<std::vector<int32_t>>& prompts,
+                                     int64_t output_len, const BenchEngineArgs& args, const std::string& label) {
+  const auto start = Clock::now();
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const std::vector<int32_t>& p : prompts) {
+    SamplingParams params;
+    params.max_tokens = output_len;
+    params.ignore_eos = true;
+    params.temperature = args.temperature;
+    streams.push_back(engine.add_request({p, params, nullptr}));
+  }
+  std::vector<RequestTiming> timing(prompts.size());
+  Progress progress(label);
+  size_t done = 0;
+  int64_t tokens = 0;
+  while (engine.has_unfinished()) {
+    engine.step();
+    const double now = std::chrono::duration<double>(Clock::now() - start).count();
+    for (size_t i = 0; i < streams.size(); ++i) {
+      while (auto ev = streams[i]->try_next()) {
+        MLA_CHECK(ev->finish_reason != FinishReason::kError, "bench request failed: {}", ev->error);
+        if (ev->token_ids.empty()) continue;
+        if (timing[i].output_tokens == 0) timing[i].first_token_s = now;
+        timing[i].last_token_s = now;
+        timing[i].output_tokens += static_cast<int64_t>(ev->token_ids.size());
+        tokens += static_cast<int64_t>(ev->token_ids.size());
+        if (ev->finished) ++done;
+      }
+    }
+    progress.update(done, streams.size(), tokens);
+  }
+  return timing;
+}
+
+nlohmann::json result_header(const std::string& benchmark, const BenchEngine& b, const BenchEngineArgs& a) {
+  const EngineStats s = b.engine->stats();
+  return {{"benchmark", benchmark},
+          {"card", b.card},
+          {"date", utc_now("%Y-%m-%dT%H:%M:%SZ")},
+          {"command", command_line()},
+          {"model", b.model_name},
+          {"device", a.source.device},
+          {"options",
+           {{"max_num_batched_tokens", a.max_num_batched_tokens},
+            {"max_num_seqs", a.max_num_seqs},
+            {"num_cache_blocks", s.num_cache_blocks},
+            {"prefix_caching", !a.no_prefix_caching},
+            {"temperature", a.temperature},
+            {"seed", a.seed}}}};
+}
+
+void write_result(const nlohmann::json& doc, const std::string& results_dir) {
+  std::filesystem::create_directories(results_dir);
+  const std::string path = results_dir + "/" + doc.at("benchmark").get<std::string>() + "_" +
+                           doc.at("card").get<std::string>() + "_" + utc_now("%Y%m%d-%H%M%S") + ".json";
+  std::ofstream out(path);
+  MLA_CHECK(out.good(), "cannot write {}", path);
+  out << doc.dump(2) << "\n";
+  std::printf("wrote %s\n", path.c_str());
+}
+
+double mean(const std::vector<double>& values) {
+  double sum = 0;
+  for (double v : values) sum += v;
+  return values.empty() ? 0.0 : sum / static_cast<double>(values.size());
+}
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0.0;
+  std::sort(values.begin(), values.end());
+  const double pos = p / 100.0 * static_cast<double>(values.size() - 1);
+  const auto lo = static_cast<size_t>(std::floor(pos));
+  const size_t hi = std::min(lo + 1, values.size() - 1);
+  return values[lo] + (values[hi] - values[lo]) * (pos - static_cast<double>(lo));
+}
+
+void register_bench(CLI::App& app) {
+  auto* bench = app.add_subcommand("bench", "Benchmark the engine on random prompts");
+  bench->require_subcommand(1);
+  register_bench_throughput(*bench);
+  register_bench_latency(*bench);
+}
+
+}  // namespace mlaserve::cli

@@ -1,0 +1,85 @@
+// `mlaserve bench throughput`: N prompts of random token ids, all submitted at once, each
+// generating exactly --output-len tokens; requests and tokens per second over the whole run.
+//   mlaserve bench throughput --model tests/data/tiny-v3 --num-prompts 32 --input-len 128 --output-len 32
+//   mlaserve bench throughput --load-format dummy --preset deepseek-v2-lite --device cuda --num-prompts 1000
+#include <cstdio>
+
+#include "cli/cmd_bench.h"
+
+namespace mlaserve::cli {
+namespace {
+
+struct ThroughputArgs {
+  BenchEngineArgs engine;
+  int64_t num_prompts = 64;
+  int64_t input_len = 256;
+  int64_t output_len = 64;
+};
+
+void run_throughput(const ThroughputArgs& a) {
+  const auto blocks_needed = static_cast<int32_t>(a.num_prompts * blocks_for_tokens(a.input_len + a.output_len));
+  BenchEngine b = make_bench_engine(a.engine, blocks_needed);
+  const auto prompts = random_prompts(a.num_prompts, a.input_len, b.engine->vocab_size(), a.engine.seed);
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<RequestTiming> timing = run_batch(*b.engine, prompts, a.output_len, a.engine, "throughput");
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  std::vector<double> ttft;
+  int64_t output_tokens = 0;
+  for (const RequestTiming& t : timing) {
+    ttft.push_back(t.first_token_s);
+    output_tokens += t.output_tokens;
+  }
+  const EngineStats s = b.engine->stats();
+  const double input_tokens = static_cast<double>(a.num_prompts * a.input_len);
+  const double hit_rate = s.prefix_query_tokens > 0 ? double(s.prefix_hit_tokens) / double(s.prefix_query_tokens) : 0.0;
+  nlohmann::json results = {
+      {"num_prompts", a.num_prompts},
+      {"input_len", a.input_len},
+      {"output_len", a.output_len},
+      {"elapsed_s", elapsed},
+      {"requests_per_s", double(a.num_prompts) / elapsed},
+      {"input_tokens_per_s", input_tokens / elapsed},
+      {"output_tokens_per_s", double(output_tokens) / elapsed},
+      {"total_tokens_per_s", (input_tokens + double(output_tokens)) / elapsed},
+      {"ttft_mean_s", mean(ttft)},
+      {"ttft_p50_s", percentile(ttft, 50)},
+      {"ttft_p99_s", percentile(ttft, 99)},
+      {"engine_steps", s.num_steps},
+      {"tokens_per_step", double(s.num_scheduled_tokens) / double(std::max<int64_t>(s.num_steps, 1))},
+      {"preemptions", s.num_preemptions},
+      {"prefix_hit_rate", hit_rate}};
+
+  std::printf("%-26s %s on %s\n", "model", b.model_name.c_str(), b.card.c_str());
+  std::printf("%-26s %lld x (%lld in, %lld out)\n", "requests", static_cast<long long>(a.num_prompts),
+              static_cast<long long>(a.input_len), static_cast<long long>(a.output_len));
+  std::printf("%-26s %.3f s\n", "elapsed", elapsed);
+  std::printf("%-26s %.2f\n", "requests/s", results["requests_per_s"].get<double>());
+  std::printf("%-26s %.1f\n", "input tokens/s", results["input_tokens_per_s"].get<double>());
+  std::printf("%-26s %.1f\n", "output tokens/s", results["output_tokens_per_s"].get<double>());
+  std::printf("%-26s %.1f\n", "total tokens/s", results["total_tokens_per_s"].get<double>());
+  std::printf("%-26s %.1f / %.1f / %.1f ms\n", "TTFT mean / p50 / p99", 1e3 * results["ttft_mean_s"].get<double>(),
+              1e3 * results["ttft_p50_s"].get<double>(), 1e3 * results["ttft_p99_s"].get<double>());
+  std::printf("%-26s %lld (%.1f tokens each)\n", "engine steps", static_cast<long long>(s.num_steps),
+              results["tokens_per_step"].get<double>());
+  std::printf("%-26s %lld\n", "preemptions", static_cast<long long>(s.num_preemptions));
+  std::printf("%-26s %.1f%%\n", "prefix cache hits", 100.0 * hit_rate);
+
+  nlohmann::json doc = result_header("throughput", b, a.engine);
+  doc["results"] = results;
+  write_result(doc, a.engine.results_dir);
+}
+
+}  // namespace
+
+void register_bench_throughput(CLI::App& bench) {
+  auto args = std::make_shared<ThroughputArgs>();
+  auto* cmd = bench.add_subcommand("throughput", "N random prompts submitted at once: requests and tokens per second");
+  add_bench_engine_options(*cmd, args->engine);
+  cmd->add_option("--num-prompts", args->num_prompts, "Requests")->check(CLI::PositiveNumber);
+  cmd->add_option("--input-len", args->input_len, "Prompt tokens per request")->check(CLI::PositiveNumber);
+  cmd->add_option("--output-len", args->output_len, "Generated tokens per request")->check(CLI::PositiveNumber);
+  cmd->callback([args] { run_throughput(*args); });
+}
+
+}  // namespace mlaserve::cli
