@@ -1,6 +1,7 @@
 // Raw memory on the host or the GPU. A Buffer owns one allocation; Tensors share Buffers.
-// Host allocations are 64-byte aligned. GPU allocations use cudaMalloc (plain device memory,
-// never managed memory) and exist only in builds with MLASERVE_CUDA.
+// Host allocations are 64-byte aligned. GPU allocations are plain device memory (cudaMalloc,
+// never managed memory) kept in a caching allocator (memory.cc: a freed block is reused, since
+// cudaFree would synchronise the device), and exist only in builds with MLASERVE_CUDA.
 #pragma once
 
 #include <cstddef>

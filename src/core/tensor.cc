@@ -165,14 +165,14 @@ std::vector<float> Tensor::to_vector() const {
   return std::vector<float>(p, p + numel());
 }
 
-void Tensor::fill_bytes(uint8_t byte) {
+void Tensor::fill_bytes(uint8_t byte, Stream stream) {
   if (nbytes() == 0) return;
   if (is_cpu()) {
     std::memset(data_, byte, nbytes());
     return;
   }
 #ifdef MLASERVE_WITH_CUDA
-  MLA_CUDA_CHECK(cudaMemset(data_, byte, nbytes()));
+  MLA_CUDA_CHECK(cudaMemsetAsync(data_, byte, nbytes(), static_cast<cudaStream_t>(stream.cuda)));
 #else
   MLA_FAIL("fill_bytes on a GPU tensor needs the CUDA backend");
 #endif

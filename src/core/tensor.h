@@ -15,6 +15,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/memory.h"
+#include "core/stream.h"
 
 namespace mlaserve {
 
@@ -80,8 +81,9 @@ class Tensor {
   // Host f32 tensor values as a vector (any float dtype, converted).
   std::vector<float> to_vector() const;
 
-  // Fills every byte with `byte` (poisoning outputs before a kernel runs).
-  void fill_bytes(uint8_t byte);
+  // Fills every byte with `byte` (poisoning outputs before a kernel runs); on the GPU queued on
+  // `stream` (ordered with the ops on it), on the host at once.
+  void fill_bytes(uint8_t byte, Stream stream = {});
 
  private:
   Tensor(Shape shape, DType dtype, Device device, void* data, std::shared_ptr<const void> owner)

@@ -63,9 +63,10 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
   Tensor gathered = act({t * k, hidden});  // token rows in expert order
   ops::embedding(groups.sorted_tokens, m, gathered, stream);
   Tensor expert_out = act({t * k, hidden});
-  ops::moe_experts(gathered, groups.expert_offsets, w.experts, act_quant_, expert_out, stream);
+  Tensor swiglu = act({t * k, w.experts.intermediate()});  // workspace of the grouped op
+  ops::moe_experts(gathered, groups.expert_offsets, w.experts, act_quant_, swiglu, expert_out, stream);
   Tensor out = w.shared ? mlp(*w.shared, m) : act({t, hidden});
-  if (!w.shared) out.fill_bytes(0);
+  if (!w.shared) out.fill_bytes(0, stream);
   ops::moe_combine(expert_out, groups.sorted_pairs, route.weights, out, stream);
   return out;
 }

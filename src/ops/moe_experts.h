@@ -35,9 +35,10 @@ struct ExpertWeights {
 void moe_experts_cpu(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
                      const ActQuantParams& act, Tensor& out);
 
-// Dispatch by device (ops/dispatch.h).
+// Dispatch by device (ops/dispatch.h). `hidden` is a [P, Im] workspace in x's dtype (the
+// SwiGLU state of every row); with it the GPU path allocates and synchronises nothing.
 void moe_experts(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, const ActQuantParams& act,
-                 Tensor& out, Stream stream = {});
+                 Tensor& hidden, Tensor& out, Stream stream = {});
 
 }  // namespace mlaserve::ops
 
