@@ -154,6 +154,8 @@ void Engine::run_loop() {
 }
 
 bool Engine::step() {
+  MLA_CHECK(!loop_.joinable() || std::this_thread::get_id() == loop_.get_id(),
+            "Engine::step() called while the background loop runs");
   take_front_door();
   const SchedulerOutput out = scheduler_.schedule();
   if (!out.empty()) {
