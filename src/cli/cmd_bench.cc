@@ -50,17 +50,6 @@ std::string gpu_name() {
   for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
   return name;
 }
-
-// Cache blocks from what the GPU has free now that the weights are loaded, less the workspace.
-int32_t gpu_cache_blocks(const BenchEngineArgs& args, size_t block_bytes) {
-  size_t free = 0, total = 0;
-  MLA_CUDA_CHECK(cudaMemGetInfo(&free, &total));
-  const auto workspace = static_cast<size_t>(args.workspace_gib * double(size_t{1} << 30));
-  MLA_CHECK(free > workspace, "the GPU has {:.2f} GiB free after the weights, less than --workspace-gib {}",
-            double(free) / double(size_t{1} << 30), args.workspace_gib);
-  const int64_t blocks = num_cache_blocks({total, free - workspace, args.gpu_memory_utilization, block_bytes});
-  return static_cast<int32_t>(std::min<int64_t>(blocks, INT32_MAX));
-}
 #endif
 
 // One line on stderr, rewritten in place on a terminal, at most every 2 s (every 10 s to a file).
@@ -118,7 +107,11 @@ BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
     b.card = gpu_name();
     const DeepSeekConfig& c = b.model->config();
     const size_t block_bytes = latent_block_bytes(c.num_hidden_layers, c.kv_cache_dim, b.model->activation_dtype());
-    if (a.num_blocks == 0) blocks = gpu_cache_blocks(a, block_bytes);
+    const auto workspace = static_cast<size_t>(a.workspace_gib * double(size_t{1} << 30));
+    if (a.num_blocks == 0) {
+      blocks = static_cast<int32_t>(
+          std::min<int64_t>(num_cache_blocks_on_gpu(a.gpu_memory_utilization, workspace, block_bytes), INT32_MAX));
+    }
   }
 #endif
   b.runner = std::make_unique<DeepSeekRunner>(*b.model, blocks);

@@ -4,6 +4,9 @@
 
 #include "core/error.h"
 #include "kv/latent_cache.h"
+#ifdef MLASERVE_WITH_CUDA
+#include "core/cuda_check.h"
+#endif
 
 namespace mlaserve {
 
@@ -28,6 +31,18 @@ int64_t num_cache_blocks(const CacheSizingInput& in) {
             in.utilization * static_cast<double>(in.total_bytes) / (1 << 30),
             static_cast<double>(in.block_bytes) / (1 << 20));
   return static_cast<int64_t>(blocks);
+}
+
+int64_t num_cache_blocks_on_gpu(double utilization, size_t workspace_bytes, size_t block_bytes) {
+#ifdef MLASERVE_WITH_CUDA
+  size_t free = 0, total = 0;
+  MLA_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  MLA_CHECK(free > workspace_bytes, "the GPU has {:.2f} GiB free, less than the {:.2f} GiB workspace",
+            static_cast<double>(free) / (1 << 30), static_cast<double>(workspace_bytes) / (1 << 30));
+  return num_cache_blocks({total, free - workspace_bytes, utilization, block_bytes});
+#else
+  MLA_FAIL("sizing the KV cache from GPU memory needs the CUDA backend");
+#endif
 }
 
 }  // namespace mlaserve

@@ -28,4 +28,8 @@ size_t latent_block_bytes(int64_t num_layers, int64_t row_dim, DType dtype);
 // The number of blocks; fails with the figures when not even one block fits.
 int64_t num_cache_blocks(const CacheSizingInput& in);
 
+// The same for the current GPU, from what cudaMemGetInfo reports now (call it once the weights
+// are loaded) less `workspace_bytes` kept for activations. Fails in a build without CUDA.
+int64_t num_cache_blocks_on_gpu(double utilization, size_t workspace_bytes, size_t block_bytes);
+
 }  // namespace mlaserve
