@@ -257,7 +257,6 @@ FinishReason Engine::accept_token(ActiveRequest& r, const SampledToken& token, R
 void Engine::finish(ActiveRequest& r, RequestOutput event) {
   const RequestId id = r.seq.id;
   scheduler_.remove(r.seq);
-  event.finished = true;
   r.stream->push(std::move(event));
   requests_.erase(id);
   --num_unfinished_;

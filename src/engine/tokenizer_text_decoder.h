@@ -1,6 +1,7 @@
 // TextDecoderFactory over the project's tokenizer: each decoder is a
 // tokenizer::IncrementalDetokenizer (valid UTF-8 out, a split multi-byte character held back
-// until complete).
+// until complete). Ids the tokenizer does not define (the model's vocabulary padding) decode to
+// nothing.
 #pragma once
 
 #include "engine/text_decoder.h"

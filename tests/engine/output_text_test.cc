@@ -119,6 +119,16 @@ TEST_F(TokenizerText, StreamedTextEqualsTheTokenizersDecode) {
   EXPECT_EQ(streamed, tok.decode(ids, true));
 }
 
+TEST_F(TokenizerText, IdsPastTheTokenizersVocabularyHaveNoText) {
+  TokenizerTextDecoderFactory factory(tok);
+  std::unique_ptr<TextDecoder> d = factory.make(true);
+  EXPECT_EQ(d->push(tok.vocab_size() + 5), "");
+  const std::vector<int32_t> ids = tok.encode("ok");
+  std::string text;
+  for (int32_t id : ids) text += d->push(id);
+  EXPECT_EQ(text + d->flush(), "ok");
+}
+
 TEST_F(TokenizerText, StopStringCutsTheDecodedText) {
   TokenizerTextDecoderFactory factory(tok);
   const std::vector<int32_t> ids = tok.encode("Hello wörld, héllo world!");
