@@ -39,28 +39,28 @@ class DummyMaker {
 
   Tensor norm(int64_t d) { return f32({d}, 0.1f, 1.0f); }
 
+  // gate_up as one [2I, H] matrix (gate rows, then up rows: the same distribution as two).
   MlpWeights mlp(int64_t width) {
     const int64_t h = c_.hidden_size;
-    return MlpWeights{concat_rows(linear(width, h), linear(width, h)), linear(h, width)};
+    return MlpWeights{linear(2 * width, h), linear(h, width)};
   }
 
+  // Stacked experts: BF16 filled in place ([E, 2Im, H], [E, H, Im]); FP8 quantised per expert.
   ops::ExpertWeights experts() {
+    const int64_t e_count = c_.n_routed_experts, im = c_.moe_intermediate_size, h = c_.hidden_size;
+    if (!fp8()) {
+      return ops::ExpertWeights{fill({e_count, 2 * im, h}, fan_in_width(h), 0.0f, o_.weight_dtype, o_.device),
+                                fill({e_count, h, im}, fan_in_width(im), 0.0f, o_.weight_dtype, o_.device), {}, {}};
+    }
     std::vector<Tensor> gate_up, down, gate_up_scale, down_scale;
-    for (int64_t e = 0; e < c_.n_routed_experts; ++e) {
-      MlpWeights m = mlp(c_.moe_intermediate_size);
+    for (int64_t e = 0; e < e_count; ++e) {
+      MlpWeights m = mlp(im);
       gate_up.push_back(m.gate_up.weight);
       down.push_back(m.down.weight);
-      if (fp8()) {
-        gate_up_scale.push_back(m.gate_up.scale_inv);
-        down_scale.push_back(m.down.scale_inv);
-      }
+      gate_up_scale.push_back(m.gate_up.scale_inv);
+      down_scale.push_back(m.down.scale_inv);
     }
-    ops::ExpertWeights w{stack(gate_up), stack(down), {}, {}};
-    if (fp8()) {
-      w.gate_up_scale = stack(gate_up_scale);
-      w.down_scale = stack(down_scale);
-    }
-    return w;
+    return ops::ExpertWeights{stack(gate_up), stack(down), stack(gate_up_scale), stack(down_scale)};
   }
 
   MlaWeights attention() {

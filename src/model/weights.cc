@@ -22,17 +22,17 @@ Linear linear_rows(const Linear& w, int64_t begin, int64_t end) {
 Tensor stack(const std::vector<Tensor>& parts) {
   MLA_CHECK(!parts.empty(), "stack of no tensors");
   Shape shape = parts.front().shape();
+  const Device device = parts.front().device();
   for (const Tensor& p : parts) {
-    MLA_CHECK(p.shape() == shape && p.dtype() == parts.front().dtype() && p.is_cpu(),
-              "stack: parts must be host tensors of one shape and dtype ({} vs {})", shape_str(p.shape()),
-              shape_str(shape));
+    MLA_CHECK(p.shape() == shape && p.dtype() == parts.front().dtype() && p.device() == device,
+              "stack: parts must share shape, dtype and device ({} vs {})", shape_str(p.shape()), shape_str(shape));
   }
   Shape out_shape = shape;
   out_shape.insert(out_shape.begin(), static_cast<int64_t>(parts.size()));
-  Tensor out = Tensor::empty(out_shape, parts.front().dtype());
+  Tensor out = Tensor::empty(out_shape, parts.front().dtype(), device);
   auto* dst = static_cast<char*>(out.raw());
   for (const Tensor& p : parts) {
-    std::memcpy(dst, p.raw(), p.nbytes());
+    copy_bytes(dst, device, p.raw(), device, p.nbytes());
     dst += p.nbytes();
   }
   return out;
@@ -40,11 +40,13 @@ Tensor stack(const std::vector<Tensor>& parts) {
 
 namespace {
 Tensor concat2(const Tensor& a, const Tensor& b) {
-  MLA_CHECK(a.ndim() == 2 && b.ndim() == 2 && a.dim(1) == b.dim(1) && a.dtype() == b.dtype() && a.is_cpu() && b.is_cpu(),
+  MLA_CHECK(a.ndim() == 2 && b.ndim() == 2 && a.dim(1) == b.dim(1) && a.dtype() == b.dtype() &&
+                a.device() == b.device(),
             "concat_rows: {} and {} do not stack", shape_str(a.shape()), shape_str(b.shape()));
-  Tensor out = Tensor::empty({a.dim(0) + b.dim(0), a.dim(1)}, a.dtype());
-  std::memcpy(out.raw(), a.raw(), a.nbytes());
-  std::memcpy(static_cast<char*>(out.raw()) + a.nbytes(), b.raw(), b.nbytes());
+  const Device d = a.device();
+  Tensor out = Tensor::empty({a.dim(0) + b.dim(0), a.dim(1)}, a.dtype(), d);
+  copy_bytes(out.raw(), d, a.raw(), d, a.nbytes());
+  copy_bytes(static_cast<char*>(out.raw()) + a.nbytes(), d, b.raw(), d, b.nbytes());
   return out;
 }
 }  // namespace

@@ -53,7 +53,7 @@ namespace mlaserve::ops {
 // Two grouped GEMM launches (gate_up with silu_mul fused into its epilogue, then down), each
 // covering every expert; the row ranges are read from expert_offsets on the device, never on the
 // host, so the layer can be captured in a CUDA graph. fp32 accumulation; the SwiGLU hidden
-// state is rounded to bf16 between the two GEMMs. Needs H % 256 == 0 and Im % 128 == 0 (every
+// state is rounded to bf16 between the two GEMMs. Needs H and Im multiples of 128 (every
 // DeepSeek config). The contents of expert_offsets are trusted (the CPU reference checks them);
 // the kernels clamp them to [0, P] so that bad offsets cannot reach outside the tensors.
 //

@@ -58,7 +58,7 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
   check_tensor(out, "out", DType::kBF16, {rows, h});
   check_tensor(hidden, "hidden", DType::kBF16, {rows, im});
   check_tensor(expert_offsets, "expert_offsets", DType::kI32, {e_count + 1});
-  MLA_CHECK(h % 256 == 0 && im % 128 == 0, "{}: H = {} must be a multiple of 256 and Im = {} of 128", kOp, h, im);
+  MLA_CHECK(h % 128 == 0 && im % 128 == 0, "{}: H = {} and Im = {} must be multiples of 128", kOp, h, im);
   const int64_t smem_experts = (227 * 1024 - sm80::MoeTilePrefill::kPipelineBytes) / 4 - 1;
   MLA_CHECK(e_count >= 1 && e_count <= smem_experts, "{}: {} experts (the kernel holds 1 .. {})", kOp, e_count,
             smem_experts);
@@ -85,7 +85,7 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
   down.b_rows = static_cast<int32_t>(h);
   down.n_out = static_cast<int32_t>(h);
 
-  switch (sm80::choose_moe_tiles(rows, e_count)) {
+  switch (sm80::choose_moe_tiles(rows, e_count, h)) {
     case sm80::MoeTileConfig::kDecode: return run_tiles<sm80::MoeTileDecode>(gate_up, down, stream);
     case sm80::MoeTileConfig::kMid: return run_tiles<sm80::MoeTileMid>(gate_up, down, stream);
     case sm80::MoeTileConfig::kPrefill: return run_tiles<sm80::MoeTilePrefill>(gate_up, down, stream);

@@ -18,11 +18,13 @@ namespace mlaserve::ops::sm80 {
 
 enum class MoeTileConfig : uint8_t { kDecode, kMid, kPrefill };
 
-inline MoeTileConfig choose_moe_tiles(int64_t rows, int64_t experts) {
+// `hidden` (H, the down GEMM's N) must be a multiple of 128; the 256-wide prefill tile also
+// needs a multiple of 256 (every released model; small test models fall back to kMid).
+inline MoeTileConfig choose_moe_tiles(int64_t rows, int64_t experts, int64_t hidden) {
   const int64_t active = std::max<int64_t>(1, std::min(rows, experts));
   const int64_t mean = (rows + active - 1) / active;
   if (mean <= 16) return MoeTileConfig::kDecode;
-  if (mean <= 64) return MoeTileConfig::kMid;
+  if (mean <= 64 || hidden % 256 != 0) return MoeTileConfig::kMid;
   return MoeTileConfig::kPrefill;
 }
 
