@@ -99,45 +99,49 @@ INSTANTIATE_TEST_SUITE_P(Golden, EngineOnTinyModels, ::testing::ValuesIn(testing
 // Requests sharing prefixes of different lengths, one after another: with prefix caching the
 // later ones compute only their new blocks, and every token equals the cold run's.
 TEST(EngineOnTinyModel, PrefixCacheHitsGiveTheTokensOfAColdRun) {
-  DeepSeekModel model = testing::load_tiny_model("tiny-v3");
-  const std::vector<int32_t> base = testing::load_golden("tiny-v3").back().prompt;  // 300 tokens
-  std::mt19937_64 rng(5);
-  std::vector<std::vector<int32_t>> prompts{base};
-  for (int64_t keep : {300, 200, 64, 129}) {
-    std::vector<int32_t> p(base.begin(), base.begin() + keep);
-    const std::vector<int32_t> tail = random_prompt(rng, 1 + static_cast<int64_t>(rng() % 70), model.config().vocab_size);
-    p.insert(p.end(), tail.begin(), tail.end());
-    prompts.push_back(p);
-  }
-  prompts.push_back(base);
-
-  auto run = [&](bool prefix_caching, std::vector<int64_t>* cached) {
-    DeepSeekRunner runner(model, 32);
-    EngineOptions options;
-    options.scheduler = {128, 8, true};
-    options.enable_prefix_caching = prefix_caching;
-    Engine engine(runner, options);
-    std::vector<std::vector<int32_t>> out;
-    for (const std::vector<int32_t>& p : prompts) {
-      auto s = engine.add_request({p, greedy(12), nullptr});
-      run_to_completion(engine);
-      int64_t hit = 0;
-      std::vector<int32_t> tokens;
-      while (auto ev = s->try_next()) {
-        tokens.insert(tokens.end(), ev->token_ids.begin(), ev->token_ids.end());
-        hit = ev->num_cached_tokens;
-      }
-      out.push_back(tokens);
-      if (cached) cached->push_back(hit);
+  for (const std::string name : {"tiny-v2-lite", "tiny-v3"}) {
+    SCOPED_TRACE(name);
+    DeepSeekModel model = testing::load_tiny_model(name);
+    const std::vector<int32_t> base = testing::load_golden(name).back().prompt;  // 300 tokens
+    std::mt19937_64 rng(5);
+    std::vector<std::vector<int32_t>> prompts{base};
+    for (int64_t keep : {300, 200, 64, 129}) {
+      std::vector<int32_t> p(base.begin(), base.begin() + keep);
+      const std::vector<int32_t> tail =
+          random_prompt(rng, 1 + static_cast<int64_t>(rng() % 70), model.config().vocab_size);
+      p.insert(p.end(), tail.begin(), tail.end());
+      prompts.push_back(p);
     }
-    return out;
-  };
-  std::vector<int64_t> cached;
-  const std::vector<std::vector<int32_t>> warm = run(true, &cached);
-  const std::vector<std::vector<int32_t>> cold = run(false, nullptr);
-  EXPECT_EQ(warm, cold);
-  EXPECT_EQ(cached, (std::vector<int64_t>{0, 4 * kB, 3 * kB, kB, 2 * kB, 4 * kB}));
-  EXPECT_EQ(cold[0], reference(model, prompts[0], 12));
+    prompts.push_back(base);
+
+    auto run = [&](bool prefix_caching, std::vector<int64_t>* cached) {
+      DeepSeekRunner runner(model, 32);
+      EngineOptions options;
+      options.scheduler = {128, 8, true};
+      options.enable_prefix_caching = prefix_caching;
+      Engine engine(runner, options);
+      std::vector<std::vector<int32_t>> out;
+      for (const std::vector<int32_t>& p : prompts) {
+        auto s = engine.add_request({p, greedy(12), nullptr});
+        run_to_completion(engine);
+        int64_t hit = 0;
+        std::vector<int32_t> tokens;
+        while (auto ev = s->try_next()) {
+          tokens.insert(tokens.end(), ev->token_ids.begin(), ev->token_ids.end());
+          hit = ev->num_cached_tokens;
+        }
+        out.push_back(tokens);
+        if (cached) cached->push_back(hit);
+      }
+      return out;
+    };
+    std::vector<int64_t> cached;
+    const std::vector<std::vector<int32_t>> warm = run(true, &cached);
+    const std::vector<std::vector<int32_t>> cold = run(false, nullptr);
+    EXPECT_EQ(warm, cold);
+    EXPECT_EQ(cached, (std::vector<int64_t>{0, 4 * kB, 3 * kB, kB, 2 * kB, 4 * kB}));
+    EXPECT_EQ(cold[0], reference(model, prompts[0], 12));
+  }
 }
 
 // A block pool of 8 blocks for 6 requests of ~2-3 blocks each: sequences are preempted
