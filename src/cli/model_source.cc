@@ -51,6 +51,7 @@ DeepSeekModel load_model(const ModelSourceOptions& o) {
     DummyOptions d;
     d.seed = o.seed;
     d.weight_dtype = weight_dtype;
+    d.device = model_options.device;  // BF16 dummies are filled in place on the GPU
     MLA_LOG_INFO("dummy weights: {} ({:.2f} GB)", o.preset.empty() ? o.config_path : o.preset,
                  dummy_weight_bytes(config, d) / 1e9);
     ModelWeights weights = make_dummy_weights(config, d);

@@ -5,6 +5,10 @@
 // 2^-9 relative) with fp32 accumulation inside every op. About twenty roundings lie in series
 // on a layer's path, so the logits drift ~1% from the fp32 reference as a random walk; we bound
 // the relative L2 error at 3% and the absolute error of any logit at 0.25 (logits are ~1-10).
+// The FP8 checkpoint runs with its weights dequantised to bf16: e4m3 x fp32 scale is not a bf16
+// value, so every weight carries one more rounding (2^-9 relative) that the bf16 checkpoints'
+// weights do not; its bound on any single logit is 0.4 (measured on an H100: up to 0.30 on the
+// 300-token prompt, relative L2 1.7%; the bf16 models: up to 0.16, relative L2 1.2%).
 // Greedy tokens must equal the golden ones for as long as the reference's own top-1/top-2 gap
 // (measured on the CPU model, which matches transformers to 1e-5) exceeds 0.5, twice that bound:
 // past a closer call, bf16 may legitimately pick the other token, and a random model's
@@ -87,7 +91,7 @@ TEST_P(GoldenCudaTest, MatchesTransformersWithinBf16) {
       max_abs = std::max(max_abs, std::fabs(double(got[i]) - want[i]));
     }
     EXPECT_LT(std::sqrt(num / den), 0.03);
-    EXPECT_LT(max_abs, 0.25);
+    EXPECT_LT(max_abs, c.model == "tiny-v3-fp8" ? 0.4 : 0.25);
 
     std::vector<float> margins = reference_margins(cpu, g);
     size_t checked = 0;
