@@ -69,7 +69,7 @@ Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
     size_t j = i;
     size_t max_blocks = 0;
     while (j < nseq && step.absorbed[j]) max_blocks = std::max(max_blocks, batch.sequences[j++].block_table.size());
-    AbsorbedRun run{i, j, s.query_start, 0, {}, {}, {}};
+    AbsorbedRun run{i, j, s.query_start, 0, {}, {}, {}, nullptr};
     std::vector<int32_t> table((j - i) * max_blocks, 0), lens, starts{0};
     for (size_t k = i; k < j; ++k) {
       const SequenceSlice& q = batch.sequences[k];
