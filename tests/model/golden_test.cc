@@ -69,7 +69,10 @@ class GoldenTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(GoldenTest, LogitsAndGreedyMatchTransformers) {
   const Case& c = GetParam();
-  DeepSeekModel model = testing::load_tiny_model(c.model, LoadOptions{DType::kF32, c.fp8}, ModelOptions{c.form, 64});
+  ModelOptions options;
+  options.attention_form = c.form;
+  options.context_chunk_tokens = 64;
+  DeepSeekModel model = testing::load_tiny_model(c.model, LoadOptions{DType::kF32, c.fp8}, options);
   const bool w8a8 = c.fp8 == Fp8Mode::kW8A8;
   for (const GoldenPrompt& g : testing::load_golden(c.model)) {
     SCOPED_TRACE("prompt of " + std::to_string(g.prompt.size()) + " tokens");

@@ -125,7 +125,8 @@ class MoeExpertsCuda : public ::testing::Test {
     const Tensor x_host = random_host({rows, s.hidden}, DType::kBF16, x_seed);
     const Tensor off_gpu = testing::i32_tensor(offsets, {s.experts + 1}).to(Device::kCUDA);
     Tensor out = poisoned_gpu({rows, s.hidden}, DType::kBF16, stream_);
-    moe_experts(x_gpu, off_gpu, gpu_, ActQuantParams{}, out, Stream{stream_});
+    Tensor hidden = Tensor::empty({rows, s.inter}, DType::kBF16, Device::kCUDA);  // [P, Im] workspace
+    moe_experts(x_gpu, off_gpu, gpu_, ActQuantParams{}, hidden, out, Stream{stream_});
     MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
     const Tensor out_host = out.to(Device::kCPU);
     EXPECT_EQ(count_nonfinite(out_host), 0) << "outputs unwritten (poison) or not finite";
@@ -209,7 +210,8 @@ TEST_F(MoeExpertsCuda, SmallNoRowsIsANoOp) {
   const Tensor x = Tensor::empty({0, kSmall.hidden}, DType::kBF16, Device::kCUDA);
   const Tensor off = testing::i32_tensor(std::vector<int32_t>(kSmall.experts + 1, 0), {kSmall.experts + 1});
   Tensor out = Tensor::empty({0, kSmall.hidden}, DType::kBF16, Device::kCUDA);
-  moe_experts(x, off.to(Device::kCUDA), gpu_, ActQuantParams{}, out, Stream{stream_});
+  Tensor hidden = Tensor::empty({0, kSmall.inter}, DType::kBF16, Device::kCUDA);
+  moe_experts(x, off.to(Device::kCUDA), gpu_, ActQuantParams{}, hidden, out, Stream{stream_});
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
