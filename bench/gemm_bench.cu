@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
 #include "ops/linear.h"
@@ -53,23 +54,19 @@ constexpr double kRotateBytes = 128e6;
 
 void fill(Tensor& t, uint64_t seed, cudaStream_t stream) { ops::fill_uniform_cuda({seed, 1.0f, 0.0f}, t, stream); }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
-class Timer {
+class GraphTimer {
  public:
-  Timer() {
+  GraphTimer() {
     MLA_CUDA_CHECK(cudaEventCreate(&start_));
     MLA_CUDA_CHECK(cudaEventCreate(&stop_));
   }
-  ~Timer() {
+  ~GraphTimer() {
     cudaEventDestroy(start_);
     cudaEventDestroy(stop_);
   }
-  Timer(const Timer&) = delete;
-  Timer& operator=(const Timer&) = delete;
+  GraphTimer(const GraphTimer&) = delete;
+  GraphTimer& operator=(const GraphTimer&) = delete;
 
   // Microseconds per call: `calls` calls of fn(i) captured in one graph, the median of `replays`
   // timed replays divided by calls (after two eager calls and one untimed replay).
@@ -132,7 +129,7 @@ struct CopyBandwidth {
   double memcpy_gbps, kernel_gbps;
 };
 
-CopyBandwidth measure_copy(cudaStream_t stream, Timer& timer) {
+CopyBandwidth measure_copy(cudaStream_t stream, GraphTimer& timer) {
   const int64_t bytes = int64_t{1} << 30;
   Tensor a = Tensor::empty({bytes / 2}, DType::kBF16, Device::kCUDA);
   Tensor b = Tensor::empty({bytes / 2}, DType::kBF16, Device::kCUDA);
@@ -171,7 +168,7 @@ struct LinearResult {
 };
 
 LinearResult run_linear(const LinearShape& s, int64_t m, double copy_gbps, cublasHandle_t cublas, cudaStream_t stream,
-                        Timer& timer) {
+                        GraphTimer& timer) {
   const double w_bytes = 2.0 * s.n * s.k;
   const int copies = static_cast<int>(std::max(1.0, std::ceil(kRotateBytes / w_bytes)));
   std::vector<Tensor> w, x, y;
@@ -232,7 +229,7 @@ struct MoeResult {
 };
 
 MoeResult run_moe(const MoeShape& s, const ops::ExpertWeights& w, int64_t tokens, bool dense_baseline,
-                  double copy_gbps, cudaStream_t stream, Timer& timer) {
+                  double copy_gbps, cudaStream_t stream, GraphTimer& timer) {
   std::mt19937_64 rng(static_cast<uint64_t>(tokens) * 7919 + static_cast<uint64_t>(s.experts));
   const int64_t rows = tokens * s.top_k;
   const double expert_bytes = 2.0 * 3 * s.hidden * s.inter;
@@ -322,7 +319,7 @@ int run(int argc, char** argv) {
   MLA_CUBLAS_CHECK(cublasSetStream(cublas, stream));
   Tensor cublas_ws = Tensor::empty({int64_t{32} << 20}, DType::kU8, Device::kCUDA);  // capture-safe workspace
   MLA_CUBLAS_CHECK(cublasSetWorkspace(cublas, cublas_ws.raw(), cublas_ws.nbytes()));
-  Timer timer;
+  GraphTimer timer;
   const CopyBandwidth copy_bw = measure_copy(stream, timer);
   const double copy = copy_bw.memcpy_gbps;
 

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
 #include "ops/mla_decode.h"
@@ -85,40 +86,6 @@ void fill(Tensor& t, uint64_t seed) {
   MLA_CUDA_CHECK_LAUNCH();
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-class Timer {
- public:
-  Timer() {
-    MLA_CUDA_CHECK(cudaEventCreate(&start_));
-    MLA_CUDA_CHECK(cudaEventCreate(&stop_));
-  }
-  ~Timer() {
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
-  }
-  // Median microseconds of `reps` timed runs of fn on stream.
-  template <class Fn>
-  double median_us(cudaStream_t stream, int reps, Fn fn) {
-    std::vector<double> us;
-    for (int i = 0; i < reps; ++i) {
-      MLA_CUDA_CHECK(cudaEventRecord(start_, stream));
-      fn(i);
-      MLA_CUDA_CHECK(cudaEventRecord(stop_, stream));
-      MLA_CUDA_CHECK(cudaEventSynchronize(stop_));
-      float ms = 0.0f;
-      MLA_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
-      us.push_back(ms * 1e3);
-    }
-    return median(us);
-  }
-
- private:
-  cudaEvent_t start_, stop_;
-};
 
 struct CopyBandwidth {
   double memcpy_gbps;
