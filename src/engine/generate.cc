@@ -30,6 +30,9 @@ ForwardBatch step_batch(std::span<const int32_t> tokens, int64_t begin, int64_t 
   return b;
 }
 
+// Logits are sampled on the host: GPU logits are copied back, host ones used as they are.
+Tensor on_host(const Tensor& t) { return t.is_cpu() ? t : t.to(Device::kCPU); }
+
 }  // namespace
 
 GenerateResult generate(DeepSeekModel& model, std::span<const int32_t> prompt, const GenerateOptions& options) {
@@ -61,7 +64,7 @@ GenerateResult generate(DeepSeekModel& model, std::span<const int32_t> prompt, c
       }
     }
     rows.push_back(static_cast<int32_t>(end - 1 - begin));
-    Tensor logits = model.forward(step_batch(tokens, begin, end, table, rows), cache).to(Device::kCPU);
+    Tensor logits = on_host(model.forward(step_batch(tokens, begin, end, table, rows), cache));
     for (size_t i = 0; i < wanted.size(); ++i) {
       std::copy_n(logits.data<float>() + i * vocab, vocab, result.prompt_logits.data<float>() + wanted[i] * vocab);
     }
@@ -83,7 +86,7 @@ GenerateResult generate(DeepSeekModel& model, std::span<const int32_t> prompt, c
     if (step + 1 == options.max_tokens) break;
     tokens.push_back(id);
     const int64_t p = static_cast<int64_t>(tokens.size()) - 1;
-    last = model.forward(step_batch(tokens, p, p + 1, table, {0}), cache).to(Device::kCPU);
+    last = on_host(model.forward(step_batch(tokens, p, p + 1, table, {0}), cache));
   }
   return result;
 }
