@@ -125,6 +125,22 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
 #endif
 }
 
+void copy_bytes_2d(void* dst, size_t dst_pitch, Device dst_device, const void* src, size_t src_pitch,
+                   Device src_device, size_t width, size_t rows) {
+  if (width == 0 || rows == 0) return;
+  if (dst_device == Device::kCPU && src_device == Device::kCPU) {
+    for (size_t i = 0; i < rows; ++i) {
+      std::memcpy(static_cast<char*>(dst) + i * dst_pitch, static_cast<const char*>(src) + i * src_pitch, width);
+    }
+    return;
+  }
+#ifdef MLASERVE_WITH_CUDA
+  MLA_CUDA_CHECK(cudaMemcpy2D(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDefault));
+#else
+  MLA_FAIL("copy between {} and {} needs the CUDA backend", device_name(src_device), device_name(dst_device));
+#endif
+}
+
 bool cuda_available() {
 #ifdef MLASERVE_WITH_CUDA
   int count = 0;

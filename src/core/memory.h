@@ -33,6 +33,11 @@ class Buffer {
 // Copies bytes between any two devices (host<->host, host<->GPU, GPU<->GPU), synchronously.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 
+// A strided copy of `rows` rows of `width` bytes: row i goes from src + i·src_pitch to
+// dst + i·dst_pitch. Synchronous, like copy_bytes (column slices of weights at load).
+void copy_bytes_2d(void* dst, size_t dst_pitch, Device dst_device, const void* src, size_t src_pitch,
+                   Device src_device, size_t width, size_t rows);
+
 // True when this build has the CUDA backend and a GPU is visible.
 bool cuda_available();
 

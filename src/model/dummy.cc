@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "model/loader.h"
+#include "model/shard.h"
 #include "ops/fp8_block.h"
 #include "ops/random_fill.h"
 
@@ -11,7 +12,8 @@ namespace {
 
 class DummyMaker {
  public:
-  DummyMaker(const DeepSeekConfig& c, const DummyOptions& o) : c_(c), o_(o), seed_(o.seed) {}
+  DummyMaker(const DeepSeekConfig& c, const DummyOptions& o)
+      : c_(c), o_(o), seed_(o.seed), plan_(o.shard ? *o.shard : whole_model_plan(c)) {}
 
   // A new tensor of `dtype` on `device`, uniform in [center - half_width, center + half_width).
   Tensor fill(const Shape& shape, float half_width, float center, DType dtype, Device device) {
@@ -101,10 +103,12 @@ class DummyMaker {
         if (c_.n_shared_experts > 0) moe.shared = mlp(c_.shared_intermediate_size());
         l.moe = std::move(moe);
       }
+      if (!plan_.layers.contains(i)) continue;  // drawn all the same: later tensors keep their seeds
+      shard_layer(l, c_, plan_);
       m.layers.push_back(std::move(l));
     }
     m.final_norm = norm(h);
-    m.lm_head = weight(c_.vocab_size, h);
+    m.lm_head = shard_lm_head(weight(c_.vocab_size, h), plan_);
     return m;
   }
 
@@ -114,6 +118,7 @@ class DummyMaker {
   const DeepSeekConfig& c_;
   const DummyOptions& o_;
   uint64_t seed_;
+  ShardPlan plan_;
 };
 
 }  // namespace

@@ -14,8 +14,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "model/config.h"
+#include "model/shard_plan.h"
 #include "model/weights.h"
 
 namespace mlaserve {
@@ -26,6 +28,9 @@ struct DummyOptions {
   bool fp8 = false;                      // FP8 linears even without quantization_config
   uint64_t max_host_bytes = 8ull << 30;  // refuse larger host dummies
   Device device = Device::kCPU;          // where the weights end up
+  // Keep only this rank's share (model/shard_plan.h): every tensor is still drawn in the same
+  // order, so a share equals the same cut of the whole model's dummy weights. Unset: all.
+  std::optional<ShardPlan> shard;
 };
 
 // Parameter bytes the weights of `config` take on the host with `options`.

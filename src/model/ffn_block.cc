@@ -62,9 +62,16 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
   ops::moe_group_by_expert(route.expert_ids, num_experts, groups, stream);
   Tensor gathered = act({t * k, hidden});  // token rows in expert order
   ops::embedding(groups.sorted_tokens, m, gathered, stream);
+  // This rank's experts [e0, e1) own the sorted rows [offsets[e0], offsets[e1]) (all of them
+  // without expert parallelism): the grouped op runs over those rows, the others stay zero in
+  // expert_out and add nothing in the combine.
+  const IndexRange ex = plan_.experts;
+  const bool all_experts = ex.size() == num_experts;
+  const Tensor offsets = all_experts ? groups.expert_offsets : groups.expert_offsets.slice(ex.begin, ex.end + 1);
   Tensor expert_out = act({t * k, hidden});
+  if (!all_experts) expert_out.fill_bytes(0, stream);
   Tensor swiglu = act({t * k, w.experts.intermediate()});  // workspace of the grouped op
-  ops::moe_experts(gathered, groups.expert_offsets, w.experts, act_quant_, swiglu, expert_out, stream);
+  ops::moe_experts(gathered, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
   Tensor out = w.shared ? mlp(*w.shared, m) : act({t, hidden});
   if (!w.shared) out.fill_bytes(0, stream);
   ops::moe_combine(expert_out, groups.sorted_pairs, route.weights, out, stream);

@@ -10,14 +10,14 @@
 namespace mlaserve {
 namespace {
 
-void validate(const ForwardBatch& batch, const DeepSeekConfig& c, const LatentCache& cache) {
+void validate(const ForwardBatch& batch, const DeepSeekConfig& c, int64_t num_layers, const LatentCache& cache) {
   const int64_t t = batch.num_tokens();
   MLA_CHECK(t > 0, "forward: empty batch");
   MLA_CHECK(static_cast<int64_t>(batch.positions.size()) == t && static_cast<int64_t>(batch.slot_mapping.size()) == t,
             "forward: {} tokens but {} positions and {} slots", t, batch.positions.size(), batch.slot_mapping.size());
-  MLA_CHECK(cache.num_layers() == c.num_hidden_layers && cache.row_dim() == c.kv_cache_dim,
+  MLA_CHECK(cache.num_layers() == num_layers && cache.row_dim() == c.kv_cache_dim,
             "forward: cache has {} layers of {}-wide rows, the model needs {} of {}", cache.num_layers(),
-            cache.row_dim(), c.num_hidden_layers, c.kv_cache_dim);
+            cache.row_dim(), num_layers, c.kv_cache_dim);
   int64_t covered = 0;
   for (const SequenceSlice& s : batch.sequences) {
     MLA_CHECK(s.query_start == covered && s.query_len > 0 && s.context_len >= 0,
@@ -43,7 +43,7 @@ void validate(const ForwardBatch& batch, const DeepSeekConfig& c, const LatentCa
 }  // namespace
 
 Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
-  validate(batch, config_, cache);
+  validate(batch, config_, plan_.layers.size(), cache);
   const int64_t t = batch.num_tokens(), hidden = config_.hidden_size;
   const Stream stream = options_.stream;
 
@@ -83,34 +83,41 @@ Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
     run.query_start = device_i32(starts);
     int32_t max_q_len = 0;
     for (size_t k = i; k < j; ++k) max_q_len = std::max(max_q_len, batch.sequences[k].query_len);
-    run.plan = ops::MlaDecodePlan::make(run.seq_lens, config_.num_attention_heads, max_q_len, stream);
+    run.plan = ops::MlaDecodePlan::make(run.seq_lens, heads_, max_q_len, stream);
     step.absorbed_runs.push_back(std::move(run));
     i = j;
   }
   rope_table(*std::max_element(batch.positions.begin(), batch.positions.end()));
 
   Tensor h = act({t, hidden});  // the residual stream
-  ops::embedding(device_i32(batch.token_ids), weights_.embed, h, stream);
+  if (plan_.first_stage()) {
+    ops::embedding(device_i32(batch.token_ids), weights_.embed, h, stream);
+  } else {
+    options_.pp_group->recv(h, plan_.pp_rank - 1, stream);  // the previous stage's residual stream
+  }
   Tensor normed = act({t, hidden});
   const float eps = static_cast<float>(config_.rms_norm_eps);
   ops::rms_norm(h, weights_.layers[0].input_norm, eps, normed, stream);
-  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
+  const int64_t num_layers = plan_.layers.size();  // this stage's layers, counted from 0
+  for (int64_t i = 0; i < num_layers; ++i) {
     const LayerWeights& lw = weights_.layers[static_cast<size_t>(i)];
     Tensor attn_out = attention(i, normed, step, cache);
+    all_reduce(attn_out);
     ops::add_rms_norm(attn_out, h, lw.post_attn_norm, eps, normed, stream);  // h += attn; normed = norm(h)
     Tensor ffn_out = ffn(i, normed);
-    const Tensor& next_norm = i + 1 < config_.num_hidden_layers
+    all_reduce(ffn_out);
+    const Tensor& next_norm = i + 1 < num_layers
                                   ? weights_.layers[static_cast<size_t>(i + 1)].input_norm
                                   : weights_.final_norm;
     ops::add_rms_norm(ffn_out, h, next_norm, eps, normed, stream);  // h += ffn; normed = norm(h)
   }
+  if (!plan_.last_stage()) {
+    options_.pp_group->send(h, plan_.pp_rank + 1, stream);
+    return Tensor();
+  }
 
   // Logits only for the rows that sample: `normed` already holds RMSNorm(h, model.norm).
-  const int64_t r = static_cast<int64_t>(batch.logit_rows.size());
-  Tensor selected = act({r, hidden});
-  ops::embedding(device_i32(batch.logit_rows), normed, selected, stream);  // a row gather
-  Tensor logits = f32({r, config_.vocab_size});
-  ops::linear(selected, weights_.lm_head, logits, stream);
+  Tensor logits = compute_logits(normed, batch.logit_rows);
   return logits;
 }
 

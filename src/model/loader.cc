@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/logging.h"
+#include "model/shard.h"
 #include "ops/fp8_block.h"
 
 namespace mlaserve {
@@ -58,6 +59,13 @@ class TensorSource {
     Tensor dense = Tensor::empty({out, in}, options_.weight_dtype);
     ops::dequantize_block_fp8_cpu(w, scale, dense);
     return Linear{dense, {}};
+  }
+
+  // Marks every tensor under `prefix` as consumed (a layer of another pipeline stage).
+  void skip(const std::string& prefix) {
+    for (const std::string& n : ckpt_.names()) {
+      if (n.starts_with(prefix)) used_.insert(n);
+    }
   }
 
   // Names present in the checkpoint that no field consumed (MTP layers and inv_freq aside).
@@ -164,15 +172,20 @@ ModelWeights load_weights(const Checkpoint& ckpt, const DeepSeekConfig& c, const
   const DType f32 = DType::kF32;  // norms and the correction bias stay f32 on every backend
   ModelWeights m;
   m.embed = src.dense("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, options.weight_dtype);
-  m.layers.resize(static_cast<size_t>(c.num_hidden_layers));
+  const ShardPlan plan = options.shard ? *options.shard : whole_model_plan(c);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = fmt::format("model.layers.{}.", i);
-    LayerWeights& l = m.layers[static_cast<size_t>(i)];
+    if (!plan.layers.contains(i)) {
+      src.skip(p);
+      continue;
+    }
+    LayerWeights& l = m.layers.emplace_back();
     l.input_norm = src.dense(p + "input_layernorm.weight", {c.hidden_size}, f32);
     l.post_attn_norm = src.dense(p + "post_attention_layernorm.weight", {c.hidden_size}, f32);
     l.attn = load_attention(src, p + "self_attn.", c, f32);
     if (!c.is_moe_layer(i)) {
       l.mlp = load_mlp(src, p + "mlp.", c.hidden_size, c.intermediate_size);
+      shard_layer(l, c, plan);
       continue;
     }
     MoeWeights moe;
@@ -187,9 +200,10 @@ ModelWeights load_weights(const Checkpoint& ckpt, const DeepSeekConfig& c, const
       moe.shared = load_mlp(src, p + "mlp.shared_experts.", c.hidden_size, c.shared_intermediate_size());
     }
     l.moe = std::move(moe);
+    shard_layer(l, c, plan);
   }
   m.final_norm = src.dense("model.norm.weight", {c.hidden_size}, f32);
-  m.lm_head = src.dense("lm_head.weight", {c.vocab_size, c.hidden_size}, options.weight_dtype);
+  m.lm_head = shard_lm_head(src.dense("lm_head.weight", {c.vocab_size, c.hidden_size}, options.weight_dtype), plan);
 
   std::vector<std::string> extra = src.unused(c.num_hidden_layers);
   if (!extra.empty()) {

@@ -10,9 +10,12 @@
 // ceil(in/128)]. kv_b_proj is always dequantised once into kv_b_dense for the absorbed form.
 #pragma once
 
+#include <optional>
+
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/safetensors.h"
+#include "model/shard_plan.h"
 #include "model/weights.h"
 
 namespace mlaserve {
@@ -25,6 +28,9 @@ enum class Fp8Mode {
 struct LoadOptions {
   DType weight_dtype = DType::kF32;  // dtype of non-FP8 weights after loading (f32 or bf16)
   Fp8Mode fp8_mode = Fp8Mode::kDequantize;
+  // Load only this rank's share (model/shard_plan.h): the layers of its pipeline stage, each cut
+  // to its tensor-parallel share right after it is read. Unset: the whole model.
+  std::optional<ShardPlan> shard;
 };
 
 ModelWeights load_weights(const Checkpoint& checkpoint, const DeepSeekConfig& config,

@@ -20,7 +20,7 @@ namespace mlaserve {
 
 Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetadata& step, LatentCache& cache) {
   const MlaWeights& w = weights_.layers[static_cast<size_t>(layer)].attn;
-  const int64_t t = a.dim(0), n = config_.num_attention_heads, dn = config_.qk_nope_head_dim;
+  const int64_t t = a.dim(0), n = heads_, dn = config_.qk_nope_head_dim;
   const int64_t dc = config_.kv_lora_rank, dr = config_.qk_rope_head_dim, dv = config_.v_head_dim;
   const float eps = static_cast<float>(config_.rms_norm_eps);
   const Stream stream = options_.stream;
@@ -62,7 +62,7 @@ Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetada
 
 void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
                                     const Tensor& cache_layer, Tensor& o) {
-  const int64_t rows = q.dim(0), n = config_.num_attention_heads, dc = config_.kv_lora_rank;
+  const int64_t rows = q.dim(0), n = heads_, dc = config_.kv_lora_rank;
   const Stream stream = options_.stream;
   Tensor q_abs = act({rows, n, dc + config_.qk_rope_head_dim});  // [rows, n, 576]
   ops::mla_absorb_query(q, w.kv_b_dense, q_abs, stream);
@@ -77,7 +77,7 @@ void DeepSeekModel::attend_mha(const MlaWeights& w, const SequenceSlice& seq, co
                                const Tensor& q, const Tensor& latent, const Tensor& k_pe, const Tensor& cache_layer,
                                Tensor& o) {
   const int64_t len = seq.query_len, ctx = seq.context_len;
-  const int64_t n = config_.num_attention_heads, dc = config_.kv_lora_rank, dr = config_.qk_rope_head_dim;
+  const int64_t n = heads_, dc = config_.kv_lora_rank, dr = config_.qk_rope_head_dim;
   const int64_t dn = config_.qk_nope_head_dim, dv = config_.v_head_dim;
   const float scale = static_cast<float>(config_.softmax_scale);
   const Stream stream = options_.stream;

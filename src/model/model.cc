@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "model/shard.h"
+
 #include "ops/embedding.h"
 #include "ops/linear.h"
 #include "ops/linear_fp8.h"
@@ -14,9 +16,15 @@ namespace mlaserve {
 
 DeepSeekModel::DeepSeekModel(DeepSeekConfig config, ModelWeights weights, ModelOptions options)
     : config_(std::move(config)), weights_(std::move(weights)), options_(options) {
-  MLA_CHECK(static_cast<int64_t>(weights_.layers.size()) == config_.num_hidden_layers,
-            "model has {} layers of weights for a {}-layer config", weights_.layers.size(),
-            config_.num_hidden_layers);
+  plan_ = options_.shard ? *options_.shard : whole_model_plan(config_);
+  heads_ = plan_.heads.size();
+  MLA_CHECK(static_cast<int64_t>(weights_.layers.size()) == plan_.layers.size(),
+            "model has {} layers of weights for {} layers [{}, {}) of a {}-layer config", weights_.layers.size(),
+            plan_.layers.size(), plan_.layers.begin, plan_.layers.end, config_.num_hidden_layers);
+  MLA_CHECK(plan_.tp_size == 1 || (options_.tp_group && options_.tp_group->size() == plan_.tp_size),
+            "a model split over {} tensor-parallel ranks needs a tensor-parallel group of that size", plan_.tp_size);
+  MLA_CHECK(plan_.pp_size == 1 || (options_.pp_group && options_.pp_group->size() == plan_.pp_size),
+            "a model split over {} pipeline stages needs a pipeline group of that size", plan_.pp_size);
   MLA_CHECK(options_.context_chunk_tokens > 0, "context_chunk_tokens must be positive");
   MLA_CHECK(weights_.embed.device() == options_.device, "the weights are on {}, the model is set to run on {}",
             device_name(weights_.embed.device()), device_name(options_.device));
@@ -27,7 +35,7 @@ DeepSeekModel::DeepSeekModel(DeepSeekConfig config, ModelWeights weights, ModelO
 }
 
 LatentCache DeepSeekModel::make_cache(int64_t num_blocks) const {
-  return LatentCache(config_.num_hidden_layers, num_blocks, config_.kv_cache_dim, act_dtype_, options_.device);
+  return LatentCache(plan_.layers.size(), num_blocks, config_.kv_cache_dim, act_dtype_, options_.device);
 }
 
 Tensor DeepSeekModel::device_i32(const std::vector<int32_t>& values) const {

@@ -23,6 +23,12 @@
 // speculative verification) uses the absorbed form, which reads each cached row once for all
 // heads; longer chunks (prefill) use the MHA form, ~3.4x fewer attention FLOPs (§4.3).
 //
+// Split across ranks (ModelOptions::shard, model/shard_plan.h): a rank holds a share of the heads,
+// MLP channels, experts and vocabulary, and sums the partial outputs of o_proj and of the FFN
+// with one all-reduce each over ModelOptions::tp_group; the logits of its vocabulary shard are
+// all-gathered. A pipeline stage runs its layer range only: it receives the residual stream
+// from the previous stage (pp_group) and sends it on, and only the last stage makes logits.
+//
 // Backends: the model runs where its weights are (ModelOptions::device). On the CPU every
 // activation is f32 (the reference); on the GPU activations are bf16 with fp32 accumulation
 // inside every op, router logits and softmax statistics in fp32, logits in fp32. Ops dispatch
@@ -30,12 +36,15 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
+#include "core/collectives.h"
 #include "core/stream.h"
 #include "core/tensor.h"
 #include "kv/latent_cache.h"
 #include "model/config.h"
 #include "model/forward_batch.h"
+#include "model/shard_plan.h"
 #include "model/weights.h"
 #include "ops/fp8_quant.h"
 
@@ -57,6 +66,12 @@ struct ModelOptions {
   int64_t context_chunk_tokens = 4096;  // MHA form: cached context up-projected per chunk
   Device device = Device::kCPU;         // where the weights are and the model runs
   Stream stream;                        // GPU: the stream every op is queued on
+  // This rank's share of a model split across ranks (unset: the whole model). The weights must
+  // already be cut to it (model/shard.h); tp_group is needed when shard.tp_size > 1, pp_group
+  // (ranks numbered by stage) when shard.pp_size > 1.
+  std::optional<ShardPlan> shard;
+  Collectives* tp_group = nullptr;
+  Collectives* pp_group = nullptr;
 };
 
 class DeepSeekModel {
@@ -65,18 +80,21 @@ class DeepSeekModel {
 
   const DeepSeekConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
+  const ShardPlan& shard() const { return plan_; }
 
   // A cache sized for this model on its device (f32 rows on the CPU, bf16 on the GPU).
   LatentCache make_cache(int64_t num_blocks) const;
   DType activation_dtype() const { return act_dtype_; }
 
   // Runs one step: writes the new tokens' latent rows into `cache` and returns the logits of
-  // batch.logit_rows, [R, vocab] f32.
+  // batch.logit_rows, [R, vocab] f32. A pipeline stage other than the last returns an undefined
+  // tensor (it sent its residual stream to the next stage).
   Tensor forward(const ForwardBatch& batch, LatentCache& cache);
 
  private:
 
-  // a [T, H] normed input -> o_proj output [T, H].
+  // a [T, H] normed input -> o_proj output [T, H] (this rank's heads only: a partial sum under
+  // tensor parallelism). `layer` counts from the first layer of this stage.
   Tensor attention(int64_t layer, const Tensor& a, const StepMetadata& step, LatentCache& cache);
   // Write o [rows, n, dv]: a run of consecutive absorbed-form sequences (one mla_decode call),
   // or one MHA-form sequence (its new tokens, then its cached context chunk by chunk).
@@ -93,10 +111,14 @@ class DeepSeekModel {
   Tensor f32(Shape shape) const { return Tensor::empty(std::move(shape), DType::kF32, options_.device); }
   Tensor device_i32(const std::vector<int32_t>& values) const;
   const Tensor& rope_table(int64_t max_position);  // [P, 64] cos|sin, grown on demand
+  void all_reduce(Tensor& partial);                // sums the tensor-parallel group's partial outputs
+  Tensor compute_logits(const Tensor& normed, const std::vector<int32_t>& rows);  // [R, V] f32
 
   DeepSeekConfig config_;
   ModelWeights weights_;
   ModelOptions options_;
+  ShardPlan plan_;
+  int64_t heads_ = 0;  // attention heads of this rank
   ops::ActQuantParams act_quant_;
   DType act_dtype_ = DType::kF32;
   Tensor cos_sin_;

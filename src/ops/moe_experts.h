@@ -4,7 +4,9 @@
 // (no host synchronisation).
 //
 //   x               [P, H] activations in expert order (moe_dispatch.h: P = T·k gathered rows)
-//   expert_offsets  [E + 1] i32: expert e owns rows [offsets[e], offsets[e + 1])
+//   expert_offsets  [E + 1] i32: expert e owns rows [offsets[e], offsets[e + 1]); the rows
+//                   outside [offsets[0], offsets[E]) belong to no expert here and are not written
+//                   (a rank holding a share of the experts passes a view of the full offsets)
 //   weights         ExpertWeights, stacked:
 //     gate_up       [E, 2·Im, H]  rows [0, Im) = gate_proj, [Im, 2·Im) = up_proj of each expert
 //     down          [E, H, Im]

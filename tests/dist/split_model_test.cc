@@ -1,0 +1,178 @@
+// A tiny model split over threads (LocalCollectives) on the CPU backend gives the logits of the
+// whole model: tensor parallelism (heads, MLP channels, experts, vocabulary), pipeline stages,
+// and both, over batches that mix prefill, chunked prefill with cached context, and decode.
+//
+// Tolerance: the split and the whole model compute in f32 from the same weights; they differ
+// only in the order of the partial sums (o_proj, FFN: ~1e-7 relative per sum), which three
+// layers amplify to ~1e-6 on logits of magnitude ~1-10. 1e-4 absolute is far above that and far
+// below any difference a misplaced head, channel, expert or vocabulary row makes (O(1)).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <ostream>
+#include <thread>
+
+#include "dist/local_collectives.h"
+#include "dist/partition.h"
+#include "model/shard.h"
+#include "../model/tiny_models.h"
+
+namespace mlaserve::dist {
+namespace {
+
+constexpr int32_t kBlocks = 16;
+
+// Sequence i's cache blocks: i * 4 ... (4 blocks, 256 tokens each at most).
+std::vector<int32_t> blocks_of(int seq) { return {seq * 4, seq * 4 + 1, seq * 4 + 2, seq * 4 + 3}; }
+
+struct SeqStep {
+  int seq;
+  int32_t context, len;
+};
+
+// One step of several sequences; every sequence's last row (and row 0) samples.
+ForwardBatch make_batch(const std::vector<SeqStep>& seqs, int64_t vocab) {
+  ForwardBatch b;
+  for (const SeqStep& s : seqs) {
+    SequenceSlice slice{static_cast<int32_t>(b.token_ids.size()), s.len, s.context, blocks_of(s.seq)};
+    for (int32_t p = s.context; p < s.context + s.len; ++p) {
+      b.token_ids.push_back(static_cast<int32_t>((p * 131 + s.seq * 17 + 5) % vocab));
+      b.positions.push_back(p);
+      b.slot_mapping.push_back(int64_t{slice.block_table[static_cast<size_t>(p / kCacheBlockSize)]} * kCacheBlockSize +
+                               p % kCacheBlockSize);
+    }
+    b.sequences.push_back(slice);
+    b.logit_rows.push_back(static_cast<int32_t>(b.token_ids.size() - 1));
+  }
+  b.logit_rows.push_back(0);
+  return b;
+}
+
+// Prefill of three prompts, then a chunk with cached context beside decodes, then decodes.
+std::vector<ForwardBatch> steps(int64_t vocab) {
+  return {make_batch({{0, 0, 40}, {1, 0, 5}, {2, 0, 1}}, vocab), make_batch({{1, 5, 1}, {2, 1, 1}, {0, 40, 30}}, vocab),
+          make_batch({{0, 70, 1}, {1, 6, 1}, {2, 2, 3}}, vocab), make_batch({{0, 71, 1}, {1, 7, 1}, {2, 5, 1}}, vocab)};
+}
+
+std::vector<Tensor> run_whole(const std::string& name) {
+  DeepSeekModel model = testing::load_tiny_model(name);
+  LatentCache cache = model.make_cache(kBlocks);
+  std::vector<Tensor> out;
+  for (const ForwardBatch& b : steps(model.config().vocab_size)) out.push_back(model.forward(b, cache));
+  return out;
+}
+
+// The logits of every step from each rank of the last stage, split over tp x pp threads.
+std::vector<std::vector<Tensor>> run_split(const std::string& name, int tp, int pp) {
+  const std::string dir = testing::tiny_model_dir(name);
+  const DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
+  const Checkpoint ckpt = Checkpoint::open(dir);
+  std::vector<std::shared_ptr<LocalGroup>> tp_groups, pp_groups;
+  for (int i = 0; i < pp; ++i) tp_groups.push_back(std::make_shared<LocalGroup>(tp));
+  for (int i = 0; i < tp; ++i) pp_groups.push_back(std::make_shared<LocalGroup>(pp));
+  std::vector<std::vector<Tensor>> logits(static_cast<size_t>(tp));
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(static_cast<size_t>(tp * pp));
+  for (int rank = 0; rank < tp * pp; ++rank) {
+    threads.emplace_back([&, rank] {
+      try {
+        const ParallelConfig pc{tp, pp, rank};
+        LocalCollectives tp_comm(tp_groups[static_cast<size_t>(pc.pp_rank())], pc.tp_rank());
+        LocalCollectives pp_comm(pp_groups[static_cast<size_t>(pc.tp_rank())], pc.pp_rank());
+        LoadOptions load;
+        load.shard = make_shard_plan(config, pc);
+        ModelOptions options;
+        options.shard = load.shard;
+        options.tp_group = &tp_comm;
+        options.pp_group = &pp_comm;
+        DeepSeekModel model(config, load_weights(ckpt, config, load), options);
+        LatentCache cache = model.make_cache(kBlocks);
+        for (const ForwardBatch& b : steps(config.vocab_size)) {
+          Tensor l = model.forward(b, cache);
+          EXPECT_EQ(l.defined(), pc.pp_rank() == pp - 1);
+          if (l.defined()) logits[static_cast<size_t>(pc.tp_rank())].push_back(l);
+        }
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(rank)] = e.what();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const std::string& e : errors) EXPECT_EQ(e, "");
+  return logits;
+}
+
+struct Split {
+  std::string model;
+  int tp, pp;
+};
+
+void PrintTo(const Split& s, std::ostream* os) { *os << s.model << " tp" << s.tp << " pp" << s.pp; }
+
+class SplitModel : public ::testing::TestWithParam<Split> {};
+
+TEST_P(SplitModel, LogitsEqualTheWholeModel) {
+  const Split s = GetParam();
+  const std::vector<Tensor> want = run_whole(s.model);
+  const auto got = run_split(s.model, s.tp, s.pp);
+  for (int r = 0; r < s.tp; ++r) {
+    ASSERT_EQ(got[static_cast<size_t>(r)].size(), want.size()) << "tp rank " << r;
+    for (size_t step = 0; step < want.size(); ++step) {
+      const Tensor& g = got[static_cast<size_t>(r)][step];
+      ASSERT_EQ(g.shape(), want[step].shape());
+      const float* gp = g.data<float>();
+      const float* wp = want[step].data<float>();
+      double max_abs = 0;
+      for (int64_t i = 0; i < g.numel(); ++i) max_abs = std::max(max_abs, std::fabs(double(gp[i]) - wp[i]));
+      EXPECT_LT(max_abs, 1e-4) << "step " << step << " tp rank " << r;
+      if (r > 0) {  // every rank of the group holds the same gathered logits, bit for bit
+        EXPECT_EQ(0, std::memcmp(g.raw(), got[0][step].raw(), g.nbytes())) << "step " << step;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Tiny, SplitModel,
+    ::testing::Values(Split{"tiny-v2-lite", 2, 1}, Split{"tiny-v2", 2, 1}, Split{"tiny-v2", 4, 1},
+                      Split{"tiny-v3", 2, 1}, Split{"tiny-v3-fp8", 2, 1}, Split{"tiny-v3", 1, 2},
+                      Split{"tiny-v2", 1, 3}, Split{"tiny-v2", 2, 2}),
+    [](const ::testing::TestParamInfo<Split>& info) {
+      std::string n = info.param.model + "_tp" + std::to_string(info.param.tp) + "_pp" + std::to_string(info.param.pp);
+      for (char& c : n) c = c == '-' ? '_' : c;
+      return n;
+    });
+
+// A layer's share holds exactly the full weights' rows and columns of its heads, channels and
+// experts, and the lm_head shard its vocabulary rows then zeros.
+TEST(ShardWeights, SharesAreCutsOfTheFullWeights) {
+  const std::string dir = testing::tiny_model_dir("tiny-v2");
+  const DeepSeekConfig c = load_deepseek_config(dir + "/config.json");
+  const Checkpoint ckpt = Checkpoint::open(dir);
+  const ModelWeights full = load_weights(ckpt, c, {});
+  LoadOptions load;
+  load.shard = make_shard_plan(c, ParallelConfig{4, 1, 3});  // heads [3, 4), vocab [768, 1024)
+  const ModelWeights part = load_weights(ckpt, c, load);
+  auto at = [](const Tensor& t, int64_t r, int64_t col) { return t.data<float>()[r * t.dim(1) + col]; };
+  const MlaWeights& fa = full.layers[1].attn;
+  const MlaWeights& pa = part.layers[1].attn;
+  ASSERT_EQ(pa.q_b_proj->weight.shape(), (Shape{c.qk_head_dim, *c.q_lora_rank}));
+  EXPECT_EQ(at(pa.q_b_proj->weight, 5, 7), at(fa.q_b_proj->weight, 3 * c.qk_head_dim + 5, 7));
+  ASSERT_EQ(pa.o_proj.weight.shape(), (Shape{c.hidden_size, c.v_head_dim}));
+  EXPECT_EQ(at(pa.o_proj.weight, 9, 11), at(fa.o_proj.weight, 9, 3 * c.v_head_dim + 11));
+  EXPECT_EQ(at(pa.kv_b_dense, 2, 3), at(fa.kv_b_dense, 3 * 256 + 2, 3));
+  EXPECT_EQ(pa.kv_a_proj.weight.shape(), fa.kv_a_proj.weight.shape());  // the latent is replicated
+  const MoeWeights& fm = *full.layers[1].moe;
+  const MoeWeights& pm = *part.layers[1].moe;
+  EXPECT_EQ(pm.experts.num_experts(), 2);  // experts [6, 8)
+  EXPECT_EQ(pm.experts.gate_up.data<float>()[100], fm.experts.gate_up.slice(6, 7).data<float>()[100]);
+  const int64_t width = c.shared_intermediate_size(), q = width / 4;
+  EXPECT_EQ(at(pm.shared->gate_up.weight, q + 1, 4), at(fm.shared->gate_up.weight, width + 3 * q + 1, 4));  // up row
+  EXPECT_EQ(at(pm.shared->down.weight, 4, 1), at(fm.shared->down.weight, 4, 3 * q + 1));
+  EXPECT_EQ(at(part.lm_head, 10, 3), at(full.lm_head, 768 + 10, 3));
+  EXPECT_EQ(part.layers[0].mlp->down.weight.shape(), (Shape{c.hidden_size, c.intermediate_size / 4}));
+}
+
+}  // namespace
+}  // namespace mlaserve::dist
