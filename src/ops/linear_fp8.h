@@ -32,4 +32,48 @@ void linear_fp8_cpu(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_in
 // Dispatch by device (ops/dispatch.h): the model graph calls these.
 void linear_fp8(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act, Tensor& out, Stream stream = {});
 
+// The W8A8 product of already quantised activations (out f32 on the CPU, bf16 on the GPU).
+void linear_fp8_w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
+                     Tensor& out, Stream stream = {});
+
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/linear_fp8_* (kernels) and cuBLASLt (ops/cuda/cublaslt_gemm.h) -------
+//
+// linear_fp8_w8a8_cuda: the product of linear_fp8_w8a8_cpu on GPU tensors, out [T, N] bf16 (the
+// fp32 total rounded once). x_q [T, K] e4m3, x_scales [T, ceil(K/128)] f32, w_q [N, K] e4m3,
+// w_scale_inv [ceil(N/128), ceil(K/128)] f32, all contiguous; K a multiple of 16 (the row pitch
+// of a TMA copy); N any (kv_a_proj's 576 ends in a half block). Each 128-wide K group is summed
+// by the tensor cores (fp8 products, ~fp22 sums inside a group), multiplied by x_scale·w_scale
+// and added to an fp32 total, as the reference does.
+//
+// Kernels (ops/cuda/linear_fp8_heuristics.h picks one per shape with kAuto):
+//   kSm90SwapAB  ours (linear_fp8_sm90.cuh): the weight is wgmma's M side, tokens its N side, so
+//                decode batches stream the weights once at HBM speed; K split over a thread-block
+//                cluster and reduced through distributed shared memory. Any T, N; best at T <= 128.
+//   kCublasLt    cuBLASLt's block-scaled FP8 (BLK128x128 weights, VEC128 activations). Needs T, N
+//                multiples of 4 (N of 8), ceil(K/128) a multiple of 4; the activation scales are
+//                transposed to [ceil(K/128), T] into a workspace first (cuBLASLt's layout).
+//
+// Asynchronous on stream; no host synchronisation. Allocation: the first call on a (thread,
+// device, stream) allocates a 4 MiB scale workspace and cuBLASLt its handle and workspace; run
+// each shape once before capturing it in a CUDA graph (a first call during capture fails with a
+// message). Bad shapes or dtypes throw before anything is enqueued.
+enum class Fp8GemmKernel : uint8_t { kAuto, kSm90SwapAB, kCublasLt };
+
+void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
+                          Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto);
+
+// x_scales [T, G] f32 -> out [G, T] f32: the activation scales in cuBLASLt's VEC128 layout. An
+// activation quantiser that writes [G, T] itself lets a caller skip this pass.
+void transpose_fp8_act_scales_cuda(const Tensor& x_scales, Tensor& out, cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

@@ -26,7 +26,24 @@ namespace {
 constexpr std::string_view kOp = "lt_gemm";
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
-cudaDataType_t cuda_type(DType t) { return t == DType::kBF16 ? CUDA_R_16BF : CUDA_R_32F; }
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::kBF16: return CUDA_R_16BF;
+    case DType::kF8E4M3: return CUDA_R_8F_E4M3;
+    default: return CUDA_R_32F;
+  }
+}
+
+// FP8 problems: cuBLAS's A (our B, the weight) has 128 x 128 block scales, cuBLAS's B (our A,
+// the activations) 1 x 128 group scales (cublaslt_gemm.h). Pointers are set on every call.
+void set_fp8_scales(cublasLtMatmulDesc_t op, const Fp8BlockScales& s) {
+  const void* lt_a_scale = s.b_blk128;
+  const void* lt_b_scale = s.a_vec128;
+  MLA_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &lt_a_scale, sizeof(lt_a_scale)));
+  MLA_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &lt_b_scale, sizeof(lt_b_scale)));
+}
 
 // The largest power of two, up to 256, that divides the address of every batch entry: what the
 // heuristic may assume.
@@ -144,9 +161,18 @@ cublasLtMatrixLayout_t make_layout(DType dtype, int64_t rows, int64_t cols, int6
   return layout;
 }
 
-std::unique_ptr<Plan> make_plan(cublasLtHandle_t handle, const PlanKey& k) {
+std::unique_ptr<Plan> make_plan(cublasLtHandle_t handle, const PlanKey& k, const Fp8BlockScales& fp8_scales) {
   auto plan = std::make_unique<Plan>();
   MLA_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  if (k.ab_dtype == DType::kF8E4M3) {
+    const int32_t lt_a_mode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+    const int32_t lt_b_mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+    MLA_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &lt_a_mode, sizeof(lt_a_mode)));
+    MLA_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &lt_b_mode, sizeof(lt_b_mode)));
+    set_fp8_scales(plan->op, fp8_scales);
+  }
   const bool b_nk = k.b_layout == BLayout::kNK;
   const int32_t trans_a = b_nk ? CUBLAS_OP_T : CUBLAS_OP_N, trans_b = CUBLAS_OP_N;
   MLA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
@@ -190,8 +216,25 @@ void check_problem(const GemmProblem& p) {
             p.k, p.batch);
   const bool bf16_in = p.ab_dtype == DType::kBF16 && (p.d_dtype == DType::kBF16 || p.d_dtype == DType::kF32);
   const bool f32_in = p.ab_dtype == DType::kF32 && p.d_dtype == DType::kF32;
-  MLA_CHECK(bf16_in || f32_in, "{}: A and B {} with D {}: supported are BF16 -> BF16 or F32, and F32 -> F32", kOp,
+  const bool fp8_in = p.ab_dtype == DType::kF8E4M3 && p.d_dtype == DType::kBF16;
+  MLA_CHECK(bf16_in || f32_in || fp8_in,
+            "{}: A and B {} with D {}: supported are BF16 -> BF16 or F32, F32 -> F32 and F8_E4M3 -> BF16", kOp,
             dtype_name(p.ab_dtype), dtype_name(p.d_dtype));
+  if (fp8_in) {
+    const auto aligned16 = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+    MLA_CHECK(p.fp8_scales.a_vec128 != nullptr && p.fp8_scales.b_blk128 != nullptr && aligned16(p.fp8_scales.a_vec128) &&
+                  aligned16(p.fp8_scales.b_blk128),
+              "{}: an FP8 problem needs both block-scale tensors, 16-byte aligned", kOp);
+    MLA_CHECK(p.b_layout == BLayout::kNK && p.batch == 1, "{}: FP8 problems are single [M, K] · [N, K]ᵀ products",
+              kOp);
+    MLA_CHECK(p.m % 4 == 0 && p.n % 4 == 0 && p.k % 16 == 0 && ((p.k + 127) / 128) % 4 == 0,
+              "{}: cuBLASLt's block-scaled FP8 needs M, N multiples of 4, K of 16 and ceil(K/128) of 4; got M {} N {} "
+              "K {}",
+              kOp, p.m, p.n, p.k);
+  } else {
+    MLA_CHECK(p.fp8_scales.a_vec128 == nullptr && p.fp8_scales.b_blk128 == nullptr,
+              "{}: block scales given for a {} problem", kOp, dtype_name(p.ab_dtype));
+  }
   const int64_t b_row = p.b_layout == BLayout::kNK ? p.k : p.n;
   MLA_CHECK(p.a.row_stride >= p.k && p.b.row_stride >= b_row && p.d_row_stride >= p.n,
             "{}: row strides A {} B {} D {} are shorter than the rows (K {}, N {})", kOp, p.a.row_stride,
@@ -229,7 +272,8 @@ void lt_gemm(const GemmProblem& p, cudaStream_t stream) {
                     alignment_of(p.b.data, p.b.batch_stride, p.ab_dtype, batched),
                     alignment_of(p.d, p.d_batch_stride, p.d_dtype, batched)};
   std::unique_ptr<Plan>& plan = ctx.plans[key];
-  if (!plan) plan = make_plan(ctx.handle, key);
+  if (!plan) plan = make_plan(ctx.handle, key, p.fp8_scales);
+  if (p.ab_dtype == DType::kF8E4M3) set_fp8_scales(plan->op, p.fp8_scales);
 
   const float alpha = 1.0f, beta = 0.0f;
   MLA_CUBLAS_CHECK(cublasLtMatmul(ctx.handle, plan->op, &alpha, p.b.data, plan->lt_a, p.a.data, plan->lt_b, &beta,

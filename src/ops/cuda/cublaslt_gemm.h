@@ -8,6 +8,16 @@
 // A and B are both bf16 (D bf16 or f32) or both f32 (D f32); the products accumulate in fp32
 // (CUBLAS_COMPUTE_32F: no TF32 for f32 inputs), alpha = 1, beta = 0.
 //
+// Or both f8e4m3 with DeepSeek's block scales (D bf16; kNK only; cuBLAS 12.9+ on sm_90), set in
+// GemmProblem::fp8_scales (scale layouts from the cuBLAS guide, "Scaling factors layouts"):
+//   a_vec128  [ceil(K/128), M] f32, M contiguous: A's 1 x 128 groups (VEC128_32F). Note the
+//             transpose: an activation quantiser writes [M, ceil(K/128)]
+//             (ops/fp8_quant.h; transpose_fp8_act_scales_cuda in ops/linear_fp8.h).
+//   b_blk128  [ceil(N/128), ceil(K/128)] f32, K contiguous: B's 128 x 128 blocks
+//             (BLK128x128_32F), the checkpoint's scale_inv as stored.
+// cuBLASLt's own constraints, checked: M and N multiples of 4, K a multiple of 16,
+// ceil(K/128) a multiple of 4 (the row stride of b_blk128), scales 16-byte aligned.
+//
 // Steady state does no allocation and no synchronisation, so calls can be captured in a CUDA
 // graph. What is cached, per host thread and device:
 //   - one cuBLASLt handle;
@@ -38,6 +48,12 @@ struct GemmOperand {
   int64_t batch_stride = 0;  // elements between consecutive batch entries (batch > 1)
 };
 
+// Block scales of an FP8 problem (layouts above); both null for bf16 / f32 problems.
+struct Fp8BlockScales {
+  const float* a_vec128 = nullptr;  // [ceil(K/128), M]
+  const float* b_blk128 = nullptr;  // [ceil(N/128), ceil(K/128)]
+};
+
 struct GemmProblem {
   int64_t m = 0, n = 0, k = 0;
   int64_t batch = 1;
@@ -48,6 +64,7 @@ struct GemmProblem {
   void* d = nullptr;
   int64_t d_row_stride = 0;
   int64_t d_batch_stride = 0;
+  Fp8BlockScales fp8_scales;  // required when ab_dtype is kF8E4M3
 };
 
 // Enqueues the product on stream. Shapes must be positive (callers return early on empty

@@ -1,0 +1,285 @@
+// Benchmark of the dense block-scaled FP8 GEMM (ops/linear_fp8.h) at DeepSeek's projection
+// shapes: our sm90 swap-AB kernel against cuBLASLt's block-scaled FP8 (BLK128x128 weights,
+// VEC128 activations) on the same operands in the same run. A program, not a test: it prints a
+// table and writes JSON.
+//
+//   fp8_gemm_bench [--out DIR]
+//
+// Columns: swapAB = linear_fp8_w8a8_cuda(kSm90SwapAB); Lt = the cuBLASLt GEMM alone, its
+// activation scales already transposed ([G, T], as a quantiser could write them); Lt+T = the
+// library's cuBLASLt path, the scale transpose included; auto = what kAuto runs. Bytes: W + its
+// scales + x + its scales + out (bf16), each once; the floor is bytes over the copy bandwidth
+// (cudaMemcpyAsync of 1 GiB, read + write, measured in the same run); "of floor" is floor /
+// time of the auto path, the fraction of the HBM floor reached (1.0 = at the floor). FLOPs
+// 2·M·N·K; at large M the peer is cuBLASLt.
+//
+// Timing: operands random (never zeros); as many weight copies as it takes to pass 256 MB
+// (> 4x the L2), used in rotation; a CUDA graph of 10 calls is replayed, each replay timed with
+// events; the median replay over 10 is the figure.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_timing.h"
+#include "core/cuda_check.h"
+#include "core/tensor.h"
+#include "ops/cuda/cublaslt_gemm.h"
+#include "ops/cuda/linear_fp8_heuristics.h"
+#include "ops/fp8_block.h"
+#include "ops/linear_fp8.h"
+
+namespace mlaserve::bench {
+namespace {
+
+constexpr double kRotateBytes = 256e6;
+constexpr int kCalls = 10;
+
+// Microseconds per call: kCalls calls of fn(i) captured in one graph, the median of `replays`
+// timed replays over kCalls (after two eager calls and one untimed replay).
+double graph_us(cudaStream_t stream, int replays, Timer& timer, const std::function<void(int)>& fn) {
+  fn(0);
+  fn(1);
+  MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  MLA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < kCalls; ++i) fn(i);
+  MLA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  MLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+  const double us =
+      timer.median_us(stream, replays, [&](int) { MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream)); }) / kCalls;
+  MLA_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  MLA_CUDA_CHECK(cudaGraphDestroy(graph));
+  return us;
+}
+
+// Device-to-device copy of 1 GiB, bytes read + written, eager, median of 20.
+double copy_gbps(cudaStream_t stream, Timer& timer) {
+  const int64_t bytes = int64_t{1} << 30;
+  Tensor a = Tensor::empty({bytes}, DType::kU8, Device::kCUDA), b = Tensor::empty({bytes}, DType::kU8, Device::kCUDA);
+  MLA_CUDA_CHECK(cudaMemsetAsync(a.raw(), 0x3C, bytes, stream));
+  MLA_CUDA_CHECK(cudaMemcpyAsync(b.raw(), a.raw(), bytes, cudaMemcpyDeviceToDevice, stream));
+  const double us = timer.median_us(stream, 20, [&](int) {
+    MLA_CUDA_CHECK(cudaMemcpyAsync(b.raw(), a.raw(), bytes, cudaMemcpyDeviceToDevice, stream));
+  });
+  return 2.0 * static_cast<double>(bytes) / us / 1e3;
+}
+
+// Uniform(-448, 448) rounded to e4m3, on the host (12 random bits index a table of codes).
+Tensor random_fp8(const Shape& shape, std::mt19937_64& rng) {
+  static const std::vector<float8_e4m3> table = [] {
+    std::vector<float8_e4m3> t(4096);
+    for (int i = 0; i < 4096; ++i) t[i] = float_to_e4m3(((i + 0.5f) / 4096.0f * 2.0f - 1.0f) * 448.0f);
+    return t;
+  }();
+  Tensor t = Tensor::empty(shape, DType::kF8E4M3);
+  float8_e4m3* p = t.data<float8_e4m3>();
+  const int64_t n = t.numel();
+  for (int64_t i = 0; i < n; i += 5) {
+    uint64_t r = rng();
+    for (int64_t j = i; j < std::min(n, i + 5); ++j, r >>= 12) p[j] = table[r & 4095];
+  }
+  return t;
+}
+
+Tensor random_scales(const Shape& shape, float center, std::mt19937_64& rng) {
+  Tensor t = Tensor::empty(shape, DType::kF32);
+  std::uniform_real_distribution<float> u(0.5f * center, 1.5f * center);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
+  return t;
+}
+
+struct Shape2 {
+  const char* name;
+  int64_t n, k;
+  bool large_m;  // also at 16384 tokens
+};
+
+const std::vector<Shape2> kShapes = {
+    {"v3.qkv_a_proj", 2112, 7168, true},   {"v3.q_a_proj", 1536, 7168, false},  {"v3.kv_a_proj", 576, 7168, false},
+    {"v3.q_b_proj", 24576, 1536, false},   {"v3.kv_b_proj", 32768, 512, false}, {"v3.o_proj", 7168, 16384, true},
+    {"v3.mlp_gate_up", 36864, 7168, true}, {"v3.mlp_down", 7168, 18432, false}, {"v3.shared_gate_up", 4096, 7168, false},
+    {"v3.shared_down", 7168, 2048, false}, {"v2l.q_proj", 3072, 2048, false},   {"v2l.kv_a_proj", 576, 2048, false},
+    {"v2l.o_proj", 2048, 2048, false},     {"v2l.shared_gate_up", 5632, 2048, false}};
+const std::vector<int64_t> kTokens = {1, 8, 64, 128, 512, 4096};
+
+struct Result {
+  std::string name;
+  int64_t m, n, k;
+  double swap_ab_us, lt_us, lt_path_us, auto_us;  // lt_* 0 when cuBLASLt does not take the shape
+  bool auto_is_lt;
+  double bytes, flops, floor_us;
+};
+
+// The weight of a shape in as many copies as the rotation needs (the same random values).
+struct Weights {
+  std::vector<Tensor> w;  // copies of [N, K] e4m3
+  Tensor scales;          // [ceil(N/128), G]
+};
+
+Weights make_weights(const Shape2& s) {
+  std::mt19937_64 rng(static_cast<uint64_t>(s.n * 31 + s.k * 7));
+  const double w_bytes = static_cast<double>(s.n) * s.k;
+  const int copies = static_cast<int>(std::max(1.0, std::ceil(kRotateBytes / w_bytes)));
+  const Tensor w_host = random_fp8({s.n, s.k}, rng);
+  Weights w;
+  for (int i = 0; i < copies; ++i) w.w.push_back(w_host.to(Device::kCUDA));
+  w.scales = random_scales({ops::fp8_num_blocks(s.n), ops::fp8_num_blocks(s.k)}, 1e-4f, rng).to(Device::kCUDA);
+  return w;
+}
+
+Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy, cudaStream_t stream,
+                 Timer& timer) {
+  std::mt19937_64 rng(static_cast<uint64_t>(s.n * 31 + s.k * 7 + m));
+  const int64_t g = ops::fp8_num_blocks(s.k);
+  const double w_bytes = static_cast<double>(s.n) * s.k;
+  const std::vector<Tensor>& w = weights.w;
+  const int copies = static_cast<int>(w.size());
+  const Tensor& ws = weights.scales;
+  std::vector<Tensor> x, xs, xs_t, out;
+  for (int i = 0; i < 2; ++i) {
+    x.push_back(random_fp8({m, s.k}, rng).to(Device::kCUDA));                     // [T, K]
+    xs.push_back(random_scales({m, g}, 1e-2f, rng).to(Device::kCUDA));            // [T, G]
+    xs_t.push_back(Tensor::empty({g, m}, DType::kF32, Device::kCUDA));            // [G, T]
+    ops::transpose_fp8_act_scales_cuda(xs.back(), xs_t.back(), stream);
+    out.push_back(Tensor::empty({m, s.n}, DType::kBF16, Device::kCUDA));          // [T, N]
+  }
+  const double flops = 2.0 * m * s.n * s.k;
+  const double bytes = w_bytes + 4.0 * ops::fp8_num_blocks(s.n) * g + static_cast<double>(m) * s.k + 4.0 * m * g +
+                       2.0 * m * s.n;
+  const int replays = flops > 2e12 ? 5 : 10;
+  auto call = [&](ops::Fp8GemmKernel kernel) {
+    return [&, kernel](int i) {
+      ops::linear_fp8_w8a8_cuda(x[i % 2], xs[i % 2], w[i % copies], ws, out[i % 2], stream, kernel);
+    };
+  };
+  Result r{s.name, m, s.n, s.k, 0, 0, 0, 0, false, bytes, flops, bytes / copy / 1e3};
+  r.swap_ab_us = graph_us(stream, replays, timer, call(ops::Fp8GemmKernel::kSm90SwapAB));
+  if (ops::sm90_fp8::cublaslt_fp8_fits(m, s.n, s.k)) {
+    r.lt_us = graph_us(stream, replays, timer, [&](int i) {
+      ops::cuda::GemmProblem p;
+      p.m = m;
+      p.n = s.n;
+      p.k = s.k;
+      p.ab_dtype = DType::kF8E4M3;
+      p.d_dtype = DType::kBF16;
+      p.a = {x[i % 2].raw(), s.k, 0};
+      p.b = {w[i % copies].raw(), s.k, 0};
+      p.d = out[i % 2].raw();
+      p.d_row_stride = s.n;
+      p.fp8_scales = {static_cast<const float*>(xs_t[i % 2].raw()), static_cast<const float*>(ws.raw())};
+      ops::cuda::lt_gemm(p, stream);
+    });
+    r.lt_path_us = graph_us(stream, replays, timer, call(ops::Fp8GemmKernel::kCublasLt));
+  }
+  r.auto_is_lt = ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k) == ops::sm90_fp8::Fp8GemmPath::kCublasLt;
+  r.auto_us = r.auto_is_lt ? r.lt_path_us : r.swap_ab_us;
+  MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const std::vector<float> check = out[0].slice(0, 1).to(Device::kCPU).to_vector();
+  for (float v : check) MLA_CHECK(std::isfinite(v), "{} at M {}: non-finite output {}", s.name, m, v);
+  return r;
+}
+
+std::string card_slug(const std::string& name) {
+  std::string slug;
+  for (char c : name) slug += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
+  return slug;
+}
+
+int run(int argc, char** argv) {
+  std::string out_dir = "bench/results", command;
+  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--out" && i + 1 < argc) {
+      out_dir = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: %s [--out DIR]\n", argv[0]);
+      return 2;
+    }
+  }
+  cudaDeviceProp prop{};
+  MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  cudaStream_t stream;
+  MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  Timer timer;
+  const double copy = copy_gbps(stream, timer);
+
+  std::vector<Result> results;
+  for (const Shape2& s : kShapes) {
+    const Weights weights = make_weights(s);
+    std::vector<int64_t> ms = kTokens;
+    if (s.large_m) ms.push_back(16384);
+    for (int64_t m : ms) {
+      results.push_back(run_shape(s, weights, m, copy, stream, timer));
+      const Result& r = results.back();
+      std::fprintf(stderr, "  %s M %ld: swapAB %.1f us, Lt %.1f us\n", r.name.c_str(), r.m, r.swap_ab_us, r.lt_us);
+    }
+  }
+
+  std::printf("card: %s, %d SMs, L2 %d MB; copy %.0f GB/s (memcpy, read + write)\n", prop.name,
+              prop.multiProcessorCount, prop.l2CacheSize >> 20, copy);
+  std::printf("\nout[M,N] bf16 = x_q[M,K] w_q[N,K]^T, e4m3 with 1x128 / 128x128 fp32 block scales (graph replays)\n");
+  std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s\n", "shape", "M", "N", "K", "swapAB us",
+              "Lt us", "Lt+T us", "auto us", "auto", "TFLOPS", "GB/s", "floor us", "of floor", "Lt/swapAB");
+  nlohmann::json rows = nlohmann::json::array();
+  for (const Result& r : results) {
+    std::printf("%-18s %5ld %6ld %6ld %9.1f %9.1f %9.1f %9.1f %5s %8.1f %7.0f %8.1f %8.2f %8.2f\n", r.name.c_str(),
+                r.m, r.n, r.k, r.swap_ab_us, r.lt_us, r.lt_path_us, r.auto_us, r.auto_is_lt ? "Lt" : "swap",
+                r.flops / r.auto_us / 1e6, r.bytes / r.auto_us / 1e3, r.floor_us, r.floor_us / r.auto_us,
+                r.lt_us > 0 ? r.lt_us / r.swap_ab_us : 0.0);
+    rows.push_back({{"shape", r.name},
+                    {"m", r.m},
+                    {"n", r.n},
+                    {"k", r.k},
+                    {"swap_ab_us", r.swap_ab_us},
+                    {"cublaslt_us", r.lt_us},
+                    {"cublaslt_with_transpose_us", r.lt_path_us},
+                    {"auto_us", r.auto_us},
+                    {"auto_kernel", r.auto_is_lt ? "cublaslt" : "swap_ab"},
+                    {"bytes", r.bytes},
+                    {"flops", r.flops},
+                    {"floor_us", r.floor_us},
+                    {"swap_ab_tflops", r.flops / r.swap_ab_us / 1e6},
+                    {"cublaslt_tflops", r.lt_us > 0 ? r.flops / r.lt_us / 1e6 : 0.0},
+                    {"swap_ab_fraction_of_floor", r.floor_us / r.swap_ab_us}});
+  }
+
+  char date[32], stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::gmtime(&now));
+  const nlohmann::json doc = {{"benchmark", "fp8_gemm"}, {"card", prop.name},   {"sms", prop.multiProcessorCount},
+                              {"date", date},            {"command", command},  {"copy_gbps_memcpy", copy},
+                              {"rows", rows}};
+  std::filesystem::create_directories(out_dir);
+  const std::string path = out_dir + "/fp8_gemm_" + card_slug(prop.name) + "_" + stamp + ".json";
+  std::ofstream(path) << doc.dump(2) << "\n";
+  std::printf("\nwrote %s\n", path.c_str());
+  MLA_CUDA_CHECK(cudaStreamDestroy(stream));
+  return 0;
+}
+
+}  // namespace
+}  // namespace mlaserve::bench
+
+int main(int argc, char** argv) {
+  try {
+    return mlaserve::bench::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fp8_gemm_bench: %s\n", e.what());
+    return 1;
+  }
+}

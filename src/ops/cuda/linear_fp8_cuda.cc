@@ -1,0 +1,121 @@
+// linear_fp8_w8a8_cuda (ops/linear_fp8.h): argument checks, the kernel choice
+// (linear_fp8_heuristics.h), and the cuBLASLt path, whose activation scales are transposed into
+// a per-stream workspace first (cuBLASLt's VEC128 layout is [ceil(K/128), T]).
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string_view>
+#include <utility>
+
+#include "core/cuda_check.h"
+#include "core/memory.h"
+#include "ops/cuda/cublaslt_gemm.h"
+#include "ops/cuda/linear_fp8_heuristics.h"
+#include "ops/cuda/linear_fp8_sm90.h"
+#include "ops/fp8_block.h"
+#include "ops/linear_fp8.h"
+
+namespace mlaserve::ops {
+namespace {
+
+constexpr std::string_view kOp = "linear_fp8_w8a8_cuda";
+constexpr int64_t kScaleWorkspaceFloats = int64_t{1} << 20;  // 4 MiB: [G, T chunk] f32
+
+void check_gpu(const Tensor& t, std::string_view name, DType dtype, const Shape& shape) {
+  MLA_CHECK(t.device() == Device::kCUDA, "{}: {} must be on the GPU", kOp, name);
+  MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", kOp, name, dtype_name(dtype), dtype_name(t.dtype()));
+  MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", kOp, name, shape_str(shape), shape_str(t.shape()));
+}
+
+// The transposed activation scales of the cuBLASLt path: one buffer per (thread, device,
+// stream), allocated by the first call outside a graph capture.
+float* scale_workspace(cudaStream_t stream) {
+  int device = 0;
+  MLA_CUDA_CHECK(cudaGetDevice(&device));
+  thread_local std::map<std::pair<int, cudaStream_t>, std::unique_ptr<Buffer>> workspaces;
+  std::unique_ptr<Buffer>& ws = workspaces[{device, stream}];
+  if (!ws) {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    MLA_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+    MLA_CHECK(status == cudaStreamCaptureStatusNone,
+              "{}: the first cuBLASLt-path call on this thread/device/stream ran during a CUDA graph capture and "
+              "would allocate its scale workspace; run the step once before capturing it",
+              kOp);
+    ws = std::make_unique<Buffer>(Device::kCUDA, kScaleWorkspaceFloats * sizeof(float));
+  }
+  return static_cast<float*>(ws->data());
+}
+
+// cuBLASLt in chunks of T whose transposed scales fit the workspace (one chunk up to 7281
+// tokens at K = 18432).
+void run_cublaslt(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
+                  Tensor& out, cudaStream_t stream) {
+  const int64_t t = x_q.dim(0), k = x_q.dim(1), n = w_q.dim(0), g = fp8_num_blocks(k);
+  const int64_t chunk = std::min(t, kScaleWorkspaceFloats / g / 4 * 4);
+  float* scales_t = scale_workspace(stream);
+  const auto* xq = static_cast<const uint8_t*>(x_q.raw());
+  const auto* xs = static_cast<const float*>(x_scales.raw());
+  auto* o = static_cast<uint8_t*>(out.raw());
+  for (int64_t r0 = 0; r0 < t; r0 += chunk) {
+    const int64_t rows = std::min(chunk, t - r0);
+    sm90_fp8::transpose_f32(xs + r0 * g, scales_t, rows, g, stream);  // [rows, G] -> [G, rows]
+    cuda::GemmProblem p;
+    p.m = rows;
+    p.n = n;
+    p.k = k;
+    p.ab_dtype = DType::kF8E4M3;
+    p.d_dtype = DType::kBF16;
+    p.b_layout = cuda::BLayout::kNK;
+    p.a = {xq + r0 * k, k, 0};
+    p.b = {w_q.raw(), k, 0};
+    p.d = o + r0 * n * 2;
+    p.d_row_stride = n;
+    p.fp8_scales = {scales_t, static_cast<const float*>(w_scale_inv.raw())};
+    cuda::lt_gemm(p, stream);
+  }
+}
+
+}  // namespace
+
+void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
+                          Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel) {
+  MLA_CHECK(x_q.ndim() == 2 && w_q.ndim() == 2, "{}: x_q {} must be [T, K] and w_q {} [N, K]", kOp,
+            shape_str(x_q.shape()), shape_str(w_q.shape()));
+  const int64_t t = x_q.dim(0), k = x_q.dim(1), n = w_q.dim(0), g = fp8_num_blocks(k);
+  check_gpu(x_q, "x_q", DType::kF8E4M3, {t, k});
+  check_gpu(w_q, "w_q", DType::kF8E4M3, {n, k});
+  check_gpu(x_scales, "x_scales", DType::kF32, {t, g});
+  check_gpu(w_scale_inv, "w_scale_inv", DType::kF32, {fp8_num_blocks(n), g});
+  check_gpu(out, "out", DType::kBF16, {t, n});
+  if (t == 0 || n == 0) return;
+  MLA_CHECK(k > 0 && k % 16 == 0, "{}: K = {} must be a positive multiple of 16 (TMA row pitch)", kOp, k);
+  MLA_CHECK(t < (int64_t{1} << 31) / 128 && n < (int64_t{1} << 31) && g < (int64_t{1} << 24),
+            "{}: [{}, {}] x [{}, {}] is past the kernels' 32-bit coordinates", kOp, t, k, n, k);
+
+  sm90_fp8::Fp8GemmPath path = sm90_fp8::choose_fp8_gemm(t, n, k);
+  if (kernel == Fp8GemmKernel::kSm90SwapAB) path = sm90_fp8::Fp8GemmPath::kSwapAB;
+  if (kernel == Fp8GemmKernel::kCublasLt) {
+    MLA_CHECK(sm90_fp8::cublaslt_fp8_fits(t, n, k),
+              "{}: cuBLASLt's block-scaled FP8 needs T, N multiples of 4 (N of 8) and ceil(K/128) of 4; got T {} N "
+              "{} K {}",
+              kOp, t, n, k);
+    path = sm90_fp8::Fp8GemmPath::kCublasLt;
+  }
+  if (path == sm90_fp8::Fp8GemmPath::kCublasLt) return run_cublaslt(x_q, x_scales, w_q, w_scale_inv, out, stream);
+  sm90_fp8::run_swap_ab({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
+                         static_cast<const float*>(w_scale_inv.raw()), out.raw()},
+                        t, n, k, stream);
+}
+
+void transpose_fp8_act_scales_cuda(const Tensor& x_scales, Tensor& out, cudaStream_t stream) {
+  constexpr std::string_view kName = "transpose_fp8_act_scales_cuda";
+  MLA_CHECK(x_scales.ndim() == 2, "{}: x_scales {} must be [T, G]", kName, shape_str(x_scales.shape()));
+  const int64_t t = x_scales.dim(0), g = x_scales.dim(1);
+  MLA_CHECK(x_scales.device() == Device::kCUDA && out.device() == Device::kCUDA && x_scales.dtype() == DType::kF32 &&
+                out.dtype() == DType::kF32 && out.shape() == Shape({g, t}),
+            "{}: x_scales [T, G] and out [G, T] must be f32 GPU tensors; got {} and {}", kName,
+            shape_str(x_scales.shape()), shape_str(out.shape()));
+  sm90_fp8::transpose_f32(static_cast<const float*>(x_scales.raw()), static_cast<float*>(out.raw()), t, g, stream);
+}
+
+}  // namespace mlaserve::ops

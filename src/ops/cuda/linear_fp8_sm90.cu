@@ -1,0 +1,101 @@
+// Host side of the sm90 FP8 GEMM (linear_fp8_sm90.h): tensor maps, the plan, the launch by token
+// tile width; and the scale transpose that cuBLASLt's layout needs.
+#include <cudaTypedefs.h>
+
+#include <algorithm>
+#include <string_view>
+
+#include "core/cuda_check.h"
+#include "core/error.h"
+#include "ops/cuda/linear_fp8_heuristics.h"
+#include "ops/cuda/linear_fp8_sm90.h"
+
+namespace mlaserve::ops::sm90_fp8 {
+namespace {
+
+constexpr std::string_view kOp = "linear_fp8_w8a8_cuda";
+
+int device_sm_count() {
+  int device = 0, count = 0;
+  MLA_CUDA_CHECK(cudaGetDevice(&device));
+  MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
+// cuTensorMapEncodeTiled, found in the driver through the runtime (nothing links libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    MLA_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+    MLA_CHECK(found == cudaDriverEntryPointSuccess && fn != nullptr, "{}: the driver has no cuTensorMapEncodeTiled",
+              kOp);
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+// A row-major [rows, k] e4m3 matrix read in boxes of 128 channels x box_rows with the 128-byte
+// swizzle; channels and rows past the end read as zeros.
+CUtensorMap fp8_rows_map(const void* data, int64_t rows, int64_t k, int box_rows) {
+  CUtensorMap map{};
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(k)};
+  const cuuint32_t box[2] = {128, static_cast<cuuint32_t>(box_rows)};
+  const cuuint32_t element_strides[2] = {1, 1};
+  const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(data), dims,
+                                          strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                          CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  MLA_CHECK(r == CUDA_SUCCESS, "{}: cuTensorMapEncodeTiled failed ({}) for [{}, {}] e4m3", kOp, static_cast<int>(r),
+            rows, k);
+  return map;
+}
+
+__global__ void transpose_f32_kernel(const float* __restrict__ in, float* __restrict__ out, int64_t rows,
+                                     int64_t cols) {
+  __shared__ float tile[32][33];
+  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * 32, r0 = static_cast<int64_t>(blockIdx.y) * 32;
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int64_t r = r0 + i, c = c0 + threadIdx.x;
+    if (r < rows && c < cols) tile[i][threadIdx.x] = in[r * cols + c];
+  }
+  __syncthreads();
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int64_t c = c0 + i, r = r0 + threadIdx.x;
+    if (r < rows && c < cols) out[c * rows + r] = tile[threadIdx.x][i];
+  }
+}
+
+}  // namespace
+
+void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, cudaStream_t stream) {
+  const SwapAbPlan plan = plan_swap_ab(t, n, k, device_sm_count());
+  SwapAbParams p{};
+  const int w_box_rows = static_cast<int>(std::min<int64_t>(kTileRows, n));
+  const int x_box_rows = static_cast<int>(std::min<int64_t>(plan.bn, t));
+  p.w_map = fp8_rows_map(ptrs.w_q, n, k, w_box_rows);
+  p.x_map = fp8_rows_map(ptrs.x_q, t, k, x_box_rows);
+  p.x_scales = ptrs.x_scales;
+  p.w_scales = ptrs.w_scales;
+  p.out = static_cast<__nv_bfloat16*>(ptrs.out);
+  p.t = static_cast<int32_t>(t);
+  p.n = static_cast<int32_t>(n);
+  p.g = static_cast<int32_t>((k + kGroup - 1) / kGroup);
+  p.stage_bytes = static_cast<uint32_t>(kGroup * (w_box_rows + x_box_rows));
+  switch (plan.bn) {
+    case 16: return launch_swap_ab<16>(p, plan, stream);
+    case 64: return launch_swap_ab<64>(p, plan, stream);
+    case 128: return launch_swap_ab<128>(p, plan, stream);
+    default: MLA_FAIL("{}: no swap-AB kernel for a token tile of {}", kOp, plan.bn);
+  }
+}
+
+void transpose_f32(const float* in, float* out, int64_t rows, int64_t cols, cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return;
+  const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>((rows + 31) / 32));
+  transpose_f32_kernel<<<grid, dim3(32, 8), 0, stream>>>(in, out, rows, cols);
+  MLA_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace mlaserve::ops::sm90_fp8

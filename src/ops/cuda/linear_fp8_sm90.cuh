@@ -1,0 +1,287 @@
+// Dense block-scaled FP8 GEMM for decode batches on Hopper (sm_90a): device code and the launch
+// template. Contract: ops/linear_fp8.h; tiling rules: linear_fp8_heuristics.h.
+//
+//   out[t, n] = Σ_g ( Σ_{κ∈g} x_q[t, κ] · w_q[n, κ] ) · x_scales[t, g] · w_scales[n / 128, g]
+//
+// Why "swap AB". At T <= 128 tokens the product reads the weight (N·K bytes) and little else:
+// 2112 x 7168 is 15 MB against 0.9 MB of activations at T = 128. wgmma's M side is 64 rows, so
+// the weight takes it: a CTA owns 64 weight rows (one half of a 128-row scale block) and BN
+// tokens (BN = 16, 64 or 128), and computes Dᵀ[64 x BN] = W[64 x K] · X[BN x K]ᵀ with both
+// operands K-major in shared memory (fp8 wgmma takes K-major operands only). Tokens past T read
+// as zeros (the copy engine fills them) and get scale 0.
+//
+// Per 128-wide K group g (one pipeline stage: W [64 x 128] 8 KB + X [BN x 128]):
+//   4 wgmma m64nBNk32 into a scratch accumulator, then total += scratch · x_scale[t] · w_scale:
+//   the promotion of DeepGEMM and of the reference (each group summed on its own, the scaled
+//   group sums added in fp32).
+//
+// One CTA = a consumer warpgroup (warps 0-3, the wgmma and the promotion) + a producer warp
+// (warp 4): lane 0 starts the two TMA copies of a stage (128-byte swizzle, the wgmma canonical
+// layout), all 32 lanes write the stage's BN combined scales x_scale·w_scale to shared memory;
+// a "full" mbarrier per stage counts the 32 lanes and the copies' bytes, an "empty" mbarrier
+// per stage counts the 4 consumer warps releasing it. Stages: 6 (BN 16) or 5 / 4: ~60-100 KB
+// in flight per CTA, 2-3 CTAs per SM.
+//
+// Split K. A 576-row projection is 9 tiles; so the K groups are split over a cluster of
+// `splits` CTAs (grid z, at most 8). Each CTA writes its fp32 Dᵀ tile into its own shared memory
+// (over the drained stages), the cluster synchronises, and CTA r adds up the r-th slice of the
+// tile from all CTAs' shared memory (distributed shared memory), rounds to bf16 and stores it:
+// no workspace, no atomics, the same summation order every run.
+#pragma once
+
+#include <cooperative_groups.h>
+#include <cuda.h>
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <utility>
+
+#include <cute/arch/mma_sm90_gmma.hpp>
+
+#include "core/cuda_check.h"
+#include "ops/cuda/linear_fp8_heuristics.h"
+#include "ops/cuda/linear_fp8_sm90.h"
+#include "ops/cuda/linear_fp8_sm90_params.h"
+
+namespace mlaserve::ops::sm90_fp8 {
+
+inline constexpr int kThreads = 160;           // consumer warpgroup + producer warp
+inline constexpr int kProducerWarp = 4;
+inline constexpr int kPartialStride = 68;      // f32 per token row of the Dᵀ tile in shared
+                                               // memory: 64 + 4 keeps the fragment stores
+                                               // conflict-free
+
+// Shared-memory map for token tile BN (byte offsets from a 1 KB-aligned base).
+template <int BN>
+struct Smem {
+  static constexpr int kStages = BN == 16 ? 6 : (BN == 64 ? 5 : 4);
+  static constexpr int kWBytes = kTileRows * kGroup;        // [64][128] e4m3
+  static constexpr int kXBytes = BN * kGroup;               // [BN][128] e4m3
+  static constexpr int kW = 0;                              // W stages
+  static constexpr int kX = kW + kStages * kWBytes;         // X stages
+  static constexpr int kScales = kX + kStages * kXBytes;    // [stages][BN] f32
+  static constexpr int kFull = kScales + kStages * BN * 4;  // mbarriers
+  static constexpr int kEmpty = kFull + kStages * 8;
+  static constexpr int kBytes = kEmpty + kStages * 8;
+  static constexpr int kAlloc = kBytes + 1024;              // + room to align the base
+  static_assert(kXBytes % 1024 == 0, "stages must stay 1 KB-aligned for the 128-byte swizzle");
+  static_assert(BN * kPartialStride * 4 <= kScales, "the Dᵀ tile must fit over the drained stages");
+  static_assert(kAlloc * 3 <= 228 * 1024 || BN != 16, "swap_ab_ctas_per_sm(16) = 3 must fit an SM");
+  static_assert(kAlloc * 2 <= 228 * 1024, "swap_ab_ctas_per_sm = 2 must fit an SM");
+};
+
+// ---- small PTX wrappers ------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbarrier_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbarrier_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbarrier_arrive_expect_bytes(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+// One box (128 channels x the map's rows) at (channel, row) into shared memory at dst.
+__device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, int channel, int row, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+          dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(channel), "r"(row), "r"(bar)
+      : "memory");
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+// Keeps the compiler from moving accumulator accesses across wgmma issue and wait.
+template <int N>
+__device__ __forceinline__ void fence_registers(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+// Named barrier of the consumer warpgroup alone (barrier 0 is __syncthreads).
+__device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, 128;\n" ::: "memory"); }
+
+// wgmma shared-memory descriptor of a K-major operand in the 128-byte swizzle: rows of 128
+// bytes, 8-row groups 1024 bytes apart (stride byte offset); the leading byte offset is unused.
+__device__ __forceinline__ uint64_t gmma_desc(uint32_t addr) {
+  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | static_cast<uint64_t>(16 >> 4) << 16 |
+         static_cast<uint64_t>(1024 >> 4) << 32 | uint64_t{1} << 62;
+}
+
+namespace gmma = cute::SM90::GMMA;
+
+template <int BN>
+struct WgmmaOp;
+template <>
+struct WgmmaOp<16> {
+  using Op = gmma::MMA_64x16x32_F32E4M3E4M3_SS_TN<>;
+};
+template <>
+struct WgmmaOp<64> {
+  using Op = gmma::MMA_64x64x32_F32E4M3E4M3_SS_TN<>;
+};
+template <>
+struct WgmmaOp<128> {
+  using Op = gmma::MMA_64x128x32_F32E4M3E4M3_SS_TN<>;
+};
+
+template <int BN, size_t... I>
+__device__ __forceinline__ void wgmma_k32(uint64_t a, uint64_t b, float (&d)[BN / 2], gmma::ScaleOut scale,
+                                          std::index_sequence<I...>) {
+  WgmmaOp<BN>::Op::fma(a, b, d[I]..., scale);
+}
+
+// ---- the kernel ------------------------------------------------------------------------------
+
+// Grid: ceil(N/64) x ceil(T/BN) x splits, clusters of 1 x 1 x splits.
+template <int BN>
+__global__ void __launch_bounds__(kThreads) linear_fp8_sm90_swap_ab_kernel(const __grid_constant__ SwapAbParams p) {
+  using S = Smem<BN>;
+  constexpr int kStages = S::kStages;
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  const uint32_t base = smem_addr(smem);
+  float* scales = reinterpret_cast<float*>(smem + S::kScales);  // [stages][BN]
+  const uint32_t full = base + S::kFull, empty = base + S::kEmpty;
+
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int n0 = static_cast<int>(blockIdx.x) * kTileRows, t0 = static_cast<int>(blockIdx.y) * BN;
+  const int splits = static_cast<int>(gridDim.z), split = static_cast<int>(blockIdx.z);
+  const int g_begin = split * p.g / splits, g_end = (split + 1) * p.g / splits;  // >= 1 group each
+  const int groups = g_end - g_begin;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(full + 8 * s, 32);  // the producer's 32 lanes (lane 0 also brings the bytes)
+      mbarrier_init(empty + 8 * s, 4);  // the 4 consumer warps
+    }
+    mbarrier_init_fence();
+  }
+  __syncthreads();
+
+  float total[BN / 2];  // consumer: this thread's fp32 Dᵀ fragment
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) total[i] = 0.0f;
+
+  if (warp == kProducerWarp) {
+    const float* w_scales = p.w_scales + static_cast<int64_t>(n0 / 128) * p.g;
+    for (int i = 0; i < groups; ++i) {
+      const int s = i % kStages, g = g_begin + i;
+      if (i >= kStages) mbarrier_wait(empty + 8 * s, ((i / kStages) + 1) & 1);  // use i/kStages - 1 released
+      const float w_scale = __ldg(w_scales + g);
+      for (int c = lane; c < BN; c += 32) {
+        const int t = t0 + c;
+        scales[s * BN + c] = t < p.t ? __ldg(p.x_scales + static_cast<int64_t>(t) * p.g + g) * w_scale : 0.0f;
+      }
+      if (lane == 0) {
+        mbarrier_arrive_expect_bytes(full + 8 * s, p.stage_bytes);
+        tma_load(base + S::kW + s * S::kWBytes, &p.w_map, g * kGroup, n0, full + 8 * s);
+        tma_load(base + S::kX + s * S::kXBytes, &p.x_map, g * kGroup, t0, full + 8 * s);
+      } else {
+        mbarrier_arrive(full + 8 * s);
+      }
+    }
+  } else {
+    float acc[BN / 2];
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+    for (int i = 0; i < groups; ++i) {
+      const int s = i % kStages;
+      mbarrier_wait(full + 8 * s, (i / kStages) & 1);
+      const uint64_t w_desc = gmma_desc(base + S::kW + s * S::kWBytes);
+      const uint64_t x_desc = gmma_desc(base + S::kX + s * S::kXBytes);
+      fence_registers(acc);
+      wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < kGroup / 32; ++ks) {  // 32 bytes of K per step, inside the swizzled row
+        wgmma_k32<BN>(w_desc + static_cast<uint64_t>((ks * 32) >> 4), x_desc + static_cast<uint64_t>((ks * 32) >> 4),
+                      acc, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One, std::make_index_sequence<BN / 2>{});
+      }
+      wgmma_commit();
+      wgmma_wait_all();
+      fence_registers(acc);
+      // Fragment: acc[4j + {0,1,2,3}] = Dᵀ[r, c], [r, c+1], [r+8, c], [r+8, c+1] with
+      // r = 16·warp + lane/4, c = 8j + 2·(lane%4).
+      const float* sc = scales + s * BN;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const int c = 8 * j + 2 * (lane % 4);
+        const float s0 = sc[c], s1 = sc[c + 1];
+        total[4 * j + 0] += acc[4 * j + 0] * s0;
+        total[4 * j + 1] += acc[4 * j + 1] * s1;
+        total[4 * j + 2] += acc[4 * j + 2] * s0;
+        total[4 * j + 3] += acc[4 * j + 3] * s1;
+      }
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(empty + 8 * s);
+    }
+    // The Dᵀ tile, token-major ([BN][kPartialStride] f32), over the drained stages.
+    consumer_sync();
+    float* partial = reinterpret_cast<float*>(smem);
+    const int r = 16 * warp + lane / 4;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const int c = 8 * j + 2 * (lane % 4);
+      partial[c * kPartialStride + r] = total[4 * j + 0];
+      partial[(c + 1) * kPartialStride + r] = total[4 * j + 1];
+      partial[c * kPartialStride + r + 8] = total[4 * j + 2];
+      partial[(c + 1) * kPartialStride + r + 8] = total[4 * j + 3];
+    }
+  }
+
+  // Reduce over the cluster: CTA `rank` sums its slice of the BN x 64 tile from every CTA.
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();
+  float* partial = reinterpret_cast<float*>(smem);
+  const int rank = static_cast<int>(cluster.block_rank());
+  constexpr int kElems = BN * kTileRows;
+  const int e_end = (rank + 1) * kElems / splits;
+  for (int e = rank * kElems / splits + static_cast<int>(threadIdx.x); e < e_end; e += kThreads) {
+    const int c = e / kTileRows, r = e % kTileRows;
+    float sum = 0.0f;
+    for (int q = 0; q < splits; ++q) sum += cluster.map_shared_rank(partial, q)[c * kPartialStride + r];
+    const int t = t0 + c, n = n0 + r;
+    if (t < p.t && n < p.n) p.out[static_cast<int64_t>(t) * p.n + n] = __float2bfloat16(sum);
+  }
+  cluster.sync();  // no CTA leaves while another reads its shared memory
+}
+
+template <int BN>
+void launch_swap_ab(const SwapAbParams& p, const SwapAbPlan& plan, cudaStream_t stream) {
+  auto* kernel = linear_fp8_sm90_swap_ab_kernel<BN>;
+  MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Smem<BN>::kAlloc));
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(plan.n_tiles), static_cast<unsigned>(plan.t_tiles),
+                        static_cast<unsigned>(plan.splits));
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = Smem<BN>::kAlloc;
+  config.stream = stream;
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = 1;
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = static_cast<unsigned>(plan.splits);
+  config.attrs = &cluster;
+  config.numAttrs = 1;
+  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p));
+}
+
+}  // namespace mlaserve::ops::sm90_fp8

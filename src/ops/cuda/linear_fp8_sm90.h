@@ -1,0 +1,38 @@
+// Host-side entry points of the sm90 FP8 GEMM kernels (linear_fp8_sm90.cuh); internal to
+// src/ops/cuda. The swap-AB kernel has one instantiation per token tile width, each in its own
+// translation unit (linear_fp8_sm90_n{16,64,128}.cu) so that they compile in parallel.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "ops/cuda/linear_fp8_heuristics.h"
+#include "ops/cuda/linear_fp8_sm90_params.h"
+
+namespace mlaserve::ops::sm90_fp8 {
+
+// Launches the kernel with token tile BN on a grid of n_tiles x t_tiles x splits (clusters of
+// 1 x 1 x splits).
+template <int BN>
+void launch_swap_ab(const SwapAbParams& p, const SwapAbPlan& plan, cudaStream_t stream);
+
+extern template void launch_swap_ab<16>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
+extern template void launch_swap_ab<64>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
+extern template void launch_swap_ab<128>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
+
+// The whole swap-AB GEMM: tensor maps, plan (linear_fp8_heuristics.h), launch. Shapes are
+// checked by the caller (linear_fp8_cuda.cc).
+struct Fp8GemmPointers {
+  const void* x_q;         // [T, K] e4m3
+  const float* x_scales;   // [T, G]
+  const void* w_q;         // [N, K] e4m3
+  const float* w_scales;   // [ceil(N/128), G]
+  void* out;               // [T, N] bf16
+};
+void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, cudaStream_t stream);
+
+// in [rows, cols] f32 -> out [cols, rows] f32.
+void transpose_f32(const float* in, float* out, int64_t rows, int64_t cols, cudaStream_t stream);
+
+}  // namespace mlaserve::ops::sm90_fp8

@@ -1,0 +1,28 @@
+// Launch parameters of the sm90 swap-AB FP8 GEMM (linear_fp8_sm90.cuh): one plain struct passed
+// by value (__grid_constant__), every pointer to device memory. Symbols of ops/linear_fp8.h:
+// T tokens, N output channels, K input channels, G = ceil(K/128) scale groups.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+namespace mlaserve::ops::sm90_fp8 {
+
+inline constexpr int kTileRows = 64;  // weight rows per CTA (wgmma M)
+inline constexpr int kGroup = 128;    // K per pipeline stage: one scale group, 128 fp8 bytes
+
+struct SwapAbParams {
+  CUtensorMap w_map;        // w_q [N, K] as u8, boxes of 128 channels x w_box_rows, 128-byte swizzle
+  CUtensorMap x_map;        // x_q [T, K] as u8, boxes of 128 channels x x_box_rows, 128-byte swizzle
+  const float* x_scales;    // [T, G] activation group multipliers
+  const float* w_scales;    // [ceil(N/128), G] weight block multipliers
+  __nv_bfloat16* out;       // [T, N]
+  int32_t t;                // T
+  int32_t n;                // N
+  int32_t g;                // G
+  uint32_t stage_bytes;     // bytes one stage's two copies deliver: 128 x (w_box_rows + x_box_rows)
+};
+
+}  // namespace mlaserve::ops::sm90_fp8

@@ -1,0 +1,319 @@
+// linear_fp8_w8a8_cuda (both kernels: the sm90 swap-AB kernel and cuBLASLt's block-scaled FP8)
+// against linear_fp8_w8a8_cpu, on fresh random e4m3 operands and scales at every dense FP8
+// projection of DeepSeek-V3 and of V2-Lite quantised to FP8 (kv_a_proj's N = 576 ends in a half
+// scale block; V2-Lite's 10944 and 2816 leave K groups and row blocks partial), T = 1, 7, 64,
+// 128, 1000, 4096. Outputs are poisoned (NaN) first and must be fully written. At T > 16 only
+// some rows are checked against the CPU (first, last, two random): a wrong tile, split or stride
+// shows in any row it touches.
+//
+// Tolerances, from the precision. Both sides see the same e4m3 values and fp32 scales; products
+// of two e4m3 values are exact. The tensor cores sum a 128-wide group with ~fp22 partial sums
+// (DeepSeek-V3 report: ~14 mantissa bits kept), then the group sums are scaled and added in
+// fp32 on both sides: ~1e-4 relative to the row's magnitude. The output is rounded once to bf16:
+// at most 2^-9 relative (round to nearest), ~1.6e-3 RMS over a binade. Hence, over the checked
+// rows: relative L2 < 4e-3 (6e-3 for any row), DeepGEMM's calc_diff = 1 - 2<x,y>/(|x|^2+|y|^2)
+// < 1e-5 (it is ~rel_l2^2 / 2: bf16 rounding alone gives ~1.3e-6), and every element within
+// 2^-8·|ref| + 2^-9·rms(ref row) (twice the rounding step plus 1/512 of the row's scale for the
+// group sums' rounding).
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/cuda_check.h"
+#include "gemm_cuda_test_util.h"
+#include "ops/cuda/linear_fp8_heuristics.h"
+#include "ops/fp8_block.h"
+#include "ops/linear_fp8.h"
+
+namespace mlaserve::ops {
+namespace {
+
+using testing::count_nonfinite;
+using testing::fresh_seed;
+using testing::poisoned_gpu;
+using testing::rows_to_check;
+
+constexpr double kRelL2 = 4e-3, kRowRelL2 = 6e-3, kCalcDiff = 1e-5;
+
+// Uniform(-448, 448) rounded to e4m3 (the full range a block's amax maps to), via a table of
+// 4096 codes indexed by 12 random bits: 264M weights fill in well under a second.
+Tensor random_fp8(const Shape& shape, std::mt19937_64& rng) {
+  static const std::vector<float8_e4m3> table = [] {
+    std::vector<float8_e4m3> t(4096);
+    for (int i = 0; i < 4096; ++i) t[i] = float_to_e4m3(((i + 0.5f) / 4096.0f * 2.0f - 1.0f) * 448.0f);
+    return t;
+  }();
+  Tensor t = Tensor::empty(shape, DType::kF8E4M3);
+  float8_e4m3* p = t.data<float8_e4m3>();
+  const int64_t n = t.numel();
+  for (int64_t i = 0; i < n; i += 5) {
+    uint64_t r = rng();
+    for (int64_t j = i; j < std::min(n, i + 5); ++j, r >>= 12) p[j] = table[r & 4095];
+  }
+  return t;
+}
+
+// Positive scales uniform in [0.5, 1.5] x center.
+Tensor random_scales(const Shape& shape, float center, std::mt19937_64& rng) {
+  Tensor t = Tensor::empty(shape, DType::kF32);
+  std::uniform_real_distribution<float> u(0.5f * center, 1.5f * center);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = u(rng);
+  return t;
+}
+
+// Rows of a host [rows, cols] tensor (any dtype), appended to `out` at row `at`.
+void copy_rows(const Tensor& t, const std::vector<int64_t>& rows, Tensor& out, int64_t at) {
+  const size_t row_bytes = static_cast<size_t>(t.nbytes() / t.dim(0));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::memcpy(static_cast<uint8_t*>(out.raw()) + (at + static_cast<int64_t>(i)) * row_bytes,
+                static_cast<const uint8_t*>(t.raw()) + rows[i] * row_bytes, row_bytes);
+  }
+}
+
+struct Fp8Errors {
+  double rel_l2 = 0.0, worst_row = 0.0, calc_diff = 0.0;
+  int64_t outside_bound = 0;  // elements past 2^-8·|ref| + 2^-9·rms(row)
+};
+
+// got, want: [rows, n] f32.
+Fp8Errors compare(const Tensor& got, const Tensor& want) {
+  const int64_t rows = want.dim(0), n = want.dim(1);
+  const float* g = got.data<float>();
+  const float* w = want.data<float>();
+  Fp8Errors e;
+  double num = 0.0, den = 0.0, dot = 0.0, gg = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    double rn = 0.0, rd = 0.0;
+    for (int64_t c = 0; c < n; ++c) rd += static_cast<double>(w[r * n + c]) * w[r * n + c];
+    const double rms = std::sqrt(rd / static_cast<double>(n));
+    for (int64_t c = 0; c < n; ++c) {
+      const double a = g[r * n + c], b = w[r * n + c];
+      rn += (a - b) * (a - b);
+      dot += a * b;
+      gg += a * a;
+      if (!(std::fabs(a - b) <= 0x1p-8 * std::fabs(b) + 0x1p-9 * rms)) ++e.outside_bound;  // NaN counts
+    }
+    num += rn;
+    den += rd;
+    const double row = std::sqrt(rn / std::max(rd, 1e-30));
+    if (!(row <= e.worst_row)) e.worst_row = row;
+  }
+  e.rel_l2 = std::sqrt(num / std::max(den, 1e-30));
+  e.calc_diff = 1.0 - 2.0 * dot / std::max(gg + den, 1e-30);
+  return e;
+}
+
+class LinearFp8Cuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (testing::skip_without_sm90(&why)) GTEST_SKIP() << why;
+    MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  }
+  void TearDown() override {
+    if (stream_ != nullptr) MLA_CUDA_CHECK(cudaStreamDestroy(stream_));
+  }
+  void sync() const { MLA_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  // One weight [n, k] against x of each row count in ms, through each kernel that takes the
+  // shape (kAuto too). The GPU runs every case, then one CPU reference call covers the checked
+  // rows of all of them.
+  void check(int64_t n, int64_t k, const std::vector<int64_t>& ms) {
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", N " + std::to_string(n) + ", K " + std::to_string(k));
+    std::mt19937_64 rng(seed);
+    const int64_t g = fp8_num_blocks(k);
+    const Tensor w_host = random_fp8({n, k}, rng);                               // [N, K]
+    const Tensor ws_host = random_scales({fp8_num_blocks(n), g}, 1e-4f, rng);   // [N/128, G]
+    const Tensor w = w_host.to(Device::kCUDA), ws = ws_host.to(Device::kCUDA);
+
+    struct Run {
+      int64_t m;
+      Fp8GemmKernel kernel;
+      Tensor got;  // [checked rows, N] f32
+      int64_t ref_at;
+    };
+    std::vector<Run> runs;
+    std::vector<Tensor> x_rows, xs_rows;
+    int64_t total = 0;
+    for (const int64_t m : ms) {
+      const Tensor x_host = random_fp8({m, k}, rng);                 // [T, K]
+      const Tensor xs_host = random_scales({m, g}, 1e-2f, rng);      // [T, G]
+      const Tensor x = x_host.to(Device::kCUDA), xs = xs_host.to(Device::kCUDA);
+      const std::vector<int64_t> rows = rows_to_check(m, rng);
+      const auto checked = static_cast<int64_t>(rows.size());
+      std::vector<Fp8GemmKernel> kernels = {Fp8GemmKernel::kAuto, Fp8GemmKernel::kSm90SwapAB};
+      if (sm90_fp8::cublaslt_fp8_fits(m, n, k)) kernels.push_back(Fp8GemmKernel::kCublasLt);
+      for (const Fp8GemmKernel kernel : kernels) {
+        Tensor out = poisoned_gpu({m, n}, DType::kBF16, stream_);
+        linear_fp8_w8a8_cuda(x, xs, w, ws, out, stream_, kernel);
+        sync();
+        const Tensor out_host = out.to(Device::kCPU);
+        EXPECT_EQ(count_nonfinite(out_host), 0)
+            << "M " << m << " kernel " << static_cast<int>(kernel) << ": outputs unwritten (poison) or not finite";
+        runs.push_back({m, kernel, testing::gather_rows_f32(out_host, rows), total});
+      }
+      Tensor xr = Tensor::empty({checked, k}, DType::kF8E4M3), xsr = Tensor::empty({checked, g}, DType::kF32);
+      copy_rows(x_host, rows, xr, 0);
+      copy_rows(xs_host, rows, xsr, 0);
+      x_rows.push_back(xr);
+      xs_rows.push_back(xsr);
+      total += checked;
+    }
+
+    Tensor x_all = Tensor::empty({total, k}, DType::kF8E4M3), xs_all = Tensor::empty({total, g}, DType::kF32);
+    int64_t at = 0;
+    for (size_t i = 0; i < x_rows.size(); ++i) {
+      std::vector<int64_t> all(static_cast<size_t>(x_rows[i].dim(0)));
+      for (size_t r = 0; r < all.size(); ++r) all[r] = static_cast<int64_t>(r);
+      copy_rows(x_rows[i], all, x_all, at);
+      copy_rows(xs_rows[i], all, xs_all, at);
+      at += x_rows[i].dim(0);
+    }
+    Tensor ref = Tensor::empty({total, n}, DType::kF32);
+    linear_fp8_w8a8_cpu(x_all, xs_all, w_host, ws_host, ref);
+
+    for (const Run& run : runs) {
+      const Fp8Errors e = compare(run.got, ref.slice(run.ref_at, run.ref_at + run.got.dim(0)));
+      const std::string what = "M " + std::to_string(run.m) + " N " + std::to_string(n) + " K " + std::to_string(k) +
+                               " kernel " + std::to_string(static_cast<int>(run.kernel));
+      testing::record_error(what + " rel_l2", e.rel_l2);
+      EXPECT_LT(e.rel_l2, kRelL2) << what;
+      EXPECT_LT(e.worst_row, kRowRelL2) << what;
+      EXPECT_LT(e.calc_diff, kCalcDiff) << what;
+      EXPECT_EQ(e.outside_bound, 0) << what << ": elements past 2^-8 |ref| + 2^-9 rms(row)";
+    }
+  }
+
+  cudaStream_t stream_ = nullptr;
+};
+
+// ---- small cases (also run under compute-sanitizer) ------------------------------------------
+
+// N = 160: a partial 128-row scale block and a partial 64-row tile; K = 272: a partial K group.
+TEST_F(LinearFp8Cuda, SmallPartialBlocks) { check(160, 272, {1, 5, 33, 130}); }
+
+TEST_F(LinearFp8Cuda, SmallSplitK) { check(256, 1024, {1, 8, 64}); }
+
+TEST_F(LinearFp8Cuda, SmallNoRowsIsANoOp) {
+  Tensor x = Tensor::empty({0, 256}, DType::kF8E4M3, Device::kCUDA);
+  Tensor xs = Tensor::empty({0, 2}, DType::kF32, Device::kCUDA);
+  Tensor w = Tensor::empty({64, 256}, DType::kF8E4M3, Device::kCUDA);
+  Tensor ws = Tensor::empty({1, 2}, DType::kF32, Device::kCUDA);
+  Tensor out = Tensor::empty({0, 64}, DType::kBF16, Device::kCUDA);
+  linear_fp8_w8a8_cuda(x, xs, w, ws, out, stream_);
+  sync();
+}
+
+TEST_F(LinearFp8Cuda, SmallBadShapesThrow) {
+  Tensor x = Tensor::empty({4, 256}, DType::kF8E4M3, Device::kCUDA);
+  Tensor xs = Tensor::empty({4, 2}, DType::kF32, Device::kCUDA);
+  Tensor w = Tensor::empty({64, 256}, DType::kF8E4M3, Device::kCUDA);
+  Tensor ws_wrong = Tensor::empty({1, 3}, DType::kF32, Device::kCUDA);
+  Tensor out = Tensor::empty({4, 64}, DType::kBF16, Device::kCUDA);
+  EXPECT_THROW(linear_fp8_w8a8_cuda(x, xs, w, ws_wrong, out, stream_), Error);
+  Tensor x_odd = Tensor::empty({4, 200}, DType::kF8E4M3, Device::kCUDA);  // K % 16 != 0
+  Tensor w_odd = Tensor::empty({64, 200}, DType::kF8E4M3, Device::kCUDA);
+  Tensor ws = Tensor::empty({1, 2}, DType::kF32, Device::kCUDA);
+  EXPECT_THROW(linear_fp8_w8a8_cuda(x_odd, xs, w_odd, ws, out, stream_), Error);
+  Tensor x7 = Tensor::empty({7, 256}, DType::kF8E4M3, Device::kCUDA);  // cuBLASLt needs T % 4 == 0
+  Tensor xs7 = Tensor::empty({7, 2}, DType::kF32, Device::kCUDA);
+  Tensor out7 = Tensor::empty({7, 64}, DType::kBF16, Device::kCUDA);
+  EXPECT_THROW(linear_fp8_w8a8_cuda(x7, xs7, w, ws, out7, stream_, Fp8GemmKernel::kCublasLt), Error);
+}
+
+// The scale transpose (cuBLASLt's layout) is exact.
+TEST_F(LinearFp8Cuda, SmallTransposeScales) {
+  std::mt19937_64 rng(fresh_seed());
+  const Tensor host = random_scales({37, 45}, 1.0f, rng);  // [T, G]
+  Tensor out = poisoned_gpu({45, 37}, DType::kF32, stream_);
+  transpose_fp8_act_scales_cuda(host.to(Device::kCUDA), out, stream_);
+  sync();
+  const Tensor got = out.to(Device::kCPU);
+  int64_t wrong = 0;
+  for (int64_t t = 0; t < 37; ++t) {
+    for (int64_t g = 0; g < 45; ++g) wrong += got.data<float>()[g * 37 + t] != host.data<float>()[t * 45 + g] ? 1 : 0;
+  }
+  EXPECT_EQ(wrong, 0);
+}
+
+// Split-K sums in a fixed order, so two runs agree bit for bit (a moving result is a race); and a
+// CUDA graph of both paths replays the eager results.
+TEST_F(LinearFp8Cuda, SmallDeterministicAndGraphCapture) {
+  std::mt19937_64 rng(fresh_seed());
+  const int64_t m = 64, n = 576, k = 1024;
+  const Tensor x = random_fp8({m, k}, rng).to(Device::kCUDA);
+  const Tensor xs = random_scales({m, 8}, 1e-2f, rng).to(Device::kCUDA);
+  const Tensor w = random_fp8({n, k}, rng).to(Device::kCUDA);
+  const Tensor ws = random_scales({5, 8}, 1e-4f, rng).to(Device::kCUDA);
+  std::vector<std::vector<uint16_t>> eager;
+  std::vector<Tensor> outs;
+  for (const Fp8GemmKernel kernel : {Fp8GemmKernel::kSm90SwapAB, Fp8GemmKernel::kCublasLt}) {
+    for (int rep = 0; rep < 2; ++rep) {
+      Tensor out = poisoned_gpu({m, n}, DType::kBF16, stream_);
+      linear_fp8_w8a8_cuda(x, xs, w, ws, out, stream_, kernel);
+      sync();
+      const Tensor h = out.to(Device::kCPU);
+      std::vector<uint16_t> bits(static_cast<size_t>(h.numel()));
+      std::memcpy(bits.data(), h.raw(), h.nbytes());
+      eager.push_back(bits);
+    }
+    EXPECT_EQ(eager[eager.size() - 2], eager.back()) << "kernel " << static_cast<int>(kernel) << " is not deterministic";
+    outs.push_back(poisoned_gpu({m, n}, DType::kBF16, stream_));
+  }
+  sync();
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  MLA_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  linear_fp8_w8a8_cuda(x, xs, w, ws, outs[0], stream_, Fp8GemmKernel::kSm90SwapAB);
+  linear_fp8_w8a8_cuda(x, xs, w, ws, outs[1], stream_, Fp8GemmKernel::kCublasLt);
+  MLA_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+  MLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+  sync();
+  for (size_t i = 0; i < 2; ++i) {
+    const Tensor h = outs[i].to(Device::kCPU);
+    std::vector<uint16_t> bits(static_cast<size_t>(h.numel()));
+    std::memcpy(bits.data(), h.raw(), h.nbytes());
+    EXPECT_EQ(bits, eager[2 * i]) << "graph replay of kernel " << i << " differs from the eager run";
+  }
+  MLA_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  MLA_CUDA_CHECK(cudaGraphDestroy(graph));
+}
+
+// ---- DeepSeek shapes ([N, K] of each dense FP8 projection) -----------------------------------
+
+const std::vector<int64_t> kTokens = {1, 7, 64, 128, 1000, 4096};
+
+// V3 / R1 (hidden 7168, q_lora 1536, kv_lora 512, 128 heads, dense MLP 18432, shared expert 2048).
+TEST_F(LinearFp8Cuda, V3QAProj) { check(1536, 7168, kTokens); }
+TEST_F(LinearFp8Cuda, V3KvAProj) { check(576, 7168, kTokens); }
+TEST_F(LinearFp8Cuda, V3QkvAFused) { check(2112, 7168, kTokens); }
+TEST_F(LinearFp8Cuda, V3QBProj) { check(24576, 1536, kTokens); }
+TEST_F(LinearFp8Cuda, V3KvBProj) { check(32768, 512, kTokens); }
+TEST_F(LinearFp8Cuda, V3OProj) { check(7168, 16384, kTokens); }
+TEST_F(LinearFp8Cuda, V3DenseGateOrUp) { check(18432, 7168, kTokens); }
+TEST_F(LinearFp8Cuda, V3DenseDown) { check(7168, 18432, kTokens); }
+TEST_F(LinearFp8Cuda, V3SharedGateOrUp) { check(2048, 7168, kTokens); }
+TEST_F(LinearFp8Cuda, V3SharedDown) { check(7168, 2048, kTokens); }
+
+// V2-Lite quantised to FP8 (hidden 2048, no q_lora, kv_lora 512, 16 heads, dense MLP 10944,
+// 2 shared experts of 1408).
+TEST_F(LinearFp8Cuda, V2LiteQProj) { check(3072, 2048, kTokens); }
+TEST_F(LinearFp8Cuda, V2LiteKvAProj) { check(576, 2048, kTokens); }
+TEST_F(LinearFp8Cuda, V2LiteKvBProj) { check(4096, 512, kTokens); }
+TEST_F(LinearFp8Cuda, V2LiteOProj) { check(2048, 2048, kTokens); }
+TEST_F(LinearFp8Cuda, V2LiteDenseGateOrUp) { check(10944, 2048, kTokens); }
+TEST_F(LinearFp8Cuda, V2LiteDenseDown) { check(2048, 10944, kTokens); }
+TEST_F(LinearFp8Cuda, V2LiteSharedGateOrUp) { check(2816, 2048, kTokens); }
+TEST_F(LinearFp8Cuda, V2LiteSharedDown) { check(2048, 2816, kTokens); }
+
+}  // namespace
+}  // namespace mlaserve::ops
