@@ -23,22 +23,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The command line as the process received it (Linux).
-std::string command_line() {
-  std::ifstream in("/proc/self/cmdline", std::ios::binary);
-  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!raw.empty() && raw.back() == '\0') raw.pop_back();
-  std::replace(raw.begin(), raw.end(), '\0', ' ');
-  return raw;
-}
-
-std::string utc_now(const char* format) {
-  const std::time_t now = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), format, std::gmtime(&now));
-  return buf;
-}
-
 #ifdef MLASERVE_WITH_CUDA
 // The GPU's name, lower case with dashes ("nvidia-h100-80gb-hbm3").
 std::string gpu_name() {
@@ -187,7 +171,23 @@ nlohmann::json result_header(const std::string& benchmark, const BenchEngine& b,
             {"seed", a.seed}}}};
 }
 
-void write_result(const nlohmann::json& doc, const std::string& results_dir) {
+// Linux: /proc/self/cmdline.
+std::string command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!raw.empty() && raw.back() == '\0') raw.pop_back();
+  std::replace(raw.begin(), raw.end(), '\0', ' ');
+  return raw;
+}
+
+std::string utc_now(const char* format) {
+  const std::time_t now = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), format, std::gmtime(&now));
+  return buf;
+}
+
+std::string write_result(const nlohmann::json& doc, const std::string& results_dir) {
   std::filesystem::create_directories(results_dir);
   const std::string path = results_dir + "/" + doc.at("benchmark").get<std::string>() + "_" +
                            doc.at("card").get<std::string>() + "_" + utc_now("%Y%m%d-%H%M%S") + ".json";
@@ -195,21 +195,7 @@ void write_result(const nlohmann::json& doc, const std::string& results_dir) {
   MLA_CHECK(out.good(), "cannot write {}", path);
   out << doc.dump(2) << "\n";
   std::printf("wrote %s\n", path.c_str());
-}
-
-double mean(const std::vector<double>& values) {
-  double sum = 0;
-  for (double v : values) sum += v;
-  return values.empty() ? 0.0 : sum / static_cast<double>(values.size());
-}
-
-double percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0.0;
-  std::sort(values.begin(), values.end());
-  const double pos = p / 100.0 * static_cast<double>(values.size() - 1);
-  const auto lo = static_cast<size_t>(std::floor(pos));
-  const size_t hi = std::min(lo + 1, values.size() - 1);
-  return values[lo] + (values[hi] - values[lo]) * (pos - static_cast<double>(lo));
+  return path;
 }
 
 void register_bench(CLI::App& app) {
@@ -217,6 +203,7 @@ void register_bench(CLI::App& app) {
   bench->require_subcommand(1);
   register_bench_throughput(*bench);
   register_bench_latency(*bench);
+  register_bench_serve(*bench);
 }
 
 }  // namespace mlaserve::cli

@@ -16,6 +16,7 @@
 #include "cli/model_source.h"
 #include "engine/deepseek_runner.h"
 #include "engine/engine.h"
+#include "loadgen/stats.h"
 
 namespace mlaserve::cli {
 
@@ -64,13 +65,18 @@ std::vector<RequestTiming> run_batch(Engine& engine, const std::vector<std::vect
 // {"benchmark", "card", "date", "command", "model", "options"}: the common head of a result file.
 nlohmann::json result_header(const std::string& benchmark, const BenchEngine& bench, const BenchEngineArgs& args);
 
-// Writes DIR/<benchmark>_<card>_<UTC stamp>.json and prints its path.
-void write_result(const nlohmann::json& doc, const std::string& results_dir);
+// Writes DIR/<benchmark>_<card>_<UTC stamp>.json, prints its path and returns it.
+std::string write_result(const nlohmann::json& doc, const std::string& results_dir);
 
-double mean(const std::vector<double>& values);
-double percentile(std::vector<double> values, double p);  // p in [0, 100], linear interpolation
+// The command line as the process received it, and the UTC time in a strftime format.
+std::string command_line();
+std::string utc_now(const char* format);
+
+using loadgen::mean;
+using loadgen::percentile;  // p in [0, 100], linear interpolation
 
 void register_bench_throughput(CLI::App& bench);
 void register_bench_latency(CLI::App& bench);
+void register_bench_serve(CLI::App& bench);  // cmd_bench_serve.cc: a client against a running server
 
 }  // namespace mlaserve::cli
