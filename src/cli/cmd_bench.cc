@@ -76,6 +76,8 @@ void add_bench_engine_options(CLI::App& cmd, BenchEngineArgs& a) {
   cmd.add_option("--temperature", a.temperature, "Sampling temperature (0: greedy)")->check(CLI::NonNegativeNumber);
   cmd.add_option("--seed", a.seed, "Seed of the random prompts and of sampling");
   cmd.add_option("--results-dir", a.results_dir, "Where the JSON result goes");
+  cmd.add_flag("--profile", a.profile,
+               "Time the engine's phases and the model's regions (each step waits for the GPU)");
 }
 
 BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
@@ -103,6 +105,8 @@ BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
   options.scheduler = {a.max_num_batched_tokens, a.max_num_seqs, true};
   options.enable_prefix_caching = !a.no_prefix_caching;
   options.seed = a.seed;
+  options.profile = a.profile;
+  b.model->set_profiling(a.profile);
   b.engine = std::make_unique<Engine>(*b.runner, options);
   MLA_LOG_INFO("engine: {} cache blocks ({} tokens), max_model_len {}, budget {} tokens, {} sequences", blocks,
                int64_t{blocks} * kCacheBlockSize, b.engine->max_model_len(), a.max_num_batched_tokens,
@@ -154,9 +158,39 @@ std::vector<RequestTiming> run_batch(Engine& engine, const std::vector<std::vect
   return timing;
 }
 
+namespace {
+
+// Prints one table of region -> total ms, ms per step and share of `whole_ms`.
+nlohmann::json report_regions(const char* title, const RegionTotals& totals, double whole_ms, int64_t steps) {
+  std::printf("%-22s %12s %12s %8s\n", title, "total ms", "ms/step", "share");
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [region, ms] : totals) {
+    std::printf("  %-20s %12.1f %12.3f %7.1f%%\n", region.c_str(), ms, ms / double(std::max<int64_t>(steps, 1)),
+                100.0 * ms / std::max(whole_ms, 1e-9));
+    out[region] = ms;
+  }
+  return out;
+}
+
+nlohmann::json report_profile(const BenchEngine& b) {
+  const int64_t steps = b.engine->stats().num_steps;
+  double host_ms = 0, model_ms = 0;
+  for (const auto& [region, ms] : b.engine->profile()) host_ms += ms;
+  for (const auto& [region, ms] : b.model->profile()) model_ms += ms;
+  std::printf("\nprofile over %lld steps (every step waits for the GPU, so the run is slower than without "
+              "--profile)\n", static_cast<long long>(steps));
+  nlohmann::json out;
+  out["steps"] = steps;
+  out["engine_ms"] = report_regions("engine phase", b.engine->profile(), host_ms, steps);
+  out["model_ms"] = report_regions("model region", b.model->profile(), model_ms, steps);
+  return out;
+}
+
+}  // namespace
+
 nlohmann::json result_header(const std::string& benchmark, const BenchEngine& b, const BenchEngineArgs& a) {
   const EngineStats s = b.engine->stats();
-  return {{"benchmark", benchmark},
+  nlohmann::json header = {{"benchmark", benchmark},
           {"card", b.card},
           {"date", utc_now("%Y-%m-%dT%H:%M:%SZ")},
           {"command", command_line()},
@@ -169,6 +203,8 @@ nlohmann::json result_header(const std::string& benchmark, const BenchEngine& b,
             {"prefix_caching", !a.no_prefix_caching},
             {"temperature", a.temperature},
             {"seed", a.seed}}}};
+  if (a.profile) header["profile"] = report_profile(b);
+  return header;
 }
 
 // Linux: /proc/self/cmdline.

@@ -30,6 +30,7 @@ struct BenchEngineArgs {
   bool no_prefix_caching = false;
   float temperature = 0.0f;             // 0: greedy
   uint64_t seed = 0;                    // prompts and sampling
+  bool profile = false;                 // time the engine's phases and the model's regions
   std::string results_dir = "bench/results";
 };
 
@@ -62,7 +63,8 @@ struct RequestTiming {
 std::vector<RequestTiming> run_batch(Engine& engine, const std::vector<std::vector<int32_t>>& prompts,
                                      int64_t output_len, const BenchEngineArgs& args, const std::string& label);
 
-// {"benchmark", "card", "date", "command", "model", "options"}: the common head of a result file.
+// {"benchmark", "card", "date", "command", "model", "options"}: the common head of a result file;
+// with --profile also "profile" (the engine's host phases and the model's regions, also printed).
 nlohmann::json result_header(const std::string& benchmark, const BenchEngine& bench, const BenchEngineArgs& args);
 
 // Writes DIR/<benchmark>_<card>_<UTC stamp>.json, prints its path and returns it.

@@ -16,8 +16,7 @@ ModelRunnerInfo DeepSeekRunner::info() const {
 }
 
 Tensor DeepSeekRunner::execute(const ForwardBatch& batch) {
-  Tensor logits = model_.forward(batch, cache_);
-  return logits.is_cpu() ? logits : logits.to(Device::kCPU);
+  return model_.forward(batch, cache_);
 }
 
 }  // namespace mlaserve

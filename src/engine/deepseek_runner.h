@@ -1,6 +1,6 @@
 // DeepSeekRunner: ModelRunner over a DeepSeekModel and its paged latent cache, on the model's
-// device (CPU reference or GPU). Each step is one DeepSeekModel::forward; the logits come back
-// to the host for the CPU sampler.
+// device (CPU reference or GPU). Each step is one DeepSeekModel::forward; the logits stay on the
+// model's device (the engine samples greedy rows there).
 #pragma once
 
 #include "engine/model_runner.h"

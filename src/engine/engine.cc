@@ -6,6 +6,7 @@
 #include "core/logging.h"
 #include "engine/batch_builder.h"
 #include "engine/output_text.h"
+#include "ops/sampling.h"
 
 namespace mlaserve {
 
@@ -48,7 +49,8 @@ Engine::Engine(ModelRunner& runner, EngineOptions options, const TextDecoderFact
       options_(options),
       text_(text),
       kv_({info_.num_cache_blocks, options.enable_prefix_caching}),
-      scheduler_(options.scheduler, kv_) {
+      scheduler_(options.scheduler, kv_),
+      timer_(Stream{}, /*on_gpu=*/false, options.profile) {
   const int64_t capacity = int64_t{info_.num_cache_blocks} * kCacheBlockSize;
   max_model_len_ = options_.max_model_len > 0 ? options_.max_model_len
                                               : std::min(info_.max_position_embeddings, capacity);
@@ -156,6 +158,7 @@ void Engine::run_loop() {
 bool Engine::step() {
   MLA_CHECK(!loop_.joinable() || std::this_thread::get_id() == loop_.get_id(),
             "Engine::step() called while the background loop runs");
+  timer_.mark("schedule");
   take_front_door();
   const SchedulerOutput out = scheduler_.schedule();
   if (!out.empty()) {
@@ -164,6 +167,8 @@ bool Engine::step() {
     run_chunks(out);
   }
   publish_stats();
+  timer_.stop();
+  timer_.add_to(profile_);
   return !out.empty();
 }
 
@@ -187,9 +192,11 @@ void Engine::take_front_door() {
 }
 
 void Engine::run_chunks(const SchedulerOutput& out) {
+  timer_.mark("build_batch");
   StepBatch step = build_step_batch(out);
   Tensor logits;
   try {
+    timer_.mark("execute");
     logits = runner_.execute(step.batch);
   } catch (const std::exception& e) {
     MLA_LOG_ERROR("model step of {} tokens failed: {}", out.num_tokens, e.what());
@@ -200,13 +207,23 @@ void Engine::run_chunks(const SchedulerOutput& out) {
     return;
   }
   MLA_CHECK(logits.ndim() == 2 && logits.dim(0) == static_cast<int64_t>(step.sampled.size()) &&
-                logits.dim(1) == info_.vocab_size && logits.is_cpu(),
+                logits.dim(1) == info_.vocab_size,
             "the model runner returned logits {} for {} sampled rows", shape_str(logits.shape()), step.sampled.size());
+  timer_.mark("commit+sample");
   scheduler_.commit(out);
   sample_and_stream(out, step.sampled, logits);
 }
 
 void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<size_t>& sampled, Tensor& logits) {
+  // Logits on the GPU stay there: one argmax over every row, and only the token ids come back.
+  // Rows that need the whole distribution (sampling, penalties, logprobs) are copied one by one.
+  std::vector<int32_t> argmax;
+  if (!logits.is_cpu()) {
+    Tensor ids = Tensor::empty({logits.dim(0)}, DType::kI32, logits.device());
+    ops::greedy_sample(logits, ids);
+    Tensor host_ids = ids.to(Device::kCPU);
+    argmax.assign(host_ids.data<int32_t>(), host_ids.data<int32_t>() + host_ids.numel());
+  }
   for (size_t row = 0; row < sampled.size(); ++row) {
     ActiveRequest& r = *requests_.at(out.chunks[sampled[row]].seq->id);
     const std::span<const int32_t> tokens(r.seq.tokens);
@@ -215,8 +232,13 @@ void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<siz
     RequestOutput ev = event_for(r);
     FinishReason reason = FinishReason::kNone;
     try {
-      Tensor row_logits = logits.slice(static_cast<int64_t>(row), static_cast<int64_t>(row) + 1);
-      reason = accept_token(r, sample_token(row_logits, input), ev);
+      if (!argmax.empty() && is_plain_greedy(r.params)) {
+        reason = accept_token(r, SampledToken{argmax[row], std::nullopt}, ev);
+      } else {
+        Tensor row_logits = logits.slice(static_cast<int64_t>(row), static_cast<int64_t>(row) + 1);
+        if (!row_logits.is_cpu()) row_logits = row_logits.to(Device::kCPU);
+        reason = accept_token(r, sample_token(row_logits, input), ev);
+      }
     } catch (const std::exception& e) {
       ev = final_event(r, FinishReason::kError, e.what());
       reason = FinishReason::kError;

@@ -30,6 +30,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/region_timer.h"
 #include "engine/model_runner.h"
 #include "engine/request.h"
 #include "engine/request_stream.h"
@@ -50,6 +51,7 @@ struct EngineOptions {
   int64_t max_model_len = 0;
   int32_t max_logprobs = 20;  // the largest SamplingParams::logprobs accepted
   uint64_t seed = 0;          // requests without a seed get one derived from it and their id
+  bool profile = false;       // time the host phases of every step (Engine::profile())
 };
 
 struct EngineStats {
@@ -79,6 +81,9 @@ class Engine {
   // Ends a request (no-op if it is unknown or already finished).
   void abort(RequestId id);
   EngineStats stats() const;
+  // With EngineOptions::profile: milliseconds spent in each phase of step() (schedule,
+  // build_batch, execute, sample) summed over the steps. Loop thread (or step()'s caller) only.
+  const RegionTotals& profile() const { return profile_; }
   int64_t max_model_len() const { return max_model_len_; }
   int64_t vocab_size() const { return info_.vocab_size; }
 
@@ -114,6 +119,8 @@ class Engine {
   Scheduler scheduler_;
   std::unordered_map<RequestId, std::unique_ptr<ActiveRequest>> requests_;  // loop thread only
   int64_t num_steps_ = 0, num_scheduled_tokens_ = 0, num_generated_tokens_ = 0;
+  RegionTimer timer_;  // host phases, when profiling
+  RegionTotals profile_;
 
   // Shared with the front door, under mutex_.
   mutable std::mutex mutex_;

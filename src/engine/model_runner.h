@@ -27,7 +27,9 @@ class ModelRunner {
   virtual ~ModelRunner() = default;
   virtual ModelRunnerInfo info() const = 0;
   // Runs one step: writes the rows of batch's tokens into the cache and returns the logits of
-  // batch.logit_rows on the host, [R, vocab] f32. Throws mlaserve::Error on failure.
+  // batch.logit_rows, [R, vocab] f32, on the host or on the GPU (queued on the legacy default
+  // stream or one that synchronises with it: the engine's GPU argmax runs there). Throws
+  // mlaserve::Error on failure.
   virtual Tensor execute(const ForwardBatch& batch) = 0;
 };
 

@@ -44,6 +44,11 @@ std::vector<TokenLogprob> top_logprobs(std::span<const float> logprobs, int32_t 
   return top;
 }
 
+bool is_plain_greedy(const SamplingParams& p) {
+  return p.temperature <= 0.0f && !p.logprobs && p.repetition_penalty == 1.0f &&
+         p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f;
+}
+
 SampledToken sample_token(Tensor& logits, const SamplerRow& row) {
   MLA_CHECK(logits.ndim() == 2 && logits.dim(0) == 1, "sample_token: logits {} must be one row [1, V]",
             shape_str(logits.shape()));

@@ -34,6 +34,10 @@ void apply_penalties(std::span<float> logits, const SamplerRow& row);
 // The top-n log-probabilities of a log-softmax row [V], best first (ties: lower id).
 std::vector<TokenLogprob> top_logprobs(std::span<const float> logprobs, int32_t n);
 
+// Whether the token is the logits' argmax and nothing else is asked of the row (no penalties,
+// no logprobs): then a GPU argmax gives exactly sample_token's token.
+bool is_plain_greedy(const SamplingParams& params);
+
 // Samples from logits [1, V] f32 on the host (modified in place by the penalties).
 SampledToken sample_token(Tensor& logits, const SamplerRow& row);
 

@@ -33,6 +33,7 @@ ops::RouterParams router_params(const DeepSeekConfig& c) {
 }  // namespace
 
 Tensor DeepSeekModel::mlp(const MlpWeights& w, const Tensor& x) {
+  mark("mlp");
   Tensor gate_up = linear(w.gate_up, x);  // [T, 2I]
   Tensor hidden = act({x.dim(0), w.gate_up.out_features() / 2});
   ops::silu_mul(gate_up, hidden, options_.stream);
@@ -51,6 +52,7 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
   const int64_t num_experts = config_.n_routed_experts;
   const Stream stream = options_.stream;
 
+  mark("moe.route");
   Tensor logits = f32({t, num_experts});  // fp32 accumulation and output (§5.1)
   ops::linear(m, w.router, logits, stream);
   ops::RouterOutputs route{f32({t, k}), Tensor::empty({t, k}, DType::kI32, options_.device)};
@@ -62,6 +64,7 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
   ops::moe_group_by_expert(route.expert_ids, num_experts, groups, stream);
   Tensor gathered = act({t * k, hidden});  // token rows in expert order
   ops::embedding(groups.sorted_tokens, m, gathered, stream);
+  mark("moe.experts");
   // This rank's experts [e0, e1) own the sorted rows [offsets[e0], offsets[e1]) (all of them
   // without expert parallelism): the grouped op runs over those rows, the others stay zero in
   // expert_out and add nothing in the combine.
@@ -74,6 +77,7 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
   ops::moe_experts(gathered, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
   Tensor out = w.shared ? mlp(*w.shared, m) : act({t, hidden});
   if (!w.shared) out.fill_bytes(0, stream);
+  mark("moe.combine");
   ops::moe_combine(expert_out, groups.sorted_pairs, route.weights, out, stream);
   return out;
 }

@@ -47,6 +47,7 @@ Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
   const int64_t t = batch.num_tokens(), hidden = config_.hidden_size;
   const Stream stream = options_.stream;
 
+  mark("prepare");
   StepMetadata step;
   step.batch = &batch;
   step.positions = device_i32(batch.positions);
@@ -89,6 +90,7 @@ Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
   }
   rope_table(*std::max_element(batch.positions.begin(), batch.positions.end()));
 
+  mark("embed");
   Tensor h = act({t, hidden});  // the residual stream
   if (plan_.first_stage()) {
     ops::embedding(device_i32(batch.token_ids), weights_.embed, h, stream);
@@ -103,12 +105,14 @@ Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
     const LayerWeights& lw = weights_.layers[static_cast<size_t>(i)];
     Tensor attn_out = attention(i, normed, step, cache);
     all_reduce(attn_out);
+    mark("norms");
     ops::add_rms_norm(attn_out, h, lw.post_attn_norm, eps, normed, stream);  // h += attn; normed = norm(h)
     Tensor ffn_out = ffn(i, normed);
     all_reduce(ffn_out);
     const Tensor& next_norm = i + 1 < num_layers
                                   ? weights_.layers[static_cast<size_t>(i + 1)].input_norm
                                   : weights_.final_norm;
+    mark("norms");
     ops::add_rms_norm(ffn_out, h, next_norm, eps, normed, stream);  // h += ffn; normed = norm(h)
   }
   if (!plan_.last_stage()) {
@@ -117,7 +121,12 @@ Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
   }
 
   // Logits only for the rows that sample: `normed` already holds RMSNorm(h, model.norm).
+  mark("lm_head");
   Tensor logits = compute_logits(normed, batch.logit_rows);
+  if (timer_) {
+    timer_->stop();
+    timer_->add_to(profile_);
+  }
   return logits;
 }
 

@@ -25,6 +25,7 @@ Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetada
   const float eps = static_cast<float>(config_.rms_norm_eps);
   const Stream stream = options_.stream;
 
+  mark("attn.project");
   // Query: [T, n, dn + dr], rope on each head's last dr channels.
   Tensor q;
   if (w.q_proj) {
@@ -45,10 +46,12 @@ Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetada
   ops::write_latent_cache(latent, k_pe, step.slots, cache.layer(layer), stream);
 
   Tensor o = act({t, n, dv});  // head-major per token, the o_proj input
+  mark("attn.absorbed");
   for (const AbsorbedRun& run : step.absorbed_runs) {
     Tensor o_run = o.slice(run.row_begin, run.row_end);
     attend_absorbed(w, run, q.slice(run.row_begin, run.row_end), cache.layer(layer), o_run);
   }
+  mark("attn.mha");
   const auto& seqs = step.batch->sequences;
   for (size_t i = 0; i < seqs.size(); ++i) {
     if (step.absorbed[i]) continue;
@@ -57,6 +60,7 @@ Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetada
     attend_mha(w, seqs[i], step.mha_block_tables[i], q.slice(b, e), latent.slice(b, e), k_pe.slice(b, e),
                cache.layer(layer), o_seq);
   }
+  mark("attn.o_proj");
   return linear(w.o_proj, o.reshape({t, n * dv}));
 }
 

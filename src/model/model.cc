@@ -34,6 +34,11 @@ DeepSeekModel::DeepSeekModel(DeepSeekConfig config, ModelWeights weights, ModelO
   }
 }
 
+void DeepSeekModel::set_profiling(bool on) {
+  timer_ = on ? std::make_unique<RegionTimer>(options_.stream, options_.device != Device::kCPU) : nullptr;
+  profile_.clear();
+}
+
 LatentCache DeepSeekModel::make_cache(int64_t num_blocks) const {
   return LatentCache(plan_.layers.size(), num_blocks, config_.kv_cache_dim, act_dtype_, options_.device);
 }

@@ -37,7 +37,9 @@
 
 #include <cstdint>
 #include <optional>
+#include <memory>
 
+#include "core/region_timer.h"
 #include "core/collectives.h"
 #include "core/stream.h"
 #include "core/tensor.h"
@@ -91,6 +93,12 @@ class DeepSeekModel {
   // tensor (it sent its residual stream to the next stage).
   Tensor forward(const ForwardBatch& batch, LatentCache& cache);
 
+  // Profiling: when on, every forward times its regions (step preparation, attention by form,
+  // MoE router / experts / shared experts, dense MLPs, lm_head) on the model's stream and waits
+  // for the step to finish; profile() holds the milliseconds summed over the steps since.
+  void set_profiling(bool on);
+  const RegionTotals& profile() const { return profile_; }
+
  private:
 
   // a [T, H] normed input -> o_proj output [T, H] (this rank's heads only: a partial sum under
@@ -114,6 +122,10 @@ class DeepSeekModel {
   void all_reduce(Tensor& partial);                // sums the tensor-parallel group's partial outputs
   Tensor compute_logits(const Tensor& normed, const std::vector<int32_t>& rows);  // [R, V] f32
 
+  void mark(const char* region) {
+    if (timer_) timer_->mark(region);
+  }
+
   DeepSeekConfig config_;
   ModelWeights weights_;
   ModelOptions options_;
@@ -122,6 +134,8 @@ class DeepSeekModel {
   ops::ActQuantParams act_quant_;
   DType act_dtype_ = DType::kF32;
   Tensor cos_sin_;
+  std::unique_ptr<RegionTimer> timer_;  // set while profiling
+  RegionTotals profile_;
 };
 
 }  // namespace mlaserve

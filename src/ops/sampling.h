@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <span>
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
@@ -54,6 +55,9 @@ void sample_cpu(const Tensor& logits, std::span<const SamplingOptions> options,
                 std::span<const SamplingKey> keys, Tensor& token_ids);
 
 void log_softmax_cpu(const Tensor& logits, Tensor& out);
+
+// Dispatch by device (ops/dispatch.h).
+void greedy_sample(const Tensor& logits, Tensor& token_ids, Stream stream = {});
 
 }  // namespace mlaserve::ops
 
