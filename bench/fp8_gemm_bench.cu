@@ -36,6 +36,7 @@
 #include "core/tensor.h"
 #include "ops/cuda/cublaslt_gemm.h"
 #include "ops/cuda/linear_fp8_heuristics.h"
+#include "ops/cuda/linear_fp8_sm90.h"
 #include "ops/fp8_block.h"
 #include "ops/linear_fp8.h"
 
@@ -115,13 +116,29 @@ const std::vector<Shape2> kShapes = {
     {"v2l.o_proj", 2048, 2048, false},     {"v2l.shared_gate_up", 5632, 2048, false}};
 const std::vector<int64_t> kTokens = {1, 8, 64, 128, 512, 4096};
 
+struct PlanTime {
+  ops::sm90_fp8::SwapAbPlan plan;
+  double us;
+};
+
 struct Result {
   std::string name;
   int64_t m, n, k;
   double swap_ab_us, lt_us, lt_path_us, auto_us;  // lt_* 0 when cuBLASLt does not take the shape
   bool auto_is_lt;
   double bytes, flops, floor_us;
+  std::vector<PlanTime> plans;  // every swap-AB candidate at T <= 128, the default first
+  double best_plan_us() const {
+    double best = swap_ab_us;
+    for (const PlanTime& p : plans) best = std::min(best, p.us);
+    return best;
+  }
 };
+
+std::string plan_name(const ops::sm90_fp8::SwapAbPlan& p) {
+  return "bn" + std::to_string(p.bn) + ".wg" + std::to_string(p.wgs) + ".s" + std::to_string(p.splits) + ".c" +
+         std::to_string(p.ctas);
+}
 
 // The weight of a shape in as many copies as the rotation needs (the same random values).
 struct Weights {
@@ -184,6 +201,17 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
     });
     r.lt_path_us = graph_us(stream, replays, timer, call(ops::Fp8GemmKernel::kCublasLt));
   }
+  if (m <= ops::sm90_fp8::kSwapAbMaxTokens) {
+    for (const ops::sm90_fp8::SwapAbPlan& plan :
+         ops::sm90_fp8::swap_ab_candidates(m, s.n, s.k, ops::sm90_fp8::device_sm_count())) {
+      const double us = graph_us(stream, replays, timer, [&](int i) {
+        ops::sm90_fp8::run_swap_ab({x[i % 2].raw(), static_cast<const float*>(xs[i % 2].raw()), w[i % copies].raw(),
+                                    static_cast<const float*>(ws.raw()), out[i % 2].raw()},
+                                   m, s.n, s.k, plan, stream);
+      });
+      r.plans.push_back({plan, us});
+    }
+  }
   r.auto_is_lt = ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k) == ops::sm90_fp8::Fp8GemmPath::kCublasLt;
   r.auto_us = r.auto_is_lt ? r.lt_path_us : r.swap_ab_us;
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -232,14 +260,22 @@ int run(int argc, char** argv) {
   std::printf("card: %s, %d SMs, L2 %d MB; copy %.0f GB/s (memcpy, read + write)\n", prop.name,
               prop.multiProcessorCount, prop.l2CacheSize >> 20, copy);
   std::printf("\nout[M,N] bf16 = x_q[M,K] w_q[N,K]^T, e4m3 with 1x128 / 128x128 fp32 block scales (graph replays)\n");
-  std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s\n", "shape", "M", "N", "K", "swapAB us",
-              "Lt us", "Lt+T us", "auto us", "auto", "TFLOPS", "GB/s", "floor us", "of floor", "Lt/swapAB");
+  std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s %9s %-18s\n", "shape", "M", "N", "K",
+              "swapAB us", "Lt us", "Lt+T us", "auto us", "auto", "TFLOPS", "GB/s", "floor us", "of floor", "Lt/swapAB",
+              "best us", "best plan");
   nlohmann::json rows = nlohmann::json::array();
   for (const Result& r : results) {
-    std::printf("%-18s %5ld %6ld %6ld %9.1f %9.1f %9.1f %9.1f %5s %8.1f %7.0f %8.1f %8.2f %8.2f\n", r.name.c_str(),
-                r.m, r.n, r.k, r.swap_ab_us, r.lt_us, r.lt_path_us, r.auto_us, r.auto_is_lt ? "Lt" : "swap",
-                r.flops / r.auto_us / 1e6, r.bytes / r.auto_us / 1e3, r.floor_us, r.floor_us / r.auto_us,
-                r.lt_us > 0 ? r.lt_us / r.swap_ab_us : 0.0);
+    std::string best_plan = r.plans.empty() ? "-" : plan_name(r.plans[0].plan);
+    for (const PlanTime& p : r.plans) {
+      if (p.us == r.best_plan_us()) best_plan = plan_name(p.plan);
+    }
+    std::printf("%-18s %5ld %6ld %6ld %9.1f %9.1f %9.1f %9.1f %5s %8.1f %7.0f %8.1f %8.2f %8.2f %9.1f %-18s\n",
+                r.name.c_str(), r.m, r.n, r.k, r.swap_ab_us, r.lt_us, r.lt_path_us, r.auto_us,
+                r.auto_is_lt ? "Lt" : "swap", r.flops / r.auto_us / 1e6, r.bytes / r.auto_us / 1e3, r.floor_us,
+                r.floor_us / r.auto_us, r.lt_us > 0 ? r.lt_us / r.swap_ab_us : 0.0, r.best_plan_us(),
+                best_plan.c_str());
+    nlohmann::json plan_rows = nlohmann::json::array();
+    for (const PlanTime& p : r.plans) plan_rows.push_back({{"plan", plan_name(p.plan)}, {"us", p.us}});
     rows.push_back({{"shape", r.name},
                     {"m", r.m},
                     {"n", r.n},
@@ -254,7 +290,8 @@ int run(int argc, char** argv) {
                     {"floor_us", r.floor_us},
                     {"swap_ab_tflops", r.flops / r.swap_ab_us / 1e6},
                     {"cublaslt_tflops", r.lt_us > 0 ? r.flops / r.lt_us / 1e6 : 0.0},
-                    {"swap_ab_fraction_of_floor", r.floor_us / r.swap_ab_us}});
+                    {"swap_ab_fraction_of_floor", r.floor_us / r.swap_ab_us},
+                    {"swap_ab_plans", plan_rows}});
   }
 
   char date[32], stamp[32];

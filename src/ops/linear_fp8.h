@@ -56,8 +56,9 @@ namespace mlaserve::ops {
 //
 // Kernels (ops/cuda/linear_fp8_heuristics.h picks one per shape with kAuto):
 //   kSm90SwapAB  ours (linear_fp8_sm90.cuh): the weight is wgmma's M side, tokens its N side, so
-//                decode batches stream the weights once at HBM speed; K split over a thread-block
-//                cluster and reduced through distributed shared memory. Any T, N; best at T <= 128.
+//                decode batches stream the weights once; K split over a thread-block cluster and
+//                reduced through distributed shared memory, or persistent CTAs walking the tiles.
+//                Any T, N; kAuto takes it at T <= 16, and at T <= 128 when N < 2048.
 //   kCublasLt    cuBLASLt's block-scaled FP8 (BLK128x128 weights, VEC128 activations). Needs T, N
 //                multiples of 4 (N of 8), ceil(K/128) a multiple of 4; the activation scales are
 //                transposed to [ceil(K/128), T] into a workspace first (cuBLASLt's layout).

@@ -104,7 +104,7 @@ void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tenso
   if (path == sm90_fp8::Fp8GemmPath::kCublasLt) return run_cublaslt(x_q, x_scales, w_q, w_scale_inv, out, stream);
   sm90_fp8::run_swap_ab({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
                          static_cast<const float*>(w_scale_inv.raw()), out.raw()},
-                        t, n, k, stream);
+                        t, n, k, sm90_fp8::plan_swap_ab(t, n, k, sm90_fp8::device_sm_count()), stream);
 }
 
 void transpose_fp8_act_scales_cuda(const Tensor& x_scales, Tensor& out, cudaStream_t stream) {

@@ -1,29 +1,39 @@
 // Which kernel runs a dense block-scaled FP8 GEMM (ops/linear_fp8.h), and how the sm90 swap-AB
-// kernel (linear_fp8_sm90.cuh) is cut. Plain host code: the numbers come from the bench
-// (bench/NOTES-fp8-gemm.md), the rules are these:
+// kernel (linear_fp8_sm90.cuh) is cut. Plain host code; the rules below were read off
+// fp8_gemm_bench on an H200 (bench/NOTES-fp8-gemm.md has the table):
 //
-//   - T <= 128 tokens (decode batches): the swap-AB kernel. Its bytes are the weight, read once;
-//     cuBLASLt's tiles put the tokens on the M side (64 or 128 rows), so a decode batch leaves
-//     its tensor cores mostly idle and its K loop too short to stream the weights at HBM speed.
-//   - T > 128: cuBLASLt when its layout constraints hold (T, N multiples of 4, N of 8,
-//     ceil(K/128) of 4), else the swap-AB kernel, which is correct at any T but re-reads the
-//     weight once per 128 tokens (from L2 mostly).
+//   - T <= 16: the swap-AB kernel, every DeepSeek shape (1.1-1.9x cuBLASLt with its scale
+//     transpose at T = 8). Its bytes are the weight, read once.
+//   - T <= 128 and N < 2048 (q_a_proj, kv_a_proj): the swap-AB kernel (1.6-2x cuBLASLt).
+//   - otherwise cuBLASLt when its layout constraints hold (T, N multiples of 4, N of 8,
+//     ceil(K/128) of 4): at T = 64-128 on the wide projections the swap-AB kernel re-reads the
+//     activation tile once per 64-128 weight rows from L2, and that traffic (1.5-3x the weight's)
+//     caps it below cuBLASLt. Shapes cuBLASLt refuses (T % 4 != 0, V2-Lite's K = 10944 or 2816)
+//     take the swap-AB kernel at any T: correct, but it re-reads the weight once per 128 tokens.
 //
-// Swap-AB tiles: 64 weight rows x BN tokens per CTA, BN = 16, 64 or 128 (the smallest that holds
-// T, at most 128; more tokens take more tiles). K is split over a cluster of `splits` CTAs (at
-// most 8, the portable cluster size, and at most one split per 128-wide K group) so that the
-// grid fills every CTA slot of the GPU at least once: a 576 x 7168 projection is only 9 tiles
-// of 64 rows.
+// Swap-AB tiles: 64·wgs weight rows (wgs consumer warpgroups, 1 or 2) x BN tokens per CTA, BN =
+// 16, 64 or 128 (the smallest that holds T, at most 128; more tokens take more tiles). Then one of
+//   - split K over a cluster of `splits` CTAs (2 .. 8, the portable cluster size, at most one
+//     split per 128-wide K group), one tile per CTA: for few tiles and long K (a 576 x 7168
+//     projection is 9 tiles of 64 rows);
+//   - splits = 1: persistent CTAs, as many as fit the GPU at once, each walking tiles
+//     (stride = grid) with one continuous copy pipeline: for many tiles and short K (kv_b_proj's
+//     32768 x 512 is 512 tiles of 4 K groups).
+// The default cut: persistent when the tiles alone fill the GPU, or when K is short (<= 16 groups)
+// and there are at least 64 tiles (a split then costs more in reduction than it gains); else the
+// largest split, 8. Two warpgroups at T <= 16 and K >= 16384 (o_proj, the dense down_proj:
+// 10-17% faster, half the CTAs for the split-K reduction).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace mlaserve::ops::sm90_fp8 {
 
 enum class Fp8GemmPath : uint8_t { kSwapAB, kCublasLt };
 
-inline constexpr int64_t kSwapAbMaxTokens = 128;  // the swap-AB kernel's range under kAuto
+inline constexpr int64_t kSwapAbMaxTokens = 128;  // above this kAuto takes cuBLASLt where it can
 inline constexpr int kMaxSplits = 8;              // portable thread-block cluster size
 
 // cuBLASLt's block-scaled FP8 layout constraints (cublaslt_gemm.h); N of 8 keeps bf16 rows of
@@ -33,33 +43,77 @@ inline bool cublaslt_fp8_fits(int64_t t, int64_t n, int64_t k) {
 }
 
 inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k) {
-  return t > kSwapAbMaxTokens && cublaslt_fp8_fits(t, n, k) ? Fp8GemmPath::kCublasLt : Fp8GemmPath::kSwapAB;
+  const bool swap_ab = t <= 16 || (t <= kSwapAbMaxTokens && n < 2048) || !cublaslt_fp8_fits(t, n, k);
+  return swap_ab ? Fp8GemmPath::kSwapAB : Fp8GemmPath::kCublasLt;
 }
 
 // Token tile width of the swap-AB kernel.
 inline int swap_ab_bn(int64_t t) { return t <= 16 ? 16 : (t <= 64 ? 64 : 128); }
 
-// CTAs of the swap-AB kernel that fit one SM (its shared memory, linear_fp8_sm90.cuh checks).
-inline int swap_ab_ctas_per_sm(int bn) { return bn == 16 ? 3 : 2; }
+// CTAs of the swap-AB kernel that fit one SM (its shared memory; linear_fp8_sm90.cuh checks).
+constexpr int swap_ab_ctas_per_sm(int bn, int wgs) {
+  if (wgs == 1) return bn == 16 ? 3 : 2;
+  return bn == 16 ? 2 : 1;
+}
 
 struct SwapAbPlan {
-  int bn = 16;       // tokens per CTA
-  int n_tiles = 1;   // ceil(N / 64)
-  int t_tiles = 1;   // ceil(T / bn)
-  int splits = 1;    // CTAs per cluster along K (grid z)
+  int bn = 16;      // tokens per tile
+  int wgs = 1;      // consumer warpgroups: 64·wgs weight rows per tile
+  int n_tiles = 1;  // ceil(N / (64·wgs))
+  int t_tiles = 1;  // ceil(T / bn)
+  int splits = 1;   // CTAs per cluster along K (grid z); 1 = persistent CTAs
+  int ctas = 1;     // grid x: n_tiles · t_tiles when split, else min(tiles, CTA slots)
+  bool operator==(const SwapAbPlan& o) const {  // (.cu files compile as C++17: no = default)
+    return bn == o.bn && wgs == o.wgs && n_tiles == o.n_tiles && t_tiles == o.t_tiles && splits == o.splits &&
+           ctas == o.ctas;
+  }
 };
 
-inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, int sms) {
+// The plan with wgs warpgroups and `splits` (clamped to 1 .. min(8, K groups)).
+inline SwapAbPlan make_swap_ab_plan(int64_t t, int64_t n, int64_t k, int sms, int wgs, int64_t splits) {
   SwapAbPlan p;
   p.bn = swap_ab_bn(t);
-  p.n_tiles = static_cast<int>((n + 63) / 64);
+  p.wgs = wgs;
+  p.n_tiles = static_cast<int>((n + 64 * wgs - 1) / (64 * wgs));
   p.t_tiles = static_cast<int>((t + p.bn - 1) / p.bn);
-  const int64_t tiles = static_cast<int64_t>(p.n_tiles) * p.t_tiles;
-  const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(p.bn);
   const int64_t groups = (k + 127) / 128;
-  const int64_t want = (slots + tiles - 1) / tiles;
-  p.splits = static_cast<int>(std::clamp<int64_t>(want, 1, std::min<int64_t>(kMaxSplits, groups)));
+  p.splits = static_cast<int>(std::clamp<int64_t>(splits, 1, std::min<int64_t>(kMaxSplits, groups)));
+  const int64_t tiles = static_cast<int64_t>(p.n_tiles) * p.t_tiles;
+  const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(p.bn, wgs);
+  p.ctas = static_cast<int>(p.splits > 1 ? tiles : std::min(tiles, slots));
   return p;
+}
+
+// Splits that fill every CTA slot at least once.
+inline int64_t filling_splits(int64_t t, int64_t n, int sms, int wgs) {
+  const SwapAbPlan p = make_swap_ab_plan(t, n, 128, sms, wgs, 1);
+  const int64_t tiles = static_cast<int64_t>(p.n_tiles) * p.t_tiles;
+  const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(p.bn, wgs);
+  return (slots + tiles - 1) / tiles;
+}
+
+inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, int sms) {
+  const int bn = swap_ab_bn(t);
+  const int wgs = bn == 16 && k >= 16384 ? 2 : 1;
+  const SwapAbPlan one = make_swap_ab_plan(t, n, k, sms, wgs, 1);
+  const int64_t tiles = static_cast<int64_t>(one.n_tiles) * one.t_tiles;
+  const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(bn, wgs);
+  const bool persistent = tiles >= slots || ((k + 127) / 128 <= 16 && tiles >= 64);
+  return persistent ? one : make_swap_ab_plan(t, n, k, sms, wgs, kMaxSplits);
+}
+
+// The plans fp8_gemm_bench times and test_linear_fp8_cuda checks: the default first, then for 1
+// and 2 warpgroups the filling split, twice it, and persistent CTAs.
+inline std::vector<SwapAbPlan> swap_ab_candidates(int64_t t, int64_t n, int64_t k, int sms) {
+  std::vector<SwapAbPlan> plans = {plan_swap_ab(t, n, k, sms)};
+  for (int wgs : {1, 2}) {
+    const int64_t fill = filling_splits(t, n, sms, wgs);
+    for (int64_t s : {fill, 2 * fill, int64_t{1}}) {
+      const SwapAbPlan p = make_swap_ab_plan(t, n, k, sms, wgs, s);
+      if (std::find(plans.begin(), plans.end(), p) == plans.end()) plans.push_back(p);
+    }
+  }
+  return plans;
 }
 
 }  // namespace mlaserve::ops::sm90_fp8

@@ -15,13 +15,6 @@ namespace {
 
 constexpr std::string_view kOp = "linear_fp8_w8a8_cuda";
 
-int device_sm_count() {
-  int device = 0, count = 0;
-  MLA_CUDA_CHECK(cudaGetDevice(&device));
-  MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
-
 // cuTensorMapEncodeTiled, found in the driver through the runtime (nothing links libcuda).
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
@@ -69,10 +62,22 @@ __global__ void transpose_f32_kernel(const float* __restrict__ in, float* __rest
 
 }  // namespace
 
-void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, cudaStream_t stream) {
-  const SwapAbPlan plan = plan_swap_ab(t, n, k, device_sm_count());
+int device_sm_count() {
+  int device = 0, count = 0;
+  MLA_CUDA_CHECK(cudaGetDevice(&device));
+  MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
+void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, const SwapAbPlan& plan,
+                 cudaStream_t stream) {
+  const int64_t tiles = static_cast<int64_t>(plan.n_tiles) * plan.t_tiles;
+  MLA_CHECK(plan.bn == swap_ab_bn(t) && plan.n_tiles * kWgRows * plan.wgs >= n && plan.t_tiles * plan.bn >= t &&
+                (plan.splits == 1 ? plan.ctas <= tiles : plan.ctas == tiles) && plan.splits <= kMaxSplits,
+            "{}: a swap-AB plan (bn {}, wgs {}, {} x {} tiles, {} splits, {} CTAs) that does not cover [{}, {}]", kOp,
+            plan.bn, plan.wgs, plan.n_tiles, plan.t_tiles, plan.splits, plan.ctas, t, n);
   SwapAbParams p{};
-  const int w_box_rows = static_cast<int>(std::min<int64_t>(kTileRows, n));
+  const int w_box_rows = static_cast<int>(std::min<int64_t>(kWgRows * plan.wgs, n));
   const int x_box_rows = static_cast<int>(std::min<int64_t>(plan.bn, t));
   p.w_map = fp8_rows_map(ptrs.w_q, n, k, w_box_rows);
   p.x_map = fp8_rows_map(ptrs.x_q, t, k, x_box_rows);
@@ -82,11 +87,14 @@ void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, c
   p.t = static_cast<int32_t>(t);
   p.n = static_cast<int32_t>(n);
   p.g = static_cast<int32_t>((k + kGroup - 1) / kGroup);
+  p.t_tiles = plan.t_tiles;
+  p.tiles = static_cast<int32_t>(tiles);
   p.stage_bytes = static_cast<uint32_t>(kGroup * (w_box_rows + x_box_rows));
+  const bool two = plan.wgs == 2;
   switch (plan.bn) {
-    case 16: return launch_swap_ab<16>(p, plan, stream);
-    case 64: return launch_swap_ab<64>(p, plan, stream);
-    case 128: return launch_swap_ab<128>(p, plan, stream);
+    case 16: return two ? launch_swap_ab<16, 2>(p, plan, stream) : launch_swap_ab<16, 1>(p, plan, stream);
+    case 64: return two ? launch_swap_ab<64, 2>(p, plan, stream) : launch_swap_ab<64, 1>(p, plan, stream);
+    case 128: return two ? launch_swap_ab<128, 2>(p, plan, stream) : launch_swap_ab<128, 1>(p, plan, stream);
     default: MLA_FAIL("{}: no swap-AB kernel for a token tile of {}", kOp, plan.bn);
   }
 }

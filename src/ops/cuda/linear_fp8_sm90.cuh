@@ -5,28 +5,33 @@
 //
 // Why "swap AB". At T <= 128 tokens the product reads the weight (N·K bytes) and little else:
 // 2112 x 7168 is 15 MB against 0.9 MB of activations at T = 128. wgmma's M side is 64 rows, so
-// the weight takes it: a CTA owns 64 weight rows (one half of a 128-row scale block) and BN
-// tokens (BN = 16, 64 or 128), and computes Dᵀ[64 x BN] = W[64 x K] · X[BN x K]ᵀ with both
-// operands K-major in shared memory (fp8 wgmma takes K-major operands only). Tokens past T read
-// as zeros (the copy engine fills them) and get scale 0.
+// the weight takes it: a tile is 64·WGS weight rows (WGS = 1 or 2 consumer warpgroups, 64 rows
+// each, inside one 128-row scale block) x BN tokens (BN = 16, 64 or 128), and each warpgroup
+// computes Dᵀ[64 x BN] = W[64 x K] · X[BN x K]ᵀ with both operands K-major in shared memory (fp8
+// wgmma takes K-major operands only). Tokens past T read as zeros (the copy engine fills them)
+// and get scale 0.
 //
-// Per 128-wide K group g (one pipeline stage: W [64 x 128] 8 KB + X [BN x 128]):
+// Per 128-wide K group g (one pipeline stage: W [64·WGS x 128] + X [BN x 128]):
 //   4 wgmma m64nBNk32 into a scratch accumulator, then total += scratch · x_scale[t] · w_scale:
 //   the promotion of DeepGEMM and of the reference (each group summed on its own, the scaled
 //   group sums added in fp32).
 //
-// One CTA = a consumer warpgroup (warps 0-3, the wgmma and the promotion) + a producer warp
-// (warp 4): lane 0 starts the two TMA copies of a stage (128-byte swizzle, the wgmma canonical
-// layout), all 32 lanes write the stage's BN combined scales x_scale·w_scale to shared memory;
-// a "full" mbarrier per stage counts the 32 lanes and the copies' bytes, an "empty" mbarrier
-// per stage counts the 4 consumer warps releasing it. Stages: 6 (BN 16) or 5 / 4: ~60-100 KB
-// in flight per CTA, 2-3 CTAs per SM.
+// One CTA = WGS consumer warpgroups (the wgmma and the promotion) + a producer warp: lane 0 starts
+// the two TMA copies of a stage (128-byte swizzle, the wgmma canonical layout), all 32 lanes
+// write the stage's BN combined scales x_scale·w_scale to shared memory; a "full" mbarrier per
+// stage counts the 32 lanes and the copies' bytes, an "empty" mbarrier per stage counts the
+// consumer warps releasing it (lane 0 of each, after __syncwarp). 4-6 stages: 60-160 KB in
+// flight per CTA, 1-3 CTAs per SM.
 //
-// Split K. A 576-row projection is 9 tiles; so the K groups are split over a cluster of
-// `splits` CTAs (grid z, at most 8). Each CTA writes its fp32 Dᵀ tile into its own shared memory
-// (over the drained stages), the cluster synchronises, and CTA r adds up the r-th slice of the
-// tile from all CTAs' shared memory (distributed shared memory), rounds to bf16 and stores it:
-// no workspace, no atomics, the same summation order every run.
+// Two ways to cover the GPU (linear_fp8_heuristics.h picks):
+//   - split K over a cluster of `splits` CTAs (grid z, at most 8), one tile per CTA: each CTA
+//     writes its fp32 Dᵀ tile into its own shared memory (over the drained stages), the cluster
+//     synchronises, and CTA r adds up the r-th slice of the tile from all CTAs' shared memory
+//     (distributed shared memory, 16-byte loads, all ranks in flight), rounds to bf16 and
+//     stores it: no workspace, no atomics, the same summation order every run;
+//   - splits = 1: persistent CTAs walk tiles (stride = grid) through one continuous pipeline
+//     and store each finished tile straight from registers.
+
 #pragma once
 
 #include <cooperative_groups.h>
@@ -45,17 +50,14 @@
 
 namespace mlaserve::ops::sm90_fp8 {
 
-inline constexpr int kThreads = 160;           // consumer warpgroup + producer warp
-inline constexpr int kProducerWarp = 4;
-inline constexpr int kPartialStride = 68;      // f32 per token row of the Dᵀ tile in shared
-                                               // memory: 64 + 4 keeps the fragment stores
-                                               // conflict-free
-
-// Shared-memory map for token tile BN (byte offsets from a 1 KB-aligned base).
-template <int BN>
+// Shared-memory map and thread count for token tile BN and WGS consumer warpgroups (byte offsets
+// from a 1 KB-aligned base).
+template <int BN, int WGS>
 struct Smem {
-  static constexpr int kStages = BN == 16 ? 6 : (BN == 64 ? 5 : 4);
-  static constexpr int kWBytes = kTileRows * kGroup;        // [64][128] e4m3
+  static constexpr int kThreads = 128 * WGS + 32;           // consumer warpgroups + producer warp
+  static constexpr int kRows = kWgRows * WGS;               // weight rows per tile
+  static constexpr int kStages = WGS == 1 ? (BN == 16 ? 6 : (BN == 64 ? 5 : 4)) : (BN == 128 ? 5 : 6);
+  static constexpr int kWBytes = kRows * kGroup;            // [kRows][128] e4m3
   static constexpr int kXBytes = BN * kGroup;               // [BN][128] e4m3
   static constexpr int kW = 0;                              // W stages
   static constexpr int kX = kW + kStages * kWBytes;         // X stages
@@ -64,10 +66,16 @@ struct Smem {
   static constexpr int kEmpty = kFull + kStages * 8;
   static constexpr int kBytes = kEmpty + kStages * 8;
   static constexpr int kAlloc = kBytes + 1024;              // + room to align the base
-  static_assert(kXBytes % 1024 == 0, "stages must stay 1 KB-aligned for the 128-byte swizzle");
+  static constexpr int kPartialStride = kRows + 4;          // f32 per token row of the split-K Dᵀ
+                                                            // tile: + 4 keeps the fragment stores
+                                                            // conflict-free and rows 16-byte aligned
+  static_assert(kXBytes % 1024 == 0 && kWBytes % 1024 == 0, "stages must stay 1 KB-aligned (128-byte swizzle)");
   static_assert(BN * kPartialStride * 4 <= kScales, "the Dᵀ tile must fit over the drained stages");
-  static_assert(kAlloc * 3 <= 228 * 1024 || BN != 16, "swap_ab_ctas_per_sm(16) = 3 must fit an SM");
-  static_assert(kAlloc * 2 <= 228 * 1024, "swap_ab_ctas_per_sm = 2 must fit an SM");
+  static_assert((kAlloc + 1024) * 3 <= 228 * 1024 || swap_ab_ctas_per_sm(BN, WGS) < 3,
+                "swap_ab_ctas_per_sm promises 3 CTAs per SM");
+  static_assert((kAlloc + 1024) * 2 <= 228 * 1024 || swap_ab_ctas_per_sm(BN, WGS) < 2,
+                "swap_ab_ctas_per_sm promises 2 CTAs per SM");
+  static_assert(kAlloc + 1024 <= 228 * 1024, "over the shared memory of an SM");
 };
 
 // ---- small PTX wrappers ------------------------------------------------------------------
@@ -115,8 +123,11 @@ __device__ __forceinline__ void fence_registers(float (&r)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
-// Named barrier of the consumer warpgroup alone (barrier 0 is __syncthreads).
-__device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, 128;\n" ::: "memory"); }
+// Named barrier of the consumer warpgroups alone (barrier 0 is __syncthreads).
+template <int WGS>
+__device__ __forceinline__ void consumer_sync() {
+  asm volatile("bar.sync 1, %0;\n" ::"n"(128 * WGS) : "memory");
+}
 
 // wgmma shared-memory descriptor of a K-major operand in the 128-byte swizzle: rows of 128
 // bytes, 8-row groups 1024 bytes apart (stride byte offset); the leading byte offset is unused.
@@ -150,11 +161,14 @@ __device__ __forceinline__ void wgmma_k32(uint64_t a, uint64_t b, float (&d)[BN 
 
 // ---- the kernel ------------------------------------------------------------------------------
 
-// Grid: ceil(N/64) x ceil(T/BN) x splits, clusters of 1 x 1 x splits.
-template <int BN>
-__global__ void __launch_bounds__(kThreads) linear_fp8_sm90_swap_ab_kernel(const __grid_constant__ SwapAbParams p) {
-  using S = Smem<BN>;
-  constexpr int kStages = S::kStages;
+// Grid: plan.ctas x 1 x splits, clusters of 1 x 1 x splits. With splits > 1 CTA x owns tile x;
+// with splits = 1 CTA x walks tiles x, x + grid, ...
+template <int BN, int WGS>
+__global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_ab_kernel(
+    const __grid_constant__ SwapAbParams p) {
+  using S = Smem<BN, WGS>;
+  constexpr int kStages = S::kStages, kRows = S::kRows, kThreadsCta = S::kThreads;
+  constexpr int kProducerWarp = 4 * WGS;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   const uint32_t base = smem_addr(smem);
@@ -162,117 +176,168 @@ __global__ void __launch_bounds__(kThreads) linear_fp8_sm90_swap_ab_kernel(const
   const uint32_t full = base + S::kFull, empty = base + S::kEmpty;
 
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const int n0 = static_cast<int>(blockIdx.x) * kTileRows, t0 = static_cast<int>(blockIdx.y) * BN;
   const int splits = static_cast<int>(gridDim.z), split = static_cast<int>(blockIdx.z);
   const int g_begin = split * p.g / splits, g_end = (split + 1) * p.g / splits;  // >= 1 group each
-  const int groups = g_end - g_begin;
+  const int first_tile = static_cast<int>(blockIdx.x), tile_stride = static_cast<int>(gridDim.x);
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
-      mbarrier_init(full + 8 * s, 32);  // the producer's 32 lanes (lane 0 also brings the bytes)
-      mbarrier_init(empty + 8 * s, 4);  // the 4 consumer warps
+      mbarrier_init(full + 8 * s, 32);        // the producer's 32 lanes (lane 0 also brings the bytes)
+      mbarrier_init(empty + 8 * s, 4 * WGS);  // the consumer warps
     }
     mbarrier_init_fence();
   }
   __syncthreads();
 
-  float total[BN / 2];  // consumer: this thread's fp32 Dᵀ fragment
-#pragma unroll
-  for (int i = 0; i < BN / 2; ++i) total[i] = 0.0f;
-
+  float total[BN / 2];  // consumer: this thread's fp32 Dᵀ fragment of the current tile
   if (warp == kProducerWarp) {
-    const float* w_scales = p.w_scales + static_cast<int64_t>(n0 / 128) * p.g;
-    for (int i = 0; i < groups; ++i) {
-      const int s = i % kStages, g = g_begin + i;
-      if (i >= kStages) mbarrier_wait(empty + 8 * s, ((i / kStages) + 1) & 1);  // use i/kStages - 1 released
-      const float w_scale = __ldg(w_scales + g);
-      for (int c = lane; c < BN; c += 32) {
-        const int t = t0 + c;
-        scales[s * BN + c] = t < p.t ? __ldg(p.x_scales + static_cast<int64_t>(t) * p.g + g) * w_scale : 0.0f;
-      }
-      if (lane == 0) {
-        mbarrier_arrive_expect_bytes(full + 8 * s, p.stage_bytes);
-        tma_load(base + S::kW + s * S::kWBytes, &p.w_map, g * kGroup, n0, full + 8 * s);
-        tma_load(base + S::kX + s * S::kXBytes, &p.x_map, g * kGroup, t0, full + 8 * s);
-      } else {
-        mbarrier_arrive(full + 8 * s);
+    int it = 0;  // stage uses so far, over all tiles
+    for (int tile = first_tile; tile < p.tiles; tile += tile_stride) {
+      const int n0 = (tile / p.t_tiles) * kRows, t0 = (tile % p.t_tiles) * BN;
+      const float* w_scales = p.w_scales + static_cast<int64_t>(n0 / 128) * p.g;
+      for (int g = g_begin; g < g_end; ++g, ++it) {
+        const int s = it % kStages;
+        if (it >= kStages) mbarrier_wait(empty + 8 * s, ((it / kStages) + 1) & 1);  // use it/kStages - 1 released
+        const float w_scale = __ldg(w_scales + g);
+        for (int c = lane; c < BN; c += 32) {
+          const int t = t0 + c;
+          scales[s * BN + c] = t < p.t ? __ldg(p.x_scales + static_cast<int64_t>(t) * p.g + g) * w_scale : 0.0f;
+        }
+        if (lane == 0) {
+          mbarrier_arrive_expect_bytes(full + 8 * s, p.stage_bytes);
+          tma_load(base + S::kW + s * S::kWBytes, &p.w_map, g * kGroup, n0, full + 8 * s);
+          tma_load(base + S::kX + s * S::kXBytes, &p.x_map, g * kGroup, t0, full + 8 * s);
+        } else {
+          mbarrier_arrive(full + 8 * s);
+        }
       }
     }
   } else {
+    const int wg = warp / 4;
+    const int r = wg * kWgRows + 16 * (warp % 4) + lane / 4;  // fragment rows r, r + 8 of the tile
     float acc[BN / 2];
 #pragma unroll
     for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
-    for (int i = 0; i < groups; ++i) {
-      const int s = i % kStages;
-      mbarrier_wait(full + 8 * s, (i / kStages) & 1);
-      const uint64_t w_desc = gmma_desc(base + S::kW + s * S::kWBytes);
-      const uint64_t x_desc = gmma_desc(base + S::kX + s * S::kXBytes);
-      fence_registers(acc);
-      wgmma_fence();
+    int it = 0;
+    for (int tile = first_tile; tile < p.tiles; tile += tile_stride) {
+      const int n0 = (tile / p.t_tiles) * kRows, t0 = (tile % p.t_tiles) * BN;
 #pragma unroll
-      for (int ks = 0; ks < kGroup / 32; ++ks) {  // 32 bytes of K per step, inside the swizzled row
-        wgmma_k32<BN>(w_desc + static_cast<uint64_t>((ks * 32) >> 4), x_desc + static_cast<uint64_t>((ks * 32) >> 4),
-                      acc, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One, std::make_index_sequence<BN / 2>{});
+      for (int i = 0; i < BN / 2; ++i) total[i] = 0.0f;
+      for (int g = g_begin; g < g_end; ++g, ++it) {
+        const int s = it % kStages;
+        mbarrier_wait(full + 8 * s, (it / kStages) & 1);
+        const uint64_t w_desc = gmma_desc(base + S::kW + s * S::kWBytes + wg * kWgRows * kGroup);
+        const uint64_t x_desc = gmma_desc(base + S::kX + s * S::kXBytes);
+        fence_registers(acc);
+        wgmma_fence();
+#pragma unroll
+        for (int ks = 0; ks < kGroup / 32; ++ks) {  // 32 bytes of K per step, inside the swizzled row
+          wgmma_k32<BN>(w_desc + static_cast<uint64_t>((ks * 32) >> 4),
+                        x_desc + static_cast<uint64_t>((ks * 32) >> 4), acc,
+                        ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One, std::make_index_sequence<BN / 2>{});
+        }
+        wgmma_commit();
+        wgmma_wait_all();
+        fence_registers(acc);
+        // Fragment: acc[4j + {0,1,2,3}] = Dᵀ[r, c], [r, c+1], [r+8, c], [r+8, c+1], c = 8j + 2·(lane%4).
+        const float* sc = scales + s * BN;
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+          const int c = 8 * j + 2 * (lane % 4);
+          const float s0 = sc[c], s1 = sc[c + 1];
+          total[4 * j + 0] += acc[4 * j + 0] * s0;
+          total[4 * j + 1] += acc[4 * j + 1] * s1;
+          total[4 * j + 2] += acc[4 * j + 2] * s0;
+          total[4 * j + 3] += acc[4 * j + 3] * s1;
+        }
+        __syncwarp();
+        if (lane == 0) mbarrier_arrive(empty + 8 * s);
       }
-      wgmma_commit();
-      wgmma_wait_all();
-      fence_registers(acc);
-      // Fragment: acc[4j + {0,1,2,3}] = Dᵀ[r, c], [r, c+1], [r+8, c], [r+8, c+1] with
-      // r = 16·warp + lane/4, c = 8j + 2·(lane%4).
-      const float* sc = scales + s * BN;
+      if (splits == 1) {  // persistent: the tile is complete, straight to out
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            const int t = t0 + 8 * j + 2 * (lane % 4) + (q & 1), n = n0 + r + 8 * (q >> 1);
+            if (t < p.t && n < p.n) p.out[static_cast<int64_t>(t) * p.n + n] = __float2bfloat16(total[4 * j + q]);
+          }
+        }
+      }
+    }
+    if (splits > 1) {
+      // The Dᵀ tile, token-major ([BN][kPartialStride] f32), over the drained stages once every
+      // consumer warp is past its last wgmma.
+      consumer_sync<WGS>();
+      float* partial = reinterpret_cast<float*>(smem);
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
         const int c = 8 * j + 2 * (lane % 4);
-        const float s0 = sc[c], s1 = sc[c + 1];
-        total[4 * j + 0] += acc[4 * j + 0] * s0;
-        total[4 * j + 1] += acc[4 * j + 1] * s1;
-        total[4 * j + 2] += acc[4 * j + 2] * s0;
-        total[4 * j + 3] += acc[4 * j + 3] * s1;
+        partial[c * S::kPartialStride + r] = total[4 * j + 0];
+        partial[(c + 1) * S::kPartialStride + r] = total[4 * j + 1];
+        partial[c * S::kPartialStride + r + 8] = total[4 * j + 2];
+        partial[(c + 1) * S::kPartialStride + r + 8] = total[4 * j + 3];
       }
-      __syncwarp();
-      if (lane == 0) mbarrier_arrive(empty + 8 * s);
-    }
-    // The Dᵀ tile, token-major ([BN][kPartialStride] f32), over the drained stages.
-    consumer_sync();
-    float* partial = reinterpret_cast<float*>(smem);
-    const int r = 16 * warp + lane / 4;
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-      const int c = 8 * j + 2 * (lane % 4);
-      partial[c * kPartialStride + r] = total[4 * j + 0];
-      partial[(c + 1) * kPartialStride + r] = total[4 * j + 1];
-      partial[c * kPartialStride + r + 8] = total[4 * j + 2];
-      partial[(c + 1) * kPartialStride + r + 8] = total[4 * j + 3];
     }
   }
+  if (splits == 1) return;
 
-  // Reduce over the cluster: CTA `rank` sums its slice of the BN x 64 tile from every CTA.
+  // Reduce over the cluster: CTA `rank` sums its slice of the BN x kRows tile from every CTA,
+  // 4 weight rows (16 bytes) at a time, all ranks' loads in flight together.
   namespace cg = cooperative_groups;
   cg::cluster_group cluster = cg::this_cluster();
   cluster.sync();
+  const int n0 = (first_tile / p.t_tiles) * kRows, t0 = (first_tile % p.t_tiles) * BN;
   float* partial = reinterpret_cast<float*>(smem);
   const int rank = static_cast<int>(cluster.block_rank());
-  constexpr int kElems = BN * kTileRows;
-  const int e_end = (rank + 1) * kElems / splits;
-  for (int e = rank * kElems / splits + static_cast<int>(threadIdx.x); e < e_end; e += kThreads) {
-    const int c = e / kTileRows, r = e % kTileRows;
-    float sum = 0.0f;
-    for (int q = 0; q < splits; ++q) sum += cluster.map_shared_rank(partial, q)[c * kPartialStride + r];
+  constexpr int kQuads = BN * kRows / 4;
+  const int e_end = (rank + 1) * kQuads / splits;
+  for (int e = rank * kQuads / splits + static_cast<int>(threadIdx.x); e < e_end; e += kThreadsCta) {
+    const int c = e / (kRows / 4), r = (e % (kRows / 4)) * 4;
+    const int at = c * S::kPartialStride + r;
+    float4 v[kMaxSplits];
+#pragma unroll
+    for (int q = 0; q < kMaxSplits; ++q) {
+      if (q < splits) v[q] = *reinterpret_cast<const float4*>(cluster.map_shared_rank(partial, q) + at);
+    }
+    float4 sum = v[0];
+#pragma unroll
+    for (int q = 1; q < kMaxSplits; ++q) {
+      if (q < splits) {
+        sum.x += v[q].x;
+        sum.y += v[q].y;
+        sum.z += v[q].z;
+        sum.w += v[q].w;
+      }
+    }
     const int t = t0 + c, n = n0 + r;
-    if (t < p.t && n < p.n) p.out[static_cast<int64_t>(t) * p.n + n] = __float2bfloat16(sum);
+    if (t >= p.t) continue;
+    __nv_bfloat16* o = p.out + static_cast<int64_t>(t) * p.n + n;
+    if (p.n % 4 == 0 && n + 3 < p.n) {  // 8-byte aligned: t·N + n is a multiple of 4
+      const __nv_bfloat162 lo = __floats2bfloat162_rn(sum.x, sum.y), hi = __floats2bfloat162_rn(sum.z, sum.w);
+      uint2 packed;
+      packed.x = *reinterpret_cast<const uint32_t*>(&lo);
+      packed.y = *reinterpret_cast<const uint32_t*>(&hi);
+      *reinterpret_cast<uint2*>(o) = packed;
+    } else {
+      const float f[4] = {sum.x, sum.y, sum.z, sum.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        if (n + i < p.n) o[i] = __float2bfloat16(f[i]);
+      }
+    }
   }
   cluster.sync();  // no CTA leaves while another reads its shared memory
 }
 
-template <int BN>
+template <int BN, int WGS>
 void launch_swap_ab(const SwapAbParams& p, const SwapAbPlan& plan, cudaStream_t stream) {
-  auto* kernel = linear_fp8_sm90_swap_ab_kernel<BN>;
-  MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Smem<BN>::kAlloc));
+  using S = Smem<BN, WGS>;
+  auto* kernel = linear_fp8_sm90_swap_ab_kernel<BN, WGS>;
+  MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kAlloc));
   cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(plan.n_tiles), static_cast<unsigned>(plan.t_tiles),
-                        static_cast<unsigned>(plan.splits));
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = Smem<BN>::kAlloc;
+  config.gridDim = dim3(static_cast<unsigned>(plan.ctas), 1, static_cast<unsigned>(plan.splits));
+  config.blockDim = dim3(S::kThreads);
+  config.dynamicSmemBytes = S::kAlloc;
   config.stream = stream;
   cudaLaunchAttribute cluster{};
   cluster.id = cudaLaunchAttributeClusterDimension;

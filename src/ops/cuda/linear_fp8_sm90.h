@@ -1,6 +1,7 @@
 // Host-side entry points of the sm90 FP8 GEMM kernels (linear_fp8_sm90.cuh); internal to
-// src/ops/cuda. The swap-AB kernel has one instantiation per token tile width, each in its own
-// translation unit (linear_fp8_sm90_n{16,64,128}.cu) so that they compile in parallel.
+// src/ops/cuda (and its benchmark and test, which time and check every plan). The swap-AB kernel
+// has one instantiation per (token tile, warpgroups), each in its own translation unit
+// (linear_fp8_sm90_n{16,64,128}.cu hold both warpgroup counts) so that they compile in parallel.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -12,17 +13,18 @@
 
 namespace mlaserve::ops::sm90_fp8 {
 
-// Launches the kernel with token tile BN on a grid of n_tiles x t_tiles x splits (clusters of
-// 1 x 1 x splits).
-template <int BN>
+// Launches the kernel with token tile BN and WGS consumer warpgroups on a grid of
+// plan.ctas x 1 x plan.splits (clusters of 1 x 1 x splits).
+template <int BN, int WGS>
 void launch_swap_ab(const SwapAbParams& p, const SwapAbPlan& plan, cudaStream_t stream);
 
-extern template void launch_swap_ab<16>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
-extern template void launch_swap_ab<64>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
-extern template void launch_swap_ab<128>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
+extern template void launch_swap_ab<16, 1>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
+extern template void launch_swap_ab<16, 2>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
+extern template void launch_swap_ab<64, 1>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
+extern template void launch_swap_ab<64, 2>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
+extern template void launch_swap_ab<128, 1>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
+extern template void launch_swap_ab<128, 2>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
 
-// The whole swap-AB GEMM: tensor maps, plan (linear_fp8_heuristics.h), launch. Shapes are
-// checked by the caller (linear_fp8_cuda.cc).
 struct Fp8GemmPointers {
   const void* x_q;         // [T, K] e4m3
   const float* x_scales;   // [T, G]
@@ -30,7 +32,13 @@ struct Fp8GemmPointers {
   const float* w_scales;   // [ceil(N/128), G]
   void* out;               // [T, N] bf16
 };
-void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, cudaStream_t stream);
+
+int device_sm_count();
+
+// The whole swap-AB GEMM with a plan (from plan_swap_ab or swap_ab_candidates for the same
+// T, N, K): tensor maps and launch. Shapes are checked by the caller (linear_fp8_cuda.cc).
+void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, const SwapAbPlan& plan,
+                 cudaStream_t stream);
 
 // in [rows, cols] f32 -> out [cols, rows] f32.
 void transpose_f32(const float* in, float* out, int64_t rows, int64_t cols, cudaStream_t stream);

@@ -10,11 +10,12 @@
 
 namespace mlaserve::ops::sm90_fp8 {
 
-inline constexpr int kTileRows = 64;  // weight rows per CTA (wgmma M)
+inline constexpr int kWgRows = 64;    // weight rows per consumer warpgroup (wgmma M)
 inline constexpr int kGroup = 128;    // K per pipeline stage: one scale group, 128 fp8 bytes
 
 struct SwapAbParams {
   CUtensorMap w_map;        // w_q [N, K] as u8, boxes of 128 channels x w_box_rows, 128-byte swizzle
+                            // (w_box_rows = min(64·WGS, N))
   CUtensorMap x_map;        // x_q [T, K] as u8, boxes of 128 channels x x_box_rows, 128-byte swizzle
   const float* x_scales;    // [T, G] activation group multipliers
   const float* w_scales;    // [ceil(N/128), G] weight block multipliers
@@ -22,6 +23,8 @@ struct SwapAbParams {
   int32_t t;                // T
   int32_t n;                // N
   int32_t g;                // G
+  int32_t t_tiles;          // ceil(T / BN); tile i is weight rows (i / t_tiles)·64·WGS, tokens (i % t_tiles)·BN
+  int32_t tiles;            // n_tiles · t_tiles
   uint32_t stage_bytes;     // bytes one stage's two copies deliver: 128 x (w_box_rows + x_box_rows)
 };
 

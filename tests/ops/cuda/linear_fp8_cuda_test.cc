@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@
 #include "core/cuda_check.h"
 #include "gemm_cuda_test_util.h"
 #include "ops/cuda/linear_fp8_heuristics.h"
+#include "ops/cuda/linear_fp8_sm90.h"
 #include "ops/fp8_block.h"
 #include "ops/linear_fp8.h"
 
@@ -135,9 +137,8 @@ class LinearFp8Cuda : public ::testing::Test {
     const Tensor w = w_host.to(Device::kCUDA), ws = ws_host.to(Device::kCUDA);
 
     struct Run {
-      int64_t m;
-      Fp8GemmKernel kernel;
-      Tensor got;  // [checked rows, N] f32
+      std::string what;  // M, N, K and the kernel
+      Tensor got;        // [checked rows, N] f32
       int64_t ref_at;
     };
     std::vector<Run> runs;
@@ -151,14 +152,30 @@ class LinearFp8Cuda : public ::testing::Test {
       const auto checked = static_cast<int64_t>(rows.size());
       std::vector<Fp8GemmKernel> kernels = {Fp8GemmKernel::kAuto, Fp8GemmKernel::kSm90SwapAB};
       if (sm90_fp8::cublaslt_fp8_fits(m, n, k)) kernels.push_back(Fp8GemmKernel::kCublasLt);
-      for (const Fp8GemmKernel kernel : kernels) {
+      const std::string shape = "M " + std::to_string(m) + " N " + std::to_string(n) + " K " + std::to_string(k);
+      auto run = [&](const std::string& what, const std::function<void(Tensor&)>& gemm) {
         Tensor out = poisoned_gpu({m, n}, DType::kBF16, stream_);
-        linear_fp8_w8a8_cuda(x, xs, w, ws, out, stream_, kernel);
+        gemm(out);
         sync();
         const Tensor out_host = out.to(Device::kCPU);
-        EXPECT_EQ(count_nonfinite(out_host), 0)
-            << "M " << m << " kernel " << static_cast<int>(kernel) << ": outputs unwritten (poison) or not finite";
-        runs.push_back({m, kernel, testing::gather_rows_f32(out_host, rows), total});
+        EXPECT_EQ(count_nonfinite(out_host), 0) << what << ": outputs unwritten (poison) or not finite";
+        runs.push_back({what, testing::gather_rows_f32(out_host, rows), total});
+      };
+      for (const Fp8GemmKernel kernel : kernels) {
+        run(shape + " kernel " + std::to_string(static_cast<int>(kernel)),
+            [&](Tensor& out) { linear_fp8_w8a8_cuda(x, xs, w, ws, out, stream_, kernel); });
+      }
+      // Every swap-AB plan the benchmark times (and the heuristics may pick) at decode sizes.
+      if (m <= 2 * sm90_fp8::kSwapAbMaxTokens) {
+        for (const sm90_fp8::SwapAbPlan& plan : sm90_fp8::swap_ab_candidates(m, n, k, sm90_fp8::device_sm_count())) {
+          run(shape + " swap-AB plan bn " + std::to_string(plan.bn) + " wgs " + std::to_string(plan.wgs) + " splits " +
+                  std::to_string(plan.splits) + " ctas " + std::to_string(plan.ctas),
+              [&](Tensor& out) {
+                sm90_fp8::run_swap_ab({x.raw(), static_cast<const float*>(xs.raw()), w.raw(),
+                                       static_cast<const float*>(ws.raw()), out.raw()},
+                                      m, n, k, plan, stream_);
+              });
+        }
       }
       Tensor xr = Tensor::empty({checked, k}, DType::kF8E4M3), xsr = Tensor::empty({checked, g}, DType::kF32);
       copy_rows(x_host, rows, xr, 0);
@@ -182,8 +199,7 @@ class LinearFp8Cuda : public ::testing::Test {
 
     for (const Run& run : runs) {
       const Fp8Errors e = compare(run.got, ref.slice(run.ref_at, run.ref_at + run.got.dim(0)));
-      const std::string what = "M " + std::to_string(run.m) + " N " + std::to_string(n) + " K " + std::to_string(k) +
-                               " kernel " + std::to_string(static_cast<int>(run.kernel));
+      const std::string& what = run.what;
       testing::record_error(what + " rel_l2", e.rel_l2);
       EXPECT_LT(e.rel_l2, kRelL2) << what;
       EXPECT_LT(e.worst_row, kRowRelL2) << what;
@@ -201,6 +217,9 @@ class LinearFp8Cuda : public ::testing::Test {
 TEST_F(LinearFp8Cuda, SmallPartialBlocks) { check(160, 272, {1, 5, 33, 130}); }
 
 TEST_F(LinearFp8Cuda, SmallSplitK) { check(256, 1024, {1, 8, 64}); }
+
+// N = 1088: a 64-row half block at the end of a 128-row (two-warpgroup) tile.
+TEST_F(LinearFp8Cuda, SmallTwoWarpgroups) { check(1088, 640, {3, 40, 128}); }
 
 TEST_F(LinearFp8Cuda, SmallNoRowsIsANoOp) {
   Tensor x = Tensor::empty({0, 256}, DType::kF8E4M3, Device::kCUDA);
