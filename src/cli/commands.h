@@ -14,5 +14,6 @@ void register_inspect(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_tokenize(CLI::App& app);  // tokenize and detokenize
 void register_bench(CLI::App& app);     // bench throughput and bench latency
+void register_serve(CLI::App& app);     // the OpenAI-compatible HTTP server
 
 }  // namespace mlaserve::cli

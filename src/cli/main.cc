@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   cli::register_generate(app);
   cli::register_tokenize(app);
   cli::register_bench(app);
+  cli::register_serve(app);
 
   try {
     app.parse(argc, argv);
