@@ -1,0 +1,668 @@
+#!/usr/bin/env python3
+"""The server under load and under hostile input, on the tiny model on the CPU, over loopback.
+
+  load_fault_test.py --mlaserve build/mlaserve --source-dir .
+
+Starts `mlaserve serve tests/data/tiny-v3 --tokenizer tests/data/tiny-tokenizer --port 0`, then:
+  1. `mlaserve bench serve` against it (32 streamed requests of exact lengths): every request
+     completes and the output token count is exact;
+  2. 240 streaming requests at once (completions and chat, text and token-id prompts), a third
+     of whose clients disconnect at a random point (mid-request, before the answer, after the
+     header, after a few chunks); every other one must end with a finish_reason, a usage chunk
+     whose completion_tokens equals max_tokens (ignore_eos) and "data: [DONE]";
+  3. 600+ malformed or hostile requests (bad JSON, wrong types, huge numbers, negative
+     max_tokens, a 10 MB body, invalid UTF-8, deep nesting, broken request lines and headers,
+     truncated bodies, unknown routes and methods), each of which must get a 4xx answer with an
+     OpenAI error object (a truncated body whose client half-closes may instead be dropped),
+     alongside slow-drip and idle (half-open) connections; requests with unknown fields or a
+     slowly sent body are well-formed and must complete;
+and checks after each phase that the process lives and /health answers, and at the end that
+/metrics shows no KV block in use and no request running. The server is always killed.
+Standard library only.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HOST = "127.0.0.1"
+IO_TIMEOUT = 60.0  # seconds any single exchange may take before the test calls it hung
+
+
+class Failure(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# A minimal HTTP/1.1 client on raw sockets (so that broken requests can be sent as they are).
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+
+async def read_response(reader):
+    """Reads one response (Content-Length, chunked or until close). None if the server closed
+    the connection without answering."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        piece = await reader.read(4096)
+        if not piece:
+            if head:
+                raise Failure("connection closed inside the response head: %r" % head[:200])
+            return None
+        head += piece
+    head, _, rest = head.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    m = re.match(r"HTTP/\d\.\d (\d{3})", lines[0])
+    if not m:
+        raise Failure("bad status line %r" % lines[0])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await read_body(reader, headers, rest)
+    return Response(int(m.group(1)), headers, body)
+
+
+async def read_body(reader, headers, rest):
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
+        async for piece in dechunk(reader, rest):
+            body += piece
+        return body
+    if "content-length" in headers:
+        n = int(headers["content-length"])
+        while len(rest) < n:
+            piece = await reader.read(n - len(rest))
+            if not piece:
+                raise Failure("body shorter than its Content-Length")
+            rest += piece
+        return rest[:n]
+    while True:
+        piece = await reader.read(65536)
+        if not piece:
+            return rest
+        rest += piece
+
+
+async def dechunk(reader, buf):
+    """Yields the data of a chunked body as it arrives."""
+    while True:
+        while b"\r\n" not in buf:
+            piece = await reader.read(4096)
+            if not piece:
+                raise Failure("chunked body ended early")
+            buf += piece
+        size_line, _, buf = buf.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        while len(buf) < size + 2:
+            piece = await reader.read(65536)
+            if not piece:
+                raise Failure("chunked body ended inside a chunk")
+            buf += piece
+        data, buf = buf[:size], buf[size + 2:]
+        if size == 0:
+            return
+        yield data
+
+
+def request_bytes(method, path, body=b"", headers=None):
+    hdrs = {"Host": "%s" % HOST, "Content-Type": "application/json", "Connection": "close"}
+    if headers:
+        hdrs.update(headers)
+    if body or method == "POST":
+        hdrs.setdefault("Content-Length", str(len(body)))
+    head = "%s %s HTTP/1.1\r\n" % (method, path) + "".join("%s: %s\r\n" % kv for kv in hdrs.items()) + "\r\n"
+    return head.encode("latin-1") + body
+
+
+async def exchange(port, raw, half_close=False):
+    """Sends raw bytes, returns the Response (or None if the server closed without one)."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        if half_close:
+            writer.write_eof()
+        return await asyncio.wait_for(read_response(reader), IO_TIMEOUT)
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+    finally:
+        writer.close()
+
+
+async def get(port, path):
+    r = await exchange(port, request_bytes("GET", path))
+    if r is None:
+        raise Failure("GET %s: no answer" % path)
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# The server.
+
+class Server:
+    def __init__(self, mlaserve, source_dir, log_path):
+        self.log = open(log_path, "w+")
+        model = os.path.join(source_dir, "tests/data/tiny-v3")
+        tok = os.path.join(source_dir, "tests/data/tiny-tokenizer")
+        self.proc = subprocess.Popen(
+            [mlaserve, "serve", model, "--tokenizer", tok, "--port", "0", "--served-model-name", "tiny",
+             "--max-num-seqs", "256", "--http-threads", "2"],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.port = None
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            m = re.search(r"listening on http://[^:]+:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        if self.port is None:
+            self.kill()
+            raise Failure("the server did not start:\n" + self.log_tail())
+        # Keep reading stdout so that the server never blocks on a full pipe.
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def log_tail(self):
+        self.log.flush()
+        self.log.seek(0)
+        return "".join(self.log.readlines()[-30:])
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+async def check_up(server, phase):
+    if not server.alive():
+        raise Failure("%s: the server died (exit %s):\n%s" % (phase, server.proc.returncode, server.log_tail()))
+    r = await get(server.port, "/health")
+    if r.status != 200:
+        raise Failure("%s: /health answered %d" % (phase, r.status))
+
+
+def metric(text, name):
+    m = re.search(r"^mlaserve_%s(?:\{[^}]*\})? ([0-9.e+-]+)$" % name, text, re.M)
+    if not m:
+        raise Failure("/metrics has no mlaserve_%s" % name)
+    return float(m.group(1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1: mlaserve bench serve against the server.
+
+def bench_serve(mlaserve, port, results_dir):
+    cmd = [mlaserve, "bench", "serve", "--port", str(port), "--num-prompts", "32", "--random-input-len", "24",
+           "--random-output-len", "8", "--random-range-ratio", "0", "--request-rate", "64", "--max-concurrency",
+           "16", "--seed", "5", "--results-dir", results_dir]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        raise Failure("bench serve failed (%d):\n%s\n%s" % (p.returncode, p.stdout, p.stderr))
+    files = [f for f in os.listdir(results_dir) if f.startswith("serve_") and f.endswith(".json")]
+    if len(files) != 1:
+        raise Failure("bench serve wrote %s" % files)
+    doc = json.load(open(os.path.join(results_dir, files[0])))
+    res = doc["results"]
+    if doc["model"] != "tiny" or res["completed"] != 32 or res["failed"] != 0:
+        raise Failure("bench serve: %s" % json.dumps(doc)[:500])
+    if res["total_output_tokens"] != 32 * 8 or res["total_input_tokens"] != 32 * 24:
+        raise Failure("bench serve counted %d in / %d out tokens, expected %d / %d" %
+                      (res["total_input_tokens"], res["total_output_tokens"], 32 * 24, 32 * 8))
+    for key in ("mean_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "p90_itl_ms", "mean_e2el_ms"):
+        if not res[key] > 0:
+            raise Failure("bench serve: %s = %s" % (key, res[key]))
+    print("bench serve: %d requests, %.1f req/s, %.0f output tok/s, TTFT mean %.1f ms, TPOT mean %.2f ms" %
+          (res["completed"], res["request_throughput"], res["output_throughput"], res["mean_ttft_ms"],
+           res["mean_tpot_ms"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 2: many concurrent streams, some of whose clients go away.
+
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "away", "hello", "world"]
+
+
+def stream_body(rng, i):
+    max_tokens = rng.randint(2, 12)
+    if i % 3 == 0:
+        body = {"model": "tiny", "messages": [{"role": "user", "content": " ".join(rng.choices(WORDS, k=6))}],
+                "max_tokens": max_tokens}
+        path = "/v1/chat/completions"
+    else:
+        prompt = " ".join(rng.choices(WORDS, k=rng.randint(2, 20))) if i % 3 == 1 else \
+            [rng.randrange(1000) for _ in range(rng.randint(1, 40))]
+        body = {"model": "tiny", "prompt": prompt, "max_tokens": max_tokens}
+        path = "/v1/completions"
+    body.update({"stream": True, "ignore_eos": True, "temperature": rng.choice([0.0, 0.8]),
+                 "stream_options": {"include_usage": True}})
+    return path, body
+
+
+async def one_stream(port, rng, i, start_gate, outcome):
+    path, body = stream_body(rng, i)
+    raw = request_bytes("POST", path, json.dumps(body).encode())
+    # A third of the clients leave: in the middle of the request, before the answer, after the
+    # response head, or after 1-3 chunks.
+    leave = rng.choice(["mid_request", "before_answer", "after_head", "after_chunks"]) if rng.random() < 1 / 3 else None
+    reader, writer = await asyncio.open_connection(HOST, port)
+    await start_gate.wait()
+    try:
+        if leave == "mid_request":
+            writer.write(raw[:rng.randrange(1, len(raw))])
+            await writer.drain()
+            outcome["left"] += 1
+            return
+        writer.write(raw)
+        await writer.drain()
+        if leave == "before_answer":
+            outcome["left"] += 1
+            return
+        head = b""
+        while b"\r\n\r\n" not in head:
+            piece = await asyncio.wait_for(reader.read(4096), IO_TIMEOUT)
+            if not piece:
+                raise Failure("stream %d: closed before the response head" % i)
+            head += piece
+        head, _, rest = head.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n")[0]
+        if b" 200 " not in status + b" ":
+            raise Failure("stream %d: %r %r" % (i, status, rest[:300]))
+        if b"chunked" not in head.lower() or b"text/event-stream" not in head.lower():
+            raise Failure("stream %d: not a chunked event stream: %r" % (i, head))
+        if leave == "after_head":
+            outcome["left"] += 1
+            return
+        quit_after = rng.randint(1, 3) if leave == "after_chunks" else None
+        text, chunks, events = b"", 0, []
+        async for data in dechunk_timed(reader, rest):
+            text += data
+            chunks += 1
+            if quit_after is not None and chunks >= quit_after:
+                outcome["left"] += 1
+                return
+        for block in text.decode("utf-8").split("\n\n"):
+            if block.strip():
+                if not block.startswith("data: "):
+                    raise Failure("stream %d: not an SSE data event: %r" % (i, block[:200]))
+                events.append(block[len("data: "):])
+        if not events or events[-1] != "[DONE]":
+            raise Failure("stream %d: no final [DONE] (%r)" % (i, events[-3:]))
+        chunks_json = [json.loads(e) for e in events[:-1]]
+        finish = [c["choices"][0].get("finish_reason") for c in chunks_json if c.get("choices")]
+        finish = [f for f in finish if f]
+        if finish != ["length"]:
+            raise Failure("stream %d: finish reasons %s (ignore_eos: expected one 'length')" % (i, finish))
+        usage = [c["usage"] for c in chunks_json if c.get("usage")]
+        if len(usage) != 1 or usage[0]["completion_tokens"] != body["max_tokens"]:
+            raise Failure("stream %d: usage %s, max_tokens %d" % (i, usage, body["max_tokens"]))
+        outcome["complete"] += 1
+    finally:
+        writer.close()
+
+
+async def dechunk_timed(reader, rest):
+    it = dechunk(reader, rest).__aiter__()
+    while True:
+        try:
+            yield await asyncio.wait_for(it.__anext__(), IO_TIMEOUT)
+        except StopAsyncIteration:
+            return
+
+
+async def concurrent_streams(port, count, seed):
+    rng = random.Random(seed)
+    gate = asyncio.Event()
+    outcome = {"complete": 0, "left": 0}
+    tasks = [asyncio.create_task(one_stream(port, random.Random(rng.random()), i, gate, outcome)) for i in range(count)]
+    await asyncio.sleep(0.5)  # every connection open before anyone sends
+    gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise Failure("%d of %d streams failed; first: %r" % (len(errors), count, errors[0]))
+    print("streams: %d at once, %d complete, %d clients left early" % (count, outcome["complete"], outcome["left"]))
+    if outcome["complete"] < count // 2:
+        raise Failure("too few complete streams: %s" % outcome)
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 3: malformed and hostile requests.
+
+def hostile_cases(rng):
+    """(name, raw bytes, half_close, expect) with expect 'error' (a 4xx with an error object),
+    'error_or_drop' (that, or a closed connection) or 'ok' (a complete non-streamed answer)."""
+    cases = []
+
+    def post(name, path, body, expect="error", headers=None):
+        raw_body = body if isinstance(body, bytes) else json.dumps(body).encode()
+        cases.append((name, request_bytes("POST", path, raw_body, headers), False, expect))
+
+    good = {"model": "tiny", "prompt": "hello", "max_tokens": 2}
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    # Broken JSON.
+    for text in [b"", b"{", b"{\"model\": ", b"{\"model\": \"tiny\",}", b"[1, 2", b"nul", b"{'a': 1}",
+                 b"{\"model\": \"tiny\" \"prompt\": 1}", b"\x00\x01\x02", b"{\"a\": 1e999999}", b"}{"]:
+        for path in ["/v1/completions", "/v1/chat/completions"]:
+            post("bad json %r" % text[:20], path, text)
+    # Valid JSON that is not an object.
+    for text in [b"[]", b"[1, 2]", b"\"tiny\"", b"42", b"null", b"true"]:
+        for path in ["/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"]:
+            post("not an object %r" % text, path, text)
+    # Wrong types, huge and negative numbers, out-of-range values, for every field.
+    bad_values = {
+        "model": [5, None, ["tiny"], "not-the-model", ""],
+        "prompt": [5, None, {}, [], [[]], [1.5], [-1], [10 ** 12], [True], [["a"]], [10 ** 30]],
+        "max_tokens": ["8", -1, -100, 0, 1.5, 10 ** 30, 10 ** 18, -10 ** 30, [], True],
+        "temperature": ["hot", -1, 1e308, 3, [], float("nan")],
+        "top_p": [0, -0.5, 2, "x"],
+        "top_k": [-5, 1.5, "k", 10 ** 30],
+        "n": [0, -1, 10 ** 6, "2", 1.5],
+        "stream": ["yes", 1, []],
+        "stop": [5, [1, 2], [""] * 1000, {}],
+        "seed": ["s", 1.5, 10 ** 30],
+        "logprobs": [-1, 1000, "x", 10 ** 20],
+        "presence_penalty": [5, -5, "x"],
+        "frequency_penalty": [5, -5, []],
+        "repetition_penalty": [0, -1, 100],
+        "stop_token_ids": [[-1], [10 ** 9], "x", [1.5]],
+        "stream_options": [{"include_usage": True}, "x"],
+        "logit_bias": [{"5": 100}],
+        "echo": [True],
+        "best_of": [3],
+        "min_p": [-1, 2],
+        "ignore_eos": ["x", 2],
+    }
+    # Each on both routes (chat has no prompt), streamed and not: a streamed request must be
+    # refused before its event stream starts.
+    for key, values in bad_values.items():
+        for v in values:
+            for route, base in [("/v1/completions", good), ("/v1/chat/completions", chat)]:
+                if key in ("prompt", "echo") and route != "/v1/completions":
+                    continue  # chat has no prompt; echo is vLLM's chat extension there
+                for stream in ([False] if key in ("stream", "stream_options") else [False, True]):
+                    body = dict(base)
+                    body[key] = v
+                    if stream:
+                        body["stream"] = True
+                    post("%s %s=%r stream=%s" % (route, key, str(v)[:20], stream), route,
+                         json.dumps(body, allow_nan=True).encode())
+    chat_bad = {
+        "messages": [None, "hi", [], [{"role": "user"}], [{"content": "x"}], [{"role": "wizard", "content": "x"}],
+                     [{"role": "user", "content": 5}], [{"role": "user", "content": [{"type": "image_url"}]}],
+                     [5], [[]]],
+        "max_completion_tokens": [-1, "x", 10 ** 30],
+        "top_logprobs": [5, -1],
+        "tools": [[{"type": "function", "function": {"name": "f"}}]],
+        "response_format": [{"type": "json_object"}],
+        "add_generation_prompt": ["yes"],
+    }
+    for key, values in chat_bad.items():
+        for v in values:
+            body = dict(chat)
+            body[key] = v
+            post("chat %s=%r" % (key, str(v)[:20]), "/v1/chat/completions", body)
+    # Missing required fields.
+    for key in ["model", "prompt"]:
+        body = dict(good)
+        del body[key]
+        post("completions without %s" % key, "/v1/completions", body)
+    for key in ["model", "messages"]:
+        body = dict(chat)
+        del body[key]
+        post("chat without %s" % key, "/v1/chat/completions", body)
+    # /tokenize and /detokenize.
+    for body in [{}, {"prompt": 5}, {"messages": "x"}, {"prompt": "a", "messages": []}]:
+        post("tokenize %s" % body, "/tokenize", body)
+    for body in [{}, {"tokens": "x"}, {"tokens": [-1]}, {"tokens": [10 ** 12]}, {"tokens": [1.5]}]:
+        post("detokenize %s" % body, "/detokenize", body)
+    # A prompt far past the context (400 context_length_exceeded).
+    post("prompt too long", "/v1/completions", {"model": "tiny", "prompt": [5] * 200000, "max_tokens": 2})
+    # Invalid UTF-8 inside a JSON string, and overlong / surrogate encodings.
+    for bad in [b"\xff\xfe", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82", b"abc\x80"]:
+        for path, field in [("/v1/completions", b"prompt"), ("/v1/chat/completions", None), ("/tokenize", b"prompt")]:
+            if field is None:
+                body = b'{"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": "' + bad + b'"}]}'
+            else:
+                body = b'{"model": "tiny", "max_tokens": 2, "' + field + b'": "' + bad + b'"}'
+            post("invalid utf-8 %r %s" % (bad, path), path, body)
+    # Deep nesting.
+    for depth in [1000, 100000]:
+        post("nested %d" % depth, "/v1/completions",
+             b'{"model": "tiny", "prompt": ' + b"[" * depth + b"]" * depth + b', "max_tokens": 2}')
+    # A 10 MB body (past the 4 MB limit: 413).
+    big = b'{"model": "tiny", "max_tokens": 2, "prompt": "' + b"a" * (10 << 20) + b'"}'
+    post("10 MB body", "/v1/completions", big)
+    # Routes and methods.
+    for method, path in [("GET", "/v1/completions"), ("PUT", "/v1/chat/completions"), ("DELETE", "/v1/models"),
+                         ("POST", "/health"), ("GET", "/nope"), ("POST", "/v1/engines"), ("GET", "/v1/models/nope"),
+                         ("GET", "/" + "x" * 2000), ("GET", "/v1/completions/../../etc/passwd")]:
+        cases.append(("%s %s" % (method, path[:30]), request_bytes(method, path, b"{}" if method != "GET" else b""),
+                      False, "error"))
+    # Broken request lines and headers.
+    body = json.dumps(good).encode()
+    broken = [
+        b"GARBAGE\r\n\r\n",
+        b"POST /v1/completions HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"POST /v1/completions\r\nHost: x\r\n\r\n",
+        b"P@ST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}",
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n{}",
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n",
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n: no name\r\n\r\n",
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n",
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\x00\x01\r\n\r\n{",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64),  # a TLS ClientHello
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " + str(len(body)).encode() +
+        b"\r\nContent-Type: text/plain\r\nAuthorization: Bearer \xff\xff\r\n\r\n" + body[:-1] + b"\xff",
+    ]
+    for raw in broken:
+        cases.append(("broken http %r" % raw[:40], raw, False, "error"))
+    # Truncated bodies: the client sends part of what Content-Length promises, then half-closes.
+    for cut in [0, 1, 10, len(body) - 1]:
+        raw = request_bytes("POST", "/v1/completions", body)
+        head_len = raw.index(b"\r\n\r\n") + 4
+        cases.append(("truncated body at %d" % cut, raw[:head_len + cut], True, "error_or_drop"))
+    # Well-formed requests with unknown fields (ignored, as vLLM does): complete answers.
+    for extra in [{"foo": 1}, {"user": "x", "metadata": {"a": [1, 2]}}, {"\u00e9\u00e8": None}, {"x" * 1000: "y"}]:
+        b = dict(good)
+        b.update(extra)
+        post("unknown fields %s" % str(extra)[:20], "/v1/completions", b, expect="ok")
+        c = dict(chat)
+        c.update(extra)
+        post("chat unknown fields %s" % str(extra)[:20], "/v1/chat/completions", c, expect="ok")
+    # Random byte flips of good bodies: anything but a 5xx, a hang or a crash.
+    for route, base, count in [("/v1/completions", good, 150), ("/v1/chat/completions", chat, 100)]:
+        good_raw = json.dumps(base).encode()
+        for _ in range(count):
+            mutated = bytearray(good_raw)
+            for _ in range(rng.randint(1, 4)):
+                mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+            post("fuzzed %s body %r" % (route, bytes(mutated)[:30]), route, bytes(mutated), expect="any")
+    return cases
+
+
+def check_error_reply(name, r):
+    if r.status < 400 or r.status >= 500:
+        raise Failure("%s: status %d, expected 4xx: %r" % (name, r.status, r.body[:300]))
+    try:
+        err = r.json()["error"]
+        if not isinstance(err.get("message"), str) or not err["message"]:
+            raise KeyError("message")
+    except (ValueError, KeyError, TypeError) as e:
+        raise Failure("%s: status %d without an OpenAI error object (%s): %r" % (name, r.status, e, r.body[:300]))
+
+
+def check_complete_reply(name, r):
+    if r.status != 200:
+        raise Failure("%s: status %d: %r" % (name, r.status, r.body[:300]))
+    body = r.json()
+    if not body["choices"] or not body["choices"][0].get("finish_reason"):
+        raise Failure("%s: no finish_reason: %r" % (name, r.body[:300]))
+
+
+async def hostile(port, seed):
+    rng = random.Random(seed)
+    cases = hostile_cases(rng)
+    rng.shuffle(cases)
+    sem = asyncio.Semaphore(32)
+    counts = {"error": 0, "dropped": 0, "ok": 0}
+    slowest = []
+
+    async def run(case):
+        name, raw, half_close, expect = case
+        async with sem:
+            t = time.time()
+            r = await exchange(port, raw, half_close)
+            slowest.append((time.time() - t, name))
+        if r is None:
+            if expect != "error_or_drop":
+                raise Failure("%s: the server closed the connection without an answer" % name)
+            counts["dropped"] += 1
+        elif expect == "ok":
+            check_complete_reply(name, r)
+            counts["ok"] += 1
+        elif expect == "any":
+            if r.status >= 500:
+                raise Failure("%s: status %d: %r" % (name, r.status, r.body[:300]))
+            if r.status >= 400:
+                check_error_reply(name, r)
+            counts["ok" if r.status < 400 else "error"] += 1
+        else:
+            check_error_reply(name, r)
+            counts["error"] += 1
+
+    async def slow_drip(i):
+        """A well-formed request sent a few bytes at a time over ~1.5 s."""
+        raw = request_bytes("POST", "/v1/completions", json.dumps(good_body()).encode())
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            for k in range(0, len(raw), 16):
+                writer.write(raw[k:k + 16])
+                await writer.drain()
+                await asyncio.sleep(1.5 * 16 / len(raw))
+            r = await asyncio.wait_for(read_response(reader), IO_TIMEOUT)
+            if r is None:
+                raise Failure("slow drip %d: no answer" % i)
+            check_complete_reply("slow drip %d" % i, r)
+        finally:
+            writer.close()
+
+    async def idle(i):
+        """A connection that sends nothing (or half a request line) and holds on for 3 s."""
+        reader, writer = await asyncio.open_connection(HOST, port)
+        if i % 2:
+            writer.write(b"POST /v1/compl")
+            await writer.drain()
+        await asyncio.sleep(3)
+        writer.close()
+
+    results = await asyncio.gather(*[run(c) for c in cases], *[slow_drip(i) for i in range(8)],
+                                   *[idle(i) for i in range(16)], return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        for e in errors[:10]:
+            print("  %r" % e, file=sys.stderr)
+        raise Failure("%d of %d hostile requests were mishandled; first: %r" % (len(errors), len(cases), errors[0]))
+    print("hostile: %d requests: %d answered 4xx, %d answered 200, %d dropped (truncated); 8 slow, 16 idle" %
+          (len(cases), counts["error"], counts["ok"], counts["dropped"]))
+    slowest.sort(reverse=True)
+    print("  slowest: " + ", ".join("%s %.2f s" % (n[:40], dt) for dt, n in slowest[:4]))
+    bad = sum(1 for c in cases if c[3] != "ok")
+    if bad < 500:
+        raise Failure("only %d malformed or hostile cases" % bad)
+
+
+def good_body():
+    return {"model": "tiny", "prompt": "the cat sat", "max_tokens": 3}
+
+
+# ---------------------------------------------------------------------------------------------
+
+async def drained(port):
+    """Waits (up to 20 s) for the engine to hold no KV block and run no request."""
+    deadline = time.time() + 20
+    while True:
+        text = (await get(port, "/metrics")).body.decode()
+        in_use, running = metric(text, "kv_blocks_in_use"), metric(text, "num_requests_running")
+        waiting = metric(text, "num_requests_waiting")
+        if in_use == 0 and running == 0 and waiting == 0:
+            print("metrics: 0 KV blocks in use, 0 running, 0 waiting (of %d blocks)" % metric(text, "kv_blocks_total"))
+            return
+        if time.time() > deadline:
+            raise Failure("after the load: %d KV blocks in use, %d running, %d waiting" % (in_use, running, waiting))
+        await asyncio.sleep(0.2)
+
+
+async def main_async(args, server, results_dir):
+    await check_up(server, "start")
+    start = time.time()
+    t = start
+
+    def lap(what):
+        nonlocal t
+        print("  (%s: %.1f s)" % (what, time.time() - t))
+        t = time.time()
+
+    await asyncio.get_running_loop().run_in_executor(None, bench_serve, args.mlaserve, server.port, results_dir)
+    await check_up(server, "bench serve")
+    lap("bench serve")
+    await concurrent_streams(server.port, args.streams, args.seed)
+    await check_up(server, "concurrent streams")
+    await drained(server.port)
+    lap("concurrent streams")
+    await hostile(server.port, args.seed)
+    await check_up(server, "hostile requests")
+    lap("hostile requests")
+    await concurrent_streams(server.port, 32, args.seed + 1)  # still serving normally
+    await drained(server.port)
+    lap("streams after")
+    print("all phases passed in %.1f s" % (time.time() - start))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mlaserve", required=True)
+    ap.add_argument("--source-dir", required=True)
+    ap.add_argument("--streams", type=int, default=240)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mlaserve_load_") as tmp:
+        server = Server(args.mlaserve, args.source_dir, os.path.join(tmp, "server.log"))
+        try:
+            asyncio.run(main_async(args, server, os.path.join(tmp, "results")))
+        except Failure as e:
+            print("FAIL: %s" % e, file=sys.stderr)
+            print("server log tail:\n" + server.log_tail(), file=sys.stderr)
+            return 1
+        finally:
+            server.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
