@@ -71,6 +71,7 @@ void plot_sweep(const std::string& json_path) {
     return;
   }
   const std::string command = "python3 '" + script.string() + "' '" + json_path + "'";
+  std::fflush(stdout);  // the script's output comes after ours
   if (std::system(command.c_str()) != 0) std::printf("plotting failed: %s\n", command.c_str());
 }
 
