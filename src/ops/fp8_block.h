@@ -21,6 +21,7 @@
 
 #include <cstdint>
 
+#include "core/stream.h"
 #include "core/tensor.h"
 
 namespace mlaserve::ops {
@@ -36,4 +37,20 @@ void dequantize_block_fp8_cpu(const Tensor& w_q, const Tensor& scale_inv, Tensor
 
 void quantize_weight_block_fp8_cpu(const Tensor& w, Tensor& w_q, Tensor& scale_inv);
 
+// Dispatch by device (ops/dispatch.h): w f32/bf16 on the host, bf16 on the GPU.
+void quantize_weight_block_fp8(const Tensor& w, Tensor& w_q, Tensor& scale_inv, Stream stream = {});
+
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/fp8_block.cu ---------------------------------------------------------
+// w [N, K] bf16, w_q [N, K] e4m3, scale_inv [ceil(N/128), ceil(K/128)] f32, all on the GPU;
+// bit-identical to quantize_weight_block_fp8_cpu on the same weights. Asynchronous on stream.
+void quantize_weight_block_fp8_cuda(const Tensor& w, Tensor& w_q, Tensor& scale_inv, cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

@@ -12,6 +12,7 @@
 // released models is a multiple of 128; a partial last group is quantised the same way.
 #pragma once
 
+#include "core/stream.h"
 #include "core/tensor.h"
 #include "ops/fp8_block.h"
 
@@ -30,4 +31,39 @@ struct ActQuantParams {
 void quantize_activations_fp8_cpu(const Tensor& x, const ActQuantParams& params, Tensor& x_q,
                                   Tensor& scales);
 
+// Dispatch by device (ops/dispatch.h): x f32 on the host, bf16 on the GPU.
+void quantize_activations_fp8(const Tensor& x, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
+                              Stream stream = {});
+
+// SwiGLU then quantisation (the input of an FP8 down projection): gate_up [T, 2·I] (ops/silu_mul.h)
+// -> x_q [T, I] e4m3 + scales [T, ceil(I/128)]. The host runs silu_mul_cpu then
+// quantize_activations_fp8_cpu; the GPU fuses them into one pass (silu_mul_quantize_fp8_cuda).
+void silu_mul_quantize_fp8(const Tensor& gate_up, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
+                           Stream stream = {});
+
 }  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/fp8_quant.cu ---------------------------------------------------------
+//
+// x [T, K] bf16 on the GPU; x_q and scales as above, on the GPU. Bit-identical to
+// quantize_activations_fp8_cpu on the same (bf16-valued) inputs: IEEE division for the scale and
+// the quotients, the hardware's RNE saturating e4m3 conversion. Asynchronous on stream.
+void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
+                                   cudaStream_t stream);
+
+// SwiGLU fused with the quantisation (one pass instead of silu_mul_cuda's bf16 write and a
+// quantisation pass that reads it back): gate_up [T, 2·I] bf16 (gate columns [0, I), up
+// [I, 2I), ops/silu_mul.h) -> x_q [T, I] e4m3, scales [T, ceil(I/128)]. The SwiGLU value stays
+// fp32 (no bf16 rounding) before it is quantised, so the reference is silu_mul_cpu followed by
+// quantize_activations_fp8_cpu; the two differ only where expf and std::exp round differently and
+// the quotient lies on an e4m3 rounding boundary (one e4m3 step, rarely).
+void silu_mul_quantize_fp8_cuda(const Tensor& gate_up, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
+                                cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

@@ -9,7 +9,7 @@ void moe_experts(const Tensor& x, const Tensor& expert_offsets, const ExpertWeig
                  Tensor& hidden, Tensor& out, Stream stream) {
   if (!on_gpu(out)) return moe_experts_cpu(x, expert_offsets, weights, act, out);
 #ifdef MLASERVE_WITH_CUDA
-  MLA_CHECK(!weights.is_fp8(), "moe_experts: FP8 experts have no GPU path yet (BF16 only)");
+  if (weights.is_fp8()) return moe_experts_fp8_cuda(x, expert_offsets, weights, act, hidden, out, cuda_stream(stream));
   moe_experts_cuda(x, expert_offsets, weights, hidden, out, cuda_stream(stream));
 #else
   no_gpu_path("moe_experts");

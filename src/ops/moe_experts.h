@@ -69,5 +69,28 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
 void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, Tensor& out,
                       cudaStream_t stream);
 
+// ---- CUDA, FP8: src/ops/cuda/moe_grouped_gemm_fp8_sm89.{cuh,cu} -------------------------------
+//
+// FP8 experts on the GPU (W8A8, DeepSeek's block scales): x, hidden and out bf16 as above,
+// gate_up/down e4m3 with their [E, rows/128, cols/128] f32 scales. x is quantised per token and
+// 128 channels (quantize_activations_fp8_cuda, with `act`), the gate_up grouped GEMM writes the
+// SwiGLU state to `hidden` in bf16, that is quantised the same way, and the down grouped GEMM
+// writes out: two quantisation passes and two GEMM launches, no host synchronisation. The
+// quantised copies ([P, H] and [P, Im] e4m3 plus scales) come from the stream-ordered caching
+// allocator. Versus moe_experts_cpu (fp32 SwiGLU state) the GPU rounds the state to bf16 before
+// quantising it and the output to bf16. Needs H and Im multiples of 128.
+void moe_experts_fp8_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
+                          const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream);
+
+// The grouped block-FP8 GEMM itself (both launches of moe_experts_fp8_cuda; also what the
+// benchmark times). a_q [P, K] e4m3 in expert order, a_scales [P, K/128] f32, expert_offsets
+// [E + 1] i32 (device), b_q [E, R, K] e4m3, b_scales [E, R/128, K/128] f32, K and R multiples of
+// 128. Plain: out [P, R] bf16, out[r, j] = Σ_g (a_q·b_q over group g) · a_scale · b_scale (the
+// order of linear_fp8_w8a8_cpu, fp32 accumulation promoted per 128-wide K group). swiglu: R = 2·Im,
+// out [P, Im] = silu(first half) ⊙ second half, Im a multiple of 128.
+void moe_grouped_gemm_fp8_cuda(const Tensor& a_q, const Tensor& a_scales, const Tensor& expert_offsets,
+                               const Tensor& b_q, const Tensor& b_scales, bool swiglu, Tensor& out,
+                               cudaStream_t stream);
+
 }  // namespace mlaserve::ops
 #endif  // MLASERVE_WITH_CUDA

@@ -110,13 +110,16 @@ __device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
 // ---- scheduling ---------------------------------------------------------------------------
 
 // Expert e's rows, clamped to [0, P] so that no offsets can send a CTA outside the tensors.
-__device__ __forceinline__ void expert_rows(const MoeGemmParams& p, int e, int& begin, int& end) {
+// Params: any launch struct with expert_offsets, num_rows and num_experts (the BF16 kernel's
+// MoeGemmParams, the FP8 kernel's MoeFp8GemmParams).
+template <class Params>
+__device__ __forceinline__ void expert_rows(const Params& p, int e, int& begin, int& end) {
   begin = min(max(p.expert_offsets[e], 0), p.num_rows);
   end = min(max(p.expert_offsets[e + 1], begin), p.num_rows);
 }
 
-template <int BM>
-__device__ __forceinline__ int expert_m_tiles(const MoeGemmParams& p, int e) {
+template <int BM, class Params>
+__device__ __forceinline__ int expert_m_tiles(const Params& p, int e) {
   int begin, end;
   expert_rows(p, e, begin, end);
   return (end - begin + BM - 1) / BM;
@@ -124,8 +127,8 @@ __device__ __forceinline__ int expert_m_tiles(const MoeGemmParams& p, int e) {
 
 // Warp 0: tile_start[e] = M tiles of experts 0 .. e-1, tile_start[E] = all of them. Each lane
 // sums a contiguous run of experts, one shuffle scan adds the runs.
-template <int BM>
-__device__ void expert_tile_prefix(const MoeGemmParams& p, int32_t* tile_start) {
+template <int BM, class Params>
+__device__ void expert_tile_prefix(const Params& p, int32_t* tile_start) {
   const int lane = static_cast<int>(threadIdx.x);
   const int per_lane = (p.num_experts + 31) / 32;
   const int first = lane * per_lane, last = min(first + per_lane, p.num_experts);
@@ -143,6 +146,55 @@ __device__ void expert_tile_prefix(const MoeGemmParams& p, int32_t* tile_start) 
     run += expert_m_tiles<BM>(p, e);
   }
   if (lane == 31) tile_start[p.num_experts] = inclusive;
+}
+
+// The (expert, M tile, N tile) of this CTA, the expert found by binary search in the M-tile
+// prefix (see the note at the top). kGroupM == 0: blockIdx.x = n_tile · (total M tiles) + m_tile
+// (M fastest). kGroupM > 0: groups of kGroupM consecutive M tiles, each group walking all N tiles
+// with its M tiles fastest, so that a wave of CTAs reuses a few A row blocks from L2 instead of
+// streaming one A block per CTA (prefill-sized experts). Every thread of the CTA calls this (it
+// holds a __syncthreads); valid == false: the CTA has nothing to do.
+struct CtaTile {
+  bool valid;
+  int expert, n_tile;
+  int row0, rows;  // the tile's first row in [0, P) and its row count (<= BM)
+};
+
+template <int BM, int kGroupM = 0, class Params>
+__device__ __forceinline__ CtaTile cta_tile(const Params& p, int32_t* tile_start, int warp) {
+  if (warp == 0) expert_tile_prefix<BM>(p, tile_start);
+  __syncthreads();
+  CtaTile t{false, 0, 0, 0, 0};
+  const int total_m_tiles = tile_start[p.num_experts];
+  if (total_m_tiles == 0) return t;
+  const int bid = static_cast<int>(blockIdx.x);
+  if (bid >= total_m_tiles * p.n_tiles) return t;
+  int m_tile;
+  if constexpr (kGroupM == 0) {
+    t.n_tile = bid / total_m_tiles;
+    m_tile = bid - t.n_tile * total_m_tiles;
+  } else {
+    const int per_group = kGroupM * p.n_tiles, first_m = bid / per_group * kGroupM;
+    const int group_m = min(total_m_tiles - first_m, kGroupM), within = bid % per_group;
+    m_tile = first_m + within % group_m;
+    t.n_tile = within / group_m;
+  }
+  int lo = 0, hi = p.num_experts;  // tile_start[lo] <= m_tile < tile_start[hi]
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (tile_start[mid] <= m_tile) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  t.expert = lo;
+  int row_begin, row_end;
+  expert_rows(p, lo, row_begin, row_end);
+  t.row0 = row_begin + (m_tile - tile_start[lo]) * BM;
+  t.rows = min(BM, row_end - t.row0);
+  t.valid = true;
+  return t;
 }
 
 // Weight row (within the expert) held by row t of the B tile of N tile n_tile. SwiGLU: warp
@@ -170,27 +222,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   const int warp_m = warp / Tile::kWarpsN, warp_n = warp % Tile::kWarpsN;
 
   // Which (expert, M tile, N tile) this CTA computes.
-  if (warp == 0) expert_tile_prefix<Tile::kBM>(p, tile_start);
-  __syncthreads();
-  const int total_m_tiles = tile_start[p.num_experts];
-  if (total_m_tiles == 0) return;
-  const int n_tile = static_cast<int>(blockIdx.x) / total_m_tiles;
-  if (n_tile >= p.n_tiles) return;
-  const int m_tile = static_cast<int>(blockIdx.x) - n_tile * total_m_tiles;
-  int lo = 0, hi = p.num_experts;  // tile_start[lo] <= m_tile < tile_start[hi]
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    if (tile_start[mid] <= m_tile) {
-      lo = mid;
-    } else {
-      hi = mid;
-    }
-  }
-  const int expert = lo;
-  int row_begin, row_end;
-  expert_rows(p, expert, row_begin, row_end);
-  const int row0 = row_begin + (m_tile - tile_start[expert]) * Tile::kBM;
-  const int rows = min(Tile::kBM, row_end - row0);
+  const CtaTile tile = cta_tile<Tile::kBM>(p, tile_start, warp);
+  if (!tile.valid) return;
+  const int expert = tile.expert, n_tile = tile.n_tile, row0 = tile.row0, rows = tile.rows;
 
   // Per-thread copy sources (element offsets; k-tile kt adds kt * 64) and destinations.
   const __nv_bfloat16* a_base = p.a + static_cast<int64_t>(row0) * p.k;

@@ -1,0 +1,261 @@
+// Grouped block-FP8 (W8A8) GEMM over the routed experts of a MoE layer: device code. Contract:
+// ops/moe_experts.h (moe_experts_fp8_cuda); launch code in moe_grouped_gemm_fp8_sm89.cu, tile
+// choice in moe_grouped_gemm_fp8_sm89_heuristics.h, parameters in
+// moe_grouped_gemm_fp8_sm89_params.h.
+//
+// The BF16 kernel (moe_grouped_gemm_sm80.cuh, whose note explains the scheduling) with e4m3
+// operands. What carries over unchanged: the device-side schedule (M-tile prefix of the expert
+// offsets, binary search, no host synchronisation), the cp.async ring, the swizzled 128-byte tile
+// rows, the ldmatrix addressing and the two epilogues (fused SwiGLU for gate_up, plain for down).
+// What differs:
+//   - Raster: groups of kGroupM M tiles walk all N tiles (sm80::cta_tile), for L2 reuse of A.
+//   - mma.sync m16n8k32 e4m3 x e4m3 -> f32 (sm_89 and later). Its A and B fragments hold the same
+//     bytes at the same lanes as m16n8k16 bf16's (four e4m3 where there were two bf16), so the
+//     ldmatrix.b16 addressing is byte-for-byte the BF16 kernel's.
+//   - A k-tile is 128 e4m3 = 128 bytes per row: exactly one 128-wide scale group. Each k-tile is
+//     summed into a fresh fp32 partial accumulator (4 k32 mma steps), then promoted:
+//       acc += partial · (a_scale[row, g] · b_scale[e, row block, g])
+//     (DeepGEMM's scheme and linear_fp8_w8a8_cpu's order; the tensor cores' own partial sums stay
+//     within one group). The scales of k-tile g are loaded from global memory (L1/L2: KB floats a
+//     row) before its mma steps and used after them, so their latency hides under the math.
+//   - The B scale of an n8 block is fixed for the whole K loop (its 8 rows lie in one 128-row
+//     block: b_rows and Im are multiples of 128), so each thread keeps one scale row offset per
+//     n8 block; the A scale row offsets are per thread row.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "ops/cuda/moe_grouped_gemm_fp8_sm89_params.h"
+#include "ops/cuda/moe_grouped_gemm_sm80.cuh"
+
+namespace mlaserve::ops::sm89 {
+
+// One tile configuration (see the heuristics header for which runs when).
+template <int BM, int BN, int STAGES, int WARPS_M, int WARPS_N, int MIN_BLOCKS>
+struct MoeFp8Tile {
+  static constexpr int kBM = BM, kBN = BN, kBK = 128, kStages = STAGES;  // kBK: e4m3 = bytes = one scale group
+  static constexpr int kWarpsM = WARPS_M, kWarpsN = WARPS_N, kMinBlocks = MIN_BLOCKS;
+  static constexpr int kThreads = 32 * WARPS_M * WARPS_N;
+  static constexpr int kWM = BM / WARPS_M, kWN = BN / WARPS_N;  // warp tile
+  static constexpr int kMI = kWM / 16, kNI = kWN / 8;           // m16 and n8 mma tiles per warp
+  static constexpr int kRowBytes = kBK;                          // 128: one tile row in shared memory
+  static constexpr int kStageBytes = (BM + BN) * kRowBytes;
+  static constexpr int kPipelineBytes = STAGES * kStageBytes;
+  static constexpr int kAChunks = BM * 8 / kThreads;             // 16-byte copies per thread and stage
+  static constexpr int kBChunks = BN * 8 / kThreads;
+  static_assert(kWM % 16 == 0 && kWN % 16 == 0, "warp tiles are whole m16 blocks and pairs of n8 blocks");
+  static_assert(BM * 8 % kThreads == 0 && BN * 8 % kThreads == 0, "copies divide evenly over the threads");
+  static_assert(STAGES >= 2, "a pipeline needs two stages");
+  static_assert(kBK == 128, "one k-tile is one 128-wide scale group (DeepSeek's block size)");
+};
+
+using MoeFp8TileDecode = MoeFp8Tile<16, 64, 6, 1, 4, 3>;
+using MoeFp8TileMid = MoeFp8Tile<64, 128, 4, 2, 4, 2>;
+using MoeFp8TilePrefill = MoeFp8Tile<128, 128, 4, 2, 4, 1>;
+
+// M tiles per raster group (sm80::cta_tile): a wave of 132 CTAs then covers ~8 A row blocks and
+// up to 16 N tiles, which L2 holds, instead of 132 A row blocks and one N tile.
+constexpr int kGroupM = 8;
+
+// d = a · b (first k32 step of a group: no zeroing of the partial accumulator).
+__device__ __forceinline__ void mma_16832_e4m3_first(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                     uint32_t b1) {
+  const float zero = 0.0f;
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%10, %10, %10, %10};\n"
+      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(zero));
+}
+
+// d += a · b for one m16n8k32 e4m3 tile (a: 4 regs of four e4m3, b: 2, d: 4 fp32).
+__device__ __forceinline__ void mma_16832_e4m3(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <class Tile, bool kSwiGlu>
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
+    moe_grouped_gemm_fp8_sm89_kernel(const MoeFp8GemmParams p) {
+  using sm80::cp_async_16;
+  using sm80::tile_offset;
+  extern __shared__ __align__(128) uint8_t smem[];
+  int32_t* tile_start = reinterpret_cast<int32_t*>(smem + Tile::kPipelineBytes);  // [E + 1]
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int warp_m = warp / Tile::kWarpsN, warp_n = warp % Tile::kWarpsN;
+
+  const sm80::CtaTile tile = sm80::cta_tile<Tile::kBM, kGroupM>(p, tile_start, warp);
+  if (!tile.valid) return;
+  const int expert = tile.expert, n_tile = tile.n_tile, row0 = tile.row0, rows = tile.rows;
+  const int k_groups = p.k / Tile::kBK;  // KB
+
+  // Per-thread copy sources (byte offsets; k-tile kt adds kt * 128) and destinations.
+  const uint8_t* a_base = p.a + static_cast<int64_t>(row0) * p.k;
+  const uint8_t* b_base = p.b + static_cast<int64_t>(expert) * p.b_rows * p.k;
+  uint32_t a_src[Tile::kAChunks], a_dst[Tile::kAChunks], b_src[Tile::kBChunks], b_dst[Tile::kBChunks];
+  bool a_valid[Tile::kAChunks];
+#pragma unroll
+  for (int i = 0; i < Tile::kAChunks; ++i) {
+    const int idx = tid + i * Tile::kThreads, r = idx / 8, c = idx % 8;
+    a_valid[i] = r < rows;
+    a_src[i] = static_cast<uint32_t>((a_valid[i] ? r : 0) * p.k + c * 16);
+    a_dst[i] = tile_offset(r, c);
+  }
+#pragma unroll
+  for (int i = 0; i < Tile::kBChunks; ++i) {
+    const int idx = tid + i * Tile::kThreads, r = idx / 8, c = idx % 8;
+    b_src[i] = static_cast<uint32_t>(sm80::b_tile_row<Tile, kSwiGlu>(n_tile, r, p.n_out) * p.k + c * 16);
+    b_dst[i] = Tile::kBM * Tile::kRowBytes + tile_offset(r, c);
+  }
+  const uint32_t smem_base = sm80::smem_u32(smem);
+
+  auto load_stage = [&](int stage, int kt) {
+    const uint32_t base = smem_base + stage * Tile::kStageBytes;
+    const int k0 = kt * Tile::kBK;
+#pragma unroll
+    for (int i = 0; i < Tile::kAChunks; ++i) cp_async_16(base + a_dst[i], a_base + a_src[i] + k0, a_valid[i]);
+#pragma unroll
+    for (int i = 0; i < Tile::kBChunks; ++i) cp_async_16(base + b_dst[i], b_base + b_src[i] + k0, true);
+  };
+
+  // Scale rows of this thread's accumulator rows (clamped into the tile: rows past its end are
+  // computed but never stored) and of its n8 blocks; k-tile kt adds kt.
+  const int lane_row = lane >> 2, lane_col = (lane & 3) * 2;
+  // (32-bit offsets: P · KB and the expert's scale rows are far below 2^31; pointers would cost
+  // twice the registers.)
+  const float* a_scales = p.a_scales + static_cast<int64_t>(row0) * k_groups;
+  int a_scale_row[Tile::kMI][2];
+#pragma unroll
+  for (int mi = 0; mi < Tile::kMI; ++mi) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      a_scale_row[mi][half] = min(warp_m * Tile::kWM + mi * 16 + half * 8 + lane_row, rows - 1) * k_groups;
+    }
+  }
+  int b_scale_row[Tile::kNI];
+  const float* b_scales = p.b_scales + static_cast<int64_t>(expert) * (p.b_rows / 128) * k_groups;
+#pragma unroll
+  for (int ni = 0; ni < Tile::kNI; ++ni) {
+    const int w_row = sm80::b_tile_row<Tile, kSwiGlu>(n_tile, warp_n * Tile::kWN + ni * 8, p.n_out);
+    b_scale_row[ni] = (w_row / 128) * k_groups;
+  }
+
+  float acc[Tile::kMI][Tile::kNI][4];
+#pragma unroll
+  for (int mi = 0; mi < Tile::kMI; ++mi) {
+#pragma unroll
+    for (int ni = 0; ni < Tile::kNI; ++ni) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.0f;
+    }
+  }
+
+#pragma unroll
+  for (int s = 0; s < Tile::kStages - 1; ++s) {
+    if (s < k_groups) load_stage(s, s);
+    sm80::cp_async_commit();
+  }
+
+  const int a_row = warp_m * Tile::kWM + (lane & 15), a_chunk = lane >> 4;
+  const int b_row = warp_n * Tile::kWN + (lane & 7) + ((lane >> 4) << 3), b_chunk = (lane >> 3) & 1;
+
+  for (int kt = 0; kt < k_groups; ++kt) {
+    sm80::cp_async_wait<Tile::kStages - 2>();
+    __syncthreads();
+    const int next = kt + Tile::kStages - 1;
+    if (next < k_groups) load_stage(next % Tile::kStages, next);
+    sm80::cp_async_commit();
+
+    float sa[Tile::kMI][2], sb[Tile::kNI];  // this group's scales, used after the mma steps
+#pragma unroll
+    for (int mi = 0; mi < Tile::kMI; ++mi) {
+      sa[mi][0] = __ldg(a_scales + a_scale_row[mi][0] + kt);
+      sa[mi][1] = __ldg(a_scales + a_scale_row[mi][1] + kt);
+    }
+#pragma unroll
+    for (int ni = 0; ni < Tile::kNI; ++ni) sb[ni] = __ldg(b_scales + b_scale_row[ni] + kt);
+
+    float part[Tile::kMI][Tile::kNI][4];  // this group's sums (the first k32 step writes them)
+    const uint32_t sa_smem = smem_base + (kt % Tile::kStages) * Tile::kStageBytes;
+    const uint32_t sb_smem = sa_smem + Tile::kBM * Tile::kRowBytes;
+    // Not unrolled: unrolled, the compiler hoists all four steps' fragments ahead of their mma and
+    // runs past the register file (two accumulators already take 2 · kMI · kNI · 4).
+#pragma unroll 1
+    for (int ks = 0; ks < Tile::kBK / 32; ++ks) {
+      uint32_t a[Tile::kMI][4], b[Tile::kNI][2];
+#pragma unroll
+      for (int mi = 0; mi < Tile::kMI; ++mi) {
+        sm80::ldmatrix_x4(a[mi], sa_smem + tile_offset(a_row + mi * 16, ks * 2 + a_chunk));
+      }
+#pragma unroll
+      for (int np = 0; np < Tile::kNI / 2; ++np) {
+        uint32_t r[4];
+        sm80::ldmatrix_x4(r, sb_smem + tile_offset(b_row + np * 16, ks * 2 + b_chunk));
+        b[2 * np][0] = r[0];
+        b[2 * np][1] = r[1];
+        b[2 * np + 1][0] = r[2];
+        b[2 * np + 1][1] = r[3];
+      }
+#pragma unroll
+      for (int mi = 0; mi < Tile::kMI; ++mi) {
+#pragma unroll
+        for (int ni = 0; ni < Tile::kNI; ++ni) {
+          if (ks == 0) {
+            mma_16832_e4m3_first(part[mi][ni], a[mi], b[ni][0], b[ni][1]);
+          } else {
+            mma_16832_e4m3(part[mi][ni], a[mi], b[ni][0], b[ni][1]);
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int mi = 0; mi < Tile::kMI; ++mi) {
+#pragma unroll
+      for (int ni = 0; ni < Tile::kNI; ++ni) {
+        const float s_lo = sa[mi][0] * sb[ni], s_hi = sa[mi][1] * sb[ni];
+        acc[mi][ni][0] += part[mi][ni][0] * s_lo;
+        acc[mi][ni][1] += part[mi][ni][1] * s_lo;
+        acc[mi][ni][2] += part[mi][ni][2] * s_hi;
+        acc[mi][ni][3] += part[mi][ni][3] * s_hi;
+      }
+    }
+  }
+  sm80::cp_async_wait<0>();
+
+  // Epilogue: as the BF16 kernel's (accumulator (mi, ni) element j at tile row
+  // warp_m*WM + mi*16 + lane/4 (+8 for j >= 2), column warp_n*WN + ni*8 + 2*(lane%4) + j%2).
+#pragma unroll
+  for (int mi = 0; mi < Tile::kMI; ++mi) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = warp_m * Tile::kWM + mi * 16 + half * 8 + lane_row;
+      if (r >= rows) continue;
+      __nv_bfloat16* out_row = p.out + static_cast<int64_t>(row0 + r) * p.n_out;
+      if constexpr (kSwiGlu) {
+#pragma unroll
+        for (int ni = 0; ni < Tile::kNI / 2; ++ni) {
+          const float g0 = acc[mi][ni][half * 2], g1 = acc[mi][ni][half * 2 + 1];
+          const float u0 = acc[mi][ni + Tile::kNI / 2][half * 2], u1 = acc[mi][ni + Tile::kNI / 2][half * 2 + 1];
+          const float h0 = g0 / (1.0f + __expf(-g0)) * u0;
+          const float h1 = g1 / (1.0f + __expf(-g1)) * u1;
+          const int col = n_tile * (Tile::kBN / 2) + warp_n * (Tile::kWN / 2) + ni * 8 + lane_col;
+          *reinterpret_cast<__nv_bfloat162*>(out_row + col) = __floats2bfloat162_rn(h0, h1);
+        }
+      } else {
+#pragma unroll
+        for (int ni = 0; ni < Tile::kNI; ++ni) {
+          const int col = n_tile * Tile::kBN + warp_n * Tile::kWN + ni * 8 + lane_col;
+          *reinterpret_cast<__nv_bfloat162*>(out_row + col) =
+              __floats2bfloat162_rn(acc[mi][ni][half * 2], acc[mi][ni][half * 2 + 1]);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace mlaserve::ops::sm89
