@@ -162,7 +162,9 @@ class Server:
         tok = os.path.join(source_dir, "tests/data/tiny-tokenizer")
         self.proc = subprocess.Popen(
             [mlaserve, "serve", model, "--tokenizer", tok, "--port", "0", "--served-model-name", "tiny",
-             "--max-num-seqs", "256", "--http-threads", "2"],
+             "--max-num-seqs", "256", "--http-threads", "2",
+             # A request without max_tokens runs to the context's end: keep that short.
+             "--max-model-len", "256"],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.port = None
         deadline = time.time() + 60
