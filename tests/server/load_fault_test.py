@@ -23,10 +23,12 @@ Standard library only.
 
 import argparse
 import asyncio
+import ctypes
 import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -155,6 +157,12 @@ async def get(port, path):
 # ---------------------------------------------------------------------------------------------
 # The server.
 
+def die_with_parent():
+    """Linux: the server gets SIGKILL if this script dies first (a ctest timeout, say)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class Server:
     def __init__(self, mlaserve, source_dir, log_path):
         self.log = open(log_path, "w+")
@@ -165,7 +173,7 @@ class Server:
              "--max-num-seqs", "256", "--http-threads", "2",
              # A request without max_tokens runs to the context's end: keep that short.
              "--max-model-len", "256"],
-            stdout=subprocess.PIPE, stderr=self.log, text=True)
+            stdout=subprocess.PIPE, stderr=self.log, text=True, preexec_fn=die_with_parent)
         self.port = None
         deadline = time.time() + 60
         while time.time() < deadline:
