@@ -12,7 +12,7 @@ DEB_PACKAGES=(
 # PyPI: CUTLASS/CuTe headers (--no-deps: only the headers are used), and the Python peers the
 # tests compare against (Hugging Face tokenizers, jinja2) plus the OpenAI client for server tests.
 PIP_NODEPS=(nvidia-cutlass==4.2.0.0)
-PIP_PACKAGES=(tokenizers==0.23.3 jinja2==3.1.6 numpy safetensors==0.8.0)
+PIP_PACKAGES=(tokenizers==0.23.3 jinja2==3.1.6 numpy safetensors==0.8.0 openai==3.57.0)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

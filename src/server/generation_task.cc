@@ -71,6 +71,8 @@ std::string GenerationTask::poll() {
 
 void GenerationTask::on_event(size_t index, const RequestOutput& ev, std::string& out) {
   Choice& c = choices_[index];
+  c.num_prompt_tokens = ev.num_prompt_tokens;
+  c.num_output_tokens = ev.num_output_tokens;
   const auto now = Clock::now();
   if (!c.has_first_token && !ev.token_ids.empty()) {
     c.has_first_token = true;
@@ -102,7 +104,12 @@ std::string GenerationTask::reply_body() const {
 
 void GenerationTask::abort() {
   for (size_t i = 0; i < choices_.size(); ++i) {
-    if (!builder_.choice_finished(i)) state_.engine().abort(choices_[i].stream->id());
+    Choice& c = choices_[i];
+    if (builder_.choice_finished(i) || c.aborted) continue;
+    c.aborted = true;
+    state_.engine().abort(c.stream->id());
+    // Nobody takes its final event any more: it counts as aborted with what it had produced.
+    state_.metrics().count_finished(FinishReason::kAbort, c.num_prompt_tokens, c.num_output_tokens);
   }
 }
 

@@ -55,6 +55,8 @@ class GenerationTask : public std::enable_shared_from_this<GenerationTask> {
     std::shared_ptr<RequestStream> stream;
     Clock::time_point first_token{};
     bool has_first_token = false;
+    bool aborted = false;  // abort() asked the engine to end it
+    int64_t num_prompt_tokens = 0, num_output_tokens = 0;  // as of the last event taken
   };
   void on_event(size_t index, const RequestOutput& ev, std::string& out);
 
