@@ -8,7 +8,6 @@
 // offsets, binary search, no host synchronisation), the cp.async ring, the swizzled 128-byte tile
 // rows, the ldmatrix addressing and the two epilogues (fused SwiGLU for gate_up, plain for down).
 // What differs:
-//   - Raster: groups of kGroupM M tiles walk all N tiles (sm80::cta_tile), for L2 reuse of A.
 //   - mma.sync m16n8k32 e4m3 x e4m3 -> f32 (sm_89 and later). Its A and B fragments hold the same
 //     bytes at the same lanes as m16n8k16 bf16's (four e4m3 where there were two bf16), so the
 //     ldmatrix.b16 addressing is byte-for-byte the BF16 kernel's.
@@ -55,21 +54,6 @@ using MoeFp8TileDecode = MoeFp8Tile<16, 64, 6, 1, 4, 3>;
 using MoeFp8TileMid = MoeFp8Tile<64, 128, 4, 2, 4, 2>;
 using MoeFp8TilePrefill = MoeFp8Tile<128, 128, 4, 2, 4, 1>;
 
-// M tiles per raster group (sm80::cta_tile): a wave of 132 CTAs then covers ~8 A row blocks and
-// up to 16 N tiles, which L2 holds, instead of 132 A row blocks and one N tile.
-constexpr int kGroupM = 8;
-
-// d = a · b (first k32 step of a group: no zeroing of the partial accumulator).
-__device__ __forceinline__ void mma_16832_e4m3_first(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                                     uint32_t b1) {
-  const float zero = 0.0f;
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%10, %10, %10, %10};\n"
-      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(zero));
-}
-
 // d += a · b for one m16n8k32 e4m3 tile (a: 4 regs of four e4m3, b: 2, d: 4 fp32).
 __device__ __forceinline__ void mma_16832_e4m3(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -89,7 +73,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int warp_m = warp / Tile::kWarpsN, warp_n = warp % Tile::kWarpsN;
 
-  const sm80::CtaTile tile = sm80::cta_tile<Tile::kBM, kGroupM>(p, tile_start, warp);
+  const sm80::CtaTile tile = sm80::cta_tile<Tile::kBM>(p, tile_start, warp);
   if (!tile.valid) return;
   const int expert = tile.expert, n_tile = tile.n_tile, row0 = tile.row0, rows = tile.rows;
   const int k_groups = p.k / Tile::kBK;  // KB
@@ -180,7 +164,15 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
     for (int ni = 0; ni < Tile::kNI; ++ni) sb[ni] = __ldg(b_scales + b_scale_row[ni] + kt);
 
-    float part[Tile::kMI][Tile::kNI][4];  // this group's sums (the first k32 step writes them)
+    float part[Tile::kMI][Tile::kNI][4];  // this group's sums
+#pragma unroll
+    for (int mi = 0; mi < Tile::kMI; ++mi) {
+#pragma unroll
+      for (int ni = 0; ni < Tile::kNI; ++ni) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) part[mi][ni][j] = 0.0f;
+      }
+    }
     const uint32_t sa_smem = smem_base + (kt % Tile::kStages) * Tile::kStageBytes;
     const uint32_t sb_smem = sa_smem + Tile::kBM * Tile::kRowBytes;
     // Not unrolled: unrolled, the compiler hoists all four steps' fragments ahead of their mma and
@@ -204,24 +196,15 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
       for (int mi = 0; mi < Tile::kMI; ++mi) {
 #pragma unroll
-        for (int ni = 0; ni < Tile::kNI; ++ni) {
-          if (ks == 0) {
-            mma_16832_e4m3_first(part[mi][ni], a[mi], b[ni][0], b[ni][1]);
-          } else {
-            mma_16832_e4m3(part[mi][ni], a[mi], b[ni][0], b[ni][1]);
-          }
-        }
+        for (int ni = 0; ni < Tile::kNI; ++ni) mma_16832_e4m3(part[mi][ni], a[mi], b[ni][0], b[ni][1]);
       }
     }
 #pragma unroll
     for (int mi = 0; mi < Tile::kMI; ++mi) {
 #pragma unroll
       for (int ni = 0; ni < Tile::kNI; ++ni) {
-        const float s_lo = sa[mi][0] * sb[ni], s_hi = sa[mi][1] * sb[ni];
-        acc[mi][ni][0] += part[mi][ni][0] * s_lo;
-        acc[mi][ni][1] += part[mi][ni][1] * s_lo;
-        acc[mi][ni][2] += part[mi][ni][2] * s_hi;
-        acc[mi][ni][3] += part[mi][ni][3] * s_hi;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[mi][ni][j] += part[mi][ni][j] * (sa[mi][j >> 1] * sb[ni]);
       }
     }
   }

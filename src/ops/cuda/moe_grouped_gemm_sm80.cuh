@@ -148,19 +148,16 @@ __device__ void expert_tile_prefix(const Params& p, int32_t* tile_start) {
   if (lane == 31) tile_start[p.num_experts] = inclusive;
 }
 
-// The (expert, M tile, N tile) of this CTA, the expert found by binary search in the M-tile
-// prefix (see the note at the top). kGroupM == 0: blockIdx.x = n_tile · (total M tiles) + m_tile
-// (M fastest). kGroupM > 0: groups of kGroupM consecutive M tiles, each group walking all N tiles
-// with its M tiles fastest, so that a wave of CTAs reuses a few A row blocks from L2 instead of
-// streaming one A block per CTA (prefill-sized experts). Every thread of the CTA calls this (it
-// holds a __syncthreads); valid == false: the CTA has nothing to do.
+// The (expert, M tile, N tile) of this CTA: blockIdx.x = n_tile · (total M tiles) + m_tile, the
+// expert found by binary search in the M-tile prefix (see the note at the top). Every thread of
+// the CTA calls this (it holds a __syncthreads); valid == false: the CTA has nothing to do.
 struct CtaTile {
   bool valid;
   int expert, n_tile;
   int row0, rows;  // the tile's first row in [0, P) and its row count (<= BM)
 };
 
-template <int BM, int kGroupM = 0, class Params>
+template <int BM, class Params>
 __device__ __forceinline__ CtaTile cta_tile(const Params& p, int32_t* tile_start, int warp) {
   if (warp == 0) expert_tile_prefix<BM>(p, tile_start);
   __syncthreads();
@@ -169,16 +166,8 @@ __device__ __forceinline__ CtaTile cta_tile(const Params& p, int32_t* tile_start
   if (total_m_tiles == 0) return t;
   const int bid = static_cast<int>(blockIdx.x);
   if (bid >= total_m_tiles * p.n_tiles) return t;
-  int m_tile;
-  if constexpr (kGroupM == 0) {
-    t.n_tile = bid / total_m_tiles;
-    m_tile = bid - t.n_tile * total_m_tiles;
-  } else {
-    const int per_group = kGroupM * p.n_tiles, first_m = bid / per_group * kGroupM;
-    const int group_m = min(total_m_tiles - first_m, kGroupM), within = bid % per_group;
-    m_tile = first_m + within % group_m;
-    t.n_tile = within / group_m;
-  }
+  t.n_tile = bid / total_m_tiles;
+  const int m_tile = bid - t.n_tile * total_m_tiles;
   int lo = 0, hi = p.num_experts;  // tile_start[lo] <= m_tile < tile_start[hi]
   while (hi - lo > 1) {
     const int mid = (lo + hi) / 2;
