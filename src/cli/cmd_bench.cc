@@ -1,4 +1,6 @@
 #include "cli/cmd_bench.h"
+#include "cli/dist_options.h"
+#include "dist/distributed_runner.h"
 
 #include <unistd.h>
 
@@ -63,6 +65,7 @@ class Progress {
 
 void add_bench_engine_options(CLI::App& cmd, BenchEngineArgs& a) {
   add_model_source_options(cmd, a.source);
+  add_dist_options(cmd, a.dist);
   cmd.add_option("--max-num-batched-tokens", a.max_num_batched_tokens, "Token budget of one engine step")
       ->check(CLI::PositiveNumber);
   cmd.add_option("--max-num-seqs", a.max_num_seqs, "Sequences running at once")->check(CLI::PositiveNumber);
@@ -82,7 +85,8 @@ void add_bench_engine_options(CLI::App& cmd, BenchEngineArgs& a) {
 
 BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
   BenchEngine b;
-  b.model = std::make_unique<DeepSeekModel>(load_model(a.source));
+  if (a.dist.world_size() > 1) b.dist = dist::DistContext::start(a.dist);  // forks this node's ranks
+  b.model = std::make_unique<DeepSeekModel>(load_model(a.source, b.dist.get()));
   b.model_name = !a.source.model_dir.empty() ? a.source.model_dir
                  : !a.source.preset.empty()  ? a.source.preset
                                              : a.source.config_path;
@@ -92,7 +96,8 @@ BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
   if (a.source.device == "cuda") {
     b.card = gpu_name();
     const DeepSeekConfig& c = b.model->config();
-    const size_t block_bytes = latent_block_bytes(c.num_hidden_layers, c.kv_cache_dim, b.model->activation_dtype());
+    const size_t block_bytes =
+        latent_block_bytes(b.model->shard().layers.size(), c.kv_cache_dim, b.model->activation_dtype());
     const auto workspace = static_cast<size_t>(a.workspace_gib * double(size_t{1} << 30));
     if (a.num_blocks == 0) {
       blocks = static_cast<int32_t>(
@@ -100,7 +105,16 @@ BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
     }
   }
 #endif
-  b.runner = std::make_unique<DeepSeekRunner>(*b.model, blocks);
+  if (b.dist) {
+    blocks = static_cast<int32_t>(b.dist->min_over_ranks(blocks));  // every rank's cache has the same blocks
+    if (!b.dist->is_leader()) {
+      dist::run_follower(*b.model, blocks, *b.dist);
+      return b;
+    }
+    b.runner = std::make_unique<dist::DistributedRunner>(*b.model, blocks, *b.dist);
+  } else {
+    b.runner = std::make_unique<DeepSeekRunner>(*b.model, blocks);
+  }
   EngineOptions options;
   options.scheduler = {a.max_num_batched_tokens, a.max_num_seqs, true};
   options.enable_prefix_caching = !a.no_prefix_caching;

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/model_source.h"
+#include "dist/context.h"
 #include "engine/deepseek_runner.h"
 #include "engine/engine.h"
 #include "loadgen/stats.h"
@@ -32,20 +33,24 @@ struct BenchEngineArgs {
   uint64_t seed = 0;                    // prompts and sampling
   bool profile = false;                 // time the engine's phases and the model's regions
   std::string results_dir = "bench/results";
+  dist::LaunchOptions dist;             // --tensor-parallel-size, --pipeline-parallel-size, ...
 };
 
 void add_bench_engine_options(CLI::App& cmd, BenchEngineArgs& args);
 
 // The model, its runner and an engine over them.
 struct BenchEngine {
+  std::unique_ptr<dist::DistContext> dist;  // split across GPUs: this process's rank (outlives the rest)
   std::unique_ptr<DeepSeekModel> model;
-  std::unique_ptr<DeepSeekRunner> runner;
+  std::unique_ptr<ModelRunner> runner;
   std::unique_ptr<Engine> engine;
   std::string card;        // "cpu" or the GPU's name, lower case with dashes
   std::string model_name;  // the checkpoint directory or the dummy preset/config
 };
 
-// `blocks_needed` is the cache the run needs on the CPU when --num-blocks is not given.
+// `blocks_needed` is the cache the run needs on the CPU when --num-blocks is not given. With the
+// model split across GPUs, only rank 0 gets an engine; every other rank runs rank 0's steps
+// inside this call and gets a BenchEngine without one.
 BenchEngine make_bench_engine(const BenchEngineArgs& args, int32_t blocks_needed);
 
 // `count` prompts of `length` random token ids in [0, vocab).

@@ -41,6 +41,7 @@ Iteration measure(const std::vector<RequestTiming>& timing) {
 void run_latency(const LatencyArgs& a) {
   const auto blocks_needed = static_cast<int32_t>(a.batch_size * blocks_for_tokens(a.input_len + a.output_len));
   BenchEngine b = make_bench_engine(a.engine, blocks_needed);
+  if (!b.engine) return;  // a rank other than 0 of a split model: it ran rank 0's steps
   const int64_t vocab = b.engine->vocab_size();
   for (int64_t i = 0; i < a.num_warmup; ++i) {
     run_batch(*b.engine, random_prompts(a.batch_size, a.input_len, vocab, a.engine.seed + 1000 + uint64_t(i)),

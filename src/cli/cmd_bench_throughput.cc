@@ -19,6 +19,7 @@ struct ThroughputArgs {
 void run_throughput(const ThroughputArgs& a) {
   const auto blocks_needed = static_cast<int32_t>(a.num_prompts * blocks_for_tokens(a.input_len + a.output_len));
   BenchEngine b = make_bench_engine(a.engine, blocks_needed);
+  if (!b.engine) return;  // a rank other than 0 of a split model: it ran rank 0's steps
   const auto prompts = random_prompts(a.num_prompts, a.input_len, b.engine->vocab_size(), a.engine.seed);
   const auto start = std::chrono::steady_clock::now();
   const std::vector<RequestTiming> timing = run_batch(*b.engine, prompts, a.output_len, a.engine, "throughput");

@@ -2,6 +2,7 @@
 
 #include "core/logging.h"
 #include "core/memory.h"
+#include "dist/partition.h"
 #include "model/dummy.h"
 #include "model/loader.h"
 #include "model/presets.h"
@@ -24,7 +25,7 @@ void add_model_source_options(CLI::App& cmd, ModelSourceOptions& o) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
 }
 
-DeepSeekModel load_model(const ModelSourceOptions& o) {
+DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
   ModelOptions model_options;
   const bool gpu = o.device == "cuda";
   MLA_CHECK(!gpu || cuda_available(), "--device cuda: {}",
@@ -41,6 +42,15 @@ DeepSeekModel load_model(const ModelSourceOptions& o) {
     if (gpu) move_weights(weights, Device::kCUDA);
     return DeepSeekModel(std::move(config), std::move(weights), model_options);
   };
+  // This rank's share of a split model, and the groups its forward pass talks to.
+  auto split = [&](const DeepSeekConfig& config) -> std::optional<ShardPlan> {
+    if (!dist) return std::nullopt;
+    MLA_CHECK(gpu, "a model split across ranks runs one process per GPU: give --device cuda");
+    model_options.shard = dist::make_shard_plan(config, dist->parallel());
+    model_options.tp_group = dist->tp_group();
+    model_options.pp_group = dist->pp_group();
+    return model_options.shard;
+  };
   model_options.attention_form = o.attention_form == "mha"        ? AttentionForm::kMha
                                  : o.attention_form == "absorbed" ? AttentionForm::kAbsorbed
                                                                   : AttentionForm::kAuto;
@@ -52,6 +62,7 @@ DeepSeekModel load_model(const ModelSourceOptions& o) {
     d.seed = o.seed;
     d.weight_dtype = weight_dtype;
     d.device = model_options.device;  // BF16 dummies are filled in place on the GPU
+    d.shard = split(config);
     MLA_LOG_INFO("dummy weights: {} ({:.2f} GB)", o.preset.empty() ? o.config_path : o.preset,
                  dummy_weight_bytes(config, d) / 1e9);
     ModelWeights weights = make_dummy_weights(config, d);
@@ -61,6 +72,7 @@ DeepSeekModel load_model(const ModelSourceOptions& o) {
   DeepSeekConfig config = load_deepseek_config(o.model_dir + "/config.json");
   LoadOptions load;
   load.weight_dtype = weight_dtype;
+  load.shard = split(config);
   load.fp8_mode = o.fp8_mode == "w8a8" ? Fp8Mode::kW8A8 : Fp8Mode::kDequantize;
   ModelWeights weights = load_weights(Checkpoint::open(o.model_dir), config, load);
   return finish(std::move(config), std::move(weights));

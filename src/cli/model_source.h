@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "dist/context.h"
 #include "model/model.h"
 
 namespace mlaserve::cli {
@@ -25,6 +26,7 @@ struct ModelSourceOptions {
 // Adds --model, --load-format, --preset, --config, --fp8-mode, --attention-form, --device.
 void add_model_source_options(CLI::App& cmd, ModelSourceOptions& options);
 
-DeepSeekModel load_model(const ModelSourceOptions& options);
+// With `dist` (a model split across GPUs), this rank's share only (dist/partition.h).
+DeepSeekModel load_model(const ModelSourceOptions& options, dist::DistContext* dist = nullptr);
 
 }  // namespace mlaserve::cli

@@ -15,6 +15,7 @@ void DeepSeekModel::all_reduce(Tensor& partial) {
 Tensor DeepSeekModel::compute_logits(const Tensor& normed, const std::vector<int32_t>& rows) {
   const int64_t r = static_cast<int64_t>(rows.size()), hidden = config_.hidden_size;
   const Stream stream = options_.stream;
+  if (r == 0) return f32({0, config_.vocab_size});  // a pipeline micro-batch that samples nothing
   Tensor selected = act({r, hidden});
   ops::embedding(device_i32(rows), normed, selected, stream);  // a row gather
   Tensor local = f32({r, plan_.vocab_shard});                  // [R, Vs]

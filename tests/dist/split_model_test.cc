@@ -15,6 +15,7 @@
 
 #include "dist/local_collectives.h"
 #include "dist/partition.h"
+#include "dist/step_runner.h"
 #include "model/shard.h"
 #include "../model/tiny_models.h"
 
@@ -143,6 +144,65 @@ INSTANTIATE_TEST_SUITE_P(
       for (char& c : n) c = c == '-' ? '_' : c;
       return n;
     });
+
+// One engine step as the ranks run it (dist/step_runner.h): TP2 x PP2 with two micro-batches
+// per step; rank 0 ends with the whole batch's logits, the other ranks with none.
+TEST(RunStep, PipelineMicroBatchesGiveRankZeroTheWholeLogits) {
+  const std::string name = "tiny-v2";
+  std::vector<ForwardBatch> batches = steps(1024);
+  for (ForwardBatch& b : batches) b.logit_rows.pop_back();  // the engine's rows increase
+  std::vector<Tensor> want;
+  {
+    DeepSeekModel model = testing::load_tiny_model(name);
+    LatentCache cache = model.make_cache(kBlocks);
+    for (const ForwardBatch& b : batches) want.push_back(model.forward(b, cache));
+  }
+  const std::string dir = testing::tiny_model_dir(name);
+  const DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
+  const Checkpoint ckpt = Checkpoint::open(dir);
+  const int tp = 2, pp = 2;
+  auto world = std::make_shared<LocalGroup>(tp * pp);
+  std::vector<std::shared_ptr<LocalGroup>> tp_groups{std::make_shared<LocalGroup>(tp), std::make_shared<LocalGroup>(tp)};
+  std::vector<std::shared_ptr<LocalGroup>> pp_groups{std::make_shared<LocalGroup>(pp), std::make_shared<LocalGroup>(pp)};
+  std::vector<Tensor> got;
+  std::vector<std::string> errors(tp * pp);
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < tp * pp; ++rank) {
+    threads.emplace_back([&, rank] {
+      try {
+        const ParallelConfig pc{tp, pp, rank};
+        LocalCollectives world_comm(world, rank);
+        LocalCollectives tp_comm(tp_groups[static_cast<size_t>(pc.pp_rank())], pc.tp_rank());
+        LocalCollectives pp_comm(pp_groups[static_cast<size_t>(pc.tp_rank())], pc.pp_rank());
+        LoadOptions load;
+        load.shard = make_shard_plan(config, pc);
+        ModelOptions options;
+        options.shard = load.shard;
+        options.tp_group = &tp_comm;
+        options.pp_group = &pp_comm;
+        DeepSeekModel model(config, load_weights(ckpt, config, load), options);
+        LatentCache cache = model.make_cache(kBlocks);
+        for (const ForwardBatch& b : batches) {
+          Tensor l = run_step(model, cache, b, StepGroups{pc, &world_comm, 2});
+          EXPECT_EQ(l.defined(), rank == 0);
+          if (rank == 0) got.push_back(l);
+        }
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(rank)] = e.what();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const std::string& e : errors) EXPECT_EQ(e, "");
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t k = 0; k < want.size(); ++k) {
+    ASSERT_EQ(got[k].shape(), want[k].shape());
+    const std::vector<float> g = got[k].to_vector(), w = want[k].to_vector();
+    double max_abs = 0;
+    for (size_t i = 0; i < g.size(); ++i) max_abs = std::max(max_abs, std::fabs(double(g[i]) - w[i]));
+    EXPECT_LT(max_abs, 1e-4) << "step " << k;
+  }
+}
 
 // A layer's share holds exactly the full weights' rows and columns of its heads, channels and
 // experts, and the lm_head shard its vocabulary rows then zeros.

@@ -1,0 +1,19 @@
+#include "cli/dist_options.h"
+
+namespace mlaserve::cli {
+
+void add_dist_options(CLI::App& cmd, dist::LaunchOptions& o) {
+  cmd.add_option("--tensor-parallel-size", o.tp_size, "GPUs that split every layer (heads, MLP channels, experts, vocabulary)")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--pipeline-parallel-size", o.pp_size, "Pipeline stages (contiguous layer ranges)")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--nnodes", o.nnodes, "Machines taking part (each started with its --node-rank)")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--node-rank", o.node_rank, "This machine's index in [0, nnodes)")->check(CLI::NonNegativeNumber);
+  cmd.add_option("--master-addr", o.master_addr, "Address of node 0, where rank 0 waits for the others");
+  cmd.add_option("--master-port", o.master_port, "TCP port of the rendezvous on node 0")->check(CLI::Range(1, 65535));
+  cmd.add_option("--pipeline-micro-batches", o.micro_batches, "Micro-batches per step in flight across pipeline stages")
+      ->check(CLI::PositiveNumber);
+}
+
+}  // namespace mlaserve::cli

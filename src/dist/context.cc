@@ -1,0 +1,131 @@
+#include "dist/context.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/logging.h"
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+#include "core/cuda_check.h"
+#include "dist/nccl_api.h"
+#include "dist/nccl_collectives.h"
+#endif
+
+namespace mlaserve::dist {
+namespace {
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::atoi(v) : fallback;
+}
+
+}  // namespace
+
+std::unique_ptr<DistContext> DistContext::start(const LaunchOptions& o) {
+  const int world = o.world_size();
+  MLA_CHECK(world > 1, "DistContext for a single rank");
+  MLA_CHECK(o.nnodes >= 1 && o.node_rank >= 0 && o.node_rank < o.nnodes, "--node-rank {} of --nnodes {}", o.node_rank,
+            o.nnodes);
+  int rank = 0, local_rank = 0;
+  std::vector<pid_t> children;
+  if (std::getenv("OMPI_COMM_WORLD_RANK") != nullptr) {  // mpirun made the processes
+    rank = env_int("OMPI_COMM_WORLD_RANK", 0);
+    local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0);
+    MLA_CHECK(env_int("OMPI_COMM_WORLD_SIZE", world) == world, "mpirun started {} processes for {} ranks",
+              env_int("OMPI_COMM_WORLD_SIZE", 0), world);
+  } else {
+    MLA_CHECK(world % o.nnodes == 0, "{} ranks do not split evenly over {} nodes", world, o.nnodes);
+    const int per_node = world / o.nnodes;
+    for (int local = 1; local < per_node; ++local) {
+      const pid_t pid = fork();  // before any CUDA call: each child initialises its own GPU
+      MLA_CHECK(pid >= 0, "fork failed ({})", std::strerror(errno));
+      if (pid == 0) {
+        children.clear();
+        local_rank = local;
+        break;
+      }
+      children.push_back(pid);
+    }
+    rank = o.node_rank * per_node + local_rank;
+  }
+  std::unique_ptr<DistContext> ctx = join(o, rank, local_rank);
+  ctx->children_ = std::move(children);
+  return ctx;
+}
+
+std::unique_ptr<DistContext> DistContext::join(const LaunchOptions& o, int rank, int local_rank) {
+  const int world = o.world_size();
+  MLA_CHECK(o.micro_batches >= 1, "--pipeline-micro-batches must be at least 1");
+#ifndef MLASERVE_WITH_CUDA
+  (void)rank;
+  (void)local_rank;
+  MLA_FAIL("tensor and pipeline parallelism run one process per GPU over NCCL: this build has no CUDA backend ({} ranks "
+           "asked for)", world);
+#else
+  std::unique_ptr<DistContext> ctx(new DistContext());
+  ctx->options_ = o;
+  ctx->parallel_ = ParallelConfig{o.tp_size, o.pp_size, rank};
+  ctx->parallel_.validate();
+  setenv("NCCL_NVLS_ENABLE", "0", 1);
+  MLA_CUDA_CHECK(cudaSetDevice(local_rank));
+
+  ncclUniqueId id{};
+  std::string blob;
+  if (rank == 0) {
+    MLA_NCCL_CALL(get_unique_id, &id);
+    blob.assign(reinterpret_cast<const char*>(&id), sizeof(id));
+  }
+  ctx->channel_ = std::make_unique<ControlChannel>(ControlChannel::rendezvous(
+      RendezvousOptions{o.master_addr, o.master_port, world, rank, 300.0}, blob));
+  MLA_CHECK(blob.size() == sizeof(id), "rendezvous: an NCCL id of {} bytes", blob.size());
+  std::memcpy(&id, blob.data(), sizeof(id));
+  auto world_comm = NcclCollectives::init_world(id, world, rank);
+  const ParallelConfig& pc = ctx->parallel_;
+  if (pc.tp_size > 1) ctx->tp_ = world_comm->split(pc.pp_rank(), pc.tp_rank());
+  if (pc.pp_size > 1) ctx->pp_ = world_comm->split(pc.tp_rank(), pc.pp_rank());
+  ctx->world_ = std::move(world_comm);
+  MLA_LOG_INFO("rank {} of {} (tp {}/{}, pp {}/{}) on GPU {}", rank, world, pc.tp_rank(), pc.tp_size, pc.pp_rank(),
+               pc.pp_size, local_rank);
+  return ctx;
+#endif
+}
+
+DistContext::~DistContext() {
+  tp_.reset();
+  pp_.reset();
+  world_.reset();
+  channel_.reset();
+  for (pid_t pid : children_) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      MLA_LOG_ERROR("a forked rank (pid {}) ended with status {}", pid, status);
+    }
+  }
+}
+
+int64_t DistContext::min_over_ranks(int64_t value) {
+  std::string mine(reinterpret_cast<const char*>(&value), sizeof(value));
+  if (!is_leader()) {
+    channel_->send_to_leader(mine);
+    const std::string got = channel_->receive();
+    MLA_CHECK(got.size() == sizeof(value), "min_over_ranks: a reply of {} bytes", got.size());
+    std::memcpy(&value, got.data(), sizeof(value));
+    return value;
+  }
+  for (const std::string& m : channel_->gather()) {
+    MLA_CHECK(m.size() == sizeof(value), "min_over_ranks: a message of {} bytes", m.size());
+    int64_t v = 0;
+    std::memcpy(&v, m.data(), sizeof(v));
+    value = std::min(value, v);
+  }
+  channel_->broadcast(std::string(reinterpret_cast<const char*>(&value), sizeof(value)));
+  return value;
+}
+
+}  // namespace mlaserve::dist

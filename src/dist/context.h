@@ -1,0 +1,72 @@
+// DistContext: this process's place in a model split over processes (one per GPU) and its
+// connections to the others. Made once at start-up, before anything touches the GPU.
+//
+// Launch. Under mpirun (OMPI_COMM_WORLD_RANK / _LOCAL_RANK / _SIZE set) each process already is
+// one rank. Otherwise the engine launches itself: on each of --nnodes machines one process is
+// started with its --node-rank, and it forks the node's other ranks (world / nnodes per node;
+// the process that was started is local rank 0); global rank = node_rank · ranks_per_node +
+// local rank, and a rank uses the GPU of its local rank.
+//
+// Then rank 0 makes the NCCL unique id and hands it out over the TCP rendezvous at
+// --master-addr:--master-port (dist/control_channel.h), which stays open as the step-plan
+// channel; every rank joins the NCCL world and splits it into its tensor-parallel group
+// (same stage) and its pipeline group (same tensor-parallel rank). NVLink SHARP multicast
+// (NCCL_NVLS_ENABLE) is turned off before NCCL starts: the shared machines this engine is
+// tested on must not use it, and the all-reduces here are far too small to gain from it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/collectives.h"
+#include "dist/control_channel.h"
+#include "dist/parallel_config.h"
+
+namespace mlaserve::dist {
+
+struct LaunchOptions {
+  int tp_size = 1;   // --tensor-parallel-size
+  int pp_size = 1;   // --pipeline-parallel-size
+  int nnodes = 1;    // --nnodes: machines
+  int node_rank = 0; // --node-rank: this machine
+  std::string master_addr = "127.0.0.1";  // --master-addr: rank 0's machine
+  int master_port = 29500;                // --master-port
+  int micro_batches = 2;                  // pipeline micro-batches per step
+
+  int world_size() const { return tp_size * pp_size; }
+};
+
+class DistContext {
+ public:
+  // Forks this node's other ranks (unless under mpirun), then, in every rank, selects its GPU,
+  // meets the others and joins the NCCL communicators.
+  static std::unique_ptr<DistContext> start(const LaunchOptions& options);
+  // The part after the launch: this process is `rank`, on GPU `local_rank` (tests that start
+  // their processes themselves).
+  static std::unique_ptr<DistContext> join(const LaunchOptions& options, int rank, int local_rank);
+  ~DistContext();  // the launching process waits for the ranks it forked
+
+  const ParallelConfig& parallel() const { return parallel_; }
+  const LaunchOptions& options() const { return options_; }
+  bool is_leader() const { return parallel_.rank == 0; }
+  ControlChannel& channel() { return *channel_; }
+  Collectives* world() { return world_.get(); }
+  Collectives* tp_group() { return tp_.get(); }
+  Collectives* pp_group() { return pp_.get(); }
+
+  // The smallest of every rank's value (the cache blocks every rank can hold), on every rank.
+  int64_t min_over_ranks(int64_t value);
+
+ private:
+  DistContext() = default;
+  LaunchOptions options_;
+  ParallelConfig parallel_;
+  std::unique_ptr<ControlChannel> channel_;
+  std::unique_ptr<Collectives> world_, tp_, pp_;
+  std::vector<pid_t> children_;
+};
+
+}  // namespace mlaserve::dist

@@ -1,0 +1,36 @@
+// NcclCollectives: Collectives over one NCCL communicator (one process per GPU), queued on the
+// caller's stream. Communicators are made once per process: the world from the unique id rank 0
+// handed out (dist/control_channel.h), the tensor-parallel and pipeline groups split from it.
+#pragma once
+
+#include <nccl.h>
+
+#include <memory>
+
+#include "core/collectives.h"
+
+namespace mlaserve::dist {
+
+class NcclCollectives final : public Collectives {
+ public:
+  // Joins the world of `size` ranks named by `id` (blocks until every rank has joined).
+  static std::unique_ptr<NcclCollectives> init_world(const ncclUniqueId& id, int size, int rank);
+  // The sub-group of the ranks that pass the same color, numbered by key (every rank of this
+  // communicator must call it).
+  std::unique_ptr<NcclCollectives> split(int color, int key) const;
+  ~NcclCollectives() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void all_reduce_sum(Tensor& t, Stream stream) override;
+  void all_gather_columns(const Tensor& in, Tensor& out, Stream stream) override;
+  void send(const Tensor& t, int peer, Stream stream) override;
+  void recv(Tensor& t, int peer, Stream stream) override;
+
+ private:
+  NcclCollectives(ncclComm_t comm, int size, int rank) : comm_(comm), size_(size), rank_(rank) {}
+  ncclComm_t comm_;
+  int size_, rank_;
+};
+
+}  // namespace mlaserve::dist

@@ -1,0 +1,141 @@
+// The rendezvous and the step plan with real processes over loopback TCP (no GPU): rank 0
+// hands its blob (the NCCL id in production) to every rank, broadcasts step messages that each
+// rank decodes to the same ForwardBatch, and gathers one reply per rank. Forked ranks report
+// through their exit status. Also: step messages round-trip, and corrupt ones are refused.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dist/control_channel.h"
+#include "dist/micro_batch.h"
+#include "dist/step_message.h"
+
+namespace mlaserve::dist {
+namespace {
+
+ForwardBatch sample_batch(int salt) {
+  ForwardBatch b;
+  b.token_ids = {1 + salt, 2, 3, 4, 5};
+  b.positions = {0, 1, 2, 7, 9};
+  b.slot_mapping = {64, 65, 66, 135, int64_t{1} << 40};
+  b.sequences = {SequenceSlice{0, 3, 0, {1, 7}}, SequenceSlice{3, 1, 7, {2}}, SequenceSlice{4, 1, 9, {3, 4, 5}}};
+  b.logit_rows = {2, 3, 4};
+  return b;
+}
+
+bool same(const ForwardBatch& a, const ForwardBatch& b) {
+  if (a.token_ids != b.token_ids || a.positions != b.positions || a.slot_mapping != b.slot_mapping ||
+      a.logit_rows != b.logit_rows || a.sequences.size() != b.sequences.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.sequences.size(); ++i) {
+    const SequenceSlice &x = a.sequences[i], &y = b.sequences[i];
+    if (x.query_start != y.query_start || x.query_len != y.query_len || x.context_len != y.context_len ||
+        x.block_table != y.block_table) {
+      return false;
+    }
+  }
+  return true;
+}
+
+TEST(StepMessage, RoundTripsAndRefusesCorruptMessages) {
+  const ForwardBatch b = sample_batch(0);
+  const std::string m = encode_step(b);
+  const auto back = decode_step(m);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_TRUE(same(*back, b));
+  EXPECT_FALSE(decode_step(encode_stop()).has_value());
+  for (size_t cut : {size_t{0}, size_t{1}, size_t{9}, m.size() / 2, m.size() - 1}) {
+    EXPECT_THROW(decode_step(m.substr(0, cut)), Error) << "cut at " << cut;
+  }
+  EXPECT_THROW(decode_step(m + "x"), Error);
+  std::string huge = m;
+  huge[1] = '\xff';  // token count far past the message
+  EXPECT_THROW(decode_step(huge), Error);
+  EXPECT_THROW(decode_step("Z"), Error);
+}
+
+// Child ranks: rendezvous, check the blob and three step messages, answer, exit 0 on success.
+int follower(int rank, int world, int port) {
+  try {
+    std::string blob;
+    ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, world, rank, 30.0}, blob);
+    if (blob != "the-nccl-id\0x" + std::to_string(world)) return 2;
+    for (int step = 0; step < 3; ++step) {
+      const auto b = decode_step(ch.receive());
+      if (!b || !same(*b, sample_batch(step))) return 3;
+    }
+    if (decode_step(ch.receive()).has_value()) return 4;  // stop
+    ch.send_to_leader("rank " + std::to_string(rank));
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
+    return 1;
+  }
+}
+
+TEST(ControlChannel, RendezvousAndStepPlanAcrossProcesses) {
+  const int world = 4, port = 21000 + getpid() % 20000;
+  std::vector<pid_t> children;
+  for (int r = 1; r < world; ++r) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) _exit(follower(r, world, port));
+    children.push_back(pid);
+  }
+  std::string blob = "the-nccl-id\0x" + std::to_string(world);
+  ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, world, 0, 30.0}, blob);
+  for (int step = 0; step < 3; ++step) ch.broadcast(encode_step(sample_batch(step)));
+  ch.broadcast(encode_stop());
+  EXPECT_EQ(ch.gather(), (std::vector<std::string>{"rank 1", "rank 2", "rank 3"}));
+  for (pid_t pid : children) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "a rank failed with status " << status;
+  }
+}
+
+TEST(ControlChannel, RankThatCannotReachRankZeroFailsWithAMessage) {
+  std::string blob;
+  try {
+    ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", 1, 2, 1, 0.2}, blob);  // nobody on port 1
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("could not reach rank 0 at 127.0.0.1:1"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MicroBatches, SplitBySequencesAndRebased) {
+  const ForwardBatch b = sample_batch(0);  // sequences of 3, 1, 1 tokens
+  const auto parts = split_micro_batches(b, 2);
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[0].token_ids, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(parts[0].logit_rows, (std::vector<int32_t>{2}));
+  EXPECT_EQ(parts[1].token_ids, (std::vector<int32_t>{4, 5}));
+  EXPECT_EQ(parts[1].positions, (std::vector<int32_t>{7, 9}));
+  EXPECT_EQ(parts[1].logit_rows, (std::vector<int32_t>{0, 1}));
+  ASSERT_EQ(parts[1].sequences.size(), 2u);
+  EXPECT_EQ(parts[1].sequences[0].query_start, 0);
+  EXPECT_EQ(parts[1].sequences[1].query_start, 1);
+  EXPECT_EQ(parts[1].sequences[1].block_table, (std::vector<int32_t>{3, 4, 5}));
+  // Never more parts than sequences, never an empty one; the parts cover the batch in order.
+  for (int count : {1, 2, 3, 5, 8}) {
+    const auto p = split_micro_batches(b, count);
+    EXPECT_LE(p.size(), std::min<size_t>(static_cast<size_t>(count), 3));
+    std::vector<int32_t> tokens;
+    size_t rows = 0;
+    for (const ForwardBatch& x : p) {
+      EXPECT_GT(x.num_tokens(), 0);
+      tokens.insert(tokens.end(), x.token_ids.begin(), x.token_ids.end());
+      rows += x.logit_rows.size();
+    }
+    EXPECT_EQ(tokens, b.token_ids);
+    EXPECT_EQ(rows, b.logit_rows.size());
+  }
+  ForwardBatch unsorted = b;
+  unsorted.logit_rows = {4, 2};
+  EXPECT_THROW(split_micro_batches(unsorted, 2), Error);
+}
+
+}  // namespace
+}  // namespace mlaserve::dist
