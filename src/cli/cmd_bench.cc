@@ -97,7 +97,7 @@ BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
     b.card = gpu_name();
     const DeepSeekConfig& c = b.model->config();
     const size_t block_bytes =
-        latent_block_bytes(b.model->shard().layers.size(), c.kv_cache_dim, b.model->activation_dtype());
+        latent_block_bytes(b.model->shard().layers.size(), b.model->cache_row_dim(), b.model->activation_dtype());
     const auto workspace = static_cast<size_t>(a.workspace_gib * double(size_t{1} << 30));
     if (a.num_blocks == 0) {
       blocks = static_cast<int32_t>(
@@ -125,6 +125,12 @@ BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
   MLA_LOG_INFO("engine: {} cache blocks ({} tokens), max_model_len {}, budget {} tokens, {} sequences", blocks,
                int64_t{blocks} * kCacheBlockSize, b.engine->max_model_len(), a.max_num_batched_tokens,
                a.max_num_seqs);
+  const int64_t row = b.model->cache_row_dim();
+  std::printf("KV cache: %s layout, %lld values per token and layer (%.1f KiB per token), %d blocks = %lld tokens\n",
+              a.source.kv_cache_layout.c_str(), static_cast<long long>(row),
+              static_cast<double>(latent_block_bytes(b.model->shard().layers.size(), row, b.model->activation_dtype())) /
+                  kCacheBlockSize / 1024.0,
+              blocks, static_cast<long long>(int64_t{blocks} * kCacheBlockSize));
   return b;
 }
 
@@ -214,6 +220,8 @@ nlohmann::json result_header(const std::string& benchmark, const BenchEngine& b,
            {{"max_num_batched_tokens", a.max_num_batched_tokens},
             {"max_num_seqs", a.max_num_seqs},
             {"num_cache_blocks", s.num_cache_blocks},
+            {"kv_cache_layout", a.source.kv_cache_layout},
+            {"kv_cache_tokens", int64_t{s.num_cache_blocks} * kCacheBlockSize},
             {"prefix_caching", !a.no_prefix_caching},
             {"temperature", a.temperature},
             {"seed", a.seed}}}};

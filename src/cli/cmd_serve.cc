@@ -65,7 +65,7 @@ std::string default_model_name(const ModelSourceOptions& s) {
 int32_t cache_blocks(const ServeArgs& a, const DeepSeekModel& model) {
   if (a.num_blocks > 0) return a.num_blocks;
   const DeepSeekConfig& c = model.config();
-  const size_t block_bytes = latent_block_bytes(c.num_hidden_layers, c.kv_cache_dim, model.activation_dtype());
+  const size_t block_bytes = latent_block_bytes(c.num_hidden_layers, model.cache_row_dim(), model.activation_dtype());
   if (a.source.device == "cuda") {
     const auto workspace = static_cast<size_t>(a.workspace_gib * double(size_t{1} << 30));
     return static_cast<int32_t>(

@@ -20,6 +20,10 @@ void add_model_source_options(CLI::App& cmd, ModelSourceOptions& o) {
       ->check(CLI::IsMember({"dequant", "w8a8"}));
   cmd.add_option("--attention-form", o.attention_form, "auto, mha or absorbed (for testing the two MLA forms)")
       ->check(CLI::IsMember({"auto", "mha", "absorbed"}));
+  cmd.add_option("--kv-cache-layout", o.kv_cache_layout,
+                 "latent (MLA's 576 values per token and layer) or mha (per-head K and V, as MHA models cache: "
+                 "for comparing capacity and throughput)")
+      ->check(CLI::IsMember({"latent", "mha"}));
   cmd.add_option("--weights-seed", o.seed, "Seed of dummy weights");
   cmd.add_option("--device", o.device, "cpu (f32 reference backend) or cuda (bf16 on the GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
@@ -54,6 +58,7 @@ DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
   model_options.attention_form = o.attention_form == "mha"        ? AttentionForm::kMha
                                  : o.attention_form == "absorbed" ? AttentionForm::kAbsorbed
                                                                   : AttentionForm::kAuto;
+  model_options.kv_cache_layout = o.kv_cache_layout == "mha" ? KvCacheLayout::kMha : KvCacheLayout::kLatent;
   const bool dummy = o.load_format == "dummy" || (o.load_format == "auto" && o.model_dir.empty());
   if (dummy) {
     MLA_CHECK(o.preset.empty() != o.config_path.empty(), "dummy weights need exactly one of --preset or --config");

@@ -1,6 +1,7 @@
 // The paged latent KV cache (MODEL_SPEC.md §4.1): per layer one tensor
 //   [num_blocks, 64, 576] = [block, row in block, (c_n (512) | rotated k_pe (64))]
-// Nothing per head is cached. Block ids are shared by all layers: block b of a sequence holds
+// Nothing per head is cached. The same storage holds the rows of KvCacheLayout::kMha (model.h),
+// per-head K and V of n · 320 values (ops/paged_mha_cache.h): row_dim is the layout's. Block ids are shared by all layers: block b of a sequence holds
 // rows b*64 .. b*64+63 of that sequence in every layer. A token's slot is block_id * 64 + row.
 // Which blocks belong to which sequence is the block pool's business (kv/block_pool.h); this
 // is only the storage.

@@ -10,14 +10,15 @@
 namespace mlaserve {
 namespace {
 
-void validate(const ForwardBatch& batch, const DeepSeekConfig& c, int64_t num_layers, const LatentCache& cache) {
+void validate(const ForwardBatch& batch, const DeepSeekConfig& c, int64_t num_layers, int64_t row_dim,
+              const LatentCache& cache) {
   const int64_t t = batch.num_tokens();
   MLA_CHECK(t > 0, "forward: empty batch");
   MLA_CHECK(static_cast<int64_t>(batch.positions.size()) == t && static_cast<int64_t>(batch.slot_mapping.size()) == t,
             "forward: {} tokens but {} positions and {} slots", t, batch.positions.size(), batch.slot_mapping.size());
-  MLA_CHECK(cache.num_layers() == num_layers && cache.row_dim() == c.kv_cache_dim,
+  MLA_CHECK(cache.num_layers() == num_layers && cache.row_dim() == row_dim,
             "forward: cache has {} layers of {}-wide rows, the model needs {} of {}", cache.num_layers(),
-            cache.row_dim(), num_layers, c.kv_cache_dim);
+            cache.row_dim(), num_layers, row_dim);
   int64_t covered = 0;
   for (const SequenceSlice& s : batch.sequences) {
     MLA_CHECK(s.query_start == covered && s.query_len > 0 && s.context_len >= 0,
@@ -43,7 +44,7 @@ void validate(const ForwardBatch& batch, const DeepSeekConfig& c, int64_t num_la
 }  // namespace
 
 Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
-  validate(batch, config_, plan_.layers.size(), cache);
+  validate(batch, config_, plan_.layers.size(), cache_row_dim(), cache);
   const int64_t t = batch.num_tokens(), hidden = config_.hidden_size;
   const Stream stream = options_.stream;
 
@@ -84,7 +85,9 @@ Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
     run.query_start = device_i32(starts);
     int32_t max_q_len = 0;
     for (size_t k = i; k < j; ++k) max_q_len = std::max(max_q_len, batch.sequences[k].query_len);
-    run.plan = ops::MlaDecodePlan::make(run.seq_lens, heads_, max_q_len, stream);
+    if (options_.kv_cache_layout == KvCacheLayout::kLatent) {  // (kMha: paged_mha_decode plans itself)
+      run.plan = ops::MlaDecodePlan::make(run.seq_lens, heads_, max_q_len, stream);
+    }
     step.absorbed_runs.push_back(std::move(run));
     i = j;
   }

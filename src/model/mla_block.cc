@@ -43,6 +43,9 @@ Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetada
   ops::rms_norm(latent, w.kv_a_norm, eps, latent, stream);
   Tensor k_pe = linear(linear_rows(w.kv_a_proj, dc, dc + dr), a);   // [T, dr]
   ops::apply_rope_interleaved(k_pe, step.positions, cos_sin_, 0, stream);
+  if (options_.kv_cache_layout == KvCacheLayout::kMha) {
+    return attention_mha_cache(w, step, q, latent, k_pe, cache.layer(layer));  // mha_cache_block.cc
+  }
   ops::write_latent_cache(latent, k_pe, step.slots, cache.layer(layer), stream);
 
   Tensor o = act({t, n, dv});  // head-major per token, the o_proj input

@@ -40,7 +40,12 @@ void DeepSeekModel::set_profiling(bool on) {
 }
 
 LatentCache DeepSeekModel::make_cache(int64_t num_blocks) const {
-  return LatentCache(plan_.layers.size(), num_blocks, config_.kv_cache_dim, act_dtype_, options_.device);
+  return LatentCache(plan_.layers.size(), num_blocks, cache_row_dim(), act_dtype_, options_.device);
+}
+
+int64_t DeepSeekModel::cache_row_dim() const {
+  if (options_.kv_cache_layout == KvCacheLayout::kLatent) return config_.kv_cache_dim;
+  return heads_ * (config_.qk_nope_head_dim + config_.qk_rope_head_dim + config_.v_head_dim);
 }
 
 Tensor DeepSeekModel::device_i32(const std::vector<int32_t>& values) const {

@@ -63,8 +63,18 @@ enum class AttentionForm {
 
 inline constexpr int32_t kMaxAbsorbedQueryLen = 4;
 
+// What the paged cache holds per token and layer (issue #7).
+enum class KvCacheLayout {
+  kLatent,  // MLA: one row [RMSNorm(latent) (512) | RoPE(k_pe) (64)] = 576 values for all heads
+  kMha,     // as an MHA model caches (vLLM before MLA): per head K (192) and V (128), the new
+            // tokens up-projected once when written; n · 320 values (16 heads: 8.9x, 128: 71x).
+            // Decode attends over the cached K/V (paged_mha_decode), prefill gathers them
+            // (mha_cache_block.cc). For comparing capacity and throughput with the latent cache.
+};
+
 struct ModelOptions {
   AttentionForm attention_form = AttentionForm::kAuto;
+  KvCacheLayout kv_cache_layout = KvCacheLayout::kLatent;
   int64_t context_chunk_tokens = 4096;  // MHA form: cached context up-projected per chunk
   Device device = Device::kCPU;         // where the weights are and the model runs
   Stream stream;                        // GPU: the stream every op is queued on
@@ -84,8 +94,10 @@ class DeepSeekModel {
   const ModelWeights& weights() const { return weights_; }
   const ShardPlan& shard() const { return plan_; }
 
-  // A cache sized for this model on its device (f32 rows on the CPU, bf16 on the GPU).
+  // A cache sized for this model on its device (f32 rows on the CPU, bf16 on the GPU), with rows
+  // of cache_row_dim() values: the latent row, or this rank's heads' K and V (KvCacheLayout).
   LatentCache make_cache(int64_t num_blocks) const;
+  int64_t cache_row_dim() const;
   DType activation_dtype() const { return act_dtype_; }
 
   // Runs one step: writes the new tokens' latent rows into `cache` and returns the logits of
@@ -110,6 +122,10 @@ class DeepSeekModel {
                        const Tensor& cache_layer, Tensor& o);
   void attend_mha(const MlaWeights& w, const SequenceSlice& seq, const Tensor& block_table, const Tensor& q,
                   const Tensor& latent, const Tensor& k_pe, const Tensor& cache_layer, Tensor& o);
+  // KvCacheLayout::kMha (mha_cache_block.cc): writes the new tokens' per-head K/V into the cache
+  // layer and attends over it; q [T, n, 192] -> o_proj output [T, H].
+  Tensor attention_mha_cache(const MlaWeights& w, const StepMetadata& step, const Tensor& q, const Tensor& latent,
+                             const Tensor& k_pe, Tensor& cache_layer);
   Tensor ffn(int64_t layer, const Tensor& m);
   Tensor moe(const MoeWeights& w, const Tensor& m);
   Tensor mlp(const MlpWeights& w, const Tensor& x);
