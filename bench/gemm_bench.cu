@@ -1,7 +1,7 @@
 // Benchmark of the GEMM-shaped ops at DeepSeek's shapes, beside the floors measured in the same
 // run. A program, not a test: it prints tables and writes JSON.
 //
-//   gemm_bench [--out DIR]
+//   gemm_bench [--out DIR] [--moe-only]
 //
 // linear: linear_cuda (cuBLASLt, cached plan) and plain cuBLAS (cublasGemmEx, default algo) on
 //   the same operands, y [M, N] = x [M, K] · W [N, K]ᵀ for kv_a_proj (576 x 7168), q_b_proj
@@ -12,7 +12,8 @@
 //   2048, 8) at 1 .. 256 tokens, each token routed to k distinct experts drawn uniformly. The
 //   figure is GB/s of the active experts' weights (each read once is the floor), against the
 //   copy bandwidth.
-// moe prefill: 1024 and 4096 tokens of both; TFLOPS against a dense cuBLASLt pair of the same
+// moe prefill: 1024, 2048 and 4096 tokens of both (the kernel column: which grouped GEMM the
+//   heuristic picks, "wgmma" = moe_grouped_gemm_sm90, "mma.sync" = the sm80 tiles); TFLOPS against a dense cuBLASLt pair of the same
 //   FLOPs ([P, H] · [2Im, H]ᵀ then [P, Im] · [H, Im]ᵀ through linear_cuda). The floor is the
 //   larger of that dense time and the bytes over the copy bandwidth: with 256 experts a
 //   1024-token step still reads all 22.5 GB of V3's expert weights.
@@ -44,6 +45,7 @@
 #include "core/cuda_check.h"
 #include "core/tensor.h"
 #include "ops/linear.h"
+#include "ops/cuda/moe_grouped_gemm_sm80_heuristics.h"
 #include "ops/moe_experts.h"
 #include "ops/random_fill.h"
 
@@ -226,7 +228,17 @@ struct MoeResult {
   std::string name;
   int64_t tokens, rows, active_experts;
   double us, weight_bytes, bytes, flops, floor_us, dense_us;
+  std::string kernel;  // the grouped GEMM moe_experts_cuda chose (moe_grouped_gemm_sm80_heuristics.h)
 };
+
+std::string moe_kernel_name(const MoeShape& s, int64_t rows) {
+  switch (ops::sm80::choose_moe_tiles(rows, s.experts, s.hidden)) {
+    case ops::sm80::MoeTileConfig::kDecode: return "mma.sync16";
+    case ops::sm80::MoeTileConfig::kMid: return "mma.sync64";
+    case ops::sm80::MoeTileConfig::kPrefillWgmma: return "wgmma";
+  }
+  return "?";
+}
 
 MoeResult run_moe(const MoeShape& s, const ops::ExpertWeights& w, int64_t tokens, bool dense_baseline,
                   double copy_gbps, cudaStream_t stream, GraphTimer& timer) {
@@ -281,7 +293,7 @@ MoeResult run_moe(const MoeShape& s, const ops::ExpertWeights& w, int64_t tokens
     });
   }
   return {s.name, tokens, rows, static_cast<int64_t>(std::lround(active)), us, weight_bytes, bytes, flops,
-          bytes / copy_gbps / 1e3, dense_us};
+          bytes / copy_gbps / 1e3, dense_us, moe_kernel_name(s, rows)};
 }
 
 ops::ExpertWeights make_experts(const MoeShape& s, cudaStream_t stream) {
@@ -300,13 +312,16 @@ std::string card_slug(const std::string& name) {
 
 int run(int argc, char** argv) {
   std::string out_dir = "bench/results", command;
+  bool moe_only = false;  // skip the linear shapes
   for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
       out_dir = argv[++i];
+    } else if (a == "--moe-only") {
+      moe_only = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--out DIR]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out DIR] [--moe-only]\n", argv[0]);
       return 2;
     }
   }
@@ -325,13 +340,14 @@ int run(int argc, char** argv) {
 
   std::vector<LinearResult> linear;
   for (const LinearShape& s : kLinearShapes) {
+    if (moe_only) break;
     for (int64_t m : kLinearM) linear.push_back(run_linear(s, m, copy, cublas, stream, timer));
   }
   std::vector<MoeResult> decode, prefill;
   for (const MoeShape* s : {&kV2Lite, &kV3}) {
     const ops::ExpertWeights w = make_experts(*s, stream);
     for (int64_t t : {1, 4, 16, 64, 128, 256}) decode.push_back(run_moe(*s, w, t, false, copy, stream, timer));
-    for (int64_t t : {1024, 4096}) prefill.push_back(run_moe(*s, w, t, true, copy, stream, timer));
+    for (int64_t t : {1024, 2048, 4096}) prefill.push_back(run_moe(*s, w, t, true, copy, stream, timer));
   }
 
   std::printf("card: %s, %d SMs, L2 %d MB; copy %.0f GB/s (memcpy), %.0f GB/s (16-byte kernel), read + write; "
@@ -367,16 +383,17 @@ int run(int argc, char** argv) {
 
   std::printf("\nmoe prefill (TFLOPS vs two dense cuBLASLt GEMMs of the same FLOPs; floor: max of the bytes and "
               "the dense time)\n");
-  std::printf("%-8s %6s %6s %7s %9s %8s %9s %8s %7s %8s %7s\n", "model", "tokens", "rows", "active", "us", "TFLOPS",
-              "dense us", "dTFLOPS", "xdense", "floor us", "xfloor");
+  std::printf("%-8s %6s %6s %7s %9s %9s %8s %9s %8s %7s %8s %7s\n", "model", "tokens", "rows", "active", "kernel",
+              "us", "TFLOPS", "dense us", "dTFLOPS", "xdense", "floor us", "xfloor");
   nlohmann::json prefill_rows = nlohmann::json::array();
   for (const MoeResult& r : prefill) {
     const double floor_us = std::max(r.floor_us, r.dense_us);
-    std::printf("%-8s %6ld %6ld %7ld %9.1f %8.1f %9.1f %8.1f %7.2f %8.1f %7.2f\n", r.name.c_str(), r.tokens, r.rows,
-                r.active_experts, r.us, r.flops / r.us / 1e6, r.dense_us, r.flops / r.dense_us / 1e6,
+    std::printf("%-8s %6ld %6ld %7ld %9s %9.1f %8.1f %9.1f %8.1f %7.2f %8.1f %7.2f\n", r.name.c_str(), r.tokens,
+                r.rows, r.active_experts, r.kernel.c_str(), r.us, r.flops / r.us / 1e6, r.dense_us, r.flops / r.dense_us / 1e6,
                 r.us / r.dense_us, floor_us, r.us / floor_us);
     prefill_rows.push_back({{"model", r.name}, {"tokens", r.tokens}, {"rows", r.rows},
-                            {"active_experts", r.active_experts}, {"us", r.us}, {"tflops", r.flops / r.us / 1e6},
+                            {"active_experts", r.active_experts}, {"kernel", r.kernel}, {"us", r.us},
+                            {"tflops", r.flops / r.us / 1e6},
                             {"dense_us", r.dense_us}, {"dense_tflops", r.flops / r.dense_us / 1e6},
                             {"bytes_floor_us", r.floor_us}, {"flops", r.flops}, {"bytes", r.bytes}});
   }

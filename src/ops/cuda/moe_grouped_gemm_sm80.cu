@@ -8,6 +8,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/moe_grouped_gemm_sm80_heuristics.h"
+#include "ops/cuda/moe_grouped_gemm_sm90.h"
 #include "ops/moe_experts.h"
 
 namespace mlaserve::ops {
@@ -59,7 +60,7 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
   check_tensor(hidden, "hidden", DType::kBF16, {rows, im});
   check_tensor(expert_offsets, "expert_offsets", DType::kI32, {e_count + 1});
   MLA_CHECK(h % 128 == 0 && im % 128 == 0, "{}: H = {} and Im = {} must be multiples of 128", kOp, h, im);
-  const int64_t smem_experts = (227 * 1024 - sm80::MoeTilePrefill::kPipelineBytes) / 4 - 1;
+  const int64_t smem_experts = (227 * 1024 - sm90::moe::smem_bytes(0)) / 4;  // the largest pipeline
   MLA_CHECK(e_count >= 1 && e_count <= smem_experts, "{}: {} experts (the kernel holds 1 .. {})", kOp, e_count,
             smem_experts);
   MLA_CHECK(rows * std::max(h, im) < (int64_t{1} << 31) && 2 * im * h < (int64_t{1} << 31),
@@ -88,7 +89,7 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
   switch (sm80::choose_moe_tiles(rows, e_count, h)) {
     case sm80::MoeTileConfig::kDecode: return run_tiles<sm80::MoeTileDecode>(gate_up, down, stream);
     case sm80::MoeTileConfig::kMid: return run_tiles<sm80::MoeTileMid>(gate_up, down, stream);
-    case sm80::MoeTileConfig::kPrefill: return run_tiles<sm80::MoeTilePrefill>(gate_up, down, stream);
+    case sm80::MoeTileConfig::kPrefillWgmma: return sm90::moe::moe_gemms_sm90(gate_up, down, stream);
   }
 }
 

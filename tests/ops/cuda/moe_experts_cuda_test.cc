@@ -1,8 +1,10 @@
 // moe_experts_cuda (grouped GEMMs, SwiGLU fused, row ranges read on the device) against
 // moe_experts_cpu, on fresh random bf16 inputs at DeepSeek's expert shapes: V2-Lite (64
 // experts, H 2048, Im 1408, k 6) and V3 (256 experts, H 7168, Im 2048, k 8) with T = 1, 64,
-// 256 (V2-Lite) and 1024, 4096 (V3) tokens, and small problems that run every tile
-// configuration under compute-sanitizer.
+// 256, 1024, 4096 (V2-Lite) and 1, 64, 1024, 4096 (V3) tokens, and small problems that run every
+// tile configuration under compute-sanitizer. Prefill sizes (mean rows per active expert > 64:
+// V2-Lite 1024 and 4096, V3 4096, SmallPrefillTiles) run the Hopper wgmma kernel
+// (moe_grouped_gemm_sm90.cuh), the others the mma.sync kernels.
 //
 // Routing is skewed and leaves experts empty: rows go to the experts of a random pool with
 // weights 1 / (rank + 1), a quarter of the pool gets none, and T = 1 routes to k distinct
@@ -198,11 +200,15 @@ TEST_F(MoeExpertsCuda, SmallMidTiles) {
   check_step({0, 0, 150, 64, 1, 0, 40, 1}, seed + 1, /*check_all=*/true);
 }
 
-// Prefill tiles (mean > 64): 1024 rows, an expert of exactly 128 and one of 129 rows.
+// Prefill tiles, the wgmma kernel (mean > 64): 1024 rows, an expert of exactly 128 and one of
+// 129 rows, tiles of 1 and 10 rows (the second warpgroup's rows all past the expert); then 569
+// rows (P not a multiple of the 128-row tile) whose last expert ends at P, so its last tile reads
+// past the tensor (TMA zero fill).
 TEST_F(MoeExpertsCuda, SmallPrefillTiles) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
   check_step({128, 0, 129, 500, 1, 0, 266, 0}, seed + 1, /*check_all=*/true);
+  check_step({3, 0, 170, 200, 65, 0, 0, 131}, seed + 2, /*check_all=*/true);
 }
 
 TEST_F(MoeExpertsCuda, SmallNoRowsIsANoOp) {
@@ -218,11 +224,11 @@ TEST_F(MoeExpertsCuda, SmallNoRowsIsANoOp) {
 // ---- DeepSeek shapes -------------------------------------------------------------------------
 
 // V2-Lite: 24 of 64 experts have weights (the rest NaN); T = 1, 64 (decode tiles), 256 (mid),
-// 1024 (prefill).
-TEST_F(MoeExpertsCuda, V2Lite) { check_model(kV2Lite, 24, {1, 64, 256, 1024}); }
+// 1024 and 4096 (prefill, wgmma).
+TEST_F(MoeExpertsCuda, V2Lite) { check_model(kV2Lite, 24, {1, 64, 256, 1024, 4096}); }
 
 // V3: 10 of 256 experts have weights (22.5 GB of stacked bf16 weights on the GPU, 0.9 GB of
-// them random); T = 1, 64 (decode tiles), 1024 (mid), 4096 (prefill).
+// them random); T = 1, 64 (decode tiles), 1024 (mid), 4096 (prefill, wgmma).
 TEST_F(MoeExpertsCuda, V3) { check_model(kV3, 10, {1, 64, 1024, 4096}); }
 
 }  // namespace

@@ -1,0 +1,76 @@
+// Host side of the Hopper grouped MoE GEMM (moe_grouped_gemm_sm90.h): tensor maps and launches.
+#include <cudaTypedefs.h>
+
+#include <algorithm>
+#include <string_view>
+
+#include "core/cuda_check.h"
+#include "core/error.h"
+#include "ops/cuda/moe_grouped_gemm_sm90.cuh"
+
+namespace mlaserve::ops::sm90::moe {
+namespace {
+
+constexpr std::string_view kOp = "moe_experts_cuda";
+
+// cuTensorMapEncodeTiled, found in the driver through the runtime (nothing links libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    MLA_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+    MLA_CHECK(found == cudaDriverEntryPointSuccess && fn != nullptr, "{}: the driver has no cuTensorMapEncodeTiled",
+              kOp);
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+// A row-major [rows, k] bf16 matrix read in boxes of 64 channels (128 bytes) x 128 rows with the
+// 128-byte swizzle; rows past the end read as zeros.
+CUtensorMap bf16_rows_map(const void* data, int64_t rows, int64_t k) {
+  CUtensorMap map{};
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(k * 2)};
+  const cuuint32_t box[2] = {Layout::kBK, 128};
+  const cuuint32_t element_strides[2] = {1, 1};
+  const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(data), dims,
+                                          strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                          CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  MLA_CHECK(r == CUDA_SUCCESS, "{}: cuTensorMapEncodeTiled failed ({}) for [{}, {}] bf16", kOp, static_cast<int>(r),
+            rows, k);
+  return map;
+}
+
+// One grouped GEMM: grid = (upper bound of the M tiles) x (N tiles), see the .cuh note.
+template <bool kSwiGlu>
+void launch(const sm80::MoeGemmParams& g, cudaStream_t stream) {
+  Params p{};
+  p.a_map = bf16_rows_map(g.a, g.num_rows, g.k);
+  p.b_map = bf16_rows_map(g.b, static_cast<int64_t>(g.num_experts) * g.b_rows, g.k);
+  p.g = g;
+  const auto smem = static_cast<int>(smem_bytes(g.num_experts));
+  const auto kernel = moe_grouped_gemm_sm90_kernel<kSwiGlu>;
+  MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  const int64_t max_m_tiles = g.num_rows / kBM + std::min(g.num_experts, g.num_rows);
+  const int64_t grid = max_m_tiles * g.n_tiles;
+  MLA_CHECK(grid < (int64_t{1} << 31), "{}: {} CTAs exceed the grid", kOp, grid);
+  kernel<<<static_cast<unsigned>(grid), Layout::kThreads, smem, stream>>>(p);
+  MLA_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void moe_gemms_sm90(sm80::MoeGemmParams gate_up, sm80::MoeGemmParams down, cudaStream_t stream) {
+  MLA_CHECK(gate_up.n_out % (kBN / 2) == 0 && down.n_out % kBN == 0 && gate_up.k % Layout::kBK == 0 &&
+                down.k % Layout::kBK == 0,
+            "{}: the sm90 kernel needs Im = {} a multiple of {} and H = {} of {}", kOp, gate_up.n_out, kBN / 2,
+            down.n_out, kBN);
+  gate_up.n_tiles = gate_up.n_out / (kBN / 2);
+  down.n_tiles = down.n_out / kBN;
+  launch<true>(gate_up, stream);
+  launch<false>(down, stream);
+}
+
+}  // namespace mlaserve::ops::sm90::moe

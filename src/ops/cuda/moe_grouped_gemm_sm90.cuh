@@ -1,0 +1,223 @@
+// Grouped BF16 GEMM over the routed experts, Hopper prefill configuration (TMA + mbarrier
+// pipeline + wgmma): device code. Contract: ops/moe_experts.h (moe_experts_cuda); the launch is in
+// moe_grouped_gemm_sm90.cu, the choice between this and the mma.sync kernels in
+// moe_grouped_gemm_sm80_heuristics.h. Symbols as in moe_grouped_gemm_sm80.cuh: P gathered rows
+// in expert order, E experts, H hidden, Im expert intermediate, offsets[E + 1] on the device.
+//
+// Scheduling is the sm80 kernel's (see its note): the grid is an upper bound of the M tiles
+// times the N tiles, every CTA scans offsets into the M-tile prefix (shared memory) and finds its
+// (expert, M tile, N tile); CTAs past the real tile count exit. No host synchronisation, so the
+// layer can be captured in a CUDA graph. The M tiles go in groups of kGroupM, each group walking
+// all N tiles with its M tiles fastest: the CTAs that share one expert's weight tile run side by
+// side (each weight byte from HBM about once) and a wave touches a few A row blocks (L2 hits).
+//
+// Tile: 128 rows x 256 weight rows x 64 K (one 128-byte swizzled row per tile row), 4 stages of
+// 48 KB. One CTA = two consumer warpgroups (rows 0-63 and 64-127, wgmma m64n256k16, 128 fp32
+// accumulators a thread) + one producer warp whose lane 0 issues three TMA boxes per stage
+// (A: 128 rows at the tile's first row; B: two boxes of 128 weight rows). A rows past the
+// expert's end belong to the next expert or (past P) read as zeros: they are computed and not
+// stored, except that a tile of <= 64 rows leaves the second warpgroup idle.
+//
+// SwiGLU (gate_up): B box 0 holds gate rows c0 .. c0+127 of the expert, box 1 the up rows of the
+// same channels, so accumulator column n < 128 (gate) and n + 128 (up) sit in the same thread
+// (fragment j and j + 16) and the epilogue writes silu(gate)·up as bf16 into a 128-wide slice of
+// hidden [P, Im]. Plain (down): the boxes hold weight rows n0 .. n0+255, out [P, H].
+//
+// Pipeline: full[s] (1 arrival + the stage's bytes) and empty[s] (8 consumer warps). A consumer
+// warpgroup issues the 4 wgmmas of k-tile kt, commits, waits until only that group is running,
+// and then releases the stage of k-tile kt-1: one wgmma group stays in flight behind the loads.
+//
+// Shared memory (1 KB-aligned base): stages [4][A 16 KB | B 32 KB], full[4], empty[4] (u64),
+// M-tile prefix [E + 1] i32.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <utility>
+
+#include <cute/arch/mma_sm90_gmma.hpp>
+
+#include "ops/cuda/moe_grouped_gemm_sm80.cuh"
+#include "ops/cuda/moe_grouped_gemm_sm80_params.h"
+#include "ops/cuda/moe_grouped_gemm_sm90.h"
+#include "ops/cuda/sm90_ptx.cuh"
+
+namespace mlaserve::ops::sm90::moe {
+
+// Launch parameters: the sm80 kernel's (pointers, offsets, sizes, n_tiles) plus the two tensor
+// maps (bf16, boxes of 64 channels x 128 rows, 128-byte swizzle).
+struct Params {
+  CUtensorMap a_map;  // [P, K]: x (gate_up) or hidden (down)
+  CUtensorMap b_map;  // [E · b_rows, K]: the stacked expert weights
+  sm80::MoeGemmParams g;
+};
+
+struct Layout {
+  static constexpr int kBK = 64;                              // K per stage: 128 bytes of bf16
+  static constexpr int kConsumerWarps = 8;                    // two warpgroups
+  static constexpr int kThreads = 32 * kConsumerWarps + 32;   // + the producer warp
+  static constexpr int kBoxBytes = 128 * 128;                 // 128 rows x 128 bytes
+  static constexpr int kABytes = kBoxBytes;                   // [kBM][64] bf16
+  static constexpr int kBBytes = 2 * kBoxBytes;               // [kBN][64] bf16
+  static constexpr int kStageBytes = kABytes + kBBytes;       // 48 KB
+  static constexpr int kFull = kStages * kStageBytes;
+  static constexpr int kEmpty = kFull + 8 * kStages;
+  static constexpr int kTileStart = kEmpty + 8 * kStages;
+  static constexpr int kGroupM = 8;
+  static_assert(kBM == 128 && kBN == 256, "two m64 warpgroups, one n256 wgmma");
+  static_assert(kStageBytes % 1024 == 0, "stages must stay 1 KB-aligned (128-byte swizzle)");
+  static_assert(smem_bytes(0) == kTileStart + 4 + 1024, "smem_bytes (host) matches the layout");
+};
+
+namespace gmma = cute::SM90::GMMA;
+using Wgmma = gmma::MMA_64x256x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>;
+
+template <size_t... I>
+__device__ __forceinline__ void wgmma_k16(uint64_t a, uint64_t b, float (&d)[128], std::index_sequence<I...>) {
+  Wgmma::fma(a, b, d[I]..., gmma::ScaleOut::One);
+}
+
+struct TileCoord {
+  bool valid;
+  int expert, n_tile;
+  int row0, rows;  // the tile's first row in [0, P) and its row count (1 .. kBM)
+};
+
+// The (expert, M tile, N tile) of this CTA (grouped order, see the note). Every thread calls it
+// (it holds a __syncthreads).
+__device__ __forceinline__ TileCoord find_tile(const sm80::MoeGemmParams& p, int32_t* tile_start, int warp) {
+  if (warp == 0) sm80::expert_tile_prefix<kBM>(p, tile_start);
+  __syncthreads();
+  TileCoord t{false, 0, 0, 0, 0};
+  const int total_m = tile_start[p.num_experts];
+  const int bid = static_cast<int>(blockIdx.x);
+  if (total_m == 0 || bid >= total_m * p.n_tiles) return t;
+  const int per_group = Layout::kGroupM * p.n_tiles, first_m = bid / per_group * Layout::kGroupM;
+  const int group_m = min(total_m - first_m, Layout::kGroupM), within = bid % per_group;
+  const int m_tile = first_m + within % group_m;
+  t.n_tile = within / group_m;
+  int lo = 0, hi = p.num_experts;  // tile_start[lo] <= m_tile < tile_start[hi]
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (tile_start[mid] <= m_tile) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  int begin, end;
+  sm80::expert_rows(p, lo, begin, end);
+  t.expert = lo;
+  t.row0 = begin + (m_tile - tile_start[lo]) * kBM;
+  t.rows = min(kBM, end - t.row0);
+  t.valid = true;
+  return t;
+}
+
+template <bool kSwiGlu>
+__global__ void __launch_bounds__(Layout::kThreads, 1) moe_grouped_gemm_sm90_kernel(const __grid_constant__ Params p) {
+  using L = Layout;
+  using namespace ptx;
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  const uint32_t base = smem_addr(smem), full = base + L::kFull, empty = base + L::kEmpty;
+  int32_t* tile_start = reinterpret_cast<int32_t*>(smem + L::kTileStart);  // [E + 1]
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(full + 8 * s, 1);                    // the producer (+ the bytes)
+      mbarrier_init(empty + 8 * s, L::kConsumerWarps);  // lane 0 of each consumer warp
+    }
+    mbarrier_init_fence();
+  }
+  const TileCoord tile = find_tile(p.g, tile_start, warp);  // its __syncthreads publishes the barriers
+  if (!tile.valid) return;
+  const int k_tiles = p.g.k / L::kBK;
+
+  if (warp == L::kConsumerWarps) {  // producer
+    if (lane != 0) return;
+    const int expert_row = tile.expert * p.g.b_rows;
+    const int b_lo = kSwiGlu ? expert_row + tile.n_tile * (kBN / 2) : expert_row + tile.n_tile * kBN;
+    const int b_hi = kSwiGlu ? b_lo + p.g.n_out : b_lo + kBN / 2;  // up rows sit Im after the gate rows
+    for (int kt = 0; kt < k_tiles; ++kt) {
+      const int s = kt % kStages;
+      if (kt >= kStages) mbarrier_wait(empty + 8 * s, ((kt / kStages) + 1) & 1);  // use kt/kStages - 1 released
+      const uint32_t stage = base + s * L::kStageBytes, bar = full + 8 * s;
+      mbarrier_arrive_expect_bytes(bar, L::kStageBytes);
+      tma_load_2d(stage, &p.a_map, kt * L::kBK, tile.row0, bar);
+      tma_load_2d(stage + L::kABytes, &p.b_map, kt * L::kBK, b_lo, bar);
+      tma_load_2d(stage + L::kABytes + L::kBoxBytes, &p.b_map, kt * L::kBK, b_hi, bar);
+    }
+    return;
+  }
+
+  // Consumers: warpgroup wg owns tile rows 64·wg .. 64·wg + 63. A warpgroup whose rows all lie
+  // past the expert's end (the second one, in a tile of <= 64 rows) only keeps the ring turning.
+  const int wg = warp / 4;
+  if (wg * 64 >= tile.rows) {
+    for (int kt = 0; kt < k_tiles; ++kt) {
+      const int s = kt % kStages;
+      mbarrier_wait(full + 8 * s, (kt / kStages) & 1);
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(empty + 8 * s);
+    }
+    return;
+  }
+  float acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int s = kt % kStages;
+    mbarrier_wait(full + 8 * s, (kt / kStages) & 1);
+    const uint32_t stage = base + s * L::kStageBytes;
+    const uint64_t a_desc = gmma_desc_k_sw128(stage + wg * 64 * 128);
+    const uint64_t b_desc = gmma_desc_k_sw128(stage + L::kABytes);
+    fence_registers(acc);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < L::kBK / 16; ++ks) {
+      wgmma_k16(a_desc + 2 * ks, b_desc + 2 * ks, acc, std::make_index_sequence<128>{});
+    }
+    wgmma_commit();
+    wgmma_wait<1>();  // k-tile kt-1's group is done: its stage can be refilled
+    fence_registers(acc);
+    if (kt > 0) {
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(empty + 8 * ((kt - 1) % kStages));
+    }
+  }
+  wgmma_wait<0>();
+  fence_registers(acc);
+
+  // Fragment: acc[4j + {0,1,2,3}] = D[r, c], D[r, c+1], D[r+8, c], D[r+8, c+1] with
+  // r = 64·wg + 16·(warp % 4) + lane / 4 and c = 8j + 2·(lane % 4).
+  const int r = wg * 64 + 16 * (warp % 4) + lane / 4, c = 2 * (lane % 4);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = r + 8 * half;
+    if (row >= tile.rows) continue;
+    __nv_bfloat16* out_row = p.g.out + static_cast<int64_t>(tile.row0 + row) * p.g.n_out;
+    if constexpr (kSwiGlu) {
+      __nv_bfloat16* o = out_row + tile.n_tile * (kBN / 2) + c;
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        const float g0 = acc[4 * j + 2 * half], g1 = acc[4 * j + 2 * half + 1];
+        const float u0 = acc[4 * (j + 16) + 2 * half], u1 = acc[4 * (j + 16) + 2 * half + 1];
+        const float h0 = g0 / (1.0f + __expf(-g0)) * u0, h1 = g1 / (1.0f + __expf(-g1)) * u1;
+        *reinterpret_cast<__nv_bfloat162*>(o + 8 * j) = __floats2bfloat162_rn(h0, h1);
+      }
+    } else {
+      __nv_bfloat16* o = out_row + tile.n_tile * kBN + c;
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        *reinterpret_cast<__nv_bfloat162*>(o + 8 * j) =
+            __floats2bfloat162_rn(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
+      }
+    }
+  }
+}
+
+}  // namespace mlaserve::ops::sm90::moe
