@@ -2,9 +2,10 @@
 // moe_experts_cpu, on fresh random bf16 inputs at DeepSeek's expert shapes: V2-Lite (64
 // experts, H 2048, Im 1408, k 6) and V3 (256 experts, H 7168, Im 2048, k 8) with T = 1, 64,
 // 256, 1024, 4096 (V2-Lite) and 1, 64, 1024, 4096 (V3) tokens, and small problems that run every
-// tile configuration under compute-sanitizer. Prefill sizes (mean rows per active expert > 64:
-// V2-Lite 1024 and 4096, V3 4096, SmallPrefillTiles) run the Hopper wgmma kernel
-// (moe_grouped_gemm_sm90.cuh), the others the mma.sync kernels.
+// tile configuration under compute-sanitizer. Mean rows per active expert > 16 (V2-Lite 256 and
+// up, V3 1024 and up, SmallMidTiles, SmallPrefillTiles) run the Hopper wgmma kernel
+// (moe_grouped_gemm_sm90.cuh), smaller ones the mma.sync decode tiles. The mma.sync mid tiles
+// (H not a multiple of 256) have no case here.
 //
 // Routing is skewed and leaves experts empty: rows go to the experts of a random pool with
 // weights 1 / (rank + 1), a quarter of the pool gets none, and T = 1 routes to k distinct
@@ -193,7 +194,8 @@ TEST_F(MoeExpertsCuda, SmallDecodeTiles) {
   check_step({0, 0, 0, 0, 0, 0, 0, 10}, seed + 2, /*check_all=*/true);  // one expert, the last
 }
 
-// Mid tiles (16 < mean <= 64): 256 rows, one expert over several 64-row tiles, first empty.
+// 16 < mean <= 64 (the wgmma kernel, mostly one 128-row tile an expert with the second
+// warpgroup idle): 256 rows, one expert over two tiles, the first expert empty.
 TEST_F(MoeExpertsCuda, SmallMidTiles) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
