@@ -6,6 +6,7 @@
 #include "model/dummy.h"
 #include "model/loader.h"
 #include "model/presets.h"
+#include "model/quantize_fp8.h"
 #include "model/safetensors.h"
 
 namespace mlaserve::cli {
@@ -18,6 +19,10 @@ void add_model_source_options(CLI::App& cmd, ModelSourceOptions& o) {
   cmd.add_option("--config", o.config_path, "Dummy weights at the shapes of this config.json");
   cmd.add_option("--fp8-mode", o.fp8_mode, "FP8 checkpoints: dequant (weights to f32) or w8a8 (block-FP8 GEMMs)")
       ->check(CLI::IsMember({"dequant", "w8a8"}));
+  cmd.add_option("--quantization", o.quantization,
+                 "none, or fp8: quantise BF16 weights (checkpoint or dummy) to block FP8 at load and run W8A8; "
+                 "an FP8 checkpoint keeps its own FP8 weights")
+      ->check(CLI::IsMember({"none", "fp8"}));
   cmd.add_option("--attention-form", o.attention_form, "auto, mha or absorbed (for testing the two MLA forms)")
       ->check(CLI::IsMember({"auto", "mha", "absorbed"}));
   cmd.add_option("--kv-cache-layout", o.kv_cache_layout,
@@ -42,8 +47,10 @@ DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
   model_options.device = gpu ? Device::kCUDA : Device::kCPU;
   const DType weight_dtype = gpu ? DType::kBF16 : DType::kF32;
   // Weights are read (or made) on the host, then copied to the GPU once.
+  const bool quantize = o.quantization == "fp8";
   auto finish = [&](DeepSeekConfig config, ModelWeights weights) {
     if (gpu) move_weights(weights, Device::kCUDA);
+    if (quantize) quantize_weights_fp8(weights);  // on the GPU when there; FP8 linears stay as they are
     return DeepSeekModel(std::move(config), std::move(weights), model_options);
   };
   // This rank's share of a split model, and the groups its forward pass talks to.
@@ -68,6 +75,7 @@ DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
     d.weight_dtype = weight_dtype;
     d.device = model_options.device;  // BF16 dummies are filled in place on the GPU
     d.shard = split(config);
+    d.fp8 = quantize;                 // FP8 dummies on the GPU: filled in BF16, quantised there
     MLA_LOG_INFO("dummy weights: {} ({:.2f} GB)", o.preset.empty() ? o.config_path : o.preset,
                  dummy_weight_bytes(config, d) / 1e9);
     ModelWeights weights = make_dummy_weights(config, d);
@@ -78,7 +86,7 @@ DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
   LoadOptions load;
   load.weight_dtype = weight_dtype;
   load.shard = split(config);
-  load.fp8_mode = o.fp8_mode == "w8a8" ? Fp8Mode::kW8A8 : Fp8Mode::kDequantize;
+  load.fp8_mode = o.fp8_mode == "w8a8" || quantize ? Fp8Mode::kW8A8 : Fp8Mode::kDequantize;
   ModelWeights weights = load_weights(Checkpoint::open(o.model_dir), config, load);
   return finish(std::move(config), std::move(weights));
 }

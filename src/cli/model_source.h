@@ -18,14 +18,15 @@ struct ModelSourceOptions {
   std::string preset;                // dummy: a preset name
   std::string config_path;           // dummy: a config.json
   std::string fp8_mode = "dequant";  // dequant | w8a8
+  std::string quantization = "none"; // none | fp8: block-FP8 weights at load (model/quantize_fp8.h)
   std::string attention_form = "auto";
   std::string kv_cache_layout = "latent";  // latent | mha (KvCacheLayout)
   uint64_t seed = 0;                 // dummy weights
   std::string device = "cpu";        // cpu | cuda
 };
 
-// Adds --model, --load-format, --preset, --config, --fp8-mode, --attention-form, --kv-cache-layout,
-// --device.
+// Adds --model, --load-format, --preset, --config, --fp8-mode, --quantization, --attention-form,
+// --kv-cache-layout, --device.
 void add_model_source_options(CLI::App& cmd, ModelSourceOptions& options);
 
 // With `dist` (a model split across GPUs), this rank's share only (dist/partition.h).

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "model/loader.h"
+#include "model/quantize_fp8.h"
 #include "model/shard.h"
 #include "ops/fp8_block.h"
 #include "ops/random_fill.h"
@@ -142,6 +143,16 @@ uint64_t dummy_weight_bytes(const DeepSeekConfig& c, const DummyOptions& o) {
 ModelWeights make_dummy_weights(const DeepSeekConfig& config, const DummyOptions& options) {
   MLA_CHECK(options.weight_dtype == DType::kF32 || options.weight_dtype == DType::kBF16,
             "dummy weights are F32 or BF16, not {}", dtype_name(options.weight_dtype));
+  if ((options.fp8 || config.fp8) && options.device != Device::kCPU && options.weight_dtype == DType::kBF16) {
+    // FP8 on the GPU: BF16 weights filled in place, then quantised there (model/quantize_fp8.h).
+    DeepSeekConfig plain = config;
+    plain.fp8.reset();
+    DummyOptions bf16 = options;
+    bf16.fp8 = false;
+    ModelWeights weights = make_dummy_weights(plain, bf16);
+    quantize_weights_fp8(weights);
+    return weights;
+  }
   const bool host_made = options.device == Device::kCPU || options.fp8 || config.fp8.has_value();
   const uint64_t bytes = dummy_weight_bytes(config, options);
   MLA_CHECK(!host_made || bytes <= options.max_host_bytes,

@@ -9,7 +9,8 @@
 // derived as the loader does. Deterministic for a given seed.
 //
 // With device = GPU, BF16 weights are filled in place on the GPU (a 16B-parameter model in
-// seconds); FP8 weights are quantised on the host, then copied. Host-side generation is bounded:
+// seconds); FP8 weights are filled the same way in BF16, then quantised on the GPU
+// (model/quantize_fp8.h; on the host only for the CPU backend). Host-side generation is bounded:
 // the call refuses (naming the size) host weights beyond options.max_host_bytes.
 #pragma once
 

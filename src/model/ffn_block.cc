@@ -3,7 +3,9 @@
 // chose them, weighted combine accumulated onto the shared experts' output).
 #include "model/model.h"
 #include "ops/embedding.h"
+#include "ops/fp8_quant.h"
 #include "ops/linear.h"
+#include "ops/linear_fp8.h"
 #include "ops/moe_dispatch.h"
 #include "ops/moe_experts.h"
 #include "ops/moe_router.h"
@@ -35,6 +37,15 @@ ops::RouterParams router_params(const DeepSeekConfig& c) {
 Tensor DeepSeekModel::mlp(const MlpWeights& w, const Tensor& x) {
   mark("mlp");
   Tensor gate_up = linear(w.gate_up, x);  // [T, 2I]
+  if (w.down.is_fp8()) {  // SwiGLU fused with the quantisation of the down projection's input
+    const int64_t t = x.dim(0), inter = w.gate_up.out_features() / 2;
+    Tensor h_q = Tensor::empty({t, inter}, DType::kF8E4M3, options_.device);                      // [T, I]
+    Tensor h_scales = Tensor::empty({t, ops::fp8_num_blocks(inter)}, DType::kF32, options_.device);  // [T, I/128]
+    ops::silu_mul_quantize_fp8(gate_up, act_quant_, h_q, h_scales, options_.stream);
+    Tensor out = act({t, w.down.out_features()});  // [T, H]
+    ops::linear_fp8_w8a8(h_q, h_scales, w.down.weight, w.down.scale_inv, out, options_.stream);
+    return out;
+  }
   Tensor hidden = act({x.dim(0), w.gate_up.out_features() / 2});
   ops::silu_mul(gate_up, hidden, options_.stream);
   return linear(w.down, hidden);  // [T, H]

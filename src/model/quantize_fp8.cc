@@ -1,0 +1,60 @@
+#include "model/quantize_fp8.h"
+
+#include "ops/fp8_block.h"
+
+namespace mlaserve {
+namespace {
+
+// w [N, K] -> e4m3 [N, K] + scales [ceil(N/128), ceil(K/128)] on w's device.
+void quantize_matrix(const Tensor& w, Tensor& w_q, Tensor& scale_inv, Stream stream) {
+  w_q = Tensor::empty(w.shape(), DType::kF8E4M3, w.device());
+  scale_inv = Tensor::empty({ops::fp8_num_blocks(w.dim(0)), ops::fp8_num_blocks(w.dim(1))}, DType::kF32, w.device());
+  ops::quantize_weight_block_fp8(w, w_q, scale_inv, stream);
+}
+
+void quantize_linear(Linear& l, Stream stream) {
+  if (l.is_fp8()) return;
+  Linear q;
+  quantize_matrix(l.weight, q.weight, q.scale_inv, stream);
+  l = std::move(q);
+}
+
+void quantize_mlp(MlpWeights& m, Stream stream) {
+  quantize_linear(m.gate_up, stream);
+  quantize_linear(m.down, stream);
+}
+
+// [E, R, C] stacked -> e4m3 [E, R, C] + [E, R/128, C/128].
+void quantize_stacked(Tensor& w, Tensor& scale, Stream stream) {
+  const int64_t e = w.dim(0), r = w.dim(1), c = w.dim(2);
+  MLA_CHECK(r % ops::kFp8BlockSize == 0, "quantize_weights_fp8: stacked expert weights of {} rows per expert do not "
+            "fill whole 128-row blocks", r);
+  Tensor q, s;
+  quantize_matrix(w.reshape({e * r, c}), q, s, stream);
+  w = q.reshape({e, r, c});
+  scale = s.reshape({e, r / ops::kFp8BlockSize, ops::fp8_num_blocks(c)});
+}
+
+}  // namespace
+
+void quantize_weights_fp8(ModelWeights& weights, Stream stream) {
+  for (LayerWeights& l : weights.layers) {
+    MlaWeights& a = l.attn;
+    for (std::optional<Linear>* opt : {&a.q_proj, &a.q_a_proj, &a.q_b_proj}) {
+      if (*opt) quantize_linear(**opt, stream);
+    }
+    quantize_linear(a.kv_a_proj, stream);
+    quantize_linear(a.o_proj, stream);
+    if (l.mlp) quantize_mlp(*l.mlp, stream);
+    if (l.moe) {
+      if (l.moe->shared) quantize_mlp(*l.moe->shared, stream);
+      ops::ExpertWeights& x = l.moe->experts;
+      if (!x.is_fp8()) {
+        quantize_stacked(x.gate_up, x.gate_up_scale, stream);
+        quantize_stacked(x.down, x.down_scale, stream);
+      }
+    }
+  }
+}
+
+}  // namespace mlaserve

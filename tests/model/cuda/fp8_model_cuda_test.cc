@@ -1,0 +1,222 @@
+// The block-FP8 (W8A8) model on the GPU: tiny-v3-fp8's e4m3 weights kept with their scales,
+// activations quantised per token and 128 channels before every FP8 GEMM (dense: fp8_quant +
+// linear_fp8_w8a8; experts: the grouped FP8 GEMM). Skips without a GPU.
+//
+// Tolerances. The golden reference is transformers in fp32 on the dequantised weights, so it
+// carries no activation quantisation. The CPU W8A8 emulation misses it by 5.6%, 7.4%, 14.4%
+// relative L2 on the 1-, 5- and 300-token prompts (golden_test.cc: e4m3's 3 mantissa bits on
+// every GEMM input, ten quantised GEMMs in series per layer); the GPU adds bf16 activations
+// (~1%, golden_cuda_test.cc), which also move some quantised inputs by one e4m3 step. We bound the
+// GPU at the CPU emulation's 20% against the golden logits and against the CPU W8A8 logits, and
+// require the first greedy token to equal the golden one (its reference margins are >= 0.37).
+// A wrong scale, block or expert gives errors of order 100%.
+//
+// Accuracy report (FP8 vs BF16 on the same weights): the same checkpoint once with its weights
+// dequantised to bf16 and once W8A8, teacher-forced over every position of the golden prompts;
+// prints the mean and largest KL(bf16 || fp8) of the next-token distributions and the top-1
+// agreement. Measured on an H200 (two runs): KL mean 0.074-0.098 (max 2.4-3.4), top-1 81-82% over
+// 306 positions; a random tiny model has many near-tied top candidates, so top-1 flips where the
+// distributions barely differ. Bounds: KL mean < 0.2, top-1 > 60% (a broken path: KL of order the
+// entropy, ~7, top-1 near 0). On the GPU the first greedy token of every prompt matched golden;
+// the GPU W8A8 logits were 5.5-8.5% from golden (CPU W8A8: 5.6-14.4%), 5.8-15% from CPU W8A8.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "core/memory.h"
+#include "engine/generate.h"
+#include "model/dummy.h"
+#include "model/presets.h"
+#include "../tiny_models.h"
+
+namespace mlaserve {
+namespace {
+
+using testing::GoldenPrompt;
+
+constexpr const char* kModel = "tiny-v3-fp8";
+
+DeepSeekModel load_gpu(Fp8Mode mode, int64_t context_chunk = 64) {
+  const std::string dir = testing::tiny_model_dir(kModel);
+  DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
+  LoadOptions load;
+  load.weight_dtype = DType::kBF16;
+  load.fp8_mode = mode;
+  ModelWeights weights = load_weights(Checkpoint::open(dir), config, load);
+  move_weights(weights, Device::kCUDA);
+  ModelOptions options;
+  options.device = Device::kCUDA;
+  options.context_chunk_tokens = context_chunk;
+  return DeepSeekModel(std::move(config), std::move(weights), options);
+}
+
+double rel_l2(const Tensor& got, const Tensor& want) {
+  const float* g = got.data<float>();
+  const float* w = want.data<float>();
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    EXPECT_TRUE(std::isfinite(g[i])) << "logit " << i;
+    num += (double(g[i]) - w[i]) * (double(g[i]) - w[i]);
+    den += double(w[i]) * w[i];
+  }
+  return std::sqrt(num / den);
+}
+
+GenerateResult run(DeepSeekModel& model, const std::vector<int32_t>& prompt, const std::vector<int32_t>& rows,
+                   int64_t max_tokens, int64_t prefill_chunk = 0) {
+  GenerateOptions opt;
+  opt.max_tokens = max_tokens;
+  opt.sampling.temperature = 0.0f;
+  opt.prefill_chunk = prefill_chunk;
+  opt.block_shuffle_seed = 5;
+  opt.prompt_logit_rows = rows;
+  return generate(model, prompt, opt);
+}
+
+bool gpu_missing() { return !cuda_available(); }
+
+TEST(Fp8ModelCuda, TinyV3Fp8W8A8MatchesGoldenAndCpu) {
+  if (gpu_missing()) GTEST_SKIP() << "no GPU visible";
+  DeepSeekModel gpu = load_gpu(Fp8Mode::kW8A8);
+  ModelOptions cpu_options;
+  cpu_options.context_chunk_tokens = 64;
+  LoadOptions cpu_load;
+  cpu_load.fp8_mode = Fp8Mode::kW8A8;
+  DeepSeekModel cpu = testing::load_tiny_model(kModel, cpu_load, cpu_options);
+  for (const GoldenPrompt& g : testing::load_golden(kModel)) {
+    SCOPED_TRACE("prompt of " + std::to_string(g.prompt.size()) + " tokens");
+    const GenerateResult r = run(gpu, g.prompt, g.logit_rows, static_cast<int64_t>(g.greedy.size()));
+    const GenerateResult c = run(cpu, g.prompt, g.logit_rows, 1);
+    const double vs_golden = rel_l2(r.prompt_logits, g.logits);
+    const double vs_cpu = rel_l2(r.prompt_logits, c.prompt_logits);
+    const double cpu_vs_golden = rel_l2(c.prompt_logits, g.logits);
+    EXPECT_LT(vs_golden, 0.20);
+    EXPECT_LT(vs_cpu, 0.20);
+    EXPECT_EQ(r.ids.front(), g.greedy.front());
+    const size_t same = static_cast<size_t>(std::mismatch(r.ids.begin(), r.ids.end(), g.greedy.begin()).first - r.ids.begin());
+    std::printf("[ measured ] %s W8A8 GPU, prompt %zu: logits rel L2 %.4f vs golden (CPU W8A8: %.4f), %.4f vs CPU "
+                "W8A8; greedy %zu/%zu equal to golden\n",
+                kModel, g.prompt.size(), vs_golden, cpu_vs_golden, vs_cpu, same, g.greedy.size());
+  }
+}
+
+// Small enough for compute-sanitizer: a 5-token prompt in chunks of 3, then decode steps.
+TEST(Fp8ModelCuda, SmallTinyV3Fp8ChunkedPrefillAndDecode) {
+  if (gpu_missing()) GTEST_SKIP() << "no GPU visible";
+  DeepSeekModel gpu = load_gpu(Fp8Mode::kW8A8);
+  const GoldenPrompt g = testing::load_golden(kModel)[1];
+  const GenerateResult r = run(gpu, g.prompt, {}, 4, /*prefill_chunk=*/3);
+  ASSERT_EQ(r.ids.size(), 4u);
+  EXPECT_EQ(r.ids.front(), g.greedy.front());
+}
+
+// log_softmax of one row, in double.
+std::vector<double> log_probs(const float* logits, int64_t v) {
+  const double mx = *std::max_element(logits, logits + v);
+  double sum = 0;
+  for (int64_t i = 0; i < v; ++i) sum += std::exp(double(logits[i]) - mx);
+  const double lse = mx + std::log(sum);
+  std::vector<double> out(static_cast<size_t>(v));
+  for (int64_t i = 0; i < v; ++i) out[i] = double(logits[i]) - lse;
+  return out;
+}
+
+TEST(Fp8ModelCuda, AccuracyReportFp8VsBf16) {
+  if (gpu_missing()) GTEST_SKIP() << "no GPU visible";
+  DeepSeekModel bf16 = load_gpu(Fp8Mode::kDequantize);
+  DeepSeekModel fp8 = load_gpu(Fp8Mode::kW8A8);
+  const int64_t v = bf16.config().vocab_size;
+  double kl_sum = 0, kl_max = 0;
+  int64_t rows = 0, agree = 0;
+  for (const GoldenPrompt& g : testing::load_golden(kModel)) {
+    std::vector<int32_t> all_rows(g.prompt.size());
+    std::iota(all_rows.begin(), all_rows.end(), 0);
+    const Tensor a = run(bf16, g.prompt, all_rows, 1).prompt_logits;  // [S, V]
+    const Tensor b = run(fp8, g.prompt, all_rows, 1).prompt_logits;
+    for (int64_t s = 0; s < a.dim(0); ++s) {
+      const float* pa = a.data<float>() + s * v;
+      const float* pb = b.data<float>() + s * v;
+      const std::vector<double> la = log_probs(pa, v), lb = log_probs(pb, v);
+      double kl = 0;
+      for (int64_t i = 0; i < v; ++i) kl += std::exp(la[i]) * (la[i] - lb[i]);
+      kl_sum += kl;
+      kl_max = std::max(kl_max, kl);
+      agree += (std::max_element(pa, pa + v) - pa) == (std::max_element(pb, pb + v) - pb) ? 1 : 0;
+      ++rows;
+    }
+  }
+  const double kl_mean = kl_sum / static_cast<double>(rows);
+  const double top1 = static_cast<double>(agree) / static_cast<double>(rows);
+  std::printf("[ measured ] %s FP8 (W8A8) vs BF16 (dequantised weights), GPU, %lld positions: KL mean %.5f, max "
+              "%.5f; top-1 agreement %.4f\n",
+              kModel, static_cast<long long>(rows), kl_mean, kl_max, top1);
+  ::testing::Test::RecordProperty("kl_mean", std::to_string(kl_mean));
+  ::testing::Test::RecordProperty("top1_agreement", std::to_string(top1));
+  EXPECT_LT(kl_mean, 0.2);
+  EXPECT_GT(top1, 0.6);
+}
+
+// The same report at V2-Lite's real widths (H 2048, 16 heads, 64 experts of Im 1408, vocab
+// 102400), four layers (one dense, three MoE) of dummy weights: BF16 filled on the GPU, and the
+// same weights quantised to block FP8 on the GPU (`--quantization fp8`), teacher-forced over two
+// random 128-token prompts. Measured on an H200 (two runs): KL mean 0.0046 (max 0.0067), top-1
+// 79.7-80.1%: the
+// dummy's next-token distributions are nearly flat (random weights), so the top-1 changes on tiny
+// logit moves while the distributions agree closely. Bounds: KL mean < 0.02, top-1 > 60% (a broken
+// FP8 path gives KL of order the entropy, ~11, and top-1 near 0).
+TEST(Fp8ModelCuda, AccuracyReportV2LiteDummyFp8VsBf16) {
+  if (gpu_missing()) GTEST_SKIP() << "no GPU visible";
+  DeepSeekConfig config = preset_config("deepseek-v2-lite");
+  config.num_hidden_layers = 4;
+  config.layer_is_moe.resize(4);
+  ModelOptions options;
+  options.device = Device::kCUDA;
+  DummyOptions d;
+  d.seed = 11;
+  d.weight_dtype = DType::kBF16;
+  d.device = Device::kCUDA;
+  DeepSeekModel bf16(config, make_dummy_weights(config, d), options);
+  d.fp8 = true;
+  DeepSeekModel fp8(config, make_dummy_weights(config, d), options);
+  const int64_t v = config.vocab_size;
+  std::mt19937_64 rng(3);
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(v) - 1);
+  double kl_sum = 0, kl_max = 0;
+  int64_t rows = 0, agree = 0;
+  for (int p = 0; p < 2; ++p) {
+    std::vector<int32_t> prompt(128);
+    for (int32_t& t : prompt) t = token(rng);
+    std::vector<int32_t> all_rows(prompt.size());
+    std::iota(all_rows.begin(), all_rows.end(), 0);
+    const Tensor a = run(bf16, prompt, all_rows, 1).prompt_logits;  // [S, V]
+    const Tensor b = run(fp8, prompt, all_rows, 1).prompt_logits;
+    for (int64_t s = 0; s < a.dim(0); ++s) {
+      const float* pa = a.data<float>() + s * v;
+      const float* pb = b.data<float>() + s * v;
+      const std::vector<double> la = log_probs(pa, v), lb = log_probs(pb, v);
+      double kl = 0;
+      for (int64_t i = 0; i < v; ++i) kl += std::exp(la[i]) * (la[i] - lb[i]);
+      kl_sum += kl;
+      kl_max = std::max(kl_max, kl);
+      agree += (std::max_element(pa, pa + v) - pa) == (std::max_element(pb, pb + v) - pb) ? 1 : 0;
+      ++rows;
+    }
+  }
+  const double kl_mean = kl_sum / static_cast<double>(rows);
+  const double top1 = static_cast<double>(agree) / static_cast<double>(rows);
+  std::printf("[ measured ] V2-Lite-shaped dummy (4 layers) FP8 (quantised at load) vs BF16, GPU, %lld positions: "
+              "KL mean %.5f, max %.5f; top-1 agreement %.4f\n",
+              static_cast<long long>(rows), kl_mean, kl_max, top1);
+  ::testing::Test::RecordProperty("kl_mean", std::to_string(kl_mean));
+  ::testing::Test::RecordProperty("top1_agreement", std::to_string(top1));
+  EXPECT_LT(kl_mean, 0.02);
+  EXPECT_GT(top1, 0.6);
+}
+
+}  // namespace
+}  // namespace mlaserve
