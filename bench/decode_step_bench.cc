@@ -1,4 +1,4 @@
-// Whole decode step of a DeepSeek model on one GPU (BF16, dummy weights at a preset's real
+// Whole decode step of a DeepSeek model on one GPU (BF16 or block FP8, dummy weights at a preset's real
 // shapes): time per step at several batch sizes, beside the floor
 //   floor = (weight bytes a step must read + latent-cache bytes of the batch) / copy bandwidth
 // where the weights a step reads are every non-expert weight (embedding rows aside), the
@@ -7,7 +7,10 @@
 // bandwidth is measured in the same run (device-to-device memcpy, bytes read + written).
 //
 //   decode_step_bench [--preset deepseek-v2-lite] [--context 1024] [--batches 1,8,64,256]
-//                     [--reps 20] [--out bench/results]
+//                     [--reps 20] [--out bench/results] [--quantization none|fp8]
+//
+// --quantization fp8: the same dummy weights quantised to block FP8 on the GPU (W8A8 GEMMs,
+// model/quantize_fp8.h); the floor then counts one byte per linear and expert weight.
 //
 // Each step is DeepSeekModel::forward on B sequences of one new token each, after `context`
 // cached tokens (cache contents random: attention cost does not depend on the values). Prints
@@ -51,23 +54,26 @@ double copy_bandwidth_gbps() {
   return 2.0 * bytes / (ms[ms.size() / 2] * 1e-3) / 1e9;
 }
 
-// Bytes one decode step of batch b must read (see the note at the top).
-double step_weight_bytes(const DeepSeekConfig& c, int64_t b) {
+// Bytes one decode step of batch b must read (see the note at the top). linear_bytes: bytes per
+// element of the linear layers and experts (2 for BF16, 1 for block FP8, whose scales add 1/4096);
+// lm_head, the router and kv_b_dense stay BF16 either way.
+double step_weight_bytes(const DeepSeekConfig& c, int64_t b, double linear_bytes) {
   const double h = c.hidden_size, n = c.num_attention_heads, bf16 = 2;
-  double attn = (c.q_lora_rank ? h * *c.q_lora_rank + *c.q_lora_rank * n * c.qk_head_dim : h * n * c.qk_head_dim) +
-                h * c.kv_cache_dim + n * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank + n * c.v_head_dim * h;
-  double total = c.vocab_size * h;  // lm_head
+  const double attn = (c.q_lora_rank ? h * *c.q_lora_rank + *c.q_lora_rank * n * c.qk_head_dim : h * n * c.qk_head_dim) +
+                      h * c.kv_cache_dim + n * c.v_head_dim * h;
+  const double kv_b = n * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank;
+  double total = c.vocab_size * h * bf16;  // lm_head
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    total += attn;
+    total += attn * linear_bytes + kv_b * bf16;
     if (!c.is_moe_layer(i)) {
-      total += 3 * h * c.intermediate_size;
+      total += 3 * h * c.intermediate_size * linear_bytes;
       continue;
     }
     const double e = c.n_routed_experts, k = c.num_experts_per_tok;
     const double touched = e * (1 - std::pow(1 - k / e, static_cast<double>(b)));
-    total += 3 * h * c.moe_intermediate_size * (touched + c.n_shared_experts) + e * h;  // + router
+    total += 3 * h * c.moe_intermediate_size * (touched + c.n_shared_experts) * linear_bytes + e * h * bf16;  // + router
   }
-  return total * bf16;
+  return total;
 }
 
 std::vector<int64_t> parse_list(const std::string& s) {
@@ -82,7 +88,7 @@ std::vector<int64_t> parse_list(const std::string& s) {
 }
 
 int run(int argc, char** argv) {
-  std::string preset = "deepseek-v2-lite", out_dir = "bench/results", batches_arg = "1,8,64,256";
+  std::string preset = "deepseek-v2-lite", out_dir = "bench/results", batches_arg = "1,8,64,256", quant = "none";
   int64_t context = 1024, reps = 20;
   std::string command;
   for (int i = 0; i < argc; ++i) {
@@ -96,6 +102,7 @@ int run(int argc, char** argv) {
     else if (k == "--batches") batches_arg = v;
     else if (k == "--reps") reps = std::stoll(v);
     else if (k == "--out") out_dir = v;
+    else if (k == "--quantization") quant = v;
     else MLA_FAIL("unknown option {}", k);
   }
   const std::vector<int64_t> batches = parse_list(batches_arg);
@@ -104,10 +111,13 @@ int run(int argc, char** argv) {
   const double copy_gbps = copy_bandwidth_gbps();
 
   DeepSeekConfig config = preset_config(preset);
-  MLA_CHECK(!config.fp8, "{} is an FP8 model: this benchmark runs BF16 weights", preset);
+  MLA_CHECK(quant == "none" || quant == "fp8", "--quantization must be none or fp8, got {}", quant);
+  const bool fp8 = quant == "fp8";
+  MLA_CHECK(fp8 || !config.fp8, "{} is an FP8 model: run it with --quantization fp8", preset);
   DummyOptions dummy;
   dummy.weight_dtype = DType::kBF16;
   dummy.device = Device::kCUDA;
+  dummy.fp8 = fp8;  // BF16 filled on the GPU, then quantised to block FP8 there (W8A8 GEMMs)
   auto t0 = std::chrono::steady_clock::now();
   ModelOptions options;
   options.device = Device::kCUDA;
@@ -146,7 +156,7 @@ int run(int argc, char** argv) {
     std::sort(ms.begin(), ms.end());
     const double step = ms[ms.size() / 2];
     const double kv_bytes = double(b) * (context + 1) * cache.bytes_per_token();
-    const double bytes = step_weight_bytes(config, b) + kv_bytes;
+    const double bytes = step_weight_bytes(config, b, fp8 ? 1.0 : 2.0) + kv_bytes;
     const double floor_ms = bytes / (copy_gbps * 1e9) * 1e3;  // bytes at the measured copy rate (read + write)
     std::printf("%6lld %8lld %12.3f %12.3f %10.2f %10.0f\n", static_cast<long long>(b), static_cast<long long>(context),
                 step, floor_ms, step / floor_ms, b / (step * 1e-3));
@@ -161,7 +171,7 @@ int run(int argc, char** argv) {
   std::string card = prop.name;
   for (char& ch : card) ch = std::isalnum(static_cast<unsigned char>(ch)) ? static_cast<char>(std::tolower(ch)) : '-';
   nlohmann::json doc = {{"benchmark", "decode_step"}, {"card", prop.name}, {"date", date}, {"command", command},
-                        {"preset", preset}, {"dtype", "bf16"}, {"copy_gbps", copy_gbps}, {"results", rows}};
+                        {"preset", preset}, {"dtype", fp8 ? "fp8" : "bf16"}, {"copy_gbps", copy_gbps}, {"results", rows}};
   const std::string path = out_dir + "/decode_step_" + card + "_" + stamp + ".json";
   std::ofstream(path) << doc.dump(2) << "\n";
   std::printf("wrote %s\n", path.c_str());
