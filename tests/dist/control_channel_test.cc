@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/error.h"
 #include "dist/control_channel.h"
 #include "dist/micro_batch.h"
 #include "dist/step_message.h"
