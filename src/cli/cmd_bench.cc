@@ -81,6 +81,7 @@ void add_bench_engine_options(CLI::App& cmd, BenchEngineArgs& a) {
   cmd.add_option("--results-dir", a.results_dir, "Where the JSON result goes");
   cmd.add_flag("--profile", a.profile,
                "Time the engine's phases and the model's regions (each step waits for the GPU)");
+  cmd.add_flag("--enforce-eager", a.enforce_eager, "Run decode steps eagerly (no CUDA graphs)");
 }
 
 BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
@@ -113,7 +114,8 @@ BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
     }
     b.runner = std::make_unique<dist::DistributedRunner>(*b.model, blocks, *b.dist);
   } else {
-    b.runner = std::make_unique<DeepSeekRunner>(*b.model, blocks);
+    b.runner = std::make_unique<DeepSeekRunner>(*b.model, blocks,
+                                                RunnerOptions{!a.enforce_eager, a.max_num_seqs});
   }
   EngineOptions options;
   options.scheduler = {a.max_num_batched_tokens, a.max_num_seqs, true};
@@ -224,6 +226,7 @@ nlohmann::json result_header(const std::string& benchmark, const BenchEngine& b,
             {"kv_cache_tokens", int64_t{s.num_cache_blocks} * kCacheBlockSize},
             {"prefix_caching", !a.no_prefix_caching},
             {"temperature", a.temperature},
+            {"cuda_graphs", !a.enforce_eager},
             {"seed", a.seed}}}};
   if (a.profile) header["profile"] = report_profile(b);
   return header;

@@ -25,15 +25,16 @@ namespace {
 // 1 MiB, 2 MiB above) so that similar requests share blocks.
 class DeviceCache {
  public:
-  void* allocate(size_t bytes) {
+  void* allocate(size_t bytes, DevicePool* pool) {
     const size_t size = round_up(bytes);
     {
       std::lock_guard lock(mutex_);
-      auto it = free_.lower_bound(size);
-      if (it != free_.end() && it->first <= 2 * size) {
+      FreeBlocks& free = free_list(pool);
+      auto it = free.lower_bound(size);
+      if (it != free.end() && it->first <= 2 * size) {
         void* p = it->second;
-        sizes_[p] = it->first;
-        free_.erase(it);
+        used_[p] = {it->first, pool};
+        free.erase(it);
         return p;
       }
     }
@@ -46,18 +47,19 @@ class DeviceCache {
     }
     MLA_CUDA_CHECK(err);
     std::lock_guard lock(mutex_);
-    sizes_[p] = size;
+    used_[p] = {size, pool};
     return p;
   }
 
   void free(void* p) {
     std::lock_guard lock(mutex_);
-    auto it = sizes_.find(p);
-    if (it == sizes_.end()) return;
-    free_.emplace(it->second, p);
-    sizes_.erase(it);
+    auto it = used_.find(p);
+    if (it == used_.end()) return;
+    free_list(it->second.pool).emplace(it->second.size, p);
+    used_.erase(it);
   }
 
+  // Frees the shared cache's idle blocks (never a pool's: a captured graph may use them).
   void release_cached() {
     std::lock_guard lock(mutex_);
     for (auto& [size, p] : free_) cudaFree(p);
@@ -65,15 +67,25 @@ class DeviceCache {
   }
 
  private:
+  using FreeBlocks = std::multimap<size_t, void*>;  // idle blocks by size
+  struct Used {
+    size_t size;
+    DevicePool* pool;  // nullptr: the shared cache
+  };
+
   static size_t round_up(size_t bytes) {
     const size_t unit = bytes < (size_t{1} << 20) ? 512 : (size_t{2} << 20);
     return (bytes + unit - 1) / unit * unit;
   }
+  FreeBlocks& free_list(DevicePool* pool) { return pool == nullptr ? free_ : pools_[pool]; }
 
   std::mutex mutex_;
-  std::multimap<size_t, void*> free_;          // cached blocks by size
-  std::unordered_map<void*, size_t> sizes_;    // blocks in use
+  FreeBlocks free_;
+  std::unordered_map<DevicePool*, FreeBlocks> pools_;
+  std::unordered_map<void*, Used> used_;
 };
+
+thread_local DevicePool* current_pool = nullptr;
 
 DeviceCache& device_cache() {
   static DeviceCache* cache = new DeviceCache();  // never destroyed: outlives static tensors
@@ -82,6 +94,25 @@ DeviceCache& device_cache() {
 
 }  // namespace
 #endif
+
+struct DevicePool {};
+
+DevicePool* new_device_pool() { return new DevicePool(); }  // lives as long as the process
+
+DevicePoolScope::DevicePoolScope(DevicePool* pool) {
+#ifdef MLASERVE_WITH_CUDA
+  previous_ = current_pool;
+  current_pool = pool;
+#else
+  (void)pool;
+#endif
+}
+
+DevicePoolScope::~DevicePoolScope() {
+#ifdef MLASERVE_WITH_CUDA
+  current_pool = previous_;
+#endif
+}
 
 const char* device_name(Device device) { return device == Device::kCPU ? "cpu" : "cuda"; }
 
@@ -94,7 +125,7 @@ Buffer::Buffer(Device device, size_t bytes) : device_(device), bytes_(bytes) {
     return;
   }
 #ifdef MLASERVE_WITH_CUDA
-  data_ = device_cache().allocate(bytes);
+  data_ = device_cache().allocate(bytes, current_pool);
 #else
   MLA_FAIL("a GPU buffer of {} bytes was requested, but this build has no CUDA backend", bytes);
 #endif

@@ -30,6 +30,26 @@ class Buffer {
   void* data_ = nullptr;
 };
 
+// A private pool of GPU blocks, for CUDA graphs. While a DevicePoolScope is alive on a thread,
+// that thread's GPU allocations come from its pool (new blocks are allocated into it) and go
+// back to the pool when freed, wherever that happens; a pool's blocks are never handed to other
+// allocations. The intermediate tensors of a captured graph live in its pool, so replaying the
+// graph cannot overwrite memory that code outside it owns by then. Graphs that never run at
+// the same time may share a pool. Pools live as long as the process.
+struct DevicePool;
+DevicePool* new_device_pool();
+
+class DevicePoolScope {
+ public:
+  explicit DevicePoolScope(DevicePool* pool);
+  ~DevicePoolScope();
+  DevicePoolScope(const DevicePoolScope&) = delete;
+  DevicePoolScope& operator=(const DevicePoolScope&) = delete;
+
+ private:
+  DevicePool* previous_ = nullptr;
+};
+
 // Copies bytes between any two devices (host<->host, host<->GPU, GPU<->GPU), synchronously.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 

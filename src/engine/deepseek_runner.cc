@@ -1,21 +1,57 @@
 #include "engine/deepseek_runner.h"
 
-namespace mlaserve {
+#include <algorithm>
 
-DeepSeekRunner::DeepSeekRunner(DeepSeekModel& model, int32_t num_cache_blocks)
-    : model_(model), cache_(model.make_cache(num_cache_blocks)) {}
+#ifdef MLASERVE_WITH_CUDA
+#include "engine/decode_graphs.h"
+#endif
+
+namespace mlaserve {
+namespace {
+
+bool graphs_wanted(const DeepSeekModel& model, const RunnerOptions& options) {
+#ifdef MLASERVE_WITH_CUDA
+  return options.cuda_graphs && model.weights().embed.device() == Device::kCUDA && model.shard().tp_size == 1 &&
+         model.shard().pp_size == 1 && model.cache_row_dim() == model.config().kv_cache_dim;  // latent layout
+#else
+  (void)model;
+  (void)options;
+  return false;
+#endif
+}
+
+}  // namespace
+
+DeepSeekRunner::DeepSeekRunner(DeepSeekModel& model, int32_t num_cache_blocks, RunnerOptions options)
+    : model_(model),
+      num_blocks_(num_cache_blocks),
+      cache_(model.make_cache(num_cache_blocks + (graphs_wanted(model, options) ? 1 : 0))) {
+#ifdef MLASERVE_WITH_CUDA
+  if (graphs_wanted(model, options)) {
+    const int64_t max_context =
+        std::min<int64_t>(model.config().max_position_embeddings, int64_t{num_cache_blocks} * kCacheBlockSize);
+    graphs_ = std::make_unique<DecodeGraphs>(model, cache_, /*scratch_block=*/num_cache_blocks,
+                                             options.max_graph_batch, max_context);
+  }
+#endif
+}
+
+DeepSeekRunner::~DeepSeekRunner() = default;
 
 ModelRunnerInfo DeepSeekRunner::info() const {
   const DeepSeekConfig& c = model_.config();
   ModelRunnerInfo info;
   info.vocab_size = c.vocab_size;
-  info.num_cache_blocks = static_cast<int32_t>(cache_.num_blocks());
+  info.num_cache_blocks = num_blocks_;
   info.max_position_embeddings = c.max_position_embeddings;
   for (int64_t id : c.eos_token_ids) info.eos_token_ids.push_back(static_cast<int32_t>(id));
   return info;
 }
 
 Tensor DeepSeekRunner::execute(const ForwardBatch& batch) {
+#ifdef MLASERVE_WITH_CUDA
+  if (graphs_ && graphs_->accepts(batch)) return graphs_->run(batch);
+#endif
   return model_.forward(batch, cache_);
 }
 

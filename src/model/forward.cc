@@ -45,12 +45,18 @@ void validate(const ForwardBatch& batch, const DeepSeekConfig& c, int64_t num_la
 
 Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
   validate(batch, config_, plan_.layers.size(), cache_row_dim(), cache);
-  const int64_t t = batch.num_tokens(), hidden = config_.hidden_size;
-  const Stream stream = options_.stream;
-
   mark("prepare");
+  const StepMetadata step = prepare_step(batch);
+  return run_step(step, cache);
+}
+
+StepMetadata DeepSeekModel::prepare_step(const ForwardBatch& batch) {
+  const int64_t t = batch.num_tokens();
+  const Stream stream = options_.stream;
   StepMetadata step;
   step.batch = &batch;
+  step.token_ids = device_i32(batch.token_ids);
+  step.logit_rows = device_i32(batch.logit_rows);
   step.positions = device_i32(batch.positions);
   Tensor slots = Tensor::empty({t}, DType::kI64);
   std::copy(batch.slot_mapping.begin(), batch.slot_mapping.end(), slots.data<int64_t>());
@@ -92,11 +98,16 @@ Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
     i = j;
   }
   rope_table(*std::max_element(batch.positions.begin(), batch.positions.end()));
+  return step;
+}
 
+Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache) {
+  const int64_t t = step.token_ids.dim(0), hidden = config_.hidden_size;
+  const Stream stream = options_.stream;
   mark("embed");
   Tensor h = act({t, hidden});  // the residual stream
   if (plan_.first_stage()) {
-    ops::embedding(device_i32(batch.token_ids), weights_.embed, h, stream);
+    ops::embedding(step.token_ids, weights_.embed, h, stream);
   } else {
     options_.pp_group->recv(h, plan_.pp_rank - 1, stream);  // the previous stage's residual stream
   }
@@ -125,7 +136,7 @@ Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
 
   // Logits only for the rows that sample: `normed` already holds RMSNorm(h, model.norm).
   mark("lm_head");
-  Tensor logits = compute_logits(normed, batch.logit_rows);
+  Tensor logits = compute_logits(normed, step.logit_rows);
   if (timer_) {
     timer_->stop();
     timer_->add_to(profile_);

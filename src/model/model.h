@@ -93,6 +93,7 @@ class DeepSeekModel {
   const DeepSeekConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const ShardPlan& shard() const { return plan_; }
+  int64_t num_local_heads() const { return heads_; }  // attention heads of this rank
 
   // A cache sized for this model on its device (f32 rows on the CPU, bf16 on the GPU), with rows
   // of cache_row_dim() values: the latent row, or this rank's heads' K and V (KvCacheLayout).
@@ -105,10 +106,29 @@ class DeepSeekModel {
   // tensor (it sent its residual stream to the next stage).
   Tensor forward(const ForwardBatch& batch, LatentCache& cache);
 
+  // forward() in two halves, for CUDA graphs (engine/decode_graphs.h):
+  //   prepare_step  uploads the batch's description to the device (synchronous copies) and
+  //                 plans the step (absorbed-form runs, their split-KV plans); the batch must
+  //                 outlive the metadata;
+  //   run_step      queues the layers on the model's stream: no host synchronisation, no upload
+  //                 and nothing that depends on host data beyond the metadata's shapes and its
+  //                 absorbed/MHA structure, so a decode step can be captured and replayed with
+  //                 new contents in the same tensors.
+  StepMetadata prepare_step(const ForwardBatch& batch);
+  Tensor run_step(const StepMetadata& step, LatentCache& cache);
+
+  // The stream every op is queued on (a graph is captured on a stream of its own).
+  Stream stream() const { return options_.stream; }
+  void set_stream(Stream stream) { options_.stream = stream; }
+  // Grows the RoPE table to cover positions [0, max_position] now (a captured graph holds the
+  // table's address, so it must not grow later).
+  void reserve_positions(int64_t max_position) { rope_table(max_position); }
+
   // Profiling: when on, every forward times its regions (step preparation, attention by form,
   // MoE router / experts / shared experts, dense MLPs, lm_head) on the model's stream and waits
   // for the step to finish; profile() holds the milliseconds summed over the steps since.
   void set_profiling(bool on);
+  bool profiling() const { return timer_ != nullptr; }
   const RegionTotals& profile() const { return profile_; }
 
  private:
@@ -136,7 +156,7 @@ class DeepSeekModel {
   Tensor device_i32(const std::vector<int32_t>& values) const;
   const Tensor& rope_table(int64_t max_position);  // [P, 64] cos|sin, grown on demand
   void all_reduce(Tensor& partial);                // sums the tensor-parallel group's partial outputs
-  Tensor compute_logits(const Tensor& normed, const std::vector<int32_t>& rows);  // [R, V] f32
+  Tensor compute_logits(const Tensor& normed, const Tensor& rows);  // rows [R] i32 -> [R, V] f32
 
   void mark(const char* region) {
     if (timer_) timer_->mark(region);

@@ -27,6 +27,8 @@ struct AbsorbedRun {
 
 struct StepMetadata {
   const ForwardBatch* batch = nullptr;
+  Tensor token_ids;                       // [T] i32
+  Tensor logit_rows;                      // [R] i32: the rows whose logits are returned
   Tensor positions;                       // [T] i32
   Tensor slots;                           // [T] i64
   std::vector<AbsorbedRun> absorbed_runs;

@@ -12,12 +12,12 @@ void DeepSeekModel::all_reduce(Tensor& partial) {
 
 // Logits of the sampled rows only: RMSNorm(h) rows gathered, then this rank's lm_head shard
 // [Vs, H] gives [R, Vs]; the shards' columns are gathered into [R, V] on every rank.
-Tensor DeepSeekModel::compute_logits(const Tensor& normed, const std::vector<int32_t>& rows) {
-  const int64_t r = static_cast<int64_t>(rows.size()), hidden = config_.hidden_size;
+Tensor DeepSeekModel::compute_logits(const Tensor& normed, const Tensor& rows) {
+  const int64_t r = rows.dim(0), hidden = config_.hidden_size;
   const Stream stream = options_.stream;
   if (r == 0) return f32({0, config_.vocab_size});  // a pipeline micro-batch that samples nothing
   Tensor selected = act({r, hidden});
-  ops::embedding(device_i32(rows), normed, selected, stream);  // a row gather
+  ops::embedding(rows, normed, selected, stream);  // a row gather
   Tensor local = f32({r, plan_.vocab_shard});                  // [R, Vs]
   ops::linear(selected, weights_.lm_head, local, stream);
   if (plan_.tp_size == 1) return local;

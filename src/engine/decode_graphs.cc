@@ -1,0 +1,215 @@
+#include "engine/decode_graphs.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/logging.h"
+#include "model/step_metadata.h"
+
+#include <cuda_runtime_api.h>
+
+#include "core/cuda_check.h"
+
+namespace mlaserve {
+
+// Sizes above 256 step by 64.
+int64_t padded_graph_batch(int64_t batch_size, int64_t max_batch) {
+  static constexpr std::array<int64_t, 17> kSizes = {1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256};
+  MLA_CHECK(batch_size >= 1 && batch_size <= max_batch, "padded_graph_batch: batch {} outside [1, {}]", batch_size,
+            max_batch);
+  int64_t padded = (batch_size + 63) / 64 * 64;
+  for (int64_t s : kSizes) {
+    if (s >= batch_size) {
+      padded = s;
+      break;
+    }
+  }
+  return std::min(padded, max_batch);
+}
+
+namespace {
+
+cudaStream_t as_cuda(void* s) { return static_cast<cudaStream_t>(s); }
+
+}  // namespace
+
+// The graph of one padded size G and its input tensors. W = max_blocks_ (block-table width).
+struct DecodeGraphs::Graph {
+  int64_t size = 0;
+  Tensor ints;         // [3G] i32: token ids | positions | sequence lengths
+  Tensor slots;        // [G] i64
+  Tensor block_table;  // [G, W] i32
+  Tensor query_start;  // [G + 1] i32: 0, 1, ..., G (fixed)
+  Tensor logit_rows;   // [G] i32: 0, ..., G - 1 (fixed)
+  int32_t* host_ints = nullptr;   // pinned staging of ints, [3G]
+  int64_t* host_slots = nullptr;  // [G]
+  int32_t* host_table = nullptr;  // [G, W]
+  cudaEvent_t copied = nullptr;   // the last upload has read the staging
+  ForwardBatch shape;             // G sequences of one token: the structure run_step follows
+  StepMetadata meta;
+  cudaGraphExec_t exec = nullptr;
+  Tensor logits;                  // [G, V] f32, the graph's output (in the pool)
+
+  ~Graph() {
+    if (exec != nullptr) cudaGraphExecDestroy(exec);
+    if (copied != nullptr) cudaEventDestroy(copied);
+    cudaFreeHost(host_ints);
+    cudaFreeHost(host_slots);
+    cudaFreeHost(host_table);
+  }
+};
+
+DecodeGraphs::DecodeGraphs(DeepSeekModel& model, LatentCache& cache, int32_t scratch_block, int64_t max_batch,
+                           int64_t max_context)
+    : model_(model),
+      cache_(cache),
+      scratch_block_(scratch_block),
+      max_batch_(max_batch),
+      max_blocks_((max_context + kCacheBlockSize - 1) / kCacheBlockSize),
+      pool_(new_device_pool()) {
+  MLA_CHECK(scratch_block >= 0 && scratch_block < cache.num_blocks(), "DecodeGraphs: scratch block {} outside the "
+            "cache's {} blocks", scratch_block, cache.num_blocks());
+  MLA_CHECK(max_batch >= 1 && max_context >= 1, "DecodeGraphs: max_batch {} and max_context {} must be positive",
+            max_batch, max_context);
+  stream_ = model.stream().cuda;
+  if (stream_ == nullptr) {  // the legacy default stream cannot be captured: the model gets one of its own
+    cudaStream_t s = nullptr;
+    MLA_CUDA_CHECK(cudaStreamCreate(&s));  // blocking: the legacy default stream still orders after it
+    stream_ = s;
+    model.set_stream(Stream{s});
+  }
+  model.reserve_positions(max_context);
+}
+
+DecodeGraphs::~DecodeGraphs() { graphs_.clear(); }
+
+bool DecodeGraphs::accepts(const ForwardBatch& batch) const {
+  const auto b = static_cast<int64_t>(batch.sequences.size());
+  if (disabled_ || model_.profiling() || model_.shard().tp_size > 1 || model_.shard().pp_size > 1) return false;
+  if (b == 0 || b > max_batch_ || batch.num_tokens() != b || static_cast<int64_t>(batch.logit_rows.size()) != b) {
+    return false;
+  }
+  for (int64_t i = 0; i < b; ++i) {
+    const SequenceSlice& s = batch.sequences[static_cast<size_t>(i)];
+    if (s.query_len != 1 || batch.logit_rows[static_cast<size_t>(i)] != i ||
+        static_cast<int64_t>(s.block_table.size()) > max_blocks_) {
+      return false;
+    }
+  }
+  return true;
+}
+
+DecodeGraphs::Graph& DecodeGraphs::graph_for(int64_t batch_size) {
+  const int64_t g = padded_graph_batch(batch_size, max_batch_);
+  std::unique_ptr<Graph>& slot = graphs_[g];
+  if (slot) return *slot;
+  auto graph = std::make_unique<Graph>();
+  graph->size = g;
+  graph->ints = Tensor::empty({3 * g}, DType::kI32, Device::kCUDA);
+  graph->slots = Tensor::empty({g}, DType::kI64, Device::kCUDA);
+  graph->block_table = Tensor::empty({g, max_blocks_}, DType::kI32, Device::kCUDA);
+  Tensor starts = Tensor::empty({g + 1}, DType::kI32);
+  for (int64_t i = 0; i <= g; ++i) starts.data<int32_t>()[i] = static_cast<int32_t>(i);
+  graph->query_start = starts.to(Device::kCUDA);
+  graph->logit_rows = starts.slice(0, g).to(Device::kCUDA);
+  MLA_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&graph->host_ints), static_cast<size_t>(3 * g) * sizeof(int32_t)));
+  MLA_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&graph->host_slots), static_cast<size_t>(g) * sizeof(int64_t)));
+  MLA_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&graph->host_table), static_cast<size_t>(g * max_blocks_) * sizeof(int32_t)));
+  MLA_CUDA_CHECK(cudaEventCreateWithFlags(&graph->copied, cudaEventDisableTiming));
+
+  graph->shape.token_ids.assign(static_cast<size_t>(g), 0);
+  for (int64_t i = 0; i < g; ++i) graph->shape.sequences.push_back({static_cast<int32_t>(i), 1, 0, {}});
+  StepMetadata& m = graph->meta;
+  m.batch = &graph->shape;
+  m.token_ids = graph->ints.slice(0, g);
+  m.positions = graph->ints.slice(g, 2 * g);
+  m.slots = graph->slots;
+  m.logit_rows = graph->logit_rows;
+  m.absorbed.assign(static_cast<size_t>(g), true);
+  m.mha_block_tables.resize(static_cast<size_t>(g));
+  AbsorbedRun run{0, static_cast<size_t>(g), 0, g, graph->block_table, graph->ints.slice(2 * g, 3 * g),
+                  graph->query_start, nullptr};
+  m.absorbed_runs.push_back(std::move(run));
+  slot = std::move(graph);
+  return *slot;
+}
+
+void DecodeGraphs::upload(Graph& g, const ForwardBatch& batch) {
+  const int64_t b = batch.num_tokens(), n = g.size;
+  MLA_CUDA_CHECK(cudaEventSynchronize(g.copied));  // the previous upload has read the staging
+  int64_t width = 1;  // block-table columns in use
+  for (int64_t i = 0; i < n; ++i) {
+    const bool real = i < b;
+    const SequenceSlice* s = real ? &batch.sequences[static_cast<size_t>(i)] : nullptr;
+    g.host_ints[i] = real ? batch.token_ids[static_cast<size_t>(i)] : 0;
+    g.host_ints[n + i] = real ? batch.positions[static_cast<size_t>(i)] : 0;
+    g.host_ints[2 * n + i] = real ? s->context_len + 1 : 1;
+    g.host_slots[i] = real ? batch.slot_mapping[static_cast<size_t>(i)] : int64_t{scratch_block_} * kCacheBlockSize;
+    int32_t* row = g.host_table + i * max_blocks_;
+    if (real) {
+      std::copy(s->block_table.begin(), s->block_table.end(), row);
+      width = std::max<int64_t>(width, static_cast<int64_t>(s->block_table.size()));
+    } else {
+      row[0] = scratch_block_;
+    }
+  }
+  const cudaStream_t stream = as_cuda(stream_);
+  MLA_CUDA_CHECK(cudaMemcpyAsync(g.ints.raw(), g.host_ints, static_cast<size_t>(3 * n) * sizeof(int32_t),
+                                 cudaMemcpyHostToDevice, stream));
+  MLA_CUDA_CHECK(cudaMemcpyAsync(g.slots.raw(), g.host_slots, static_cast<size_t>(n) * sizeof(int64_t),
+                                 cudaMemcpyHostToDevice, stream));
+  const size_t pitch = static_cast<size_t>(max_blocks_) * sizeof(int32_t);
+  MLA_CUDA_CHECK(cudaMemcpy2DAsync(g.block_table.raw(), pitch, g.host_table, pitch,
+                                   static_cast<size_t>(width) * sizeof(int32_t), static_cast<size_t>(n),
+                                   cudaMemcpyHostToDevice, stream));
+  MLA_CUDA_CHECK(cudaEventRecord(g.copied, stream));
+}
+
+void DecodeGraphs::capture(Graph& g) {
+  const cudaStream_t stream = as_cuda(stream_);
+  AbsorbedRun& run = g.meta.absorbed_runs.front();
+  // The eager step: the real step's work, and every lazily created workspace, outside the capture.
+  run.plan = ops::MlaDecodePlan::make(run.seq_lens, model_.num_local_heads(), 1, Stream{stream_});
+  model_.run_step(g.meta, cache_);
+  MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
+
+  DevicePoolScope pool(pool_);
+  MLA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
+  cudaGraph_t graph = nullptr;
+  try {
+    run.plan = ops::MlaDecodePlan::make(run.seq_lens, model_.num_local_heads(), 1, Stream{stream_});
+    g.logits = model_.run_step(g.meta, cache_);
+  } catch (...) {
+    cudaStreamEndCapture(stream, &graph);  // leaves the stream usable
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    throw;
+  }
+  MLA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  const cudaError_t err = cudaGraphInstantiate(&g.exec, graph, 0);
+  cudaGraphDestroy(graph);
+  MLA_CUDA_CHECK(err);
+  MLA_LOG_INFO("captured the CUDA graph of decode batch {}", g.size);
+}
+
+Tensor DecodeGraphs::run(const ForwardBatch& batch) {
+  MLA_CHECK(accepts(batch), "DecodeGraphs::run: not a decode step a graph can run");
+  Graph& g = graph_for(batch.num_tokens());
+  upload(g, batch);
+  if (g.exec == nullptr) {
+    try {
+      capture(g);
+    } catch (const std::exception& e) {
+      MLA_LOG_WARN("CUDA graph capture of decode batch {} failed, running eagerly from now on: {}", g.size, e.what());
+      disabled_ = true;
+      (void)cudaGetLastError();
+      graphs_.erase(g.size);
+      return model_.forward(batch, cache_);
+    }
+  }
+  MLA_CUDA_CHECK(cudaGraphLaunch(g.exec, as_cuda(stream_)));
+  return g.logits.slice(0, batch.num_tokens());
+}
+
+}  // namespace mlaserve

@@ -1,0 +1,224 @@
+// CUDA graphs of decode steps (engine/decode_graphs.h) on the GPU: decode steps whose batch
+// shrinks through several padded graph sizes give the eager steps' logits, step after step; one
+// graph step equals the eager step and its own replay; the engine with graphs serves many
+// concurrent requests (chunked prefill, prefix hits) like the eager engine; the padded sizes.
+//
+// Tolerance: a graph step runs the same kernels as an eager step, but on G >= B rows: cuBLASLt
+// and the MoE grouped GEMM may pick another tile or split for G rows than for B, which rounds
+// partial sums differently. So logits are compared with bf16 noise allowed (|d| <= 2e-2 +
+// 2e-2·|x|), and whole greedy continuations of the engine may part where the tiny random
+// model's top-2 logits nearly tie: at least 90% of the requests must match token for token.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "../../model/tiny_models.h"
+#include "core/memory.h"
+#include "engine/decode_graphs.h"
+#include "engine/deepseek_runner.h"
+#include "engine/engine.h"
+
+namespace mlaserve {
+namespace {
+
+DeepSeekModel load_gpu(const std::string& name) {
+  ModelOptions options;
+  options.device = Device::kCUDA;
+  const std::string dir = testing::tiny_model_dir(name);
+  DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
+  ModelWeights weights = load_weights(Checkpoint::open(dir), config, LoadOptions{DType::kBF16, Fp8Mode::kDequantize});
+  move_weights(weights, Device::kCUDA);
+  return DeepSeekModel(std::move(config), std::move(weights), options);
+}
+
+SamplingParams greedy(int64_t max_tokens) {
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.max_tokens = max_tokens;
+  p.ignore_eos = true;
+  return p;
+}
+
+// Runs `count` requests of random prompts (some sharing a prefix) through an engine over
+// `runner`; the greedy tokens of each.
+std::vector<std::vector<int32_t>> serve(ModelRunner& runner, int64_t vocab, int count, uint64_t seed) {
+  EngineOptions options;
+  options.scheduler = {/*max_num_batched_tokens=*/256, /*max_num_seqs=*/64, /*chunked_prefill=*/true};
+  Engine engine(runner, options);
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> shared(70);
+  for (int32_t& t : shared) t = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < count; ++i) {
+    std::vector<int32_t> prompt = i % 3 == 0 ? shared : std::vector<int32_t>{};
+    const auto extra = 1 + static_cast<int64_t>(rng() % 150);
+    for (int64_t k = 0; k < extra; ++k) prompt.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab)));
+    streams.push_back(engine.add_request({prompt, greedy(1 + static_cast<int64_t>(rng() % 40)), nullptr}));
+  }
+  while (engine.has_unfinished()) engine.step();
+  std::vector<std::vector<int32_t>> tokens;
+  for (auto& s : streams) {
+    std::vector<int32_t> out;
+    while (auto ev = s->try_next()) {
+      EXPECT_NE(ev->finish_reason, FinishReason::kError) << ev->error;
+      out.insert(out.end(), ev->token_ids.begin(), ev->token_ids.end());
+    }
+    tokens.push_back(std::move(out));
+  }
+  return tokens;
+}
+
+TEST(PaddedGraphBatch, RoundsUpToTheListAndCapsAtTheMaximum) {
+  EXPECT_EQ(padded_graph_batch(1, 256), 1);
+  EXPECT_EQ(padded_graph_batch(3, 256), 4);
+  EXPECT_EQ(padded_graph_batch(17, 256), 24);
+  EXPECT_EQ(padded_graph_batch(129, 256), 160);
+  EXPECT_EQ(padded_graph_batch(256, 256), 256);
+  EXPECT_EQ(padded_graph_batch(300, 512), 320);
+  EXPECT_EQ(padded_graph_batch(20, 20), 20);
+  EXPECT_THROW(padded_graph_batch(0, 256), Error);
+  EXPECT_THROW(padded_graph_batch(257, 256), Error);
+}
+
+class DecodeGraphsOnTinyModels : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DecodeGraphsOnTinyModels, EngineWithGraphsServesLikeTheEagerEngine) {
+  if (!cuda_available()) GTEST_SKIP() << "no GPU visible (scripts/gpu_test.sh runs this on the GPU machine)";
+  DeepSeekModel eager_model = load_gpu(GetParam());
+  DeepSeekModel graph_model = load_gpu(GetParam());
+  DeepSeekRunner eager(eager_model, 256, RunnerOptions{false, 64});
+  DeepSeekRunner graphs(graph_model, 256, RunnerOptions{true, 64});
+  const int64_t vocab = eager_model.config().vocab_size;
+  const auto want = serve(eager, vocab, 40, 5);
+  const auto got = serve(graphs, vocab, 40, 5);
+  ASSERT_EQ(want.size(), got.size());
+  size_t same = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(got[i].size(), want[i].size()) << "request " << i;
+    ASSERT_FALSE(got[i].empty());
+    EXPECT_EQ(got[i][0], want[i][0]) << "request " << i << ": the first token comes from the same eager prefill";
+    same += got[i] == want[i] ? 1 : 0;
+  }
+  EXPECT_GE(same * 10, want.size() * 9) << same << " of " << want.size() << " continuations equal";
+}
+
+// Teacher-forced decode: 12 sequences decoding 1..30 tokens each, so the batch shrinks through
+// graph sizes 16, 8, 4, 2 and 1 (and new sequence lengths cross block boundaries); each step's
+// graph logits against the eager step's on a second cache holding the same rows.
+TEST_P(DecodeGraphsOnTinyModels, ShrinkingDecodeBatchesMatchEagerStepByStep) {
+  if (!cuda_available()) GTEST_SKIP() << "no GPU visible (scripts/gpu_test.sh runs this on the GPU machine)";
+  DeepSeekModel model = load_gpu(GetParam());
+  LatentCache eager_cache = model.make_cache(128);
+  LatentCache graph_cache = model.make_cache(128);
+  DecodeGraphs graphs(model, graph_cache, /*scratch_block=*/127, /*max_batch=*/16, /*max_context=*/4096);
+  std::mt19937_64 rng(21);
+  const int64_t vocab = model.config().vocab_size;
+  struct Seq {
+    int32_t len;       // tokens in the cache
+    int32_t remaining; // decode steps left
+    std::vector<int32_t> table;
+  };
+  std::vector<Seq> seqs;
+  int32_t next_block = 0;
+  for (int i = 0; i < 12; ++i) {
+    Seq q{1 + static_cast<int32_t>(rng() % 140), 1 + static_cast<int32_t>(i * 29 / 11), {}};
+    for (int32_t k = 0; k < (q.len + q.remaining + kCacheBlockSize - 1) / kCacheBlockSize; ++k) q.table.push_back(next_block++);
+    ForwardBatch b;
+    b.sequences.push_back({0, q.len, 0, q.table});
+    for (int32_t p = 0; p < q.len; ++p) {
+      b.token_ids.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab)));
+      b.positions.push_back(p);
+      b.slot_mapping.push_back(int64_t{q.table[static_cast<size_t>(p / kCacheBlockSize)]} * kCacheBlockSize + p % kCacheBlockSize);
+    }
+    b.logit_rows = {q.len - 1};
+    model.forward(b, eager_cache);
+    model.forward(b, graph_cache);
+    seqs.push_back(std::move(q));
+  }
+  ASSERT_LT(next_block, 127);
+  for (int step = 0;; ++step) {
+    ForwardBatch d;
+    for (Seq& q : seqs) {
+      if (q.remaining == 0) continue;
+      const auto row = static_cast<int32_t>(d.sequences.size());
+      d.token_ids.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab)));
+      d.positions.push_back(q.len);
+      d.slot_mapping.push_back(int64_t{q.table[static_cast<size_t>(q.len / kCacheBlockSize)]} * kCacheBlockSize +
+                               q.len % kCacheBlockSize);
+      d.sequences.push_back({row, 1, q.len, q.table});
+      d.logit_rows.push_back(row);
+      ++q.len;
+      --q.remaining;
+    }
+    if (d.sequences.empty()) break;
+    ASSERT_TRUE(graphs.accepts(d));
+    const Tensor want = model.forward(d, eager_cache).to(Device::kCPU);
+    const Tensor got = graphs.run(d).to(Device::kCPU);
+    ASSERT_EQ(got.shape(), want.shape());
+    for (int64_t i = 0; i < want.numel(); ++i) {
+      const float e = want.data<float>()[i], g = got.data<float>()[i];
+      ASSERT_TRUE(std::isfinite(g)) << "step " << step << ", element " << i;
+      ASSERT_LE(std::fabs(g - e), 2e-2f + 2e-2f * std::fabs(e)) << "step " << step << ", element " << i;
+    }
+  }
+  EXPECT_EQ(graphs.num_captured(), 5);  // 16, 8, 4, 2, 1
+}
+
+// One decode step of 5 sequences (padded to 8) through a graph and eagerly: same logits.
+TEST_P(DecodeGraphsOnTinyModels, SmallGraphStepEqualsTheEagerStep) {
+  if (!cuda_available()) GTEST_SKIP() << "no GPU visible (scripts/gpu_test.sh runs this on the GPU machine)";
+  DeepSeekModel model = load_gpu(GetParam());
+  LatentCache cache = model.make_cache(64);
+  DecodeGraphs graphs(model, cache, /*scratch_block=*/63, /*max_batch=*/16, /*max_context=*/4096);
+  std::mt19937_64 rng(9);
+  const int64_t vocab = model.config().vocab_size;
+
+  // Prefill 5 sequences of different lengths (eagerly), each in blocks of its own.
+  const std::vector<int32_t> lens = {1, 7, 64, 65, 130};
+  std::vector<std::vector<int32_t>> tables;
+  int32_t next_block = 0;
+  for (int32_t len : lens) {
+    ForwardBatch b;
+    SequenceSlice s{0, len, 0, {}};
+    for (int32_t k = 0; k <= len / kCacheBlockSize; ++k) s.block_table.push_back(next_block++);
+    for (int32_t p = 0; p < len; ++p) {
+      b.token_ids.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab)));
+      b.positions.push_back(p);
+      b.slot_mapping.push_back(int64_t{s.block_table[static_cast<size_t>(p / kCacheBlockSize)]} * kCacheBlockSize +
+                               p % kCacheBlockSize);
+    }
+    b.logit_rows = {len - 1};
+    tables.push_back(s.block_table);
+    b.sequences.push_back(std::move(s));
+    model.forward(b, cache);
+  }
+  // One decode token each.
+  ForwardBatch d;
+  for (size_t i = 0; i < lens.size(); ++i) {
+    const int32_t pos = lens[i];
+    d.token_ids.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab)));
+    d.positions.push_back(pos);
+    d.slot_mapping.push_back(int64_t{tables[i][static_cast<size_t>(pos / kCacheBlockSize)]} * kCacheBlockSize +
+                             pos % kCacheBlockSize);
+    d.sequences.push_back({static_cast<int32_t>(i), 1, pos, tables[i]});
+    d.logit_rows.push_back(static_cast<int32_t>(i));
+  }
+  ASSERT_TRUE(graphs.accepts(d));
+  const Tensor eager = model.forward(d, cache).to(Device::kCPU);
+  const Tensor first = graphs.run(d).to(Device::kCPU);   // captures (after an eager run)
+  const Tensor replay = graphs.run(d).to(Device::kCPU);  // replays
+  EXPECT_EQ(graphs.num_captured(), 1);
+  ASSERT_EQ(replay.shape(), eager.shape());
+  for (int64_t i = 0; i < eager.numel(); ++i) {
+    const float e = eager.data<float>()[i], r = replay.data<float>()[i], f = first.data<float>()[i];
+    ASSERT_TRUE(std::isfinite(r)) << "element " << i;
+    ASSERT_LE(std::fabs(r - e), 2e-2f + 2e-2f * std::fabs(e)) << "element " << i;
+    ASSERT_EQ(r, f) << "two replays of one graph differ at element " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Tiny, DecodeGraphsOnTinyModels, ::testing::Values("tiny-v2-lite", "tiny-v3"));
+
+}  // namespace
+}  // namespace mlaserve
