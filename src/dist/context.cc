@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "core/logging.h"
-#ifdef MLASERVE_WITH_CUDA
+#ifdef MLASERVE_WITH_NCCL
 #include <cuda_runtime_api.h>
 
 #include "core/cuda_check.h"
@@ -61,11 +61,11 @@ std::unique_ptr<DistContext> DistContext::start(const LaunchOptions& o) {
 std::unique_ptr<DistContext> DistContext::join(const LaunchOptions& o, int rank, int local_rank) {
   const int world = o.world_size();
   MLA_CHECK(o.micro_batches >= 1, "--pipeline-micro-batches must be at least 1");
-#ifndef MLASERVE_WITH_CUDA
+#ifndef MLASERVE_WITH_NCCL
   (void)rank;
   (void)local_rank;
-  MLA_FAIL("tensor and pipeline parallelism run one process per GPU over NCCL: this build has no CUDA backend ({} ranks "
-           "asked for)", world);
+  MLA_FAIL("tensor and pipeline parallelism run one process per GPU over NCCL: this build has no CUDA backend or no "
+           "nccl.h ({} ranks asked for)", world);
 #else
   std::unique_ptr<DistContext> ctx(new DistContext());
   ctx->options_ = o;
