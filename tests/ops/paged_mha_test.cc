@@ -66,7 +66,9 @@ TEST(PagedMhaCache, PaddingIsSkippedAndBadIndicesFail) {
   const float* c = cache.data<float>();
   for (int64_t slot = 0; slot < 2 * kBlock; ++slot) {
     for (int64_t j = 0; j < n * (dqk + dv); ++j) {
-      if (slot != 5) ASSERT_EQ(c[slot * n * (dqk + dv) + j], 0.0f) << "slot " << slot << " written";
+      if (slot != 5) {
+        ASSERT_EQ(c[slot * n * (dqk + dv) + j], 0.0f) << "slot " << slot << " written";
+      }
     }
   }
   EXPECT_EQ(c[5 * n * (dqk + dv)], k.data<float>()[n * dqk]);  // token 1's first K value
