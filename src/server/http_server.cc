@@ -36,7 +36,7 @@ void sample_rates(ServingState& state, net::steady_timer& timer) {
 void HttpServer::run() {
   const ServerOptions& o = state_.options();
   boost::system::error_code ec;
-  const net::ip::address address = net::ip::make_address(o.host, ec);
+  const net::ip::address address = net::ip::make_address(o.host == "localhost" ? "127.0.0.1" : o.host, ec);
   MLA_CHECK(!ec, "--host {} is not an IP address: {}", o.host, ec.message());
 
   net::io_context ioc(o.http_threads);
@@ -67,9 +67,9 @@ void HttpServer::run() {
       }
       state_.engine().stop();  // ends what is left (kAbort); their connections finish their replies
       engine_stopped = true;
-      deadline = Clock::now() + std::chrono::seconds(1);  // time for those last writes
+      deadline = Clock::now() + std::chrono::milliseconds(500);  // time for the last replies' writes
     }
-    if (state_.num_active_tasks() > 0 && Clock::now() < deadline) {
+    if (Clock::now() < deadline) {
       drain_timer.expires_after(std::chrono::milliseconds(20));
       drain_timer.async_wait([&](boost::system::error_code e) {
         if (!e) poll_drain();

@@ -9,9 +9,10 @@ ServingState::ServingState(Engine& engine, const tokenizer::Tokenizer* tokenizer
   if (tokenizer_ != nullptr && tokenizer_->config().chat_template) {
     chat_template_.emplace(tokenizer::ChatTemplate::from_tokenizer(*tokenizer_));
   }
-  const bool template_thinks =
-      tokenizer_ != nullptr && tokenizer_->config().chat_template &&
-      tokenizer_->config().chat_template->find("<think>") != std::string::npos;
+  // R1's templates open the block ("<think>\n" after the generation prompt) or strip earlier
+  // turns' reasoning ("</think>"); V2's and V3's mention neither.
+  const std::optional<std::string>& tmpl = tokenizer_ != nullptr ? tokenizer_->config().chat_template : std::nullopt;
+  const bool template_thinks = tmpl && tmpl->find("think>") != std::string::npos;
   reasoning_ = options_.reasoning == ReasoningMode::kOn ||
                (options_.reasoning == ReasoningMode::kAuto && template_thinks);
   MLA_LOG_INFO("serving '{}': chat template {}, reasoning_content {}", options_.model_name,

@@ -17,7 +17,7 @@
 namespace mlaserve::server {
 
 enum class ReasoningMode {
-  kAuto,  // on when the chat template writes "<think>" (DeepSeek-R1's does; V3's does not)
+  kAuto,  // on when the chat template mentions <think> or </think> (DeepSeek-R1's does; V3's does not)
   kOn,
   kOff,
 };
