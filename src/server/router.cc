@@ -151,6 +151,8 @@ Routed route_request(ServingState& state, const HttpRequest& req) {
     return dispatch(state, path, req, r.route);
   } catch (const ApiError& e) {
     r.reply = error_reply(e);
+  } catch (const nlohmann::json::exception& e) {  // a JSON value of an unexpected type deep in a request
+    r.reply = error_reply(invalid_request(std::string("invalid request: ") + e.what()));
   } catch (const Error& e) {  // bad input caught by a lower layer's checks
     r.reply = error_reply(invalid_request(client_message(e.what())));
   } catch (const std::exception& e) {

@@ -29,7 +29,8 @@ ApiError completion_error(const std::string& text) {
 }
 
 TEST(ParseJson, MalformedBodiesAre400) {
-  for (const char* text : {"", "{", "{\"a\": }", "[1, 2]", "\"x\"", "nul", "{\"a\": 1} trailing", "\xff\xfe"}) {
+  for (const char* text : {"", "{", "{\"a\": }", "[1, 2]", "\"x\"", "nul", "{\"a\": 1} trailing", "\xff\xfe",
+                           "{\"a\": 1e999999}", "{\"a\": -1e400}"}) {
     ApiError e = error_of([&] { parse_json_object(text); });
     EXPECT_EQ(e.status(), 400) << text;
     EXPECT_EQ(e.type(), "invalid_request_error");

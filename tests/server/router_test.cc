@@ -121,6 +121,15 @@ TEST(Router, UnknownRoutesAndMethods) {
 TEST(Router, RequestErrors) {
   Server s;
   EXPECT_EQ(status(s.call("POST", "/v1/completions", "{not json")), 400);
+  EXPECT_EQ(status(s.call("POST", "/v1/completions", R"({"model": "tiny", "prompt": "x", "n": 1e999999})")), 400);
+  // Values of a wrong type deep inside: 400, not 500.
+  EXPECT_EQ(status(s.call("POST", "/v1/chat/completions",
+                          R"({"model": "tiny", "messages": [{"role": "user", "content": [{"type": 5}]}]})")),
+            400);
+  EXPECT_EQ(status(s.call("POST", "/v1/chat/completions",
+                          R"({"model": "tiny", "messages": [{"role": "user", "content": "x"}],
+                              "response_format": {"type": 5}})")),
+            400);
   Routed r = s.call("POST", "/v1/completions", R"({"model": "gpt-4", "prompt": "x"})");
   EXPECT_EQ(status(r), 404);
   EXPECT_EQ(reply_json(r)["error"]["code"], "model_not_found");
