@@ -33,7 +33,9 @@ class DeepSeekRunner final : public ModelRunner {
   DeepSeekModel& model_;
   int32_t num_blocks_;  // the blocks the engine may use
   LatentCache cache_;
+#ifdef MLASERVE_WITH_CUDA
   std::unique_ptr<DecodeGraphs> graphs_;  // GPU with graphs on
+#endif
 };
 
 }  // namespace mlaserve
