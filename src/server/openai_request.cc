@@ -147,6 +147,8 @@ Json parse_messages(const Json& body) {
   return messages;
 }
 
+constexpr int64_t kDefaultCompletionTokens = 16;  // /v1/completions without max_tokens
+
 }  // namespace
 
 CompletionRequest parse_completion_request(const Json& body, const RequestLimits& limits) {
@@ -155,7 +157,8 @@ CompletionRequest parse_completion_request(const Json& body, const RequestLimits
   r.prompts = parse_prompts(body, limits);
   if (get_bool(body, "echo").value_or(false)) throw invalid_request("'echo' is not supported", "echo");
   refuse_if_set(body, "suffix", "no insertion");
-  r.gen.params.max_tokens = get_int(body, "max_tokens", 1, kMaxTokens);
+  // OpenAI's legacy completions default (and vLLM's): 16 tokens, not the whole context.
+  r.gen.params.max_tokens = get_int(body, "max_tokens", 1, kMaxTokens).value_or(kDefaultCompletionTokens);
   if (auto lp = get_int(body, "logprobs", 0, limits.max_logprobs)) r.gen.params.logprobs = static_cast<int32_t>(*lp);
   return r;
 }

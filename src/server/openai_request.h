@@ -8,7 +8,8 @@
 //          skip_special_tokens; refused when set: logit_bias (non-empty), tools, functions,
 //          response_format other than text, suffix, echo = true, best_of != n
 //   /v1/completions: prompt (a string, an array of strings, an array of token ids or an array
-//          of such arrays: one prompt each, n choices each), max_tokens, logprobs (an integer)
+//          of such arrays: one prompt each, n choices each), max_tokens (default 16, as OpenAI),
+//          logprobs (an integer)
 //   /v1/chat/completions: messages (role + content: a string, null, or an array of text
 //          parts), max_completion_tokens or max_tokens (the first wins), logprobs (a boolean),
 //          top_logprobs (needs logprobs), add_generation_prompt (default true)

@@ -73,7 +73,7 @@ TEST(ParseCompletion, AllFields) {
 TEST(ParseCompletion, Defaults) {
   CompletionRequest r = parse_completion_request(body(R"({"model": "m", "prompt": [1, 2, 3]})"), RequestLimits{});
   EXPECT_EQ(std::get<std::vector<int32_t>>(r.prompts[0]), (std::vector<int32_t>{1, 2, 3}));
-  EXPECT_FALSE(r.gen.params.max_tokens);
+  EXPECT_EQ(r.gen.params.max_tokens, 16);  // OpenAI's completions default
   EXPECT_FLOAT_EQ(r.gen.params.temperature, 1.0f);
   EXPECT_FALSE(r.gen.params.logprobs);
   EXPECT_FALSE(r.gen.params.seed);
@@ -82,7 +82,7 @@ TEST(ParseCompletion, Defaults) {
   // null reads as absent
   r = parse_completion_request(body(R"({"model": "m", "prompt": "x", "max_tokens": null, "stop": null})"),
                                RequestLimits{});
-  EXPECT_FALSE(r.gen.params.max_tokens);
+  EXPECT_EQ(r.gen.params.max_tokens, 16);
   EXPECT_TRUE(r.gen.params.stop.empty());
 }
 
