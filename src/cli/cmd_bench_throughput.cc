@@ -13,14 +13,21 @@ struct ThroughputArgs {
   BenchEngineArgs engine;
   int64_t num_prompts = 64;
   int64_t input_len = 256;
+  int64_t shared_prefix_len = 0;  // tokens every prompt starts with (a system prompt), before input_len of its own
   int64_t output_len = 64;
 };
 
 void run_throughput(const ThroughputArgs& a) {
-  const auto blocks_needed = static_cast<int32_t>(a.num_prompts * blocks_for_tokens(a.input_len + a.output_len));
+  const int64_t prompt_len = a.shared_prefix_len + a.input_len;
+  const auto blocks_needed = static_cast<int32_t>(a.num_prompts * blocks_for_tokens(prompt_len + a.output_len));
   BenchEngine b = make_bench_engine(a.engine, blocks_needed);
   if (!b.engine) return;  // a rank other than 0 of a split model: it ran rank 0's steps
-  const auto prompts = random_prompts(a.num_prompts, a.input_len, b.engine->vocab_size(), a.engine.seed);
+  auto prompts = random_prompts(a.num_prompts, a.input_len, b.engine->vocab_size(), a.engine.seed);
+  if (a.shared_prefix_len > 0) {
+    const std::vector<int32_t> prefix =
+        random_prompts(1, a.shared_prefix_len, b.engine->vocab_size(), a.engine.seed + 1).front();
+    for (std::vector<int32_t>& p : prompts) p.insert(p.begin(), prefix.begin(), prefix.end());
+  }
   const auto start = std::chrono::steady_clock::now();
   const std::vector<RequestTiming> timing = run_batch(*b.engine, prompts, a.output_len, a.engine, "throughput");
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -32,11 +39,12 @@ void run_throughput(const ThroughputArgs& a) {
     output_tokens += t.output_tokens;
   }
   const EngineStats s = b.engine->stats();
-  const double input_tokens = static_cast<double>(a.num_prompts * a.input_len);
+  const double input_tokens = static_cast<double>(a.num_prompts * prompt_len);
   const double hit_rate = s.prefix_query_tokens > 0 ? double(s.prefix_hit_tokens) / double(s.prefix_query_tokens) : 0.0;
   nlohmann::json results = {
       {"num_prompts", a.num_prompts},
       {"input_len", a.input_len},
+      {"shared_prefix_len", a.shared_prefix_len},
       {"output_len", a.output_len},
       {"elapsed_s", elapsed},
       {"requests_per_s", double(a.num_prompts) / elapsed},
@@ -53,7 +61,7 @@ void run_throughput(const ThroughputArgs& a) {
 
   std::printf("%-26s %s on %s\n", "model", b.model_name.c_str(), b.card.c_str());
   std::printf("%-26s %lld x (%lld in, %lld out)\n", "requests", static_cast<long long>(a.num_prompts),
-              static_cast<long long>(a.input_len), static_cast<long long>(a.output_len));
+              static_cast<long long>(prompt_len), static_cast<long long>(a.output_len));
   std::printf("%-26s %.3f s\n", "elapsed", elapsed);
   std::printf("%-26s %.2f\n", "requests/s", results["requests_per_s"].get<double>());
   std::printf("%-26s %.1f\n", "input tokens/s", results["input_tokens_per_s"].get<double>());
@@ -78,7 +86,11 @@ void register_bench_throughput(CLI::App& bench) {
   auto* cmd = bench.add_subcommand("throughput", "N random prompts submitted at once: requests and tokens per second");
   add_bench_engine_options(*cmd, args->engine);
   cmd->add_option("--num-prompts", args->num_prompts, "Requests")->check(CLI::PositiveNumber);
-  cmd->add_option("--input-len", args->input_len, "Prompt tokens per request")->check(CLI::PositiveNumber);
+  cmd->add_option("--input-len", args->input_len, "Prompt tokens per request (after the shared prefix)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--shared-prefix-len", args->shared_prefix_len,
+                  "Tokens every prompt starts with (a shared system prompt: exercises the prefix cache)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--output-len", args->output_len, "Generated tokens per request")->check(CLI::PositiveNumber);
   cmd->callback([args] { run_throughput(*args); });
 }
