@@ -281,7 +281,9 @@ class OpenAISdkTest(unittest.TestCase):
         stream.close()
         deadline = time.time() + 20
         m = metrics()
-        while time.time() < deadline and (m["mlaserve_kv_blocks_in_use"] > 0 or m["mlaserve_num_requests_running"] > 0):
+        # The engine frees the blocks first; the abort is counted when the HTTP side sees its end.
+        while time.time() < deadline and (m["mlaserve_kv_blocks_in_use"] > 0 or m["mlaserve_num_requests_running"] > 0
+                                          or m['mlaserve_requests_finished_total{finish_reason="abort"}'] < 1):
             time.sleep(0.1)
             m = metrics()
         self.assertEqual(m["mlaserve_kv_blocks_in_use"], 0)
