@@ -61,16 +61,13 @@ struct DecodeGraphs::Graph {
   }
 };
 
-DecodeGraphs::DecodeGraphs(DeepSeekModel& model, LatentCache& cache, int32_t scratch_block, int64_t max_batch,
-                           int64_t max_context)
+DecodeGraphs::DecodeGraphs(DeepSeekModel& model, LatentCache& cache, int64_t max_batch, int64_t max_context)
     : model_(model),
       cache_(cache),
-      scratch_block_(scratch_block),
       max_batch_(max_batch),
       max_blocks_((max_context + kCacheBlockSize - 1) / kCacheBlockSize),
       pool_(new_device_pool()) {
-  MLA_CHECK(scratch_block >= 0 && scratch_block < cache.num_blocks(), "DecodeGraphs: scratch block {} outside the "
-            "cache's {} blocks", scratch_block, cache.num_blocks());
+  MLA_CHECK(cache.num_blocks() >= 1, "DecodeGraphs: the cache has no blocks");
   MLA_CHECK(max_batch >= 1 && max_context >= 1, "DecodeGraphs: max_batch {} and max_context {} must be positive",
             max_batch, max_context);
   stream_ = model.stream().cuda;
@@ -146,13 +143,13 @@ void DecodeGraphs::upload(Graph& g, const ForwardBatch& batch) {
     g.host_ints[i] = real ? batch.token_ids[static_cast<size_t>(i)] : 0;
     g.host_ints[n + i] = real ? batch.positions[static_cast<size_t>(i)] : 0;
     g.host_ints[2 * n + i] = real ? s->context_len + 1 : 1;
-    g.host_slots[i] = real ? batch.slot_mapping[static_cast<size_t>(i)] : int64_t{scratch_block_} * kCacheBlockSize;
+    g.host_slots[i] = real ? batch.slot_mapping[static_cast<size_t>(i)] : -1;  // padding: not written
     int32_t* row = g.host_table + i * max_blocks_;
     if (real) {
       std::copy(s->block_table.begin(), s->block_table.end(), row);
       width = std::max<int64_t>(width, static_cast<int64_t>(s->block_table.size()));
     } else {
-      row[0] = scratch_block_;
+      row[0] = 0;  // padding reads one row of block 0; its output is dropped
     }
   }
   const cudaStream_t stream = as_cuda(stream_);

@@ -4,8 +4,8 @@
 //
 // A step qualifies when every sequence brings exactly one new token and there are at most
 // max_batch of them. Its B sequences run in the graph of the next padded size G >= B
-// (kGraphBatchSizes); the G - B padding rows are sequences of one token whose cache row and
-// block table point at a scratch block that no sequence owns, and whose logits are dropped.
+// (kGraphBatchSizes); the G - B padding rows are sequences of one token with cache slot -1
+// (the cache write skips it, ops/latent_cache.h) that read block 0, and whose logits are dropped.
 // The graph of size G is captured on the step that first needs it: the step runs eagerly once
 // (which also creates cuBLASLt workspaces and other lazy state outside the capture), then
 // DeepSeekModel::run_step is captured on the model's stream into a private memory pool
@@ -34,10 +34,8 @@ namespace mlaserve {
 
 class DecodeGraphs {
  public:
-  // `scratch_block` is a cache block of `cache` that the engine never allocates; `max_context`
-  // bounds every sequence's length (it sizes the graphs' block tables).
-  DecodeGraphs(DeepSeekModel& model, LatentCache& cache, int32_t scratch_block, int64_t max_batch,
-               int64_t max_context);
+  // `max_context` bounds every sequence's length (it sizes the graphs' block tables).
+  DecodeGraphs(DeepSeekModel& model, LatentCache& cache, int64_t max_batch, int64_t max_context);
   ~DecodeGraphs();
   DecodeGraphs(const DecodeGraphs&) = delete;
   DecodeGraphs& operator=(const DecodeGraphs&) = delete;
@@ -57,7 +55,6 @@ class DecodeGraphs {
 
   DeepSeekModel& model_;
   LatentCache& cache_;
-  const int32_t scratch_block_;
   const int64_t max_batch_;
   const int64_t max_blocks_;  // block-table width of every graph
   DevicePool* pool_ = nullptr;

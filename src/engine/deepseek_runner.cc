@@ -24,14 +24,12 @@ bool graphs_wanted(const DeepSeekModel& model, const RunnerOptions& options) {
 
 DeepSeekRunner::DeepSeekRunner(DeepSeekModel& model, int32_t num_cache_blocks, RunnerOptions options)
     : model_(model),
-      num_blocks_(num_cache_blocks),
-      cache_(model.make_cache(num_cache_blocks + (graphs_wanted(model, options) ? 1 : 0))) {
+      cache_(model.make_cache(num_cache_blocks)) {
 #ifdef MLASERVE_WITH_CUDA
   if (graphs_wanted(model, options)) {
     const int64_t max_context =
         std::min<int64_t>(model.config().max_position_embeddings, int64_t{num_cache_blocks} * kCacheBlockSize);
-    graphs_ = std::make_unique<DecodeGraphs>(model, cache_, /*scratch_block=*/num_cache_blocks,
-                                             options.max_graph_batch, max_context);
+    graphs_ = std::make_unique<DecodeGraphs>(model, cache_, options.max_graph_batch, max_context);
   }
 #endif
 }
@@ -42,7 +40,7 @@ ModelRunnerInfo DeepSeekRunner::info() const {
   const DeepSeekConfig& c = model_.config();
   ModelRunnerInfo info;
   info.vocab_size = c.vocab_size;
-  info.num_cache_blocks = num_blocks_;
+  info.num_cache_blocks = static_cast<int32_t>(cache_.num_blocks());
   info.max_position_embeddings = c.max_position_embeddings;
   for (int64_t id : c.eos_token_ids) info.eos_token_ids.push_back(static_cast<int32_t>(id));
   return info;

@@ -21,8 +21,7 @@ struct RunnerOptions {
 
 class DeepSeekRunner final : public ModelRunner {
  public:
-  // `model` must outlive the runner; the cache of num_cache_blocks blocks is allocated here
-  // (plus one scratch block for the padding rows of CUDA graphs).
+  // `model` must outlive the runner; the cache of num_cache_blocks blocks is allocated here.
   DeepSeekRunner(DeepSeekModel& model, int32_t num_cache_blocks, RunnerOptions options = {});
   ~DeepSeekRunner() override;
 
@@ -31,7 +30,6 @@ class DeepSeekRunner final : public ModelRunner {
 
  private:
   DeepSeekModel& model_;
-  int32_t num_blocks_;  // the blocks the engine may use
   LatentCache cache_;
 #ifdef MLASERVE_WITH_CUDA
   std::unique_ptr<DecodeGraphs> graphs_;  // GPU with graphs on

@@ -218,7 +218,10 @@ void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<siz
   // Logits on the GPU stay there: one argmax over every row, and only the token ids come back.
   // Rows that need the whole distribution (sampling, penalties, logprobs) are copied one by one.
   std::vector<int32_t> argmax;
-  if (!logits.is_cpu()) {
+  const bool any_greedy = std::any_of(sampled.begin(), sampled.end(), [&](size_t c) {
+    return is_plain_greedy(requests_.at(out.chunks[c].seq->id)->params);
+  });
+  if (!logits.is_cpu() && any_greedy) {
     Tensor ids = Tensor::empty({logits.dim(0)}, DType::kI32, logits.device());
     ops::greedy_sample(logits, ids);
     Tensor host_ids = ids.to(Device::kCPU);
