@@ -1,10 +1,14 @@
 // The grouped block-FP8 MoE GEMM (moe_grouped_gemm_fp8_cuda) and the FP8 expert layer on the GPU.
 //
-//   1. grouped GEMM at the target shape, 4 experts x 8192 rows, N 4096, K 7168 (plain epilogue),
-//      against the best peer on the card for the same work: the dense block-scaled FP8 GEMM
-//      (linear_fp8_w8a8_cuda, cuBLASLt BLK128x128 and the sm90 kernel, whichever kAuto picks)
-//      launched once per expert. TFLOPS = 2·P·N·K / time.
-//   2. a V3 MoE layer (256 experts, H 7168, Im 2048, top-8, uniform routing over the experts):
+//   1. grouped GEMM at the target shape, 4 experts x 8192 rows, N 4096, K 7168 (plain epilogue):
+//      both kernels (mma.sync, Hopper wgmma) against the best peer on the card for the same work,
+//      the dense block-scaled FP8 GEMM (linear_fp8_w8a8_cuda, cuBLASLt BLK128x128 and the sm90
+//      kernel, whichever kAuto picks) launched once per expert, and the floor: the tensor cores'
+//      dense FP8 peak (kFp8PeakTflops). TFLOPS = 2·P·N·K / time.
+//   2. the grouped GEMMs of real MoE layers (V3: E 256, H 7168, Im 2048; V2-Lite: E 64, H 2048,
+//      Im 1408), gate_up (SwiGLU epilogue) and down, uniform routing, at prefill token counts:
+//      both kernels and what kAuto picks.
+//   3. a V3 MoE layer (256 experts, H 7168, Im 2048, top-8, uniform routing over the experts):
 //      moe_experts_fp8_cuda (two quantisations, two grouped GEMMs) against moe_experts_cuda
 //      (BF16), decode token counts against the HBM floor of the active experts' weights (e4m3
 //      bytes / measured copy bandwidth), prefill counts in TFLOPS.
@@ -14,12 +18,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench_timing.h"
@@ -27,6 +33,7 @@
 #include "core/tensor.h"
 #include "ops/fp8_block.h"
 #include "ops/linear_fp8.h"
+#include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
 #include "ops/moe_experts.h"
 #include "ops/random_fill.h"
 
@@ -34,6 +41,9 @@ namespace mlaserve::bench {
 namespace {
 
 constexpr int kWarmup = 3, kReps = 20;
+// Dense FP8 tensor-core peak of an H100 / H200 SXM (datasheet, without sparsity): the floor of a
+// compute-bound GEMM. Other cards: the ratio column is then only indicative.
+constexpr double kFp8PeakTflops = 1979.0;
 
 Tensor random_bf16(const Shape& shape, uint64_t seed, cudaStream_t stream) {
   Tensor t = Tensor::empty(shape, DType::kBF16, Device::kCUDA);
@@ -113,8 +123,11 @@ int run(int argc, char** argv) {
     const Tensor offsets = off_host.to(Device::kCUDA);
     Tensor out = Tensor::empty({rows, n}, DType::kBF16, Device::kCUDA);
     const double flops = 2.0 * rows * n * k;
-    const double ours = time_us(timer, stream, [&](int) {
-      ops::moe_grouped_gemm_fp8_cuda(a_q, a_s, offsets, b_q, b_s, false, out, stream);
+    const double mma = time_us(timer, stream, [&](int) {
+      ops::moe_grouped_gemm_fp8_cuda(a_q, a_s, offsets, b_q, b_s, false, out, stream, ops::MoeFp8Kernel::kMmaSync);
+    });
+    const double wgmma = time_us(timer, stream, [&](int) {
+      ops::moe_grouped_gemm_fp8_cuda(a_q, a_s, offsets, b_q, b_s, false, out, stream, ops::MoeFp8Kernel::kWgmma);
     });
     const double peer = time_us(timer, stream, [&](int) {
       for (int64_t g = 0; g < groups; ++g) {
@@ -125,15 +138,84 @@ int run(int argc, char** argv) {
       }
     });
     std::printf("\ngrouped FP8 GEMM, %ld groups x %ld rows, N %ld, K %ld\n", groups, m, n, k);
-    std::printf("%-34s %10s %8s\n", "kernel", "us", "TFLOPS");
-    std::printf("%-34s %10.1f %8.1f\n", "moe_grouped_gemm_fp8 (mma.sync)", ours, flops / ours / 1e6);
-    std::printf("%-34s %10.1f %8.1f\n", "linear_fp8_w8a8 x4 (peer)", peer, flops / peer / 1e6);
-    gemm_rows.push_back({{"groups", groups}, {"m", m}, {"n", n}, {"k", k}, {"us", ours},
-                         {"tflops", flops / ours / 1e6}, {"peer_dense_x4_us", peer},
-                         {"peer_tflops", flops / peer / 1e6}});
+    const double floor = flops / kFp8PeakTflops / 1e6;
+    std::printf("%-34s %10s %8s %8s\n", "kernel", "us", "TFLOPS", "of peak");
+    for (const auto& [name, us] : {std::pair{"moe_grouped_gemm_fp8 (mma.sync)", mma},
+                                   std::pair{"moe_grouped_gemm_fp8 (wgmma)", wgmma},
+                                   std::pair{"linear_fp8_w8a8 x4 (peer)", peer},
+                                   std::pair{"floor (FP8 dense peak)", floor}}) {
+      std::printf("%-34s %10.1f %8.1f %8.2f\n", name, us, flops / us / 1e6, floor / us);
+    }
+    gemm_rows.push_back({{"groups", groups}, {"m", m}, {"n", n}, {"k", k}, {"mma_sync_us", mma},
+                         {"mma_sync_tflops", flops / mma / 1e6}, {"wgmma_us", wgmma},
+                         {"wgmma_tflops", flops / wgmma / 1e6}, {"peer_dense_x4_us", peer},
+                         {"peer_tflops", flops / peer / 1e6}, {"floor_us", floor}});
   }
 
-  // 2. The V3 expert layer, FP8 against BF16.
+  // 2. The grouped GEMMs of real MoE layers.
+  nlohmann::json shape_rows = nlohmann::json::array();
+  {
+    struct Model {
+      const char* name;
+      int64_t experts, hidden, inter, top_k;
+      std::vector<int64_t> tokens;
+    };
+    const Model models[] = {{"v3", 256, 7168, 2048, 8, {1024, 2048, 4096, 16384}},
+                            {"v2-lite", 64, 2048, 1408, 6, {512, 1024, 4096, 16384}}};
+    std::printf("\ngrouped GEMMs of MoE layers, uniform routing; auto = what kAuto runs\n");
+    std::printf("%-8s %-8s %6s %7s %6s %10s %8s %10s %8s %6s %8s\n", "model", "gemm", "tokens", "rows", "mean",
+                "mma us", "TFLOPS", "wgmma us", "TFLOPS", "auto", "of peak");
+    for (const Model& md : models) {
+      Tensor gu_q, gu_s, dn_q, dn_s;
+      random_fp8({md.experts * 2 * md.inter, md.hidden}, 11, gu_q, gu_s, stream);
+      random_fp8({md.experts * md.hidden, md.inter}, 12, dn_q, dn_s, stream);
+      gu_q = gu_q.reshape({md.experts, 2 * md.inter, md.hidden});
+      gu_s = gu_s.reshape({md.experts, 2 * md.inter / 128, md.hidden / 128});
+      dn_q = dn_q.reshape({md.experts, md.hidden, md.inter});
+      dn_s = dn_s.reshape({md.experts, md.hidden / 128, md.inter / 128});
+      for (int64_t t : md.tokens) {
+        const int64_t rows = t * md.top_k;
+        std::vector<int32_t> off(static_cast<size_t>(md.experts + 1));
+        for (int64_t i = 0; i <= md.experts; ++i) off[i] = static_cast<int32_t>(i * rows / md.experts);
+        Tensor off_host = Tensor::empty({md.experts + 1}, DType::kI32);
+        std::copy(off.begin(), off.end(), off_host.data<int32_t>());
+        const Tensor offsets = off_host.to(Device::kCUDA);
+        for (const bool swiglu : {true, false}) {
+          const int64_t k = swiglu ? md.hidden : md.inter, n_out = swiglu ? md.inter : md.hidden;
+          const int64_t w_rows = swiglu ? 2 * md.inter : md.hidden;
+          Tensor a_q = Tensor::empty({rows, k}, DType::kF8E4M3, Device::kCUDA);
+          Tensor a_s = Tensor::empty({rows, k / 128}, DType::kF32, Device::kCUDA);
+          {
+            const Tensor x = random_bf16({rows, k}, 13, stream);
+            ops::quantize_activations_fp8_cuda(x, ops::ActQuantParams{}, a_q, a_s, stream);
+          }
+          Tensor out = Tensor::empty({rows, n_out}, DType::kBF16, Device::kCUDA);
+          const Tensor& b_q = swiglu ? gu_q : dn_q;
+          const Tensor& b_s = swiglu ? gu_s : dn_s;
+          auto time_kernel = [&](ops::MoeFp8Kernel kernel) {
+            return time_us(timer, stream, [&](int) {
+              ops::moe_grouped_gemm_fp8_cuda(a_q, a_s, offsets, b_q, b_s, swiglu, out, stream, kernel);
+            });
+          };
+          const double mma = time_kernel(ops::MoeFp8Kernel::kMmaSync);
+          const double wgmma = time_kernel(ops::MoeFp8Kernel::kWgmma);
+          const bool auto_wgmma = ops::sm90::moe_fp8::use_wgmma(rows, md.experts);
+          const double flops = 2.0 * rows * w_rows * k;
+          const double best = auto_wgmma ? wgmma : mma;
+          const int64_t mean = rows / std::min(md.experts, rows);
+          std::printf("%-8s %-8s %6ld %7ld %6ld %10.1f %8.1f %10.1f %8.1f %6s %8.2f\n", md.name,
+                      swiglu ? "gate_up" : "down", t, rows, mean, mma, flops / mma / 1e6, wgmma, flops / wgmma / 1e6,
+                      auto_wgmma ? "wgmma" : "mma", flops / best / 1e6 / kFp8PeakTflops);
+          shape_rows.push_back({{"model", md.name}, {"gemm", swiglu ? "gate_up" : "down"}, {"tokens", t},
+                                {"rows", rows}, {"experts", md.experts}, {"k", k}, {"weight_rows", w_rows},
+                                {"mma_sync_us", mma}, {"mma_sync_tflops", flops / mma / 1e6}, {"wgmma_us", wgmma},
+                                {"wgmma_tflops", flops / wgmma / 1e6}, {"auto", auto_wgmma ? "wgmma" : "mma_sync"}});
+        }
+      }
+    }
+  }
+
+  // 3. The V3 expert layer, FP8 against BF16.
   nlohmann::json layer_rows = nlohmann::json::array();
   {
     const int64_t e = 256, h = 7168, im = 2048, top_k = 8;
@@ -149,7 +231,7 @@ int run(int argc, char** argv) {
                 "copy bandwidth\n");
     std::printf("%7s %6s %7s %10s %10s %8s %9s %7s %9s\n", "tokens", "rows", "active", "fp8 us", "bf16 us", "bf16/fp8",
                 "floor us", "xfloor", "fp8 TFLOPS");
-    for (int64_t t : {1, 16, 64, 128, 1024, 4096}) {
+    for (int64_t t : {1, 16, 64, 128, 1024, 4096, 16384}) {
       const int64_t rows = t * top_k, active = std::min(e, rows);
       std::vector<int32_t> off(static_cast<size_t>(e + 1));
       for (int64_t i = 0; i <= e; ++i) off[i] = static_cast<int32_t>(i * rows / e);
@@ -179,8 +261,8 @@ int run(int argc, char** argv) {
   std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::gmtime(&now));
   const nlohmann::json doc = {{"benchmark", "moe_fp8"}, {"card", prop.name}, {"date", date},
-                              {"command", command},     {"copy_gbps", copy}, {"grouped_gemm", gemm_rows},
-                              {"v3_layer", layer_rows}};
+                              {"command", command},     {"copy_gbps", copy}, {"fp8_peak_tflops", kFp8PeakTflops},
+                              {"grouped_gemm", gemm_rows}, {"moe_shapes", shape_rows}, {"v3_layer", layer_rows}};
   std::filesystem::create_directories(out_dir);
   const std::string path = out_dir + "/moe_fp8_" + card_slug(prop.name) + "_" + stamp + ".json";
   std::ofstream(path) << doc.dump(2) << "\n";

@@ -69,7 +69,7 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
 void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, Tensor& out,
                       cudaStream_t stream);
 
-// ---- CUDA, FP8: src/ops/cuda/moe_grouped_gemm_fp8_sm89.{cuh,cu} -------------------------------
+// ---- CUDA, FP8: src/ops/cuda/moe_grouped_gemm_fp8_sm{89,90}.{cuh,cu} --------------------------
 //
 // FP8 experts on the GPU (W8A8, DeepSeek's block scales): x, hidden and out bf16 as above,
 // gate_up/down e4m3 with their [E, rows/128, cols/128] f32 scales. x is quantised per token and
@@ -82,6 +82,12 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
 void moe_experts_fp8_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
                           const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream);
 
+// Which kernel runs the grouped block-FP8 GEMM. kAuto: the Hopper wgmma kernel
+// (moe_grouped_gemm_fp8_sm90.cuh) when the mean rows per active expert exceed 64, else the
+// mma.sync kernel (moe_grouped_gemm_fp8_sm89.cuh); the rule is use_wgmma in
+// moe_grouped_gemm_fp8_sm90.h. The others force one kernel (tests and benchmarks).
+enum class MoeFp8Kernel : uint8_t { kAuto, kMmaSync, kWgmma };
+
 // The grouped block-FP8 GEMM itself (both launches of moe_experts_fp8_cuda; also what the
 // benchmark times). a_q [P, K] e4m3 in expert order, a_scales [P, K/128] f32, expert_offsets
 // [E + 1] i32 (device), b_q [E, R, K] e4m3, b_scales [E, R/128, K/128] f32, K and R multiples of
@@ -90,7 +96,7 @@ void moe_experts_fp8_cuda(const Tensor& x, const Tensor& expert_offsets, const E
 // out [P, Im] = silu(first half) ⊙ second half, Im a multiple of 128.
 void moe_grouped_gemm_fp8_cuda(const Tensor& a_q, const Tensor& a_scales, const Tensor& expert_offsets,
                                const Tensor& b_q, const Tensor& b_scales, bool swiglu, Tensor& out,
-                               cudaStream_t stream);
+                               cudaStream_t stream, MoeFp8Kernel kernel = MoeFp8Kernel::kAuto);
 
 }  // namespace mlaserve::ops
 #endif  // MLASERVE_WITH_CUDA

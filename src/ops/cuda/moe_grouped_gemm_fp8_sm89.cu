@@ -1,6 +1,8 @@
 // moe_grouped_gemm_fp8_cuda and moe_experts_fp8_cuda (ops/moe_experts.h): argument checks, the
-// activation quantisation and the grouped GEMM launches. The design note and the kernel are in
-// moe_grouped_gemm_fp8_sm89.cuh, the tile choice in moe_grouped_gemm_fp8_sm89_heuristics.h.
+// activation quantisation and the grouped GEMM launches. Two kernels: the mma.sync one (design
+// note and kernel in moe_grouped_gemm_fp8_sm89.cuh, tile choice in
+// moe_grouped_gemm_fp8_sm89_heuristics.h) and the Hopper wgmma one for prefill-sized groups
+// (moe_grouped_gemm_fp8_sm90.cuh); use_wgmma (moe_grouped_gemm_fp8_sm90.h) picks between them.
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89.cuh"
 
 #include <algorithm>
@@ -8,6 +10,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89_heuristics.h"
+#include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
 #include "ops/fp8_block.h"
 #include "ops/moe_experts.h"
 
@@ -52,7 +55,7 @@ void run(const sm89::MoeFp8GemmParams& p, cudaStream_t stream) {
 
 void moe_grouped_gemm_fp8_cuda(const Tensor& a_q, const Tensor& a_scales, const Tensor& expert_offsets,
                                const Tensor& b_q, const Tensor& b_scales, bool swiglu, Tensor& out,
-                               cudaStream_t stream) {
+                               cudaStream_t stream, MoeFp8Kernel kernel) {
   MLA_CHECK(a_q.ndim() == 2 && b_q.ndim() == 3, "{}: a_q {} must be [P, K], b_q {} [E, rows, K]", kGemm,
             shape_str(a_q.shape()), shape_str(b_q.shape()));
   const int64_t rows = a_q.dim(0), k = a_q.dim(1), e_count = b_q.dim(0), b_rows = b_q.dim(1);
@@ -83,6 +86,9 @@ void moe_grouped_gemm_fp8_cuda(const Tensor& a_q, const Tensor& a_scales, const 
   p.k = static_cast<int32_t>(k);
   p.b_rows = static_cast<int32_t>(b_rows);
   p.n_out = static_cast<int32_t>(n_out);
+  const bool wgmma = kernel == MoeFp8Kernel::kWgmma ||
+                     (kernel == MoeFp8Kernel::kAuto && sm90::moe_fp8::use_wgmma(rows, e_count));
+  if (wgmma) return sm90::moe_fp8::moe_grouped_gemm_fp8_sm90(p, swiglu, stream);
   if (swiglu) {
     run<true>(p, stream);
   } else {
