@@ -6,7 +6,6 @@
 #include "core/logging.h"
 #include "engine/batch_builder.h"
 #include "engine/output_text.h"
-#include "ops/sampling.h"
 
 namespace mlaserve {
 
@@ -215,33 +214,31 @@ void Engine::run_chunks(const SchedulerOutput& out) {
 }
 
 void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<size_t>& sampled, Tensor& logits) {
-  // Logits on the GPU stay there: one argmax over every row, and only the token ids come back.
-  // Rows that need the whole distribution (sampling, penalties, logprobs) are copied one by one.
-  std::vector<int32_t> argmax;
-  const bool any_greedy = std::any_of(sampled.begin(), sampled.end(), [&](size_t c) {
-    return is_plain_greedy(requests_.at(out.chunks[c].seq->id)->params);
-  });
-  if (!logits.is_cpu() && any_greedy) {
-    Tensor ids = Tensor::empty({logits.dim(0)}, DType::kI32, logits.device());
-    ops::greedy_sample(logits, ids);
-    Tensor host_ids = ids.to(Device::kCPU);
-    argmax.assign(host_ids.data<int32_t>(), host_ids.data<int32_t>() + host_ids.numel());
-  }
-  for (size_t row = 0; row < sampled.size(); ++row) {
-    ActiveRequest& r = *requests_.at(out.chunks[sampled[row]].seq->id);
+  // Logits on the GPU stay there: the rows without penalties sample there in one launch and
+  // only their token ids come back (sampler.h). Rows with penalties are copied and sampled on
+  // the host one by one, as is every row of logits on the host; rows that ask for logprobs
+  // copy their row for them.
+  std::vector<SamplerRow> inputs;
+  for (size_t c : sampled) {
+    const ActiveRequest& r = *requests_.at(out.chunks[c].seq->id);
     const std::span<const int32_t> tokens(r.seq.tokens);
     const auto prompt_len = static_cast<size_t>(r.seq.num_prompt_tokens);
-    const SamplerRow input{&r.params, tokens.first(prompt_len), tokens.subspan(prompt_len), r.seed};
+    inputs.push_back(SamplerRow{&r.params, tokens.first(prompt_len), tokens.subspan(prompt_len), r.seed});
+  }
+  std::vector<int32_t> gpu_tokens;  // -1: sample on the host
+  if (!logits.is_cpu()) gpu_tokens = sample_tokens_gpu(logits, inputs);
+  for (size_t row = 0; row < sampled.size(); ++row) {
+    ActiveRequest& r = *requests_.at(out.chunks[sampled[row]].seq->id);
+    const SamplerRow& input = inputs[row];
     RequestOutput ev = event_for(r);
     FinishReason reason = FinishReason::kNone;
     try {
-      if (!argmax.empty() && is_plain_greedy(r.params)) {
-        reason = accept_token(r, SampledToken{argmax[row], std::nullopt}, ev);
-      } else {
-        Tensor row_logits = logits.slice(static_cast<int64_t>(row), static_cast<int64_t>(row) + 1);
-        if (!row_logits.is_cpu()) row_logits = row_logits.to(Device::kCPU);
-        reason = accept_token(r, sample_token(row_logits, input), ev);
-      }
+      Tensor row_logits = logits.slice(static_cast<int64_t>(row), static_cast<int64_t>(row) + 1);
+      const bool on_gpu = !gpu_tokens.empty() && gpu_tokens[row] >= 0;
+      if (!row_logits.is_cpu() && (!on_gpu || r.params.logprobs)) row_logits = row_logits.to(Device::kCPU);
+      SampledToken token = on_gpu ? SampledToken{gpu_tokens[row], std::nullopt} : sample_token(row_logits, input);
+      if (on_gpu && r.params.logprobs) token.logprobs = token_logprobs(row_logits, token.token, *r.params.logprobs);
+      reason = accept_token(r, token, ev);
     } catch (const std::exception& e) {
       ev = final_event(r, FinishReason::kError, e.what());
       reason = FinishReason::kError;

@@ -8,6 +8,15 @@
 #include "ops/sampling.h"
 
 namespace mlaserve {
+namespace {
+
+// The sampled token's and the top n entries of a log-softmax row [1, V].
+TokenLogprobs logprobs_of(const Tensor& logprobs, int32_t token, int32_t n) {
+  const std::span<const float> lp(logprobs.data<float>(), static_cast<size_t>(logprobs.numel()));
+  return TokenLogprobs{{token, lp[static_cast<size_t>(token)]}, top_logprobs(lp, n)};
+}
+
+}  // namespace
 
 void apply_penalties(std::span<float> logits, const SamplerRow& row) {
   const SamplingParams& p = *row.params;
@@ -44,22 +53,16 @@ std::vector<TokenLogprob> top_logprobs(std::span<const float> logprobs, int32_t 
   return top;
 }
 
-bool is_plain_greedy(const SamplingParams& p) {
-  return p.temperature <= 0.0f && !p.logprobs && p.repetition_penalty == 1.0f &&
-         p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f;
-}
-
 SampledToken sample_token(Tensor& logits, const SamplerRow& row) {
   MLA_CHECK(logits.ndim() == 2 && logits.dim(0) == 1, "sample_token: logits {} must be one row [1, V]",
             shape_str(logits.shape()));
   const SamplingParams& p = *row.params;
-  const auto v = static_cast<size_t>(logits.dim(1));
   Tensor logprobs;
   if (p.logprobs) {
     logprobs = Tensor::empty(logits.shape(), DType::kF32);
     ops::log_softmax_cpu(logits, logprobs);  // raw: before penalties and temperature
   }
-  apply_penalties(std::span(logits.data<float>(), v), row);
+  apply_penalties(std::span(logits.data<float>(), static_cast<size_t>(logits.dim(1))), row);
 
   const ops::SamplingOptions options{p.temperature, p.top_k, p.top_p, p.min_p};
   const ops::SamplingKey key{row.seed, static_cast<uint64_t>(row.output.size())};
@@ -67,11 +70,41 @@ SampledToken sample_token(Tensor& logits, const SamplerRow& row) {
   ops::sample_cpu(logits, std::span(&options, 1), std::span(&key, 1), token);
 
   SampledToken out{token.data<int32_t>()[0], std::nullopt};
-  if (p.logprobs) {
-    const std::span<const float> lp(logprobs.data<float>(), v);
-    out.logprobs = TokenLogprobs{{out.token, lp[static_cast<size_t>(out.token)]}, top_logprobs(lp, *p.logprobs)};
-  }
+  if (p.logprobs) out.logprobs = logprobs_of(logprobs, out.token, *p.logprobs);
   return out;
+}
+
+bool samples_on_gpu(const SamplingParams& p) {
+  return p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f;
+}
+
+std::vector<int32_t> sample_tokens_gpu(const Tensor& logits, std::span<const SamplerRow> rows) {
+  MLA_CHECK(logits.ndim() == 2 && logits.dim(0) == static_cast<int64_t>(rows.size()),
+            "sample_tokens_gpu: logits {} for {} rows", shape_str(logits.shape()), rows.size());
+  if (std::none_of(rows.begin(), rows.end(), [](const SamplerRow& r) { return samples_on_gpu(*r.params); })) return {};
+  std::vector<ops::SamplingOptions> options;
+  std::vector<ops::SamplingKey> keys;
+  for (const SamplerRow& r : rows) {
+    const SamplingParams& p = *r.params;
+    // Rows left to the host take the cheapest path (greedy); their token is discarded.
+    options.push_back(samples_on_gpu(p) ? ops::SamplingOptions{p.temperature, p.top_k, p.top_p, p.min_p}
+                                        : ops::SamplingOptions{0.0f, 0, 1.0f, 0.0f});
+    keys.push_back({r.seed, static_cast<uint64_t>(r.output.size())});
+  }
+  Tensor ids = Tensor::empty({logits.dim(0)}, DType::kI32, logits.device());
+  ops::sample(logits, options, keys, ids);
+  const Tensor host = ids.to(Device::kCPU);
+  std::vector<int32_t> tokens(host.data<int32_t>(), host.data<int32_t>() + host.numel());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (!samples_on_gpu(*rows[i].params)) tokens[i] = -1;
+  }
+  return tokens;
+}
+
+TokenLogprobs token_logprobs(const Tensor& logits, int32_t token, int32_t n) {
+  Tensor logprobs = Tensor::empty(logits.shape(), DType::kF32);
+  ops::log_softmax_cpu(logits, logprobs);
+  return logprobs_of(logprobs, token, n);
 }
 
 }  // namespace mlaserve

@@ -1,6 +1,11 @@
-// The CPU sampler: one sampled logits row in, one token (and its logprobs) out, following
-// SamplingParams (sampling_params.h has the order of operations). The GPU sampler will take
-// the same inputs for a whole batch.
+// The sampler: logits rows in, one token (and its logprobs) per row out, following
+// SamplingParams (sampling_params.h has the order of operations).
+//   - sample_token: one row on the host (ops::sample_cpu after the penalties);
+//   - sample_tokens_gpu: every row of a GPU logits batch that has no penalty, in one ops::sample
+//     launch (greedy, temperature, top-k, top-p, min-p); only the token ids come back. Rows with
+//     penalties need the request's tokens and stay on the host (sample_token), as do the
+//     logprobs of rows that ask for them (token_logprobs on a host copy of the row: raw
+//     logprobs do not depend on the sampled token's path).
 //
 // The draw is ops::sample_cpu's counter-based one with key (seed, number of tokens the request
 // has generated so far), so a request's tokens do not depend on the batch around it or on
@@ -34,11 +39,20 @@ void apply_penalties(std::span<float> logits, const SamplerRow& row);
 // The top-n log-probabilities of a log-softmax row [V], best first (ties: lower id).
 std::vector<TokenLogprob> top_logprobs(std::span<const float> logprobs, int32_t n);
 
-// Whether the token is the logits' argmax and nothing else is asked of the row (no penalties,
-// no logprobs): then a GPU argmax gives exactly sample_token's token.
-bool is_plain_greedy(const SamplingParams& params);
-
 // Samples from logits [1, V] f32 on the host (modified in place by the penalties).
 SampledToken sample_token(Tensor& logits, const SamplerRow& row);
+
+// Whether sample_tokens_gpu draws the row's token: no penalties (they need the request's tokens).
+bool samples_on_gpu(const SamplingParams& params);
+
+// Tokens for logits [B, V] f32 on the GPU and rows [B]: ops::sample's token for each row that
+// samples_on_gpu (the same as sample_token's but at a rounding boundary: ops/cuda/sampling_cuda.h),
+// -1 for the others and for rows whose every token is masked (sample_token then fails them).
+// Empty when no row samples on the GPU. Waits for the ids.
+std::vector<int32_t> sample_tokens_gpu(const Tensor& logits, std::span<const SamplerRow> rows);
+
+// The raw logprobs (log-softmax of logits [1, V] f32 on the host, before penalties and
+// temperature) of `token` and of the top n tokens.
+TokenLogprobs token_logprobs(const Tensor& logits, int32_t token, int32_t n);
 
 }  // namespace mlaserve

@@ -1,6 +1,6 @@
 // Next-token selection on the host: greedy argmax, seeded sampling with temperature / top-k /
-// top-p / min-p, and log-softmax for logprobs. In CUDA builds greedy argmax and log-softmax also
-// run on the GPU (ops/cuda/sampling_cuda.h, included at the end).
+// top-p / min-p, and log-softmax for logprobs. In CUDA builds all three also run on the GPU
+// (ops/cuda/sampling_cuda.h, included at the end, which states how closely each one matches).
 //
 //   logits     [B, V] f32 (one row per sequence that samples this step)
 //   token_ids  [B] i32, caller-allocated
@@ -23,7 +23,7 @@
 // Randomness is counter-based: u = sampling_uniform(key) is a fixed function of (seed, counter)
 // (SplitMix64 finalisers), with no hidden generator state. The engine passes a request's seed and
 // the number of tokens it has generated so far, so the same seed gives the same tokens whatever
-// the batch around it; a GPU sampler can reproduce u bit for bit.
+// the batch around it; the GPU sampler reproduces u bit for bit (ops/sampling_key.h).
 #pragma once
 
 #include <cstdint>
@@ -31,23 +31,9 @@
 
 #include "core/stream.h"
 #include "core/tensor.h"
+#include "ops/sampling_key.h"  // SamplingOptions, SamplingKey, sampling_uniform
 
 namespace mlaserve::ops {
-
-struct SamplingOptions {
-  float temperature = 1.0f;  // <= 0: greedy
-  int64_t top_k = 0;         // 0: off
-  float top_p = 1.0f;        // (0, 1]; 1: off
-  float min_p = 0.0f;        // [0, 1]; 0: off
-};
-
-struct SamplingKey {
-  uint64_t seed = 0;
-  uint64_t counter = 0;  // which draw of this seed: the request's generated-token count
-};
-
-// The uniform in [0, 1) (a multiple of 2^-53) that sample_cpu uses for `key`.
-double sampling_uniform(const SamplingKey& key);
 
 void greedy_sample_cpu(const Tensor& logits, Tensor& token_ids);
 
@@ -58,10 +44,12 @@ void log_softmax_cpu(const Tensor& logits, Tensor& out);
 
 // Dispatch by device (ops/dispatch.h).
 void greedy_sample(const Tensor& logits, Tensor& token_ids, Stream stream = {});
+void sample(const Tensor& logits, std::span<const SamplingOptions> options, std::span<const SamplingKey> keys,
+            Tensor& token_ids, Stream stream = {});
 
 }  // namespace mlaserve::ops
 
 #ifdef MLASERVE_WITH_CUDA
-// greedy_sample_cuda and log_softmax_cuda (GPU tensors, asynchronous on a stream).
+// sample_cuda, greedy_sample_cuda and log_softmax_cuda (GPU tensors, asynchronous on a stream).
 #include "ops/cuda/sampling_cuda.h"
 #endif  // MLASERVE_WITH_CUDA

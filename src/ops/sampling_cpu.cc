@@ -9,14 +9,6 @@
 namespace mlaserve::ops {
 namespace {
 
-// SplitMix64's finaliser: a bijective 64-bit mix.
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 // Checks logits [B, V] f32 and token_ids [B] i32; returns V.
 int64_t check_logits(std::string_view op, const Tensor& logits, const Tensor& token_ids) {
   cpu::check_f32(op, "logits", logits);
@@ -79,8 +71,14 @@ int32_t sample_row(const float* logits, int64_t v, const SamplingOptions& opt, c
 
 }  // namespace
 
-double sampling_uniform(const SamplingKey& key) {
-  return static_cast<double>(mix64(key.seed ^ mix64(key.counter)) >> 11) * 0x1.0p-53;
+void check_sampling_options(std::string_view op, const SamplingOptions* options, int64_t rows) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const SamplingOptions& o = options[i];
+    MLA_CHECK(std::isfinite(o.temperature) && o.top_k >= 0 && o.top_p > 0.0f && o.top_p <= 1.0f &&
+                  o.min_p >= 0.0f && o.min_p <= 1.0f,
+              "{}: row {} has invalid options (temperature {}, top_k {}, top_p {}, min_p {})", op, i,
+              o.temperature, o.top_k, o.top_p, o.min_p);
+  }
 }
 
 void greedy_sample_cpu(const Tensor& logits, Tensor& token_ids) {
@@ -98,13 +96,9 @@ void sample_cpu(const Tensor& logits, std::span<const SamplingOptions> options,
   MLA_CHECK(static_cast<int64_t>(options.size()) == b && static_cast<int64_t>(keys.size()) == b,
             "{}: {} options and {} keys for logits {}", kOp, options.size(), keys.size(),
             shape_str(logits.shape()));
+  check_sampling_options(kOp, options.data(), b);
   for (int64_t i = 0; i < b; ++i) {
-    const SamplingOptions& o = options[i];
-    MLA_CHECK(std::isfinite(o.temperature) && o.top_k >= 0 && o.top_p > 0.0f && o.top_p <= 1.0f &&
-                  o.min_p >= 0.0f && o.min_p <= 1.0f,
-              "{}: row {} has invalid options (temperature {}, top_k {}, top_p {}, min_p {})", kOp, i,
-              o.temperature, o.top_k, o.top_p, o.min_p);
-    token_ids.data<int32_t>()[i] = sample_row(logits.data<float>() + i * v, v, o, keys[i]);
+    token_ids.data<int32_t>()[i] = sample_row(logits.data<float>() + i * v, v, options[i], keys[i]);
   }
 }
 

@@ -1,4 +1,6 @@
-// Greedy sampling and log-softmax on the GPU (contract: ops/cuda/sampling_cuda.h).
+// Greedy sampling, filtered seeded sampling and log-softmax on the GPU (contract:
+// ops/cuda/sampling_cuda.h). The sampling kernel's design is in sampling_filtered.cuh; the block
+// reductions all three share are in sampling_block.cuh.
 //
 // Design: one CTA of 512 threads per row of logits (a decode batch is tens to hundreds of rows of
 // V = 102400 or 129280 f32, 400-520 KB each). Threads stride over the row, so every warp load is
@@ -8,6 +10,7 @@
 //   greedy: per-thread best (value, id) with "larger value, then lower id" (a total order on
 //           NaN-free rows: the reduction order cannot change the winner, which is the CPU's
 //           first maximum).
+//   sample: the row's best logit, then histogram passes over it (sampling_filtered.cuh).
 //   log_softmax: three passes over the row (it stays in L2): the max; Σ exp(x - max) in double
 //           (the CPU reference's precision); out = x - float(max + log Σ).
 #include <cuda_runtime.h>
@@ -15,16 +18,22 @@
 #include <algorithm>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/sampling_block.cuh"
 #include "ops/cuda/sampling_cuda.h"
+#include "ops/cuda/sampling_filtered.cuh"
 
 namespace mlaserve::ops {
 namespace {
 
-constexpr int kThreads = 512;
-constexpr int kWarps = kThreads / 32;
+using sampling_gpu::block_best;
+using sampling_gpu::block_reduce;
+using sampling_gpu::kThreads;
+using sampling_gpu::kWarps;
+using sampling_gpu::ranks_before;
 
 struct RowsParams {
   const float* logits;  // [B, V]
@@ -33,35 +42,6 @@ struct RowsParams {
   int64_t rows;         // B
   int64_t vocab;        // V
 };
-
-__device__ __forceinline__ bool ranks_before(float v1, int32_t i1, float v2, int32_t i2) {
-  return v1 > v2 || (v1 == v2 && i1 < i2);
-}
-
-// Reduces (value, id) over the CTA with ranks_before; thread 0 gets the winner's id.
-__device__ int32_t block_best(float v, int32_t id, float* values, int32_t* ids) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-    const int32_t oid = __shfl_xor_sync(0xffffffffu, id, o);
-    if (ranks_before(ov, oid, v, id)) v = ov, id = oid;
-  }
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) values[warp] = v, ids[warp] = id;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < kWarps ? values[lane] : -INFINITY;
-    id = lane < kWarps ? ids[lane] : INT32_MAX;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-      const int32_t oid = __shfl_xor_sync(0xffffffffu, id, o);
-      if (ranks_before(ov, oid, v, id)) v = ov, id = oid;
-    }
-  }
-  __syncthreads();  // values/ids may be reused
-  return id;
-}
 
 // grid min(B, 65535), block kThreads.
 __global__ void __launch_bounds__(kThreads) greedy_sample_kernel(RowsParams p) {
@@ -75,23 +55,9 @@ __global__ void __launch_bounds__(kThreads) greedy_sample_kernel(RowsParams p) {
       const float v = x[i];
       if (ranks_before(v, i, best, best_id)) best = v, best_id = i;
     }
-    const int32_t winner = block_best(best, best_id, values, ids);
-    if (threadIdx.x == 0) p.token_ids[row] = winner;
+    block_best(best, best_id, values, ids);
+    if (threadIdx.x == 0) p.token_ids[row] = best_id;
   }
-}
-
-// Max (float) or sum (double) over the CTA; every thread gets the result.
-template <typename T, typename Op>
-__device__ T block_reduce(T v, T* scratch, Op op) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  T r = scratch[0];
-  for (int w = 1; w < kWarps; ++w) r = op(r, scratch[w]);
-  __syncthreads();  // scratch may be reused
-  return r;
 }
 
 // grid min(B, 65535), block kThreads.
@@ -119,6 +85,33 @@ void check_logits(std::string_view op, const Tensor& logits) {
 }
 
 }  // namespace
+
+void sample_cuda(const Tensor& logits, const SamplingOptions* options, const SamplingKey* keys, Tensor& token_ids,
+                 cudaStream_t stream) {
+  constexpr std::string_view kOp = "sample_cuda";
+  check_logits(kOp, logits);
+  gpu::check_dtype(kOp, "token_ids", token_ids, DType::kI32);
+  gpu::check_shape(kOp, "token_ids", token_ids, {logits.dim(0)});
+  const int64_t b = logits.dim(0), v = logits.dim(1);
+  check_sampling_options(kOp, options, b);
+  if (b == 0) return;
+  std::vector<sampling_gpu::RowOptions> rows(static_cast<size_t>(b));
+  for (int64_t i = 0; i < b; ++i) {
+    const SamplingOptions& o = options[i];
+    rows[i] = {o.temperature, o.top_p, o.min_p, static_cast<int32_t>(o.top_k < v ? o.top_k : 0), keys[i]};
+  }
+  // Stream-ordered like every temporary of the ops (core/memory.h); the pageable copy returns
+  // once `rows` is staged.
+  Tensor dev_rows = Tensor::empty({b * static_cast<int64_t>(sizeof(sampling_gpu::RowOptions))}, DType::kU8, Device::kCUDA);
+  MLA_CUDA_CHECK(cudaMemcpyAsync(dev_rows.raw(), rows.data(), rows.size() * sizeof(rows[0]), cudaMemcpyHostToDevice, stream));
+  const sampling_gpu::SampleParams p{gpu::ptr<const float>(logits), gpu::ptr<const sampling_gpu::RowOptions>(dev_rows),
+                                     gpu::ptr<int32_t>(token_ids), b, static_cast<int32_t>(v)};
+  constexpr auto kSmem = static_cast<int>(sampling_gpu::kSampleSmemBytes);
+  MLA_CUDA_CHECK(cudaFuncSetAttribute(sampling_gpu::sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+  sampling_gpu::sample_kernel<<<static_cast<unsigned>(std::min<int64_t>(b, 65535)), sampling_gpu::kThreads, kSmem,
+                                stream>>>(p);
+  MLA_CUDA_CHECK_LAUNCH();
+}
 
 void greedy_sample_cuda(const Tensor& logits, Tensor& token_ids, cudaStream_t stream) {
   constexpr std::string_view kOp = "greedy_sample_cuda";
