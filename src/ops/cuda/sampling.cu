@@ -3,10 +3,10 @@
 // reductions all three share are in sampling_block.cuh.
 //
 // Design: one CTA of 512 threads per row of logits (a decode batch is tens to hundreds of rows of
-// V = 102400 or 129280 f32, 400-520 KB each). Threads stride over the row, so every warp load is
-// one coalesced 128-byte line; per-thread partial results are combined by warp shuffles, then
-// across the 16 warps through shared memory, always in the same order, so results are
-// deterministic.
+// V = 102400 or 129280 f32, 400-520 KB each). Threads stride over the row, 4 tokens per load
+// where aligned (for_each_token), so every warp load is coalesced; per-thread partial results
+// are combined by warp shuffles, then across the 16 warps through shared memory, always in the
+// same order, so results are deterministic.
 //   greedy: per-thread best (value, id) with "larger value, then lower id" (a total order on
 //           NaN-free rows: the reduction order cannot change the winner, which is the CPU's
 //           first maximum).
@@ -51,10 +51,9 @@ __global__ void __launch_bounds__(kThreads) greedy_sample_kernel(RowsParams p) {
     const float* x = p.logits + row * p.vocab;
     float best = -INFINITY;
     int32_t best_id = INT32_MAX;  // ranks after every real token, -inf ones included
-    for (int32_t i = threadIdx.x; i < p.vocab; i += kThreads) {
-      const float v = x[i];
+    sampling_gpu::for_each_token(x, static_cast<int32_t>(p.vocab), [&](int32_t i, float v) {
       if (ranks_before(v, i, best, best_id)) best = v, best_id = i;
-    }
+    });
     block_best(best, best_id, values, ids);
     if (threadIdx.x == 0) p.token_ids[row] = best_id;
   }

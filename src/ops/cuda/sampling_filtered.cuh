@@ -7,7 +7,8 @@
 // (mass > u · kept mass); min-p keeps the prefix with p >= min_p. A prefix is named by a Pos:
 // all tokens whose order key (the float bits of z made monotone) is above `key`, plus the first
 // `ties` tokens (in id order) whose key is `key`. Each search is a radix select on the prefix
-// quantity over passes across the row (the row is read again each pass; it stays in L2):
+// quantity over passes across the row (the row is read again each pass, with 16-byte loads
+// when aligned: sampling_block.cuh's for_each_token; it stays in L2):
 //   level 0 (once per row): 2048 value buckets of max_z - z (32 per unit of z, the last one
 //     holding everything below max_z - 64): per bucket the count, the mass Σ p (double, p =
 //     exp(z - max_z) as in sample_cpu) and the best and worst ranked token (key << 32 | ~id);
@@ -113,7 +114,7 @@ struct RowCtx {
   int32_t v;
   float t;
   float max_z;
-  __device__ float z(int32_t i) const { return __fdiv_rn(x[i], t); }
+  __device__ float z(float logit) const { return __fdiv_rn(logit, t); }
   __device__ double p(float z) const { return exp(static_cast<double>(z) - static_cast<double>(max_z)); }
 };
 
@@ -159,11 +160,11 @@ __device__ void build_hist(const RowCtx& r, const Hist& h, SlotOf slot_of) {
   int32_t n = 0;
   double m = 0.0;
   unsigned long long f = 0ull, l = ~0ull;
-  for (int32_t i = threadIdx.x; i < r.v; i += kThreads) {
-    const float z = r.z(i);
+  for_each_token(r.x, r.v, [&](int32_t i, float logit) {
+    const float z = r.z(logit);
     const uint32_t k = order_key(z);
     const int s = slot_of(z, k);
-    if (s < 0) continue;
+    if (s < 0) return;
     if (s != cur) {
       flush(h, cur, n, m, f, l);
       cur = s, n = 0, m = 0.0, f = 0ull, l = ~0ull;
@@ -173,7 +174,7 @@ __device__ void build_hist(const RowCtx& r, const Hist& h, SlotOf slot_of) {
     m += r.p(z);
     f = rank > f ? rank : f;
     l = rank < l ? rank : l;
-  }
+  });
   flush(h, cur, n, m, f, l);
   __syncthreads();
 }
@@ -264,12 +265,12 @@ __device__ Pos min_p_prefix(const RowCtx& r, float min_p, Scratch& sh) {
   const float max_gap = static_cast<float>(-log(floor_p)) + 1.0f;
   double mass = 0.0;
   uint32_t key = 0xffffffffu;
-  for (int32_t i = threadIdx.x; i < r.v; i += kThreads) {
-    const float z = r.z(i);
-    if (!(r.max_z - z <= max_gap)) continue;
+  for_each_token(r.x, r.v, [&](int32_t, float logit) {
+    const float z = r.z(logit);
+    if (!(r.max_z - z <= max_gap)) return;
     const double p = r.p(z);
     if (p >= floor_p) mass += p, key = min(key, order_key(z));
-  }
+  });
   mass = block_reduce(mass, sh.sums, [](double a, double b) { return a + b; });
   key = block_reduce(key, sh.mins, [](uint32_t a, uint32_t b) { return min(a, b); });
   return Pos{false, key, kAllTies, -1, mass};
@@ -284,7 +285,7 @@ __device__ int32_t resolve_tie(const RowCtx& r, uint32_t key, int32_t ties, Scra
   int64_t seen = 0;  // matching tokens in earlier tiles
   for (int32_t tile = 0; tile < r.v; tile += kThreads) {
     const int32_t i = tile + static_cast<int32_t>(threadIdx.x);
-    const bool match = i < r.v && order_key(r.z(i)) == key;
+    const bool match = i < r.v && order_key(r.z(r.x[i])) == key;
     const unsigned ballot = __ballot_sync(0xffffffffu, match);
     if (lane == 0) sh.counts[warp] = __popc(ballot);
     __syncthreads();
@@ -316,10 +317,9 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
     // The best logit (its id is the greedy token) and so max_z = best / t.
     float best = -INFINITY;
     int32_t best_id = INT32_MAX;
-    for (int32_t i = threadIdx.x; i < p.vocab; i += kThreads) {
-      const float v = x[i];
+    for_each_token(x, p.vocab, [&](int32_t i, float v) {
       if (ranks_before(v, i, best, best_id)) best = v, best_id = i;
-    }
+    });
     block_best(best, best_id, sh.best_values, sh.best_ids);
     if (threadIdx.x == 0) sh.best = best, sh.best_id = best_id;
     __syncthreads();
