@@ -1,5 +1,6 @@
 #include "cli/model_source.h"
 
+#include "core/device_cache.h"
 #include "core/logging.h"
 #include "core/memory.h"
 #include "dist/partition.h"
@@ -17,6 +18,9 @@ void add_model_source_options(CLI::App& cmd, ModelSourceOptions& o) {
       ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));
   cmd.add_option("--preset", o.preset, "Dummy weights at a preset's shapes (deepseek-v2-lite, deepseek-v3, ...)");
   cmd.add_option("--config", o.config_path, "Dummy weights at the shapes of this config.json");
+  cmd.add_option("--num-layers", o.num_layers,
+                 "Dummy weights: this many layers instead of the preset's or config's (the first "
+                 "first_k_dense_replace stay dense)");
   cmd.add_option("--fp8-mode", o.fp8_mode, "FP8 checkpoints: dequant (weights to f32) or w8a8 (block-FP8 GEMMs)")
       ->check(CLI::IsMember({"dequant", "w8a8"}));
   cmd.add_option("--quantization", o.quantization,
@@ -32,6 +36,23 @@ void add_model_source_options(CLI::App& cmd, ModelSourceOptions& o) {
   cmd.add_option("--weights-seed", o.seed, "Seed of dummy weights");
   cmd.add_option("--device", o.device, "cpu (f32 reference backend) or cuda (bf16 on the GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+}
+
+bool uses_dummy_weights(const ModelSourceOptions& o) {
+  return o.load_format == "dummy" || (o.load_format == "auto" && o.model_dir.empty());
+}
+
+DeepSeekConfig dummy_config(const ModelSourceOptions& o) {
+  MLA_CHECK(uses_dummy_weights(o), "--num-layers and the dummy config need --load-format dummy (a checkpoint has "
+            "the layers it has)");
+  MLA_CHECK(o.preset.empty() != o.config_path.empty(), "dummy weights need exactly one of --preset or --config");
+  DeepSeekConfig config = o.preset.empty() ? load_deepseek_config(o.config_path) : preset_config(o.preset);
+  if (o.num_layers) {
+    MLA_CHECK(*o.num_layers >= 1, "--num-layers must be at least 1, got {}", *o.num_layers);
+    config.num_hidden_layers = *o.num_layers;
+    finalize_config(config);  // layer_is_moe and the limits again, for the new depth
+  }
+  return config;
 }
 
 DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
@@ -51,7 +72,14 @@ DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
   auto finish = [&](DeepSeekConfig config, ModelWeights weights) {
     if (gpu) move_weights(weights, Device::kCUDA);
     if (quantize) quantize_weights_fp8(weights);  // on the GPU when there; FP8 linears stay as they are
-    return DeepSeekModel(std::move(config), std::move(weights), model_options);
+    uint64_t bytes = 0;
+    for_each_tensor(weights, [&](Tensor& t) { bytes += t.nbytes(); });
+    MLA_LOG_INFO("weights held here: {:.3f} GB", static_cast<double>(bytes) / 1e9);
+    DeepSeekModel model(std::move(config), std::move(weights), model_options);
+    // The BF16 weights that FP8 replaced (quantisation, FP8 dummies) count as free again before
+    // the caller sizes the KV cache from free memory.
+    if (gpu) release_idle_device_memory();
+    return model;
   };
   // This rank's share of a split model, and the groups its forward pass talks to.
   auto split = [&](const DeepSeekConfig& config) -> std::optional<ShardPlan> {
@@ -66,22 +94,21 @@ DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
                                  : o.attention_form == "absorbed" ? AttentionForm::kAbsorbed
                                                                   : AttentionForm::kAuto;
   model_options.kv_cache_layout = o.kv_cache_layout == "mha" ? KvCacheLayout::kMha : KvCacheLayout::kLatent;
-  const bool dummy = o.load_format == "dummy" || (o.load_format == "auto" && o.model_dir.empty());
-  if (dummy) {
-    MLA_CHECK(o.preset.empty() != o.config_path.empty(), "dummy weights need exactly one of --preset or --config");
-    DeepSeekConfig config = o.preset.empty() ? load_deepseek_config(o.config_path) : preset_config(o.preset);
+  if (uses_dummy_weights(o)) {
+    DeepSeekConfig config = dummy_config(o);
     DummyOptions d;
     d.seed = o.seed;
     d.weight_dtype = weight_dtype;
     d.device = model_options.device;  // BF16 dummies are filled in place on the GPU
     d.shard = split(config);
     d.fp8 = quantize;                 // FP8 dummies on the GPU: filled in BF16, quantised there
-    MLA_LOG_INFO("dummy weights: {} ({:.2f} GB)", o.preset.empty() ? o.config_path : o.preset,
-                 dummy_weight_bytes(config, d) / 1e9);
+    MLA_LOG_INFO("dummy weights: {}, {} layers ({:.2f} GB)", o.preset.empty() ? o.config_path : o.preset,
+                 config.num_hidden_layers, dummy_weight_bytes(config, d) / 1e9);
     ModelWeights weights = make_dummy_weights(config, d);
     return finish(std::move(config), std::move(weights));
   }
   MLA_CHECK(!o.model_dir.empty(), "no model: give --model DIR, or --load-format dummy with --preset or --config");
+  MLA_CHECK(!o.num_layers, "--num-layers is for dummy weights (--load-format dummy): a checkpoint has the layers it has");
   DeepSeekConfig config = load_deepseek_config(o.model_dir + "/config.json");
   LoadOptions load;
   load.weight_dtype = weight_dtype;

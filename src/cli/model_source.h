@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <optional>
 #include <string>
 
 #include "dist/context.h"
@@ -17,6 +18,7 @@ struct ModelSourceOptions {
   std::string load_format = "auto";  // auto | safetensors | dummy
   std::string preset;                // dummy: a preset name
   std::string config_path;           // dummy: a config.json
+  std::optional<int64_t> num_layers; // dummy: num_hidden_layers instead of the preset's or config's
   std::string fp8_mode = "dequant";  // dequant | w8a8
   std::string quantization = "none"; // none | fp8: block-FP8 weights at load (model/quantize_fp8.h)
   std::string attention_form = "auto";
@@ -25,9 +27,17 @@ struct ModelSourceOptions {
   std::string device = "cpu";        // cpu | cuda
 };
 
-// Adds --model, --load-format, --preset, --config, --fp8-mode, --quantization, --attention-form,
-// --kv-cache-layout, --device.
+// Adds --model, --load-format, --preset, --config, --num-layers, --fp8-mode, --quantization,
+// --attention-form, --kv-cache-layout, --device.
 void add_model_source_options(CLI::App& cmd, ModelSourceOptions& options);
+
+// True when `options` ask for dummy weights (--load-format dummy, or auto without --model).
+bool uses_dummy_weights(const ModelSourceOptions& options);
+
+// The config of dummy weights: the preset or config.json, with --num-layers layers when given
+// (the first first_k_dense_replace layers stay dense, as in the full model, so that N layers of
+// DeepSeek-V3 are 3 dense + N - 3 MoE). Fails on N < 1 and on --num-layers without dummy weights.
+DeepSeekConfig dummy_config(const ModelSourceOptions& options);
 
 // With `dist` (a model split across GPUs), this rank's share only (dist/partition.h).
 DeepSeekModel load_model(const ModelSourceOptions& options, dist::DistContext* dist = nullptr);

@@ -1,4 +1,5 @@
 #include "core/memory.h"
+#include "core/device_cache.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -169,6 +170,12 @@ void copy_bytes_2d(void* dst, size_t dst_pitch, Device dst_device, const void* s
   MLA_CUDA_CHECK(cudaMemcpy2D(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDefault));
 #else
   MLA_FAIL("copy between {} and {} needs the CUDA backend", device_name(src_device), device_name(dst_device));
+#endif
+}
+
+void release_idle_device_memory() {
+#ifdef MLASERVE_WITH_CUDA
+  device_cache().release_cached();
 #endif
 }
 
