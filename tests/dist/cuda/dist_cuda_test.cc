@@ -1,11 +1,21 @@
-// A model split over two GPUs, one process each, against the same model on one GPU. Skips
-// without two GPUs (CI compiles it).
+// A model split over 2 or 4 GPUs, one process each, against the same model on one GPU. The
+// world is 2 ranks, or 4 with MLASERVE_TEST_WORLD=4; every case skips when fewer GPUs are
+// visible (CI compiles it).
 //
-// The binary starts its second rank itself: rank 0 re-executes it with MLASERVE_TEST_RANK=1
-// (fork + exec, since CUDA is already initialised when it counts the GPUs), both meet over the
-// loopback TCP rendezvous (dist/control_channel.h), join NCCL, and run every test in lockstep.
-// Rank 0 runs the engine's side of each step (it sends the step plan, dist/step_message.h) and
-// checks; rank 1 follows the plan, exactly as `mlaserve` ranks do.
+// The binary starts its other ranks itself: rank 0 re-executes it with MLASERVE_TEST_RANK=r
+// (fork + exec, since CUDA is already initialised when it counts the GPUs), all meet over the
+// loopback TCP rendezvous (dist/control_channel.h), join the NCCL world, and run every test in
+// lockstep. Rank 0 runs the engine's side of each step (it sends the step plan,
+// dist/step_message.h) and checks; the others follow the plan, exactly as `mlaserve` ranks do.
+//
+// Layouts: a world of 2 runs TP2 and PP2, a world of 4 runs TP4, TP2xPP2 and PP4. Each layout's
+// groups are split from the world communicator as DistContext splits them (rank = pp_rank ·
+// tp_size + tp_rank; the tensor-parallel group is the ranks of one stage, the pipeline group the
+// ranks of one tensor-parallel rank), and a test checks which ranks each group holds.
+// The tiny golden models have 2 attention heads (tiny-v2: 4) and 3 layers, so TP4 runs on
+// tiny-v2 only and PP4 on none of them; the dummy models at V2-Lite shapes (16 heads, 27 layers)
+// and at V3 shapes cut to 4 layers (128 heads: 32 per rank under TP4, 3 dense + 1 MoE layer,
+// BF16 and block FP8) cover every layout.
 //
 // Tolerances. One GPU and the split model both compute in bf16 with fp32 accumulation; the
 // split model rounds each rank's partial o_proj and FFN outputs to bf16 before the all-reduce
@@ -23,11 +33,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <random>
+#include <set>
 
 #include <cuda_runtime_api.h>
 
 #include "dist/context.h"
+#include "dist/nccl_collectives.h"
 #include "dist/partition.h"
 #include "dist/step_message.h"
 #include "dist/step_runner.h"
@@ -39,12 +52,42 @@
 namespace mlaserve::dist {
 namespace {
 
-DistContext* g_ctx = nullptr;  // tp 2: the NCCL world of the two ranks and its TP group
+DistContext* g_ctx = nullptr;  // the NCCL world of every rank; null without enough GPUs
+int g_world = 2;               // MLASERVE_TEST_WORLD
 
 int rank() { return g_ctx->parallel().rank; }
 
-#define REQUIRE_TWO_GPUS() \
-  if (g_ctx == nullptr) GTEST_SKIP() << "needs two GPUs"
+// A split: tp_size · pp_size ranks.
+struct SplitKind {
+  int tp, pp;
+  int world() const { return tp * pp; }
+};
+
+std::string kind_name(SplitKind k) { return "tp" + std::to_string(k.tp) + "_pp" + std::to_string(k.pp); }
+void PrintTo(const SplitKind& k, std::ostream* os) { *os << kind_name(k); }
+
+#define REQUIRE_WORLD(n)                                                                                 \
+  if (g_ctx == nullptr) GTEST_SKIP() << "needs " << g_world << " GPUs";                                  \
+  if ((n) != g_world) GTEST_SKIP() << "a case of a world of " << (n) << " ranks (MLASERVE_TEST_WORLD=" << (n) \
+                                   << "); this run has " << g_world
+
+// One layout's groups, split from the world communicator as DistContext::join splits them.
+struct LayoutGroups {
+  ParallelConfig parallel;
+  std::unique_ptr<NcclCollectives> tp, pp;
+};
+
+// Made once per layout and kept (every rank asks in the same order, as NCCL's split needs).
+std::map<std::pair<int, int>, LayoutGroups> g_groups;
+
+LayoutGroups& groups_of(SplitKind kind) {
+  auto it = g_groups.find({kind.tp, kind.pp});
+  if (it != g_groups.end()) return it->second;
+  auto* world = dynamic_cast<NcclCollectives*>(g_ctx->world());
+  const ParallelConfig pc{kind.tp, kind.pp, rank()};
+  LayoutGroups g{pc, world->split(pc.pp_rank(), pc.tp_rank()), world->split(pc.tp_rank(), pc.pp_rank())};
+  return g_groups.emplace(std::make_pair(kind.tp, kind.pp), std::move(g)).first->second;
+}
 
 // ---- Collectives ----------------------------------------------------------------------------
 
@@ -60,38 +103,105 @@ Tensor on_gpu(const std::vector<float>& v, Shape shape, DType dtype) {
   return Tensor::from_floats(v, std::move(shape), dtype).to(Device::kCUDA);
 }
 
+// The world: all-reduce, column gather and a send from rank 0 to the last rank.
 TEST(NcclCollectives, AllReduceAllGatherSendRecv) {
-  REQUIRE_TWO_GPUS();
-  Collectives& tp = *g_ctx->tp_group();
+  REQUIRE_WORLD(g_world);
+  Collectives& world = *g_ctx->world();
+  const int n_ranks = g_world, last = n_ranks - 1;
   const int64_t n = 4099;  // not a multiple of anything NCCL likes
-  const auto mine = rank_values(rank(), n), a = rank_values(0, n), b = rank_values(1, n);
+  const auto mine = rank_values(rank(), n);
   for (DType dtype : {DType::kF32, DType::kBF16}) {
     Tensor t = on_gpu(mine, {n}, dtype);
-    tp.all_reduce_sum(t, {});
+    world.all_reduce_sum(t, {});
     const std::vector<float> got = t.to_vector();
-    const std::vector<float> a_r = Tensor::from_floats(a, {n}, dtype).to_vector();
-    const std::vector<float> b_r = Tensor::from_floats(b, {n}, dtype).to_vector();
-    for (int64_t i = 0; i < n; ++i) {  // f32: exact (one addition); bf16: one rounding of the sum
-      const float want = a_r[i] + b_r[i];
-      ASSERT_NEAR(got[i], want, dtype == DType::kF32 ? 0.0f : std::fabs(want) * 0.0040f) << i;
+    std::vector<double> want(static_cast<size_t>(n), 0.0), magnitude(static_cast<size_t>(n), 0.0);
+    for (int r = 0; r < n_ranks; ++r) {
+      const std::vector<float> v = Tensor::from_floats(rank_values(r, n), {n}, dtype).to_vector();
+      for (int64_t i = 0; i < n; ++i) {
+        want[i] += v[i];
+        magnitude[i] += std::fabs(v[i]);
+      }
+    }
+    // f32: the order of additions may differ (a few ulps); bf16: one rounding per partial sum.
+    for (int64_t i = 0; i < n; ++i) {
+      const double tol = magnitude[i] * (dtype == DType::kF32 ? 1e-6 : n_ranks * 0.0040);
+      ASSERT_NEAR(got[i], want[i], tol) << i;
     }
   }
-  // [3, 5] per rank -> [3, 9]: rank 1's last column dropped (a padded vocabulary shard).
+  // [3, 5] per rank -> [3, 5 · ranks - 1]: the last rank's last column dropped (a padded
+  // vocabulary shard).
+  const int64_t width = 5 * n_ranks - 1;
   Tensor in = on_gpu(std::vector<float>(mine.begin(), mine.begin() + 15), {3, 5}, DType::kF32);
-  Tensor out = Tensor::empty({3, 9}, DType::kF32, Device::kCUDA);
+  Tensor out = Tensor::empty({3, width}, DType::kF32, Device::kCUDA);
   out.fill_bytes(0xff);
-  tp.all_gather_columns(in, out, {});
+  world.all_gather_columns(in, out, {});
   const std::vector<float> g = out.to_vector();
   for (int64_t r = 0; r < 3; ++r) {
-    for (int64_t c = 0; c < 9; ++c) EXPECT_EQ(g[r * 9 + c], c < 5 ? a[r * 5 + c] : b[r * 5 + c - 5]) << r << "," << c;
+    for (int64_t c = 0; c < width; ++c) {
+      EXPECT_EQ(g[r * width + c], rank_values(static_cast<int>(c / 5), n)[r * 5 + c % 5]) << r << "," << c;
+    }
   }
+  const auto a = rank_values(0, n);
   Tensor msg = on_gpu(rank() == 0 ? a : std::vector<float>(n, 0.0f), {n}, DType::kF32);
-  if (rank() == 0) g_ctx->world()->send(msg, 1, {});
-  if (rank() == 1) {
-    g_ctx->world()->recv(msg, 0, {});
+  if (rank() == 0) world.send(msg, last, {});
+  if (rank() == last) {
+    world.recv(msg, 0, {});
     EXPECT_EQ(msg.to_vector(), a);
   }
 }
+
+// Each layout's groups hold the ranks they should: an all-reduce of one-hot rows says who took
+// part, a column gather says in which order, and each stage hands its rank to the next one over
+// the pipeline group (numbered by stage, as the model's send/recv of the residual stream are).
+class LayoutGroupsTest : public ::testing::TestWithParam<SplitKind> {};
+
+TEST_P(LayoutGroupsTest, GroupsHoldTheirRanks) {
+  const SplitKind kind = GetParam();
+  REQUIRE_WORLD(kind.world());
+  LayoutGroups& g = groups_of(kind);
+  const ParallelConfig& pc = g.parallel;
+  std::set<int> want_tp, want_pp;
+  for (int t = 0; t < pc.tp_size; ++t) want_tp.insert(pc.rank_of(pc.pp_rank(), t));
+  for (int p = 0; p < pc.pp_size; ++p) want_pp.insert(pc.rank_of(p, pc.tp_rank()));
+  ASSERT_EQ(g.tp->size(), pc.tp_size);
+  ASSERT_EQ(g.pp->size(), pc.pp_size);
+  EXPECT_EQ(g.tp->rank(), pc.tp_rank());
+  EXPECT_EQ(g.pp->rank(), pc.pp_rank());
+  for (auto [group, want] : {std::pair{g.tp.get(), want_tp}, std::pair{g.pp.get(), want_pp}}) {
+    std::vector<float> one_hot(static_cast<size_t>(g_world), 0.0f);
+    one_hot[static_cast<size_t>(rank())] = 1.0f;
+    Tensor t = on_gpu(one_hot, {g_world}, DType::kF32);
+    group->all_reduce_sum(t, {});
+    std::set<int> got;
+    const std::vector<float> sum = t.to_vector();
+    for (int r = 0; r < g_world; ++r) {
+      if (sum[static_cast<size_t>(r)] == 1.0f) {
+        got.insert(r);
+      } else {
+        EXPECT_EQ(sum[static_cast<size_t>(r)], 0.0f) << r;
+      }
+    }
+    EXPECT_EQ(got, want) << "rank " << rank();
+  }
+  Tensor mine = on_gpu({static_cast<float>(rank())}, {1, 1}, DType::kF32);
+  Tensor all = Tensor::empty({1, pc.tp_size}, DType::kF32, Device::kCUDA);
+  g.tp->all_gather_columns(mine, all, {});
+  const std::vector<float> order = all.to_vector();
+  for (int t = 0; t < pc.tp_size; ++t) EXPECT_EQ(order[static_cast<size_t>(t)], pc.rank_of(pc.pp_rank(), t)) << t;
+  Tensor from = on_gpu({-1.0f}, {1, 1}, DType::kF32);
+  if (pc.pp_rank() > 0) g.pp->recv(from, pc.pp_rank() - 1, {});
+  if (pc.pp_rank() + 1 < pc.pp_size) g.pp->send(mine, pc.pp_rank() + 1, {});
+  if (pc.pp_rank() > 0) {
+    EXPECT_EQ(from.to_vector()[0], pc.rank_of(pc.pp_rank() - 1, pc.tp_rank()));
+  }
+}
+
+std::string layout_name(const ::testing::TestParamInfo<SplitKind>& info) { return kind_name(info.param); }
+
+INSTANTIATE_TEST_SUITE_P(Layouts, LayoutGroupsTest,
+                         ::testing::Values(SplitKind{2, 1}, SplitKind{1, 2}, SplitKind{4, 1}, SplitKind{2, 2},
+                                           SplitKind{1, 4}),
+                         layout_name);
 
 // ---- Whole model on one GPU vs split over two -----------------------------------------------
 
@@ -161,7 +271,7 @@ double rel_l2(const Tensor& got, const Tensor& want) {
   return std::sqrt(num / den);
 }
 
-// The split run: rank 0 sends each step's batch to rank 1 and runs its share; rank 1 follows.
+// The split run: rank 0 sends each step's batch to the other ranks and runs its share; they follow.
 GreedyRun split_run(DeepSeekModel& model, const StepGroups& groups, const std::vector<std::vector<int32_t>>& prompts,
               int decode_steps, const GreedyRun& forced) {
   LatentCache cache = model.make_cache(8 * static_cast<int64_t>(prompts.size()));
@@ -227,22 +337,21 @@ ModelOptions gpu_options(std::optional<ShardPlan> shard) {
   ModelOptions o;
   o.device = Device::kCUDA;
   if (shard) {
+    LayoutGroups& g = groups_of(SplitKind{shard->tp_size, shard->pp_size});
     o.shard = shard;
-    o.tp_group = g_ctx->tp_group();
-    o.pp_group = g_ctx->world();  // two ranks: the pipeline group is the world
+    o.tp_group = g.tp.get();
+    o.pp_group = g.pp.get();
   }
   return o;
 }
 
-struct SplitKind {
-  int tp, pp;
-};
+StepGroups step_groups(SplitKind kind) { return StepGroups{groups_of(kind).parallel, g_ctx->world(), 2}; }
 
 class TinySplit : public ::testing::TestWithParam<std::tuple<std::string, SplitKind>> {};
 
 TEST_P(TinySplit, SameGreedyTokensAsOneGpu) {
-  REQUIRE_TWO_GPUS();
   const auto& [name, kind] = GetParam();
+  REQUIRE_WORLD(kind.world());
   const std::string dir = testing::tiny_model_dir(name);
   const DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
   const Checkpoint ckpt = Checkpoint::open(dir);
@@ -262,32 +371,34 @@ TEST_P(TinySplit, SameGreedyTokensAsOneGpu) {
   const ShardPlan plan = make_shard_plan(config, pc);
   ModelWeights w = load_weights(ckpt, config, bf16_load(plan));
   move_weights(w, Device::kCUDA);
-  const ModelOptions options = gpu_options(plan);
-  DeepSeekModel model(config, std::move(w), options);
-  // Rank 0 shares its forced tokens with rank 1 through the batches it sends.
-  const GreedyRun split = split_run(model, StepGroups{pc, g_ctx->world(), 2}, prompts, decode_steps, whole);
+  DeepSeekModel model(config, std::move(w), gpu_options(plan));
+  // Rank 0 shares its forced tokens with the other ranks through the batches it sends.
+  const GreedyRun split = split_run(model, step_groups(kind), prompts, decode_steps, whole);
   expect_same(split, whole, 0.10);
 }
 
 std::string split_name(const ::testing::TestParamInfo<std::tuple<std::string, SplitKind>>& info) {
-  std::string n = std::get<0>(info.param) + "_tp" + std::to_string(std::get<1>(info.param).tp) + "_pp" +
-                  std::to_string(std::get<1>(info.param).pp);
+  std::string n = std::get<0>(info.param) + "_" + kind_name(std::get<1>(info.param));
   for (char& c : n) c = c == '-' ? '_' : c;
   return n;
 }
 
+// World 2: every golden model at TP2 and PP2. World 4: every one at TP2xPP2; TP4 needs 4 heads
+// (tiny-v2 only); PP4 needs 4 layers (none: they have 3).
 INSTANTIATE_TEST_SUITE_P(Golden, TinySplit,
                          ::testing::Combine(::testing::Values("tiny-v2-lite", "tiny-v2", "tiny-v3", "tiny-v3-fp8"),
-                                            ::testing::Values(SplitKind{2, 1}, SplitKind{1, 2})),
+                                            ::testing::Values(SplitKind{2, 1}, SplitKind{1, 2}, SplitKind{2, 2})),
+                         split_name);
+INSTANTIATE_TEST_SUITE_P(GoldenTp4, TinySplit,
+                         ::testing::Combine(::testing::Values("tiny-v2"), ::testing::Values(SplitKind{4, 1})),
                          split_name);
 
-// V2-Lite shapes (27 layers, 16 heads, 64 experts, vocabulary 102400) with dummy weights.
-TEST(V2LiteDummy, LogitsWithinBf16ToleranceOfOneGpu) {
-  REQUIRE_TWO_GPUS();
-  const DeepSeekConfig config = preset_config("deepseek-v2-lite");
+// Dummy weights at a released model's shapes: the logits of 4 prompts (200, 37, 1 and 120
+// tokens) and 4 decode steps, one GPU against each layout of this world.
+void dummy_model_vs_one_gpu(const DeepSeekConfig& config, uint64_t seed) {
   DummyOptions d;
-  d.seed = 7;
-  d.weight_dtype = DType::kBF16;
+  d.seed = seed;
+  d.weight_dtype = DType::kBF16;  // block FP8 when config.fp8 (filled in BF16 and quantised on the GPU)
   d.device = Device::kCUDA;
   std::vector<std::vector<int32_t>> prompts;
   std::mt19937 rng(3);
@@ -298,20 +409,47 @@ TEST(V2LiteDummy, LogitsWithinBf16ToleranceOfOneGpu) {
   }
   GreedyRun whole;
   if (rank() == 0) {
-    DeepSeekModel model(config, make_dummy_weights(config, d),
-                        gpu_options(std::nullopt));
+    DeepSeekModel model(config, make_dummy_weights(config, d), gpu_options(std::nullopt));
     LatentCache cache = model.make_cache(8 * static_cast<int64_t>(prompts.size()));
     whole = greedy([&](const ForwardBatch& b) { return model.forward(b, cache); }, prompts, 4, nullptr);
   }
-  for (SplitKind kind : {SplitKind{2, 1}, SplitKind{1, 2}}) {
-    std::printf("[rank %d] V2-Lite dummy tp %d pp %d\n", rank(), kind.tp, kind.pp);
-    const ParallelConfig pc{kind.tp, kind.pp, rank()};
-    d.shard = make_shard_plan(config, pc);
-    const ModelOptions options = gpu_options(d.shard);
-    DeepSeekModel model(config, make_dummy_weights(config, d), options);
-    const GreedyRun split = split_run(model, StepGroups{pc, g_ctx->world(), 2}, prompts, 4, whole);
+  const std::vector<SplitKind> kinds = g_world == 2 ? std::vector<SplitKind>{{2, 1}, {1, 2}}
+                                                    : std::vector<SplitKind>{{4, 1}, {2, 2}, {1, 4}};
+  for (SplitKind kind : kinds) {
+    std::printf("[rank %d] tp %d pp %d\n", rank(), kind.tp, kind.pp);
+    d.shard = make_shard_plan(config, ParallelConfig{kind.tp, kind.pp, rank()});
+    DeepSeekModel model(config, make_dummy_weights(config, d), gpu_options(d.shard));
+    const GreedyRun split = split_run(model, step_groups(kind), prompts, 4, whole);
     expect_same(split, whole, 0.10);
   }
+}
+
+// V2-Lite shapes (27 layers, 16 heads, 64 experts, vocabulary 102400), BF16.
+TEST(DummyModels, V2LiteLogitsWithinBf16ToleranceOfOneGpu) {
+  REQUIRE_WORLD(g_world);
+  dummy_model_vs_one_gpu(preset_config("deepseek-v2-lite"), 7);
+}
+
+// V3 shapes (128 heads, 256 experts with sigmoid group-limited routing, vocabulary 129280) cut
+// to 4 layers: 3 dense + 1 MoE, so that PP4 has a layer per stage and one GPU holds the whole.
+DeepSeekConfig v3_four_layers(bool fp8) {
+  DeepSeekConfig c = preset_config("deepseek-v3");
+  c.num_hidden_layers = 4;
+  if (!fp8) c.fp8.reset();
+  finalize_config(c);
+  return c;
+}
+
+TEST(DummyModels, V3FourLayersBf16WithinToleranceOfOneGpu) {
+  REQUIRE_WORLD(g_world);
+  dummy_model_vs_one_gpu(v3_four_layers(false), 11);
+}
+
+// Block FP8 weights, W8A8: each rank quantises the activations of its own heads and channels,
+// in the same 128-column blocks as one GPU (32 heads · 128 is a whole number of blocks).
+TEST(DummyModels, V3FourLayersFp8WithinToleranceOfOneGpu) {
+  REQUIRE_WORLD(g_world);
+  dummy_model_vs_one_gpu(v3_four_layers(true), 13);
 }
 
 }  // namespace
@@ -320,37 +458,48 @@ TEST(V2LiteDummy, LogitsWithinBf16ToleranceOfOneGpu) {
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   using mlaserve::dist::DistContext;
+  const char* world_env = std::getenv("MLASERVE_TEST_WORLD");
+  const int world = world_env ? std::atoi(world_env) : 2;
+  if (world != 2 && world != 4) {
+    std::fprintf(stderr, "MLASERVE_TEST_WORLD must be 2 or 4, got '%s'\n", world_env);
+    return 1;
+  }
+  mlaserve::dist::g_world = world;
   const char* rank_env = std::getenv("MLASERVE_TEST_RANK");
-  int rank = rank_env ? std::atoi(rank_env) : 0;
-  pid_t child = -1;
+  const int rank = rank_env ? std::atoi(rank_env) : 0;
+  std::vector<pid_t> children;
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess) devices = 0;
   std::unique_ptr<DistContext> ctx;
-  if (devices >= 2) {
-    if (!rank_env) {  // rank 0 starts rank 1: the same binary and arguments
+  if (devices >= world) {
+    if (!rank_env) {  // rank 0 starts the others: the same binary and arguments
       setenv("MLASERVE_TEST_PORT", std::to_string(20000 + getpid() % 20000).c_str(), 1);
-      child = fork();
-      if (child == 0) {
-        setenv("MLASERVE_TEST_RANK", "1", 1);
-        execv("/proc/self/exe", argv);
-        std::perror("execv");
-        _exit(127);
+      for (int r = 1; r < world; ++r) {
+        const pid_t child = fork();
+        if (child == 0) {
+          setenv("MLASERVE_TEST_RANK", std::to_string(r).c_str(), 1);
+          execv("/proc/self/exe", argv);
+          std::perror("execv");
+          _exit(127);
+        }
+        children.push_back(child);
       }
     }
     mlaserve::dist::LaunchOptions o;
-    o.tp_size = 2;
+    o.tp_size = world;  // the world (and a tensor-parallel group of all ranks, unused); layouts split it
     o.master_port = std::atoi(std::getenv("MLASERVE_TEST_PORT"));
     ctx = DistContext::join(o, rank, rank);
     mlaserve::dist::g_ctx = ctx.get();
   }
   if (rank != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;  // rank 0 reports; failures exit 1
   int rc = RUN_ALL_TESTS();
+  mlaserve::dist::g_groups.clear();
   ctx.reset();
-  if (child > 0) {
+  for (size_t i = 0; i < children.size(); ++i) {
     int status = 0;
-    waitpid(child, &status, 0);
+    waitpid(children[i], &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      std::fprintf(stderr, "rank 1 failed (status %d)\n", status);
+      std::fprintf(stderr, "rank %zu failed (status %d)\n", i + 1, status);
       rc = 1;
     }
   }
