@@ -32,7 +32,7 @@ void linear_fp8_cpu(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_in
 // Dispatch by device (ops/dispatch.h): the model graph calls these.
 void linear_fp8(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act, Tensor& out, Stream stream = {});
 
-// The W8A8 product of already quantised activations (out f32 on the CPU, bf16 on the GPU).
+// The W8A8 product of already quantised activations (out f32 on the CPU, bf16 or f32 on the GPU).
 void linear_fp8_w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
                      Tensor& out, Stream stream = {});
 
@@ -48,7 +48,8 @@ namespace mlaserve::ops {
 // ---- CUDA: src/ops/cuda/linear_fp8_* (kernels) and cuBLASLt (ops/cuda/cublaslt_gemm.h) -------
 //
 // linear_fp8_w8a8_cuda: the product of linear_fp8_w8a8_cpu on GPU tensors, out [T, N] bf16 (the
-// fp32 total rounded once). x_q [T, K] e4m3, x_scales [T, ceil(K/128)] f32, w_q [N, K] e4m3,
+// fp32 total rounded once) or f32 (the total as summed: a tensor-parallel partial output that is
+// all-reduced before it is rounded; both kernels below write either). x_q [T, K] e4m3, x_scales [T, ceil(K/128)] f32, w_q [N, K] e4m3,
 // w_scale_inv [ceil(N/128), ceil(K/128)] f32, all contiguous; K a multiple of 16 (the row pitch
 // of a TMA copy); N any (kv_a_proj's 576 ends in a half block). Each 128-wide K group is summed
 // by the tensor cores (fp8 products, ~fp22 sums inside a group), multiplied by x_scale·w_scale

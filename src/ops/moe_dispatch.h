@@ -53,8 +53,9 @@ namespace mlaserve::ops {
 // the CPU (one CTA, deterministic). Ids are not checked on the device: an id outside [0, E)
 // (never produced by moe_route) is sorted after every expert, so expert_offsets[E] counts only
 // the valid pairs and the outputs stay a permutation.
-// moe_combine_cuda: expert_out and y bf16, weights f32; per token the k terms are added to y in
-// j order in fp32 and y is rounded once to bf16. A stream-ordered [T·k] i32 workspace
+// moe_combine_cuda: expert_out bf16, weights f32, y bf16 or f32; per token the k terms are added
+// to y in j order in fp32 and y is rounded once to bf16 (an f32 y, a tensor-parallel partial
+// output that is all-reduced before it is rounded, keeps the fp32 sum). A stream-ordered [T·k] i32 workspace
 // (cudaMallocAsync / cudaFreeAsync on stream) holds the inverse of sorted_pairs.
 void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping,
                               cudaStream_t stream);

@@ -216,9 +216,9 @@ void check_problem(const GemmProblem& p) {
             p.k, p.batch);
   const bool bf16_in = p.ab_dtype == DType::kBF16 && (p.d_dtype == DType::kBF16 || p.d_dtype == DType::kF32);
   const bool f32_in = p.ab_dtype == DType::kF32 && p.d_dtype == DType::kF32;
-  const bool fp8_in = p.ab_dtype == DType::kF8E4M3 && p.d_dtype == DType::kBF16;
+  const bool fp8_in = p.ab_dtype == DType::kF8E4M3 && (p.d_dtype == DType::kBF16 || p.d_dtype == DType::kF32);
   MLA_CHECK(bf16_in || f32_in || fp8_in,
-            "{}: A and B {} with D {}: supported are BF16 -> BF16 or F32, F32 -> F32 and F8_E4M3 -> BF16", kOp,
+            "{}: A and B {} with D {}: supported are BF16 -> BF16 or F32, F32 -> F32 and F8_E4M3 -> BF16 or F32", kOp,
             dtype_name(p.ab_dtype), dtype_name(p.d_dtype));
   if (fp8_in) {
     const auto aligned16 = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };

@@ -8,7 +8,7 @@
 // A and B are both bf16 (D bf16 or f32) or both f32 (D f32); the products accumulate in fp32
 // (CUBLAS_COMPUTE_32F: no TF32 for f32 inputs), alpha = 1, beta = 0.
 //
-// Or both f8e4m3 with DeepSeek's block scales (D bf16; kNK only; cuBLAS 12.9+ on sm_90), set in
+// Or both f8e4m3 with DeepSeek's block scales (D bf16 or f32; kNK only; cuBLAS 12.9+ on sm_90), set in
 // GemmProblem::fp8_scales (scale layouts from the cuBLAS guide, "Scaling factors layouts"):
 //   a_vec128  [ceil(K/128), M] f32, M contiguous: A's 1 x 128 groups (VEC128_32F). Note the
 //             transpose: an activation quantiser writes [M, ceil(K/128)]

@@ -56,6 +56,7 @@ void run_cublaslt(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, 
   const auto* xq = static_cast<const uint8_t*>(x_q.raw());
   const auto* xs = static_cast<const float*>(x_scales.raw());
   auto* o = static_cast<uint8_t*>(out.raw());
+  const int64_t out_elem = static_cast<int64_t>(dtype_size(out.dtype()));
   for (int64_t r0 = 0; r0 < t; r0 += chunk) {
     const int64_t rows = std::min(chunk, t - r0);
     sm90_fp8::transpose_f32(xs + r0 * g, scales_t, rows, g, stream);  // [rows, G] -> [G, rows]
@@ -64,11 +65,11 @@ void run_cublaslt(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, 
     p.n = n;
     p.k = k;
     p.ab_dtype = DType::kF8E4M3;
-    p.d_dtype = DType::kBF16;
+    p.d_dtype = out.dtype();
     p.b_layout = cuda::BLayout::kNK;
     p.a = {xq + r0 * k, k, 0};
     p.b = {w_q.raw(), k, 0};
-    p.d = o + r0 * n * 2;
+    p.d = o + r0 * n * out_elem;
     p.d_row_stride = n;
     p.fp8_scales = {scales_t, static_cast<const float*>(w_scale_inv.raw())};
     cuda::lt_gemm(p, stream);
@@ -86,7 +87,7 @@ void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tenso
   check_gpu(w_q, "w_q", DType::kF8E4M3, {n, k});
   check_gpu(x_scales, "x_scales", DType::kF32, {t, g});
   check_gpu(w_scale_inv, "w_scale_inv", DType::kF32, {fp8_num_blocks(n), g});
-  check_gpu(out, "out", DType::kBF16, {t, n});
+  check_gpu(out, "out", out.dtype() == DType::kF32 ? DType::kF32 : DType::kBF16, {t, n});
   if (t == 0 || n == 0) return;
   MLA_CHECK(k > 0 && k % 16 == 0, "{}: K = {} must be a positive multiple of 16 (TMA row pitch)", kOp, k);
   MLA_CHECK(t < (int64_t{1} << 31) / 128 && n < (int64_t{1} << 31) && g < (int64_t{1} << 24),
@@ -103,7 +104,7 @@ void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tenso
   }
   if (path == sm90_fp8::Fp8GemmPath::kCublasLt) return run_cublaslt(x_q, x_scales, w_q, w_scale_inv, out, stream);
   sm90_fp8::run_swap_ab({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
-                         static_cast<const float*>(w_scale_inv.raw()), out.raw()},
+                         static_cast<const float*>(w_scale_inv.raw()), out.raw(), out.dtype() == DType::kF32},
                         t, n, k, sm90_fp8::plan_swap_ab(t, n, k, sm90_fp8::device_sm_count()), stream);
 }
 

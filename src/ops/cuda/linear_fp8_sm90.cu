@@ -83,7 +83,8 @@ void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, c
   p.x_map = fp8_rows_map(ptrs.x_q, t, k, x_box_rows);
   p.x_scales = ptrs.x_scales;
   p.w_scales = ptrs.w_scales;
-  p.out = static_cast<__nv_bfloat16*>(ptrs.out);
+  p.out = ptrs.out;
+  p.out_f32 = ptrs.out_f32;
   p.t = static_cast<int32_t>(t);
   p.n = static_cast<int32_t>(n);
   p.g = static_cast<int32_t>((k + kGroup - 1) / kGroup);

@@ -27,8 +27,9 @@
 //   - split K over a cluster of `splits` CTAs (grid z, at most 8), one tile per CTA: each CTA
 //     writes its fp32 Dᵀ tile into its own shared memory (over the drained stages), the cluster
 //     synchronises, and CTA r adds up the r-th slice of the tile from all CTAs' shared memory
-//     (distributed shared memory, 16-byte loads, all ranks in flight), rounds to bf16 and
-//     stores it: no workspace, no atomics, the same summation order every run;
+//     (distributed shared memory, 16-byte loads, all ranks in flight), rounds to bf16 (or keeps
+//     fp32, SwapAbParams::out_f32) and stores it: no workspace, no atomics, the same summation
+//     order every run;
 //   - splits = 1: persistent CTAs walk tiles (stride = grid) through one continuous pipeline
 //     and store each finished tile straight from registers.
 
@@ -159,6 +160,15 @@ __device__ __forceinline__ void wgmma_k32(uint64_t a, uint64_t b, float (&d)[BN 
   WgmmaOp<BN>::Op::fma(a, b, d[I]..., scale);
 }
 
+// out[i] = v: rounded once to bf16, or fp32 as summed (SwapAbParams::out_f32).
+__device__ __forceinline__ void store_out(const SwapAbParams& p, int64_t i, float v) {
+  if (p.out_f32) {
+    static_cast<float*>(p.out)[i] = v;
+  } else {
+    static_cast<__nv_bfloat16*>(p.out)[i] = __float2bfloat16(v);
+  }
+}
+
 // ---- the kernel ------------------------------------------------------------------------------
 
 // Grid: plan.ctas x 1 x splits, clusters of 1 x 1 x splits. With splits > 1 CTA x owns tile x;
@@ -259,7 +269,7 @@ __global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_
 #pragma unroll
           for (int q = 0; q < 4; ++q) {
             const int t = t0 + 8 * j + 2 * (lane % 4) + (q & 1), n = n0 + r + 8 * (q >> 1);
-            if (t < p.t && n < p.n) p.out[static_cast<int64_t>(t) * p.n + n] = __float2bfloat16(total[4 * j + q]);
+            if (t < p.t && n < p.n) store_out(p, static_cast<int64_t>(t) * p.n + n, total[4 * j + q]);
           }
         }
       }
@@ -311,18 +321,22 @@ __global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_
     }
     const int t = t0 + c, n = n0 + r;
     if (t >= p.t) continue;
-    __nv_bfloat16* o = p.out + static_cast<int64_t>(t) * p.n + n;
-    if (p.n % 4 == 0 && n + 3 < p.n) {  // 8-byte aligned: t·N + n is a multiple of 4
-      const __nv_bfloat162 lo = __floats2bfloat162_rn(sum.x, sum.y), hi = __floats2bfloat162_rn(sum.z, sum.w);
-      uint2 packed;
-      packed.x = *reinterpret_cast<const uint32_t*>(&lo);
-      packed.y = *reinterpret_cast<const uint32_t*>(&hi);
-      *reinterpret_cast<uint2*>(o) = packed;
+    const int64_t at_out = static_cast<int64_t>(t) * p.n + n;
+    if (p.n % 4 == 0 && n + 3 < p.n) {  // t·N + n is a multiple of 4: 8-byte (bf16), 16-byte (f32) aligned
+      if (p.out_f32) {
+        *reinterpret_cast<float4*>(static_cast<float*>(p.out) + at_out) = sum;
+      } else {
+        const __nv_bfloat162 lo = __floats2bfloat162_rn(sum.x, sum.y), hi = __floats2bfloat162_rn(sum.z, sum.w);
+        uint2 packed;
+        packed.x = *reinterpret_cast<const uint32_t*>(&lo);
+        packed.y = *reinterpret_cast<const uint32_t*>(&hi);
+        *reinterpret_cast<uint2*>(static_cast<__nv_bfloat16*>(p.out) + at_out) = packed;
+      }
     } else {
       const float f[4] = {sum.x, sum.y, sum.z, sum.w};
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        if (n + i < p.n) o[i] = __float2bfloat16(f[i]);
+        if (n + i < p.n) store_out(p, at_out + i, f[i]);
       }
     }
   }

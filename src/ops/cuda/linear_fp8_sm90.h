@@ -30,7 +30,8 @@ struct Fp8GemmPointers {
   const float* x_scales;   // [T, G]
   const void* w_q;         // [N, K] e4m3
   const float* w_scales;   // [ceil(N/128), G]
-  void* out;               // [T, N] bf16
+  void* out;               // [T, N] bf16, or f32 when out_f32
+  bool out_f32 = false;
 };
 
 int device_sm_count();

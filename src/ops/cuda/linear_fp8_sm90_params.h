@@ -19,13 +19,14 @@ struct SwapAbParams {
   CUtensorMap x_map;        // x_q [T, K] as u8, boxes of 128 channels x x_box_rows, 128-byte swizzle
   const float* x_scales;    // [T, G] activation group multipliers
   const float* w_scales;    // [ceil(N/128), G] weight block multipliers
-  __nv_bfloat16* out;       // [T, N]
+  void* out;                // [T, N] bf16, or f32 when out_f32
   int32_t t;                // T
   int32_t n;                // N
   int32_t g;                // G
   int32_t t_tiles;          // ceil(T / BN); tile i is weight rows (i / t_tiles)·64·WGS, tokens (i % t_tiles)·BN
   int32_t tiles;            // n_tiles · t_tiles
   uint32_t stage_bytes;     // bytes one stage's two copies deliver: 128 x (w_box_rows + x_box_rows)
+  bool out_f32;             // out holds the fp32 totals unrounded (tensor-parallel partial sums)
 };
 
 }  // namespace mlaserve::ops::sm90_fp8

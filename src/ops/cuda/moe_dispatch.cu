@@ -38,13 +38,37 @@ void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, Moe
   MLA_CUDA_CHECK_LAUNCH();
 }
 
+namespace {
+
+template <typename Y>
+void launch_combine(gpu::MoeCombineParams<Y> p, bool vec8, cudaStream_t stream) {
+  const int64_t pairs = p.tokens * p.top_k;
+  const size_t position_bytes = static_cast<size_t>(pairs) * sizeof(int32_t);
+  MLA_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&p.position), position_bytes, stream));
+  MLA_CUDA_CHECK(cudaMemsetAsync(p.position, 0xFF, position_bytes, stream));  // -1: no sorted position
+  gpu::moe_invert_pairs_kernel<Y><<<gpu::grid_blocks(pairs, gpu::kCombineThreads), gpu::kCombineThreads, 0, stream>>>(p);
+  MLA_CUDA_CHECK_LAUNCH();
+  const int64_t vectors = vec8 ? p.hidden / 8 : p.hidden;
+  const dim3 grid(static_cast<unsigned>((vectors + gpu::kCombineThreads - 1) / gpu::kCombineThreads),
+                  static_cast<unsigned>(std::min<int64_t>(p.tokens, 65535)));
+  if (vec8) {
+    gpu::moe_combine_kernel<8, Y><<<grid, gpu::kCombineThreads, 0, stream>>>(p);
+  } else {
+    gpu::moe_combine_kernel<1, Y><<<grid, gpu::kCombineThreads, 0, stream>>>(p);
+  }
+  MLA_CUDA_CHECK_LAUNCH();
+  MLA_CUDA_CHECK(cudaFreeAsync(p.position, stream));
+}
+
+}  // namespace
+
 void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
                       cudaStream_t stream) {
   constexpr std::string_view kOp = "moe_combine_cuda";
   gpu::check_dtype(kOp, "expert_out", expert_out, DType::kBF16);
   gpu::check_dtype(kOp, "sorted_pairs", sorted_pairs, DType::kI32);
   gpu::check_dtype(kOp, "weights", weights, DType::kF32);
-  gpu::check_dtype(kOp, "y", y, DType::kBF16);
+  gpu::check_f32_or_bf16(kOp, "y", y);
   MLA_CHECK(weights.ndim() == 2 && y.ndim() == 2 && expert_out.ndim() == 2,
             "{}: weights {} must be [T, k], y {} [T, H], expert_out {} [T·k, H]", kOp, shape_str(weights.shape()),
             shape_str(y.shape()), shape_str(expert_out.shape()));
@@ -55,30 +79,16 @@ void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, cons
   MLA_CHECK(pairs < (int64_t{1} << 31), "{}: {} pairs do not fit i32 positions", kOp, pairs);
   if (pairs == 0 || h == 0) return;
 
-  gpu::MoeCombineParams p{gpu::ptr<const __nv_bfloat16>(expert_out),
-                          gpu::ptr<const int32_t>(sorted_pairs),
-                          nullptr,
-                          gpu::ptr<const float>(weights),
-                          gpu::ptr<__nv_bfloat16>(y),
-                          t,
-                          static_cast<int32_t>(k),
-                          h};
-  const size_t position_bytes = static_cast<size_t>(pairs) * sizeof(int32_t);
-  MLA_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&p.position), position_bytes, stream));
-  MLA_CUDA_CHECK(cudaMemsetAsync(p.position, 0xFF, position_bytes, stream));  // -1: no sorted position
-  gpu::moe_invert_pairs_kernel<<<gpu::grid_blocks(pairs, gpu::kCombineThreads), gpu::kCombineThreads, 0, stream>>>(p);
-  MLA_CUDA_CHECK_LAUNCH();
   const bool vec8 = h % 8 == 0 && gpu::aligned16(expert_out) && gpu::aligned16(y);
-  const int64_t vectors = vec8 ? h / 8 : h;
-  const dim3 grid(static_cast<unsigned>((vectors + gpu::kCombineThreads - 1) / gpu::kCombineThreads),
-                  static_cast<unsigned>(std::min<int64_t>(t, 65535)));
-  if (vec8) {
-    gpu::moe_combine_kernel<8><<<grid, gpu::kCombineThreads, 0, stream>>>(p);
+  const auto* out = gpu::ptr<const __nv_bfloat16>(expert_out);
+  const auto* pairs_ptr = gpu::ptr<const int32_t>(sorted_pairs);
+  const auto* w = gpu::ptr<const float>(weights);
+  if (y.dtype() == DType::kF32) {
+    launch_combine<float>({out, pairs_ptr, nullptr, w, gpu::ptr<float>(y), t, static_cast<int32_t>(k), h}, vec8, stream);
   } else {
-    gpu::moe_combine_kernel<1><<<grid, gpu::kCombineThreads, 0, stream>>>(p);
+    launch_combine<__nv_bfloat16>({out, pairs_ptr, nullptr, w, gpu::ptr<__nv_bfloat16>(y), t, static_cast<int32_t>(k), h},
+                                  vec8, stream);
   }
-  MLA_CUDA_CHECK_LAUNCH();
-  MLA_CUDA_CHECK(cudaFreeAsync(p.position, stream));
 }
 
 }  // namespace mlaserve::ops

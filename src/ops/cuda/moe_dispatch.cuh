@@ -25,7 +25,7 @@
 // position (the inverse of sorted_pairs), kept in a [P] i32 workspace from the stream-ordered
 // allocator; positions no entry names stay -1 and contribute nothing. Then one thread per vector
 // of 8 channels of a token row: acc = y[t] in fp32, acc += w[t, j] · expert_out[position] for
-// j = 0 .. k-1 in order, y[t] = bf16(acc), rounded once.
+// j = 0 .. k-1 in order, y[t] = bf16(acc), rounded once (or acc itself when y is f32).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -120,19 +120,21 @@ __global__ void __launch_bounds__(kGroupThreads, 1) moe_group_by_expert_kernel(M
   }
 }
 
+template <typename Y>
 struct MoeCombineParams {
   const __nv_bfloat16* expert_out;  // [P, H] in sorted order
   const int32_t* sorted_pairs;      // [P]
   int32_t* position;                // [P] workspace: sorted position of each pair, -1 if none
   const float* weights;             // [T, k]
-  __nv_bfloat16* y;                 // [T, H], accumulated into
+  Y* y;                             // [T, H] bf16 or f32, accumulated into
   int64_t tokens;                   // T
   int32_t top_k;                    // k
   int64_t hidden;                   // H
 };
 
 // grid-stride over P; position[] must be -1 beforehand.
-__global__ void __launch_bounds__(kCombineThreads) moe_invert_pairs_kernel(MoeCombineParams p) {
+template <typename Y>
+__global__ void __launch_bounds__(kCombineThreads) moe_invert_pairs_kernel(MoeCombineParams<Y> p) {
   const int64_t pairs = p.tokens * p.top_k;
   for (int64_t pos = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; pos < pairs; pos += int64_t{gridDim.x} * blockDim.x) {
     const int32_t pair = p.sorted_pairs[pos];
@@ -141,14 +143,14 @@ __global__ void __launch_bounds__(kCombineThreads) moe_invert_pairs_kernel(MoeCo
 }
 
 // grid (ceil(H / kVec / kCombineThreads), min(T, 65535)), block kCombineThreads.
-template <int kVec>
-__global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(MoeCombineParams p) {
+template <int kVec, typename Y>
+__global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(MoeCombineParams<Y> p) {
   const int64_t vectors = p.hidden / kVec;
   for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
     for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < vectors;
          c += int64_t{gridDim.x} * blockDim.x) {
       float acc[kVec], x[kVec];
-      __nv_bfloat16* y = p.y + t * p.hidden + c * kVec;
+      Y* y = p.y + t * p.hidden + c * kVec;
       load_vec<kVec>(y, acc);
       for (int j = 0; j < p.top_k; ++j) {
         const int32_t pos = p.position[t * p.top_k + j];

@@ -209,6 +209,10 @@ TEST_F(GemmCuda, LinearQBProj) { check_linear(24576, 1536, DType::kBF16, DType::
 
 TEST_F(GemmCuda, LinearOProj) { check_linear(7168, 16384, DType::kBF16, DType::kBF16, kTokens); }
 
+// Tensor parallelism writes o_proj's partial output in f32 (all-reduced, then rounded once): TP-2's
+// half of V3's o_proj.
+TEST_F(GemmCuda, LinearOProjTp2F32Out) { check_linear(7168, 8192, DType::kBF16, DType::kF32, kTokens); }
+
 TEST_F(GemmCuda, LinearLmHeadF32Logits) { check_linear(102400, 2048, DType::kBF16, DType::kF32, kTokens); }
 
 TEST_F(GemmCuda, LinearRouterF32Logits) {

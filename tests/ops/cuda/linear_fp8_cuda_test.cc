@@ -15,6 +15,11 @@
 // < 1e-5 (it is ~rel_l2^2 / 2: bf16 rounding alone gives ~1.3e-6), and every element within
 // 2^-8·|ref| + 2^-9·rms(ref row) (twice the rounding step plus 1/512 of the row's scale for the
 // group sums' rounding).
+//
+// f32 outputs (the tensor-parallel partial sums, all-reduced before they are rounded): no bf16
+// rounding, only the group sums' ~1e-4, so relative L2 < 1e-3 (2e-3 for any row), calc_diff
+// < 1e-6, the same element bound; and most outputs must not be bf16 values (an f32 path that
+// rounded to bf16 first would pass the error bounds above but not this).
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -42,6 +47,14 @@ using testing::poisoned_gpu;
 using testing::rows_to_check;
 
 constexpr double kRelL2 = 4e-3, kRowRelL2 = 6e-3, kCalcDiff = 1e-5;
+constexpr double kF32RelL2 = 1e-3, kF32RowRelL2 = 2e-3, kF32CalcDiff = 1e-6;
+
+// Elements of an f32 tensor that bf16 holds exactly.
+int64_t count_bf16_values(const Tensor& t) {
+  int64_t n = 0;
+  for (float v : t.to_vector()) n += round_bf16(v) == v;
+  return n;
+}
 
 // Uniform(-448, 448) rounded to e4m3 (the full range a block's amax maps to), via a table of
 // 4096 codes indexed by 12 random bits: 264M weights fill in well under a second.
@@ -127,9 +140,11 @@ class LinearFp8Cuda : public ::testing::Test {
   // One weight [n, k] against x of each row count in ms, through each kernel that takes the
   // shape (kAuto too). The GPU runs every case, then one CPU reference call covers the checked
   // rows of all of them.
-  void check(int64_t n, int64_t k, const std::vector<int64_t>& ms) {
+  void check(int64_t n, int64_t k, const std::vector<int64_t>& ms, DType out_dtype = DType::kBF16) {
     const uint64_t seed = fresh_seed();
-    SCOPED_TRACE("seed " + std::to_string(seed) + ", N " + std::to_string(n) + ", K " + std::to_string(k));
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", N " + std::to_string(n) + ", K " + std::to_string(k) + ", out " +
+                 std::string(dtype_name(out_dtype)));
+    const bool f32_out = out_dtype == DType::kF32;
     std::mt19937_64 rng(seed);
     const int64_t g = fp8_num_blocks(k);
     const Tensor w_host = random_fp8({n, k}, rng);                               // [N, K]
@@ -154,11 +169,14 @@ class LinearFp8Cuda : public ::testing::Test {
       if (sm90_fp8::cublaslt_fp8_fits(m, n, k)) kernels.push_back(Fp8GemmKernel::kCublasLt);
       const std::string shape = "M " + std::to_string(m) + " N " + std::to_string(n) + " K " + std::to_string(k);
       auto run = [&](const std::string& what, const std::function<void(Tensor&)>& gemm) {
-        Tensor out = poisoned_gpu({m, n}, DType::kBF16, stream_);
+        Tensor out = poisoned_gpu({m, n}, out_dtype, stream_);
         gemm(out);
         sync();
         const Tensor out_host = out.to(Device::kCPU);
         EXPECT_EQ(count_nonfinite(out_host), 0) << what << ": outputs unwritten (poison) or not finite";
+        if (f32_out) {
+          EXPECT_LT(count_bf16_values(out_host), out_host.numel() / 4) << what << ": f32 out rounded to bf16";
+        }
         runs.push_back({what, testing::gather_rows_f32(out_host, rows), total});
       };
       for (const Fp8GemmKernel kernel : kernels) {
@@ -172,7 +190,7 @@ class LinearFp8Cuda : public ::testing::Test {
                   std::to_string(plan.splits) + " ctas " + std::to_string(plan.ctas),
               [&](Tensor& out) {
                 sm90_fp8::run_swap_ab({x.raw(), static_cast<const float*>(xs.raw()), w.raw(),
-                                       static_cast<const float*>(ws.raw()), out.raw()},
+                                       static_cast<const float*>(ws.raw()), out.raw(), f32_out},
                                       m, n, k, plan, stream_);
               });
         }
@@ -201,9 +219,9 @@ class LinearFp8Cuda : public ::testing::Test {
       const Fp8Errors e = compare(run.got, ref.slice(run.ref_at, run.ref_at + run.got.dim(0)));
       const std::string& what = run.what;
       testing::record_error(what + " rel_l2", e.rel_l2);
-      EXPECT_LT(e.rel_l2, kRelL2) << what;
-      EXPECT_LT(e.worst_row, kRowRelL2) << what;
-      EXPECT_LT(e.calc_diff, kCalcDiff) << what;
+      EXPECT_LT(e.rel_l2, f32_out ? kF32RelL2 : kRelL2) << what;
+      EXPECT_LT(e.worst_row, f32_out ? kF32RowRelL2 : kRowRelL2) << what;
+      EXPECT_LT(e.calc_diff, f32_out ? kF32CalcDiff : kCalcDiff) << what;
       EXPECT_EQ(e.outside_bound, 0) << what << ": elements past 2^-8 |ref| + 2^-9 rms(row)";
     }
   }
@@ -220,6 +238,13 @@ TEST_F(LinearFp8Cuda, SmallSplitK) { check(256, 1024, {1, 8, 64}); }
 
 // N = 1088: a 64-row half block at the end of a 128-row (two-warpgroup) tile.
 TEST_F(LinearFp8Cuda, SmallTwoWarpgroups) { check(1088, 640, {3, 40, 128}); }
+
+// f32 outputs through every kernel and plan: partial blocks, split K, two warpgroups.
+TEST_F(LinearFp8Cuda, SmallF32Out) {
+  check(160, 272, {1, 5, 33, 130}, DType::kF32);
+  check(256, 1024, {1, 8, 64}, DType::kF32);
+  check(1088, 640, {3, 40, 128}, DType::kF32);
+}
 
 TEST_F(LinearFp8Cuda, SmallNoRowsIsANoOp) {
   Tensor x = Tensor::empty({0, 256}, DType::kF8E4M3, Device::kCUDA);
@@ -333,6 +358,13 @@ TEST_F(LinearFp8Cuda, V2LiteDenseGateOrUp) { check(10944, 2048, kTokens); }
 TEST_F(LinearFp8Cuda, V2LiteDenseDown) { check(2048, 10944, kTokens); }
 TEST_F(LinearFp8Cuda, V2LiteSharedGateOrUp) { check(2816, 2048, kTokens); }
 TEST_F(LinearFp8Cuda, V2LiteSharedDown) { check(2048, 2816, kTokens); }
+
+// f32 outputs at the projections whose outputs are all-reduced under tensor parallelism (o_proj,
+// the dense and shared down projections), at their TP-2 shapes (K halved).
+TEST_F(LinearFp8Cuda, V3OProjTp2F32Out) { check(7168, 8192, kTokens, DType::kF32); }
+TEST_F(LinearFp8Cuda, V3DenseDownTp2F32Out) { check(7168, 9216, kTokens, DType::kF32); }
+TEST_F(LinearFp8Cuda, V3SharedDownTp2F32Out) { check(7168, 1024, kTokens, DType::kF32); }
+TEST_F(LinearFp8Cuda, V2LiteOProjTp2F32Out) { check(2048, 1024, kTokens, DType::kF32); }
 
 }  // namespace
 }  // namespace mlaserve::ops

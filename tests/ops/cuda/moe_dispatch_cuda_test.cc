@@ -10,6 +10,8 @@
 // The combine adds k weighted bf16 rows to the bf16 y in fp32, in j order, and rounds once; the
 // CPU does the same in fp32 on the same values (the GPU may fuse multiply-adds: a few fp32 ulps
 // of the terms' magnitudes). Per element: |got - want| <= 2^-8 |want| + 1e-6 (|y| + Σ_j |w_j x_j|).
+// With an f32 y (the tensor-parallel partial sum, f32 values bf16 cannot hold) nothing is
+// rounded: |got - want| <= 1e-6 (|y| + Σ_j |w_j x_j|), which a bf16 store (2^-9 relative) fails.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -69,14 +71,14 @@ class MoeDispatchCuda : public CudaOpTest {
     EXPECT_EQ(testing::mismatches(ints(to_host(got.sorted_tokens)), ints(want.sorted_tokens)), 0);
   }
 
-  void check_combine(int64_t t, int64_t k, int64_t e, int64_t h, uint64_t seed) {
+  void check_combine(int64_t t, int64_t k, int64_t e, int64_t h, uint64_t seed, DType y_dtype = DType::kBF16) {
     std::mt19937_64 rng(seed);
     const Tensor ids = route_ids(t, k, e, false, rng);
     MoeGrouping grouping{Tensor::empty({e + 1}, DType::kI32), Tensor::empty({t * k}, DType::kI32),
                          Tensor::empty({t * k}, DType::kI32)};
     moe_group_by_expert_cpu(ids, e, grouping);
     const Tensor expert_out = random_tensor({t * k, h}, DType::kBF16, rng);
-    const Tensor y0 = random_tensor({t, h}, DType::kBF16, rng, 0.5f);
+    const Tensor y0 = random_tensor({t, h}, y_dtype, rng, 0.5f);
     Tensor weights = Tensor::empty({t, k}, DType::kF32);
     std::uniform_real_distribution<float> w(0.02f, 0.6f);
     for (int64_t i = 0; i < t * k; ++i) weights.data<float>()[i] = w(rng);
@@ -101,7 +103,8 @@ class MoeDispatchCuda : public CudaOpTest {
     }
     int64_t bad = 0;
     for (size_t i = 0; i < got.size(); ++i) {
-      const double bound = std::ldexp(std::abs(expect[i]), -8) + 1e-6 * magnitude[i];
+      const double rounding = y_dtype == DType::kF32 ? 0.0 : std::ldexp(std::abs(expect[i]), -8);
+      const double bound = rounding + 1e-6 * magnitude[i];
       bad += !(std::abs(static_cast<double>(got[i]) - expect[i]) <= bound) ? 1 : 0;
     }
     EXPECT_EQ(bad, 0) << "of " << got.size() << " elements off by more than bf16 rounding";
@@ -152,6 +155,16 @@ TEST_F(MoeDispatchCuda, CombineV3Hidden) {
 }
 
 TEST_F(MoeDispatchCuda, CombineV2LiteHidden) { check_combine(2048, 6, 64, 2048, 23); }
+
+TEST_F(MoeDispatchCuda, SmallCombineF32Output) {
+  check_combine(3, 2, 8, 64, 31, DType::kF32);
+  check_combine(5, 3, 8, 20, 32, DType::kF32);  // width not a multiple of 8
+}
+
+TEST_F(MoeDispatchCuda, CombineF32OutputHidden) {
+  check_combine(512, 8, 256, 7168, 33, DType::kF32);
+  check_combine(2048, 6, 64, 2048, 34, DType::kF32);
+}
 
 }  // namespace
 }  // namespace mlaserve::ops
