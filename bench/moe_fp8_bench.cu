@@ -1,13 +1,14 @@
 // The grouped block-FP8 MoE GEMM (moe_grouped_gemm_fp8_cuda) and the FP8 expert layer on the GPU.
 //
 //   1. grouped GEMM at the target shape, 4 experts x 8192 rows, N 4096, K 7168 (plain epilogue):
-//      both kernels (mma.sync, Hopper wgmma) against the best peer on the card for the same work,
-//      the dense block-scaled FP8 GEMM (linear_fp8_w8a8_cuda, cuBLASLt BLK128x128 and the sm90
+//      both kernels (mma.sync, Hopper wgmma with 128- and 256-row weight tiles) against the best
+//      peer on the card for the same work, the dense block-scaled FP8 GEMM (linear_fp8_w8a8_cuda, cuBLASLt BLK128x128 and the sm90
 //      kernel, whichever kAuto picks) launched once per expert, and the floor: the tensor cores'
 //      dense FP8 peak (kFp8PeakTflops). TFLOPS = 2·P·N·K / time.
 //   2. the grouped GEMMs of real MoE layers (V3: E 256, H 7168, Im 2048; V2-Lite: E 64, H 2048,
-//      Im 1408), gate_up (SwiGLU epilogue) and down, uniform routing, at prefill token counts:
-//      both kernels and what kAuto picks.
+//      Im 1408), gate_up (SwiGLU epilogue) and down, uniform routing, at 16 .. 1536 rows per
+//      expert: every kernel, what kAuto picks, and the floor (the FP8 peak or the bytes at the copy
+//      bandwidth, whichever is longer: at a few hundred rows per expert the weights dominate).
 //   3. a V3 MoE layer (256 experts, H 7168, Im 2048, top-8, uniform routing over the experts):
 //      moe_experts_fp8_cuda (two quantisations, two grouped GEMMs) against moe_experts_cuda
 //      (BF16), decode token counts against the HBM floor of the active experts' weights (e4m3
@@ -126,8 +127,11 @@ int run(int argc, char** argv) {
     const double mma = time_us(timer, stream, [&](int) {
       ops::moe_grouped_gemm_fp8_cuda(a_q, a_s, offsets, b_q, b_s, false, out, stream, ops::MoeFp8Kernel::kMmaSync);
     });
-    const double wgmma = time_us(timer, stream, [&](int) {
-      ops::moe_grouped_gemm_fp8_cuda(a_q, a_s, offsets, b_q, b_s, false, out, stream, ops::MoeFp8Kernel::kWgmma);
+    const double wgmma128 = time_us(timer, stream, [&](int) {
+      ops::moe_grouped_gemm_fp8_cuda(a_q, a_s, offsets, b_q, b_s, false, out, stream, ops::MoeFp8Kernel::kWgmmaN128);
+    });
+    const double wgmma256 = time_us(timer, stream, [&](int) {
+      ops::moe_grouped_gemm_fp8_cuda(a_q, a_s, offsets, b_q, b_s, false, out, stream, ops::MoeFp8Kernel::kWgmmaN256);
     });
     const double peer = time_us(timer, stream, [&](int) {
       for (int64_t g = 0; g < groups; ++g) {
@@ -141,14 +145,16 @@ int run(int argc, char** argv) {
     const double floor = flops / kFp8PeakTflops / 1e6;
     std::printf("%-34s %10s %8s %8s\n", "kernel", "us", "TFLOPS", "of peak");
     for (const auto& [name, us] : {std::pair{"moe_grouped_gemm_fp8 (mma.sync)", mma},
-                                   std::pair{"moe_grouped_gemm_fp8 (wgmma)", wgmma},
+                                   std::pair{"moe_grouped_gemm_fp8 (wgmma n128)", wgmma128},
+                                   std::pair{"moe_grouped_gemm_fp8 (wgmma n256)", wgmma256},
                                    std::pair{"linear_fp8_w8a8 x4 (peer)", peer},
                                    std::pair{"floor (FP8 dense peak)", floor}}) {
       std::printf("%-34s %10.1f %8.1f %8.2f\n", name, us, flops / us / 1e6, floor / us);
     }
     gemm_rows.push_back({{"groups", groups}, {"m", m}, {"n", n}, {"k", k}, {"mma_sync_us", mma},
-                         {"mma_sync_tflops", flops / mma / 1e6}, {"wgmma_us", wgmma},
-                         {"wgmma_tflops", flops / wgmma / 1e6}, {"peer_dense_x4_us", peer},
+                         {"mma_sync_tflops", flops / mma / 1e6}, {"wgmma_n128_us", wgmma128},
+                         {"wgmma_n128_tflops", flops / wgmma128 / 1e6}, {"wgmma_n256_us", wgmma256},
+                         {"wgmma_n256_tflops", flops / wgmma256 / 1e6}, {"peer_dense_x4_us", peer},
                          {"peer_tflops", flops / peer / 1e6}, {"floor_us", floor}});
   }
 
@@ -160,11 +166,12 @@ int run(int argc, char** argv) {
       int64_t experts, hidden, inter, top_k;
       std::vector<int64_t> tokens;
     };
-    const Model models[] = {{"v3", 256, 7168, 2048, 8, {1024, 2048, 4096, 16384}},
-                            {"v2-lite", 64, 2048, 1408, 6, {512, 1024, 4096, 16384}}};
-    std::printf("\ngrouped GEMMs of MoE layers, uniform routing; auto = what kAuto runs\n");
-    std::printf("%-8s %-8s %6s %7s %6s %10s %8s %10s %8s %6s %8s\n", "model", "gemm", "tokens", "rows", "mean",
-                "mma us", "TFLOPS", "wgmma us", "TFLOPS", "auto", "of peak");
+    const Model models[] = {{"v3", 256, 7168, 2048, 8, {512, 768, 1024, 2048, 4096, 16384}},
+                            {"v2-lite", 64, 2048, 1408, 6, {128, 256, 512, 1024, 4096, 16384}}};
+    std::printf("\ngrouped GEMMs of MoE layers, uniform routing; mma.sync and wgmma (n128, n256 weight tiles); "
+                "floor = max(FP8 peak, bytes / copy bandwidth); auto = what kAuto runs\n");
+    std::printf("%-8s %-8s %6s %7s %6s %9s %7s %9s %7s %9s %7s %9s %5s\n", "model", "gemm", "tokens", "rows", "mean",
+                "mma us", "TFLOPS", "n128 us", "TFLOPS", "n256 us", "TFLOPS", "floor us", "auto");
     for (const Model& md : models) {
       Tensor gu_q, gu_s, dn_q, dn_s;
       random_fp8({md.experts * 2 * md.inter, md.hidden}, 11, gu_q, gu_s, stream);
@@ -198,18 +205,26 @@ int run(int argc, char** argv) {
             });
           };
           const double mma = time_kernel(ops::MoeFp8Kernel::kMmaSync);
-          const double wgmma = time_kernel(ops::MoeFp8Kernel::kWgmma);
-          const bool auto_wgmma = ops::sm90::moe_fp8::use_wgmma(rows, md.experts);
+          const double n128 = time_kernel(ops::MoeFp8Kernel::kWgmmaN128);
+          const double n256 = time_kernel(ops::MoeFp8Kernel::kWgmmaN256);
+          const char* picked = !ops::sm90::moe_fp8::use_wgmma(rows, md.experts)     ? "mma"
+                               : ops::sm90::moe_fp8::choose_bn(n_out, swiglu, rows, md.experts) == 256 ? "n256"
+                                                                                     : "n128";
           const double flops = 2.0 * rows * w_rows * k;
-          const double best = auto_wgmma ? wgmma : mma;
+          // Floor: the tensor cores' peak or the bytes (every expert's weights once, A, out) at the
+          // copy bandwidth, whichever is longer.
+          const double bytes = static_cast<double>(md.experts) * w_rows * k + rows * (k + 2.0 * n_out);
+          const double floor = std::max(flops / kFp8PeakTflops / 1e6, bytes / copy / 1e3);
           const int64_t mean = rows / std::min(md.experts, rows);
-          std::printf("%-8s %-8s %6ld %7ld %6ld %10.1f %8.1f %10.1f %8.1f %6s %8.2f\n", md.name,
-                      swiglu ? "gate_up" : "down", t, rows, mean, mma, flops / mma / 1e6, wgmma, flops / wgmma / 1e6,
-                      auto_wgmma ? "wgmma" : "mma", flops / best / 1e6 / kFp8PeakTflops);
-          shape_rows.push_back({{"model", md.name}, {"gemm", swiglu ? "gate_up" : "down"}, {"tokens", t},
-                                {"rows", rows}, {"experts", md.experts}, {"k", k}, {"weight_rows", w_rows},
-                                {"mma_sync_us", mma}, {"mma_sync_tflops", flops / mma / 1e6}, {"wgmma_us", wgmma},
-                                {"wgmma_tflops", flops / wgmma / 1e6}, {"auto", auto_wgmma ? "wgmma" : "mma_sync"}});
+          std::printf("%-8s %-8s %6ld %7ld %6ld %9.1f %7.1f %9.1f %7.1f %9.1f %7.1f %9.1f %5s\n", md.name,
+                      swiglu ? "gate_up" : "down", t, rows, mean, mma, flops / mma / 1e6, n128, flops / n128 / 1e6,
+                      n256, flops / n256 / 1e6, floor, picked);
+          shape_rows.push_back({{"model", md.name},       {"gemm", swiglu ? "gate_up" : "down"},
+                                {"tokens", t},            {"rows", rows},
+                                {"experts", md.experts},  {"k", k},
+                                {"weight_rows", w_rows},  {"mma_sync_us", mma},
+                                {"wgmma_n128_us", n128},  {"wgmma_n256_us", n256},
+                                {"floor_us", floor},      {"auto", picked}});
         }
       }
     }

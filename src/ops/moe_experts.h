@@ -83,10 +83,11 @@ void moe_experts_fp8_cuda(const Tensor& x, const Tensor& expert_offsets, const E
                           const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream);
 
 // Which kernel runs the grouped block-FP8 GEMM. kAuto: the Hopper wgmma kernel
-// (moe_grouped_gemm_fp8_sm90.cuh) when the mean rows per active expert exceed 64, else the
-// mma.sync kernel (moe_grouped_gemm_fp8_sm89.cuh); the rule is use_wgmma in
-// moe_grouped_gemm_fp8_sm90.h. The others force one kernel (tests and benchmarks).
-enum class MoeFp8Kernel : uint8_t { kAuto, kMmaSync, kWgmma };
+// (moe_grouped_gemm_fp8_sm90.cuh) from 12 rows per active expert, with 128- or 256-row weight
+// tiles, else the mma.sync kernel
+// (moe_grouped_gemm_fp8_sm89.cuh); the rules are use_wgmma and choose_bn in
+// moe_grouped_gemm_fp8_sm90.h. The others force one kernel and tile (tests and benchmarks).
+enum class MoeFp8Kernel : uint8_t { kAuto, kMmaSync, kWgmmaN128, kWgmmaN256 };
 
 // The grouped block-FP8 GEMM itself (both launches of moe_experts_fp8_cuda; also what the
 // benchmark times). a_q [P, K] e4m3 in expert order, a_scales [P, K/128] f32, expert_offsets

@@ -86,9 +86,15 @@ void moe_grouped_gemm_fp8_cuda(const Tensor& a_q, const Tensor& a_scales, const 
   p.k = static_cast<int32_t>(k);
   p.b_rows = static_cast<int32_t>(b_rows);
   p.n_out = static_cast<int32_t>(n_out);
-  const bool wgmma = kernel == MoeFp8Kernel::kWgmma ||
-                     (kernel == MoeFp8Kernel::kAuto && sm90::moe_fp8::use_wgmma(rows, e_count));
-  if (wgmma) return sm90::moe_fp8::moe_grouped_gemm_fp8_sm90(p, swiglu, stream);
+  if (kernel == MoeFp8Kernel::kAuto) {
+    kernel = !sm90::moe_fp8::use_wgmma(rows, e_count)        ? MoeFp8Kernel::kMmaSync
+             : sm90::moe_fp8::choose_bn(n_out, swiglu, rows, e_count) == 256 ? MoeFp8Kernel::kWgmmaN256
+                                                              : MoeFp8Kernel::kWgmmaN128;
+  }
+  if (kernel != MoeFp8Kernel::kMmaSync) {
+    return sm90::moe_fp8::moe_grouped_gemm_fp8_sm90(p, swiglu, kernel == MoeFp8Kernel::kWgmmaN256 ? 256 : 128,
+                                                    stream);
+  }
   if (swiglu) {
     run<true>(p, stream);
   } else {

@@ -7,6 +7,9 @@
 //            BF16 kernel's 128 x 256: every warp holds two accumulators (the running fp32 sum and
 //            the current 128-wide K group's partial sum, promoted with the group's scales), and
 //            a 64 x 64 warp tile would need 256 of them per thread.
+// On Hopper kAuto runs this kernel below 12 rows per active expert only (kDecode); from 12 the
+// wgmma kernel is faster (moe_grouped_gemm_fp8_sm90.h), so kMid and kPrefill run when
+// MoeFp8Kernel::kMmaSync is forced (tests, the benchmark's comparison).
 #pragma once
 
 #include <algorithm>

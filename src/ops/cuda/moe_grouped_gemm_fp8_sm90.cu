@@ -1,5 +1,6 @@
-// Host side of the Hopper grouped block-FP8 MoE GEMM (moe_grouped_gemm_fp8_sm90.h): tensor maps,
-// the persistent grid and the launch.
+// Host side of the Hopper grouped block-FP8 MoE GEMM (moe_grouped_gemm_fp8_sm90.h): checks,
+// tensor maps and the launch by tile width (the kernels are instantiated in
+// moe_grouped_gemm_fp8_sm90_n{128,256}.cu).
 #include <cudaTypedefs.h>
 
 #include <algorithm>
@@ -33,7 +34,7 @@ CUtensorMap fp8_rows_map(const void* data, int64_t rows, int64_t k, int box_rows
   CUtensorMap map{};
   const cuuint64_t dims[2] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(rows)};
   const cuuint64_t strides[1] = {static_cast<cuuint64_t>(k)};
-  const cuuint32_t box[2] = {Layout::kBK, static_cast<cuuint32_t>(box_rows)};
+  const cuuint32_t box[2] = {128, static_cast<cuuint32_t>(box_rows)};
   const cuuint32_t element_strides[2] = {1, 1};
   const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(data), dims,
                                           strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
@@ -51,41 +52,30 @@ int sm_count() {
   return count;
 }
 
-template <bool kSwiGlu>
-void launch(const Params& p, cudaStream_t stream) {
-  const auto smem = static_cast<int>(smem_bytes(p.g.num_experts));
-  const auto kernel = moe_grouped_gemm_fp8_sm90_kernel<kSwiGlu>;
-  MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  // Persistent: one CTA per SM, or one per tile when the upper bound of the tiles is smaller
-  // (the real count is known on the device only).
-  const int64_t max_tiles = (p.g.num_rows / kBM + std::min(p.g.num_experts, p.g.num_rows)) * int64_t{p.g.n_tiles};
-  const auto grid = static_cast<unsigned>(std::min<int64_t>(max_tiles, sm_count()));
-  kernel<<<grid, Layout::kThreads, smem, stream>>>(p);
-  MLA_CUDA_CHECK_LAUNCH();
-}
-
 }  // namespace
 
-void moe_grouped_gemm_fp8_sm90(sm89::MoeFp8GemmParams g, bool swiglu, cudaStream_t stream) {
-  MLA_CHECK(g.k % Layout::kBK == 0 && g.b_rows % 128 == 0 && g.n_out % (swiglu ? kBN / 2 : kBN) == 0,
-            "{}: the sm90 kernel needs K = {} and the weight rows {} multiples of 128, n_out {} of {}", kOp, g.k,
-            g.b_rows, g.n_out, swiglu ? kBN / 2 : kBN);
+void moe_grouped_gemm_fp8_sm90(sm89::MoeFp8GemmParams g, bool swiglu, int bn, cudaStream_t stream) {
+  const int n_step = swiglu ? bn / 2 : bn;  // output columns per tile
+  MLA_CHECK((bn == 128 || bn == 256) && g.k % 128 == 0 && g.b_rows % 128 == 0 && g.n_out % n_step == 0,
+            "{}: the sm90 kernel with {}-row weight tiles needs K = {} and the weight rows {} multiples of 128, "
+            "n_out {} of {}",
+            kOp, bn, g.k, g.b_rows, g.n_out, n_step);
   MLA_CHECK(g.num_experts >= 1 && g.num_experts <= max_experts(), "{}: {} experts (the sm90 kernel holds 1 .. {})",
             kOp, g.num_experts, max_experts());
-  MLA_CHECK((int64_t{g.num_rows} / kBM + g.num_experts) * (g.n_out / (kBN / 2)) < (int64_t{1} << 31),
+  MLA_CHECK((int64_t{g.num_rows} / kBM + g.num_experts) * (g.n_out / n_step) < (int64_t{1} << 31),
             "{}: P = {} rows give more tiles than the kernel counts", kOp, g.num_rows);
   if (g.num_rows == 0) return;
-  g.n_tiles = swiglu ? g.n_out / (kBN / 2) : g.n_out / kBN;
+  g.n_tiles = g.n_out / n_step;
   Params p{};
   const int a_box_rows = std::min(g.num_rows, kBM);
   p.a_map = fp8_rows_map(g.a, g.num_rows, g.k, a_box_rows);
-  p.b_map = fp8_rows_map(g.b, static_cast<int64_t>(g.num_experts) * g.b_rows, g.k, kBN / 2);
-  p.stage_bytes = static_cast<uint32_t>(Layout::kBK * (a_box_rows + kBN));
+  p.b_map = fp8_rows_map(g.b, static_cast<int64_t>(g.num_experts) * g.b_rows, g.k, 64);
+  p.stage_bytes = static_cast<uint32_t>(128 * (a_box_rows + bn));
   p.g = g;
-  if (swiglu) {
-    launch<true>(p, stream);
+  if (bn == 128) {
+    launch<128>(p, swiglu, sm_count(), stream);
   } else {
-    launch<false>(p, stream);
+    launch<256>(p, swiglu, sm_count(), stream);
   }
 }
 

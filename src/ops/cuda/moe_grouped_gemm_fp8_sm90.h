@@ -11,28 +11,49 @@
 
 namespace mlaserve::ops::sm90::moe_fp8 {
 
-constexpr int kBM = 128;     // rows per tile (two m64 consumer warpgroups)
-constexpr int kBN = 128;     // weight rows per tile (SwiGLU: 64 gate + the 64 up rows of the same channels)
-constexpr int kStages = 6;   // 32 KB each: one 128-wide K group of A [128 x 128] and B [128 x 128]
+constexpr int kBM = 128;  // rows per tile (two m64 consumer warpgroups)
 
-// Dynamic shared memory of one CTA for E experts (stages, barriers, M-tile prefix, alignment).
-constexpr int64_t smem_bytes(int64_t experts) { return kStages * (32 * 1024 + 16) + 4 * (experts + 1) + 1024; }
+// Weight rows per tile: 128 or 256 (SwiGLU: half gate rows, half the up rows of the same
+// channels). Pipeline stages of 16 KB (A) + 128·BN bytes (B): six of 32 KB or four of 48 KB.
+constexpr int stages(int bn) { return bn == 128 ? 6 : 4; }
 
-// When the grouped FP8 GEMM runs this kernel rather than the mma.sync one
-// (moe_grouped_gemm_fp8_sm89.cuh). As there, the host knows only P and E, so the rule goes by
-// the mean rows per active expert, P / min(E, P): above 64 both kernels use 128-row tiles (the
-// mma.sync kernel's kPrefill) and the wgmma kernel does the same work on Hopper's tensor cores
-// at their full rate; at <= 64 the mma.sync kernel's 16- and 64-row tiles waste less.
-inline bool use_wgmma(int64_t rows, int64_t experts) {
-  const int64_t active = std::max<int64_t>(1, std::min(rows, experts));
-  return (rows + active - 1) / active > 64;
+// Dynamic shared memory of one CTA for tile width bn and E experts (stages, barriers, M-tile
+// prefix, alignment).
+constexpr int64_t smem_bytes(int bn, int64_t experts) {
+  return stages(bn) * (int64_t{128} * (kBM + bn) + 16) + 4 * (experts + 1) + 1024;
+}
+constexpr int64_t max_experts() {
+  return (227 * 1024 - std::max(smem_bytes(128, 0), smem_bytes(256, 0))) / 4;
 }
 
-// One grouped GEMM (plain or with the fused SwiGLU epilogue) over all experts; the parameters as
-// moe_grouped_gemm_fp8_cuda builds them (n_tiles is set here). Needs K and b_rows multiples of
-// 128, n_out a multiple of 128 (plain) or 64 (SwiGLU), E <= max_experts().
-void moe_grouped_gemm_fp8_sm90(sm89::MoeFp8GemmParams p, bool swiglu, cudaStream_t stream);
+// The host knows only P and E (the split over experts stays on the device), so the rules go by
+// the mean rows per active expert, P / min(E, P). Measured on the H200 (bench/moe_fp8_bench.cu,
+// bench/NOTES-fp8-gemm.md, V3 and V2-Lite gate_up and down, uniform routing):
+//   - wgmma against the mma.sync kernel (moe_grouped_gemm_fp8_sm89.cuh): equal or faster from a
+//     mean of 12 rows (V2-Lite gate_up 129 vs 132 us, down 63 vs 86), 1.2-2.6x from 16 to 64
+//     (there the weights dominate: 0.86-0.95 of the HBM floor), ~3x above. Below 12 the
+//     mma.sync kernel's 16-row decode tiles stream the weights with many more CTAs.
+//   - BN = 256 against 128: better for gate_up at every mean (V3 T 4096: 2295 vs 2581 us), for
+//     down only from 128 rows (V3 T 16384: 4754 vs 5297 us; at 64: 1120 vs 1008).
+inline int64_t mean_rows(int64_t rows, int64_t experts) {
+  const int64_t active = std::max<int64_t>(1, std::min(rows, experts));
+  return (rows + active - 1) / active;
+}
 
-constexpr int64_t max_experts() { return (227 * 1024 - smem_bytes(0)) / 4; }
+// Whether the grouped FP8 GEMM runs this kernel rather than the mma.sync one.
+inline bool use_wgmma(int64_t rows, int64_t experts) { return mean_rows(rows, experts) >= 12; }
+
+// The tile width for output width n_out (Im with SwiGLU, else N): 256 for SwiGLU or from 128 rows
+// per expert, where n_out allows (SwiGLU: 128 channels a tile), else 128.
+inline int choose_bn(int64_t n_out, bool swiglu, int64_t rows, int64_t experts) {
+  if (n_out % (swiglu ? 128 : 256) != 0) return 128;
+  return swiglu || mean_rows(rows, experts) >= 128 ? 256 : 128;
+}
+
+// One grouped GEMM (plain or with the fused SwiGLU epilogue) over all experts with tile width bn
+// (128 or 256); the parameters as moe_grouped_gemm_fp8_cuda builds them (n_tiles is set here).
+// Needs K and b_rows multiples of 128, n_out a multiple of bn (plain) or bn / 2 (SwiGLU),
+// E <= max_experts().
+void moe_grouped_gemm_fp8_sm90(sm89::MoeFp8GemmParams p, bool swiglu, int bn, cudaStream_t stream);
 
 }  // namespace mlaserve::ops::sm90::moe_fp8

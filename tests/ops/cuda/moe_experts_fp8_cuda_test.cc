@@ -10,9 +10,10 @@
 //
 // Two checks, two references:
 //  - moe_grouped_gemm_fp8_cuda (one launch, each kernel forced in turn: the mma.sync one and the
-//    Hopper wgmma one, plain at the down projection's shape and with the SwiGLU epilogue at
-//    gate_up's) from quantised inputs given to both sides: the reference is linear_fp8_w8a8_cpu
-//    per expert (fp32 sums per 128-wide K group, then scaled; silu_mul_cpu on it for SwiGLU).
+//    Hopper wgmma one with 128- and 256-row weight tiles, plain at the down projection's shape and
+//    with the SwiGLU epilogue at gate_up's) from quantised inputs given to both sides: the
+//    reference is linear_fp8_w8a8_cpu per expert (fp32 sums per 128-wide K group, then scaled;
+//    silu_mul_cpu on it for SwiGLU).
 //    Products of e4m3 values are exact, so the two differ by summation order, the tensor cores'
 //    internal accumulation within a group and the bf16 rounding of the output (2^-9 relative at
 //    most, ~1.1e-3 RMS; SwiGLU is computed in fp32 from the fp32 sums and rounded once, as the
@@ -48,6 +49,7 @@
 #include "core/cuda_check.h"
 #include "core/memory.h"
 #include "gemm_cuda_test_util.h"
+#include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
 #include "ops/linear_fp8.h"
 #include "ops/moe_experts.h"
 #include "ops/silu_mul.h"
@@ -261,7 +263,9 @@ class MoeFp8Cuda : public ::testing::Test {
     const std::vector<int32_t> offsets = offsets_of(counts);
     const int64_t rows = offsets.back(), k = swiglu ? s.hidden : s.inter, n = swiglu ? s.inter : s.hidden;
     const int64_t w_rows = swiglu ? 2 * s.inter : s.hidden;
-    const std::string kernel_name = kernel == MoeFp8Kernel::kWgmma ? "wgmma" : "mma.sync";
+    const std::string kernel_name = kernel == MoeFp8Kernel::kWgmmaN128   ? "wgmma n128"
+                                    : kernel == MoeFp8Kernel::kWgmmaN256 ? "wgmma n256"
+                                                                         : "mma.sync";
     SCOPED_TRACE("seed " + std::to_string(seed) + ", GEMM P " + std::to_string(rows) + " " + kernel_name +
                  (swiglu ? " swiglu" : " plain"));
     const Tensor a_q = random_e4m3({rows, k}, seed);
@@ -315,12 +319,23 @@ class MoeFp8Cuda : public ::testing::Test {
     EXPECT_LT(diff, 1e-5) << what;
   }
 
-  // Both kernels, both epilogues.
-  void check_gemms(const std::vector<int32_t>& counts, uint64_t seed, bool check_all) {
-    check_gemm(counts, seed, check_all, MoeFp8Kernel::kMmaSync, /*swiglu=*/false);
-    check_gemm(counts, seed + 1, check_all, MoeFp8Kernel::kMmaSync, /*swiglu=*/true);
-    check_gemm(counts, seed + 2, check_all, MoeFp8Kernel::kWgmma, /*swiglu=*/false);
-    check_gemm(counts, seed + 3, check_all, MoeFp8Kernel::kWgmma, /*swiglu=*/true);
+  // Both epilogues through the kernels: with `every_kernel` the mma.sync one and both wgmma tile
+  // widths (forced, also at decode-sized counts: tiles of a few rows, the second warpgroup idle);
+  // else the kernel family kAuto picks (wgmma: both widths), to keep the DeepSeek-shaped cases'
+  // CPU references affordable.
+  void check_gemms(const std::vector<int32_t>& counts, uint64_t seed, bool check_all, bool every_kernel) {
+    const int64_t rows = offsets_of(counts).back();
+    const bool wgmma = sm90::moe_fp8::use_wgmma(rows, shape_.experts);
+    std::vector<MoeFp8Kernel> kernels;
+    if (every_kernel || !wgmma) kernels.push_back(MoeFp8Kernel::kMmaSync);
+    if (every_kernel || wgmma) {
+      kernels.push_back(MoeFp8Kernel::kWgmmaN128);
+      kernels.push_back(MoeFp8Kernel::kWgmmaN256);
+    }
+    for (const MoeFp8Kernel kernel : kernels) {
+      check_gemm(counts, seed++, check_all, kernel, /*swiglu=*/false);
+      check_gemm(counts, seed++, check_all, kernel, /*swiglu=*/true);
+    }
   }
 
   void check_model(const MoeShape& s, int64_t materialised, const std::vector<int64_t>& token_counts) {
@@ -334,7 +349,7 @@ class MoeFp8Cuda : public ::testing::Test {
     for (size_t i = 0; i < token_counts.size(); ++i) {
       const std::vector<int32_t> counts = skewed_counts(s, pool, token_counts[i], rng);
       check_layer(counts, seed + 1 + i, /*check_all=*/false);
-      check_gemms(counts, seed + 100 + 4 * i, /*check_all=*/false);
+      check_gemms(counts, seed + 100 + 8 * i, /*check_all=*/false, /*every_kernel=*/false);
     }
   }
 
@@ -352,21 +367,21 @@ TEST_F(MoeFp8Cuda, SmallDecodeTiles) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
   check_layer({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true);
-  check_gemms({0, 0, 0, 0, 0, 0, 0, 10}, seed + 2, /*check_all=*/true);
+  check_gemms({0, 0, 0, 0, 0, 0, 0, 10}, seed + 2, /*check_all=*/true, /*every_kernel=*/true);
 }
 
 TEST_F(MoeFp8Cuda, SmallMidTiles) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
   check_layer({0, 0, 150, 64, 1, 0, 40, 1}, seed + 1, /*check_all=*/true);
-  check_gemms({0, 0, 150, 64, 1, 0, 40, 1}, seed + 2, /*check_all=*/true);
+  check_gemms({0, 0, 150, 64, 1, 0, 40, 1}, seed + 2, /*check_all=*/true, /*every_kernel=*/true);
 }
 
 TEST_F(MoeFp8Cuda, SmallPrefillTiles) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
   check_layer({128, 0, 129, 500, 1, 0, 266, 0}, seed + 1, /*check_all=*/true);
-  check_gemms({128, 0, 129, 500, 1, 0, 266, 0}, seed + 2, /*check_all=*/true);
+  check_gemms({128, 0, 129, 500, 1, 0, 266, 0}, seed + 2, /*check_all=*/true, /*every_kernel=*/true);
 }
 
 // The wgmma kernel's persistent loop: 42 M tiles x 4 N tiles = 168 tiles, more than the SMs, so
@@ -376,7 +391,7 @@ TEST_F(MoeFp8Cuda, SmallWgmmaPersistent) {
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
   const std::vector<int32_t> counts = {700, 0, 65, 1500, 1, 0, 2100, 639};
   check_layer(counts, seed + 1, /*check_all=*/true);
-  check_gemms(counts, seed + 2, /*check_all=*/true);
+  check_gemms(counts, seed + 2, /*check_all=*/true, /*every_kernel=*/true);
 }
 
 TEST_F(MoeFp8Cuda, SmallNoRowsIsANoOp) {
@@ -391,10 +406,12 @@ TEST_F(MoeFp8Cuda, SmallNoRowsIsANoOp) {
 
 // ---- DeepSeek shapes -------------------------------------------------------------------------
 
-// V2-Lite: 24 of 64 experts have weights; T = 1, 64 (decode tiles), 256 (mid), 2048 (prefill).
+// V2-Lite: 24 of 64 experts have weights; T = 1, 64 (the mma.sync decode tiles), 256 and 2048 (the
+// wgmma kernel, both tile widths).
 TEST_F(MoeFp8Cuda, V2Lite) { check_model(kV2Lite, 24, {1, 64, 256, 2048}); }
 
-// V3: 10 of 256 experts have weights (11 GB of stacked e4m3 on the GPU); T = 1, 64, 1024, 4096.
+// V3: 10 of 256 experts have weights (11 GB of stacked e4m3 on the GPU); T = 1, 64 (mma.sync),
+// 1024, 4096 (wgmma).
 TEST_F(MoeFp8Cuda, V3) { check_model(kV3, 10, {1, 64, 1024, 4096}); }
 
 }  // namespace
