@@ -96,7 +96,6 @@ BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
 #ifdef MLASERVE_WITH_CUDA
   if (a.source.device == "cuda") {
     b.card = gpu_name();
-    const DeepSeekConfig& c = b.model->config();
     const size_t block_bytes =
         latent_block_bytes(b.model->shard().layers.size(), b.model->cache_row_dim(), b.model->activation_dtype());
     const auto workspace = static_cast<size_t>(a.workspace_gib * double(size_t{1} << 30));
@@ -227,6 +226,9 @@ nlohmann::json result_header(const std::string& benchmark, const BenchEngine& b,
             {"prefix_caching", !a.no_prefix_caching},
             {"temperature", a.temperature},
             {"cuda_graphs", !a.enforce_eager},
+            {"tensor_parallel_size", a.dist.tp_size},
+            {"pipeline_parallel_size", a.dist.pp_size},
+            {"nnodes", a.dist.nnodes},
             {"seed", a.seed}}}};
   if (a.profile) header["profile"] = report_profile(b);
   return header;

@@ -3,14 +3,13 @@
 // mha_attention_sm90_heuristics.h.
 #include "ops/cuda/mha_attention_sm90.cuh"
 
-#include <cudaTypedefs.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/tensor_map.h"
 #include "ops/mha_attention.h"
 
 namespace mlaserve::ops {
@@ -27,34 +26,14 @@ void check_tensor(const Tensor& t, std::string_view name, DType dtype, const Sha
             kOp, name);
 }
 
-// cuTensorMapEncodeTiled, found in the driver through the runtime (nothing links libcuda).
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    MLA_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
-    MLA_CHECK(found == cudaDriverEntryPointSuccess && fn != nullptr, "{}: the driver has no cuTensorMapEncodeTiled",
-              kOp);
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  return encode;
-}
-
 // t = [T, n, dim] bf16 as a 3-D map (channel, head, row), read in boxes of 64 channels x 1 head x
 // kBlockN rows with the 128-byte swizzle of the kernel's tiles; rows past T read as zeros.
 CUtensorMap head_tile_map(const Tensor& t) {
   const int64_t rows = t.dim(0), n = t.dim(1), dim = t.dim(2);
-  CUtensorMap map{};
   const cuuint64_t dims[3] = {static_cast<cuuint64_t>(dim), static_cast<cuuint64_t>(n), static_cast<cuuint64_t>(rows)};
   const cuuint64_t strides[2] = {static_cast<cuuint64_t>(dim) * 2, static_cast<cuuint64_t>(n * dim) * 2};
   const cuuint32_t box[3] = {64, 1, static_cast<cuuint32_t>(mha::kBlockN)};
-  const cuuint32_t element_strides[3] = {1, 1, 1};
-  const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, t.raw(), dims, strides, box,
-                                          element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  MLA_CHECK(r == CUDA_SUCCESS, "{}: cuTensorMapEncodeTiled failed ({}) for {}", kOp, static_cast<int>(r),
-            shape_str(t.shape()));
-  return map;
+  return tma::tiled_map(kOp, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, t.raw(), 3, dims, strides, box);
 }
 
 int device_attribute(cudaDeviceAttr attr) {

@@ -3,13 +3,12 @@
 // mla_decode_sm90_heuristics.h.
 #include "ops/cuda/mla_decode_sm90.cuh"
 
-#include <cudaTypedefs.h>
-
 #include <algorithm>
 #include <cmath>
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/tensor_map.h"
 #include "ops/mla_decode.h"
 
 namespace mlaserve::ops {
@@ -38,33 +37,11 @@ T* ptr(const Tensor& t) {
   return static_cast<T*>(t.raw());
 }
 
-// cuTensorMapEncodeTiled, found in the driver through the runtime (nothing links libcuda).
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    MLA_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
-    MLA_CHECK(found == cudaDriverEntryPointSuccess && fn != nullptr, "{}: the driver has no cuTensorMapEncodeTiled",
-              kOp);
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  return encode;
-}
-
 // t viewed as [rows, 576] bf16, read in boxes of box_rows x 64 channels with the 128-byte swizzle
 // of the kernel's tile layout; boxes past the last row read as zeros.
 CUtensorMap row_tile_map(const Tensor& t, int64_t rows, int box_rows) {
-  CUtensorMap map{};
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(kCacheRowDim), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(kCacheRowDim) * 2};
-  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(box_rows)};
-  const cuuint32_t element_strides[2] = {1, 1};
-  const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, t.raw(), dims, strides, box,
-                                          element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  MLA_CHECK(r == CUDA_SUCCESS, "{}: cuTensorMapEncodeTiled failed ({}) for {}", kOp, static_cast<int>(r),
-            shape_str(t.shape()));
-  return map;
+  return tma::rows_map(kOp, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, t.raw(), rows, kCacheRowDim, 64,
+                       static_cast<cuuint32_t>(box_rows));
 }
 
 }  // namespace

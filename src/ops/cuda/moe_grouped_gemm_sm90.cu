@@ -1,46 +1,21 @@
 // Host side of the Hopper grouped MoE GEMM (moe_grouped_gemm_sm90.h): tensor maps and launches.
-#include <cudaTypedefs.h>
-
 #include <algorithm>
 #include <string_view>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "ops/cuda/moe_grouped_gemm_sm90.cuh"
+#include "ops/cuda/tensor_map.h"
 
 namespace mlaserve::ops::sm90::moe {
 namespace {
 
 constexpr std::string_view kOp = "moe_experts_cuda";
 
-// cuTensorMapEncodeTiled, found in the driver through the runtime (nothing links libcuda).
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    MLA_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
-    MLA_CHECK(found == cudaDriverEntryPointSuccess && fn != nullptr, "{}: the driver has no cuTensorMapEncodeTiled",
-              kOp);
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  return encode;
-}
-
 // A row-major [rows, k] bf16 matrix read in boxes of 64 channels (128 bytes) x 128 rows with the
 // 128-byte swizzle; rows past the end read as zeros.
 CUtensorMap bf16_rows_map(const void* data, int64_t rows, int64_t k) {
-  CUtensorMap map{};
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(k * 2)};
-  const cuuint32_t box[2] = {Layout::kBK, 128};
-  const cuuint32_t element_strides[2] = {1, 1};
-  const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(data), dims,
-                                          strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                          CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  MLA_CHECK(r == CUDA_SUCCESS, "{}: cuTensorMapEncodeTiled failed ({}) for [{}, {}] bf16", kOp, static_cast<int>(r),
-            rows, k);
-  return map;
+  return tma::rows_map(kOp, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, data, rows, k, Layout::kBK, 128);
 }
 
 // One grouped GEMM: grid = (upper bound of the M tiles) x (N tiles), see the .cuh note.
