@@ -1,6 +1,7 @@
 // The feed-forward blocks of DeepSeekModel (MODEL_SPEC.md §2, §5): the dense SwiGLU MLP of the
 // first layers and the MoE of the rest (router in fp32, routed experts over the tokens that
-// chose them, weighted combine accumulated onto the shared experts' output).
+// chose them, weighted combine accumulated onto the shared experts' output). Their outputs are
+// partial sums under tensor parallelism: f32 then (DeepSeekModel::partial).
 #include "model/model.h"
 #include "ops/embedding.h"
 #include "ops/fp8_quant.h"
@@ -34,7 +35,7 @@ ops::RouterParams router_params(const DeepSeekConfig& c) {
 
 }  // namespace
 
-Tensor DeepSeekModel::mlp(const MlpWeights& w, const Tensor& x) {
+void DeepSeekModel::mlp(const MlpWeights& w, const Tensor& x, Tensor& out) {
   mark("mlp");
   Tensor gate_up = linear(w.gate_up, x);  // [T, 2I]
   if (w.down.is_fp8()) {  // SwiGLU fused with the quantisation of the down projection's input
@@ -42,22 +43,29 @@ Tensor DeepSeekModel::mlp(const MlpWeights& w, const Tensor& x) {
     Tensor h_q = Tensor::empty({t, inter}, DType::kF8E4M3, options_.device);                      // [T, I]
     Tensor h_scales = Tensor::empty({t, ops::fp8_num_blocks(inter)}, DType::kF32, options_.device);  // [T, I/128]
     ops::silu_mul_quantize_fp8(gate_up, act_quant_, h_q, h_scales, options_.stream);
-    Tensor out = act({t, w.down.out_features()});  // [T, H]
     ops::linear_fp8_w8a8(h_q, h_scales, w.down.weight, w.down.scale_inv, out, options_.stream);
-    return out;
+    return;
   }
   Tensor hidden = act({x.dim(0), w.gate_up.out_features() / 2});
   ops::silu_mul(gate_up, hidden, options_.stream);
-  return linear(w.down, hidden);  // [T, H]
+  linear_into(w.down, hidden, out);
 }
 
 Tensor DeepSeekModel::ffn(int64_t layer, const Tensor& m) {
   const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
-  return lw.moe ? moe(*lw.moe, m) : mlp(*lw.mlp, m);
+  if (lw.moe) return moe(*lw.moe, m);
+  Tensor out = partial({m.dim(0), config_.hidden_size});
+  mlp(*lw.mlp, m, out);
+  return out;
 }
 
 // Router in fp32 -> pairs grouped by expert -> rows gathered in expert order -> all experts as
 // one grouped op -> weighted combine onto the shared experts' output. No host synchronisation.
+// Under tensor parallelism with shared experts the output is [2, T, H] f32: the shared experts'
+// partial output, and the routed experts' partial combine (from zero) apart from it, so that the
+// all-reduced shared output can be rounded before the routed sum is added, as on one GPU
+// (add_sum_rms_norm); each rank holds a share of the shared experts' channels, so their partial
+// outputs cannot be rounded before the all-reduce.
 Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
   const int64_t t = m.dim(0), hidden = config_.hidden_size, k = config_.num_experts_per_tok;
   const int64_t num_experts = config_.n_routed_experts;
@@ -86,10 +94,16 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
   if (!all_experts) expert_out.fill_bytes(0, stream);
   Tensor swiglu = act({t * k, w.experts.intermediate()});  // workspace of the grouped op
   ops::moe_experts(gathered, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
-  Tensor out = w.shared ? mlp(*w.shared, m) : act({t, hidden});
-  if (!w.shared) out.fill_bytes(0, stream);
+  const bool apart = w.shared && plan_.tp_size > 1;
+  Tensor out = apart ? f32({2, t, hidden}) : partial({t, hidden});
+  Tensor routed = apart ? out.slice(1, 2).reshape({t, hidden}) : out;  // the combine accumulates into it
+  if (w.shared) {
+    Tensor shared = apart ? out.slice(0, 1).reshape({t, hidden}) : out;
+    mlp(*w.shared, m, shared);
+  }
+  if (!w.shared || apart) routed.fill_bytes(0, stream);
   mark("moe.combine");
-  ops::moe_combine(expert_out, groups.sorted_pairs, route.weights, out, stream);
+  ops::moe_combine(expert_out, groups.sorted_pairs, route.weights, routed, stream);
   return out;
 }
 

@@ -127,7 +127,12 @@ Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache) {
                                   ? weights_.layers[static_cast<size_t>(i + 1)].input_norm
                                   : weights_.final_norm;
     mark("norms");
-    ops::add_rms_norm(ffn_out, h, next_norm, eps, normed, stream);  // h += ffn; normed = norm(h)
+    if (ffn_out.ndim() == 3) {  // [2, T, H]: shared and routed experts apart (DeepSeekModel::moe)
+      ops::add_sum_rms_norm(ffn_out.slice(0, 1).reshape({t, hidden}), ffn_out.slice(1, 2).reshape({t, hidden}), h,
+                            next_norm, eps, normed, stream);  // h += shared + routed; normed = norm(h)
+    } else {
+      ops::add_rms_norm(ffn_out, h, next_norm, eps, normed, stream);  // h += ffn; normed = norm(h)
+    }
   }
   if (!plan_.last_stage()) {
     options_.pp_group->send(h, plan_.pp_rank + 1, stream);

@@ -68,7 +68,9 @@ Tensor DeepSeekModel::attention_mha_cache(const MlaWeights& w, const StepMetadat
     }
   }
   mark("attn.o_proj");
-  return linear(w.o_proj, o.reshape({t, n * dv}));
+  Tensor out = partial({t, w.o_proj.out_features()});  // [T, H]
+  linear_into(w.o_proj, o.reshape({t, n * dv}), out);
+  return out;
 }
 
 }  // namespace mlaserve

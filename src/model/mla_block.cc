@@ -64,7 +64,9 @@ Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetada
                cache.layer(layer), o_seq);
   }
   mark("attn.o_proj");
-  return linear(w.o_proj, o.reshape({t, n * dv}));
+  Tensor out = partial({t, w.o_proj.out_features()});  // [T, H]
+  linear_into(w.o_proj, o.reshape({t, n * dv}), out);
+  return out;
 }
 
 void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,

@@ -26,7 +26,14 @@
 // Split across ranks (ModelOptions::shard, model/shard_plan.h): a rank holds a share of the heads,
 // MLP channels, experts and vocabulary, and sums the partial outputs of o_proj and of the FFN
 // with one all-reduce each over ModelOptions::tp_group; the logits of its vocabulary shard are
-// all-gathered. A pipeline stage runs its layer range only: it receives the residual stream
+// all-gathered. The partial outputs are f32 on the GPU too (GEMMs and the MoE combine write
+// their fp32 sums unrounded), all-reduced in f32, and the sum is rounded to bf16 inside the
+// residual add of add_rms_norm: the roundings of one GPU, whose GEMM stores the whole sum in
+// bf16 (rounding each rank's partial and the all-reduce's additions in bf16 flipped near-tied
+// expert choices). An MoE with shared experts all-reduces their partial output and the routed
+// experts' partial combine side by side, so that the shared output is rounded before the routed
+// sum is added, as one GPU's combine does (add_sum_rms_norm). Bytes all-reduced per token and
+// layer: 4·H after attention and a dense MLP, 8·H after an MoE (2·H each in bf16). A pipeline stage runs its layer range only: it receives the residual stream
 // from the previous stage (pp_group) and sends it on, and only the last stage makes logits.
 //
 // Backends: the model runs where its weights are (ModelOptions::device). On the CPU every
@@ -146,12 +153,18 @@ class DeepSeekModel {
   // layer and attends over it; q [T, n, 192] -> o_proj output [T, H].
   Tensor attention_mha_cache(const MlaWeights& w, const StepMetadata& step, const Tensor& q, const Tensor& latent,
                              const Tensor& k_pe, Tensor& cache_layer);
+  // m [T, H] -> the FFN's output [T, H], or [2, T, H] (moe(): the shared experts' and the routed
+  // experts' partial outputs apart, under tensor parallelism).
   Tensor ffn(int64_t layer, const Tensor& m);
   Tensor moe(const MoeWeights& w, const Tensor& m);
-  Tensor mlp(const MlpWeights& w, const Tensor& x);
+  void mlp(const MlpWeights& w, const Tensor& x, Tensor& out);  // x [T, H] -> out [T, H]
   void linear_into(const Linear& w, const Tensor& x, Tensor& out) const;  // out [T, out_features]
   Tensor linear(const Linear& w, const Tensor& x) const;                  // [T, in] -> [T, out]
   Tensor act(Shape shape) const { return Tensor::empty(std::move(shape), act_dtype_, options_.device); }
+  // An output that all_reduce sums over the tensor-parallel group (o_proj, the FFN): f32 when
+  // tp_size > 1, so that the ranks' partial sums are added unrounded and the sum is rounded to
+  // bf16 by the add_rms_norm that adds it to the residual stream, as on one GPU; act() otherwise.
+  Tensor partial(Shape shape) const { return plan_.tp_size > 1 ? f32(std::move(shape)) : act(std::move(shape)); }
   Tensor f32(Shape shape) const { return Tensor::empty(std::move(shape), DType::kF32, options_.device); }
   Tensor device_i32(const std::vector<int32_t>& values) const;
   const Tensor& rope_table(int64_t max_position);  // [P, 64] cos|sin, grown on demand

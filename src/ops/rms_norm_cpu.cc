@@ -31,6 +31,27 @@ void normalize_rows(const float* x, const float* w, int64_t rows, int64_t d, flo
   }
 }
 
+// residual += x (+ rest, when given), then out = rms_norm(residual).
+void add_norm(std::string_view op, const Tensor& x, const Tensor* rest, Tensor& residual, const Tensor& weight,
+              float eps, Tensor& out) {
+  const int64_t rows = check_norm(op, x, weight, eps, out);
+  cpu::check_f32(op, "residual", residual);
+  cpu::check_shape(op, "residual", residual, x.shape());
+  float* res = residual.data<float>();
+  const float* xp = x.data<float>();
+  if (rest != nullptr) {
+    cpu::check_f32(op, "rest", *rest);
+    cpu::check_shape(op, "rest", *rest, x.shape());
+    const float* rp = rest->data<float>();
+    for (int64_t i = 0; i < x.numel(); ++i) res[i] += xp[i] + rp[i];
+  } else {
+    for (int64_t i = 0; i < x.numel(); ++i) res[i] += xp[i];
+  }
+  std::vector<float> scratch;
+  const float* w = cpu::f32_span(weight, 0, weight.dim(0), scratch);
+  normalize_rows(res, w, rows, weight.dim(0), eps, out.data<float>());
+}
+
 }  // namespace
 
 void rms_norm_cpu(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
@@ -41,16 +62,12 @@ void rms_norm_cpu(const Tensor& x, const Tensor& weight, float eps, Tensor& out)
 }
 
 void add_rms_norm_cpu(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out) {
-  constexpr std::string_view kOp = "add_rms_norm_cpu";
-  const int64_t rows = check_norm(kOp, x, weight, eps, out);
-  cpu::check_f32(kOp, "residual", residual);
-  cpu::check_shape(kOp, "residual", residual, x.shape());
-  float* res = residual.data<float>();
-  const float* xp = x.data<float>();
-  for (int64_t i = 0; i < x.numel(); ++i) res[i] += xp[i];
-  std::vector<float> scratch;
-  const float* w = cpu::f32_span(weight, 0, weight.dim(0), scratch);
-  normalize_rows(res, w, rows, weight.dim(0), eps, out.data<float>());
+  add_norm("add_rms_norm_cpu", x, nullptr, residual, weight, eps, out);
+}
+
+void add_sum_rms_norm_cpu(const Tensor& base, const Tensor& rest, Tensor& residual, const Tensor& weight, float eps,
+                          Tensor& out) {
+  add_norm("add_sum_rms_norm_cpu", base, &rest, residual, weight, eps, out);
 }
 
 }  // namespace mlaserve::ops

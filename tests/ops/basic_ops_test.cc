@@ -110,6 +110,25 @@ TEST_P(FloatWeights, AddRmsNormUpdatesResidualThenNormalises) {
   EXPECT_LT(max_rel_error(out, naive_rms_norm(sum, to_doubles(w), 1e-6)), kNormTolerance);
 }
 
+TEST_P(FloatWeights, AddSumRmsNormAddsBothParts) {
+  std::mt19937_64 rng(14);
+  Tensor base = random_tensor({9, 256}, DType::kF32, rng);
+  Tensor rest = random_tensor({9, 256}, DType::kF32, rng);
+  Tensor residual = random_tensor({9, 256}, DType::kF32, rng);
+  Tensor w = random_tensor({256}, GetParam(), rng);
+  std::vector<double> sum = to_doubles(residual);
+  const auto bd = to_doubles(base), rd = to_doubles(rest);
+  for (size_t i = 0; i < sum.size(); ++i) sum[i] += bd[i] + rd[i];
+  Tensor out = poisoned({9, 256}, DType::kF32);
+  add_sum_rms_norm_cpu(base, rest, residual, w, 1e-6f, out);
+  expect_all_written(out);
+  // residual + (base + rest) in fp32: two roundings of terms below the largest value.
+  EXPECT_LT(max_rel_error(residual, sum), 5e-7);
+  EXPECT_LT(max_rel_error(out, naive_rms_norm(sum, to_doubles(w), 1e-6)), kNormTolerance);
+  Tensor short_rest = Tensor::zeros({8, 256}, DType::kF32);
+  EXPECT_THROW(add_sum_rms_norm_cpu(base, short_rest, residual, w, 1e-6f, out), Error);
+}
+
 TEST(RmsNorm, RejectsMismatchedShapes) {
   Tensor x = Tensor::zeros({2, 8}, DType::kF32), out = Tensor::empty({2, 8}, DType::kF32);
   EXPECT_THROW(rms_norm_cpu(x, Tensor::zeros({7}, DType::kF32), 1e-6f, out), Error);

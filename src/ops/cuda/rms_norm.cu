@@ -1,7 +1,10 @@
-// rms_norm and add_rms_norm on the GPU (contract: ops/rms_norm.h), bf16 activations.
+// rms_norm and add_rms_norm on the GPU (contract: ops/rms_norm.h), bf16 activations (add_rms_norm's
+// addend x bf16, or f32: a tensor-parallel sum of partial outputs, rounded to bf16 here first).
 //
 // Design: one CTA per row ([rows, d], d = 512 .. 7168 for DeepSeek), memory-bound. Pass 1 reads
 // the row in 16-byte vectors (8 bf16), forms v = x, or for add_rms_norm v = bf16(residual + x)
+// (an f32 x is rounded to bf16 first: v = bf16(residual + bf16(x)), one GPU's two roundings;
+// add_sum_rms_norm's two f32 parts: v = bf16(residual + bf16(bf16(base) + rest)))
 // which it stores back into the residual stream (bf16, as HF and vLLM keep it), and sums v² in
 // fp32; a warp-shuffle then shared-memory reduction gives mean(v²), and one thread's rsqrt
 // argument is the same fp32 value for the whole CTA. Pass 2 re-reads v (from L1/L2: the CTA
@@ -26,8 +29,10 @@ namespace {
 
 constexpr int kMaxThreads = 256;
 
+template <typename X>
 struct RmsNormParams {
-  const __nv_bfloat16* x;    // [rows, d]
+  const X* x;                // [rows, d] bf16, or f32 (add_rms_norm's addend only)
+  const float* rest;         // [rows, d] add_sum_rms_norm's second part (x is then f32), or null
   __nv_bfloat16* residual;   // [rows, d] add_rms_norm's residual stream (updated), or null
   const void* weight;        // [d] f32 or bf16
   __nv_bfloat16* out;        // [rows, d]; may be x
@@ -37,8 +42,8 @@ struct RmsNormParams {
   bool weight_bf16;          // weight is bf16 (else f32)
 };
 
-template <int kVec>
-__device__ __forceinline__ void load_weight(const RmsNormParams& p, int64_t i, float (&w)[kVec]) {
+template <int kVec, typename X>
+__device__ __forceinline__ void load_weight(const RmsNormParams<X>& p, int64_t i, float (&w)[kVec]) {
   if (p.weight_bf16) {
     gpu::load_vec<kVec>(static_cast<const __nv_bfloat16*>(p.weight) + i, w);
   } else {
@@ -60,12 +65,13 @@ __device__ float block_sum(float v, float* scratch) {
 }
 
 // grid (min(rows, 65535)), block a multiple of 32, at most kMaxThreads.
-template <int kVec>
-__global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams p) {
+template <int kVec, typename X>
+__global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams<X> p) {
   __shared__ float scratch[kMaxThreads / 32];
   const int64_t vectors = p.d / kVec;
   for (int64_t r = blockIdx.x; r < p.rows; r += gridDim.x) {
-    const __nv_bfloat16* x = p.x + r * p.d;
+    const X* x = p.x + r * p.d;
+    const float* rest = p.rest != nullptr ? p.rest + r * p.d : nullptr;
     __nv_bfloat16* res = p.residual != nullptr ? p.residual + r * p.d : nullptr;
     float sum_sq = 0.0f;
     for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
@@ -75,6 +81,14 @@ __global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams p) 
         float h[kVec];
         gpu::load_vec<kVec>(res + c * kVec, h);
 #pragma unroll
+        for (int i = 0; i < kVec; ++i) v[i] = __bfloat162float(__float2bfloat16_rn(v[i]));  // exact for a bf16 x
+        if (rest != nullptr) {
+          float e[kVec];
+          gpu::load_vec<kVec>(rest + c * kVec, e);
+#pragma unroll
+          for (int i = 0; i < kVec; ++i) v[i] = __bfloat162float(__float2bfloat16_rn(v[i] + e[i]));
+        }
+#pragma unroll
         for (int i = 0; i < kVec; ++i) v[i] = __bfloat162float(__float2bfloat16_rn(h[i] + v[i]));
         gpu::store_vec<kVec>(res + c * kVec, v);
       }
@@ -83,10 +97,13 @@ __global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams p) 
     }
     const float total = block_sum(sum_sq, scratch);
     const float inv_rms = 1.0f / sqrtf(total / static_cast<float>(p.d) + p.eps);
-    const __nv_bfloat16* src = res != nullptr ? res : x;
     for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
       float v[kVec], w[kVec];
-      gpu::load_vec<kVec>(src + c * kVec, v);
+      if (res != nullptr) {
+        gpu::load_vec<kVec>(res + c * kVec, v);
+      } else {
+        gpu::load_vec<kVec>(x + c * kVec, v);
+      }
       load_weight<kVec>(p, c * kVec, w);
 #pragma unroll
       for (int i = 0; i < kVec; ++i) v[i] = w[i] * (v[i] * inv_rms);
@@ -96,9 +113,30 @@ __global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams p) 
   }
 }
 
-void launch(std::string_view op, const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out,
-            cudaStream_t stream) {
-  gpu::check_dtype(op, "x", x, DType::kBF16);
+template <typename X>
+void launch_kernel(const RmsNormParams<X>& p, bool vec8, cudaStream_t stream) {
+  const int64_t vectors = vec8 ? p.d / 8 : p.d;
+  const int threads = static_cast<int>(std::clamp<int64_t>((vectors + 31) / 32 * 32, 32, kMaxThreads));
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(p.rows, 65535));
+  if (vec8) {
+    rms_norm_kernel<8, X><<<blocks, threads, 0, stream>>>(p);
+  } else {
+    rms_norm_kernel<1, X><<<blocks, threads, 0, stream>>>(p);
+  }
+  MLA_CUDA_CHECK_LAUNCH();
+}
+
+void launch(std::string_view op, const Tensor& x, const Tensor* rest, Tensor* residual, const Tensor& weight,
+            float eps, Tensor& out, cudaStream_t stream) {
+  if (rest != nullptr) {
+    gpu::check_dtype(op, "base", x, DType::kF32);
+    gpu::check_dtype(op, "rest", *rest, DType::kF32);
+    gpu::check_shape(op, "rest", *rest, x.shape());
+  } else if (residual != nullptr) {
+    gpu::check_f32_or_bf16(op, "x", x);
+  } else {
+    gpu::check_dtype(op, "x", x, DType::kBF16);
+  }
   gpu::check_f32_or_bf16(op, "weight", weight);
   gpu::check_dtype(op, "out", out, DType::kBF16);
   MLA_CHECK(weight.ndim() == 1 && x.ndim() >= 1 && x.dim(-1) == weight.dim(0),
@@ -113,36 +151,36 @@ void launch(std::string_view op, const Tensor& x, Tensor* residual, const Tensor
   const int64_t d = weight.dim(0);
   if (d == 0 || x.numel() == 0) return;
 
-  RmsNormParams p{gpu::ptr<const __nv_bfloat16>(x),
-                  residual != nullptr ? gpu::ptr<__nv_bfloat16>(*residual) : nullptr,
-                  weight.raw(),
-                  gpu::ptr<__nv_bfloat16>(out),
-                  x.numel() / d,
-                  d,
-                  eps,
-                  weight.dtype() == DType::kBF16};
   const bool vec8 = d % 8 == 0 && gpu::aligned16(x) && gpu::aligned16(weight) && gpu::aligned16(out) &&
-                    (residual == nullptr || gpu::aligned16(*residual));
-  const int64_t vectors = vec8 ? d / 8 : d;
-  const int threads = static_cast<int>(std::clamp<int64_t>((vectors + 31) / 32 * 32, 32, kMaxThreads));
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(p.rows, 65535));
-  if (vec8) {
-    rms_norm_kernel<8><<<blocks, threads, 0, stream>>>(p);
+                    (residual == nullptr || gpu::aligned16(*residual)) && (rest == nullptr || gpu::aligned16(*rest));
+  const float* rest_ptr = rest != nullptr ? gpu::ptr<const float>(*rest) : nullptr;
+  __nv_bfloat16* res = residual != nullptr ? gpu::ptr<__nv_bfloat16>(*residual) : nullptr;
+  const bool weight_bf16 = weight.dtype() == DType::kBF16;
+  if (x.dtype() == DType::kF32) {
+    launch_kernel<float>({gpu::ptr<const float>(x), rest_ptr, res, weight.raw(), gpu::ptr<__nv_bfloat16>(out),
+                          x.numel() / d, d, eps, weight_bf16},
+                         vec8, stream);
   } else {
-    rms_norm_kernel<1><<<blocks, threads, 0, stream>>>(p);
+    launch_kernel<__nv_bfloat16>({gpu::ptr<const __nv_bfloat16>(x), nullptr, res, weight.raw(),
+                                  gpu::ptr<__nv_bfloat16>(out), x.numel() / d, d, eps, weight_bf16},
+                                 vec8, stream);
   }
-  MLA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
 void rms_norm_cuda(const Tensor& x, const Tensor& weight, float eps, Tensor& out, cudaStream_t stream) {
-  launch("rms_norm_cuda", x, nullptr, weight, eps, out, stream);
+  launch("rms_norm_cuda", x, nullptr, nullptr, weight, eps, out, stream);
 }
 
 void add_rms_norm_cuda(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out,
                        cudaStream_t stream) {
-  launch("add_rms_norm_cuda", x, &residual, weight, eps, out, stream);
+  launch("add_rms_norm_cuda", x, nullptr, &residual, weight, eps, out, stream);
+}
+
+void add_sum_rms_norm_cuda(const Tensor& base, const Tensor& rest, Tensor& residual, const Tensor& weight, float eps,
+                           Tensor& out, cudaStream_t stream) {
+  launch("add_sum_rms_norm_cuda", base, &rest, &residual, weight, eps, out, stream);
 }
 
 }  // namespace mlaserve::ops
