@@ -17,15 +17,21 @@
 // and at V3 shapes cut to 4 layers (128 heads: 32 per rank under TP4, 3 dense + 1 MoE layer,
 // BF16 and block FP8) cover every layout.
 //
-// Tolerances. One GPU and the split model both compute in bf16 with fp32 accumulation; the
-// split model rounds each rank's partial o_proj and FFN outputs to bf16 before the all-reduce
-// (one extra rounding of <= 2^-8 relative per element). Through the MoE router such a
-// difference can flip a near-tied expert choice, which moves a token's output by O(1), so the
-// logits of one step can differ by several percent: measured on two H200s, 0.8-3.6% relative L2
-// (tiny models and V2-Lite's 27 layers), once 7.9% (an expert flip); pipeline stages compute
-// exactly what one GPU does (0%). We bound every step at 10%, and require the greedy tokens
-// (teacher-forced along the one-GPU path) to equal one GPU's wherever one GPU's choice is not a
-// near tie (see expect_same).
+// References and tolerances. Rank 0 runs the whole model on its GPU twice: over whole batches,
+// and over the micro-batches a pipeline cuts each batch into, one after the other (a GEMM's rows
+// can depend on its row count through the kernel its heuristic picks). A pipeline without
+// tensor parallelism repeats the second run's arithmetic and must give its logits exactly.
+// Tensor parallelism sums the ranks' partial o_proj and FFN outputs in f32 and rounds them as
+// one GPU rounds its own (model/tensor_parallel.cc), so only the order of the f32 additions
+// differs: measured on H200s, at most 0.63% relative L2 on the golden models, 3.3-3.7% on 27
+// V2-Lite-shaped layers and about 1% on V3 shapes. Through the MoE router a difference can flip a
+// near-tied expert choice, which moves a token's output by O(1); the bounds per step are 2%
+// (golden models), 10% (dummy models at released shapes) and 20% (the same in block FP8, see
+// kDummyFp8TpRelL2), and the greedy tokens (teacher-forced along the one-GPU path) must equal
+// one GPU's wherever its choice is not a near tie (see expect_same).
+//
+// Every rank runs the same cases in the same order (the collectives must match): rank 0 starts
+// the others with its own arguments, gtest filters included.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +46,7 @@
 #include <cuda_runtime_api.h>
 
 #include "dist/context.h"
+#include "dist/micro_batch.h"
 #include "dist/nccl_collectives.h"
 #include "dist/partition.h"
 #include "dist/step_message.h"
@@ -52,6 +59,7 @@
 namespace mlaserve::dist {
 namespace {
 
+constexpr int kMicroBatches = 2;  // per pipeline step, as mlaserve's default
 DistContext* g_ctx = nullptr;  // the NCCL world of every rank; null without enough GPUs
 int g_world = 2;               // MLASERVE_TEST_WORLD
 
@@ -187,7 +195,9 @@ TEST_P(LayoutGroupsTest, GroupsHoldTheirRanks) {
   Tensor all = Tensor::empty({1, pc.tp_size}, DType::kF32, Device::kCUDA);
   g.tp->all_gather_columns(mine, all, {});
   const std::vector<float> order = all.to_vector();
-  for (int t = 0; t < pc.tp_size; ++t) EXPECT_EQ(order[static_cast<size_t>(t)], pc.rank_of(pc.pp_rank(), t)) << t;
+  for (int t = 0; t < pc.tp_size; ++t) {
+    EXPECT_EQ(order[static_cast<size_t>(t)], pc.rank_of(pc.pp_rank(), t)) << t;
+  }
   Tensor from = on_gpu({-1.0f}, {1, 1}, DType::kF32);
   if (pc.pp_rank() > 0) g.pp->recv(from, pc.pp_rank() - 1, {});
   if (pc.pp_rank() + 1 < pc.pp_size) g.pp->send(mine, pc.pp_rank() + 1, {});
@@ -260,6 +270,51 @@ GreedyRun greedy(const StepFn& step, std::vector<std::vector<int32_t>> seqs, int
   return run;
 }
 
+double rel_l2(const Tensor& got, const Tensor& want);
+
+// One GPU's step, each batch cut into the micro-batches a pipeline of this layout runs
+// (dist/micro_batch.h) and forwarded one after the other, their logits concatenated: the very
+// arithmetic the pipeline repeats. (A GEMM's rows can depend on how many rows it has, through
+// the kernel and split its heuristic picks, so the uncut batch is not the pipeline's reference.)
+StepFn one_gpu_step(DeepSeekModel& model, LatentCache& cache, int micro_batches) {
+  return [&model, &cache, micro_batches](const ForwardBatch& batch) {
+    std::vector<Tensor> parts;
+    int64_t rows = 0;
+    for (const ForwardBatch& part : split_micro_batches(batch, micro_batches)) {
+      parts.push_back(model.forward(part, cache).to(Device::kCPU));
+      rows += parts.back().dim(0);
+    }
+    Tensor logits = Tensor::empty({rows, model.config().vocab_size}, DType::kF32);
+    int64_t row = 0;
+    for (const Tensor& p : parts) {
+      std::memcpy(logits.slice(row, row + p.dim(0)).raw(), p.raw(), p.nbytes());
+      row += p.dim(0);
+    }
+    return logits;
+  };
+}
+
+// The references on rank 0: one GPU over whole batches (tensor parallelism's) and over the
+// pipeline's micro-batches, both along the first one's greedy tokens.
+struct OneGpuRuns {
+  GreedyRun whole, micro;
+  double self_rel_l2 = 0;  // the largest step's distance between the two: one GPU's own noise
+  const GreedyRun& for_layout(int pp) const { return pp > 1 ? micro : whole; }
+};
+
+OneGpuRuns one_gpu_runs(DeepSeekModel& model, const std::vector<std::vector<int32_t>>& prompts, int decode_steps) {
+  OneGpuRuns r;
+  const int64_t blocks = 8 * static_cast<int64_t>(prompts.size());
+  LatentCache a = model.make_cache(blocks), b = model.make_cache(blocks);
+  r.whole = greedy(one_gpu_step(model, a, 1), prompts, decode_steps, nullptr);
+  r.micro = greedy(one_gpu_step(model, b, kMicroBatches), prompts, decode_steps, &r.whole);
+  for (size_t k = 0; k < r.whole.logits.size(); ++k) {
+    r.self_rel_l2 = std::max(r.self_rel_l2, rel_l2(r.micro.logits[k], r.whole.logits[k]));
+  }
+  std::printf("  one GPU, whole batches vs micro-batches: worst logits rel. L2 %.3f%%\n", 100 * r.self_rel_l2);
+  return r;
+}
+
 double rel_l2(const Tensor& got, const Tensor& want) {
   const float* g = got.data<float>();
   const float* w = want.data<float>();
@@ -302,7 +357,7 @@ void expect_same(const GreedyRun& split, const GreedyRun& whole, double max_rel_
     const Tensor& g = split.logits[k];
     const double e = rel_l2(g, w);
     worst = std::max(worst, e);
-    EXPECT_LT(e, max_rel_l2) << "step " << k;
+    EXPECT_LE(e, max_rel_l2) << "step " << k;
     const int64_t v = w.dim(1);
     for (int64_t s = 0; s < w.dim(0); ++s) {
       const int32_t want = whole.tokens[static_cast<size_t>(s)][k], got = split.tokens[static_cast<size_t>(s)][k];
@@ -345,7 +400,21 @@ ModelOptions gpu_options(std::optional<ShardPlan> shard) {
   return o;
 }
 
-StepGroups step_groups(SplitKind kind) { return StepGroups{groups_of(kind).parallel, g_ctx->world(), 2}; }
+StepGroups step_groups(SplitKind kind) { return StepGroups{groups_of(kind).parallel, g_ctx->world(), kMicroBatches}; }
+
+// Bounds on the logits' relative L2 distance per step (see the tolerances at the top): a
+// pipeline without tensor parallelism repeats one GPU's arithmetic on the same micro-batches and
+// must give its logits exactly; tensor parallelism sums the heads' and channels' partial outputs
+// in another order (f32, rounded as one GPU rounds): measured on H200s at most 0.63% on the
+// golden models and 3.7% on 27 V2-Lite-shaped layers, where an expert flip at a near tie adds more.
+// Block FP8 re-quantises each activation block from its amax, so a last-bit difference upstream
+// can move a whole 128-value block by an FP8 step (6%) and then flip experts: on V3 shapes one GPU
+// is 11.4% from itself between whole batches and micro-batches (self_rel_l2, printed), and TP2,
+// TP4 and TP2xPP2 measured 12.1%, 12.1% and 9.6% from it (H200s, 13:22): bound 20%.
+constexpr double kGoldenTpRelL2 = 0.02;
+constexpr double kDummyTpRelL2 = 0.10;
+constexpr double kDummyFp8TpRelL2 = 0.20;
+double max_rel_l2(SplitKind kind, double tp_bound) { return kind.tp == 1 ? 0.0 : tp_bound; }
 
 class TinySplit : public ::testing::TestWithParam<std::tuple<std::string, SplitKind>> {};
 
@@ -359,13 +428,12 @@ TEST_P(TinySplit, SameGreedyTokensAsOneGpu) {
   for (const auto& g : testing::load_golden(name)) prompts.push_back(g.prompt);
   const int decode_steps = 12;
 
-  GreedyRun whole;
+  OneGpuRuns one;
   if (rank() == 0) {
     ModelWeights w = load_weights(ckpt, config, bf16_load(std::nullopt));
     move_weights(w, Device::kCUDA);
     DeepSeekModel model(config, std::move(w), gpu_options(std::nullopt));
-    LatentCache cache = model.make_cache(8 * static_cast<int64_t>(prompts.size()));
-    whole = greedy([&](const ForwardBatch& b) { return model.forward(b, cache); }, prompts, decode_steps, nullptr);
+    one = one_gpu_runs(model, prompts, decode_steps);
   }
   const ParallelConfig pc{kind.tp, kind.pp, rank()};
   const ShardPlan plan = make_shard_plan(config, pc);
@@ -373,8 +441,8 @@ TEST_P(TinySplit, SameGreedyTokensAsOneGpu) {
   move_weights(w, Device::kCUDA);
   DeepSeekModel model(config, std::move(w), gpu_options(plan));
   // Rank 0 shares its forced tokens with the other ranks through the batches it sends.
-  const GreedyRun split = split_run(model, step_groups(kind), prompts, decode_steps, whole);
-  expect_same(split, whole, 0.10);
+  const GreedyRun split = split_run(model, step_groups(kind), prompts, decode_steps, one.whole);
+  expect_same(split, one.for_layout(kind.pp), max_rel_l2(kind, kGoldenTpRelL2));
 }
 
 std::string split_name(const ::testing::TestParamInfo<std::tuple<std::string, SplitKind>>& info) {
@@ -407,11 +475,10 @@ void dummy_model_vs_one_gpu(const DeepSeekConfig& config, uint64_t seed) {
     for (int32_t& t : p) t = static_cast<int32_t>(rng() % config.vocab_size);
     prompts.push_back(p);
   }
-  GreedyRun whole;
+  OneGpuRuns one;
   if (rank() == 0) {
     DeepSeekModel model(config, make_dummy_weights(config, d), gpu_options(std::nullopt));
-    LatentCache cache = model.make_cache(8 * static_cast<int64_t>(prompts.size()));
-    whole = greedy([&](const ForwardBatch& b) { return model.forward(b, cache); }, prompts, 4, nullptr);
+    one = one_gpu_runs(model, prompts, 4);
   }
   const std::vector<SplitKind> kinds = g_world == 2 ? std::vector<SplitKind>{{2, 1}, {1, 2}}
                                                     : std::vector<SplitKind>{{4, 1}, {2, 2}, {1, 4}};
@@ -419,8 +486,8 @@ void dummy_model_vs_one_gpu(const DeepSeekConfig& config, uint64_t seed) {
     std::printf("[rank %d] tp %d pp %d\n", rank(), kind.tp, kind.pp);
     d.shard = make_shard_plan(config, ParallelConfig{kind.tp, kind.pp, rank()});
     DeepSeekModel model(config, make_dummy_weights(config, d), gpu_options(d.shard));
-    const GreedyRun split = split_run(model, step_groups(kind), prompts, 4, whole);
-    expect_same(split, whole, 0.10);
+    const GreedyRun split = split_run(model, step_groups(kind), prompts, 4, one.whole);
+    expect_same(split, one.for_layout(kind.pp), max_rel_l2(kind, config.fp8 ? kDummyFp8TpRelL2 : kDummyTpRelL2));
   }
 }
 
@@ -456,6 +523,9 @@ TEST(DummyModels, V3FourLayersFp8WithinToleranceOfOneGpu) {
 }  // namespace mlaserve::dist
 
 int main(int argc, char** argv) {
+  // The other ranks run exactly these arguments (InitGoogleTest removes the --gtest_ flags from
+  // argv, and every rank must run the same cases in the same order).
+  std::vector<char*> exec_args(argv, argv + argc + 1);
   ::testing::InitGoogleTest(&argc, argv);
   using mlaserve::dist::DistContext;
   const char* world_env = std::getenv("MLASERVE_TEST_WORLD");
@@ -478,7 +548,7 @@ int main(int argc, char** argv) {
         const pid_t child = fork();
         if (child == 0) {
           setenv("MLASERVE_TEST_RANK", std::to_string(r).c_str(), 1);
-          execv("/proc/self/exe", argv);
+          execv("/proc/self/exe", exec_args.data());
           std::perror("execv");
           _exit(127);
         }
@@ -491,7 +561,10 @@ int main(int argc, char** argv) {
     ctx = DistContext::join(o, rank, rank);
     mlaserve::dist::g_ctx = ctx.get();
   }
-  if (rank != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;  // rank 0 reports; failures exit 1
+  // Rank 0 reports; the others' failures show in their exit status (and their output with
+  // MLASERVE_TEST_ALL_RANKS=1).
+  const bool quiet = rank != 0 && std::getenv("MLASERVE_TEST_ALL_RANKS") == nullptr;
+  if (quiet && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
   int rc = RUN_ALL_TESTS();
   mlaserve::dist::g_groups.clear();
   ctx.reset();
