@@ -33,8 +33,9 @@
 // expert choices). An MoE with shared experts all-reduces their partial output and the routed
 // experts' partial combine side by side, so that the shared output is rounded before the routed
 // sum is added, as one GPU's combine does (add_sum_rms_norm). Bytes all-reduced per token and
-// layer: 4·H after attention and a dense MLP, 8·H after an MoE (2·H each in bf16). A pipeline stage runs its layer range only: it receives the residual stream
-// from the previous stage (pp_group) and sends it on, and only the last stage makes logits.
+// layer: 4·H after attention and a dense MLP, 8·H after an MoE (2·H each in bf16). A pipeline
+// stage runs its layer range only: it receives the residual stream from the previous stage
+// (pp_group) and sends it on, and only the last stage makes logits.
 //
 // Backends: the model runs where its weights are (ModelOptions::device). On the CPU every
 // activation is f32 (the reference); on the GPU activations are bf16 with fp32 accumulation
