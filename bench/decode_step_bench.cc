@@ -18,17 +18,17 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "bench_main.h"
+#include "bench_report.h"
+#include "copy_bandwidth.h"
 #include "core/cuda_check.h"
 #include "model/dummy.h"
 #include "model/model.h"
@@ -37,22 +37,6 @@
 
 namespace mlaserve {
 namespace {
-
-double copy_bandwidth_gbps() {
-  const size_t bytes = size_t{1} << 30;
-  Tensor a = Tensor::empty({static_cast<int64_t>(bytes)}, DType::kU8, Device::kCUDA);
-  Tensor b = Tensor::empty({static_cast<int64_t>(bytes)}, DType::kU8, Device::kCUDA);
-  std::vector<double> ms;
-  for (int i = 0; i < 12; ++i) {
-    MLA_CUDA_CHECK(cudaDeviceSynchronize());
-    auto t0 = std::chrono::steady_clock::now();
-    MLA_CUDA_CHECK(cudaMemcpy(b.raw(), a.raw(), bytes, cudaMemcpyDeviceToDevice));
-    MLA_CUDA_CHECK(cudaDeviceSynchronize());
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return 2.0 * bytes / (ms[ms.size() / 2] * 1e-3) / 1e9;
-}
 
 // Bytes one decode step of batch b must read (see the note at the top). linear_bytes: bytes per
 // element of the linear layers and experts (2 for BF16, 1 for block FP8, whose scales add 1/4096);
@@ -90,11 +74,6 @@ std::vector<int64_t> parse_list(const std::string& s) {
 int run(int argc, char** argv) {
   std::string preset = "deepseek-v2-lite", out_dir = "bench/results", batches_arg = "1,8,64,256", quant = "none";
   int64_t context = 1024, reps = 20;
-  std::string command;
-  for (int i = 0; i < argc; ++i) {
-    if (i > 0) command += ' ';
-    command += argv[i];
-  }
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
@@ -108,7 +87,7 @@ int run(int argc, char** argv) {
   const std::vector<int64_t> batches = parse_list(batches_arg);
   cudaDeviceProp prop{};
   MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  const double copy_gbps = copy_bandwidth_gbps();
+  const double copy_gbps = bench::memcpy_gbps(nullptr);  // on the default stream
 
   DeepSeekConfig config = preset_config(preset);
   MLA_CHECK(quant == "none" || quant == "fp8", "--quantization must be none or fp8, got {}", quant);
@@ -164,17 +143,12 @@ int run(int argc, char** argv) {
                     {"floor_ms", floor_ms}, {"bytes", bytes}, {"kv_bytes", kv_bytes}, {"x_floor", step / floor_ms},
                     {"output_tok_per_s", b / (step * 1e-3)}});
   }
-  std::time_t now = std::time(nullptr);
-  char date[32], stamp[32];
-  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::gmtime(&now));
-  std::string card = prop.name;
-  for (char& ch : card) ch = std::isalnum(static_cast<unsigned char>(ch)) ? static_cast<char>(std::tolower(ch)) : '-';
-  nlohmann::json doc = {{"benchmark", "decode_step"}, {"card", prop.name}, {"date", date}, {"command", command},
-                        {"preset", preset}, {"dtype", fp8 ? "fp8" : "bf16"}, {"copy_gbps", copy_gbps}, {"results", rows}};
-  const std::string path = out_dir + "/decode_step_" + card + "_" + stamp + ".json";
-  std::ofstream(path) << doc.dump(2) << "\n";
-  std::printf("wrote %s\n", path.c_str());
+  bench::write_report(out_dir, "decode_step", prop.name, bench::command_line(argc, argv),
+                      {{"card", prop.name},
+                       {"preset", preset},
+                       {"dtype", fp8 ? "fp8" : "bf16"},
+                       {"copy_gbps", copy_gbps},
+                       {"results", rows}});
   return 0;
 }
 
@@ -182,10 +156,5 @@ int run(int argc, char** argv) {
 }  // namespace mlaserve
 
 int main(int argc, char** argv) {
-  try {
-    return mlaserve::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "decode_step_bench: %s\n", e.what());
-    return 1;
-  }
+  return mlaserve::bench::run_program("decode_step_bench", mlaserve::run, argc, argv);
 }

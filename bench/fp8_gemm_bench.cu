@@ -19,19 +19,18 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "bench_main.h"
+#include "bench_report.h"
 #include "bench_timing.h"
+#include "copy_bandwidth.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
 #include "ops/cuda/cublaslt_gemm.h"
@@ -64,18 +63,6 @@ double graph_us(cudaStream_t stream, int replays, Timer& timer, const std::funct
   MLA_CUDA_CHECK(cudaGraphExecDestroy(exec));
   MLA_CUDA_CHECK(cudaGraphDestroy(graph));
   return us;
-}
-
-// Device-to-device copy of 1 GiB, bytes read + written, eager, median of 20.
-double copy_gbps(cudaStream_t stream, Timer& timer) {
-  const int64_t bytes = int64_t{1} << 30;
-  Tensor a = Tensor::empty({bytes}, DType::kU8, Device::kCUDA), b = Tensor::empty({bytes}, DType::kU8, Device::kCUDA);
-  MLA_CUDA_CHECK(cudaMemsetAsync(a.raw(), 0x3C, bytes, stream));
-  MLA_CUDA_CHECK(cudaMemcpyAsync(b.raw(), a.raw(), bytes, cudaMemcpyDeviceToDevice, stream));
-  const double us = timer.median_us(stream, 20, [&](int) {
-    MLA_CUDA_CHECK(cudaMemcpyAsync(b.raw(), a.raw(), bytes, cudaMemcpyDeviceToDevice, stream));
-  });
-  return 2.0 * static_cast<double>(bytes) / us / 1e3;
 }
 
 // Uniform(-448, 448) rounded to e4m3, on the host (12 random bits index a table of codes).
@@ -220,15 +207,8 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
   return r;
 }
 
-std::string card_slug(const std::string& name) {
-  std::string slug;
-  for (char c : name) slug += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
-  return slug;
-}
-
 int run(int argc, char** argv) {
-  std::string out_dir = "bench/results", command;
-  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
+  std::string out_dir = "bench/results";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
@@ -243,7 +223,7 @@ int run(int argc, char** argv) {
   cudaStream_t stream;
   MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   Timer timer;
-  const double copy = copy_gbps(stream, timer);
+  const double copy = memcpy_gbps(stream);
 
   std::vector<Result> results;
   for (const Shape2& s : kShapes) {
@@ -294,17 +274,8 @@ int run(int argc, char** argv) {
                     {"swap_ab_plans", plan_rows}});
   }
 
-  char date[32], stamp[32];
-  const std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::gmtime(&now));
-  const nlohmann::json doc = {{"benchmark", "fp8_gemm"}, {"card", prop.name},   {"sms", prop.multiProcessorCount},
-                              {"date", date},            {"command", command},  {"copy_gbps_memcpy", copy},
-                              {"rows", rows}};
-  std::filesystem::create_directories(out_dir);
-  const std::string path = out_dir + "/fp8_gemm_" + card_slug(prop.name) + "_" + stamp + ".json";
-  std::ofstream(path) << doc.dump(2) << "\n";
-  std::printf("\nwrote %s\n", path.c_str());
+  write_report(out_dir, "fp8_gemm", prop.name, command_line(argc, argv),
+               {{"card", prop.name}, {"sms", prop.multiProcessorCount}, {"copy_gbps_memcpy", copy}, {"rows", rows}});
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;
 }
@@ -313,10 +284,5 @@ int run(int argc, char** argv) {
 }  // namespace mlaserve::bench
 
 int main(int argc, char** argv) {
-  try {
-    return mlaserve::bench::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "fp8_gemm_bench: %s\n", e.what());
-    return 1;
-  }
+  return mlaserve::bench::run_program("fp8_gemm_bench", mlaserve::bench::run, argc, argv);
 }

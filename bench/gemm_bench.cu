@@ -28,20 +28,19 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "bench_main.h"
+#include "bench_report.h"
 #include "bench_timing.h"
+#include "copy_bandwidth.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
 #include "ops/linear.h"
@@ -98,53 +97,9 @@ class GraphTimer {
     return median(us);
   }
 
-  // Median microseconds of `reps` single calls, each timed with events (after one untimed call).
-  double eager_us(cudaStream_t stream, int reps, const std::function<void()>& fn) {
-    fn();
-    std::vector<double> us;
-    for (int r = 0; r < reps; ++r) {
-      MLA_CUDA_CHECK(cudaEventRecord(start_, stream));
-      fn();
-      MLA_CUDA_CHECK(cudaEventRecord(stop_, stream));
-      MLA_CUDA_CHECK(cudaEventSynchronize(stop_));
-      float ms = 0.0f;
-      MLA_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
-      us.push_back(ms * 1e3);
-    }
-    return median(us);
-  }
-
  private:
   cudaEvent_t start_, stop_;
 };
-
-__global__ void copy16(const int4* src, int4* dst, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    dst[i] = src[i];
-  }
-}
-
-// Device-to-device copy of 1 GiB, bytes read + written, by cudaMemcpyAsync and by a 16-byte
-// copy kernel (as mla_decode_bench measures it), each timed eagerly.
-struct CopyBandwidth {
-  double memcpy_gbps, kernel_gbps;
-};
-
-CopyBandwidth measure_copy(cudaStream_t stream, GraphTimer& timer) {
-  const int64_t bytes = int64_t{1} << 30;
-  Tensor a = Tensor::empty({bytes / 2}, DType::kBF16, Device::kCUDA);
-  Tensor b = Tensor::empty({bytes / 2}, DType::kBF16, Device::kCUDA);
-  fill(a, 1, stream);
-  const double memcpy_us = timer.eager_us(stream, 20, [&] {
-    MLA_CUDA_CHECK(cudaMemcpyAsync(b.raw(), a.raw(), bytes, cudaMemcpyDeviceToDevice, stream));
-  });
-  const double kernel_us = timer.eager_us(stream, 20, [&] {
-    copy16<<<1024, 256, 0, stream>>>(static_cast<const int4*>(a.raw()), static_cast<int4*>(b.raw()), bytes / 16);
-    MLA_CUDA_CHECK_LAUNCH();
-  });
-  return {2.0 * bytes / memcpy_us / 1e3, 2.0 * bytes / kernel_us / 1e3};
-}
 
 int replays_for(double expected_us) { return expected_us > 2000 ? 5 : 15; }
 
@@ -304,16 +259,9 @@ ops::ExpertWeights make_experts(const MoeShape& s, cudaStream_t stream) {
   return w;
 }
 
-std::string card_slug(const std::string& name) {
-  std::string slug;
-  for (char c : name) slug += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
-  return slug;
-}
-
 int run(int argc, char** argv) {
-  std::string out_dir = "bench/results", command;
+  std::string out_dir = "bench/results";
   bool moe_only = false;  // skip the linear shapes
-  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
@@ -335,8 +283,8 @@ int run(int argc, char** argv) {
   Tensor cublas_ws = Tensor::empty({int64_t{32} << 20}, DType::kU8, Device::kCUDA);  // capture-safe workspace
   MLA_CUBLAS_CHECK(cublasSetWorkspace(cublas, cublas_ws.raw(), cublas_ws.nbytes()));
   GraphTimer timer;
-  const CopyBandwidth copy_bw = measure_copy(stream, timer);
-  const double copy = copy_bw.memcpy_gbps;
+  // The floors use the memcpy rate; the 16-byte copy kernel's is printed and recorded beside it.
+  const double copy = memcpy_gbps(stream), copy_kernel = copy_kernel_gbps(stream);
 
   std::vector<LinearResult> linear;
   for (const LinearShape& s : kLinearShapes) {
@@ -352,7 +300,7 @@ int run(int argc, char** argv) {
 
   std::printf("card: %s, %d SMs, L2 %d MB; copy %.0f GB/s (memcpy), %.0f GB/s (16-byte kernel), read + write; "
               "floors use memcpy\n",
-              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy, copy_bw.kernel_gbps);
+              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy, copy_kernel);
   std::printf("\nlinear y[M,N] = x[M,K] W[N,K]^T, bf16 in, fp32 accumulate (graph replays)\n");
   std::printf("%-10s %5s %7s %6s %9s %9s %8s %7s %8s %7s %7s\n", "shape", "M", "N", "K", "Lt us", "cuBLAS us",
               "TFLOPS", "GB/s", "floor us", "xfloor", "Lt/cuBLAS");
@@ -398,18 +346,14 @@ int run(int argc, char** argv) {
                             {"bytes_floor_us", r.floor_us}, {"flops", r.flops}, {"bytes", r.bytes}});
   }
 
-  char date[32], stamp[32];
-  const std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::gmtime(&now));
-  const nlohmann::json doc = {{"benchmark", "gemm"},     {"card", prop.name},          {"sms", prop.multiProcessorCount},
-                              {"date", date},            {"command", command},         {"copy_gbps_memcpy", copy},
-                              {"copy_gbps_kernel", copy_bw.kernel_gbps},
-                              {"linear", linear_rows},   {"moe_decode", decode_rows},  {"moe_prefill", prefill_rows}};
-  std::filesystem::create_directories(out_dir);
-  const std::string path = out_dir + "/gemm_" + card_slug(prop.name) + "_" + stamp + ".json";
-  std::ofstream(path) << doc.dump(2) << "\n";
-  std::printf("\nwrote %s\n", path.c_str());
+  write_report(out_dir, "gemm", prop.name, command_line(argc, argv),
+               {{"card", prop.name},
+                {"sms", prop.multiProcessorCount},
+                {"copy_gbps_memcpy", copy},
+                {"copy_gbps_kernel", copy_kernel},
+                {"linear", linear_rows},
+                {"moe_decode", decode_rows},
+                {"moe_prefill", prefill_rows}});
   MLA_CUBLAS_CHECK(cublasDestroy(cublas));
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;
@@ -419,10 +363,5 @@ int run(int argc, char** argv) {
 }  // namespace mlaserve::bench
 
 int main(int argc, char** argv) {
-  try {
-    return mlaserve::bench::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "gemm_bench: %s\n", e.what());
-    return 1;
-  }
+  return mlaserve::bench::run_program("gemm_bench", mlaserve::bench::run, argc, argv);
 }

@@ -20,17 +20,15 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "bench_main.h"
+#include "bench_report.h"
 #include "bench_timing.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
@@ -190,17 +188,9 @@ Result run_shape(const Shape& s, int reps, cudaStream_t stream, Timer& timer) {
   return {s, graph_us, eager_us, sets};
 }
 
-std::string card_slug(const std::string& name) {
-  std::string slug;
-  for (char c : name) slug += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
-  return slug;
-}
-
 int run(int argc, char** argv) {
   std::string out_dir = "bench/results", only;
   int reps = 50;
-  std::string command;
-  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
@@ -252,23 +242,12 @@ int run(int argc, char** argv) {
                     {"input_sets", r.input_sets}});
   }
 
-  char date[32];
-  const std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  char stamp[32];
-  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::gmtime(&now));
-  const nlohmann::json doc = {{"benchmark", "mha_prefill"},
-                              {"card", prop.name},
-                              {"sms", prop.multiProcessorCount},
-                              {"date", date},
-                              {"command", command},
-                              {"gemm_tflops_4096", gemm_4k},
-                              {"gemm_tflops_8192", gemm_8k},
-                              {"results", rows}};
-  std::filesystem::create_directories(out_dir);
-  const std::string path = out_dir + "/mha_prefill_" + card_slug(prop.name) + "_" + stamp + ".json";
-  std::ofstream(path) << doc.dump(2) << "\n";
-  std::printf("\nwrote %s\n", path.c_str());
+  write_report(out_dir, "mha_prefill", prop.name, command_line(argc, argv),
+               {{"card", prop.name},
+                {"sms", prop.multiProcessorCount},
+                {"gemm_tflops_4096", gemm_4k},
+                {"gemm_tflops_8192", gemm_8k},
+                {"results", rows}});
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;
 }
@@ -277,10 +256,5 @@ int run(int argc, char** argv) {
 }  // namespace mlaserve::bench
 
 int main(int argc, char** argv) {
-  try {
-    return mlaserve::bench::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mha_prefill_bench: %s\n", e.what());
-    return 1;
-  }
+  return mlaserve::bench::run_program("mha_prefill_bench", mlaserve::bench::run, argc, argv);
 }

@@ -20,16 +20,15 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <cstdio>
-#include <ctime>
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "bench_main.h"
+#include "bench_report.h"
 #include "bench_timing.h"
+#include "copy_bandwidth.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
 #include "ops/fp8_block.h"
@@ -68,24 +67,8 @@ double time_us(Timer& timer, cudaStream_t stream, Fn fn) {
   return timer.median_us(stream, kReps, fn);
 }
 
-double copy_gbps(Timer& timer, cudaStream_t stream) {
-  const int64_t bytes = int64_t{2} << 30;
-  Tensor a = Tensor::empty({bytes}, DType::kU8, Device::kCUDA), b = Tensor::empty({bytes}, DType::kU8, Device::kCUDA);
-  const double us = time_us(timer, stream, [&](int) {
-    MLA_CUDA_CHECK(cudaMemcpyAsync(b.raw(), a.raw(), bytes, cudaMemcpyDeviceToDevice, stream));
-  });
-  return 2.0 * bytes / us / 1e3;  // read + write
-}
-
-std::string card_slug(const std::string& name) {
-  std::string slug;
-  for (char c : name) slug += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
-  return slug;
-}
-
 int run(int argc, char** argv) {
-  std::string out_dir = "bench/results", command;
-  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
+  std::string out_dir = "bench/results";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
@@ -100,7 +83,7 @@ int run(int argc, char** argv) {
   cudaStream_t stream;
   MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   Timer timer;
-  const double copy = copy_gbps(timer, stream);
+  const double copy = memcpy_gbps(stream);
   std::printf("card: %s, %d SMs; copy %.0f GB/s (read + write)\n", prop.name, prop.multiProcessorCount, copy);
 
   // 1. The target grouped GEMM.
@@ -271,17 +254,13 @@ int run(int argc, char** argv) {
     }
   }
 
-  char date[32], stamp[32];
-  const std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::gmtime(&now));
-  const nlohmann::json doc = {{"benchmark", "moe_fp8"}, {"card", prop.name}, {"date", date},
-                              {"command", command},     {"copy_gbps", copy}, {"fp8_peak_tflops", kFp8PeakTflops},
-                              {"grouped_gemm", gemm_rows}, {"moe_shapes", shape_rows}, {"v3_layer", layer_rows}};
-  std::filesystem::create_directories(out_dir);
-  const std::string path = out_dir + "/moe_fp8_" + card_slug(prop.name) + "_" + stamp + ".json";
-  std::ofstream(path) << doc.dump(2) << "\n";
-  std::printf("\nwrote %s\n", path.c_str());
+  write_report(out_dir, "moe_fp8", prop.name, command_line(argc, argv),
+               {{"card", prop.name},
+                {"copy_gbps", copy},
+                {"fp8_peak_tflops", kFp8PeakTflops},
+                {"grouped_gemm", gemm_rows},
+                {"moe_shapes", shape_rows},
+                {"v3_layer", layer_rows}});
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;
 }
@@ -290,10 +269,5 @@ int run(int argc, char** argv) {
 }  // namespace mlaserve::bench
 
 int main(int argc, char** argv) {
-  try {
-    return mlaserve::bench::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "moe_fp8_bench: %s\n", e.what());
-    return 1;
-  }
+  return mlaserve::bench::run_program("moe_fp8_bench", mlaserve::bench::run, argc, argv);
 }

@@ -12,19 +12,18 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "bench_main.h"
+#include "bench_report.h"
 #include "bench_timing.h"
+#include "copy_bandwidth.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
 #include "ops/sampling.h"
@@ -48,24 +47,9 @@ const std::vector<Case> kCases = {
     {"k50_p0.9_minp0.02", {0.8f, 50, 0.9f, 0.02f}},
 };
 
-double copy_gbps(cudaStream_t stream, Timer& timer) {
-  const int64_t bytes = int64_t{1} << 30;
-  Tensor a = Tensor::zeros({bytes}, DType::kU8, Device::kCUDA), b = Tensor::zeros({bytes}, DType::kU8, Device::kCUDA);
-  auto run = [&](int) { MLA_CUDA_CHECK(cudaMemcpyAsync(b.raw(), a.raw(), bytes, cudaMemcpyDeviceToDevice, stream)); };
-  timer.median_us(stream, 3, run);
-  return 2.0 * bytes / timer.median_us(stream, 20, run) / 1e3;
-}
-
-std::string card_slug(const std::string& name) {
-  std::string slug;
-  for (char c : name) slug += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
-  return slug;
-}
-
 int run(int argc, char** argv) {
-  std::string out_dir = "bench/results", command;
+  std::string out_dir = "bench/results";
   int reps = 50;
-  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
@@ -82,7 +66,7 @@ int run(int argc, char** argv) {
   cudaStream_t stream;
   MLA_CUDA_CHECK(cudaStreamCreate(&stream));
   Timer timer;
-  const double gbps = copy_gbps(stream, timer);
+  const double gbps = memcpy_gbps(stream);
   std::printf("card: %s, %d SMs, L2 %d MB; copy %.0f GB/s (device-to-device memcpy)\n", prop.name, prop.multiProcessorCount,
               prop.l2CacheSize >> 20, gbps);
 
@@ -129,17 +113,8 @@ int run(int argc, char** argv) {
     }
   }
 
-  char date[32], stamp[32];
-  const std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::gmtime(&now));
-  const nlohmann::json doc = {{"benchmark", "sampling"}, {"card", prop.name}, {"sms", prop.multiProcessorCount},
-                              {"date", date},            {"command", command}, {"copy_gbps_memcpy", gbps},
-                              {"results", rows}};
-  std::filesystem::create_directories(out_dir);
-  const std::string path = out_dir + "/sampling_" + card_slug(prop.name) + "_" + stamp + ".json";
-  std::ofstream(path) << doc.dump(2) << "\n";
-  std::printf("\nwrote %s\n", path.c_str());
+  write_report(out_dir, "sampling", prop.name, command_line(argc, argv),
+               {{"card", prop.name}, {"sms", prop.multiProcessorCount}, {"copy_gbps_memcpy", gbps}, {"results", rows}});
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;
 }
@@ -148,10 +123,5 @@ int run(int argc, char** argv) {
 }  // namespace mlaserve::bench
 
 int main(int argc, char** argv) {
-  try {
-    return mlaserve::bench::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "sampling_bench: %s\n", e.what());
-    return 1;
-  }
+  return mlaserve::bench::run_program("sampling_bench", mlaserve::bench::run, argc, argv);
 }

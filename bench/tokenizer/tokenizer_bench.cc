@@ -17,7 +17,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -29,6 +28,7 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "bench_report.h"
 #include "tokenizer/incremental_detokenizer.h"
 #include "tokenizer/tokenizer.h"
 
@@ -65,11 +65,6 @@ std::string cpu_model() {
     if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
   }
   return "unknown";
-}
-
-std::string slug(std::string s) {
-  for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
-  return s;
 }
 
 uint64_t checksum(const std::vector<int32_t>& ids) {
@@ -116,13 +111,10 @@ int main(int argc, char** argv) {
   size_t bytes = 1 << 20;
   int repeats = 5;
   std::string out_dir = (root / "bench/results").string();
-  std::string command = argv[0];
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    command += " " + a;
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
-      command += std::string(" ") + argv[i + 1];
       return argv[++i];
     };
     if (a == "--tokenizer") tokenizer_dir = value();
@@ -188,10 +180,6 @@ int main(int argc, char** argv) {
   fmt::print("{:<26}{:<34}\n", "stream decode, best", rate(stream.best));
   fmt::print("\nids identical to Hugging Face: {}\n", same_ids ? "yes" : "NO");
 
-  const std::time_t now = std::time(nullptr);
-  char stamp[32], date[32];
-  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::gmtime(&now));
-  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
   auto entry = [&](double ours, double theirs) {
@@ -200,9 +188,6 @@ int main(int argc, char** argv) {
                           {"speedup", theirs / ours}};
   };
   const nlohmann::json doc = {
-      {"benchmark", "tokenizer"},
-      {"date", date},
-      {"command", command},
       {"machine", {{"cpu", cpu_model()}, {"cores", std::thread::hardware_concurrency()}, {"hostname", host}}},
       {"tokenizer", tokenizer_dir},
       {"hf_tokenizers_version", hf["version"]},
@@ -218,9 +203,6 @@ int main(int argc, char** argv) {
         {"decode_best", {{"mlaserve_s", decode.best}, {"mlaserve_mb_per_s", mb / decode.best}}},
         {"stream_decode_best", {{"mlaserve_s", stream.best}, {"mlaserve_tokens_per_s", n_tokens / stream.best}}}}},
   };
-  std::filesystem::create_directories(out_dir);
-  const std::string path = fmt::format("{}/tokenizer_{}_{}.json", out_dir, slug(cpu_model()), stamp);
-  std::ofstream(path) << doc.dump(2) << "\n";
-  fmt::print("wrote {}\n", path);
+  mlaserve::bench::write_report(out_dir, "tokenizer", cpu_model(), mlaserve::bench::command_line(argc, argv), doc);
   return same_ids ? 0 : 1;
 }

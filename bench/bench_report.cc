@@ -1,0 +1,54 @@
+#include "bench_report.h"
+
+#include <cctype>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+
+namespace mlaserve::bench {
+namespace {
+
+std::string slug(const std::string& name) {
+  std::string out;
+  for (char c : name) out += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
+  return out;
+}
+
+std::string utc(const std::tm& time, const char* format) {
+  char text[32];
+  std::strftime(text, sizeof(text), format, &time);
+  return text;
+}
+
+}  // namespace
+
+std::string command_line(int argc, char** argv) {
+  std::string command;
+  for (int i = 0; i < argc; ++i) {
+    if (i > 0) command += ' ';
+    command += argv[i];
+  }
+  return command;
+}
+
+std::string write_report(const std::string& dir, const std::string& benchmark, const std::string& machine,
+                         const std::string& command, nlohmann::json fields) {
+  const std::time_t now = std::time(nullptr);
+  std::tm time{};
+  gmtime_r(&now, &time);
+  fields["benchmark"] = benchmark;
+  fields["date"] = utc(time, "%Y-%m-%dT%H:%M:%SZ");
+  fields["command"] = command;
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/" + benchmark + "_" + slug(machine) + "_" + utc(time, "%Y%m%d-%H%M%S") + ".json";
+  std::ofstream out(path);
+  out << fields.dump(2) << "\n";
+  MLA_CHECK(out.good(), "cannot write {}", path);
+  std::printf("\nwrote %s\n", path.c_str());
+  return path;
+}
+
+}  // namespace mlaserve::bench
