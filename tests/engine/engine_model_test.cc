@@ -55,7 +55,7 @@ std::vector<int32_t> random_prompt(std::mt19937_64& rng, int64_t n, int64_t voca
 class EngineOnTinyModels : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(EngineOnTinyModels, SixteenConcurrentRequestsWithChunkedPrefillMatchTheReferences) {
-  DeepSeekModel model = testing::load_tiny_model(GetParam(), LoadOptions{DType::kF32, Fp8Mode::kDequantize});
+  DeepSeekModel model = testing::load_tiny_model(GetParam(), LoadOptions{DType::kF32, Fp8Mode::kDequantize, std::nullopt});
   const std::vector<testing::GoldenPrompt> golden = testing::load_golden(GetParam());
   DeepSeekRunner runner(model, 96);
   EngineOptions options;

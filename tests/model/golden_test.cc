@@ -72,7 +72,7 @@ TEST_P(GoldenTest, LogitsAndGreedyMatchTransformers) {
   ModelOptions options;
   options.attention_form = c.form;
   options.context_chunk_tokens = 64;
-  DeepSeekModel model = testing::load_tiny_model(c.model, LoadOptions{DType::kF32, c.fp8}, options);
+  DeepSeekModel model = testing::load_tiny_model(c.model, LoadOptions{DType::kF32, c.fp8, std::nullopt}, options);
   const bool w8a8 = c.fp8 == Fp8Mode::kW8A8;
   for (const GoldenPrompt& g : testing::load_golden(c.model)) {
     SCOPED_TRACE("prompt of " + std::to_string(g.prompt.size()) + " tokens");

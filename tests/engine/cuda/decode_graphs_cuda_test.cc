@@ -28,7 +28,7 @@ DeepSeekModel load_gpu(const std::string& name) {
   options.device = Device::kCUDA;
   const std::string dir = testing::tiny_model_dir(name);
   DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
-  ModelWeights weights = load_weights(Checkpoint::open(dir), config, LoadOptions{DType::kBF16, Fp8Mode::kDequantize});
+  ModelWeights weights = load_weights(Checkpoint::open(dir), config, LoadOptions{DType::kBF16, Fp8Mode::kDequantize, std::nullopt});
   move_weights(weights, Device::kCUDA);
   return DeepSeekModel(std::move(config), std::move(weights), options);
 }

@@ -29,7 +29,7 @@ using testing::GoldenPrompt;
 DeepSeekModel load_gpu(const std::string& name, AttentionForm form) {
   const std::string dir = testing::tiny_model_dir(name);
   DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
-  ModelWeights weights = load_weights(Checkpoint::open(dir), config, LoadOptions{DType::kBF16, Fp8Mode::kDequantize});
+  ModelWeights weights = load_weights(Checkpoint::open(dir), config, LoadOptions{DType::kBF16, Fp8Mode::kDequantize, std::nullopt});
   move_weights(weights, Device::kCUDA);
   ModelOptions options;
   options.device = Device::kCUDA;
