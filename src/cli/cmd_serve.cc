@@ -6,14 +6,19 @@
 // prompts on /v1/completions are served. The model's name in the API is --served-model-name,
 // by default the model directory's last component (or the preset's name). --port 0 picks a
 // free port; the line "mlaserve: listening on http://HOST:PORT" on stdout names it.
+// Split over GPUs (--tensor-parallel-size, --pipeline-parallel-size, --nnodes ...: dist/context.h)
+// rank 0 alone loads the tokenizer, schedules and serves HTTP; the other ranks follow its step
+// plans until it stops.
 #include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <optional>
 
 #include "cli/commands.h"
+#include "cli/dist_options.h"
 #include "cli/model_source.h"
 #include "core/logging.h"
+#include "dist/distributed_runner.h"
 #include "engine/deepseek_runner.h"
 #include "engine/engine.h"
 #include "engine/tokenizer_text_decoder.h"
@@ -39,6 +44,7 @@ struct ServeArgs {
   double workspace_gib = 4.0;           // GPU memory kept for activations besides the cache
   bool no_prefix_caching = false;
   uint64_t seed = 0;
+  dist::LaunchOptions dist;             // --tensor-parallel-size, --pipeline-parallel-size, ...
 };
 
 std::optional<tokenizer::Tokenizer> load_tokenizer(const ServeArgs& a) {
@@ -64,8 +70,8 @@ std::string default_model_name(const ModelSourceOptions& s) {
 
 int32_t cache_blocks(const ServeArgs& a, const DeepSeekModel& model) {
   if (a.num_blocks > 0) return a.num_blocks;
-  const DeepSeekConfig& c = model.config();
-  const size_t block_bytes = latent_block_bytes(c.num_hidden_layers, model.cache_row_dim(), model.activation_dtype());
+  const size_t block_bytes =  // this rank's layers (a pipeline stage holds a range)
+      latent_block_bytes(model.shard().layers.size(), model.cache_row_dim(), model.activation_dtype());
   if (a.source.device == "cuda") {
     const auto workspace = static_cast<size_t>(a.workspace_gib * double(size_t{1} << 30));
     return static_cast<int32_t>(
@@ -77,10 +83,22 @@ int32_t cache_blocks(const ServeArgs& a, const DeepSeekModel& model) {
 }
 
 void run_serve(ServeArgs a) {
+  std::unique_ptr<dist::DistContext> dist;
+  if (a.dist.world_size() > 1) dist = dist::DistContext::start(a.dist);  // forks this node's ranks
+  DeepSeekModel model = load_model(a.source, dist.get());
+  int32_t blocks = cache_blocks(a, model);
+  std::unique_ptr<ModelRunner> runner;
+  if (dist) {
+    blocks = static_cast<int32_t>(dist->min_over_ranks(blocks));  // every rank's cache has the same blocks
+    if (!dist->is_leader()) {
+      dist::run_follower(model, blocks, *dist);  // until rank 0's engine stops
+      return;
+    }
+    runner = std::make_unique<dist::DistributedRunner>(model, blocks, *dist);
+  } else {
+    runner = std::make_unique<DeepSeekRunner>(model, blocks);
+  }
   const std::optional<tokenizer::Tokenizer> tok = load_tokenizer(a);
-  DeepSeekModel model = load_model(a.source);
-  const int32_t blocks = cache_blocks(a, model);
-  DeepSeekRunner runner(model, blocks);
   std::optional<TokenizerTextDecoderFactory> text;
   if (tok) text.emplace(*tok);
 
@@ -89,7 +107,7 @@ void run_serve(ServeArgs a) {
   options.enable_prefix_caching = !a.no_prefix_caching;
   options.max_model_len = a.max_model_len;
   options.seed = a.seed;
-  Engine engine(runner, options, text ? &*text : nullptr);
+  Engine engine(*runner, options, text ? &*text : nullptr);
   MLA_LOG_INFO("engine: {} cache blocks ({} tokens), max_model_len {}, budget {} tokens, {} sequences", blocks,
                int64_t{blocks} * kCacheBlockSize, engine.max_model_len(), a.max_num_batched_tokens, a.max_num_seqs);
 
@@ -109,6 +127,7 @@ void register_serve(CLI::App& app) {
   auto args = std::make_shared<ServeArgs>();
   auto* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, ...)");
   add_model_source_options(*cmd, args->source);
+  add_dist_options(*cmd, args->dist);
   cmd->add_option("model_dir", args->source.model_dir, "Checkpoint directory (the same as --model)");
   cmd->add_option("--tokenizer", args->tokenizer_dir, "Directory with tokenizer.json (default: the model's)");
   server::ServerOptions& s = args->server;

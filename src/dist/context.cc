@@ -24,11 +24,21 @@ int env_int(const char* name, int fallback) {
   return v != nullptr && *v != '\0' ? std::atoi(v) : fallback;
 }
 
+#ifndef MLASERVE_WITH_NCCL
+[[noreturn]] void no_nccl(int world) {
+  MLA_FAIL("tensor and pipeline parallelism run one process per GPU over NCCL: this build has no CUDA backend or no "
+           "nccl.h ({} ranks asked for)", world);
+}
+#endif
+
 }  // namespace
 
 std::unique_ptr<DistContext> DistContext::start(const LaunchOptions& o) {
   const int world = o.world_size();
   MLA_CHECK(world > 1, "DistContext for a single rank");
+#ifndef MLASERVE_WITH_NCCL
+  no_nccl(world);  // before forking ranks that would fail alike
+#endif
   MLA_CHECK(o.nnodes >= 1 && o.node_rank >= 0 && o.node_rank < o.nnodes, "--node-rank {} of --nnodes {}", o.node_rank,
             o.nnodes);
   int rank = 0, local_rank = 0;
@@ -64,8 +74,7 @@ std::unique_ptr<DistContext> DistContext::join(const LaunchOptions& o, int rank,
 #ifndef MLASERVE_WITH_NCCL
   (void)rank;
   (void)local_rank;
-  MLA_FAIL("tensor and pipeline parallelism run one process per GPU over NCCL: this build has no CUDA backend or no "
-           "nccl.h ({} ranks asked for)", world);
+  no_nccl(world);
 #else
   std::unique_ptr<DistContext> ctx(new DistContext());
   ctx->options_ = o;
