@@ -410,9 +410,11 @@ TEST_F(MoeFp8Cuda, SmallNoRowsIsANoOp) {
 // wgmma kernel, both tile widths).
 TEST_F(MoeFp8Cuda, V2Lite) { check_model(kV2Lite, 24, {1, 64, 256, 2048}); }
 
-// V3: 10 of 256 experts have weights (11 GB of stacked e4m3 on the GPU); T = 1, 64 (mma.sync),
-// 1024, 4096 (wgmma).
-TEST_F(MoeFp8Cuda, V3) { check_model(kV3, 10, {1, 64, 1024, 4096}); }
+// V3: 10 of 256 experts have weights (11 GB of stacked e4m3 on the GPU); T = 1, 64 (mma.sync)
+// and 1024 (wgmma, ~800 rows per expert: both tile widths). T = 4096 made the case run past 95 s
+// on the host (random inputs of 235M values per GEMM check, drawn one by one); the wgmma tiles
+// it would add are those of 1024 rows, repeated.
+TEST_F(MoeFp8Cuda, V3) { check_model(kV3, 10, {1, 64, 1024}); }
 
 }  // namespace
 }  // namespace mlaserve::ops
