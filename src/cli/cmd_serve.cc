@@ -10,6 +10,7 @@
 // rank 0 alone loads the tokenizer, schedules and serves HTTP; the other ranks follow its step
 // plans until it stops.
 #include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -91,6 +92,11 @@ void run_serve(ServeArgs a) {
   if (dist) {
     blocks = static_cast<int32_t>(dist->min_over_ranks(blocks));  // every rank's cache has the same blocks
     if (!dist->is_leader()) {
+      // Ctrl-C (and a service manager's SIGTERM to the whole group) reach every rank: rank 0
+      // drains its requests, which needs the followers, then stops them (or they see its socket
+      // close), so they leave both signals to it.
+      std::signal(SIGINT, SIG_IGN);
+      std::signal(SIGTERM, SIG_IGN);
       dist::run_follower(model, blocks, *dist);  // until rank 0's engine stops
       return;
     }
