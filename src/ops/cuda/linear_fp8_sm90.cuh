@@ -45,6 +45,7 @@
 #include <cute/arch/mma_sm90_gmma.hpp>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/sm90_ptx.cuh"
 #include "ops/cuda/linear_fp8_heuristics.h"
 #include "ops/cuda/linear_fp8_sm90.h"
 #include "ops/cuda/linear_fp8_sm90_params.h"
@@ -79,62 +80,14 @@ struct Smem {
   static_assert(kAlloc + 1024 <= 228 * 1024, "over the shared memory of an SM");
 };
 
-// ---- small PTX wrappers ------------------------------------------------------------------
+// ---- PTX (ops/cuda/sm90_ptx.cuh) --------------------------------------------------------
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void mbarrier_init(uint32_t bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbarrier_init_fence() {
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-}
-__device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void mbarrier_arrive_expect_bytes(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
-  asm volatile(
-      "{\n"
-      ".reg .pred done;\n"
-      "WAIT:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT;\n"
-      "}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-}
-// One box (128 channels x the map's rows) at (channel, row) into shared memory at dst.
-__device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, int channel, int row, uint32_t bar) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
-          dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(channel), "r"(row), "r"(bar)
-      : "memory");
-}
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
-// Keeps the compiler from moving accumulator accesses across wgmma issue and wait.
-template <int N>
-__device__ __forceinline__ void fence_registers(float (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
-}
+namespace ptx = ::mlaserve::ops::sm90::ptx;
+
 // Named barrier of the consumer warpgroups alone (barrier 0 is __syncthreads).
 template <int WGS>
 __device__ __forceinline__ void consumer_sync() {
   asm volatile("bar.sync 1, %0;\n" ::"n"(128 * WGS) : "memory");
-}
-
-// wgmma shared-memory descriptor of a K-major operand in the 128-byte swizzle: rows of 128
-// bytes, 8-row groups 1024 bytes apart (stride byte offset); the leading byte offset is unused.
-__device__ __forceinline__ uint64_t gmma_desc(uint32_t addr) {
-  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | static_cast<uint64_t>(16 >> 4) << 16 |
-         static_cast<uint64_t>(1024 >> 4) << 32 | uint64_t{1} << 62;
 }
 
 namespace gmma = cute::SM90::GMMA;
@@ -181,7 +134,7 @@ __global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_
   constexpr int kProducerWarp = 4 * WGS;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
-  const uint32_t base = smem_addr(smem);
+  const uint32_t base = ptx::smem_addr(smem);
   float* scales = reinterpret_cast<float*>(smem + S::kScales);  // [stages][BN]
   const uint32_t full = base + S::kFull, empty = base + S::kEmpty;
 
@@ -192,10 +145,10 @@ __global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
-      mbarrier_init(full + 8 * s, 32);        // the producer's 32 lanes (lane 0 also brings the bytes)
-      mbarrier_init(empty + 8 * s, 4 * WGS);  // the consumer warps
+      ptx::mbarrier_init(full + 8 * s, 32);        // the producer's 32 lanes (lane 0 also brings the bytes)
+      ptx::mbarrier_init(empty + 8 * s, 4 * WGS);  // the consumer warps
     }
-    mbarrier_init_fence();
+    ptx::mbarrier_init_fence();
   }
   __syncthreads();
 
@@ -207,18 +160,18 @@ __global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_
       const float* w_scales = p.w_scales + static_cast<int64_t>(n0 / 128) * p.g;
       for (int g = g_begin; g < g_end; ++g, ++it) {
         const int s = it % kStages;
-        if (it >= kStages) mbarrier_wait(empty + 8 * s, ((it / kStages) + 1) & 1);  // use it/kStages - 1 released
+        if (it >= kStages) ptx::mbarrier_wait(empty + 8 * s, ((it / kStages) + 1) & 1);  // use it/kStages - 1 released
         const float w_scale = __ldg(w_scales + g);
         for (int c = lane; c < BN; c += 32) {
           const int t = t0 + c;
           scales[s * BN + c] = t < p.t ? __ldg(p.x_scales + static_cast<int64_t>(t) * p.g + g) * w_scale : 0.0f;
         }
         if (lane == 0) {
-          mbarrier_arrive_expect_bytes(full + 8 * s, p.stage_bytes);
-          tma_load(base + S::kW + s * S::kWBytes, &p.w_map, g * kGroup, n0, full + 8 * s);
-          tma_load(base + S::kX + s * S::kXBytes, &p.x_map, g * kGroup, t0, full + 8 * s);
+          ptx::mbarrier_arrive_expect_bytes(full + 8 * s, p.stage_bytes);
+          ptx::tma_load_2d(base + S::kW + s * S::kWBytes, &p.w_map, g * kGroup, n0, full + 8 * s);
+          ptx::tma_load_2d(base + S::kX + s * S::kXBytes, &p.x_map, g * kGroup, t0, full + 8 * s);
         } else {
-          mbarrier_arrive(full + 8 * s);
+          ptx::mbarrier_arrive(full + 8 * s);
         }
       }
     }
@@ -235,20 +188,20 @@ __global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_
       for (int i = 0; i < BN / 2; ++i) total[i] = 0.0f;
       for (int g = g_begin; g < g_end; ++g, ++it) {
         const int s = it % kStages;
-        mbarrier_wait(full + 8 * s, (it / kStages) & 1);
-        const uint64_t w_desc = gmma_desc(base + S::kW + s * S::kWBytes + wg * kWgRows * kGroup);
-        const uint64_t x_desc = gmma_desc(base + S::kX + s * S::kXBytes);
-        fence_registers(acc);
-        wgmma_fence();
+        ptx::mbarrier_wait(full + 8 * s, (it / kStages) & 1);
+        const uint64_t w_desc = ptx::gmma_desc_k_sw128(base + S::kW + s * S::kWBytes + wg * kWgRows * kGroup);
+        const uint64_t x_desc = ptx::gmma_desc_k_sw128(base + S::kX + s * S::kXBytes);
+        ptx::fence_registers(acc);
+        ptx::wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < kGroup / 32; ++ks) {  // 32 bytes of K per step, inside the swizzled row
           wgmma_k32<BN>(w_desc + static_cast<uint64_t>((ks * 32) >> 4),
                         x_desc + static_cast<uint64_t>((ks * 32) >> 4), acc,
                         ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One, std::make_index_sequence<BN / 2>{});
         }
-        wgmma_commit();
-        wgmma_wait_all();
-        fence_registers(acc);
+        ptx::wgmma_commit();
+        ptx::wgmma_wait<0>();
+        ptx::fence_registers(acc);
         // Fragment: acc[4j + {0,1,2,3}] = Dᵀ[r, c], [r, c+1], [r+8, c], [r+8, c+1], c = 8j + 2·(lane%4).
         const float* sc = scales + s * BN;
 #pragma unroll
@@ -261,7 +214,7 @@ __global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_
           total[4 * j + 3] += acc[4 * j + 3] * s1;
         }
         __syncwarp();
-        if (lane == 0) mbarrier_arrive(empty + 8 * s);
+        if (lane == 0) ptx::mbarrier_arrive(empty + 8 * s);
       }
       if (splits == 1) {  // persistent: the tile is complete, straight to out
 #pragma unroll

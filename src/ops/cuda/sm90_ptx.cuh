@@ -2,8 +2,9 @@
 // loads, the wgmma fences/groups and the shared-memory descriptor of a K-major operand in the
 // 128-byte swizzle. The wgmma instructions themselves come from CuTe (cute/arch/mma_sm90_gmma.hpp).
 //
-// Used by moe_grouped_gemm_sm90.cuh. linear_fp8_sm90.cuh, mha_attention_sm90.cuh and
-// mla_decode_sm90.cuh still hold their own copies of the same wrappers (to be moved here).
+// Used by moe_grouped_gemm_sm90.cuh, moe_grouped_gemm_fp8_sm90.cuh and linear_fp8_sm90.cuh.
+// mha_attention_sm90.cuh and mla_decode_sm90.cuh keep their own variants (single-arrival
+// barriers, 3-D and multi-box TMA loads, descriptors with other strides), not yet moved here.
 #pragma once
 
 #include <cuda.h>
