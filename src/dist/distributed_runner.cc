@@ -2,6 +2,7 @@
 
 #include "core/logging.h"
 #include "dist/step_message.h"
+#include "engine/deepseek_runner.h"
 
 namespace mlaserve::dist {
 namespace {
@@ -26,13 +27,7 @@ DistributedRunner::~DistributedRunner() {
 }
 
 ModelRunnerInfo DistributedRunner::info() const {
-  const DeepSeekConfig& c = model_.config();
-  ModelRunnerInfo info;
-  info.vocab_size = c.vocab_size;
-  info.num_cache_blocks = static_cast<int32_t>(cache_.num_blocks());
-  info.max_position_embeddings = c.max_position_embeddings;
-  for (int64_t id : c.eos_token_ids) info.eos_token_ids.push_back(static_cast<int32_t>(id));
-  return info;
+  return model_runner_info(model_, static_cast<int32_t>(cache_.num_blocks()));
 }
 
 Tensor DistributedRunner::execute(const ForwardBatch& batch) {

@@ -9,16 +9,12 @@
 namespace mlaserve {
 namespace {
 
-bool graphs_wanted(const DeepSeekModel& model, const RunnerOptions& options) {
 #ifdef MLASERVE_WITH_CUDA
+bool graphs_wanted(const DeepSeekModel& model, const RunnerOptions& options) {
   return options.cuda_graphs && model.weights().embed.device() == Device::kCUDA && model.shard().tp_size == 1 &&
          model.shard().pp_size == 1 && model.cache_row_dim() == model.config().kv_cache_dim;  // latent layout
-#else
-  (void)model;
-  (void)options;
-  return false;
-#endif
 }
+#endif
 
 }  // namespace
 
@@ -31,19 +27,25 @@ DeepSeekRunner::DeepSeekRunner(DeepSeekModel& model, int32_t num_cache_blocks, R
         std::min<int64_t>(model.config().max_position_embeddings, int64_t{num_cache_blocks} * kCacheBlockSize);
     graphs_ = std::make_unique<DecodeGraphs>(model, cache_, options.max_graph_batch, max_context);
   }
+#else
+  (void)options;  // no graphs without CUDA
 #endif
 }
 
 DeepSeekRunner::~DeepSeekRunner() = default;
 
-ModelRunnerInfo DeepSeekRunner::info() const {
-  const DeepSeekConfig& c = model_.config();
+ModelRunnerInfo model_runner_info(const DeepSeekModel& model, int32_t num_cache_blocks) {
+  const DeepSeekConfig& c = model.config();
   ModelRunnerInfo info;
   info.vocab_size = c.vocab_size;
-  info.num_cache_blocks = static_cast<int32_t>(cache_.num_blocks());
+  info.num_cache_blocks = num_cache_blocks;
   info.max_position_embeddings = c.max_position_embeddings;
   for (int64_t id : c.eos_token_ids) info.eos_token_ids.push_back(static_cast<int32_t>(id));
   return info;
+}
+
+ModelRunnerInfo DeepSeekRunner::info() const {
+  return model_runner_info(model_, static_cast<int32_t>(cache_.num_blocks()));
 }
 
 Tensor DeepSeekRunner::execute(const ForwardBatch& batch) {

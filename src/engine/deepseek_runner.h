@@ -14,6 +14,10 @@ namespace mlaserve {
 
 class DecodeGraphs;
 
+// What a runner over `model` with a cache of num_cache_blocks blocks tells the engine (shared by
+// DeepSeekRunner and dist::DistributedRunner).
+ModelRunnerInfo model_runner_info(const DeepSeekModel& model, int32_t num_cache_blocks);
+
 struct RunnerOptions {
   bool cuda_graphs = true;     // GPU: decode-only steps replay CUDA graphs
   int64_t max_graph_batch = 256;  // the largest decode batch that gets a graph
