@@ -1,8 +1,6 @@
-#include <algorithm>
-#include <vector>
-
 #include "ops/cpu_util.h"
 #include "ops/latent_cache.h"
+#include "ops/paged_cache_cpu.h"
 
 namespace mlaserve::ops {
 namespace {
@@ -24,48 +22,13 @@ void write_latent_cache_cpu(const Tensor& latent, const Tensor& k_pe, const Tens
                             Tensor& cache) {
   constexpr std::string_view kOp = "write_latent_cache_cpu";
   check_cache(kOp, cache, latent, k_pe);
-  cpu::check_index(kOp, "slot_mapping", slot_mapping);
-  const int64_t t = latent.dim(0), dc = latent.dim(1), dr = k_pe.dim(1), d = dc + dr;
-  cpu::check_shape(kOp, "slot_mapping", slot_mapping, {t});
-  const int64_t slots = cache.dim(0) * cache.dim(1);
-  std::vector<float> row(static_cast<size_t>(d));
-  for (int64_t i = 0; i < t; ++i) {
-    const int64_t slot = cpu::index_at(slot_mapping, i);
-    if (slot == -1) continue;
-    MLA_CHECK(slot >= 0 && slot < slots, "{}: slot_mapping[{}] = {} outside [0, {}) for cache {}", kOp, i,
-              slot, slots, shape_str(cache.shape()));
-    std::copy_n(latent.data<float>() + i * dc, dc, row.begin());
-    std::copy_n(k_pe.data<float>() + i * dr, dr, row.begin() + dc);
-    if (cache.dtype() == DType::kF32) {
-      std::copy(row.begin(), row.end(), cache.data<float>() + slot * d);
-    } else {
-      bfloat16* dst = cache.data<bfloat16>() + slot * d;
-      for (int64_t c = 0; c < d; ++c) dst[c] = float_to_bf16(row[c]);
-    }
-  }
+  cpu::write_paged_rows(kOp, latent, k_pe, slot_mapping, cache);
 }
 
 void gather_latent_cache_cpu(const Tensor& cache, const Tensor& block_table, Tensor& latent, Tensor& k_pe) {
   constexpr std::string_view kOp = "gather_latent_cache_cpu";
   check_cache(kOp, cache, latent, k_pe);
-  cpu::check_host(kOp, "block_table", block_table);
-  MLA_CHECK(block_table.dtype() == DType::kI32 && block_table.ndim() == 1,
-            "{}: block_table {} must be I32 [max_blocks], got {}", kOp, shape_str(block_table.shape()),
-            dtype_name(block_table.dtype()));
-  const int64_t s = latent.dim(0), dc = latent.dim(1), dr = k_pe.dim(1), d = dc + dr;
-  const int64_t block_size = cache.dim(1), num_blocks = cache.dim(0);
-  MLA_CHECK(s <= block_table.dim(0) * block_size, "{}: {} tokens need more than the {} blocks of block_table",
-            kOp, s, block_table.dim(0));
-  const int32_t* table = block_table.data<int32_t>();
-  std::vector<float> scratch;
-  for (int64_t p = 0; p < s; ++p) {
-    const int32_t block = table[p / block_size];
-    MLA_CHECK(block >= 0 && block < num_blocks, "{}: block_table[{}] = {} outside [0, {})", kOp,
-              p / block_size, block, num_blocks);
-    const float* row = cpu::f32_span(cache, (block * block_size + p % block_size) * d, d, scratch);
-    std::copy_n(row, dc, latent.data<float>() + p * dc);
-    std::copy_n(row + dc, dr, k_pe.data<float>() + p * dr);
-  }
+  cpu::gather_paged_rows(kOp, cache, block_table, latent, k_pe);
 }
 
 }  // namespace mlaserve::ops

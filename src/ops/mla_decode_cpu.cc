@@ -7,6 +7,7 @@
 
 #include "ops/cpu_util.h"
 #include "ops/mla_decode.h"
+#include "ops/paged_cache_cpu.h"
 
 namespace mlaserve::ops {
 namespace {
@@ -18,11 +19,6 @@ void check_args(const MlaDecodeArgs& a, const MlaDecodeOutputs& o) {
   cpu::check_f32_or_bf16(kOp, "kv_cache", a.kv_cache);
   cpu::check_f32(kOp, "out", o.out);
   cpu::check_f32(kOp, "lse", o.lse);
-  for (const Tensor* t : {&a.block_table, &a.seq_lens, &a.query_start}) {
-    cpu::check_host(kOp, "block_table/seq_lens/query_start", *t);
-    MLA_CHECK(t->dtype() == DType::kI32, "{}: block_table, seq_lens and query_start must be I32, got {}",
-              kOp, dtype_name(t->dtype()));
-  }
   MLA_CHECK(a.q.ndim() == 3 && a.kv_cache.ndim() == 3,
             "{}: q {} must be [T, n_heads, D] and kv_cache {} [num_blocks, block_size, D]", kOp,
             shape_str(a.q.shape()), shape_str(a.kv_cache.shape()));
@@ -35,34 +31,9 @@ void check_args(const MlaDecodeArgs& a, const MlaDecodeOutputs& o) {
             "{}: out {} must be [T, n_heads, latent <= {}] for q {}", kOp, shape_str(o.out.shape()), d,
             shape_str(a.q.shape()));
   cpu::check_shape(kOp, "lse", o.lse, {t, n});
-  MLA_CHECK(a.block_table.ndim() == 2, "{}: block_table {} must be [B, max_blocks]", kOp,
-            shape_str(a.block_table.shape()));
-  const int64_t b = a.block_table.dim(0);
-  cpu::check_shape(kOp, "seq_lens", a.seq_lens, {b});
-  cpu::check_shape(kOp, "query_start", a.query_start, {b + 1});
   MLA_CHECK(std::isfinite(a.softmax_scale) && a.softmax_scale > 0.0f,
             "{}: softmax_scale must be positive and finite, got {}", kOp, a.softmax_scale);
-
-  const int32_t* qs = a.query_start.data<int32_t>();
-  const int32_t* lens = a.seq_lens.data<int32_t>();
-  const int32_t* table = a.block_table.data<int32_t>();
-  const int64_t block_size = a.kv_cache.dim(1), num_blocks = a.kv_cache.dim(0);
-  const int64_t max_blocks = a.block_table.dim(1);
-  MLA_CHECK(qs[0] == 0 && qs[b] == t, "{}: query_start must run from 0 to T = {}, got {} .. {}", kOp, t,
-            qs[0], qs[b]);
-  for (int64_t i = 0; i < b; ++i) {
-    const int64_t q_len = qs[i + 1] - qs[i];
-    MLA_CHECK(q_len >= 1, "{}: sequence {} has {} query rows (query_start must increase)", kOp, i, q_len);
-    MLA_CHECK(lens[i] >= q_len, "{}: sequence {} has seq_len {} < q_len {}", kOp, i, lens[i], q_len);
-    const int64_t used = (lens[i] + block_size - 1) / block_size;
-    MLA_CHECK(used <= max_blocks, "{}: sequence {} needs {} blocks, block_table {} has {}", kOp, i, used,
-              shape_str(a.block_table.shape()), max_blocks);
-    for (int64_t j = 0; j < used; ++j) {
-      const int32_t id = table[i * max_blocks + j];
-      MLA_CHECK(id >= 0 && id < num_blocks, "{}: block_table[{}, {}] = {} outside [0, {})", kOp, i, j,
-                id, num_blocks);
-    }
-  }
+  cpu::check_decode_batch(kOp, a.block_table, a.seq_lens, a.query_start, t, a.kv_cache.dim(1), a.kv_cache.dim(0));
 }
 
 }  // namespace

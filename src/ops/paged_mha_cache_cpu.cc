@@ -1,9 +1,7 @@
 // CPU reference of write_mha_cache / gather_mha_cache (see paged_mha_cache.h).
-#include <algorithm>
-#include <vector>
-
 #include "ops/cpu_util.h"
 #include "ops/paged_mha_cache.h"
+#include "ops/paged_cache_cpu.h"
 
 namespace mlaserve::ops {
 namespace {
@@ -24,48 +22,17 @@ void check_cache(std::string_view op, const Tensor& cache, const Tensor& k, cons
 void write_mha_cache_cpu(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, Tensor& cache) {
   constexpr std::string_view kOp = "write_mha_cache_cpu";
   check_cache(kOp, cache, k, v);
-  cpu::check_index(kOp, "slot_mapping", slot_mapping);
-  const int64_t t = k.dim(0), kw = k.dim(1) * k.dim(2), vw = v.dim(1) * v.dim(2), d = kw + vw;
-  cpu::check_shape(kOp, "slot_mapping", slot_mapping, {t});
-  const int64_t slots = cache.dim(0) * cache.dim(1);
-  std::vector<float> row(static_cast<size_t>(d));
-  for (int64_t i = 0; i < t; ++i) {
-    const int64_t slot = cpu::index_at(slot_mapping, i);
-    if (slot == -1) continue;
-    MLA_CHECK(slot >= 0 && slot < slots, "{}: slot_mapping[{}] = {} outside [0, {}) for cache {}", kOp, i, slot,
-              slots, shape_str(cache.shape()));
-    std::copy_n(k.data<float>() + i * kw, kw, row.begin());
-    std::copy_n(v.data<float>() + i * vw, vw, row.begin() + kw);
-    if (cache.dtype() == DType::kF32) {
-      std::copy(row.begin(), row.end(), cache.data<float>() + slot * d);
-    } else {
-      bfloat16* dst = cache.data<bfloat16>() + slot * d;
-      for (int64_t c = 0; c < d; ++c) dst[c] = float_to_bf16(row[c]);
-    }
-  }
+  const int64_t t = k.dim(0);
+  cpu::write_paged_rows(kOp, k.reshape({t, k.dim(1) * k.dim(2)}), v.reshape({t, v.dim(1) * v.dim(2)}), slot_mapping,
+                        cache);
 }
 
 void gather_mha_cache_cpu(const Tensor& cache, const Tensor& block_table, Tensor& k, Tensor& v) {
   constexpr std::string_view kOp = "gather_mha_cache_cpu";
   check_cache(kOp, cache, k, v);
-  cpu::check_host(kOp, "block_table", block_table);
-  MLA_CHECK(block_table.dtype() == DType::kI32 && block_table.ndim() == 1,
-            "{}: block_table {} must be I32 [max_blocks], got {}", kOp, shape_str(block_table.shape()),
-            dtype_name(block_table.dtype()));
-  const int64_t s = k.dim(0), kw = k.dim(1) * k.dim(2), vw = v.dim(1) * v.dim(2), d = kw + vw;
-  const int64_t block_size = cache.dim(1), num_blocks = cache.dim(0);
-  MLA_CHECK(s <= block_table.dim(0) * block_size, "{}: {} tokens need more than the {} blocks of block_table", kOp,
-            s, block_table.dim(0));
-  const int32_t* table = block_table.data<int32_t>();
-  std::vector<float> scratch;
-  for (int64_t p = 0; p < s; ++p) {
-    const int32_t block = table[p / block_size];
-    MLA_CHECK(block >= 0 && block < num_blocks, "{}: block_table[{}] = {} outside [0, {})", kOp, p / block_size,
-              block, num_blocks);
-    const float* row = cpu::f32_span(cache, (block * block_size + p % block_size) * d, d, scratch);
-    std::copy_n(row, kw, k.data<float>() + p * kw);
-    std::copy_n(row + kw, vw, v.data<float>() + p * vw);
-  }
+  const int64_t s = k.dim(0);
+  Tensor k_rows = k.reshape({s, k.dim(1) * k.dim(2)}), v_rows = v.reshape({s, v.dim(1) * v.dim(2)});
+  cpu::gather_paged_rows(kOp, cache, block_table, k_rows, v_rows);
 }
 
 }  // namespace mlaserve::ops
