@@ -65,6 +65,18 @@ std::vector<Tensor> run_whole(const std::string& name) {
 }
 
 // The logits of every step from each rank of the last stage, split over tp x pp threads.
+// Rank pc's share of the checkpoint, talking to its tensor- and pipeline-parallel groups.
+DeepSeekModel rank_model(const DeepSeekConfig& config, const Checkpoint& ckpt, const ParallelConfig& pc,
+                         Collectives& tp_comm, Collectives& pp_comm) {
+  LoadOptions load;
+  load.shard = make_shard_plan(config, pc);
+  ModelOptions options;
+  options.shard = load.shard;
+  options.tp_group = &tp_comm;
+  options.pp_group = &pp_comm;
+  return DeepSeekModel(config, load_weights(ckpt, config, load), options);
+}
+
 std::vector<std::vector<Tensor>> run_split(const std::string& name, int tp, int pp) {
   const std::string dir = testing::tiny_model_dir(name);
   const DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
@@ -81,13 +93,7 @@ std::vector<std::vector<Tensor>> run_split(const std::string& name, int tp, int 
         const ParallelConfig pc{tp, pp, rank};
         LocalCollectives tp_comm(tp_groups[static_cast<size_t>(pc.pp_rank())], pc.tp_rank());
         LocalCollectives pp_comm(pp_groups[static_cast<size_t>(pc.tp_rank())], pc.pp_rank());
-        LoadOptions load;
-        load.shard = make_shard_plan(config, pc);
-        ModelOptions options;
-        options.shard = load.shard;
-        options.tp_group = &tp_comm;
-        options.pp_group = &pp_comm;
-        DeepSeekModel model(config, load_weights(ckpt, config, load), options);
+        DeepSeekModel model = rank_model(config, ckpt, pc, tp_comm, pp_comm);
         LatentCache cache = model.make_cache(kBlocks);
         for (const ForwardBatch& b : steps(config.vocab_size)) {
           Tensor l = model.forward(b, cache);
@@ -174,13 +180,7 @@ TEST(RunStep, PipelineMicroBatchesGiveRankZeroTheWholeLogits) {
         LocalCollectives world_comm(world, rank);
         LocalCollectives tp_comm(tp_groups[static_cast<size_t>(pc.pp_rank())], pc.tp_rank());
         LocalCollectives pp_comm(pp_groups[static_cast<size_t>(pc.tp_rank())], pc.pp_rank());
-        LoadOptions load;
-        load.shard = make_shard_plan(config, pc);
-        ModelOptions options;
-        options.shard = load.shard;
-        options.tp_group = &tp_comm;
-        options.pp_group = &pp_comm;
-        DeepSeekModel model(config, load_weights(ckpt, config, load), options);
+        DeepSeekModel model = rank_model(config, ckpt, pc, tp_comm, pp_comm);
         LatentCache cache = model.make_cache(kBlocks);
         for (const ForwardBatch& b : batches) {
           Tensor l = run_step(model, cache, b, StepGroups{pc, &world_comm, 2});

@@ -126,39 +126,55 @@ std::vector<double> log_probs(const float* logits, int64_t v) {
   return out;
 }
 
-TEST(Fp8ModelCuda, AccuracyReportFp8VsBf16) {
-  if (gpu_missing()) GTEST_SKIP() << "no GPU visible";
-  DeepSeekModel bf16 = load_gpu(Fp8Mode::kDequantize);
-  DeepSeekModel fp8 = load_gpu(Fp8Mode::kW8A8);
-  const int64_t v = bf16.config().vocab_size;
-  double kl_sum = 0, kl_max = 0;
-  int64_t rows = 0, agree = 0;
-  for (const GoldenPrompt& g : testing::load_golden(kModel)) {
-    std::vector<int32_t> all_rows(g.prompt.size());
-    std::iota(all_rows.begin(), all_rows.end(), 0);
-    const Tensor a = run(bf16, g.prompt, all_rows, 1).prompt_logits;  // [S, V]
-    const Tensor b = run(fp8, g.prompt, all_rows, 1).prompt_logits;
+// How close the next-token distributions of two models are over the same positions: KL(a || b)
+// per position (mean and max) and how often their argmaxes agree.
+class AgreementReport {
+ public:
+  // a, b [S, V] f32 on the host: the logits of the two models at the same S positions.
+  void add(const Tensor& a, const Tensor& b) {
+    const int64_t v = a.dim(1);
     for (int64_t s = 0; s < a.dim(0); ++s) {
       const float* pa = a.data<float>() + s * v;
       const float* pb = b.data<float>() + s * v;
       const std::vector<double> la = log_probs(pa, v), lb = log_probs(pb, v);
       double kl = 0;
       for (int64_t i = 0; i < v; ++i) kl += std::exp(la[i]) * (la[i] - lb[i]);
-      kl_sum += kl;
-      kl_max = std::max(kl_max, kl);
-      agree += (std::max_element(pa, pa + v) - pa) == (std::max_element(pb, pb + v) - pb) ? 1 : 0;
-      ++rows;
+      kl_sum_ += kl;
+      kl_max_ = std::max(kl_max_, kl);
+      agree_ += (std::max_element(pa, pa + v) - pa) == (std::max_element(pb, pb + v) - pb) ? 1 : 0;
+      ++rows_;
     }
   }
-  const double kl_mean = kl_sum / static_cast<double>(rows);
-  const double top1 = static_cast<double>(agree) / static_cast<double>(rows);
-  std::printf("[ measured ] %s FP8 (W8A8) vs BF16 (dequantised weights), GPU, %lld positions: KL mean %.5f, max "
-              "%.5f; top-1 agreement %.4f\n",
-              kModel, static_cast<long long>(rows), kl_mean, kl_max, top1);
-  ::testing::Test::RecordProperty("kl_mean", std::to_string(kl_mean));
-  ::testing::Test::RecordProperty("top1_agreement", std::to_string(top1));
-  EXPECT_LT(kl_mean, 0.2);
-  EXPECT_GT(top1, 0.6);
+  double kl_mean() const { return kl_sum_ / static_cast<double>(rows_); }
+  double top1() const { return static_cast<double>(agree_) / static_cast<double>(rows_); }
+  // Prints the figures after `what` and records them as the test's properties.
+  void print(const std::string& what) const {
+    std::printf("[ measured ] %s, %lld positions: KL mean %.5f, max %.5f; top-1 agreement %.4f\n", what.c_str(),
+                static_cast<long long>(rows_), kl_mean(), kl_max_, top1());
+    ::testing::Test::RecordProperty("kl_mean", std::to_string(kl_mean()));
+    ::testing::Test::RecordProperty("top1_agreement", std::to_string(top1()));
+  }
+
+ private:
+  double kl_sum_ = 0, kl_max_ = 0;
+  int64_t rows_ = 0, agree_ = 0;
+};
+
+TEST(Fp8ModelCuda, AccuracyReportFp8VsBf16) {
+  if (gpu_missing()) GTEST_SKIP() << "no GPU visible";
+  DeepSeekModel bf16 = load_gpu(Fp8Mode::kDequantize);
+  DeepSeekModel fp8 = load_gpu(Fp8Mode::kW8A8);
+  AgreementReport report;
+  for (const GoldenPrompt& g : testing::load_golden(kModel)) {
+    std::vector<int32_t> all_rows(g.prompt.size());
+    std::iota(all_rows.begin(), all_rows.end(), 0);
+    const Tensor a = run(bf16, g.prompt, all_rows, 1).prompt_logits;  // [S, V]
+    const Tensor b = run(fp8, g.prompt, all_rows, 1).prompt_logits;
+    report.add(a, b);
+  }
+  report.print(std::string(kModel) + " FP8 (W8A8) vs BF16 (dequantised weights), GPU");
+  EXPECT_LT(report.kl_mean(), 0.2);
+  EXPECT_GT(report.top1(), 0.6);
 }
 
 // The same report at V2-Lite's real widths (H 2048, 16 heads, 64 experts of Im 1408, vocab
@@ -186,8 +202,7 @@ TEST(Fp8ModelCuda, AccuracyReportV2LiteDummyFp8VsBf16) {
   const int64_t v = config.vocab_size;
   std::mt19937_64 rng(3);
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(v) - 1);
-  double kl_sum = 0, kl_max = 0;
-  int64_t rows = 0, agree = 0;
+  AgreementReport report;
   for (int p = 0; p < 2; ++p) {
     std::vector<int32_t> prompt(128);
     for (int32_t& t : prompt) t = token(rng);
@@ -195,27 +210,11 @@ TEST(Fp8ModelCuda, AccuracyReportV2LiteDummyFp8VsBf16) {
     std::iota(all_rows.begin(), all_rows.end(), 0);
     const Tensor a = run(bf16, prompt, all_rows, 1).prompt_logits;  // [S, V]
     const Tensor b = run(fp8, prompt, all_rows, 1).prompt_logits;
-    for (int64_t s = 0; s < a.dim(0); ++s) {
-      const float* pa = a.data<float>() + s * v;
-      const float* pb = b.data<float>() + s * v;
-      const std::vector<double> la = log_probs(pa, v), lb = log_probs(pb, v);
-      double kl = 0;
-      for (int64_t i = 0; i < v; ++i) kl += std::exp(la[i]) * (la[i] - lb[i]);
-      kl_sum += kl;
-      kl_max = std::max(kl_max, kl);
-      agree += (std::max_element(pa, pa + v) - pa) == (std::max_element(pb, pb + v) - pb) ? 1 : 0;
-      ++rows;
-    }
+    report.add(a, b);
   }
-  const double kl_mean = kl_sum / static_cast<double>(rows);
-  const double top1 = static_cast<double>(agree) / static_cast<double>(rows);
-  std::printf("[ measured ] V2-Lite-shaped dummy (4 layers) FP8 (quantised at load) vs BF16, GPU, %lld positions: "
-              "KL mean %.5f, max %.5f; top-1 agreement %.4f\n",
-              static_cast<long long>(rows), kl_mean, kl_max, top1);
-  ::testing::Test::RecordProperty("kl_mean", std::to_string(kl_mean));
-  ::testing::Test::RecordProperty("top1_agreement", std::to_string(top1));
-  EXPECT_LT(kl_mean, 0.02);
-  EXPECT_GT(top1, 0.6);
+  report.print("V2-Lite-shaped dummy (4 layers) FP8 (quantised at load) vs BF16, GPU");
+  EXPECT_LT(report.kl_mean(), 0.02);
+  EXPECT_GT(report.top1(), 0.6);
 }
 
 }  // namespace

@@ -42,18 +42,8 @@ using testing::rows_to_check;
 constexpr double kBf16RelL2 = 4e-3, kBf16Row = 6e-3;
 constexpr double kF32RelL2 = 1e-4, kF32Row = 2e-4;
 
-class GemmCuda : public ::testing::Test {
+class GemmCuda : public testing::Sm90StreamTest {
  protected:
-  void SetUp() override {
-    std::string why;
-    if (testing::skip_without_sm90(&why)) GTEST_SKIP() << why;
-    MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  }
-  void TearDown() override {
-    if (stream_ != nullptr) MLA_CUDA_CHECK(cudaStreamDestroy(stream_));
-  }
-  void sync() const { MLA_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
-
   // One weight [n, k] (or its rows [w_begin, w_end)) against x of each row count in ms (x a
   // row view starting at row x_offset of a larger tensor when x_offset > 0). The GPU runs every
   // case, then one CPU reference call covers the checked rows of all of them.
@@ -163,7 +153,6 @@ class GemmCuda : public ::testing::Test {
     EXPECT_EQ(mismatches, 0) << "q_pe channels of q_abs differ from q";
   }
 
-  cudaStream_t stream_ = nullptr;
 };
 
 // ---- small cases (also run under compute-sanitizer) ------------------------------------------

@@ -167,4 +167,21 @@ inline bool skip_without_sm90(std::string* why) {
   return false;
 }
 
+// The fixture of the GEMM-shaped op tests: skipped without an sm_90 GPU, its own non-blocking
+// stream (stream_) otherwise.
+class Sm90StreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (skip_without_sm90(&why)) GTEST_SKIP() << why;
+    MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  }
+  void TearDown() override {
+    if (stream_ != nullptr) MLA_CUDA_CHECK(cudaStreamDestroy(stream_));
+  }
+  void sync() const { MLA_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  cudaStream_t stream_ = nullptr;
+};
+
 }  // namespace mlaserve::ops::testing

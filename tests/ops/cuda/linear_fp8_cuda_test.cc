@@ -125,18 +125,8 @@ Fp8Errors compare(const Tensor& got, const Tensor& want) {
   return e;
 }
 
-class LinearFp8Cuda : public ::testing::Test {
+class LinearFp8Cuda : public testing::Sm90StreamTest {
  protected:
-  void SetUp() override {
-    std::string why;
-    if (testing::skip_without_sm90(&why)) GTEST_SKIP() << why;
-    MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  }
-  void TearDown() override {
-    if (stream_ != nullptr) MLA_CUDA_CHECK(cudaStreamDestroy(stream_));
-  }
-  void sync() const { MLA_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
-
   // One weight [n, k] against x of each row count in ms, through each kernel that takes the
   // shape (kAuto too). The GPU runs every case, then one CPU reference call covers the checked
   // rows of all of them.
@@ -226,7 +216,6 @@ class LinearFp8Cuda : public ::testing::Test {
     }
   }
 
-  cudaStream_t stream_ = nullptr;
 };
 
 // ---- small cases (also run under compute-sanitizer) ------------------------------------------

@@ -75,17 +75,8 @@ std::vector<int32_t> skewed_counts(const MoeShape& s, const std::vector<int64_t>
   return counts;
 }
 
-class MoeExpertsCuda : public ::testing::Test {
+class MoeExpertsCuda : public testing::Sm90StreamTest {
  protected:
-  void SetUp() override {
-    std::string why;
-    if (testing::skip_without_sm90(&why)) GTEST_SKIP() << why;
-    MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  }
-  void TearDown() override {
-    if (stream_ != nullptr) MLA_CUDA_CHECK(cudaStreamDestroy(stream_));
-  }
-
   // Stacked GPU weights with the experts of `pool` random and all others NaN; host copies of
   // an expert's weights are made when the reference first needs them.
   void make_weights(const MoeShape& s, const std::vector<int64_t>& pool, uint64_t seed) {
@@ -176,7 +167,6 @@ class MoeExpertsCuda : public ::testing::Test {
     }
   }
 
-  cudaStream_t stream_ = nullptr;
   MoeShape shape_{};
   uint64_t seed_ = 0;
   ExpertWeights gpu_;

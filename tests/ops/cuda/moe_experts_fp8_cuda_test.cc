@@ -147,17 +147,8 @@ std::vector<int64_t> rows_of(int64_t begin, int64_t end, bool all, std::mt19937_
   return {picked.begin(), picked.end()};
 }
 
-class MoeFp8Cuda : public ::testing::Test {
+class MoeFp8Cuda : public testing::Sm90StreamTest {
  protected:
-  void SetUp() override {
-    std::string why;
-    if (testing::skip_without_sm90(&why)) GTEST_SKIP() << why;
-    MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  }
-  void TearDown() override {
-    if (stream_ != nullptr) MLA_CUDA_CHECK(cudaStreamDestroy(stream_));
-  }
-
   // Host FP8 weights of expert e (one-expert stacks), made on first use.
   const ExpertWeights& host_expert(int64_t e) {
     auto it = host_.find(e);
@@ -353,7 +344,6 @@ class MoeFp8Cuda : public ::testing::Test {
     }
   }
 
-  cudaStream_t stream_ = nullptr;
   MoeShape shape_{};
   uint64_t seed_ = 0;
   ExpertWeights gpu_;
