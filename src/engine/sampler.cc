@@ -92,13 +92,7 @@ std::vector<int32_t> sample_tokens_gpu(const Tensor& logits, std::span<const Sam
     keys.push_back({r.seed, static_cast<uint64_t>(r.output.size())});
   }
   Tensor ids = Tensor::empty({logits.dim(0)}, DType::kI32, logits.device());
-  // All greedy (the usual batch): the argmax kernel alone, with no per-row options to upload.
-  const bool greedy = std::all_of(options.begin(), options.end(), [](const auto& o) { return o.temperature <= 0.0f; });
-  if (greedy) {
-    ops::greedy_sample(logits, ids);
-  } else {
-    ops::sample(logits, options, keys, ids);
-  }
+  ops::sample(logits, options, keys, ids);  // all-greedy batches take the argmax kernel alone
   const Tensor host = ids.to(Device::kCPU);
   std::vector<int32_t> tokens(host.data<int32_t>(), host.data<int32_t>() + host.numel());
   for (size_t i = 0; i < rows.size(); ++i) {

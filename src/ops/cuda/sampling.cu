@@ -94,6 +94,10 @@ void sample_cuda(const Tensor& logits, const SamplingOptions* options, const Sam
   const int64_t b = logits.dim(0), v = logits.dim(1);
   check_sampling_options(kOp, options, b);
   if (b == 0) return;
+  // Every row greedy (the usual batch): the argmax kernel alone, with no options to upload.
+  if (std::all_of(options, options + b, [](const SamplingOptions& o) { return o.temperature <= 0.0f; })) {
+    return greedy_sample_cuda(logits, token_ids, stream);
+  }
   std::vector<sampling_gpu::RowOptions> rows(static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) {
     const SamplingOptions& o = options[i];
@@ -106,7 +110,12 @@ void sample_cuda(const Tensor& logits, const SamplingOptions* options, const Sam
   const sampling_gpu::SampleParams p{gpu::ptr<const float>(logits), gpu::ptr<const sampling_gpu::RowOptions>(dev_rows),
                                      gpu::ptr<int32_t>(token_ids), b, static_cast<int32_t>(v)};
   constexpr auto kSmem = static_cast<int>(sampling_gpu::kSampleSmemBytes);
-  MLA_CUDA_CHECK(cudaFuncSetAttribute(sampling_gpu::sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+  static const bool smem_set = [] {  // once per process (one GPU per process)
+    MLA_CUDA_CHECK(
+        cudaFuncSetAttribute(sampling_gpu::sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+    return true;
+  }();
+  (void)smem_set;
   sampling_gpu::sample_kernel<<<static_cast<unsigned>(std::min<int64_t>(b, 65535)), sampling_gpu::kThreads, kSmem,
                                 stream>>>(p);
   MLA_CUDA_CHECK_LAUNCH();
