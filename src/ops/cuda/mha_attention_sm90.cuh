@@ -49,6 +49,7 @@
 
 #include "ops/cuda/mha_attention_sm90_heuristics.h"
 #include "ops/cuda/mha_attention_sm90_params.h"
+#include "ops/cuda/sm90_ptx.cuh"
 
 namespace mlaserve::ops::sm90::mha {
 
@@ -79,27 +80,11 @@ static_assert(kBlockN * 128 == 16384, "a TMA box is [kBlockN rows][64 bf16]");
 static_assert(kSmemBytes <= 227 * 1024, "over the sm_90 shared-memory limit per CTA");
 static_assert(kProducerRegisters * 128 + kConsumerRegisters * 256 <= 65536, "register file of one SM");
 
-// ---- small PTX wrappers ------------------------------------------------------------------
+// ---- PTX (ops/cuda/sm90_ptx.cuh), and what this kernel does its own way -------------------
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void mbarrier_init(uint32_t bar, uint32_t arrivals) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(arrivals) : "memory");
-}
-__device__ __forceinline__ void mbarrier_init_fence() {
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-}
-// The producer's arrival on a "full" barrier, announcing the bytes its copies will deliver.
-__device__ __forceinline__ void mbarrier_expect_bytes(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-// Spins until the phase with this parity has completed (a fresh barrier's parity-1 phase
-// counts as completed, which is how the producer's first pass over the ring starts).
+// Spins until the phase with this parity has completed (a fresh barrier's parity-1 phase counts
+// as completed, which is how the producer's first pass over the ring starts). This kernel's own
+// form, a C++ loop around try_wait (ptx::mbarrier_wait loops in PTX), kept as it was measured.
 __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
   uint32_t done = 0;
   do {
@@ -128,49 +113,14 @@ __device__ __forceinline__ void tma_load_box(uint32_t dst, const CUtensorMap* ma
 // Starts the copy of rows row .. row + 127 of one head, every channel (dim / 64 boxes).
 template <int kDim>
 __device__ __forceinline__ void tma_load_tile(uint32_t dst, const CUtensorMap* map, int head, int row, uint32_t bar) {
-  mbarrier_expect_bytes(bar, kDim / 64 * kBoxBytes);
+  ptx::mbarrier_arrive_expect_bytes(bar, kDim / 64 * kBoxBytes);
 #pragma unroll
   for (int cb = 0; cb < kDim / 64; ++cb) tma_load_box(dst + cb * kBoxBytes, map, cb * 64, head, row, bar);
 }
 
-template <int kRegisters>
-__device__ __forceinline__ void set_max_registers_dec() {
-  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
-}
-template <int kRegisters>
-__device__ __forceinline__ void set_max_registers_inc() {
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() {
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-// Waits until at most kPending of this warpgroup's committed wgmma groups are still running.
-template <int kPending>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
-}
-// Keeps the compiler from moving register accesses across wgmma issue and wait.
-template <int N>
-__device__ __forceinline__ void fence_registers(float (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
-}
-template <int N>
-__device__ __forceinline__ void fence_registers(uint32_t (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
-}
-
-// wgmma shared-memory descriptor, 128-byte swizzle. K-major operands (Q, K): leading byte
-// offset unused (16), stride byte offset 1024 = between 8-row groups. MN-major V: leading byte
-// offset = between 64-channel column blocks (kBoxBytes), stride byte offset 1024 = between
-// 8-key groups.
-__device__ __forceinline__ uint64_t gmma_desc(uint32_t addr, uint32_t leading_bytes, uint32_t stride_bytes) {
-  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | static_cast<uint64_t>(leading_bytes >> 4) << 16 |
-         static_cast<uint64_t>(stride_bytes >> 4) << 32 | uint64_t{1} << 62;
-}
+// wgmma descriptors, 128-byte swizzle. K-major operands (Q, K): leading byte offset unused
+// (16), stride byte offset 1024 = between 8-row groups. MN-major V: leading byte offset =
+// between 64-channel column blocks (kBoxBytes), stride byte offset 1024 = between 8-key groups.
 
 namespace gmma = cute::SM90::GMMA;
 
@@ -189,27 +139,27 @@ __device__ __forceinline__ void wgmma_pv(const uint32_t* a, uint64_t b, float (&
 // channel 0; k-step ks moves 32 bytes inside a 128-byte swizzle row, and to the next column
 // block every 4 steps.
 __device__ __forceinline__ void issue_qk(uint64_t q_desc, uint64_t k_desc, float (&s)[64]) {
-  fence_registers(s);
-  wgmma_fence();
+  ptx::fence_registers(s);
+  ptx::wgmma_fence();
 #pragma unroll
   for (int ks = 0; ks < kHeadDimQk / 16; ++ks) {
     const uint64_t step = static_cast<uint64_t>(((ks / 4) * kBoxBytes + (ks % 4) * 32) >> 4);
     wgmma_qk(q_desc + step, k_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
              std::make_index_sequence<64>{});
   }
-  wgmma_commit();
+  ptx::wgmma_commit();
 }
 
 // Issues O[64 x 128] += P[64 x 128] V[128 x 128] as one wgmma group; k-step kk = 16 keys: P
 // registers 4 kk .. 4 kk + 3, 16 rows (2 KB) down V's column blocks.
 __device__ __forceinline__ void issue_pv(const uint32_t (&pf)[32], uint64_t v_desc, float (&o)[64]) {
-  fence_registers(o);
-  wgmma_fence();
+  ptx::fence_registers(o);
+  ptx::wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < kBlockN / 16; ++kk) {
     wgmma_pv(pf + 4 * kk, v_desc + static_cast<uint64_t>((kk * 16 * 128) >> 4), o, std::make_index_sequence<64>{});
   }
-  wgmma_commit();
+  ptx::wgmma_commit();
 }
 
 __device__ __forceinline__ float fast_exp2(float x) {
@@ -295,8 +245,8 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
   const int n_end = p.causal ? min(p.tq, (m_block + 1) * kBlockM) + shift : p.tk;
   const int n_blocks = (n_end + kBlockN - 1) / kBlockN;
 
-  const uint32_t s_q = smem_addr(smem + Smem::kQ), s_k = smem_addr(smem + Smem::kK),
-                 s_v = smem_addr(smem + Smem::kV), bars = smem_addr(smem + Smem::kBarriers);
+  const uint32_t s_q = ptx::smem_addr(smem + Smem::kQ), s_k = ptx::smem_addr(smem + Smem::kK),
+                 s_v = ptx::smem_addr(smem + Smem::kV), bars = ptx::smem_addr(smem + Smem::kBarriers);
   const uint32_t bar_q = bars;
   auto k_full = [&](int st) { return bars + 8 * (1 + st); };
   auto k_empty = [&](int st) { return bars + 8 * (1 + kStages + st); };
@@ -304,21 +254,21 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
   auto v_empty = [&](int st) { return bars + 8 * (1 + 3 * kStages + st); };
 
   if (tid == 0) {
-    mbarrier_init(bar_q, 1);
+    ptx::mbarrier_init(bar_q, 1);
 #pragma unroll
     for (int st = 0; st < kStages; ++st) {
-      mbarrier_init(k_full(st), 1);
-      mbarrier_init(v_full(st), 1);
-      mbarrier_init(k_empty(st), kConsumerWarps);
-      mbarrier_init(v_empty(st), kConsumerWarps);
+      ptx::mbarrier_init(k_full(st), 1);
+      ptx::mbarrier_init(v_full(st), 1);
+      ptx::mbarrier_init(k_empty(st), kConsumerWarps);
+      ptx::mbarrier_init(v_empty(st), kConsumerWarps);
     }
-    mbarrier_init_fence();
+    ptx::mbarrier_init_fence();
   }
   __syncthreads();
 
   if (wg == 0) {
     // ---- producer: one thread walks the key blocks from the last, one tile ahead per stage.
-    set_max_registers_dec<kProducerRegisters>();
+    ptx::set_max_registers_dec<kProducerRegisters>();
     if (tid == 0) {
       tma_load_tile<kHeadDimQk>(s_q, &p.q_map, head, m_block * kBlockM, bar_q);
       for (int it = 0; it < n_blocks; ++it) {
@@ -332,7 +282,7 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
     }
   } else {
     // ---- consumers: warpgroup cw owns rows 64 cw .. 64 cw + 63 of the query block.
-    set_max_registers_inc<kConsumerRegisters>();
+    ptx::set_max_registers_inc<kConsumerRegisters>();
     const int cw = wg - 1, lane = tid % 32;
     const bool arrives = lane == 0;  // one arrival per warp on the "empty" barriers
     const int row0 = m_block * kBlockM + cw * 64 + (tid / 32 % 4) * 16 + lane / 4;  // rows row0, row0 + 8
@@ -343,9 +293,9 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
     const int first_limit = p.causal ? min(m_block * kBlockM + cw * 64 + shift, p.tk - 1) : p.tk - 1;
     const int key_in_tile = 2 * (lane % 4);
 
-    const uint64_t q_desc = gmma_desc(s_q + cw * 64 * 128, 16, 1024);
-    auto k_desc = [&](int st) { return gmma_desc(s_k + st * kKStageBytes, 16, 1024); };
-    auto v_desc = [&](int st) { return gmma_desc(s_v + st * kVStageBytes, kBoxBytes, 1024); };
+    const uint64_t q_desc = ptx::gmma_desc_sw128(s_q + cw * 64 * 128, 16, 1024);
+    auto k_desc = [&](int st) { return ptx::gmma_desc_sw128(s_k + st * kKStageBytes, 16, 1024); };
+    auto v_desc = [&](int st) { return ptx::gmma_desc_sw128(s_v + st * kVStageBytes, kBoxBytes, 1024); };
 
     float o[64], s[64], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, alpha[2];
     uint32_t pf[32];
@@ -359,9 +309,9 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
       const int nb = n_blocks - 1;
       mbarrier_wait(k_full(0), 0);
       issue_qk(q_desc, k_desc(0), s);
-      wgmma_wait<0>();
-      fence_registers(s);
-      if (arrives) mbarrier_arrive(k_empty(0));
+      ptx::wgmma_wait<0>();
+      ptx::fence_registers(s);
+      if (arrives) ptx::mbarrier_arrive(k_empty(0));
       if (nb * kBlockN + kBlockN - 1 > first_limit) apply_mask(s, nb * kBlockN + key_in_tile, limit);
       softmax_tile(s, m, alpha, l, p.scale_log2);
       convert_p(s, pf);
@@ -375,15 +325,15 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
       rescale_o(o, alpha);  // to the maximum of P_{it-1}, while S runs
       mbarrier_wait(v_full(prev), ((it - 1) / kStages) & 1);
       issue_pv(pf, v_desc(prev), o);
-      wgmma_wait<1>();  // S done, P V may still run
-      fence_registers(s);
-      if (arrives) mbarrier_arrive(k_empty(st));
+      ptx::wgmma_wait<1>();  // S done, P V may still run
+      ptx::fence_registers(s);
+      if (arrives) ptx::mbarrier_arrive(k_empty(st));
       if (nb * kBlockN + kBlockN - 1 > first_limit) apply_mask(s, nb * kBlockN + key_in_tile, limit);
       softmax_tile(s, m, alpha, l, p.scale_log2);
-      wgmma_wait<0>();  // P V done: O and the P registers are free
-      fence_registers(o);
-      fence_registers(pf);
-      if (arrives) mbarrier_arrive(v_empty(prev));
+      ptx::wgmma_wait<0>();  // P V done: O and the P registers are free
+      ptx::fence_registers(o);
+      ptx::fence_registers(pf);
+      if (arrives) ptx::mbarrier_arrive(v_empty(prev));
       convert_p(s, pf);
     }
 
@@ -393,8 +343,8 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
       rescale_o(o, alpha);
       mbarrier_wait(v_full(last), ((n_blocks - 1) / kStages) & 1);
       issue_pv(pf, v_desc(last), o);
-      wgmma_wait<0>();
-      fence_registers(o);
+      ptx::wgmma_wait<0>();
+      ptx::fence_registers(o);
     }
     const int col0 = 2 * (lane % 4);
 #pragma unroll

@@ -53,6 +53,7 @@
 
 #include "ops/cuda/mla_decode_sm90_heuristics.h"
 #include "ops/cuda/mla_decode_sm90_params.h"
+#include "ops/cuda/sm90_ptx.cuh"
 
 namespace mlaserve::ops::sm90 {
 
@@ -79,82 +80,23 @@ inline constexpr int kSmemBytes = Smem::kBytes + 1024;     // + room to align th
 static_assert(kTileRows == 64, "the tiling assumes one wgmma M tile of 64 query rows");
 static_assert(kSmemBytes <= 227 * 1024, "over the sm_90 shared-memory limit per CTA");
 
-// ---- small PTX wrappers ------------------------------------------------------------------
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// mbarrier (shared::cta) with one arrival per phase: the thread that starts a copy arrives and
+// ---- PTX (ops/cuda/sm90_ptx.cuh) --------------------------------------------------------
+// The mbarriers here have one arrival per phase: the thread that starts a copy arrives and
 // announces its bytes; waiters spin on the phase parity.
-__device__ __forceinline__ void mbarrier_init(uint32_t bar) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void mbarrier_init_fence() {
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-}
-__device__ __forceinline__ void mbarrier_expect_bytes(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
-  asm volatile(
-      "{\n"
-      ".reg .pred done;\n"
-      "WAIT:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT;\n"
-      "}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-}
 
-// One [64 rows x 64 channels] box of a row-major [rows, 576] bf16 tensor (tensor map built by
-// the host: 128-byte swizzle, rows past the tensor's end read as 0) into shared memory.
-__device__ __forceinline__ void tma_load_box(uint32_t dst, const CUtensorMap* map, int channel, int row,
-                                             uint32_t bar) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
-          dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(channel), "r"(row), "r"(bar)
-      : "memory");
-}
-
-// Starts the copy of the box_rows x 576 tile at `row` into the swizzled layout at dst (9 boxes of
-// the map's box_rows x 64).
+// Starts the copy of the box_rows x 576 tile at `row` (a row-major [rows, 576] bf16 tensor whose
+// map reads boxes of box_rows x 64 channels, rows past the end as 0) into the swizzled layout at
+// dst: 9 boxes.
 __device__ __forceinline__ void tma_load_tile(uint32_t dst, const CUtensorMap* map, int row, int box_rows,
                                               uint32_t bar) {
-  mbarrier_expect_bytes(bar, 9 * 128 * box_rows);
+  ptx::mbarrier_arrive_expect_bytes(bar, 9 * 128 * box_rows);
 #pragma unroll
-  for (int cb = 0; cb < 9; ++cb) tma_load_box(dst + cb * kColBlockBytes, map, cb * 64, row, bar);
+  for (int cb = 0; cb < 9; ++cb) ptx::tma_load_2d(dst + cb * kColBlockBytes, map, cb * 64, row, bar);
 }
 
-// Makes this thread's generic-proxy shared-memory writes (st.shared) visible to the
-// async proxy that wgmma reads through; a barrier after it publishes them to the CTA.
-__device__ __forceinline__ void fence_async_proxy() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() {
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void wgmma_wait_all() {
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-// Keeps the compiler from moving accumulator accesses across wgmma issue and wait.
-template <int N>
-__device__ __forceinline__ void fence_registers(float (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
-}
-
-// wgmma shared-memory descriptor, 128-byte swizzle. K-major operands (Q, K, P): leading byte
-// offset unused (16), stride byte offset 1024 = between 8-row groups. MN-major V: leading byte
-// offset 8 KB = between 64-channel column blocks, stride byte offset 1024 = between 8-key groups.
-__device__ __forceinline__ uint64_t gmma_desc(uint32_t addr, uint32_t leading_bytes, uint32_t stride_bytes) {
-  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | static_cast<uint64_t>(leading_bytes >> 4) << 16 |
-         static_cast<uint64_t>(stride_bytes >> 4) << 32 | uint64_t{1} << 62;
-}
+// wgmma descriptors, 128-byte swizzle. K-major operands (Q, K, P): leading byte offset unused
+// (16), stride byte offset 1024 = between 8-row groups. MN-major V: leading byte offset 8 KB =
+// between 64-channel column blocks, stride byte offset 1024 = between 8-key groups.
 
 namespace gmma = cute::SM90::GMMA;
 
@@ -172,32 +114,32 @@ __device__ __forceinline__ void wgmma_64x256(uint64_t a, uint64_t b, float (&d)[
 // S[64 x 32] = Q[64 x 576] K[32 x 576]^T. The descriptors point at channel 0; k-step ks moves
 // 32 bytes inside a 128-byte swizzle row, and to the next column block every 4 steps.
 __device__ __forceinline__ void gemm_qk(uint64_t q_desc, uint64_t k_desc, float (&s)[16]) {
-  fence_registers(s);
-  wgmma_fence();
+  ptx::fence_registers(s);
+  ptx::wgmma_fence();
 #pragma unroll
   for (int ks = 0; ks < 36; ++ks) {
     const uint64_t step = static_cast<uint64_t>(((ks / 4) * kColBlockBytes + (ks % 4) * 32) >> 4);
     wgmma_64x32(q_desc + step, k_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
                 std::make_index_sequence<16>{});
   }
-  wgmma_commit();
-  wgmma_wait_all();
-  fence_registers(s);
+  ptx::wgmma_commit();
+  ptx::wgmma_wait<0>();
+  ptx::fence_registers(s);
 }
 
 // O[64 x 256] += P[64 x 64] V[64 x 256]; k-step kk = 16 keys: 32 bytes along P's rows, 16
 // rows (2 KB) down V's column blocks.
 __device__ __forceinline__ void gemm_pv(uint64_t p_desc, uint64_t v_desc, float (&o)[128]) {
-  fence_registers(o);
-  wgmma_fence();
+  ptx::fence_registers(o);
+  ptx::wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) {
     wgmma_64x256(p_desc + static_cast<uint64_t>((kk * 32) >> 4),
                  v_desc + static_cast<uint64_t>((kk * 16 * 128) >> 4), o, std::make_index_sequence<128>{});
   }
-  wgmma_commit();
-  wgmma_wait_all();
-  fence_registers(o);
+  ptx::wgmma_commit();
+  ptx::wgmma_wait<0>();
+  ptx::fence_registers(o);
 }
 
 // ---- the decode kernel ---------------------------------------------------------------------
@@ -267,14 +209,14 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
   WorkItem cur{part.begin_seq, part.begin_block, 0};
   if (!settle(cur, part, p, tile_row0)) return;
 
-  const uint32_t s_q = smem_addr(smem + Smem::kQ), s_kv = smem_addr(smem + Smem::kKv);
-  const uint64_t q_desc = gmma_desc(s_q, 16, 1024);
-  const uint64_t k_desc = gmma_desc(s_kv + wg * 32 * 128, 16, 1024);      // keys 32 wg .. 32 wg + 31
-  const uint64_t v_desc = gmma_desc(s_kv + wg * 4 * kColBlockBytes, 8192, 1024);  // channels 256 wg ..
-  const uint64_t p_desc = gmma_desc(smem_addr(p_tile), 16, 1024);
+  const uint32_t s_q = ptx::smem_addr(smem + Smem::kQ), s_kv = ptx::smem_addr(smem + Smem::kKv);
+  const uint64_t q_desc = ptx::gmma_desc_sw128(s_q, 16, 1024);
+  const uint64_t k_desc = ptx::gmma_desc_sw128(s_kv + wg * 32 * 128, 16, 1024);      // keys 32 wg .. 32 wg + 31
+  const uint64_t v_desc = ptx::gmma_desc_sw128(s_kv + wg * 4 * kColBlockBytes, 8192, 1024);  // channels 256 wg ..
+  const uint64_t p_desc = ptx::gmma_desc_sw128(ptx::smem_addr(p_tile), 16, 1024);
   constexpr uint64_t kStageStep = kTileBytes >> 4;  // descriptor offset of the second stage
 
-  const uint32_t bar_kv = smem_addr(smem + Smem::kBarriers), bar_q = bar_kv + 16;  // stage i: bar_kv + 8 i
+  const uint32_t bar_kv = ptx::smem_addr(smem + Smem::kBarriers), bar_q = bar_kv + 16;  // stage i: bar_kv + 8 i
 
   // Thread 0 starts every copy; the others only wait on the barriers.
   auto load_q = [&](int seq) {
@@ -291,12 +233,12 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
     *reinterpret_cast<uint4*>(smem + Smem::kQ + chunk / 8 * kColBlockBytes + row * 128 + chunk % 8 * 16) =
         make_uint4(0, 0, 0, 0);
   }
-  fence_async_proxy();
+  ptx::fence_async_proxy();
   if (tid == 0) {
-    mbarrier_init(bar_kv);
-    mbarrier_init(bar_kv + 8);
-    mbarrier_init(bar_q);
-    mbarrier_init_fence();
+    ptx::mbarrier_init(bar_kv, 1);
+    ptx::mbarrier_init(bar_kv + 8, 1);
+    ptx::mbarrier_init(bar_q, 1);
+    ptx::mbarrier_init_fence();
   }
   __syncthreads();
   if (tid == 0) {
@@ -328,11 +270,11 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
     __syncthreads();  // everyone is done with the previous stage: its KV buffer, P, row maxima
     if (tid == 0 && has_next) load_kv(next, stage ^ 1);
     if (q_loading) {
-      mbarrier_wait(bar_q, q_parity);
+      ptx::mbarrier_wait(bar_q, q_parity);
       q_parity ^= 1;
       q_loading = false;
     }
-    mbarrier_wait(bar_kv + 8 * stage, (kv_parity >> stage) & 1);
+    ptx::mbarrier_wait(bar_kv + 8 * stage, (kv_parity >> stage) & 1);
     kv_parity ^= 1u << stage;
     const int valid = pc.seq_len - cur.block * 64;
     if (valid < 64) {  // the sequence ends inside this block: zero the rest (V must be finite)
@@ -341,7 +283,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
         const int chunk = i % 8, cb = i / 8 % 9, row = valid + i / 72;
         *reinterpret_cast<uint4*>(tile + cb * kColBlockBytes + row * 128 + chunk * 16) = make_uint4(0, 0, 0, 0);
       }
-      fence_async_proxy();
+      ptx::fence_async_proxy();
       __syncthreads();
     }
 
@@ -402,7 +344,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
             __floats2bfloat162_rn(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]);
       }
     }
-    fence_async_proxy();
+    ptx::fence_async_proxy();
     __syncthreads();  // P complete; both warpgroups are past their Q K^T
 
     if (has_next && piece_ends) {

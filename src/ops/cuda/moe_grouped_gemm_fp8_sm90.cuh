@@ -187,7 +187,7 @@ __global__ void __launch_bounds__(Layout<BN>::kThreads, 1)
   const int first = static_cast<int>(blockIdx.x), stride = static_cast<int>(gridDim.x);
 
   if (warp >= L::kConsumerWarps) {  // producer warpgroup: lane 0 of its first warp issues the copies
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(L::kProducerRegs));
+    ptx::set_max_registers_dec<L::kProducerRegs>();
     if (warp != L::kConsumerWarps || lane != 0) return;
     int it = 0;
     for (int t = first; t < tiles; t += stride) {
@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(Layout<BN>::kThreads, 1)
 
   // Consumers: warpgroup wg owns tile rows 64·wg .. 64·wg + 63; this thread's fragment rows are
   // r and r + 8 (wgmma's accumulator layout, see the epilogue).
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(L::kConsumerRegs));
+  ptx::set_max_registers_inc<L::kConsumerRegs>();
   const int wg = warp / 4;
   const int r = wg * 64 + 16 * (warp % 4) + lane / 4, c = 2 * (lane % 4);
   float acc[L::kAcc];  // one n128 pass of one K group (the pass's first wgmma overwrites it)

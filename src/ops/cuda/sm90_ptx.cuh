@@ -73,13 +73,35 @@ __device__ __forceinline__ void fence_registers(float (&r)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
-
-// wgmma shared-memory descriptor of a K-major operand in the 128-byte swizzle: rows of 128
-// bytes, 8-row groups 1024 bytes apart (stride byte offset); the leading byte offset is unused.
-// Adding 2 advances 32 bytes along K inside the swizzled row (one k16 step of bf16).
-__device__ __forceinline__ uint64_t gmma_desc_k_sw128(uint32_t addr) {
-  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | static_cast<uint64_t>(16 >> 4) << 16 |
-         static_cast<uint64_t>(1024 >> 4) << 32 | uint64_t{1} << 62;
+template <int N>
+__device__ __forceinline__ void fence_registers(uint32_t (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
 }
+
+// ---- register budget of a warpgroup (warp-specialised kernels) -----------------------------
+
+template <int kRegisters>
+__device__ __forceinline__ void set_max_registers_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+template <int kRegisters>
+__device__ __forceinline__ void set_max_registers_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+
+// wgmma shared-memory descriptor of an operand in the 128-byte swizzle, with its leading and
+// stride byte offsets (the layouts' strides between column blocks and between 8-row groups).
+__device__ __forceinline__ uint64_t gmma_desc_sw128(uint32_t addr, uint32_t leading_bytes, uint32_t stride_bytes) {
+  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | static_cast<uint64_t>(leading_bytes >> 4) << 16 |
+         static_cast<uint64_t>(stride_bytes >> 4) << 32 | uint64_t{1} << 62;
+}
+// A K-major operand: rows of 128 bytes, 8-row groups 1024 bytes apart; the leading byte offset
+// is unused. Adding 2 advances 32 bytes along K inside the swizzled row (one k16 step of bf16).
+__device__ __forceinline__ uint64_t gmma_desc_k_sw128(uint32_t addr) { return gmma_desc_sw128(addr, 16, 1024); }
+
+// Makes this thread's generic-proxy shared-memory writes (st.shared) visible to the async proxy
+// that wgmma and TMA read through; a barrier after it publishes them to the CTA.
+__device__ __forceinline__ void fence_async_proxy() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 }  // namespace mlaserve::ops::sm90::ptx
