@@ -109,7 +109,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
   // Scale rows of this thread's accumulator rows (clamped into the tile: rows past its end are
   // computed but never stored) and of its n8 blocks; k-tile kt adds kt.
-  const int lane_row = lane >> 2, lane_col = (lane & 3) * 2;
+  const int lane_row = lane >> 2;
   // (32-bit offsets: P · KB and the expert's scale rows are far below 2^31; pointers would cost
   // twice the registers.)
   const float* a_scales = p.a_scales + static_cast<int64_t>(row0) * k_groups;
@@ -210,35 +210,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   }
   sm80::cp_async_wait<0>();
 
-  // Epilogue: as the BF16 kernel's (accumulator (mi, ni) element j at tile row
-  // warp_m*WM + mi*16 + lane/4 (+8 for j >= 2), column warp_n*WN + ni*8 + 2*(lane%4) + j%2).
-#pragma unroll
-  for (int mi = 0; mi < Tile::kMI; ++mi) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = warp_m * Tile::kWM + mi * 16 + half * 8 + lane_row;
-      if (r >= rows) continue;
-      __nv_bfloat16* out_row = p.out + static_cast<int64_t>(row0 + r) * p.n_out;
-      if constexpr (kSwiGlu) {
-#pragma unroll
-        for (int ni = 0; ni < Tile::kNI / 2; ++ni) {
-          const float g0 = acc[mi][ni][half * 2], g1 = acc[mi][ni][half * 2 + 1];
-          const float u0 = acc[mi][ni + Tile::kNI / 2][half * 2], u1 = acc[mi][ni + Tile::kNI / 2][half * 2 + 1];
-          const float h0 = g0 / (1.0f + __expf(-g0)) * u0;
-          const float h1 = g1 / (1.0f + __expf(-g1)) * u1;
-          const int col = n_tile * (Tile::kBN / 2) + warp_n * (Tile::kWN / 2) + ni * 8 + lane_col;
-          *reinterpret_cast<__nv_bfloat162*>(out_row + col) = __floats2bfloat162_rn(h0, h1);
-        }
-      } else {
-#pragma unroll
-        for (int ni = 0; ni < Tile::kNI; ++ni) {
-          const int col = n_tile * Tile::kBN + warp_n * Tile::kWN + ni * 8 + lane_col;
-          *reinterpret_cast<__nv_bfloat162*>(out_row + col) =
-              __floats2bfloat162_rn(acc[mi][ni][half * 2], acc[mi][ni][half * 2 + 1]);
-        }
-      }
-    }
-  }
+  sm80::store_tile<Tile, kSwiGlu>(acc, p.out, p.n_out, row0, rows, n_tile, warp_m, warp_n, lane);
 }
 
 }  // namespace mlaserve::ops::sm89

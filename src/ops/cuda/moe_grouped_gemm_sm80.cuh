@@ -200,6 +200,44 @@ __device__ __forceinline__ int b_tile_row(int n_tile, int t, int intermediate) {
   }
 }
 
+// The epilogue of the grouped kernels (this one and the FP8 one, moe_grouped_gemm_fp8_sm89.cuh):
+// the warp's fp32 tile to out [P, n_out] bf16, through SwiGLU for gate_up. Accumulator (mi, ni)
+// element j sits at tile row warp_m*WM + mi*16 + lane/4 (+8 for j >= 2), column
+// warp_n*WN + ni*8 + 2*(lane%4) + j%2; rows past `rows` are not written.
+template <class Tile, bool kSwiGlu>
+__device__ __forceinline__ void store_tile(const float (&acc)[Tile::kMI][Tile::kNI][4], __nv_bfloat16* out,
+                                           int32_t n_out, int row0, int rows, int n_tile, int warp_m, int warp_n,
+                                           int lane) {
+  const int lane_row = lane >> 2, lane_col = (lane & 3) * 2;
+#pragma unroll
+  for (int mi = 0; mi < Tile::kMI; ++mi) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = warp_m * Tile::kWM + mi * 16 + half * 8 + lane_row;
+      if (r >= rows) continue;
+      __nv_bfloat16* out_row = out + static_cast<int64_t>(row0 + r) * n_out;
+      if constexpr (kSwiGlu) {
+#pragma unroll
+        for (int ni = 0; ni < Tile::kNI / 2; ++ni) {
+          const float g0 = acc[mi][ni][half * 2], g1 = acc[mi][ni][half * 2 + 1];
+          const float u0 = acc[mi][ni + Tile::kNI / 2][half * 2], u1 = acc[mi][ni + Tile::kNI / 2][half * 2 + 1];
+          const float h0 = g0 / (1.0f + __expf(-g0)) * u0;
+          const float h1 = g1 / (1.0f + __expf(-g1)) * u1;
+          const int col = n_tile * (Tile::kBN / 2) + warp_n * (Tile::kWN / 2) + ni * 8 + lane_col;
+          *reinterpret_cast<__nv_bfloat162*>(out_row + col) = __floats2bfloat162_rn(h0, h1);
+        }
+      } else {
+#pragma unroll
+        for (int ni = 0; ni < Tile::kNI; ++ni) {
+          const int col = n_tile * Tile::kBN + warp_n * Tile::kWN + ni * 8 + lane_col;
+          *reinterpret_cast<__nv_bfloat162*>(out_row + col) =
+              __floats2bfloat162_rn(acc[mi][ni][half * 2], acc[mi][ni][half * 2 + 1]);
+        }
+      }
+    }
+  }
+}
+
 // ---- the kernel ---------------------------------------------------------------------------
 
 template <class Tile, bool kSwiGlu>
@@ -300,36 +338,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   }
   cp_async_wait<0>();
 
-  // Epilogue: accumulator (mi, ni) element j sits at tile row warp_m*WM + mi*16 + lane/4 (+8 for
-  // j >= 2), column warp_n*WN + ni*8 + 2*(lane%4) + j%2.
-  const int lane_row = lane >> 2, lane_col = (lane & 3) * 2;
-#pragma unroll
-  for (int mi = 0; mi < Tile::kMI; ++mi) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = warp_m * Tile::kWM + mi * 16 + half * 8 + lane_row;
-      if (r >= rows) continue;
-      __nv_bfloat16* out_row = p.out + static_cast<int64_t>(row0 + r) * p.n_out;
-      if constexpr (kSwiGlu) {
-#pragma unroll
-        for (int ni = 0; ni < Tile::kNI / 2; ++ni) {
-          const float g0 = acc[mi][ni][half * 2], g1 = acc[mi][ni][half * 2 + 1];
-          const float u0 = acc[mi][ni + Tile::kNI / 2][half * 2], u1 = acc[mi][ni + Tile::kNI / 2][half * 2 + 1];
-          const float h0 = g0 / (1.0f + __expf(-g0)) * u0;
-          const float h1 = g1 / (1.0f + __expf(-g1)) * u1;
-          const int col = n_tile * (Tile::kBN / 2) + warp_n * (Tile::kWN / 2) + ni * 8 + lane_col;
-          *reinterpret_cast<__nv_bfloat162*>(out_row + col) = __floats2bfloat162_rn(h0, h1);
-        }
-      } else {
-#pragma unroll
-        for (int ni = 0; ni < Tile::kNI; ++ni) {
-          const int col = n_tile * Tile::kBN + warp_n * Tile::kWN + ni * 8 + lane_col;
-          *reinterpret_cast<__nv_bfloat162*>(out_row + col) =
-              __floats2bfloat162_rn(acc[mi][ni][half * 2], acc[mi][ni][half * 2 + 1]);
-        }
-      }
-    }
-  }
+  store_tile<Tile, kSwiGlu>(acc, p.out, p.n_out, row0, rows, n_tile, warp_m, warp_n, lane);
 }
 
 }  // namespace mlaserve::ops::sm80
