@@ -129,20 +129,7 @@ __device__ __forceinline__ TileCoord tile_at(const sm89::MoeFp8GemmParams& p, co
   TileCoord c{};
   c.m_tile = first_m + within % group_m;
   c.n_tile = within / group_m;
-  int lo = 0, hi = p.num_experts;  // tile_start[lo] <= m_tile < tile_start[hi]
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    if (tile_start[mid] <= c.m_tile) {
-      lo = mid;
-    } else {
-      hi = mid;
-    }
-  }
-  int begin, end;
-  sm80::expert_rows(p, lo, begin, end);
-  c.expert = lo;
-  c.row0 = begin + (c.m_tile - tile_start[lo]) * kBM;
-  c.rows = min(kBM, end - c.row0);
+  sm80::locate_m_tile<kBM>(p, tile_start, c.m_tile, c.expert, c.row0, c.rows);
   return c;
 }
 

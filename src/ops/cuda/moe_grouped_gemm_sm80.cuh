@@ -118,6 +118,28 @@ __device__ __forceinline__ void expert_rows(const Params& p, int e, int& begin, 
   end = min(max(p.expert_offsets[e + 1], begin), p.num_rows);
 }
 
+// M tile m_tile of the grouped order (< tile_start[num_experts], the prefix of expert_m_tiles):
+// its expert e (tile_start[e] <= m_tile < tile_start[e + 1], by bisection), first row in
+// [0, P) and row count (1 .. BM).
+template <int BM, class Params>
+__device__ __forceinline__ void locate_m_tile(const Params& p, const int32_t* tile_start, int m_tile, int& expert,
+                                              int& row0, int& rows) {
+  int lo = 0, hi = p.num_experts;  // tile_start[lo] <= m_tile < tile_start[hi]
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (tile_start[mid] <= m_tile) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  int begin, end;
+  expert_rows(p, lo, begin, end);
+  expert = lo;
+  row0 = begin + (m_tile - tile_start[lo]) * BM;
+  rows = min(BM, end - row0);
+}
+
 template <int BM, class Params>
 __device__ __forceinline__ int expert_m_tiles(const Params& p, int e) {
   int begin, end;
@@ -168,20 +190,7 @@ __device__ __forceinline__ CtaTile cta_tile(const Params& p, int32_t* tile_start
   if (bid >= total_m_tiles * p.n_tiles) return t;
   t.n_tile = bid / total_m_tiles;
   const int m_tile = bid - t.n_tile * total_m_tiles;
-  int lo = 0, hi = p.num_experts;  // tile_start[lo] <= m_tile < tile_start[hi]
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    if (tile_start[mid] <= m_tile) {
-      lo = mid;
-    } else {
-      hi = mid;
-    }
-  }
-  t.expert = lo;
-  int row_begin, row_end;
-  expert_rows(p, lo, row_begin, row_end);
-  t.row0 = row_begin + (m_tile - tile_start[lo]) * BM;
-  t.rows = min(BM, row_end - t.row0);
+  locate_m_tile<BM>(p, tile_start, m_tile, t.expert, t.row0, t.rows);
   t.valid = true;
   return t;
 }

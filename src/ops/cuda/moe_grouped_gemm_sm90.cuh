@@ -98,20 +98,7 @@ __device__ __forceinline__ TileCoord find_tile(const sm80::MoeGemmParams& p, int
   const int group_m = min(total_m - first_m, Layout::kGroupM), within = bid % per_group;
   const int m_tile = first_m + within % group_m;
   t.n_tile = within / group_m;
-  int lo = 0, hi = p.num_experts;  // tile_start[lo] <= m_tile < tile_start[hi]
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    if (tile_start[mid] <= m_tile) {
-      lo = mid;
-    } else {
-      hi = mid;
-    }
-  }
-  int begin, end;
-  sm80::expert_rows(p, lo, begin, end);
-  t.expert = lo;
-  t.row0 = begin + (m_tile - tile_start[lo]) * kBM;
-  t.rows = min(kBM, end - t.row0);
+  sm80::locate_m_tile<kBM>(p, tile_start, m_tile, t.expert, t.row0, t.rows);
   t.valid = true;
   return t;
 }
