@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <numeric>
+#include <random>
 #include <vector>
 
 #include "../op_test_util.h"
@@ -98,6 +100,24 @@ inline double worst_row_rel_l2(const std::vector<float>& got, const std::vector<
     worst = std::max(worst, std::sqrt(num / std::max(den, 1e-30)));
   }
   return worst;
+}
+
+// slot_mapping [t] of `dtype` (i32 or i64) for a cache of `slots` slots: distinct random slots,
+// every fifth token -1 (padding, which the writes skip). t <= slots.
+inline Tensor random_slot_mapping(int64_t t, int64_t slots, DType dtype, std::mt19937_64& rng) {
+  std::vector<int64_t> free_slots(static_cast<size_t>(slots));
+  std::iota(free_slots.begin(), free_slots.end(), 0);
+  std::shuffle(free_slots.begin(), free_slots.end(), rng);
+  Tensor mapping = Tensor::empty({t}, dtype);
+  for (int64_t i = 0; i < t; ++i) {
+    const int64_t s = i % 5 == 4 ? -1 : free_slots[static_cast<size_t>(i)];
+    if (dtype == DType::kI32) {
+      mapping.data<int32_t>()[i] = static_cast<int32_t>(s);
+    } else {
+      mapping.data<int64_t>()[i] = s;
+    }
+  }
+  return mapping;
 }
 
 }  // namespace mlaserve::ops::testing

@@ -32,18 +32,7 @@ class LatentCacheCuda : public CudaOpTest {
     const Tensor cache = random_tensor({num_blocks, block_size, dc + dr}, DType::kBF16, rng);
     const Tensor latent = random_tensor({t, dc}, DType::kBF16, rng);
     const Tensor k_pe = random_tensor({t, dr}, DType::kBF16, rng);
-    std::vector<int64_t> free_slots(static_cast<size_t>(num_blocks * block_size));
-    std::iota(free_slots.begin(), free_slots.end(), 0);
-    std::shuffle(free_slots.begin(), free_slots.end(), rng);
-    Tensor slots = Tensor::empty({t}, slot_dtype);
-    for (int64_t i = 0; i < t; ++i) {
-      const int64_t s = i % 5 == 4 ? -1 : free_slots[static_cast<size_t>(i)];
-      if (slot_dtype == DType::kI32) {
-        slots.data<int32_t>()[i] = static_cast<int32_t>(s);
-      } else {
-        slots.data<int64_t>()[i] = s;
-      }
-    }
+    const Tensor slots = testing::random_slot_mapping(t, num_blocks * block_size, slot_dtype, rng);
     Tensor want = cache.clone();
     write_latent_cache_cpu(latent.to_f32(), k_pe.to_f32(), slots, want);
 

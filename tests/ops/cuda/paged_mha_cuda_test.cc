@@ -51,18 +51,7 @@ class PagedMhaCuda : public CudaOpTest {
     std::mt19937_64 rng(seed);
     const Tensor cache = uniform_gpu({num_blocks, kBlock, n * (kDqk + kDv)}, seed, 1.0f).to(Device::kCPU);
     const Tensor k = random_tensor({t, n, kDqk}, DType::kBF16, rng), v = random_tensor({t, n, kDv}, DType::kBF16, rng);
-    std::vector<int64_t> free_slots(static_cast<size_t>(num_blocks * kBlock));
-    std::iota(free_slots.begin(), free_slots.end(), 0);
-    std::shuffle(free_slots.begin(), free_slots.end(), rng);
-    Tensor slots = Tensor::empty({t}, slot_dtype);
-    for (int64_t i = 0; i < t; ++i) {
-      const int64_t s = i % 5 == 4 ? -1 : free_slots[static_cast<size_t>(i)];
-      if (slot_dtype == DType::kI32) {
-        slots.data<int32_t>()[i] = static_cast<int32_t>(s);
-      } else {
-        slots.data<int64_t>()[i] = s;
-      }
-    }
+    const Tensor slots = testing::random_slot_mapping(t, num_blocks * kBlock, slot_dtype, rng);
     Tensor want = cache.clone();
     write_mha_cache_cpu(k.to_f32(), v.to_f32(), slots, want);
     Tensor got = cache.to(Device::kCUDA);
