@@ -20,12 +20,14 @@ namespace {
 constexpr std::string_view kGemm = "moe_grouped_gemm_fp8_cuda";
 constexpr std::string_view kOp = "moe_experts_fp8_cuda";
 
-void check_tensor(std::string_view op, const Tensor& t, std::string_view name, DType dtype, const Shape& shape) {
+// Operands are read with 16-byte copies; the expert offsets one i32 at a time (a rank's slice of
+// them starts anywhere, ffn_block.cc), so they need only 4 bytes.
+void check_tensor(std::string_view op, const Tensor& t, std::string_view name, DType dtype, const Shape& shape,
+                  size_t align = 16) {
   MLA_CHECK(t.defined() && t.device() == Device::kCUDA, "{}: {} must be on the GPU", op, name);
   MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", op, name, dtype_name(dtype), dtype_name(t.dtype()));
   MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", op, name, shape_str(shape), shape_str(t.shape()));
-  MLA_CHECK(reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0, "{}: {} must be 16-byte aligned (16-byte copies)", op,
-            name);
+  MLA_CHECK(reinterpret_cast<uintptr_t>(t.raw()) % align == 0, "{}: {} must be {}-byte aligned", op, name, align);
 }
 
 // One grouped GEMM: grid = (upper bound of the M tiles) x (N tiles), as the BF16 kernel's.
@@ -67,7 +69,7 @@ void moe_grouped_gemm_fp8_cuda(const Tensor& a_q, const Tensor& a_scales, const 
   check_tensor(kGemm, a_scales, "a_scales", DType::kF32, {rows, k / 128});
   check_tensor(kGemm, b_scales, "b_scales", DType::kF32, {e_count, b_rows / 128, k / 128});
   check_tensor(kGemm, out, "out", DType::kBF16, {rows, n_out});
-  check_tensor(kGemm, expert_offsets, "expert_offsets", DType::kI32, {e_count + 1});
+  check_tensor(kGemm, expert_offsets, "expert_offsets", DType::kI32, {e_count + 1}, 4);
   const int64_t smem_experts = (227 * 1024 - sm89::MoeFp8TilePrefill::kPipelineBytes) / 4 - 1;
   MLA_CHECK(e_count >= 1 && e_count <= smem_experts, "{}: {} experts (the kernel holds 1 .. {})", kGemm, e_count,
             smem_experts);
