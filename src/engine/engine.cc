@@ -16,6 +16,7 @@ struct ActiveRequest {
   int64_t max_tokens = 0;
   OutputText text;
   std::shared_ptr<RequestStream> stream;
+  bool abort_requested = false;  // aborted while its step was in flight: ends when the step returns
 };
 
 namespace {
@@ -131,6 +132,7 @@ void Engine::stop() {
   }
   wake_.notify_all();
   if (loop_.joinable()) loop_.join();
+  drain();
   take_front_door();
   finish_all(FinishReason::kAbort, "");
   publish_stats();
@@ -147,8 +149,9 @@ void Engine::run_loop() {
     }
     try {
       step();
-    } catch (const std::exception& e) {  // a bug, not a model failure (run_chunks handles those)
+    } catch (const std::exception& e) {  // a bug, not a model failure (submit and complete_oldest handle those)
       MLA_LOG_ERROR("engine step failed, ending every request: {}", e.what());
+      drain();
       finish_all(FinishReason::kError, e.what());
     }
   }
@@ -159,16 +162,25 @@ bool Engine::step() {
             "Engine::step() called while the background loop runs");
   timer_.mark("schedule");
   take_front_door();
-  const SchedulerOutput out = scheduler_.schedule();
-  if (!out.empty()) {
+  const auto max_in_flight = static_cast<size_t>(std::max(1, runner_.max_in_flight()));
+  bool ran = false;
+  while (in_flight_.size() < max_in_flight) {
+    SchedulerOutput out = scheduler_.schedule();
+    if (out.empty()) break;
     ++num_steps_;
     num_scheduled_tokens_ += out.num_tokens;
-    run_chunks(out);
+    submit(std::move(out));
+    ran = true;
+    timer_.mark("schedule");
+  }
+  if (!in_flight_.empty()) {
+    complete_oldest();
+    ran = true;
   }
   publish_stats();
   timer_.stop();
   timer_.add_to(profile_);
-  return !out.empty();
+  return ran;
 }
 
 void Engine::take_front_door() {
@@ -186,31 +198,77 @@ void Engine::take_front_door() {
   }
   for (RequestId id : aborts) {
     auto it = requests_.find(id);
-    if (it != requests_.end()) finish(*it->second, final_event(*it->second, FinishReason::kAbort, ""));
+    if (it == requests_.end()) continue;
+    if (scheduler_.in_flight(it->second->seq)) {
+      it->second->abort_requested = true;  // its step still writes its blocks
+    } else {
+      finish(*it->second, final_event(*it->second, FinishReason::kAbort, ""));
+    }
   }
 }
 
-void Engine::run_chunks(const SchedulerOutput& out) {
+void Engine::submit(SchedulerOutput out) {
   timer_.mark("build_batch");
   StepBatch step = build_step_batch(out);
+  try {
+    timer_.mark("execute");
+    runner_.submit(step.batch);
+  } catch (const std::exception& e) {
+    MLA_LOG_ERROR("model step of {} tokens failed: {}", out.num_tokens, e.what());
+    scheduler_.cancel(out);
+    fail_step(out, e.what());
+    return;
+  }
+  in_flight_.push_back(InFlightStep{std::move(out), std::move(step.sampled)});
+}
+
+void Engine::complete_oldest() {
+  InFlightStep step = std::move(in_flight_.front());
+  in_flight_.pop_front();
   Tensor logits;
   try {
     timer_.mark("execute");
-    logits = runner_.execute(step.batch);
+    logits = runner_.wait();
   } catch (const std::exception& e) {
-    MLA_LOG_ERROR("model step of {} tokens failed: {}", out.num_tokens, e.what());
-    for (const ScheduledChunk& c : out.chunks) {
-      ActiveRequest& r = *requests_.at(c.seq->id);
-      finish(r, final_event(r, FinishReason::kError, e.what()));
-    }
+    MLA_LOG_ERROR("model step of {} tokens failed: {}", step.out.num_tokens, e.what());
+    scheduler_.cancel(step.out);
+    fail_step(step.out, e.what());
     return;
   }
   MLA_CHECK(logits.ndim() == 2 && logits.dim(0) == static_cast<int64_t>(step.sampled.size()) &&
                 logits.dim(1) == info_.vocab_size,
-            "the model runner returned logits {} for {} sampled rows", shape_str(logits.shape()), step.sampled.size());
+            "the model runner returned logits {} for {} sampled rows", shape_str(logits.shape()),
+            step.sampled.size());
   timer_.mark("commit+sample");
-  scheduler_.commit(out);
-  sample_and_stream(out, step.sampled, logits);
+  scheduler_.commit(step.out);
+  sample_and_stream(step.out, step.sampled, logits);
+  for (const ScheduledChunk& c : step.out.chunks) {  // aborted while in flight: they end now
+    auto it = requests_.find(c.seq->id);
+    if (it != requests_.end() && it->second->abort_requested) {
+      finish(*it->second, final_event(*it->second, FinishReason::kAbort, ""));
+    }
+  }
+}
+
+void Engine::drain() {
+  while (!in_flight_.empty()) {
+    InFlightStep step = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    try {
+      runner_.wait();
+      scheduler_.commit(step.out);
+    } catch (const std::exception& e) {
+      MLA_LOG_ERROR("model step of {} tokens failed while draining: {}", step.out.num_tokens, e.what());
+      scheduler_.cancel(step.out);
+    }
+  }
+}
+
+void Engine::fail_step(const SchedulerOutput& out, const std::string& error) {
+  for (const ScheduledChunk& c : out.chunks) {
+    ActiveRequest& r = *requests_.at(c.seq->id);
+    finish(r, final_event(r, FinishReason::kError, error));
+  }
 }
 
 void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<size_t>& sampled, Tensor& logits) {
@@ -229,6 +287,7 @@ void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<siz
   if (!logits.is_cpu()) gpu_tokens = sample_tokens_gpu(logits, inputs);
   for (size_t row = 0; row < sampled.size(); ++row) {
     ActiveRequest& r = *requests_.at(out.chunks[sampled[row]].seq->id);
+    if (r.abort_requested) continue;  // ends without a token (complete_oldest)
     const SamplerRow& input = inputs[row];
     RequestOutput ev = event_for(r);
     FinishReason reason = FinishReason::kNone;

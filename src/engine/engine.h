@@ -12,18 +12,26 @@
 //
 // One step (step()):
 //   1. take new requests and aborts from the front door;
-//   2. Scheduler::schedule() picks the chunks (scheduler.cc states the rule);
-//   3. build_step_batch() lays them out, ModelRunner::execute() runs them;
-//   4. Scheduler::commit() advances the sequences and indexes their full blocks;
-//   5. for each sequence that samples: penalties + sampling (sampler.h), the token appended,
-//      stop conditions checked (EOS, stop ids, stop strings, max_tokens), an event streamed;
-//      finished sequences leave the scheduler and free their blocks.
+//   2. while fewer than ModelRunner::max_in_flight() steps are in flight: Scheduler::schedule()
+//      picks the chunks of sequences not in flight (scheduler.cc states the rule),
+//      build_step_batch() lays them out, ModelRunner::submit() queues them;
+//   3. ModelRunner::wait() gives the oldest step's logits; Scheduler::commit() advances its
+//      sequences and indexes their full blocks;
+//   4. for each of its sequences that samples: penalties + sampling (sampler.h), the token
+//      appended, stop conditions checked (EOS, stop ids, stop strings, max_tokens), an event
+//      streamed; finished sequences leave the scheduler and free their blocks.
+// With a synchronous runner (one step in flight) that is schedule, execute, sample. With a
+// pipelined one (a model split into stages, dist/distributed_runner.h) the next steps are
+// already queued, from other sequences, while the oldest runs: while stage 1 runs step n,
+// stage 0 runs step n + 1. An abort of a sequence in flight takes effect when its step returns:
+// its blocks are written until then, so they are freed only then, and it samples no token.
 // A step that throws fails only the requests in it (kError); the engine keeps serving.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -92,15 +100,27 @@ class Engine {
   void start();
   // Stops the background loop (if any); every unfinished request ends with kAbort.
   void stop();
-  // Runs one step on the calling thread; false when there was nothing to run.
+  // Runs one step on the calling thread (queues steps up to the runner's limit, completes the
+  // oldest); false when there was nothing to run.
   bool step();
   // Whether some request has not had its final event yet. Any thread.
   bool has_unfinished() const { return num_unfinished_.load() > 0; }
 
  private:
   void run_loop();
+  // A scheduled step between submit and its logits.
+  struct InFlightStep {
+    SchedulerOutput out;
+    std::vector<size_t> sampled;  // per logits row: its chunk in out.chunks
+  };
   void take_front_door();
-  void run_chunks(const SchedulerOutput& out);
+  void submit(SchedulerOutput out);
+  void complete_oldest();
+  // Waits for every step in flight and commits it without sampling (before the engine ends
+  // its requests: their blocks may be freed only once no step writes them).
+  void drain();
+  // Ends the requests of a step that failed (kError).
+  void fail_step(const SchedulerOutput& out, const std::string& error);
   void sample_and_stream(const SchedulerOutput& out, const std::vector<size_t>& sampled, Tensor& logits);
   // The stop conditions after a token was sampled; fills the event, returns why it finished.
   FinishReason accept_token(ActiveRequest& r, const SampledToken& token, RequestOutput& event);
@@ -118,6 +138,7 @@ class Engine {
   KvCacheManager kv_;
   Scheduler scheduler_;
   std::unordered_map<RequestId, std::unique_ptr<ActiveRequest>> requests_;  // loop thread only
+  std::deque<InFlightStep> in_flight_;  // submitted, oldest first; loop thread only
   int64_t num_steps_ = 0, num_scheduled_tokens_ = 0, num_generated_tokens_ = 0;
   RegionTimer timer_;  // host phases, when profiling
   RegionTotals profile_;

@@ -6,6 +6,8 @@
 // those rows: it advances each sequence and indexes its newly full blocks in the prefix cache
 // (never before, so a failed step leaves no half-written block in the index). The engine then
 // appends sampled tokens and remove()s finished or aborted sequences, which frees their blocks.
+// With a pipelined runner several steps are in flight at once, each from schedule() to its
+// commit() or, when it failed, cancel(); their sequences are disjoint (scheduler.cc).
 //
 // The scheduler does not own sequences; every Sequence passed to add() must stay alive until
 // remove(). Not thread-safe: the engine's step loop is its only caller.
@@ -13,6 +15,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/sequence.h"
@@ -55,30 +58,43 @@ class Scheduler {
 
   // Queues a new sequence (status kWaiting, no blocks, nothing computed) at the tail.
   void add(Sequence& seq);
-  // Takes a finished or aborted sequence out of its queue and releases its blocks.
+  // Takes a finished or aborted sequence out of its queue and releases its blocks. Not while
+  // it is in flight.
   void remove(Sequence& seq);
 
+  // The next step, from the sequences not in flight; they are in flight from now on.
   SchedulerOutput schedule();
+  // The step ran: its sequences advance, their full blocks are indexed, none is in flight.
   void commit(const SchedulerOutput& out);
+  // The step failed: its sequences are no longer in flight and did not advance.
+  void cancel(const SchedulerOutput& out);
 
   bool has_unfinished() const { return !running_.empty() || !waiting_.empty(); }
   size_t num_running() const { return running_.size(); }
   size_t num_waiting() const { return waiting_.size(); }
+  bool in_flight(const Sequence& seq) const { return in_flight_.count(&seq) != 0; }
+  size_t num_in_flight() const { return in_flight_.size(); }
   const SchedulerStats& stats() const { return stats_; }
 
  private:
-  // The two stages of schedule(), each consuming `budget`.
-  void schedule_running(SchedulerOutput& out, int64_t& budget);
-  void admit_waiting(SchedulerOutput& out, int64_t& budget);
-  // Grows seq's blocks to num_tokens, preempting the newest running sequences until they fit.
-  // False when seq itself had to be preempted.
-  bool allocate_or_preempt(Sequence& seq, int64_t num_tokens, SchedulerOutput& out);
+  struct ScheduleState {
+    int64_t budget;           // tokens left in this step
+    size_t in_flight_before;  // sequences in the steps already in flight
+    bool waits_for_blocks;    // a sequence waits for blocks the steps in flight hold
+  };
+  // The two stages of schedule(), each consuming st.budget.
+  void schedule_running(SchedulerOutput& out, ScheduleState& st);
+  void admit_waiting(SchedulerOutput& out, ScheduleState& st);
+  // Grows seq's blocks to num_tokens, preempting the newest running sequences not in flight
+  // until they fit. False when seq itself had to be preempted or waits (st.waits_for_blocks).
+  bool allocate_or_preempt(Sequence& seq, int64_t num_tokens, SchedulerOutput& out, ScheduleState& st);
   void preempt(Sequence& seq, SchedulerOutput& out);
 
   SchedulerOptions options_;
   KvCacheManager& kv_;
   std::vector<Sequence*> running_;  // admission order: oldest first
   std::deque<Sequence*> waiting_;   // FIFO; preempted sequences re-enter at the head
+  std::unordered_set<const Sequence*> in_flight_;  // scheduled, not yet committed or cancelled
   SchedulerStats stats_;
 };
 

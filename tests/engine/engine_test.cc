@@ -11,12 +11,14 @@
 
 #include "engine/engine.h"
 #include "fake_runner.h"
+#include "in_flight_runner.h"
 
 namespace mlaserve {
 namespace {
 
 using testing::FakeRunner;
 using testing::FakeRunnerOptions;
+using testing::InFlightRunner;
 using testing::reference_greedy;
 
 constexpr int64_t kB = kCacheBlockSize;
@@ -77,9 +79,11 @@ class EngineConcurrency : public ::testing::TestWithParam<PoolCase> {};
 
 // 24 requests of mixed lengths (some sharing prefixes) submitted at once; a small pool forces
 // preemption, a large one none; every request must get exactly the uninterrupted greedy tokens.
-TEST_P(EngineConcurrency, EveryRequestGetsTheTokensOfAnUninterruptedRun) {
-  const PoolCase pc = GetParam();
-  FakeRunner runner(fake(pc.num_blocks));
+// With in_flight > 1 the runner is pipelined (InFlightRunner): the same tokens, and as many
+// steps in flight as it allows.
+void check_mixed_requests(const PoolCase& pc, int in_flight) {
+  FakeRunner fake_runner(fake(pc.num_blocks));
+  InFlightRunner runner(fake_runner, in_flight, 99);
   Engine engine(runner, engine_options(pc.budget, 16, pc.prefix_caching, 4 * kB));
   std::mt19937_64 rng(7);
   const std::vector<int32_t> shared = prompt_of(rng, {}, 150);
@@ -106,8 +110,20 @@ TEST_P(EngineConcurrency, EveryRequestGetsTheTokensOfAnUninterruptedRun) {
   const EngineStats s = engine.stats();
   EXPECT_EQ(s.num_free_blocks, pc.num_blocks);
   EXPECT_EQ(s.num_running + s.num_waiting, 0);
-  EXPECT_EQ(s.num_preemptions > 0, pc.preempts);
-  EXPECT_EQ(s.prefix_hit_tokens > 0, pc.hits);
+  EXPECT_EQ(runner.max_seen > 1, in_flight > 1);  // steps were in flight (at most in_flight: the runner checks)
+  if (in_flight == 1) {  // with steps in flight the interleaving differs, so these may too
+    EXPECT_EQ(s.num_preemptions > 0, pc.preempts);
+    EXPECT_EQ(s.prefix_hit_tokens > 0, pc.hits);
+  }
+}
+
+TEST_P(EngineConcurrency, EveryRequestGetsTheTokensOfAnUninterruptedRun) { check_mixed_requests(GetParam(), 1); }
+
+TEST_P(EngineConcurrency, WithStepsInFlightToo) {
+  for (int k = 2; k <= 4; ++k) {
+    SCOPED_TRACE(k);
+    check_mixed_requests(GetParam(), k);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Pools, EngineConcurrency,
@@ -170,6 +186,57 @@ TEST(Engine, AnAbortedRequestFreesItsBlocksForTheSameStep) {
   EXPECT_FALSE(engine.has_unfinished());
   EXPECT_EQ(engine.stats().num_free_blocks, 4);
   EXPECT_FALSE(big->next());  // the final event was taken
+}
+
+// A request aborted while its step is in flight ends when that step returns: no token from
+// that step, a kAbort final event, and its blocks are free only then.
+TEST(Engine, AnAbortInFlightEndsTheRequestWhenItsStepReturns) {
+  FakeRunner fake_runner(fake(8));
+  InFlightRunner runner(fake_runner, 2, 5);
+  Engine engine(runner, engine_options(kB, 8, false, 4 * kB));  // one 64-token prompt per step
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.max_tokens = 5;
+  const std::vector<int32_t> pa(kB, 3), pb(kB, 4);
+  auto a = engine.add_request({pa, p, nullptr});
+  auto b = engine.add_request({pb, p, nullptr});
+  engine.step();  // a's and b's prompts in flight; a's step returns (a: 1 token, 2 blocks next)
+  EXPECT_EQ(collect(*a).tokens.size(), 1u);
+  EXPECT_EQ(engine.stats().num_free_blocks, 6);
+  engine.abort(b->id());
+  engine.step();  // b's step returns now: b ends, its block is freed
+  Collected cb = collect(*b);
+  EXPECT_TRUE(cb.tokens.empty());
+  EXPECT_EQ(cb.last.finish_reason, FinishReason::kAbort);
+  run_to_completion(engine);
+  EXPECT_EQ(collect(*a).tokens.size(), 4u);
+  EXPECT_EQ(engine.stats().num_free_blocks, 8);
+}
+
+// A step that fails when its logits are awaited fails its requests only; the other step in
+// flight and later ones go on.
+TEST(Engine, AStepFailingInFlightFailsOnlyItsRequests) {
+  FakeRunner fake_runner(fake(16));
+  InFlightRunner runner(fake_runner, 2, 6);
+  Engine engine(runner, engine_options(kB, 8, true, 4 * kB));
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.max_tokens = 6;
+  const std::vector<int32_t> pa(kB, 3), pb(kB, 4);
+  bool failed = false;
+  runner.fail_at_wait = [&](const ForwardBatch& batch) {
+    if (failed || batch.token_ids.front() != 4) return false;
+    return failed = true;  // b's prompt step
+  };
+  auto a = engine.add_request({pa, p, nullptr});
+  auto b = engine.add_request({pb, p, nullptr});
+  run_to_completion(engine);
+  EXPECT_TRUE(failed);
+  EXPECT_EQ(collect(*a).tokens, reference_greedy(pa, 6, kVocab));
+  Collected cb = collect(*b);
+  EXPECT_EQ(cb.last.finish_reason, FinishReason::kError);
+  EXPECT_NE(cb.last.error.find("fell over"), std::string::npos);
+  EXPECT_EQ(engine.stats().num_free_blocks, 16);
 }
 
 TEST(Engine, FinishReasonsEosStopTokensAndLength) {
@@ -353,8 +420,9 @@ TEST(Engine, OneTokenSequencesComeFirstInTheBatch) {
   EXPECT_GT(mixed, 0) << "no step mixed decode and prefill";
 }
 
-TEST(Engine, TheBackgroundLoopServesClientThreads) {
-  FakeRunner runner(fake(12));
+void serve_client_threads(int in_flight) {
+  FakeRunner fake_runner(fake(12));
+  InFlightRunner runner(fake_runner, in_flight, 8);
   Engine engine(runner, engine_options(64, 8, true, 4 * kB));
   engine.start();
   std::atomic<int> callbacks{0}, mismatches{0}, aborted{0};
@@ -390,6 +458,25 @@ TEST(Engine, TheBackgroundLoopServesClientThreads) {
   EXPECT_LE(aborted, 4);
   EXPECT_FALSE(engine.has_unfinished());
   EXPECT_EQ(engine.stats().num_free_blocks, 12);
+}
+
+TEST(Engine, TheBackgroundLoopServesClientThreads) { serve_client_threads(1); }
+
+TEST(Engine, TheBackgroundLoopServesClientThreadsWithStepsInFlight) { serve_client_threads(3); }
+
+TEST(Engine, StopWaitsForTheStepsInFlightThenAbortsEveryRequest) {
+  FakeRunner fake_runner(fake(16));
+  InFlightRunner runner(fake_runner, 3, 4);
+  Engine engine(runner, engine_options(kB, 8, true, 4 * kB));
+  SamplingParams p;
+  p.max_tokens = 50;
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int32_t i = 0; i < 4; ++i) streams.push_back(engine.add_request({std::vector<int32_t>(kB, i), p, nullptr}));
+  engine.step();  // three prompt steps queued, the first returned
+  EXPECT_EQ(runner.max_seen, 3);
+  engine.stop();
+  for (auto& s : streams) EXPECT_EQ(collect(*s).last.finish_reason, FinishReason::kAbort);
+  EXPECT_EQ(engine.stats().num_free_blocks, 16);
 }
 
 TEST(Engine, StopEndsUnfinishedRequestsAsAborted) {

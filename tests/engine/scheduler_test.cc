@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <deque>
 #include <memory>
 #include <random>
 #include <set>
@@ -244,6 +245,124 @@ TEST(Scheduler, RandomWorkloadsKeepBudgetsNeverLeakBlocksAndFinishEveryRequest) 
   }
   EXPECT_GT(total_preemptions, 0) << "the workloads never preempted";
   EXPECT_GT(total_hits, 0) << "the workloads never hit the prefix cache";
+}
+
+// Steps in flight (a pipelined runner): up to k steps are scheduled before the oldest commits.
+// Randomised as above, with aborts that reach sequences in flight (they are removed when their
+// step returns, as the engine does). After every schedule: the steps in flight hold disjoint
+// sequences, each within the token budget and max_num_seqs; after every commit: reference counts
+// equal the live tables' holdings; at the end no block is leaked and every request that was not
+// aborted has the tokens of an uninterrupted run.
+TEST(Scheduler, StepsInFlightHoldDisjointSequencesAndKeepBudgetsAndBlocks) {
+  int64_t total_preemptions = 0, total_deferred_aborts = 0, most_in_flight = 0;
+  for (uint64_t seed = 1; seed <= 150; ++seed) {
+    std::mt19937_64 rng(seed);
+    const auto k = static_cast<size_t>(2 + seed % 3);
+    SchedulerOptions opt;
+    opt.max_num_batched_tokens = 1 + static_cast<int64_t>(rng() % 160);
+    opt.max_num_seqs = 1 + static_cast<int64_t>(rng() % 12);
+    opt.chunked_prefill = true;
+    const int64_t max_len = 3 * kB;
+    const auto num_blocks = static_cast<int32_t>(blocks_for_tokens(max_len) + rng() % 12);
+    Harness h(opt, num_blocks, rng() % 4 != 0);
+    std::vector<std::vector<int32_t>> prefixes;
+    for (int i = 0; i < 3; ++i) prefixes.push_back(tokens(static_cast<int64_t>(rng() % (2 * kB)), i));
+    struct Flight {
+      SchedulerOutput out;
+      StepBatch batch;
+      Tensor logits;
+    };
+    std::deque<Flight> flight;
+    std::set<RequestId> aborted;
+    std::set<Sequence*> abort_pending;  // aborted while in flight
+    const int num_requests = 30;
+    int added = 0, steps = 0;
+    while (added < num_requests || h.scheduler.has_unfinished()) {
+      ASSERT_LT(++steps, 20000) << "seed " << seed << ": requests starve";
+      for (int n = static_cast<int>(rng() % 3); n > 0 && added < num_requests; --n, ++added) {
+        std::vector<int32_t> p = prefixes[rng() % prefixes.size()];
+        for (auto m = 1 + rng() % kB; m > 0; --m) p.push_back(static_cast<int32_t>(rng() % kVocab));
+        p.resize(std::min<size_t>(p.size(), static_cast<size_t>(max_len - 8)));
+        h.add(std::move(p), 1 + static_cast<int64_t>(rng() % 8));
+      }
+      if (rng() % 8 == 0) {  // abort a random unfinished request
+        std::vector<Sequence*> live;
+        for (auto& s : h.seqs) {
+          if (s->status != SequenceStatus::kFinished && !abort_pending.count(s.get())) live.push_back(s.get());
+        }
+        if (!live.empty()) {
+          Sequence* s = live[rng() % live.size()];
+          aborted.insert(s->id);
+          if (h.scheduler.in_flight(*s)) {
+            EXPECT_THROW(h.scheduler.remove(*s), Error);
+            abort_pending.insert(s);
+            ++total_deferred_aborts;
+          } else {
+            h.scheduler.remove(*s);
+          }
+        }
+      }
+      // Queue steps up to k (sometimes fewer), each from the sequences not in flight.
+      while (flight.size() < k && (flight.empty() || rng() % 4 != 0)) {
+        SchedulerOutput out = h.scheduler.schedule();
+        if (out.empty()) break;
+        ASSERT_LE(out.num_tokens, opt.max_num_batched_tokens);
+        ASSERT_LE(static_cast<int64_t>(out.chunks.size()), opt.max_num_seqs);
+        std::set<const Sequence*> others;
+        for (const Flight& f : flight) {
+          for (const ScheduledChunk& c : f.out.chunks) others.insert(c.seq);
+        }
+        int64_t sum = 0;
+        for (const ScheduledChunk& c : out.chunks) {
+          ASSERT_TRUE(others.insert(c.seq).second) << "seed " << seed << ": a sequence in two steps in flight";
+          ASSERT_TRUE(h.scheduler.in_flight(*c.seq));
+          sum += c.num_tokens;
+        }
+        for (const Sequence* p : out.preempted) ASSERT_FALSE(others.count(p)) << "a sequence in flight was preempted";
+        ASSERT_EQ(sum, out.num_tokens);
+        StepBatch b = build_step_batch(out);
+        Tensor logits = h.runner.execute(b.batch);  // writes the cache now; its tokens come at commit
+        flight.push_back({std::move(out), std::move(b), std::move(logits)});
+        most_in_flight = std::max<int64_t>(most_in_flight, static_cast<int64_t>(flight.size()));
+      }
+      ASSERT_LE(static_cast<int64_t>(h.scheduler.num_running()), static_cast<int64_t>(k) * opt.max_num_seqs);
+      if (flight.empty()) continue;
+      Flight f = std::move(flight.front());
+      flight.pop_front();
+      h.scheduler.commit(f.out);
+      for (size_t r = 0; r < f.batch.sampled.size(); ++r) {
+        Sequence& s = *f.out.chunks[f.batch.sampled[r]].seq;
+        if (abort_pending.count(&s)) continue;
+        const float* row = f.logits.data<float>() + static_cast<int64_t>(r) * kVocab;
+        s.tokens.push_back(static_cast<int32_t>(std::max_element(row, row + kVocab) - row));
+        if (s.num_output_tokens() >= h.max_tokens_of[s.id]) h.scheduler.remove(s);
+      }
+      for (const ScheduledChunk& c : f.out.chunks) {
+        if (abort_pending.erase(c.seq)) h.scheduler.remove(*c.seq);
+      }
+      std::vector<int32_t> refs(static_cast<size_t>(num_blocks), 0);
+      for (auto& s : h.seqs) {
+        if (s->status == SequenceStatus::kFinished) {
+          ASSERT_TRUE(s->blocks.empty());
+        }
+        for (BlockId b : s->blocks.blocks) ++refs[static_cast<size_t>(b)];
+      }
+      for (BlockId b = 0; b < num_blocks; ++b) ASSERT_EQ(h.kv.pool().ref_count(b), refs[static_cast<size_t>(b)]);
+    }
+    EXPECT_EQ(h.scheduler.num_in_flight(), 0u);
+    EXPECT_EQ(h.kv.num_available_blocks(), num_blocks) << "seed " << seed << ": blocks leaked";
+    for (auto& s : h.seqs) {
+      if (aborted.count(s->id)) continue;
+      const std::vector<int32_t> prompt(s->tokens.begin(), s->tokens.begin() + s->num_prompt_tokens);
+      ASSERT_EQ(std::vector<int32_t>(s->tokens.begin() + s->num_prompt_tokens, s->tokens.end()),
+                testing::reference_greedy(prompt, h.max_tokens_of[s->id], kVocab))
+          << "seed " << seed << ", request " << s->id;
+    }
+    total_preemptions += h.scheduler.stats().num_preemptions;
+  }
+  EXPECT_GT(total_preemptions, 0) << "the workloads never preempted";
+  EXPECT_GT(total_deferred_aborts, 0) << "no abort reached a sequence in flight";
+  EXPECT_GE(most_in_flight, 4) << "never four steps in flight";
 }
 
 }  // namespace
