@@ -34,7 +34,16 @@ namespace mlaserve::ops {
 // accumulation. x and weight may be row views (Tensor::slice). Asynchronous on stream; no
 // allocation or synchronisation once a shape has run on this thread and stream, so a step can
 // be captured in a CUDA graph after one eager run (cublaslt_gemm.h says what is cached).
+//
+// A bf16 call with at most 8 tokens (decode batches) takes the GEMV path instead when
+// linear_gemv_applies (K a multiple of 8, x and weight 16-byte aligned): one pass over the weight
+// by many CTAs (src/ops/cuda/linear_gemv.cuh), where cuBLASLt's small-M tiles are latency-bound.
 void linear_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream);
+
+// The GEMV path on its own (tests, benchmarks): bf16 x [T, K] with 1 <= T <= 8, bf16 weight
+// [N, K], out [T, N] bf16 or f32; fails unless linear_gemv_applies.
+bool linear_gemv_applies(const Tensor& x, const Tensor& weight, const Tensor& out);
+void linear_gemv_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream);
 
 }  // namespace mlaserve::ops
 #endif  // MLASERVE_WITH_CUDA

@@ -14,6 +14,16 @@ void moe_group_by_expert(const Tensor& expert_ids, int64_t num_experts, MoeGroup
 #endif
 }
 
+void moe_group_and_gather(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
+                          Tensor& gathered, Stream stream) {
+  if (!on_gpu(gathered)) return moe_group_and_gather_cpu(expert_ids, num_experts, x, grouping, gathered);
+#ifdef MLASERVE_WITH_CUDA
+  moe_group_and_gather_cuda(expert_ids, num_experts, x, grouping, gathered, cuda_stream(stream));
+#else
+  no_gpu_path("moe_group_and_gather");
+#endif
+}
+
 void moe_combine(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y, Stream stream) {
   if (!on_gpu(y)) return moe_combine_cpu(expert_out, sorted_pairs, weights, y);
 #ifdef MLASERVE_WITH_CUDA

@@ -13,6 +13,10 @@
 //                 same rows of expert_out                                [T·k, H]
 //                 moe_combine_cpu(expert_out, sorted_pairs, weights, y)
 //
+// moe_group_and_gather_cpu: moe_group_by_expert_cpu, then gathered = embedding_cpu(sorted_tokens,
+//   x): the grouping and the row gather in one op (on the GPU one launch for decode batches).
+//   x [T, H], gathered [T·k, H] caller-allocated, same dtype.
+//
 // moe_combine_cpu: y[t, :] += Σ_j weights[t, j] · expert_out[position of pair t·k + j, :]
 //   expert_out [T·k, H] f32 (sorted order), sorted_pairs [T·k] i32, weights [T, k] f32,
 //   y [T, H] f32, ACCUMULATED into (pass the shared experts' output to get FFN(m) in one
@@ -34,10 +38,15 @@ struct MoeGrouping {
 
 void moe_group_by_expert_cpu(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping);
 
+void moe_group_and_gather_cpu(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
+                              Tensor& gathered);
+
 void moe_combine_cpu(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y);
 
 // Dispatch by device (ops/dispatch.h): the model graph calls these.
 void moe_group_by_expert(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping, Stream stream = {});
+void moe_group_and_gather(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
+                          Tensor& gathered, Stream stream = {});
 void moe_combine(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y, Stream stream = {});
 
 }  // namespace mlaserve::ops
@@ -55,10 +64,17 @@ namespace mlaserve::ops {
 // the valid pairs and the outputs stay a permutation.
 // moe_combine_cuda: expert_out bf16, weights f32, y bf16 or f32; per token the k terms are added
 // to y in j order in fp32 and y is rounded once to bf16 (an f32 y, a tensor-parallel partial
-// output that is all-reduced before it is rounded, keeps the fp32 sum). A stream-ordered [T·k] i32 workspace
-// (cudaMallocAsync / cudaFreeAsync on stream) holds the inverse of sorted_pairs.
+// output that is all-reduced before it is rounded, keeps the fp32 sum). Above 2048 pairs a
+// stream-ordered [T·k] i32 workspace (cudaMallocAsync / cudaFreeAsync on stream) holds the
+// inverse of sorted_pairs; up to 2048 (decode batches) one kernel finds each token's positions
+// itself, with the same results.
 void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping,
                               cudaStream_t stream);
+// moe_group_and_gather_cuda: x and gathered bf16; up to 64 pairs (decode batches) the grouping
+// CTA also copies the rows (moe_dispatch.cuh, step 4), bit for bit what embedding_cuda copies;
+// above that, moe_group_by_expert_cuda then embedding_cuda.
+void moe_group_and_gather_cuda(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
+                               Tensor& gathered, cudaStream_t stream);
 void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
                       cudaStream_t stream);
 

@@ -1,6 +1,7 @@
 #include <vector>
 
 #include "ops/cpu_util.h"
+#include "ops/embedding.h"
 #include "ops/moe_dispatch.h"
 
 namespace mlaserve::ops {
@@ -43,6 +44,12 @@ void moe_group_by_expert_cpu(const Tensor& expert_ids, int64_t num_experts, MoeG
     grouping.sorted_pairs.data<int32_t>()[pos] = static_cast<int32_t>(p);
     grouping.sorted_tokens.data<int32_t>()[pos] = static_cast<int32_t>(p / k);
   }
+}
+
+void moe_group_and_gather_cpu(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
+                              Tensor& gathered) {
+  moe_group_by_expert_cpu(expert_ids, num_experts, grouping);
+  embedding_cpu(grouping.sorted_tokens, x, gathered);
 }
 
 void moe_combine_cpu(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y) {

@@ -1,5 +1,5 @@
 // linear_cuda (ops/linear.h): y [T, N] = x [T, K] · W [N, K]ᵀ as one cuBLASLt call
-// (cublaslt_gemm.h). The weight is cuBLAS's transposed A operand, x its B: the "TN" layout.
+// (cublaslt_gemm.h), or for a few bf16 tokens the GEMV kernel (linear_gemv.cuh). The weight is cuBLAS's transposed A operand, x its B: the "TN" layout.
 #include <string_view>
 
 #include "ops/cuda/cublaslt_gemm.h"
@@ -19,6 +19,7 @@ void linear_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_
             dtype_name(x.dtype()), dtype_name(weight.dtype()));
   if (t == 0 || n == 0) return;
   MLA_CHECK(k > 0, "{}: K = 0 leaves out [{}, {}] undefined", kOp, t, n);
+  if (linear_gemv_applies(x, weight, out)) return linear_gemv_cuda(x, weight, out, stream);  // decode batches
 
   cuda::GemmProblem p;
   p.m = t;

@@ -7,13 +7,16 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/embedding.h"
 #include "ops/moe_dispatch.h"
 
 namespace mlaserve::ops {
 
-void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping,
-                              cudaStream_t stream) {
-  constexpr std::string_view kOp = "moe_group_by_expert_cuda";
+namespace {
+
+gpu::MoeGroupParams group_params(std::string_view op, const Tensor& expert_ids, int64_t num_experts,
+                                 MoeGrouping& grouping) {
+  const std::string_view kOp = op;
   gpu::check_dtype(kOp, "expert_ids", expert_ids, DType::kI32);
   MLA_CHECK(expert_ids.ndim() == 2 && num_experts >= 1 && num_experts <= gpu::kMoeMaxExperts,
             "{}: expert_ids {} must be [T, k], 1 <= E = {} <= {}", kOp, shape_str(expert_ids.shape()), num_experts,
@@ -27,13 +30,46 @@ void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, Moe
   gpu::check_shape(kOp, "sorted_pairs", grouping.sorted_pairs, {pairs});
   gpu::check_shape(kOp, "sorted_tokens", grouping.sorted_tokens, {pairs});
 
-  const gpu::MoeGroupParams p{gpu::ptr<const int32_t>(expert_ids),
-                              gpu::ptr<int32_t>(grouping.expert_offsets),
-                              gpu::ptr<int32_t>(grouping.sorted_pairs),
-                              gpu::ptr<int32_t>(grouping.sorted_tokens),
-                              static_cast<int32_t>(pairs),
-                              static_cast<int32_t>(std::max<int64_t>(expert_ids.dim(1), 1)),
-                              static_cast<int32_t>(num_experts)};
+  return gpu::MoeGroupParams{gpu::ptr<const int32_t>(expert_ids),
+                             gpu::ptr<int32_t>(grouping.expert_offsets),
+                             gpu::ptr<int32_t>(grouping.sorted_pairs),
+                             gpu::ptr<int32_t>(grouping.sorted_tokens),
+                             static_cast<int32_t>(pairs),
+                             static_cast<int32_t>(std::max<int64_t>(expert_ids.dim(1), 1)),
+                             static_cast<int32_t>(num_experts),
+                             nullptr,
+                             nullptr,
+                             0};
+}
+
+}  // namespace
+
+void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping,
+                              cudaStream_t stream) {
+  const gpu::MoeGroupParams p = group_params("moe_group_by_expert_cuda", expert_ids, num_experts, grouping);
+  gpu::moe_group_by_expert_kernel<<<1, gpu::kGroupThreads, 0, stream>>>(p);
+  MLA_CUDA_CHECK_LAUNCH();
+}
+
+void moe_group_and_gather_cuda(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
+                               Tensor& gathered, cudaStream_t stream) {
+  constexpr std::string_view kOp = "moe_group_and_gather_cuda";
+  gpu::MoeGroupParams p = group_params(kOp, expert_ids, num_experts, grouping);
+  gpu::check_dtype(kOp, "x", x, DType::kBF16);
+  gpu::check_dtype(kOp, "gathered", gathered, DType::kBF16);
+  MLA_CHECK(x.ndim() == 2 && x.dim(0) == expert_ids.dim(0), "{}: x {} must be [T, H] for expert_ids {}", kOp,
+            shape_str(x.shape()), shape_str(expert_ids.shape()));
+  const int64_t h = x.dim(1);
+  gpu::check_shape(kOp, "gathered", gathered, {expert_ids.numel(), h});
+  if (p.pairs > gpu::kGroupGatherMaxPairs || h % 8 != 0 || !gpu::aligned16(x) || !gpu::aligned16(gathered)) {
+    gpu::moe_group_by_expert_kernel<<<1, gpu::kGroupThreads, 0, stream>>>(p);  // large batches: two launches
+    MLA_CUDA_CHECK_LAUNCH();
+    embedding_cuda(grouping.sorted_tokens, x, gathered, stream);
+    return;
+  }
+  p.x = gpu::ptr<const __nv_bfloat16>(x);
+  p.gathered = gpu::ptr<__nv_bfloat16>(gathered);
+  p.hidden = h;
   gpu::moe_group_by_expert_kernel<<<1, gpu::kGroupThreads, 0, stream>>>(p);
   MLA_CUDA_CHECK_LAUNCH();
 }
@@ -43,6 +79,18 @@ namespace {
 template <typename Y>
 void launch_combine(gpu::MoeCombineParams<Y> p, bool vec8, cudaStream_t stream) {
   const int64_t pairs = p.tokens * p.top_k;
+  if (pairs <= gpu::kCombineScanPairs && p.top_k <= gpu::kCombineScanMaxTopK) {  // decode batches: one launch
+    const int64_t vectors = vec8 ? p.hidden / 8 : p.hidden;
+    const dim3 grid(static_cast<unsigned>((vectors + gpu::kCombineThreads - 1) / gpu::kCombineThreads),
+                    static_cast<unsigned>(std::min<int64_t>(p.tokens, 65535)));
+    if (vec8) {
+      gpu::moe_combine_scan_kernel<8, Y><<<grid, gpu::kCombineThreads, 0, stream>>>(p);
+    } else {
+      gpu::moe_combine_scan_kernel<1, Y><<<grid, gpu::kCombineThreads, 0, stream>>>(p);
+    }
+    MLA_CUDA_CHECK_LAUNCH();
+    return;
+  }
   const size_t position_bytes = static_cast<size_t>(pairs) * sizeof(int32_t);
   MLA_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&p.position), position_bytes, stream));
   MLA_CUDA_CHECK(cudaMemsetAsync(p.position, 0xFF, position_bytes, stream));  // -1: no sorted position

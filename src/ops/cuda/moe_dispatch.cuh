@@ -20,12 +20,21 @@
 // Cost: two __syncthreads and a 32-step walk per 1024 pairs: ~1-2 us per chunk, so decode
 // batches (P <= a few thousand) take a few microseconds and a 4096-token prefill with k = 8
 // (32 chunks) some tens, small next to its expert GEMMs.
+//   4. (moe_group_and_gather, P <= kGroupGatherMaxPairs) after a __syncthreads the same CTA
+//      copies the token rows into expert order, gathered[pos] = x[sorted_tokens[pos]], in
+//      16-byte vectors: at most 64 rows (512 KB at V3's H = 7168, 24 KB for one V2-Lite token),
+//      which saves the separate gather launch of a decode step.
 //
 // moe_invert_pairs_kernel + moe_combine_kernel: the combine needs, for each pair, its sorted
 // position (the inverse of sorted_pairs), kept in a [P] i32 workspace from the stream-ordered
 // allocator; positions no entry names stay -1 and contribute nothing. Then one thread per vector
 // of 8 channels of a token row: acc = y[t] in fp32, acc += w[t, j] · expert_out[position] for
 // j = 0 .. k-1 in order, y[t] = bf16(acc), rounded once (or acc itself when y is f32).
+// Decode batches (P <= kCombineScanPairs) take moe_combine_scan_kernel instead: each CTA finds
+// its token's k positions itself by scanning sorted_pairs (P i32 from L2, a few loads a thread)
+// into shared memory, then combines exactly as above: one launch instead of an allocation, a
+// memset and two kernels (~8 us of serial latency per MoE layer at one token), same results bit
+// for bit.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -40,6 +49,9 @@ inline constexpr int kMoeMaxExperts = 256;
 inline constexpr int kGroupThreads = 1024;
 inline constexpr int kGroupWarps = kGroupThreads / 32;
 inline constexpr int kCombineThreads = 256;
+inline constexpr int kGroupGatherMaxPairs = 64;  // moe_group_and_gather copies rows in the grouping CTA up to here
+inline constexpr int kCombineScanPairs = 2048;  // up to this many pairs: moe_combine_scan_kernel
+inline constexpr int kCombineScanMaxTopK = 16;
 
 struct MoeGroupParams {
   const int32_t* expert_ids;  // [P] (the router's [T, k], flat)
@@ -49,6 +61,9 @@ struct MoeGroupParams {
   int32_t pairs;              // P
   int32_t top_k;              // k
   int32_t experts;            // E
+  const __nv_bfloat16* x;     // [T, H] token rows to gather (step 4), or null
+  __nv_bfloat16* gathered;    // [P, H] the rows in expert order, or null
+  int64_t hidden;             // H, a multiple of 8 (x and gathered 16-byte aligned)
 };
 
 // grid 1, block kGroupThreads.
@@ -118,6 +133,16 @@ __global__ void __launch_bounds__(kGroupThreads, 1) moe_group_by_expert_kernel(M
     if (valid && rank == 0) warp_count[warp][bucket] = 0;
     __syncwarp();
   }
+
+  if (p.gathered == nullptr) return;
+  __syncthreads();  // this CTA's sorted_tokens writes are visible to all its threads
+  const int64_t vectors = p.hidden / 8;
+  for (int64_t i = tid; i < p.pairs * vectors; i += kGroupThreads) {
+    const int64_t pos = i / vectors, c = i % vectors;
+    const int64_t token = p.sorted_tokens[pos];
+    *reinterpret_cast<uint4*>(p.gathered + pos * p.hidden + c * 8) =
+        *reinterpret_cast<const uint4*>(p.x + token * p.hidden + c * 8);
+  }
 }
 
 template <typename Y>
@@ -162,6 +187,40 @@ __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(MoeCombine
       }
       store_vec<kVec>(y, acc);
     }
+  }
+}
+
+// grid (ceil(H / kVec / kCombineThreads), min(T, 65535)), block kCombineThreads; P <=
+// kCombineScanPairs, k <= kCombineScanMaxTopK; p.position unused.
+template <int kVec, typename Y>
+__global__ void __launch_bounds__(kCombineThreads) moe_combine_scan_kernel(MoeCombineParams<Y> p) {
+  __shared__ int32_t position[kCombineScanMaxTopK];  // this token's pairs' sorted positions
+  const int64_t vectors = p.hidden / kVec, pairs = p.tokens * p.top_k;
+  for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
+    if (threadIdx.x < p.top_k) position[threadIdx.x] = -1;
+    __syncthreads();
+    const int64_t first = t * p.top_k;
+    for (int64_t pos = threadIdx.x; pos < pairs; pos += blockDim.x) {
+      const int64_t j = p.sorted_pairs[pos] - first;
+      if (j >= 0 && j < p.top_k) position[j] = static_cast<int32_t>(pos);
+    }
+    __syncthreads();
+    for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < vectors;
+         c += int64_t{gridDim.x} * blockDim.x) {
+      float acc[kVec], x[kVec];
+      Y* y = p.y + t * p.hidden + c * kVec;
+      load_vec<kVec>(y, acc);
+      for (int j = 0; j < p.top_k; ++j) {
+        const int32_t pos = position[j];
+        if (pos < 0) continue;
+        const float w = p.weights[t * p.top_k + j];
+        load_vec<kVec>(p.expert_out + pos * p.hidden + c * kVec, x);
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) acc[i] += w * x[i];
+      }
+      store_vec<kVec>(y, acc);
+    }
+    __syncthreads();  // position[] is rewritten for the next token
   }
 }
 

@@ -175,6 +175,28 @@ TEST_F(GemmCuda, SmallLinearNoRowsIsANoOp) {
   sync();
 }
 
+// The GEMV path (T <= 8): N not a multiple of the CTA's 4 rows, K not a multiple of the warp's
+// 256-value chunk, every kernel width (1, 2, 4, 8 tokens) and the counts between them, a row view
+// of the weight and of x.
+TEST_F(GemmCuda, SmallLinearGemvShapes) {
+  check_linear(37, 40, DType::kBF16, DType::kBF16, {1, 2, 3, 4, 5, 8});
+  check_linear(37, 296, DType::kBF16, DType::kF32, {1, 2, 3, 4, 5, 8});
+  check_linear(96, 64, DType::kBF16, DType::kBF16, {6}, /*w_begin=*/61, /*w_end=*/96, /*x_offset=*/3);
+}
+
+TEST_F(GemmCuda, SmallLinearGemvApplies) {
+  const Tensor x = Tensor::empty({8, 64}, DType::kBF16, Device::kCUDA), w = Tensor::empty({32, 64}, DType::kBF16, Device::kCUDA);
+  const Tensor y = Tensor::empty({8, 32}, DType::kF32, Device::kCUDA);
+  EXPECT_TRUE(linear_gemv_applies(x, w, y));
+  EXPECT_TRUE(linear_gemv_applies(x.slice(0, 1), w, y.slice(0, 1)));
+  const Tensor x9 = Tensor::empty({9, 64}, DType::kBF16, Device::kCUDA);
+  EXPECT_FALSE(linear_gemv_applies(x9, w, Tensor::empty({9, 32}, DType::kF32, Device::kCUDA)));  // 9 tokens
+  const Tensor xf = Tensor::empty({8, 64}, DType::kF32, Device::kCUDA), wf = Tensor::empty({32, 64}, DType::kF32, Device::kCUDA);
+  EXPECT_FALSE(linear_gemv_applies(xf, wf, y));  // f32 operands: cuBLASLt's exact fp32 path
+  Tensor out = Tensor::empty({9, 32}, DType::kF32, Device::kCUDA);
+  EXPECT_THROW(linear_gemv_cuda(x9, w, out, stream_), Error);
+}
+
 TEST_F(GemmCuda, SmallAbsorb) {
   check_absorb(3, 2);
   check_absorb(5, 2, /*offset=*/2);
@@ -207,6 +229,25 @@ TEST_F(GemmCuda, LinearLmHeadF32Logits) { check_linear(102400, 2048, DType::kBF1
 TEST_F(GemmCuda, LinearRouterF32Logits) {
   check_linear(64, 2048, DType::kBF16, DType::kF32, {1, 300, 4096});   // V2-Lite
   check_linear(256, 7168, DType::kBF16, DType::kF32, {1, 300, 4096});  // V3
+}
+
+// Decode batches through the GEMV path at DeepSeek-V2-Lite's and V3's decode shapes: q_proj,
+// kv_a (and its rope-key row view), o_proj, the shared experts' gate_up and down (K = 2816: a
+// partial last chunk), the dense MLP's down (K = 10944), V3's q_a / q_b, the routers and lm_head in f32.
+TEST_F(GemmCuda, LinearGemvDecodeShapes) {
+  const std::vector<int64_t> decode = {1, 2, 3, 4, 6, 8};
+  check_linear(3072, 2048, DType::kBF16, DType::kBF16, decode);
+  check_linear(576, 2048, DType::kBF16, DType::kBF16, decode);
+  check_linear(576, 2048, DType::kBF16, DType::kBF16, {1, 5}, 512, 576, /*x_offset=*/2);
+  check_linear(2048, 2048, DType::kBF16, DType::kBF16, decode);
+  check_linear(5632, 2048, DType::kBF16, DType::kBF16, decode);
+  check_linear(2048, 2816, DType::kBF16, DType::kBF16, decode);
+  check_linear(2048, 10944, DType::kBF16, DType::kBF16, {1, 8});
+  check_linear(1536, 7168, DType::kBF16, DType::kBF16, {1, 8});
+  check_linear(24576, 1536, DType::kBF16, DType::kBF16, {1, 8});
+  check_linear(64, 2048, DType::kBF16, DType::kF32, decode);
+  check_linear(256, 7168, DType::kBF16, DType::kF32, decode);
+  check_linear(102400, 2048, DType::kBF16, DType::kF32, {1, 8});
 }
 
 TEST_F(GemmCuda, Absorb16Heads) {

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cuda_op_test_util.h"
@@ -69,6 +70,27 @@ class MoeDispatchCuda : public CudaOpTest {
     EXPECT_EQ(testing::mismatches(ints(to_host(got.expert_offsets)), ints(want.expert_offsets)), 0);
     EXPECT_EQ(testing::mismatches(ints(to_host(got.sorted_pairs)), ints(want.sorted_pairs)), 0);
     EXPECT_EQ(testing::mismatches(ints(to_host(got.sorted_tokens)), ints(want.sorted_tokens)), 0);
+  }
+
+  // moe_group_and_gather: the grouping and the gathered rows must equal the CPU's bit for bit
+  // (an integer sort and a copy); gathered is poisoned first.
+  void check_group_gather(int64_t t, int64_t k, int64_t e, int64_t h, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    const Tensor ids = route_ids(t, k, e, false, rng);
+    const Tensor x = random_tensor({t, h}, DType::kBF16, rng);
+    MoeGrouping want{Tensor::empty({e + 1}, DType::kI32), Tensor::empty({t * k}, DType::kI32),
+                     Tensor::empty({t * k}, DType::kI32)};
+    Tensor want_rows = Tensor::empty({t * k, h}, DType::kF32);  // the bf16 rows, exact in f32
+    moe_group_and_gather_cpu(ids, e, x, want, want_rows);
+    MoeGrouping got = poisoned_grouping(t * k, e);
+    Tensor rows = poisoned_gpu({t * k, h}, DType::kBF16);
+    moe_group_and_gather(ids.to(Device::kCUDA), e, x.to(Device::kCUDA), got, rows, stream());
+    const std::string where = "T " + std::to_string(t) + " k " + std::to_string(k) + " H " + std::to_string(h);
+    EXPECT_EQ(testing::mismatches(ints(to_host(got.expert_offsets)), ints(want.expert_offsets)), 0) << where;
+    EXPECT_EQ(testing::mismatches(ints(to_host(got.sorted_pairs)), ints(want.sorted_pairs)), 0) << where;
+    EXPECT_EQ(testing::mismatches(ints(to_host(got.sorted_tokens)), ints(want.sorted_tokens)), 0) << where;
+    EXPECT_EQ(testing::mismatches(to_host(rows).to_vector(), want_rows.to_vector()), 0)
+        << where << ": gathered rows differ (or were left poisoned)";
   }
 
   void check_combine(int64_t t, int64_t k, int64_t e, int64_t h, uint64_t seed, DType y_dtype = DType::kBF16) {
@@ -155,6 +177,27 @@ TEST_F(MoeDispatchCuda, CombineV3Hidden) {
 }
 
 TEST_F(MoeDispatchCuda, CombineV2LiteHidden) { check_combine(2048, 6, 64, 2048, 23); }
+
+// Decode batches (at most 2048 pairs) take the one-kernel combine, larger ones the inverse
+// workspace and two kernels: both sides of the switch, at V2-Lite's (k 6, E 64, H 2048: 341 x 6 =
+// 2046 and 342 x 6 = 2052 pairs) and V3's shapes (k 8, E 256, H 7168: 256 and 257 tokens).
+TEST_F(MoeDispatchCuda, CombineDecodeBatches) {
+  for (int64_t t : {1, 8, 64, 256, 341, 342}) check_combine(t, 6, 64, 2048, 40 + t);
+  for (int64_t t : {1, 8, 64, 256, 257}) check_combine(t, 8, 256, 7168, 50 + t, DType::kF32);
+}
+
+// Up to 64 pairs the grouping CTA copies the rows itself, above that the gather is its own
+// launch: both sides at V2-Lite's (k 6, H 2048: 10 x 6 = 60, 11 x 6 = 66 pairs) and V3's shapes
+// (k 8, H 7168: 8 x 8 = 64, 9 x 8 = 72), and a width that is not a multiple of 8 (two launches).
+TEST_F(MoeDispatchCuda, SmallGroupAndGather) {
+  check_group_gather(3, 2, 8, 64, 71);
+  check_group_gather(5, 3, 8, 20, 72);
+}
+
+TEST_F(MoeDispatchCuda, GroupAndGatherDecodeBatches) {
+  for (int64_t t : {1, 8, 10, 11, 64}) check_group_gather(t, 6, 64, 2048, 80 + t);
+  for (int64_t t : {1, 8, 9}) check_group_gather(t, 8, 256, 7168, 90 + t);
+}
 
 TEST_F(MoeDispatchCuda, SmallCombineF32Output) {
   check_combine(3, 2, 8, 64, 31, DType::kF32);

@@ -1,0 +1,150 @@
+// latent_rows on the GPU (contract: ops/latent_rows.h): kv_a_proj_with_mqa's output -> normalised
+// latent, rotated rope key and their cache row, in one kernel.
+//
+// Design: one CTA of kThreads per token (grid-stride over tokens), memory-bound and tiny (576
+// values a token). Pass 1: the CTA sums c² over the dc latent channels in fp32 (one element a
+// thread per step; a warp-shuffle then shared-memory reduction, as rms_norm.cu). Pass 2: latent
+// = bf16(w · (c · inv_rms)) (rms_norm.cu's order of operations), written to `latent` and, when
+// the token has a slot, to the cache row's first dc channels; the dr/2 rope pairs rotate in fp32
+// from the table row of the token's position (rope.cu's formula; zeros for a position outside
+// the table) into k_pe and the cache row's last dr channels. Scalar accesses: a warp reads 64
+// contiguous bytes, and the whole row is 1.2 KB.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <string_view>
+
+#include "core/cuda_check.h"
+#include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/vec.cuh"
+#include "ops/latent_rows.h"
+
+namespace mlaserve::ops {
+namespace {
+
+constexpr std::string_view kOp = "latent_rows_cuda";
+constexpr int kThreads = 128;
+
+struct LatentRowParams {
+  const __nv_bfloat16* ckv;   // [T, dc + dr]
+  const void* norm_weight;    // [dc] f32 or bf16
+  const void* positions;      // [T] i32 or i64
+  const float* cos_sin;       // [P, dr]
+  const void* slots;          // [T] i32 or i64, or null: no cache write
+  __nv_bfloat16* latent;      // [T, dc]
+  __nv_bfloat16* k_pe;        // [T, dr]
+  __nv_bfloat16* cache;       // [num_slots, dc + dr]
+  int64_t tokens, dc, dr, num_positions, num_slots;
+  float eps;
+  bool weight_bf16, positions_i64, slots_i64;
+};
+
+__device__ float block_sum(float v, float* scratch) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < kThreads / 32 ? scratch[lane] : 0.0f;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// grid (min(T, 65535)), block kThreads.
+__global__ void __launch_bounds__(kThreads) latent_rows_kernel(LatentRowParams p) {
+  __shared__ float scratch[kThreads / 32];
+  const int64_t row = p.dc + p.dr;
+  for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
+    const __nv_bfloat16* c = p.ckv + t * row;
+    float sum_sq = 0.0f;
+    for (int64_t i = threadIdx.x; i < p.dc; i += kThreads) {
+      const float v = __bfloat162float(c[i]);
+      sum_sq += v * v;
+    }
+    const float inv_rms = 1.0f / sqrtf(block_sum(sum_sq, scratch) / static_cast<float>(p.dc) + p.eps);
+    const int64_t slot = p.slots != nullptr ? gpu::load_index(p.slots, p.slots_i64, t) : -1;
+    __nv_bfloat16* cache_row = slot >= 0 && slot < p.num_slots ? p.cache + slot * row : nullptr;
+    for (int64_t i = threadIdx.x; i < p.dc; i += kThreads) {
+      const float w = p.weight_bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(p.norm_weight)[i])
+                                    : static_cast<const float*>(p.norm_weight)[i];
+      const __nv_bfloat16 out = __float2bfloat16_rn(w * (__bfloat162float(c[i]) * inv_rms));
+      p.latent[t * p.dc + i] = out;
+      if (cache_row != nullptr) cache_row[i] = out;
+    }
+    const int64_t pos = gpu::load_index(p.positions, p.positions_i64, t), pairs = p.dr / 2;
+    for (int64_t i = threadIdx.x; i < pairs; i += kThreads) {
+      float out0 = 0.0f, out1 = 0.0f;
+      if (pos >= 0 && pos < p.num_positions) {
+        const float* cs = p.cos_sin + pos * p.dr;
+        const float cs_c = cs[i], cs_s = cs[pairs + i];
+        const float x0 = __bfloat162float(c[p.dc + 2 * i]), x1 = __bfloat162float(c[p.dc + 2 * i + 1]);
+        out0 = x0 * cs_c - x1 * cs_s;
+        out1 = x0 * cs_s + x1 * cs_c;
+      }
+      const __nv_bfloat16 b0 = __float2bfloat16_rn(out0), b1 = __float2bfloat16_rn(out1);
+      p.k_pe[t * p.dr + 2 * i] = b0;
+      p.k_pe[t * p.dr + 2 * i + 1] = b1;
+      if (cache_row != nullptr) {
+        cache_row[p.dc + 2 * i] = b0;
+        cache_row[p.dc + 2 * i + 1] = b1;
+      }
+    }
+    __syncthreads();  // scratch is reused by the next token
+  }
+}
+
+}  // namespace
+
+void latent_rows_cuda(const LatentRowInputs& in, LatentRowOutputs& out, cudaStream_t stream) {
+  gpu::check_dtype(kOp, "ckv", in.ckv, DType::kBF16);
+  gpu::check_f32_or_bf16(kOp, "norm_weight", in.norm_weight);
+  gpu::check_index(kOp, "positions", in.positions);
+  gpu::check_dtype(kOp, "cos_sin", in.cos_sin, DType::kF32);
+  gpu::check_dtype(kOp, "latent", out.latent, DType::kBF16);
+  gpu::check_dtype(kOp, "k_pe", out.k_pe, DType::kBF16);
+  MLA_CHECK(in.ckv.ndim() == 2 && out.latent.ndim() == 2 && out.k_pe.ndim() == 2,
+            "{}: ckv {}, latent {} and k_pe {} must be 2-D", kOp, shape_str(in.ckv.shape()),
+            shape_str(out.latent.shape()), shape_str(out.k_pe.shape()));
+  const int64_t t = in.ckv.dim(0), dc = out.latent.dim(1), dr = out.k_pe.dim(1);
+  MLA_CHECK(dr % 2 == 0 && in.ckv.dim(1) == dc + dr, "{}: ckv {} must be [T, dc + dr] for dc {} and an even dr {}",
+            kOp, shape_str(in.ckv.shape()), dc, dr);
+  gpu::check_shape(kOp, "latent", out.latent, {t, dc});
+  gpu::check_shape(kOp, "k_pe", out.k_pe, {t, dr});
+  gpu::check_shape(kOp, "norm_weight", in.norm_weight, {dc});
+  gpu::check_shape(kOp, "positions", in.positions, {t});
+  MLA_CHECK(in.cos_sin.ndim() == 2 && in.cos_sin.dim(1) == dr, "{}: cos_sin {} must be [P, {}]", kOp,
+            shape_str(in.cos_sin.shape()), dr);
+  const bool write = out.slot_mapping.defined();
+  int64_t num_slots = 0;
+  if (write) {
+    gpu::check_index(kOp, "slot_mapping", out.slot_mapping);
+    gpu::check_shape(kOp, "slot_mapping", out.slot_mapping, {t});
+    gpu::check_dtype(kOp, "cache", out.cache, DType::kBF16);
+    MLA_CHECK(out.cache.ndim() == 3 && out.cache.dim(2) == dc + dr, "{}: cache {} must be [num_blocks, block_size, {}]",
+              kOp, shape_str(out.cache.shape()), dc + dr);
+    num_slots = out.cache.dim(0) * out.cache.dim(1);
+  }
+  if (t == 0) return;
+  const LatentRowParams p{gpu::ptr<const __nv_bfloat16>(in.ckv),
+                          in.norm_weight.raw(),
+                          in.positions.raw(),
+                          gpu::ptr<const float>(in.cos_sin),
+                          write ? out.slot_mapping.raw() : nullptr,
+                          gpu::ptr<__nv_bfloat16>(out.latent),
+                          gpu::ptr<__nv_bfloat16>(out.k_pe),
+                          write ? gpu::ptr<__nv_bfloat16>(out.cache) : nullptr,
+                          t,
+                          dc,
+                          dr,
+                          in.cos_sin.dim(0),
+                          num_slots,
+                          in.eps,
+                          in.norm_weight.dtype() == DType::kBF16,
+                          in.positions.dtype() == DType::kI64,
+                          write && out.slot_mapping.dtype() == DType::kI64};
+  latent_rows_kernel<<<static_cast<unsigned>(std::min<int64_t>(t, 65535)), kThreads, 0, stream>>>(p);
+  MLA_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace mlaserve::ops

@@ -1,0 +1,64 @@
+// The GEMV path of linear_cuda (ops/linear.h): argument checks and launches. The design note and
+// the kernel are in linear_gemv.cuh.
+#include "ops/cuda/linear_gemv.cuh"
+
+#include <string_view>
+
+#include "core/cuda_check.h"
+#include "ops/cuda/gpu_checks.h"
+#include "ops/linear.h"
+
+namespace mlaserve::ops {
+namespace {
+
+template <typename OutT>
+void launch(const gpu::GemvParams<OutT>& p, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((int64_t{p.n} + gpu::kGemvRows - 1) / gpu::kGemvRows));
+  if (p.t <= 1) {
+    gpu::linear_gemv_bf16_kernel<1, OutT><<<grid, gpu::kGemvThreads, 0, stream>>>(p);
+  } else if (p.t <= 2) {
+    gpu::linear_gemv_bf16_kernel<2, OutT><<<grid, gpu::kGemvThreads, 0, stream>>>(p);
+  } else if (p.t <= 4) {
+    gpu::linear_gemv_bf16_kernel<4, OutT><<<grid, gpu::kGemvThreads, 0, stream>>>(p);
+  } else {
+    gpu::linear_gemv_bf16_kernel<8, OutT><<<grid, gpu::kGemvThreads, 0, stream>>>(p);
+  }
+  MLA_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+bool linear_gemv_applies(const Tensor& x, const Tensor& weight, const Tensor& out) {
+  return x.dtype() == DType::kBF16 && weight.dtype() == DType::kBF16 &&
+         (out.dtype() == DType::kBF16 || out.dtype() == DType::kF32) && x.ndim() == 2 && weight.ndim() == 2 &&
+         x.dim(0) >= 1 && x.dim(0) <= gpu::kGemvMaxTokens && x.dim(1) % 8 == 0 && x.dim(1) < (int64_t{1} << 31) &&
+         weight.dim(0) < (int64_t{1} << 31) && gpu::aligned16(x) && gpu::aligned16(weight);
+}
+
+void linear_gemv_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream) {
+  constexpr std::string_view kOp = "linear_gemv_cuda";
+  gpu::check_dtype(kOp, "x", x, DType::kBF16);
+  gpu::check_dtype(kOp, "weight", weight, DType::kBF16);
+  gpu::check_f32_or_bf16(kOp, "out", out);
+  MLA_CHECK(x.ndim() == 2 && weight.ndim() == 2 && x.dim(1) == weight.dim(1),
+            "{}: x {} must be [T, K] and weight {} [N, K]", kOp, shape_str(x.shape()), shape_str(weight.shape()));
+  const int64_t t = x.dim(0), k = x.dim(1), n = weight.dim(0);
+  gpu::check_shape(kOp, "out", out, {t, n});
+  MLA_CHECK(linear_gemv_applies(x, weight, out),
+            "{}: needs 1 <= T = {} <= {}, K = {} a multiple of 8 and 16-byte aligned x and weight", kOp, t,
+            gpu::kGemvMaxTokens, k);
+  if (n == 0) return;
+  if (out.dtype() == DType::kBF16) {
+    launch(gpu::GemvParams<__nv_bfloat16>{gpu::ptr<const __nv_bfloat16>(x), gpu::ptr<const __nv_bfloat16>(weight),
+                                          gpu::ptr<__nv_bfloat16>(out), static_cast<int32_t>(t),
+                                          static_cast<int32_t>(n), static_cast<int32_t>(k)},
+           stream);
+  } else {
+    launch(gpu::GemvParams<float>{gpu::ptr<const __nv_bfloat16>(x), gpu::ptr<const __nv_bfloat16>(weight),
+                                  gpu::ptr<float>(out), static_cast<int32_t>(t), static_cast<int32_t>(n),
+                                  static_cast<int32_t>(k)},
+           stream);
+  }
+}
+
+}  // namespace mlaserve::ops
