@@ -1,11 +1,13 @@
 #include "core/memory.h"
 #include "core/device_cache.h"
+#include "core/side_stream.h"
 
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "core/error.h"
 
@@ -17,6 +19,8 @@ namespace mlaserve {
 
 #ifdef MLASERVE_WITH_CUDA
 namespace {
+
+thread_local std::vector<void*>* deferred_frees = nullptr;  // the innermost DeferFreesScope's
 
 // Caching allocator for device memory. cudaFree synchronises the whole device, and a forward
 // pass makes and drops hundreds of activation tensors, so freed blocks are kept and handed out
@@ -53,6 +57,10 @@ class DeviceCache {
   }
 
   void free(void* p) {
+    if (deferred_frees != nullptr) {  // a DeferFreesScope holds it until the branches have joined
+      deferred_frees->push_back(p);
+      return;
+    }
     std::lock_guard lock(mutex_);
     auto it = used_.find(p);
     if (it == used_.end()) return;
@@ -112,6 +120,24 @@ DevicePoolScope::DevicePoolScope(DevicePool* pool) {
 DevicePoolScope::~DevicePoolScope() {
 #ifdef MLASERVE_WITH_CUDA
   current_pool = previous_;
+#endif
+}
+
+DeferFreesScope::DeferFreesScope() {
+#ifdef MLASERVE_WITH_CUDA
+  previous_ = deferred_frees;
+  auto* held = new std::vector<void*>();
+  held_ = held;
+  deferred_frees = held;
+#endif
+}
+
+DeferFreesScope::~DeferFreesScope() {
+#ifdef MLASERVE_WITH_CUDA
+  auto* held = static_cast<std::vector<void*>*>(held_);
+  deferred_frees = static_cast<std::vector<void*>*>(previous_);
+  for (void* p : *held) device_cache().free(p);  // to the enclosing scope, if any, else the cache
+  delete held;
 #endif
 }
 

@@ -2,8 +2,9 @@
 // first layers and the MoE of the rest (router in fp32, routed experts over the tokens that
 // chose them, weighted combine accumulated onto the shared experts' output). Their outputs are
 // partial sums under tensor parallelism: f32 then (DeepSeekModel::partial).
+#include <optional>
+
 #include "model/model.h"
-#include "ops/embedding.h"
 #include "ops/fp8_quant.h"
 #include "ops/linear.h"
 #include "ops/linear_fp8.h"
@@ -35,32 +36,36 @@ ops::RouterParams router_params(const DeepSeekConfig& c) {
 
 }  // namespace
 
-void DeepSeekModel::mlp(const MlpWeights& w, const Tensor& x, Tensor& out) {
-  mark("mlp");
-  Tensor gate_up = linear(w.gate_up, x);  // [T, 2I]
+void DeepSeekModel::mlp(const MlpWeights& w, const Tensor& x, Tensor& out, Stream stream) {
+  Tensor gate_up = linear(w.gate_up, x, stream);  // [T, 2I]
   if (w.down.is_fp8()) {  // SwiGLU fused with the quantisation of the down projection's input
     const int64_t t = x.dim(0), inter = w.gate_up.out_features() / 2;
     Tensor h_q = Tensor::empty({t, inter}, DType::kF8E4M3, options_.device);                      // [T, I]
     Tensor h_scales = Tensor::empty({t, ops::fp8_num_blocks(inter)}, DType::kF32, options_.device);  // [T, I/128]
-    ops::silu_mul_quantize_fp8(gate_up, act_quant_, h_q, h_scales, options_.stream);
-    ops::linear_fp8_w8a8(h_q, h_scales, w.down.weight, w.down.scale_inv, out, options_.stream);
+    ops::silu_mul_quantize_fp8(gate_up, act_quant_, h_q, h_scales, stream);
+    ops::linear_fp8_w8a8(h_q, h_scales, w.down.weight, w.down.scale_inv, out, stream);
     return;
   }
   Tensor hidden = act({x.dim(0), w.gate_up.out_features() / 2});
-  ops::silu_mul(gate_up, hidden, options_.stream);
-  linear_into(w.down, hidden, out);
+  ops::silu_mul(gate_up, hidden, stream);
+  linear_into(w.down, hidden, out, stream);
 }
 
 Tensor DeepSeekModel::ffn(int64_t layer, const Tensor& m) {
   const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
   if (lw.moe) return moe(*lw.moe, m);
+  mark("mlp");
   Tensor out = partial({m.dim(0), config_.hidden_size});
-  mlp(*lw.mlp, m, out);
+  mlp(*lw.mlp, m, out, options_.stream);
   return out;
 }
 
 // Router in fp32 -> pairs grouped by expert -> rows gathered in expert order -> all experts as
 // one grouped op -> weighted combine onto the shared experts' output. No host synchronisation.
+// At decode sizes (t <= kSideBranchMaxTokens) the shared experts run on the side stream beside
+// the router and the routed experts, which do not depend on them: two chains of small kernels
+// overlap (at one token the shared experts' ~15 us hide behind the routed chain's ~45 us); the
+// combine waits for both. The arithmetic is the same in either order.
 // Under tensor parallelism with shared experts the output is [2, T, H] f32: the shared experts'
 // partial output, and the routed experts' partial combine (from zero) apart from it, so that the
 // all-reduced shared output can be rounded before the routed sum is added, as on one GPU
@@ -70,6 +75,17 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
   const int64_t t = m.dim(0), hidden = config_.hidden_size, k = config_.num_experts_per_tok;
   const int64_t num_experts = config_.n_routed_experts;
   const Stream stream = options_.stream;
+  const bool apart = w.shared && plan_.tp_size > 1;
+  Tensor out = apart ? f32({2, t, hidden}) : partial({t, hidden});
+  Tensor routed = apart ? out.slice(1, 2).reshape({t, hidden}) : out;  // the combine accumulates into it
+
+  std::optional<ForkedBranch> shared_branch = w.shared ? fork_side_branch(t) : std::optional<ForkedBranch>();
+  if (w.shared) {
+    Tensor shared = apart ? out.slice(0, 1).reshape({t, hidden}) : out;
+    if (!shared_branch) mark("mlp");
+    mlp(*w.shared, m, shared, shared_branch ? shared_branch->stream() : stream);
+  }
+  if (!w.shared || apart) routed.fill_bytes(0, stream);
 
   mark("moe.route");
   Tensor logits = f32({t, num_experts});  // fp32 accumulation and output (§5.1)
@@ -80,9 +96,8 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
   const Device dev = options_.device;
   ops::MoeGrouping groups{Tensor::empty({num_experts + 1}, DType::kI32, dev), Tensor::empty({t * k}, DType::kI32, dev),
                           Tensor::empty({t * k}, DType::kI32, dev)};
-  ops::moe_group_by_expert(route.expert_ids, num_experts, groups, stream);
   Tensor gathered = act({t * k, hidden});  // token rows in expert order
-  ops::embedding(groups.sorted_tokens, m, gathered, stream);
+  ops::moe_group_and_gather(route.expert_ids, num_experts, m, groups, gathered, stream);
   mark("moe.experts");
   // This rank's experts [e0, e1) own the sorted rows [offsets[e0], offsets[e1]) (all of them
   // without expert parallelism): the grouped op runs over those rows, the others stay zero in
@@ -94,14 +109,7 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
   if (!all_experts) expert_out.fill_bytes(0, stream);
   Tensor swiglu = act({t * k, w.experts.intermediate()});  // workspace of the grouped op
   ops::moe_experts(gathered, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
-  const bool apart = w.shared && plan_.tp_size > 1;
-  Tensor out = apart ? f32({2, t, hidden}) : partial({t, hidden});
-  Tensor routed = apart ? out.slice(1, 2).reshape({t, hidden}) : out;  // the combine accumulates into it
-  if (w.shared) {
-    Tensor shared = apart ? out.slice(0, 1).reshape({t, hidden}) : out;
-    mlp(*w.shared, m, shared);
-  }
-  if (!w.shared || apart) routed.fill_bytes(0, stream);
+  if (shared_branch) shared_branch->join();
   mark("moe.combine");
   ops::moe_combine(expert_out, groups.sorted_pairs, route.weights, routed, stream);
   return out;

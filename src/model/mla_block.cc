@@ -1,12 +1,14 @@
 // The MLA block of DeepSeekModel (MODEL_SPEC.md §3, §4): projections, RoPE, the latent cache
 // write, and attention in the absorbed or the MHA form. See model.h for the plan.
 //
-// kv_a_proj_with_mqa [576, H] runs as two GEMMs over its row views [0, 512) and [512, 576), so
-// the latent and the rope key land in separate contiguous tensors without a column copy.
+// kv_a_proj_with_mqa [576, H] runs as one GEMM; latent_rows then splits its rows into the
+// normalised latent and the rotated rope key (and writes the cache row) in one op.
 #include <algorithm>
+#include <optional>
 
 #include "model/step_metadata.h"
 #include "ops/latent_cache.h"
+#include "ops/latent_rows.h"
 #include "ops/linear.h"
 #include "ops/merge_attention_states.h"
 #include "ops/mha_attention.h"
@@ -26,6 +28,18 @@ Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetada
   const Stream stream = options_.stream;
 
   mark("attn.project");
+  // The cache row [RMSNorm(latent) | RoPE(k_pe)] of every new token; at decode sizes on the side
+  // stream, beside the query projection (model.h, kSideBranchMaxTokens).
+  std::optional<ForkedBranch> kv_branch = fork_side_branch(t);
+  const Stream kv_stream = kv_branch ? kv_branch->stream() : stream;
+  const bool latent_layout = options_.kv_cache_layout == KvCacheLayout::kLatent;
+  const Tensor ckv = linear(w.kv_a_proj, a, kv_stream);  // [T, dc + dr]
+  ops::LatentRowOutputs rows{act({t, dc}), act({t, dr}), latent_layout ? step.slots : Tensor(),
+                             latent_layout ? cache.layer(layer) : Tensor()};
+  ops::latent_rows({ckv, w.kv_a_norm, eps, step.positions, cos_sin_}, rows, kv_stream);
+  const Tensor& latent = rows.latent;  // [T, dc] RMSNorm(c)
+  const Tensor& k_pe = rows.k_pe;      // [T, dr] RoPE(k_pe)
+
   // Query: [T, n, dn + dr], rope on each head's last dr channels.
   Tensor q;
   if (w.q_proj) {
@@ -37,16 +51,10 @@ Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetada
   }
   q = q.reshape({t, n, dn + dr});
   ops::apply_rope_interleaved(q, step.positions, cos_sin_, dn, stream);
-
-  // The cache row [RMSNorm(latent) | RoPE(k_pe)] of every new token.
-  Tensor latent = linear(linear_rows(w.kv_a_proj, 0, dc), a);       // [T, dc]
-  ops::rms_norm(latent, w.kv_a_norm, eps, latent, stream);
-  Tensor k_pe = linear(linear_rows(w.kv_a_proj, dc, dc + dr), a);   // [T, dr]
-  ops::apply_rope_interleaved(k_pe, step.positions, cos_sin_, 0, stream);
-  if (options_.kv_cache_layout == KvCacheLayout::kMha) {
+  if (kv_branch) kv_branch->join();
+  if (!latent_layout) {
     return attention_mha_cache(w, step, q, latent, k_pe, cache.layer(layer));  // mha_cache_block.cc
   }
-  ops::write_latent_cache(latent, k_pe, step.slots, cache.layer(layer), stream);
 
   Tensor o = act({t, n, dv});  // head-major per token, the o_proj input
   mark("attn.absorbed");

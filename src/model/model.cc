@@ -54,18 +54,25 @@ Tensor DeepSeekModel::device_i32(const std::vector<int32_t>& values) const {
   return options_.device == Device::kCPU ? t : t.to(options_.device);
 }
 
-void DeepSeekModel::linear_into(const Linear& w, const Tensor& x, Tensor& out) const {
+void DeepSeekModel::linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream) const {
+  const Stream s = stream.value_or(options_.stream);
   if (w.is_fp8()) {
-    ops::linear_fp8(x, w.weight, w.scale_inv, act_quant_, out, options_.stream);
+    ops::linear_fp8(x, w.weight, w.scale_inv, act_quant_, out, s);
   } else {
-    ops::linear(x, w.weight, out, options_.stream);
+    ops::linear(x, w.weight, out, s);
   }
 }
 
-Tensor DeepSeekModel::linear(const Linear& w, const Tensor& x) const {
+Tensor DeepSeekModel::linear(const Linear& w, const Tensor& x, std::optional<Stream> stream) const {
   Tensor out = act({x.dim(0), w.out_features()});
-  linear_into(w, x, out);
+  linear_into(w, x, out, stream);
   return out;
+}
+
+std::optional<ForkedBranch> DeepSeekModel::fork_side_branch(int64_t t) {
+  if (t > kSideBranchMaxTokens || options_.device != Device::kCUDA) return std::nullopt;
+  if (!side_.enabled()) side_ = SideStream::create(true);
+  return std::optional<ForkedBranch>(std::in_place, side_, options_.stream);
 }
 
 const Tensor& DeepSeekModel::rope_table(int64_t max_position) {

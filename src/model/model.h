@@ -48,6 +48,7 @@
 #include <memory>
 
 #include "core/region_timer.h"
+#include "core/side_stream.h"
 #include "core/collectives.h"
 #include "core/stream.h"
 #include "core/tensor.h"
@@ -70,6 +71,12 @@ enum class AttentionForm {
 };
 
 inline constexpr int32_t kMaxAbsorbedQueryLen = 4;
+
+// Steps of at most this many tokens (decode batches, whose kernels each hold few SMs) run two
+// independent chains of each layer side by side on a second stream (core/side_stream.h): the
+// latent row (kv_a, norm, RoPE, cache write) beside the query projection (mla_block.cc), and the
+// MoE's shared experts beside the router and the routed experts (ffn_block.cc).
+inline constexpr int64_t kSideBranchMaxTokens = 256;
 
 // What the paged cache holds per token and layer (issue #7).
 enum class KvCacheLayout {
@@ -158,9 +165,13 @@ class DeepSeekModel {
   // experts' partial outputs apart, under tensor parallelism).
   Tensor ffn(int64_t layer, const Tensor& m);
   Tensor moe(const MoeWeights& w, const Tensor& m);
-  void mlp(const MlpWeights& w, const Tensor& x, Tensor& out);  // x [T, H] -> out [T, H]
-  void linear_into(const Linear& w, const Tensor& x, Tensor& out) const;  // out [T, out_features]
-  Tensor linear(const Linear& w, const Tensor& x) const;                  // [T, in] -> [T, out]
+  void mlp(const MlpWeights& w, const Tensor& x, Tensor& out, Stream stream);  // x [T, H] -> out [T, H]
+  // out [T, out_features]; on `stream`, or the model's stream when it is not given.
+  void linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream = {}) const;
+  Tensor linear(const Linear& w, const Tensor& x, std::optional<Stream> stream = {}) const;  // [T, in] -> [T, out]
+  // A branch on the side stream for a step of t tokens, or none (eager on the model's stream)
+  // when the step is larger than kSideBranchMaxTokens or runs on the CPU.
+  std::optional<ForkedBranch> fork_side_branch(int64_t t);
   Tensor act(Shape shape) const { return Tensor::empty(std::move(shape), act_dtype_, options_.device); }
   // An output that all_reduce sums over the tensor-parallel group (o_proj, the FFN): f32 when
   // tp_size > 1, so that the ranks' partial sums are added unrounded and the sum is rounded to
@@ -184,6 +195,7 @@ class DeepSeekModel {
   ops::ActQuantParams act_quant_;
   DType act_dtype_ = DType::kF32;
   Tensor cos_sin_;
+  SideStream side_;  // GPU: made at the first fork (the first step runs on the model's device)
   std::unique_ptr<RegionTimer> timer_;  // set while profiling
   RegionTotals profile_;
 };
