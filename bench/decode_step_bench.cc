@@ -12,9 +12,11 @@
 // --quantization fp8: the same dummy weights quantised to block FP8 on the GPU (W8A8 GEMMs,
 // model/quantize_fp8.h); the floor then counts one byte per linear and expert weight.
 //
-// Each step is DeepSeekModel::forward on B sequences of one new token each, after `context`
-// cached tokens (cache contents random: attention cost does not depend on the values). Prints
-// a table and writes JSON (card, date, command) under --out. A program, not a test.
+// Each step runs B sequences of one new token each, after `context` cached tokens (cache contents
+// random: attention cost does not depend on the values), twice: eagerly (DeepSeekModel::forward,
+// every kernel launched from the host) and as the engine runs decode steps, one CUDA graph replay
+// (engine/decode_graphs.h); "x floor" is the graph's. Prints a table and writes JSON (card, date,
+// command) under --out. A program, not a test.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -22,6 +24,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -30,6 +33,7 @@
 #include "bench_report.h"
 #include "copy_bandwidth.h"
 #include "core/cuda_check.h"
+#include "engine/decode_graphs.h"
 #include "model/dummy.h"
 #include "model/model.h"
 #include "model/presets.h"
@@ -110,8 +114,10 @@ int run(int argc, char** argv) {
   LatentCache cache = model.make_cache(max_b * blocks_per_seq);
   for (int64_t l = 0; l < cache.num_layers(); ++l) ops::fill_uniform(ops::UniformFill{uint64_t(l + 1), 1.0f, 0.0f}, cache.layer(l));
 
+  DecodeGraphs graphs(model, cache, max_b, context + 1);
   nlohmann::json rows = nlohmann::json::array();
-  std::printf("%6s %8s %12s %12s %10s %10s\n", "batch", "context", "step ms", "floor ms", "x floor", "tok/s");
+  std::printf("%6s %8s %12s %12s %12s %10s %10s\n", "batch", "context", "eager ms", "graph ms", "floor ms", "x floor",
+              "tok/s");
   for (int64_t b : batches) {
     ForwardBatch batch;
     for (int64_t s = 0; s < b; ++s) {
@@ -123,23 +129,29 @@ int run(int argc, char** argv) {
       batch.logit_rows.push_back(static_cast<int32_t>(s));
       batch.sequences.push_back(std::move(seq));
     }
-    for (int i = 0; i < 3; ++i) model.forward(batch, cache);  // warm-up
-    std::vector<double> ms;
-    for (int64_t r = 0; r < reps; ++r) {
-      MLA_CUDA_CHECK(cudaDeviceSynchronize());
-      auto s0 = std::chrono::steady_clock::now();
-      model.forward(batch, cache);
-      MLA_CUDA_CHECK(cudaDeviceSynchronize());
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count());
-    }
-    std::sort(ms.begin(), ms.end());
-    const double step = ms[ms.size() / 2];
+    MLA_CHECK(graphs.accepts(batch), "decode_step_bench: the batch of {} is not a graph's", b);
+    auto median_ms = [&](auto&& run_step) {  // median of reps steps, after 3 warm-up steps
+      for (int i = 0; i < 3; ++i) run_step();
+      std::vector<double> ms;
+      for (int64_t r = 0; r < reps; ++r) {
+        MLA_CUDA_CHECK(cudaDeviceSynchronize());
+        auto s0 = std::chrono::steady_clock::now();
+        run_step();
+        MLA_CUDA_CHECK(cudaDeviceSynchronize());
+        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count());
+      }
+      std::sort(ms.begin(), ms.end());
+      return std::pair{ms[ms.size() / 2], ms.front()};
+    };
+    const auto [eager, eager_min] = median_ms([&] { model.forward(batch, cache); });
+    const auto [step, step_min] = median_ms([&] { graphs.run(batch); });
     const double kv_bytes = double(b) * (context + 1) * cache.bytes_per_token();
     const double bytes = step_weight_bytes(config, b, fp8 ? 1.0 : 2.0) + kv_bytes;
     const double floor_ms = bytes / (copy_gbps * 1e9) * 1e3;  // bytes at the measured copy rate (read + write)
-    std::printf("%6lld %8lld %12.3f %12.3f %10.2f %10.0f\n", static_cast<long long>(b), static_cast<long long>(context),
-                step, floor_ms, step / floor_ms, b / (step * 1e-3));
-    rows.push_back({{"batch", b}, {"context", context}, {"step_ms_median", step}, {"step_ms_min", ms.front()},
+    std::printf("%6lld %8lld %12.3f %12.3f %12.3f %10.2f %10.0f\n", static_cast<long long>(b),
+                static_cast<long long>(context), eager, step, floor_ms, step / floor_ms, b / (step * 1e-3));
+    rows.push_back({{"batch", b}, {"context", context}, {"step_ms_median", step}, {"step_ms_min", step_min},
+                    {"eager_ms_median", eager}, {"eager_ms_min", eager_min}, {"cuda_graphs", true},
                     {"floor_ms", floor_ms}, {"bytes", bytes}, {"kv_bytes", kv_bytes}, {"x_floor", step / floor_ms},
                     {"output_tok_per_s", b / (step * 1e-3)}});
   }
