@@ -12,7 +12,9 @@
 //
 // Bytes counted: every visible cache row once (1152 B per key), q, out and lse. FLOPs:
 // 2 * rows * keys * (576 + 512). The floor is bytes / the device-to-device copy bandwidth
-// measured here (bytes read + written, cudaMemcpyAsync of 1 GiB). --torch-baseline takes the
+// measured here (bytes read + written, cudaMemcpyAsync of 1 GiB); "%copy" is GB/s against that
+// rate and "%peak" TFLOPS against the dense BF16 GEMM rate measured here (cuBLASLt,
+// 4096 x 7168 x 16384), so that cards of different bandwidth compare. --torch-baseline takes the
 // JSON written by bench/mla_decode_torch_baseline.py in the same run (plain einsum + softmax
 // on a dense cache) and prints it as a column.
 #include <cuda_bf16.h>
@@ -35,6 +37,7 @@
 #include "copy_bandwidth.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
+#include "ops/linear.h"
 #include "ops/mla_decode.h"
 
 namespace mlaserve::bench {
@@ -77,6 +80,20 @@ __global__ void fill_random_bf16(__nv_bfloat16* p, int64_t n, uint64_t seed) {
 void fill(Tensor& t, uint64_t seed) {
   fill_random_bf16<<<1024, 256>>>(static_cast<__nv_bfloat16*>(t.raw()), t.numel(), seed);
   MLA_CUDA_CHECK_LAUNCH();
+}
+
+// The card's dense BF16 rate, measured here: cuBLASLt (ops::linear_cuda) at 4096 x 7168 x 16384,
+// the ANCHORS.md shape; TFLOPS of the median of 10 timed calls after 3.
+double dense_bf16_tflops(cudaStream_t stream, Timer& timer) {
+  constexpr int64_t m = 4096, n = 7168, k = 16384;
+  Tensor x = Tensor::empty({m, k}, DType::kBF16, Device::kCUDA);  // [M, K]
+  Tensor w = Tensor::empty({n, k}, DType::kBF16, Device::kCUDA);  // [N, K]
+  Tensor y = Tensor::empty({m, n}, DType::kBF16, Device::kCUDA);  // [M, N]
+  fill(x, 11);
+  fill(w, 12);
+  auto call = [&](int) { ops::linear_cuda(x, w, y, stream); };
+  for (int i = 0; i < 3; ++i) call(i);
+  return 2.0 * m * n * k / timer.median_us(stream, 10, call) / 1e6;
 }
 
 struct Result {
@@ -190,8 +207,10 @@ int run(int argc, char** argv) {
   Timer timer;
   // The floor uses the memcpy rate; the 16-byte copy kernel's is printed and recorded beside it.
   const double copy_memcpy = memcpy_gbps(stream), copy_kernel = copy_kernel_gbps(stream);
-  std::printf("card: %s, %d SMs, L2 %d MB; copy %.0f GB/s (memcpy), %.0f GB/s (16-byte kernel)\n", prop.name,
-              prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_memcpy, copy_kernel);
+  const double peak_tflops = dense_bf16_tflops(stream, timer);
+  std::printf("card: %s, %d SMs, L2 %d MB; copy %.0f GB/s (memcpy), %.0f GB/s (16-byte kernel); dense BF16 %.0f TFLOPS "
+              "(cuBLASLt 4096x7168x16384)\n",
+              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_memcpy, copy_kernel, peak_tflops);
 
   std::vector<Result> results;
   for (const Shape& s : kShapes) {
@@ -200,13 +219,14 @@ int run(int argc, char** argv) {
     }
   }
 
-  std::printf("\n%-20s %9s %9s %8s %8s %9s %7s %9s %9s %9s\n", "shape", "graph us", "eager us", "GB/s", "TFLOPS",
-              "floor us", "xfloor", "sched us", "torch us", "FlashMLA");
+  std::printf("\n%-20s %9s %9s %8s %6s %8s %6s %9s %7s %9s %9s %9s\n", "shape", "graph us", "eager us", "GB/s",
+              "%copy", "TFLOPS", "%peak", "floor us", "xfloor", "sched us", "torch us", "FlashMLA");
   nlohmann::json rows = nlohmann::json::array();
   for (const Result& r : results) {
     const double gbps = r.bytes / r.graph_us / 1e3, tflops = r.flops / r.graph_us / 1e6;
-    std::printf("%-20s %9.1f %9.1f %8.0f %8.1f %9.1f %7.2f %9.1f %9s %9s\n", r.shape.key().c_str(), r.graph_us,
-                r.eager_us, gbps, tflops, r.floor_us, r.graph_us / r.floor_us, r.schedule_us,
+    std::printf("%-20s %9.1f %9.1f %8.0f %6.1f %8.1f %6.1f %9.1f %7.2f %9.1f %9s %9s\n", r.shape.key().c_str(),
+                r.graph_us, r.eager_us, gbps, 100.0 * gbps / copy_memcpy, tflops, 100.0 * tflops / peak_tflops,
+                r.floor_us, r.graph_us / r.floor_us, r.schedule_us,
                 r.torch_us > 0 ? std::to_string(static_cast<int>(r.torch_us)).c_str() : "-",
                 r.shape.flashmla_us > 0 ? std::to_string(static_cast<int>(r.shape.flashmla_us)).c_str() : "-");
     rows.push_back({{"shape", r.shape.key()},
@@ -234,6 +254,7 @@ int run(int argc, char** argv) {
                 {"sms", prop.multiProcessorCount},
                 {"copy_gbps_memcpy", copy_memcpy},
                 {"copy_gbps_kernel", copy_kernel},
+                {"dense_bf16_tflops", peak_tflops},
                 {"results", rows}});
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;

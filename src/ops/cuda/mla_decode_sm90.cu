@@ -44,6 +44,24 @@ CUtensorMap row_tile_map(const Tensor& t, int64_t rows, int box_rows) {
                        static_cast<cuuint32_t>(box_rows));
 }
 
+// Launches kernel(p) with programmatic dependent launch: the grid may start launching while the
+// previous kernel in the stream finishes (that kernel's griddepcontrol.launch_dependents, or its
+// end); both kernels wait for it (griddepcontrol.wait) before they touch global memory.
+void launch(void (*kernel)(sm90::MlaDecodeParams), dim3 grid, int threads, int smem_bytes, cudaStream_t stream,
+            const sm90::MlaDecodeParams& p) {
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = dim3(static_cast<unsigned>(threads));
+  config.dynamicSmemBytes = static_cast<size_t>(smem_bytes);
+  config.stream = stream;
+  config.attrs = &attr;
+  config.numAttrs = 1;
+  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p));
+}
+
 }  // namespace
 
 MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, int64_t max_q_len) {
@@ -142,12 +160,15 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   MLA_CUDA_CHECK(cudaFuncSetAttribute(sm90::mla_decode_sm90_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       sm90::kSmemBytes));
   const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
-  sm90::mla_decode_sm90_kernel<<<grid, sm90::kThreads, sm90::kSmemBytes, stream>>>(p);
-  MLA_CUDA_CHECK_LAUNCH();
-  const int64_t combine_items = schedule.num_parts * p.max_rows;
+  launch(sm90::mla_decode_sm90_kernel, grid, sm90::kThreads, sm90::kSmemBytes, stream, p);
+  // Fewer than P sequences are split (each holds a partition boundary). When their rows are
+  // few, a combine item is a quarter of a row, so that the work spreads over more SMs.
+  const int64_t split_rows = std::min(schedule.num_seqs, schedule.num_parts) * p.max_rows;
+  const bool quarters = split_rows * 4 <= schedule.combine_ctas;
+  const int64_t combine_items = split_rows * (quarters ? 4 : 1);
   const int combine_ctas = static_cast<int>(std::min<int64_t>(combine_items, schedule.combine_ctas));
-  sm90::mla_decode_sm90_combine_kernel<<<combine_ctas, sm90::kCombineThreads, 0, stream>>>(p);
-  MLA_CUDA_CHECK_LAUNCH();
+  launch(quarters ? sm90::mla_decode_sm90_combine_kernel<4> : sm90::mla_decode_sm90_combine_kernel<1>,
+         dim3(static_cast<unsigned>(combine_ctas)), sm90::kCombineThreads, 0, stream, p);
 }
 
 void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, cudaStream_t stream) {

@@ -14,7 +14,9 @@
 //     for one sequence; the schedule kernel gives every partition an equal share of the step's
 //     blocks (plus kPieceOverheadBlocks per piece), runs once per step and serves every layer.
 //     Pieces of split sequences write normalised partial outputs + lse to a workspace and the
-//     combine kernel merges them by log-sum-exp.
+//     combine kernel merges them by log-sum-exp. Both kernels are launched with programmatic
+//     dependent launch: each one's launch overlaps the end of the kernel before it (batch 1:
+//     ~2 us of a ~14 us call), and each waits for that kernel (griddepcontrol.wait) first.
 //   - tensor cores through wgmma (sm_90a), operands straight from shared memory in the
 //     canonical 128-byte-swizzle layout, so that the cache tile is read from HBM once, lands in
 //     shared memory once, and feeds both GEMMs (K-major as K for S, MN-major as V for O).
@@ -142,6 +144,14 @@ __device__ __forceinline__ void gemm_pv(uint64_t p_desc, uint64_t v_desc, float 
   ptx::fence_registers(o);
 }
 
+// Programmatic dependent launch (both kernels are launched with it): wait until the grids this
+// one depends on have finished and their writes are visible, and let the next grid in the stream
+// start launching (its CTAs then wait in grid_dependency_wait, off the critical path).
+__device__ __forceinline__ void grid_dependency_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+__device__ __forceinline__ void grid_dependents_launch() {
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
+
 // ---- the decode kernel ---------------------------------------------------------------------
 
 // A stage's position in the partition's walk: block `block` of sequence `seq`; this partition's
@@ -204,6 +214,8 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
   const int tid = static_cast<int>(threadIdx.x), wg = tid / 128, lane = tid % 32;
   const int r0 = (tid / 32 % 4) * 16 + lane / 4;  // this thread's accumulator rows: r0, r0 + 8
   const int tile_row0 = static_cast<int>(blockIdx.x) * kTileRows;
+  grid_dependency_wait();  // q, the schedule, the workspace (the last combine reads it): earlier kernels
+  grid_dependents_launch();
   const MlaPartition part = p.parts[blockIdx.y];
 
   WorkItem cur{part.begin_seq, part.begin_block, 0};
@@ -399,21 +411,29 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __gr
 // ---- the combine kernel --------------------------------------------------------------------
 
 // Merges the pieces of split sequences: out = sum_k exp(lse_k - lse) * partial_k with
-// lse = log sum_k exp(lse_k). A work item is one query row of one split sequence; persistent
-// CTAs walk the items. In a CTA, warp g takes pieces g, g + 8, ..., lane i channels 4i + 128c
-// (c < 4), so a row split 64 ways (batch 1) has all its 128 KB in flight at once, and a row
-// split 2 ways (large batches) is one round trip; the 8 warps' sums meet in shared memory.
-// Sequences read by one partition were written by the decode kernel.
+// lse = log sum_k exp(lse_k). A work item is 512 / kParts channels of one query row of one split
+// sequence (kParts = 1: the whole row, for batches with many split rows; 4: a quarter, so that a
+// few rows split many ways, batch 1, spread over 4x the SMs); persistent CTAs walk the items.
+// In a CTA, warp g takes pieces g, g + 8, ..., lane i channels 4i + 128c of the item's range, so
+// a row split 64 ways has all its bytes in flight at once and a row split 2 ways (large batches)
+// is one round trip; the 8 warps' sums meet in shared memory. Sequences read by one partition
+// were written by the decode kernel.
+template <int kParts>
 __global__ void __launch_bounds__(kCombineThreads) mla_decode_sm90_combine_kernel(
     const __grid_constant__ MlaDecodeParams p) {
+  static_assert(kParts == 1 || kParts == 4, "an item is a whole row or a quarter of one");
   constexpr int kWarps = kCombineThreads / 32;
+  constexpr int kVecs = 4 / kParts;  // float4 per lane per piece
   __shared__ float piece_lse[kMaxPieces];
-  __shared__ float4 warp_sum[kWarps][128];  // [warp][channel / 4]
+  __shared__ float4 warp_sum[kWarps][32 * kVecs];  // [warp][channel / 4 within the item]
   __shared__ float row_lse;
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
+  grid_dependency_wait();  // the decode kernel's partials
+  grid_dependents_launch();
 
   for (int item = static_cast<int>(blockIdx.x);; item += static_cast<int>(gridDim.x)) {
-    const int split_index = item / p.max_rows, row = item % p.max_rows;
+    const int split_index = item / (p.max_rows * kParts), row = item / kParts % p.max_rows;
+    const int part = item % kParts;
     if (split_index >= p.num_parts) return;
     const int seq = p.split_seqs[split_index];
     if (seq < 0) return;  // past the last split sequence, and so is every later item
@@ -442,14 +462,14 @@ __global__ void __launch_bounds__(kCombineThreads) mla_decode_sm90_combine_kerne
     __syncthreads();
 
     const float lse = row_lse;
-    const float4* src = reinterpret_cast<const float4*>(p.partial_out + slot_row * 512) + lane;
+    const float4* src = reinterpret_cast<const float4*>(p.partial_out + slot_row * 512) + part * 32 * kVecs + lane;
     const int64_t piece_stride = static_cast<int64_t>(p.partial_rows) * 512 / 4;  // in float4
-    float4 acc[4] = {};
-#pragma unroll 2
+    float4 acc[kVecs] = {};
+#pragma unroll(4 * kParts)
     for (int k = warp; k < n; k += kWarps) {
       const float w = expf(piece_lse[k] - lse);
 #pragma unroll
-      for (int c = 0; c < 4; ++c) {
+      for (int c = 0; c < kVecs; ++c) {
         const float4 v = src[k * piece_stride + c * 32];
         acc[c].x += w * v.x;
         acc[c].y += w * v.y;
@@ -458,9 +478,9 @@ __global__ void __launch_bounds__(kCombineThreads) mla_decode_sm90_combine_kerne
       }
     }
 #pragma unroll
-    for (int c = 0; c < 4; ++c) warp_sum[warp][c * 32 + lane] = acc[c];
+    for (int c = 0; c < kVecs; ++c) warp_sum[warp][c * 32 + lane] = acc[c];
     __syncthreads();
-    if (tid < 128) {  // thread t: channels 4t .. 4t + 3
+    if (tid < 32 * kVecs) {  // thread t: the item's channels 4t .. 4t + 3
       float4 total = warp_sum[0][tid];
 #pragma unroll
       for (int g = 1; g < kWarps; ++g) {
@@ -476,8 +496,8 @@ __global__ void __launch_bounds__(kCombineThreads) mla_decode_sm90_combine_kerne
       uint2 packed;
       packed.x = *reinterpret_cast<const uint32_t*>(&lo);
       packed.y = *reinterpret_cast<const uint32_t*>(&hi);
-      *reinterpret_cast<uint2*>(p.out + out_row * 512 + tid * 4) = packed;
-      if (tid == 0) p.lse[out_row] = lse;
+      *reinterpret_cast<uint2*>(p.out + out_row * 512 + part * 128 * kVecs + tid * 4) = packed;
+      if (tid == 0 && part == 0) p.lse[out_row] = lse;
     }
     __syncthreads();  // piece_lse, warp_sum and row_lse are reused by the next item
   }
