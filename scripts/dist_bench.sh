@@ -12,17 +12,21 @@
 #    NCCL_SOCKET_IFNAME=lo, so that every byte between ranks goes through TCP sockets (the log
 #    keeps NCCL's "via NET/Socket" lines).
 # 3. table: `mlaserve bench throughput` on V2-Lite dummy weights (BF16), the engine's own KV
-#    sizing, for 1 GPU, TP2, PP2 (and TP2xPP2, TP4 with 4 GPUs) on two workloads: 768 x (256 in,
-#    64 out) and 1000 x (1000 in, 100 out).
+#    sizing and --max-num-batched-tokens 8192 on every row, for 1 GPU, TP2, PP2 (one step per
+#    stage in flight) and PP2 with one step in flight (the synchronous engine, for comparison),
+#    and with 4 GPUs TP4, TP2xPP2 and PP4, on two workloads: 1000 x (1000 in, 100 out) and a
+#    decode-heavy 512 x (64 in, 256 out) (512 requests: a pipeline holds two steps of 256).
 #
 # Writes to RESULTS_DIR: dist_bench.log (every command and its output), summary.txt (one line
-# per step, then the throughput table in Markdown) and results.tar.gz (the JSON of every bench
-# run, named after its step). Few files on purpose: the device tool brings back at most 8.
-# Exit status: 0 when every step passed.
+# per step, then the throughput table in Markdown) and results.tar (the JSON of every bench run,
+# named after its step, added as each run ends). Few files on purpose: the device tool brings
+# back at most 8. Exit status: 0 when every step passed.
 #
 # Environment: BUILD_DIR (default build: $BUILD_DIR/mlaserve and
 # $BUILD_DIR/tests/dist/cuda/test_dist_cuda); PARTS (default "tests loopback table");
-# WORKLOADS (default "768:256:64 1000:1000:100", each prompts:input:output).
+# WORKLOADS (default "1000:1000:100 512:64:256", each prompts:input:output); LAYOUTS (names
+# of the table's rows to run, in that order, e.g. "1gpu pp2 tp2"; default all); BENCH_TIMEOUT
+# (seconds per bench run, default 120).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 RESULTS=${1:-${OUT:-./dist-results}}
@@ -36,7 +40,8 @@ JSON_DIR=$(mktemp -d)
 BUILD=${BUILD_DIR:-build}
 MLASERVE="$BUILD/mlaserve"
 PARTS=${PARTS:-"tests loopback table"}
-WORKLOADS=${WORKLOADS:-"768:256:64 1000:1000:100"}
+WORKLOADS=${WORKLOADS:-"1000:1000:100 512:64:256"}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-120}
 export NCCL_NVLS_ENABLE=0  # never NVLink multicast on these shared machines
 GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 status=0
@@ -68,7 +73,10 @@ bench() {
   local rc=$?
   local json
   json=$(ls "$dir"/*.json 2>/dev/null | head -n 1)
-  [ -n "$json" ] && mv "$json" "$JSON_DIR/$name.json"
+  if [ -n "$json" ]; then
+    mv "$json" "$JSON_DIR/$name.json"
+    tar rf "$RESULTS/results.tar" -C "$JSON_DIR" "./$name.json"  # kept even if a later step is cut short
+  fi
   rm -rf "$dir"
   return $rc
 }
@@ -83,9 +91,9 @@ V2LITE=(--load-format dummy --preset deepseek-v2-lite --device cuda)
 
 # ---- 1. test_dist_cuda ---------------------------------------------------------------------
 if [[ " $PARTS " == *" tests "* ]]; then
-  step "test_dist_cuda world 2" 300 env MLASERVE_TEST_WORLD=2 "$BUILD/tests/dist/cuda/test_dist_cuda"
+  step "test_dist_cuda world 2" 120 env MLASERVE_TEST_WORLD=2 "$BUILD/tests/dist/cuda/test_dist_cuda"
   if [ "$GPUS" -ge 4 ]; then
-    step "test_dist_cuda world 4" 300 env MLASERVE_TEST_WORLD=4 "$BUILD/tests/dist/cuda/test_dist_cuda"
+    step "test_dist_cuda world 4" 120 env MLASERVE_TEST_WORLD=4 "$BUILD/tests/dist/cuda/test_dist_cuda"
   fi
 fi
 
@@ -127,9 +135,18 @@ fi
 
 # ---- 3. throughput table -------------------------------------------------------------------
 if [[ " $PARTS " == *" table "* ]]; then
-  layouts=("1gpu:" "tp2:--tensor-parallel-size 2" "pp2:--pipeline-parallel-size 2")
+  all=("1gpu:" "tp2:--tensor-parallel-size 2" "pp2:--pipeline-parallel-size 2"
+       "pp2sync:--pipeline-parallel-size 2 --pipeline-steps-in-flight 1")
   if [ "$GPUS" -ge 4 ]; then
-    layouts+=("tp2pp2:--tensor-parallel-size 2 --pipeline-parallel-size 2" "tp4:--tensor-parallel-size 4")
+    all+=("tp4:--tensor-parallel-size 4" "tp2pp2:--tensor-parallel-size 2 --pipeline-parallel-size 2"
+          "pp4:--pipeline-parallel-size 4")
+  fi
+  layouts=("${all[@]}")
+  if [ -n "${LAYOUTS:-}" ]; then  # these, in this order (those this machine can run)
+    layouts=()
+    for want in $LAYOUTS; do
+      for l in "${all[@]}"; do [ "${l%%:*}" = "$want" ] && layouts+=("$l"); done
+    done
   fi
   port=29700
   for w in $WORKLOADS; do
@@ -137,8 +154,9 @@ if [[ " $PARTS " == *" table "* ]]; then
     for l in "${layouts[@]}"; do
       port=$((port + 1))
       # shellcheck disable=SC2086  # the layout's flags split on purpose
-      bench "v2lite-${prompts}x${input}x${output}-${l%%:*}" 240 "${V2LITE[@]}" ${l#*:} --master-port "$port" \
-        --num-prompts "$prompts" --input-len "$input" --output-len "$output"
+      bench "v2lite-${prompts}x${input}x${output}-${l%%:*}" "$BENCH_TIMEOUT" "${V2LITE[@]}" ${l#*:} \
+        --max-num-batched-tokens 8192 --master-port "$port" --num-prompts "$prompts" --input-len "$input" \
+        --output-len "$output"
     done
   done
 fi
@@ -151,13 +169,18 @@ for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
     d = json.loads(p.read_text())
     r, o = d["results"], d["options"]
     rows.append((p.stem, r["num_prompts"], r["input_len"], r["output_len"], r["elapsed_s"], r["requests_per_s"],
-                 r["output_tokens_per_s"], r["total_tokens_per_s"], o["kv_cache_tokens"], r["preemptions"]))
-print("\n| run | requests | elapsed s | req/s | output tok/s | total tok/s | KV cache tokens | preemptions |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-for n, np_, i, o, e, rq, ot, tt, kv, pre in rows:
-    print(f"| {n} | {np_} x ({i}, {o}) | {e:.2f} | {rq:.1f} | {ot:,.0f} | {tt:,.0f} | {kv:,} | {pre} |")
+                 r["output_tokens_per_s"], r["total_tokens_per_s"], o["kv_cache_tokens"], r["preemptions"],
+                 r["engine_steps"], r["elapsed_s"] / max(1, r["engine_steps"]) * 1e3))
+# "vs 1 GPU": total tokens/s over the 1 GPU row's of the same workload.
+one = {row[0].rsplit("-", 1)[0]: row[7] for row in rows if row[0].endswith("-1gpu")}
+print("\n| run | requests | elapsed s | req/s | output tok/s | total tok/s | vs 1 GPU | KV cache tokens | steps | ms/step | preemptions |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for n, np_, i, o, e, rq, ot, tt, kv, pre, st, ms in rows:
+    base = one.get(n.rsplit("-", 1)[0])
+    vs = f"{tt / base:.2f}x" if base else "-"
+    print(f"| {n} | {np_} x ({i}, {o}) | {e:.2f} | {rq:.1f} | {ot:,.0f} | {tt:,.0f} | {vs} | {kv:,} | {st} | {ms:.1f} | {pre} |")
 EOF
 cat "$SUMMARY"
-(cd "$JSON_DIR" && tar czf "$RESULTS/results.tar.gz" ./*.json ./*.log 2>/dev/null)
+(cd "$JSON_DIR" && tar rf "$RESULTS/results.tar" ./*.log 2>/dev/null)
 rm -rf "$JSON_DIR"
 exit $status

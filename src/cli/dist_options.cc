@@ -12,8 +12,12 @@ void add_dist_options(CLI::App& cmd, dist::LaunchOptions& o) {
   cmd.add_option("--node-rank", o.node_rank, "This machine's index in [0, nnodes)")->check(CLI::NonNegativeNumber);
   cmd.add_option("--master-addr", o.master_addr, "Address of node 0, where rank 0 waits for the others");
   cmd.add_option("--master-port", o.master_port, "TCP port of the rendezvous on node 0")->check(CLI::Range(1, 65535));
-  cmd.add_option("--pipeline-micro-batches", o.micro_batches, "Micro-batches per step in flight across pipeline stages")
+  cmd.add_option("--pipeline-micro-batches", o.micro_batches,
+                 "Micro-batches each step is cut into across pipeline stages (each re-reads a stage's weights)")
       ->check(CLI::PositiveNumber);
+  cmd.add_option("--pipeline-steps-in-flight", o.steps_in_flight,
+                 "Steps of other sequences queued at once across pipeline stages (0: one per stage)")
+      ->check(CLI::NonNegativeNumber);
 }
 
 }  // namespace mlaserve::cli

@@ -71,6 +71,7 @@ std::unique_ptr<DistContext> DistContext::start(const LaunchOptions& o) {
 std::unique_ptr<DistContext> DistContext::join(const LaunchOptions& o, int rank, int local_rank) {
   const int world = o.world_size();
   MLA_CHECK(o.micro_batches >= 1, "--pipeline-micro-batches must be at least 1");
+  MLA_CHECK(o.steps_in_flight >= 0, "--pipeline-steps-in-flight must not be negative");
 #ifndef MLASERVE_WITH_NCCL
   (void)rank;
   (void)local_rank;

@@ -34,7 +34,10 @@ struct LaunchOptions {
   int node_rank = 0; // --node-rank: this machine
   std::string master_addr = "127.0.0.1";  // --master-addr: rank 0's machine
   int master_port = 29500;                // --master-port
-  int micro_batches = 2;                  // pipeline micro-batches per step
+  // Pipelines: micro-batches each step is cut into (dist/micro_batch.h; each re-reads the
+  // stage's weights), and steps in flight at once (dist/distributed_runner.h; 0: one per stage).
+  int micro_batches = 1;
+  int steps_in_flight = 0;
 
   int world_size() const { return tp_size * pp_size; }
 };

@@ -1,8 +1,15 @@
 #include "dist/distributed_runner.h"
 
+#include <chrono>
+
 #include "core/logging.h"
 #include "dist/step_message.h"
 #include "engine/deepseek_runner.h"
+#ifdef MLASERVE_WITH_NCCL
+#include <cuda_runtime_api.h>
+
+#include "core/cuda_check.h"
+#endif
 
 namespace mlaserve::dist {
 namespace {
@@ -11,16 +18,50 @@ StepGroups groups_of(DistContext& dist) {
   return StepGroups{dist.parallel(), dist.world(), dist.options().micro_batches};
 }
 
+#ifdef MLASERVE_WITH_NCCL
+cudaStream_t cuda_stream(void* s) { return static_cast<cudaStream_t>(s); }
+cudaEvent_t cuda_event(void* e) { return static_cast<cudaEvent_t>(e); }
+#endif
+
 }  // namespace
 
 DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist)
-    : model_(model), dist_(dist), cache_(model.make_cache(num_cache_blocks)) {
-  MLA_CHECK(dist.is_leader(), "DistributedRunner runs on rank 0; the other ranks run run_follower");
+    : DistributedRunner(model, num_cache_blocks, dist.channel(), groups_of(dist), dist.options().steps_in_flight) {}
+
+DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel,
+                                     const StepGroups& groups, int steps_in_flight)
+    : model_(model), channel_(channel), cache_(model.make_cache(num_cache_blocks)), groups_(groups) {
+  const ParallelConfig& pc = groups.parallel;
+  MLA_CHECK(pc.rank == 0 && channel.rank() == 0, "DistributedRunner runs on rank 0; the other ranks run run_follower");
+  MLA_CHECK(steps_in_flight >= 0, "{} steps in flight", steps_in_flight);
+  const int wanted = steps_in_flight > 0 ? steps_in_flight : pc.pp_size;
+#ifdef MLASERVE_WITH_NCCL
+  if (pc.pp_size > 1 && wanted > 1 && model.weights().embed.device() == Device::kCUDA) {
+    max_in_flight_ = wanted;
+    cudaStream_t s = nullptr;
+    MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    logits_stream_ = s;
+  }
+#else
+  (void)wanted;
+#endif
+  MLA_LOG_INFO("rank 0: up to {} steps in flight", max_in_flight_);
 }
 
 DistributedRunner::~DistributedRunner() {
   try {
-    dist_.channel().broadcast(encode_stop());
+    while (!in_flight_.empty()) wait();
+#ifdef MLASERVE_WITH_NCCL
+    if (logits_stream_ != nullptr) {
+      MLA_CUDA_CHECK(cudaStreamSynchronize(cuda_stream(logits_stream_)));
+      MLA_CUDA_CHECK(cudaStreamDestroy(cuda_stream(logits_stream_)));
+    }
+#endif
+  } catch (const std::exception& e) {
+    MLA_LOG_ERROR("the steps in flight did not finish: {}", e.what());
+  }
+  try {
+    channel_.broadcast(encode_stop());
   } catch (const std::exception& e) {
     MLA_LOG_ERROR("could not stop the other ranks: {}", e.what());
   }
@@ -31,20 +72,78 @@ ModelRunnerInfo DistributedRunner::info() const {
 }
 
 Tensor DistributedRunner::execute(const ForwardBatch& batch) {
-  dist_.channel().broadcast(encode_step(batch));
-  return run_step(model_, cache_, batch, groups_of(dist_));  // on the GPU, queued on the legacy stream
+  MLA_CHECK(in_flight_.empty(), "DistributedRunner: execute() with steps in flight");
+  submit(batch);
+  return wait();
+}
+
+void DistributedRunner::submit(const ForwardBatch& batch) {
+  MLA_CHECK(static_cast<int>(in_flight_.size()) < max_in_flight_, "DistributedRunner: more than {} steps in flight",
+            max_in_flight_);
+  channel_.broadcast(encode_step(batch));
+  if (logits_stream_ == nullptr) {  // synchronous: on the model's stream
+    in_flight_.push_back({run_step(model_, cache_, batch, groups_), nullptr});
+    return;
+  }
+#ifdef MLASERVE_WITH_NCCL
+  run_share(model_, cache_, batch, groups_);  // stage 0: nothing comes back
+  InFlight f;
+  f.logits = Tensor::empty({static_cast<int64_t>(batch.logit_rows.size()), model_.config().vocab_size}, DType::kF32,
+                           Device::kCUDA);
+  // The logits stream waits for everything queued on the model's stream so far: the buffer may
+  // have been freed by work still queued there (the caching allocator is stream-ordered).
+  cudaEvent_t queued = nullptr, arrived = nullptr;
+  MLA_CUDA_CHECK(cudaEventCreateWithFlags(&queued, cudaEventDisableTiming));
+  MLA_CUDA_CHECK(cudaEventRecord(queued, static_cast<cudaStream_t>(model_.stream().cuda)));
+  MLA_CUDA_CHECK(cudaStreamWaitEvent(cuda_stream(logits_stream_), queued, 0));
+  MLA_CUDA_CHECK(cudaEventDestroy(queued));  // released once the wait has passed it
+  groups_.world->recv(f.logits, logits_sender(groups_.parallel), Stream{logits_stream_});
+  MLA_CUDA_CHECK(cudaEventCreateWithFlags(&arrived, cudaEventDisableTiming));
+  MLA_CUDA_CHECK(cudaEventRecord(arrived, cuda_stream(logits_stream_)));
+  f.arrived = arrived;
+  in_flight_.push_back(std::move(f));
+#endif
+}
+
+Tensor DistributedRunner::wait() {
+  MLA_CHECK(!in_flight_.empty(), "DistributedRunner: wait() without a step in flight");
+  InFlight f = std::move(in_flight_.front());
+  in_flight_.pop_front();
+#ifdef MLASERVE_WITH_NCCL
+  if (f.arrived != nullptr) {  // the model's stream (where the engine samples) waits for the logits
+    MLA_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(model_.stream().cuda), cuda_event(f.arrived), 0));
+    MLA_CUDA_CHECK(cudaEventDestroy(cuda_event(f.arrived)));
+  }
+#endif
+  return std::move(f.logits);
 }
 
 void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist) {
   MLA_CHECK(!dist.is_leader(), "rank 0 runs the engine, not a follower loop");
+  run_follower(model, num_cache_blocks, dist.channel(), groups_of(dist));
+}
+
+void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel, const StepGroups& groups) {
+  using Clock = std::chrono::steady_clock;
   LatentCache cache = model.make_cache(num_cache_blocks);
-  const StepGroups groups = groups_of(dist);
   int64_t steps = 0;
-  while (std::optional<ForwardBatch> batch = decode_step(dist.channel().receive())) {
+  // From the first plan on: the time this rank's host waited for the next plan (its GPU then
+  // holds at most the step it just queued: the step's metadata upload waits for the one before).
+  Clock::duration waited{}, total{};
+  Clock::time_point first;
+  while (true) {
+    const Clock::time_point t = Clock::now();
+    std::optional<ForwardBatch> batch = decode_step(channel.receive());
+    if (steps > 0) waited += Clock::now() - t;
+    if (steps == 0) first = Clock::now();
+    if (!batch) break;
     run_step(model, cache, *batch, groups);
     ++steps;
   }
-  MLA_LOG_INFO("rank {}: stopped after {} steps", dist.parallel().rank, steps);
+  if (steps > 0) total = Clock::now() - first;
+  MLA_LOG_INFO("rank {}: stopped after {} steps; its host waited {:.2f} s of {:.2f} s for step plans",
+               groups.parallel.rank, steps, std::chrono::duration<double>(waited).count(),
+               std::chrono::duration<double>(total).count());
 }
 
 }  // namespace mlaserve::dist

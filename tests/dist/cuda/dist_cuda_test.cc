@@ -30,6 +30,10 @@
 // kDummyFp8TpRelL2), and the greedy tokens (teacher-forced along the one-GPU path) must equal
 // one GPU's wherever its choice is not a near tie (see expect_same).
 //
+// The engine over a pipeline with steps in flight (EnginePipeline): rank 0 runs the engine over
+// dist::DistributedRunner, which keeps one step per stage in flight, and must give exactly the
+// greedy tokens of the engine on one GPU over the same steps (see engine_on_pipeline).
+//
 // Every rank runs the same cases in the same order (the collectives must match): rank 0 starts
 // the others with its own arguments, gtest filters included.
 #include <gtest/gtest.h>
@@ -39,6 +43,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -46,20 +51,24 @@
 #include <cuda_runtime_api.h>
 
 #include "dist/context.h"
+#include "dist/distributed_runner.h"
 #include "dist/micro_batch.h"
 #include "dist/nccl_collectives.h"
 #include "dist/partition.h"
 #include "dist/step_message.h"
 #include "dist/step_runner.h"
+#include "engine/deepseek_runner.h"
+#include "engine/engine.h"
 #include "model/dummy.h"
 #include "model/presets.h"
 #include "model/shard.h"
+#include "../../engine/in_flight_runner.h"
 #include "../../model/tiny_models.h"
 
 namespace mlaserve::dist {
 namespace {
 
-constexpr int kMicroBatches = 2;  // per pipeline step, as mlaserve's default
+constexpr int kMicroBatches = 2;  // per pipeline step (mlaserve --pipeline-micro-batches 2)
 DistContext* g_ctx = nullptr;  // the NCCL world of every rank; null without enough GPUs
 int g_world = 2;               // MLASERVE_TEST_WORLD
 
@@ -520,6 +529,117 @@ TEST(DummyModels, V3FourLayersBf16WithinToleranceOfOneGpu) {
 TEST(DummyModels, V3FourLayersFp8WithinToleranceOfOneGpu) {
   REQUIRE_WORLD(g_world);
   dummy_model_vs_one_gpu(v3_four_layers(true), 13);
+}
+
+// ---- The engine over a pipeline, steps in flight ------------------------------------------
+
+// 16 requests (the prompts twice, so that the second copies can hit the prefix cache), 12
+// greedy tokens each, a budget of 96 tokens per step and 6 sequences per step: many steps, of
+// which one per stage is in flight. The reference is the engine on rank 0's GPU over the same
+// steps: testing::InFlightRunner over a DeepSeekRunner without CUDA graphs, with as many steps in
+// flight, so the engine forms the same batches (its scheduling does not depend on when a step
+// runs), and a pipeline repeats one GPU's arithmetic on the same batches (0% above): every token
+// must be equal.
+std::vector<std::vector<int32_t>> serve_greedy(ModelRunner& runner, const std::vector<std::vector<int32_t>>& prompts) {
+  EngineOptions o;
+  o.scheduler = {/*max_num_batched_tokens=*/96, /*max_num_seqs=*/6, /*chunked_prefill=*/true};
+  Engine engine(runner, o);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int copy = 0; copy < 2; ++copy) {
+    for (const std::vector<int32_t>& p : prompts) {
+      SamplingParams sp;
+      sp.temperature = 0.0f;
+      sp.max_tokens = 12;
+      sp.ignore_eos = true;
+      streams.push_back(engine.add_request({p, sp, nullptr}));
+    }
+  }
+  while (engine.has_unfinished()) engine.step();
+  std::vector<std::vector<int32_t>> out;
+  for (auto& st : streams) {
+    out.emplace_back();
+    while (auto ev = st->try_next()) out.back().insert(out.back().end(), ev->token_ids.begin(), ev->token_ids.end());
+  }
+  EXPECT_EQ(engine.stats().num_free_blocks, engine.stats().num_cache_blocks);
+  return out;
+}
+
+// `make_model(shard)` builds the model (whole, or this rank's share) on this rank's GPU.
+void engine_on_pipeline(SplitKind kind, const std::function<DeepSeekModel(std::optional<ShardPlan>)>& make_model,
+                        const DeepSeekConfig& config, const std::vector<std::vector<int32_t>>& prompts) {
+  constexpr int32_t kBlocks = 128;
+  std::vector<std::vector<int32_t>> want;
+  if (rank() == 0) {
+    DeepSeekModel model = make_model(std::nullopt);
+    DeepSeekRunner one_gpu(model, kBlocks, RunnerOptions{/*cuda_graphs=*/false});
+    testing::InFlightRunner runner(one_gpu, kind.pp, 5);
+    want = serve_greedy(runner, prompts);
+  }
+  const ParallelConfig pc{kind.tp, kind.pp, rank()};
+  DeepSeekModel model = make_model(make_shard_plan(config, pc));
+  const StepGroups groups{pc, g_ctx->world(), 1};
+  if (rank() != 0) {
+    run_follower(model, kBlocks, g_ctx->channel(), groups);
+    return;
+  }
+  DistributedRunner runner(model, kBlocks, g_ctx->channel(), groups, 0);
+  ASSERT_EQ(runner.max_in_flight(), kind.pp);
+  const std::vector<std::vector<int32_t>> got = serve_greedy(runner, prompts);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], want[i]) << "request " << i;
+}
+
+// World 2: tiny-v2-lite and tiny-v3 (golden models) at PP2.
+class EnginePipeline : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EnginePipeline, StepsInFlightGiveOneGpusTokens) {
+  REQUIRE_WORLD(2);
+  const std::string dir = testing::tiny_model_dir(GetParam());
+  const DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
+  const Checkpoint ckpt = Checkpoint::open(dir);
+  std::vector<std::vector<int32_t>> prompts;
+  for (const auto& g : testing::load_golden(GetParam())) prompts.push_back(g.prompt);
+  engine_on_pipeline(
+      SplitKind{1, 2},
+      [&](std::optional<ShardPlan> shard) {
+        ModelWeights w = load_weights(ckpt, config, bf16_load(shard));
+        move_weights(w, Device::kCUDA);
+        return DeepSeekModel(config, std::move(w), gpu_options(shard));
+      },
+      config, prompts);
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, EnginePipeline, ::testing::Values("tiny-v2-lite", "tiny-v3"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string n = info.param;
+                           for (char& c : n) c = c == '-' ? '_' : c;
+                           return n;
+                         });
+
+// World 4: PP4 needs 4 layers, so V2-Lite shapes cut to 8 layers with dummy weights.
+TEST(EnginePipelineDummy, V2LiteEightLayersPp4StepsInFlightGiveOneGpusTokens) {
+  REQUIRE_WORLD(4);
+  DeepSeekConfig config = preset_config("deepseek-v2-lite");
+  config.num_hidden_layers = 8;
+  finalize_config(config);
+  std::vector<std::vector<int32_t>> prompts;
+  std::mt19937 rng(5);
+  for (int len : {150, 37, 1, 90, 64, 200, 12, 77}) {
+    std::vector<int32_t> p(static_cast<size_t>(len));
+    for (int32_t& t : p) t = static_cast<int32_t>(rng() % config.vocab_size);
+    prompts.push_back(p);
+  }
+  engine_on_pipeline(
+      SplitKind{1, 4},
+      [&](std::optional<ShardPlan> shard) {
+        DummyOptions d;
+        d.seed = 21;
+        d.weight_dtype = DType::kBF16;
+        d.device = Device::kCUDA;
+        d.shard = shard;
+        return DeepSeekModel(config, make_dummy_weights(config, d), gpu_options(shard));
+      },
+      config, prompts);
 }
 
 }  // namespace
