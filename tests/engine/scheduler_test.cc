@@ -160,6 +160,40 @@ TEST(Scheduler, AdmissionTakesCachedPrefixBlocksAndComputesTheRest) {
   EXPECT_EQ(s.tokens.back(), testing::reference_greedy(second, 1, kVocab)[0]);
 }
 
+// Steps in flight: a sequence that needs a block while the only others holding blocks are in
+// flight waits (no self-preemption, its blocks kept); once they return, the newest is preempted.
+TEST(Scheduler, ASequenceWaitsForBlocksHeldByStepsInFlightThenPreemptsTheNewest) {
+  Harness h({/*max_num_batched_tokens=*/kB, /*max_num_seqs=*/8, true}, 2, /*prefix_caching=*/false);
+  Sequence& a = h.add(tokens(kB, 1), 10);
+  Sequence& b = h.add(tokens(kB, 2), 10);
+  const SchedulerOutput sa = h.scheduler.schedule();  // a's prompt: the whole budget
+  const SchedulerOutput sb = h.scheduler.schedule();  // b's prompt, while a's is in flight
+  ASSERT_EQ(sa.chunks.size(), 1u);
+  ASSERT_EQ(sb.chunks.size(), 1u);
+  EXPECT_EQ(sa.chunks[0].seq, &a);
+  EXPECT_EQ(sb.chunks[0].seq, &b);
+  EXPECT_TRUE(h.scheduler.schedule().empty());  // nothing left that is not in flight
+  h.scheduler.commit(sa);
+  a.tokens.push_back(7);  // a's 65th token needs a second block; b (in flight) holds it
+  const SchedulerOutput waits = h.scheduler.schedule();
+  EXPECT_TRUE(waits.empty());
+  EXPECT_TRUE(waits.preempted.empty());
+  EXPECT_EQ(a.status, SequenceStatus::kRunning);
+  EXPECT_EQ(a.blocks.blocks.size(), 1u);
+  h.scheduler.commit(sb);
+  b.tokens.push_back(7);
+  const SchedulerOutput next = h.scheduler.schedule();  // b is back: the newest, preempted for a
+  ASSERT_EQ(next.chunks.size(), 1u);
+  EXPECT_EQ(next.chunks[0].seq, &a);
+  ASSERT_EQ(next.preempted.size(), 1u);
+  EXPECT_EQ(next.preempted[0], &b);
+  EXPECT_EQ(b.status, SequenceStatus::kWaiting);
+  h.scheduler.commit(next);
+  h.scheduler.remove(a);
+  h.scheduler.remove(b);
+  EXPECT_EQ(h.kv.num_available_blocks(), 2);
+}
+
 TEST(Scheduler, NeverRunsMoreThanMaxNumSeqs) {
   Harness h({1000, 2, true}, 16);
   for (int i = 0; i < 5; ++i) h.add(tokens(3, i), 4);
