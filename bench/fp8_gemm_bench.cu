@@ -3,11 +3,18 @@
 // VEC128 activations) on the same operands in the same run. A program, not a test: it prints a
 // table and writes JSON.
 //
-//   fp8_gemm_bench [--out DIR]
+//   fp8_gemm_bench [--out DIR] [--shapes PREFIX] [--tokens 1,8,64]
+//
+// --shapes keeps the shapes whose name starts with PREFIX (e.g. v2l.), --tokens replaces the
+// token counts (the large-M 16384 row is then left out).
 //
 // Columns: swapAB = linear_fp8_w8a8_cuda(kSm90SwapAB); Lt = the cuBLASLt GEMM alone, its
 // activation scales already transposed ([G, T], as a quantiser could write them); Lt+T = the
-// library's cuBLASLt path, the scale transpose included; auto = what kAuto runs. Bytes: W + its
+// library's cuBLASLt path, the scale transpose included; auto = what kAuto runs; fp8 path =
+// linear_fp8 on bf16 activations as the model calls it (activation quantisation + auto);
+// gemv = linear_fp8_w8a8_cuda(kGemv) on quantised x (T <= 4);
+// bf16 = linear_cuda with a bf16 weight of the same shape (cuBLASLt, or its GEMV at T <= 8), the
+// model's BF16 path, whose weight bytes are twice the e4m3 ones. Bytes: W + its
 // scales + x + its scales + out (bf16), each once; the floor is bytes over the copy bandwidth
 // (cudaMemcpyAsync of 1 GiB, read + write, measured in the same run); "of floor" is floor /
 // time of the auto path, the fraction of the HBM floor reached (1.0 = at the floor). FLOPs
@@ -34,10 +41,13 @@
 #include "core/cuda_check.h"
 #include "core/tensor.h"
 #include "ops/cuda/cublaslt_gemm.h"
+#include "ops/cuda/linear_fp8_gemv.h"
 #include "ops/cuda/linear_fp8_heuristics.h"
 #include "ops/cuda/linear_fp8_sm90.h"
 #include "ops/fp8_block.h"
+#include "ops/linear.h"
 #include "ops/linear_fp8.h"
+#include "ops/random_fill.h"
 
 namespace mlaserve::bench {
 namespace {
@@ -100,7 +110,10 @@ const std::vector<Shape2> kShapes = {
     {"v3.q_b_proj", 24576, 1536, false},   {"v3.kv_b_proj", 32768, 512, false}, {"v3.o_proj", 7168, 16384, true},
     {"v3.mlp_gate_up", 36864, 7168, true}, {"v3.mlp_down", 7168, 18432, false}, {"v3.shared_gate_up", 4096, 7168, false},
     {"v3.shared_down", 7168, 2048, false}, {"v2l.q_proj", 3072, 2048, false},   {"v2l.kv_a_proj", 576, 2048, false},
-    {"v2l.o_proj", 2048, 2048, false},     {"v2l.shared_gate_up", 5632, 2048, false}};
+    {"v2l.o_proj", 2048, 2048, false},     {"v2l.shared_gate_up", 5632, 2048, false},
+    {"v2l.kv_a_latent", 512, 2048, false}, {"v2l.kv_a_rope", 64, 2048, false},
+    {"v2l.shared_down", 2048, 2816, false}, {"v2l.mlp_gate_up", 21888, 2048, false},
+    {"v2l.mlp_down", 2048, 10944, false}};
 const std::vector<int64_t> kTokens = {1, 8, 64, 128, 512, 4096};
 
 struct PlanTime {
@@ -112,6 +125,8 @@ struct Result {
   std::string name;
   int64_t m, n, k;
   double swap_ab_us, lt_us, lt_path_us, auto_us;  // lt_* 0 when cuBLASLt does not take the shape
+  double fp8_path_us, bf16_us;                    // linear_fp8 on bf16 x; linear_cuda, bf16 weight
+  double gemv_us;                                 // the GEMV on quantised x (0 past its T)
   bool auto_is_lt;
   double bytes, flops, floor_us;
   std::vector<PlanTime> plans;  // every swap-AB candidate at T <= 128, the default first
@@ -129,8 +144,9 @@ std::string plan_name(const ops::sm90_fp8::SwapAbPlan& p) {
 
 // The weight of a shape in as many copies as the rotation needs (the same random values).
 struct Weights {
-  std::vector<Tensor> w;  // copies of [N, K] e4m3
-  Tensor scales;          // [ceil(N/128), G]
+  std::vector<Tensor> w;       // copies of [N, K] e4m3
+  Tensor scales;               // [ceil(N/128), G]
+  std::vector<Tensor> w_bf16;  // copies of [N, K] bf16 (the BF16 model's weight)
 };
 
 Weights make_weights(const Shape2& s) {
@@ -141,6 +157,12 @@ Weights make_weights(const Shape2& s) {
   Weights w;
   for (int i = 0; i < copies; ++i) w.w.push_back(w_host.to(Device::kCUDA));
   w.scales = random_scales({ops::fp8_num_blocks(s.n), ops::fp8_num_blocks(s.k)}, 1e-4f, rng).to(Device::kCUDA);
+  const int bf16_copies = static_cast<int>(std::max(1.0, std::ceil(kRotateBytes / (2.0 * w_bytes))));
+  for (int i = 0; i < bf16_copies; ++i) {
+    w.w_bf16.push_back(Tensor::empty({s.n, s.k}, DType::kBF16, Device::kCUDA));
+    ops::fill_uniform_cuda(ops::UniformFill{static_cast<uint64_t>(i + 1), 0.05f, 0.0f}, w.w_bf16.back(), nullptr);
+  }
+  MLA_CUDA_CHECK(cudaDeviceSynchronize());
   return w;
 }
 
@@ -152,8 +174,10 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
   const std::vector<Tensor>& w = weights.w;
   const int copies = static_cast<int>(w.size());
   const Tensor& ws = weights.scales;
-  std::vector<Tensor> x, xs, xs_t, out;
+  std::vector<Tensor> x, xs, xs_t, out, x_bf16;
   for (int i = 0; i < 2; ++i) {
+    x_bf16.push_back(Tensor::empty({m, s.k}, DType::kBF16, Device::kCUDA));  // [T, K]
+    ops::fill_uniform_cuda(ops::UniformFill{static_cast<uint64_t>(100 + i), 2.0f, 0.0f}, x_bf16.back(), stream);
     x.push_back(random_fp8({m, s.k}, rng).to(Device::kCUDA));                     // [T, K]
     xs.push_back(random_scales({m, g}, 1e-2f, rng).to(Device::kCUDA));            // [T, G]
     xs_t.push_back(Tensor::empty({g, m}, DType::kF32, Device::kCUDA));            // [G, T]
@@ -169,7 +193,7 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
       ops::linear_fp8_w8a8_cuda(x[i % 2], xs[i % 2], w[i % copies], ws, out[i % 2], stream, kernel);
     };
   };
-  Result r{s.name, m, s.n, s.k, 0, 0, 0, 0, false, bytes, flops, bytes / copy / 1e3};
+  Result r{s.name, m, s.n, s.k, 0, 0, 0, 0, 0, 0, 0, false, bytes, flops, bytes / copy / 1e3};
   r.swap_ab_us = graph_us(stream, replays, timer, call(ops::Fp8GemmKernel::kSm90SwapAB));
   if (ops::sm90_fp8::cublaslt_fp8_fits(m, s.n, s.k)) {
     r.lt_us = graph_us(stream, replays, timer, [&](int i) {
@@ -199,8 +223,18 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
       r.plans.push_back({plan, us});
     }
   }
+  if (ops::sm90_fp8::fp8_gemv_fits(m, s.k)) r.gemv_us = graph_us(stream, replays, timer, call(ops::Fp8GemmKernel::kGemv));
+  const ops::ActQuantParams act{};
+  r.fp8_path_us = graph_us(stream, replays, timer, [&](int i) {
+    ops::linear_fp8_cuda(x_bf16[i % 2], w[i % copies], ws, act, out[i % 2], stream);
+  });
+  const auto bf16_copies = static_cast<int>(weights.w_bf16.size());
+  r.bf16_us = graph_us(stream, replays, timer, [&](int i) {
+    ops::linear_cuda(x_bf16[i % 2], weights.w_bf16[i % bf16_copies], out[i % 2], stream);
+  });
   r.auto_is_lt = ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k) == ops::sm90_fp8::Fp8GemmPath::kCublasLt;
-  r.auto_us = r.auto_is_lt ? r.lt_path_us : r.swap_ab_us;
+  const ops::sm90_fp8::Fp8GemmPath auto_path = ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k);
+  r.auto_us = r.auto_is_lt ? r.lt_path_us : auto_path == ops::sm90_fp8::Fp8GemmPath::kGemv ? r.gemv_us : r.swap_ab_us;
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
   const std::vector<float> check = out[0].slice(0, 1).to(Device::kCPU).to_vector();
   for (float v : check) MLA_CHECK(std::isfinite(v), "{} at M {}: non-finite output {}", s.name, m, v);
@@ -208,13 +242,26 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
 }
 
 int run(int argc, char** argv) {
-  std::string out_dir = "bench/results";
+  std::string out_dir = "bench/results", prefix;
+  std::vector<int64_t> tokens = kTokens;
+  bool own_tokens = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
       out_dir = argv[++i];
+    } else if (a == "--shapes" && i + 1 < argc) {
+      prefix = argv[++i];
+    } else if (a == "--tokens" && i + 1 < argc) {
+      tokens.clear();
+      own_tokens = true;
+      const std::string list = argv[++i];
+      for (size_t p = 0; p < list.size();) {
+        const size_t e = std::min(list.find(',', p), list.size());
+        tokens.push_back(std::stoll(list.substr(p, e - p)));
+        p = e + 1;
+      }
     } else {
-      std::fprintf(stderr, "usage: %s [--out DIR]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out DIR] [--shapes PREFIX] [--tokens 1,8,64]\n", argv[0]);
       return 2;
     }
   }
@@ -227,9 +274,10 @@ int run(int argc, char** argv) {
 
   std::vector<Result> results;
   for (const Shape2& s : kShapes) {
+    if (std::string(s.name).rfind(prefix, 0) != 0) continue;
     const Weights weights = make_weights(s);
-    std::vector<int64_t> ms = kTokens;
-    if (s.large_m) ms.push_back(16384);
+    std::vector<int64_t> ms = tokens;
+    if (s.large_m && !own_tokens) ms.push_back(16384);
     for (int64_t m : ms) {
       results.push_back(run_shape(s, weights, m, copy, stream, timer));
       const Result& r = results.back();
@@ -240,20 +288,21 @@ int run(int argc, char** argv) {
   std::printf("card: %s, %d SMs, L2 %d MB; copy %.0f GB/s (memcpy, read + write)\n", prop.name,
               prop.multiProcessorCount, prop.l2CacheSize >> 20, copy);
   std::printf("\nout[M,N] bf16 = x_q[M,K] w_q[N,K]^T, e4m3 with 1x128 / 128x128 fp32 block scales (graph replays)\n");
-  std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s %9s %-18s\n", "shape", "M", "N", "K",
-              "swapAB us", "Lt us", "Lt+T us", "auto us", "auto", "TFLOPS", "GB/s", "floor us", "of floor", "Lt/swapAB",
-              "best us", "best plan");
+  std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s %9s %-18s %9s %9s %9s %9s\n", "shape", "M", "N",
+              "K", "swapAB us", "Lt us", "Lt+T us", "auto us", "auto", "TFLOPS", "GB/s", "floor us", "of floor",
+              "Lt/swapAB", "best us", "best plan", "fp8path", "bf16 us", "bf16/fp8", "gemv us");
   nlohmann::json rows = nlohmann::json::array();
   for (const Result& r : results) {
     std::string best_plan = r.plans.empty() ? "-" : plan_name(r.plans[0].plan);
     for (const PlanTime& p : r.plans) {
       if (p.us == r.best_plan_us()) best_plan = plan_name(p.plan);
     }
-    std::printf("%-18s %5ld %6ld %6ld %9.1f %9.1f %9.1f %9.1f %5s %8.1f %7.0f %8.1f %8.2f %8.2f %9.1f %-18s\n",
+    std::printf("%-18s %5ld %6ld %6ld %9.1f %9.1f %9.1f %9.1f %5s %8.1f %7.0f %8.1f %8.2f %8.2f %9.1f %-18s %9.1f %9.1f "
+                "%9.2f %9.1f\n",
                 r.name.c_str(), r.m, r.n, r.k, r.swap_ab_us, r.lt_us, r.lt_path_us, r.auto_us,
-                r.auto_is_lt ? "Lt" : "swap", r.flops / r.auto_us / 1e6, r.bytes / r.auto_us / 1e3, r.floor_us,
+                r.auto_is_lt ? "Lt" : r.auto_us == r.gemv_us ? "gemv" : "swap", r.flops / r.auto_us / 1e6, r.bytes / r.auto_us / 1e3, r.floor_us,
                 r.floor_us / r.auto_us, r.lt_us > 0 ? r.lt_us / r.swap_ab_us : 0.0, r.best_plan_us(),
-                best_plan.c_str());
+                best_plan.c_str(), r.fp8_path_us, r.bf16_us, r.bf16_us / r.fp8_path_us, r.gemv_us);
     nlohmann::json plan_rows = nlohmann::json::array();
     for (const PlanTime& p : r.plans) plan_rows.push_back({{"plan", plan_name(p.plan)}, {"us", p.us}});
     rows.push_back({{"shape", r.name},
@@ -264,7 +313,10 @@ int run(int argc, char** argv) {
                     {"cublaslt_us", r.lt_us},
                     {"cublaslt_with_transpose_us", r.lt_path_us},
                     {"auto_us", r.auto_us},
-                    {"auto_kernel", r.auto_is_lt ? "cublaslt" : "swap_ab"},
+                    {"fp8_path_us", r.fp8_path_us},
+                    {"gemv_us", r.gemv_us},
+                    {"bf16_us", r.bf16_us},
+                    {"auto_kernel", r.auto_is_lt ? "cublaslt" : r.auto_us == r.gemv_us ? "gemv" : "swap_ab"},
                     {"bytes", r.bytes},
                     {"flops", r.flops},
                     {"floor_us", r.floor_us},

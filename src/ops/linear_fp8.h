@@ -56,6 +56,9 @@ namespace mlaserve::ops {
 // and added to an fp32 total, as the reference does.
 //
 // Kernels (ops/cuda/linear_fp8_heuristics.h picks one per shape with kAuto):
+//   kGemv        ours (linear_fp8_gemv.cuh): CUDA cores, one pass over the weight, for T <= 4 and
+//                K a multiple of 16 (decode); kAuto takes it at one token (N·K <= 48M), two
+//                (<= 12M) or up to four on the smallest weights.
 //   kSm90SwapAB  ours (linear_fp8_sm90.cuh): the weight is wgmma's M side, tokens its N side, so
 //                decode batches stream the weights once; K split over a thread-block cluster and
 //                reduced through distributed shared memory, or persistent CTAs walking the tiles.
@@ -68,10 +71,17 @@ namespace mlaserve::ops {
 // device, stream) allocates a 4 MiB scale workspace and cuBLASLt its handle and workspace; run
 // each shape once before capturing it in a CUDA graph (a first call during capture fails with a
 // message). Bad shapes or dtypes throw before anything is enqueued.
-enum class Fp8GemmKernel : uint8_t { kAuto, kSm90SwapAB, kCublasLt };
+enum class Fp8GemmKernel : uint8_t { kAuto, kSm90SwapAB, kCublasLt, kGemv };
 
 void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
                           Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto);
+
+// linear_fp8 on the GPU: x [T, K] bf16 quantised with `act` (as quantize_activations_fp8_cuda),
+// then the product above. Where the kernel is the GEMV (forced with kGemv, or kAuto's choice at
+// one token, or two with K <= 2048) it quantises inside, one launch; otherwise the quantised copy
+// comes from the stream-ordered caching allocator and the quantiser runs first.
+void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act,
+                     Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto);
 
 // x_scales [T, G] f32 -> out [G, T] f32: the activation scales in cuBLASLt's VEC128 layout. An
 // activation quantiser that writes [G, T] itself lets a caller skip this pass.

@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/fp8_quant.cuh"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/fp8_quant.h"
 
@@ -82,16 +83,11 @@ __global__ void __launch_bounds__(kThreads) fp8_quant_kernel(Fp8QuantParams p) {
   for (int i = 0; i < 4; ++i) amax = fmaxf(amax, fabsf(v[i]));  // fmaxf skips NaN, as std::max does
 #pragma unroll
   for (int d = 16; d > 0; d >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, d));
-  float scale = __fdiv_rn(amax, 448.0f);
-  if (p.ue8m0) {
-    int exponent = 0;
-    const float mantissa = frexpf(scale, &exponent);
-    scale = mantissa == 0.5f ? scale : ldexpf(1.0f, exponent);
-  }
+  const float scale = gpu::fp8_act_scale(amax, p.ue8m0);
 
   __nv_fp8_storage_t q[4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) q[i] = __nv_cvt_float_to_fp8(__fdiv_rn(v[i], scale), __NV_SATFINITE, __NV_E4M3);
+  for (int i = 0; i < 4; ++i) q[i] = gpu::fp8_act_quantize(v[i], scale);
   __nv_fp8_storage_t* dst = reinterpret_cast<__nv_fp8_storage_t*>(p.x_q + row * p.k);
   if constexpr (kVec4) {
     const uint32_t packed = uint32_t{q[0]} | uint32_t{q[1]} << 8 | uint32_t{q[2]} << 16 | uint32_t{q[3]} << 24;

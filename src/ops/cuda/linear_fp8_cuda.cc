@@ -1,7 +1,8 @@
-// linear_fp8_w8a8_cuda (ops/linear_fp8.h): argument checks, the kernel choice
+// linear_fp8_w8a8_cuda and linear_fp8_cuda (ops/linear_fp8.h): argument checks, the kernel choice
 // (linear_fp8_heuristics.h), and the cuBLASLt path, whose activation scales are transposed into
 // a per-stream workspace first (cuBLASLt's VEC128 layout is [ceil(K/128), T]).
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string_view>
@@ -10,6 +11,7 @@
 #include "core/cuda_check.h"
 #include "core/memory.h"
 #include "ops/cuda/cublaslt_gemm.h"
+#include "ops/cuda/linear_fp8_gemv.h"
 #include "ops/cuda/linear_fp8_heuristics.h"
 #include "ops/cuda/linear_fp8_sm90.h"
 #include "ops/fp8_block.h"
@@ -19,12 +21,41 @@ namespace mlaserve::ops {
 namespace {
 
 constexpr std::string_view kOp = "linear_fp8_w8a8_cuda";
+constexpr std::string_view kOpBf16 = "linear_fp8_cuda";
 constexpr int64_t kScaleWorkspaceFloats = int64_t{1} << 20;  // 4 MiB: [G, T chunk] f32
 
-void check_gpu(const Tensor& t, std::string_view name, DType dtype, const Shape& shape) {
-  MLA_CHECK(t.device() == Device::kCUDA, "{}: {} must be on the GPU", kOp, name);
-  MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", kOp, name, dtype_name(dtype), dtype_name(t.dtype()));
-  MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", kOp, name, shape_str(shape), shape_str(t.shape()));
+void check_gpu(const Tensor& t, std::string_view name, DType dtype, const Shape& shape,
+               std::string_view op = kOp) {
+  MLA_CHECK(t.device() == Device::kCUDA, "{}: {} must be on the GPU", op, name);
+  MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", op, name, dtype_name(dtype), dtype_name(t.dtype()));
+  MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", op, name, shape_str(shape), shape_str(t.shape()));
+}
+
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0; }
+
+// The kernel that runs: kAuto's choice, or the forced one where it takes the shape.
+sm90_fp8::Fp8GemmPath choose_path(int64_t t, int64_t n, int64_t k, Fp8GemmKernel kernel, bool gemv_aligned,
+                                  std::string_view op) {
+  switch (kernel) {
+    case Fp8GemmKernel::kAuto: {
+      const sm90_fp8::Fp8GemmPath path = sm90_fp8::choose_fp8_gemm(t, n, k);
+      return path != sm90_fp8::Fp8GemmPath::kGemv || gemv_aligned ? path : sm90_fp8::Fp8GemmPath::kSwapAB;
+    }
+    case Fp8GemmKernel::kSm90SwapAB: return sm90_fp8::Fp8GemmPath::kSwapAB;
+    case Fp8GemmKernel::kCublasLt:
+      MLA_CHECK(sm90_fp8::cublaslt_fp8_fits(t, n, k),
+                "{}: cuBLASLt's block-scaled FP8 needs T, N multiples of 4 (N of 8) and ceil(K/128) of 4; got T {} N "
+                "{} K {}",
+                op, t, n, k);
+      return sm90_fp8::Fp8GemmPath::kCublasLt;
+    case Fp8GemmKernel::kGemv:
+      MLA_CHECK(sm90_fp8::fp8_gemv_fits(t, k) && gemv_aligned,
+                "{}: the FP8 GEMV needs 1 <= T <= {} (got {}), K a multiple of 16 (got {}) and 16-byte aligned "
+                "operands",
+                op, sm90_fp8::kGemvMaxTokens, t, k);
+      return sm90_fp8::Fp8GemmPath::kGemv;
+  }
+  return sm90_fp8::Fp8GemmPath::kSwapAB;
 }
 
 // The transposed activation scales of the cuBLASLt path: one buffer per (thread, device,
@@ -93,19 +124,39 @@ void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tenso
   MLA_CHECK(t < (int64_t{1} << 31) / 128 && n < (int64_t{1} << 31) && g < (int64_t{1} << 24),
             "{}: [{}, {}] x [{}, {}] is past the kernels' 32-bit coordinates", kOp, t, k, n, k);
 
-  sm90_fp8::Fp8GemmPath path = sm90_fp8::choose_fp8_gemm(t, n, k);
-  if (kernel == Fp8GemmKernel::kSm90SwapAB) path = sm90_fp8::Fp8GemmPath::kSwapAB;
-  if (kernel == Fp8GemmKernel::kCublasLt) {
-    MLA_CHECK(sm90_fp8::cublaslt_fp8_fits(t, n, k),
-              "{}: cuBLASLt's block-scaled FP8 needs T, N multiples of 4 (N of 8) and ceil(K/128) of 4; got T {} N "
-              "{} K {}",
-              kOp, t, n, k);
-    path = sm90_fp8::Fp8GemmPath::kCublasLt;
-  }
+  const sm90_fp8::Fp8GemmPath path = choose_path(t, n, k, kernel, aligned16(x_q) && aligned16(w_q), kOp);
   if (path == sm90_fp8::Fp8GemmPath::kCublasLt) return run_cublaslt(x_q, x_scales, w_q, w_scale_inv, out, stream);
+  if (path == sm90_fp8::Fp8GemmPath::kGemv) {
+    return sm90_fp8::run_fp8_gemv({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
+                                   static_cast<const float*>(w_scale_inv.raw()), out.raw(), out.dtype() == DType::kF32},
+                                  t, n, k, /*quantize=*/false, ActQuantParams{}, stream);
+  }
   sm90_fp8::run_swap_ab({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
                          static_cast<const float*>(w_scale_inv.raw()), out.raw(), out.dtype() == DType::kF32},
                         t, n, k, sm90_fp8::plan_swap_ab(t, n, k, sm90_fp8::device_sm_count()), stream);
+}
+
+void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act,
+                     Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel) {
+  MLA_CHECK(x.ndim() == 2 && w_q.ndim() == 2, "{}: x {} must be [T, K] and w_q {} [N, K]", kOpBf16,
+            shape_str(x.shape()), shape_str(w_q.shape()));
+  const int64_t t = x.dim(0), k = x.dim(1), n = w_q.dim(0);
+  check_gpu(x, "x", DType::kBF16, {t, k}, kOpBf16);
+  if (t == 0 || n == 0) return;
+  const bool gemv_aligned = aligned16(x) && aligned16(w_q);
+  const bool gemv = choose_path(t, n, k, kernel, gemv_aligned, kOpBf16) == sm90_fp8::Fp8GemmPath::kGemv;
+  if (gemv && (kernel == Fp8GemmKernel::kGemv || sm90_fp8::gemv_quantizes(t, k))) {
+    check_gpu(w_q, "w_q", DType::kF8E4M3, {n, k}, kOpBf16);
+    check_gpu(w_scale_inv, "w_scale_inv", DType::kF32, {fp8_num_blocks(n), fp8_num_blocks(k)}, kOpBf16);
+    check_gpu(out, "out", out.dtype() == DType::kF32 ? DType::kF32 : DType::kBF16, {t, n}, kOpBf16);
+    return sm90_fp8::run_fp8_gemv({x.raw(), nullptr, w_q.raw(), static_cast<const float*>(w_scale_inv.raw()),
+                                   out.raw(), out.dtype() == DType::kF32},
+                                  t, n, k, /*quantize=*/true, act, stream);
+  }
+  Tensor x_q = Tensor::empty({t, k}, DType::kF8E4M3, Device::kCUDA);                  // [T, K]
+  Tensor x_scales = Tensor::empty({t, fp8_num_blocks(k)}, DType::kF32, Device::kCUDA);  // [T, K/128]
+  quantize_activations_fp8_cuda(x, act, x_q, x_scales, stream);
+  linear_fp8_w8a8_cuda(x_q, x_scales, w_q, w_scale_inv, out, stream, kernel);
 }
 
 void transpose_fp8_act_scales_cuda(const Tensor& x_scales, Tensor& out, cudaStream_t stream) {

@@ -2,6 +2,10 @@
 // kernel (linear_fp8_sm90.cuh) is cut. Plain host code; the rules below were read off
 // fp8_gemm_bench on an H200 (bench/NOTES-fp8-gemm.md has the table):
 //
+//   - a few tokens (use_gemv): the CUDA-core GEMV (linear_fp8_gemv.cuh), where the swap-AB kernel
+//     is latency-bound (4-10 us on V2-Lite's projections for 0.3-3 us of bytes). At one token
+//     (and two with K <= 2048) it also quantises bf16 activations itself (gemv_quantizes), saving
+//     the quantiser's launch.
 //   - T <= 16: the swap-AB kernel, every DeepSeek shape (1.1-1.9x cuBLASLt with its scale
 //     transpose at T = 8). Its bytes are the weight, read once.
 //   - T <= 128 and N < 2048 (q_a_proj, kv_a_proj): the swap-AB kernel (1.6-2x cuBLASLt).
@@ -31,7 +35,29 @@
 
 namespace mlaserve::ops::sm90_fp8 {
 
-enum class Fp8GemmPath : uint8_t { kSwapAB, kCublasLt };
+enum class Fp8GemmPath : uint8_t { kSwapAB, kCublasLt, kGemv };
+
+inline constexpr int64_t kGemvMaxTokens = 4;  // linear_fp8_gemv.cuh's kFp8GemvMaxTokens
+
+// Where the GEMV beat the swap-AB kernel on the H200 (fp8_gemm_bench, V2-Lite's projections,
+// bench/NOTES-fp8-gemm.md): at one token on every shape measured, N·K up to 45M (q_proj 3072 x
+// 2048: 4.3 vs 9.2 us; the dense gate_up 21888 x 2048: 13.0 vs 14.1); at two tokens up to ~12M
+// (shared gate_up 7.4 vs 9.6 us; the dense gate_up 17.5 vs 14.5); at three or four only the
+// smallest (kv_a 576 x 2048: 3.7 vs 4.1; o_proj 2048 x 2048 already 5.4 vs 4.9). Every CTA
+// re-reads and converts all T activation rows, so its cost grows with T·N.
+inline bool use_gemv(int64_t t, int64_t n, int64_t k) {
+  const int64_t weights = n * k;
+  if (t < 1 || t > kGemvMaxTokens || k % 16 != 0) return false;
+  if (t == 1) return weights <= (int64_t{48} << 20);
+  if (t == 2) return weights <= (int64_t{12} << 20);
+  return weights <= (int64_t{3} << 19);
+}
+
+// Whether linear_fp8_cuda lets the GEMV quantise its bf16 activations (instead of the quantiser
+// pass first): every CTA redoes the T·K divisions, which paid at one token (q_proj 4.2 us for
+// both, against 4.3 for the GEMV alone) and at two with K <= 2048 (q_proj 6.4 against 5.0 + the
+// quantiser's ~2), not at K = 2816 or more (shared down, two tokens: 11.5 against 5.6 + 2).
+inline bool gemv_quantizes(int64_t t, int64_t k) { return t == 1 || (t == 2 && k <= 2048); }
 
 inline constexpr int64_t kSwapAbMaxTokens = 128;  // above this kAuto takes cuBLASLt where it can
 inline constexpr int kMaxSplits = 8;              // portable thread-block cluster size
@@ -43,6 +69,7 @@ inline bool cublaslt_fp8_fits(int64_t t, int64_t n, int64_t k) {
 }
 
 inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k) {
+  if (use_gemv(t, n, k)) return Fp8GemmPath::kGemv;
   const bool swap_ab = t <= 16 || (t <= kSwapAbMaxTokens && n < 2048) || !cublaslt_fp8_fits(t, n, k);
   return swap_ab ? Fp8GemmPath::kSwapAB : Fp8GemmPath::kCublasLt;
 }

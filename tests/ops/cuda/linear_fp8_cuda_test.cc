@@ -1,10 +1,12 @@
-// linear_fp8_w8a8_cuda (both kernels: the sm90 swap-AB kernel and cuBLASLt's block-scaled FP8)
-// against linear_fp8_w8a8_cpu, on fresh random e4m3 operands and scales at every dense FP8
-// projection of DeepSeek-V3 and of V2-Lite quantised to FP8 (kv_a_proj's N = 576 ends in a half
-// scale block; V2-Lite's 10944 and 2816 leave K groups and row blocks partial), T = 1, 7, 64,
-// 128, 1000, 4096. Outputs are poisoned (NaN) first and must be fully written. At T > 16 only
+// linear_fp8_w8a8_cuda (every kernel: the CUDA-core GEMV, the sm90 swap-AB kernel and cuBLASLt's
+// block-scaled FP8) against linear_fp8_w8a8_cpu, on fresh random e4m3 operands and scales at every
+// dense FP8 projection of DeepSeek-V3 and of V2-Lite quantised to FP8 (kv_a_proj's N = 576 ends in
+// a half scale block; V2-Lite's 10944 and 2816 leave K groups and row blocks partial), T = 1, 3, 7,
+// 64, 128, 1000, 4096. Outputs are poisoned (NaN) first and must be fully written. At T > 16 only
 // some rows are checked against the CPU (first, last, two random): a wrong tile, split or stride
-// shows in any row it touches.
+// shows in any row it touches. linear_fp8_cuda (bf16 activations, quantised inside the GEMV or by
+// the quantiser before the other kernels) against linear_fp8_cpu on the same bf16 values, at the
+// decode token counts: the quantisation is bit-identical on both sides, so the same bounds hold.
 //
 // Tolerances, from the precision. Both sides see the same e4m3 values and fp32 scales; products
 // of two e4m3 values are exact. The tensor cores sum a 128-wide group with ~fp22 partial sums
@@ -29,10 +31,12 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/cuda_check.h"
 #include "gemm_cuda_test_util.h"
+#include "ops/cuda/linear_fp8_gemv.h"
 #include "ops/cuda/linear_fp8_heuristics.h"
 #include "ops/cuda/linear_fp8_sm90.h"
 #include "ops/fp8_block.h"
@@ -157,6 +161,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
       const auto checked = static_cast<int64_t>(rows.size());
       std::vector<Fp8GemmKernel> kernels = {Fp8GemmKernel::kAuto, Fp8GemmKernel::kSm90SwapAB};
       if (sm90_fp8::cublaslt_fp8_fits(m, n, k)) kernels.push_back(Fp8GemmKernel::kCublasLt);
+      if (sm90_fp8::fp8_gemv_fits(m, k)) kernels.push_back(Fp8GemmKernel::kGemv);
       const std::string shape = "M " + std::to_string(m) + " N " + std::to_string(n) + " K " + std::to_string(k);
       auto run = [&](const std::string& what, const std::function<void(Tensor&)>& gemm) {
         Tensor out = poisoned_gpu({m, n}, out_dtype, stream_);
@@ -216,9 +221,59 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
     }
   }
 
+
+  // linear_fp8_cuda on bf16 activations (uniform(-1, 1) rounded to bf16, every `spread`-th group
+  // scaled by 2^-12 so that groups of very different amax sit in one row) through kAuto, the GEMV
+  // where it fits and the swap-AB kernel, against linear_fp8_cpu on the same values as f32.
+  void check_bf16(int64_t n, int64_t k, const std::vector<int64_t>& ms, const ActQuantParams& act,
+                  DType out_dtype = DType::kBF16) {
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", bf16 x, N " + std::to_string(n) + ", K " + std::to_string(k) +
+                 ", out " + std::string(dtype_name(out_dtype)) +
+                 (act.scale_format == Fp8ScaleFormat::kUE8M0 ? ", UE8M0 scales" : ""));
+    const bool f32_out = out_dtype == DType::kF32;
+    std::mt19937_64 rng(seed);
+    const Tensor w_host = random_fp8({n, k}, rng);                                            // [N, K]
+    const Tensor ws_host = random_scales({fp8_num_blocks(n), fp8_num_blocks(k)}, 1e-4f, rng);  // [N/128, G]
+    const Tensor w = w_host.to(Device::kCUDA), ws = ws_host.to(Device::kCUDA);
+    for (const int64_t m : ms) {
+      Tensor x_f32 = testing::random_host({m, k}, DType::kF32, rng());  // [T, K]
+      float* xv = x_f32.data<float>();
+      for (int64_t i = 0; i < x_f32.numel(); ++i) xv[i] = round_bf16((i / 128) % 5 == 3 ? xv[i] * 0x1p-12f : xv[i]);
+      const Tensor x = x_f32.to_dtype(DType::kBF16).to(Device::kCUDA);
+      Tensor ref = Tensor::empty({m, n}, DType::kF32);
+      linear_fp8_cpu(x_f32, w_host, ws_host, act, ref);
+      std::vector<Fp8GemmKernel> kernels = {Fp8GemmKernel::kAuto, Fp8GemmKernel::kSm90SwapAB};
+      if (sm90_fp8::fp8_gemv_fits(m, k)) kernels.push_back(Fp8GemmKernel::kGemv);
+      for (const Fp8GemmKernel kernel : kernels) {
+        const std::string what = "bf16 x M " + std::to_string(m) + " N " + std::to_string(n) + " K " +
+                                 std::to_string(k) + " kernel " + std::to_string(static_cast<int>(kernel));
+        Tensor out = poisoned_gpu({m, n}, out_dtype, stream_);
+        linear_fp8_cuda(x, w, ws, act, out, stream_, kernel);
+        sync();
+        const Tensor out_host = out.to(Device::kCPU);
+        EXPECT_EQ(count_nonfinite(out_host), 0) << what << ": outputs unwritten (poison) or not finite";
+        std::vector<int64_t> all(static_cast<size_t>(m));
+        for (int64_t r = 0; r < m; ++r) all[static_cast<size_t>(r)] = r;
+        const Fp8Errors e = compare(testing::gather_rows_f32(out_host, all), ref);
+        testing::record_error(what + " rel_l2", e.rel_l2);
+        EXPECT_LT(e.rel_l2, f32_out ? kF32RelL2 : kRelL2) << what;
+        EXPECT_LT(e.worst_row, f32_out ? kF32RowRelL2 : kRowRelL2) << what;
+        EXPECT_LT(e.calc_diff, f32_out ? kF32CalcDiff : kCalcDiff) << what;
+        EXPECT_EQ(e.outside_bound, 0) << what << ": elements past 2^-8 |ref| + 2^-9 rms(row)";
+      }
+    }
+  }
 };
 
 // ---- small cases (also run under compute-sanitizer) ------------------------------------------
+
+// The fused quantisation: partial row block and K group, both scale formats, f32 out.
+TEST_F(LinearFp8Cuda, SmallBf16Activations) {
+  check_bf16(160, 272, {1, 2, 3, 4, 7}, ActQuantParams{});
+  check_bf16(160, 272, {1, 4}, ActQuantParams{kFp8AmaxFloor, Fp8ScaleFormat::kUE8M0});
+  check_bf16(1088, 640, {1, 3}, ActQuantParams{}, DType::kF32);
+}
 
 // N = 160: a partial 128-row scale block and a partial 64-row tile; K = 272: a partial K group.
 TEST_F(LinearFp8Cuda, SmallPartialBlocks) { check(160, 272, {1, 5, 33, 130}); }
@@ -323,7 +378,23 @@ TEST_F(LinearFp8Cuda, SmallDeterministicAndGraphCapture) {
 
 // ---- DeepSeek shapes ([N, K] of each dense FP8 projection) -----------------------------------
 
-const std::vector<int64_t> kTokens = {1, 7, 64, 128, 1000, 4096};
+const std::vector<int64_t> kTokens = {1, 3, 7, 64, 128, 1000, 4096};
+
+// Every V3 and V2-Lite projection with bf16 activations at decode token counts.
+TEST_F(LinearFp8Cuda, V3DecodeBf16Activations) {
+  for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{
+           {1536, 7168}, {576, 7168}, {24576, 1536}, {32768, 512}, {7168, 16384}, {18432, 7168}, {7168, 18432},
+           {2048, 7168}, {7168, 2048}}) {
+    check_bf16(n, k, {1, 4}, ActQuantParams{});
+  }
+}
+TEST_F(LinearFp8Cuda, V2LiteDecodeBf16Activations) {
+  for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{
+           {3072, 2048}, {576, 2048}, {4096, 512}, {2048, 2048}, {10944, 2048}, {2048, 10944}, {2816, 2048},
+           {2048, 2816}}) {
+    check_bf16(n, k, {1, 2, 4}, ActQuantParams{});
+  }
+}
 
 // V3 / R1 (hidden 7168, q_lora 1536, kv_lora 512, 128 heads, dense MLP 18432, shared expert 2048).
 TEST_F(LinearFp8Cuda, V3QAProj) { check(1536, 7168, kTokens); }
