@@ -9,12 +9,17 @@
 //      Im 1408), gate_up (SwiGLU epilogue) and down, uniform routing, at 16 .. 1536 rows per
 //      expert: every kernel, what kAuto picks, and the floor (the FP8 peak or the bytes at the copy
 //      bandwidth, whichever is longer: at a few hundred rows per expert the weights dominate).
-//   3. a V3 MoE layer (256 experts, H 7168, Im 2048, top-8, uniform routing over the experts):
+//   3. a V3 and a V2-Lite MoE layer (V3: 256 experts, H 7168, Im 2048, top-8; V2-Lite: 64, 2048,
+//      1408, top-6; uniform routing over the experts):
 //      moe_experts_fp8_cuda (two quantisations, two grouped GEMMs) against moe_experts_cuda
 //      (BF16), decode token counts against the HBM floor of the active experts' weights (e4m3
 //      bytes / measured copy bandwidth), prefill counts in TFLOPS.
 // Inputs random; times are medians of 20 runs after 3 warm-ups (CUDA events). Every working set
 // here exceeds the 50 MB L2 (weights of 117 MB and up), so no flush is needed.
+//
+//   moe_fp8_bench [--out DIR] [--sections gemm,shapes,layers,v2l-layer]
+//
+// --sections picks parts 1 (gemm), 2 (shapes), 3 (layers; v2l-layer: only V2-Lite's).
 #include <cuda_runtime_api.h>
 
 #include <nlohmann/json.hpp>
@@ -68,16 +73,21 @@ double time_us(Timer& timer, cudaStream_t stream, Fn fn) {
 }
 
 int run(int argc, char** argv) {
-  std::string out_dir = "bench/results";
+  std::string out_dir = "bench/results", sections = "gemm,shapes,layers";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
       out_dir = argv[++i];
+    } else if (a == "--sections" && i + 1 < argc) {
+      sections = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: %s [--out DIR]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out DIR] [--sections gemm,shapes,layers,v2l-layer]\n", argv[0]);
       return 2;
     }
   }
+  auto section = [&](const char* name) {
+    return ("," + sections + ",").find("," + std::string(name) + ",") != std::string::npos;
+  };
   cudaDeviceProp prop{};
   MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   cudaStream_t stream;
@@ -88,7 +98,7 @@ int run(int argc, char** argv) {
 
   // 1. The target grouped GEMM.
   nlohmann::json gemm_rows = nlohmann::json::array();
-  {
+  if (section("gemm")) {
     const int64_t groups = 4, m = 8192, n = 4096, k = 7168, rows = groups * m;
     Tensor a_q, a_s, b_q, b_s;
     {
@@ -143,14 +153,14 @@ int run(int argc, char** argv) {
 
   // 2. The grouped GEMMs of real MoE layers.
   nlohmann::json shape_rows = nlohmann::json::array();
-  {
+  if (section("shapes")) {
     struct Model {
       const char* name;
       int64_t experts, hidden, inter, top_k;
       std::vector<int64_t> tokens;
     };
     const Model models[] = {{"v3", 256, 7168, 2048, 8, {512, 768, 1024, 2048, 4096, 16384}},
-                            {"v2-lite", 64, 2048, 1408, 6, {128, 256, 512, 1024, 4096, 16384}}};
+                            {"v2-lite", 64, 2048, 1408, 6, {1, 64, 128, 256, 512, 1024, 4096, 16384}}};
     std::printf("\ngrouped GEMMs of MoE layers, uniform routing; mma.sync and wgmma (n128, n256 weight tiles); "
                 "floor = max(FP8 peak, bytes / copy bandwidth); auto = what kAuto runs\n");
     std::printf("%-8s %-8s %6s %7s %6s %9s %7s %9s %7s %9s %7s %9s %5s\n", "model", "gemm", "tokens", "rows", "mean",
@@ -213,10 +223,17 @@ int run(int argc, char** argv) {
     }
   }
 
-  // 3. The V3 expert layer, FP8 against BF16.
+  // 3. The expert layers of V3 and V2-Lite, FP8 against BF16.
   nlohmann::json layer_rows = nlohmann::json::array();
-  {
-    const int64_t e = 256, h = 7168, im = 2048, top_k = 8;
+  struct Layer {
+    const char* name;
+    int64_t e, h, im, top_k;
+    std::vector<int64_t> tokens;
+  };
+  for (const Layer& ly : {Layer{"v3", 256, 7168, 2048, 8, {1, 16, 64, 128, 1024, 4096, 16384}},
+                          Layer{"v2-lite", 64, 2048, 1408, 6, {1, 8, 64, 256}}}) {
+    if (!section("layers") && !(section("v2l-layer") && std::string(ly.name) == "v2-lite")) continue;
+    const int64_t e = ly.e, h = ly.h, im = ly.im, top_k = ly.top_k;
     ops::ExpertWeights fp8;
     random_fp8({e * 2 * im, h}, 3, fp8.gate_up, fp8.gate_up_scale, stream);
     random_fp8({e * h, im}, 4, fp8.down, fp8.down_scale, stream);
@@ -225,11 +242,12 @@ int run(int argc, char** argv) {
     fp8.down = fp8.down.reshape({e, h, im});
     fp8.down_scale = fp8.down_scale.reshape({e, h / 128, im / 128});
     ops::ExpertWeights bf16{random_bf16({e, 2 * im, h}, 5, stream), random_bf16({e, h, im}, 6, stream), {}, {}};
-    std::printf("\nV3 expert layer (E 256, H 7168, Im 2048, top-8, uniform routing); floor: active e4m3 weights / "
-                "copy bandwidth\n");
+    std::printf("\n%s expert layer (E %ld, H %ld, Im %ld, top-%ld, uniform routing); floor: active e4m3 weights / "
+                "copy bandwidth\n",
+                ly.name, e, h, im, top_k);
     std::printf("%7s %6s %7s %10s %10s %8s %9s %7s %9s\n", "tokens", "rows", "active", "fp8 us", "bf16 us", "bf16/fp8",
                 "floor us", "xfloor", "fp8 TFLOPS");
-    for (int64_t t : {1, 16, 64, 128, 1024, 4096, 16384}) {
+    for (int64_t t : ly.tokens) {
       const int64_t rows = t * top_k, active = std::min(e, rows);
       std::vector<int32_t> off(static_cast<size_t>(e + 1));
       for (int64_t i = 0; i <= e; ++i) off[i] = static_cast<int32_t>(i * rows / e);
@@ -249,8 +267,9 @@ int run(int argc, char** argv) {
       const double flops = 2.0 * rows * 3 * h * im;
       std::printf("%7ld %6ld %7ld %10.1f %10.1f %8.2f %9.1f %7.2f %9.1f\n", t, rows, active, fp8_us, bf16_us,
                   bf16_us / fp8_us, floor_us, fp8_us / floor_us, flops / fp8_us / 1e6);
-      layer_rows.push_back({{"tokens", t}, {"rows", rows}, {"active_experts", active}, {"fp8_us", fp8_us},
-                            {"bf16_us", bf16_us}, {"floor_us", floor_us}, {"fp8_tflops", flops / fp8_us / 1e6}});
+      layer_rows.push_back({{"model", ly.name}, {"tokens", t}, {"rows", rows}, {"active_experts", active},
+                            {"fp8_us", fp8_us}, {"bf16_us", bf16_us}, {"floor_us", floor_us},
+                            {"fp8_tflops", flops / fp8_us / 1e6}});
     }
   }
 
@@ -260,7 +279,7 @@ int run(int argc, char** argv) {
                 {"fp8_peak_tflops", kFp8PeakTflops},
                 {"grouped_gemm", gemm_rows},
                 {"moe_shapes", shape_rows},
-                {"v3_layer", layer_rows}});
+                {"expert_layers", layer_rows}});
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;
 }
