@@ -70,7 +70,7 @@ Tensor DeepSeekModel::linear(const Linear& w, const Tensor& x, std::optional<Str
 }
 
 std::optional<ForkedBranch> DeepSeekModel::fork_side_branch(int64_t t) {
-  if (t > kSideBranchMaxTokens || options_.device != Device::kCUDA) return std::nullopt;
+  if (!options_.side_stream || t > kSideBranchMaxTokens || options_.device != Device::kCUDA) return std::nullopt;
   if (!side_.enabled()) side_ = SideStream::create(true);
   return std::optional<ForkedBranch>(std::in_place, side_, options_.stream);
 }

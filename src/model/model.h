@@ -93,6 +93,9 @@ struct ModelOptions {
   int64_t context_chunk_tokens = 4096;  // MHA form: cached context up-projected per chunk
   Device device = Device::kCPU;         // where the weights are and the model runs
   Stream stream;                        // GPU: the stream every op is queued on
+  // GPU, steps of at most kSideBranchMaxTokens: two independent chains of each layer overlap on
+  // a second stream (same arithmetic); false queues every op on `stream`, in order.
+  bool side_stream = true;
   // This rank's share of a model split across ranks (unset: the whole model). The weights must
   // already be cut to it (model/shard.h); tp_group is needed when shard.tp_size > 1, pp_group
   // (ranks numbered by stage) when shard.pp_size > 1.
