@@ -103,6 +103,7 @@ struct MlaDecodeSchedule {
   int64_t num_parts = 0;    // KV partitions P (CTAs per query tile)
   int64_t num_seqs = 0;     // B of the last update
   int64_t combine_ctas = 0; // persistent CTAs of the combine kernel
+  bool pipeline = true;     // decode kernel: warpgroup pipeline (true) or split S; the update sets it from B
   Tensor parts;             // [P, 8] i32: each partition's (sequence, block) range
   Tensor seq_splits;        // [max_seqs, 2] i32: pieces per sequence, first workspace slot
   Tensor split_seqs;        // [P] i32: the sequences read by several partitions, then -1

@@ -1,7 +1,10 @@
-// MLA decode attention on Hopper (sm_90a): launch code and argument checks. The design note
-// and the kernels are in mla_decode_sm90.cuh, the split heuristics in
+// MLA decode attention on Hopper (sm_90a): launch code and argument checks. The design note,
+// the combine and schedule kernels are in mla_decode_sm90.cuh, the two decode kernels in
+// mla_decode_sm90_{pipeline,split_s}.cuh, the split and kernel heuristics in
 // mla_decode_sm90_heuristics.h.
 #include "ops/cuda/mla_decode_sm90.cuh"
+#include "ops/cuda/mla_decode_sm90_pipeline.cuh"
+#include "ops/cuda/mla_decode_sm90_split_s.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -95,6 +98,7 @@ void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_l
             schedule.max_seqs);
   check_tensor(seq_lens, "seq_lens", DType::kI32, {b});
   schedule.num_seqs = b;
+  schedule.pipeline = sm90::use_pipeline_kernel(b);
 
   sm90::MlaScheduleParams p{};
   p.seq_lens = ptr<const int32_t>(seq_lens);
@@ -157,10 +161,10 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   p.split_seqs = ptr<const int32_t>(schedule.split_seqs);
   p.scale_log2 = args.softmax_scale * 1.4426950408889634f;
 
-  MLA_CUDA_CHECK(cudaFuncSetAttribute(sm90::mla_decode_sm90_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      sm90::kSmemBytes));
+  const auto decode = schedule.pipeline ? sm90::mla_decode_sm90_pipeline_kernel : sm90::mla_decode_sm90_split_s_kernel;
+  MLA_CUDA_CHECK(cudaFuncSetAttribute(decode, cudaFuncAttributeMaxDynamicSharedMemorySize, sm90::kSmemBytes));
   const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
-  launch(sm90::mla_decode_sm90_kernel, grid, sm90::kThreads, sm90::kSmemBytes, stream, p);
+  launch(decode, grid, sm90::kThreads, sm90::kSmemBytes, stream, p);
   // Fewer than P sequences are split (each holds a partition boundary). When their rows are
   // few, a combine item is a quarter of a row, so that the work spreads over more SMs.
   const int64_t split_rows = std::min(schedule.num_seqs, schedule.num_parts) * p.max_rows;

@@ -14,8 +14,8 @@
 //     for one sequence; the schedule kernel gives every partition an equal share of the step's
 //     blocks (plus kPieceOverheadBlocks per piece), runs once per step and serves every layer.
 //     Pieces of split sequences write normalised partial outputs + lse to a workspace and the
-//     combine kernel merges them by log-sum-exp. Both kernels are launched with programmatic
-//     dependent launch: each one's launch overlaps the end of the kernel before it (batch 1:
+//     combine kernel merges them by log-sum-exp. The decode and combine kernels are launched
+//     with programmatic dependent launch: each one's launch overlaps the end of the kernel before it (batch 1:
 //     ~2 us of a ~14 us call), and each waits for that kernel (griddepcontrol.wait) first.
 //   - tensor cores through wgmma (sm_90a), operands straight from shared memory in the
 //     canonical 128-byte-swizzle layout, so that the cache tile is read from HBM once, lands in
@@ -23,26 +23,22 @@
 //
 // One CTA = 2 warpgroups (256 threads), ~226 KB of shared memory, one CTA per SM:
 //   Q tile [64 x 576] (72 KB) | KV stages 2 x [64 x 576] (144 KB) | P [64 x 64] bf16 (8 KB)
-//   | row max and row sum exchange [2 warpgroups x 64] f32 | 3 mbarriers.
+//   | per-row f32 exchange [4 x 64] | 5 mbarriers.
 // A tile is 9 column blocks of [64 rows][128 B]; 16-byte chunk c of row r sits at c ^ (r % 8).
 //
 // Loads are TMA bulk tensor copies (cp.async.bulk.tensor, 128-byte swizzle) issued by one
 // thread, 9 boxes of [64 rows x 64 channels] per tile, completing on an mbarrier per stage (and
-// one for Q): the other 255 threads spend no instructions on loads.
+// one for Q): the other threads spend no instructions on loads.
 //
-// Per 64-token block (one pipeline stage), both warpgroups in step:
-//   barrier (everyone is done with the previous stage); thread 0 starts the next block's copy
-//   into the other stage (one block in flight while this one computes: 72 KB per SM, ~2x what
-//   HBM latency times bandwidth needs); wait for this stage's mbarrier; rows past the
-//   sequence's end are zeroed (their bytes are another step's data, maybe NaN);
-//   S[64 x 32] = Q K^T over this warpgroup's half of the keys (36 wgmma m64n32k16);
-//   scale, causal mask (bottom-right), row max -> exchanged through shared memory; barrier;
-//   online softmax in fp32 (exp2), P rounded to bf16 into shared memory; barrier;
-//   O[64 x 256] += P V over all 64 keys, this warpgroup's half of the 512 output channels
-//   (4 wgmma m64n256k16; O is 128 fp32 registers per thread).
-// O is rescaled only when a row maximum of the warp moved. At the end of a piece the two
-// warpgroups add their row sums and write out/lse (bf16) or the partial (fp32). The next
-// sequence's Q tile loads while the last block's P V runs.
+// Two decode kernels share this file's pieces (the rule that picks one per step is in
+// mla_decode_sm90_heuristics.h, use_pipeline_kernel):
+//   - mla_decode_sm90_pipeline.cuh: the warpgroups form a pipeline. Warpgroup 0 computes S and
+//     the softmax of every block and hands P to warpgroup 1; each does half of O += P V, and
+//     warpgroup 0 issues the next block's S behind its P V. The faster kernel when a CTA reads
+//     several blocks (batches of 8 and more; H200: -4..-7% at batch 32..128, 16 and 128 heads).
+//   - mla_decode_sm90_split_s.cuh: both warpgroups in step, each computing S over half of a
+//     block's keys. A shorter chain per block: faster when a CTA reads about one block (batch 1).
+// The combine and schedule kernels are below.
 #pragma once
 
 #include <cuda.h>
@@ -73,10 +69,13 @@ struct Smem {
   static constexpr int kQ = 0;                             // Q tile
   static constexpr int kKv = kQ + kTileBytes;              // 2 KV stages
   static constexpr int kP = kKv + 2 * kTileBytes;          // P [64 rows][64 keys] bf16
-  static constexpr int kRowMax = kP + kColBlockBytes;      // [2][64] f32
-  static constexpr int kRowSum = kRowMax + 2 * 64 * 4;     // [2][64] f32
-  static constexpr int kBarriers = kRowSum + 2 * 64 * 4;   // mbarriers: KV stage 0, 1, Q
-  static constexpr int kBytes = kBarriers + 3 * 8;
+  static constexpr int kRowMax = kP + kColBlockBytes;      // [2][64] f32: split S, row max per warpgroup
+  static constexpr int kRowSum = kRowMax + 2 * 64 * 4;     // [2][64] f32: split S, row sum per warpgroup
+  static constexpr int kRowScale = kRowMax;                // [64] f32: a block's O rescale per row
+  static constexpr int kRowInv = kRowMax + 64 * 4;         // [64] f32: 1 / row sum at a piece's end
+  static constexpr int kNextReady = kRowSum;               // i32: warpgroup 0's next block has landed
+  static constexpr int kBarriers = kRowSum + 2 * 64 * 4;   // mbarriers: KV full 0, 1, Q, KV empty 0, 1
+  static constexpr int kBytes = kBarriers + 5 * 8;
 };
 inline constexpr int kSmemBytes = Smem::kBytes + 1024;     // + room to align the base
 static_assert(kTileRows == 64, "the tiling assumes one wgmma M tile of 64 query rows");
@@ -103,45 +102,9 @@ __device__ __forceinline__ void tma_load_tile(uint32_t dst, const CUtensorMap* m
 namespace gmma = cute::SM90::GMMA;
 
 template <size_t... I>
-__device__ __forceinline__ void wgmma_64x32(uint64_t a, uint64_t b, float (&d)[16], gmma::ScaleOut scale,
-                                            std::index_sequence<I...>) {
-  gmma::MMA_64x32x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>::fma(a, b, d[I]..., scale);
-}
-template <size_t... I>
 __device__ __forceinline__ void wgmma_64x256(uint64_t a, uint64_t b, float (&d)[128], std::index_sequence<I...>) {
   gmma::MMA_64x256x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::MN>::fma(a, b, d[I]...,
                                                                             gmma::ScaleOut::One);
-}
-
-// S[64 x 32] = Q[64 x 576] K[32 x 576]^T. The descriptors point at channel 0; k-step ks moves
-// 32 bytes inside a 128-byte swizzle row, and to the next column block every 4 steps.
-__device__ __forceinline__ void gemm_qk(uint64_t q_desc, uint64_t k_desc, float (&s)[16]) {
-  ptx::fence_registers(s);
-  ptx::wgmma_fence();
-#pragma unroll
-  for (int ks = 0; ks < 36; ++ks) {
-    const uint64_t step = static_cast<uint64_t>(((ks / 4) * kColBlockBytes + (ks % 4) * 32) >> 4);
-    wgmma_64x32(q_desc + step, k_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
-                std::make_index_sequence<16>{});
-  }
-  ptx::wgmma_commit();
-  ptx::wgmma_wait<0>();
-  ptx::fence_registers(s);
-}
-
-// O[64 x 256] += P[64 x 64] V[64 x 256]; k-step kk = 16 keys: 32 bytes along P's rows, 16
-// rows (2 KB) down V's column blocks.
-__device__ __forceinline__ void gemm_pv(uint64_t p_desc, uint64_t v_desc, float (&o)[128]) {
-  ptx::fence_registers(o);
-  ptx::wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk) {
-    wgmma_64x256(p_desc + static_cast<uint64_t>((kk * 32) >> 4),
-                 v_desc + static_cast<uint64_t>((kk * 16 * 128) >> 4), o, std::make_index_sequence<128>{});
-  }
-  ptx::wgmma_commit();
-  ptx::wgmma_wait<0>();
-  ptx::fence_registers(o);
 }
 
 // Programmatic dependent launch (both kernels are launched with it): wait until the grids this
@@ -152,7 +115,7 @@ __device__ __forceinline__ void grid_dependents_launch() {
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 }
 
-// ---- the decode kernel ---------------------------------------------------------------------
+// ---- the decode kernels' common pieces ---------------------------------------------------------------------
 
 // A stage's position in the partition's walk: block `block` of sequence `seq`; this partition's
 // piece of seq ends before block_end.
@@ -202,210 +165,6 @@ __device__ __forceinline__ Piece start_piece(const MlaDecodeParams& p, const Mla
     pc.limit[h] = i < pc.rows ? pc.seq_len - pc.q_len + i / p.n_heads : pc.seq_len - 1;
   }
   return pc;
-}
-
-__global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_kernel(const __grid_constant__ MlaDecodeParams p) {
-  extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
-  float* row_max = reinterpret_cast<float*>(smem + Smem::kRowMax);  // [2][64]
-  float* row_sum = reinterpret_cast<float*>(smem + Smem::kRowSum);  // [2][64]
-  uint8_t* p_tile = smem + Smem::kP;
-
-  const int tid = static_cast<int>(threadIdx.x), wg = tid / 128, lane = tid % 32;
-  const int r0 = (tid / 32 % 4) * 16 + lane / 4;  // this thread's accumulator rows: r0, r0 + 8
-  const int tile_row0 = static_cast<int>(blockIdx.x) * kTileRows;
-  grid_dependency_wait();  // q, the schedule, the workspace (the last combine reads it): earlier kernels
-  grid_dependents_launch();
-  const MlaPartition part = p.parts[blockIdx.y];
-
-  WorkItem cur{part.begin_seq, part.begin_block, 0};
-  if (!settle(cur, part, p, tile_row0)) return;
-
-  const uint32_t s_q = ptx::smem_addr(smem + Smem::kQ), s_kv = ptx::smem_addr(smem + Smem::kKv);
-  const uint64_t q_desc = ptx::gmma_desc_sw128(s_q, 16, 1024);
-  const uint64_t k_desc = ptx::gmma_desc_sw128(s_kv + wg * 32 * 128, 16, 1024);      // keys 32 wg .. 32 wg + 31
-  const uint64_t v_desc = ptx::gmma_desc_sw128(s_kv + wg * 4 * kColBlockBytes, 8192, 1024);  // channels 256 wg ..
-  const uint64_t p_desc = ptx::gmma_desc_sw128(ptx::smem_addr(p_tile), 16, 1024);
-  constexpr uint64_t kStageStep = kTileBytes >> 4;  // descriptor offset of the second stage
-
-  const uint32_t bar_kv = ptx::smem_addr(smem + Smem::kBarriers), bar_q = bar_kv + 16;  // stage i: bar_kv + 8 i
-
-  // Thread 0 starts every copy; the others only wait on the barriers.
-  auto load_q = [&](int seq) {
-    tma_load_tile(s_q, &p.q_map, p.query_start[seq] * p.n_heads + tile_row0, p.q_box_rows, bar_q);
-  };
-  auto load_kv = [&](const WorkItem& it, int stage) {
-    const int block_id = p.block_table[static_cast<int64_t>(it.seq) * p.max_blocks + it.block];
-    tma_load_tile(s_kv + stage * kTileBytes, &p.kv_map, block_id * 64, 64, bar_kv + 8 * stage);
-  };
-
-  // A tile with fewer query rows (16 heads: 16) copies only those; the rest of Q stays 0.
-  for (int i = p.q_box_rows * 72 + tid; i < 64 * 72; i += kThreads) {
-    const int row = i / 72, chunk = i % 72;
-    *reinterpret_cast<uint4*>(smem + Smem::kQ + chunk / 8 * kColBlockBytes + row * 128 + chunk % 8 * 16) =
-        make_uint4(0, 0, 0, 0);
-  }
-  ptx::fence_async_proxy();
-  if (tid == 0) {
-    ptx::mbarrier_init(bar_kv, 1);
-    ptx::mbarrier_init(bar_kv + 8, 1);
-    ptx::mbarrier_init(bar_q, 1);
-    ptx::mbarrier_init_fence();
-  }
-  __syncthreads();
-  if (tid == 0) {
-    load_q(cur.seq);
-    load_kv(cur, 0);
-  }
-  uint32_t kv_parity = 0, q_parity = 0;  // parity of each barrier's next completion (bit per stage)
-  bool q_loading = true;
-
-  float o[128], s[16] = {}, m[2], l[2];
-  Piece pc = start_piece(p, part, cur.seq, r0, tile_row0);
-  auto reset_state = [&]() {
-#pragma unroll
-    for (int i = 0; i < 128; ++i) o[i] = 0.0f;
-    m[0] = m[1] = -INFINITY;
-    l[0] = l[1] = 0.0f;
-  };
-  reset_state();
-
-  for (int stage = 0;; stage ^= 1) {
-    WorkItem next = cur;
-    if (++next.block == next.block_end) {
-      ++next.seq;
-      next.block = 0;
-    }
-    const bool has_next = settle(next, part, p, tile_row0);
-    const bool piece_ends = !has_next || next.seq != cur.seq;
-
-    __syncthreads();  // everyone is done with the previous stage: its KV buffer, P, row maxima
-    if (tid == 0 && has_next) load_kv(next, stage ^ 1);
-    if (q_loading) {
-      ptx::mbarrier_wait(bar_q, q_parity);
-      q_parity ^= 1;
-      q_loading = false;
-    }
-    ptx::mbarrier_wait(bar_kv + 8 * stage, (kv_parity >> stage) & 1);
-    kv_parity ^= 1u << stage;
-    const int valid = pc.seq_len - cur.block * 64;
-    if (valid < 64) {  // the sequence ends inside this block: zero the rest (V must be finite)
-      uint8_t* tile = smem + Smem::kKv + stage * kTileBytes;
-      for (int i = tid; i < (64 - valid) * 9 * 8; i += kThreads) {
-        const int chunk = i % 8, cb = i / 8 % 9, row = valid + i / 72;
-        *reinterpret_cast<uint4*>(tile + cb * kColBlockBytes + row * 128 + chunk * 16) = make_uint4(0, 0, 0, 0);
-      }
-      ptx::fence_async_proxy();
-      __syncthreads();
-    }
-
-    gemm_qk(q_desc, k_desc + stage * kStageStep, s);
-
-    // Scores in log2 units, masked, and this warpgroup's row maxima.
-    const int key0 = cur.block * 64 + wg * 32 + 2 * (lane % 4);  // position of s[0]
-    const bool masked = cur.block * 64 + 63 > pc.seq_len - pc.q_len;
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int i = 0; i < 16; ++i) {  // s[i]: row r0 + 8 * (i / 2 % 2), key key0 + 8 * (i / 4) + i % 2
-      const int h = i / 2 % 2;
-      float v = s[i] * p.scale_log2;
-      if (masked && key0 + 8 * (i / 4) + i % 2 > pc.limit[h]) v = -INFINITY;
-      s[i] = v;
-      mx[h] = fmaxf(mx[h], v);
-    }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
-      if (lane % 4 == 0) row_max[wg * 64 + r0 + 8 * h] = mx[h];
-    }
-    __syncthreads();  // row maxima of both halves of the keys
-
-    float alpha[2], m_use[2], sum[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int r = r0 + 8 * h;
-      const float m_new = fmaxf(m[h], fmaxf(row_max[r], row_max[64 + r]));
-      m_use[h] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet stays at 0
-      alpha[h] = exp2f(m[h] - m_use[h]);
-      m[h] = m_new;
-    }
-#pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      s[i] = exp2f(s[i] - m_use[i / 2 % 2]);
-      sum[i / 2 % 2] += s[i];
-    }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + sum[h];
-    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
-#pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        o[4 * j + 0] *= alpha[0];
-        o[4 * j + 1] *= alpha[0];
-        o[4 * j + 2] *= alpha[1];
-        o[4 * j + 3] *= alpha[1];
-      }
-    }
-    // P into shared memory: row r, keys 8 * chunk .. + 7 in chunk (chunk ^ r % 8); r % 8 = lane / 4.
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int r = r0 + 8 * h, chunk = wg * 4 + j;
-        *reinterpret_cast<__nv_bfloat162*>(p_tile + r * 128 + ((chunk ^ (r % 8)) * 16) + (lane % 4) * 4) =
-            __floats2bfloat162_rn(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]);
-      }
-    }
-    ptx::fence_async_proxy();
-    __syncthreads();  // P complete; both warpgroups are past their Q K^T
-
-    if (has_next && piece_ends) {
-      if (tid == 0) load_q(next.seq);
-      q_loading = true;
-    }
-    gemm_pv(p_desc, v_desc + stage * kStageStep, o);
-
-    if (piece_ends) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
-        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
-        if (lane % 4 == 0) row_sum[wg * 64 + r0 + 8 * h] = l[h];
-      }
-      __syncthreads();  // row sums of both halves of the keys
-      const MlaSeqSplit split = p.seq_splits[cur.seq];
-      const int col0 = wg * 256 + 2 * (lane % 4);
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int r = r0 + 8 * h, i = tile_row0 + r;
-        if (i >= pc.rows) continue;
-        const float total = row_sum[r] + row_sum[64 + r];
-        const float inv = total > 0.0f ? 1.0f / total : 0.0f;
-        const float lse = total > 0.0f ? (m[h] + log2f(total)) * 0.69314718f : -INFINITY;
-        if (split.num_pieces == 1) {
-          __nv_bfloat16* dst = p.out + (pc.row0 + i) * 512 + col0;
-#pragma unroll
-          for (int j = 0; j < 32; ++j) {
-            *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j) =
-                __floats2bfloat162_rn(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
-          }
-          if (wg == 0 && lane % 4 == 0) p.lse[pc.row0 + i] = lse;
-        } else {
-          const int64_t slot_row = static_cast<int64_t>(split.first_slot + pc.index) * p.partial_rows + i;
-          float* dst = p.partial_out + slot_row * 512 + col0;
-#pragma unroll
-          for (int j = 0; j < 32; ++j) {
-            *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
-          }
-          if (wg == 0 && lane % 4 == 0) p.partial_lse[slot_row] = lse;
-        }
-      }
-      if (!has_next) break;
-      pc = start_piece(p, part, next.seq, r0, tile_row0);
-      reset_state();
-    }
-    cur = next;
-  }
 }
 
 // ---- the combine kernel --------------------------------------------------------------------

@@ -19,6 +19,17 @@ inline constexpr int kTileRows = 64;
 // sequences are not split into pieces smaller than what a piece costs to start.
 inline constexpr int kPieceOverheadBlocks = 2;
 
+// Which decode kernel a step uses, from B (the host knows no context lengths: they stay on the
+// device, so that a step can be a CUDA graph). The pipeline kernel overlaps one block's P V with
+// the next block's S, which pays when a CTA reads several blocks; the split-S kernel has the
+// shorter chain per block, which wins when a CTA reads about one (few sequences: the schedule
+// spreads B * ceil(context / 64) blocks over ~one wave of CTAs). Measured on one H200
+// (2026-11-28, bench/NOTES-mla-decode.md v6): batch 1 at 4096 tokens split S 14.5-15.4 us vs
+// 16.1-16.2 (16 heads); batch 8 a tie (22.9-27.3 vs 23.5-23.7); batch 32-128 the pipeline
+// 4-7% faster at 16 and 128 heads.
+inline constexpr int64_t kPipelineMinSeqs = 8;
+inline bool use_pipeline_kernel(int64_t num_seqs) { return num_seqs >= kPipelineMinSeqs; }
+
 struct MlaSplitPlan {
   int num_m_tiles;  // query tiles per sequence: ceil(max_q_len * n / kTileRows)
   int num_parts;    // KV partitions: CTAs per query tile, so that one wave fills the GPU

@@ -1,4 +1,4 @@
-// Launch parameters of the sm90 MLA decode kernels (mla_decode_sm90.cuh): plain structs passed
+// Launch parameters of the sm90 MLA decode kernels (mla_decode_sm90*.cuh): plain structs passed
 // by value, every pointer to device memory. Shapes use the names of ops/mla_decode.h:
 // T query rows, n heads, B sequences, P KV partitions.
 #pragma once
@@ -43,8 +43,8 @@ struct MlaScheduleParams {
   int32_t piece_overhead;     // cost of starting a piece, in 64-token blocks (heuristics.h)
 };
 
-// mla_decode_sm90_kernel (grid: num_m_tiles x P) and mla_decode_sm90_combine_kernel
-// (persistent grid over (split sequence, query row) items).
+// mla_decode_sm90_{pipeline,split_s}_kernel (grid: num_m_tiles x P) and
+// mla_decode_sm90_combine_kernel (persistent grid over (split sequence, query row) items).
 struct MlaDecodeParams {
   CUtensorMap q_map;               // q as [T * n, 576] bf16, boxes of q_box_rows x 64, 128-byte swizzle
   CUtensorMap kv_map;              // kv_cache as [num_blocks * 64, 576] bf16, boxes of 64 x 64

@@ -175,15 +175,21 @@ class MlaDecodeCuda : public ::testing::Test {
     if (prop.major != 9) GTEST_SKIP() << "mla_decode_cuda is built for sm_90a; this GPU is " << prop.name;
   }
 
-  // Runs the kernel through a schedule made for this batch and checks it against the CPU.
+  // Runs both decode kernels through a schedule made for this batch (its update picks one by B;
+  // each is forced here in turn) and checks each against the CPU.
   static void check(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint64_t seed) {
     const HostProblem p = make_problem(seqs, n_heads, seed);
+    const HostResult want = reference(p);
     const MlaDecodeArgs g = to_gpu(p.args);
-    MlaDecodeOutputs o = poisoned_gpu_outputs(p.args.q.dim(0), n_heads);
     MlaDecodeSchedule schedule = mla_decode_schedule_create(static_cast<int64_t>(seqs.size()), n_heads, p.max_q_len);
     mla_decode_schedule_update(schedule, g.seq_lens, nullptr);
-    mla_decode_cuda(g, o, schedule, nullptr);
-    expect_matches(to_host(o), reference(p));
+    for (const bool pipeline : {false, true}) {
+      SCOPED_TRACE(pipeline ? "pipeline kernel" : "split-S kernel");
+      schedule.pipeline = pipeline;
+      MlaDecodeOutputs o = poisoned_gpu_outputs(p.args.q.dim(0), n_heads);
+      mla_decode_cuda(g, o, schedule, nullptr);
+      expect_matches(to_host(o), want);
+    }
   }
 };
 

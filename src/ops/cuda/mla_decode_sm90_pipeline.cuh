@@ -1,0 +1,414 @@
+// MLA decode on Hopper (sm_90a), the pipeline kernel: the two warpgroups form a pipeline. The
+// shared design note and pieces: mla_decode_sm90.cuh; which kernel a step uses:
+// use_pipeline_kernel in mla_decode_sm90_heuristics.h (this one from 8 sequences up).
+//
+// Per 64-token block:
+//   warpgroup 0 waits for the block's copy, zeroes rows past the sequence's end, computes
+//   S[64 x 64] = Q K^T (36 wgmma m64n64k16), scale, causal mask, the online softmax (it alone
+//   owns the row max and sum), and writes P (bf16) and the rows' O rescale to shared memory;
+//   named barriers hand them over (P-full: warpgroup 0 arrives, 1 waits; P-free: the reverse);
+//   each warpgroup then does O[64 x 256] += P V on its half of the 512 channels (4 wgmma
+//   m64n256k16). Warpgroup 0 issues the next block's S behind its P V when that block has
+//   landed; when it has not (HBM-bound), it releases this stage first, so that two copies are in
+//   flight. Warpgroup 1's first thread issues the KV copies into the stage that all 8 warps have
+//   released (per-stage "empty" mbarriers, 8 arrivals).
+// ptxas serialises every wgmma of a kernel (info C7518 / C7520, not a warning) when it inserts a
+// wgmma wait or fence in a path it cannot prove warp-uniform: every branch condition around the
+// wgmma code below passes through warp_uniform, and the QK loop is unrolled with each k-step's
+// descriptor offset laundered through an empty asm. Check -Xptxas -v for C75xx after edits here.
+#pragma once
+
+#include "ops/cuda/mla_decode_sm90.cuh"
+
+namespace mlaserve::ops::sm90 {
+
+// Named CTA barriers (bar.sync / bar.arrive; 0 is __syncthreads). A barrier with `threads`
+// participants completes when that many have arrived; bar.arrive does not wait.
+enum NamedBarrier : int {
+  kBarPFull = 1,  // warpgroup 0 arrives: P and the row scales of a block are in shared memory
+  kBarPFree = 2,  // warpgroup 1 arrives: it has read them and finished its P V
+  kBarWg0 = 3,    // warpgroup 0 alone (128 threads)
+};
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+// True when the mbarrier's phase with this parity has completed (does not wait).
+__device__ __forceinline__ bool mbarrier_test(uint32_t bar, uint32_t parity) {
+  uint32_t done;
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+      "selp.u32 %0, 1, 0, p;\n"
+      "}\n"
+      : "=r"(done)
+      : "r"(bar), "r"(parity)
+      : "memory");
+  return done != 0;
+}
+
+// x as lane 0 has it: the compiler then treats branches on it as uniform in the warp, which
+// ptxas needs around wgmma (a wait or fence it inserts in a path it thinks divergent serialises
+// every wgmma of the kernel, C7518 / C7520). The values are uniform in the warpgroup already.
+__device__ __forceinline__ bool warp_uniform(bool x) { return __shfl_sync(0xffffffffu, x ? 1 : 0, 0) != 0; }
+
+template <size_t... I>
+__device__ __forceinline__ void wgmma_64x64(uint64_t a, uint64_t b, float (&d)[32], gmma::ScaleOut scale,
+                                            std::index_sequence<I...>) {
+  gmma::MMA_64x64x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>::fma(a, b, d[I]..., scale);
+}
+
+// Issues S[64 x 64] = Q[64 x 576] K[64 x 576]^T as one wgmma group; the caller waits for it.
+// Each k-step's descriptor offset passes through an empty volatile asm, which keeps its place
+// among the wgmma asms: otherwise the compiler computes all 72 descriptors ahead and runs out of
+// registers beside O and S (and a loop instead makes ptxas serialise the wgmmas, C7520).
+__device__ __forceinline__ void issue_qk64(uint64_t q_desc, uint64_t k_desc, float (&s)[32]) {
+  ptx::fence_registers(s);
+  ptx::wgmma_fence();
+#pragma unroll
+  for (int ks = 0; ks < 36; ++ks) {
+    uint64_t step = static_cast<uint64_t>(((ks / 4) * kColBlockBytes + (ks % 4) * 32) >> 4);
+    asm volatile("" : "+l"(step));
+    wgmma_64x64(q_desc + step, k_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
+                std::make_index_sequence<32>{});
+  }
+  ptx::wgmma_commit();
+}
+
+// Issues O[64 x 256] += P[64 x 64] V[64 x 256] as one wgmma group; the caller waits for it.
+__device__ __forceinline__ void issue_pv(uint64_t p_desc, uint64_t v_desc, float (&o)[128]) {
+  ptx::fence_registers(o);
+  ptx::wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    wgmma_64x256(p_desc + static_cast<uint64_t>((kk * 32) >> 4),
+                 v_desc + static_cast<uint64_t>((kk * 16 * 128) >> 4), o, std::make_index_sequence<128>{});
+  }
+  ptx::wgmma_commit();
+}
+
+// Moves `it` to the next block the partition reads for this tile; false when there is none.
+__device__ __forceinline__ bool advance(WorkItem& it, const MlaPartition& part, const MlaDecodeParams& p,
+                                        int tile_row0) {
+  if (++it.block == it.block_end) {
+    ++it.seq;
+    it.block = 0;
+  }
+  return settle(it, part, p, tile_row0);
+}
+
+// Zeroes rows valid .. 63 of a KV tile (the sequence ends inside the block: those rows hold
+// another step's bytes, maybe NaN, and V must be finite), `threads` threads from index t.
+__device__ __forceinline__ void zero_tail_rows(uint8_t* tile, int valid, int t, int threads) {
+  for (int i = t; i < (64 - valid) * 72; i += threads) {
+    const int chunk = i % 8, cb = i / 8 % 9, row = valid + i / 72;
+    *reinterpret_cast<uint4*>(tile + cb * kColBlockBytes + row * 128 + chunk * 16) = make_uint4(0, 0, 0, 0);
+  }
+}
+
+// Writes one warpgroup's 256 output channels (from col0) of this thread's rows r0 and r0 + 8 at
+// a piece's end: to out when the sequence is one piece, else to the piece's workspace slot.
+__device__ __forceinline__ void store_piece(const MlaDecodeParams& p, const Piece& pc, int seq, int r0,
+                                            int tile_row0, int col0, const float (&o)[128], const float (&inv)[2]) {
+  const MlaSeqSplit split = p.seq_splits[seq];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int i = tile_row0 + r0 + 8 * h;
+    if (i >= pc.rows) continue;
+    if (split.num_pieces == 1) {
+      __nv_bfloat16* dst = p.out + (pc.row0 + i) * 512 + col0;
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j) =
+            __floats2bfloat162_rn(o[4 * j + 2 * h] * inv[h], o[4 * j + 2 * h + 1] * inv[h]);
+      }
+    } else {
+      const int64_t slot_row = static_cast<int64_t>(split.first_slot + pc.index) * p.partial_rows + i;
+      float* dst = p.partial_out + slot_row * 512 + col0;
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[4 * j + 2 * h] * inv[h], o[4 * j + 2 * h + 1] * inv[h]);
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ void scale_rows(float (&o)[128], const float (&alpha)[2]) {
+  if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      o[4 * j + 0] *= alpha[0];
+      o[4 * j + 1] *= alpha[0];
+      o[4 * j + 2] *= alpha[1];
+      o[4 * j + 3] *= alpha[1];
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kThreads, 1)
+    mla_decode_sm90_pipeline_kernel(const __grid_constant__ MlaDecodeParams p) {
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  float* row_scale = reinterpret_cast<float*>(smem + Smem::kRowScale);  // [64]
+  float* row_inv = reinterpret_cast<float*>(smem + Smem::kRowInv);      // [64]
+  volatile int* next_ready = reinterpret_cast<volatile int*>(smem + Smem::kNextReady);
+
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % 32;
+  // The warpgroup index through a shuffle: the compiler then knows it is uniform in a warp, and
+  // does not serialise the wgmmas of the two branches below (ptxas C7518).
+  const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);
+  const int r0 = (tid / 32 % 4) * 16 + lane / 4;  // this thread's accumulator rows: r0, r0 + 8
+  const int tile_row0 = static_cast<int>(blockIdx.x) * kTileRows;
+  const uint32_t s_q = ptx::smem_addr(smem + Smem::kQ), s_kv = ptx::smem_addr(smem + Smem::kKv);
+  const uint64_t p_desc = ptx::gmma_desc_sw128(ptx::smem_addr(smem + Smem::kP), 16, 1024);
+  constexpr uint64_t kStageStep = kTileBytes >> 4;  // descriptor offset of the second stage
+  // KV stage i: full (the copy landed) at bar_full + 8 i, empty (all 8 warps done with it) at
+  // bar_empty + 8 i; the Q tile's copy at bar_q.
+  const uint32_t bar_full = ptx::smem_addr(smem + Smem::kBarriers), bar_q = bar_full + 16, bar_empty = bar_full + 24;
+
+  // A tile with fewer query rows (16 heads: 16) copies only those; the rest of Q stays 0.
+  for (int i = p.q_box_rows * 72 + tid; i < 64 * 72; i += kThreads) {
+    const int row = i / 72, chunk = i % 72;
+    *reinterpret_cast<uint4*>(smem + Smem::kQ + chunk / 8 * kColBlockBytes + row * 128 + chunk % 8 * 16) =
+        make_uint4(0, 0, 0, 0);
+  }
+  ptx::fence_async_proxy();
+  if (tid == 0) {
+    ptx::mbarrier_init(bar_full, 1);
+    ptx::mbarrier_init(bar_full + 8, 1);
+    ptx::mbarrier_init(bar_q, 1);
+    ptx::mbarrier_init(bar_empty, kThreads / 32);
+    ptx::mbarrier_init(bar_empty + 8, kThreads / 32);
+    ptx::mbarrier_init_fence();
+  }
+  __syncthreads();
+  grid_dependency_wait();  // q, the schedule and the workspace come from earlier kernels
+  grid_dependents_launch();
+
+  const MlaPartition part = p.parts[blockIdx.y];
+  WorkItem cur{part.begin_seq, part.begin_block, 0};
+  if (!settle(cur, part, p, tile_row0)) return;
+  Piece pc = start_piece(p, part, cur.seq, r0, tile_row0);
+  float o[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) o[i] = 0.0f;
+
+  if (wg == 0) {
+    // Warpgroup 0: S = Q K^T of every block, the online softmax, P and the row scales to shared
+    // memory, O[:, 0:256] += P V; S of the next block is issued behind this block's P V.
+    const uint64_t q_desc = ptx::gmma_desc_sw128(s_q, 16, 1024);
+    const uint64_t k_desc = ptx::gmma_desc_sw128(s_kv, 16, 1024);
+    const uint64_t v_desc = ptx::gmma_desc_sw128(s_kv, 8192, 1024);
+    auto load_q = [&](int seq) {
+      tma_load_tile(s_q, &p.q_map, p.query_start[seq] * p.n_heads + tile_row0, p.q_box_rows, bar_q);
+    };
+    uint32_t kv_parity = 0, q_parity = 0;  // parity of each barrier's next completion (bit per stage)
+    auto wait_block = [&](const WorkItem& it, int seq_len, int stage) {
+      ptx::mbarrier_wait(bar_full + 8 * stage, (kv_parity >> stage) & 1);
+      kv_parity ^= 1u << stage;
+      const int valid = seq_len - it.block * 64;
+      if (valid < 64) {
+        zero_tail_rows(smem + Smem::kKv + stage * kTileBytes, valid, tid, 128);
+        ptx::fence_async_proxy();
+        named_barrier_sync(kBarWg0, 128);
+      }
+    };
+    if (tid == 0) load_q(cur.seq);
+    float s[32], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    ptx::mbarrier_wait(bar_q, q_parity);
+    q_parity ^= 1;
+    wait_block(cur, pc.seq_len, 0);
+    issue_qk64(q_desc, k_desc, s);
+    ptx::wgmma_wait<0>();
+    ptx::fence_registers(s);
+
+    WorkItem next = cur;
+    bool has_next = warp_uniform(advance(next, part, p, tile_row0));
+    bool piece_ends = warp_uniform(!has_next || next.seq != cur.seq);
+    auto reload_q = [&]() {  // the last S of this piece is done: Q may be overwritten
+      named_barrier_sync(kBarWg0, 128);
+      if (tid == 0) load_q(next.seq);
+    };
+    if (piece_ends && has_next) reload_q();
+
+    for (int stage = 0, first = 1;; stage ^= 1, first = 0) {
+      // Scores in log2 units, masked (bottom-right causal), and the online softmax.
+      // s[i]: row r0 + 8 * (i / 2 % 2), key key0 + 8 * (i / 4) + i % 2.
+      const int key0 = cur.block * 64 + 2 * (lane % 4);
+      const bool masked = cur.block * 64 + 63 > pc.seq_len - pc.q_len;
+      float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int i = 0; i < 32; ++i) {
+        const int h = i / 2 % 2;
+        float v = s[i] * p.scale_log2;
+        if (masked && key0 + 8 * (i / 4) + i % 2 > pc.limit[h]) v = -INFINITY;
+        s[i] = v;
+        mx[h] = fmaxf(mx[h], v);
+      }
+      float alpha[2], m_use[2], sum[2] = {0.0f, 0.0f}, inv[2] = {0.0f, 0.0f};
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+        const float m_new = fmaxf(m[h], mx[h]);
+        m_use[h] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet stays at 0
+        alpha[h] = exp2f(m[h] - m_use[h]);
+        m[h] = m_new;
+      }
+#pragma unroll
+      for (int i = 0; i < 32; ++i) {
+        s[i] = exp2f(s[i] - m_use[i / 2 % 2]);
+        sum[i / 2 % 2] += s[i];
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + sum[h];
+      if (piece_ends) {  // row sums, lse (natural log) of this piece
+        const MlaSeqSplit split = p.seq_splits[cur.seq];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float total = l[h] + __shfl_xor_sync(0xffffffffu, l[h], 1);
+          total += __shfl_xor_sync(0xffffffffu, total, 2);
+          inv[h] = total > 0.0f ? 1.0f / total : 0.0f;
+          const float lse = total > 0.0f ? (m[h] + log2f(total)) * 0.69314718f : -INFINITY;
+          const int i = tile_row0 + r0 + 8 * h;
+          if (lane % 4 == 0 && i < pc.rows) {
+            if (split.num_pieces == 1) {
+              p.lse[pc.row0 + i] = lse;
+            } else {
+              p.partial_lse[static_cast<int64_t>(split.first_slot + pc.index) * p.partial_rows + i] = lse;
+            }
+          }
+        }
+      }
+
+      // P (bf16) and the row scales to shared memory once warpgroup 1 is done with the last ones.
+      // P row r, keys 8 j .. 8 j + 7 sit in 16-byte chunk j ^ (r % 8) of its 128-byte row.
+      if (!first) named_barrier_sync(kBarPFree, kThreads);
+      uint8_t* p_tile = smem + Smem::kP;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int r = r0 + 8 * h;
+          *reinterpret_cast<__nv_bfloat162*>(p_tile + r * 128 + ((j ^ (r % 8)) * 16) + (lane % 4) * 4) =
+              __floats2bfloat162_rn(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]);
+        }
+      }
+      if (lane % 4 == 0) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          row_scale[r0 + 8 * h] = alpha[h];
+          row_inv[r0 + 8 * h] = inv[h];
+        }
+      }
+      // Whether the next block has landed, decided by thread 0 for the warpgroup (wgmma needs one
+      // path for all its warps): if so, its S runs behind this P V; if not (HBM-bound), this
+      // stage is released first, so that the copy into it is in flight while the next one lands.
+      if (tid == 0) {
+        *next_ready = !piece_ends && mbarrier_test(bar_full + 8 * (stage ^ 1), (kv_parity >> (stage ^ 1)) & 1);
+      }
+      ptx::fence_async_proxy();
+      named_barrier_sync(kBarWg0, 128);
+      named_barrier_arrive(kBarPFull, kThreads);
+      const bool overlap = warp_uniform(*next_ready != 0);
+
+      scale_rows(o, alpha);
+      issue_pv(p_desc, v_desc + stage * kStageStep, o);
+      if (overlap) {
+        wait_block(next, pc.seq_len, stage ^ 1);
+        issue_qk64(q_desc, k_desc + (stage ^ 1) * kStageStep, s);
+        ptx::wgmma_wait<1>();
+      } else {
+        ptx::wgmma_wait<0>();
+      }
+      ptx::fence_registers(o);
+      if (lane == 0) ptx::mbarrier_arrive(bar_empty + 8 * stage);
+      if (!piece_ends && !overlap) {
+        wait_block(next, pc.seq_len, stage ^ 1);
+        issue_qk64(q_desc, k_desc + (stage ^ 1) * kStageStep, s);
+      }
+      if (piece_ends) {  // (S of the next piece waits: O, S and the stores do not fit the registers together)
+        store_piece(p, pc, cur.seq, r0, tile_row0, 2 * (lane % 4), o, inv);
+        if (!has_next) break;
+#pragma unroll
+        for (int i = 0; i < 128; ++i) o[i] = 0.0f;
+        m[0] = m[1] = -INFINITY;
+        l[0] = l[1] = 0.0f;
+        pc = start_piece(p, part, next.seq, r0, tile_row0);
+        ptx::mbarrier_wait(bar_q, q_parity);
+        q_parity ^= 1;
+        wait_block(next, pc.seq_len, stage ^ 1);
+        issue_qk64(q_desc, k_desc + (stage ^ 1) * kStageStep, s);
+      }
+      ptx::wgmma_wait<0>();
+      ptx::fence_registers(s);
+      cur = next;
+      has_next = warp_uniform(advance(next, part, p, tile_row0));
+      piece_ends = warp_uniform(!has_next || next.seq != cur.seq);
+      if (piece_ends && has_next) reload_q();
+    }
+  } else {
+    // Warpgroup 1: O[:, 256:512] += P V with warpgroup 0's P and row scales. Its first thread
+    // copies the KV blocks: two ahead at the start, then each block into the stage that the
+    // block two before it has left (all 8 warps arrived on that stage's empty barrier).
+    const uint64_t v_desc = ptx::gmma_desc_sw128(s_kv + 4 * kColBlockBytes, 8192, 1024);
+    const bool loader = tid == kThreads / 2;
+    auto load_kv = [&](const WorkItem& it, int stage) {
+      const int block_id = p.block_table[static_cast<int64_t>(it.seq) * p.max_blocks + it.block];
+      tma_load_tile(s_kv + stage * kTileBytes, &p.kv_map, block_id * 64, 64, bar_full + 8 * stage);
+    };
+    WorkItem ahead = cur;  // the loader's next block to copy
+    bool more = false;
+    if (loader) {
+      load_kv(ahead, 0);
+      more = advance(ahead, part, p, tile_row0);
+      if (more) {
+        load_kv(ahead, 1);
+        more = advance(ahead, part, p, tile_row0);
+      }
+    }
+    __syncwarp();
+    uint32_t kv_parity = 0, empty_parity = 0;
+    for (int stage = 0;; stage ^= 1) {
+      WorkItem next = cur;
+      const bool has_next = warp_uniform(advance(next, part, p, tile_row0));
+      const bool piece_ends = warp_uniform(!has_next || next.seq != cur.seq);
+      named_barrier_sync(kBarPFull, kThreads);
+      ptx::mbarrier_wait(bar_full + 8 * stage, (kv_parity >> stage) & 1);  // complete: orders the copy's bytes
+      kv_parity ^= 1u << stage;
+      float alpha[2], inv[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        alpha[h] = row_scale[r0 + 8 * h];
+        inv[h] = row_inv[r0 + 8 * h];
+      }
+      scale_rows(o, alpha);
+      issue_pv(p_desc, v_desc + stage * kStageStep, o);
+      ptx::wgmma_wait<0>();
+      ptx::fence_registers(o);
+      if (has_next) named_barrier_arrive(kBarPFree, kThreads);
+      if (lane == 0) ptx::mbarrier_arrive(bar_empty + 8 * stage);
+      if (loader && more) {
+        ptx::mbarrier_wait(bar_empty + 8 * stage, (empty_parity >> stage) & 1);
+        empty_parity ^= 1u << stage;
+        load_kv(ahead, stage);
+        more = advance(ahead, part, p, tile_row0);
+      }
+      __syncwarp();
+      if (piece_ends) {
+        store_piece(p, pc, cur.seq, r0, tile_row0, 256 + 2 * (lane % 4), o, inv);
+        if (!has_next) break;
+#pragma unroll
+        for (int i = 0; i < 128; ++i) o[i] = 0.0f;
+        pc = start_piece(p, part, next.seq, r0, tile_row0);
+      }
+      cur = next;
+    }
+  }
+}
+
+
+}  // namespace mlaserve::ops::sm90
