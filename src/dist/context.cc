@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "core/logging.h"
 #ifdef MLASERVE_WITH_NCCL
@@ -99,6 +101,8 @@ std::unique_ptr<DistContext> DistContext::join(const LaunchOptions& o, int rank,
   if (pc.tp_size > 1) ctx->tp_ = world_comm->split(pc.pp_rank(), pc.tp_rank());
   if (pc.pp_size > 1) ctx->pp_ = world_comm->split(pc.tp_rank(), pc.pp_rank());
   ctx->world_ = std::move(world_comm);
+  DistContext* self = ctx.get();
+  ctx->watchdog_ = std::make_unique<PeerWatchdog>(*ctx->channel_, [self](int lost) { self->on_peer_lost(lost); });
   MLA_LOG_INFO("rank {} of {} (tp {}/{}, pp {}/{}) on GPU {}", rank, world, pc.tp_rank(), pc.tp_size, pc.pp_rank(),
                pc.pp_size, local_rank);
   return ctx;
@@ -106,6 +110,7 @@ std::unique_ptr<DistContext> DistContext::join(const LaunchOptions& o, int rank,
 }
 
 DistContext::~DistContext() {
+  watchdog_.reset();
   tp_.reset();
   pp_.reset();
   world_.reset();
@@ -117,6 +122,45 @@ DistContext::~DistContext() {
       MLA_LOG_ERROR("a forked rank (pid {}) ended with status {}", pid, status);
     }
   }
+}
+
+void DistContext::on_peer_lost(int rank) {
+  if (failed_) return;  // this rank ended the run itself (fail() closed its own connections)
+  if (is_leader()) {
+    fail(fmt::format("rank {} left the run in the middle of it (its step failed or its process ended; see its log)",
+                     rank));
+    return;
+  }
+  // Inside a step whose NCCL work waits for ranks that are gone, it would never complete. A step
+  // that was about to end anyway (rank 0 closes at a planned end only after every step's logits
+  // came back) gets a grace period; its next receive then reports the closed connection.
+  for (int i = 0; i < 40 && watchdog_->armed(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (!watchdog_->armed()) return;
+  MLA_LOG_ERROR("rank {}: rank 0 ended the run in the middle of a step (a rank's step failed or a rank left; "
+                "see rank 0's log); this rank stops",
+                parallel_.rank);
+  std::_Exit(1);
+}
+
+void DistContext::fail(const std::string& why) {
+  {
+    std::lock_guard lock(failure_mutex_);
+    if (failed_) return;
+    failure_ = why;
+    failed_ = true;
+  }
+  MLA_LOG_ERROR("rank {}: the split run ends: {}", parallel_.rank, why);
+#ifdef MLASERVE_WITH_NCCL
+  for (Collectives* c : {world_.get(), tp_.get(), pp_.get()}) {
+    if (c != nullptr) static_cast<NcclCollectives*>(c)->abort();  // join() made every one of them
+  }
+#endif
+  channel_->close();
+}
+
+std::string DistContext::failure() const {
+  std::lock_guard lock(failure_mutex_);
+  return failure_;
 }
 
 int64_t DistContext::min_over_ranks(int64_t value) {

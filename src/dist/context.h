@@ -13,17 +13,27 @@
 // (same stage) and its pipeline group (same tensor-parallel rank). NVLink SHARP multicast
 // (NCCL_NVLS_ENABLE) is turned off before NCCL starts: the shared machines this engine is
 // tested on must not use it, and the all-reduces here are far too small to gain from it.
+//
+// A failed step on any rank ends the run on every rank (dist/watchdog.h): each rank watches its
+// control connections while it is inside a step (rank 0: while its runner lives). Rank 0, when
+// a rank leaves or its own step fails (fail()), aborts its NCCL communicators, so that its
+// blocked work ends and every later step fails with the reason, and closes its connections; a
+// follower whose step fails calls fail() and ends, and one that sees rank 0 close while inside
+// a step logs why and exits at once (its NCCL work would never complete).
 #pragma once
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "core/collectives.h"
 #include "dist/control_channel.h"
 #include "dist/parallel_config.h"
+#include "dist/watchdog.h"
 
 namespace mlaserve::dist {
 
@@ -63,13 +73,26 @@ class DistContext {
   // The smallest of every rank's value (the cache blocks every rank can hold), on every rank.
   int64_t min_over_ranks(int64_t value);
 
+  // Arms the watchdog inside steps; disarm before a planned end.
+  PeerWatchdog& watchdog() { return *watchdog_; }
+  // Ends this rank's part of the run (once; any thread): logs `why`, aborts the NCCL
+  // communicators and closes the control connections, so that every other rank learns it.
+  void fail(const std::string& why);
+  bool failed() const { return failed_; }
+  std::string failure() const;
+
  private:
   DistContext() = default;
+  void on_peer_lost(int rank);
   LaunchOptions options_;
   ParallelConfig parallel_;
   std::unique_ptr<ControlChannel> channel_;
   std::unique_ptr<Collectives> world_, tp_, pp_;
   std::vector<pid_t> children_;
+  std::atomic<bool> failed_{false};
+  mutable std::mutex failure_mutex_;
+  std::string failure_;
+  std::unique_ptr<PeerWatchdog> watchdog_;  // last: its thread stops first
 };
 
 }  // namespace mlaserve::dist

@@ -3,6 +3,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -155,7 +156,7 @@ ControlChannel::ControlChannel(ControlChannel&& other) noexcept
 }
 
 ControlChannel::~ControlChannel() {
-  for (int fd : sockets_) close(fd);
+  for (int fd : sockets_) ::close(fd);
 }
 
 void ControlChannel::broadcast(std::string_view message) {
@@ -173,6 +174,20 @@ std::vector<std::string> ControlChannel::gather() {
 std::string ControlChannel::receive() {
   MLA_CHECK(rank_ != 0, "control channel: rank 0 receives through gather()");
   return read_message(sockets_.front());
+}
+
+int ControlChannel::hung_up_peer(int timeout_ms) const {
+  std::vector<pollfd> fds;
+  for (int fd : sockets_) fds.push_back(pollfd{fd, POLLRDHUP, 0});  // not POLLIN: leaves the data alone
+  if (poll(fds.data(), fds.size(), timeout_ms) <= 0) return -1;
+  for (size_t i = 0; i < fds.size(); ++i) {
+    if ((fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) return rank_ == 0 ? static_cast<int>(i) + 1 : 0;
+  }
+  return -1;
+}
+
+void ControlChannel::close() {
+  for (int fd : sockets_) shutdown(fd, SHUT_RDWR);
 }
 
 void ControlChannel::send_to_leader(std::string_view message) {

@@ -49,6 +49,13 @@ class ControlChannel {
   std::string receive();
   void send_to_leader(std::string_view message);
 
+  // For dist/watchdog.h, from any thread. The rank of a peer whose connection has hung up
+  // (closed, or its process ended), waiting up to timeout_ms for one; -1 if none.
+  int hung_up_peer(int timeout_ms) const;
+  // Shuts every connection down (both ways), so that the peers see a hang-up and this rank's
+  // own blocked sends and receives fail. The sockets stay open until the destructor.
+  void close();
+
  private:
   ControlChannel(int rank, std::vector<int> sockets) : rank_(rank), sockets_(std::move(sockets)) {}
   int rank_;

@@ -26,7 +26,10 @@ cudaEvent_t cuda_event(void* e) { return static_cast<cudaEvent_t>(e); }
 }  // namespace
 
 DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist)
-    : DistributedRunner(model, num_cache_blocks, dist.channel(), groups_of(dist), dist.options().steps_in_flight) {}
+    : DistributedRunner(model, num_cache_blocks, dist.channel(), groups_of(dist), dist.options().steps_in_flight) {
+  dist_ = &dist;
+  dist.watchdog().arm();  // from now on a rank that leaves ends the run
+}
 
 DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel,
                                      const StepGroups& groups, int steps_in_flight)
@@ -51,6 +54,7 @@ DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blo
 DistributedRunner::~DistributedRunner() {
   try {
     while (!in_flight_.empty()) wait();
+    if (dist_ != nullptr) dist_->watchdog().disarm();  // the followers close their connections next
 #ifdef MLASERVE_WITH_NCCL
     if (logits_stream_ != nullptr) {
       MLA_CUDA_CHECK(cudaStreamSynchronize(cuda_stream(logits_stream_)));
@@ -60,11 +64,20 @@ DistributedRunner::~DistributedRunner() {
   } catch (const std::exception& e) {
     MLA_LOG_ERROR("the steps in flight did not finish: {}", e.what());
   }
+  if (dist_ != nullptr && dist_->failed()) return;  // the others have ended already
   try {
     channel_.broadcast(encode_stop());
   } catch (const std::exception& e) {
     MLA_LOG_ERROR("could not stop the other ranks: {}", e.what());
   }
+}
+
+void DistributedRunner::check_alive() const {
+  if (dist_ != nullptr && dist_->failed()) MLA_FAIL("the split run has ended: {}", dist_->failure());
+}
+
+void DistributedRunner::fail(const std::exception& e) {
+  if (dist_ != nullptr) dist_->fail(fmt::format("rank 0's step failed: {}", e.what()));
 }
 
 ModelRunnerInfo DistributedRunner::info() const {
@@ -80,6 +93,16 @@ Tensor DistributedRunner::execute(const ForwardBatch& batch) {
 void DistributedRunner::submit(const ForwardBatch& batch) {
   MLA_CHECK(static_cast<int>(in_flight_.size()) < max_in_flight_, "DistributedRunner: more than {} steps in flight",
             max_in_flight_);
+  check_alive();
+  try {
+    queue_step(batch);
+  } catch (const std::exception& e) {
+    fail(e);
+    throw;
+  }
+}
+
+void DistributedRunner::queue_step(const ForwardBatch& batch) {
   channel_.broadcast(encode_step(batch));
   if (logits_stream_ == nullptr) {  // synchronous: on the model's stream
     in_flight_.push_back({run_step(model_, cache_, batch, groups_), nullptr});
@@ -109,21 +132,32 @@ Tensor DistributedRunner::wait() {
   MLA_CHECK(!in_flight_.empty(), "DistributedRunner: wait() without a step in flight");
   InFlight f = std::move(in_flight_.front());
   in_flight_.pop_front();
+  try {
 #ifdef MLASERVE_WITH_NCCL
-  if (f.arrived != nullptr) {  // the model's stream (where the engine samples) waits for the logits
-    MLA_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(model_.stream().cuda), cuda_event(f.arrived), 0));
-    MLA_CUDA_CHECK(cudaEventDestroy(cuda_event(f.arrived)));
-  }
+    if (f.arrived != nullptr) {
+      // The host waits for the logits (the engine's sampler would wait for them and more: it
+      // runs on the model stream behind stage 0's next step), then checks that the run did not
+      // end meanwhile: an aborted receive also "arrives", with no logits in the buffer.
+      const cudaError_t err = cudaEventSynchronize(cuda_event(f.arrived));
+      cudaEventDestroy(cuda_event(f.arrived));
+      check_alive();
+      MLA_CUDA_CHECK(err);
+    }
 #endif
+    check_alive();
+  } catch (const std::exception& e) {
+    fail(e);
+    throw;
+  }
   return std::move(f.logits);
 }
 
-void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist) {
-  MLA_CHECK(!dist.is_leader(), "rank 0 runs the engine, not a follower loop");
-  run_follower(model, num_cache_blocks, dist.channel(), groups_of(dist));
-}
+namespace {
 
-void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel, const StepGroups& groups) {
+// The follower loop; with `dist`, its watchdog is armed inside each step and a step that throws
+// ends the run on every rank.
+void follow(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel, const StepGroups& groups,
+            DistContext* dist) {
   using Clock = std::chrono::steady_clock;
   LatentCache cache = model.make_cache(num_cache_blocks);
   int64_t steps = 0;
@@ -137,13 +171,31 @@ void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel
     if (steps > 0) waited += Clock::now() - t;
     if (steps == 0) first = Clock::now();
     if (!batch) break;
-    run_step(model, cache, *batch, groups);
+    if (dist != nullptr) dist->watchdog().arm();
+    try {
+      run_step(model, cache, *batch, groups);
+    } catch (const std::exception& e) {
+      if (dist != nullptr) dist->fail(fmt::format("rank {}'s step failed: {}", groups.parallel.rank, e.what()));
+      throw;
+    }
+    if (dist != nullptr) dist->watchdog().disarm();
     ++steps;
   }
   if (steps > 0) total = Clock::now() - first;
   MLA_LOG_INFO("rank {}: stopped after {} steps; its host waited {:.2f} s of {:.2f} s for step plans",
                groups.parallel.rank, steps, std::chrono::duration<double>(waited).count(),
                std::chrono::duration<double>(total).count());
+}
+
+}  // namespace
+
+void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist) {
+  MLA_CHECK(!dist.is_leader(), "rank 0 runs the engine, not a follower loop");
+  follow(model, num_cache_blocks, dist.channel(), groups_of(dist), &dist);
+}
+
+void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel, const StepGroups& groups) {
+  follow(model, num_cache_blocks, channel, groups, nullptr);
 }
 
 }  // namespace mlaserve::dist

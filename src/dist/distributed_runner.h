@@ -12,8 +12,8 @@
 // stage 0's share on rank 0's stream and, on a second stream of rank 0's (non-blocking, so the
 // legacy stream never waits for it), the receive of the step's logits from the last stage; it
 // returns without waiting. While stage 1 runs step n, stage 0 already runs step n + 1, which the
-// engine scheduled from other sequences. wait() makes rank 0's stream wait for the oldest
-// step's logits (an event), so the engine's sampler reads them in order. The followers need no
+// engine scheduled from other sequences. wait() waits on the host for the oldest step's logits
+// (an event recorded after their receive), so the engine's sampler reads them in order. The followers need no
 // change: each runs the plans in order, and the last stage sends each step's logits when its
 // share is done, as for a synchronous step.
 //
@@ -26,12 +26,18 @@
 // queued before it on its stream: steps < n, or step n at stages <= s; (b) its peers' matching
 // operation: the same step at the same stage (an all-reduce), at stage s - 1 (a residual
 // receive), or at the last stage (the logits receive on rank 0, whose stream also waits for
-// rank 0's own work of steps <= n, an event recorded at submit); (c) on rank 0's model stream
-// after wait(), the logits of a step submitted earlier. Every wait points to an earlier step,
-// or to the same step at an earlier or the same stage, so the waits have no cycle and every
-// queued operation completes. Both streams hold at most one NCCL kernel at a time each, a few
+// rank 0's own work of steps <= n, an event recorded at submit); (c) rank 0's host, in wait(),
+// waits for the logits of the oldest step, whose operations are all queued already (every
+// plan is sent before its share is queued). Every wait points to an earlier step, or to the
+// same step at an earlier or the same stage, so the waits have no cycle and every queued
+// operation completes. Both streams hold at most one NCCL kernel at a time each, a few
 // thread blocks each, so they are resident side by side on the GPU (NCCL's warning about
 // concurrent communicators is about kernels that cannot all be resident at once).
+//
+// Failures (over a DistContext): rank 0's watchdog is armed while the runner lives, a
+// follower's while it runs a step (dist/watchdog.h). A step that throws on rank 0 or on a
+// follower ends the run on every rank (DistContext::fail); from then on every step on rank 0
+// fails at once with the reason, and the engine fails the requests in it.
 #pragma once
 
 #include <deque>
@@ -66,7 +72,12 @@ class DistributedRunner final : public ModelRunner {
     void* arrived = nullptr;  // cudaEvent_t recorded on the logits stream after the receive
   };
 
+  void queue_step(const ForwardBatch& batch);
+  void check_alive() const;                 // throws once the run has failed
+  void fail(const std::exception& e);       // a step failed on rank 0: the run ends
+
   DeepSeekModel& model_;
+  DistContext* dist_ = nullptr;  // null for a runner over given groups (tests): no watchdog
   ControlChannel& channel_;
   LatentCache cache_;
   StepGroups groups_;

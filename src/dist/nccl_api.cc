@@ -22,6 +22,7 @@ NcclApi load() {
   resolve(lib, "ncclCommInitRank", api.comm_init_rank);
   resolve(lib, "ncclCommSplit", api.comm_split);
   resolve(lib, "ncclCommDestroy", api.comm_destroy);
+  resolve(lib, "ncclCommAbort", api.comm_abort);
   resolve(lib, "ncclCommCount", api.comm_count);
   resolve(lib, "ncclCommUserRank", api.comm_user_rank);
   resolve(lib, "ncclAllReduce", api.all_reduce);

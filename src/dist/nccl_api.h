@@ -17,6 +17,7 @@ struct NcclApi {
   decltype(&ncclCommInitRank) comm_init_rank;
   decltype(&ncclCommSplit) comm_split;
   decltype(&ncclCommDestroy) comm_destroy;
+  decltype(&ncclCommAbort) comm_abort;
   decltype(&ncclCommCount) comm_count;
   decltype(&ncclCommUserRank) comm_user_rank;
   decltype(&ncclAllReduce) all_reduce;

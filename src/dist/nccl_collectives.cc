@@ -35,7 +35,7 @@ std::unique_ptr<NcclCollectives> NcclCollectives::init_world(const ncclUniqueId&
 
 std::unique_ptr<NcclCollectives> NcclCollectives::split(int color, int key) const {
   ncclComm_t comm = nullptr;
-  MLA_NCCL_CALL(comm_split, comm_, color, key, &comm, nullptr);
+  MLA_NCCL_CALL(comm_split, live(), color, key, &comm, nullptr);
   MLA_CHECK(comm != nullptr, "ncclCommSplit gave no communicator");
   int size = 0, rank = 0;
   MLA_NCCL_CALL(comm_count, comm, &size);
@@ -44,12 +44,22 @@ std::unique_ptr<NcclCollectives> NcclCollectives::split(int color, int key) cons
 }
 
 NcclCollectives::~NcclCollectives() {
-  if (comm_ != nullptr) nccl().comm_destroy(comm_);  // destructor: nothing to report to
+  if (ncclComm_t c = comm_.load(); c != nullptr) nccl().comm_destroy(c);  // destructor: nothing to report to
+}
+
+ncclComm_t NcclCollectives::live() const {
+  ncclComm_t c = comm_.load();
+  MLA_CHECK(c != nullptr, "the NCCL communicator was aborted: the split run ended (another rank left it)");
+  return c;
+}
+
+void NcclCollectives::abort() {
+  if (ncclComm_t c = comm_.exchange(nullptr); c != nullptr) nccl().comm_abort(c);  // ending: nothing to report to
 }
 
 void NcclCollectives::all_reduce_sum(Tensor& t, Stream stream) {
   check_gpu(t, "all_reduce_sum's tensor");
-  MLA_NCCL_CALL(all_reduce, t.raw(), t.raw(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()), ncclSum, comm_,
+  MLA_NCCL_CALL(all_reduce, t.raw(), t.raw(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()), ncclSum, live(),
                 cuda(stream));
 }
 
@@ -62,7 +72,7 @@ void NcclCollectives::all_gather_columns(const Tensor& in, Tensor& out, Stream s
   const int64_t rows = in.dim(0), c = in.dim(1), total = out.dim(1);
   const size_t elem = dtype_size(in.dtype());
   Tensor staged = Tensor::empty({size_, rows, c}, in.dtype(), in.device());  // rank-major
-  MLA_NCCL_CALL(all_gather, in.raw(), staged.raw(), static_cast<size_t>(in.numel()), nccl_type(in.dtype()), comm_,
+  MLA_NCCL_CALL(all_gather, in.raw(), staged.raw(), static_cast<size_t>(in.numel()), nccl_type(in.dtype()), live(),
                 cuda(stream));
   for (int p = 0; p < size_; ++p) {
     const int64_t width = std::min(c, total - p * c);
@@ -75,12 +85,12 @@ void NcclCollectives::all_gather_columns(const Tensor& in, Tensor& out, Stream s
 
 void NcclCollectives::send(const Tensor& t, int peer, Stream stream) {
   check_gpu(t, "send's tensor");
-  MLA_NCCL_CALL(send, t.raw(), t.nbytes(), ncclUint8, peer, comm_, cuda(stream));
+  MLA_NCCL_CALL(send, t.raw(), t.nbytes(), ncclUint8, peer, live(), cuda(stream));
 }
 
 void NcclCollectives::recv(Tensor& t, int peer, Stream stream) {
   check_gpu(t, "recv's tensor");
-  MLA_NCCL_CALL(recv, t.raw(), t.nbytes(), ncclUint8, peer, comm_, cuda(stream));
+  MLA_NCCL_CALL(recv, t.raw(), t.nbytes(), ncclUint8, peer, live(), cuda(stream));
 }
 
 }  // namespace mlaserve::dist

@@ -1,10 +1,13 @@
 // NcclCollectives: Collectives over one NCCL communicator (one process per GPU), queued on the
 // caller's stream. Communicators are made once per process: the world from the unique id rank 0
 // handed out (dist/control_channel.h), the tensor-parallel and pipeline groups split from it.
+// abort() (dist/watchdog.h: another rank left the run) ends the communicator from any thread:
+// NCCL work still queued on it ends with an error, and every later call throws.
 #pragma once
 
 #include <nccl.h>
 
+#include <atomic>
 #include <memory>
 
 #include "core/collectives.h"
@@ -26,10 +29,15 @@ class NcclCollectives final : public Collectives {
   void all_gather_columns(const Tensor& in, Tensor& out, Stream stream) override;
   void send(const Tensor& t, int peer, Stream stream) override;
   void recv(Tensor& t, int peer, Stream stream) override;
+  void abort();
 
  private:
   NcclCollectives(ncclComm_t comm, int size, int rank) : comm_(comm), size_(size), rank_(rank) {}
-  ncclComm_t comm_;
+  ncclComm_t live() const;  // the communicator, or an error once aborted
+  // A call already past live() when abort() runs can still reach NCCL with the freed
+  // communicator; NCCL offers no way to close that window for a blocking communicator, and the
+  // run is ending anyway.
+  std::atomic<ncclComm_t> comm_;
   int size_, rank_;
 };
 

@@ -1,15 +1,21 @@
 // The rendezvous and the step plan with real processes over loopback TCP (no GPU): rank 0
 // hands its blob (the NCCL id in production) to every rank, broadcasts step messages that each
 // rank decodes to the same ForwardBatch, and gathers one reply per rank. Forked ranks report
-// through their exit status. Also: step messages round-trip, and corrupt ones are refused.
+// through their exit status. Also: step messages round-trip, and corrupt ones are refused; the
+// watchdog (dist/watchdog.h) carries a rank's failure to every rank over the connections.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
 
 #include "core/error.h"
 #include "dist/control_channel.h"
 #include "dist/micro_batch.h"
 #include "dist/step_message.h"
+#include "dist/watchdog.h"
 
 namespace mlaserve::dist {
 namespace {
@@ -103,6 +109,94 @@ TEST(ControlChannel, RankThatCannotReachRankZeroFailsWithAMessage) {
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("could not reach rank 0 at 127.0.0.1:1"), std::string::npos) << e.what();
+  }
+}
+
+// Waits up to 10 s for `flag` to leave -1.
+int wait_for(const std::atomic<int>& flag) {
+  for (int i = 0; i < 200 && flag < 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  return flag;
+}
+
+int exit_status(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + status;
+}
+
+// Rank 1 is "blocked inside a step" (as in an NCCL collective that will never complete) with its
+// watchdog armed; rank 2's step fails and its process ends. Rank 0's armed watchdog sees rank
+// 2's hang-up and closes rank 0's connections (as DistContext does after aborting NCCL); rank
+// 1's watchdog then sees rank 0's hang-up and ends rank 1 (exit status 0 here means "it was
+// told"). Every rank ends, none waits for ever.
+TEST(PeerWatchdog, ARankThatLeavesMidStepEndsTheRunOnEveryRank) {
+  const int world = 3, port = 22000 + getpid() % 20000;
+  std::vector<pid_t> children;
+  for (int r = 1; r < world; ++r) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      try {
+        std::string blob;
+        ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, world, r, 30.0}, blob);
+        if (r == 2) _exit(0);  // its step failed: the process ends and its connection closes
+        std::atomic<int> lost{-1};
+        PeerWatchdog w(ch, [&](int rank) { lost = rank; });
+        w.arm();  // inside a step
+        _exit(wait_for(lost) == 0 ? 0 : 5);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "rank %d: %s\n", r, e.what());
+        _exit(1);
+      }
+    }
+    children.push_back(pid);
+  }
+  std::string blob = "id";
+  ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, world, 0, 30.0}, blob);
+  std::atomic<int> lost{-1};
+  PeerWatchdog w(ch, [&](int rank) {
+    lost = rank;
+    ch.close();
+  });
+  w.arm();  // rank 0 while steps run
+  EXPECT_EQ(wait_for(lost), 2);
+  EXPECT_TRUE(w.fired());
+  EXPECT_EQ(exit_status(children[0]), 0) << "rank 1 was not told that the run ended";
+  EXPECT_EQ(exit_status(children[1]), 0);
+  EXPECT_THROW(ch.gather(), Error);  // the connections are shut down
+}
+
+// Disarmed (between steps, or a planned end), a hang-up is not a failure: the watchdog stays
+// quiet and the next receive reports the closed connection.
+TEST(PeerWatchdog, DisarmedItLeavesAHangUpToTheNextReceive) {
+  const int world = 2, port = 23000 + getpid() % 20000;
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    try {
+      std::string blob;
+      ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, world, 1, 30.0}, blob);
+      _exit(0);  // a planned end: the connection closes
+    } catch (const std::exception&) {
+      _exit(1);
+    }
+  }
+  std::string blob = "id";
+  ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, world, 0, 30.0}, blob);
+  EXPECT_EQ(exit_status(pid), 0);
+  std::atomic<int> lost{-1};
+  {
+    PeerWatchdog w(ch, [&](int rank) { lost = rank; });
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    EXPECT_FALSE(w.fired());
+  }
+  EXPECT_EQ(lost, -1);
+  EXPECT_EQ(ch.hung_up_peer(0), 1);
+  try {
+    ch.gather();
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("closed the connection"), std::string::npos) << e.what();
   }
 }
 
