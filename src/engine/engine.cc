@@ -240,10 +240,13 @@ void Engine::complete_oldest() {
             "the model runner returned logits {} for {} sampled rows", shape_str(logits.shape()),
             step.sampled.size());
   timer_.mark("commit+sample");
+  // The ids first: sampling may finish a request, and its sequence (which c.seq points to) goes.
+  std::vector<RequestId> ids;
+  for (const ScheduledChunk& c : step.out.chunks) ids.push_back(c.seq->id);
   scheduler_.commit(step.out);
   sample_and_stream(step.out, step.sampled, logits);
-  for (const ScheduledChunk& c : step.out.chunks) {  // aborted while in flight: they end now
-    auto it = requests_.find(c.seq->id);
+  for (RequestId id : ids) {  // aborted while in flight: they end now
+    auto it = requests_.find(id);
     if (it != requests_.end() && it->second->abort_requested) {
       finish(*it->second, final_event(*it->second, FinishReason::kAbort, ""));
     }
