@@ -25,8 +25,11 @@ thread_local std::vector<void*>* deferred_frees = nullptr;  // the innermost Def
 // Caching allocator for device memory. cudaFree synchronises the whole device, and a forward
 // pass makes and drops hundreds of activation tensors, so freed blocks are kept and handed out
 // again (best fit, at most twice the request) instead of being returned to the driver.
-// Reuse is stream-ordered: the engine queues all GPU work on one stream, so work already queued
-// on a block finishes before work queued by its next owner. Sizes are rounded up (512 B below
+// Reuse is stream-ordered: the model queues its work on one stream, so work already queued on a
+// block finishes before work queued by its next owner. Work on any other stream must be ordered
+// against that stream before its blocks are freed: a forked branch's side stream joins first and
+// its frees wait for the join (DeferFreesScope, core/side_stream.h); the distributed runner's
+// logits stream waits on an event of the model's stream. Sizes are rounded up (512 B below
 // 1 MiB, 2 MiB above) so that similar requests share blocks.
 class DeviceCache {
  public:

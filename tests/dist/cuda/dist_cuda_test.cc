@@ -63,6 +63,7 @@
 #include "model/presets.h"
 #include "model/shard.h"
 #include "../../engine/in_flight_runner.h"
+#include "../../model/step_batch.h"
 #include "../../model/tiny_models.h"
 
 namespace mlaserve::dist {
@@ -229,24 +230,6 @@ struct GreedyRun {
   std::vector<Tensor> logits;                // per step [R, V] f32 on the host
 };
 
-// Sequence s owns cache blocks [s * 8, s * 8 + 8) (512 tokens).
-ForwardBatch step_batch(const std::vector<std::vector<int32_t>>& seqs, const std::vector<int32_t>& done) {
-  ForwardBatch b;
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    const auto len = static_cast<int32_t>(seqs[s].size());
-    SequenceSlice slice{static_cast<int32_t>(b.token_ids.size()), len - done[s], done[s], {}};
-    for (int32_t k = 0; k < 8; ++k) slice.block_table.push_back(static_cast<int32_t>(s) * 8 + k);
-    for (int32_t p = done[s]; p < len; ++p) {
-      b.token_ids.push_back(seqs[s][static_cast<size_t>(p)]);
-      b.positions.push_back(p);
-      b.slot_mapping.push_back(int64_t{slice.block_table[static_cast<size_t>(p / 64)]} * 64 + p % 64);
-    }
-    b.sequences.push_back(slice);
-    b.logit_rows.push_back(static_cast<int32_t>(b.token_ids.size()) - 1);
-  }
-  return b;
-}
-
 std::vector<int32_t> argmax_rows(const Tensor& logits) {
   std::vector<int32_t> out;
   const float* p = logits.data<float>();
@@ -265,7 +248,7 @@ GreedyRun greedy(const StepFn& step, std::vector<std::vector<int32_t>> seqs, int
   run.tokens.resize(seqs.size());
   std::vector<int32_t> done(seqs.size(), 0);
   for (int k = 0; k <= decode_steps; ++k) {
-    const ForwardBatch batch = step_batch(seqs, done);
+    const ForwardBatch batch = testing::step_batch(seqs, done, /*blocks_per_seq=*/8);  // 512 tokens
     Tensor logits = step(batch);
     logits = logits.is_cpu() ? logits : logits.to(Device::kCPU);
     const std::vector<int32_t> next = argmax_rows(logits);

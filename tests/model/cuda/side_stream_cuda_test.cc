@@ -19,27 +19,10 @@
 #include "model/dummy.h"
 #include "model/model.h"
 #include "model/presets.h"
+#include "../step_batch.h"
 
 namespace mlaserve {
 namespace {
-
-// Sequence s owns cache blocks [s * 4, s * 4 + 4) (256 tokens).
-ForwardBatch step_batch(const std::vector<std::vector<int32_t>>& seqs, const std::vector<int32_t>& done) {
-  ForwardBatch b;
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    const auto len = static_cast<int32_t>(seqs[s].size());
-    SequenceSlice slice{static_cast<int32_t>(b.token_ids.size()), len - done[s], done[s], {}};
-    for (int32_t k = 0; k < 4; ++k) slice.block_table.push_back(static_cast<int32_t>(s) * 4 + k);
-    for (int32_t p = done[s]; p < len; ++p) {
-      b.token_ids.push_back(seqs[s][static_cast<size_t>(p)]);
-      b.positions.push_back(p);
-      b.slot_mapping.push_back(int64_t{slice.block_table[static_cast<size_t>(p / 64)]} * 64 + p % 64);
-    }
-    b.sequences.push_back(slice);
-    b.logit_rows.push_back(static_cast<int32_t>(b.token_ids.size()) - 1);
-  }
-  return b;
-}
 
 // The logits [R, V] of every step (host), feeding each step's argmax back as the next token.
 std::vector<Tensor> run_steps(DeepSeekModel& model, std::vector<std::vector<int32_t>> seqs, int decode_steps) {
@@ -47,7 +30,7 @@ std::vector<Tensor> run_steps(DeepSeekModel& model, std::vector<std::vector<int3
   std::vector<int32_t> done(seqs.size(), 0);
   std::vector<Tensor> logits;
   for (int k = 0; k <= decode_steps; ++k) {
-    const ForwardBatch batch = step_batch(seqs, done);
+    const ForwardBatch batch = testing::step_batch(seqs, done, /*blocks_per_seq=*/4);  // 256 tokens
     MLA_CHECK(static_cast<int64_t>(batch.token_ids.size()) <= kSideBranchMaxTokens, "the step must fork");
     logits.push_back(model.forward(batch, cache).to(Device::kCPU));
     const Tensor& l = logits.back();
