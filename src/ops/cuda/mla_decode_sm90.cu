@@ -1,7 +1,7 @@
 // MLA decode attention on Hopper (sm_90a): launch code and argument checks. The design note,
 // the combine and schedule kernels are in mla_decode_sm90.cuh, the two decode kernels in
-// mla_decode_sm90_{pipeline,split_s}.cuh, the split and kernel heuristics in
-// mla_decode_sm90_heuristics.h.
+// mla_decode_sm90_{pipeline,split_s}.cuh (what they share in mla_decode_sm90_common.cuh), the
+// split and kernel heuristics in mla_decode_sm90_heuristics.h.
 #include "ops/cuda/mla_decode_sm90.cuh"
 #include "ops/cuda/mla_decode_sm90_pipeline.cuh"
 #include "ops/cuda/mla_decode_sm90_split_s.cuh"

@@ -30,8 +30,9 @@
 // thread, 9 boxes of [64 rows x 64 channels] per tile, completing on an mbarrier per stage (and
 // one for Q): the other threads spend no instructions on loads.
 //
-// Two decode kernels share this file's pieces (the rule that picks one per step is in
-// mla_decode_sm90_heuristics.h, use_pipeline_kernel):
+// Two decode kernels share this file's pieces and mla_decode_sm90_common.cuh (the walk over a
+// partition, the copies, the softmax steps, the epilogue's stores); the rule that picks one per
+// step is in mla_decode_sm90_heuristics.h, use_pipeline_kernel:
 //   - mla_decode_sm90_pipeline.cuh: the warpgroups form a pipeline. Warpgroup 0 computes S and
 //     the softmax of every block and hands P to warpgroup 1; each does half of O += P V, and
 //     warpgroup 0 issues the next block's S behind its P V. The faster kernel when a CTA reads
@@ -113,58 +114,6 @@ __device__ __forceinline__ void wgmma_64x256(uint64_t a, uint64_t b, float (&d)[
 __device__ __forceinline__ void grid_dependency_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
 __device__ __forceinline__ void grid_dependents_launch() {
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-}
-
-// ---- the decode kernels' common pieces ---------------------------------------------------------------------
-
-// A stage's position in the partition's walk: block `block` of sequence `seq`; this partition's
-// piece of seq ends before block_end.
-struct WorkItem {
-  int seq;
-  int block;
-  int block_end;
-};
-
-// Moves `it` to the first (sequence, block) at or after it that the partition reads and that
-// this CTA's query tile has rows in; false when the partition has no more.
-__device__ __forceinline__ bool settle(WorkItem& it, const MlaPartition& part, const MlaDecodeParams& p,
-                                       int tile_row0) {
-  while (it.seq < part.end_seq || (it.seq == part.end_seq && it.block < part.end_block)) {
-    const int n_blocks = (p.seq_lens[it.seq] + 63) / 64;
-    it.block_end = it.seq == part.end_seq ? part.end_block : n_blocks;
-    const int rows = (p.query_start[it.seq + 1] - p.query_start[it.seq]) * p.n_heads;
-    if (it.block < it.block_end && tile_row0 < rows) return true;
-    ++it.seq;
-    it.block = 0;
-  }
-  return false;
-}
-
-// What a CTA needs to know about the sequence whose piece it is computing.
-struct Piece {
-  int seq_len;    // keys
-  int q_len;      // query tokens
-  int rows;       // q_len * n query rows
-  int64_t row0;   // flat [T * n] index of the sequence's first query row
-  int index;      // which piece of the sequence (slot offset when it is split)
-  int limit[2];   // last key position visible to this thread's rows r0 and r0 + 8
-};
-
-__device__ __forceinline__ Piece start_piece(const MlaDecodeParams& p, const MlaPartition& part, int seq,
-                                             int tile_row, int tile_row0) {
-  Piece pc;
-  pc.seq_len = p.seq_lens[seq];
-  const int q_begin = p.query_start[seq];
-  pc.q_len = p.query_start[seq + 1] - q_begin;
-  pc.rows = pc.q_len * p.n_heads;
-  pc.row0 = static_cast<int64_t>(q_begin) * p.n_heads;
-  pc.index = seq == part.begin_seq ? part.begin_piece : 0;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int i = tile_row0 + tile_row + 8 * h;  // row within the sequence: token j = i / n
-    pc.limit[h] = i < pc.rows ? pc.seq_len - pc.q_len + i / p.n_heads : pc.seq_len - 1;
-  }
-  return pc;
 }
 
 // ---- the combine kernel --------------------------------------------------------------------

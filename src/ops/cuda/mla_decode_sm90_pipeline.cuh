@@ -1,6 +1,7 @@
 // MLA decode on Hopper (sm_90a), the pipeline kernel: the two warpgroups form a pipeline. The
-// shared design note and pieces: mla_decode_sm90.cuh; which kernel a step uses:
-// use_pipeline_kernel in mla_decode_sm90_heuristics.h (this one from 8 sequences up).
+// shared design note: mla_decode_sm90.cuh; the pieces both decode kernels use:
+// mla_decode_sm90_common.cuh; which kernel a step uses: use_pipeline_kernel in
+// mla_decode_sm90_heuristics.h (this one from 8 sequences up).
 //
 // Per 64-token block:
 //   warpgroup 0 waits for the block's copy, zeroes rows past the sequence's end, computes
@@ -18,7 +19,7 @@
 // descriptor offset laundered through an empty asm. Check -Xptxas -v for C75xx after edits here.
 #pragma once
 
-#include "ops/cuda/mla_decode_sm90.cuh"
+#include "ops/cuda/mla_decode_sm90_common.cuh"
 
 namespace mlaserve::ops::sm90 {
 
@@ -78,37 +79,6 @@ __device__ __forceinline__ void issue_qk64(uint64_t q_desc, uint64_t k_desc, flo
   ptx::wgmma_commit();
 }
 
-// Issues O[64 x 256] += P[64 x 64] V[64 x 256] as one wgmma group; the caller waits for it.
-__device__ __forceinline__ void issue_pv(uint64_t p_desc, uint64_t v_desc, float (&o)[128]) {
-  ptx::fence_registers(o);
-  ptx::wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk) {
-    wgmma_64x256(p_desc + static_cast<uint64_t>((kk * 32) >> 4),
-                 v_desc + static_cast<uint64_t>((kk * 16 * 128) >> 4), o, std::make_index_sequence<128>{});
-  }
-  ptx::wgmma_commit();
-}
-
-// Moves `it` to the next block the partition reads for this tile; false when there is none.
-__device__ __forceinline__ bool advance(WorkItem& it, const MlaPartition& part, const MlaDecodeParams& p,
-                                        int tile_row0) {
-  if (++it.block == it.block_end) {
-    ++it.seq;
-    it.block = 0;
-  }
-  return settle(it, part, p, tile_row0);
-}
-
-// Zeroes rows valid .. 63 of a KV tile (the sequence ends inside the block: those rows hold
-// another step's bytes, maybe NaN, and V must be finite), `threads` threads from index t.
-__device__ __forceinline__ void zero_tail_rows(uint8_t* tile, int valid, int t, int threads) {
-  for (int i = t; i < (64 - valid) * 72; i += threads) {
-    const int chunk = i % 8, cb = i / 8 % 9, row = valid + i / 72;
-    *reinterpret_cast<uint4*>(tile + cb * kColBlockBytes + row * 128 + chunk * 16) = make_uint4(0, 0, 0, 0);
-  }
-}
-
 // Writes one warpgroup's 256 output channels (from col0) of this thread's rows r0 and r0 + 8 at
 // a piece's end: to out when the sequence is one piece, else to the piece's workspace slot.
 __device__ __forceinline__ void store_piece(const MlaDecodeParams& p, const Piece& pc, int seq, int r0,
@@ -119,31 +89,9 @@ __device__ __forceinline__ void store_piece(const MlaDecodeParams& p, const Piec
     const int i = tile_row0 + r0 + 8 * h;
     if (i >= pc.rows) continue;
     if (split.num_pieces == 1) {
-      __nv_bfloat16* dst = p.out + (pc.row0 + i) * 512 + col0;
-#pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j) =
-            __floats2bfloat162_rn(o[4 * j + 2 * h] * inv[h], o[4 * j + 2 * h + 1] * inv[h]);
-      }
+      store_o_row(p.out + (pc.row0 + i) * 512 + col0, o, h, inv[h]);
     } else {
-      const int64_t slot_row = static_cast<int64_t>(split.first_slot + pc.index) * p.partial_rows + i;
-      float* dst = p.partial_out + slot_row * 512 + col0;
-#pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[4 * j + 2 * h] * inv[h], o[4 * j + 2 * h + 1] * inv[h]);
-      }
-    }
-  }
-}
-
-__device__ __forceinline__ void scale_rows(float (&o)[128], const float (&alpha)[2]) {
-  if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
-#pragma unroll
-    for (int j = 0; j < 32; ++j) {
-      o[4 * j + 0] *= alpha[0];
-      o[4 * j + 1] *= alpha[0];
-      o[4 * j + 2] *= alpha[1];
-      o[4 * j + 3] *= alpha[1];
+      store_o_row(p.partial_out + piece_slot_row(p, split, pc, i) * 512 + col0, o, h, inv[h]);
     }
   }
 }
@@ -151,7 +99,7 @@ __device__ __forceinline__ void scale_rows(float (&o)[128], const float (&alpha)
 __global__ void __launch_bounds__(kThreads, 1)
     mla_decode_sm90_pipeline_kernel(const __grid_constant__ MlaDecodeParams p) {
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* smem = smem_base(smem_raw);
   float* row_scale = reinterpret_cast<float*>(smem + Smem::kRowScale);  // [64]
   float* row_inv = reinterpret_cast<float*>(smem + Smem::kRowInv);      // [64]
   volatile int* next_ready = reinterpret_cast<volatile int*>(smem + Smem::kNextReady);
@@ -164,17 +112,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int tile_row0 = static_cast<int>(blockIdx.x) * kTileRows;
   const uint32_t s_q = ptx::smem_addr(smem + Smem::kQ), s_kv = ptx::smem_addr(smem + Smem::kKv);
   const uint64_t p_desc = ptx::gmma_desc_sw128(ptx::smem_addr(smem + Smem::kP), 16, 1024);
-  constexpr uint64_t kStageStep = kTileBytes >> 4;  // descriptor offset of the second stage
   // KV stage i: full (the copy landed) at bar_full + 8 i, empty (all 8 warps done with it) at
   // bar_empty + 8 i; the Q tile's copy at bar_q.
   const uint32_t bar_full = ptx::smem_addr(smem + Smem::kBarriers), bar_q = bar_full + 16, bar_empty = bar_full + 24;
 
-  // A tile with fewer query rows (16 heads: 16) copies only those; the rest of Q stays 0.
-  for (int i = p.q_box_rows * 72 + tid; i < 64 * 72; i += kThreads) {
-    const int row = i / 72, chunk = i % 72;
-    *reinterpret_cast<uint4*>(smem + Smem::kQ + chunk / 8 * kColBlockBytes + row * 128 + chunk % 8 * 16) =
-        make_uint4(0, 0, 0, 0);
-  }
+  zero_q_tail(smem, p.q_box_rows, tid);
   ptx::fence_async_proxy();
   if (tid == 0) {
     ptx::mbarrier_init(bar_full, 1);
@@ -202,9 +144,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const uint64_t q_desc = ptx::gmma_desc_sw128(s_q, 16, 1024);
     const uint64_t k_desc = ptx::gmma_desc_sw128(s_kv, 16, 1024);
     const uint64_t v_desc = ptx::gmma_desc_sw128(s_kv, 8192, 1024);
-    auto load_q = [&](int seq) {
-      tma_load_tile(s_q, &p.q_map, p.query_start[seq] * p.n_heads + tile_row0, p.q_box_rows, bar_q);
-    };
+    auto load_q = [&](int seq) { load_q_tile(p, s_q, seq, tile_row0, bar_q); };
     uint32_t kv_parity = 0, q_parity = 0;  // parity of each barrier's next completion (bit per stage)
     auto wait_block = [&](const WorkItem& it, int seq_len, int stage) {
       ptx::mbarrier_wait(bar_full + 8 * stage, (kv_parity >> stage) & 1);
@@ -240,63 +180,33 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int key0 = cur.block * 64 + 2 * (lane % 4);
       const bool masked = cur.block * 64 + 63 > pc.seq_len - pc.q_len;
       float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-      for (int i = 0; i < 32; ++i) {
-        const int h = i / 2 % 2;
-        float v = s[i] * p.scale_log2;
-        if (masked && key0 + 8 * (i / 4) + i % 2 > pc.limit[h]) v = -INFINITY;
-        s[i] = v;
-        mx[h] = fmaxf(mx[h], v);
-      }
+      scale_mask_scores(s, key0, masked, pc.limit, p.scale_log2, mx);
       float alpha[2], m_use[2], sum[2] = {0.0f, 0.0f}, inv[2] = {0.0f, 0.0f};
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
-        const float m_new = fmaxf(m[h], mx[h]);
-        m_use[h] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet stays at 0
-        alpha[h] = exp2f(m[h] - m_use[h]);
-        m[h] = m_new;
-      }
-#pragma unroll
-      for (int i = 0; i < 32; ++i) {
-        s[i] = exp2f(s[i] - m_use[i / 2 % 2]);
-        sum[i / 2 % 2] += s[i];
-      }
-#pragma unroll
-      for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + sum[h];
+      for (int h = 0; h < 2; ++h) alpha[h] = update_row_max(m[h], quad_max(mx[h]), m_use[h]);
+      exp_scores(s, m_use, alpha, sum, l);
       if (piece_ends) {  // row sums, lse (natural log) of this piece
         const MlaSeqSplit split = p.seq_splits[cur.seq];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           float total = l[h] + __shfl_xor_sync(0xffffffffu, l[h], 1);
           total += __shfl_xor_sync(0xffffffffu, total, 2);
-          inv[h] = total > 0.0f ? 1.0f / total : 0.0f;
-          const float lse = total > 0.0f ? (m[h] + log2f(total)) * 0.69314718f : -INFINITY;
+          const float lse = softmax_lse_inv(m[h], total, inv[h]);
           const int i = tile_row0 + r0 + 8 * h;
           if (lane % 4 == 0 && i < pc.rows) {
             if (split.num_pieces == 1) {
               p.lse[pc.row0 + i] = lse;
             } else {
-              p.partial_lse[static_cast<int64_t>(split.first_slot + pc.index) * p.partial_rows + i] = lse;
+              p.partial_lse[piece_slot_row(p, split, pc, i)] = lse;
             }
           }
         }
       }
 
-      // P (bf16) and the row scales to shared memory once warpgroup 1 is done with the last ones.
-      // P row r, keys 8 j .. 8 j + 7 sit in 16-byte chunk j ^ (r % 8) of its 128-byte row.
+      // P (bf16, all 64 keys) and the row scales to shared memory once warpgroup 1 is done with
+      // the last ones.
       if (!first) named_barrier_sync(kBarPFree, kThreads);
-      uint8_t* p_tile = smem + Smem::kP;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int r = r0 + 8 * h;
-          *reinterpret_cast<__nv_bfloat162*>(p_tile + r * 128 + ((j ^ (r % 8)) * 16) + (lane % 4) * 4) =
-              __floats2bfloat162_rn(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]);
-        }
-      }
+      store_p(smem + Smem::kP, s, r0, lane, 0);
       if (lane % 4 == 0) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
@@ -356,10 +266,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // block two before it has left (all 8 warps arrived on that stage's empty barrier).
     const uint64_t v_desc = ptx::gmma_desc_sw128(s_kv + 4 * kColBlockBytes, 8192, 1024);
     const bool loader = tid == kThreads / 2;
-    auto load_kv = [&](const WorkItem& it, int stage) {
-      const int block_id = p.block_table[static_cast<int64_t>(it.seq) * p.max_blocks + it.block];
-      tma_load_tile(s_kv + stage * kTileBytes, &p.kv_map, block_id * 64, 64, bar_full + 8 * stage);
-    };
+    auto load_kv = [&](const WorkItem& it, int stage) { load_kv_block(p, s_kv, it, stage, bar_full); };
     WorkItem ahead = cur;  // the loader's next block to copy
     bool more = false;
     if (loader) {
@@ -409,6 +316,5 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   }
 }
-
 
 }  // namespace mlaserve::ops::sm90

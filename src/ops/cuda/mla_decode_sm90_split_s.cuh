@@ -1,7 +1,8 @@
 // MLA decode on Hopper (sm_90a), the split-S kernel: both warpgroups in step, each computing S
-// over half of a block's keys. The shared design note and pieces: mla_decode_sm90.cuh; which
-// kernel a step uses: use_pipeline_kernel in mla_decode_sm90_heuristics.h (this one for small
-// batches, where a CTA reads about one block and the shortest chain per block wins).
+// over half of a block's keys. The shared design note: mla_decode_sm90.cuh; the pieces both
+// decode kernels use: mla_decode_sm90_common.cuh; which kernel a step uses: use_pipeline_kernel
+// in mla_decode_sm90_heuristics.h (this one for small batches, where a CTA reads about one block
+// and the shortest chain per block wins).
 //
 // Per 64-token block (one pipeline stage):
 //   barrier (everyone is done with the previous stage); thread 0 starts the next block's copy
@@ -18,7 +19,7 @@
 // sequence's Q tile loads while the last block's P V runs.
 #pragma once
 
-#include "ops/cuda/mla_decode_sm90.cuh"
+#include "ops/cuda/mla_decode_sm90_common.cuh"
 
 namespace mlaserve::ops::sm90 {
 
@@ -43,27 +44,12 @@ __device__ __forceinline__ void gemm_qk(uint64_t q_desc, uint64_t k_desc, float 
   ptx::fence_registers(s);
 }
 
-// O[64 x 256] += P[64 x 64] V[64 x 256]; k-step kk = 16 keys: 32 bytes along P's rows, 16
-// rows (2 KB) down V's column blocks.
-__device__ __forceinline__ void gemm_pv(uint64_t p_desc, uint64_t v_desc, float (&o)[128]) {
-  ptx::fence_registers(o);
-  ptx::wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk) {
-    wgmma_64x256(p_desc + static_cast<uint64_t>((kk * 32) >> 4),
-                 v_desc + static_cast<uint64_t>((kk * 16 * 128) >> 4), o, std::make_index_sequence<128>{});
-  }
-  ptx::wgmma_commit();
-  ptx::wgmma_wait<0>();
-  ptx::fence_registers(o);
-}
-
 // ---- the kernel ------------------------------------------------------------------------
 
 __global__ void __launch_bounds__(kThreads, 1)
     mla_decode_sm90_split_s_kernel(const __grid_constant__ MlaDecodeParams p) {
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* smem = smem_base(smem_raw);
   float* row_max = reinterpret_cast<float*>(smem + Smem::kRowMax);  // [2][64]
   float* row_sum = reinterpret_cast<float*>(smem + Smem::kRowSum);  // [2][64]
   uint8_t* p_tile = smem + Smem::kP;
@@ -83,25 +69,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint64_t k_desc = ptx::gmma_desc_sw128(s_kv + wg * 32 * 128, 16, 1024);      // keys 32 wg .. 32 wg + 31
   const uint64_t v_desc = ptx::gmma_desc_sw128(s_kv + wg * 4 * kColBlockBytes, 8192, 1024);  // channels 256 wg ..
   const uint64_t p_desc = ptx::gmma_desc_sw128(ptx::smem_addr(p_tile), 16, 1024);
-  constexpr uint64_t kStageStep = kTileBytes >> 4;  // descriptor offset of the second stage
 
   const uint32_t bar_kv = ptx::smem_addr(smem + Smem::kBarriers), bar_q = bar_kv + 16;  // stage i: bar_kv + 8 i
 
   // Thread 0 starts every copy; the others only wait on the barriers.
-  auto load_q = [&](int seq) {
-    tma_load_tile(s_q, &p.q_map, p.query_start[seq] * p.n_heads + tile_row0, p.q_box_rows, bar_q);
-  };
-  auto load_kv = [&](const WorkItem& it, int stage) {
-    const int block_id = p.block_table[static_cast<int64_t>(it.seq) * p.max_blocks + it.block];
-    tma_load_tile(s_kv + stage * kTileBytes, &p.kv_map, block_id * 64, 64, bar_kv + 8 * stage);
-  };
+  auto load_q = [&](int seq) { load_q_tile(p, s_q, seq, tile_row0, bar_q); };
+  auto load_kv = [&](const WorkItem& it, int stage) { load_kv_block(p, s_kv, it, stage, bar_kv); };
 
-  // A tile with fewer query rows (16 heads: 16) copies only those; the rest of Q stays 0.
-  for (int i = p.q_box_rows * 72 + tid; i < 64 * 72; i += kThreads) {
-    const int row = i / 72, chunk = i % 72;
-    *reinterpret_cast<uint4*>(smem + Smem::kQ + chunk / 8 * kColBlockBytes + row * 128 + chunk % 8 * 16) =
-        make_uint4(0, 0, 0, 0);
-  }
+  zero_q_tail(smem, p.q_box_rows, tid);
   ptx::fence_async_proxy();
   if (tid == 0) {
     ptx::mbarrier_init(bar_kv, 1);
@@ -114,7 +89,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     load_q(cur.seq);
     load_kv(cur, 0);
   }
-  uint32_t kv_parity = 0, q_parity = 0;  // parity of each barrier's next completion (bit per stage)
+  uint32_t q_parity = 0, kv_parity = 0;  // parity of each barrier's next completion (bit per stage)
   bool q_loading = true;
 
   float o[128], s[16] = {}, m[2], l[2];
@@ -129,11 +104,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   for (int stage = 0;; stage ^= 1) {
     WorkItem next = cur;
-    if (++next.block == next.block_end) {
-      ++next.seq;
-      next.block = 0;
-    }
-    const bool has_next = settle(next, part, p, tile_row0);
+    const bool has_next = advance(next, part, p, tile_row0);
     const bool piece_ends = !has_next || next.seq != cur.seq;
 
     __syncthreads();  // everyone is done with the previous stage: its KV buffer, P, row maxima
@@ -146,7 +117,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     ptx::mbarrier_wait(bar_kv + 8 * stage, (kv_parity >> stage) & 1);
     kv_parity ^= 1u << stage;
     const int valid = pc.seq_len - cur.block * 64;
-    if (valid < 64) {  // the sequence ends inside this block: zero the rest (V must be finite)
+    // The sequence ends inside this block: zero the rest (V must be finite). This loop and the
+    // scores' scale and mask below are zero_tail_rows and scale_mask_scores written out: called,
+    // they change this kernel's machine code (address arithmetic reassociated), not just its text.
+    if (valid < 64) {
       uint8_t* tile = smem + Smem::kKv + stage * kTileBytes;
       for (int i = tid; i < (64 - valid) * 9 * 8; i += kThreads) {
         const int chunk = i % 8, cb = i / 8 % 9, row = valid + i / 72;
@@ -172,8 +146,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+      mx[h] = quad_max(mx[h]);
       if (lane % 4 == 0) row_max[wg * 64 + r0 + 8 * h] = mx[h];
     }
     __syncthreads();  // row maxima of both halves of the keys
@@ -182,37 +155,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int r = r0 + 8 * h;
-      const float m_new = fmaxf(m[h], fmaxf(row_max[r], row_max[64 + r]));
-      m_use[h] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet stays at 0
-      alpha[h] = exp2f(m[h] - m_use[h]);
-      m[h] = m_new;
+      alpha[h] = update_row_max(m[h], fmaxf(row_max[r], row_max[64 + r]), m_use[h]);
     }
-#pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      s[i] = exp2f(s[i] - m_use[i / 2 % 2]);
-      sum[i / 2 % 2] += s[i];
-    }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + sum[h];
-    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
-#pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        o[4 * j + 0] *= alpha[0];
-        o[4 * j + 1] *= alpha[0];
-        o[4 * j + 2] *= alpha[1];
-        o[4 * j + 3] *= alpha[1];
-      }
-    }
-    // P into shared memory: row r, keys 8 * chunk .. + 7 in chunk (chunk ^ r % 8); r % 8 = lane / 4.
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int r = r0 + 8 * h, chunk = wg * 4 + j;
-        *reinterpret_cast<__nv_bfloat162*>(p_tile + r * 128 + ((chunk ^ (r % 8)) * 16) + (lane % 4) * 4) =
-            __floats2bfloat162_rn(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]);
-      }
-    }
+    exp_scores(s, m_use, alpha, sum, l);
+    scale_rows(o, alpha);
+    // P into shared memory: this warpgroup's 32 keys are 16-byte chunks 4 wg .. 4 wg + 3 of each row.
+    store_p(p_tile, s, r0, lane, wg * 4);
     ptx::fence_async_proxy();
     __syncthreads();  // P complete; both warpgroups are past their Q K^T
 
@@ -220,7 +168,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (tid == 0) load_q(next.seq);
       q_loading = true;
     }
-    gemm_pv(p_desc, v_desc + stage * kStageStep, o);
+    issue_pv(p_desc, v_desc + stage * kStageStep, o);
+    ptx::wgmma_wait<0>();
+    ptx::fence_registers(o);
 
     if (piece_ends) {
 #pragma unroll
@@ -237,23 +187,14 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int r = r0 + 8 * h, i = tile_row0 + r;
         if (i >= pc.rows) continue;
         const float total = row_sum[r] + row_sum[64 + r];
-        const float inv = total > 0.0f ? 1.0f / total : 0.0f;
-        const float lse = total > 0.0f ? (m[h] + log2f(total)) * 0.69314718f : -INFINITY;
+        float inv;
+        const float lse = softmax_lse_inv(m[h], total, inv);
         if (split.num_pieces == 1) {
-          __nv_bfloat16* dst = p.out + (pc.row0 + i) * 512 + col0;
-#pragma unroll
-          for (int j = 0; j < 32; ++j) {
-            *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j) =
-                __floats2bfloat162_rn(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
-          }
+          store_o_row(p.out + (pc.row0 + i) * 512 + col0, o, h, inv);
           if (wg == 0 && lane % 4 == 0) p.lse[pc.row0 + i] = lse;
         } else {
-          const int64_t slot_row = static_cast<int64_t>(split.first_slot + pc.index) * p.partial_rows + i;
-          float* dst = p.partial_out + slot_row * 512 + col0;
-#pragma unroll
-          for (int j = 0; j < 32; ++j) {
-            *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
-          }
+          const int64_t slot_row = piece_slot_row(p, split, pc, i);
+          store_o_row(p.partial_out + slot_row * 512 + col0, o, h, inv);
           if (wg == 0 && lane % 4 == 0) p.partial_lse[slot_row] = lse;
         }
       }
