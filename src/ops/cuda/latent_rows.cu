@@ -16,6 +16,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/reduce.cuh"
 #include "ops/cuda/vec.cuh"
 #include "ops/latent_rows.h"
 
@@ -39,18 +40,6 @@ struct LatentRowParams {
   bool weight_bf16, positions_i64, slots_i64;
 };
 
-__device__ float block_sum(float v, float* scratch) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < kThreads / 32 ? scratch[lane] : 0.0f;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
 // grid (min(T, 65535)), block kThreads.
 __global__ void __launch_bounds__(kThreads) latent_rows_kernel(LatentRowParams p) {
   __shared__ float scratch[kThreads / 32];
@@ -62,7 +51,7 @@ __global__ void __launch_bounds__(kThreads) latent_rows_kernel(LatentRowParams p
       const float v = __bfloat162float(c[i]);
       sum_sq += v * v;
     }
-    const float inv_rms = 1.0f / sqrtf(block_sum(sum_sq, scratch) / static_cast<float>(p.dc) + p.eps);
+    const float inv_rms = 1.0f / sqrtf(gpu::block_sum(sum_sq, scratch, kThreads / 32) / static_cast<float>(p.dc) + p.eps);
     const int64_t slot = p.slots != nullptr ? gpu::load_index(p.slots, p.slots_i64, t) : -1;
     __nv_bfloat16* cache_row = slot >= 0 && slot < p.num_slots ? p.cache + slot * row : nullptr;
     for (int64_t i = threadIdx.x; i < p.dc; i += kThreads) {

@@ -36,6 +36,7 @@
 #include <cstdint>
 
 #include "ops/cuda/fp8_quant.cuh"
+#include "ops/cuda/reduce.cuh"
 
 namespace mlaserve::ops::gpu {
 
@@ -71,12 +72,6 @@ __device__ __forceinline__ void e4m3x16_to_float(const uint4& raw, float (&v)[16
     v[2 * i] = f.x;
     v[2 * i + 1] = f.y;
   }
-}
-
-__device__ __forceinline__ float fp8_gemv_warp_sum(float v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
 }
 
 // Token j's 16 activation codes at channel col (as fp32) and their group's scale. Every lane of
@@ -175,7 +170,7 @@ __global__ void __launch_bounds__(kFp8GemvThreads) linear_fp8_gemv_kernel(const 
   for (int r = 0; r < kFp8GemvRows; ++r) {
 #pragma unroll
     for (int j = 0; j < kT; ++j) {
-      const float v = fp8_gemv_warp_sum(acc[r][j]);
+      const float v = warp_sum(acc[r][j]);
       if (lane == 0) partial[warp][r * kT + j] = v;
     }
   }

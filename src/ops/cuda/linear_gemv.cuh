@@ -23,6 +23,7 @@
 
 #include <cstdint>
 
+#include "ops/cuda/reduce.cuh"
 #include "ops/cuda/vec.cuh"
 
 namespace mlaserve::ops::gpu {
@@ -42,12 +43,6 @@ struct GemvParams {
   int32_t n;               // output channels
   int32_t k;               // input channels, a multiple of 8
 };
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
 
 // grid ceil(N / kGemvRows), block kGemvThreads.
 template <int kT, typename OutT>

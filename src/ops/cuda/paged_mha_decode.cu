@@ -26,6 +26,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/reduce.cuh"
 #include "ops/paged_mha_decode.h"
 
 namespace mlaserve::ops {
@@ -54,18 +55,6 @@ struct DecodeParams {
   int32_t n, t, max_blocks, block_size, splits;
   float scale_log2;            // softmax_scale · log2(e)
 };
-
-__device__ __forceinline__ float warp_max(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-  return x;
-}
-
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-  return x;
-}
 
 __device__ __forceinline__ void bf16x8_to_f32(const uint4& u, float* f) {
   const auto* h = reinterpret_cast<const __nv_bfloat162*>(&u);
@@ -144,7 +133,7 @@ __global__ void __launch_bounds__(kWarps * 32) paged_mha_decode_kernel(DecodePar
       for (int i = 0; i < kMaxQ; ++i) {
         prob[i] = 0.0f;
         if (i >= nq) continue;  // uniform across the warp
-        const float m_new = fmaxf(m[i], warp_max(s[i]));
+        const float m_new = fmaxf(m[i], gpu::warp_max(s[i]));
         const float alpha = m_new == -INFINITY ? 1.0f : exp2f(m[i] - m_new);
         prob[i] = s[i] == -INFINITY ? 0.0f : exp2f(s[i] - m_new);
         l[i] = l[i] * alpha + prob[i];
@@ -173,7 +162,7 @@ __global__ void __launch_bounds__(kWarps * 32) paged_mha_decode_kernel(DecodePar
 #pragma unroll
     for (int i = 0; i < kMaxQ; ++i) {
       if (i >= nq) break;
-      const float sum = warp_sum(l[i]);
+      const float sum = gpu::warp_sum(l[i]);
       const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
       const float lse = sum > 0.0f ? (m[i] + log2f(sum)) * kLn2 : -INFINITY;
       const int64_t r = int64_t{q0 + g0 + i} * p.n + h;  // (row, head)

@@ -21,6 +21,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/reduce.cuh"
 #include "ops/cuda/vec.cuh"
 #include "ops/rms_norm.h"
 
@@ -49,19 +50,6 @@ __device__ __forceinline__ void load_weight(const RmsNormParams<X>& p, int64_t i
   } else {
     gpu::load_vec<kVec>(static_cast<const float*>(p.weight) + i, w);
   }
-}
-
-// Sum over the CTA; every thread gets the total. `scratch` holds one float per warp.
-__device__ float block_sum(float v, float* scratch) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : 0.0f;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
 }
 
 // grid (min(rows, 65535)), block a multiple of 32, at most kMaxThreads.
@@ -95,7 +83,7 @@ __global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams<X> 
 #pragma unroll
       for (int i = 0; i < kVec; ++i) sum_sq += v[i] * v[i];
     }
-    const float total = block_sum(sum_sq, scratch);
+    const float total = gpu::block_sum(sum_sq, scratch);
     const float inv_rms = 1.0f / sqrtf(total / static_cast<float>(p.d) + p.eps);
     for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
       float v[kVec], w[kVec];
