@@ -167,26 +167,34 @@ __global__ void __launch_bounds__(kCombineThreads) moe_invert_pairs_kernel(MoeCo
   }
 }
 
+// This CTA's share of token t's row: y[t] = bf16(y[t] + sum_j w[t, j] · expert_out[position[j]])
+// over j = 0 .. k-1 in order (fp32, rounded once; or fp32 y as it is); a position < 0 adds
+// nothing. `position` holds the token's k sorted positions (global or shared memory).
+template <int kVec, typename Y>
+__device__ __forceinline__ void combine_row(const MoeCombineParams<Y>& p, int64_t t, const int32_t* position,
+                                            int64_t vectors) {  // vectors = H / kVec
+  for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < vectors; c += int64_t{gridDim.x} * blockDim.x) {
+    float acc[kVec], x[kVec];
+    Y* y = p.y + t * p.hidden + c * kVec;
+    load_vec<kVec>(y, acc);
+    for (int j = 0; j < p.top_k; ++j) {
+      const int32_t pos = position[j];
+      if (pos < 0) continue;
+      const float w = p.weights[t * p.top_k + j];
+      load_vec<kVec>(p.expert_out + pos * p.hidden + c * kVec, x);
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) acc[i] += w * x[i];
+    }
+    store_vec<kVec>(y, acc);
+  }
+}
+
 // grid (ceil(H / kVec / kCombineThreads), min(T, 65535)), block kCombineThreads.
 template <int kVec, typename Y>
 __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(MoeCombineParams<Y> p) {
   const int64_t vectors = p.hidden / kVec;
   for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
-    for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < vectors;
-         c += int64_t{gridDim.x} * blockDim.x) {
-      float acc[kVec], x[kVec];
-      Y* y = p.y + t * p.hidden + c * kVec;
-      load_vec<kVec>(y, acc);
-      for (int j = 0; j < p.top_k; ++j) {
-        const int32_t pos = p.position[t * p.top_k + j];
-        if (pos < 0) continue;
-        const float w = p.weights[t * p.top_k + j];
-        load_vec<kVec>(p.expert_out + pos * p.hidden + c * kVec, x);
-#pragma unroll
-        for (int i = 0; i < kVec; ++i) acc[i] += w * x[i];
-      }
-      store_vec<kVec>(y, acc);
-    }
+    combine_row<kVec>(p, t, p.position + t * p.top_k, vectors);
   }
 }
 
@@ -205,21 +213,7 @@ __global__ void __launch_bounds__(kCombineThreads) moe_combine_scan_kernel(MoeCo
       if (j >= 0 && j < p.top_k) position[j] = static_cast<int32_t>(pos);
     }
     __syncthreads();
-    for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < vectors;
-         c += int64_t{gridDim.x} * blockDim.x) {
-      float acc[kVec], x[kVec];
-      Y* y = p.y + t * p.hidden + c * kVec;
-      load_vec<kVec>(y, acc);
-      for (int j = 0; j < p.top_k; ++j) {
-        const int32_t pos = position[j];
-        if (pos < 0) continue;
-        const float w = p.weights[t * p.top_k + j];
-        load_vec<kVec>(p.expert_out + pos * p.hidden + c * kVec, x);
-#pragma unroll
-        for (int i = 0; i < kVec; ++i) acc[i] += w * x[i];
-      }
-      store_vec<kVec>(y, acc);
-    }
+    combine_row<kVec>(p, t, position, vectors);
     __syncthreads();  // position[] is rewritten for the next token
   }
 }
