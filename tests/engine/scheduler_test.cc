@@ -59,12 +59,57 @@ struct Harness {
     return out;
   }
 
+  // The randomised tests' arrivals: 0-2 requests, each a random shared prefix plus 1-64 own
+  // tokens (at most max_len - 8 in all) and 1-8 output tokens, until num_requests were added.
+  void add_random_requests(std::mt19937_64& rng, const std::vector<std::vector<int32_t>>& prefixes, int64_t max_len,
+                           int num_requests, int& added) {
+    for (int n = static_cast<int>(rng() % 3); n > 0 && added < num_requests; --n, ++added) {
+      std::vector<int32_t> p = prefixes[rng() % prefixes.size()];
+      for (auto m = 1 + rng() % kB; m > 0; --m) p.push_back(static_cast<int32_t>(rng() % kVocab));
+      p.resize(std::min<size_t>(p.size(), static_cast<size_t>(max_len - 8)));
+      add(std::move(p), 1 + static_cast<int64_t>(rng() % 8));
+    }
+  }
+
+  // Every block's reference count is exactly the number of live tables that hold it; finished
+  // sequences hold none.
+  void check_block_references(int32_t num_blocks) {
+    std::vector<int32_t> refs(static_cast<size_t>(num_blocks), 0);
+    for (auto& s : seqs) {
+      if (s->status == SequenceStatus::kFinished) {
+        ASSERT_TRUE(s->blocks.empty());
+      }
+      for (BlockId b : s->blocks.blocks) ++refs[static_cast<size_t>(b)];
+    }
+    for (BlockId b = 0; b < num_blocks; ++b) ASSERT_EQ(kv.pool().ref_count(b), refs[static_cast<size_t>(b)]);
+  }
+
+  // Every request that was not aborted has the tokens of an uninterrupted greedy run.
+  void expect_uninterrupted_tokens(const std::set<RequestId>& aborted, uint64_t seed) {
+    for (auto& s : seqs) {
+      if (aborted.count(s->id)) continue;
+      const std::vector<int32_t> prompt(s->tokens.begin(), s->tokens.begin() + s->num_prompt_tokens);
+      ASSERT_EQ(std::vector<int32_t>(s->tokens.begin() + s->num_prompt_tokens, s->tokens.end()),
+                testing::reference_greedy(prompt, max_tokens_of[s->id], kVocab))
+          << "seed " << seed << ", request " << s->id;
+    }
+  }
+
   FakeRunner runner;
   KvCacheManager kv;
   Scheduler scheduler;
   std::vector<std::unique_ptr<Sequence>> seqs;
   std::vector<int64_t> max_tokens_of;
 };
+
+// The randomised tests' limits: a budget of 1-160 tokens, 1-12 sequences, chunked prefill.
+SchedulerOptions random_options(std::mt19937_64& rng) {
+  SchedulerOptions opt;
+  opt.max_num_batched_tokens = 1 + static_cast<int64_t>(rng() % 160);
+  opt.max_num_seqs = 1 + static_cast<int64_t>(rng() % 12);
+  opt.chunked_prefill = true;
+  return opt;
+}
 
 std::vector<int32_t> tokens(int64_t n, int32_t salt) {
   std::vector<int32_t> t(static_cast<size_t>(n));
@@ -210,10 +255,7 @@ TEST(Scheduler, RandomWorkloadsKeepBudgetsNeverLeakBlocksAndFinishEveryRequest) 
   int64_t total_preemptions = 0, total_hits = 0;
   for (uint64_t seed = 1; seed <= 150; ++seed) {
     std::mt19937_64 rng(seed);
-    SchedulerOptions opt;
-    opt.max_num_batched_tokens = 1 + static_cast<int64_t>(rng() % 160);
-    opt.max_num_seqs = 1 + static_cast<int64_t>(rng() % 12);
-    opt.chunked_prefill = true;
+    const SchedulerOptions opt = random_options(rng);
     const int64_t max_len = 3 * kB;
     const auto num_blocks = static_cast<int32_t>(blocks_for_tokens(max_len) + rng() % 10);
     Harness h(opt, num_blocks, rng() % 4 != 0);
@@ -224,12 +266,7 @@ TEST(Scheduler, RandomWorkloadsKeepBudgetsNeverLeakBlocksAndFinishEveryRequest) 
     int added = 0, steps = 0;
     while (added < num_requests || h.scheduler.has_unfinished()) {
       ASSERT_LT(++steps, 20000) << "seed " << seed << ": requests starve";
-      for (int k = static_cast<int>(rng() % 3); k > 0 && added < num_requests; --k, ++added) {
-        std::vector<int32_t> p = prefixes[rng() % prefixes.size()];
-        for (auto n = 1 + rng() % kB; n > 0; --n) p.push_back(static_cast<int32_t>(rng() % kVocab));
-        p.resize(std::min<size_t>(p.size(), static_cast<size_t>(max_len - 8)));
-        h.add(std::move(p), 1 + static_cast<int64_t>(rng() % 8));
-      }
+      h.add_random_requests(rng, prefixes, max_len, num_requests, added);
       if (rng() % 10 == 0) {  // abort a random unfinished request
         std::vector<Sequence*> live;
         for (auto& s : h.seqs) {
@@ -256,24 +293,10 @@ TEST(Scheduler, RandomWorkloadsKeepBudgetsNeverLeakBlocksAndFinishEveryRequest) 
       }
       for (const Sequence* p : out.preempted) ASSERT_FALSE(seen.count(p)) << "a preempted sequence ran";
       ASSERT_EQ(sum, out.num_tokens);
-      // Reference counts: exactly the live tables' holdings.
-      std::vector<int32_t> refs(static_cast<size_t>(num_blocks), 0);
-      for (auto& s : h.seqs) {
-        if (s->status == SequenceStatus::kFinished) {
-          ASSERT_TRUE(s->blocks.empty());
-        }
-        for (BlockId b : s->blocks.blocks) ++refs[static_cast<size_t>(b)];
-      }
-      for (BlockId b = 0; b < num_blocks; ++b) ASSERT_EQ(h.kv.pool().ref_count(b), refs[static_cast<size_t>(b)]);
+      ASSERT_NO_FATAL_FAILURE(h.check_block_references(num_blocks));
     }
     EXPECT_EQ(h.kv.num_available_blocks(), num_blocks) << "seed " << seed << ": blocks leaked";
-    for (auto& s : h.seqs) {
-      if (aborted.count(s->id)) continue;
-      const std::vector<int32_t> prompt(s->tokens.begin(), s->tokens.begin() + s->num_prompt_tokens);
-      ASSERT_EQ(std::vector<int32_t>(s->tokens.begin() + s->num_prompt_tokens, s->tokens.end()),
-                testing::reference_greedy(prompt, h.max_tokens_of[s->id], kVocab))
-          << "seed " << seed << ", request " << s->id;
-    }
+    ASSERT_NO_FATAL_FAILURE(h.expect_uninterrupted_tokens(aborted, seed));
     total_preemptions += h.scheduler.stats().num_preemptions;
     total_hits += h.scheduler.stats().prefix_hit_tokens;
   }
@@ -292,10 +315,7 @@ TEST(Scheduler, StepsInFlightHoldDisjointSequencesAndKeepBudgetsAndBlocks) {
   for (uint64_t seed = 1; seed <= 150; ++seed) {
     std::mt19937_64 rng(seed);
     const auto k = static_cast<size_t>(2 + seed % 3);
-    SchedulerOptions opt;
-    opt.max_num_batched_tokens = 1 + static_cast<int64_t>(rng() % 160);
-    opt.max_num_seqs = 1 + static_cast<int64_t>(rng() % 12);
-    opt.chunked_prefill = true;
+    const SchedulerOptions opt = random_options(rng);
     const int64_t max_len = 3 * kB;
     const auto num_blocks = static_cast<int32_t>(blocks_for_tokens(max_len) + rng() % 12);
     Harness h(opt, num_blocks, rng() % 4 != 0);
@@ -313,12 +333,7 @@ TEST(Scheduler, StepsInFlightHoldDisjointSequencesAndKeepBudgetsAndBlocks) {
     int added = 0, steps = 0;
     while (added < num_requests || h.scheduler.has_unfinished()) {
       ASSERT_LT(++steps, 20000) << "seed " << seed << ": requests starve";
-      for (int n = static_cast<int>(rng() % 3); n > 0 && added < num_requests; --n, ++added) {
-        std::vector<int32_t> p = prefixes[rng() % prefixes.size()];
-        for (auto m = 1 + rng() % kB; m > 0; --m) p.push_back(static_cast<int32_t>(rng() % kVocab));
-        p.resize(std::min<size_t>(p.size(), static_cast<size_t>(max_len - 8)));
-        h.add(std::move(p), 1 + static_cast<int64_t>(rng() % 8));
-      }
+      h.add_random_requests(rng, prefixes, max_len, num_requests, added);
       if (rng() % 8 == 0) {  // abort a random unfinished request
         std::vector<Sequence*> live;
         for (auto& s : h.seqs) {
@@ -374,24 +389,11 @@ TEST(Scheduler, StepsInFlightHoldDisjointSequencesAndKeepBudgetsAndBlocks) {
       for (const ScheduledChunk& c : f.out.chunks) {
         if (abort_pending.erase(c.seq)) h.scheduler.remove(*c.seq);
       }
-      std::vector<int32_t> refs(static_cast<size_t>(num_blocks), 0);
-      for (auto& s : h.seqs) {
-        if (s->status == SequenceStatus::kFinished) {
-          ASSERT_TRUE(s->blocks.empty());
-        }
-        for (BlockId b : s->blocks.blocks) ++refs[static_cast<size_t>(b)];
-      }
-      for (BlockId b = 0; b < num_blocks; ++b) ASSERT_EQ(h.kv.pool().ref_count(b), refs[static_cast<size_t>(b)]);
+      ASSERT_NO_FATAL_FAILURE(h.check_block_references(num_blocks));
     }
     EXPECT_EQ(h.scheduler.num_in_flight(), 0u);
     EXPECT_EQ(h.kv.num_available_blocks(), num_blocks) << "seed " << seed << ": blocks leaked";
-    for (auto& s : h.seqs) {
-      if (aborted.count(s->id)) continue;
-      const std::vector<int32_t> prompt(s->tokens.begin(), s->tokens.begin() + s->num_prompt_tokens);
-      ASSERT_EQ(std::vector<int32_t>(s->tokens.begin() + s->num_prompt_tokens, s->tokens.end()),
-                testing::reference_greedy(prompt, h.max_tokens_of[s->id], kVocab))
-          << "seed " << seed << ", request " << s->id;
-    }
+    ASSERT_NO_FATAL_FAILURE(h.expect_uninterrupted_tokens(aborted, seed));
     total_preemptions += h.scheduler.stats().num_preemptions;
   }
   EXPECT_GT(total_preemptions, 0) << "the workloads never preempted";
