@@ -13,8 +13,24 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/rope.h"
 
 namespace mlaserve::ops::testing {
+
+// DeepSeek-V2/V3's released RoPE: YaRN with factor 40 over 4096 original positions, beta 32 / 1,
+// mscale 1 in both places (config.json's rope_scaling), on `rotary_dim` channels.
+inline RopeParams deepseek_yarn(int64_t rotary_dim = 64) {
+  RopeParams p;
+  p.rotary_dim = rotary_dim;
+  p.yarn = true;
+  p.factor = 40.0;
+  p.original_max_position = 4096;
+  p.beta_fast = 32.0;
+  p.beta_slow = 1.0;
+  p.mscale = 1.0;
+  p.mscale_all_dim = 1.0;
+  return p;
+}
 
 // Normal(0, scale) values rounded to `dtype` (f32, bf16 or e4m3).
 inline Tensor random_tensor(const Shape& shape, DType dtype, std::mt19937_64& rng, float scale = 1.0f) {

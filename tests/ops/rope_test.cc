@@ -15,20 +15,9 @@
 namespace mlaserve::ops {
 namespace {
 
+using testing::deepseek_yarn;
 using testing::poisoned;
 using testing::random_tensor;
-
-RopeParams deepseek_yarn() {
-  RopeParams p;
-  p.yarn = true;
-  p.factor = 40.0;
-  p.original_max_position = 4096;
-  p.beta_fast = 32.0;
-  p.beta_slow = 1.0;
-  p.mscale = 1.0;
-  p.mscale_all_dim = 1.0;
-  return p;
-}
 
 TEST(Rope, YarnCorrectionRangeIs10To23) {
   const YarnCorrectionRange r = yarn_correction_range(deepseek_yarn());

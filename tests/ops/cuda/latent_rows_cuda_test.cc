@@ -32,16 +32,6 @@ using testing::mismatches;
 using testing::poisoned_gpu;
 using testing::random_tensor;
 
-RopeParams v3_rope(int64_t dr) {
-  RopeParams p;
-  p.rotary_dim = dr;
-  p.yarn = true;
-  p.factor = 40.0;
-  p.mscale = 1.0;
-  p.mscale_all_dim = 1.0;
-  return p;
-}
-
 struct Case {
   int64_t t = 1, dc = 512, dr = 64, positions = 163840, blocks = 8;
   DType index_dtype = DType::kI32, weight_dtype = DType::kBF16;
@@ -55,7 +45,7 @@ class LatentRowsCuda : public CudaOpTest {
     std::mt19937_64 rng(seed);
     SCOPED_TRACE("T " + std::to_string(c.t) + " seed " + std::to_string(seed));
     Tensor table = Tensor::empty({c.positions, c.dr}, DType::kF32);
-    build_rope_cos_sin_cpu(v3_rope(c.dr), table);
+    build_rope_cos_sin_cpu(testing::deepseek_yarn(c.dr), table);
     const Tensor ckv = random_tensor({c.t, c.dc + c.dr}, DType::kBF16, rng, 2.0f);
     const Tensor weight = random_tensor({c.dc}, c.weight_dtype, rng, 0.5f);
     std::uniform_int_distribution<int64_t> pick(0, c.positions - 1);

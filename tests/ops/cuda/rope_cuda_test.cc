@@ -22,15 +22,6 @@ namespace {
 using testing::CudaOpTest;
 using testing::random_tensor;
 
-RopeParams v3_rope() {
-  RopeParams p;
-  p.yarn = true;
-  p.factor = 40.0;
-  p.mscale = 1.0;
-  p.mscale_all_dim = 1.0;
-  return p;
-}
-
 class RopeCuda : public CudaOpTest {
  protected:
   // x of `shape` ([T, n, row] or [T, row]); table of `positions` rows for params.
@@ -84,7 +75,7 @@ TEST_F(RopeCuda, SmallHeadsWithOffset) {
   check({5, 3, 24}, 8, p, 40, DType::kI32, 1);
 }
 
-TEST_F(RopeCuda, SmallTwoDimensionalI64Positions) { check({7, 64}, 0, v3_rope(), 100, DType::kI64, 2); }
+TEST_F(RopeCuda, SmallTwoDimensionalI64Positions) { check({7, 64}, 0, testing::deepseek_yarn(), 100, DType::kI64, 2); }
 
 TEST_F(RopeCuda, SmallOutOfRangePositionZeroesRotatedChannels) {
   RopeParams p;
@@ -106,13 +97,13 @@ TEST_F(RopeCuda, SmallOutOfRangePositionZeroesRotatedChannels) {
   }
 }
 
-TEST_F(RopeCuda, QueryRope16Heads) { check({2048, 16, 192}, 128, v3_rope(), 8192, DType::kI32, 11); }
+TEST_F(RopeCuda, QueryRope16Heads) { check({2048, 16, 192}, 128, testing::deepseek_yarn(), 8192, DType::kI32, 11); }
 
-TEST_F(RopeCuda, QueryRope128Heads) { check({300, 128, 192}, 128, v3_rope(), 8192, DType::kI32, 12); }
+TEST_F(RopeCuda, QueryRope128Heads) { check({300, 128, 192}, 128, testing::deepseek_yarn(), 8192, DType::kI32, 12); }
 
 TEST_F(RopeCuda, KeyRope) {
-  check({1, 64}, 0, v3_rope(), 8192, DType::kI32, 13);
-  check({4000, 64}, 0, v3_rope(), 8192, DType::kI64, 14);
+  check({1, 64}, 0, testing::deepseek_yarn(), 8192, DType::kI32, 13);
+  check({4000, 64}, 0, testing::deepseek_yarn(), 8192, DType::kI64, 14);
 }
 
 }  // namespace
