@@ -1,12 +1,14 @@
-// moe_experts_cuda (ops/moe_experts.h): argument checks and the two grouped GEMM launches. The
+// moe_experts_cuda (ops/moe_experts.h) and moe_experts_sm80_decode (moe_grouped_gemm_sm80.h):
+// argument checks and the two grouped GEMM launches. The
 // design note and the kernel are in moe_grouped_gemm_sm80.cuh, the tile choice in
 // moe_grouped_gemm_sm80_heuristics.h.
-#include "ops/cuda/moe_grouped_gemm_sm80.cuh"
+#include "ops/cuda/moe_grouped_gemm_sm80.h"
 
 #include <algorithm>
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/moe_grouped_gemm_sm80.cuh"
 #include "ops/cuda/moe_grouped_gemm_sm80_heuristics.h"
 #include "ops/cuda/moe_grouped_gemm_sm90.h"
 #include "ops/moe_experts.h"
@@ -34,22 +36,26 @@ void launch(const sm80::MoeGemmParams& p, cudaStream_t stream) {
   const int64_t max_m_tiles = p.num_rows / Tile::kBM + std::min(p.num_experts, p.num_rows);
   const int64_t grid = max_m_tiles * p.n_tiles;
   MLA_CHECK(grid < (int64_t{1} << 31), "{}: {} CTAs exceed the grid", kOp, grid);
-  kernel<<<static_cast<unsigned>(grid), Tile::kThreads, smem, stream>>>(p);
-  MLA_CUDA_CHECK_LAUNCH();
+  gpu::launch_programmatic(kernel, dim3(static_cast<unsigned>(grid)), dim3(Tile::kThreads), static_cast<size_t>(smem),
+                           stream, p);
 }
 
 template <class Tile>
-void run_tiles(sm80::MoeGemmParams gate_up, sm80::MoeGemmParams down, cudaStream_t stream) {
+void run_tiles(sm80::MoeGemmParams gate_up, sm80::MoeGemmParams down, int l2_prefetch_k_tiles, cudaStream_t stream) {
   gate_up.n_tiles = gate_up.n_out / (Tile::kBN / 2);
   down.n_tiles = down.n_out / Tile::kBN;
+  gate_up.l2_prefetch_k_tiles = down.l2_prefetch_k_tiles = l2_prefetch_k_tiles;
   launch<Tile, true>(gate_up, stream);
   launch<Tile, false>(down, stream);
 }
 
-}  // namespace
+// The argument checks and both GEMMs' parameters (n_tiles and the prefetch distance are the tile's).
+struct GemmPair {
+  sm80::MoeGemmParams gate_up, down;
+};
 
-void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w, Tensor& hidden,
-                      Tensor& out, cudaStream_t stream) {
+GemmPair make_gemms(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w, Tensor& hidden,
+                    Tensor& out) {
   MLA_CHECK(w.gate_up.ndim() == 3 && w.down.ndim() == 3 && x.ndim() == 2,
             "{}: gate_up {} and down {} must be stacked [E, rows, cols], x {} [P, H]", kOp,
             shape_str(w.gate_up.shape()), shape_str(w.down.shape()), shape_str(x.shape()));
@@ -66,7 +72,6 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
             smem_experts);
   MLA_CHECK(rows * std::max(h, im) < (int64_t{1} << 31) && 2 * im * h < (int64_t{1} << 31),
             "{}: P = {} rows of H = {}, Im = {} exceed the kernel's 32-bit row offsets", kOp, rows, h, im);
-  if (rows == 0) return;
 
   sm80::MoeGemmParams gate_up{};
   gate_up.a = static_cast<const __nv_bfloat16*>(x.raw());
@@ -87,11 +92,31 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
   down.b_rows = static_cast<int32_t>(h);
   down.n_out = static_cast<int32_t>(h);
 
+  return {gate_up, down};
+}
+
+}  // namespace
+
+void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w, Tensor& hidden,
+                      Tensor& out, cudaStream_t stream) {
+  const int64_t rows = x.dim(0), e_count = w.num_experts(), h = w.down.dim(1);
+  const GemmPair g = make_gemms(x, expert_offsets, w, hidden, out);
+  if (rows == 0) return;
+  const sm80::MoeGemmParams &gate_up = g.gate_up, &down = g.down;
   switch (sm80::choose_moe_tiles(rows, e_count, h)) {
-    case sm80::MoeTileConfig::kDecode: return run_tiles<sm80::MoeTileDecode>(gate_up, down, stream);
-    case sm80::MoeTileConfig::kMid: return run_tiles<sm80::MoeTileMid>(gate_up, down, stream);
+    case sm80::MoeTileConfig::kDecode:
+      return run_tiles<sm80::MoeTileDecode>(gate_up, down, sm80::kDecodeL2PrefetchKTiles, stream);
+    case sm80::MoeTileConfig::kMid: return run_tiles<sm80::MoeTileMid>(gate_up, down, 0, stream);
     case sm80::MoeTileConfig::kPrefillWgmma: return sm90::moe::moe_gemms_sm90(gate_up, down, stream);
   }
+}
+
+void moe_experts_sm80_decode(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w, Tensor& hidden,
+                             Tensor& out, int l2_prefetch_k_tiles, cudaStream_t stream) {
+  MLA_CHECK(l2_prefetch_k_tiles >= 0, "{}: prefetch distance {} < 0", kOp, l2_prefetch_k_tiles);
+  const GemmPair g = make_gemms(x, expert_offsets, w, hidden, out);
+  if (x.dim(0) == 0) return;
+  run_tiles<sm80::MoeTileDecode>(g.gate_up, g.down, l2_prefetch_k_tiles, stream);
 }
 
 void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, Tensor& out,

@@ -27,6 +27,18 @@
 //     mma.sync allows on Hopper, well under wgmma. A wgmma/TMA main loop is the next step for
 //     prefill (the scheduling, the epilogues and the tests stay).
 //
+// Decode (programmatic dependent launch, pdl.cuh; both GEMMs are launched with it):
+//   - gate_up waits for the kernels before it (they write the offsets and the rows) first thing,
+//     then lets the down GEMM launch. The down GEMM reads the offsets, finds its tile and
+//     prefetches the first k-tiles of its B rows into L2 before its own wait: the offsets were
+//     written before gate_up, whose CTAs all passed their wait before any down CTA could start,
+//     so they are visible; hidden (gate_up's output) is read only after the wait. So the down
+//     GEMM's first trip to HBM overlaps the end of gate_up.
+//   - l2_prefetch_k_tiles > 0 (the decode tiles): every 4 k-tiles, one thread per B row prefetches
+//     the row's 512 bytes l2_prefetch_k_tiles k-tiles ahead into L2 (cp.async.bulk.prefetch),
+//     so that more of the weight stream is in flight per SM than the STAGES - 1 tiles of the
+//     cp.async ring (5 x 8 KB at 16 x 64), in 512-byte runs of each row.
+//
 // Shared memory: STAGES x [A: BM rows][B: BN rows] of 64 bf16 = 128 B per row, 16-byte chunk c of
 // row r stored at chunk c ^ (r % 8) (conflict-free cp.async stores and ldmatrix reads), then the
 // M-tile prefix [E + 1] i32.
@@ -42,6 +54,7 @@
 #include <cstdint>
 
 #include "ops/cuda/moe_grouped_gemm_sm80_params.h"
+#include "ops/cuda/pdl.cuh"
 
 namespace mlaserve::ops::sm80 {
 
@@ -257,14 +270,25 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int warp_m = warp / Tile::kWarpsN, warp_n = warp % Tile::kWarpsN;
 
-  // Which (expert, M tile, N tile) this CTA computes.
+  // Which (expert, M tile, N tile) this CTA computes; the down GEMM looks before its wait (see
+  // the note at the top) and warms L2 with the first k-tiles of its B rows.
+  if constexpr (kSwiGlu) gpu::grid_dependency_wait();
   const CtaTile tile = cta_tile<Tile::kBM>(p, tile_start, warp);
+  const int k_tiles = p.k / Tile::kBK, prefetch = p.l2_prefetch_k_tiles;
+  const __nv_bfloat16* b_base = p.b + static_cast<int64_t>(tile.expert) * p.b_rows * p.k;
+  if (tile.valid && prefetch > 0) {
+    for (int r = tid; r < Tile::kBN; r += Tile::kThreads) {
+      const __nv_bfloat16* row = b_base + static_cast<int64_t>(b_tile_row<Tile, kSwiGlu>(tile.n_tile, r, p.n_out)) * p.k;
+      gpu::prefetch_l2(row, static_cast<uint32_t>(min(prefetch, k_tiles)) * Tile::kRowBytes);
+    }
+  }
+  if constexpr (!kSwiGlu) gpu::grid_dependency_wait();
+  gpu::launch_dependents();
   if (!tile.valid) return;
-  const int expert = tile.expert, n_tile = tile.n_tile, row0 = tile.row0, rows = tile.rows;
+  const int n_tile = tile.n_tile, row0 = tile.row0, rows = tile.rows;
 
   // Per-thread copy sources (element offsets; k-tile kt adds kt * 64) and destinations.
   const __nv_bfloat16* a_base = p.a + static_cast<int64_t>(row0) * p.k;
-  const __nv_bfloat16* b_base = p.b + static_cast<int64_t>(expert) * p.b_rows * p.k;
   uint32_t a_src[Tile::kAChunks], a_dst[Tile::kAChunks], b_src[Tile::kBChunks], b_dst[Tile::kBChunks];
   bool a_valid[Tile::kAChunks];
 #pragma unroll
@@ -281,7 +305,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     b_dst[i] = Tile::kBM * Tile::kRowBytes + tile_offset(r, c);
   }
   const uint32_t smem_base = smem_u32(smem);
-  const int k_tiles = p.k / Tile::kBK;
 
   auto load_stage = [&](int stage, int kt) {
     const uint32_t base = smem_base + stage * Tile::kStageBytes;
@@ -319,6 +342,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int next = kt + Tile::kStages - 1;
     if (next < k_tiles) load_stage(next % Tile::kStages, next);
     cp_async_commit();
+    if (prefetch > 0 && kt % 4 == 0 && kt + prefetch < k_tiles) {  // 4 k-tiles = 512 bytes of each B row
+      const int ahead = kt + prefetch;
+      for (int r = tid; r < Tile::kBN; r += Tile::kThreads) {
+        const __nv_bfloat16* row = b_base + static_cast<int64_t>(b_tile_row<Tile, kSwiGlu>(n_tile, r, p.n_out)) * p.k;
+        gpu::prefetch_l2(row + ahead * Tile::kBK, static_cast<uint32_t>(min(4, k_tiles - ahead)) * Tile::kRowBytes);
+      }
+    }
 
     const uint32_t sa = smem_base + (kt % Tile::kStages) * Tile::kStageBytes;
     const uint32_t sb = sa + Tile::kBM * Tile::kRowBytes;

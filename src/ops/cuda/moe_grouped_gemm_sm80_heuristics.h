@@ -5,7 +5,8 @@
 // expert, P / min(E, P):
 //   kDecode  (<= 16 rows): 16 x 64 tiles, six stages, 4 warps; the GEMMs stream weights (a few
 //            rows per expert, HBM-bound), so tiles are narrow for many CTAs in flight and the
-//            M tile is one mma.sync row block.
+//            M tile is one mma.sync row block. B rows are prefetched into L2
+//            kDecodeL2PrefetchKTiles k-tiles (1 KB of each row) ahead of the cp.async ring.
 //   kPrefillWgmma (> 16):  the Hopper kernel (moe_grouped_gemm_sm90.cuh): 128 x 256 tiles, TMA +
 //            mbarrier pipeline, wgmma, the second warpgroup idle in tiles of <= 64 rows. Needs H
 //            a multiple of 256 (every released model). On the H200 it beat kMid at every mean it
@@ -20,6 +21,8 @@
 #include <cstdint>
 
 namespace mlaserve::ops::sm80 {
+
+inline constexpr int kDecodeL2PrefetchKTiles = 8;
 
 enum class MoeTileConfig : uint8_t { kDecode, kMid, kPrefillWgmma };
 

@@ -184,6 +184,14 @@ TEST_F(GemmCuda, SmallLinearGemvShapes) {
   check_linear(96, 64, DType::kBF16, DType::kBF16, {6}, /*w_begin=*/61, /*w_end=*/96, /*x_offset=*/3);
 }
 
+// The GEMV's multi-chunk steps (gemv_unroll): K of 9 chunks (2 a warp, the last partial), 17 (4 a
+// warp; 2 for 8 tokens, in two steps), 33 (two steps of 4, one chunk in the second).
+TEST_F(GemmCuda, SmallLinearGemvUnrolledSteps) {
+  check_linear(37, 2056, DType::kBF16, DType::kBF16, {1, 2, 8});
+  check_linear(21, 4104, DType::kBF16, DType::kF32, {1, 3, 8});
+  check_linear(13, 8200, DType::kBF16, DType::kBF16, {2, 5});
+}
+
 TEST_F(GemmCuda, SmallLinearGemvApplies) {
   const Tensor x = Tensor::empty({8, 64}, DType::kBF16, Device::kCUDA), w = Tensor::empty({32, 64}, DType::kBF16, Device::kCUDA);
   const Tensor y = Tensor::empty({8, 32}, DType::kF32, Device::kCUDA);

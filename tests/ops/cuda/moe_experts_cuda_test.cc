@@ -32,6 +32,7 @@
 
 #include "core/cuda_check.h"
 #include "gemm_cuda_test_util.h"
+#include "ops/cuda/moe_grouped_gemm_sm80.h"
 #include "ops/moe_experts.h"
 
 namespace mlaserve::ops {
@@ -53,6 +54,7 @@ struct MoeShape {
 
 constexpr MoeShape kV2Lite{64, 2048, 1408, 6};
 constexpr MoeShape kV3{256, 7168, 2048, 8};
+constexpr MoeShape kV2{160, 5120, 1536, 6};
 constexpr MoeShape kSmall{8, 512, 256, 2};
 
 // Rows per expert for one step of `tokens` tokens routed to top_k experts each, drawn from
@@ -120,7 +122,11 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     const Tensor off_gpu = testing::i32_tensor(offsets, {s.experts + 1}).to(Device::kCUDA);
     Tensor out = poisoned_gpu({rows, s.hidden}, DType::kBF16, stream_);
     Tensor hidden = Tensor::empty({rows, s.inter}, DType::kBF16, Device::kCUDA);  // [P, Im] workspace
-    moe_experts(x_gpu, off_gpu, gpu_, ActQuantParams{}, hidden, out, Stream{stream_});
+    if (l2_prefetch_ >= 0) {  // the decode tiles with a given prefetch distance
+      moe_experts_sm80_decode(x_gpu, off_gpu, gpu_, hidden, out, l2_prefetch_, stream_);
+    } else {
+      moe_experts(x_gpu, off_gpu, gpu_, ActQuantParams{}, hidden, out, Stream{stream_});
+    }
     MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
     const Tensor out_host = out.to(Device::kCPU);
     EXPECT_EQ(count_nonfinite(out_host), 0) << "outputs unwritten (poison) or not finite";
@@ -171,7 +177,8 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
   uint64_t seed_ = 0;
   ExpertWeights gpu_;
   std::map<int64_t, ExpertWeights> host_;
-  int steps_ = 0;  // names the recorded errors of each check_step
+  int steps_ = 0;         // names the recorded errors of each check_step
+  int l2_prefetch_ = -1;  // >= 0: check_step runs moe_experts_sm80_decode with this distance
 };
 
 // ---- small cases (also run under compute-sanitizer): every tile configuration ----------------
@@ -182,6 +189,18 @@ TEST_F(MoeExpertsCuda, SmallDecodeTiles) {
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
   check_step({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true);
   check_step({0, 0, 0, 0, 0, 0, 0, 10}, seed + 2, /*check_all=*/true);  // one expert, the last
+}
+
+// The decode tiles' L2 prefetch at every distance class: none, shorter than K (8 k-tiles of 8),
+// equal to it, past it; K = 512 and 256 (gate_up, down) are 8 and 4 k-tiles.
+TEST_F(MoeExpertsCuda, SmallDecodePrefetchDistances) {
+  const uint64_t seed = fresh_seed();
+  make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
+  for (int d : {0, 1, 4, 8, 9, 64}) {
+    SCOPED_TRACE("prefetch " + std::to_string(d));
+    l2_prefetch_ = d;
+    check_step({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1 + d, /*check_all=*/true);
+  }
 }
 
 // 16 < mean <= 64 (the wgmma kernel, mostly one 128-row tile an expert with the second
@@ -218,6 +237,39 @@ TEST_F(MoeExpertsCuda, SmallNoRowsIsANoOp) {
 // V2-Lite: 24 of 64 experts have weights (the rest NaN); T = 1, 64 (decode tiles), 256 (mid),
 // 1024 and 4096 (prefill, wgmma).
 TEST_F(MoeExpertsCuda, V2Lite) { check_model(kV2Lite, 24, {1, 64, 256, 1024, 4096}); }
+
+// The decode tiles with each L2 prefetch distance the heuristics or a benchmark may take, at 1 to 8
+// rows per expert (decode batches of 1 to 8 tokens: at most one row a token per expert):
+// V2-Lite (64 experts, H 2048, K 32 and 22 k-tiles) and V2 (160 experts, H 5120, Im 1536).
+TEST_F(MoeExpertsCuda, V2LiteDecodeRowsPerExpert) {
+  const uint64_t seed = fresh_seed();
+  std::vector<int64_t> pool(12);
+  std::iota(pool.begin(), pool.end(), 50);
+  make_weights(kV2Lite, pool, seed);
+  for (int d : {0, 8, 16}) {
+    l2_prefetch_ = d;
+    std::vector<int32_t> counts(64, 0);
+    for (int64_t i = 0; i < 8; ++i) counts[static_cast<size_t>(pool[i])] = static_cast<int32_t>(i + 1);  // 1 .. 8 rows
+    check_step(counts, seed + 1 + d, /*check_all=*/true);
+  }
+  l2_prefetch_ = -1;
+  std::mt19937_64 rng(seed);
+  for (int64_t t : {1, 2, 8}) check_step(skewed_counts(kV2Lite, pool, t, rng), seed + 100 + t, /*check_all=*/true);
+}
+
+TEST_F(MoeExpertsCuda, V2DecodeRowsPerExpert) {
+  const uint64_t seed = fresh_seed();
+  make_weights(kV2, {3, 77, 80, 120, 158, 159}, seed);
+  std::vector<int32_t> counts(160, 0);
+  counts[3] = 1, counts[77] = 8, counts[80] = 2, counts[120] = 5, counts[159] = 3;
+  for (int d : {0, 8}) {
+    l2_prefetch_ = d;
+    check_step(counts, seed + 1 + d, /*check_all=*/true);
+  }
+  l2_prefetch_ = -1;
+  std::mt19937_64 rng(seed);
+  for (int64_t t : {1, 8}) check_step(skewed_counts(kV2, {3, 77, 80, 120, 158, 159}, t, rng), seed + 50 + t, true);
+}
 
 // V3: 10 of 256 experts have weights (22.5 GB of stacked bf16 weights on the GPU, 0.9 GB of
 // them random); T = 1, 64 (decode tiles), 1024 (mid), 4096 (prefill, wgmma).

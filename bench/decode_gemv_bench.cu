@@ -1,0 +1,184 @@
+// The weight-streaming kernels of a decode step, one at a time, against the copy bandwidth
+// (issue #7): the GEMV path of linear_cuda (ops/linear.h, linear_gemv.cuh) at DeepSeek-V2-Lite's
+// and V3's projection shapes, and the routed experts' decode tiles (moe_grouped_gemm_sm80.h) at
+// V2-Lite's batch 1 and 8 with each L2 prefetch distance. A program, not a test: it prints a
+// table and writes JSON.
+//
+//   decode_gemv_bench [--out DIR]
+//
+// Timing: operands random; as many weight copies (GEMV) or routings over all 64 experts (MoE) as
+// it takes to pass 512 MB (> 8x the L2), used in rotation, so every call streams its weights from
+// HBM; a CUDA graph of the calls back to back (as in a decode step, so programmatic dependent
+// launch overlaps each call with the one before it) is replayed, each replay timed with events;
+// the figure is the median replay over its calls. GB/s counts the weight bytes once (x and the
+// outputs are < 0.5% of them); "of copy" is that rate over cudaMemcpyAsync's (read + write)
+// measured in the same run.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_main.h"
+#include "bench_report.h"
+#include "bench_timing.h"
+#include "copy_bandwidth.h"
+#include "core/cuda_check.h"
+#include "core/tensor.h"
+#include "ops/cuda/moe_grouped_gemm_sm80.h"
+#include "ops/cuda/moe_grouped_gemm_sm80_heuristics.h"
+#include "ops/linear.h"
+#include "ops/random_fill.h"
+
+namespace mlaserve::bench {
+namespace {
+
+constexpr double kRotateBytes = 512e6;
+
+void fill(Tensor& t, uint64_t seed, cudaStream_t stream) {
+  ops::fill_uniform_cuda(ops::UniformFill{seed, 1.0f, 0.0f}, t, stream);
+}
+
+// Microseconds per call: `calls` calls of fn(i) captured in one graph, the median of 20 replays.
+double graph_us(cudaStream_t stream, int calls, Timer& timer, const std::function<void(int)>& fn) {
+  for (int i = 0; i < calls; ++i) fn(i);
+  MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  MLA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < calls; ++i) fn(i);
+  MLA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  MLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+  const double us = timer.median_us(stream, 20, [&](int) { MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream)); }) / calls;
+  MLA_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  MLA_CUDA_CHECK(cudaGraphDestroy(graph));
+  return us;
+}
+
+struct GemvShape {
+  const char* name;
+  int64_t n, k;
+  DType out;
+};
+
+const std::vector<GemvShape> kGemvShapes = {
+    {"v2l.q_proj", 3072, 2048, DType::kBF16},         {"v2l.kv_a_proj", 576, 2048, DType::kBF16},
+    {"v2l.o_proj", 2048, 2048, DType::kBF16},         {"v2l.shared_gate_up", 5632, 2048, DType::kBF16},
+    {"v2l.shared_down", 2048, 2816, DType::kBF16},    {"v2l.router", 64, 2048, DType::kF32},
+    {"v2l.dense_down", 2048, 10944, DType::kBF16},    {"v3.q_a_proj", 1536, 7168, DType::kBF16},
+    {"v3.q_b_proj", 24576, 1536, DType::kBF16},       {"v3.shared_gate_up", 4096, 7168, DType::kBF16},
+};
+
+int run(int argc, char** argv) {
+  std::string out_dir = "bench/results";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--out" && i + 1 < argc) {
+      out_dir = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: %s [--out DIR]\n", argv[0]);
+      return 2;
+    }
+  }
+  cudaDeviceProp prop{};
+  MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  cudaStream_t stream = nullptr;
+  MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const double copy_gbps = memcpy_gbps(stream);
+  Timer timer;
+  std::printf("card: %s; copy %.0f GB/s (cudaMemcpyAsync, read + write)\n\n", prop.name, copy_gbps);
+
+  nlohmann::json gemv_rows = nlohmann::json::array();
+  std::printf("%-20s %6s %6s %3s %9s %9s %8s\n", "gemv", "N", "K", "T", "us", "GB/s", "of copy");
+  for (const GemvShape& s : kGemvShapes) {
+    const double w_bytes = 2.0 * s.n * s.k;
+    const int copies = static_cast<int>(std::clamp(kRotateBytes / w_bytes, 2.0, 256.0));
+    std::vector<Tensor> ws;
+    for (int c = 0; c < copies; ++c) {
+      ws.push_back(Tensor::empty({s.n, s.k}, DType::kBF16, Device::kCUDA));  // [N, K]
+      fill(ws.back(), 100 + c, stream);
+    }
+    for (int64_t t : {1, 8}) {
+      Tensor x = Tensor::empty({t, s.k}, DType::kBF16, Device::kCUDA);  // [T, K]
+      fill(x, 7, stream);
+      Tensor y = Tensor::empty({t, s.n}, s.out, Device::kCUDA);  // [T, N]
+      const double us = graph_us(stream, copies, timer, [&](int i) { ops::linear_gemv_cuda(x, ws[i], y, stream); });
+      const double gbps = w_bytes / us / 1e3;
+      std::printf("%-20s %6lld %6lld %3lld %9.2f %9.0f %8.2f\n", s.name, static_cast<long long>(s.n),
+                  static_cast<long long>(s.k), static_cast<long long>(t), us, gbps, gbps / copy_gbps);
+      gemv_rows.push_back({{"shape", s.name}, {"n", s.n}, {"k", s.k}, {"tokens", t}, {"us", us},
+                           {"weight_gbps", gbps}, {"of_copy", gbps / copy_gbps}});
+    }
+  }
+
+  // V2-Lite's routed experts: every call a fresh routing of T tokens to 6 distinct experts each,
+  // over all 64 experts' weights (1.1 GB).
+  constexpr int64_t kExperts = 64, kHidden = 2048, kInter = 1408, kTopK = 6;
+  ops::ExpertWeights w{Tensor::empty({kExperts, 2 * kInter, kHidden}, DType::kBF16, Device::kCUDA),
+                       Tensor::empty({kExperts, kHidden, kInter}, DType::kBF16, Device::kCUDA), {}, {}};
+  fill(w.gate_up, 500, stream);
+  fill(w.down, 501, stream);
+  const double expert_bytes = 2.0 * 3 * kHidden * kInter;
+  nlohmann::json moe_rows = nlohmann::json::array();
+  std::printf("\n%-20s %3s %8s %9s %9s %9s %8s\n", "moe decode tiles", "T", "active", "prefetch", "us", "GB/s",
+              "of copy");
+  for (int64_t t : {1, 8}) {
+    std::mt19937_64 rng(static_cast<uint64_t>(t) * 7919);
+    std::vector<Tensor> offsets;
+    double active_sum = 0.0;
+    for (double rotated = 0.0; rotated < kRotateBytes;) {
+      std::vector<int32_t> counts(kExperts, 0);
+      std::vector<int64_t> ids(kExperts);
+      for (int64_t e = 0; e < kExperts; ++e) ids[e] = e;
+      for (int64_t tok = 0; tok < t; ++tok) {
+        for (int64_t j = 0; j < kTopK; ++j) {  // partial Fisher-Yates: k distinct experts
+          std::swap(ids[j], ids[std::uniform_int_distribution<int64_t>(j, kExperts - 1)(rng)]);
+          counts[ids[j]] += 1;
+        }
+      }
+      Tensor off = Tensor::empty({kExperts + 1}, DType::kI32);
+      int32_t* o = off.data<int32_t>();
+      o[0] = 0;
+      int64_t active = 0;
+      for (int64_t e = 0; e < kExperts; ++e) {
+        o[e + 1] = o[e] + counts[e];
+        active += counts[e] > 0 ? 1 : 0;
+      }
+      offsets.push_back(off.to(Device::kCUDA));
+      active_sum += static_cast<double>(active);
+      rotated += static_cast<double>(active) * expert_bytes;
+    }
+    const int sets = static_cast<int>(offsets.size());
+    const double weight_bytes = active_sum / sets * expert_bytes;
+    const int64_t rows = t * kTopK;
+    Tensor x = Tensor::empty({rows, kHidden}, DType::kBF16, Device::kCUDA);       // [P, H]
+    Tensor hidden = Tensor::empty({rows, kInter}, DType::kBF16, Device::kCUDA);   // [P, Im]
+    Tensor out = Tensor::empty({rows, kHidden}, DType::kBF16, Device::kCUDA);     // [P, H]
+    fill(x, 300, stream);
+    for (int d : {0, 4, 8, 16}) {
+      const double us = graph_us(stream, sets, timer, [&](int i) {
+        ops::moe_experts_sm80_decode(x, offsets[i], w, hidden, out, d, stream);
+      });
+      const double gbps = weight_bytes / us / 1e3;
+      std::printf("%-20s %3lld %8.1f %9d %9.2f %9.0f %8.2f%s\n", "v2l.routed", static_cast<long long>(t),
+                  active_sum / sets, d, us, gbps, gbps / copy_gbps,
+                  d == ops::sm80::kDecodeL2PrefetchKTiles ? "  (the model's)" : "");
+      moe_rows.push_back({{"tokens", t}, {"active_experts", active_sum / sets}, {"l2_prefetch_k_tiles", d},
+                          {"us", us}, {"weight_gbps", gbps}, {"of_copy", gbps / copy_gbps}});
+    }
+  }
+  MLA_CUDA_CHECK(cudaStreamDestroy(stream));
+  write_report(out_dir, "decode_gemv", prop.name, command_line(argc, argv),
+               {{"card", prop.name}, {"copy_gbps", copy_gbps}, {"gemv", gemv_rows}, {"moe_decode", moe_rows}});
+  return 0;
+}
+
+}  // namespace
+}  // namespace mlaserve::bench
+
+int main(int argc, char** argv) { return mlaserve::bench::run_program("decode_gemv_bench", mlaserve::bench::run, argc, argv); }

@@ -1,0 +1,56 @@
+// Programmatic dependent launch (PDL) and L2 prefetch for the decode-sized kernels that stream
+// weights (linear_gemv.cuh, moe_grouped_gemm_sm80.cuh).
+//
+// Why: a decode step is a serial chain of short kernels; each one's launch and its first trip to
+// HBM (~2 us together on an H200) sit between the previous kernel's end and its own first byte.
+// A kernel launched with launch_programmatic may start while the kernel before it in the stream
+// ends (when that kernel's CTAs have all called launch_dependents() or exited). It must not read
+// what that kernel writes, nor write what it reads, before grid_dependency_wait(); what it may do
+// first is warm L2 with its weights (prefetch_l2): a prefetch returns nothing, so it can never
+// see stale data, and the loads after the wait hit L2.
+//
+// Rule for the kernels here: grid_dependency_wait() before the first load of an activation or
+// of anything another kernel writes (weights are loaded, not only prefetched, after it too),
+// then launch_dependents(), so that the next kernel's CTAs start only after every CTA of this
+// one has passed its wait: what the kernels before this one wrote is then visible to the next
+// kernel even before its own wait.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <utility>
+
+#include "core/cuda_check.h"
+
+namespace mlaserve::ops::gpu {
+
+__device__ __forceinline__ void grid_dependency_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+
+__device__ __forceinline__ void launch_dependents() {
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
+
+// Bulk prefetch of [p, p + bytes) into L2 (sm_90). p 16-byte aligned, bytes a multiple of 16.
+__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialisation allowed.
+template <typename... Params, typename... Args>
+void launch_programmatic(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                         Args&&... args) {
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  config.attrs = &attr;
+  config.numAttrs = 1;
+  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
+
+}  // namespace mlaserve::ops::gpu
