@@ -124,11 +124,13 @@ __device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
 
 // Expert e's rows, clamped to [0, P] so that no offsets can send a CTA outside the tensors.
 // Params: any launch struct with expert_offsets, num_rows and num_experts (the BF16 kernel's
-// MoeGemmParams, the FP8 kernel's MoeFp8GemmParams).
+// MoeGemmParams, the FP8 kernel's MoeFp8GemmParams). Read from L2 (ld.global.cg), never from a
+// line an earlier kernel left in L1: the down GEMM reads them before its dependency wait (see
+// the PDL note at the top).
 template <class Params>
 __device__ __forceinline__ void expert_rows(const Params& p, int e, int& begin, int& end) {
-  begin = min(max(p.expert_offsets[e], 0), p.num_rows);
-  end = min(max(p.expert_offsets[e + 1], begin), p.num_rows);
+  begin = min(max(__ldcg(p.expert_offsets + e), 0), p.num_rows);
+  end = min(max(__ldcg(p.expert_offsets + e + 1), begin), p.num_rows);
 }
 
 // M tile m_tile of the grouped order (< tile_start[num_experts], the prefix of expert_m_tiles):
