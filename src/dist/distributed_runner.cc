@@ -161,8 +161,9 @@ void follow(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& chan
   using Clock = std::chrono::steady_clock;
   LatentCache cache = model.make_cache(num_cache_blocks);
   int64_t steps = 0;
-  // From the first plan on: the time this rank's host waited for the next plan (its GPU then
-  // holds at most the step it just queued: the step's metadata upload waits for the one before).
+  // From the first plan on: the time this rank's host waited for the next plan. The step's
+  // metadata uploads do not wait for the GPU (core/upload.h), so the host queues a step as soon as
+  // its plan arrives, while the GPU may still run earlier ones.
   Clock::duration waited{}, total{};
   Clock::time_point first;
   while (true) {

@@ -2,6 +2,7 @@
 // (pre-norm residual blocks with fused residual-add + RMSNorm) and the logits of sampled rows.
 #include <algorithm>
 
+#include "core/upload.h"
 #include "model/step_metadata.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"
@@ -58,9 +59,12 @@ StepMetadata DeepSeekModel::prepare_step(const ForwardBatch& batch) {
   step.token_ids = device_i32(batch.token_ids);
   step.logit_rows = device_i32(batch.logit_rows);
   step.positions = device_i32(batch.positions);
-  Tensor slots = Tensor::empty({t}, DType::kI64);
-  std::copy(batch.slot_mapping.begin(), batch.slot_mapping.end(), slots.data<int64_t>());
-  step.slots = options_.device == Device::kCPU ? slots : slots.to(options_.device);
+  if (options_.device == Device::kCPU) {
+    step.slots = Tensor::empty({t}, DType::kI64);
+    std::copy(batch.slot_mapping.begin(), batch.slot_mapping.end(), step.slots.data<int64_t>());
+  } else {
+    step.slots = upload_async(batch.slot_mapping, stream);  // never waits for the GPU
+  }
   for (const SequenceSlice& s : batch.sequences) {
     step.absorbed.push_back(options_.attention_form == AttentionForm::kAbsorbed ||
                             (options_.attention_form == AttentionForm::kAuto && s.query_len <= kMaxAbsorbedQueryLen));

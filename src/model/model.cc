@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/upload.h"
 #include "model/shard.h"
 
 #include "ops/embedding.h"
@@ -49,9 +50,10 @@ int64_t DeepSeekModel::cache_row_dim() const {
 }
 
 Tensor DeepSeekModel::device_i32(const std::vector<int32_t>& values) const {
+  if (options_.device != Device::kCPU) return upload_async(values, options_.stream);
   Tensor t = Tensor::empty({static_cast<int64_t>(values.size())}, DType::kI32);
   std::copy(values.begin(), values.end(), t.data<int32_t>());
-  return options_.device == Device::kCPU ? t : t.to(options_.device);
+  return t;
 }
 
 void DeepSeekModel::linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream) const {

@@ -181,6 +181,8 @@ class DeepSeekModel {
   // bf16 by the add_rms_norm that adds it to the residual stream, as on one GPU; act() otherwise.
   Tensor partial(Shape shape) const { return plan_.tp_size > 1 ? f32(std::move(shape)) : act(std::move(shape)); }
   Tensor f32(Shape shape) const { return Tensor::empty(std::move(shape), DType::kF32, options_.device); }
+  // The values on the model's device: on the GPU an asynchronous upload on the model's stream
+  // (core/upload.h), so that preparing a step never waits for the steps queued before it.
   Tensor device_i32(const std::vector<int32_t>& values) const;
   const Tensor& rope_table(int64_t max_position);  // [P, 64] cos|sin, grown on demand
   void all_reduce(Tensor& partial);                // sums the tensor-parallel group's partial outputs

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/cuda_check.h"
+#include "core/upload.h"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/sampling_block.cuh"
 #include "ops/cuda/sampling_cuda.h"
@@ -103,10 +104,10 @@ void sample_cuda(const Tensor& logits, const SamplingOptions* options, const Sam
     const SamplingOptions& o = options[i];
     rows[i] = {o.temperature, o.top_p, o.min_p, static_cast<int32_t>(o.top_k < v ? o.top_k : 0), keys[i]};
   }
-  // Stream-ordered like every temporary of the ops (core/memory.h); the pageable copy returns
-  // once `rows` is staged.
-  Tensor dev_rows = Tensor::empty({b * static_cast<int64_t>(sizeof(sampling_gpu::RowOptions))}, DType::kU8, Device::kCUDA);
-  MLA_CUDA_CHECK(cudaMemcpyAsync(dev_rows.raw(), rows.data(), rows.size() * sizeof(rows[0]), cudaMemcpyHostToDevice, stream));
+  // Stream-ordered like every temporary of the ops (core/memory.h), through pinned staging
+  // (core/upload.h): a pageable cudaMemcpyAsync may wait for the stream first.
+  const Tensor dev_rows = upload_async(rows.data(), {b * static_cast<int64_t>(sizeof(sampling_gpu::RowOptions))},
+                                       DType::kU8, Stream{stream});
   const sampling_gpu::SampleParams p{gpu::ptr<const float>(logits), gpu::ptr<const sampling_gpu::RowOptions>(dev_rows),
                                      gpu::ptr<int32_t>(token_ids), b, static_cast<int32_t>(v)};
   constexpr auto kSmem = static_cast<int>(sampling_gpu::kSampleSmemBytes);
