@@ -32,6 +32,7 @@ struct BenchEngineArgs {
   float temperature = 0.0f;             // 0: greedy
   uint64_t seed = 0;                    // prompts and sampling
   bool profile = false;                 // time the engine's phases and the model's regions
+  bool profile_host = false;            // time the engine's host phases only (no waits added)
   bool enforce_eager = false;           // no CUDA graphs for decode steps
   std::string results_dir = "bench/results";
   dist::LaunchOptions dist;             // --tensor-parallel-size, --pipeline-parallel-size, ...

@@ -211,7 +211,7 @@ void Engine::submit(SchedulerOutput out) {
   timer_.mark("build_batch");
   StepBatch step = build_step_batch(out);
   try {
-    timer_.mark("execute");
+    timer_.mark("submit");
     runner_.submit(step.batch);
   } catch (const std::exception& e) {
     MLA_LOG_ERROR("model step of {} tokens failed: {}", out.num_tokens, e.what());
@@ -227,7 +227,7 @@ void Engine::complete_oldest() {
   in_flight_.pop_front();
   Tensor logits;
   try {
-    timer_.mark("execute");
+    timer_.mark("wait");
     logits = runner_.wait();
   } catch (const std::exception& e) {
     MLA_LOG_ERROR("model step of {} tokens failed: {}", step.out.num_tokens, e.what());

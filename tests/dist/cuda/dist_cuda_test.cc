@@ -304,7 +304,12 @@ OneGpuRuns one_gpu_runs(DeepSeekModel& model, const std::vector<std::vector<int3
   LatentCache b = model.make_cache(blocks);
   r.micro = greedy(one_gpu_step(model, b, kMicroBatches), prompts, decode_steps, &r.whole);
   for (size_t k = 0; k < r.whole.logits.size(); ++k) {
-    r.self_rel_l2 = std::max(r.self_rel_l2, rel_l2(r.micro.logits[k], r.whole.logits[k]));
+    const Tensor &m = r.micro.logits[k], &w = r.whole.logits[k];
+    r.self_rel_l2 = std::max(r.self_rel_l2, rel_l2(m, w));
+    for (int64_t s = 0; s < w.dim(0); ++s) {
+      const double e = rel_l2(m.slice(s, s + 1), w.slice(s, s + 1));
+      if (e > 0.02) std::printf("  one GPU, step %zu row %lld: rel. L2 %.3f%%\n", k, static_cast<long long>(s), 100 * e);
+    }
   }
   std::printf("  one GPU, whole batches vs micro-batches: worst logits rel. L2 %.3f%%\n", 100 * r.self_rel_l2);
   return r;
@@ -354,6 +359,12 @@ void expect_same(const GreedyRun& split, const GreedyRun& whole, double max_rel_
     worst = std::max(worst, e);
     EXPECT_LE(e, max_rel_l2) << "step " << k;
     const int64_t v = w.dim(1);
+    if (e > max_rel_l2 / 2) {  // which rows carry the distance (a routing flip moves one row by O(1))
+      for (int64_t s = 0; s < w.dim(0); ++s) {
+        std::printf("  step %zu row %lld: rel. L2 %.3f%%\n", k, static_cast<long long>(s),
+                    100 * rel_l2(g.slice(s, s + 1), w.slice(s, s + 1)));
+      }
+    }
     for (int64_t s = 0; s < w.dim(0); ++s) {
       const int32_t want = whole.tokens[static_cast<size_t>(s)][k], got = split.tokens[static_cast<size_t>(s)][k];
       ++total;
