@@ -10,7 +10,7 @@
 #include "ops/linear_fp8.h"
 #include "ops/moe_dispatch.h"
 #include "ops/moe_experts.h"
-#include "ops/moe_router.h"
+#include "ops/moe_route_gather.h"
 #include "ops/silu_mul.h"
 
 namespace mlaserve {
@@ -60,8 +60,9 @@ Tensor DeepSeekModel::ffn(int64_t layer, const Tensor& m) {
   return out;
 }
 
-// Router in fp32 -> pairs grouped by expert -> rows gathered in expert order -> all experts as
-// one grouped op -> weighted combine onto the shared experts' output. No host synchronisation.
+// Router in fp32 -> pairs grouped by expert -> rows gathered in expert order (one op,
+// moe_route_gather.h: one kernel at decode sizes) -> all experts as one grouped op -> weighted
+// combine onto the shared experts' output. No host synchronisation.
 // At decode sizes (t <= kSideBranchMaxTokens) the shared experts run on the side stream beside
 // the router and the routed experts, which do not depend on them: two chains of small kernels
 // overlap (at one token the shared experts' ~15 us hide behind the routed chain's ~45 us); the
@@ -90,14 +91,16 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
   mark("moe.route");
   Tensor logits = f32({t, num_experts});  // fp32 accumulation and output (§5.1)
   ops::linear(m, w.router, logits, stream);
-  ops::RouterOutputs route{f32({t, k}), Tensor::empty({t, k}, DType::kI32, options_.device)};
-  ops::moe_route(logits, w.correction_bias, router_params(config_), route, stream);
-
   const Device dev = options_.device;
-  ops::MoeGrouping groups{Tensor::empty({num_experts + 1}, DType::kI32, dev), Tensor::empty({t * k}, DType::kI32, dev),
-                          Tensor::empty({t * k}, DType::kI32, dev)};
-  Tensor gathered = act({t * k, hidden});  // token rows in expert order
-  ops::moe_group_and_gather(route.expert_ids, num_experts, m, groups, gathered, stream);
+  ops::MoeRouteGatherOutputs routed_rows{
+      {f32({t, k}), Tensor::empty({t, k}, DType::kI32, dev)},  // [T, k] weights and expert ids
+      {Tensor::empty({num_experts + 1}, DType::kI32, dev), Tensor::empty({t * k}, DType::kI32, dev),
+       Tensor::empty({t * k}, DType::kI32, dev)},
+      act({t * k, hidden})};  // [T·k, H] token rows in expert order
+  ops::moe_route_and_gather(logits, w.correction_bias, router_params(config_), m, routed_rows, stream);
+  const ops::RouterOutputs& route = routed_rows.route;
+  const ops::MoeGrouping& groups = routed_rows.grouping;
+  const Tensor& gathered = routed_rows.gathered;
   mark("moe.experts");
   // This rank's experts [e0, e1) own the sorted rows [offsets[e0], offsets[e1]) (all of them
   // without expert parallelism): the grouped op runs over those rows, the others stay zero in

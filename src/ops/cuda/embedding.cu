@@ -10,6 +10,10 @@
 // Callers validate them on the host (DeepSeekModel::forward checks every token id and logit row;
 // the MoE row gather's ids come from moe_group_by_expert, in range by construction). The kernel
 // still never reads outside the table: a row whose id is outside [0, V) is written as zeros.
+//
+// Launched with programmatic dependent launch (pdl.cuh): a CTA waits for the kernel before it
+// (the final norm, before lm_head's row gather) before its first load, then lets the next
+// kernel launch.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -17,6 +21,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/pdl.cuh"
 #include "ops/cuda/vec.cuh"
 #include "ops/embedding.h"
 
@@ -37,9 +42,12 @@ struct GatherRowsParams {
   bool ids_i64;        // ids are i64 (else i32)
 };
 
-// grid (ceil(H / kVec / kThreads), min(T, 65535)), block kThreads.
+// grid (ceil(H / kVec / kThreads), min(T, 65535)), block kThreads; launched with
+// launch_programmatic.
 template <typename In, typename Out, int kVec>
 __global__ void __launch_bounds__(kThreads) gather_rows_kernel(GatherRowsParams<In, Out> p) {
+  gpu::grid_dependency_wait();
+  gpu::launch_dependents();
   const int64_t vectors = p.width / kVec;
   for (int64_t r = blockIdx.y; r < p.rows; r += gridDim.y) {
     const int64_t id = gpu::load_index(p.ids, p.ids_i64, r);
@@ -68,11 +76,10 @@ void launch(const Tensor& ids, const Tensor& table, Tensor& out, cudaStream_t st
   const dim3 grid(static_cast<unsigned>((vectors + kThreads - 1) / kThreads),
                   static_cast<unsigned>(std::min<int64_t>(p.rows, 65535)));
   if (vec8) {
-    gather_rows_kernel<In, Out, 8><<<grid, kThreads, 0, stream>>>(p);
+    gpu::launch_programmatic(gather_rows_kernel<In, Out, 8>, grid, kThreads, 0, stream, p);
   } else {
-    gather_rows_kernel<In, Out, 1><<<grid, kThreads, 0, stream>>>(p);
+    gpu::launch_programmatic(gather_rows_kernel<In, Out, 1>, grid, kThreads, 0, stream, p);
   }
-  MLA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace

@@ -9,6 +9,9 @@
 // from the table row of the token's position (rope.cu's formula; zeros for a position outside
 // the table) into k_pe and the cache row's last dr channels. Scalar accesses: a warp reads 64
 // contiguous bytes, and the whole row is 1.2 KB.
+//
+// Launched with programmatic dependent launch (pdl.cuh): a CTA waits for the kernel before it
+// (kv_a's GEMV) before its first load and then lets the next kernel launch.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -16,6 +19,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/pdl.cuh"
 #include "ops/cuda/reduce.cuh"
 #include "ops/cuda/vec.cuh"
 #include "ops/latent_rows.h"
@@ -40,9 +44,11 @@ struct LatentRowParams {
   bool weight_bf16, positions_i64, slots_i64;
 };
 
-// grid (min(T, 65535)), block kThreads.
+// grid (min(T, 65535)), block kThreads; launched with launch_programmatic.
 __global__ void __launch_bounds__(kThreads) latent_rows_kernel(LatentRowParams p) {
   __shared__ float scratch[kThreads / 32];
+  gpu::grid_dependency_wait();
+  gpu::launch_dependents();
   const int64_t row = p.dc + p.dr;
   for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
     const __nv_bfloat16* c = p.ckv + t * row;
@@ -132,8 +138,7 @@ void latent_rows_cuda(const LatentRowInputs& in, LatentRowOutputs& out, cudaStre
                           in.norm_weight.dtype() == DType::kBF16,
                           in.positions.dtype() == DType::kI64,
                           write && out.slot_mapping.dtype() == DType::kI64};
-  latent_rows_kernel<<<static_cast<unsigned>(std::min<int64_t>(t, 65535)), kThreads, 0, stream>>>(p);
-  MLA_CUDA_CHECK_LAUNCH();
+  gpu::launch_programmatic(latent_rows_kernel, static_cast<unsigned>(std::min<int64_t>(t, 65535)), kThreads, 0, stream, p);
 }
 
 }  // namespace mlaserve::ops

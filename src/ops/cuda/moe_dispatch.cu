@@ -47,8 +47,7 @@ gpu::MoeGroupParams group_params(std::string_view op, const Tensor& expert_ids, 
 void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping,
                               cudaStream_t stream) {
   const gpu::MoeGroupParams p = group_params("moe_group_by_expert_cuda", expert_ids, num_experts, grouping);
-  gpu::moe_group_by_expert_kernel<<<1, gpu::kGroupThreads, 0, stream>>>(p);
-  MLA_CUDA_CHECK_LAUNCH();
+  gpu::launch_programmatic(gpu::moe_group_by_expert_kernel, 1, gpu::kGroupThreads, 0, stream, p);
 }
 
 void moe_group_and_gather_cuda(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
@@ -62,16 +61,14 @@ void moe_group_and_gather_cuda(const Tensor& expert_ids, int64_t num_experts, co
   const int64_t h = x.dim(1);
   gpu::check_shape(kOp, "gathered", gathered, {expert_ids.numel(), h});
   if (p.pairs > gpu::kGroupGatherMaxPairs || h % 8 != 0 || !gpu::aligned16(x) || !gpu::aligned16(gathered)) {
-    gpu::moe_group_by_expert_kernel<<<1, gpu::kGroupThreads, 0, stream>>>(p);  // large batches: two launches
-    MLA_CUDA_CHECK_LAUNCH();
+    gpu::launch_programmatic(gpu::moe_group_by_expert_kernel, 1, gpu::kGroupThreads, 0, stream, p);  // two launches
     embedding_cuda(grouping.sorted_tokens, x, gathered, stream);
     return;
   }
   p.x = gpu::ptr<const __nv_bfloat16>(x);
   p.gathered = gpu::ptr<__nv_bfloat16>(gathered);
   p.hidden = h;
-  gpu::moe_group_by_expert_kernel<<<1, gpu::kGroupThreads, 0, stream>>>(p);
-  MLA_CUDA_CHECK_LAUNCH();
+  gpu::launch_programmatic(gpu::moe_group_by_expert_kernel, 1, gpu::kGroupThreads, 0, stream, p);
 }
 
 namespace {
@@ -84,11 +81,10 @@ void launch_combine(gpu::MoeCombineParams<Y> p, bool vec8, cudaStream_t stream) 
     const dim3 grid(static_cast<unsigned>((vectors + gpu::kCombineThreads - 1) / gpu::kCombineThreads),
                     static_cast<unsigned>(std::min<int64_t>(p.tokens, 65535)));
     if (vec8) {
-      gpu::moe_combine_scan_kernel<8, Y><<<grid, gpu::kCombineThreads, 0, stream>>>(p);
+      gpu::launch_programmatic(gpu::moe_combine_scan_kernel<8, Y>, grid, gpu::kCombineThreads, 0, stream, p);
     } else {
-      gpu::moe_combine_scan_kernel<1, Y><<<grid, gpu::kCombineThreads, 0, stream>>>(p);
+      gpu::launch_programmatic(gpu::moe_combine_scan_kernel<1, Y>, grid, gpu::kCombineThreads, 0, stream, p);
     }
-    MLA_CUDA_CHECK_LAUNCH();
     return;
   }
   const size_t position_bytes = static_cast<size_t>(pairs) * sizeof(int32_t);

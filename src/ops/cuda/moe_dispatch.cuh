@@ -35,12 +35,17 @@
 // into shared memory, then combines exactly as above: one launch instead of an allocation, a
 // memset and two kernels (~8 us of serial latency per MoE layer at one token), same results bit
 // for bit.
+//
+// moe_group_by_expert_kernel and moe_combine_scan_kernel (the decode-size kernels) are launched
+// with programmatic dependent launch (pdl.cuh): they wait for the kernel before them before their
+// first load, then let the next kernel launch.
 #pragma once
 
 #include <cuda_bf16.h>
 
 #include <cstdint>
 
+#include "ops/cuda/pdl.cuh"
 #include "ops/cuda/vec.cuh"
 
 namespace mlaserve::ops::gpu {
@@ -66,11 +71,13 @@ struct MoeGroupParams {
   int64_t hidden;             // H, a multiple of 8 (x and gathered 16-byte aligned)
 };
 
-// grid 1, block kGroupThreads.
+// grid 1, block kGroupThreads; launched with launch_programmatic.
 __global__ void __launch_bounds__(kGroupThreads, 1) moe_group_by_expert_kernel(MoeGroupParams p) {
   __shared__ int32_t cursor[kMoeMaxExperts + 1];                   // histogram, then next free position
   __shared__ int32_t warp_count[kGroupWarps][kMoeMaxExperts + 1];  // per chunk: count, then first position
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  grid_dependency_wait();  // the ids come from the router kernel before
+  launch_dependents();
   const int buckets = p.experts + 1;
   auto bucket_of = [&](int32_t pair) {
     const int32_t e = p.expert_ids[pair];
@@ -199,10 +206,13 @@ __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(MoeCombine
 }
 
 // grid (ceil(H / kVec / kCombineThreads), min(T, 65535)), block kCombineThreads; P <=
-// kCombineScanPairs, k <= kCombineScanMaxTopK; p.position unused.
+// kCombineScanPairs, k <= kCombineScanMaxTopK; p.position unused. Launched with
+// launch_programmatic.
 template <int kVec, typename Y>
 __global__ void __launch_bounds__(kCombineThreads) moe_combine_scan_kernel(MoeCombineParams<Y> p) {
   __shared__ int32_t position[kCombineScanMaxTopK];  // this token's pairs' sorted positions
+  grid_dependency_wait();  // expert_out and y come from the kernels before
+  launch_dependents();
   const int64_t vectors = p.hidden / kVec, pairs = p.tokens * p.top_k;
   for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
     if (threadIdx.x < p.top_k) position[threadIdx.x] = -1;

@@ -1,4 +1,5 @@
-// MoE router on the GPU: argument checks and launch. The design note and the kernel are in
+// MoE router on the GPU: argument checks (shared with the fused moe_route_and_gather_cuda), the
+// kernel over tokens and its launch. The design note and the per-token routing are in
 // moe_router.cuh.
 #include "ops/cuda/moe_router.cuh"
 
@@ -9,10 +10,25 @@
 #include "ops/moe_router.h"
 
 namespace mlaserve::ops {
+namespace {
 
-void moe_route_cuda(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
-                    RouterOutputs& outputs, cudaStream_t stream) {
-  constexpr std::string_view kOp = "moe_route_cuda";
+// grid ceil(T / kRouterWarps), block kRouterThreads; launched with launch_programmatic.
+__global__ void __launch_bounds__(gpu::kRouterThreads) moe_route_kernel(gpu::MoeRouteParams p) {
+  __shared__ gpu::RouterWarpScratch scratch[gpu::kRouterWarps];
+  gpu::grid_dependency_wait();  // the logits come from the kernel before
+  gpu::launch_dependents();
+  const int64_t warps = int64_t{gridDim.x} * gpu::kRouterWarps;
+  for (int64_t t = blockIdx.x * int64_t{gpu::kRouterWarps} + threadIdx.x / 32; t < p.tokens; t += warps) {
+    gpu::route_token(p, t, scratch[threadIdx.x / 32], threadIdx.x % 32);
+    __syncwarp();  // the next token reuses the warp's scratch
+  }
+}
+
+}  // namespace
+
+gpu::MoeRouteParams gpu::moe_route_params(std::string_view op, const Tensor& logits, const Tensor& correction_bias,
+                                          const RouterParams& params, RouterOutputs& outputs) {
+  const std::string_view kOp = op;
   gpu::check_dtype(kOp, "logits", logits, DType::kF32);
   MLA_CHECK(logits.ndim() == 2, "{}: logits {} must be [T, E]", kOp, shape_str(logits.shape()));
   const int64_t t = logits.dim(0), e = logits.dim(1), k = params.top_k;
@@ -40,7 +56,6 @@ void moe_route_cuda(const Tensor& logits, const Tensor& correction_bias, const R
   gpu::check_shape(kOp, "weights", outputs.weights, {t, k});
   gpu::check_dtype(kOp, "expert_ids", outputs.expert_ids, DType::kI32);
   gpu::check_shape(kOp, "expert_ids", outputs.expert_ids, {t, k});
-  if (t == 0) return;
 
   gpu::MoeRouteParams p{};
   p.logits = gpu::ptr<const float>(logits);
@@ -60,8 +75,15 @@ void moe_route_cuda(const Tensor& logits, const Tensor& correction_bias, const R
                                                                          : params.norm_topk_prob && k > 1;
   p.scale = params.weighting == RouterWeighting::kNormalizeThenScale || !p.normalize;
   p.routed_scaling_factor = params.routed_scaling_factor;
-  gpu::moe_route_kernel<<<gpu::grid_blocks(t, gpu::kRouterWarps), gpu::kRouterThreads, 0, stream>>>(p);
-  MLA_CUDA_CHECK_LAUNCH();
+  return p;
+}
+
+void moe_route_cuda(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
+                    RouterOutputs& outputs, cudaStream_t stream) {
+  const gpu::MoeRouteParams p = gpu::moe_route_params("moe_route_cuda", logits, correction_bias, params, outputs);
+  if (p.tokens == 0) return;
+  gpu::launch_programmatic(moe_route_kernel, gpu::grid_blocks(p.tokens, gpu::kRouterWarps), gpu::kRouterThreads, 0,
+                           stream, p);
 }
 
 }  // namespace mlaserve::ops

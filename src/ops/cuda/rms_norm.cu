@@ -13,6 +13,11 @@
 // x itself; residual must not alias x or out.
 //
 // Rows whose width or bases are not multiples of 8 elements take the one-element path.
+//
+// Launched with programmatic dependent launch (pdl.cuh): a CTA first prefetches the norm weight
+// into L2, then waits for the kernel before it and lets the next one launch, so the next
+// kernel's launch and weight prefetch overlap this one (a decode step runs two of these a layer,
+// one CTA each).
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -21,6 +26,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/pdl.cuh"
 #include "ops/cuda/reduce.cuh"
 #include "ops/cuda/vec.cuh"
 #include "ops/rms_norm.h"
@@ -41,6 +47,7 @@ struct RmsNormParams {
   int64_t d;
   float eps;
   bool weight_bf16;          // weight is bf16 (else f32)
+  bool prefetch_weight;     // weight 16-byte aligned, a multiple of 16 bytes: prefetched into L2
 };
 
 template <int kVec, typename X>
@@ -52,10 +59,16 @@ __device__ __forceinline__ void load_weight(const RmsNormParams<X>& p, int64_t i
   }
 }
 
-// grid (min(rows, 65535)), block a multiple of 32, at most kMaxThreads.
+// grid (min(rows, 65535)), block a multiple of 32, at most kMaxThreads; launched with
+// launch_programmatic.
 template <int kVec, typename X>
 __global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams<X> p) {
   __shared__ float scratch[kMaxThreads / 32];
+  if (p.prefetch_weight && threadIdx.x == 0 && blockIdx.x == 0) {  // a weight: no kernel of the step writes it
+    gpu::prefetch_l2(p.weight, static_cast<uint32_t>(p.d * (p.weight_bf16 ? 2 : 4)));
+  }
+  gpu::grid_dependency_wait();
+  gpu::launch_dependents();
   const int64_t vectors = p.d / kVec;
   for (int64_t r = blockIdx.x; r < p.rows; r += gridDim.x) {
     const X* x = p.x + r * p.d;
@@ -107,11 +120,10 @@ void launch_kernel(const RmsNormParams<X>& p, bool vec8, cudaStream_t stream) {
   const int threads = static_cast<int>(std::clamp<int64_t>((vectors + 31) / 32 * 32, 32, kMaxThreads));
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(p.rows, 65535));
   if (vec8) {
-    rms_norm_kernel<8, X><<<blocks, threads, 0, stream>>>(p);
+    gpu::launch_programmatic(rms_norm_kernel<8, X>, blocks, threads, 0, stream, p);
   } else {
-    rms_norm_kernel<1, X><<<blocks, threads, 0, stream>>>(p);
+    gpu::launch_programmatic(rms_norm_kernel<1, X>, blocks, threads, 0, stream, p);
   }
-  MLA_CUDA_CHECK_LAUNCH();
 }
 
 void launch(std::string_view op, const Tensor& x, const Tensor* rest, Tensor* residual, const Tensor& weight,
@@ -144,13 +156,14 @@ void launch(std::string_view op, const Tensor& x, const Tensor* rest, Tensor* re
   const float* rest_ptr = rest != nullptr ? gpu::ptr<const float>(*rest) : nullptr;
   __nv_bfloat16* res = residual != nullptr ? gpu::ptr<__nv_bfloat16>(*residual) : nullptr;
   const bool weight_bf16 = weight.dtype() == DType::kBF16;
+  const bool prefetch = gpu::aligned16(weight) && weight.nbytes() % 16 == 0;
   if (x.dtype() == DType::kF32) {
     launch_kernel<float>({gpu::ptr<const float>(x), rest_ptr, res, weight.raw(), gpu::ptr<__nv_bfloat16>(out),
-                          x.numel() / d, d, eps, weight_bf16},
+                          x.numel() / d, d, eps, weight_bf16, prefetch},
                          vec8, stream);
   } else {
     launch_kernel<__nv_bfloat16>({gpu::ptr<const __nv_bfloat16>(x), nullptr, res, weight.raw(),
-                                  gpu::ptr<__nv_bfloat16>(out), x.numel() / d, d, eps, weight_bf16},
+                                  gpu::ptr<__nv_bfloat16>(out), x.numel() / d, d, eps, weight_bf16, prefetch},
                                  vec8, stream);
   }
 }

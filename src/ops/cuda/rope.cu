@@ -11,12 +11,16 @@
 // Positions are not validated on the device (the model builds the table to cover its largest
 // position on the host); a position outside [0, P) reads no table row and writes zeros into
 // the rotated channels.
+//
+// Launched with programmatic dependent launch (pdl.cuh): a CTA waits for the kernel before it
+// (the query projection) before its first load and then lets the next kernel launch.
 #include <cuda_bf16.h>
 
 #include <string_view>
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/pdl.cuh"
 #include "ops/cuda/vec.cuh"
 #include "ops/rope.h"
 
@@ -39,8 +43,11 @@ struct RopeLaunchParams {
   bool positions_i64;      // positions are i64 (else i32)
 };
 
-// grid-stride over T * heads * pairs (< 2^31: 32-bit index arithmetic).
+// grid-stride over T * heads * pairs (< 2^31: 32-bit index arithmetic); launched with
+// launch_programmatic.
 __global__ void __launch_bounds__(kThreads) rope_interleaved_kernel(RopeLaunchParams p) {
+  gpu::grid_dependency_wait();
+  gpu::launch_dependents();
   const auto total = static_cast<uint32_t>(p.tokens * p.heads * p.pairs);
   const auto pairs = static_cast<uint32_t>(p.pairs), heads = static_cast<uint32_t>(p.heads);
   for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
@@ -79,8 +86,7 @@ void apply_rope_interleaved_cuda(Tensor& x, const Tensor& positions, const Tenso
   const int64_t total = t * heads * p.pairs;
   if (total == 0) return;
   MLA_CHECK(total < (int64_t{1} << 31), "{}: {} pairs to rotate; the kernel indexes them with 32 bits", kOp, total);
-  rope_interleaved_kernel<<<gpu::grid_blocks(total, kThreads), kThreads, 0, stream>>>(p);
-  MLA_CUDA_CHECK_LAUNCH();
+  gpu::launch_programmatic(rope_interleaved_kernel, gpu::grid_blocks(total, kThreads), kThreads, 0, stream, p);
 }
 
 }  // namespace mlaserve::ops

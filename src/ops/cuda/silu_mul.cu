@@ -7,6 +7,9 @@
 // so one kernel serves both through a row stride. Blocks tile a row (blockIdx.x) and walk the
 // rows (blockIdx.y, grid-stride), so no division per element. Widths or bases that are not
 // multiples of 8 elements take the one-element path.
+//
+// Launched with programmatic dependent launch (pdl.cuh): a CTA waits for the kernel before it
+// (the gate/up projection) before its first load and then lets the next kernel launch.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -14,6 +17,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/pdl.cuh"
 #include "ops/cuda/vec.cuh"
 #include "ops/silu_mul.h"
 
@@ -32,9 +36,12 @@ struct SiluMulParams {
   int64_t stride;             // elements between rows of gate and of up: 2I fused, I separate
 };
 
-// grid (ceil(I / kVec / kThreads), min(T, 65535)), block kThreads.
+// grid (ceil(I / kVec / kThreads), min(T, 65535)), block kThreads; launched with
+// launch_programmatic.
 template <int kVec>
 __global__ void __launch_bounds__(kThreads) silu_mul_kernel(SiluMulParams p) {
+  gpu::grid_dependency_wait();
+  gpu::launch_dependents();
   const int64_t vectors = p.width / kVec;
   for (int64_t r = blockIdx.y; r < p.rows; r += gridDim.y) {
     for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < vectors;
@@ -55,11 +62,10 @@ void launch(const SiluMulParams& p, bool vec8, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((vectors + kThreads - 1) / kThreads),
                   static_cast<unsigned>(std::min<int64_t>(p.rows, 65535)));
   if (vec8) {
-    silu_mul_kernel<8><<<grid, kThreads, 0, stream>>>(p);
+    gpu::launch_programmatic(silu_mul_kernel<8>, grid, kThreads, 0, stream, p);
   } else {
-    silu_mul_kernel<1><<<grid, kThreads, 0, stream>>>(p);
+    gpu::launch_programmatic(silu_mul_kernel<1>, grid, kThreads, 0, stream, p);
   }
-  MLA_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace

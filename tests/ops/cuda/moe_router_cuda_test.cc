@@ -10,14 +10,22 @@
 // order, with a correctly rounded exp (see moe_router.cuh). Weights are the same fp32 values
 // (s[id], normalised and scaled in the same order); the check allows 1e-6 relative for a last
 // bit from exp, and records the worst error seen. Outputs are poisoned first.
+//
+// moe_route_and_gather (the router fused with the grouping and row gather at decode sizes) is
+// tested here too, against the two ops it replaces and the CPU reference (MoeRouteGatherCuda).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_op_test_util.h"
+#include "ops/moe_dispatch.h"
+#include "ops/moe_route_gather.h"
 #include "ops/moe_router.h"
 
 namespace mlaserve::ops {
@@ -57,24 +65,35 @@ RouterParams v3(bool norm_topk_prob = true) {
   return p;
 }
 
+struct RouterInputs {
+  Tensor logits;  // [T, E] f32, host
+  Tensor bias;    // [E] f32 for noaux_tc, else undefined
+};
+
+// grid > 0 rounds the logits to multiples of 1/grid (ties); bias_mean shifts the V3 bias.
+RouterInputs random_router_inputs(const RouterParams& params, int64_t t, int64_t e, std::mt19937_64& rng,
+                                  float grid = 0.0f, float bias_mean = 0.0f) {
+  std::normal_distribution<float> normal(0.0f, 1.5f);
+  Tensor logits = Tensor::empty({t, e}, DType::kF32);
+  for (int64_t i = 0; i < t * e; ++i) {
+    const float v = normal(rng);
+    logits.data<float>()[i] = grid > 0.0f ? std::round(v * grid) / grid : v;
+  }
+  Tensor bias;
+  if (params.method == RouterTopkMethod::kNoAuxTc) {
+    bias = Tensor::empty({e}, DType::kF32);
+    std::normal_distribution<float> b(bias_mean, 0.05f);
+    for (int64_t i = 0; i < e; ++i) bias.data<float>()[i] = grid > 0.0f ? std::round(b(rng) * 64) / 64 : b(rng);
+  }
+  return {logits, bias};
+}
+
 class MoeRouterCuda : public CudaOpTest {
  protected:
-  // grid > 0 rounds the logits to multiples of 1/grid (ties); bias_mean shifts the V3 bias.
   void check(const RouterParams& params, int64_t t, int64_t e, uint64_t seed, float grid = 0.0f,
              float bias_mean = 0.0f) {
     std::mt19937_64 rng(seed);
-    std::normal_distribution<float> normal(0.0f, 1.5f);
-    Tensor logits = Tensor::empty({t, e}, DType::kF32);
-    for (int64_t i = 0; i < t * e; ++i) {
-      const float v = normal(rng);
-      logits.data<float>()[i] = grid > 0.0f ? std::round(v * grid) / grid : v;
-    }
-    Tensor bias;
-    if (params.method == RouterTopkMethod::kNoAuxTc) {
-      bias = Tensor::empty({e}, DType::kF32);
-      std::normal_distribution<float> b(bias_mean, 0.05f);
-      for (int64_t i = 0; i < e; ++i) bias.data<float>()[i] = grid > 0.0f ? std::round(b(rng) * 64) / 64 : b(rng);
-    }
+    const auto [logits, bias] = random_router_inputs(params, t, e, rng, grid, bias_mean);
     const int64_t k = params.top_k;
     RouterOutputs want{Tensor::empty({t, k}, DType::kF32), Tensor::empty({t, k}, DType::kI32)};
     moe_route_cpu(logits, bias, params, want);
@@ -143,6 +162,108 @@ TEST_F(MoeRouterCuda, V3NegativeBiasMasksWithMinusInfinity) { check(v3(), 4096, 
 TEST_F(MoeRouterCuda, TiesAtScale) {
   check(v2(), 4096, 160, 20, 4.0f);
   check(v3(), 4096, 256, 21, 4.0f);
+}
+
+// The raw 32-bit patterns of an f32 or i32 host tensor.
+std::vector<uint32_t> bits32(const Tensor& host) {
+  std::vector<uint32_t> bits(static_cast<size_t>(host.numel()));
+  std::memcpy(bits.data(), host.raw(), bits.size() * sizeof(uint32_t));
+  return bits;
+}
+
+MoeRouteGatherOutputs poisoned_route_gather(int64_t t, int64_t k, int64_t e, int64_t h) {
+  return {{poisoned_gpu({t, k}, DType::kF32), poisoned_gpu({t, k}, DType::kI32)},
+          {poisoned_gpu({e + 1}, DType::kI32), poisoned_gpu({t * k}, DType::kI32), poisoned_gpu({t * k}, DType::kI32)},
+          poisoned_gpu({t * k, h}, DType::kBF16)};
+}
+
+// moe_route_and_gather_cuda (through the dispatch): the one-kernel path (T·k <= 64, H a multiple
+// of 8) and the fallback to the two ops. Against moe_route then moe_group_and_gather on the GPU:
+// every output bit for bit (same routing code, an integer sort, a copy). Against the CPU
+// reference: ids, offsets, sorted pairs and tokens and gathered rows exactly, weights to 1e-6
+// relative (the router's bound above). Every output poisoned first.
+class MoeRouteGatherCuda : public CudaOpTest {
+ protected:
+  void check(const RouterParams& params, int64_t t, int64_t e, int64_t h, uint64_t seed, float grid = 0.0f) {
+    std::mt19937_64 rng(seed);
+    const auto [logits, bias] = random_router_inputs(params, t, e, rng, grid);
+    const Tensor x = testing::random_tensor({t, h}, DType::kBF16, rng);
+    const int64_t k = params.top_k;
+    const std::string where = "T " + std::to_string(t) + " E " + std::to_string(e) + " k " + std::to_string(k) +
+                              " H " + std::to_string(h);
+    const Tensor logits_gpu = logits.to(Device::kCUDA), x_gpu = x.to(Device::kCUDA);
+    const Tensor bias_gpu = bias.defined() ? bias.to(Device::kCUDA) : Tensor();
+
+    MoeRouteGatherOutputs got = poisoned_route_gather(t, k, e, h);
+    moe_route_and_gather(logits_gpu, bias_gpu, params, x_gpu, got, stream());
+    MoeRouteGatherOutputs two = poisoned_route_gather(t, k, e, h);  // the two ops in sequence
+    moe_route(logits_gpu, bias_gpu, params, two.route, stream());
+    moe_group_and_gather(two.route.expert_ids, e, x_gpu, two.grouping, two.gathered, stream());
+    MoeRouteGatherOutputs want{{Tensor::empty({t, k}, DType::kF32), Tensor::empty({t, k}, DType::kI32)},
+                               {Tensor::empty({e + 1}, DType::kI32), Tensor::empty({t * k}, DType::kI32),
+                                Tensor::empty({t * k}, DType::kI32)},
+                               Tensor::empty({t * k, h}, DType::kF32)};  // bf16 rows, exact in f32
+    moe_route_and_gather_cpu(logits, bias, params, x.to_f32(), want);
+
+    const std::vector<std::pair<const char*, std::pair<const Tensor*, const Tensor*>>> ints{
+        {"weights", {&got.route.weights, &two.route.weights}},
+        {"expert_ids", {&got.route.expert_ids, &two.route.expert_ids}},
+        {"expert_offsets", {&got.grouping.expert_offsets, &two.grouping.expert_offsets}},
+        {"sorted_pairs", {&got.grouping.sorted_pairs, &two.grouping.sorted_pairs}},
+        {"sorted_tokens", {&got.grouping.sorted_tokens, &two.grouping.sorted_tokens}}};
+    for (const auto& [name, pair] : ints) {
+      EXPECT_EQ(testing::mismatches(bits32(to_host(*pair.first)), bits32(to_host(*pair.second))), 0)
+          << where << ": " << name << " differ from the two-op path's";
+    }
+    const std::vector<uint16_t> got_rows = testing::bf16_bits(to_host(got.gathered));
+    EXPECT_EQ(testing::mismatches(got_rows, testing::bf16_bits(to_host(two.gathered))), 0)
+        << where << ": gathered rows differ from the two-op path's";
+
+    EXPECT_EQ(testing::mismatches(bits32(to_host(got.route.expert_ids)), bits32(want.route.expert_ids)), 0) << where;
+    EXPECT_EQ(testing::mismatches(bits32(to_host(got.grouping.expert_offsets)), bits32(want.grouping.expert_offsets)), 0)
+        << where;
+    EXPECT_EQ(testing::mismatches(bits32(to_host(got.grouping.sorted_pairs)), bits32(want.grouping.sorted_pairs)), 0)
+        << where;
+    EXPECT_EQ(testing::mismatches(bits32(to_host(got.grouping.sorted_tokens)), bits32(want.grouping.sorted_tokens)), 0)
+        << where;
+    EXPECT_EQ(testing::mismatches(to_host(got.gathered).to_vector(), want.gathered.to_vector()), 0)
+        << where << ": gathered rows differ from the CPU's (or were left poisoned)";
+    const std::vector<float> w = to_host(got.route.weights).to_vector(), want_w = want.route.weights.to_vector();
+    ASSERT_EQ(count_nan(w), 0) << where << ": weights left unwritten";
+    double worst = 0.0;
+    for (size_t i = 0; i < w.size(); ++i) {
+      worst = std::max(worst, std::abs(static_cast<double>(w[i]) - want_w[i]) / std::max(std::abs(want_w[i]), 1e-30f));
+    }
+    EXPECT_LE(worst, 1e-6) << where;
+  }
+};
+
+TEST_F(MoeRouteGatherCuda, SmallEveryFamily) {
+  check(v2_lite(), 3, 64, 64, 101);
+  check(v2(), 3, 160, 64, 102);
+  check(v3(), 3, 256, 64, 103);
+  check(v2_lite(), 3, 64, 20, 104);  // width not a multiple of 8: the two ops
+}
+
+TEST_F(MoeRouteGatherCuda, SmallTies) {
+  check(v2_lite(), 9, 64, 64, 105, 2.0f);
+  check(v3(), 8, 256, 64, 106, 2.0f);
+}
+
+// Both sides of the one-kernel limit (64 pairs): V2-Lite (top-6 of 64, H 2048: 10 x 6 = 60 and
+// 11 x 6 = 66 pairs), V2 (group-limited top-6 of 160, H 5120), V3 (sigmoid noaux_tc top-8 of
+// 256, H 7168: 8 x 8 = 64 and 9 x 8 = 72).
+TEST_F(MoeRouteGatherCuda, V2LiteDecodeBatches) {
+  for (int64_t t : {1, 2, 8, 10, 11}) check(v2_lite(), t, 64, 2048, 110 + t);
+}
+
+TEST_F(MoeRouteGatherCuda, V2DecodeBatches) {
+  for (int64_t t : {1, 8, 10}) check(v2(/*norm_topk_prob=*/t == 8), t, 160, 5120, 130 + t);
+}
+
+TEST_F(MoeRouteGatherCuda, V3DecodeBatches) {
+  for (int64_t t : {1, 4, 8, 9}) check(v3(), t, 256, 7168, 150 + t);
+  check(v3(), 8, 256, 7168, 160, 4.0f);  // ties
 }
 
 }  // namespace

@@ -1,0 +1,105 @@
+// moe_route_and_gather on the GPU for decode sizes: device code. Contract: ops/moe_route_gather.h;
+// launch code: moe_route_gather.cu.
+//
+// Symbols: T tokens, k experts per token, P = T·k <= kRouteGatherMaxPairs pairs (p = t·k + j),
+// E experts (<= 256), H hidden width (a multiple of 8).
+//
+// One CTA of kRouteGatherWarps warps, three phases split by __syncthreads:
+//   1. routing: warp w routes tokens w, w + kRouteGatherWarps, ... with route_token
+//      (moe_router.cuh, the code of moe_route_kernel: the same ids and weights bit for bit),
+//      writing weights and expert_ids; lane j < k also keeps the pair's bucket in shared memory
+//      (its expert, or E for an id outside [0, E), as moe_group_by_expert_kernel sorts them).
+//   2. grouping: thread p < P finds its pair's position in the stable order by bucket, the
+//      number of pairs with a lower bucket or the same bucket and a lower index, and writes
+//      sorted_pairs and sorted_tokens there; thread e <= E writes expert_offsets[e], the number of
+//      pairs with a bucket below e. These are the unique stable sort: the counting sort's
+//      outputs exactly. P <= 64, so each thread's count is 64 shared-memory reads.
+//   3. gather: gathered[pos] = x[token at pos] in 16-byte vectors, kRouteGatherVectors loads a
+//      thread in flight before their stores (one V2-Lite token: 6 rows of 4 KB, 3 vectors a
+//      thread; V3 at 8 tokens: 64 rows of 14 KB, 56).
+// One kernel instead of moe_route_kernel + moe_group_by_expert_kernel: a launch and a serial
+// hand-over less per MoE layer of a decode step.
+//
+// Launched with programmatic dependent launch (pdl.cuh): it waits for the router GEMM before its
+// first load, then lets the next kernel (the experts' gate_up GEMM, which waits itself) launch.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "ops/cuda/moe_router.cuh"
+#include "ops/cuda/pdl.cuh"
+
+namespace mlaserve::ops::gpu {
+
+inline constexpr int kRouteGatherMaxPairs = 64;
+inline constexpr int kRouteGatherWarps = 16;
+inline constexpr int kRouteGatherThreads = 32 * kRouteGatherWarps;
+inline constexpr int kRouteGatherVectors = 4;  // 16-byte row vectors a thread loads before it stores them
+
+struct MoeRouteGatherParams {
+  MoeRouteParams route;      // logits [T, E] -> weights, expert_ids [T, k]
+  int32_t* expert_offsets;   // [E + 1]
+  int32_t* sorted_pairs;     // [P]
+  int32_t* sorted_tokens;    // [P]
+  const __nv_bfloat16* x;    // [T, H], 16-byte aligned
+  __nv_bfloat16* gathered;   // [P, H], 16-byte aligned
+  int64_t hidden;            // H, a multiple of 8
+};
+
+// grid 1, block kRouteGatherThreads; T·k <= kRouteGatherMaxPairs. Launched with launch_programmatic.
+__global__ void __launch_bounds__(kRouteGatherThreads, 1) moe_route_gather_kernel(MoeRouteGatherParams p) {
+  __shared__ RouterWarpScratch scratch[kRouteGatherWarps];
+  __shared__ int32_t bucket[kRouteGatherMaxPairs];    // pair -> its expert, E if outside [0, E)
+  __shared__ int32_t token_at[kRouteGatherMaxPairs];  // sorted position -> token
+  const MoeRouteParams& r = p.route;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  grid_dependency_wait();  // the logits come from the kernel before, x from earlier ones
+  launch_dependents();
+
+  // 1. routing
+  for (int64_t t = warp; t < r.tokens; t += kRouteGatherWarps) {
+    const int32_t id = route_token(r, t, scratch[warp], lane);
+    if (lane < r.top_k) bucket[t * r.top_k + lane] = id >= 0 && id < r.experts ? id : r.experts;
+    __syncwarp();  // the next token reuses the warp's scratch
+  }
+  __syncthreads();
+
+  // 2. grouping
+  const int pairs = static_cast<int>(r.tokens) * r.top_k;
+  if (tid < pairs) {
+    const int32_t mine = bucket[tid];
+    int32_t pos = 0;
+    for (int j = 0; j < pairs; ++j) pos += bucket[j] < mine || (bucket[j] == mine && j < tid) ? 1 : 0;
+    p.sorted_pairs[pos] = tid;
+    p.sorted_tokens[pos] = tid / r.top_k;
+    token_at[pos] = tid / r.top_k;
+  }
+  for (int e = tid; e <= r.experts; e += kRouteGatherThreads) {
+    int32_t below = 0;
+    for (int j = 0; j < pairs; ++j) below += bucket[j] < e ? 1 : 0;
+    p.expert_offsets[e] = below;
+  }
+  __syncthreads();
+
+  // 3. gather
+  const int64_t vectors = p.hidden / 8, total = pairs * vectors;
+  for (int64_t i0 = tid; i0 < total; i0 += int64_t{kRouteGatherThreads} * kRouteGatherVectors) {
+    uint4 v[kRouteGatherVectors];
+#pragma unroll
+    for (int u = 0; u < kRouteGatherVectors; ++u) {
+      const int64_t i = i0 + int64_t{u} * kRouteGatherThreads;
+      if (i < total) {
+        v[u] = *reinterpret_cast<const uint4*>(p.x + token_at[i / vectors] * p.hidden + i % vectors * 8);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kRouteGatherVectors; ++u) {
+      const int64_t i = i0 + int64_t{u} * kRouteGatherThreads;
+      if (i < total) *reinterpret_cast<uint4*>(p.gathered + i * 8) = v[u];  // row i / vectors, vector i % vectors
+    }
+  }
+}
+
+}  // namespace mlaserve::ops::gpu

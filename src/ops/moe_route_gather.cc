@@ -1,0 +1,25 @@
+// Device dispatch of moe_route_gather.h (see dispatch.h), and its CPU reference: the two ops it
+// fuses, in sequence.
+#include "ops/moe_route_gather.h"
+
+#include "ops/dispatch.h"
+
+namespace mlaserve::ops {
+
+void moe_route_and_gather_cpu(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
+                              const Tensor& x, MoeRouteGatherOutputs& out) {
+  moe_route_cpu(logits, correction_bias, params, out.route);
+  moe_group_and_gather_cpu(out.route.expert_ids, logits.dim(1), x, out.grouping, out.gathered);
+}
+
+void moe_route_and_gather(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
+                          const Tensor& x, MoeRouteGatherOutputs& out, Stream stream) {
+  if (!on_gpu(out.gathered)) return moe_route_and_gather_cpu(logits, correction_bias, params, x, out);
+#ifdef MLASERVE_WITH_CUDA
+  moe_route_and_gather_cuda(logits, correction_bias, params, x, out, cuda_stream(stream));
+#else
+  no_gpu_path("moe_route_and_gather");
+#endif
+}
+
+}  // namespace mlaserve::ops

@@ -1,0 +1,53 @@
+// MoE routing, grouping and row gather as one op: moe_route (moe_router.h), then
+// moe_group_and_gather (moe_dispatch.h) on its expert ids. The outputs are exactly those of the
+// two ops in sequence, so the model can call this one in their place.
+//
+//   logits           [T, E] f32 router logits; correction_bias, params as moe_route
+//   x                [T, H] the tokens' rows (the MoE input m)
+//   route            weights [T, k] f32, expert_ids [T, k] i32           (moe_route)
+//   grouping         expert_offsets [E + 1], sorted_pairs, sorted_tokens [T·k] i32
+//   gathered         [T·k, H] the token rows in expert order             (moe_group_and_gather)
+//
+// Why one op: at decode sizes each of the two is a microseconds-long launch of one or a few
+// CTAs in the serial chain of a step; on the GPU, up to kRouteGatherMaxPairs = 64 pairs (T <= 10
+// tokens of V2-Lite's top-6, T <= 8 of V3's top-8) one CTA does both.
+#pragma once
+
+#include "core/stream.h"
+#include "core/tensor.h"
+#include "ops/moe_dispatch.h"
+#include "ops/moe_router.h"
+
+namespace mlaserve::ops {
+
+struct MoeRouteGatherOutputs {
+  RouterOutputs route;   // [T, k] weights and expert ids
+  MoeGrouping grouping;  // the pairs sorted by expert
+  Tensor gathered;       // [T·k, H] rows in expert order
+};
+
+// x and gathered f32 (host tensors).
+void moe_route_and_gather_cpu(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
+                              const Tensor& x, MoeRouteGatherOutputs& out);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls this.
+void moe_route_and_gather(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
+                          const Tensor& x, MoeRouteGatherOutputs& out, Stream stream = {});
+
+}  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/moe_route_gather.{cuh,cu} --------------------------------------------
+// The tensors of moe_route_cuda and moe_group_and_gather_cuda (x and gathered bf16), on the GPU;
+// asynchronous on stream. Up to 64 pairs, H a multiple of 8 and x, gathered 16-byte aligned: one
+// kernel (moe_route_gather.cuh) whose outputs equal the two ops' bit for bit (the same routing
+// code; an integer sort; a copy); otherwise moe_route_cuda then moe_group_and_gather_cuda.
+void moe_route_and_gather_cuda(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
+                               const Tensor& x, MoeRouteGatherOutputs& out, cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA
