@@ -46,7 +46,10 @@ namespace mlaserve::ops {
 // kv_b_proj is dequantised to bf16 once at load). One batch entry per head, reading W_UK[h] and
 // W_UV[h] in place from w_kv_b with a batch stride of (dn + dv) rows; fp32 accumulation, bf16
 // outputs. mla_absorb_query_cuda also copies q_pe into channels [dc, dc + dr) of q_abs
-// (cudaMemcpy2DAsync). Asynchronous, graph-capturable after one eager run (as linear_cuda).
+// (cudaMemcpy2DAsync). Up to 8 tokens (decode batches; dc % 8 == 0, w_kv_b and o_lat 16-byte
+// aligned) per-head GEMV kernels do both instead, the q_pe copy included
+// (src/ops/cuda/mla_absorb_gemv.cuh). Asynchronous, graph-capturable after one eager run (as
+// linear_cuda).
 void mla_absorb_query_cuda(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, cudaStream_t stream);
 
 void mla_up_project_output_cuda(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o, cudaStream_t stream);

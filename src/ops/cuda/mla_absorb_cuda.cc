@@ -12,11 +12,15 @@
 //            B = w_kv_b + (h·rph + dn)·dc row stride dc            (W_UV[h])
 //            D = o + h·dv                 row stride n·dv
 // A decode step's T is small (one row per sequence), so both are weight-bound: every head's
-// 128 x 512 slice is read once per call, 128 KB a head.
+// 128 x 512 slice is read once per call, 128 KB a head. Up to kAbsorbGemvMaxTokens = 8 tokens
+// per-head GEMV kernels run instead (mla_absorb_gemv.cuh: no cuBLASLt tile overhead, the q_pe
+// copy inside the absorb kernel, programmatic dependent launch with the weights prefetched).
 #include <string_view>
 
 #include "core/cuda_check.h"
 #include "ops/cuda/cublaslt_gemm.h"
+#include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/mla_absorb_gemv.h"
 #include "ops/mla_absorb.h"
 
 namespace mlaserve::ops {
@@ -41,6 +45,13 @@ void mla_absorb_query_cuda(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs,
             "{}: inconsistent shapes q {}, w_kv_b {}, q_abs {} (dc = {}, dr = {}, dn = {})", kOp, shape_str(q.shape()),
             shape_str(w_kv_b.shape()), shape_str(q_abs.shape()), dc, dr, dn);
   if (t == 0) return;
+  if (t <= gpu::kAbsorbGemvMaxTokens && dc % 8 == 0 && gpu::aligned16(w_kv_b)) {  // decode batches: per-head GEMVs
+    return gpu::launch_mla_absorb_gemv(
+        {gpu::ptr<const __nv_bfloat16>(q), gpu::ptr<const __nv_bfloat16>(w_kv_b), gpu::ptr<__nv_bfloat16>(q_abs),
+         static_cast<int32_t>(t), static_cast<int32_t>(n), static_cast<int32_t>(dn), static_cast<int32_t>(dr),
+         static_cast<int32_t>(dc), static_cast<int32_t>(rph)},
+        stream);
+  }
 
   cuda::GemmProblem p;
   p.m = t;
@@ -75,6 +86,13 @@ void mla_up_project_output_cuda(const Tensor& o_lat, const Tensor& w_kv_b, Tenso
             "{}: inconsistent shapes o_lat {}, w_kv_b {}, o {}", kOp, shape_str(o_lat.shape()),
             shape_str(w_kv_b.shape()), shape_str(o.shape()));
   if (t == 0) return;
+  if (t <= gpu::kAbsorbGemvMaxTokens && dc % 8 == 0 && gpu::aligned16(w_kv_b) && gpu::aligned16(o_lat)) {
+    return gpu::launch_mla_up_gemv(  // decode batches: per-head GEMVs
+        {gpu::ptr<const __nv_bfloat16>(o_lat), gpu::ptr<const __nv_bfloat16>(w_kv_b), gpu::ptr<__nv_bfloat16>(o),
+         static_cast<int32_t>(t), static_cast<int32_t>(n), static_cast<int32_t>(dn), static_cast<int32_t>(dv),
+         static_cast<int32_t>(dc), static_cast<int32_t>(rph)},
+        stream);
+  }
 
   cuda::GemmProblem p;
   p.m = t;

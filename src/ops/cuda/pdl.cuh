@@ -1,5 +1,7 @@
-// Programmatic dependent launch (PDL) and L2 prefetch for the decode-sized kernels that stream
-// weights (linear_gemv.cuh, moe_grouped_gemm_sm80.cuh).
+// Programmatic dependent launch (PDL) and L2 prefetch for the kernels of a decode step's serial
+// chain: those that stream weights (linear_gemv.cuh, moe_grouped_gemm_sm80.cuh,
+// mla_absorb_gemv.cuh) and the small ones between them (rms_norm, latent_rows, rope, silu_mul,
+// embedding, the MoE router, grouping, fused routing + gather and decode-size combine).
 //
 // Why: a decode step is a serial chain of short kernels; each one's launch and its first trip to
 // HBM (~2 us together on an H200) sit between the previous kernel's end and its own first byte.

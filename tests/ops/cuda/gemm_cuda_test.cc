@@ -2,7 +2,7 @@
 // random bf16 inputs at DeepSeek's shapes: kv_a_proj_with_mqa 576 x 2048 / 7168 (and its two
 // row views), q_b_proj 24576 x 1536, o_proj 7168 x 16384, lm_head 102400 x 2048 with f32
 // logits, routers 64 x 2048 / 256 x 7168 with f32 logits; T = 1, 7, 64, 300, 4096; absorption
-// with 16 and 128 heads. Outputs are poisoned (NaN) first and must be fully written. At large
+// with 16 and 128 heads (cuBLASLt, and up to 8 tokens the per-head GEMVs: T = 1 .. 9). Outputs are poisoned (NaN) first and must be fully written. At large
 // T only some rows are checked against the CPU (first, last, random ones): lm_head at 4096
 // rows is 1.7 TFLOP, minutes on one CPU core, and a wrong tile, stride or view shows in any row.
 // The last test captures every GEMM-shaped op in a CUDA graph and replays it.
@@ -102,27 +102,27 @@ class GemmCuda : public testing::Sm90StreamTest {
   }
 
   // mla_absorb_query and mla_up_project_output for t tokens and n heads (DeepSeek's dn 128,
-  // dr 64, dv 128, dc 512), q / o_lat as row views of larger tensors when offset > 0.
-  void check_absorb(int64_t t, int64_t n, int64_t offset = 0) {
-    constexpr int64_t kDn = 128, kDr = 64, kDv = 128, kDc = 512;
+  // dr 64, dv 128, dc 512 unless given), q / o_lat as row views of larger tensors when offset > 0.
+  void check_absorb(int64_t t, int64_t n, int64_t offset = 0, int64_t dc = 512, int64_t dv = 128) {
+    constexpr int64_t kDn = 128, kDr = 64;
     const uint64_t seed = fresh_seed();
     SCOPED_TRACE("seed " + std::to_string(seed) + ", T " + std::to_string(t) + ", heads " + std::to_string(n));
-    Tensor w_gpu = Tensor::empty({n * (kDn + kDv), kDc}, DType::kBF16, Device::kCUDA);  // kv_b_proj
+    Tensor w_gpu = Tensor::empty({n * (kDn + dv), dc}, DType::kBF16, Device::kCUDA);  // kv_b_proj
     fill_random(w_gpu, seed, stream_);
-    const Tensor w_host = random_host({n * (kDn + kDv), kDc}, DType::kBF16, seed);
+    const Tensor w_host = random_host({n * (kDn + dv), dc}, DType::kBF16, seed);
 
     // Query: [T, n, 192] -> [T, n, 576].
     Tensor q_gpu = Tensor::empty({offset + t, n, kDn + kDr}, DType::kBF16, Device::kCUDA);
     fill_random(q_gpu, seed + 1, stream_);
     const Tensor q_host = random_host({offset + t, n, kDn + kDr}, DType::kBF16, seed + 1).slice(offset, offset + t);
-    Tensor q_abs = poisoned_gpu({t, n, kDc + kDr}, DType::kBF16, stream_);
+    Tensor q_abs = poisoned_gpu({t, n, dc + kDr}, DType::kBF16, stream_);
     mla_absorb_query(q_gpu.slice(offset, offset + t), w_gpu, q_abs, Stream{stream_});
 
     // Output: [T, n, 512] -> [T, n, 128].
-    Tensor lat_gpu = Tensor::empty({offset + t, n, kDc}, DType::kBF16, Device::kCUDA);
+    Tensor lat_gpu = Tensor::empty({offset + t, n, dc}, DType::kBF16, Device::kCUDA);
     fill_random(lat_gpu, seed + 2, stream_);
-    const Tensor lat_host = random_host({offset + t, n, kDc}, DType::kBF16, seed + 2).slice(offset, offset + t);
-    Tensor o = poisoned_gpu({t, n, kDv}, DType::kBF16, stream_);
+    const Tensor lat_host = random_host({offset + t, n, dc}, DType::kBF16, seed + 2).slice(offset, offset + t);
+    Tensor o = poisoned_gpu({t, n, dv}, DType::kBF16, stream_);
     mla_up_project_output(lat_gpu.slice(offset, offset + t), w_gpu, o, Stream{stream_});
     sync();
 
@@ -130,9 +130,9 @@ class GemmCuda : public testing::Sm90StreamTest {
     EXPECT_EQ(count_nonfinite(q_abs_host), 0) << "q_abs unwritten (poison) or not finite";
     EXPECT_EQ(count_nonfinite(o_host), 0) << "o unwritten (poison) or not finite";
 
-    Tensor q_ref = Tensor::empty({t, n, kDc + kDr}, DType::kF32);
+    Tensor q_ref = Tensor::empty({t, n, dc + kDr}, DType::kF32);
     mla_absorb_query_cpu(q_host.to_f32(), w_host, q_ref);
-    Tensor o_ref = Tensor::empty({t, n, kDv}, DType::kF32);
+    Tensor o_ref = Tensor::empty({t, n, dv}, DType::kF32);
     mla_up_project_output_cpu(lat_host.to_f32(), w_host, o_ref);
 
     std::vector<int64_t> all(static_cast<size_t>(t));
@@ -147,7 +147,7 @@ class GemmCuda : public testing::Sm90StreamTest {
     int64_t mismatches = 0;
     for (int64_t r = 0; r < t * n; ++r) {
       for (int64_t c = 0; c < kDr; ++c) {
-        mismatches += got[r * (kDc + kDr) + kDc + c].bits != want[r * (kDn + kDr) + kDn + c].bits ? 1 : 0;
+        mismatches += got[r * (dc + kDr) + dc + c].bits != want[r * (kDn + kDr) + kDn + c].bits ? 1 : 0;
       }
     }
     EXPECT_EQ(mismatches, 0) << "q_pe channels of q_abs differ from q";
@@ -210,6 +210,15 @@ TEST_F(GemmCuda, SmallAbsorb) {
   check_absorb(5, 2, /*offset=*/2);
 }
 
+// Up to 8 tokens the per-head GEMVs run (mla_absorb_gemv.cuh): a latent width that leaves a
+// partial column block (136 = 128 + 8) and a partial 256-column chunk, a value width that leaves
+// a partial block of rows (120 = 7 x 16 + 8), and 9 tokens (cuBLASLt again).
+TEST_F(GemmCuda, SmallAbsorbGemvEdges) {
+  check_absorb(1, 3, 0, /*dc=*/136, /*dv=*/120);
+  check_absorb(8, 3, /*offset=*/1, /*dc=*/136, /*dv=*/120);
+  check_absorb(9, 2, 0, /*dc=*/136, /*dv=*/120);
+}
+
 // ---- DeepSeek shapes -------------------------------------------------------------------------
 
 const std::vector<int64_t> kTokens = {1, 7, 64, 300, 4096};
@@ -264,6 +273,13 @@ TEST_F(GemmCuda, Absorb16Heads) {
 
 TEST_F(GemmCuda, Absorb128Heads) {
   for (int64_t t : {1, 7, 64}) check_absorb(t, 128);
+}
+
+// Every token count of the GEMV path (kT 1, 2, 4, 8 and the rows past T inside each) and the
+// first one past it, at V2-Lite's 16 heads and V3's 128.
+TEST_F(GemmCuda, AbsorbGemvDecodeBatches) {
+  for (int64_t t : {1, 2, 3, 4, 5, 6, 8, 9}) check_absorb(t, 16);
+  for (int64_t t : {1, 2, 3, 5, 8, 9}) check_absorb(t, 128, /*offset=*/t == 3 ? 2 : 0);
 }
 
 // ---- CUDA graph capture ----------------------------------------------------------------------
