@@ -5,8 +5,10 @@
 //
 // Per shape: a paged bf16 cache with shuffled block tables, random inputs (never zeros), and as
 // many input sets as it takes to pass 128 MB (about 2.5x the H100's 50 MB L2), used in
-// rotation. The timed unit is one layer's call (decode kernel + combine) with a schedule
-// updated once beforehand, as the engine runs it: a CUDA graph of 20 calls over the rotating
+// rotation. The timed unit is one layer's call (the decode kernel, plus the combine kernel after
+// the pipeline kernel; the split-S kernel, below 8 sequences, merges in-kernel behind counters
+// that every call must leave at zero, so the graph's 20 back-to-back calls also exercise that)
+// with a schedule updated once beforehand, as the engine runs it: a CUDA graph of 20 calls over the rotating
 // sets is replayed, each replay timed with events; the median over replays, divided by 20, is
 // the figure ("graph us"). The median of single eager calls timed with events is reported too.
 //
@@ -100,6 +102,7 @@ struct Result {
   Shape shape;
   double graph_us, eager_us, schedule_us, bytes, flops, floor_us, torch_us;
   int64_t input_sets, num_parts, num_m_tiles;
+  bool pipeline;  // which decode kernel the schedule picked (else split S)
 };
 
 Result run_shape(const Shape& s, double copy_gbps, const nlohmann::json& torch, int reps, cudaStream_t stream,
@@ -166,7 +169,8 @@ Result run_shape(const Shape& s, double copy_gbps, const nlohmann::json& torch, 
     for (float v : lse) MLA_CHECK(std::isfinite(v), "shape {}: non-finite lse {} in set {}", s.key(), v, i);
   }
 
-  Result r{s, graph_us, eager_us, schedule_us, 0, 0, 0, 0, sets, schedule.num_parts, schedule.num_m_tiles};
+  Result r{s, graph_us, eager_us, schedule_us, 0, 0, 0, 0, sets, schedule.num_parts, schedule.num_m_tiles,
+           schedule.pipeline};
   const double keys = static_cast<double>(s.batch) * s.context;
   r.bytes = keys * kCacheRowDim * 2.0 + t * s.n_heads * (kCacheRowDim * 2.0 + kLatentDim * 2.0 + 4.0);
   r.flops = 2.0 * t * s.n_heads * static_cast<double>(s.context) * (kCacheRowDim + kLatentDim);
@@ -219,16 +223,17 @@ int run(int argc, char** argv) {
     }
   }
 
-  std::printf("\n%-20s %9s %9s %8s %6s %8s %6s %9s %7s %9s %9s %9s\n", "shape", "graph us", "eager us", "GB/s",
-              "%copy", "TFLOPS", "%peak", "floor us", "xfloor", "sched us", "torch us", "FlashMLA");
+  std::printf("\n%-20s %9s %9s %8s %6s %8s %6s %9s %7s %9s %9s %9s %9s\n", "shape", "graph us", "eager us", "GB/s",
+              "%copy", "TFLOPS", "%peak", "floor us", "xfloor", "sched us", "torch us", "FlashMLA", "kernel");
   nlohmann::json rows = nlohmann::json::array();
   for (const Result& r : results) {
     const double gbps = r.bytes / r.graph_us / 1e3, tflops = r.flops / r.graph_us / 1e6;
-    std::printf("%-20s %9.1f %9.1f %8.0f %6.1f %8.1f %6.1f %9.1f %7.2f %9.1f %9s %9s\n", r.shape.key().c_str(),
+    std::printf("%-20s %9.1f %9.1f %8.0f %6.1f %8.1f %6.1f %9.1f %7.2f %9.1f %9s %9s %9s\n", r.shape.key().c_str(),
                 r.graph_us, r.eager_us, gbps, 100.0 * gbps / copy_memcpy, tflops, 100.0 * tflops / peak_tflops,
                 r.floor_us, r.graph_us / r.floor_us, r.schedule_us,
                 r.torch_us > 0 ? std::to_string(static_cast<int>(r.torch_us)).c_str() : "-",
-                r.shape.flashmla_us > 0 ? std::to_string(static_cast<int>(r.shape.flashmla_us)).c_str() : "-");
+                r.shape.flashmla_us > 0 ? std::to_string(static_cast<int>(r.shape.flashmla_us)).c_str() : "-",
+                r.pipeline ? "pipeline" : "split_s");
     rows.push_back({{"shape", r.shape.key()},
                     {"batch", r.shape.batch},
                     {"context", r.shape.context},
@@ -246,7 +251,8 @@ int run(int argc, char** argv) {
                     {"flashmla_anchor_us", r.shape.flashmla_us},
                     {"input_sets", r.input_sets},
                     {"num_parts", r.num_parts},
-                    {"num_m_tiles", r.num_m_tiles}});
+                    {"num_m_tiles", r.num_m_tiles},
+                    {"kernel", r.pipeline ? "pipeline" : "split_s"}});
   }
 
   write_report(out_dir, "mla_decode", prop.name, command_line(argc, argv),

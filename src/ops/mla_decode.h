@@ -109,6 +109,7 @@ struct MlaDecodeSchedule {
   Tensor split_seqs;        // [P] i32: the sequences read by several partitions, then -1
   Tensor partial_out;       // [2P, num_m_tiles * 64, 512] f32: partial outputs of split sequences
   Tensor partial_lse;       // [2P, num_m_tiles * 64] f32
+  Tensor merge_counters;    // [2P, num_m_tiles] i32: split S's in-kernel merge; each update zeroes them
 };
 
 // Allocates a schedule for batches of up to max_seqs sequences with up to max_q_len query

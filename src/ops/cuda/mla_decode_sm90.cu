@@ -1,8 +1,10 @@
-// MLA decode attention on Hopper (sm_90a): launch code and argument checks. The design note,
-// the combine and schedule kernels are in mla_decode_sm90.cuh, the two decode kernels in
+// MLA decode attention on Hopper (sm_90a): launch code and argument checks. The design note
+// and the schedule kernel are in mla_decode_sm90.cuh, the two decode kernels in
 // mla_decode_sm90_{pipeline,split_s}.cuh (what they share in mla_decode_sm90_common.cuh), the
+// merge of split sequences (combine kernel, in-kernel merge) in mla_decode_sm90_merge.cuh, the
 // split and kernel heuristics in mla_decode_sm90_heuristics.h.
 #include "ops/cuda/mla_decode_sm90.cuh"
+#include "ops/cuda/mla_decode_sm90_merge.cuh"
 #include "ops/cuda/mla_decode_sm90_pipeline.cuh"
 #include "ops/cuda/mla_decode_sm90_split_s.cuh"
 
@@ -73,8 +75,6 @@ MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, 
             sm90::kMaxScheduleSeqs, max_seqs, n_heads, max_q_len);
   const int sms = device_sm_count();
   const sm90::MlaSplitPlan plan = sm90::plan_mla_split(n_heads, max_q_len, sms);
-  MLA_CHECK(plan.num_parts <= sm90::kMaxPieces, "{}: {} partitions, the combine kernel holds {}", kOp,
-            plan.num_parts, sm90::kMaxPieces);
   MlaDecodeSchedule s;
   s.max_seqs = max_seqs;
   s.n_heads = n_heads;
@@ -88,6 +88,7 @@ MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, 
   s.split_seqs = Tensor::empty({s.num_parts}, DType::kI32, Device::kCUDA);
   s.partial_out = Tensor::empty({2 * s.num_parts, rows, kLatentDim}, DType::kF32, Device::kCUDA);
   s.partial_lse = Tensor::empty({2 * s.num_parts, rows}, DType::kF32, Device::kCUDA);
+  s.merge_counters = Tensor::empty({2 * s.num_parts, s.num_m_tiles}, DType::kI32, Device::kCUDA);  // zeroed by updates
   return s;
 }
 
@@ -105,6 +106,8 @@ void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_l
   p.parts = ptr<sm90::MlaPartition>(schedule.parts);
   p.seq_splits = ptr<sm90::MlaSeqSplit>(schedule.seq_splits);
   p.split_seqs = ptr<int32_t>(schedule.split_seqs);
+  p.merge_counters = ptr<int32_t>(schedule.merge_counters);
+  p.num_merge_counters = static_cast<int32_t>(schedule.merge_counters.numel());
   p.num_seqs = static_cast<int32_t>(b);
   p.num_parts = static_cast<int32_t>(schedule.num_parts);
   p.piece_overhead = sm90::kPieceOverheadBlocks;
@@ -159,12 +162,19 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   p.partial_rows = static_cast<int32_t>(schedule.num_m_tiles * sm90::kTileRows);
   p.num_parts = static_cast<int32_t>(schedule.num_parts);
   p.split_seqs = ptr<const int32_t>(schedule.split_seqs);
+  p.merge_counters = ptr<int32_t>(schedule.merge_counters);
   p.scale_log2 = args.softmax_scale * 1.4426950408889634f;
 
+  // The split-S kernel's CTAs wait for each other (in-kernel merge): its grid must be one wave,
+  // one CTA per SM, which plan_mla_split gives unless there are more query tiles than SMs.
+  MLA_CHECK(schedule.pipeline || schedule.num_m_tiles * schedule.num_parts <= device_sm_count(),
+            "{}: {} x {} CTAs of the split-S kernel do not fit the SMs in one wave", kOp, schedule.num_m_tiles,
+            schedule.num_parts);
   const auto decode = schedule.pipeline ? sm90::mla_decode_sm90_pipeline_kernel : sm90::mla_decode_sm90_split_s_kernel;
   MLA_CUDA_CHECK(cudaFuncSetAttribute(decode, cudaFuncAttributeMaxDynamicSharedMemorySize, sm90::kSmemBytes));
   const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
   launch(decode, grid, sm90::kThreads, sm90::kSmemBytes, stream, p);
+  if (!schedule.pipeline) return;  // the split-S kernel merges its split sequences itself
   // Fewer than P sequences are split (each holds a partition boundary). When their rows are
   // few, a combine item is a quarter of a row, so that the work spreads over more SMs.
   const int64_t split_rows = std::min(schedule.num_seqs, schedule.num_parts) * p.max_rows;

@@ -13,17 +13,19 @@
 //   - the context is split over P partitions (blockIdx.y) so that one wave fills all SMs even
 //     for one sequence; the schedule kernel gives every partition an equal share of the step's
 //     blocks (plus kPieceOverheadBlocks per piece), runs once per step and serves every layer.
-//     Pieces of split sequences write normalised partial outputs + lse to a workspace and the
-//     combine kernel merges them by log-sum-exp. The decode and combine kernels are launched
-//     with programmatic dependent launch: each one's launch overlaps the end of the kernel before it (batch 1:
-//     ~2 us of a ~14 us call), and each waits for that kernel (griddepcontrol.wait) first.
+//     Pieces of split sequences write normalised partial outputs + lse to a workspace, merged
+//     by log-sum-exp (mla_decode_sm90_merge.cuh): inside the split-S kernel, by the CTAs that
+//     wrote the pieces once all have arrived on a counter (small batches: no second kernel), or
+//     by the combine kernel after the pipeline kernel. The kernels are launched with
+//     programmatic dependent launch: each one's launch overlaps the end of the kernel before it
+//     (batch 1: ~2 us of a ~14 us call), and each waits for that kernel (griddepcontrol.wait) first.
 //   - tensor cores through wgmma (sm_90a), operands straight from shared memory in the
 //     canonical 128-byte-swizzle layout, so that the cache tile is read from HBM once, lands in
 //     shared memory once, and feeds both GEMMs (K-major as K for S, MN-major as V for O).
 //
 // One CTA = 2 warpgroups (256 threads), ~226 KB of shared memory, one CTA per SM:
 //   Q tile [64 x 576] (72 KB) | KV stages 2 x [64 x 576] (144 KB) | P [64 x 64] bf16 (8 KB)
-//   | per-row f32 exchange [4 x 64] | 5 mbarriers.
+//   | per-row f32 exchange [4 x 64] | 5 mbarriers | 2 merge jobs (split S).
 // A tile is 9 column blocks of [64 rows][128 B]; 16-byte chunk c of row r sits at c ^ (r % 8).
 //
 // Loads are TMA bulk tensor copies (cp.async.bulk.tensor, 128-byte swizzle) issued by one
@@ -39,7 +41,7 @@
 //     several blocks (batches of 8 and more; H200: -4..-7% at batch 32..128, 16 and 128 heads).
 //   - mla_decode_sm90_split_s.cuh: both warpgroups in step, each computing S over half of a
 //     block's keys. A shorter chain per block: faster when a CTA reads about one block (batch 1).
-// The combine and schedule kernels are below.
+// The schedule kernel is below; the merge of split sequences in mla_decode_sm90_merge.cuh.
 #pragma once
 
 #include <cuda.h>
@@ -63,7 +65,6 @@ inline constexpr int kScheduleThreads = 256;
 inline constexpr int kMaxScheduleSeqs = 32768;            // the schedule's prefix sums fit shared memory
 inline constexpr int kCombineThreads = 256;                // 8 warps per work item (query row)
 inline constexpr int kCombineCtasPerSm = 4;
-inline constexpr int kMaxPieces = 256;                     // pieces of one sequence <= P
 
 // Shared-memory map of the decode kernel (byte offsets from a 1 KB-aligned base).
 struct Smem {
@@ -76,7 +77,8 @@ struct Smem {
   static constexpr int kRowInv = kRowMax + 64 * 4;         // [64] f32: 1 / row sum at a piece's end
   static constexpr int kNextReady = kRowSum;               // i32: warpgroup 0's next block has landed
   static constexpr int kBarriers = kRowSum + 2 * 64 * 4;   // mbarriers: KV full 0, 1, Q, KV empty 0, 1
-  static constexpr int kBytes = kBarriers + 5 * 8;
+  static constexpr int kMergeJobs = kBarriers + 5 * 8;     // split S: [2] MergeJob (merge.cuh), 8 ints each
+  static constexpr int kBytes = kMergeJobs + 2 * 8 * 4;
 };
 inline constexpr int kSmemBytes = Smem::kBytes + 1024;     // + room to align the base
 static_assert(kTileRows == 64, "the tiling assumes one wgmma M tile of 64 query rows");
@@ -116,101 +118,6 @@ __device__ __forceinline__ void grid_dependents_launch() {
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 }
 
-// ---- the combine kernel --------------------------------------------------------------------
-
-// Merges the pieces of split sequences: out = sum_k exp(lse_k - lse) * partial_k with
-// lse = log sum_k exp(lse_k). A work item is 512 / kParts channels of one query row of one split
-// sequence (kParts = 1: the whole row, for batches with many split rows; 4: a quarter, so that a
-// few rows split many ways, batch 1, spread over 4x the SMs); persistent CTAs walk the items.
-// In a CTA, warp g takes pieces g, g + 8, ..., lane i channels 4i + 128c of the item's range, so
-// a row split 64 ways has all its bytes in flight at once and a row split 2 ways (large batches)
-// is one round trip; the 8 warps' sums meet in shared memory. Sequences read by one partition
-// were written by the decode kernel.
-template <int kParts>
-__global__ void __launch_bounds__(kCombineThreads) mla_decode_sm90_combine_kernel(
-    const __grid_constant__ MlaDecodeParams p) {
-  static_assert(kParts == 1 || kParts == 4, "an item is a whole row or a quarter of one");
-  constexpr int kWarps = kCombineThreads / 32;
-  constexpr int kVecs = 4 / kParts;  // float4 per lane per piece
-  __shared__ float piece_lse[kMaxPieces];
-  __shared__ float4 warp_sum[kWarps][32 * kVecs];  // [warp][channel / 4 within the item]
-  __shared__ float row_lse;
-  const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
-  grid_dependency_wait();  // the decode kernel's partials
-  grid_dependents_launch();
-
-  for (int item = static_cast<int>(blockIdx.x);; item += static_cast<int>(gridDim.x)) {
-    const int split_index = item / (p.max_rows * kParts), row = item / kParts % p.max_rows;
-    const int part = item % kParts;
-    if (split_index >= p.num_parts) return;
-    const int seq = p.split_seqs[split_index];
-    if (seq < 0) return;  // past the last split sequence, and so is every later item
-    const int q_begin = p.query_start[seq];
-    if (row >= (p.query_start[seq + 1] - q_begin) * p.n_heads) continue;
-    const MlaSeqSplit split = p.seq_splits[seq];
-    const int n = split.num_pieces;
-    const int64_t slot_row = static_cast<int64_t>(split.first_slot) * p.partial_rows + row;
-
-    for (int k = tid; k < n; k += kCombineThreads) {
-      piece_lse[k] = p.partial_lse[slot_row + static_cast<int64_t>(k) * p.partial_rows];
-    }
-    __syncthreads();
-    if (warp == 0) {
-      float mx = -INFINITY;
-      for (int k = lane; k < n; k += 32) mx = fmaxf(mx, piece_lse[k]);
-#pragma unroll
-      for (int d = 16; d > 0; d /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, d));
-      const float base = mx == -INFINITY ? 0.0f : mx;
-      float sum = 0.0f;
-      for (int k = lane; k < n; k += 32) sum += expf(piece_lse[k] - base);
-#pragma unroll
-      for (int d = 16; d > 0; d /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, d);
-      if (lane == 0) row_lse = base + logf(sum);  // a real row's first piece sees key 0: sum > 0
-    }
-    __syncthreads();
-
-    const float lse = row_lse;
-    const float4* src = reinterpret_cast<const float4*>(p.partial_out + slot_row * 512) + part * 32 * kVecs + lane;
-    const int64_t piece_stride = static_cast<int64_t>(p.partial_rows) * 512 / 4;  // in float4
-    float4 acc[kVecs] = {};
-#pragma unroll(4 * kParts)
-    for (int k = warp; k < n; k += kWarps) {
-      const float w = expf(piece_lse[k] - lse);
-#pragma unroll
-      for (int c = 0; c < kVecs; ++c) {
-        const float4 v = src[k * piece_stride + c * 32];
-        acc[c].x += w * v.x;
-        acc[c].y += w * v.y;
-        acc[c].z += w * v.z;
-        acc[c].w += w * v.w;
-      }
-    }
-#pragma unroll
-    for (int c = 0; c < kVecs; ++c) warp_sum[warp][c * 32 + lane] = acc[c];
-    __syncthreads();
-    if (tid < 32 * kVecs) {  // thread t: the item's channels 4t .. 4t + 3
-      float4 total = warp_sum[0][tid];
-#pragma unroll
-      for (int g = 1; g < kWarps; ++g) {
-        const float4 v = warp_sum[g][tid];
-        total.x += v.x;
-        total.y += v.y;
-        total.z += v.z;
-        total.w += v.w;
-      }
-      const int64_t out_row = static_cast<int64_t>(q_begin) * p.n_heads + row;
-      const __nv_bfloat162 lo = __floats2bfloat162_rn(total.x, total.y);
-      const __nv_bfloat162 hi = __floats2bfloat162_rn(total.z, total.w);
-      uint2 packed;
-      packed.x = *reinterpret_cast<const uint32_t*>(&lo);
-      packed.y = *reinterpret_cast<const uint32_t*>(&hi);
-      *reinterpret_cast<uint2*>(p.out + out_row * 512 + part * 128 * kVecs + tid * 4) = packed;
-      if (tid == 0 && part == 0) p.lse[out_row] = lse;
-    }
-    __syncthreads();  // piece_lse, warp_sum and row_lse are reused by the next item
-  }
-}
-
 // ---- the schedule kernel -------------------------------------------------------------------
 
 // Exclusive prefix sum of one value per thread over the CTA; `total` gets the CTA's sum.
@@ -243,7 +150,8 @@ __device__ __forceinline__ int cta_exclusive_scan(int v, int* warp_totals, int& 
 // holds at least one boundary, and has one more piece than boundaries), and the split sequences
 // are listed for the combine kernel (fewer than P: each holds a boundary). The prefix sums of the
 // costs live in shared memory ((B + 1) ints, dynamic), where the partitions' binary searches
-// read them.
+// read them. It also zeroes the split-S kernel's merge counters (mla_decode_sm90_merge.cuh),
+// which every layer's call then leaves at zero.
 __global__ void __launch_bounds__(kScheduleThreads) mla_decode_sm90_schedule_kernel(const MlaScheduleParams p) {
   extern __shared__ int cost_prefix[];  // [B + 1]
   __shared__ int warp_totals[kScheduleThreads / 32];
@@ -280,6 +188,7 @@ __global__ void __launch_bounds__(kScheduleThreads) mla_decode_sm90_schedule_ker
     num_split += split_chunk;
   }
   for (int i = num_split + tid; i < p.num_parts; i += kScheduleThreads) p.split_seqs[i] = -1;
+  for (int i = tid; i < p.num_merge_counters; i += kScheduleThreads) p.merge_counters[i] = 0;
 
   // Unit x -> (sequence, block): the last sequence starting at or before x.
   auto locate = [&](int x, int& seq, int& block) {

@@ -38,13 +38,16 @@ struct MlaScheduleParams {
   MlaPartition* parts;        // [P] out
   MlaSeqSplit* seq_splits;    // [B] out
   int32_t* split_seqs;        // [P] out: the split sequences in batch order, then -1
+  int32_t* merge_counters;    // [2P, num_m_tiles] out: zeroed (the split-S kernel's merge counters)
+  int32_t num_merge_counters; // 2P * num_m_tiles
   int32_t num_seqs;           // B
   int32_t num_parts;          // P
   int32_t piece_overhead;     // cost of starting a piece, in 64-token blocks (heuristics.h)
 };
 
 // mla_decode_sm90_{pipeline,split_s}_kernel (grid: num_m_tiles x P) and
-// mla_decode_sm90_combine_kernel (persistent grid over (split sequence, query row) items).
+// mla_decode_sm90_combine_kernel (persistent grid over (split sequence, query row) items; after
+// the pipeline kernel only: the split-S kernel merges its split sequences itself).
 struct MlaDecodeParams {
   CUtensorMap q_map;               // q as [T * n, 576] bf16, boxes of q_box_rows x 64, 128-byte swizzle
   CUtensorMap kv_map;              // kv_cache as [num_blocks * 64, 576] bf16, boxes of 64 x 64
@@ -65,6 +68,7 @@ struct MlaDecodeParams {
   int32_t q_box_rows;              // rows of q_map's box: min(max_rows, 64)
   int32_t num_parts;               // P
   float scale_log2;                // softmax_scale * log2(e): scores go through exp2
+  int32_t* merge_counters;         // [2P, num_m_tiles] split S: arrivals per (split sequence, tile); 0 between calls
 };
 
 }  // namespace mlaserve::ops::sm90

@@ -17,9 +17,16 @@
 // O is rescaled only when a row maximum of the warp moved. At the end of a piece the two
 // warpgroups add their row sums and write out/lse (bf16) or the partial (fp32). The next
 // sequence's Q tile loads while the last block's P V runs.
+//
+// Split sequences are merged here, not by the combine kernel (mla_decode_sm90_merge.cuh): a
+// CTA that stored a split piece arrives on the (sequence, tile) counter at once, and after its
+// last block waits for the sequence's other pieces and merges its share of the tile's rows. A
+// partition's split pieces are its first and last sequences' (those in between lie whole inside
+// it), so a CTA holds at most two merge jobs.
 #pragma once
 
 #include "ops/cuda/mla_decode_sm90_common.cuh"
+#include "ops/cuda/mla_decode_sm90_merge.cuh"
 
 namespace mlaserve::ops::sm90 {
 
@@ -53,29 +60,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   float* row_max = reinterpret_cast<float*>(smem + Smem::kRowMax);  // [2][64]
   float* row_sum = reinterpret_cast<float*>(smem + Smem::kRowSum);  // [2][64]
   uint8_t* p_tile = smem + Smem::kP;
+  MergeJob* jobs = reinterpret_cast<MergeJob*>(smem + Smem::kMergeJobs);  // [2]
 
   const int tid = static_cast<int>(threadIdx.x), wg = tid / 128, lane = tid % 32;
   const int r0 = (tid / 32 % 4) * 16 + lane / 4;  // this thread's accumulator rows: r0, r0 + 8
   const int tile_row0 = static_cast<int>(blockIdx.x) * kTileRows;
-  grid_dependency_wait();  // q, the schedule, the workspace (the last combine reads it): earlier kernels
-  grid_dependents_launch();
-  const MlaPartition part = p.parts[blockIdx.y];
-
-  WorkItem cur{part.begin_seq, part.begin_block, 0};
-  if (!settle(cur, part, p, tile_row0)) return;
-
   const uint32_t s_q = ptx::smem_addr(smem + Smem::kQ), s_kv = ptx::smem_addr(smem + Smem::kKv);
-  const uint64_t q_desc = ptx::gmma_desc_sw128(s_q, 16, 1024);
-  const uint64_t k_desc = ptx::gmma_desc_sw128(s_kv + wg * 32 * 128, 16, 1024);      // keys 32 wg .. 32 wg + 31
-  const uint64_t v_desc = ptx::gmma_desc_sw128(s_kv + wg * 4 * kColBlockBytes, 8192, 1024);  // channels 256 wg ..
-  const uint64_t p_desc = ptx::gmma_desc_sw128(ptx::smem_addr(p_tile), 16, 1024);
-
   const uint32_t bar_kv = ptx::smem_addr(smem + Smem::kBarriers), bar_q = bar_kv + 16;  // stage i: bar_kv + 8 i
 
-  // Thread 0 starts every copy; the others only wait on the barriers.
-  auto load_q = [&](int seq) { load_q_tile(p, s_q, seq, tile_row0, bar_q); };
-  auto load_kv = [&](const WorkItem& it, int stage) { load_kv_block(p, s_kv, it, stage, bar_kv); };
-
+  // Shared memory only, so before the wait: it overlaps the end of the kernel before this one.
   zero_q_tail(smem, p.q_box_rows, tid);
   ptx::fence_async_proxy();
   if (tid == 0) {
@@ -85,12 +78,42 @@ __global__ void __launch_bounds__(kThreads, 1)
     ptx::mbarrier_init_fence();
   }
   __syncthreads();
+
+  grid_dependency_wait();  // q, the schedule, the workspace and counters (the last call's merge): earlier kernels
+  grid_dependents_launch();
+  const MlaPartition part = p.parts[blockIdx.y];
+  // Thread 0 reads the block id of the partition's first (sequence, block) beside settle's loads
+  // instead of after them: one dependent round trip fewer before the first copy (batch 1: a CTA
+  // reads one block, so the chain of loads before it is much of the call). A non-empty
+  // partition starts inside its first sequence's blocks, so the entry exists.
+  int first_block_id = 0;
+  if (tid == 0 && (part.begin_seq < part.end_seq || part.begin_block < part.end_block)) {
+    first_block_id = p.block_table[static_cast<int64_t>(part.begin_seq) * p.max_blocks + part.begin_block];
+  }
+
+  WorkItem cur{part.begin_seq, part.begin_block, 0};
+  if (!settle(cur, part, p, tile_row0)) return;
+
+  const uint64_t q_desc = ptx::gmma_desc_sw128(s_q, 16, 1024);
+  const uint64_t k_desc = ptx::gmma_desc_sw128(s_kv + wg * 32 * 128, 16, 1024);      // keys 32 wg .. 32 wg + 31
+  const uint64_t v_desc = ptx::gmma_desc_sw128(s_kv + wg * 4 * kColBlockBytes, 8192, 1024);  // channels 256 wg ..
+  const uint64_t p_desc = ptx::gmma_desc_sw128(ptx::smem_addr(p_tile), 16, 1024);
+
+  // Thread 0 starts every copy; the others only wait on the barriers.
+  auto load_q = [&](int seq) { load_q_tile(p, s_q, seq, tile_row0, bar_q); };
+  auto load_kv = [&](const WorkItem& it, int stage) { load_kv_block(p, s_kv, it, stage, bar_kv); };
+
   if (tid == 0) {
     load_q(cur.seq);
-    load_kv(cur, 0);
+    if (cur.seq == part.begin_seq && cur.block == part.begin_block) {
+      tma_load_tile(s_kv, &p.kv_map, first_block_id * 64, 64, bar_kv);  // load_kv(cur, 0), its id read early
+    } else {
+      load_kv(cur, 0);
+    }
   }
   uint32_t q_parity = 0, kv_parity = 0;  // parity of each barrier's next completion (bit per stage)
   bool q_loading = true;
+  int num_jobs = 0;  // split pieces stored and announced, to merge after the last block (<= 2)
 
   float o[128], s[16] = {}, m[2], l[2];
   Piece pc = start_piece(p, part, cur.seq, r0, tile_row0);
@@ -106,6 +129,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     WorkItem next = cur;
     const bool has_next = advance(next, part, p, tile_row0);
     const bool piece_ends = !has_next || next.seq != cur.seq;
+    // Read here, used at the piece's end: the load is in flight during the block's work.
+    const MlaSeqSplit split = piece_ends ? p.seq_splits[cur.seq] : MlaSeqSplit{1, 0};
 
     __syncthreads();  // everyone is done with the previous stage: its KV buffer, P, row maxima
     if (tid == 0 && has_next) load_kv(next, stage ^ 1);
@@ -180,7 +205,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (lane % 4 == 0) row_sum[wg * 64 + r0 + 8 * h] = l[h];
       }
       __syncthreads();  // row sums of both halves of the keys
-      const MlaSeqSplit split = p.seq_splits[cur.seq];
       const int col0 = wg * 256 + 2 * (lane % 4);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -198,13 +222,30 @@ __global__ void __launch_bounds__(kThreads, 1)
           if (wg == 0 && lane % 4 == 0) p.partial_lse[slot_row] = lse;
         }
       }
+      if (split.num_pieces > 1) {  // announce the piece; its merge waits until after the last block
+        __threadfence();            // this thread's partial rows are visible GPU-wide ...
+        __syncthreads();            // ... and every thread's, before thread 0 announces them
+        if (tid == 0) {
+          merge_arrive(merge_counter(p, split.first_slot));
+          jobs[num_jobs] = MergeJob{split.first_slot, split.num_pieces, pc.index, pc.rows, static_cast<int32_t>(pc.row0)};
+        }
+        ++num_jobs;
+      }
       if (!has_next) break;
       pc = start_piece(p, part, next.seq, r0, tile_row0);
       reset_state();
     }
     cur = next;
   }
-}
 
+  // Every arrival of this CTA is made; now its merges, first sequence first. No copy is in
+  // flight and every wgmma has completed: the KV stages hold the merge scratch.
+  if (num_jobs > 0) {
+    __syncthreads();  // the jobs thread 0 wrote
+    float* merge_f32 = reinterpret_cast<float*>(smem + Smem::kKv + kMergeWarps * 32 * 4 * 16);
+    const MergeScratch scratch{merge_f32, merge_f32 + kMergeWarps, reinterpret_cast<float4*>(smem + Smem::kKv)};
+    for (int j = 0; j < num_jobs; ++j) merge_split_tile(p, jobs[j], tile_row0, scratch);
+  }
+}
 
 }  // namespace mlaserve::ops::sm90

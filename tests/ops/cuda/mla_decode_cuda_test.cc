@@ -10,6 +10,10 @@
 // error of ~2-4e-3; 1e-2 over the whole tensor and 2e-2 for any single (token, head) row leave
 // margin, while a wrong mask, a lost block or a misplaced row costs far more at the short
 // contexts below. lse is fp32 on both sides (tensor-core fp32 accumulation, exp2/log2): 1e-3.
+//
+// The split-S kernel (chosen below 8 sequences) merges split sequences itself, behind a counter
+// per (split sequence, query tile) that each call must leave at zero: the graph-replay case runs
+// a captured pair of calls twice and then reads the counters back.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -240,7 +244,8 @@ TEST_F(MlaDecodeCuda, SmallScheduleReusedAcrossLayers) {
 }
 
 TEST_F(MlaDecodeCuda, SmallRepeatedRunsAreBitwiseEqual) {
-  // No atomics and a fixed schedule: the same inputs give the same bits (a moving result is a race).
+  // A fixed schedule and a fixed order of arithmetic (the split-S kernel's counters only order
+  // its merge): the same inputs give the same bits (a moving result is a race).
   const HostProblem p = make_problem(uniform_batch(6, 2, 1500, 2, 600), 128, 601);
   const MlaDecodeArgs g = to_gpu(p.args);
   const int64_t t = p.args.q.dim(0);
@@ -269,7 +274,74 @@ TEST_F(MlaDecodeCuda, SmallRejectsMismatchedSchedule) {
   EXPECT_THROW(mla_decode_cuda(host_q, o, ok, nullptr), Error);
 }
 
+TEST_F(MlaDecodeCuda, SmallGraphReplaysLeaveMergeCountersAtZero) {
+  // Two "layers" captured in one CUDA graph with a schedule updated once outside it (as the
+  // engine's step graph reuses one plan per layer), replayed twice with fresh poison before each
+  // replay: the second call of each replay and the second replay see the counters the calls
+  // before left. Batch 1 at 4096 tokens (64 pieces, quarter-row merge items) and a 128-head
+  // batch with 2-token queries (4 query tiles, whole-row items).
+  struct Case {
+    std::vector<SeqSpec> seqs;
+    int64_t n_heads;
+  };
+  for (const Case& c : {Case{{{4096, 1}}, 16}, Case{{{3000, 2}, {70, 1}, {1500, 2}}, 128}}) {
+    SCOPED_TRACE(std::to_string(c.n_heads) + " heads, " + std::to_string(c.seqs.size()) + " sequences");
+    const HostProblem first = make_problem(c.seqs, c.n_heads, 1000), second = make_problem(c.seqs, c.n_heads, 1001);
+    const HostResult want1 = reference(first), want2 = reference(second);
+    const MlaDecodeArgs g1 = to_gpu(first.args), g2 = to_gpu(second.args);
+    cudaStream_t stream;
+    MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    MlaDecodeSchedule schedule =
+        mla_decode_schedule_create(static_cast<int64_t>(c.seqs.size()), c.n_heads, first.max_q_len);
+    mla_decode_schedule_update(schedule, g1.seq_lens, stream);
+    ASSERT_FALSE(schedule.pipeline) << "below 8 sequences the update picks the split-S kernel";
+    MlaDecodeOutputs o1 = poisoned_gpu_outputs(first.args.q.dim(0), c.n_heads);
+    MlaDecodeOutputs o2 = poisoned_gpu_outputs(second.args.q.dim(0), c.n_heads);
+    MLA_CUDA_CHECK(cudaDeviceSynchronize());  // the poison went to the legacy stream
+
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    MLA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    mla_decode_cuda(g1, o1, schedule, stream);
+    mla_decode_cuda(g2, o2, schedule, stream);
+    MLA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    MLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int replay = 0; replay < 2; ++replay) {
+      SCOPED_TRACE("replay " + std::to_string(replay));
+      for (MlaDecodeOutputs* o : {&o1, &o2}) {
+        o->out.fill_bytes(0xFF, Stream{stream});
+        o->lse.fill_bytes(0xFF, Stream{stream});
+      }
+      MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+      MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
+      expect_matches(to_host(o1), want1);
+      expect_matches(to_host(o2), want2);
+    }
+    MLA_CUDA_CHECK(cudaGraphExecDestroy(exec));
+    MLA_CUDA_CHECK(cudaGraphDestroy(graph));
+    MLA_CUDA_CHECK(cudaStreamDestroy(stream));
+    const Tensor counters = schedule.merge_counters.to(Device::kCPU);
+    const int32_t* cv = counters.data<int32_t>();
+    EXPECT_TRUE(std::all_of(cv, cv + counters.numel(), [](int32_t v) { return v == 0; }))
+        << "a merge counter was left non-zero";
+  }
+}
+
 // ---- batch and context at serving sizes -----------------------------------------------------
+
+TEST_F(MlaDecodeCuda, BatchesOneToSevenSplitS) {
+  // Every batch size the split-S kernel is chosen for, mixed 1- and 2-token queries and contexts
+  // from 1 to 6000 tokens at 16 heads (sequences split 1 to ~90 ways, merged by quarter rows or
+  // whole rows), 1 to 3000 at 128 heads (2-4 query tiles, whole rows; the CPU reference's time).
+  for (int64_t b = 1; b <= 7; ++b) {
+    for (const int64_t heads : {16, 128}) {
+      SCOPED_TRACE(std::to_string(b) + " sequences, " + std::to_string(heads) + " heads");
+      std::vector<SeqSpec> seqs = uniform_batch(b, 1, heads == 16 ? 6000 : 3000, 1, 1100 + 10 * b + heads);
+      for (size_t i = 1; i < seqs.size(); i += 2) seqs[i].q_len = std::min(2, seqs[i].seq_len);
+      check(seqs, heads, 1200 + 10 * b + heads);
+    }
+  }
+}
 
 TEST_F(MlaDecodeCuda, Batch128Mixed16Heads) { check(uniform_batch(128, 1, 1200, 1, 800), 16, 801); }
 
