@@ -5,12 +5,14 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "op_test_util.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"
 #include "ops/moe_dispatch.h"
+#include "ops/moe_route_gather.h"
 #include "ops/moe_router.h"
 #include "ops/silu_mul.h"
 
@@ -305,6 +307,36 @@ TEST(MoeDispatch, RoutedMlpThroughGroupingMatchesNaive) {
   }
   // Two fp32 GEMMs of 32 and 16 terms and a 3-term weighted sum: ~1e-6 of the output scale.
   EXPECT_LT(testing::max_rel_error(y, want), 1e-5);
+}
+
+// moe_route_and_gather_cpu is moe_route_cpu then moe_group_and_gather_cpu, output for output, at
+// V2-Lite's (top-6 of 64, H 2048) and V3's (noaux_tc top-8 of 256, H 7168) decode shapes.
+TEST(MoeDispatch, RouteAndGatherIsRouteThenGroupAndGather) {
+  std::mt19937_64 rng(48);
+  const std::vector<std::tuple<RouterParams, int64_t, int64_t>> shapes{{v2_lite(), 64, 2048}, {v3(), 256, 7168}};
+  for (const auto& [p, e, h] : shapes) {
+    const int64_t t = 3, k = p.top_k;
+    const Tensor logits = random_tensor({t, e}, DType::kF32, rng);
+    const bool noaux = p.method == RouterTopkMethod::kNoAuxTc;
+    const Tensor bias = noaux ? random_tensor({e}, DType::kF32, rng, 0.05f) : Tensor();
+    const Tensor m = random_tensor({t, h}, DType::kF32, rng);
+    auto poisoned_grouping = [&] {
+      return MoeGrouping{poisoned({e + 1}, DType::kI32), poisoned({t * k}, DType::kI32), poisoned({t * k}, DType::kI32)};
+    };
+    MoeRouteGatherOutputs got{{poisoned({t, k}, DType::kF32), poisoned({t, k}, DType::kI32)}, poisoned_grouping(),
+                              poisoned({t * k, h}, DType::kF32)};
+    moe_route_and_gather_cpu(logits, bias, p, m, got);
+    const RouterOutputs want = route(logits, bias, p);
+    MoeGrouping grouping = poisoned_grouping();
+    Tensor gathered = poisoned({t * k, h}, DType::kF32);
+    moe_group_and_gather_cpu(want.expert_ids, e, m, grouping, gathered);
+    EXPECT_EQ(got.route.weights.to_vector(), want.weights.to_vector());
+    EXPECT_EQ(got.route.expert_ids.to_vector(), want.expert_ids.to_vector());
+    EXPECT_EQ(got.grouping.expert_offsets.to_vector(), grouping.expert_offsets.to_vector());
+    EXPECT_EQ(got.grouping.sorted_pairs.to_vector(), grouping.sorted_pairs.to_vector());
+    EXPECT_EQ(got.grouping.sorted_tokens.to_vector(), grouping.sorted_tokens.to_vector());
+    EXPECT_EQ(got.gathered.to_vector(), gathered.to_vector());
+  }
 }
 
 TEST(MoeDispatch, RejectsBadIdsAndPermutations) {
