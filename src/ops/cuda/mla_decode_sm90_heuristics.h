@@ -26,7 +26,9 @@ inline constexpr int kPieceOverheadBlocks = 2;
 // spreads B * ceil(context / 64) blocks over ~one wave of CTAs). Measured on one H200
 // (2026-11-28, bench/NOTES-mla-decode.md v6): batch 1 at 4096 tokens split S 14.5-15.4 us vs
 // 16.1-16.2 (16 heads); batch 8 a tie (22.9-27.3 vs 23.5-23.7); batch 32-128 the pipeline
-// 4-7% faster at 16 and 128 heads.
+// 4-7% faster at 16 and 128 heads. Those figures had the combine kernel after both kernels; since
+// v7 the split-S kernel merges in-kernel (no second launch), which may move the tie at batch 8
+// towards split S: not yet measured.
 inline constexpr int64_t kPipelineMinSeqs = 8;
 inline bool use_pipeline_kernel(int64_t num_seqs) { return num_seqs >= kPipelineMinSeqs; }
 

@@ -32,6 +32,7 @@ namespace mlaserve::ops::sm90 {
 
 static_assert(kCombineThreads == 256 && kThreads == 256, "a merge item is run by 8 warps");
 inline constexpr int kMergeWarps = 8;
+inline constexpr uint32_t kMaxMergePolls = 1u << 25;  // ~0.5 us each: ~15 s before a wait gives up
 
 // Shared-memory scratch of one merge item: per warp its running max and sum of exp(lse_k - max)
 // and its weighted sum of partials (32 * kVecs float4 a warp).
@@ -133,8 +134,8 @@ __device__ __forceinline__ void merge_item(const MlaDecodeParams& p, int first_s
 // an SM (<= 64 registers), 4 pieces a warp per round trip (32 in all: batch 8 at 4096 tokens
 // has ~16 a sequence); whole rows: 3 CTAs an SM, 2 pieces a warp (large batches: 2-3 in all).
 template <int kParts>
-__global__ void __launch_bounds__(kCombineThreads, kParts == 4 ? 4 : 3) mla_decode_sm90_combine_kernel(
-    const __grid_constant__ MlaDecodeParams p) {
+__global__ void __launch_bounds__(kCombineThreads, kParts == 4 ? 4 : 3)
+    mla_decode_sm90_combine_kernel(const __grid_constant__ MlaDecodeParams p) {
   constexpr int kVecs = 4 / kParts;
   __shared__ float warp_max[kMergeWarps], warp_sum[kMergeWarps];
   __shared__ float4 warp_acc[kMergeWarps * 32 * kVecs];
@@ -152,7 +153,7 @@ __global__ void __launch_bounds__(kCombineThreads, kParts == 4 ? 4 : 3) mla_deco
     if (row >= (p.query_start[seq + 1] - q_begin) * p.n_heads) continue;
     const MlaSeqSplit split = p.seq_splits[seq];
     merge_item<kParts, kParts == 4 ? 4 : 2>(p, split.first_slot, split.num_pieces, row, part,
-                                   static_cast<int64_t>(q_begin) * p.n_heads + row, scratch);
+                                            static_cast<int64_t>(q_begin) * p.n_heads + row, scratch);
   }
 }
 
@@ -194,7 +195,11 @@ __device__ __forceinline__ void merge_split_tile(const MlaDecodeParams& p, const
   const int n = job.num_pieces;
   int departed = 0;
   if (threadIdx.x == 0) {
-    while (load_acquire(counter) < n) {
+    // A piece that never arrives (a broken schedule, or a grid that is not resident at once)
+    // would hang the GPU: after kMaxMergePolls polls (seconds) the kernel traps instead, which
+    // the next CUDA call reports as a launch failure.
+    for (uint32_t polls = 0; load_acquire(counter) < n; ++polls) {
+      if (polls == kMaxMergePolls) __trap();
     }
     departed = atomicAdd(counter, 1);  // its latency hides behind the merge
   }

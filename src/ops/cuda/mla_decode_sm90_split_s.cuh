@@ -223,11 +223,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
       if (split.num_pieces > 1) {  // announce the piece; its merge waits until after the last block
-        __threadfence();            // this thread's partial rows are visible GPU-wide ...
-        __syncthreads();            // ... and every thread's, before thread 0 announces them
+        __threadfence();           // this thread's partial rows are visible GPU-wide ...
+        __syncthreads();           // ... and every thread's, before thread 0 announces them
         if (tid == 0) {
           merge_arrive(merge_counter(p, split.first_slot));
-          jobs[num_jobs] = MergeJob{split.first_slot, split.num_pieces, pc.index, pc.rows, static_cast<int32_t>(pc.row0)};
+          jobs[num_jobs] =
+              MergeJob{split.first_slot, split.num_pieces, pc.index, pc.rows, static_cast<int32_t>(pc.row0)};
         }
         ++num_jobs;
       }
