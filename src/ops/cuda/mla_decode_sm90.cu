@@ -163,6 +163,7 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   p.num_parts = static_cast<int32_t>(schedule.num_parts);
   p.split_seqs = ptr<const int32_t>(schedule.split_seqs);
   p.merge_counters = ptr<int32_t>(schedule.merge_counters);
+  p.num_seqs = static_cast<int32_t>(b);
   p.scale_log2 = args.softmax_scale * 1.4426950408889634f;
 
   // The split-S kernel's CTAs wait for each other (in-kernel merge): its grid must be one wave,

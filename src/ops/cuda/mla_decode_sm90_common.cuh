@@ -91,6 +91,24 @@ __device__ __forceinline__ uint8_t* smem_base(uint8_t* smem_raw) {
   return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
 }
 
+// Warms L2 with the step's metadata that the walk's first dependent loads read: this
+// partition's entry, the first 128-byte line of seq_lens, query_start, seq_splits and the merge
+// counters (all of them below 32 sequences), and the first 32 lines of the block table (4 KB:
+// batch 1 up to 64k tokens). Between two layers' calls the weight streams evict these lines, and
+// every dependent load that misses L2 is an HBM round trip. A prefetch returns nothing, so it may
+// run before grid_dependency_wait (it cannot see stale data: writes land in L2). Lanes of one warp.
+__device__ __forceinline__ void prefetch_step_metadata(const MlaDecodeParams& p, int lane) {
+  auto prefetch = [](const void* line) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(line)); };
+  if (static_cast<int64_t>(lane) * 32 < static_cast<int64_t>(p.num_seqs) * p.max_blocks) {
+    prefetch(p.block_table + lane * 32);
+  }
+  if (lane == 0) prefetch(p.parts + blockIdx.y);
+  if (lane == 1) prefetch(p.seq_lens);
+  if (lane == 2) prefetch(p.query_start);
+  if (lane == 3) prefetch(p.seq_splits);
+  if (lane == 4) prefetch(p.merge_counters);
+}
+
 // A tile with fewer query rows (16 heads: 16) copies only those; rows q_box_rows .. 63 of the Q
 // tile [64 x 576] stay 0. All kThreads threads, thread tid.
 __device__ __forceinline__ void zero_q_tail(uint8_t* smem, int q_box_rows, int tid) {

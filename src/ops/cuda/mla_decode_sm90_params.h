@@ -69,6 +69,7 @@ struct MlaDecodeParams {
   int32_t num_parts;               // P
   float scale_log2;                // softmax_scale * log2(e): scores go through exp2
   int32_t* merge_counters;         // [2P, num_m_tiles] split S: arrivals per (split sequence, tile); 0 between calls
+  int32_t num_seqs;                // B (split S: bounds its L2 prefetch of the step's metadata)
 };
 
 }  // namespace mlaserve::ops::sm90

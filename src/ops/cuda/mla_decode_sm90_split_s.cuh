@@ -68,7 +68,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t s_q = ptx::smem_addr(smem + Smem::kQ), s_kv = ptx::smem_addr(smem + Smem::kKv);
   const uint32_t bar_kv = ptx::smem_addr(smem + Smem::kBarriers), bar_q = bar_kv + 16;  // stage i: bar_kv + 8 i
 
-  // Shared memory only, so before the wait: it overlaps the end of the kernel before this one.
+  // Before the wait, overlapping the end of the kernel before this one: the L2 prefetch of the
+  // metadata the first loads read, and the set-up of shared memory.
+  if (tid < 32) prefetch_step_metadata(p, tid);
   zero_q_tail(smem, p.q_box_rows, tid);
   ptx::fence_async_proxy();
   if (tid == 0) {
