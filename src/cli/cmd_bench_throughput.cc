@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "cli/cmd_bench.h"
+#include "core/device_cache.h"
 
 namespace mlaserve::cli {
 namespace {
@@ -58,6 +59,12 @@ void run_throughput(const ThroughputArgs& a) {
       {"tokens_per_step", double(s.num_scheduled_tokens) / double(std::max<int64_t>(s.num_steps, 1))},
       {"preemptions", s.num_preemptions},
       {"prefix_hit_rate", hit_rate}};
+  const DeviceCacheStats cache = device_cache_stats();  // rank 0's allocator
+  results["device_cache"] = {{"mallocs", cache.mallocs},
+                             {"releases", cache.releases},
+                             {"host_ms", cache.host_ms},
+                             {"cached_gib", double(cache.cached_bytes) / double(1 << 30)},
+                             {"used_gib", double(cache.used_bytes) / double(1 << 30)}};
 
   std::printf("%-26s %s on %s\n", "model", b.model_name.c_str(), b.card.c_str());
   std::printf("%-26s %lld x (%lld in, %lld out)\n", "requests", static_cast<long long>(a.num_prompts),
@@ -73,6 +80,9 @@ void run_throughput(const ThroughputArgs& a) {
               results["tokens_per_step"].get<double>());
   std::printf("%-26s %lld\n", "preemptions", static_cast<long long>(s.num_preemptions));
   std::printf("%-26s %.1f%%\n", "prefix cache hits", 100.0 * hit_rate);
+  std::printf("%-26s %lld cudaMalloc, %lld full-device releases, %.1f ms host; %.2f GiB idle, %.2f GiB used\n",
+              "GPU allocator (rank 0)", static_cast<long long>(cache.mallocs), static_cast<long long>(cache.releases),
+              cache.host_ms, double(cache.cached_bytes) / double(1 << 30), double(cache.used_bytes) / double(1 << 30));
 
   nlohmann::json doc = result_header("throughput", b, a.engine);
   doc["results"] = results;

@@ -7,8 +7,22 @@
 // without CUDA it does nothing.
 #pragma once
 
+#include <cstdint>
+
 namespace mlaserve {
 
 void release_idle_device_memory();
+
+// What the caching allocator has done since the process started: a step that misses the cache
+// calls cudaMalloc, and one that finds the device full gives every idle block back (cudaFree,
+// which synchronises the device) before trying again.
+struct DeviceCacheStats {
+  int64_t mallocs = 0;           // cudaMalloc calls
+  int64_t releases = 0;          // times the idle blocks went back to the driver
+  double host_ms = 0;            // host time inside cudaMalloc and those releases
+  int64_t cached_bytes = 0;      // idle blocks held now (the shared cache and the pools)
+  int64_t used_bytes = 0;        // blocks handed out now
+};
+DeviceCacheStats device_cache_stats();
 
 }  // namespace mlaserve

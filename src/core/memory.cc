@@ -2,6 +2,7 @@
 #include "core/device_cache.h"
 #include "core/side_stream.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -46,9 +47,11 @@ class DeviceCache {
         return p;
       }
     }
+    const auto t0 = std::chrono::steady_clock::now();
     void* p = nullptr;
     cudaError_t err = cudaMalloc(&p, size);
-    if (err == cudaErrorMemoryAllocation) {  // give the cached blocks back, then try once more
+    const bool full = err == cudaErrorMemoryAllocation;
+    if (full) {  // give the cached blocks back, then try once more
       (void)cudaGetLastError();
       release_cached();
       err = cudaMalloc(&p, size);
@@ -56,6 +59,9 @@ class DeviceCache {
     MLA_CUDA_CHECK(err);
     std::lock_guard lock(mutex_);
     used_[p] = {size, pool};
+    ++stats_.mallocs;
+    stats_.releases += full ? 1 : 0;
+    stats_.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return p;
   }
 
@@ -78,6 +84,17 @@ class DeviceCache {
     free_.clear();
   }
 
+  DeviceCacheStats stats() {
+    std::lock_guard lock(mutex_);
+    DeviceCacheStats s = stats_;
+    for (const auto& [size, p] : free_) s.cached_bytes += static_cast<int64_t>(size);
+    for (const auto& [pool, blocks] : pools_) {
+      for (const auto& [size, p] : blocks) s.cached_bytes += static_cast<int64_t>(size);
+    }
+    for (const auto& [p, u] : used_) s.used_bytes += static_cast<int64_t>(u.size);
+    return s;
+  }
+
  private:
   using FreeBlocks = std::multimap<size_t, void*>;  // idle blocks by size
   struct Used {
@@ -95,6 +112,7 @@ class DeviceCache {
   FreeBlocks free_;
   std::unordered_map<DevicePool*, FreeBlocks> pools_;
   std::unordered_map<void*, Used> used_;
+  DeviceCacheStats stats_;  // counts and host time; the byte totals are summed by stats()
 };
 
 thread_local DevicePool* current_pool = nullptr;
@@ -205,6 +223,14 @@ void copy_bytes_2d(void* dst, size_t dst_pitch, Device dst_device, const void* s
 void release_idle_device_memory() {
 #ifdef MLASERVE_WITH_CUDA
   device_cache().release_cached();
+#endif
+}
+
+DeviceCacheStats device_cache_stats() {
+#ifdef MLASERVE_WITH_CUDA
+  return device_cache().stats();
+#else
+  return {};
 #endif
 }
 

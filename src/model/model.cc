@@ -35,8 +35,9 @@ DeepSeekModel::DeepSeekModel(DeepSeekConfig config, ModelWeights weights, ModelO
   }
 }
 
-void DeepSeekModel::set_profiling(bool on) {
-  timer_ = on ? std::make_unique<RegionTimer>(options_.stream, options_.device != Device::kCPU) : nullptr;
+void DeepSeekModel::set_profiling(bool on, bool host_clock) {
+  const bool on_gpu = options_.device != Device::kCPU && !host_clock;
+  timer_ = on ? std::make_unique<RegionTimer>(options_.stream, on_gpu) : nullptr;
   profile_.clear();
 }
 

@@ -144,8 +144,10 @@ class DeepSeekModel {
 
   // Profiling: when on, every forward times its regions (step preparation, attention by form,
   // MoE router / experts / shared experts, dense MLPs, lm_head) on the model's stream and waits
-  // for the step to finish; profile() holds the milliseconds summed over the steps since.
-  void set_profiling(bool on);
+  // for the step to finish; profile() holds the milliseconds summed over the steps since. With
+  // `host_clock`, the regions are timed on the host instead (how long the host takes to queue
+  // each one, its waits included) and nothing waits for the GPU.
+  void set_profiling(bool on, bool host_clock = false);
   bool profiling() const { return timer_ != nullptr; }
   const RegionTotals& profile() const { return profile_; }
 
