@@ -29,7 +29,8 @@
 // position (the inverse of sorted_pairs), kept in a [P] i32 workspace from the stream-ordered
 // allocator; positions no entry names stay -1 and contribute nothing. Then one thread per vector
 // of 8 channels of a token row: acc = y[t] in fp32, acc += w[t, j] · expert_out[position] for
-// j = 0 .. k-1 in order, y[t] = bf16(acc), rounded once (or acc itself when y is f32).
+// j = 0 .. k-1 in order, y[t] = bf16(acc), rounded once (or acc itself when y is f32); the
+// rows of up to kCombineBatch = 8 pairs are loaded before the first is added.
 // Decode batches (P <= kCombineScanPairs) take moe_combine_scan_kernel instead: each CTA finds
 // its token's k positions itself by scanning sorted_pairs (P i32 from L2, a few loads a thread)
 // into shared memory, then combines exactly as above: one launch instead of an allocation, a
@@ -57,6 +58,7 @@ inline constexpr int kCombineThreads = 256;
 inline constexpr int kGroupGatherMaxPairs = 64;  // moe_group_and_gather copies rows in the grouping CTA up to here
 inline constexpr int kCombineScanPairs = 2048;  // up to this many pairs: moe_combine_scan_kernel
 inline constexpr int kCombineScanMaxTopK = 16;
+inline constexpr int kCombineBatch = 8;  // pairs' rows a combine thread loads before it adds them
 
 struct MoeGroupParams {
   const int32_t* expert_ids;  // [P] (the router's [T, k], flat)
@@ -176,21 +178,35 @@ __global__ void __launch_bounds__(kCombineThreads) moe_invert_pairs_kernel(MoeCo
 
 // This CTA's share of token t's row: y[t] = bf16(y[t] + sum_j w[t, j] · expert_out[position[j]])
 // over j = 0 .. k-1 in order (fp32, rounded once; or fp32 y as it is); a position < 0 adds
-// nothing. `position` holds the token's k sorted positions (global or shared memory).
+// nothing. `position` holds the token's k sorted positions (global or shared memory). The rows
+// of kCombineBatch pairs are loaded before the first of them is added, so that their trips to
+// L2 overlap (at one token the combine is a chain of such trips); the sum keeps j order.
 template <int kVec, typename Y>
 __device__ __forceinline__ void combine_row(const MoeCombineParams<Y>& p, int64_t t, const int32_t* position,
                                             int64_t vectors) {  // vectors = H / kVec
   for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < vectors; c += int64_t{gridDim.x} * blockDim.x) {
-    float acc[kVec], x[kVec];
+    float acc[kVec];
     Y* y = p.y + t * p.hidden + c * kVec;
     load_vec<kVec>(y, acc);
-    for (int j = 0; j < p.top_k; ++j) {
-      const int32_t pos = position[j];
-      if (pos < 0) continue;
-      const float w = p.weights[t * p.top_k + j];
-      load_vec<kVec>(p.expert_out + pos * p.hidden + c * kVec, x);
+    for (int j0 = 0; j0 < p.top_k; j0 += kCombineBatch) {
+      int32_t pos[kCombineBatch];
+      float w[kCombineBatch], x[kCombineBatch][kVec];
 #pragma unroll
-      for (int i = 0; i < kVec; ++i) acc[i] += w * x[i];
+      for (int u = 0; u < kCombineBatch; ++u) {
+        pos[u] = j0 + u < p.top_k ? position[j0 + u] : -1;
+        w[u] = pos[u] >= 0 ? p.weights[t * p.top_k + j0 + u] : 0.0f;
+        if (pos[u] >= 0) {
+          load_vec<kVec>(p.expert_out + pos[u] * p.hidden + c * kVec, x[u]);
+        } else {
+          fill_vec<kVec>(x[u], 0.0f);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kCombineBatch; ++u) {
+        if (pos[u] < 0) continue;
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) acc[i] += w[u] * x[u][i];
+      }
     }
     store_vec<kVec>(y, acc);
   }
