@@ -63,6 +63,9 @@ class DistributedRunner final : public ModelRunner {
   ModelRunnerInfo info() const override;
   Tensor execute(const ForwardBatch& batch) override;
   int max_in_flight() const override { return max_in_flight_; }
+  // With steps in flight, the logits stream: sampling step N must not queue behind stage 0's
+  // step N + 1 on the model's stream.
+  Stream sampling_stream() const override { return Stream{logits_stream_}; }
   void submit(const ForwardBatch& batch) override;
   Tensor wait() override;
 

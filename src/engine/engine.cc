@@ -287,7 +287,7 @@ void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<siz
     inputs.push_back(SamplerRow{&r.params, tokens.first(prompt_len), tokens.subspan(prompt_len), r.seed});
   }
   std::vector<int32_t> gpu_tokens;  // -1: sample on the host
-  if (!logits.is_cpu()) gpu_tokens = sample_tokens_gpu(logits, inputs);
+  if (!logits.is_cpu()) gpu_tokens = sample_tokens_gpu(logits, inputs, runner_.sampling_stream());
   for (size_t row = 0; row < sampled.size(); ++row) {
     ActiveRequest& r = *requests_.at(out.chunks[sampled[row]].seq->id);
     if (r.abort_requested) continue;  // ends without a token (complete_oldest)

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/stream.h"
 #include "core/tensor.h"
 #include "model/forward_batch.h"
 
@@ -49,6 +50,9 @@ class ModelRunner {
 
   // Steps that may be submitted and not yet waited for (>= 1).
   virtual int max_in_flight() const { return 1; }
+  // The stream the logits of wait() are ready on, where the engine samples them: the legacy
+  // default stream unless the runner says otherwise.
+  virtual Stream sampling_stream() const { return {}; }
   // Queues one step (the batch is copied or used at once: the caller may drop it). Throws
   // mlaserve::Error when the step cannot be queued; nothing is then in flight for it.
   virtual void submit(const ForwardBatch& batch) {

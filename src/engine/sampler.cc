@@ -2,8 +2,16 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
+
+#include "core/memory.h"
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+#include "core/cuda_check.h"
+#endif
 
 #include "ops/sampling.h"
 
@@ -78,7 +86,32 @@ bool samples_on_gpu(const SamplingParams& p) {
   return p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f;
 }
 
-std::vector<int32_t> sample_tokens_gpu(const Tensor& logits, std::span<const SamplerRow> rows) {
+namespace {
+
+DevicePool* sampling_pool() {
+  static DevicePool* pool = new_device_pool();
+  return pool;
+}
+
+// ids [B] i32 on the GPU -> host, after the work queued on `stream` (and only that, off the
+// legacy stream).
+std::vector<int32_t> download_ids(const Tensor& ids, Stream stream) {
+  if (stream.cuda == nullptr) {
+    const Tensor host = ids.to(Device::kCPU);
+    return {host.data<int32_t>(), host.data<int32_t>() + host.numel()};
+  }
+  std::vector<int32_t> out(static_cast<size_t>(ids.numel()));
+#ifdef MLASERVE_WITH_CUDA
+  const auto s = static_cast<cudaStream_t>(stream.cuda);
+  MLA_CUDA_CHECK(cudaMemcpyAsync(out.data(), ids.raw(), ids.nbytes(), cudaMemcpyDeviceToHost, s));
+  MLA_CUDA_CHECK(cudaStreamSynchronize(s));
+#endif
+  return out;
+}
+
+}  // namespace
+
+std::vector<int32_t> sample_tokens_gpu(const Tensor& logits, std::span<const SamplerRow> rows, Stream stream) {
   MLA_CHECK(logits.ndim() == 2 && logits.dim(0) == static_cast<int64_t>(rows.size()),
             "sample_tokens_gpu: logits {} for {} rows", shape_str(logits.shape()), rows.size());
   if (std::none_of(rows.begin(), rows.end(), [](const SamplerRow& r) { return samples_on_gpu(*r.params); })) return {};
@@ -91,10 +124,11 @@ std::vector<int32_t> sample_tokens_gpu(const Tensor& logits, std::span<const Sam
                                         : ops::SamplingOptions{0.0f, 0, 1.0f, 0.0f});
     keys.push_back({r.seed, static_cast<uint64_t>(r.output.size())});
   }
+  std::optional<DevicePoolScope> pool;
+  if (stream.cuda != nullptr) pool.emplace(sampling_pool());
   Tensor ids = Tensor::empty({logits.dim(0)}, DType::kI32, logits.device());
-  ops::sample(logits, options, keys, ids);  // all-greedy batches take the argmax kernel alone
-  const Tensor host = ids.to(Device::kCPU);
-  std::vector<int32_t> tokens(host.data<int32_t>(), host.data<int32_t>() + host.numel());
+  ops::sample(logits, options, keys, ids, stream);  // all-greedy batches take the argmax kernel alone
+  std::vector<int32_t> tokens = download_ids(ids, stream);
   for (size_t i = 0; i < rows.size(); ++i) {
     if (!samples_on_gpu(*rows[i].params)) tokens[i] = -1;
   }

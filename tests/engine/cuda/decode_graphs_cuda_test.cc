@@ -4,13 +4,18 @@
 // concurrent requests (chunked prefill, prefix hits) like the eager engine (tiny-v2-lite: see
 // that test for why not tiny-v3); the padded sizes.
 //
-// Tolerance: a graph step runs the same kernels as an eager step, but on G >= B rows: cuBLASLt
-// and the MoE grouped GEMM may pick another tile or split for G rows than for B, which rounds
-// partial sums differently. So logits are compared with bf16 noise allowed (|d| <= 2e-2 +
-// 2e-2·|x|), and a greedy continuation of the engine may part from the eager engine's only
+// Tolerance: a graph step runs on G >= B rows: cuBLASLt and the MoE grouped GEMM may pick another
+// tile or split for G rows than for B, and MLA decode another kernel (the warpgroup pipeline from
+// 8 sequences, split-S below: ops/cuda/mla_decode_sm90_heuristics.h), which round partial sums
+// differently. A bf16 rounding difference in a row's hidden state moves every logit of the row
+// by an amount that scales with the row (each logit is a dot product of that hidden state), not
+// with the logit itself; so logits are compared with bf16 noise allowed per row (|d| <= 2e-2 +
+// 2e-2·max|row|; H200, 2026-11-28: the old bound of 2e-2 + 2e-2·|x| was passed by 0.0234 where
+// |x| was 0.07), and a greedy continuation of the engine may part from the eager engine's only
 // where the eager run's top two tokens nearly tie (log-probabilities within 0.05).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -22,6 +27,17 @@
 
 namespace mlaserve {
 namespace {
+
+// The bounds on |got - want| for the logits [R, V] of each row: bf16 noise at the row's scale.
+std::vector<float> row_bounds(const Tensor& want) {
+  std::vector<float> bounds(static_cast<size_t>(want.dim(0)));
+  for (int64_t r = 0; r < want.dim(0); ++r) {
+    float scale = 0.0f;
+    for (int64_t i = 0; i < want.dim(1); ++i) scale = std::max(scale, std::fabs(want.data<float>()[r * want.dim(1) + i]));
+    bounds[static_cast<size_t>(r)] = 2e-2f + 2e-2f * scale;
+  }
+  return bounds;
+}
 
 DeepSeekModel load_gpu(const std::string& name) {
   ModelOptions options;
@@ -173,10 +189,11 @@ TEST_P(DecodeGraphsOnTinyModels, ShrinkingDecodeBatchesMatchEagerStepByStep) {
     const Tensor want = model.forward(d, eager_cache).to(Device::kCPU);
     const Tensor got = graphs.run(d).to(Device::kCPU);
     ASSERT_EQ(got.shape(), want.shape());
+    const std::vector<float> bounds = row_bounds(want);
     for (int64_t i = 0; i < want.numel(); ++i) {
       const float e = want.data<float>()[i], g = got.data<float>()[i];
       ASSERT_TRUE(std::isfinite(g)) << "step " << step << ", element " << i;
-      ASSERT_LE(std::fabs(g - e), 2e-2f + 2e-2f * std::fabs(e)) << "step " << step << ", element " << i;
+      ASSERT_LE(std::fabs(g - e), bounds[static_cast<size_t>(i / want.dim(1))]) << "step " << step << ", element " << i;
     }
   }
   EXPECT_EQ(graphs.num_captured(), 5);  // 16, 8, 4, 2, 1
@@ -227,10 +244,11 @@ TEST_P(DecodeGraphsOnTinyModels, SmallGraphStepEqualsTheEagerStep) {
   const Tensor replay = graphs.run(d).to(Device::kCPU);  // replays
   EXPECT_EQ(graphs.num_captured(), 1);
   ASSERT_EQ(replay.shape(), eager.shape());
+  const std::vector<float> bounds = row_bounds(eager);
   for (int64_t i = 0; i < eager.numel(); ++i) {
     const float e = eager.data<float>()[i], r = replay.data<float>()[i], f = first.data<float>()[i];
     ASSERT_TRUE(std::isfinite(r)) << "element " << i;
-    ASSERT_LE(std::fabs(r - e), 2e-2f + 2e-2f * std::fabs(e)) << "element " << i;
+    ASSERT_LE(std::fabs(r - e), bounds[static_cast<size_t>(i / eager.dim(1))]) << "element " << i;
     ASSERT_EQ(r, f) << "two replays of one graph differ at element " << i;
   }
 }
