@@ -25,10 +25,10 @@
 // one GPU rounds its own (model/tensor_parallel.cc), so only the order of the f32 additions
 // differs: measured on H200s, at most 0.63% relative L2 on the golden models, 3.3-3.7% on 27
 // V2-Lite-shaped layers and about 1% on V3 shapes. Through the MoE router a difference can flip a
-// near-tied expert choice, which moves a token's output by O(1); the bounds per step are 2%
-// (golden models), 10% (dummy models at released shapes) and 20% (the same in block FP8, see
-// kDummyFp8TpRelL2), and the greedy tokens (teacher-forced along the one-GPU path) must equal
-// one GPU's wherever its choice is not a near tie (see expect_same).
+// near-tied expert choice, which moves a token's output by O(1); the bounds are 2% per step
+// (golden models), and on the dummy models at released shapes 10% (20% in block FP8) for the
+// median row with 40% for any row (see kFlipRowRelL2), and the greedy tokens (teacher-forced along
+// the one-GPU path) must equal one GPU's wherever its choice is not a near tie (see expect_same).
 //
 // The engine over a pipeline with steps in flight (EnginePipeline): rank 0 runs the engine over
 // dist::DistributedRunner, which keeps one step per stage in flight, and must give exactly the
@@ -40,6 +40,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -344,26 +345,37 @@ GreedyRun split_run(DeepSeekModel& model, const StepGroups& groups, const std::v
   return run;
 }
 
-// Logits within `max_rel_l2` at every step; greedy tokens equal to one GPU's except at near
-// ties: where they differ, one GPU's logits of the two tokens must be closer than the largest
-// logit difference between the two runs on that row (bf16 rounding can flip such a choice).
-void expect_same(const GreedyRun& split, const GreedyRun& whole, double max_rel_l2) {
+// How far a split run's logits may be from one GPU's (relative L2). Without `flip_row`: every
+// step within `step`. With it (dummy models at released shapes, see kDummyTpRelL2): the median
+// row within `step`, and every row within `flip_row`, the most one expert choice flipped at a
+// near tie can move a row.
+struct LogitBounds {
+  double step = 0;
+  double flip_row = 0;
+};
+
+// Logits within `bounds`; greedy tokens equal to one GPU's except at near ties: where they
+// differ, one GPU's logits of the two tokens must be closer than the largest logit difference
+// between the two runs on that row (bf16 rounding can flip such a choice).
+void expect_same(const GreedyRun& split, const GreedyRun& whole, LogitBounds bounds) {
   if (rank() != 0) return;
   ASSERT_EQ(split.logits.size(), whole.logits.size());
   int64_t same = 0, total = 0;
   double worst = 0;
+  std::vector<double> rows;  // every row's distance, every step
   for (size_t k = 0; k < whole.logits.size(); ++k) {
     const Tensor& w = whole.logits[k];
     const Tensor& g = split.logits[k];
     const double e = rel_l2(g, w);
     worst = std::max(worst, e);
-    EXPECT_LE(e, max_rel_l2) << "step " << k;
+    if (bounds.flip_row == 0) EXPECT_LE(e, bounds.step) << "step " << k;
     const int64_t v = w.dim(1);
-    if (e > max_rel_l2 / 2) {  // which rows carry the distance (a routing flip moves one row by O(1))
-      for (int64_t s = 0; s < w.dim(0); ++s) {
-        std::printf("  step %zu row %lld: rel. L2 %.3f%%\n", k, static_cast<long long>(s),
-                    100 * rel_l2(g.slice(s, s + 1), w.slice(s, s + 1)));
+    for (int64_t s = 0; s < w.dim(0); ++s) {
+      rows.push_back(rel_l2(g.slice(s, s + 1), w.slice(s, s + 1)));
+      if (rows.back() > bounds.step / 2) {  // a routing flip moves one row by O(1)
+        std::printf("  step %zu row %lld: rel. L2 %.3f%%\n", k, static_cast<long long>(s), 100 * rows.back());
       }
+      if (bounds.flip_row > 0) EXPECT_LE(rows.back(), bounds.flip_row) << "step " << k << " row " << s;
     }
     for (int64_t s = 0; s < w.dim(0); ++s) {
       const int32_t want = whole.tokens[static_cast<size_t>(s)][k], got = split.tokens[static_cast<size_t>(s)][k];
@@ -382,7 +394,10 @@ void expect_same(const GreedyRun& split, const GreedyRun& whole, double max_rel_
       EXPECT_LE(gap, max_diff) << "step " << k << " sequence " << s << ": not a near tie";
     }
   }
-  std::printf("  worst logits rel. L2 %.3f%%, greedy tokens equal %lld / %lld\n", 100 * worst,
+  std::nth_element(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(rows.size() / 2), rows.end());
+  const double median = rows.empty() ? 0.0 : rows[rows.size() / 2];
+  if (bounds.flip_row > 0) EXPECT_LE(median, bounds.step) << "the median row";
+  std::printf("  median row rel. L2 %.3f%%, worst step %.3f%%, greedy tokens equal %lld / %lld\n", 100 * median, 100 * worst,
               static_cast<long long>(same), static_cast<long long>(total));
 }
 
@@ -417,10 +432,19 @@ StepGroups step_groups(SplitKind kind) { return StepGroups{groups_of(kind).paral
 // can move a whole 128-value block by an FP8 step (6%) and then flip experts: on V3 shapes one GPU
 // is 11.4% from itself between whole batches and micro-batches (self_rel_l2, printed), and TP2,
 // TP4 and TP2xPP2 measured 12.1%, 12.1% and 9.6% from it (H200s, 13:22): bound 20%.
+// On the dummy models these bounds hold for the median row, not for every step: a flipped expert
+// choice at a near tie moves its row alone, by 10-23% at V3 shapes (H200s, 17:30: TP4 BF16 rows
+// of 0.8-1.05% and one of 20.2%; TP2xPP2 four rows of 10-15% among twenty; one GPU against itself
+// two rows of 10-11%; FP8 rows 4-23%), so a row may be as far as kFlipRowRelL2.
 constexpr double kGoldenTpRelL2 = 0.02;
 constexpr double kDummyTpRelL2 = 0.10;
 constexpr double kDummyFp8TpRelL2 = 0.20;
-double max_rel_l2(SplitKind kind, double tp_bound) { return kind.tp == 1 ? 0.0 : tp_bound; }
+constexpr double kFlipRowRelL2 = 0.40;
+LogitBounds golden_bounds(SplitKind kind) { return {kind.tp == 1 ? 0.0 : kGoldenTpRelL2, 0.0}; }
+LogitBounds dummy_bounds(SplitKind kind, bool fp8) {
+  if (kind.tp == 1) return {};  // exact
+  return {fp8 ? kDummyFp8TpRelL2 : kDummyTpRelL2, kFlipRowRelL2};
+}
 
 class TinySplit : public ::testing::TestWithParam<std::tuple<std::string, SplitKind>> {};
 
@@ -448,7 +472,7 @@ TEST_P(TinySplit, SameGreedyTokensAsOneGpu) {
   DeepSeekModel model(config, std::move(w), gpu_options(plan));
   // Rank 0 shares its forced tokens with the other ranks through the batches it sends.
   const GreedyRun split = split_run(model, step_groups(kind), prompts, decode_steps, one.whole);
-  expect_same(split, one.for_layout(kind.pp), max_rel_l2(kind, kGoldenTpRelL2));
+  expect_same(split, one.for_layout(kind.pp), golden_bounds(kind));
 }
 
 std::string split_name(const ::testing::TestParamInfo<std::tuple<std::string, SplitKind>>& info) {
@@ -493,7 +517,7 @@ void dummy_model_vs_one_gpu(const DeepSeekConfig& config, uint64_t seed) {
     d.shard = make_shard_plan(config, ParallelConfig{kind.tp, kind.pp, rank()});
     DeepSeekModel model(config, make_dummy_weights(config, d), gpu_options(d.shard));
     const GreedyRun split = split_run(model, step_groups(kind), prompts, 4, one.whole);
-    expect_same(split, one.for_layout(kind.pp), max_rel_l2(kind, config.fp8 ? kDummyFp8TpRelL2 : kDummyTpRelL2));
+    expect_same(split, one.for_layout(kind.pp), dummy_bounds(kind, config.fp8.has_value()));
   }
 }
 
