@@ -27,29 +27,70 @@ void check_tensor(const Tensor& t, std::string_view name, DType dtype, const Sha
   MLA_CHECK(reinterpret_cast<uintptr_t>(t.raw()) % align == 0, "{}: {} must be {}-byte aligned", kOp, name, align);
 }
 
-// One grouped GEMM: grid = (upper bound of the M tiles) x (N tiles), see the .cuh note.
+int sm_count() {
+  int device = 0, count = 0;
+  MLA_CUDA_CHECK(cudaGetDevice(&device));
+  MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
+// CTAs of one grouped GEMM: (upper bound of the M tiles) x (N tiles), see the .cuh note.
+template <class Tile>
+int64_t grid_ctas(const sm80::MoeGemmParams& p) {
+  const int64_t max_m_tiles = p.num_rows / Tile::kBM + std::min(p.num_experts, p.num_rows);
+  return max_m_tiles * p.n_tiles;
+}
+
 template <class Tile, bool kSwiGlu>
 void launch(const sm80::MoeGemmParams& p, cudaStream_t stream) {
   const int smem = Tile::kPipelineBytes + (p.num_experts + 1) * static_cast<int>(sizeof(int32_t));
   const auto kernel = sm80::moe_grouped_gemm_sm80_kernel<Tile, kSwiGlu>;
   MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  const int64_t max_m_tiles = p.num_rows / Tile::kBM + std::min(p.num_experts, p.num_rows);
-  const int64_t grid = max_m_tiles * p.n_tiles;
+  const int64_t grid = grid_ctas<Tile>(p);
   MLA_CHECK(grid < (int64_t{1} << 31), "{}: {} CTAs exceed the grid", kOp, grid);
   gpu::launch_programmatic(kernel, dim3(static_cast<unsigned>(grid)), dim3(Tile::kThreads), static_cast<size_t>(smem),
                            stream, p);
 }
 
 template <class Tile>
-void run_tiles(sm80::MoeGemmParams gate_up, sm80::MoeGemmParams down, int l2_prefetch_k_tiles, cudaStream_t stream) {
+void run_tiles(sm80::MoeGemmParams gate_up, sm80::MoeGemmParams down, cudaStream_t stream) {
   gate_up.n_tiles = gate_up.n_out / (Tile::kBN / 2);
   down.n_tiles = down.n_out / Tile::kBN;
-  gate_up.l2_prefetch_k_tiles = down.l2_prefetch_k_tiles = l2_prefetch_k_tiles;
   launch<Tile, true>(gate_up, stream);
   launch<Tile, false>(down, stream);
 }
 
-// The argument checks and both GEMMs' parameters (n_tiles and the prefetch distance are the tile's).
+// One GEMM through the decode tiles with a concrete ring (every ring's tile is 16 x 64).
+template <bool kSwiGlu>
+void launch_decode(const sm80::MoeGemmParams& p, sm80::MoeDecodeRing ring, cudaStream_t stream) {
+  using sm80::MoeDecodeRing;
+  switch (ring) {
+    case MoeDecodeRing::k2PerSm: return launch<sm80::MoeTileDecode2PerSm, kSwiGlu>(p, stream);
+    case MoeDecodeRing::k3PerSm: return launch<sm80::MoeTileDecode3PerSm, kSwiGlu>(p, stream);
+    case MoeDecodeRing::k4PerSm: return launch<sm80::MoeTileDecode4PerSm, kSwiGlu>(p, stream);
+    case MoeDecodeRing::k5PerSm: return launch<sm80::MoeTileDecode5PerSm, kSwiGlu>(p, stream);
+    case MoeDecodeRing::k7PerSm: return launch<sm80::MoeTileDecode7PerSm, kSwiGlu>(p, stream);
+    case MoeDecodeRing::kStream: return launch<sm80::MoeTileDecode, kSwiGlu>(p, stream);
+    case MoeDecodeRing::kAuto: break;
+  }
+  MLA_CHECK(false, "{}: no decode ring {}", kOp, static_cast<int>(ring));
+}
+
+// Both GEMMs through the decode tiles; kAuto picks each GEMM's ring from its own grid.
+void run_decode(sm80::MoeGemmParams gate_up, sm80::MoeGemmParams down, sm80::MoeDecodeRing ring,
+                cudaStream_t stream) {
+  using Tile = sm80::MoeTileDecode;
+  gate_up.n_tiles = gate_up.n_out / (Tile::kBN / 2);
+  down.n_tiles = down.n_out / Tile::kBN;
+  const int sms = ring == sm80::MoeDecodeRing::kAuto ? sm_count() : 0;
+  const auto pick = [&](const sm80::MoeGemmParams& p) {
+    return ring == sm80::MoeDecodeRing::kAuto ? sm80::choose_decode_ring(grid_ctas<Tile>(p), sms) : ring;
+  };
+  launch_decode<true>(gate_up, pick(gate_up), stream);
+  launch_decode<false>(down, pick(down), stream);
+}
+
+// The argument checks and both GEMMs' parameters (n_tiles is the tile's).
 struct GemmPair {
   sm80::MoeGemmParams gate_up, down;
 };
@@ -67,6 +108,7 @@ GemmPair make_gemms(const Tensor& x, const Tensor& expert_offsets, const ExpertW
   check_tensor(hidden, "hidden", DType::kBF16, {rows, im});
   check_tensor(expert_offsets, "expert_offsets", DType::kI32, {e_count + 1}, 4);
   MLA_CHECK(h % 128 == 0 && im % 128 == 0, "{}: H = {} and Im = {} must be multiples of 128", kOp, h, im);
+  static_assert(sm80::MoeTileDecode2PerSm::kPipelineBytes <= sm90::moe::smem_bytes(0), "sm90's is the largest");
   const int64_t smem_experts = (227 * 1024 - sm90::moe::smem_bytes(0)) / 4;  // the largest pipeline
   MLA_CHECK(e_count >= 1 && e_count <= smem_experts, "{}: {} experts (the kernel holds 1 .. {})", kOp, e_count,
             smem_experts);
@@ -104,19 +146,17 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
   if (rows == 0) return;
   const sm80::MoeGemmParams &gate_up = g.gate_up, &down = g.down;
   switch (sm80::choose_moe_tiles(rows, e_count, h)) {
-    case sm80::MoeTileConfig::kDecode:
-      return run_tiles<sm80::MoeTileDecode>(gate_up, down, sm80::kDecodeL2PrefetchKTiles, stream);
-    case sm80::MoeTileConfig::kMid: return run_tiles<sm80::MoeTileMid>(gate_up, down, 0, stream);
+    case sm80::MoeTileConfig::kDecode: return run_decode(gate_up, down, sm80::MoeDecodeRing::kAuto, stream);
+    case sm80::MoeTileConfig::kMid: return run_tiles<sm80::MoeTileMid>(gate_up, down, stream);
     case sm80::MoeTileConfig::kPrefillWgmma: return sm90::moe::moe_gemms_sm90(gate_up, down, stream);
   }
 }
 
 void moe_experts_sm80_decode(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w, Tensor& hidden,
-                             Tensor& out, int l2_prefetch_k_tiles, cudaStream_t stream) {
-  MLA_CHECK(l2_prefetch_k_tiles >= 0, "{}: prefetch distance {} < 0", kOp, l2_prefetch_k_tiles);
+                             Tensor& out, sm80::MoeDecodeRing ring, cudaStream_t stream) {
   const GemmPair g = make_gemms(x, expert_offsets, w, hidden, out);
   if (x.dim(0) == 0) return;
-  run_tiles<sm80::MoeTileDecode>(g.gate_up, g.down, l2_prefetch_k_tiles, stream);
+  run_decode(g.gate_up, g.down, ring, stream);
 }
 
 void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, Tensor& out,

@@ -29,15 +29,15 @@
 //
 // Decode (programmatic dependent launch, pdl.cuh; both GEMMs are launched with it):
 //   - gate_up waits for the kernels before it (they write the offsets and the rows) first thing,
-//     then lets the down GEMM launch. The down GEMM reads the offsets, finds its tile and
-//     prefetches the first k-tiles of its B rows into L2 before its own wait: the offsets were
-//     written before gate_up, whose CTAs all passed their wait before any down CTA could start,
-//     so they are visible; hidden (gate_up's output) is read only after the wait. So the down
-//     GEMM's first trip to HBM overlaps the end of gate_up.
-//   - l2_prefetch_k_tiles > 0 (the decode tiles): every 4 k-tiles, one thread per B row prefetches
-//     the row's 512 bytes l2_prefetch_k_tiles k-tiles ahead into L2 (cp.async.bulk.prefetch),
-//     so that more of the weight stream is in flight per SM than the STAGES - 1 tiles of the
-//     cp.async ring (5 x 8 KB at 16 x 64), in 512-byte runs of each row.
+//     then lets the down GEMM launch. The down GEMM reads the offsets and finds its tile before
+//     its own wait: the offsets were written before gate_up, whose CTAs all passed their wait
+//     before any down CTA could start, so they are visible; hidden (gate_up's output) is read
+//     only after the wait.
+//   - The bytes in flight come from the cp.async ring alone, its depth chosen per grid
+//     (MoeDecodeRing, moe_grouped_gemm_sm80_heuristics.h). An L2 prefetch of each B row k-tiles
+//     ahead of the ring (cp.async.bulk.prefetch, commits 84205ae/bb0e91d) was measured and
+//     removed: V2-Lite, H200, distance 0/4/8/16 k-tiles: one token 37.9/38.2/38.1/45.3 us, eight
+//     tokens 148/157/168/186 us: it never helped and at 8 tokens cost up to 26%.
 //
 // Shared memory: STAGES x [A: BM rows][B: BN rows] of 64 bf16 = 128 B per row, 16-byte chunk c of
 // row r stored at chunk c ^ (r % 8) (conflict-free cp.async stores and ldmatrix reads), then the
@@ -76,7 +76,26 @@ struct MoeTile {
   static_assert(STAGES >= 2, "a pipeline needs two stages");
 };
 
-using MoeTileDecode = MoeTile<16, 64, 6, 1, 4, 3>;
+// The decode tiles: one 16 x 64 tile, 4 warps of 16 x 16, rings of several depths (MoeDecodeRing
+// in moe_grouped_gemm_sm80_heuristics.h says which runs when). Template arguments: stages, CTAs
+// an SM (the occupancy the ring is sized for, also the launch bound).
+template <int STAGES, int PER_SM>
+using MoeTileDecodeRing = MoeTile<16, 64, STAGES, 1, 4, PER_SM>;
+using MoeTileDecode = MoeTileDecodeRing<6, 3>;  // kStream: grids of many waves
+using MoeTileDecode2PerSm = MoeTileDecodeRing<11, 2>;
+using MoeTileDecode3PerSm = MoeTileDecodeRing<7, 3>;
+using MoeTileDecode4PerSm = MoeTileDecodeRing<5, 4>;
+using MoeTileDecode5PerSm = MoeTileDecodeRing<4, 5>;
+using MoeTileDecode7PerSm = MoeTileDecodeRing<3, 7>;
+
+// Whether kMinBlocks CTAs of Tile fit one SM's 228 KB of shared memory with the M-tile prefix of
+// up to 256 experts (the released models) and the 1 KB the hardware reserves per CTA.
+template <class Tile>
+inline constexpr bool kFitsPerSm = Tile::kMinBlocks * (Tile::kPipelineBytes + 257 * 4 + 1024) <= 228 * 1024;
+static_assert(kFitsPerSm<MoeTileDecode> && kFitsPerSm<MoeTileDecode2PerSm> && kFitsPerSm<MoeTileDecode3PerSm> &&
+                  kFitsPerSm<MoeTileDecode4PerSm> && kFitsPerSm<MoeTileDecode5PerSm> &&
+                  kFitsPerSm<MoeTileDecode7PerSm>,
+              "each decode ring keeps its CTAs an SM");
 using MoeTileMid = MoeTile<64, 128, 4, 2, 4, 2>;
 using MoeTilePrefill = MoeTile<128, 256, 4, 2, 4, 1>;
 
@@ -273,23 +292,17 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   const int warp_m = warp / Tile::kWarpsN, warp_n = warp % Tile::kWarpsN;
 
   // Which (expert, M tile, N tile) this CTA computes; the down GEMM looks before its wait (see
-  // the note at the top) and warms L2 with the first k-tiles of its B rows.
+  // the note at the top).
   if constexpr (kSwiGlu) gpu::grid_dependency_wait();
   const CtaTile tile = cta_tile<Tile::kBM>(p, tile_start, warp);
-  const int k_tiles = p.k / Tile::kBK, prefetch = p.l2_prefetch_k_tiles;
-  const __nv_bfloat16* b_base = p.b + static_cast<int64_t>(tile.expert) * p.b_rows * p.k;
-  if (tile.valid && prefetch > 0) {
-    for (int r = tid; r < Tile::kBN; r += Tile::kThreads) {
-      const __nv_bfloat16* row = b_base + static_cast<int64_t>(b_tile_row<Tile, kSwiGlu>(tile.n_tile, r, p.n_out)) * p.k;
-      gpu::prefetch_l2(row, static_cast<uint32_t>(min(prefetch, k_tiles)) * Tile::kRowBytes);
-    }
-  }
   if constexpr (!kSwiGlu) gpu::grid_dependency_wait();
   gpu::launch_dependents();
   if (!tile.valid) return;
   const int n_tile = tile.n_tile, row0 = tile.row0, rows = tile.rows;
 
   // Per-thread copy sources (element offsets; k-tile kt adds kt * 64) and destinations.
+  const int k_tiles = p.k / Tile::kBK;
+  const __nv_bfloat16* b_base = p.b + static_cast<int64_t>(tile.expert) * p.b_rows * p.k;
   const __nv_bfloat16* a_base = p.a + static_cast<int64_t>(row0) * p.k;
   uint32_t a_src[Tile::kAChunks], a_dst[Tile::kAChunks], b_src[Tile::kBChunks], b_dst[Tile::kBChunks];
   bool a_valid[Tile::kAChunks];
@@ -344,13 +357,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int next = kt + Tile::kStages - 1;
     if (next < k_tiles) load_stage(next % Tile::kStages, next);
     cp_async_commit();
-    if (prefetch > 0 && kt % 4 == 0 && kt + prefetch < k_tiles) {  // 4 k-tiles = 512 bytes of each B row
-      const int ahead = kt + prefetch;
-      for (int r = tid; r < Tile::kBN; r += Tile::kThreads) {
-        const __nv_bfloat16* row = b_base + static_cast<int64_t>(b_tile_row<Tile, kSwiGlu>(n_tile, r, p.n_out)) * p.k;
-        gpu::prefetch_l2(row + ahead * Tile::kBK, static_cast<uint32_t>(min(4, k_tiles - ahead)) * Tile::kRowBytes);
-      }
-    }
 
     const uint32_t sa = smem_base + (kt % Tile::kStages) * Tile::kStageBytes;
     const uint32_t sb = sa + Tile::kBM * Tile::kRowBytes;

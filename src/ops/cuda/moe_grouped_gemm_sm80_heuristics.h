@@ -3,10 +3,9 @@
 // The host knows P (gathered rows) and E but not how the rows split over experts (that lives
 // in device memory and is never read back), so the choice goes by the mean rows per active
 // expert, P / min(E, P):
-//   kDecode  (<= 16 rows): 16 x 64 tiles, six stages, 4 warps; the GEMMs stream weights (a few
-//            rows per expert, HBM-bound), so tiles are narrow for many CTAs in flight and the
-//            M tile is one mma.sync row block. B rows are prefetched into L2
-//            kDecodeL2PrefetchKTiles k-tiles (1 KB of each row) ahead of the cp.async ring.
+//   kDecode  (<= 16 rows): 16 x 64 tiles, 4 warps; the GEMMs stream weights (a few rows per
+//            expert, HBM-bound), so tiles are narrow for many CTAs in flight and the M tile is
+//            one mma.sync row block. The depth of the cp.async ring: choose_decode_ring below.
 //   kPrefillWgmma (> 16):  the Hopper kernel (moe_grouped_gemm_sm90.cuh): 128 x 256 tiles, TMA +
 //            mbarrier pipeline, wgmma, the second warpgroup idle in tiles of <= 64 rows. Needs H
 //            a multiple of 256 (every released model). On the H200 it beat kMid at every mean it
@@ -15,14 +14,26 @@
 //            mma.sync tile (MoeTilePrefill, 186-320 TFLOPS) is no longer launched.
 //   kMid     (> 16, H not a multiple of 256: small test models): 64 x 128 tiles, four stages,
 //            8 warps of 32 x 32.
+//
+// The decode tiles' ring. Streaming weights at the HBM rate needs rate x latency bytes in flight:
+// on the H200 4.2 TB/s x ~2 us = ~8.4 MB, ~64 KB on each of 132 SMs. A stage holds 16 A rows and
+// 64 B (weight) rows of 128 bytes, 10 KB of which 8 KB weights, and STAGES - 1 stages are in
+// flight, so an SM has (resident CTAs) x (STAGES - 1) x 8 KB in flight, its resident CTAs sharing
+// ~227 KB. The one ring of before (6 stages, 3 CTAs an SM: 120 KB an SM when full, now kStream)
+// streams V2-Lite's 8-token step (34 experts, 1,496 + 1,088 CTAs, many waves) at 95% of copy
+// (148 us, H200, bench/decode_gemv_bench) but one token at 65% (37.9 us for 104 MB, the HBM floor
+// ~25 us): 6 experts x 44 N tiles = 264 gate_up CTAs are only 2 an SM (80 KB in flight), 6 x 32 =
+// 192 down CTAs ~1.5 an SM (7.7 MB in all, under the 8.4). So a grid that fits the GPU in one
+// wave gets the deepest ring that keeps it resident (ctas <= per-SM count x SMs), e.g. V2-Lite's
+// one token 11 stages at 2 an SM: 160 KB an SM, gate_up 21 MB and down 15 MB in flight. The grid
+// size is the host's upper bound of the M tiles (moe_grouped_gemm_sm80.cuh), the rows' true split
+// being on the device; past 7 an SM the grid runs in waves and keeps kStream.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 
 namespace mlaserve::ops::sm80 {
-
-inline constexpr int kDecodeL2PrefetchKTiles = 8;
 
 enum class MoeTileConfig : uint8_t { kDecode, kMid, kPrefillWgmma };
 
@@ -34,6 +45,29 @@ inline MoeTileConfig choose_moe_tiles(int64_t rows, int64_t experts, int64_t hid
   if (mean <= 16) return MoeTileConfig::kDecode;
   if (hidden % 256 != 0) return MoeTileConfig::kMid;
   return MoeTileConfig::kPrefillWgmma;
+}
+
+// The decode tiles' cp.async ring (the tile types are in moe_grouped_gemm_sm80.cuh). In flight
+// per SM when every slot is taken: stages - 1 k-tiles of 8 KB x CTAs an SM.
+enum class MoeDecodeRing : uint8_t {
+  kAuto,     // choose_decode_ring for each of the two GEMMs (what the model runs)
+  k2PerSm,   // 11 stages (110 KB), 2 CTAs an SM: 160 KB in flight an SM
+  k3PerSm,   // 7 stages (70 KB), 3 an SM: 144 KB
+  k4PerSm,   // 5 stages (50 KB), 4 an SM: 128 KB
+  k5PerSm,   // 4 stages (40 KB), 5 an SM: 120 KB
+  k7PerSm,   // 3 stages (30 KB), 7 an SM: 112 KB
+  kStream,   // 6 stages (60 KB), 3 an SM, for grids of many waves (measured, see above)
+};
+
+// The ring for a grid of `ctas` CTAs on `sms` SMs: the deepest that keeps the grid resident.
+inline MoeDecodeRing choose_decode_ring(int64_t ctas, int64_t sms) {
+  const int64_t per_sm = (ctas + sms - 1) / std::max<int64_t>(1, sms);
+  if (per_sm <= 2) return MoeDecodeRing::k2PerSm;
+  if (per_sm <= 3) return MoeDecodeRing::k3PerSm;
+  if (per_sm <= 4) return MoeDecodeRing::k4PerSm;
+  if (per_sm <= 5) return MoeDecodeRing::k5PerSm;
+  if (per_sm <= 7) return MoeDecodeRing::k7PerSm;
+  return MoeDecodeRing::kStream;
 }
 
 }  // namespace mlaserve::ops::sm80

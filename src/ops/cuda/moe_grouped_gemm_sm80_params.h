@@ -25,8 +25,6 @@ struct MoeGemmParams {
   int32_t b_rows;                  // rows of one expert's weight: 2·Im (gate_up) or H (down)
   int32_t n_out;                   // output columns: Im (SwiGLU) or H (plain)
   int32_t n_tiles;                 // column tiles per expert: n_out / (BN / 2) or n_out / BN
-  int32_t l2_prefetch_k_tiles;     // sm80 kernel: warm L2 with each B row this many 64-wide k-tiles
-                                   // ahead of the cp.async ring (0: none), see the .cuh note
 };
 
 }  // namespace mlaserve::ops::sm80

@@ -5,7 +5,10 @@
 // tile configuration under compute-sanitizer. Mean rows per active expert > 16 (V2-Lite 256 and
 // up, V3 1024 and up, SmallMidTiles, SmallPrefillTiles) run the Hopper wgmma kernel
 // (moe_grouped_gemm_sm90.cuh), smaller ones the mma.sync decode tiles. The mma.sync mid tiles
-// (H not a multiple of 256) have no case here.
+// (H not a multiple of 256) have no case here. The decode tiles' rings (MoeDecodeRing, one
+// cp.async depth per grid size) run each, through moe_experts_sm80_decode, at 1, 2 and 8 rows
+// per expert at the V2-Lite, V2 and V3 shapes and on the small problem (SmallDecodeRings, for
+// compute-sanitizer); every variant runs twice and must give the same bits both times.
 //
 // Routing is skewed and leaves experts empty: rows go to the experts of a random pool with
 // weights 1 / (rank + 1), a quarter of the pool gets none, and T = 1 routes to k distinct
@@ -23,8 +26,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -106,9 +111,26 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     return host_.emplace(e, std::move(w)).first->second;
   }
 
-  // One step: x [P, H] random, routed by counts; the GPU op against the CPU reference on the
-  // checked rows (all of them when check_all).
-  void check_step(const std::vector<int32_t>& counts, uint64_t x_seed, bool check_all) {
+  // The op's output [P, H] (on the host) into a freshly poisoned tensor: the model's dispatch
+  // (moe_experts) without a ring, the decode tiles with that ring otherwise.
+  Tensor run_op(const Tensor& x, const Tensor& offsets, std::optional<sm80::MoeDecodeRing> ring) {
+    const int64_t rows = x.dim(0);
+    Tensor out = poisoned_gpu({rows, shape_.hidden}, DType::kBF16, stream_);               // [P, H]
+    Tensor hidden = poisoned_gpu({rows, shape_.inter}, DType::kBF16, stream_);             // [P, Im] workspace
+    if (ring) {
+      moe_experts_sm80_decode(x, offsets, gpu_, hidden, out, *ring, stream_);
+    } else {
+      moe_experts(x, offsets, gpu_, ActQuantParams{}, hidden, out, Stream{stream_});
+    }
+    MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return out.to(Device::kCPU);
+  }
+
+  // One step: x [P, H] random, routed by counts; the GPU op (the model's dispatch, or the decode
+  // tiles with each of `rings`) against the CPU reference on the checked rows (all of them when
+  // check_all). Each variant runs twice and must give the same bits both times.
+  void check_step(const std::vector<int32_t>& counts, uint64_t x_seed, bool check_all,
+                  const std::vector<sm80::MoeDecodeRing>& rings = {}) {
     const MoeShape& s = shape_;
     std::vector<int32_t> offsets(counts.size() + 1, 0);
     std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
@@ -120,19 +142,10 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     fill_random(x_gpu, x_seed, stream_);
     const Tensor x_host = random_host({rows, s.hidden}, DType::kBF16, x_seed);
     const Tensor off_gpu = testing::i32_tensor(offsets, {s.experts + 1}).to(Device::kCUDA);
-    Tensor out = poisoned_gpu({rows, s.hidden}, DType::kBF16, stream_);
-    Tensor hidden = Tensor::empty({rows, s.inter}, DType::kBF16, Device::kCUDA);  // [P, Im] workspace
-    if (l2_prefetch_ >= 0) {  // the decode tiles with a given prefetch distance
-      moe_experts_sm80_decode(x_gpu, off_gpu, gpu_, hidden, out, l2_prefetch_, stream_);
-    } else {
-      moe_experts(x_gpu, off_gpu, gpu_, ActQuantParams{}, hidden, out, Stream{stream_});
-    }
-    MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    const Tensor out_host = out.to(Device::kCPU);
-    EXPECT_EQ(count_nonfinite(out_host), 0) << "outputs unwritten (poison) or not finite";
 
+    // The checked rows of each active expert and their reference [n, H] (f32).
     std::mt19937_64 rng(x_seed);
-    testing::RowErrorAccumulator errors;
+    std::vector<std::pair<std::vector<int64_t>, Tensor>> refs;
     for (int64_t e = 0; e < s.experts; ++e) {
       const int64_t begin = offsets[e], end = offsets[e + 1];
       if (begin == end) continue;
@@ -148,14 +161,32 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
       Tensor ref = Tensor::empty({n, s.hidden}, DType::kF32);
       const Tensor one_expert = testing::i32_tensor({0, static_cast<int32_t>(n)}, {2});
       moe_experts_cpu(x_rows, one_expert, host_expert(e), ActQuantParams{}, ref);
-      const Tensor got = gather_rows_f32(out_host, rows_e);
-      for (int64_t i = 0; i < n; ++i) {
-        errors.add(got.data<float>() + i * s.hidden, ref.data<float>() + i * s.hidden, s.hidden, rows_e[i]);
-      }
+      refs.emplace_back(std::move(rows_e), std::move(ref));
     }
-    testing::expect_close(errors.result(), kRelL2, kRow,
-                          "step " + std::to_string(++steps_) + ": E " + std::to_string(s.experts) + " H " +
-                              std::to_string(s.hidden) + " P " + std::to_string(rows));
+
+    std::vector<std::optional<sm80::MoeDecodeRing>> variants(rings.begin(), rings.end());
+    if (variants.empty()) variants.push_back(std::nullopt);
+    for (const std::optional<sm80::MoeDecodeRing>& ring : variants) {
+      const std::string name = ring ? "decode ring " + std::to_string(static_cast<int>(*ring)) : "moe_experts";
+      SCOPED_TRACE(name);
+      const Tensor out_host = run_op(x_gpu, off_gpu, ring);
+      EXPECT_EQ(count_nonfinite(out_host), 0) << "outputs unwritten (poison) or not finite";
+      const Tensor again = run_op(x_gpu, off_gpu, ring);
+      EXPECT_EQ(std::memcmp(out_host.raw(), again.raw(), static_cast<size_t>(rows * s.hidden) * 2), 0)
+          << "two runs differ";
+
+      testing::RowErrorAccumulator errors;
+      for (const auto& [rows_e, ref] : refs) {
+        const Tensor got = gather_rows_f32(out_host, rows_e);
+        for (size_t i = 0; i < rows_e.size(); ++i) {
+          const auto off = static_cast<int64_t>(i) * s.hidden;
+          errors.add(got.data<float>() + off, ref.data<float>() + off, s.hidden, rows_e[i]);
+        }
+      }
+      testing::expect_close(errors.result(), kRelL2, kRow,
+                            "step " + std::to_string(++steps_) + " (" + name + "): E " + std::to_string(s.experts) +
+                                " H " + std::to_string(s.hidden) + " P " + std::to_string(rows));
+    }
   }
 
   // The model-shaped test: a pool of `materialised` experts with weights, then one step per
@@ -177,9 +208,21 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
   uint64_t seed_ = 0;
   ExpertWeights gpu_;
   std::map<int64_t, ExpertWeights> host_;
-  int steps_ = 0;         // names the recorded errors of each check_step
-  int l2_prefetch_ = -1;  // >= 0: check_step runs moe_experts_sm80_decode with this distance
+  int steps_ = 0;  // names the recorded errors of each check_step
 };
+
+using sm80::MoeDecodeRing;
+const std::vector<MoeDecodeRing> kAllRings = {MoeDecodeRing::kAuto,    MoeDecodeRing::k2PerSm, MoeDecodeRing::k3PerSm,
+                                              MoeDecodeRing::k4PerSm,  MoeDecodeRing::k5PerSm, MoeDecodeRing::k7PerSm,
+                                              MoeDecodeRing::kStream};
+
+// Rows per expert `each` for the first `active` experts of `pool` (a decode step of `each`
+// tokens where those experts got every token), every other expert empty.
+std::vector<int32_t> uniform_counts(const MoeShape& s, const std::vector<int64_t>& pool, int64_t active, int32_t each) {
+  std::vector<int32_t> counts(static_cast<size_t>(s.experts), 0);
+  for (int64_t i = 0; i < active; ++i) counts[static_cast<size_t>(pool[static_cast<size_t>(i)])] = each;
+  return counts;
+}
 
 // ---- small cases (also run under compute-sanitizer): every tile configuration ----------------
 
@@ -191,16 +234,13 @@ TEST_F(MoeExpertsCuda, SmallDecodeTiles) {
   check_step({0, 0, 0, 0, 0, 0, 0, 10}, seed + 2, /*check_all=*/true);  // one expert, the last
 }
 
-// The decode tiles' L2 prefetch at every distance class: none, shorter than K (8 k-tiles of 8),
-// equal to it, past it; K = 512 and 256 (gate_up, down) are 8 and 4 k-tiles.
-TEST_F(MoeExpertsCuda, SmallDecodePrefetchDistances) {
+// Every decode ring, whose prologues (2 to 10 k-tiles) are longer or shorter than K = 512 and
+// 256 (gate_up, down: 8 and 4 k-tiles).
+TEST_F(MoeExpertsCuda, SmallDecodeRings) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
-  for (int d : {0, 1, 4, 8, 9, 64}) {
-    SCOPED_TRACE("prefetch " + std::to_string(d));
-    l2_prefetch_ = d;
-    check_step({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1 + d, /*check_all=*/true);
-  }
+  check_step({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true, kAllRings);
+  check_step({1, 0, 0, 0, 0, 0, 0, 0}, seed + 2, /*check_all=*/true, kAllRings);  // one row
 }
 
 // 16 < mean <= 64 (the wgmma kernel, mostly one 128-row tile an expert with the second
@@ -238,21 +278,22 @@ TEST_F(MoeExpertsCuda, SmallNoRowsIsANoOp) {
 // 1024 and 4096 (prefill, wgmma).
 TEST_F(MoeExpertsCuda, V2Lite) { check_model(kV2Lite, 24, {1, 64, 256, 1024, 4096}); }
 
-// The decode tiles with each L2 prefetch distance the heuristics or a benchmark may take, at 1 to 8
-// rows per expert (decode batches of 1 to 8 tokens: at most one row a token per expert):
-// V2-Lite (64 experts, H 2048, K 32 and 22 k-tiles) and V2 (160 experts, H 5120, Im 1536).
+// The decode tiles with every ring (and the model's dispatch, which picks them) at 1 to 8 rows
+// per expert (decode batches of 1 to 8 tokens: at most one row a token per expert): V2-Lite (64
+// experts, H 2048, K 32 and 22 k-tiles) with k = 6 experts of 1, 2 and 8 rows each (one step of
+// 1, 2 and 8 tokens that agree on their experts), 8 experts of 1 .. 8 rows, and skewed routings;
+// V2 (160 experts, H 5120, Im 1536).
 TEST_F(MoeExpertsCuda, V2LiteDecodeRowsPerExpert) {
   const uint64_t seed = fresh_seed();
   std::vector<int64_t> pool(12);
   std::iota(pool.begin(), pool.end(), 50);
   make_weights(kV2Lite, pool, seed);
-  for (int d : {0, 8, 16}) {
-    l2_prefetch_ = d;
-    std::vector<int32_t> counts(64, 0);
-    for (int64_t i = 0; i < 8; ++i) counts[static_cast<size_t>(pool[i])] = static_cast<int32_t>(i + 1);  // 1 .. 8 rows
-    check_step(counts, seed + 1 + d, /*check_all=*/true);
+  for (int32_t each : {1, 2, 8}) {
+    check_step(uniform_counts(kV2Lite, pool, kV2Lite.top_k, each), seed + 1 + each, /*check_all=*/true, kAllRings);
   }
-  l2_prefetch_ = -1;
+  std::vector<int32_t> counts(64, 0);
+  for (int64_t i = 0; i < 8; ++i) counts[static_cast<size_t>(pool[i])] = static_cast<int32_t>(i + 1);  // 1 .. 8 rows
+  check_step(counts, seed + 20, /*check_all=*/true, kAllRings);
   std::mt19937_64 rng(seed);
   for (int64_t t : {1, 2, 8}) check_step(skewed_counts(kV2Lite, pool, t, rng), seed + 100 + t, /*check_all=*/true);
 }
@@ -262,13 +303,24 @@ TEST_F(MoeExpertsCuda, V2DecodeRowsPerExpert) {
   make_weights(kV2, {3, 77, 80, 120, 158, 159}, seed);
   std::vector<int32_t> counts(160, 0);
   counts[3] = 1, counts[77] = 8, counts[80] = 2, counts[120] = 5, counts[159] = 3;
-  for (int d : {0, 8}) {
-    l2_prefetch_ = d;
-    check_step(counts, seed + 1 + d, /*check_all=*/true);
-  }
-  l2_prefetch_ = -1;
+  check_step(counts, seed + 1, /*check_all=*/true, kAllRings);
   std::mt19937_64 rng(seed);
   for (int64_t t : {1, 8}) check_step(skewed_counts(kV2, {3, 77, 80, 120, 158, 159}, t, rng), seed + 50 + t, true);
+}
+
+// V3 (256 experts, H 7168, Im 2048; 22.5 GB of stacked weights, 8 of them random): k = 8 experts
+// of 1, 2 and 8 rows each with every ring (the model's 1-token step: gate_up 512 CTAs, down 896;
+// the CPU checks every row at 1 and 2 rows, three rows of each expert at 8), then skewed
+// routings of 1, 2 and 8 tokens over the model's dispatch.
+TEST_F(MoeExpertsCuda, V3DecodeRowsPerExpert) {
+  const uint64_t seed = fresh_seed();
+  const std::vector<int64_t> pool = {0, 17, 63, 64, 128, 200, 254, 255};
+  make_weights(kV3, pool, seed);
+  for (int32_t each : {1, 2, 8}) {
+    check_step(uniform_counts(kV3, pool, kV3.top_k, each), seed + 1 + each, /*check_all=*/each <= 2, kAllRings);
+  }
+  std::mt19937_64 rng(seed);
+  for (int64_t t : {1, 2, 8}) check_step(skewed_counts(kV3, pool, t, rng), seed + 100 + t, /*check_all=*/false);
 }
 
 // V3: 10 of 256 experts have weights (22.5 GB of stacked bf16 weights on the GPU, 0.9 GB of
