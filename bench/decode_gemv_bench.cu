@@ -1,7 +1,7 @@
 // The weight-streaming kernels of a decode step, one at a time, against the copy bandwidth
 // (issue #7): the GEMV path of linear_cuda (ops/linear.h, linear_gemv.cuh) at DeepSeek-V2-Lite's
 // and V3's projection shapes, and the routed experts' decode tiles (moe_grouped_gemm_sm80.h) at
-// V2-Lite's batch 1, 2 and 8 with each cp.async ring (MoeDecodeRing: the model's choice per GEMM
+// V2-Lite's batch 1, 2, 4 and 8 with each cp.async ring (MoeDecodeRing: the model's choice per GEMM
 // and every fixed one; kStream is the one ring of before). A program, not a test: it prints a
 // table and writes JSON.
 //
@@ -135,7 +135,7 @@ int run(int argc, char** argv) {
       {ops::sm80::MoeDecodeRing::kStream, "6st_3sm"}};
   std::printf("\n%-20s %3s %8s %9s %9s %9s %8s %9s\n", "moe decode tiles", "T", "active", "ring", "us", "GB/s",
               "of copy", "floor us");
-  for (int64_t t : {1, 2, 8}) {
+  for (int64_t t : {1, 2, 4, 8}) {
     std::mt19937_64 rng(static_cast<uint64_t>(t) * 7919);
     std::vector<Tensor> offsets;
     double active_sum = 0.0;
