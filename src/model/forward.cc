@@ -138,14 +138,15 @@ Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache) {
       ops::add_rms_norm(ffn_out, h, next_norm, eps, normed, stream);  // h += ffn; normed = norm(h)
     }
   }
-  if (!plan_.last_stage()) {
+  Tensor logits;  // none from a stage before the last
+  if (plan_.last_stage()) {
+    // Logits only for the rows that sample: `normed` already holds RMSNorm(h, model.norm).
+    mark("lm_head");
+    logits = compute_logits(normed, step.logit_rows);
+  } else {
+    mark("pp.send");
     options_.pp_group->send(h, plan_.pp_rank + 1, stream);
-    return Tensor();
   }
-
-  // Logits only for the rows that sample: `normed` already holds RMSNorm(h, model.norm).
-  mark("lm_head");
-  Tensor logits = compute_logits(normed, step.logit_rows);
   if (timer_) {
     timer_->stop();
     timer_->add_to(profile_);
