@@ -141,18 +141,23 @@ __device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
 
 // ---- scheduling ---------------------------------------------------------------------------
 
-// Expert e's rows, clamped to [0, P] so that no offsets can send a CTA outside the tensors.
+// Expert e's rows from offsets[e] and offsets[e + 1], clamped to [0, P] so that no offsets can
+// send a CTA outside the tensors (clamp_rows; expert_rows reads the two offsets).
 // Params: any launch struct with expert_offsets, num_rows and num_experts (the BF16 kernel's
 // MoeGemmParams, the FP8 kernel's MoeFp8GemmParams). Read from L2 (ld.global.cg), never from a
 // line an earlier kernel left in L1: the down GEMM reads them before its dependency wait (see
 // the PDL note at the top).
-template <class Params>
-__device__ __forceinline__ void expert_rows(const Params& p, int e, int& begin, int& end) {
-  begin = min(max(__ldcg(p.expert_offsets + e), 0), p.num_rows);
-  end = min(max(__ldcg(p.expert_offsets + e + 1), begin), p.num_rows);
+__device__ __forceinline__ void clamp_rows(int offset, int next_offset, int num_rows, int& begin, int& end) {
+  begin = min(max(offset, 0), num_rows);
+  end = min(max(next_offset, begin), num_rows);
 }
 
-// M tile m_tile of the grouped order (< tile_start[num_experts], the prefix of expert_m_tiles):
+template <class Params>
+__device__ __forceinline__ void expert_rows(const Params& p, int e, int& begin, int& end) {
+  clamp_rows(__ldcg(p.expert_offsets + e), __ldcg(p.expert_offsets + e + 1), p.num_rows, begin, end);
+}
+
+// M tile m_tile of the grouped order (< tile_start[num_experts], expert_tile_prefix's output):
 // its expert e (tile_start[e] <= m_tile < tile_start[e + 1], by bisection), first row in
 // [0, P) and row count (1 .. BM).
 template <int BM, class Params>
@@ -174,22 +179,33 @@ __device__ __forceinline__ void locate_m_tile(const Params& p, const int32_t* ti
   rows = min(BM, end - row0);
 }
 
-template <int BM, class Params>
-__device__ __forceinline__ int expert_m_tiles(const Params& p, int e) {
-  int begin, end;
-  expert_rows(p, e, begin, end);
-  return (end - begin + BM - 1) / BM;
-}
-
 // Warp 0: tile_start[e] = M tiles of experts 0 .. e-1, tile_start[E] = all of them. Each lane
-// sums a contiguous run of experts, one shuffle scan adds the runs.
+// sums a contiguous run of experts, one shuffle scan adds the runs. A lane reads the offsets of
+// up to 8 experts (9 values) with independent loads before it uses any, so a run of <= 8 experts
+// (every released model: E <= 256) costs one trip to L2, not one per expert; its counts wait in
+// tile_start[e] (its own entries) for the scan. At one token this is on the critical path: the
+// gate_up GEMM starts streaming only after it.
 template <int BM, class Params>
 __device__ void expert_tile_prefix(const Params& p, int32_t* tile_start) {
+  constexpr int kBatch = 8;
   const int lane = static_cast<int>(threadIdx.x);
   const int per_lane = (p.num_experts + 31) / 32;
   const int first = lane * per_lane, last = min(first + per_lane, p.num_experts);
   int own = 0;
-  for (int e = first; e < last; ++e) own += expert_m_tiles<BM>(p, e);
+  for (int e0 = first; e0 < last; e0 += kBatch) {
+    int o[kBatch + 1];  // offsets[e0 .. e0 + 8], indices past `last` read offsets[last] (in bounds)
+#pragma unroll
+    for (int j = 0; j <= kBatch; ++j) o[j] = __ldcg(p.expert_offsets + min(e0 + j, last));
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      if (e0 + j >= last) break;
+      int begin, end;
+      clamp_rows(o[j], o[j + 1], p.num_rows, begin, end);
+      const int m_tiles = (end - begin + BM - 1) / BM;
+      tile_start[e0 + j] = m_tiles;
+      own += m_tiles;
+    }
+  }
   int inclusive = own;
 #pragma unroll
   for (int d = 1; d < 32; d <<= 1) {
@@ -198,8 +214,9 @@ __device__ void expert_tile_prefix(const Params& p, int32_t* tile_start) {
   }
   int run = inclusive - own;
   for (int e = first; e < last; ++e) {
+    const int m_tiles = tile_start[e];
     tile_start[e] = run;
-    run += expert_m_tiles<BM>(p, e);
+    run += m_tiles;
   }
   if (lane == 31) tile_start[p.num_experts] = inclusive;
 }
