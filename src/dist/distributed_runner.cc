@@ -44,6 +44,8 @@ DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blo
     cudaStream_t s = nullptr;
     MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     logits_stream_ = s;
+    MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    sampling_stream_ = s;
   }
 #else
   (void)wanted;
@@ -59,6 +61,8 @@ DistributedRunner::~DistributedRunner() {
     if (logits_stream_ != nullptr) {
       MLA_CUDA_CHECK(cudaStreamSynchronize(cuda_stream(logits_stream_)));
       MLA_CUDA_CHECK(cudaStreamDestroy(cuda_stream(logits_stream_)));
+      MLA_CUDA_CHECK(cudaStreamSynchronize(cuda_stream(sampling_stream_)));
+      MLA_CUDA_CHECK(cudaStreamDestroy(cuda_stream(sampling_stream_)));
     }
 #endif
   } catch (const std::exception& e) {

@@ -63,9 +63,10 @@ class DistributedRunner final : public ModelRunner {
   ModelRunnerInfo info() const override;
   Tensor execute(const ForwardBatch& batch) override;
   int max_in_flight() const override { return max_in_flight_; }
-  // With steps in flight, the logits stream: sampling step N must not queue behind stage 0's
-  // step N + 1 on the model's stream.
-  Stream sampling_stream() const override { return Stream{logits_stream_}; }
+  // With steps in flight, a stream of its own: sampling step N must not queue behind stage 0's
+  // step N + 1 on the model's stream, nor behind step N + 1's logits on the logits stream (the
+  // host has waited for step N's logits before it samples them).
+  Stream sampling_stream() const override { return Stream{sampling_stream_}; }
   void submit(const ForwardBatch& batch) override;
   Tensor wait() override;
 
@@ -85,7 +86,8 @@ class DistributedRunner final : public ModelRunner {
   LatentCache cache_;
   StepGroups groups_;
   int max_in_flight_ = 1;
-  void* logits_stream_ = nullptr;  // cudaStream_t (pipelines only)
+  void* logits_stream_ = nullptr;    // cudaStream_t (pipelines only)
+  void* sampling_stream_ = nullptr;  // cudaStream_t (pipelines only)
   std::deque<InFlight> in_flight_;
 };
 
