@@ -3,10 +3,9 @@
 #include <cctype>
 #include <cstdio>
 #include <ctime>
-#include <filesystem>
-#include <fstream>
 
 #include "core/error.h"
+#include "core/new_file.h"
 
 namespace mlaserve::bench {
 namespace {
@@ -42,11 +41,8 @@ std::string write_report(const std::string& dir, const std::string& benchmark, c
   fields["benchmark"] = benchmark;
   fields["date"] = utc(time, "%Y-%m-%dT%H:%M:%SZ");
   fields["command"] = command;
-  std::filesystem::create_directories(dir);
-  const std::string path = dir + "/" + benchmark + "_" + slug(machine) + "_" + utc(time, "%Y%m%d-%H%M%S") + ".json";
-  std::ofstream out(path);
-  out << fields.dump(2) << "\n";
-  MLA_CHECK(out.good(), "cannot write {}", path);
+  const std::string path = write_new_file(dir, benchmark + "_" + slug(machine) + "_" + utc(time, "%Y%m%d-%H%M%S"),
+                                          "json", fields.dump(2) + "\n");
   std::printf("\nwrote %s\n", path.c_str());
   return path;
 }

@@ -9,12 +9,12 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
-#include <filesystem>
 #include <fstream>
 #include <random>
 
 #include "cli/commands.h"
 #include "core/logging.h"
+#include "core/new_file.h"
 #include "kv/cache_sizing.h"
 #ifdef MLASERVE_WITH_CUDA
 #include "core/cuda_check.h"
@@ -258,12 +258,9 @@ std::string utc_now(const char* format) {
 }
 
 std::string write_result(const nlohmann::json& doc, const std::string& results_dir) {
-  std::filesystem::create_directories(results_dir);
-  const std::string path = results_dir + "/" + doc.at("benchmark").get<std::string>() + "_" +
-                           doc.at("card").get<std::string>() + "_" + utc_now("%Y%m%d-%H%M%S") + ".json";
-  std::ofstream out(path);
-  MLA_CHECK(out.good(), "cannot write {}", path);
-  out << doc.dump(2) << "\n";
+  const std::string stem = doc.at("benchmark").get<std::string>() + "_" + doc.at("card").get<std::string>() + "_" +
+                           utc_now("%Y%m%d-%H%M%S");
+  const std::string path = write_new_file(results_dir, stem, "json", doc.dump(2) + "\n");
   std::printf("wrote %s\n", path.c_str());
   return path;
 }
