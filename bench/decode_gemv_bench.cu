@@ -45,23 +45,6 @@ void fill(Tensor& t, uint64_t seed, cudaStream_t stream) {
   ops::fill_uniform_cuda(ops::UniformFill{seed, 1.0f, 0.0f}, t, stream);
 }
 
-// Microseconds per call: `calls` calls of fn(i) captured in one graph, the median of 20 replays.
-double graph_us(cudaStream_t stream, int calls, Timer& timer, const std::function<void(int)>& fn) {
-  for (int i = 0; i < calls; ++i) fn(i);
-  MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  MLA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < calls; ++i) fn(i);
-  MLA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  MLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-  const double us = timer.median_us(stream, 20, [&](int) { MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream)); }) / calls;
-  MLA_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  MLA_CUDA_CHECK(cudaGraphDestroy(graph));
-  return us;
-}
-
 struct GemvShape {
   const char* name;
   int64_t n, k;
@@ -109,7 +92,7 @@ int run(int argc, char** argv) {
       Tensor x = Tensor::empty({t, s.k}, DType::kBF16, Device::kCUDA);  // [T, K]
       fill(x, 7, stream);
       Tensor y = Tensor::empty({t, s.n}, s.out, Device::kCUDA);  // [T, N]
-      const double us = graph_us(stream, copies, timer, [&](int i) { ops::linear_gemv_cuda(x, ws[i], y, stream); });
+      const double us = timer.graph_us(stream, copies, 20, [&](int i) { ops::linear_gemv_cuda(x, ws[i], y, stream); });
       const double gbps = w_bytes / us / 1e3;
       std::printf("%-20s %6lld %6lld %3lld %9.2f %9.0f %8.2f\n", s.name, static_cast<long long>(s.n),
                   static_cast<long long>(s.k), static_cast<long long>(t), us, gbps, gbps / copy_gbps);
@@ -170,7 +153,7 @@ int run(int argc, char** argv) {
     fill(x, 300, stream);
     for (const auto& [ring_value, ring_name] : rings) {
       const ops::sm80::MoeDecodeRing ring = ring_value;  // a lambda captures no structured binding (C++17)
-      const double us = graph_us(stream, sets, timer, [&](int i) {
+      const double us = timer.graph_us(stream, sets, 20, [&](int i) {
         ops::moe_experts_sm80_decode(x, offsets[i], w, hidden, out, ring, stream);
       });
       const double gbps = weight_bytes / us / 1e3;

@@ -55,26 +55,6 @@ namespace {
 constexpr double kRotateBytes = 256e6;
 constexpr int kCalls = 10;
 
-// Microseconds per call: kCalls calls of fn(i) captured in one graph, the median of `replays`
-// timed replays over kCalls (after two eager calls and one untimed replay).
-double graph_us(cudaStream_t stream, int replays, Timer& timer, const std::function<void(int)>& fn) {
-  fn(0);
-  fn(1);
-  MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  MLA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < kCalls; ++i) fn(i);
-  MLA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  MLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-  const double us =
-      timer.median_us(stream, replays, [&](int) { MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream)); }) / kCalls;
-  MLA_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  MLA_CUDA_CHECK(cudaGraphDestroy(graph));
-  return us;
-}
-
 // Uniform(-448, 448) rounded to e4m3, on the host (12 random bits index a table of codes).
 Tensor random_fp8(const Shape& shape, std::mt19937_64& rng) {
   static const std::vector<float8_e4m3> table = [] {
@@ -194,9 +174,9 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
     };
   };
   Result r{s.name, m, s.n, s.k, 0, 0, 0, 0, 0, 0, 0, false, bytes, flops, bytes / copy / 1e3};
-  r.swap_ab_us = graph_us(stream, replays, timer, call(ops::Fp8GemmKernel::kSm90SwapAB));
+  r.swap_ab_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kSm90SwapAB));
   if (ops::sm90_fp8::cublaslt_fp8_fits(m, s.n, s.k)) {
-    r.lt_us = graph_us(stream, replays, timer, [&](int i) {
+    r.lt_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
       ops::cuda::GemmProblem p;
       p.m = m;
       p.n = s.n;
@@ -210,12 +190,12 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
       p.fp8_scales = {static_cast<const float*>(xs_t[i % 2].raw()), static_cast<const float*>(ws.raw())};
       ops::cuda::lt_gemm(p, stream);
     });
-    r.lt_path_us = graph_us(stream, replays, timer, call(ops::Fp8GemmKernel::kCublasLt));
+    r.lt_path_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kCublasLt));
   }
   if (m <= ops::sm90_fp8::kSwapAbMaxTokens) {
     for (const ops::sm90_fp8::SwapAbPlan& plan :
          ops::sm90_fp8::swap_ab_candidates(m, s.n, s.k, ops::sm90_fp8::device_sm_count())) {
-      const double us = graph_us(stream, replays, timer, [&](int i) {
+      const double us = timer.graph_us(stream, kCalls, replays, [&](int i) {
         ops::sm90_fp8::run_swap_ab({x[i % 2].raw(), static_cast<const float*>(xs[i % 2].raw()), w[i % copies].raw(),
                                     static_cast<const float*>(ws.raw()), out[i % 2].raw()},
                                    m, s.n, s.k, plan, stream);
@@ -223,13 +203,13 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
       r.plans.push_back({plan, us});
     }
   }
-  if (ops::sm90_fp8::fp8_gemv_fits(m, s.k)) r.gemv_us = graph_us(stream, replays, timer, call(ops::Fp8GemmKernel::kGemv));
+  if (ops::sm90_fp8::fp8_gemv_fits(m, s.k)) r.gemv_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kGemv));
   const ops::ActQuantParams act{};
-  r.fp8_path_us = graph_us(stream, replays, timer, [&](int i) {
+  r.fp8_path_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
     ops::linear_fp8_cuda(x_bf16[i % 2], w[i % copies], ws, act, out[i % 2], stream);
   });
   const auto bf16_copies = static_cast<int>(weights.w_bf16.size());
-  r.bf16_us = graph_us(stream, replays, timer, [&](int i) {
+  r.bf16_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
     ops::linear_cuda(x_bf16[i % 2], weights.w_bf16[i % bf16_copies], out[i % 2], stream);
   });
   r.auto_is_lt = ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k) == ops::sm90_fp8::Fp8GemmPath::kCublasLt;

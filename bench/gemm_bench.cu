@@ -56,51 +56,6 @@ constexpr double kRotateBytes = 128e6;
 void fill(Tensor& t, uint64_t seed, cudaStream_t stream) { ops::fill_uniform_cuda({seed, 1.0f, 0.0f}, t, stream); }
 
 
-class GraphTimer {
- public:
-  GraphTimer() {
-    MLA_CUDA_CHECK(cudaEventCreate(&start_));
-    MLA_CUDA_CHECK(cudaEventCreate(&stop_));
-  }
-  ~GraphTimer() {
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
-  }
-  GraphTimer(const GraphTimer&) = delete;
-  GraphTimer& operator=(const GraphTimer&) = delete;
-
-  // Microseconds per call: `calls` calls of fn(i) captured in one graph, the median of `replays`
-  // timed replays divided by calls (after two eager calls and one untimed replay).
-  double graph_us(cudaStream_t stream, int calls, int replays, const std::function<void(int)>& fn) {
-    fn(0);
-    fn(1);
-    MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
-    cudaGraph_t graph = nullptr;
-    cudaGraphExec_t exec = nullptr;
-    MLA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < calls; ++i) fn(i);
-    MLA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-    MLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-    std::vector<double> us;
-    for (int r = 0; r < replays; ++r) {
-      MLA_CUDA_CHECK(cudaEventRecord(start_, stream));
-      MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-      MLA_CUDA_CHECK(cudaEventRecord(stop_, stream));
-      MLA_CUDA_CHECK(cudaEventSynchronize(stop_));
-      float ms = 0.0f;
-      MLA_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
-      us.push_back(ms * 1e3 / calls);
-    }
-    MLA_CUDA_CHECK(cudaGraphExecDestroy(exec));
-    MLA_CUDA_CHECK(cudaGraphDestroy(graph));
-    return median(us);
-  }
-
- private:
-  cudaEvent_t start_, stop_;
-};
-
 int replays_for(double expected_us) { return expected_us > 2000 ? 5 : 15; }
 
 // ---- linear --------------------------------------------------------------------------------
@@ -125,7 +80,7 @@ struct LinearResult {
 };
 
 LinearResult run_linear(const LinearShape& s, int64_t m, double copy_gbps, cublasHandle_t cublas, cudaStream_t stream,
-                        GraphTimer& timer) {
+                        Timer& timer) {
   const double w_bytes = 2.0 * s.n * s.k;
   const int copies = static_cast<int>(std::max(1.0, std::ceil(kRotateBytes / w_bytes)));
   std::vector<Tensor> w, x, y;
@@ -196,7 +151,7 @@ std::string moe_kernel_name(const MoeShape& s, int64_t rows) {
 }
 
 MoeResult run_moe(const MoeShape& s, const ops::ExpertWeights& w, int64_t tokens, bool dense_baseline,
-                  double copy_gbps, cudaStream_t stream, GraphTimer& timer) {
+                  double copy_gbps, cudaStream_t stream, Timer& timer) {
   std::mt19937_64 rng(static_cast<uint64_t>(tokens) * 7919 + static_cast<uint64_t>(s.experts));
   const int64_t rows = tokens * s.top_k;
   const double expert_bytes = 2.0 * 3 * s.hidden * s.inter;
@@ -282,7 +237,7 @@ int run(int argc, char** argv) {
   MLA_CUBLAS_CHECK(cublasSetStream(cublas, stream));
   Tensor cublas_ws = Tensor::empty({int64_t{32} << 20}, DType::kU8, Device::kCUDA);  // capture-safe workspace
   MLA_CUBLAS_CHECK(cublasSetWorkspace(cublas, cublas_ws.raw(), cublas_ws.nbytes()));
-  GraphTimer timer;
+  Timer timer;
   // The floors use the memcpy rate; the 16-byte copy kernel's is printed and recorded beside it.
   const double copy = memcpy_gbps(stream), copy_kernel = copy_kernel_gbps(stream);
 
