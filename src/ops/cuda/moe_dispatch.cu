@@ -7,6 +7,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/moe_grouping_checks.h"
 #include "ops/embedding.h"
 #include "ops/moe_dispatch.h"
 
@@ -23,12 +24,7 @@ gpu::MoeGroupParams group_params(std::string_view op, const Tensor& expert_ids, 
             gpu::kMoeMaxExperts);
   const int64_t pairs = expert_ids.numel();
   MLA_CHECK(pairs < (int64_t{1} << 31), "{}: {} pairs do not fit i32 positions", kOp, pairs);
-  gpu::check_dtype(kOp, "expert_offsets", grouping.expert_offsets, DType::kI32);
-  gpu::check_dtype(kOp, "sorted_pairs", grouping.sorted_pairs, DType::kI32);
-  gpu::check_dtype(kOp, "sorted_tokens", grouping.sorted_tokens, DType::kI32);
-  gpu::check_shape(kOp, "expert_offsets", grouping.expert_offsets, {num_experts + 1});
-  gpu::check_shape(kOp, "sorted_pairs", grouping.sorted_pairs, {pairs});
-  gpu::check_shape(kOp, "sorted_tokens", grouping.sorted_tokens, {pairs});
+  gpu::check_grouping(kOp, grouping, num_experts, pairs);
 
   return gpu::MoeGroupParams{gpu::ptr<const int32_t>(expert_ids),
                              gpu::ptr<int32_t>(grouping.expert_offsets),

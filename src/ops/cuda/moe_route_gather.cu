@@ -6,6 +6,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/moe_grouping_checks.h"
 #include "ops/moe_route_gather.h"
 
 namespace mlaserve::ops {
@@ -27,12 +28,7 @@ void moe_route_and_gather_cuda(const Tensor& logits, const Tensor& correction_bi
     return;
   }
   MoeGrouping& g = out.grouping;
-  gpu::check_dtype(kOp, "expert_offsets", g.expert_offsets, DType::kI32);
-  gpu::check_dtype(kOp, "sorted_pairs", g.sorted_pairs, DType::kI32);
-  gpu::check_dtype(kOp, "sorted_tokens", g.sorted_tokens, DType::kI32);
-  gpu::check_shape(kOp, "expert_offsets", g.expert_offsets, {e + 1});
-  gpu::check_shape(kOp, "sorted_pairs", g.sorted_pairs, {pairs});
-  gpu::check_shape(kOp, "sorted_tokens", g.sorted_tokens, {pairs});
+  gpu::check_grouping(kOp, g, e, pairs);
   if (t == 0) return;
   const gpu::MoeRouteGatherParams p{route,
                                     gpu::ptr<int32_t>(g.expert_offsets),
