@@ -139,9 +139,9 @@ Tensor DistributedRunner::wait() {
   try {
 #ifdef MLASERVE_WITH_NCCL
     if (f.arrived != nullptr) {
-      // The host waits for the logits (the engine's sampler would wait for them and more: it
-      // runs on the model stream behind stage 0's next step), then checks that the run did not
-      // end meanwhile: an aborted receive also "arrives", with no logits in the buffer.
+      // The host waits for the logits (the engine then samples them on sampling_stream(), which
+      // has no GPU-side wait for them), then checks that the run did not end meanwhile: an
+      // aborted receive also "arrives", with no logits in the buffer.
       const cudaError_t err = cudaEventSynchronize(cuda_event(f.arrived));
       cudaEventDestroy(cuda_event(f.arrived));
       check_alive();

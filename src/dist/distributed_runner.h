@@ -13,7 +13,8 @@
 // legacy stream never waits for it), the receive of the step's logits from the last stage; it
 // returns without waiting. While stage 1 runs step n, stage 0 already runs step n + 1, which the
 // engine scheduled from other sequences. wait() waits on the host for the oldest step's logits
-// (an event recorded after their receive), so the engine's sampler reads them in order. The followers need no
+// (an event recorded after their receive), so the engine's sampler reads them in order, on a
+// third stream with nothing queued before it (sampling_stream()). The followers need no
 // change: each runs the plans in order, and the last stage sends each step's logits when its
 // share is done, as for a synchronous step.
 //

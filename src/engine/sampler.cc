@@ -93,18 +93,17 @@ DevicePool* sampling_pool() {
   return pool;
 }
 
-// ids [B] i32 on the GPU -> host, after the work queued on `stream` (and only that, off the
-// legacy stream).
+// ids [B] i32 on the GPU -> host, once the work queued on `stream` has run (off the legacy
+// stream: that work only).
 std::vector<int32_t> download_ids(const Tensor& ids, Stream stream) {
-  if (stream.cuda == nullptr) {
-    const Tensor host = ids.to(Device::kCPU);
-    return {host.data<int32_t>(), host.data<int32_t>() + host.numel()};
-  }
   std::vector<int32_t> out(static_cast<size_t>(ids.numel()));
 #ifdef MLASERVE_WITH_CUDA
   const auto s = static_cast<cudaStream_t>(stream.cuda);
   MLA_CUDA_CHECK(cudaMemcpyAsync(out.data(), ids.raw(), ids.nbytes(), cudaMemcpyDeviceToHost, s));
   MLA_CUDA_CHECK(cudaStreamSynchronize(s));
+#else
+  (void)ids;  // no GPU tensors without CUDA: sample_tokens_gpu is never called
+  (void)stream;
 #endif
   return out;
 }
