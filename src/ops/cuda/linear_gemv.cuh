@@ -18,9 +18,14 @@
 // outputs, rounded once (bf16) or not (f32). kT (1, 2, 4 or 8) is the token count rounded up;
 // rows of x past T are not read and their outputs not written.
 //
-// Launched with programmatic dependent launch (pdl.cuh): before grid_dependency_wait() a CTA only
-// prefetches its kGemvRows weight rows into L2, so its first trip to HBM overlaps the end of the
-// kernel before it; then it waits, lets the next kernel launch, and loads.
+// Launched with programmatic dependent launch (pdl.cuh). Before grid_dependency_wait() a warp
+// issues the weight loads of its first step into registers (every weight byte of the call when
+// one step covers K: K <= 8192 below 8 tokens, K <= 4096 at 8) and prefetches the rest of its
+// rows into L2, so the first trip to HBM overlaps the end of the kernel before it instead of
+// following it. That is safe because no kernel of a step writes a weight; x, which the kernel
+// before writes, is read only after the wait. Then the CTA lets the next kernel launch, and each
+// step multiplies (the first with the registers loaded before the wait): the same loads and FMAs
+// in the same order as a kernel that loads after the wait, so the results are the same bits.
 //
 // Requirements (checked by the launch code, which otherwise leaves the call to cuBLASLt): K % 8
 // == 0 and x, W 16-byte aligned, so that a vector never straddles the end of a row.
@@ -61,13 +66,57 @@ struct GemvParams {
   int32_t k;               // input channels, a multiple of 8
 };
 
+// CTAs an SM the kernel's registers must allow (its launch bound): those of the kernel that loaded
+// its weights after the wait (40-146 registers), which loading before it would otherwise lower
+// (48-181 registers, e.g. one token at K <= 2048, V2-Lite's q_proj, kv_a, o_proj, router and
+// shared gate_up: 5 CTAs an SM instead of 6, so q_proj's 768 CTAs no longer all fit the H200's
+// 132 SMs at once to issue their loads while the kernel before runs). No spills (ptxas -v); the
+// one exception, 3-4 tokens at K > 4096 (the dense MLP's down), would spill at 2 and takes 1.
+template <int kT, int kUnroll>
+inline constexpr int kGemvMinCtasPerSm = kT == 1 ? (kUnroll == 1 ? 6 : kUnroll == 2 ? 4 : 2)
+                                         : kT == 2 ? (kUnroll == 1 ? 4 : kUnroll == 2 ? 3 : 2)
+                                         : kT == 4 ? (kUnroll == 1 ? 3 : kUnroll == 2 ? 2 : 1)
+                                         : kUnroll == 1 ? 2 : 1;
+
 // grid ceil(N / kGemvRows), block kGemvThreads, launched with launch_programmatic.
 template <int kT, int kUnroll, typename OutT>
-__global__ void __launch_bounds__(kGemvThreads) linear_gemv_bf16_kernel(GemvParams<OutT> p) {
+__global__ void __launch_bounds__(kGemvThreads, (kGemvMinCtasPerSm<kT, kUnroll>))
+    linear_gemv_bf16_kernel(GemvParams<OutT> p) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t row0 = int64_t{blockIdx.x} * kGemvRows;
-  if (threadIdx.x < kGemvRows && row0 + threadIdx.x < p.n) {  // warm L2 while the kernel before ends
-    prefetch_l2(p.w + (row0 + threadIdx.x) * p.k, static_cast<uint32_t>(p.k) * 2);
+  constexpr int kStepChunks = kGemvWarps * kUnroll;  // chunks of K per step of the CTA
+  // Only gemv_unroll's largest step for kT ever leaves K to a second step.
+  constexpr bool kMaxUnroll = kUnroll == (kT >= 8 ? 2 : kGemvMaxUnroll);
+  const int chunks = (p.k + kGemvChunk - 1) / kGemvChunk;
+
+  // This lane's vectors of weight row r are w_lane[r][32 c] for chunks c (rows past N read row
+  // N - 1, never stored): one pointer a row, computed once for every step.
+  const uint4* w_lane[kGemvRows];
+#pragma unroll
+  for (int r = 0; r < kGemvRows; ++r) {
+    const int64_t row = row0 + r < p.n ? row0 + r : p.n - 1;
+    w_lane[r] = reinterpret_cast<const uint4*>(p.w + row * p.k) + lane;
+  }
+  // The weight vectors of the step whose first chunk is c0: kUnroll chunks x kGemvRows rows,
+  // every load issued before the first FMA; zeros past K.
+  const auto load_weights = [&](int c0, uint4 (&wv)[kUnroll][kGemvRows]) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int c = c0 + u * kGemvWarps;
+      const bool in_k = int64_t{c} * kGemvChunk + lane * 8 < p.k;
+#pragma unroll
+      for (int r = 0; r < kGemvRows; ++r) wv[u][r] = in_k ? __ldcs(w_lane[r] + c * 32) : make_uint4(0, 0, 0, 0);
+    }
+  };
+
+  // Weights only, before the wait (see the note at the top): the first step's loads, then an L2
+  // prefetch of what later steps read (K past kStepChunks chunks: the dense MLP's down, 8 tokens
+  // at K > 4096).
+  uint4 wv[kUnroll][kGemvRows];
+  load_weights(warp, wv);
+  if (kMaxUnroll && threadIdx.x < kGemvRows && row0 + threadIdx.x < p.n && chunks > kStepChunks) {
+    const int64_t rest = int64_t{kStepChunks} * kGemvChunk;  // a multiple of 8 values: 16-byte aligned
+    prefetch_l2(p.w + (row0 + threadIdx.x) * p.k + rest, static_cast<uint32_t>(p.k - rest) * 2);
   }
   grid_dependency_wait();
   launch_dependents();
@@ -78,18 +127,8 @@ __global__ void __launch_bounds__(kGemvThreads) linear_gemv_bf16_kernel(GemvPara
 #pragma unroll
     for (int j = 0; j < kT; ++j) acc[r][j] = 0.0f;
   }
-  const int chunks = (p.k + kGemvChunk - 1) / kGemvChunk;
-  for (int c0 = warp; c0 < chunks; c0 += kGemvWarps * kUnroll) {
-    uint4 wv[kUnroll][kGemvRows];  // every load of the step issued before the first FMA
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t col = int64_t{c0 + u * kGemvWarps} * kGemvChunk + lane * 8;
-#pragma unroll
-      for (int r = 0; r < kGemvRows; ++r) {
-        const int64_t row = row0 + r < p.n ? row0 + r : p.n - 1;  // rows past N: read a valid one, never stored
-        wv[u][r] = col < p.k ? __ldcs(reinterpret_cast<const uint4*>(p.w + row * p.k + col)) : make_uint4(0, 0, 0, 0);
-      }
-    }
+  for (int c0 = warp; c0 < chunks; c0 += kStepChunks) {
+    if (c0 != warp) load_weights(c0, wv);  // the first step's have been in flight since before the wait
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t col = int64_t{c0 + u * kGemvWarps} * kGemvChunk + lane * 8;

@@ -23,10 +23,14 @@
 //   o_lat is read as 16-byte vectors (L1/L2: every CTA of the head reads the same 1 KB a token).
 //   A warp-shuffle sum per (row, token), written by lane 0 rounded once to bf16.
 //
-// Launched with programmatic dependent launch (pdl.cuh): before grid_dependency_wait() a CTA only
-// prefetches its weight slice into L2, so its first trip to HBM overlaps the kernel before it
-// (the query's RoPE; mla_decode, which lets its dependents launch early); then it waits, lets
-// the next kernel launch, and loads.
+// Launched with programmatic dependent launch (pdl.cuh). Before grid_dependency_wait() a thread
+// issues its first step's weight loads into registers (all of the CTA's slice at DeepSeek's
+// shapes: dn = 128 rows for the absorb, dc = 512 columns for the up-projection; anything past
+// the first step is prefetched into L2), so the first trip to HBM overlaps the kernel before it
+// (the query's RoPE; mla_decode, which lets its dependents launch early). Safe because no kernel
+// of a step writes w_kv_b; q and o_lat, which the kernel before writes, are read after the wait.
+// The loads and FMAs are those of a kernel that loads after the wait, in the same order: the
+// same bits.
 //
 // Requirements (checked by the launch code, which otherwise keeps cuBLASLt): dc % 8 == 0, w_kv_b
 // and o_lat 16-byte aligned, so that vectors and prefetches never straddle a row.
@@ -61,8 +65,26 @@ __global__ void __launch_bounds__(kAbsorbThreads) mla_absorb_gemv_kernel(MlaAbso
   const int v = threadIdx.x % kAbsorbColVecs, g = threadIdx.x / kAbsorbColVecs;
   const int h = blockIdx.y, c0 = blockIdx.x * kAbsorbCols, c = c0 + 8 * v;
   const __nv_bfloat16* w_uk = p.w + int64_t{h} * p.rph * p.dc;  // [dn, dc]
-  if (threadIdx.x < p.dn) {  // warm L2 with this CTA's [dn, 128] slice while the kernel before ends
-    prefetch_l2(w_uk + int64_t{threadIdx.x} * p.dc + c0, static_cast<uint32_t>(min(kAbsorbCols, p.dc - c0)) * 2);
+  constexpr int kStepRows = kAbsorbRowGroups * kAbsorbRowsInFlight;  // rows d of one step of the CTA
+
+  // This thread's weight vectors of the step whose first row is d0 (its rows d0, d0 + 16, ...),
+  // every load issued before the first FMA; zeros past dn or dc.
+  const auto load_weights = [&](int d0, uint4 (&wv)[kAbsorbRowsInFlight]) {
+#pragma unroll
+    for (int r = 0; r < kAbsorbRowsInFlight; ++r) {
+      const int d = d0 + r * kAbsorbRowGroups;
+      wv[r] = d < p.dn && c < p.dc ? __ldcs(reinterpret_cast<const uint4*>(w_uk + int64_t{d} * p.dc + c))
+                                   : make_uint4(0, 0, 0, 0);
+    }
+  };
+
+  // Weights only, before the wait (the note at the top): the first step, and an L2 prefetch of
+  // the CTA's rows past it (none at dn = 128).
+  uint4 wv[kAbsorbRowsInFlight];
+  load_weights(g, wv);
+  if (threadIdx.x + kStepRows < p.dn) {
+    const int d = threadIdx.x + kStepRows;
+    prefetch_l2(w_uk + int64_t{d} * p.dc + c0, static_cast<uint32_t>(min(kAbsorbCols, p.dc - c0)) * 2);
   }
   grid_dependency_wait();
   launch_dependents();
@@ -74,14 +96,8 @@ __global__ void __launch_bounds__(kAbsorbThreads) mla_absorb_gemv_kernel(MlaAbso
     for (int e = 0; e < 8; ++e) acc[j][e] = 0.0f;
   }
   const int64_t q_row = int64_t{p.n} * (p.dn + p.dr);  // elements between tokens of q
-  for (int d0 = g; d0 < p.dn; d0 += kAbsorbRowGroups * kAbsorbRowsInFlight) {
-    uint4 wv[kAbsorbRowsInFlight];
-#pragma unroll
-    for (int r = 0; r < kAbsorbRowsInFlight; ++r) {
-      const int d = d0 + r * kAbsorbRowGroups;
-      wv[r] = d < p.dn && c < p.dc ? __ldcs(reinterpret_cast<const uint4*>(w_uk + int64_t{d} * p.dc + c))
-                                   : make_uint4(0, 0, 0, 0);
-    }
+  for (int d0 = g; d0 < p.dn; d0 += kStepRows) {
+    if (d0 != g) load_weights(d0, wv);  // the first step's have been in flight since before the wait
 #pragma unroll
     for (int r = 0; r < kAbsorbRowsInFlight; ++r) {
       const int d = d0 + r * kAbsorbRowGroups;
@@ -133,8 +149,31 @@ __global__ void __launch_bounds__(kUpThreads) mla_up_gemv_kernel(MlaUpGemvParams
   const int h = blockIdx.y, dv = p.rph - p.dn;
   const int row0 = blockIdx.x * kUpRows + warp * kUpRowsPerWarp;  // this warp's first row of W_UV[h]
   const __nv_bfloat16* w_uv = p.w + (int64_t{h} * p.rph + p.dn) * p.dc;  // [dv, dc]
-  if (threadIdx.x < kUpRows && blockIdx.x * kUpRows + threadIdx.x < dv) {  // warm L2 with the CTA's rows
-    prefetch_l2(w_uv + int64_t{blockIdx.x * kUpRows + threadIdx.x} * p.dc, static_cast<uint32_t>(p.dc) * 2);
+  constexpr int kStepCols = 32 * 8 * kUpChunks;  // columns c of one step of a warp
+
+  // This lane's weight vectors of the step whose first column is cs (columns cs + 256s, both
+  // rows), every load issued before the first FMA; zeros past dc, rows past dv read a valid one
+  // (never stored).
+  const auto load_weights = [&](int cs, uint4 (&wv)[kUpChunks][kUpRowsPerWarp]) {
+#pragma unroll
+    for (int s = 0; s < kUpChunks; ++s) {
+      const int col = cs + s * 32 * 8;
+#pragma unroll
+      for (int r = 0; r < kUpRowsPerWarp; ++r) {
+        const int row = min(row0 + r, dv - 1);
+        wv[s][r] = col < p.dc ? __ldcs(reinterpret_cast<const uint4*>(w_uv + int64_t{row} * p.dc + col))
+                              : make_uint4(0, 0, 0, 0);
+      }
+    }
+  };
+
+  // Weights only, before the wait (the note at the top): the first step, and an L2 prefetch of
+  // the CTA's columns past it (none at dc = 512).
+  uint4 wv[kUpChunks][kUpRowsPerWarp];
+  load_weights(lane * 8, wv);
+  if (threadIdx.x < kUpRows && blockIdx.x * kUpRows + threadIdx.x < dv && p.dc > kStepCols) {
+    prefetch_l2(w_uv + int64_t{blockIdx.x * kUpRows + threadIdx.x} * p.dc + kStepCols,
+                static_cast<uint32_t>(p.dc - kStepCols) * 2);
   }
   grid_dependency_wait();
   launch_dependents();
@@ -146,18 +185,8 @@ __global__ void __launch_bounds__(kUpThreads) mla_up_gemv_kernel(MlaUpGemvParams
     for (int j = 0; j < kT; ++j) acc[r][j] = 0.0f;
   }
   const int64_t x_row = int64_t{p.n} * p.dc;  // elements between tokens of o_lat
-  for (int cs = lane * 8; cs < p.dc; cs += 32 * 8 * kUpChunks) {
-    uint4 wv[kUpChunks][kUpRowsPerWarp];
-#pragma unroll
-    for (int s = 0; s < kUpChunks; ++s) {
-      const int col = cs + s * 32 * 8;
-#pragma unroll
-      for (int r = 0; r < kUpRowsPerWarp; ++r) {
-        const int row = min(row0 + r, dv - 1);  // rows past dv: read a valid one, never stored
-        wv[s][r] = col < p.dc ? __ldcs(reinterpret_cast<const uint4*>(w_uv + int64_t{row} * p.dc + col))
-                              : make_uint4(0, 0, 0, 0);
-      }
-    }
+  for (int cs = lane * 8; cs < p.dc; cs += kStepCols) {
+    if (cs != lane * 8) load_weights(cs, wv);  // the first step's have been in flight since before the wait
 #pragma unroll
     for (int s = 0; s < kUpChunks; ++s) {
       const int col = cs + s * 32 * 8;

@@ -33,6 +33,17 @@
 //     its own wait: the offsets were written before gate_up, whose CTAs all passed their wait
 //     before any down CTA could start, so they are visible; hidden (gate_up's output) is read
 //     only after the wait.
+//   - With its tile known, the down GEMM also issues the cp.async copies of its first
+//     STAGES - 1 B (weight) k-tiles before the wait, so the first trip to HBM overlaps gate_up's
+//     tail (and all of gate_up where the two grids' CTAs fit an SM together). Safe: no kernel of a
+//     step writes a weight, and the expert and N tile that pick the rows come from the offsets
+//     above. gate_up cannot do this: its expert comes from offsets written by the kernel just
+//     before it. The A k-tiles of the prologue (rows the kernel before wrote) go after the wait,
+//     as loads into registers stored to shared memory rather than cp.async: a cp.async group
+//     issued after the wait would be younger than every B group, and cp.async.wait_group waits
+//     for the oldest groups first, so k-tile 0 would wait for the whole prologue. The B groups
+//     stay one per k-tile, so the main loop's wait_group counts as before; the shared memory
+//     holds the same bytes as with cp.async, and the results are the same bits.
 //   - The bytes in flight come from the cp.async ring alone, its depth chosen per grid
 //     (MoeDecodeRing, moe_grouped_gemm_sm80_heuristics.h). An L2 prefetch of each B row k-tiles
 //     ahead of the ring (cp.async.bulk.prefetch, commits 84205ae/bb0e91d) was measured and
@@ -43,7 +54,8 @@
 // row r stored at chunk c ^ (r % 8) (conflict-free cp.async stores and ldmatrix reads), then the
 // M-tile prefix [E + 1] i32.
 //
-// Main loop (standard multistage): prologue issues STAGES-1 k-tiles; iteration kt waits until
+// Main loop (standard multistage): prologue issues STAGES-1 k-tiles (B by cp.async, one group a
+// k-tile; A by registers, see the PDL note); iteration kt waits until
 // k-tile kt has landed (cp.async.wait_group STAGES-2), a barrier publishes it and frees the stage
 // read at kt-1, the copy of k-tile kt+STAGES-1 goes into that stage, then 4 k16 steps of
 // ldmatrix + mma on stage kt % STAGES.
@@ -308,13 +320,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int warp_m = warp / Tile::kWarpsN, warp_n = warp % Tile::kWarpsN;
 
-  // Which (expert, M tile, N tile) this CTA computes; the down GEMM looks before its wait (see
-  // the note at the top).
+  // Which (expert, M tile, N tile) this CTA computes; the down GEMM looks, and issues its first
+  // B k-tiles, before its wait (see the note at the top).
   if constexpr (kSwiGlu) gpu::grid_dependency_wait();
   const CtaTile tile = cta_tile<Tile::kBM>(p, tile_start, warp);
-  if constexpr (!kSwiGlu) gpu::grid_dependency_wait();
-  gpu::launch_dependents();
-  if (!tile.valid) return;
+  if constexpr (kSwiGlu) gpu::launch_dependents();
   const int n_tile = tile.n_tile, row0 = tile.row0, rows = tile.rows;
 
   // Per-thread copy sources (element offsets; k-tile kt adds kt * 64) and destinations.
@@ -338,14 +348,57 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   }
   const uint32_t smem_base = smem_u32(smem);
 
+  auto load_b = [&](int stage, int kt) {
+    const uint32_t base = smem_base + stage * Tile::kStageBytes;
+    const int k0 = kt * Tile::kBK;
+#pragma unroll
+    for (int i = 0; i < Tile::kBChunks; ++i) cp_async_16(base + b_dst[i], b_base + b_src[i] + k0, true);
+  };
   auto load_stage = [&](int stage, int kt) {
     const uint32_t base = smem_base + stage * Tile::kStageBytes;
     const int k0 = kt * Tile::kBK;
 #pragma unroll
     for (int i = 0; i < Tile::kAChunks; ++i) cp_async_16(base + a_dst[i], a_base + a_src[i] + k0, a_valid[i]);
-#pragma unroll
-    for (int i = 0; i < Tile::kBChunks; ++i) cp_async_16(base + b_dst[i], b_base + b_src[i] + k0, true);
+    load_b(stage, kt);
   };
+
+  // Prologue, B: STAGES - 1 weight k-tiles, one cp.async group each (empty past K). The down GEMM
+  // issues them before its wait, gate_up after (its wait came first).
+  if (tile.valid) {
+#pragma unroll
+    for (int s = 0; s < Tile::kStages - 1; ++s) {
+      if (s < k_tiles) load_b(s, s);
+      cp_async_commit();
+    }
+  }
+  if constexpr (!kSwiGlu) {
+    gpu::grid_dependency_wait();
+    gpu::launch_dependents();
+  }
+  if (!tile.valid) return;
+
+  // Prologue, A: the same k-tiles of the rows (written by the kernel before: after the wait), all
+  // loads from L2 in flight before the first store; rows past the tile's end and k-tiles past K
+  // are zeros, as cp.async's zero-fill would write.
+  {
+    uint4 a_regs[Tile::kStages - 1][Tile::kAChunks];
+#pragma unroll
+    for (int s = 0; s < Tile::kStages - 1; ++s) {
+#pragma unroll
+      for (int i = 0; i < Tile::kAChunks; ++i) {
+        a_regs[s][i] = a_valid[i] && s < k_tiles
+                           ? __ldcg(reinterpret_cast<const uint4*>(a_base + a_src[i] + s * Tile::kBK))
+                           : make_uint4(0, 0, 0, 0);
+      }
+    }
+#pragma unroll
+    for (int s = 0; s < Tile::kStages - 1; ++s) {
+#pragma unroll
+      for (int i = 0; i < Tile::kAChunks; ++i) {
+        *reinterpret_cast<uint4*>(smem + s * Tile::kStageBytes + a_dst[i]) = a_regs[s][i];
+      }
+    }
+  }
 
   float acc[Tile::kMI][Tile::kNI][4];
 #pragma unroll
@@ -355,12 +408,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
       for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.0f;
     }
-  }
-
-#pragma unroll
-  for (int s = 0; s < Tile::kStages - 1; ++s) {
-    if (s < k_tiles) load_stage(s, s);
-    cp_async_commit();
   }
 
   // ldmatrix lane addressing: A rows lane % 16, k chunk lane / 16; B (as [n][k]) rows lane % 8

@@ -24,8 +24,14 @@
 // (148 us, H200, bench/decode_gemv_bench) but one token at 65% (37.9 us for 104 MB, the HBM floor
 // ~25 us): 6 experts x 44 N tiles = 264 gate_up CTAs are only 2 an SM (80 KB in flight), 6 x 32 =
 // 192 down CTAs ~1.5 an SM (7.7 MB in all, under the 8.4). So a grid that fits the GPU in one
-// wave gets the deepest ring that keeps it resident (ctas <= per-SM count x SMs), e.g. V2-Lite's
-// one token 11 stages at 2 an SM: 160 KB an SM, gate_up 21 MB and down 15 MB in flight. The grid
+// wave gets the deepest ring that keeps it resident (ctas <= per-SM count x SMs), but no deeper
+// than 5 stages at 4 an SM: V2-Lite's one token runs gate_up (264 CTAs) and down (192) both at
+// 5 stages, 2 an SM each (64 KB in flight an SM, 8.4 MB in all), so that the down GEMM's CTAs
+// fit the SMs beside gate_up's and issue their first weight k-tiles before their
+// programmatic-launch wait while gate_up still runs (moe_grouped_gemm_sm80.cuh); the 11-stage
+// ring (2 an SM, 220 KB: an SM full with gate_up's two) measured 31.3 us there against 30.1 for
+// 5 stages (H200, decode_gemv_bench, one run each, noise ~1 us, before the down GEMM loaded
+// ahead of its wait; the bench still times every ring, "auto" being this choice). The grid
 // size is the host's upper bound of the M tiles (moe_grouped_gemm_sm80.cuh), the rows' true split
 // being on the device; past 7 an SM the grid runs in waves and keeps kStream.
 #pragma once
@@ -59,11 +65,11 @@ enum class MoeDecodeRing : uint8_t {
   kStream,   // 6 stages (60 KB), 3 an SM, for grids of many waves (measured, see above)
 };
 
-// The ring for a grid of `ctas` CTAs on `sms` SMs: the deepest that keeps the grid resident.
+// The ring for a grid of `ctas` CTAs on `sms` SMs: the deepest that keeps the grid resident, up
+// to 5 stages (k4PerSm; the note above says why not k2PerSm or k3PerSm, which stay for tests and
+// the bench).
 inline MoeDecodeRing choose_decode_ring(int64_t ctas, int64_t sms) {
   const int64_t per_sm = (ctas + sms - 1) / std::max<int64_t>(1, sms);
-  if (per_sm <= 2) return MoeDecodeRing::k2PerSm;
-  if (per_sm <= 3) return MoeDecodeRing::k3PerSm;
   if (per_sm <= 4) return MoeDecodeRing::k4PerSm;
   if (per_sm <= 5) return MoeDecodeRing::k5PerSm;
   if (per_sm <= 7) return MoeDecodeRing::k7PerSm;

@@ -8,14 +8,20 @@
 // A kernel launched with launch_programmatic may start while the kernel before it in the stream
 // ends (when that kernel's CTAs have all called launch_dependents() or exited). It must not read
 // what that kernel writes, nor write what it reads, before grid_dependency_wait(); what it may do
-// first is warm L2 with its weights (prefetch_l2): a prefetch returns nothing, so it can never
-// see stale data, and the loads after the wait hit L2.
+// first is read what no kernel of the step writes: its weights, loaded into registers or shared
+// memory (the GEMVs, the MoE down GEMM's first k-tiles) or prefetched into L2 (prefetch_l2, which
+// returns nothing), so that the first trip to HBM overlaps the kernel before.
 //
-// Rule for the kernels here: grid_dependency_wait() before the first load of an activation or
-// of anything another kernel writes (weights are loaded, not only prefetched, after it too),
-// then launch_dependents(), so that the next kernel's CTAs start only after every CTA of this
-// one has passed its wait: what the kernels before this one wrote is then visible to the next
-// kernel even before its own wait.
+// Rule for the kernels here: before grid_dependency_wait() a kernel reads only weights (written
+// once, at load time: a test or benchmark that writes weights with a kernel puts a memset, an
+// event or a sync between it and the kernels that read them, since a kernel that never calls
+// launch_dependents() lets a programmatic launch after it start once its CTAs have exited,
+// before its writes are known to be visible) and what kernels two or more back wrote (below);
+// after it, what the kernel just before writes. Each kernel calls launch_dependents() after its
+// wait, so that the next kernel's CTAs start only after every CTA of this one has passed its
+// wait: what the kernels before this one wrote is then visible to the next kernel even before
+// its own wait. A kernel that reads anything but weights before its wait says in a comment why
+// that is safe (the MoE down GEMM's expert offsets, moe_grouped_gemm_sm80.cuh).
 #pragma once
 
 #include <cuda_runtime.h>

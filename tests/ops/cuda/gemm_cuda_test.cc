@@ -7,6 +7,14 @@
 // rows is 1.7 TFLOP, minutes on one CPU core, and a wrong tile, stride or view shows in any row.
 // The last test captures every GEMM-shaped op in a CUDA graph and replays it.
 //
+// Chains (the decode GEMVs, which load their weights before griddepcontrol.wait): a GEMV, or
+// the absorption GEMVs, right after a GEMV that writes their input, both launched with
+// programmatic dependent launch as in a decode step, eagerly and as a CUDA graph replayed
+// twice. The second kernel's output must be, bit for bit, what the kernel's own summation order
+// gives on the first's GPU output (gemv_kernel_order.h: the order the kernels had before their
+// loads moved ahead of the wait), and close to the CPU reference; a read of the input before
+// the first kernel wrote it reads the poison (NaN) it was filled with.
+//
 // Tolerances, from the precision: both sides see the same bf16 inputs; the products are exact
 // in fp32 and both sides accumulate in fp32 (different orders: ~1e-6 relative). A bf16 output
 // is rounded once, a relative error of at most 2^-8 and about 1.6e-3 RMS for values spread over
@@ -22,6 +30,7 @@
 
 #include "core/cuda_check.h"
 #include "gemm_cuda_test_util.h"
+#include "gemv_kernel_order.h"
 #include "ops/linear.h"
 #include "ops/mla_absorb.h"
 #include "ops/moe_experts.h"
@@ -34,6 +43,9 @@ using testing::count_nonfinite;
 using testing::expect_close;
 using testing::fill_random;
 using testing::fresh_seed;
+using testing::linear_gemv_kernel_order;
+using testing::mla_absorb_kernel_order;
+using testing::mla_up_kernel_order;
 using testing::gather_rows_f32;
 using testing::poisoned_gpu;
 using testing::random_host;
@@ -153,6 +165,121 @@ class GemmCuda : public testing::Sm90StreamTest {
     EXPECT_EQ(mismatches, 0) << "q_pe channels of q_abs differ from q";
   }
 
+  // Elements of got (a host tensor, bf16 or f32) whose bits differ from want's (f32 values,
+  // rounded to bf16 for a bf16 tensor), reported with the first one.
+  static int64_t bit_mismatches(const Tensor& got, const std::vector<float>& want, const std::string& what) {
+    int64_t bad = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      const uint32_t g = got.dtype() == DType::kF32 ? float_bits(got.data<float>()[i]) : got.data<bfloat16>()[i].bits;
+      const uint32_t w = got.dtype() == DType::kF32 ? float_bits(want[i]) : float_to_bf16(want[i]).bits;
+      if (g != w && bad++ == 0) ADD_FAILURE() << what << ": element " << i << " has bits " << g << ", want " << w;
+    }
+    return bad;
+  }
+  // The same for bf16 rows of `width` values `stride` apart in got (q_abs's latent channels).
+  static int64_t bit_mismatches(const Tensor& got, const std::vector<uint16_t>& want, int64_t width, int64_t stride,
+                                const std::string& what) {
+    int64_t bad = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      const int64_t r = static_cast<int64_t>(i) / width, c = static_cast<int64_t>(i) % width;
+      const uint16_t g = got.data<bfloat16>()[r * stride + c].bits;
+      if (g != want[i] && bad++ == 0) ADD_FAILURE() << what << ": row " << r << " col " << c << " has bits " << g << ", want " << want[i];
+    }
+    return bad;
+  }
+
+  // y1 [t, n1] bf16 = x [t, k1] · W1ᵀ, then y2 [t, n2] = y1 · W2ᵀ (out2: bf16 or f32), the two
+  // GEMVs back to back (see the chains note at the top).
+  void check_gemv_chain(int64_t t, int64_t k1, int64_t n1, int64_t n2, DType out2) {
+    const uint64_t seed = fresh_seed();
+    const std::string where = "chain T " + std::to_string(t) + ": [" + std::to_string(n1) + " x " +
+                              std::to_string(k1) + "] then [" + std::to_string(n2) + " x " + std::to_string(n1) +
+                              "] -> " + std::string(dtype_name(out2));
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", " + where);
+    Tensor x = Tensor::empty({t, k1}, DType::kBF16, Device::kCUDA), w1 = Tensor::empty({n1, k1}, DType::kBF16, Device::kCUDA);
+    Tensor w2 = Tensor::empty({n2, n1}, DType::kBF16, Device::kCUDA);
+    fill_random(x, seed, stream_);
+    fill_random(w1, seed + 1, stream_);
+    fill_random(w2, seed + 2, stream_);
+    const Tensor x_host = random_host({t, k1}, DType::kBF16, seed), w1_host = random_host({n1, k1}, DType::kBF16, seed + 1);
+    const Tensor w2_host = random_host({n2, n1}, DType::kBF16, seed + 2);
+    Tensor y1 = poisoned_gpu({t, n1}, DType::kBF16, stream_), y2 = poisoned_gpu({t, n2}, out2, stream_);
+    ASSERT_TRUE(linear_gemv_applies(x, w1, y1) && linear_gemv_applies(y1, w2, y2)) << where << ": not the GEMV path";
+
+    const std::vector<Tensor> got = eager_then_graph(
+        [&] {
+          linear_cuda(x, w1, y1, stream_);
+          linear_cuda(y1, w2, y2, stream_);
+        },
+        {&y1, &y2});
+    const Tensor &y1_host = got[0], &y2_host = got[1];
+    EXPECT_EQ(count_nonfinite(y1_host), 0) << where << ": y1 unwritten (poison) or not finite";
+    EXPECT_EQ(count_nonfinite(y2_host), 0) << where << ": y2 read y1 before it was written, or is unwritten";
+    EXPECT_EQ(bit_mismatches(y1_host, linear_gemv_kernel_order(x_host.data<bfloat16>(), w1_host.data<bfloat16>(), t, n1, k1),
+                             where + ", y1"),
+              0);
+    EXPECT_EQ(bit_mismatches(y2_host, linear_gemv_kernel_order(y1_host.data<bfloat16>(), w2_host.data<bfloat16>(), t, n2, n1),
+                             where + ", y2"),
+              0);
+    Tensor ref = Tensor::empty({t, n2}, DType::kF32);
+    linear_cpu(y1_host.to_f32(), w2_host, ref);
+    std::vector<int64_t> all(static_cast<size_t>(t));
+    for (int64_t i = 0; i < t; ++i) all[i] = i;
+    const bool bf16_out = out2 == DType::kBF16;
+    expect_close(compare_rows(y2_host.to_f32(), ref, all), bf16_out ? kBf16RelL2 : kF32RelL2,
+                 bf16_out ? kBf16Row : kF32Row, where + " against linear_cpu");
+  }
+
+  // The query and the attention output as the model makes them for the absorption GEMVs: q
+  // [t, n·192] and o_lat [t, n·dc] written by a GEMV of x [t, hidden] just before
+  // mla_absorb_query / mla_up_project_output (see the chains note at the top).
+  void check_absorb_chain(int64_t t, int64_t n, int64_t hidden, int64_t dc = 512, int64_t dv = 128) {
+    constexpr int64_t kDn = 128, kDr = 64;
+    const int64_t rph = kDn + dv;
+    const uint64_t seed = fresh_seed();
+    const std::string where = "absorb chain T " + std::to_string(t) + " heads " + std::to_string(n);
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", " + where);
+    auto gpu = [&](const Shape& shape, uint64_t s) {
+      Tensor g = Tensor::empty(shape, DType::kBF16, Device::kCUDA);
+      fill_random(g, s, stream_);
+      return g;
+    };
+    const Tensor x = gpu({t, hidden}, seed), w_q = gpu({n * (kDn + kDr), hidden}, seed + 1);
+    const Tensor w_lat = gpu({n * dc, hidden}, seed + 2), kv_b = gpu({n * rph, dc}, seed + 3);
+    const Tensor kv_b_host = random_host({n * rph, dc}, DType::kBF16, seed + 3);
+    Tensor q = poisoned_gpu({t, n * (kDn + kDr)}, DType::kBF16, stream_), lat = poisoned_gpu({t, n * dc}, DType::kBF16, stream_);
+    Tensor q_abs = poisoned_gpu({t, n, dc + kDr}, DType::kBF16, stream_), o = poisoned_gpu({t, n, dv}, DType::kBF16, stream_);
+
+    const std::vector<Tensor> got = eager_then_graph(
+        [&] {
+          linear_cuda(x, w_q, q, stream_);
+          mla_absorb_query_cuda(q.reshape({t, n, kDn + kDr}), kv_b, q_abs, stream_);
+          linear_cuda(x, w_lat, lat, stream_);
+          mla_up_project_output_cuda(lat.reshape({t, n, dc}), kv_b, o, stream_);
+        },
+        {&q, &lat, &q_abs, &o});
+    const Tensor &q_host = got[0], &lat_host = got[1], &q_abs_host = got[2], &o_host = got[3];
+    EXPECT_EQ(count_nonfinite(q_abs_host), 0) << where << ": q_abs read q before it was written, or is unwritten";
+    EXPECT_EQ(count_nonfinite(o_host), 0) << where << ": o read o_lat before it was written, or is unwritten";
+    EXPECT_EQ(bit_mismatches(q_abs_host,
+                             mla_absorb_kernel_order(q_host.data<bfloat16>(), kv_b_host.data<bfloat16>(), t, n, kDn, kDr,
+                                                     dc, rph),
+                             dc, dc + kDr, where + ", q_abs"),
+              0);
+    EXPECT_EQ(bit_mismatches(o_host,
+                             mla_up_kernel_order(lat_host.data<bfloat16>(), kv_b_host.data<bfloat16>(), t, n, kDn, dv, dc,
+                                                 rph),
+                             dv, dv, where + ", o"),
+              0);
+
+    Tensor q_ref = Tensor::empty({t, n, dc + kDr}, DType::kF32), o_ref = Tensor::empty({t, n, dv}, DType::kF32);
+    mla_absorb_query_cpu(q_host.reshape({t, n, kDn + kDr}).to_f32(), kv_b_host, q_ref);
+    mla_up_project_output_cpu(lat_host.reshape({t, n, dc}).to_f32(), kv_b_host, o_ref);
+    std::vector<int64_t> all(static_cast<size_t>(t));
+    for (int64_t i = 0; i < t; ++i) all[i] = i;
+    expect_close(compare_rows(q_abs_host.to_f32(), q_ref, all), kBf16RelL2, kBf16Row, where + ", q_abs against the CPU");
+    expect_close(compare_rows(o_host.to_f32(), o_ref, all), kBf16RelL2, kBf16Row, where + ", o against the CPU");
+  }
 };
 
 // ---- small cases (also run under compute-sanitizer) ------------------------------------------
@@ -219,6 +346,18 @@ TEST_F(GemmCuda, SmallAbsorbGemvEdges) {
   check_absorb(9, 2, 0, /*dc=*/136, /*dv=*/120);
 }
 
+// Chains (the note at the top): K of a partial chunk (296) and a partial step (520), every kernel
+// width, f32 and bf16 second outputs; a second GEMV of K = 8200 (33 chunks: two steps at one
+// token, the second's rows prefetched into L2 before the wait); the absorption GEMVs at 2 heads
+// with partial column and row blocks.
+TEST_F(GemmCuda, SmallGemvChainBitExact) {
+  for (int64_t t : {1, 2, 3, 8}) check_gemv_chain(t, 296, 520, 37, DType::kF32);
+  check_gemv_chain(5, 296, 520, 37, DType::kBF16);
+  for (int64_t t : {1, 8}) check_gemv_chain(t, 64, 8200, 13, DType::kBF16);
+  check_absorb_chain(1, 2, 256);
+  check_absorb_chain(8, 2, 256, /*dc=*/136, /*dv=*/120);
+}
+
 // ---- DeepSeek shapes -------------------------------------------------------------------------
 
 const std::vector<int64_t> kTokens = {1, 7, 64, 300, 4096};
@@ -265,6 +404,21 @@ TEST_F(GemmCuda, LinearGemvDecodeShapes) {
   check_linear(64, 2048, DType::kBF16, DType::kF32, decode);
   check_linear(256, 7168, DType::kBF16, DType::kF32, decode);
   check_linear(102400, 2048, DType::kBF16, DType::kF32, {1, 8});
+}
+
+// The decode step's GEMV chains at V2-Lite's shapes (H 2048), each GEMV's input written by the
+// GEMV before it: o_proj then q_proj; the shared experts' gate_up then down (K 2816: two chunks a
+// warp); o_proj then the router (f32 logits); the dense MLP's gate_up then down (K 10944: two
+// steps at 1 token, the second's rows prefetched before the wait); and q_proj / o_proj-sized
+// latents feeding the absorption GEMVs at 16 heads.
+TEST_F(GemmCuda, GemvChainDecodeShapes) {
+  for (int64_t t : {1, 2, 5, 8}) {
+    check_gemv_chain(t, 2048, 2048, 3072, DType::kBF16);
+    check_gemv_chain(t, 2048, 2816, 2048, DType::kBF16);
+    check_gemv_chain(t, 2048, 2048, 64, DType::kF32);
+    check_absorb_chain(t, 16, 2048);
+  }
+  for (int64_t t : {1, 8}) check_gemv_chain(t, 2048, 10944, 2048, DType::kBF16);
 }
 
 TEST_F(GemmCuda, Absorb16Heads) {

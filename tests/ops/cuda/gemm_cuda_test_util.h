@@ -1,6 +1,7 @@
 // Helpers of the GEMM-shaped CUDA op tests (gemm_cuda_test.cc, moe_experts_cuda_test.cc):
 // fresh seeds, counter-based random tensors made identically on the host and the GPU, the
-// poison check, and error metrics over the rows that were checked against the CPU reference.
+// poison check, error metrics over the rows that were checked against the CPU reference, and
+// an eager run against CUDA graph replays of the same calls.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -9,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -180,6 +183,35 @@ class Sm90StreamTest : public ::testing::Test {
     if (stream_ != nullptr) MLA_CUDA_CHECK(cudaStreamDestroy(stream_));
   }
   void sync() const { MLA_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  // run() once eagerly and as a CUDA graph replayed twice, `outs` poisoned before each; every
+  // replay must reproduce the eager outputs bit for bit. Returns the eager outputs (host).
+  std::vector<Tensor> eager_then_graph(const std::function<void()>& run, const std::vector<Tensor*>& outs) {
+    for (Tensor* t : outs) poison(*t, stream_);
+    run();
+    sync();
+    std::vector<Tensor> eager;
+    for (Tensor* t : outs) eager.push_back(t->to(Device::kCPU));
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    MLA_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
+    run();
+    MLA_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    MLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int replay = 0; replay < 2; ++replay) {
+      for (Tensor* t : outs) poison(*t, stream_);
+      MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+      sync();
+      for (size_t i = 0; i < outs.size(); ++i) {
+        const Tensor got = outs[i]->to(Device::kCPU);
+        EXPECT_EQ(std::memcmp(got.raw(), eager[i].raw(), got.nbytes()), 0)
+            << "replay " << replay << " of output " << i << " differs from the eager run";
+      }
+    }
+    MLA_CUDA_CHECK(cudaGraphExecDestroy(exec));
+    MLA_CUDA_CHECK(cudaGraphDestroy(graph));
+    return eager;
+  }
 
   cudaStream_t stream_ = nullptr;
 };

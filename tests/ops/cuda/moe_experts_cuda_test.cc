@@ -18,6 +18,15 @@
 // checks each active expert's first, last and one random row (V3 is 88 MFLOP a row): a tile that
 // straddles experts, a lost M tile or a wrong N tile shows there.
 //
+// Chains (the decode tiles under programmatic dependent launch): the engine's MoE chain at one
+// to a few tokens, router GEMV (f32 logits) -> moe_route_and_gather (routing, expert offsets,
+// gathered rows) -> gate_up -> down, every kernel launched with PDL and each reading what the one
+// before wrote. gate_up waits before it reads the offsets; the down GEMM reads them (written two
+// kernels back) and issues its first weight k-tiles before its wait. Every output is poisoned
+// (0xFF: offsets of -1, which clamp to empty experts) before each run; the experts' output must
+// match the CPU reference on the GPU's own offsets and gathered rows, and a CUDA graph of the
+// chain replayed twice must reproduce the eager run bit for bit.
+//
 // Tolerances: the same bf16 inputs on both sides, fp32 accumulation on both; the GPU rounds the
 // SwiGLU hidden state to bf16 before the down GEMM and the output to bf16 (about 1.6e-3 RMS
 // relative each, independent), the CPU keeps both in fp32: ~2.3e-3 expected, 6e-3 over all
@@ -38,7 +47,9 @@
 #include "core/cuda_check.h"
 #include "gemm_cuda_test_util.h"
 #include "ops/cuda/moe_grouped_gemm_sm80.h"
+#include "ops/linear.h"
 #include "ops/moe_experts.h"
+#include "ops/moe_route_gather.h"
 
 namespace mlaserve::ops {
 namespace {
@@ -204,6 +215,66 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     }
   }
 
+  // The chain of the note at the top for `tokens` tokens, through moe_experts_cuda (no ring) or
+  // the decode tiles with `ring`. Every expert has weights (the router picks any).
+  void check_chain(const MoeShape& s, int64_t tokens, std::optional<sm80::MoeDecodeRing> ring) {
+    const uint64_t seed = seed_ + 7 * static_cast<uint64_t>(tokens) + (ring ? static_cast<uint64_t>(*ring) + 1 : 0);
+    const int64_t pairs = tokens * s.top_k;
+    const std::string where = "chain T " + std::to_string(tokens) + " E " + std::to_string(s.experts) + " H " +
+                              std::to_string(s.hidden) +
+                              (ring ? ", decode ring " + std::to_string(static_cast<int>(*ring)) : ", moe_experts");
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", " + where);
+    Tensor x = Tensor::empty({tokens, s.hidden}, DType::kBF16, Device::kCUDA);           // [T, H]
+    Tensor w_router = Tensor::empty({s.experts, s.hidden}, DType::kBF16, Device::kCUDA);  // [E, H]
+    fill_random(x, seed, stream_);
+    fill_random(w_router, seed + 1, stream_);
+    RouterParams params;
+    params.top_k = s.top_k;
+    Tensor logits = poisoned_gpu({tokens, s.experts}, DType::kF32, stream_);  // [T, E]
+    MoeRouteGatherOutputs routed{
+        {poisoned_gpu({tokens, s.top_k}, DType::kF32, stream_), poisoned_gpu({tokens, s.top_k}, DType::kI32, stream_)},
+        {poisoned_gpu({s.experts + 1}, DType::kI32, stream_), poisoned_gpu({pairs}, DType::kI32, stream_),
+         poisoned_gpu({pairs}, DType::kI32, stream_)},
+        poisoned_gpu({pairs, s.hidden}, DType::kBF16, stream_)};  // gathered [P, H]
+    Tensor hidden = poisoned_gpu({pairs, s.inter}, DType::kBF16, stream_);  // [P, Im]
+    Tensor out = poisoned_gpu({pairs, s.hidden}, DType::kBF16, stream_);    // [P, H]
+    Tensor& offsets = routed.grouping.expert_offsets;
+
+    const std::vector<Tensor> got = eager_then_graph(
+        [&] {
+          linear_cuda(x, w_router, logits, stream_);
+          moe_route_and_gather_cuda(logits, Tensor(), params, x, routed, stream_);
+          if (ring) {
+            moe_experts_sm80_decode(routed.gathered, offsets, gpu_, hidden, out, *ring, stream_);
+          } else {
+            moe_experts_cuda(routed.gathered, offsets, gpu_, hidden, out, stream_);
+          }
+        },
+        {&logits, &routed.route.weights, &routed.route.expert_ids, &offsets, &routed.grouping.sorted_pairs,
+         &routed.grouping.sorted_tokens, &routed.gathered, &hidden, &out});
+    const Tensor &off_host = got[3], &gathered_host = got[6], &out_host = got[8];
+    ASSERT_EQ(off_host.data<int32_t>()[0], 0) << where;
+    ASSERT_EQ(off_host.data<int32_t>()[s.experts], pairs) << where << ": the routing wrote no offsets";
+    EXPECT_EQ(count_nonfinite(out_host), 0) << where << ": outputs unwritten (poison) or not finite";
+
+    testing::RowErrorAccumulator errors;
+    for (int64_t e = 0; e < s.experts; ++e) {
+      const int32_t begin = off_host.data<int32_t>()[e], end = off_host.data<int32_t>()[e + 1];
+      if (begin == end) continue;
+      std::vector<int64_t> rows_e;
+      for (int64_t r = begin; r < end; ++r) rows_e.push_back(r);
+      const auto n = static_cast<int64_t>(rows_e.size());
+      Tensor ref = Tensor::empty({n, s.hidden}, DType::kF32);
+      const Tensor one_expert = testing::i32_tensor({0, static_cast<int32_t>(n)}, {2});
+      moe_experts_cpu(gather_rows_f32(gathered_host, rows_e), one_expert, host_expert(e), ActQuantParams{}, ref);
+      const Tensor got_rows = gather_rows_f32(out_host, rows_e);
+      for (int64_t i = 0; i < n; ++i) {
+        errors.add(got_rows.data<float>() + i * s.hidden, ref.data<float>() + i * s.hidden, s.hidden, rows_e[i]);
+      }
+    }
+    testing::expect_close(errors.result(), kRelL2, kRow, where);
+  }
+
   MoeShape shape_{};
   uint64_t seed_ = 0;
   ExpertWeights gpu_;
@@ -245,6 +316,17 @@ TEST_F(MoeExpertsCuda, SmallDecodeRings) {
 
 // 16 < mean <= 64 (the wgmma kernel, mostly one 128-row tile an expert with the second
 // warpgroup idle): 256 rows, one expert over two tiles, the first expert empty.
+// The chain of the note at the top on the small problem (every expert with weights): 1, 3 and 8
+// tokens through the model's dispatch and every decode ring (K 512 and 256: 8 and 4 k-tiles,
+// shorter than the deepest rings' prologues).
+TEST_F(MoeExpertsCuda, SmallChainedAfterRouting) {
+  make_weights(kSmall, {0, 1, 2, 3, 4, 5, 6, 7}, fresh_seed());
+  for (int64_t t : {1, 3, 8}) {
+    check_chain(kSmall, t, std::nullopt);
+    for (MoeDecodeRing ring : kAllRings) check_chain(kSmall, t, ring);
+  }
+}
+
 TEST_F(MoeExpertsCuda, SmallMidTiles) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
@@ -296,6 +378,19 @@ TEST_F(MoeExpertsCuda, V2LiteDecodeRowsPerExpert) {
   check_step(counts, seed + 20, /*check_all=*/true, kAllRings);
   std::mt19937_64 rng(seed);
   for (int64_t t : {1, 2, 8}) check_step(skewed_counts(kV2Lite, pool, t, rng), seed + 100 + t, /*check_all=*/true);
+}
+
+// The chain at V2-Lite's shapes (all 64 experts with weights): the decode step's 1 token (6
+// experts: gate_up 264 CTAs, down 192) and 2 and 8 tokens, through the model's dispatch and
+// every ring.
+TEST_F(MoeExpertsCuda, V2LiteChainedAfterRouting) {
+  std::vector<int64_t> all(64);
+  std::iota(all.begin(), all.end(), 0);
+  make_weights(kV2Lite, all, fresh_seed());
+  for (int64_t t : {1, 2, 8}) {
+    check_chain(kV2Lite, t, std::nullopt);
+    for (MoeDecodeRing ring : kAllRings) check_chain(kV2Lite, t, ring);
+  }
 }
 
 TEST_F(MoeExpertsCuda, V2DecodeRowsPerExpert) {
