@@ -88,12 +88,11 @@ DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
     model_options.shard = dist::make_shard_plan(config, dist->parallel());
     model_options.tp_group = dist->tp_group();
     model_options.pp_group = dist->pp_group();
-    // Rank 0 of a pipeline with steps in flight keeps the next logits' NCCL receive posted on a
-    // stream of its own while stage 0 computes (dist/distributed_runner.h); its CTAs hold their
-    // SMs. NCCL's point-to-point kernels take a few CTAs per peer (NCCL_NCHANNELS_PER_PEER).
-    constexpr int kLogitsReceiveSms = 4;
+    // Rank 0 of a pipeline with steps in flight keeps the next logits' receive posted on a stream
+    // of its own while stage 0 computes (dist/distributed_runner.h); its kernel holds up to
+    // kWorldMaxCtas SMs (dist/context.h), which the MLA decode schedule leaves to it.
     const bool receives_logits = dist->is_leader() && dist->parallel().pp_size > 1 && dist->options().steps_in_flight != 1;
-    if (receives_logits) model_options.mla_reserved_sms = kLogitsReceiveSms;
+    if (receives_logits) model_options.mla_reserved_sms = dist::kWorldMaxCtas;
     return model_options.shard;
   };
   model_options.attention_form = o.attention_form == "mha"        ? AttentionForm::kMha

@@ -10,7 +10,11 @@
 // Then rank 0 makes the NCCL unique id and hands it out over the TCP rendezvous at
 // --master-addr:--master-port (dist/control_channel.h), which stays open as the step-plan
 // channel; every rank joins the NCCL world and splits it into its tensor-parallel group
-// (same stage) and its pipeline group (same tensor-parallel rank). NVLink SHARP multicast
+// (same stage), its pipeline group (same tensor-parallel rank) and world(): all ranks again,
+// numbered by global rank, whose kernels take at most kWorldMaxCtas CTAs. world() carries only a
+// pipeline's logits, and rank 0 keeps their receive posted while its own stage computes the next
+// step: an NCCL kernel holds its SMs while it waits, and uncapped it held enough of them to push
+// the MLA decode kernels (one wave of one CTA per SM) into a second wave. NVLink SHARP multicast
 // (NCCL_NVLS_ENABLE) is turned off before NCCL starts: the shared machines this engine is
 // tested on must not use it, and the all-reduces here are far too small to gain from it.
 //
@@ -52,6 +56,9 @@ struct LaunchOptions {
   int world_size() const { return tp_size * pp_size; }
 };
 
+// The most CTAs (SMs) a kernel of DistContext::world() takes (see above).
+inline constexpr int kWorldMaxCtas = 4;
+
 class DistContext {
  public:
   // Forks this node's other ranks (unless under mpirun), then, in every rank, selects its GPU,
@@ -87,7 +94,7 @@ class DistContext {
   LaunchOptions options_;
   ParallelConfig parallel_;
   std::unique_ptr<ControlChannel> channel_;
-  std::unique_ptr<Collectives> world_, tp_, pp_;
+  std::unique_ptr<Collectives> joined_, world_, tp_, pp_;  // joined_: the parent of the others
   std::vector<pid_t> children_;
   std::atomic<bool> failed_{false};
   mutable std::mutex failure_mutex_;
