@@ -57,7 +57,6 @@ Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetada
   }
 
   Tensor o = act({t, n, dv});  // head-major per token, the o_proj input
-  mark("attn.absorbed");
   for (const AbsorbedRun& run : step.absorbed_runs) {
     Tensor o_run = o.slice(run.row_begin, run.row_end);
     attend_absorbed(w, run, q.slice(run.row_begin, run.row_end), cache.layer(layer), o_run);
@@ -81,12 +80,15 @@ void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run,
                                     const Tensor& cache_layer, Tensor& o) {
   const int64_t rows = q.dim(0), n = heads_, dc = config_.kv_lora_rank;
   const Stream stream = options_.stream;
+  mark("attn.absorbed.absorb");
   Tensor q_abs = act({rows, n, dc + config_.qk_rope_head_dim});  // [rows, n, 576]
   ops::mla_absorb_query(q, w.kv_b_dense, q_abs, stream);
   ops::MlaDecodeArgs args{q_abs, cache_layer, run.block_table, run.seq_lens, run.query_start,
                           static_cast<float>(config_.softmax_scale)};
+  mark("attn.absorbed.decode");
   ops::MlaDecodeOutputs lat{act({rows, n, dc}), f32({rows, n})};
-  ops::mla_decode(args, lat, run.plan.get(), stream);            // o_lat [rows, n, 512]
+  ops::mla_decode(args, lat, run.plan.get(), stream);  // o_lat [rows, n, 512]
+  mark("attn.absorbed.up");
   ops::mla_up_project_output(lat.out, w.kv_b_dense, o, stream);  // [rows, n, dv]
 }
 
