@@ -6,8 +6,7 @@
 //            A = q + h·(dn+dr)            row stride n·(dn+dr)
 //            B = w_kv_b + h·rph·dc        row stride dc            (W_UK[h], rows h·rph ..)
 //            D = q_abs + h·(dc+dr)        row stride n·(dc+dr)
-//            then q_pe [T·n rows, dr] -> q_abs channels [dc, dc+dr): one pitched copy kernel
-//            (ops/cuda/copy_rows.h: cudaMemcpy2DAsync here held the host)
+//            then q_pe [T·n rows, dr] -> q_abs channels [dc, dc+dr): one 2-D copy
 //   up:      batch h:  D [T, dv] = A [T, dc] · B [dv, dc]ᵀ          (B as [N, K]: kNK)
 //            A = o_lat + h·dc             row stride n·dc
 //            B = w_kv_b + (h·rph + dn)·dc row stride dc            (W_UV[h])
@@ -19,7 +18,6 @@
 #include <string_view>
 
 #include "core/cuda_check.h"
-#include "ops/cuda/copy_rows.h"
 #include "ops/cuda/cublaslt_gemm.h"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/mla_absorb_gemv.h"
@@ -71,8 +69,9 @@ void mla_absorb_query_cuda(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs,
   const bfloat16* q_pe = q.data<bfloat16>() + dn;  // [T·n rows, dr], row pitch dn + dr
   bfloat16* dst = q_abs.data<bfloat16>() + dc;     // [T·n rows, dr], row pitch dc + dr
   constexpr size_t kElem = sizeof(bfloat16);
-  gpu::copy_rows_async(dst, static_cast<size_t>(dc + dr) * kElem, q_pe, static_cast<size_t>(dn + dr) * kElem,
-                       static_cast<size_t>(dr) * kElem, static_cast<size_t>(t * n), stream);
+  MLA_CUDA_CHECK(cudaMemcpy2DAsync(dst, static_cast<size_t>(dc + dr) * kElem, q_pe, static_cast<size_t>(dn + dr) * kElem,
+                                   static_cast<size_t>(dr) * kElem, static_cast<size_t>(t * n),
+                                   cudaMemcpyDeviceToDevice, stream));
 }
 
 void mla_up_project_output_cuda(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o, cudaStream_t stream) {
