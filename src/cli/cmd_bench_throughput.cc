@@ -6,6 +6,7 @@
 
 #include "cli/cmd_bench.h"
 #include "core/device_cache.h"
+#include "ops/gemm_plan_stats.h"
 
 namespace mlaserve::cli {
 namespace {
@@ -60,11 +61,13 @@ void run_throughput(const ThroughputArgs& a) {
       {"preemptions", s.num_preemptions},
       {"prefix_hit_rate", hit_rate}};
   const DeviceCacheStats cache = device_cache_stats();  // rank 0's allocator
+  const ops::GemmPlanStats plans = ops::gemm_plan_stats();
   results["device_cache"] = {{"mallocs", cache.mallocs},
                              {"releases", cache.releases},
                              {"host_ms", cache.host_ms},
                              {"cached_gib", double(cache.cached_bytes) / double(1 << 30)},
                              {"used_gib", double(cache.used_bytes) / double(1 << 30)}};
+  results["gemm_plans"] = {{"built", plans.plans}, {"host_ms", plans.host_ms}};
 
   std::printf("%-26s %s on %s\n", "model", b.model_name.c_str(), b.card.c_str());
   std::printf("%-26s %lld x (%lld in, %lld out)\n", "requests", static_cast<long long>(a.num_prompts),
@@ -83,6 +86,8 @@ void run_throughput(const ThroughputArgs& a) {
   std::printf("%-26s %lld cudaMalloc, %lld full-device releases, %.1f ms host; %.2f GiB idle, %.2f GiB used\n",
               "GPU allocator (rank 0)", static_cast<long long>(cache.mallocs), static_cast<long long>(cache.releases),
               cache.host_ms, double(cache.cached_bytes) / double(1 << 30), double(cache.used_bytes) / double(1 << 30));
+  std::printf("%-26s %lld built, %.1f ms host\n", "GEMM plans (rank 0)", static_cast<long long>(plans.plans),
+              plans.host_ms);
 
   nlohmann::json doc = result_header("throughput", b, a.engine);
   doc["results"] = results;

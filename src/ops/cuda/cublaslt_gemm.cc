@@ -10,6 +10,8 @@
 
 #include <cublasLt.h>
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -24,6 +26,9 @@ namespace mlaserve::ops::cuda {
 namespace {
 
 constexpr std::string_view kOp = "lt_gemm";
+
+std::atomic<int64_t> plans_built{0};
+std::atomic<int64_t> plan_build_ns{0};
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
 cudaDataType_t cuda_type(DType t) {
@@ -272,13 +277,24 @@ void lt_gemm(const GemmProblem& p, cudaStream_t stream) {
                     alignment_of(p.b.data, p.b.batch_stride, p.ab_dtype, batched),
                     alignment_of(p.d, p.d_batch_stride, p.d_dtype, batched)};
   std::unique_ptr<Plan>& plan = ctx.plans[key];
-  if (!plan) plan = make_plan(ctx.handle, key, p.fp8_scales);
+  if (!plan) {
+    const auto t0 = std::chrono::steady_clock::now();
+    plan = make_plan(ctx.handle, key, p.fp8_scales);
+    plans_built.fetch_add(1, std::memory_order_relaxed);
+    plan_build_ns.fetch_add(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count(),
+        std::memory_order_relaxed);
+  }
   if (p.ab_dtype == DType::kF8E4M3) set_fp8_scales(plan->op, p.fp8_scales);
 
   const float alpha = 1.0f, beta = 0.0f;
   MLA_CUBLAS_CHECK(cublasLtMatmul(ctx.handle, plan->op, &alpha, p.b.data, plan->lt_a, p.a.data, plan->lt_b, &beta,
                                   p.d, plan->lt_d, p.d, plan->lt_d, &plan->algo, workspace, plan->workspace_bytes,
                                   stream));
+}
+
+GemmPlanStats lt_plan_stats() {
+  return {plans_built.load(std::memory_order_relaxed), 1e-6 * double(plan_build_ns.load(std::memory_order_relaxed))};
 }
 
 }  // namespace mlaserve::ops::cuda

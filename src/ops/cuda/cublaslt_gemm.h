@@ -34,6 +34,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "ops/gemm_plan_stats.h"
 
 namespace mlaserve::ops::cuda {
 
@@ -70,5 +71,8 @@ struct GemmProblem {
 // Enqueues the product on stream. Shapes must be positive (callers return early on empty
 // problems); strides are checked against the shapes, dtypes against the supported pairs.
 void lt_gemm(const GemmProblem& p, cudaStream_t stream);
+
+// The plans lt_gemm has built (ops/gemm_plan_stats.h).
+GemmPlanStats lt_plan_stats();
 
 }  // namespace mlaserve::ops::cuda
