@@ -165,21 +165,9 @@ __global__ void __launch_bounds__(kFp8GemvThreads) linear_fp8_gemv_kernel(const 
     }
   }
 
-  __shared__ float partial[kFp8GemvWarps][kFp8GemvRows * kT];
-#pragma unroll
-  for (int r = 0; r < kFp8GemvRows; ++r) {
-#pragma unroll
-    for (int j = 0; j < kT; ++j) {
-      const float v = warp_sum(acc[r][j]);
-      if (lane == 0) partial[warp][r * kT + j] = v;
-    }
-  }
-  __syncthreads();
-  if (threadIdx.x < kFp8GemvRows * kT) {
+  float sum;
+  if (gemv_cta_sum<kFp8GemvWarps, kFp8GemvRows, kT>(acc, sum)) {
     const int r = static_cast<int>(threadIdx.x) / kT, j = static_cast<int>(threadIdx.x) % kT;
-    float sum = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kFp8GemvWarps; ++w) sum += partial[w][threadIdx.x];
     const int64_t row = row0 + r;
     if (row < p.n && j < p.t) {
       if constexpr (sizeof(OutT) == 2) {

@@ -153,21 +153,9 @@ __global__ void __launch_bounds__(kGemvThreads, (kGemvMinCtasPerSm<kT, kUnroll>)
     }
   }
 
-  __shared__ float partial[kGemvWarps][kGemvRows * kT];
-#pragma unroll
-  for (int r = 0; r < kGemvRows; ++r) {
-#pragma unroll
-    for (int j = 0; j < kT; ++j) {
-      const float v = warp_sum(acc[r][j]);
-      if (lane == 0) partial[warp][r * kT + j] = v;
-    }
-  }
-  __syncthreads();
-  if (threadIdx.x < kGemvRows * kT) {
+  float sum;
+  if (gemv_cta_sum<kGemvWarps, kGemvRows, kT>(acc, sum)) {
     const int r = threadIdx.x / kT, j = threadIdx.x % kT;
-    float sum = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kGemvWarps; ++w) sum += partial[w][threadIdx.x];
     const int64_t row = row0 + r;
     if (row < p.n && j < p.t) {
       float v[1] = {sum};

@@ -31,4 +31,28 @@ __device__ inline float block_sum(float v, float* scratch, int warps) {
 // The same over the whole CTA (blockDim.x a multiple of 32).
 __device__ inline float block_sum(float v, float* scratch) { return block_sum(v, scratch, blockDim.x / 32); }
 
+// The GEMVs' epilogue: acc[r][j] of every lane of the CTA's kWarps warps summed, lanes first
+// (warp_sum) and then warps in order 0 .. kWarps - 1. Thread i < kRows·kT receives the sum for
+// row i / kT and token i % kT in `sum` and returns true; the other threads return false. Every
+// thread of the CTA must call it (it syncs the CTA).
+template <int kWarps, int kRows, int kT>
+__device__ __forceinline__ bool gemv_cta_sum(const float (&acc)[kRows][kT], float& sum) {
+  __shared__ float partial[kWarps][kRows * kT];
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int j = 0; j < kT; ++j) {
+      const float v = warp_sum(acc[r][j]);
+      if (lane == 0) partial[warp][r * kT + j] = v;
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x >= kRows * kT) return false;
+  sum = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) sum += partial[w][threadIdx.x];
+  return true;
+}
+
 }  // namespace mlaserve::ops::gpu
