@@ -67,6 +67,7 @@
 
 #include "ops/cuda/moe_grouped_gemm_sm80_params.h"
 #include "ops/cuda/pdl.cuh"
+#include "ops/cuda/sm80_ptx.cuh"
 
 namespace mlaserve::ops::sm80 {
 
@@ -113,38 +114,7 @@ using MoeTilePrefill = MoeTile<128, 256, 4, 2, 4, 1>;
 
 // ---- PTX wrappers -------------------------------------------------------------------------
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global -> shared, through L2 only; with valid == false nothing is read and the 16
-// bytes are zero-filled.
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
-  const int bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-// d += a · b for one m16n8k16 tile (a: 4 regs of bf16 pairs, b: 2, d: 4 fp32).
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+// smem_u32, cp_async_16 / _commit / _wait, ldmatrix_x4, mma_16816: sm80_ptx.cuh.
 
 // Byte offset of 16-byte chunk `chunk` of tile row `row` (the swizzle above).
 __device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
