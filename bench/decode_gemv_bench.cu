@@ -2,8 +2,10 @@
 // (issue #7): the GEMV path of linear_cuda (ops/linear.h, linear_gemv.cuh) at DeepSeek-V2-Lite's
 // and V3's projection shapes, and the routed experts' decode tiles (moe_grouped_gemm_sm80.h) at
 // V2-Lite's batch 1, 2, 4 and 8 with each cp.async ring (MoeDecodeRing: the model's choice per GEMM
-// and every fixed one; kStream is the one ring of before). A program, not a test: it prints a
-// table and writes JSON.
+// and every fixed one; kStream is the one ring of before), and the MLA W_UK absorption
+// (mla_absorb_query_cuda) at V2-Lite's 16 heads for T = 16, 64, 256 through our mma.sync kernel
+// (mla_absorb_mma.cuh) and through cuBLASLt (mla_absorb_query_cublaslt, the path it replaces),
+// with each one's host time per call. A program, not a test: it prints a table and writes JSON.
 //
 //   decode_gemv_bench [--out DIR]
 //
@@ -13,10 +15,13 @@
 // launch overlaps each call with the one before it) is replayed, each replay timed with events;
 // the figure is the median replay over its calls. GB/s counts the weight bytes once (x and the
 // outputs are < 0.5% of them); "of copy" is that rate over cudaMemcpyAsync's (read + write)
-// measured in the same run.
+// measured in the same run. The absorption's "host us" is the wall time of enqueueing 200 eager
+// calls divided by 200 (no synchronisation inside: what a rank's host pays per layer), its GB/s
+// counts W_UK's bytes (n·dn·dc bf16).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -31,9 +36,11 @@
 #include "copy_bandwidth.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
+#include "ops/cuda/mla_absorb_mma.h"
 #include "ops/cuda/moe_grouped_gemm_sm80.h"
 #include "ops/cuda/moe_grouped_gemm_sm80_heuristics.h"
 #include "ops/linear.h"
+#include "ops/mla_absorb.h"
 #include "ops/random_fill.h"
 
 namespace mlaserve::bench {
@@ -165,9 +172,51 @@ int run(int argc, char** argv) {
                           {"floor_us", floor_us}, {"weight_gbps", gbps}, {"of_copy", gbps / copy_gbps}});
     }
   }
+
+  // The W_UK absorption at V2-Lite's shapes: q [T, 16, 192] -> q_abs [T, 16, 576], w_kv_b [16·256, 512].
+  constexpr int64_t kHeads = 16, kDn = 128, kDr = 64, kDv = 128, kDc = 512;
+  const double wuk_bytes = 2.0 * kHeads * kDn * kDc;
+  const double kvb_bytes = 2.0 * kHeads * (kDn + kDv) * kDc;
+  const int kvb_copies = static_cast<int>(std::clamp(kRotateBytes / kvb_bytes, 2.0, 256.0));
+  std::vector<Tensor> kv_bs;
+  for (int c = 0; c < kvb_copies; ++c) {
+    kv_bs.push_back(Tensor::empty({kHeads * (kDn + kDv), kDc}, DType::kBF16, Device::kCUDA));  // [n·rph, dc]
+    fill(kv_bs.back(), 700 + c, stream);
+  }
+  nlohmann::json absorb_rows = nlohmann::json::array();
+  std::printf("\n%-20s %3s %9s %9s %9s %8s %9s\n", "absorb (16 heads)", "T", "path", "us", "GB/s", "of copy",
+              "host us");
+  for (int64_t t : {16, 64, 256}) {
+    Tensor q = Tensor::empty({t, kHeads, kDn + kDr}, DType::kBF16, Device::kCUDA);  // [T, n, dn + dr]
+    fill(q, 9, stream);
+    Tensor q_abs = Tensor::empty({t, kHeads, kDc + kDr}, DType::kBF16, Device::kCUDA);  // [T, n, dc + dr]
+    using AbsorbFn = void (*)(const Tensor&, const Tensor&, Tensor&, cudaStream_t);
+    const std::vector<std::pair<AbsorbFn, const char*>> paths = {
+        {ops::mla_absorb_query_cuda, "ours"}, {ops::mla_absorb_query_cublaslt, "cublaslt"}};
+    for (const auto& [fn_value, path] : paths) {
+      const AbsorbFn fn = fn_value;
+      const double us = timer.graph_us(stream, kvb_copies, 20, [&](int i) { fn(q, kv_bs[i], q_abs, stream); });
+      constexpr int kHostCalls = 200;
+      MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
+      const auto h0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < kHostCalls; ++i) fn(q, kv_bs[i % kvb_copies], q_abs, stream);
+      const auto h1 = std::chrono::steady_clock::now();
+      MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
+      const double host_us = std::chrono::duration<double, std::micro>(h1 - h0).count() / kHostCalls;
+      const double gbps = wuk_bytes / us / 1e3;
+      std::printf("%-20s %3lld %9s %9.2f %9.0f %8.2f %9.2f\n", "v2l.absorb_wuk", static_cast<long long>(t), path, us,
+                  gbps, gbps / copy_gbps, host_us);
+      absorb_rows.push_back({{"tokens", t}, {"heads", kHeads}, {"path", path}, {"us", us}, {"weight_gbps", gbps},
+                             {"of_copy", gbps / copy_gbps}, {"host_us", host_us}});
+    }
+  }
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));
   write_report(out_dir, "decode_gemv", prop.name, command_line(argc, argv),
-               {{"card", prop.name}, {"copy_gbps", copy_gbps}, {"gemv", gemv_rows}, {"moe_decode", moe_rows}});
+               {{"card", prop.name},
+                {"copy_gbps", copy_gbps},
+                {"gemv", gemv_rows},
+                {"moe_decode", moe_rows},
+                {"absorb", absorb_rows}});
   return 0;
 }
 

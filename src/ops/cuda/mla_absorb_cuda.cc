@@ -15,12 +15,17 @@
 // 128 x 512 slice is read once per call, 128 KB a head. Up to kAbsorbGemvMaxTokens = 8 tokens
 // per-head GEMV kernels run instead (mla_absorb_gemv.cuh: no cuBLASLt tile overhead, the q_pe
 // copy inside the absorb kernel, programmatic dependent launch with the weights prefetched).
+// The absorption alone also has a kernel of ours up to kAbsorbMmaMaxTokens = 256 rows (a per-head
+// mma.sync GEMM, mla_absorb_mma.cuh): under pipeline parallelism (eager steps) rank 0's host spent
+// ~200 us a layer inside cuBLASLt's call at these T (bench/NOTES-dist.md). The up-projection keeps
+// cuBLASLt past 8 tokens (~15 us of host a call there).
 #include <string_view>
 
 #include "core/cuda_check.h"
 #include "ops/cuda/cublaslt_gemm.h"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/mla_absorb_gemv.h"
+#include "ops/cuda/mla_absorb_mma.h"
 #include "ops/mla_absorb.h"
 
 namespace mlaserve::ops {
@@ -32,27 +37,28 @@ void check_gpu_bf16(std::string_view op, std::string_view name, const Tensor& t,
   MLA_CHECK(t.ndim() == ndim, "{}: {} must have {} dimensions, got {}", op, name, ndim, shape_str(t.shape()));
 }
 
-}  // namespace
+// dc, dr, dn and rph of mla_absorb_query_cuda's operands, after checking their shapes.
+struct AbsorbDims {
+  int64_t dc, dr, dn, rph;
+};
 
-void mla_absorb_query_cuda(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, cudaStream_t stream) {
-  constexpr std::string_view kOp = "mla_absorb_query_cuda";
-  check_gpu_bf16(kOp, "q", q, 3);
-  check_gpu_bf16(kOp, "w_kv_b", w_kv_b, 2);
-  check_gpu_bf16(kOp, "q_abs", q_abs, 3);
+AbsorbDims check_absorb_query(std::string_view op, const Tensor& q, const Tensor& w_kv_b, const Tensor& q_abs) {
+  check_gpu_bf16(op, "q", q, 3);
+  check_gpu_bf16(op, "w_kv_b", w_kv_b, 2);
+  check_gpu_bf16(op, "q_abs", q_abs, 3);
   const int64_t t = q.dim(0), n = q.dim(1), dc = w_kv_b.dim(1), dr = q_abs.dim(2) - dc;
   const int64_t dn = q.dim(2) - dr, rph = n > 0 ? w_kv_b.dim(0) / n : 0;
   MLA_CHECK(n > 0 && dr > 0 && dn > 0 && w_kv_b.dim(0) % n == 0 && rph > dn && q_abs.dim(0) == t && q_abs.dim(1) == n,
-            "{}: inconsistent shapes q {}, w_kv_b {}, q_abs {} (dc = {}, dr = {}, dn = {})", kOp, shape_str(q.shape()),
+            "{}: inconsistent shapes q {}, w_kv_b {}, q_abs {} (dc = {}, dr = {}, dn = {})", op, shape_str(q.shape()),
             shape_str(w_kv_b.shape()), shape_str(q_abs.shape()), dc, dr, dn);
-  if (t == 0) return;
-  if (t <= gpu::kAbsorbGemvMaxTokens && dc % 8 == 0 && gpu::aligned16(w_kv_b)) {  // decode batches: per-head GEMVs
-    return gpu::launch_mla_absorb_gemv(
-        {gpu::ptr<const __nv_bfloat16>(q), gpu::ptr<const __nv_bfloat16>(w_kv_b), gpu::ptr<__nv_bfloat16>(q_abs),
-         static_cast<int32_t>(t), static_cast<int32_t>(n), static_cast<int32_t>(dn), static_cast<int32_t>(dr),
-         static_cast<int32_t>(dc), static_cast<int32_t>(rph)},
-        stream);
-  }
+  return {dc, dr, dn, rph};
+}
 
+// The cuBLASLt GEMM and the 2-D copy of q_pe (shapes checked).
+void absorb_query_lt(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, const AbsorbDims& dims,
+                     cudaStream_t stream) {
+  const auto [dc, dr, dn, rph] = dims;
+  const int64_t t = q.dim(0), n = q.dim(1);
   cuda::GemmProblem p;
   p.m = t;
   p.n = dc;
@@ -72,6 +78,28 @@ void mla_absorb_query_cuda(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs,
   MLA_CUDA_CHECK(cudaMemcpy2DAsync(dst, static_cast<size_t>(dc + dr) * kElem, q_pe, static_cast<size_t>(dn + dr) * kElem,
                                    static_cast<size_t>(dr) * kElem, static_cast<size_t>(t * n),
                                    cudaMemcpyDeviceToDevice, stream));
+}
+
+}  // namespace
+
+void mla_absorb_query_cuda(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, cudaStream_t stream) {
+  const AbsorbDims dims = check_absorb_query("mla_absorb_query_cuda", q, w_kv_b, q_abs);
+  const int64_t t = q.dim(0), n = q.dim(1);
+  if (t == 0) return;
+  const gpu::MlaAbsorbGemvParams p{
+      gpu::ptr<const __nv_bfloat16>(q), gpu::ptr<const __nv_bfloat16>(w_kv_b), gpu::ptr<__nv_bfloat16>(q_abs),
+      static_cast<int32_t>(t),          static_cast<int32_t>(n),               static_cast<int32_t>(dims.dn),
+      static_cast<int32_t>(dims.dr),    static_cast<int32_t>(dims.dc),         static_cast<int32_t>(dims.rph)};
+  if (t <= gpu::kAbsorbGemvMaxTokens && dims.dc % 8 == 0 && gpu::aligned16(w_kv_b)) {
+    return gpu::launch_mla_absorb_gemv(p, stream);  // decode batches: per-head GEMVs
+  }
+  if (gpu::mla_absorb_mma_applies(p)) return gpu::launch_mla_absorb_mma(p, stream);  // up to 256 rows
+  absorb_query_lt(q, w_kv_b, q_abs, dims, stream);
+}
+
+void mla_absorb_query_cublaslt(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, cudaStream_t stream) {
+  const AbsorbDims dims = check_absorb_query("mla_absorb_query_cublaslt", q, w_kv_b, q_abs);
+  if (q.dim(0) > 0) absorb_query_lt(q, w_kv_b, q_abs, dims, stream);
 }
 
 void mla_up_project_output_cuda(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o, cudaStream_t stream) {

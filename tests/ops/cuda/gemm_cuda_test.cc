@@ -1,25 +1,30 @@
-// linear_cuda and the MLA absorption GEMMs (cuBLASLt) against their CPU references, on fresh
-// random bf16 inputs at DeepSeek's shapes: kv_a_proj_with_mqa 576 x 2048 / 7168 (and its two
-// row views), q_b_proj 24576 x 1536, o_proj 7168 x 16384, lm_head 102400 x 2048 with f32
-// logits, routers 64 x 2048 / 256 x 7168 with f32 logits; T = 1, 7, 64, 300, 4096; absorption
-// with 16 and 128 heads (cuBLASLt, and up to 8 tokens the per-head GEMVs: T = 1 .. 9). Outputs are poisoned (NaN) first and must be fully written. At large
-// T only some rows are checked against the CPU (first, last, random ones): lm_head at 4096
-// rows is 1.7 TFLOP, minutes on one CPU core, and a wrong tile, stride or view shows in any row.
-// The last test captures every GEMM-shaped op in a CUDA graph and replays it.
+// linear_cuda and the MLA absorption matmuls against their CPU references, on fresh random bf16
+// inputs at DeepSeek's shapes: kv_a_proj_with_mqa 576 x 2048 / 7168 (and its two row views),
+// q_b_proj 24576 x 1536, o_proj 7168 x 16384, lm_head 102400 x 2048 with f32 logits, routers
+// 64 x 2048 / 256 x 7168 with f32 logits; T = 1, 7, 64, 300, 4096; absorption with 16 and 128
+// heads (up to 8 tokens the per-head GEMVs: T = 1 .. 9; from 9 to 256 the W_UK absorption's
+// mma.sync kernel, mla_absorb_mma.cuh: T = 9 .. 257 around its 64-row blocks; past that, and for
+// the up-projection past 8, cuBLASLt). Outputs are poisoned (NaN) first and must be fully
+// written; the q_pe channels of q_abs are checked bit for bit. At large T only some rows are
+// checked against the CPU (first, last, random ones): lm_head at 4096 rows is 1.7 TFLOP, minutes
+// on one CPU core, and a wrong tile, stride or view shows in any row. The last test captures
+// every GEMM-shaped op in a CUDA graph and replays it.
 //
-// Chains (the decode GEMVs, which load their weights before griddepcontrol.wait): a GEMV, or
-// the absorption GEMVs, right after a GEMV that writes their input, both launched with
-// programmatic dependent launch as in a decode step, eagerly and as a CUDA graph replayed
-// twice. The second kernel's output must be, bit for bit, what the kernel's own summation order
-// gives on the first's GPU output (gemv_kernel_order.h: the order the kernels had before their
-// loads moved ahead of the wait), and close to the CPU reference; a read of the input before
+// Chains (the decode kernels, which load their weights before griddepcontrol.wait): a GEMV, or
+// the absorption kernels, right after a GEMM that writes their input, both launched as in a
+// decode step, eagerly and as a CUDA graph replayed twice. For the GEMVs the second kernel's
+// output must be, bit for bit, what the kernel's own summation order gives on the first's GPU
+// output (gemv_kernel_order.h: the order the kernels had before their loads moved ahead of the
+// wait); every chain's output must be close to the CPU reference; a read of the input before
 // the first kernel wrote it reads the poison (NaN) it was filled with.
 //
-// Tolerances, from the precision: both sides see the same bf16 inputs; the products are exact
-// in fp32 and both sides accumulate in fp32 (different orders: ~1e-6 relative). A bf16 output
-// is rounded once, a relative error of at most 2^-8 and about 1.6e-3 RMS for values spread over
-// a binade, so 4e-3 over all checked rows and 6e-3 for any single row. f32 outputs carry only
-// the summation order: 1e-4 (a bf16 rounding anywhere would cost 1.6e-3).
+// Tolerances, from the precision, the same for every path (the MMA kernel's included: K = dn =
+// 128 products summed in fp32 by the tensor cores, one bf16 rounding): both sides see the same
+// bf16 inputs; the products are exact in fp32 and both sides accumulate in fp32 (different
+// orders: ~1e-6 relative). A bf16 output is rounded once, a relative error of at most 2^-8 and
+// about 1.6e-3 RMS for values spread over a binade, so 4e-3 over all checked rows and 6e-3 for
+// any single row. f32 outputs carry only the summation order: 1e-4 (a bf16 rounding anywhere
+// would cost 1.6e-3).
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -31,6 +36,8 @@
 #include "core/cuda_check.h"
 #include "gemm_cuda_test_util.h"
 #include "gemv_kernel_order.h"
+#include "ops/cuda/mla_absorb_gemv.h"
+#include "ops/cuda/mla_absorb_mma.h"
 #include "ops/linear.h"
 #include "ops/mla_absorb.h"
 #include "ops/moe_experts.h"
@@ -43,6 +50,7 @@ using testing::count_nonfinite;
 using testing::expect_close;
 using testing::fill_random;
 using testing::fresh_seed;
+using gpu::kAbsorbGemvMaxTokens;
 using testing::linear_gemv_kernel_order;
 using testing::mla_absorb_kernel_order;
 using testing::mla_up_kernel_order;
@@ -53,6 +61,10 @@ using testing::rows_to_check;
 
 constexpr double kBf16RelL2 = 4e-3, kBf16Row = 6e-3;
 constexpr double kF32RelL2 = 1e-4, kF32Row = 2e-4;
+
+// Which path check_absorb's query absorption takes: mla_absorb_query's own choice, or cuBLASLt
+// forced (mla_absorb_query_cublaslt, the benchmarks' reference).
+enum class AbsorbPath { kDispatch, kCublaslt };
 
 class GemmCuda : public testing::Sm90StreamTest {
  protected:
@@ -115,7 +127,8 @@ class GemmCuda : public testing::Sm90StreamTest {
 
   // mla_absorb_query and mla_up_project_output for t tokens and n heads (DeepSeek's dn 128,
   // dr 64, dv 128, dc 512 unless given), q / o_lat as row views of larger tensors when offset > 0.
-  void check_absorb(int64_t t, int64_t n, int64_t offset = 0, int64_t dc = 512, int64_t dv = 128) {
+  void check_absorb(int64_t t, int64_t n, int64_t offset = 0, int64_t dc = 512, int64_t dv = 128,
+                    AbsorbPath path = AbsorbPath::kDispatch) {
     constexpr int64_t kDn = 128, kDr = 64;
     const uint64_t seed = fresh_seed();
     SCOPED_TRACE("seed " + std::to_string(seed) + ", T " + std::to_string(t) + ", heads " + std::to_string(n));
@@ -128,7 +141,11 @@ class GemmCuda : public testing::Sm90StreamTest {
     fill_random(q_gpu, seed + 1, stream_);
     const Tensor q_host = random_host({offset + t, n, kDn + kDr}, DType::kBF16, seed + 1).slice(offset, offset + t);
     Tensor q_abs = poisoned_gpu({t, n, dc + kDr}, DType::kBF16, stream_);
-    mla_absorb_query(q_gpu.slice(offset, offset + t), w_gpu, q_abs, Stream{stream_});
+    if (path == AbsorbPath::kCublaslt) {
+      mla_absorb_query_cublaslt(q_gpu.slice(offset, offset + t), w_gpu, q_abs, stream_);
+    } else {
+      mla_absorb_query(q_gpu.slice(offset, offset + t), w_gpu, q_abs, Stream{stream_});
+    }
 
     // Output: [T, n, 512] -> [T, n, 128].
     Tensor lat_gpu = Tensor::empty({offset + t, n, dc}, DType::kBF16, Device::kCUDA);
@@ -261,16 +278,18 @@ class GemmCuda : public testing::Sm90StreamTest {
     const Tensor &q_host = got[0], &lat_host = got[1], &q_abs_host = got[2], &o_host = got[3];
     EXPECT_EQ(count_nonfinite(q_abs_host), 0) << where << ": q_abs read q before it was written, or is unwritten";
     EXPECT_EQ(count_nonfinite(o_host), 0) << where << ": o read o_lat before it was written, or is unwritten";
-    EXPECT_EQ(bit_mismatches(q_abs_host,
+    if (t <= kAbsorbGemvMaxTokens) {  // the GEMVs' summation order; past it only the CPU comparison
+      EXPECT_EQ(bit_mismatches(q_abs_host,
                              mla_absorb_kernel_order(q_host.data<bfloat16>(), kv_b_host.data<bfloat16>(), t, n, kDn, kDr,
                                                      dc, rph),
                              dc, dc + kDr, where + ", q_abs"),
               0);
-    EXPECT_EQ(bit_mismatches(o_host,
-                             mla_up_kernel_order(lat_host.data<bfloat16>(), kv_b_host.data<bfloat16>(), t, n, kDn, dv, dc,
-                                                 rph),
-                             dv, dv, where + ", o"),
-              0);
+      EXPECT_EQ(bit_mismatches(o_host,
+                               mla_up_kernel_order(lat_host.data<bfloat16>(), kv_b_host.data<bfloat16>(), t, n, kDn, dv,
+                                                   dc, rph),
+                               dv, dv, where + ", o"),
+                0);
+    }
 
     Tensor q_ref = Tensor::empty({t, n, dc + kDr}, DType::kF32), o_ref = Tensor::empty({t, n, dv}, DType::kF32);
     mla_absorb_query_cpu(q_host.reshape({t, n, kDn + kDr}).to_f32(), kv_b_host, q_ref);
@@ -346,6 +365,39 @@ TEST_F(GemmCuda, SmallAbsorbGemvEdges) {
   check_absorb(9, 2, 0, /*dc=*/136, /*dv=*/120);
 }
 
+// From 9 to 256 tokens the W_UK absorption runs the mma.sync kernel (mla_absorb_mma.cuh): its
+// first T, a partial m16 tile and a partial 64-row block (T 70 = 64 + 6, a row view), two column
+// blocks (dc 256), T 256 (four full row blocks) at 2 heads; dc 136 (not a multiple of 128) keeps
+// cuBLASLt (SmallAbsorbGemvEdges' T 9), and so does mla_absorb_query_cublaslt at any T.
+TEST_F(GemmCuda, SmallAbsorbMma) {
+  check_absorb(9, 2);
+  check_absorb(70, 3, /*offset=*/2);
+  check_absorb(17, 2, 0, /*dc=*/256, /*dv=*/120);
+  check_absorb(256, 2, /*offset=*/1);
+  check_absorb(70, 3, /*offset=*/2, 512, 128, AbsorbPath::kCublaslt);
+}
+
+// Host-only: which problems the kernel takes (no GPU needed).
+TEST(GemmCudaHost, SmallAbsorbMmaApplies) {
+  gpu::MlaAbsorbGemvParams p{};
+  alignas(16) static const __nv_bfloat16 buf[8] = {};
+  p.q = buf;
+  p.w = buf;
+  p.q_abs = const_cast<__nv_bfloat16*>(buf);  // never written: only the shapes are looked at
+  p.t = 9, p.n = 16, p.dn = 128, p.dr = 64, p.dc = 512, p.rph = 256;
+  EXPECT_TRUE(gpu::mla_absorb_mma_applies(p));
+  p.t = 256;
+  EXPECT_TRUE(gpu::mla_absorb_mma_applies(p));
+  p.t = 257;
+  EXPECT_FALSE(gpu::mla_absorb_mma_applies(p));  // cuBLASLt past 256 rows
+  p.t = 64, p.dc = 136;
+  EXPECT_FALSE(gpu::mla_absorb_mma_applies(p));
+  p.dc = 512, p.dn = 120;
+  EXPECT_FALSE(gpu::mla_absorb_mma_applies(p));
+  p.dn = 128, p.q = buf + 1;
+  EXPECT_FALSE(gpu::mla_absorb_mma_applies(p));  // unaligned q
+}
+
 // Chains (the note at the top): K of a partial chunk (296) and a partial step (520), every kernel
 // width, f32 and bf16 second outputs; a second GEMV of K = 8200 (33 chunks: two steps at one
 // token, the second's rows prefetched into L2 before the wait); the absorption GEMVs at 2 heads
@@ -356,6 +408,15 @@ TEST_F(GemmCuda, SmallGemvChainBitExact) {
   for (int64_t t : {1, 8}) check_gemv_chain(t, 64, 8200, 13, DType::kBF16);
   check_absorb_chain(1, 2, 256);
   check_absorb_chain(8, 2, 256, /*dc=*/136, /*dv=*/120);
+}
+
+// The absorption's mma.sync kernel (9 to 256 tokens) right after the cuBLASLt GEMM that writes its
+// query, launched with programmatic dependent launch, eagerly and as a graph: a read of q before
+// the wait would read the poison. Compared with the CPU only (its summation order is the tensor
+// cores', not the GEMVs').
+TEST_F(GemmCuda, SmallAbsorbMmaChain) {
+  check_absorb_chain(9, 2, 256);
+  check_absorb_chain(70, 2, 256);
 }
 
 // ---- DeepSeek shapes -------------------------------------------------------------------------
@@ -434,6 +495,20 @@ TEST_F(GemmCuda, Absorb128Heads) {
 TEST_F(GemmCuda, AbsorbGemvDecodeBatches) {
   for (int64_t t : {1, 2, 3, 4, 5, 6, 8, 9}) check_absorb(t, 16);
   for (int64_t t : {1, 2, 3, 5, 8, 9}) check_absorb(t, 128, /*offset=*/t == 3 ? 2 : 0);
+}
+
+// The mma.sync kernel's token counts (mla_absorb_mma.cuh): its first, one and four m16 tiles, one
+// row block and either side of it, two and three blocks, its last (256) and the first past it
+// (257: cuBLASLt), at V2-Lite's 16 heads and V3's 128, with row views of q.
+TEST_F(GemmCuda, AbsorbMmaDecodeBatches) {
+  for (int64_t t : {9, 16, 63, 64, 65, 129, 200, 256, 257}) check_absorb(t, 16, /*offset=*/t == 65 ? 3 : 0);
+  for (int64_t t : {9, 16, 63, 64, 65, 129, 200, 256, 257}) check_absorb(t, 128, /*offset=*/t == 129 ? 5 : 0);
+}
+
+// The decode step's chain at V2-Lite's shapes with the kernel's token counts: q by a cuBLASLt
+// GEMM of x [T, 2048] just before the absorption (see SmallAbsorbMmaChain).
+TEST_F(GemmCuda, AbsorbMmaChainDecodeShapes) {
+  for (int64_t t : {16, 64, 200, 256}) check_absorb_chain(t, 16, 2048);
 }
 
 // ---- CUDA graph capture ----------------------------------------------------------------------
