@@ -6,7 +6,8 @@
 // Why: with pipeline parallelism every step is eager, and rank 0's host spent ~200 us a layer
 // inside cuBLASLt's strided batched GEMM call for these T (not its plan building, not the q_pe
 // copy: bench/NOTES-dist.md, 2026-11-28 19:46-20:10) while the GPU waited. One plain launch of a
-// kernel of ours costs a few us of host time and also puts the q_pe copy in the kernel.
+// kernel of ours should cost a few us of host time (decode_gemv_bench's "host us" column says),
+// and the q_pe copy goes inside it.
 //
 // Symbols: T tokens, n heads, dn = 128 nope channels (K), dr = 64 rope channels, dc = 512 latent
 // channels (N), rph = dn + dv rows of w_kv_b per head.
@@ -25,7 +26,7 @@
 //   - B, the weights, by 16-byte cp.async, issued before grid_dependency_wait() (programmatic
 //     dependent launch, pdl.cuh: no kernel of a step writes w_kv_b), so the first trip to HBM
 //     overlaps the kernel before (the query's RoPE). A, the query rows the kernel before wrote, by
-//     cp.async after the wait; rows t >= T are zero-filled (never read) and never stored.
+//     cp.async after the wait; rows t >= T are zero-filled (nothing read from q) and never stored.
 //   - Per k16 step: B fragments by ldmatrix.x4.trans (B is K-major: [d][c] rows; two n8 tiles a
 //     load), A fragments by ldmatrix.x4 (one m16 tile a load, skipped with its mma when the tile
 //     starts at or past T), mma.sync m16n8k16 bf16 -> fp32.
