@@ -1,6 +1,5 @@
 #include "bench_report.h"
 
-#include <cctype>
 #include <cstdio>
 #include <ctime>
 
@@ -9,12 +8,6 @@
 
 namespace mlaserve::bench {
 namespace {
-
-std::string slug(const std::string& name) {
-  std::string out;
-  for (char c : name) out += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
-  return out;
-}
 
 std::string utc(const std::tm& time, const char* format) {
   char text[32];
@@ -41,7 +34,7 @@ std::string write_report(const std::string& dir, const std::string& benchmark, c
   fields["benchmark"] = benchmark;
   fields["date"] = utc(time, "%Y-%m-%dT%H:%M:%SZ");
   fields["command"] = command;
-  const std::string path = write_new_file(dir, benchmark + "_" + slug(machine) + "_" + utc(time, "%Y%m%d-%H%M%S"),
+  const std::string path = write_new_file(dir, benchmark + "_" + file_name_part(machine) + "_" + utc(time, "%Y%m%d-%H%M%S"),
                                           "json", fields.dump(2) + "\n");
   std::printf("\nwrote %s\n", path.c_str());
   return path;

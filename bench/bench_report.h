@@ -1,8 +1,8 @@
 // The report every benchmark program writes beside its printed table: one JSON file per run,
 //   DIR/<benchmark>_<machine slug>_<UTC stamp>.json
 // holding the program's own fields plus "benchmark", "date" (UTC, ISO 8601) and "command" (the
-// command line as run). The slug is the machine's name (a GPU's or a CPU's) lower-cased, every
-// character other than a letter or a digit turned into '-': "NVIDIA H200" -> "nvidia-h200".
+// command line as run). The slug is file_name_part (core/new_file.h) of the machine's name (a
+// GPU's or a CPU's): "NVIDIA H200" -> "nvidia-h200".
 // No CUDA here: the CPU-only benchmarks write the same report.
 #pragma once
 

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -32,9 +31,7 @@ std::string gpu_name() {
   MLA_CUDA_CHECK(cudaGetDevice(&device));
   cudaDeviceProp prop{};
   MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-  std::string name = prop.name;
-  for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
-  return name;
+  return file_name_part(prop.name);
 }
 #endif
 

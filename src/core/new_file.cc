@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -35,6 +36,12 @@ std::string write_new_file(const std::string& dir, const std::string& stem, cons
     MLA_CHECK(::close(fd) == 0, "cannot write {}: {}", path, std::strerror(errno));
     return path;
   }
+}
+
+std::string file_name_part(std::string_view name) {
+  std::string out(name);
+  for (char& c : out) c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
+  return out;
 }
 
 }  // namespace mlaserve

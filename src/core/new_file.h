@@ -15,4 +15,8 @@ namespace mlaserve {
 std::string write_new_file(const std::string& dir, const std::string& stem, const std::string& ext,
                            std::string_view text);
 
+// A machine's name as part of such a stem: lower case, every character that is not a letter or
+// a digit a dash ("NVIDIA H200" -> "nvidia-h200").
+std::string file_name_part(std::string_view name);
+
 }  // namespace mlaserve

@@ -43,5 +43,13 @@ TEST(NewFile, UnwritableDirectoryIsAnError) {
   EXPECT_THROW(write_new_file("/proc/no_such_dir_for_results", "x", "json", "{}"), Error);
 }
 
+TEST(NewFile, MachineNamesBecomeFileNameParts) {
+  EXPECT_EQ(file_name_part("NVIDIA H200"), "nvidia-h200");
+  EXPECT_EQ(file_name_part("NVIDIA H100 80GB HBM3"), "nvidia-h100-80gb-hbm3");
+  EXPECT_EQ(file_name_part("AMD EPYC 9654 96-Core Processor"), "amd-epyc-9654-96-core-processor");
+  EXPECT_EQ(file_name_part("a/b_c.d"), "a-b-c-d");  // no path separators, no dots
+  EXPECT_EQ(file_name_part(""), "");
+}
+
 }  // namespace
 }  // namespace mlaserve

@@ -28,7 +28,6 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -514,8 +513,9 @@ TEST_F(GemmCuda, AbsorbMmaChainDecodeShapes) {
 // ---- CUDA graph capture ----------------------------------------------------------------------
 
 // Every GEMM-shaped op, run once eagerly (plans, workspace), then captured in global mode (which
-// rejects allocation and synchronisation) and replayed: the replay must reproduce the eager
-// results. The MoE kernels are deterministic (bit for bit); cuBLASLt runs the cached algorithm.
+// rejects allocation and synchronisation) and replayed twice (eager_then_graph): each replay must
+// reproduce the eager results bit for bit. The MoE kernels are deterministic; cuBLASLt runs the
+// cached algorithm.
 TEST_F(GemmCuda, SmallGraphCaptureMatchesEager) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
@@ -540,30 +540,10 @@ TEST_F(GemmCuda, SmallGraphCaptureMatchesEager) {
     mla_up_project_output_cuda(lat, kv_b, o, stream_);
     moe_experts_cuda(x, offsets, ew, hidden, moe_out, stream_);
   };
-  step();
-  sync();
-  const std::vector<Tensor> eager = {y.to(Device::kCPU), q_abs.to(Device::kCPU), o.to(Device::kCPU),
-                                     moe_out.to(Device::kCPU)};
-  for (Tensor* t : {&y, &q_abs, &o, &moe_out}) testing::poison(*t, stream_);
-
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  MLA_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
-  step();
-  MLA_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
-  MLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  MLA_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
-  sync();
-  MLA_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  MLA_CUDA_CHECK(cudaGraphDestroy(graph));
-
-  const std::vector<Tensor> replay = {y.to(Device::kCPU), q_abs.to(Device::kCPU), o.to(Device::kCPU),
-                                      moe_out.to(Device::kCPU)};
+  const std::vector<Tensor> eager = eager_then_graph(step, {&y, &q_abs, &o, &moe_out});
   const char* names[] = {"linear", "absorb query", "up-project", "moe"};
   for (size_t i = 0; i < eager.size(); ++i) {
-    EXPECT_EQ(count_nonfinite(replay[i]), 0) << names[i] << ": the replay left outputs unwritten";
-    EXPECT_EQ(std::memcmp(replay[i].raw(), eager[i].raw(), eager[i].nbytes()), 0)
-        << names[i] << ": the graph replay differs from the eager run";
+    EXPECT_EQ(count_nonfinite(eager[i]), 0) << names[i] << ": outputs left unwritten";
   }
 }
 
