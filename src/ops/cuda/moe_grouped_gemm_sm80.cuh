@@ -117,9 +117,7 @@ using MoeTilePrefill = MoeTile<128, 256, 4, 2, 4, 1>;
 // smem_u32, cp_async_16 / _commit / _wait, ldmatrix_x4, mma_16816: sm80_ptx.cuh.
 
 // Byte offset of 16-byte chunk `chunk` of tile row `row` (the swizzle above).
-__device__ __forceinline__ uint32_t tile_offset(int row, int chunk) {
-  return static_cast<uint32_t>(row * 128 + ((chunk ^ (row & 7)) << 4));
-}
+__device__ __forceinline__ uint32_t tile_offset(int row, int chunk) { return swizzled_offset<128>(row, chunk); }
 
 // ---- scheduling ---------------------------------------------------------------------------
 

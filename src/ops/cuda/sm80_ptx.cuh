@@ -2,7 +2,8 @@
 // cp.async with zero fill, ldmatrix (plain and transposed) and the bf16 m16n8k16 mma.
 //
 // Used by moe_grouped_gemm_sm80.cuh (and through it moe_grouped_gemm_fp8_sm89.cuh) and
-// mla_absorb_mma.cuh. Each kernel keeps its own shared-memory swizzle (its row width differs).
+// mla_absorb_mma.cuh, with the shared-memory swizzle they all use (swizzled_offset; the row
+// width is each kernel's).
 #pragma once
 
 #include <cstdint>
@@ -18,6 +19,15 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
   const int bytes = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+
+// Byte offset of 16-byte chunk `chunk` of row `row` in a shared tile of kRowBytes-byte rows whose
+// chunk j is stored at chunk j ^ (row % 8): the 8 row addresses of a ldmatrix (8 consecutive rows,
+// one chunk) and of a warp's 16-byte cp.async stores then fall in 8 different bank groups.
+template <int kRowBytes>
+__device__ __forceinline__ uint32_t swizzled_offset(int row, int chunk) {
+  static_assert(kRowBytes % 128 == 0, "rows of whole 128-byte bank cycles (8 chunks or more)");
+  return static_cast<uint32_t>(row * kRowBytes + ((chunk ^ (row & 7)) << 4));
 }
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
