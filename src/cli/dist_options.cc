@@ -18,6 +18,10 @@ void add_dist_options(CLI::App& cmd, dist::LaunchOptions& o) {
   cmd.add_option("--pipeline-steps-in-flight", o.steps_in_flight,
                  "Steps of other sequences queued at once across pipeline stages (0: one per stage)")
       ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--step-timeout", o.step_timeout_s,
+                 "Seconds a split run may go without a step ending while steps are queued before it ends "
+                 "with an error (a hung NCCL transfer or kernel; 0: never)")
+      ->check(CLI::NonNegativeNumber);
 }
 
 }  // namespace mlaserve::cli

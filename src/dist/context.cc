@@ -103,7 +103,9 @@ std::unique_ptr<DistContext> DistContext::join(const LaunchOptions& o, int rank,
   ctx->world_ = joined->split(0, rank, kWorldMaxCtas);
   ctx->joined_ = std::move(joined);
   DistContext* self = ctx.get();
-  ctx->watchdog_ = std::make_unique<PeerWatchdog>(*ctx->channel_, [self](int lost) { self->on_peer_lost(lost); });
+  ctx->watchdog_ = std::make_unique<PeerWatchdog>(
+      *ctx->channel_, [self](int lost) { self->on_peer_lost(lost); },
+      [self](double seconds) { self->on_stalled(seconds); }, o.step_timeout_s);
   MLA_LOG_INFO("rank {} of {} (tp {}/{}, pp {}/{}) on GPU {}", rank, world, pc.tp_rank(), pc.tp_size, pc.pp_rank(),
                pc.pp_size, local_rank);
   return ctx;
@@ -142,6 +144,14 @@ void DistContext::on_peer_lost(int rank) {
                 "see rank 0's log); this rank stops",
                 parallel_.rank);
   std::_Exit(1);
+}
+
+void DistContext::on_stalled(double seconds) {
+  // Aborting the communicators ends whatever NCCL work hangs (rank 0's engine then fails its
+  // steps; a follower's step throws), and closing the connections tells every other rank.
+  fail(fmt::format("rank {}: no step ended for {:.0f} s while steps were queued (--step-timeout {:.0f}): a hung "
+                   "NCCL transfer or kernel",
+                   parallel_.rank, seconds, options_.step_timeout_s));
 }
 
 void DistContext::fail(const std::string& why) {

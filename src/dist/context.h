@@ -52,6 +52,9 @@ struct LaunchOptions {
   // stage's weights), and steps in flight at once (dist/distributed_runner.h; 0: one per stage).
   int micro_batches = 1;
   int steps_in_flight = 0;
+  // --step-timeout: seconds the run may go without a step ending while steps are queued before it
+  // ends with an error (dist/watchdog.h); 0: never.
+  double step_timeout_s = 600;
 
   int world_size() const { return tp_size * pp_size; }
 };
@@ -91,6 +94,7 @@ class DistContext {
  private:
   DistContext() = default;
   void on_peer_lost(int rank);
+  void on_stalled(double seconds);
   LaunchOptions options_;
   ParallelConfig parallel_;
   std::unique_ptr<ControlChannel> channel_;

@@ -98,6 +98,7 @@ void DistributedRunner::submit(const ForwardBatch& batch) {
   MLA_CHECK(static_cast<int>(in_flight_.size()) < max_in_flight_, "DistributedRunner: more than {} steps in flight",
             max_in_flight_);
   check_alive();
+  if (dist_ != nullptr) dist_->watchdog().begin_step();
   try {
     queue_step(batch);
   } catch (const std::exception& e) {
@@ -136,6 +137,12 @@ Tensor DistributedRunner::wait() {
   MLA_CHECK(!in_flight_.empty(), "DistributedRunner: wait() without a step in flight");
   InFlight f = std::move(in_flight_.front());
   in_flight_.pop_front();
+  struct Ended {  // the step ended (or failed) however wait() leaves
+    DistContext* dist;
+    ~Ended() {
+      if (dist != nullptr) dist->watchdog().end_step();
+    }
+  } ended{dist_};
   try {
 #ifdef MLASERVE_WITH_NCCL
     if (f.arrived != nullptr) {
@@ -176,14 +183,20 @@ void follow(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& chan
     if (steps > 0) waited += Clock::now() - t;
     if (steps == 0) first = Clock::now();
     if (!batch) break;
-    if (dist != nullptr) dist->watchdog().arm();
+    if (dist != nullptr) {
+      dist->watchdog().arm();
+      dist->watchdog().begin_step();
+    }
     try {
       run_step(model, cache, *batch, groups);
     } catch (const std::exception& e) {
       if (dist != nullptr) dist->fail(fmt::format("rank {}'s step failed: {}", groups.parallel.rank, e.what()));
       throw;
     }
-    if (dist != nullptr) dist->watchdog().disarm();
+    if (dist != nullptr) {
+      dist->watchdog().end_step();
+      dist->watchdog().disarm();
+    }
     ++steps;
   }
   if (steps > 0) total = Clock::now() - first;

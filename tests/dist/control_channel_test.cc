@@ -166,6 +166,83 @@ TEST(PeerWatchdog, ARankThatLeavesMidStepEndsTheRunOnEveryRank) {
   EXPECT_THROW(ch.gather(), Error);  // the connections are shut down
 }
 
+// A peer that connects and stays (until the parent closes): the stall tests' channel.
+pid_t connected_peer(int world, int port) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    try {
+      std::string blob;
+      ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, world, 1, 30.0}, blob);
+      while (ch.hung_up_peer(100) < 0) {
+      }
+      _exit(0);
+    } catch (const std::exception&) {
+      _exit(1);
+    }
+  }
+  return pid;
+}
+
+// Every rank still there, a step queued and none ending (NCCL hung without an error): after the
+// stall limit the watchdog reports once, with the seconds waited.
+TEST(PeerWatchdog, AStepThatNeverEndsIsReportedAfterTheLimit) {
+  const int world = 2, port = 24000 + getpid() % 20000;
+  const pid_t pid = connected_peer(world, port);
+  ASSERT_GE(pid, 0);
+  std::string blob = "id";
+  ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, world, 0, 30.0}, blob);
+  std::atomic<int> lost{-1};
+  std::atomic<int> stalled_ms{-1};
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    PeerWatchdog w(ch, [&](int rank) { lost = rank; }, [&](double s) { stalled_ms = static_cast<int>(1000 * s); },
+                   /*stall_limit_s=*/0.3);
+    w.arm();
+    w.begin_step();
+    EXPECT_GE(wait_for(stalled_ms), 300);
+    EXPECT_TRUE(w.fired());
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(300));
+  EXPECT_EQ(lost, -1);
+  ch.close();
+  EXPECT_EQ(exit_status(pid), 0);
+}
+
+// Steps that keep ending, however long the run, and an idle run (nothing queued), are not
+// stalls; a limit of 0 never fires.
+TEST(PeerWatchdog, StepsThatEndAndIdleTimeAreNotStalls) {
+  const int world = 2, port = 25000 + getpid() % 20000;
+  const pid_t pid = connected_peer(world, port);
+  ASSERT_GE(pid, 0);
+  std::string blob = "id";
+  ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, world, 0, 30.0}, blob);
+  std::atomic<int> stalled{-1};
+  {
+    PeerWatchdog w(ch, [](int) {}, [&](double) { stalled = 1; }, /*stall_limit_s=*/0.3);
+    w.arm();
+    w.begin_step();
+    w.begin_step();  // two in flight
+    for (int i = 0; i < 10; ++i) {  // 1 s of steps ending every 100 ms
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      w.end_step();
+      w.begin_step();
+    }
+    w.end_step();
+    w.end_step();  // idle
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    EXPECT_FALSE(w.fired());
+  }
+  {
+    PeerWatchdog w(ch, [](int) {}, [&](double) { stalled = 2; }, /*stall_limit_s=*/0);
+    w.begin_step();
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    EXPECT_FALSE(w.fired());
+  }
+  EXPECT_EQ(stalled, -1);
+  ch.close();
+  EXPECT_EQ(exit_status(pid), 0);
+}
+
 // Disarmed (between steps, or a planned end), a hang-up is not a failure: the watchdog stays
 // quiet and the next receive reports the closed connection.
 TEST(PeerWatchdog, DisarmedItLeavesAHangUpToTheNextReceive) {
