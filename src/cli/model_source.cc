@@ -4,6 +4,7 @@
 #include "core/logging.h"
 #include "core/memory.h"
 #include "dist/partition.h"
+#include "dist/step_runner.h"
 #include "model/dummy.h"
 #include "model/loader.h"
 #include "model/presets.h"
@@ -88,10 +89,11 @@ DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
     model_options.shard = dist::make_shard_plan(config, dist->parallel());
     model_options.tp_group = dist->tp_group();
     model_options.pp_group = dist->pp_group();
-    // Rank 0 of a pipeline with steps in flight keeps the next logits' receive posted on a stream
-    // of its own while stage 0 computes (dist/distributed_runner.h); its kernel holds up to
-    // kWorldMaxCtas SMs (dist/context.h), which the MLA decode schedule leaves to it.
-    const bool receives_logits = dist->is_leader() && dist->parallel().pp_size > 1 && dist->options().steps_in_flight != 1;
+    // Rank 0 of a pipeline with steps in flight keeps the next logits' receive posted while
+    // stage 0 computes; its kernel holds up to kWorldMaxCtas SMs (dist/context.h), which the MLA
+    // decode schedule leaves to it.
+    const bool receives_logits =
+        dist->is_leader() && dist::pipeline_steps_in_flight(dist->parallel(), dist->options().steps_in_flight) > 1;
     if (receives_logits) model_options.mla_reserved_sms = dist::kWorldMaxCtas;
     return model_options.shard;
   };

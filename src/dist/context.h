@@ -13,8 +13,10 @@
 // (same stage), its pipeline group (same tensor-parallel rank) and world(): all ranks again,
 // numbered by global rank, whose kernels take at most kWorldMaxCtas CTAs. world() carries only a
 // pipeline's logits, and rank 0 keeps their receive posted while its own stage computes the next
-// step: an NCCL kernel holds its SMs while it waits, and uncapped it held enough of them to push
-// the MLA decode kernels (one wave of one CTA per SM) into a second wave. NVLink SHARP multicast
+// step: an NCCL kernel holds its SMs while it waits, and the MLA decode schedule on rank 0 leaves
+// exactly those SMs free, so that the split-S kernel's CTAs, which wait for each other, always
+// fit beside it in one wave (capping them changed PP2's throughput by noise only,
+// bench/NOTES-dist.md). NVLink SHARP multicast
 // (NCCL_NVLS_ENABLE) is turned off before NCCL starts: the shared machines this engine is
 // tested on must not use it, and the all-reduces here are far too small to gain from it.
 //

@@ -37,9 +37,9 @@ DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blo
   const ParallelConfig& pc = groups.parallel;
   MLA_CHECK(pc.rank == 0 && channel.rank() == 0, "DistributedRunner runs on rank 0; the other ranks run run_follower");
   MLA_CHECK(steps_in_flight >= 0, "{} steps in flight", steps_in_flight);
-  const int wanted = steps_in_flight > 0 ? steps_in_flight : pc.pp_size;
+  const int wanted = pipeline_steps_in_flight(pc, steps_in_flight);
 #ifdef MLASERVE_WITH_NCCL
-  if (pc.pp_size > 1 && wanted > 1 && model.weights().embed.device() == Device::kCUDA) {
+  if (wanted > 1 && model.weights().embed.device() == Device::kCUDA) {
     max_in_flight_ = wanted;
     cudaStream_t s = nullptr;
     MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));

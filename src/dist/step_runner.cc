@@ -6,6 +6,11 @@ namespace mlaserve::dist {
 
 int logits_sender(const ParallelConfig& pc) { return pc.rank_of(pc.pp_size - 1, 0); }
 
+int pipeline_steps_in_flight(const ParallelConfig& pc, int requested) {
+  if (pc.pp_size == 1) return 1;
+  return requested > 0 ? requested : pc.pp_size;
+}
+
 Tensor run_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& g) {
   const ParallelConfig& pc = g.parallel;
   if (pc.pp_size == 1) return model.forward(batch, cache);

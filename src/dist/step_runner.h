@@ -28,6 +28,11 @@ struct StepGroups {
 // The rank that returns a pipeline's logits to rank 0: the last stage's tensor-parallel rank 0.
 int logits_sender(const ParallelConfig& parallel);
 
+// The steps rank 0 keeps in flight over `parallel` for --pipeline-steps-in-flight `requested`
+// (0: one per stage): 1 without pipeline stages. Above 1, rank 0 keeps the next logits' receive
+// posted on a stream of its own while stage 0 computes (dist/distributed_runner.h).
+int pipeline_steps_in_flight(const ParallelConfig& parallel, int requested);
+
 // This rank's share of one step (its layers, over the step's micro-batches), queued on the
 // model's stream. Returns the logits of batch.logit_rows [R, V] f32 on the ranks that have them
 // (every rank with tensor parallelism only; the last stage's with pipeline stages, of which

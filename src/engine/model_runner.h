@@ -50,8 +50,9 @@ class ModelRunner {
 
   // Steps that may be submitted and not yet waited for (>= 1).
   virtual int max_in_flight() const { return 1; }
-  // The stream the logits of wait() are ready on, where the engine samples them: the legacy
-  // default stream unless the runner says otherwise.
+  // The stream the engine samples the logits of wait() on (they are ready for it: written before
+  // it in that stream, or already complete): the legacy default stream unless the runner says
+  // otherwise.
   virtual Stream sampling_stream() const { return {}; }
   // Queues one step (the batch is copied or used at once: the caller may drop it). Throws
   // mlaserve::Error when the step cannot be queued; nothing is then in flight for it.

@@ -49,10 +49,11 @@ bool samples_on_gpu(const SamplingParams& params);
 // Tokens for logits [B, V] f32 on the GPU and rows [B]: ops::sample's token for each row that
 // samples_on_gpu (the same as sample_token's but at a rounding boundary: ops/cuda/sampling_cuda.h),
 // -1 for the others and for rows whose every token is masked (sample_token then fails them).
-// Empty when no row samples on the GPU. Runs on `stream`, where the logits must be ready, and
-// waits for that stream only: a pipeline samples step N on its logits stream while stage 0's
-// step N + 1 still runs on the model's stream. Off the legacy stream its buffers come from a
-// pool of its own (the shared cache hands blocks out in the model stream's order).
+// Empty when no row samples on the GPU. Runs on `stream`, after which the logits must be ready
+// (written by work queued before it there, or already complete), and waits for that stream only:
+// a pipeline samples step N on a stream of its own while stage 0's step N + 1 still runs on the
+// model's stream. Off the legacy stream its buffers come from a pool of its own (the shared
+// cache hands blocks out in the model stream's order).
 std::vector<int32_t> sample_tokens_gpu(const Tensor& logits, std::span<const SamplerRow> rows, Stream stream = {});
 
 // The raw logprobs (log-softmax of logits [1, V] f32 on the host, before penalties and

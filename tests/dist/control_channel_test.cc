@@ -166,37 +166,49 @@ TEST(PeerWatchdog, ARankThatLeavesMidStepEndsTheRunOnEveryRank) {
   EXPECT_THROW(ch.gather(), Error);  // the connections are shut down
 }
 
-// A peer that connects and stays (until the parent closes): the stall tests' channel.
-pid_t connected_peer(int world, int port) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    try {
-      std::string blob;
-      ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, world, 1, 30.0}, blob);
-      while (ch.hung_up_peer(100) < 0) {
-      }
-      _exit(0);
-    } catch (const std::exception&) {
-      _exit(1);
-    }
+// Rank 0 of a run of two whose rank 1, a forked process, stays connected until rank 0 closes
+// (every rank still there: the stall tests). close() then expects rank 1 to end cleanly.
+struct RunOfTwoWithIdlePeer {
+  explicit RunOfTwoWithIdlePeer(int port) : peer(fork_peer(port)), channel(connect(port)) {}
+  void close() {
+    channel.close();
+    EXPECT_EQ(exit_status(peer), 0);
   }
-  return pid;
-}
+
+  static pid_t fork_peer(int port) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      try {
+        std::string blob;
+        ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, 2, 1, 30.0}, blob);
+        while (ch.hung_up_peer(100) < 0) {
+        }
+        _exit(0);
+      } catch (const std::exception&) {
+        _exit(1);
+      }
+    }
+    return pid;
+  }
+  static ControlChannel connect(int port) {
+    std::string blob = "id";
+    return ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, 2, 0, 30.0}, blob);
+  }
+
+  pid_t peer;
+  ControlChannel channel;
+};
 
 // Every rank still there, a step queued and none ending (NCCL hung without an error): after the
 // stall limit the watchdog reports once, with the seconds waited.
 TEST(PeerWatchdog, AStepThatNeverEndsIsReportedAfterTheLimit) {
-  const int world = 2, port = 24000 + getpid() % 20000;
-  const pid_t pid = connected_peer(world, port);
-  ASSERT_GE(pid, 0);
-  std::string blob = "id";
-  ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, world, 0, 30.0}, blob);
+  RunOfTwoWithIdlePeer run(24000 + getpid() % 20000);
   std::atomic<int> lost{-1};
   std::atomic<int> stalled_ms{-1};
   const auto t0 = std::chrono::steady_clock::now();
   {
-    PeerWatchdog w(ch, [&](int rank) { lost = rank; }, [&](double s) { stalled_ms = static_cast<int>(1000 * s); },
-                   /*stall_limit_s=*/0.3);
+    PeerWatchdog w(run.channel, [&](int rank) { lost = rank; },
+                   [&](double s) { stalled_ms = static_cast<int>(1000 * s); }, /*stall_limit_s=*/0.3);
     w.arm();
     w.begin_step();
     EXPECT_GE(wait_for(stalled_ms), 300);
@@ -204,21 +216,16 @@ TEST(PeerWatchdog, AStepThatNeverEndsIsReportedAfterTheLimit) {
   }
   EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(300));
   EXPECT_EQ(lost, -1);
-  ch.close();
-  EXPECT_EQ(exit_status(pid), 0);
+  run.close();
 }
 
 // Steps that keep ending, however long the run, and an idle run (nothing queued), are not
 // stalls; a limit of 0 never fires.
 TEST(PeerWatchdog, StepsThatEndAndIdleTimeAreNotStalls) {
-  const int world = 2, port = 25000 + getpid() % 20000;
-  const pid_t pid = connected_peer(world, port);
-  ASSERT_GE(pid, 0);
-  std::string blob = "id";
-  ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, world, 0, 30.0}, blob);
+  RunOfTwoWithIdlePeer run(25000 + getpid() % 20000);
   std::atomic<int> stalled{-1};
   {
-    PeerWatchdog w(ch, [](int) {}, [&](double) { stalled = 1; }, /*stall_limit_s=*/0.3);
+    PeerWatchdog w(run.channel, [](int) {}, [&](double) { stalled = 1; }, /*stall_limit_s=*/0.3);
     w.arm();
     w.begin_step();
     w.begin_step();  // two in flight
@@ -233,14 +240,13 @@ TEST(PeerWatchdog, StepsThatEndAndIdleTimeAreNotStalls) {
     EXPECT_FALSE(w.fired());
   }
   {
-    PeerWatchdog w(ch, [](int) {}, [&](double) { stalled = 2; }, /*stall_limit_s=*/0);
+    PeerWatchdog w(run.channel, [](int) {}, [&](double) { stalled = 2; }, /*stall_limit_s=*/0);
     w.begin_step();
     std::this_thread::sleep_for(std::chrono::milliseconds(400));
     EXPECT_FALSE(w.fired());
   }
   EXPECT_EQ(stalled, -1);
-  ch.close();
-  EXPECT_EQ(exit_status(pid), 0);
+  run.close();
 }
 
 // Disarmed (between steps, or a planned end), a hang-up is not a failure: the watchdog stays

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "dist/partition.h"
+#include "dist/step_runner.h"
 #include "model/presets.h"
 #include "model/shard.h"
 
@@ -88,6 +89,16 @@ TEST(Partition, LayerRangesOfPipelineStages) {
     for (const IndexRange& r : parts) EXPECT_LE(parts.front().size() - r.size(), 1);
   }
   EXPECT_THROW(layer_range(3, 4, 0), Error);
+}
+
+// Steps in flight: one without stages; --pipeline-steps-in-flight 0 is one per stage.
+TEST(Partition, PipelineStepsInFlight) {
+  EXPECT_EQ(pipeline_steps_in_flight(ParallelConfig{2, 1, 0}, 0), 1);
+  EXPECT_EQ(pipeline_steps_in_flight(ParallelConfig{2, 1, 0}, 3), 1);
+  EXPECT_EQ(pipeline_steps_in_flight(ParallelConfig{1, 2, 0}, 0), 2);
+  EXPECT_EQ(pipeline_steps_in_flight(ParallelConfig{2, 4, 0}, 0), 4);
+  EXPECT_EQ(pipeline_steps_in_flight(ParallelConfig{1, 2, 0}, 1), 1);
+  EXPECT_EQ(pipeline_steps_in_flight(ParallelConfig{1, 2, 0}, 3), 3);
 }
 
 TEST(Partition, TensorTimesPipelineRankLayout) {

@@ -93,6 +93,11 @@ std::vector<int32_t> skewed_counts(const MoeShape& s, const std::vector<int64_t>
   return counts;
 }
 
+using sm80::MoeDecodeRing;
+const std::vector<MoeDecodeRing> kAllRings = {MoeDecodeRing::kAuto,    MoeDecodeRing::k2PerSm, MoeDecodeRing::k3PerSm,
+                                              MoeDecodeRing::k4PerSm,  MoeDecodeRing::k5PerSm, MoeDecodeRing::k7PerSm,
+                                              MoeDecodeRing::kStream};
+
 class MoeExpertsCuda : public testing::Sm90StreamTest {
  protected:
   // Stacked GPU weights with the experts of `pool` random and all others NaN; host copies of
@@ -215,6 +220,12 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     }
   }
 
+  // check_chain through the model's dispatch and then through every decode ring.
+  void check_chain_every_ring(const MoeShape& s, int64_t tokens) {
+    check_chain(s, tokens, std::nullopt);
+    for (MoeDecodeRing ring : kAllRings) check_chain(s, tokens, ring);
+  }
+
   // The chain of the note at the top for `tokens` tokens, through moe_experts_cuda (no ring) or
   // the decode tiles with `ring`. Every expert has weights (the router picks any).
   void check_chain(const MoeShape& s, int64_t tokens, std::optional<sm80::MoeDecodeRing> ring) {
@@ -282,11 +293,6 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
   int steps_ = 0;  // names the recorded errors of each check_step
 };
 
-using sm80::MoeDecodeRing;
-const std::vector<MoeDecodeRing> kAllRings = {MoeDecodeRing::kAuto,    MoeDecodeRing::k2PerSm, MoeDecodeRing::k3PerSm,
-                                              MoeDecodeRing::k4PerSm,  MoeDecodeRing::k5PerSm, MoeDecodeRing::k7PerSm,
-                                              MoeDecodeRing::kStream};
-
 // Rows per expert `each` for the first `active` experts of `pool` (a decode step of `each`
 // tokens where those experts got every token), every other expert empty.
 std::vector<int32_t> uniform_counts(const MoeShape& s, const std::vector<int64_t>& pool, int64_t active, int32_t each) {
@@ -314,19 +320,16 @@ TEST_F(MoeExpertsCuda, SmallDecodeRings) {
   check_step({1, 0, 0, 0, 0, 0, 0, 0}, seed + 2, /*check_all=*/true, kAllRings);  // one row
 }
 
-// 16 < mean <= 64 (the wgmma kernel, mostly one 128-row tile an expert with the second
-// warpgroup idle): 256 rows, one expert over two tiles, the first expert empty.
 // The chain of the note at the top on the small problem (every expert with weights): 1, 3 and 8
 // tokens through the model's dispatch and every decode ring (K 512 and 256: 8 and 4 k-tiles,
 // shorter than the deepest rings' prologues).
 TEST_F(MoeExpertsCuda, SmallChainedAfterRouting) {
   make_weights(kSmall, {0, 1, 2, 3, 4, 5, 6, 7}, fresh_seed());
-  for (int64_t t : {1, 3, 8}) {
-    check_chain(kSmall, t, std::nullopt);
-    for (MoeDecodeRing ring : kAllRings) check_chain(kSmall, t, ring);
-  }
+  for (int64_t t : {1, 3, 8}) check_chain_every_ring(kSmall, t);
 }
 
+// 16 < mean <= 64 (the wgmma kernel, mostly one 128-row tile an expert with the second
+// warpgroup idle): 256 rows, one expert over two tiles, the first expert empty.
 TEST_F(MoeExpertsCuda, SmallMidTiles) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
@@ -387,10 +390,7 @@ TEST_F(MoeExpertsCuda, V2LiteChainedAfterRouting) {
   std::vector<int64_t> all(64);
   std::iota(all.begin(), all.end(), 0);
   make_weights(kV2Lite, all, fresh_seed());
-  for (int64_t t : {1, 2, 8}) {
-    check_chain(kV2Lite, t, std::nullopt);
-    for (MoeDecodeRing ring : kAllRings) check_chain(kV2Lite, t, ring);
-  }
+  for (int64_t t : {1, 2, 8}) check_chain_every_ring(kV2Lite, t);
 }
 
 TEST_F(MoeExpertsCuda, V2DecodeRowsPerExpert) {
