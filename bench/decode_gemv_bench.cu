@@ -3,10 +3,9 @@
 // and V3's projection shapes, and the routed experts' decode tiles (moe_grouped_gemm_sm80.h) at
 // V2-Lite's batch 1, 2, 4 and 8 with each cp.async ring (MoeDecodeRing: the model's choice per GEMM
 // and every fixed one; kStream is the one ring of before), and the MLA W_UK absorption
-// (mla_absorb_query_cuda) and W_UV up-projection (mla_up_project_output_cuda) at V2-Lite's 16
-// heads for T = 16, 64, 256 through our mma.sync kernels (mla_absorb_mma.cuh) and through cuBLASLt
-// (mla_absorb_query_cublaslt / mla_up_project_output_cublaslt, the path they replace), with each
-// one's host time per call. A program, not a test: it prints a table and writes JSON.
+// (mla_absorb_query_cuda) at V2-Lite's 16 heads for T = 16, 64, 256 through our mma.sync kernel
+// (mla_absorb_mma.cuh) and through cuBLASLt (mla_absorb_query_cublaslt, the path it replaces),
+// with each one's host time per call. A program, not a test: it prints a table and writes JSON.
 //
 //   decode_gemv_bench [--out DIR]
 //
@@ -18,7 +17,7 @@
 // outputs are < 0.5% of them); "of copy" is that rate over cudaMemcpyAsync's (read + write)
 // measured in the same run. The absorption's "host us" is the wall time of enqueueing 200 eager
 // calls divided by 200 (no synchronisation inside: what a rank's host pays per layer), its GB/s
-// counts the weight slice's bytes (W_UK n·dn·dc, W_UV n·dv·dc bf16).
+// counts W_UK's bytes (n·dn·dc bf16).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -174,9 +173,9 @@ int run(int argc, char** argv) {
     }
   }
 
-  // The absorption matmuls at V2-Lite's shapes, w_kv_b [16·256, 512]: the W_UK absorption q [T, 16, 192]
-  // -> q_abs [T, 16, 576], the W_UV up-projection o_lat [T, 16, 512] -> o [T, 16, 128].
+  // The W_UK absorption at V2-Lite's shapes: q [T, 16, 192] -> q_abs [T, 16, 576], w_kv_b [16·256, 512].
   constexpr int64_t kHeads = 16, kDn = 128, kDr = 64, kDv = 128, kDc = 512;
+  const double wuk_bytes = 2.0 * kHeads * kDn * kDc;
   const double kvb_bytes = 2.0 * kHeads * (kDn + kDv) * kDc;
   const int kvb_copies = static_cast<int>(std::clamp(kRotateBytes / kvb_bytes, 2.0, 256.0));
   std::vector<Tensor> kv_bs;
@@ -184,44 +183,31 @@ int run(int argc, char** argv) {
     kv_bs.push_back(Tensor::empty({kHeads * (kDn + kDv), kDc}, DType::kBF16, Device::kCUDA));  // [n·rph, dc]
     fill(kv_bs.back(), 700 + c, stream);
   }
-  using AbsorbFn = void (*)(const Tensor&, const Tensor&, Tensor&, cudaStream_t);
-  struct AbsorbOp {
-    const char* name;     // the table's and the JSON's
-    AbsorbFn ours, cublaslt;
-    int64_t in_width;     // per head: dn + dr (q) or dc (o_lat)
-    int64_t out_width;    // per head: dc + dr (q_abs) or dv (o)
-    double weight_bytes;  // the slice of w_kv_b it reads
-  };
-  const AbsorbOp absorb_ops[] = {
-      {"v2l.absorb_wuk", ops::mla_absorb_query_cuda, ops::mla_absorb_query_cublaslt, kDn + kDr, kDc + kDr,
-       2.0 * kHeads * kDn * kDc},
-      {"v2l.up_wuv", ops::mla_up_project_output_cuda, ops::mla_up_project_output_cublaslt, kDc, kDv,
-       2.0 * kHeads * kDv * kDc}};
   nlohmann::json absorb_rows = nlohmann::json::array();
   std::printf("\n%-20s %3s %9s %9s %9s %8s %9s\n", "absorb (16 heads)", "T", "path", "us", "GB/s", "of copy",
               "host us");
-  for (const AbsorbOp& op : absorb_ops) {
-    for (int64_t t : {16, 64, 256}) {
-      Tensor in = Tensor::empty({t, kHeads, op.in_width}, DType::kBF16, Device::kCUDA);  // q or o_lat
-      fill(in, 9, stream);
-      Tensor out = Tensor::empty({t, kHeads, op.out_width}, DType::kBF16, Device::kCUDA);  // q_abs or o
-      const std::pair<AbsorbFn, const char*> paths[] = {{op.ours, "ours"}, {op.cublaslt, "cublaslt"}};
-      for (const auto& [fn_value, path] : paths) {
-        const AbsorbFn fn = fn_value;
-        const double us = timer.graph_us(stream, kvb_copies, 20, [&](int i) { fn(in, kv_bs[i], out, stream); });
-        constexpr int kHostCalls = 200;
-        MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
-        const auto h0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < kHostCalls; ++i) fn(in, kv_bs[i % kvb_copies], out, stream);
-        const auto h1 = std::chrono::steady_clock::now();
-        MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
-        const double host_us = std::chrono::duration<double, std::micro>(h1 - h0).count() / kHostCalls;
-        const double gbps = op.weight_bytes / us / 1e3;
-        std::printf("%-20s %3lld %9s %9.2f %9.0f %8.2f %9.2f\n", op.name, static_cast<long long>(t), path, us, gbps,
-                    gbps / copy_gbps, host_us);
-        absorb_rows.push_back({{"op", op.name}, {"tokens", t}, {"heads", kHeads}, {"path", path}, {"us", us},
-                               {"weight_gbps", gbps}, {"of_copy", gbps / copy_gbps}, {"host_us", host_us}});
-      }
+  for (int64_t t : {16, 64, 256}) {
+    Tensor q = Tensor::empty({t, kHeads, kDn + kDr}, DType::kBF16, Device::kCUDA);  // [T, n, dn + dr]
+    fill(q, 9, stream);
+    Tensor q_abs = Tensor::empty({t, kHeads, kDc + kDr}, DType::kBF16, Device::kCUDA);  // [T, n, dc + dr]
+    using AbsorbFn = void (*)(const Tensor&, const Tensor&, Tensor&, cudaStream_t);
+    const std::vector<std::pair<AbsorbFn, const char*>> paths = {
+        {ops::mla_absorb_query_cuda, "ours"}, {ops::mla_absorb_query_cublaslt, "cublaslt"}};
+    for (const auto& [fn_value, path] : paths) {
+      const AbsorbFn fn = fn_value;
+      const double us = timer.graph_us(stream, kvb_copies, 20, [&](int i) { fn(q, kv_bs[i], q_abs, stream); });
+      constexpr int kHostCalls = 200;
+      MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
+      const auto h0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < kHostCalls; ++i) fn(q, kv_bs[i % kvb_copies], q_abs, stream);
+      const auto h1 = std::chrono::steady_clock::now();
+      MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
+      const double host_us = std::chrono::duration<double, std::micro>(h1 - h0).count() / kHostCalls;
+      const double gbps = wuk_bytes / us / 1e3;
+      std::printf("%-20s %3lld %9s %9.2f %9.0f %8.2f %9.2f\n", "v2l.absorb_wuk", static_cast<long long>(t), path, us,
+                  gbps, gbps / copy_gbps, host_us);
+      absorb_rows.push_back({{"tokens", t}, {"heads", kHeads}, {"path", path}, {"us", us}, {"weight_gbps", gbps},
+                             {"of_copy", gbps / copy_gbps}, {"host_us", host_us}});
     }
   }
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));

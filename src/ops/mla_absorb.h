@@ -48,10 +48,10 @@ namespace mlaserve::ops {
 // outputs. mla_absorb_query_cuda also copies q_pe into channels [dc, dc + dr) of q_abs
 // (cudaMemcpy2DAsync). Up to 8 tokens (decode batches; dc % 8 == 0, w_kv_b and o_lat 16-byte
 // aligned) per-head GEMV kernels do both instead, the q_pe copy included
-// (src/ops/cuda/mla_absorb_gemv.cuh); from 9 to 256 tokens both run per-head mma.sync GEMMs of
-// ours (src/ops/cuda/mla_absorb_mma.cuh): the absorption, the q_pe copy included, where dn % 16
-// == 0, dr % 8 == 0, dc % 128 == 0; the up-projection where dc % 64 == 0, dv % 128 == 0; every
-// operand 16-byte aligned. Asynchronous, graph-capturable after one eager run (as linear_cuda).
+// (src/ops/cuda/mla_absorb_gemv.cuh); from 9 to 256 tokens the absorption runs a per-head
+// mma.sync GEMM of ours, the q_pe copy included (src/ops/cuda/mla_absorb_mma.cuh; dn % 16 == 0,
+// dr % 8 == 0, dc % 128 == 0, q, w_kv_b and q_abs 16-byte aligned). Asynchronous,
+// graph-capturable after one eager run (as linear_cuda).
 void mla_absorb_query_cuda(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, cudaStream_t stream);
 
 void mla_up_project_output_cuda(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o, cudaStream_t stream);

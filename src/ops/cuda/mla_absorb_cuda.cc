@@ -15,11 +15,13 @@
 // 128 x 512 slice is read once per call, 128 KB a head. Up to kAbsorbGemvMaxTokens = 8 tokens
 // per-head GEMV kernels run instead (mla_absorb_gemv.cuh: no cuBLASLt tile overhead, the q_pe
 // copy inside the absorb kernel, programmatic dependent launch with the weights prefetched).
-// Both also have a kernel of ours up to kAbsorbMmaMaxTokens = 256 rows (per-head mma.sync GEMMs,
-// mla_absorb_mma.cuh): under pipeline parallelism (eager steps) rank 0's host spent ~200 us a
-// layer inside cuBLASLt's call of the absorption at these T (bench/NOTES-dist.md), and the
-// up-projection runs the same call. cuBLASLt stays past 256 rows and for the shapes those
-// kernels refuse (mla_absorb_mma_applies, mla_up_mma_applies).
+// The absorption alone also has a kernel of ours up to kAbsorbMmaMaxTokens = 256 rows (a per-head
+// mma.sync GEMM, mla_absorb_mma.cuh): under pipeline parallelism (eager steps) rank 0's host spent
+// ~200 us a layer inside cuBLASLt's call at these T (bench/NOTES-dist.md). The up-projection keeps
+// cuBLASLt past 8 tokens (~15 us of host a call there): a kernel of ours on the same tiling
+// (grid dv / 128 x ceil(T / 64) x n, 16 CTAs at 16 heads, each streaming its 128 KB W_UV slice)
+// took 6.47 / 9.64 / 9.80 us of GPU a call at T = 16 / 64 / 256 against cuBLASLt's 3.39 / 3.47 /
+// 3.79 (H200, 16 heads, decode_gemv_bench, 2026-11-28), and was dropped.
 #include <string_view>
 
 #include "core/cuda_check.h"
@@ -81,42 +83,6 @@ void absorb_query_lt(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, const
                                    cudaMemcpyDeviceToDevice, stream));
 }
 
-// dc, dv, dn and rph of mla_up_project_output_cuda's operands, after checking their shapes.
-struct UpDims {
-  int64_t dc, dv, dn, rph;
-};
-
-UpDims check_up_project(std::string_view op, const Tensor& o_lat, const Tensor& w_kv_b, const Tensor& o) {
-  check_gpu_bf16(op, "o_lat", o_lat, 3);
-  check_gpu_bf16(op, "w_kv_b", w_kv_b, 2);
-  check_gpu_bf16(op, "o", o, 3);
-  const int64_t t = o_lat.dim(0), n = o_lat.dim(1), dc = o_lat.dim(2), dv = o.dim(2);
-  const int64_t rph = n > 0 ? w_kv_b.dim(0) / n : 0, dn = rph - dv;
-  MLA_CHECK(n > 0 && dv > 0 && w_kv_b.dim(1) == dc && w_kv_b.dim(0) % n == 0 && dn > 0 && o.dim(0) == t &&
-                o.dim(1) == n,
-            "{}: inconsistent shapes o_lat {}, w_kv_b {}, o {}", op, shape_str(o_lat.shape()),
-            shape_str(w_kv_b.shape()), shape_str(o.shape()));
-  return {dc, dv, dn, rph};
-}
-
-// The cuBLASLt GEMM (shapes checked).
-void up_project_lt(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o, const UpDims& dims, cudaStream_t stream) {
-  const auto [dc, dv, dn, rph] = dims;
-  const int64_t t = o_lat.dim(0), n = o_lat.dim(1);
-  cuda::GemmProblem p;
-  p.m = t;
-  p.n = dv;
-  p.k = dc;
-  p.batch = n;
-  p.b_layout = cuda::BLayout::kNK;
-  p.a = {o_lat.raw(), n * dc, dc};
-  p.b = {w_kv_b.data<bfloat16>() + dn * dc, dc, rph * dc};
-  p.d = o.raw();
-  p.d_row_stride = n * dv;
-  p.d_batch_stride = dv;
-  cuda::lt_gemm(p, stream);
-}
-
 }  // namespace
 
 void mla_absorb_query_cuda(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, cudaStream_t stream) {
@@ -140,23 +106,37 @@ void mla_absorb_query_cublaslt(const Tensor& q, const Tensor& w_kv_b, Tensor& q_
 }
 
 void mla_up_project_output_cuda(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o, cudaStream_t stream) {
-  const UpDims dims = check_up_project("mla_up_project_output_cuda", o_lat, w_kv_b, o);
-  const int64_t t = o_lat.dim(0), n = o_lat.dim(1);
+  constexpr std::string_view kOp = "mla_up_project_output_cuda";
+  check_gpu_bf16(kOp, "o_lat", o_lat, 3);
+  check_gpu_bf16(kOp, "w_kv_b", w_kv_b, 2);
+  check_gpu_bf16(kOp, "o", o, 3);
+  const int64_t t = o_lat.dim(0), n = o_lat.dim(1), dc = o_lat.dim(2), dv = o.dim(2);
+  const int64_t rph = n > 0 ? w_kv_b.dim(0) / n : 0, dn = rph - dv;
+  MLA_CHECK(n > 0 && dv > 0 && w_kv_b.dim(1) == dc && w_kv_b.dim(0) % n == 0 && dn > 0 && o.dim(0) == t &&
+                o.dim(1) == n,
+            "{}: inconsistent shapes o_lat {}, w_kv_b {}, o {}", kOp, shape_str(o_lat.shape()),
+            shape_str(w_kv_b.shape()), shape_str(o.shape()));
   if (t == 0) return;
-  const gpu::MlaUpGemvParams p{
-      gpu::ptr<const __nv_bfloat16>(o_lat), gpu::ptr<const __nv_bfloat16>(w_kv_b), gpu::ptr<__nv_bfloat16>(o),
-      static_cast<int32_t>(t),              static_cast<int32_t>(n),               static_cast<int32_t>(dims.dn),
-      static_cast<int32_t>(dims.dv),        static_cast<int32_t>(dims.dc),         static_cast<int32_t>(dims.rph)};
-  if (t <= gpu::kAbsorbGemvMaxTokens && dims.dc % 8 == 0 && gpu::aligned16(w_kv_b) && gpu::aligned16(o_lat)) {
-    return gpu::launch_mla_up_gemv(p, stream);  // decode batches: per-head GEMVs
+  if (t <= gpu::kAbsorbGemvMaxTokens && dc % 8 == 0 && gpu::aligned16(w_kv_b) && gpu::aligned16(o_lat)) {
+    return gpu::launch_mla_up_gemv(  // decode batches: per-head GEMVs
+        {gpu::ptr<const __nv_bfloat16>(o_lat), gpu::ptr<const __nv_bfloat16>(w_kv_b), gpu::ptr<__nv_bfloat16>(o),
+         static_cast<int32_t>(t), static_cast<int32_t>(n), static_cast<int32_t>(dn), static_cast<int32_t>(dv),
+         static_cast<int32_t>(dc), static_cast<int32_t>(rph)},
+        stream);
   }
-  if (gpu::mla_up_mma_applies(p)) return gpu::launch_mla_up_mma(p, stream);  // up to 256 rows
-  up_project_lt(o_lat, w_kv_b, o, dims, stream);
-}
 
-void mla_up_project_output_cublaslt(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o, cudaStream_t stream) {
-  const UpDims dims = check_up_project("mla_up_project_output_cublaslt", o_lat, w_kv_b, o);
-  if (o_lat.dim(0) > 0) up_project_lt(o_lat, w_kv_b, o, dims, stream);
+  cuda::GemmProblem p;
+  p.m = t;
+  p.n = dv;
+  p.k = dc;
+  p.batch = n;
+  p.b_layout = cuda::BLayout::kNK;
+  p.a = {o_lat.raw(), n * dc, dc};
+  p.b = {w_kv_b.data<bfloat16>() + dn * dc, dc, rph * dc};
+  p.d = o.raw();
+  p.d_row_stride = n * dv;
+  p.d_batch_stride = dv;
+  cuda::lt_gemm(p, stream);
 }
 
 }  // namespace mlaserve::ops

@@ -1,5 +1,5 @@
-// Launches of the MLA absorption's tensor-core GEMMs (mla_absorb_mma.h); the design note and the
-// kernels are in mla_absorb_mma.cuh. The shapes are checked by the caller, mla_absorb_cuda.cc.
+// Launch of the MLA absorption's tensor-core GEMM (mla_absorb_mma.h); the design note and the
+// kernel are in mla_absorb_mma.cuh. The shapes are checked by the caller, mla_absorb_cuda.cc.
 #include "ops/cuda/mla_absorb_mma.cuh"
 
 #include "ops/cuda/mla_absorb_mma.h"
@@ -29,22 +29,6 @@ void launch_mla_absorb_mma(const MlaAbsorbGemvParams& p, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(p.dc / kAbsorbMmaCols),
                   static_cast<unsigned>((p.t + kAbsorbMmaRows - 1) / kAbsorbMmaRows), static_cast<unsigned>(p.n));
   launch_programmatic(mla_absorb_mma_kernel, grid, kAbsorbMmaThreads, 0, stream, p);
-}
-
-bool mla_up_mma_applies(const MlaUpGemvParams& p) {
-  return p.t >= 1 && p.t <= kAbsorbMmaMaxTokens && p.n >= 1 && p.dn > 0 && p.dv > 0 && p.dv % kAbsorbMmaCols == 0 &&
-         p.dc > 0 && p.dc % kUpMmaK == 0 && p.rph == p.dn + p.dv && aligned16(p.o_lat) && aligned16(p.w) &&
-         aligned16(p.o);
-}
-
-void launch_mla_up_mma(const MlaUpGemvParams& p, cudaStream_t stream) {
-  MLA_CHECK(mla_up_mma_applies(p),
-            "MLA up-projection MMA: unsupported problem (T {}, n {}, dn {}, dv {}, dc {}, rph {}; needs 1 <= T <= {}, "
-            "dc % {} == 0, dv % {} == 0, rph = dn + dv, 16-byte aligned o_lat, w_kv_b, o)",
-            p.t, p.n, p.dn, p.dv, p.dc, p.rph, kAbsorbMmaMaxTokens, kUpMmaK, kAbsorbMmaCols);
-  const dim3 grid(static_cast<unsigned>(p.dv / kAbsorbMmaCols),
-                  static_cast<unsigned>((p.t + kAbsorbMmaRows - 1) / kAbsorbMmaRows), static_cast<unsigned>(p.n));
-  launch_programmatic(mla_up_mma_kernel, grid, kAbsorbMmaThreads, 0, stream, p);
 }
 
 }  // namespace mlaserve::ops::gpu

@@ -1,60 +1,45 @@
-// The MLA absorption matmuls (ops/mla_absorb.h) for 8 < T <= 256 rows as per-head tensor-core
-// GEMMs that read W_UK[h] and W_UV[h] in place from kv_b_proj's layout: the W_UK absorption
-// (mla_absorb_query) and the W_UV up-projection (mla_up_project_output). Device code; launch code
-// and the shapes they take: mla_absorb_mma.cu / .h, chosen by mla_absorb_cuda.cc after the GEMVs
-// (T <= 8, mla_absorb_gemv.cuh) and before cuBLASLt (T > 256 and the shapes these refuse).
+// The MLA W_UK absorption (ops/mla_absorb.h, mla_absorb_query) for 8 < T <= 256 rows: a per-head
+// tensor-core GEMM that reads W_UK[h] in place from kv_b_proj's layout. Device code; launch code
+// and the shapes it takes: mla_absorb_mma.cu / .h, chosen by mla_absorb_cuda.cc after the GEMVs
+// (T <= 8, mla_absorb_gemv.cuh) and before cuBLASLt (T > 256 and the shapes this one refuses).
 //
 // Why: with pipeline parallelism every step is eager, and rank 0's host spent ~200 us a layer
-// inside cuBLASLt's strided batched GEMM call of the absorption for these T (not its plan
-// building, not the q_pe copy: bench/NOTES-dist.md, 2026-11-28 19:46-20:10) while the GPU waited;
-// the up-projection runs the same call (~15 us of host a layer there). One plain launch of a
+// inside cuBLASLt's strided batched GEMM call for these T (not its plan building, not the q_pe
+// copy: bench/NOTES-dist.md, 2026-11-28 19:46-20:10) while the GPU waited. One plain launch of a
 // kernel of ours should cost a few us of host time (decode_gemv_bench's "host us" column says),
-// and the q_pe copy goes inside the absorption's.
+// and the q_pe copy goes inside it. The W_UV up-projection keeps cuBLASLt past the GEMVs: the
+// same tiling there (16 CTAs at 16 heads) was 2-3x slower than cuBLASLt (mla_absorb_cuda.cc).
 //
-// Symbols: T tokens, n heads, dn = 128 nope channels, dr = 64 rope channels, dv = 128 value
-// channels, dc = 512 latent channels, rph = dn + dv rows of w_kv_b per head.
-//   absorb: q      [T, n, dn + dr] bf16, row stride n·(dn + dr)  A of head h: q[:, h, :dn]  [T, dn]
-//           w_kv_b [n·rph, dc]     bf16                          B of head h: rows h·rph .. + dn  [dn, dc]
-//           q_abs  [T, n, dc + dr] bf16, row stride n·(dc + dr)  q_abs[t, h, c] = Σ_d q[t, h, d]·W_UK[h][d, c],
-//                                                                then q_pe
-//   up:     o_lat  [T, n, dc]      bf16, row stride n·dc         A of head h: o_lat[:, h, :]  [T, dc]
-//           w_kv_b                                               B of head h: rows h·rph + dn .. + dv  [dv, dc]
-//           o      [T, n, dv]      bf16, row stride n·dv         o[t, h, j] = Σ_c o_lat[t, h, c]·W_UV[h][j, c]
-// Both: fp32 sums by the tensor cores, rounded once to bf16.
+// Symbols: T tokens, n heads, dn = 128 nope channels (K), dr = 64 rope channels, dc = 512 latent
+// channels (N), rph = dn + dv rows of w_kv_b per head.
+//   q      [T, n, dn + dr] bf16, row stride n·(dn + dr)    A of head h: q[:, h, :dn]  [T, dn]
+//   w_kv_b [n·rph, dc]     bf16                            B of head h: rows h·rph .. + dn  [dn, dc]
+//   q_abs  [T, n, dc + dr] bf16, row stride n·(dc + dr)    q_abs[t, h, c] = Σ_d q[t, h, d]·W_UK[h][d, c]
+//                                                          (fp32 sums, rounded once), then q_pe
 //
-// Common to both kernels: CTA (column block of kAbsorbMmaCols = 128 output columns, row block of
-// kAbsorbMmaRows = 64 of T, head h); grid (columns / 128, ceil(T / 64), n); 4 warps side by side
-// along the columns (warp w: columns 32w .. 32w + 32, all 64 rows: 4 m16 x 4 n8 mma tiles, 64
-// fp32 accumulators a thread). Shared tiles of bf16 rows whose 16-byte chunks are swizzled
-// (sm80::swizzled_offset: conflict-free ldmatrix). B, the weights, by 16-byte cp.async issued
-// before grid_dependency_wait() (programmatic dependent launch, pdl.cuh: no kernel of a step
-// writes w_kv_b), so the first trip to HBM overlaps the kernel before; A, the rows the kernel
-// before wrote, by cp.async after the wait; rows t >= T are zero-filled (nothing read) and never
-// stored. A fragments by ldmatrix.x4 (one m16 tile a load, skipped with its mma when the tile
-// starts at or past T; absorb_mma_k16), mma.sync m16n8k16 bf16 -> fp32. Epilogue
-// (absorb_mma_store): each thread rounds its accumulator pairs once and stores them as bf16x2
-// (the four threads of a quad fill 16 contiguous bytes of a row). Weight-bound like the GEMVs:
-// each head's 128 KB slice comes from HBM once a call (the ceil(T / 64) row blocks of a head read
-// it again, from L2).
+// CTA (column block of kAbsorbMmaCols = 128 of dc, row block of kAbsorbMmaRows = 64 of T, head h);
+// grid (dc / 128, ceil(T / 64), n), 4 warps side by side along the columns (warp w: columns
+// 32w .. 32w + 32, all 64 rows: 4 m16 x 4 n8 mma tiles, 64 fp32 accumulators a thread).
+// Shared memory, 48 KB: A [64 rows t][128 d] then B [128 rows d][128 c], bf16, 256-byte rows
+// whose 16-byte chunks are swizzled (sm80::swizzled_offset: the 8 row addresses of every
+// ldmatrix fall in 8 different bank groups). K = dn = 128 is one tile (a larger dn multiple of
+// 16 loops over 128-row tiles, one barrier apart).
+//   - B, the weights, by 16-byte cp.async, issued before grid_dependency_wait() (programmatic
+//     dependent launch, pdl.cuh: no kernel of a step writes w_kv_b), so the first trip to HBM
+//     overlaps the kernel before (the query's RoPE). A, the query rows the kernel before wrote, by
+//     cp.async after the wait; rows t >= T are zero-filled (nothing read from q) and never stored.
+//   - Per k16 step: B fragments by ldmatrix.x4.trans (B is K-major: [d][c] rows; two n8 tiles a
+//     load), A fragments by ldmatrix.x4 (one m16 tile a load, skipped with its mma when the tile
+//     starts at or past T; absorb_mma_k16), mma.sync m16n8k16 bf16 -> fp32.
+//   - Epilogue (absorb_mma_store): each thread rounds its accumulator pairs once to bf16 and
+//     stores them as bf16x2 (4 bytes; the four threads of a quad fill 16 contiguous bytes of a row).
+//   - The CTAs of column block 0 also copy their rows' q_pe into q_abs[t, h, dc ..] (16-byte
+//     vectors), which cuBLASLt's path does with a 2-D cudaMemcpy.
+// Weight-bound like the GEMVs: each head's 128 KB W_UK slice comes from HBM once a call (the
+// ceil(T / 64) row blocks of a head read it again, from L2).
 //
-// Absorb (mla_absorb_mma_kernel; columns c of dc, K = dn): 48 KB of shared memory, A [64 t][128 d]
-// then B [128 d][128 c], 256-byte rows. K = dn = 128 is one tile (a larger dn multiple of 16 loops
-// over 128-row tiles, one barrier apart). B is K-major ([d][c] rows): its fragments come by
-// ldmatrix.x4.trans, two n8 tiles a load. The CTAs of column block 0 also copy their rows' q_pe
-// into q_abs[t, h, dc ..] (16-byte vectors), which cuBLASLt's path does with a 2-D cudaMemcpy.
-//
-// Up (mla_up_mma_kernel; columns j of dv, K = dc): K = dc = 512 in kUpMmaK = 64-channel tiles,
-// two in flight (kUpMmaStages): a stage is A [64 t][64 c] then B [128 j][64 c], 128-byte rows,
-// 24 KB; 48 KB in all. Before the wait: both stages' B tiles, and one bulk L2 prefetch a thread of
-// the rest of its W_UV row (the CTA's whole 128 KB slice leaves HBM at once; the later tiles'
-// cp.async then hit L2). After it: A's first tile; each step issues the next tile (one cp.async
-// group) before waiting for its own, and a barrier after its mmas frees its stage for the tile
-// after next. B is [j][c] rows, i.e. the mma's column operand stored N x K: its fragments come by
-// plain ldmatrix.x4, two n8 tiles a load.
-//
-// Requirements (mla_absorb_mma_applies / mla_up_mma_applies; otherwise cuBLASLt): absorb
-// dn % 16 == 0, dr % 8 == 0, dc % 128 == 0; up dc % 64 == 0, dv % 128 == 0; every pointer
-// 16-byte aligned.
+// Requirements (mla_absorb_mma_applies; otherwise cuBLASLt): dn % 16 == 0, dr % 8 == 0,
+// dc % 128 == 0, q, w_kv_b and q_abs 16-byte aligned.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -67,26 +52,20 @@
 
 namespace mlaserve::ops::gpu {
 
-inline constexpr int kAbsorbMmaRows = 64;                            // rows t per CTA (both kernels)
-inline constexpr int kAbsorbMmaCols = 128;                           // output columns per CTA (both kernels)
-inline constexpr int kAbsorbMmaK = 128;                              // absorb: rows d of W_UK per shared tile
+inline constexpr int kAbsorbMmaRows = 64;                            // rows t of q per CTA
+inline constexpr int kAbsorbMmaCols = 128;                           // columns c of q_abs per CTA
+inline constexpr int kAbsorbMmaK = 128;                              // rows d of W_UK per shared tile
 inline constexpr int kAbsorbMmaWarps = 4;                            // side by side along the columns
 inline constexpr int kAbsorbMmaThreads = 32 * kAbsorbMmaWarps;
 inline constexpr int kAbsorbMmaWarpCols = kAbsorbMmaCols / kAbsorbMmaWarps;  // 32
 inline constexpr int kAbsorbMmaMi = kAbsorbMmaRows / 16;             // m16 tiles a warp
 inline constexpr int kAbsorbMmaNi = kAbsorbMmaWarpCols / 8;          // n8 tiles a warp
-inline constexpr int kAbsorbMmaRowBytes = 256;                       // absorb's shared row: 128 bf16 of A or B
+inline constexpr int kAbsorbMmaRowBytes = 256;                       // one shared row: 128 bf16 of A or B
 inline constexpr int kAbsorbMmaSmemBytes = (kAbsorbMmaRows + kAbsorbMmaK) * kAbsorbMmaRowBytes;
 static_assert(kAbsorbMmaK * 2 == kAbsorbMmaRowBytes && kAbsorbMmaCols * 2 == kAbsorbMmaRowBytes,
               "A rows hold one K tile and B rows one column block: 16 chunks of 16 bytes each");
 static_assert(kAbsorbMmaSmemBytes <= 48 * 1024, "static shared memory");
-static_assert(kAbsorbMmaNi % 2 == 0, "B fragments come two n8 tiles a ldmatrix.x4");
-
-inline constexpr int kUpMmaK = 64;                                   // up: channels c per shared K tile
-inline constexpr int kUpMmaStages = 2;                               // up: K tiles in flight
-inline constexpr int kUpMmaRowBytes = kUpMmaK * 2;                   // 128: one shared row of A or B
-inline constexpr int kUpMmaStageBytes = (kAbsorbMmaRows + kAbsorbMmaCols) * kUpMmaRowBytes;  // 24 KB
-static_assert(kUpMmaStages * kUpMmaStageBytes <= 48 * 1024, "static shared memory");
+static_assert(kAbsorbMmaNi % 2 == 0, "B fragments come two n8 tiles a ldmatrix.x4.trans");
 
 using AbsorbMmaAcc = float[kAbsorbMmaMi][kAbsorbMmaNi][4];  // a thread's accumulators (its warp's 64 x 32)
 
@@ -102,15 +81,14 @@ __device__ __forceinline__ void absorb_mma_zero(AbsorbMmaAcc& acc) {
 }
 
 // One k16 step of a warp: acc += A[:, 16ks .. +16] · b for the m16 tiles that start below `rows`
-// (the same for the whole CTA), A the swizzled [64 t][K] tile at a_smem (kRowBytes rows).
-template <int kRowBytes>
+// (the same for the whole CTA), A the swizzled [64 t][128 d] tile at a_smem.
 __device__ __forceinline__ void absorb_mma_k16(AbsorbMmaAcc& acc, uint32_t a_smem, int ks, int rows,
                                                const uint32_t (&b)[kAbsorbMmaNi][2], int lane) {
 #pragma unroll
   for (int mi = 0; mi < kAbsorbMmaMi; ++mi) {
     if (16 * mi >= rows) break;
     uint32_t a[4];
-    sm80::ldmatrix_x4(a, a_smem + sm80::swizzled_offset<kRowBytes>(16 * mi + lane % 16, 2 * ks + lane / 16));
+    sm80::ldmatrix_x4(a, a_smem + sm80::swizzled_offset<kAbsorbMmaRowBytes>(16 * mi + lane % 16, 2 * ks + lane / 16));
 #pragma unroll
     for (int ni = 0; ni < kAbsorbMmaNi; ++ni) sm80::mma_16816(acc[mi][ni], a, b[ni][0], b[ni][1]);
   }
@@ -212,94 +190,10 @@ __global__ void __launch_bounds__(kAbsorbMmaThreads) mla_absorb_mma_kernel(MlaAb
         b[2 * np + 1][0] = r[2];
         b[2 * np + 1][1] = r[3];
       }
-      absorb_mma_k16<kAbsorbMmaRowBytes>(acc, a_smem, ks, rows, b, lane);
+      absorb_mma_k16(acc, a_smem, ks, rows, b, lane);
     }
   }
   absorb_mma_store(acc, out_h + int64_t{m0} * out_row + c0 + kAbsorbMmaWarpCols * warp, out_row, rows, lane);
-}
-
-// grid (dv / kAbsorbMmaCols, ceil(T / kAbsorbMmaRows), n), block kAbsorbMmaThreads; launched
-// with launch_programmatic.
-__global__ void __launch_bounds__(kAbsorbMmaThreads) mla_up_mma_kernel(MlaUpGemvParams p) {
-  __shared__ __align__(128) uint8_t smem[kUpMmaStages * kUpMmaStageBytes];
-  const auto offset = [](int row, int chunk) { return sm80::swizzled_offset<kUpMmaRowBytes>(row, chunk); };
-  const auto a_stage = [&](int kt) {  // [64 t][64 c] of K tile kt
-    return sm80::smem_u32(smem) + static_cast<uint32_t>((kt % kUpMmaStages) * kUpMmaStageBytes);
-  };
-  const auto b_stage = [&](int kt) {  // [128 j][64 c] of K tile kt
-    return a_stage(kt) + static_cast<uint32_t>(kAbsorbMmaRows * kUpMmaRowBytes);
-  };
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int j0 = blockIdx.x * kAbsorbMmaCols, m0 = blockIdx.y * kAbsorbMmaRows, h = blockIdx.z;
-  const int64_t lat_row = int64_t{p.n} * p.dc;  // elements between tokens of o_lat
-  const int64_t out_row = int64_t{p.n} * p.dv;  // elements between tokens of o
-  const __nv_bfloat16* w_uv = p.w + (int64_t{h} * p.rph + p.dn + j0) * p.dc;  // W_UV[h] [dv, dc] from row j0
-  const __nv_bfloat16* lat_h = p.o_lat + int64_t{h} * p.dc;                  // o_lat[0, h, 0]
-  constexpr int kChunks = kUpMmaRowBytes / 16;                               // 8 a row
-  const int nk = p.dc / kUpMmaK;                                             // K tiles
-
-  // B: channels 64kt .. + 64 of rows j0 .. j0 + 128 of W_UV[h].
-  const auto load_b = [&](int kt) {
-    for (int i = threadIdx.x; i < kAbsorbMmaCols * kChunks; i += kAbsorbMmaThreads) {
-      const int r = i / kChunks, ch = i % kChunks;
-      sm80::cp_async_16(b_stage(kt) + offset(r, ch), w_uv + int64_t{r} * p.dc + kUpMmaK * kt + 8 * ch, true);
-    }
-  };
-  // A: channels 64kt .. + 64 of rows m0 .. m0 + 64 of o_lat[:, h]; zeros past T.
-  const auto load_a = [&](int kt) {
-    for (int i = threadIdx.x; i < kAbsorbMmaRows * kChunks; i += kAbsorbMmaThreads) {
-      const int r = i / kChunks, ch = i % kChunks, t = m0 + r;
-      sm80::cp_async_16(a_stage(kt) + offset(r, ch), lat_h + int64_t{t < p.t ? t : 0} * lat_row + kUpMmaK * kt + 8 * ch,
-                        t < p.t);
-    }
-  };
-
-  // Weights only before the wait (the note at the top): the B tiles of every stage, and an L2
-  // prefetch of the rest of the CTA's rows (thread r: row j0 + r, channels past the stages'),
-  // so that all of its slice is on its way from HBM before the first mma.
-  for (int kt = 0; kt < min(nk, kUpMmaStages); ++kt) load_b(kt);
-  sm80::cp_async_commit();
-  static_assert(kAbsorbMmaThreads == kAbsorbMmaCols, "one B row a thread to prefetch");
-  if (nk > kUpMmaStages) {
-    constexpr int kStaged = kUpMmaStages * kUpMmaK;  // channels in the stages' B tiles
-    prefetch_l2(w_uv + int64_t{threadIdx.x} * p.dc + kStaged, static_cast<uint32_t>(p.dc - kStaged) * 2);
-  }
-  grid_dependency_wait();
-  launch_dependents();
-  load_a(0);
-  sm80::cp_async_commit();
-
-  AbsorbMmaAcc acc;
-  absorb_mma_zero(acc);
-  const int rows = min(kAbsorbMmaRows, p.t - m0);  // this CTA's rows of T (>= 1)
-  for (int kt = 0; kt < nk; ++kt) {
-    if (kt + 1 < nk) {  // the next tile into the other stage, freed by the previous step's barrier
-      if (kt + 1 >= kUpMmaStages) load_b(kt + 1);
-      load_a(kt + 1);
-    }
-    sm80::cp_async_commit();       // possibly empty: every group but the newest is then tile kt's
-    sm80::cp_async_wait<kUpMmaStages - 1>();
-    __syncthreads();
-
-#pragma unroll
-    for (int ks = 0; ks < kUpMmaK / 16; ++ks) {
-      uint32_t b[kAbsorbMmaNi][2];
-#pragma unroll
-      for (int np = 0; np < kAbsorbMmaNi / 2; ++np) {  // n8 tiles 2np, 2np + 1: rows j, chunks of c
-        uint32_t r[4];
-        const int j = kAbsorbMmaWarpCols * warp + 16 * np + (lane / 16) * 8 + lane % 8;
-        sm80::ldmatrix_x4(r, b_stage(kt) + offset(j, 2 * ks + ((lane / 8) & 1)));
-        b[2 * np][0] = r[0];
-        b[2 * np][1] = r[1];
-        b[2 * np + 1][0] = r[2];
-        b[2 * np + 1][1] = r[3];
-      }
-      absorb_mma_k16<kUpMmaRowBytes>(acc, a_stage(kt), ks, rows, b, lane);
-    }
-    __syncthreads();  // this stage is loaded again at the next step (tile kt + 2)
-  }
-  absorb_mma_store(acc, p.o + int64_t{m0} * out_row + int64_t{h} * p.dv + j0 + kAbsorbMmaWarpCols * warp, out_row,
-                   rows, lane);
 }
 
 }  // namespace mlaserve::ops::gpu

@@ -1,7 +1,6 @@
-// The W_UK absorption of mla_absorb_query_cuda and the W_UV up-projection of
-// mla_up_project_output_cuda for 8 < T <= kAbsorbMmaMaxTokens rows as per-head tensor-core GEMMs
-// of our own: which shapes they take and their launches, called by mla_absorb_cuda.cc, which
-// checks the shapes. Design note and kernels: mla_absorb_mma.cuh.
+// The W_UK absorption of mla_absorb_query_cuda for 8 < T <= kAbsorbMmaMaxTokens rows as a
+// per-head tensor-core GEMM of our own: which shapes it takes and its launch, called by
+// mla_absorb_cuda.cc, which checks the shapes. Design note and kernel: mla_absorb_mma.cuh.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -11,7 +10,7 @@
 
 namespace mlaserve::ops::gpu {
 
-inline constexpr int kAbsorbMmaMaxTokens = 256;  // up to here (past the GEMVs) the kernels replace cuBLASLt
+inline constexpr int kAbsorbMmaMaxTokens = 256;  // up to here (past the GEMVs) the kernel replaces cuBLASLt
 
 // Whether the kernel takes this problem (the same parameters as the GEMVs', MlaAbsorbGemvParams):
 // 1 <= T <= kAbsorbMmaMaxTokens, dn % 16 == 0, dr % 8 == 0, dc % 128 == 0, and q, w_kv_b and
@@ -22,14 +21,6 @@ bool mla_absorb_mma_applies(const MlaAbsorbGemvParams& p);
 // q_abs = [W_UK[h]ᵀ·q_nope[h] | q_pe[h]] per token and head; needs mla_absorb_mma_applies(p).
 void launch_mla_absorb_mma(const MlaAbsorbGemvParams& p, cudaStream_t stream);
 
-// Whether the up-projection's kernel takes this problem (the GEMVs' parameters, MlaUpGemvParams):
-// 1 <= T <= kAbsorbMmaMaxTokens, dc % 64 == 0, dv % 128 == 0, and o_lat, w_kv_b and o 16-byte
-// aligned. Otherwise mla_up_project_output_cuda keeps cuBLASLt.
-bool mla_up_mma_applies(const MlaUpGemvParams& p);
-
-// o = W_UV[h]·o_lat[h] per token and head; needs mla_up_mma_applies(p).
-void launch_mla_up_mma(const MlaUpGemvParams& p, cudaStream_t stream);
-
 }  // namespace mlaserve::ops::gpu
 
 namespace mlaserve::ops {
@@ -38,10 +29,5 @@ namespace mlaserve::ops {
 // 2-D copy of q_pe at any T (the path of T > kAbsorbMmaMaxTokens and of shapes no kernel of ours
 // takes), to compare our kernels with it. Same checks and contract as mla_absorb_query_cuda.
 void mla_absorb_query_cublaslt(const Tensor& q, const Tensor& w_kv_b, Tensor& q_abs, cudaStream_t stream);
-
-// Tests and benchmarks only: mla_up_project_output_cuda through cuBLASLt's strided batched GEMM at
-// any T (its path past kAbsorbMmaMaxTokens and for the shapes no kernel of ours takes). Same
-// checks and contract as mla_up_project_output_cuda.
-void mla_up_project_output_cublaslt(const Tensor& o_lat, const Tensor& w_kv_b, Tensor& o, cudaStream_t stream);
 
 }  // namespace mlaserve::ops

@@ -2,9 +2,9 @@
 // inputs at DeepSeek's shapes: kv_a_proj_with_mqa 576 x 2048 / 7168 (and its two row views),
 // q_b_proj 24576 x 1536, o_proj 7168 x 16384, lm_head 102400 x 2048 with f32 logits, routers
 // 64 x 2048 / 256 x 7168 with f32 logits; T = 1, 7, 64, 300, 4096; absorption with 16 and 128
-// heads (up to 8 tokens the per-head GEMVs: T = 1 .. 9; from 9 to 256 the mma.sync kernels of
-// the W_UK absorption and the W_UV up-projection, mla_absorb_mma.cuh: T = 9 .. 257 around their
-// 64-row blocks; past that cuBLASLt). Outputs are poisoned (NaN) first and must be fully
+// heads (up to 8 tokens the per-head GEMVs: T = 1 .. 9; from 9 to 256 the W_UK absorption's
+// mma.sync kernel, mla_absorb_mma.cuh: T = 9 .. 257 around its 64-row blocks; past that, and for
+// the up-projection past 8, cuBLASLt). Outputs are poisoned (NaN) first and must be fully
 // written; the q_pe channels of q_abs are checked bit for bit. At large T only some rows are
 // checked against the CPU (first, last, random ones): lm_head at 4096 rows is 1.7 TFLOP, minutes
 // on one CPU core, and a wrong tile, stride or view shows in any row. The last test captures
@@ -18,8 +18,8 @@
 // wait); every chain's output must be close to the CPU reference; a read of the input before
 // the first kernel wrote it reads the poison (NaN) it was filled with.
 //
-// Tolerances, from the precision, the same for every path (the MMA kernels' included: K = dn =
-// 128 or dc = 512 products summed in fp32 by the tensor cores, one bf16 rounding): both sides see the same
+// Tolerances, from the precision, the same for every path (the MMA kernel's included: K = dn =
+// 128 products summed in fp32 by the tensor cores, one bf16 rounding): both sides see the same
 // bf16 inputs; the products are exact in fp32 and both sides accumulate in fp32 (different
 // orders: ~1e-6 relative). A bf16 output is rounded once, a relative error of at most 2^-8 and
 // about 1.6e-3 RMS for values spread over a binade, so 4e-3 over all checked rows and 6e-3 for
@@ -61,9 +61,8 @@ using testing::rows_to_check;
 constexpr double kBf16RelL2 = 4e-3, kBf16Row = 6e-3;
 constexpr double kF32RelL2 = 1e-4, kF32Row = 2e-4;
 
-// Which path check_absorb's two products take: mla_absorb_query's and mla_up_project_output's own
-// choice, or cuBLASLt forced (mla_absorb_query_cublaslt / mla_up_project_output_cublaslt, the
-// benchmarks' reference).
+// Which path check_absorb's query absorption takes: mla_absorb_query's own choice, or cuBLASLt
+// forced (mla_absorb_query_cublaslt, the benchmarks' reference).
 enum class AbsorbPath { kDispatch, kCublaslt };
 
 class GemmCuda : public testing::Sm90StreamTest {
@@ -152,11 +151,7 @@ class GemmCuda : public testing::Sm90StreamTest {
     fill_random(lat_gpu, seed + 2, stream_);
     const Tensor lat_host = random_host({offset + t, n, dc}, DType::kBF16, seed + 2).slice(offset, offset + t);
     Tensor o = poisoned_gpu({t, n, dv}, DType::kBF16, stream_);
-    if (path == AbsorbPath::kCublaslt) {
-      mla_up_project_output_cublaslt(lat_gpu.slice(offset, offset + t), w_gpu, o, stream_);
-    } else {
-      mla_up_project_output(lat_gpu.slice(offset, offset + t), w_gpu, o, Stream{stream_});
-    }
+    mla_up_project_output(lat_gpu.slice(offset, offset + t), w_gpu, o, Stream{stream_});
     sync();
 
     const Tensor q_abs_host = q_abs.to(Device::kCPU), o_host = o.to(Device::kCPU);
@@ -369,62 +364,37 @@ TEST_F(GemmCuda, SmallAbsorbGemvEdges) {
   check_absorb(9, 2, 0, /*dc=*/136, /*dv=*/120);
 }
 
-// From 9 to 256 tokens both products run their mma.sync kernels (mla_absorb_mma.cuh): the first
-// T, a partial m16 tile and a partial 64-row block (T 70 = 64 + 6, a row view), T 256 (four full
-// row blocks) at 2 heads. The absorption: two column blocks (dc 256; dv 120 sends that call's
-// up-projection to cuBLASLt). The up-projection: an odd number of K tiles (dc 192: three of 64,
-// the absorption's dc not a multiple of 128 keeps cuBLASLt), a single one (dc 64), two column
-// blocks (dv 256). dc 136 keeps cuBLASLt for both (SmallAbsorbGemvEdges' T 9), and so do the
-// _cublaslt entry points at any T.
+// From 9 to 256 tokens the W_UK absorption runs the mma.sync kernel (mla_absorb_mma.cuh): its
+// first T, a partial m16 tile and a partial 64-row block (T 70 = 64 + 6, a row view), two column
+// blocks (dc 256), T 256 (four full row blocks) at 2 heads; dc 136 (not a multiple of 128) keeps
+// cuBLASLt (SmallAbsorbGemvEdges' T 9), and so does mla_absorb_query_cublaslt at any T.
 TEST_F(GemmCuda, SmallAbsorbMma) {
   check_absorb(9, 2);
   check_absorb(70, 3, /*offset=*/2);
   check_absorb(17, 2, 0, /*dc=*/256, /*dv=*/120);
   check_absorb(256, 2, /*offset=*/1);
-  check_absorb(33, 2, /*offset=*/1, /*dc=*/192, /*dv=*/128);
-  check_absorb(12, 2, 0, /*dc=*/64, /*dv=*/128);
-  check_absorb(70, 2, 0, /*dc=*/512, /*dv=*/256);
   check_absorb(70, 3, /*offset=*/2, 512, 128, AbsorbPath::kCublaslt);
 }
 
-// Host-only: which problems the mma.sync kernels take (no GPU needed). Both: 9 .. 256 rows, not
-// 257 (cuBLASLt past 256), from a problem at DeepSeek's shapes with T = 9 and a 16-byte aligned
-// buffer for every pointer (never dereferenced: only the shapes are looked at).
-alignas(16) const __nv_bfloat16 kAlignedBuf[8] = {};
-
-template <class Params>
-void expect_token_range(Params p, bool (*applies)(const Params&)) {
-  EXPECT_TRUE(applies(p));
-  p.t = 256;
-  EXPECT_TRUE(applies(p));
-  p.t = 257;
-  EXPECT_FALSE(applies(p));
-}
-
+// Host-only: which problems the kernel takes (no GPU needed).
 TEST(GemmCudaHost, SmallAbsorbMmaApplies) {
-  gpu::MlaAbsorbGemvParams p{kAlignedBuf, kAlignedBuf, const_cast<__nv_bfloat16*>(kAlignedBuf),  // q, w, q_abs
-                             9, 16, 128, 64, 512, 256};  // t, n, dn, dr, dc, rph
-  expect_token_range(p, gpu::mla_absorb_mma_applies);
+  gpu::MlaAbsorbGemvParams p{};
+  alignas(16) static const __nv_bfloat16 buf[8] = {};
+  p.q = buf;
+  p.w = buf;
+  p.q_abs = const_cast<__nv_bfloat16*>(buf);  // never written: only the shapes are looked at
+  p.t = 9, p.n = 16, p.dn = 128, p.dr = 64, p.dc = 512, p.rph = 256;
+  EXPECT_TRUE(gpu::mla_absorb_mma_applies(p));
+  p.t = 256;
+  EXPECT_TRUE(gpu::mla_absorb_mma_applies(p));
+  p.t = 257;
+  EXPECT_FALSE(gpu::mla_absorb_mma_applies(p));  // cuBLASLt past 256 rows
   p.t = 64, p.dc = 136;
   EXPECT_FALSE(gpu::mla_absorb_mma_applies(p));
   p.dc = 512, p.dn = 120;
   EXPECT_FALSE(gpu::mla_absorb_mma_applies(p));
-  p.dn = 128, p.q = kAlignedBuf + 1;
+  p.dn = 128, p.q = buf + 1;
   EXPECT_FALSE(gpu::mla_absorb_mma_applies(p));  // unaligned q
-}
-
-TEST(GemmCudaHost, SmallUpMmaApplies) {
-  gpu::MlaUpGemvParams p{kAlignedBuf, kAlignedBuf, const_cast<__nv_bfloat16*>(kAlignedBuf),  // o_lat, w, o
-                         9, 16, 128, 128, 512, 256};  // t, n, dn, dv, dc, rph
-  expect_token_range(p, gpu::mla_up_mma_applies);
-  p.t = 64, p.dc = 192;
-  EXPECT_TRUE(gpu::mla_up_mma_applies(p));  // three K tiles of 64
-  p.dc = 136;
-  EXPECT_FALSE(gpu::mla_up_mma_applies(p));
-  p.dc = 512, p.dv = 120, p.rph = 248;
-  EXPECT_FALSE(gpu::mla_up_mma_applies(p));
-  p.dv = 128, p.rph = 256, p.o_lat = kAlignedBuf + 1;
-  EXPECT_FALSE(gpu::mla_up_mma_applies(p));  // unaligned o_lat
 }
 
 // Chains (the note at the top): K of a partial chunk (296) and a partial step (520), every kernel
@@ -439,10 +409,10 @@ TEST_F(GemmCuda, SmallGemvChainBitExact) {
   check_absorb_chain(8, 2, 256, /*dc=*/136, /*dv=*/120);
 }
 
-// The absorption's and the up-projection's mma.sync kernels (9 to 256 tokens), each right after the
-// cuBLASLt GEMM that writes its input (q, o_lat), launched with programmatic dependent launch,
-// eagerly and as a graph: a read of q or o_lat before the wait would read the poison. Compared
-// with the CPU only (their summation order is the tensor cores', not the GEMVs').
+// The absorption's mma.sync kernel (9 to 256 tokens) right after the cuBLASLt GEMM that writes its
+// query, launched with programmatic dependent launch, eagerly and as a graph: a read of q before
+// the wait would read the poison. Compared with the CPU only (its summation order is the tensor
+// cores', not the GEMVs').
 TEST_F(GemmCuda, SmallAbsorbMmaChain) {
   check_absorb_chain(9, 2, 256);
   check_absorb_chain(70, 2, 256);
@@ -526,20 +496,16 @@ TEST_F(GemmCuda, AbsorbGemvDecodeBatches) {
   for (int64_t t : {1, 2, 3, 5, 8, 9}) check_absorb(t, 128, /*offset=*/t == 3 ? 2 : 0);
 }
 
-// The mma.sync kernels' token counts (mla_absorb_mma.cuh; check_absorb runs both products): their
-// first, one and four m16 tiles, one row block and either side of it, two and three blocks, their
-// last (256) and the first past it (257: cuBLASLt), at V2-Lite's 16 heads and V3's 128, with row
-// views of q and o_lat. Then the same with cuBLASLt forced at the kernels' edges, the reference
-// decode_gemv_bench compares them with.
+// The mma.sync kernel's token counts (mla_absorb_mma.cuh): its first, one and four m16 tiles, one
+// row block and either side of it, two and three blocks, its last (256) and the first past it
+// (257: cuBLASLt), at V2-Lite's 16 heads and V3's 128, with row views of q.
 TEST_F(GemmCuda, AbsorbMmaDecodeBatches) {
   for (int64_t t : {9, 16, 63, 64, 65, 129, 200, 256, 257}) check_absorb(t, 16, /*offset=*/t == 65 ? 3 : 0);
   for (int64_t t : {9, 16, 63, 64, 65, 129, 200, 256, 257}) check_absorb(t, 128, /*offset=*/t == 129 ? 5 : 0);
-  for (int64_t t : {9, 256}) check_absorb(t, 16, /*offset=*/1, 512, 128, AbsorbPath::kCublaslt);
 }
 
-// The decode step's chains at V2-Lite's shapes with the kernels' token counts: q and o_lat by
-// cuBLASLt GEMMs of x [T, 2048] just before the absorption and the up-projection (see
-// SmallAbsorbMmaChain).
+// The decode step's chain at V2-Lite's shapes with the kernel's token counts: q by a cuBLASLt
+// GEMM of x [T, 2048] just before the absorption (see SmallAbsorbMmaChain).
 TEST_F(GemmCuda, AbsorbMmaChainDecodeShapes) {
   for (int64_t t : {16, 64, 200, 256}) check_absorb_chain(t, 16, 2048);
 }
