@@ -203,6 +203,13 @@ void follow(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& chan
   MLA_LOG_INFO("rank {}: stopped after {} steps; its host waited {:.2f} s of {:.2f} s for step plans",
                groups.parallel.rank, steps, std::chrono::duration<double>(waited).count(),
                std::chrono::duration<double>(total).count());
+  if (model.stage_clock_on()) {
+    std::string regions;
+    for (const auto& [region, ms] : model.stage_profile()) {
+      regions += fmt::format(" {} {:.3f}", region, ms / static_cast<double>(std::max<int64_t>(steps, 1)));
+    }
+    MLA_LOG_INFO("rank {}: GPU ms a step (stage clock):{}", groups.parallel.rank, regions);
+  }
 }
 
 }  // namespace

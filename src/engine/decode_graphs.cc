@@ -84,7 +84,8 @@ DecodeGraphs::~DecodeGraphs() { graphs_.clear(); }
 
 bool DecodeGraphs::accepts(const ForwardBatch& batch) const {
   const auto b = static_cast<int64_t>(batch.sequences.size());
-  if (disabled_ || model_.profiling() || model_.shard().tp_size > 1 || model_.shard().pp_size > 1) return false;
+  if (disabled_ || model_.profiling() || model_.stage_clock_on()) return false;  // timed forwards run eagerly
+  if (model_.shard().tp_size > 1 || model_.shard().pp_size > 1) return false;
   if (b == 0 || b > max_batch_ || batch.num_tokens() != b || static_cast<int64_t>(batch.logit_rows.size()) != b) {
     return false;
   }

@@ -108,6 +108,11 @@ StepMetadata DeepSeekModel::prepare_step(const ForwardBatch& batch) {
 Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache) {
   const int64_t t = step.token_ids.dim(0), hidden = config_.hidden_size;
   const Stream stream = options_.stream;
+  RegionTimer* stage = stage_clock_ ? &stage_clock_->begin() : nullptr;
+  const auto stage_mark = [stage](const char* region) {
+    if (stage != nullptr) stage->mark(region);
+  };
+  stage_mark("stage.input");
   mark("embed");
   Tensor h = act({t, hidden});  // the residual stream
   if (plan_.first_stage()) {
@@ -115,6 +120,7 @@ Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache) {
   } else {
     options_.pp_group->recv(h, plan_.pp_rank - 1, stream);  // the previous stage's residual stream
   }
+  stage_mark("stage.layers");
   Tensor normed = act({t, hidden});
   const float eps = static_cast<float>(config_.rms_norm_eps);
   ops::rms_norm(h, weights_.layers[0].input_norm, eps, normed, stream);
@@ -139,6 +145,7 @@ Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache) {
     }
   }
   Tensor logits;  // none from a stage before the last
+  stage_mark("stage.output");
   if (plan_.last_stage()) {
     // Logits only for the rows that sample: `normed` already holds RMSNorm(h, model.norm).
     mark("lm_head");
@@ -150,6 +157,10 @@ Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache) {
   if (timer_) {
     timer_->stop();
     timer_->add_to(profile_);
+  }
+  if (stage != nullptr) {
+    stage->stop();
+    stage_clock_->end();
   }
   return logits;
 }

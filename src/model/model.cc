@@ -41,6 +41,15 @@ void DeepSeekModel::set_profiling(bool on, bool host_clock) {
   profile_.clear();
 }
 
+void DeepSeekModel::set_stage_clock(bool on) {
+  stage_clock_ = on ? std::make_unique<StageClock>(options_.stream, options_.device != Device::kCPU) : nullptr;
+}
+
+const RegionTotals& DeepSeekModel::stage_profile() {
+  static const RegionTotals kNone;
+  return stage_clock_ ? stage_clock_->totals() : kNone;
+}
+
 LatentCache DeepSeekModel::make_cache(int64_t num_blocks) const {
   return LatentCache(plan_.layers.size(), num_blocks, cache_row_dim(), act_dtype_, options_.device);
 }

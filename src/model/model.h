@@ -49,6 +49,7 @@
 
 #include "core/region_timer.h"
 #include "core/side_stream.h"
+#include "core/stage_clock.h"
 #include "core/collectives.h"
 #include "core/stream.h"
 #include "core/tensor.h"
@@ -153,6 +154,14 @@ class DeepSeekModel {
   void set_profiling(bool on, bool host_clock = false);
   bool profiling() const { return timer_ != nullptr; }
   const RegionTotals& profile() const { return profile_; }
+  // The stage clock: when on, every forward's device time is split into "stage.input" (the
+  // embedding, or the wait for and receive of the previous stage's residual stream), "stage.layers"
+  // and "stage.output" (the logits, or the send to the next stage), read a few forwards later so
+  // that nothing waits for the GPU (core/stage_clock.h). stage_profile() waits for the rest.
+  void set_stage_clock(bool on);
+  bool stage_clock_on() const { return stage_clock_ != nullptr; }
+  const RegionTotals& stage_profile();
+  int64_t stage_forwards() const { return stage_clock_ ? stage_clock_->forwards() : 0; }
 
  private:
 
@@ -208,6 +217,7 @@ class DeepSeekModel {
   SideStream side_;  // GPU: made at the first fork (the first step runs on the model's device)
   std::unique_ptr<RegionTimer> timer_;  // set while profiling
   RegionTotals profile_;
+  std::unique_ptr<StageClock> stage_clock_;  // set while the stage clock is on
 };
 
 }  // namespace mlaserve
