@@ -89,12 +89,6 @@ DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
     model_options.shard = dist::make_shard_plan(config, dist->parallel());
     model_options.tp_group = dist->tp_group();
     model_options.pp_group = dist->pp_group();
-    // Rank 0 of a pipeline with steps in flight keeps the next logits' receive posted while
-    // stage 0 computes; its kernel holds up to kWorldMaxCtas SMs (dist/context.h), which the MLA
-    // decode schedule leaves to it.
-    const bool receives_logits =
-        dist->is_leader() && dist::pipeline_steps_in_flight(dist->parallel(), dist->options().steps_in_flight) > 1;
-    if (receives_logits) model_options.mla_reserved_sms = dist::kWorldMaxCtas;
     return model_options.shard;
   };
   model_options.attention_form = o.attention_form == "mha"        ? AttentionForm::kMha

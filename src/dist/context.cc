@@ -100,7 +100,7 @@ std::unique_ptr<DistContext> DistContext::join(const LaunchOptions& o, int rank,
   const ParallelConfig& pc = ctx->parallel_;
   if (pc.tp_size > 1) ctx->tp_ = joined->split(pc.pp_rank(), pc.tp_rank());
   if (pc.pp_size > 1) ctx->pp_ = joined->split(pc.tp_rank(), pc.pp_rank());
-  ctx->world_ = joined->split(0, rank, kWorldMaxCtas);
+  ctx->world_ = joined->split(0, rank);
   ctx->joined_ = std::move(joined);
   DistContext* self = ctx.get();
   ctx->watchdog_ = std::make_unique<PeerWatchdog>(

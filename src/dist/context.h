@@ -11,12 +11,8 @@
 // --master-addr:--master-port (dist/control_channel.h), which stays open as the step-plan
 // channel; every rank joins the NCCL world and splits it into its tensor-parallel group
 // (same stage), its pipeline group (same tensor-parallel rank) and world(): all ranks again,
-// numbered by global rank, whose kernels take at most kWorldMaxCtas CTAs. world() carries only a
-// pipeline's logits, and rank 0 keeps their receive posted while its own stage computes the next
-// step: an NCCL kernel holds its SMs while it waits, and the MLA decode schedule on rank 0 leaves
-// exactly those SMs free, so that the split-S kernel's CTAs, which wait for each other, always
-// fit beside it in one wave (capping them changed PP2's throughput by noise only,
-// bench/NOTES-dist.md). NVLink SHARP multicast
+// numbered by global rank, which carries only a pipeline's logits (queued between shares of
+// work on each stream, never beside them: dist/distributed_runner.h). NVLink SHARP multicast
 // (NCCL_NVLS_ENABLE) is turned off before NCCL starts: the shared machines this engine is
 // tested on must not use it, and the all-reduces here are far too small to gain from it.
 //
@@ -60,9 +56,6 @@ struct LaunchOptions {
 
   int world_size() const { return tp_size * pp_size; }
 };
-
-// The most CTAs (SMs) a kernel of DistContext::world() takes (see above).
-inline constexpr int kWorldMaxCtas = 4;
 
 class DistContext {
  public:

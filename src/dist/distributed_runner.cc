@@ -1,6 +1,7 @@
 #include "dist/distributed_runner.h"
 
 #include <chrono>
+#include <functional>
 
 #include "core/logging.h"
 #include "dist/step_message.h"
@@ -43,8 +44,6 @@ DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blo
     max_in_flight_ = wanted;
     cudaStream_t s = nullptr;
     MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    logits_stream_ = s;
-    MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     sampling_stream_ = s;
   }
 #else
@@ -58,9 +57,7 @@ DistributedRunner::~DistributedRunner() {
     while (!in_flight_.empty()) wait();
     if (dist_ != nullptr) dist_->watchdog().disarm();  // the followers close their connections next
 #ifdef MLASERVE_WITH_NCCL
-    if (logits_stream_ != nullptr) {
-      MLA_CUDA_CHECK(cudaStreamSynchronize(cuda_stream(logits_stream_)));
-      MLA_CUDA_CHECK(cudaStreamDestroy(cuda_stream(logits_stream_)));
+    if (sampling_stream_ != nullptr) {
       MLA_CUDA_CHECK(cudaStreamSynchronize(cuda_stream(sampling_stream_)));
       MLA_CUDA_CHECK(cudaStreamDestroy(cuda_stream(sampling_stream_)));
     }
@@ -109,27 +106,35 @@ void DistributedRunner::submit(const ForwardBatch& batch) {
 
 void DistributedRunner::queue_step(const ForwardBatch& batch) {
   channel_.broadcast(encode_step(batch));
-  if (logits_stream_ == nullptr) {  // synchronous: on the model's stream
-    in_flight_.push_back({run_step(model_, cache_, batch, groups_), nullptr});
+  const int64_t rows = static_cast<int64_t>(batch.logit_rows.size());
+  if (groups_.parallel.pp_size == 1) {  // tensor parallelism only: rank 0's share ends with the logits
+    in_flight_.push_back({rows, true, run_share(model_, cache_, batch, groups_), nullptr});
     return;
   }
+  // Stage 0's share, then the receive of the step before's logits if it is not queued yet: with
+  // two stages before this step's hand-off to stage 1 (which sends them before it receives that
+  // hand-off), with more after it (the stage that sends them is not the one it feeds).
+  InFlight* before = !in_flight_.empty() && !in_flight_.back().received ? &in_flight_.back() : nullptr;
+  const std::function<void()> receive_before = [&] {
+    if (before != nullptr) receive_logits(*before);
+  };
+  const bool two_stages = groups_.parallel.pp_size == 2;
+  run_share(model_, cache_, batch, groups_, two_stages ? receive_before : std::function<void()>());
+  if (!two_stages) receive_before();
+  in_flight_.push_back({rows, false, Tensor(), nullptr});
+}
+
+void DistributedRunner::receive_logits(InFlight& f) {
+  f.logits = Tensor::empty({f.rows, model_.config().vocab_size}, DType::kF32, model_.weights().embed.device());
+  groups_.world->recv(f.logits, logits_sender(groups_.parallel), model_.stream());
+  f.received = true;
 #ifdef MLASERVE_WITH_NCCL
-  run_share(model_, cache_, batch, groups_);  // stage 0: nothing comes back
-  InFlight f;
-  f.logits = Tensor::empty({static_cast<int64_t>(batch.logit_rows.size()), model_.config().vocab_size}, DType::kF32,
-                           Device::kCUDA);
-  // The logits stream waits for everything queued on the model's stream so far: the buffer may
-  // have been freed by work still queued there (the caching allocator is stream-ordered).
-  cudaEvent_t queued = nullptr, arrived = nullptr;
-  MLA_CUDA_CHECK(cudaEventCreateWithFlags(&queued, cudaEventDisableTiming));
-  MLA_CUDA_CHECK(cudaEventRecord(queued, static_cast<cudaStream_t>(model_.stream().cuda)));
-  MLA_CUDA_CHECK(cudaStreamWaitEvent(cuda_stream(logits_stream_), queued, 0));
-  MLA_CUDA_CHECK(cudaEventDestroy(queued));  // released once the wait has passed it
-  groups_.world->recv(f.logits, logits_sender(groups_.parallel), Stream{logits_stream_});
-  MLA_CUDA_CHECK(cudaEventCreateWithFlags(&arrived, cudaEventDisableTiming));
-  MLA_CUDA_CHECK(cudaEventRecord(arrived, cuda_stream(logits_stream_)));
-  f.arrived = arrived;
-  in_flight_.push_back(std::move(f));
+  if (f.logits.device() == Device::kCUDA) {
+    cudaEvent_t arrived = nullptr;
+    MLA_CUDA_CHECK(cudaEventCreateWithFlags(&arrived, cudaEventDisableTiming));
+    MLA_CUDA_CHECK(cudaEventRecord(arrived, cuda_stream(model_.stream().cuda)));
+    f.arrived = arrived;
+  }
 #endif
 }
 
@@ -144,6 +149,7 @@ Tensor DistributedRunner::wait() {
     }
   } ended{dist_};
   try {
+    if (!f.received) receive_logits(f);  // no step followed it
 #ifdef MLASERVE_WITH_NCCL
     if (f.arrived != nullptr) {
       // The host waits for the logits (the engine then samples them on sampling_stream(), which

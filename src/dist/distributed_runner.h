@@ -8,32 +8,35 @@
 // cache alike.
 //
 // Steps in flight (pipelines). With p stages the runner keeps up to p steps in flight
-// (ModelRunner::submit/wait; LaunchOptions::steps_in_flight): submit() sends the plan, queues
-// stage 0's share on rank 0's stream and, on a second stream of rank 0's (non-blocking, so the
-// legacy stream never waits for it), the receive of the step's logits from the last stage; it
-// returns without waiting. While stage 1 runs step n, stage 0 already runs step n + 1, which the
-// engine scheduled from other sequences. wait() waits on the host for the oldest step's logits
-// (an event recorded after their receive), so the engine's sampler reads them in order, on a
-// third stream with nothing queued before it (sampling_stream()). The followers need no
-// change: each runs the plans in order, and the last stage sends each step's logits when its
-// share is done, as for a synchronous step.
+// (ModelRunner::submit/wait; LaunchOptions::steps_in_flight): submit() sends the plan and queues
+// stage 0's share on rank 0's stream, and returns without waiting. While stage 1 runs step n,
+// stage 0 already runs step n + 1, which the engine scheduled from other sequences. wait()
+// waits on the host for the oldest step's logits (an event recorded after their receive), so the
+// engine's sampler reads them in order, on a stream of its own with nothing queued before it
+// (sampling_stream()). The followers need no change: each runs the plans in order, and the last
+// stage sends each step's logits when its share is done, as for a synchronous step.
 //
-// Why this cannot deadlock. The communicators: each stage's tensor-parallel group (all-reduces)
-// and the pipeline groups (residual hand-offs from stage s to s + 1) are used on every rank's
-// model stream; the world communicator carries only the logits, from the last stage's
-// tensor-parallel rank 0 (on its model stream) to rank 0 (on the logits stream). So each
-// communicator is used on one stream per rank, and every rank queues its operations step by
-// step in submission order. An operation of step n at stage s waits only for (a) the operations
-// queued before it on its stream: steps < n, or step n at stages <= s; (b) its peers' matching
-// operation: the same step at the same stage (an all-reduce), at stage s - 1 (a residual
-// receive), or at the last stage (the logits receive on rank 0, whose stream also waits for
-// rank 0's own work of steps <= n, an event recorded at submit); (c) rank 0's host, in wait(),
-// waits for the logits of the oldest step, whose operations are all queued already (every
-// plan is sent before its share is queued). Every wait points to an earlier step, or to the
-// same step at an earlier or the same stage, so the waits have no cycle and every queued
-// operation completes. Both streams hold at most one NCCL kernel at a time each, a few
-// thread blocks each, so they are resident side by side on the GPU (NCCL's warning about
-// concurrent communicators is about kernels that cannot all be resident at once).
+// Where rank 0 receives the logits. An NCCL receive is a kernel that holds its SMs until the
+// data comes; posted beside stage 0's work (on a second stream, as this runner once did) it cost
+// stage 0 a quarter of its speed (PP2 on H200s: 22.7 against 17.1 ms of GPU a step with the
+// logits not sent at all; bench/NOTES-dist.md). So the receive of step n's logits is queued on
+// the model's stream between two shares of work, behind stage 0's layers of step n + 1 (at
+// n + 1's submit; wait() queues it for a step that no step followed): with two stages before
+// n + 1's hand-off to stage 1, with more after it.
+//
+// Why this cannot deadlock. Every communicator is used on every rank's model stream only: each
+// stage's tensor-parallel group (all-reduces), the pipeline groups (residual hand-offs from
+// stage s to s + 1) and the world communicator (the logits, from the last stage's
+// tensor-parallel rank 0 to rank 0), queued step by step in submission order. An operation waits
+// only for those queued before it on its stream and for its peers' matching operation. The
+// logits of step n are sent once the last stage has run n, which needs only the hand-offs of n;
+// rank 0 queues their receive after everything of steps <= n and stage 0's layers of n + 1, none
+// of which needs a later operation of the last stage. With two stages the last stage is also
+// the one that receives n + 1's hand-off, and it does so after sending n's logits: so rank 0
+// receives them before it hands n + 1 on (the other order would have each side wait for the
+// other). With more stages n + 1's hand-off goes to stage 1, which sends no logits, so rank 0
+// hands n + 1 on first and stage 1 does not wait for the logits' journey. Rank 0's host, in
+// wait(), waits for the logits of the oldest step, whose operations are all queued already.
 //
 // Failures (over a DistContext): rank 0's watchdog is armed while the runner lives, a
 // follower's while it runs a step (dist/watchdog.h). A step that throws on rank 0 or on a
@@ -65,19 +68,22 @@ class DistributedRunner final : public ModelRunner {
   Tensor execute(const ForwardBatch& batch) override;
   int max_in_flight() const override { return max_in_flight_; }
   // With steps in flight, a stream of its own: sampling step N must not queue behind stage 0's
-  // step N + 1 on the model's stream, nor behind step N + 1's logits on the logits stream (the
-  // host has waited for step N's logits before it samples them).
+  // later steps on the model's stream (the host has waited for step N's logits before it samples
+  // them).
   Stream sampling_stream() const override { return Stream{sampling_stream_}; }
   void submit(const ForwardBatch& batch) override;
   Tensor wait() override;
 
  private:
   struct InFlight {
-    Tensor logits;            // [R, V] f32 on rank 0's GPU, written by the logits stream
-    void* arrived = nullptr;  // cudaEvent_t recorded on the logits stream after the receive
+    int64_t rows = 0;         // the step's logit rows
+    bool received = false;    // the receive of its logits is queued
+    Tensor logits;            // [R, V] f32 on rank 0's device, once received
+    void* arrived = nullptr;  // cudaEvent_t recorded on the model's stream after the receive (GPU)
   };
 
   void queue_step(const ForwardBatch& batch);
+  void receive_logits(InFlight& f);  // queues f's receive on the model's stream
   void check_alive() const;                 // throws once the run has failed
   void fail(const std::exception& e);       // a step failed on rank 0: the run ends
 
@@ -87,8 +93,7 @@ class DistributedRunner final : public ModelRunner {
   LatentCache cache_;
   StepGroups groups_;
   int max_in_flight_ = 1;
-  void* logits_stream_ = nullptr;    // cudaStream_t (pipelines only)
-  void* sampling_stream_ = nullptr;  // cudaStream_t (pipelines only)
+  void* sampling_stream_ = nullptr;  // cudaStream_t (pipelines on the GPU)
   std::deque<InFlight> in_flight_;
 };
 

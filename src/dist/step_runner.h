@@ -7,10 +7,12 @@
 // NCCL send/recv over the pipeline group, so stage s works on micro-batch i + 1 while stage
 // s + 1 works on i. The last stage's tensor-parallel rank 0 (logits_sender()) concatenates the
 // micro-batches' logits and sends them to rank 0 once, after all micro-batches, over the world
-// communicator, which carries nothing else. Rank 0 receives them either at once on its own
-// stream (run_step) or, when steps are in flight, on a stream of its own
-// (dist/distributed_runner.h says why that cannot deadlock).
+// communicator, which carries nothing else. Rank 0 receives them on its own stream, either at
+// once (run_step) or, when steps are in flight, behind its next step's layers
+// (dist/distributed_runner.h says where and why that cannot deadlock).
 #pragma once
+
+#include <functional>
 
 #include "core/collectives.h"
 #include "dist/parallel_config.h"
@@ -29,15 +31,16 @@ struct StepGroups {
 int logits_sender(const ParallelConfig& parallel);
 
 // The steps rank 0 keeps in flight over `parallel` for --pipeline-steps-in-flight `requested`
-// (0: one per stage): 1 without pipeline stages. Above 1, rank 0 keeps the next logits' receive
-// posted on a stream of its own while stage 0 computes (dist/distributed_runner.h).
+// (0: one per stage): 1 without pipeline stages (dist/distributed_runner.h).
 int pipeline_steps_in_flight(const ParallelConfig& parallel, int requested);
 
 // This rank's share of one step (its layers, over the step's micro-batches), queued on the
 // model's stream. Returns the logits of batch.logit_rows [R, V] f32 on the ranks that have them
 // (every rank with tensor parallelism only; the last stage's with pipeline stages, of which
-// logits_sender() sends them on), an undefined tensor on the others.
-Tensor run_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& groups);
+// logits_sender() sends them on), an undefined tensor on the others. `before_output` as in
+// DeepSeekModel::forward, for the first micro-batch.
+Tensor run_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& groups,
+                 const std::function<void()>& before_output = {});
 
 // run_share, then with pipeline stages the logits travel from logits_sender() to rank 0, both on
 // the model's stream. Rank 0: the logits [R, V] f32 on the model's device; other ranks: an
