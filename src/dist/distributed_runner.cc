@@ -111,16 +111,21 @@ void DistributedRunner::queue_step(const ForwardBatch& batch) {
     in_flight_.push_back({rows, true, run_share(model_, cache_, batch, groups_), nullptr});
     return;
   }
-  // Stage 0's share, then the receive of the step before's logits if it is not queued yet: with
-  // two stages before this step's hand-off to stage 1 (which sends them before it receives that
-  // hand-off), with more after it (the stage that sends them is not the one it feeds).
-  InFlight* before = !in_flight_.empty() && !in_flight_.back().received ? &in_flight_.back() : nullptr;
-  const std::function<void()> receive_before = [&] {
-    if (before != nullptr) receive_logits(*before);
-  };
+  // Stage 0's share, and behind its layers the receive of an earlier step's logits (the header
+  // says which and why): with two stages the step just before, ahead of this step's hand-off;
+  // with more the oldest, once the steps in flight fill every slot but this one's, after it.
   const bool two_stages = groups_.parallel.pp_size == 2;
-  run_share(model_, cache_, batch, groups_, two_stages ? receive_before : std::function<void()>());
-  if (!two_stages) receive_before();
+  InFlight* earlier = nullptr;
+  if (two_stages && !in_flight_.empty()) earlier = &in_flight_.back();
+  if (!two_stages && static_cast<int>(in_flight_.size()) == max_in_flight_ - 1 && !in_flight_.empty()) {
+    earlier = &in_flight_.front();
+  }
+  if (earlier != nullptr && earlier->received) earlier = nullptr;
+  const std::function<void()> receive_earlier = [&] {
+    if (earlier != nullptr) receive_logits(*earlier);
+  };
+  run_share(model_, cache_, batch, groups_, two_stages ? receive_earlier : std::function<void()>());
+  if (!two_stages) receive_earlier();
   in_flight_.push_back({rows, false, Tensor(), nullptr});
 }
 

@@ -19,10 +19,12 @@
 // Where rank 0 receives the logits. An NCCL receive is a kernel that holds its SMs until the
 // data comes; posted beside stage 0's work (on a second stream, as this runner once did) it cost
 // stage 0 a quarter of its speed (PP2 on H200s: 22.7 against 17.1 ms of GPU a step with the
-// logits not sent at all; bench/NOTES-dist.md). So the receive of step n's logits is queued on
-// the model's stream between two shares of work, behind stage 0's layers of step n + 1 (at
-// n + 1's submit; wait() queues it for a step that no step followed): with two stages before
-// n + 1's hand-off to stage 1, with more after it.
+// logits not sent at all; bench/NOTES-dist.md). So the receive of a step's logits is queued on
+// the model's stream between two shares of work, behind stage 0's layers of a later step: with
+// two stages, step n's behind step n + 1's layers, before its hand-off to stage 1; with p > 2
+// stages and k steps in flight (p by default), step n's behind step n + k - 1's hand-off, the
+// step that fills every slot but one: by then the last stage is about to finish step n, so stage
+// 0 hardly waits for them. wait() queues the receive of a step that no such step followed.
 //
 // Why this cannot deadlock. Every communicator is used on every rank's model stream only: each
 // stage's tensor-parallel group (all-reduces), the pipeline groups (residual hand-offs from
@@ -30,12 +32,12 @@
 // tensor-parallel rank 0 to rank 0), queued step by step in submission order. An operation waits
 // only for those queued before it on its stream and for its peers' matching operation. The
 // logits of step n are sent once the last stage has run n, which needs only the hand-offs of n;
-// rank 0 queues their receive after everything of steps <= n and stage 0's layers of n + 1, none
-// of which needs a later operation of the last stage. With two stages the last stage is also
-// the one that receives n + 1's hand-off, and it does so after sending n's logits: so rank 0
-// receives them before it hands n + 1 on (the other order would have each side wait for the
-// other). With more stages n + 1's hand-off goes to stage 1, which sends no logits, so rank 0
-// hands n + 1 on first and stage 1 does not wait for the logits' journey. Rank 0's host, in
+// rank 0 queues their receive after everything of steps <= n and stage 0's layers of a later
+// step, none of which needs a later operation of the last stage. With two stages the last stage
+// is also the one that receives n + 1's hand-off, and it does so after sending n's logits: so
+// rank 0 receives them before it hands n + 1 on (the other order would have each side wait for
+// the other). With more stages the hand-offs go to stage 1, which sends no logits, so rank 0
+// hands a step on first and stage 1 does not wait for the logits' journey. Rank 0's host, in
 // wait(), waits for the logits of the oldest step, whose operations are all queued already.
 //
 // Failures (over a DistContext): rank 0's watchdog is armed while the runner lives, a
