@@ -15,8 +15,9 @@ IndexRange layer_range(int64_t num_layers, int stages, int stage) {
   MLA_CHECK(stages >= 1 && stage >= 0 && stage < stages, "stage {} of {}", stage, stages);
   MLA_CHECK(num_layers >= stages, "{} layers cannot fill {} pipeline stages", num_layers, stages);
   const int64_t base = num_layers / stages, extra = num_layers % stages;
-  const int64_t begin = stage * base + std::min<int64_t>(stage, extra);
-  return {begin, begin + base + (stage < extra ? 1 : 0)};
+  const int64_t smaller = stages - extra;  // the first `smaller` stages get `base` layers
+  const int64_t begin = stage * base + std::max<int64_t>(0, stage - smaller);
+  return {begin, begin + base + (stage >= smaller ? 1 : 0)};
 }
 
 ShardPlan make_shard_plan(const DeepSeekConfig& c, const ParallelConfig& parallel) {

@@ -78,15 +78,18 @@ TEST(Partition, VocabularyThatDoesNotSplitIsPadded) {
 }
 
 TEST(Partition, LayerRangesOfPipelineStages) {
-  EXPECT_EQ(layer_range(27, 2, 0), (IndexRange{0, 14}));
-  EXPECT_EQ(layer_range(27, 2, 1), (IndexRange{14, 27}));
-  EXPECT_EQ(layer_range(61, 4, 0), (IndexRange{0, 16}));
-  EXPECT_EQ(layer_range(61, 4, 3), (IndexRange{46, 61}));
+  EXPECT_EQ(layer_range(27, 2, 0), (IndexRange{0, 13}));  // V2-Lite: the remainder goes last
+  EXPECT_EQ(layer_range(27, 2, 1), (IndexRange{13, 27}));
+  EXPECT_EQ(layer_range(61, 4, 0), (IndexRange{0, 15}));  // V3
+  EXPECT_EQ(layer_range(61, 4, 1), (IndexRange{15, 30}));
+  EXPECT_EQ(layer_range(61, 4, 3), (IndexRange{45, 61}));
+  EXPECT_EQ(layer_range(62, 4, 2), (IndexRange{30, 46}));
   for (int stages : {1, 2, 3, 4, 8}) {
     std::vector<IndexRange> parts;
     for (int s = 0; s < stages; ++s) parts.push_back(layer_range(61, stages, s));
     expect_tiles(parts, 61, "layers");
-    for (const IndexRange& r : parts) EXPECT_LE(parts.front().size() - r.size(), 1);
+    for (const IndexRange& r : parts) EXPECT_LE(parts.back().size() - r.size(), 1);
+    for (size_t s = 1; s < parts.size(); ++s) EXPECT_GE(parts[s].size(), parts[s - 1].size());
   }
   EXPECT_THROW(layer_range(3, 4, 0), Error);
 }
