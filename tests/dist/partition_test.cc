@@ -112,7 +112,7 @@ TEST(Partition, TensorTimesPipelineRankLayout) {
     EXPECT_EQ(p.tp_rank, rank % 2);
     EXPECT_EQ(p.pp_rank, rank / 2);
     EXPECT_EQ(pc.rank_of(p.pp_rank, p.tp_rank), rank);
-    EXPECT_EQ(p.layers, rank < 2 ? (IndexRange{0, 31}) : (IndexRange{31, 61}));
+    EXPECT_EQ(p.layers, rank < 2 ? (IndexRange{0, 30}) : (IndexRange{30, 61}));
     EXPECT_EQ(p.heads, rank % 2 == 0 ? (IndexRange{0, 64}) : (IndexRange{64, 128}));
   }
 }
