@@ -22,8 +22,8 @@ IndexRange even_part(int64_t count, int parts, int index, const char* what);
 
 // Layers [begin, end) of stage `stage` of `stages`: sizes differ by at most one, later stages
 // larger: the first stage also holds the embedding and the dense layers that DeepSeek puts first
-// (first_k_dense_replace), and rank 0 runs the engine and receives the logits beside it. Every
-// stage must get at least one layer.
+// (first_k_dense_replace), and its rank 0 runs the engine and receives the logits. Every stage
+// must get at least one layer.
 IndexRange layer_range(int64_t num_layers, int stages, int stage);
 
 ShardPlan make_shard_plan(const DeepSeekConfig& config, const ParallelConfig& parallel);
