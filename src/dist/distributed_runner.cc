@@ -1,7 +1,7 @@
 #include "dist/distributed_runner.h"
 
 #include <chrono>
-#include <functional>
+#include <optional>
 
 #include "core/logging.h"
 #include "dist/step_message.h"
@@ -111,21 +111,10 @@ void DistributedRunner::queue_step(const ForwardBatch& batch) {
     in_flight_.push_back({rows, true, run_share(model_, cache_, batch, groups_), nullptr});
     return;
   }
-  // Stage 0's share, and behind its layers the receive of an earlier step's logits (the header
-  // says which and why): with two stages the step just before, ahead of this step's hand-off;
-  // with more the oldest, once the steps in flight fill every slot but this one's, after it.
-  const bool two_stages = groups_.parallel.pp_size == 2;
-  InFlight* earlier = nullptr;
-  if (two_stages && !in_flight_.empty()) earlier = &in_flight_.back();
-  if (!two_stages && static_cast<int>(in_flight_.size()) == max_in_flight_ - 1 && !in_flight_.empty()) {
-    earlier = &in_flight_.front();
-  }
-  if (earlier != nullptr && earlier->received) earlier = nullptr;
-  const std::function<void()> receive_earlier = [&] {
-    if (earlier != nullptr) receive_logits(*earlier);
-  };
-  run_share(model_, cache_, batch, groups_, two_stages ? receive_earlier : std::function<void()>());
-  if (!two_stages) receive_earlier();
+  run_share(model_, cache_, batch, groups_);  // stage 0: ends with the hand-off to stage 1
+  // Behind it, once the steps in flight fill every slot but this one's, the oldest step's logits.
+  const bool full = static_cast<int>(in_flight_.size()) == max_in_flight_ - 1;
+  if (full && !in_flight_.empty() && !in_flight_.front().received) receive_logits(in_flight_.front());
   in_flight_.push_back({rows, false, Tensor(), nullptr});
 }
 
@@ -176,6 +165,64 @@ Tensor DistributedRunner::wait() {
 
 namespace {
 
+// The last stage's logits on their way to rank 0, each sent from a stream of its own once the
+// model's stream has computed them: the model's stream goes on to the next step's input at once,
+// and rank 0 receives them when it chooses (dist/distributed_runner.h). A buffer goes back to the
+// caching allocator only behind a wait of the model's stream for its send, queued with the next
+// send (long completed by then), so the model's stream never reuses it early.
+class LogitsSender {
+ public:
+  LogitsSender(Collectives* world, Stream model_stream) : world_(world), model_stream_(model_stream) {}
+  LogitsSender(const LogitsSender&) = delete;
+  LogitsSender& operator=(const LogitsSender&) = delete;
+  ~LogitsSender() {
+#ifdef MLASERVE_WITH_NCCL
+    if (pending_) {  // no throw in a destructor
+      cudaEventSynchronize(cuda_event(pending_->sent));
+      cudaEventDestroy(cuda_event(pending_->sent));
+    }
+    if (stream_ != nullptr) cudaStreamDestroy(cuda_stream(stream_));
+#endif
+  }
+
+  void send(Tensor logits) {
+    if (logits.device() != Device::kCUDA) return world_->send(logits, 0, model_stream_);
+#ifdef MLASERVE_WITH_NCCL
+    const cudaStream_t model = cuda_stream(model_stream_.cuda);
+    if (pending_) {
+      MLA_CUDA_CHECK(cudaStreamWaitEvent(model, cuda_event(pending_->sent), 0));
+      MLA_CUDA_CHECK(cudaEventDestroy(cuda_event(pending_->sent)));  // released once the wait has passed it
+      pending_.reset();
+    }
+    if (stream_ == nullptr) {
+      cudaStream_t s = nullptr;
+      MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+      stream_ = s;
+    }
+    cudaEvent_t computed = nullptr, sent = nullptr;
+    MLA_CUDA_CHECK(cudaEventCreateWithFlags(&computed, cudaEventDisableTiming));
+    MLA_CUDA_CHECK(cudaEventRecord(computed, model));
+    MLA_CUDA_CHECK(cudaStreamWaitEvent(cuda_stream(stream_), computed, 0));
+    MLA_CUDA_CHECK(cudaEventDestroy(computed));
+    world_->send(logits, 0, Stream{stream_});
+    MLA_CUDA_CHECK(cudaEventCreateWithFlags(&sent, cudaEventDisableTiming));
+    MLA_CUDA_CHECK(cudaEventRecord(sent, cuda_stream(stream_)));
+    pending_ = Pending{std::move(logits), sent};
+#endif
+  }
+
+ private:
+  struct Pending {
+    Tensor logits;
+    void* sent;  // cudaEvent_t recorded after the send
+  };
+
+  Collectives* world_;
+  Stream model_stream_;
+  void* stream_ = nullptr;  // cudaStream_t, made at the first GPU send
+  std::optional<Pending> pending_;
+};
+
 // The follower loop; with `dist`, its watchdog is armed inside each step and a step that throws
 // ends the run on every rank.
 void follow(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel, const StepGroups& groups,
@@ -188,6 +235,8 @@ void follow(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& chan
   // its plan arrives, while the GPU may still run earlier ones.
   Clock::duration waited{}, total{};
   Clock::time_point first;
+  const bool sends_logits = groups.parallel.pp_size > 1 && groups.parallel.rank == logits_sender(groups.parallel);
+  LogitsSender logits_out(groups.world, model.stream());
   while (true) {
     const Clock::time_point t = Clock::now();
     std::optional<ForwardBatch> batch = decode_step(channel.receive());
@@ -199,7 +248,8 @@ void follow(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& chan
       dist->watchdog().begin_step();
     }
     try {
-      run_step(model, cache, *batch, groups);
+      Tensor logits = run_share(model, cache, *batch, groups);
+      if (sends_logits) logits_out.send(std::move(logits));
     } catch (const std::exception& e) {
       if (dist != nullptr) dist->fail(fmt::format("rank {}'s step failed: {}", groups.parallel.rank, e.what()));
       throw;

@@ -13,32 +13,32 @@
 // stage 0 already runs step n + 1, which the engine scheduled from other sequences. wait()
 // waits on the host for the oldest step's logits (an event recorded after their receive), so the
 // engine's sampler reads them in order, on a stream of its own with nothing queued before it
-// (sampling_stream()). The followers need no change: each runs the plans in order, and the last
-// stage sends each step's logits when its share is done, as for a synchronous step.
+// (sampling_stream()).
 //
-// Where rank 0 receives the logits. An NCCL receive is a kernel that holds its SMs until the
-// data comes; posted beside stage 0's work (on a second stream, as this runner once did) it cost
-// stage 0 a quarter of its speed (PP2 on H200s: 22.7 against 17.1 ms of GPU a step with the
-// logits not sent at all; bench/NOTES-dist.md). So the receive of a step's logits is queued on
-// the model's stream between two shares of work, behind stage 0's layers of a later step: with
-// two stages, step n's behind step n + 1's layers, before its hand-off to stage 1; with p > 2
-// stages and k steps in flight (p by default), step n's behind step n + k - 1's hand-off, the
-// step that fills every slot but one: by then the last stage is about to finish step n, so stage
-// 0 hardly waits for them. wait() queues the receive of a step that no such step followed.
+// Where the logits travel. An NCCL receive is a kernel that holds its SMs until the data comes;
+// posted beside stage 0's work (on a second stream, as this runner once did) it cost stage 0 a
+// quarter of its speed (PP2 on H200s: 22.7 against 17.1 ms of GPU a step with the logits not
+// sent at all; bench/NOTES-dist.md). So rank 0 queues the receive on its model stream, between
+// two shares of work: behind the hand-off of the step that fills every slot but one (step
+// n + k - 1 for step n's logits, k steps in flight; by then the last stage is about to finish
+// step n, so stage 0 hardly waits), or in wait() for a step that no such step followed. The last
+// stage's tensor-parallel rank 0 sends each step's logits from a stream of its own once its
+// share has computed them (run_follower), so that its model stream goes on to the next step's
+// input instead of waiting for rank 0's receive; that send waits beside the model stream only
+// until rank 0 gets to the receive, then moves the logits in a fraction of a millisecond.
 //
-// Why this cannot deadlock. Every communicator is used on every rank's model stream only: each
-// stage's tensor-parallel group (all-reduces), the pipeline groups (residual hand-offs from
-// stage s to s + 1) and the world communicator (the logits, from the last stage's
-// tensor-parallel rank 0 to rank 0), queued step by step in submission order. An operation waits
-// only for those queued before it on its stream and for its peers' matching operation. The
-// logits of step n are sent once the last stage has run n, which needs only the hand-offs of n;
-// rank 0 queues their receive after everything of steps <= n and stage 0's layers of a later
-// step, none of which needs a later operation of the last stage. With two stages the last stage
-// is also the one that receives n + 1's hand-off, and it does so after sending n's logits: so
-// rank 0 receives them before it hands n + 1 on (the other order would have each side wait for
-// the other). With more stages the hand-offs go to stage 1, which sends no logits, so rank 0
-// hands a step on first and stage 1 does not wait for the logits' journey. Rank 0's host, in
-// wait(), waits for the logits of the oldest step, whose operations are all queued already.
+// Why this cannot deadlock. The tensor-parallel groups (all-reduces) and the pipeline groups
+// (residual hand-offs from stage s to s + 1) are used on every rank's model stream, the world
+// communicator (the logits) on rank 0's model stream and the sender's logits stream, each queued
+// step by step in submission order. An operation waits only for those queued before it on its
+// stream and for its peers' matching operation. The logits of step n are sent once the last
+// stage has run n, which needs only the hand-offs of steps <= n, and the send itself holds up no
+// operation of the last stage's model stream (its model stream waits for a send only with the
+// next send, when rank 0 has long received it: it received step n's logits behind hand-offs of
+// steps the last stage has received by then). Rank 0 queues the receive after everything of
+// steps <= n and stage 0's share of a later step, none of which needs a later operation of the
+// last stage; so every matching pair is reached on both sides and the waits have no cycle. Rank
+// 0's host, in wait(), waits for the logits of the oldest step, whose operations are all queued.
 //
 // Failures (over a DistContext): rank 0's watchdog is armed while the runner lives, a
 // follower's while it runs a step (dist/watchdog.h). A step that throws on rank 0 or on a

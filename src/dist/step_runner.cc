@@ -11,14 +11,13 @@ int pipeline_steps_in_flight(const ParallelConfig& pc, int requested) {
   return requested > 0 ? requested : pc.pp_size;
 }
 
-Tensor run_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& g,
-                 const std::function<void()>& before_output) {
+Tensor run_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& g) {
   const ParallelConfig& pc = g.parallel;
-  if (pc.pp_size == 1) return model.forward(batch, cache, before_output);
+  if (pc.pp_size == 1) return model.forward(batch, cache);
   const std::vector<ForwardBatch> parts = split_micro_batches(batch, g.micro_batches);
   const bool sends = pc.rank == logits_sender(pc);
   if (parts.size() == 1) {
-    Tensor out = model.forward(parts.front(), cache, before_output);
+    Tensor out = model.forward(parts.front(), cache);
     return sends ? out : Tensor();
   }
   const int64_t rows = static_cast<int64_t>(batch.logit_rows.size()), vocab = model.config().vocab_size;
@@ -26,9 +25,8 @@ Tensor run_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& b
   Tensor logits;
   if (sends) logits = Tensor::empty({rows, vocab}, DType::kF32, device);
   int64_t row = 0;
-  const std::function<void()> none;
   for (const ForwardBatch& part : parts) {
-    Tensor out = model.forward(part, cache, &part == &parts.front() ? before_output : none);
+    Tensor out = model.forward(part, cache);
     if (!sends) continue;
     copy_bytes(logits.slice(row, row + out.dim(0)).raw(), device, out.raw(), device, out.nbytes());
     row += out.dim(0);

@@ -7,12 +7,10 @@
 // NCCL send/recv over the pipeline group, so stage s works on micro-batch i + 1 while stage
 // s + 1 works on i. The last stage's tensor-parallel rank 0 (logits_sender()) concatenates the
 // micro-batches' logits and sends them to rank 0 once, after all micro-batches, over the world
-// communicator, which carries nothing else. Rank 0 receives them on its own stream, either at
-// once (run_step) or, when steps are in flight, behind its next step's layers
+// communicator, which carries nothing else: at once on the model's stream (run_step), or from a
+// stream of its own under the engine, where rank 0 receives them behind a later step's share
 // (dist/distributed_runner.h says where and why that cannot deadlock).
 #pragma once
-
-#include <functional>
 
 #include "core/collectives.h"
 #include "dist/parallel_config.h"
@@ -37,10 +35,8 @@ int pipeline_steps_in_flight(const ParallelConfig& parallel, int requested);
 // This rank's share of one step (its layers, over the step's micro-batches), queued on the
 // model's stream. Returns the logits of batch.logit_rows [R, V] f32 on the ranks that have them
 // (every rank with tensor parallelism only; the last stage's with pipeline stages, of which
-// logits_sender() sends them on), an undefined tensor on the others. `before_output` as in
-// DeepSeekModel::forward, for the first micro-batch.
-Tensor run_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& groups,
-                 const std::function<void()>& before_output = {});
+// logits_sender() sends them on), an undefined tensor on the others.
+Tensor run_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& groups);
 
 // run_share, then with pipeline stages the logits travel from logits_sender() to rank 0, both on
 // the model's stream. Rank 0: the logits [R, V] f32 on the model's device; other ranks: an

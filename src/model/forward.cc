@@ -44,12 +44,11 @@ void validate(const ForwardBatch& batch, const DeepSeekConfig& c, int64_t num_la
 
 }  // namespace
 
-Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache,
-                              const std::function<void()>& before_output) {
+Tensor DeepSeekModel::forward(const ForwardBatch& batch, LatentCache& cache) {
   validate(batch, config_, plan_.layers.size(), cache_row_dim(), cache);
   mark("prepare");
   const StepMetadata step = prepare_step(batch);
-  return run_step(step, cache, before_output);
+  return run_step(step, cache);
 }
 
 StepMetadata DeepSeekModel::prepare_step(const ForwardBatch& batch) {
@@ -106,8 +105,7 @@ StepMetadata DeepSeekModel::prepare_step(const ForwardBatch& batch) {
   return step;
 }
 
-Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache,
-                               const std::function<void()>& before_output) {
+Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache) {
   const int64_t t = step.token_ids.dim(0), hidden = config_.hidden_size;
   const Stream stream = options_.stream;
   RegionTimer* stage = stage_clock_ ? &stage_clock_->begin() : nullptr;
@@ -148,7 +146,6 @@ Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache,
   }
   Tensor logits;  // none from a stage before the last
   stage_mark("stage.output");
-  if (before_output) before_output();
   if (plan_.last_stage()) {
     // Logits only for the rows that sample: `normed` already holds RMSNorm(h, model.norm).
     mark("lm_head");

@@ -44,7 +44,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <memory>
 
@@ -126,10 +125,8 @@ class DeepSeekModel {
 
   // Runs one step: writes the new tokens' latent rows into `cache` and returns the logits of
   // batch.logit_rows, [R, vocab] f32. A pipeline stage other than the last returns an undefined
-  // tensor (it sent its residual stream to the next stage). `before_output`, when given, is called
-  // once the layers are queued, before the logits or the send to the next stage: what it queues
-  // on the model's stream runs there.
-  Tensor forward(const ForwardBatch& batch, LatentCache& cache, const std::function<void()>& before_output = {});
+  // tensor (it sent its residual stream to the next stage).
+  Tensor forward(const ForwardBatch& batch, LatentCache& cache);
 
   // forward() in two halves, for CUDA graphs (engine/decode_graphs.h):
   //   prepare_step  uploads the batch's description to the device (synchronous copies) and
@@ -140,7 +137,7 @@ class DeepSeekModel {
   //                 absorbed/MHA structure, so a decode step can be captured and replayed with
   //                 new contents in the same tensors.
   StepMetadata prepare_step(const ForwardBatch& batch);
-  Tensor run_step(const StepMetadata& step, LatentCache& cache, const std::function<void()>& before_output = {});
+  Tensor run_step(const StepMetadata& step, LatentCache& cache);
 
   // The stream every op is queued on (a graph is captured on a stream of its own).
   Stream stream() const { return options_.stream; }
@@ -159,8 +156,7 @@ class DeepSeekModel {
   const RegionTotals& profile() const { return profile_; }
   // The stage clock: when on, every forward's device time is split into "stage.input" (the
   // embedding, or the wait for and receive of the previous stage's residual stream), "stage.layers"
-  // and "stage.output" (the logits, or the send to the next stage; on rank 0 of two stages also
-  // the receive of the step before's logits, dist/distributed_runner.h), read a few forwards later so
+  // and "stage.output" (the logits, or the send to the next stage), read a few forwards later so
   // that nothing waits for the GPU (core/stage_clock.h). stage_profile() waits for the rest.
   void set_stage_clock(bool on);
   bool stage_clock_on() const { return stage_clock_ != nullptr; }
