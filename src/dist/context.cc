@@ -96,12 +96,11 @@ std::unique_ptr<DistContext> DistContext::join(const LaunchOptions& o, int rank,
       RendezvousOptions{o.master_addr, o.master_port, world, rank, 300.0}, blob));
   MLA_CHECK(blob.size() == sizeof(id), "rendezvous: an NCCL id of {} bytes", blob.size());
   std::memcpy(&id, blob.data(), sizeof(id));
-  auto joined = NcclCollectives::init_world(id, world, rank);
+  auto joined = NcclCollectives::init_world(id, world, rank);  // world(), numbered by global rank
   const ParallelConfig& pc = ctx->parallel_;
   if (pc.tp_size > 1) ctx->tp_ = joined->split(pc.pp_rank(), pc.tp_rank());
   if (pc.pp_size > 1) ctx->pp_ = joined->split(pc.tp_rank(), pc.pp_rank());
-  ctx->world_ = joined->split(0, rank);
-  ctx->joined_ = std::move(joined);
+  ctx->world_ = std::move(joined);
   DistContext* self = ctx.get();
   ctx->watchdog_ = std::make_unique<PeerWatchdog>(
       *ctx->channel_, [self](int lost) { self->on_peer_lost(lost); },
@@ -117,7 +116,6 @@ DistContext::~DistContext() {
   tp_.reset();
   pp_.reset();
   world_.reset();
-  joined_.reset();
   channel_.reset();
   for (pid_t pid : children_) {
     int status = 0;
@@ -163,7 +161,7 @@ void DistContext::fail(const std::string& why) {
   }
   MLA_LOG_ERROR("rank {}: the split run ends: {}", parallel_.rank, why);
 #ifdef MLASERVE_WITH_NCCL
-  for (Collectives* c : {world_.get(), tp_.get(), pp_.get(), joined_.get()}) {
+  for (Collectives* c : {world_.get(), tp_.get(), pp_.get()}) {
     if (c != nullptr) static_cast<NcclCollectives*>(c)->abort();  // join() made every one of them
   }
 #endif

@@ -9,12 +9,11 @@
 //
 // Then rank 0 makes the NCCL unique id and hands it out over the TCP rendezvous at
 // --master-addr:--master-port (dist/control_channel.h), which stays open as the step-plan
-// channel; every rank joins the NCCL world and splits it into its tensor-parallel group
-// (same stage), its pipeline group (same tensor-parallel rank) and world(): all ranks again,
-// numbered by global rank, which carries only a pipeline's logits (queued between shares of
-// work on each stream, never beside them: dist/distributed_runner.h). NVLink SHARP multicast
-// (NCCL_NVLS_ENABLE) is turned off before NCCL starts: the shared machines this engine is
-// tested on must not use it, and the all-reduces here are far too small to gain from it.
+// channel; every rank joins the NCCL world (world(): all ranks, numbered by global rank, which
+// carries only a pipeline's logits, dist/distributed_runner.h) and splits it into its
+// tensor-parallel group (same stage) and its pipeline group (same tensor-parallel rank). NVLink
+// SHARP multicast (NCCL_NVLS_ENABLE) is turned off before NCCL starts: the shared machines this
+// engine is tested on must not use it, and the all-reduces here are far too small to gain from it.
 //
 // A failed step on any rank ends the run on every rank (dist/watchdog.h): each rank watches its
 // control connections while it is inside a step (rank 0: while its runner lives). Rank 0, when
@@ -93,7 +92,7 @@ class DistContext {
   LaunchOptions options_;
   ParallelConfig parallel_;
   std::unique_ptr<ControlChannel> channel_;
-  std::unique_ptr<Collectives> joined_, world_, tp_, pp_;  // joined_: the parent of the others
+  std::unique_ptr<Collectives> world_, tp_, pp_;  // world_: the parent of the others
   std::vector<pid_t> children_;
   std::atomic<bool> failed_{false};
   mutable std::mutex failure_mutex_;

@@ -33,14 +33,9 @@ std::unique_ptr<NcclCollectives> NcclCollectives::init_world(const ncclUniqueId&
   return std::unique_ptr<NcclCollectives>(new NcclCollectives(comm, size, rank));
 }
 
-std::unique_ptr<NcclCollectives> NcclCollectives::split(int color, int key, int max_ctas) const {
+std::unique_ptr<NcclCollectives> NcclCollectives::split(int color, int key) const {
   ncclComm_t comm = nullptr;
-  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-  if (max_ctas > 0) {
-    config.minCTAs = 1;
-    config.maxCTAs = max_ctas;
-  }
-  MLA_NCCL_CALL(comm_split, live(), color, key, &comm, max_ctas > 0 ? &config : nullptr);
+  MLA_NCCL_CALL(comm_split, live(), color, key, &comm, nullptr);
   MLA_CHECK(comm != nullptr, "ncclCommSplit gave no communicator");
   int size = 0, rank = 0;
   MLA_NCCL_CALL(comm_count, comm, &size);

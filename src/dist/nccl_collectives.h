@@ -19,9 +19,8 @@ class NcclCollectives final : public Collectives {
   // Joins the world of `size` ranks named by `id` (blocks until every rank has joined).
   static std::unique_ptr<NcclCollectives> init_world(const ncclUniqueId& id, int size, int rank);
   // The sub-group of the ranks that pass the same color, numbered by key (every rank of this
-  // communicator must call it). max_ctas > 0 caps the CTAs (so SMs) each of its kernels takes
-  // (ncclConfig_t::maxCTAs); 0 keeps this communicator's setting.
-  std::unique_ptr<NcclCollectives> split(int color, int key, int max_ctas = 0) const;
+  // communicator must call it).
+  std::unique_ptr<NcclCollectives> split(int color, int key) const;
   ~NcclCollectives() override;
 
   int rank() const override { return rank_; }

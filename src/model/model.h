@@ -97,9 +97,6 @@ struct ModelOptions {
   // GPU, steps of at most kSideBranchMaxTokens: two independent chains of each layer overlap on
   // a second stream (same arithmetic); false queues every op on `stream`, in order.
   bool side_stream = true;
-  // GPU: SMs the MLA decode kernels leave to another stream's long-running kernel (rank 0 of a
-  // pipeline keeps an NCCL receive of the next logits posted while stage 0 computes).
-  int mla_reserved_sms = 0;
   // This rank's share of a model split across ranks (unset: the whole model). The weights must
   // already be cut to it (model/shard.h); tp_group is needed when shard.tp_size > 1, pp_group
   // (ranks numbered by stage) when shard.pp_size > 1.

@@ -6,15 +6,14 @@
 namespace mlaserve::ops {
 
 std::shared_ptr<const MlaDecodePlan> MlaDecodePlan::make(const Tensor& seq_lens, int64_t n_heads, int64_t max_q_len,
-                                                         Stream stream, int reserved_sms) {
+                                                         Stream stream) {
   auto plan = std::shared_ptr<MlaDecodePlan>(new MlaDecodePlan());
   if (!on_gpu(seq_lens)) return plan;
 #ifdef MLASERVE_WITH_CUDA
-  plan->schedule_ = std::make_unique<MlaDecodeSchedule>(mla_decode_schedule_create(seq_lens.dim(0), n_heads, max_q_len, reserved_sms));
+  plan->schedule_ = std::make_unique<MlaDecodeSchedule>(mla_decode_schedule_create(seq_lens.dim(0), n_heads, max_q_len));
   mla_decode_schedule_update(*plan->schedule_, seq_lens, cuda_stream(stream));
   return plan;
 #else
-  (void)reserved_sms;
   no_gpu_path("MlaDecodePlan::make");
 #endif
 }

@@ -66,9 +66,8 @@ struct MlaDecodeSchedule {};  // a build without CUDA never plans one
 class MlaDecodePlan {
  public:
   // seq_lens [B] i32 on the step's device; n_heads and max_q_len as the calls will use them.
-  // reserved_sms: see mla_decode_schedule_create.
   static std::shared_ptr<const MlaDecodePlan> make(const Tensor& seq_lens, int64_t n_heads, int64_t max_q_len,
-                                                   Stream stream = {}, int reserved_sms = 0);
+                                                   Stream stream = {});
   ~MlaDecodePlan();
   const MlaDecodeSchedule* schedule() const { return schedule_.get(); }
 
@@ -114,11 +113,9 @@ struct MlaDecodeSchedule {
 };
 
 // Allocates a schedule for batches of up to max_seqs sequences with up to max_q_len query
-// tokens each, sized for this device's SM count less `reserved_sms`: the decode kernels run one
-// wave of one CTA per SM, so an SM that a kernel of another stream holds for long (a pipeline's
-// posted NCCL receive) would turn the wave's last CTAs into a second wave.
-MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, int64_t max_q_len,
-                                             int reserved_sms = 0);
+// tokens each, sized for this device's SM count: the decode kernels run one wave of one CTA per
+// SM.
+MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, int64_t max_q_len);
 
 // Plans the step for seq_lens ([B] i32 on the GPU, B <= max_seqs): one small kernel on stream.
 void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_lens, cudaStream_t stream);

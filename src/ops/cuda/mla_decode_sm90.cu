@@ -69,14 +69,11 @@ void launch(void (*kernel)(sm90::MlaDecodeParams), dim3 grid, int threads, int s
 
 }  // namespace
 
-MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, int64_t max_q_len,
-                                             int reserved_sms) {
+MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, int64_t max_q_len) {
   MLA_CHECK(max_seqs >= 1 && max_seqs <= sm90::kMaxScheduleSeqs && n_heads >= 1 && max_q_len >= 1,
             "{}: a schedule needs 1 <= max_seqs <= {} and n_heads, max_q_len >= 1, got {}, {}, {}", kOp,
             sm90::kMaxScheduleSeqs, max_seqs, n_heads, max_q_len);
-  const int all_sms = device_sm_count();
-  MLA_CHECK(reserved_sms >= 0 && reserved_sms < all_sms, "{}: {} SMs reserved of {}", kOp, reserved_sms, all_sms);
-  const int sms = all_sms - reserved_sms;
+  const int sms = device_sm_count();
   const sm90::MlaSplitPlan plan = sm90::plan_mla_split(n_heads, max_q_len, sms);
   MlaDecodeSchedule s;
   s.max_seqs = max_seqs;

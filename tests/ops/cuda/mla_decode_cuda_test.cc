@@ -181,13 +181,12 @@ class MlaDecodeCuda : public ::testing::Test {
 
   // Runs both decode kernels through a schedule made for this batch (its update picks one by B;
   // each is forced here in turn) and checks each against the CPU.
-  // reserved_sms: the schedule leaves that many SMs to other streams (fewer partitions).
-  static void check(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint64_t seed, int reserved_sms = 0) {
+  static void check(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint64_t seed) {
     const HostProblem p = make_problem(seqs, n_heads, seed);
     const HostResult want = reference(p);
     const MlaDecodeArgs g = to_gpu(p.args);
     MlaDecodeSchedule schedule =
-        mla_decode_schedule_create(static_cast<int64_t>(seqs.size()), n_heads, p.max_q_len, reserved_sms);
+        mla_decode_schedule_create(static_cast<int64_t>(seqs.size()), n_heads, p.max_q_len);
     mla_decode_schedule_update(schedule, g.seq_lens, nullptr);
     for (const bool pipeline : {false, true}) {
       SCOPED_TRACE(pipeline ? "pipeline kernel" : "split-S kernel");
@@ -228,17 +227,6 @@ TEST_F(MlaDecodeCuda, SmallOtherHeadCounts) {
   check({{70, 3}, {5, 1}, {300, 2}}, 8, 400);    // 24 rows: one padded tile
   check({{70, 1}, {129, 2}}, 32, 401);           // 32 / 64 rows
   check({{64, 2}, {1000, 1}, {2, 2}}, 64, 402);  // 128 rows: two tiles
-}
-
-// A schedule that leaves SMs to another stream's kernel (a pipeline's posted logits receive):
-// fewer partitions, odd counts, both kernels, split and whole sequences.
-TEST_F(MlaDecodeCuda, SmallSchedulesLeavingSmsFree) {
-  for (const int reserved : {1, 4, 7}) {
-    SCOPED_TRACE(::testing::Message() << reserved << " SMs reserved");
-    check({{1, 1}, {65, 1}, {700, 2}, {64, 1}, {2000, 1}}, 16, 240 + reserved, reserved);
-    check({{4096, 1}}, 16, 250 + reserved, reserved);
-    check({{300, 1}, {129, 2}}, 128, 260 + reserved, reserved);
-  }
 }
 
 TEST_F(MlaDecodeCuda, SmallScheduleReusedAcrossLayers) {
