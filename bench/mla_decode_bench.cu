@@ -103,10 +103,26 @@ struct Result {
   double graph_us, eager_us, schedule_us, bytes, flops, floor_us, torch_us;
   int64_t input_sets, num_parts, num_m_tiles;
   bool pipeline;  // which decode kernel the schedule picked (else split S)
+  ops::MlaPlan plan;  // the plan asked for
+  int64_t split_seqs;  // sequences the schedule split (0: the whole plan)
 };
 
-Result run_shape(const Shape& s, double copy_gbps, const nlohmann::json& torch, int reps, cudaStream_t stream,
-                 Timer& timer) {
+const char* plan_name(ops::MlaPlan plan) {
+  switch (plan) {
+    case ops::MlaPlan::kAuto: return "auto";
+    case ops::MlaPlan::kSplit: return "split";
+    case ops::MlaPlan::kWhole: return "whole";
+  }
+  return "?";
+}
+
+// "auto>whole": the plan asked for, then what the schedule made (whole: no sequence split).
+std::string plan_label(const Result& r) {
+  return std::string(plan_name(r.plan)) + ">" + (r.split_seqs == 0 ? "whole" : "split");
+}
+
+Result run_shape(const Shape& s, ops::MlaPlan plan, double copy_gbps, const nlohmann::json& torch, int reps,
+                 cudaStream_t stream, Timer& timer) {
   const int64_t blocks_per_seq = (s.context + kKvBlockSize - 1) / kKvBlockSize;
   const int64_t num_blocks = s.batch * blocks_per_seq;
   const int64_t t = static_cast<int64_t>(s.batch) * s.q_len;
@@ -142,6 +158,7 @@ Result run_shape(const Shape& s, double copy_gbps, const nlohmann::json& torch, 
     outs[i].lse.fill_bytes(0xFF);
   }
   ops::MlaDecodeSchedule schedule = ops::mla_decode_schedule_create(s.batch, s.n_heads, s.q_len);
+  schedule.plan = plan;
   MLA_CUDA_CHECK(cudaDeviceSynchronize());
 
   const double schedule_us =
@@ -169,8 +186,11 @@ Result run_shape(const Shape& s, double copy_gbps, const nlohmann::json& torch, 
     for (float v : lse) MLA_CHECK(std::isfinite(v), "shape {}: non-finite lse {} in set {}", s.key(), v, i);
   }
 
+  const Tensor splits = schedule.seq_splits.to(Device::kCPU);  // [max_seqs, 2]: pieces, first slot
+  int64_t split_seqs = 0;
+  for (int64_t b = 0; b < s.batch; ++b) split_seqs += splits.data<int32_t>()[2 * b] > 1 ? 1 : 0;
   Result r{s, graph_us, eager_us, schedule_us, 0, 0, 0, 0, sets, schedule.num_parts, schedule.num_m_tiles,
-           schedule.pipeline};
+           schedule.pipeline, plan, split_seqs};
   const double keys = static_cast<double>(s.batch) * s.context;
   r.bytes = keys * kCacheRowDim * 2.0 + t * s.n_heads * (kCacheRowDim * 2.0 + kLatentDim * 2.0 + 4.0);
   r.flops = 2.0 * t * s.n_heads * static_cast<double>(s.context) * (kCacheRowDim + kLatentDim);
@@ -182,6 +202,7 @@ Result run_shape(const Shape& s, double copy_gbps, const nlohmann::json& torch, 
 int run(int argc, char** argv) {
   std::string out_dir = "bench/results", torch_path, only;
   int reps = 100;
+  std::vector<ops::MlaPlan> plans = {ops::MlaPlan::kAuto};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
@@ -192,8 +213,19 @@ int run(int argc, char** argv) {
       only = std::string(",") + argv[++i] + ",";
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::max(5, std::atoi(argv[++i]));
+    } else if (a == "--plans" && i + 1 < argc) {  // e.g. auto,split: each shape once per plan
+      plans.clear();
+      const std::string list = std::string(argv[++i]) + ",";
+      for (size_t at = 0, comma; (comma = list.find(',', at)) != std::string::npos; at = comma + 1) {
+        const std::string name = list.substr(at, comma - at);
+        MLA_CHECK(name == "auto" || name == "split" || name == "whole", "--plans: unknown plan '{}'", name);
+        plans.push_back(name == "auto" ? ops::MlaPlan::kAuto
+                                       : name == "split" ? ops::MlaPlan::kSplit : ops::MlaPlan::kWhole);
+      }
     } else {
-      std::fprintf(stderr, "usage: %s [--out DIR] [--torch-baseline FILE] [--reps N] [--shapes KEY,KEY...]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--out DIR] [--torch-baseline FILE] [--reps N] [--shapes KEY,KEY...] "
+                   "[--plans auto,split,whole]\n",
                    argv[0]);
       return 2;
     }
@@ -219,21 +251,22 @@ int run(int argc, char** argv) {
   std::vector<Result> results;
   for (const Shape& s : kShapes) {
     if (only.empty() || only.find("," + s.key() + ",") != std::string::npos) {
-      results.push_back(run_shape(s, copy_memcpy, torch, reps, stream, timer));
+      for (const ops::MlaPlan plan : plans) results.push_back(run_shape(s, plan, copy_memcpy, torch, reps, stream, timer));
     }
   }
 
-  std::printf("\n%-20s %9s %9s %8s %6s %8s %6s %9s %7s %9s %9s %9s %9s\n", "shape", "graph us", "eager us", "GB/s",
-              "%copy", "TFLOPS", "%peak", "floor us", "xfloor", "sched us", "torch us", "FlashMLA", "kernel");
+  std::printf("\n%-20s %9s %9s %8s %6s %8s %6s %9s %7s %9s %9s %9s %9s %12s\n", "shape", "graph us", "eager us",
+              "GB/s", "%copy", "TFLOPS", "%peak", "floor us", "xfloor", "sched us", "torch us", "FlashMLA", "kernel",
+              "plan");
   nlohmann::json rows = nlohmann::json::array();
   for (const Result& r : results) {
     const double gbps = r.bytes / r.graph_us / 1e3, tflops = r.flops / r.graph_us / 1e6;
-    std::printf("%-20s %9.1f %9.1f %8.0f %6.1f %8.1f %6.1f %9.1f %7.2f %9.1f %9s %9s %9s\n", r.shape.key().c_str(),
+    std::printf("%-20s %9.1f %9.1f %8.0f %6.1f %8.1f %6.1f %9.1f %7.2f %9.1f %9s %9s %9s %12s\n", r.shape.key().c_str(),
                 r.graph_us, r.eager_us, gbps, 100.0 * gbps / copy_memcpy, tflops, 100.0 * tflops / peak_tflops,
                 r.floor_us, r.graph_us / r.floor_us, r.schedule_us,
                 r.torch_us > 0 ? std::to_string(static_cast<int>(r.torch_us)).c_str() : "-",
                 r.shape.flashmla_us > 0 ? std::to_string(static_cast<int>(r.shape.flashmla_us)).c_str() : "-",
-                r.pipeline ? "pipeline" : "split_s");
+                r.pipeline ? "pipeline" : "split_s", plan_label(r).c_str());
     rows.push_back({{"shape", r.shape.key()},
                     {"batch", r.shape.batch},
                     {"context", r.shape.context},
@@ -252,7 +285,9 @@ int run(int argc, char** argv) {
                     {"input_sets", r.input_sets},
                     {"num_parts", r.num_parts},
                     {"num_m_tiles", r.num_m_tiles},
-                    {"kernel", r.pipeline ? "pipeline" : "split_s"}});
+                    {"kernel", r.pipeline ? "pipeline" : "split_s"},
+                    {"plan", plan_name(r.plan)},
+                    {"split_seqs", r.split_seqs}});
   }
 
   write_report(out_dir, "mla_decode", prop.name, command_line(argc, argv),

@@ -94,6 +94,13 @@ namespace mlaserve::ops {
 // running the kernel never synchronise the host: a step that does both can be captured in a
 // CUDA graph, as long as the schedule was created (allocated) beforehand.
 
+// How a step's blocks are dealt to the partitions. kSplit: equal shares of the blocks, a
+// boundary may split a sequence into pieces merged afterwards. kWhole: each partition reads whole
+// sequences (boundaries at the sequence starts nearest to the equal shares' boundaries): no
+// partial outputs and no merge, at the price of uneven shares. kAuto: the schedule kernel
+// compares the two plans' costs for this step's lengths (heuristics.h: mla_split_penalty).
+enum class MlaPlan : int32_t { kAuto = 0, kSplit = 1, kWhole = 2 };
+
 // The split-KV plan and workspace of one decode step (all tensors on the GPU).
 struct MlaDecodeSchedule {
   int64_t max_seqs = 0;     // capacity: the largest batch B it can plan (<= 32768)
@@ -104,6 +111,7 @@ struct MlaDecodeSchedule {
   int64_t num_seqs = 0;     // B of the last update
   int64_t combine_ctas = 0; // persistent CTAs of the combine kernel
   bool pipeline = true;     // decode kernel: warpgroup pipeline (true) or split S; the update sets it from B
+  MlaPlan plan = MlaPlan::kAuto;  // which plan the updates make (tests force each)
   Tensor parts;             // [P, 8] i32: each partition's (sequence, block) range
   Tensor seq_splits;        // [max_seqs, 2] i32: pieces per sequence, first workspace slot
   Tensor split_seqs;        // [P] i32: the sequences read by several partitions, then -1

@@ -55,6 +55,7 @@
 #include "ops/cuda/mla_decode_sm90_heuristics.h"
 #include "ops/cuda/mla_decode_sm90_params.h"
 #include "ops/cuda/sm90_ptx.cuh"
+#include "ops/mla_decode.h"
 
 namespace mlaserve::ops::sm90 {
 
@@ -143,18 +144,25 @@ __device__ __forceinline__ int cta_exclusive_scan(int v, int* warp_totals, int& 
 }
 
 // The scheduling rule. Sequence b costs blocks(b) + ov units (ov = piece_overhead, placed before
-// its blocks); the batch's C units are laid end to end and partition q takes units
-// [q * w, (q + 1) * w) with w = ceil(C / P). A partition boundary that falls strictly inside a
-// sequence's blocks splits it, so sequence b has 1 + (boundaries inside it) pieces, and pieces
-// of split sequences get consecutive workspace slots (at most 2P in all: every split sequence
-// holds at least one boundary, and has one more piece than boundaries), and the split sequences
-// are listed for the combine kernel (fewer than P: each holds a boundary). The prefix sums of the
-// costs live in shared memory ((B + 1) ints, dynamic), where the partitions' binary searches
-// read them. It also zeroes the split-S kernel's merge counters (mla_decode_sm90_merge.cuh),
-// which every layer's call then leaves at zero.
+// its blocks); the batch's C units are laid end to end. Two ways to deal them to the P partitions
+// (MlaPlan in ops/mla_decode.h):
+//   - split: partition q takes units [q * w, (q + 1) * w) with w = ceil(C / P). A boundary that
+//     falls strictly inside a sequence's blocks splits it, so sequence b has 1 + (boundaries
+//     inside it) pieces, and pieces of split sequences get consecutive workspace slots (at most
+//     2P in all: every split sequence holds at least one boundary, and has one more piece than
+//     boundaries), and the split sequences are listed for the combine kernel (fewer than P: each
+//     holds a boundary).
+//   - whole: boundary q sits at the sequence start nearest to unit q * C / P, so every partition
+//     reads whole sequences (possibly none) and nothing is merged.
+// kAuto takes the whole plan when its largest partition costs no more than w + split_penalty
+// (heuristics.h: what the partials and the merge cost). The prefix sums of the costs live in
+// shared memory ((B + 1) ints, dynamic), where the partitions' binary searches read them. It also
+// zeroes the split-S kernel's merge counters (mla_decode_sm90_merge.cuh), which every layer's
+// call then leaves at zero.
 __global__ void __launch_bounds__(kScheduleThreads) mla_decode_sm90_schedule_kernel(const MlaScheduleParams p) {
   extern __shared__ int cost_prefix[];  // [B + 1]
   __shared__ int warp_totals[kScheduleThreads / 32];
+  __shared__ int whole_cost;  // the whole plan's largest partition
   const int tid = static_cast<int>(threadIdx.x), num_seqs = p.num_seqs, ov = p.piece_overhead;
   auto blocks_of = [&](int b) { return (p.seq_lens[b] + 63) / 64; };
 
@@ -167,28 +175,12 @@ __global__ void __launch_bounds__(kScheduleThreads) mla_decode_sm90_schedule_ker
     if (b < num_seqs) cost_prefix[b] = total + before;
     total += chunk;
   }
-  if (tid == 0) cost_prefix[num_seqs] = total;
+  if (tid == 0) {
+    cost_prefix[num_seqs] = total;
+    whole_cost = 0;
+  }
   __syncthreads();
   const int width = max(1, (total + p.num_parts - 1) / p.num_parts);
-
-  int slots = 0, num_split = 0;
-  for (int base = 0; base < num_seqs; base += kScheduleThreads) {
-    const int b = base + tid;
-    int pieces = 0;
-    if (b < num_seqs) {
-      const int first = cost_prefix[b] + ov;  // unit of block 0
-      pieces = 1 + (cost_prefix[b + 1] - 1) / width - first / width;
-    }
-    int slot_chunk = 0, split_chunk = 0;
-    const int slots_before = cta_exclusive_scan(pieces > 1 ? pieces : 0, warp_totals, slot_chunk);
-    const int splits_before = cta_exclusive_scan(pieces > 1 ? 1 : 0, warp_totals, split_chunk);
-    if (b < num_seqs) p.seq_splits[b] = MlaSeqSplit{pieces, slots + slots_before};
-    if (pieces > 1) p.split_seqs[num_split + splits_before] = b;
-    slots += slot_chunk;
-    num_split += split_chunk;
-  }
-  for (int i = num_split + tid; i < p.num_parts; i += kScheduleThreads) p.split_seqs[i] = -1;
-  for (int i = tid; i < p.num_merge_counters; i += kScheduleThreads) p.merge_counters[i] = 0;
 
   // Unit x -> (sequence, block): the last sequence starting at or before x.
   auto locate = [&](int x, int& seq, int& block) {
@@ -204,12 +196,56 @@ __global__ void __launch_bounds__(kScheduleThreads) mla_decode_sm90_schedule_ker
     seq = lo;
     block = lo < num_seqs ? max(0, x - cost_prefix[lo] - ov) : 0;
   };
+  // The whole plan's boundary q (0 .. P): the sequence whose start is nearest to q * C / P
+  // (B at q = P); non-decreasing in q.
+  auto whole_boundary = [&](int q) {
+    const int x = static_cast<int>(static_cast<int64_t>(q) * total / p.num_parts);
+    int seq = 0, block = 0;
+    locate(x, seq, block);
+    if (seq < num_seqs && cost_prefix[seq + 1] - x < x - cost_prefix[seq]) ++seq;
+    return seq;
+  };
+  bool whole = p.plan == static_cast<int32_t>(MlaPlan::kWhole);
+  if (p.plan == static_cast<int32_t>(MlaPlan::kAuto)) {
+    int worst = 0;
+    for (int q = tid; q < p.num_parts; q += kScheduleThreads) {
+      worst = max(worst, cost_prefix[whole_boundary(q + 1)] - cost_prefix[whole_boundary(q)]);
+    }
+    atomicMax(&whole_cost, worst);
+    __syncthreads();
+    whole = whole_cost <= width + p.split_penalty;
+  }
+
+  int slots = 0, num_split = 0;
+  for (int base = 0; base < num_seqs; base += kScheduleThreads) {
+    const int b = base + tid;
+    int pieces = 0;
+    if (b < num_seqs) {
+      const int first = cost_prefix[b] + ov;  // unit of block 0
+      pieces = whole ? 1 : 1 + (cost_prefix[b + 1] - 1) / width - first / width;
+    }
+    int slot_chunk = 0, split_chunk = 0;
+    const int slots_before = cta_exclusive_scan(pieces > 1 ? pieces : 0, warp_totals, slot_chunk);
+    const int splits_before = cta_exclusive_scan(pieces > 1 ? 1 : 0, warp_totals, split_chunk);
+    if (b < num_seqs) p.seq_splits[b] = MlaSeqSplit{pieces, slots + slots_before};
+    if (pieces > 1) p.split_seqs[num_split + splits_before] = b;
+    slots += slot_chunk;
+    num_split += split_chunk;
+  }
+  for (int i = num_split + tid; i < p.num_parts; i += kScheduleThreads) p.split_seqs[i] = -1;
+  for (int i = tid; i < p.num_merge_counters; i += kScheduleThreads) p.merge_counters[i] = 0;
+
   for (int q = tid; q < p.num_parts; q += kScheduleThreads) {
     MlaPartition part{};
-    locate(min(q * width, total), part.begin_seq, part.begin_block);
-    locate(min((q + 1) * width, total), part.end_seq, part.end_block);
-    // A partition that starts inside a sequence's blocks computes piece (boundaries before it).
-    part.begin_piece = part.begin_block > 0 ? q - (cost_prefix[part.begin_seq] + ov) / width : 0;
+    if (whole) {  // sequences [begin_seq, end_seq), each from block 0 to its end
+      part.begin_seq = whole_boundary(q);
+      part.end_seq = whole_boundary(q + 1);
+    } else {
+      locate(min(q * width, total), part.begin_seq, part.begin_block);
+      locate(min((q + 1) * width, total), part.end_seq, part.end_block);
+      // A partition that starts inside a sequence's blocks computes piece (boundaries before it).
+      part.begin_piece = part.begin_block > 0 ? q - (cost_prefix[part.begin_seq] + ov) / width : 0;
+    }
     p.parts[q] = part;
   }
 }

@@ -43,6 +43,8 @@ struct MlaScheduleParams {
   int32_t num_seqs;           // B
   int32_t num_parts;          // P
   int32_t piece_overhead;     // cost of starting a piece, in 64-token blocks (heuristics.h)
+  int32_t split_penalty;      // cost of splitting any sequence (partials + merge), same units
+  int32_t plan;               // MlaPlan: kAuto compares the two plans' costs, or one is forced
 };
 
 // mla_decode_sm90_{pipeline,split_s}_kernel (grid: num_m_tiles x P) and

@@ -179,22 +179,36 @@ class MlaDecodeCuda : public ::testing::Test {
     if (prop.major != 9) GTEST_SKIP() << "mla_decode_cuda is built for sm_90a; this GPU is " << prop.name;
   }
 
-  // Runs both decode kernels through a schedule made for this batch (its update picks one by B;
-  // each is forced here in turn) and checks each against the CPU.
+  // Runs both decode kernels through a schedule made for this batch with each plan (the update
+  // picks the kernel by B and the plan by the lengths; each is forced here in turn) and checks
+  // each against the CPU.
   static void check(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint64_t seed) {
     const HostProblem p = make_problem(seqs, n_heads, seed);
     const HostResult want = reference(p);
     const MlaDecodeArgs g = to_gpu(p.args);
     MlaDecodeSchedule schedule =
         mla_decode_schedule_create(static_cast<int64_t>(seqs.size()), n_heads, p.max_q_len);
-    mla_decode_schedule_update(schedule, g.seq_lens, nullptr);
-    for (const bool pipeline : {false, true}) {
-      SCOPED_TRACE(pipeline ? "pipeline kernel" : "split-S kernel");
-      schedule.pipeline = pipeline;
-      MlaDecodeOutputs o = poisoned_gpu_outputs(p.args.q.dim(0), n_heads);
-      mla_decode_cuda(g, o, schedule, nullptr);
-      expect_matches(to_host(o), want);
+    for (const MlaPlan plan : {MlaPlan::kSplit, MlaPlan::kWhole}) {
+      schedule.plan = plan;
+      mla_decode_schedule_update(schedule, g.seq_lens, nullptr);
+      for (const bool pipeline : {false, true}) {
+        SCOPED_TRACE(std::string(pipeline ? "pipeline kernel" : "split-S kernel") +
+                     (plan == MlaPlan::kSplit ? ", split plan" : ", whole plan"));
+        schedule.pipeline = pipeline;
+        MlaDecodeOutputs o = poisoned_gpu_outputs(p.args.q.dim(0), n_heads);
+        mla_decode_cuda(g, o, schedule, nullptr);
+        expect_matches(to_host(o), want);
+      }
     }
+  }
+
+  // Sequences the update split (pieces > 1), read back from the schedule.
+  static int64_t split_count(const MlaDecodeSchedule& schedule) {
+    MLA_CUDA_CHECK(cudaDeviceSynchronize());
+    const Tensor splits = schedule.seq_splits.to(Device::kCPU);  // [max_seqs, 2]
+    int64_t n = 0;
+    for (int64_t b = 0; b < schedule.num_seqs; ++b) n += splits.data<int32_t>()[2 * b] > 1 ? 1 : 0;
+    return n;
   }
 };
 
@@ -340,6 +354,31 @@ TEST_F(MlaDecodeCuda, BatchesOneToSevenSplitS) {
       std::vector<SeqSpec> seqs = uniform_batch(b, 1, heads == 16 ? 6000 : 3000, 1, 1100 + 10 * b + heads);
       for (size_t i = 1; i < seqs.size(); i += 2) seqs[i].q_len = std::min(2, seqs[i].seq_len);
       check(seqs, heads, 1200 + 10 * b + heads);
+    }
+  }
+}
+
+TEST_F(MlaDecodeCuda, SmallAutoPlanDealsWholeSequencesWhenTheyShareEvenly) {
+  // The rule of mla_decode_sm90_heuristics.h on the device: 128 equal sequences over ~132
+  // partitions cost one sequence each whole, about as much as an equal share split: no split. One
+  // long sequence (batch 1) or 64 sequences over 132 partitions must split. Lengths only: the
+  // schedule never reads the cache.
+  struct Case {
+    int64_t batch, n_heads;
+    int32_t seq_len;
+    bool whole;
+  };
+  for (const Case& c : {Case{128, 16, 4096, true}, Case{128, 128, 4096, true}, Case{1, 16, 4096, false},
+                        Case{64, 16, 8192, false}, Case{32, 16, 32768, false}}) {
+    SCOPED_TRACE(std::to_string(c.batch) + " x " + std::to_string(c.seq_len) + ", " + std::to_string(c.n_heads) +
+                 " heads");
+    const Tensor lens = i32_tensor(std::vector<int32_t>(static_cast<size_t>(c.batch), c.seq_len), {c.batch});
+    MlaDecodeSchedule schedule = mla_decode_schedule_create(c.batch, c.n_heads, 1);
+    mla_decode_schedule_update(schedule, lens.to(Device::kCUDA), nullptr);
+    if (c.whole) {
+      EXPECT_EQ(split_count(schedule), 0);
+    } else {
+      EXPECT_GT(split_count(schedule), 0);
     }
   }
 }
