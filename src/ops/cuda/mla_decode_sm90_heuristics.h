@@ -24,9 +24,10 @@ inline constexpr int kPieceOverheadBlocks = 2;
 // f32) and the merge after the decode kernel. The schedule kernel deals the step both ways,
 // equal shares that may split sequences (cost: the share + this penalty) or whole sequences (cost:
 // the largest partition), and keeps the cheaper (MlaPlan::kAuto). Measured on one H200
-// (2026-11-28 22:45, ncu and mla_decode_bench, batch 128 x 4096 tokens, every sequence split in
-// two): the merge and the partials took 13 us of 180 at 16 heads (~5 blocks of a 64-block share)
-// and 49 us of 344 at 128 heads (~18 of 128); 4 + rows / 8 gives 6 and 20.
+// (2026-11-28 22:45, ncu and mla_decode_bench, batch 128 x 4096 tokens: nearly every sequence
+// split in two at 16 heads, every other one at 128): the merge and the partials took 13 us of
+// 180 at 16 heads (~5 blocks of a 64-block share) and 49 us of 344 at 128 heads (~18 of 128);
+// 4 + rows / 8 gives 6 and 20.
 inline int mla_split_penalty(int64_t rows_per_seq) { return static_cast<int>(4 + rows_per_seq / 8); }
 
 // Which decode kernel a step uses, from B (the host knows no context lengths: they stay on the
