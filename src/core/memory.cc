@@ -29,8 +29,9 @@ thread_local std::vector<void*>* deferred_frees = nullptr;  // the innermost Def
 // Reuse is stream-ordered: the model queues its work on one stream, so work already queued on a
 // block finishes before work queued by its next owner. Work on any other stream must be ordered
 // against that stream before its blocks are freed: a forked branch's side stream joins first and
-// its frees wait for the join (DeferFreesScope, core/side_stream.h); the distributed runner's
-// logits stream waits on an event of the model's stream; the sampler, off the model's stream,
+// its frees wait for the join (DeferFreesScope, core/side_stream.h); the pipeline's last stage
+// frees a step's logits only behind a wait of the model's stream for their send on its logits
+// stream (dist/distributed_runner.cc, LogitsSender); the sampler, off the model's stream,
 // allocates from a pool of its own (engine/sampler.cc). Sizes are rounded up (512 B below
 // 1 MiB, 2 MiB above) so that similar requests share blocks.
 class DeviceCache {
