@@ -33,7 +33,7 @@ DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blo
     : DistributedRunner(model, num_cache_blocks, dist.channel(), groups_of(dist), dist.options().steps_in_flight,
                         max_logit_rows) {
   dist_ = &dist;
-  if (ring_) dist.on_fail([ring = ring_.get()] { ring->abort(); });
+  if (ring_) dist.on_fail([ring = ring_] { ring->abort(); });  // the hook may outlive the runner
   dist.watchdog().arm();  // from now on a rank that leaves ends the run
 }
 

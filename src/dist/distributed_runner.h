@@ -102,7 +102,7 @@ class DistributedRunner final : public ModelRunner {
   void* sampling_stream_ = nullptr;  // cudaStream_t (pipelines on the GPU)
   std::deque<InFlight> in_flight_;
   int64_t steps_ = 0;                 // steps submitted
-  std::unique_ptr<LogitsRing> ring_;  // null: the logits come by NCCL
+  std::shared_ptr<LogitsRing> ring_;  // null: the logits come by NCCL (shared with the fail hook)
 };
 
 // Every rank but 0: runs the steps rank 0 sends until it sends stop.
