@@ -24,8 +24,9 @@
 // step n, so stage 0 hardly waits), or in wait() for a step that no such step followed. The last
 // stage's tensor-parallel rank 0 sends each step's logits from a stream of its own once its
 // share has computed them (run_follower), so that its model stream goes on to the next step's
-// input instead of waiting for rank 0's receive; that send waits beside the model stream only
-// until rank 0 gets to the receive, then moves the logits in a fraction of a millisecond.
+// input instead of waiting for rank 0's receive; that send waits beside the model stream until
+// rank 0 gets to the receive, then moves the logits (how long that takes is the open question of
+// bench/NOTES-dist.md: the PP2 loop has 3-5 ms of latency a step).
 //
 // Why this cannot deadlock. The tensor-parallel groups (all-reduces) and the pipeline groups
 // (residual hand-offs from stage s to s + 1) are used on every rank's model stream, the world
