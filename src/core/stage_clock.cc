@@ -9,7 +9,7 @@ StageClock::StageClock(Stream stream, bool on_gpu, int lag)
   MLA_CHECK(lag >= 0, "StageClock: lag {} < 0", lag);
 }
 
-RegionTimer &StageClock::begin() {
+RegionTimer& StageClock::begin() {
   if (spare_.empty()) {
     queued_.push_back(std::make_unique<RegionTimer>(stream_, on_gpu_));
   } else {
@@ -21,13 +21,11 @@ RegionTimer &StageClock::begin() {
 
 void StageClock::end() {
   ++forwards_;
-  while (static_cast<int>(queued_.size()) > lag_)
-    read_oldest();
+  while (static_cast<int>(queued_.size()) > lag_) read_oldest();
 }
 
-const RegionTotals &StageClock::totals() {
-  while (!queued_.empty())
-    read_oldest();
+const RegionTotals& StageClock::totals() {
+  while (!queued_.empty()) read_oldest();
   return totals_;
 }
 
@@ -37,4 +35,4 @@ void StageClock::read_oldest() {
   queued_.pop_front();
 }
 
-} // namespace mlaserve
+}  // namespace mlaserve

@@ -96,11 +96,11 @@ std::unique_ptr<DistContext> DistContext::join(const LaunchOptions& o, int rank,
       RendezvousOptions{o.master_addr, o.master_port, world, rank, 300.0}, blob));
   MLA_CHECK(blob.size() == sizeof(id), "rendezvous: an NCCL id of {} bytes", blob.size());
   std::memcpy(&id, blob.data(), sizeof(id));
-  auto joined = NcclCollectives::init_world(id, world, rank);  // world(), numbered by global rank
+  auto world_comm = NcclCollectives::init_world(id, world, rank);
   const ParallelConfig& pc = ctx->parallel_;
-  if (pc.tp_size > 1) ctx->tp_ = joined->split(pc.pp_rank(), pc.tp_rank());
-  if (pc.pp_size > 1) ctx->pp_ = joined->split(pc.tp_rank(), pc.pp_rank());
-  ctx->world_ = std::move(joined);
+  if (pc.tp_size > 1) ctx->tp_ = world_comm->split(pc.pp_rank(), pc.tp_rank());
+  if (pc.pp_size > 1) ctx->pp_ = world_comm->split(pc.tp_rank(), pc.pp_rank());
+  ctx->world_ = std::move(world_comm);
   DistContext* self = ctx.get();
   ctx->watchdog_ = std::make_unique<PeerWatchdog>(
       *ctx->channel_, [self](int lost) { self->on_peer_lost(lost); },

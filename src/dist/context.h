@@ -96,7 +96,7 @@ class DistContext {
   LaunchOptions options_;
   ParallelConfig parallel_;
   std::unique_ptr<ControlChannel> channel_;
-  std::unique_ptr<Collectives> world_, tp_, pp_;  // world_: the parent of the others
+  std::unique_ptr<Collectives> world_, tp_, pp_;
   std::vector<pid_t> children_;
   std::atomic<bool> failed_{false};
   mutable std::mutex failure_mutex_;

@@ -38,9 +38,10 @@ int pipeline_steps_in_flight(const ParallelConfig& parallel, int requested);
 // logits_sender() sends them on), an undefined tensor on the others.
 Tensor run_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& groups);
 
-// run_share, then with pipeline stages the logits travel from logits_sender() to rank 0, both on
-// the model's stream. Rank 0: the logits [R, V] f32 on the model's device; other ranks: an
-// undefined tensor.
+// A synchronous step (the tests' split runs; the engine's pipelines go through DistributedRunner
+// and run_follower): run_share, then with pipeline stages the logits travel from logits_sender()
+// to rank 0, both on the model's stream. Rank 0: the logits [R, V] f32 on the model's device;
+// other ranks: an undefined tensor.
 Tensor run_step(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& groups);
 
 }  // namespace mlaserve::dist

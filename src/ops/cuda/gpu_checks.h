@@ -46,7 +46,8 @@ T* ptr(const Tensor& t) {
   return static_cast<T*>(t.raw());
 }
 
-inline bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0; }
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+inline bool aligned16(const Tensor& t) { return aligned16(t.raw()); }
 
 // Blocks for a grid-stride loop over `work` items at `per_block` items per block: enough to fill
 // any Hopper part several times over, never more than the work needs.

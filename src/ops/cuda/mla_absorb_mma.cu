@@ -4,16 +4,10 @@
 
 #include "ops/cuda/mla_absorb_mma.h"
 
-#include <cstdint>
-
 #include "core/error.h"
+#include "ops/cuda/gpu_checks.h"
 
 namespace mlaserve::ops::gpu {
-namespace {
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-}  // namespace
 
 bool mla_absorb_mma_applies(const MlaAbsorbGemvParams& p) {
   return p.t >= 1 && p.t <= kAbsorbMmaMaxTokens && p.n >= 1 && p.dn > 0 && p.dn % 16 == 0 && p.dr > 0 &&
