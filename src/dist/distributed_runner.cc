@@ -50,7 +50,9 @@ DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blo
     cudaStream_t s = nullptr;
     MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     sampling_stream_ = s;
-    offer_ring(max_logit_rows);
+    // The copy-engine ring where it has run on GPUs (2026-11-28: test_dist_cuda world 2 and the PP2
+    // benchmarks); pipelines with tensor parallelism or more stages keep NCCL until measured.
+    if (pc.pp_size == 2 && pc.tp_size == 1) offer_ring(max_logit_rows);
   }
 #else
   (void)wanted;

@@ -25,11 +25,12 @@
 // stage's tensor-parallel rank 0 sends each step's logits from a stream of its own once its
 // share has computed them (run_follower), so that its model stream goes on to the next step's
 // input instead of waiting for rank 0's receive; that send waits beside the model stream until
-// rank 0 gets to the receive, then moves the logits (how long that takes is the open question of
-// bench/NOTES-dist.md: the PP2 loop has 3-5 ms of latency a step). Within one machine the
-// logits go instead by the copy engine into a ring of slots on rank 0's GPU
-// (dist/logits_ring.h; offer_ring at start-up), and "the receive" is a wait for the slot's
-// flag; NCCL stays across machines and for steps with more rows than a slot.
+// rank 0 gets to the receive, then moves the logits. In a two-stage pipeline without tensor
+// parallelism (the layout measured with it) within one machine the logits go instead by the copy
+// engine into a ring of slots on rank 0's GPU (dist/logits_ring.h; offer_ring at start-up), and
+// "the receive" is a wait for the slot's flag; NCCL stays across machines, for the other layouts
+// and for steps with more rows than a slot. (Measured, bench/NOTES-dist.md: 92 MB of logits take
+// ~0.25 ms either way; the ring helps the decode-heavy workload, 1.59x -> 1.69x of one GPU.)
 //
 // Why this cannot deadlock. The tensor-parallel groups (all-reduces) and the pipeline groups
 // (residual hand-offs from stage s to s + 1) are used on every rank's model stream, the world
