@@ -111,7 +111,7 @@ BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
       dist::run_follower(*b.model, blocks, *b.dist);
       return b;
     }
-    b.runner = std::make_unique<dist::DistributedRunner>(*b.model, blocks, *b.dist);
+    b.runner = std::make_unique<dist::DistributedRunner>(*b.model, blocks, *b.dist, a.max_num_seqs);
   } else {
     b.runner = std::make_unique<DeepSeekRunner>(*b.model, blocks,
                                                 RunnerOptions{!a.enforce_eager, a.max_num_seqs});

@@ -100,7 +100,7 @@ void run_serve(ServeArgs a) {
       dist::run_follower(model, blocks, *dist);  // until rank 0's engine stops
       return;
     }
-    runner = std::make_unique<dist::DistributedRunner>(model, blocks, *dist);
+    runner = std::make_unique<dist::DistributedRunner>(model, blocks, *dist, a.max_num_seqs);
   } else {
     runner = std::make_unique<DeepSeekRunner>(model, blocks);
   }

@@ -165,6 +165,7 @@ void DistContext::fail(const std::string& why) {
     if (c != nullptr) static_cast<NcclCollectives*>(c)->abort();  // join() made every one of them
   }
 #endif
+  for (const std::function<void()>& hook : fail_hooks_) hook();
   channel_->close();
 }
 

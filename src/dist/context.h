@@ -26,6 +26,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -83,6 +84,9 @@ class DistContext {
   // communicators and closes the control connections, so that every other rank learns it.
   void fail(const std::string& why);
   bool failed() const { return failed_; }
+  // `hook` runs in fail(), after the communicators are aborted: for waits of this rank's own that
+  // an NCCL abort does not end (dist/logits_ring.h). Register before the run starts.
+  void on_fail(std::function<void()> hook) { fail_hooks_.push_back(std::move(hook)); }
   std::string failure() const;
 
  private:
@@ -97,6 +101,7 @@ class DistContext {
   std::atomic<bool> failed_{false};
   mutable std::mutex failure_mutex_;
   std::string failure_;
+  std::vector<std::function<void()>> fail_hooks_;
   std::unique_ptr<PeerWatchdog> watchdog_;  // last: its thread stops first
 };
 

@@ -24,16 +24,21 @@ cudaStream_t cuda_stream(void* s) { return static_cast<cudaStream_t>(s); }
 cudaEvent_t cuda_event(void* e) { return static_cast<cudaEvent_t>(e); }
 #endif
 
+constexpr std::string_view kRingMapped = "mapped";  // the logits sender's answer to offer_ring
+
 }  // namespace
 
-DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist)
-    : DistributedRunner(model, num_cache_blocks, dist.channel(), groups_of(dist), dist.options().steps_in_flight) {
+DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist,
+                                     int64_t max_logit_rows)
+    : DistributedRunner(model, num_cache_blocks, dist.channel(), groups_of(dist), dist.options().steps_in_flight,
+                        max_logit_rows) {
   dist_ = &dist;
+  if (ring_) dist.on_fail([ring = ring_] { ring->abort(); });  // the hook may outlive the runner
   dist.watchdog().arm();  // from now on a rank that leaves ends the run
 }
 
 DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel,
-                                     const StepGroups& groups, int steps_in_flight)
+                                     const StepGroups& groups, int steps_in_flight, int64_t max_logit_rows)
     : model_(model), channel_(channel), cache_(model.make_cache(num_cache_blocks)), groups_(groups) {
   const ParallelConfig& pc = groups.parallel;
   MLA_CHECK(pc.rank == 0 && channel.rank() == 0, "DistributedRunner runs on rank 0; the other ranks run run_follower");
@@ -45,11 +50,31 @@ DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blo
     cudaStream_t s = nullptr;
     MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     sampling_stream_ = s;
+    // The copy-engine ring where it has run on GPUs (2026-11-28: test_dist_cuda world 2 and the PP2
+    // benchmarks); pipelines with tensor parallelism or more stages keep NCCL until measured.
+    if (pc.pp_size == 2 && pc.tp_size == 1) offer_ring(max_logit_rows);
   }
 #else
   (void)wanted;
+  (void)max_logit_rows;
 #endif
-  MLA_LOG_INFO("rank 0: up to {} steps in flight", max_in_flight_);
+  MLA_LOG_INFO("rank 0: up to {} steps in flight, logits by {}", max_in_flight_, ring_ ? "copy engine" : "NCCL");
+}
+
+void DistributedRunner::offer_ring(int64_t max_logit_rows) {
+#ifdef MLASERVE_WITH_NCCL
+  ring_ = LogitsRing::create(max_in_flight_, max_logit_rows, model_.config().vocab_size);
+  channel_.broadcast(encode_ring(ring_->handle()));
+  const int sender = logits_sender(groups_.parallel);
+  const std::vector<std::string> answers = channel_.gather();  // ranks 1 .. n - 1
+  const std::string& answer = answers.at(static_cast<size_t>(sender - 1));
+  if (answer != kRingMapped) {
+    MLA_LOG_INFO("rank 0: the logits come by NCCL: rank {} {}", sender, answer);
+    ring_.reset();
+  }
+#else
+  (void)max_logit_rows;
+#endif
 }
 
 DistributedRunner::~DistributedRunner() {
@@ -106,21 +131,25 @@ void DistributedRunner::submit(const ForwardBatch& batch) {
 
 void DistributedRunner::queue_step(const ForwardBatch& batch) {
   channel_.broadcast(encode_step(batch));
-  const int64_t rows = static_cast<int64_t>(batch.logit_rows.size());
+  const int64_t rows = static_cast<int64_t>(batch.logit_rows.size()), step = steps_++;
   if (groups_.parallel.pp_size == 1) {  // tensor parallelism only: rank 0's share ends with the logits
-    in_flight_.push_back({rows, true, run_share(model_, cache_, batch, groups_), nullptr});
+    in_flight_.push_back({step, rows, true, run_share(model_, cache_, batch, groups_), nullptr});
     return;
   }
   run_share(model_, cache_, batch, groups_);  // stage 0: ends with the hand-off to stage 1
   // Behind it, once the steps in flight fill every slot but this one's, the oldest step's logits.
   const bool full = static_cast<int>(in_flight_.size()) == max_in_flight_ - 1;
   if (full && !in_flight_.empty() && !in_flight_.front().received) receive_logits(in_flight_.front());
-  in_flight_.push_back({rows, false, Tensor(), nullptr});
+  in_flight_.push_back({step, rows, false, Tensor(), nullptr});
 }
 
 void DistributedRunner::receive_logits(InFlight& f) {
-  f.logits = Tensor::empty({f.rows, model_.config().vocab_size}, DType::kF32, model_.weights().embed.device());
-  groups_.world->recv(f.logits, logits_sender(groups_.parallel), model_.stream());
+  if (ring_ && ring_->fits(f.rows)) {
+    f.logits = ring_->take(f.step, f.rows, model_.stream());
+  } else {
+    f.logits = Tensor::empty({f.rows, model_.config().vocab_size}, DType::kF32, model_.weights().embed.device());
+    groups_.world->recv(f.logits, logits_sender(groups_.parallel), model_.stream());
+  }
   f.received = true;
 #ifdef MLASERVE_WITH_NCCL
   if (f.logits.device() == Device::kCUDA) {
@@ -167,9 +196,10 @@ namespace {
 
 // The last stage's logits on their way to rank 0, each sent from a stream of its own once the
 // model's stream has computed them: the model's stream goes on to the next step's input at once,
-// and rank 0 receives them when it chooses (dist/distributed_runner.h). A buffer goes back to the
-// caching allocator only behind a wait of the model's stream for its send, queued with the next
-// send (long completed by then), so the model's stream never reuses it early.
+// and rank 0 receives them when it chooses (dist/distributed_runner.h). By rank 0's logits ring
+// when this process could map it (dist/logits_ring.h: the copy engine), else by NCCL. A buffer
+// goes back to the caching allocator only behind a wait of the model's stream for its send,
+// queued with the next send (long completed by then), so the model's stream never reuses it early.
 class LogitsSender {
  public:
   LogitsSender(Collectives* world, Stream model_stream) : world_(world), model_stream_(model_stream) {}
@@ -185,7 +215,20 @@ class LogitsSender {
 #endif
   }
 
-  void send(Tensor logits) {
+  // Maps rank 0's ring (its handle message); returns kRingMapped, or why not.
+  std::string map_ring(const std::string& handle) {
+#ifdef MLASERVE_WITH_NCCL
+    std::string why;
+    ring_ = LogitsRing::open(handle, why);
+    return ring_ ? std::string(kRingMapped) : "keeps NCCL: " + why;
+#else
+    (void)handle;
+    return "keeps NCCL: built without NCCL";
+#endif
+  }
+
+  // The logits of step number `step` (counted from 0 in plan order, as rank 0 counts).
+  void send(Tensor logits, int64_t step) {
     if (logits.device() != Device::kCUDA) return world_->send(logits, 0, model_stream_);
 #ifdef MLASERVE_WITH_NCCL
     const cudaStream_t model = cuda_stream(model_stream_.cuda);
@@ -204,7 +247,11 @@ class LogitsSender {
     MLA_CUDA_CHECK(cudaEventRecord(computed, model));
     MLA_CUDA_CHECK(cudaStreamWaitEvent(cuda_stream(stream_), computed, 0));
     MLA_CUDA_CHECK(cudaEventDestroy(computed));
-    world_->send(logits, 0, Stream{stream_});
+    if (ring_ && ring_->fits(logits.dim(0))) {
+      ring_->put(logits, step, Stream{stream_});
+    } else {
+      world_->send(logits, 0, Stream{stream_});
+    }
     MLA_CUDA_CHECK(cudaEventCreateWithFlags(&sent, cudaEventDisableTiming));
     MLA_CUDA_CHECK(cudaEventRecord(sent, cuda_stream(stream_)));
     pending_ = Pending{std::move(logits), sent};
@@ -221,6 +268,7 @@ class LogitsSender {
   Stream model_stream_;
   void* stream_ = nullptr;  // cudaStream_t, made at the first GPU send
   std::optional<Pending> pending_;
+  std::unique_ptr<LogitsRing> ring_;  // rank 0's ring, mapped here
 };
 
 // The follower loop; with `dist`, its watchdog is armed inside each step and a step that throws
@@ -239,17 +287,23 @@ void follow(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& chan
   LogitsSender logits_out(groups.world, model.stream());
   while (true) {
     const Clock::time_point t = Clock::now();
-    std::optional<ForwardBatch> batch = decode_step(channel.receive());
+    StepMessage m = decode_message(channel.receive());
+    if (m.kind == StepMessage::Kind::kRing) {  // before the first plan (DistributedRunner::offer_ring)
+      std::string answer = "-";
+      if (sends_logits) answer = logits_out.map_ring(m.ring);
+      channel.send_to_leader(answer);
+      continue;
+    }
     if (steps > 0) waited += Clock::now() - t;
     if (steps == 0) first = Clock::now();
-    if (!batch) break;
+    if (m.kind == StepMessage::Kind::kStop) break;
     if (dist != nullptr) {
       dist->watchdog().arm();
       dist->watchdog().begin_step();
     }
     try {
-      Tensor logits = run_share(model, cache, *batch, groups);
-      if (sends_logits) logits_out.send(std::move(logits));
+      Tensor logits = run_share(model, cache, m.batch, groups);
+      if (sends_logits) logits_out.send(std::move(logits), steps);
     } catch (const std::exception& e) {
       if (dist != nullptr) dist->fail(fmt::format("rank {}'s step failed: {}", groups.parallel.rank, e.what()));
       throw;

@@ -25,8 +25,12 @@
 // stage's tensor-parallel rank 0 sends each step's logits from a stream of its own once its
 // share has computed them (run_follower), so that its model stream goes on to the next step's
 // input instead of waiting for rank 0's receive; that send waits beside the model stream until
-// rank 0 gets to the receive, then moves the logits (how long that takes is the open question of
-// bench/NOTES-dist.md: the PP2 loop has 3-5 ms of latency a step).
+// rank 0 gets to the receive, then moves the logits. In a two-stage pipeline without tensor
+// parallelism (the layout measured with it) within one machine the logits go instead by the copy
+// engine into a ring of slots on rank 0's GPU (dist/logits_ring.h; offer_ring at start-up), and
+// "the receive" is a wait for the slot's flag; NCCL stays across machines, for the other layouts
+// and for steps with more rows than a slot. (Measured, bench/NOTES-dist.md: 92 MB of logits take
+// ~0.25 ms either way; the ring helps the decode-heavy workload, 1.59x -> 1.69x of one GPU.)
 //
 // Why this cannot deadlock. The tensor-parallel groups (all-reduces) and the pipeline groups
 // (residual hand-offs from stage s to s + 1) are used on every rank's model stream, the world
@@ -50,6 +54,7 @@
 #include <deque>
 
 #include "dist/context.h"
+#include "dist/logits_ring.h"
 #include "dist/step_runner.h"
 #include "engine/model_runner.h"
 #include "kv/latent_cache.h"
@@ -59,12 +64,13 @@ namespace mlaserve::dist {
 
 class DistributedRunner final : public ModelRunner {
  public:
-  // `model` and `dist` must outlive the runner; rank 0 only.
-  DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist);
+  // `model` and `dist` must outlive the runner; rank 0 only. max_logit_rows: the most rows a step
+  // samples (the scheduler's sequence cap), the size of the logits ring's slots.
+  DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist, int64_t max_logit_rows);
   // The same over given groups (a test's layout split from its world): steps_in_flight 0 is one
   // per stage; `channel` must outlive the runner.
   DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel, const StepGroups& groups,
-                    int steps_in_flight);
+                    int steps_in_flight, int64_t max_logit_rows);
   ~DistributedRunner() override;  // waits for the steps in flight, then the other ranks stop
 
   ModelRunnerInfo info() const override;
@@ -79,6 +85,7 @@ class DistributedRunner final : public ModelRunner {
 
  private:
   struct InFlight {
+    int64_t step = 0;         // its number, from 0 (the logits ring's slot)
     int64_t rows = 0;         // the step's logit rows
     bool received = false;    // the receive of its logits is queued
     Tensor logits;            // [R, V] f32 on rank 0's device, once received
@@ -87,6 +94,7 @@ class DistributedRunner final : public ModelRunner {
 
   void queue_step(const ForwardBatch& batch);
   void receive_logits(InFlight& f);  // queues f's receive on the model's stream
+  void offer_ring(int64_t max_logit_rows);  // the logits ring, when the last stage can map it
   void check_alive() const;                 // throws once the run has failed
   void fail(const std::exception& e);       // a step failed on rank 0: the run ends
 
@@ -98,6 +106,8 @@ class DistributedRunner final : public ModelRunner {
   int max_in_flight_ = 1;
   void* sampling_stream_ = nullptr;  // cudaStream_t (pipelines on the GPU)
   std::deque<InFlight> in_flight_;
+  int64_t steps_ = 0;                 // steps submitted
+  std::shared_ptr<LogitsRing> ring_;  // null: the logits come by NCCL (shared with the fail hook)
 };
 
 // Every rank but 0: runs the steps rank 0 sends until it sends stop.

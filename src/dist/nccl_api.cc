@@ -18,6 +18,7 @@ NcclApi load() {
             dlerror());
   NcclApi api{};
   resolve(lib, "ncclGetErrorString", api.get_error_string);
+  resolve(lib, "ncclGetVersion", api.get_version);
   resolve(lib, "ncclGetUniqueId", api.get_unique_id);
   resolve(lib, "ncclCommInitRank", api.comm_init_rank);
   resolve(lib, "ncclCommSplit", api.comm_split);

@@ -13,6 +13,7 @@ namespace mlaserve::dist {
 
 struct NcclApi {
   decltype(&ncclGetErrorString) get_error_string;
+  decltype(&ncclGetVersion) get_version;
   decltype(&ncclGetUniqueId) get_unique_id;
   decltype(&ncclCommInitRank) comm_init_rank;
   decltype(&ncclCommSplit) comm_split;

@@ -7,7 +7,7 @@
 namespace mlaserve::dist {
 namespace {
 
-constexpr char kStep = 'S', kStop = 'Q';
+constexpr char kStep = 'S', kRing = 'R', kStop = 'Q';
 
 class Writer {
  public:
@@ -71,16 +71,24 @@ std::string encode_step(const ForwardBatch& b) {
   return w.take();
 }
 
+std::string encode_ring(const std::string& handle) { return std::string(1, kRing) + handle; }
 std::string encode_stop() { return std::string(1, kStop); }
 
-std::optional<ForwardBatch> decode_step(std::string_view m) {
-  MLA_CHECK(!m.empty() && (m[0] == kStep || m[0] == kStop), "step message: unknown kind");
+StepMessage decode_message(std::string_view m) {
+  MLA_CHECK(!m.empty() && (m[0] == kStep || m[0] == kRing || m[0] == kStop), "step message: unknown kind");
+  StepMessage out;
   if (m[0] == kStop) {
     MLA_CHECK(m.size() == 1, "step message: a stop message with {} bytes", m.size());
-    return std::nullopt;
+    return out;
   }
+  if (m[0] == kRing) {
+    out.kind = StepMessage::Kind::kRing;
+    out.ring = std::string(m.substr(1));
+    return out;
+  }
+  out.kind = StepMessage::Kind::kStep;
+  ForwardBatch& b = out.batch;
   Reader r(m.substr(1));
-  ForwardBatch b;
   b.token_ids = r.vec<int32_t>();
   b.positions = r.vec<int32_t>();
   b.slot_mapping = r.vec<int64_t>();
@@ -96,7 +104,7 @@ std::optional<ForwardBatch> decode_step(std::string_view m) {
     b.sequences.push_back(std::move(s));
   }
   MLA_CHECK(r.done(), "step message: trailing bytes");
-  return b;
+  return out;
 }
 
 }  // namespace mlaserve::dist

@@ -1,10 +1,10 @@
-// The step plan rank 0 sends every other rank (over dist/control_channel.h): either "run this
-// ForwardBatch" or "stop". A flat little-endian encoding of the batch's vectors; decoding checks
-// every length against the message, so a truncated or corrupt message is an error, never a read
-// past its end.
+// The messages rank 0 sends every other rank (over dist/control_channel.h): "run this
+// ForwardBatch" (a step plan), "here is the logits ring" (once, before the first plan:
+// dist/logits_ring.h; every rank answers with send_to_leader) or "stop". A flat little-endian
+// encoding of the batch's vectors; decoding checks every length against the message, so a
+// truncated or corrupt message is an error, never a read past its end.
 #pragma once
 
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -12,10 +12,17 @@
 
 namespace mlaserve::dist {
 
+struct StepMessage {
+  enum class Kind { kStep, kRing, kStop };
+  Kind kind = Kind::kStop;
+  ForwardBatch batch;  // kStep
+  std::string ring;    // kRing: LogitsRing::handle()
+};
+
 std::string encode_step(const ForwardBatch& batch);
+std::string encode_ring(const std::string& handle);
 std::string encode_stop();
 
-// The batch of a step message; nullopt for a stop message.
-std::optional<ForwardBatch> decode_step(std::string_view message);
+StepMessage decode_message(std::string_view message);
 
 }  // namespace mlaserve::dist

@@ -48,18 +48,23 @@ bool same(const ForwardBatch& a, const ForwardBatch& b) {
 TEST(StepMessage, RoundTripsAndRefusesCorruptMessages) {
   const ForwardBatch b = sample_batch(0);
   const std::string m = encode_step(b);
-  const auto back = decode_step(m);
-  ASSERT_TRUE(back.has_value());
-  EXPECT_TRUE(same(*back, b));
-  EXPECT_FALSE(decode_step(encode_stop()).has_value());
+  const StepMessage back = decode_message(m);
+  ASSERT_EQ(back.kind, StepMessage::Kind::kStep);
+  EXPECT_TRUE(same(back.batch, b));
+  EXPECT_EQ(decode_message(encode_stop()).kind, StepMessage::Kind::kStop);
+  const std::string handle("ring\0handle", 11);
+  const StepMessage ring = decode_message(encode_ring(handle));
+  ASSERT_EQ(ring.kind, StepMessage::Kind::kRing);
+  EXPECT_EQ(ring.ring, handle);
   for (size_t cut : {size_t{0}, size_t{1}, size_t{9}, m.size() / 2, m.size() - 1}) {
-    EXPECT_THROW(decode_step(m.substr(0, cut)), Error) << "cut at " << cut;
+    EXPECT_THROW(decode_message(m.substr(0, cut)), Error) << "cut at " << cut;
   }
-  EXPECT_THROW(decode_step(m + "x"), Error);
+  EXPECT_THROW(decode_message(m + "x"), Error);
+  EXPECT_THROW(decode_message(encode_stop() + "x"), Error);
   std::string huge = m;
   huge[1] = '\xff';  // token count far past the message
-  EXPECT_THROW(decode_step(huge), Error);
-  EXPECT_THROW(decode_step("Z"), Error);
+  EXPECT_THROW(decode_message(huge), Error);
+  EXPECT_THROW(decode_message("Z"), Error);
 }
 
 // Child ranks: rendezvous, check the blob and three step messages, answer, exit 0 on success.
@@ -69,10 +74,10 @@ int follower(int rank, int world, int port) {
     ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, world, rank, 30.0}, blob);
     if (blob != "the-nccl-id\0x" + std::to_string(world)) return 2;
     for (int step = 0; step < 3; ++step) {
-      const auto b = decode_step(ch.receive());
-      if (!b || !same(*b, sample_batch(step))) return 3;
+      const StepMessage m = decode_message(ch.receive());
+      if (m.kind != StepMessage::Kind::kStep || !same(m.batch, sample_batch(step))) return 3;
     }
-    if (decode_step(ch.receive()).has_value()) return 4;  // stop
+    if (decode_message(ch.receive()).kind != StepMessage::Kind::kStop) return 4;
     ch.send_to_leader("rank " + std::to_string(rank));
     return 0;
   } catch (const std::exception& e) {

@@ -332,7 +332,9 @@ GreedyRun split_run(DeepSeekModel& model, const StepGroups& groups, const std::v
               int decode_steps, const GreedyRun& forced) {
   LatentCache cache = model.make_cache(8 * static_cast<int64_t>(prompts.size()));
   if (rank() != 0) {
-    while (auto batch = decode_step(g_ctx->channel().receive())) run_step(model, cache, *batch, groups);
+    for (StepMessage m; (m = decode_message(g_ctx->channel().receive())).kind == StepMessage::Kind::kStep;) {
+      run_step(model, cache, m.batch, groups);
+    }
     return {};
   }
   GreedyRun run = greedy(
@@ -600,7 +602,10 @@ void engine_on_pipeline(SplitKind kind, const std::function<DeepSeekModel(std::o
     run_follower(model, kBlocks, g_ctx->channel(), groups);
     return;
   }
-  DistributedRunner runner(model, kBlocks, g_ctx->channel(), groups, 0);
+  // Logits ring slots of 4 rows, fewer than serve_greedy's 6 sequences a step: steps with more
+  // rows take NCCL, so both paths run (dist/logits_ring.h).
+  constexpr int64_t kRingRows = 4;
+  DistributedRunner runner(model, kBlocks, g_ctx->channel(), groups, 0, kRingRows);
   ASSERT_EQ(runner.max_in_flight(), kind.pp);
   const std::vector<std::vector<int32_t>> got = serve_greedy(runner, prompts);
   ASSERT_EQ(got.size(), want.size());
