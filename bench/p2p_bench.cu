@@ -204,17 +204,7 @@ void check(const Link& l, size_t bytes, const std::vector<uint8_t>& expected, st
 int run(int argc, char** argv) {
   std::string out_dir = "bench/results";
   int reps = 50;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--out" && i + 1 < argc) {
-      out_dir = argv[++i];
-    } else if (a == "--reps" && i + 1 < argc) {
-      reps = std::atoi(argv[++i]);
-    } else {
-      std::fprintf(stderr, "usage: %s [--reps N] [--out DIR]\n", argv[0]);
-      return 2;
-    }
-  }
+  if (!parse_out_and_reps(argc, argv, out_dir, reps)) return 2;
   MLA_CHECK(reps >= 1, "--reps must be at least 1");
   int devices = 0;
   MLA_CUDA_CHECK(cudaGetDeviceCount(&devices));

@@ -50,17 +50,8 @@ const std::vector<Case> kCases = {
 int run(int argc, char** argv) {
   std::string out_dir = "bench/results";
   int reps = 50;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--out" && i + 1 < argc) {
-      out_dir = argv[++i];
-    } else if (a == "--reps" && i + 1 < argc) {
-      reps = std::max(5, std::atoi(argv[++i]));
-    } else {
-      std::fprintf(stderr, "usage: %s [--out DIR] [--reps N]\n", argv[0]);
-      return 2;
-    }
-  }
+  if (!parse_out_and_reps(argc, argv, out_dir, reps)) return 2;
+  reps = std::max(5, reps);
   cudaDeviceProp prop{};
   MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   cudaStream_t stream;

@@ -54,6 +54,7 @@ std::unique_ptr<LogitsRing> LogitsRing::create(int64_t slots, int64_t max_rows, 
   }
   MLA_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&r->abort_flag_), sizeof(int32_t), cudaHostAllocMapped));
   *r->abort_flag_ = 0;
+  MLA_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&r->abort_on_device_), r->abort_flag_, 0));
   return r;
 }
 
@@ -124,9 +125,7 @@ void LogitsRing::put(const Tensor& logits, int64_t step, Stream stream) {
 
 Tensor LogitsRing::take(int64_t step, int64_t rows, Stream stream) {
   MLA_CHECK(!mapped_ && fits(rows), "LogitsRing::take: rank 0's ring, {} rows of at most {}", rows, max_rows_);
-  int32_t* abort_on_device = nullptr;
-  MLA_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&abort_on_device), abort_flag_, 0));
-  launch_wait_flag(flag(step), step, abort_on_device, static_cast<cudaStream_t>(stream.cuda));
+  launch_wait_flag(flag(step), step, abort_on_device_, static_cast<cudaStream_t>(stream.cuda));
   return Tensor::view_of(slot(step), {rows, vocab_}, DType::kF32, Device::kCUDA, nullptr);
 }
 

@@ -62,7 +62,8 @@ class LogitsRing {
   int64_t slots_ = 0, max_rows_ = 0, vocab_ = 0;
   void* base_ = nullptr;         // rank 0: its allocation; the sender: the mapping of it
   bool mapped_ = false;          // the sender's mapping (closed, not freed)
-  int32_t* abort_flag_ = nullptr;  // rank 0: host memory mapped for the device
+  int32_t* abort_flag_ = nullptr;      // rank 0: host memory mapped for the device
+  int32_t* abort_on_device_ = nullptr;  // the same flag as the device addresses it
 };
 
 }  // namespace mlaserve::dist
