@@ -635,42 +635,35 @@ void engine_on_pipeline(SplitKind kind, const std::function<DeepSeekModel(std::o
 }
 
 // World 2: tiny-v2-lite and tiny-v3 (golden models) at PP2.
-class EnginePipeline : public ::testing::TestWithParam<std::string> {};
+class EnginePipeline : public ::testing::TestWithParam<std::string> {
+ protected:
+  void serve_on_pp2(bool graphs) {
+    const std::string dir = testing::tiny_model_dir(GetParam());
+    const DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
+    const Checkpoint ckpt = Checkpoint::open(dir);
+    std::vector<std::vector<int32_t>> prompts;
+    for (const auto& g : testing::load_golden(GetParam())) prompts.push_back(g.prompt);
+    engine_on_pipeline(
+        SplitKind{1, 2},
+        [&](std::optional<ShardPlan> shard) {
+          ModelWeights w = load_weights(ckpt, config, bf16_load(shard));
+          move_weights(w, Device::kCUDA);
+          return DeepSeekModel(config, std::move(w), gpu_options(shard));
+        },
+        config, prompts, graphs);
+  }
+};
 
 TEST_P(EnginePipeline, StepsInFlightGiveOneGpusTokens) {
   REQUIRE_WORLD(2);
-  const std::string dir = testing::tiny_model_dir(GetParam());
-  const DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
-  const Checkpoint ckpt = Checkpoint::open(dir);
-  std::vector<std::vector<int32_t>> prompts;
-  for (const auto& g : testing::load_golden(GetParam())) prompts.push_back(g.prompt);
-  engine_on_pipeline(
-      SplitKind{1, 2},
-      [&](std::optional<ShardPlan> shard) {
-        ModelWeights w = load_weights(ckpt, config, bf16_load(shard));
-        move_weights(w, Device::kCUDA);
-        return DeepSeekModel(config, std::move(w), gpu_options(shard));
-      },
-      config, prompts);
+  serve_on_pp2(/*graphs=*/false);
 }
 
 // The same with the decode steps in CUDA graphs on one GPU and on both stages: the graphs of
 // each padded size are captured on both stages at the same step and replayed after.
 TEST_P(EnginePipeline, DecodeGraphsOnEveryStageGiveOneGpusTokens) {
   REQUIRE_WORLD(2);
-  const std::string dir = testing::tiny_model_dir(GetParam());
-  const DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
-  const Checkpoint ckpt = Checkpoint::open(dir);
-  std::vector<std::vector<int32_t>> prompts;
-  for (const auto& g : testing::load_golden(GetParam())) prompts.push_back(g.prompt);
-  engine_on_pipeline(
-      SplitKind{1, 2},
-      [&](std::optional<ShardPlan> shard) {
-        ModelWeights w = load_weights(ckpt, config, bf16_load(shard));
-        move_weights(w, Device::kCUDA);
-        return DeepSeekModel(config, std::move(w), gpu_options(shard));
-      },
-      config, prompts, /*graphs=*/true);
+  serve_on_pp2(/*graphs=*/true);
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, EnginePipeline, ::testing::Values("tiny-v2-lite", "tiny-v3"),
