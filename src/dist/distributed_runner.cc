@@ -7,12 +7,10 @@
 #include "dist/step_message.h"
 #include "engine/deepseek_runner.h"
 #ifdef MLASERVE_WITH_CUDA
-#include "engine/decode_graphs.h"
-#endif
-#ifdef MLASERVE_WITH_NCCL
 #include <cuda_runtime_api.h>
 
 #include "core/cuda_check.h"
+#include "engine/decode_graphs.h"
 #endif
 
 namespace mlaserve::dist {
@@ -28,6 +26,38 @@ cudaEvent_t cuda_event(void* e) { return static_cast<cudaEvent_t>(e); }
 #endif
 
 constexpr std::string_view kRingMapped = "mapped";  // the logits sender's answer to offer_ring
+
+// This rank's share of a step: run_share, or with graph_batch > 0 (pipeline stages, rank 0's
+// choice for the step) the replay of `graphs`' decode graph of that many sequences, whose logits
+// (last stage) are copied out of the graph's output on the model's stream, so that they stay
+// valid while a later replay runs.
+Tensor stage_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& groups,
+                   DecodeGraphs* graphs, int64_t graph_batch) {
+  if (graph_batch == 0) return run_share(model, cache, batch, groups);
+#ifdef MLASERVE_WITH_CUDA
+  MLA_CHECK(graphs != nullptr, "rank 0 runs the step as a graph of {} sequences, rank {} has no graphs", graph_batch,
+            groups.parallel.rank);
+  const Tensor out = graphs->run(batch, graph_batch);
+  if (groups.parallel.rank != logits_sender(groups.parallel) || !out.defined()) return Tensor();
+  Tensor logits = Tensor::empty(out.shape(), out.dtype(), out.device());
+  MLA_CUDA_CHECK(cudaMemcpyAsync(logits.raw(), out.raw(), out.nbytes(), cudaMemcpyDeviceToDevice,
+                                 static_cast<cudaStream_t>(model.stream().cuda)));
+  return logits;
+#else
+  (void)graphs;
+  MLA_FAIL("a graph of {} sequences needs the CUDA backend", graph_batch);
+#endif
+}
+
+// The graph size rank 0 sends with `batch` (DecodeGraphs::graph_size): 0 without graphs.
+int64_t stage_graph_size(const DecodeGraphs* graphs, const ForwardBatch& batch) {
+#ifdef MLASERVE_WITH_CUDA
+  return graphs != nullptr ? graphs->graph_size(batch) : 0;
+#else
+  (void)graphs, (void)batch;
+  return 0;
+#endif
+}
 
 #ifdef MLASERVE_WITH_CUDA
 // Decode graphs of this rank's share (engine/decode_graphs.h) for up to max_graph_batch sequences
@@ -175,7 +205,7 @@ void DistributedRunner::queue_step(const ForwardBatch& batch) {
     in_flight_.push_back({step, rows, true, run_share(model_, cache_, batch, groups_), nullptr});
     return;
   }
-  run_share(model_, cache_, batch, groups_, graphs(), graph_batch);  // stage 0: ends with the hand-off
+  stage_share(model_, cache_, batch, groups_, graphs(), graph_batch);  // stage 0: ends with the hand-off
   // Behind it, once the steps in flight fill every slot but this one's, the oldest step's logits.
   const bool full = static_cast<int>(in_flight_.size()) == max_in_flight_ - 1;
   if (full && !in_flight_.empty() && !in_flight_.front().received) receive_logits(in_flight_.front());
@@ -348,7 +378,7 @@ void follow(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& chan
       dist->watchdog().begin_step();
     }
     try {
-      Tensor logits = run_share(model, cache, m.batch, groups, graphs, m.graph_batch);
+      Tensor logits = stage_share(model, cache, m.batch, groups, graphs, m.graph_batch);
       if (sends_logits) logits_out.send(std::move(logits), steps);
     } catch (const std::exception& e) {
       if (dist != nullptr) dist->fail(fmt::format("rank {}'s step failed: {}", groups.parallel.rank, e.what()));

@@ -62,6 +62,10 @@
 #include "kv/latent_cache.h"
 #include "model/model.h"
 
+namespace mlaserve {
+class DecodeGraphs;
+}
+
 namespace mlaserve::dist {
 
 class DistributedRunner final : public ModelRunner {

@@ -1,13 +1,6 @@
 #include "dist/step_runner.h"
 
-#include "core/error.h"
 #include "dist/micro_batch.h"
-#ifdef MLASERVE_WITH_CUDA
-#include <cuda_runtime_api.h>
-
-#include "core/cuda_check.h"
-#include "engine/decode_graphs.h"
-#endif
 
 namespace mlaserve::dist {
 
@@ -18,46 +11,11 @@ int pipeline_steps_in_flight(const ParallelConfig& pc, int requested) {
   return requested > 0 ? requested : pc.pp_size;
 }
 
-namespace {
-
-// The share as the replay of a decode graph; the last stage's logits copied out of the graph.
-Tensor replay_share(DeepSeekModel& model, const ForwardBatch& batch, DecodeGraphs* graphs, int64_t graph_batch) {
-#ifdef MLASERVE_WITH_CUDA
-  MLA_CHECK(graphs != nullptr, "run_share: rank 0 runs the step as a graph of {} sequences, this rank has no graphs",
-            graph_batch);
-  const Tensor out = graphs->run(batch, graph_batch);
-  if (!out.defined()) return out;
-  Tensor logits = Tensor::empty(out.shape(), out.dtype(), out.device());
-  MLA_CUDA_CHECK(cudaMemcpyAsync(logits.raw(), out.raw(), out.nbytes(), cudaMemcpyDeviceToDevice,
-                                 static_cast<cudaStream_t>(model.stream().cuda)));
-  return logits;
-#else
-  (void)model, (void)batch, (void)graphs;
-  MLA_FAIL("run_share: a graph of {} sequences needs the CUDA backend", graph_batch);
-#endif
-}
-
-}  // namespace
-
-int64_t stage_graph_size(const DecodeGraphs* graphs, const ForwardBatch& batch) {
-#ifdef MLASERVE_WITH_CUDA
-  return graphs != nullptr ? graphs->graph_size(batch) : 0;
-#else
-  (void)graphs, (void)batch;
-  return 0;
-#endif
-}
-
-Tensor run_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& g,
-                 DecodeGraphs* graphs, int64_t graph_batch) {
+Tensor run_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& g) {
   const ParallelConfig& pc = g.parallel;
   if (pc.pp_size == 1) return model.forward(batch, cache);
-  const bool sends = pc.rank == logits_sender(pc);
-  if (graph_batch > 0) {
-    Tensor out = replay_share(model, batch, graphs, graph_batch);
-    return sends ? out : Tensor();
-  }
   const std::vector<ForwardBatch> parts = split_micro_batches(batch, g.micro_batches);
+  const bool sends = pc.rank == logits_sender(pc);
   if (parts.size() == 1) {
     Tensor out = model.forward(parts.front(), cache);
     return sends ? out : Tensor();

@@ -17,10 +17,6 @@
 #include "kv/latent_cache.h"
 #include "model/model.h"
 
-namespace mlaserve {
-class DecodeGraphs;
-}
-
 namespace mlaserve::dist {
 
 struct StepGroups {
@@ -39,15 +35,8 @@ int pipeline_steps_in_flight(const ParallelConfig& parallel, int requested);
 // This rank's share of one step (its layers, over the step's micro-batches), queued on the
 // model's stream. Returns the logits of batch.logit_rows [R, V] f32 on the ranks that have them
 // (every rank with tensor parallelism only; the last stage's with pipeline stages, of which
-// logits_sender() sends them on), an undefined tensor on the others. graph_batch > 0 (pipeline
-// stages, rank 0's choice for the step): the share is the replay of `graphs`' decode graph of
-// that many sequences (engine/decode_graphs.h), and the logits are copied out of the graph's
-// output on the model's stream, so that they stay valid while a later replay runs.
-Tensor run_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& groups,
-                 DecodeGraphs* graphs = nullptr, int64_t graph_batch = 0);
-
-// The graph size rank 0 sends with `batch` (DecodeGraphs::graph_size): 0 without graphs.
-int64_t stage_graph_size(const DecodeGraphs* graphs, const ForwardBatch& batch);
+// logits_sender() sends them on), an undefined tensor on the others.
+Tensor run_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& groups);
 
 // A synchronous step (the tests' split runs; the engine's pipelines go through DistributedRunner
 // and run_follower): run_share, then with pipeline stages the logits travel from logits_sender()
