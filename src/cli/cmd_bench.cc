@@ -108,10 +108,10 @@ BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
   if (b.dist) {
     blocks = static_cast<int32_t>(b.dist->min_over_ranks(blocks));  // every rank's cache has the same blocks
     if (!b.dist->is_leader()) {
-      dist::run_follower(*b.model, blocks, *b.dist);
+      dist::run_follower(*b.model, blocks, *b.dist, a.enforce_eager ? 0 : a.max_num_seqs);
       return b;
     }
-    b.runner = std::make_unique<dist::DistributedRunner>(*b.model, blocks, *b.dist, a.max_num_seqs);
+    b.runner = std::make_unique<dist::DistributedRunner>(*b.model, blocks, *b.dist, a.max_num_seqs, !a.enforce_eager);
   } else {
     b.runner = std::make_unique<DeepSeekRunner>(*b.model, blocks,
                                                 RunnerOptions{!a.enforce_eager, a.max_num_seqs});

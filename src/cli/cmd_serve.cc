@@ -97,10 +97,10 @@ void run_serve(ServeArgs a) {
       // close), so they leave both signals to it.
       std::signal(SIGINT, SIG_IGN);
       std::signal(SIGTERM, SIG_IGN);
-      dist::run_follower(model, blocks, *dist);  // until rank 0's engine stops
+      dist::run_follower(model, blocks, *dist, a.max_num_seqs);  // until rank 0's engine stops
       return;
     }
-    runner = std::make_unique<dist::DistributedRunner>(model, blocks, *dist, a.max_num_seqs);
+    runner = std::make_unique<dist::DistributedRunner>(model, blocks, *dist, a.max_num_seqs, /*cuda_graphs=*/true);
   } else {
     runner = std::make_unique<DeepSeekRunner>(model, blocks);
   }

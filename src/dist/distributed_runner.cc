@@ -6,10 +6,11 @@
 #include "core/logging.h"
 #include "dist/step_message.h"
 #include "engine/deepseek_runner.h"
-#ifdef MLASERVE_WITH_NCCL
+#ifdef MLASERVE_WITH_CUDA
 #include <cuda_runtime_api.h>
 
 #include "core/cuda_check.h"
+#include "engine/decode_graphs.h"
 #endif
 
 namespace mlaserve::dist {
@@ -26,23 +27,81 @@ cudaEvent_t cuda_event(void* e) { return static_cast<cudaEvent_t>(e); }
 
 constexpr std::string_view kRingMapped = "mapped";  // the logits sender's answer to offer_ring
 
+// This rank's share of a step: run_share, or with graph_batch > 0 (pipeline stages, rank 0's
+// choice for the step) the replay of `graphs`' decode graph of that many sequences, whose logits
+// (last stage) are copied out of the graph's output on the model's stream, so that they stay
+// valid while a later replay runs.
+Tensor stage_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& groups,
+                   DecodeGraphs* graphs, int64_t graph_batch) {
+  if (graph_batch == 0) return run_share(model, cache, batch, groups);
+#ifdef MLASERVE_WITH_CUDA
+  MLA_CHECK(graphs != nullptr, "rank 0 runs the step as a graph of {} sequences, rank {} has no graphs", graph_batch,
+            groups.parallel.rank);
+  const Tensor out = graphs->run(batch, graph_batch);
+  if (groups.parallel.rank != logits_sender(groups.parallel) || !out.defined()) return Tensor();
+  Tensor logits = Tensor::empty(out.shape(), out.dtype(), out.device());
+  MLA_CUDA_CHECK(cudaMemcpyAsync(logits.raw(), out.raw(), out.nbytes(), cudaMemcpyDeviceToDevice,
+                                 static_cast<cudaStream_t>(model.stream().cuda)));
+  return logits;
+#else
+  (void)graphs;
+  MLA_FAIL("a graph of {} sequences needs the CUDA backend", graph_batch);
+#endif
+}
+
+// The graph size rank 0 sends with `batch` (DecodeGraphs::graph_size): 0 without graphs.
+int64_t stage_graph_size(const DecodeGraphs* graphs, const ForwardBatch& batch) {
+#ifdef MLASERVE_WITH_CUDA
+  return graphs != nullptr ? graphs->graph_size(batch) : 0;
+#else
+  (void)graphs, (void)batch;
+  return 0;
+#endif
+}
+
+#ifdef MLASERVE_WITH_CUDA
+// Decode graphs of this rank's share (engine/decode_graphs.h) for up to max_graph_batch sequences
+// (0: none): pipeline stages without tensor parallelism, on the GPU, with the latent cache and
+// one micro-batch a step; null otherwise. The stages must agree: rank 0 sends each step's graph
+// size, the others replay it.
+std::unique_ptr<DecodeGraphs> stage_graphs(DeepSeekModel& model, LatentCache& cache, const StepGroups& groups,
+                                           int64_t max_graph_batch) {
+  const ParallelConfig& pc = groups.parallel;
+  if (max_graph_batch <= 0 || pc.pp_size == 1 || pc.tp_size > 1 || groups.micro_batches != 1 ||
+      model.weights().embed.device() != Device::kCUDA || model.cache_row_dim() != model.config().kv_cache_dim) {
+    return nullptr;
+  }
+  const auto blocks = static_cast<int32_t>(cache.num_blocks());
+  return std::make_unique<DecodeGraphs>(model, cache, max_graph_batch, decode_graph_max_context(model, blocks));
+}
+#endif
+
 }  // namespace
 
 DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist,
-                                     int64_t max_logit_rows)
+                                     int64_t max_logit_rows, bool cuda_graphs)
     : DistributedRunner(model, num_cache_blocks, dist.channel(), groups_of(dist), dist.options().steps_in_flight,
-                        max_logit_rows) {
+                        max_logit_rows, cuda_graphs ? max_logit_rows : 0) {
   dist_ = &dist;
   if (ring_) dist.on_fail([ring = ring_] { ring->abort(); });  // the hook may outlive the runner
   dist.watchdog().arm();  // from now on a rank that leaves ends the run
 }
 
 DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel,
-                                     const StepGroups& groups, int steps_in_flight, int64_t max_logit_rows)
-    : model_(model), channel_(channel), cache_(model.make_cache(num_cache_blocks)), groups_(groups) {
+                                     const StepGroups& groups, int steps_in_flight, int64_t max_logit_rows,
+                                     int64_t max_graph_batch)
+    : model_(model),
+      channel_(channel),
+      cache_(model.make_cache(num_cache_blocks)),
+      groups_(groups) {
   const ParallelConfig& pc = groups.parallel;
   MLA_CHECK(pc.rank == 0 && channel.rank() == 0, "DistributedRunner runs on rank 0; the other ranks run run_follower");
   MLA_CHECK(steps_in_flight >= 0, "{} steps in flight", steps_in_flight);
+#ifdef MLASERVE_WITH_CUDA
+  graphs_ = stage_graphs(model, cache_, groups, max_graph_batch);
+#else
+  (void)max_graph_batch;
+#endif
   const int wanted = pipeline_steps_in_flight(pc, steps_in_flight);
 #ifdef MLASERVE_WITH_NCCL
   if (wanted > 1 && model.weights().embed.device() == Device::kCUDA) {
@@ -58,7 +117,8 @@ DistributedRunner::DistributedRunner(DeepSeekModel& model, int32_t num_cache_blo
   (void)wanted;
   (void)max_logit_rows;
 #endif
-  MLA_LOG_INFO("rank 0: up to {} steps in flight, logits by {}", max_in_flight_, ring_ ? "copy engine" : "NCCL");
+  MLA_LOG_INFO("rank 0: up to {} steps in flight, logits by {}, decode steps {}", max_in_flight_,
+               ring_ ? "copy engine" : "NCCL", graphs() != nullptr ? "in CUDA graphs" : "eager");
 }
 
 void DistributedRunner::offer_ring(int64_t max_logit_rows) {
@@ -98,6 +158,14 @@ DistributedRunner::~DistributedRunner() {
   }
 }
 
+DecodeGraphs* DistributedRunner::graphs() const {
+#ifdef MLASERVE_WITH_CUDA
+  return graphs_.get();
+#else
+  return nullptr;
+#endif
+}
+
 void DistributedRunner::check_alive() const {
   if (dist_ != nullptr && dist_->failed()) MLA_FAIL("the split run has ended: {}", dist_->failure());
 }
@@ -130,13 +198,14 @@ void DistributedRunner::submit(const ForwardBatch& batch) {
 }
 
 void DistributedRunner::queue_step(const ForwardBatch& batch) {
-  channel_.broadcast(encode_step(batch));
+  const int64_t graph_batch = stage_graph_size(graphs(), batch);
+  channel_.broadcast(encode_step(batch, graph_batch));
   const int64_t rows = static_cast<int64_t>(batch.logit_rows.size()), step = steps_++;
   if (groups_.parallel.pp_size == 1) {  // tensor parallelism only: rank 0's share ends with the logits
     in_flight_.push_back({step, rows, true, run_share(model_, cache_, batch, groups_), nullptr});
     return;
   }
-  run_share(model_, cache_, batch, groups_);  // stage 0: ends with the hand-off to stage 1
+  stage_share(model_, cache_, batch, groups_, graphs(), graph_batch);  // stage 0: ends with the hand-off
   // Behind it, once the steps in flight fill every slot but this one's, the oldest step's logits.
   const bool full = static_cast<int>(in_flight_.size()) == max_in_flight_ - 1;
   if (full && !in_flight_.empty() && !in_flight_.front().received) receive_logits(in_flight_.front());
@@ -274,9 +343,16 @@ class LogitsSender {
 // The follower loop; with `dist`, its watchdog is armed inside each step and a step that throws
 // ends the run on every rank.
 void follow(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel, const StepGroups& groups,
-            DistContext* dist) {
+            int64_t max_graph_batch, DistContext* dist) {
   using Clock = std::chrono::steady_clock;
   LatentCache cache = model.make_cache(num_cache_blocks);
+#ifdef MLASERVE_WITH_CUDA
+  const std::unique_ptr<DecodeGraphs> owned_graphs = stage_graphs(model, cache, groups, max_graph_batch);
+  DecodeGraphs* graphs = owned_graphs.get();
+#else
+  DecodeGraphs* graphs = nullptr;
+  (void)max_graph_batch;
+#endif
   int64_t steps = 0;
   // From the first plan on: the time this rank's host waited for the next plan. The step's
   // metadata uploads do not wait for the GPU (core/upload.h), so the host queues a step as soon as
@@ -302,7 +378,7 @@ void follow(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& chan
       dist->watchdog().begin_step();
     }
     try {
-      Tensor logits = run_share(model, cache, m.batch, groups);
+      Tensor logits = stage_share(model, cache, m.batch, groups, graphs, m.graph_batch);
       if (sends_logits) logits_out.send(std::move(logits), steps);
     } catch (const std::exception& e) {
       if (dist != nullptr) dist->fail(fmt::format("rank {}'s step failed: {}", groups.parallel.rank, e.what()));
@@ -329,13 +405,14 @@ void follow(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& chan
 
 }  // namespace
 
-void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist) {
+void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist, int64_t max_graph_batch) {
   MLA_CHECK(!dist.is_leader(), "rank 0 runs the engine, not a follower loop");
-  follow(model, num_cache_blocks, dist.channel(), groups_of(dist), &dist);
+  follow(model, num_cache_blocks, dist.channel(), groups_of(dist), max_graph_batch, &dist);
 }
 
-void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel, const StepGroups& groups) {
-  follow(model, num_cache_blocks, channel, groups, nullptr);
+void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel, const StepGroups& groups,
+                  int64_t max_graph_batch) {
+  follow(model, num_cache_blocks, channel, groups, max_graph_batch, nullptr);
 }
 
 }  // namespace mlaserve::dist

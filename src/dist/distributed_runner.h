@@ -53,6 +53,7 @@
 #pragma once
 
 #include <deque>
+#include <memory>
 
 #include "dist/context.h"
 #include "dist/logits_ring.h"
@@ -61,17 +62,24 @@
 #include "kv/latent_cache.h"
 #include "model/model.h"
 
+namespace mlaserve {
+class DecodeGraphs;
+}
+
 namespace mlaserve::dist {
 
 class DistributedRunner final : public ModelRunner {
  public:
   // `model` and `dist` must outlive the runner; rank 0 only. max_logit_rows: the most rows a step
-  // samples (the scheduler's sequence cap), the size of the logits ring's slots.
-  DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist, int64_t max_logit_rows);
+  // samples (the scheduler's sequence cap), the size of the logits ring's slots. cuda_graphs: a
+  // pipeline's decode steps of up to max_logit_rows sequences replay CUDA graphs on every stage
+  // (engine/decode_graphs.h; the followers must be given the same max_graph_batch).
+  DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist, int64_t max_logit_rows,
+                    bool cuda_graphs);
   // The same over given groups (a test's layout split from its world): steps_in_flight 0 is one
-  // per stage; `channel` must outlive the runner.
+  // per stage, max_graph_batch 0 no graphs; `channel` must outlive the runner.
   DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel, const StepGroups& groups,
-                    int steps_in_flight, int64_t max_logit_rows);
+                    int steps_in_flight, int64_t max_logit_rows, int64_t max_graph_batch = 0);
   ~DistributedRunner() override;  // waits for the steps in flight, then the other ranks stop
 
   ModelRunnerInfo info() const override;
@@ -98,6 +106,7 @@ class DistributedRunner final : public ModelRunner {
   void offer_ring(int64_t max_logit_rows);  // the logits ring, when the last stage can map it
   void check_alive() const;                 // throws once the run has failed
   void fail(const std::exception& e);       // a step failed on rank 0: the run ends
+  DecodeGraphs* graphs() const;             // the stage's decode graphs, or null
 
   DeepSeekModel& model_;
   DistContext* dist_ = nullptr;  // null for a runner over given groups (tests): no watchdog
@@ -109,10 +118,15 @@ class DistributedRunner final : public ModelRunner {
   std::deque<InFlight> in_flight_;
   int64_t steps_ = 0;                 // steps submitted
   std::shared_ptr<LogitsRing> ring_;  // null: the logits come by NCCL (shared with the fail hook)
+#ifdef MLASERVE_WITH_CUDA
+  std::unique_ptr<DecodeGraphs> graphs_;  // the stage's decode graphs, or null (after cache_)
+#endif
 };
 
-// Every rank but 0: runs the steps rank 0 sends until it sends stop.
-void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist);
-void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel, const StepGroups& groups);
+// Every rank but 0: runs the steps rank 0 sends until it sends stop. max_graph_batch: rank 0's
+// (its max_logit_rows when it has CUDA graphs, else 0).
+void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist, int64_t max_graph_batch);
+void run_follower(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& channel, const StepGroups& groups,
+                  int64_t max_graph_batch = 0);
 
 }  // namespace mlaserve::dist

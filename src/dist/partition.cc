@@ -1,6 +1,8 @@
 #include "dist/partition.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <vector>
 
 namespace mlaserve::dist {
 
@@ -11,13 +13,38 @@ IndexRange even_part(int64_t count, int parts, int index, const char* what) {
   return {index * size, (index + 1) * size};
 }
 
-IndexRange layer_range(int64_t num_layers, int stages, int stage) {
+std::vector<int64_t> layer_costs(const DeepSeekConfig& c) {
+  std::vector<int64_t> costs;
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) costs.push_back(c.is_moe_layer(i) ? 2 : 1);
+  return costs;
+}
+
+IndexRange layer_range(const std::vector<int64_t>& costs, int stages, int stage) {
+  const auto n = static_cast<int64_t>(costs.size());
   MLA_CHECK(stages >= 1 && stage >= 0 && stage < stages, "stage {} of {}", stage, stages);
-  MLA_CHECK(num_layers >= stages, "{} layers cannot fill {} pipeline stages", num_layers, stages);
-  const int64_t base = num_layers / stages, extra = num_layers % stages;
-  const int64_t smaller = stages - extra;  // the first `smaller` stages get `base` layers
-  const int64_t begin = stage * base + std::max<int64_t>(0, stage - smaller);
-  return {begin, begin + base + (stage >= smaller ? 1 : 0)};
+  MLA_CHECK(n >= stages, "{} layers cannot fill {} pipeline stages", n, stages);
+  std::vector<int64_t> cum(static_cast<size_t>(n) + 1, 0);  // cum[k]: the cost of layers [0, k)
+  for (int64_t i = 0; i < n; ++i) cum[static_cast<size_t>(i) + 1] = cum[static_cast<size_t>(i)] + costs[static_cast<size_t>(i)];
+  // Boundary b (after stage b - 1): the layer count whose cost is nearest to b / stages of the
+  // total (the smaller count on a tie), kept at least one layer from its neighbours.
+  const auto boundary = [&](int b) -> int64_t {
+    if (b == 0) return 0;
+    if (b == stages) return n;
+    int64_t best = b;  // compared in units of 1 / stages: |stages · cum[k] - b · total|
+    for (int64_t k = b; k <= n - (stages - b); ++k) {
+      const auto miss = [&](int64_t m) { return std::abs(stages * cum[static_cast<size_t>(m)] - b * cum.back()); };
+      if (miss(k) < miss(best)) best = k;
+    }
+    return best;
+  };
+  int64_t begin = 0;
+  for (int b = 1; b <= stage; ++b) begin = std::max(begin + 1, boundary(b));
+  const int64_t end = stage + 1 == stages ? n : std::max(begin + 1, boundary(stage + 1));
+  return {begin, end};
+}
+
+IndexRange layer_range(int64_t num_layers, int stages, int stage) {
+  return layer_range(std::vector<int64_t>(static_cast<size_t>(std::max<int64_t>(num_layers, 0)), 1), stages, stage);
 }
 
 ShardPlan make_shard_plan(const DeepSeekConfig& c, const ParallelConfig& parallel) {
@@ -35,7 +62,7 @@ ShardPlan make_shard_plan(const DeepSeekConfig& c, const ParallelConfig& paralle
   plan.experts = even_part(c.n_routed_experts, p, r, "routed experts");
   plan.vocab_shard = (c.vocab_size + p - 1) / p;
   plan.vocab = {std::min(c.vocab_size, r * plan.vocab_shard), std::min(c.vocab_size, (r + 1) * plan.vocab_shard)};
-  plan.layers = layer_range(c.num_hidden_layers, parallel.pp_size, plan.pp_rank);
+  plan.layers = layer_range(layer_costs(c), parallel.pp_size, plan.pp_rank);
   return plan;
 }
 

@@ -5,10 +5,11 @@
 //
 // Even splits are required where the math needs them: heads, experts and MLP channels must
 // divide by tp_size (with a clear error otherwise); the vocabulary may not (the last shards are
-// padded); layers go to stages as evenly as possible, the earlier stages taking one more.
+// padded); layers go to stages by their cost (layer_costs), as evenly as contiguous ranges allow.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "dist/parallel_config.h"
 #include "model/config.h"
@@ -20,10 +21,18 @@ namespace mlaserve::dist {
 // `what` names the items in the error).
 IndexRange even_part(int64_t count, int parts, int index, const char* what);
 
-// Layers [begin, end) of stage `stage` of `stages`: sizes differ by at most one, later stages
-// larger: the first stage also holds the embedding and the dense layers that DeepSeek puts first
-// (first_k_dense_replace), and its rank 0 runs the engine and receives the logits. Every stage
-// must get at least one layer.
+// What a layer weighs when the layers are split over pipeline stages: 2 for a MoE layer, 1 for a
+// dense one. At decode a dense layer reads a few hundred MB of weights where a MoE layer reads
+// most of its experts (V2-Lite at 256 sequences: ~0.2 against ~0.5 ms); in a prefill they cost
+// about the same (3.6 against 3.5 ms at 8,192 tokens; H200, 2026-11-29, bench/NOTES-dist.md).
+std::vector<int64_t> layer_costs(const DeepSeekConfig& config);
+
+// Layers [begin, end) of stage `stage` of `stages`, contiguous, each stage at least one layer:
+// the boundary after stage s - 1 is where the layers' summed cost is nearest to s / stages of
+// the whole (the earlier boundary on a tie). V2-Lite PP2: 14 + 13 (the dense layer and 13 MoE
+// layers, then 13 MoE layers); V3 PP4: 16 + 15 + 15 + 15; equal costs: sizes differ by at most one.
+IndexRange layer_range(const std::vector<int64_t>& costs, int stages, int stage);
+// The same with every layer of equal cost.
 IndexRange layer_range(int64_t num_layers, int stages, int stage);
 
 ShardPlan make_shard_plan(const DeepSeekConfig& config, const ParallelConfig& parallel);

@@ -55,8 +55,9 @@ class Reader {
 
 }  // namespace
 
-std::string encode_step(const ForwardBatch& b) {
+std::string encode_step(const ForwardBatch& b, int64_t graph_batch) {
   Writer w(kStep);
+  w.value(graph_batch);
   w.vec(b.token_ids);
   w.vec(b.positions);
   w.vec(b.slot_mapping);
@@ -89,6 +90,8 @@ StepMessage decode_message(std::string_view m) {
   out.kind = StepMessage::Kind::kStep;
   ForwardBatch& b = out.batch;
   Reader r(m.substr(1));
+  out.graph_batch = r.value<int64_t>();
+  MLA_CHECK(out.graph_batch >= 0, "step message: a graph of {} sequences", out.graph_batch);
   b.token_ids = r.vec<int32_t>();
   b.positions = r.vec<int32_t>();
   b.slot_mapping = r.vec<int64_t>();

@@ -5,6 +5,7 @@
 // truncated or corrupt message is an error, never a read past its end.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -15,11 +16,12 @@ namespace mlaserve::dist {
 struct StepMessage {
   enum class Kind { kStep, kRing, kStop };
   Kind kind = Kind::kStop;
-  ForwardBatch batch;  // kStep
-  std::string ring;    // kRing: LogitsRing::handle()
+  ForwardBatch batch;       // kStep
+  int64_t graph_batch = 0;  // kStep: > 0, every stage replays its decode graph of that size
+  std::string ring;         // kRing: LogitsRing::handle()
 };
 
-std::string encode_step(const ForwardBatch& batch);
+std::string encode_step(const ForwardBatch& batch, int64_t graph_batch = 0);
 std::string encode_ring(const std::string& handle);
 std::string encode_stop();
 

@@ -83,9 +83,17 @@ DecodeGraphs::DecodeGraphs(DeepSeekModel& model, LatentCache& cache, int64_t max
 DecodeGraphs::~DecodeGraphs() { graphs_.clear(); }
 
 bool DecodeGraphs::accepts(const ForwardBatch& batch) const {
-  const auto b = static_cast<int64_t>(batch.sequences.size());
   if (disabled_ || model_.profiling() || model_.stage_clock_on()) return false;  // timed forwards run eagerly
-  if (model_.shard().tp_size > 1 || model_.shard().pp_size > 1) return false;
+  if (model_.shard().tp_size > 1) return false;
+  return fits(batch);
+}
+
+int64_t DecodeGraphs::graph_size(const ForwardBatch& batch) const {
+  return accepts(batch) ? padded_graph_batch(batch.num_tokens(), max_batch_) : 0;
+}
+
+bool DecodeGraphs::fits(const ForwardBatch& batch) const {
+  const auto b = static_cast<int64_t>(batch.sequences.size());
   if (b == 0 || b > max_batch_ || batch.num_tokens() != b || static_cast<int64_t>(batch.logit_rows.size()) != b) {
     return false;
   }
@@ -99,8 +107,7 @@ bool DecodeGraphs::accepts(const ForwardBatch& batch) const {
   return true;
 }
 
-DecodeGraphs::Graph& DecodeGraphs::graph_for(int64_t batch_size) {
-  const int64_t g = padded_graph_batch(batch_size, max_batch_);
+DecodeGraphs::Graph& DecodeGraphs::graph_of_size(int64_t g) {
   std::unique_ptr<Graph>& slot = graphs_[g];
   if (slot) return *slot;
   auto graph = std::make_unique<Graph>();
@@ -165,12 +172,12 @@ void DecodeGraphs::upload(Graph& g, const ForwardBatch& batch) {
   MLA_CUDA_CHECK(cudaEventRecord(g.copied, stream));
 }
 
-void DecodeGraphs::capture(Graph& g) {
+Tensor DecodeGraphs::capture(Graph& g) {
   const cudaStream_t stream = as_cuda(stream_);
   AbsorbedRun& run = g.meta.absorbed_runs.front();
   // The eager step: the real step's work, and every lazily created workspace, outside the capture.
   run.plan = ops::MlaDecodePlan::make(run.seq_lens, model_.num_local_heads(), 1, Stream{stream_});
-  model_.run_step(g.meta, cache_);
+  Tensor logits = model_.run_step(g.meta, cache_);
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
 
   DevicePoolScope pool(pool_);
@@ -189,15 +196,17 @@ void DecodeGraphs::capture(Graph& g) {
   cudaGraphDestroy(graph);
   MLA_CUDA_CHECK(err);
   MLA_LOG_INFO("captured the CUDA graph of decode batch {}", g.size);
+  return logits;
 }
 
 Tensor DecodeGraphs::run(const ForwardBatch& batch) {
   MLA_CHECK(accepts(batch), "DecodeGraphs::run: not a decode step a graph can run");
-  Graph& g = graph_for(batch.num_tokens());
+  Graph& g = graph_of_size(padded_graph_batch(batch.num_tokens(), max_batch_));
   upload(g, batch);
+  Tensor logits;
   if (g.exec == nullptr) {
     try {
-      capture(g);
+      logits = capture(g);
     } catch (const std::exception& e) {
       MLA_LOG_WARN("CUDA graph capture of decode batch {} failed, running eagerly from now on: {}", g.size, e.what());
       disabled_ = true;
@@ -205,9 +214,30 @@ Tensor DecodeGraphs::run(const ForwardBatch& batch) {
       graphs_.erase(g.size);
       return model_.forward(batch, cache_);
     }
+  } else {
+    MLA_CUDA_CHECK(cudaGraphLaunch(g.exec, as_cuda(stream_)));
+    logits = g.logits;
   }
-  MLA_CUDA_CHECK(cudaGraphLaunch(g.exec, as_cuda(stream_)));
-  return g.logits.slice(0, batch.num_tokens());
+  return logits.slice(0, batch.num_tokens());
+}
+
+Tensor DecodeGraphs::run(const ForwardBatch& batch, int64_t size) {
+  MLA_CHECK(fits(batch) && size == padded_graph_batch(batch.num_tokens(), max_batch_),
+            "DecodeGraphs::run: a step of {} tokens cannot run in the graph of {} sequences", batch.num_tokens(), size);
+  Graph& g = graph_of_size(size);
+  upload(g, batch);
+  Tensor logits;
+  if (g.exec == nullptr) {
+    logits = capture(g);
+  } else {
+    MLA_CUDA_CHECK(cudaGraphLaunch(g.exec, as_cuda(stream_)));
+    logits = g.logits;
+  }
+  return logits.defined() ? logits.slice(0, batch.num_tokens()) : Tensor();  // none before the last stage
+}
+
+int64_t decode_graph_max_context(const DeepSeekModel& model, int32_t num_cache_blocks) {
+  return std::min<int64_t>(model.config().max_position_embeddings, int64_t{num_cache_blocks} * kCacheBlockSize);
 }
 
 }  // namespace mlaserve

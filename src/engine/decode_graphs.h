@@ -15,9 +15,20 @@
 // the split-KV plan of the absorbed attention is recomputed inside the graph from the new
 // sequence lengths.
 //
-// Not used while the model profiles its regions (events cannot be timed inside a graph), is
-// split across ranks, or caches MHA rows (DeepSeekRunner takes graphs for the latent cache). A capture that fails turns graphs off with a warning; the step then runs
-// eagerly, and so do the later ones. CUDA builds only.
+// On a pipeline stage (a model split by layers, without tensor parallelism) the graph holds the
+// stage's share: the receive of the residual stream from the stage before and the send to the
+// stage after (NCCL operations captured into the graph), and on the last stage the logits. Every
+// stage must then run the step the same way, as the replay of the graph of the same size or
+// eagerly, since the two move differently padded tensors: rank 0 decides (graph_size) and sends
+// the size with the step (dist/step_message.h), and the other stages follow it (run with a size).
+// The step that captures a graph runs once, eagerly, and returns that run's logits, so that a
+// stage exchanges each step's tensors exactly once whether it captures, replays or runs eagerly.
+//
+// Not used while the model profiles its regions (events cannot be timed inside a graph), is split
+// by tensor parallelism, or caches MHA rows (DeepSeekRunner takes graphs for the latent cache). A
+// capture that fails turns graphs off with a warning; the step then runs eagerly, and so do the
+// later ones (on one GPU; a pipeline stage fails the step instead, as its peers could not follow).
+// CUDA builds only.
 #pragma once
 
 #include <cstdint>
@@ -42,16 +53,23 @@ class DecodeGraphs {
 
   // Whether `batch` is a decode step that a graph runs.
   bool accepts(const ForwardBatch& batch) const;
+  // The padded size of the graph that runs `batch`, 0 when it runs eagerly (not accepted).
+  int64_t graph_size(const ForwardBatch& batch) const;
   // Runs an accepted batch; its logits [B, V] f32 on the GPU (valid until the next run).
   Tensor run(const ForwardBatch& batch);
+  // Runs `batch` (B one-token sequences) in the graph of `size` sequences, as a pipeline stage
+  // told the size by rank 0: the logits [B, V] on the last stage (valid until the next run), an
+  // undefined tensor on the others. Fails, rather than running eagerly, when it cannot.
+  Tensor run(const ForwardBatch& batch, int64_t size);
 
   int64_t num_captured() const { return static_cast<int64_t>(graphs_.size()); }
 
  private:
   struct Graph;
-  Graph& graph_for(int64_t batch_size);
+  bool fits(const ForwardBatch& batch) const;  // the shape a graph runs
+  Graph& graph_of_size(int64_t size);
   void upload(Graph& g, const ForwardBatch& batch);
-  void capture(Graph& g);
+  Tensor capture(Graph& g);  // the step's eager run (its logits), then the capture
 
   DeepSeekModel& model_;
   LatentCache& cache_;
@@ -65,5 +83,8 @@ class DecodeGraphs {
 
 // The padded batch sizes that get a graph (up to max_batch; the largest is max_batch itself).
 int64_t padded_graph_batch(int64_t batch_size, int64_t max_batch);
+
+// The longest sequence the graphs of a cache of `num_cache_blocks` blocks must hold.
+int64_t decode_graph_max_context(const DeepSeekModel& model, int32_t num_cache_blocks);
 
 }  // namespace mlaserve

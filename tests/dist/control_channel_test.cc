@@ -47,10 +47,13 @@ bool same(const ForwardBatch& a, const ForwardBatch& b) {
 
 TEST(StepMessage, RoundTripsAndRefusesCorruptMessages) {
   const ForwardBatch b = sample_batch(0);
-  const std::string m = encode_step(b);
+  const std::string m = encode_step(b, 24);
   const StepMessage back = decode_message(m);
   ASSERT_EQ(back.kind, StepMessage::Kind::kStep);
   EXPECT_TRUE(same(back.batch, b));
+  EXPECT_EQ(back.graph_batch, 24);
+  EXPECT_EQ(decode_message(encode_step(b)).graph_batch, 0);
+  EXPECT_THROW(decode_message(encode_step(b, -1)), Error);
   EXPECT_EQ(decode_message(encode_stop()).kind, StepMessage::Kind::kStop);
   const std::string handle("ring\0handle", 11);
   const StepMessage ring = decode_message(encode_ring(handle));
@@ -62,7 +65,7 @@ TEST(StepMessage, RoundTripsAndRefusesCorruptMessages) {
   EXPECT_THROW(decode_message(m + "x"), Error);
   EXPECT_THROW(decode_message(encode_stop() + "x"), Error);
   std::string huge = m;
-  huge[1] = '\xff';  // token count far past the message
+  huge[1 + 8 + 7] = '\x7f';  // after the graph size: a token count far past the message
   EXPECT_THROW(decode_message(huge), Error);
   EXPECT_THROW(decode_message("Z"), Error);
 }

@@ -78,20 +78,43 @@ TEST(Partition, VocabularyThatDoesNotSplitIsPadded) {
 }
 
 TEST(Partition, LayerRangesOfPipelineStages) {
-  EXPECT_EQ(layer_range(27, 2, 0), (IndexRange{0, 13}));  // V2-Lite: the remainder goes last
+  EXPECT_EQ(layer_range(27, 2, 0), (IndexRange{0, 13}));  // equal costs: the earlier boundary on a tie
   EXPECT_EQ(layer_range(27, 2, 1), (IndexRange{13, 27}));
-  EXPECT_EQ(layer_range(61, 4, 0), (IndexRange{0, 15}));  // V3
+  EXPECT_EQ(layer_range(61, 4, 0), (IndexRange{0, 15}));
   EXPECT_EQ(layer_range(61, 4, 1), (IndexRange{15, 30}));
-  EXPECT_EQ(layer_range(61, 4, 3), (IndexRange{45, 61}));
-  EXPECT_EQ(layer_range(62, 4, 2), (IndexRange{30, 46}));
-  for (int stages : {1, 2, 3, 4, 8}) {
+  EXPECT_EQ(layer_range(61, 4, 3), (IndexRange{46, 61}));
+  EXPECT_EQ(layer_range(62, 4, 2), (IndexRange{31, 46}));
+  for (int stages : {1, 2, 3, 4, 8, 61}) {
     std::vector<IndexRange> parts;
     for (int s = 0; s < stages; ++s) parts.push_back(layer_range(61, stages, s));
     expect_tiles(parts, 61, "layers");
-    for (const IndexRange& r : parts) EXPECT_LE(parts.back().size() - r.size(), 1);
-    for (size_t s = 1; s < parts.size(); ++s) EXPECT_GE(parts[s].size(), parts[s - 1].size());
+    const auto [lo, hi] = std::minmax_element(parts.begin(), parts.end(), [](const IndexRange& a, const IndexRange& b) {
+      return a.size() < b.size();
+    });
+    EXPECT_LE(hi->size() - lo->size(), 1) << stages << " stages";
+    EXPECT_GE(lo->size(), 1);
   }
   EXPECT_THROW(layer_range(3, 4, 0), Error);
+}
+
+// DeepSeek's leading dense layers weigh half a MoE layer: V2-Lite's stage 0 takes the dense layer
+// and 13 MoE layers, V3's first of four stages its 3 dense layers and 13 MoE layers.
+TEST(Partition, LayerRangesWeighDenseLayersHalf) {
+  const DeepSeekConfig v2l = preset_config("deepseek-v2-lite"), v3 = preset_config("deepseek-v3");
+  ASSERT_EQ(layer_costs(v2l).front(), 1);
+  ASSERT_EQ(layer_costs(v2l).back(), 2);
+  EXPECT_EQ(layer_range(layer_costs(v2l), 2, 0), (IndexRange{0, 14}));
+  EXPECT_EQ(layer_range(layer_costs(v2l), 2, 1), (IndexRange{14, 27}));
+  const std::vector<int64_t> c3 = layer_costs(v3);
+  std::vector<IndexRange> parts;
+  for (int s = 0; s < 4; ++s) parts.push_back(layer_range(c3, 4, s));
+  EXPECT_EQ(parts, (std::vector<IndexRange>{{0, 16}, {16, 31}, {31, 46}, {46, 61}}));
+  // More stages than MoE layers: every stage still gets a layer.
+  const std::vector<int64_t> tiny = {1, 1, 1, 2};
+  std::vector<IndexRange> four;
+  for (int s = 0; s < 4; ++s) four.push_back(layer_range(tiny, 4, s));
+  expect_tiles(four, 4, "layers");
+  for (const IndexRange& r : four) EXPECT_EQ(r.size(), 1);
 }
 
 // Steps in flight: one without stages; --pipeline-steps-in-flight 0 is one per stage.
@@ -112,7 +135,7 @@ TEST(Partition, TensorTimesPipelineRankLayout) {
     EXPECT_EQ(p.tp_rank, rank % 2);
     EXPECT_EQ(p.pp_rank, rank / 2);
     EXPECT_EQ(pc.rank_of(p.pp_rank, p.tp_rank), rank);
-    EXPECT_EQ(p.layers, rank < 2 ? (IndexRange{0, 30}) : (IndexRange{30, 61}));
+    EXPECT_EQ(p.layers, rank < 2 ? (IndexRange{0, 31}) : (IndexRange{31, 61}));  // 3 dense + 28 MoE, 30 MoE
     EXPECT_EQ(p.heads, rank % 2 == 0 ? (IndexRange{0, 64}) : (IndexRange{64, 128}));
   }
 }

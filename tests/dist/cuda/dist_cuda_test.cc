@@ -584,28 +584,50 @@ std::vector<std::vector<int32_t>> serve_greedy(ModelRunner& runner, const std::v
   return out;
 }
 
-// `make_model(shard)` builds the model (whole, or this rank's share) on this rank's GPU.
+// A runner whose logits outlive its next step: DeepSeekRunner's graph replays return the graph's
+// output, which InFlightRunner's later steps would overwrite before the engine samples it.
+class OwnedLogits final : public ModelRunner {
+ public:
+  explicit OwnedLogits(ModelRunner& inner) : inner_(inner) {}
+  ModelRunnerInfo info() const override { return inner_.info(); }
+  Tensor execute(const ForwardBatch& batch) override {
+    Tensor logits = inner_.execute(batch);
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the replay has written them
+    return logits.clone();
+  }
+
+ private:
+  ModelRunner& inner_;
+};
+
+// `make_model(shard)` builds the model (whole, or this rank's share) on this rank's GPU. With
+// `graphs`, decode steps of up to 6 sequences replay CUDA graphs, on one GPU (the reference: the
+// same padded batches) and on every stage of the pipeline (NCCL's send / receive inside them).
 void engine_on_pipeline(SplitKind kind, const std::function<DeepSeekModel(std::optional<ShardPlan>)>& make_model,
-                        const DeepSeekConfig& config, const std::vector<std::vector<int32_t>>& prompts) {
+                        const DeepSeekConfig& config, const std::vector<std::vector<int32_t>>& prompts,
+                        bool graphs = false) {
   constexpr int32_t kBlocks = 128;
+  constexpr int64_t kGraphBatch = 6;  // serve_greedy's sequences a step
   std::vector<std::vector<int32_t>> want;
   if (rank() == 0) {
     DeepSeekModel model = make_model(std::nullopt);
-    DeepSeekRunner one_gpu(model, kBlocks, RunnerOptions{/*cuda_graphs=*/false});
-    testing::InFlightRunner runner(one_gpu, kind.pp, 5);
+    DeepSeekRunner one_gpu(model, kBlocks, RunnerOptions{graphs, kGraphBatch});
+    OwnedLogits owned(one_gpu);
+    testing::InFlightRunner runner(owned, kind.pp, 5);
     want = serve_greedy(runner, prompts);
   }
   const ParallelConfig pc{kind.tp, kind.pp, rank()};
   DeepSeekModel model = make_model(make_shard_plan(config, pc));
   const StepGroups groups{pc, g_ctx->world(), 1};
+  const int64_t graph_batch = graphs ? kGraphBatch : 0;
   if (rank() != 0) {
-    run_follower(model, kBlocks, g_ctx->channel(), groups);
+    run_follower(model, kBlocks, g_ctx->channel(), groups, graph_batch);
     return;
   }
   // Logits ring slots of 4 rows, fewer than serve_greedy's 6 sequences a step: steps with more
   // rows take NCCL, so both paths run (dist/logits_ring.h).
   constexpr int64_t kRingRows = 4;
-  DistributedRunner runner(model, kBlocks, g_ctx->channel(), groups, 0, kRingRows);
+  DistributedRunner runner(model, kBlocks, g_ctx->channel(), groups, 0, kRingRows, graph_batch);
   ASSERT_EQ(runner.max_in_flight(), kind.pp);
   const std::vector<std::vector<int32_t>> got = serve_greedy(runner, prompts);
   ASSERT_EQ(got.size(), want.size());
@@ -613,23 +635,35 @@ void engine_on_pipeline(SplitKind kind, const std::function<DeepSeekModel(std::o
 }
 
 // World 2: tiny-v2-lite and tiny-v3 (golden models) at PP2.
-class EnginePipeline : public ::testing::TestWithParam<std::string> {};
+class EnginePipeline : public ::testing::TestWithParam<std::string> {
+ protected:
+  void serve_on_pp2(bool graphs) {
+    const std::string dir = testing::tiny_model_dir(GetParam());
+    const DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
+    const Checkpoint ckpt = Checkpoint::open(dir);
+    std::vector<std::vector<int32_t>> prompts;
+    for (const auto& g : testing::load_golden(GetParam())) prompts.push_back(g.prompt);
+    engine_on_pipeline(
+        SplitKind{1, 2},
+        [&](std::optional<ShardPlan> shard) {
+          ModelWeights w = load_weights(ckpt, config, bf16_load(shard));
+          move_weights(w, Device::kCUDA);
+          return DeepSeekModel(config, std::move(w), gpu_options(shard));
+        },
+        config, prompts, graphs);
+  }
+};
 
 TEST_P(EnginePipeline, StepsInFlightGiveOneGpusTokens) {
   REQUIRE_WORLD(2);
-  const std::string dir = testing::tiny_model_dir(GetParam());
-  const DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
-  const Checkpoint ckpt = Checkpoint::open(dir);
-  std::vector<std::vector<int32_t>> prompts;
-  for (const auto& g : testing::load_golden(GetParam())) prompts.push_back(g.prompt);
-  engine_on_pipeline(
-      SplitKind{1, 2},
-      [&](std::optional<ShardPlan> shard) {
-        ModelWeights w = load_weights(ckpt, config, bf16_load(shard));
-        move_weights(w, Device::kCUDA);
-        return DeepSeekModel(config, std::move(w), gpu_options(shard));
-      },
-      config, prompts);
+  serve_on_pp2(/*graphs=*/false);
+}
+
+// The same with the decode steps in CUDA graphs on one GPU and on both stages: the graphs of
+// each padded size are captured on both stages at the same step and replayed after.
+TEST_P(EnginePipeline, DecodeGraphsOnEveryStageGiveOneGpusTokens) {
+  REQUIRE_WORLD(2);
+  serve_on_pp2(/*graphs=*/true);
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, EnginePipeline, ::testing::Values("tiny-v2-lite", "tiny-v3"),
