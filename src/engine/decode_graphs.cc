@@ -199,6 +199,11 @@ Tensor DecodeGraphs::capture(Graph& g) {
   return logits;
 }
 
+Tensor DecodeGraphs::replay(Graph& g) {
+  MLA_CUDA_CHECK(cudaGraphLaunch(g.exec, as_cuda(stream_)));
+  return g.logits;
+}
+
 Tensor DecodeGraphs::run(const ForwardBatch& batch) {
   MLA_CHECK(accepts(batch), "DecodeGraphs::run: not a decode step a graph can run");
   Graph& g = graph_of_size(padded_graph_batch(batch.num_tokens(), max_batch_));
@@ -215,8 +220,7 @@ Tensor DecodeGraphs::run(const ForwardBatch& batch) {
       return model_.forward(batch, cache_);
     }
   } else {
-    MLA_CUDA_CHECK(cudaGraphLaunch(g.exec, as_cuda(stream_)));
-    logits = g.logits;
+    logits = replay(g);
   }
   return logits.slice(0, batch.num_tokens());
 }
@@ -226,13 +230,7 @@ Tensor DecodeGraphs::run(const ForwardBatch& batch, int64_t size) {
             "DecodeGraphs::run: a step of {} tokens cannot run in the graph of {} sequences", batch.num_tokens(), size);
   Graph& g = graph_of_size(size);
   upload(g, batch);
-  Tensor logits;
-  if (g.exec == nullptr) {
-    logits = capture(g);
-  } else {
-    MLA_CUDA_CHECK(cudaGraphLaunch(g.exec, as_cuda(stream_)));
-    logits = g.logits;
-  }
+  const Tensor logits = g.exec == nullptr ? capture(g) : replay(g);
   return logits.defined() ? logits.slice(0, batch.num_tokens()) : Tensor();  // none before the last stage
 }
 

@@ -70,6 +70,7 @@ class DecodeGraphs {
   Graph& graph_of_size(int64_t size);
   void upload(Graph& g, const ForwardBatch& batch);
   Tensor capture(Graph& g);  // the step's eager run (its logits), then the capture
+  Tensor replay(Graph& g);   // the graph's launch; its logits
 
   DeepSeekModel& model_;
   LatentCache& cache_;

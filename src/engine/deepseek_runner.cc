@@ -1,7 +1,5 @@
 #include "engine/deepseek_runner.h"
 
-#include <algorithm>
-
 #ifdef MLASERVE_WITH_CUDA
 #include "engine/decode_graphs.h"
 #endif
@@ -23,9 +21,8 @@ DeepSeekRunner::DeepSeekRunner(DeepSeekModel& model, int32_t num_cache_blocks, R
       cache_(model.make_cache(num_cache_blocks)) {
 #ifdef MLASERVE_WITH_CUDA
   if (graphs_wanted(model, options)) {
-    const int64_t max_context =
-        std::min<int64_t>(model.config().max_position_embeddings, int64_t{num_cache_blocks} * kCacheBlockSize);
-    graphs_ = std::make_unique<DecodeGraphs>(model, cache_, options.max_graph_batch, max_context);
+    graphs_ = std::make_unique<DecodeGraphs>(model, cache_, options.max_graph_batch,
+                                             decode_graph_max_context(model, num_cache_blocks));
   }
 #else
   (void)options;  // no graphs without CUDA
