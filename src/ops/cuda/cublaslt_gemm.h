@@ -26,7 +26,8 @@
 //     with a message (run the graph's shapes once, eagerly, before capturing);
 //   - per problem (shapes, strides, dtypes, batch and the pointers' alignments): the matmul
 //     and layout descriptors and the heuristic's first algorithm. A new shape costs a host-side
-//     heuristic query (~10-100 us) once, capture or not.
+//     heuristic query once, capture or not (~0.4-0.5 ms each on the engine's shapes, H200 host,
+//     2026-11-28/29: 398-725 plans, 0.2-0.3 s of host time in a 1,000-request benchmark).
 #pragma once
 
 #include <cuda_runtime_api.h>
