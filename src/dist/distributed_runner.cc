@@ -61,15 +61,14 @@ int64_t stage_graph_size(const DecodeGraphs* graphs, const ForwardBatch& batch) 
 
 #ifdef MLASERVE_WITH_CUDA
 // Decode graphs of this rank's share (engine/decode_graphs.h) for up to max_graph_batch sequences
-// (0: none): two pipeline stages without tensor parallelism (the layout they have run in on GPUs,
-// 2026-11-29; more stages keep eager steps until measured), on the GPU, with the latent cache and
-// one micro-batch a step; null otherwise. The stages must agree: rank 0 sends each step's graph
+// (0: none): two pipeline stages (the layout they have run in on GPUs, 2026-11-29; more stages
+// keep eager steps until measured) that DecodeGraphs supports, one micro-batch a step; null
+// otherwise. The stages must agree: rank 0 sends each step's graph
 // size, the others replay it.
 std::unique_ptr<DecodeGraphs> stage_graphs(DeepSeekModel& model, LatentCache& cache, const StepGroups& groups,
                                            int64_t max_graph_batch) {
   const ParallelConfig& pc = groups.parallel;
-  if (max_graph_batch <= 0 || pc.pp_size != 2 || pc.tp_size > 1 || groups.micro_batches != 1 ||
-      model.weights().embed.device() != Device::kCUDA || model.cache_row_dim() != model.config().kv_cache_dim) {
+  if (max_graph_batch <= 0 || pc.pp_size != 2 || groups.micro_batches != 1 || !decode_graphs_supported(model)) {
     return nullptr;
   }
   const auto blocks = static_cast<int32_t>(cache.num_blocks());

@@ -30,9 +30,10 @@ IndexRange layer_range(const std::vector<int64_t>& costs, int stages, int stage)
   const auto boundary = [&](int b) -> int64_t {
     if (b == 0) return 0;
     if (b == stages) return n;
-    int64_t best = b;  // compared in units of 1 / stages: |stages · cum[k] - b · total|
+    // |stages · cum[k] - b · total|: the miss in units of 1 / stages of the total
+    const auto miss = [&](int64_t k) { return std::abs(stages * cum[static_cast<size_t>(k)] - b * cum.back()); };
+    int64_t best = b;
     for (int64_t k = b; k <= n - (stages - b); ++k) {
-      const auto miss = [&](int64_t m) { return std::abs(stages * cum[static_cast<size_t>(m)] - b * cum.back()); };
       if (miss(k) < miss(best)) best = k;
     }
     return best;
@@ -41,10 +42,6 @@ IndexRange layer_range(const std::vector<int64_t>& costs, int stages, int stage)
   for (int b = 1; b <= stage; ++b) begin = std::max(begin + 1, boundary(b));
   const int64_t end = stage + 1 == stages ? n : std::max(begin + 1, boundary(stage + 1));
   return {begin, end};
-}
-
-IndexRange layer_range(int64_t num_layers, int stages, int stage) {
-  return layer_range(std::vector<int64_t>(static_cast<size_t>(std::max<int64_t>(num_layers, 0)), 1), stages, stage);
 }
 
 ShardPlan make_shard_plan(const DeepSeekConfig& c, const ParallelConfig& parallel) {

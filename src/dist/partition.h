@@ -32,8 +32,6 @@ std::vector<int64_t> layer_costs(const DeepSeekConfig& config);
 // the whole (the earlier boundary on a tie). V2-Lite PP2: 14 + 13 (the dense layer and 13 MoE
 // layers, then 13 MoE layers); V3 PP4: 16 + 15 + 15 + 15; equal costs: sizes differ by at most one.
 IndexRange layer_range(const std::vector<int64_t>& costs, int stages, int stage);
-// The same with every layer of equal cost.
-IndexRange layer_range(int64_t num_layers, int stages, int stage);
 
 ShardPlan make_shard_plan(const DeepSeekConfig& config, const ParallelConfig& parallel);
 

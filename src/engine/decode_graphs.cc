@@ -67,6 +67,8 @@ DecodeGraphs::DecodeGraphs(DeepSeekModel& model, LatentCache& cache, int64_t max
       max_batch_(max_batch),
       max_blocks_((max_context + kCacheBlockSize - 1) / kCacheBlockSize),
       pool_(new_device_pool()) {
+  MLA_CHECK(decode_graphs_supported(model), "DecodeGraphs: the model is split by tensor parallelism, on the CPU or "
+            "caches MHA rows");
   MLA_CHECK(cache.num_blocks() >= 1, "DecodeGraphs: the cache has no blocks");
   MLA_CHECK(max_batch >= 1 && max_context >= 1, "DecodeGraphs: max_batch {} and max_context {} must be positive",
             max_batch, max_context);
@@ -84,7 +86,6 @@ DecodeGraphs::~DecodeGraphs() { graphs_.clear(); }
 
 bool DecodeGraphs::accepts(const ForwardBatch& batch) const {
   if (disabled_ || model_.profiling() || model_.stage_clock_on()) return false;  // timed forwards run eagerly
-  if (model_.shard().tp_size > 1) return false;
   return fits(batch);
 }
 
@@ -232,6 +233,11 @@ Tensor DecodeGraphs::run(const ForwardBatch& batch, int64_t size) {
   upload(g, batch);
   const Tensor logits = g.exec == nullptr ? capture(g) : replay(g);
   return logits.defined() ? logits.slice(0, batch.num_tokens()) : Tensor();  // none before the last stage
+}
+
+bool decode_graphs_supported(const DeepSeekModel& model) {
+  return model.weights().embed.device() == Device::kCUDA && model.shard().tp_size == 1 &&
+         model.cache_row_dim() == model.config().kv_cache_dim;  // the latent layout
 }
 
 int64_t decode_graph_max_context(const DeepSeekModel& model, int32_t num_cache_blocks) {

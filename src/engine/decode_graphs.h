@@ -85,6 +85,10 @@ class DecodeGraphs {
 // The padded batch sizes that get a graph (up to max_batch; the largest is max_batch itself).
 int64_t padded_graph_batch(int64_t batch_size, int64_t max_batch);
 
+// Whether DecodeGraphs can run `model`'s decode steps: weights on the GPU, the latent cache
+// layout, no tensor parallelism (the runners add their own conditions: options, stage counts).
+bool decode_graphs_supported(const DeepSeekModel& model);
+
 // The longest sequence the graphs of a cache of `num_cache_blocks` blocks must hold.
 int64_t decode_graph_max_context(const DeepSeekModel& model, int32_t num_cache_blocks);
 

@@ -9,8 +9,7 @@ namespace {
 
 #ifdef MLASERVE_WITH_CUDA
 bool graphs_wanted(const DeepSeekModel& model, const RunnerOptions& options) {
-  return options.cuda_graphs && model.weights().embed.device() == Device::kCUDA && model.shard().tp_size == 1 &&
-         model.shard().pp_size == 1 && model.cache_row_dim() == model.config().kv_cache_dim;  // latent layout
+  return options.cuda_graphs && model.shard().pp_size == 1 && decode_graphs_supported(model);
 }
 #endif
 

@@ -77,16 +77,18 @@ TEST(Partition, VocabularyThatDoesNotSplitIsPadded) {
   EXPECT_EQ(make_shard_plan(c, ParallelConfig{4, 1, 3}).vocab_shard, 251);
 }
 
+std::vector<int64_t> equal(int64_t layers) { return std::vector<int64_t>(static_cast<size_t>(layers), 1); }
+
 TEST(Partition, LayerRangesOfPipelineStages) {
-  EXPECT_EQ(layer_range(27, 2, 0), (IndexRange{0, 13}));  // equal costs: the earlier boundary on a tie
-  EXPECT_EQ(layer_range(27, 2, 1), (IndexRange{13, 27}));
-  EXPECT_EQ(layer_range(61, 4, 0), (IndexRange{0, 15}));
-  EXPECT_EQ(layer_range(61, 4, 1), (IndexRange{15, 30}));
-  EXPECT_EQ(layer_range(61, 4, 3), (IndexRange{46, 61}));
-  EXPECT_EQ(layer_range(62, 4, 2), (IndexRange{31, 46}));
+  EXPECT_EQ(layer_range(equal(27), 2, 0), (IndexRange{0, 13}));  // equal costs: the earlier boundary on a tie
+  EXPECT_EQ(layer_range(equal(27), 2, 1), (IndexRange{13, 27}));
+  EXPECT_EQ(layer_range(equal(61), 4, 0), (IndexRange{0, 15}));
+  EXPECT_EQ(layer_range(equal(61), 4, 1), (IndexRange{15, 30}));
+  EXPECT_EQ(layer_range(equal(61), 4, 3), (IndexRange{46, 61}));
+  EXPECT_EQ(layer_range(equal(62), 4, 2), (IndexRange{31, 46}));
   for (int stages : {1, 2, 3, 4, 8, 61}) {
     std::vector<IndexRange> parts;
-    for (int s = 0; s < stages; ++s) parts.push_back(layer_range(61, stages, s));
+    for (int s = 0; s < stages; ++s) parts.push_back(layer_range(equal(61), stages, s));
     expect_tiles(parts, 61, "layers");
     const auto [lo, hi] = std::minmax_element(parts.begin(), parts.end(), [](const IndexRange& a, const IndexRange& b) {
       return a.size() < b.size();
@@ -94,7 +96,7 @@ TEST(Partition, LayerRangesOfPipelineStages) {
     EXPECT_LE(hi->size() - lo->size(), 1) << stages << " stages";
     EXPECT_GE(lo->size(), 1);
   }
-  EXPECT_THROW(layer_range(3, 4, 0), Error);
+  EXPECT_THROW(layer_range(equal(3), 4, 0), Error);
 }
 
 // DeepSeek's leading dense layers weigh half a MoE layer: V2-Lite's stage 0 takes the dense layer
