@@ -295,7 +295,8 @@ __global__ void __launch_bounds__(kMoeGemvThreads, kMoeGemvMinCtasPerSm)
 #pragma unroll
         for (int kb = 0; kb < 2; ++kb) {
           const uint32_t at = static_cast<uint32_t>(u) * kMoeGemvUnitBytes + kb * 64;
-          av[i][kb] = has_row && u < units ? __ldcg(reinterpret_cast<const uint4*>(act_row + at)) : make_uint4(0, 0, 0, 0);
+          av[i][kb] =
+              has_row && u < units ? __ldcg(reinterpret_cast<const uint4*>(act_row + at)) : make_uint4(0, 0, 0, 0);
         }
       }
     };

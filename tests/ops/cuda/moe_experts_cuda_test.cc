@@ -125,7 +125,9 @@ std::string variant_name(const Variant& v) {
   if (const auto* path = std::get_if<MoeExpertsPath>(&v)) {
     return *path == MoeExpertsPath::kGemv ? "gemv" : *path == MoeExpertsPath::kGroupedGemm ? "grouped gemm" : "auto";
   }
-  if (const auto* ring = std::get_if<MoeDecodeRing>(&v)) return "decode ring " + std::to_string(static_cast<int>(*ring));
+  if (const auto* ring = std::get_if<MoeDecodeRing>(&v)) {
+    return "decode ring " + std::to_string(static_cast<int>(*ring));
+  }
   return "moe_experts";
 }
 
@@ -309,7 +311,8 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
         touched += std::any_of(bits + r * s.hidden, bits + (r + 1) * s.hidden, [](uint16_t b) { return b != 0xFFFF; });
       }
       EXPECT_EQ(touched, 0) << name << ": rows outside the experts' range were written";
-      EXPECT_EQ(count_nonfinite(out_host.slice(first, last)), 0) << name << ": outputs unwritten (poison) or not finite";
+      EXPECT_EQ(count_nonfinite(out_host.slice(first, last)), 0)
+          << name << ": outputs unwritten (poison) or not finite";
       testing::RowErrorAccumulator errors;
       for (const auto& [rows_e, ref] : refs) {
         const Tensor got = gather_rows_f32(out_host, rows_e);
