@@ -169,35 +169,45 @@ __device__ __forceinline__ void mma_k_block(float (&d)[4], const uint4& w_lo, co
 
 // Rows [row0, row0 + n) of p.a quantised to e4m3 per 128-wide group into shared memory: codes of
 // row j at codes + j · code_stride, scales[j · K / 128 + group]. Every thread of the CTA calls it;
-// half-warps take the (row, group) tasks, 8 values a lane.
+// half-warps take the (row, group) tasks, 8 values a lane, kBatch tasks a half-warp with their
+// loads issued together (one trip to L2 per 32 tasks: a row of V2-Lite's H, two of V3's). Two,
+// not more: the FP8 kernels hold the first step's weights (32 registers) across this, and four
+// doubled their spills (ptxas).
 __device__ __forceinline__ void quantize_rows(const MoeGemvParams& p, int row0, int n, float* scales, uint8_t* codes,
                                               int code_stride) {
+  constexpr int kBatch = 2, kStride = 2 * kMoeGemvWarps;  // tasks apart within a batch
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int half = lane / 16, l16 = lane % 16;
   const int groups = p.k / 128, tasks = n * groups;
-  for (int base = 2 * warp; base < tasks; base += 2 * kMoeGemvWarps) {  // warp-uniform trip count
-    const int task = base + half;
-    const bool valid = task < tasks;
-    const int j = valid ? task / groups : 0, q = valid ? task - j * groups : 0;
-    float v[8];
-    const uint4 raw = valid ? __ldcg(reinterpret_cast<const uint4*>(p.a + int64_t{row0 + j} * p.k + q * 128 + 8 * l16))
+  for (int base = 2 * warp + half; base - half < tasks; base += kStride * kBatch) {  // warp-uniform trip count
+    uint4 raw[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int task = base + b * kStride, j = task / groups, q = task - j * groups;
+      raw[b] = task < tasks ? __ldcg(reinterpret_cast<const uint4*>(p.a + int64_t{row0 + j} * p.k + q * 128 + 8 * l16))
                             : make_uint4(0, 0, 0, 0);
-    unpack_bf16x8(raw, v);
-    float amax = p.amax_floor;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(v[i]));  // fmaxf skips NaN, as the quantiser
-#pragma unroll
-    for (int d = 1; d < 16; d <<= 1) amax = fmaxf(amax, __shfl_xor_sync(kFullMask, amax, d));  // the half-warp
-    const float scale = fp8_act_scale(amax, p.ue8m0);
-    uint32_t lo = 0, hi = 0;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      lo |= static_cast<uint32_t>(fp8_act_quantize(v[i], scale)) << (8 * i);
-      hi |= static_cast<uint32_t>(fp8_act_quantize(v[4 + i], scale)) << (8 * i);
     }
-    if (valid) {
-      *reinterpret_cast<uint2*>(codes + j * code_stride + q * 128 + 8 * l16) = make_uint2(lo, hi);
-      if (l16 == 0) scales[j * groups + q] = scale;
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int task = base + b * kStride, j = task / groups, q = task - j * groups;
+      float v[8];
+      unpack_bf16x8(raw[b], v);
+      float amax = p.amax_floor;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(v[i]));  // fmaxf skips NaN, as the quantiser
+#pragma unroll
+      for (int d = 1; d < 16; d <<= 1) amax = fmaxf(amax, __shfl_xor_sync(kFullMask, amax, d));  // the half-warp
+      const float scale = fp8_act_scale(amax, p.ue8m0);
+      uint32_t lo = 0, hi = 0;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        lo |= static_cast<uint32_t>(fp8_act_quantize(v[i], scale)) << (8 * i);
+        hi |= static_cast<uint32_t>(fp8_act_quantize(v[4 + i], scale)) << (8 * i);
+      }
+      if (task < tasks) {
+        *reinterpret_cast<uint2*>(codes + j * code_stride + q * 128 + 8 * l16) = make_uint2(lo, hi);
+        if (l16 == 0) scales[j * groups + q] = scale;
+      }
     }
   }
 }
