@@ -142,6 +142,12 @@ const std::vector<Variant> kAllRings = {MoeDecodeRing::kAuto,   MoeDecodeRing::k
                                         MoeDecodeRing::k4PerSm, MoeDecodeRing::k5PerSm, MoeDecodeRing::k7PerSm,
                                         MoeDecodeRing::kStream};
 const std::vector<Variant> kBothPaths = {MoeExpertsPath::kGemv, MoeExpertsPath::kGroupedGemm};
+// The decode-size cases: every ring of the decode tiles and the GEMV.
+const std::vector<Variant> kRingsAndGemv = [] {
+  std::vector<Variant> v = kAllRings;
+  v.push_back(MoeExpertsPath::kGemv);
+  return v;
+}();
 
 // The GEMV path against the grouped GEMMs (check_paths): both are within kRelL2 of the fp32
 // reference, but they differ from each other only by fp32 summation order (both mma.sync bf16,
@@ -547,22 +553,23 @@ TEST_F(MoeExpertsCuda, SmallNoRowsIsANoOp) {
 // 1024 and 4096 (prefill, wgmma).
 TEST_F(MoeExpertsCuda, V2Lite) { check_model(kV2Lite, 24, {1, 64, 256, 1024, 4096}); }
 
-// The decode tiles with every ring (and the model's dispatch, which picks them) at 1 to 8 rows
-// per expert (decode batches of 1 to 8 tokens: at most one row a token per expert): V2-Lite (64
-// experts, H 2048, K 32 and 22 k-tiles) with k = 6 experts of 1, 2 and 8 rows each (one step of
-// 1, 2 and 8 tokens that agree on their experts), 8 experts of 1 .. 8 rows, and skewed routings;
-// V2 (160 experts, H 5120, Im 1536).
+// The decode tiles with every ring, and the GEMV (forced), at 1 to 8 rows per expert (decode
+// batches of 1 to 8 tokens: at most one row a token per expert); then the model's dispatch (the
+// GEMV up to 16 rows, the decode tiles above): V2-Lite (64 experts, H 2048, K 32 and 22 k-tiles)
+// with k = 6 experts of 1, 2 and 8 rows each (one step of 1, 2 and 8 tokens that agree on their
+// experts), 8 experts of 1 .. 8 rows, and skewed routings; V2 (160 experts, H 5120, Im 1536).
 TEST_F(MoeExpertsCuda, V2LiteDecodeRowsPerExpert) {
   const uint64_t seed = fresh_seed();
   std::vector<int64_t> pool(12);
   std::iota(pool.begin(), pool.end(), 50);
   make_weights(kV2Lite, pool, seed);
   for (int32_t each : {1, 2, 8}) {
-    check_step(uniform_counts(kV2Lite, pool, kV2Lite.top_k, each), seed + 1 + each, /*check_all=*/true, kAllRings);
+    check_step(uniform_counts(kV2Lite, pool, kV2Lite.top_k, each), seed + 1 + each, /*check_all=*/true,
+               kRingsAndGemv);
   }
   std::vector<int32_t> counts(64, 0);
   for (int64_t i = 0; i < 8; ++i) counts[static_cast<size_t>(pool[i])] = static_cast<int32_t>(i + 1);  // 1 .. 8 rows
-  check_step(counts, seed + 20, /*check_all=*/true, kAllRings);
+  check_step(counts, seed + 20, /*check_all=*/true, kRingsAndGemv);
   std::mt19937_64 rng(seed);
   for (int64_t t : {1, 2, 8}) check_step(skewed_counts(kV2Lite, pool, t, rng), seed + 100 + t, /*check_all=*/true);
 }
@@ -585,21 +592,22 @@ TEST_F(MoeExpertsCuda, V2DecodeRowsPerExpert) {
   make_weights(kV2, {3, 77, 80, 120, 158, 159}, seed);
   std::vector<int32_t> counts(160, 0);
   counts[3] = 1, counts[77] = 8, counts[80] = 2, counts[120] = 5, counts[159] = 3;
-  check_step(counts, seed + 1, /*check_all=*/true, kAllRings);
+  check_step(counts, seed + 1, /*check_all=*/true, kRingsAndGemv);
   std::mt19937_64 rng(seed);
   for (int64_t t : {1, 8}) check_step(skewed_counts(kV2, {3, 77, 80, 120, 158, 159}, t, rng), seed + 50 + t, true);
 }
 
 // V3 (256 experts, H 7168, Im 2048; 22.5 GB of stacked weights, 8 of them random): k = 8 experts
-// of 1, 2 and 8 rows each with every ring (the model's 1-token step: gate_up 512 CTAs, down 896;
-// the CPU checks every row at 1 and 2 rows, three rows of each expert at 8), then skewed
-// routings of 1, 2 and 8 tokens over the model's dispatch.
+// of 1, 2 and 8 rows each with every ring and the GEMV (the decode tiles' 1-token step: gate_up
+// 512 CTAs, down 896; the CPU checks every row at 1 and 2 rows, three rows of each expert at 8),
+// then skewed routings of 1, 2 and 8 tokens over the model's dispatch.
 TEST_F(MoeExpertsCuda, V3DecodeRowsPerExpert) {
   const uint64_t seed = fresh_seed();
   const std::vector<int64_t> pool = {0, 17, 63, 64, 128, 200, 254, 255};
   make_weights(kV3, pool, seed);
   for (int32_t each : {1, 2, 8}) {
-    check_step(uniform_counts(kV3, pool, kV3.top_k, each), seed + 1 + each, /*check_all=*/each <= 2, kAllRings);
+    check_step(uniform_counts(kV3, pool, kV3.top_k, each), seed + 1 + each, /*check_all=*/each <= 2,
+               kRingsAndGemv);
   }
   std::mt19937_64 rng(seed);
   for (int64_t t : {1, 2, 8}) check_step(skewed_counts(kV3, pool, t, rng), seed + 100 + t, /*check_all=*/false);
