@@ -61,8 +61,8 @@ Tensor DeepSeekModel::ffn(int64_t layer, const Tensor& m) {
 }
 
 // Router in fp32 -> pairs grouped by expert -> rows gathered in expert order (one op,
-// moe_route_gather.h: one kernel at decode sizes) -> all experts as one grouped op -> weighted
-// combine onto the shared experts' output. No host synchronisation.
+// moe_route_gather.h: one kernel at decode sizes, the router's GEMV included) -> all experts as
+// one grouped op -> weighted combine onto the shared experts' output. No host synchronisation.
 // At decode sizes (t <= kSideBranchMaxTokens) the shared experts run on the side stream beside
 // the router and the routed experts, which do not depend on them: two chains of small kernels
 // overlap (at one token the shared experts' ~15 us hide behind the routed chain's ~45 us); the
@@ -90,14 +90,14 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
 
   mark("moe.route");
   Tensor logits = f32({t, num_experts});  // fp32 accumulation and output (§5.1)
-  ops::linear(m, w.router, logits, stream);
   const Device dev = options_.device;
   ops::MoeRouteGatherOutputs routed_rows{
       {f32({t, k}), Tensor::empty({t, k}, DType::kI32, dev)},  // [T, k] weights and expert ids
       {Tensor::empty({num_experts + 1}, DType::kI32, dev), Tensor::empty({t * k}, DType::kI32, dev),
        Tensor::empty({t * k}, DType::kI32, dev)},
       act({t * k, hidden})};  // [T·k, H] token rows in expert order
-  ops::moe_route_and_gather(logits, w.correction_bias, router_params(config_), m, routed_rows, stream);
+  ops::moe_router_route_and_gather(m, w.router, w.correction_bias, router_params(config_), logits, route_arrivals_,
+                                   routed_rows, stream);
   const ops::RouterOutputs& route = routed_rows.route;
   const ops::MoeGrouping& groups = routed_rows.grouping;
   const Tensor& gathered = routed_rows.gathered;

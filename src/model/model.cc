@@ -30,6 +30,7 @@ DeepSeekModel::DeepSeekModel(DeepSeekConfig config, ModelWeights weights, ModelO
   MLA_CHECK(weights_.embed.device() == options_.device, "the weights are on {}, the model is set to run on {}",
             device_name(weights_.embed.device()), device_name(options_.device));
   act_dtype_ = options_.device == Device::kCPU ? DType::kF32 : DType::kBF16;
+  if (options_.device != Device::kCPU) route_arrivals_ = Tensor::zeros({1}, DType::kI32, options_.device);
   if (config_.fp8 && config_.fp8->scale_format == ScaleFormat::kUE8M0) {
     act_quant_.scale_format = ops::Fp8ScaleFormat::kUE8M0;
   }

@@ -211,6 +211,7 @@ class DeepSeekModel {
   ops::ActQuantParams act_quant_;
   DType act_dtype_ = DType::kF32;
   Tensor cos_sin_;
+  Tensor route_arrivals_;  // GPU: [1] i32, moe_router_route_and_gather's counter (zero between calls)
   SideStream side_;  // GPU: made at the first fork (the first step runs on the model's device)
   std::unique_ptr<RegionTimer> timer_;  // set while profiling
   RegionTotals profile_;

@@ -26,13 +26,30 @@ struct MoeRouteGatherOutputs {
   Tensor gathered;       // [T·k, H] rows in expert order
 };
 
+// moe_router_route_and_gather: the router's linear too, logits = x · router_weightᵀ in fp32
+// (MODEL_SPEC §5.1), then moe_route_and_gather on them.
+//   router_weight    [E, H]
+//   logits           [T, E] f32, written (the routing's input, kept as a workspace)
+//   arrivals         [1] i32 on the GPU (unused on the CPU): zero before the first call; every call
+//                    leaves it zero. The one-kernel path's CTAs count their arrivals in it.
+// On the GPU, up to kGemvMaxTokens = 8 tokens with the one-kernel limits of moe_route_and_gather
+// and bf16 x and router_weight, one kernel does all of it (moe_route_gather.cuh): the router's
+// GEMV CTAs, of which the last to finish routes, groups and gathers. Its logits are
+// linear_cuda's bits and its outputs those of moe_route_and_gather on them.
+
 // x and gathered f32 (host tensors).
 void moe_route_and_gather_cpu(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
                               const Tensor& x, MoeRouteGatherOutputs& out);
 
-// Dispatch by device (ops/dispatch.h): the model graph calls this.
+void moe_router_route_and_gather_cpu(const Tensor& x, const Tensor& router_weight, const Tensor& correction_bias,
+                                     const RouterParams& params, Tensor& logits, MoeRouteGatherOutputs& out);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
 void moe_route_and_gather(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
                           const Tensor& x, MoeRouteGatherOutputs& out, Stream stream = {});
+void moe_router_route_and_gather(const Tensor& x, const Tensor& router_weight, const Tensor& correction_bias,
+                                 const RouterParams& params, Tensor& logits, Tensor& arrivals,
+                                 MoeRouteGatherOutputs& out, Stream stream = {});
 
 }  // namespace mlaserve::ops
 
@@ -48,6 +65,11 @@ namespace mlaserve::ops {
 // code; an integer sort; a copy); otherwise moe_route_cuda then moe_group_and_gather_cuda.
 void moe_route_and_gather_cuda(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
                                const Tensor& x, MoeRouteGatherOutputs& out, cudaStream_t stream);
+// moe_router_route_and_gather on the GPU: x bf16, router_weight bf16 (else linear_cuda, then the
+// op above), arrivals as described there.
+void moe_router_route_and_gather_cuda(const Tensor& x, const Tensor& router_weight, const Tensor& correction_bias,
+                                      const RouterParams& params, Tensor& logits, Tensor& arrivals,
+                                      MoeRouteGatherOutputs& out, cudaStream_t stream);
 
 }  // namespace mlaserve::ops
 #endif  // MLASERVE_WITH_CUDA

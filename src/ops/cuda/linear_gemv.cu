@@ -11,31 +11,13 @@
 namespace mlaserve::ops {
 namespace {
 
-template <int kT, typename OutT>
-void launch_tokens(const gpu::GemvParams<OutT>& p, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>((int64_t{p.n} + gpu::kGemvRows - 1) / gpu::kGemvRows));
-  switch (gpu::gemv_unroll(p.k, kT)) {
-    case 1: return gpu::launch_programmatic(gpu::linear_gemv_bf16_kernel<kT, 1, OutT>, grid, gpu::kGemvThreads, 0, stream, p);
-    case 2: return gpu::launch_programmatic(gpu::linear_gemv_bf16_kernel<kT, 2, OutT>, grid, gpu::kGemvThreads, 0, stream, p);
-    default:
-      if constexpr (kT < 8) {
-        return gpu::launch_programmatic(gpu::linear_gemv_bf16_kernel<kT, 4, OutT>, grid, gpu::kGemvThreads, 0, stream, p);
-      }
-      MLA_FAIL("linear_gemv_cuda: no 4-chunk step for {} tokens", kT);
-  }
-}
-
 template <typename OutT>
 void launch(const gpu::GemvParams<OutT>& p, cudaStream_t stream) {
-  if (p.t <= 1) {
-    launch_tokens<1>(p, stream);
-  } else if (p.t <= 2) {
-    launch_tokens<2>(p, stream);
-  } else if (p.t <= 4) {
-    launch_tokens<4>(p, stream);
-  } else {
-    launch_tokens<8>(p, stream);
-  }
+  const dim3 grid(static_cast<unsigned>((int64_t{p.n} + gpu::kGemvRows - 1) / gpu::kGemvRows));
+  gpu::gemv_dispatch(p.t, p.k, [&](auto kt, auto unroll) {
+    gpu::launch_programmatic(gpu::linear_gemv_bf16_kernel<decltype(kt)::value, decltype(unroll)::value, OutT>, grid,
+                             gpu::kGemvThreads, 0, stream, p);
+  });
 }
 
 }  // namespace

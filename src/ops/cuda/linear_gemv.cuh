@@ -34,7 +34,9 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <type_traits>
 
+#include "core/error.h"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/reduce.cuh"
 #include "ops/cuda/vec.cuh"
@@ -78,10 +80,11 @@ inline constexpr int kGemvMinCtasPerSm = kT == 1 ? (kUnroll == 1 ? 6 : kUnroll =
                                          : kT == 4 ? (kUnroll == 1 ? 3 : kUnroll == 2 ? 2 : 1)
                                          : kUnroll == 1 ? 2 : 1;
 
-// grid ceil(N / kGemvRows), block kGemvThreads, launched with launch_programmatic.
+// The work of one CTA (blockIdx.x) of linear_gemv_bf16_kernel below, for kernels that do more
+// after it (moe_route_gather.cuh): every thread of the CTA calls it; it waits for the kernel
+// before (grid_dependency_wait) and lets the next one launch, as the note at the top says.
 template <int kT, int kUnroll, typename OutT>
-__global__ void __launch_bounds__(kGemvThreads, (kGemvMinCtasPerSm<kT, kUnroll>))
-    linear_gemv_bf16_kernel(GemvParams<OutT> p) {
+__device__ __forceinline__ void linear_gemv_bf16_cta(const GemvParams<OutT>& p) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t row0 = int64_t{blockIdx.x} * kGemvRows;
   constexpr int kStepChunks = kGemvWarps * kUnroll;  // chunks of K per step of the CTA
@@ -162,6 +165,33 @@ __global__ void __launch_bounds__(kGemvThreads, (kGemvMinCtasPerSm<kT, kUnroll>)
       store_vec<1>(p.out + int64_t{j} * p.n + row, v);
     }
   }
+}
+
+// grid ceil(N / kGemvRows), block kGemvThreads, launched with launch_programmatic.
+template <int kT, int kUnroll, typename OutT>
+__global__ void __launch_bounds__(kGemvThreads, (kGemvMinCtasPerSm<kT, kUnroll>))
+    linear_gemv_bf16_kernel(GemvParams<OutT> p) {
+  linear_gemv_bf16_cta<kT, kUnroll>(p);
+}
+
+// Host side: calls f(std::integral_constant<int, kT>{}, std::integral_constant<int, kUnroll>{})
+// with the instantiation that runs T tokens (1 <= T <= kGemvMaxTokens) over K input channels.
+template <typename F>
+void gemv_dispatch(int64_t t, int64_t k, F&& f) {
+  const auto tokens = [&](auto kt) {
+    constexpr int kT = decltype(kt)::value;
+    switch (gemv_unroll(k, kT)) {
+      case 1: return f(kt, std::integral_constant<int, 1>{});
+      case 2: return f(kt, std::integral_constant<int, 2>{});
+      default:
+        if constexpr (kT < 8) return f(kt, std::integral_constant<int, 4>{});
+        MLA_FAIL("gemv_dispatch: no 4-chunk step for {} tokens", kT);
+    }
+  };
+  if (t <= 1) return tokens(std::integral_constant<int, 1>{});
+  if (t <= 2) return tokens(std::integral_constant<int, 2>{});
+  if (t <= 4) return tokens(std::integral_constant<int, 4>{});
+  tokens(std::integral_constant<int, 8>{});
 }
 
 }  // namespace mlaserve::ops::gpu

@@ -1,5 +1,5 @@
-// moe_route_and_gather on the GPU: argument checks and launch. The design note and the kernel are
-// in moe_route_gather.cuh.
+// moe_route_and_gather and moe_router_route_and_gather on the GPU: argument checks and launches.
+// The design note and the kernels are in moe_route_gather.cuh.
 #include "ops/cuda/moe_route_gather.cuh"
 
 #include <string_view>
@@ -7,13 +7,19 @@
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/moe_grouping_checks.h"
+#include "ops/linear.h"
 #include "ops/moe_route_gather.h"
 
 namespace mlaserve::ops {
+namespace {
 
-void moe_route_and_gather_cuda(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
-                               const Tensor& x, MoeRouteGatherOutputs& out, cudaStream_t stream) {
-  constexpr std::string_view kOp = "moe_route_and_gather_cuda";
+// The one-kernel path's parameters, after every check of the op; false when it does not apply
+// (more than kRouteGatherMaxPairs pairs, H not a multiple of 8, unaligned rows): then the caller
+// runs moe_route_cuda and moe_group_and_gather_cuda.
+bool route_gather_params(std::string_view op, const Tensor& logits, const Tensor& correction_bias,
+                         const RouterParams& params, const Tensor& x, MoeRouteGatherOutputs& out,
+                         gpu::MoeRouteGatherParams& p) {
+  const std::string_view kOp = op;
   const gpu::MoeRouteParams route = gpu::moe_route_params(kOp, logits, correction_bias, params, out.route);
   const int64_t t = route.tokens, e = route.experts, pairs = t * route.top_k;
   gpu::check_dtype(kOp, "x", x, DType::kBF16);
@@ -23,21 +29,63 @@ void moe_route_and_gather_cuda(const Tensor& logits, const Tensor& correction_bi
   const int64_t h = x.dim(1);
   gpu::check_shape(kOp, "gathered", out.gathered, {pairs, h});
   if (pairs > gpu::kRouteGatherMaxPairs || h % 8 != 0 || !gpu::aligned16(x) || !gpu::aligned16(out.gathered)) {
-    moe_route_cuda(logits, correction_bias, params, out.route, stream);  // larger batches: the two ops
-    moe_group_and_gather_cuda(out.route.expert_ids, e, x, out.grouping, out.gathered, stream);
-    return;
+    return false;
   }
   MoeGrouping& g = out.grouping;
   gpu::check_grouping(kOp, g, e, pairs);
-  if (t == 0) return;
-  const gpu::MoeRouteGatherParams p{route,
-                                    gpu::ptr<int32_t>(g.expert_offsets),
-                                    gpu::ptr<int32_t>(g.sorted_pairs),
-                                    gpu::ptr<int32_t>(g.sorted_tokens),
-                                    gpu::ptr<const __nv_bfloat16>(x),
-                                    gpu::ptr<__nv_bfloat16>(out.gathered),
-                                    h};
+  p = gpu::MoeRouteGatherParams{route,
+                                gpu::ptr<int32_t>(g.expert_offsets),
+                                gpu::ptr<int32_t>(g.sorted_pairs),
+                                gpu::ptr<int32_t>(g.sorted_tokens),
+                                gpu::ptr<const __nv_bfloat16>(x),
+                                gpu::ptr<__nv_bfloat16>(out.gathered),
+                                h};
+  return true;
+}
+
+void route_then_gather(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
+                       const Tensor& x, MoeRouteGatherOutputs& out, cudaStream_t stream) {
+  moe_route_cuda(logits, correction_bias, params, out.route, stream);
+  moe_group_and_gather_cuda(out.route.expert_ids, logits.dim(1), x, out.grouping, out.gathered, stream);
+}
+
+}  // namespace
+
+void moe_route_and_gather_cuda(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
+                               const Tensor& x, MoeRouteGatherOutputs& out, cudaStream_t stream) {
+  gpu::MoeRouteGatherParams p;
+  if (!route_gather_params("moe_route_and_gather_cuda", logits, correction_bias, params, x, out, p)) {
+    return route_then_gather(logits, correction_bias, params, x, out, stream);  // larger batches: the two ops
+  }
+  if (p.route.tokens == 0) return;
   gpu::launch_programmatic(gpu::moe_route_gather_kernel, 1, gpu::kRouteGatherThreads, 0, stream, p);
+}
+
+void moe_router_route_and_gather_cuda(const Tensor& x, const Tensor& router_weight, const Tensor& correction_bias,
+                                      const RouterParams& params, Tensor& logits, Tensor& arrivals,
+                                      MoeRouteGatherOutputs& out, cudaStream_t stream) {
+  constexpr std::string_view kOp = "moe_router_route_and_gather_cuda";
+  MLA_CHECK(x.ndim() == 2 && router_weight.ndim() == 2 && x.dim(1) == router_weight.dim(1),
+            "{}: x {} must be [T, H] and router_weight {} [E, H]", kOp, shape_str(x.shape()),
+            shape_str(router_weight.shape()));
+  gpu::check_dtype(kOp, "logits", logits, DType::kF32);
+  gpu::check_shape(kOp, "logits", logits, {x.dim(0), router_weight.dim(0)});
+  gpu::check_dtype(kOp, "arrivals", arrivals, DType::kI32);
+  gpu::check_shape(kOp, "arrivals", arrivals, {1});
+  gpu::MoeRouteGatherParams p;
+  if (!linear_gemv_applies(x, router_weight, logits) ||
+      !route_gather_params(kOp, logits, correction_bias, params, x, out, p)) {
+    linear_cuda(x, router_weight, logits, stream);
+    return moe_route_and_gather_cuda(logits, correction_bias, params, x, out, stream);
+  }
+  const gpu::GemvParams<float> g{gpu::ptr<const __nv_bfloat16>(x), gpu::ptr<const __nv_bfloat16>(router_weight),
+                                 gpu::ptr<float>(logits), static_cast<int32_t>(x.dim(0)),
+                                 static_cast<int32_t>(router_weight.dim(0)), static_cast<int32_t>(x.dim(1))};
+  const dim3 grid(static_cast<unsigned>((int64_t{g.n} + gpu::kGemvRows - 1) / gpu::kGemvRows));
+  gpu::gemv_dispatch(g.t, g.k, [&](auto kt, auto unroll) {
+    gpu::launch_programmatic(gpu::moe_router_route_gather_kernel<decltype(kt)::value, decltype(unroll)::value>, grid,
+                             gpu::kGemvThreads, 0, stream, g, p, gpu::ptr<int32_t>(arrivals));
+  });
 }
 
 }  // namespace mlaserve::ops

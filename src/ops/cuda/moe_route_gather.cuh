@@ -4,8 +4,9 @@
 // Symbols: T tokens, k experts per token, P = T·k <= kRouteGatherMaxPairs pairs (p = t·k + j),
 // E experts (<= 256), H hidden width (a multiple of 8).
 //
-// One CTA of kRouteGatherWarps warps, three phases split by __syncthreads:
-//   1. routing: warp w routes tokens w, w + kRouteGatherWarps, ... with route_token
+// One CTA of kWarps warps (kRouteGatherWarps, or kGemvWarps after the router's GEMV below),
+// three phases split by __syncthreads:
+//   1. routing: warp w routes tokens w, w + kWarps, ... with route_token
 //      (moe_router.cuh, the code of moe_route_kernel: the same ids and weights bit for bit),
 //      writing weights and expert_ids; lane j < k also keeps the pair's bucket in shared memory
 //      (its expert, or E for an id outside [0, E), as moe_group_by_expert_kernel sorts them).
@@ -18,16 +19,22 @@
 //      thread in flight before their stores (one V2-Lite token: 6 rows of 4 KB, 3 vectors a
 //      thread; V3 at 8 tokens: 64 rows of 14 KB, 56).
 // One kernel instead of moe_route_kernel + moe_group_by_expert_kernel: a launch and a serial
-// hand-over less per MoE layer of a decode step.
+// hand-over less per MoE layer of a decode step. moe_router_route_gather_kernel also takes the
+// router's GEMV in (one launch for the router, routing, grouping and gather: another ~3 us of the
+// chain a layer, bench/NOTES-engine.md 2026-11-29 03:10): its CTAs are those of the GEMV, and the
+// last one to finish runs the three phases.
 //
-// Launched with programmatic dependent launch (pdl.cuh): it waits for the router GEMM before its
-// first load, then lets the next kernel (the experts' gate_up GEMM, which waits itself) launch.
+// Launched with programmatic dependent launch (pdl.cuh): moe_route_gather_kernel waits for the
+// router GEMM before its first load, moe_router_route_gather_kernel for the kernel before (x) after
+// loading its router weights (linear_gemv.cuh); both then let the next kernel (the experts' gate_up,
+// which waits itself) launch.
 #pragma once
 
 #include <cuda_bf16.h>
 
 #include <cstdint>
 
+#include "ops/cuda/linear_gemv.cuh"
 #include "ops/cuda/moe_router.cuh"
 #include "ops/cuda/pdl.cuh"
 
@@ -48,18 +55,19 @@ struct MoeRouteGatherParams {
   int64_t hidden;            // H, a multiple of 8
 };
 
-// grid 1, block kRouteGatherThreads; T·k <= kRouteGatherMaxPairs. Launched with launch_programmatic.
-__global__ void __launch_bounds__(kRouteGatherThreads, 1) moe_route_gather_kernel(MoeRouteGatherParams p) {
-  __shared__ RouterWarpScratch scratch[kRouteGatherWarps];
+// The three phases (the note at the top) by one CTA of kWarps warps, after the logits and x are
+// visible to it. Every thread of the CTA calls it.
+template <int kWarps>
+__device__ __forceinline__ void route_group_gather_cta(const MoeRouteGatherParams& p) {
+  constexpr int kThreads = 32 * kWarps;
+  __shared__ RouterWarpScratch scratch[kWarps];
   __shared__ int32_t bucket[kRouteGatherMaxPairs];    // pair -> its expert, E if outside [0, E)
   __shared__ int32_t token_at[kRouteGatherMaxPairs];  // sorted position -> token
   const MoeRouteParams& r = p.route;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-  grid_dependency_wait();  // the logits come from the kernel before, x from earlier ones
-  launch_dependents();
 
   // 1. routing
-  for (int64_t t = warp; t < r.tokens; t += kRouteGatherWarps) {
+  for (int64_t t = warp; t < r.tokens; t += kWarps) {
     const int32_t id = route_token(r, t, scratch[warp], lane);
     if (lane < r.top_k) bucket[t * r.top_k + lane] = id >= 0 && id < r.experts ? id : r.experts;
     __syncwarp();  // the next token reuses the warp's scratch
@@ -76,7 +84,7 @@ __global__ void __launch_bounds__(kRouteGatherThreads, 1) moe_route_gather_kerne
     p.sorted_tokens[pos] = tid / r.top_k;
     token_at[pos] = tid / r.top_k;
   }
-  for (int e = tid; e <= r.experts; e += kRouteGatherThreads) {
+  for (int e = tid; e <= r.experts; e += kThreads) {
     int32_t below = 0;
     for (int j = 0; j < pairs; ++j) below += bucket[j] < e ? 1 : 0;
     p.expert_offsets[e] = below;
@@ -85,21 +93,51 @@ __global__ void __launch_bounds__(kRouteGatherThreads, 1) moe_route_gather_kerne
 
   // 3. gather
   const int64_t vectors = p.hidden / 8, total = pairs * vectors;
-  for (int64_t i0 = tid; i0 < total; i0 += int64_t{kRouteGatherThreads} * kRouteGatherVectors) {
+  for (int64_t i0 = tid; i0 < total; i0 += int64_t{kThreads} * kRouteGatherVectors) {
     uint4 v[kRouteGatherVectors];
 #pragma unroll
     for (int u = 0; u < kRouteGatherVectors; ++u) {
-      const int64_t i = i0 + int64_t{u} * kRouteGatherThreads;
+      const int64_t i = i0 + int64_t{u} * kThreads;
       if (i < total) {
         v[u] = *reinterpret_cast<const uint4*>(p.x + token_at[i / vectors] * p.hidden + i % vectors * 8);
       }
     }
 #pragma unroll
     for (int u = 0; u < kRouteGatherVectors; ++u) {
-      const int64_t i = i0 + int64_t{u} * kRouteGatherThreads;
+      const int64_t i = i0 + int64_t{u} * kThreads;
       if (i < total) *reinterpret_cast<uint4*>(p.gathered + i * 8) = v[u];  // row i / vectors, vector i % vectors
     }
   }
+}
+
+// grid 1, block kRouteGatherThreads; T·k <= kRouteGatherMaxPairs. Launched with launch_programmatic.
+__global__ void __launch_bounds__(kRouteGatherThreads, 1) moe_route_gather_kernel(MoeRouteGatherParams p) {
+  grid_dependency_wait();  // the logits come from the kernel before, x from earlier ones
+  launch_dependents();
+  route_group_gather_cta<kRouteGatherWarps>(p);
+}
+
+// The router's GEMV and the three phases in one launch (moe_router_route_and_gather): the CTAs of
+// linear_gemv_bf16_kernel write the logits ([T, E] f32, each CTA kGemvRows experts, the same bits
+// as that kernel), then meet on a counter; the last to arrive routes, groups and gathers with its
+// kGemvWarps warps. Each CTA fences its logits before it arrives and the last one after, so the
+// last CTA reads every CTA's logits; it also sets the counter back to zero for the next call,
+// which cannot start its own arrivals before this grid has ended (the kernels between wait for
+// theirs). grid ceil(E / kGemvRows), block kGemvThreads; T <= kGemvMaxTokens, T·k <=
+// kRouteGatherMaxPairs. Launched with launch_programmatic.
+template <int kT, int kUnroll>
+__global__ void __launch_bounds__(kGemvThreads, 1)
+    moe_router_route_gather_kernel(GemvParams<float> logits, MoeRouteGatherParams p, int32_t* arrivals) {
+  __shared__ bool last;
+  linear_gemv_bf16_cta<kT, kUnroll>(logits);
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(arrivals, 1) == static_cast<int32_t>(gridDim.x) - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  if (threadIdx.x == 0) *arrivals = 0;
+  route_group_gather_cta<kGemvWarps>(p);
 }
 
 }  // namespace mlaserve::ops::gpu

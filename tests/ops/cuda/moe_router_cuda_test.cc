@@ -12,7 +12,9 @@
 // bit from exp, and records the worst error seen. Outputs are poisoned first.
 //
 // moe_route_and_gather (the router fused with the grouping and row gather at decode sizes) is
-// tested here too, against the two ops it replaces and the CPU reference (MoeRouteGatherCuda).
+// tested here too, against the two ops it replaces and the CPU reference (MoeRouteGatherCuda), and
+// moe_router_route_and_gather (the router's GEMV in the same kernel) against linear and that op
+// (MoeRouterRouteGatherCuda).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "cuda_op_test_util.h"
+#include "ops/linear.h"
 #include "ops/moe_dispatch.h"
 #include "ops/moe_route_gather.h"
 #include "ops/moe_router.h"
@@ -265,6 +268,97 @@ TEST_F(MoeRouteGatherCuda, V3DecodeBatches) {
   for (int64_t t : {1, 4, 8, 9}) check(v3(), t, 256, 7168, 150 + t);
   check(v3(), 8, 256, 7168, 160, 4.0f);  // ties
 }
+
+// moe_router_route_and_gather_cuda (through the dispatch): the router's GEMV and the routing in
+// one kernel (T <= 8 tokens, T·k <= 64 pairs), and the fallback to linear + moe_route_and_gather.
+// Against linear then moe_route_and_gather on the GPU: logits and every output bit for bit (the
+// GEMV's code, then the one-CTA routing code on those logits). Against the CPU reference
+// (linear_cpu in fp32, then the CPU routing): logits within 1e-5 of Σ|x·w| for each logit (fp32
+// sums of exact bf16 products in another order: K / 256 + 8 roundings of at most 2^-24 relative,
+// 36 at K = 7168, far below 1e-5); the routing is not compared with the CPU's, since logits that
+// differ in their last bits may reorder near-ties. Each call runs twice (the arrivals counter
+// must come back to zero, and the second call must give the same bits); outputs poisoned first.
+class MoeRouterRouteGatherCuda : public CudaOpTest {
+ protected:
+  void check(const RouterParams& params, int64_t t, int64_t e, int64_t h, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    const Tensor x = testing::random_tensor({t, h}, DType::kBF16, rng);
+    const Tensor w = testing::random_tensor({e, h}, DType::kBF16, rng);
+    const Tensor bias = random_router_inputs(params, 1, e, rng).bias;
+    const int64_t k = params.top_k;
+    const std::string where = "T " + std::to_string(t) + " E " + std::to_string(e) + " k " + std::to_string(k) +
+                              " H " + std::to_string(h);
+    const Tensor x_gpu = x.to(Device::kCUDA), w_gpu = w.to(Device::kCUDA);
+    const Tensor bias_gpu = bias.defined() ? bias.to(Device::kCUDA) : Tensor();
+
+    Tensor two_logits = poisoned_gpu({t, e}, DType::kF32);  // the two ops in sequence
+    MoeRouteGatherOutputs two = poisoned_route_gather(t, k, e, h);
+    linear(x_gpu, w_gpu, two_logits, stream());
+    moe_route_and_gather(two_logits, bias_gpu, params, x_gpu, two, stream());
+
+    Tensor arrivals = Tensor::zeros({1}, DType::kI32, Device::kCUDA);
+    for (int call = 0; call < 2; ++call) {
+      const std::string at = where + " call " + std::to_string(call);
+      Tensor logits = poisoned_gpu({t, e}, DType::kF32);
+      MoeRouteGatherOutputs got = poisoned_route_gather(t, k, e, h);
+      moe_router_route_and_gather(x_gpu, w_gpu, bias_gpu, params, logits, arrivals, got, stream());
+      EXPECT_EQ(to_host(arrivals).data<int32_t>()[0], 0) << at << ": the arrivals counter was not left at zero";
+      const std::vector<std::pair<const char*, std::pair<const Tensor*, const Tensor*>>> outputs{
+          {"logits", {&logits, &two_logits}},
+          {"weights", {&got.route.weights, &two.route.weights}},
+          {"expert_ids", {&got.route.expert_ids, &two.route.expert_ids}},
+          {"expert_offsets", {&got.grouping.expert_offsets, &two.grouping.expert_offsets}},
+          {"sorted_pairs", {&got.grouping.sorted_pairs, &two.grouping.sorted_pairs}},
+          {"sorted_tokens", {&got.grouping.sorted_tokens, &two.grouping.sorted_tokens}}};
+      for (const auto& [name, pair] : outputs) {
+        EXPECT_EQ(testing::mismatches(bits32(to_host(*pair.first)), bits32(to_host(*pair.second))), 0)
+            << at << ": " << name << " differ from linear + moe_route_and_gather";
+      }
+      EXPECT_EQ(testing::mismatches(testing::bf16_bits(to_host(got.gathered)), testing::bf16_bits(to_host(two.gathered))),
+                0)
+          << at << ": gathered rows differ from linear + moe_route_and_gather";
+    }
+
+    Tensor want_logits = Tensor::empty({t, e}, DType::kF32);
+    MoeRouteGatherOutputs want{{Tensor::empty({t, k}, DType::kF32), Tensor::empty({t, k}, DType::kI32)},
+                               {Tensor::empty({e + 1}, DType::kI32), Tensor::empty({t * k}, DType::kI32),
+                                Tensor::empty({t * k}, DType::kI32)},
+                               Tensor::empty({t * k, h}, DType::kF32)};
+    const Tensor xf = x.to_f32(), wf = w.to_f32();
+    moe_router_route_and_gather_cpu(xf, wf, bias, params, want_logits, want);
+    const Tensor got_logits = to_host(two_logits);
+    double worst = 0.0;
+    for (int64_t i = 0; i < t; ++i) {
+      for (int64_t j = 0; j < e; ++j) {
+        double scale = 0.0;
+        for (int64_t c = 0; c < h; ++c) scale += std::abs(xf.data<float>()[i * h + c] * wf.data<float>()[j * h + c]);
+        const double err = std::abs(static_cast<double>(got_logits.data<float>()[i * e + j]) -
+                                    want_logits.data<float>()[i * e + j]);
+        worst = std::max(worst, err / std::max(scale, 1e-30));
+      }
+    }
+    testing::record_error("router_logits_worst_error_over_abs_sum", worst);
+    EXPECT_LE(worst, 1e-5) << where << ": logits against the CPU's";
+  }
+};
+
+// The one-kernel path at each family's decode batches (V2-Lite top-6 of 64 at H 2048, V2
+// group-limited top-6 of 160 at H 5120, V3 noaux_tc top-8 of 256 at H 7168: K taking one, two
+// and four chunks a warp), and the fallbacks: 9 tokens (past the GEMV's 8), 11 V2-Lite tokens (66
+// pairs), H not a multiple of 8.
+TEST_F(MoeRouterRouteGatherCuda, V2LiteDecodeBatches) {
+  for (int64_t t : {1, 2, 3, 4, 8, 9, 11}) check(v2_lite(), t, 64, 2048, 210 + t);
+}
+
+TEST_F(MoeRouterRouteGatherCuda, V2DecodeBatches) {
+  for (int64_t t : {1, 5, 8}) check(v2(/*norm_topk_prob=*/t == 8), t, 160, 5120, 230 + t);
+}
+
+TEST_F(MoeRouterRouteGatherCuda, V3DecodeBatches) {
+  for (int64_t t : {1, 2, 4, 8, 9}) check(v3(), t, 256, 7168, 250 + t);
+}
+
+TEST_F(MoeRouterRouteGatherCuda, SmallOddWidth) { check(v2_lite(), 2, 64, 20, 270); }
 
 }  // namespace
 }  // namespace mlaserve::ops
