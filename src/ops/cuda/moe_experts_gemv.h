@@ -14,8 +14,8 @@
 namespace mlaserve::ops {
 
 // Whether a call over `rows` gathered rows takes the GEMV: forced, or kAuto and use_moe_gemv.
-inline bool runs_moe_gemv(MoeExpertsPath path, int64_t rows) {
-  return path == MoeExpertsPath::kGemv || (path == MoeExpertsPath::kAuto && gpu::use_moe_gemv(rows));
+inline bool runs_moe_gemv(MoeExpertsPath path, int64_t rows, bool fp8_weights) {
+  return path == MoeExpertsPath::kGemv || (path == MoeExpertsPath::kAuto && gpu::use_moe_gemv(rows, fp8_weights));
 }
 
 // moe_experts_cuda / moe_experts_fp8_cuda (same operands, contract and checks; BF16 or e4m3

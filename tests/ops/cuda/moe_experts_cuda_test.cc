@@ -10,7 +10,7 @@
 // per expert at the V2-Lite, V2 and V3 shapes and on the small problem (SmallDecodeRings, for
 // compute-sanitizer); every variant runs twice and must give the same bits both times.
 //
-// The grouped GEMV (moe_experts_gemv.cuh: what the dispatch runs at P <= 16, so the T = 1 steps
+// The grouped GEMV (moe_experts_gemv.cuh: what the dispatch runs at P <= 8, so the T = 1 steps
 // above and the chains' small steps run it) forced beside the grouped GEMMs (check_paths): at
 // V2-Lite and V3 shapes T = 1 .. 4 tokens over a pool of top_k + 3 experts (so experts of 2 .. T
 // rows), once over all experts and once over a rank's share [E/4, 3E/4) (views of the weights and
@@ -463,7 +463,7 @@ std::vector<int32_t> uniform_counts(const MoeShape& s, const std::vector<int64_t
 // ---- small cases (also run under compute-sanitizer): every tile configuration ----------------
 
 // 6 of 8 experts have weights. Decode tiles (mean rows per expert <= 16, the grouped GEMM forced:
-// at P <= 16 the dispatch takes the GEMV): 5 tokens.
+// at P <= 8 the dispatch takes the GEMV): 5 tokens.
 TEST_F(MoeExpertsCuda, SmallDecodeTiles) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);

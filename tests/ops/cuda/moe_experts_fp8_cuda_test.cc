@@ -35,7 +35,7 @@
 //    wrong expert or scale gives O(1)), calc_diff < 1e-4. The error
 //    against moe_experts_cpu itself (fp32 SwiGLU state) is recorded, not bounded tightly: it is
 //    the cost of the bf16 state, a few 1e-3 expected, bounded at 5e-2.
-//  - The grouped GEMV (moe_experts_gemv.cuh; what the dispatch runs at P <= 16) forced beside the
+//  - The grouped GEMV (moe_experts_gemv.cuh; forced; the dispatch runs it for BF16 experts only) beside the
 //    grouped GEMMs, both through the second check, and against each other with the same bounds
 //    (check_layer_paths): small problems, and V2-Lite and V3 at T = 1 .. 4 tokens over a few
 //    experts (so experts of 2 .. T rows), over all experts and over a rank's share [E/4, 3E/4)
@@ -478,7 +478,7 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
 
 // ---- small cases (also run under compute-sanitizer): every tile configuration ----------------
 
-// The grouped GEMM's decode tiles (forced: at P <= 16 the dispatch takes the GEMV).
+// The grouped GEMM's decode tiles (forced, as the BF16 tests force them).
 TEST_F(MoeFp8Cuda, SmallDecodeTiles) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
