@@ -13,9 +13,16 @@
 //      1408, top-6; uniform routing over the experts):
 //      moe_experts_fp8_cuda (two quantisations, two grouped GEMMs) against moe_experts_cuda
 //      (BF16), decode token counts against the HBM floor of the active experts' weights (e4m3
-//      bytes / measured copy bandwidth), prefill counts in TFLOPS.
-// Inputs random; times are medians of 20 runs after 3 warm-ups (CUDA events). Every working set
-// here exceeds the 50 MB L2 (weights of 117 MB and up), so no flush is needed.
+//      bytes / measured copy bandwidth), prefill counts in TFLOPS. (These rows run what kAuto
+//      picks: the grouped GEMV for BF16 at P <= 8.) Then the decode sizes (1, 2, 4, 8
+//      tokens) through each path forced (MoeExpertsPath: the grouped GEMV of moe_experts_gemv.cuh
+//      and the grouped GEMMs, BF16 and FP8 experts): random routings (each token to top-k distinct
+//      experts), several per token count so that the weights the timed runs read exceed the L2
+//      several times over (run i takes routing i mod sets); us, the active experts' weight bytes
+//      per us (GB/s) and the floor (those bytes at the copy bandwidth).
+// Inputs random; times are medians of 20 runs after 3 warm-ups (CUDA events, eager launches).
+// Every other working set here exceeds the 50 MB L2 (weights of 117 MB and up), so no flush is
+// needed.
 //
 //   moe_fp8_bench [--out DIR] [--sections gemm,shapes,layers,v2l-layer]
 //
@@ -26,6 +33,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -46,6 +54,8 @@ namespace mlaserve::bench {
 namespace {
 
 constexpr int kWarmup = 3, kReps = 20;
+// Weight bytes (BF16) the routings of one decode-size row read together: 10x the H200's 50 MB L2.
+constexpr double kRotateBytes = 512e6;
 // Dense FP8 tensor-core peak of an H100 / H200 SXM (datasheet, without sparsity): the floor of a
 // compute-bound GEMM. Other cards: the ratio column is then only indicative.
 constexpr double kFp8PeakTflops = 1979.0;
@@ -70,6 +80,40 @@ template <class Fn>
 double time_us(Timer& timer, cudaStream_t stream, Fn fn) {
   for (int i = 0; i < kWarmup; ++i) fn(i);
   return timer.median_us(stream, kReps, fn);
+}
+
+// Expert offsets [E + 1] (on the GPU) of random routings of `tokens` tokens, each to top_k
+// distinct experts, as many as it takes for the active experts' weights (expert_bytes each) to add
+// up to kRotateBytes (at least 2). active_mean: the mean number of active experts.
+std::vector<Tensor> random_routings(int64_t experts, int64_t top_k, int64_t tokens, double expert_bytes,
+                                    double& active_mean) {
+  std::mt19937_64 rng(static_cast<uint64_t>(tokens) * 7919 + static_cast<uint64_t>(experts));
+  std::vector<Tensor> sets;
+  double active_sum = 0.0, rotated = 0.0;
+  while (rotated < kRotateBytes || sets.size() < 2) {
+    std::vector<int64_t> ids(static_cast<size_t>(experts));
+    for (int64_t e = 0; e < experts; ++e) ids[e] = e;
+    std::vector<int32_t> counts(static_cast<size_t>(experts), 0);
+    for (int64_t tok = 0; tok < tokens; ++tok) {
+      for (int64_t j = 0; j < top_k; ++j) {  // partial Fisher-Yates: k distinct experts
+        std::swap(ids[j], ids[std::uniform_int_distribution<int64_t>(j, experts - 1)(rng)]);
+        counts[ids[j]] += 1;
+      }
+    }
+    Tensor off = Tensor::empty({experts + 1}, DType::kI32);
+    int32_t* o = off.data<int32_t>();
+    o[0] = 0;
+    int64_t active = 0;
+    for (int64_t e = 0; e < experts; ++e) {
+      o[e + 1] = o[e] + counts[e];
+      active += counts[e] > 0 ? 1 : 0;
+    }
+    sets.push_back(off.to(Device::kCUDA));
+    active_sum += static_cast<double>(active);
+    rotated += static_cast<double>(active) * expert_bytes;
+  }
+  active_mean = active_sum / static_cast<double>(sets.size());
+  return sets;
 }
 
 int run(int argc, char** argv) {
@@ -223,8 +267,9 @@ int run(int argc, char** argv) {
     }
   }
 
-  // 3. The expert layers of V3 and V2-Lite, FP8 against BF16.
+  // 3. The expert layers of V3 and V2-Lite, FP8 against BF16; then both paths at decode sizes.
   nlohmann::json layer_rows = nlohmann::json::array();
+  nlohmann::json path_rows = nlohmann::json::array();
   struct Layer {
     const char* name;
     int64_t e, h, im, top_k;
@@ -271,6 +316,44 @@ int run(int argc, char** argv) {
                             {"fp8_us", fp8_us}, {"bf16_us", bf16_us}, {"floor_us", floor_us},
                             {"fp8_tflops", flops / fp8_us / 1e6}});
     }
+
+    // Decode sizes through each path forced (the note at the top).
+    std::printf("\n%s experts at decode sizes, each path forced; random routings (top-%ld distinct experts a "
+                "token) rotated past L2; floor: the active experts' weights / copy bandwidth\n",
+                ly.name, top_k);
+    std::printf("%7s %6s %7s %6s %13s %10s %9s %9s %7s\n", "tokens", "rows", "active", "dtype", "path", "us", "GB/s",
+                "floor us", "xfloor");
+    for (int64_t t : {1, 2, 4, 8}) {
+      const int64_t rows = t * top_k;
+      double active = 0.0;
+      const std::vector<Tensor> routings = random_routings(e, top_k, t, 2.0 * 3 * h * im, active);
+      const auto sets = static_cast<int>(routings.size());
+      const Tensor x = random_bf16({rows, h}, 8, stream);                      // [P, H]
+      Tensor hidden = Tensor::empty({rows, im}, DType::kBF16, Device::kCUDA);  // [P, Im]
+      Tensor out = Tensor::empty({rows, h}, DType::kBF16, Device::kCUDA);      // [P, H]
+      for (const bool is_fp8 : {false, true}) {
+        const double weight_bytes = active * 3 * h * im * (is_fp8 ? 1.0 : 2.0);
+        const double floor_us = weight_bytes / copy / 1e3;
+        for (const ops::MoeExpertsPath path : {ops::MoeExpertsPath::kGemv, ops::MoeExpertsPath::kGroupedGemm}) {
+          const double us = time_us(timer, stream, [&](int i) {
+            const Tensor& offsets = routings[static_cast<size_t>(i % sets)];
+            if (is_fp8) {
+              ops::moe_experts_fp8_cuda(x, offsets, fp8, ops::ActQuantParams{}, hidden, out, stream, path);
+            } else {
+              ops::moe_experts_cuda(x, offsets, bf16, hidden, out, stream, path);
+            }
+          });
+          const char* path_name = path == ops::MoeExpertsPath::kGemv ? "gemv" : "grouped_gemm";
+          const char* dtype = is_fp8 ? "fp8" : "bf16";
+          std::printf("%7ld %6ld %7.1f %6s %13s %10.1f %9.0f %9.1f %7.2f\n", t, rows, active, dtype, path_name, us,
+                      weight_bytes / us / 1e3, floor_us, us / floor_us);
+          path_rows.push_back({{"model", ly.name}, {"tokens", t}, {"rows", rows}, {"active_experts", active},
+                               {"dtype", dtype}, {"path", path_name}, {"us", us},
+                               {"weight_gbps", weight_bytes / us / 1e3}, {"floor_us", floor_us},
+                               {"routings", sets}});
+        }
+      }
+    }
   }
 
   write_report(out_dir, "moe_fp8", prop.name, command_line(argc, argv),
@@ -279,7 +362,8 @@ int run(int argc, char** argv) {
                 {"fp8_peak_tflops", kFp8PeakTflops},
                 {"grouped_gemm", gemm_rows},
                 {"moe_shapes", shape_rows},
-                {"expert_layers", layer_rows}});
+                {"expert_layers", layer_rows},
+                {"expert_layer_paths", path_rows}});
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;
 }

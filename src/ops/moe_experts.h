@@ -47,40 +47,56 @@ void moe_experts(const Tensor& x, const Tensor& expert_offsets, const ExpertWeig
 #ifdef MLASERVE_WITH_CUDA
 #include <cuda_runtime_api.h>
 
+#include <cstdint>
+
 namespace mlaserve::ops {
 
-// ---- CUDA: src/ops/cuda/moe_grouped_gemm_sm80.{cuh,cu} ----------------------------------------
+// Which implementation runs the experts on the GPU (moe_experts_cuda, moe_experts_fp8_cuda).
+//   kAuto: the grouped GEMV for a few gathered rows of BF16 experts (use_moe_gemv in
+//          src/ops/cuda/moe_experts_gemv_heuristics.h: P <= 8, as measured), the grouped GEMMs
+//          otherwise; what the model runs.
+//   kGemv: src/ops/cuda/moe_experts_gemv.cuh, two launches that stream each active expert's
+//          weights once per 8 of its rows (tensor-core GEMV; FP8 quantises its activations inside).
+//   kGroupedGemm: the grouped GEMMs below, whatever P.
+// The two forced values are for tests and benchmarks.
+enum class MoeExpertsPath : uint8_t { kAuto, kGemv, kGroupedGemm };
+
+// ---- CUDA: src/ops/cuda/moe_grouped_gemm_sm80.{cuh,cu}, moe_experts_gemv.{cuh,cu} ---------------
 //
 // BF16 experts on the GPU: x, out, gate_up and down bf16, expert_offsets i32, all on the GPU.
-// Two grouped GEMM launches (gate_up with silu_mul fused into its epilogue, then down), each
-// covering every expert; the row ranges are read from expert_offsets on the device, never on the
-// host, so the layer can be captured in a CUDA graph. fp32 accumulation; the SwiGLU hidden
-// state is rounded to bf16 between the two GEMMs. Needs H and Im multiples of 128 (every
-// DeepSeek config). The contents of expert_offsets are trusted (the CPU reference checks them);
-// the kernels clamp them to [0, P] so that bad offsets cannot reach outside the tensors.
+// Two launches (gate_up with silu_mul fused into its epilogue, then down), each covering every
+// expert: grouped GEMMs, or for a few rows the grouped GEMV (`path`, MoeExpertsPath above). The
+// row ranges are read from expert_offsets on the device, never on the host, so the layer can be
+// captured in a CUDA graph. fp32 accumulation; the SwiGLU hidden state is rounded to bf16 between
+// the two launches. Needs H and Im multiples of 128 (every DeepSeek config). The contents of
+// expert_offsets are trusted (the CPU reference checks them); the kernels clamp them to [0, P] so
+// that bad offsets cannot reach outside the tensors.
 //
 //   hidden  [P, Im] bf16 workspace (silu(gate) ⊙ up of every row), caller-allocated: with it the
 //           call allocates nothing
 void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, Tensor& hidden,
-                      Tensor& out, cudaStream_t stream);
+                      Tensor& out, cudaStream_t stream, MoeExpertsPath path = MoeExpertsPath::kAuto);
 
 // Allocates hidden for the call and waits for the stream before freeing it: for tests and
 // one-off calls, never inside a graph capture.
 void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, Tensor& out,
                       cudaStream_t stream);
 
-// ---- CUDA, FP8: src/ops/cuda/moe_grouped_gemm_fp8_sm{89,90}.{cuh,cu} --------------------------
+// ---- CUDA, FP8: src/ops/cuda/moe_grouped_gemm_fp8_sm{89,90}.{cuh,cu}, moe_experts_gemv.{cuh,cu} -
 //
 // FP8 experts on the GPU (W8A8, DeepSeek's block scales): x, hidden and out bf16 as above,
 // gate_up/down e4m3 with their [E, rows/128, cols/128] f32 scales. x is quantised per token and
-// 128 channels (quantize_activations_fp8_cuda, with `act`), the gate_up grouped GEMM writes the
-// SwiGLU state to `hidden` in bf16, that is quantised the same way, and the down grouped GEMM
-// writes out: two quantisation passes and two GEMM launches, no host synchronisation. The
-// quantised copies ([P, H] and [P, Im] e4m3 plus scales) come from the stream-ordered caching
-// allocator. Versus moe_experts_cpu (fp32 SwiGLU state) the GPU rounds the state to bf16 before
-// quantising it and the output to bf16. Needs H and Im multiples of 128.
+// 128 channels (with `act`), the gate_up launch writes the SwiGLU state to `hidden` in bf16, that
+// is quantised the same way, and the down launch writes out; no host synchronisation. Grouped
+// GEMM path: two quantisation passes (quantize_activations_fp8_cuda) and two grouped GEMM
+// launches, the quantised copies ([P, H] and [P, Im] e4m3 plus scales) from the stream-ordered
+// caching allocator. GEMV path (`path`, MoeExpertsPath above): two launches that quantise their
+// rows themselves, bit-identically, and allocate nothing. Versus moe_experts_cpu (fp32 SwiGLU
+// state) the GPU rounds the state to bf16 before quantising it and the output to bf16. Needs H and
+// Im multiples of 128.
 void moe_experts_fp8_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
-                          const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream);
+                          const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
+                          MoeExpertsPath path = MoeExpertsPath::kAuto);
 
 // Which kernel runs the grouped block-FP8 GEMM. kAuto: the Hopper wgmma kernel
 // (moe_grouped_gemm_fp8_sm90.cuh) from 12 rows per active expert, with 128- or 256-row weight

@@ -1,5 +1,6 @@
 // moe_grouped_gemm_fp8_cuda and moe_experts_fp8_cuda (ops/moe_experts.h): argument checks, the
-// activation quantisation and the grouped GEMM launches. Two kernels: the mma.sync one (design
+// activation quantisation and the grouped GEMM launches (or, for a few rows, the grouped GEMV of
+// moe_experts_gemv.h, which quantises inside). Two kernels: the mma.sync one (design
 // note and kernel in moe_grouped_gemm_fp8_sm89.cuh, tile choice in
 // moe_grouped_gemm_fp8_sm89_heuristics.h) and the Hopper wgmma one for prefill-sized groups
 // (moe_grouped_gemm_fp8_sm90.cuh); use_wgmma (moe_grouped_gemm_fp8_sm90.h) picks between them.
@@ -9,6 +10,7 @@
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/moe_experts_gemv.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89_heuristics.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
 #include "ops/fp8_block.h"
@@ -105,7 +107,8 @@ void moe_grouped_gemm_fp8_cuda(const Tensor& a_q, const Tensor& a_scales, const 
 }
 
 void moe_experts_fp8_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w,
-                          const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream) {
+                          const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
+                          MoeExpertsPath path) {
   MLA_CHECK(w.is_fp8() && w.gate_up.ndim() == 3 && w.down.ndim() == 3 && x.ndim() == 2,
             "{}: gate_up {} and down {} must be stacked F8_E4M3 [E, rows, cols], x {} [P, H]", kOp,
             shape_str(w.gate_up.shape()), shape_str(w.down.shape()), shape_str(x.shape()));
@@ -115,6 +118,7 @@ void moe_experts_fp8_cuda(const Tensor& x, const Tensor& expert_offsets, const E
   MLA_CHECK(w.down.dim(1) == h && w.gate_up.dim(1) == 2 * im && w.gate_up.dim(2) == h,
             "{}: gate_up {} and down {} do not match x {}", kOp, shape_str(w.gate_up.shape()),
             shape_str(w.down.shape()), shape_str(x.shape()));
+  if (runs_moe_gemv(path, rows, /*fp8_weights=*/true)) return moe_experts_gemv_cuda(x, expert_offsets, w, act, hidden, out, stream);
   if (rows == 0) return;
   // Quantised copies of the two GEMM inputs, from the stream-ordered caching allocator.
   Tensor x_q = Tensor::empty({rows, h}, DType::kF8E4M3, Device::kCUDA);                       // [P, H]

@@ -1,5 +1,6 @@
 // moe_experts_cuda (ops/moe_experts.h) and moe_experts_sm80_decode (moe_grouped_gemm_sm80.h):
-// argument checks and the two grouped GEMM launches. The
+// argument checks and the two grouped GEMM launches (or, for a few rows, the grouped GEMV of
+// moe_experts_gemv.h). The
 // design note and the kernel are in moe_grouped_gemm_sm80.cuh, the tile choice in
 // moe_grouped_gemm_sm80_heuristics.h.
 #include "ops/cuda/moe_grouped_gemm_sm80.h"
@@ -8,6 +9,7 @@
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/moe_experts_gemv.h"
 #include "ops/cuda/moe_grouped_gemm_sm80.cuh"
 #include "ops/cuda/moe_grouped_gemm_sm80_heuristics.h"
 #include "ops/cuda/moe_grouped_gemm_sm90.h"
@@ -140,7 +142,11 @@ GemmPair make_gemms(const Tensor& x, const Tensor& expert_offsets, const ExpertW
 }  // namespace
 
 void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w, Tensor& hidden,
-                      Tensor& out, cudaStream_t stream) {
+                      Tensor& out, cudaStream_t stream, MoeExpertsPath path) {
+  if (runs_moe_gemv(path, x.ndim() == 2 ? x.dim(0) : 0, /*fp8_weights=*/false)) {
+    MLA_CHECK(!w.is_fp8(), "{}: e4m3 weights go through moe_experts_fp8_cuda", kOp);
+    return moe_experts_gemv_cuda(x, expert_offsets, w, ActQuantParams{}, hidden, out, stream);
+  }
   const int64_t rows = x.dim(0), e_count = w.num_experts(), h = w.down.dim(1);
   const GemmPair g = make_gemms(x, expert_offsets, w, hidden, out);
   if (rows == 0) return;

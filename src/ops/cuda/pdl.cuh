@@ -1,7 +1,8 @@
 // Programmatic dependent launch (PDL) and L2 prefetch for the kernels of a decode step's serial
 // chain: those that stream weights (linear_gemv.cuh, moe_grouped_gemm_sm80.cuh,
-// mla_absorb_gemv.cuh) and the small ones between them (rms_norm, latent_rows, rope, silu_mul,
-// embedding, the MoE router, grouping, fused routing + gather and decode-size combine).
+// moe_experts_gemv.cuh, mla_absorb_gemv.cuh) and the small ones between them (rms_norm,
+// latent_rows, rope, silu_mul, embedding, the MoE router, grouping, fused routing + gather and
+// decode-size combine).
 //
 // Why: a decode step is a serial chain of short kernels; each one's launch and its first trip to
 // HBM (~2 us together on an H200) sit between the previous kernel's end and its own first byte.
@@ -21,7 +22,8 @@
 // wait, so that the next kernel's CTAs start only after every CTA of this one has passed its
 // wait: what the kernels before this one wrote is then visible to the next kernel even before
 // its own wait. A kernel that reads anything but weights before its wait says in a comment why
-// that is safe (the MoE down GEMM's expert offsets, moe_grouped_gemm_sm80.cuh).
+// that is safe (the MoE down GEMM's and down GEMV's expert offsets, moe_grouped_gemm_sm80.cuh,
+// moe_experts_gemv.cuh).
 #pragma once
 
 #include <cuda_runtime.h>

@@ -12,18 +12,23 @@
 
 namespace mlaserve::ops::gpu {
 
+// The 8 bf16 of one 16-byte vector as fp32 (exact), for kernels that load the vector themselves
+// (through L2 only, say).
+__device__ __forceinline__ void unpack_bf16x8(const uint4& raw, float (&v)[8]) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    v[2 * i] = f.x;
+    v[2 * i + 1] = f.y;
+  }
+}
+
 template <int kVec>
 __device__ __forceinline__ void load_vec(const __nv_bfloat16* p, float (&v)[kVec]) {
   static_assert(kVec == 1 || kVec == 8, "vectors are 1 or 8 elements");
   if constexpr (kVec == 8) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(p);
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __bfloat1622float2(h[i]);
-      v[2 * i] = f.x;
-      v[2 * i + 1] = f.y;
-    }
+    unpack_bf16x8(*reinterpret_cast<const uint4*>(p), v);
   } else {
     v[0] = __bfloat162float(*p);
   }

@@ -10,6 +10,15 @@
 // per expert at the V2-Lite, V2 and V3 shapes and on the small problem (SmallDecodeRings, for
 // compute-sanitizer); every variant runs twice and must give the same bits both times.
 //
+// The grouped GEMV (moe_experts_gemv.cuh: what the dispatch runs at P <= 8, so the T = 1 steps
+// above and the chains' small steps run it) forced beside the grouped GEMMs (check_paths): at
+// V2-Lite and V3 shapes T = 1 .. 4 tokens over a pool of top_k + 3 experts (so experts of 2 .. T
+// rows), once over all experts and once over a rank's share [E/4, 3E/4) (views of the weights and
+// the offsets; the rows of other experts must stay poisoned), every row checked; a forced run at
+// 64 tokens (passes of 8 rows); small problems with experts of 10 and 17 rows, shares at the ends
+// and with no rows, and 300 experts (the slot search past one batch of 256). The two paths must
+// also agree with each other (kPathsRelL2), and the chains run both paths forced.
+//
 // Routing is skewed and leaves experts empty: rows go to the experts of a random pool with
 // weights 1 / (rank + 1), a quarter of the pool gets none, and T = 1 routes to k distinct
 // experts as a real decode step does. Weights exist (random) only for the pool; every other
@@ -38,10 +47,10 @@
 #include <cstring>
 #include <map>
 #include <numeric>
-#include <optional>
 #include <random>
 #include <set>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "core/cuda_check.h"
@@ -93,10 +102,59 @@ std::vector<int32_t> skewed_counts(const MoeShape& s, const std::vector<int64_t>
   return counts;
 }
 
+// `tokens` tokens each routed to top_k distinct experts of `pool` (a decode step over a few
+// experts): with pool.size() < 2·top_k any two tokens share an expert, so a step of T >= 2 tokens
+// has experts of 2 .. T rows.
+std::vector<int32_t> decode_counts(const MoeShape& s, std::vector<int64_t> pool, int64_t tokens, std::mt19937_64& rng) {
+  std::vector<int32_t> counts(static_cast<size_t>(s.experts), 0);
+  for (int64_t tok = 0; tok < tokens; ++tok) {
+    std::shuffle(pool.begin(), pool.end(), rng);
+    for (int64_t j = 0; j < s.top_k; ++j) counts[static_cast<size_t>(pool[static_cast<size_t>(j)])] += 1;
+  }
+  return counts;
+}
+
 using sm80::MoeDecodeRing;
-const std::vector<MoeDecodeRing> kAllRings = {MoeDecodeRing::kAuto,    MoeDecodeRing::k2PerSm, MoeDecodeRing::k3PerSm,
-                                              MoeDecodeRing::k4PerSm,  MoeDecodeRing::k5PerSm, MoeDecodeRing::k7PerSm,
-                                              MoeDecodeRing::kStream};
+
+// How a check runs the experts: the model's dispatch (moe_experts, MoeExpertsPath::kAuto), one
+// path of moe_experts_cuda forced, or the grouped GEMM's decode tiles with one cp.async ring
+// (moe_experts_sm80_decode).
+using Variant = std::variant<std::monostate, MoeExpertsPath, MoeDecodeRing>;
+
+std::string variant_name(const Variant& v) {
+  if (const auto* path = std::get_if<MoeExpertsPath>(&v)) {
+    return *path == MoeExpertsPath::kGemv ? "gemv" : *path == MoeExpertsPath::kGroupedGemm ? "grouped gemm" : "auto";
+  }
+  if (const auto* ring = std::get_if<MoeDecodeRing>(&v)) {
+    return "decode ring " + std::to_string(static_cast<int>(*ring));
+  }
+  return "moe_experts";
+}
+
+// A small number per variant, for seeds.
+uint64_t variant_id(const Variant& v) {
+  if (const auto* path = std::get_if<MoeExpertsPath>(&v)) return 100 + static_cast<uint64_t>(*path);
+  if (const auto* ring = std::get_if<MoeDecodeRing>(&v)) return 1 + static_cast<uint64_t>(*ring);
+  return 0;
+}
+
+const std::vector<Variant> kAllRings = {MoeDecodeRing::kAuto,   MoeDecodeRing::k2PerSm, MoeDecodeRing::k3PerSm,
+                                        MoeDecodeRing::k4PerSm, MoeDecodeRing::k5PerSm, MoeDecodeRing::k7PerSm,
+                                        MoeDecodeRing::kStream};
+const std::vector<Variant> kBothPaths = {MoeExpertsPath::kGemv, MoeExpertsPath::kGroupedGemm};
+// The decode-size cases: every ring of the decode tiles and the GEMV.
+const std::vector<Variant> kRingsAndGemv = [] {
+  std::vector<Variant> v = kAllRings;
+  v.push_back(MoeExpertsPath::kGemv);
+  return v;
+}();
+
+// The GEMV path against the grouped GEMMs (check_paths): both are within kRelL2 of the fp32
+// reference, but they differ from each other only by fp32 summation order (both mma.sync bf16,
+// both round the hidden state and the output to bf16 the same way), so a bf16 rounding flips only
+// where a sum lies within ~1e-6 of a rounding boundary: a few elements of 2^-8 each, ~1e-4
+// relative. The bounds leave a wide margin and still catch a wrong row, expert or channel (O(1)).
+constexpr double kPathsRelL2 = 1e-3, kPathsRow = 3e-3;
 
 class MoeExpertsCuda : public testing::Sm90StreamTest {
  protected:
@@ -127,26 +185,61 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     return host_.emplace(e, std::move(w)).first->second;
   }
 
-  // The op's output [P, H] (on the host) into a freshly poisoned tensor: the model's dispatch
-  // (moe_experts) without a ring, the decode tiles with that ring otherwise.
-  Tensor run_op(const Tensor& x, const Tensor& offsets, std::optional<sm80::MoeDecodeRing> ring) {
+  // Runs the experts through `v` on the stream (see Variant).
+  void run_variant(const Variant& v, const Tensor& x, const Tensor& offsets, const ExpertWeights& w, Tensor& hidden,
+                   Tensor& out) {
+    if (const auto* path = std::get_if<MoeExpertsPath>(&v)) {
+      moe_experts_cuda(x, offsets, w, hidden, out, stream_, *path);
+    } else if (const auto* ring = std::get_if<MoeDecodeRing>(&v)) {
+      moe_experts_sm80_decode(x, offsets, w, hidden, out, *ring, stream_);
+    } else {
+      moe_experts(x, offsets, w, ActQuantParams{}, hidden, out, Stream{stream_});
+    }
+  }
+
+  // The op's output [P, H] (on the host) into a freshly poisoned tensor, through `v` with the
+  // weights `w` (all of gpu_, or a view of some of its experts with offsets to match).
+  Tensor run_op(const Tensor& x, const Tensor& offsets, const Variant& v, const ExpertWeights& w) {
     const int64_t rows = x.dim(0);
     Tensor out = poisoned_gpu({rows, shape_.hidden}, DType::kBF16, stream_);               // [P, H]
     Tensor hidden = poisoned_gpu({rows, shape_.inter}, DType::kBF16, stream_);             // [P, Im] workspace
-    if (ring) {
-      moe_experts_sm80_decode(x, offsets, gpu_, hidden, out, *ring, stream_);
-    } else {
-      moe_experts(x, offsets, gpu_, ActQuantParams{}, hidden, out, Stream{stream_});
-    }
+    run_variant(v, x, offsets, w, hidden, out);
     MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return out.to(Device::kCPU);
   }
+  Tensor run_op(const Tensor& x, const Tensor& offsets, const Variant& v) { return run_op(x, offsets, v, gpu_); }
 
-  // One step: x [P, H] random, routed by counts; the GPU op (the model's dispatch, or the decode
-  // tiles with each of `rings`) against the CPU reference on the checked rows (all of them when
-  // check_all). Each variant runs twice and must give the same bits both times.
+  // The checked rows of each active expert of [e0, e1) and their CPU reference [n, H] (f32): all
+  // rows when check_all, else the first, the last and one random row.
+  std::vector<std::pair<std::vector<int64_t>, Tensor>> references(const std::vector<int32_t>& offsets,
+                                                                  const Tensor& x_host, int64_t e0, int64_t e1,
+                                                                  bool check_all, std::mt19937_64& rng) {
+    std::vector<std::pair<std::vector<int64_t>, Tensor>> refs;
+    for (int64_t e = e0; e < e1; ++e) {
+      const int64_t begin = offsets[e], end = offsets[e + 1];
+      if (begin == end) continue;
+      std::vector<int64_t> rows_e;
+      if (check_all) {
+        for (int64_t r = begin; r < end; ++r) rows_e.push_back(r);
+      } else {
+        const std::set<int64_t> picked = {begin, end - 1, std::uniform_int_distribution<int64_t>(begin, end - 1)(rng)};
+        rows_e.assign(picked.begin(), picked.end());
+      }
+      const auto n = static_cast<int64_t>(rows_e.size());
+      const Tensor x_rows = gather_rows_f32(x_host, rows_e);  // [n, H]
+      Tensor ref = Tensor::empty({n, shape_.hidden}, DType::kF32);
+      const Tensor one_expert = testing::i32_tensor({0, static_cast<int32_t>(n)}, {2});
+      moe_experts_cpu(x_rows, one_expert, host_expert(e), ActQuantParams{}, ref);
+      refs.emplace_back(std::move(rows_e), std::move(ref));
+    }
+    return refs;
+  }
+
+  // One step: x [P, H] random, routed by counts; the GPU op (the model's dispatch, or each of
+  // `variants`) against the CPU reference on the checked rows (all of them when check_all). Each
+  // variant runs twice and must give the same bits both times.
   void check_step(const std::vector<int32_t>& counts, uint64_t x_seed, bool check_all,
-                  const std::vector<sm80::MoeDecodeRing>& rings = {}) {
+                  const std::vector<Variant>& variants = {Variant{}}) {
     const MoeShape& s = shape_;
     std::vector<int32_t> offsets(counts.size() + 1, 0);
     std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
@@ -159,35 +252,15 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     const Tensor x_host = random_host({rows, s.hidden}, DType::kBF16, x_seed);
     const Tensor off_gpu = testing::i32_tensor(offsets, {s.experts + 1}).to(Device::kCUDA);
 
-    // The checked rows of each active expert and their reference [n, H] (f32).
     std::mt19937_64 rng(x_seed);
-    std::vector<std::pair<std::vector<int64_t>, Tensor>> refs;
-    for (int64_t e = 0; e < s.experts; ++e) {
-      const int64_t begin = offsets[e], end = offsets[e + 1];
-      if (begin == end) continue;
-      std::vector<int64_t> rows_e;
-      if (check_all) {
-        for (int64_t r = begin; r < end; ++r) rows_e.push_back(r);
-      } else {
-        const std::set<int64_t> picked = {begin, end - 1, std::uniform_int_distribution<int64_t>(begin, end - 1)(rng)};
-        rows_e.assign(picked.begin(), picked.end());
-      }
-      const auto n = static_cast<int64_t>(rows_e.size());
-      const Tensor x_rows = gather_rows_f32(x_host, rows_e);  // [n, H]
-      Tensor ref = Tensor::empty({n, s.hidden}, DType::kF32);
-      const Tensor one_expert = testing::i32_tensor({0, static_cast<int32_t>(n)}, {2});
-      moe_experts_cpu(x_rows, one_expert, host_expert(e), ActQuantParams{}, ref);
-      refs.emplace_back(std::move(rows_e), std::move(ref));
-    }
+    const auto refs = references(offsets, x_host, 0, s.experts, check_all, rng);
 
-    std::vector<std::optional<sm80::MoeDecodeRing>> variants(rings.begin(), rings.end());
-    if (variants.empty()) variants.push_back(std::nullopt);
-    for (const std::optional<sm80::MoeDecodeRing>& ring : variants) {
-      const std::string name = ring ? "decode ring " + std::to_string(static_cast<int>(*ring)) : "moe_experts";
+    for (const Variant& v : variants) {
+      const std::string name = variant_name(v);
       SCOPED_TRACE(name);
-      const Tensor out_host = run_op(x_gpu, off_gpu, ring);
+      const Tensor out_host = run_op(x_gpu, off_gpu, v);
       EXPECT_EQ(count_nonfinite(out_host), 0) << "outputs unwritten (poison) or not finite";
-      const Tensor again = run_op(x_gpu, off_gpu, ring);
+      const Tensor again = run_op(x_gpu, off_gpu, v);
       EXPECT_EQ(std::memcmp(out_host.raw(), again.raw(), static_cast<size_t>(rows * s.hidden) * 2), 0)
           << "two runs differ";
 
@@ -205,6 +278,91 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     }
   }
 
+  // One step through both forced paths (the grouped GEMV and the grouped GEMMs) over the experts
+  // [e0, e1) only, as a rank holding that share runs them (views of the stacked weights and of the
+  // offsets, ffn_block.cc): the rows of those experts against the CPU reference (all, or three an
+  // expert), every other row of out left as poisoned, each path twice with the same bits, and the
+  // two paths close to each other (kPathsRelL2).
+  void check_paths(const std::vector<int32_t>& counts, uint64_t x_seed, int64_t e0, int64_t e1,
+                   bool check_all = true) {
+    const MoeShape& s = shape_;
+    std::vector<int32_t> offsets(counts.size() + 1, 0);
+    std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
+    const int64_t rows = offsets.back(), first = offsets[e0], last = offsets[e1];
+    const std::string where = "paths P " + std::to_string(rows) + " experts [" + std::to_string(e0) + ", " +
+                              std::to_string(e1) + ") of " + std::to_string(s.experts) + " H " +
+                              std::to_string(s.hidden);
+    SCOPED_TRACE("seed " + std::to_string(seed_) + ", x seed " + std::to_string(x_seed) + ", " + where);
+
+    Tensor x_gpu = Tensor::empty({rows, s.hidden}, DType::kBF16, Device::kCUDA);  // [P, H]
+    fill_random(x_gpu, x_seed, stream_);
+    const Tensor x_host = random_host({rows, s.hidden}, DType::kBF16, x_seed);
+    const Tensor off_gpu = testing::i32_tensor(offsets, {s.experts + 1}).to(Device::kCUDA);
+    const Tensor off_view = off_gpu.slice(e0, e1 + 1);  // [e1 - e0 + 1]
+    const ExpertWeights w_view{gpu_.gate_up.slice(e0, e1), gpu_.down.slice(e0, e1), {}, {}};
+    std::mt19937_64 rng(x_seed);
+    const auto refs = references(offsets, x_host, e0, e1, check_all, rng);
+
+    std::vector<Tensor> outs;
+    for (const Variant& v : kBothPaths) {
+      const std::string name = where + ", " + variant_name(v);
+      const Tensor out_host = run_op(x_gpu, off_view, v, w_view);
+      const Tensor again = run_op(x_gpu, off_view, v, w_view);
+      EXPECT_EQ(std::memcmp(out_host.raw(), again.raw(), static_cast<size_t>(rows * s.hidden) * 2), 0)
+          << name << ": two runs differ";
+      const auto* bits = static_cast<const uint16_t*>(out_host.raw());
+      int64_t touched = 0;  // rows outside [first, last) that are not all poison (0xFFFF)
+      for (int64_t r = 0; r < rows; ++r) {
+        if (r >= first && r < last) continue;
+        touched += std::any_of(bits + r * s.hidden, bits + (r + 1) * s.hidden, [](uint16_t b) { return b != 0xFFFF; });
+      }
+      EXPECT_EQ(touched, 0) << name << ": rows outside the experts' range were written";
+      EXPECT_EQ(count_nonfinite(out_host.slice(first, last)), 0)
+          << name << ": outputs unwritten (poison) or not finite";
+      testing::RowErrorAccumulator errors;
+      for (const auto& [rows_e, ref] : refs) {
+        const Tensor got = gather_rows_f32(out_host, rows_e);
+        for (size_t i = 0; i < rows_e.size(); ++i) {
+          const auto off = static_cast<int64_t>(i) * s.hidden;
+          errors.add(got.data<float>() + off, ref.data<float>() + off, s.hidden, rows_e[i]);
+        }
+      }
+      testing::expect_close(errors.result(), kRelL2, kRow, name);
+      outs.push_back(out_host);
+    }
+    testing::RowErrorAccumulator between;
+    const Tensor gemv = outs[0].slice(first, last).to_f32(), gemm = outs[1].slice(first, last).to_f32();
+    for (int64_t r = 0; r < last - first; ++r) {
+      between.add(gemv.data<float>() + r * s.hidden, gemm.data<float>() + r * s.hidden, s.hidden, first + r);
+    }
+    testing::expect_close(between.result(), kPathsRelL2, kPathsRow, where + ", gemv vs grouped gemm");
+  }
+
+  // The GEMV at a model's shape: T = 1 .. 4 tokens routed over a pool of top_k + 3 experts (tokens
+  // share experts: 2 .. T rows an expert at T >= 2), half the pool in [E/4, 3E/4): every step over
+  // all experts and over that share only (other rows untouched); then, forced at a prefill size
+  // (skewed routing of 64 tokens: experts of up to ~100 rows, passes of 8 rows), three rows an
+  // expert.
+  void check_gemv_model(const MoeShape& s) {
+    const uint64_t seed = fresh_seed();
+    std::mt19937_64 rng(seed);
+    const int64_t e0 = s.experts / 4, e1 = 3 * s.experts / 4;
+    std::vector<int64_t> inside, outside;
+    for (int64_t e = 0; e < s.experts; ++e) (e >= e0 && e < e1 ? inside : outside).push_back(e);
+    std::shuffle(inside.begin(), inside.end(), rng);
+    std::shuffle(outside.begin(), outside.end(), rng);
+    const int64_t n_pool = s.top_k + 3, n_inside = (n_pool + 1) / 2;
+    std::vector<int64_t> pool(inside.begin(), inside.begin() + n_inside);
+    pool.insert(pool.end(), outside.begin(), outside.begin() + (n_pool - n_inside));
+    make_weights(s, pool, seed);
+    for (int64_t t = 1; t <= 4; ++t) {
+      const std::vector<int32_t> counts = decode_counts(s, pool, t, rng);
+      check_paths(counts, seed + 10 * static_cast<uint64_t>(t), 0, s.experts);
+      check_paths(counts, seed + 10 * static_cast<uint64_t>(t) + 1, e0, e1);
+    }
+    check_paths(skewed_counts(s, pool, 64, rng), seed + 100, 0, s.experts, /*check_all=*/false);
+  }
+
   // The model-shaped test: a pool of `materialised` experts with weights, then one step per
   // token count.
   void check_model(const MoeShape& s, int64_t materialised, const std::vector<int64_t>& token_counts) {
@@ -220,20 +378,21 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     }
   }
 
-  // check_chain through the model's dispatch and then through every decode ring.
+  // check_chain through the model's dispatch, both forced paths and every decode ring.
   void check_chain_every_ring(const MoeShape& s, int64_t tokens) {
-    check_chain(s, tokens, std::nullopt);
-    for (MoeDecodeRing ring : kAllRings) check_chain(s, tokens, ring);
+    check_chain(s, tokens, Variant{});
+    for (const Variant& path : kBothPaths) check_chain(s, tokens, path);
+    for (const Variant& ring : kAllRings) check_chain(s, tokens, ring);
   }
 
-  // The chain of the note at the top for `tokens` tokens, through moe_experts_cuda (no ring) or
-  // the decode tiles with `ring`. Every expert has weights (the router picks any).
-  void check_chain(const MoeShape& s, int64_t tokens, std::optional<sm80::MoeDecodeRing> ring) {
-    const uint64_t seed = seed_ + 7 * static_cast<uint64_t>(tokens) + (ring ? static_cast<uint64_t>(*ring) + 1 : 0);
+  // The chain of the note at the top for `tokens` tokens, through `v` (moe_experts_cuda's
+  // dispatch, a forced path, or the decode tiles with a ring). Every expert has weights (the
+  // router picks any).
+  void check_chain(const MoeShape& s, int64_t tokens, const Variant& v) {
+    const uint64_t seed = seed_ + 7 * static_cast<uint64_t>(tokens) + variant_id(v);
     const int64_t pairs = tokens * s.top_k;
     const std::string where = "chain T " + std::to_string(tokens) + " E " + std::to_string(s.experts) + " H " +
-                              std::to_string(s.hidden) +
-                              (ring ? ", decode ring " + std::to_string(static_cast<int>(*ring)) : ", moe_experts");
+                              std::to_string(s.hidden) + ", " + variant_name(v);
     SCOPED_TRACE("seed " + std::to_string(seed) + ", " + where);
     Tensor x = Tensor::empty({tokens, s.hidden}, DType::kBF16, Device::kCUDA);           // [T, H]
     Tensor w_router = Tensor::empty({s.experts, s.hidden}, DType::kBF16, Device::kCUDA);  // [E, H]
@@ -255,10 +414,10 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
         [&] {
           linear_cuda(x, w_router, logits, stream_);
           moe_route_and_gather_cuda(logits, Tensor(), params, x, routed, stream_);
-          if (ring) {
-            moe_experts_sm80_decode(routed.gathered, offsets, gpu_, hidden, out, *ring, stream_);
-          } else {
+          if (std::holds_alternative<std::monostate>(v)) {
             moe_experts_cuda(routed.gathered, offsets, gpu_, hidden, out, stream_);
+          } else {
+            run_variant(v, routed.gathered, offsets, gpu_, hidden, out);
           }
         },
         {&logits, &routed.route.weights, &routed.route.expert_ids, &offsets, &routed.grouping.sorted_pairs,
@@ -303,12 +462,43 @@ std::vector<int32_t> uniform_counts(const MoeShape& s, const std::vector<int64_t
 
 // ---- small cases (also run under compute-sanitizer): every tile configuration ----------------
 
-// 6 of 8 experts have weights. Decode tiles (mean rows per expert <= 16): 5 tokens.
+// 6 of 8 experts have weights. Decode tiles (mean rows per expert <= 16, the grouped GEMM forced:
+// at P <= 8 the dispatch takes the GEMV): 5 tokens.
 TEST_F(MoeExpertsCuda, SmallDecodeTiles) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
-  check_step({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true);
-  check_step({0, 0, 0, 0, 0, 0, 0, 10}, seed + 2, /*check_all=*/true);  // one expert, the last
+  const std::vector<Variant> grouped = {MoeExpertsPath::kGroupedGemm};
+  check_step({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true, grouped);
+  check_step({0, 0, 0, 0, 0, 0, 0, 10}, seed + 2, /*check_all=*/true, grouped);  // one expert, the last
+}
+
+// The grouped GEMV (moe_experts_gemv.cuh) against the CPU and the grouped GEMMs (check_paths):
+// K = 512 and 256 (4 and 2 units of 128 bytes a row: some warps have none). Experts of 1 .. 3
+// rows; a share of experts 2 .. 5; passes of 8 rows (experts of 10 and 17 rows); one row; one
+// expert's share at the end of the offsets; a share with no rows (out untouched).
+TEST_F(MoeExpertsCuda, SmallGemv) {
+  const uint64_t seed = fresh_seed();
+  make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
+  check_paths({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, 0, 8);
+  check_paths({1, 0, 3, 2, 0, 0, 3, 1}, seed + 2, 2, 6);
+  check_paths({0, 0, 10, 0, 0, 0, 0, 17}, seed + 3, 0, 8);
+  check_paths({1, 0, 0, 0, 0, 0, 0, 0}, seed + 4, 0, 8);
+  check_paths({2, 0, 0, 3, 0, 0, 0, 1}, seed + 5, 7, 8);
+  check_paths({2, 0, 0, 0, 0, 0, 1, 0}, seed + 6, 2, 6);
+}
+
+// 300 experts (the GEMV's slot search reads the offsets 256 experts a batch; its chunks are 32
+// experts wide): experts at both sides of 32 and of 256, shares that start and end there. H 256,
+// Im 128 (2 and 1 units a row for most warps: none).
+TEST_F(MoeExpertsCuda, SmallGemvManyExperts) {
+  const uint64_t seed = fresh_seed();
+  const MoeShape many{300, 256, 128, 2};
+  make_weights(many, {0, 31, 32, 255, 256, 257, 299}, seed);
+  std::vector<int32_t> counts(300, 0);
+  counts[0] = 1, counts[31] = 2, counts[32] = 1, counts[255] = 3, counts[256] = 1, counts[257] = 9, counts[299] = 1;
+  check_paths(counts, seed + 1, 0, 300);
+  check_paths(counts, seed + 2, 31, 257);
+  check_paths(counts, seed + 3, 256, 300);
 }
 
 // Every decode ring, whose prologues (2 to 10 k-tiles) are longer or shorter than K = 512 and
@@ -363,22 +553,23 @@ TEST_F(MoeExpertsCuda, SmallNoRowsIsANoOp) {
 // 1024 and 4096 (prefill, wgmma).
 TEST_F(MoeExpertsCuda, V2Lite) { check_model(kV2Lite, 24, {1, 64, 256, 1024, 4096}); }
 
-// The decode tiles with every ring (and the model's dispatch, which picks them) at 1 to 8 rows
-// per expert (decode batches of 1 to 8 tokens: at most one row a token per expert): V2-Lite (64
-// experts, H 2048, K 32 and 22 k-tiles) with k = 6 experts of 1, 2 and 8 rows each (one step of
-// 1, 2 and 8 tokens that agree on their experts), 8 experts of 1 .. 8 rows, and skewed routings;
-// V2 (160 experts, H 5120, Im 1536).
+// The decode tiles with every ring, and the GEMV (forced), at 1 to 8 rows per expert (decode
+// batches of 1 to 8 tokens: at most one row a token per expert); then the model's dispatch (the
+// GEMV up to 16 rows, the decode tiles above): V2-Lite (64 experts, H 2048, K 32 and 22 k-tiles)
+// with k = 6 experts of 1, 2 and 8 rows each (one step of 1, 2 and 8 tokens that agree on their
+// experts), 8 experts of 1 .. 8 rows, and skewed routings; V2 (160 experts, H 5120, Im 1536).
 TEST_F(MoeExpertsCuda, V2LiteDecodeRowsPerExpert) {
   const uint64_t seed = fresh_seed();
   std::vector<int64_t> pool(12);
   std::iota(pool.begin(), pool.end(), 50);
   make_weights(kV2Lite, pool, seed);
   for (int32_t each : {1, 2, 8}) {
-    check_step(uniform_counts(kV2Lite, pool, kV2Lite.top_k, each), seed + 1 + each, /*check_all=*/true, kAllRings);
+    check_step(uniform_counts(kV2Lite, pool, kV2Lite.top_k, each), seed + 1 + each, /*check_all=*/true,
+               kRingsAndGemv);
   }
   std::vector<int32_t> counts(64, 0);
   for (int64_t i = 0; i < 8; ++i) counts[static_cast<size_t>(pool[i])] = static_cast<int32_t>(i + 1);  // 1 .. 8 rows
-  check_step(counts, seed + 20, /*check_all=*/true, kAllRings);
+  check_step(counts, seed + 20, /*check_all=*/true, kRingsAndGemv);
   std::mt19937_64 rng(seed);
   for (int64_t t : {1, 2, 8}) check_step(skewed_counts(kV2Lite, pool, t, rng), seed + 100 + t, /*check_all=*/true);
 }
@@ -393,34 +584,41 @@ TEST_F(MoeExpertsCuda, V2LiteChainedAfterRouting) {
   for (int64_t t : {1, 2, 8}) check_chain_every_ring(kV2Lite, t);
 }
 
+// The grouped GEMV at V2-Lite's shape (check_gemv_model): 1 .. 4 tokens, all experts and a share.
+TEST_F(MoeExpertsCuda, V2LiteGemv) { check_gemv_model(kV2Lite); }
+
 TEST_F(MoeExpertsCuda, V2DecodeRowsPerExpert) {
   const uint64_t seed = fresh_seed();
   make_weights(kV2, {3, 77, 80, 120, 158, 159}, seed);
   std::vector<int32_t> counts(160, 0);
   counts[3] = 1, counts[77] = 8, counts[80] = 2, counts[120] = 5, counts[159] = 3;
-  check_step(counts, seed + 1, /*check_all=*/true, kAllRings);
+  check_step(counts, seed + 1, /*check_all=*/true, kRingsAndGemv);
   std::mt19937_64 rng(seed);
   for (int64_t t : {1, 8}) check_step(skewed_counts(kV2, {3, 77, 80, 120, 158, 159}, t, rng), seed + 50 + t, true);
 }
 
 // V3 (256 experts, H 7168, Im 2048; 22.5 GB of stacked weights, 8 of them random): k = 8 experts
-// of 1, 2 and 8 rows each with every ring (the model's 1-token step: gate_up 512 CTAs, down 896;
-// the CPU checks every row at 1 and 2 rows, three rows of each expert at 8), then skewed
-// routings of 1, 2 and 8 tokens over the model's dispatch.
+// of 1, 2 and 8 rows each with every ring and the GEMV (the decode tiles' 1-token step: gate_up
+// 512 CTAs, down 896; the CPU checks every row at 1 and 2 rows, three rows of each expert at 8),
+// then skewed routings of 1, 2 and 8 tokens over the model's dispatch.
 TEST_F(MoeExpertsCuda, V3DecodeRowsPerExpert) {
   const uint64_t seed = fresh_seed();
   const std::vector<int64_t> pool = {0, 17, 63, 64, 128, 200, 254, 255};
   make_weights(kV3, pool, seed);
   for (int32_t each : {1, 2, 8}) {
-    check_step(uniform_counts(kV3, pool, kV3.top_k, each), seed + 1 + each, /*check_all=*/each <= 2, kAllRings);
+    check_step(uniform_counts(kV3, pool, kV3.top_k, each), seed + 1 + each, /*check_all=*/each <= 2,
+               kRingsAndGemv);
   }
   std::mt19937_64 rng(seed);
   for (int64_t t : {1, 2, 8}) check_step(skewed_counts(kV3, pool, t, rng), seed + 100 + t, /*check_all=*/false);
 }
 
 // V3: 10 of 256 experts have weights (22.5 GB of stacked bf16 weights on the GPU, 0.9 GB of
-// them random); T = 1, 64 (decode tiles), 1024 (mid), 4096 (prefill, wgmma).
+// them random); T = 1 (the GEMV), 64 (decode tiles), 1024 (mid), 4096 (prefill, wgmma).
 TEST_F(MoeExpertsCuda, V3) { check_model(kV3, 10, {1, 64, 1024, 4096}); }
+
+// The grouped GEMV at V3's shape (check_gemv_model; K 7168: 14 units a warp, 7 steps).
+TEST_F(MoeExpertsCuda, V3Gemv) { check_gemv_model(kV3); }
 
 }  // namespace
 }  // namespace mlaserve::ops

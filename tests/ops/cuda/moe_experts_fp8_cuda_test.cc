@@ -35,6 +35,13 @@
 //    wrong expert or scale gives O(1)), calc_diff < 1e-4. The error
 //    against moe_experts_cpu itself (fp32 SwiGLU state) is recorded, not bounded tightly: it is
 //    the cost of the bf16 state, a few 1e-3 expected, bounded at 5e-2.
+//  - The grouped GEMV (moe_experts_gemv.cuh; forced; the dispatch runs it for BF16 experts only) beside the
+//    grouped GEMMs, both through the second check, and against each other with the same bounds
+//    (check_layer_paths): small problems, and V2-Lite and V3 at T = 1 .. 4 tokens over a few
+//    experts (so experts of 2 .. T rows), over all experts and over a rank's share [E/4, 3E/4)
+//    (views of weights, scales and offsets; the other rows must stay poisoned), every row checked.
+//    It quantises each pass's rows itself, bit-identically to quantize_activations_fp8_cuda, and
+//    sums each group with the mma.sync e4m3 instruction the decode tiles use.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -199,51 +206,169 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
     return out;
   }
 
-  // One step of the whole FP8 layer through moe_experts.
-  void check_layer(const std::vector<int32_t>& counts, uint64_t x_seed, bool check_all) {
+  // The checked rows of one expert and their two references (see the note at the top): the
+  // modelled GPU path and moe_experts_cpu (fp32 SwiGLU state), [n, H] f32 each.
+  struct ExpertRef {
+    std::vector<int64_t> rows;
+    Tensor modelled, fp32_state;
+  };
+
+  // References of the experts [e0, e1) with rows, for x = random_host(x_seed): all their rows
+  // when check_all, else the first, the last and one random row of each.
+  std::vector<ExpertRef> layer_refs(const std::vector<int32_t>& counts, uint64_t x_seed, bool check_all, int64_t e0,
+                                    int64_t e1) {
     const MoeShape& s = shape_;
     const std::vector<int32_t> offsets = offsets_of(counts);
-    const int64_t rows = offsets.back();
-    SCOPED_TRACE("seed " + std::to_string(seed_) + ", P " + std::to_string(rows) + " rows over " +
-                 std::to_string(s.experts) + " experts");
+    const Tensor x_host = testing::random_host({offsets.back(), s.hidden}, DType::kBF16, x_seed);
+    std::mt19937_64 rng(x_seed);
+    std::vector<ExpertRef> refs;
+    for (int64_t e = e0; e < e1; ++e) {
+      if (counts[e] == 0) continue;
+      ExpertRef ref{rows_of(offsets[e], offsets[e + 1], check_all, rng), {}, {}};
+      const auto n = static_cast<int64_t>(ref.rows.size());
+      const Tensor x_rows = gather_rows_f32(x_host, ref.rows);  // [n, H]
+      ref.modelled = modelled_reference(x_rows, host_expert(e));
+      ref.fp32_state = Tensor::empty({n, s.hidden}, DType::kF32);
+      moe_experts_cpu(x_rows, testing::i32_tensor({0, static_cast<int32_t>(n)}, {2}), host_expert(e),
+                      ActQuantParams{}, ref.fp32_state);
+      refs.push_back(std::move(ref));
+    }
+    return refs;
+  }
+
+  // The FP8 layer on x = random_host(x_seed) routed by counts: through moe_experts (kAuto) or
+  // moe_experts_fp8_cuda with `path` forced, over the experts [e0, e1) only, as a rank holding that
+  // share runs them (views of the stacked weights, scales and offsets). Every row of those experts
+  // must be written and finite, every other row left as poisoned. Returns the output (host).
+  Tensor run_layer(const std::vector<int32_t>& counts, uint64_t x_seed, MoeExpertsPath path, int64_t e0, int64_t e1) {
+    const MoeShape& s = shape_;
+    const std::vector<int32_t> offsets = offsets_of(counts);
+    const int64_t rows = offsets.back(), first = offsets[e0], last = offsets[e1];
     Tensor x_gpu = Tensor::empty({rows, s.hidden}, DType::kBF16, Device::kCUDA);  // [P, H]
     testing::fill_random(x_gpu, x_seed, stream_);
-    const Tensor x_host = testing::random_host({rows, s.hidden}, DType::kBF16, x_seed);
     const Tensor off_gpu = testing::i32_tensor(offsets, {s.experts + 1}).to(Device::kCUDA);
-    Tensor out = poisoned_gpu({rows, s.hidden}, DType::kBF16, stream_);
-    Tensor hidden = poisoned_gpu({rows, s.inter}, DType::kBF16, stream_);
-    moe_experts(x_gpu, off_gpu, gpu_, ActQuantParams{}, hidden, out, Stream{stream_});
+    const Tensor off_view = off_gpu.slice(e0, e1 + 1);  // [e1 - e0 + 1]
+    const ExpertWeights w_view{gpu_.gate_up.slice(e0, e1), gpu_.down.slice(e0, e1), gpu_.gate_up_scale.slice(e0, e1),
+                               gpu_.down_scale.slice(e0, e1)};
+    Tensor out = poisoned_gpu({rows, s.hidden}, DType::kBF16, stream_);    // [P, H]
+    Tensor hidden = poisoned_gpu({rows, s.inter}, DType::kBF16, stream_);  // [P, Im]
+    if (path == MoeExpertsPath::kAuto) {
+      moe_experts(x_gpu, off_view, w_view, ActQuantParams{}, hidden, out, Stream{stream_});
+    } else {
+      moe_experts_fp8_cuda(x_gpu, off_view, w_view, ActQuantParams{}, hidden, out, stream_, path);
+    }
     MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
     const Tensor out_host = out.to(Device::kCPU);
-    EXPECT_EQ(count_nonfinite(out_host), 0) << "outputs unwritten (poison) or not finite";
+    EXPECT_EQ(count_nonfinite(out_host.slice(first, last)), 0) << "outputs unwritten (poison) or not finite";
+    const auto* bits = static_cast<const uint16_t*>(out_host.raw());
+    int64_t touched = 0;  // rows outside [first, last) that are not all poison (0xFFFF)
+    for (int64_t r = 0; r < rows; ++r) {
+      if (r >= first && r < last) continue;
+      touched += std::any_of(bits + r * s.hidden, bits + (r + 1) * s.hidden, [](uint16_t b) { return b != 0xFFFF; });
+    }
+    EXPECT_EQ(touched, 0) << "rows outside the experts' range were written";
+    return out_host;
+  }
 
-    std::mt19937_64 rng(x_seed);
+  // out_host's checked rows against the references (bounds: the note at the top).
+  void compare_layer(const Tensor& out_host, const std::vector<ExpertRef>& refs, const std::string& what) {
+    const int64_t h = shape_.hidden;
     testing::RowErrorAccumulator modelled, plain;
     std::vector<float> got_all, want_all;
-    for (int64_t e = 0; e < s.experts; ++e) {
-      if (counts[e] == 0) continue;
-      const std::vector<int64_t> rows_e = rows_of(offsets[e], offsets[e + 1], check_all, rng);
-      const auto n = static_cast<int64_t>(rows_e.size());
-      const Tensor x_rows = gather_rows_f32(x_host, rows_e);  // [n, H]
-      const Tensor want = modelled_reference(x_rows, host_expert(e));
-      Tensor fp32_state = Tensor::empty({n, s.hidden}, DType::kF32);
-      moe_experts_cpu(x_rows, testing::i32_tensor({0, static_cast<int32_t>(n)}, {2}), host_expert(e),
-                      ActQuantParams{}, fp32_state);
-      const Tensor got = gather_rows_f32(out_host, rows_e);
-      for (int64_t i = 0; i < n; ++i) {
-        modelled.add(got.data<float>() + i * s.hidden, want.data<float>() + i * s.hidden, s.hidden, rows_e[i]);
-        plain.add(got.data<float>() + i * s.hidden, fp32_state.data<float>() + i * s.hidden, s.hidden, rows_e[i]);
+    for (const ExpertRef& ref : refs) {
+      const Tensor got = gather_rows_f32(out_host, ref.rows);
+      for (size_t i = 0; i < ref.rows.size(); ++i) {
+        const int64_t at = static_cast<int64_t>(i) * h;
+        modelled.add(got.data<float>() + at, ref.modelled.data<float>() + at, h, ref.rows[i]);
+        plain.add(got.data<float>() + at, ref.fp32_state.data<float>() + at, h, ref.rows[i]);
       }
       got_all.insert(got_all.end(), got.data<float>(), got.data<float>() + got.numel());
-      want_all.insert(want_all.end(), want.data<float>(), want.data<float>() + want.numel());
+      want_all.insert(want_all.end(), ref.modelled.data<float>(), ref.modelled.data<float>() + ref.modelled.numel());
     }
-    const std::string what = "layer " + std::to_string(++steps_) + " P " + std::to_string(rows);
     testing::expect_close(modelled.result(), 1e-2, 6e-2, what);
     const double diff = calc_diff(got_all.data(), want_all.data(), static_cast<int64_t>(got_all.size()));
     testing::record_error(what + " calc_diff", diff);
     EXPECT_LT(diff, 1e-4) << what;
     testing::record_error(what + " rel_l2 vs fp32 SwiGLU state", plain.result().rel_l2);
     EXPECT_LT(plain.result().rel_l2, 5e-2) << what << " against moe_experts_cpu";
+  }
+
+  static std::string path_name(MoeExpertsPath path) {
+    return path == MoeExpertsPath::kGemv ? "gemv" : path == MoeExpertsPath::kGroupedGemm ? "grouped gemm" : "auto";
+  }
+
+  std::string trace(const std::vector<int32_t>& counts, int64_t e0, int64_t e1) const {
+    return "seed " + std::to_string(seed_) + ", P " + std::to_string(offsets_of(counts).back()) +
+           " rows over experts [" + std::to_string(e0) + ", " + std::to_string(e1) + ") of " +
+           std::to_string(shape_.experts);
+  }
+
+  // One step of the whole FP8 layer (run_layer, then compare_layer), all experts unless [e0, e1).
+  void check_layer(const std::vector<int32_t>& counts, uint64_t x_seed, bool check_all,
+                   MoeExpertsPath path = MoeExpertsPath::kAuto, int64_t e0 = 0, int64_t e1 = -1) {
+    if (e1 < 0) e1 = shape_.experts;
+    SCOPED_TRACE(trace(counts, e0, e1) + ", " + path_name(path));
+    const std::vector<ExpertRef> refs = layer_refs(counts, x_seed, check_all, e0, e1);
+    const Tensor out_host = run_layer(counts, x_seed, path, e0, e1);
+    compare_layer(out_host, refs, "layer " + std::to_string(++steps_) + " P " +
+                                      std::to_string(offsets_of(counts).back()) + " " + path_name(path));
+  }
+
+  // One step through the grouped GEMV and the grouped GEMMs, forced, over [e0, e1): each against
+  // the references, then the two outputs against each other. Both quantise the same bf16 inputs
+  // bit-identically, but their e4m3 tensor-core sums differ in order within a group, so a bf16
+  // rounding of the hidden state can flip and redraw a group's quantisation (the note at the
+  // top): the modelled reference's bounds hold between them too.
+  void check_layer_paths(const std::vector<int32_t>& counts, uint64_t x_seed, bool check_all, int64_t e0, int64_t e1) {
+    SCOPED_TRACE(trace(counts, e0, e1));
+    const std::vector<ExpertRef> refs = layer_refs(counts, x_seed, check_all, e0, e1);
+    const std::vector<int32_t> offsets = offsets_of(counts);
+    const int64_t first = offsets[e0], last = offsets[e1], h = shape_.hidden;
+    const std::string what = "layer " + std::to_string(++steps_) + " P " + std::to_string(offsets.back()) +
+                             " experts [" + std::to_string(e0) + ", " + std::to_string(e1) + ")";
+    std::vector<Tensor> outs;
+    for (const MoeExpertsPath path : {MoeExpertsPath::kGemv, MoeExpertsPath::kGroupedGemm}) {
+      SCOPED_TRACE(path_name(path));
+      outs.push_back(run_layer(counts, x_seed, path, e0, e1));
+      compare_layer(outs.back(), refs, what + " " + path_name(path));
+    }
+    const Tensor gemv = outs[0].slice(first, last).to_f32(), gemm = outs[1].slice(first, last).to_f32();
+    testing::RowErrorAccumulator between;
+    for (int64_t r = 0; r < last - first; ++r) {
+      between.add(gemv.data<float>() + r * h, gemm.data<float>() + r * h, h, first + r);
+    }
+    testing::expect_close(between.result(), 1e-2, 6e-2, what + " gemv vs grouped gemm");
+    const double diff = calc_diff(gemv.data<float>(), gemm.data<float>(), gemv.numel());
+    testing::record_error(what + " gemv vs grouped gemm calc_diff", diff);
+    EXPECT_LT(diff, 1e-4) << what << " gemv vs grouped gemm";
+  }
+
+  // The GEMV at a model's shape: T = 1 .. 4 tokens, each to top_k distinct experts of a pool of
+  // top_k + 3 (tokens share experts: 2 .. T rows an expert at T >= 2), half the pool in
+  // [E/4, 3E/4); every step over all experts and over that share only, every row checked; then
+  // a forced run at 64 tokens (skewed routing: passes of 8 rows), three rows an expert.
+  void check_gemv_model(const MoeShape& s) {
+    const uint64_t seed = fresh_seed();
+    std::mt19937_64 rng(seed);
+    const int64_t e0 = s.experts / 4, e1 = 3 * s.experts / 4;
+    std::vector<int64_t> inside, outside;
+    for (int64_t e = 0; e < s.experts; ++e) (e >= e0 && e < e1 ? inside : outside).push_back(e);
+    std::shuffle(inside.begin(), inside.end(), rng);
+    std::shuffle(outside.begin(), outside.end(), rng);
+    const int64_t n_pool = s.top_k + 3, n_inside = (n_pool + 1) / 2;
+    std::vector<int64_t> pool(inside.begin(), inside.begin() + n_inside);
+    pool.insert(pool.end(), outside.begin(), outside.begin() + (n_pool - n_inside));
+    make_weights(s, pool, seed);
+    for (int64_t t = 1; t <= 4; ++t) {
+      std::vector<int32_t> counts(static_cast<size_t>(s.experts), 0);
+      for (int64_t tok = 0; tok < t; ++tok) {
+        std::shuffle(pool.begin(), pool.end(), rng);
+        for (int64_t j = 0; j < s.top_k; ++j) counts[static_cast<size_t>(pool[static_cast<size_t>(j)])] += 1;
+      }
+      check_layer_paths(counts, seed + 10 * static_cast<uint64_t>(t), /*check_all=*/true, 0, s.experts);
+      check_layer_paths(counts, seed + 10 * static_cast<uint64_t>(t) + 1, /*check_all=*/true, e0, e1);
+    }
+    check_layer(skewed_counts(s, pool, 64, rng), seed + 100, /*check_all=*/false, MoeExpertsPath::kGemv);
   }
 
   // One grouped GEMM from quantised inputs through `kernel`: plain at the down projection's
@@ -353,11 +478,30 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
 
 // ---- small cases (also run under compute-sanitizer): every tile configuration ----------------
 
+// The grouped GEMM's decode tiles (forced, as the BF16 tests force them).
 TEST_F(MoeFp8Cuda, SmallDecodeTiles) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
-  check_layer({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true);
+  check_layer({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true, MoeExpertsPath::kGroupedGemm);
   check_gemms({0, 0, 0, 0, 0, 0, 0, 10}, seed + 2, /*check_all=*/true, /*every_kernel=*/true);
+}
+
+// The grouped GEMV (moe_experts_gemv.cuh) beside the grouped GEMMs (check_layer_paths): K = 512
+// and 256 (4 and 2 scale groups a row: some warps have none). Experts of 1 .. 3 rows, through the
+// dispatch too; a share of experts 2 .. 5; passes of 8 rows (experts of 10 and 17 rows); one row;
+// one expert's share at the end of the offsets; a share with no rows (out untouched); UE8M0
+// activation scales are not covered here (the quantiser's arithmetic is fp8_quant.cuh's, tested
+// with them in fp8_quant_cuda_test.cc).
+TEST_F(MoeFp8Cuda, SmallGemv) {
+  const uint64_t seed = fresh_seed();
+  make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
+  check_layer({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true);  // kAuto: the GEMV
+  check_layer_paths({1, 0, 3, 2, 0, 0, 3, 1}, seed + 2, true, 0, 8);
+  check_layer_paths({1, 0, 3, 2, 0, 0, 3, 1}, seed + 3, true, 2, 6);
+  check_layer_paths({0, 0, 10, 0, 0, 0, 0, 17}, seed + 4, true, 0, 8);
+  check_layer_paths({1, 0, 0, 0, 0, 0, 0, 0}, seed + 5, true, 0, 8);
+  check_layer_paths({2, 0, 0, 3, 0, 0, 0, 1}, seed + 6, true, 7, 8);
+  check_layer_paths({2, 0, 0, 0, 0, 0, 1, 0}, seed + 7, true, 2, 6);
 }
 
 TEST_F(MoeFp8Cuda, SmallMidTiles) {
@@ -396,9 +540,15 @@ TEST_F(MoeFp8Cuda, SmallNoRowsIsANoOp) {
 
 // ---- DeepSeek shapes -------------------------------------------------------------------------
 
-// V2-Lite: 24 of 64 experts have weights; T = 1, 64 (the mma.sync decode tiles), 256 and 2048 (the
-// wgmma kernel, both tile widths).
+// V2-Lite: 24 of 64 experts have weights; T = 1 (the layer through the GEMV, the GEMMs with the
+// mma.sync decode tiles), 64 (mma.sync decode tiles), 256 and 2048 (the wgmma kernel, both tile
+// widths).
 TEST_F(MoeFp8Cuda, V2Lite) { check_model(kV2Lite, 24, {1, 64, 256, 2048}); }
+
+// The grouped GEMV at V2-Lite's and V3's shapes (check_gemv_model): 1 .. 4 tokens, all experts and
+// a share.
+TEST_F(MoeFp8Cuda, V2LiteGemv) { check_gemv_model(kV2Lite); }
+TEST_F(MoeFp8Cuda, V3Gemv) { check_gemv_model(kV3); }
 
 // V3: 10 of 256 experts have weights (11 GB of stacked e4m3 on the GPU); T = 1, 64 (mma.sync)
 // and 1024 (wgmma, ~800 rows per expert: both tile widths). T = 4096 made the case run past 95 s

@@ -1,0 +1,103 @@
+// moe_experts_gemv_cuda (moe_experts_gemv.h): argument checks and the two launches. The design
+// note and the kernel are in moe_experts_gemv.cuh.
+#include "ops/cuda/moe_experts_gemv.cuh"
+
+#include <algorithm>
+#include <string_view>
+
+#include "core/cuda_check.h"
+#include "ops/cuda/moe_experts_gemv.h"
+#include "ops/fp8_block.h"
+
+namespace mlaserve::ops {
+namespace {
+
+constexpr std::string_view kOp = "moe_experts_gemv_cuda";
+
+// Operands read as 16-byte vectors (x, the weights, hidden) need that alignment; out is written
+// one bf16 at a time and the offsets read one i32 at a time (a rank's slice starts anywhere).
+void check_tensor(const Tensor& t, std::string_view name, DType dtype, const Shape& shape, size_t align) {
+  MLA_CHECK(t.defined() && t.device() == Device::kCUDA, "{}: {} must be on the GPU", kOp, name);
+  MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", kOp, name, dtype_name(dtype), dtype_name(t.dtype()));
+  MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", kOp, name, shape_str(shape), shape_str(t.shape()));
+  MLA_CHECK(reinterpret_cast<uintptr_t>(t.raw()) % align == 0, "{}: {} must be {}-byte aligned", kOp, name, align);
+}
+
+template <bool kFp8, bool kSwiGlu>
+void launch(const gpu::MoeGemvParams& p, int64_t slots, cudaStream_t stream) {
+  const auto kernel = gpu::moe_experts_gemv_kernel<kFp8, kSwiGlu>;
+  const int channels = kSwiGlu ? gpu::kMoeGemvGateUpChannels : gpu::kMoeGemvDownChannels;
+  const int64_t smem =
+      kFp8 ? gpu::moe_gemv_smem_bytes(p.k, std::min<int64_t>(p.num_rows, gpu::kMoeGemvRowsPerPass)) : 0;
+  if (smem > 48 * 1024) {
+    MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  }
+  const dim3 grid(static_cast<unsigned>(p.n_out / channels), static_cast<unsigned>(slots));
+  gpu::launch_programmatic(kernel, grid, dim3(gpu::kMoeGemvThreads), static_cast<size_t>(smem), stream, p);
+}
+
+}  // namespace
+
+void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w,
+                           const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream) {
+  MLA_CHECK(w.gate_up.ndim() == 3 && w.down.ndim() == 3 && x.ndim() == 2,
+            "{}: gate_up {} and down {} must be stacked [E, rows, cols], x {} [P, H]", kOp,
+            shape_str(w.gate_up.shape()), shape_str(w.down.shape()), shape_str(x.shape()));
+  const bool fp8 = w.is_fp8();
+  const DType wt = fp8 ? DType::kF8E4M3 : DType::kBF16;
+  const int64_t e_count = w.num_experts(), im = w.intermediate(), h = w.down.dim(1), rows = x.dim(0);
+  check_tensor(w.gate_up, "gate_up", wt, {e_count, 2 * im, h}, 16);
+  check_tensor(w.down, "down", wt, {e_count, h, im}, 16);
+  check_tensor(x, "x", DType::kBF16, {rows, h}, 16);
+  check_tensor(hidden, "hidden", DType::kBF16, {rows, im}, 16);
+  check_tensor(out, "out", DType::kBF16, {rows, h}, 2);
+  check_tensor(expert_offsets, "expert_offsets", DType::kI32, {e_count + 1}, 4);
+  MLA_CHECK(h % 128 == 0 && im % 128 == 0, "{}: H = {} and Im = {} must be multiples of 128", kOp, h, im);
+  if (fp8) {
+    const int64_t smem = gpu::moe_gemv_smem_bytes(std::max(h, im), std::min<int64_t>(rows, gpu::kMoeGemvRowsPerPass));
+    MLA_CHECK(smem <= 200 * 1024, "{}: H = {}, Im = {} need {} bytes of shared memory (at most 200 KB)", kOp, h, im,
+              smem);
+    check_tensor(w.gate_up_scale, "gate_up_scale", DType::kF32, {e_count, 2 * im / 128, h / 128}, 4);
+    check_tensor(w.down_scale, "down_scale", DType::kF32, {e_count, h / 128, im / 128}, 4);
+    MLA_CHECK(act.amax_floor > 0.0f, "{}: amax_floor must be positive, got {}", kOp, act.amax_floor);
+  }
+  const int64_t slots = std::min(rows, e_count);
+  MLA_CHECK(e_count >= 1 && slots <= 65535, "{}: {} experts and {} rows: min(P, E) must be 1 .. 65535", kOp, e_count,
+            rows);
+  MLA_CHECK(rows * std::max(h, im) < (int64_t{1} << 31) && 2 * im * h < (int64_t{1} << 31),
+            "{}: P = {} rows of H = {}, Im = {} exceed the kernel's 32-bit offsets", kOp, rows, h, im);
+  if (rows == 0) return;
+
+  gpu::MoeGemvParams gate_up{};
+  gate_up.a = static_cast<const __nv_bfloat16*>(x.raw());
+  gate_up.w = w.gate_up.raw();
+  gate_up.w_scales = fp8 ? w.gate_up_scale.data<float>() : nullptr;
+  gate_up.out = static_cast<__nv_bfloat16*>(hidden.raw());
+  gate_up.expert_offsets = expert_offsets.data<int32_t>();
+  gate_up.num_rows = static_cast<int32_t>(rows);
+  gate_up.num_experts = static_cast<int32_t>(e_count);
+  gate_up.k = static_cast<int32_t>(h);
+  gate_up.w_rows = static_cast<int32_t>(2 * im);
+  gate_up.n_out = static_cast<int32_t>(im);
+  gate_up.amax_floor = act.amax_floor;
+  gate_up.ue8m0 = act.scale_format == Fp8ScaleFormat::kUE8M0;
+
+  gpu::MoeGemvParams down = gate_up;
+  down.a = static_cast<const __nv_bfloat16*>(hidden.raw());
+  down.w = w.down.raw();
+  down.w_scales = fp8 ? w.down_scale.data<float>() : nullptr;
+  down.out = static_cast<__nv_bfloat16*>(out.raw());
+  down.k = static_cast<int32_t>(im);
+  down.w_rows = static_cast<int32_t>(h);
+  down.n_out = static_cast<int32_t>(h);
+
+  if (fp8) {
+    launch<true, true>(gate_up, slots, stream);
+    launch<true, false>(down, slots, stream);
+  } else {
+    launch<false, true>(gate_up, slots, stream);
+    launch<false, false>(down, slots, stream);
+  }
+}
+
+}  // namespace mlaserve::ops

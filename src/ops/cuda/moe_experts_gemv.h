@@ -1,0 +1,28 @@
+// Host-side entry point of the routed experts' grouped GEMV (moe_experts_gemv.cuh), internal to
+// src/ops/cuda: moe_experts_cuda and moe_experts_fp8_cuda (ops/moe_experts.h) call it when
+// runs_moe_gemv says so.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "ops/cuda/moe_experts_gemv_heuristics.h"
+#include "ops/moe_experts.h"
+
+namespace mlaserve::ops {
+
+// Whether a call over `rows` gathered rows takes the GEMV: forced, or kAuto and use_moe_gemv.
+inline bool runs_moe_gemv(MoeExpertsPath path, int64_t rows, bool fp8_weights) {
+  return path == MoeExpertsPath::kGemv || (path == MoeExpertsPath::kAuto && gpu::use_moe_gemv(rows, fp8_weights));
+}
+
+// moe_experts_cuda / moe_experts_fp8_cuda (same operands, contract and checks; BF16 or e4m3
+// weights, `act` used for e4m3 only) as two GEMV launches: gate_up + SwiGLU into hidden, then
+// down into out. Any P (an expert with more than 8 rows takes several passes over its weights),
+// E any, H and Im multiples of 128, min(P, E) <= 65535.
+void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
+                           const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream);
+
+}  // namespace mlaserve::ops
