@@ -4,25 +4,27 @@
 // moe_experts_fp8_cuda ask use_moe_gemv under MoeExpertsPath::kAuto.
 //
 // The host knows P (gathered rows, T·k), E and the weights' type, not how the rows split over
-// experts. Measured on one H200 (2026-11-29 03:18, bench/NOTES-engine.md; V2-Lite shapes, main's
-// router fusion included) with the GEMV's first design (one short CTA per 16-row tile): in the
-// batch-1 decode step (P = 6) the GEMV takes BF16 from 2.379-2.405 to 2.267-2.280 ms; at two
-// tokens (P = 12) 2.923 -> 2.948 and from four tokens on it is slower (moe_fp8_bench, experts
-// alone: 4 tokens 105.7 against 92.2 us). With e4m3 weights it was slower at every size (batch-1
-// step 2.225 -> 2.307 ms; experts alone at one token 40.0 against 41.5 us, at two 65.3 against
-// 59.9). Hence: BF16 up to 8 rows (one token of V2-Lite's top-6 or V3's top-8), e4m3 never under
-// kAuto. The streaming design (runs of tiles a CTA, a ring of loads a warp) has NOT been measured
-// yet: these rules are the first design's until moe_fp8_bench --sections v2l-layer says otherwise.
+// experts. Measured on one H200 (2026-11-29 03:31, bench/NOTES-engine.md; V2-Lite shapes, E 64,
+// top-6; moe_fp8_bench --sections v2l-layer, each path forced, random routings rotated past L2),
+// the GEMV at its default shape against the grouped GEMMs, us:
+//   tokens (rows)   1 (6)         2 (12)        4 (24)        8 (48)
+//   BF16            32.4 / 34.1   53.7 / 54.1   93.0 / 92.1   166.3 / 150.6
+//   e4m3            27.2 / 41.4   38.8 / 58.9   59.0 / 80.9   106.5 / 112.5
+// and the batch-1 BF16 decode step 2.273-2.292 -> 2.176-2.179 ms (the first GEMV design's rule, at
+// most 8 rows, in both). Hence BF16 up to 8 rows (one token of V2-Lite's top-6 or V3's top-8; at
+// two tokens it ties), e4m3 up to 48 rows (eight V2-Lite tokens; V3's top-8 is not measured past
+// one token).
 #pragma once
 
 #include <cstdint>
 
 namespace mlaserve::ops::gpu {
 
-inline constexpr int64_t kMoeGemvMaxRows = 8;
+inline constexpr int64_t kMoeGemvMaxRowsBf16 = 8;
+inline constexpr int64_t kMoeGemvMaxRowsFp8 = 48;
 
 inline bool use_moe_gemv(int64_t rows, bool fp8_weights) {
-  return !fp8_weights && rows >= 1 && rows <= kMoeGemvMaxRows;
+  return rows >= 1 && rows <= (fp8_weights ? kMoeGemvMaxRowsFp8 : kMoeGemvMaxRowsBf16);
 }
 
 // The GEMV's launch shape (the note in moe_experts_gemv.cuh). Two knobs:
@@ -49,7 +51,8 @@ struct MoeGemvConfig {
   int tiles_per_cta;  // 0: from ctas_per_sm; else the run length (1 .. kMoeGemvMaxTilesPerCta)
 };
 
-// What moe_experts_cuda / moe_experts_fp8_cuda run (not yet measured: see the note at the top).
+// What moe_experts_cuda / moe_experts_fp8_cuda run: within 2% of the best shape measured at one to
+// four tokens in both types (the table above; {3, 2, 0} ties it, {1, 4, 8} is best at eight).
 inline constexpr MoeGemvConfig kMoeGemvDefault{2, 4, 0};
 
 // The configurations moe_fp8_bench times and the GPU tests check (every one is a valid launch).
