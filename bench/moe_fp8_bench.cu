@@ -14,12 +14,15 @@
 //      moe_experts_fp8_cuda (two quantisations, two grouped GEMMs) against moe_experts_cuda
 //      (BF16), decode token counts against the HBM floor of the active experts' weights (e4m3
 //      bytes / measured copy bandwidth), prefill counts in TFLOPS. (These rows run what kAuto
-//      picks: the grouped GEMV for BF16 at P <= 8.) Then the decode sizes (1, 2, 4, 8
+//      picks: the grouped GEMV at P <= 8 BF16, <= 48 e4m3.) Then the decode sizes (1, 2, 4, 8
 //      tokens) through each path forced (MoeExpertsPath: the grouped GEMV of moe_experts_gemv.cuh
 //      and the grouped GEMMs, BF16 and FP8 experts): random routings (each token to top-k distinct
 //      experts), several per token count so that the weights the timed runs read exceed the L2
 //      several times over (run i takes routing i mod sets); us, the active experts' weight bytes
-//      per us (GB/s) and the floor (those bytes at the copy bandwidth).
+//      per us (GB/s) and the floor (those bytes at the copy bandwidth). The GEMV runs once with
+//      the dispatch's launch shape ("gemv") and once with each of kMoeGemvConfigs
+//      (moe_experts_gemv_heuristics.h; "gemv c2 d4 t0": CTAs an SM, ring depth, tiles a CTA), so
+//      one run sweeps its knobs.
 // Inputs random; times are medians of 20 runs after 3 warm-ups (CUDA events, eager launches).
 // Every other working set here exceeds the 50 MB L2 (weights of 117 MB and up), so no flush is
 // needed.
@@ -46,6 +49,7 @@
 #include "core/tensor.h"
 #include "ops/fp8_block.h"
 #include "ops/linear_fp8.h"
+#include "ops/cuda/moe_experts_gemv.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
 #include "ops/moe_experts.h"
 #include "ops/random_fill.h"
@@ -321,8 +325,21 @@ int run(int argc, char** argv) {
     std::printf("\n%s experts at decode sizes, each path forced; random routings (top-%ld distinct experts a "
                 "token) rotated past L2; floor: the active experts' weights / copy bandwidth\n",
                 ly.name, top_k);
-    std::printf("%7s %6s %7s %6s %13s %10s %9s %9s %7s\n", "tokens", "rows", "active", "dtype", "path", "us", "GB/s",
+    std::printf("%7s %6s %7s %6s %16s %10s %9s %9s %7s\n", "tokens", "rows", "active", "dtype", "path", "us", "GB/s",
                 "floor us", "xfloor");
+    // The paths: the GEMV through the dispatch, the GEMV with each launch shape, the grouped GEMMs.
+    struct PathRun {
+      std::string name;
+      ops::MoeExpertsPath path;
+      const ops::gpu::MoeGemvConfig* gemv_config;  // null: through moe_experts_cuda / _fp8_cuda
+    };
+    std::vector<PathRun> path_runs = {{"gemv", ops::MoeExpertsPath::kGemv, nullptr}};
+    for (const ops::gpu::MoeGemvConfig& c : ops::gpu::kMoeGemvConfigs) {
+      path_runs.push_back({"gemv c" + std::to_string(c.ctas_per_sm) + " d" + std::to_string(c.depth) + " t" +
+                               std::to_string(c.tiles_per_cta),
+                           ops::MoeExpertsPath::kGemv, &c});
+    }
+    path_runs.push_back({"grouped_gemm", ops::MoeExpertsPath::kGroupedGemm, nullptr});
     for (int64_t t : {1, 2, 4, 8}) {
       const int64_t rows = t * top_k;
       double active = 0.0;
@@ -334,18 +351,22 @@ int run(int argc, char** argv) {
       for (const bool is_fp8 : {false, true}) {
         const double weight_bytes = active * 3 * h * im * (is_fp8 ? 1.0 : 2.0);
         const double floor_us = weight_bytes / copy / 1e3;
-        for (const ops::MoeExpertsPath path : {ops::MoeExpertsPath::kGemv, ops::MoeExpertsPath::kGroupedGemm}) {
+        for (const PathRun& run : path_runs) {
+          const ops::MoeExpertsPath path = run.path;
           const double us = time_us(timer, stream, [&](int i) {
             const Tensor& offsets = routings[static_cast<size_t>(i % sets)];
-            if (is_fp8) {
+            if (run.gemv_config != nullptr) {
+              ops::moe_experts_gemv_cuda(x, offsets, is_fp8 ? fp8 : bf16, ops::ActQuantParams{}, hidden, out, stream,
+                                         *run.gemv_config);
+            } else if (is_fp8) {
               ops::moe_experts_fp8_cuda(x, offsets, fp8, ops::ActQuantParams{}, hidden, out, stream, path);
             } else {
               ops::moe_experts_cuda(x, offsets, bf16, hidden, out, stream, path);
             }
           });
-          const char* path_name = path == ops::MoeExpertsPath::kGemv ? "gemv" : "grouped_gemm";
+          const char* path_name = run.name.c_str();
           const char* dtype = is_fp8 ? "fp8" : "bf16";
-          std::printf("%7ld %6ld %7.1f %6s %13s %10.1f %9.0f %9.1f %7.2f\n", t, rows, active, dtype, path_name, us,
+          std::printf("%7ld %6ld %7.1f %6s %16s %10.1f %9.0f %9.1f %7.2f\n", t, rows, active, dtype, path_name, us,
                       weight_bytes / us / 1e3, floor_us, us / floor_us);
           path_rows.push_back({{"model", ly.name}, {"tokens", t}, {"rows", rows}, {"active_experts", active},
                                {"dtype", dtype}, {"path", path_name}, {"us", us},

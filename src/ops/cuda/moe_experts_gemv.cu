@@ -23,23 +23,65 @@ void check_tensor(const Tensor& t, std::string_view name, DType dtype, const Sha
   MLA_CHECK(reinterpret_cast<uintptr_t>(t.raw()) % align == 0, "{}: {} must be {}-byte aligned", kOp, name, align);
 }
 
-template <bool kFp8, bool kSwiGlu>
-void launch(const gpu::MoeGemvParams& p, int64_t slots, cudaStream_t stream) {
-  const auto kernel = gpu::moe_experts_gemv_kernel<kFp8, kSwiGlu>;
-  const int channels = kSwiGlu ? gpu::kMoeGemvGateUpChannels : gpu::kMoeGemvDownChannels;
-  const int64_t smem =
-      kFp8 ? gpu::moe_gemv_smem_bytes(p.k, std::min<int64_t>(p.num_rows, gpu::kMoeGemvRowsPerPass)) : 0;
+int sm_count() {
+  int device = 0, count = 0;
+  MLA_CUDA_CHECK(cudaGetDevice(&device));
+  MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
+// Activation rows a pass stages: min(8, P), fewer where their shared memory would pass
+// kMoeGemvActSmemBudget (never fewer than one).
+int64_t rows_per_pass(int64_t k, int64_t rows, bool fp8) {
+  int64_t r = std::min<int64_t>(rows, gpu::kMoeGemvRowsPerPass);
+  while (r > 1 && gpu::moe_gemv_act_bytes(k, r, fp8) > gpu::kMoeGemvActSmemBudget) --r;
+  return r;
+}
+
+// The launch shape of one kernel over `tiles` tiles an expert and `slots` slots (the note in
+// moe_experts_gemv.cuh): about ctas_per_sm x SMs CTAs (or runs of tiles_per_cta tiles), runs of
+// at most kMoeGemvMaxTilesPerCta tiles, at least one tile a CTA. Sets p's tiles, max_tiles_per_cta and rows_per_pass; returns
+// the CTAs a slot.
+int64_t plan(gpu::MoeGemvParams& p, int64_t tiles, int64_t slots, bool fp8, const gpu::MoeGemvConfig& config,
+             int sms) {
+  const int64_t target = int64_t{config.ctas_per_sm} * sms;
+  int64_t ctas = config.tiles_per_cta > 0 ? (tiles + config.tiles_per_cta - 1) / config.tiles_per_cta
+                                          : (target + slots - 1) / slots;
+  ctas = std::max(ctas, (tiles + gpu::kMoeGemvMaxTilesPerCta - 1) / gpu::kMoeGemvMaxTilesPerCta);
+  ctas = std::min(ctas, tiles);
+  p.tiles = static_cast<int32_t>(tiles);
+  p.max_tiles_per_cta = static_cast<int32_t>((tiles + ctas - 1) / ctas);
+  p.rows_per_pass = static_cast<int32_t>(rows_per_pass(p.k, p.num_rows, fp8));
+  return ctas;
+}
+
+int64_t smem_bytes(const gpu::MoeGemvParams& p, bool fp8) {
+  return gpu::moe_gemv_smem_bytes(p.k, p.rows_per_pass, p.max_tiles_per_cta, fp8);
+}
+
+template <bool kFp8, bool kSwiGlu, int kDepth>
+void launch(const gpu::MoeGemvParams& p, int64_t ctas, int64_t slots, cudaStream_t stream) {
+  const auto kernel = gpu::moe_experts_gemv_kernel<kFp8, kSwiGlu, kDepth>;
+  const int64_t smem = smem_bytes(p, kFp8);
   if (smem > 48 * 1024) {
     MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
-  const dim3 grid(static_cast<unsigned>(p.n_out / channels), static_cast<unsigned>(slots));
+  const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(slots));
   gpu::launch_programmatic(kernel, grid, dim3(gpu::kMoeGemvThreads), static_cast<size_t>(smem), stream, p);
+}
+
+template <bool kFp8, int kDepth>
+void launch_both(const gpu::MoeGemvParams& gate_up, int64_t gate_up_ctas, const gpu::MoeGemvParams& down,
+                 int64_t down_ctas, int64_t slots, cudaStream_t stream) {
+  launch<kFp8, true, kDepth>(gate_up, gate_up_ctas, slots, stream);
+  launch<kFp8, false, kDepth>(down, down_ctas, slots, stream);
 }
 
 }  // namespace
 
 void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w,
-                           const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream) {
+                           const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
+                           const gpu::MoeGemvConfig& config) {
   MLA_CHECK(w.gate_up.ndim() == 3 && w.down.ndim() == 3 && x.ndim() == 2,
             "{}: gate_up {} and down {} must be stacked [E, rows, cols], x {} [P, H]", kOp,
             shape_str(w.gate_up.shape()), shape_str(w.down.shape()), shape_str(x.shape()));
@@ -53,10 +95,11 @@ void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const 
   check_tensor(out, "out", DType::kBF16, {rows, h}, 2);
   check_tensor(expert_offsets, "expert_offsets", DType::kI32, {e_count + 1}, 4);
   MLA_CHECK(h % 128 == 0 && im % 128 == 0, "{}: H = {} and Im = {} must be multiples of 128", kOp, h, im);
+  MLA_CHECK(config.ctas_per_sm >= 1 && (config.depth == 2 || config.depth == 4 || config.depth == 8) &&
+                config.tiles_per_cta >= 0 && config.tiles_per_cta <= gpu::kMoeGemvMaxTilesPerCta,
+            "{}: config ctas_per_sm {} (>= 1), depth {} (2, 4 or 8), tiles_per_cta {} (0 .. {})", kOp,
+            config.ctas_per_sm, config.depth, config.tiles_per_cta, gpu::kMoeGemvMaxTilesPerCta);
   if (fp8) {
-    const int64_t smem = gpu::moe_gemv_smem_bytes(std::max(h, im), std::min<int64_t>(rows, gpu::kMoeGemvRowsPerPass));
-    MLA_CHECK(smem <= 200 * 1024, "{}: H = {}, Im = {} need {} bytes of shared memory (at most 200 KB)", kOp, h, im,
-              smem);
     check_tensor(w.gate_up_scale, "gate_up_scale", DType::kF32, {e_count, 2 * im / 128, h / 128}, 4);
     check_tensor(w.down_scale, "down_scale", DType::kF32, {e_count, h / 128, im / 128}, 4);
     MLA_CHECK(act.amax_floor > 0.0f, "{}: amax_floor must be positive, got {}", kOp, act.amax_floor);
@@ -91,12 +134,22 @@ void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const 
   down.w_rows = static_cast<int32_t>(h);
   down.n_out = static_cast<int32_t>(h);
 
-  if (fp8) {
-    launch<true, true>(gate_up, slots, stream);
-    launch<true, false>(down, slots, stream);
-  } else {
-    launch<false, true>(gate_up, slots, stream);
-    launch<false, false>(down, slots, stream);
+  const int sms = sm_count();
+  const int64_t gate_up_ctas = plan(gate_up, im / gpu::kMoeGemvGateUpChannels, slots, fp8, config, sms);
+  const int64_t down_ctas = plan(down, h / gpu::kMoeGemvDownChannels, slots, fp8, config, sms);
+  for (const gpu::MoeGemvParams* p : {&gate_up, &down}) {
+    const int64_t smem = smem_bytes(*p, fp8);
+    MLA_CHECK(smem <= 200 * 1024, "{}: H = {}, Im = {} need {} bytes of shared memory (at most 200 KB)", kOp, h, im,
+              smem);
+  }
+  const auto run = [&](auto launch_fn) { launch_fn(gate_up, gate_up_ctas, down, down_ctas, slots, stream); };
+  switch (config.depth) {
+    case 2:
+      return fp8 ? run(launch_both<true, 2>) : run(launch_both<false, 2>);
+    case 4:
+      return fp8 ? run(launch_both<true, 4>) : run(launch_both<false, 4>);
+    default:
+      return fp8 ? run(launch_both<true, 8>) : run(launch_both<false, 8>);
   }
 }
 

@@ -1,7 +1,7 @@
 // The routed experts at decode sizes as a grouped GEMV: device code. Contract: ops/moe_experts.h
 // (moe_experts_cuda, moe_experts_fp8_cuda with MoeExpertsPath::kGemv or kAuto); launch code in
-// moe_experts_gemv.cu, when it runs in moe_experts_gemv_heuristics.h, parameters in
-// moe_experts_gemv_params.h.
+// moe_experts_gemv.cu, when it runs and its launch shape (MoeGemvConfig) in
+// moe_experts_gemv_heuristics.h, parameters in moe_experts_gemv_params.h.
 //
 // Symbols: P gathered rows (T·k), E experts, H hidden, Im expert intermediate, K the input width
 // of a launch (H for gate_up, Im for down); expert e owns rows [offsets[e], offsets[e + 1]) of x,
@@ -9,65 +9,84 @@
 //
 // Why. At one token a V2-Lite MoE layer reads 6 experts' weights, 104 MB in BF16 (24.7 us at
 // 4.2 TB/s) or 52 MB in e4m3 (12.4 us); the grouped GEMMs (moe_grouped_gemm_sm80.cuh and
-// _fp8_sm89.cuh, 16-row M tiles through a cp.async ring, plus two quantiser launches for FP8)
-// take ~37 us and ~40 us (bench/NOTES-engine.md, NOTES-fp8-gemm.md). Two launches that stream
-// each chosen expert's weights once, with many 16-byte loads in flight and the activation
-// quantisation inside, should run near the HBM rate.
+// _fp8_sm89.cuh) take ~35 us and ~41 us. Two launches that stream each chosen expert's weights
+// once, with enough bytes in flight on every SM, should run near the HBM rate.
+//
+// Why this shape (the second design). The first one ran one CTA per 16-row tile (~1,000 CTAs a
+// launch, ~2.7 waves), each paying in series the dependency wait, the slot search (an L2 trip),
+// for e4m3 the quantisation of its rows (another trip and a sync), one or two dependent trips to
+// HBM for only 32-64 KB, then a reduction: latency per CTA, not bytes, set the time (36.9 us BF16,
+// 40.0 us e4m3 at one V2-Lite token). Now a CTA pays those heads once for a run of tiles, and
+// each warp streams its share of the whole run through a ring of loads that never drains between
+// tiles.
 //
 // Shape of the work. Two kernels, the same template:
-//   1. gate_up (kSwiGlu): grid (Im / 8, S). hidden[r, j] = bf16(silu(g) · u), g and u the fp32 dot
-//      products of row r with gate row j and up row Im + j; rounded as the grouped GEMM's epilogue
-//      (g / (1 + __expf(-g)) · u, one round to bf16).
-//   2. down: grid (H / 16, S). out[r, j] = bf16(hidden[r] · down row j).
-//   S = min(P, E) expert slots: CTA (x, s) works for the s-th expert, in expert order, whose
-//   clamped row range is non-empty (expert_of_slot: every warp reads the E + 1 offsets from L2 in
-//   one trip, ballots the non-empty experts 32 at a time and counts to s); slots past the number
-//   of such experts exit. The host knows P and E only, so S is the bound min(P, E).
+//   1. gate_up (kSwiGlu): hidden[r, j] = bf16(silu(g) · u), g and u the fp32 dot products of row
+//      r with gate row j and up row Im + j; rounded as the grouped GEMM's epilogue
+//      (g / (1 + __expf(-g)) · u, one round to bf16). A tile: gate rows j .. j + 7 and the up rows
+//      of the same 8 channels (Im / 8 tiles an expert).
+//   2. down: out[r, j] = bf16(hidden[r] · down row j). A tile: 16 consecutive rows (H / 16 tiles).
+//   Grid (C, S): S = min(P, E) expert slots, C CTAs a slot (moe_experts_gemv.cu: about
+//   MoeGemvConfig::ctas_per_sm x SMs CTAs in all, runs of at most kMoeGemvMaxTilesPerCta tiles).
+//   CTA (x, s) works for the s-th expert, in expert order, whose clamped row range is non-empty
+//   (expert_of_slot: every warp reads the E + 1 offsets from L2 in one trip, ballots the non-empty
+//   experts 32 at a time and counts to s); slots past the number of such experts exit. It owns
+//   tiles [x·tiles / C, (x + 1)·tiles / C) of that expert: a run of consecutive tiles, the runs
+//   of a slot even to one tile.
 //
-// One CTA = one 16-row tile of an expert's weight (gate_up: gate rows j .. j + 7 and the up rows
-// of the same 8 channels; down: 16 consecutive rows) against up to 8 activation rows of that
-// expert at a time (a "pass"; an expert with more rows takes several passes, re-reading its tile,
-// from L2 when the passes follow closely: at decode sizes an expert has at most T rows). The dot
-// products run on the tensor cores as swapped-operand mma.sync: A (16 x k) = the weight rows,
-// B (k x 8) = the activation rows, D (16 x 8) fp32. m16n8k16 bf16 or m16n8k32 e4m3: the same bytes
-// at the same lanes (moe_grouped_gemm_fp8_sm89.cuh), so one load scheme serves both. The CUDA
-// cores could not keep up with the weights in e4m3: widening 16 codes to fp32 costs ~24
-// instructions per row before the FMAs (linear_fp8_gemv.cuh at 2+ tokens is compute-bound), while
-// one mma consumes 512 bytes of the warp's weight loads.
+// A CTA, for each pass of up to R = rows_per_pass (<= 8) activation rows of its expert (at decode
+// sizes an expert has at most T rows: one pass):
+//   a. the first kDepth pieces of each warp's weight stream are loaded (before anything else);
+//   b. the pass's activation rows are staged in shared memory, bf16 copied or, for e4m3 weights,
+//      quantised (the W8A8 arithmetic below), each row K (+ 64 bytes of pad) apart; __syncthreads;
+//   c. the run's (tile, unit) pieces are dealt to the 8 warps round robin (piece i = tile · units +
+//      unit to warp i mod 8, a unit being 128 bytes of a weight row: 64 bf16 or one 128-wide e4m3
+//      scale group). Each warp keeps a ring of kDepth pieces in registers (MoeGemvConfig::depth):
+//      it consumes piece j (the mma steps below) and in its place issues the loads of piece
+//      j + kDepth, whatever tile that belongs to, so its loads stay in flight across tile
+//      boundaries. When its tile changes it stores its fp32 D tile (16 weight rows x 8 activation
+//      rows) to shared memory, partial[tile][warp] (zeros for a tile it had no piece of);
+//   d. __syncthreads; warp w sums tiles w, w + 8, ... over the warps in order 0 .. 7
+//      (deterministic for a given grid) and writes the pass's outputs.
+// An expert with more than R rows takes further passes, re-reading its run (from L2 if it fits).
+//
+// The dot products run on the tensor cores as swapped-operand mma.sync: A (16 x k) = the tile's
+// weight rows, B (k x 8) = the activation rows, D (16 x 8) fp32. m16n8k16 bf16 or m16n8k32 e4m3:
+// the same bytes at the same lanes (moe_grouped_gemm_fp8_sm89.cuh), so one load scheme serves
+// both. The CUDA cores could not keep up with the weights in e4m3: widening 16 codes to fp32 costs
+// ~24 instructions per row before the FMAs, while one mma consumes 512 bytes of the warp's loads.
 //
 // Loads straight into mma fragments, no shared-memory staging of the weights. A k-block is 64
-// bytes of a row (32 bf16 or 64 e4m3); lane (g, t) = (lane / 4, lane % 4) loads bytes
-// [16t, 16t + 16) of the k-block of weight rows g and g + 8 and of activation row g (zeros for
-// g >= the pass's rows). An mma step takes 8 of those bytes: [8s, 8s + 4) as the low k-slots of the
-// A and B fragments (a0 row g, a1 row g + 8, b0), [8s + 4, 8s + 8) as the high ones (a2, a3, b1).
-// A and B lanes with the same t use the same bytes for the same k-slots, so the mma sums the right
+// bytes of a row; lane (g, t) = (lane / 4, lane % 4) loads bytes [16t, 16t + 16) of the k-block of
+// weight rows g and g + 8 (global, streaming) and of activation row g (shared; zeros for g >= the
+// pass's rows). An mma step takes 8 of those bytes: [8s, 8s + 4) as the low k-slots of the A and B
+// fragments (a0 row g, a1 row g + 8, b0), [8s + 4, 8s + 8) as the high ones (a2, a3, b1). A and B
+// lanes with the same t use the same bytes for the same k-slots, so the mma sums the right
 // products: the k order inside the instruction is permuted, the sum is the row's dot product. D's
 // c0, c1 are (row g; activation rows 2t, 2t + 1), c2, c3 the same for row g + 8: with gate_up's
-// tile (rows g: gate, g + 8: up of the same channel) a lane holds gate and up of its outputs.
+// tile (rows g: gate, g + 8: up of the same channel) a lane holds gate and up of its outputs. The
+// activation rows' pad (64 bytes after K) puts rows g and g + 1, read by one quarter warp, in
+// different banks.
 //
-// K is cut into units of 128 bytes (two k-blocks: 64 bf16, or one 128-wide e4m3 scale group);
-// warp w of the 8 takes units w, w + 8, ..., kMoeGemvUnroll units per step, all their loads (4 a
-// unit and lane) issued before the first mma. After the K loop the warps' fp32 tiles are summed
-// through shared memory in warp order 0 .. 7 (deterministic) and warp 0 writes the pass's rows.
-//
-// e4m3 weights (W8A8, the grouped FP8 GEMM's arithmetic): each pass first quantises its
-// activation rows into shared memory, all 256 threads, 16 per (row, 128-wide group): amax over the
-// group by shuffles, max'ed with the floor, scale and quotients by IEEE division, RNE saturating
-// e4m3 (fp8_quant.cuh: bit-identical to quantize_activations_fp8_cuda, so no quantiser launch).
-// Each unit (one group) is summed by its 4 mma steps into a fresh fp32 tile, then promoted:
+// e4m3 weights (W8A8, the grouped FP8 GEMM's arithmetic): the pass's activation rows are quantised
+// into shared memory by all 256 threads, 16 per (row, 128-wide group): amax over the group by
+// shuffles, max'ed with the floor, scale and quotients by IEEE division, RNE saturating e4m3
+// (fp8_quant.cuh: bit-identical to quantize_activations_fp8_cuda, so no quantiser launch). Each
+// piece (one group) is summed by its 4 mma steps into a fresh fp32 tile, then promoted:
 // acc += part · (a_scale[row, g] · w_scale[e, row / 128, g]), as linear_fp8_w8a8_cpu and the
-// grouped FP8 GEMM. The tile's 8 gate and 8 up rows (or 16 down rows) each lie in one 128-row scale
-// block (Im and H are multiples of 128). The hidden state goes through bf16 between the two
-// kernels, as on the grouped path, and the down kernel quantises it the same way.
+// grouped FP8 GEMM; the two weight scales of a piece ride in the ring with its codes. A tile's 8
+// gate and 8 up rows (or 16 down rows) each lie in one 128-row scale block (Im and H are multiples
+// of 128). The hidden state goes through bf16 between the two kernels, as on the grouped path,
+// and the down kernel quantises it the same way.
 //
 // Programmatic dependent launch (pdl.cuh). gate_up waits first thing: its expert comes from the
 // offsets, written by the kernel just before it, so not even its weights can be loaded before the
-// wait; then it lets the down kernel launch. The down kernel finds its expert and issues its first
-// step's weight loads before its wait: the offsets were written two kernels back (gate_up's CTAs
-// all passed their wait before any down CTA could start, so those writes are visible; read through
-// L2 as the grouped GEMM's down does), and no kernel of a step writes a weight. hidden, which
-// gate_up writes, is read only after the wait. Every CTA, even one with no expert, waits before it
-// exits.
+// wait; then it lets the down kernel launch. The down kernel finds its expert and issues its ring's
+// first weight loads (a.) before its wait: the offsets were written two kernels back (gate_up's
+// CTAs all passed their wait before any down CTA could start, so those writes are visible; read
+// through L2 as the grouped GEMM's down does), and no kernel of a step writes a weight. hidden,
+// which gate_up writes, is read (b.) only after the wait. Every CTA, even one with no expert,
+// waits before it exits.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -75,6 +94,7 @@
 #include <cstdint>
 
 #include "ops/cuda/fp8_quant.cuh"
+#include "ops/cuda/moe_experts_gemv_heuristics.h"
 #include "ops/cuda/moe_experts_gemv_params.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89.cuh"  // sm89::mma_16832_e4m3, sm80::mma_16816, clamp_rows
 #include "ops/cuda/pdl.cuh"
@@ -82,26 +102,33 @@
 
 namespace mlaserve::ops::gpu {
 
-inline constexpr int kMoeGemvWarps = 8;              // warps per CTA, each over a share of K
+inline constexpr int kMoeGemvWarps = 8;              // warps per CTA, dealt the pieces of its run
 inline constexpr int kMoeGemvThreads = 32 * kMoeGemvWarps;
-inline constexpr int kMoeGemvRowsPerPass = 8;        // activation rows per pass: the mma's N
-inline constexpr int kMoeGemvUnitBytes = 128;        // bytes of a weight row per unit of K
-inline constexpr int kMoeGemvUnroll = 2;             // units per warp and step
-inline constexpr int kMoeGemvGateUpChannels = 8;     // gate_up: hidden channels per CTA (16 weight rows)
-inline constexpr int kMoeGemvDownChannels = 16;      // down: output channels per CTA
-inline constexpr int kMoeGemvCodePad = 64;           // bytes after each quantised row in shared memory
-// CTAs an SM the registers must allow (<= 85 registers a thread): with 8 warps each, 24 warps an SM
-// keep 8 16-byte loads a lane in flight, 96 KB an SM, ~12 MB over the H200 (the HBM rate needs
-// ~8.4 MB: 4.2 TB/s x ~2 us).
-inline constexpr int kMoeGemvMinCtasPerSm = 3;
+inline constexpr int kMoeGemvRowsPerPass = 8;        // activation rows per pass at most: the mma's N
+inline constexpr int kMoeGemvUnitBytes = 128;        // bytes of a weight row per piece
+inline constexpr int kMoeGemvGateUpChannels = 8;     // gate_up: hidden channels per tile (16 weight rows)
+inline constexpr int kMoeGemvDownChannels = 16;      // down: output channels per tile
+inline constexpr int kMoeGemvActPad = 64;            // bytes after each staged activation row
+inline constexpr int kMoeGemvPartialBytes = kMoeGemvWarps * 32 * 16;  // a tile's partial sums (float4 a lane)
 static_assert(128 % kMoeGemvGateUpChannels == 0 && 128 % kMoeGemvDownChannels == 0,
-              "a CTA's weight rows lie in one 128-row scale block");
+              "a tile's weight rows lie in one 128-row scale block");
 
-// Dynamic shared memory of an e4m3 launch: activation scales [8][K / 128] f32, then `rows` rows of
-// codes, K + kMoeGemvCodePad bytes apart (the pad puts rows g and g + 1, read by one quarter warp,
-// in different banks). BF16 launches use none.
-inline constexpr int64_t moe_gemv_smem_bytes(int64_t k, int64_t rows) {
-  return int64_t{kMoeGemvRowsPerPass} * (k / 128) * 4 + rows * (k + kMoeGemvCodePad);
+// CTAs an SM the registers must allow for a ring of `depth` pieces (16 registers a piece):
+// depth 2 -> 3 (<= 85 registers a thread), 4 -> 2 (<= 128), 8 -> 1.
+inline constexpr int moe_gemv_min_ctas_per_sm(int depth) { return depth <= 2 ? 3 : depth <= 4 ? 2 : 1; }
+
+// Dynamic shared memory, in order: e4m3 only, activation scales [rows][K / 128] f32 (rounded up to
+// 16 bytes); `rows` staged activation rows (e4m3 codes or bf16), moe_gemv_act_stride bytes apart;
+// partial sums [max_tiles][8 warps][32 lanes] float4.
+__host__ __device__ inline constexpr int64_t moe_gemv_act_stride(int64_t k, bool fp8) { return k * (fp8 ? 1 : 2) + kMoeGemvActPad; }
+__host__ __device__ inline constexpr int64_t moe_gemv_scale_bytes(int64_t k, int64_t rows, bool fp8) {
+  return fp8 ? (rows * (k / 128) * 4 + 15) / 16 * 16 : 0;
+}
+__host__ __device__ inline constexpr int64_t moe_gemv_act_bytes(int64_t k, int64_t rows, bool fp8) {
+  return moe_gemv_scale_bytes(k, rows, fp8) + rows * moe_gemv_act_stride(k, fp8);
+}
+__host__ __device__ inline constexpr int64_t moe_gemv_smem_bytes(int64_t k, int64_t rows, int64_t max_tiles, bool fp8) {
+  return moe_gemv_act_bytes(k, rows, fp8) + max_tiles * kMoeGemvPartialBytes;
 }
 
 inline constexpr unsigned kFullMask = 0xffffffffu;
@@ -171,8 +198,7 @@ __device__ __forceinline__ void mma_k_block(float (&d)[4], const uint4& w_lo, co
 // row j at codes + j · code_stride, scales[j · K / 128 + group]. Every thread of the CTA calls it;
 // half-warps take the (row, group) tasks, 8 values a lane, kBatch tasks a half-warp with their
 // loads issued together (one trip to L2 per 32 tasks: a row of V2-Lite's H, two of V3's). Two,
-// not more: the FP8 kernels hold the first step's weights (32 registers) across this, and four
-// doubled their spills (ptxas).
+// not more: the kernels hold their ring of weights (16 registers a piece) across this.
 __device__ __forceinline__ void quantize_rows(const MoeGemvParams& p, int row0, int n, float* scales, uint8_t* codes,
                                               int code_stride) {
   constexpr int kBatch = 2, kStride = 2 * kMoeGemvWarps;  // tasks apart within a batch
@@ -212,18 +238,59 @@ __device__ __forceinline__ void quantize_rows(const MoeGemvParams& p, int row0, 
   }
 }
 
-// grid (n_out / channels, min(P, E)), block kMoeGemvThreads, dynamic shared memory
-// moe_gemv_smem_bytes(K, min(P, 8)) for e4m3 (else 0); launched with launch_programmatic.
-template <bool kFp8, bool kSwiGlu>
-__global__ void __launch_bounds__(kMoeGemvThreads, kMoeGemvMinCtasPerSm)
+// Rows [row0, row0 + n) of p.a (bf16) copied into shared memory, row j at acts + j · stride. Every
+// thread of the CTA calls it; 16-byte chunks, kBatch loads a thread issued together (V2-Lite's
+// 8 rows of H: 2048 chunks, one batch of 8 a thread).
+__device__ __forceinline__ void stage_rows_bf16(const MoeGemvParams& p, int row0, int n, uint8_t* acts, int stride) {
+  constexpr int kBatch = 8;
+  const int chunks = p.k / 8, total = n * chunks;  // 16-byte chunks: a row, the pass
+  for (int base = static_cast<int>(threadIdx.x); base < total; base += kMoeGemvThreads * kBatch) {
+    uint4 v[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = base + b * kMoeGemvThreads, j = i / chunks, c = i - j * chunks;
+      v[b] = i < total ? __ldcg(reinterpret_cast<const uint4*>(p.a + int64_t{row0 + j} * p.k) + c)
+                       : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = base + b * kMoeGemvThreads, j = i / chunks, c = i - j * chunks;
+      if (i < total) *reinterpret_cast<uint4*>(acts + j * stride + 16 * c) = v[b];
+    }
+  }
+}
+
+// A warp's place in its stream of pieces: local tile and unit (128-byte piece of K). Piece i of
+// the run is (i / units, i % units); a warp takes i = warp, warp + 8, ...; advancing by 8 pieces
+// may cross several tiles when units < 8.
+struct MoeGemvPos {
+  int tile, unit;
+  __device__ __forceinline__ void normalise(int units) {
+    while (unit >= units) {  // warp-uniform
+      unit -= units;
+      ++tile;
+    }
+  }
+  __device__ __forceinline__ void advance(int units) {
+    unit += kMoeGemvWarps;
+    normalise(units);
+  }
+};
+
+// grid (ctas a slot, min(P, E)), block kMoeGemvThreads, dynamic shared memory moe_gemv_smem_bytes
+// (K, p.rows_per_pass, p.max_tiles_per_cta, kFp8); launched with launch_programmatic.
+template <bool kFp8, bool kSwiGlu, int kDepth>
+__global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDepth))
     moe_experts_gemv_kernel(const MoeGemvParams p) {
-  extern __shared__ __align__(16) uint8_t smem[];  // e4m3: scales [8][K / 128] f32, then codes (see above)
-  __shared__ float4 partial[kMoeGemvWarps][32];     // each warp's D tile, for the sum over warps
+  static_assert(kDepth >= 1 && kDepth <= 8, "ring depth");
+  extern __shared__ __align__(16) uint8_t smem[];  // see moe_gemv_smem_bytes
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int g = lane / 4, t = lane % 4;
   constexpr int kElemBytes = kFp8 ? 1 : 2;
+  constexpr int kTileRows = kSwiGlu ? kMoeGemvGateUpChannels : kMoeGemvDownChannels;  // tile to tile, in rows
   const int64_t row_bytes = int64_t{p.k} * kElemBytes;  // of a weight row
   const int units = static_cast<int>(row_bytes / kMoeGemvUnitBytes);
+  const int groups = p.k / 128;
 
   if constexpr (kSwiGlu) {  // the expert comes from offsets the kernel just before wrote
     grid_dependency_wait();
@@ -231,131 +298,146 @@ __global__ void __launch_bounds__(kMoeGemvThreads, kMoeGemvMinCtasPerSm)
   }
   const ExpertSlot slot = expert_of_slot(p.expert_offsets, p.num_experts, p.num_rows, static_cast<int>(blockIdx.y));
 
-  // This lane's two weight rows within the expert: A rows g and g + 8 of the tile.
-  int row_lo, row_hi;
-  if constexpr (kSwiGlu) {
-    row_lo = static_cast<int>(blockIdx.x) * kMoeGemvGateUpChannels + g;  // gate row = hidden channel
-    row_hi = p.n_out + row_lo;                                           // the up row of the same channel
-  } else {
-    row_lo = static_cast<int>(blockIdx.x) * kMoeGemvDownChannels + g;
-    row_hi = row_lo + 8;
-  }
+  // This CTA's run: tiles [tile0, tile0 + n_tiles) of the expert.
+  const int tile0 = static_cast<int>(int64_t{blockIdx.x} * p.tiles / gridDim.x);
+  const int n_tiles = static_cast<int>(int64_t{blockIdx.x + 1} * p.tiles / gridDim.x) - tile0;
+  const int pieces = n_tiles * units;
+  const int my_pieces = pieces > warp ? (pieces - 1 - warp) / kMoeGemvWarps + 1 : 0;
+
+  // Lane (g, t)'s bytes of local tile 0: row g (w_lo) and row g + 8 of the tile, which is the up
+  // row of the same channel for gate_up (Im rows further) and the next 8 rows' for down.
   const int64_t expert = slot.expert < 0 ? 0 : slot.expert;
-  const uint8_t* w_expert = static_cast<const uint8_t*>(p.w) + expert * p.w_rows * row_bytes + 16 * t;
-  const uint8_t* w_lo = w_expert + row_lo * row_bytes;
-  const uint8_t* w_hi = w_expert + row_hi * row_bytes;
+  const uint8_t* w_lo = static_cast<const uint8_t*>(p.w) + (expert * p.w_rows + int64_t{tile0} * kTileRows + g) * row_bytes +
+                        16 * t;
+  const int64_t hi_bytes = int64_t{kSwiGlu ? p.n_out : 8} * row_bytes;
+  const int64_t tile_bytes = int64_t{kTileRows} * row_bytes;
+  // e4m3: the weight scales of the expert's 128-row blocks, [w_rows / 128][groups]; a tile's low
+  // rows lie in block (tile0 + tile) · kTileRows / 128, its high rows in that + Im / 128 (gate_up)
+  // or the same (down).
+  const float* w_scales = kFp8 ? p.w_scales + expert * (p.w_rows / 128) * groups : nullptr;
+  const int hi_block = kSwiGlu ? p.n_out / 128 : 0;
 
-  // Warp w's units: w + 8 (kMoeGemvUnroll · step + i); `steps` steps of up to kMoeGemvUnroll.
-  const auto unit_of = [&](int step, int i) { return warp + kMoeGemvWarps * (step * kMoeGemvUnroll + i); };
-  const int warp_units = units > warp ? (units - warp + kMoeGemvWarps - 1) / kMoeGemvWarps : 0;
-  const int steps = (warp_units + kMoeGemvUnroll - 1) / kMoeGemvUnroll;
-
-  uint4 wv[kMoeGemvUnroll][2][2];  // [unit][k-block][row g, row g + 8], zeros past K
-  const auto load_weights = [&](int step) {
+  uint4 ring[kDepth][2][2];  // [piece][k-block][row g, row g + 8], this lane's 16 bytes of each
+  float ring_ws[kDepth][2];  // e4m3: the piece's weight scales (rows g, g + 8)
+  const auto load_piece = [&](int s, const MoeGemvPos& at) {
+    const uint8_t* lo = w_lo + at.tile * tile_bytes + at.unit * kMoeGemvUnitBytes;
 #pragma unroll
-    for (int i = 0; i < kMoeGemvUnroll; ++i) {
-      const int u = unit_of(step, i);
-      const bool in_k = u < units;
+    for (int kb = 0; kb < 2; ++kb) {
+      ring[s][kb][0] = __ldcs(reinterpret_cast<const uint4*>(lo + kb * 64));
+      ring[s][kb][1] = __ldcs(reinterpret_cast<const uint4*>(lo + hi_bytes + kb * 64));
+    }
+    if constexpr (kFp8) {
+      const int block = (tile0 + at.tile) * kTileRows / 128;
+      ring_ws[s][0] = __ldg(w_scales + block * groups + at.unit);
+      ring_ws[s][1] = __ldg(w_scales + (block + hi_block) * groups + at.unit);
+    }
+  };
+  MoeGemvPos start{0, warp};
+  start.normalise(units);
+  MoeGemvPos load_at = start;
+  const auto prologue = [&] {  // a.: the ring's first pieces
+    load_at = start;
 #pragma unroll
-      for (int kb = 0; kb < 2; ++kb) {
-        const uint32_t at = static_cast<uint32_t>(u) * kMoeGemvUnitBytes + kb * 64;  // < 2^31: a row
-        wv[i][kb][0] = in_k ? __ldcs(reinterpret_cast<const uint4*>(w_lo + at)) : make_uint4(0, 0, 0, 0);
-        wv[i][kb][1] = in_k ? __ldcs(reinterpret_cast<const uint4*>(w_hi + at)) : make_uint4(0, 0, 0, 0);
+    for (int s = 0; s < kDepth; ++s) {
+      if (s < my_pieces) {
+        load_piece(s, load_at);
+        load_at.advance(units);
       }
     }
   };
 
-  // The first step's weights: the down kernel before its wait (the note at the top), gate_up now.
-  if (slot.expert >= 0 && steps > 0) load_weights(0);
+  // The first pass's weights: the down kernel before its wait (the note at the top), gate_up now.
+  if (slot.expert >= 0) prologue();
   if constexpr (!kSwiGlu) {
     grid_dependency_wait();
     launch_dependents();
   }
   if (slot.expert < 0) return;  // the whole CTA: the slot is the same in every warp
 
-  const int groups = p.k / 128;
-  float* act_scales = reinterpret_cast<float*>(smem);                                 // [8][groups]
-  uint8_t* act_codes = smem + int64_t{kMoeGemvRowsPerPass} * groups * sizeof(float);  // [rows][K + pad]
-  const int code_stride = p.k + kMoeGemvCodePad;
-  const float* w_scale_lo = nullptr;
-  const float* w_scale_hi = nullptr;
-  if constexpr (kFp8) {
-    const float* w_scales = p.w_scales + expert * (p.w_rows / 128) * groups;
-    w_scale_lo = w_scales + (row_lo / 128) * groups;
-    w_scale_hi = w_scales + (row_hi / 128) * groups;
-  }
+  float* act_scales = reinterpret_cast<float*>(smem);  // e4m3: [rows_per_pass][groups]
+  uint8_t* acts = smem + moe_gemv_scale_bytes(p.k, p.rows_per_pass, kFp8);
+  const int act_stride = static_cast<int>(moe_gemv_act_stride(p.k, kFp8));
+  float4* partial =  // [max_tiles][warps][32]
+      reinterpret_cast<float4*>(acts + int64_t{p.rows_per_pass} * act_stride);
+  const auto store_partial = [&](int tile, float4 v) { partial[(tile * kMoeGemvWarps + warp) * 32 + lane] = v; };
 
-  for (int row0 = slot.begin; row0 < slot.end; row0 += kMoeGemvRowsPerPass) {
-    const int n = min(kMoeGemvRowsPerPass, slot.end - row0);  // this pass's activation rows
+  for (int row0 = slot.begin; row0 < slot.end; row0 += p.rows_per_pass) {
+    const int n = min(p.rows_per_pass, slot.end - row0);  // this pass's activation rows
     if (row0 != slot.begin) {
       __syncthreads();  // the last pass's shared memory has been read
-      if (steps > 0) load_weights(0);
+      prologue();
     }
-    if constexpr (kFp8) {
-      quantize_rows(p, row0, n, act_scales, act_codes, code_stride);
-      __syncthreads();
+    if constexpr (kFp8) {  // b.
+      quantize_rows(p, row0, n, act_scales, acts, act_stride);
+    } else {
+      stage_rows_bf16(p, row0, n, acts, act_stride);
     }
-    const bool has_row = g < n;  // activation row g of the pass (B column g)
-    const uint8_t* act_row = reinterpret_cast<const uint8_t*>(p.a + int64_t{row0 + (has_row ? g : 0)} * p.k) + 16 * t;
-    uint4 av[kMoeGemvUnroll][2];  // bf16: [unit][k-block] this lane's activation bytes
-    const auto load_acts = [&](int step) {
-#pragma unroll
-      for (int i = 0; i < kMoeGemvUnroll; ++i) {
-        const int u = unit_of(step, i);
-#pragma unroll
-        for (int kb = 0; kb < 2; ++kb) {
-          const uint32_t at = static_cast<uint32_t>(u) * kMoeGemvUnitBytes + kb * 64;
-          av[i][kb] =
-              has_row && u < units ? __ldcg(reinterpret_cast<const uint4*>(act_row + at)) : make_uint4(0, 0, 0, 0);
-        }
-      }
-    };
+    __syncthreads();
 
+    // c. The stream: consume ring slot s, refill it with the piece kDepth further on.
+    const bool has_row = g < n;  // activation row g of the pass (B column g)
+    const uint8_t* act_row = acts + (has_row ? g : 0) * act_stride + 16 * t;
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // D: (row g; cols 2t, 2t + 1), (row g + 8; the same)
-    for (int step = 0; step < steps; ++step) {
-      if (step > 0) load_weights(step);
-      if constexpr (!kFp8) load_acts(step);
+    int cur_tile = 0;                         // the tile acc belongs to
+    MoeGemvPos use_at = start;
+    for (int j0 = 0; j0 < my_pieces; j0 += kDepth) {
 #pragma unroll
-      for (int i = 0; i < kMoeGemvUnroll; ++i) {
-        const int u = unit_of(step, i);
-        if (u >= units) break;  // warp-uniform
+      for (int s = 0; s < kDepth; ++s) {
+        if (j0 + s >= my_pieces) break;  // warp-uniform
+        if (use_at.tile != cur_tile) {   // warp-uniform: acc is complete for cur_tile
+          store_partial(cur_tile, make_float4(acc[0], acc[1], acc[2], acc[3]));
+          for (int x = cur_tile + 1; x < use_at.tile; ++x) store_partial(x, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+          cur_tile = use_at.tile;
+          acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
+        }
+        const int u = use_at.unit;
         if constexpr (kFp8) {
-          const float ws_lo = __ldg(w_scale_lo + u), ws_hi = __ldg(w_scale_hi + u);
           const float as0 = 2 * t < n ? act_scales[2 * t * groups + u] : 0.0f;
           const float as1 = 2 * t + 1 < n ? act_scales[(2 * t + 1) * groups + u] : 0.0f;
           float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // this group's sums
 #pragma unroll
           for (int kb = 0; kb < 2; ++kb) {
-            const uint4 codes = has_row ? *reinterpret_cast<const uint4*>(act_codes + g * code_stride +
-                                                                          u * kMoeGemvUnitBytes + kb * 64 + 16 * t)
+            const uint4 codes = has_row ? *reinterpret_cast<const uint4*>(act_row + u * kMoeGemvUnitBytes + kb * 64)
                                         : make_uint4(0, 0, 0, 0);
-            mma_k_block<true>(part, wv[i][kb][0], wv[i][kb][1], codes);
+            mma_k_block<true>(part, ring[s][kb][0], ring[s][kb][1], codes);
           }
+          const float ws_lo = ring_ws[s][0], ws_hi = ring_ws[s][1];
           acc[0] += part[0] * (as0 * ws_lo);
           acc[1] += part[1] * (as1 * ws_lo);
           acc[2] += part[2] * (as0 * ws_hi);
           acc[3] += part[3] * (as1 * ws_hi);
         } else {
-          mma_k_block<false>(acc, wv[i][0][0], wv[i][0][1], av[i][0]);
-          mma_k_block<false>(acc, wv[i][1][0], wv[i][1][1], av[i][1]);
+#pragma unroll
+          for (int kb = 0; kb < 2; ++kb) {
+            const uint4 av = has_row ? *reinterpret_cast<const uint4*>(act_row + u * kMoeGemvUnitBytes + kb * 64)
+                                     : make_uint4(0, 0, 0, 0);
+            mma_k_block<false>(acc, ring[s][kb][0], ring[s][kb][1], av);
+          }
+        }
+        use_at.advance(units);
+        if (j0 + s + kDepth < my_pieces) {
+          load_piece(s, load_at);
+          load_at.advance(units);
         }
       }
     }
-
-    // The sum over the warps (in order), then warp 0 writes this pass's rows: lane (g, t) has
-    // activation rows 2t and 2t + 1 of weight rows g and g + 8.
-    partial[warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+    store_partial(cur_tile, make_float4(acc[0], acc[1], acc[2], acc[3]));  // a warp with no piece stores zeros for tile 0
+    for (int x = cur_tile + 1; x < n_tiles; ++x) store_partial(x, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
     __syncthreads();
-    if (warp == 0) {
+
+    // d. The sum over the warps (in order); lane (g, t) has activation rows 2t and 2t + 1 of the
+    // tile's weight rows g and g + 8.
+    for (int tile = warp; tile < n_tiles; tile += kMoeGemvWarps) {
       float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
       for (int w = 0; w < kMoeGemvWarps; ++w) {
-        const float4 v = partial[w][lane];
+        const float4 v = partial[(tile * kMoeGemvWarps + w) * 32 + lane];
         sum[0] += v.x;
         sum[1] += v.y;
         sum[2] += v.z;
         sum[3] += v.w;
       }
+      const int channel = (tile0 + tile) * kTileRows + g;  // output column of weight row g
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
         const int col = 2 * t + c;
@@ -363,10 +445,10 @@ __global__ void __launch_bounds__(kMoeGemvThreads, kMoeGemvMinCtasPerSm)
         __nv_bfloat16* out_row = p.out + int64_t{row0 + col} * p.n_out;
         if constexpr (kSwiGlu) {
           const float gate = sum[c], up = sum[2 + c];
-          out_row[row_lo] = __float2bfloat16_rn(gate / (1.0f + __expf(-gate)) * up);
+          out_row[channel] = __float2bfloat16_rn(gate / (1.0f + __expf(-gate)) * up);
         } else {
-          out_row[row_lo] = __float2bfloat16_rn(sum[c]);
-          out_row[row_hi] = __float2bfloat16_rn(sum[2 + c]);
+          out_row[channel] = __float2bfloat16_rn(sum[c]);
+          out_row[channel + 8] = __float2bfloat16_rn(sum[2 + c]);
         }
       }
     }

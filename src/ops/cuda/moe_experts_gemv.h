@@ -21,8 +21,10 @@ inline bool runs_moe_gemv(MoeExpertsPath path, int64_t rows, bool fp8_weights) {
 // moe_experts_cuda / moe_experts_fp8_cuda (same operands, contract and checks; BF16 or e4m3
 // weights, `act` used for e4m3 only) as two GEMV launches: gate_up + SwiGLU into hidden, then
 // down into out. Any P (an expert with more than 8 rows takes several passes over its weights),
-// E any, H and Im multiples of 128, min(P, E) <= 65535.
+// E any, H and Im multiples of 128, min(P, E) <= 65535. `config`: the launch shape (the
+// dispatch's default; tests and moe_fp8_bench force each of kMoeGemvConfigs).
 void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
-                           const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream);
+                           const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
+                           const gpu::MoeGemvConfig& config = gpu::kMoeGemvDefault);
 
 }  // namespace mlaserve::ops

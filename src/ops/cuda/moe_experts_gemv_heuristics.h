@@ -1,26 +1,70 @@
 // When the routed experts run as the grouped GEMV (moe_experts_gemv.cuh) rather than the grouped
-// GEMMs (moe_grouped_gemm_sm80.cuh, moe_grouped_gemm_fp8_sm89.cuh / _sm90.cuh). Host-only, no
-// CUDA types; moe_experts_cuda and moe_experts_fp8_cuda ask it under MoeExpertsPath::kAuto.
+// GEMMs (moe_grouped_gemm_sm80.cuh, moe_grouped_gemm_fp8_sm89.cuh / _sm90.cuh), and the GEMV's
+// launch shape (MoeGemvConfig). Host-only, no CUDA types; moe_experts_cuda and
+// moe_experts_fp8_cuda ask use_moe_gemv under MoeExpertsPath::kAuto.
 //
 // The host knows P (gathered rows, T·k), E and the weights' type, not how the rows split over
-// experts. Measured on one H200 (2026-11-29 03:18, bench/NOTES-engine.md; V2-Lite shapes, main's
-// router fusion included): in the batch-1 decode step (P = 6) the GEMV takes BF16 from 2.379-2.405
-// to 2.267-2.280 ms; at two tokens (P = 12) 2.923 -> 2.948 and from four tokens on it is slower
-// (moe_fp8_bench, experts alone: 4 tokens 105.7 against 92.2 us). With e4m3 weights it is slower
-// at every size (batch-1 step 2.225 -> 2.307 ms; experts alone at one token 40.0 against 41.5 us,
-// at two 65.3 against 59.9): each of its ~1,000 short CTAs quantises the activation row again and
-// waits on its own loads, so it does not reach the bandwidth its halved bytes would allow. Hence:
-// BF16 up to 8 rows (one token of V2-Lite's top-6 or V3's top-8), e4m3 never under kAuto.
+// experts. Measured on one H200 (2026-11-29 03:31, bench/NOTES-engine.md; V2-Lite shapes, E 64,
+// top-6; moe_fp8_bench --sections v2l-layer, each path forced, random routings rotated past L2),
+// the GEMV at its default shape against the grouped GEMMs, us:
+//   tokens (rows)   1 (6)         2 (12)        4 (24)        8 (48)
+//   BF16            32.4 / 34.1   53.7 / 54.1   93.0 / 92.1   166.3 / 150.6
+//   e4m3            27.2 / 41.4   38.8 / 58.9   59.0 / 80.9   106.5 / 112.5
+// and the batch-1 BF16 decode step 2.273-2.292 -> 2.176-2.179 ms (the first GEMV design's rule, at
+// most 8 rows, in both). Hence BF16 up to 8 rows (one token of V2-Lite's top-6 or V3's top-8; at
+// two tokens it ties), e4m3 up to 48 rows (eight V2-Lite tokens; V3's top-8 is not measured past
+// one token).
 #pragma once
 
 #include <cstdint>
 
 namespace mlaserve::ops::gpu {
 
-inline constexpr int64_t kMoeGemvMaxRows = 8;
+inline constexpr int64_t kMoeGemvMaxRowsBf16 = 8;
+inline constexpr int64_t kMoeGemvMaxRowsFp8 = 48;
 
 inline bool use_moe_gemv(int64_t rows, bool fp8_weights) {
-  return !fp8_weights && rows >= 1 && rows <= kMoeGemvMaxRows;
+  return rows >= 1 && rows <= (fp8_weights ? kMoeGemvMaxRowsFp8 : kMoeGemvMaxRowsBf16);
 }
+
+// The GEMV's launch shape (the note in moe_experts_gemv.cuh). Two knobs:
+//   ctas_per_sm: the grid is about ctas_per_sm x SMs CTAs, split evenly over the min(P, E) expert
+//     slots; each CTA streams a run of ceil(tiles / CTAs a slot) consecutive 16-row tiles of its
+//     expert. More CTAs: shorter runs (less time in a CTA's serial head: the wait, the slot
+//     search, the activation staging, and in its tail: the reduction) but more of those heads in
+//     all, and more CTAs on an SM share its registers and shared memory. Fewer: longer runs, a
+//     longer stream per warp between two synchronisations, but a slot whose expert is empty (P
+//     and E only bound the experts with rows) idles a larger share of the card.
+//   depth: 128-byte pieces of its two weight rows each lane keeps in flight (the warp's ring:
+//     64 bytes a lane each, 2 KB a warp). 2, 4 or 8 (compile-time: the ring lives in registers).
+//     Deeper: more bytes in flight an SM (the HBM rate needs ~8.4 MB over the card, ~64 KB an SM)
+//     but more registers a thread: depth 2 fits 3 CTAs of 8 warps an SM (<= 85 registers), 4 fits
+//     2 (<= 128), 8 fits 1 (<= 255). A ctas_per_sm above what the registers allow makes a second
+//     wave, not more CTAs at once.
+//   tiles_per_cta: if > 0, overrides ctas_per_sm: runs of this many tiles (the last of a slot
+//     shorter), whatever the grid that makes. For sweeps and for the tests, which need runs of
+//     several tiles on small problems (the grid from ctas_per_sm gives those one tile a CTA).
+// In flight an SM at one token: ctas_per_sm x 8 warps x depth x 2 KB (2, 4: 128 KB).
+struct MoeGemvConfig {
+  int ctas_per_sm;    // CTAs an SM the grid is sized for (>= 1)
+  int depth;          // ring of weight loads a warp: 2, 4 or 8 pieces
+  int tiles_per_cta;  // 0: from ctas_per_sm; else the run length (1 .. kMoeGemvMaxTilesPerCta)
+};
+
+// What moe_experts_cuda / moe_experts_fp8_cuda run: within 2% of the best shape measured at one to
+// four tokens in both types (the table above; {3, 2, 0} ties it, {1, 4, 8} is best at eight).
+inline constexpr MoeGemvConfig kMoeGemvDefault{2, 4, 0};
+
+// The configurations moe_fp8_bench times and the GPU tests check (every one is a valid launch).
+inline constexpr MoeGemvConfig kMoeGemvConfigs[] = {{2, 2, 0}, {3, 2, 0}, {1, 4, 0}, {2, 4, 0},
+                                                    {3, 4, 0}, {1, 8, 0}, {1, 4, 8}};
+
+// Tiles a CTA streams at most: its partial sums take 4 KB of shared memory a tile (8 warps'
+// 16 x 8 fp32 tiles), so a longer run would cost occupancy; the grid grows instead.
+inline constexpr int kMoeGemvMaxTilesPerCta = 16;
+
+// Shared memory for the staged activation rows of a pass (bf16 rows or e4m3 codes, padded);
+// rows a pass = min(8, P, what fits): V2-Lite's 8 bf16 rows of H take 33 KB, V3's 4 (57 KB).
+inline constexpr int64_t kMoeGemvActSmemBudget = 64 * 1024;
 
 }  // namespace mlaserve::ops::gpu

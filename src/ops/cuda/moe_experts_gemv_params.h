@@ -28,6 +28,10 @@ struct MoeGemvParams {
   int32_t n_out;                   // output columns: Im (gate_up) or H (down)
   float amax_floor;                // e4m3: the activation quantiser's (ActQuantParams)
   bool ue8m0;                      // e4m3: power-of-two activation scales
+  // The launch shape (moe_experts_gemv.cu from MoeGemvConfig): grid (ctas_per_slot, min(P, E)).
+  int32_t tiles;                   // 16-row weight tiles an expert: Im / 8 (gate_up) or H / 16 (down)
+  int32_t max_tiles_per_cta;       // ceil(tiles / gridDim.x): the partial sums' shared memory
+  int32_t rows_per_pass;           // activation rows staged in shared memory at a time, 1 .. 8
 };
 
 }  // namespace mlaserve::ops::gpu

@@ -16,8 +16,10 @@
 // rows), once over all experts and once over a rank's share [E/4, 3E/4) (views of the weights and
 // the offsets; the rows of other experts must stay poisoned), every row checked; a forced run at
 // 64 tokens (passes of 8 rows); small problems with experts of 10 and 17 rows, shares at the ends
-// and with no rows, and 300 experts (the slot search past one batch of 256). The two paths must
-// also agree with each other (kPathsRelL2), and the chains run both paths forced.
+// and with no rows, and 300 experts (the slot search past one batch of 256). The GEMV runs with
+// its default launch shape and with every one of kMoeGemvConfigs (moe_experts_gemv_heuristics.h:
+// CTAs an SM, ring depth), each of which must agree with the grouped GEMMs (kPathsRelL2), and the
+// chains run every one of them forced.
 //
 // Routing is skewed and leaves experts empty: rows go to the experts of a random pool with
 // weights 1 / (rank + 1), a quarter of the pool gets none, and T = 1 routes to k distinct
@@ -55,6 +57,7 @@
 
 #include "core/cuda_check.h"
 #include "gemm_cuda_test_util.h"
+#include "ops/cuda/moe_experts_gemv.h"
 #include "ops/cuda/moe_grouped_gemm_sm80.h"
 #include "ops/linear.h"
 #include "ops/moe_experts.h"
@@ -117,9 +120,10 @@ std::vector<int32_t> decode_counts(const MoeShape& s, std::vector<int64_t> pool,
 using sm80::MoeDecodeRing;
 
 // How a check runs the experts: the model's dispatch (moe_experts, MoeExpertsPath::kAuto), one
-// path of moe_experts_cuda forced, or the grouped GEMM's decode tiles with one cp.async ring
-// (moe_experts_sm80_decode).
-using Variant = std::variant<std::monostate, MoeExpertsPath, MoeDecodeRing>;
+// path of moe_experts_cuda forced, the grouped GEMM's decode tiles with one cp.async ring
+// (moe_experts_sm80_decode), or the grouped GEMV with one launch shape (moe_experts_gemv_cuda).
+using gpu::MoeGemvConfig;
+using Variant = std::variant<std::monostate, MoeExpertsPath, MoeDecodeRing, MoeGemvConfig>;
 
 std::string variant_name(const Variant& v) {
   if (const auto* path = std::get_if<MoeExpertsPath>(&v)) {
@@ -128,6 +132,10 @@ std::string variant_name(const Variant& v) {
   if (const auto* ring = std::get_if<MoeDecodeRing>(&v)) {
     return "decode ring " + std::to_string(static_cast<int>(*ring));
   }
+  if (const auto* config = std::get_if<MoeGemvConfig>(&v)) {
+    return "gemv ctas/sm " + std::to_string(config->ctas_per_sm) + " depth " + std::to_string(config->depth) +
+           " tiles/cta " + std::to_string(config->tiles_per_cta);
+  }
   return "moe_experts";
 }
 
@@ -135,13 +143,28 @@ std::string variant_name(const Variant& v) {
 uint64_t variant_id(const Variant& v) {
   if (const auto* path = std::get_if<MoeExpertsPath>(&v)) return 100 + static_cast<uint64_t>(*path);
   if (const auto* ring = std::get_if<MoeDecodeRing>(&v)) return 1 + static_cast<uint64_t>(*ring);
+  if (const auto* config = std::get_if<MoeGemvConfig>(&v)) {
+    return 200 + 100 * static_cast<uint64_t>(config->tiles_per_cta) + 10 * static_cast<uint64_t>(config->ctas_per_sm) +
+           static_cast<uint64_t>(config->depth);
+  }
   return 0;
 }
 
 const std::vector<Variant> kAllRings = {MoeDecodeRing::kAuto,   MoeDecodeRing::k2PerSm, MoeDecodeRing::k3PerSm,
                                         MoeDecodeRing::k4PerSm, MoeDecodeRing::k5PerSm, MoeDecodeRing::k7PerSm,
                                         MoeDecodeRing::kStream};
-const std::vector<Variant> kBothPaths = {MoeExpertsPath::kGemv, MoeExpertsPath::kGroupedGemm};
+// The GEMV through the dispatch (its default launch shape), then with every launch shape of
+// kMoeGemvConfigs and two that give the small problems uneven and long runs of tiles (the
+// default's grid gives them one tile a CTA), then the grouped GEMMs (last: check_paths compares
+// each GEMV against it).
+const std::vector<Variant> kGemvPaths = [] {
+  std::vector<Variant> v = {MoeExpertsPath::kGemv};
+  for (const MoeGemvConfig& config : gpu::kMoeGemvConfigs) v.push_back(config);
+  v.push_back(MoeGemvConfig{2, 2, 5});   // uneven runs of 4 and 5 tiles on the small problems
+  v.push_back(MoeGemvConfig{1, 8, 16});  // the longest runs
+  v.push_back(MoeExpertsPath::kGroupedGemm);
+  return v;
+}();
 // The decode-size cases: every ring of the decode tiles and the GEMV.
 const std::vector<Variant> kRingsAndGemv = [] {
   std::vector<Variant> v = kAllRings;
@@ -192,6 +215,8 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
       moe_experts_cuda(x, offsets, w, hidden, out, stream_, *path);
     } else if (const auto* ring = std::get_if<MoeDecodeRing>(&v)) {
       moe_experts_sm80_decode(x, offsets, w, hidden, out, *ring, stream_);
+    } else if (const auto* config = std::get_if<MoeGemvConfig>(&v)) {
+      moe_experts_gemv_cuda(x, offsets, w, ActQuantParams{}, hidden, out, stream_, *config);
     } else {
       moe_experts(x, offsets, w, ActQuantParams{}, hidden, out, Stream{stream_});
     }
@@ -278,11 +303,12 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     }
   }
 
-  // One step through both forced paths (the grouped GEMV and the grouped GEMMs) over the experts
-  // [e0, e1) only, as a rank holding that share runs them (views of the stacked weights and of the
-  // offsets, ffn_block.cc): the rows of those experts against the CPU reference (all, or three an
-  // expert), every other row of out left as poisoned, each path twice with the same bits, and the
-  // two paths close to each other (kPathsRelL2).
+  // One step through the forced paths (the grouped GEMV with its default and every launch shape,
+  // the grouped GEMMs: kGemvPaths) over the experts [e0, e1) only, as a rank holding that share
+  // runs them (views of the stacked weights and of the offsets, ffn_block.cc): the rows of those
+  // experts against the CPU reference (all, or three an expert), every other row of out left as
+  // poisoned, each path twice with the same bits, and each GEMV close to the grouped GEMMs
+  // (kPathsRelL2).
   void check_paths(const std::vector<int32_t>& counts, uint64_t x_seed, int64_t e0, int64_t e1,
                    bool check_all = true) {
     const MoeShape& s = shape_;
@@ -304,7 +330,7 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     const auto refs = references(offsets, x_host, e0, e1, check_all, rng);
 
     std::vector<Tensor> outs;
-    for (const Variant& v : kBothPaths) {
+    for (const Variant& v : kGemvPaths) {
       const std::string name = where + ", " + variant_name(v);
       const Tensor out_host = run_op(x_gpu, off_view, v, w_view);
       const Tensor again = run_op(x_gpu, off_view, v, w_view);
@@ -330,12 +356,16 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
       testing::expect_close(errors.result(), kRelL2, kRow, name);
       outs.push_back(out_host);
     }
-    testing::RowErrorAccumulator between;
-    const Tensor gemv = outs[0].slice(first, last).to_f32(), gemm = outs[1].slice(first, last).to_f32();
-    for (int64_t r = 0; r < last - first; ++r) {
-      between.add(gemv.data<float>() + r * s.hidden, gemm.data<float>() + r * s.hidden, s.hidden, first + r);
+    const Tensor gemm = outs.back().slice(first, last).to_f32();
+    for (size_t i = 0; i + 1 < outs.size(); ++i) {
+      testing::RowErrorAccumulator between;
+      const Tensor gemv = outs[i].slice(first, last).to_f32();
+      for (int64_t r = 0; r < last - first; ++r) {
+        between.add(gemv.data<float>() + r * s.hidden, gemm.data<float>() + r * s.hidden, s.hidden, first + r);
+      }
+      testing::expect_close(between.result(), kPathsRelL2, kPathsRow,
+                            where + ", " + variant_name(kGemvPaths[i]) + " vs grouped gemm");
     }
-    testing::expect_close(between.result(), kPathsRelL2, kPathsRow, where + ", gemv vs grouped gemm");
   }
 
   // The GEMV at a model's shape: T = 1 .. 4 tokens routed over a pool of top_k + 3 experts (tokens
@@ -378,10 +408,11 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     }
   }
 
-  // check_chain through the model's dispatch, both forced paths and every decode ring.
+  // check_chain through the model's dispatch, the forced paths (every GEMV launch shape) and
+  // every decode ring.
   void check_chain_every_ring(const MoeShape& s, int64_t tokens) {
     check_chain(s, tokens, Variant{});
-    for (const Variant& path : kBothPaths) check_chain(s, tokens, path);
+    for (const Variant& path : kGemvPaths) check_chain(s, tokens, path);
     for (const Variant& ring : kAllRings) check_chain(s, tokens, ring);
   }
 

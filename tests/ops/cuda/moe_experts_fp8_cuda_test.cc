@@ -35,17 +35,22 @@
 //    wrong expert or scale gives O(1)), calc_diff < 1e-4. The error
 //    against moe_experts_cpu itself (fp32 SwiGLU state) is recorded, not bounded tightly: it is
 //    the cost of the bf16 state, a few 1e-3 expected, bounded at 5e-2.
-//  - The grouped GEMV (moe_experts_gemv.cuh; forced; the dispatch runs it for BF16 experts only) beside the
+//  - The grouped GEMV (moe_experts_gemv.cuh; the dispatch runs it at P <= 48) forced beside the
 //    grouped GEMMs, both through the second check, and against each other with the same bounds
 //    (check_layer_paths): small problems, and V2-Lite and V3 at T = 1 .. 4 tokens over a few
 //    experts (so experts of 2 .. T rows), over all experts and over a rank's share [E/4, 3E/4)
 //    (views of weights, scales and offsets; the other rows must stay poisoned), every row checked.
 //    It quantises each pass's rows itself, bit-identically to quantize_activations_fp8_cuda, and
-//    sums each group with the mma.sync e4m3 instruction the decode tiles use.
+//    sums each group with the mma.sync e4m3 instruction the decode tiles use. Every check runs it
+//    with the dispatch's launch shape (twice: the same bits) and with every one of
+//    kMoeGemvConfigs (moe_experts_gemv_heuristics.h) plus two that make runs of several tiles on
+//    the small problems.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
+#include <iterator>
 #include <map>
 #include <numeric>
 #include <random>
@@ -56,6 +61,7 @@
 #include "core/cuda_check.h"
 #include "core/memory.h"
 #include "gemm_cuda_test_util.h"
+#include "ops/cuda/moe_experts_gemv.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
 #include "ops/linear_fp8.h"
 #include "ops/moe_experts.h"
@@ -240,7 +246,9 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
   // moe_experts_fp8_cuda with `path` forced, over the experts [e0, e1) only, as a rank holding that
   // share runs them (views of the stacked weights, scales and offsets). Every row of those experts
   // must be written and finite, every other row left as poisoned. Returns the output (host).
-  Tensor run_layer(const std::vector<int32_t>& counts, uint64_t x_seed, MoeExpertsPath path, int64_t e0, int64_t e1) {
+  // With `gemv_config`, the grouped GEMV with that launch shape (moe_experts_gemv_cuda) instead.
+  Tensor run_layer(const std::vector<int32_t>& counts, uint64_t x_seed, MoeExpertsPath path, int64_t e0, int64_t e1,
+                   const gpu::MoeGemvConfig* gemv_config = nullptr) {
     const MoeShape& s = shape_;
     const std::vector<int32_t> offsets = offsets_of(counts);
     const int64_t rows = offsets.back(), first = offsets[e0], last = offsets[e1];
@@ -252,7 +260,9 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
                                gpu_.down_scale.slice(e0, e1)};
     Tensor out = poisoned_gpu({rows, s.hidden}, DType::kBF16, stream_);    // [P, H]
     Tensor hidden = poisoned_gpu({rows, s.inter}, DType::kBF16, stream_);  // [P, Im]
-    if (path == MoeExpertsPath::kAuto) {
+    if (gemv_config != nullptr) {
+      moe_experts_gemv_cuda(x_gpu, off_view, w_view, ActQuantParams{}, hidden, out, stream_, *gemv_config);
+    } else if (path == MoeExpertsPath::kAuto) {
       moe_experts(x_gpu, off_view, w_view, ActQuantParams{}, hidden, out, Stream{stream_});
     } else {
       moe_experts_fp8_cuda(x_gpu, off_view, w_view, ActQuantParams{}, hidden, out, stream_, path);
@@ -314,8 +324,9 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
                                       std::to_string(offsets_of(counts).back()) + " " + path_name(path));
   }
 
-  // One step through the grouped GEMV and the grouped GEMMs, forced, over [e0, e1): each against
-  // the references, then the two outputs against each other. Both quantise the same bf16 inputs
+  // One step through the grouped GEMV (through the dispatch's default launch shape, then each of
+  // gemv_configs()) and the grouped GEMMs, forced, over [e0, e1): each against the references,
+  // then each GEMV's output against the grouped GEMMs'. Both quantise the same bf16 inputs
   // bit-identically, but their e4m3 tensor-core sums differ in order within a group, so a bf16
   // rounding of the hidden state can flip and redraw a group's quantisation (the note at the
   // top): the modelled reference's bounds hold between them too.
@@ -326,21 +337,42 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
     const int64_t first = offsets[e0], last = offsets[e1], h = shape_.hidden;
     const std::string what = "layer " + std::to_string(++steps_) + " P " + std::to_string(offsets.back()) +
                              " experts [" + std::to_string(e0) + ", " + std::to_string(e1) + ")";
-    std::vector<Tensor> outs;
-    for (const MoeExpertsPath path : {MoeExpertsPath::kGemv, MoeExpertsPath::kGroupedGemm}) {
-      SCOPED_TRACE(path_name(path));
-      outs.push_back(run_layer(counts, x_seed, path, e0, e1));
-      compare_layer(outs.back(), refs, what + " " + path_name(path));
+    const Tensor gemm_host = run_layer(counts, x_seed, MoeExpertsPath::kGroupedGemm, e0, e1);
+    compare_layer(gemm_host, refs, what + " grouped gemm");
+    const Tensor gemm = gemm_host.slice(first, last).to_f32();
+    const auto against_gemm = [&](const Tensor& out_host, const std::string& name) {
+      SCOPED_TRACE(name);
+      compare_layer(out_host, refs, what + " " + name);
+      const Tensor gemv = out_host.slice(first, last).to_f32();
+      testing::RowErrorAccumulator between;
+      for (int64_t r = 0; r < last - first; ++r) {
+        between.add(gemv.data<float>() + r * h, gemm.data<float>() + r * h, h, first + r);
+      }
+      testing::expect_close(between.result(), 1e-2, 6e-2, what + " " + name + " vs grouped gemm");
+      const double diff = calc_diff(gemv.data<float>(), gemm.data<float>(), gemv.numel());
+      testing::record_error(what + " " + name + " vs grouped gemm calc_diff", diff);
+      EXPECT_LT(diff, 1e-4) << what << " " << name << " vs grouped gemm";
+    };
+    const Tensor gemv_host = run_layer(counts, x_seed, MoeExpertsPath::kGemv, e0, e1);
+    against_gemm(gemv_host, "gemv");
+    // The same launch shape twice gives the same bits.
+    const Tensor again = run_layer(counts, x_seed, MoeExpertsPath::kGemv, e0, e1);
+    EXPECT_EQ(std::memcmp(gemv_host.raw(), again.raw(), static_cast<size_t>(gemv_host.numel()) * 2), 0)
+        << what << " gemv: two runs differ";
+    for (const gpu::MoeGemvConfig& config : gemv_configs()) {
+      against_gemm(run_layer(counts, x_seed, MoeExpertsPath::kGemv, e0, e1, &config),
+                   "gemv ctas/sm " + std::to_string(config.ctas_per_sm) + " depth " + std::to_string(config.depth) +
+                       " tiles/cta " + std::to_string(config.tiles_per_cta));
     }
-    const Tensor gemv = outs[0].slice(first, last).to_f32(), gemm = outs[1].slice(first, last).to_f32();
-    testing::RowErrorAccumulator between;
-    for (int64_t r = 0; r < last - first; ++r) {
-      between.add(gemv.data<float>() + r * h, gemm.data<float>() + r * h, h, first + r);
-    }
-    testing::expect_close(between.result(), 1e-2, 6e-2, what + " gemv vs grouped gemm");
-    const double diff = calc_diff(gemv.data<float>(), gemm.data<float>(), gemv.numel());
-    testing::record_error(what + " gemv vs grouped gemm calc_diff", diff);
-    EXPECT_LT(diff, 1e-4) << what << " gemv vs grouped gemm";
+  }
+
+  // Every launch shape of kMoeGemvConfigs, and two that give the small problems uneven and long
+  // runs of tiles (the default's grid gives them one tile a CTA).
+  static std::vector<gpu::MoeGemvConfig> gemv_configs() {
+    std::vector<gpu::MoeGemvConfig> v(std::begin(gpu::kMoeGemvConfigs), std::end(gpu::kMoeGemvConfigs));
+    v.push_back({2, 2, 5});
+    v.push_back({1, 8, 16});
+    return v;
   }
 
   // The GEMV at a model's shape: T = 1 .. 4 tokens, each to top_k distinct experts of a pool of
