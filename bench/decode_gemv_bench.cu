@@ -25,13 +25,13 @@
 #include <cstdio>
 #include <functional>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "bench_main.h"
 #include "bench_report.h"
+#include "bench_routing.h"
 #include "bench_timing.h"
 #include "copy_bandwidth.h"
 #include "core/cuda_check.h"
@@ -126,33 +126,10 @@ int run(int argc, char** argv) {
   std::printf("\n%-20s %3s %8s %9s %9s %9s %8s %9s\n", "moe decode tiles", "T", "active", "ring", "us", "GB/s",
               "of copy", "floor us");
   for (int64_t t : {1, 2, 4, 8}) {
-    std::mt19937_64 rng(static_cast<uint64_t>(t) * 7919);
-    std::vector<Tensor> offsets;
-    double active_sum = 0.0;
-    for (double rotated = 0.0; rotated < kRotateBytes;) {
-      std::vector<int32_t> counts(kExperts, 0);
-      std::vector<int64_t> ids(kExperts);
-      for (int64_t e = 0; e < kExperts; ++e) ids[e] = e;
-      for (int64_t tok = 0; tok < t; ++tok) {
-        for (int64_t j = 0; j < kTopK; ++j) {  // partial Fisher-Yates: k distinct experts
-          std::swap(ids[j], ids[std::uniform_int_distribution<int64_t>(j, kExperts - 1)(rng)]);
-          counts[ids[j]] += 1;
-        }
-      }
-      Tensor off = Tensor::empty({kExperts + 1}, DType::kI32);
-      int32_t* o = off.data<int32_t>();
-      o[0] = 0;
-      int64_t active = 0;
-      for (int64_t e = 0; e < kExperts; ++e) {
-        o[e + 1] = o[e] + counts[e];
-        active += counts[e] > 0 ? 1 : 0;
-      }
-      offsets.push_back(off.to(Device::kCUDA));
-      active_sum += static_cast<double>(active);
-      rotated += static_cast<double>(active) * expert_bytes;
-    }
+    double active_mean = 0.0;
+    const std::vector<Tensor> offsets = random_routings(kExperts, kTopK, t, expert_bytes, kRotateBytes, active_mean);
     const int sets = static_cast<int>(offsets.size());
-    const double weight_bytes = active_sum / sets * expert_bytes;
+    const double weight_bytes = active_mean * expert_bytes;
     const int64_t rows = t * kTopK;
     Tensor x = Tensor::empty({rows, kHidden}, DType::kBF16, Device::kCUDA);       // [P, H]
     Tensor hidden = Tensor::empty({rows, kInter}, DType::kBF16, Device::kCUDA);   // [P, Im]
@@ -166,9 +143,9 @@ int run(int argc, char** argv) {
       const double gbps = weight_bytes / us / 1e3;
       const double floor_us = weight_bytes / copy_gbps / 1e3;  // the weights at the copy rate
       std::printf("%-20s %3lld %8.1f %9s %9.2f %9.0f %8.2f %9.2f%s\n", "v2l.routed", static_cast<long long>(t),
-                  active_sum / sets, ring_name, us, gbps, gbps / copy_gbps, floor_us,
+                  active_mean, ring_name, us, gbps, gbps / copy_gbps, floor_us,
                   ring == ops::sm80::MoeDecodeRing::kAuto ? "  (the model's)" : "");
-      moe_rows.push_back({{"tokens", t}, {"active_experts", active_sum / sets}, {"ring", ring_name}, {"us", us},
+      moe_rows.push_back({{"tokens", t}, {"active_experts", active_mean}, {"ring", ring_name}, {"us", us},
                           {"floor_us", floor_us}, {"weight_gbps", gbps}, {"of_copy", gbps / copy_gbps}});
     }
   }

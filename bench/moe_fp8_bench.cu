@@ -43,6 +43,7 @@
 
 #include "bench_main.h"
 #include "bench_report.h"
+#include "bench_routing.h"
 #include "bench_timing.h"
 #include "copy_bandwidth.h"
 #include "core/cuda_check.h"
@@ -84,40 +85,6 @@ template <class Fn>
 double time_us(Timer& timer, cudaStream_t stream, Fn fn) {
   for (int i = 0; i < kWarmup; ++i) fn(i);
   return timer.median_us(stream, kReps, fn);
-}
-
-// Expert offsets [E + 1] (on the GPU) of random routings of `tokens` tokens, each to top_k
-// distinct experts, as many as it takes for the active experts' weights (expert_bytes each) to add
-// up to kRotateBytes (at least 2). active_mean: the mean number of active experts.
-std::vector<Tensor> random_routings(int64_t experts, int64_t top_k, int64_t tokens, double expert_bytes,
-                                    double& active_mean) {
-  std::mt19937_64 rng(static_cast<uint64_t>(tokens) * 7919 + static_cast<uint64_t>(experts));
-  std::vector<Tensor> sets;
-  double active_sum = 0.0, rotated = 0.0;
-  while (rotated < kRotateBytes || sets.size() < 2) {
-    std::vector<int64_t> ids(static_cast<size_t>(experts));
-    for (int64_t e = 0; e < experts; ++e) ids[e] = e;
-    std::vector<int32_t> counts(static_cast<size_t>(experts), 0);
-    for (int64_t tok = 0; tok < tokens; ++tok) {
-      for (int64_t j = 0; j < top_k; ++j) {  // partial Fisher-Yates: k distinct experts
-        std::swap(ids[j], ids[std::uniform_int_distribution<int64_t>(j, experts - 1)(rng)]);
-        counts[ids[j]] += 1;
-      }
-    }
-    Tensor off = Tensor::empty({experts + 1}, DType::kI32);
-    int32_t* o = off.data<int32_t>();
-    o[0] = 0;
-    int64_t active = 0;
-    for (int64_t e = 0; e < experts; ++e) {
-      o[e + 1] = o[e] + counts[e];
-      active += counts[e] > 0 ? 1 : 0;
-    }
-    sets.push_back(off.to(Device::kCUDA));
-    active_sum += static_cast<double>(active);
-    rotated += static_cast<double>(active) * expert_bytes;
-  }
-  active_mean = active_sum / static_cast<double>(sets.size());
-  return sets;
 }
 
 int run(int argc, char** argv) {
@@ -343,7 +310,7 @@ int run(int argc, char** argv) {
     for (int64_t t : {1, 2, 4, 8}) {
       const int64_t rows = t * top_k;
       double active = 0.0;
-      const std::vector<Tensor> routings = random_routings(e, top_k, t, 2.0 * 3 * h * im, active);
+      const std::vector<Tensor> routings = random_routings(e, top_k, t, 2.0 * 3 * h * im, kRotateBytes, active);
       const auto sets = static_cast<int>(routings.size());
       const Tensor x = random_bf16({rows, h}, 8, stream);                      // [P, H]
       Tensor hidden = Tensor::empty({rows, im}, DType::kBF16, Device::kCUDA);  // [P, Im]
