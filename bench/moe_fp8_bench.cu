@@ -36,7 +36,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
