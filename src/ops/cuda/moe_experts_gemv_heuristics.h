@@ -10,10 +10,11 @@
 //   tokens (rows)   1 (6)         2 (12)        4 (24)        8 (48)
 //   BF16            32.4 / 34.1   53.7 / 54.1   93.0 / 92.1   166.3 / 150.6
 //   e4m3            27.2 / 41.4   38.8 / 58.9   59.0 / 80.9   106.5 / 112.5
-// and the batch-1 BF16 decode step 2.273-2.292 -> 2.176-2.179 ms (the first GEMV design's rule, at
-// most 8 rows, in both). Hence BF16 up to 8 rows (one token of V2-Lite's top-6 or V3's top-8; at
-// two tokens it ties), e4m3 up to 48 rows (eight V2-Lite tokens; V3's top-8 is not measured past
-// one token).
+// and in the decode step (decode_step_bench): BF16 batch 1 2.273-2.292 -> 2.176-2.179 ms against the
+// first GEMV design, e4m3 batch 1 / 2 / 4 / 8 2.23 / 2.97 / 4.03 / 5.14 -> 1.98-2.05 / 2.57 / 3.65 /
+// 4.99 ms against the grouped GEMM. Hence BF16 up to 8 rows (one token of V2-Lite's top-6 or V3's
+// top-8; at two tokens it ties), e4m3 up to 48 rows (eight V2-Lite tokens). V3's shapes are
+// checked, not timed.
 #pragma once
 
 #include <cstdint>
