@@ -41,6 +41,7 @@
 #include "core/cuda_check.h"
 #include "core/tensor.h"
 #include "ops/cuda/cublaslt_gemm.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/linear_fp8_gemv.h"
 #include "ops/cuda/linear_fp8_heuristics.h"
 #include "ops/cuda/linear_fp8_sm90.h"
@@ -194,7 +195,7 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
   }
   if (m <= ops::sm90_fp8::kSwapAbMaxTokens) {
     for (const ops::sm90_fp8::SwapAbPlan& plan :
-         ops::sm90_fp8::swap_ab_candidates(m, s.n, s.k, ops::sm90_fp8::device_sm_count())) {
+         ops::sm90_fp8::swap_ab_candidates(m, s.n, s.k, ops::gpu::device_sm_count())) {
       const double us = timer.graph_us(stream, kCalls, replays, [&](int i) {
         ops::sm90_fp8::run_swap_ab({x[i % 2].raw(), static_cast<const float*>(xs[i % 2].raw()), w[i % copies].raw(),
                                     static_cast<const float*>(ws.raw()), out[i % 2].raw()},

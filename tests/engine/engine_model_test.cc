@@ -89,7 +89,9 @@ void check_sixteen_requests(const std::string& name, int in_flight) {
     EXPECT_EQ(all_tokens(*requests[i].stream), requests[i].tokens) << "request " << i;
   }
   const EngineStats s = engine.stats();
-  if (in_flight == 1) EXPECT_GT(s.prefix_hit_tokens, 0);  // in flight, the copies come before the first are indexed
+  if (in_flight == 1) {
+    EXPECT_GT(s.prefix_hit_tokens, 0);  // in flight, the copies come before the first are indexed
+  }
   EXPECT_EQ(s.num_free_blocks, 96);
   EXPECT_LE(s.num_scheduled_tokens, s.num_steps * 96);
   EXPECT_EQ(runner.max_seen, in_flight);

@@ -11,6 +11,7 @@
 #include "core/cuda_check.h"
 #include "core/memory.h"
 #include "ops/cuda/cublaslt_gemm.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/linear_fp8_gemv.h"
 #include "ops/cuda/linear_fp8_heuristics.h"
 #include "ops/cuda/linear_fp8_sm90.h"
@@ -133,7 +134,7 @@ void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tenso
   }
   sm90_fp8::run_swap_ab({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
                          static_cast<const float*>(w_scale_inv.raw()), out.raw(), out.dtype() == DType::kF32},
-                        t, n, k, sm90_fp8::plan_swap_ab(t, n, k, sm90_fp8::device_sm_count()), stream);
+                        t, n, k, sm90_fp8::plan_swap_ab(t, n, k, gpu::device_sm_count()), stream);
 }
 
 void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act,

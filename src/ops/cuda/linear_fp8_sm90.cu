@@ -7,6 +7,7 @@
 
 #include "core/cuda_check.h"
 #include "core/error.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/linear_fp8_heuristics.h"
 #include "ops/cuda/linear_fp8_sm90.h"
 
@@ -61,13 +62,6 @@ __global__ void transpose_f32_kernel(const float* __restrict__ in, float* __rest
 }
 
 }  // namespace
-
-int device_sm_count() {
-  int device = 0, count = 0;
-  MLA_CUDA_CHECK(cudaGetDevice(&device));
-  MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
 
 void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, const SwapAbPlan& plan,
                  cudaStream_t stream) {

@@ -34,8 +34,6 @@ struct Fp8GemmPointers {
   bool out_f32 = false;
 };
 
-int device_sm_count();
-
 // The whole swap-AB GEMM with a plan (from plan_swap_ab or swap_ab_candidates for the same
 // T, N, K): tensor maps and launch. Shapes are checked by the caller (linear_fp8_cuda.cc).
 void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, const SwapAbPlan& plan,

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/tensor_map.h"
 #include "ops/mla_decode.h"
 
@@ -23,13 +24,6 @@ constexpr std::string_view kOp = "mla_decode_cuda";
 
 static_assert(sizeof(sm90::MlaPartition) == 8 * sizeof(int32_t), "MlaDecodeSchedule::parts is [P, 8] i32");
 static_assert(sizeof(sm90::MlaSeqSplit) == 2 * sizeof(int32_t), "MlaDecodeSchedule::seq_splits is [B, 2] i32");
-
-int device_sm_count() {
-  int device = 0, count = 0;
-  MLA_CUDA_CHECK(cudaGetDevice(&device));
-  MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
 
 void check_tensor(const Tensor& t, std::string_view name, DType dtype, const Shape& shape) {
   MLA_CHECK(t.device() == Device::kCUDA, "{}: {} must be on the GPU", kOp, name);
@@ -73,7 +67,7 @@ MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, 
   MLA_CHECK(max_seqs >= 1 && max_seqs <= sm90::kMaxScheduleSeqs && n_heads >= 1 && max_q_len >= 1,
             "{}: a schedule needs 1 <= max_seqs <= {} and n_heads, max_q_len >= 1, got {}, {}, {}", kOp,
             sm90::kMaxScheduleSeqs, max_seqs, n_heads, max_q_len);
-  const int sms = device_sm_count();
+  const int sms = gpu::device_sm_count();
   const sm90::MlaSplitPlan plan = sm90::plan_mla_split(n_heads, max_q_len, sms);
   MlaDecodeSchedule s;
   s.max_seqs = max_seqs;
@@ -170,7 +164,7 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
 
   // The split-S kernel's CTAs wait for each other (in-kernel merge): its grid must be one wave,
   // one CTA per SM, which plan_mla_split gives unless there are more query tiles than SMs.
-  MLA_CHECK(schedule.pipeline || schedule.num_m_tiles * schedule.num_parts <= device_sm_count(),
+  MLA_CHECK(schedule.pipeline || schedule.num_m_tiles * schedule.num_parts <= gpu::device_sm_count(),
             "{}: {} x {} CTAs of the split-S kernel do not fit the SMs in one wave", kOp, schedule.num_m_tiles,
             schedule.num_parts);
   const auto decode = schedule.pipeline ? sm90::mla_decode_sm90_pipeline_kernel : sm90::mla_decode_sm90_split_s_kernel;

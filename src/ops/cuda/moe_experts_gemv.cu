@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/moe_experts_gemv.h"
 #include "ops/fp8_block.h"
 
@@ -21,13 +22,6 @@ void check_tensor(const Tensor& t, std::string_view name, DType dtype, const Sha
   MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", kOp, name, dtype_name(dtype), dtype_name(t.dtype()));
   MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", kOp, name, shape_str(shape), shape_str(t.shape()));
   MLA_CHECK(reinterpret_cast<uintptr_t>(t.raw()) % align == 0, "{}: {} must be {}-byte aligned", kOp, name, align);
-}
-
-int sm_count() {
-  int device = 0, count = 0;
-  MLA_CUDA_CHECK(cudaGetDevice(&device));
-  MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
 }
 
 // Activation rows a pass stages: min(8, P), fewer where their shared memory would pass
@@ -134,7 +128,7 @@ void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const 
   down.w_rows = static_cast<int32_t>(h);
   down.n_out = static_cast<int32_t>(h);
 
-  const int sms = sm_count();
+  const int sms = gpu::device_sm_count();
   const int64_t gate_up_ctas = plan(gate_up, im / gpu::kMoeGemvGateUpChannels, slots, fp8, config, sms);
   const int64_t down_ctas = plan(down, h / gpu::kMoeGemvDownChannels, slots, fp8, config, sms);
   for (const gpu::MoeGemvParams* p : {&gate_up, &down}) {

@@ -6,20 +6,14 @@
 
 #include "core/cuda_check.h"
 #include "core/error.h"
-#include "ops/cuda/tensor_map.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm90.cuh"
+#include "ops/cuda/tensor_map.h"
 
 namespace mlaserve::ops::sm90::moe_fp8 {
 namespace {
 
 constexpr std::string_view kOp = "moe_grouped_gemm_fp8_cuda";
-
-int sm_count() {
-  int device = 0, count = 0;
-  MLA_CUDA_CHECK(cudaGetDevice(&device));
-  MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
 
 }  // namespace
 
@@ -42,9 +36,9 @@ void moe_grouped_gemm_fp8_sm90(sm89::MoeFp8GemmParams g, bool swiglu, int bn, cu
   p.stage_bytes = static_cast<uint32_t>(128 * (a_box_rows + bn));
   p.g = g;
   if (bn == 128) {
-    launch<128>(p, swiglu, sm_count(), stream);
+    launch<128>(p, swiglu, gpu::device_sm_count(), stream);
   } else {
-    launch<256>(p, swiglu, sm_count(), stream);
+    launch<256>(p, swiglu, gpu::device_sm_count(), stream);
   }
 }
 

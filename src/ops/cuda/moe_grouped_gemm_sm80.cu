@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/moe_experts_gemv.h"
 #include "ops/cuda/moe_grouped_gemm_sm80.cuh"
 #include "ops/cuda/moe_grouped_gemm_sm80_heuristics.h"
@@ -27,13 +28,6 @@ void check_tensor(const Tensor& t, std::string_view name, DType dtype, const Sha
   MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", kOp, name, dtype_name(dtype), dtype_name(t.dtype()));
   MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", kOp, name, shape_str(shape), shape_str(t.shape()));
   MLA_CHECK(reinterpret_cast<uintptr_t>(t.raw()) % align == 0, "{}: {} must be {}-byte aligned", kOp, name, align);
-}
-
-int sm_count() {
-  int device = 0, count = 0;
-  MLA_CUDA_CHECK(cudaGetDevice(&device));
-  MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
 }
 
 // CTAs of one grouped GEMM: (upper bound of the M tiles) x (N tiles), see the .cuh note.
@@ -84,7 +78,7 @@ void run_decode(sm80::MoeGemmParams gate_up, sm80::MoeGemmParams down, sm80::Moe
   using Tile = sm80::MoeTileDecode;
   gate_up.n_tiles = gate_up.n_out / (Tile::kBN / 2);
   down.n_tiles = down.n_out / Tile::kBN;
-  const int sms = ring == sm80::MoeDecodeRing::kAuto ? sm_count() : 0;
+  const int sms = ring == sm80::MoeDecodeRing::kAuto ? gpu::device_sm_count() : 0;
   const auto pick = [&](const sm80::MoeGemmParams& p) {
     return ring == sm80::MoeDecodeRing::kAuto ? sm80::choose_decode_ring(grid_ctas<Tile>(p), sms) : ring;
   };

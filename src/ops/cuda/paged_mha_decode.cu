@@ -25,6 +25,7 @@
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/reduce.cuh"
 #include "ops/paged_mha_decode.h"
@@ -201,16 +202,9 @@ __global__ void __launch_bounds__(kDv) merge_splits_kernel(DecodeParams p) {
   if (threadIdx.x == 0) p.lse[r] = sum > 0.0f ? m + logf(sum) : -INFINITY;
 }
 
-int sm_count() {
-  int device = 0, count = 0;
-  MLA_CUDA_CHECK(cudaGetDevice(&device));
-  MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
-
 // Splits so that about 8 CTAs (32 warps) per SM are in flight, at most kMaxSplits.
 int num_splits(int64_t batch, int64_t head_groups) {
-  static const int sms = sm_count();
+  static const int sms = gpu::device_sm_count();
   const int64_t ctas = batch * head_groups, target = int64_t{8} * sms;
   return static_cast<int>(std::clamp<int64_t>((target + ctas - 1) / ctas, 1, kMaxSplits));
 }

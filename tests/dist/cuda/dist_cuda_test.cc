@@ -370,14 +370,18 @@ void expect_same(const GreedyRun& split, const GreedyRun& whole, LogitBounds bou
     const Tensor& g = split.logits[k];
     const double e = rel_l2(g, w);
     worst = std::max(worst, e);
-    if (bounds.flip_row == 0) EXPECT_LE(e, bounds.step) << "step " << k;
+    if (bounds.flip_row == 0) {
+      EXPECT_LE(e, bounds.step) << "step " << k;
+    }
     const int64_t v = w.dim(1);
     for (int64_t s = 0; s < w.dim(0); ++s) {
       rows.push_back(rel_l2(g.slice(s, s + 1), w.slice(s, s + 1)));
       if (rows.back() > bounds.step / 2) {  // a routing flip moves one row by O(1)
         std::printf("  step %zu row %lld: rel. L2 %.3f%%\n", k, static_cast<long long>(s), 100 * rows.back());
       }
-      if (bounds.flip_row > 0) EXPECT_LE(rows.back(), bounds.flip_row) << "step " << k << " row " << s;
+      if (bounds.flip_row > 0) {
+        EXPECT_LE(rows.back(), bounds.flip_row) << "step " << k << " row " << s;
+      }
     }
     for (int64_t s = 0; s < w.dim(0); ++s) {
       const int32_t want = whole.tokens[static_cast<size_t>(s)][k], got = split.tokens[static_cast<size_t>(s)][k];
@@ -398,7 +402,9 @@ void expect_same(const GreedyRun& split, const GreedyRun& whole, LogitBounds bou
   }
   std::nth_element(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(rows.size() / 2), rows.end());
   const double median = rows.empty() ? 0.0 : rows[rows.size() / 2];
-  if (bounds.flip_row > 0) EXPECT_LE(median, bounds.step) << "the median row";
+  if (bounds.flip_row > 0) {
+    EXPECT_LE(median, bounds.step) << "the median row";
+  }
   std::printf("  median row rel. L2 %.3f%%, worst step %.3f%%, greedy tokens equal %lld / %lld\n", 100 * median, 100 * worst,
               static_cast<long long>(same), static_cast<long long>(total));
 }

@@ -36,6 +36,7 @@
 
 #include "core/cuda_check.h"
 #include "gemm_cuda_test_util.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/linear_fp8_gemv.h"
 #include "ops/cuda/linear_fp8_heuristics.h"
 #include "ops/cuda/linear_fp8_sm90.h"
@@ -180,7 +181,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
       }
       // Every swap-AB plan the benchmark times (and the heuristics may pick) at decode sizes.
       if (m <= 2 * sm90_fp8::kSwapAbMaxTokens) {
-        for (const sm90_fp8::SwapAbPlan& plan : sm90_fp8::swap_ab_candidates(m, n, k, sm90_fp8::device_sm_count())) {
+        for (const sm90_fp8::SwapAbPlan& plan : sm90_fp8::swap_ab_candidates(m, n, k, gpu::device_sm_count())) {
           run(shape + " swap-AB plan bn " + std::to_string(plan.bn) + " wgs " + std::to_string(plan.wgs) + " splits " +
                   std::to_string(plan.splits) + " ctas " + std::to_string(plan.ctas),
               [&](Tensor& out) {
