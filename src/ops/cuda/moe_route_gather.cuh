@@ -21,7 +21,7 @@
 // One kernel instead of moe_route_kernel + moe_group_by_expert_kernel: a launch and a serial
 // hand-over less per MoE layer of a decode step. moe_router_route_gather_kernel also takes the
 // router's GEMV in (one launch for the router, routing, grouping and gather: another ~3 us of the
-// chain a layer, bench/NOTES-engine.md 2026-11-29 03:10): its CTAs are those of the GEMV, and the
+// chain a layer, bench/NOTES-engine.md 2026-11-29 02:58): its CTAs are those of the GEMV, and the
 // last one to finish runs the three phases.
 //
 // Launched with programmatic dependent launch (pdl.cuh): moe_route_gather_kernel waits for the
