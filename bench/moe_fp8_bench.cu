@@ -2,9 +2,9 @@
 //
 //   1. grouped GEMM at the target shape, 4 experts x 8192 rows, N 4096, K 7168 (plain epilogue):
 //      both kernels (mma.sync, Hopper wgmma with 128- and 256-row weight tiles) against the best
-//      peer on the card for the same work, the dense block-scaled FP8 GEMM (linear_fp8_w8a8_cuda, cuBLASLt BLK128x128 and the sm90
-//      kernel, whichever kAuto picks) launched once per expert, and the floor: the tensor cores'
-//      dense FP8 peak (kFp8PeakTflops). TFLOPS = 2·P·N·K / time.
+//      peer on the card for the same work, the dense block-scaled FP8 GEMM (linear_fp8_w8a8_cuda,
+//      cuBLASLt BLK128x128 and the sm90 kernel, whichever kAuto picks) launched once per expert,
+//      and the floor: the tensor cores' dense FP8 peak (kFp8PeakTflops). TFLOPS = 2·P·N·K / time.
 //   2. the grouped GEMMs of real MoE layers (V3: E 256, H 7168, Im 2048; V2-Lite: E 64, H 2048,
 //      Im 1408), gate_up (SwiGLU epilogue) and down, uniform routing, at 16 .. 1536 rows per
 //      expert: every kernel, what kAuto picks, and the floor (the FP8 peak or the bytes at the copy

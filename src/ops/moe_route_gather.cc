@@ -32,9 +32,12 @@ void moe_route_and_gather(const Tensor& logits, const Tensor& correction_bias, c
 void moe_router_route_and_gather(const Tensor& x, const Tensor& router_weight, const Tensor& correction_bias,
                                  const RouterParams& params, Tensor& logits, Tensor& arrivals,
                                  MoeRouteGatherOutputs& out, Stream stream) {
-  if (!on_gpu(out.gathered)) return moe_router_route_and_gather_cpu(x, router_weight, correction_bias, params, logits, out);
+  if (!on_gpu(out.gathered)) {
+    return moe_router_route_and_gather_cpu(x, router_weight, correction_bias, params, logits, out);
+  }
 #ifdef MLASERVE_WITH_CUDA
-  moe_router_route_and_gather_cuda(x, router_weight, correction_bias, params, logits, arrivals, out, cuda_stream(stream));
+  moe_router_route_and_gather_cuda(x, router_weight, correction_bias, params, logits, arrivals, out,
+                                   cuda_stream(stream));
 #else
   no_gpu_path("moe_router_route_and_gather");
 #endif

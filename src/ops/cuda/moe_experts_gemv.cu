@@ -34,8 +34,8 @@ int64_t rows_per_pass(int64_t k, int64_t rows, bool fp8) {
 
 // The launch shape of one kernel over `tiles` tiles an expert and `slots` slots (the note in
 // moe_experts_gemv.cuh): about ctas_per_sm x SMs CTAs (or runs of tiles_per_cta tiles), runs of
-// at most kMoeGemvMaxTilesPerCta tiles, at least one tile a CTA. Sets p's tiles, max_tiles_per_cta and rows_per_pass; returns
-// the CTAs a slot.
+// at most kMoeGemvMaxTilesPerCta tiles, at least one tile a CTA. Sets p's tiles,
+// max_tiles_per_cta and rows_per_pass; returns the CTAs a slot.
 int64_t plan(gpu::MoeGemvParams& p, int64_t tiles, int64_t slots, bool fp8, const gpu::MoeGemvConfig& config,
              int sms) {
   const int64_t target = int64_t{config.ctas_per_sm} * sms;

@@ -120,7 +120,9 @@ inline constexpr int moe_gemv_min_ctas_per_sm(int depth) { return depth <= 2 ? 3
 // Dynamic shared memory, in order: e4m3 only, activation scales [rows][K / 128] f32 (rounded up to
 // 16 bytes); `rows` staged activation rows (e4m3 codes or bf16), moe_gemv_act_stride bytes apart;
 // partial sums [max_tiles][8 warps][32 lanes] float4.
-__host__ __device__ inline constexpr int64_t moe_gemv_act_stride(int64_t k, bool fp8) { return k * (fp8 ? 1 : 2) + kMoeGemvActPad; }
+__host__ __device__ inline constexpr int64_t moe_gemv_act_stride(int64_t k, bool fp8) {
+  return k * (fp8 ? 1 : 2) + kMoeGemvActPad;
+}
 __host__ __device__ inline constexpr int64_t moe_gemv_scale_bytes(int64_t k, int64_t rows, bool fp8) {
   return fp8 ? (rows * (k / 128) * 4 + 15) / 16 * 16 : 0;
 }
@@ -307,8 +309,8 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
   // Lane (g, t)'s bytes of local tile 0: row g (w_lo) and row g + 8 of the tile, which is the up
   // row of the same channel for gate_up (Im rows further) and the next 8 rows' for down.
   const int64_t expert = slot.expert < 0 ? 0 : slot.expert;
-  const uint8_t* w_lo = static_cast<const uint8_t*>(p.w) + (expert * p.w_rows + int64_t{tile0} * kTileRows + g) * row_bytes +
-                        16 * t;
+  const uint8_t* w_lo =
+      static_cast<const uint8_t*>(p.w) + (expert * p.w_rows + int64_t{tile0} * kTileRows + g) * row_bytes + 16 * t;
   const int64_t hi_bytes = int64_t{kSwiGlu ? p.n_out : 8} * row_bytes;
   const int64_t tile_bytes = int64_t{kTileRows} * row_bytes;
   // e4m3: the weight scales of the expert's 128-row blocks, [w_rows / 128][groups]; a tile's low
@@ -421,7 +423,8 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
         }
       }
     }
-    store_partial(cur_tile, make_float4(acc[0], acc[1], acc[2], acc[3]));  // a warp with no piece stores zeros for tile 0
+    // A warp with no piece stores zeros for tile 0.
+    store_partial(cur_tile, make_float4(acc[0], acc[1], acc[2], acc[3]));
     for (int x = cur_tile + 1; x < n_tiles; ++x) store_partial(x, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
     __syncthreads();
 
