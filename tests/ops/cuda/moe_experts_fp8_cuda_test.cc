@@ -61,6 +61,7 @@
 #include "core/cuda_check.h"
 #include "core/memory.h"
 #include "gemm_cuda_test_util.h"
+#include "moe_test_pool.h"
 #include "ops/cuda/moe_experts_gemv.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
 #include "ops/linear_fp8.h"
@@ -382,14 +383,9 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
   void check_gemv_model(const MoeShape& s) {
     const uint64_t seed = fresh_seed();
     std::mt19937_64 rng(seed);
-    const int64_t e0 = s.experts / 4, e1 = 3 * s.experts / 4;
-    std::vector<int64_t> inside, outside;
-    for (int64_t e = 0; e < s.experts; ++e) (e >= e0 && e < e1 ? inside : outside).push_back(e);
-    std::shuffle(inside.begin(), inside.end(), rng);
-    std::shuffle(outside.begin(), outside.end(), rng);
-    const int64_t n_pool = s.top_k + 3, n_inside = (n_pool + 1) / 2;
-    std::vector<int64_t> pool(inside.begin(), inside.begin() + n_inside);
-    pool.insert(pool.end(), outside.begin(), outside.begin() + (n_pool - n_inside));
+    const testing::ExpertPool drawn = testing::gemv_test_pool(s.experts, s.top_k, rng);
+    const int64_t e0 = drawn.share_begin, e1 = drawn.share_end;
+    std::vector<int64_t> pool = drawn.experts;
     make_weights(s, pool, seed);
     for (int64_t t = 1; t <= 4; ++t) {
       std::vector<int32_t> counts(static_cast<size_t>(s.experts), 0);
