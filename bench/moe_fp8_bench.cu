@@ -14,7 +14,7 @@
 //      moe_experts_fp8_cuda (two quantisations, two grouped GEMMs) against moe_experts_cuda
 //      (BF16), decode token counts against the HBM floor of the active experts' weights (e4m3
 //      bytes / measured copy bandwidth), prefill counts in TFLOPS. (These rows run what kAuto
-//      picks: the grouped GEMV at P <= 8 BF16, <= 48 e4m3.) Then the decode sizes (1, 2, 4, 8
+//      picks: use_moe_gemv, moe_experts_gemv_heuristics.h.) Then the decode sizes (1, 2, 4, 8
 //      tokens) through each path forced (MoeExpertsPath: the grouped GEMV of moe_experts_gemv.cuh
 //      and the grouped GEMMs, BF16 and FP8 experts): random routings (each token to top-k distinct
 //      experts), several per token count so that the weights the timed runs read exceed the L2

@@ -53,8 +53,8 @@ namespace mlaserve::ops {
 
 // Which implementation runs the experts on the GPU (moe_experts_cuda, moe_experts_fp8_cuda).
 //   kAuto: the grouped GEMV for a few gathered rows (use_moe_gemv in
-//          src/ops/cuda/moe_experts_gemv_heuristics.h: P <= 8 BF16, <= 48 e4m3), the grouped GEMMs
-//          otherwise; what the model runs.
+//          src/ops/cuda/moe_experts_gemv_heuristics.h), the grouped GEMMs otherwise; what the model
+//          runs.
 //   kGemv: src/ops/cuda/moe_experts_gemv.cuh, two launches that stream each active expert's
 //          weights once per 8 of its rows (tensor-core GEMV; FP8 quantises its activations inside).
 //   kGroupedGemm: the grouped GEMMs below, whatever P.

@@ -118,7 +118,7 @@ void moe_experts_fp8_cuda(const Tensor& x, const Tensor& expert_offsets, const E
   MLA_CHECK(w.down.dim(1) == h && w.gate_up.dim(1) == 2 * im && w.gate_up.dim(2) == h,
             "{}: gate_up {} and down {} do not match x {}", kOp, shape_str(w.gate_up.shape()),
             shape_str(w.down.shape()), shape_str(x.shape()));
-  if (runs_moe_gemv(path, rows, /*fp8_weights=*/true)) {
+  if (runs_moe_gemv(path, rows, w)) {
     return moe_experts_gemv_cuda(x, expert_offsets, w, act, hidden, out, stream);
   }
   if (rows == 0) return;

@@ -137,7 +137,7 @@ GemmPair make_gemms(const Tensor& x, const Tensor& expert_offsets, const ExpertW
 
 void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w, Tensor& hidden,
                       Tensor& out, cudaStream_t stream, MoeExpertsPath path) {
-  if (runs_moe_gemv(path, x.ndim() == 2 ? x.dim(0) : 0, /*fp8_weights=*/false)) {
+  if (runs_moe_gemv(path, x.ndim() == 2 ? x.dim(0) : 0, w)) {
     MLA_CHECK(!w.is_fp8(), "{}: e4m3 weights go through moe_experts_fp8_cuda", kOp);
     return moe_experts_gemv_cuda(x, expert_offsets, w, ActQuantParams{}, hidden, out, stream);
   }

@@ -49,6 +49,12 @@ void route_then_gather(const Tensor& logits, const Tensor& correction_bias, cons
   moe_group_and_gather_cuda(out.route.expert_ids, logits.dim(1), x, out.grouping, out.gathered, stream);
 }
 
+// The one-CTA kernel on the routing's parameters (route_gather_params).
+void launch_route_gather(const gpu::MoeRouteGatherParams& p, cudaStream_t stream) {
+  if (p.route.tokens == 0) return;
+  gpu::launch_programmatic(gpu::moe_route_gather_kernel, 1, gpu::kRouteGatherThreads, 0, stream, p);
+}
+
 }  // namespace
 
 void moe_route_and_gather_cuda(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
@@ -57,8 +63,7 @@ void moe_route_and_gather_cuda(const Tensor& logits, const Tensor& correction_bi
   if (!route_gather_params("moe_route_and_gather_cuda", logits, correction_bias, params, x, out, p)) {
     return route_then_gather(logits, correction_bias, params, x, out, stream);  // larger batches: the two ops
   }
-  if (p.route.tokens == 0) return;
-  gpu::launch_programmatic(gpu::moe_route_gather_kernel, 1, gpu::kRouteGatherThreads, 0, stream, p);
+  launch_route_gather(p, stream);
 }
 
 void moe_router_route_and_gather_cuda(const Tensor& x, const Tensor& router_weight, const Tensor& correction_bias,
@@ -73,10 +78,11 @@ void moe_router_route_and_gather_cuda(const Tensor& x, const Tensor& router_weig
   gpu::check_dtype(kOp, "arrivals", arrivals, DType::kI32);
   gpu::check_shape(kOp, "arrivals", arrivals, {1});
   gpu::MoeRouteGatherParams p;
-  if (!linear_gemv_applies(x, router_weight, logits) ||
-      !route_gather_params(kOp, logits, correction_bias, params, x, out, p)) {
+  const bool one_cta = route_gather_params(kOp, logits, correction_bias, params, x, out, p);
+  if (!one_cta || !linear_gemv_applies(x, router_weight, logits)) {  // the router's GEMM, then the routing
     linear_cuda(x, router_weight, logits, stream);
-    return moe_route_and_gather_cuda(logits, correction_bias, params, x, out, stream);
+    if (one_cta) return launch_route_gather(p, stream);
+    return route_then_gather(logits, correction_bias, params, x, out, stream);
   }
   const gpu::GemvParams<float> g{gpu::ptr<const __nv_bfloat16>(x), gpu::ptr<const __nv_bfloat16>(router_weight),
                                  gpu::ptr<float>(logits), static_cast<int32_t>(x.dim(0)),

@@ -28,6 +28,7 @@
 #include "ops/cuda/device_props.h"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/reduce.cuh"
+#include "ops/cuda/vec.cuh"
 #include "ops/paged_mha_decode.h"
 
 namespace mlaserve::ops {
@@ -56,16 +57,6 @@ struct DecodeParams {
   int32_t n, t, max_blocks, block_size, splits;
   float scale_log2;            // softmax_scale · log2(e)
 };
-
-__device__ __forceinline__ void bf16x8_to_f32(const uint4& u, float* f) {
-  const auto* h = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 x = __bfloat1622float2(h[i]);
-    f[2 * i] = x.x;
-    f[2 * i + 1] = x.y;
-  }
-}
 
 __global__ void __launch_bounds__(kWarps * 32) paged_mha_decode_kernel(DecodeParams p) {
   __shared__ __align__(16) float q_smem[kWarps][kMaxQ][kDqk];
@@ -113,7 +104,7 @@ __global__ void __launch_bounds__(kWarps * 32) paged_mha_decode_kernel(DecodePar
 #pragma unroll
         for (int u = 0; u < kKUnits; ++u) {
           float kf[8];
-          bf16x8_to_f32(k_units[u], kf);
+          gpu::unpack_bf16x8(k_units[u], kf);
 #pragma unroll
           for (int i = 0; i < kMaxQ; ++i) {
             if (i < nq) {

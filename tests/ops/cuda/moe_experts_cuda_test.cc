@@ -240,12 +240,13 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
   }
   Tensor run_op(const Tensor& x, const Tensor& offsets, const Variant& v) { return run_op(x, offsets, v, gpu_); }
 
+  using References = std::vector<std::pair<std::vector<int64_t>, Tensor>>;
+
   // The checked rows of each active expert of [e0, e1) and their CPU reference [n, H] (f32): all
   // rows when check_all, else the first, the last and one random row.
-  std::vector<std::pair<std::vector<int64_t>, Tensor>> references(const std::vector<int32_t>& offsets,
-                                                                  const Tensor& x_host, int64_t e0, int64_t e1,
-                                                                  bool check_all, std::mt19937_64& rng) {
-    std::vector<std::pair<std::vector<int64_t>, Tensor>> refs;
+  References references(const std::vector<int32_t>& offsets, const Tensor& x_host, int64_t e0, int64_t e1,
+                        bool check_all, std::mt19937_64& rng) {
+    References refs;
     for (int64_t e = e0; e < e1; ++e) {
       const int64_t begin = offsets[e], end = offsets[e + 1];
       if (begin == end) continue;
@@ -264,6 +265,20 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
       refs.emplace_back(std::move(rows_e), std::move(ref));
     }
     return refs;
+  }
+
+  // out_host's checked rows (every row of `refs`) against their CPU reference.
+  static testing::RowErrors reference_errors(const Tensor& out_host, const References& refs) {
+    testing::RowErrorAccumulator errors;
+    for (const auto& [rows_e, ref] : refs) {
+      const Tensor got = gather_rows_f32(out_host, rows_e);
+      const int64_t cols = ref.dim(1);
+      for (size_t i = 0; i < rows_e.size(); ++i) {
+        const auto off = static_cast<int64_t>(i) * cols;
+        errors.add(got.data<float>() + off, ref.data<float>() + off, cols, rows_e[i]);
+      }
+    }
+    return errors.result();
   }
 
   // One step: x [P, H] random, routed by counts; the GPU op (the model's dispatch, or each of
@@ -295,15 +310,7 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
       EXPECT_EQ(std::memcmp(out_host.raw(), again.raw(), static_cast<size_t>(rows * s.hidden) * 2), 0)
           << "two runs differ";
 
-      testing::RowErrorAccumulator errors;
-      for (const auto& [rows_e, ref] : refs) {
-        const Tensor got = gather_rows_f32(out_host, rows_e);
-        for (size_t i = 0; i < rows_e.size(); ++i) {
-          const auto off = static_cast<int64_t>(i) * s.hidden;
-          errors.add(got.data<float>() + off, ref.data<float>() + off, s.hidden, rows_e[i]);
-        }
-      }
-      testing::expect_close(errors.result(), kRelL2, kRow,
+      testing::expect_close(reference_errors(out_host, refs), kRelL2, kRow,
                             "step " + std::to_string(++steps_) + " (" + name + "): E " + std::to_string(s.experts) +
                                 " H " + std::to_string(s.hidden) + " P " + std::to_string(rows));
     }
@@ -351,15 +358,7 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
       EXPECT_EQ(touched, 0) << name << ": rows outside the experts' range were written";
       EXPECT_EQ(count_nonfinite(out_host.slice(first, last)), 0)
           << name << ": outputs unwritten (poison) or not finite";
-      testing::RowErrorAccumulator errors;
-      for (const auto& [rows_e, ref] : refs) {
-        const Tensor got = gather_rows_f32(out_host, rows_e);
-        for (size_t i = 0; i < rows_e.size(); ++i) {
-          const auto off = static_cast<int64_t>(i) * s.hidden;
-          errors.add(got.data<float>() + off, ref.data<float>() + off, s.hidden, rows_e[i]);
-        }
-      }
-      testing::expect_close(errors.result(), kRelL2, kRow, name);
+      testing::expect_close(reference_errors(out_host, refs), kRelL2, kRow, name);
       outs.push_back(out_host);
     }
     const Tensor gemm = outs.back().slice(first, last).to_f32();
@@ -459,22 +458,11 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     ASSERT_EQ(off_host.data<int32_t>()[s.experts], pairs) << where << ": the routing wrote no offsets";
     EXPECT_EQ(count_nonfinite(out_host), 0) << where << ": outputs unwritten (poison) or not finite";
 
-    testing::RowErrorAccumulator errors;
-    for (int64_t e = 0; e < s.experts; ++e) {
-      const int32_t begin = off_host.data<int32_t>()[e], end = off_host.data<int32_t>()[e + 1];
-      if (begin == end) continue;
-      std::vector<int64_t> rows_e;
-      for (int64_t r = begin; r < end; ++r) rows_e.push_back(r);
-      const auto n = static_cast<int64_t>(rows_e.size());
-      Tensor ref = Tensor::empty({n, s.hidden}, DType::kF32);
-      const Tensor one_expert = testing::i32_tensor({0, static_cast<int32_t>(n)}, {2});
-      moe_experts_cpu(gather_rows_f32(gathered_host, rows_e), one_expert, host_expert(e), ActQuantParams{}, ref);
-      const Tensor got_rows = gather_rows_f32(out_host, rows_e);
-      for (int64_t i = 0; i < n; ++i) {
-        errors.add(got_rows.data<float>() + i * s.hidden, ref.data<float>() + i * s.hidden, s.hidden, rows_e[i]);
-      }
-    }
-    testing::expect_close(errors.result(), kRelL2, kRow, where);
+    const int32_t* off = off_host.data<int32_t>();
+    std::mt19937_64 unused(0);  // every row is checked: none is drawn
+    const References refs = references(std::vector<int32_t>(off, off + s.experts + 1), gathered_host, 0, s.experts,
+                                       /*check_all=*/true, unused);
+    testing::expect_close(reference_errors(out_host, refs), kRelL2, kRow, where);
   }
 
   MoeShape shape_{};

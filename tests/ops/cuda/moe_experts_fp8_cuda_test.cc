@@ -35,7 +35,7 @@
 //    wrong expert or scale gives O(1)), calc_diff < 1e-4. The error
 //    against moe_experts_cpu itself (fp32 SwiGLU state) is recorded, not bounded tightly: it is
 //    the cost of the bf16 state, a few 1e-3 expected, bounded at 5e-2.
-//  - The grouped GEMV (moe_experts_gemv.cuh; the dispatch runs it at P <= 48) forced beside the
+//  - The grouped GEMV (moe_experts_gemv.cuh; kAuto runs it at a few rows) forced beside the
 //    grouped GEMMs, both through the second check, and against each other with the same bounds
 //    (check_layer_paths): small problems, and V2-Lite and V3 at T = 1 .. 4 tokens over a few
 //    experts (so experts of 2 .. T rows), over all experts and over a rank's share [E/4, 3E/4)
