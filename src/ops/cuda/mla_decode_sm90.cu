@@ -105,7 +105,10 @@ void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_l
   p.num_seqs = static_cast<int32_t>(b);
   p.num_parts = static_cast<int32_t>(schedule.num_parts);
   p.piece_overhead = sm90::kPieceOverheadBlocks;
-  p.split_penalty = sm90::mla_split_penalty(schedule.n_heads * schedule.max_q_len);
+  const sm90::MlaSplitPenalty penalty = sm90::mla_split_penalty(schedule.n_heads * schedule.max_q_len);
+  p.penalty_base = penalty.base;
+  p.penalty_rows = penalty.rows_term;
+  p.penalty_full_width = penalty.full_width;
   p.plan = static_cast<int32_t>(schedule.plan);
   const size_t smem = static_cast<size_t>(b + 1) * sizeof(int32_t);
   MLA_CUDA_CHECK(cudaFuncSetAttribute(sm90::mla_decode_sm90_schedule_kernel,

@@ -154,8 +154,8 @@ __device__ __forceinline__ int cta_exclusive_scan(int v, int* warp_totals, int& 
 //     holds a boundary).
 //   - whole: boundary q sits at the sequence start nearest to unit q * C / P, so every partition
 //     reads whole sequences (possibly none) and nothing is merged.
-// kAuto takes the whole plan when its largest partition costs no more than w + split_penalty
-// (heuristics.h: what the partials and the merge cost). The prefix sums of the costs live in
+// kAuto takes the whole plan when its largest partition costs no more than w + the split penalty
+// (heuristics.h: what the partials and the merge cost, by w). The prefix sums of the costs live in
 // shared memory ((B + 1) ints, dynamic), where the partitions' binary searches read them. It also
 // zeroes the split-S kernel's merge counters (mla_decode_sm90_merge.cuh), which every layer's
 // call then leaves at zero.
@@ -213,7 +213,8 @@ __global__ void __launch_bounds__(kScheduleThreads) mla_decode_sm90_schedule_ker
     }
     atomicMax(&whole_cost, worst);
     __syncthreads();
-    whole = whole_cost <= width + p.split_penalty;
+    const int penalty = p.penalty_base + p.penalty_rows * min(width, p.penalty_full_width) / p.penalty_full_width;
+    whole = whole_cost <= width + penalty;
   }
 
   int slots = 0, num_split = 0;

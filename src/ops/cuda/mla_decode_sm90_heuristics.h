@@ -21,14 +21,30 @@ inline constexpr int kPieceOverheadBlocks = 2;
 
 // What splitting sequences adds to a step, in the same units (64-token blocks a partition reads):
 // the pieces' normalised partial outputs written and read back (2 KB per query row and piece,
-// f32) and the merge after the decode kernel. The schedule kernel deals the step both ways,
-// equal shares that may split sequences (cost: the share + this penalty) or whole sequences (cost:
-// the largest partition), and keeps the cheaper (MlaPlan::kAuto). Measured on one H200
-// (2026-11-28 22:45, ncu and mla_decode_bench, batch 128 x 4096 tokens: nearly every sequence
-// split in two at 16 heads, every other one at 128): the merge and the partials took 13 us of
-// 180 at 16 heads (~5 blocks of a 64-block share) and 49 us of 344 at 128 heads (~18 of 128);
-// 4 + rows / 8 gives 6 and 20.
-inline int mla_split_penalty(int64_t rows_per_seq) { return static_cast<int>(4 + rows_per_seq / 8); }
+// f32) and their merge. The schedule kernel deals the step both ways, equal shares of `width`
+// blocks that may split sequences (cost: width + this penalty) or whole sequences (cost: the
+// largest partition), and keeps the cheaper (MlaPlan::kAuto). The penalty is
+//   base + rows_term * min(width, full_width) / full_width:
+// the partials' traffic (rows_term, ~rows / 8) costs its full share only when the partitions are
+// long, i.e. the step is bound by HBM bandwidth; with short partitions the card is idle around
+// them and the merge costs about its latency. Measured on one H200:
+//   - long partitions (2026-11-28 22:45, ncu and mla_decode_bench, batch 128 x 4096 tokens:
+//     nearly every sequence split in two at 16 heads, every other one at 128): the merge and the
+//     partials took 13 us of 180 at 16 heads (~5 blocks of a 64-block share) and 49 us of 344 at
+//     128 heads (~18 of 128); 4 + rows / 8 gives 6 and 20;
+//   - short ones (2026-11-29 04:33, mla_decode_bench --plans split,whole, batches 1-16, contexts
+//     128-2048, bench/NOTES-mla-decode.md): split minus whole's time, over the blocks it saves,
+//     puts the penalty near 3 blocks at 16 heads and 6-8 at 128 heads for widths of 1-5 blocks;
+//     the flat 20 had kept batch 8 x 1024 tokens x 128 heads whole at 46 us against 24 split,
+//     and one sequence of 1024 tokens x 128 heads whole at 47 us against 16.
+struct MlaSplitPenalty {
+  int base;        // blocks
+  int rows_term;   // blocks, at width >= full_width
+  int full_width;  // blocks a partition
+};
+inline MlaSplitPenalty mla_split_penalty(int64_t rows_per_seq) {
+  return {4, static_cast<int>(rows_per_seq / 8), 24};
+}
 
 // Which decode kernel a step uses, from B (the host knows no context lengths: they stay on the
 // device, so that a step can be a CUDA graph). The pipeline kernel overlaps one block's P V with

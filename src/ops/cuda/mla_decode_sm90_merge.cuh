@@ -126,6 +126,64 @@ __device__ __forceinline__ void merge_item(const MlaDecodeParams& p, int first_s
   __syncthreads();  // the scratch is reused by the next item
 }
 
+// One warp merges a whole query row from all n pieces (lane i: channels 4 (i + 32 c), c < 4), the
+// same online merge as merge_item without the meeting of warps in shared memory: for a CTA with
+// several rows to merge (few pieces), so that its 8 warps take 8 rows at once instead of one row
+// after another (batch 1, 16 heads, 2 pieces: 8 rows a CTA, which took ~1 us each in turn).
+template <int kUnroll>
+__device__ __forceinline__ void merge_row_warp(const MlaDecodeParams& p, int first_slot, int n, int row,
+                                               int64_t out_row) {
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int64_t slot_row = static_cast<int64_t>(first_slot) * p.partial_rows + row;
+  const float* lse_src = p.partial_lse + slot_row;  // piece k at + k * partial_rows
+  const float4* src = reinterpret_cast<const float4*>(p.partial_out + slot_row * 512) + lane;
+  const int64_t piece_stride = static_cast<int64_t>(p.partial_rows) * 512 / 4;  // in float4
+
+  float m = -INFINITY, sum = 0.0f;
+  float4 acc[4];
+#pragma unroll
+  for (int c = 0; c < 4; ++c) acc[c] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  for (int k0 = 0; k0 < n; k0 += kUnroll) {
+    float lk[kUnroll];
+    float4 v[kUnroll][4];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {  // every load of the round before any use
+      const int k = k0 + u;
+      lk[u] = k < n ? __ldcg(lse_src + static_cast<int64_t>(k) * p.partial_rows) : -INFINITY;
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        v[u][c] = k < n ? __ldcg(src + k * piece_stride + c * 32) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if (lk[u] == -INFINITY) continue;  // no piece, or one that saw no key of this row
+      const float m_new = fmaxf(m, lk[u]);
+      const float alpha = expf(m - m_new), w = expf(lk[u] - m_new);
+      sum = sum * alpha + w;
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        acc[c].x = acc[c].x * alpha + w * v[u][c].x;
+        acc[c].y = acc[c].y * alpha + w * v[u][c].y;
+        acc[c].z = acc[c].z * alpha + w * v[u][c].z;
+        acc[c].w = acc[c].w * alpha + w * v[u][c].w;
+      }
+      m = m_new;
+    }
+  }
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+#pragma unroll
+  for (int c = 0; c < 4; ++c) {
+    const __nv_bfloat162 lo = __floats2bfloat162_rn(acc[c].x * inv, acc[c].y * inv);
+    const __nv_bfloat162 hi = __floats2bfloat162_rn(acc[c].z * inv, acc[c].w * inv);
+    uint2 packed;
+    packed.x = *reinterpret_cast<const uint32_t*>(&lo);
+    packed.y = *reinterpret_cast<const uint32_t*>(&hi);
+    *reinterpret_cast<uint2*>(p.out + out_row * 512 + 4 * (lane + 32 * c)) = packed;
+  }
+  if (lane == 0) p.lse[out_row] = sum > 0.0f ? m + logf(sum) : -INFINITY;
+}
+
 // ---- the combine kernel (pipeline path) ------------------------------------------------------
 
 // Persistent CTAs walk (split sequence, query row, part) items: kParts = 1 whole rows, for
@@ -169,6 +227,17 @@ struct MergeJob {
   int32_t row0;        // flat [T * n] index of its first query row
 };
 
+// Whole rows of a split tile, a row a warp (merge_row_warp) rather than a row by all 8 warps
+// (merge_item<1, 8>) when that takes fewer dependent round trips: a CTA merges ceil(rows / n)
+// rows; all 8 warps on a row take one trip per 64 pieces, a lone warp one per 8. One row each, or
+// many pieces (128 heads at 2048 tokens: 2 rows of 32 pieces, 2 trips against 4), stay with the 8.
+__device__ __forceinline__ bool merge_rows_by_warps(int n, int rows) {
+  const int rows_per_cta = (rows + n - 1) / n;
+  const int trips_together = rows_per_cta * ((n + 63) / 64);
+  const int trips_alone = (rows_per_cta + kMergeWarps - 1) / kMergeWarps * ((n + 7) / 8);
+  return trips_alone < trips_together;
+}
+
 __device__ __forceinline__ int32_t* merge_counter(const MlaDecodeParams& p, int first_slot) {
   return p.merge_counters + static_cast<int64_t>(first_slot) * gridDim.x + blockIdx.x;
 }
@@ -188,7 +257,8 @@ __device__ __forceinline__ int32_t load_acquire(const int32_t* counter) {
 // Waits for all n pieces of the job's sequence, then merges this CTA's items of its query tile
 // (rows tile_row0 .. of the sequence) and leaves the counter as it found it (0). Quarter-row
 // items when each CTA gets at most one (batch 1, 16 heads: 16 rows x 4 quarters over 64 pieces),
-// whole rows otherwise (fewer, larger round trips). All threads; scratch is free shared memory.
+// whole rows otherwise, by all 8 warps or a row a warp (merge_rows_by_warps: several rows of few
+// pieces each). All threads; scratch is free shared memory.
 __device__ __forceinline__ void merge_split_tile(const MlaDecodeParams& p, const MergeJob& job, int tile_row0,
                                                  const MergeScratch& scratch) {
   int32_t* counter = merge_counter(p, job.first_slot);
@@ -210,10 +280,16 @@ __device__ __forceinline__ void merge_split_tile(const MlaDecodeParams& p, const
       const int row = tile_row0 + item / 4;
       merge_item<4, 16>(p, job.first_slot, n, row, item % 4, static_cast<int64_t>(job.row0) + row, scratch);
     }
-  } else {
+  } else if (!merge_rows_by_warps(n, rows)) {
     for (int item = job.piece; item < rows; item += n) {
       const int row = tile_row0 + item;
       merge_item<1, 8>(p, job.first_slot, n, row, 0, static_cast<int64_t>(job.row0) + row, scratch);
+    }
+  } else {
+    const int warp = static_cast<int>(threadIdx.x) / 32;
+    for (int item = job.piece + n * warp; item < rows; item += n * kMergeWarps) {
+      const int row = tile_row0 + item;
+      merge_row_warp<8>(p, job.first_slot, n, row, static_cast<int64_t>(job.row0) + row);
     }
   }
   if (threadIdx.x == 0 && departed == 2 * n - 1) atomicExch(counter, 0);  // the last one past the wait

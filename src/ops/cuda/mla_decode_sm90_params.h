@@ -43,7 +43,9 @@ struct MlaScheduleParams {
   int32_t num_seqs;           // B
   int32_t num_parts;          // P
   int32_t piece_overhead;     // cost of starting a piece, in 64-token blocks (heuristics.h)
-  int32_t split_penalty;      // cost of splitting any sequence (partials + merge), same units
+  int32_t penalty_base;       // cost of splitting any sequence (partials + merge), same units:
+  int32_t penalty_rows;       //   base + rows * min(width, full_width) / full_width (heuristics.h)
+  int32_t penalty_full_width;
   int32_t plan;               // MlaPlan: kAuto compares the two plans' costs, or one is forced
 };
 

@@ -229,6 +229,20 @@ TEST_F(MlaDecodeCuda, SmallOneSequenceAtBlockBoundaries16Heads) {
   }
 }
 
+TEST_F(MlaDecodeCuda, SmallFewPiecesMergeARowAWarp) {
+  // Split in 2-8 pieces with more query rows than pieces: each CTA merges several rows, one a
+  // warp (merge_row_warp), at 16 and 128 heads and with 2-token queries (32 / 256 rows).
+  for (const int64_t heads : {16, 128}) {
+    for (int32_t ctx : {65, 129, 300, 500}) {
+      for (int32_t q_len : {1, 2}) {
+        SCOPED_TRACE(std::to_string(heads) + " heads, context " + std::to_string(ctx) + ", " +
+                     std::to_string(q_len) + "-token query");
+        check({{ctx, q_len}}, heads, 150 + ctx + heads + q_len);
+      }
+    }
+  }
+}
+
 TEST_F(MlaDecodeCuda, SmallMixedBatchMultiTokenQueries16Heads) {
   check({{3, 3}, {63, 2}, {64, 1}, {65, 3}, {127, 2}, {128, 1}, {1000, 3}, {129, 2}}, 16, 200);
 }
@@ -368,8 +382,13 @@ TEST_F(MlaDecodeCuda, SmallAutoPlanDealsWholeSequencesWhenTheyShareEvenly) {
     int32_t seq_len;
     bool whole;
   };
+  // Short partitions (the card mostly idle): a sequence of 2 blocks stays whole, 4 or more split,
+  // at 16 and 128 heads alike; 8 x 1024 tokens at 128 heads split (the flat penalty of 20 blocks
+  // kept them whole, at twice the time).
   for (const Case& c : {Case{128, 16, 4096, true}, Case{128, 128, 4096, true}, Case{1, 16, 4096, false},
-                        Case{64, 16, 8192, false}, Case{32, 16, 32768, false}}) {
+                        Case{64, 16, 8192, false}, Case{32, 16, 32768, false}, Case{1, 16, 128, true},
+                        Case{1, 128, 128, true}, Case{1, 16, 256, false}, Case{1, 128, 1024, false},
+                        Case{8, 128, 1024, false}, Case{16, 128, 128, true}}) {
     SCOPED_TRACE(std::to_string(c.batch) + " x " + std::to_string(c.seq_len) + ", " + std::to_string(c.n_heads) +
                  " heads");
     const Tensor lens = i32_tensor(std::vector<int32_t>(static_cast<size_t>(c.batch), c.seq_len), {c.batch});
