@@ -176,11 +176,55 @@ __global__ void __launch_bounds__(kCombineThreads) moe_invert_pairs_kernel(MoeCo
   }
 }
 
+// acc += sum_j w[t, j] · expert_out[position[j], c·kVec ..] over j = 0 .. k-1 in order, in fp32
+// (one vector c of token t's row); a position < 0 adds nothing. `position` holds the token's k
+// sorted positions (global or shared memory), `weights` its k weights. The rows of kCombineBatch
+// pairs are loaded before the first of them is added, so that their trips to L2 overlap (at one
+// token the combine is a chain of such trips); the sum keeps j order. Shared by moe_combine and
+// moe_combine_add_rms_norm (moe_combine_norm.cuh), whose results must agree bit for bit.
+template <int kVec>
+__device__ __forceinline__ void combine_vec(const __nv_bfloat16* expert_out, const float* weights,
+                                            const int32_t* position, int32_t top_k, int64_t hidden, int64_t c,
+                                            float (&acc)[kVec]) {
+  for (int j0 = 0; j0 < top_k; j0 += kCombineBatch) {
+    int32_t pos[kCombineBatch];
+    float w[kCombineBatch], x[kCombineBatch][kVec];
+#pragma unroll
+    for (int u = 0; u < kCombineBatch; ++u) {
+      pos[u] = j0 + u < top_k ? position[j0 + u] : -1;
+      w[u] = pos[u] >= 0 ? weights[j0 + u] : 0.0f;
+      if (pos[u] >= 0) {
+        load_vec<kVec>(expert_out + pos[u] * hidden + c * kVec, x[u]);
+      } else {
+        fill_vec<kVec>(x[u], 0.0f);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kCombineBatch; ++u) {
+      if (pos[u] < 0) continue;
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) acc[i] += w[u] * x[u][i];
+    }
+  }
+}
+
+// Token t's k sorted positions into position[0 .. k) (shared memory), found by scanning the P
+// entries of sorted_pairs (-1 where no entry names a pair). Every thread of the CTA calls it; it
+// syncs the CTA before it returns. The caller syncs again before the next call rewrites position.
+__device__ __forceinline__ void scan_token_positions(const int32_t* sorted_pairs, int64_t pairs, int64_t t,
+                                                     int32_t top_k, int32_t* position) {
+  for (int j = threadIdx.x; j < top_k; j += blockDim.x) position[j] = -1;
+  __syncthreads();
+  const int64_t first = t * top_k;
+  for (int64_t pos = threadIdx.x; pos < pairs; pos += blockDim.x) {
+    const int64_t j = sorted_pairs[pos] - first;
+    if (j >= 0 && j < top_k) position[j] = static_cast<int32_t>(pos);
+  }
+  __syncthreads();
+}
+
 // This CTA's share of token t's row: y[t] = bf16(y[t] + sum_j w[t, j] · expert_out[position[j]])
-// over j = 0 .. k-1 in order (fp32, rounded once; or fp32 y as it is); a position < 0 adds
-// nothing. `position` holds the token's k sorted positions (global or shared memory). The rows
-// of kCombineBatch pairs are loaded before the first of them is added, so that their trips to
-// L2 overlap (at one token the combine is a chain of such trips); the sum keeps j order.
+// (combine_vec; rounded once, or fp32 y as it is).
 template <int kVec, typename Y>
 __device__ __forceinline__ void combine_row(const MoeCombineParams<Y>& p, int64_t t, const int32_t* position,
                                             int64_t vectors) {  // vectors = H / kVec
@@ -188,26 +232,7 @@ __device__ __forceinline__ void combine_row(const MoeCombineParams<Y>& p, int64_
     float acc[kVec];
     Y* y = p.y + t * p.hidden + c * kVec;
     load_vec<kVec>(y, acc);
-    for (int j0 = 0; j0 < p.top_k; j0 += kCombineBatch) {
-      int32_t pos[kCombineBatch];
-      float w[kCombineBatch], x[kCombineBatch][kVec];
-#pragma unroll
-      for (int u = 0; u < kCombineBatch; ++u) {
-        pos[u] = j0 + u < p.top_k ? position[j0 + u] : -1;
-        w[u] = pos[u] >= 0 ? p.weights[t * p.top_k + j0 + u] : 0.0f;
-        if (pos[u] >= 0) {
-          load_vec<kVec>(p.expert_out + pos[u] * p.hidden + c * kVec, x[u]);
-        } else {
-          fill_vec<kVec>(x[u], 0.0f);
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < kCombineBatch; ++u) {
-        if (pos[u] < 0) continue;
-#pragma unroll
-        for (int i = 0; i < kVec; ++i) acc[i] += w[u] * x[u][i];
-      }
-    }
+    combine_vec<kVec>(p.expert_out, p.weights + t * p.top_k, position, p.top_k, p.hidden, c, acc);
     store_vec<kVec>(y, acc);
   }
 }
@@ -231,14 +256,7 @@ __global__ void __launch_bounds__(kCombineThreads) moe_combine_scan_kernel(MoeCo
   launch_dependents();
   const int64_t vectors = p.hidden / kVec, pairs = p.tokens * p.top_k;
   for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
-    if (threadIdx.x < p.top_k) position[threadIdx.x] = -1;
-    __syncthreads();
-    const int64_t first = t * p.top_k;
-    for (int64_t pos = threadIdx.x; pos < pairs; pos += blockDim.x) {
-      const int64_t j = p.sorted_pairs[pos] - first;
-      if (j >= 0 && j < p.top_k) position[j] = static_cast<int32_t>(pos);
-    }
-    __syncthreads();
+    scan_token_positions(p.sorted_pairs, pairs, t, p.top_k, position);
     combine_row<kVec>(p, t, position, vectors);
     __syncthreads();  // position[] is rewritten for the next token
   }
