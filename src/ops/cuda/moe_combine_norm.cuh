@@ -6,10 +6,10 @@
 // One CTA per token row (grid min(T, 65535), rows strided), the CTA shape of the row norms
 // (rms_norm_heuristics.h: thread i owns vectors i, i + threads, ..). Per row:
 //   0. (P <= kCombineScanPairs) the CTA finds the token's k sorted positions by scanning
-//      sorted_pairs into shared memory (scan_token_positions, moe_dispatch.cuh); above that the
+//      sorted_pairs into shared memory (scan_token_positions, moe_combine.cuh); above that the
 //      positions come from the inverse workspace (moe_invert_pairs_kernel).
 //   1. each thread, for each of its vectors: acc = shared_out (or 0), acc += w_j · expert_out[pos_j]
-//      in j order (combine_vec, moe_dispatch.cuh: moe_combine's code), y = bf16(acc) (moe_combine's
+//      in j order (combine_vec, moe_combine.cuh: moe_combine's code), y = bf16(acc) (moe_combine's
 //      store), v = bf16(residual + y) (add_rms_norm's residual add), stored into residual; and
 //      sum_sq += v² over the vector's elements in order;
 //   2. block_sum(sum_sq), inv_rms = 1 / sqrt(total / H + eps) (rms_norm.cu's expression);
@@ -29,7 +29,7 @@
 
 #include <cstdint>
 
-#include "ops/cuda/moe_dispatch.cuh"
+#include "ops/cuda/moe_combine.cuh"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/reduce.cuh"
 #include "ops/cuda/rms_norm_heuristics.h"
