@@ -151,6 +151,15 @@ TEST_F(MoeCombineNormCuda, SmallShapes) {
   check({5, 3, 8, 20, false, DType::kBF16}, 4);
 }
 
+// A few decode-size cases at V2-Lite's width for the compute-sanitizer runs (scripts/gpu_test.sh
+// runs *.Small* under memcheck and racecheck): 16-byte vectors on the scan path (T 1, 8), and the
+// workspace path (T 342: 2052 pairs).
+TEST_F(MoeCombineNormCuda, SmallDecodeV2Lite) {
+  check({1, 6, 64, 2048, true, DType::kBF16}, 11);
+  check({8, 6, 64, 2048, false, DType::kBF16}, 12);
+  check({342, 6, 64, 2048, true, DType::kF32}, 13);
+}
+
 TEST_F(MoeCombineNormCuda, V2LiteShapes) {
   uint64_t seed = 100;
   for (int64_t t : {1, 2, 8, 64, 341, 342, 1000}) {
