@@ -1,16 +1,19 @@
-// The feed-forward blocks of DeepSeekModel (MODEL_SPEC.md §2, §5): the dense SwiGLU MLP of the
-// first layers and the MoE of the rest (router in fp32, routed experts over the tokens that
-// chose them, weighted combine accumulated onto the shared experts' output). Their outputs are
-// partial sums under tensor parallelism: f32 then (DeepSeekModel::partial).
+// The feed-forward blocks of DeepSeekModel (MODEL_SPEC.md §2, §5) and the layer's end: the dense
+// SwiGLU MLP of the first layers and the MoE of the rest (router in fp32, routed experts over the
+// tokens that chose them, weighted combine accumulated onto the shared experts' output), then the
+// residual add and the next RMSNorm (ffn_and_norm). Their outputs are partial sums under tensor
+// parallelism: f32 then (DeepSeekModel::partial).
 #include <optional>
 
 #include "model/model.h"
 #include "ops/fp8_quant.h"
 #include "ops/linear.h"
 #include "ops/linear_fp8.h"
+#include "ops/moe_combine_norm.h"
 #include "ops/moe_dispatch.h"
 #include "ops/moe_experts.h"
 #include "ops/moe_route_gather.h"
+#include "ops/rms_norm.h"
 #include "ops/silu_mul.h"
 
 namespace mlaserve {
@@ -51,6 +54,31 @@ void DeepSeekModel::mlp(const MlpWeights& w, const Tensor& x, Tensor& out, Strea
   linear_into(w.down, hidden, out, stream);
 }
 
+// The second half of a layer: h += FFN(normed), then normed = RMSNorm(h) · next_norm. How the
+// FFN's output meets the residual stream depends on where the FFN's sum is complete:
+//   - one GPU (tp_size 1) and an MoE: the routed experts' weighted combine, the residual add and
+//     the next norm are one op, moe_combine_add_rms_norm (moe_and_norm): at decode sizes the
+//     combine and the norm are each a small launch in the step's serial chain, and the norm only
+//     re-reads what the combine wrote. Same arithmetic, bit for bit, as the two ops in sequence;
+//   - a dense MLP, and any FFN under tensor parallelism (whose partial output is all-reduced
+//     between the FFN and the residual add): ffn(), the all-reduce, then add_rms_norm, or
+//     add_sum_rms_norm for an MoE's two parts.
+void DeepSeekModel::ffn_and_norm(int64_t layer, Tensor& h, const Tensor& next_norm, Tensor& normed) {
+  const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
+  if (lw.moe && plan_.tp_size == 1) return moe_and_norm(*lw.moe, h, next_norm, normed);
+  const int64_t t = normed.dim(0), hidden = config_.hidden_size;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  Tensor ffn_out = ffn(layer, normed);
+  all_reduce(ffn_out);
+  mark("norms");
+  if (ffn_out.ndim() == 3) {  // [2, T, H]: shared and routed experts apart (DeepSeekModel::moe)
+    ops::add_sum_rms_norm(ffn_out.slice(0, 1).reshape({t, hidden}), ffn_out.slice(1, 2).reshape({t, hidden}), h,
+                          next_norm, eps, normed, options_.stream);  // h += shared + routed; normed = norm(h)
+  } else {
+    ops::add_rms_norm(ffn_out, h, next_norm, eps, normed, options_.stream);  // h += ffn; normed = norm(h)
+  }
+}
+
 Tensor DeepSeekModel::ffn(int64_t layer, const Tensor& m) {
   const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
   if (lw.moe) return moe(*lw.moe, m);
@@ -60,33 +88,23 @@ Tensor DeepSeekModel::ffn(int64_t layer, const Tensor& m) {
   return out;
 }
 
-// Router in fp32 -> pairs grouped by expert -> rows gathered in expert order (one op,
-// moe_route_gather.h: one kernel at decode sizes, the router's GEMV included) -> all experts as
-// one grouped op -> weighted combine onto the shared experts' output. No host synchronisation.
-// At decode sizes (t <= kSideBranchMaxTokens) the shared experts run on the side stream beside
-// the router and the routed experts, which do not depend on them: two chains of small kernels
-// overlap (at one token the shared experts' ~15 us hide behind the routed chain's ~45 us); the
-// combine waits for both. The arithmetic is the same in either order.
-// Under tensor parallelism with shared experts the output is [2, T, H] f32: the shared experts'
-// partial output, and the routed experts' partial combine (from zero) apart from it, so that the
-// all-reduced shared output can be rounded before the routed sum is added, as on one GPU
-// (add_sum_rms_norm); each rank holds a share of the shared experts' channels, so their partial
-// outputs cannot be rounded before the all-reduce.
-Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
+// The MoE up to its combine: router in fp32 -> pairs grouped by expert -> rows gathered in expert
+// order (one op, moe_route_gather.h: one kernel at decode sizes, the router's GEMV included) ->
+// all experts as one grouped op. No host synchronisation. The shared experts, when the model has
+// them, write shared_out [T, H]: at decode sizes (t <= kSideBranchMaxTokens) on the side stream
+// beside the router and the routed experts, which do not depend on them: two chains of small
+// kernels overlap (at one token the shared experts' ~15 us hide behind the routed chain's
+// ~45 us); the branch is joined before this returns, so the combine that follows waits for both.
+// The arithmetic is the same in either order.
+ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Tensor& m, Tensor shared_out) {
   const int64_t t = m.dim(0), hidden = config_.hidden_size, k = config_.num_experts_per_tok;
   const int64_t num_experts = config_.n_routed_experts;
   const Stream stream = options_.stream;
-  const bool apart = w.shared && plan_.tp_size > 1;
-  Tensor out = apart ? f32({2, t, hidden}) : partial({t, hidden});
-  Tensor routed = apart ? out.slice(1, 2).reshape({t, hidden}) : out;  // the combine accumulates into it
-
   std::optional<ForkedBranch> shared_branch = w.shared ? fork_side_branch(t) : std::optional<ForkedBranch>();
   if (w.shared) {
-    Tensor shared = apart ? out.slice(0, 1).reshape({t, hidden}) : out;
     if (!shared_branch) mark("mlp");
-    mlp(*w.shared, m, shared, shared_branch ? shared_branch->stream() : stream);
+    mlp(*w.shared, m, shared_out, shared_branch ? shared_branch->stream() : stream);
   }
-  if (!w.shared || apart) routed.fill_bytes(0, stream);
 
   mark("moe.route");
   Tensor logits = f32({t, num_experts});  // fp32 accumulation and output (§5.1)
@@ -98,9 +116,7 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
       act({t * k, hidden})};  // [T·k, H] token rows in expert order
   ops::moe_router_route_and_gather(m, w.router, w.correction_bias, router_params(config_), logits, route_arrivals_,
                                    routed_rows, stream);
-  const ops::RouterOutputs& route = routed_rows.route;
   const ops::MoeGrouping& groups = routed_rows.grouping;
-  const Tensor& gathered = routed_rows.gathered;
   mark("moe.experts");
   // This rank's experts [e0, e1) own the sorted rows [offsets[e0], offsets[e1]) (all of them
   // without expert parallelism): the grouped op runs over those rows, the others stay zero in
@@ -108,14 +124,44 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
   const IndexRange ex = plan_.experts;
   const bool all_experts = ex.size() == num_experts;
   const Tensor offsets = all_experts ? groups.expert_offsets : groups.expert_offsets.slice(ex.begin, ex.end + 1);
-  Tensor expert_out = act({t * k, hidden});
+  Tensor expert_out = act({t * k, hidden});  // [T·k, H] in expert order
   if (!all_experts) expert_out.fill_bytes(0, stream);
   Tensor swiglu = act({t * k, w.experts.intermediate()});  // workspace of the grouped op
-  ops::moe_experts(gathered, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
+  ops::moe_experts(routed_rows.gathered, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
   if (shared_branch) shared_branch->join();
+  return {expert_out, groups.sorted_pairs, routed_rows.route.weights, w.shared ? shared_out : Tensor()};
+}
+
+// The FFN output of an MoE layer: the routed experts' weighted combine accumulated onto the shared
+// experts' output. Under tensor parallelism with shared experts the output is [2, T, H] f32: the
+// shared experts' partial output, and the routed experts' partial combine (from zero) apart from
+// it, so that the all-reduced shared output can be rounded before the routed sum is added, as on
+// one GPU (add_sum_rms_norm); each rank holds a share of the shared experts' channels, so their
+// partial outputs cannot be rounded before the all-reduce.
+Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
+  const int64_t t = m.dim(0), hidden = config_.hidden_size;
+  const bool apart = w.shared && plan_.tp_size > 1;
+  Tensor out = apart ? f32({2, t, hidden}) : partial({t, hidden});
+  Tensor routed = apart ? out.slice(1, 2).reshape({t, hidden}) : out;  // the combine accumulates into it
+  const Tensor shared = apart ? out.slice(0, 1).reshape({t, hidden}) : out;
+  // Zeroed on the model's stream before the side branch forks, so the shared experts' branch
+  // also waits for this memset: it is off the critical path (~15 us beside ~45 us at one token).
+  if (!w.shared || apart) routed.fill_bytes(0, options_.stream);
+  const ops::MoeCombineInputs experts = moe_routed(w, m, shared);
   mark("moe.combine");
-  ops::moe_combine(expert_out, groups.sorted_pairs, route.weights, routed, stream);
+  ops::moe_combine(experts.expert_out, experts.sorted_pairs, experts.weights, routed, options_.stream);
   return out;
+}
+
+// One GPU's MoE layer to its end (ffn_and_norm): h += shared + routed combine; normed =
+// RMSNorm(h) · next_norm, in one op. Without shared experts the combine starts from zero inside
+// the op (no zeroed buffer).
+void DeepSeekModel::moe_and_norm(const MoeWeights& w, Tensor& h, const Tensor& next_norm, Tensor& normed) {
+  const Tensor shared = w.shared ? act({normed.dim(0), config_.hidden_size}) : Tensor();  // [T, H]
+  const ops::MoeCombineInputs experts = moe_routed(w, normed, shared);
+  mark("moe.combine");  // the combine, the residual add and the next norm
+  ops::moe_combine_add_rms_norm(experts, h, next_norm, static_cast<float>(config_.rms_norm_eps), normed,
+                                options_.stream);
 }
 
 }  // namespace mlaserve

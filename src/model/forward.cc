@@ -131,18 +131,10 @@ Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache) {
     all_reduce(attn_out);
     mark("norms");
     ops::add_rms_norm(attn_out, h, lw.post_attn_norm, eps, normed, stream);  // h += attn; normed = norm(h)
-    Tensor ffn_out = ffn(i, normed);
-    all_reduce(ffn_out);
     const Tensor& next_norm = i + 1 < num_layers
                                   ? weights_.layers[static_cast<size_t>(i + 1)].input_norm
                                   : weights_.final_norm;
-    mark("norms");
-    if (ffn_out.ndim() == 3) {  // [2, T, H]: shared and routed experts apart (DeepSeekModel::moe)
-      ops::add_sum_rms_norm(ffn_out.slice(0, 1).reshape({t, hidden}), ffn_out.slice(1, 2).reshape({t, hidden}), h,
-                            next_norm, eps, normed, stream);  // h += shared + routed; normed = norm(h)
-    } else {
-      ops::add_rms_norm(ffn_out, h, next_norm, eps, normed, stream);  // h += ffn; normed = norm(h)
-    }
+    ffn_and_norm(i, h, next_norm, normed);  // h += ffn(normed); normed = norm(h) (ffn_block.cc)
   }
   Tensor logits;  // none from a stage before the last
   stage_mark("stage.output");

@@ -59,6 +59,7 @@
 #include "model/shard_plan.h"
 #include "model/weights.h"
 #include "ops/fp8_quant.h"
+#include "ops/moe_combine_norm.h"
 
 namespace mlaserve {
 
@@ -175,10 +176,18 @@ class DeepSeekModel {
   // layer and attends over it; q [T, n, 192] -> o_proj output [T, H].
   Tensor attention_mha_cache(const MlaWeights& w, const StepMetadata& step, const Tensor& q, const Tensor& latent,
                              const Tensor& k_pe, Tensor& cache_layer);
+  // The layer's second half (ffn_block.cc): h += FFN(normed), then normed = RMSNorm(h) ·
+  // next_norm (the next layer's input norm, or the final norm). h and normed [T, H].
+  void ffn_and_norm(int64_t layer, Tensor& h, const Tensor& next_norm, Tensor& normed);
   // m [T, H] -> the FFN's output [T, H], or [2, T, H] (moe(): the shared experts' and the routed
   // experts' partial outputs apart, under tensor parallelism).
   Tensor ffn(int64_t layer, const Tensor& m);
   Tensor moe(const MoeWeights& w, const Tensor& m);
+  // One GPU's MoE layer ending in moe_combine_add_rms_norm (ffn_and_norm's arguments).
+  void moe_and_norm(const MoeWeights& w, Tensor& h, const Tensor& next_norm, Tensor& normed);
+  // The MoE up to its combine: the routed experts' outputs and routing, and the shared experts'
+  // output written into shared_out [T, H] (ignored, and returned undefined, without them).
+  ops::MoeCombineInputs moe_routed(const MoeWeights& w, const Tensor& m, Tensor shared_out);
   void mlp(const MlpWeights& w, const Tensor& x, Tensor& out, Stream stream);  // x [T, H] -> out [T, H]
   // out [T, out_features]; on `stream`, or the model's stream when it is not given.
   void linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream = {}) const;

@@ -11,9 +11,11 @@
 #include "op_test_util.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"
+#include "ops/moe_combine_norm.h"
 #include "ops/moe_dispatch.h"
 #include "ops/moe_route_gather.h"
 #include "ops/moe_router.h"
+#include "ops/rms_norm.h"
 #include "ops/silu_mul.h"
 
 namespace mlaserve::ops {
@@ -336,6 +338,43 @@ TEST(MoeDispatch, RouteAndGatherIsRouteThenGroupAndGather) {
     EXPECT_EQ(got.grouping.sorted_pairs.to_vector(), grouping.sorted_pairs.to_vector());
     EXPECT_EQ(got.grouping.sorted_tokens.to_vector(), grouping.sorted_tokens.to_vector());
     EXPECT_EQ(got.gathered.to_vector(), gathered.to_vector());
+  }
+}
+
+// moe_combine_add_rms_norm_cpu is moe_combine_cpu (onto shared_out, or onto zeros without shared
+// experts) then add_rms_norm_cpu, bit for bit, and leaves shared_out as it was; V2-Lite's decode
+// shape (k 6 of 64, H 2048), out poisoned first.
+TEST(MoeDispatch, CombineAddRmsNormIsCombineThenAddRmsNorm) {
+  std::mt19937_64 rng(49);
+  const int64_t t = 3, k = 6, e = 64, h = 2048;
+  std::vector<int32_t> ids;
+  for (int64_t i = 0; i < t; ++i) {
+    for (int64_t j = 0; j < k; ++j) ids.push_back(static_cast<int32_t>((i * 7 + j * 11) % e));
+  }
+  MoeGrouping grouping{Tensor::empty({e + 1}, DType::kI32), Tensor::empty({t * k}, DType::kI32),
+                       Tensor::empty({t * k}, DType::kI32)};
+  moe_group_by_expert_cpu(i32_tensor(ids, {t, k}), e, grouping);
+  const Tensor expert_out = random_tensor({t * k, h}, DType::kF32, rng);
+  const Tensor weights = random_tensor({t, k}, DType::kF32, rng, 0.3f);
+  const Tensor residual = random_tensor({t, h}, DType::kF32, rng, 8.0f);
+  const Tensor norm = random_tensor({h}, DType::kBF16, rng, 0.5f);
+  for (const bool with_shared : {true, false}) {
+    const Tensor shared = with_shared ? random_tensor({t, h}, DType::kF32, rng, 0.5f) : Tensor();
+    const std::vector<float> shared_before = with_shared ? shared.to_vector() : std::vector<float>();
+    Tensor y = with_shared ? shared.clone() : Tensor::zeros({t, h}, DType::kF32);
+    moe_combine_cpu(expert_out, grouping.sorted_pairs, weights, y);
+    Tensor want_residual = residual.clone();
+    Tensor want = poisoned({t, h}, DType::kF32);
+    add_rms_norm_cpu(y, want_residual, norm, 1e-6f, want);
+
+    Tensor got_residual = residual.clone();
+    Tensor got = poisoned({t, h}, DType::kF32);
+    moe_combine_add_rms_norm({expert_out, grouping.sorted_pairs, weights, shared}, got_residual, norm, 1e-6f, got);
+    EXPECT_EQ(got_residual.to_vector(), want_residual.to_vector()) << "shared " << with_shared;
+    EXPECT_EQ(got.to_vector(), want.to_vector()) << "shared " << with_shared;
+    if (with_shared) {
+      EXPECT_EQ(shared.to_vector(), shared_before);
+    }
   }
 }
 

@@ -1,5 +1,5 @@
-// MoE dispatch and combine on the GPU: argument checks and launches. The design note and the
-// kernels are in moe_dispatch.cuh.
+// MoE dispatch and combine on the GPU: argument checks and launches. The design notes and the
+// kernels are in moe_dispatch.cuh (grouping) and moe_combine.cuh (combine).
 #include "ops/cuda/moe_dispatch.cuh"
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-// MoE dispatch and combine on the GPU: device code. Contract: ops/moe_dispatch.h; launch code:
+// MoE dispatch (grouping by expert) and combine on the GPU: device code. Contract: ops/moe_dispatch.h; launch code:
 // moe_dispatch.cu.
 //
 // Symbols: T tokens, k experts per token, P = T·k pairs (p = t·k + j), E experts (<= 256), H
@@ -25,27 +25,17 @@
 //      16-byte vectors: at most 64 rows (512 KB at V3's H = 7168, 24 KB for one V2-Lite token),
 //      which saves the separate gather launch of a decode step.
 //
-// moe_invert_pairs_kernel + moe_combine_kernel: the combine needs, for each pair, its sorted
-// position (the inverse of sorted_pairs), kept in a [P] i32 workspace from the stream-ordered
-// allocator; positions no entry names stay -1 and contribute nothing. Then one thread per vector
-// of 8 channels of a token row: acc = y[t] in fp32, acc += w[t, j] · expert_out[position] for
-// j = 0 .. k-1 in order, y[t] = bf16(acc), rounded once (or acc itself when y is f32); the
-// rows of up to kCombineBatch = 8 pairs are loaded before the first is added.
-// Decode batches (P <= kCombineScanPairs) take moe_combine_scan_kernel instead: each CTA finds
-// its token's k positions itself by scanning sorted_pairs (P i32 from L2, a few loads a thread)
-// into shared memory, then combines exactly as above: one launch instead of an allocation, a
-// memset and two kernels (~8 us of serial latency per MoE layer at one token), same results bit
-// for bit.
+// The combine's kernels are in moe_combine.cuh.
 //
-// moe_group_by_expert_kernel and moe_combine_scan_kernel (the decode-size kernels) are launched
-// with programmatic dependent launch (pdl.cuh): they wait for the kernel before them before their
-// first load, then let the next kernel launch.
+// moe_group_by_expert_kernel is launched with programmatic dependent launch (pdl.cuh): it waits
+// for the kernel before it before its first load, then lets the next kernel launch.
 #pragma once
 
 #include <cuda_bf16.h>
 
 #include <cstdint>
 
+#include "ops/cuda/moe_combine.cuh"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/vec.cuh"
 
@@ -54,11 +44,7 @@ namespace mlaserve::ops::gpu {
 inline constexpr int kMoeMaxExperts = 256;
 inline constexpr int kGroupThreads = 1024;
 inline constexpr int kGroupWarps = kGroupThreads / 32;
-inline constexpr int kCombineThreads = 256;
 inline constexpr int kGroupGatherMaxPairs = 64;  // moe_group_and_gather copies rows in the grouping CTA up to here
-inline constexpr int kCombineScanPairs = 2048;  // up to this many pairs: moe_combine_scan_kernel
-inline constexpr int kCombineScanMaxTopK = 16;
-inline constexpr int kCombineBatch = 8;  // pairs' rows a combine thread loads before it adds them
 
 struct MoeGroupParams {
   const int32_t* expert_ids;  // [P] (the router's [T, k], flat)
@@ -151,96 +137,6 @@ __global__ void __launch_bounds__(kGroupThreads, 1) moe_group_by_expert_kernel(M
     const int64_t token = p.sorted_tokens[pos];
     *reinterpret_cast<uint4*>(p.gathered + pos * p.hidden + c * 8) =
         *reinterpret_cast<const uint4*>(p.x + token * p.hidden + c * 8);
-  }
-}
-
-template <typename Y>
-struct MoeCombineParams {
-  const __nv_bfloat16* expert_out;  // [P, H] in sorted order
-  const int32_t* sorted_pairs;      // [P]
-  int32_t* position;                // [P] workspace: sorted position of each pair, -1 if none
-  const float* weights;             // [T, k]
-  Y* y;                             // [T, H] bf16 or f32, accumulated into
-  int64_t tokens;                   // T
-  int32_t top_k;                    // k
-  int64_t hidden;                   // H
-};
-
-// grid-stride over P; position[] must be -1 beforehand.
-template <typename Y>
-__global__ void __launch_bounds__(kCombineThreads) moe_invert_pairs_kernel(MoeCombineParams<Y> p) {
-  const int64_t pairs = p.tokens * p.top_k;
-  for (int64_t pos = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; pos < pairs; pos += int64_t{gridDim.x} * blockDim.x) {
-    const int32_t pair = p.sorted_pairs[pos];
-    if (pair >= 0 && pair < pairs) p.position[pair] = static_cast<int32_t>(pos);
-  }
-}
-
-// This CTA's share of token t's row: y[t] = bf16(y[t] + sum_j w[t, j] · expert_out[position[j]])
-// over j = 0 .. k-1 in order (fp32, rounded once; or fp32 y as it is); a position < 0 adds
-// nothing. `position` holds the token's k sorted positions (global or shared memory). The rows
-// of kCombineBatch pairs are loaded before the first of them is added, so that their trips to
-// L2 overlap (at one token the combine is a chain of such trips); the sum keeps j order.
-template <int kVec, typename Y>
-__device__ __forceinline__ void combine_row(const MoeCombineParams<Y>& p, int64_t t, const int32_t* position,
-                                            int64_t vectors) {  // vectors = H / kVec
-  for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < vectors; c += int64_t{gridDim.x} * blockDim.x) {
-    float acc[kVec];
-    Y* y = p.y + t * p.hidden + c * kVec;
-    load_vec<kVec>(y, acc);
-    for (int j0 = 0; j0 < p.top_k; j0 += kCombineBatch) {
-      int32_t pos[kCombineBatch];
-      float w[kCombineBatch], x[kCombineBatch][kVec];
-#pragma unroll
-      for (int u = 0; u < kCombineBatch; ++u) {
-        pos[u] = j0 + u < p.top_k ? position[j0 + u] : -1;
-        w[u] = pos[u] >= 0 ? p.weights[t * p.top_k + j0 + u] : 0.0f;
-        if (pos[u] >= 0) {
-          load_vec<kVec>(p.expert_out + pos[u] * p.hidden + c * kVec, x[u]);
-        } else {
-          fill_vec<kVec>(x[u], 0.0f);
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < kCombineBatch; ++u) {
-        if (pos[u] < 0) continue;
-#pragma unroll
-        for (int i = 0; i < kVec; ++i) acc[i] += w[u] * x[u][i];
-      }
-    }
-    store_vec<kVec>(y, acc);
-  }
-}
-
-// grid (ceil(H / kVec / kCombineThreads), min(T, 65535)), block kCombineThreads.
-template <int kVec, typename Y>
-__global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(MoeCombineParams<Y> p) {
-  const int64_t vectors = p.hidden / kVec;
-  for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
-    combine_row<kVec>(p, t, p.position + t * p.top_k, vectors);
-  }
-}
-
-// grid (ceil(H / kVec / kCombineThreads), min(T, 65535)), block kCombineThreads; P <=
-// kCombineScanPairs, k <= kCombineScanMaxTopK; p.position unused. Launched with
-// launch_programmatic.
-template <int kVec, typename Y>
-__global__ void __launch_bounds__(kCombineThreads) moe_combine_scan_kernel(MoeCombineParams<Y> p) {
-  __shared__ int32_t position[kCombineScanMaxTopK];  // this token's pairs' sorted positions
-  grid_dependency_wait();  // expert_out and y come from the kernels before
-  launch_dependents();
-  const int64_t vectors = p.hidden / kVec, pairs = p.tokens * p.top_k;
-  for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
-    if (threadIdx.x < p.top_k) position[threadIdx.x] = -1;
-    __syncthreads();
-    const int64_t first = t * p.top_k;
-    for (int64_t pos = threadIdx.x; pos < pairs; pos += blockDim.x) {
-      const int64_t j = p.sorted_pairs[pos] - first;
-      if (j >= 0 && j < p.top_k) position[j] = static_cast<int32_t>(pos);
-    }
-    __syncthreads();
-    combine_row<kVec>(p, t, position, vectors);
-    __syncthreads();  // position[] is rewritten for the next token
   }
 }
 

@@ -28,13 +28,14 @@
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/reduce.cuh"
+#include "ops/cuda/rms_norm_heuristics.h"
 #include "ops/cuda/vec.cuh"
 #include "ops/rms_norm.h"
 
 namespace mlaserve::ops {
 namespace {
 
-constexpr int kMaxThreads = 256;
+constexpr int kMaxThreads = gpu::kRmsNormMaxThreads;  // the CTA shape: rms_norm_heuristics.h
 
 template <typename X>
 struct RmsNormParams {
@@ -117,7 +118,7 @@ __global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams<X> 
 template <typename X>
 void launch_kernel(const RmsNormParams<X>& p, bool vec8, cudaStream_t stream) {
   const int64_t vectors = vec8 ? p.d / 8 : p.d;
-  const int threads = static_cast<int>(std::clamp<int64_t>((vectors + 31) / 32 * 32, 32, kMaxThreads));
+  const int threads = gpu::rms_norm_threads(vectors);
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(p.rows, 65535));
   if (vec8) {
     gpu::launch_programmatic(rms_norm_kernel<8, X>, blocks, threads, 0, stream, p);

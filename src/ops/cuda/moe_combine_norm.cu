@@ -1,0 +1,100 @@
+// moe_combine_add_rms_norm on the GPU: argument checks and launches. The design note and the
+// kernel are in moe_combine_norm.cuh.
+#include "ops/cuda/moe_combine_norm.cuh"
+
+#include <algorithm>
+#include <string_view>
+
+#include "core/cuda_check.h"
+#include "ops/cuda/gpu_checks.h"
+#include "ops/moe_combine_norm.h"
+
+namespace mlaserve::ops {
+namespace {
+
+template <int kVec>
+void launch_kernel(gpu::MoeCombineNormParams p, cudaStream_t stream) {
+  const int threads = gpu::rms_norm_threads(p.hidden / kVec);
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(p.tokens, 65535));
+  const int64_t pairs = p.tokens * p.top_k;
+  if (pairs <= gpu::kCombineScanPairs && p.top_k <= gpu::kCombineScanMaxTopK) {  // decode batches: one launch
+    gpu::launch_programmatic(gpu::moe_combine_add_rms_norm_kernel<kVec>, blocks, threads, 0, stream, p);
+    return;
+  }
+  // The inverse of sorted_pairs in a stream-ordered workspace, as moe_combine_cuda builds it; the
+  // kernels here are launched plainly (moe_invert_pairs_kernel never calls launch_dependents, so
+  // a programmatic launch after it could start before its writes are visible: pdl.cuh).
+  int32_t* position = nullptr;
+  const size_t position_bytes = static_cast<size_t>(pairs) * sizeof(int32_t);
+  MLA_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&position), position_bytes, stream));
+  MLA_CUDA_CHECK(cudaMemsetAsync(position, 0xFF, position_bytes, stream));  // -1: no sorted position
+  const gpu::MoeCombineParams<__nv_bfloat16> invert{nullptr, p.sorted_pairs, position, nullptr, nullptr,
+                                                    p.tokens,  p.top_k,        0};
+  gpu::moe_invert_pairs_kernel<__nv_bfloat16>
+      <<<gpu::grid_blocks(pairs, gpu::kCombineThreads), gpu::kCombineThreads, 0, stream>>>(invert);
+  MLA_CUDA_CHECK_LAUNCH();
+  p.position = position;
+  gpu::moe_combine_add_rms_norm_kernel<kVec><<<blocks, threads, 0, stream>>>(p);
+  MLA_CUDA_CHECK_LAUNCH();
+  MLA_CUDA_CHECK(cudaFreeAsync(position, stream));
+}
+
+}  // namespace
+
+void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
+                                   Tensor& out, cudaStream_t stream) {
+  constexpr std::string_view kOp = "moe_combine_add_rms_norm_cuda";
+  gpu::check_dtype(kOp, "expert_out", in.expert_out, DType::kBF16);
+  gpu::check_dtype(kOp, "sorted_pairs", in.sorted_pairs, DType::kI32);
+  gpu::check_dtype(kOp, "weights", in.weights, DType::kF32);
+  gpu::check_dtype(kOp, "residual", residual, DType::kBF16);
+  gpu::check_f32_or_bf16(kOp, "weight", weight);
+  gpu::check_dtype(kOp, "out", out, DType::kBF16);
+  MLA_CHECK(in.weights.ndim() == 2 && residual.ndim() == 2 && in.expert_out.ndim() == 2 && weight.ndim() == 1,
+            "{}: weights {} must be [T, k], residual {} [T, H], expert_out {} [T·k, H], weight {} [H]", kOp,
+            shape_str(in.weights.shape()), shape_str(residual.shape()), shape_str(in.expert_out.shape()),
+            shape_str(weight.shape()));
+  const int64_t t = in.weights.dim(0), k = in.weights.dim(1), h = residual.dim(1), pairs = t * k;
+  gpu::check_shape(kOp, "residual", residual, {t, h});
+  gpu::check_shape(kOp, "out", out, {t, h});
+  gpu::check_shape(kOp, "weight", weight, {h});
+  gpu::check_shape(kOp, "expert_out", in.expert_out, {pairs, h});
+  gpu::check_shape(kOp, "sorted_pairs", in.sorted_pairs, {pairs});
+  const bool has_shared = in.shared_out.defined();
+  if (has_shared) {
+    gpu::check_dtype(kOp, "shared_out", in.shared_out, DType::kBF16);
+    gpu::check_shape(kOp, "shared_out", in.shared_out, {t, h});
+    MLA_CHECK(residual.raw() != in.shared_out.raw(), "{}: residual must not alias shared_out", kOp);
+  }
+  MLA_CHECK(residual.raw() != out.raw() && residual.raw() != in.expert_out.raw(),
+            "{}: residual must not alias out or expert_out", kOp);
+  MLA_CHECK(pairs < (int64_t{1} << 31), "{}: {} pairs do not fit i32 positions", kOp, pairs);
+  MLA_CHECK(eps > 0.0f, "{}: eps must be positive, got {}", kOp, eps);
+  if (t == 0 || h == 0) return;
+
+  // 16-byte vectors when every row is: the condition under which moe_combine_cuda and
+  // add_rms_norm_cuda both take theirs (the header's bit-for-bit promise).
+  const bool vec8 = h % 8 == 0 && gpu::aligned16(in.expert_out) && gpu::aligned16(residual) &&
+                    gpu::aligned16(weight) && gpu::aligned16(out) && (!has_shared || gpu::aligned16(in.shared_out));
+  const gpu::MoeCombineNormParams p{gpu::ptr<const __nv_bfloat16>(in.expert_out),
+                                    gpu::ptr<const int32_t>(in.sorted_pairs),
+                                    nullptr,
+                                    gpu::ptr<const float>(in.weights),
+                                    has_shared ? gpu::ptr<const __nv_bfloat16>(in.shared_out) : nullptr,
+                                    gpu::ptr<__nv_bfloat16>(residual),
+                                    weight.raw(),
+                                    gpu::ptr<__nv_bfloat16>(out),
+                                    t,
+                                    static_cast<int32_t>(k),
+                                    h,
+                                    eps,
+                                    weight.dtype() == DType::kBF16,
+                                    gpu::aligned16(weight) && weight.nbytes() % 16 == 0};
+  if (vec8) {
+    launch_kernel<8>(p, stream);
+  } else {
+    launch_kernel<1>(p, stream);
+  }
+}
+
+}  // namespace mlaserve::ops

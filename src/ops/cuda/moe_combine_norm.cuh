@@ -1,0 +1,123 @@
+// moe_combine_add_rms_norm on the GPU: device code. Contract: ops/moe_combine_norm.h; launch
+// code: moe_combine_norm.cu.
+//
+// Symbols: T tokens, k experts per token, P = T·k pairs (p = t·k + j), H hidden width.
+//
+// One CTA per token row (grid min(T, 65535), rows strided), the CTA shape of the row norms
+// (rms_norm_heuristics.h: thread i owns vectors i, i + threads, ..). Per row:
+//   0. (P <= kCombineScanPairs) the CTA finds the token's k sorted positions by scanning
+//      sorted_pairs into shared memory (scan_token_positions, moe_combine.cuh); above that the
+//      positions come from the inverse workspace (moe_invert_pairs_kernel).
+//   1. each thread, for each of its vectors: acc = shared_out (or 0), acc += w_j · expert_out[pos_j]
+//      in j order (combine_vec, moe_combine.cuh: moe_combine's code), y = bf16(acc) (moe_combine's
+//      store), v = bf16(residual + y) (add_rms_norm's residual add), stored into residual; and
+//      sum_sq += v² over the vector's elements in order;
+//   2. block_sum(sum_sq), inv_rms = 1 / sqrt(total / H + eps) (rms_norm.cu's expression);
+//   3. each thread re-reads its vectors of residual (L1: it just wrote them) and writes
+//      out = bf16(w · (v · inv_rms)).
+// Steps 1-3 are add_rms_norm_cuda's kernel with y computed in registers instead of loaded: the
+// same thread count, element-to-thread map and expressions, so the same bits. Between the two
+// former kernels, y never goes to memory: one launch and one round trip of the row less.
+//
+// Launched with programmatic dependent launch (pdl.cuh) on the scan path: before its wait a CTA
+// only prefetches the norm weight into L2 (a weight: nothing in the step writes it); after it,
+// it reads expert_out (the experts' kernel just before), the router's weights and sorted pairs
+// and the shared experts' output (joined into the stream before this launch), and the residual.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "ops/cuda/moe_combine.cuh"
+#include "ops/cuda/pdl.cuh"
+#include "ops/cuda/reduce.cuh"
+#include "ops/cuda/rms_norm_heuristics.h"
+#include "ops/cuda/vec.cuh"
+
+namespace mlaserve::ops::gpu {
+
+struct MoeCombineNormParams {
+  const __nv_bfloat16* expert_out;  // [P, H] the routed experts' outputs, in sorted order
+  const int32_t* sorted_pairs;      // [P] the pair at each sorted position
+  const int32_t* position;          // [P] workspace: the sorted position of each pair (-1: none), or
+                                    // null: each CTA scans sorted_pairs (P <= kCombineScanPairs)
+  const float* weights;             // [T, k] router weights
+  const __nv_bfloat16* shared_out;  // [T, H] the combine's starting value, or null: zero
+  __nv_bfloat16* residual;          // [T, H] the residual stream, updated
+  const void* norm_weight;          // [H] f32 or bf16
+  __nv_bfloat16* out;               // [T, H] normed
+  int64_t tokens;                   // T
+  int32_t top_k;                    // k (<= kCombineScanMaxTopK on the scan path)
+  int64_t hidden;                   // H
+  float eps;                        // the norm's epsilon
+  bool weight_bf16;                 // norm_weight is bf16 (else f32)
+  bool prefetch_weight;             // norm_weight 16-byte aligned, a multiple of 16 bytes: prefetched into L2
+};
+
+template <int kVec>
+__device__ __forceinline__ void load_norm_weight(const MoeCombineNormParams& p, int64_t i, float (&w)[kVec]) {
+  if (p.weight_bf16) {
+    load_vec<kVec>(static_cast<const __nv_bfloat16*>(p.norm_weight) + i, w);
+  } else {
+    load_vec<kVec>(static_cast<const float*>(p.norm_weight) + i, w);
+  }
+}
+
+// grid (min(T, 65535)), block rms_norm_threads(H / kVec); launched with launch_programmatic on
+// the scan path.
+template <int kVec>
+__global__ void __launch_bounds__(kRmsNormMaxThreads) moe_combine_add_rms_norm_kernel(MoeCombineNormParams p) {
+  __shared__ int32_t scanned[kCombineScanMaxTopK];  // this token's pairs' sorted positions (scan path)
+  __shared__ float scratch[kRmsNormMaxThreads / 32];
+  if (p.prefetch_weight && threadIdx.x == 0 && blockIdx.x == 0) {  // a weight: no kernel of the step writes it
+    prefetch_l2(p.norm_weight, static_cast<uint32_t>(p.hidden * (p.weight_bf16 ? 2 : 4)));
+  }
+  grid_dependency_wait();  // expert_out, and everything before it, comes from the kernels before
+  launch_dependents();
+  const int64_t vectors = p.hidden / kVec, pairs = p.tokens * p.top_k;
+  for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
+    const int32_t* position = scanned;
+    if (p.position != nullptr) {
+      position = p.position + t * p.top_k;
+    } else {
+      scan_token_positions(p.sorted_pairs, pairs, t, p.top_k, scanned);
+    }
+    const float* weights = p.weights + t * p.top_k;
+    const __nv_bfloat16* shared = p.shared_out != nullptr ? p.shared_out + t * p.hidden : nullptr;
+    __nv_bfloat16* res = p.residual + t * p.hidden;
+    float sum_sq = 0.0f;
+    for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
+      float acc[kVec];
+      if (shared != nullptr) {
+        load_vec<kVec>(shared + c * kVec, acc);
+      } else {
+        fill_vec<kVec>(acc, 0.0f);  // moe_combine onto a zeroed y: the same +0.0f start
+      }
+      combine_vec<kVec>(p.expert_out, weights, position, p.top_k, p.hidden, c, acc);
+      float v[kVec];
+      load_vec<kVec>(res + c * kVec, v);
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) {
+        const float y = __bfloat162float(__float2bfloat16_rn(acc[i]));  // moe_combine's bf16 y
+        v[i] = __bfloat162float(__float2bfloat16_rn(v[i] + y));          // add_rms_norm's residual
+      }
+      store_vec<kVec>(res + c * kVec, v);
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) sum_sq += v[i] * v[i];
+    }
+    const float total = block_sum(sum_sq, scratch);
+    const float inv_rms = 1.0f / sqrtf(total / static_cast<float>(p.hidden) + p.eps);
+    for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
+      float v[kVec], w[kVec];
+      load_vec<kVec>(res + c * kVec, v);
+      load_norm_weight<kVec>(p, c * kVec, w);
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) v[i] = w[i] * (v[i] * inv_rms);
+      store_vec<kVec>(p.out + t * p.hidden + c * kVec, v);
+    }
+    __syncthreads();  // scratch and scanned are rewritten for the next row
+  }
+}
+
+}  // namespace mlaserve::ops::gpu

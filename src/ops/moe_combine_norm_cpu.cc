@@ -1,0 +1,26 @@
+// moe_combine_add_rms_norm on the host: moe_combine_cpu then add_rms_norm_cpu, all f32.
+#include "ops/cpu_util.h"
+#include "ops/moe_combine_norm.h"
+#include "ops/moe_dispatch.h"
+#include "ops/rms_norm.h"
+
+namespace mlaserve::ops {
+
+void moe_combine_add_rms_norm_cpu(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
+                                  Tensor& out) {
+  constexpr std::string_view kOp = "moe_combine_add_rms_norm_cpu";
+  cpu::check_f32(kOp, "residual", residual);
+  MLA_CHECK(residual.ndim() == 2, "{}: residual {} must be [T, H]", kOp, shape_str(residual.shape()));
+  Tensor y;  // [T, H] the FFN's output: the shared experts' output plus the routed combine
+  if (in.shared_out.defined()) {
+    cpu::check_f32(kOp, "shared_out", in.shared_out);
+    cpu::check_shape(kOp, "shared_out", in.shared_out, residual.shape());
+    y = in.shared_out.clone();
+  } else {
+    y = Tensor::zeros(residual.shape(), DType::kF32);
+  }
+  moe_combine_cpu(in.expert_out, in.sorted_pairs, in.weights, y);
+  add_rms_norm_cpu(y, residual, weight, eps, out);
+}
+
+}  // namespace mlaserve::ops
