@@ -62,10 +62,13 @@ struct Shape {
   }
 };
 
-// FlashMLA's figures from ANCHORS.md turned into times where the anchor gives GB/s.
+// FlashMLA's figures from ANCHORS.md turned into times where the anchor gives GB/s. The last
+// three: short partitions, where the schedule's split-or-whole rule and the merge of few pieces
+// once cost 1.5-3.5x (bench/NOTES-mla-decode.md, 2026-11-29).
 const std::vector<Shape> kShapes = {
     {128, 4096, 16, 1, 210.0}, {128, 4096, 128, 1, 245.0}, {128, 4096, 16, 2, 0.0}, {64, 8192, 16, 1, 0.0},
     {32, 32768, 16, 1, 0.0},   {1, 4096, 16, 1, 25.0},     {1, 4096, 128, 1, 0.0},  {8, 4096, 16, 1, 0.0},
+    {1, 256, 16, 1, 0.0},      {1, 1024, 128, 1, 0.0},     {8, 1024, 128, 1, 0.0},
 };
 
 // "b1_c1024_h16_q1,b128_c4096_h16_q1": the listed shapes keep their FlashMLA anchor, others have none.
