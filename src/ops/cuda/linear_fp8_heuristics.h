@@ -35,7 +35,7 @@
 
 namespace mlaserve::ops::sm90_fp8 {
 
-enum class Fp8GemmPath : uint8_t { kSwapAB, kCublasLt, kGemv };
+enum class Fp8GemmPath : uint8_t { kSwapAB, kCublasLt, kGemv, kGemvMma };
 
 inline constexpr int64_t kGemvMaxTokens = 4;  // linear_fp8_gemv.cuh's kFp8GemvMaxTokens
 
@@ -68,6 +68,23 @@ inline bool cublaslt_fp8_fits(int64_t t, int64_t n, int64_t k) {
   return t % 4 == 0 && n % 8 == 0 && k % 16 == 0 && ((k + 127) / 128) % 4 == 0;
 }
 
+// The tensor-core GEMV (linear_fp8_gemv_mma.cuh, Fp8GemmPath::kGemvMma) runs only when forced
+// (Fp8GemmKernel::kGemvMma) until fp8_gemm_bench has timed it. The rule it should earn, and what
+// confirms it (`fp8_gemm_bench --shapes v2l. --tokens 1,2,4,8`, columns "mma us" and "mma+q us"
+// against "gemv us", "swapAB us" and "Lt+T us"):
+//   - T = 2 .. 8, every V2-Lite projection: kGemvMma, if its time at T = 8 is within ~20% of its
+//     time at T = 1 (the weight pass, not the token count, sets it) and under the swap-AB kernel's
+//     (q_proj 3072 x 2048 at 4 tokens well under the GEMV's 8.0 us and swap-AB's 9.2; the dense
+//     gate_up 21888 x 2048 at 2 tokens under swap-AB's 14.5 us);
+//   - T = 1: kGemvMma where "mma us" at T = 1 beats "gemv us" (the CUDA-core GEMV does no
+//     conversion work beyond one per weight byte there, so expect a tie on small weights and a
+//     win on the dense gate_up, 13.0 us = 0.82 of HBM);
+//   - in linear_fp8_cuda, quantise inside (one launch) while "mma+q us" < "mma us" + the
+//     quantiser's ~2 us (every CTA redoes T·K divisions: expect it up to T = 8 at K = 2048 and
+//     fewer tokens at K = 10944).
+// i.e. `if (t <= 8 && fp8_gemv_mma_fits(t, k)) return Fp8GemmPath::kGemvMma;` first, with the
+// token and size bounds the table gives; then the decode steps at batch 2 / 4 / 8 (V2-Lite FP8:
+// 2.57 / 3.65 / 5.0 ms) through decode_step_bench.
 inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k) {
   if (use_gemv(t, n, k)) return Fp8GemmPath::kGemv;
   const bool swap_ab = t <= 16 || (t <= kSwapAbMaxTokens && n < 2048) || !cublaslt_fp8_fits(t, n, k);
