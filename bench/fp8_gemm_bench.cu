@@ -295,8 +295,8 @@ int run(int argc, char** argv) {
   std::printf("card: %s, %d SMs, L2 %d MB; copy %.0f GB/s (memcpy, read + write)\n", prop.name,
               prop.multiProcessorCount, prop.l2CacheSize >> 20, copy);
   std::printf("\nout[M,N] bf16 = x_q[M,K] w_q[N,K]^T, e4m3 with 1x128 / 128x128 fp32 block scales (graph replays)\n");
-  std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s %9s %-18s %9s %9s %9s %9s %9s %9s %9s %-8s\n", "shape",
-              "M", "N", "K", "swapAB us", "Lt us", "Lt+T us", "auto us", "auto", "TFLOPS", "GB/s", "floor us",
+  std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s %9s %-18s %9s %9s %9s %9s %9s %9s %9s %-8s\n",
+              "shape", "M", "N", "K", "swapAB us", "Lt us", "Lt+T us", "auto us", "auto", "TFLOPS", "GB/s", "floor us",
               "of floor", "Lt/swapAB", "best us", "best plan", "fp8path", "bf16 us", "bf16/fp8", "gemv us", "mma us",
               "mma+q us", "mma best", "mma cfg");
   nlohmann::json rows = nlohmann::json::array();

@@ -1,12 +1,13 @@
 // linear_fp8_w8a8_cuda (every kernel: the CUDA-core GEMV, the tensor-core GEMV, the sm90 swap-AB
-// kernel and cuBLASLt's block-scaled FP8) against linear_fp8_w8a8_cpu, on fresh random e4m3 operands and scales at every
-// dense FP8 projection of DeepSeek-V3 and of V2-Lite quantised to FP8 (kv_a_proj's N = 576 ends in
-// a half scale block; V2-Lite's 10944 and 2816 leave K groups and row blocks partial), T = 1, 3, 7,
-// 64, 128, 1000, 4096. Outputs are poisoned (NaN) first and must be fully written. At T > 16 only
-// some rows are checked against the CPU (first, last, two random): a wrong tile, split or stride
-// shows in any row it touches. linear_fp8_cuda (bf16 activations, quantised inside the GEMV or by
-// the quantiser before the other kernels) against linear_fp8_cpu on the same bf16 values, at the
-// decode token counts: the quantisation is bit-identical on both sides, so the same bounds hold.
+// kernel and cuBLASLt's block-scaled FP8) against linear_fp8_w8a8_cpu, on fresh random e4m3
+// operands and scales at every dense FP8 projection of DeepSeek-V3 and of V2-Lite quantised to
+// FP8 (kv_a_proj's N = 576 ends in a half scale block; V2-Lite's 10944 and 2816 leave K groups and
+// row blocks partial), T = 1, 3, 7, 64, 128, 1000, 4096. Outputs are poisoned (NaN) first and
+// must be fully written. At T > 16 only some rows are checked against the CPU (first, last, two
+// random): a wrong tile, split or stride shows in any row it touches. linear_fp8_cuda (bf16
+// activations, quantised inside the GEMVs or by the quantiser before the other kernels) against
+// linear_fp8_cpu on the same bf16 values, at the decode token counts: the quantisation is
+// bit-identical on both sides, so the same bounds hold.
 // The tensor-core GEMV (kGemvMma, T <= 8) also on its own at T = 1 .. 8 on every projection, both
 // activation kinds, every launch shape of kFp8GemvMmaConfigs on the small cases, and in a chain
 // of programmatic launches replayed from a CUDA graph (GemvMma* below).
