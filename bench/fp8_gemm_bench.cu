@@ -114,7 +114,7 @@ struct Result {
   double gemv_us;                                 // the GEMV on quantised x (0 past its T)
   double mma_us, mma_q_us, mma_best_us;           // the tensor-core GEMV (0 past its T)
   std::string mma_best_cfg;
-  bool auto_is_lt;
+  std::string auto_kernel;  // Lt, gemv, mma or swap
   double bytes, flops, floor_us;
   std::vector<PlanTime> plans;  // every swap-AB candidate at T <= 128, the default first
   double best_plan_us() const {
@@ -180,7 +180,7 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
       ops::linear_fp8_w8a8_cuda(x[i % 2], xs[i % 2], w[i % copies], ws, out[i % 2], stream, kernel);
     };
   };
-  Result r{s.name, m, s.n, s.k, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "-", false, bytes, flops, bytes / copy / 1e3};
+  Result r{s.name, m, s.n, s.k, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "-", "-", bytes, flops, bytes / copy / 1e3};
   r.swap_ab_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kSm90SwapAB));
   if (ops::sm90_fp8::cublaslt_fp8_fits(m, s.n, s.k)) {
     r.lt_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
@@ -239,9 +239,16 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
   r.bf16_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
     ops::linear_cuda(x_bf16[i % 2], weights.w_bf16[i % bf16_copies], out[i % 2], stream);
   });
-  r.auto_is_lt = ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k) == ops::sm90_fp8::Fp8GemmPath::kCublasLt;
-  const ops::sm90_fp8::Fp8GemmPath auto_path = ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k);
-  r.auto_us = r.auto_is_lt ? r.lt_path_us : auto_path == ops::sm90_fp8::Fp8GemmPath::kGemv ? r.gemv_us : r.swap_ab_us;
+  // kAuto on quantised x (linear_fp8_cuda.cc's choose_path; the shapes here are aligned and fit)
+  const ops::sm90_fp8::Fp8GemmPath auto_path = ops::sm90_fp8::use_gemv_mma(m, s.k, /*x_quantized=*/true)
+                                                   ? ops::sm90_fp8::Fp8GemmPath::kGemvMma
+                                                   : ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k);
+  switch (auto_path) {
+    case ops::sm90_fp8::Fp8GemmPath::kCublasLt: r.auto_kernel = "Lt", r.auto_us = r.lt_path_us; break;
+    case ops::sm90_fp8::Fp8GemmPath::kGemv: r.auto_kernel = "gemv", r.auto_us = r.gemv_us; break;
+    case ops::sm90_fp8::Fp8GemmPath::kGemvMma: r.auto_kernel = "mma", r.auto_us = r.mma_us; break;
+    case ops::sm90_fp8::Fp8GemmPath::kSwapAB: r.auto_kernel = "swap", r.auto_us = r.swap_ab_us; break;
+  }
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
   const std::vector<float> check = out[0].slice(0, 1).to(Device::kCPU).to_vector();
   for (float v : check) MLA_CHECK(std::isfinite(v), "{} at M {}: non-finite output {}", s.name, m, v);
@@ -308,7 +315,7 @@ int run(int argc, char** argv) {
     std::printf("%-18s %5ld %6ld %6ld %9.1f %9.1f %9.1f %9.1f %5s %8.1f %7.0f %8.1f %8.2f %8.2f %9.1f %-18s %9.1f %9.1f "
                 "%9.2f %9.1f %9.1f %9.1f %9.1f %-8s\n",
                 r.name.c_str(), r.m, r.n, r.k, r.swap_ab_us, r.lt_us, r.lt_path_us, r.auto_us,
-                r.auto_is_lt ? "Lt" : r.auto_us == r.gemv_us ? "gemv" : "swap", r.flops / r.auto_us / 1e6, r.bytes / r.auto_us / 1e3, r.floor_us,
+                r.auto_kernel.c_str(), r.flops / r.auto_us / 1e6, r.bytes / r.auto_us / 1e3, r.floor_us,
                 r.floor_us / r.auto_us, r.lt_us > 0 ? r.lt_us / r.swap_ab_us : 0.0, r.best_plan_us(),
                 best_plan.c_str(), r.fp8_path_us, r.bf16_us, r.bf16_us / r.fp8_path_us, r.gemv_us, r.mma_us, r.mma_q_us,
                 r.mma_best_us, r.mma_best_cfg.c_str());
@@ -329,7 +336,7 @@ int run(int argc, char** argv) {
                     {"gemv_mma_best_us", r.mma_best_us},
                     {"gemv_mma_best_config", r.mma_best_cfg},
                     {"bf16_us", r.bf16_us},
-                    {"auto_kernel", r.auto_is_lt ? "cublaslt" : r.auto_us == r.gemv_us ? "gemv" : "swap_ab"},
+                    {"auto_kernel", r.auto_kernel},
                     {"bytes", r.bytes},
                     {"flops", r.flops},
                     {"floor_us", r.floor_us},

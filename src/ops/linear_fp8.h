@@ -65,8 +65,8 @@ namespace mlaserve::ops {
 //                Any T, N; kAuto takes it at T <= 16, and at T <= 128 when N < 2048.
 //   kGemvMma     ours (linear_fp8_gemv_mma.cuh): the decode GEMV on the tensor cores (mma.sync
 //                m16n8k32 e4m3 with the weight rows as A), one pass over the weight, T <= 8 and K a
-//                multiple of 16. Opt-in only (forced) until it is measured; with bf16 x
-//                (linear_fp8_cuda) it quantises inside, one launch.
+//                multiple of 16. kAuto takes it at 2-8 tokens while T·K <= 24576, and at one
+//                token on quantised x (linear_fp8_w8a8_cuda).
 //   kCublasLt    cuBLASLt's block-scaled FP8 (BLK128x128 weights, VEC128 activations). Needs T, N
 //                multiples of 4 (N of 8), ceil(K/128) a multiple of 4; the activation scales are
 //                transposed to [ceil(K/128), T] into a workspace first (cuBLASLt's layout).
@@ -82,9 +82,9 @@ void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tenso
 
 // linear_fp8 on the GPU: x [T, K] bf16 quantised with `act` (as quantize_activations_fp8_cuda),
 // then the product above. Where the kernel is the GEMV (forced with kGemv, or kAuto's choice at
-// one token, or two with K <= 2048) or the tensor-core GEMV (forced with kGemvMma) it quantises
-// inside, one launch; otherwise the quantised copy
-// comes from the stream-ordered caching allocator and the quantiser runs first.
+// one token, or two with K <= 2048) or the tensor-core GEMV (forced with kGemvMma, or kAuto's
+// choice with T·K <= 8192) it quantises inside, one launch; otherwise the quantised copy comes
+// from the stream-ordered caching allocator and the quantiser runs first.
 void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act,
                      Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto);
 

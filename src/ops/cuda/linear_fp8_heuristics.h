@@ -68,23 +68,25 @@ inline bool cublaslt_fp8_fits(int64_t t, int64_t n, int64_t k) {
   return t % 4 == 0 && n % 8 == 0 && k % 16 == 0 && ((k + 127) / 128) % 4 == 0;
 }
 
-// The tensor-core GEMV (linear_fp8_gemv_mma.cuh, Fp8GemmPath::kGemvMma) runs only when forced
-// (Fp8GemmKernel::kGemvMma) until fp8_gemm_bench has timed it. The rule it should earn, and what
-// confirms it (`fp8_gemm_bench --shapes v2l. --tokens 1,2,4,8`, columns "mma us" and "mma+q us"
-// against "gemv us", "swapAB us" and "Lt+T us"):
-//   - T = 2 .. 8, every V2-Lite projection: kGemvMma, if its time at T = 8 is within ~20% of its
-//     time at T = 1 (the weight pass, not the token count, sets it) and under the swap-AB kernel's
-//     (q_proj 3072 x 2048 at 4 tokens well under the GEMV's 8.0 us and swap-AB's 9.2; the dense
-//     gate_up 21888 x 2048 at 2 tokens under swap-AB's 14.5 us);
-//   - T = 1: kGemvMma where "mma us" at T = 1 beats "gemv us" (the CUDA-core GEMV does no
-//     conversion work beyond one per weight byte there, so expect a tie on small weights and a
-//     win on the dense gate_up, 13.0 us = 0.82 of HBM);
-//   - in linear_fp8_cuda, quantise inside (one launch) while "mma+q us" < "mma us" + the
-//     quantiser's ~2 us (every CTA redoes T·K divisions: expect it up to T = 8 at K = 2048 and
-//     fewer tokens at K = 10944).
-// i.e. `if (t <= 8 && fp8_gemv_mma_fits(t, k)) return Fp8GemmPath::kGemvMma;` first, with the
-// token and size bounds the table gives; then the decode steps at batch 2 / 4 / 8 (V2-Lite FP8:
-// 2.57 / 3.65 / 5.0 ms) through decode_step_bench.
+// Where the tensor-core GEMV (linear_fp8_gemv_mma.cuh) beat the others on the H200
+// (fp8_gemm_bench --shapes v2l. --tokens 1,2,4,8, bench/NOTES-fp8-gemm.md, 2026-11-29): its time
+// is the weight pass's until T·K grows past ~24k (q_proj 3072 x 2048: 3.8 / 3.9 / 4.0 / 4.0 us at
+// T = 1 / 2 / 4 / 8, against the CUDA-core GEMV's 4.3 / 5.0 / 8.0 and swap-AB's 8.9; the dense
+// gate_up at two tokens 13.0 against 14.1; shared_down 2048 x 2816 at eight 4.7 against 5.8), and
+// it loses to swap-AB at T·K >= 4 x 10944 (the dense down at four tokens 10.5 against 10.2). On
+// quantised x it takes one token too (the dense down 9.5 against the GEMV's 9.9, shared_down 3.4
+// against 4.7); on bf16 x the CUDA-core GEMV, quantising inside, keeps one token (4.3 against 5.2).
+inline constexpr int64_t kGemvMmaMaxTokens = 8;  // linear_fp8_gemv_mma.cuh's kFp8GemvMmaMaxTokens
+inline bool use_gemv_mma(int64_t t, int64_t k, bool x_quantized) {
+  if (t < 1 || t > kGemvMmaMaxTokens || t * k > 24576) return false;
+  return t >= 2 || x_quantized;
+}
+
+// Whether linear_fp8_cuda lets the tensor-core GEMV quantise its bf16 activations: every CTA redoes
+// the T·K divisions, +0.4 us at T·K = 2 x 2048 and +1.4 to 1.7 at 4 x 2048 (the quantiser pass
+// costs ~2), +4 at 8 x 2048 and +3 at 2 x 2816.
+inline bool gemv_mma_quantizes(int64_t t, int64_t k) { return t * k <= 8192; }
+
 inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k) {
   if (use_gemv(t, n, k)) return Fp8GemmPath::kGemv;
   const bool swap_ab = t <= 16 || (t <= kSwapAbMaxTokens && n < 2048) || !cublaslt_fp8_fits(t, n, k);
