@@ -17,8 +17,9 @@
 # Environment: BUILD_DIR; PARTS (which of tests,sanitize,bench to run, default all three: a
 # machine that limits each command's time can take them in turns); TEST_FILTER (gtest filter of
 # the plain test runs, default '*'; e.g. '-MoeFp8Cuda.V3Gemv' leaves out the slowest case: its
-# binary took 98 s without it and over 170 s with it on an H200); SANITIZE_FILTER (gtest filter of the sanitizer runs, default '*.Small*');
-# SANITIZE_TIMEOUT (seconds per sanitizer run, default 300); SKIP_BENCH=1 (as PARTS without bench).
+# binary took 98 s without it and over 170 s with it on an H200); SANITIZE_FILTER (gtest filter
+# of the sanitizer runs, default '*.Small*'); SANITIZE_TIMEOUT (seconds per sanitizer run,
+# default 300); SKIP_BENCH=1 (as PARTS without bench).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
