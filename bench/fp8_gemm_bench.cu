@@ -13,6 +13,10 @@
 // library's cuBLASLt path, the scale transpose included; auto = what kAuto runs; fp8 path =
 // linear_fp8 on bf16 activations as the model calls it (activation quantisation + auto);
 // gemv = linear_fp8_w8a8_cuda(kGemv) on quantised x (T <= 4);
+// mma = linear_fp8_w8a8_cuda(kGemvMma) on quantised x, the tensor-core GEMV at its default launch
+// shape (T <= 8); mma+q = linear_fp8_cuda(kGemvMma) on bf16 x (it quantises inside, one launch);
+// mma best / mma cfg = the fastest of kFp8GemvMmaConfigs on quantised x and its shape
+// {ctas_per_sm, depth, tiles_per_cta};
 // bf16 = linear_cuda with a bf16 weight of the same shape (cuBLASLt, or its GEMV at T <= 8), the
 // model's BF16 path, whose weight bytes are twice the e4m3 ones. Bytes: W + its
 // scales + x + its scales + out (bf16), each once; the floor is bytes over the copy bandwidth
@@ -108,7 +112,9 @@ struct Result {
   double swap_ab_us, lt_us, lt_path_us, auto_us;  // lt_* 0 when cuBLASLt does not take the shape
   double fp8_path_us, bf16_us;                    // linear_fp8 on bf16 x; linear_cuda, bf16 weight
   double gemv_us;                                 // the GEMV on quantised x (0 past its T)
-  bool auto_is_lt;
+  double mma_us, mma_q_us, mma_best_us;           // the tensor-core GEMV (0 past its T)
+  std::string mma_best_cfg;
+  std::string auto_kernel;  // Lt, gemv, mma or swap
   double bytes, flops, floor_us;
   std::vector<PlanTime> plans;  // every swap-AB candidate at T <= 128, the default first
   double best_plan_us() const {
@@ -174,7 +180,7 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
       ops::linear_fp8_w8a8_cuda(x[i % 2], xs[i % 2], w[i % copies], ws, out[i % 2], stream, kernel);
     };
   };
-  Result r{s.name, m, s.n, s.k, 0, 0, 0, 0, 0, 0, 0, false, bytes, flops, bytes / copy / 1e3};
+  Result r{s.name, m, s.n, s.k, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "-", "-", bytes, flops, bytes / copy / 1e3};
   r.swap_ab_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kSm90SwapAB));
   if (ops::sm90_fp8::cublaslt_fp8_fits(m, s.n, s.k)) {
     r.lt_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
@@ -206,6 +212,26 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
   }
   if (ops::sm90_fp8::fp8_gemv_fits(m, s.k)) r.gemv_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kGemv));
   const ops::ActQuantParams act{};
+  if (ops::sm90_fp8::fp8_gemv_mma_fits(m, s.k)) {
+    r.mma_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kGemvMma));
+    r.mma_q_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
+      ops::linear_fp8_cuda(x_bf16[i % 2], w[i % copies], ws, act, out[i % 2], stream, ops::Fp8GemmKernel::kGemvMma);
+    });
+    r.mma_best_us = r.mma_us;
+    r.mma_best_cfg = "default";
+    for (const ops::gpu::GemvMmaConfig& c : ops::sm90_fp8::kFp8GemvMmaConfigs) {
+      const double us = timer.graph_us(stream, kCalls, replays, [&](int i) {
+        ops::sm90_fp8::run_fp8_gemv_mma({x[i % 2].raw(), static_cast<const float*>(xs[i % 2].raw()),
+                                         w[i % copies].raw(), static_cast<const float*>(ws.raw()), out[i % 2].raw()},
+                                        m, s.n, s.k, /*quantize=*/false, act, stream, c);
+      });
+      if (us < r.mma_best_us) {
+        r.mma_best_us = us;
+        r.mma_best_cfg = std::to_string(c.ctas_per_sm) + "," + std::to_string(c.depth) + "," +
+                         std::to_string(c.tiles_per_cta);
+      }
+    }
+  }
   r.fp8_path_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
     ops::linear_fp8_cuda(x_bf16[i % 2], w[i % copies], ws, act, out[i % 2], stream);
   });
@@ -213,9 +239,16 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
   r.bf16_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
     ops::linear_cuda(x_bf16[i % 2], weights.w_bf16[i % bf16_copies], out[i % 2], stream);
   });
-  r.auto_is_lt = ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k) == ops::sm90_fp8::Fp8GemmPath::kCublasLt;
-  const ops::sm90_fp8::Fp8GemmPath auto_path = ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k);
-  r.auto_us = r.auto_is_lt ? r.lt_path_us : auto_path == ops::sm90_fp8::Fp8GemmPath::kGemv ? r.gemv_us : r.swap_ab_us;
+  // kAuto on quantised x (linear_fp8_cuda.cc's choose_path; the shapes here are aligned and fit)
+  const ops::sm90_fp8::Fp8GemmPath auto_path = ops::sm90_fp8::use_gemv_mma(m, s.k, /*x_quantized=*/true)
+                                                   ? ops::sm90_fp8::Fp8GemmPath::kGemvMma
+                                                   : ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k);
+  switch (auto_path) {
+    case ops::sm90_fp8::Fp8GemmPath::kCublasLt: r.auto_kernel = "Lt", r.auto_us = r.lt_path_us; break;
+    case ops::sm90_fp8::Fp8GemmPath::kGemv: r.auto_kernel = "gemv", r.auto_us = r.gemv_us; break;
+    case ops::sm90_fp8::Fp8GemmPath::kGemvMma: r.auto_kernel = "mma", r.auto_us = r.mma_us; break;
+    case ops::sm90_fp8::Fp8GemmPath::kSwapAB: r.auto_kernel = "swap", r.auto_us = r.swap_ab_us; break;
+  }
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
   const std::vector<float> check = out[0].slice(0, 1).to(Device::kCPU).to_vector();
   for (float v : check) MLA_CHECK(std::isfinite(v), "{} at M {}: non-finite output {}", s.name, m, v);
@@ -269,9 +302,10 @@ int run(int argc, char** argv) {
   std::printf("card: %s, %d SMs, L2 %d MB; copy %.0f GB/s (memcpy, read + write)\n", prop.name,
               prop.multiProcessorCount, prop.l2CacheSize >> 20, copy);
   std::printf("\nout[M,N] bf16 = x_q[M,K] w_q[N,K]^T, e4m3 with 1x128 / 128x128 fp32 block scales (graph replays)\n");
-  std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s %9s %-18s %9s %9s %9s %9s\n", "shape", "M", "N",
-              "K", "swapAB us", "Lt us", "Lt+T us", "auto us", "auto", "TFLOPS", "GB/s", "floor us", "of floor",
-              "Lt/swapAB", "best us", "best plan", "fp8path", "bf16 us", "bf16/fp8", "gemv us");
+  std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s %9s %-18s %9s %9s %9s %9s %9s %9s %9s %-8s\n",
+              "shape", "M", "N", "K", "swapAB us", "Lt us", "Lt+T us", "auto us", "auto", "TFLOPS", "GB/s", "floor us",
+              "of floor", "Lt/swapAB", "best us", "best plan", "fp8path", "bf16 us", "bf16/fp8", "gemv us", "mma us",
+              "mma+q us", "mma best", "mma cfg");
   nlohmann::json rows = nlohmann::json::array();
   for (const Result& r : results) {
     std::string best_plan = r.plans.empty() ? "-" : plan_name(r.plans[0].plan);
@@ -279,11 +313,12 @@ int run(int argc, char** argv) {
       if (p.us == r.best_plan_us()) best_plan = plan_name(p.plan);
     }
     std::printf("%-18s %5ld %6ld %6ld %9.1f %9.1f %9.1f %9.1f %5s %8.1f %7.0f %8.1f %8.2f %8.2f %9.1f %-18s %9.1f %9.1f "
-                "%9.2f %9.1f\n",
+                "%9.2f %9.1f %9.1f %9.1f %9.1f %-8s\n",
                 r.name.c_str(), r.m, r.n, r.k, r.swap_ab_us, r.lt_us, r.lt_path_us, r.auto_us,
-                r.auto_is_lt ? "Lt" : r.auto_us == r.gemv_us ? "gemv" : "swap", r.flops / r.auto_us / 1e6, r.bytes / r.auto_us / 1e3, r.floor_us,
+                r.auto_kernel.c_str(), r.flops / r.auto_us / 1e6, r.bytes / r.auto_us / 1e3, r.floor_us,
                 r.floor_us / r.auto_us, r.lt_us > 0 ? r.lt_us / r.swap_ab_us : 0.0, r.best_plan_us(),
-                best_plan.c_str(), r.fp8_path_us, r.bf16_us, r.bf16_us / r.fp8_path_us, r.gemv_us);
+                best_plan.c_str(), r.fp8_path_us, r.bf16_us, r.bf16_us / r.fp8_path_us, r.gemv_us, r.mma_us, r.mma_q_us,
+                r.mma_best_us, r.mma_best_cfg.c_str());
     nlohmann::json plan_rows = nlohmann::json::array();
     for (const PlanTime& p : r.plans) plan_rows.push_back({{"plan", plan_name(p.plan)}, {"us", p.us}});
     rows.push_back({{"shape", r.name},
@@ -296,8 +331,12 @@ int run(int argc, char** argv) {
                     {"auto_us", r.auto_us},
                     {"fp8_path_us", r.fp8_path_us},
                     {"gemv_us", r.gemv_us},
+                    {"gemv_mma_us", r.mma_us},
+                    {"gemv_mma_quantize_us", r.mma_q_us},
+                    {"gemv_mma_best_us", r.mma_best_us},
+                    {"gemv_mma_best_config", r.mma_best_cfg},
                     {"bf16_us", r.bf16_us},
-                    {"auto_kernel", r.auto_is_lt ? "cublaslt" : r.auto_us == r.gemv_us ? "gemv" : "swap_ab"},
+                    {"auto_kernel", r.auto_kernel},
                     {"bytes", r.bytes},
                     {"flops", r.flops},
                     {"floor_us", r.floor_us},

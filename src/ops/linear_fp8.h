@@ -63,6 +63,10 @@ namespace mlaserve::ops {
 //                decode batches stream the weights once; K split over a thread-block cluster and
 //                reduced through distributed shared memory, or persistent CTAs walking the tiles.
 //                Any T, N; kAuto takes it at T <= 16, and at T <= 128 when N < 2048.
+//   kGemvMma     ours (linear_fp8_gemv_mma.cuh): the decode GEMV on the tensor cores (mma.sync
+//                m16n8k32 e4m3 with the weight rows as A), one pass over the weight, T <= 8 and K a
+//                multiple of 16. kAuto takes it at 2-8 tokens while T·K <= 24576, and at one
+//                token on quantised x (linear_fp8_w8a8_cuda).
 //   kCublasLt    cuBLASLt's block-scaled FP8 (BLK128x128 weights, VEC128 activations). Needs T, N
 //                multiples of 4 (N of 8), ceil(K/128) a multiple of 4; the activation scales are
 //                transposed to [ceil(K/128), T] into a workspace first (cuBLASLt's layout).
@@ -71,15 +75,16 @@ namespace mlaserve::ops {
 // device, stream) allocates a 4 MiB scale workspace and cuBLASLt its handle and workspace; run
 // each shape once before capturing it in a CUDA graph (a first call during capture fails with a
 // message). Bad shapes or dtypes throw before anything is enqueued.
-enum class Fp8GemmKernel : uint8_t { kAuto, kSm90SwapAB, kCublasLt, kGemv };
+enum class Fp8GemmKernel : uint8_t { kAuto, kSm90SwapAB, kCublasLt, kGemv, kGemvMma };
 
 void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
                           Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto);
 
 // linear_fp8 on the GPU: x [T, K] bf16 quantised with `act` (as quantize_activations_fp8_cuda),
 // then the product above. Where the kernel is the GEMV (forced with kGemv, or kAuto's choice at
-// one token, or two with K <= 2048) it quantises inside, one launch; otherwise the quantised copy
-// comes from the stream-ordered caching allocator and the quantiser runs first.
+// one token, or two with K <= 2048) or the tensor-core GEMV (forced with kGemvMma, or kAuto's
+// choice with T·K <= 8192) it quantises inside, one launch; otherwise the quantised copy comes
+// from the stream-ordered caching allocator and the quantiser runs first.
 void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act,
                      Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto);
 

@@ -35,10 +35,14 @@ void check_gpu(const Tensor& t, std::string_view name, DType dtype, const Shape&
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0; }
 
 // The kernel that runs: kAuto's choice, or the forced one where it takes the shape.
+// x_quantized: x arrives as e4m3 + scales (linear_fp8_w8a8_cuda), not bf16.
 sm90_fp8::Fp8GemmPath choose_path(int64_t t, int64_t n, int64_t k, Fp8GemmKernel kernel, bool gemv_aligned,
-                                  std::string_view op) {
+                                  bool x_quantized, std::string_view op) {
   switch (kernel) {
     case Fp8GemmKernel::kAuto: {
+      if (gemv_aligned && sm90_fp8::use_gemv_mma(t, k, x_quantized) && sm90_fp8::fp8_gemv_mma_fits(t, k)) {
+        return sm90_fp8::Fp8GemmPath::kGemvMma;
+      }
       const sm90_fp8::Fp8GemmPath path = sm90_fp8::choose_fp8_gemm(t, n, k);
       return path != sm90_fp8::Fp8GemmPath::kGemv || gemv_aligned ? path : sm90_fp8::Fp8GemmPath::kSwapAB;
     }
@@ -55,6 +59,12 @@ sm90_fp8::Fp8GemmPath choose_path(int64_t t, int64_t n, int64_t k, Fp8GemmKernel
                 "operands",
                 op, sm90_fp8::kGemvMaxTokens, t, k);
       return sm90_fp8::Fp8GemmPath::kGemv;
+    case Fp8GemmKernel::kGemvMma:
+      MLA_CHECK(sm90_fp8::fp8_gemv_mma_fits(t, k) && gemv_aligned,
+                "{}: the tensor-core FP8 GEMV needs 1 <= T <= 8 (got {}), K a multiple of 16 (got {}) whose T rows "
+                "fit in shared memory, and 16-byte aligned operands",
+                op, t, k);
+      return sm90_fp8::Fp8GemmPath::kGemvMma;
   }
   return sm90_fp8::Fp8GemmPath::kSwapAB;
 }
@@ -125,12 +135,18 @@ void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tenso
   MLA_CHECK(t < (int64_t{1} << 31) / 128 && n < (int64_t{1} << 31) && g < (int64_t{1} << 24),
             "{}: [{}, {}] x [{}, {}] is past the kernels' 32-bit coordinates", kOp, t, k, n, k);
 
-  const sm90_fp8::Fp8GemmPath path = choose_path(t, n, k, kernel, aligned16(x_q) && aligned16(w_q), kOp);
+  const sm90_fp8::Fp8GemmPath path = choose_path(t, n, k, kernel, aligned16(x_q) && aligned16(w_q), /*x_quantized=*/true, kOp);
   if (path == sm90_fp8::Fp8GemmPath::kCublasLt) return run_cublaslt(x_q, x_scales, w_q, w_scale_inv, out, stream);
   if (path == sm90_fp8::Fp8GemmPath::kGemv) {
     return sm90_fp8::run_fp8_gemv({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
                                    static_cast<const float*>(w_scale_inv.raw()), out.raw(), out.dtype() == DType::kF32},
                                   t, n, k, /*quantize=*/false, ActQuantParams{}, stream);
+  }
+  if (path == sm90_fp8::Fp8GemmPath::kGemvMma) {
+    return sm90_fp8::run_fp8_gemv_mma({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
+                                       static_cast<const float*>(w_scale_inv.raw()), out.raw(),
+                                       out.dtype() == DType::kF32},
+                                      t, n, k, /*quantize=*/false, ActQuantParams{}, stream);
   }
   sm90_fp8::run_swap_ab({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
                          static_cast<const float*>(w_scale_inv.raw()), out.raw(), out.dtype() == DType::kF32},
@@ -145,14 +161,18 @@ void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_i
   check_gpu(x, "x", DType::kBF16, {t, k}, kOpBf16);
   if (t == 0 || n == 0) return;
   const bool gemv_aligned = aligned16(x) && aligned16(w_q);
-  const bool gemv = choose_path(t, n, k, kernel, gemv_aligned, kOpBf16) == sm90_fp8::Fp8GemmPath::kGemv;
-  if (gemv && (kernel == Fp8GemmKernel::kGemv || sm90_fp8::gemv_quantizes(t, k))) {
+  const sm90_fp8::Fp8GemmPath path = choose_path(t, n, k, kernel, gemv_aligned, /*x_quantized=*/false, kOpBf16);
+  const bool gemv = path == sm90_fp8::Fp8GemmPath::kGemv;
+  const bool gemv_mma = path == sm90_fp8::Fp8GemmPath::kGemvMma &&
+                        (kernel == Fp8GemmKernel::kGemvMma || sm90_fp8::gemv_mma_quantizes(t, k));
+  if (gemv_mma || (gemv && (kernel == Fp8GemmKernel::kGemv || sm90_fp8::gemv_quantizes(t, k)))) {
     check_gpu(w_q, "w_q", DType::kF8E4M3, {n, k}, kOpBf16);
     check_gpu(w_scale_inv, "w_scale_inv", DType::kF32, {fp8_num_blocks(n), fp8_num_blocks(k)}, kOpBf16);
     check_gpu(out, "out", out.dtype() == DType::kF32 ? DType::kF32 : DType::kBF16, {t, n}, kOpBf16);
-    return sm90_fp8::run_fp8_gemv({x.raw(), nullptr, w_q.raw(), static_cast<const float*>(w_scale_inv.raw()),
-                                   out.raw(), out.dtype() == DType::kF32},
-                                  t, n, k, /*quantize=*/true, act, stream);
+    const sm90_fp8::Fp8GemvOperands o{x.raw(), nullptr, w_q.raw(), static_cast<const float*>(w_scale_inv.raw()),
+                                      out.raw(), out.dtype() == DType::kF32};
+    if (gemv_mma) return sm90_fp8::run_fp8_gemv_mma(o, t, n, k, /*quantize=*/true, act, stream);
+    return sm90_fp8::run_fp8_gemv(o, t, n, k, /*quantize=*/true, act, stream);
   }
   Tensor x_q = Tensor::empty({t, k}, DType::kF8E4M3, Device::kCUDA);                  // [T, K]
   Tensor x_scales = Tensor::empty({t, fp8_num_blocks(k)}, DType::kF32, Device::kCUDA);  // [T, K/128]

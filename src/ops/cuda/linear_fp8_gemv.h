@@ -1,11 +1,14 @@
-// Host-side entry point of the block-FP8 GEMV (linear_fp8_gemv.cuh), internal to src/ops/cuda (and
-// its benchmark and test): linear_fp8_cuda.cc calls it when linear_fp8_heuristics.h picks it.
+// Host-side entry points of the block-FP8 GEMVs, internal to src/ops/cuda (and their benchmark and
+// test): the CUDA-core one (linear_fp8_gemv.cuh, T <= 4) and the tensor-core one
+// (linear_fp8_gemv_mma.cuh, T <= 8). linear_fp8_cuda.cc calls them when linear_fp8_heuristics.h
+// picks them or the caller forces them.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
 
+#include "ops/cuda/gemv_mma_config.h"
 #include "ops/fp8_quant.h"
 
 namespace mlaserve::ops::sm90_fp8 {
@@ -27,5 +30,21 @@ bool fp8_gemv_fits(int64_t t, int64_t k);
 // checked by the caller (linear_fp8_cuda.cc); fits(t, k) must hold.
 void run_fp8_gemv(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, bool quantize,
                   const ActQuantParams& act, cudaStream_t stream);
+
+// The tensor-core GEMV's launch shape when the caller names none (linear_fp8_heuristics.h says
+// why), and the shapes fp8_gemm_bench times and test_linear_fp8_cuda checks.
+inline constexpr gpu::GemvMmaConfig kFp8GemvMmaDefault{2, 4, 0};
+inline constexpr gpu::GemvMmaConfig kFp8GemvMmaConfigs[] = {{1, 4, 0}, {2, 4, 0}, {3, 2, 0}, {1, 8, 0}, {2, 2, 0}};
+
+// Whether the tensor-core GEMV takes T tokens and K channels: 1 <= T <= 8, K a multiple of 16
+// whose T staged activation rows fit in shared memory (K <= ~25k at T = 8: every DeepSeek
+// projection). It needs the same 16-byte alignment of x and w_q as the CUDA-core GEMV.
+bool fp8_gemv_mma_fits(int64_t t, int64_t k);
+
+// The same product as run_fp8_gemv on the tensor cores (linear_fp8_gemv_mma.cuh); `config` is the
+// launch shape. fp8_gemv_mma_fits(t, k) must hold.
+void run_fp8_gemv_mma(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, bool quantize,
+                      const ActQuantParams& act, cudaStream_t stream,
+                      const gpu::GemvMmaConfig& config = kFp8GemvMmaDefault);
 
 }  // namespace mlaserve::ops::sm90_fp8

@@ -35,7 +35,7 @@
 
 namespace mlaserve::ops::sm90_fp8 {
 
-enum class Fp8GemmPath : uint8_t { kSwapAB, kCublasLt, kGemv };
+enum class Fp8GemmPath : uint8_t { kSwapAB, kCublasLt, kGemv, kGemvMma };
 
 inline constexpr int64_t kGemvMaxTokens = 4;  // linear_fp8_gemv.cuh's kFp8GemvMaxTokens
 
@@ -67,6 +67,25 @@ inline constexpr int kMaxSplits = 8;              // portable thread-block clust
 inline bool cublaslt_fp8_fits(int64_t t, int64_t n, int64_t k) {
   return t % 4 == 0 && n % 8 == 0 && k % 16 == 0 && ((k + 127) / 128) % 4 == 0;
 }
+
+// Where the tensor-core GEMV (linear_fp8_gemv_mma.cuh) beat the others on the H200
+// (fp8_gemm_bench --shapes v2l. --tokens 1,2,4,8, bench/NOTES-fp8-gemm.md, 2026-11-29): its time
+// is the weight pass's until T·K grows past ~24k (q_proj 3072 x 2048: 3.8 / 3.9 / 4.0 / 4.0 us at
+// T = 1 / 2 / 4 / 8, against the CUDA-core GEMV's 4.3 / 5.0 / 8.0 and swap-AB's 8.9; the dense
+// gate_up at two tokens 13.0 against 14.1; shared_down 2048 x 2816 at eight 4.7 against 5.8), and
+// it loses to swap-AB at T·K >= 4 x 10944 (the dense down at four tokens 10.5 against 10.2). On
+// quantised x it takes one token too (the dense down 9.5 against the GEMV's 9.9, shared_down 3.4
+// against 4.7); on bf16 x the CUDA-core GEMV, quantising inside, keeps one token (4.3 against 5.2).
+inline constexpr int64_t kGemvMmaMaxTokens = 8;  // linear_fp8_gemv_mma.cuh's kFp8GemvMmaMaxTokens
+inline bool use_gemv_mma(int64_t t, int64_t k, bool x_quantized) {
+  if (t < 1 || t > kGemvMmaMaxTokens || t * k > 24576) return false;
+  return t >= 2 || x_quantized;
+}
+
+// Whether linear_fp8_cuda lets the tensor-core GEMV quantise its bf16 activations: every CTA redoes
+// the T·K divisions, +0.4 us at T·K = 2 x 2048 and +1.4 to 1.7 at 4 x 2048 (the quantiser pass
+// costs ~2), +4 at 8 x 2048 and +3 at 2 x 2816.
+inline bool gemv_mma_quantizes(int64_t t, int64_t k) { return t * k <= 8192; }
 
 inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k) {
   if (use_gemv(t, n, k)) return Fp8GemmPath::kGemv;

@@ -38,11 +38,7 @@ int64_t rows_per_pass(int64_t k, int64_t rows, bool fp8) {
 // max_tiles_per_cta and rows_per_pass; returns the CTAs a slot.
 int64_t plan(gpu::MoeGemvParams& p, int64_t tiles, int64_t slots, bool fp8, const gpu::MoeGemvConfig& config,
              int sms) {
-  const int64_t target = int64_t{config.ctas_per_sm} * sms;
-  int64_t ctas = config.tiles_per_cta > 0 ? (tiles + config.tiles_per_cta - 1) / config.tiles_per_cta
-                                          : (target + slots - 1) / slots;
-  ctas = std::max(ctas, (tiles + gpu::kMoeGemvMaxTilesPerCta - 1) / gpu::kMoeGemvMaxTilesPerCta);
-  ctas = std::min(ctas, tiles);
+  const int64_t ctas = gpu::gemv_mma_ctas(tiles, slots, config, sms);
   p.tiles = static_cast<int32_t>(tiles);
   p.max_tiles_per_cta = static_cast<int32_t>((tiles + ctas - 1) / ctas);
   p.rows_per_pass = static_cast<int32_t>(rows_per_pass(p.k, p.num_rows, fp8));
@@ -89,8 +85,7 @@ void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const 
   check_tensor(out, "out", DType::kBF16, {rows, h}, 2);
   check_tensor(expert_offsets, "expert_offsets", DType::kI32, {e_count + 1}, 4);
   MLA_CHECK(h % 128 == 0 && im % 128 == 0, "{}: H = {} and Im = {} must be multiples of 128", kOp, h, im);
-  MLA_CHECK(config.ctas_per_sm >= 1 && (config.depth == 2 || config.depth == 4 || config.depth == 8) &&
-                config.tiles_per_cta >= 0 && config.tiles_per_cta <= gpu::kMoeGemvMaxTilesPerCta,
+  MLA_CHECK(gpu::gemv_mma_config_ok(config),
             "{}: config ctas_per_sm {} (>= 1), depth {} (2, 4 or 8), tiles_per_cta {} (0 .. {})", kOp,
             config.ctas_per_sm, config.depth, config.tiles_per_cta, gpu::kMoeGemvMaxTilesPerCta);
   if (fp8) {

@@ -93,29 +93,28 @@
 
 #include <cstdint>
 
-#include "ops/cuda/fp8_quant.cuh"
+#include "ops/cuda/gemv_mma.cuh"  // mma_k_block, quantize_rows_e4m3, GemvMmaPos (shared with the dense FP8 GEMV)
 #include "ops/cuda/moe_experts_gemv_heuristics.h"
 #include "ops/cuda/moe_experts_gemv_params.h"
-#include "ops/cuda/moe_grouped_gemm_fp8_sm89.cuh"  // sm89::mma_16832_e4m3, sm80::mma_16816, clamp_rows
+#include "ops/cuda/moe_grouped_gemm_fp8_sm89.cuh"  // sm80::clamp_rows
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/vec.cuh"
 
 namespace mlaserve::ops::gpu {
 
-inline constexpr int kMoeGemvWarps = 8;              // warps per CTA, dealt the pieces of its run
-inline constexpr int kMoeGemvThreads = 32 * kMoeGemvWarps;
-inline constexpr int kMoeGemvRowsPerPass = 8;        // activation rows per pass at most: the mma's N
-inline constexpr int kMoeGemvUnitBytes = 128;        // bytes of a weight row per piece
+inline constexpr int kMoeGemvWarps = kGemvMmaWarps;  // warps per CTA, dealt the pieces of its run
+inline constexpr int kMoeGemvThreads = kGemvMmaThreads;
+inline constexpr int kMoeGemvRowsPerPass = kGemvMmaRows;  // activation rows per pass at most: the mma's N
+inline constexpr int kMoeGemvUnitBytes = kGemvMmaUnitBytes;  // bytes of a weight row per piece
 inline constexpr int kMoeGemvGateUpChannels = 8;     // gate_up: hidden channels per tile (16 weight rows)
 inline constexpr int kMoeGemvDownChannels = 16;      // down: output channels per tile
-inline constexpr int kMoeGemvActPad = 64;            // bytes after each staged activation row
-inline constexpr int kMoeGemvPartialBytes = kMoeGemvWarps * 32 * 16;  // a tile's partial sums (float4 a lane)
+inline constexpr int kMoeGemvActPad = kGemvMmaActPad;  // bytes after each staged activation row
+inline constexpr int kMoeGemvPartialBytes = kGemvMmaPartialBytes;  // a tile's partial sums (float4 a lane)
 static_assert(128 % kMoeGemvGateUpChannels == 0 && 128 % kMoeGemvDownChannels == 0,
               "a tile's weight rows lie in one 128-row scale block");
 
-// CTAs an SM the registers must allow for a ring of `depth` pieces (16 registers a piece):
-// depth 2 -> 3 (<= 85 registers a thread), 4 -> 2 (<= 128), 8 -> 1.
-inline constexpr int moe_gemv_min_ctas_per_sm(int depth) { return depth <= 2 ? 3 : depth <= 4 ? 2 : 1; }
+// CTAs an SM the registers must allow for a ring of `depth` pieces (gemv_mma.cuh).
+inline constexpr int moe_gemv_min_ctas_per_sm(int depth) { return gemv_mma_min_ctas_per_sm(depth); }
 
 // Dynamic shared memory, in order: e4m3 only, activation scales [rows][K / 128] f32 (rounded up to
 // 16 bytes); `rows` staged activation rows (e4m3 codes or bf16), moe_gemv_act_stride bytes apart;
@@ -132,8 +131,6 @@ __host__ __device__ inline constexpr int64_t moe_gemv_act_bytes(int64_t k, int64
 __host__ __device__ inline constexpr int64_t moe_gemv_smem_bytes(int64_t k, int64_t rows, int64_t max_tiles, bool fp8) {
   return moe_gemv_act_bytes(k, rows, fp8) + max_tiles * kMoeGemvPartialBytes;
 }
-
-inline constexpr unsigned kFullMask = 0xffffffffu;
 
 struct ExpertSlot {
   int expert;      // < 0: fewer experts have rows than the slot's index
@@ -175,71 +172,6 @@ __device__ __forceinline__ ExpertSlot expert_of_slot(const int32_t* offsets, int
   return {-1, 0, 0};
 }
 
-// Word i (0 .. 3) of a 16-byte vector.
-__device__ __forceinline__ uint32_t vec_word(const uint4& v, int i) {
-  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
-}
-
-// The two mma steps of one 64-byte k-block (the note at the top): w_lo, w_hi this lane's 16 bytes
-// of weight rows g and g + 8, act those of activation row g.
-template <bool kFp8>
-__device__ __forceinline__ void mma_k_block(float (&d)[4], const uint4& w_lo, const uint4& w_hi, const uint4& act) {
-#pragma unroll
-  for (int s = 0; s < 2; ++s) {
-    const uint32_t a[4] = {vec_word(w_lo, 2 * s), vec_word(w_hi, 2 * s), vec_word(w_lo, 2 * s + 1),
-                           vec_word(w_hi, 2 * s + 1)};
-    if constexpr (kFp8) {
-      sm89::mma_16832_e4m3(d, a, vec_word(act, 2 * s), vec_word(act, 2 * s + 1));
-    } else {
-      sm80::mma_16816(d, a, vec_word(act, 2 * s), vec_word(act, 2 * s + 1));
-    }
-  }
-}
-
-// Rows [row0, row0 + n) of p.a quantised to e4m3 per 128-wide group into shared memory: codes of
-// row j at codes + j · code_stride, scales[j · K / 128 + group]. Every thread of the CTA calls it;
-// half-warps take the (row, group) tasks, 8 values a lane, kBatch tasks a half-warp with their
-// loads issued together (one trip to L2 per 32 tasks: a row of V2-Lite's H, two of V3's). Two,
-// not more: the kernels hold their ring of weights (16 registers a piece) across this.
-__device__ __forceinline__ void quantize_rows(const MoeGemvParams& p, int row0, int n, float* scales, uint8_t* codes,
-                                              int code_stride) {
-  constexpr int kBatch = 2, kStride = 2 * kMoeGemvWarps;  // tasks apart within a batch
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const int half = lane / 16, l16 = lane % 16;
-  const int groups = p.k / 128, tasks = n * groups;
-  for (int base = 2 * warp + half; base - half < tasks; base += kStride * kBatch) {  // warp-uniform trip count
-    uint4 raw[kBatch];
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int task = base + b * kStride, j = task / groups, q = task - j * groups;
-      raw[b] = task < tasks ? __ldcg(reinterpret_cast<const uint4*>(p.a + int64_t{row0 + j} * p.k + q * 128 + 8 * l16))
-                            : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int task = base + b * kStride, j = task / groups, q = task - j * groups;
-      float v[8];
-      unpack_bf16x8(raw[b], v);
-      float amax = p.amax_floor;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(v[i]));  // fmaxf skips NaN, as the quantiser
-#pragma unroll
-      for (int d = 1; d < 16; d <<= 1) amax = fmaxf(amax, __shfl_xor_sync(kFullMask, amax, d));  // the half-warp
-      const float scale = fp8_act_scale(amax, p.ue8m0);
-      uint32_t lo = 0, hi = 0;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        lo |= static_cast<uint32_t>(fp8_act_quantize(v[i], scale)) << (8 * i);
-        hi |= static_cast<uint32_t>(fp8_act_quantize(v[4 + i], scale)) << (8 * i);
-      }
-      if (task < tasks) {
-        *reinterpret_cast<uint2*>(codes + j * code_stride + q * 128 + 8 * l16) = make_uint2(lo, hi);
-        if (l16 == 0) scales[j * groups + q] = scale;
-      }
-    }
-  }
-}
-
 // Rows [row0, row0 + n) of p.a (bf16) copied into shared memory, row j at acts + j · stride. Every
 // thread of the CTA calls it; 16-byte chunks, kBatch loads a thread issued together (V2-Lite's
 // 8 rows of H: 2048 chunks, one batch of 8 a thread).
@@ -261,23 +193,6 @@ __device__ __forceinline__ void stage_rows_bf16(const MoeGemvParams& p, int row0
     }
   }
 }
-
-// A warp's place in its stream of pieces: local tile and unit (128-byte piece of K). Piece i of
-// the run is (i / units, i % units); a warp takes i = warp, warp + 8, ...; advancing by 8 pieces
-// may cross several tiles when units < 8.
-struct MoeGemvPos {
-  int tile, unit;
-  __device__ __forceinline__ void normalise(int units) {
-    while (unit >= units) {  // warp-uniform
-      unit -= units;
-      ++tile;
-    }
-  }
-  __device__ __forceinline__ void advance(int units) {
-    unit += kMoeGemvWarps;
-    normalise(units);
-  }
-};
 
 // grid (ctas a slot, min(P, E)), block kMoeGemvThreads, dynamic shared memory moe_gemv_smem_bytes
 // (K, p.rows_per_pass, p.max_tiles_per_cta, kFp8); launched with launch_programmatic.
@@ -321,7 +236,7 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
 
   uint4 ring[kDepth][2][2];  // [piece][k-block][row g, row g + 8], this lane's 16 bytes of each
   float ring_ws[kDepth][2];  // e4m3: the piece's weight scales (rows g, g + 8)
-  const auto load_piece = [&](int s, const MoeGemvPos& at) {
+  const auto load_piece = [&](int s, const GemvMmaPos& at) {
     const uint8_t* lo = w_lo + at.tile * tile_bytes + at.unit * kMoeGemvUnitBytes;
 #pragma unroll
     for (int kb = 0; kb < 2; ++kb) {
@@ -334,9 +249,9 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
       ring_ws[s][1] = __ldg(w_scales + (block + hi_block) * groups + at.unit);
     }
   };
-  MoeGemvPos start{0, warp};
+  GemvMmaPos start{0, warp};
   start.normalise(units);
-  MoeGemvPos load_at = start;
+  GemvMmaPos load_at = start;
   const auto prologue = [&] {  // a.: the ring's first pieces
     load_at = start;
 #pragma unroll
@@ -370,7 +285,7 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
       prologue();
     }
     if constexpr (kFp8) {  // b.
-      quantize_rows(p, row0, n, act_scales, acts, act_stride);
+      quantize_rows_e4m3<false>(p.a, p.k, p.amax_floor, p.ue8m0, row0, n, act_scales, acts, act_stride);
     } else {
       stage_rows_bf16(p, row0, n, acts, act_stride);
     }
@@ -381,7 +296,7 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
     const uint8_t* act_row = acts + (has_row ? g : 0) * act_stride + 16 * t;
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // D: (row g; cols 2t, 2t + 1), (row g + 8; the same)
     int cur_tile = 0;                         // the tile acc belongs to
-    MoeGemvPos use_at = start;
+    GemvMmaPos use_at = start;
     for (int j0 = 0; j0 < my_pieces; j0 += kDepth) {
 #pragma unroll
       for (int s = 0; s < kDepth; ++s) {

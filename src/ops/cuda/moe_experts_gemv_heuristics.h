@@ -19,6 +19,8 @@
 
 #include <cstdint>
 
+#include "ops/cuda/gemv_mma_config.h"
+
 namespace mlaserve::ops::gpu {
 
 inline constexpr int64_t kMoeGemvMaxRowsBf16 = 8;
@@ -46,11 +48,7 @@ inline bool use_moe_gemv(int64_t rows, bool fp8_weights) {
 //     shorter), whatever the grid that makes. For sweeps and for the tests, which need runs of
 //     several tiles on small problems (the grid from ctas_per_sm gives those one tile a CTA).
 // In flight an SM at one token: ctas_per_sm x 8 warps x depth x 2 KB (2, 4: 128 KB).
-struct MoeGemvConfig {
-  int ctas_per_sm;    // CTAs an SM the grid is sized for (>= 1)
-  int depth;          // ring of weight loads a warp: 2, 4 or 8 pieces
-  int tiles_per_cta;  // 0: from ctas_per_sm; else the run length (1 .. kMoeGemvMaxTilesPerCta)
-};
+using MoeGemvConfig = GemvMmaConfig;  // gemv_mma_config.h
 
 // What moe_experts_cuda / moe_experts_fp8_cuda run: within 2% of the best shape measured at one to
 // four tokens in both types (the table above; {3, 2, 0} ties it, {1, 4, 8} is best at eight).
@@ -60,9 +58,8 @@ inline constexpr MoeGemvConfig kMoeGemvDefault{2, 4, 0};
 inline constexpr MoeGemvConfig kMoeGemvConfigs[] = {{2, 2, 0}, {3, 2, 0}, {1, 4, 0}, {2, 4, 0},
                                                     {3, 4, 0}, {1, 8, 0}, {1, 4, 8}};
 
-// Tiles a CTA streams at most: its partial sums take 4 KB of shared memory a tile (8 warps'
-// 16 x 8 fp32 tiles), so a longer run would cost occupancy; the grid grows instead.
-inline constexpr int kMoeGemvMaxTilesPerCta = 16;
+// Tiles a CTA streams at most (gemv_mma_config.h).
+inline constexpr int kMoeGemvMaxTilesPerCta = kGemvMmaMaxTilesPerCta;
 
 // Shared memory for the staged activation rows of a pass (bf16 rows or e4m3 codes, padded);
 // rows a pass = min(8, P, what fits): V2-Lite's 8 bf16 rows of H take 33 KB, V3's 4 (57 KB).

@@ -1,0 +1,130 @@
+// Building blocks of the tensor-core GEMVs: the routed experts' grouped GEMV (moe_experts_gemv.cuh,
+// whose note explains the design) and the dense block-FP8 one (linear_fp8_gemv_mma.cuh). Device
+// code only; each kernel is in its own header.
+//
+// Both stream weight rows straight from global memory into swapped-operand mma.sync fragments: A
+// (16 x k) = 16 weight rows, B (k x 8) = up to 8 activation rows staged in shared memory, D (16 x 8)
+// fp32. Both deal the 128-byte pieces of a CTA's run of 16-row tiles to kGemvMmaWarps warps round
+// robin (GemvMmaPos), each warp keeping a ring of pieces in flight in registers, and both quantise
+// their activation rows into shared memory with the quantiser's exact arithmetic (quantize_rows_e4m3).
+//
+// Lane (g, t) = (lane / 4, lane % 4) holds bytes [16t, 16t + 16) of a 64-byte k-block of weight
+// rows g and g + 8 and of activation row g; mma_k_block runs the two m16n8k32 e4m3 (or m16n8k16
+// bf16) steps over it. A and B lanes with the same t use the same bytes for the same k-slots, so
+// the k order inside an instruction is permuted but the sum is the dot product. D's c0, c1 are
+// (weight row g; activation rows 2t, 2t + 1), c2, c3 the same for row g + 8.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "ops/cuda/fp8_quant.cuh"
+#include "ops/cuda/moe_grouped_gemm_fp8_sm89.cuh"  // sm89::mma_16832_e4m3, sm80::mma_16816
+#include "ops/cuda/vec.cuh"
+
+namespace mlaserve::ops::gpu {
+
+inline constexpr int kGemvMmaWarps = 8;               // warps per CTA, dealt the pieces of its run
+inline constexpr int kGemvMmaThreads = 32 * kGemvMmaWarps;
+inline constexpr int kGemvMmaRows = 8;                // activation rows at most: the mma's N
+inline constexpr int kGemvMmaUnitBytes = 128;         // bytes of a weight row per piece
+inline constexpr int kGemvMmaActPad = 64;             // bytes after each staged activation row
+inline constexpr int kGemvMmaPartialBytes = kGemvMmaWarps * 32 * 16;  // a tile's partial sums (float4 a lane)
+inline constexpr unsigned kFullMask = 0xffffffffu;
+
+// CTAs an SM the registers must allow for a ring of `depth` pieces (16 registers a piece):
+// depth 2 -> 3 (<= 85 registers a thread), 4 -> 2 (<= 128), 8 -> 1.
+inline constexpr int gemv_mma_min_ctas_per_sm(int depth) { return depth <= 2 ? 3 : depth <= 4 ? 2 : 1; }
+
+// Word i (0 .. 3) of a 16-byte vector.
+__device__ __forceinline__ uint32_t vec_word(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+// The two mma steps of one 64-byte k-block (the note at the top): w_lo, w_hi this lane's 16 bytes
+// of weight rows g and g + 8, act those of activation row g.
+template <bool kFp8>
+__device__ __forceinline__ void mma_k_block(float (&d)[4], const uint4& w_lo, const uint4& w_hi, const uint4& act) {
+#pragma unroll
+  for (int s = 0; s < 2; ++s) {
+    const uint32_t a[4] = {vec_word(w_lo, 2 * s), vec_word(w_hi, 2 * s), vec_word(w_lo, 2 * s + 1),
+                           vec_word(w_hi, 2 * s + 1)};
+    if constexpr (kFp8) {
+      sm89::mma_16832_e4m3(d, a, vec_word(act, 2 * s), vec_word(act, 2 * s + 1));
+    } else {
+      sm80::mma_16816(d, a, vec_word(act, 2 * s), vec_word(act, 2 * s + 1));
+    }
+  }
+}
+
+// Rows [row0, row0 + n) of a ([rows, k] bf16) quantised to e4m3 per 128-wide group into shared
+// memory: codes of row j at codes + j · code_stride, scales[j · groups + group], groups = k / 128
+// (ceil with kPartialGroups: the last group's codes past k are not written, and its amax covers
+// only its k % 128 channels, as quantize_activations_fp8_cuda; k a multiple of 8 then). Every
+// thread of the CTA (kGemvMmaThreads) calls it; half-warps take the (row, group) tasks, 8 values a
+// lane, kBatch tasks a half-warp with their loads issued together (one trip to L2 per 32 tasks: a
+// row of V2-Lite's H, two of V3's). Two, not more: the kernels hold their ring of weights (16
+// registers a piece) across this. The arithmetic is fp8_quant.cuh's: amax over the group by
+// shuffles, max'ed with the floor, scale and quotients by IEEE division, RNE saturating e4m3.
+template <bool kPartialGroups>
+__device__ __forceinline__ void quantize_rows_e4m3(const __nv_bfloat16* a, int k, float amax_floor, bool ue8m0,
+                                                   int row0, int n, float* scales, uint8_t* codes, int code_stride) {
+  constexpr int kBatch = 2, kStride = 2 * kGemvMmaWarps;  // tasks apart within a batch
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int half = lane / 16, l16 = lane % 16;
+  const int groups = kPartialGroups ? (k + 127) / 128 : k / 128, tasks = n * groups;
+  for (int base = 2 * warp + half; base - half < tasks; base += kStride * kBatch) {  // warp-uniform trip count
+    uint4 raw[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int task = base + b * kStride, j = task / groups, q = task - j * groups;
+      const bool in_k = !kPartialGroups || q * 128 + 8 * l16 < k;
+      raw[b] = task < tasks && in_k
+                   ? __ldcg(reinterpret_cast<const uint4*>(a + int64_t{row0 + j} * k + q * 128 + 8 * l16))
+                   : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int task = base + b * kStride, j = task / groups, q = task - j * groups;
+      float v[8];
+      unpack_bf16x8(raw[b], v);
+      float amax = amax_floor;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(v[i]));  // fmaxf skips NaN, as the quantiser
+#pragma unroll
+      for (int d = 1; d < 16; d <<= 1) amax = fmaxf(amax, __shfl_xor_sync(kFullMask, amax, d));  // the half-warp
+      const float scale = fp8_act_scale(amax, ue8m0);
+      uint32_t lo = 0, hi = 0;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        lo |= static_cast<uint32_t>(fp8_act_quantize(v[i], scale)) << (8 * i);
+        hi |= static_cast<uint32_t>(fp8_act_quantize(v[4 + i], scale)) << (8 * i);
+      }
+      const bool in_k = !kPartialGroups || q * 128 + 8 * l16 < k;
+      if (task < tasks) {
+        if (in_k) *reinterpret_cast<uint2*>(codes + j * code_stride + q * 128 + 8 * l16) = make_uint2(lo, hi);
+        if (l16 == 0) scales[j * groups + q] = scale;
+      }
+    }
+  }
+}
+
+// A warp's place in its stream of pieces: local tile and unit (128-byte piece of a weight row).
+// Piece i of the run is (i / units, i % units); a warp takes i = warp, warp + kGemvMmaWarps, ...;
+// advancing by kGemvMmaWarps pieces may cross several tiles when units < kGemvMmaWarps.
+struct GemvMmaPos {
+  int tile, unit;
+  __device__ __forceinline__ void normalise(int units) {
+    while (unit >= units) {  // warp-uniform
+      unit -= units;
+      ++tile;
+    }
+  }
+  __device__ __forceinline__ void advance(int units) {
+    unit += kGemvMmaWarps;
+    normalise(units);
+  }
+};
+
+}  // namespace mlaserve::ops::gpu
