@@ -7,7 +7,7 @@
 // fp32. All deal the 128-byte pieces of a CTA's run of 16-row tiles to kGemvMmaWarps warps round
 // robin (GemvMmaPos), each warp keeping a ring of pieces in flight in registers; the FP8 ones
 // quantise their activation rows into shared memory with the quantiser's exact arithmetic
-// (quantize_rows_e4m3), the bf16 ones copy them (stage_rows_bf16). The two dense ones share the
+// (quantize_rows_e4m3), the bf16 ones copy them (stage_rows_bf16, or stage_rows_bf16_async). The two dense ones share the
 // piece load (load_weight_piece); the bf16 one's stream and end are gemv_mma_stream and
 // gemv_mma_store_tiles, which the FP8 one (measured, 2026-11-29) still spells out inline: the same
 // steps, but moving it onto them changed its cubin (register allocation), so that waits for its
@@ -26,6 +26,7 @@
 
 #include "ops/cuda/fp8_quant.cuh"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89.cuh"  // sm89::mma_16832_e4m3, sm80::mma_16816
+#include "ops/cuda/sm80_ptx.cuh"                    // cp_async_16
 #include "ops/cuda/vec.cuh"
 
 namespace mlaserve::ops::gpu {
@@ -136,6 +137,23 @@ __device__ __forceinline__ void stage_rows_bf16(const __nv_bfloat16* a, int k, i
       if (i < total) *reinterpret_cast<uint4*>(acts + j * stride + 16 * c) = v[b];
     }
   }
+}
+
+// The same copy of rows [0, n) through cp.async (16 bytes global -> shared through L2, no
+// registers): every chunk of the thread's share in flight at once (V3's 8 rows of K = 7168: 28 a
+// thread, where stage_rows_bf16 would take four trips to L2), then waited for; the caller's
+// __syncthreads makes the rows visible to the CTA.
+__device__ __forceinline__ void stage_rows_bf16_async(const __nv_bfloat16* a, int k, int n, uint8_t* acts,
+                                                      int stride) {
+  const int chunks = k / 8;  // 16-byte chunks a row
+  for (int j = 0; j < n; ++j) {
+    const uint4* src = reinterpret_cast<const uint4*>(a + int64_t{j} * k);
+    for (int c = static_cast<int>(threadIdx.x); c < chunks; c += kGemvMmaThreads) {
+      sm80::cp_async_16(sm80::smem_u32(acts + j * stride + 16 * c), src + c, true);
+    }
+  }
+  sm80::cp_async_commit();
+  sm80::cp_async_wait<0>();
 }
 
 // A warp's place in its stream of pieces: local tile and unit (128-byte piece of a weight row).

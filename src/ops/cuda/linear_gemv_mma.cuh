@@ -17,8 +17,8 @@
 //   - a piece is a tile's 128-byte unit: 64 K values of its 16 rows, ceil(K / 64) pieces a tile;
 //     the run's pieces go to the 8 warps round robin, each warp keeps a ring of kDepth pieces in
 //     flight in registers (16 registers a piece), loaded with streaming 16-byte loads;
-//   - the T <= 8 rows of x are copied into shared memory once per CTA (bf16, rows
-//     linear_gemv_mma_act_stride bytes apart);
+//   - the T <= 8 rows of x are copied into shared memory once per CTA by cp.async, all in flight
+//     at once (bf16, rows linear_gemv_mma_act_stride bytes apart);
 //   - each piece: 4 mma steps (m16n8k16, A = the 16 weight rows, B = the 8 staged rows, zeros
 //     past T, D fp32) straight into the warp's accumulator of the current tile;
 //   - the warps' fp32 tiles go through shared memory and are summed in warp order (deterministic
@@ -115,7 +115,7 @@ __global__ void __launch_bounds__(kGemvMmaThreads, gemv_mma_min_ctas_per_sm(kDep
   const int act_stride = static_cast<int>(linear_gemv_mma_act_stride(op.k));
   float4* partial = reinterpret_cast<float4*>(acts + int64_t{op.t} * act_stride);  // [max_tiles][warps][32]
   const auto store_partial = [&](int tile, float4 v) { partial[(tile * kGemvMmaWarps + warp) * 32 + lane] = v; };
-  stage_rows_bf16(op.x, op.k, 0, op.t, acts, act_stride);
+  stage_rows_bf16_async(op.x, op.k, op.t, acts, act_stride);
   __syncthreads();
 
   // The stream: each piece's two 64-byte k-blocks, two mma steps each, into the tile's acc.
