@@ -18,11 +18,15 @@
 // fp32 ulp of a partial sum whose magnitude is at most A = Σ_κ |x[t, κ] · w[o, κ]| (truncation, not
 // only rounding, allowed: the tensor cores' internal alignment is not specified), so
 //   f32 out:  |got - y| <= n_add · 2^-23 · A · 2 (margin 2) = (K/16 + 24) · 2^-22 · A;
-// typical errors are ~sqrt(K) · 2^-24 · A, far below. A bf16 output is that sum rounded once to
+// typical errors are far smaller (rounding errors of random sign, on partial sums of ~|y|). A bf16 output is that sum rounded once to
 // nearest (relative error <= 2^-8 of its magnitude), so
 //   bf16 out: |got - y| <= 2^-8 · (|y| + e32) + e32, e32 the f32 bound.
-// For random data A ~ sqrt(K) · |y|: the f32 bound is ~1e-3 · |y| at K = 2048; one dropped product
-// (~|y| / sqrt(K)) or one dropped 64-value piece breaks it.
+// For random data A ~ sqrt(K) · |y|: the f32 bound is ~1e-3 · |y| at K = 2048 (one dropped product,
+// ~|y| / sqrt(K), breaks it there; at K = 10944 it is wider than a product), one dropped 64-value
+// piece breaks it at any K. Over a whole output the relative L2 error must also stay under 1e-4
+// (f32: the order alone gives ~1e-6) or 4e-3 (bf16: one rounding, ~1.6e-3 RMS), which a product
+// dropped from every output (~1/sqrt(K) >= 7.8e-3) breaks. LinearGemvMmaHost.SmallChecks* checks
+// both checks on CPU sums, right and wrong.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -86,23 +90,47 @@ double bound(DType out, int64_t k, double y, double mag) {
   return out == DType::kF32 ? e32 : std::ldexp(1.0, -8) * (std::fabs(y) + e32) + e32;
 }
 
-// Elements of got (host [T, N], bf16 or f32) outside their bound against ref's first T rows; the
-// first is reported.
-int64_t out_of_bounds(const Tensor& got, const Reference& ref, int64_t k, const std::string& where) {
+// Relative L2 error over a whole output, from the precision: f32, the summation order alone (~1e-6;
+// gemm_cuda_test.cc's 1e-4); bf16, one rounding (~1.6e-3 RMS; 4e-3). A product dropped from every
+// output costs ~1/sqrt(K) >= 7.8e-3 (K <= 16384), over both.
+constexpr double kF32RelL2 = 1e-4, kBf16RelL2 = 4e-3;
+
+struct Verdict {
+  int64_t out_of_bounds = 0;  // elements outside their bound (NaN included)
+  double rel_l2 = 0.0;        // sqrt(Σ (got - y)² / Σ y²)
+  std::string first;          // the first element out of bounds
+};
+
+// got (host [T, N], bf16 or f32) against ref's first T rows.
+Verdict judge(const Tensor& got, const Reference& ref, int64_t k) {
   const int64_t t_rows = got.dim(0), n = got.dim(1);
-  int64_t bad = 0;
+  Verdict v;
+  double err2 = 0.0, ref2 = 0.0;
   for (int64_t t = 0; t < t_rows; ++t) {
     for (int64_t o = 0; o < n; ++o) {
       const double g = got.dtype() == DType::kF32 ? got.data<float>()[t * n + o]
                                                   : bf16_to_float(got.data<bfloat16>()[t * n + o]);
       const double y = ref.y[t * ref.n + o], b = bound(got.dtype(), k, y, ref.mag[t * ref.n + o]);
-      if (!(std::fabs(g - y) <= b) && bad++ == 0) {  // NaN (poison) fails too
-        ADD_FAILURE() << where << ": out[" << t << ", " << o << "] = " << g << ", want " << y << " (bound " << b
-                      << ")";
+      err2 += (g - y) * (g - y);
+      ref2 += y * y;
+      if (!(std::fabs(g - y) <= b) && v.out_of_bounds++ == 0) {  // NaN (poison) fails too
+        v.first = "out[" + std::to_string(t) + ", " + std::to_string(o) + "] = " + std::to_string(g) + ", want " +
+                  std::to_string(y) + " (bound " + std::to_string(b) + ")";
       }
     }
   }
-  return bad;
+  v.rel_l2 = ref2 > 0.0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  return v;
+}
+
+double rel_l2_limit(DType out) { return out == DType::kF32 ? kF32RelL2 : kBf16RelL2; }
+
+// judge's verdict as test failures; true when both hold.
+bool within(const Tensor& got, const Reference& ref, int64_t k, const std::string& where) {
+  const Verdict v = judge(got, ref, k);
+  EXPECT_EQ(v.out_of_bounds, 0) << where << ": outputs out of bounds, the first " << v.first;
+  EXPECT_LE(v.rel_l2, rel_l2_limit(got.dtype())) << where << ": relative L2 error";
+  return v.out_of_bounds == 0 && !(v.rel_l2 > rel_l2_limit(got.dtype()));
 }
 
 class LinearGemvMmaCuda : public testing::Sm90StreamTest {
@@ -143,7 +171,7 @@ class LinearGemvMmaCuda : public testing::Sm90StreamTest {
         }
         linear_gemv_cuda(x, w, out, stream_, run);
         sync();
-        EXPECT_EQ(out_of_bounds(out.to(Device::kCPU), ref, k, where), 0) << where;
+        within(out.to(Device::kCPU), ref, k, where);
       }
     }
   }
@@ -176,9 +204,9 @@ class LinearGemvMmaCuda : public testing::Sm90StreamTest {
         },
         {&y1, &y2});
     const Tensor &y1_host = got[0], &y2_host = got[1];
-    EXPECT_EQ(out_of_bounds(y1_host, reference(x_host, w1_host), k1, where + ", y1"), 0);
+    within(y1_host, reference(x_host, w1_host), k1, where + ", y1");
     // y2 against the reference on y1 as the GPU wrote it (bf16).
-    EXPECT_EQ(out_of_bounds(y2_host, reference(y1_host, w2_host), n1, where + ", y2"), 0);
+    within(y2_host, reference(y1_host, w2_host), n1, where + ", y2");
   }
 };
 
@@ -234,6 +262,60 @@ TEST(LinearGemvMmaHost, SmallChoice) {
   EXPECT_EQ(choose_gemv_kernel(7, 16384), GemvKernel::kCudaCore);  // V3 o_proj: 7 rows of x do not fit
   EXPECT_FALSE(linear_gemv_mma_fits(9, 64));
   EXPECT_FALSE(linear_gemv_mma_fits(2, 20));  // K % 8
+}
+
+// Host-only: the checks themselves, at K = 2048 and 10944. An fp32 sum in the worst order for the
+// bounds (sequential) passes, f32 and bf16-rounded, and so does the same sum in blocks of 16 (as
+// the mma steps). Dropping one product from every output fails the relative L2 check (and, at
+// K = 2048, most elementwise bounds: at K = 10944 the bound, which allows every addition to lose an
+// ulp of A, is wider than one product); dropping one 64-value piece fails most elementwise bounds;
+// the poison (NaN) fails them all.
+TEST(LinearGemvMmaHost, SmallChecksSeparateRightFromWrong) {
+  for (int64_t k : {2048, 10944}) {
+    SCOPED_TRACE("K " + std::to_string(k));
+    constexpr int64_t kT = 4, kN = 64;
+    const Tensor x = random_host({kT, k}, DType::kBF16, 11), w = random_host({kN, k}, DType::kBF16, 12);
+    const Reference ref = reference(x, w);
+    // out [T, N] (dtype): Σ over κ in [0, K) but [skip_begin, skip_end), in fp32, in blocks of
+    // `block` products summed first.
+    const auto sum = [&](int64_t block, int64_t skip_begin, int64_t skip_end, DType dtype) {
+      Tensor out = Tensor::empty({kT, kN}, dtype);
+      for (int64_t t = 0; t < kT; ++t) {
+        for (int64_t o = 0; o < kN; ++o) {
+          float acc = 0.0f;
+          for (int64_t c0 = 0; c0 < k; c0 += block) {
+            float part = 0.0f;
+            for (int64_t c = c0; c < c0 + block && c < k; ++c) {
+              if (c >= skip_begin && c < skip_end) continue;
+              part += bf16_to_float(x.data<bfloat16>()[t * k + c]) * bf16_to_float(w.data<bfloat16>()[o * k + c]);
+            }
+            acc += part;
+          }
+          if (dtype == DType::kF32) {
+            out.data<float>()[t * kN + o] = acc;
+          } else {
+            out.data<bfloat16>()[t * kN + o] = float_to_bf16(acc);
+          }
+        }
+      }
+      return out;
+    };
+    for (DType dtype : {DType::kF32, DType::kBF16}) {
+      SCOPED_TRACE(dtype_name(dtype));
+      for (int64_t block : {1, 16}) {
+        const Verdict right = judge(sum(block, 0, 0, dtype), ref, k);
+        EXPECT_EQ(right.out_of_bounds, 0) << right.first;
+        EXPECT_LE(right.rel_l2, rel_l2_limit(dtype) / 2);
+      }
+      const Verdict product = judge(sum(16, 100, 101, dtype), ref, k);
+      EXPECT_GT(product.rel_l2, rel_l2_limit(dtype)) << "one product dropped";
+      if (k == 2048) EXPECT_GT(product.out_of_bounds, kT * kN / 2) << "one product dropped";
+      EXPECT_GT(judge(sum(16, 64, 128, dtype), ref, k).out_of_bounds, kT * kN * 3 / 4) << "a piece dropped";
+    }
+    Tensor poison = Tensor::empty({kT, kN}, DType::kF32);
+    for (int64_t i = 0; i < kT * kN; ++i) poison.data<float>()[i] = std::nanf("");
+    EXPECT_EQ(judge(poison, ref, k).out_of_bounds, kT * kN);
+  }
 }
 
 // ---- DeepSeek shapes -------------------------------------------------------------------------
