@@ -54,9 +54,11 @@ Plan choose_plan(int64_t t, int64_t n, int64_t k) {
 template <int kDepth, typename OutT>
 void launch(const gpu::Bf16GemvMmaParams<OutT>& p, const Plan& plan, cudaStream_t stream) {
   const auto kernel = gpu::linear_gemv_mma_bf16_kernel<kDepth, OutT>;
+  // The opt-in limit itself, not this launch's size: a smaller shape's launch then never lowers the
+  // attribute below what a larger one (eager, or captured in a graph) was launched with.
   if (plan.smem > 48 * 1024) {
     MLA_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(plan.smem)));
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemLimit)));
   }
   gpu::launch_programmatic(kernel, dim3(static_cast<unsigned>(plan.ctas)), dim3(gpu::kGemvMmaThreads),
                            static_cast<size_t>(plan.smem), stream, p);
