@@ -24,6 +24,7 @@
 #include <cute/tensor.hpp>
 #include <cutlass/cutlass.h>
 #include <cutlass/detail/blockwise_scale_layout.hpp>
+#include <cutlass/device_kernel.h>
 #include <cutlass/epilogue/collective/collective_builder.hpp>
 #include <cutlass/epilogue/dispatch_policy.hpp>
 #include <cutlass/gemm/collective/collective_builder.hpp>
@@ -35,7 +36,9 @@
 #include <cutlass/numeric_types.h>
 
 #include <algorithm>
+#include <atomic>
 #include <string_view>
+#include <type_traits>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
@@ -193,6 +196,40 @@ __global__ void fill_group_arguments(sm89::MoeFp8GemmParams p, GroupArrays<G> w)
 
 inline const char* status_name(cutlass::Status s) { return cutlass::cutlassGetStatusString(s); }
 
+// Clusters of G's kernel that fit on the device at once (cudaOccupancyMaxActiveClusters with its
+// real shared memory), queried once per device. The persistent grid is that many clusters: with
+// device-only problem shapes CUTLASS would otherwise launch one CTA per SM, and clusters beyond
+// what the GPCs hold together would start only when others finish, after their tiles were
+// assigned (the walk is static), doubling the tail.
+template <class G>
+int max_active_clusters(int device) {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cache[kMaxDevices] = {};
+  MLA_CHECK(device >= 0 && device < kMaxDevices, "{}: device {} out of range", kOp, device);
+  if (const int cached = cache[device].load(std::memory_order_relaxed); cached > 0) return cached;
+  using Kernel = typename G::Kernel;
+  const auto kernel = cutlass::device_kernel<Kernel>;
+  constexpr int kSmem = Kernel::SharedStorageSize;
+  MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+  const unsigned cm = cute::size<0>(typename G::ClusterShape{}), cn = cute::size<1>(typename G::ClusterShape{});
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = cm;
+  cluster.val.clusterDim.y = cn;
+  cluster.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(cm, cn, 1);
+  config.blockDim = dim3(Kernel::MaxThreadsPerBlock, 1, 1);
+  config.dynamicSmemBytes = kSmem;
+  config.attrs = &cluster;
+  config.numAttrs = 1;
+  int clusters = 0;
+  MLA_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &config));
+  MLA_CHECK(clusters > 0, "{}: no cluster of the kernel fits on device {}", kOp, device);
+  cache[device].store(clusters, std::memory_order_relaxed);
+  return clusters;
+}
+
 template <class G>
 void run_grouped_gemm(const sm89::MoeFp8GemmParams& p, const Options& options, cudaStream_t stream) {
   using Gemm = typename G::Gemm;
@@ -209,8 +246,10 @@ void run_grouped_gemm(const sm89::MoeFp8GemmParams& p, const Options& options, c
 
   typename Gemm::Arguments args{};
   args.mode = cutlass::gemm::GemmUniversalMode::kGrouped;
+  args.problem_shape.num_groups = static_cast<int>(groups);  // the arrays are set below
   MLA_CUDA_CHECK(cudaGetDevice(&args.hw_info.device_id));
   args.hw_info.sm_count = gpu::device_sm_count();
+  args.hw_info.max_active_clusters = max_active_clusters<G>(args.hw_info.device_id);
   args.scheduler.max_swizzle_size = options.max_swizzle;
   args.scheduler.raster_order = options.raster == Raster::kAlongN ? CutlassRaster::AlongN : CutlassRaster::AlongM;
 
