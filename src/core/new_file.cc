@@ -18,7 +18,8 @@ std::string write_new_file(const std::string& dir, const std::string& stem, cons
   std::filesystem::create_directories(dir, ec);
   MLA_CHECK(!ec, "cannot create the directory {}: {}", dir, ec.message());
   for (int n = 1;; ++n) {
-    const std::string path = dir + "/" + stem + (n == 1 ? "" : "-" + std::to_string(n)) + "." + ext;
+    const std::string path =
+        n == 1 ? fmt::format("{}/{}.{}", dir, stem, ext) : fmt::format("{}/{}-{}.{}", dir, stem, n, ext);
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 && errno == EEXIST) continue;
     MLA_CHECK(fd >= 0, "cannot create {}: {}", path, std::strerror(errno));

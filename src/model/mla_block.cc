@@ -83,8 +83,10 @@ void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run,
   mark("attn.absorbed.absorb");
   Tensor q_abs = act({rows, n, dc + config_.qk_rope_head_dim});  // [rows, n, 576]
   ops::mla_absorb_query(q, w.kv_b_dense, q_abs, stream);
+  // early_loads: the kernel just before is the absorption (q_abs); the cache rows (latent_rows,
+  // joined before it), the tables and the schedule (prepare_step) come from earlier kernels.
   ops::MlaDecodeArgs args{q_abs, cache_layer, run.block_table, run.seq_lens, run.query_start,
-                          static_cast<float>(config_.softmax_scale)};
+                          static_cast<float>(config_.softmax_scale), /*early_loads=*/true};
   mark("attn.absorbed.decode");
   ops::MlaDecodeOutputs lat{act({rows, n, dc}), f32({rows, n})};
   ops::mla_decode(args, lat, run.plan.get(), stream);  // o_lat [rows, n, 512]

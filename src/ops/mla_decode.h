@@ -41,6 +41,13 @@ struct MlaDecodeArgs {
   Tensor seq_lens;     // [B] i32: keys per sequence, the new tokens included
   Tensor query_start;  // [B + 1] i32: first query row of each sequence; query_start[B] = T
   float softmax_scale = 0.0f;
+  // GPU: everything but q was written by kernels that ended before the one just before this call
+  // on the stream (the model: q comes from the absorption kernel, the cache rows, tables and
+  // schedule from earlier ones). The decode kernel then reads the schedule and tables and starts
+  // its first cache blocks' copies before it waits for that kernel (programmatic dependent
+  // launch), overlapping them with it. Never set it when the schedule update or a cache write is
+  // the previous kernel.
+  bool early_loads = false;
 };
 
 struct MlaDecodeOutputs {

@@ -1,6 +1,5 @@
 #include "tokenizer/pre_tokenizer.h"
 
-#include <optional>
 
 namespace mlaserve::tokenizer {
 namespace {
@@ -31,32 +30,32 @@ class BehaviorFolder {
         emit_(s);
         break;
       case SplitBehavior::kMergedWithPrevious:
-        if (is_match && !previous_match_ && pending_) {
-          pending_->end = s.end;
+        if (is_match && !previous_match_ && has_pending_) {
+          pending_.end = s.end;
         } else {
           flush();
-          pending_ = s;
+          hold(s);
         }
         break;
       case SplitBehavior::kMergedWithNext:
-        if (pending_ && !is_match) {
-          emit_(Span{pending_->start, s.end});
-          pending_.reset();
+        if (has_pending_ && !is_match) {
+          emit_(Span{pending_.start, s.end});
+          has_pending_ = false;
         } else {
           flush();
           if (is_match) {
-            pending_ = s;
+            hold(s);
           } else {
             emit_(s);
           }
         }
         break;
       case SplitBehavior::kContiguous:
-        if (pending_ && is_match == previous_match_) {
-          pending_->end = s.end;
+        if (has_pending_ && is_match == previous_match_) {
+          pending_.end = s.end;
         } else {
           flush();
-          pending_ = s;
+          hold(s);
         }
         break;
     }
@@ -67,13 +66,20 @@ class BehaviorFolder {
 
  private:
   void flush() {
-    if (pending_) emit_(*pending_);
-    pending_.reset();
+    if (has_pending_) emit_(pending_);
+    has_pending_ = false;
+  }
+  void hold(Span s) {
+    pending_ = s;
+    has_pending_ = true;
   }
 
   SplitBehavior behavior_;
   Emit emit_;
-  std::optional<Span> pending_;
+  // The pending span (a Span and a flag, not std::optional<Span>: gcc 12 at -O2 reported the
+  // optional's payload as maybe-uninitialized where it cannot be).
+  Span pending_{0, 0};
+  bool has_pending_ = false;
   bool previous_match_ = false;
 };
 

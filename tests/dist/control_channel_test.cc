@@ -16,6 +16,7 @@
 #include "dist/micro_batch.h"
 #include "dist/step_message.h"
 #include "dist/watchdog.h"
+#include "free_port.h"
 
 namespace mlaserve::dist {
 namespace {
@@ -90,7 +91,7 @@ int follower(int rank, int world, int port) {
 }
 
 TEST(ControlChannel, RendezvousAndStepPlanAcrossProcesses) {
-  const int world = 4, port = 21000 + getpid() % 20000;
+  const int world = 4, port = mlaserve::testing::free_tcp_port();
   std::vector<pid_t> children;
   for (int r = 1; r < world; ++r) {
     const pid_t pid = fork();
@@ -138,7 +139,7 @@ int exit_status(pid_t pid) {
 // 1's watchdog then sees rank 0's hang-up and ends rank 1 (exit status 0 here means "it was
 // told"). Every rank ends, none waits for ever.
 TEST(PeerWatchdog, ARankThatLeavesMidStepEndsTheRunOnEveryRank) {
-  const int world = 3, port = 22000 + getpid() % 20000;
+  const int world = 3, port = mlaserve::testing::free_tcp_port();
   std::vector<pid_t> children;
   for (int r = 1; r < world; ++r) {
     const pid_t pid = fork();
@@ -210,7 +211,7 @@ struct RunOfTwoWithIdlePeer {
 // Every rank still there, a step queued and none ending (NCCL hung without an error): after the
 // stall limit the watchdog reports once, with the seconds waited.
 TEST(PeerWatchdog, AStepThatNeverEndsIsReportedAfterTheLimit) {
-  RunOfTwoWithIdlePeer run(24000 + getpid() % 20000);
+  RunOfTwoWithIdlePeer run(mlaserve::testing::free_tcp_port());
   std::atomic<int> lost{-1};
   std::atomic<int> stalled_ms{-1};
   const auto t0 = std::chrono::steady_clock::now();
@@ -230,7 +231,7 @@ TEST(PeerWatchdog, AStepThatNeverEndsIsReportedAfterTheLimit) {
 // Steps that keep ending, however long the run, and an idle run (nothing queued), are not
 // stalls; a limit of 0 never fires.
 TEST(PeerWatchdog, StepsThatEndAndIdleTimeAreNotStalls) {
-  RunOfTwoWithIdlePeer run(25000 + getpid() % 20000);
+  RunOfTwoWithIdlePeer run(mlaserve::testing::free_tcp_port());
   std::atomic<int> stalled{-1};
   {
     PeerWatchdog w(run.channel, [](int) {}, [&](double) { stalled = 1; }, /*stall_limit_s=*/0.3);
@@ -260,7 +261,7 @@ TEST(PeerWatchdog, StepsThatEndAndIdleTimeAreNotStalls) {
 // Disarmed (between steps, or a planned end), a hang-up is not a failure: the watchdog stays
 // quiet and the next receive reports the closed connection.
 TEST(PeerWatchdog, DisarmedItLeavesAHangUpToTheNextReceive) {
-  const int world = 2, port = 23000 + getpid() % 20000;
+  const int world = 2, port = mlaserve::testing::free_tcp_port();
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {

@@ -74,6 +74,7 @@ struct MlaDecodeParams {
   float scale_log2;                // softmax_scale * log2(e): scores go through exp2
   int32_t* merge_counters;         // [2P, num_m_tiles] split S: arrivals per (split sequence, tile); 0 between calls
   int32_t num_seqs;                // B (split S: bounds its L2 prefetch of the step's metadata)
+  bool early_loads;                // MlaDecodeArgs::early_loads
 };
 
 }  // namespace mlaserve::ops::sm90

@@ -81,20 +81,35 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
 
-  grid_dependency_wait();  // q, the schedule, the workspace and counters (the last call's merge): earlier kernels
+  // The partition, its first (sequence, block) and that block's copy. Thread 0 reads the block id
+  // beside settle's loads instead of after them: one dependent round trip fewer before the first
+  // copy (batch 1: a CTA reads one block, so the chain of loads before it is much of the call). A
+  // non-empty partition starts inside its first sequence's blocks, so the entry exists. With
+  // early_loads all of it runs before the wait, overlapping the previous kernel (its inputs come
+  // from kernels before that one); q always waits.
+  MlaPartition part;
+  WorkItem cur;
+  bool has_work = false;
+  auto start_walk = [&]() {
+    part = p.parts[blockIdx.y];
+    int first_block_id = 0;
+    if (tid == 0 && (part.begin_seq < part.end_seq || part.begin_block < part.end_block)) {
+      first_block_id = p.block_table[static_cast<int64_t>(part.begin_seq) * p.max_blocks + part.begin_block];
+    }
+    cur = WorkItem{part.begin_seq, part.begin_block, 0};
+    has_work = settle(cur, part, p, tile_row0);
+    if (!has_work || tid != 0) return;
+    if (cur.seq == part.begin_seq && cur.block == part.begin_block) {
+      tma_load_tile(s_kv, &p.kv_map, first_block_id * 64, 64, bar_kv);  // load_kv_block(cur, 0), its id read early
+    } else {
+      load_kv_block(p, s_kv, cur, 0, bar_kv);
+    }
+  };
+  if (p.early_loads) start_walk();
+  grid_dependency_wait();  // q (and without early_loads the schedule and tables), the workspace and counters
   grid_dependents_launch();
-  const MlaPartition part = p.parts[blockIdx.y];
-  // Thread 0 reads the block id of the partition's first (sequence, block) beside settle's loads
-  // instead of after them: one dependent round trip fewer before the first copy (batch 1: a CTA
-  // reads one block, so the chain of loads before it is much of the call). A non-empty
-  // partition starts inside its first sequence's blocks, so the entry exists.
-  int first_block_id = 0;
-  if (tid == 0 && (part.begin_seq < part.end_seq || part.begin_block < part.end_block)) {
-    first_block_id = p.block_table[static_cast<int64_t>(part.begin_seq) * p.max_blocks + part.begin_block];
-  }
-
-  WorkItem cur{part.begin_seq, part.begin_block, 0};
-  if (!settle(cur, part, p, tile_row0)) return;
+  if (!p.early_loads) start_walk();
+  if (!has_work) return;
 
   const uint64_t q_desc = ptx::gmma_desc_sw128(s_q, 16, 1024);
   const uint64_t k_desc = ptx::gmma_desc_sw128(s_kv + wg * 32 * 128, 16, 1024);      // keys 32 wg .. 32 wg + 31
@@ -105,14 +120,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto load_q = [&](int seq) { load_q_tile(p, s_q, seq, tile_row0, bar_q); };
   auto load_kv = [&](const WorkItem& it, int stage) { load_kv_block(p, s_kv, it, stage, bar_kv); };
 
-  if (tid == 0) {
-    load_q(cur.seq);
-    if (cur.seq == part.begin_seq && cur.block == part.begin_block) {
-      tma_load_tile(s_kv, &p.kv_map, first_block_id * 64, 64, bar_kv);  // load_kv(cur, 0), its id read early
-    } else {
-      load_kv(cur, 0);
-    }
-  }
+  if (tid == 0) load_q(cur.seq);
   uint32_t q_parity = 0, kv_parity = 0;  // parity of each barrier's next completion (bit per stage)
   bool q_loading = true;
   int num_jobs = 0;  // split pieces stored and announced, to merge after the last block (<= 2)

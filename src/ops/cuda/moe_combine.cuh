@@ -1,10 +1,10 @@
 // The MoE combine's device code (moe_combine_cuda, ops/moe_dispatch.h; launch code:
 // moe_dispatch.cu), and the per-vector combine that moe_combine_add_rms_norm (moe_combine_norm.cuh)
-// shares with it. Templates and inline functions only: included by more than one TU.
+// shares with it. Templates, inline functions and one host declaration: included by more than one TU.
 //
 // Symbols: T tokens, k experts per token, P = T·k pairs (p = t·k + j), H hidden width.
 //
-// moe_invert_pairs_kernel + moe_combine_kernel: the combine needs, for each pair, its sorted
+// invert_pairs_async + moe_combine_kernel: the combine needs, for each pair, its sorted
 // position (the inverse of sorted_pairs), kept in a [P] i32 workspace from the stream-ordered
 // allocator; positions no entry names stay -1 and contribute nothing. Then one thread per vector
 // of 8 channels of a token row: acc = y[t] in fp32, acc += w[t, j] · expert_out[position] for
@@ -22,6 +22,8 @@
 #pragma once
 
 #include <cuda_bf16.h>
+
+#include <cuda_runtime_api.h>
 
 #include <cstdint>
 
@@ -47,15 +49,12 @@ struct MoeCombineParams {
   int64_t hidden;                   // H
 };
 
-// grid-stride over P; position[] must be -1 beforehand.
-template <typename Y>
-__global__ void __launch_bounds__(kCombineThreads) moe_invert_pairs_kernel(MoeCombineParams<Y> p) {
-  const int64_t pairs = p.tokens * p.top_k;
-  for (int64_t pos = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; pos < pairs; pos += int64_t{gridDim.x} * blockDim.x) {
-    const int32_t pair = p.sorted_pairs[pos];
-    if (pair >= 0 && pair < pairs) p.position[pair] = static_cast<int32_t>(pos);
-  }
-}
+// Host (moe_dispatch.cu, where its kernel is defined): the inverse of sorted_pairs ([P] i32, each
+// pair's sorted position, -1 where no entry names it) in a stream-ordered allocation, for the
+// kernels that take positions from memory (above kCombineScanPairs). The caller frees it with
+// cudaFreeAsync on `stream` after them. Its kernel is launched plainly and never calls
+// launch_dependents, so its readers are launched plainly too (pdl.cuh).
+int32_t* invert_pairs_async(const int32_t* sorted_pairs, int64_t pairs, cudaStream_t stream);
 
 // acc += sum_j w[t, j] · expert_out[position[j], c·kVec ..] over j = 0 .. k-1 in order, in fp32
 // (one vector c of token t's row); a position < 0 adds nothing. `position` holds the token's k

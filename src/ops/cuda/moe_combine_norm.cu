@@ -21,18 +21,9 @@ void launch_kernel(gpu::MoeCombineNormParams p, cudaStream_t stream) {
     gpu::launch_programmatic(gpu::moe_combine_add_rms_norm_kernel<kVec>, blocks, threads, 0, stream, p);
     return;
   }
-  // The inverse of sorted_pairs in a stream-ordered workspace, as moe_combine_cuda builds it; the
-  // kernels here are launched plainly (moe_invert_pairs_kernel never calls launch_dependents, so
-  // a programmatic launch after it could start before its writes are visible: pdl.cuh).
-  int32_t* position = nullptr;
-  const size_t position_bytes = static_cast<size_t>(pairs) * sizeof(int32_t);
-  MLA_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&position), position_bytes, stream));
-  MLA_CUDA_CHECK(cudaMemsetAsync(position, 0xFF, position_bytes, stream));  // -1: no sorted position
-  const gpu::MoeCombineParams<__nv_bfloat16> invert{nullptr, p.sorted_pairs, position, nullptr, nullptr,
-                                                    p.tokens,  p.top_k,        0};
-  gpu::moe_invert_pairs_kernel<__nv_bfloat16>
-      <<<gpu::grid_blocks(pairs, gpu::kCombineThreads), gpu::kCombineThreads, 0, stream>>>(invert);
-  MLA_CUDA_CHECK_LAUNCH();
+  // Above the scan's limit: the positions from memory (invert_pairs_async, moe_combine.cuh), and a
+  // plain launch after its plain kernel.
+  int32_t* position = gpu::invert_pairs_async(p.sorted_pairs, pairs, stream);
   p.position = position;
   gpu::moe_combine_add_rms_norm_kernel<kVec><<<blocks, threads, 0, stream>>>(p);
   MLA_CUDA_CHECK_LAUNCH();

@@ -7,7 +7,7 @@
 // (rms_norm_heuristics.h: thread i owns vectors i, i + threads, ..). Per row:
 //   0. (P <= kCombineScanPairs) the CTA finds the token's k sorted positions by scanning
 //      sorted_pairs into shared memory (scan_token_positions, moe_combine.cuh); above that the
-//      positions come from the inverse workspace (moe_invert_pairs_kernel).
+//      positions come from the inverse workspace (invert_pairs_async, moe_combine.cuh).
 //   1. each thread, for each of its vectors: acc = shared_out (or 0), acc += w_j · expert_out[pos_j]
 //      in j order (combine_vec, moe_combine.cuh: moe_combine's code), y = bf16(acc) (moe_combine's
 //      store), v = bf16(residual + y) (add_rms_norm's residual add), stored into residual; and

@@ -67,6 +67,33 @@ void moe_group_and_gather_cuda(const Tensor& expert_ids, int64_t num_experts, co
   gpu::launch_programmatic(gpu::moe_group_by_expert_kernel, 1, gpu::kGroupThreads, 0, stream, p);
 }
 
+namespace gpu {
+namespace {
+
+// grid-stride over P; position[] must be -1 beforehand.
+__global__ void __launch_bounds__(kCombineThreads)
+    moe_invert_pairs_kernel(const int32_t* sorted_pairs, int32_t* position, int64_t pairs) {
+  for (int64_t pos = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; pos < pairs; pos += int64_t{gridDim.x} * blockDim.x) {
+    const int32_t pair = sorted_pairs[pos];
+    if (pair >= 0 && pair < pairs) position[pair] = static_cast<int32_t>(pos);
+  }
+}
+
+}  // namespace
+
+int32_t* invert_pairs_async(const int32_t* sorted_pairs, int64_t pairs, cudaStream_t stream) {
+  int32_t* position = nullptr;
+  const size_t bytes = static_cast<size_t>(pairs) * sizeof(int32_t);
+  MLA_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&position), bytes, stream));
+  MLA_CUDA_CHECK(cudaMemsetAsync(position, 0xFF, bytes, stream));  // -1: no sorted position
+  moe_invert_pairs_kernel<<<grid_blocks(pairs, kCombineThreads), kCombineThreads, 0, stream>>>(sorted_pairs, position,
+                                                                                             pairs);
+  MLA_CUDA_CHECK_LAUNCH();
+  return position;
+}
+
+}  // namespace gpu
+
 namespace {
 
 template <typename Y>
@@ -83,11 +110,7 @@ void launch_combine(gpu::MoeCombineParams<Y> p, bool vec8, cudaStream_t stream) 
     }
     return;
   }
-  const size_t position_bytes = static_cast<size_t>(pairs) * sizeof(int32_t);
-  MLA_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&p.position), position_bytes, stream));
-  MLA_CUDA_CHECK(cudaMemsetAsync(p.position, 0xFF, position_bytes, stream));  // -1: no sorted position
-  gpu::moe_invert_pairs_kernel<Y><<<gpu::grid_blocks(pairs, gpu::kCombineThreads), gpu::kCombineThreads, 0, stream>>>(p);
-  MLA_CUDA_CHECK_LAUNCH();
+  p.position = gpu::invert_pairs_async(p.sorted_pairs, pairs, stream);
   const int64_t vectors = vec8 ? p.hidden / 8 : p.hidden;
   const dim3 grid(static_cast<unsigned>((vectors + gpu::kCombineThreads - 1) / gpu::kCombineThreads),
                   static_cast<unsigned>(std::min<int64_t>(p.tokens, 65535)));

@@ -66,6 +66,7 @@
 #include "../../engine/in_flight_runner.h"
 #include "../../model/step_batch.h"
 #include "../../model/tiny_models.h"
+#include "../free_port.h"
 
 namespace mlaserve::dist {
 namespace {
@@ -729,7 +730,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<DistContext> ctx;
   if (devices >= world) {
     if (!rank_env) {  // rank 0 starts the others: the same binary and arguments
-      setenv("MLASERVE_TEST_PORT", std::to_string(20000 + getpid() % 20000).c_str(), 1);
+      setenv("MLASERVE_TEST_PORT", std::to_string(mlaserve::testing::free_tcp_port()).c_str(), 1);
       for (int r = 1; r < world; ++r) {
         const pid_t child = fork();
         if (child == 0) {

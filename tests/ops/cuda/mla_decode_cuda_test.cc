@@ -191,13 +191,18 @@ class MlaDecodeCuda : public ::testing::Test {
     for (const MlaPlan plan : {MlaPlan::kSplit, MlaPlan::kWhole}) {
       schedule.plan = plan;
       mla_decode_schedule_update(schedule, g.seq_lens, nullptr);
+      MLA_CUDA_CHECK(cudaDeviceSynchronize());  // the schedule is complete: early_loads may read it
       for (const bool pipeline : {false, true}) {
-        SCOPED_TRACE(std::string(pipeline ? "pipeline kernel" : "split-S kernel") +
-                     (plan == MlaPlan::kSplit ? ", split plan" : ", whole plan"));
-        schedule.pipeline = pipeline;
-        MlaDecodeOutputs o = poisoned_gpu_outputs(p.args.q.dim(0), n_heads);
-        mla_decode_cuda(g, o, schedule, nullptr);
-        expect_matches(to_host(o), want);
+        for (const bool early : {false, true}) {
+          SCOPED_TRACE(std::string(pipeline ? "pipeline kernel" : "split-S kernel") +
+                       (plan == MlaPlan::kSplit ? ", split plan" : ", whole plan") + (early ? ", early loads" : ""));
+          schedule.pipeline = pipeline;
+          MlaDecodeArgs a = g;
+          a.early_loads = early;
+          MlaDecodeOutputs o = poisoned_gpu_outputs(p.args.q.dim(0), n_heads);
+          mla_decode_cuda(a, o, schedule, nullptr);
+          expect_matches(to_host(o), want);
+        }
       }
     }
   }

@@ -106,18 +106,6 @@ std::vector<int32_t> skewed_counts(const MoeShape& s, const std::vector<int64_t>
   return counts;
 }
 
-// `tokens` tokens each routed to top_k distinct experts of `pool` (a decode step over a few
-// experts): with pool.size() < 2·top_k any two tokens share an expert, so a step of T >= 2 tokens
-// has experts of 2 .. T rows.
-std::vector<int32_t> decode_counts(const MoeShape& s, std::vector<int64_t> pool, int64_t tokens, std::mt19937_64& rng) {
-  std::vector<int32_t> counts(static_cast<size_t>(s.experts), 0);
-  for (int64_t tok = 0; tok < tokens; ++tok) {
-    std::shuffle(pool.begin(), pool.end(), rng);
-    for (int64_t j = 0; j < s.top_k; ++j) counts[static_cast<size_t>(pool[static_cast<size_t>(j)])] += 1;
-  }
-  return counts;
-}
-
 using sm80::MoeDecodeRing;
 
 // How a check runs the experts: the model's dispatch (moe_experts, MoeExpertsPath::kAuto), one
@@ -386,7 +374,7 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     std::vector<int64_t> pool = drawn.experts;
     make_weights(s, pool, seed);
     for (int64_t t = 1; t <= 4; ++t) {
-      const std::vector<int32_t> counts = decode_counts(s, pool, t, rng);
+      const std::vector<int32_t> counts = testing::decode_counts(s.experts, s.top_k, pool, t, rng);
       check_paths(counts, seed + 10 * static_cast<uint64_t>(t), 0, s.experts);
       check_paths(counts, seed + 10 * static_cast<uint64_t>(t) + 1, e0, e1);
     }

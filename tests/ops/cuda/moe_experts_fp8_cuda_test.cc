@@ -398,11 +398,7 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
     std::vector<int64_t> pool = drawn.experts;
     make_weights(s, pool, seed);
     for (int64_t t = 1; t <= 4; ++t) {
-      std::vector<int32_t> counts(static_cast<size_t>(s.experts), 0);
-      for (int64_t tok = 0; tok < t; ++tok) {
-        std::shuffle(pool.begin(), pool.end(), rng);
-        for (int64_t j = 0; j < s.top_k; ++j) counts[static_cast<size_t>(pool[static_cast<size_t>(j)])] += 1;
-      }
+      const std::vector<int32_t> counts = testing::decode_counts(s.experts, s.top_k, pool, t, rng);
       check_layer_paths(counts, seed + 10 * static_cast<uint64_t>(t), /*check_all=*/true, 0, s.experts);
       check_layer_paths(counts, seed + 10 * static_cast<uint64_t>(t) + 1, /*check_all=*/true, e0, e1);
     }

@@ -30,4 +30,17 @@ inline ExpertPool gemv_test_pool(int64_t num_experts, int64_t top_k, std::mt1993
   return p;
 }
 
+// Rows per expert ([num_experts] counts) of `tokens` tokens each routed to top_k distinct experts
+// of `pool` (a decode step over a few experts): with pool.size() < 2·top_k any two tokens share an
+// expert, so a step of T >= 2 tokens has experts of 2 .. T rows.
+inline std::vector<int32_t> decode_counts(int64_t num_experts, int64_t top_k, std::vector<int64_t> pool,
+                                          int64_t tokens, std::mt19937_64& rng) {
+  std::vector<int32_t> counts(static_cast<size_t>(num_experts), 0);
+  for (int64_t tok = 0; tok < tokens; ++tok) {
+    std::shuffle(pool.begin(), pool.end(), rng);
+    for (int64_t j = 0; j < top_k; ++j) counts[static_cast<size_t>(pool[static_cast<size_t>(j)])] += 1;
+  }
+  return counts;
+}
+
 }  // namespace mlaserve::ops::testing
