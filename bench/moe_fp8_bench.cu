@@ -273,7 +273,8 @@ int run(int argc, char** argv) {
           // CUTLASS's grouped kernels: the plain epilogue only (0 = not run).
           const double cutl = swiglu ? 0.0 : time_kernel(ops::MoeFp8Kernel::kCutlassGrouped);
           const double cutpp = swiglu ? 0.0 : time_kernel(ops::MoeFp8Kernel::kCutlassGroupedPingpong);
-          const char* picked = !ops::sm90::moe_fp8::use_wgmma(rows, md.experts)     ? "mma"
+          const char* picked = ops::sm90::moe_fp8::use_cutlass_grouped(swiglu, rows, md.experts) ? "cutl"
+                               : !ops::sm90::moe_fp8::use_wgmma(rows, md.experts)     ? "mma"
                                : ops::sm90::moe_fp8::choose_bn(n_out, swiglu, rows, md.experts) == 256 ? "n256"
                                                                                      : "n128";
           const double flops = 2.0 * rows * w_rows * k;

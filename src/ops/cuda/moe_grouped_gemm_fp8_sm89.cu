@@ -92,7 +92,8 @@ void moe_grouped_gemm_fp8_cuda(const Tensor& a_q, const Tensor& a_scales, const 
   p.b_rows = static_cast<int32_t>(b_rows);
   p.n_out = static_cast<int32_t>(n_out);
   if (kernel == MoeFp8Kernel::kAuto) {
-    kernel = !sm90::moe_fp8::use_wgmma(rows, e_count)        ? MoeFp8Kernel::kMmaSync
+    kernel = sm90::moe_fp8::use_cutlass_grouped(swiglu, rows, e_count) ? MoeFp8Kernel::kCutlassGrouped
+             : !sm90::moe_fp8::use_wgmma(rows, e_count)        ? MoeFp8Kernel::kMmaSync
              : sm90::moe_fp8::choose_bn(n_out, swiglu, rows, e_count) == 256 ? MoeFp8Kernel::kWgmmaN256
                                                               : MoeFp8Kernel::kWgmmaN128;
   }
