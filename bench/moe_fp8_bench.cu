@@ -2,15 +2,15 @@
 //
 //   1. grouped GEMM at the target shape, 4 experts x 8192 rows, N 4096, K 7168 (plain epilogue):
 //      our kernels (mma.sync, Hopper wgmma with 128- and 256-row weight tiles) and CUTLASS's
-//      grouped blockwise kernel (moe_grouped_gemm_fp8_cutlass.h: cooperative 128x128 and pingpong
-//      64x128, default walk, then the best of its 8 walks: raster M/N x swizzle 1/2/4/8) against the best
+//      grouped blockwise kernel (moe_grouped_gemm_fp8_cutlass.h: cooperative 128x128, default walk,
+//      then the best of its 8 walks: raster M/N x swizzle 1/2/4/8) against the best
 //      peer on the card for the same work, the dense block-scaled FP8 GEMM (linear_fp8_w8a8_cuda,
 //      cuBLASLt BLK128x128 and the sm90 kernel, whichever kAuto picks) launched once per expert,
 //      and the floor: the tensor cores' dense FP8 peak (kFp8PeakTflops). TFLOPS = 2·P·N·K / time.
 //   2. the grouped GEMMs of real MoE layers (V3: E 256, H 7168, Im 2048; V2-Lite: E 64, H 2048,
 //      Im 1408), gate_up (SwiGLU epilogue) and down, uniform routing, at 16 .. 1536 rows per
-//      expert: every kernel (CUTLASS's cooperative and pingpong on down only: no SwiGLU
-//      epilogue), what kAuto picks, and the floor (the FP8 peak or the bytes at the copy
+//      expert: every kernel (CUTLASS's cooperative on down only: no SwiGLU epilogue), what kAuto
+//      picks, and the floor (the FP8 peak or the bytes at the copy
 //      bandwidth, whichever is longer: at a few hundred rows per expert the weights dominate).
 //   3. a V3 and a V2-Lite MoE layer (V3: 256 experts, H 7168, Im 2048, top-8; V2-Lite: 64, 2048,
 //      1408, top-6; uniform routing over the experts):
@@ -148,11 +148,7 @@ int run(int argc, char** argv) {
       ops::moe_grouped_gemm_fp8_cuda(a_q, a_s, offsets, b_q, b_s, false, out, stream,
                                      ops::MoeFp8Kernel::kCutlassGrouped);
     });
-    const double cutlass_pp = time_us(timer, stream, [&](int) {
-      ops::moe_grouped_gemm_fp8_cuda(a_q, a_s, offsets, b_q, b_s, false, out, stream,
-                                     ops::MoeFp8Kernel::kCutlassGroupedPingpong);
-    });
-    // CUTLASS's walks over the tiles (run-time options of each instantiation): the best of 8.
+    // CUTLASS's walks over the tiles (run-time options): the best of 8.
     namespace cg = ops::sm90::moe_fp8_cutlass;
     ops::sm89::MoeFp8GemmParams gp{};
     gp.a = static_cast<const uint8_t*>(a_q.raw());
@@ -170,15 +166,12 @@ int run(int argc, char** argv) {
       double us;
       cg::Options options;
     };
-    Walk best[2] = {{1e30, {}}, {1e30, {}}};
-    for (const cg::Schedule schedule : {cg::Schedule::kCooperative, cg::Schedule::kPingpong}) {
-      for (const cg::Raster raster : {cg::Raster::kAlongM, cg::Raster::kAlongN}) {
-        for (const int swizzle : {1, 2, 4, 8}) {
-          const cg::Options options{swizzle, raster};
-          const double us = time_us(timer, stream, [&](int) { cg::moe_grouped_gemm_fp8_cutlass(gp, schedule, options, stream); });
-          Walk& b = best[schedule == cg::Schedule::kCooperative ? 0 : 1];
-          if (us < b.us) b = {us, options};
-        }
+    Walk best{1e30, {}};
+    for (const cg::Raster raster : {cg::Raster::kAlongM, cg::Raster::kAlongN}) {
+      for (const int swizzle : {1, 2, 4, 8}) {
+        const cg::Options options{swizzle, raster};
+        const double us = time_us(timer, stream, [&](int) { cg::moe_grouped_gemm_fp8_cutlass(gp, options, stream); });
+        if (us < best.us) best = {us, options};
       }
     }
     auto walk_name = [](const cg::Options& o) {
@@ -195,15 +188,12 @@ int run(int argc, char** argv) {
     std::printf("\ngrouped FP8 GEMM, %ld groups x %ld rows, N %ld, K %ld\n", groups, m, n, k);
     const double floor = flops / kFp8PeakTflops / 1e6;
     std::printf("%-44s %10s %8s %8s %8s\n", "kernel", "us", "TFLOPS", "of peak", "peer/us");
-    const std::string coop_best = "cutlass grouped coop, best (" + walk_name(best[0].options) + ")";
-    const std::string pp_best = "cutlass grouped pingpong, best (" + walk_name(best[1].options) + ")";
+    const std::string coop_best = "cutlass grouped coop, best (" + walk_name(best.options) + ")";
     for (const auto& [name, us] : {std::pair<std::string, double>{"moe_grouped_gemm_fp8 (mma.sync)", mma},
                                    {"moe_grouped_gemm_fp8 (wgmma n128)", wgmma128},
                                    {"moe_grouped_gemm_fp8 (wgmma n256)", wgmma256},
                                    {"cutlass grouped coop 128x128 (kCutlassGrouped)", cutlass_coop},
-                                   {"cutlass grouped pingpong 64x128", cutlass_pp},
-                                   {coop_best, best[0].us},
-                                   {pp_best, best[1].us},
+                                   {coop_best, best.us},
                                    {"linear_fp8_w8a8 x4 (peer)", peer},
                                    {"floor (FP8 dense peak)", floor}}) {
       std::printf("%-44s %10.1f %8.1f %8.2f %8.2f\n", name.c_str(), us, flops / us / 1e6, floor / us, peer / us);
@@ -212,11 +202,9 @@ int run(int argc, char** argv) {
                          {"mma_sync_tflops", flops / mma / 1e6}, {"wgmma_n128_us", wgmma128},
                          {"wgmma_n128_tflops", flops / wgmma128 / 1e6}, {"wgmma_n256_us", wgmma256},
                          {"wgmma_n256_tflops", flops / wgmma256 / 1e6}, {"cutlass_coop_us", cutlass_coop},
-                         {"cutlass_coop_tflops", flops / cutlass_coop / 1e6}, {"cutlass_pingpong_us", cutlass_pp},
-                         {"cutlass_pingpong_tflops", flops / cutlass_pp / 1e6},
-                         {"cutlass_coop_best_us", best[0].us}, {"cutlass_coop_best_walk", walk_name(best[0].options)},
-                         {"cutlass_pingpong_best_us", best[1].us},
-                         {"cutlass_pingpong_best_walk", walk_name(best[1].options)}, {"peer_dense_x4_us", peer},
+                         {"cutlass_coop_tflops", flops / cutlass_coop / 1e6},
+                         {"cutlass_coop_best_us", best.us}, {"cutlass_coop_best_walk", walk_name(best.options)},
+                         {"peer_dense_x4_us", peer},
                          {"peer_tflops", flops / peer / 1e6}, {"floor_us", floor}});
   }
 
@@ -232,9 +220,9 @@ int run(int argc, char** argv) {
                             {"v2-lite", 64, 2048, 1408, 6, {1, 64, 128, 256, 512, 1024, 4096, 16384}}};
     std::printf("\ngrouped GEMMs of MoE layers, uniform routing; mma.sync and wgmma (n128, n256 weight tiles); "
                 "floor = max(FP8 peak, bytes / copy bandwidth); auto = what kAuto runs\n");
-    std::printf("%-8s %-8s %6s %7s %6s %9s %7s %9s %7s %9s %7s %9s %7s %9s %7s %9s %5s\n", "model", "gemm", "tokens",
-                "rows", "mean", "mma us", "TFLOPS", "n128 us", "TFLOPS", "n256 us", "TFLOPS", "cutl us", "TFLOPS",
-                "cutpp us", "TFLOPS", "floor us", "auto");
+    std::printf("%-8s %-8s %6s %7s %6s %9s %7s %9s %7s %9s %7s %9s %7s %9s %5s\n", "model", "gemm", "tokens", "rows",
+                "mean", "mma us", "TFLOPS", "n128 us", "TFLOPS", "n256 us", "TFLOPS", "cutl us", "TFLOPS", "floor us",
+                "auto");
     for (const Model& md : models) {
       Tensor gu_q, gu_s, dn_q, dn_s;
       random_fp8({md.experts * 2 * md.inter, md.hidden}, 11, gu_q, gu_s, stream);
@@ -270,9 +258,8 @@ int run(int argc, char** argv) {
           const double mma = time_kernel(ops::MoeFp8Kernel::kMmaSync);
           const double n128 = time_kernel(ops::MoeFp8Kernel::kWgmmaN128);
           const double n256 = time_kernel(ops::MoeFp8Kernel::kWgmmaN256);
-          // CUTLASS's grouped kernels: the plain epilogue only (0 = not run).
+          // CUTLASS's grouped kernel: the plain epilogue only (0 = not run).
           const double cutl = swiglu ? 0.0 : time_kernel(ops::MoeFp8Kernel::kCutlassGrouped);
-          const double cutpp = swiglu ? 0.0 : time_kernel(ops::MoeFp8Kernel::kCutlassGroupedPingpong);
           const char* picked = ops::sm90::moe_fp8::use_cutlass_grouped(swiglu, rows, md.experts) ? "cutl"
                                : !ops::sm90::moe_fp8::use_wgmma(rows, md.experts)     ? "mma"
                                : ops::sm90::moe_fp8::choose_bn(n_out, swiglu, rows, md.experts) == 256 ? "n256"
@@ -283,20 +270,16 @@ int run(int argc, char** argv) {
           const double bytes = static_cast<double>(md.experts) * w_rows * k + rows * (k + 2.0 * n_out);
           const double floor = std::max(flops / kFp8PeakTflops / 1e6, bytes / copy / 1e3);
           const int64_t mean = rows / std::min(md.experts, rows);
-          std::printf("%-8s %-8s %6ld %7ld %6ld %9.1f %7.1f %9.1f %7.1f %9.1f %7.1f %9.1f %7.1f %9.1f %7.1f %9.1f %5s\n",
-                      md.name, swiglu ? "gate_up" : "down", t, rows, mean, mma, flops / mma / 1e6, n128,
-                      flops / n128 / 1e6, n256, flops / n256 / 1e6, cutl, cutl > 0 ? flops / cutl / 1e6 : 0.0, cutpp,
-                      cutpp > 0 ? flops / cutpp / 1e6 : 0.0, floor, picked);
+          std::printf("%-8s %-8s %6ld %7ld %6ld %9.1f %7.1f %9.1f %7.1f %9.1f %7.1f %9.1f %7.1f %9.1f %5s\n", md.name,
+                      swiglu ? "gate_up" : "down", t, rows, mean, mma, flops / mma / 1e6, n128, flops / n128 / 1e6,
+                      n256, flops / n256 / 1e6, cutl, cutl > 0 ? flops / cutl / 1e6 : 0.0, floor, picked);
           nlohmann::json row = {{"model", md.name},       {"gemm", swiglu ? "gate_up" : "down"},
                                 {"tokens", t},            {"rows", rows},
                                 {"experts", md.experts},  {"k", k},
                                 {"weight_rows", w_rows},  {"mma_sync_us", mma},
                                 {"wgmma_n128_us", n128},  {"wgmma_n256_us", n256},
                                 {"floor_us", floor},      {"auto", picked}};
-          if (!swiglu) {
-            row["cutlass_coop_us"] = cutl;
-            row["cutlass_pingpong_us"] = cutpp;
-          }
+          if (!swiglu) row["cutlass_coop_us"] = cutl;
           shape_rows.push_back(std::move(row));
         }
       }

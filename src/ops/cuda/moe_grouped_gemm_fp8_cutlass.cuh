@@ -1,11 +1,11 @@
 // CUTLASS 4.2's grouped blockwise-scaled FP8 GEMM for the MoE experts (contract and layouts:
 // moe_grouped_gemm_fp8_cutlass.h): the kernel types of one instantiation, the kernel that fills
-// the per-group argument arrays on the device, and the host launch. Included by one translation
-// unit per instantiation (moe_grouped_gemm_fp8_cutlass_{coop,pingpong}.cu) and nothing else.
+// the per-group argument arrays on the device, and the host launch. Included by the translation
+// unit of the instantiation (moe_grouped_gemm_fp8_cutlass_coop.cu) and nothing else.
 //
 // Design: everything that runs the GEMM is CUTLASS's; what is ours is the type choice, the
 // argument kernel and the mapping of our tensors onto CUTLASS's arguments.
-//   - Mainloop: CollectiveBuilder with KernelPtrArrayTmaWarpSpecialized{Cooperative,Pingpong}
+//   - Mainloop: CollectiveBuilder with KernelPtrArrayTmaWarpSpecializedCooperative
 //     FP8BlockScaledAccum picks MainloopSm90ArrayTmaGmmaWarpSpecializedBlockwise
 //     (sm90_mma_array_tma_gmma_ss_warpspecialized_fp8_blockwise_scaling.hpp): A and B by TMA
 //     through per-CTA tensormaps that the producer warp rewrites (address, M_e, strides) whenever

@@ -1,8 +1,7 @@
 // CUTLASS 4.2's grouped (ptr-array) blockwise-scaled FP8 GEMM as the plain (down-projection)
 // epilogue of moe_grouped_gemm_fp8_cuda (ops/moe_experts.h): host entry points, internal to
-// src/ops/cuda (and its benchmark and test). MoeFp8Kernel::kCutlassGrouped /
-// kCutlassGroupedPingpong force it; kAuto takes the cooperative one from 128 rows per expert
-// (use_cutlass_grouped in moe_grouped_gemm_fp8_sm90.h).
+// src/ops/cuda (and its benchmark and test). MoeFp8Kernel::kCutlassGrouped forces it; kAuto takes
+// it from 128 rows per expert (use_cutlass_grouped in moe_grouped_gemm_fp8_sm90.h).
 //
 //   out[r, j] bf16 = Σ_g (a_q[r, g-th 128 columns] · b_q[e, j, same]) · a_scales[r, g] · b_scales[e, j/128, g]
 //   for every row r of expert e, r in [offsets[e], offsets[e + 1]) (clamped to [0, P])
@@ -42,20 +41,13 @@
 
 namespace mlaserve::ops::sm90::moe_fp8_cutlass {
 
-// The two instantiations, each in its own translation unit.
-enum class Schedule : uint8_t {
-  // KernelPtrArrayTmaWarpSpecializedCooperativeFP8BlockScaledAccum: 128 x 128 x 128 tiles, two
-  // consumer warpgroups on one tile (64 rows each), clusters 1 x 2 (the pair shares the A tile by
-  // TMA multicast). moe_grouped_gemm_fp8_cutlass_coop.cu.
-  kCooperative,
-  // KernelPtrArrayTmaWarpSpecializedPingpongFP8BlockScaledAccum: 64 x 128 x 128 tiles, the two
-  // consumer warpgroups on alternate tiles (one's epilogue under the other's main loop), clusters
-  // 1 x 2. moe_grouped_gemm_fp8_cutlass_pingpong.cu.
-  kPingpong,
-};
+// The one instantiation (moe_grouped_gemm_fp8_cutlass_coop.cu):
+// KernelPtrArrayTmaWarpSpecializedCooperativeFP8BlockScaledAccum, 128 x 128 x 128 tiles, two
+// consumer warpgroups on one tile (64 rows each), clusters 1 x 2 (the pair shares the A tile by TMA
+// multicast). Why this schedule: bench/NOTES-fp8-gemm.md.
 
-// The group scheduler's walk over each group's output tiles (run-time arguments of one
-// instantiation; moe_fp8_bench sweeps them).
+// The group scheduler's walk over each group's output tiles (run-time arguments; moe_fp8_bench
+// sweeps them).
 enum class Raster : uint8_t {
   kAlongM,  // CUTLASS's default for grouped GEMMs: consecutive CTAs take consecutive M tiles
   kAlongN,  // consecutive CTAs take consecutive N tiles (the A tile stays hot in L2)
@@ -69,16 +61,7 @@ struct Options {
 // kernel, then CUTLASS's. Host work: three TMA descriptors, the kernel's shared-memory attribute,
 // one workspace from the caching allocator (sm_count · 384 bytes of tensormaps + ~160 bytes a
 // group). Throws when CUTLASS refuses the arguments or a launch fails. Nothing when P = 0.
-// Each instantiation's entry, defined in its translation unit.
-void run_cooperative(const sm89::MoeFp8GemmParams& p, const Options& options, cudaStream_t stream);
-void run_pingpong(const sm89::MoeFp8GemmParams& p, const Options& options, cudaStream_t stream);
-
-inline void moe_grouped_gemm_fp8_cutlass(const sm89::MoeFp8GemmParams& p, Schedule schedule, const Options& options,
-                                         cudaStream_t stream) {
-  switch (schedule) {
-    case Schedule::kCooperative: return run_cooperative(p, options, stream);
-    case Schedule::kPingpong: return run_pingpong(p, options, stream);
-  }
-}
+// Defined in moe_grouped_gemm_fp8_cutlass_coop.cu.
+void moe_grouped_gemm_fp8_cutlass(const sm89::MoeFp8GemmParams& p, const Options& options, cudaStream_t stream);
 
 }  // namespace mlaserve::ops::sm90::moe_fp8_cutlass

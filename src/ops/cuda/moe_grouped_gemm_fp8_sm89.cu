@@ -97,11 +97,9 @@ void moe_grouped_gemm_fp8_cuda(const Tensor& a_q, const Tensor& a_scales, const 
              : sm90::moe_fp8::choose_bn(n_out, swiglu, rows, e_count) == 256 ? MoeFp8Kernel::kWgmmaN256
                                                               : MoeFp8Kernel::kWgmmaN128;
   }
-  if (kernel == MoeFp8Kernel::kCutlassGrouped || kernel == MoeFp8Kernel::kCutlassGroupedPingpong) {
+  if (kernel == MoeFp8Kernel::kCutlassGrouped) {
     MLA_CHECK(!swiglu, "{}: the CUTLASS grouped kernel has the plain epilogue only", kGemm);
-    using sm90::moe_fp8_cutlass::Schedule;
-    return sm90::moe_fp8_cutlass::moe_grouped_gemm_fp8_cutlass(
-        p, kernel == MoeFp8Kernel::kCutlassGrouped ? Schedule::kCooperative : Schedule::kPingpong, {}, stream);
+    return sm90::moe_fp8_cutlass::moe_grouped_gemm_fp8_cutlass(p, {}, stream);
   }
   if (kernel != MoeFp8Kernel::kMmaSync) {
     return sm90::moe_fp8::moe_grouped_gemm_fp8_sm90(p, swiglu, kernel == MoeFp8Kernel::kWgmmaN256 ? 256 : 128,

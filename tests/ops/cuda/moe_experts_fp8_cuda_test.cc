@@ -19,9 +19,9 @@
 //    most, ~1.1e-3 RMS; SwiGLU is computed in fp32 from the fp32 sums and rounded once, as the
 //    plain output): relative L2 < 3e-3 and calc_diff (DeepGEMM's 1 - 2Σxy / Σ(x² + y²)) < 1e-5,
 //    where a wrong scale group or a lost K tile gives > 1e-2.
-//    CUTLASS's grouped blockwise kernels (MoeFp8Kernel::kCutlassGrouped, cooperative 128x128, and
-//    kCutlassGroupedPingpong, 64x128; plain epilogue only) go through the same check with the same
-//    bounds: beside the wgmma kernel wherever it runs, and in their own cases (empty experts,
+//    CUTLASS's grouped blockwise kernel (MoeFp8Kernel::kCutlassGrouped, cooperative 128x128;
+//    plain epilogue only) goes through the same check with the same bounds: beside the wgmma
+//    kernel wherever it runs, and in its own cases (empty experts,
 //    partial M tiles, one row, 64 and 256 experts, a rank's share with the other rows left
 //    poisoned, a CUDA graph replay, the benchmark's 4 x 8192 x 4096 x 7168 shape).
 //  - moe_experts (the whole FP8 layer through the dispatch) against a CPU model of the GPU's
@@ -410,7 +410,6 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
       case MoeFp8Kernel::kWgmmaN128: return "wgmma n128";
       case MoeFp8Kernel::kWgmmaN256: return "wgmma n256";
       case MoeFp8Kernel::kCutlassGrouped: return "cutlass grouped";
-      case MoeFp8Kernel::kCutlassGroupedPingpong: return "cutlass grouped pingpong";
       case MoeFp8Kernel::kMmaSync: return "mma.sync";
       case MoeFp8Kernel::kAuto: return "auto";
     }
@@ -509,20 +508,15 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
       check_gemm(counts, seed++, check_all, kernel, /*swiglu=*/false);
       check_gemm(counts, seed++, check_all, kernel, /*swiglu=*/true);
     }
-    // CUTLASS's grouped kernels: the plain epilogue only, wherever the wgmma kernel would run.
+    // CUTLASS's grouped kernel: the plain epilogue only, wherever the wgmma kernel would run.
     if (every_kernel || wgmma) check_cutlass(counts, seed, check_all);
   }
 
-  // Both CUTLASS grouped instantiations (plain epilogue), over all experts.
+  // The CUTLASS grouped kernel (plain epilogue), over experts [e0, e1) (all by default).
   void check_cutlass(const std::vector<int32_t>& counts, uint64_t seed, bool check_all, int64_t e0 = 0,
                      int64_t e1 = -1) {
-    for (const MoeFp8Kernel kernel : kCutlassKernels) {
-      check_gemm(counts, seed++, check_all, kernel, /*swiglu=*/false, e0, e1);
-    }
+    check_gemm(counts, seed, check_all, MoeFp8Kernel::kCutlassGrouped, /*swiglu=*/false, e0, e1);
   }
-
-  static constexpr MoeFp8Kernel kCutlassKernels[] = {MoeFp8Kernel::kCutlassGrouped,
-                                                    MoeFp8Kernel::kCutlassGroupedPingpong};
 
   void check_model(const MoeShape& s, int64_t materialised, const std::vector<int64_t>& token_counts) {
     const uint64_t seed = fresh_seed();
@@ -609,12 +603,12 @@ TEST_F(MoeFp8Cuda, SmallNoRowsIsANoOp) {
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-// ---- CUTLASS's grouped kernels (plain epilogue; also run under compute-sanitizer) --------------
+// ---- CUTLASS's grouped kernel (plain epilogue; also run under compute-sanitizer) ---------------
 
 // Groups of one row, partial M tiles (1, 3, 65, 127, 129 rows), empty experts first, inside and
 // last, a single row in all, a single expert, and a rank's share of the experts (views; the rows
 // of the other experts must stay poisoned). The persistent case has more tiles than SMs
-// (42 M tiles of 128 rows x 4 N tiles, twice that for the pingpong kernel's 64-row tiles).
+// (42 M tiles of 128 rows x 4 N tiles).
 TEST_F(MoeFp8Cuda, SmallCutlassGrouped) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
@@ -662,19 +656,16 @@ TEST_F(MoeFp8Cuda, SmallCutlassGraphCapture) {
   upload(random_scales({rows, k / 128}, seed + 2, 0x1p-6f), a_s);
   const Tensor off_gpu = testing::i32_tensor(offsets, {kSmall.experts + 1}).to(Device::kCUDA);
   Tensor coop = Tensor::empty({rows, n}, DType::kBF16, Device::kCUDA);
-  Tensor pingpong = Tensor::empty({rows, n}, DType::kBF16, Device::kCUDA);
   const std::vector<Tensor> eager = eager_then_graph(
       [&] {
         moe_grouped_gemm_fp8_cuda(a_q, a_s, off_gpu, gpu_.down, gpu_.down_scale, false, coop, stream_,
                                   MoeFp8Kernel::kCutlassGrouped);
-        moe_grouped_gemm_fp8_cuda(a_q, a_s, off_gpu, gpu_.down, gpu_.down_scale, false, pingpong, stream_,
-                                  MoeFp8Kernel::kCutlassGroupedPingpong);
       },
-      {&coop, &pingpong});
+      {&coop});
   for (const Tensor& t : eager) EXPECT_EQ(count_nonfinite(t), 0) << "outputs left unwritten";
 }
 
-// The SwiGLU epilogue is not instantiated: forcing the CUTLASS kernels with it throws.
+// The SwiGLU epilogue is not instantiated: forcing the CUTLASS kernel with it throws.
 TEST_F(MoeFp8Cuda, SmallCutlassRejectsSwiGlu) {
   make_weights(kSmall, {0}, fresh_seed());
   const std::vector<int32_t> offsets = offsets_of({4, 0, 0, 0, 0, 0, 0, 0});
@@ -682,11 +673,9 @@ TEST_F(MoeFp8Cuda, SmallCutlassRejectsSwiGlu) {
   const Tensor a_s = poisoned_gpu({4, kSmall.hidden / 128}, DType::kF32, stream_);
   const Tensor off_gpu = testing::i32_tensor(offsets, {kSmall.experts + 1}).to(Device::kCUDA);
   Tensor out = Tensor::empty({4, kSmall.inter}, DType::kBF16, Device::kCUDA);
-  for (const MoeFp8Kernel kernel : kCutlassKernels) {
-    EXPECT_THROW(moe_grouped_gemm_fp8_cuda(a_q, a_s, off_gpu, gpu_.gate_up, gpu_.gate_up_scale, /*swiglu=*/true, out,
-                                           stream_, kernel),
-                 Error);
-  }
+  EXPECT_THROW(moe_grouped_gemm_fp8_cuda(a_q, a_s, off_gpu, gpu_.gate_up, gpu_.gate_up_scale, /*swiglu=*/true, out,
+                                         stream_, MoeFp8Kernel::kCutlassGrouped),
+               Error);
 }
 
 // The benchmark's shape (moe_fp8_bench --sections gemm): 4 experts x 8192 rows, N 4096, K 7168,
