@@ -1,13 +1,16 @@
 // The grouped block-FP8 MoE GEMM (moe_grouped_gemm_fp8_cuda) and the FP8 expert layer on the GPU.
 //
 //   1. grouped GEMM at the target shape, 4 experts x 8192 rows, N 4096, K 7168 (plain epilogue):
-//      both kernels (mma.sync, Hopper wgmma with 128- and 256-row weight tiles) against the best
+//      our kernels (mma.sync, Hopper wgmma with 128- and 256-row weight tiles) and CUTLASS's
+//      grouped blockwise kernel (moe_grouped_gemm_fp8_cutlass.h: cooperative 128x128, default walk,
+//      then the best of its 8 walks: raster M/N x swizzle 1/2/4/8) against the best
 //      peer on the card for the same work, the dense block-scaled FP8 GEMM (linear_fp8_w8a8_cuda,
 //      cuBLASLt BLK128x128 and the sm90 kernel, whichever kAuto picks) launched once per expert,
 //      and the floor: the tensor cores' dense FP8 peak (kFp8PeakTflops). TFLOPS = 2·P·N·K / time.
 //   2. the grouped GEMMs of real MoE layers (V3: E 256, H 7168, Im 2048; V2-Lite: E 64, H 2048,
 //      Im 1408), gate_up (SwiGLU epilogue) and down, uniform routing, at 16 .. 1536 rows per
-//      expert: every kernel, what kAuto picks, and the floor (the FP8 peak or the bytes at the copy
+//      expert: every kernel (CUTLASS's cooperative on down only: no SwiGLU epilogue), what kAuto
+//      picks, and the floor (the FP8 peak or the bytes at the copy
 //      bandwidth, whichever is longer: at a few hundred rows per expert the weights dominate).
 //   3. a V3 and a V2-Lite MoE layer (V3: 256 experts, H 7168, Im 2048, top-8; V2-Lite: 64, 2048,
 //      1408, top-6; uniform routing over the experts):
@@ -50,6 +53,7 @@
 #include "ops/fp8_block.h"
 #include "ops/linear_fp8.h"
 #include "ops/cuda/moe_experts_gemv.h"
+#include "ops/cuda/moe_grouped_gemm_fp8_cutlass.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
 #include "ops/moe_experts.h"
 #include "ops/random_fill.h"
@@ -140,6 +144,39 @@ int run(int argc, char** argv) {
     const double wgmma256 = time_us(timer, stream, [&](int) {
       ops::moe_grouped_gemm_fp8_cuda(a_q, a_s, offsets, b_q, b_s, false, out, stream, ops::MoeFp8Kernel::kWgmmaN256);
     });
+    const double cutlass_coop = time_us(timer, stream, [&](int) {
+      ops::moe_grouped_gemm_fp8_cuda(a_q, a_s, offsets, b_q, b_s, false, out, stream,
+                                     ops::MoeFp8Kernel::kCutlassGrouped);
+    });
+    // CUTLASS's walks over the tiles (run-time options): the best of 8.
+    namespace cg = ops::sm90::moe_fp8_cutlass;
+    ops::sm89::MoeFp8GemmParams gp{};
+    gp.a = static_cast<const uint8_t*>(a_q.raw());
+    gp.a_scales = a_s.data<float>();
+    gp.b = static_cast<const uint8_t*>(b_q.raw());
+    gp.b_scales = b_s.data<float>();
+    gp.out = static_cast<__nv_bfloat16*>(out.raw());
+    gp.expert_offsets = offsets.data<int32_t>();
+    gp.num_rows = static_cast<int32_t>(rows);
+    gp.num_experts = static_cast<int32_t>(groups);
+    gp.k = static_cast<int32_t>(k);
+    gp.b_rows = static_cast<int32_t>(n);
+    gp.n_out = static_cast<int32_t>(n);
+    struct Walk {
+      double us;
+      cg::Options options;
+    };
+    Walk best{1e30, {}};
+    for (const cg::Raster raster : {cg::Raster::kAlongM, cg::Raster::kAlongN}) {
+      for (const int swizzle : {1, 2, 4, 8}) {
+        const cg::Options options{swizzle, raster};
+        const double us = time_us(timer, stream, [&](int) { cg::moe_grouped_gemm_fp8_cutlass(gp, options, stream); });
+        if (us < best.us) best = {us, options};
+      }
+    }
+    auto walk_name = [](const cg::Options& o) {
+      return std::string(o.raster == cg::Raster::kAlongN ? "N" : "M") + " swizzle " + std::to_string(o.max_swizzle);
+    };
     const double peer = time_us(timer, stream, [&](int) {
       for (int64_t g = 0; g < groups; ++g) {
         Tensor o = out.slice(g * m, (g + 1) * m);
@@ -150,18 +187,24 @@ int run(int argc, char** argv) {
     });
     std::printf("\ngrouped FP8 GEMM, %ld groups x %ld rows, N %ld, K %ld\n", groups, m, n, k);
     const double floor = flops / kFp8PeakTflops / 1e6;
-    std::printf("%-34s %10s %8s %8s\n", "kernel", "us", "TFLOPS", "of peak");
-    for (const auto& [name, us] : {std::pair{"moe_grouped_gemm_fp8 (mma.sync)", mma},
-                                   std::pair{"moe_grouped_gemm_fp8 (wgmma n128)", wgmma128},
-                                   std::pair{"moe_grouped_gemm_fp8 (wgmma n256)", wgmma256},
-                                   std::pair{"linear_fp8_w8a8 x4 (peer)", peer},
-                                   std::pair{"floor (FP8 dense peak)", floor}}) {
-      std::printf("%-34s %10.1f %8.1f %8.2f\n", name, us, flops / us / 1e6, floor / us);
+    std::printf("%-44s %10s %8s %8s %8s\n", "kernel", "us", "TFLOPS", "of peak", "peer/us");
+    const std::string coop_best = "cutlass grouped coop, best (" + walk_name(best.options) + ")";
+    for (const auto& [name, us] : {std::pair<std::string, double>{"moe_grouped_gemm_fp8 (mma.sync)", mma},
+                                   {"moe_grouped_gemm_fp8 (wgmma n128)", wgmma128},
+                                   {"moe_grouped_gemm_fp8 (wgmma n256)", wgmma256},
+                                   {"cutlass grouped coop 128x128 (kCutlassGrouped)", cutlass_coop},
+                                   {coop_best, best.us},
+                                   {"linear_fp8_w8a8 x4 (peer)", peer},
+                                   {"floor (FP8 dense peak)", floor}}) {
+      std::printf("%-44s %10.1f %8.1f %8.2f %8.2f\n", name.c_str(), us, flops / us / 1e6, floor / us, peer / us);
     }
     gemm_rows.push_back({{"groups", groups}, {"m", m}, {"n", n}, {"k", k}, {"mma_sync_us", mma},
                          {"mma_sync_tflops", flops / mma / 1e6}, {"wgmma_n128_us", wgmma128},
                          {"wgmma_n128_tflops", flops / wgmma128 / 1e6}, {"wgmma_n256_us", wgmma256},
-                         {"wgmma_n256_tflops", flops / wgmma256 / 1e6}, {"peer_dense_x4_us", peer},
+                         {"wgmma_n256_tflops", flops / wgmma256 / 1e6}, {"cutlass_coop_us", cutlass_coop},
+                         {"cutlass_coop_tflops", flops / cutlass_coop / 1e6},
+                         {"cutlass_coop_best_us", best.us}, {"cutlass_coop_best_walk", walk_name(best.options)},
+                         {"peer_dense_x4_us", peer},
                          {"peer_tflops", flops / peer / 1e6}, {"floor_us", floor}});
   }
 
@@ -177,8 +220,9 @@ int run(int argc, char** argv) {
                             {"v2-lite", 64, 2048, 1408, 6, {1, 64, 128, 256, 512, 1024, 4096, 16384}}};
     std::printf("\ngrouped GEMMs of MoE layers, uniform routing; mma.sync and wgmma (n128, n256 weight tiles); "
                 "floor = max(FP8 peak, bytes / copy bandwidth); auto = what kAuto runs\n");
-    std::printf("%-8s %-8s %6s %7s %6s %9s %7s %9s %7s %9s %7s %9s %5s\n", "model", "gemm", "tokens", "rows", "mean",
-                "mma us", "TFLOPS", "n128 us", "TFLOPS", "n256 us", "TFLOPS", "floor us", "auto");
+    std::printf("%-8s %-8s %6s %7s %6s %9s %7s %9s %7s %9s %7s %9s %7s %9s %5s\n", "model", "gemm", "tokens", "rows",
+                "mean", "mma us", "TFLOPS", "n128 us", "TFLOPS", "n256 us", "TFLOPS", "cutl us", "TFLOPS", "floor us",
+                "auto");
     for (const Model& md : models) {
       Tensor gu_q, gu_s, dn_q, dn_s;
       random_fp8({md.experts * 2 * md.inter, md.hidden}, 11, gu_q, gu_s, stream);
@@ -214,7 +258,10 @@ int run(int argc, char** argv) {
           const double mma = time_kernel(ops::MoeFp8Kernel::kMmaSync);
           const double n128 = time_kernel(ops::MoeFp8Kernel::kWgmmaN128);
           const double n256 = time_kernel(ops::MoeFp8Kernel::kWgmmaN256);
-          const char* picked = !ops::sm90::moe_fp8::use_wgmma(rows, md.experts)     ? "mma"
+          // CUTLASS's grouped kernel: the plain epilogue only (0 = not run).
+          const double cutl = swiglu ? 0.0 : time_kernel(ops::MoeFp8Kernel::kCutlassGrouped);
+          const char* picked = ops::sm90::moe_fp8::use_cutlass_grouped(swiglu, rows, md.experts) ? "cutl"
+                               : !ops::sm90::moe_fp8::use_wgmma(rows, md.experts)     ? "mma"
                                : ops::sm90::moe_fp8::choose_bn(n_out, swiglu, rows, md.experts) == 256 ? "n256"
                                                                                      : "n128";
           const double flops = 2.0 * rows * w_rows * k;
@@ -223,15 +270,17 @@ int run(int argc, char** argv) {
           const double bytes = static_cast<double>(md.experts) * w_rows * k + rows * (k + 2.0 * n_out);
           const double floor = std::max(flops / kFp8PeakTflops / 1e6, bytes / copy / 1e3);
           const int64_t mean = rows / std::min(md.experts, rows);
-          std::printf("%-8s %-8s %6ld %7ld %6ld %9.1f %7.1f %9.1f %7.1f %9.1f %7.1f %9.1f %5s\n", md.name,
+          std::printf("%-8s %-8s %6ld %7ld %6ld %9.1f %7.1f %9.1f %7.1f %9.1f %7.1f %9.1f %7.1f %9.1f %5s\n", md.name,
                       swiglu ? "gate_up" : "down", t, rows, mean, mma, flops / mma / 1e6, n128, flops / n128 / 1e6,
-                      n256, flops / n256 / 1e6, floor, picked);
-          shape_rows.push_back({{"model", md.name},       {"gemm", swiglu ? "gate_up" : "down"},
+                      n256, flops / n256 / 1e6, cutl, cutl > 0 ? flops / cutl / 1e6 : 0.0, floor, picked);
+          nlohmann::json row = {{"model", md.name},       {"gemm", swiglu ? "gate_up" : "down"},
                                 {"tokens", t},            {"rows", rows},
                                 {"experts", md.experts},  {"k", k},
                                 {"weight_rows", w_rows},  {"mma_sync_us", mma},
                                 {"wgmma_n128_us", n128},  {"wgmma_n256_us", n256},
-                                {"floor_us", floor},      {"auto", picked}});
+                                {"floor_us", floor},      {"auto", picked}};
+          if (!swiglu) row["cutlass_coop_us"] = cutl;
+          shape_rows.push_back(std::move(row));
         }
       }
     }

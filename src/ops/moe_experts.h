@@ -98,12 +98,15 @@ void moe_experts_fp8_cuda(const Tensor& x, const Tensor& expert_offsets, const E
                           const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
                           MoeExpertsPath path = MoeExpertsPath::kAuto);
 
-// Which kernel runs the grouped block-FP8 GEMM. kAuto: the Hopper wgmma kernel
+// Which kernel runs the grouped block-FP8 GEMM. kAuto: for the plain product from 128 rows per
+// active expert CUTLASS's cooperative grouped kernel, else the Hopper wgmma kernel
 // (moe_grouped_gemm_fp8_sm90.cuh) from 12 rows per active expert, with 128- or 256-row weight
-// tiles, else the mma.sync kernel
-// (moe_grouped_gemm_fp8_sm89.cuh); the rules are use_wgmma and choose_bn in
-// moe_grouped_gemm_fp8_sm90.h. The others force one kernel and tile (tests and benchmarks).
-enum class MoeFp8Kernel : uint8_t { kAuto, kMmaSync, kWgmmaN128, kWgmmaN256 };
+// tiles, else the mma.sync kernel (moe_grouped_gemm_fp8_sm89.cuh); the rules are
+// use_cutlass_grouped, use_wgmma and choose_bn in moe_grouped_gemm_fp8_sm90.h. The others force
+// one kernel and tile (tests and benchmarks). kCutlassGrouped: CUTLASS 4.2's grouped (ptr-array)
+// blockwise-scaled FP8 GEMM, cooperative 128x128 tiles (src/ops/cuda/moe_grouped_gemm_fp8_cutlass.h),
+// the plain epilogue only (SwiGLU throws).
+enum class MoeFp8Kernel : uint8_t { kAuto, kMmaSync, kWgmmaN128, kWgmmaN256, kCutlassGrouped };
 
 // The grouped block-FP8 GEMM itself (both launches of moe_experts_fp8_cuda; also what the
 // benchmark times). a_q [P, K] e4m3 in expert order, a_scales [P, K/128] f32, expert_offsets

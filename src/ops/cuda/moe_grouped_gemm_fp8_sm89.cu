@@ -11,6 +11,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/moe_experts_gemv.h"
+#include "ops/cuda/moe_grouped_gemm_fp8_cutlass.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89_heuristics.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
 #include "ops/fp8_block.h"
@@ -91,9 +92,14 @@ void moe_grouped_gemm_fp8_cuda(const Tensor& a_q, const Tensor& a_scales, const 
   p.b_rows = static_cast<int32_t>(b_rows);
   p.n_out = static_cast<int32_t>(n_out);
   if (kernel == MoeFp8Kernel::kAuto) {
-    kernel = !sm90::moe_fp8::use_wgmma(rows, e_count)        ? MoeFp8Kernel::kMmaSync
+    kernel = sm90::moe_fp8::use_cutlass_grouped(swiglu, rows, e_count) ? MoeFp8Kernel::kCutlassGrouped
+             : !sm90::moe_fp8::use_wgmma(rows, e_count)        ? MoeFp8Kernel::kMmaSync
              : sm90::moe_fp8::choose_bn(n_out, swiglu, rows, e_count) == 256 ? MoeFp8Kernel::kWgmmaN256
                                                               : MoeFp8Kernel::kWgmmaN128;
+  }
+  if (kernel == MoeFp8Kernel::kCutlassGrouped) {
+    MLA_CHECK(!swiglu, "{}: the CUTLASS grouped kernel has the plain epilogue only", kGemm);
+    return sm90::moe_fp8_cutlass::moe_grouped_gemm_fp8_cutlass(p, {}, stream);
   }
   if (kernel != MoeFp8Kernel::kMmaSync) {
     return sm90::moe_fp8::moe_grouped_gemm_fp8_sm90(p, swiglu, kernel == MoeFp8Kernel::kWgmmaN256 ? 256 : 128,

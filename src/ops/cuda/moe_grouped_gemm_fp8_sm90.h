@@ -40,6 +40,15 @@ inline int64_t mean_rows(int64_t rows, int64_t experts) {
   return (rows + active - 1) / active;
 }
 
+// Whether the plain grouped FP8 GEMM (the down projection) runs CUTLASS's grouped cooperative
+// kernel (moe_grouped_gemm_fp8_cutlass.h) rather than this one: from 128 rows per expert, where its
+// persistent 128x128 tiles beat the wgmma kernel's best tile on the H200 (moe_fp8_bench --sections
+// shapes: V3 T 4096 1248 vs 1334 us, T 16384 4374 vs 4814; V2-Lite T 4096 183.5 vs 200.9, T 16384
+// 624.5 vs 727.9), and not below (V3 T 2048, 64 rows: 1136 vs 1047; V2-Lite T 1024, 96: 82.4 vs 79.1).
+inline bool use_cutlass_grouped(bool swiglu, int64_t rows, int64_t experts) {
+  return !swiglu && mean_rows(rows, experts) >= 128;
+}
+
 // Whether the grouped FP8 GEMM runs this kernel rather than the mma.sync one.
 inline bool use_wgmma(int64_t rows, int64_t experts) { return mean_rows(rows, experts) >= 12; }
 

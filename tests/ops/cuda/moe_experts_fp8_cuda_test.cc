@@ -19,6 +19,11 @@
 //    most, ~1.1e-3 RMS; SwiGLU is computed in fp32 from the fp32 sums and rounded once, as the
 //    plain output): relative L2 < 3e-3 and calc_diff (DeepGEMM's 1 - 2Σxy / Σ(x² + y²)) < 1e-5,
 //    where a wrong scale group or a lost K tile gives > 1e-2.
+//    CUTLASS's grouped blockwise kernel (MoeFp8Kernel::kCutlassGrouped, cooperative 128x128;
+//    plain epilogue only) goes through the same check with the same bounds: beside the wgmma
+//    kernel wherever it runs, and in its own cases (empty experts,
+//    partial M tiles, one row, 64 and 256 experts, a rank's share with the other rows left
+//    poisoned, a CUDA graph replay, the benchmark's 4 x 8192 x 4096 x 7168 shape).
 //  - moe_experts (the whole FP8 layer through the dispatch) against a CPU model of the GPU's
 //    path: quantize_activations_fp8_cpu, linear_fp8_w8a8_cpu, silu_mul_cpu, the SwiGLU state
 //    rounded to bf16 (as the GPU stores it), quantised, linear_fp8_w8a8_cpu. Beyond the bf16
@@ -169,28 +174,33 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
     if (it != host_.end()) return it->second;
     const MoeShape& s = shape_;
     const uint64_t k = seed_ + 4 * static_cast<uint64_t>(e);
-    ExpertWeights w{random_e4m3({1, 2 * s.inter, s.hidden}, k),
+    ExpertWeights w{down_only_ ? Tensor{} : random_e4m3({1, 2 * s.inter, s.hidden}, k),
                     random_e4m3({1, s.hidden, s.inter}, k + 1),
-                    random_scales({1, 2 * s.inter / 128, s.hidden / 128}, k + 2, 0x1p-8f),
+                    down_only_ ? Tensor{} : random_scales({1, 2 * s.inter / 128, s.hidden / 128}, k + 2, 0x1p-8f),
                     random_scales({1, s.hidden / 128, s.inter / 128}, k + 3, 0x1p-8f)};
     return host_.emplace(e, std::move(w)).first->second;
   }
 
-  // GPU weights: NaN everywhere, the pool's experts copied from the host.
-  void make_weights(const MoeShape& s, const std::vector<int64_t>& pool, uint64_t seed) {
+  // GPU weights: NaN everywhere, the pool's experts copied from the host. down_only: the down
+  // projection's weights only (plain GEMM checks at large shapes; gate_up left undefined).
+  void make_weights(const MoeShape& s, const std::vector<int64_t>& pool, uint64_t seed, bool down_only = false) {
     shape_ = s;
     seed_ = seed;
+    down_only_ = down_only;
     host_.clear();
-    gpu_ = ExpertWeights{poisoned_gpu({s.experts, 2 * s.inter, s.hidden}, DType::kF8E4M3, stream_),
-                         poisoned_gpu({s.experts, s.hidden, s.inter}, DType::kF8E4M3, stream_),
-                         poisoned_gpu({s.experts, 2 * s.inter / 128, s.hidden / 128}, DType::kF32, stream_),
-                         poisoned_gpu({s.experts, s.hidden / 128, s.inter / 128}, DType::kF32, stream_)};
+    gpu_ = ExpertWeights{
+        down_only ? Tensor{} : poisoned_gpu({s.experts, 2 * s.inter, s.hidden}, DType::kF8E4M3, stream_),
+        poisoned_gpu({s.experts, s.hidden, s.inter}, DType::kF8E4M3, stream_),
+        down_only ? Tensor{} : poisoned_gpu({s.experts, 2 * s.inter / 128, s.hidden / 128}, DType::kF32, stream_),
+        poisoned_gpu({s.experts, s.hidden / 128, s.inter / 128}, DType::kF32, stream_)};
     MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
     for (int64_t e : pool) {
       const ExpertWeights& h = host_expert(e);
-      upload(h.gate_up, gpu_.gate_up.slice(e, e + 1));
+      if (!down_only) {
+        upload(h.gate_up, gpu_.gate_up.slice(e, e + 1));
+        upload(h.gate_up_scale, gpu_.gate_up_scale.slice(e, e + 1));
+      }
       upload(h.down, gpu_.down.slice(e, e + 1));
-      upload(h.gate_up_scale, gpu_.gate_up_scale.slice(e, e + 1));
       upload(h.down_scale, gpu_.down_scale.slice(e, e + 1));
     }
   }
@@ -395,19 +405,32 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
     check_layer(skewed_counts(s, pool, 64, rng), seed + 100, /*check_all=*/false, MoeExpertsPath::kGemv);
   }
 
+  static std::string kernel_name(MoeFp8Kernel kernel) {
+    switch (kernel) {
+      case MoeFp8Kernel::kWgmmaN128: return "wgmma n128";
+      case MoeFp8Kernel::kWgmmaN256: return "wgmma n256";
+      case MoeFp8Kernel::kCutlassGrouped: return "cutlass grouped";
+      case MoeFp8Kernel::kMmaSync: return "mma.sync";
+      case MoeFp8Kernel::kAuto: return "auto";
+    }
+    return "?";
+  }
+
   // One grouped GEMM from quantised inputs through `kernel`: plain at the down projection's
-  // shape (K = Im, N = H) or SwiGLU at gate_up's (K = H, weight rows 2·Im, N = Im).
+  // shape (K = Im, N = H) or SwiGLU at gate_up's (K = H, weight rows 2·Im, N = Im). Over the
+  // experts [e0, e1) only when e1 >= 0 (views of the weights, scales and offsets, as a rank holding
+  // that share passes them): the rows outside [offsets[e0], offsets[e1]) must stay poisoned.
   void check_gemm(const std::vector<int32_t>& counts, uint64_t seed, bool check_all, MoeFp8Kernel kernel,
-                  bool swiglu) {
+                  bool swiglu, int64_t e0 = 0, int64_t e1 = -1) {
     const MoeShape& s = shape_;
+    if (e1 < 0) e1 = s.experts;
     const std::vector<int32_t> offsets = offsets_of(counts);
     const int64_t rows = offsets.back(), k = swiglu ? s.hidden : s.inter, n = swiglu ? s.inter : s.hidden;
     const int64_t w_rows = swiglu ? 2 * s.inter : s.hidden;
-    const std::string kernel_name = kernel == MoeFp8Kernel::kWgmmaN128   ? "wgmma n128"
-                                    : kernel == MoeFp8Kernel::kWgmmaN256 ? "wgmma n256"
-                                                                         : "mma.sync";
-    SCOPED_TRACE("seed " + std::to_string(seed) + ", GEMM P " + std::to_string(rows) + " " + kernel_name +
-                 (swiglu ? " swiglu" : " plain"));
+    const int64_t first = offsets[e0], last = offsets[e1];
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", GEMM P " + std::to_string(rows) + " " + kernel_name(kernel) +
+                 (swiglu ? " swiglu" : " plain") + " experts [" + std::to_string(e0) + ", " + std::to_string(e1) +
+                 ")");
     const Tensor a_q = random_e4m3({rows, k}, seed);
     const Tensor a_s = random_scales({rows, k / 128}, seed + 1, 0x1p-6f);
     Tensor a_q_gpu = Tensor::empty({rows, k}, DType::kF8E4M3, Device::kCUDA);
@@ -416,17 +439,26 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
     upload(a_s, a_s_gpu);
     const Tensor off_gpu = testing::i32_tensor(offsets, {s.experts + 1}).to(Device::kCUDA);
     Tensor out = poisoned_gpu({rows, n}, DType::kBF16, stream_);
-    moe_grouped_gemm_fp8_cuda(a_q_gpu, a_s_gpu, off_gpu, swiglu ? gpu_.gate_up : gpu_.down,
-                              swiglu ? gpu_.gate_up_scale : gpu_.down_scale, swiglu, out, stream_, kernel);
+    const Tensor& b_q = swiglu ? gpu_.gate_up : gpu_.down;
+    const Tensor& b_s = swiglu ? gpu_.gate_up_scale : gpu_.down_scale;
+    moe_grouped_gemm_fp8_cuda(a_q_gpu, a_s_gpu, off_gpu.slice(e0, e1 + 1), b_q.slice(e0, e1), b_s.slice(e0, e1), swiglu,
+                              out, stream_, kernel);
     MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
     MLA_CUDA_CHECK(cudaGetLastError());
     const Tensor out_host = out.to(Device::kCPU);
-    EXPECT_EQ(count_nonfinite(out_host), 0) << "outputs unwritten (poison) or not finite";
+    EXPECT_EQ(count_nonfinite(out_host.slice(first, last)), 0) << "outputs unwritten (poison) or not finite";
+    const auto* bits = static_cast<const uint16_t*>(out_host.raw());
+    int64_t touched = 0;  // rows outside [first, last) that are not all poison (0xFFFF)
+    for (int64_t r = 0; r < rows; ++r) {
+      if (r >= first && r < last) continue;
+      touched += std::any_of(bits + r * n, bits + (r + 1) * n, [](uint16_t b) { return b != 0xFFFF; });
+    }
+    EXPECT_EQ(touched, 0) << "rows outside the experts' range were written";
 
     std::mt19937_64 rng(seed);
     testing::RowErrorAccumulator errors;
     std::vector<float> got_all, want_all;
-    for (int64_t e = 0; e < s.experts; ++e) {
+    for (int64_t e = e0; e < e1; ++e) {
       if (counts[e] == 0) continue;
       const std::vector<int64_t> rows_e = rows_of(offsets[e], offsets[e + 1], check_all, rng);
       const auto m = static_cast<int64_t>(rows_e.size());
@@ -451,8 +483,8 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
       got_all.insert(got_all.end(), got.data<float>(), got.data<float>() + got.numel());
       want_all.insert(want_all.end(), want.data<float>(), want.data<float>() + want.numel());
     }
-    const std::string what = "gemm " + std::to_string(++steps_) + " P " + std::to_string(rows) + " " + kernel_name +
-                             (swiglu ? " swiglu" : " plain");
+    const std::string what = "gemm " + std::to_string(++steps_) + " P " + std::to_string(rows) + " " +
+                             kernel_name(kernel) + (swiglu ? " swiglu" : " plain");
     testing::expect_close(errors.result(), 3e-3, 6e-3, what);
     const double diff = calc_diff(got_all.data(), want_all.data(), static_cast<int64_t>(got_all.size()));
     testing::record_error(what + " calc_diff", diff);
@@ -476,6 +508,14 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
       check_gemm(counts, seed++, check_all, kernel, /*swiglu=*/false);
       check_gemm(counts, seed++, check_all, kernel, /*swiglu=*/true);
     }
+    // CUTLASS's grouped kernel: the plain epilogue only, wherever the wgmma kernel would run.
+    if (every_kernel || wgmma) check_cutlass(counts, seed, check_all);
+  }
+
+  // The CUTLASS grouped kernel (plain epilogue), over experts [e0, e1) (all by default).
+  void check_cutlass(const std::vector<int32_t>& counts, uint64_t seed, bool check_all, int64_t e0 = 0,
+                     int64_t e1 = -1) {
+    check_gemm(counts, seed, check_all, MoeFp8Kernel::kCutlassGrouped, /*swiglu=*/false, e0, e1);
   }
 
   void check_model(const MoeShape& s, int64_t materialised, const std::vector<int64_t>& token_counts) {
@@ -495,6 +535,7 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
 
   MoeShape shape_{};
   uint64_t seed_ = 0;
+  bool down_only_ = false;
   ExpertWeights gpu_;
   std::map<int64_t, ExpertWeights> host_;
   int steps_ = 0;
@@ -560,6 +601,89 @@ TEST_F(MoeFp8Cuda, SmallNoRowsIsANoOp) {
   Tensor hidden = Tensor::empty({0, kSmall.inter}, DType::kBF16, Device::kCUDA);
   moe_experts(x, off.to(Device::kCUDA), gpu_, ActQuantParams{}, hidden, out, Stream{stream_});
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+// ---- CUTLASS's grouped kernel (plain epilogue; also run under compute-sanitizer) ---------------
+
+// Groups of one row, partial M tiles (1, 3, 65, 127, 129 rows), empty experts first, inside and
+// last, a single row in all, a single expert, and a rank's share of the experts (views; the rows
+// of the other experts must stay poisoned). The persistent case has more tiles than SMs
+// (42 M tiles of 128 rows x 4 N tiles).
+TEST_F(MoeFp8Cuda, SmallCutlassGrouped) {
+  const uint64_t seed = fresh_seed();
+  make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
+  check_cutlass({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true);
+  check_cutlass({0, 0, 127, 65, 1, 0, 129, 0}, seed + 3, true);
+  check_cutlass({0, 0, 0, 0, 0, 0, 0, 1}, seed + 5, true);
+  check_cutlass({0, 0, 300, 0, 0, 0, 0, 0}, seed + 7, true);
+  check_cutlass({700, 0, 65, 1500, 1, 0, 2100, 639}, seed + 9, true);
+  check_cutlass({2, 0, 130, 3, 0, 0, 70, 1}, seed + 11, true, 2, 6);
+  check_cutlass({2, 0, 0, 3, 0, 0, 0, 1}, seed + 13, true, 7, 8);
+  check_cutlass({2, 0, 0, 0, 0, 0, 1, 0}, seed + 15, true, 2, 6);  // a share with no rows
+}
+
+// 64 and 256 experts (the group scheduler walks the groups' tile counts 32 at a time): most of
+// them empty, the others of 1 .. 300 rows.
+TEST_F(MoeFp8Cuda, SmallCutlassManyExperts) {
+  for (const int64_t experts : {64, 256}) {
+    const uint64_t seed = fresh_seed();
+    std::mt19937_64 rng(seed);
+    std::vector<int64_t> all(static_cast<size_t>(experts));
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), rng);
+    const std::vector<int64_t> pool(all.begin(), all.begin() + experts / 4);
+    make_weights(MoeShape{experts, 512, 256, 2}, pool, seed);
+    std::vector<int32_t> counts(static_cast<size_t>(experts), 0);
+    std::uniform_int_distribution<int32_t> rows(1, 300);
+    for (int64_t e : pool) counts[static_cast<size_t>(e)] = rows(rng);
+    counts[static_cast<size_t>(pool[0])] = 1;
+    check_cutlass(counts, seed + 1, /*check_all=*/true);
+    check_cutlass(counts, seed + 3, true, experts / 4, 3 * experts / 4);
+  }
+}
+
+// Captured in a CUDA graph (global mode: no allocation, no synchronisation, after one eager call)
+// and replayed twice: the same bits as the eager call.
+TEST_F(MoeFp8Cuda, SmallCutlassGraphCapture) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
+  const std::vector<int32_t> offsets = offsets_of({130, 0, 3, 64, 1, 0, 200, 0});
+  const int64_t rows = offsets.back(), k = kSmall.inter, n = kSmall.hidden;
+  Tensor a_q = Tensor::empty({rows, k}, DType::kF8E4M3, Device::kCUDA);
+  Tensor a_s = Tensor::empty({rows, k / 128}, DType::kF32, Device::kCUDA);
+  upload(random_e4m3({rows, k}, seed + 1), a_q);
+  upload(random_scales({rows, k / 128}, seed + 2, 0x1p-6f), a_s);
+  const Tensor off_gpu = testing::i32_tensor(offsets, {kSmall.experts + 1}).to(Device::kCUDA);
+  Tensor coop = Tensor::empty({rows, n}, DType::kBF16, Device::kCUDA);
+  const std::vector<Tensor> eager = eager_then_graph(
+      [&] {
+        moe_grouped_gemm_fp8_cuda(a_q, a_s, off_gpu, gpu_.down, gpu_.down_scale, false, coop, stream_,
+                                  MoeFp8Kernel::kCutlassGrouped);
+      },
+      {&coop});
+  for (const Tensor& t : eager) EXPECT_EQ(count_nonfinite(t), 0) << "outputs left unwritten";
+}
+
+// The SwiGLU epilogue is not instantiated: forcing the CUTLASS kernel with it throws.
+TEST_F(MoeFp8Cuda, SmallCutlassRejectsSwiGlu) {
+  make_weights(kSmall, {0}, fresh_seed());
+  const std::vector<int32_t> offsets = offsets_of({4, 0, 0, 0, 0, 0, 0, 0});
+  const Tensor a_q = poisoned_gpu({4, kSmall.hidden}, DType::kF8E4M3, stream_);
+  const Tensor a_s = poisoned_gpu({4, kSmall.hidden / 128}, DType::kF32, stream_);
+  const Tensor off_gpu = testing::i32_tensor(offsets, {kSmall.experts + 1}).to(Device::kCUDA);
+  Tensor out = Tensor::empty({4, kSmall.inter}, DType::kBF16, Device::kCUDA);
+  EXPECT_THROW(moe_grouped_gemm_fp8_cuda(a_q, a_s, off_gpu, gpu_.gate_up, gpu_.gate_up_scale, /*swiglu=*/true, out,
+                                         stream_, MoeFp8Kernel::kCutlassGrouped),
+               Error);
+}
+
+// The benchmark's shape (moe_fp8_bench --sections gemm): 4 experts x 8192 rows, N 4096, K 7168,
+// plain; the first, last and a random row of each expert checked. Down-projection weights only.
+TEST_F(MoeFp8Cuda, CutlassBenchShape) {
+  const uint64_t seed = fresh_seed();
+  make_weights(MoeShape{4, 4096, 7168, 1}, {0, 1, 2, 3}, seed, /*down_only=*/true);
+  check_cutlass({8192, 8192, 8192, 8192}, seed + 1, /*check_all=*/false);
 }
 
 // ---- DeepSeek shapes -------------------------------------------------------------------------
