@@ -26,13 +26,15 @@ const char* gemv_kernel_name(GemvKernel kernel);
 // every DeepSeek projection but V3's o_proj (K = 16384) at 7-8 tokens).
 bool linear_gemv_mma_fits(int64_t t, int64_t k);
 
-// Which GEMV runs T tokens over K channels. PROVISIONAL until the lead measures it on the H200
-// (decode_gemv_bench prints both kernels at T = 1, 2, 4, 8 and this choice): the tensor cores from
-// 2 to 8 tokens wherever they fit, since the CUDA-core kernel is compute-bound there (0.24-0.39 of
-// copy bandwidth at 8 tokens) and the FP8 tensor-core GEMV, the same design, kept its one-token
-// time up to 8 tokens; one token stays on the CUDA cores (0.73-0.95 of copy already).
+// Which GEMV runs T tokens over K channels: the tensor cores from 4 to 8 tokens wherever they fit,
+// the CUDA cores below. On the H200 (decode_gemv_bench, bench/NOTES-engine.md 2026-11-29) the
+// CUDA-core kernel is compute-bound from 4 tokens (V2-Lite q_proj 4.1 / 4.5 / 6.1 / 9.8 us at
+// 1 / 2 / 4 / 8 tokens, shared gate_up 7.0 / 7.6 / 10.0 / 17.4) where the tensor-core one keeps
+// its weight pass (4.1 / 4.2 / 4.5 / 5.1 and 6.7 / 6.9 / 7.3 / 8.0); at two tokens they tie per
+// kernel (kv_a 1.6 vs 2.1, shared down 5.1 vs 5.4, q_proj 4.5 vs 4.2) and the batch-2 step was 3-5%
+// slower on the tensor cores (2.94 -> 3.06 ms).
 inline GemvKernel choose_gemv_kernel(int64_t t, int64_t k) {
-  return t >= 2 && linear_gemv_mma_fits(t, k) ? GemvKernel::kTensorCore : GemvKernel::kCudaCore;
+  return t >= 4 && linear_gemv_mma_fits(t, k) ? GemvKernel::kTensorCore : GemvKernel::kCudaCore;
 }
 
 // linear_gemv_cuda (ops/linear.h) with the kernel named: the same contract and checks, plus

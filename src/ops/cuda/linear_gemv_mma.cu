@@ -22,7 +22,7 @@ constexpr int64_t kSmemPerSm = 228 * 1024;
 constexpr int64_t kSmemPerCtaReserved = 1024;
 constexpr int64_t kActLimit = kSmemLimit - gpu::kGemvMmaPartialBytes;
 
-// The launch shape. PROVISIONAL, like choose_gemv_kernel (linear_gemv.h): the FP8 tensor-core
+// The launch shape (not tuned for bf16 yet; decode_gemv_bench times only this one): the FP8 tensor-core
 // GEMV's measured default (2 CTAs an SM, a ring of 4 pieces of 2 KB a warp: 128 KB in flight an
 // SM) where two CTAs' shared memory fits an SM (T · 2K <= ~110 KB: K <= ~6.9k at 8 tokens); else
 // one CTA an SM with a ring of 8 (the same bytes in flight).

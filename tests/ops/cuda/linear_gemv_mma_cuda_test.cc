@@ -253,10 +253,10 @@ TEST_F(LinearGemvMmaCuda, SmallChainAndGraph) {
   check_chain(8, 64, 4104, 100, DType::kBF16, kTc, kCc);
 }
 
-// Host-only: the provisional rule of linear_gemv.h.
+// Host-only: the rule of linear_gemv.h.
 TEST(LinearGemvMmaHost, SmallChoice) {
-  EXPECT_EQ(choose_gemv_kernel(1, 2048), GemvKernel::kCudaCore);
-  for (int64_t t = 2; t <= 8; ++t) EXPECT_EQ(choose_gemv_kernel(t, 2048), GemvKernel::kTensorCore) << t;
+  for (int64_t t = 1; t <= 3; ++t) EXPECT_EQ(choose_gemv_kernel(t, 2048), GemvKernel::kCudaCore) << t;
+  for (int64_t t = 4; t <= 8; ++t) EXPECT_EQ(choose_gemv_kernel(t, 2048), GemvKernel::kTensorCore) << t;
   EXPECT_EQ(choose_gemv_kernel(8, 10944), GemvKernel::kTensorCore);
   EXPECT_EQ(choose_gemv_kernel(6, 16384), GemvKernel::kTensorCore);
   EXPECT_EQ(choose_gemv_kernel(7, 16384), GemvKernel::kCudaCore);  // V3 o_proj: 7 rows of x do not fit
