@@ -1,6 +1,8 @@
 // The weight-streaming kernels of a decode step, one at a time, against the copy bandwidth
-// (issue #7): the GEMV path of linear_cuda (ops/linear.h, linear_gemv.cuh) at DeepSeek-V2-Lite's
-// and V3's projection shapes, and the routed experts' decode tiles (moe_grouped_gemm_sm80.h) at
+// (issue #7): the GEMV path of linear_cuda (ops/linear.h) at DeepSeek-V2-Lite's and V3's
+// projection shapes for T = 1, 2, 4, 8, through each of its kernels (the CUDA-core one,
+// linear_gemv.cuh, and the tensor-core one, linear_gemv_mma.cuh; "-" where its rows of x do not
+// fit) and the one linear_cuda picks (choose_gemv_kernel, ops/cuda/linear_gemv.h), and the routed experts' decode tiles (moe_grouped_gemm_sm80.h) at
 // V2-Lite's batch 1, 2, 4 and 8 with each cp.async ring (MoeDecodeRing: the model's choice per GEMM
 // and every fixed one; kStream is the one ring of before), and the MLA W_UK absorption
 // (mla_absorb_query_cuda) at V2-Lite's 16 heads for T = 16, 64, 256 through our mma.sync kernel
@@ -36,6 +38,7 @@
 #include "copy_bandwidth.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
+#include "ops/cuda/linear_gemv.h"
 #include "ops/cuda/mla_absorb_mma.h"
 #include "ops/cuda/moe_grouped_gemm_sm80.h"
 #include "ops/cuda/moe_grouped_gemm_sm80_heuristics.h"
@@ -62,8 +65,10 @@ const std::vector<GemvShape> kGemvShapes = {
     {"v2l.q_proj", 3072, 2048, DType::kBF16},         {"v2l.kv_a_proj", 576, 2048, DType::kBF16},
     {"v2l.o_proj", 2048, 2048, DType::kBF16},         {"v2l.shared_gate_up", 5632, 2048, DType::kBF16},
     {"v2l.shared_down", 2048, 2816, DType::kBF16},    {"v2l.router", 64, 2048, DType::kF32},
-    {"v2l.dense_down", 2048, 10944, DType::kBF16},    {"v3.q_a_proj", 1536, 7168, DType::kBF16},
-    {"v3.q_b_proj", 24576, 1536, DType::kBF16},       {"v3.shared_gate_up", 4096, 7168, DType::kBF16},
+    {"v2l.dense_gate_up", 21888, 2048, DType::kBF16}, {"v2l.dense_down", 2048, 10944, DType::kBF16},
+    {"v3.q_a_proj", 1536, 7168, DType::kBF16},        {"v3.q_b_proj", 24576, 1536, DType::kBF16},
+    {"v3.kv_a_proj", 576, 7168, DType::kBF16},        {"v3.o_proj", 7168, 16384, DType::kBF16},
+    {"v3.shared_gate_up", 4096, 7168, DType::kBF16},  {"v3.shared_down", 7168, 2048, DType::kBF16},
 };
 
 int run(int argc, char** argv) {
@@ -86,7 +91,9 @@ int run(int argc, char** argv) {
   std::printf("card: %s; copy %.0f GB/s (cudaMemcpyAsync, read + write)\n\n", prop.name, copy_gbps);
 
   nlohmann::json gemv_rows = nlohmann::json::array();
-  std::printf("%-20s %6s %6s %3s %9s %9s %8s\n", "gemv", "N", "K", "T", "us", "GB/s", "of copy");
+  // Per shape and T: each kernel's time and its weight rate over the copy rate, and linear_cuda's choice.
+  std::printf("%-20s %6s %6s %3s %9s %9s %8s %8s %12s\n", "gemv", "N", "K", "T", "cc us", "tc us", "cc copy",
+              "tc copy", "auto");
   for (const GemvShape& s : kGemvShapes) {
     const double w_bytes = 2.0 * s.n * s.k;
     const int copies = static_cast<int>(std::clamp(kRotateBytes / w_bytes, 2.0, 256.0));
@@ -95,16 +102,35 @@ int run(int argc, char** argv) {
       ws.push_back(Tensor::empty({s.n, s.k}, DType::kBF16, Device::kCUDA));  // [N, K]
       fill(ws.back(), 100 + c, stream);
     }
-    for (int64_t t : {1, 8}) {
+    for (int64_t t : {1, 2, 4, 8}) {
       Tensor x = Tensor::empty({t, s.k}, DType::kBF16, Device::kCUDA);  // [T, K]
       fill(x, 7, stream);
       Tensor y = Tensor::empty({t, s.n}, s.out, Device::kCUDA);  // [T, N]
-      const double us = timer.graph_us(stream, copies, 20, [&](int i) { ops::linear_gemv_cuda(x, ws[i], y, stream); });
-      const double gbps = w_bytes / us / 1e3;
-      std::printf("%-20s %6lld %6lld %3lld %9.2f %9.0f %8.2f\n", s.name, static_cast<long long>(s.n),
-                  static_cast<long long>(s.k), static_cast<long long>(t), us, gbps, gbps / copy_gbps);
-      gemv_rows.push_back({{"shape", s.name}, {"n", s.n}, {"k", s.k}, {"tokens", t}, {"us", us},
-                           {"weight_gbps", gbps}, {"of_copy", gbps / copy_gbps}});
+      const auto time = [&](ops::GemvKernel kernel) {
+        return timer.graph_us(stream, copies, 20, [&](int i) { ops::linear_gemv_cuda(x, ws[i], y, stream, kernel); });
+      };
+      const double cc_us = time(ops::GemvKernel::kCudaCore);
+      const bool tc_fits = ops::linear_gemv_mma_fits(t, s.k);
+      const double tc_us = tc_fits ? time(ops::GemvKernel::kTensorCore) : 0.0;
+      const ops::GemvKernel chosen = ops::choose_gemv_kernel(t, s.k);
+      const double auto_us = chosen == ops::GemvKernel::kTensorCore ? tc_us : cc_us;
+      const double cc_copy = w_bytes / cc_us / 1e3 / copy_gbps, tc_copy = w_bytes / tc_us / 1e3 / copy_gbps;
+      char tc_us_s[16] = "-", tc_copy_s[16] = "-";
+      if (tc_fits) {
+        std::snprintf(tc_us_s, sizeof tc_us_s, "%.2f", tc_us);
+        std::snprintf(tc_copy_s, sizeof tc_copy_s, "%.2f", tc_copy);
+      }
+      std::printf("%-20s %6lld %6lld %3lld %9.2f %9s %8.2f %8s %12s\n", s.name, static_cast<long long>(s.n),
+                  static_cast<long long>(s.k), static_cast<long long>(t), cc_us, tc_us_s, cc_copy, tc_copy_s,
+                  ops::gemv_kernel_name(chosen));
+      nlohmann::json row = {{"shape", s.name}, {"n", s.n}, {"k", s.k}, {"tokens", t},
+                            {"us", auto_us},  // linear_cuda's (the chosen kernel's)
+                            {"weight_gbps", w_bytes / auto_us / 1e3}, {"of_copy", w_bytes / auto_us / 1e3 / copy_gbps},
+                            {"auto_kernel", ops::gemv_kernel_name(chosen)}, {"cuda_core_us", cc_us},
+                            {"cuda_core_of_copy", cc_copy}};
+      row["tensor_core_us"] = tc_fits ? nlohmann::json(tc_us) : nlohmann::json(nullptr);
+      row["tensor_core_of_copy"] = tc_fits ? nlohmann::json(tc_copy) : nlohmann::json(nullptr);
+      gemv_rows.push_back(row);
     }
   }
 

@@ -37,7 +37,9 @@ namespace mlaserve::ops {
 //
 // A bf16 call with at most 8 tokens (decode batches) takes the GEMV path instead when
 // linear_gemv_applies (K a multiple of 8, x and weight 16-byte aligned): one pass over the weight
-// by many CTAs (src/ops/cuda/linear_gemv.cuh), where cuBLASLt's small-M tiles are latency-bound.
+// by many CTAs, where cuBLASLt's small-M tiles are latency-bound: on the CUDA cores
+// (src/ops/cuda/linear_gemv.cuh) or, from 2 tokens, the tensor cores (linear_gemv_mma.cuh;
+// src/ops/cuda/linear_gemv.h has the rule).
 void linear_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream);
 
 // The GEMV path on its own (tests, benchmarks): bf16 x [T, K] with 1 <= T <= 8, bf16 weight

@@ -1,12 +1,17 @@
 // Building blocks of the tensor-core GEMVs: the routed experts' grouped GEMV (moe_experts_gemv.cuh,
-// whose note explains the design) and the dense block-FP8 one (linear_fp8_gemv_mma.cuh). Device
-// code only; each kernel is in its own header.
+// whose note explains the design), the dense block-FP8 one (linear_fp8_gemv_mma.cuh) and the dense
+// bf16 one (linear_gemv_mma.cuh). Device code only; each kernel is in its own header.
 //
-// Both stream weight rows straight from global memory into swapped-operand mma.sync fragments: A
+// All stream weight rows straight from global memory into swapped-operand mma.sync fragments: A
 // (16 x k) = 16 weight rows, B (k x 8) = up to 8 activation rows staged in shared memory, D (16 x 8)
-// fp32. Both deal the 128-byte pieces of a CTA's run of 16-row tiles to kGemvMmaWarps warps round
-// robin (GemvMmaPos), each warp keeping a ring of pieces in flight in registers, and both quantise
-// their activation rows into shared memory with the quantiser's exact arithmetic (quantize_rows_e4m3).
+// fp32. All deal the 128-byte pieces of a CTA's run of 16-row tiles to kGemvMmaWarps warps round
+// robin (GemvMmaPos), each warp keeping a ring of pieces in flight in registers; the FP8 ones
+// quantise their activation rows into shared memory with the quantiser's exact arithmetic
+// (quantize_rows_e4m3), the bf16 ones copy them (stage_rows_bf16, or stage_rows_bf16_async). The two dense ones share the
+// piece load (load_weight_piece); the bf16 one's stream and end are gemv_mma_stream and
+// gemv_mma_store_tiles, which the FP8 one (measured, 2026-11-29) still spells out inline: the same
+// steps, but moving it onto them changed its cubin (register allocation), so that waits for its
+// next measurement.
 //
 // Lane (g, t) = (lane / 4, lane % 4) holds bytes [16t, 16t + 16) of a 64-byte k-block of weight
 // rows g and g + 8 and of activation row g; mma_k_block runs the two m16n8k32 e4m3 (or m16n8k16
@@ -21,6 +26,7 @@
 
 #include "ops/cuda/fp8_quant.cuh"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89.cuh"  // sm89::mma_16832_e4m3, sm80::mma_16816
+#include "ops/cuda/sm80_ptx.cuh"                    // cp_async_16
 #include "ops/cuda/vec.cuh"
 
 namespace mlaserve::ops::gpu {
@@ -28,6 +34,7 @@ namespace mlaserve::ops::gpu {
 inline constexpr int kGemvMmaWarps = 8;               // warps per CTA, dealt the pieces of its run
 inline constexpr int kGemvMmaThreads = 32 * kGemvMmaWarps;
 inline constexpr int kGemvMmaRows = 8;                // activation rows at most: the mma's N
+inline constexpr int kGemvMmaTileRows = 16;           // weight rows a tile of the dense GEMVs: the mma's M
 inline constexpr int kGemvMmaUnitBytes = 128;         // bytes of a weight row per piece
 inline constexpr int kGemvMmaActPad = 64;             // bytes after each staged activation row
 inline constexpr int kGemvMmaPartialBytes = kGemvMmaWarps * 32 * 16;  // a tile's partial sums (float4 a lane)
@@ -110,6 +117,45 @@ __device__ __forceinline__ void quantize_rows_e4m3(const __nv_bfloat16* a, int k
   }
 }
 
+// Rows [row0, row0 + n) of a ([rows, k] bf16, k a multiple of 8) copied into shared memory, row j
+// at acts + j · stride. Every thread of the CTA calls it; 16-byte chunks, kBatch loads a thread
+// issued together (V2-Lite's 8 rows of H: 2048 chunks, one batch of 8 a thread).
+__device__ __forceinline__ void stage_rows_bf16(const __nv_bfloat16* a, int k, int row0, int n, uint8_t* acts,
+                                                int stride) {
+  constexpr int kBatch = 8;
+  const int chunks = k / 8, total = n * chunks;  // 16-byte chunks: a row, the pass
+  for (int base = static_cast<int>(threadIdx.x); base < total; base += kGemvMmaThreads * kBatch) {
+    uint4 v[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = base + b * kGemvMmaThreads, j = i / chunks, c = i - j * chunks;
+      v[b] = i < total ? __ldcg(reinterpret_cast<const uint4*>(a + int64_t{row0 + j} * k) + c) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = base + b * kGemvMmaThreads, j = i / chunks, c = i - j * chunks;
+      if (i < total) *reinterpret_cast<uint4*>(acts + j * stride + 16 * c) = v[b];
+    }
+  }
+}
+
+// The same copy of rows [0, n) through cp.async (16 bytes global -> shared through L2, no
+// registers): every chunk of the thread's share in flight at once (V3's 8 rows of K = 7168: 28 a
+// thread, where stage_rows_bf16 would take four trips to L2), then waited for; the caller's
+// __syncthreads makes the rows visible to the CTA.
+__device__ __forceinline__ void stage_rows_bf16_async(const __nv_bfloat16* a, int k, int n, uint8_t* acts,
+                                                      int stride) {
+  const int chunks = k / 8;  // 16-byte chunks a row
+  for (int j = 0; j < n; ++j) {
+    const uint4* src = reinterpret_cast<const uint4*>(a + int64_t{j} * k);
+    for (int c = static_cast<int>(threadIdx.x); c < chunks; c += kGemvMmaThreads) {
+      sm80::cp_async_16(sm80::smem_u32(acts + j * stride + 16 * c), src + c, true);
+    }
+  }
+  sm80::cp_async_commit();
+  sm80::cp_async_wait<0>();
+}
+
 // A warp's place in its stream of pieces: local tile and unit (128-byte piece of a weight row).
 // Piece i of the run is (i / units, i % units); a warp takes i = warp, warp + kGemvMmaWarps, ...;
 // advancing by kGemvMmaWarps pieces may cross several tiles when units < kGemvMmaWarps.
@@ -126,5 +172,103 @@ struct GemvMmaPos {
     normalise(units);
   }
 };
+
+// ---- the dense GEMVs (linear_fp8_gemv_mma.cuh, linear_gemv_mma.cuh) ---------------------------
+
+// Lane (g, t)'s 16 bytes of k-blocks 0 and 1 of piece `unit` (bytes [128 unit, 128 unit + 128))
+// of weight rows row_g and row_g + 8 of w ([n rows, row_bytes bytes]): piece[kb][0] row row_g,
+// piece[kb][1] row row_g + 8. Rows past N load row N - 1 (never stored). A 16-byte vector lies
+// wholly inside or past the row (row_bytes % 16 == 0); past it, zeros and no load. Streaming
+// loads: the weight is read once. (t comes from the caller: recomputing it here changed the FP8
+// kernel's register allocation.)
+__device__ __forceinline__ void load_weight_piece(uint4 (&piece)[2][2], const uint8_t* w, int row_bytes, int n,
+                                                  int row_g, int unit, int t) {
+  const int64_t lo = min(row_g, n - 1), hi = min(row_g + 8, n - 1);
+  const int64_t col = int64_t{unit} * kGemvMmaUnitBytes + 16 * t;
+#pragma unroll
+  for (int kb = 0; kb < 2; ++kb) {
+    const bool inside = unit * kGemvMmaUnitBytes + kb * 64 + 16 * t < row_bytes;
+    piece[kb][0] = inside ? __ldcs(reinterpret_cast<const uint4*>(w + lo * row_bytes + col + kb * 64))
+                          : make_uint4(0, 0, 0, 0);
+    piece[kb][1] = inside ? __ldcs(reinterpret_cast<const uint4*>(w + hi * row_bytes + col + kb * 64))
+                          : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// A warp's stream over its my_pieces pieces (GemvMmaPos from `start`), kDepth of them in flight:
+// the first kDepth were loaded by the caller (load(s, at) into ring slot s, at advancing from
+// start to load_at); each step consumes slot s (consume(s, unit, acc): the mma steps into acc, this
+// lane's D of the current tile) and refills it with the piece kDepth further on. When the stream
+// moves on to another tile, acc goes to store_partial(tile, float4) (zeros for tiles the warp has
+// no piece of) and restarts from zero; at the end every tile up to n_tiles has been stored once (a
+// warp with no piece stores zeros for all).
+template <int kDepth, typename Load, typename Consume, typename StorePartial>
+__device__ __forceinline__ void gemv_mma_stream(int my_pieces, int units, int n_tiles, GemvMmaPos start,
+                                                GemvMmaPos load_at, Load&& load, Consume&& consume,
+                                                StorePartial&& store_partial) {
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // D: (row g; tokens 2t, 2t + 1), (row g + 8; the same)
+  int cur_tile = 0;                         // the tile acc belongs to
+  GemvMmaPos use_at = start;
+  for (int j0 = 0; j0 < my_pieces; j0 += kDepth) {
+#pragma unroll
+    for (int s = 0; s < kDepth; ++s) {
+      if (j0 + s >= my_pieces) break;  // warp-uniform
+      if (use_at.tile != cur_tile) {   // warp-uniform: acc is complete for cur_tile
+        store_partial(cur_tile, make_float4(acc[0], acc[1], acc[2], acc[3]));
+        for (int x = cur_tile + 1; x < use_at.tile; ++x) store_partial(x, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+        cur_tile = use_at.tile;
+        acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
+      }
+      consume(s, use_at.unit, acc);
+      use_at.advance(units);
+      if (j0 + s + kDepth < my_pieces) {
+        load(s, load_at);
+        load_at.advance(units);
+      }
+    }
+  }
+  store_partial(cur_tile, make_float4(acc[0], acc[1], acc[2], acc[3]));
+  for (int x = cur_tile + 1; x < n_tiles; ++x) store_partial(x, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+}
+
+// The end of a dense GEMV's CTA, after the __syncthreads that follows the last store_partial: the
+// sum over the warps (in warp order: deterministic for a given grid) of the partial sums
+// ([n_tiles][kGemvMmaWarps][32 lanes] float4) of tiles [tile0, tile0 + n_tiles). Lane (g, t) of
+// warp w writes rows g and g + 8 of tiles w, w + 8, ... for tokens 2t and 2t + 1 into out [tokens,
+// n]: tokens past `tokens` and rows past n are not written, the rest exactly once, bf16 rounded
+// once or f32.
+template <typename OutT>
+__device__ __forceinline__ void gemv_mma_store_tiles(const float4* partial, int tile0, int n_tiles, OutT* out,
+                                                     int tokens, int n) {
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int g = lane / 4, t = lane % 4;
+  for (int tile = warp; tile < n_tiles; tile += kGemvMmaWarps) {
+    float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int w = 0; w < kGemvMmaWarps; ++w) {
+      const float4 v = partial[(tile * kGemvMmaWarps + w) * 32 + lane];
+      sum[0] += v.x;
+      sum[1] += v.y;
+      sum[2] += v.z;
+      sum[3] += v.w;
+    }
+    const int row = (tile0 + tile) * kGemvMmaTileRows + g;
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int token = 2 * t + c;
+      if (token >= tokens) continue;
+      OutT* out_row = out + int64_t{token} * n;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        if (row + 8 * h >= n) continue;
+        if constexpr (sizeof(OutT) == 2) {
+          out_row[row + 8 * h] = __float2bfloat16_rn(sum[2 * h + c]);
+        } else {
+          out_row[row + 8 * h] = sum[2 * h + c];
+        }
+      }
+    }
+  }
+}
 
 }  // namespace mlaserve::ops::gpu

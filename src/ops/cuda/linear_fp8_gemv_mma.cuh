@@ -53,8 +53,8 @@
 
 namespace mlaserve::ops::gpu {
 
-inline constexpr int kFp8GemvMmaMaxTokens = kGemvMmaRows;  // 8: the mma's N
-inline constexpr int kFp8GemvMmaTileRows = 16;             // weight rows a tile: the mma's M
+inline constexpr int kFp8GemvMmaMaxTokens = kGemvMmaRows;      // 8: the mma's N
+inline constexpr int kFp8GemvMmaTileRows = kGemvMmaTileRows;  // weight rows a tile: the mma's M (16)
 static_assert(128 % kFp8GemvMmaTileRows == 0, "a tile's rows lie in one 128-row scale block");
 
 template <typename OutT>
@@ -128,17 +128,7 @@ __global__ void __launch_bounds__(kGemvMmaThreads, gemv_mma_min_ctas_per_sm(kDep
   uint4 ring[kDepth][2][2];  // [piece][k-block][row g, row g + 8], this lane's 16 bytes of each
   float ring_ws[kDepth];     // the piece's weight scale (both rows: one 128-row block)
   const auto load_piece = [&](int s, const GemvMmaPos& at) {
-    const int row = (tile0 + at.tile) * kFp8GemvMmaTileRows + g;
-    const int64_t lo = min(row, op.n - 1), hi = min(row + 8, op.n - 1);  // past N: a valid row, never stored
-    const int64_t col = int64_t{at.unit} * kGemvMmaUnitBytes + 16 * t;
-#pragma unroll
-    for (int kb = 0; kb < 2; ++kb) {
-      const bool inside = in_k(at.unit, kb);
-      ring[s][kb][0] = inside ? __ldcs(reinterpret_cast<const uint4*>(op.w + lo * op.k + col + kb * 64))
-                              : make_uint4(0, 0, 0, 0);
-      ring[s][kb][1] = inside ? __ldcs(reinterpret_cast<const uint4*>(op.w + hi * op.k + col + kb * 64))
-                              : make_uint4(0, 0, 0, 0);
-    }
+    load_weight_piece(ring[s], op.w, op.k, op.n, (tile0 + at.tile) * kFp8GemvMmaTileRows + g, at.unit, t);
     const int block = (tile0 + at.tile) * kFp8GemvMmaTileRows / 128;
     ring_ws[s] = __ldg(op.w_scales + int64_t{block} * units + at.unit);
   };

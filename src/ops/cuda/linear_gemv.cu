@@ -1,11 +1,13 @@
-// The GEMV path of linear_cuda (ops/linear.h): argument checks and launches. The design note and
-// the kernel are in linear_gemv.cuh.
+// The GEMV path of linear_cuda (ops/linear.h): argument checks, the choice between the CUDA-core
+// kernel (linear_gemv.cuh, launched here) and the tensor-core one (linear_gemv_mma.cuh, launched by
+// linear_gemv_mma.cu), and the launches. linear_gemv.h has the rule (choose_gemv_kernel).
 #include "ops/cuda/linear_gemv.cuh"
 
 #include <string_view>
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/linear_gemv.h"
 #include "ops/linear.h"
 
 namespace mlaserve::ops {
@@ -29,7 +31,20 @@ bool linear_gemv_applies(const Tensor& x, const Tensor& weight, const Tensor& ou
          weight.dim(0) < (int64_t{1} << 31) && gpu::aligned16(x) && gpu::aligned16(weight);
 }
 
+const char* gemv_kernel_name(GemvKernel kernel) {
+  switch (kernel) {
+    case GemvKernel::kAuto: return "auto";
+    case GemvKernel::kCudaCore: return "cuda_core";
+    case GemvKernel::kTensorCore: return "tensor_core";
+  }
+  return "?";
+}
+
 void linear_gemv_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream) {
+  linear_gemv_cuda(x, weight, out, stream, GemvKernel::kAuto);
+}
+
+void linear_gemv_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream, GemvKernel kernel) {
   constexpr std::string_view kOp = "linear_gemv_cuda";
   gpu::check_dtype(kOp, "x", x, DType::kBF16);
   gpu::check_dtype(kOp, "weight", weight, DType::kBF16);
@@ -41,6 +56,12 @@ void linear_gemv_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaSt
   MLA_CHECK(linear_gemv_applies(x, weight, out),
             "{}: needs 1 <= T = {} <= {}, K = {} a multiple of 8 and 16-byte aligned x and weight", kOp, t,
             gpu::kGemvMaxTokens, k);
+  if (kernel == GemvKernel::kAuto) kernel = choose_gemv_kernel(t, k);
+  if (kernel == GemvKernel::kTensorCore) {
+    MLA_CHECK(linear_gemv_mma_fits(t, k), "{}: the tensor-core GEMV does not take T = {}, K = {} (shared memory)",
+              kOp, t, k);
+    return run_linear_gemv_mma({x.raw(), weight.raw(), out.raw(), out.dtype() == DType::kF32}, t, n, k, stream);
+  }
   if (n == 0) return;
   if (out.dtype() == DType::kBF16) {
     launch(gpu::GemvParams<__nv_bfloat16>{gpu::ptr<const __nv_bfloat16>(x), gpu::ptr<const __nv_bfloat16>(weight),

@@ -93,7 +93,7 @@
 
 #include <cstdint>
 
-#include "ops/cuda/gemv_mma.cuh"  // mma_k_block, quantize_rows_e4m3, GemvMmaPos (shared with the dense FP8 GEMV)
+#include "ops/cuda/gemv_mma.cuh"  // mma_k_block, quantize_rows_e4m3, stage_rows_bf16, GemvMmaPos (shared with the dense GEMVs)
 #include "ops/cuda/moe_experts_gemv_heuristics.h"
 #include "ops/cuda/moe_experts_gemv_params.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89.cuh"  // sm80::clamp_rows
@@ -170,28 +170,6 @@ __device__ __forceinline__ ExpertSlot expert_of_slot(const int32_t* offsets, int
     }
   }
   return {-1, 0, 0};
-}
-
-// Rows [row0, row0 + n) of p.a (bf16) copied into shared memory, row j at acts + j · stride. Every
-// thread of the CTA calls it; 16-byte chunks, kBatch loads a thread issued together (V2-Lite's
-// 8 rows of H: 2048 chunks, one batch of 8 a thread).
-__device__ __forceinline__ void stage_rows_bf16(const MoeGemvParams& p, int row0, int n, uint8_t* acts, int stride) {
-  constexpr int kBatch = 8;
-  const int chunks = p.k / 8, total = n * chunks;  // 16-byte chunks: a row, the pass
-  for (int base = static_cast<int>(threadIdx.x); base < total; base += kMoeGemvThreads * kBatch) {
-    uint4 v[kBatch];
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int i = base + b * kMoeGemvThreads, j = i / chunks, c = i - j * chunks;
-      v[b] = i < total ? __ldcg(reinterpret_cast<const uint4*>(p.a + int64_t{row0 + j} * p.k) + c)
-                       : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int i = base + b * kMoeGemvThreads, j = i / chunks, c = i - j * chunks;
-      if (i < total) *reinterpret_cast<uint4*>(acts + j * stride + 16 * c) = v[b];
-    }
-  }
 }
 
 // grid (ctas a slot, min(P, E)), block kMoeGemvThreads, dynamic shared memory moe_gemv_smem_bytes
@@ -287,7 +265,7 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
     if constexpr (kFp8) {  // b.
       quantize_rows_e4m3<false>(p.a, p.k, p.amax_floor, p.ue8m0, row0, n, act_scales, acts, act_stride);
     } else {
-      stage_rows_bf16(p, row0, n, acts, act_stride);
+      stage_rows_bf16(p.a, p.k, row0, n, acts, act_stride);
     }
     __syncthreads();
 

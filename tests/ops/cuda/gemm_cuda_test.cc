@@ -12,11 +12,13 @@
 //
 // Chains (the decode kernels, which load their weights before griddepcontrol.wait): a GEMV, or
 // the absorption kernels, right after a GEMM that writes their input, both launched as in a
-// decode step, eagerly and as a CUDA graph replayed twice. For the GEMVs the second kernel's
-// output must be, bit for bit, what the kernel's own summation order gives on the first's GPU
-// output (gemv_kernel_order.h: the order the kernels had before their loads moved ahead of the
-// wait); every chain's output must be close to the CPU reference; a read of the input before
-// the first kernel wrote it reads the poison (NaN) it was filled with.
+// decode step, eagerly and as a CUDA graph replayed twice. For the GEMVs (the CUDA-core kernel,
+// forced: from 2 tokens linear_cuda takes the tensor-core one, whose own tests are in
+// linear_gemv_mma_cuda_test.cc) the second kernel's output must be, bit for bit, what the
+// kernel's own summation order gives on the first's GPU output (gemv_kernel_order.h: the order
+// the kernels had before their loads moved ahead of the wait); every chain's output must be close
+// to the CPU reference; a read of the input before the first kernel wrote it reads the poison
+// (NaN) it was filled with. The small GEMV shape cases run each GEMV kernel by name.
 //
 // Tolerances, from the precision, the same for every path (the MMA kernel's included: K = dn =
 // 128 products summed in fp32 by the tensor cores, one bf16 rounding): both sides see the same
@@ -35,6 +37,7 @@
 #include "core/cuda_check.h"
 #include "gemm_cuda_test_util.h"
 #include "gemv_kernel_order.h"
+#include "ops/cuda/linear_gemv.h"
 #include "ops/cuda/mla_absorb_gemv.h"
 #include "ops/cuda/mla_absorb_mma.h"
 #include "ops/linear.h"
@@ -69,9 +72,11 @@ class GemmCuda : public testing::Sm90StreamTest {
  protected:
   // One weight [n, k] (or its rows [w_begin, w_end)) against x of each row count in ms (x a
   // row view starting at row x_offset of a larger tensor when x_offset > 0). The GPU runs every
-  // case, then one CPU reference call covers the checked rows of all of them.
+  // case (through linear, or the GEMV kernel `gemv` names), then one CPU reference call covers the
+  // checked rows of all of them.
   void check_linear(int64_t n_full, int64_t k, DType ab, DType out_dtype, const std::vector<int64_t>& ms,
-                    int64_t w_begin = 0, int64_t w_end = -1, int64_t x_offset = 0) {
+                    int64_t w_begin = 0, int64_t w_end = -1, int64_t x_offset = 0,
+                    GemvKernel gemv = GemvKernel::kAuto) {
     const uint64_t seed = fresh_seed();
     SCOPED_TRACE("seed " + std::to_string(seed));
     if (w_end < 0) w_end = n_full;
@@ -92,7 +97,11 @@ class GemmCuda : public testing::Sm90StreamTest {
       fill_random(x_gpu, x_seed, stream_);
       const Tensor x_host = random_host({x_offset + m, k}, ab, x_seed).slice(x_offset, x_offset + m);
       Tensor out = poisoned_gpu({m, n}, out_dtype, stream_);
-      linear(x_gpu.slice(x_offset, x_offset + m), w_view, out, Stream{stream_});
+      if (gemv == GemvKernel::kAuto) {
+        linear(x_gpu.slice(x_offset, x_offset + m), w_view, out, Stream{stream_});
+      } else {
+        linear_gemv_cuda(x_gpu.slice(x_offset, x_offset + m), w_view, out, stream_, gemv);
+      }
       sync();
       const Tensor out_host = out.to(Device::kCPU);
       EXPECT_EQ(count_nonfinite(out_host), 0) << "M = " << m << ": outputs unwritten (poison) or not finite";
@@ -224,8 +233,8 @@ class GemmCuda : public testing::Sm90StreamTest {
 
     const std::vector<Tensor> got = eager_then_graph(
         [&] {
-          linear_cuda(x, w1, y1, stream_);
-          linear_cuda(y1, w2, y2, stream_);
+          linear_gemv_cuda(x, w1, y1, stream_, GemvKernel::kCudaCore);
+          linear_gemv_cuda(y1, w2, y2, stream_, GemvKernel::kCudaCore);
         },
         {&y1, &y2});
     const Tensor &y1_host = got[0], &y2_host = got[1];
@@ -320,21 +329,25 @@ TEST_F(GemmCuda, SmallLinearNoRowsIsANoOp) {
   sync();
 }
 
-// The GEMV path (T <= 8): N not a multiple of the CTA's 4 rows, K not a multiple of the warp's
-// 256-value chunk, every kernel width (1, 2, 4, 8 tokens) and the counts between them, a row view
-// of the weight and of x.
+// The GEMV path (T <= 8), through linear and through each kernel by name: N not a multiple of the
+// CUDA-core CTA's 4 rows, K not a multiple of its warp's 256-value chunk, every kernel width (1,
+// 2, 4, 8 tokens) and the counts between them, a row view of the weight and of x.
 TEST_F(GemmCuda, SmallLinearGemvShapes) {
-  check_linear(37, 40, DType::kBF16, DType::kBF16, {1, 2, 3, 4, 5, 8});
-  check_linear(37, 296, DType::kBF16, DType::kF32, {1, 2, 3, 4, 5, 8});
-  check_linear(96, 64, DType::kBF16, DType::kBF16, {6}, /*w_begin=*/61, /*w_end=*/96, /*x_offset=*/3);
+  for (GemvKernel kernel : {GemvKernel::kAuto, GemvKernel::kCudaCore, GemvKernel::kTensorCore}) {
+    SCOPED_TRACE(gemv_kernel_name(kernel));
+    check_linear(37, 40, DType::kBF16, DType::kBF16, {1, 2, 3, 4, 5, 8}, 0, -1, 0, kernel);
+    check_linear(37, 296, DType::kBF16, DType::kF32, {1, 2, 3, 4, 5, 8}, 0, -1, 0, kernel);
+    check_linear(96, 64, DType::kBF16, DType::kBF16, {6}, /*w_begin=*/61, /*w_end=*/96, /*x_offset=*/3, kernel);
+  }
 }
 
-// The GEMV's multi-chunk steps (gemv_unroll): K of 9 chunks (2 a warp, the last partial), 17 (4 a
-// warp; 2 for 8 tokens, in two steps), 33 (two steps of 4, one chunk in the second).
+// The CUDA-core GEMV's multi-chunk steps (gemv_unroll): K of 9 chunks (2 a warp, the last
+// partial), 17 (4 a warp; 2 for 8 tokens, in two steps), 33 (two steps of 4, one chunk in the
+// second).
 TEST_F(GemmCuda, SmallLinearGemvUnrolledSteps) {
-  check_linear(37, 2056, DType::kBF16, DType::kBF16, {1, 2, 8});
-  check_linear(21, 4104, DType::kBF16, DType::kF32, {1, 3, 8});
-  check_linear(13, 8200, DType::kBF16, DType::kBF16, {2, 5});
+  check_linear(37, 2056, DType::kBF16, DType::kBF16, {1, 2, 8}, 0, -1, 0, GemvKernel::kCudaCore);
+  check_linear(21, 4104, DType::kBF16, DType::kF32, {1, 3, 8}, 0, -1, 0, GemvKernel::kCudaCore);
+  check_linear(13, 8200, DType::kBF16, DType::kBF16, {2, 5}, 0, -1, 0, GemvKernel::kCudaCore);
 }
 
 TEST_F(GemmCuda, SmallLinearGemvApplies) {
