@@ -1,5 +1,5 @@
-// bf16 linear for 2-8 tokens on the tensor cores: the GEMV path of linear_cuda (ops/linear.h) under
-// GemvKernel::kTensorCore (linear_gemv.h says when it runs; launch code in linear_gemv_mma.cu).
+// bf16 linear for up to 8 tokens on the tensor cores: a GEMV path of linear_cuda (ops/linear.h) under
+// GemvKernel::kTensorCore (kAuto from 4 tokens: linear_gemv.h; launch code in linear_gemv_mma.cu).
 //
 //   out[t, o] = Σ_κ x[t, κ] · w[o, κ]      x [T, K] bf16, w [N, K] bf16, out [T, N] bf16 or f32
 //
