@@ -7,11 +7,13 @@
 // fp32. All deal the 128-byte pieces of a CTA's run of 16-row tiles to kGemvMmaWarps warps round
 // robin (GemvMmaPos), each warp keeping a ring of pieces in flight in registers; the FP8 ones
 // quantise their activation rows into shared memory with the quantiser's exact arithmetic
-// (quantize_rows_e4m3), the bf16 ones copy them (stage_rows_bf16, or stage_rows_bf16_async). The two dense ones share the
-// piece load (load_weight_piece); the bf16 one's stream and end are gemv_mma_stream and
-// gemv_mma_store_tiles, which the FP8 one (measured, 2026-11-29) still spells out inline: the same
-// steps, but moving it onto them changed its cubin (register allocation), so that waits for its
-// next measurement.
+// (quantize_rows_e4m3), the bf16 ones copy them (stage_rows_bf16, or stage_rows_bf16_async). All
+// three share a CTA's run (GemvMmaRun) and the ring's first loads (gemv_mma_fill_ring); the two
+// dense ones share the piece load (load_weight_piece). The bf16 one's stream and end are
+// gemv_mma_stream and gemv_mma_store_tiles; the FP8 dense and the experts' GEMVs still spell out
+// the same steps inline: moving them onto these helpers (or the end onto a shared in-order warp
+// sum) changed their cubins, and the FP8 dense / experts' kernels so moved measured 2-4% / 3%
+// slower on the H200 (2026-11-29), so the copies stay until a helper gives ptxas the same code.
 //
 // Lane (g, t) = (lane / 4, lane % 4) holds bytes [16t, 16t + 16) of a 64-byte k-block of weight
 // rows g and g + 8 and of activation row g; mma_k_block runs the two m16n8k32 e4m3 (or m16n8k16
@@ -172,6 +174,33 @@ struct GemvMmaPos {
     normalise(units);
   }
 };
+
+// A CTA's run and this warp's share of it: CTA x of gridDim.x owns tiles [tile0, tile0 + n_tiles)
+// = [x·tiles / C, (x + 1)·tiles / C) (runs even to one tile), n_tiles · units pieces, of which the
+// warp takes my_pieces (GemvMmaPos).
+struct GemvMmaRun {
+  int tile0, n_tiles, my_pieces;
+  __device__ __forceinline__ GemvMmaRun(int tiles, int units) {
+    const int warp = static_cast<int>(threadIdx.x) / 32;
+    tile0 = static_cast<int>(int64_t{blockIdx.x} * tiles / gridDim.x);
+    n_tiles = static_cast<int>(int64_t{blockIdx.x + 1} * tiles / gridDim.x) - tile0;
+    const int pieces = n_tiles * units;
+    my_pieces = pieces > warp ? (pieces - 1 - warp) / kGemvMmaWarps + 1 : 0;
+  }
+};
+
+// The ring's first pieces: load(s, load_at) into slots s < min(kDepth, my_pieces), load_at
+// advancing past each (from the warp's first piece, GemvMmaPos{0, warp} normalised).
+template <int kDepth, typename Load>
+__device__ __forceinline__ void gemv_mma_fill_ring(int my_pieces, int units, GemvMmaPos& load_at, Load&& load) {
+#pragma unroll
+  for (int s = 0; s < kDepth; ++s) {
+    if (s < my_pieces) {
+      load(s, load_at);
+      load_at.advance(units);
+    }
+  }
+}
 
 // ---- the dense GEMVs (linear_fp8_gemv_mma.cuh, linear_gemv_mma.cuh) ---------------------------
 

@@ -117,10 +117,8 @@ __global__ void __launch_bounds__(kGemvMmaThreads, gemv_mma_min_ctas_per_sm(kDep
   const int units = op.groups;  // pieces a tile: one per K group
 
   // This CTA's run: tiles [tile0, tile0 + n_tiles).
-  const int tile0 = static_cast<int>(int64_t{blockIdx.x} * p.tiles / gridDim.x);
-  const int n_tiles = static_cast<int>(int64_t{blockIdx.x + 1} * p.tiles / gridDim.x) - tile0;
-  const int pieces = n_tiles * units;
-  const int my_pieces = pieces > warp ? (pieces - 1 - warp) / kGemvMmaWarps + 1 : 0;
+  const GemvMmaRun run(p.tiles, units);
+  const int tile0 = run.tile0, n_tiles = run.n_tiles, my_pieces = run.my_pieces;
 
   // Whether this lane's 16 bytes of k-block kb of unit u lie inside K (all or none: K % 16 == 0).
   const auto in_k = [&](int u, int kb) { return u * kGemvMmaUnitBytes + kb * 64 + 16 * t < op.k; };
@@ -135,13 +133,7 @@ __global__ void __launch_bounds__(kGemvMmaThreads, gemv_mma_min_ctas_per_sm(kDep
   GemvMmaPos start{0, warp};
   start.normalise(units);
   GemvMmaPos load_at = start;
-#pragma unroll
-  for (int s = 0; s < kDepth; ++s) {  // the ring's first pieces: weights only, before the wait
-    if (s < my_pieces) {
-      load_piece(s, load_at);
-      load_at.advance(units);
-    }
-  }
+  gemv_mma_fill_ring<kDepth>(my_pieces, units, load_at, load_piece);  // weights only, before the wait
   grid_dependency_wait();
   launch_dependents();
 

@@ -88,10 +88,8 @@ __global__ void __launch_bounds__(kGemvMmaThreads, gemv_mma_min_ctas_per_sm(kDep
   const int units = (row_bytes + kGemvMmaUnitBytes - 1) / kGemvMmaUnitBytes;  // pieces a tile
 
   // This CTA's run: tiles [tile0, tile0 + n_tiles).
-  const int tile0 = static_cast<int>(int64_t{blockIdx.x} * p.tiles / gridDim.x);
-  const int n_tiles = static_cast<int>(int64_t{blockIdx.x + 1} * p.tiles / gridDim.x) - tile0;
-  const int pieces = n_tiles * units;
-  const int my_pieces = pieces > warp ? (pieces - 1 - warp) / kGemvMmaWarps + 1 : 0;
+  const GemvMmaRun run(p.tiles, units);
+  const int tile0 = run.tile0, n_tiles = run.n_tiles, my_pieces = run.my_pieces;
 
   const uint8_t* w = reinterpret_cast<const uint8_t*>(op.w);
   uint4 ring[kDepth][2][2];  // [piece][k-block][row g, row g + 8], this lane's 16 bytes of each
@@ -101,13 +99,7 @@ __global__ void __launch_bounds__(kGemvMmaThreads, gemv_mma_min_ctas_per_sm(kDep
   GemvMmaPos start{0, warp};
   start.normalise(units);
   GemvMmaPos load_at = start;
-#pragma unroll
-  for (int s = 0; s < kDepth; ++s) {  // the ring's first pieces: weights only, before the wait
-    if (s < my_pieces) {
-      load_piece(s, load_at);
-      load_at.advance(units);
-    }
-  }
+  gemv_mma_fill_ring<kDepth>(my_pieces, units, load_at, load_piece);  // weights only, before the wait
   grid_dependency_wait();
   launch_dependents();
 

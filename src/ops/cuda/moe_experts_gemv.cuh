@@ -93,7 +93,7 @@
 
 #include <cstdint>
 
-#include "ops/cuda/gemv_mma.cuh"  // mma_k_block, quantize_rows_e4m3, stage_rows_bf16, GemvMmaPos (shared with the dense GEMVs)
+#include "ops/cuda/gemv_mma.cuh"  // mma_k_block, quantize_rows_e4m3, stage_rows_bf16, GemvMmaPos, GemvMmaRun, gemv_mma_fill_ring
 #include "ops/cuda/moe_experts_gemv_heuristics.h"
 #include "ops/cuda/moe_experts_gemv_params.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89.cuh"  // sm80::clamp_rows
@@ -194,10 +194,8 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
   const ExpertSlot slot = expert_of_slot(p.expert_offsets, p.num_experts, p.num_rows, static_cast<int>(blockIdx.y));
 
   // This CTA's run: tiles [tile0, tile0 + n_tiles) of the expert.
-  const int tile0 = static_cast<int>(int64_t{blockIdx.x} * p.tiles / gridDim.x);
-  const int n_tiles = static_cast<int>(int64_t{blockIdx.x + 1} * p.tiles / gridDim.x) - tile0;
-  const int pieces = n_tiles * units;
-  const int my_pieces = pieces > warp ? (pieces - 1 - warp) / kMoeGemvWarps + 1 : 0;
+  const GemvMmaRun run(p.tiles, units);
+  const int tile0 = run.tile0, n_tiles = run.n_tiles, my_pieces = run.my_pieces;
 
   // Lane (g, t)'s bytes of local tile 0: row g (w_lo) and row g + 8 of the tile, which is the up
   // row of the same channel for gate_up (Im rows further) and the next 8 rows' for down.
@@ -232,13 +230,7 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
   GemvMmaPos load_at = start;
   const auto prologue = [&] {  // a.: the ring's first pieces
     load_at = start;
-#pragma unroll
-    for (int s = 0; s < kDepth; ++s) {
-      if (s < my_pieces) {
-        load_piece(s, load_at);
-        load_at.advance(units);
-      }
-    }
+    gemv_mma_fill_ring<kDepth>(my_pieces, units, load_at, load_piece);
   };
 
   // The first pass's weights: the down kernel before its wait (the note at the top), gate_up now.
