@@ -195,7 +195,7 @@ __global__ void __launch_bounds__(kDv) merge_splits_kernel(DecodeParams p) {
 
 // Splits so that about 8 CTAs (32 warps) per SM are in flight, at most kMaxSplits.
 int num_splits(int64_t batch, int64_t head_groups) {
-  static const int sms = gpu::device_sm_count();
+  const int sms = gpu::device_sm_count();
   const int64_t ctas = batch * head_groups, target = int64_t{8} * sms;
   return static_cast<int>(std::clamp<int64_t>((target + ctas - 1) / ctas, 1, kMaxSplits));
 }
