@@ -38,7 +38,7 @@ namespace mlaserve::ops {
 // A bf16 call with at most 8 tokens (decode batches) takes the GEMV path instead when
 // linear_gemv_applies (K a multiple of 8, x and weight 16-byte aligned): one pass over the weight
 // by many CTAs, where cuBLASLt's small-M tiles are latency-bound: on the CUDA cores
-// (src/ops/cuda/linear_gemv.cuh) or, from 2 tokens, the tensor cores (linear_gemv_mma.cuh;
+// (src/ops/cuda/linear_gemv.cuh) or, from 4 tokens, the tensor cores (linear_gemv_mma.cuh;
 // src/ops/cuda/linear_gemv.h has the rule).
 void linear_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream);
 
