@@ -134,6 +134,16 @@ Fp8Errors compare(const Tensor& got, const Tensor& want) {
   return e;
 }
 
+// compare's errors within the bounds of the note at the top (the f32-output ones when f32_out);
+// the rel_l2 goes into the error report.
+void expect_within_bounds(const std::string& what, const Fp8Errors& e, bool f32_out) {
+  testing::record_error(what + " rel_l2", e.rel_l2);
+  EXPECT_LT(e.rel_l2, f32_out ? kF32RelL2 : kRelL2) << what;
+  EXPECT_LT(e.worst_row, f32_out ? kF32RowRelL2 : kRowRelL2) << what;
+  EXPECT_LT(e.calc_diff, f32_out ? kF32CalcDiff : kCalcDiff) << what;
+  EXPECT_EQ(e.outside_bound, 0) << what << ": elements past 2^-8 |ref| + 2^-9 rms(row)";
+}
+
 class LinearFp8Cuda : public testing::Sm90StreamTest {
  protected:
   // One weight [n, k] against x of each row count in ms, through each kernel that takes the
@@ -219,11 +229,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
     for (const Run& run : runs) {
       const Fp8Errors e = compare(run.got, ref.slice(run.ref_at, run.ref_at + run.got.dim(0)));
       const std::string& what = run.what;
-      testing::record_error(what + " rel_l2", e.rel_l2);
-      EXPECT_LT(e.rel_l2, f32_out ? kF32RelL2 : kRelL2) << what;
-      EXPECT_LT(e.worst_row, f32_out ? kF32RowRelL2 : kRowRelL2) << what;
-      EXPECT_LT(e.calc_diff, f32_out ? kF32CalcDiff : kCalcDiff) << what;
-      EXPECT_EQ(e.outside_bound, 0) << what << ": elements past 2^-8 |ref| + 2^-9 rms(row)";
+      expect_within_bounds(what, e, f32_out);
     }
   }
 
@@ -263,11 +269,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
         std::vector<int64_t> all(static_cast<size_t>(m));
         for (int64_t r = 0; r < m; ++r) all[static_cast<size_t>(r)] = r;
         const Fp8Errors e = compare(testing::gather_rows_f32(out_host, all), ref);
-        testing::record_error(what + " rel_l2", e.rel_l2);
-        EXPECT_LT(e.rel_l2, f32_out ? kF32RelL2 : kRelL2) << what;
-        EXPECT_LT(e.worst_row, f32_out ? kF32RowRelL2 : kRowRelL2) << what;
-        EXPECT_LT(e.calc_diff, f32_out ? kF32CalcDiff : kCalcDiff) << what;
-        EXPECT_EQ(e.outside_bound, 0) << what << ": elements past 2^-8 |ref| + 2^-9 rms(row)";
+        expect_within_bounds(what, e, f32_out);
       }
     }
   }
@@ -284,11 +286,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
     std::vector<int64_t> all(static_cast<size_t>(out.dim(0)));
     for (size_t r = 0; r < all.size(); ++r) all[r] = static_cast<int64_t>(r);
     const Fp8Errors e = compare(testing::gather_rows_f32(out_host, all), ref);
-    testing::record_error(what + " rel_l2", e.rel_l2);
-    EXPECT_LT(e.rel_l2, f32_out ? kF32RelL2 : kRelL2) << what;
-    EXPECT_LT(e.worst_row, f32_out ? kF32RowRelL2 : kRowRelL2) << what;
-    EXPECT_LT(e.calc_diff, f32_out ? kF32CalcDiff : kCalcDiff) << what;
-    EXPECT_EQ(e.outside_bound, 0) << what << ": elements past 2^-8 |ref| + 2^-9 rms(row)";
+    expect_within_bounds(what, e, f32_out);
   }
 
   // The tensor-core GEMV on one weight [n, k] at each T in ts (1 .. 8), through the dispatch
