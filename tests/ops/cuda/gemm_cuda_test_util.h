@@ -61,6 +61,32 @@ inline Tensor poisoned_gpu(const Shape& shape, DType dtype, cudaStream_t stream)
   return t;
 }
 
+// The operands of two bf16 GEMVs back to back, y1 [t, n1] = x [t, k1] · W1ᵀ then y2 [t, n2] =
+// y1 · W2ᵀ: x, W1, W2 from seeds seed, seed + 1, seed + 2 on the GPU and (the same values) on the
+// host, y1 (bf16) and y2 (out2) poisoned on `stream`.
+struct GemvChainOperands {
+  Tensor x, w1, w2;                // GPU: [t, k1], [n1, k1], [n2, n1] bf16
+  Tensor x_host, w1_host, w2_host;  // host copies of the same values
+  Tensor y1, y2;                   // GPU: [t, n1] bf16, [t, n2] out2, poisoned
+};
+
+inline GemvChainOperands gemv_chain_operands(int64_t t, int64_t k1, int64_t n1, int64_t n2, DType out2,
+                                             uint64_t seed, cudaStream_t stream) {
+  GemvChainOperands c;
+  c.x = Tensor::empty({t, k1}, DType::kBF16, Device::kCUDA);
+  c.w1 = Tensor::empty({n1, k1}, DType::kBF16, Device::kCUDA);
+  c.w2 = Tensor::empty({n2, n1}, DType::kBF16, Device::kCUDA);
+  fill_random(c.x, seed, stream);
+  fill_random(c.w1, seed + 1, stream);
+  fill_random(c.w2, seed + 2, stream);
+  c.x_host = random_host({t, k1}, DType::kBF16, seed);
+  c.w1_host = random_host({n1, k1}, DType::kBF16, seed + 1);
+  c.w2_host = random_host({n2, n1}, DType::kBF16, seed + 2);
+  c.y1 = poisoned_gpu({t, n1}, DType::kBF16, stream);
+  c.y2 = poisoned_gpu({t, n2}, out2, stream);
+  return c;
+}
+
 // NaN or infinite elements of a host bf16 or f32 tensor (unwritten poison shows up here).
 inline int64_t count_nonfinite(const Tensor& t) {
   int64_t bad = 0;

@@ -187,14 +187,9 @@ class LinearGemvMmaCuda : public testing::Sm90StreamTest {
                               std::to_string(n2) + " x " + std::to_string(n1) + "] (" + gemv_kernel_name(second) +
                               ") -> " + std::string(dtype_name(out2));
     SCOPED_TRACE("seed " + std::to_string(seed) + ", " + where);
-    Tensor x = Tensor::empty({t, k1}, DType::kBF16, Device::kCUDA), w1 = Tensor::empty({n1, k1}, DType::kBF16, Device::kCUDA);
-    Tensor w2 = Tensor::empty({n2, n1}, DType::kBF16, Device::kCUDA);
-    fill_random(x, seed, stream_);
-    fill_random(w1, seed + 1, stream_);
-    fill_random(w2, seed + 2, stream_);
-    const Tensor x_host = random_host({t, k1}, DType::kBF16, seed), w1_host = random_host({n1, k1}, DType::kBF16, seed + 1);
-    const Tensor w2_host = random_host({n2, n1}, DType::kBF16, seed + 2);
-    Tensor y1 = poisoned_gpu({t, n1}, DType::kBF16, stream_), y2 = poisoned_gpu({t, n2}, out2, stream_);
+    testing::GemvChainOperands c = testing::gemv_chain_operands(t, k1, n1, n2, out2, seed, stream_);
+    const Tensor &x = c.x, &w1 = c.w1, &w2 = c.w2, &x_host = c.x_host, &w1_host = c.w1_host, &w2_host = c.w2_host;
+    Tensor &y1 = c.y1, &y2 = c.y2;
     sync();  // the weights are written before any programmatic launch reads them (pdl.cuh)
 
     const std::vector<Tensor> got = eager_then_graph(
