@@ -12,7 +12,7 @@
 //      in j order (combine_vec, moe_combine.cuh: moe_combine's code), y = bf16(acc) (moe_combine's
 //      store), v = bf16(residual + y) (add_rms_norm's residual add), stored into residual; and
 //      sum_sq += v² over the vector's elements in order;
-//   2. block_sum(sum_sq), inv_rms = 1 / sqrt(total / H + eps) (rms_norm.cu's expression);
+//   2. block_sum(sum_sq), inv_rms = 1 / sqrt(total / H + eps) (row_inv_rms, rms_norm.cuh: rms_norm.cu's own);
 //   3. each thread re-reads its vectors of residual (L1: it just wrote them) and writes
 //      out = bf16(w · (v · inv_rms)).
 // Steps 1-3 are add_rms_norm_cuda's kernel with y computed in registers instead of loaded: the
@@ -32,6 +32,7 @@
 #include "ops/cuda/moe_combine.cuh"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/reduce.cuh"
+#include "ops/cuda/rms_norm.cuh"
 #include "ops/cuda/rms_norm_heuristics.h"
 #include "ops/cuda/vec.cuh"
 
@@ -54,15 +55,6 @@ struct MoeCombineNormParams {
   bool weight_bf16;                 // norm_weight is bf16 (else f32)
   bool prefetch_weight;             // norm_weight 16-byte aligned, a multiple of 16 bytes: prefetched into L2
 };
-
-template <int kVec>
-__device__ __forceinline__ void load_norm_weight(const MoeCombineNormParams& p, int64_t i, float (&w)[kVec]) {
-  if (p.weight_bf16) {
-    load_vec<kVec>(static_cast<const __nv_bfloat16*>(p.norm_weight) + i, w);
-  } else {
-    load_vec<kVec>(static_cast<const float*>(p.norm_weight) + i, w);
-  }
-}
 
 // grid (min(T, 65535)), block rms_norm_threads(H / kVec); launched with launch_programmatic on
 // the scan path.
@@ -106,14 +98,12 @@ __global__ void __launch_bounds__(kRmsNormMaxThreads) moe_combine_add_rms_norm_k
 #pragma unroll
       for (int i = 0; i < kVec; ++i) sum_sq += v[i] * v[i];
     }
-    const float total = block_sum(sum_sq, scratch);
-    const float inv_rms = 1.0f / sqrtf(total / static_cast<float>(p.hidden) + p.eps);
+    const float inv_rms = row_inv_rms(sum_sq, scratch, p.hidden, p.eps);
     for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
       float v[kVec], w[kVec];
       load_vec<kVec>(res + c * kVec, v);
-      load_norm_weight<kVec>(p, c * kVec, w);
-#pragma unroll
-      for (int i = 0; i < kVec; ++i) v[i] = w[i] * (v[i] * inv_rms);
+      load_norm_weight<kVec>(p.norm_weight, p.weight_bf16, c * kVec, w);
+      scale_by_norm<kVec>(v, w, inv_rms);
       store_vec<kVec>(p.out + t * p.hidden + c * kVec, v);
     }
     __syncthreads();  // scratch and scanned are rewritten for the next row

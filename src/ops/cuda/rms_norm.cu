@@ -28,6 +28,7 @@
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/reduce.cuh"
+#include "ops/cuda/rms_norm.cuh"
 #include "ops/cuda/rms_norm_heuristics.h"
 #include "ops/cuda/vec.cuh"
 #include "ops/rms_norm.h"
@@ -50,15 +51,6 @@ struct RmsNormParams {
   bool weight_bf16;          // weight is bf16 (else f32)
   bool prefetch_weight;     // weight 16-byte aligned, a multiple of 16 bytes: prefetched into L2
 };
-
-template <int kVec, typename X>
-__device__ __forceinline__ void load_weight(const RmsNormParams<X>& p, int64_t i, float (&w)[kVec]) {
-  if (p.weight_bf16) {
-    gpu::load_vec<kVec>(static_cast<const __nv_bfloat16*>(p.weight) + i, w);
-  } else {
-    gpu::load_vec<kVec>(static_cast<const float*>(p.weight) + i, w);
-  }
-}
 
 // grid (min(rows, 65535)), block a multiple of 32, at most kMaxThreads; launched with
 // launch_programmatic.
@@ -97,8 +89,7 @@ __global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams<X> 
 #pragma unroll
       for (int i = 0; i < kVec; ++i) sum_sq += v[i] * v[i];
     }
-    const float total = gpu::block_sum(sum_sq, scratch);
-    const float inv_rms = 1.0f / sqrtf(total / static_cast<float>(p.d) + p.eps);
+    const float inv_rms = gpu::row_inv_rms(sum_sq, scratch, p.d, p.eps);
     for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
       float v[kVec], w[kVec];
       if (res != nullptr) {
@@ -106,9 +97,8 @@ __global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams<X> 
       } else {
         gpu::load_vec<kVec>(x + c * kVec, v);
       }
-      load_weight<kVec>(p, c * kVec, w);
-#pragma unroll
-      for (int i = 0; i < kVec; ++i) v[i] = w[i] * (v[i] * inv_rms);
+      gpu::load_norm_weight<kVec>(p.weight, p.weight_bf16, c * kVec, w);
+      gpu::scale_by_norm<kVec>(v, w, inv_rms);
       gpu::store_vec<kVec>(p.out + r * p.d + c * kVec, v);
     }
     __syncthreads();  // scratch is reused by the next row
