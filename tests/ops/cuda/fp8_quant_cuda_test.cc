@@ -182,11 +182,11 @@ TEST_F(Fp8QuantCuda, HiddenWidths) {
 }
 
 TEST_F(Fp8QuantCuda, OtherGemmInputs) {
-  for (int64_t k : {1408, 1536, 18432, 576}) check(257, k, Fp8ScaleFormat::kFloat32, false);
+  for (int64_t k : {1408, 1536, 18432, 576, 10944}) check(257, k, Fp8ScaleFormat::kFloat32, false);
 }
 
 TEST_F(Fp8QuantCuda, SwiGluExpertAndDenseWidths) {
-  for (int64_t k : {1408, 2048, 18432}) check(300, k, Fp8ScaleFormat::kFloat32, true);
+  for (int64_t k : {1408, 2048, 18432, 10944}) check(300, k, Fp8ScaleFormat::kFloat32, true);
   check(64, 2048, Fp8ScaleFormat::kUE8M0, true);
 }
 
