@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cuda_op_test_util.h"
+#include "ops/cuda/linear_gemv.h"
 #include "ops/linear.h"
 #include "ops/moe_dispatch.h"
 #include "ops/moe_route_gather.h"
@@ -270,9 +271,11 @@ TEST_F(MoeRouteGatherCuda, V3DecodeBatches) {
 }
 
 // moe_router_route_and_gather_cuda (through the dispatch): the router's GEMV and the routing in
-// one kernel (T <= 8 tokens, T·k <= 64 pairs), and the fallback to linear + moe_route_and_gather.
-// Against linear then moe_route_and_gather on the GPU: logits and every output bit for bit (the
-// GEMV's code, then the one-CTA routing code on those logits). Against the CPU reference
+// one kernel (T <= 8 tokens, T·k <= 64 pairs, H a multiple of 8), and the fallback to linear +
+// moe_route_and_gather. Against the GEMV then moe_route_and_gather on the GPU: logits and every
+// output bit for bit (the one kernel runs the CUDA-core GEMV's code, so that GEMV forced where it
+// applies, since linear's own choice takes the tensor cores from 4 tokens; linear on the fallback,
+// which runs it; then the one-CTA routing code on those logits). Against the CPU reference
 // (linear_cpu in fp32, then the CPU routing): logits within 1e-5 of Σ|x·w| for each logit (fp32
 // sums of exact bf16 products in another order: K / 256 + 8 roundings of at most 2^-24 relative,
 // 36 at K = 7168, far below 1e-5); the routing is not compared with the CPU's, since logits that
@@ -293,7 +296,11 @@ class MoeRouterRouteGatherCuda : public CudaOpTest {
 
     Tensor two_logits = poisoned_gpu({t, e}, DType::kF32);  // the two ops in sequence
     MoeRouteGatherOutputs two = poisoned_route_gather(t, k, e, h);
-    linear(x_gpu, w_gpu, two_logits, stream());
+    if (t <= 8 && t * k <= 64 && h % 8 == 0) {  // the one kernel's path
+      linear_gemv_cuda(x_gpu, w_gpu, two_logits, cuda_stream(), GemvKernel::kCudaCore);
+    } else {
+      linear(x_gpu, w_gpu, two_logits, stream());
+    }
     moe_route_and_gather(two_logits, bias_gpu, params, x_gpu, two, stream());
 
     Tensor arrivals = Tensor::zeros({1}, DType::kI32, Device::kCUDA);
