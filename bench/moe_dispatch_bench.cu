@@ -2,8 +2,10 @@
 // the token-expert pairs by expert with the row gather (moe_group_and_gather, ops/moe_dispatch.h),
 // the weighted combine (moe_combine) and the combine fused with the residual add and the next
 // RMSNorm (moe_combine_add_rms_norm, ops/moe_combine_norm.h), at V2-Lite's shapes (H 2048, E 64,
-// top-6) for T = 1, 8 (decode), 341 and 342 (2046 and 2052 pairs: either side of the decode
-// kernels' limits), 1600 and 8192 (prefill chunks), and V3's (H 7168, E 256, top-8) at T = 8192.
+// top-6) for T = 1, 8 (decode), 341 and 342 (2046 and 2052 pairs: either side of the kernels'
+// switches), 1600 and 8192 (prefill chunks), and V3's (H 7168, E 256, top-8) at T = 8192. Each op
+// through each of its kernels (moe_dispatch_kernels.h): the grouping's one-CTA and multi-CTA
+// sorts, the combines' scan and rows kernels; "*" marks the op's own choice.
 // A program, not a test: it prints a table and writes JSON.
 //
 //   moe_dispatch_bench [--out DIR] [--reps N]
@@ -15,6 +17,8 @@
 // before), the median of N replays (default 20) over its calls. "floor us" is the op's bytes at
 // cudaMemcpyAsync's rate (read + write, measured in the same run): rows gathered or combined,
 // each token row of x, y, shared, residual and out once, the i32 ids and grouping, f32 weights.
+// (The commit that added this program ran the ops as they were before the prefill kernels: build
+// it for the former figures.)
 #include <cuda_runtime_api.h>
 
 #include <nlohmann/json.hpp>
@@ -33,6 +37,7 @@
 #include "copy_bandwidth.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
+#include "ops/cuda/moe_dispatch_kernels.h"
 #include "ops/moe_combine_norm.h"
 #include "ops/moe_dispatch.h"
 #include "ops/random_fill.h"
@@ -98,7 +103,6 @@ int run(int argc, char** argv) {
   MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   cudaStream_t stream = nullptr;
   MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const Stream on{stream};
   const double copy_gbps = memcpy_gbps(stream);
   Timer timer;
   std::printf("card: %s; copy %.0f GB/s (cudaMemcpyAsync, read + write)\n\n", prop.name, copy_gbps);
@@ -127,7 +131,7 @@ int run(int argc, char** argv) {
                    {Tensor::empty({e + 1}, DType::kI32, Device::kCUDA),
                     Tensor::empty({pairs}, DType::kI32, Device::kCUDA),
                     Tensor::empty({pairs}, DType::kI32, Device::kCUDA)}});
-      ops::moe_group_by_expert(ids, e, s.back().grouping, on);  // the combine's sorted pairs
+      ops::moe_group_by_expert_cuda(ids, e, s.back().grouping, stream);  // the combine's sorted pairs
     }
     MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
 
@@ -137,30 +141,40 @@ int run(int argc, char** argv) {
     const double combine_bytes = 8.0 * pairs + pair_rows + 2 * token_rows;      // y read and written
     const double norm_bytes = 8.0 * pairs + pair_rows + 4 * token_rows;         // shared, residual x2, normed
     const auto floor_us = [&](double bytes) { return bytes / copy_gbps / 1e3; };
-    const auto report = [&](const char* op, const char* kernel, double us, double floor) {
+    const auto report = [&](const char* op, const char* kernel, bool chosen, double us, double floor) {
       std::printf("%-22s %-4s %5lld %6lld %-10s %9.2f %9.2f %8.2f %8d\n", op, c.shape.name, static_cast<long long>(t),
-                  static_cast<long long>(pairs), kernel, us, floor, floor / us, sets);
+                  static_cast<long long>(pairs), (std::string(kernel) + (chosen ? " *" : "")).c_str(), us, floor,
+                  floor / us, sets);
       rows.push_back({{"op", op}, {"shape", c.shape.name}, {"tokens", t}, {"pairs", pairs}, {"hidden", h},
-                      {"experts", e}, {"top_k", k}, {"kernel", kernel}, {"us", us}, {"floor_us", floor},
-                      {"of_floor", floor / us}, {"sets", sets}});
+                      {"experts", e}, {"top_k", k}, {"kernel", kernel}, {"chosen", chosen}, {"us", us},
+                      {"floor_us", floor}, {"of_floor", floor / us}, {"sets", sets}});
     };
     const auto time = [&](const std::function<void(CallSet&)>& fn) {
       return timer.graph_us(stream, sets, reps, [&](int i) { fn(s[static_cast<size_t>(i)]); });
     };
 
-    report("group_and_gather", "auto", time([&](CallSet& cs) {
-             ops::moe_group_and_gather(ids, e, cs.x, cs.grouping, cs.gathered, on);
-           }),
-           floor_us(group_bytes));
-    report("combine", "auto", time([&](CallSet& cs) {
-             ops::moe_combine(cs.expert_out, cs.grouping.sorted_pairs, weights, cs.y, on);
-           }),
-           floor_us(combine_bytes));
-    report("combine_add_rms_norm", "auto", time([&](CallSet& cs) {
-             ops::moe_combine_add_rms_norm({cs.expert_out, cs.grouping.sorted_pairs, weights, cs.shared_out},
-                                           cs.residual, norm_weight, 1e-6f, cs.normed, on);
-           }),
-           floor_us(norm_bytes));
+    const ops::MoeGroupKernel group_choice = ops::choose_group_kernel(pairs);
+    for (ops::MoeGroupKernel kernel : {ops::MoeGroupKernel::kOneCta, ops::MoeGroupKernel::kMultiCta}) {
+      const double us = time([&](CallSet& cs) {
+        ops::moe_group_and_gather_cuda(ids, e, cs.x, cs.grouping, cs.gathered, stream, kernel);
+      });
+      report("group_and_gather", ops::group_kernel_name(kernel), kernel == group_choice, us, floor_us(group_bytes));
+    }
+    const ops::MoeCombineKernel combine_choice = ops::choose_combine_kernel(pairs, k);
+    for (ops::MoeCombineKernel kernel : {ops::MoeCombineKernel::kScan, ops::MoeCombineKernel::kRows}) {
+      const double us = time([&](CallSet& cs) {
+        ops::moe_combine_cuda(cs.expert_out, cs.grouping.sorted_pairs, weights, cs.y, stream, kernel);
+      });
+      report("combine", ops::combine_kernel_name(kernel), kernel == combine_choice, us, floor_us(combine_bytes));
+    }
+    for (ops::MoeCombineKernel kernel : {ops::MoeCombineKernel::kScan, ops::MoeCombineKernel::kRows}) {
+      const double us = time([&](CallSet& cs) {
+        ops::moe_combine_add_rms_norm_cuda({cs.expert_out, cs.grouping.sorted_pairs, weights, cs.shared_out},
+                                           cs.residual, norm_weight, 1e-6f, cs.normed, stream, kernel);
+      });
+      report("combine_add_rms_norm", ops::combine_kernel_name(kernel), kernel == combine_choice, us,
+             floor_us(norm_bytes));
+    }
   }
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));
   write_report(out_dir, "moe_dispatch", prop.name, command_line(argc, argv),
