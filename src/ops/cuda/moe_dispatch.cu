@@ -1,5 +1,6 @@
 // MoE dispatch and combine on the GPU: argument checks and launches. The design notes and the
-// kernels are in moe_dispatch.cuh (grouping) and moe_combine.cuh (combine).
+// kernels are in moe_dispatch.cuh (grouping) and moe_combine.cuh (combine); the rules that pick a
+// kernel, moe_dispatch_kernels.h.
 #include "ops/cuda/moe_dispatch.cuh"
 
 #include <algorithm>
@@ -39,9 +40,9 @@ gpu::MoeGroupParams group_params(std::string_view op, const Tensor& expert_ids, 
                              0};
 }
 
-// The grouping by `kernel` (kAuto resolved); the multi-CTA sort's workspace comes from the caching
-// allocator and goes back to it when this returns (the kernels are queued on stream before any
-// later owner's work).
+// The grouping by `kernel`, kOneCta or kMultiCta (the caller resolves kAuto). The multi-CTA sort's
+// workspace comes from the caching allocator and goes back to it when this returns: its kernels
+// are queued on stream before any later owner's work.
 void launch_group(const gpu::MoeGroupParams& p, MoeGroupKernel kernel, cudaStream_t stream) {
   if (kernel == MoeGroupKernel::kOneCta) {
     gpu::launch_programmatic(gpu::moe_group_by_expert_kernel, 1, gpu::kGroupThreads, 0, stream, p);
