@@ -62,8 +62,8 @@ namespace mlaserve::ops {
 // 16-byte vectors). Otherwise the one-element path; add_rms_norm_cuda takes its own vectorised
 // path when only y, residual, weight and out are aligned, so there the sums of squares may
 // differ in order (fp32 rounding, ~1e-7 relative). residual must not alias any other tensor.
-// Above kCombineScanPairs (2048) pairs a stream-ordered [T·k] i32 workspace holds the inverse of
-// sorted_pairs, as in moe_combine_cuda.
+// k <= 32. Above 2048 pairs a [T·k] i32 workspace from the caching allocator holds the inverse of
+// sorted_pairs, as in moe_combine_cuda (moe_dispatch_kernels.h: the kernels and their rule).
 void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
                                    Tensor& out, cudaStream_t stream);
 

@@ -57,17 +57,19 @@ void moe_combine(const Tensor& expert_out, const Tensor& sorted_pairs, const Ten
 namespace mlaserve::ops {
 
 // ---- CUDA: src/ops/cuda/moe_dispatch.{cuh,cu} ------------------------------------------------
-// All tensors on the GPU; asynchronous on stream, no host synchronisation.
+// All tensors on the GPU; asynchronous on stream, no host synchronisation (capturable in a CUDA
+// graph). Kernels and the rule that picks them by size: moe_dispatch_kernels.h.
 // moe_group_by_expert_cuda: expert_ids and the grouping i32, E <= 256; the same stable order as
-// the CPU (one CTA, deterministic). Ids are not checked on the device: an id outside [0, E)
-// (never produced by moe_route) is sorted after every expert, so expert_offsets[E] counts only
-// the valid pairs and the outputs stay a permutation.
-// moe_combine_cuda: expert_out bf16, weights f32, y bf16 or f32; per token the k terms are added
-// to y in j order in fp32 and y is rounded once to bf16 (an f32 y, a tensor-parallel partial
-// output that is all-reduced before it is rounded, keeps the fp32 sum). Above 2048 pairs a
-// stream-ordered [T·k] i32 workspace (cudaMallocAsync / cudaFreeAsync on stream) holds the
-// inverse of sorted_pairs; up to 2048 (decode batches) one kernel finds each token's positions
-// itself, with the same results.
+// the CPU, deterministic: one CTA up to 2048 pairs, above that a three-kernel multi-CTA sort with
+// a [E + 1, <= 64] i32 workspace from the caching allocator. Ids are not checked on the device: an
+// id outside [0, E) (never produced by moe_route) is sorted after every expert, so
+// expert_offsets[E] counts only the valid pairs and the outputs stay a permutation.
+// moe_combine_cuda: expert_out bf16, weights f32, y bf16 or f32, k <= 32; per token the k terms
+// are added to y in j order in fp32 and y is rounded once to bf16 (an f32 y, a tensor-parallel
+// partial output that is all-reduced before it is rounded, keeps the fp32 sum); a pair that no
+// entry of sorted_pairs names adds nothing. Up to 2048 pairs (decode batches) one kernel finds
+// each token's positions itself; above, a [T·k] i32 workspace from the caching allocator holds
+// the inverse of sorted_pairs for a second kernel; the same results.
 void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping,
                               cudaStream_t stream);
 // moe_group_and_gather_cuda: x and gathered bf16; up to 64 pairs (decode batches) the grouping

@@ -4,21 +4,32 @@
 //
 // Symbols: T tokens, k experts per token, P = T·k pairs (p = t·k + j), H hidden width.
 //
-// invert_pairs_async + moe_combine_kernel: the combine needs, for each pair, its sorted
-// position (the inverse of sorted_pairs), kept in a [P] i32 workspace from the stream-ordered
-// allocator; positions no entry names stay -1 and contribute nothing. Then one thread per vector
-// of 8 channels of a token row: acc = y[t] in fp32, acc += w[t, j] · expert_out[position] for
-// j = 0 .. k-1 in order, y[t] = bf16(acc), rounded once (or acc itself when y is f32); the
-// rows of up to kCombineBatch = 8 pairs are loaded before the first is added.
-// Decode batches (P <= kCombineScanPairs) take moe_combine_scan_kernel instead: each CTA finds
-// its token's k positions itself by scanning sorted_pairs (P i32 from L2, a few loads a thread)
-// into shared memory, then combines exactly as above: one launch instead of an allocation, a
-// memset and two kernels (~8 us of serial latency per MoE layer at one token), same results bit
-// for bit.
+// Every kernel: one thread per vector of 8 channels of a token row (kVec = 8; 1 on the
+// one-element path): acc = y[t] in fp32, acc += w[t, j] · expert_out[position of pair t·k + j]
+// for j = 0 .. k-1 in order, y[t] = bf16(acc), rounded once (or acc itself when y is f32); a pair
+// that no sorted position names adds nothing. Two ways to find a token's k positions
+// (moe_dispatch_kernels.h picks by size):
+//   - moe_combine_scan_kernel (decode batches, P <= kCombineScanPairs): each CTA scans
+//     sorted_pairs (P i32 from L2, a few loads a thread) into shared memory: one launch;
+//     combine_vec loads the rows of up to kCombineBatch = 8 pairs before the first is added, so
+//     that their trips to L2 overlap (at one token the combine is a chain of such trips);
+//   - invert_pairs then moe_combine_rows_kernel (prefill): the inverse of sorted_pairs in a [P]
+//     i32 workspace from the caching allocator, then one CTA a token row whose first k threads
+//     stage the token's positions and weights in shared memory (stage_row_pairs). The workspace
+//     is not cleared: a position is used only when sorted_pairs names the pair there, which is
+//     what a -1 fill would give, without a memset. combine_vec_staged holds the rows' vectors as
+//     loaded (bf16, 4 registers each instead of 8 floats). Why: the former prefill kernels (the
+//     scan kernels' combine_vec over an inverse from memory) take 97-101 registers a thread, so
+//     two CTAs of 256 threads fit an SM: 16 warps, each CTA a chain of dependent trips (its
+//     positions, then its rows, then the norm's weight) with ~32 KB in flight at most, and the
+//     fused combine + norm streamed at about a third of HBM's rate (40 us for 65 MB at V2-Lite's
+//     T = 1600, ncu). At <= 64 registers kCombineRowsCtasPerSm = 4 CTAs share an SM, each staging
+//     its positions (two L2 trips) while the others stream their rows.
+// Both give the same bits: the same fp32 expressions in the same order.
 //
-// moe_combine_scan_kernel (the decode-size kernel) is launched with programmatic dependent launch
-// (pdl.cuh): it waits for the kernel before it before its first load, then lets the next kernel
-// launch.
+// Both kernels are launched with programmatic dependent launch (pdl.cuh): they wait for the kernel
+// before them before their first load, then let the next kernel launch; invert_pairs's kernel
+// does the same.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -27,21 +38,21 @@
 
 #include <cstdint>
 
+#include "ops/cuda/moe_dispatch_kernels.h"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/vec.cuh"
 
 namespace mlaserve::ops::gpu {
 
 inline constexpr int kCombineThreads = 256;
-inline constexpr int kCombineScanPairs = 2048;  // up to this many pairs: moe_combine_scan_kernel
-inline constexpr int kCombineScanMaxTopK = 16;
-inline constexpr int kCombineBatch = 8;  // pairs' rows a combine thread loads before it adds them
+inline constexpr int kCombineBatch = 8;          // pairs' rows a combine thread loads before it adds them
+inline constexpr int kCombineRowsCtasPerSm = 4;  // the row kernels' CTAs an SM (<= 64 registers a thread)
 
 template <typename Y>
 struct MoeCombineParams {
   const __nv_bfloat16* expert_out;  // [P, H] in sorted order
   const int32_t* sorted_pairs;      // [P]
-  int32_t* position;                // [P] workspace: sorted position of each pair, -1 if none
+  const int32_t* position;          // [P] workspace: each pair's sorted position (invert_pairs), rows kernel only
   const float* weights;             // [T, k]
   Y* y;                             // [T, H] bf16 or f32, accumulated into
   int64_t tokens;                   // T
@@ -49,12 +60,11 @@ struct MoeCombineParams {
   int64_t hidden;                   // H
 };
 
-// Host (moe_dispatch.cu, where its kernel is defined): the inverse of sorted_pairs ([P] i32, each
-// pair's sorted position, -1 where no entry names it) in a stream-ordered allocation, for the
-// kernels that take positions from memory (above kCombineScanPairs). The caller frees it with
-// cudaFreeAsync on `stream` after them. Its kernel is launched plainly and never calls
-// launch_dependents, so its readers are launched plainly too (pdl.cuh).
-int32_t* invert_pairs_async(const int32_t* sorted_pairs, int64_t pairs, cudaStream_t stream);
+// Host (moe_dispatch.cu, where its kernel is defined): position[sorted_pairs[pos]] = pos for every
+// pos whose entry is a pair in [0, P) ([P] i32 each, on the GPU), for the row kernels. Entries no
+// position names keep what they held: stage_row_pairs checks each position it reads. Launched
+// with launch_programmatic.
+void invert_pairs(const int32_t* sorted_pairs, int32_t* position, int64_t pairs, cudaStream_t stream);
 
 // acc += sum_j w[t, j] · expert_out[position[j], c·kVec ..] over j = 0 .. k-1 in order, in fp32
 // (one vector c of token t's row); a position < 0 adds nothing. `position` holds the token's k
@@ -103,6 +113,48 @@ __device__ __forceinline__ void scan_token_positions(const int32_t* sorted_pairs
   __syncthreads();
 }
 
+// The row kernels' view of token t's k <= kCombineMaxTopK pairs, written by threads 0 .. k-1 into
+// shared memory: position[j] = the sorted position of pair t·k + j, or -1 unless the inverse
+// workspace holds a position in [0, P) whose sorted_pairs entry is that pair (the workspace is
+// not cleared: this check makes an entry no position wrote add nothing, as a -1 fill would);
+// weight[j] = its weight. The caller syncs before reading them and before the next call.
+__device__ __forceinline__ void stage_row_pairs(const int32_t* inverse, const int32_t* sorted_pairs,
+                                                const float* weights, int64_t pairs, int64_t t, int32_t top_k,
+                                                int32_t* position, float* weight) {
+  if (static_cast<int>(threadIdx.x) >= top_k) return;
+  const int64_t pair = t * top_k + threadIdx.x;
+  const int32_t at = inverse[pair];
+  position[threadIdx.x] = at >= 0 && at < pairs && sorted_pairs[at] == pair ? at : -1;
+  weight[threadIdx.x] = weights[pair];
+}
+
+// combine_vec for the row kernels: the same sum in the same order (acc += w_j · x_j for j = 0 ..
+// k-1, a position < 0 adding nothing), with the token's positions and weights staged in shared
+// memory (stage_row_pairs) and the kCombineBatch rows' vectors held as loaded (Bf16Vec) until each
+// is added.
+template <int kVec>
+__device__ __forceinline__ void combine_vec_staged(const __nv_bfloat16* expert_out, const int32_t* position,
+                                                   const float* weight, int32_t top_k, int64_t hidden, int64_t c,
+                                                   float (&acc)[kVec]) {
+  for (int j0 = 0; j0 < top_k; j0 += kCombineBatch) {
+    Bf16Vec<kVec> x[kCombineBatch];
+#pragma unroll
+    for (int u = 0; u < kCombineBatch; ++u) {
+      const int32_t pos = j0 + u < top_k ? position[j0 + u] : -1;
+      if (pos >= 0) x[u] = load_bf16_vec<kVec>(expert_out + pos * hidden + c * kVec);
+    }
+#pragma unroll
+    for (int u = 0; u < kCombineBatch; ++u) {
+      if (j0 + u >= top_k || position[j0 + u] < 0) continue;
+      const float w = weight[j0 + u];
+      float v[kVec];
+      unpack_vec<kVec>(x[u], v);
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) acc[i] += w * v[i];
+    }
+  }
+}
+
 // This CTA's share of token t's row: y[t] = bf16(y[t] + sum_j w[t, j] · expert_out[position[j]])
 // (combine_vec; rounded once, or fp32 y as it is).
 template <int kVec, typename Y>
@@ -114,15 +166,6 @@ __device__ __forceinline__ void combine_row(const MoeCombineParams<Y>& p, int64_
     load_vec<kVec>(y, acc);
     combine_vec<kVec>(p.expert_out, p.weights + t * p.top_k, position, p.top_k, p.hidden, c, acc);
     store_vec<kVec>(y, acc);
-  }
-}
-
-// grid (ceil(H / kVec / kCombineThreads), min(T, 65535)), block kCombineThreads.
-template <int kVec, typename Y>
-__global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(MoeCombineParams<Y> p) {
-  const int64_t vectors = p.hidden / kVec;
-  for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
-    combine_row<kVec>(p, t, p.position + t * p.top_k, vectors);
   }
 }
 
@@ -139,6 +182,32 @@ __global__ void __launch_bounds__(kCombineThreads) moe_combine_scan_kernel(MoeCo
     scan_token_positions(p.sorted_pairs, pairs, t, p.top_k, position);
     combine_row<kVec>(p, t, position, vectors);
     __syncthreads();  // position[] is rewritten for the next token
+  }
+}
+
+// grid (ceil(H / kVec / kCombineThreads), min(T, 65535)), block kCombineThreads (the grid's x
+// covers a row once: a thread has one vector of each of its rows); k <= kCombineMaxTopK,
+// p.position from invert_pairs. Launched with launch_programmatic.
+template <int kVec, typename Y>
+__global__ void __launch_bounds__(kCombineThreads, kCombineRowsCtasPerSm)
+    moe_combine_rows_kernel(MoeCombineParams<Y> p) {
+  __shared__ int32_t position[kCombineMaxTopK];  // this token's pairs' sorted positions (-1: none)
+  __shared__ float weight[kCombineMaxTopK];      // and their weights
+  grid_dependency_wait();  // the inverse comes from the kernel before, expert_out and y from earlier ones
+  launch_dependents();
+  const int64_t vectors = p.hidden / kVec, pairs = p.tokens * p.top_k;
+  const int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
+    Y* y = p.y + t * p.hidden + c * kVec;
+    float acc[kVec];
+    if (c < vectors) load_vec<kVec>(y, acc);  // in flight while the positions are staged
+    stage_row_pairs(p.position, p.sorted_pairs, p.weights, pairs, t, p.top_k, position, weight);
+    __syncthreads();
+    if (c < vectors) {
+      combine_vec_staged<kVec>(p.expert_out, position, weight, p.top_k, p.hidden, c, acc);
+      store_vec<kVec>(y, acc);
+    }
+    __syncthreads();  // position[] and weight[] are rewritten for the next token
   }
 }
 

@@ -1,5 +1,5 @@
 // moe_combine_add_rms_norm on the GPU: argument checks and launches. The design note and the
-// kernel are in moe_combine_norm.cuh.
+// kernels are in moe_combine_norm.cuh; the rule that picks one, moe_dispatch_kernels.h.
 #include "ops/cuda/moe_combine_norm.cuh"
 
 #include <algorithm>
@@ -7,33 +7,36 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/moe_dispatch_kernels.h"
 #include "ops/moe_combine_norm.h"
 
 namespace mlaserve::ops {
 namespace {
 
 template <int kVec>
-void launch_kernel(gpu::MoeCombineNormParams p, cudaStream_t stream) {
+void launch_kernel(gpu::MoeCombineNormParams p, MoeCombineKernel kernel, cudaStream_t stream) {
   const int threads = gpu::rms_norm_threads(p.hidden / kVec);
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(p.tokens, 65535));
-  const int64_t pairs = p.tokens * p.top_k;
-  if (pairs <= gpu::kCombineScanPairs && p.top_k <= gpu::kCombineScanMaxTopK) {  // decode batches: one launch
+  if (kernel == MoeCombineKernel::kScan) {
     gpu::launch_programmatic(gpu::moe_combine_add_rms_norm_kernel<kVec>, blocks, threads, 0, stream, p);
     return;
   }
-  // Above the scan's limit: the positions from memory (invert_pairs_async, moe_combine.cuh), and a
-  // plain launch after its plain kernel.
-  int32_t* position = gpu::invert_pairs_async(p.sorted_pairs, pairs, stream);
-  p.position = position;
-  gpu::moe_combine_add_rms_norm_kernel<kVec><<<blocks, threads, 0, stream>>>(p);
-  MLA_CUDA_CHECK_LAUNCH();
-  MLA_CUDA_CHECK(cudaFreeAsync(position, stream));
+  const int64_t pairs = p.tokens * p.top_k;
+  Tensor position = Tensor::empty({pairs}, DType::kI32, Device::kCUDA);  // [T·k] the inverse of sorted_pairs
+  gpu::invert_pairs(p.sorted_pairs, gpu::ptr<int32_t>(position), pairs, stream);
+  p.position = gpu::ptr<const int32_t>(position);
+  gpu::launch_programmatic(gpu::moe_combine_add_rms_norm_rows_kernel<kVec>, blocks, threads, 0, stream, p);
 }
 
 }  // namespace
 
 void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
                                    Tensor& out, cudaStream_t stream) {
+  moe_combine_add_rms_norm_cuda(in, residual, weight, eps, out, stream, MoeCombineKernel::kAuto);
+}
+
+void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
+                                   Tensor& out, cudaStream_t stream, MoeCombineKernel kernel) {
   constexpr std::string_view kOp = "moe_combine_add_rms_norm_cuda";
   gpu::check_dtype(kOp, "expert_out", in.expert_out, DType::kBF16);
   gpu::check_dtype(kOp, "sorted_pairs", in.sorted_pairs, DType::kI32);
@@ -61,7 +64,9 @@ void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual,
             "{}: residual must not alias out or expert_out", kOp);
   MLA_CHECK(pairs < (int64_t{1} << 31), "{}: {} pairs do not fit i32 positions", kOp, pairs);
   MLA_CHECK(eps > 0.0f, "{}: eps must be positive, got {}", kOp, eps);
+  check_combine_top_k(kOp, k, kernel);
   if (t == 0 || h == 0) return;
+  if (kernel == MoeCombineKernel::kAuto) kernel = choose_combine_kernel(pairs, k);
 
   // 16-byte vectors when every row is: the condition under which moe_combine_cuda and
   // add_rms_norm_cuda both take theirs (the header's bit-for-bit promise).
@@ -82,9 +87,9 @@ void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual,
                                     weight.dtype() == DType::kBF16,
                                     gpu::aligned16(weight) && weight.nbytes() % 16 == 0};
   if (vec8) {
-    launch_kernel<8>(p, stream);
+    launch_kernel<8>(p, kernel, stream);
   } else {
-    launch_kernel<1>(p, stream);
+    launch_kernel<1>(p, kernel, stream);
   }
 }
 

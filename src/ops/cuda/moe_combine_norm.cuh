@@ -5,24 +5,28 @@
 //
 // One CTA per token row (grid min(T, 65535), rows strided), the CTA shape of the row norms
 // (rms_norm_heuristics.h: thread i owns vectors i, i + threads, ..). Per row:
-//   0. (P <= kCombineScanPairs) the CTA finds the token's k sorted positions by scanning
-//      sorted_pairs into shared memory (scan_token_positions, moe_combine.cuh); above that the
-//      positions come from the inverse workspace (invert_pairs_async, moe_combine.cuh).
+//   0. the token's k sorted positions, as the combine's kernels find them (moe_combine.cuh):
+//      moe_combine_add_rms_norm_kernel (P <= kCombineScanPairs, decode batches) scans
+//      sorted_pairs into shared memory (scan_token_positions); moe_combine_add_rms_norm_rows_kernel
+//      (prefill) stages them from the inverse workspace (invert_pairs, stage_row_pairs);
 //   1. each thread, for each of its vectors: acc = shared_out (or 0), acc += w_j · expert_out[pos_j]
-//      in j order (combine_vec, moe_combine.cuh: moe_combine's code), y = bf16(acc) (moe_combine's
-//      store), v = bf16(residual + y) (add_rms_norm's residual add), stored into residual; and
-//      sum_sq += v² over the vector's elements in order;
+//      in j order (combine_vec or combine_vec_staged, moe_combine.cuh: moe_combine's code and
+//      order), y = bf16(acc) (moe_combine's store), v = bf16(residual + y) (add_rms_norm's residual
+//      add), stored into residual; and sum_sq += v² over the vector's elements in order;
 //   2. block_sum(sum_sq), inv_rms = 1 / sqrt(total / H + eps) (row_inv_rms, rms_norm.cuh: rms_norm.cu's own);
 //   3. each thread re-reads its vectors of residual (L1: it just wrote them) and writes
 //      out = bf16(w · (v · inv_rms)).
-// Steps 1-3 are add_rms_norm_cuda's kernel with y computed in registers instead of loaded: the
-// same thread count, element-to-thread map and expressions, so the same bits. Between the two
-// former kernels, y never goes to memory: one launch and one round trip of the row less.
+// Steps 1-3 (combine_norm_row) are add_rms_norm_cuda's kernel with y computed in registers
+// instead of loaded: the same thread count, element-to-thread map and expressions, so the same
+// bits. Between the two former kernels, y never goes to memory: one launch and one round trip of
+// the row less. The rows kernel is built for kCombineRowsCtasPerSm CTAs an SM, as the plain
+// combine's (moe_combine.cuh says why).
 //
-// Launched with programmatic dependent launch (pdl.cuh) on the scan path: before its wait a CTA
-// only prefetches the norm weight into L2 (a weight: nothing in the step writes it); after it,
-// it reads expert_out (the experts' kernel just before), the router's weights and sorted pairs
-// and the shared experts' output (joined into the stream before this launch), and the residual.
+// Both are launched with programmatic dependent launch (pdl.cuh): before its wait a CTA only
+// prefetches the norm weight into L2 (a weight: nothing in the step writes it); after it, it
+// reads expert_out (the experts' kernel before; the rows kernel: the inverse, from the kernel just
+// before), the router's weights and sorted pairs and the shared experts' output (joined into the
+// stream before this launch), and the residual.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -41,72 +45,104 @@ namespace mlaserve::ops::gpu {
 struct MoeCombineNormParams {
   const __nv_bfloat16* expert_out;  // [P, H] the routed experts' outputs, in sorted order
   const int32_t* sorted_pairs;      // [P] the pair at each sorted position
-  const int32_t* position;          // [P] workspace: the sorted position of each pair (-1: none), or
-                                    // null: each CTA scans sorted_pairs (P <= kCombineScanPairs)
+  const int32_t* position;          // [P] workspace: each pair's sorted position (invert_pairs), rows kernel only
   const float* weights;             // [T, k] router weights
   const __nv_bfloat16* shared_out;  // [T, H] the combine's starting value, or null: zero
   __nv_bfloat16* residual;          // [T, H] the residual stream, updated
   const void* norm_weight;          // [H] f32 or bf16
   __nv_bfloat16* out;               // [T, H] normed
   int64_t tokens;                   // T
-  int32_t top_k;                    // k (<= kCombineScanMaxTopK on the scan path)
+  int32_t top_k;                    // k (<= kCombineScanMaxTopK for the scan kernel, kCombineMaxTopK for rows)
   int64_t hidden;                   // H
   float eps;                        // the norm's epsilon
   bool weight_bf16;                 // norm_weight is bf16 (else f32)
   bool prefetch_weight;             // norm_weight 16-byte aligned, a multiple of 16 bytes: prefetched into L2
 };
 
-// grid (min(T, 65535)), block rms_norm_threads(H / kVec); launched with launch_programmatic on
-// the scan path.
-template <int kVec>
-__global__ void __launch_bounds__(kRmsNormMaxThreads) moe_combine_add_rms_norm_kernel(MoeCombineNormParams p) {
-  __shared__ int32_t scanned[kCombineScanMaxTopK];  // this token's pairs' sorted positions (scan path)
-  __shared__ float scratch[kRmsNormMaxThreads / 32];
+// Before the wait: the norm weight into L2, once per launch.
+__device__ __forceinline__ void prefetch_norm_weight(const MoeCombineNormParams& p) {
   if (p.prefetch_weight && threadIdx.x == 0 && blockIdx.x == 0) {  // a weight: no kernel of the step writes it
     prefetch_l2(p.norm_weight, static_cast<uint32_t>(p.hidden * (p.weight_bf16 ? 2 : 4)));
   }
+}
+
+// Steps 1-3 for row t (every thread of the CTA calls it), with combine(c, acc) adding the routed
+// experts' terms of vector c to acc in j order.
+template <int kVec, typename Combine>
+__device__ __forceinline__ void combine_norm_row(const MoeCombineNormParams& p, int64_t t, float* scratch,
+                                                 Combine combine) {
+  const int64_t vectors = p.hidden / kVec;
+  const __nv_bfloat16* shared = p.shared_out != nullptr ? p.shared_out + t * p.hidden : nullptr;
+  __nv_bfloat16* res = p.residual + t * p.hidden;
+  float sum_sq = 0.0f;
+  for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
+    float acc[kVec];
+    if (shared != nullptr) {
+      load_vec<kVec>(shared + c * kVec, acc);
+    } else {
+      fill_vec<kVec>(acc, 0.0f);  // moe_combine onto a zeroed y: the same +0.0f start
+    }
+    combine(c, acc);
+    float v[kVec];
+    load_vec<kVec>(res + c * kVec, v);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) {
+      const float y = __bfloat162float(__float2bfloat16_rn(acc[i]));  // moe_combine's bf16 y
+      v[i] = __bfloat162float(__float2bfloat16_rn(v[i] + y));          // add_rms_norm's residual
+    }
+    store_vec<kVec>(res + c * kVec, v);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) sum_sq += v[i] * v[i];
+  }
+  const float inv_rms = row_inv_rms(sum_sq, scratch, p.hidden, p.eps);
+  for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
+    float v[kVec], w[kVec];
+    load_vec<kVec>(res + c * kVec, v);
+    load_norm_weight<kVec>(p.norm_weight, p.weight_bf16, c * kVec, w);
+    scale_by_norm<kVec>(v, w, inv_rms);
+    store_vec<kVec>(p.out + t * p.hidden + c * kVec, v);
+  }
+}
+
+// grid (min(T, 65535)), block rms_norm_threads(H / kVec); P <= kCombineScanPairs, k <=
+// kCombineScanMaxTopK. Launched with launch_programmatic.
+template <int kVec>
+__global__ void __launch_bounds__(kRmsNormMaxThreads) moe_combine_add_rms_norm_kernel(MoeCombineNormParams p) {
+  __shared__ int32_t scanned[kCombineScanMaxTopK];  // this token's pairs' sorted positions
+  __shared__ float scratch[kRmsNormMaxThreads / 32];
+  prefetch_norm_weight(p);
   grid_dependency_wait();  // expert_out, and everything before it, comes from the kernels before
   launch_dependents();
-  const int64_t vectors = p.hidden / kVec, pairs = p.tokens * p.top_k;
+  const int64_t pairs = p.tokens * p.top_k;
   for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
-    const int32_t* position = scanned;
-    if (p.position != nullptr) {
-      position = p.position + t * p.top_k;
-    } else {
-      scan_token_positions(p.sorted_pairs, pairs, t, p.top_k, scanned);
-    }
+    scan_token_positions(p.sorted_pairs, pairs, t, p.top_k, scanned);
     const float* weights = p.weights + t * p.top_k;
-    const __nv_bfloat16* shared = p.shared_out != nullptr ? p.shared_out + t * p.hidden : nullptr;
-    __nv_bfloat16* res = p.residual + t * p.hidden;
-    float sum_sq = 0.0f;
-    for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
-      float acc[kVec];
-      if (shared != nullptr) {
-        load_vec<kVec>(shared + c * kVec, acc);
-      } else {
-        fill_vec<kVec>(acc, 0.0f);  // moe_combine onto a zeroed y: the same +0.0f start
-      }
-      combine_vec<kVec>(p.expert_out, weights, position, p.top_k, p.hidden, c, acc);
-      float v[kVec];
-      load_vec<kVec>(res + c * kVec, v);
-#pragma unroll
-      for (int i = 0; i < kVec; ++i) {
-        const float y = __bfloat162float(__float2bfloat16_rn(acc[i]));  // moe_combine's bf16 y
-        v[i] = __bfloat162float(__float2bfloat16_rn(v[i] + y));          // add_rms_norm's residual
-      }
-      store_vec<kVec>(res + c * kVec, v);
-#pragma unroll
-      for (int i = 0; i < kVec; ++i) sum_sq += v[i] * v[i];
-    }
-    const float inv_rms = row_inv_rms(sum_sq, scratch, p.hidden, p.eps);
-    for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
-      float v[kVec], w[kVec];
-      load_vec<kVec>(res + c * kVec, v);
-      load_norm_weight<kVec>(p.norm_weight, p.weight_bf16, c * kVec, w);
-      scale_by_norm<kVec>(v, w, inv_rms);
-      store_vec<kVec>(p.out + t * p.hidden + c * kVec, v);
-    }
+    combine_norm_row<kVec>(p, t, scratch, [&](int64_t c, float(&acc)[kVec]) {
+      combine_vec<kVec>(p.expert_out, weights, scanned, p.top_k, p.hidden, c, acc);
+    });
     __syncthreads();  // scratch and scanned are rewritten for the next row
+  }
+}
+
+// grid (min(T, 65535)), block rms_norm_threads(H / kVec); k <= kCombineMaxTopK, p.position from
+// invert_pairs. Launched with launch_programmatic.
+template <int kVec>
+__global__ void __launch_bounds__(kRmsNormMaxThreads, kCombineRowsCtasPerSm)
+    moe_combine_add_rms_norm_rows_kernel(MoeCombineNormParams p) {
+  __shared__ int32_t position[kCombineMaxTopK];  // this token's pairs' sorted positions (-1: none)
+  __shared__ float weight[kCombineMaxTopK];      // and their weights
+  __shared__ float scratch[kRmsNormMaxThreads / 32];
+  prefetch_norm_weight(p);
+  grid_dependency_wait();  // the inverse comes from the kernel before, everything else from earlier ones
+  launch_dependents();
+  const int64_t pairs = p.tokens * p.top_k;
+  for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
+    stage_row_pairs(p.position, p.sorted_pairs, p.weights, pairs, t, p.top_k, position, weight);
+    __syncthreads();
+    combine_norm_row<kVec>(p, t, scratch, [&](int64_t c, float(&acc)[kVec]) {
+      combine_vec_staged<kVec>(p.expert_out, position, weight, p.top_k, p.hidden, c, acc);
+    });
+    __syncthreads();  // scratch, position[] and weight[] are rewritten for the next row
   }
 }
 

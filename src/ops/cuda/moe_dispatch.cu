@@ -1,5 +1,6 @@
 // MoE dispatch and combine on the GPU: argument checks and launches. The design notes and the
-// kernels are in moe_dispatch.cuh (grouping) and moe_combine.cuh (combine).
+// kernels are in moe_dispatch.cuh (grouping) and moe_combine.cuh (combine); the rules that pick a
+// kernel, moe_dispatch_kernels.h.
 #include "ops/cuda/moe_dispatch.cuh"
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/moe_dispatch_kernels.h"
 #include "ops/cuda/moe_grouping_checks.h"
 #include "ops/embedding.h"
 #include "ops/moe_dispatch.h"
@@ -38,16 +40,69 @@ gpu::MoeGroupParams group_params(std::string_view op, const Tensor& expert_ids, 
                              0};
 }
 
+// The grouping by `kernel`, kOneCta or kMultiCta (the caller resolves kAuto). The multi-CTA sort's
+// workspace comes from the caching allocator and goes back to it when this returns: its kernels
+// are queued on stream before any later owner's work.
+void launch_group(const gpu::MoeGroupParams& p, MoeGroupKernel kernel, cudaStream_t stream) {
+  if (kernel == MoeGroupKernel::kOneCta) {
+    gpu::launch_programmatic(gpu::moe_group_by_expert_kernel, 1, gpu::kGroupThreads, 0, stream, p);
+    return;
+  }
+  const int64_t chunks = std::max<int64_t>((int64_t{p.pairs} + gpu::kGroupThreads - 1) / gpu::kGroupThreads, 1);
+  const int64_t cta_chunks = (chunks + gpu::kGroupMaxCtas - 1) / gpu::kGroupMaxCtas;
+  const int64_t cta_pairs = cta_chunks * gpu::kGroupThreads;
+  const int64_t ctas = std::max<int64_t>((int64_t{p.pairs} + cta_pairs - 1) / cta_pairs, 1);
+  Tensor counts = Tensor::empty({p.experts + 1, ctas}, DType::kI32, Device::kCUDA);  // [E + 1, C]
+  const gpu::MoeGroupSplit split{gpu::ptr<int32_t>(counts), static_cast<int32_t>(ctas),
+                                 static_cast<int32_t>(cta_pairs)};
+  const dim3 grid(static_cast<unsigned>(ctas));
+  gpu::launch_programmatic(gpu::moe_group_histogram_kernel, grid, gpu::kGroupThreads, 0, stream, p, split);
+  gpu::launch_programmatic(gpu::moe_group_scan_kernel, 1, gpu::kGroupThreads, 0, stream, p, split);
+  gpu::launch_programmatic(gpu::moe_group_scatter_kernel, grid, gpu::kGroupThreads, 0, stream, p, split);
+}
+
+MoeGroupKernel resolve(MoeGroupKernel kernel, int64_t pairs) {
+  return kernel == MoeGroupKernel::kAuto ? choose_group_kernel(pairs) : kernel;
+}
+
 }  // namespace
+
+const char* group_kernel_name(MoeGroupKernel kernel) {
+  switch (kernel) {
+    case MoeGroupKernel::kAuto: return "auto";
+    case MoeGroupKernel::kOneCta: return "one_cta";
+    case MoeGroupKernel::kMultiCta: return "multi_cta";
+  }
+  return "?";
+}
+
+const char* combine_kernel_name(MoeCombineKernel kernel) {
+  switch (kernel) {
+    case MoeCombineKernel::kAuto: return "auto";
+    case MoeCombineKernel::kScan: return "scan";
+    case MoeCombineKernel::kRows: return "rows";
+  }
+  return "?";
+}
 
 void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping,
                               cudaStream_t stream) {
+  moe_group_by_expert_cuda(expert_ids, num_experts, grouping, stream, MoeGroupKernel::kAuto);
+}
+
+void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping,
+                              cudaStream_t stream, MoeGroupKernel kernel) {
   const gpu::MoeGroupParams p = group_params("moe_group_by_expert_cuda", expert_ids, num_experts, grouping);
-  gpu::launch_programmatic(gpu::moe_group_by_expert_kernel, 1, gpu::kGroupThreads, 0, stream, p);
+  launch_group(p, resolve(kernel, p.pairs), stream);
 }
 
 void moe_group_and_gather_cuda(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
                                Tensor& gathered, cudaStream_t stream) {
+  moe_group_and_gather_cuda(expert_ids, num_experts, x, grouping, gathered, stream, MoeGroupKernel::kAuto);
+}
+
+void moe_group_and_gather_cuda(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
+                               Tensor& gathered, cudaStream_t stream, MoeGroupKernel kernel) {
   constexpr std::string_view kOp = "moe_group_and_gather_cuda";
   gpu::MoeGroupParams p = group_params(kOp, expert_ids, num_experts, grouping);
   gpu::check_dtype(kOp, "x", x, DType::kBF16);
@@ -56,8 +111,10 @@ void moe_group_and_gather_cuda(const Tensor& expert_ids, int64_t num_experts, co
             shape_str(x.shape()), shape_str(expert_ids.shape()));
   const int64_t h = x.dim(1);
   gpu::check_shape(kOp, "gathered", gathered, {expert_ids.numel(), h});
-  if (p.pairs > gpu::kGroupGatherMaxPairs || h % 8 != 0 || !gpu::aligned16(x) || !gpu::aligned16(gathered)) {
-    gpu::launch_programmatic(gpu::moe_group_by_expert_kernel, 1, gpu::kGroupThreads, 0, stream, p);  // two launches
+  kernel = resolve(kernel, p.pairs);
+  if (kernel == MoeGroupKernel::kMultiCta || p.pairs > gpu::kGroupGatherMaxPairs || h % 8 != 0 ||
+      !gpu::aligned16(x) || !gpu::aligned16(gathered)) {
+    launch_group(p, kernel, stream);  // then the gather: its own launch
     embedding_cuda(grouping.sorted_tokens, x, gathered, stream);
     return;
   }
@@ -70,9 +127,11 @@ void moe_group_and_gather_cuda(const Tensor& expert_ids, int64_t num_experts, co
 namespace gpu {
 namespace {
 
-// grid-stride over P; position[] must be -1 beforehand.
+// grid-stride over P; launched with launch_programmatic.
 __global__ void __launch_bounds__(kCombineThreads)
     moe_invert_pairs_kernel(const int32_t* sorted_pairs, int32_t* position, int64_t pairs) {
+  grid_dependency_wait();  // sorted_pairs comes from the grouping, kernels before
+  launch_dependents();
   for (int64_t pos = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; pos < pairs; pos += int64_t{gridDim.x} * blockDim.x) {
     const int32_t pair = sorted_pairs[pos];
     if (pair >= 0 && pair < pairs) position[pair] = static_cast<int32_t>(pos);
@@ -81,15 +140,9 @@ __global__ void __launch_bounds__(kCombineThreads)
 
 }  // namespace
 
-int32_t* invert_pairs_async(const int32_t* sorted_pairs, int64_t pairs, cudaStream_t stream) {
-  int32_t* position = nullptr;
-  const size_t bytes = static_cast<size_t>(pairs) * sizeof(int32_t);
-  MLA_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&position), bytes, stream));
-  MLA_CUDA_CHECK(cudaMemsetAsync(position, 0xFF, bytes, stream));  // -1: no sorted position
-  moe_invert_pairs_kernel<<<grid_blocks(pairs, kCombineThreads), kCombineThreads, 0, stream>>>(sorted_pairs, position,
-                                                                                             pairs);
-  MLA_CUDA_CHECK_LAUNCH();
-  return position;
+void invert_pairs(const int32_t* sorted_pairs, int32_t* position, int64_t pairs, cudaStream_t stream) {
+  launch_programmatic(moe_invert_pairs_kernel, grid_blocks(pairs, kCombineThreads), kCombineThreads, 0, stream,
+                      sorted_pairs, position, pairs);
 }
 
 }  // namespace gpu
@@ -97,12 +150,11 @@ int32_t* invert_pairs_async(const int32_t* sorted_pairs, int64_t pairs, cudaStre
 namespace {
 
 template <typename Y>
-void launch_combine(gpu::MoeCombineParams<Y> p, bool vec8, cudaStream_t stream) {
-  const int64_t pairs = p.tokens * p.top_k;
-  if (pairs <= gpu::kCombineScanPairs && p.top_k <= gpu::kCombineScanMaxTopK) {  // decode batches: one launch
-    const int64_t vectors = vec8 ? p.hidden / 8 : p.hidden;
-    const dim3 grid(static_cast<unsigned>((vectors + gpu::kCombineThreads - 1) / gpu::kCombineThreads),
-                    static_cast<unsigned>(std::min<int64_t>(p.tokens, 65535)));
+void launch_combine(gpu::MoeCombineParams<Y> p, bool vec8, MoeCombineKernel kernel, cudaStream_t stream) {
+  const int64_t pairs = p.tokens * p.top_k, vectors = vec8 ? p.hidden / 8 : p.hidden;
+  const dim3 grid(static_cast<unsigned>((vectors + gpu::kCombineThreads - 1) / gpu::kCombineThreads),
+                  static_cast<unsigned>(std::min<int64_t>(p.tokens, 65535)));
+  if (kernel == MoeCombineKernel::kScan) {
     if (vec8) {
       gpu::launch_programmatic(gpu::moe_combine_scan_kernel<8, Y>, grid, gpu::kCombineThreads, 0, stream, p);
     } else {
@@ -110,23 +162,25 @@ void launch_combine(gpu::MoeCombineParams<Y> p, bool vec8, cudaStream_t stream) 
     }
     return;
   }
-  p.position = gpu::invert_pairs_async(p.sorted_pairs, pairs, stream);
-  const int64_t vectors = vec8 ? p.hidden / 8 : p.hidden;
-  const dim3 grid(static_cast<unsigned>((vectors + gpu::kCombineThreads - 1) / gpu::kCombineThreads),
-                  static_cast<unsigned>(std::min<int64_t>(p.tokens, 65535)));
+  Tensor position = Tensor::empty({pairs}, DType::kI32, Device::kCUDA);  // [T·k] the inverse of sorted_pairs
+  gpu::invert_pairs(p.sorted_pairs, gpu::ptr<int32_t>(position), pairs, stream);
+  p.position = gpu::ptr<const int32_t>(position);
   if (vec8) {
-    gpu::moe_combine_kernel<8, Y><<<grid, gpu::kCombineThreads, 0, stream>>>(p);
+    gpu::launch_programmatic(gpu::moe_combine_rows_kernel<8, Y>, grid, gpu::kCombineThreads, 0, stream, p);
   } else {
-    gpu::moe_combine_kernel<1, Y><<<grid, gpu::kCombineThreads, 0, stream>>>(p);
+    gpu::launch_programmatic(gpu::moe_combine_rows_kernel<1, Y>, grid, gpu::kCombineThreads, 0, stream, p);
   }
-  MLA_CUDA_CHECK_LAUNCH();
-  MLA_CUDA_CHECK(cudaFreeAsync(p.position, stream));
 }
 
 }  // namespace
 
 void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
                       cudaStream_t stream) {
+  moe_combine_cuda(expert_out, sorted_pairs, weights, y, stream, MoeCombineKernel::kAuto);
+}
+
+void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
+                      cudaStream_t stream, MoeCombineKernel kernel) {
   constexpr std::string_view kOp = "moe_combine_cuda";
   gpu::check_dtype(kOp, "expert_out", expert_out, DType::kBF16);
   gpu::check_dtype(kOp, "sorted_pairs", sorted_pairs, DType::kI32);
@@ -140,17 +194,20 @@ void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, cons
   gpu::check_shape(kOp, "expert_out", expert_out, {pairs, h});
   gpu::check_shape(kOp, "sorted_pairs", sorted_pairs, {pairs});
   MLA_CHECK(pairs < (int64_t{1} << 31), "{}: {} pairs do not fit i32 positions", kOp, pairs);
+  check_combine_top_k(kOp, k, kernel);
   if (pairs == 0 || h == 0) return;
+  if (kernel == MoeCombineKernel::kAuto) kernel = choose_combine_kernel(pairs, k);
 
   const bool vec8 = h % 8 == 0 && gpu::aligned16(expert_out) && gpu::aligned16(y);
   const auto* out = gpu::ptr<const __nv_bfloat16>(expert_out);
   const auto* pairs_ptr = gpu::ptr<const int32_t>(sorted_pairs);
   const auto* w = gpu::ptr<const float>(weights);
   if (y.dtype() == DType::kF32) {
-    launch_combine<float>({out, pairs_ptr, nullptr, w, gpu::ptr<float>(y), t, static_cast<int32_t>(k), h}, vec8, stream);
+    launch_combine<float>({out, pairs_ptr, nullptr, w, gpu::ptr<float>(y), t, static_cast<int32_t>(k), h}, vec8,
+                          kernel, stream);
   } else {
     launch_combine<__nv_bfloat16>({out, pairs_ptr, nullptr, w, gpu::ptr<__nv_bfloat16>(y), t, static_cast<int32_t>(k), h},
-                                  vec8, stream);
+                                  vec8, kernel, stream);
   }
 }
 

@@ -71,6 +71,39 @@ __device__ __forceinline__ void store_vec(float* p, const float (&v)[kVec]) {
   }
 }
 
+// kVec bf16 as stored (one 16-byte vector, or one element), for kernels that keep many vectors
+// in flight: held like this until they are used, they take half the registers of load_vec's
+// floats. unpack_vec converts exactly as load_vec does.
+template <int kVec>
+struct Bf16Vec;
+template <>
+struct Bf16Vec<8> {
+  uint4 bits;
+};
+template <>
+struct Bf16Vec<1> {
+  __nv_bfloat16 bits;
+};
+
+template <int kVec>
+__device__ __forceinline__ Bf16Vec<kVec> load_bf16_vec(const __nv_bfloat16* p) {
+  static_assert(kVec == 1 || kVec == 8, "vectors are 1 or 8 elements");
+  if constexpr (kVec == 8) {
+    return {*reinterpret_cast<const uint4*>(p)};
+  } else {
+    return {*p};
+  }
+}
+
+template <int kVec>
+__device__ __forceinline__ void unpack_vec(const Bf16Vec<kVec>& raw, float (&v)[kVec]) {
+  if constexpr (kVec == 8) {
+    unpack_bf16x8(raw.bits, v);
+  } else {
+    v[0] = __bfloat162float(raw.bits);
+  }
+}
+
 template <int kVec>
 __device__ __forceinline__ void fill_vec(float (&v)[kVec], float x) {
 #pragma unroll

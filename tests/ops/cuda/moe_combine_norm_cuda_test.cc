@@ -5,8 +5,11 @@
 //
 // Bit for bit: the fused op must give exactly the residual and the normed output of
 // moe_combine_cuda (onto a copy of shared_out, or onto zeros) then add_rms_norm_cuda, on fresh
-// random inputs (the header's promise: same roundings, same reduction order). Outputs are
-// poisoned (NaN) first, and shared_out must come back unchanged.
+// random inputs (the header's promise: same roundings, same reduction order), and each of its two
+// kernels forced (the scan kernel of decode batches, the rows kernel of prefill:
+// moe_dispatch_kernels.h) must give what the op's own choice gives. Outputs are poisoned (NaN)
+// first, and shared_out must come back unchanged. The Large* cases are prefill chunks: V2-Lite's
+// T 1600 and 1601, V3's T 1111.
 //
 // Against the CPU (f32 throughout, moe_combine_cpu then add_rms_norm_cpu on the same bf16 inputs):
 // the GPU rounds y = shared + Σ w x to bf16 (<= 2^-9 |y|), the new residual to bf16 (<= 2^-9
@@ -25,6 +28,7 @@
 #include <vector>
 
 #include "cuda_op_test_util.h"
+#include "ops/cuda/moe_dispatch_kernels.h"
 #include "ops/moe_combine_norm.h"
 #include "ops/moe_dispatch.h"
 #include "ops/rms_norm.h"
@@ -108,6 +112,17 @@ class MoeCombineNormCuda : public CudaOpTest {
     if (c.shared) {
       EXPECT_EQ(mismatches(bf16_bits(to_host(shared_gpu)), bf16_bits(shared)), 0) << where << ": shared_out changed";
     }
+    for (MoeCombineKernel kernel : {MoeCombineKernel::kScan, MoeCombineKernel::kRows}) {
+      Tensor forced_residual = residual.to(Device::kCUDA);
+      Tensor forced_out = poisoned_gpu({t, h}, DType::kBF16);
+      moe_combine_add_rms_norm_cuda({expert_out_gpu, pairs_gpu, weights_gpu, shared_gpu}, forced_residual, norm_gpu,
+                                    kEps, forced_out, cuda_stream(), kernel);
+      const std::string at = where + ", " + combine_kernel_name(kernel) + " kernel";
+      EXPECT_EQ(mismatches(bf16_bits(to_host(forced_residual)), bf16_bits(got_residual_host)), 0)
+          << at << ": residual differs from the op's choice";
+      EXPECT_EQ(mismatches(bf16_bits(to_host(forced_out)), bf16_bits(got_out_host)), 0)
+          << at << ": normed output differs from the op's choice";
+    }
 
     // The CPU reference on the same (bf16) values in f32.
     Tensor cpu_residual = residual.to_f32();
@@ -176,6 +191,16 @@ TEST_F(MoeCombineNormCuda, V3Shapes) {
   }
   for (int64_t t : {1, 1000}) check({t, 8, 256, 7168, false, DType::kF32}, ++seed);
 }
+
+// Prefill chunks (the rows kernel): V2-Lite T 1600 and 1601 with and without shared experts, V3
+// T 1111 (8888 pairs), and the one-element path at width 20.
+TEST_F(MoeCombineNormCuda, LargeV2Lite) {
+  check({1600, 6, 64, 2048, true, DType::kBF16}, 301);
+  check({1601, 6, 64, 2048, false, DType::kF32}, 302);
+  check({999, 6, 64, 20, true, DType::kBF16}, 303);
+}
+
+TEST_F(MoeCombineNormCuda, LargeV3) { check({1111, 8, 256, 7168, true, DType::kBF16}, 311); }
 
 }  // namespace
 }  // namespace mlaserve::ops

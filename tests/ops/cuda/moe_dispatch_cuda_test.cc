@@ -1,32 +1,43 @@
 // moe_group_by_expert_cuda and moe_combine_cuda (through the dispatch) against the CPU
 // references, at DeepSeek's shapes: 64 experts with k = 6 (V2-Lite), 160 with 6 (V2), 256 with 8
-// (V3); T from 1 to 4096 (up to 32 chunks of the one-CTA sort), uniform and skewed (hot experts)
-// routing; hidden 2048 and 7168 for the combine.
+// (V3); T from 1 to 10000, uniform and skewed (hot experts) routing; hidden 2048 and 7168 for the
+// combine.
 //
 // The grouping is a stable counting sort: offsets, sorted pairs and sorted tokens must equal the
 // CPU's exactly (outputs poisoned with -1 first). Ids outside [0, E) are checked against a plain
-// std::stable_sort with such ids last.
+// std::stable_sort with such ids last. The Large* cases run both kernels (the one-CTA sort and
+// the multi-CTA sort, moe_dispatch_kernels.h) at prefill sizes: V2-Lite's 1600 tokens (9600
+// pairs), V3's 8192 (65536), 10000 tokens of top-8 (80000 pairs: two chunks a CTA), token counts
+// that are multiples of nothing, routings where 7 in 8 pairs go to one expert, and a few ids
+// outside [0, E).
 //
 // The combine adds k weighted bf16 rows to the bf16 y in fp32, in j order, and rounds once; the
 // CPU does the same in fp32 on the same values (the GPU may fuse multiply-adds: a few fp32 ulps
 // of the terms' magnitudes). Per element: |got - want| <= 2^-8 |want| + 1e-6 (|y| + Σ_j |w_j x_j|).
 // With an f32 y (the tensor-parallel partial sum, f32 values bf16 cannot hold) nothing is
 // rounded: |got - want| <= 1e-6 (|y| + Σ_j |w_j x_j|), which a bf16 store (2^-9 relative) fails.
+// The two combine kernels (scan and rows) must agree bit for bit: the same expressions in the
+// same order; the Large* cases check it at prefill sizes, and with entries of sorted_pairs that
+// name no pair (those pairs add nothing, in both).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "cuda_op_test_util.h"
+#include "ops/cuda/moe_dispatch_kernels.h"
 #include "ops/moe_dispatch.h"
 
 namespace mlaserve::ops {
 namespace {
 
+using testing::bf16_bits;
 using testing::count_nan;
 using testing::CudaOpTest;
 using testing::i32_tensor;
@@ -46,6 +57,42 @@ Tensor route_ids(int64_t t, int64_t k, int64_t e, bool skew, std::mt19937_64& rn
     ids.insert(ids.end(), chosen.begin(), chosen.end());
   }
   return i32_tensor(ids, {t, k});
+}
+
+// [t, k] ids where 7 in 8 picks are expert `hot` and the rest uniform, repeats within a token
+// allowed (the sort takes any ids): most pairs go to one expert.
+std::vector<int32_t> hot_expert_ids(int64_t t, int64_t k, int64_t e, int32_t hot, std::mt19937_64& rng) {
+  std::uniform_int_distribution<int32_t> any(0, static_cast<int32_t>(e - 1)), coin(0, 7);
+  std::vector<int32_t> ids(static_cast<size_t>(t * k));
+  for (int32_t& id : ids) id = coin(rng) != 0 ? hot : any(rng);
+  return ids;
+}
+
+// `count` random entries of ids set outside [0, E): -1, E, E + 5 and INT32_MIN in turn.
+void spoil_ids(std::vector<int32_t>& ids, int64_t e, int count, std::mt19937_64& rng) {
+  const int32_t outside[] = {-1, static_cast<int32_t>(e), static_cast<int32_t>(e + 5),
+                             std::numeric_limits<int32_t>::min()};
+  std::uniform_int_distribution<size_t> at(0, ids.size() - 1);
+  for (int i = 0; i < count; ++i) ids[at(rng)] = outside[i % 4];
+}
+
+// The stable grouping of any ids, those outside [0, E) after every expert (bucket E), by
+// std::stable_sort: the reference where the CPU op rejects the ids.
+struct Grouped {
+  std::vector<int32_t> offsets, pairs, tokens;  // [E + 1], [P], [P]
+};
+Grouped stable_grouping(const std::vector<int32_t>& ids, int64_t k, int64_t e) {
+  auto bucket = [&](int32_t p) { return ids[p] >= 0 && ids[p] < e ? ids[p] : static_cast<int32_t>(e); };
+  Grouped g;
+  g.pairs.resize(ids.size());
+  std::iota(g.pairs.begin(), g.pairs.end(), 0);
+  std::stable_sort(g.pairs.begin(), g.pairs.end(), [&](int32_t a, int32_t b) { return bucket(a) < bucket(b); });
+  g.offsets.assign(static_cast<size_t>(e + 1), 0);  // offsets[b]: the pairs in buckets below b
+  for (int32_t p : g.pairs) {
+    g.tokens.push_back(static_cast<int32_t>(p / k));
+    for (int32_t b = bucket(p) + 1; b <= e; ++b) ++g.offsets[b];
+  }
+  return g;
 }
 
 MoeGrouping poisoned_grouping(int64_t pairs, int64_t e) {
@@ -91,6 +138,64 @@ class MoeDispatchCuda : public CudaOpTest {
     EXPECT_EQ(testing::mismatches(ints(to_host(got.sorted_tokens)), ints(want.sorted_tokens)), 0) << where;
     EXPECT_EQ(testing::mismatches(to_host(rows).to_vector(), want_rows.to_vector()), 0)
         << where << ": gathered rows differ (or were left poisoned)";
+  }
+
+  // Both grouping kernels and the op's own choice on `ids` ([t, k], any values) against
+  // stable_grouping, exactly; with every id in [0, E), stable_grouping against the CPU op too.
+  void check_large_grouping(const std::vector<int32_t>& ids, int64_t t, int64_t k, int64_t e) {
+    const std::string where = "T " + std::to_string(t) + " k " + std::to_string(k) + " E " + std::to_string(e);
+    const Grouped want = stable_grouping(ids, k, e);
+    const Tensor ids_host = i32_tensor(ids, {t, k});
+    if (std::all_of(ids.begin(), ids.end(), [&](int32_t id) { return id >= 0 && id < e; })) {
+      MoeGrouping cpu{Tensor::empty({e + 1}, DType::kI32), Tensor::empty({t * k}, DType::kI32),
+                      Tensor::empty({t * k}, DType::kI32)};
+      moe_group_by_expert_cpu(ids_host, e, cpu);
+      EXPECT_EQ(testing::mismatches(ints(cpu.expert_offsets), want.offsets), 0) << where << ": the reference";
+      EXPECT_EQ(testing::mismatches(ints(cpu.sorted_pairs), want.pairs), 0) << where << ": the reference";
+    }
+    const Tensor ids_gpu = ids_host.to(Device::kCUDA);
+    for (MoeGroupKernel kernel : {MoeGroupKernel::kAuto, MoeGroupKernel::kOneCta, MoeGroupKernel::kMultiCta}) {
+      MoeGrouping got = poisoned_grouping(t * k, e);
+      moe_group_by_expert_cuda(ids_gpu, e, got, cuda_stream(), kernel);
+      const std::string at = where + " " + group_kernel_name(kernel);
+      EXPECT_EQ(testing::mismatches(ints(to_host(got.expert_offsets)), want.offsets), 0) << at;
+      EXPECT_EQ(testing::mismatches(ints(to_host(got.sorted_pairs)), want.pairs), 0) << at;
+      EXPECT_EQ(testing::mismatches(ints(to_host(got.sorted_tokens)), want.tokens), 0) << at;
+    }
+  }
+
+  // moe_combine_cuda's scan and rows kernels on the same inputs must give the same bytes. With
+  // `unnamed` > 0, that many random entries of sorted_pairs are -1 (naming no pair): those pairs
+  // add nothing, in both kernels (the rows kernel's inverse workspace is not cleared).
+  void check_combine_kernels_agree(int64_t t, int64_t k, int64_t e, int64_t h, uint64_t seed, DType y_dtype,
+                                   int unnamed = 0) {
+    std::mt19937_64 rng(seed);
+    MoeGrouping grouping{Tensor::empty({e + 1}, DType::kI32), Tensor::empty({t * k}, DType::kI32),
+                         Tensor::empty({t * k}, DType::kI32)};
+    moe_group_by_expert_cpu(route_ids(t, k, e, false, rng), e, grouping);
+    std::vector<int32_t> sorted = ints(grouping.sorted_pairs);
+    std::uniform_int_distribution<size_t> at(0, sorted.size() - 1);
+    for (int i = 0; i < unnamed; ++i) sorted[at(rng)] = -1;
+    const Tensor pairs_gpu = i32_tensor(sorted, {t * k}).to(Device::kCUDA);
+    const Tensor expert_out = random_tensor({t * k, h}, DType::kBF16, rng).to(Device::kCUDA);
+    const Tensor y0 = random_tensor({t, h}, y_dtype, rng, 0.5f);
+    Tensor weights = Tensor::empty({t, k}, DType::kF32);
+    std::uniform_real_distribution<float> w(0.02f, 0.6f);
+    for (int64_t i = 0; i < t * k; ++i) weights.data<float>()[i] = w(rng);
+    const Tensor weights_gpu = weights.to(Device::kCUDA);
+    Tensor y_scan = y0.to(Device::kCUDA), y_rows = y0.to(Device::kCUDA);
+    moe_combine_cuda(expert_out, pairs_gpu, weights_gpu, y_scan, cuda_stream(), MoeCombineKernel::kScan);
+    moe_combine_cuda(expert_out, pairs_gpu, weights_gpu, y_rows, cuda_stream(), MoeCombineKernel::kRows);
+    const std::string where = "T " + std::to_string(t) + " k " + std::to_string(k) + " H " + std::to_string(h) + " y " +
+                              std::string(dtype_name(y_dtype)) + ", " + std::to_string(unnamed) + " unnamed pairs";
+    EXPECT_EQ(testing::mismatches(bytes(to_host(y_rows)), bytes(to_host(y_scan))), 0)
+        << where << ": the rows kernel differs from the scan kernel";
+  }
+
+  static std::vector<uint8_t> bytes(const Tensor& host) {
+    std::vector<uint8_t> b(host.nbytes());
+    std::memcpy(b.data(), host.raw(), b.size());
+    return b;
   }
 
   void check_combine(int64_t t, int64_t k, int64_t e, int64_t h, uint64_t seed, DType y_dtype = DType::kBF16) {
@@ -207,6 +312,77 @@ TEST_F(MoeDispatchCuda, SmallCombineF32Output) {
 TEST_F(MoeDispatchCuda, CombineF32OutputHidden) {
   check_combine(512, 8, 256, 7168, 33, DType::kF32);
   check_combine(2048, 6, 64, 2048, 34, DType::kF32);
+}
+
+// Prefill sizes: the one-CTA and the multi-CTA sorts and the op's choice must give the CPU's
+// grouping. V2-Lite (k 6, E 64): either side of kGroupOneCtaMaxPairs (341 and 342 tokens: 2046 and
+// 2052 pairs), a 1600-token chunk (9600 pairs), 1601 and 8192 tokens.
+TEST_F(MoeDispatchCuda, LargeGroupingV2Lite) {
+  for (int64_t t : {341, 342, 1600, 1601, 8192}) {
+    std::mt19937_64 rng(300 + static_cast<uint64_t>(t));
+    check_large_grouping(ints(route_ids(t, 6, 64, false, rng)), t, 6, 64);
+  }
+}
+
+// V3 (k 8, E 256): 8192 tokens (65536 pairs: 64 CTAs of one chunk), 8191, and 10000 (80000 pairs:
+// 40 CTAs of two chunks each); skewed toward four hot experts at 8192.
+TEST_F(MoeDispatchCuda, LargeGroupingV3) {
+  for (int64_t t : {8192, 8191, 10000}) {
+    std::mt19937_64 rng(400 + static_cast<uint64_t>(t));
+    check_large_grouping(ints(route_ids(t, 8, 256, false, rng)), t, 8, 256);
+  }
+  std::mt19937_64 rng(499);
+  check_large_grouping(ints(route_ids(8192, 8, 256, true, rng)), 8192, 8, 256);
+}
+
+// 7 in 8 pairs to one expert (first, middle and last): one bucket far larger than a CTA's share.
+TEST_F(MoeDispatchCuda, LargeGroupingOneHotExpert) {
+  std::mt19937_64 rng(500);
+  check_large_grouping(hot_expert_ids(1600, 6, 64, 0, rng), 1600, 6, 64);
+  check_large_grouping(hot_expert_ids(1601, 6, 64, 63, rng), 1601, 6, 64);
+  check_large_grouping(hot_expert_ids(8192, 8, 256, 131, rng), 8192, 8, 256);
+}
+
+// A few ids outside [0, E) sort after every expert, as in the one-CTA kernel.
+TEST_F(MoeDispatchCuda, LargeGroupingIdsOutsideTheExperts) {
+  std::mt19937_64 rng(600);
+  std::vector<int32_t> v2l = ints(route_ids(1600, 6, 64, false, rng));
+  spoil_ids(v2l, 64, 7, rng);
+  check_large_grouping(v2l, 1600, 6, 64);
+  std::vector<int32_t> v3 = ints(route_ids(10000, 8, 256, false, rng));
+  spoil_ids(v3, 256, 13, rng);
+  check_large_grouping(v3, 10000, 8, 256);
+}
+
+// The grouping and the row gather at prefill sizes (the multi-CTA sort, then embedding_cuda), and
+// a width that is not a multiple of 8.
+TEST_F(MoeDispatchCuda, LargeGroupAndGather) {
+  check_group_gather(1600, 6, 64, 2048, 701);
+  check_group_gather(1237, 8, 256, 7168, 702);
+  check_group_gather(1601, 6, 64, 20, 703);
+}
+
+// The combine's rows kernel at prefill sizes against the CPU (bf16 and f32 y, the one-element
+// path at width 20).
+TEST_F(MoeDispatchCuda, LargeCombine) {
+  check_combine(1600, 6, 64, 2048, 801);
+  check_combine(1601, 6, 64, 2048, 802, DType::kF32);
+  check_combine(1111, 8, 256, 7168, 803);
+  check_combine(999, 6, 64, 20, 804);
+}
+
+// The rows kernel against the scan kernel, bit for bit: prefill sizes, decode sizes (the rows
+// kernel is not their choice but must agree there too), the one-element path, and entries of
+// sorted_pairs that name no pair.
+TEST_F(MoeDispatchCuda, LargeCombineKernelsAgree) {
+  check_combine_kernels_agree(1600, 6, 64, 2048, 901, DType::kBF16);
+  check_combine_kernels_agree(1601, 6, 64, 2048, 902, DType::kF32);
+  check_combine_kernels_agree(1111, 8, 256, 7168, 903, DType::kBF16);
+  check_combine_kernels_agree(999, 6, 64, 20, 904, DType::kBF16);
+  check_combine_kernels_agree(1, 6, 64, 2048, 905, DType::kBF16);
+  check_combine_kernels_agree(8, 8, 256, 7168, 906, DType::kF32);
+  check_combine_kernels_agree(400, 6, 64, 2048, 907, DType::kBF16, 48);
+  check_combine_kernels_agree(400, 8, 256, 7168, 908, DType::kF32, 64);
 }
 
 }  // namespace
