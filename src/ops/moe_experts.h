@@ -86,7 +86,8 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
 //   kAuto: what moe_experts_cuda's grouped GEMMs run (choose_moe_tiles in
 //          src/ops/cuda/moe_grouped_gemm_sm80_heuristics.h, with this GEMM's weight rows in place
 //          of H: the same at every DeepSeek shape): the mma.sync decode tiles up to 16 rows per
-//          active expert, the Hopper wgmma kernel above.
+//          active expert, the Hopper wgmma kernel above, CUTLASS's for a large plain product
+//          (below).
 //   kMmaSync: the mma.sync kernel (moe_grouped_gemm_sm80.cuh): decode tiles up to 16 rows per
 //          active expert, 64 x 128 tiles above.
 //   kWgmma: the Hopper wgmma kernel (moe_grouped_gemm_sm90.cuh), 128 x 256 tiles, whatever P.
@@ -101,8 +102,9 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
 //          SwiGLU instead of ~1.7e-3, and the layer's output ~3.3e-3 instead of ~2.3e-3 (host
 //          emulation with the tests' uniform inputs at V2-Lite and V3 shapes; the bounds:
 //          tests/ops/cuda/moe_experts_cuda_test.cc).
-// All but kAuto are for tests and benchmarks; kAuto never takes CUTLASS's kernel (not measured
-// yet).
+// All but kAuto are for tests and benchmarks; kAuto takes CUTLASS's kernel for the plain product
+// when the mean expert's output is large (use_cutlass_grouped_bf16 in
+// src/ops/cuda/moe_grouped_gemm_sm80_heuristics.h), never for SwiGLU.
 enum class MoeBf16Kernel : uint8_t { kAuto, kMmaSync, kWgmma, kCutlassGrouped };
 
 // One grouped BF16 GEMM (either launch of moe_experts_cuda's grouped path; what the benchmark

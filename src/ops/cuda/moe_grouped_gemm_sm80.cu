@@ -184,6 +184,9 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
   if (rows == 0) return;
   const sm80::MoeTileConfig config = sm80::choose_moe_tiles(rows, e_count, h);
   run_config(g.gate_up, /*swiglu=*/true, config, stream);
+  if (config == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_cutlass_grouped_bf16(false, rows, e_count, h)) {
+    return run_cutlass(g.down, /*swiglu=*/false, expert_offsets, out, stream);
+  }
   run_config(g.down, /*swiglu=*/false, config, stream);
 }
 
@@ -225,7 +228,11 @@ void moe_grouped_gemm_cuda(const Tensor& a, const Tensor& expert_offsets, const 
   const sm80::MoeTileConfig mma_sync =
       chosen == sm80::MoeTileConfig::kDecode ? sm80::MoeTileConfig::kDecode : sm80::MoeTileConfig::kMid;
   switch (kernel) {
-    case MoeBf16Kernel::kAuto: return run_config(p, swiglu, chosen, stream);
+    case MoeBf16Kernel::kAuto:
+      if (chosen == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_cutlass_grouped_bf16(swiglu, rows, e_count, n_out)) {
+        return run_cutlass(p, swiglu, expert_offsets, out, stream);
+      }
+      return run_config(p, swiglu, chosen, stream);
     case MoeBf16Kernel::kMmaSync: return run_config(p, swiglu, mma_sync, stream);
     case MoeBf16Kernel::kWgmma: return run_config(p, swiglu, sm80::MoeTileConfig::kPrefillWgmma, stream);
     case MoeBf16Kernel::kCutlassGrouped: return run_cutlass(p, swiglu, expert_offsets, out, stream);

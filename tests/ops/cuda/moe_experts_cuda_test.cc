@@ -79,6 +79,7 @@
 #include "moe_test_pool.h"
 #include "ops/cuda/moe_experts_gemv.h"
 #include "ops/cuda/moe_grouped_gemm_sm80.h"
+#include "ops/cuda/moe_grouped_gemm_sm80_heuristics.h"
 #include "ops/linear.h"
 #include "ops/moe_experts.h"
 #include "ops/moe_route_gather.h"
@@ -830,8 +831,9 @@ TEST_F(MoeExpertsCuda, SmallCutlassGraphCapture) {
 // V2-Lite (all 64 experts with weights, 1.1 GB): the prefill step of 1600 tokens (P 9600, ~150
 // rows an expert) routed at random (k distinct experts a token), then skewed (16 experts empty,
 // ~2150 rows down to ~45), then 1601 skewed tokens (P 9606, not a multiple of 128); both products
-// through CUTLASS's kernel and the wgmma kernel (fused SwiGLU), the layer through CUTLASS's; three
-// rows an expert checked.
+// through CUTLASS's kernel and the wgmma kernel (fused SwiGLU), the layer through CUTLASS's; then
+// the plain product through kAuto at 2731 tokens (CUTLASS's: MoeBf16KernelRule); three rows an
+// expert checked.
 TEST_F(MoeExpertsCuda, V2LiteCutlassGrouped) {
   const uint64_t seed = fresh_seed();
   std::mt19937_64 rng(seed);
@@ -847,6 +849,21 @@ TEST_F(MoeExpertsCuda, V2LiteCutlassGrouped) {
     check_gemm(routings[i], step_seed + 3, false, MoeBf16Kernel::kWgmma, /*swiglu=*/false);
     check_gemm(routings[i], step_seed + 4, false, MoeBf16Kernel::kWgmma, /*swiglu=*/true);
   }
+  // Where kAuto's plain product is CUTLASS's (257 rows an expert: MoeBf16KernelRule).
+  check_gemm(random_counts(kV2Lite, 2731, rng), seed + 50, false, MoeBf16Kernel::kAuto, /*swiglu=*/false);
+}
+
+// kAuto's rule for the plain product (use_cutlass_grouped_bf16) at the points it was measured
+// at (moe_grouped_gemm_sm80_heuristics.h): CUTLASS from 16 of its 128 x 256 tiles per mean expert.
+TEST(MoeBf16KernelRule, CutlassForLargePlainProducts) {
+  using sm80::use_cutlass_grouped_bf16;
+  EXPECT_FALSE(use_cutlass_grouped_bf16(false, 9600, 64, 2048));   // V2-Lite T 1600: 150 rows an expert
+  EXPECT_FALSE(use_cutlass_grouped_bf16(false, 12288, 64, 2048));  // T 2048: 192
+  EXPECT_TRUE(use_cutlass_grouped_bf16(false, 16386, 64, 2048));   // T 2731: 257
+  EXPECT_TRUE(use_cutlass_grouped_bf16(false, 24576, 64, 2048));   // T 4096: 384
+  EXPECT_FALSE(use_cutlass_grouped_bf16(false, 16384, 256, 7168));  // V3 T 2048: 64
+  EXPECT_TRUE(use_cutlass_grouped_bf16(false, 32768, 256, 7168));   // T 4096: 128
+  EXPECT_FALSE(use_cutlass_grouped_bf16(true, 32768, 256, 2048));   // SwiGLU: never
 }
 
 // V3 (10 of 256 experts with weights, as in V3): 512 tokens skewed over them (P 4096: ~1580 rows
