@@ -12,6 +12,13 @@
 //      expert: every kernel (CUTLASS's cooperative on down only: no SwiGLU epilogue), what kAuto
 //      picks, and the floor (the FP8 peak or the bytes at the copy
 //      bandwidth, whichever is longer: at a few hundred rows per expert the weights dominate).
+//   2b. the same layers' grouped BF16 GEMMs (moe_grouped_gemm_cuda), uniform routing, T = 256 ..
+//      16384 tokens (V3: 8 .. 512 rows per expert, V2-Lite: 24 .. 1536): the Hopper wgmma kernel
+//      (MoeBf16Kernel::kWgmma, SwiGLU fused into gate_up's epilogue) against CUTLASS's grouped
+//      kernel (kCutlassGrouped: gate_up as the [P, 2·Im] product, then silu_mul_rows_cuda; the two
+//      parts are also timed alone), what kAuto runs, and the floor (the BF16 dense peak or the
+//      bytes at the copy bandwidth, whichever is longer). TFLOPS = 2·P·R·K / time, R the weight
+//      rows (2·Im for gate_up), for every column.
 //   3. a V3 and a V2-Lite MoE layer (V3: 256 experts, H 7168, Im 2048, top-8; V2-Lite: 64, 2048,
 //      1408, top-6; uniform routing over the experts):
 //      moe_experts_fp8_cuda (two quantisations, two grouped GEMMs) against moe_experts_cuda
@@ -30,9 +37,10 @@
 // Every other working set here exceeds the 50 MB L2 (weights of 117 MB and up), so no flush is
 // needed.
 //
-//   moe_fp8_bench [--out DIR] [--sections gemm,shapes,layers,v2l-layer]
+//   moe_fp8_bench [--out DIR] [--sections gemm,shapes,bf16-shapes,layers,v2l-layer]
 //
-// --sections picks parts 1 (gemm), 2 (shapes), 3 (layers; v2l-layer: only V2-Lite's).
+// --sections picks parts 1 (gemm), 2 (shapes), 2b (bf16-shapes; not run by default), 3 (layers;
+// v2l-layer: only V2-Lite's).
 #include <cuda_runtime_api.h>
 
 #include <nlohmann/json.hpp>
@@ -57,6 +65,7 @@
 #include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
 #include "ops/moe_experts.h"
 #include "ops/random_fill.h"
+#include "ops/silu_mul.h"
 
 namespace mlaserve::bench {
 namespace {
@@ -67,6 +76,8 @@ constexpr double kRotateBytes = 512e6;
 // Dense FP8 tensor-core peak of an H100 / H200 SXM (datasheet, without sparsity): the floor of a
 // compute-bound GEMM. Other cards: the ratio column is then only indicative.
 constexpr double kFp8PeakTflops = 1979.0;
+// Dense BF16 tensor-core peak of the same cards (datasheet, without sparsity).
+constexpr double kBf16PeakTflops = 989.0;
 
 Tensor random_bf16(const Shape& shape, uint64_t seed, cudaStream_t stream) {
   Tensor t = Tensor::empty(shape, DType::kBF16, Device::kCUDA);
@@ -90,6 +101,77 @@ double time_us(Timer& timer, cudaStream_t stream, Fn fn) {
   return timer.median_us(stream, kReps, fn);
 }
 
+// Part 2b (the note at the top): one row per model, token count and GEMM; returns the JSON rows.
+nlohmann::json bf16_shapes(Timer& timer, cudaStream_t stream, double copy) {
+  struct Model {
+    const char* name;
+    int64_t experts, hidden, inter, top_k;
+  };
+  const int64_t token_counts[] = {256, 512, 1024, 1600, 2048, 4096, 8192, 16384};
+  nlohmann::json out_rows = nlohmann::json::array();
+  std::printf("\ngrouped BF16 GEMMs of MoE layers, uniform routing; wgmma (SwiGLU fused) and CUTLASS grouped "
+              "(gate_up: GEMM [P, 2Im] + silu_mul, also timed apart); floor = max(BF16 peak, bytes / copy "
+              "bandwidth); auto = what kAuto runs\n");
+  std::printf("%-8s %-8s %6s %7s %6s %9s %7s %9s %7s %9s %8s %9s %9s %7s\n", "model", "gemm", "tokens", "rows", "mean",
+              "wgmma us", "TFLOPS", "cutl us", "TFLOPS", "cutl gemm", "silu us", "auto us", "floor us", "wg/cutl");
+  for (const Model& md : {Model{"v3", 256, 7168, 2048, 8}, Model{"v2-lite", 64, 2048, 1408, 6}}) {
+    const Tensor gate_up = random_bf16({md.experts, 2 * md.inter, md.hidden}, 21, stream);  // [E, 2·Im, H]
+    const Tensor down = random_bf16({md.experts, md.hidden, md.inter}, 22, stream);         // [E, H, Im]
+    for (const int64_t t : token_counts) {
+      const int64_t rows = t * md.top_k;
+      Tensor off_host = Tensor::empty({md.experts + 1}, DType::kI32);  // uniform: expert i from i·P/E
+      int32_t* off = off_host.data<int32_t>();
+      for (int64_t i = 0; i <= md.experts; ++i) off[i] = static_cast<int32_t>(i * rows / md.experts);
+      const Tensor offsets = off_host.to(Device::kCUDA);  // [E + 1]
+      for (const bool swiglu : {true, false}) {
+        const int64_t k = swiglu ? md.hidden : md.inter, n_out = swiglu ? md.inter : md.hidden;
+        const int64_t w_rows = swiglu ? 2 * md.inter : md.hidden;
+        const Tensor& b = swiglu ? gate_up : down;
+        const Tensor a = random_bf16({rows, k}, 23, stream);                      // [P, K]
+        Tensor out = Tensor::empty({rows, n_out}, DType::kBF16, Device::kCUDA);  // [P, N]
+        auto time_kernel = [&](ops::MoeBf16Kernel kernel) {
+          return time_us(timer, stream,
+                         [&](int) { ops::moe_grouped_gemm_cuda(a, offsets, b, swiglu, out, stream, kernel); });
+        };
+        const double wgmma = time_kernel(ops::MoeBf16Kernel::kWgmma);
+        const double cutl = time_kernel(ops::MoeBf16Kernel::kCutlassGrouped);
+        const double picked = time_kernel(ops::MoeBf16Kernel::kAuto);
+        // CUTLASS's gate_up in its two parts (0 for down): the product alone, silu_mul on it.
+        double cutl_gemm = 0.0, silu = 0.0;
+        if (swiglu) {
+          Tensor gu = Tensor::empty({rows, w_rows}, DType::kBF16, Device::kCUDA);  // [P, 2·Im]
+          cutl_gemm = time_us(timer, stream, [&](int) {
+            ops::moe_grouped_gemm_cuda(a, offsets, b, /*swiglu=*/false, gu, stream,
+                                       ops::MoeBf16Kernel::kCutlassGrouped);
+          });
+          silu = time_us(timer, stream, [&](int) { ops::silu_mul_rows_cuda(gu, offsets, out, stream); });
+        }
+        const double flops = 2.0 * rows * w_rows * k;
+        // Floor: the peak, or every expert's weights once plus A and out at the copy bandwidth.
+        const double bytes = 2.0 * (static_cast<double>(md.experts) * w_rows * k + rows * (k + n_out));
+        const double floor = std::max(flops / kBf16PeakTflops / 1e6, bytes / copy / 1e3);
+        const int64_t mean = rows / std::min(md.experts, rows);
+        std::printf("%-8s %-8s %6ld %7ld %6ld %9.1f %7.1f %9.1f %7.1f %9.1f %8.1f %9.1f %9.1f %7.2f\n", md.name,
+                    swiglu ? "gate_up" : "down", t, rows, mean, wgmma, flops / wgmma / 1e6, cutl, flops / cutl / 1e6,
+                    cutl_gemm, silu, picked, floor, wgmma / cutl);
+        nlohmann::json row = {{"model", md.name},      {"gemm", swiglu ? "gate_up" : "down"},
+                              {"tokens", t},           {"rows", rows},
+                              {"experts", md.experts}, {"k", k},
+                              {"weight_rows", w_rows}, {"wgmma_us", wgmma},
+                              {"wgmma_tflops", flops / wgmma / 1e6}, {"cutlass_us", cutl},
+                              {"cutlass_tflops", flops / cutl / 1e6}, {"auto_us", picked},
+                              {"floor_us", floor}};
+        if (swiglu) {
+          row["cutlass_gemm_us"] = cutl_gemm;
+          row["silu_mul_us"] = silu;
+        }
+        out_rows.push_back(std::move(row));
+      }
+    }
+  }
+  return out_rows;
+}
+
 int run(int argc, char** argv) {
   std::string out_dir = "bench/results", sections = "gemm,shapes,layers";
   for (int i = 1; i < argc; ++i) {
@@ -99,7 +181,7 @@ int run(int argc, char** argv) {
     } else if (a == "--sections" && i + 1 < argc) {
       sections = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: %s [--out DIR] [--sections gemm,shapes,layers,v2l-layer]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out DIR] [--sections gemm,shapes,bf16-shapes,layers,v2l-layer]\n", argv[0]);
       return 2;
     }
   }
@@ -149,7 +231,7 @@ int run(int argc, char** argv) {
                                      ops::MoeFp8Kernel::kCutlassGrouped);
     });
     // CUTLASS's walks over the tiles (run-time options): the best of 8.
-    namespace cg = ops::sm90::moe_fp8_cutlass;
+    namespace cg = ops::sm90::cutlass_grouped;
     ops::sm89::MoeFp8GemmParams gp{};
     gp.a = static_cast<const uint8_t*>(a_q.raw());
     gp.a_scales = a_s.data<float>();
@@ -170,7 +252,9 @@ int run(int argc, char** argv) {
     for (const cg::Raster raster : {cg::Raster::kAlongM, cg::Raster::kAlongN}) {
       for (const int swizzle : {1, 2, 4, 8}) {
         const cg::Options options{swizzle, raster};
-        const double us = time_us(timer, stream, [&](int) { cg::moe_grouped_gemm_fp8_cutlass(gp, options, stream); });
+        const double us = time_us(timer, stream, [&](int) {
+          ops::sm90::moe_fp8_cutlass::moe_grouped_gemm_fp8_cutlass(gp, options, stream);
+        });
         if (us < best.us) best = {us, options};
       }
     }
@@ -286,6 +370,10 @@ int run(int argc, char** argv) {
     }
   }
 
+  // 2b. The grouped BF16 GEMMs of real MoE layers.
+  const nlohmann::json bf16_shape_rows =
+      section("bf16-shapes") ? bf16_shapes(timer, stream, copy) : nlohmann::json::array();
+
   // 3. The expert layers of V3 and V2-Lite, FP8 against BF16; then both paths at decode sizes.
   nlohmann::json layer_rows = nlohmann::json::array();
   nlohmann::json path_rows = nlohmann::json::array();
@@ -397,7 +485,9 @@ int run(int argc, char** argv) {
                 {"copy_gbps", copy},
                 {"fp8_peak_tflops", kFp8PeakTflops},
                 {"grouped_gemm", gemm_rows},
+                {"bf16_peak_tflops", kBf16PeakTflops},
                 {"moe_shapes", shape_rows},
+                {"moe_shapes_bf16", bf16_shape_rows},
                 {"expert_layers", layer_rows},
                 {"expert_layer_paths", path_rows}});
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));

@@ -61,7 +61,7 @@ namespace mlaserve::ops {
 // The two forced values are for tests and benchmarks.
 enum class MoeExpertsPath : uint8_t { kAuto, kGemv, kGroupedGemm };
 
-// ---- CUDA: src/ops/cuda/moe_grouped_gemm_sm80.{cuh,cu}, moe_experts_gemv.{cuh,cu} ---------------
+// ---- CUDA: src/ops/cuda/moe_grouped_gemm_sm{80,90}.{cuh,cu}, moe_experts_gemv.{cuh,cu} ---------
 //
 // BF16 experts on the GPU: x, out, gate_up and down bf16, expert_offsets i32, all on the GPU.
 // Two launches (gate_up with silu_mul fused into its epilogue, then down), each covering every
@@ -81,6 +81,40 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
 // one-off calls, never inside a graph capture.
 void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, Tensor& out,
                       cudaStream_t stream);
+
+// Which kernel runs a grouped BF16 GEMM (moe_grouped_gemm_cuda below).
+//   kAuto: what moe_experts_cuda's grouped GEMMs run (choose_moe_tiles in
+//          src/ops/cuda/moe_grouped_gemm_sm80_heuristics.h, with this GEMM's weight rows in place
+//          of H: the same at every DeepSeek shape): the mma.sync decode tiles up to 16 rows per
+//          active expert, the Hopper wgmma kernel above, CUTLASS's for a large plain product
+//          (below).
+//   kMmaSync: the mma.sync kernel (moe_grouped_gemm_sm80.cuh): decode tiles up to 16 rows per
+//          active expert, 64 x 128 tiles above.
+//   kWgmma: the Hopper wgmma kernel (moe_grouped_gemm_sm90.cuh), 128 x 256 tiles, whatever P.
+//   kCutlassGrouped: CUTLASS 4.2's grouped (ptr-array) GEMM, cooperative 128 x 256 x 64 tiles,
+//          persistent (src/ops/cuda/moe_grouped_gemm_cutlass.h). It has the plain product only:
+//          SwiGLU runs it into a [P, 2·Im] bf16 workspace (stream-ordered caching allocator) and
+//          then silu_mul_rows_cuda (ops/silu_mul.h) over the experts' rows. That rounds gate and
+//          up to bf16 before silu(g)·u, where the fused epilogue of the other kernels computes
+//          silu(g)·u from the fp32 sums and rounds once: two more independent bf16 roundings
+//          (~1.7e-3 RMS relative each; g's passes through silu with a gain of about 1 where
+//          silu(g) is not small), so the hidden state is ~2.9e-3 RMS relative off the fp32
+//          SwiGLU instead of ~1.7e-3, and the layer's output ~3.3e-3 instead of ~2.3e-3 (host
+//          emulation with the tests' uniform inputs at V2-Lite and V3 shapes; the bounds:
+//          tests/ops/cuda/moe_experts_cuda_test.cc).
+// All but kAuto are for tests and benchmarks; kAuto takes CUTLASS's kernel for the plain product
+// when the mean expert's output is large (use_cutlass_grouped_bf16 in
+// src/ops/cuda/moe_grouped_gemm_sm80_heuristics.h), never for SwiGLU.
+enum class MoeBf16Kernel : uint8_t { kAuto, kMmaSync, kWgmma, kCutlassGrouped };
+
+// One grouped BF16 GEMM (either launch of moe_experts_cuda's grouped path; what the benchmark
+// times): a [P, K] bf16 in expert order, expert_offsets [E + 1] i32 (device), b [E, R, K] bf16, K
+// and R multiples of 128, all on the GPU. Plain: out [P, R] bf16, out[r, j] = Σ_κ a[r, κ] ·
+// b[e, j, κ] (fp32 accumulation, rounded once) for the rows r of expert e. swiglu: R = 2·Im (gate
+// rows, then up rows), out [P, Im] = silu(first half) ⊙ second half, Im a multiple of 128. Rows
+// outside [offsets[0], offsets[E]) are not written; the offsets are read on the device only.
+void moe_grouped_gemm_cuda(const Tensor& a, const Tensor& expert_offsets, const Tensor& b, bool swiglu, Tensor& out,
+                           cudaStream_t stream, MoeBf16Kernel kernel = MoeBf16Kernel::kAuto);
 
 // ---- CUDA, FP8: src/ops/cuda/moe_grouped_gemm_fp8_sm{89,90}.{cuh,cu}, moe_experts_gemv.{cuh,cu} -
 //

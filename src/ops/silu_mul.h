@@ -33,5 +33,11 @@ namespace mlaserve::ops {
 void silu_mul_cuda(const Tensor& gate_up, Tensor& out, cudaStream_t stream);
 void silu_mul_cuda(const Tensor& gate, const Tensor& up, Tensor& out, cudaStream_t stream);
 
+// The fused layout over the rows [offsets[0], offsets[E]) only: expert_offsets [E + 1] i32 on the
+// GPU, read on the device (clamped to [0, T]); the other rows of out are not written. The SwiGLU
+// step of the MoE experts' split gate_up (moe_grouped_gemm_cuda, ops/moe_experts.h), whose row
+// range (a rank's share of the experts) lives on the device.
+void silu_mul_rows_cuda(const Tensor& gate_up, const Tensor& expert_offsets, Tensor& out, cudaStream_t stream);
+
 }  // namespace mlaserve::ops
 #endif  // MLASERVE_WITH_CUDA

@@ -7,10 +7,11 @@
 //   for every row r of expert e, r in [offsets[e], offsets[e + 1]) (clamped to [0, P])
 //
 // One CUTLASS group per expert, problem (M_e, N, K) with M_e = offsets[e + 1] - offsets[e] read on
-// the device: a small kernel (fill_group_arguments in moe_grouped_gemm_fp8_cutlass.cuh) writes
-// the per-group arrays CUTLASS reads (problem shapes, A/B/D and scale pointers, strides, scale
-// layouts) into a workspace, and CUTLASS's kernel runs with device-only problem shapes (grid =
-// one CTA per SM, the group scheduler walks the groups' tiles on the device). No host
+// the device: a small kernel (fill_group_arguments in moe_cutlass_grouped.cuh, shared with the
+// BF16 grouped GEMM) writes the per-group arrays CUTLASS reads (problem shapes, A/B/D and scale
+// pointers, strides, scale layouts) into a workspace, and CUTLASS's kernel runs with device-only
+// problem shapes (grid = one CTA per SM, the group scheduler walks the groups' tiles on the
+// device). No host
 // synchronisation: capturable in a CUDA graph after one eager call (the workspace comes from the
 // stream-ordered caching allocator, as moe_experts_fp8_cuda's quantised copies do).
 //
@@ -37,6 +38,7 @@
 
 #include <cstdint>
 
+#include "ops/cuda/moe_cutlass_grouped.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89_params.h"
 
 namespace mlaserve::ops::sm90::moe_fp8_cutlass {
@@ -46,22 +48,13 @@ namespace mlaserve::ops::sm90::moe_fp8_cutlass {
 // consumer warpgroups on one tile (64 rows each), clusters 1 x 2 (the pair shares the A tile by TMA
 // multicast). Why this schedule: bench/NOTES-fp8-gemm.md.
 
-// The group scheduler's walk over each group's output tiles (run-time arguments; moe_fp8_bench
-// sweeps them).
-enum class Raster : uint8_t {
-  kAlongM,  // CUTLASS's default for grouped GEMMs: consecutive CTAs take consecutive M tiles
-  kAlongN,  // consecutive CTAs take consecutive N tiles (the A tile stays hot in L2)
-};
-struct Options {
-  int max_swizzle = 1;            // 1, 2, 4 or 8: tiles of the other side walked together
-  Raster raster = Raster::kAlongM;
-};
-
 // Enqueues the grouped GEMM of p (plain epilogue: p.n_out == p.b_rows) on stream: the argument
 // kernel, then CUTLASS's. Host work: three TMA descriptors, the kernel's shared-memory attribute,
 // one workspace from the caching allocator (sm_count · 384 bytes of tensormaps + ~160 bytes a
 // group). Throws when CUTLASS refuses the arguments or a launch fails. Nothing when P = 0.
-// Defined in moe_grouped_gemm_fp8_cutlass_coop.cu.
-void moe_grouped_gemm_fp8_cutlass(const sm89::MoeFp8GemmParams& p, const Options& options, cudaStream_t stream);
+// options: the group scheduler's walk (moe_cutlass_grouped.h). Defined in
+// moe_grouped_gemm_fp8_cutlass_coop.cu.
+void moe_grouped_gemm_fp8_cutlass(const sm89::MoeFp8GemmParams& p, const cutlass_grouped::Options& options,
+                                  cudaStream_t stream);
 
 }  // namespace mlaserve::ops::sm90::moe_fp8_cutlass

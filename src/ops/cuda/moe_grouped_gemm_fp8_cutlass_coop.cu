@@ -8,7 +8,8 @@ using Cooperative = GroupedFp8Gemm<cute::Shape<cute::_128, cute::_128, cute::_12
                                    cutlass::gemm::KernelPtrArrayTmaWarpSpecializedCooperativeFP8BlockScaledAccum,
                                    cutlass::epilogue::PtrArrayTmaWarpSpecializedCooperative>;
 
-void moe_grouped_gemm_fp8_cutlass(const sm89::MoeFp8GemmParams& p, const Options& options, cudaStream_t stream) {
+void moe_grouped_gemm_fp8_cutlass(const sm89::MoeFp8GemmParams& p, const cutlass_grouped::Options& options,
+                                  cudaStream_t stream) {
   run_grouped_gemm<Cooperative>(p, options, stream);
 }
 

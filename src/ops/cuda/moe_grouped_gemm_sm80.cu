@@ -1,8 +1,9 @@
-// moe_experts_cuda (ops/moe_experts.h) and moe_experts_sm80_decode (moe_grouped_gemm_sm80.h):
-// argument checks and the two grouped GEMM launches (or, for a few rows, the grouped GEMV of
-// moe_experts_gemv.h). The
+// moe_experts_cuda (ops/moe_experts.h), moe_grouped_gemm_cuda (the same, one grouped GEMM with
+// the kernel forced) and moe_experts_sm80_decode (moe_grouped_gemm_sm80.h): argument checks and
+// the grouped GEMM launches (or, for a few rows, the grouped GEMV of moe_experts_gemv.h). The
 // design note and the kernel are in moe_grouped_gemm_sm80.cuh, the tile choice in
-// moe_grouped_gemm_sm80_heuristics.h.
+// moe_grouped_gemm_sm80_heuristics.h; the Hopper kernel is moe_grouped_gemm_sm90.cuh, CUTLASS's
+// grouped GEMM moe_grouped_gemm_cutlass.h.
 #include "ops/cuda/moe_grouped_gemm_sm80.h"
 
 #include <algorithm>
@@ -11,23 +12,39 @@
 #include "core/cuda_check.h"
 #include "ops/cuda/device_props.h"
 #include "ops/cuda/moe_experts_gemv.h"
+#include "ops/cuda/moe_grouped_gemm_cutlass.h"
 #include "ops/cuda/moe_grouped_gemm_sm80.cuh"
 #include "ops/cuda/moe_grouped_gemm_sm80_heuristics.h"
 #include "ops/cuda/moe_grouped_gemm_sm90.h"
 #include "ops/moe_experts.h"
+#include "ops/silu_mul.h"
 
 namespace mlaserve::ops {
 namespace {
 
 constexpr std::string_view kOp = "moe_experts_cuda";
+constexpr std::string_view kGemm = "moe_grouped_gemm_cuda";
 
 // Operands are read with 16-byte copies; the expert offsets one i32 at a time (a rank's slice of
 // them starts anywhere, ffn_block.cc), so they need only 4 bytes.
-void check_tensor(const Tensor& t, std::string_view name, DType dtype, const Shape& shape, size_t align = 16) {
-  MLA_CHECK(t.device() == Device::kCUDA, "{}: {} must be on the GPU", kOp, name);
-  MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", kOp, name, dtype_name(dtype), dtype_name(t.dtype()));
-  MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", kOp, name, shape_str(shape), shape_str(t.shape()));
-  MLA_CHECK(reinterpret_cast<uintptr_t>(t.raw()) % align == 0, "{}: {} must be {}-byte aligned", kOp, name, align);
+void check_tensor(std::string_view op, const Tensor& t, std::string_view name, DType dtype, const Shape& shape,
+                  size_t align = 16) {
+  MLA_CHECK(t.defined() && t.device() == Device::kCUDA, "{}: {} must be on the GPU", op, name);
+  MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", op, name, dtype_name(dtype), dtype_name(t.dtype()));
+  MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", op, name, shape_str(shape), shape_str(t.shape()));
+  MLA_CHECK(reinterpret_cast<uintptr_t>(t.raw()) % align == 0, "{}: {} must be {}-byte aligned", op, name, align);
+}
+
+// The experts the kernels hold (the M-tile prefix in shared memory beside the largest pipeline)
+// and their 32-bit offsets: P rows of width max(K, N), weights of b_rows x K an expert.
+void check_sizes(std::string_view op, int64_t experts, int64_t rows, int64_t k, int64_t n_out, int64_t b_rows) {
+  static_assert(sm80::MoeTileDecode2PerSm::kPipelineBytes <= sm90::moe::smem_bytes(0), "sm90's is the largest");
+  const int64_t smem_experts = (227 * 1024 - sm90::moe::smem_bytes(0)) / 4;  // the largest pipeline
+  MLA_CHECK(experts >= 1 && experts <= smem_experts, "{}: {} experts (the kernel holds 1 .. {})", op, experts,
+            smem_experts);
+  MLA_CHECK(rows * std::max(k, n_out) < (int64_t{1} << 31) && b_rows * k < (int64_t{1} << 31),
+            "{}: P = {} rows, K = {}, N = {}, {} weight rows exceed the kernel's 32-bit offsets", op, rows, k, n_out,
+            b_rows);
 }
 
 // CTAs of one grouped GEMM: (upper bound of the M tiles) x (N tiles), see the .cuh note.
@@ -48,12 +65,16 @@ void launch(const sm80::MoeGemmParams& p, cudaStream_t stream) {
                            stream, p);
 }
 
+// One GEMM through Tile (n_tiles is the tile's).
 template <class Tile>
-void run_tiles(sm80::MoeGemmParams gate_up, sm80::MoeGemmParams down, cudaStream_t stream) {
-  gate_up.n_tiles = gate_up.n_out / (Tile::kBN / 2);
-  down.n_tiles = down.n_out / Tile::kBN;
-  launch<Tile, true>(gate_up, stream);
-  launch<Tile, false>(down, stream);
+void run_tile(sm80::MoeGemmParams p, bool swiglu, cudaStream_t stream) {
+  if (swiglu) {
+    p.n_tiles = p.n_out / (Tile::kBN / 2);
+    launch<Tile, true>(p, stream);
+  } else {
+    p.n_tiles = p.n_out / Tile::kBN;
+    launch<Tile, false>(p, stream);
+  }
 }
 
 // One GEMM through the decode tiles with a concrete ring (every ring's tile is 16 x 64).
@@ -72,18 +93,40 @@ void launch_decode(const sm80::MoeGemmParams& p, sm80::MoeDecodeRing ring, cudaS
   MLA_CHECK(false, "{}: no decode ring {}", kOp, static_cast<int>(ring));
 }
 
-// Both GEMMs through the decode tiles; kAuto picks each GEMM's ring from its own grid.
-void run_decode(sm80::MoeGemmParams gate_up, sm80::MoeGemmParams down, sm80::MoeDecodeRing ring,
-                cudaStream_t stream) {
+// One GEMM through the decode tiles; kAuto picks the ring from the GEMM's own grid.
+void run_decode(sm80::MoeGemmParams p, bool swiglu, sm80::MoeDecodeRing ring, cudaStream_t stream) {
   using Tile = sm80::MoeTileDecode;
-  gate_up.n_tiles = gate_up.n_out / (Tile::kBN / 2);
-  down.n_tiles = down.n_out / Tile::kBN;
-  const int sms = ring == sm80::MoeDecodeRing::kAuto ? gpu::device_sm_count() : 0;
-  const auto pick = [&](const sm80::MoeGemmParams& p) {
-    return ring == sm80::MoeDecodeRing::kAuto ? sm80::choose_decode_ring(grid_ctas<Tile>(p), sms) : ring;
-  };
-  launch_decode<true>(gate_up, pick(gate_up), stream);
-  launch_decode<false>(down, pick(down), stream);
+  p.n_tiles = swiglu ? p.n_out / (Tile::kBN / 2) : p.n_out / Tile::kBN;
+  if (ring == sm80::MoeDecodeRing::kAuto) ring = sm80::choose_decode_ring(grid_ctas<Tile>(p), gpu::device_sm_count());
+  if (swiglu) {
+    launch_decode<true>(p, ring, stream);
+  } else {
+    launch_decode<false>(p, ring, stream);
+  }
+}
+
+// One GEMM through our kernels with the tiles `config`.
+void run_config(const sm80::MoeGemmParams& p, bool swiglu, sm80::MoeTileConfig config, cudaStream_t stream) {
+  switch (config) {
+    case sm80::MoeTileConfig::kDecode: return run_decode(p, swiglu, sm80::MoeDecodeRing::kAuto, stream);
+    case sm80::MoeTileConfig::kMid: return run_tile<sm80::MoeTileMid>(p, swiglu, stream);
+    case sm80::MoeTileConfig::kPrefillWgmma: return sm90::moe::moe_grouped_gemm_sm90(p, swiglu, stream);
+  }
+}
+
+// One GEMM through CUTLASS's grouped kernel (moe_grouped_gemm_cutlass.h), which has the plain
+// product only. SwiGLU: that product [P, 2·Im] into a workspace from the stream-ordered caching
+// allocator (gate columns, then up: the weight's row order, which silu_mul's fused layout reads),
+// then silu_mul over the experts' rows [offsets[0], offsets[E]) into out.
+void run_cutlass(const sm80::MoeGemmParams& p, bool swiglu, const Tensor& expert_offsets, Tensor& out,
+                 cudaStream_t stream) {
+  if (!swiglu) return sm90::moe_cutlass::moe_grouped_gemm_cutlass(p, {}, stream);
+  Tensor gate_up = Tensor::empty({p.num_rows, p.b_rows}, DType::kBF16, Device::kCUDA);  // [P, 2·Im]
+  sm80::MoeGemmParams plain = p;
+  plain.out = static_cast<__nv_bfloat16*>(gate_up.raw());
+  plain.n_out = p.b_rows;
+  sm90::moe_cutlass::moe_grouped_gemm_cutlass(plain, {}, stream);
+  silu_mul_rows_cuda(gate_up, expert_offsets, out, stream);
 }
 
 // The argument checks and both GEMMs' parameters (n_tiles is the tile's).
@@ -97,19 +140,14 @@ GemmPair make_gemms(const Tensor& x, const Tensor& expert_offsets, const ExpertW
             "{}: gate_up {} and down {} must be stacked [E, rows, cols], x {} [P, H]", kOp,
             shape_str(w.gate_up.shape()), shape_str(w.down.shape()), shape_str(x.shape()));
   const int64_t e_count = w.num_experts(), im = w.intermediate(), h = w.down.dim(1), rows = x.dim(0);
-  check_tensor(w.gate_up, "gate_up", DType::kBF16, {e_count, 2 * im, h});
-  check_tensor(w.down, "down", DType::kBF16, {e_count, h, im});
-  check_tensor(x, "x", DType::kBF16, {rows, h});
-  check_tensor(out, "out", DType::kBF16, {rows, h});
-  check_tensor(hidden, "hidden", DType::kBF16, {rows, im});
-  check_tensor(expert_offsets, "expert_offsets", DType::kI32, {e_count + 1}, 4);
+  check_tensor(kOp, w.gate_up, "gate_up", DType::kBF16, {e_count, 2 * im, h});
+  check_tensor(kOp, w.down, "down", DType::kBF16, {e_count, h, im});
+  check_tensor(kOp, x, "x", DType::kBF16, {rows, h});
+  check_tensor(kOp, out, "out", DType::kBF16, {rows, h});
+  check_tensor(kOp, hidden, "hidden", DType::kBF16, {rows, im});
+  check_tensor(kOp, expert_offsets, "expert_offsets", DType::kI32, {e_count + 1}, 4);
   MLA_CHECK(h % 128 == 0 && im % 128 == 0, "{}: H = {} and Im = {} must be multiples of 128", kOp, h, im);
-  static_assert(sm80::MoeTileDecode2PerSm::kPipelineBytes <= sm90::moe::smem_bytes(0), "sm90's is the largest");
-  const int64_t smem_experts = (227 * 1024 - sm90::moe::smem_bytes(0)) / 4;  // the largest pipeline
-  MLA_CHECK(e_count >= 1 && e_count <= smem_experts, "{}: {} experts (the kernel holds 1 .. {})", kOp, e_count,
-            smem_experts);
-  MLA_CHECK(rows * std::max(h, im) < (int64_t{1} << 31) && 2 * im * h < (int64_t{1} << 31),
-            "{}: P = {} rows of H = {}, Im = {} exceed the kernel's 32-bit row offsets", kOp, rows, h, im);
+  check_sizes(kOp, e_count, rows, h, im, 2 * im);
 
   sm80::MoeGemmParams gate_up{};
   gate_up.a = static_cast<const __nv_bfloat16*>(x.raw());
@@ -144,19 +182,62 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
   const int64_t rows = x.dim(0), e_count = w.num_experts(), h = w.down.dim(1);
   const GemmPair g = make_gemms(x, expert_offsets, w, hidden, out);
   if (rows == 0) return;
-  const sm80::MoeGemmParams &gate_up = g.gate_up, &down = g.down;
-  switch (sm80::choose_moe_tiles(rows, e_count, h)) {
-    case sm80::MoeTileConfig::kDecode: return run_decode(gate_up, down, sm80::MoeDecodeRing::kAuto, stream);
-    case sm80::MoeTileConfig::kMid: return run_tiles<sm80::MoeTileMid>(gate_up, down, stream);
-    case sm80::MoeTileConfig::kPrefillWgmma: return sm90::moe::moe_gemms_sm90(gate_up, down, stream);
+  const sm80::MoeTileConfig config = sm80::choose_moe_tiles(rows, e_count, h);
+  run_config(g.gate_up, /*swiglu=*/true, config, stream);
+  if (config == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_cutlass_grouped_bf16(false, rows, e_count, h)) {
+    return run_cutlass(g.down, /*swiglu=*/false, expert_offsets, out, stream);
   }
+  run_config(g.down, /*swiglu=*/false, config, stream);
 }
 
 void moe_experts_sm80_decode(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w, Tensor& hidden,
                              Tensor& out, sm80::MoeDecodeRing ring, cudaStream_t stream) {
   const GemmPair g = make_gemms(x, expert_offsets, w, hidden, out);
   if (x.dim(0) == 0) return;
-  run_decode(g.gate_up, g.down, ring, stream);
+  run_decode(g.gate_up, /*swiglu=*/true, ring, stream);
+  run_decode(g.down, /*swiglu=*/false, ring, stream);
+}
+
+void moe_grouped_gemm_cuda(const Tensor& a, const Tensor& expert_offsets, const Tensor& b, bool swiglu, Tensor& out,
+                           cudaStream_t stream, MoeBf16Kernel kernel) {
+  MLA_CHECK(a.ndim() == 2 && b.ndim() == 3, "{}: a {} must be [P, K], b {} [E, rows, K]", kGemm, shape_str(a.shape()),
+            shape_str(b.shape()));
+  const int64_t rows = a.dim(0), k = a.dim(1), e_count = b.dim(0), b_rows = b.dim(1);
+  const int64_t n_out = swiglu ? b_rows / 2 : b_rows;
+  MLA_CHECK(k % 128 == 0 && b_rows % 128 == 0 && n_out % 128 == 0,
+            "{}: K = {} and the weight rows {} (and Im with SwiGLU) must be multiples of 128", kGemm, k, b_rows);
+  check_tensor(kGemm, a, "a", DType::kBF16, {rows, k});
+  check_tensor(kGemm, b, "b", DType::kBF16, {e_count, b_rows, k});
+  check_tensor(kGemm, out, "out", DType::kBF16, {rows, n_out});
+  check_tensor(kGemm, expert_offsets, "expert_offsets", DType::kI32, {e_count + 1}, 4);
+  check_sizes(kGemm, e_count, rows, k, b_rows, b_rows);
+  if (rows == 0) return;
+  sm80::MoeGemmParams p{};
+  p.a = static_cast<const __nv_bfloat16*>(a.raw());
+  p.b = static_cast<const __nv_bfloat16*>(b.raw());
+  p.out = static_cast<__nv_bfloat16*>(out.raw());
+  p.expert_offsets = expert_offsets.data<int32_t>();
+  p.num_rows = static_cast<int32_t>(rows);
+  p.num_experts = static_cast<int32_t>(e_count);
+  p.k = static_cast<int32_t>(k);
+  p.b_rows = static_cast<int32_t>(b_rows);
+  p.n_out = static_cast<int32_t>(n_out);
+  // moe_experts_cuda's choice with the weight rows in place of H (the wgmma tile's constraint on
+  // this GEMM; the same at every DeepSeek shape).
+  const sm80::MoeTileConfig chosen = sm80::choose_moe_tiles(rows, e_count, b_rows);
+  const sm80::MoeTileConfig mma_sync =
+      chosen == sm80::MoeTileConfig::kDecode ? sm80::MoeTileConfig::kDecode : sm80::MoeTileConfig::kMid;
+  switch (kernel) {
+    case MoeBf16Kernel::kAuto:
+      if (chosen == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_cutlass_grouped_bf16(swiglu, rows, e_count, n_out)) {
+        return run_cutlass(p, swiglu, expert_offsets, out, stream);
+      }
+      return run_config(p, swiglu, chosen, stream);
+    case MoeBf16Kernel::kMmaSync: return run_config(p, swiglu, mma_sync, stream);
+    case MoeBf16Kernel::kWgmma: return run_config(p, swiglu, sm80::MoeTileConfig::kPrefillWgmma, stream);
+    case MoeBf16Kernel::kCutlassGrouped: return run_cutlass(p, swiglu, expert_offsets, out, stream);
+  }
+  MLA_CHECK(false, "{}: no kernel {}", kGemm, static_cast<int>(kernel));
 }
 
 void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, Tensor& out,

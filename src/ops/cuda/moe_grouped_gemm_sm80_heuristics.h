@@ -53,6 +53,21 @@ inline MoeTileConfig choose_moe_tiles(int64_t rows, int64_t experts, int64_t hid
   return MoeTileConfig::kPrefillWgmma;
 }
 
+// Whether a prefill-sized plain product (the down projection) runs CUTLASS's grouped kernel
+// (moe_grouped_gemm_cutlass.h: persistent, 128 x 256 tiles) instead of kPrefillWgmma: when the
+// mean expert's output holds at least 16 of its tiles (mean rows x N >= 2^19), where the
+// persistent walk pays. Measured on one H200 (moe_fp8_bench --sections bf16-shapes, uniform
+// routing, 2026-11-29 08:19), CUTLASS against the wgmma kernel, us: V3 (N 7168) 128 rows an
+// expert 2057 vs 2449, 256: 3544 vs 4042, 512: 6775 vs 7407; V2-Lite (N 2048) 384: 283.6 vs 337.7,
+// 768: 533.0 vs 669.9, 1536: 928.6 vs 1202.0; not below (V3 64: 1952 vs 1933; V2-Lite 192:
+// 201.7 vs 197.2, 150: 184.9 vs 180.1). With SwiGLU the split product + silu_mul lost everywhere
+// measured but at V3's 4096 tokens, so gate_up stays on the fused kernel.
+inline bool use_cutlass_grouped_bf16(bool swiglu, int64_t rows, int64_t experts, int64_t n_out) {
+  const int64_t active = std::max<int64_t>(1, std::min(rows, experts));
+  const int64_t mean = (rows + active - 1) / active;
+  return !swiglu && mean * n_out >= (int64_t{1} << 19);
+}
+
 // The decode tiles' cp.async ring (the tile types are in moe_grouped_gemm_sm80.cuh). In flight
 // per SM when every slot is taken: stages - 1 k-tiles of 8 KB x CTAs an SM.
 enum class MoeDecodeRing : uint8_t {

@@ -37,15 +37,17 @@ void launch(const sm80::MoeGemmParams& g, cudaStream_t stream) {
 
 }  // namespace
 
-void moe_gemms_sm90(sm80::MoeGemmParams gate_up, sm80::MoeGemmParams down, cudaStream_t stream) {
-  MLA_CHECK(gate_up.n_out % (kBN / 2) == 0 && down.n_out % kBN == 0 && gate_up.k % Layout::kBK == 0 &&
-                down.k % Layout::kBK == 0,
-            "{}: the sm90 kernel needs Im = {} a multiple of {} and H = {} of {}", kOp, gate_up.n_out, kBN / 2,
-            down.n_out, kBN);
-  gate_up.n_tiles = gate_up.n_out / (kBN / 2);
-  down.n_tiles = down.n_out / kBN;
-  launch<true>(gate_up, stream);
-  launch<false>(down, stream);
+void moe_grouped_gemm_sm90(sm80::MoeGemmParams p, bool swiglu, cudaStream_t stream) {
+  const int n_step = swiglu ? kBN / 2 : kBN;  // output columns per tile
+  MLA_CHECK(p.n_out % n_step == 0 && p.k % Layout::kBK == 0,
+            "{}: the sm90 kernel needs n_out = {} a multiple of {} ({}) and K = {} of {}", kOp, p.n_out, n_step,
+            swiglu ? "SwiGLU: Im" : "plain: N", p.k, Layout::kBK);
+  p.n_tiles = p.n_out / n_step;
+  if (swiglu) {
+    launch<true>(p, stream);
+  } else {
+    launch<false>(p, stream);
+  }
 }
 
 }  // namespace mlaserve::ops::sm90::moe

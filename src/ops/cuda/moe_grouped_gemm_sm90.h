@@ -1,6 +1,7 @@
 // Grouped BF16 MoE GEMM, Hopper prefill configuration (moe_grouped_gemm_sm90.cuh): the tile
-// constants the dispatch needs and the launch of the expert layer's two GEMMs. Host side;
-// chosen by moe_grouped_gemm_sm80_heuristics.h (kPrefillWgmma).
+// constants the dispatch needs and the launch of one of the expert layer's two GEMMs. Host side;
+// chosen by moe_grouped_gemm_sm80_heuristics.h (kPrefillWgmma) or forced (MoeBf16Kernel::kWgmma,
+// ops/moe_experts.h).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -18,8 +19,9 @@ constexpr int kStages = 4;   // 48 KB each
 // Dynamic shared memory of one CTA for E experts (stages, barriers, M-tile prefix, alignment).
 constexpr int64_t smem_bytes(int64_t experts) { return kStages * (48 * 1024 + 16) + 4 * (experts + 1) + 1024; }
 
-// The gate_up GEMM with the fused SwiGLU epilogue, then the down GEMM (parameters as built by
-// moe_experts_cuda; n_tiles is set here). Needs Im a multiple of 128, H of 256, both of 64 (K).
-void moe_gemms_sm90(sm80::MoeGemmParams gate_up, sm80::MoeGemmParams down, cudaStream_t stream);
+// One grouped GEMM: gate_up with the fused SwiGLU epilogue (swiglu) or the plain product (down),
+// parameters as moe_experts_cuda and moe_grouped_gemm_cuda build them (n_tiles is set here).
+// Needs n_out a multiple of 128 (SwiGLU: Im) or 256 (plain), K of 64.
+void moe_grouped_gemm_sm90(sm80::MoeGemmParams p, bool swiglu, cudaStream_t stream);
 
 }  // namespace mlaserve::ops::sm90::moe

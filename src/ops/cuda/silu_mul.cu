@@ -6,7 +6,8 @@
 // gate and up interleaved by rows: gate row t at gate_up + t·2I, up row t at gate_up + t·2I + I,
 // so one kernel serves both through a row stride. Blocks tile a row (blockIdx.x) and walk the
 // rows (blockIdx.y, grid-stride), so no division per element. Widths or bases that are not
-// multiples of 8 elements take the one-element path.
+// multiples of 8 elements take the one-element path. silu_mul_rows_cuda bounds the rows by two
+// offsets that it reads on the device (the MoE experts' row range, which the host never sees).
 //
 // Launched with programmatic dependent launch (pdl.cuh): a CTA waits for the kernel before it
 // (the gate/up projection) before its first load and then lets the next kernel launch.
@@ -34,6 +35,8 @@ struct SiluMulParams {
   int64_t rows;               // T
   int64_t width;              // I
   int64_t stride;             // elements between rows of gate and of up: 2I fused, I separate
+  const int32_t* row_begin;   // null: rows [0, T); else rows [*row_begin, *row_end) (device
+  const int32_t* row_end;     // memory, clamped to [0, T])
 };
 
 // grid (ceil(I / kVec / kThreads), min(T, 65535)), block kThreads; launched with
@@ -43,7 +46,12 @@ __global__ void __launch_bounds__(kThreads) silu_mul_kernel(SiluMulParams p) {
   gpu::grid_dependency_wait();
   gpu::launch_dependents();
   const int64_t vectors = p.width / kVec;
-  for (int64_t r = blockIdx.y; r < p.rows; r += gridDim.y) {
+  int64_t first = 0, end = p.rows;
+  if (p.row_begin != nullptr) {
+    first = min(max(int64_t{*p.row_begin}, int64_t{0}), p.rows);
+    end = max(first, min(max(int64_t{*p.row_end}, int64_t{0}), p.rows));
+  }
+  for (int64_t r = first + blockIdx.y; r < end; r += gridDim.y) {
     for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < vectors;
          c += int64_t{gridDim.x} * blockDim.x) {
       float g[kVec], u[kVec];
@@ -78,7 +86,24 @@ void silu_mul_cuda(const Tensor& gate_up, Tensor& out, cudaStream_t stream) {
   const int64_t t = gate_up.dim(0), width = gate_up.dim(1) / 2;
   gpu::check_shape(kOp, "out", out, {t, width});
   const auto* base = gpu::ptr<const __nv_bfloat16>(gate_up);
-  const SiluMulParams p{base, base + width, gpu::ptr<__nv_bfloat16>(out), t, width, 2 * width};
+  const SiluMulParams p{base, base + width, gpu::ptr<__nv_bfloat16>(out), t, width, 2 * width, nullptr, nullptr};
+  launch(p, width % 8 == 0 && gpu::aligned16(gate_up) && gpu::aligned16(out), stream);
+}
+
+void silu_mul_rows_cuda(const Tensor& gate_up, const Tensor& expert_offsets, Tensor& out, cudaStream_t stream) {
+  gpu::check_dtype(kOp, "gate_up", gate_up, DType::kBF16);
+  gpu::check_dtype(kOp, "out", out, DType::kBF16);
+  gpu::check_dtype(kOp, "expert_offsets", expert_offsets, DType::kI32);
+  MLA_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "{}: gate_up {} must be [T, 2·I]", kOp,
+            shape_str(gate_up.shape()));
+  MLA_CHECK(expert_offsets.ndim() == 1 && expert_offsets.dim(0) >= 1, "{}: expert_offsets {} must be [E + 1]", kOp,
+            shape_str(expert_offsets.shape()));
+  const int64_t t = gate_up.dim(0), width = gate_up.dim(1) / 2;
+  gpu::check_shape(kOp, "out", out, {t, width});
+  const auto* base = gpu::ptr<const __nv_bfloat16>(gate_up);
+  const int32_t* offsets = gpu::ptr<const int32_t>(expert_offsets);
+  const SiluMulParams p{base, base + width, gpu::ptr<__nv_bfloat16>(out), t, width, 2 * width, offsets,
+                        offsets + expert_offsets.dim(0) - 1};
   launch(p, width % 8 == 0 && gpu::aligned16(gate_up) && gpu::aligned16(out), stream);
 }
 
@@ -91,7 +116,7 @@ void silu_mul_cuda(const Tensor& gate, const Tensor& up, Tensor& out, cudaStream
   gpu::check_shape(kOp, "out", out, gate.shape());
   const int64_t width = gate.dim(1);
   const SiluMulParams p{gpu::ptr<const __nv_bfloat16>(gate), gpu::ptr<const __nv_bfloat16>(up),
-                        gpu::ptr<__nv_bfloat16>(out), gate.dim(0), width, width};
+                        gpu::ptr<__nv_bfloat16>(out), gate.dim(0), width, width, nullptr, nullptr};
   launch(p, width % 8 == 0 && gpu::aligned16(gate) && gpu::aligned16(up) && gpu::aligned16(out), stream);
 }
 

@@ -38,10 +38,29 @@
 // match the CPU reference on the GPU's own offsets and gathered rows, and a CUDA graph of the
 // chain replayed twice must reproduce the eager run bit for bit.
 //
+// CUTLASS's grouped GEMM (MoeBf16Kernel::kCutlassGrouped through moe_grouped_gemm_cuda, opt-in):
+// each product alone (check_gemm: plain at the down projection's shape, SwiGLU at gate_up's, which
+// CUTLASS runs as the [P, 2·Im] product and silu_mul_rows_cuda) against linear_cpu (and
+// silu_mul_cpu) on the same bf16 values, and the layer as its two launches (a Variant, so through
+// check_step and the chain's CUDA graph). Small problems for compute-sanitizer: groups of 1 .. 129
+// rows and more tiles than SMs, empty experts, a rank's share (other rows stay poisoned), N tiles
+// partial and odd in number (the 1 x 2 cluster's padding tile), 64 and 256 experts; V2-Lite's
+// prefill step (1600 tokens: P 9600, random and skewed routings; 1601: P not a multiple of 128) and
+// V3 at 512 tokens, both products beside the wgmma kernel's.
+//
 // Tolerances: the same bf16 inputs on both sides, fp32 accumulation on both; the GPU rounds the
-// SwiGLU hidden state to bf16 before the down GEMM and the output to bf16 (about 1.6e-3 RMS
+// SwiGLU hidden state to bf16 before the down GEMM and the output to bf16 (about 1.7e-3 RMS
 // relative each, independent), the CPU keeps both in fp32: ~2.3e-3 expected, 6e-3 over all
-// checked rows and 1e-2 for any single row.
+// checked rows and 1e-2 for any single row. Through CUTLASS's kernel the layer also rounds gate
+// and up to bf16 before silu(g)·u (ops/moe_experts.h at MoeBf16Kernel): ~3.3e-3 expected (host
+// emulation at V2-Lite and V3 shapes, 64 rows: 3.3e-3, worst row 3.8e-3), the same bounds.
+// One product alone (check_gemm) differs from its reference by the output's rounding (~1.7e-3):
+// 3e-3 over the checked rows and 6e-3 for any row, the bounds of the FP8 grouped GEMM's checks.
+// The reference of CUTLASS's SwiGLU rounds the fp32 sums to bf16 before silu_mul_cpu, as the GPU
+// does; where the GPU's fp32 sum (another summation order) rounds to the other bf16 neighbour
+// (0.1-2% of the elements, the note at kPathsRelL2) that adds one step there, at most ~7e-4 to
+// the ~1.7e-3. Against the fp32 SwiGLU it is ~2.9e-3 off (emulation: worst row 3.5e-3), bounded
+// by the layer's 6e-3 and 1e-2.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -60,9 +79,11 @@
 #include "moe_test_pool.h"
 #include "ops/cuda/moe_experts_gemv.h"
 #include "ops/cuda/moe_grouped_gemm_sm80.h"
+#include "ops/cuda/moe_grouped_gemm_sm80_heuristics.h"
 #include "ops/linear.h"
 #include "ops/moe_experts.h"
 #include "ops/moe_route_gather.h"
+#include "ops/silu_mul.h"
 
 namespace mlaserve::ops {
 namespace {
@@ -76,6 +97,7 @@ using testing::poisoned_gpu;
 using testing::random_host;
 
 constexpr double kRelL2 = 6e-3, kRow = 1e-2;
+constexpr double kGemmRelL2 = 3e-3, kGemmRow = 6e-3;  // one product (check_gemm)
 
 struct MoeShape {
   int64_t experts, hidden, inter, top_k;
@@ -106,13 +128,51 @@ std::vector<int32_t> skewed_counts(const MoeShape& s, const std::vector<int64_t>
   return counts;
 }
 
+// Rows per expert for `tokens` tokens each routed to top_k distinct experts drawn uniformly from
+// all E (a partial Fisher-Yates shuffle a token), as a router over uniform scores would.
+std::vector<int32_t> random_counts(const MoeShape& s, int64_t tokens, std::mt19937_64& rng) {
+  std::vector<int32_t> counts(static_cast<size_t>(s.experts), 0);
+  std::vector<int64_t> ids(static_cast<size_t>(s.experts));
+  std::iota(ids.begin(), ids.end(), 0);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t j = 0; j < s.top_k; ++j) {
+      std::swap(ids[j], ids[std::uniform_int_distribution<int64_t>(j, s.experts - 1)(rng)]);
+      counts[static_cast<size_t>(ids[j])] += 1;
+    }
+  }
+  return counts;
+}
+
+// The rows of an expert's range [begin, end) that a check compares: all, or the first, the last
+// and one random row.
+std::vector<int64_t> checked_rows(int64_t begin, int64_t end, bool check_all, std::mt19937_64& rng) {
+  std::vector<int64_t> rows;
+  if (check_all) {
+    for (int64_t r = begin; r < end; ++r) rows.push_back(r);
+    return rows;
+  }
+  const std::set<int64_t> picked = {begin, end - 1, std::uniform_int_distribution<int64_t>(begin, end - 1)(rng)};
+  return {picked.begin(), picked.end()};
+}
+
 using sm80::MoeDecodeRing;
 
 // How a check runs the experts: the model's dispatch (moe_experts, MoeExpertsPath::kAuto), one
 // path of moe_experts_cuda forced, the grouped GEMM's decode tiles with one cp.async ring
-// (moe_experts_sm80_decode), or the grouped GEMV with one launch shape (moe_experts_gemv_cuda).
+// (moe_experts_sm80_decode), the grouped GEMV with one launch shape (moe_experts_gemv_cuda), or
+// the two grouped GEMMs with one kernel forced (moe_grouped_gemm_cuda, gate_up then down).
 using gpu::MoeGemvConfig;
-using Variant = std::variant<std::monostate, MoeExpertsPath, MoeDecodeRing, MoeGemvConfig>;
+using Variant = std::variant<std::monostate, MoeExpertsPath, MoeDecodeRing, MoeGemvConfig, MoeBf16Kernel>;
+
+std::string kernel_name(MoeBf16Kernel kernel) {
+  switch (kernel) {
+    case MoeBf16Kernel::kMmaSync: return "gemms mma.sync";
+    case MoeBf16Kernel::kWgmma: return "gemms wgmma";
+    case MoeBf16Kernel::kCutlassGrouped: return "gemms cutlass grouped";
+    case MoeBf16Kernel::kAuto: break;
+  }
+  return "gemms auto";
+}
 
 std::string variant_name(const Variant& v) {
   if (const auto* path = std::get_if<MoeExpertsPath>(&v)) {
@@ -125,6 +185,7 @@ std::string variant_name(const Variant& v) {
     return "gemv ctas/sm " + std::to_string(config->ctas_per_sm) + " depth " + std::to_string(config->depth) +
            " tiles/cta " + std::to_string(config->tiles_per_cta);
   }
+  if (const auto* kernel = std::get_if<MoeBf16Kernel>(&v)) return kernel_name(*kernel);
   return "moe_experts";
 }
 
@@ -136,6 +197,7 @@ uint64_t variant_id(const Variant& v) {
     return 200 + 100 * static_cast<uint64_t>(config->tiles_per_cta) + 10 * static_cast<uint64_t>(config->ctas_per_sm) +
            static_cast<uint64_t>(config->depth);
   }
+  if (const auto* kernel = std::get_if<MoeBf16Kernel>(&v)) return 5000 + static_cast<uint64_t>(*kernel);
   return 0;
 }
 
@@ -211,6 +273,9 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
       moe_experts_sm80_decode(x, offsets, w, hidden, out, *ring, stream_);
     } else if (const auto* config = std::get_if<MoeGemvConfig>(&v)) {
       moe_experts_gemv_cuda(x, offsets, w, ActQuantParams{}, hidden, out, stream_, *config);
+    } else if (const auto* kernel = std::get_if<MoeBf16Kernel>(&v)) {
+      moe_grouped_gemm_cuda(x, offsets, w.gate_up, /*swiglu=*/true, hidden, stream_, *kernel);
+      moe_grouped_gemm_cuda(hidden, offsets, w.down, /*swiglu=*/false, out, stream_, *kernel);
     } else {
       moe_experts(x, offsets, w, ActQuantParams{}, hidden, out, Stream{stream_});
     }
@@ -238,13 +303,7 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     for (int64_t e = e0; e < e1; ++e) {
       const int64_t begin = offsets[e], end = offsets[e + 1];
       if (begin == end) continue;
-      std::vector<int64_t> rows_e;
-      if (check_all) {
-        for (int64_t r = begin; r < end; ++r) rows_e.push_back(r);
-      } else {
-        const std::set<int64_t> picked = {begin, end - 1, std::uniform_int_distribution<int64_t>(begin, end - 1)(rng)};
-        rows_e.assign(picked.begin(), picked.end());
-      }
+      std::vector<int64_t> rows_e = checked_rows(begin, end, check_all, rng);
       const auto n = static_cast<int64_t>(rows_e.size());
       const Tensor x_rows = gather_rows_f32(x_host, rows_e);  // [n, H]
       Tensor ref = Tensor::empty({n, shape_.hidden}, DType::kF32);
@@ -359,6 +418,92 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
       testing::expect_close(between.result(), kPathsRelL2, kPathsRow,
                             where + ", " + variant_name(kGemvPaths[i]) + " vs grouped gemm");
     }
+  }
+
+  // One grouped GEMM through moe_grouped_gemm_cuda with `kernel`: plain at the down projection's
+  // shape (K = Im, N = H) or SwiGLU at gate_up's (K = H, weight rows 2·Im, N = Im), a [P, K]
+  // random, over the experts [e0, e1) only (views of the weights and the offsets, as a rank
+  // holding that share passes them). The rows outside [offsets[e0], offsets[e1]) must stay
+  // poisoned, two runs give the same bits, and the checked rows (all, or three an expert) match
+  // the CPU's fp32 sums (linear_cpu on the same bf16 values; silu_mul_cpu on them for SwiGLU, on
+  // the sums rounded to bf16 for CUTLASS's split SwiGLU) within kGemmRelL2 / kGemmRow; the split
+  // SwiGLU also against the fp32 SwiGLU (the note at the top).
+  void check_gemm(const std::vector<int32_t>& counts, uint64_t x_seed, bool check_all, MoeBf16Kernel kernel,
+                  bool swiglu, int64_t e0 = 0, int64_t e1 = -1) {
+    const MoeShape& s = shape_;
+    if (e1 < 0) e1 = s.experts;
+    std::vector<int32_t> offsets(counts.size() + 1, 0);
+    std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
+    const int64_t rows = offsets.back(), first = offsets[e0], last = offsets[e1];
+    const int64_t k = swiglu ? s.hidden : s.inter, n = swiglu ? s.inter : s.hidden;
+    const int64_t w_rows = swiglu ? 2 * s.inter : s.hidden;
+    const bool split = swiglu && kernel == MoeBf16Kernel::kCutlassGrouped;
+    const std::string what = "gemm " + std::to_string(++steps_) + " P " + std::to_string(rows) + " experts [" +
+                             std::to_string(e0) + ", " + std::to_string(e1) + ") of " + std::to_string(s.experts) +
+                             " H " + std::to_string(s.hidden) + ", " + kernel_name(kernel) +
+                             (swiglu ? " swiglu" : " plain");
+    SCOPED_TRACE("seed " + std::to_string(seed_) + ", x seed " + std::to_string(x_seed) + ", " + what);
+
+    Tensor a_gpu = Tensor::empty({rows, k}, DType::kBF16, Device::kCUDA);  // [P, K]
+    fill_random(a_gpu, x_seed, stream_);
+    const Tensor a_host = random_host({rows, k}, DType::kBF16, x_seed);
+    const Tensor off_view = testing::i32_tensor(offsets, {s.experts + 1}).to(Device::kCUDA).slice(e0, e1 + 1);
+    const Tensor b_view = (swiglu ? gpu_.gate_up : gpu_.down).slice(e0, e1);  // [e1 - e0, R, K]
+    const auto run = [&] {
+      Tensor out = poisoned_gpu({rows, n}, DType::kBF16, stream_);  // [P, N]
+      moe_grouped_gemm_cuda(a_gpu, off_view, b_view, swiglu, out, stream_, kernel);
+      MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      return out.to(Device::kCPU);
+    };
+    const Tensor out_host = run();
+    const Tensor again = run();
+    EXPECT_EQ(std::memcmp(out_host.raw(), again.raw(), static_cast<size_t>(rows * n) * 2), 0) << "two runs differ";
+    EXPECT_EQ(count_nonfinite(out_host.slice(first, last)), 0) << "outputs unwritten (poison) or not finite";
+    const auto* bits = static_cast<const uint16_t*>(out_host.raw());
+    int64_t touched = 0;  // rows outside [first, last) that are not all poison (0xFFFF)
+    for (int64_t r = 0; r < rows; ++r) {
+      if (r >= first && r < last) continue;
+      touched += std::any_of(bits + r * n, bits + (r + 1) * n, [](uint16_t b) { return b != 0xFFFF; });
+    }
+    EXPECT_EQ(touched, 0) << "rows outside the experts' range were written";
+
+    std::mt19937_64 rng(x_seed);
+    testing::RowErrorAccumulator modelled, fp32_swiglu;
+    for (int64_t e = e0; e < e1; ++e) {
+      if (counts[e] == 0) continue;
+      const std::vector<int64_t> rows_e = checked_rows(offsets[e], offsets[e + 1], check_all, rng);
+      const auto m = static_cast<int64_t>(rows_e.size());
+      const ExpertWeights& w = host_expert(e);
+      Tensor sums = Tensor::empty({m, w_rows}, DType::kF32);  // [m, R]
+      linear_cpu(gather_rows_f32(a_host, rows_e), (swiglu ? w.gate_up : w.down).reshape({w_rows, k}), sums);
+      Tensor want = sums, want_gpu = sums;  // [m, N]: the fp32 reference, the GPU's arithmetic
+      if (swiglu) {
+        want = Tensor::empty({m, n}, DType::kF32);
+        silu_mul_cpu(sums, want);
+        want_gpu = want;
+        if (split) {
+          want_gpu = Tensor::empty({m, n}, DType::kF32);
+          silu_mul_cpu(sums.to_dtype(DType::kBF16).to_f32(), want_gpu);
+        }
+      }
+      const Tensor got = gather_rows_f32(out_host, rows_e);
+      for (int64_t i = 0; i < m; ++i) {
+        modelled.add(got.data<float>() + i * n, want_gpu.data<float>() + i * n, n, rows_e[i]);
+        fp32_swiglu.add(got.data<float>() + i * n, want.data<float>() + i * n, n, rows_e[i]);
+      }
+    }
+    testing::expect_close(modelled.result(), kGemmRelL2, kGemmRow, what);
+    if (split) testing::expect_close(fp32_swiglu.result(), kRelL2, kRow, what + " vs fp32 SwiGLU");
+  }
+
+  // CUTLASS's grouped kernel: both products (check_gemm) over the experts [e0, e1) (all by
+  // default), then, over all experts, the layer as its two launches (check_step).
+  void check_cutlass(const std::vector<int32_t>& counts, uint64_t seed, bool check_all, int64_t e0 = 0,
+                     int64_t e1 = -1) {
+    if (e1 < 0) e1 = shape_.experts;
+    check_gemm(counts, seed, check_all, MoeBf16Kernel::kCutlassGrouped, /*swiglu=*/false, e0, e1);
+    check_gemm(counts, seed + 1, check_all, MoeBf16Kernel::kCutlassGrouped, /*swiglu=*/true, e0, e1);
+    if (e0 == 0 && e1 == shape_.experts) check_step(counts, seed + 2, check_all, {MoeBf16Kernel::kCutlassGrouped});
   }
 
   // The GEMV at a model's shape: T = 1 .. 4 tokens routed over a pool of top_k + 3 experts (tokens
@@ -624,6 +769,119 @@ TEST_F(MoeExpertsCuda, V3DecodeRowsPerExpert) {
 // V3: 10 of 256 experts have weights (22.5 GB of stacked bf16 weights on the GPU, 0.9 GB of
 // them random); T = 1 (the GEMV), 64 (decode tiles), 1024 (mid), 4096 (prefill, wgmma).
 TEST_F(MoeExpertsCuda, V3) { check_model(kV3, 10, {1, 64, 1024, 4096}); }
+
+// ---- CUTLASS's grouped GEMM (MoeBf16Kernel::kCutlassGrouped, opt-in) ---------------------------
+// The Small cases also run under compute-sanitizer.
+
+// Groups of one row, partial M tiles (1, 3, 65, 127, 129 rows), empty experts first, inside and
+// last, one row in all, one expert, more tiles than SMs (42 M tiles x 2 N tiles), and a rank's
+// share of the experts (the other rows must stay poisoned), one of them with no rows.
+TEST_F(MoeExpertsCuda, SmallCutlassGrouped) {
+  const uint64_t seed = fresh_seed();
+  make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
+  check_cutlass({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true);
+  check_cutlass({0, 0, 127, 65, 1, 0, 129, 0}, seed + 4, true);
+  check_cutlass({0, 0, 0, 0, 0, 0, 0, 1}, seed + 7, true);
+  check_cutlass({0, 0, 300, 0, 0, 0, 0, 0}, seed + 10, true);
+  check_cutlass({700, 0, 65, 1500, 1, 0, 2100, 639}, seed + 13, true);
+  check_cutlass({2, 0, 130, 3, 0, 0, 70, 1}, seed + 16, true, 2, 6);
+  check_cutlass({2, 0, 0, 3, 0, 0, 0, 1}, seed + 19, true, 7, 8);
+  check_cutlass({2, 0, 0, 0, 0, 0, 1, 0}, seed + 22, true, 2, 6);  // a share with no rows
+}
+
+// N tiles partial and odd in number: H 384 (the down GEMM's N: a 256-wide tile and half of one)
+// and Im 640 (gate_up's 1280 weight rows: 5 N tiles, so the 1 x 2 cluster pads every group with
+// a tile wholly past N); K 384 and 640 (6 and 10 k-tiles of 64).
+TEST_F(MoeExpertsCuda, SmallCutlassOddTiles) {
+  const uint64_t seed = fresh_seed();
+  make_weights(MoeShape{8, 384, 640, 2}, {0, 2, 3, 4, 6, 7}, seed);
+  check_cutlass({0, 0, 127, 65, 1, 0, 129, 0}, seed + 1, /*check_all=*/true);
+  check_cutlass({700, 0, 65, 1500, 1, 0, 2100, 639}, seed + 4, true);
+}
+
+// 64 and 256 experts (the group scheduler walks the groups' tile counts 32 at a time): most of
+// them empty, the others of 1 .. 300 rows; all experts, then the share [E/4, 3E/4).
+TEST_F(MoeExpertsCuda, SmallCutlassManyExperts) {
+  for (const int64_t experts : {64, 256}) {
+    const uint64_t seed = fresh_seed();
+    std::mt19937_64 rng(seed);
+    std::vector<int64_t> all(static_cast<size_t>(experts));
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), rng);
+    const std::vector<int64_t> pool(all.begin(), all.begin() + experts / 4);
+    make_weights(MoeShape{experts, 512, 256, 2}, pool, seed);
+    std::vector<int32_t> counts(static_cast<size_t>(experts), 0);
+    std::uniform_int_distribution<int32_t> rows(1, 300);
+    for (int64_t e : pool) counts[static_cast<size_t>(e)] = rows(rng);
+    counts[static_cast<size_t>(pool[0])] = 1;
+    check_cutlass(counts, seed + 1, /*check_all=*/true);
+    check_cutlass(counts, seed + 4, true, experts / 4, 3 * experts / 4);
+  }
+}
+
+// The chain of the note at the top (router, routing and gather, then gate_up and down) through
+// CUTLASS's kernel: eager, then captured in a CUDA graph (the workspaces come from the caching
+// allocator, filled by the eager run: nothing allocated or synchronised in the capture) and
+// replayed twice with the same bits, every row against the CPU; 3, 64 and 300 tokens.
+TEST_F(MoeExpertsCuda, SmallCutlassGraphCapture) {
+  make_weights(kSmall, {0, 1, 2, 3, 4, 5, 6, 7}, fresh_seed());
+  for (int64_t t : {3, 64, 300}) check_chain(kSmall, t, MoeBf16Kernel::kCutlassGrouped);
+}
+
+// V2-Lite (all 64 experts with weights, 1.1 GB): the prefill step of 1600 tokens (P 9600, ~150
+// rows an expert) routed at random (k distinct experts a token), then skewed (16 experts empty,
+// ~2150 rows down to ~45), then 1601 skewed tokens (P 9606, not a multiple of 128); both products
+// through CUTLASS's kernel and the wgmma kernel (fused SwiGLU), the layer through CUTLASS's; then
+// the plain product through kAuto at 2731 tokens (CUTLASS's: MoeBf16KernelRule); three rows an
+// expert checked.
+TEST_F(MoeExpertsCuda, V2LiteCutlassGrouped) {
+  const uint64_t seed = fresh_seed();
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> all(static_cast<size_t>(kV2Lite.experts));
+  std::iota(all.begin(), all.end(), 0);
+  make_weights(kV2Lite, all, seed);
+  const std::vector<std::vector<int32_t>> routings = {random_counts(kV2Lite, 1600, rng),
+                                                      skewed_counts(kV2Lite, all, 1600, rng),
+                                                      skewed_counts(kV2Lite, all, 1601, rng)};
+  for (size_t i = 0; i < routings.size(); ++i) {
+    const uint64_t step_seed = seed + 10 * (i + 1);
+    check_cutlass(routings[i], step_seed, /*check_all=*/false);
+    check_gemm(routings[i], step_seed + 3, false, MoeBf16Kernel::kWgmma, /*swiglu=*/false);
+    check_gemm(routings[i], step_seed + 4, false, MoeBf16Kernel::kWgmma, /*swiglu=*/true);
+  }
+  // Where kAuto's plain product is CUTLASS's (257 rows an expert: MoeBf16KernelRule).
+  check_gemm(random_counts(kV2Lite, 2731, rng), seed + 50, false, MoeBf16Kernel::kAuto, /*swiglu=*/false);
+}
+
+// kAuto's rule for the plain product (use_cutlass_grouped_bf16) at the points it was measured
+// at (moe_grouped_gemm_sm80_heuristics.h): CUTLASS from 16 of its 128 x 256 tiles per mean expert.
+TEST(MoeBf16KernelRule, CutlassForLargePlainProducts) {
+  using sm80::use_cutlass_grouped_bf16;
+  EXPECT_FALSE(use_cutlass_grouped_bf16(false, 9600, 64, 2048));   // V2-Lite T 1600: 150 rows an expert
+  EXPECT_FALSE(use_cutlass_grouped_bf16(false, 12288, 64, 2048));  // T 2048: 192
+  EXPECT_TRUE(use_cutlass_grouped_bf16(false, 16386, 64, 2048));   // T 2731: 257
+  EXPECT_TRUE(use_cutlass_grouped_bf16(false, 24576, 64, 2048));   // T 4096: 384
+  EXPECT_FALSE(use_cutlass_grouped_bf16(false, 16384, 256, 7168));  // V3 T 2048: 64
+  EXPECT_TRUE(use_cutlass_grouped_bf16(false, 32768, 256, 7168));   // T 4096: 128
+  EXPECT_FALSE(use_cutlass_grouped_bf16(true, 32768, 256, 2048));   // SwiGLU: never
+}
+
+// V3 (10 of 256 experts with weights, as in V3): 512 tokens skewed over them (P 4096: ~1580 rows
+// for the first expert down to ~230 for the seventh, 249 experts empty); both products through
+// CUTLASS's kernel and the wgmma kernel, the layer through CUTLASS's.
+TEST_F(MoeExpertsCuda, V3CutlassGrouped) {
+  const uint64_t seed = fresh_seed();
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> all(static_cast<size_t>(kV3.experts));
+  std::iota(all.begin(), all.end(), 0);
+  std::shuffle(all.begin(), all.end(), rng);
+  const std::vector<int64_t> pool(all.begin(), all.begin() + 10);
+  make_weights(kV3, pool, seed);
+  const std::vector<int32_t> counts = skewed_counts(kV3, pool, 512, rng);
+  check_cutlass(counts, seed + 1, /*check_all=*/false);
+  check_gemm(counts, seed + 4, false, MoeBf16Kernel::kWgmma, /*swiglu=*/false);
+  check_gemm(counts, seed + 5, false, MoeBf16Kernel::kWgmma, /*swiglu=*/true);
+}
 
 // The grouped GEMV at V3's shape (check_gemv_model; K 7168: 14 units a warp, 7 steps).
 TEST_F(MoeExpertsCuda, V3Gemv) { check_gemv_model(kV3); }
