@@ -57,19 +57,21 @@ __global__ void __launch_bounds__(kThreads) fp8_quant_vec8_kernel(Fp8QuantParams
   constexpr int kRounds = kVecItems / 2;
 
   uint4 raw[kRounds], raw_up[kRounds];
+  int64_t row[kRounds], group[kRounds];  // of the lane's item in each round
+  bool in[kRounds];                      // the item exists and the lane's 8 channels lie inside K
 #pragma unroll
   for (int u = 0; u < kRounds; ++u) {  // every load first
-    const int64_t item = first + 2 * u + half, row = item / p.groups, c = (item - row * p.groups) * 128 + 8 * l16;
-    const bool in = item < items && c < p.k;
-    const __nv_bfloat16* src = p.x + row * p.x_stride + c;
-    raw[u] = in ? *reinterpret_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);
-    if constexpr (kSwiGlu) raw_up[u] = in ? *reinterpret_cast<const uint4*>(src + p.k) : make_uint4(0, 0, 0, 0);
+    const int64_t item = first + 2 * u + half;
+    row[u] = item / p.groups;
+    group[u] = item - row[u] * p.groups;
+    const int64_t c = group[u] * 128 + 8 * l16;
+    in[u] = item < items && c < p.k;
+    const __nv_bfloat16* src = p.x + row[u] * p.x_stride + c;
+    raw[u] = in[u] ? *reinterpret_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);
+    if constexpr (kSwiGlu) raw_up[u] = in[u] ? *reinterpret_cast<const uint4*>(src + p.k) : make_uint4(0, 0, 0, 0);
   }
 #pragma unroll
   for (int u = 0; u < kRounds; ++u) {
-    const int64_t item = first + 2 * u + half, row = item / p.groups, g = item - row * p.groups;
-    const int64_t c = g * 128 + 8 * l16;
-    const bool in = item < items && c < p.k;
     float v[8];
     gpu::unpack_bf16x8(raw[u], v);
     if constexpr (kSwiGlu) {
@@ -78,21 +80,12 @@ __global__ void __launch_bounds__(kThreads) fp8_quant_vec8_kernel(Fp8QuantParams
 #pragma unroll
       for (int i = 0; i < 8; ++i) v[i] = v[i] / (1.0f + expf(-v[i])) * up[i];
     }
-    float amax = p.amax_floor;  // lanes past K hold zeros, which leave the amax as it is
-#pragma unroll
-    for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(v[i]));  // fmaxf skips NaN, as std::max does
-#pragma unroll
-    for (int d = 8; d > 0; d >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, d));  // the half-warp
-    const float scale = gpu::fp8_act_scale(amax, p.ue8m0);
-    uint32_t lo = 0, hi = 0;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      lo |= uint32_t{gpu::fp8_act_quantize(v[i], scale)} << (8 * i);
-      hi |= uint32_t{gpu::fp8_act_quantize(v[4 + i], scale)} << (8 * i);
-    }
-    if (!in) continue;
-    *reinterpret_cast<uint2*>(p.x_q + row * p.k + c) = make_uint2(lo, hi);
-    if (l16 == 0) p.scales[row * p.groups + g] = scale;
+    // The half-warp's group (lanes past K hold zeros, which leave the amax as it is).
+    const float scale = gpu::group_act_scale<16, 8>(v, p.amax_floor, p.ue8m0);
+    const uint2 codes = gpu::quantize_e4m3x8(v, scale);
+    if (!in[u]) continue;
+    *reinterpret_cast<uint2*>(p.x_q + row[u] * p.k + group[u] * 128 + 8 * l16) = codes;
+    if (l16 == 0) p.scales[row[u] * p.groups + group[u]] = scale;
   }
 }
 
@@ -118,12 +111,7 @@ __global__ void __launch_bounds__(kThreads) fp8_quant_kernel(Fp8QuantParams p) {
     }
   }
 
-  float amax = p.amax_floor;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) amax = fmaxf(amax, fabsf(v[i]));  // fmaxf skips NaN, as std::max does
-#pragma unroll
-  for (int d = 16; d > 0; d >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, d));
-  const float scale = gpu::fp8_act_scale(amax, p.ue8m0);
+  const float scale = gpu::group_act_scale<32, 4>(v, p.amax_floor, p.ue8m0);
 
   __nv_fp8_storage_t* dst = reinterpret_cast<__nv_fp8_storage_t*>(p.x_q + row * p.k);
 #pragma unroll

@@ -1,9 +1,11 @@
 // The activation quantiser's arithmetic (ops/fp8_quant.h), shared by the kernels that quantise:
-// fp8_quant.cu (a pass of its own) and linear_fp8_gemv.cuh (inside the GEMV). One formula, so that
-// both are bit-identical to quantize_activations_fp8_cpu on the same fp32 inputs.
+// fp8_quant.cu (a pass of its own), linear_fp8_gemv.cuh and gemv_mma.cuh (inside the GEMVs). One
+// formula, so that all are bit-identical to quantize_activations_fp8_cpu on the same fp32 inputs.
 #pragma once
 
 #include <cuda_fp8.h>
+
+#include <cstdint>
 
 namespace mlaserve::ops::gpu {
 
@@ -23,6 +25,31 @@ __device__ __forceinline__ float fp8_act_scale(float amax, bool ue8m0) {
 // conversion (finite values beyond ±448 and infinities become ±448, NaN stays NaN).
 __device__ __forceinline__ __nv_fp8_storage_t fp8_act_quantize(float v, float scale) {
   return __nv_cvt_float_to_fp8(__fdiv_rn(v, scale), __NV_SATFINITE, __NV_E4M3);
+}
+
+// The scale of a 128-channel group spread over kLanes lanes of a warp (a power of two, the lanes
+// aligned to it), each holding kValues of the group's values: the amax over the lane's values,
+// then over the lanes by shuffles, max'ed with the floor first (fmaxf skips NaN, as the CPU
+// quantiser's std::max does). Every lane of the warp calls it and gets its group's scale.
+template <int kLanes, int kValues>
+__device__ __forceinline__ float group_act_scale(const float (&v)[kValues], float amax_floor, bool ue8m0) {
+  float amax = amax_floor;
+#pragma unroll
+  for (int i = 0; i < kValues; ++i) amax = fmaxf(amax, fabsf(v[i]));
+#pragma unroll
+  for (int d = 1; d < kLanes; d <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, d));
+  return fp8_act_scale(amax, ue8m0);
+}
+
+// Eight values as e4m3 codes (fp8_act_quantize), value i in byte i of the two words.
+__device__ __forceinline__ uint2 quantize_e4m3x8(const float (&v)[8], float scale) {
+  uint32_t lo = 0, hi = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    lo |= static_cast<uint32_t>(fp8_act_quantize(v[i], scale)) << (8 * i);
+    hi |= static_cast<uint32_t>(fp8_act_quantize(v[4 + i], scale)) << (8 * i);
+  }
+  return make_uint2(lo, hi);
 }
 
 }  // namespace mlaserve::ops::gpu

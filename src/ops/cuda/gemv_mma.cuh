@@ -98,21 +98,11 @@ __device__ __forceinline__ void quantize_rows_e4m3(const __nv_bfloat16* a, int k
       const int task = base + b * kStride, j = task / groups, q = task - j * groups;
       float v[8];
       unpack_bf16x8(raw[b], v);
-      float amax = amax_floor;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(v[i]));  // fmaxf skips NaN, as the quantiser
-#pragma unroll
-      for (int d = 1; d < 16; d <<= 1) amax = fmaxf(amax, __shfl_xor_sync(kFullMask, amax, d));  // the half-warp
-      const float scale = fp8_act_scale(amax, ue8m0);
-      uint32_t lo = 0, hi = 0;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        lo |= static_cast<uint32_t>(fp8_act_quantize(v[i], scale)) << (8 * i);
-        hi |= static_cast<uint32_t>(fp8_act_quantize(v[4 + i], scale)) << (8 * i);
-      }
+      const float scale = group_act_scale<16, 8>(v, amax_floor, ue8m0);  // the half-warp's group
+      const uint2 q8 = quantize_e4m3x8(v, scale);
       const bool in_k = !kPartialGroups || q * 128 + 8 * l16 < k;
       if (task < tasks) {
-        if (in_k) *reinterpret_cast<uint2*>(codes + j * code_stride + q * 128 + 8 * l16) = make_uint2(lo, hi);
+        if (in_k) *reinterpret_cast<uint2*>(codes + j * code_stride + q * 128 + 8 * l16) = q8;
         if (l16 == 0) scales[j * groups + q] = scale;
       }
     }

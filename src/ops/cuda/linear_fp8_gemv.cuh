@@ -98,12 +98,7 @@ __device__ __forceinline__ void fp8_gemv_activations(const Fp8GemvParams<OutT>& 
 #pragma unroll
       for (int i = 0; i < 16; ++i) v[i] = 0.0f;
     }
-    float amax = p.amax_floor;
-#pragma unroll
-    for (int i = 0; i < 16; ++i) amax = fmaxf(amax, fabsf(v[i]));  // fmaxf skips NaN, as the quantiser
-#pragma unroll
-    for (int d = 1; d < 8; d <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, d));  // the group's 8 lanes
-    scale = fp8_act_scale(amax, p.ue8m0);
+    scale = group_act_scale<8, 16>(v, p.amax_floor, p.ue8m0);  // the group's 8 lanes
 #pragma unroll
     for (int i = 0; i < 16; i += 2) {
       const __nv_fp8x2_storage_t pair = static_cast<__nv_fp8x2_storage_t>(
