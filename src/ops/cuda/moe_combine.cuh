@@ -38,6 +38,7 @@
 
 #include <cstdint>
 
+#include "core/tensor.h"
 #include "ops/cuda/moe_dispatch_kernels.h"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/vec.cuh"
@@ -60,11 +61,12 @@ struct MoeCombineParams {
   int64_t hidden;                   // H
 };
 
-// Host (moe_dispatch.cu, where its kernel is defined): position[sorted_pairs[pos]] = pos for every
-// pos whose entry is a pair in [0, P) ([P] i32 each, on the GPU), for the row kernels. Entries no
-// position names keep what they held: stage_row_pairs checks each position it reads. Launched
-// with launch_programmatic.
-void invert_pairs(const int32_t* sorted_pairs, int32_t* position, int64_t pairs, cudaStream_t stream);
+// Host (moe_dispatch.cu, where its kernel is defined): the row kernels' [P] i32 workspace, from the
+// caching allocator, with position[sorted_pairs[pos]] = pos for every pos whose entry is a pair in
+// [0, P). Entries no position names keep what they held: stage_row_pairs checks each position it
+// reads. Its kernel is launched with launch_programmatic; the workspace goes back to the allocator
+// when the caller drops it, after queueing its readers on `stream`.
+Tensor invert_pairs(const int32_t* sorted_pairs, int64_t pairs, cudaStream_t stream);
 
 // acc += sum_j w[t, j] · expert_out[position[j], c·kVec ..] over j = 0 .. k-1 in order, in fp32
 // (one vector c of token t's row); a position < 0 adds nothing. `position` holds the token's k

@@ -22,8 +22,7 @@ void launch_kernel(gpu::MoeCombineNormParams p, MoeCombineKernel kernel, cudaStr
     return;
   }
   const int64_t pairs = p.tokens * p.top_k;
-  Tensor position = Tensor::empty({pairs}, DType::kI32, Device::kCUDA);  // [T·k] the inverse of sorted_pairs
-  gpu::invert_pairs(p.sorted_pairs, gpu::ptr<int32_t>(position), pairs, stream);
+  const Tensor position = gpu::invert_pairs(p.sorted_pairs, pairs, stream);  // [T·k] the inverse of sorted_pairs
   p.position = gpu::ptr<const int32_t>(position);
   gpu::launch_programmatic(gpu::moe_combine_add_rms_norm_rows_kernel<kVec>, blocks, threads, 0, stream, p);
 }

@@ -140,9 +140,11 @@ __global__ void __launch_bounds__(kCombineThreads)
 
 }  // namespace
 
-void invert_pairs(const int32_t* sorted_pairs, int32_t* position, int64_t pairs, cudaStream_t stream) {
+Tensor invert_pairs(const int32_t* sorted_pairs, int64_t pairs, cudaStream_t stream) {
+  Tensor position = Tensor::empty({pairs}, DType::kI32, Device::kCUDA);  // [P]
   launch_programmatic(moe_invert_pairs_kernel, grid_blocks(pairs, kCombineThreads), kCombineThreads, 0, stream,
-                      sorted_pairs, position, pairs);
+                      sorted_pairs, ptr<int32_t>(position), pairs);
+  return position;
 }
 
 }  // namespace gpu
@@ -162,8 +164,7 @@ void launch_combine(gpu::MoeCombineParams<Y> p, bool vec8, MoeCombineKernel kern
     }
     return;
   }
-  Tensor position = Tensor::empty({pairs}, DType::kI32, Device::kCUDA);  // [T·k] the inverse of sorted_pairs
-  gpu::invert_pairs(p.sorted_pairs, gpu::ptr<int32_t>(position), pairs, stream);
+  const Tensor position = gpu::invert_pairs(p.sorted_pairs, pairs, stream);  // [T·k] the inverse of sorted_pairs
   p.position = gpu::ptr<const int32_t>(position);
   if (vec8) {
     gpu::launch_programmatic(gpu::moe_combine_rows_kernel<8, Y>, grid, gpu::kCombineThreads, 0, stream, p);

@@ -76,35 +76,37 @@ void launch(const SiluMulParams& p, bool vec8, cudaStream_t stream) {
   }
 }
 
+// The fused layout's checks and parameters (rows unbounded): gate_up [T, 2·I], out [T, I].
+SiluMulParams fused_params(const Tensor& gate_up, Tensor& out) {
+  gpu::check_dtype(kOp, "gate_up", gate_up, DType::kBF16);
+  gpu::check_dtype(kOp, "out", out, DType::kBF16);
+  MLA_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "{}: gate_up {} must be [T, 2·I]", kOp,
+            shape_str(gate_up.shape()));
+  const int64_t t = gate_up.dim(0), width = gate_up.dim(1) / 2;
+  gpu::check_shape(kOp, "out", out, {t, width});
+  const auto* base = gpu::ptr<const __nv_bfloat16>(gate_up);
+  return SiluMulParams{base, base + width, gpu::ptr<__nv_bfloat16>(out), t, width, 2 * width, nullptr, nullptr};
+}
+
+bool fused_vec8(const SiluMulParams& p, const Tensor& gate_up, const Tensor& out) {
+  return p.width % 8 == 0 && gpu::aligned16(gate_up) && gpu::aligned16(out);
+}
+
 }  // namespace
 
 void silu_mul_cuda(const Tensor& gate_up, Tensor& out, cudaStream_t stream) {
-  gpu::check_dtype(kOp, "gate_up", gate_up, DType::kBF16);
-  gpu::check_dtype(kOp, "out", out, DType::kBF16);
-  MLA_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "{}: gate_up {} must be [T, 2·I]", kOp,
-            shape_str(gate_up.shape()));
-  const int64_t t = gate_up.dim(0), width = gate_up.dim(1) / 2;
-  gpu::check_shape(kOp, "out", out, {t, width});
-  const auto* base = gpu::ptr<const __nv_bfloat16>(gate_up);
-  const SiluMulParams p{base, base + width, gpu::ptr<__nv_bfloat16>(out), t, width, 2 * width, nullptr, nullptr};
-  launch(p, width % 8 == 0 && gpu::aligned16(gate_up) && gpu::aligned16(out), stream);
+  const SiluMulParams p = fused_params(gate_up, out);
+  launch(p, fused_vec8(p, gate_up, out), stream);
 }
 
 void silu_mul_rows_cuda(const Tensor& gate_up, const Tensor& expert_offsets, Tensor& out, cudaStream_t stream) {
-  gpu::check_dtype(kOp, "gate_up", gate_up, DType::kBF16);
-  gpu::check_dtype(kOp, "out", out, DType::kBF16);
   gpu::check_dtype(kOp, "expert_offsets", expert_offsets, DType::kI32);
-  MLA_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "{}: gate_up {} must be [T, 2·I]", kOp,
-            shape_str(gate_up.shape()));
   MLA_CHECK(expert_offsets.ndim() == 1 && expert_offsets.dim(0) >= 1, "{}: expert_offsets {} must be [E + 1]", kOp,
             shape_str(expert_offsets.shape()));
-  const int64_t t = gate_up.dim(0), width = gate_up.dim(1) / 2;
-  gpu::check_shape(kOp, "out", out, {t, width});
-  const auto* base = gpu::ptr<const __nv_bfloat16>(gate_up);
-  const int32_t* offsets = gpu::ptr<const int32_t>(expert_offsets);
-  const SiluMulParams p{base, base + width, gpu::ptr<__nv_bfloat16>(out), t, width, 2 * width, offsets,
-                        offsets + expert_offsets.dim(0) - 1};
-  launch(p, width % 8 == 0 && gpu::aligned16(gate_up) && gpu::aligned16(out), stream);
+  SiluMulParams p = fused_params(gate_up, out);
+  p.row_begin = gpu::ptr<const int32_t>(expert_offsets);
+  p.row_end = p.row_begin + expert_offsets.dim(0) - 1;
+  launch(p, fused_vec8(p, gate_up, out), stream);
 }
 
 void silu_mul_cuda(const Tensor& gate, const Tensor& up, Tensor& out, cudaStream_t stream) {
