@@ -41,6 +41,16 @@ inline void check_shape(std::string_view op, std::string_view name, const Tensor
   MLA_CHECK(t.shape() == want, "{}: {} has shape {}, expected {}", op, name, shape_str(t.shape()), shape_str(want));
 }
 
+// An operand: defined, on the GPU, of dtype and shape, its data `align`-byte aligned (16 for
+// operands read as 16-byte vectors).
+inline void check_operand(std::string_view op, std::string_view name, const Tensor& t, DType dtype,
+                          const Shape& shape, size_t align) {
+  MLA_CHECK(t.defined() && t.device() == Device::kCUDA, "{}: {} must be on the GPU", op, name);
+  MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", op, name, dtype_name(dtype), dtype_name(t.dtype()));
+  MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", op, name, shape_str(shape), shape_str(t.shape()));
+  MLA_CHECK(reinterpret_cast<uintptr_t>(t.raw()) % align == 0, "{}: {} must be {}-byte aligned", op, name, align);
+}
+
 template <typename T>
 T* ptr(const Tensor& t) {
   return static_cast<T*>(t.raw());

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/device_props.h"
 #include "ops/cuda/moe_experts_gemv.h"
 #include "ops/fp8_block.h"
@@ -18,10 +19,7 @@ constexpr std::string_view kOp = "moe_experts_gemv_cuda";
 // Operands read as 16-byte vectors (x, the weights, hidden) need that alignment; out is written
 // one bf16 at a time and the offsets read one i32 at a time (a rank's slice starts anywhere).
 void check_tensor(const Tensor& t, std::string_view name, DType dtype, const Shape& shape, size_t align) {
-  MLA_CHECK(t.defined() && t.device() == Device::kCUDA, "{}: {} must be on the GPU", kOp, name);
-  MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", kOp, name, dtype_name(dtype), dtype_name(t.dtype()));
-  MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", kOp, name, shape_str(shape), shape_str(t.shape()));
-  MLA_CHECK(reinterpret_cast<uintptr_t>(t.raw()) % align == 0, "{}: {} must be {}-byte aligned", kOp, name, align);
+  gpu::check_operand(kOp, name, t, dtype, shape, align);
 }
 
 // Activation rows a pass stages: min(8, P), fewer where their shared memory would pass

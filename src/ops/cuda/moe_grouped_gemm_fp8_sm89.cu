@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/moe_experts_gemv.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_cutlass.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89_heuristics.h"
@@ -27,10 +28,7 @@ constexpr std::string_view kOp = "moe_experts_fp8_cuda";
 // them starts anywhere, ffn_block.cc), so they need only 4 bytes.
 void check_tensor(std::string_view op, const Tensor& t, std::string_view name, DType dtype, const Shape& shape,
                   size_t align = 16) {
-  MLA_CHECK(t.defined() && t.device() == Device::kCUDA, "{}: {} must be on the GPU", op, name);
-  MLA_CHECK(t.dtype() == dtype, "{}: {} must be {}, got {}", op, name, dtype_name(dtype), dtype_name(t.dtype()));
-  MLA_CHECK(t.shape() == shape, "{}: {} must be {}, got {}", op, name, shape_str(shape), shape_str(t.shape()));
-  MLA_CHECK(reinterpret_cast<uintptr_t>(t.raw()) % align == 0, "{}: {} must be {}-byte aligned", op, name, align);
+  gpu::check_operand(op, name, t, dtype, shape, align);
 }
 
 // One grouped GEMM: grid = (upper bound of the M tiles) x (N tiles), as the BF16 kernel's.
