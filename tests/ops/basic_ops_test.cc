@@ -1,4 +1,5 @@
-// embedding, rms_norm, add_rms_norm, linear, silu_mul against double-precision naive forms.
+// embedding, rms_norm, add_rms_norm, linear, silu_mul against double-precision naive forms;
+// gather_fp8_rows as a byte copy.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -49,6 +50,32 @@ TEST(Embedding, RejectsOutOfRangeIds) {
   ids64.data<int64_t>()[0] = 7;
   embedding_cpu(ids64, table, out);
   EXPECT_EQ(out.to_vector(), std::vector<float>(4, 0.0f));
+}
+
+// The quantised rows' gather: codes and scales of each id's row, byte for byte (the K of 130
+// leaves a partial last 128-channel group); an id outside the rows is an error.
+TEST(Embedding, GatherFp8RowsCopiesCodesAndScales) {
+  constexpr int64_t kT = 5, kK = 130, kG = 2;
+  Tensor x_q = Tensor::empty({kT, kK}, DType::kF8E4M3);
+  auto* codes = static_cast<uint8_t*>(x_q.raw());
+  for (int64_t i = 0; i < kT * kK; ++i) codes[i] = static_cast<uint8_t>(i * 37 + 11);
+  std::mt19937_64 rng(11);
+  const Tensor x_scales = random_tensor({kT, kG}, DType::kF32, rng);
+  const Tensor ids = i32_tensor({4, 0, 4, 2}, {4});
+  Tensor out_q = Tensor::empty({4, kK}, DType::kF8E4M3);
+  Tensor out_scales = poisoned({4, kG}, DType::kF32);
+  gather_fp8_rows_cpu(ids, x_q, x_scales, out_q, out_scales);
+  const auto* got = static_cast<const uint8_t*>(out_q.raw());
+  const int32_t* id = ids.data<int32_t>();
+  for (int64_t i = 0; i < 4; ++i) {
+    for (int64_t c = 0; c < kK; ++c) ASSERT_EQ(got[i * kK + c], codes[id[i] * kK + c]) << i << ", " << c;
+    for (int64_t g = 0; g < kG; ++g) {
+      ASSERT_EQ(out_scales.data<float>()[i * kG + g], x_scales.data<float>()[id[i] * kG + g]);
+    }
+  }
+  Tensor one_q = Tensor::empty({1, kK}, DType::kF8E4M3), one_scales = Tensor::empty({1, kG}, DType::kF32);
+  EXPECT_THROW(gather_fp8_rows_cpu(i32_tensor({kT}, {1}), x_q, x_scales, one_q, one_scales), Error);
+  EXPECT_THROW(gather_fp8_rows_cpu(i32_tensor({-1}, {1}), x_q, x_scales, one_q, one_scales), Error);
 }
 
 std::vector<double> naive_rms_norm(const std::vector<double>& x, const std::vector<double>& w, double eps) {
