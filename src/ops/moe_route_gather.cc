@@ -10,6 +10,7 @@ namespace mlaserve::ops {
 void moe_route_and_gather_cpu(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
                               const Tensor& x, MoeRouteGatherOutputs& out) {
   moe_route_cpu(logits, correction_bias, params, out.route);
+  if (!out.gathered.defined()) return moe_group_by_expert_cpu(out.route.expert_ids, logits.dim(1), out.grouping);
   moe_group_and_gather_cpu(out.route.expert_ids, logits.dim(1), x, out.grouping, out.gathered);
 }
 
@@ -21,7 +22,7 @@ void moe_router_route_and_gather_cpu(const Tensor& x, const Tensor& router_weigh
 
 void moe_route_and_gather(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
                           const Tensor& x, MoeRouteGatherOutputs& out, Stream stream) {
-  if (!on_gpu(out.gathered)) return moe_route_and_gather_cpu(logits, correction_bias, params, x, out);
+  if (!on_gpu(out.route.weights)) return moe_route_and_gather_cpu(logits, correction_bias, params, x, out);
 #ifdef MLASERVE_WITH_CUDA
   moe_route_and_gather_cuda(logits, correction_bias, params, x, out, cuda_stream(stream));
 #else
@@ -32,7 +33,7 @@ void moe_route_and_gather(const Tensor& logits, const Tensor& correction_bias, c
 void moe_router_route_and_gather(const Tensor& x, const Tensor& router_weight, const Tensor& correction_bias,
                                  const RouterParams& params, Tensor& logits, Tensor& arrivals,
                                  MoeRouteGatherOutputs& out, Stream stream) {
-  if (!on_gpu(out.gathered)) {
+  if (!on_gpu(out.route.weights)) {
     return moe_router_route_and_gather_cpu(x, router_weight, correction_bias, params, logits, out);
   }
 #ifdef MLASERVE_WITH_CUDA

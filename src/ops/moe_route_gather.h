@@ -7,6 +7,9 @@
 //   route            weights [T, k] f32, expert_ids [T, k] i32           (moe_route)
 //   grouping         expert_offsets [E + 1], sorted_pairs, sorted_tokens [T·k] i32
 //   gathered         [T·k, H] the token rows in expert order             (moe_group_and_gather)
+//                    or an undefined Tensor: route and group only (moe_route, then
+//                    moe_group_by_expert), for a caller that gathers other rows itself (the FP8
+//                    MoE gathers its quantised rows, ffn_block.cc)
 //
 // Why one op: at decode sizes each of the two is a microseconds-long launch of one or a few
 // CTAs in the serial chain of a step; on the GPU, up to kRouteGatherMaxPairs = 64 pairs (T <= 10
@@ -23,7 +26,7 @@ namespace mlaserve::ops {
 struct MoeRouteGatherOutputs {
   RouterOutputs route;   // [T, k] weights and expert ids
   MoeGrouping grouping;  // the pairs sorted by expert
-  Tensor gathered;       // [T·k, H] rows in expert order
+  Tensor gathered;       // [T·k, H] rows in expert order, or undefined: no gather
 };
 
 // moe_router_route_and_gather: the router's linear too, logits = x · router_weightᵀ in fp32
@@ -44,7 +47,7 @@ void moe_route_and_gather_cpu(const Tensor& logits, const Tensor& correction_bia
 void moe_router_route_and_gather_cpu(const Tensor& x, const Tensor& router_weight, const Tensor& correction_bias,
                                      const RouterParams& params, Tensor& logits, MoeRouteGatherOutputs& out);
 
-// Dispatch by device (ops/dispatch.h): the model graph calls these.
+// Dispatch by device (ops/dispatch.h; the device of out.route.weights): the model graph calls these.
 void moe_route_and_gather(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
                           const Tensor& x, MoeRouteGatherOutputs& out, Stream stream = {});
 void moe_router_route_and_gather(const Tensor& x, const Tensor& router_weight, const Tensor& correction_bias,
@@ -62,7 +65,9 @@ namespace mlaserve::ops {
 // The tensors of moe_route_cuda and moe_group_and_gather_cuda (x and gathered bf16), on the GPU;
 // asynchronous on stream. Up to 64 pairs, H a multiple of 8 and x, gathered 16-byte aligned: one
 // kernel (moe_route_gather.cuh) whose outputs equal the two ops' bit for bit (the same routing
-// code; an integer sort; a copy); otherwise moe_route_cuda then moe_group_and_gather_cuda.
+// code; an integer sort; a copy); otherwise moe_route_cuda then moe_group_and_gather_cuda. With
+// gathered undefined: the one kernel up to 64 pairs, without its copy; else moe_route_cuda then
+// moe_group_by_expert_cuda.
 void moe_route_and_gather_cuda(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
                                const Tensor& x, MoeRouteGatherOutputs& out, cudaStream_t stream);
 // moe_router_route_and_gather on the GPU: x bf16, router_weight bf16 (else linear_cuda, then the

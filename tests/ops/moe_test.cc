@@ -312,7 +312,8 @@ TEST(MoeDispatch, RoutedMlpThroughGroupingMatchesNaive) {
 }
 
 // moe_route_and_gather_cpu is moe_route_cpu then moe_group_and_gather_cpu, output for output, at
-// V2-Lite's (top-6 of 64, H 2048) and V3's (noaux_tc top-8 of 256, H 7168) decode shapes.
+// V2-Lite's (top-6 of 64, H 2048) and V3's (noaux_tc top-8 of 256, H 7168) decode shapes; without
+// `gathered` (through the dispatch) the same routing and grouping.
 TEST(MoeDispatch, RouteAndGatherIsRouteThenGroupAndGather) {
   std::mt19937_64 rng(48);
   const std::vector<std::tuple<RouterParams, int64_t, int64_t>> shapes{{v2_lite(), 64, 2048}, {v3(), 256, 7168}};
@@ -338,6 +339,14 @@ TEST(MoeDispatch, RouteAndGatherIsRouteThenGroupAndGather) {
     EXPECT_EQ(got.grouping.sorted_pairs.to_vector(), grouping.sorted_pairs.to_vector());
     EXPECT_EQ(got.grouping.sorted_tokens.to_vector(), grouping.sorted_tokens.to_vector());
     EXPECT_EQ(got.gathered.to_vector(), gathered.to_vector());
+    MoeRouteGatherOutputs grouped_only{{poisoned({t, k}, DType::kF32), poisoned({t, k}, DType::kI32)},
+                                       poisoned_grouping(), Tensor()};
+    moe_route_and_gather(logits, bias, p, m, grouped_only);
+    EXPECT_EQ(grouped_only.route.weights.to_vector(), want.weights.to_vector());
+    EXPECT_EQ(grouped_only.route.expert_ids.to_vector(), want.expert_ids.to_vector());
+    EXPECT_EQ(grouped_only.grouping.expert_offsets.to_vector(), grouping.expert_offsets.to_vector());
+    EXPECT_EQ(grouped_only.grouping.sorted_pairs.to_vector(), grouping.sorted_pairs.to_vector());
+    EXPECT_EQ(grouped_only.grouping.sorted_tokens.to_vector(), grouping.sorted_tokens.to_vector());
   }
 }
 

@@ -14,21 +14,25 @@ namespace mlaserve::ops {
 namespace {
 
 // The one-kernel path's parameters, after every check of the op; false when it does not apply
-// (more than kRouteGatherMaxPairs pairs, H not a multiple of 8, unaligned rows): then the caller
-// runs moe_route_cuda and moe_group_and_gather_cuda.
+// (more than kRouteGatherMaxPairs pairs; with a gather, H not a multiple of 8 or unaligned rows):
+// then the caller runs moe_route_cuda and moe_group_and_gather_cuda (or moe_group_by_expert_cuda).
 bool route_gather_params(std::string_view op, const Tensor& logits, const Tensor& correction_bias,
                          const RouterParams& params, const Tensor& x, MoeRouteGatherOutputs& out,
                          gpu::MoeRouteGatherParams& p) {
   const std::string_view kOp = op;
   const gpu::MoeRouteParams route = gpu::moe_route_params(kOp, logits, correction_bias, params, out.route);
   const int64_t t = route.tokens, e = route.experts, pairs = t * route.top_k;
+  const bool gather = out.gathered.defined();
   gpu::check_dtype(kOp, "x", x, DType::kBF16);
-  gpu::check_dtype(kOp, "gathered", out.gathered, DType::kBF16);
   MLA_CHECK(x.ndim() == 2 && x.dim(0) == t, "{}: x {} must be [T, H] for logits {}", kOp, shape_str(x.shape()),
             shape_str(logits.shape()));
   const int64_t h = x.dim(1);
-  gpu::check_shape(kOp, "gathered", out.gathered, {pairs, h});
-  if (pairs > gpu::kRouteGatherMaxPairs || h % 8 != 0 || !gpu::aligned16(x) || !gpu::aligned16(out.gathered)) {
+  if (gather) {
+    gpu::check_dtype(kOp, "gathered", out.gathered, DType::kBF16);
+    gpu::check_shape(kOp, "gathered", out.gathered, {pairs, h});
+  }
+  if (pairs > gpu::kRouteGatherMaxPairs ||
+      (gather && (h % 8 != 0 || !gpu::aligned16(x) || !gpu::aligned16(out.gathered)))) {
     return false;
   }
   MoeGrouping& g = out.grouping;
@@ -37,15 +41,16 @@ bool route_gather_params(std::string_view op, const Tensor& logits, const Tensor
                                 gpu::ptr<int32_t>(g.expert_offsets),
                                 gpu::ptr<int32_t>(g.sorted_pairs),
                                 gpu::ptr<int32_t>(g.sorted_tokens),
-                                gpu::ptr<const __nv_bfloat16>(x),
-                                gpu::ptr<__nv_bfloat16>(out.gathered),
-                                h};
+                                gather ? gpu::ptr<const __nv_bfloat16>(x) : nullptr,
+                                gather ? gpu::ptr<__nv_bfloat16>(out.gathered) : nullptr,
+                                gather ? h : 0};
   return true;
 }
 
 void route_then_gather(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,
                        const Tensor& x, MoeRouteGatherOutputs& out, cudaStream_t stream) {
   moe_route_cuda(logits, correction_bias, params, out.route, stream);
+  if (!out.gathered.defined()) return moe_group_by_expert_cuda(out.route.expert_ids, logits.dim(1), out.grouping, stream);
   moe_group_and_gather_cuda(out.route.expert_ids, logits.dim(1), x, out.grouping, out.gathered, stream);
 }
 

@@ -50,8 +50,8 @@ struct MoeRouteGatherParams {
   int32_t* expert_offsets;   // [E + 1]
   int32_t* sorted_pairs;     // [P]
   int32_t* sorted_tokens;    // [P]
-  const __nv_bfloat16* x;    // [T, H], 16-byte aligned
-  __nv_bfloat16* gathered;   // [P, H], 16-byte aligned
+  const __nv_bfloat16* x;    // [T, H], 16-byte aligned; null without a gather
+  __nv_bfloat16* gathered;   // [P, H], 16-byte aligned, or null: no gather (phase 3 skipped)
   int64_t hidden;            // H, a multiple of 8
 };
 
@@ -89,6 +89,7 @@ __device__ __forceinline__ void route_group_gather_cta(const MoeRouteGatherParam
     for (int j = 0; j < pairs; ++j) below += bucket[j] < e ? 1 : 0;
     p.expert_offsets[e] = below;
   }
+  if (p.gathered == nullptr) return;
   __syncthreads();
 
   // 3. gather
