@@ -3,6 +3,10 @@
 
 #include "ops/dispatch.h"
 
+#ifdef MLASERVE_WITH_CUDA
+#include "ops/cuda/moe_experts_gemv.h"
+#endif
+
 namespace mlaserve::ops {
 
 void moe_experts(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, const ActQuantParams& act,
@@ -13,6 +17,25 @@ void moe_experts(const Tensor& x, const Tensor& expert_offsets, const ExpertWeig
   moe_experts_cuda(x, expert_offsets, weights, hidden, out, cuda_stream(stream));
 #else
   no_gpu_path("moe_experts");
+#endif
+}
+
+bool moe_experts_takes_quantized_rows(Device device, int64_t rows, const ExpertWeights& weights) {
+#ifdef MLASERVE_WITH_CUDA
+  return device == Device::kCUDA && weights.is_fp8() && !runs_moe_gemv(MoeExpertsPath::kAuto, rows, weights);
+#else
+  return false;
+#endif
+}
+
+void moe_experts_quantized(const Tensor& x_q, const Tensor& x_scales, const Tensor& expert_offsets,
+                           const ExpertWeights& weights, const ActQuantParams& act, Tensor& hidden, Tensor& out,
+                           Stream stream) {
+  MLA_CHECK(on_gpu(out), "moe_experts_quantized: GPU only (moe_experts_cpu quantises its rows itself)");
+#ifdef MLASERVE_WITH_CUDA
+  moe_experts_fp8_cuda(x_q, x_scales, expert_offsets, weights, act, hidden, out, cuda_stream(stream));
+#else
+  no_gpu_path("moe_experts_quantized");
 #endif
 }
 

@@ -42,6 +42,24 @@ void moe_experts_cpu(const Tensor& x, const Tensor& expert_offsets, const Expert
 void moe_experts(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights, const ActQuantParams& act,
                  Tensor& hidden, Tensor& out, Stream stream = {});
 
+// The routed experts on rows already quantised, for a caller that can quantise fewer rows than it
+// gathers: the GPU's grouped FP8 path quantises the gathered rows per row and 128 channels, its
+// first step, so quantising the T token rows (quantize_activations_fp8 with the same `act`) and
+// gathering the e4m3 rows and their scales (gather_fp8_rows, embedding.h) gives the same bits over
+// k times fewer rows (the model's MoE, ffn_block.cc).
+//   moe_experts_takes_quantized_rows: whether moe_experts over `rows` gathered rows on `device`
+//     with these weights starts by quantising them: GPU, e4m3 weights and the grouped GEMMs (not
+//     the GEMV of a few rows, which quantises inside its kernel; use_moe_gemv,
+//     src/ops/cuda/moe_experts_gemv_heuristics.h). False on the CPU and in a build without CUDA.
+//   moe_experts_quantized: x_q [P, H] e4m3 and x_scales [P, H/128] f32 in expert order, the rest
+//     as moe_experts; out equals moe_experts' on the bf16 rows that quantise to x_q, x_scales, bit
+//     for bit. GPU only, where moe_experts_takes_quantized_rows (moe_experts_fp8_cuda's quantised
+//     overload below).
+bool moe_experts_takes_quantized_rows(Device device, int64_t rows, const ExpertWeights& weights);
+void moe_experts_quantized(const Tensor& x_q, const Tensor& x_scales, const Tensor& expert_offsets,
+                           const ExpertWeights& weights, const ActQuantParams& act, Tensor& hidden, Tensor& out,
+                           Stream stream = {});
+
 }  // namespace mlaserve::ops
 
 #ifdef MLASERVE_WITH_CUDA
@@ -131,6 +149,15 @@ void moe_grouped_gemm_cuda(const Tensor& a, const Tensor& expert_offsets, const 
 void moe_experts_fp8_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
                           const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
                           MoeExpertsPath path = MoeExpertsPath::kAuto);
+
+// The grouped GEMM path of moe_experts_fp8_cuda from rows already quantised: x_q [P, H] e4m3 and
+// x_scales [P, H/128] f32 in expert order (what that path's first quantisation pass writes: the
+// same bits as quantize_activations_fp8_cuda over the bf16 rows with `act`, whether run on the P
+// rows or on the T token rows then gathered), the rest as above. Whatever P: no GEMV (it takes
+// bf16 rows). One quantisation pass (the SwiGLU state) and the two grouped GEMMs.
+void moe_experts_fp8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tensor& expert_offsets,
+                          const ExpertWeights& weights, const ActQuantParams& act, Tensor& hidden, Tensor& out,
+                          cudaStream_t stream);
 
 // Which kernel runs the grouped block-FP8 GEMM. kAuto: for the plain product from 128 rows per
 // active expert CUTLASS's cooperative grouped kernel, else the Hopper wgmma kernel

@@ -54,6 +54,21 @@ void run(const sm89::MoeFp8GemmParams& p, cudaStream_t stream) {
   }
 }
 
+// The operands both entries of moe_experts_fp8_cuda share: FP8 stacked weights that match the
+// rows' width H, `hidden` [P, Im] bf16. `rows` is x or x_q ([P, H]) of dtype `dtype`.
+void check_experts(const Tensor& rows, std::string_view name, DType dtype, const ExpertWeights& w,
+                   const Tensor& hidden) {
+  MLA_CHECK(w.is_fp8() && w.gate_up.ndim() == 3 && w.down.ndim() == 3 && rows.ndim() == 2,
+            "{}: gate_up {} and down {} must be stacked F8_E4M3 [E, rows, cols], {} {} [P, H]", kOp,
+            shape_str(w.gate_up.shape()), shape_str(w.down.shape()), name, shape_str(rows.shape()));
+  const int64_t p = rows.dim(0), h = rows.dim(1), im = w.intermediate();
+  check_tensor(kOp, rows, name, dtype, {p, h});
+  check_tensor(kOp, hidden, "hidden", DType::kBF16, {p, im});
+  MLA_CHECK(w.down.dim(1) == h && w.gate_up.dim(1) == 2 * im && w.gate_up.dim(2) == h,
+            "{}: gate_up {} and down {} do not match {} {}", kOp, shape_str(w.gate_up.shape()),
+            shape_str(w.down.shape()), name, shape_str(rows.shape()));
+}
+
 }  // namespace
 
 void moe_grouped_gemm_fp8_cuda(const Tensor& a_q, const Tensor& a_scales, const Tensor& expert_offsets,
@@ -113,26 +128,31 @@ void moe_grouped_gemm_fp8_cuda(const Tensor& a_q, const Tensor& a_scales, const 
 void moe_experts_fp8_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w,
                           const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
                           MoeExpertsPath path) {
-  MLA_CHECK(w.is_fp8() && w.gate_up.ndim() == 3 && w.down.ndim() == 3 && x.ndim() == 2,
-            "{}: gate_up {} and down {} must be stacked F8_E4M3 [E, rows, cols], x {} [P, H]", kOp,
-            shape_str(w.gate_up.shape()), shape_str(w.down.shape()), shape_str(x.shape()));
-  const int64_t rows = x.dim(0), h = x.dim(1), im = w.intermediate();
-  check_tensor(kOp, x, "x", DType::kBF16, {rows, h});
-  check_tensor(kOp, hidden, "hidden", DType::kBF16, {rows, im});
-  MLA_CHECK(w.down.dim(1) == h && w.gate_up.dim(1) == 2 * im && w.gate_up.dim(2) == h,
-            "{}: gate_up {} and down {} do not match x {}", kOp, shape_str(w.gate_up.shape()),
-            shape_str(w.down.shape()), shape_str(x.shape()));
+  check_experts(x, "x", DType::kBF16, w, hidden);
+  const int64_t rows = x.dim(0), h = x.dim(1);
   if (runs_moe_gemv(path, rows, w)) {
     return moe_experts_gemv_cuda(x, expert_offsets, w, act, hidden, out, stream);
   }
   if (rows == 0) return;
-  // Quantised copies of the two GEMM inputs, from the stream-ordered caching allocator.
-  Tensor x_q = Tensor::empty({rows, h}, DType::kF8E4M3, Device::kCUDA);                       // [P, H]
-  Tensor x_s = Tensor::empty({rows, fp8_num_blocks(h)}, DType::kF32, Device::kCUDA);           // [P, H/128]
-  Tensor h_q = Tensor::empty({rows, im}, DType::kF8E4M3, Device::kCUDA);                      // [P, Im]
-  Tensor h_s = Tensor::empty({rows, fp8_num_blocks(im)}, DType::kF32, Device::kCUDA);          // [P, Im/128]
+  // The quantised copy of the gate_up GEMM's input, from the stream-ordered caching allocator.
+  Tensor x_q = Tensor::empty({rows, h}, DType::kF8E4M3, Device::kCUDA);              // [P, H]
+  Tensor x_s = Tensor::empty({rows, fp8_num_blocks(h)}, DType::kF32, Device::kCUDA);  // [P, H/128]
   quantize_activations_fp8_cuda(x, act, x_q, x_s, stream);
-  moe_grouped_gemm_fp8_cuda(x_q, x_s, expert_offsets, w.gate_up, w.gate_up_scale, /*swiglu=*/true, hidden, stream);
+  moe_experts_fp8_cuda(x_q, x_s, expert_offsets, w, act, hidden, out, stream);
+}
+
+void moe_experts_fp8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tensor& expert_offsets,
+                          const ExpertWeights& w, const ActQuantParams& act, Tensor& hidden, Tensor& out,
+                          cudaStream_t stream) {
+  check_experts(x_q, "x_q", DType::kF8E4M3, w, hidden);
+  const int64_t rows = x_q.dim(0), h = x_q.dim(1), im = w.intermediate();
+  check_tensor(kOp, x_scales, "x_scales", DType::kF32, {rows, fp8_num_blocks(h)});
+  if (rows == 0) return;
+  // The quantised copy of the down GEMM's input, from the stream-ordered caching allocator.
+  Tensor h_q = Tensor::empty({rows, im}, DType::kF8E4M3, Device::kCUDA);              // [P, Im]
+  Tensor h_s = Tensor::empty({rows, fp8_num_blocks(im)}, DType::kF32, Device::kCUDA);  // [P, Im/128]
+  moe_grouped_gemm_fp8_cuda(x_q, x_scales, expert_offsets, w.gate_up, w.gate_up_scale, /*swiglu=*/true, hidden,
+                            stream);
   quantize_activations_fp8_cuda(hidden, act, h_q, h_s, stream);
   moe_grouped_gemm_fp8_cuda(h_q, h_s, expert_offsets, w.down, w.down_scale, /*swiglu=*/false, out, stream);
 }

@@ -50,6 +50,11 @@
 //    with the dispatch's launch shape (twice: the same bits) and with every one of
 //    kMoeGemvConfigs (moe_experts_gemv_heuristics.h) plus two that make runs of several tiles on
 //    the small problems.
+//  - moe_experts_quantized (the model's prefill path, ffn_block.cc) against moe_experts on the
+//    gathered bf16 rows (check_quantized_rows): the T token rows quantised, grouped without a
+//    gather, their e4m3 rows and scales gathered (gather_fp8_rows). The quantisation is per row,
+//    so the gathered codes and scales, the grouping, the SwiGLU state and the output must equal
+//    the old path's bit for bit, over all experts and over a rank's share.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -61,6 +66,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/cuda_check.h"
@@ -69,7 +75,9 @@
 #include "moe_test_pool.h"
 #include "ops/cuda/moe_experts_gemv.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
+#include "ops/embedding.h"
 #include "ops/linear_fp8.h"
+#include "ops/moe_dispatch.h"
 #include "ops/moe_experts.h"
 #include "ops/silu_mul.h"
 
@@ -533,6 +541,94 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
     }
   }
 
+  // Bytes of two tensors (any device) that differ; both must be the same size.
+  static int64_t byte_mismatches(const Tensor& got, const Tensor& want) {
+    const Tensor a = got.to(Device::kCPU), b = want.to(Device::kCPU);
+    EXPECT_EQ(a.nbytes(), b.nbytes());
+    const auto* pa = static_cast<const uint8_t*>(a.raw());
+    const auto* pb = static_cast<const uint8_t*>(b.raw());
+    int64_t n = 0;
+    for (size_t i = 0; i < std::min(a.nbytes(), b.nbytes()); ++i) n += pa[i] != pb[i] ? 1 : 0;
+    return n;
+  }
+
+  // The two ways to the FP8 layer's output from T token rows (the note at the top): `tokens`
+  // rows each routed to top_k distinct experts of a pool of `materialised` (the others' weights
+  // NaN). Old: moe_group_and_gather (bf16 rows in expert order), moe_experts. New:
+  // quantize_activations_fp8 over the T rows, moe_group_by_expert, gather_fp8_rows,
+  // moe_experts_quantized. Over all experts, then over the share [E/4, 3E/4) as a rank runs it
+  // (views of weights, scales and offsets; the other rows left poisoned in both).
+  void check_quantized_rows(const MoeShape& s, int64_t materialised, int64_t tokens) {
+    const uint64_t seed = fresh_seed();
+    std::mt19937_64 rng(seed);
+    std::vector<int64_t> all(static_cast<size_t>(s.experts));
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), rng);
+    std::vector<int64_t> pool(all.begin(), all.begin() + materialised);
+    make_weights(s, pool, seed);
+    const int64_t p = tokens * s.top_k, h = s.hidden, blocks = h / 128;
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", T " + std::to_string(tokens) + ", P " + std::to_string(p));
+    ASSERT_TRUE(moe_experts_takes_quantized_rows(Device::kCUDA, p, gpu_)) << "the GEMV would take these rows";
+    std::vector<int32_t> ids;  // [T, k]: distinct experts of the pool a token
+    for (int64_t t = 0; t < tokens; ++t) {
+      std::shuffle(pool.begin(), pool.end(), rng);
+      for (int64_t j = 0; j < s.top_k; ++j) ids.push_back(static_cast<int32_t>(pool[j]));
+    }
+    const Tensor ids_gpu = testing::i32_tensor(ids, {tokens, s.top_k}).to(Device::kCUDA);
+    Tensor x = Tensor::empty({tokens, h}, DType::kBF16, Device::kCUDA);  // [T, H]
+    testing::fill_random(x, seed + 1, stream_);
+    const Stream stream{stream_};
+    const auto grouping = [&] {
+      return MoeGrouping{poisoned_gpu({s.experts + 1}, DType::kI32, stream_), poisoned_gpu({p}, DType::kI32, stream_),
+                         poisoned_gpu({p}, DType::kI32, stream_)};
+    };
+
+    MoeGrouping old_groups = grouping();
+    Tensor gathered = poisoned_gpu({p, h}, DType::kBF16, stream_);  // [P, H]
+    moe_group_and_gather(ids_gpu, s.experts, x, old_groups, gathered, stream);
+    Tensor want_q = poisoned_gpu({p, h}, DType::kF8E4M3, stream_);      // [P, H]: what the old path quantises
+    Tensor want_scales = poisoned_gpu({p, blocks}, DType::kF32, stream_);  // [P, H/128]
+    quantize_activations_fp8(gathered, ActQuantParams{}, want_q, want_scales, stream);
+
+    MoeGrouping groups = grouping();
+    moe_group_by_expert(ids_gpu, s.experts, groups, stream);
+    Tensor x_q = poisoned_gpu({tokens, h}, DType::kF8E4M3, stream_);     // [T, H]
+    Tensor x_scales = poisoned_gpu({tokens, blocks}, DType::kF32, stream_);  // [T, H/128]
+    quantize_activations_fp8(x, ActQuantParams{}, x_q, x_scales, stream);
+    Tensor rows_q = poisoned_gpu({p, h}, DType::kF8E4M3, stream_);        // [P, H]
+    Tensor rows_scales = poisoned_gpu({p, blocks}, DType::kF32, stream_);  // [P, H/128]
+    gather_fp8_rows(groups.sorted_tokens, x_q, x_scales, rows_q, rows_scales, stream);
+    MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    EXPECT_EQ(byte_mismatches(groups.expert_offsets, old_groups.expert_offsets), 0) << "expert_offsets";
+    EXPECT_EQ(byte_mismatches(groups.sorted_tokens, old_groups.sorted_tokens), 0) << "sorted_tokens";
+    EXPECT_EQ(byte_mismatches(rows_q, want_q), 0) << "gathered codes";
+    EXPECT_EQ(byte_mismatches(rows_scales, want_scales), 0) << "gathered scales";
+
+    const std::vector<int32_t> offsets = [&] {
+      const Tensor host = old_groups.expert_offsets.to(Device::kCPU);
+      return std::vector<int32_t>(host.data<int32_t>(), host.data<int32_t>() + s.experts + 1);
+    }();
+    for (const auto& [e0, e1] : {std::pair<int64_t, int64_t>{0, s.experts}, {s.experts / 4, 3 * s.experts / 4}}) {
+      SCOPED_TRACE("experts [" + std::to_string(e0) + ", " + std::to_string(e1) + ")");
+      const Tensor off_view = old_groups.expert_offsets.slice(e0, e1 + 1);
+      const ExpertWeights w_view{gpu_.gate_up.slice(e0, e1), gpu_.down.slice(e0, e1),
+                                 gpu_.gate_up_scale.slice(e0, e1), gpu_.down_scale.slice(e0, e1)};
+      Tensor out_old = poisoned_gpu({p, h}, DType::kBF16, stream_), out_new = poisoned_gpu({p, h}, DType::kBF16, stream_);
+      Tensor hidden_old = poisoned_gpu({p, s.inter}, DType::kBF16, stream_);
+      Tensor hidden_new = poisoned_gpu({p, s.inter}, DType::kBF16, stream_);
+      moe_experts(gathered, off_view, w_view, ActQuantParams{}, hidden_old, out_old, stream);
+      moe_experts_quantized(rows_q, rows_scales, off_view, w_view, ActQuantParams{}, hidden_new, out_new, stream);
+      MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      MLA_CUDA_CHECK(cudaGetLastError());
+      const Tensor old_host = out_old.to(Device::kCPU);
+      const int64_t first = offsets[e0], last = offsets[e1];
+      ASSERT_GT(last, first) << "no rows in the experts checked";
+      EXPECT_EQ(count_nonfinite(old_host.slice(first, last)), 0) << "the old path left rows unwritten";
+      EXPECT_EQ(byte_mismatches(hidden_new, hidden_old), 0) << "SwiGLU state";
+      EXPECT_EQ(byte_mismatches(out_new, old_host), 0) << "output (rows outside the share: poison in both)";
+    }
+  }
+
   MoeShape shape_{};
   uint64_t seed_ = 0;
   bool down_only_ = false;
@@ -703,6 +799,19 @@ TEST_F(MoeFp8Cuda, V3Gemv) { check_gemv_model(kV3); }
 // on the host (random inputs of 235M values per GEMM check, drawn one by one); the wgmma tiles
 // it would add are those of 1024 rows, repeated.
 TEST_F(MoeFp8Cuda, V3) { check_model(kV3, 10, {1, 64, 1024}); }
+
+// The quantised-rows path (check_quantized_rows) at a V2-Lite prefill step (T 1600, P 9600: the
+// case measured, NOTES-engine) and at V3's shapes (T 700, P 5600), bit for bit against the bf16
+// rows' path; and at the GEMV's limit the dispatch keeps the bf16 rows (the GEMV quantises itself).
+TEST_F(MoeFp8Cuda, QuantizedRowsV2LitePrefill) { check_quantized_rows(kV2Lite, 16, 1600); }
+TEST_F(MoeFp8Cuda, QuantizedRowsV3) { check_quantized_rows(kV3, 10, 700); }
+TEST_F(MoeFp8Cuda, SmallQuantizedRows) { check_quantized_rows(kSmall, 8, 40); }
+TEST_F(MoeFp8Cuda, SmallQuantizedRowsOnlyPastTheGemv) {
+  make_weights(kSmall, {0}, fresh_seed());
+  EXPECT_FALSE(moe_experts_takes_quantized_rows(Device::kCUDA, gpu::kMoeGemvMaxRowsFp8, gpu_));
+  EXPECT_TRUE(moe_experts_takes_quantized_rows(Device::kCUDA, gpu::kMoeGemvMaxRowsFp8 + 1, gpu_));
+  EXPECT_FALSE(moe_experts_takes_quantized_rows(Device::kCPU, gpu::kMoeGemvMaxRowsFp8 + 1, gpu_));
+}
 
 }  // namespace
 }  // namespace mlaserve::ops
