@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "model/model.h"
+#include "ops/embedding.h"
 #include "ops/fp8_quant.h"
 #include "ops/linear.h"
 #include "ops/linear_fp8.h"
@@ -90,7 +91,11 @@ Tensor DeepSeekModel::ffn(int64_t layer, const Tensor& m) {
 
 // The MoE up to its combine: router in fp32 -> pairs grouped by expert -> rows gathered in expert
 // order (one op, moe_route_gather.h: one kernel at decode sizes, the router's GEMV included) ->
-// all experts as one grouped op. No host synchronisation. The shared experts, when the model has
+// all experts as one grouped op. No host synchronisation. When the experts' grouped FP8 GEMMs
+// would quantise the T·k gathered rows first (moe_experts_takes_quantized_rows: e4m3 weights on
+// the GPU, more rows than the GEMV takes), the T token rows are quantised instead and their e4m3
+// codes and scales gathered (gather_fp8_rows): the same bits, since the quantisation is per row,
+// over k times fewer rows and half the gathered bytes. The shared experts, when the model has
 // them, write shared_out [T, H]: at decode sizes (t <= kSideBranchMaxTokens) on the side stream
 // beside the router and the routed experts, which do not depend on them: two chains of small
 // kernels overlap (at one token the shared experts' ~15 us hide behind the routed chain's
@@ -109,14 +114,25 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Tenso
   mark("moe.route");
   Tensor logits = f32({t, num_experts});  // fp32 accumulation and output (§5.1)
   const Device dev = options_.device;
+  const bool quantized_rows = ops::moe_experts_takes_quantized_rows(dev, t * k, w.experts);
   ops::MoeRouteGatherOutputs routed_rows{
       {f32({t, k}), Tensor::empty({t, k}, DType::kI32, dev)},  // [T, k] weights and expert ids
       {Tensor::empty({num_experts + 1}, DType::kI32, dev), Tensor::empty({t * k}, DType::kI32, dev),
        Tensor::empty({t * k}, DType::kI32, dev)},
-      act({t * k, hidden})};  // [T·k, H] token rows in expert order
+      quantized_rows ? Tensor() : act({t * k, hidden})};  // [T·k, H] token rows in expert order
   ops::moe_router_route_and_gather(m, w.router, w.correction_bias, router_params(config_), logits, route_arrivals_,
                                    routed_rows, stream);
   const ops::MoeGrouping& groups = routed_rows.grouping;
+  Tensor rows_q, rows_scales;  // [T·k, H] e4m3, [T·k, H/128] f32: the quantised token rows in expert order
+  if (quantized_rows) {
+    const int64_t blocks = ops::fp8_num_blocks(hidden);
+    Tensor m_q = Tensor::empty({t, hidden}, DType::kF8E4M3, dev);  // [T, H]
+    Tensor m_scales = f32({t, blocks});                            // [T, H/128]
+    ops::quantize_activations_fp8(m, act_quant_, m_q, m_scales, stream);
+    rows_q = Tensor::empty({t * k, hidden}, DType::kF8E4M3, dev);
+    rows_scales = f32({t * k, blocks});
+    ops::gather_fp8_rows(groups.sorted_tokens, m_q, m_scales, rows_q, rows_scales, stream);
+  }
   mark("moe.experts");
   // This rank's experts [e0, e1) own the sorted rows [offsets[e0], offsets[e1]) (all of them
   // without expert parallelism): the grouped op runs over those rows, the others stay zero in
@@ -127,7 +143,11 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Tenso
   Tensor expert_out = act({t * k, hidden});  // [T·k, H] in expert order
   if (!all_experts) expert_out.fill_bytes(0, stream);
   Tensor swiglu = act({t * k, w.experts.intermediate()});  // workspace of the grouped op
-  ops::moe_experts(routed_rows.gathered, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
+  if (quantized_rows) {
+    ops::moe_experts_quantized(rows_q, rows_scales, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
+  } else {
+    ops::moe_experts(routed_rows.gathered, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
+  }
   if (shared_branch) shared_branch->join();
   return {expert_out, groups.sorted_pairs, routed_rows.route.weights, w.shared ? shared_out : Tensor()};
 }
