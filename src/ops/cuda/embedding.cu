@@ -120,11 +120,11 @@ __global__ void __launch_bounds__(kThreads) gather_row_units_kernel(GatherUnitsP
       const int64_t i = i0 + u * stride;
       if (i >= total) continue;
       const int64_t r = i / row_units, c = i % row_units;
-      const int plane = c < p.units[0] ? 0 : 1;
-      const int64_t col = plane == 0 ? c : c - p.units[0], width = p.units[plane];
+      const bool codes = c < p.units[0];  // selects, not an index into the parameters (no local copy)
+      const int64_t col = codes ? c : c - p.units[0], width = codes ? p.units[0] : p.units[1];
       const int64_t id = gpu::load_index(p.ids, p.ids_i64, r);
-      v[u] = id >= 0 && id < p.table_rows ? p.src[plane][id * width + col] : Unit{};
-      dst[u] = p.dst[plane] + r * width + col;
+      v[u] = id >= 0 && id < p.table_rows ? (codes ? p.src[0] : p.src[1])[id * width + col] : Unit{};
+      dst[u] = (codes ? p.dst[0] : p.dst[1]) + r * width + col;
     }
 #pragma unroll
     for (int u = 0; u < kUnitsInFlight; ++u) {
