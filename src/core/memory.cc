@@ -197,11 +197,11 @@ namespace {
 
 // cudaMemcpy from pageable host memory to the GPU returns once the bytes are staged, with their
 // DMA still queued on the legacy default stream, which a non-blocking stream does not wait for:
-// a kernel queued next on such a stream could read the old bytes (seen as a CUTLASS grouped GEMM
-// test reading stale expert offsets from a reused block). Waiting for that stream makes the copy
-// host-synchronous, as copy_bytes promises (copies to the host already are; GPU-to-GPU copies
-// stay queued on the legacy stream, not waited for); the stream was drained before the copy
-// began, so the wait is the DMA alone.
+// a kernel queued next on such a stream could read the old bytes (the likely cause of a CUTLASS
+// grouped GEMM test that wrote the wrong rows once, bench/NOTES-engine.md, fourteenth session).
+// Waiting for that stream makes the copy host-synchronous, as copy_bytes promises (copies to the
+// host already are; GPU-to-GPU copies stay queued on the legacy stream, not waited for); the
+// stream was drained before the copy began, so the wait is the DMA alone.
 void wait_for_host_to_device(Device dst_device, Device src_device) {
   if (dst_device == Device::kCUDA && src_device == Device::kCPU) {
     MLA_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));

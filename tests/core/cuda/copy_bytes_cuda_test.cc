@@ -1,8 +1,8 @@
 // copy_bytes from pageable host memory to the GPU (what Tensor::to(kCUDA) and the op tests'
 // uploads run) on a real GPU: when the call returns, the bytes must be in place for work queued
 // next on a non-blocking stream. cudaMemcpy alone returns once the bytes are staged, their DMA
-// still queued on the legacy default stream, which a non-blocking stream does not wait for; a
-// CUTLASS grouped GEMM test read stale expert offsets that way. Each case reads the destination
+// still queued on the legacy default stream, which a non-blocking stream does not wait for (the
+// likely cause of a CUTLASS grouped GEMM test failure, bench/NOTES-engine.md, fourteenth session). Each case reads the destination
 // back on a non-blocking stream right after the call, into pinned memory, and compares.
 //  - Behind a blocking stream held by a host function: the legacy stream's copy waits for it
 //    (implicit synchronisation), so a copy that returned early has surely not landed.
