@@ -1,23 +1,20 @@
 // copy_bytes from pageable host memory to the GPU (what Tensor::to(kCUDA) and the op tests'
 // uploads run) on a real GPU: when the call returns, the bytes must be in place for work queued
-// next on a non-blocking stream. cudaMemcpy alone returns once the bytes are staged, their DMA
-// still queued on the legacy default stream, which a non-blocking stream does not wait for (the
-// likely cause of a CUTLASS grouped GEMM test failure, bench/NOTES-engine.md, fourteenth session). Each case reads the destination
-// back on a non-blocking stream right after the call, into pinned memory, and compares.
-//  - Behind a blocking stream held by a host function: the legacy stream's copy waits for it
-//    (implicit synchronisation), so a copy that returned early has surely not landed.
-//  - 256 MiB at once: the call returns when the last chunk is staged; the tail checked.
-//  - copy_bytes_2d, behind a held blocking stream as well.
+// next on a non-blocking stream. cudaMemcpy alone returns once the last bytes are staged, their
+// DMA still queued on the legacy default stream, which a non-blocking stream does not wait for
+// (the likely cause of a CUTLASS grouped GEMM test failure, bench/NOTES-engine.md, fourteenth
+// session). The cases read the destination back on a non-blocking stream right after the call,
+// into pinned memory, and compare: the tail of a 256 MiB copy (the window is the last chunk's
+// DMA), and copy_bytes_2d. Without the wait the window is short, so these catch a regression
+// only some of the time; not reproduced on a GPU yet.
 #include "core/memory.h"
 
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
 
-#include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 #include "core/cuda_check.h"
@@ -27,27 +24,16 @@
 namespace mlaserve {
 namespace {
 
-// Holds the stream for `ms` milliseconds: what is queued behind it waits.
-void hold_stream(cudaStream_t stream, int ms) {
-  static int held_ms = 0;
-  held_ms = ms;
-  MLA_CUDA_CHECK(cudaLaunchHostFunc(
-      stream, [](void* p) { std::this_thread::sleep_for(std::chrono::milliseconds(*static_cast<int*>(p))); },
-      &held_ms));
-}
-
 class CopyBytesCuda : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
     MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&reader_, cudaStreamNonBlocking));
-    MLA_CUDA_CHECK(cudaStreamCreate(&blocking_));
     MLA_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&pinned_), kMaxRead));
   }
   void TearDown() override {
     if (pinned_ != nullptr) cudaFreeHost(pinned_);
     if (reader_ != nullptr) cudaStreamDestroy(reader_);
-    if (blocking_ != nullptr) cudaStreamDestroy(blocking_);
   }
 
   // A device buffer of `bytes` zeros, the zeros in place.
@@ -68,26 +54,14 @@ class CopyBytesCuda : public ::testing::Test {
   }
 
   static constexpr size_t kMaxRead = 4096;
-  cudaStream_t reader_ = nullptr;    // non-blocking: not ordered after the legacy stream
-  cudaStream_t blocking_ = nullptr;  // blocking: the legacy stream's work waits for it
-  uint8_t* pinned_ = nullptr;        // [kMaxRead] u8, pinned
+  cudaStream_t reader_ = nullptr;  // non-blocking: not ordered after the legacy stream
+  uint8_t* pinned_ = nullptr;      // [kMaxRead] u8, pinned
 };
 
 std::vector<uint8_t> pattern(size_t bytes, uint8_t seed) {
   std::vector<uint8_t> v(bytes);
   for (size_t i = 0; i < bytes; ++i) v[i] = static_cast<uint8_t>(seed + 1 + i % 251);  // never all zero
   return v;
-}
-
-TEST_F(CopyBytesCuda, HostToDeviceLandedBehindABusyBlockingStream) {
-  for (int round = 0; round < 3; ++round) {
-    const std::vector<uint8_t> host = pattern(1024, static_cast<uint8_t>(round));  // [1024] u8
-    Tensor dev = zeroed_gpu(1024);
-    hold_stream(blocking_, 200);
-    copy_bytes(dev.raw(), Device::kCUDA, host.data(), Device::kCPU, host.size());
-    EXPECT_EQ(read_now(dev.raw(), host.size()), host) << "round " << round << ": read before the copy landed";
-    MLA_CUDA_CHECK(cudaDeviceSynchronize());
-  }
 }
 
 TEST_F(CopyBytesCuda, LargeHostToDeviceTailLanded) {
@@ -102,17 +76,14 @@ TEST_F(CopyBytesCuda, LargeHostToDeviceTailLanded) {
   }
 }
 
-TEST_F(CopyBytesCuda, HostToDevice2dLandedBehindABusyBlockingStream) {
-  constexpr size_t kRows = 16, kWidth = 96, kSrcPitch = 128;
-  const std::vector<uint8_t> host = pattern(kRows * kSrcPitch, 7);  // [16, 128] u8, 96 columns copied
-  Tensor dev = zeroed_gpu(static_cast<int64_t>(kRows * kWidth));   // [16, 96] u8
-  hold_stream(blocking_, 200);
+TEST_F(CopyBytesCuda, LargeHostToDevice2dTailLanded) {
+  constexpr size_t kRows = 4096, kWidth = size_t{64} << 10, kSrcPitch = kWidth + 128, kTail = 4096;
+  const std::vector<uint8_t> host = pattern(kRows * kSrcPitch, 7);     // [4096, 64 Ki + 128] u8
+  Tensor dev = zeroed_gpu(static_cast<int64_t>(kRows * kWidth));        // [4096, 64 Ki] u8
   copy_bytes_2d(dev.raw(), kWidth, Device::kCUDA, host.data(), kSrcPitch, Device::kCPU, kWidth, kRows);
-  const std::vector<uint8_t> got = read_now(dev.raw(), kRows * kWidth);
-  for (size_t r = 0; r < kRows; ++r) {
-    EXPECT_EQ(std::memcmp(got.data() + r * kWidth, host.data() + r * kSrcPitch, kWidth), 0) << "row " << r;
-  }
-  MLA_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<uint8_t> tail = read_now(static_cast<const uint8_t*>(dev.raw()) + kRows * kWidth - kTail, kTail);
+  EXPECT_EQ(std::memcmp(tail.data(), host.data() + (kRows - 1) * kSrcPitch + kWidth - kTail, kTail), 0)
+      << "the last row's last " << kTail << " bytes read before they landed";
 }
 
 }  // namespace
