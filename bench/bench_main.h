@@ -11,21 +11,30 @@
 namespace mlaserve::bench {
 
 // The command line of a benchmark whose only flags are --out DIR and --reps N (either may be
-// left out: `out_dir` and `reps` keep what the caller set). False, with the usage printed, on
-// anything else.
-inline bool parse_out_and_reps(int argc, char** argv, std::string& out_dir, int& reps) {
+// left out: `out_dir` and `*reps` keep what the caller set; reps null: no --reps flag). False, with
+// the usage printed, on anything else.
+inline bool parse_out_and_reps(int argc, char** argv, std::string& out_dir, int* reps) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
       out_dir = argv[++i];
-    } else if (a == "--reps" && i + 1 < argc) {
-      reps = std::atoi(argv[++i]);
+    } else if (reps != nullptr && a == "--reps" && i + 1 < argc) {
+      *reps = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: %s [--out DIR] [--reps N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out DIR]%s\n", argv[0], reps != nullptr ? " [--reps N]" : "");
       return false;
     }
   }
   return true;
+}
+
+inline bool parse_out_and_reps(int argc, char** argv, std::string& out_dir, int& reps) {
+  return parse_out_and_reps(argc, argv, out_dir, &reps);
+}
+
+// The command line of a benchmark whose only flag is --out DIR.
+inline bool parse_out(int argc, char** argv, std::string& out_dir) {
+  return parse_out_and_reps(argc, argv, out_dir, nullptr);
 }
 
 inline int run_program(const char* program, int (*run)(int argc, char** argv), int argc, char** argv) {

@@ -49,15 +49,7 @@ constexpr Case kCases[] = {
 
 int run(int argc, char** argv) {
   std::string out_dir = "bench/results";
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--out" && i + 1 < argc) {
-      out_dir = argv[++i];
-    } else {
-      std::fprintf(stderr, "usage: %s [--out DIR]\n", argv[0]);
-      return 2;
-    }
-  }
+  if (!parse_out(argc, argv, out_dir)) return 2;
   cudaDeviceProp prop{};
   MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   cudaStream_t stream;
