@@ -100,6 +100,19 @@ inline int64_t count_nonfinite(const Tensor& t) {
   return bad;
 }
 
+// Rows of a host bf16 [rows, n] output outside [first, last) that are not all poison (0xFFFF
+// bits, poison()): the rows a kernel run over experts [e0, e1) must leave alone, written anyway.
+inline int64_t rows_written_outside(const Tensor& t, int64_t first, int64_t last) {
+  const auto* bits = static_cast<const uint16_t*>(t.raw());
+  const int64_t rows = t.dim(0), n = t.numel() / std::max<int64_t>(rows, 1);
+  int64_t touched = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (r >= first && r < last) continue;
+    touched += std::any_of(bits + r * n, bits + (r + 1) * n, [](uint16_t b) { return b != 0xFFFF; });
+  }
+  return touched;
+}
+
 // Rows of a [rows, cols] host tensor (f32 or bf16) as a new f32 tensor [indices.size(), cols].
 inline Tensor gather_rows_f32(const Tensor& t, const std::vector<int64_t>& indices) {
   const int64_t cols = t.numel() / std::max<int64_t>(1, t.dim(0));

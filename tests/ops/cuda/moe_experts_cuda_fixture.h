@@ -45,6 +45,7 @@
 namespace mlaserve::ops::moe_experts_test {
 
 using testing::count_nonfinite;
+using testing::rows_written_outside;
 using testing::fill_random;
 using testing::fresh_seed;
 using testing::gather_rows_f32;
@@ -352,13 +353,8 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
       const Tensor again = run_op(x_gpu, off_view, v, w_view);
       EXPECT_EQ(std::memcmp(out_host.raw(), again.raw(), static_cast<size_t>(rows * s.hidden) * 2), 0)
           << name << ": two runs differ";
-      const auto* bits = static_cast<const uint16_t*>(out_host.raw());
-      int64_t touched = 0;  // rows outside [first, last) that are not all poison (0xFFFF)
-      for (int64_t r = 0; r < rows; ++r) {
-        if (r >= first && r < last) continue;
-        touched += std::any_of(bits + r * s.hidden, bits + (r + 1) * s.hidden, [](uint16_t b) { return b != 0xFFFF; });
-      }
-      EXPECT_EQ(touched, 0) << name << ": rows outside the experts' range were written";
+      EXPECT_EQ(rows_written_outside(out_host, first, last), 0)
+          << name << ": rows outside the experts' range were written";
       EXPECT_EQ(count_nonfinite(out_host.slice(first, last)), 0)
           << name << ": outputs unwritten (poison) or not finite";
       testing::expect_close(reference_errors(out_host, refs), kRelL2, kRow, name);
@@ -415,13 +411,7 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     const Tensor again = run();
     EXPECT_EQ(std::memcmp(out_host.raw(), again.raw(), static_cast<size_t>(rows * n) * 2), 0) << "two runs differ";
     EXPECT_EQ(count_nonfinite(out_host.slice(first, last)), 0) << "outputs unwritten (poison) or not finite";
-    const auto* bits = static_cast<const uint16_t*>(out_host.raw());
-    int64_t touched = 0;  // rows outside [first, last) that are not all poison (0xFFFF)
-    for (int64_t r = 0; r < rows; ++r) {
-      if (r >= first && r < last) continue;
-      touched += std::any_of(bits + r * n, bits + (r + 1) * n, [](uint16_t b) { return b != 0xFFFF; });
-    }
-    EXPECT_EQ(touched, 0) << "rows outside the experts' range were written";
+    EXPECT_EQ(rows_written_outside(out_host, first, last), 0) << "rows outside the experts' range were written";
 
     std::mt19937_64 rng(x_seed);
     testing::RowErrorAccumulator modelled, fp32_swiglu;

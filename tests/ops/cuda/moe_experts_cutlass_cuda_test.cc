@@ -57,17 +57,10 @@ TEST_F(MoeExpertsCuda, SmallCutlassManyExperts) {
   for (const int64_t experts : {64, 256}) {
     const uint64_t seed = fresh_seed();
     std::mt19937_64 rng(seed);
-    std::vector<int64_t> all(static_cast<size_t>(experts));
-    std::iota(all.begin(), all.end(), 0);
-    std::shuffle(all.begin(), all.end(), rng);
-    const std::vector<int64_t> pool(all.begin(), all.begin() + experts / 4);
-    make_weights(MoeShape{experts, 512, 256, 2}, pool, seed);
-    std::vector<int32_t> counts(static_cast<size_t>(experts), 0);
-    std::uniform_int_distribution<int32_t> rows(1, 300);
-    for (int64_t e : pool) counts[static_cast<size_t>(e)] = rows(rng);
-    counts[static_cast<size_t>(pool[0])] = 1;
-    check_cutlass(counts, seed + 1, /*check_all=*/true);
-    check_cutlass(counts, seed + 4, true, experts / 4, 3 * experts / 4);
+    const testing::SparseRouting routing = testing::sparse_routing(experts, rng);
+    make_weights(MoeShape{experts, 512, 256, 2}, routing.pool, seed);
+    check_cutlass(routing.counts, seed + 1, /*check_all=*/true);
+    check_cutlass(routing.counts, seed + 4, true, experts / 4, 3 * experts / 4);
   }
 }
 

@@ -1,4 +1,5 @@
-// The experts the MoE GEMV tests route over (moe_experts_cuda_test.cc, moe_experts_fp8_cuda_test.cc).
+// The experts the MoE tests route over (moe_experts_cuda_test.cc, moe_experts_fp8_cuda_test.cc and
+// their CUTLASS files).
 #pragma once
 
 #include <algorithm>
@@ -41,6 +42,26 @@ inline std::vector<int32_t> decode_counts(int64_t num_experts, int64_t top_k, st
     for (int64_t j = 0; j < top_k; ++j) counts[static_cast<size_t>(pool[static_cast<size_t>(j)])] += 1;
   }
   return counts;
+}
+
+// Many experts, most of them empty (the CUTLASS group scheduler's cases): a random quarter of the
+// num_experts experts gets 1 .. 300 rows each, the first of that pool one row, the rest none.
+struct SparseRouting {
+  std::vector<int64_t> pool;    // the experts with rows (and weights)
+  std::vector<int32_t> counts;  // [num_experts] rows per expert
+};
+
+inline SparseRouting sparse_routing(int64_t num_experts, std::mt19937_64& rng) {
+  std::vector<int64_t> all(static_cast<size_t>(num_experts));
+  for (int64_t e = 0; e < num_experts; ++e) all[static_cast<size_t>(e)] = e;
+  std::shuffle(all.begin(), all.end(), rng);
+  SparseRouting r;
+  r.pool.assign(all.begin(), all.begin() + num_experts / 4);
+  r.counts.assign(static_cast<size_t>(num_experts), 0);
+  std::uniform_int_distribution<int32_t> rows(1, 300);
+  for (int64_t e : r.pool) r.counts[static_cast<size_t>(e)] = rows(rng);
+  r.counts[static_cast<size_t>(r.pool[0])] = 1;
+  return r;
 }
 
 }  // namespace mlaserve::ops::testing

@@ -1,0 +1,89 @@
+// CUTLASS's grouped blockwise-FP8 kernel (MoeFp8Kernel::kCutlassGrouped, plain epilogue only; kAuto's
+// for large down products) through the product check of moe_experts_fp8_cuda_fixture.h: groups of
+// one row, partial M tiles, empty experts, a rank's share, 64 and 256 experts, a CUDA graph replay,
+// the SwiGLU epilogue refused, and the benchmark's 4 x 8192 x 4096 x 7168 shape.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "moe_experts_fp8_cuda_fixture.h"
+
+namespace mlaserve::ops::moe_fp8_test {
+
+// Groups of one row, partial M tiles (1, 3, 65, 127, 129 rows), empty experts first, inside and
+// last, a single row in all, a single expert, and a rank's share of the experts (views; the rows
+// of the other experts must stay poisoned). The persistent case has more tiles than SMs
+// (42 M tiles of 128 rows x 4 N tiles).
+TEST_F(MoeFp8Cuda, SmallCutlassGrouped) {
+  const uint64_t seed = fresh_seed();
+  make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
+  check_cutlass({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true);
+  check_cutlass({0, 0, 127, 65, 1, 0, 129, 0}, seed + 3, true);
+  check_cutlass({0, 0, 0, 0, 0, 0, 0, 1}, seed + 5, true);
+  check_cutlass({0, 0, 300, 0, 0, 0, 0, 0}, seed + 7, true);
+  check_cutlass({700, 0, 65, 1500, 1, 0, 2100, 639}, seed + 9, true);
+  check_cutlass({2, 0, 130, 3, 0, 0, 70, 1}, seed + 11, true, 2, 6);
+  check_cutlass({2, 0, 0, 3, 0, 0, 0, 1}, seed + 13, true, 7, 8);
+  check_cutlass({2, 0, 0, 0, 0, 0, 1, 0}, seed + 15, true, 2, 6);  // a share with no rows
+}
+
+// 64 and 256 experts (the group scheduler walks the groups' tile counts 32 at a time): most of
+// them empty, the others of 1 .. 300 rows.
+TEST_F(MoeFp8Cuda, SmallCutlassManyExperts) {
+  for (const int64_t experts : {64, 256}) {
+    const uint64_t seed = fresh_seed();
+    std::mt19937_64 rng(seed);
+    const testing::SparseRouting routing = testing::sparse_routing(experts, rng);
+    make_weights(MoeShape{experts, 512, 256, 2}, routing.pool, seed);
+    check_cutlass(routing.counts, seed + 1, /*check_all=*/true);
+    check_cutlass(routing.counts, seed + 3, true, experts / 4, 3 * experts / 4);
+  }
+}
+
+// Captured in a CUDA graph (global mode: no allocation, no synchronisation, after one eager call)
+// and replayed twice: the same bits as the eager call.
+TEST_F(MoeFp8Cuda, SmallCutlassGraphCapture) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
+  const std::vector<int32_t> offsets = offsets_of({130, 0, 3, 64, 1, 0, 200, 0});
+  const int64_t rows = offsets.back(), k = kSmall.inter, n = kSmall.hidden;
+  Tensor a_q = Tensor::empty({rows, k}, DType::kF8E4M3, Device::kCUDA);
+  Tensor a_s = Tensor::empty({rows, k / 128}, DType::kF32, Device::kCUDA);
+  upload(random_e4m3({rows, k}, seed + 1), a_q);
+  upload(random_scales({rows, k / 128}, seed + 2, 0x1p-6f), a_s);
+  const Tensor off_gpu = testing::i32_tensor(offsets, {kSmall.experts + 1}).to(Device::kCUDA);
+  Tensor coop = Tensor::empty({rows, n}, DType::kBF16, Device::kCUDA);
+  const std::vector<Tensor> eager = eager_then_graph(
+      [&] {
+        moe_grouped_gemm_fp8_cuda(a_q, a_s, off_gpu, gpu_.down, gpu_.down_scale, false, coop, stream_,
+                                  MoeFp8Kernel::kCutlassGrouped);
+      },
+      {&coop});
+  for (const Tensor& t : eager) EXPECT_EQ(count_nonfinite(t), 0) << "outputs left unwritten";
+}
+
+// The SwiGLU epilogue is not instantiated: forcing the CUTLASS kernel with it throws.
+TEST_F(MoeFp8Cuda, SmallCutlassRejectsSwiGlu) {
+  make_weights(kSmall, {0}, fresh_seed());
+  const std::vector<int32_t> offsets = offsets_of({4, 0, 0, 0, 0, 0, 0, 0});
+  const Tensor a_q = poisoned_gpu({4, kSmall.hidden}, DType::kF8E4M3, stream_);
+  const Tensor a_s = poisoned_gpu({4, kSmall.hidden / 128}, DType::kF32, stream_);
+  const Tensor off_gpu = testing::i32_tensor(offsets, {kSmall.experts + 1}).to(Device::kCUDA);
+  Tensor out = Tensor::empty({4, kSmall.inter}, DType::kBF16, Device::kCUDA);
+  EXPECT_THROW(moe_grouped_gemm_fp8_cuda(a_q, a_s, off_gpu, gpu_.gate_up, gpu_.gate_up_scale, /*swiglu=*/true, out,
+                                         stream_, MoeFp8Kernel::kCutlassGrouped),
+               Error);
+}
+
+// The benchmark's shape (moe_fp8_bench --sections gemm): 4 experts x 8192 rows, N 4096, K 7168,
+// plain; the first, last and a random row of each expert checked. Down-projection weights only.
+TEST_F(MoeFp8Cuda, CutlassBenchShape) {
+  const uint64_t seed = fresh_seed();
+  make_weights(MoeShape{4, 4096, 7168, 1}, {0, 1, 2, 3}, seed, /*down_only=*/true);
+  check_cutlass({8192, 8192, 8192, 8192}, seed + 1, /*check_all=*/false);
+}
+
+}  // namespace mlaserve::ops::moe_fp8_test
