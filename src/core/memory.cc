@@ -192,6 +192,25 @@ Buffer::~Buffer() {
 #endif
 }
 
+#ifdef MLASERVE_WITH_CUDA
+namespace {
+
+// cudaMemcpy from pageable host memory to the GPU returns once the bytes are staged, with their
+// DMA still queued on the legacy default stream, which a non-blocking stream does not wait for:
+// a kernel queued next on such a stream could read the old bytes (the likely cause of a CUTLASS
+// grouped GEMM test that wrote the wrong rows once, bench/NOTES-engine.md, fourteenth session).
+// Waiting for that stream makes the copy host-synchronous, as copy_bytes promises (copies to the
+// host already are; GPU-to-GPU copies stay queued on the legacy stream, not waited for); the
+// stream was drained before the copy began, so the wait is the DMA alone.
+void wait_for_host_to_device(Device dst_device, Device src_device) {
+  if (dst_device == Device::kCUDA && src_device == Device::kCPU) {
+    MLA_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
+  }
+}
+
+}  // namespace
+#endif
+
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
   if (bytes == 0) return;
   if (dst_device == Device::kCPU && src_device == Device::kCPU) {
@@ -200,6 +219,7 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   }
 #ifdef MLASERVE_WITH_CUDA
   MLA_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  wait_for_host_to_device(dst_device, src_device);
 #else
   MLA_FAIL("copy between {} and {} needs the CUDA backend", device_name(src_device),
            device_name(dst_device));
@@ -217,6 +237,7 @@ void copy_bytes_2d(void* dst, size_t dst_pitch, Device dst_device, const void* s
   }
 #ifdef MLASERVE_WITH_CUDA
   MLA_CUDA_CHECK(cudaMemcpy2D(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDefault));
+  wait_for_host_to_device(dst_device, src_device);
 #else
   MLA_FAIL("copy between {} and {} needs the CUDA backend", device_name(src_device), device_name(dst_device));
 #endif

@@ -50,11 +50,14 @@ class DevicePoolScope {
   DevicePool* previous_ = nullptr;
 };
 
-// Copies bytes between any two devices (host<->host, host<->GPU, GPU<->GPU), synchronously.
+// Copies bytes between any two devices (host<->host, host<->GPU, GPU<->GPU). Host to host and
+// to or from the GPU: synchronous, the bytes in place on return (work queued next on any stream
+// reads them). GPU to GPU: queued on the legacy default stream (after the blocking streams' work
+// queued before it), not waited for.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 
 // A strided copy of `rows` rows of `width` bytes: row i goes from src + i·src_pitch to
-// dst + i·dst_pitch. Synchronous, like copy_bytes (column slices of weights at load).
+// dst + i·dst_pitch. Synchronous as copy_bytes is (column slices of weights at load).
 void copy_bytes_2d(void* dst, size_t dst_pitch, Device dst_device, const void* src, size_t src_pitch,
                    Device src_device, size_t width, size_t rows);
 

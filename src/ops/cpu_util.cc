@@ -1,5 +1,10 @@
 #include "ops/cpu_util.h"
 
+#include <algorithm>
+#include <exception>
+#include <mutex>
+#include <thread>
+
 namespace mlaserve::ops::cpu {
 
 const float* f32_span(const Tensor& t, int64_t offset, int64_t n, std::vector<float>& scratch) {
@@ -26,6 +31,34 @@ float dot(const float* a, const float* b, int64_t n) {
 
 void axpy(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+void parallel_for(int64_t n, int64_t work_per_item, const std::function<void(int64_t, int64_t)>& body) {
+  if (n <= 0) return;
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t by_work = std::max<int64_t>(1, n * std::max<int64_t>(1, work_per_item) / kMinWorkPerThread);
+  const int64_t threads = std::min({cores, by_work, n});
+  if (threads == 1) {
+    body(0, n);
+    return;
+  }
+  const int64_t chunk = (n + threads - 1) / threads;
+  std::exception_ptr first_error;
+  std::mutex error_mutex;
+  const auto run = [&](int64_t begin, int64_t end) {
+    try {
+      body(begin, end);
+    } catch (...) {
+      std::lock_guard lock(error_mutex);
+      if (!first_error) first_error = std::current_exception();
+    }
+  };
+  std::vector<std::thread> workers;
+  workers.reserve(static_cast<size_t>(threads - 1));
+  for (int64_t begin = chunk; begin < n; begin += chunk) workers.emplace_back(run, begin, std::min(n, begin + chunk));
+  run(0, std::min(n, chunk));
+  for (std::thread& w : workers) w.join();
+  if (first_error) std::rethrow_exception(first_error);
 }
 
 int64_t index_at(const Tensor& t, int64_t i) {

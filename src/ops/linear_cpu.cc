@@ -17,16 +17,19 @@ void linear_cpu(const Tensor& x, const Tensor& weight, Tensor& out) {
   const int64_t t = x.dim(0), k = x.dim(1), n = weight.dim(0);
   cpu::check_shape(kOp, "out", out, {t, n});
   constexpr int64_t kRowsPerTile = 16;
-  std::vector<float> scratch;
   const float* xp = x.data<float>();
   float* o = out.data<float>();
-  for (int64_t n0 = 0; n0 < n; n0 += kRowsPerTile) {
-    const int64_t rows = std::min(kRowsPerTile, n - n0);
-    const float* w = cpu::f32_span(weight, n0 * k, rows * k, scratch);  // [rows, K] as f32
-    for (int64_t i = 0; i < t; ++i) {
-      for (int64_t r = 0; r < rows; ++r) o[i * n + n0 + r] = cpu::dot(xp + i * k, w + r * k, k);
+  const int64_t tiles = (n + kRowsPerTile - 1) / kRowsPerTile;
+  cpu::parallel_for(tiles, kRowsPerTile * t * k, [&](int64_t tile0, int64_t tile1) {
+    std::vector<float> scratch;
+    for (int64_t n0 = tile0 * kRowsPerTile; n0 < std::min(n, tile1 * kRowsPerTile); n0 += kRowsPerTile) {
+      const int64_t rows = std::min(kRowsPerTile, n - n0);
+      const float* w = cpu::f32_span(weight, n0 * k, rows * k, scratch);  // [rows, K] as f32
+      for (int64_t i = 0; i < t; ++i) {
+        for (int64_t r = 0; r < rows; ++r) o[i * n + n0 + r] = cpu::dot(xp + i * k, w + r * k, k);
+      }
     }
-  }
+  });
 }
 
 }  // namespace mlaserve::ops

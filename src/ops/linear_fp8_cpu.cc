@@ -31,20 +31,22 @@ void linear_fp8_w8a8_cpu(const Tensor& x_q, const Tensor& x_scales, const Tensor
   const float* sw = w_scale_inv.data<float>();
   const float8_e4m3* wq = w_q.data<float8_e4m3>();
   float* o = out.data<float>();
-  std::vector<float> w(static_cast<size_t>(k));  // one weight row as f32
-  for (int64_t r = 0; r < n; ++r) {
-    for (int64_t c = 0; c < k; ++c) w[c] = e4m3_to_float(wq[r * k + c]);
-    const float* w_scales = sw + (r / kFp8BlockSize) * groups;
-    for (int64_t i = 0; i < t; ++i) {
-      float total = 0.0f;
-      for (int64_t g = 0; g < groups; ++g) {
-        const int64_t c0 = g * kFp8BlockSize, width = std::min(kFp8BlockSize, k - c0);
-        const float partial = cpu::dot(x + i * k + c0, w.data() + c0, width);
-        total += partial * (sx[i * groups + g] * w_scales[g]);
+  cpu::parallel_for(n, t * k, [&](int64_t r0, int64_t r1) {
+    std::vector<float> w(static_cast<size_t>(k));  // one weight row as f32
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t c = 0; c < k; ++c) w[c] = e4m3_to_float(wq[r * k + c]);
+      const float* w_scales = sw + (r / kFp8BlockSize) * groups;
+      for (int64_t i = 0; i < t; ++i) {
+        float total = 0.0f;
+        for (int64_t g = 0; g < groups; ++g) {
+          const int64_t c0 = g * kFp8BlockSize, width = std::min(kFp8BlockSize, k - c0);
+          const float partial = cpu::dot(x + i * k + c0, w.data() + c0, width);
+          total += partial * (sx[i * groups + g] * w_scales[g]);
+        }
+        o[i * n + r] = total;
       }
-      o[i * n + r] = total;
     }
-  }
+  });
 }
 
 void linear_fp8_cpu(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv,

@@ -32,32 +32,35 @@ void mha_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
   const float *qp = q.data<float>(), *kp = k.data<float>(), *vp = v.data<float>();
   float* o = out.out.data<float>();
   float* lse = out.lse.data<float>();
-  std::vector<float> scores(static_cast<size_t>(tk));
-  for (int64_t i = 0; i < tq; ++i) {
-    const int64_t visible = params.causal ? tk - tq + i + 1 : tk;
-    for (int64_t h = 0; h < n; ++h) {
-      const float* qr = qp + (i * n + h) * dqk;
-      float* orow = o + (i * n + h) * dv;
-      std::fill(orow, orow + dv, 0.0f);
-      float max_score = -std::numeric_limits<float>::infinity();
-      for (int64_t s = 0; s < visible; ++s) {
-        scores[s] = params.softmax_scale * cpu::dot(qr, kp + (s * n + h) * dqk, dqk);
-        max_score = std::max(max_score, scores[s]);
+  // Query rows are independent: split over threads (cpu::parallel_for), by their largest work.
+  cpu::parallel_for(tq, tk * n * (dqk + dv), [&](int64_t i0, int64_t i1) {
+    std::vector<float> scores(static_cast<size_t>(tk));
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t visible = params.causal ? tk - tq + i + 1 : tk;
+      for (int64_t h = 0; h < n; ++h) {
+        const float* qr = qp + (i * n + h) * dqk;
+        float* orow = o + (i * n + h) * dv;
+        std::fill(orow, orow + dv, 0.0f);
+        float max_score = -std::numeric_limits<float>::infinity();
+        for (int64_t s = 0; s < visible; ++s) {
+          scores[s] = params.softmax_scale * cpu::dot(qr, kp + (s * n + h) * dqk, dqk);
+          max_score = std::max(max_score, scores[s]);
+        }
+        if (visible == 0) {
+          lse[i * n + h] = max_score;  // -inf: no keys
+          continue;
+        }
+        float sum = 0.0f;
+        for (int64_t s = 0; s < visible; ++s) {
+          const float p = std::exp(scores[s] - max_score);
+          sum += p;
+          cpu::axpy(p, vp + (s * n + h) * dv, orow, dv);
+        }
+        for (int64_t c = 0; c < dv; ++c) orow[c] /= sum;
+        lse[i * n + h] = max_score + std::log(sum);
       }
-      if (visible == 0) {
-        lse[i * n + h] = max_score;  // -inf: no keys
-        continue;
-      }
-      float sum = 0.0f;
-      for (int64_t s = 0; s < visible; ++s) {
-        const float p = std::exp(scores[s] - max_score);
-        sum += p;
-        cpu::axpy(p, vp + (s * n + h) * dv, orow, dv);
-      }
-      for (int64_t c = 0; c < dv; ++c) orow[c] /= sum;
-      lse[i * n + h] = max_score + std::log(sum);
     }
-  }
+  });
 }
 
 }  // namespace mlaserve::ops

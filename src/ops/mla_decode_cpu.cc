@@ -48,40 +48,46 @@ void mla_decode_cpu(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs) {
   float* out = outputs.out.data<float>();
   float* lse = outputs.lse.data<float>();
 
-  std::vector<float> keys, scores, acc, q_scratch, row_scratch;
-  for (int64_t b = 0; b < args.block_table.dim(0); ++b) {
-    const int64_t seq_len = lens[b], q_len = qs[b + 1] - qs[b];
-    keys.resize(static_cast<size_t>(seq_len * d));  // [seq_len, D], in position order
-    for (int64_t p = 0; p < seq_len; ++p) {
-      const int64_t block = table[b * max_blocks + p / block_size];
-      const int64_t row = (block * block_size + p % block_size) * d;
-      const float* src = cpu::f32_span(args.kv_cache, row, d, row_scratch);
-      std::copy(src, src + d, keys.begin() + p * d);
-    }
-    for (int64_t j = 0; j < q_len; ++j) {
-      const int64_t t = qs[b] + j;
-      const int64_t visible = seq_len - q_len + j + 1;  // bottom-right causal mask
-      scores.resize(static_cast<size_t>(visible));
-      for (int64_t h = 0; h < n; ++h) {
-        const float* q = cpu::f32_span(args.q, (t * n + h) * d, d, q_scratch);
-        float max_score = -std::numeric_limits<float>::infinity();
-        for (int64_t s = 0; s < visible; ++s) {
-          scores[s] = args.softmax_scale * cpu::dot(q, &keys[s * d], d);
-          max_score = std::max(max_score, scores[s]);
+  // Sequences are independent: split over threads (cpu::parallel_for), by their mean work.
+  const int64_t batch = args.block_table.dim(0);
+  int64_t work = 0;  // multiply-adds: per query token and head, ~2 passes over its visible keys
+  for (int64_t b = 0; b < batch; ++b) work += int64_t{lens[b]} * (qs[b + 1] - qs[b]) * n * (d + dv);
+  cpu::parallel_for(batch, batch > 0 ? work / batch : 0, [&](int64_t b0, int64_t b1) {
+    std::vector<float> keys, scores, acc, q_scratch, row_scratch;
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t seq_len = lens[b], q_len = qs[b + 1] - qs[b];
+      keys.resize(static_cast<size_t>(seq_len * d));  // [seq_len, D], in position order
+      for (int64_t p = 0; p < seq_len; ++p) {
+        const int64_t block = table[b * max_blocks + p / block_size];
+        const int64_t row = (block * block_size + p % block_size) * d;
+        const float* src = cpu::f32_span(args.kv_cache, row, d, row_scratch);
+        std::copy(src, src + d, keys.begin() + p * d);
+      }
+      for (int64_t j = 0; j < q_len; ++j) {
+        const int64_t t = qs[b] + j;
+        const int64_t visible = seq_len - q_len + j + 1;  // bottom-right causal mask
+        scores.resize(static_cast<size_t>(visible));
+        for (int64_t h = 0; h < n; ++h) {
+          const float* q = cpu::f32_span(args.q, (t * n + h) * d, d, q_scratch);
+          float max_score = -std::numeric_limits<float>::infinity();
+          for (int64_t s = 0; s < visible; ++s) {
+            scores[s] = args.softmax_scale * cpu::dot(q, &keys[s * d], d);
+            max_score = std::max(max_score, scores[s]);
+          }
+          acc.assign(static_cast<size_t>(dv), 0.0f);
+          float sum = 0.0f;
+          for (int64_t s = 0; s < visible; ++s) {
+            const float p = std::exp(scores[s] - max_score);
+            sum += p;
+            cpu::axpy(p, &keys[s * d], acc.data(), dv);
+          }
+          float* o = out + (t * n + h) * dv;
+          for (int64_t c = 0; c < dv; ++c) o[c] = acc[c] / sum;
+          lse[t * n + h] = max_score + std::log(sum);
         }
-        acc.assign(static_cast<size_t>(dv), 0.0f);
-        float sum = 0.0f;
-        for (int64_t s = 0; s < visible; ++s) {
-          const float p = std::exp(scores[s] - max_score);
-          sum += p;
-          cpu::axpy(p, &keys[s * d], acc.data(), dv);
-        }
-        float* o = out + (t * n + h) * dv;
-        for (int64_t c = 0; c < dv; ++c) o[c] = acc[c] / sum;
-        lse[t * n + h] = max_score + std::log(sum);
       }
     }
-  }
+  });
 }
 
 }  // namespace mlaserve::ops

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <tuple>
@@ -104,6 +105,22 @@ TEST(MhaAttention, NoKeysGiveZeroAndMinusInfinity) {
   for (float v : s.out.to_vector()) EXPECT_EQ(v, 0.0f);
   for (float v : s.lse.to_vector()) EXPECT_EQ(v, -std::numeric_limits<float>::infinity());
   EXPECT_THROW(run(x, true), Error);  // causal needs Tk >= Tq
+}
+
+// A prompt large enough to be split over threads (ops/cpu_util.h, parallel_for: ~1 M
+// multiply-adds a query row, 1,536 rows) gives the bits of each query row run alone against its
+// visible keys (one row: one thread), causal, as chunked prefill runs it.
+TEST(MhaAttention, ThreadsGiveTheBitsOfOneQueryRowAtATime) {
+  std::mt19937_64 rng(53);
+  const int64_t tq = 1536, tk = 1600;
+  const Qkv x = random_qkv(tq, tk, rng);
+  const AttentionState all = run(x, true);
+  for (int64_t i = 0; i < tq; i += 97) {
+    const int64_t visible = tk - tq + i + 1;
+    const AttentionState one = run({x.q.slice(i, i + 1), x.k.slice(0, visible), x.v.slice(0, visible)}, true);
+    EXPECT_EQ(std::memcmp(one.out.raw(), all.out.data<float>() + i * kHeads * kV, one.out.nbytes()), 0) << "row " << i;
+    EXPECT_EQ(std::memcmp(one.lse.raw(), all.lse.data<float>() + i * kHeads, one.lse.nbytes()), 0) << "row " << i;
+  }
 }
 
 Qkv key_rows(const Qkv& x, int64_t begin, int64_t end) { return {x.q, x.k.slice(begin, end), x.v.slice(begin, end)}; }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -173,6 +174,32 @@ TEST(MlaDecodeCpu, RejectsBadInputs) {
   }
   MlaDecodeOutputs wrong{Tensor::empty({2, 2, kLatentDim}, DType::kBF16), o.lse};
   EXPECT_THROW(mla_decode_cpu(p.args, wrong), Error);
+}
+
+// A batch large enough to be split over threads (ops/cpu_util.h, parallel_for: ~18 M multiply-adds
+// a sequence) gives the bits of each sequence run alone (a batch of one: one thread). Query
+// lengths 1 and 2, contexts of different lengths, V3's row (576) and latent (512) widths.
+TEST(MlaDecodeCpu, ThreadsGiveTheBitsOfOneSequenceAtATime) {
+  const std::vector<SeqSpec> seqs = {{1024, 1}, {700, 2}, {1024, 1}, {333, 1}, {1024, 2}, {900, 1}};
+  const int64_t n = 16, d = 576, dv = 512, block = 64;
+  const DecodeProblem whole = make_problem(seqs, n, d, dv, block, DType::kBF16, 77);
+  const int64_t t = whole.args.q.dim(0);
+  MlaDecodeOutputs all{poisoned({t, n, dv}, DType::kF32), poisoned({t, n}, DType::kF32)};
+  mla_decode_cpu(whole.args, all);
+  const int32_t* starts = whole.args.query_start.data<int32_t>();
+  for (int64_t b = 0; b < static_cast<int64_t>(seqs.size()); ++b) {
+    MlaDecodeArgs one = whole.args;
+    const int64_t q0 = starts[b], q1 = starts[b + 1];
+    one.q = whole.args.q.slice(q0, q1);
+    one.block_table = whole.args.block_table.slice(b, b + 1);
+    one.seq_lens = whole.args.seq_lens.slice(b, b + 1);
+    one.query_start = i32_tensor({0, static_cast<int32_t>(q1 - q0)}, {2});
+    MlaDecodeOutputs alone{poisoned({q1 - q0, n, dv}, DType::kF32), poisoned({q1 - q0, n}, DType::kF32)};
+    mla_decode_cpu(one, alone);
+    EXPECT_EQ(std::memcmp(alone.out.raw(), all.out.data<float>() + q0 * n * dv, alone.out.nbytes()), 0)
+        << "sequence " << b;
+    EXPECT_EQ(std::memcmp(alone.lse.raw(), all.lse.data<float>() + q0 * n, alone.lse.nbytes()), 0) << "sequence " << b;
+  }
 }
 
 }  // namespace
