@@ -107,7 +107,7 @@ nlohmann::json bf16_shapes(Timer& timer, cudaStream_t stream, double copy) {
     const char* name;
     int64_t experts, hidden, inter, top_k;
   };
-  const int64_t token_counts[] = {256, 512, 1024, 1600, 2048, 4096, 8192, 16384};
+  const int64_t token_counts[] = {256, 512, 1024, 1400, 1600, 2048, 4096, 4800, 6144, 8192, 16384};
   nlohmann::json out_rows = nlohmann::json::array();
   std::printf("\ngrouped BF16 GEMMs of MoE layers, uniform routing; wgmma (SwiGLU fused; m192: its 192 x 128 "
               "tiles) and CUTLASS grouped (gate_up: GEMM [P, 2Im] + silu_mul, also timed apart); floor = max(BF16 "

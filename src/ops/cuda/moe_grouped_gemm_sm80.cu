@@ -182,7 +182,11 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
   const GemmPair g = make_gemms(x, expert_offsets, w, hidden, out);
   if (rows == 0) return;
   const sm80::MoeTileConfig config = sm80::choose_moe_tiles(rows, e_count, h);
-  run_config(g.gate_up, /*swiglu=*/true, config, stream);
+  if (config == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_wgmma_m192(/*swiglu=*/true, rows, e_count)) {
+    sm90::moe::moe_grouped_gemm_sm90(g.gate_up, /*swiglu=*/true, sm90::moe::Bf16Tile::k192x128, stream);
+  } else {
+    run_config(g.gate_up, /*swiglu=*/true, config, stream);
+  }
   if (config == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_cutlass_grouped_bf16(false, rows, e_count, h)) {
     return run_cutlass(g.down, /*swiglu=*/false, expert_offsets, out, stream);
   }
@@ -230,6 +234,9 @@ void moe_grouped_gemm_cuda(const Tensor& a, const Tensor& expert_offsets, const 
     case MoeBf16Kernel::kAuto:
       if (chosen == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_cutlass_grouped_bf16(swiglu, rows, e_count, n_out)) {
         return run_cutlass(p, swiglu, expert_offsets, out, stream);
+      }
+      if (chosen == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_wgmma_m192(swiglu, rows, e_count)) {
+        return sm90::moe::moe_grouped_gemm_sm90(p, swiglu, sm90::moe::Bf16Tile::k192x128, stream);
       }
       return run_config(p, swiglu, chosen, stream);
     case MoeBf16Kernel::kMmaSync: return run_config(p, swiglu, mma_sync, stream);

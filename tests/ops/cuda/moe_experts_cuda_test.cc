@@ -38,12 +38,12 @@
 // match the CPU reference on the GPU's own offsets and gathered rows, and a CUDA graph of the
 // chain replayed twice must reproduce the eager run bit for bit.
 //
-// The wgmma kernel's 192 x 128 tile (MoeBf16Kernel::kWgmmaM192, opt-in) forced (check_forced:
+// The wgmma kernel's 192 x 128 tile (MoeBf16Kernel::kWgmmaM192) forced (check_forced:
 // each product against linear_cpu, then the layer as its two launches): experts of 1, 63, 64, 65,
 // 128, 150, 191, 192, 193 and 400 rows (one, two and three warpgroups busy, one and two M tiles),
 // P < 192, many M tiles, a rank's share, on the small problem (also under compute-sanitizer); the
-// prefill step at V2-Lite (1600 tokens, ~150 rows an expert: the size the tile is for) and the
-// same expert sizes at V3.
+// prefill step at V2-Lite (1600 tokens, ~150 rows an expert: the size the tile is for; also
+// through kAuto, which takes it there for gate_up) and the same expert sizes at V3.
 //
 // The fixture and the tolerances: moe_experts_cuda_fixture.h; CUTLASS's grouped GEMM's cases:
 // moe_experts_cutlass_cuda_test.cc.
@@ -249,6 +249,21 @@ TEST_F(MoeExpertsCuda, V2LiteWgmmaM192) {
   make_weights(kV2Lite, all, seed);
   check_forced(MoeBf16Kernel::kWgmmaM192, random_counts(kV2Lite, 1600, rng), seed + 1, /*check_all=*/false);
   check_forced(MoeBf16Kernel::kWgmmaM192, skewed_counts(kV2Lite, all, 1601, rng), seed + 4, false);
+  check_step(random_counts(kV2Lite, 1600, rng), seed + 7, false);  // kAuto: gate_up on this tile
+}
+
+// kAuto's gate_up takes the 192 x 128 tile when the mean expert has 129 .. 192 rows.
+TEST(MoeBf16KernelRule, M192ForOneTallTileAnExpert) {
+  using sm80::use_wgmma_m192;
+  EXPECT_FALSE(use_wgmma_m192(true, 6144, 64));    // V2-Lite T 1024: 96 rows an expert
+  EXPECT_FALSE(use_wgmma_m192(true, 8192, 64));    // 128: one 128-row tile
+  EXPECT_TRUE(use_wgmma_m192(true, 8193, 64));     // 129
+  EXPECT_TRUE(use_wgmma_m192(true, 9600, 64));     // T 1600: 150
+  EXPECT_TRUE(use_wgmma_m192(true, 12288, 64));    // T 2048: 192
+  EXPECT_FALSE(use_wgmma_m192(true, 12289, 64));   // 193
+  EXPECT_TRUE(use_wgmma_m192(true, 38400, 256));   // V3 T 4800: 150
+  EXPECT_FALSE(use_wgmma_m192(false, 9600, 64));   // the plain product: never
+  EXPECT_FALSE(use_wgmma_m192(true, 150, 1000));   // fewer rows than experts: 1 an expert
 }
 
 // The 192 x 128 wgmma tile (kWgmmaM192) forced at V3 (10 of 256 experts with weights; gate_up 32
