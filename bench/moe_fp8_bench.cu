@@ -14,11 +14,11 @@
 //      bandwidth, whichever is longer: at a few hundred rows per expert the weights dominate).
 //   2b. the same layers' grouped BF16 GEMMs (moe_grouped_gemm_cuda), uniform routing, T = 256 ..
 //      16384 tokens (V3: 8 .. 512 rows per expert, V2-Lite: 24 .. 1536): the Hopper wgmma kernel
-//      (MoeBf16Kernel::kWgmma, SwiGLU fused into gate_up's epilogue) against CUTLASS's grouped
-//      kernel (kCutlassGrouped: gate_up as the [P, 2·Im] product, then silu_mul_rows_cuda; the two
-//      parts are also timed alone), what kAuto runs, and the floor (the BF16 dense peak or the
-//      bytes at the copy bandwidth, whichever is longer). TFLOPS = 2·P·R·K / time, R the weight
-//      rows (2·Im for gate_up), for every column.
+//      (MoeBf16Kernel::kWgmma, SwiGLU fused into gate_up's epilogue; "m192": the same kernel with
+//      192 x 128 tiles, kWgmmaM192) against CUTLASS's grouped kernel (kCutlassGrouped: gate_up as
+//      the [P, 2·Im] product, then silu_mul_rows_cuda; the two parts are also timed alone), what
+//      kAuto runs, and the floor (the BF16 dense peak or the bytes at the copy bandwidth, whichever
+//      is longer). TFLOPS = 2·P·R·K / time, R the weight rows (2·Im for gate_up), for every column.
 //   3. a V3 and a V2-Lite MoE layer (V3: 256 experts, H 7168, Im 2048, top-8; V2-Lite: 64, 2048,
 //      1408, top-6; uniform routing over the experts):
 //      moe_experts_fp8_cuda (two quantisations, two grouped GEMMs) against moe_experts_cuda
@@ -107,13 +107,14 @@ nlohmann::json bf16_shapes(Timer& timer, cudaStream_t stream, double copy) {
     const char* name;
     int64_t experts, hidden, inter, top_k;
   };
-  const int64_t token_counts[] = {256, 512, 1024, 1600, 2048, 4096, 8192, 16384};
+  const int64_t token_counts[] = {256, 512, 1024, 1400, 1600, 2048, 4096, 4800, 6144, 8192, 16384};
   nlohmann::json out_rows = nlohmann::json::array();
-  std::printf("\ngrouped BF16 GEMMs of MoE layers, uniform routing; wgmma (SwiGLU fused) and CUTLASS grouped "
-              "(gate_up: GEMM [P, 2Im] + silu_mul, also timed apart); floor = max(BF16 peak, bytes / copy "
-              "bandwidth); auto = what kAuto runs\n");
-  std::printf("%-8s %-8s %6s %7s %6s %9s %7s %9s %7s %9s %8s %9s %9s %7s\n", "model", "gemm", "tokens", "rows", "mean",
-              "wgmma us", "TFLOPS", "cutl us", "TFLOPS", "cutl gemm", "silu us", "auto us", "floor us", "wg/cutl");
+  std::printf("\ngrouped BF16 GEMMs of MoE layers, uniform routing; wgmma (SwiGLU fused; m192: its 192 x 128 "
+              "tiles) and CUTLASS grouped (gate_up: GEMM [P, 2Im] + silu_mul, also timed apart); floor = max(BF16 "
+              "peak, bytes / copy bandwidth); auto = what kAuto runs\n");
+  std::printf("%-8s %-8s %6s %7s %6s %9s %7s %9s %7s %9s %7s %9s %8s %9s %9s %7s\n", "model", "gemm", "tokens", "rows",
+              "mean", "wgmma us", "TFLOPS", "m192 us", "TFLOPS", "cutl us", "TFLOPS", "cutl gemm", "silu us", "auto us",
+              "floor us", "wg/cutl");
   for (const Model& md : {Model{"v3", 256, 7168, 2048, 8}, Model{"v2-lite", 64, 2048, 1408, 6}}) {
     const Tensor gate_up = random_bf16({md.experts, 2 * md.inter, md.hidden}, 21, stream);  // [E, 2·Im, H]
     const Tensor down = random_bf16({md.experts, md.hidden, md.inter}, 22, stream);         // [E, H, Im]
@@ -134,6 +135,7 @@ nlohmann::json bf16_shapes(Timer& timer, cudaStream_t stream, double copy) {
                          [&](int) { ops::moe_grouped_gemm_cuda(a, offsets, b, swiglu, out, stream, kernel); });
         };
         const double wgmma = time_kernel(ops::MoeBf16Kernel::kWgmma);
+        const double m192 = time_kernel(ops::MoeBf16Kernel::kWgmmaM192);
         const double cutl = time_kernel(ops::MoeBf16Kernel::kCutlassGrouped);
         const double picked = time_kernel(ops::MoeBf16Kernel::kAuto);
         // CUTLASS's gate_up in its two parts (0 for down): the product alone, silu_mul on it.
@@ -151,14 +153,15 @@ nlohmann::json bf16_shapes(Timer& timer, cudaStream_t stream, double copy) {
         const double bytes = 2.0 * (static_cast<double>(md.experts) * w_rows * k + rows * (k + n_out));
         const double floor = std::max(flops / kBf16PeakTflops / 1e6, bytes / copy / 1e3);
         const int64_t mean = rows / std::min(md.experts, rows);
-        std::printf("%-8s %-8s %6ld %7ld %6ld %9.1f %7.1f %9.1f %7.1f %9.1f %8.1f %9.1f %9.1f %7.2f\n", md.name,
-                    swiglu ? "gate_up" : "down", t, rows, mean, wgmma, flops / wgmma / 1e6, cutl, flops / cutl / 1e6,
-                    cutl_gemm, silu, picked, floor, wgmma / cutl);
+        std::printf("%-8s %-8s %6ld %7ld %6ld %9.1f %7.1f %9.1f %7.1f %9.1f %7.1f %9.1f %8.1f %9.1f %9.1f %7.2f\n",
+                    md.name, swiglu ? "gate_up" : "down", t, rows, mean, wgmma, flops / wgmma / 1e6, m192,
+                    flops / m192 / 1e6, cutl, flops / cutl / 1e6, cutl_gemm, silu, picked, floor, wgmma / cutl);
         nlohmann::json row = {{"model", md.name},      {"gemm", swiglu ? "gate_up" : "down"},
                               {"tokens", t},           {"rows", rows},
                               {"experts", md.experts}, {"k", k},
                               {"weight_rows", w_rows}, {"wgmma_us", wgmma},
-                              {"wgmma_tflops", flops / wgmma / 1e6}, {"cutlass_us", cutl},
+                              {"wgmma_tflops", flops / wgmma / 1e6}, {"m192_us", m192},
+                              {"m192_tflops", flops / m192 / 1e6}, {"cutlass_us", cutl},
                               {"cutlass_tflops", flops / cutl / 1e6}, {"auto_us", picked},
                               {"floor_us", floor}};
         if (swiglu) {

@@ -109,6 +109,10 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
 //   kMmaSync: the mma.sync kernel (moe_grouped_gemm_sm80.cuh): decode tiles up to 16 rows per
 //          active expert, 64 x 128 tiles above.
 //   kWgmma: the Hopper wgmma kernel (moe_grouped_gemm_sm90.cuh), 128 x 256 tiles, whatever P.
+//   kWgmmaM192: the same kernel with 192 x 128 tiles (three m64 warpgroups, 64 output channels a
+//          tile with SwiGLU), whatever P: one M tile for experts of 129 .. 192 rows, where the
+//          128-row tile loads each weight tile twice (src/ops/cuda/moe_grouped_gemm_sm90.h); kAuto
+//          runs it for gate_up there.
 //   kCutlassGrouped: CUTLASS 4.2's grouped (ptr-array) GEMM, cooperative 128 x 256 x 64 tiles,
 //          persistent (src/ops/cuda/moe_grouped_gemm_cutlass.h). It has the plain product only:
 //          SwiGLU runs it into a [P, 2·Im] bf16 workspace (stream-ordered caching allocator) and
@@ -122,8 +126,9 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
 //          tests/ops/cuda/moe_experts_cuda_test.cc).
 // All but kAuto are for tests and benchmarks; kAuto takes CUTLASS's kernel for the plain product
 // when the mean expert's output is large (use_cutlass_grouped_bf16 in
-// src/ops/cuda/moe_grouped_gemm_sm80_heuristics.h), never for SwiGLU.
-enum class MoeBf16Kernel : uint8_t { kAuto, kMmaSync, kWgmma, kCutlassGrouped };
+// src/ops/cuda/moe_grouped_gemm_sm80_heuristics.h), never for SwiGLU, and kWgmmaM192 for SwiGLU
+// when the mean expert has 129 .. 192 rows (use_wgmma_m192, same file).
+enum class MoeBf16Kernel : uint8_t { kAuto, kMmaSync, kWgmma, kCutlassGrouped, kWgmmaM192 };
 
 // One grouped BF16 GEMM (either launch of moe_experts_cuda's grouped path; what the benchmark
 // times): a [P, K] bf16 in expert order, expert_offsets [E + 1] i32 (device), b [E, R, K] bf16, K

@@ -36,8 +36,8 @@ void check_tensor(std::string_view op, const Tensor& t, std::string_view name, D
 // The experts the kernels hold (the M-tile prefix in shared memory beside the largest pipeline)
 // and their 32-bit offsets: P rows of width max(K, N), weights of b_rows x K an expert.
 void check_sizes(std::string_view op, int64_t experts, int64_t rows, int64_t k, int64_t n_out, int64_t b_rows) {
-  static_assert(sm80::MoeTileDecode2PerSm::kPipelineBytes <= sm90::moe::smem_bytes(0), "sm90's is the largest");
-  const int64_t smem_experts = (227 * 1024 - sm90::moe::smem_bytes(0)) / 4;  // the largest pipeline
+  static_assert(sm80::MoeTileDecode2PerSm::kPipelineBytes <= sm90::moe::max_smem_bytes(0), "sm90's is the largest");
+  const int64_t smem_experts = (227 * 1024 - sm90::moe::max_smem_bytes(0)) / 4;  // the largest pipeline
   MLA_CHECK(experts >= 1 && experts <= smem_experts, "{}: {} experts (the kernel holds 1 .. {})", op, experts,
             smem_experts);
   MLA_CHECK(rows * std::max(k, n_out) < (int64_t{1} << 31) && b_rows * k < (int64_t{1} << 31),
@@ -108,7 +108,8 @@ void run_config(const sm80::MoeGemmParams& p, bool swiglu, sm80::MoeTileConfig c
   switch (config) {
     case sm80::MoeTileConfig::kDecode: return run_decode(p, swiglu, sm80::MoeDecodeRing::kAuto, stream);
     case sm80::MoeTileConfig::kMid: return run_tile<sm80::MoeTileMid>(p, swiglu, stream);
-    case sm80::MoeTileConfig::kPrefillWgmma: return sm90::moe::moe_grouped_gemm_sm90(p, swiglu, stream);
+    case sm80::MoeTileConfig::kPrefillWgmma:
+      return sm90::moe::moe_grouped_gemm_sm90(p, swiglu, sm90::moe::Bf16Tile::k128x256, stream);
   }
 }
 
@@ -181,7 +182,11 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
   const GemmPair g = make_gemms(x, expert_offsets, w, hidden, out);
   if (rows == 0) return;
   const sm80::MoeTileConfig config = sm80::choose_moe_tiles(rows, e_count, h);
-  run_config(g.gate_up, /*swiglu=*/true, config, stream);
+  if (config == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_wgmma_m192(/*swiglu=*/true, rows, e_count)) {
+    sm90::moe::moe_grouped_gemm_sm90(g.gate_up, /*swiglu=*/true, sm90::moe::Bf16Tile::k192x128, stream);
+  } else {
+    run_config(g.gate_up, /*swiglu=*/true, config, stream);
+  }
   if (config == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_cutlass_grouped_bf16(false, rows, e_count, h)) {
     return run_cutlass(g.down, /*swiglu=*/false, expert_offsets, out, stream);
   }
@@ -230,9 +235,14 @@ void moe_grouped_gemm_cuda(const Tensor& a, const Tensor& expert_offsets, const 
       if (chosen == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_cutlass_grouped_bf16(swiglu, rows, e_count, n_out)) {
         return run_cutlass(p, swiglu, expert_offsets, out, stream);
       }
+      if (chosen == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_wgmma_m192(swiglu, rows, e_count)) {
+        return sm90::moe::moe_grouped_gemm_sm90(p, swiglu, sm90::moe::Bf16Tile::k192x128, stream);
+      }
       return run_config(p, swiglu, chosen, stream);
     case MoeBf16Kernel::kMmaSync: return run_config(p, swiglu, mma_sync, stream);
     case MoeBf16Kernel::kWgmma: return run_config(p, swiglu, sm80::MoeTileConfig::kPrefillWgmma, stream);
+    case MoeBf16Kernel::kWgmmaM192:
+      return sm90::moe::moe_grouped_gemm_sm90(p, swiglu, sm90::moe::Bf16Tile::k192x128, stream);
     case MoeBf16Kernel::kCutlassGrouped: return run_cutlass(p, swiglu, expert_offsets, out, stream);
   }
   MLA_CHECK(false, "{}: no kernel {}", kGemm, static_cast<int>(kernel));

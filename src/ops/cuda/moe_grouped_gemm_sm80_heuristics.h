@@ -68,6 +68,20 @@ inline bool use_cutlass_grouped_bf16(bool swiglu, int64_t rows, int64_t experts,
   return !swiglu && mean * n_out >= (int64_t{1} << 19);
 }
 
+// Whether a prefill-sized SwiGLU product (gate_up) runs the wgmma kernel's 192 x 128 tiles
+// (Bf16Tile::k192x128) instead of its 128 x 256 ones: when the mean expert has 129 .. 192 rows,
+// which 128-row tiles cover with two M tiles (each loading the expert's weight tiles) and
+// 192-row tiles with one. Measured on one H200 (moe_fp8_bench --sections bf16-shapes, uniform
+// routing, 2026-11-29 12:02), 192 x 128 against 128 x 256, gate_up, us: V2-Lite 150 rows an
+// expert 292.1 vs 327.2, 192: 325.3 vs 346.1; slower outside the window (V2-Lite 96: 252.8 vs
+// 231.5, 384: 628.0 vs 580.1; V3 128: 5379 vs 4654) and on the plain down product (V2-Lite 150:
+// 186.0 vs 188.8, 192: 206.9 vs 204.8), which keeps 128 x 256.
+inline bool use_wgmma_m192(bool swiglu, int64_t rows, int64_t experts) {
+  const int64_t active = std::max<int64_t>(1, std::min(rows, experts));
+  const int64_t mean = (rows + active - 1) / active;
+  return swiglu && mean > 128 && mean <= 192;
+}
+
 // The decode tiles' cp.async ring (the tile types are in moe_grouped_gemm_sm80.cuh). In flight
 // per SM when every slot is taken: stages - 1 k-tiles of 8 KB x CTAs an SM.
 enum class MoeDecodeRing : uint8_t {

@@ -1,8 +1,9 @@
 // Grouped BF16 GEMM over the routed experts, Hopper prefill configuration (TMA + mbarrier
 // pipeline + wgmma): device code. Contract: ops/moe_experts.h (moe_experts_cuda); the launch is in
-// moe_grouped_gemm_sm90.cu, the choice between this and the mma.sync kernels in
-// moe_grouped_gemm_sm80_heuristics.h. Symbols as in moe_grouped_gemm_sm80.cuh: P gathered rows
-// in expert order, E experts, H hidden, Im expert intermediate, offsets[E + 1] on the device.
+// moe_grouped_gemm_sm90.cu, the tile shapes in moe_grouped_gemm_sm90.h, the choice between this
+// and the mma.sync kernels in moe_grouped_gemm_sm80_heuristics.h. Symbols as in
+// moe_grouped_gemm_sm80.cuh: P gathered rows in expert order, E experts, H hidden, Im expert
+// intermediate, offsets[E + 1] on the device.
 //
 // Scheduling is the sm80 kernel's (see its note): the grid is an upper bound of the M tiles
 // times the N tiles, every CTA scans offsets into the M-tile prefix (shared memory) and finds its
@@ -11,24 +12,32 @@
 // all N tiles with its M tiles fastest: the CTAs that share one expert's weight tile run side by
 // side (each weight byte from HBM about once) and a wave touches a few A row blocks (L2 hits).
 //
-// Tile: 128 rows x 256 weight rows x 64 K (one 128-byte swizzled row per tile row), 4 stages of
-// 48 KB. One CTA = two consumer warpgroups (rows 0-63 and 64-127, wgmma m64n256k16, 128 fp32
-// accumulators a thread) + one producer warp whose lane 0 issues three TMA boxes per stage
-// (A: 128 rows at the tile's first row; B: two boxes of 128 weight rows). A rows past the
-// expert's end belong to the next expert or (past P) read as zeros: they are computed and not
-// stored, except that a tile of <= 64 rows leaves the second warpgroup idle.
+// One kernel template, two tile shapes (TileShape<BM, BN, stages>; why two: the note of
+// moe_grouped_gemm_sm90.h): BM rows x BN weight rows x 64 K (one 128-byte swizzled row per tile
+// row).
+//   128 x 256, 4 stages of 48 KB: two consumer warpgroups, wgmma m64n256k16, 128 fp32
+//     accumulators a thread; 288 threads.
+//   192 x 128, 5 stages of 40 KB: three consumer warpgroups, wgmma m64n128k16, 64 accumulators a
+//     thread; 416 threads.
+// Consumer warpgroup wg owns tile rows 64·wg .. 64·wg + 63; one producer warp, whose lane 0
+// issues three TMA boxes per stage (A: BM rows at the tile's first row; B: two boxes of BN/2
+// weight rows). A rows past the expert's end belong to the next expert or (past P) read as zeros:
+// they are computed and not stored, except that a warpgroup whose rows all lie past the end (a
+// tile of <= 64 or <= 128 rows) only keeps the ring turning.
 //
-// SwiGLU (gate_up): B box 0 holds gate rows c0 .. c0+127 of the expert, box 1 the up rows of the
-// same channels, so accumulator column n < 128 (gate) and n + 128 (up) sit in the same thread
-// (fragment j and j + 16) and the epilogue writes silu(gate)·up as bf16 into a 128-wide slice of
-// hidden [P, Im]. Plain (down): the boxes hold weight rows n0 .. n0+255, out [P, H].
+// SwiGLU (gate_up): B box 0 holds gate rows c0 .. c0+BN/2-1 of the expert, box 1 the up rows of
+// the same channels, so accumulator column n < BN/2 (gate) and n + BN/2 (up) sit in the same
+// thread (fragment j and j + BN/16) and the epilogue writes silu(gate)·up as bf16 into a
+// BN/2-wide slice of hidden [P, Im]. Plain (down): the boxes hold weight rows n0 .. n0+BN-1,
+// out [P, H].
 //
-// Pipeline: full[s] (1 arrival + the stage's bytes) and empty[s] (8 consumer warps). A consumer
-// warpgroup issues the 4 wgmmas of k-tile kt, commits, waits until only that group is running,
-// and then releases the stage of k-tile kt-1: one wgmma group stays in flight behind the loads.
+// Pipeline: full[s] (1 arrival + the stage's bytes) and empty[s] (every consumer warp). A
+// consumer warpgroup issues the 4 wgmmas of k-tile kt, commits, waits until only that group is
+// running, and then releases the stage of k-tile kt-1: one wgmma group stays in flight behind the
+// loads.
 //
-// Shared memory (1 KB-aligned base): stages [4][A 16 KB | B 32 KB], full[4], empty[4] (u64),
-// M-tile prefix [E + 1] i32.
+// Shared memory (1 KB-aligned base): stages [kStages][A BM x 128 B | B BN x 128 B], full[kStages],
+// empty[kStages] (u64), M-tile prefix [E + 1] i32.
 #pragma once
 
 #include <cuda.h>
@@ -47,36 +56,52 @@
 namespace mlaserve::ops::sm90::moe {
 
 // Launch parameters: the sm80 kernel's (pointers, offsets, sizes, n_tiles) plus the two tensor
-// maps (bf16, boxes of 64 channels x 128 rows, 128-byte swizzle).
+// maps (bf16, boxes of 64 channels x BM or BN/2 rows, 128-byte swizzle).
 struct Params {
   CUtensorMap a_map;  // [P, K]: x (gate_up) or hidden (down)
   CUtensorMap b_map;  // [E · b_rows, K]: the stacked expert weights
   sm80::MoeGemmParams g;
 };
 
+template <class Tile>
 struct Layout {
+  static constexpr int kBM = Tile::kBM, kBN = Tile::kBN, kStages = Tile::kStages;
   static constexpr int kBK = 64;                              // K per stage: 128 bytes of bf16
-  static constexpr int kConsumerWarps = 8;                    // two warpgroups
+  static constexpr int kWarpgroups = kBM / 64;                // consumers, m64 each
+  static constexpr int kConsumerWarps = 4 * kWarpgroups;
   static constexpr int kThreads = 32 * kConsumerWarps + 32;   // + the producer warp
-  static constexpr int kBoxBytes = 128 * 128;                 // 128 rows x 128 bytes
-  static constexpr int kABytes = kBoxBytes;                   // [kBM][64] bf16
-  static constexpr int kBBytes = 2 * kBoxBytes;               // [kBN][64] bf16
-  static constexpr int kStageBytes = kABytes + kBBytes;       // 48 KB
+  static constexpr int kAcc = kBN / 2;                        // fp32 accumulators a thread (m64nBN)
+  static constexpr int kABytes = kBM * 128;                   // [kBM][64] bf16
+  static constexpr int kBBoxRows = kBN / 2;                   // two B boxes a stage
+  static constexpr int kBBoxBytes = kBBoxRows * 128;
+  static constexpr int kStageBytes = Tile::kStageBytes;
   static constexpr int kFull = kStages * kStageBytes;
   static constexpr int kEmpty = kFull + 8 * kStages;
   static constexpr int kTileStart = kEmpty + 8 * kStages;
   static constexpr int kGroupM = 8;
-  static_assert(kBM == 128 && kBN == 256, "two m64 warpgroups, one n256 wgmma");
-  static_assert(kStageBytes % 1024 == 0, "stages must stay 1 KB-aligned (128-byte swizzle)");
-  static_assert(smem_bytes(0) == kTileStart + 4 + 1024, "smem_bytes (host) matches the layout");
+  static_assert(kBM % 64 == 0 && kBM <= 256, "m64 warpgroups; a TMA box holds <= 256 rows");
+  static_assert(kBN == 128 || kBN == 256, "one n128 or n256 wgmma a warpgroup");
+  static_assert(kStageBytes == kABytes + 2 * kBBoxBytes, "a stage is A and two B boxes");
+  static_assert(kABytes % 1024 == 0 && kStageBytes % 1024 == 0, "tiles must stay 1 KB-aligned (128-byte swizzle)");
+  static_assert(Tile::smem_bytes(0) == kTileStart + 4 + 1024, "smem_bytes (host) matches the layout");
+  static_assert(Tile::smem_bytes(256) <= 227 * 1024, "fits the SM's shared memory at 256 experts");
 };
 
 namespace gmma = cute::SM90::GMMA;
-using Wgmma = gmma::MMA_64x256x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>;
+template <int kBN>
+struct WgmmaOf;
+template <>
+struct WgmmaOf<256> {
+  using type = gmma::MMA_64x256x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>;
+};
+template <>
+struct WgmmaOf<128> {
+  using type = gmma::MMA_64x128x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>;
+};
 
-template <size_t... I>
-__device__ __forceinline__ void wgmma_k16(uint64_t a, uint64_t b, float (&d)[128], std::index_sequence<I...>) {
-  Wgmma::fma(a, b, d[I]..., gmma::ScaleOut::One);
+template <int kBN, size_t N, size_t... I>
+__device__ __forceinline__ void wgmma_k16(uint64_t a, uint64_t b, float (&d)[N], std::index_sequence<I...>) {
+  WgmmaOf<kBN>::type::fma(a, b, d[I]..., gmma::ScaleOut::One);
 }
 
 struct TileCoord {
@@ -87,25 +112,29 @@ struct TileCoord {
 
 // The (expert, M tile, N tile) of this CTA (grouped order, see the note). Every thread calls it
 // (it holds a __syncthreads).
+template <class Tile>
 __device__ __forceinline__ TileCoord find_tile(const sm80::MoeGemmParams& p, int32_t* tile_start, int warp) {
-  if (warp == 0) sm80::expert_tile_prefix<kBM>(p, tile_start);
+  constexpr int kGroupM = Layout<Tile>::kGroupM;
+  if (warp == 0) sm80::expert_tile_prefix<Tile::kBM>(p, tile_start);
   __syncthreads();
   TileCoord t{false, 0, 0, 0, 0};
   const int total_m = tile_start[p.num_experts];
   const int bid = static_cast<int>(blockIdx.x);
   if (total_m == 0 || bid >= total_m * p.n_tiles) return t;
-  const int per_group = Layout::kGroupM * p.n_tiles, first_m = bid / per_group * Layout::kGroupM;
-  const int group_m = min(total_m - first_m, Layout::kGroupM), within = bid % per_group;
+  const int per_group = kGroupM * p.n_tiles, first_m = bid / per_group * kGroupM;
+  const int group_m = min(total_m - first_m, kGroupM), within = bid % per_group;
   const int m_tile = first_m + within % group_m;
   t.n_tile = within / group_m;
-  sm80::locate_m_tile<kBM>(p, tile_start, m_tile, t.expert, t.row0, t.rows);
+  sm80::locate_m_tile<Tile::kBM>(p, tile_start, m_tile, t.expert, t.row0, t.rows);
   t.valid = true;
   return t;
 }
 
-template <bool kSwiGlu>
-__global__ void __launch_bounds__(Layout::kThreads, 1) moe_grouped_gemm_sm90_kernel(const __grid_constant__ Params p) {
-  using L = Layout;
+template <class Tile, bool kSwiGlu>
+__global__ void __launch_bounds__(Layout<Tile>::kThreads, 1)
+    moe_grouped_gemm_sm90_kernel(const __grid_constant__ Params p) {
+  using L = Layout<Tile>;
+  constexpr int kBN = L::kBN, kStages = L::kStages, kAcc = L::kAcc;
   using namespace ptx;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
@@ -120,7 +149,7 @@ __global__ void __launch_bounds__(Layout::kThreads, 1) moe_grouped_gemm_sm90_ker
     }
     mbarrier_init_fence();
   }
-  const TileCoord tile = find_tile(p.g, tile_start, warp);  // its __syncthreads publishes the barriers
+  const TileCoord tile = find_tile<Tile>(p.g, tile_start, warp);  // its __syncthreads publishes the barriers
   if (!tile.valid) return;
   const int k_tiles = p.g.k / L::kBK;
 
@@ -136,13 +165,13 @@ __global__ void __launch_bounds__(Layout::kThreads, 1) moe_grouped_gemm_sm90_ker
       mbarrier_arrive_expect_bytes(bar, L::kStageBytes);
       tma_load_2d(stage, &p.a_map, kt * L::kBK, tile.row0, bar);
       tma_load_2d(stage + L::kABytes, &p.b_map, kt * L::kBK, b_lo, bar);
-      tma_load_2d(stage + L::kABytes + L::kBoxBytes, &p.b_map, kt * L::kBK, b_hi, bar);
+      tma_load_2d(stage + L::kABytes + L::kBBoxBytes, &p.b_map, kt * L::kBK, b_hi, bar);
     }
     return;
   }
 
   // Consumers: warpgroup wg owns tile rows 64·wg .. 64·wg + 63. A warpgroup whose rows all lie
-  // past the expert's end (the second one, in a tile of <= 64 rows) only keeps the ring turning.
+  // past the expert's end only keeps the ring turning.
   const int wg = warp / 4;
   if (wg * 64 >= tile.rows) {
     for (int kt = 0; kt < k_tiles; ++kt) {
@@ -153,9 +182,9 @@ __global__ void __launch_bounds__(Layout::kThreads, 1) moe_grouped_gemm_sm90_ker
     }
     return;
   }
-  float acc[128];
+  float acc[kAcc];
 #pragma unroll
-  for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
+  for (int i = 0; i < kAcc; ++i) acc[i] = 0.0f;
   for (int kt = 0; kt < k_tiles; ++kt) {
     const int s = kt % kStages;
     mbarrier_wait(full + 8 * s, (kt / kStages) & 1);
@@ -166,7 +195,7 @@ __global__ void __launch_bounds__(Layout::kThreads, 1) moe_grouped_gemm_sm90_ker
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < L::kBK / 16; ++ks) {
-      wgmma_k16(a_desc + 2 * ks, b_desc + 2 * ks, acc, std::make_index_sequence<128>{});
+      wgmma_k16<kBN>(a_desc + 2 * ks, b_desc + 2 * ks, acc, std::make_index_sequence<kAcc>{});
     }
     wgmma_commit();
     wgmma_wait<1>();  // k-tile kt-1's group is done: its stage can be refilled
@@ -180,7 +209,7 @@ __global__ void __launch_bounds__(Layout::kThreads, 1) moe_grouped_gemm_sm90_ker
   fence_registers(acc);
 
   // Fragment: acc[4j + {0,1,2,3}] = D[r, c], D[r, c+1], D[r+8, c], D[r+8, c+1] with
-  // r = 64·wg + 16·(warp % 4) + lane / 4 and c = 8j + 2·(lane % 4).
+  // r = 64·wg + 16·(warp % 4) + lane / 4 and c = 8j + 2·(lane % 4), j < kBN / 8.
   const int r = wg * 64 + 16 * (warp % 4) + lane / 4, c = 2 * (lane % 4);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -188,18 +217,19 @@ __global__ void __launch_bounds__(Layout::kThreads, 1) moe_grouped_gemm_sm90_ker
     if (row >= tile.rows) continue;
     __nv_bfloat16* out_row = p.g.out + static_cast<int64_t>(tile.row0 + row) * p.g.n_out;
     if constexpr (kSwiGlu) {
+      constexpr int kUp = kBN / 16;  // fragment of the up sums of gate fragment j: j + kUp
       __nv_bfloat16* o = out_row + tile.n_tile * (kBN / 2) + c;
 #pragma unroll
-      for (int j = 0; j < 16; ++j) {
+      for (int j = 0; j < kUp; ++j) {
         const float g0 = acc[4 * j + 2 * half], g1 = acc[4 * j + 2 * half + 1];
-        const float u0 = acc[4 * (j + 16) + 2 * half], u1 = acc[4 * (j + 16) + 2 * half + 1];
+        const float u0 = acc[4 * (j + kUp) + 2 * half], u1 = acc[4 * (j + kUp) + 2 * half + 1];
         const float h0 = g0 / (1.0f + __expf(-g0)) * u0, h1 = g1 / (1.0f + __expf(-g1)) * u1;
         *reinterpret_cast<__nv_bfloat162*>(o + 8 * j) = __floats2bfloat162_rn(h0, h1);
       }
     } else {
       __nv_bfloat16* o = out_row + tile.n_tile * kBN + c;
 #pragma unroll
-      for (int j = 0; j < 32; ++j) {
+      for (int j = 0; j < kBN / 8; ++j) {
         *reinterpret_cast<__nv_bfloat162*>(o + 8 * j) =
             __floats2bfloat162_rn(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
       }

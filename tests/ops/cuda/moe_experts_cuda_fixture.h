@@ -125,6 +125,7 @@ inline std::string kernel_name(MoeBf16Kernel kernel) {
   switch (kernel) {
     case MoeBf16Kernel::kMmaSync: return "gemms mma.sync";
     case MoeBf16Kernel::kWgmma: return "gemms wgmma";
+    case MoeBf16Kernel::kWgmmaM192: return "gemms wgmma m192";
     case MoeBf16Kernel::kCutlassGrouped: return "gemms cutlass grouped";
     case MoeBf16Kernel::kAuto: break;
   }
@@ -442,14 +443,19 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
     if (split) testing::expect_close(fp32_swiglu.result(), kRelL2, kRow, what + " vs fp32 SwiGLU");
   }
 
-  // CUTLASS's grouped kernel: both products (check_gemm) over the experts [e0, e1) (all by
-  // default), then, over all experts, the layer as its two launches (check_step).
+  // One forced kernel: both products (check_gemm) over the experts [e0, e1) (all by default),
+  // then, over all experts, the layer as its two launches (check_step).
+  void check_forced(MoeBf16Kernel kernel, const std::vector<int32_t>& counts, uint64_t seed, bool check_all,
+                    int64_t e0 = 0, int64_t e1 = -1) {
+    if (e1 < 0) e1 = shape_.experts;
+    check_gemm(counts, seed, check_all, kernel, /*swiglu=*/false, e0, e1);
+    check_gemm(counts, seed + 1, check_all, kernel, /*swiglu=*/true, e0, e1);
+    if (e0 == 0 && e1 == shape_.experts) check_step(counts, seed + 2, check_all, {kernel});
+  }
+  // CUTLASS's grouped kernel through check_forced.
   void check_cutlass(const std::vector<int32_t>& counts, uint64_t seed, bool check_all, int64_t e0 = 0,
                      int64_t e1 = -1) {
-    if (e1 < 0) e1 = shape_.experts;
-    check_gemm(counts, seed, check_all, MoeBf16Kernel::kCutlassGrouped, /*swiglu=*/false, e0, e1);
-    check_gemm(counts, seed + 1, check_all, MoeBf16Kernel::kCutlassGrouped, /*swiglu=*/true, e0, e1);
-    if (e0 == 0 && e1 == shape_.experts) check_step(counts, seed + 2, check_all, {MoeBf16Kernel::kCutlassGrouped});
+    check_forced(MoeBf16Kernel::kCutlassGrouped, counts, seed, check_all, e0, e1);
   }
 
   // The GEMV at a model's shape: T = 1 .. 4 tokens routed over a pool of top_k + 3 experts (tokens

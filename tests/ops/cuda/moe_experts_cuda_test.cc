@@ -38,9 +38,21 @@
 // match the CPU reference on the GPU's own offsets and gathered rows, and a CUDA graph of the
 // chain replayed twice must reproduce the eager run bit for bit.
 //
+// The wgmma kernel's 192 x 128 tile (MoeBf16Kernel::kWgmmaM192) forced (check_forced:
+// each product against linear_cpu, then the layer as its two launches): experts of 1, 63, 64, 65,
+// 128, 150, 191, 192, 193 and 400 rows (one, two and three warpgroups busy, one and two M tiles),
+// P < 192, many M tiles, a rank's share, on the small problem (also under compute-sanitizer); the
+// prefill step at V2-Lite (1600 tokens, ~150 rows an expert: the size the tile is for; also
+// through kAuto, which takes it there for gate_up) and the same expert sizes at V3.
+//
 // The fixture and the tolerances: moe_experts_cuda_fixture.h; CUTLASS's grouped GEMM's cases:
 // moe_experts_cutlass_cuda_test.cc.
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <vector>
 
 #include "moe_experts_cuda_fixture.h"
 
@@ -133,6 +145,24 @@ TEST_F(MoeExpertsCuda, SmallNoRowsIsANoOp) {
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
+// The 192 x 128 wgmma tile (kWgmmaM192) forced; 7 of 8 experts have weights (expert 1 is NaN and
+// empty). Gate_up: K 512 (8 k-tiles, the 5-stage ring wraps), 4 N tiles of 64 channels; down: K
+// 256 (4 k-tiles, fewer than the stages), 4 N tiles of 128 columns. Experts of 1, 63 and 64 rows
+// (warpgroups 1 and 2 idle), 65 and 128 (warpgroup 2 idle), 129, 150, 191 and 192 (one M tile),
+// 193 and 400 (a last tile of 1 and 16 rows); P = 100 (the A box of 192 rows reads past the
+// tensor); 5005 rows (29 M tiles: four groups of kGroupM, the last partial; the last expert ends
+// at P); a rank's share (the other rows must stay poisoned).
+TEST_F(MoeExpertsCuda, SmallWgmmaM192) {
+  const uint64_t seed = fresh_seed();
+  make_weights(kSmall, {0, 2, 3, 4, 5, 6, 7}, seed);
+  const MoeBf16Kernel m192 = MoeBf16Kernel::kWgmmaM192;
+  check_forced(m192, {1, 0, 63, 64, 65, 128, 150, 191}, seed + 1, /*check_all=*/true);
+  check_forced(m192, {192, 0, 193, 400, 0, 129, 0, 1}, seed + 4, true);
+  check_forced(m192, {0, 0, 0, 0, 0, 0, 0, 100}, seed + 7, true);
+  check_forced(m192, {700, 0, 65, 1500, 1, 0, 2100, 639}, seed + 10, true);
+  check_forced(m192, {150, 0, 191, 65, 0, 0, 193, 1}, seed + 13, true, 2, 6);
+}
+
 // ---- DeepSeek shapes -------------------------------------------------------------------------
 
 // V2-Lite: 24 of 64 experts have weights (the rest NaN); T = 1, 64 (decode tiles), 256 (mid),
@@ -205,5 +235,53 @@ TEST_F(MoeExpertsCuda, V3) { check_model(kV3, 10, {1, 64, 1024, 4096}); }
 
 // The grouped GEMV at V3's shape (check_gemv_model; K 7168: 14 units a warp, 7 steps).
 TEST_F(MoeExpertsCuda, V3Gemv) { check_gemv_model(kV3); }
+
+// The 192 x 128 wgmma tile (kWgmmaM192) forced at V2-Lite (all 64 experts with weights, 1.1 GB;
+// gate_up 22 N tiles of 64 channels, down 16 of 128 columns): the prefill step of 1600 tokens (P
+// 9600) routed at random (k distinct experts a token: ~150 rows an expert, mostly one M tile
+// each), then 1601 skewed tokens (P 9606, experts of up to ~2150 rows, 16 empty); three rows an
+// expert.
+TEST_F(MoeExpertsCuda, V2LiteWgmmaM192) {
+  const uint64_t seed = fresh_seed();
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> all(static_cast<size_t>(kV2Lite.experts));
+  std::iota(all.begin(), all.end(), 0);
+  make_weights(kV2Lite, all, seed);
+  check_forced(MoeBf16Kernel::kWgmmaM192, random_counts(kV2Lite, 1600, rng), seed + 1, /*check_all=*/false);
+  check_forced(MoeBf16Kernel::kWgmmaM192, skewed_counts(kV2Lite, all, 1601, rng), seed + 4, false);
+  check_step(random_counts(kV2Lite, 1600, rng), seed + 7, false);  // kAuto: gate_up on this tile
+}
+
+// kAuto's gate_up takes the 192 x 128 tile when the mean expert has 129 .. 192 rows.
+TEST(MoeBf16KernelRule, M192ForOneTallTileAnExpert) {
+  using sm80::use_wgmma_m192;
+  EXPECT_FALSE(use_wgmma_m192(true, 6144, 64));    // V2-Lite T 1024: 96 rows an expert
+  EXPECT_FALSE(use_wgmma_m192(true, 8192, 64));    // 128: one 128-row tile
+  EXPECT_TRUE(use_wgmma_m192(true, 8193, 64));     // 129
+  EXPECT_TRUE(use_wgmma_m192(true, 9600, 64));     // T 1600: 150
+  EXPECT_TRUE(use_wgmma_m192(true, 12288, 64));    // T 2048: 192
+  EXPECT_FALSE(use_wgmma_m192(true, 12289, 64));   // 193
+  EXPECT_TRUE(use_wgmma_m192(true, 38400, 256));   // V3 T 4800: 150
+  EXPECT_FALSE(use_wgmma_m192(false, 9600, 64));   // the plain product: never
+  EXPECT_FALSE(use_wgmma_m192(true, 150, 1000));   // fewer rows than experts: 1 an expert
+}
+
+// The 192 x 128 wgmma tile (kWgmmaM192) forced at V3 (10 of 256 experts with weights; gate_up 32
+// N tiles of 64 channels, down 56 of 128 columns, K 7168 and 2048): the small case's expert sizes
+// 1 .. 400 over the ten (P 1447), then 512 skewed tokens (P 4096); three rows an expert.
+TEST_F(MoeExpertsCuda, V3WgmmaM192) {
+  const uint64_t seed = fresh_seed();
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> all(static_cast<size_t>(kV3.experts));
+  std::iota(all.begin(), all.end(), 0);
+  std::shuffle(all.begin(), all.end(), rng);
+  const std::vector<int64_t> pool(all.begin(), all.begin() + 10);
+  make_weights(kV3, pool, seed);
+  std::vector<int32_t> counts(static_cast<size_t>(kV3.experts), 0);
+  const int32_t sizes[10] = {1, 63, 64, 65, 128, 150, 191, 192, 193, 400};
+  for (size_t i = 0; i < pool.size(); ++i) counts[static_cast<size_t>(pool[i])] = sizes[i];
+  check_forced(MoeBf16Kernel::kWgmmaM192, counts, seed + 1, /*check_all=*/false);
+  check_forced(MoeBf16Kernel::kWgmmaM192, skewed_counts(kV3, pool, 512, rng), seed + 4, false);
+}
 
 }  // namespace mlaserve::ops::moe_experts_test
