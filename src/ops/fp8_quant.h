@@ -50,11 +50,17 @@ namespace mlaserve::ops {
 
 // ---- CUDA: src/ops/cuda/fp8_quant.cu ---------------------------------------------------------
 //
-// x [T, K] bf16 on the GPU; x_q and scales as above, on the GPU. Bit-identical to
-// quantize_activations_fp8_cpu on the same (bf16-valued) inputs: IEEE division for the scale and
-// the quotients, the hardware's RNE saturating e4m3 conversion. Asynchronous on stream.
+// Where the activation scales go: kTokenMajor [T, ceil(K/128)] (what every op here reads), or
+// kGroupMajor [ceil(K/128), T], the layout cuBLASLt's VEC128 scales take (ops/cuda/cublaslt_gemm.h),
+// which saves the FP8 linear's transpose pass on its cuBLASLt path.
+enum class Fp8ScaleLayout : uint8_t { kTokenMajor, kGroupMajor };
+
+// x [T, K] bf16 on the GPU; x_q and scales as above (scales [ceil(K/128), T] with kGroupMajor),
+// on the GPU. Bit-identical to quantize_activations_fp8_cpu on the same (bf16-valued) inputs:
+// IEEE division for the scale and the quotients, the hardware's RNE saturating e4m3 conversion.
+// Asynchronous on stream.
 void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
-                                   cudaStream_t stream);
+                                   cudaStream_t stream, Fp8ScaleLayout layout = Fp8ScaleLayout::kTokenMajor);
 
 // SwiGLU fused with the quantisation (one pass instead of silu_mul_cuda's bf16 write and a
 // quantisation pass that reads it back): gate_up [T, 2·I] bf16 (gate columns [0, I), up

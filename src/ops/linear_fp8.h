@@ -84,12 +84,14 @@ void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tenso
 // then the product above. Where the kernel is the GEMV (forced with kGemv, or kAuto's choice at
 // one token, or two with K <= 2048) or the tensor-core GEMV (forced with kGemvMma, or kAuto's
 // choice with T·K <= 8192) it quantises inside, one launch; otherwise the quantised copy comes
-// from the stream-ordered caching allocator and the quantiser runs first.
+// from the stream-ordered caching allocator and the quantiser runs first, writing the scales in
+// cuBLASLt's layout [G, T] when the product goes to cuBLASLt (no transpose pass).
 void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act,
                      Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto);
 
 // x_scales [T, G] f32 -> out [G, T] f32: the activation scales in cuBLASLt's VEC128 layout. An
-// activation quantiser that writes [G, T] itself lets a caller skip this pass.
+// activation quantiser that writes [G, T] itself (Fp8ScaleLayout::kGroupMajor, ops/fp8_quant.h)
+// lets a caller skip this pass.
 void transpose_fp8_act_scales_cuda(const Tensor& x_scales, Tensor& out, cudaStream_t stream);
 
 }  // namespace mlaserve::ops

@@ -12,7 +12,8 @@
 // GemmProblem::fp8_scales (scale layouts from the cuBLAS guide, "Scaling factors layouts"):
 //   a_vec128  [ceil(K/128), M] f32, M contiguous: A's 1 x 128 groups (VEC128_32F). Note the
 //             transpose: an activation quantiser writes [M, ceil(K/128)]
-//             (ops/fp8_quant.h; transpose_fp8_act_scales_cuda in ops/linear_fp8.h).
+//             (ops/fp8_quant.h; transpose_fp8_act_scales_cuda in ops/linear_fp8.h), or
+//             [ceil(K/128), M] with Fp8ScaleLayout::kGroupMajor.
 //   b_blk128  [ceil(N/128), ceil(K/128)] f32, K contiguous: B's 128 x 128 blocks
 //             (BLK128x128_32F), the checkpoint's scale_inv as stored.
 // cuBLASLt's own constraints, checked: M and N multiples of 4, K a multiple of 16,

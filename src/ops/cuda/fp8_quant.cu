@@ -7,7 +7,9 @@
 // with the hardware's round-to-nearest-even, saturating conversion (cvt.rn.satfinite: finite
 // values beyond ±448 and infinities become ±448, NaN stays NaN, as dtype.h's float_to_e4m3).
 // The scale and the quotient use IEEE division (__fdiv_rn), so for the same fp32 inputs the
-// result is bit-identical to quantize_activations_fp8_cpu. Lane 0 writes the scale.
+// result is bit-identical to quantize_activations_fp8_cpu. Lane 0 writes the scale, token-major
+// [T, G] or group-major [G, T] (Fp8ScaleLayout: cuBLASLt's layout, a strided write of one float a
+// group, so the FP8 linear's cuBLASLt path needs no transpose pass).
 // Fast path (K a multiple of 8, 16-byte aligned rows): a half-warp per group, lane l of it
 // owning channels 8l .. 8l+7 (one 16-byte load, two with SwiGLU; one 8-byte store), and each warp
 // issuing the loads of kVecItems groups (consecutive in memory) before it reduces any: at 4 a warp
@@ -38,7 +40,9 @@ struct Fp8QuantParams {
   const __nv_bfloat16* x;  // row t at x + t * x_stride: K values, or with SwiGLU the gate (K
                            // values) followed by the up half at x + t * x_stride + K
   __nv_fp8_e4m3* x_q;      // [T, K]
-  float* scales;           // [T, G]
+  float* scales;           // (row, group) at row * scale_row_stride + group * scale_group_stride
+  int64_t scale_row_stride;    // G ([T, G] scales) or 1 ([G, T])
+  int64_t scale_group_stride;  // 1 or T
   int64_t rows;            // T
   int64_t k;               // K
   int64_t x_stride;        // K, or 2K with SwiGLU
@@ -85,7 +89,7 @@ __global__ void __launch_bounds__(kThreads) fp8_quant_vec8_kernel(Fp8QuantParams
     const uint2 codes = gpu::quantize_e4m3x8(v, scale);
     if (!in[u]) continue;
     *reinterpret_cast<uint2*>(p.x_q + row[u] * p.k + group[u] * 128 + 8 * l16) = codes;
-    if (l16 == 0) p.scales[row[u] * p.groups + group[u]] = scale;
+    if (l16 == 0) p.scales[row[u] * p.scale_row_stride + group[u] * p.scale_group_stride] = scale;
   }
 }
 
@@ -118,7 +122,7 @@ __global__ void __launch_bounds__(kThreads) fp8_quant_kernel(Fp8QuantParams p) {
   for (int i = 0; i < 4; ++i) {
     if (valid[i]) dst[c0 + lane + 32 * i] = gpu::fp8_act_quantize(v[i], scale);
   }
-  if (lane == 0) p.scales[row * p.groups + g] = scale;
+  if (lane == 0) p.scales[row * p.scale_row_stride + g * p.scale_group_stride] = scale;
 }
 
 template <bool kSwiGlu>
@@ -140,21 +144,25 @@ void launch(const Fp8QuantParams& p, cudaStream_t stream) {
 }
 
 Fp8QuantParams make_params(std::string_view op, const Tensor& x, int64_t k, const ActQuantParams& params,
-                           Tensor& x_q, Tensor& scales) {
+                           Tensor& x_q, Tensor& scales, Fp8ScaleLayout layout = Fp8ScaleLayout::kTokenMajor) {
   gpu::check_dtype(op, "x", x, DType::kBF16);
   gpu::check_dtype(op, "x_q", x_q, DType::kF8E4M3);
   gpu::check_dtype(op, "scales", scales, DType::kF32);
   MLA_CHECK(params.amax_floor > 0.0f, "{}: amax_floor must be positive, got {}", op, params.amax_floor);
   const int64_t t = x.dim(0);
   gpu::check_shape(op, "x_q", x_q, {t, k});
-  gpu::check_shape(op, "scales", scales, {t, fp8_num_blocks(k)});
+  const int64_t g = fp8_num_blocks(k);
+  const bool group_major = layout == Fp8ScaleLayout::kGroupMajor;
+  gpu::check_shape(op, "scales", scales, group_major ? Shape{g, t} : Shape{t, g});
   return Fp8QuantParams{gpu::ptr<const __nv_bfloat16>(x),
                         gpu::ptr<__nv_fp8_e4m3>(x_q),
                         gpu::ptr<float>(scales),
+                        group_major ? 1 : g,
+                        group_major ? t : 1,
                         t,
                         k,
                         x.dim(1),
-                        fp8_num_blocks(k),
+                        g,
                         params.amax_floor,
                         params.scale_format == Fp8ScaleFormat::kUE8M0};
 }
@@ -162,10 +170,10 @@ Fp8QuantParams make_params(std::string_view op, const Tensor& x, int64_t k, cons
 }  // namespace
 
 void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
-                                   cudaStream_t stream) {
+                                   cudaStream_t stream, Fp8ScaleLayout layout) {
   constexpr std::string_view kOp = "quantize_activations_fp8_cuda";
   MLA_CHECK(x.ndim() == 2, "{}: x {} must be [T, K]", kOp, shape_str(x.shape()));
-  launch<false>(make_params(kOp, x, x.dim(1), params, x_q, scales), stream);
+  launch<false>(make_params(kOp, x, x.dim(1), params, x_q, scales, layout), stream);
 }
 
 void silu_mul_quantize_fp8_cuda(const Tensor& gate_up, const ActQuantParams& params, Tensor& x_q, Tensor& scales,

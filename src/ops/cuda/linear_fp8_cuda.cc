@@ -1,6 +1,7 @@
 // linear_fp8_w8a8_cuda and linear_fp8_cuda (ops/linear_fp8.h): argument checks, the kernel choice
-// (linear_fp8_heuristics.h), and the cuBLASLt path, whose activation scales are transposed into
-// a per-stream workspace first (cuBLASLt's VEC128 layout is [ceil(K/128), T]).
+// (linear_fp8_heuristics.h), and the cuBLASLt path, whose activation scales go into a per-stream
+// workspace in cuBLASLt's VEC128 layout [ceil(K/128), T]: transposed there from quantised x, or
+// written so by the quantiser when linear_fp8_cuda quantises bf16 x itself.
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -88,33 +89,40 @@ float* scale_workspace(cudaStream_t stream) {
   return static_cast<float*>(ws->data());
 }
 
-// cuBLASLt in chunks of T whose transposed scales fit the workspace (one chunk up to 7281
-// tokens at K = 18432).
+// Tokens of one cuBLASLt call: as many as the workspace holds scales of (7281 at K = 18432).
+int64_t cublaslt_chunk(int64_t t, int64_t k) { return std::min(t, kScaleWorkspaceFloats / fp8_num_blocks(k) / 4 * 4); }
+
+// out rows [r0, r0 + rows) = x_q rows [r0, r0 + rows) · w_qᵀ through cuBLASLt, those rows' scales
+// at scales_t in its layout [G, rows].
+void cublaslt_rows(const Tensor& x_q, const float* scales_t, const Tensor& w_q, const Tensor& w_scale_inv, int64_t r0,
+                   int64_t rows, Tensor& out, cudaStream_t stream) {
+  const int64_t k = x_q.dim(1), n = w_q.dim(0);
+  const int64_t out_elem = static_cast<int64_t>(dtype_size(out.dtype()));
+  cuda::GemmProblem p;
+  p.m = rows;
+  p.n = n;
+  p.k = k;
+  p.ab_dtype = DType::kF8E4M3;
+  p.d_dtype = out.dtype();
+  p.b_layout = cuda::BLayout::kNK;
+  p.a = {static_cast<const uint8_t*>(x_q.raw()) + r0 * k, k, 0};
+  p.b = {w_q.raw(), k, 0};
+  p.d = static_cast<uint8_t*>(out.raw()) + r0 * n * out_elem;
+  p.d_row_stride = n;
+  p.fp8_scales = {scales_t, static_cast<const float*>(w_scale_inv.raw())};
+  cuda::lt_gemm(p, stream);
+}
+
+// cuBLASLt in chunks of T whose transposed scales fit the workspace.
 void run_cublaslt(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
                   Tensor& out, cudaStream_t stream) {
-  const int64_t t = x_q.dim(0), k = x_q.dim(1), n = w_q.dim(0), g = fp8_num_blocks(k);
-  const int64_t chunk = std::min(t, kScaleWorkspaceFloats / g / 4 * 4);
+  const int64_t t = x_q.dim(0), g = fp8_num_blocks(x_q.dim(1)), chunk = cublaslt_chunk(t, x_q.dim(1));
   float* scales_t = scale_workspace(stream);
-  const auto* xq = static_cast<const uint8_t*>(x_q.raw());
   const auto* xs = static_cast<const float*>(x_scales.raw());
-  auto* o = static_cast<uint8_t*>(out.raw());
-  const int64_t out_elem = static_cast<int64_t>(dtype_size(out.dtype()));
   for (int64_t r0 = 0; r0 < t; r0 += chunk) {
     const int64_t rows = std::min(chunk, t - r0);
     sm90_fp8::transpose_f32(xs + r0 * g, scales_t, rows, g, stream);  // [rows, G] -> [G, rows]
-    cuda::GemmProblem p;
-    p.m = rows;
-    p.n = n;
-    p.k = k;
-    p.ab_dtype = DType::kF8E4M3;
-    p.d_dtype = out.dtype();
-    p.b_layout = cuda::BLayout::kNK;
-    p.a = {xq + r0 * k, k, 0};
-    p.b = {w_q.raw(), k, 0};
-    p.d = o + r0 * n * out_elem;
-    p.d_row_stride = n;
-    p.fp8_scales = {scales_t, static_cast<const float*>(w_scale_inv.raw())};
-    cuda::lt_gemm(p, stream);
+    cublaslt_rows(x_q, scales_t, w_q, w_scale_inv, r0, rows, out, stream);
   }
 }
 
@@ -165,16 +173,23 @@ void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_i
   const bool gemv = path == sm90_fp8::Fp8GemmPath::kGemv;
   const bool gemv_mma = path == sm90_fp8::Fp8GemmPath::kGemvMma &&
                         (kernel == Fp8GemmKernel::kGemvMma || sm90_fp8::gemv_mma_quantizes(t, k));
+  check_gpu(w_q, "w_q", DType::kF8E4M3, {n, k}, kOpBf16);
+  check_gpu(w_scale_inv, "w_scale_inv", DType::kF32, {fp8_num_blocks(n), fp8_num_blocks(k)}, kOpBf16);
+  check_gpu(out, "out", out.dtype() == DType::kF32 ? DType::kF32 : DType::kBF16, {t, n}, kOpBf16);
   if (gemv_mma || (gemv && (kernel == Fp8GemmKernel::kGemv || sm90_fp8::gemv_quantizes(t, k)))) {
-    check_gpu(w_q, "w_q", DType::kF8E4M3, {n, k}, kOpBf16);
-    check_gpu(w_scale_inv, "w_scale_inv", DType::kF32, {fp8_num_blocks(n), fp8_num_blocks(k)}, kOpBf16);
-    check_gpu(out, "out", out.dtype() == DType::kF32 ? DType::kF32 : DType::kBF16, {t, n}, kOpBf16);
     const sm90_fp8::Fp8GemvOperands o{x.raw(), nullptr, w_q.raw(), static_cast<const float*>(w_scale_inv.raw()),
                                       out.raw(), out.dtype() == DType::kF32};
     if (gemv_mma) return sm90_fp8::run_fp8_gemv_mma(o, t, n, k, /*quantize=*/true, act, stream);
     return sm90_fp8::run_fp8_gemv(o, t, n, k, /*quantize=*/true, act, stream);
   }
-  Tensor x_q = Tensor::empty({t, k}, DType::kF8E4M3, Device::kCUDA);                  // [T, K]
+  Tensor x_q = Tensor::empty({t, k}, DType::kF8E4M3, Device::kCUDA);  // [T, K]
+  if (path == sm90_fp8::Fp8GemmPath::kCublasLt && cublaslt_chunk(t, k) == t) {
+    // The scales straight into cuBLASLt's layout: no transpose pass.
+    Tensor scales_t =
+        Tensor::view_of(scale_workspace(stream), {fp8_num_blocks(k), t}, DType::kF32, Device::kCUDA, nullptr);
+    quantize_activations_fp8_cuda(x, act, x_q, scales_t, stream, Fp8ScaleLayout::kGroupMajor);  // [G, T]
+    return cublaslt_rows(x_q, static_cast<const float*>(scales_t.raw()), w_q, w_scale_inv, 0, t, out, stream);
+  }
   Tensor x_scales = Tensor::empty({t, fp8_num_blocks(k)}, DType::kF32, Device::kCUDA);  // [T, K/128]
   quantize_activations_fp8_cuda(x, act, x_q, x_scales, stream);
   linear_fp8_w8a8_cuda(x_q, x_scales, w_q, w_scale_inv, out, stream, kernel);

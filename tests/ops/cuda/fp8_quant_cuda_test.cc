@@ -16,6 +16,8 @@
 // differ by an ulp, which moves a quotient across an e4m3 rounding boundary only when it lies
 // within an ulp of one; we allow codes one step apart (the same sign, adjacent magnitudes) on at
 // most 1e-3 of the elements and scales within 4 ulp (1 ulp from the amax, rounding of amax / 448).
+// Without SwiGLU, the group-major scale layout (cuBLASLt's [G, T]) must give the same codes and the
+// transposed scales of the token-major run, bit for bit.
 // The weight quantiser (fp8_block.h) is checked the same way at the end of this file.
 #include <gtest/gtest.h>
 
@@ -98,6 +100,26 @@ class Fp8QuantCuda : public testing::CudaOpTest {
     return r;
   }
 
+  // The group-major scale layout (cuBLASLt's [G, T]): the same codes and, transposed, the same
+  // scales as the token-major run `token_major`, bit for bit.
+  void check_group_major(const Tensor& x_host, const ActQuantParams& params, const Result& token_major) {
+    const int64_t t = x_host.dim(0), k = x_host.dim(1), g = fp8_num_blocks(k);
+    const Tensor x = x_host.to(Device::kCUDA);
+    Tensor q = testing::poisoned_gpu({t, k}, DType::kF8E4M3, cuda_stream());
+    Tensor s = testing::poisoned_gpu({g, t}, DType::kF32, cuda_stream());
+    quantize_activations_fp8_cuda(x, params, q, s, cuda_stream(), Fp8ScaleLayout::kGroupMajor);
+    const Tensor gq = to_host(q), gs = to_host(s);
+    EXPECT_EQ(std::memcmp(gq.raw(), token_major.q.raw(), static_cast<size_t>(t * k)), 0)
+        << "group-major codes differ from the token-major run's";
+    const float* got_s = gs.data<float>();                     // [G, T]
+    const float* want_s = token_major.scales.data<float>();    // [T, G]
+    int64_t differ = 0;
+    for (int64_t r = 0; r < t; ++r) {
+      for (int64_t j = 0; j < g; ++j) differ += float_bits(got_s[j * t + r]) == float_bits(want_s[r * g + j]) ? 0 : 1;
+    }
+    EXPECT_EQ(differ, 0) << "group-major scales differ from the token-major run's, transposed (of " << t * g << ")";
+  }
+
   void check(int64_t t, int64_t k, Fp8ScaleFormat format, bool swiglu) {
     const uint64_t seed = fresh_seed();
     SCOPED_TRACE("seed " + std::to_string(seed) + ", T " + std::to_string(t) + ", K " + std::to_string(k) +
@@ -133,6 +155,7 @@ class Fp8QuantCuda : public testing::CudaOpTest {
     if (!swiglu) {
       EXPECT_EQ(differ, 0) << "e4m3 codes differ from the CPU's (of " << t * k << ")";
       EXPECT_EQ(scale_differ, 0) << "scales differ from the CPU's (worst relative " << worst_scale << ")";
+      check_group_major(x, params, got);
     } else {
       EXPECT_EQ(far, 0) << "codes more than one e4m3 step from the CPU's";
       EXPECT_LE(differ, std::max<int64_t>(1, t * k / 1000)) << "codes one step apart, of " << t * k;
@@ -169,6 +192,9 @@ TEST_F(Fp8QuantCuda, RejectsWrongShapes) {
   Tensor q = Tensor::empty({4, 256}, DType::kF8E4M3, Device::kCUDA);
   Tensor s = Tensor::empty({4, 3}, DType::kF32, Device::kCUDA);
   EXPECT_THROW(quantize_activations_fp8(x, ActQuantParams{}, q, s, stream()), Error);
+  Tensor s_t = Tensor::empty({4, 2}, DType::kF32, Device::kCUDA);  // group-major is [2, 4]
+  EXPECT_THROW(quantize_activations_fp8_cuda(x, ActQuantParams{}, q, s_t, cuda_stream(), Fp8ScaleLayout::kGroupMajor),
+               Error);
 }
 
 // ---- DeepSeek widths -------------------------------------------------------------------------

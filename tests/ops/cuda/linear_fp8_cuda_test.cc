@@ -6,7 +6,8 @@
 // must be fully written. At T > 16 only some rows are checked against the CPU (first, last, two
 // random): a wrong tile, split or stride shows in any row it touches. linear_fp8_cuda (bf16
 // activations, quantised inside the GEMVs or by the quantiser before the other kernels) against
-// linear_fp8_cpu on the same bf16 values, at the decode token counts: the quantisation is
+// linear_fp8_cpu on the same bf16 values, at the decode token counts and at 1000 tokens through
+// cuBLASLt (its scales written by the quantiser in cuBLASLt's layout): the quantisation is
 // bit-identical on both sides, so the same bounds hold.
 // The tensor-core GEMV (kGemvMma, T <= 8) also on its own at T = 1 .. 8 on every projection, both
 // activation kinds, every launch shape of kFp8GemvMmaConfigs on the small cases, and in a chain
@@ -258,6 +259,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
       std::vector<Fp8GemmKernel> kernels = {Fp8GemmKernel::kAuto, Fp8GemmKernel::kSm90SwapAB};
       if (sm90_fp8::fp8_gemv_fits(m, k)) kernels.push_back(Fp8GemmKernel::kGemv);
       if (sm90_fp8::fp8_gemv_mma_fits(m, k)) kernels.push_back(Fp8GemmKernel::kGemvMma);
+      if (sm90_fp8::cublaslt_fp8_fits(m, n, k)) kernels.push_back(Fp8GemmKernel::kCublasLt);
       for (const Fp8GemmKernel kernel : kernels) {
         const std::string what = "bf16 x M " + std::to_string(m) + " N " + std::to_string(n) + " K " +
                                  std::to_string(k) + " kernel " + std::to_string(static_cast<int>(kernel));
@@ -637,6 +639,16 @@ TEST_F(LinearFp8Cuda, V2LiteDecodeBf16Activations) {
            {2048, 2816}}) {
     check_bf16(n, k, {1, 2, 4}, ActQuantParams{});
   }
+}
+
+// bf16 activations at prefill sizes, where kAuto takes cuBLASLt and the quantiser writes the
+// scales in its layout (no transpose pass): V2-Lite's q_proj and o_proj (UE8M0 scales), V3's
+// kv_a_proj (f32 out); 1000 tokens, every row checked.
+TEST_F(LinearFp8Cuda, PrefillBf16ActivationsThroughCublasLt) {
+  ASSERT_EQ(sm90_fp8::choose_fp8_gemm(1000, 3072, 2048), sm90_fp8::Fp8GemmPath::kCublasLt);
+  check_bf16(3072, 2048, {1000}, ActQuantParams{});
+  check_bf16(576, 7168, {1000}, ActQuantParams{}, DType::kF32);
+  check_bf16(2048, 2048, {1000}, ActQuantParams{kFp8AmaxFloor, Fp8ScaleFormat::kUE8M0});
 }
 
 // V3 / R1 (hidden 7168, q_lora 1536, kv_lora 512, 128 heads, dense MLP 18432, shared expert 2048).
