@@ -70,12 +70,15 @@ namespace mlaserve::ops {
 //   kCublasLt    cuBLASLt's block-scaled FP8 (BLK128x128 weights, VEC128 activations). Needs T, N
 //                multiples of 4 (N of 8), ceil(K/128) a multiple of 4; the activation scales are
 //                transposed to [ceil(K/128), T] into a workspace first (cuBLASLt's layout).
+//   kOneGroup    the grouped MoE FP8 GEMM (moe_grouped_gemm_fp8_cuda, ops/moe_experts.h) with the
+//                whole batch as one group: N and K multiples of 128, bf16 out. kAuto takes it past
+//                128 tokens where cuBLASLt refuses the shape (V2-Lite's K = 2816).
 //
 // Asynchronous on stream; no host synchronisation. Allocation: the first call on a (thread,
 // device, stream) allocates a 4 MiB scale workspace and cuBLASLt its handle and workspace; run
 // each shape once before capturing it in a CUDA graph (a first call during capture fails with a
 // message). Bad shapes or dtypes throw before anything is enqueued.
-enum class Fp8GemmKernel : uint8_t { kAuto, kSm90SwapAB, kCublasLt, kGemv, kGemvMma };
+enum class Fp8GemmKernel : uint8_t { kAuto, kSm90SwapAB, kCublasLt, kGemv, kGemvMma, kOneGroup };
 
 void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
                           Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto);

@@ -15,6 +15,7 @@
 #include "ops/cuda/device_props.h"
 #include "ops/cuda/linear_fp8_gemv.h"
 #include "ops/cuda/linear_fp8_heuristics.h"
+#include "ops/cuda/linear_fp8_one_group.h"
 #include "ops/cuda/linear_fp8_sm90.h"
 #include "ops/fp8_block.h"
 #include "ops/linear_fp8.h"
@@ -38,13 +39,13 @@ bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()) % 
 // The kernel that runs: kAuto's choice, or the forced one where it takes the shape.
 // x_quantized: x arrives as e4m3 + scales (linear_fp8_w8a8_cuda), not bf16.
 sm90_fp8::Fp8GemmPath choose_path(int64_t t, int64_t n, int64_t k, Fp8GemmKernel kernel, bool gemv_aligned,
-                                  bool x_quantized, std::string_view op) {
+                                  bool x_quantized, bool bf16_out, std::string_view op) {
   switch (kernel) {
     case Fp8GemmKernel::kAuto: {
       if (gemv_aligned && sm90_fp8::use_gemv_mma(t, k, x_quantized) && sm90_fp8::fp8_gemv_mma_fits(t, k)) {
         return sm90_fp8::Fp8GemmPath::kGemvMma;
       }
-      const sm90_fp8::Fp8GemmPath path = sm90_fp8::choose_fp8_gemm(t, n, k);
+      const sm90_fp8::Fp8GemmPath path = sm90_fp8::choose_fp8_gemm(t, n, k, bf16_out);
       return path != sm90_fp8::Fp8GemmPath::kGemv || gemv_aligned ? path : sm90_fp8::Fp8GemmPath::kSwapAB;
     }
     case Fp8GemmKernel::kSm90SwapAB: return sm90_fp8::Fp8GemmPath::kSwapAB;
@@ -66,6 +67,10 @@ sm90_fp8::Fp8GemmPath choose_path(int64_t t, int64_t n, int64_t k, Fp8GemmKernel
                 "fit in shared memory, and 16-byte aligned operands",
                 op, t, k);
       return sm90_fp8::Fp8GemmPath::kGemvMma;
+    case Fp8GemmKernel::kOneGroup:
+      MLA_CHECK(sm90_fp8::one_group_fits(n, k) && bf16_out,
+                "{}: the one-group grouped GEMM needs N and K multiples of 128 and bf16 out; got N {} K {}", op, n, k);
+      return sm90_fp8::Fp8GemmPath::kOneGroup;
   }
   return sm90_fp8::Fp8GemmPath::kSwapAB;
 }
@@ -143,8 +148,10 @@ void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tenso
   MLA_CHECK(t < (int64_t{1} << 31) / 128 && n < (int64_t{1} << 31) && g < (int64_t{1} << 24),
             "{}: [{}, {}] x [{}, {}] is past the kernels' 32-bit coordinates", kOp, t, k, n, k);
 
-  const sm90_fp8::Fp8GemmPath path = choose_path(t, n, k, kernel, aligned16(x_q) && aligned16(w_q), /*x_quantized=*/true, kOp);
+  const sm90_fp8::Fp8GemmPath path = choose_path(t, n, k, kernel, aligned16(x_q) && aligned16(w_q),
+                                                 /*x_quantized=*/true, out.dtype() == DType::kBF16, kOp);
   if (path == sm90_fp8::Fp8GemmPath::kCublasLt) return run_cublaslt(x_q, x_scales, w_q, w_scale_inv, out, stream);
+  if (path == sm90_fp8::Fp8GemmPath::kOneGroup) return run_fp8_one_group(x_q, x_scales, w_q, w_scale_inv, out, stream);
   if (path == sm90_fp8::Fp8GemmPath::kGemv) {
     return sm90_fp8::run_fp8_gemv({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
                                    static_cast<const float*>(w_scale_inv.raw()), out.raw(), out.dtype() == DType::kF32},
@@ -169,7 +176,8 @@ void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_i
   check_gpu(x, "x", DType::kBF16, {t, k}, kOpBf16);
   if (t == 0 || n == 0) return;
   const bool gemv_aligned = aligned16(x) && aligned16(w_q);
-  const sm90_fp8::Fp8GemmPath path = choose_path(t, n, k, kernel, gemv_aligned, /*x_quantized=*/false, kOpBf16);
+  const sm90_fp8::Fp8GemmPath path =
+      choose_path(t, n, k, kernel, gemv_aligned, /*x_quantized=*/false, out.dtype() == DType::kBF16, kOpBf16);
   const bool gemv = path == sm90_fp8::Fp8GemmPath::kGemv;
   const bool gemv_mma = path == sm90_fp8::Fp8GemmPath::kGemvMma &&
                         (kernel == Fp8GemmKernel::kGemvMma || sm90_fp8::gemv_mma_quantizes(t, k));

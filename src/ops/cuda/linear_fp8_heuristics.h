@@ -13,7 +13,10 @@
 //     ceil(K/128) of 4): at T = 64-128 on the wide projections the swap-AB kernel re-reads the
 //     activation tile once per 64-128 weight rows from L2, and that traffic (1.5-3x the weight's)
 //     caps it below cuBLASLt. Shapes cuBLASLt refuses (T % 4 != 0, V2-Lite's K = 10944 or 2816)
-//     take the swap-AB kernel at any T: correct, but it re-reads the weight once per 128 tokens.
+//     take, past 128 tokens with K and N multiples of 128 and bf16 out, the grouped MoE FP8 GEMM
+//     as one group (kOneGroup: V2-Lite's shared-expert down, 2048 x 2816, where the swap-AB kernel
+//     ran 46 us at 1,600 tokens, ~400 TFLOPS; H200, ncu, 2026-11-29), else the swap-AB kernel:
+//     correct, but it re-reads the weight once per 128 tokens.
 //
 // Swap-AB tiles: 64·wgs weight rows (wgs consumer warpgroups, 1 or 2) x BN tokens per CTA, BN =
 // 16, 64 or 128 (the smallest that holds T, at most 128; more tokens take more tiles). Then one of
@@ -35,7 +38,7 @@
 
 namespace mlaserve::ops::sm90_fp8 {
 
-enum class Fp8GemmPath : uint8_t { kSwapAB, kCublasLt, kGemv, kGemvMma };
+enum class Fp8GemmPath : uint8_t { kSwapAB, kCublasLt, kGemv, kGemvMma, kOneGroup };
 
 inline constexpr int64_t kGemvMaxTokens = 4;  // linear_fp8_gemv.cuh's kFp8GemvMaxTokens
 
@@ -87,10 +90,15 @@ inline bool use_gemv_mma(int64_t t, int64_t k, bool x_quantized) {
 // costs ~2), +4 at 8 x 2048 and +3 at 2 x 2816.
 inline bool gemv_mma_quantizes(int64_t t, int64_t k) { return t * k <= 8192; }
 
-inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k) {
+// The grouped MoE FP8 GEMM's operand constraints (ops/moe_experts.h), which kOneGroup runs.
+inline bool one_group_fits(int64_t n, int64_t k) { return n % 128 == 0 && k % 128 == 0; }
+
+// bf16_out: the output is bf16 (the grouped GEMM writes no f32).
+inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k, bool bf16_out = true) {
   if (use_gemv(t, n, k)) return Fp8GemmPath::kGemv;
-  const bool swap_ab = t <= 16 || (t <= kSwapAbMaxTokens && n < 2048) || !cublaslt_fp8_fits(t, n, k);
-  return swap_ab ? Fp8GemmPath::kSwapAB : Fp8GemmPath::kCublasLt;
+  if (t <= 16 || (t <= kSwapAbMaxTokens && n < 2048)) return Fp8GemmPath::kSwapAB;
+  if (cublaslt_fp8_fits(t, n, k)) return Fp8GemmPath::kCublasLt;
+  return t > kSwapAbMaxTokens && bf16_out && one_group_fits(n, k) ? Fp8GemmPath::kOneGroup : Fp8GemmPath::kSwapAB;
 }
 
 // Token tile width of the swap-AB kernel.

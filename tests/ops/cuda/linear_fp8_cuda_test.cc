@@ -177,6 +177,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
       const auto checked = static_cast<int64_t>(rows.size());
       std::vector<Fp8GemmKernel> kernels = {Fp8GemmKernel::kAuto, Fp8GemmKernel::kSm90SwapAB};
       if (sm90_fp8::cublaslt_fp8_fits(m, n, k)) kernels.push_back(Fp8GemmKernel::kCublasLt);
+      if (sm90_fp8::one_group_fits(n, k) && !f32_out) kernels.push_back(Fp8GemmKernel::kOneGroup);
       if (sm90_fp8::fp8_gemv_fits(m, k)) kernels.push_back(Fp8GemmKernel::kGemv);
       if (sm90_fp8::fp8_gemv_mma_fits(m, k)) kernels.push_back(Fp8GemmKernel::kGemvMma);
       const std::string shape = "M " + std::to_string(m) + " N " + std::to_string(n) + " K " + std::to_string(k);
@@ -358,6 +359,10 @@ TEST_F(LinearFp8Cuda, SmallBf16Activations) {
   check_bf16(160, 272, {1, 4}, ActQuantParams{kFp8AmaxFloor, Fp8ScaleFormat::kUE8M0});
   check_bf16(1088, 640, {1, 3}, ActQuantParams{}, DType::kF32);
 }
+
+// The one-group grouped GEMM (kOneGroup; kAuto's past 128 tokens here, where cuBLASLt refuses
+// K = 384's three groups): one token, 130 and 301 (a partial 128-row tile).
+TEST_F(LinearFp8Cuda, SmallOneGroup) { check(256, 384, {1, 130, 301}); }
 
 // N = 160: a partial 128-row scale block and a partial 64-row tile; K = 272: a partial K group.
 TEST_F(LinearFp8Cuda, SmallPartialBlocks) { check(160, 272, {1, 5, 33, 130}); }
@@ -673,6 +678,18 @@ TEST_F(LinearFp8Cuda, V2LiteDenseGateOrUp) { check(10944, 2048, kTokens); }
 TEST_F(LinearFp8Cuda, V2LiteDenseDown) { check(2048, 10944, kTokens); }
 TEST_F(LinearFp8Cuda, V2LiteSharedGateOrUp) { check(2816, 2048, kTokens); }
 TEST_F(LinearFp8Cuda, V2LiteSharedDown) { check(2048, 2816, kTokens); }
+
+// Where kAuto sends the shapes cuBLASLt refuses (ceil(K/128) not a multiple of 4).
+TEST(LinearFp8Rule, OneGroupPastSwapAbSizesWhereCublasLtRefuses) {
+  using sm90_fp8::choose_fp8_gemm;
+  using sm90_fp8::Fp8GemmPath;
+  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2816), Fp8GemmPath::kOneGroup);        // V2-Lite shared down
+  EXPECT_EQ(choose_fp8_gemm(129, 2048, 2816), Fp8GemmPath::kOneGroup);
+  EXPECT_EQ(choose_fp8_gemm(128, 2048, 2816), Fp8GemmPath::kSwapAB);          // decode sizes
+  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2816, false), Fp8GemmPath::kSwapAB);  // f32 out
+  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 10944), Fp8GemmPath::kSwapAB);        // K not a multiple of 128
+  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2048), Fp8GemmPath::kCublasLt);
+}
 
 // f32 outputs at the projections whose outputs are all-reduced under tensor parallelism (o_proj,
 // the dense and shared down projections), at their TP-2 shapes (K halved).
