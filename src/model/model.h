@@ -78,7 +78,7 @@ inline constexpr int32_t kMaxAbsorbedQueryLen = 4;
 // independent chains of each layer side by side on a second stream (core/side_stream.h): the
 // latent row (kv_a, norm, RoPE, cache write) beside the query projection (mla_block.cc), and the
 // MoE's shared experts beside the router and the routed experts (ffn_block.cc).
-inline constexpr int64_t kSideBranchMaxTokens = 256;
+inline constexpr int64_t kSideBranchMaxTokens = 16384;
 
 // What the paged cache holds per token and layer (issue #7).
 enum class KvCacheLayout {
