@@ -96,16 +96,16 @@ Tensor DeepSeekModel::ffn(int64_t layer, const Tensor& m) {
 // the GPU, more rows than the GEMV takes), the T token rows are quantised instead and their e4m3
 // codes and scales gathered (gather_fp8_rows): the same bits, since the quantisation is per row,
 // over k times fewer rows and half the gathered bytes. The shared experts, when the model has
-// them, write shared_out [T, H]: at decode sizes (t <= kSideBranchMaxTokens) on the side stream
-// beside the router and the routed experts, which do not depend on them: two chains of small
-// kernels overlap (at one token the shared experts' ~15 us hide behind the routed chain's
-// ~45 us); the branch is joined before this returns, so the combine that follows waits for both.
-// The arithmetic is the same in either order.
+// them, write shared_out [T, H] on the side stream beside the router and the routed experts,
+// which do not depend on them (model.h, ModelOptions::side_stream): at one token the shared
+// experts' ~15 us hide behind the routed chain's ~45 us; at prefill sizes they fill the SMs
+// that the routing kernels leave idle. The branch is joined before this returns, so the combine
+// that follows waits for both. The arithmetic is the same in either order.
 ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Tensor& m, Tensor shared_out) {
   const int64_t t = m.dim(0), hidden = config_.hidden_size, k = config_.num_experts_per_tok;
   const int64_t num_experts = config_.n_routed_experts;
   const Stream stream = options_.stream;
-  std::optional<ForkedBranch> shared_branch = w.shared ? fork_side_branch(t) : std::optional<ForkedBranch>();
+  std::optional<ForkedBranch> shared_branch = w.shared ? fork_side_branch() : std::optional<ForkedBranch>();
   if (w.shared) {
     if (!shared_branch) mark("mlp");
     mlp(*w.shared, m, shared_out, shared_branch ? shared_branch->stream() : stream);

@@ -28,9 +28,9 @@ Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetada
   const Stream stream = options_.stream;
 
   mark("attn.project");
-  // The cache row [RMSNorm(latent) | RoPE(k_pe)] of every new token; at decode sizes on the side
-  // stream, beside the query projection (model.h, kSideBranchMaxTokens).
-  std::optional<ForkedBranch> kv_branch = fork_side_branch(t);
+  // The cache row [RMSNorm(latent) | RoPE(k_pe)] of every new token, on the side stream beside the
+  // query projection (model.h, ModelOptions::side_stream).
+  std::optional<ForkedBranch> kv_branch = fork_side_branch();
   const Stream kv_stream = kv_branch ? kv_branch->stream() : stream;
   const bool latent_layout = options_.kv_cache_layout == KvCacheLayout::kLatent;
   const Tensor ckv = linear(w.kv_a_proj, a, kv_stream);  // [T, dc + dr]

@@ -82,8 +82,8 @@ Tensor DeepSeekModel::linear(const Linear& w, const Tensor& x, std::optional<Str
   return out;
 }
 
-std::optional<ForkedBranch> DeepSeekModel::fork_side_branch(int64_t t) {
-  if (!options_.side_stream || t > kSideBranchMaxTokens || options_.device != Device::kCUDA) return std::nullopt;
+std::optional<ForkedBranch> DeepSeekModel::fork_side_branch() {
+  if (!options_.side_stream || options_.device != Device::kCUDA) return std::nullopt;
   if (!side_.enabled()) side_ = SideStream::create(true);
   return std::optional<ForkedBranch>(std::in_place, side_, options_.stream);
 }

@@ -74,12 +74,6 @@ enum class AttentionForm {
 
 inline constexpr int32_t kMaxAbsorbedQueryLen = 4;
 
-// Steps of at most this many tokens (decode batches, whose kernels each hold few SMs) run two
-// independent chains of each layer side by side on a second stream (core/side_stream.h): the
-// latent row (kv_a, norm, RoPE, cache write) beside the query projection (mla_block.cc), and the
-// MoE's shared experts beside the router and the routed experts (ffn_block.cc).
-inline constexpr int64_t kSideBranchMaxTokens = 16384;
-
 // What the paged cache holds per token and layer (issue #7).
 enum class KvCacheLayout {
   kLatent,  // MLA: one row [RMSNorm(latent) (512) | RoPE(k_pe) (64)] = 576 values for all heads
@@ -95,8 +89,13 @@ struct ModelOptions {
   int64_t context_chunk_tokens = 4096;  // MHA form: cached context up-projected per chunk
   Device device = Device::kCPU;         // where the weights are and the model runs
   Stream stream;                        // GPU: the stream every op is queued on
-  // GPU, steps of at most kSideBranchMaxTokens: two independent chains of each layer overlap on
-  // a second stream (same arithmetic); false queues every op on `stream`, in order.
+  // GPU: two independent chains of each layer overlap on a second stream (core/side_stream.h; the
+  // same arithmetic): the latent row (kv_a, norm, RoPE, cache write) beside the query projection
+  // (mla_block.cc), the MoE's shared experts beside the router and the routed experts
+  // (ffn_block.cc). At decode sizes the kernels each hold few SMs; at prefill sizes the side chain
+  // fills the routing kernels' idle SMs and the big GEMMs' last waves (bench/NOTES-engine.md,
+  // fifteenth session: TTFT of 8,192 tokens -2% BF16, -5% FP8). false queues every op on
+  // `stream`, in order.
   bool side_stream = true;
   // This rank's share of a model split across ranks (unset: the whole model). The weights must
   // already be cut to it (model/shard.h); tp_group is needed when shard.tp_size > 1, pp_group
@@ -192,9 +191,9 @@ class DeepSeekModel {
   // out [T, out_features]; on `stream`, or the model's stream when it is not given.
   void linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream = {}) const;
   Tensor linear(const Linear& w, const Tensor& x, std::optional<Stream> stream = {}) const;  // [T, in] -> [T, out]
-  // A branch on the side stream for a step of t tokens, or none (eager on the model's stream)
-  // when the step is larger than kSideBranchMaxTokens or runs on the CPU.
-  std::optional<ForkedBranch> fork_side_branch(int64_t t);
+  // A branch on the side stream, or none (every op on the model's stream) when side_stream is
+  // off or the model runs on the CPU.
+  std::optional<ForkedBranch> fork_side_branch();
   Tensor act(Shape shape) const { return Tensor::empty(std::move(shape), act_dtype_, options_.device); }
   // An output that all_reduce sums over the tensor-parallel group (o_proj, the FFN): f32 when
   // tp_size > 1, so that the ranks' partial sums are added unrounded and the sum is rounded to
