@@ -43,8 +43,13 @@ __global__ void k(int mode, int* out) {
       if (mode == 0 || mode == 4) {
         const uint32_t b = mode == 0 ? sa(&bar) : sa(&bar32);
         uint32_t done = 0;
-        while (!done) asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.acquire.cta.shared::cta.b64 p, [%1], %2; selp.u32 %0,1,0,p; }"
-                                   : "=r"(done) : "r"(b), "r"((uint32_t)(it & 1)) : "memory");
+        while (!done) {
+          asm volatile(
+              "{ .reg .pred p; mbarrier.try_wait.parity.acquire.cta.shared::cta.b64 p, [%1], %2; selp.u32 %0,1,0,p; }"
+              : "=r"(done)
+              : "r"(b), "r"((uint32_t)(it & 1))
+              : "memory");
+        }
       } else if (mode == 1) {
         asm volatile("bar.sync 1, 64;" ::: "memory");
       }
