@@ -56,34 +56,17 @@ using testing::random_host;
 inline constexpr double kRelL2 = 6e-3, kRow = 1e-2;
 inline constexpr double kGemmRelL2 = 3e-3, kGemmRow = 6e-3;  // one product (check_gemm)
 
-struct MoeShape {
-  int64_t experts, hidden, inter, top_k;
-};
+using testing::all_experts;
+using testing::checked_rows;
+using testing::kSmall;
+using testing::kV2Lite;
+using testing::kV3;
+using testing::MoeShape;
+using testing::offsets_of;
+using testing::random_pool;
+using testing::skewed_counts;
 
-inline constexpr MoeShape kV2Lite{64, 2048, 1408, 6};
-inline constexpr MoeShape kV3{256, 7168, 2048, 8};
 inline constexpr MoeShape kV2{160, 5120, 1536, 6};
-inline constexpr MoeShape kSmall{8, 512, 256, 2};
-
-// Rows per expert for one step of `tokens` tokens routed to top_k experts each, drawn from
-// `pool` only (see the note at the top).
-inline std::vector<int32_t> skewed_counts(const MoeShape& s, const std::vector<int64_t>& pool, int64_t tokens,
-                                   std::mt19937_64& rng) {
-  std::vector<int32_t> counts(static_cast<size_t>(s.experts), 0);
-  std::vector<int64_t> order = pool;
-  std::shuffle(order.begin(), order.end(), rng);
-  const int64_t rows = tokens * s.top_k;
-  if (tokens == 1) {  // one token: k distinct experts, one row each
-    for (int64_t i = 0; i < s.top_k; ++i) counts[order[i % order.size()]] += 1;
-    return counts;
-  }
-  const int64_t active = std::max<int64_t>(1, static_cast<int64_t>(order.size()) * 3 / 4);
-  std::vector<double> weights;
-  for (int64_t i = 0; i < active; ++i) weights.push_back(1.0 / static_cast<double>(i + 1));
-  std::discrete_distribution<int64_t> pick(weights.begin(), weights.end());
-  for (int64_t r = 0; r < rows; ++r) counts[order[pick(rng)]] += 1;
-  return counts;
-}
 
 // Rows per expert for `tokens` tokens each routed to top_k distinct experts drawn uniformly from
 // all E (a partial Fisher-Yates shuffle a token), as a router over uniform scores would.
@@ -98,18 +81,6 @@ inline std::vector<int32_t> random_counts(const MoeShape& s, int64_t tokens, std
     }
   }
   return counts;
-}
-
-// The rows of an expert's range [begin, end) that a check compares: all, or the first, the last
-// and one random row.
-inline std::vector<int64_t> checked_rows(int64_t begin, int64_t end, bool check_all, std::mt19937_64& rng) {
-  std::vector<int64_t> rows;
-  if (check_all) {
-    for (int64_t r = begin; r < end; ++r) rows.push_back(r);
-    return rows;
-  }
-  const std::set<int64_t> picked = {begin, end - 1, std::uniform_int_distribution<int64_t>(begin, end - 1)(rng)};
-  return {picked.begin(), picked.end()};
 }
 
 using sm80::MoeDecodeRing;
@@ -292,8 +263,7 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
   void check_step(const std::vector<int32_t>& counts, uint64_t x_seed, bool check_all,
                   const std::vector<Variant>& variants = {Variant{}}) {
     const MoeShape& s = shape_;
-    std::vector<int32_t> offsets(counts.size() + 1, 0);
-    std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
+    const std::vector<int32_t> offsets = offsets_of(counts);
     const int64_t rows = offsets.back();
     SCOPED_TRACE("seed " + std::to_string(seed_) + ", P " + std::to_string(rows) + " rows over " +
                  std::to_string(s.experts) + " experts");
@@ -330,8 +300,7 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
   void check_paths(const std::vector<int32_t>& counts, uint64_t x_seed, int64_t e0, int64_t e1,
                    bool check_all = true) {
     const MoeShape& s = shape_;
-    std::vector<int32_t> offsets(counts.size() + 1, 0);
-    std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
+    const std::vector<int32_t> offsets = offsets_of(counts);
     const int64_t rows = offsets.back(), first = offsets[e0], last = offsets[e1];
     const std::string where = "paths P " + std::to_string(rows) + " experts [" + std::to_string(e0) + ", " +
                               std::to_string(e1) + ") of " + std::to_string(s.experts) + " H " +
@@ -385,8 +354,7 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
                   bool swiglu, int64_t e0 = 0, int64_t e1 = -1) {
     const MoeShape& s = shape_;
     if (e1 < 0) e1 = s.experts;
-    std::vector<int32_t> offsets(counts.size() + 1, 0);
-    std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
+    const std::vector<int32_t> offsets = offsets_of(counts);
     const int64_t rows = offsets.back(), first = offsets[e0], last = offsets[e1];
     const int64_t k = swiglu ? s.hidden : s.inter, n = swiglu ? s.inter : s.hidden;
     const int64_t w_rows = swiglu ? 2 * s.inter : s.hidden;
@@ -483,10 +451,7 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
   void check_model(const MoeShape& s, int64_t materialised, const std::vector<int64_t>& token_counts) {
     const uint64_t seed = fresh_seed();
     std::mt19937_64 rng(seed);
-    std::vector<int64_t> all(static_cast<size_t>(s.experts));
-    std::iota(all.begin(), all.end(), 0);
-    std::shuffle(all.begin(), all.end(), rng);
-    const std::vector<int64_t> pool(all.begin(), all.begin() + materialised);
+    const std::vector<int64_t> pool = random_pool(s.experts, materialised, rng);
     make_weights(s, pool, seed);
     for (size_t i = 0; i < token_counts.size(); ++i) {
       check_step(skewed_counts(s, pool, token_counts[i], rng), seed + 1 + i, /*check_all=*/false);

@@ -194,9 +194,7 @@ TEST_F(MoeExpertsCuda, V2LiteDecodeRowsPerExpert) {
 // experts: gate_up 264 CTAs, down 192) and 2 and 8 tokens, through the model's dispatch and
 // every ring.
 TEST_F(MoeExpertsCuda, V2LiteChainedAfterRouting) {
-  std::vector<int64_t> all(64);
-  std::iota(all.begin(), all.end(), 0);
-  make_weights(kV2Lite, all, fresh_seed());
+  make_weights(kV2Lite, all_experts(kV2Lite.experts), fresh_seed());
   for (int64_t t : {1, 2, 8}) check_chain_every_ring(kV2Lite, t);
 }
 
@@ -244,8 +242,7 @@ TEST_F(MoeExpertsCuda, V3Gemv) { check_gemv_model(kV3); }
 TEST_F(MoeExpertsCuda, V2LiteWgmmaM192) {
   const uint64_t seed = fresh_seed();
   std::mt19937_64 rng(seed);
-  std::vector<int64_t> all(static_cast<size_t>(kV2Lite.experts));
-  std::iota(all.begin(), all.end(), 0);
+  const std::vector<int64_t> all = all_experts(kV2Lite.experts);
   make_weights(kV2Lite, all, seed);
   check_forced(MoeBf16Kernel::kWgmmaM192, random_counts(kV2Lite, 1600, rng), seed + 1, /*check_all=*/false);
   check_forced(MoeBf16Kernel::kWgmmaM192, skewed_counts(kV2Lite, all, 1601, rng), seed + 4, false);
@@ -272,10 +269,7 @@ TEST(MoeBf16KernelRule, M192ForOneTallTileAnExpert) {
 TEST_F(MoeExpertsCuda, V3WgmmaM192) {
   const uint64_t seed = fresh_seed();
   std::mt19937_64 rng(seed);
-  std::vector<int64_t> all(static_cast<size_t>(kV3.experts));
-  std::iota(all.begin(), all.end(), 0);
-  std::shuffle(all.begin(), all.end(), rng);
-  const std::vector<int64_t> pool(all.begin(), all.begin() + 10);
+  const std::vector<int64_t> pool = random_pool(kV3.experts, 10, rng);
   make_weights(kV3, pool, seed);
   std::vector<int32_t> counts(static_cast<size_t>(kV3.experts), 0);
   const int32_t sizes[10] = {1, 63, 64, 65, 128, 150, 191, 192, 193, 400};

@@ -22,23 +22,19 @@
 
 namespace mlaserve::ops::moe_experts_test {
 
-// ---- CUTLASS's grouped GEMM (MoeBf16Kernel::kCutlassGrouped, opt-in) ---------------------------
+// ---- CUTLASS's grouped GEMM (MoeBf16Kernel::kCutlassGrouped) -------------------------------------
 // The Small cases also run under compute-sanitizer.
 
-// Groups of one row, partial M tiles (1, 3, 65, 127, 129 rows), empty experts first, inside and
-// last, one row in all, one expert, more tiles than SMs (42 M tiles x 2 N tiles), and a rank's
-// share of the experts (the other rows must stay poisoned), one of them with no rows.
+// The small routings of testing::kSmallGroupCases (moe_test_pool.h): groups of one row, partial M
+// tiles, empty experts, one row in all, more tiles than SMs (42 M tiles x 2 N tiles), and shares
+// of the experts, one of them with no rows.
 TEST_F(MoeExpertsCuda, SmallCutlassGrouped) {
   const uint64_t seed = fresh_seed();
-  make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
-  check_cutlass({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true);
-  check_cutlass({0, 0, 127, 65, 1, 0, 129, 0}, seed + 4, true);
-  check_cutlass({0, 0, 0, 0, 0, 0, 0, 1}, seed + 7, true);
-  check_cutlass({0, 0, 300, 0, 0, 0, 0, 0}, seed + 10, true);
-  check_cutlass({700, 0, 65, 1500, 1, 0, 2100, 639}, seed + 13, true);
-  check_cutlass({2, 0, 130, 3, 0, 0, 70, 1}, seed + 16, true, 2, 6);
-  check_cutlass({2, 0, 0, 3, 0, 0, 0, 1}, seed + 19, true, 7, 8);
-  check_cutlass({2, 0, 0, 0, 0, 0, 1, 0}, seed + 22, true, 2, 6);  // a share with no rows
+  make_weights(kSmall, testing::kSmallPool, seed);
+  for (size_t i = 0; i < testing::kSmallGroupCases.size(); ++i) {
+    const testing::RoutingCase& c = testing::kSmallGroupCases[i];
+    check_cutlass(c.counts, seed + 1 + 3 * i, /*check_all=*/true, c.e0, c.e1);
+  }
 }
 
 // N tiles partial and odd in number: H 384 (the down GEMM's N: a 256-wide tile and half of one)
@@ -82,8 +78,7 @@ TEST_F(MoeExpertsCuda, SmallCutlassGraphCapture) {
 TEST_F(MoeExpertsCuda, V2LiteCutlassGrouped) {
   const uint64_t seed = fresh_seed();
   std::mt19937_64 rng(seed);
-  std::vector<int64_t> all(static_cast<size_t>(kV2Lite.experts));
-  std::iota(all.begin(), all.end(), 0);
+  const std::vector<int64_t> all = all_experts(kV2Lite.experts);
   make_weights(kV2Lite, all, seed);
   const std::vector<std::vector<int32_t>> routings = {random_counts(kV2Lite, 1600, rng),
                                                       skewed_counts(kV2Lite, all, 1600, rng),
@@ -117,10 +112,7 @@ TEST(MoeBf16KernelRule, CutlassForLargePlainProducts) {
 TEST_F(MoeExpertsCuda, V3CutlassGrouped) {
   const uint64_t seed = fresh_seed();
   std::mt19937_64 rng(seed);
-  std::vector<int64_t> all(static_cast<size_t>(kV3.experts));
-  std::iota(all.begin(), all.end(), 0);
-  std::shuffle(all.begin(), all.end(), rng);
-  const std::vector<int64_t> pool(all.begin(), all.begin() + 10);
+  const std::vector<int64_t> pool = random_pool(kV3.experts, 10, rng);
   make_weights(kV3, pool, seed);
   const std::vector<int32_t> counts = skewed_counts(kV3, pool, 512, rng);
   check_cutlass(counts, seed + 1, /*check_all=*/false);

@@ -90,19 +90,20 @@
 
 namespace mlaserve::ops::moe_fp8_test {
 
+using testing::all_experts;
+using testing::checked_rows;
 using testing::count_nonfinite;
-using testing::rows_written_outside;
 using testing::fresh_seed;
 using testing::gather_rows_f32;
+using testing::kSmall;
+using testing::kV2Lite;
+using testing::kV3;
+using testing::MoeShape;
+using testing::offsets_of;
 using testing::poisoned_gpu;
-
-struct MoeShape {
-  int64_t experts, hidden, inter, top_k;
-};
-
-inline constexpr MoeShape kV2Lite{64, 2048, 1408, 6};
-inline constexpr MoeShape kV3{256, 7168, 2048, 8};
-inline constexpr MoeShape kSmall{8, 512, 256, 2};
+using testing::random_pool;
+using testing::rows_written_outside;
+using testing::skewed_counts;
 
 inline uint64_t mix(uint64_t seed, uint64_t i) {
   uint64_t z = seed ^ (i * 0x9e3779b97f4a7c15ull);
@@ -145,40 +146,6 @@ inline double calc_diff(const float* x, const float* y, int64_t n) {
     xx += double(x[i]) * x[i] + double(y[i]) * y[i];
   }
   return xx > 0.0 ? 1.0 - 2.0 * xy / xx : 0.0;
-}
-
-inline std::vector<int32_t> skewed_counts(const MoeShape& s, const std::vector<int64_t>& pool, int64_t tokens,
-                                   std::mt19937_64& rng) {
-  std::vector<int32_t> counts(static_cast<size_t>(s.experts), 0);
-  std::vector<int64_t> order = pool;
-  std::shuffle(order.begin(), order.end(), rng);
-  if (tokens == 1) {
-    for (int64_t i = 0; i < s.top_k; ++i) counts[order[i % order.size()]] += 1;
-    return counts;
-  }
-  const int64_t active = std::max<int64_t>(1, static_cast<int64_t>(order.size()) * 3 / 4);
-  std::vector<double> weights;
-  for (int64_t i = 0; i < active; ++i) weights.push_back(1.0 / static_cast<double>(i + 1));
-  std::discrete_distribution<int64_t> pick(weights.begin(), weights.end());
-  for (int64_t r = 0; r < tokens * s.top_k; ++r) counts[order[pick(rng)]] += 1;
-  return counts;
-}
-
-inline std::vector<int32_t> offsets_of(const std::vector<int32_t>& counts) {
-  std::vector<int32_t> offsets(counts.size() + 1, 0);
-  std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
-  return offsets;
-}
-
-// Rows of each non-empty expert to check: all, or the first, the last and one random row.
-inline std::vector<int64_t> rows_of(int64_t begin, int64_t end, bool all, std::mt19937_64& rng) {
-  std::vector<int64_t> rows;
-  if (all) {
-    for (int64_t r = begin; r < end; ++r) rows.push_back(r);
-    return rows;
-  }
-  const std::set<int64_t> picked = {begin, end - 1, std::uniform_int_distribution<int64_t>(begin, end - 1)(rng)};
-  return {picked.begin(), picked.end()};
 }
 
 class MoeFp8Cuda : public testing::Sm90StreamTest {
@@ -256,7 +223,7 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
     std::vector<ExpertRef> refs;
     for (int64_t e = e0; e < e1; ++e) {
       if (counts[e] == 0) continue;
-      ExpertRef ref{rows_of(offsets[e], offsets[e + 1], check_all, rng), {}, {}};
+      ExpertRef ref{checked_rows(offsets[e], offsets[e + 1], check_all, rng), {}, {}};
       const auto n = static_cast<int64_t>(ref.rows.size());
       const Tensor x_rows = gather_rows_f32(x_host, ref.rows);  // [n, H]
       ref.modelled = modelled_reference(x_rows, host_expert(e));
@@ -463,7 +430,7 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
     std::vector<float> got_all, want_all;
     for (int64_t e = e0; e < e1; ++e) {
       if (counts[e] == 0) continue;
-      const std::vector<int64_t> rows_e = rows_of(offsets[e], offsets[e + 1], check_all, rng);
+      const std::vector<int64_t> rows_e = checked_rows(offsets[e], offsets[e + 1], check_all, rng);
       const auto m = static_cast<int64_t>(rows_e.size());
       Tensor xq = Tensor::empty({m, k}, DType::kF8E4M3), xs = Tensor::empty({m, k / 128}, DType::kF32);
       for (int64_t i = 0; i < m; ++i) {
@@ -524,10 +491,7 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
   void check_model(const MoeShape& s, int64_t materialised, const std::vector<int64_t>& token_counts) {
     const uint64_t seed = fresh_seed();
     std::mt19937_64 rng(seed);
-    std::vector<int64_t> all(static_cast<size_t>(s.experts));
-    std::iota(all.begin(), all.end(), 0);
-    std::shuffle(all.begin(), all.end(), rng);
-    const std::vector<int64_t> pool(all.begin(), all.begin() + materialised);
+    const std::vector<int64_t> pool = random_pool(s.experts, materialised, rng);
     make_weights(s, pool, seed);
     for (size_t i = 0; i < token_counts.size(); ++i) {
       const std::vector<int32_t> counts = skewed_counts(s, pool, token_counts[i], rng);
@@ -556,10 +520,7 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
   void check_quantized_rows(const MoeShape& s, int64_t materialised, int64_t tokens) {
     const uint64_t seed = fresh_seed();
     std::mt19937_64 rng(seed);
-    std::vector<int64_t> all(static_cast<size_t>(s.experts));
-    std::iota(all.begin(), all.end(), 0);
-    std::shuffle(all.begin(), all.end(), rng);
-    std::vector<int64_t> pool(all.begin(), all.begin() + materialised);
+    std::vector<int64_t> pool = random_pool(s.experts, materialised, rng);  // shuffled again per token
     make_weights(s, pool, seed);
     const int64_t p = tokens * s.top_k, h = s.hidden, blocks = h / 128;
     SCOPED_TRACE("seed " + std::to_string(seed) + ", T " + std::to_string(tokens) + ", P " + std::to_string(p));

@@ -12,21 +12,16 @@
 
 namespace mlaserve::ops::moe_fp8_test {
 
-// Groups of one row, partial M tiles (1, 3, 65, 127, 129 rows), empty experts first, inside and
-// last, a single row in all, a single expert, and a rank's share of the experts (views; the rows
-// of the other experts must stay poisoned). The persistent case has more tiles than SMs
-// (42 M tiles of 128 rows x 4 N tiles).
+// The small routings of testing::kSmallGroupCases (moe_test_pool.h): groups of one row, partial M
+// tiles, empty experts, a single row in all, more tiles than SMs (42 M tiles of 128 rows x 4 N
+// tiles), and shares of the experts (views; the other experts' rows must stay poisoned).
 TEST_F(MoeFp8Cuda, SmallCutlassGrouped) {
   const uint64_t seed = fresh_seed();
-  make_weights(kSmall, {0, 2, 3, 4, 6, 7}, seed);
-  check_cutlass({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, /*check_all=*/true);
-  check_cutlass({0, 0, 127, 65, 1, 0, 129, 0}, seed + 3, true);
-  check_cutlass({0, 0, 0, 0, 0, 0, 0, 1}, seed + 5, true);
-  check_cutlass({0, 0, 300, 0, 0, 0, 0, 0}, seed + 7, true);
-  check_cutlass({700, 0, 65, 1500, 1, 0, 2100, 639}, seed + 9, true);
-  check_cutlass({2, 0, 130, 3, 0, 0, 70, 1}, seed + 11, true, 2, 6);
-  check_cutlass({2, 0, 0, 3, 0, 0, 0, 1}, seed + 13, true, 7, 8);
-  check_cutlass({2, 0, 0, 0, 0, 0, 1, 0}, seed + 15, true, 2, 6);  // a share with no rows
+  make_weights(kSmall, testing::kSmallPool, seed);
+  for (size_t i = 0; i < testing::kSmallGroupCases.size(); ++i) {
+    const testing::RoutingCase& c = testing::kSmallGroupCases[i];
+    check_cutlass(c.counts, seed + 1 + 2 * i, /*check_all=*/true, c.e0, c.e1);
+  }
 }
 
 // 64 and 256 experts (the group scheduler walks the groups' tile counts 32 at a time): most of
