@@ -128,6 +128,22 @@ void run_cutlass(const sm80::MoeGemmParams& p, bool swiglu, const Tensor& expert
   silu_mul_rows_cuda(gate_up, expert_offsets, out, stream);
 }
 
+// kAuto's kernel for one GEMM whose tiles are `config` (choose_moe_tiles): at prefill sizes
+// CUTLASS's for a large plain product (use_cutlass_grouped_bf16) and the 192 x 128 tile for
+// SwiGLU at 129 .. 192 rows an expert (use_wgmma_m192), else our kernel with those tiles.
+void run_auto(const sm80::MoeGemmParams& p, bool swiglu, sm80::MoeTileConfig config, const Tensor& expert_offsets,
+              Tensor& out, cudaStream_t stream) {
+  if (config == sm80::MoeTileConfig::kPrefillWgmma) {
+    if (sm80::use_cutlass_grouped_bf16(swiglu, p.num_rows, p.num_experts, p.n_out)) {
+      return run_cutlass(p, swiglu, expert_offsets, out, stream);
+    }
+    if (sm80::use_wgmma_m192(swiglu, p.num_rows, p.num_experts)) {
+      return sm90::moe::moe_grouped_gemm_sm90(p, swiglu, sm90::moe::Bf16Tile::k192x128, stream);
+    }
+  }
+  run_config(p, swiglu, config, stream);
+}
+
 // The argument checks and both GEMMs' parameters (n_tiles is the tile's).
 struct GemmPair {
   sm80::MoeGemmParams gate_up, down;
@@ -182,15 +198,8 @@ void moe_experts_cuda(const Tensor& x, const Tensor& expert_offsets, const Exper
   const GemmPair g = make_gemms(x, expert_offsets, w, hidden, out);
   if (rows == 0) return;
   const sm80::MoeTileConfig config = sm80::choose_moe_tiles(rows, e_count, h);
-  if (config == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_wgmma_m192(/*swiglu=*/true, rows, e_count)) {
-    sm90::moe::moe_grouped_gemm_sm90(g.gate_up, /*swiglu=*/true, sm90::moe::Bf16Tile::k192x128, stream);
-  } else {
-    run_config(g.gate_up, /*swiglu=*/true, config, stream);
-  }
-  if (config == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_cutlass_grouped_bf16(false, rows, e_count, h)) {
-    return run_cutlass(g.down, /*swiglu=*/false, expert_offsets, out, stream);
-  }
-  run_config(g.down, /*swiglu=*/false, config, stream);
+  run_auto(g.gate_up, /*swiglu=*/true, config, expert_offsets, hidden, stream);
+  run_auto(g.down, /*swiglu=*/false, config, expert_offsets, out, stream);
 }
 
 void moe_experts_sm80_decode(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w, Tensor& hidden,
@@ -231,14 +240,7 @@ void moe_grouped_gemm_cuda(const Tensor& a, const Tensor& expert_offsets, const 
   const sm80::MoeTileConfig mma_sync =
       chosen == sm80::MoeTileConfig::kDecode ? sm80::MoeTileConfig::kDecode : sm80::MoeTileConfig::kMid;
   switch (kernel) {
-    case MoeBf16Kernel::kAuto:
-      if (chosen == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_cutlass_grouped_bf16(swiglu, rows, e_count, n_out)) {
-        return run_cutlass(p, swiglu, expert_offsets, out, stream);
-      }
-      if (chosen == sm80::MoeTileConfig::kPrefillWgmma && sm80::use_wgmma_m192(swiglu, rows, e_count)) {
-        return sm90::moe::moe_grouped_gemm_sm90(p, swiglu, sm90::moe::Bf16Tile::k192x128, stream);
-      }
-      return run_config(p, swiglu, chosen, stream);
+    case MoeBf16Kernel::kAuto: return run_auto(p, swiglu, chosen, expert_offsets, out, stream);
     case MoeBf16Kernel::kMmaSync: return run_config(p, swiglu, mma_sync, stream);
     case MoeBf16Kernel::kWgmma: return run_config(p, swiglu, sm80::MoeTileConfig::kPrefillWgmma, stream);
     case MoeBf16Kernel::kWgmmaM192:
