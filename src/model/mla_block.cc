@@ -13,6 +13,7 @@
 #include "ops/merge_attention_states.h"
 #include "ops/mha_attention.h"
 #include "ops/mla_absorb.h"
+#include "ops/mla_absorbed_attention.h"
 #include "ops/mla_decode.h"
 #include "ops/mla_expand_kv.h"
 #include "ops/rms_norm.h"
@@ -80,6 +81,17 @@ void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run,
                                     const Tensor& cache_layer, Tensor& o) {
   const int64_t rows = q.dim(0), n = heads_, dc = config_.kv_lora_rank;
   const Stream stream = options_.stream;
+  if (options_.fused_absorbed_attention) {
+    // One kernel when the run fits it (GPU, 16 heads, one query token a sequence, B <= 8, the GPU
+    // holds B clusters of 16 CTAs); early_loads as below, the kernel just before being the RoPE.
+    const ops::MlaAbsorbedArgs fused{q, w.kv_b_dense, cache_layer, run.block_table, run.seq_lens, run.query_start,
+                                     static_cast<float>(config_.softmax_scale), /*early_loads=*/true};
+    if (ops::mla_absorbed_attention_fits(fused, o)) {
+      mark("attn.absorbed.fused");
+      ops::mla_absorbed_attention(fused, o, stream);
+      return;
+    }
+  }
   mark("attn.absorbed.absorb");
   Tensor q_abs = act({rows, n, dc + config_.qk_rope_head_dim});  // [rows, n, 576]
   ops::mla_absorb_query(q, w.kv_b_dense, q_abs, stream);

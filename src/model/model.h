@@ -97,6 +97,12 @@ struct ModelOptions {
   // fifteenth session: TTFT of 8,192 tokens -2% BF16, -5% FP8). false queues every op on
   // `stream`, in order.
   bool side_stream = true;
+  // GPU, latent layout: a decode run of one query token a sequence, 16 heads (V2-Lite, V3 under
+  // TP8) and up to 8 sequences runs its absorbed attention as one fused kernel
+  // (ops/mla_absorbed_attention.h) instead of the absorption, MLA decode and up-projection kernels
+  // (the same values up to the attention's summation order). false keeps the three ops (A/B:
+  // decode_step_bench --fused-attention off; tests).
+  bool fused_absorbed_attention = true;
   // This rank's share of a model split across ranks (unset: the whole model). The weights must
   // already be cut to it (model/shard.h); tp_group is needed when shard.tp_size > 1, pp_group
   // (ranks numbered by stage) when shard.pp_size > 1.

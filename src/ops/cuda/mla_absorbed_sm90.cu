@@ -1,0 +1,80 @@
+// The fused absorbed MLA attention kernel's launch code (mla_absorbed_sm90.cuh): the kernel's
+// attributes, the driver's count of resident clusters of 16, and the launch with a cluster
+// dimension and programmatic dependent launch. Called by mla_absorbed_attention_cuda.cc, which
+// checks the shapes.
+#include "ops/cuda/mla_absorbed_sm90.h"
+
+#include <array>
+#include <atomic>
+
+#include "core/cuda_check.h"
+#include "ops/cuda/mla_absorbed_sm90.cuh"
+
+namespace mlaserve::ops::sm90 {
+namespace {
+
+cudaLaunchConfig_t absorbed_config(int num_seqs, cudaStream_t stream, cudaLaunchAttribute (&attrs)[2]) {
+  attrs[0].id = cudaLaunchAttributeClusterDimension;
+  attrs[0].val.clusterDim.x = kFusedHeads;
+  attrs[0].val.clusterDim.y = 1;
+  attrs[0].val.clusterDim.z = 1;
+  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attrs[1].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(kFusedHeads, static_cast<unsigned>(num_seqs));
+  config.blockDim = dim3(kFusedThreads);
+  config.dynamicSmemBytes = kFusedSmemBytes;
+  config.stream = stream;
+  config.attrs = attrs;
+  config.numAttrs = 2;
+  return config;
+}
+
+// Sets the kernel's attributes on the current device and asks how many clusters of 16 CTAs it
+// holds at once. Clusters of 16 are a non-portable size: a GPU that refuses them holds none (the
+// error is cleared).
+int query_max_active_clusters() {
+  auto* kernel = mla_absorbed_sm90_kernel;
+  MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kFusedSmemBytes));
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  cudaLaunchAttribute attrs[2]{};
+  const cudaLaunchConfig_t config = absorbed_config(1, nullptr, attrs);
+  int clusters = 0;
+  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return clusters;
+}
+
+}  // namespace
+
+int absorbed_max_active_clusters() {
+  constexpr int kMaxDevices = 64;
+  static std::array<std::atomic<int>, kMaxDevices> counts{};  // clusters + 1; 0: not asked
+  int device = 0;
+  MLA_CUDA_CHECK(cudaGetDevice(&device));
+  MLA_CHECK(device >= 0 && device < kMaxDevices, "absorbed_max_active_clusters: device {} past {}", device,
+            kMaxDevices);
+  std::atomic<int>& slot = counts[static_cast<size_t>(device)];
+  int stored = slot.load(std::memory_order_acquire);
+  if (stored == 0) {
+    stored = 1 + query_max_active_clusters();
+    slot.store(stored, std::memory_order_release);
+  }
+  return stored - 1;
+}
+
+void launch_mla_absorbed(const MlaAbsorbedParams& p, int num_seqs, cudaStream_t stream) {
+  MLA_CHECK(num_seqs >= 1 && num_seqs <= kFusedMaxSeqs && num_seqs <= absorbed_max_active_clusters(),
+            "mla_absorbed_attention_cuda: {} sequences (1 to {}, and this GPU holds {} clusters of 16 CTAs)",
+            num_seqs, kFusedMaxSeqs, absorbed_max_active_clusters());  // also sets the kernel's attributes
+  cudaLaunchAttribute attrs[2]{};
+  const cudaLaunchConfig_t config = absorbed_config(num_seqs, stream, attrs);
+  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, mla_absorbed_sm90_kernel, p));
+}
+
+}  // namespace mlaserve::ops::sm90

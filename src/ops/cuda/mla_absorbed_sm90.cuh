@@ -1,0 +1,471 @@
+// The absorbed MLA attention of a decode step with one query token a sequence, 16 heads and up to
+// 8 sequences, in ONE kernel on Hopper (sm_90a): the absorption q_abs[h] = W_UK[h]ᵀ q_nope[h],
+// the attention over the paged latent cache, and the up-projection o[h] = W_UV[h] o_lat[h].
+// Contract: ops/mla_absorbed_attention.h; launch code: mla_absorbed_sm90.cu.
+//
+// Why. At batch 1 (V2-Lite, 1024 tokens, H200) the three kernels of the absorbed path cost
+// 15.4 us a layer for 1.2 us of bytes: each waits for the previous one, and the decode merges its
+// split sequences through global memory. Here the weights' trip to HBM overlaps the kernels
+// before (programmatic dependent launch), and the query tile, the attention's pieces and the
+// latent output meet in distributed shared memory.
+//
+// Shape of the work. Grid (16, B), thread-block clusters of (16, 1, 1): cluster b is sequence b
+// (query row b), CTA rank h owns head h. 256 threads (8 warps), 222 KB of shared memory (one CTA
+// an SM), 255 registers a thread. Per CTA:
+//   1. Before griddepcontrol.wait (weights only, and with early_loads what kernels two or more
+//      back wrote; pdl.cuh's rule): W_UK[h] [128 x 512] into registers, thread i owning columns
+//      2i, 2i + 1 of every row (128 registers, dead after step 3); an L2 prefetch of W_UV[h]
+//      (128 KB, one 1 KB row a thread of the first 128); with early_loads the sequence's length,
+//      the CTA's blocks and the first block's copy. Wait; launch_dependents.
+//   2. Absorption of head h: q_nope[h] through shared memory, row group rg's 8 rows in one 16-byte
+//      vector (all 128 values read at once would not fit beside W_UK); column c's sum is that of
+//      mla_absorb_gemv_kernel: 16 partial sums over rows d = g, g + 16, .. (fmaf chains from 0, g
+//      < 16), added in g order from 0, rounded once to bf16. The 576-wide row [q_abs | q_pe] goes
+//      to row h of the query tile of EVERY CTA of the cluster (mapa + st.shared::cluster), after
+//      a cluster barrier whose arrival was at the kernel's start (every CTA has started: its shared
+//      memory may be written). A cluster barrier: every CTA holds the 16 x 576 query tile.
+//   3. The attention over the CTA's blocks [h nb / 16, (h + 1) nb / 16) of the sequence's
+//      nb = ceil(seq_len / 64), exactly as the narrow MLA decode kernel (branch narrow16, commit
+//      2ffc856): Q to registers as mma.sync m16n8k16 A fragments (144 registers), a cp.async
+//      3-stage KV ring on mbarriers, online softmax in fp32 (log2 units), P in bf16, P V over
+//      8 warps of 64 channels. Its O (unnormalised), m and l into its shared memory; a cluster
+//      barrier. A CTA without blocks (nb < 16) has m = -inf, l = 0, O = 0.
+//   4. Merge by head: CTA h merges row h (thread i: channels 2i, 2i + 1) over the 16 CTAs'
+//      states, reading them through ld.shared::cluster (all 16 in flight):
+//        M = max_k m_k,  L = sum_k 2^(m_k - M) l_k,  o_lat = sum_k 2^(m_k - M) O_k / L,
+//      rounded to bf16 (as mla_decode writes out) into its own shared memory. The cluster
+//      barrier's arrival (this CTA is done reading its peers); its wait only before the exit.
+//   5. Up-projection of head h: warp w computes rows j = 16 w .. 16 w + 15 of W_UV[h] (from L2),
+//      8 rows' loads in flight; lane l takes columns 8 l .. + 7 and 256 + 8 l .. + 7, fmaf
+//      chains and a butterfly warp sum as mla_up_gemv_kernel: the same bits for the same o_lat.
+//
+// Shared memory (byte offsets from a 16-byte aligned base), the narrow kernel's map:
+//   KV stages 3 x [64 keys][1168 B] | P [16][144 B] bf16 | row maxima [8 warps][16] f32 |
+//   per-warp row sums [8 warps][16] f32 | m, l [16] f32 each | 3 mbarriers.
+// The query tile [16][1168 B] lies over the third stage until Q is in registers; O [16][520] f32
+// over the first one after the last block. The P tile holds q_nope[h] [16][8] bf16 during the
+// absorption and o_lat[h] [512] bf16 during the up-projection. Row paddings as the narrow kernel
+// (ldmatrix rows in 8 different 16-byte bank groups).
+//
+// PDL: the kernel just before (RoPE in the model) writes q, read only after the wait.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "ops/cuda/mla_absorbed_sm90.h"
+#include "ops/cuda/pdl.cuh"
+#include "ops/cuda/reduce.cuh"
+#include "ops/cuda/sm80_ptx.cuh"
+#include "ops/cuda/sm90_ptx.cuh"
+
+namespace mlaserve::ops::sm90 {
+
+inline constexpr int kFusedThreads = 256;               // 8 warps
+inline constexpr int kFusedWarps = kFusedThreads / 32;
+inline constexpr int kFusedStages = 3;                  // KV blocks in shared memory
+inline constexpr int kFusedRowChunks = 72;              // 16-byte chunks of a 576-wide bf16 row
+inline constexpr int kFusedRowBytes = 16 * kFusedRowChunks + 16;  // padded cache / query row
+inline constexpr int kFusedPRowBytes = 64 * 2 + 16;     // padded P row: 64 keys bf16
+inline constexpr int kFusedORow = 512 + 8;              // padded O row, in floats
+inline constexpr int kFusedQSteps = 36;                 // k16 steps over the 576 channels
+inline constexpr int kFusedUpRowsInFlight = 8;          // W_UV rows a warp loads before its FMAs
+static_assert(kFusedWarps * 8 == 64 && kFusedWarps * 64 == kFusedLatent,
+              "a warp takes 8 keys of a block in Q K^T and 64 of the 512 channels in P V");
+static_assert(2 * kFusedThreads == kFusedLatent, "a thread owns 2 latent channels in the absorption and the merge");
+static_assert(kFusedWarps * 16 == kFusedValue, "a warp owns 16 rows of W_UV in the up-projection");
+
+// Shared-memory map (byte offsets; 16-byte aligned base).
+struct FusedSmem {
+  static constexpr int kStageBytes = 64 * kFusedRowBytes;
+  static constexpr int kKv = 0;                                        // [3][64][1168 B]
+  static constexpr int kQ = kKv + (kFusedStages - 1) * kStageBytes;    // [16][1168 B] over stage 2
+  static constexpr int kO = kKv;                                       // [16][520] f32 over stage 0
+  static constexpr int kP = kKv + kFusedStages * kStageBytes;          // [16][144 B] bf16
+  static constexpr int kQNope = kP;                                    // [16][8] bf16 over P (absorption)
+  static constexpr int kOLat = kP;                                     // [512] bf16 over P (up-projection)
+  static constexpr int kRowMax = kP + kFusedHeads * kFusedPRowBytes;   // [8 warps][16] f32
+  static constexpr int kWarpSum = kRowMax + kFusedWarps * 16 * 4;      // [8 warps][16] f32
+  static constexpr int kM = kWarpSum + kFusedWarps * 16 * 4;           // [16] f32, log2 units
+  static constexpr int kL = kM + kFusedHeads * 4;                      // [16] f32
+  static constexpr int kBarriers = kL + kFusedHeads * 4;               // KV stages 0 .. 2
+  static constexpr int kBytes = kBarriers + kFusedStages * 8;
+};
+inline constexpr int kFusedSmemBytes = FusedSmem::kBytes;
+static_assert(kFusedSmemBytes <= 227 * 1024, "over the sm_90 shared-memory limit per CTA");
+static_assert(kFusedHeads * kFusedRowBytes <= FusedSmem::kStageBytes &&
+                  kFusedHeads * kFusedORow * 4 <= FusedSmem::kStageBytes,
+              "Q and O each fit in a stage");
+static_assert(kFusedNope * 2 <= kFusedHeads * kFusedPRowBytes && kFusedLatent * 2 <= kFusedHeads * kFusedPRowBytes,
+              "q_nope and o_lat fit over P");
+static_assert(64 * kFusedRowChunks % kFusedThreads == 0, "every thread copies as many chunks of a block");
+
+// ---- PTX: cp.async completion on an mbarrier, distributed shared memory, cluster barriers ----
+
+namespace fused_ptx {
+
+// An arrival on `bar` once every cp.async this thread has issued so far has landed; the barrier's
+// expected count includes it (noinc).
+__device__ __forceinline__ void cp_async_arrive_noinc(uint32_t bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+// The address of the same shared-memory location in the CTA of cluster rank `rank`.
+__device__ __forceinline__ uint32_t map_rank(uint32_t addr, int rank) {
+  uint32_t out;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(out) : "r"(addr), "r"(rank));
+  return out;
+}
+__device__ __forceinline__ void st_cluster_u32(uint32_t addr, uint32_t v) {
+  asm volatile("st.shared::cluster.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+}
+__device__ __forceinline__ float ld_cluster_f32(uint32_t addr) {
+  float v;
+  asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ float2 ld_cluster_f32x2(uint32_t addr) {
+  float2 v;
+  asm volatile("ld.shared::cluster.v2.f32 {%0, %1}, [%2];\n" : "=f"(v.x), "=f"(v.y) : "r"(addr));
+  return v;
+}
+// Every thread of every CTA of the cluster: arrive (this thread's earlier accesses released to the
+// cluster; relaxed: nothing released), then wait for all arrivals (the others' writes acquired).
+// The .aligned forms need the warp converged: the arrive reconverges it first.
+__device__ __forceinline__ void cluster_arrive() {
+  __syncwarp();
+  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+  __syncwarp();
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
+
+}  // namespace fused_ptx
+
+// Starts the copy of cache block `block_id` ([64 x 576] bf16, 72 KB contiguous) into the stage at
+// dst; rows valid .. 63 are zero-filled (nothing read). All kFusedThreads threads (thread tid),
+// each arriving on bar when its copies have landed. Thread i's 16 bytes are the block's bytes
+// 16 (i + 256 k): every warp's request is 512 contiguous bytes.
+__device__ __forceinline__ void fused_load_kv(const MlaAbsorbedParams& p, uint32_t dst, int block_id, int valid,
+                                              uint32_t bar, int tid) {
+  const uint8_t* src = reinterpret_cast<const uint8_t*>(p.kv_cache) + static_cast<int64_t>(block_id) * 64 * 1152;
+#pragma unroll
+  for (int k = 0; k < 64 * kFusedRowChunks / kFusedThreads; ++k) {
+    const int i = tid + kFusedThreads * k, row = i / kFusedRowChunks;  // chunk i of the block
+    sm80::cp_async_16(dst + 16 * (i + row), src + (row < valid ? 16 * i : 0), row < valid);
+  }
+  fused_ptx::cp_async_arrive_noinc(bar);
+}
+
+// The max over the 4 threads of a quad (lanes 4k .. 4k + 3 hold one row's keys).
+__device__ __forceinline__ float fused_quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+// ---- the kernel ------------------------------------------------------------------------------
+
+// Grid (16, B), clusters of (16, 1, 1), kFusedThreads threads, kFusedSmemBytes of dynamic shared
+// memory; launched with programmatic dependent launch.
+// Fragment notation: lane = 4 g + t; an m16n8 accumulator holds (row g, columns 2t, 2t + 1) and
+// (row g + 8, the same columns).
+__global__ void __launch_bounds__(kFusedThreads, 1)
+    mla_absorbed_sm90_kernel(const __grid_constant__ MlaAbsorbedParams p) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  float* row_max = reinterpret_cast<float*>(smem + FusedSmem::kRowMax);   // [8][16]
+  float* warp_sum_s = reinterpret_cast<float*>(smem + FusedSmem::kWarpSum);  // [8][16]
+  float* o_s = reinterpret_cast<float*>(smem + FusedSmem::kO);            // [16][520]
+  float* m_s = reinterpret_cast<float*>(smem + FusedSmem::kM);            // [16]
+  float* l_s = reinterpret_cast<float*>(smem + FusedSmem::kL);            // [16]
+  __nv_bfloat16* q_nope = reinterpret_cast<__nv_bfloat16*>(smem + FusedSmem::kQNope);  // [16 rg][8] bf16
+  uint8_t* p_tile = smem + FusedSmem::kP;                                 // [16][144 B]
+
+  const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int head = static_cast<int>(blockIdx.x), seq = static_cast<int>(blockIdx.y);  // head = cluster rank
+  const uint32_t s_kv = sm80::smem_u32(smem + FusedSmem::kKv), s_q = sm80::smem_u32(smem + FusedSmem::kQ);
+  const uint32_t s_p = sm80::smem_u32(p_tile);
+  const uint32_t bar_kv = sm80::smem_u32(smem + FusedSmem::kBarriers);  // stage s: bar_kv + 8 s
+  // W_UK[h] [128, 512] and W_UV[h] [128, 512]; computed where used (no registers held across the loop).
+  auto w_uk = [&]() { return p.w_kv_b + int64_t{head} * (kFusedNope + kFusedValue) * kFusedLatent; };
+  auto w_uv = [&]() { return w_uk() + kFusedNope * kFusedLatent; };
+
+  if (tid == 0) {
+#pragma unroll
+    for (int s = 0; s < kFusedStages; ++s) ptx::mbarrier_init(bar_kv + 8 * s, kFusedThreads);
+    ptx::mbarrier_init_fence();
+  }
+  __syncthreads();
+  fused_ptx::cluster_arrive_relaxed();  // this CTA has started; waited for before the first DSMEM store
+
+  // Weights before the wait: W_UK[h] columns 2 tid, 2 tid + 1 of every row; W_UV[h] into L2.
+  uint32_t wk[kFusedNope];
+#pragma unroll
+  for (int d = 0; d < kFusedNope; ++d) {
+    wk[d] = __ldcs(reinterpret_cast<const unsigned int*>(w_uk() + d * kFusedLatent) + tid);
+  }
+  if (tid < kFusedValue) gpu::prefetch_l2(w_uv() + tid * kFusedLatent, kFusedLatent * 2);
+
+  // The sequence's length, this CTA's blocks and the first one's copy: before the wait with
+  // early_loads (written by kernels two or more back), after it otherwise.
+  // rest: the keys from the CTA's first block to the sequence's end; blocks: its block ids.
+  int rest = 0, num_blocks = 0;
+  const int32_t* blocks = p.block_table;
+  auto start = [&]() {
+    const int seq_len = p.seq_lens[seq], nb = (seq_len + 63) / 64;
+    const int blk_begin = head * nb / kFusedHeads;
+    num_blocks = (head + 1) * nb / kFusedHeads - blk_begin;
+    rest = seq_len - 64 * blk_begin;
+    blocks = p.block_table + static_cast<int64_t>(seq) * p.max_blocks + blk_begin;
+    if (num_blocks > 0) fused_load_kv(p, s_kv, blocks[0], min(64, rest), bar_kv, tid);
+  };
+  if (p.early_loads) start();
+  gpu::grid_dependency_wait();  // q (and without early_loads everything)
+  gpu::launch_dependents();
+  if (!p.early_loads) start();
+
+  auto load_block = [&](int i) {  // the CTA's block i into stage i % 3
+    fused_load_kv(p, s_kv + (i % kFusedStages) * FusedSmem::kStageBytes, blocks[i], min(64, rest - 64 * i),
+                  bar_kv + 8 * (i % kFusedStages), tid);
+  };
+  if (num_blocks > 1) load_block(1);
+
+  // ---- absorption of head h into row h of every CTA's query tile ----
+  const __nv_bfloat16* q_row = p.q + (int64_t{seq} * kFusedHeads + head) * (kFusedNope + kFusedRope);
+  if (tid < kFusedNope) q_nope[(tid % 16) * 8 + tid / 16] = q_row[tid];  // row group rg's 8 rows together
+  __syncthreads();
+  float sum_x = 0.0f, sum_y = 0.0f;  // columns 2 tid, 2 tid + 1
+#pragma unroll
+  for (int rg = 0; rg < 16; ++rg) {  // mla_absorb_gemv_kernel's row group rg: rows rg, rg + 16, ..
+    float acc_x = 0.0f, acc_y = 0.0f;
+    const uint4 xs = reinterpret_cast<const uint4*>(q_nope)[rg];  // q_nope[rg + 16 r], r < 8
+#pragma unroll
+    for (int r = 0; r < kFusedNope / 16; ++r) {
+      const int d = rg + 16 * r;
+      const float2 w = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&wk[d]));
+      const float x = __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(&xs)[r]);
+      acc_x = fmaf(w.x, x, acc_x);
+      acc_y = fmaf(w.y, x, acc_y);
+    }
+    sum_x += acc_x;
+    sum_y += acc_y;
+  }
+  const __nv_bfloat162 q_abs = __floats2bfloat162_rn(sum_x, sum_y);
+  const uint32_t q_abs_bits = *reinterpret_cast<const uint32_t*>(&q_abs);
+  const uint32_t q_pe_bits =
+      tid < kFusedRope / 2 ? reinterpret_cast<const uint32_t*>(q_row + kFusedNope)[tid] : 0u;
+  fused_ptx::cluster_wait();  // every CTA of the cluster has started
+  {
+    const uint32_t dst = s_q + head * kFusedRowBytes + 4 * tid;
+#pragma unroll
+    for (int k = 0; k < kFusedHeads; ++k) {
+      fused_ptx::st_cluster_u32(fused_ptx::map_rank(dst, k), q_abs_bits);
+      if (tid < kFusedRope / 2) fused_ptx::st_cluster_u32(fused_ptx::map_rank(dst + 2 * kFusedLatent, k), q_pe_bits);
+    }
+  }
+  fused_ptx::cluster_arrive();
+  fused_ptx::cluster_wait();  // every CTA holds the 16 x 576 query tile
+
+  // ---- attention over this CTA's blocks (the narrow kernel's loop) ----
+  float o[8][4];                                  // O[16 x 64]: n8 tile j = channels 64 warp + 8 j ..
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows g, g + 8; l: this thread's keys
+#pragma unroll
+  for (int j = 0; j < 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+
+  if (num_blocks > 0) {
+    // Q [16 x 576] as A fragments: k16 step ks = ldmatrix.x4 of rows lane % 16, chunk 2 ks + lane / 16.
+    uint32_t qf[kFusedQSteps][4];
+#pragma unroll
+    for (int ks = 0; ks < kFusedQSteps; ++ks) {
+      sm80::ldmatrix_x4(qf[ks], s_q + (lane % 16) * kFusedRowBytes + (2 * ks + lane / 16) * 16);
+    }
+    if (num_blocks > 2) {
+      __syncthreads();  // every warp holds Q: its stage is free
+      load_block(2);
+    }
+
+    for (int i = 0; i < num_blocks; ++i) {
+      const int stage = i % kFusedStages;
+      const uint32_t kv = s_kv + stage * FusedSmem::kStageBytes;
+      ptx::mbarrier_wait(bar_kv + 8 * stage, (i / kFusedStages) & 1);
+
+      // S[16 x 8] = Q K^T, keys 8 warp .. 8 warp + 7: ldmatrix.x4 of K rows (key 8 warp + lane % 8,
+      // chunk 4 kp + lane / 8) gives the B fragments of k16 steps 2 kp and 2 kp + 1.
+      float acc[4][4];
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[c][0] = acc[c][1] = acc[c][2] = acc[c][3] = 0.0f;
+#pragma unroll
+      for (int kp = 0; kp < kFusedQSteps / 2; ++kp) {
+        uint32_t b[4];
+        sm80::ldmatrix_x4(b, kv + (8 * warp + lane % 8) * kFusedRowBytes + (4 * kp + lane / 8) * 16);
+        sm80::mma_16816(acc[(2 * kp) % 4], qf[2 * kp], b[0], b[1]);
+        sm80::mma_16816(acc[(2 * kp + 1) % 4], qf[2 * kp + 1], b[2], b[3]);
+      }
+      // s[e]: row g + 8 (e / 2), key key0 + e % 2 of the CTA's keys; log2 units, masked past the
+      // sequence's end (one query token: it sees every key of the sequence).
+      const int key0 = 64 * i + 8 * warp + 2 * t;
+      const bool masked = 64 * i + 64 > rest;
+      float s[4], mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float v = (acc[0][e] + acc[1][e] + acc[2][e] + acc[3][e]) * p.scale_log2;
+        if (masked && key0 + e % 2 >= rest) v = -INFINITY;
+        s[e] = v;
+        mx[e / 2] = fmaxf(mx[e / 2], v);
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        mx[h] = fused_quad_max(mx[h]);
+        if (t == 0) row_max[warp * 16 + g + 8 * h] = mx[h];
+      }
+      __syncthreads();  // row maxima of all 64 keys; every warp is past the previous block's P V
+
+      // The block two ahead goes into the stage the previous block used (blocks 0 .. 2 started above).
+      if (i >= 1 && i + 2 < num_blocks) load_block(i + 2);
+
+      // Online softmax: every warp computes the same new maxima, hence the same alpha.
+      float alpha[2], m_use[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float bm = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < kFusedWarps; ++w) bm = fmaxf(bm, row_max[w * 16 + g + 8 * h]);
+        const float m_new = fmaxf(m[h], bm);
+        m_use[h] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet stays at 0
+        alpha[h] = exp2f(m[h] - m_use[h]);
+        m[h] = m_new;
+      }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[e] = exp2f(s[e] - m_use[e / 2]);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        l[h] = l[h] * alpha[h] + s[2 * h] + s[2 * h + 1];
+        *reinterpret_cast<__nv_bfloat162*>(p_tile + (g + 8 * h) * kFusedPRowBytes + 16 * warp + 4 * t) =
+            __floats2bfloat162_rn(s[2 * h], s[2 * h + 1]);
+      }
+      if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          o[j][0] *= alpha[0];
+          o[j][1] *= alpha[0];
+          o[j][2] *= alpha[1];
+          o[j][3] *= alpha[1];
+        }
+      }
+      __syncthreads();  // P complete
+
+      // O[16 x 64] += P[16 x 64] V[64 x 64], channels 64 warp ..: per k16 step (16 keys) the A
+      // fragment of P, and ldmatrix.x4.trans of V rows (keys) 16 ks + lane % 8 + 8 ((lane / 8) & 1),
+      // chunk 8 warp + 2 np + lane / 16: the B fragments of n8 tiles 2 np, 2 np + 1.
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        uint32_t a[4];
+        sm80::ldmatrix_x4(a, s_p + (lane % 16) * kFusedPRowBytes + (2 * ks + lane / 16) * 16);
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          uint32_t b[4];
+          sm80::ldmatrix_x4_trans(b, kv + (16 * ks + lane % 8 + ((lane / 8) & 1) * 8) * kFusedRowBytes +
+                                         (8 * warp + 2 * np + lane / 16) * 16);
+          sm80::mma_16816(o[2 * np], a, b[0], b[1]);
+          sm80::mma_16816(o[2 * np + 1], a, b[2], b[3]);
+        }
+      }
+    }
+  }
+
+  // The row sums: this thread's keys, the quad's, then (after a barrier) the 8 warps'.
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+    if (t == 0) warp_sum_s[warp * 16 + g + 8 * h] = l[h];
+  }
+  // This CTA's state into its shared memory: O unnormalised (over stage 0), m, and l.
+  __syncthreads();  // every warp is past its last P V (and, without blocks, its Q tile reads)
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (warp == 0 && t == 0) m_s[g + 8 * h] = m[h];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      *reinterpret_cast<float2*>(o_s + (g + 8 * h) * kFusedORow + 64 * warp + 8 * j + 2 * t) =
+          make_float2(o[j][2 * h], o[j][2 * h + 1]);
+    }
+  }
+  __syncthreads();
+  if (tid < kFusedHeads) {
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kFusedWarps; ++w) sum += warp_sum_s[w * 16 + tid];
+    l_s[tid] = sum;
+  }
+  fused_ptx::cluster_arrive();
+  fused_ptx::cluster_wait();  // every CTA's state is in its shared memory
+
+  // ---- merge of row h over the 16 CTAs: o_lat[h], channels 2 tid, 2 tid + 1 ----
+  {
+    const uint32_t a_m = sm80::smem_u32(m_s + head), a_l = sm80::smem_u32(l_s + head);
+    const uint32_t a_o = sm80::smem_u32(o_s + head * kFusedORow + 2 * tid);
+    float mk[kFusedHeads], lk[kFusedHeads];
+    float2 ok[kFusedHeads];
+#pragma unroll
+    for (int k = 0; k < kFusedHeads; ++k) {  // every peer's loads before any use
+      mk[k] = fused_ptx::ld_cluster_f32(fused_ptx::map_rank(a_m, k));
+      lk[k] = fused_ptx::ld_cluster_f32(fused_ptx::map_rank(a_l, k));
+      ok[k] = fused_ptx::ld_cluster_f32x2(fused_ptx::map_rank(a_o, k));
+    }
+    float big_m = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < kFusedHeads; ++k) big_m = fmaxf(big_m, mk[k]);
+    const float base = big_m == -INFINITY ? 0.0f : big_m;  // the row sees key 0: big_m is finite
+    float total = 0.0f, acc_x = 0.0f, acc_y = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kFusedHeads; ++k) {
+      const float w = exp2f(mk[k] - base);  // a peer that read no block: 0
+      total += w * lk[k];
+      acc_x += w * ok[k].x;
+      acc_y += w * ok[k].y;
+    }
+    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+    const __nv_bfloat162 lat = __floats2bfloat162_rn(acc_x * inv, acc_y * inv);
+    fused_ptx::cluster_arrive();  // done reading the peers' shared memory (waited for before the exit)
+    // o_lat over P: every warp is past its last P V (the cluster barrier above).
+    reinterpret_cast<__nv_bfloat162*>(smem + FusedSmem::kOLat)[tid] = lat;
+  }
+  __syncthreads();  // o_lat [512] bf16 complete
+
+  // ---- up-projection of head h: rows 16 warp .. 16 warp + 15 of W_UV[h] ----
+  {
+    const uint4* lat_v = reinterpret_cast<const uint4*>(smem + FusedSmem::kOLat);
+    const uint4 x[2] = {lat_v[lane], lat_v[32 + lane]};  // columns 8 lane .., 256 + 8 lane ..
+    __nv_bfloat16* out = p.o + (int64_t{seq} * kFusedHeads + head) * kFusedValue;
+#pragma unroll
+    for (int r0 = 0; r0 < 16; r0 += kFusedUpRowsInFlight) {
+      uint4 wv[kFusedUpRowsInFlight][2];
+#pragma unroll
+      for (int r = 0; r < kFusedUpRowsInFlight; ++r) {
+        const uint4* row = reinterpret_cast<const uint4*>(w_uv() + (16 * warp + r0 + r) * kFusedLatent);
+        wv[r][0] = __ldcs(row + lane);
+        wv[r][1] = __ldcs(row + 32 + lane);
+      }
+#pragma unroll
+      for (int r = 0; r < kFusedUpRowsInFlight; ++r) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float2 xf = __bfloat1622float2(reinterpret_cast<const __nv_bfloat162*>(&x[s])[e]);
+            const float2 wf = __bfloat1622float2(reinterpret_cast<const __nv_bfloat162*>(&wv[r][s])[e]);
+            acc = fmaf(wf.y, xf.y, fmaf(wf.x, xf.x, acc));
+          }
+        }
+        const float sum = gpu::warp_sum(acc);
+        if (lane == 0) out[16 * warp + r0 + r] = __float2bfloat16_rn(sum);
+      }
+    }
+  }
+  fused_ptx::cluster_wait();  // no CTA leaves while a peer may still read its shared memory
+}
+
+}  // namespace mlaserve::ops::sm90

@@ -1,0 +1,42 @@
+// Launch code of the fused absorbed MLA attention kernel (mla_absorbed_sm90.cuh, launched from
+// mla_absorbed_sm90.cu, contract ops/mla_absorbed_attention.h): its parameters and the driver's
+// count of resident clusters. Host-visible; no device code.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace mlaserve::ops::sm90 {
+
+inline constexpr int kFusedHeads = 16;    // n: the cluster's CTAs, one a head
+inline constexpr int kFusedMaxSeqs = 8;   // B: sequences (clusters) a launch
+inline constexpr int kFusedNope = 128;    // dn
+inline constexpr int kFusedRope = 64;     // dr
+inline constexpr int kFusedValue = 128;   // dv
+inline constexpr int kFusedLatent = 512;  // dc
+
+// mla_absorbed_sm90_kernel: grid (16, B), clusters of (16, 1, 1). Sequence b's query is row b.
+struct MlaAbsorbedParams {
+  const __nv_bfloat16* q;         // [B, 16, 192] rope applied
+  const __nv_bfloat16* w_kv_b;    // [16 · 256, 512]: W_UK[h] rows 256 h .., W_UV[h] rows 256 h + 128 ..
+  const __nv_bfloat16* kv_cache;  // [num_blocks, 64, 576]
+  const int32_t* block_table;     // [B, max_blocks]
+  const int32_t* seq_lens;        // [B] keys per sequence, the new token included
+  __nv_bfloat16* o;               // [B, 16, 128]
+  int32_t max_blocks;             // block_table's row length
+  float scale_log2;               // softmax_scale * log2(e): scores go through exp2
+  bool early_loads;               // MlaAbsorbedArgs::early_loads
+};
+
+// Clusters of 16 CTAs of the kernel that the current GPU holds at once (asked of the driver once
+// per device, after setting the kernel's shared-memory and cluster-size attributes there); 0 when
+// it refuses clusters of 16.
+int absorbed_max_active_clusters();
+
+// Launches the kernel for num_seqs <= absorbed_max_active_clusters() sequences on stream with
+// programmatic dependent launch.
+void launch_mla_absorbed(const MlaAbsorbedParams& p, int num_seqs, cudaStream_t stream);
+
+}  // namespace mlaserve::ops::sm90

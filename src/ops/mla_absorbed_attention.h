@@ -1,0 +1,77 @@
+// The absorbed MLA decode attention of one query token a sequence as ONE op: the absorption of
+// the query into latent space, the attention over the paged latent cache, and the up-projection
+// of the latent output to per-head values (MODEL_SPEC §4.2). It is exactly, and its CPU
+// reference runs, the three ops in a row:
+//
+//   q_abs = mla_absorb_query(q, w_kv_b)              [T, n, dc + dr]   (ops/mla_absorb.h)
+//   o_lat = mla_decode(q_abs, cache, tables).out     [T, n, dc]        (ops/mla_decode.h)
+//   o     = mla_up_project_output(o_lat, w_kv_b)     [T, n, dv]        (ops/mla_absorb.h)
+//
+//   q            [T, n, dn + dr]         per head [q_nope | q_pe], rope applied
+//   w_kv_b       [n·(dn + dv), dc]       kv_b_proj: head h's rows h·(dn+dv) .. = W_UK[h] [dn, dc],
+//                                        the next dv rows W_UV[h] [dv, dc]
+//   kv_cache, block_table, seq_lens, query_start, softmax_scale: as MlaDecodeArgs
+//   o            [T, n, dv]              the o_proj input
+// No lse: the model's o_proj needs none (a decode step attends over the whole context at once).
+//
+// Why one op: at batch 1 on the H200 the three kernels cost 15.4 us a layer (V2-Lite, 1024
+// tokens) for 5.2 MB of weights and cache, 1.2 us at the HBM rate: three launches that each wait
+// for the one before, and the decode's merge through global memory (bench/NOTES-engine.md). The
+// GPU kernel (src/ops/cuda/mla_absorbed_sm90.cuh) runs a sequence in one cluster of 16 CTAs, CTA h
+// owning head h from the absorption to the up-projection, the pieces meeting in distributed
+// shared memory. It takes decode steps of V2-Lite / V3-under-TP8 shape only:
+// mla_absorbed_attention_fits says which; the model runs the three ops otherwise.
+#pragma once
+
+#include "core/stream.h"
+#include "core/tensor.h"
+
+namespace mlaserve::ops {
+
+struct MlaAbsorbedArgs {
+  Tensor q;            // [T, n, dn + dr]   bf16 (GPU) or f32 (CPU), rope applied
+  Tensor w_kv_b;       // [n·(dn + dv), dc] bf16 (GPU) or f32/bf16 (CPU)
+  Tensor kv_cache;     // [num_blocks, 64, dc + dr] as MlaDecodeArgs::kv_cache
+  Tensor block_table;  // [B, max_blocks] i32
+  Tensor seq_lens;     // [B] i32: keys per sequence, the new tokens included
+  Tensor query_start;  // [B + 1] i32
+  float softmax_scale = 0.0f;
+  // As MlaDecodeArgs::early_loads: everything but q was written by kernels that ended before the
+  // one just before this call on the stream (the model: q comes from the RoPE kernel), so the
+  // kernel reads the tables and starts its first cache block's copy before it waits for that one.
+  bool early_loads = false;
+};
+
+// CPU reference: mla_absorb_query_cpu, mla_decode_cpu and mla_up_project_output_cpu in a row
+// (f32 intermediates), any shape those take.
+void mla_absorbed_attention_cpu(const MlaAbsorbedArgs& args, Tensor& o);
+
+// Whether mla_absorbed_attention takes these arguments on o's device: on the GPU, bf16 operands,
+// n = 16 heads, dn = 128, dr = 64, dv = 128, dc = 512, one query token a sequence (T = B), B <= 8,
+// 16-byte aligned q, w_kv_b, cache and o, and a GPU that holds B clusters of 16 of the kernel's
+// CTAs at once (cudaOccupancyMaxActiveClusters; a GPU that refuses clusters of 16 holds none).
+// False on the host: the model graph keeps its three ops there. Never fails.
+bool mla_absorbed_attention_fits(const MlaAbsorbedArgs& args, const Tensor& o);
+
+// Dispatch by device (ops/dispatch.h). On the GPU the arguments must fit (above).
+void mla_absorbed_attention(const MlaAbsorbedArgs& args, Tensor& o, Stream stream = {});
+
+}  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA (Hopper, sm_90a): src/ops/cuda/mla_absorbed_sm90.{cuh,cu} ----------------------
+//
+// One kernel, grid (16, B), clusters of 16 CTAs: see the design note of mla_absorbed_sm90.cuh.
+// The absorption and the up-projection sum in the order of mla_absorb_gemv.cuh's kernels and
+// round where they round (same bits given the same inputs); the attention is that of the narrow
+// MLA kernel at 16 CTAs a sequence, whose split of the blocks differs from mla_decode_cuda's
+// schedule (the same values up to fp32 summation order and bf16 rounding of P).
+bool mla_absorbed_attention_cuda_fits(const MlaAbsorbedArgs& args, const Tensor& o);
+void mla_absorbed_attention_cuda(const MlaAbsorbedArgs& args, Tensor& o, cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA

@@ -1,0 +1,24 @@
+#include "ops/cpu_util.h"
+#include "ops/mla_absorb.h"
+#include "ops/mla_absorbed_attention.h"
+#include "ops/mla_decode.h"
+
+namespace mlaserve::ops {
+
+void mla_absorbed_attention_cpu(const MlaAbsorbedArgs& args, Tensor& o) {
+  constexpr std::string_view kOp = "mla_absorbed_attention_cpu";
+  MLA_CHECK(args.q.ndim() == 3 && args.kv_cache.ndim() == 3 && o.ndim() == 3,
+            "{}: q {} must be [T, n, dn + dr], kv_cache {} [num_blocks, block, dc + dr], o {} [T, n, dv]", kOp,
+            shape_str(args.q.shape()), shape_str(args.kv_cache.shape()), shape_str(o.shape()));
+  const int64_t t = args.q.dim(0), n = args.q.dim(1), dc = args.w_kv_b.dim(1);
+  const int64_t dr = args.kv_cache.dim(2) - dc;
+  Tensor q_abs = Tensor::empty({t, n, dc + dr}, DType::kF32);  // [T, n, dc + dr]
+  mla_absorb_query_cpu(args.q, args.w_kv_b, q_abs);
+  const MlaDecodeArgs decode{q_abs, args.kv_cache, args.block_table, args.seq_lens, args.query_start,
+                             args.softmax_scale};
+  MlaDecodeOutputs lat{Tensor::empty({t, n, dc}, DType::kF32), Tensor::empty({t, n}, DType::kF32)};
+  mla_decode_cpu(decode, lat);  // o_lat [T, n, dc]
+  mla_up_project_output_cpu(lat.out, args.w_kv_b, o);
+}
+
+}  // namespace mlaserve::ops
