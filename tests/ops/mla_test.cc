@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <iterator>
 #include <numeric>
 #include <optional>
@@ -17,6 +18,7 @@
 #include "ops/linear.h"
 #include "ops/mha_attention.h"
 #include "ops/mla_absorb.h"
+#include "ops/mla_absorbed_attention.h"
 #include "ops/mla_decode.h"
 #include "ops/mla_expand_kv.h"
 #include "ops/rms_norm.h"
@@ -299,6 +301,37 @@ TEST_P(AbsorptionEquivalence, Bf16CacheAndQueryWithinBf16Tolerance) {
   EXPECT_LT(max_rel, 1e-2);
   testing::record_error("rel_l2", rel_l2);
   testing::record_error("max_rel", max_rel);
+}
+
+TEST(MlaAbsorbedAttention, CpuIsTheThreeOpsInARow) {
+  // The fused op's CPU reference (through the dispatch, host tensors) is mla_absorb_query_cpu,
+  // mla_decode_cpu and mla_up_project_output_cpu in a row, to the bit; one query token a sequence
+  // (the GPU kernel's case), 3 sequences over a shuffled paged cache. The host never "fits" the
+  // fused kernel: the model keeps its three ops there.
+  std::mt19937_64 rng(64);
+  const int64_t n = 3, b = 3, max_blocks = 3;
+  const std::vector<int32_t> lens = {1, 70, 130}, table = {4, -1, -1, 0, 5, -1, 2, 1, 3};
+  MlaAbsorbedArgs a;
+  a.q = random_tensor({b, n, kDn + kDr}, DType::kF32, rng);
+  a.w_kv_b = random_tensor({n * (kDn + kDv), kDc}, DType::kBF16, rng, 0.05f);
+  a.kv_cache = random_tensor({6, kKvBlockSize, kCacheRowDim}, DType::kBF16, rng);
+  a.block_table = i32_tensor(table, {b, max_blocks});
+  a.seq_lens = i32_tensor(lens, {b});
+  a.query_start = i32_tensor({0, 1, 2, 3}, {b + 1});
+  a.softmax_scale = 0.1352338f;
+  Tensor o = poisoned({b, n, kDv}, DType::kF32);
+  EXPECT_FALSE(mla_absorbed_attention_fits(a, o));
+  mla_absorbed_attention(a, o);
+
+  Tensor q_abs = Tensor::empty({b, n, kCacheRowDim}, DType::kF32);
+  mla_absorb_query_cpu(a.q, a.w_kv_b, q_abs);
+  MlaDecodeOutputs lat{Tensor::empty({b, n, kDc}, DType::kF32), Tensor::empty({b, n}, DType::kF32)};
+  mla_decode_cpu(MlaDecodeArgs{q_abs, a.kv_cache, a.block_table, a.seq_lens, a.query_start, a.softmax_scale}, lat);
+  Tensor want = Tensor::empty({b, n, kDv}, DType::kF32);
+  mla_up_project_output_cpu(lat.out, a.w_kv_b, want);
+  const std::vector<float> got_v = o.to_vector(), want_v = want.to_vector();
+  ASSERT_EQ(got_v.size(), want_v.size());
+  EXPECT_EQ(std::memcmp(got_v.data(), want_v.data(), got_v.size() * sizeof(float)), 0);
 }
 
 }  // namespace
