@@ -11,7 +11,7 @@
 //
 // Shape of the work. Grid (16, B), thread-block clusters of (16, 1, 1): cluster b is sequence b
 // (query row b), CTA rank h owns head h. 256 threads (8 warps), 222 KB of shared memory (one CTA
-// an SM), 255 registers a thread. Per CTA:
+// an SM), 254 registers a thread, no spills (ptxas -v, CUDA 13.0). Per CTA:
 //   1. Before griddepcontrol.wait (weights only, and with early_loads what kernels two or more
 //      back wrote; pdl.cuh's rule): W_UK[h] [128 x 512] into registers, thread i owning columns
 //      2i, 2i + 1 of every row (128 registers, dead after step 3); an L2 prefetch of W_UV[h]
@@ -25,8 +25,9 @@
 //      a cluster barrier whose arrival was at the kernel's start (every CTA has started: its shared
 //      memory may be written). A cluster barrier: every CTA holds the 16 x 576 query tile.
 //   3. The attention over the CTA's blocks [h nb / 16, (h + 1) nb / 16) of the sequence's
-//      nb = ceil(seq_len / 64), exactly as the narrow MLA decode kernel (branch narrow16, commit
-//      2ffc856): Q to registers as mma.sync m16n8k16 A fragments (144 registers), a cp.async
+//      nb = ceil(seq_len / 64), as the narrow MLA decode kernel (branch narrow16, commit 2ffc856;
+//      Q K^T here in kFusedScoreSets accumulator sets, not 4, for the registers):
+//      Q to registers as mma.sync m16n8k16 A fragments (144 registers), a cp.async
 //      3-stage KV ring on mbarriers, online softmax in fp32 (log2 units), P in bf16, P V over
 //      8 warps of 64 channels. Its O (unnormalised), m and l into its shared memory; a cluster
 //      barrier. A CTA without blocks (nb < 16) has m = -inf, l = 0, O = 0.
@@ -71,9 +72,15 @@ inline constexpr int kFusedPRowBytes = 64 * 2 + 16;     // padded P row: 64 keys
 inline constexpr int kFusedORow = 512 + 8;              // padded O row, in floats
 inline constexpr int kFusedQSteps = 36;                 // k16 steps over the 576 channels
 inline constexpr int kFusedUpRowsInFlight = 8;          // W_UV rows a warp loads before its FMAs
+// Accumulator sets of Q K^T (the chain of 36 mma is 36 / sets deep). The narrow kernel has 4; here
+// 4 spill 8 bytes (ptxas, CUDA 13.0: two P V addresses reloaded from L1 once a block, before a
+// barrier), 2 spill nothing at 254 registers for a chain of 18 instead of 9 (about 0.15 us a
+// block more at ~30 cycles an mma). Which is faster is NOT measured yet.
+inline constexpr int kFusedScoreSets = 2;
 static_assert(kFusedWarps * 8 == 64 && kFusedWarps * 64 == kFusedLatent,
               "a warp takes 8 keys of a block in Q K^T and 64 of the 512 channels in P V");
 static_assert(2 * kFusedThreads == kFusedLatent, "a thread owns 2 latent channels in the absorption and the merge");
+static_assert(kFusedQSteps % kFusedScoreSets == 0, "every set takes as many k16 steps");
 static_assert(kFusedWarps * 16 == kFusedValue, "a warp owns 16 rows of W_UV in the up-projection");
 
 // Shared-memory map (byte offsets; 16-byte aligned base).
@@ -292,15 +299,15 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
 
       // S[16 x 8] = Q K^T, keys 8 warp .. 8 warp + 7: ldmatrix.x4 of K rows (key 8 warp + lane % 8,
       // chunk 4 kp + lane / 8) gives the B fragments of k16 steps 2 kp and 2 kp + 1.
-      float acc[4][4];
+      float acc[kFusedScoreSets][4];
 #pragma unroll
-      for (int c = 0; c < 4; ++c) acc[c][0] = acc[c][1] = acc[c][2] = acc[c][3] = 0.0f;
+      for (int c = 0; c < kFusedScoreSets; ++c) acc[c][0] = acc[c][1] = acc[c][2] = acc[c][3] = 0.0f;
 #pragma unroll
       for (int kp = 0; kp < kFusedQSteps / 2; ++kp) {
         uint32_t b[4];
         sm80::ldmatrix_x4(b, kv + (8 * warp + lane % 8) * kFusedRowBytes + (4 * kp + lane / 8) * 16);
-        sm80::mma_16816(acc[(2 * kp) % 4], qf[2 * kp], b[0], b[1]);
-        sm80::mma_16816(acc[(2 * kp + 1) % 4], qf[2 * kp + 1], b[2], b[3]);
+        sm80::mma_16816(acc[(2 * kp) % kFusedScoreSets], qf[2 * kp], b[0], b[1]);
+        sm80::mma_16816(acc[(2 * kp + 1) % kFusedScoreSets], qf[2 * kp + 1], b[2], b[3]);
       }
       // s[e]: row g + 8 (e / 2), key key0 + e % 2 of the CTA's keys; log2 units, masked past the
       // sequence's end (one query token: it sees every key of the sequence).
@@ -309,7 +316,10 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
       float s[4], mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        float v = (acc[0][e] + acc[1][e] + acc[2][e] + acc[3][e]) * p.scale_log2;
+        float v = acc[0][e];
+#pragma unroll
+        for (int c = 1; c < kFusedScoreSets; ++c) v += acc[c][e];
+        v *= p.scale_log2;
         if (masked && key0 + e % 2 >= rest) v = -INFINITY;
         s[e] = v;
         mx[e / 2] = fmaxf(mx[e / 2], v);
@@ -403,9 +413,10 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   fused_ptx::cluster_wait();  // every CTA's state is in its shared memory
 
   // ---- merge of row h over the 16 CTAs: o_lat[h], channels 2 tid, 2 tid + 1 ----
+  // (head, seq and tid read again from blockIdx / threadIdx: no register held across the loop.)
   {
-    const uint32_t a_m = sm80::smem_u32(m_s + head), a_l = sm80::smem_u32(l_s + head);
-    const uint32_t a_o = sm80::smem_u32(o_s + head * kFusedORow + 2 * tid);
+    const uint32_t a_m = sm80::smem_u32(m_s + blockIdx.x), a_l = sm80::smem_u32(l_s + blockIdx.x);
+    const uint32_t a_o = sm80::smem_u32(o_s + blockIdx.x * kFusedORow + 2 * threadIdx.x);
     float mk[kFusedHeads], lk[kFusedHeads];
     float2 ok[kFusedHeads];
 #pragma unroll
@@ -438,7 +449,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   {
     const uint4* lat_v = reinterpret_cast<const uint4*>(smem + FusedSmem::kOLat);
     const uint4 x[2] = {lat_v[lane], lat_v[32 + lane]};  // columns 8 lane .., 256 + 8 lane ..
-    __nv_bfloat16* out = p.o + (int64_t{seq} * kFusedHeads + head) * kFusedValue;
+    __nv_bfloat16* out = p.o + (int64_t{blockIdx.y} * kFusedHeads + blockIdx.x) * kFusedValue;
 #pragma unroll
     for (int r0 = 0; r0 < 16; r0 += kFusedUpRowsInFlight) {
       uint4 wv[kFusedUpRowsInFlight][2];
