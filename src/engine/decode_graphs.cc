@@ -38,6 +38,7 @@ cudaStream_t as_cuda(void* s) { return static_cast<cudaStream_t>(s); }
 // The graph of one padded size G and its input tensors. W = max_blocks_ (block-table width).
 struct DecodeGraphs::Graph {
   int64_t size = 0;
+  int64_t seq_len_class = 0;  // DeepSeekModel::decode_seq_len_class of the steps it runs
   Tensor ints;         // [3G] i32: token ids | positions | sequence lengths
   Tensor slots;        // [G] i64
   Tensor block_table;  // [G, W] i32
@@ -108,11 +109,18 @@ bool DecodeGraphs::fits(const ForwardBatch& batch) const {
   return true;
 }
 
-DecodeGraphs::Graph& DecodeGraphs::graph_of_size(int64_t g) {
-  std::unique_ptr<Graph>& slot = graphs_[g];
+int64_t DecodeGraphs::seq_len_class(const ForwardBatch& batch) const {
+  int64_t longest = 0;
+  for (const SequenceSlice& s : batch.sequences) longest = std::max<int64_t>(longest, s.context_len + s.query_len);
+  return model_.decode_seq_len_class(longest);
+}
+
+DecodeGraphs::Graph& DecodeGraphs::graph_for(int64_t g, int64_t seq_len_class) {
+  std::unique_ptr<Graph>& slot = graphs_[{g, seq_len_class}];
   if (slot) return *slot;
   auto graph = std::make_unique<Graph>();
   graph->size = g;
+  graph->seq_len_class = seq_len_class;
   graph->ints = Tensor::empty({3 * g}, DType::kI32, Device::kCUDA);
   graph->slots = Tensor::empty({g}, DType::kI64, Device::kCUDA);
   graph->block_table = Tensor::empty({g, max_blocks_}, DType::kI32, Device::kCUDA);
@@ -136,7 +144,7 @@ DecodeGraphs::Graph& DecodeGraphs::graph_of_size(int64_t g) {
   m.absorbed.assign(static_cast<size_t>(g), true);
   m.mha_block_tables.resize(static_cast<size_t>(g));
   AbsorbedRun run{0, static_cast<size_t>(g), 0, g, graph->block_table, graph->ints.slice(2 * g, 3 * g),
-                  graph->query_start, nullptr};
+                  graph->query_start, nullptr, seq_len_class};
   m.absorbed_runs.push_back(std::move(run));
   slot = std::move(graph);
   return *slot;
@@ -196,7 +204,7 @@ Tensor DecodeGraphs::capture(Graph& g) {
   const cudaError_t err = cudaGraphInstantiate(&g.exec, graph, 0);
   cudaGraphDestroy(graph);
   MLA_CUDA_CHECK(err);
-  MLA_LOG_INFO("captured the CUDA graph of decode batch {}", g.size);
+  MLA_LOG_INFO("captured the CUDA graph of decode batch {} (sequences up to {} tokens)", g.size, g.seq_len_class);
   return logits;
 }
 
@@ -207,7 +215,7 @@ Tensor DecodeGraphs::replay(Graph& g) {
 
 Tensor DecodeGraphs::run(const ForwardBatch& batch) {
   MLA_CHECK(accepts(batch), "DecodeGraphs::run: not a decode step a graph can run");
-  Graph& g = graph_of_size(padded_graph_batch(batch.num_tokens(), max_batch_));
+  Graph& g = graph_for(padded_graph_batch(batch.num_tokens(), max_batch_), seq_len_class(batch));
   upload(g, batch);
   Tensor logits;
   if (g.exec == nullptr) {
@@ -217,7 +225,7 @@ Tensor DecodeGraphs::run(const ForwardBatch& batch) {
       MLA_LOG_WARN("CUDA graph capture of decode batch {} failed, running eagerly from now on: {}", g.size, e.what());
       disabled_ = true;
       (void)cudaGetLastError();
-      graphs_.erase(g.size);
+      graphs_.erase({g.size, g.seq_len_class});
       return model_.forward(batch, cache_);
     }
   } else {
@@ -229,7 +237,7 @@ Tensor DecodeGraphs::run(const ForwardBatch& batch) {
 Tensor DecodeGraphs::run(const ForwardBatch& batch, int64_t size) {
   MLA_CHECK(fits(batch) && size == padded_graph_batch(batch.num_tokens(), max_batch_),
             "DecodeGraphs::run: a step of {} tokens cannot run in the graph of {} sequences", batch.num_tokens(), size);
-  Graph& g = graph_of_size(size);
+  Graph& g = graph_for(size, seq_len_class(batch));
   upload(g, batch);
   const Tensor logits = g.exec == nullptr ? capture(g) : replay(g);
   return logits.defined() ? logits.slice(0, batch.num_tokens()) : Tensor();  // none before the last stage

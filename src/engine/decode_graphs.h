@@ -13,7 +13,8 @@
 // replayed. Every later step of size G copies its metadata into the graph's input tensors
 // (token ids, positions, cache slots, block tables, sequence lengths) and replays the graph;
 // the split-KV plan of the absorbed attention is recomputed inside the graph from the new
-// sequence lengths.
+// sequence lengths. Where the model picks kernels by the step's longest sequence (a length class,
+// DeepSeekModel::decode_seq_len_class), each class of a size has its own graph.
 //
 // On a pipeline stage (a model split by layers, without tensor parallelism) the graph holds the
 // stage's share: the receive of the residual stream from the stage before and the send to the
@@ -33,6 +34,7 @@
 
 #include <cstdint>
 #include <map>
+#include <utility>
 #include <memory>
 
 #include "core/memory.h"
@@ -67,7 +69,11 @@ class DecodeGraphs {
  private:
   struct Graph;
   bool fits(const ForwardBatch& batch) const;  // the shape a graph runs
-  Graph& graph_of_size(int64_t size);
+  // The graph of `size` sequences for steps whose longest sequence falls in the model's length
+  // class `seq_len_class` (DeepSeekModel::decode_seq_len_class: the kernels a step runs may depend
+  // on it, and a graph is one fixed sequence of kernels).
+  Graph& graph_for(int64_t size, int64_t seq_len_class);
+  int64_t seq_len_class(const ForwardBatch& batch) const;
   void upload(Graph& g, const ForwardBatch& batch);
   Tensor capture(Graph& g);  // the step's eager run (its logits), then the capture
   Tensor replay(Graph& g);   // the graph's launch; its logits
@@ -79,7 +85,7 @@ class DecodeGraphs {
   DevicePool* pool_ = nullptr;
   void* stream_ = nullptr;    // cudaStream_t of the model while graphs are on
   bool disabled_ = false;
-  std::map<int64_t, std::unique_ptr<Graph>> graphs_;  // by padded size
+  std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Graph>> graphs_;  // by (padded size, length class)
 };
 
 // The padded batch sizes that get a graph (up to max_batch; the largest is max_batch itself).

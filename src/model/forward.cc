@@ -81,12 +81,13 @@ StepMetadata DeepSeekModel::prepare_step(const ForwardBatch& batch) {
     size_t j = i;
     size_t max_blocks = 0;
     while (j < nseq && step.absorbed[j]) max_blocks = std::max(max_blocks, batch.sequences[j++].block_table.size());
-    AbsorbedRun run{i, j, s.query_start, 0, {}, {}, {}, nullptr};
+    AbsorbedRun run{i, j, s.query_start, 0, {}, {}, {}, nullptr, 0};
     std::vector<int32_t> table((j - i) * max_blocks, 0), lens, starts{0};
     for (size_t k = i; k < j; ++k) {
       const SequenceSlice& q = batch.sequences[k];
       std::copy(q.block_table.begin(), q.block_table.end(), table.begin() + (k - i) * max_blocks);
       lens.push_back(q.context_len + q.query_len);
+      run.max_seq_len = std::max<int64_t>(run.max_seq_len, lens.back());
       starts.push_back(starts.back() + q.query_len);
     }
     run.row_end = run.row_begin + starts.back();

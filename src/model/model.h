@@ -98,10 +98,10 @@ struct ModelOptions {
   // `stream`, in order.
   bool side_stream = true;
   // GPU, latent layout: a decode run of one query token a sequence, 16 heads (V2-Lite, V3 under
-  // TP8) and up to 8 sequences runs its absorbed attention as one fused kernel
-  // (ops/mla_absorbed_attention.h) instead of the absorption, MLA decode and up-projection kernels
-  // (the same values up to the attention's summation order). false keeps the three ops (A/B:
-  // decode_step_bench --fused-attention off; tests).
+  // TP8), up to 8 sequences of at most ops::kMlaAbsorbedMaxSeqLen tokens runs its absorbed
+  // attention as one fused kernel (ops/mla_absorbed_attention.h) instead of the absorption, MLA
+  // decode and up-projection kernels (the same values up to the attention's summation order).
+  // false keeps the three ops (A/B: decode_step_bench --fused-attention off; tests).
   bool fused_absorbed_attention = true;
   // This rank's share of a model split across ranks (unset: the whole model). The weights must
   // already be cut to it (model/shard.h); tp_group is needed when shard.tp_size > 1, pp_group
@@ -123,6 +123,10 @@ class DeepSeekModel {
   // A cache sized for this model on its device (f32 rows on the CPU, bf16 on the GPU), with rows
   // of cache_row_dim() values: the latent row, or this rank's heads' K and V (KvCacheLayout).
   LatentCache make_cache(int64_t num_blocks) const;
+  // The class of decode steps whose longest sequence has `max_seq_len` tokens, as a bound on the
+  // class's lengths: steps of one class run the same kernels (attend_absorbed picks the fused
+  // attention by AbsorbedRun::max_seq_len), so one CUDA graph serves a class (engine/decode_graphs.h).
+  int64_t decode_seq_len_class(int64_t max_seq_len) const;
   int64_t cache_row_dim() const;
   DType activation_dtype() const { return act_dtype_; }
 

@@ -23,6 +23,7 @@ struct AbsorbedRun {
   Tensor seq_lens;                     // [B] i32: context + new tokens
   Tensor query_start;                  // [B + 1] i32, relative to row_begin
   std::shared_ptr<const ops::MlaDecodePlan> plan;  // the step's split-KV plan, shared by the layers
+  int64_t max_seq_len = 0;             // a bound on every sequence's length (host-known: picks kernels)
 };
 
 struct StepMetadata {

@@ -28,6 +28,14 @@
 
 namespace mlaserve::ops {
 
+// The longest sequence (keys, the new token included) for which the model takes this op: one
+// cluster of 16 CTAs streams a sequence's cache, and past ~1,500 tokens it does so slower than
+// mla_decode's schedule over the whole GPU. H200, V2-Lite decode step at batch 1 against the three
+// ops: -0.085 ms at 256 tokens, -0.043 at 1,024, +0.18 at 4,096 (bench/NOTES-mla-decode.md,
+// sixteenth session). Known on the host only: the model compares it with AbsorbedRun::max_seq_len.
+inline constexpr int64_t kMlaAbsorbedMaxSeqLen = 1536;
+inline constexpr int64_t kMlaAbsorbedHeads = 16;  // the heads it takes: one CTA of the cluster each
+
 struct MlaAbsorbedArgs {
   Tensor q;            // [T, n, dn + dr]   bf16 (GPU) or f32 (CPU), rope applied
   Tensor w_kv_b;       // [n·(dn + dv), dc] bf16 (GPU) or f32/bf16 (CPU)

@@ -24,6 +24,9 @@
 #include "engine/decode_graphs.h"
 #include "engine/deepseek_runner.h"
 #include "engine/engine.h"
+#include "model/dummy.h"
+#include "model/presets.h"
+#include "ops/mla_absorbed_attention.h"
 
 namespace mlaserve {
 namespace {
@@ -251,6 +254,64 @@ TEST_P(DecodeGraphsOnTinyModels, SmallGraphStepEqualsTheEagerStep) {
     ASSERT_LE(std::fabs(r - e), bounds[static_cast<size_t>(i / eager.dim(1))]) << "element " << i;
     ASSERT_EQ(r, f) << "two replays of one graph differ at element " << i;
   }
+}
+
+// DeepSeek-V2-Lite's 16 heads (dummy weights, 4 layers): a decode step whose sequences are all
+// short enough runs the fused absorbed attention (DeepSeekModel::decode_seq_len_class), a step
+// with a longer one the three ops, so batch 1 gets one graph per length class; each graph's step
+// equals the eager step and replays bit for bit.
+TEST(DecodeGraphsV2Lite, LengthClassesGetTheirOwnGraphs) {
+  if (!cuda_available()) GTEST_SKIP() << "no GPU visible (scripts/gpu_test.sh runs this on the GPU machine)";
+  DeepSeekConfig config = preset_config("deepseek-v2-lite");
+  config.num_hidden_layers = 4;
+  finalize_config(config);
+  DummyOptions dummy;
+  dummy.seed = 3;
+  dummy.weight_dtype = DType::kBF16;
+  dummy.device = Device::kCUDA;
+  ModelOptions options;
+  options.device = Device::kCUDA;
+  DeepSeekModel model(config, make_dummy_weights(config, dummy), options);
+  LatentCache cache = model.make_cache(64);
+  DecodeGraphs graphs(model, cache, /*max_batch=*/8, /*max_context=*/2048);
+  std::mt19937_64 rng(11);
+  const auto vocab = static_cast<uint64_t>(config.vocab_size);
+  int32_t next_block = 0;
+  const int64_t short_class = model.decode_seq_len_class(1);
+  for (const int32_t len : {100, 1800}) {  // under and over ops::kMlaAbsorbedMaxSeqLen
+    SCOPED_TRACE("context " + std::to_string(len));
+    ForwardBatch b;
+    SequenceSlice s{0, len, 0, {}};
+    for (int32_t k = 0; k <= len / kCacheBlockSize; ++k) s.block_table.push_back(next_block++);
+    for (int32_t p = 0; p < len; ++p) {
+      b.token_ids.push_back(static_cast<int32_t>(rng() % vocab));
+      b.positions.push_back(p);
+      b.slot_mapping.push_back(int64_t{s.block_table[static_cast<size_t>(p / kCacheBlockSize)]} * kCacheBlockSize +
+                               p % kCacheBlockSize);
+    }
+    b.logit_rows = {len - 1};
+    const std::vector<int32_t> table = s.block_table;
+    b.sequences.push_back(std::move(s));
+    model.forward(b, cache);
+    ForwardBatch d;
+    d.token_ids = {static_cast<int32_t>(rng() % vocab)};
+    d.positions = {len};
+    d.slot_mapping = {int64_t{table[static_cast<size_t>(len / kCacheBlockSize)]} * kCacheBlockSize + len % kCacheBlockSize};
+    d.sequences.push_back({0, 1, len, table});
+    d.logit_rows = {0};
+    EXPECT_EQ(model.decode_seq_len_class(len + 1) == short_class, len + 1 <= ops::kMlaAbsorbedMaxSeqLen);
+    const Tensor eager = model.forward(d, cache).to(Device::kCPU);
+    const Tensor first = graphs.run(d).to(Device::kCPU);
+    const Tensor replay = graphs.run(d).to(Device::kCPU);
+    const std::vector<float> bounds = row_bounds(eager);
+    for (int64_t i = 0; i < eager.numel(); ++i) {
+      const float e = eager.data<float>()[i], r = replay.data<float>()[i];
+      ASSERT_TRUE(std::isfinite(r)) << "element " << i;
+      ASSERT_LE(std::fabs(r - e), bounds[static_cast<size_t>(i / eager.dim(1))]) << "element " << i;
+      ASSERT_EQ(r, first.data<float>()[i]) << "two replays of one graph differ at element " << i;
+    }
+  }
+  EXPECT_EQ(graphs.num_captured(), 2);  // batch 1, one graph per length class
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, DecodeGraphsOnTinyModels, ::testing::Values("tiny-v2-lite", "tiny-v3"));
