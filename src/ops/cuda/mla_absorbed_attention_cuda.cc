@@ -18,6 +18,7 @@ using sm90::kFusedMaxSeqs;
 using sm90::kFusedNope;
 using sm90::kFusedRope;
 using sm90::kFusedValue;
+static_assert(kFusedHeads == kMlaAbsorbedHeads, "the contract's head count is the kernel's cluster size");
 
 bool is_gpu(const Tensor& t, DType dtype, int ndim) {
   return t.defined() && t.device() == Device::kCUDA && t.dtype() == dtype && t.ndim() == ndim;

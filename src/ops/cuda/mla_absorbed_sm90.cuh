@@ -25,8 +25,9 @@
 //      a cluster barrier whose arrival was at the kernel's start (every CTA has started: its shared
 //      memory may be written). A cluster barrier: every CTA holds the 16 x 576 query tile.
 //   3. The attention over the CTA's blocks [h nb / 16, (h + 1) nb / 16) of the sequence's
-//      nb = ceil(seq_len / 64), as the narrow MLA decode kernel (branch narrow16, commit 2ffc856;
-//      Q K^T here in kFusedScoreSets accumulator sets, not 4, for the registers):
+//      nb = ceil(seq_len / 64), as the "narrow" MLA decode kernel measured in
+//      bench/NOTES-mla-decode.md (sixteenth session; it never ran alone on main; Q K^T here in
+//      kFusedScoreSets accumulator sets, not its 4, for the registers):
 //      Q to registers as mma.sync m16n8k16 A fragments (144 registers), a cp.async
 //      3-stage KV ring on mbarriers, online softmax in fp32 (log2 units), P in bf16, P V over
 //      8 warps of 64 channels. Its O (unnormalised), m and l into its shared memory; a cluster
@@ -72,7 +73,7 @@ inline constexpr int kFusedPRowBytes = 64 * 2 + 16;     // padded P row: 64 keys
 inline constexpr int kFusedORow = 512 + 8;              // padded O row, in floats
 inline constexpr int kFusedQSteps = 36;                 // k16 steps over the 576 channels
 inline constexpr int kFusedUpRowsInFlight = 8;          // W_UV rows a warp loads before its FMAs
-// Accumulator sets of Q K^T (the chain of 36 mma is 36 / sets deep). The narrow kernel has 4; here
+// Accumulator sets of Q K^T (the chain of 36 mma is 36 / sets deep). The narrow kernel had 4; here
 // 4 spill 8 bytes (ptxas, CUDA 13.0: two P V addresses reloaded from L1 once a block, before a
 // barrier), 2 spill nothing at 254 registers for a chain of 18 instead of 9 (about 0.15 us a
 // block more at ~30 cycles an mma). Which is faster is NOT measured yet.
