@@ -34,8 +34,8 @@
 
 #include <cstdint>
 #include <map>
-#include <utility>
 #include <memory>
+#include <utility>
 
 #include "core/memory.h"
 #include "core/tensor.h"

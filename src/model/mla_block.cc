@@ -78,21 +78,22 @@ Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetada
   return out;
 }
 
+bool DeepSeekModel::fused_attention_for(int64_t max_seq_len) const {
+  return options_.fused_absorbed_attention && options_.device != Device::kCPU && heads_ == ops::kMlaAbsorbedHeads &&
+         max_seq_len <= ops::kMlaAbsorbedMaxSeqLen;
+}
+
 int64_t DeepSeekModel::decode_seq_len_class(int64_t max_seq_len) const {
-  const bool fused_possible = options_.fused_absorbed_attention && options_.device != Device::kCPU &&
-                              heads_ == ops::kMlaAbsorbedHeads;
-  return fused_possible && max_seq_len <= ops::kMlaAbsorbedMaxSeqLen ? ops::kMlaAbsorbedMaxSeqLen
-                                                                     : std::numeric_limits<int64_t>::max();
+  return fused_attention_for(max_seq_len) ? ops::kMlaAbsorbedMaxSeqLen : std::numeric_limits<int64_t>::max();
 }
 
 void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
                                     const Tensor& cache_layer, Tensor& o) {
   const int64_t rows = q.dim(0), n = heads_, dc = config_.kv_lora_rank;
   const Stream stream = options_.stream;
-  if (options_.fused_absorbed_attention && run.max_seq_len <= ops::kMlaAbsorbedMaxSeqLen) {
-    // One kernel when the run fits it (GPU, 16 heads, one query token a sequence, B <= 8, the GPU
-    // holds B clusters of 16 CTAs) and its sequences are short enough (kMlaAbsorbedMaxSeqLen);
-    // early_loads as below, the kernel just before being the RoPE.
+  if (fused_attention_for(run.max_seq_len)) {
+    // One kernel when the run also fits it (one query token a sequence, B <= 8, the GPU holds B
+    // clusters of 16 CTAs); early_loads as below, the kernel just before being the RoPE.
     const ops::MlaAbsorbedArgs fused{q, w.kv_b_dense, cache_layer, run.block_table, run.seq_lens, run.query_start,
                                      static_cast<float>(config_.softmax_scale), /*early_loads=*/true};
     if (ops::mla_absorbed_attention_fits(fused, o)) {

@@ -177,6 +177,9 @@ class DeepSeekModel {
   Tensor attention(int64_t layer, const Tensor& a, const StepMetadata& step, LatentCache& cache);
   // Write o [rows, n, dv]: a run of consecutive absorbed-form sequences (one mla_decode call),
   // or one MHA-form sequence (its new tokens, then its cached context chunk by chunk).
+  // Whether a decode run whose longest sequence has max_seq_len tokens may take the fused absorbed
+  // attention (ModelOptions::fused_absorbed_attention; the op's own fit test decides the rest).
+  bool fused_attention_for(int64_t max_seq_len) const;
   void attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
                        const Tensor& cache_layer, Tensor& o);
   void attend_mha(const MlaWeights& w, const SequenceSlice& seq, const Tensor& block_table, const Tensor& q,

@@ -1,3 +1,7 @@
+// mla_absorbed_attention_cpu (ops/mla_absorbed_attention.h): mla_absorb_query_cpu, mla_decode_cpu
+// and mla_up_project_output_cpu in a row, with f32 intermediates.
+#include <string_view>
+
 #include "ops/cpu_util.h"
 #include "ops/mla_absorb.h"
 #include "ops/mla_absorbed_attention.h"

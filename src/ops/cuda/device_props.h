@@ -5,27 +5,48 @@
 
 #include <array>
 #include <atomic>
+#include <string_view>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
 
 namespace mlaserve::ops::gpu {
 
+inline constexpr int kMaxDevices = 64;  // devices a process may use, for the per-device caches
+
+// One int per device that launch code would otherwise ask the driver for on every launch: each
+// cache is a function-local `static PerDeviceInts`, filled by cached_per_device.
+using PerDeviceInts = std::array<std::atomic<int>, kMaxDevices>;  // value + 1; 0: not asked yet
+
+// cache's value for `device`: ask(device) the first time (a value >= 0), then the kept one.
+template <class Ask>
+int cached_per_device(PerDeviceInts& cache, int device, std::string_view what, Ask&& ask) {
+  MLA_CHECK(device >= 0 && device < kMaxDevices, "{}: device {} past {}", what, device, kMaxDevices);
+  std::atomic<int>& slot = cache[static_cast<size_t>(device)];
+  int stored = slot.load(std::memory_order_acquire);
+  if (stored == 0) {
+    stored = 1 + ask(device);
+    slot.store(stored, std::memory_order_release);
+  }
+  return stored - 1;
+}
+
+inline int current_device() {
+  int device = 0;
+  MLA_CUDA_CHECK(cudaGetDevice(&device));
+  return device;
+}
+
 // Streaming multiprocessors of the current device (132 on an H100 SXM or H200). Asked of the
 // driver once per device and kept: launch code calls this on every launch (decode-sized GEMVs,
 // schedules), where the attribute query would be repeated host work.
 inline int device_sm_count() {
-  constexpr int kMaxDevices = 64;
-  static std::array<std::atomic<int>, kMaxDevices> counts{};  // 0: not asked yet
-  int device = 0;
-  MLA_CUDA_CHECK(cudaGetDevice(&device));
-  MLA_CHECK(device >= 0 && device < kMaxDevices, "device_sm_count: device {} past {}", device, kMaxDevices);
-  int count = counts[static_cast<size_t>(device)].load(std::memory_order_relaxed);
-  if (count == 0) {
+  static PerDeviceInts counts{};
+  return cached_per_device(counts, current_device(), "device_sm_count", [](int device) {
+    int count = 0;
     MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    counts[static_cast<size_t>(device)].store(count, std::memory_order_relaxed);
-  }
-  return count;
+    return count;
+  });
 }
 
 }  // namespace mlaserve::ops::gpu

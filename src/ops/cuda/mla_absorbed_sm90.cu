@@ -4,10 +4,8 @@
 // checks the shapes.
 #include "ops/cuda/mla_absorbed_sm90.h"
 
-#include <array>
-#include <atomic>
-
 #include "core/cuda_check.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/mla_absorbed_sm90.cuh"
 
 namespace mlaserve::ops::sm90 {
@@ -53,19 +51,9 @@ int query_max_active_clusters() {
 }  // namespace
 
 int absorbed_max_active_clusters() {
-  constexpr int kMaxDevices = 64;
-  static std::array<std::atomic<int>, kMaxDevices> counts{};  // clusters + 1; 0: not asked
-  int device = 0;
-  MLA_CUDA_CHECK(cudaGetDevice(&device));
-  MLA_CHECK(device >= 0 && device < kMaxDevices, "absorbed_max_active_clusters: device {} past {}", device,
-            kMaxDevices);
-  std::atomic<int>& slot = counts[static_cast<size_t>(device)];
-  int stored = slot.load(std::memory_order_acquire);
-  if (stored == 0) {
-    stored = 1 + query_max_active_clusters();
-    slot.store(stored, std::memory_order_release);
-  }
-  return stored - 1;
+  static gpu::PerDeviceInts counts{};
+  return gpu::cached_per_device(counts, gpu::current_device(), "absorbed_max_active_clusters",
+                           [](int) { return query_max_active_clusters(); });
 }
 
 void launch_mla_absorbed(const MlaAbsorbedParams& p, int num_seqs, cudaStream_t stream) {

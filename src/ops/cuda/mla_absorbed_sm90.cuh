@@ -109,49 +109,6 @@ static_assert(kFusedNope * 2 <= kFusedHeads * kFusedPRowBytes && kFusedLatent * 
               "q_nope and o_lat fit over P");
 static_assert(64 * kFusedRowChunks % kFusedThreads == 0, "every thread copies as many chunks of a block");
 
-// ---- PTX: cp.async completion on an mbarrier, distributed shared memory, cluster barriers ----
-
-namespace fused_ptx {
-
-// An arrival on `bar` once every cp.async this thread has issued so far has landed; the barrier's
-// expected count includes it (noinc).
-__device__ __forceinline__ void cp_async_arrive_noinc(uint32_t bar) {
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
-}
-// The address of the same shared-memory location in the CTA of cluster rank `rank`.
-__device__ __forceinline__ uint32_t map_rank(uint32_t addr, int rank) {
-  uint32_t out;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(out) : "r"(addr), "r"(rank));
-  return out;
-}
-__device__ __forceinline__ void st_cluster_u32(uint32_t addr, uint32_t v) {
-  asm volatile("st.shared::cluster.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
-}
-__device__ __forceinline__ float ld_cluster_f32(uint32_t addr) {
-  float v;
-  asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(addr));
-  return v;
-}
-__device__ __forceinline__ float2 ld_cluster_f32x2(uint32_t addr) {
-  float2 v;
-  asm volatile("ld.shared::cluster.v2.f32 {%0, %1}, [%2];\n" : "=f"(v.x), "=f"(v.y) : "r"(addr));
-  return v;
-}
-// Every thread of every CTA of the cluster: arrive (this thread's earlier accesses released to the
-// cluster; relaxed: nothing released), then wait for all arrivals (the others' writes acquired).
-// The .aligned forms need the warp converged: the arrive reconverges it first.
-__device__ __forceinline__ void cluster_arrive() {
-  __syncwarp();
-  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void cluster_arrive_relaxed() {
-  __syncwarp();
-  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
-
-}  // namespace fused_ptx
-
 // Starts the copy of cache block `block_id` ([64 x 576] bf16, 72 KB contiguous) into the stage at
 // dst; rows valid .. 63 are zero-filled (nothing read). All kFusedThreads threads (thread tid),
 // each arriving on bar when its copies have landed. Thread i's 16 bytes are the block's bytes
@@ -164,7 +121,7 @@ __device__ __forceinline__ void fused_load_kv(const MlaAbsorbedParams& p, uint32
     const int i = tid + kFusedThreads * k, row = i / kFusedRowChunks;  // chunk i of the block
     sm80::cp_async_16(dst + 16 * (i + row), src + (row < valid ? 16 * i : 0), row < valid);
   }
-  fused_ptx::cp_async_arrive_noinc(bar);
+  ptx::cp_async_arrive_noinc(bar);
 }
 
 // The max over the 4 threads of a quad (lanes 4k .. 4k + 3 hold one row's keys).
@@ -205,7 +162,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
     ptx::mbarrier_init_fence();
   }
   __syncthreads();
-  fused_ptx::cluster_arrive_relaxed();  // this CTA has started; waited for before the first DSMEM store
+  ptx::cluster_arrive_relaxed();  // this CTA has started; waited for before the first DSMEM store
 
   // Weights before the wait: W_UK[h] columns 2 tid, 2 tid + 1 of every row; W_UV[h] into L2.
   uint32_t wk[kFusedNope];
@@ -263,17 +220,17 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   const uint32_t q_abs_bits = *reinterpret_cast<const uint32_t*>(&q_abs);
   const uint32_t q_pe_bits =
       tid < kFusedRope / 2 ? reinterpret_cast<const uint32_t*>(q_row + kFusedNope)[tid] : 0u;
-  fused_ptx::cluster_wait();  // every CTA of the cluster has started
+  ptx::cluster_wait();  // every CTA of the cluster has started
   {
     const uint32_t dst = s_q + head * kFusedRowBytes + 4 * tid;
 #pragma unroll
     for (int k = 0; k < kFusedHeads; ++k) {
-      fused_ptx::st_cluster_u32(fused_ptx::map_rank(dst, k), q_abs_bits);
-      if (tid < kFusedRope / 2) fused_ptx::st_cluster_u32(fused_ptx::map_rank(dst + 2 * kFusedLatent, k), q_pe_bits);
+      ptx::st_cluster_u32(ptx::map_rank(dst, k), q_abs_bits);
+      if (tid < kFusedRope / 2) ptx::st_cluster_u32(ptx::map_rank(dst + 2 * kFusedLatent, k), q_pe_bits);
     }
   }
-  fused_ptx::cluster_arrive();
-  fused_ptx::cluster_wait();  // every CTA holds the 16 x 576 query tile
+  ptx::cluster_arrive();
+  ptx::cluster_wait();  // every CTA holds the 16 x 576 query tile
 
   // ---- attention over this CTA's blocks (the narrow kernel's loop) ----
   float o[8][4];                                  // O[16 x 64]: n8 tile j = channels 64 warp + 8 j ..
@@ -410,8 +367,8 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
     for (int w = 0; w < kFusedWarps; ++w) sum += warp_sum_s[w * 16 + tid];
     l_s[tid] = sum;
   }
-  fused_ptx::cluster_arrive();
-  fused_ptx::cluster_wait();  // every CTA's state is in its shared memory
+  ptx::cluster_arrive();
+  ptx::cluster_wait();  // every CTA's state is in its shared memory
 
   // ---- merge of row h over the 16 CTAs: o_lat[h], channels 2 tid, 2 tid + 1 ----
   // (head, seq and tid read again from blockIdx / threadIdx: no register held across the loop.)
@@ -422,9 +379,9 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
     float2 ok[kFusedHeads];
 #pragma unroll
     for (int k = 0; k < kFusedHeads; ++k) {  // every peer's loads before any use
-      mk[k] = fused_ptx::ld_cluster_f32(fused_ptx::map_rank(a_m, k));
-      lk[k] = fused_ptx::ld_cluster_f32(fused_ptx::map_rank(a_l, k));
-      ok[k] = fused_ptx::ld_cluster_f32x2(fused_ptx::map_rank(a_o, k));
+      mk[k] = ptx::ld_cluster_f32(ptx::map_rank(a_m, k));
+      lk[k] = ptx::ld_cluster_f32(ptx::map_rank(a_l, k));
+      ok[k] = ptx::ld_cluster_f32x2(ptx::map_rank(a_o, k));
     }
     float big_m = -INFINITY;
 #pragma unroll
@@ -440,7 +397,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
     }
     const float inv = total > 0.0f ? 1.0f / total : 0.0f;
     const __nv_bfloat162 lat = __floats2bfloat162_rn(acc_x * inv, acc_y * inv);
-    fused_ptx::cluster_arrive();  // done reading the peers' shared memory (waited for before the exit)
+    ptx::cluster_arrive();  // done reading the peers' shared memory (waited for before the exit)
     // o_lat over P: every warp is past its last P V (the cluster barrier above).
     reinterpret_cast<__nv_bfloat162*>(smem + FusedSmem::kOLat)[tid] = lat;
   }
@@ -477,7 +434,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
       }
     }
   }
-  fused_ptx::cluster_wait();  // no CTA leaves while a peer may still read its shared memory
+  ptx::cluster_wait();  // no CTA leaves while a peer may still read its shared memory
 }
 
 }  // namespace mlaserve::ops::sm90

@@ -35,7 +35,6 @@
 #include <cutlass/gemm/group_array_problem_shape.hpp>
 #include <cutlass/kernel_hardware_info.h>
 
-#include <atomic>
 #include <cstdint>
 #include <type_traits>
 
@@ -129,31 +128,29 @@ __global__ void fill_group_arguments(typename G::Params p, GroupArrays<G> w) {
 // assigned (the walk is static), doubling the tail.
 template <class G>
 int max_active_clusters(int device) {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cache[kMaxDevices] = {};
-  MLA_CHECK(device >= 0 && device < kMaxDevices, "{}: device {} out of range", G::kOp, device);
-  if (const int cached = cache[device].load(std::memory_order_relaxed); cached > 0) return cached;
-  using Kernel = typename G::Kernel;
-  const auto kernel = cutlass::device_kernel<Kernel>;
-  constexpr int kSmem = Kernel::SharedStorageSize;
-  MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-  const unsigned cm = cute::size<0>(typename G::ClusterShape{}), cn = cute::size<1>(typename G::ClusterShape{});
-  cudaLaunchAttribute cluster{};
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = cm;
-  cluster.val.clusterDim.y = cn;
-  cluster.val.clusterDim.z = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(cm, cn, 1);
-  config.blockDim = dim3(Kernel::MaxThreadsPerBlock, 1, 1);
-  config.dynamicSmemBytes = kSmem;
-  config.attrs = &cluster;
-  config.numAttrs = 1;
-  int clusters = 0;
-  MLA_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &config));
-  MLA_CHECK(clusters > 0, "{}: no cluster of the kernel fits on device {}", G::kOp, device);
-  cache[device].store(clusters, std::memory_order_relaxed);
-  return clusters;
+  static gpu::PerDeviceInts cache{};
+  return gpu::cached_per_device(cache, device, G::kOp, [](int dev) {
+    using Kernel = typename G::Kernel;
+    const auto kernel = cutlass::device_kernel<Kernel>;
+    constexpr int kSmem = Kernel::SharedStorageSize;
+    MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+    const unsigned cm = cute::size<0>(typename G::ClusterShape{}), cn = cute::size<1>(typename G::ClusterShape{});
+    cudaLaunchAttribute cluster{};
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = cm;
+    cluster.val.clusterDim.y = cn;
+    cluster.val.clusterDim.z = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(cm, cn, 1);
+    config.blockDim = dim3(Kernel::MaxThreadsPerBlock, 1, 1);
+    config.dynamicSmemBytes = kSmem;
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+    int clusters = 0;
+    MLA_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &config));
+    MLA_CHECK(clusters > 0, "{}: no cluster of the kernel fits on device {}", G::kOp, dev);
+    return clusters;
+  });
 }
 
 // Enqueues the grouped GEMM of p (plain product: p.n_out == p.b_rows) on stream: the argument

@@ -1,8 +1,11 @@
 // Hopper (sm_90a) PTX wrappers shared by the TMA + mbarrier + wgmma kernels: mbarriers, 2-D TMA
 // loads, the wgmma fences/groups and the shared-memory descriptor of a K-major operand in the
-// 128-byte swizzle. The wgmma instructions themselves come from CuTe (cute/arch/mma_sm90_gmma.hpp).
+// 128-byte swizzle, cp.async completion on an mbarrier, and the distributed-shared-memory and
+// cluster-barrier instructions of thread-block clusters. The wgmma instructions themselves come
+// from CuTe (cute/arch/mma_sm90_gmma.hpp).
 //
-// Used by moe_grouped_gemm_sm90.cuh, moe_grouped_gemm_fp8_sm90.cuh and linear_fp8_sm90.cuh.
+// Used by moe_grouped_gemm_sm90.cuh, moe_grouped_gemm_fp8_sm90.cuh, linear_fp8_sm90.cuh and
+// mla_absorbed_sm90.cuh.
 // mha_attention_sm90.cuh and mla_decode_sm90.cuh keep their own variants (single-arrival
 // barriers, 3-D and multi-box TMA loads, descriptors with other strides), not yet moved here.
 #pragma once
@@ -103,5 +106,44 @@ __device__ __forceinline__ uint64_t gmma_desc_k_sw128(uint32_t addr) { return gm
 // Makes this thread's generic-proxy shared-memory writes (st.shared) visible to the async proxy
 // that wgmma and TMA read through; a barrier after it publishes them to the CTA.
 __device__ __forceinline__ void fence_async_proxy() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// ---- cp.async completion on an mbarrier, distributed shared memory, cluster barriers ----
+
+// An arrival on `bar` once every cp.async this thread has issued so far has landed; the barrier's
+// expected count includes it (noinc).
+__device__ __forceinline__ void cp_async_arrive_noinc(uint32_t bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+// The address of the same shared-memory location in the CTA of cluster rank `rank`.
+__device__ __forceinline__ uint32_t map_rank(uint32_t addr, int rank) {
+  uint32_t out;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(out) : "r"(addr), "r"(rank));
+  return out;
+}
+__device__ __forceinline__ void st_cluster_u32(uint32_t addr, uint32_t v) {
+  asm volatile("st.shared::cluster.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+}
+__device__ __forceinline__ float ld_cluster_f32(uint32_t addr) {
+  float v;
+  asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ float2 ld_cluster_f32x2(uint32_t addr) {
+  float2 v;
+  asm volatile("ld.shared::cluster.v2.f32 {%0, %1}, [%2];\n" : "=f"(v.x), "=f"(v.y) : "r"(addr));
+  return v;
+}
+// Every thread of every CTA of the cluster: arrive (this thread's earlier accesses released to the
+// cluster; relaxed: nothing released), then wait for all arrivals (the others' writes acquired).
+// The .aligned forms need the warp converged: the arrive reconverges it first.
+__device__ __forceinline__ void cluster_arrive() {
+  __syncwarp();
+  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+  __syncwarp();
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
 
 }  // namespace mlaserve::ops::sm90::ptx

@@ -20,12 +20,11 @@
 #include <random>
 
 #include "../../model/tiny_models.h"
+#include "../../model/v2_lite_dummy.h"
 #include "core/memory.h"
 #include "engine/decode_graphs.h"
 #include "engine/deepseek_runner.h"
 #include "engine/engine.h"
-#include "model/dummy.h"
-#include "model/presets.h"
 #include "ops/mla_absorbed_attention.h"
 
 namespace mlaserve {
@@ -262,16 +261,8 @@ TEST_P(DecodeGraphsOnTinyModels, SmallGraphStepEqualsTheEagerStep) {
 // equals the eager step and replays bit for bit.
 TEST(DecodeGraphsV2Lite, LengthClassesGetTheirOwnGraphs) {
   if (!cuda_available()) GTEST_SKIP() << "no GPU visible (scripts/gpu_test.sh runs this on the GPU machine)";
-  DeepSeekConfig config = preset_config("deepseek-v2-lite");
-  config.num_hidden_layers = 4;
-  finalize_config(config);
-  DummyOptions dummy;
-  dummy.seed = 3;
-  dummy.weight_dtype = DType::kBF16;
-  dummy.device = Device::kCUDA;
-  ModelOptions options;
-  options.device = Device::kCUDA;
-  DeepSeekModel model(config, make_dummy_weights(config, dummy), options);
+  DeepSeekModel model = testing::v2_lite_gpu_model(/*layers=*/4, /*seed=*/3);
+  const DeepSeekConfig& config = model.config();
   LatentCache cache = model.make_cache(64);
   DecodeGraphs graphs(model, cache, /*max_batch=*/8, /*max_context=*/2048);
   std::mt19937_64 rng(11);

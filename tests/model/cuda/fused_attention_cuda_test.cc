@@ -20,26 +20,22 @@
 #include <vector>
 
 #include "core/memory.h"
-#include "model/dummy.h"
-#include "model/model.h"
 #include "model/presets.h"
 #include "../step_batch.h"
+#include "../v2_lite_dummy.h"
 
 namespace mlaserve {
 namespace {
 
+constexpr int64_t kLayers = 4;  // of V2-Lite's 27: the attention is the same in each
+
 // The logits [R, V] of the prefill and each decode step (host); decode token k of sequence s is
 // tokens[k][s].
-std::vector<Tensor> run_model(const DeepSeekConfig& config, bool fused, std::vector<std::vector<int32_t>> seqs,
+std::vector<Tensor> run_model(bool fused, std::vector<std::vector<int32_t>> seqs,
                               const std::vector<std::vector<int32_t>>& tokens) {
-  DummyOptions d;
-  d.seed = 5;
-  d.weight_dtype = DType::kBF16;
-  d.device = Device::kCUDA;
   ModelOptions options;
-  options.device = Device::kCUDA;
   options.fused_absorbed_attention = fused;
-  DeepSeekModel model(config, make_dummy_weights(config, d), options);
+  DeepSeekModel model = testing::v2_lite_gpu_model(kLayers, /*seed=*/5, options);
   constexpr int32_t kBlocksPerSeq = 24;  // 1,536 tokens
   LatentCache cache = model.make_cache(static_cast<int64_t>(seqs.size()) * kBlocksPerSeq);
   std::vector<int32_t> done(seqs.size(), 0);
@@ -68,11 +64,9 @@ double rel_l2(const Tensor& got, const Tensor& want) {
 
 TEST(FusedAttentionCuda, V2LiteDecodeMatchesTheThreeOps) {
   if (!cuda_available()) GTEST_SKIP() << "no GPU visible: the fused attention is tested on the GPU machine";
-  DeepSeekConfig config = preset_config("deepseek-v2-lite");
-  config.num_hidden_layers = 4;
-  finalize_config(config);
+  const int64_t vocab = preset_config("deepseek-v2-lite").vocab_size;
   std::mt19937 rng(9);
-  auto token = [&] { return static_cast<int32_t>(rng() % config.vocab_size); };
+  auto token = [&] { return static_cast<int32_t>(rng() % vocab); };
   std::vector<std::vector<int32_t>> prompts;
   for (int len : {1200, 37, 1}) {
     std::vector<int32_t> p(static_cast<size_t>(len));
@@ -82,9 +76,9 @@ TEST(FusedAttentionCuda, V2LiteDecodeMatchesTheThreeOps) {
   std::vector<std::vector<int32_t>> tokens(3);
   for (auto& step : tokens) step = {token(), token(), token()};
 
-  const std::vector<Tensor> fused = run_model(config, true, prompts, tokens);
-  const std::vector<Tensor> three = run_model(config, false, prompts, tokens);
-  const std::vector<Tensor> again = run_model(config, true, prompts, tokens);
+  const std::vector<Tensor> fused = run_model(true, prompts, tokens);
+  const std::vector<Tensor> three = run_model(false, prompts, tokens);
+  const std::vector<Tensor> again = run_model(true, prompts, tokens);
   ASSERT_EQ(fused.size(), three.size());
   for (size_t k = 0; k < fused.size(); ++k) {
     SCOPED_TRACE("step " + std::to_string(k) + " (0: the prefill)");
