@@ -16,12 +16,23 @@
 //   the promotion of DeepGEMM and of the reference (each group summed on its own, the scaled
 //   group sums added in fp32).
 //
-// One CTA = WGS consumer warpgroups (the wgmma and the promotion) + a producer warp: lane 0 starts
-// the two TMA copies of a stage (128-byte swizzle, the wgmma canonical layout), all 32 lanes
-// write the stage's BN combined scales x_scale·w_scale to shared memory; a "full" mbarrier per
-// stage counts the 32 lanes and the copies' bytes, an "empty" mbarrier per stage counts the
-// consumer warps releasing it (lane 0 of each, after __syncwarp). 4-6 stages: 60-160 KB in
-// flight per CTA, 1-3 CTAs per SM.
+// One CTA = WGS consumer warpgroups (the wgmma and the promotion) + a producer warp. Per stage the
+// producer waits for the stage to be free, then only issues copies: lane 0 the two TMA copies
+// (128-byte swizzle, the wgmma canonical layout) and a 4-byte cp.async of w_scale, lane c the
+// cp.async of x_scale[t0 + c] for c = lane, lane + 32, ... < BN (zero-filled past T: scale 0 for
+// the padded tokens). A "full" mbarrier per stage completes with the TMA bytes (lane 0's
+// expect_tx arrival) and one cp.async arrival of each of the 32 lanes (noinc: the count of 33
+// includes them), once their scales have landed; an "empty" mbarrier per stage counts the
+// consumer warps releasing it (lane 0 of each, after __syncwarp). The consumers form
+// x_scale·w_scale in fp32 at the promotion. 4-6 stages: 60-160 KB in flight per CTA, 1-3 CTAs
+// per SM.
+//
+// Why the scales are copied, not loaded. The producer once read them with plain loads (a
+// dependent load, multiply and shared store per token) before starting the stage's TMA copies:
+// every stage's issue then waited a global-memory latency, and a CTA's stages were issued one
+// latency apart (qkv_a 2112 x 7168 at T = 64, 7 K groups a CTA: 16.8 us for a 3.7 us HBM floor;
+// H200, fp8_gemm_bench, bench/results/fp8_gemm_nvidia-h200_20261129-152455-skinny-v3.json).
+// cp.async puts no load result on the producer's path: wait empty -> issue copies -> arrive.
 //
 // Two ways to cover the GPU (linear_fp8_heuristics.h picks):
 //   - split K over a cluster of `splits` CTAs (grid z, at most 8), one tile per CTA: each CTA
@@ -63,16 +74,17 @@ struct Smem {
   static constexpr int kXBytes = BN * kGroup;               // [BN][128] e4m3
   static constexpr int kW = 0;                              // W stages
   static constexpr int kX = kW + kStages * kWBytes;         // X stages
-  static constexpr int kScales = kX + kStages * kXBytes;    // [stages][BN] f32
-  static constexpr int kFull = kScales + kStages * BN * 4;  // mbarriers
+  static constexpr int kXScales = kX + kStages * kXBytes;   // [stages][BN] f32 x_scales
+  static constexpr int kFull = kXScales + kStages * BN * 4;  // mbarriers
   static constexpr int kEmpty = kFull + kStages * 8;
-  static constexpr int kBytes = kEmpty + kStages * 8;
+  static constexpr int kWScales = kEmpty + kStages * 8;     // [stages] f32 w_scale
+  static constexpr int kBytes = kWScales + kStages * 4;
   static constexpr int kAlloc = kBytes + 1024;              // + room to align the base
   static constexpr int kPartialStride = kRows + 4;          // f32 per token row of the split-K Dᵀ
                                                             // tile: + 4 keeps the fragment stores
                                                             // conflict-free and rows 16-byte aligned
   static_assert(kXBytes % 1024 == 0 && kWBytes % 1024 == 0, "stages must stay 1 KB-aligned (128-byte swizzle)");
-  static_assert(BN * kPartialStride * 4 <= kScales, "the Dᵀ tile must fit over the drained stages");
+  static_assert(BN * kPartialStride * 4 <= kXScales, "the Dᵀ tile must fit over the drained stages");
   static_assert((kAlloc + 1024) * 3 <= 228 * 1024 || swap_ab_ctas_per_sm(BN, WGS) < 3,
                 "swap_ab_ctas_per_sm promises 3 CTAs per SM");
   static_assert((kAlloc + 1024) * 2 <= 228 * 1024 || swap_ab_ctas_per_sm(BN, WGS) < 2,
@@ -135,7 +147,8 @@ __global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   const uint32_t base = ptx::smem_addr(smem);
-  float* scales = reinterpret_cast<float*>(smem + S::kScales);  // [stages][BN]
+  const float* x_sc = reinterpret_cast<const float*>(smem + S::kXScales);  // [stages][BN]
+  const float* w_sc = reinterpret_cast<const float*>(smem + S::kWScales);  // [stages]
   const uint32_t full = base + S::kFull, empty = base + S::kEmpty;
 
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
@@ -145,7 +158,7 @@ __global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
-      ptx::mbarrier_init(full + 8 * s, 32);        // the producer's 32 lanes (lane 0 also brings the bytes)
+      ptx::mbarrier_init(full + 8 * s, 32 + 1);    // the producer's 32 cp.async arrivals + lane 0's expect_tx
       ptx::mbarrier_init(empty + 8 * s, 4 * WGS);  // the consumer warps
     }
     ptx::mbarrier_init_fence();
@@ -160,19 +173,20 @@ __global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_
       const float* w_scales = p.w_scales + static_cast<int64_t>(n0 / 128) * p.g;
       for (int g = g_begin; g < g_end; ++g, ++it) {
         const int s = it % kStages;
+        const uint32_t bar = full + 8 * s;
         if (it >= kStages) ptx::mbarrier_wait(empty + 8 * s, ((it / kStages) + 1) & 1);  // use it/kStages - 1 released
-        const float w_scale = __ldg(w_scales + g);
-        for (int c = lane; c < BN; c += 32) {
-          const int t = t0 + c;
-          scales[s * BN + c] = t < p.t ? __ldg(p.x_scales + static_cast<int64_t>(t) * p.g + g) * w_scale : 0.0f;
-        }
         if (lane == 0) {
-          ptx::mbarrier_arrive_expect_bytes(full + 8 * s, p.stage_bytes);
-          ptx::tma_load_2d(base + S::kW + s * S::kWBytes, &p.w_map, g * kGroup, n0, full + 8 * s);
-          ptx::tma_load_2d(base + S::kX + s * S::kXBytes, &p.x_map, g * kGroup, t0, full + 8 * s);
-        } else {
-          ptx::mbarrier_arrive(full + 8 * s);
+          ptx::mbarrier_arrive_expect_bytes(bar, p.stage_bytes);
+          ptx::tma_load_2d(base + S::kW + s * S::kWBytes, &p.w_map, g * kGroup, n0, bar);
+          ptx::tma_load_2d(base + S::kX + s * S::kXBytes, &p.x_map, g * kGroup, t0, bar);
+          ptx::cp_async_4(base + S::kWScales + 4 * s, w_scales + g, true);
         }
+        for (int c = lane; c < BN; c += 32) {
+          const int t = t0 + c;  // past T: nothing read, scale 0
+          ptx::cp_async_4(base + S::kXScales + 4 * (s * BN + c),
+                          p.x_scales + (t < p.t ? static_cast<int64_t>(t) * p.g + g : 0), t < p.t);
+        }
+        ptx::cp_async_arrive_noinc(bar);  // once this lane's scales have landed
       }
     }
   } else {
@@ -203,11 +217,13 @@ __global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_
         ptx::wgmma_wait<0>();
         ptx::fence_registers(acc);
         // Fragment: acc[4j + {0,1,2,3}] = Dᵀ[r, c], [r, c+1], [r+8, c], [r+8, c+1], c = 8j + 2·(lane%4).
-        const float* sc = scales + s * BN;
+        // Combined scales x_scale·w_scale (fp32, rounded once, as the reference forms them).
+        const float* sc = x_sc + s * BN;
+        const float w_scale = w_sc[s];
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
           const int c = 8 * j + 2 * (lane % 4);
-          const float s0 = sc[c], s1 = sc[c + 1];
+          const float s0 = sc[c] * w_scale, s1 = sc[c + 1] * w_scale;
           total[4 * j + 0] += acc[4 * j + 0] * s0;
           total[4 * j + 1] += acc[4 * j + 1] * s1;
           total[4 * j + 2] += acc[4 * j + 2] * s0;

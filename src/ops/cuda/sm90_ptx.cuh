@@ -1,8 +1,8 @@
 // Hopper (sm_90a) PTX wrappers shared by the TMA + mbarrier + wgmma kernels: mbarriers, 2-D TMA
 // loads, the wgmma fences/groups and the shared-memory descriptor of a K-major operand in the
-// 128-byte swizzle, cp.async completion on an mbarrier, and the distributed-shared-memory and
-// cluster-barrier instructions of thread-block clusters. The wgmma instructions themselves come
-// from CuTe (cute/arch/mma_sm90_gmma.hpp).
+// 128-byte swizzle, 4-byte cp.async and cp.async completion on an mbarrier, and the
+// distributed-shared-memory and cluster-barrier instructions of thread-block clusters. The wgmma
+// instructions themselves come from CuTe (cute/arch/mma_sm90_gmma.hpp).
 //
 // Used by moe_grouped_gemm_sm90.cuh, moe_grouped_gemm_fp8_sm90.cuh, linear_fp8_sm90.cuh and
 // mla_absorbed_sm90.cuh.
@@ -107,8 +107,15 @@ __device__ __forceinline__ uint64_t gmma_desc_k_sw128(uint32_t addr) { return gm
 // that wgmma and TMA read through; a barrier after it publishes them to the CTA.
 __device__ __forceinline__ void fence_async_proxy() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
-// ---- cp.async completion on an mbarrier, distributed shared memory, cluster barriers ----
+// ---- cp.async and its completion on an mbarrier, distributed shared memory, cluster barriers ----
 
+// 4 bytes global -> shared (through L1; cp_async_16 in sm80_ptx.cuh takes 16); with valid ==
+// false nothing is read and the 4 bytes are zero-filled. For per-stage scalars that complete on
+// a stage's mbarrier through cp_async_arrive_noinc.
+__device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, bool valid) {
+  const int bytes = valid ? 4 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
 // An arrival on `bar` once every cp.async this thread has issued so far has landed; the barrier's
 // expected count includes it (noinc).
 __device__ __forceinline__ void cp_async_arrive_noinc(uint32_t bar) {
