@@ -242,7 +242,7 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
   // kAuto on quantised x (linear_fp8_cuda.cc's choose_path; the shapes here are aligned and fit)
   const ops::sm90_fp8::Fp8GemmPath auto_path = ops::sm90_fp8::use_gemv_mma(m, s.k, /*x_quantized=*/true)
                                                    ? ops::sm90_fp8::Fp8GemmPath::kGemvMma
-                                                   : ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k);
+                                                   : ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k, ops::gpu::device_sm_count());
   switch (auto_path) {
     case ops::sm90_fp8::Fp8GemmPath::kCublasLt: r.auto_kernel = "Lt", r.auto_us = r.lt_path_us; break;
     case ops::sm90_fp8::Fp8GemmPath::kGemv: r.auto_kernel = "gemv", r.auto_us = r.gemv_us; break;

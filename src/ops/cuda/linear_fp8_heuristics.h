@@ -1,6 +1,6 @@
 // Which kernel runs a dense block-scaled FP8 GEMM (ops/linear_fp8.h), and how the sm90 swap-AB
 // kernel (linear_fp8_sm90.cuh) is cut. Plain host code; the rules below were read off
-// fp8_gemm_bench on an H200 (bench/NOTES-fp8-gemm.md has the table):
+// fp8_gemm_bench on an H200 (bench/NOTES-fp8-gemm.md has the tables):
 //
 //   - a few tokens (use_gemv): the CUDA-core GEMV (linear_fp8_gemv.cuh), where the swap-AB kernel
 //     is latency-bound (4-10 us on V2-Lite's projections for 0.3-3 us of bytes). At one token
@@ -8,11 +8,17 @@
 //     the quantiser's launch.
 //   - T <= 16: the swap-AB kernel, every DeepSeek shape (1.1-1.9x cuBLASLt with its scale
 //     transpose at T = 8). Its bytes are the weight, read once.
-//   - T <= 128 and N < 2048 (q_a_proj, kv_a_proj): the swap-AB kernel (1.6-2x cuBLASLt).
+//   - T <= 64: the swap-AB kernel too, unless its plan is persistent (more tiles than the GPU
+//     holds: V3's dense gate_up, q_b_proj, kv_b_proj; V2-Lite's dense gate_up), where cuBLASLt is
+//     as fast or faster (V3 dense gate_up at 64 tokens 81.5 against 88.1 us). With its split
+//     sized to the GPU (below) it beats cuBLASLt on the rest: V3 o_proj at 64 tokens 35.1 against
+//     41.6 us (0.81 of the HBM floor), the dense down 38.9 / 45.4, qkv_a 10.0 / 15.6; V2-Lite's
+//     q_proj 7.2 / 9.3, o_proj 6.2 / 9.0 (2026-11-29, seventeenth session).
+//   - T <= 128 and N < 4096 (qkv_a, q_a_proj, kv_a_proj): the swap-AB kernel (qkv_a 13.4 against
+//     16.5 us); wider projections lose there (o_proj 48.9 against 41.3), the activation tile being
+//     re-read from L2 once per 64-128 weight rows.
 //   - otherwise cuBLASLt when its layout constraints hold (T, N multiples of 4, N of 8,
-//     ceil(K/128) of 4): at T = 64-128 on the wide projections the swap-AB kernel re-reads the
-//     activation tile once per 64-128 weight rows from L2, and that traffic (1.5-3x the weight's)
-//     caps it below cuBLASLt. Shapes cuBLASLt refuses (T % 4 != 0, V2-Lite's K = 10944 or 2816)
+//     ceil(K/128) of 4). Shapes cuBLASLt refuses (T % 4 != 0, V2-Lite's K = 10944 or 2816)
 //     take, past 128 tokens with K and N multiples of 128 and bf16 out, the grouped MoE FP8 GEMM
 //     as one group (kOneGroup: V2-Lite's shared-expert down, 2048 x 2816, where the swap-AB kernel
 //     ran 46 us at 1,600 tokens, ~400 TFLOPS; H200, ncu, 2026-11-29), else the swap-AB kernel:
@@ -24,12 +30,17 @@
 //     split per 128-wide K group), one tile per CTA: for few tiles and long K (a 576 x 7168
 //     projection is 9 tiles of 64 rows);
 //   - splits = 1: persistent CTAs, as many as fit the GPU at once, each walking tiles
-//     (stride = grid) with one continuous copy pipeline: for many tiles and short K (kv_b_proj's
+//     (stride = grid) with one continuous copy pipeline: for many tiles (kv_b_proj's
 //     32768 x 512 is 512 tiles of 4 K groups).
-// The default cut: persistent when the tiles alone fill the GPU, or when K is short (<= 16 groups)
-// and there are at least 64 tiles (a split then costs more in reduction than it gains); else the
-// largest split, 8. Two warpgroups at T <= 16 and K >= 16384 (o_proj, the dense down_proj:
-// 10-17% faster, half the CTAs for the split-K reduction).
+// The default cut: the largest split whose CTAs fill at most kSplitFillPercent of the GPU's CTA
+// slots (one wave, with room for the clusters' placement); persistent when not even two splits
+// fit. Every split past that lost on the H200: V3 qkv_a at 64 tokens (33 tiles) 10.0 us at 6
+// splits (198 CTAs of 264 slots), 14.4 at 8 (264); V2-Lite's shared down 7.3 at 7, V3 o_proj
+// 35.1 at 2 (two warpgroups: 112 CTAs of 132), 39.9 at 4; V2-Lite's q_proj 7.2 at 4 (192 CTAs),
+// 11.4 persistent. Two warpgroups (half the CTAs, each activation tile read for 128 weight rows)
+// at K >= 16384 (o_proj, the dense down: 3-17%) and at BN = 128 where N >= 2048 (qkv_a 13.4
+// against 14.2 us, o_proj 48.9 / 56.2); narrower weights keep one (kv_a at 128 tokens: 5 tiles
+// of 128 rows, 10.4 against 7.8 us).
 #pragma once
 
 #include <algorithm>
@@ -93,14 +104,6 @@ inline bool gemv_mma_quantizes(int64_t t, int64_t k) { return t * k <= 8192; }
 // The grouped MoE FP8 GEMM's operand constraints (ops/moe_experts.h), which kOneGroup runs.
 inline bool one_group_fits(int64_t n, int64_t k) { return n % 128 == 0 && k % 128 == 0; }
 
-// bf16_out: the output is bf16 (the grouped GEMM writes no f32).
-inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k, bool bf16_out = true) {
-  if (use_gemv(t, n, k)) return Fp8GemmPath::kGemv;
-  if (t <= 16 || (t <= kSwapAbMaxTokens && n < 2048)) return Fp8GemmPath::kSwapAB;
-  if (cublaslt_fp8_fits(t, n, k)) return Fp8GemmPath::kCublasLt;
-  return t > kSwapAbMaxTokens && bf16_out && one_group_fits(n, k) ? Fp8GemmPath::kOneGroup : Fp8GemmPath::kSwapAB;
-}
-
 // Token tile width of the swap-AB kernel.
 inline int swap_ab_bn(int64_t t) { return t <= 16 ? 16 : (t <= 64 ? 64 : 128); }
 
@@ -146,14 +149,32 @@ inline int64_t filling_splits(int64_t t, int64_t n, int sms, int wgs) {
   return (slots + tiles - 1) / tiles;
 }
 
-inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, int sms) {
+// Percentage of the CTA slots (SMs x swap_ab_ctas_per_sm) a split plan may fill.
+inline constexpr int64_t kSplitFillPercent = 85;
+
+inline int swap_ab_wgs(int64_t t, int64_t n, int64_t k) {
   const int bn = swap_ab_bn(t);
-  const int wgs = bn == 16 && k >= 16384 ? 2 : 1;
+  return k >= 16384 || (bn == 128 && n >= 2048) ? 2 : 1;
+}
+
+inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, int sms) {
+  const int wgs = swap_ab_wgs(t, n, k);
   const SwapAbPlan one = make_swap_ab_plan(t, n, k, sms, wgs, 1);
   const int64_t tiles = static_cast<int64_t>(one.n_tiles) * one.t_tiles;
-  const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(bn, wgs);
-  const bool persistent = tiles >= slots || ((k + 127) / 128 <= 16 && tiles >= 64);
-  return persistent ? one : make_swap_ab_plan(t, n, k, sms, wgs, kMaxSplits);
+  const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(one.bn, wgs);
+  const int64_t splits = slots * kSplitFillPercent / (100 * tiles);
+  return splits < 2 ? one : make_swap_ab_plan(t, n, k, sms, wgs, splits);
+}
+
+// bf16_out: the output is bf16 (the grouped GEMM writes no f32). sms: the GPU's SM count (the
+// swap-AB plan's cut decides between it and cuBLASLt at 17-64 tokens).
+inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k, int sms, bool bf16_out = true) {
+  if (use_gemv(t, n, k)) return Fp8GemmPath::kGemv;
+  const bool lt = cublaslt_fp8_fits(t, n, k);
+  if (t <= 16 || (t <= kSwapAbMaxTokens && n < 4096)) return Fp8GemmPath::kSwapAB;
+  if (t <= 64 && (!lt || plan_swap_ab(t, n, k, sms).splits > 1)) return Fp8GemmPath::kSwapAB;
+  if (lt) return Fp8GemmPath::kCublasLt;
+  return t > kSwapAbMaxTokens && bf16_out && one_group_fits(n, k) ? Fp8GemmPath::kOneGroup : Fp8GemmPath::kSwapAB;
 }
 
 // The plans fp8_gemm_bench times and test_linear_fp8_cuda checks: the default first, then for 1

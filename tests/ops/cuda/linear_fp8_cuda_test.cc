@@ -58,6 +58,7 @@ using testing::rows_to_check;
 
 constexpr double kRelL2 = 4e-3, kRowRelL2 = 6e-3, kCalcDiff = 1e-5;
 constexpr double kF32RelL2 = 1e-3, kF32RowRelL2 = 2e-3, kF32CalcDiff = 1e-6;
+constexpr int kH200Sms = 132;  // the rule tests' GPU (the H200 and the H100 SXM have 132 SMs)
 
 // Elements of an f32 tensor that bf16 holds exactly.
 int64_t count_bf16_values(const Tensor& t) {
@@ -650,7 +651,7 @@ TEST_F(LinearFp8Cuda, V2LiteDecodeBf16Activations) {
 // scales in its layout (no transpose pass): V2-Lite's q_proj and o_proj (UE8M0 scales), V3's
 // kv_a_proj (f32 out); 1000 tokens, every row checked.
 TEST_F(LinearFp8Cuda, PrefillBf16ActivationsThroughCublasLt) {
-  ASSERT_EQ(sm90_fp8::choose_fp8_gemm(1000, 3072, 2048), sm90_fp8::Fp8GemmPath::kCublasLt);
+  ASSERT_EQ(sm90_fp8::choose_fp8_gemm(1000, 3072, 2048, gpu::device_sm_count()), sm90_fp8::Fp8GemmPath::kCublasLt);
   check_bf16(3072, 2048, {1000}, ActQuantParams{});
   check_bf16(576, 7168, {1000}, ActQuantParams{}, DType::kF32);
   check_bf16(2048, 2048, {1000}, ActQuantParams{kFp8AmaxFloor, Fp8ScaleFormat::kUE8M0});
@@ -683,12 +684,42 @@ TEST_F(LinearFp8Cuda, V2LiteSharedDown) { check(2048, 2816, kTokens); }
 TEST(LinearFp8Rule, OneGroupPastSwapAbSizesWhereCublasLtRefuses) {
   using sm90_fp8::choose_fp8_gemm;
   using sm90_fp8::Fp8GemmPath;
-  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2816), Fp8GemmPath::kOneGroup);        // V2-Lite shared down
-  EXPECT_EQ(choose_fp8_gemm(129, 2048, 2816), Fp8GemmPath::kOneGroup);
-  EXPECT_EQ(choose_fp8_gemm(128, 2048, 2816), Fp8GemmPath::kSwapAB);          // decode sizes
-  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2816, false), Fp8GemmPath::kSwapAB);  // f32 out
-  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 10944), Fp8GemmPath::kSwapAB);        // K not a multiple of 128
-  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2048), Fp8GemmPath::kCublasLt);
+  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2816, kH200Sms), Fp8GemmPath::kOneGroup);        // V2-Lite shared down
+  EXPECT_EQ(choose_fp8_gemm(129, 2048, 2816, kH200Sms), Fp8GemmPath::kOneGroup);
+  EXPECT_EQ(choose_fp8_gemm(128, 2048, 2816, kH200Sms), Fp8GemmPath::kSwapAB);          // decode sizes
+  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2816, kH200Sms, false), Fp8GemmPath::kSwapAB);  // f32 out
+  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 10944, kH200Sms), Fp8GemmPath::kSwapAB);        // K not a multiple of 128
+  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2048, kH200Sms), Fp8GemmPath::kCublasLt);
+}
+
+// The swap-AB kernel's split sized to the GPU's CTA slots, and where kAuto takes it over cuBLASLt
+// at 17-64 tokens (the H200 figures in linear_fp8_heuristics.h).
+TEST(LinearFp8Rule, SwapAbSplitFillsOneWave) {
+  using sm90_fp8::choose_fp8_gemm;
+  using sm90_fp8::Fp8GemmPath;
+  using sm90_fp8::plan_swap_ab;
+  const sm90_fp8::SwapAbPlan qkv_a = plan_swap_ab(64, 2112, 7168, kH200Sms);  // 33 tiles, 264 slots
+  EXPECT_EQ(qkv_a.wgs, 1);
+  EXPECT_EQ(qkv_a.splits, 6);
+  const sm90_fp8::SwapAbPlan o_proj = plan_swap_ab(64, 7168, 16384, kH200Sms);  // 56 tiles, 132 slots
+  EXPECT_EQ(o_proj.wgs, 2);
+  EXPECT_EQ(o_proj.splits, 2);
+  EXPECT_EQ(plan_swap_ab(64, 3072, 2048, kH200Sms).splits, 4);      // V2-Lite q_proj: 48 tiles
+  EXPECT_EQ(plan_swap_ab(64, 36864, 7168, kH200Sms).splits, 1);     // 576 tiles: persistent
+  EXPECT_EQ(plan_swap_ab(16, 32768, 512, kH200Sms).splits, 1);      // kv_b_proj: 512 tiles
+  EXPECT_EQ(plan_swap_ab(128, 576, 7168, kH200Sms).wgs, 1);         // kv_a: 9 tiles of 64 rows
+  EXPECT_EQ(plan_swap_ab(128, 2112, 7168, kH200Sms).wgs, 2);
+  for (int64_t t : {1, 16, 64, 128}) {
+    for (int64_t n : {576, 2112, 7168, 36864}) {
+      const sm90_fp8::SwapAbPlan p = plan_swap_ab(t, n, 7168, kH200Sms);
+      const int64_t ctas = static_cast<int64_t>(p.ctas) * p.splits;
+      EXPECT_LE(ctas, int64_t{kH200Sms} * sm90_fp8::swap_ab_ctas_per_sm(p.bn, p.wgs)) << t << " x " << n;
+    }
+  }
+  EXPECT_EQ(choose_fp8_gemm(64, 7168, 16384, kH200Sms), Fp8GemmPath::kSwapAB);   // V3 o_proj
+  EXPECT_EQ(choose_fp8_gemm(64, 36864, 7168, kH200Sms), Fp8GemmPath::kCublasLt);  // persistent plan
+  EXPECT_EQ(choose_fp8_gemm(128, 7168, 16384, kH200Sms), Fp8GemmPath::kCublasLt);
+  EXPECT_EQ(choose_fp8_gemm(128, 2112, 7168, kH200Sms), Fp8GemmPath::kSwapAB);
 }
 
 // f32 outputs at the projections whose outputs are all-reduced under tensor parallelism (o_proj,
