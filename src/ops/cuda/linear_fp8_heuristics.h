@@ -14,9 +14,10 @@
 //     sized to the GPU (below) it beats cuBLASLt on the rest: V3 o_proj at 64 tokens 35.1 against
 //     41.6 us (0.81 of the HBM floor), the dense down 38.9 / 45.4, qkv_a 10.0 / 15.6; V2-Lite's
 //     q_proj 7.2 / 9.3, o_proj 6.2 / 9.0 (2026-11-29, seventeenth session).
-//   - T <= 128 and N < 4096 (qkv_a, q_a_proj, kv_a_proj): the swap-AB kernel (qkv_a 13.4 against
-//     16.5 us); wider projections lose there (o_proj 48.9 against 41.3), the activation tile being
-//     re-read from L2 once per 64-128 weight rows.
+//   - T <= 128 and N < 2048 (q_a_proj, kv_a_proj), or N < 4096 with K >= 4096 (V3's qkv_a: 13.2
+//     against 16.7 us): the swap-AB kernel. Wider projections lose there (V3 o_proj 49.1 against
+//     41.5), the activation tile being re-read from L2 once per 64-128 weight rows, and so do
+//     short K (V2-Lite's o_proj, 2048 x 2048: 14.8 against 9.4; too few groups a split CTA).
 //   - otherwise cuBLASLt when its layout constraints hold (T, N multiples of 4, N of 8,
 //     ceil(K/128) of 4). Shapes cuBLASLt refuses (T % 4 != 0, V2-Lite's K = 10944 or 2816)
 //     take, past 128 tokens with K and N multiples of 128 and bf16 out, the grouped MoE FP8 GEMM
@@ -171,7 +172,7 @@ inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, int sms) {
 inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k, int sms, bool bf16_out = true) {
   if (use_gemv(t, n, k)) return Fp8GemmPath::kGemv;
   const bool lt = cublaslt_fp8_fits(t, n, k);
-  if (t <= 16 || (t <= kSwapAbMaxTokens && n < 4096)) return Fp8GemmPath::kSwapAB;
+  if (t <= 16 || (t <= kSwapAbMaxTokens && (n < 2048 || (n < 4096 && k >= 4096)))) return Fp8GemmPath::kSwapAB;
   if (t <= 64 && (!lt || plan_swap_ab(t, n, k, sms).splits > 1)) return Fp8GemmPath::kSwapAB;
   if (lt) return Fp8GemmPath::kCublasLt;
   return t > kSwapAbMaxTokens && bf16_out && one_group_fits(n, k) ? Fp8GemmPath::kOneGroup : Fp8GemmPath::kSwapAB;

@@ -720,6 +720,7 @@ TEST(LinearFp8Rule, SwapAbSplitFillsOneWave) {
   EXPECT_EQ(choose_fp8_gemm(64, 36864, 7168, kH200Sms), Fp8GemmPath::kCublasLt);  // persistent plan
   EXPECT_EQ(choose_fp8_gemm(128, 7168, 16384, kH200Sms), Fp8GemmPath::kCublasLt);
   EXPECT_EQ(choose_fp8_gemm(128, 2112, 7168, kH200Sms), Fp8GemmPath::kSwapAB);
+  EXPECT_EQ(choose_fp8_gemm(128, 2048, 2048, kH200Sms), Fp8GemmPath::kCublasLt);  // V2-Lite o_proj
 }
 
 // f32 outputs at the projections whose outputs are all-reduced under tensor parallelism (o_proj,
