@@ -28,6 +28,17 @@ struct ActQuantParams {
   Fp8ScaleFormat scale_format = Fp8ScaleFormat::kFloat32;
 };
 
+// An activation quantised as above, for a producer that quantises its own output once (a norm,
+// ops/rms_norm_fp8.h) and the FP8 linears that read it (ops/linear_fp8.h).
+struct Fp8Activations {
+  Tensor x_q;       // [T, K] e4m3
+  Tensor scales;    // [T, ceil(K/128)] f32, token-major: what every FP8 kernel reads
+  Tensor scales_t;  // [ceil(K/128), T] f32, the same scales group-major (cuBLASLt's layout,
+                    // Fp8ScaleLayout::kGroupMajor below), or undefined: not written
+
+  bool defined() const { return x_q.defined(); }
+};
+
 void quantize_activations_fp8_cpu(const Tensor& x, const ActQuantParams& params, Tensor& x_q,
                                   Tensor& scales);
 
@@ -61,6 +72,10 @@ enum class Fp8ScaleLayout : uint8_t { kTokenMajor, kGroupMajor };
 // Asynchronous on stream.
 void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
                                    cudaStream_t stream, Fp8ScaleLayout layout = Fp8ScaleLayout::kTokenMajor);
+
+// The same into out: x_q and scales, then (a second pass) scales_t when it is defined.
+void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params, Fp8Activations& out,
+                                   cudaStream_t stream);
 
 // SwiGLU fused with the quantisation (one pass instead of silu_mul_cuda's bf16 write and a
 // quantisation pass that reads it back): gate_up [T, 2·I] bf16 (gate columns [0, I), up

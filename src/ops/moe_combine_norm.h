@@ -26,6 +26,7 @@
 
 #include "core/stream.h"
 #include "core/tensor.h"
+#include "ops/fp8_quant.h"
 
 namespace mlaserve::ops {
 
@@ -44,6 +45,15 @@ void moe_combine_add_rms_norm_cpu(const MoeCombineInputs& in, Tensor& residual, 
 // Dispatch by device (ops/dispatch.h): the model graph calls this.
 void moe_combine_add_rms_norm(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
                               Tensor& out, Stream stream = {});
+
+// The same, also writing the FP8 quantisation of out (the next layer's input, which its FP8
+// q_proj or q_a_proj and kv_a_proj_with_mqa read): out_q = quantize_activations_fp8(out, act), as
+// the FP8 forms of rms_norm.h do (ops/rms_norm_fp8.h, which states the contract). The CPU
+// reference is moe_combine_add_rms_norm_cpu then quantize_norm_output_cpu.
+void moe_combine_add_rms_norm_fp8_cpu(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
+                                      Tensor& out, const ActQuantParams& act, Fp8Activations& out_q);
+void moe_combine_add_rms_norm_fp8(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
+                                  Tensor& out, const ActQuantParams& act, Fp8Activations& out_q, Stream stream = {});
 
 }  // namespace mlaserve::ops
 
@@ -66,6 +76,12 @@ namespace mlaserve::ops {
 // sorted_pairs, as in moe_combine_cuda (moe_dispatch_kernels.h: the kernels and their rule).
 void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
                                    Tensor& out, cudaStream_t stream);
+// With out_q (moe_combine_add_rms_norm_fp8): one launch on the 16-byte path (x_q 8-byte aligned
+// too), whose second pass quantises the row's bf16 output (rms_norm.cuh); otherwise the op above,
+// then quantize_activations_fp8_cuda.
+void moe_combine_add_rms_norm_fp8_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
+                                       Tensor& out, const ActQuantParams& act, Fp8Activations& out_q,
+                                       cudaStream_t stream);
 
 }  // namespace mlaserve::ops
 #endif  // MLASERVE_WITH_CUDA

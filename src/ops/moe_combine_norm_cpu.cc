@@ -1,8 +1,10 @@
-// moe_combine_add_rms_norm on the host: moe_combine_cpu then add_rms_norm_cpu, all f32.
+// moe_combine_add_rms_norm on the host: moe_combine_cpu then add_rms_norm_cpu, all f32; its FP8 form
+// then quantises the output (quantize_norm_output_cpu, rms_norm_fp8.h).
 #include "ops/cpu_util.h"
 #include "ops/moe_combine_norm.h"
 #include "ops/moe_dispatch.h"
 #include "ops/rms_norm.h"
+#include "ops/rms_norm_fp8.h"
 
 namespace mlaserve::ops {
 
@@ -21,6 +23,12 @@ void moe_combine_add_rms_norm_cpu(const MoeCombineInputs& in, Tensor& residual, 
   }
   moe_combine_cpu(in.expert_out, in.sorted_pairs, in.weights, y);
   add_rms_norm_cpu(y, residual, weight, eps, out);
+}
+
+void moe_combine_add_rms_norm_fp8_cpu(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
+                                      Tensor& out, const ActQuantParams& act, Fp8Activations& out_q) {
+  moe_combine_add_rms_norm_cpu(in, residual, weight, eps, out);
+  quantize_norm_output_cpu(out, act, out_q);
 }
 
 }  // namespace mlaserve::ops

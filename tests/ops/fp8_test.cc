@@ -1,9 +1,10 @@
 // Block-scaled FP8 (MODEL_SPEC §6, §10 item 7): weight dequantisation with edge blocks, weight
-// and activation quantisation, the W8A8 GEMM emulation.
+// and activation quantisation (alone and as the norms' FP8 forms), the W8A8 GEMM emulation.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <tuple>
@@ -15,11 +16,16 @@
 #include "ops/fp8_quant.h"
 #include "ops/linear.h"
 #include "ops/linear_fp8.h"
+#include "ops/moe_combine_norm.h"
+#include "ops/moe_dispatch.h"
+#include "ops/rms_norm.h"
+#include "ops/rms_norm_fp8.h"
 
 namespace mlaserve::ops {
 namespace {
 
 using testing::expect_all_written;
+using testing::i32_tensor;
 using testing::poisoned;
 using testing::random_tensor;
 using testing::rel_l2_error;
@@ -103,6 +109,15 @@ TEST(Fp8WeightQuant, RoundTripWithinHalfAnE4m3Step) {
   }
 }
 
+// Host outputs of a quantised [t, k] activation, both scale layouts, poisoned.
+struct Fp8ActivationsHost {
+  Fp8ActivationsHost(int64_t t, int64_t k)
+      : x_q(Tensor::empty({t, k}, DType::kF8E4M3)),
+        scales(poisoned({t, fp8_num_blocks(k)}, DType::kF32)),
+        scales_t(poisoned({fp8_num_blocks(k), t}, DType::kF32)) {}
+  Tensor x_q, scales, scales_t;
+};
+
 TEST(Fp8ActQuant, MatchesDefinitionBitwise) {
   std::mt19937_64 rng(32);
   for (int64_t k : {384L, 300L}) {  // a partial last group too
@@ -150,6 +165,62 @@ TEST(Fp8ActQuant, Ue8m0ScalesArePowersOfTwoRoundedUp) {
       ASSERT_EQ(std::frexp(sc, &e), 0.5f) << "not a power of two: " << sc;
       ASSERT_GE(sc, amax / 448.0f);
       ASSERT_LT(sc, 2.0f * amax / 448.0f);
+    }
+  }
+}
+
+// The FP8 forms of the norms (rms_norm_fp8.h, moe_combine_norm.h) on the host: the norm, then the
+// quantiser on its f32 output, bit for bit, and the group-major scales the token-major ones
+// transposed. Through the dispatch, which the CPU model calls.
+TEST(Fp8NormQuant, NormThenQuantiserBitwise) {
+  std::mt19937_64 rng(35);
+  for (int64_t k : {384L, 300L}) {  // a partial last group too
+    const int64_t t = 5, groups = fp8_num_blocks(k);
+    const Tensor x = random_tensor({t, k}, DType::kF32, rng, 3.0f);
+    const Tensor rest = random_tensor({t, k}, DType::kF32, rng, 1.0f);
+    const Tensor residual = random_tensor({t, k}, DType::kF32, rng, 8.0f);
+    const Tensor weight = random_tensor({k}, DType::kF32, rng, 0.5f);
+    MoeGrouping grouping{Tensor::empty({5}, DType::kI32), Tensor::empty({t * 2}, DType::kI32),
+                         Tensor::empty({t * 2}, DType::kI32)};
+    moe_group_by_expert_cpu(i32_tensor({0, 1, 2, 3, 1, 0, 3, 2, 0, 2}, {t, 2}), 4, grouping);
+    const MoeCombineInputs moe{random_tensor({t * 2, k}, DType::kF32, rng), grouping.sorted_pairs,
+                               random_tensor({t, 2}, DType::kF32, rng, 0.3f), random_tensor({t, k}, DType::kF32, rng)};
+    ActQuantParams act;
+    act.scale_format = k == 300 ? Fp8ScaleFormat::kUE8M0 : Fp8ScaleFormat::kFloat32;
+    for (int form = 0; form < 4; ++form) {
+      SCOPED_TRACE("K " + std::to_string(k) + ", form " + std::to_string(form));
+      Tensor want_res = residual.clone(), got_res = residual.clone();
+      Tensor want = Tensor::empty({t, k}, DType::kF32), got = poisoned({t, k}, DType::kF32);
+      Fp8ActivationsHost want_q(t, k), got_q(t, k);
+      Fp8Activations fused{got_q.x_q, got_q.scales, got_q.scales_t};
+      switch (form) {
+        case 0:
+          rms_norm_cpu(x, weight, 1e-6f, want);
+          rms_norm_fp8(x, weight, 1e-6f, got, act, fused);
+          break;
+        case 1:
+          add_rms_norm_cpu(x, want_res, weight, 1e-6f, want);
+          add_rms_norm_fp8(x, got_res, weight, 1e-6f, got, act, fused);
+          break;
+        case 2:
+          add_sum_rms_norm_cpu(x, rest, want_res, weight, 1e-6f, want);
+          add_sum_rms_norm_fp8(x, rest, got_res, weight, 1e-6f, got, act, fused);
+          break;
+        default:
+          moe_combine_add_rms_norm_cpu(moe, want_res, weight, 1e-6f, want);
+          moe_combine_add_rms_norm_fp8(moe, got_res, weight, 1e-6f, got, act, fused);
+          break;
+      }
+      quantize_activations_fp8_cpu(want, act, want_q.x_q, want_q.scales);
+      EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << "normed output";
+      EXPECT_EQ(std::memcmp(got_res.raw(), want_res.raw(), want_res.nbytes()), 0) << "residual";
+      EXPECT_EQ(std::memcmp(got_q.x_q.raw(), want_q.x_q.raw(), static_cast<size_t>(t * k)), 0) << "codes";
+      EXPECT_EQ(std::memcmp(got_q.scales.raw(), want_q.scales.raw(), want_q.scales.nbytes()), 0) << "scales";
+      for (int64_t i = 0; i < t; ++i) {
+        for (int64_t g = 0; g < groups; ++g) {
+          ASSERT_EQ(got_q.scales_t.data<float>()[g * t + i], want_q.scales.data<float>()[i * groups + g]);
+        }
+      }
     }
   }
 }

@@ -176,6 +176,14 @@ void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params
   launch<false>(make_params(kOp, x, x.dim(1), params, x_q, scales, layout), stream);
 }
 
+void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params, Fp8Activations& out,
+                                   cudaStream_t stream) {
+  quantize_activations_fp8_cuda(x, params, out.x_q, out.scales, stream);
+  if (out.scales_t.defined()) {
+    quantize_activations_fp8_cuda(x, params, out.x_q, out.scales_t, stream, Fp8ScaleLayout::kGroupMajor);
+  }
+}
+
 void silu_mul_quantize_fp8_cuda(const Tensor& gate_up, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
                                 cudaStream_t stream) {
   constexpr std::string_view kOp = "silu_mul_quantize_fp8_cuda";

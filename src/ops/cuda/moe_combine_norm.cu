@@ -1,4 +1,4 @@
-// moe_combine_add_rms_norm on the GPU: argument checks and launches. The design note and the
+// moe_combine_add_rms_norm and its FP8 form on the GPU: argument checks and launches. The design note and the
 // kernels are in moe_combine_norm.cuh; the rule that picks one, moe_dispatch_kernels.h.
 #include "ops/cuda/moe_combine_norm.cuh"
 
@@ -8,35 +8,36 @@
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/moe_dispatch_kernels.h"
+#include "ops/fp8_quant.h"
 #include "ops/moe_combine_norm.h"
 
 namespace mlaserve::ops {
 namespace {
 
-template <int kVec>
+template <int kVec, bool kQuant>
 void launch_kernel(gpu::MoeCombineNormParams p, MoeCombineKernel kernel, cudaStream_t stream) {
   const int threads = gpu::rms_norm_threads(p.hidden / kVec);
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(p.tokens, 65535));
   if (kernel == MoeCombineKernel::kScan) {
-    gpu::launch_programmatic(gpu::moe_combine_add_rms_norm_kernel<kVec>, blocks, threads, 0, stream, p);
+    gpu::launch_programmatic(gpu::moe_combine_add_rms_norm_kernel<kVec, kQuant>, blocks, threads, 0, stream, p);
     return;
   }
   const int64_t pairs = p.tokens * p.top_k;
   const Tensor position = gpu::invert_pairs(p.sorted_pairs, pairs, stream);  // [T·k] the inverse of sorted_pairs
   p.position = gpu::ptr<const int32_t>(position);
-  gpu::launch_programmatic(gpu::moe_combine_add_rms_norm_rows_kernel<kVec>, blocks, threads, 0, stream, p);
+  gpu::launch_programmatic(gpu::moe_combine_add_rms_norm_rows_kernel<kVec, kQuant>, blocks, threads, 0, stream, p);
 }
 
-}  // namespace
+// The FP8 form's quantisation: its parameters and the caller's outputs.
+struct QuantOut {
+  const ActQuantParams& act;
+  Fp8Activations& out_q;
+};
 
-void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
-                                   Tensor& out, cudaStream_t stream) {
-  moe_combine_add_rms_norm_cuda(in, residual, weight, eps, out, stream, MoeCombineKernel::kAuto);
-}
-
-void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
-                                   Tensor& out, cudaStream_t stream, MoeCombineKernel kernel) {
-  constexpr std::string_view kOp = "moe_combine_add_rms_norm_cuda";
+void launch(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps, Tensor& out,
+            cudaStream_t stream, MoeCombineKernel kernel, const QuantOut* quant) {
+  const std::string_view kOp =
+      quant != nullptr ? "moe_combine_add_rms_norm_fp8_cuda" : "moe_combine_add_rms_norm_cuda";
   gpu::check_dtype(kOp, "expert_out", in.expert_out, DType::kBF16);
   gpu::check_dtype(kOp, "sorted_pairs", in.sorted_pairs, DType::kI32);
   gpu::check_dtype(kOp, "weights", in.weights, DType::kF32);
@@ -64,13 +65,15 @@ void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual,
   MLA_CHECK(pairs < (int64_t{1} << 31), "{}: {} pairs do not fit i32 positions", kOp, pairs);
   MLA_CHECK(eps > 0.0f, "{}: eps must be positive, got {}", kOp, eps);
   check_combine_top_k(kOp, k, kernel);
-  if (t == 0 || h == 0) return;
-  if (kernel == MoeCombineKernel::kAuto) kernel = choose_combine_kernel(pairs, k);
-
   // 16-byte vectors when every row is: the condition under which moe_combine_cuda and
   // add_rms_norm_cuda both take theirs (the header's bit-for-bit promise).
   const bool vec8 = h % 8 == 0 && gpu::aligned16(in.expert_out) && gpu::aligned16(residual) &&
                     gpu::aligned16(weight) && gpu::aligned16(out) && (!has_shared || gpu::aligned16(in.shared_out));
+  const gpu::NormFp8Out fused =
+      quant != nullptr ? gpu::norm_fp8_out(kOp, out, quant->act, quant->out_q, vec8) : gpu::NormFp8Out{};
+  if (t == 0 || h == 0) return;
+  if (kernel == MoeCombineKernel::kAuto) kernel = choose_combine_kernel(pairs, k);
+
   const gpu::MoeCombineNormParams p{gpu::ptr<const __nv_bfloat16>(in.expert_out),
                                     gpu::ptr<const int32_t>(in.sorted_pairs),
                                     nullptr,
@@ -84,12 +87,41 @@ void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual,
                                     h,
                                     eps,
                                     weight.dtype() == DType::kBF16,
-                                    gpu::aligned16(weight) && weight.nbytes() % 16 == 0};
-  if (vec8) {
-    launch_kernel<8>(p, kernel, stream);
+                                    gpu::aligned16(weight) && weight.nbytes() % 16 == 0,
+                                    fused};
+  if (fused.x_q != nullptr) {  // (norm_fp8_out sets it on the 16-byte path only)
+    launch_kernel<8, true>(p, kernel, stream);
+  } else if (vec8) {
+    launch_kernel<8, false>(p, kernel, stream);
   } else {
-    launch_kernel<1>(p, kernel, stream);
+    launch_kernel<1, false>(p, kernel, stream);
   }
+  if (quant != nullptr && fused.x_q == nullptr) quantize_activations_fp8_cuda(out, quant->act, quant->out_q, stream);
+}
+
+}  // namespace
+
+void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
+                                   Tensor& out, cudaStream_t stream) {
+  launch(in, residual, weight, eps, out, stream, MoeCombineKernel::kAuto, nullptr);
+}
+
+void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
+                                   Tensor& out, cudaStream_t stream, MoeCombineKernel kernel) {
+  launch(in, residual, weight, eps, out, stream, kernel, nullptr);
+}
+
+void moe_combine_add_rms_norm_fp8_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
+                                       Tensor& out, const ActQuantParams& act, Fp8Activations& out_q,
+                                       cudaStream_t stream) {
+  moe_combine_add_rms_norm_fp8_cuda(in, residual, weight, eps, out, act, out_q, stream, MoeCombineKernel::kAuto);
+}
+
+void moe_combine_add_rms_norm_fp8_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
+                                       Tensor& out, const ActQuantParams& act, Fp8Activations& out_q,
+                                       cudaStream_t stream, MoeCombineKernel kernel) {
+  const QuantOut quant{act, out_q};
+  launch(in, residual, weight, eps, out, stream, kernel, &quant);
 }
 
 }  // namespace mlaserve::ops

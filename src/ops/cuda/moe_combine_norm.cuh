@@ -15,7 +15,8 @@
 //      add), stored into residual; and sum_sq += v² over the vector's elements in order;
 //   2. block_sum(sum_sq), inv_rms = 1 / sqrt(total / H + eps) (row_inv_rms, rms_norm.cuh: rms_norm.cu's own);
 //   3. each thread re-reads its vectors of residual (L1: it just wrote them) and writes
-//      out = bf16(w · (v · inv_rms)).
+//      out = bf16(w · (v · inv_rms)) (write_normed_row, rms_norm.cuh: rms_norm.cu's own), with
+//      kQuant also out's FP8 quantisation (moe_combine_add_rms_norm_fp8).
 // Steps 1-3 (combine_norm_row) are add_rms_norm_cuda's kernel with y computed in registers
 // instead of loaded: the same thread count, element-to-thread map and expressions, so the same
 // bits. Between the two former kernels, y never goes to memory: one launch and one round trip of
@@ -57,6 +58,7 @@ struct MoeCombineNormParams {
   float eps;                        // the norm's epsilon
   bool weight_bf16;                 // norm_weight is bf16 (else f32)
   bool prefetch_weight;             // norm_weight 16-byte aligned, a multiple of 16 bytes: prefetched into L2
+  NormFp8Out quant;                 // out's FP8 quantisation (kQuant kernels only)
 };
 
 // Before the wait: the norm weight into L2, once per launch.
@@ -68,7 +70,7 @@ __device__ __forceinline__ void prefetch_norm_weight(const MoeCombineNormParams&
 
 // Steps 1-3 for row t (every thread of the CTA calls it), with combine(c, acc) adding the routed
 // experts' terms of vector c to acc in j order.
-template <int kVec, typename Combine>
+template <int kVec, bool kQuant, typename Combine>
 __device__ __forceinline__ void combine_norm_row(const MoeCombineNormParams& p, int64_t t, float* scratch,
                                                  Combine combine) {
   const int64_t vectors = p.hidden / kVec;
@@ -95,18 +97,13 @@ __device__ __forceinline__ void combine_norm_row(const MoeCombineNormParams& p, 
     for (int i = 0; i < kVec; ++i) sum_sq += v[i] * v[i];
   }
   const float inv_rms = row_inv_rms(sum_sq, scratch, p.hidden, p.eps);
-  for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
-    float v[kVec], w[kVec];
-    load_vec<kVec>(res + c * kVec, v);
-    load_norm_weight<kVec>(p.norm_weight, p.weight_bf16, c * kVec, w);
-    scale_by_norm<kVec>(v, w, inv_rms);
-    store_vec<kVec>(p.out + t * p.hidden + c * kVec, v);
-  }
+  write_normed_row<kVec, kQuant>(p.norm_weight, p.weight_bf16, p.hidden, inv_rms, p.out + t * p.hidden, p.quant, t,
+                                 [&](int64_t c, float(&v)[kVec]) { load_vec<kVec>(res + c * kVec, v); });
 }
 
 // grid (min(T, 65535)), block rms_norm_threads(H / kVec); P <= kCombineScanPairs, k <=
-// kCombineScanMaxTopK. Launched with launch_programmatic.
-template <int kVec>
+// kCombineScanMaxTopK. Launched with launch_programmatic. kQuant: also p.quant (kVec 8).
+template <int kVec, bool kQuant>
 __global__ void __launch_bounds__(kRmsNormMaxThreads) moe_combine_add_rms_norm_kernel(MoeCombineNormParams p) {
   __shared__ int32_t scanned[kCombineScanMaxTopK];  // this token's pairs' sorted positions
   __shared__ float scratch[kRmsNormMaxThreads / 32];
@@ -117,7 +114,7 @@ __global__ void __launch_bounds__(kRmsNormMaxThreads) moe_combine_add_rms_norm_k
   for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
     scan_token_positions(p.sorted_pairs, pairs, t, p.top_k, scanned);
     const float* weights = p.weights + t * p.top_k;
-    combine_norm_row<kVec>(p, t, scratch, [&](int64_t c, float(&acc)[kVec]) {
+    combine_norm_row<kVec, kQuant>(p, t, scratch, [&](int64_t c, float(&acc)[kVec]) {
       combine_vec<kVec>(p.expert_out, weights, scanned, p.top_k, p.hidden, c, acc);
     });
     __syncthreads();  // scratch and scanned are rewritten for the next row
@@ -125,8 +122,8 @@ __global__ void __launch_bounds__(kRmsNormMaxThreads) moe_combine_add_rms_norm_k
 }
 
 // grid (min(T, 65535)), block rms_norm_threads(H / kVec); k <= kCombineMaxTopK, p.position from
-// invert_pairs. Launched with launch_programmatic.
-template <int kVec>
+// invert_pairs. Launched with launch_programmatic. kQuant: also p.quant (kVec 8).
+template <int kVec, bool kQuant>
 __global__ void __launch_bounds__(kRmsNormMaxThreads, kCombineRowsCtasPerSm)
     moe_combine_add_rms_norm_rows_kernel(MoeCombineNormParams p) {
   __shared__ int32_t position[kCombineMaxTopK];  // this token's pairs' sorted positions (-1: none)
@@ -139,7 +136,7 @@ __global__ void __launch_bounds__(kRmsNormMaxThreads, kCombineRowsCtasPerSm)
   for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
     stage_row_pairs(p.position, p.sorted_pairs, p.weights, pairs, t, p.top_k, position, weight);
     __syncthreads();
-    combine_norm_row<kVec>(p, t, scratch, [&](int64_t c, float(&acc)[kVec]) {
+    combine_norm_row<kVec, kQuant>(p, t, scratch, [&](int64_t c, float(&acc)[kVec]) {
       combine_vec_staged<kVec>(p.expert_out, position, weight, p.top_k, p.hidden, c, acc);
     });
     __syncthreads();  // scratch, position[] and weight[] are rewritten for the next row

@@ -1,6 +1,6 @@
 // The kernels behind the MoE grouping (moe_group_by_expert_cuda, moe_group_and_gather_cuda:
-// ops/moe_dispatch.h) and the combine (moe_combine_cuda, and moe_combine_add_rms_norm_cuda:
-// ops/moe_combine_norm.h), internal to src/ops/cuda (and their tests and moe_dispatch_bench): the
+// ops/moe_dispatch.h) and the combine (moe_combine_cuda, and moe_combine_add_rms_norm_cuda and its
+// FP8 form: ops/moe_combine_norm.h), internal to src/ops/cuda (and their tests and moe_dispatch_bench): the
 // rules that pick one by size, and overloads of the ops that let tests and the bench force either.
 // Host-only, no CUDA types. The kernels' notes: moe_dispatch.cuh, moe_combine.cuh,
 // moe_combine_norm.cuh.
@@ -76,5 +76,8 @@ void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, cons
                       cudaStream_t stream, MoeCombineKernel kernel);
 void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
                                    Tensor& out, cudaStream_t stream, MoeCombineKernel kernel);
+void moe_combine_add_rms_norm_fp8_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
+                                       Tensor& out, const ActQuantParams& act, Fp8Activations& out_q,
+                                       cudaStream_t stream, MoeCombineKernel kernel);
 
 }  // namespace mlaserve::ops

@@ -1,5 +1,6 @@
-// rms_norm and add_rms_norm on the GPU (contract: ops/rms_norm.h), bf16 activations (add_rms_norm's
-// addend x bf16, or f32: a tensor-parallel sum of partial outputs, rounded to bf16 here first).
+// rms_norm and add_rms_norm on the GPU (contract: ops/rms_norm.h; their FP8 forms: ops/rms_norm_fp8.h),
+// bf16 activations (add_rms_norm's addend x bf16, or f32: a tensor-parallel sum of partial outputs,
+// rounded to bf16 here first).
 //
 // Design: one CTA per row ([rows, d], d = 512 .. 7168 for DeepSeek), memory-bound. Pass 1 reads
 // the row in 16-byte vectors (8 bf16), forms v = x, or for add_rms_norm v = bf16(residual + x)
@@ -13,6 +14,11 @@
 // x itself; residual must not alias x or out.
 //
 // Rows whose width or bases are not multiples of 8 elements take the one-element path.
+//
+// The FP8 forms (ops/rms_norm_fp8.h) run the same kernel with kQuant: the second pass also
+// quantises the row's bf16 output, 128 channels a half-warp (write_normed_row, rms_norm.cuh). They
+// need the 16-byte path; on the one-element path the norm runs as above and
+// quantize_activations_fp8_cuda after it.
 //
 // Launched with programmatic dependent launch (pdl.cuh): a CTA first prefetches the norm weight
 // into L2, then waits for the kernel before it and lets the next one launch, so the next
@@ -32,6 +38,7 @@
 #include "ops/cuda/rms_norm_heuristics.h"
 #include "ops/cuda/vec.cuh"
 #include "ops/rms_norm.h"
+#include "ops/rms_norm_fp8.h"
 
 namespace mlaserve::ops {
 namespace {
@@ -50,11 +57,12 @@ struct RmsNormParams {
   float eps;
   bool weight_bf16;          // weight is bf16 (else f32)
   bool prefetch_weight;     // weight 16-byte aligned, a multiple of 16 bytes: prefetched into L2
+  gpu::NormFp8Out quant;    // the FP8 forms' quantised output (kQuant kernels only)
 };
 
 // grid (min(rows, 65535)), block a multiple of 32, at most kMaxThreads; launched with
-// launch_programmatic.
-template <int kVec, typename X>
+// launch_programmatic. kQuant: also p.quant (kVec 8).
+template <int kVec, bool kQuant, typename X>
 __global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams<X> p) {
   __shared__ float scratch[kMaxThreads / 32];
   if (p.prefetch_weight && threadIdx.x == 0 && blockIdx.x == 0) {  // a weight: no kernel of the step writes it
@@ -90,17 +98,14 @@ __global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams<X> 
       for (int i = 0; i < kVec; ++i) sum_sq += v[i] * v[i];
     }
     const float inv_rms = gpu::row_inv_rms(sum_sq, scratch, p.d, p.eps);
-    for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
-      float v[kVec], w[kVec];
-      if (res != nullptr) {
-        gpu::load_vec<kVec>(res + c * kVec, v);
-      } else {
-        gpu::load_vec<kVec>(x + c * kVec, v);
-      }
-      gpu::load_norm_weight<kVec>(p.weight, p.weight_bf16, c * kVec, w);
-      gpu::scale_by_norm<kVec>(v, w, inv_rms);
-      gpu::store_vec<kVec>(p.out + r * p.d + c * kVec, v);
-    }
+    gpu::write_normed_row<kVec, kQuant>(p.weight, p.weight_bf16, p.d, inv_rms, p.out + r * p.d, p.quant, r,
+                                        [&](int64_t c, float(&v)[kVec]) {
+                                          if (res != nullptr) {
+                                            gpu::load_vec<kVec>(res + c * kVec, v);
+                                          } else {
+                                            gpu::load_vec<kVec>(x + c * kVec, v);
+                                          }
+                                        });
     __syncthreads();  // scratch is reused by the next row
   }
 }
@@ -110,15 +115,23 @@ void launch_kernel(const RmsNormParams<X>& p, bool vec8, cudaStream_t stream) {
   const int64_t vectors = vec8 ? p.d / 8 : p.d;
   const int threads = gpu::rms_norm_threads(vectors);
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(p.rows, 65535));
-  if (vec8) {
-    gpu::launch_programmatic(rms_norm_kernel<8, X>, blocks, threads, 0, stream, p);
+  if (p.quant.x_q != nullptr) {  // (norm_fp8_out sets it on the 16-byte path only)
+    gpu::launch_programmatic(rms_norm_kernel<8, true, X>, blocks, threads, 0, stream, p);
+  } else if (vec8) {
+    gpu::launch_programmatic(rms_norm_kernel<8, false, X>, blocks, threads, 0, stream, p);
   } else {
-    gpu::launch_programmatic(rms_norm_kernel<1, X>, blocks, threads, 0, stream, p);
+    gpu::launch_programmatic(rms_norm_kernel<1, false, X>, blocks, threads, 0, stream, p);
   }
 }
 
+// The FP8 forms' quantisation: its parameters and the caller's outputs.
+struct QuantOut {
+  const ActQuantParams& act;
+  Fp8Activations& out_q;
+};
+
 void launch(std::string_view op, const Tensor& x, const Tensor* rest, Tensor* residual, const Tensor& weight,
-            float eps, Tensor& out, cudaStream_t stream) {
+            float eps, Tensor& out, cudaStream_t stream, const QuantOut* quant = nullptr) {
   if (rest != nullptr) {
     gpu::check_dtype(op, "base", x, DType::kF32);
     gpu::check_dtype(op, "rest", *rest, DType::kF32);
@@ -140,23 +153,26 @@ void launch(std::string_view op, const Tensor& x, const Tensor* rest, Tensor* re
     MLA_CHECK(residual->raw() != x.raw() && residual->raw() != out.raw(), "{}: residual must not alias x or out", op);
   }
   const int64_t d = weight.dim(0);
-  if (d == 0 || x.numel() == 0) return;
-
   const bool vec8 = d % 8 == 0 && gpu::aligned16(x) && gpu::aligned16(weight) && gpu::aligned16(out) &&
                     (residual == nullptr || gpu::aligned16(*residual)) && (rest == nullptr || gpu::aligned16(*rest));
+  const gpu::NormFp8Out fused =
+      quant != nullptr ? gpu::norm_fp8_out(op, out, quant->act, quant->out_q, vec8) : gpu::NormFp8Out{};
+  if (d == 0 || x.numel() == 0) return;
+
   const float* rest_ptr = rest != nullptr ? gpu::ptr<const float>(*rest) : nullptr;
   __nv_bfloat16* res = residual != nullptr ? gpu::ptr<__nv_bfloat16>(*residual) : nullptr;
   const bool weight_bf16 = weight.dtype() == DType::kBF16;
   const bool prefetch = gpu::aligned16(weight) && weight.nbytes() % 16 == 0;
   if (x.dtype() == DType::kF32) {
     launch_kernel<float>({gpu::ptr<const float>(x), rest_ptr, res, weight.raw(), gpu::ptr<__nv_bfloat16>(out),
-                          x.numel() / d, d, eps, weight_bf16, prefetch},
+                          x.numel() / d, d, eps, weight_bf16, prefetch, fused},
                          vec8, stream);
   } else {
     launch_kernel<__nv_bfloat16>({gpu::ptr<const __nv_bfloat16>(x), nullptr, res, weight.raw(),
-                                  gpu::ptr<__nv_bfloat16>(out), x.numel() / d, d, eps, weight_bf16, prefetch},
+                                  gpu::ptr<__nv_bfloat16>(out), x.numel() / d, d, eps, weight_bf16, prefetch, fused},
                                  vec8, stream);
   }
+  if (quant != nullptr && fused.x_q == nullptr) quantize_activations_fp8_cuda(out, quant->act, quant->out_q, stream);
 }
 
 }  // namespace
@@ -173,6 +189,25 @@ void add_rms_norm_cuda(const Tensor& x, Tensor& residual, const Tensor& weight, 
 void add_sum_rms_norm_cuda(const Tensor& base, const Tensor& rest, Tensor& residual, const Tensor& weight, float eps,
                            Tensor& out, cudaStream_t stream) {
   launch("add_sum_rms_norm_cuda", base, &rest, &residual, weight, eps, out, stream);
+}
+
+void rms_norm_fp8_cuda(const Tensor& x, const Tensor& weight, float eps, Tensor& out, const ActQuantParams& act,
+                       Fp8Activations& out_q, cudaStream_t stream) {
+  const QuantOut quant{act, out_q};
+  launch("rms_norm_fp8_cuda", x, nullptr, nullptr, weight, eps, out, stream, &quant);
+}
+
+void add_rms_norm_fp8_cuda(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out,
+                           const ActQuantParams& act, Fp8Activations& out_q, cudaStream_t stream) {
+  const QuantOut quant{act, out_q};
+  launch("add_rms_norm_fp8_cuda", x, nullptr, &residual, weight, eps, out, stream, &quant);
+}
+
+void add_sum_rms_norm_fp8_cuda(const Tensor& base, const Tensor& rest, Tensor& residual, const Tensor& weight,
+                               float eps, Tensor& out, const ActQuantParams& act, Fp8Activations& out_q,
+                               cudaStream_t stream) {
+  const QuantOut quant{act, out_q};
+  launch("add_sum_rms_norm_fp8_cuda", base, &rest, &residual, weight, eps, out, stream, &quant);
 }
 
 }  // namespace mlaserve::ops

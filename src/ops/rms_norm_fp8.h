@@ -1,0 +1,68 @@
+// The row norms of rms_norm.h that also write the FP8 quantisation of their output (issue #6):
+// the input of the FP8 linears that read a normed activation (q_proj or q_a_proj and
+// kv_a_proj_with_mqa after the input norm, the MLP's or shared experts' gate_up and the routed
+// experts' rows after the post-attention norm, q_b_proj after q_a_layernorm), quantised once by
+// the pass that makes it instead of by a quantiser pass before each linear.
+//
+//   x, residual, weight, eps, out   as rms_norm / add_rms_norm / add_sum_rms_norm (rms_norm.h),
+//                                   x [T, K] (two dimensions)
+//   act                             the quantisation's parameters (ActQuantParams, fp8_quant.h)
+//   out_q                           Fp8Activations [T, K] e4m3 + scales [T, ceil(K/128)] f32 and,
+//                                   when out_q.scales_t is defined, the same scales group-major
+//                                   [ceil(K/128), T]; caller-allocated
+//
+//   out   = the norm, exactly as its rms_norm.h form writes it
+//   out_q = quantize_activations_fp8(out, act)   (per token and 128-channel group, fp8_quant.h)
+//
+// The CPU reference is the two CPU ops in a row (f32 out). On the GPU the quantised value is
+// the bf16-rounded `out`, so codes and scales are the bits of the rms_norm.h CUDA op followed by
+// quantize_activations_fp8_cuda, in either scale layout (rms_norm.cu: one pass; the row's
+// groups are quantised from the registers that hold the normed values).
+#pragma once
+
+#include "core/stream.h"
+#include "core/tensor.h"
+#include "ops/fp8_quant.h"
+
+namespace mlaserve::ops {
+
+void rms_norm_fp8_cpu(const Tensor& x, const Tensor& weight, float eps, Tensor& out, const ActQuantParams& act,
+                      Fp8Activations& out_q);
+void add_rms_norm_fp8_cpu(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out,
+                          const ActQuantParams& act, Fp8Activations& out_q);
+void add_sum_rms_norm_fp8_cpu(const Tensor& base, const Tensor& rest, Tensor& residual, const Tensor& weight,
+                              float eps, Tensor& out, const ActQuantParams& act, Fp8Activations& out_q);
+
+// The quantisation step of the CPU references: out_q from a norm's output `out` ([T, K] f32).
+void quantize_norm_output_cpu(const Tensor& out, const ActQuantParams& act, Fp8Activations& out_q);
+
+// Dispatch by device (ops/dispatch.h): the model graph calls these.
+void rms_norm_fp8(const Tensor& x, const Tensor& weight, float eps, Tensor& out, const ActQuantParams& act,
+                  Fp8Activations& out_q, Stream stream = {});
+void add_rms_norm_fp8(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out,
+                      const ActQuantParams& act, Fp8Activations& out_q, Stream stream = {});
+void add_sum_rms_norm_fp8(const Tensor& base, const Tensor& rest, Tensor& residual, const Tensor& weight, float eps,
+                          Tensor& out, const ActQuantParams& act, Fp8Activations& out_q, Stream stream = {});
+
+}  // namespace mlaserve::ops
+
+#ifdef MLASERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlaserve::ops {
+
+// ---- CUDA: src/ops/cuda/rms_norm.cu ----------------------------------------------------------
+// The tensors of the rms_norm.h CUDA forms (bf16 out) plus out_q on the GPU; asynchronous on
+// stream. One launch where the norm takes its 16-byte path (K a multiple of 8, every operand
+// 16-byte aligned, x_q 8-byte aligned); otherwise the norm and then quantize_activations_fp8_cuda
+// (once a scale layout). out may be x (rms_norm_fp8_cuda: in place).
+void rms_norm_fp8_cuda(const Tensor& x, const Tensor& weight, float eps, Tensor& out, const ActQuantParams& act,
+                       Fp8Activations& out_q, cudaStream_t stream);
+void add_rms_norm_fp8_cuda(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out,
+                           const ActQuantParams& act, Fp8Activations& out_q, cudaStream_t stream);
+void add_sum_rms_norm_fp8_cuda(const Tensor& base, const Tensor& rest, Tensor& residual, const Tensor& weight,
+                               float eps, Tensor& out, const ActQuantParams& act, Fp8Activations& out_q,
+                               cudaStream_t stream);
+
+}  // namespace mlaserve::ops
+#endif  // MLASERVE_WITH_CUDA
