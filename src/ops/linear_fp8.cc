@@ -24,4 +24,14 @@ void linear_fp8_w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_
 #endif
 }
 
+void linear_fp8_w8a8(const Fp8Activations& x, const Tensor& w_q, const Tensor& w_scale_inv, Tensor& out,
+                     Stream stream) {
+  if (!on_gpu(out)) return linear_fp8_w8a8_cpu(x.x_q, x.scales, w_q, w_scale_inv, out);
+#ifdef MLASERVE_WITH_CUDA
+  linear_fp8_w8a8_cuda(x, w_q, w_scale_inv, out, cuda_stream(stream));
+#else
+  no_gpu_path("linear_fp8_w8a8");
+#endif
+}
+
 }  // namespace mlaserve::ops

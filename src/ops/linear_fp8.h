@@ -35,6 +35,11 @@ void linear_fp8(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, c
 // The W8A8 product of already quantised activations (out f32 on the CPU, bf16 or f32 on the GPU).
 void linear_fp8_w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
                      Tensor& out, Stream stream = {});
+// The same of an activation its producer quantised (Fp8Activations: a norm's FP8 form,
+// ops/rms_norm_fp8.h): x.x_q with x.scales, and on the GPU's cuBLASLt path x.scales_t when it is
+// defined (the scales already in cuBLASLt's layout: no transpose pass).
+void linear_fp8_w8a8(const Fp8Activations& x, const Tensor& w_q, const Tensor& w_scale_inv, Tensor& out,
+                     Stream stream = {});
 
 }  // namespace mlaserve::ops
 
@@ -69,7 +74,8 @@ namespace mlaserve::ops {
 //                token on quantised x (linear_fp8_w8a8_cuda).
 //   kCublasLt    cuBLASLt's block-scaled FP8 (BLK128x128 weights, VEC128 activations). Needs T, N
 //                multiples of 4 (N of 8), ceil(K/128) a multiple of 4; the activation scales are
-//                transposed to [ceil(K/128), T] into a workspace first (cuBLASLt's layout).
+//                transposed to [ceil(K/128), T] into a workspace first (cuBLASLt's layout), unless
+//                the caller has them so (Fp8Activations::scales_t).
 //   kOneGroup    the grouped MoE FP8 GEMM (moe_grouped_gemm_fp8_cuda, ops/moe_experts.h) with the
 //                whole batch as one group: N and K multiples of 128, bf16 out. kAuto takes it past
 //                128 tokens where cuBLASLt refuses the shape (V2-Lite's K = 2816).
@@ -82,6 +88,12 @@ enum class Fp8GemmKernel : uint8_t { kAuto, kSm90SwapAB, kCublasLt, kGemv, kGemv
 
 void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
                           Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto);
+
+// linear_fp8_w8a8_cuda of x.x_q, x.scales; where the kernel is cuBLASLt and x.scales_t ([ceil(K/128),
+// T] f32, the same scales group-major) is defined, cuBLASLt reads x.scales_t, all T in one call,
+// instead of a transposed copy in the workspace.
+void linear_fp8_w8a8_cuda(const Fp8Activations& x, const Tensor& w_q, const Tensor& w_scale_inv, Tensor& out,
+                          cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto);
 
 // linear_fp8 on the GPU: x [T, K] bf16 quantised with `act` (as quantize_activations_fp8_cuda),
 // then the product above. Where the kernel is the GEMV (forced with kGemv, or kAuto's choice at

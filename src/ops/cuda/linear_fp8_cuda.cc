@@ -1,7 +1,8 @@
 // linear_fp8_w8a8_cuda and linear_fp8_cuda (ops/linear_fp8.h): argument checks, the kernel choice
 // (linear_fp8_heuristics.h), and the cuBLASLt path, whose activation scales go into a per-stream
 // workspace in cuBLASLt's VEC128 layout [ceil(K/128), T]: transposed there from quantised x, or
-// written so by the quantiser when linear_fp8_cuda quantises bf16 x itself.
+// written so by the quantiser when linear_fp8_cuda quantises bf16 x itself; or they come so from
+// the caller (Fp8Activations::scales_t: a norm's FP8 form wrote them).
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -118,10 +119,12 @@ void cublaslt_rows(const Tensor& x_q, const float* scales_t, const Tensor& w_q, 
   cuda::lt_gemm(p, stream);
 }
 
-// cuBLASLt in chunks of T whose transposed scales fit the workspace.
-void run_cublaslt(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
-                  Tensor& out, cudaStream_t stream) {
+// cuBLASLt: all T in one call on the caller's group-major scales (scales_t, or null), else in
+// chunks of T whose transposed scales fit the workspace.
+void run_cublaslt(const Tensor& x_q, const Tensor& x_scales, const float* scales_t_in, const Tensor& w_q,
+                  const Tensor& w_scale_inv, Tensor& out, cudaStream_t stream) {
   const int64_t t = x_q.dim(0), g = fp8_num_blocks(x_q.dim(1)), chunk = cublaslt_chunk(t, x_q.dim(1));
+  if (scales_t_in != nullptr) return cublaslt_rows(x_q, scales_t_in, w_q, w_scale_inv, 0, t, out, stream);
   float* scales_t = scale_workspace(stream);
   const auto* xs = static_cast<const float*>(x_scales.raw());
   for (int64_t r0 = 0; r0 < t; r0 += chunk) {
@@ -131,16 +134,17 @@ void run_cublaslt(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, 
   }
 }
 
-}  // namespace
-
-void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
-                          Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel) {
+// linear_fp8_w8a8_cuda, with the caller's group-major scales (x_scales_t [G, T]) or without
+// (undefined).
+void w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& x_scales_t, const Tensor& w_q,
+          const Tensor& w_scale_inv, Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel) {
   MLA_CHECK(x_q.ndim() == 2 && w_q.ndim() == 2, "{}: x_q {} must be [T, K] and w_q {} [N, K]", kOp,
             shape_str(x_q.shape()), shape_str(w_q.shape()));
   const int64_t t = x_q.dim(0), k = x_q.dim(1), n = w_q.dim(0), g = fp8_num_blocks(k);
   check_gpu(x_q, "x_q", DType::kF8E4M3, {t, k});
   check_gpu(w_q, "w_q", DType::kF8E4M3, {n, k});
   check_gpu(x_scales, "x_scales", DType::kF32, {t, g});
+  if (x_scales_t.defined()) check_gpu(x_scales_t, "x_scales_t", DType::kF32, {g, t});
   check_gpu(w_scale_inv, "w_scale_inv", DType::kF32, {fp8_num_blocks(n), g});
   check_gpu(out, "out", out.dtype() == DType::kF32 ? DType::kF32 : DType::kBF16, {t, n});
   if (t == 0 || n == 0) return;
@@ -150,7 +154,10 @@ void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tenso
 
   const sm90_fp8::Fp8GemmPath path = choose_path(t, n, k, kernel, aligned16(x_q) && aligned16(w_q),
                                                  /*x_quantized=*/true, out.dtype() == DType::kBF16, kOp);
-  if (path == sm90_fp8::Fp8GemmPath::kCublasLt) return run_cublaslt(x_q, x_scales, w_q, w_scale_inv, out, stream);
+  if (path == sm90_fp8::Fp8GemmPath::kCublasLt) {
+    const float* scales_t = x_scales_t.defined() ? static_cast<const float*>(x_scales_t.raw()) : nullptr;
+    return run_cublaslt(x_q, x_scales, scales_t, w_q, w_scale_inv, out, stream);
+  }
   if (path == sm90_fp8::Fp8GemmPath::kOneGroup) return run_fp8_one_group(x_q, x_scales, w_q, w_scale_inv, out, stream);
   if (path == sm90_fp8::Fp8GemmPath::kGemv) {
     return sm90_fp8::run_fp8_gemv({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
@@ -166,6 +173,18 @@ void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tenso
   sm90_fp8::run_swap_ab({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
                          static_cast<const float*>(w_scale_inv.raw()), out.raw(), out.dtype() == DType::kF32},
                         t, n, k, sm90_fp8::plan_swap_ab(t, n, k, gpu::device_sm_count()), stream);
+}
+
+}  // namespace
+
+void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
+                          Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel) {
+  w8a8(x_q, x_scales, Tensor(), w_q, w_scale_inv, out, stream, kernel);
+}
+
+void linear_fp8_w8a8_cuda(const Fp8Activations& x, const Tensor& w_q, const Tensor& w_scale_inv, Tensor& out,
+                          cudaStream_t stream, Fp8GemmKernel kernel) {
+  w8a8(x.x_q, x.scales, x.scales_t, w_q, w_scale_inv, out, stream, kernel);
 }
 
 void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act,

@@ -36,6 +36,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -420,6 +421,35 @@ TEST_F(LinearFp8Cuda, SmallTransposeScales) {
     for (int64_t g = 0; g < 45; ++g) wrong += got.data<float>()[g * 37 + t] != host.data<float>()[t * 45 + g] ? 1 : 0;
   }
   EXPECT_EQ(wrong, 0);
+}
+
+// An activation with its scales also group-major (Fp8Activations::scales_t, a norm's FP8 form):
+// cuBLASLt reads them instead of its transposed copy, the other kernels ignore them; every kernel
+// gives the bits of the plain call. T = 64 and 1000 (V2-Lite's q_proj: cuBLASLt under kAuto).
+TEST_F(LinearFp8Cuda, SmallCallerGroupMajorScales) {
+  std::mt19937_64 rng(fresh_seed());
+  for (const auto& [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{64, 576, 1024}, {1000, 3072, 2048}}) {
+    const int64_t g = fp8_num_blocks(k);
+    const Tensor xs_host = random_scales({m, g}, 1e-2f, rng);
+    Tensor xs_t_host = Tensor::empty({g, m}, DType::kF32);
+    for (int64_t t = 0; t < m; ++t) {
+      for (int64_t j = 0; j < g; ++j) xs_t_host.data<float>()[j * m + t] = xs_host.data<float>()[t * g + j];
+    }
+    const Fp8Activations x{random_fp8({m, k}, rng).to(Device::kCUDA), xs_host.to(Device::kCUDA),
+                           xs_t_host.to(Device::kCUDA)};
+    const Tensor w = random_fp8({n, k}, rng).to(Device::kCUDA);
+    const Tensor ws = random_scales({fp8_num_blocks(n), g}, 1e-4f, rng).to(Device::kCUDA);
+    for (const Fp8GemmKernel kernel : {Fp8GemmKernel::kAuto, Fp8GemmKernel::kCublasLt, Fp8GemmKernel::kSm90SwapAB}) {
+      Tensor want = poisoned_gpu({m, n}, DType::kBF16, stream_), got = poisoned_gpu({m, n}, DType::kBF16, stream_);
+      linear_fp8_w8a8_cuda(x.x_q, x.scales, w, ws, want, stream_, kernel);
+      linear_fp8_w8a8_cuda(x, w, ws, got, stream_, kernel);
+      sync();
+      const Tensor gh = got.to(Device::kCPU), wh = want.to(Device::kCPU);
+      EXPECT_EQ(count_nonfinite(gh), 0);
+      EXPECT_EQ(std::memcmp(gh.raw(), wh.raw(), wh.nbytes()), 0)
+          << "T " << m << " N " << n << " K " << k << ", kernel " << static_cast<int>(kernel);
+    }
+  }
 }
 
 // Split-K sums in a fixed order, so two runs agree bit for bit (a moving result is a race); and a
