@@ -8,12 +8,14 @@
 //
 //   decode_step_bench [--preset deepseek-v2-lite] [--context 1024] [--batches 1,8,64,256]
 //                     [--reps 20] [--out bench/results] [--quantization none|fp8]
-//                     [--fused-attention on|off]
+//                     [--fused-attention on|off] [--norm-quant on|off]
 //
 // --quantization fp8: the same dummy weights quantised to block FP8 on the GPU (W8A8 GEMMs,
 // model/quantize_fp8.h); the floor then counts one byte per linear and expert weight.
 // --fused-attention off: the absorbed attention as three kernels even where the fused one fits
 // (ModelOptions::fused_absorbed_attention; A/B).
+// --norm-quant off: with FP8 weights each FP8 linear quantises its own input instead of reading
+// the quantised activation its norm wrote (ModelOptions::quantize_in_norms; A/B).
 //
 // Each step runs B sequences of one new token each, after `context` cached tokens (cache contents
 // random: attention cost does not depend on the values), twice: eagerly (DeepSeekModel::forward,
@@ -80,7 +82,7 @@ std::vector<int64_t> parse_list(const std::string& s) {
 
 int run(int argc, char** argv) {
   std::string preset = "deepseek-v2-lite", out_dir = "bench/results", batches_arg = "1,8,64,256", quant = "none";
-  std::string fused_attention = "on";
+  std::string fused_attention = "on", norm_quant = "on";
   int64_t context = 1024, reps = 20;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -91,6 +93,7 @@ int run(int argc, char** argv) {
     else if (k == "--out") out_dir = v;
     else if (k == "--quantization") quant = v;
     else if (k == "--fused-attention") fused_attention = v;
+    else if (k == "--norm-quant") norm_quant = v;
     else MLA_FAIL("unknown option {}", k);
   }
   const std::vector<int64_t> batches = parse_list(batches_arg);
@@ -102,6 +105,7 @@ int run(int argc, char** argv) {
   MLA_CHECK(quant == "none" || quant == "fp8", "--quantization must be none or fp8, got {}", quant);
   MLA_CHECK(fused_attention == "on" || fused_attention == "off", "--fused-attention must be on or off, got {}",
             fused_attention);
+  MLA_CHECK(norm_quant == "on" || norm_quant == "off", "--norm-quant must be on or off, got {}", norm_quant);
   const bool fp8 = quant == "fp8";
   MLA_CHECK(fp8 || !config.fp8, "{} is an FP8 model: run it with --quantization fp8", preset);
   DummyOptions dummy;
@@ -112,6 +116,7 @@ int run(int argc, char** argv) {
   ModelOptions options;
   options.device = Device::kCUDA;
   options.fused_absorbed_attention = fused_attention == "on";
+  options.quantize_in_norms = norm_quant == "on";
   DeepSeekModel model(config, make_dummy_weights(config, dummy), options);
   MLA_CUDA_CHECK(cudaDeviceSynchronize());
   std::printf("card: %s; copy %.0f GB/s; %s dummy weights on the GPU in %.1f s\n", prop.name, copy_gbps, preset.c_str(),
@@ -168,6 +173,7 @@ int run(int argc, char** argv) {
                        {"preset", preset},
                        {"dtype", fp8 ? "fp8" : "bf16"},
                        {"fused_attention", fused_attention},
+                       {"norm_quant", norm_quant},
                        {"copy_gbps", copy_gbps},
                        {"results", rows}});
   return 0;

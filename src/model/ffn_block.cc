@@ -4,6 +4,7 @@
 // residual add and the next RMSNorm (ffn_and_norm). Their outputs are partial sums under tensor
 // parallelism: f32 then (DeepSeekModel::partial).
 #include <optional>
+#include <utility>
 
 #include "model/model.h"
 #include "ops/embedding.h"
@@ -14,7 +15,7 @@
 #include "ops/moe_dispatch.h"
 #include "ops/moe_experts.h"
 #include "ops/moe_route_gather.h"
-#include "ops/rms_norm.h"
+#include "ops/rms_norm_fp8.h"
 #include "ops/silu_mul.h"
 
 namespace mlaserve {
@@ -40,17 +41,18 @@ ops::RouterParams router_params(const DeepSeekConfig& c) {
 
 }  // namespace
 
-void DeepSeekModel::mlp(const MlpWeights& w, const Tensor& x, Tensor& out, Stream stream) {
+void DeepSeekModel::mlp(const MlpWeights& w, const NormedActivation& x, Tensor& out, Stream stream) {
   Tensor gate_up = linear(w.gate_up, x, stream);  // [T, 2I]
+  const int64_t t = x.x.dim(0);
   if (w.down.is_fp8()) {  // SwiGLU fused with the quantisation of the down projection's input
-    const int64_t t = x.dim(0), inter = w.gate_up.out_features() / 2;
+    const int64_t inter = w.gate_up.out_features() / 2;
     Tensor h_q = Tensor::empty({t, inter}, DType::kF8E4M3, options_.device);                      // [T, I]
     Tensor h_scales = Tensor::empty({t, ops::fp8_num_blocks(inter)}, DType::kF32, options_.device);  // [T, I/128]
     ops::silu_mul_quantize_fp8(gate_up, act_quant_, h_q, h_scales, stream);
     ops::linear_fp8_w8a8(h_q, h_scales, w.down.weight, w.down.scale_inv, out, stream);
     return;
   }
-  Tensor hidden = act({x.dim(0), w.gate_up.out_features() / 2});
+  Tensor hidden = act({t, w.gate_up.out_features() / 2});
   ops::silu_mul(gate_up, hidden, stream);
   linear_into(w.down, hidden, out, stream);
 }
@@ -64,27 +66,34 @@ void DeepSeekModel::mlp(const MlpWeights& w, const Tensor& x, Tensor& out, Strea
 //   - a dense MLP, and any FFN under tensor parallelism (whose partial output is all-reduced
 //     between the FFN and the residual add): ffn(), the all-reduce, then add_rms_norm, or
 //     add_sum_rms_norm for an MoE's two parts.
-void DeepSeekModel::ffn_and_norm(int64_t layer, Tensor& h, const Tensor& next_norm, Tensor& normed) {
+// Each norm also writes the FP8 quantisation the next layer's attention reads, when it reads one
+// (the final norm's lm_head does not).
+void DeepSeekModel::ffn_and_norm(int64_t layer, Tensor& h, const Tensor& next_norm, NormedActivation& normed) {
   const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
-  if (lw.moe && plan_.tp_size == 1) return moe_and_norm(*lw.moe, h, next_norm, normed);
-  const int64_t t = normed.dim(0), hidden = config_.hidden_size;
+  const int64_t t = normed.x.dim(0), hidden = config_.hidden_size;
+  const int64_t num_layers = plan_.layers.size();
+  ops::Fp8Activations next_q = fp8_input(t, hidden, layer + 1 < num_layers && attention_reads_fp8(layer + 1));
+  if (lw.moe && plan_.tp_size == 1) return moe_and_norm(*lw.moe, h, next_norm, normed, std::move(next_q));
   const float eps = static_cast<float>(config_.rms_norm_eps);
   Tensor ffn_out = ffn(layer, normed);
   all_reduce(ffn_out);
   mark("norms");
+  normed.q = std::move(next_q);  // (the FFN input's readers are queued by now)
   if (ffn_out.ndim() == 3) {  // [2, T, H]: shared and routed experts apart (DeepSeekModel::moe)
-    ops::add_sum_rms_norm(ffn_out.slice(0, 1).reshape({t, hidden}), ffn_out.slice(1, 2).reshape({t, hidden}), h,
-                          next_norm, eps, normed, options_.stream);  // h += shared + routed; normed = norm(h)
+    ops::add_sum_rms_norm_fp8(ffn_out.slice(0, 1).reshape({t, hidden}), ffn_out.slice(1, 2).reshape({t, hidden}), h,
+                              next_norm, eps, normed.x, act_quant_, normed.q,
+                              options_.stream);  // h += shared + routed; normed = norm(h)
   } else {
-    ops::add_rms_norm(ffn_out, h, next_norm, eps, normed, options_.stream);  // h += ffn; normed = norm(h)
+    ops::add_rms_norm_fp8(ffn_out, h, next_norm, eps, normed.x, act_quant_, normed.q,
+                          options_.stream);  // h += ffn; normed = norm(h)
   }
 }
 
-Tensor DeepSeekModel::ffn(int64_t layer, const Tensor& m) {
+Tensor DeepSeekModel::ffn(int64_t layer, const NormedActivation& m) {
   const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
   if (lw.moe) return moe(*lw.moe, m);
   mark("mlp");
-  Tensor out = partial({m.dim(0), config_.hidden_size});
+  Tensor out = partial({m.x.dim(0), config_.hidden_size});
   mlp(*lw.mlp, m, out, options_.stream);
   return out;
 }
@@ -93,16 +102,17 @@ Tensor DeepSeekModel::ffn(int64_t layer, const Tensor& m) {
 // order (one op, moe_route_gather.h: one kernel at decode sizes, the router's GEMV included) ->
 // all experts as one grouped op. No host synchronisation. When the experts' grouped FP8 GEMMs
 // would quantise the T·k gathered rows first (moe_experts_takes_quantized_rows: e4m3 weights on
-// the GPU, more rows than the GEMV takes), the T token rows are quantised instead and their e4m3
-// codes and scales gathered (gather_fp8_rows): the same bits, since the quantisation is per row,
-// over k times fewer rows and half the gathered bytes. The shared experts, when the model has
-// them, write shared_out [T, H] on the side stream beside the router and the routed experts,
-// which do not depend on them (model.h, ModelOptions::side_stream): at one token the shared
-// experts' ~15 us hide behind the routed chain's ~45 us; at prefill sizes they fill the SMs
-// that the routing kernels leave idle. The branch is joined before this returns, so the combine
-// that follows waits for both. The arithmetic is the same in either order.
-ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Tensor& m, Tensor shared_out) {
-  const int64_t t = m.dim(0), hidden = config_.hidden_size, k = config_.num_experts_per_tok;
+// the GPU, more rows than the GEMV takes), the e4m3 codes and scales of the T token rows, which
+// the norm before wrote (m.q, ffn_reads_fp8), are gathered instead (gather_fp8_rows): the same
+// bits, since the quantisation is per row, with no quantisation pass and half the gathered bytes.
+// The shared experts, when the model has them, write shared_out [T, H] on the side stream beside
+// the router and the routed experts, which do not depend on them (model.h,
+// ModelOptions::side_stream): at one token the shared experts' ~15 us hide behind the routed
+// chain's ~45 us; at prefill sizes they fill the SMs that the routing kernels leave idle. The
+// branch is joined before this returns, so the combine that follows waits for both. The
+// arithmetic is the same in either order.
+ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const NormedActivation& m, Tensor shared_out) {
+  const int64_t t = m.x.dim(0), hidden = config_.hidden_size, k = config_.num_experts_per_tok;
   const int64_t num_experts = config_.n_routed_experts;
   const Stream stream = options_.stream;
   std::optional<ForkedBranch> shared_branch = w.shared ? fork_side_branch() : std::optional<ForkedBranch>();
@@ -114,24 +124,20 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Tenso
   mark("moe.route");
   Tensor logits = f32({t, num_experts});  // fp32 accumulation and output (§5.1)
   const Device dev = options_.device;
-  const bool quantized_rows = ops::moe_experts_takes_quantized_rows(dev, t * k, w.experts);
+  const bool quantized_rows = m.q.defined() && ops::moe_experts_takes_quantized_rows(dev, t * k, w.experts);
   ops::MoeRouteGatherOutputs routed_rows{
       {f32({t, k}), Tensor::empty({t, k}, DType::kI32, dev)},  // [T, k] weights and expert ids
       {Tensor::empty({num_experts + 1}, DType::kI32, dev), Tensor::empty({t * k}, DType::kI32, dev),
        Tensor::empty({t * k}, DType::kI32, dev)},
       quantized_rows ? Tensor() : act({t * k, hidden})};  // [T·k, H] token rows in expert order
-  ops::moe_router_route_and_gather(m, w.router, w.correction_bias, router_params(config_), logits, route_arrivals_,
+  ops::moe_router_route_and_gather(m.x, w.router, w.correction_bias, router_params(config_), logits, route_arrivals_,
                                    routed_rows, stream);
   const ops::MoeGrouping& groups = routed_rows.grouping;
   Tensor rows_q, rows_scales;  // [T·k, H] e4m3, [T·k, H/128] f32: the quantised token rows in expert order
   if (quantized_rows) {
-    const int64_t blocks = ops::fp8_num_blocks(hidden);
-    Tensor m_q = Tensor::empty({t, hidden}, DType::kF8E4M3, dev);  // [T, H]
-    Tensor m_scales = f32({t, blocks});                            // [T, H/128]
-    ops::quantize_activations_fp8(m, act_quant_, m_q, m_scales, stream);
     rows_q = Tensor::empty({t * k, hidden}, DType::kF8E4M3, dev);
-    rows_scales = f32({t * k, blocks});
-    ops::gather_fp8_rows(groups.sorted_tokens, m_q, m_scales, rows_q, rows_scales, stream);
+    rows_scales = f32({t * k, ops::fp8_num_blocks(hidden)});
+    ops::gather_fp8_rows(groups.sorted_tokens, m.q.x_q, m.q.scales, rows_q, rows_scales, stream);
   }
   mark("moe.experts");
   // This rank's experts [e0, e1) own the sorted rows [offsets[e0], offsets[e1]) (all of them
@@ -158,8 +164,8 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Tenso
 // it, so that the all-reduced shared output can be rounded before the routed sum is added, as on
 // one GPU (add_sum_rms_norm); each rank holds a share of the shared experts' channels, so their
 // partial outputs cannot be rounded before the all-reduce.
-Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
-  const int64_t t = m.dim(0), hidden = config_.hidden_size;
+Tensor DeepSeekModel::moe(const MoeWeights& w, const NormedActivation& m) {
+  const int64_t t = m.x.dim(0), hidden = config_.hidden_size;
   const bool apart = w.shared && plan_.tp_size > 1;
   Tensor out = apart ? f32({2, t, hidden}) : partial({t, hidden});
   Tensor routed = apart ? out.slice(1, 2).reshape({t, hidden}) : out;  // the combine accumulates into it
@@ -174,14 +180,16 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const Tensor& m) {
 }
 
 // One GPU's MoE layer to its end (ffn_and_norm): h += shared + routed combine; normed =
-// RMSNorm(h) · next_norm, in one op. Without shared experts the combine starts from zero inside
-// the op (no zeroed buffer).
-void DeepSeekModel::moe_and_norm(const MoeWeights& w, Tensor& h, const Tensor& next_norm, Tensor& normed) {
-  const Tensor shared = w.shared ? act({normed.dim(0), config_.hidden_size}) : Tensor();  // [T, H]
+// RMSNorm(h) · next_norm, quantised into next_q where that is not empty, in one op. Without shared
+// experts the combine starts from zero inside the op (no zeroed buffer).
+void DeepSeekModel::moe_and_norm(const MoeWeights& w, Tensor& h, const Tensor& next_norm, NormedActivation& normed,
+                                 ops::Fp8Activations next_q) {
+  const Tensor shared = w.shared ? act({normed.x.dim(0), config_.hidden_size}) : Tensor();  // [T, H]
   const ops::MoeCombineInputs experts = moe_routed(w, normed, shared);
   mark("moe.combine");  // the combine, the residual add and the next norm
-  ops::moe_combine_add_rms_norm(experts, h, next_norm, static_cast<float>(config_.rms_norm_eps), normed,
-                                options_.stream);
+  normed.q = std::move(next_q);  // (the MoE input's readers are queued by now)
+  ops::moe_combine_add_rms_norm_fp8(experts, h, next_norm, static_cast<float>(config_.rms_norm_eps), normed.x,
+                                    act_quant_, normed.q, options_.stream);
 }
 
 }  // namespace mlaserve

@@ -6,7 +6,7 @@
 #include "model/step_metadata.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"
-#include "ops/rms_norm.h"
+#include "ops/rms_norm_fp8.h"
 
 namespace mlaserve {
 namespace {
@@ -122,16 +122,20 @@ Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache) {
     options_.pp_group->recv(h, plan_.pp_rank - 1, stream);  // the previous stage's residual stream
   }
   stage_mark("stage.layers");
-  Tensor normed = act({t, hidden});
+  // The norms' outputs [T, H], with their FP8 quantisation where FP8 linears read them (model.h).
+  NormedActivation normed{act({t, hidden}), fp8_input(t, hidden, attention_reads_fp8(0))};
   const float eps = static_cast<float>(config_.rms_norm_eps);
-  ops::rms_norm(h, weights_.layers[0].input_norm, eps, normed, stream);
+  ops::rms_norm_fp8(h, weights_.layers[0].input_norm, eps, normed.x, act_quant_, normed.q, stream);
   const int64_t num_layers = plan_.layers.size();  // this stage's layers, counted from 0
   for (int64_t i = 0; i < num_layers; ++i) {
     const LayerWeights& lw = weights_.layers[static_cast<size_t>(i)];
     Tensor attn_out = attention(i, normed, step, cache);
     all_reduce(attn_out);
     mark("norms");
-    ops::add_rms_norm(attn_out, h, lw.post_attn_norm, eps, normed, stream);  // h += attn; normed = norm(h)
+    // h += attn; normed = norm(h), quantised for the FFN's FP8 linears into a fresh buffer (every
+    // reader of the attention input's, the side stream's joined, is queued before this)
+    normed.q = fp8_input(t, hidden, ffn_reads_fp8(i, t));
+    ops::add_rms_norm_fp8(attn_out, h, lw.post_attn_norm, eps, normed.x, act_quant_, normed.q, stream);
     const Tensor& next_norm = i + 1 < num_layers
                                   ? weights_.layers[static_cast<size_t>(i + 1)].input_norm
                                   : weights_.final_norm;
@@ -142,7 +146,7 @@ Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache) {
   if (plan_.last_stage()) {
     // Logits only for the rows that sample: `normed` already holds RMSNorm(h, model.norm).
     mark("lm_head");
-    logits = compute_logits(normed, step.logit_rows);
+    logits = compute_logits(normed.x, step.logit_rows);
   } else {
     mark("pp.send");
     options_.pp_group->send(h, plan_.pp_rank + 1, stream);

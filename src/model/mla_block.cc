@@ -17,21 +17,23 @@
 #include "ops/mla_absorbed_attention.h"
 #include "ops/mla_decode.h"
 #include "ops/mla_expand_kv.h"
-#include "ops/rms_norm.h"
+#include "ops/rms_norm_fp8.h"
 #include "ops/rope.h"
 
 namespace mlaserve {
 
-Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetadata& step, LatentCache& cache) {
+Tensor DeepSeekModel::attention(int64_t layer, const NormedActivation& a, const StepMetadata& step,
+                                LatentCache& cache) {
   const MlaWeights& w = weights_.layers[static_cast<size_t>(layer)].attn;
-  const int64_t t = a.dim(0), n = heads_, dn = config_.qk_nope_head_dim;
+  const int64_t t = a.x.dim(0), n = heads_, dn = config_.qk_nope_head_dim;
   const int64_t dc = config_.kv_lora_rank, dr = config_.qk_rope_head_dim, dv = config_.v_head_dim;
   const float eps = static_cast<float>(config_.rms_norm_eps);
   const Stream stream = options_.stream;
 
   mark("attn.project");
   // The cache row [RMSNorm(latent) | RoPE(k_pe)] of every new token, on the side stream beside the
-  // query projection (model.h, ModelOptions::side_stream).
+  // query projection (model.h, ModelOptions::side_stream). Its FP8 input (a.q) was written by the
+  // norm on the model's stream before the fork.
   std::optional<ForkedBranch> kv_branch = fork_side_branch();
   const Stream kv_stream = kv_branch ? kv_branch->stream() : stream;
   const bool latent_layout = options_.kv_cache_layout == KvCacheLayout::kLatent;
@@ -47,8 +49,8 @@ Tensor DeepSeekModel::attention(int64_t layer, const Tensor& a, const StepMetada
   if (w.q_proj) {
     q = linear(*w.q_proj, a);
   } else {
-    Tensor cq = linear(*w.q_a_proj, a);  // [T, dq]
-    ops::rms_norm(cq, w.q_a_norm, eps, cq, stream);
+    NormedActivation cq{linear(*w.q_a_proj, a), fp8_input(t, w.q_b_proj->in_features(), w.q_b_proj->is_fp8())};
+    ops::rms_norm_fp8(cq.x, w.q_a_norm, eps, cq.x, act_quant_, cq.q, stream);  // [T, dq] in place
     q = linear(*w.q_b_proj, cq);
   }
   q = q.reshape({t, n, dn + dr});

@@ -82,6 +82,41 @@ Tensor DeepSeekModel::linear(const Linear& w, const Tensor& x, std::optional<Str
   return out;
 }
 
+void DeepSeekModel::linear_into(const Linear& w, const NormedActivation& x, Tensor& out,
+                                std::optional<Stream> stream) const {
+  if (!w.is_fp8() || !x.q.defined()) return linear_into(w, x.x, out, stream);
+  ops::linear_fp8_w8a8(x.q, w.weight, w.scale_inv, out, stream.value_or(options_.stream));
+}
+
+Tensor DeepSeekModel::linear(const Linear& w, const NormedActivation& x, std::optional<Stream> stream) const {
+  Tensor out = act({x.x.dim(0), w.out_features()});
+  linear_into(w, x, out, stream);
+  return out;
+}
+
+bool DeepSeekModel::attention_reads_fp8(int64_t layer) const {
+  const MlaWeights& w = weights_.layers[static_cast<size_t>(layer)].attn;
+  const Linear& q = w.q_proj ? *w.q_proj : *w.q_a_proj;
+  return q.is_fp8() || w.kv_a_proj.is_fp8();
+}
+
+// As moe_routed reads its input: the shared experts through linear(), the routed experts'
+// quantised rows where the grouped FP8 GEMMs take them.
+bool DeepSeekModel::ffn_reads_fp8(int64_t layer, int64_t t) const {
+  const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
+  if (lw.mlp) return lw.mlp->gate_up.is_fp8();
+  const MoeWeights& m = *lw.moe;
+  return (m.shared && m.shared->gate_up.is_fp8()) ||
+         ops::moe_experts_takes_quantized_rows(options_.device, t * config_.num_experts_per_tok, m.experts);
+}
+
+ops::Fp8Activations DeepSeekModel::fp8_input(int64_t t, int64_t k, bool wanted) const {
+  if (!wanted || !options_.quantize_in_norms) return {};
+  const int64_t groups = ops::fp8_num_blocks(k);
+  return {Tensor::empty({t, k}, DType::kF8E4M3, options_.device), f32({t, groups}),   // [T, K], [T, K/128]
+          options_.device != Device::kCPU ? f32({groups, t}) : Tensor()};               // [K/128, T]
+}
+
 std::optional<ForkedBranch> DeepSeekModel::fork_side_branch() {
   if (!options_.side_stream || options_.device != Device::kCUDA) return std::nullopt;
   if (!side_.enabled()) side_ = SideStream::create(true);

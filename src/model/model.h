@@ -37,6 +37,14 @@
 // stage runs its layer range only: it receives the residual stream from the previous stage
 // (pp_group) and sends it on, and only the last stage makes logits.
 //
+// FP8 weights (issue #6): the activations an FP8 linear reads are quantised per token and 128
+// channels. Where a norm's output feeds FP8 linears (the attention input: q_proj or q_a_proj and
+// kv_a_proj_with_mqa; the FFN input: the dense or shared experts' gate_up and, past the GEMV's
+// few rows, the routed experts' rows; q_a_layernorm's output: q_b_proj) the norm writes that
+// quantisation in the same pass (ops/rms_norm_fp8.h, NormedActivation below) and each of them
+// reads it; the down projections read silu_mul_quantize_fp8's (ffn_block.cc); o_proj quantises
+// its own input.
+//
 // Backends: the model runs where its weights are (ModelOptions::device). On the CPU every
 // activation is f32 (the reference); on the GPU activations are bf16 with fp32 accumulation
 // inside every op, router logits and softmax statistics in fp32, logits in fp32. Ops dispatch
@@ -103,12 +111,24 @@ struct ModelOptions {
   // decode and up-projection kernels (the same values up to the attention's summation order).
   // false keeps the three ops (A/B: decode_step_bench --fused-attention off; tests).
   bool fused_absorbed_attention = true;
+  // FP8 weights: the norms before FP8 linears also write the quantised activation those read
+  // (NormedActivation below), instead of a quantiser pass before each reader (or inside its GEMV).
+  // false: each FP8 linear quantises its own input (A/B: decode_step_bench --norm-quant off; tests).
+  bool quantize_in_norms = true;
   // This rank's share of a model split across ranks (unset: the whole model). The weights must
   // already be cut to it (model/shard.h); tp_group is needed when shard.tp_size > 1, pp_group
   // (ranks numbered by stage) when shard.pp_size > 1.
   std::optional<ShardPlan> shard;
   Collectives* tp_group = nullptr;
   Collectives* pp_group = nullptr;
+};
+
+// A normed activation as the layer's linears read it: the rows and, when FP8 linears read them,
+// their FP8 quantisation, written by the norm that makes them (ops/rms_norm_fp8.h); an FP8 linear
+// takes q instead of quantising x again. q is empty when no reader is FP8.
+struct NormedActivation {
+  Tensor x;               // [T, K] bf16 on the GPU, f32 on the CPU
+  ops::Fp8Activations q;  // [T, K] e4m3 + scales (on the GPU also group-major), or empty
 };
 
 class DeepSeekModel {
@@ -174,7 +194,7 @@ class DeepSeekModel {
 
   // a [T, H] normed input -> o_proj output [T, H] (this rank's heads only: a partial sum under
   // tensor parallelism). `layer` counts from the first layer of this stage.
-  Tensor attention(int64_t layer, const Tensor& a, const StepMetadata& step, LatentCache& cache);
+  Tensor attention(int64_t layer, const NormedActivation& a, const StepMetadata& step, LatentCache& cache);
   // Write o [rows, n, dv]: a run of consecutive absorbed-form sequences (one mla_decode call),
   // or one MHA-form sequence (its new tokens, then its cached context chunk by chunk).
   // Whether a decode run whose longest sequence has max_seq_len tokens may take the fused absorbed
@@ -189,21 +209,35 @@ class DeepSeekModel {
   Tensor attention_mha_cache(const MlaWeights& w, const StepMetadata& step, const Tensor& q, const Tensor& latent,
                              const Tensor& k_pe, Tensor& cache_layer);
   // The layer's second half (ffn_block.cc): h += FFN(normed), then normed = RMSNorm(h) ·
-  // next_norm (the next layer's input norm, or the final norm). h and normed [T, H].
-  void ffn_and_norm(int64_t layer, Tensor& h, const Tensor& next_norm, Tensor& normed);
+  // next_norm (the next layer's input norm, or the final norm), with normed.q the quantisation
+  // the next layer's attention reads (or empty). h and normed [T, H].
+  void ffn_and_norm(int64_t layer, Tensor& h, const Tensor& next_norm, NormedActivation& normed);
   // m [T, H] -> the FFN's output [T, H], or [2, T, H] (moe(): the shared experts' and the routed
   // experts' partial outputs apart, under tensor parallelism).
-  Tensor ffn(int64_t layer, const Tensor& m);
-  Tensor moe(const MoeWeights& w, const Tensor& m);
-  // One GPU's MoE layer ending in moe_combine_add_rms_norm (ffn_and_norm's arguments).
-  void moe_and_norm(const MoeWeights& w, Tensor& h, const Tensor& next_norm, Tensor& normed);
+  Tensor ffn(int64_t layer, const NormedActivation& m);
+  Tensor moe(const MoeWeights& w, const NormedActivation& m);
+  // One GPU's MoE layer ending in moe_combine_add_rms_norm (ffn_and_norm's arguments; next_q the
+  // next layer's quantised input to write, or empty).
+  void moe_and_norm(const MoeWeights& w, Tensor& h, const Tensor& next_norm, NormedActivation& normed,
+                    ops::Fp8Activations next_q);
   // The MoE up to its combine: the routed experts' outputs and routing, and the shared experts'
   // output written into shared_out [T, H] (ignored, and returned undefined, without them).
-  ops::MoeCombineInputs moe_routed(const MoeWeights& w, const Tensor& m, Tensor shared_out);
-  void mlp(const MlpWeights& w, const Tensor& x, Tensor& out, Stream stream);  // x [T, H] -> out [T, H]
+  ops::MoeCombineInputs moe_routed(const MoeWeights& w, const NormedActivation& m, Tensor shared_out);
+  void mlp(const MlpWeights& w, const NormedActivation& x, Tensor& out, Stream stream);  // x [T, H] -> out [T, H]
+  // Whether FP8 linears read the attention input of `layer` (q_proj or q_a_proj,
+  // kv_a_proj_with_mqa), and its FFN input at t tokens (the dense or shared experts' gate_up, the
+  // routed experts' quantised rows): where the norm before them quantises its output too.
+  bool attention_reads_fp8(int64_t layer) const;
+  bool ffn_reads_fp8(int64_t layer, int64_t t) const;
+  // The quantised copy of a [t, k] normed activation when `wanted`, for the norm to write (on the
+  // GPU with the group-major scales, which cuBLASLt reads); empty otherwise.
+  ops::Fp8Activations fp8_input(int64_t t, int64_t k, bool wanted) const;
   // out [T, out_features]; on `stream`, or the model's stream when it is not given.
   void linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream = {}) const;
   Tensor linear(const Linear& w, const Tensor& x, std::optional<Stream> stream = {}) const;  // [T, in] -> [T, out]
+  // The same of a normed activation: an FP8 w reads x.q when it is there.
+  void linear_into(const Linear& w, const NormedActivation& x, Tensor& out, std::optional<Stream> stream = {}) const;
+  Tensor linear(const Linear& w, const NormedActivation& x, std::optional<Stream> stream = {}) const;
   // A branch on the side stream, or none (every op on the model's stream) when side_stream is
   // off or the model runs on the CPU.
   std::optional<ForkedBranch> fork_side_branch();

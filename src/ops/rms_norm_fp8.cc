@@ -2,11 +2,13 @@
 #include "ops/rms_norm_fp8.h"
 
 #include "ops/dispatch.h"
+#include "ops/rms_norm.h"
 
 namespace mlaserve::ops {
 
 void rms_norm_fp8(const Tensor& x, const Tensor& weight, float eps, Tensor& out, const ActQuantParams& act,
                   Fp8Activations& out_q, Stream stream) {
+  if (!out_q.defined()) return rms_norm(x, weight, eps, out, stream);
   if (!on_gpu(out)) return rms_norm_fp8_cpu(x, weight, eps, out, act, out_q);
 #ifdef MLASERVE_WITH_CUDA
   rms_norm_fp8_cuda(x, weight, eps, out, act, out_q, cuda_stream(stream));
@@ -17,6 +19,7 @@ void rms_norm_fp8(const Tensor& x, const Tensor& weight, float eps, Tensor& out,
 
 void add_rms_norm_fp8(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out,
                       const ActQuantParams& act, Fp8Activations& out_q, Stream stream) {
+  if (!out_q.defined()) return add_rms_norm(x, residual, weight, eps, out, stream);
   if (!on_gpu(out)) return add_rms_norm_fp8_cpu(x, residual, weight, eps, out, act, out_q);
 #ifdef MLASERVE_WITH_CUDA
   add_rms_norm_fp8_cuda(x, residual, weight, eps, out, act, out_q, cuda_stream(stream));
@@ -27,6 +30,7 @@ void add_rms_norm_fp8(const Tensor& x, Tensor& residual, const Tensor& weight, f
 
 void add_sum_rms_norm_fp8(const Tensor& base, const Tensor& rest, Tensor& residual, const Tensor& weight, float eps,
                           Tensor& out, const ActQuantParams& act, Fp8Activations& out_q, Stream stream) {
+  if (!out_q.defined()) return add_sum_rms_norm(base, rest, residual, weight, eps, out, stream);
   if (!on_gpu(out)) return add_sum_rms_norm_fp8_cpu(base, rest, residual, weight, eps, out, act, out_q);
 #ifdef MLASERVE_WITH_CUDA
   add_sum_rms_norm_fp8_cuda(base, rest, residual, weight, eps, out, act, out_q, cuda_stream(stream));

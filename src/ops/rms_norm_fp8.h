@@ -36,7 +36,8 @@ void add_sum_rms_norm_fp8_cpu(const Tensor& base, const Tensor& rest, Tensor& re
 // The quantisation step of the CPU references: out_q from a norm's output `out` ([T, K] f32).
 void quantize_norm_output_cpu(const Tensor& out, const ActQuantParams& act, Fp8Activations& out_q);
 
-// Dispatch by device (ops/dispatch.h): the model graph calls these.
+// Dispatch by device (ops/dispatch.h): the model graph calls these. An empty out_q (x_q
+// undefined: no FP8 reader) runs the plain rms_norm.h op.
 void rms_norm_fp8(const Tensor& x, const Tensor& weight, float eps, Tensor& out, const ActQuantParams& act,
                   Fp8Activations& out_q, Stream stream = {});
 void add_rms_norm_fp8(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out,

@@ -12,10 +12,14 @@
 // in series per layer path, so ~10% relative L2 on the logits of this random model is expected
 // (measured: 5.6%, 7.4%, 14.4% for the 1-, 5- and 300-token prompts); we bound it at 20% and
 // require the first greedy token (margins >= 0.37 at the prompts' last rows) to agree. After
-// that, a random model's continuation diverges chaotically under such noise.
+// that, a random model's continuation diverges chaotically under such noise. The W8A8 path with
+// the norms writing the quantised activations (ModelOptions::quantize_in_norms) must give the
+// same bits as with each FP8 linear quantising its own input: on the host both are the same two
+// CPU ops (ops/rms_norm_fp8.h, linear_fp8.h).
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "engine/generate.h"
 #include "tiny_models.h"
@@ -107,6 +111,35 @@ std::vector<Case> all_cases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyModels, GoldenTest, ::testing::ValuesIn(all_cases()), case_name);
+
+TEST(GoldenW8A8, QuantisingInTheNormsChangesNoBit) {
+  std::vector<Tensor> logits[2];
+  std::vector<int32_t> ids[2];
+  for (bool in_norms : {true, false}) {
+    ModelOptions options;
+    options.context_chunk_tokens = 64;
+    options.quantize_in_norms = in_norms;
+    DeepSeekModel model =
+        testing::load_tiny_model("tiny-v3-fp8", LoadOptions{DType::kF32, Fp8Mode::kW8A8, std::nullopt}, options);
+    for (const GoldenPrompt& g : testing::load_golden("tiny-v3-fp8")) {
+      GenerateOptions opt;
+      opt.max_tokens = 4;
+      opt.sampling.temperature = 0.0f;
+      opt.prefill_chunk = 3;  // chunked prefill, then decode steps
+      opt.block_shuffle_seed = 7;
+      opt.prompt_logit_rows = g.logit_rows;
+      GenerateResult r = generate(model, g.prompt, opt);
+      logits[in_norms].push_back(r.prompt_logits);
+      ids[in_norms].insert(ids[in_norms].end(), r.ids.begin(), r.ids.end());
+    }
+  }
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  for (size_t i = 0; i < logits[0].size(); ++i) {
+    ASSERT_EQ(logits[0][i].shape(), logits[1][i].shape());
+    EXPECT_EQ(std::memcmp(logits[0][i].raw(), logits[1][i].raw(), logits[0][i].nbytes()), 0) << "prompt " << i;
+  }
+  EXPECT_EQ(ids[0], ids[1]);
+}
 
 }  // namespace
 }  // namespace mlaserve

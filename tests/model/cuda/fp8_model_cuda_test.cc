@@ -24,14 +24,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/memory.h"
 #include "engine/generate.h"
 #include "model/dummy.h"
 #include "model/presets.h"
+#include "../step_batch.h"
 #include "../tiny_models.h"
 
 namespace mlaserve {
@@ -221,6 +224,79 @@ TEST(Fp8ModelCuda, AccuracyReportV2LiteDummyFp8VsBf16) {
   EXPECT_LT(report.kl_mean(), 0.02);
   EXPECT_GT(report.top1(), 0.6);
 }
+
+// The norms' FP8 quantisation (ModelOptions::quantize_in_norms, model.h) against each FP8 linear
+// quantising its own input, at V2-Lite's shapes (quantised to FP8 at load; 4 layers: one dense,
+// three MoE; q_proj) and V3's (its FP8 config; 4 layers: three dense, one MoE; q_a_proj,
+// q_a_layernorm, q_b_proj), dummy weights: a prefill of 3 prompts (300, 39 and 1 tokens: 340
+// rows, a multiple of 4, so the wide projections take cuBLASLt and the norms' group-major scales;
+// the routed experts take gathered quantised rows), 2 decode steps of the 3 sequences (T = 3),
+// then the 39-token prompt alone and 2 decode steps of it (T = 1); the tokens fixed up front.
+//
+// Bounds. The codes and scales are the same bits either way (ops/rms_norm_fp8.h), and from two
+// tokens on every FP8 linear takes the same kernel for quantised x as for bf16 x
+// (linear_fp8_heuristics.h: the bf16 path quantises first, or inside the tensor-core GEMV, to the
+// same bits; cuBLASLt reads the same scales in the same layout), as the routed experts do for
+// their gathered rows (moe_experts.h): the logits of the prefill and of the T = 3 steps must be
+// equal bit for bit. At T = 1 quantised x takes the tensor-core GEMV where bf16 x took the
+// CUDA-core GEMV, which sums each group in another order (fp32 against the tensor cores' ~fp22
+// partial sums: ~1e-4 relative a GEMM, then bf16 roundings and e4m3 codes that flip near a rounding
+// boundary): those logits within 5e-2 relative L2, a fraction of what W8A8 itself moves them
+// (5.6-14% on the tiny model, TinyV3Fp8W8A8MatchesGoldenAndCpu); a wrong code, scale or row costs
+// O(1).
+class Fp8NormQuantCuda : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Fp8NormQuantCuda, SameLogitsAsQuantisingInEachLinear) {
+  if (gpu_missing()) GTEST_SKIP() << "no GPU visible";
+  DeepSeekConfig config = preset_config(GetParam());
+  config.num_hidden_layers = 4;
+  finalize_config(config);
+  DummyOptions d;
+  d.seed = 7;
+  d.weight_dtype = DType::kBF16;
+  d.device = Device::kCUDA;
+  d.fp8 = true;  // V2-Lite: quantised at load; V3: its own FP8 config
+  const ModelWeights weights = make_dummy_weights(config, d);
+  std::mt19937 rng(13);
+  auto token = [&] { return static_cast<int32_t>(rng() % config.vocab_size); };
+  std::vector<std::vector<int32_t>> prompts;
+  for (int len : {300, 39, 1}) {
+    std::vector<int32_t> p(static_cast<size_t>(len));
+    for (int32_t& t : p) t = token();
+    prompts.push_back(p);
+  }
+  const std::vector<std::vector<int32_t>> batch_tokens = {{token(), token(), token()}, {token(), token(), token()}};
+  const std::vector<std::vector<int32_t>> one_prompt = {prompts[1]};
+  const std::vector<std::vector<int32_t>> one_tokens = {{token()}, {token()}};
+  std::vector<Tensor> batch[2], single[2];
+  for (bool in_norms : {true, false}) {
+    ModelOptions options;
+    options.device = Device::kCUDA;
+    options.quantize_in_norms = in_norms;
+    DeepSeekModel model(config, weights, options);
+    batch[in_norms] = testing::run_fixed_steps(model, prompts, batch_tokens, /*blocks_per_seq=*/8);
+    single[in_norms] = testing::run_fixed_steps(model, one_prompt, one_tokens, /*blocks_per_seq=*/8);
+  }
+  for (size_t k = 0; k < batch[0].size(); ++k) {
+    const Tensor& a = batch[1][k];
+    const Tensor& b = batch[0][k];
+    ASSERT_EQ(a.shape(), b.shape());
+    EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << "step " << k << " (0: the prefill) of 3 sequences";
+  }
+  EXPECT_EQ(std::memcmp(single[1][0].raw(), single[0][0].raw(), single[0][0].nbytes()), 0) << "39-token prefill";
+  for (size_t k = 1; k < single[0].size(); ++k) {
+    const double err = rel_l2(single[1][k], single[0][k]);
+    std::printf("[ measured ] %s, one sequence, decode step %zu: logits rel L2 %.2e\n", GetParam().c_str(), k, err);
+    EXPECT_LT(err, 5e-2) << "decode step " << k << " of one sequence";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Released, Fp8NormQuantCuda, ::testing::Values("deepseek-v2-lite", "deepseek-v3"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n) c = c == '-' ? '_' : c;
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace mlaserve

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/memory.h"
@@ -36,19 +37,7 @@ std::vector<Tensor> run_model(bool fused, std::vector<std::vector<int32_t>> seqs
   ModelOptions options;
   options.fused_absorbed_attention = fused;
   DeepSeekModel model = testing::v2_lite_gpu_model(kLayers, /*seed=*/5, options);
-  constexpr int32_t kBlocksPerSeq = 24;  // 1,536 tokens
-  LatentCache cache = model.make_cache(static_cast<int64_t>(seqs.size()) * kBlocksPerSeq);
-  std::vector<int32_t> done(seqs.size(), 0);
-  std::vector<Tensor> logits;
-  for (size_t k = 0; k <= tokens.size(); ++k) {
-    logits.push_back(model.forward(testing::step_batch(seqs, done, kBlocksPerSeq), cache).to(Device::kCPU));
-    if (k == tokens.size()) break;
-    for (size_t s = 0; s < seqs.size(); ++s) {
-      done[s] = static_cast<int32_t>(seqs[s].size());
-      seqs[s].push_back(tokens[k][s]);
-    }
-  }
-  return logits;
+  return testing::run_fixed_steps(model, std::move(seqs), tokens, /*blocks_per_seq=*/24);  // 1,536 tokens
 }
 
 double rel_l2(const Tensor& got, const Tensor& want) {
