@@ -1,7 +1,10 @@
 // Benchmark of the activation quantiser (ops/fp8_quant.h): quantize_activations_fp8_cuda and
 // silu_mul_quantize_fp8_cuda at the prefill-sized inputs the FP8 model quantises (the routed
 // experts' gathered rows and their SwiGLU state, the dense MLP's state, the hidden rows), beside
-// the HBM floor. A program, not a test: it prints a table and writes JSON.
+// the HBM floor; then the residual add + RMSNorm that feeds FP8 linears with its quantisation
+// fused (add_rms_norm_fp8_cuda, ops/rms_norm_fp8.h, both scale layouts) against the norm followed by
+// the quantiser (what the model ran before), at decode and prefill sizes. A program, not a test:
+// it prints two tables and writes JSON.
 //
 //   fp8_quant_bench [--out DIR]
 //
@@ -26,6 +29,8 @@
 #include "ops/fp8_block.h"
 #include "ops/fp8_quant.h"
 #include "ops/random_fill.h"
+#include "ops/rms_norm.h"
+#include "ops/rms_norm_fp8.h"
 
 namespace mlaserve::bench {
 namespace {
@@ -46,6 +51,64 @@ constexpr Case kCases[] = {
     {"v2l.dense_swiglu T1600", 1600, 10944, true},    {"v2l.gathered T8192", 49152, 2048, false},
     {"v3.hidden T8192", 8192, 7168, false},           {"v3.routed_swiglu T8192", 65536, 2048, true},
 };
+
+// The norm before FP8 linears: V2-Lite's and V3's hidden rows at decode batches and a prefill.
+struct NormCase {
+  const char* name;
+  int64_t rows, h;
+};
+constexpr NormCase kNormCases[] = {
+    {"v2l T1", 1, 2048},   {"v2l T16", 16, 2048}, {"v2l T64", 64, 2048}, {"v2l T1600", 1600, 2048},
+    {"v3 T1", 1, 7168},    {"v3 T16", 16, 7168},  {"v3 T64", 64, 7168},  {"v3 T8192", 8192, 7168},
+};
+
+// add_rms_norm_cuda + quantize_activations_fp8_cuda (token-major; the group-major layout a
+// second pass) against add_rms_norm_fp8_cuda writing both, graph-timed as above (rotating at most
+// 64 copies: decode-sized rows stay in L2, as in a step, where the kernel before just wrote them).
+nlohmann::json norm_table(cudaStream_t stream, Timer& timer) {
+  std::printf("\n%-12s %6s %6s %12s %12s %12s\n", "norm", "rows", "H", "norm+q us", "norm+q+qT us", "fused us");
+  nlohmann::json rows = nlohmann::json::array();
+  for (const NormCase& c : kNormCases) {
+    const int64_t groups = ops::fp8_num_blocks(c.h);
+    const double bytes = static_cast<double>(c.rows) * (2.0 * c.h * 3 + c.h + 8.0 * groups);
+    const int copies = static_cast<int>(std::clamp(kRotateBytes / bytes + 1.0, 1.0, 64.0));
+    std::vector<Tensor> xs, res, outs;
+    std::vector<ops::Fp8Activations> qs;
+    for (int i = 0; i < copies; ++i) {
+      xs.push_back(Tensor::empty({c.rows, c.h}, DType::kBF16, Device::kCUDA));
+      res.push_back(Tensor::empty({c.rows, c.h}, DType::kBF16, Device::kCUDA));
+      ops::fill_uniform({static_cast<uint64_t>(2 * i + 1), 1.0f, 0.0f}, xs.back(), Stream{stream});
+      ops::fill_uniform({static_cast<uint64_t>(2 * i + 2), 4.0f, 0.0f}, res.back(), Stream{stream});
+      outs.push_back(Tensor::empty({c.rows, c.h}, DType::kBF16, Device::kCUDA));
+      qs.push_back({Tensor::empty({c.rows, c.h}, DType::kF8E4M3, Device::kCUDA),
+                    Tensor::empty({c.rows, groups}, DType::kF32, Device::kCUDA),
+                    Tensor::empty({groups, c.rows}, DType::kF32, Device::kCUDA)});
+    }
+    Tensor weight = Tensor::empty({c.h}, DType::kBF16, Device::kCUDA);
+    ops::fill_uniform({99, 1.0f, 0.0f}, weight, Stream{stream});
+    const ops::ActQuantParams act{};
+    auto two_ops = [&](bool group_major) {
+      return timer.graph_us(stream, 10, 10, [&](int i) {
+        const int j = i % copies;
+        ops::add_rms_norm_cuda(xs[j], res[j], weight, 1e-6f, outs[j], stream);
+        ops::quantize_activations_fp8_cuda(outs[j], act, qs[j].x_q, qs[j].scales, stream);
+        if (group_major) {
+          ops::quantize_activations_fp8_cuda(outs[j], act, qs[j].x_q, qs[j].scales_t, stream,
+                                             ops::Fp8ScaleLayout::kGroupMajor);
+        }
+      });
+    };
+    const double separate = two_ops(false), separate_t = two_ops(true);
+    const double fused = timer.graph_us(stream, 10, 10, [&](int i) {
+      const int j = i % copies;
+      ops::add_rms_norm_fp8_cuda(xs[j], res[j], weight, 1e-6f, outs[j], act, qs[j], stream);
+    });
+    std::printf("%-12s %6ld %6ld %12.2f %12.2f %12.2f\n", c.name, c.rows, c.h, separate, separate_t, fused);
+    rows.push_back({{"input", c.name}, {"rows", c.rows}, {"h", c.h}, {"norm_then_quantize_us", separate},
+                    {"norm_then_quantize_both_layouts_us", separate_t}, {"fused_us", fused}});
+  }
+  return rows;
+}
 
 int run(int argc, char** argv) {
   std::string out_dir = "bench/results";
@@ -93,8 +156,9 @@ int run(int argc, char** argv) {
                     {"floor_us", floor_us},
                     {"fraction_of_floor", floor_us / us}});
   }
+  const nlohmann::json norm_rows = norm_table(stream, timer);
   write_report(out_dir, "fp8_quant", prop.name, command_line(argc, argv),
-               {{"card", prop.name}, {"copy_gbps_memcpy", copy}, {"rows", rows}});
+               {{"card", prop.name}, {"copy_gbps_memcpy", copy}, {"rows", rows}, {"norm_rows", norm_rows}});
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;
 }
