@@ -103,8 +103,9 @@ Tensor DeepSeekModel::ffn(int64_t layer, const NormedActivation& m) {
 // all experts as one grouped op. No host synchronisation. When the experts' grouped FP8 GEMMs
 // would quantise the T·k gathered rows first (moe_experts_takes_quantized_rows: e4m3 weights on
 // the GPU, more rows than the GEMV takes), the e4m3 codes and scales of the T token rows, which
-// the norm before wrote (m.q, ffn_reads_fp8), are gathered instead (gather_fp8_rows): the same
-// bits, since the quantisation is per row, with no quantisation pass and half the gathered bytes.
+// the norm before wrote (m.q, ffn_reads_fp8; quantised here when it did not), are gathered
+// instead (gather_fp8_rows): the same bits, since the quantisation is per row, over k times fewer
+// rows and half the gathered bytes.
 // The shared experts, when the model has them, write shared_out [T, H] on the side stream beside
 // the router and the routed experts, which do not depend on them (model.h,
 // ModelOptions::side_stream): at one token the shared experts' ~15 us hide behind the routed
@@ -124,7 +125,7 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
   mark("moe.route");
   Tensor logits = f32({t, num_experts});  // fp32 accumulation and output (§5.1)
   const Device dev = options_.device;
-  const bool quantized_rows = m.q.defined() && ops::moe_experts_takes_quantized_rows(dev, t * k, w.experts);
+  const bool quantized_rows = ops::moe_experts_takes_quantized_rows(dev, t * k, w.experts);
   ops::MoeRouteGatherOutputs routed_rows{
       {f32({t, k}), Tensor::empty({t, k}, DType::kI32, dev)},  // [T, k] weights and expert ids
       {Tensor::empty({num_experts + 1}, DType::kI32, dev), Tensor::empty({t * k}, DType::kI32, dev),
@@ -135,9 +136,15 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
   const ops::MoeGrouping& groups = routed_rows.grouping;
   Tensor rows_q, rows_scales;  // [T·k, H] e4m3, [T·k, H/128] f32: the quantised token rows in expert order
   if (quantized_rows) {
+    const int64_t blocks = ops::fp8_num_blocks(hidden);
+    ops::Fp8Activations m_q = m.q;  // [T, H] e4m3 + [T, H/128] scales
+    if (!m_q.defined()) {  // the norm did not quantise (ModelOptions::quantize_in_norms off)
+      m_q = {Tensor::empty({t, hidden}, DType::kF8E4M3, dev), f32({t, blocks}), Tensor()};
+      ops::quantize_activations_fp8(m.x, act_quant_, m_q.x_q, m_q.scales, stream);
+    }
     rows_q = Tensor::empty({t * k, hidden}, DType::kF8E4M3, dev);
-    rows_scales = f32({t * k, ops::fp8_num_blocks(hidden)});
-    ops::gather_fp8_rows(groups.sorted_tokens, m.q.x_q, m.q.scales, rows_q, rows_scales, stream);
+    rows_scales = f32({t * k, blocks});
+    ops::gather_fp8_rows(groups.sorted_tokens, m_q.x_q, m_q.scales, rows_q, rows_scales, stream);
   }
   mark("moe.experts");
   // This rank's experts [e0, e1) own the sorted rows [offsets[e0], offsets[e1]) (all of them

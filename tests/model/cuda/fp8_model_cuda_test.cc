@@ -230,15 +230,14 @@ TEST(Fp8ModelCuda, AccuracyReportV2LiteDummyFp8VsBf16) {
 // three MoE; q_proj) and V3's (its FP8 config; 4 layers: three dense, one MoE; q_a_proj,
 // q_a_layernorm, q_b_proj), dummy weights: a prefill of 3 prompts (300, 39 and 1 tokens: 340
 // rows, a multiple of 4, so the wide projections take cuBLASLt and the norms' group-major scales;
-// the routed experts take gathered quantised rows), 2 decode steps of the 3 sequences (T = 3),
+// the routed experts gather quantised rows), 2 decode steps of the 3 sequences (T = 3),
 // then the 39-token prompt alone and 2 decode steps of it (T = 1); the tokens fixed up front.
 //
 // Bounds. The codes and scales are the same bits either way (ops/rms_norm_fp8.h), and from two
 // tokens on every FP8 linear takes the same kernel for quantised x as for bf16 x
 // (linear_fp8_heuristics.h: the bf16 path quantises first, or inside the tensor-core GEMV, to the
-// same bits; cuBLASLt reads the same scales in the same layout), as the routed experts do for
-// their gathered rows (moe_experts.h): the logits of the prefill and of the T = 3 steps must be
-// equal bit for bit. At T = 1 quantised x takes the tensor-core GEMV where bf16 x took the
+// same bits; cuBLASLt reads the same scales in the same layout), and the routed experts gather
+// the same codes: the logits of the prefill and of the T = 3 steps must be equal bit for bit. At T = 1 quantised x takes the tensor-core GEMV where bf16 x took the
 // CUDA-core GEMV, which sums each group in another order (fp32 against the tensor cores' ~fp22
 // partial sums: ~1e-4 relative a GEMM, then bf16 roundings and e4m3 codes that flip near a rounding
 // boundary): those logits within 5e-2 relative L2, a fraction of what W8A8 itself moves them
