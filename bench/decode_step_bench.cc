@@ -15,7 +15,9 @@
 // --fused-attention off: the absorbed attention as three kernels even where the fused one fits
 // (ModelOptions::fused_absorbed_attention; A/B).
 // --norm-quant off: with FP8 weights each FP8 linear quantises its own input instead of reading
-// the quantised activation its norm wrote (ModelOptions::quantize_in_norms; A/B).
+// the quantised activation its norm wrote (ModelOptions::quantize_in_norms; A/B). The norms
+// quantise only in steps of more than 8 tokens (ops::fp8_norm_quantization_pays), so batches 1-8
+// run the same kernels either way.
 //
 // Each step runs B sequences of one new token each, after `context` cached tokens (cache contents
 // random: attention cost does not depend on the values), twice: eagerly (DeepSeekModel::forward,

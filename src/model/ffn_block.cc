@@ -138,7 +138,7 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
   if (quantized_rows) {
     const int64_t blocks = ops::fp8_num_blocks(hidden);
     ops::Fp8Activations m_q = m.q;  // [T, H] e4m3 + [T, H/128] scales
-    if (!m_q.defined()) {  // the norm did not quantise (ModelOptions::quantize_in_norms off)
+    if (!m_q.defined()) {  // the norm did not quantise (quantize_in_norms off, or a step it does not pay in)
       m_q = {Tensor::empty({t, hidden}, DType::kF8E4M3, dev), f32({t, blocks}), Tensor()};
       ops::quantize_activations_fp8(m.x, act_quant_, m_q.x_q, m_q.scales, stream);
     }

@@ -11,6 +11,7 @@
 #include "ops/linear.h"
 #include "ops/linear_fp8.h"
 #include "ops/rms_norm.h"
+#include "ops/rms_norm_fp8.h"
 #include "ops/rope.h"
 
 namespace mlaserve {
@@ -110,8 +111,10 @@ bool DeepSeekModel::ffn_reads_fp8(int64_t layer, int64_t t) const {
          ops::moe_experts_takes_quantized_rows(options_.device, t * config_.num_experts_per_tok, m.experts);
 }
 
+// The norms quantise only where that pays: on the GPU past 8 tokens a step
+// (ops::fp8_norm_quantization_pays has the rule and the H200's figures).
 ops::Fp8Activations DeepSeekModel::fp8_input(int64_t t, int64_t k, bool wanted) const {
-  if (!wanted || !options_.quantize_in_norms) return {};
+  if (!wanted || !options_.quantize_in_norms || !ops::fp8_norm_quantization_pays(options_.device, t)) return {};
   const int64_t groups = ops::fp8_num_blocks(k);
   return {Tensor::empty({t, k}, DType::kF8E4M3, options_.device), f32({t, groups}),   // [T, K], [T, K/128]
           options_.device != Device::kCPU ? f32({groups, t}) : Tensor()};               // [K/128, T]

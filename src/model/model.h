@@ -42,8 +42,9 @@
 // kv_a_proj_with_mqa; the FFN input: the dense or shared experts' gate_up and, past the GEMV's
 // few rows, the routed experts' rows; q_a_layernorm's output: q_b_proj) the norm writes that
 // quantisation in the same pass (ops/rms_norm_fp8.h, NormedActivation below) and each of them
-// reads it; the down projections read silu_mul_quantize_fp8's (ffn_block.cc); o_proj quantises
-// its own input.
+// reads it, in steps of more than 8 tokens on the GPU (fewer: the GEMVs quantise inside their
+// kernels, and the fused norms cost more than they save; ops::fp8_norm_quantization_pays); the
+// down projections read silu_mul_quantize_fp8's (ffn_block.cc); o_proj quantises its own input.
 //
 // Backends: the model runs where its weights are (ModelOptions::device). On the CPU every
 // activation is f32 (the reference); on the GPU activations are bf16 with fp32 accumulation
@@ -112,7 +113,9 @@ struct ModelOptions {
   // false keeps the three ops (A/B: decode_step_bench --fused-attention off; tests).
   bool fused_absorbed_attention = true;
   // FP8 weights: the norms before FP8 linears also write the quantised activation those read
-  // (NormedActivation below), instead of a quantiser pass before each reader (or inside its GEMV).
+  // (NormedActivation below), instead of a quantiser pass before each reader, in steps where that
+  // pays (on the GPU past 8 tokens: ops::fp8_norm_quantization_pays, rms_norm_fp8.h; smaller
+  // steps run as with false, where the GEMVs quantise inside). The same bits either way.
   // false: each FP8 linear quantises its own input (A/B: decode_step_bench --norm-quant off; tests).
   bool quantize_in_norms = true;
   // This rank's share of a model split across ranks (unset: the whole model). The weights must
@@ -229,8 +232,9 @@ class DeepSeekModel {
   // routed experts' quantised rows): where the norm before them quantises its output too.
   bool attention_reads_fp8(int64_t layer) const;
   bool ffn_reads_fp8(int64_t layer, int64_t t) const;
-  // The quantised copy of a [t, k] normed activation when `wanted`, for the norm to write (on the
-  // GPU with the group-major scales, which cuBLASLt reads); empty otherwise.
+  // The quantised copy of a [t, k] normed activation when `wanted` and the norms quantise at t
+  // tokens (ModelOptions::quantize_in_norms, ops::fp8_norm_quantization_pays), for the norm to
+  // write (on the GPU with the group-major scales, which cuBLASLt reads); empty otherwise.
   ops::Fp8Activations fp8_input(int64_t t, int64_t k, bool wanted) const;
   // out [T, out_features]; on `stream`, or the model's stream when it is not given.
   void linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream = {}) const;

@@ -4,7 +4,20 @@
 #include "ops/dispatch.h"
 #include "ops/rms_norm.h"
 
+#ifdef MLASERVE_WITH_CUDA
+#include "ops/cuda/linear_fp8_heuristics.h"
+#endif
+
 namespace mlaserve::ops {
+
+bool fp8_norm_quantization_pays(Device device, int64_t tokens) {
+#ifdef MLASERVE_WITH_CUDA
+  // Past the tensor-core GEMV's range neither GEMV runs (use_gemv, use_gemv_mma).
+  static_assert(sm90_fp8::kGemvMaxTokens <= sm90_fp8::kGemvMmaMaxTokens);
+  if (device == Device::kCUDA) return tokens > sm90_fp8::kGemvMmaMaxTokens;
+#endif
+  return device == Device::kCPU;
+}
 
 void rms_norm_fp8(const Tensor& x, const Tensor& weight, float eps, Tensor& out, const ActQuantParams& act,
                   Fp8Activations& out_q, Stream stream) {

@@ -20,6 +20,9 @@
 // groups are quantised from the registers that hold the normed values).
 #pragma once
 
+#include <cstdint>
+
+#include "core/memory.h"
 #include "core/stream.h"
 #include "core/tensor.h"
 #include "ops/fp8_quant.h"
@@ -35,6 +38,22 @@ void add_sum_rms_norm_fp8_cpu(const Tensor& base, const Tensor& rest, Tensor& re
 
 // The quantisation step of the CPU references: out_q from a norm's output `out` ([T, K] f32).
 void quantize_norm_output_cpu(const Tensor& out, const ActQuantParams& act, Fp8Activations& out_q);
+
+// Where the FP8 forms pay: whether a step of `tokens` rows on `device` should have its norms
+// quantise for their FP8 readers (the model's rule: DeepSeekModel::fp8_input, model.cc). On the
+// GPU past the GEMVs' token range, tokens > kGemvMmaMaxTokens = 8
+// (src/ops/cuda/linear_fp8_heuristics.h): there each FP8 linear on bf16 x runs a quantiser pass
+// of its own and then the kernel it runs on quantised x (kAuto's choice depends on x being
+// quantised only at <= 8 tokens), so the norm's quantisation saves those passes and changes no
+// bit. At <= 8 tokens the GEMVs quantise inside their CTAs where T·K is small (gemv_quantizes,
+// gemv_mma_quantizes), and on quantised x kAuto takes another kernel (the tensor-core GEMV at one
+// token, where bf16 x takes the CUDA-core GEMV): the fused norms and that change cost more than
+// they saved. Measured on an H200
+// (gpu-bin-lead/s17/run05.sh; V2-Lite dummy FP8 decode step, context 1024, CUDA graph, ms, two
+// rounds, norms not quantising / quantising at every size): batch 1 1.979, 2.019 / 2.123, 2.114;
+// 16 6.100, 6.083 / 5.957, 5.951 (-2.3%); 32 7.208, 7.206 / 7.193, 7.174; 64 8.103, 8.101 /
+// 8.076, 8.052. On the CPU (the reference, whose linear_fp8 always quantises apart): always.
+bool fp8_norm_quantization_pays(Device device, int64_t tokens);
 
 // Dispatch by device (ops/dispatch.h): the model graph calls these. An empty out_q (x_q
 // undefined: no FP8 reader) runs the plain rms_norm.h op.
