@@ -15,11 +15,16 @@
 //     summed into a fresh fp32 partial accumulator (4 k32 mma steps), then promoted:
 //       acc += partial · (a_scale[row, g] · b_scale[e, row block, g])
 //     (DeepGEMM's scheme and linear_fp8_w8a8_cpu's order; the tensor cores' own partial sums stay
-//     within one group). The scales of k-tile g are loaded from global memory (L1/L2: KB floats a
-//     row) before its mma steps and used after them, so their latency hides under the math.
-//   - The B scale of an n8 block is fixed for the whole K loop (its 8 rows lie in one 128-row
-//     block: b_rows and Im are multiples of 128), so each thread keeps one scale row offset per
-//     n8 block; the A scale row offsets are per thread row.
+//     within one group).
+//   - The scales travel with their k-tile: the stage that copies k-tile g's A and B tiles also
+//     copies its BM A scales a_scale[row0 + r, g] (rows past the tile's end clamped to its last
+//     row: computed, never stored) and its B scales into the stage's scale slot, 4-byte cp.async
+//     in the same commit group, so they have landed when the stage has. Loading them from global
+//     memory in the K loop instead (as the kernel first did) exposed a global-load latency every
+//     k-tile: the math between the load and its use is a few mma steps. A BN tile's rows lie in
+//     one 128-row block (BN divides 128; n_tile · BN is a multiple of BN), so a plain tile has
+//     one B scale per k-tile; a SwiGLU tile two: its gate rows and its up rows (BN / 2 channels
+//     at n_tile · BN / 2, in one 128-row block of each half; Im is a multiple of 128).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -41,13 +46,18 @@ struct MoeFp8Tile {
   static constexpr int kMI = kWM / 16, kNI = kWN / 8;           // m16 and n8 mma tiles per warp
   static constexpr int kRowBytes = kBK;                          // 128: one tile row in shared memory
   static constexpr int kStageBytes = (BM + BN) * kRowBytes;
-  static constexpr int kPipelineBytes = STAGES * kStageBytes;
+  // Per stage, after all stages' tiles: BM A scales, then the B scales (gate, up; plain: one).
+  static constexpr int kScaleSlotFloats = BM + 2;
+  static constexpr int kScalesOffset = STAGES * kStageBytes;
+  static constexpr int kPipelineBytes = kScalesOffset + STAGES * kScaleSlotFloats * 4;
   static constexpr int kAChunks = BM * 8 / kThreads;             // 16-byte copies per thread and stage
   static constexpr int kBChunks = BN * 8 / kThreads;
   static_assert(kWM % 16 == 0 && kWN % 16 == 0, "warp tiles are whole m16 blocks and pairs of n8 blocks");
   static_assert(BM * 8 % kThreads == 0 && BN * 8 % kThreads == 0, "copies divide evenly over the threads");
   static_assert(STAGES >= 2, "a pipeline needs two stages");
   static_assert(kBK == 128, "one k-tile is one 128-wide scale group (DeepSeek's block size)");
+  static_assert(128 % BN == 0, "a B tile's rows (and each SwiGLU half's) lie in one 128-row scale block");
+  static_assert(kScaleSlotFloats <= kThreads, "one 4-byte scale copy per thread and stage");
 };
 
 using MoeFp8TileDecode = MoeFp8Tile<16, 64, 6, 1, 4, 3>;
@@ -67,6 +77,7 @@ template <class Tile, bool kSwiGlu>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     moe_grouped_gemm_fp8_sm89_kernel(const MoeFp8GemmParams p) {
   using sm80::cp_async_16;
+  using sm80::cp_async_4;
   using sm80::tile_offset;
   extern __shared__ __align__(128) uint8_t smem[];
   int32_t* tile_start = reinterpret_cast<int32_t*>(smem + Tile::kPipelineBytes);  // [E + 1]
@@ -98,6 +109,21 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   }
   const uint32_t smem_base = sm80::smem_u32(smem);
 
+  // This thread's scale copy, if any (k-tile kt adds kt): threads [0, BM) copy the A scale of
+  // tile row tid (clamped into the tile), the next one (two with SwiGLU) a B scale. 32-bit
+  // offsets: P · KB and E · b_rows / 128 · KB are far below 2^31.
+  constexpr int kBScaleCopies = kSwiGlu ? 2 : 1;
+  const float* scale_src = nullptr;
+  if (tid < Tile::kBM) {
+    scale_src = p.a_scales + (row0 + min(tid, rows - 1)) * k_groups;
+  } else if (tid < Tile::kBM + kBScaleCopies) {
+    // Weight row of the slot's first B tile row: the gate (or plain) rows start at tile row 0,
+    // SwiGLU's up rows at tile row kWN / 2 (b_tile_row).
+    const int w_row = sm80::b_tile_row<Tile, kSwiGlu>(n_tile, (tid - Tile::kBM) * (Tile::kWN / 2), p.n_out);
+    scale_src = p.b_scales + (expert * (p.b_rows / 128) + w_row / 128) * k_groups;
+  }
+  const uint32_t scale_dst = smem_base + Tile::kScalesOffset + tid * 4;
+
   auto load_stage = [&](int stage, int kt) {
     const uint32_t base = smem_base + stage * Tile::kStageBytes;
     const int k0 = kt * Tile::kBK;
@@ -105,29 +131,15 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     for (int i = 0; i < Tile::kAChunks; ++i) cp_async_16(base + a_dst[i], a_base + a_src[i] + k0, a_valid[i]);
 #pragma unroll
     for (int i = 0; i < Tile::kBChunks; ++i) cp_async_16(base + b_dst[i], b_base + b_src[i] + k0, true);
+    if (scale_src != nullptr) cp_async_4(scale_dst + stage * Tile::kScaleSlotFloats * 4, scale_src + kt, true);
   };
 
-  // Scale rows of this thread's accumulator rows (clamped into the tile: rows past its end are
-  // computed but never stored) and of its n8 blocks; k-tile kt adds kt.
+  // Where this thread's scales sit in a stage's slot: its accumulator rows' A scales, and per n8
+  // block the B scale of its 128-row block (SwiGLU: the warp tile's first kWN / 2 rows are gate
+  // rows, the rest up rows; b_tile_row).
+  const float* scale_slots = reinterpret_cast<const float*>(smem + Tile::kScalesOffset);  // [STAGES, BM + 2]
   const int lane_row = lane >> 2;
-  // (32-bit offsets: P · KB and the expert's scale rows are far below 2^31; pointers would cost
-  // twice the registers.)
-  const float* a_scales = p.a_scales + static_cast<int64_t>(row0) * k_groups;
-  int a_scale_row[Tile::kMI][2];
-#pragma unroll
-  for (int mi = 0; mi < Tile::kMI; ++mi) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      a_scale_row[mi][half] = min(warp_m * Tile::kWM + mi * 16 + half * 8 + lane_row, rows - 1) * k_groups;
-    }
-  }
-  int b_scale_row[Tile::kNI];
-  const float* b_scales = p.b_scales + static_cast<int64_t>(expert) * (p.b_rows / 128) * k_groups;
-#pragma unroll
-  for (int ni = 0; ni < Tile::kNI; ++ni) {
-    const int w_row = sm80::b_tile_row<Tile, kSwiGlu>(n_tile, warp_n * Tile::kWN + ni * 8, p.n_out);
-    b_scale_row[ni] = (w_row / 128) * k_groups;
-  }
+  const int sa_row = warp_m * Tile::kWM + lane_row;  // + mi * 16 + half * 8
 
   float acc[Tile::kMI][Tile::kNI][4];
 #pragma unroll
@@ -155,14 +167,17 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     if (next < k_groups) load_stage(next % Tile::kStages, next);
     sm80::cp_async_commit();
 
+    const float* slot = scale_slots + (kt % Tile::kStages) * Tile::kScaleSlotFloats;
     float sa[Tile::kMI][2], sb[Tile::kNI];  // this group's scales, used after the mma steps
 #pragma unroll
     for (int mi = 0; mi < Tile::kMI; ++mi) {
-      sa[mi][0] = __ldg(a_scales + a_scale_row[mi][0] + kt);
-      sa[mi][1] = __ldg(a_scales + a_scale_row[mi][1] + kt);
+      sa[mi][0] = slot[sa_row + mi * 16];
+      sa[mi][1] = slot[sa_row + mi * 16 + 8];
     }
 #pragma unroll
-    for (int ni = 0; ni < Tile::kNI; ++ni) sb[ni] = __ldg(b_scales + b_scale_row[ni] + kt);
+    for (int ni = 0; ni < Tile::kNI; ++ni) {
+      sb[ni] = slot[Tile::kBM + ((kSwiGlu && ni * 8 >= Tile::kWN / 2) ? 1 : 0)];
+    }
 
     float part[Tile::kMI][Tile::kNI][4];  // this group's sums
 #pragma unroll

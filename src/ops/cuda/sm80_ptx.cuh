@@ -1,5 +1,5 @@
-// sm_80 instruction-set PTX wrappers shared by the mma.sync kernels (correct on sm_90a): 16-byte
-// cp.async with zero fill, ldmatrix (plain and transposed) and the bf16 m16n8k16 mma.
+// sm_80 instruction-set PTX wrappers shared by the mma.sync kernels (correct on sm_90a): 16- and
+// 4-byte cp.async with zero fill, ldmatrix (plain and transposed) and the bf16 m16n8k16 mma.
 //
 // Used by moe_grouped_gemm_sm80.cuh (and through it moe_grouped_gemm_fp8_sm89.cuh) and
 // mla_absorb_mma.cuh, with the shared-memory swizzle they all use (swizzled_offset; the row
@@ -19,6 +19,14 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
   const int bytes = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+
+// 4 bytes global -> shared, through L1 (cp.async takes 4 bytes with .ca only); with valid ==
+// false nothing is read and the 4 bytes are zero-filled. For per-stage scalars such as block
+// scales, copied in the same commit group as their stage's tiles.
+__device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, bool valid) {
+  const int bytes = valid ? 4 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
 }
 
 // Byte offset of 16-byte chunk `chunk` of row `row` in a shared tile of kRowBytes-byte rows whose

@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "ops/cuda/sm80_ptx.cuh"
+
 namespace mlaserve::ops::sm90::ptx {
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
@@ -109,13 +111,9 @@ __device__ __forceinline__ void fence_async_proxy() { asm volatile("fence.proxy.
 
 // ---- cp.async and its completion on an mbarrier, distributed shared memory, cluster barriers ----
 
-// 4 bytes global -> shared (through L1; cp_async_16 in sm80_ptx.cuh takes 16); with valid ==
-// false nothing is read and the 4 bytes are zero-filled. For per-stage scalars that complete on
-// a stage's mbarrier through cp_async_arrive_noinc.
-__device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, bool valid) {
-  const int bytes = valid ? 4 : 0;
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-}
+// 4 bytes global -> shared, zero-filled when not valid (sm80_ptx.cuh). For per-stage scalars
+// that complete on a stage's mbarrier through cp_async_arrive_noinc.
+using sm80::cp_async_4;
 // An arrival on `bar` once every cp.async this thread has issued so far has landed; the barrier's
 // expected count includes it (noinc).
 __device__ __forceinline__ void cp_async_arrive_noinc(uint32_t bar) {
