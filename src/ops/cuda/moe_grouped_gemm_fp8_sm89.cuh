@@ -58,6 +58,9 @@ struct MoeFp8Tile {
   static_assert(kBK == 128, "one k-tile is one 128-wide scale group (DeepSeek's block size)");
   static_assert(128 % BN == 0, "a B tile's rows (and each SwiGLU half's) lie in one 128-row scale block");
   static_assert(kScaleSlotFloats <= kThreads, "one 4-byte scale copy per thread and stage");
+  // MIN_BLOCKS CTAs an SM fit in an sm_90's 228 KB of shared memory, each with the 1 KB the
+  // runtime reserves and the tile_start table of up to 256 experts (V3).
+  static_assert(MIN_BLOCKS * (kPipelineBytes + 1024 + 257 * 4) <= 228 * 1024, "MIN_BLOCKS CTAs an SM");
 };
 
 using MoeFp8TileDecode = MoeFp8Tile<16, 64, 6, 1, 4, 3>;
@@ -167,18 +170,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     if (next < k_groups) load_stage(next % Tile::kStages, next);
     sm80::cp_async_commit();
 
-    const float* slot = scale_slots + (kt % Tile::kStages) * Tile::kScaleSlotFloats;
-    float sa[Tile::kMI][2], sb[Tile::kNI];  // this group's scales, used after the mma steps
-#pragma unroll
-    for (int mi = 0; mi < Tile::kMI; ++mi) {
-      sa[mi][0] = slot[sa_row + mi * 16];
-      sa[mi][1] = slot[sa_row + mi * 16 + 8];
-    }
-#pragma unroll
-    for (int ni = 0; ni < Tile::kNI; ++ni) {
-      sb[ni] = slot[Tile::kBM + ((kSwiGlu && ni * 8 >= Tile::kWN / 2) ? 1 : 0)];
-    }
-
     float part[Tile::kMI][Tile::kNI][4];  // this group's sums
 #pragma unroll
     for (int mi = 0; mi < Tile::kMI; ++mi) {
@@ -213,6 +204,19 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
         for (int ni = 0; ni < Tile::kNI; ++ni) mma_16832_e4m3(part[mi][ni], a[mi], b[ni][0], b[ni][1]);
       }
+    }
+    // This group's scales, read from the stage's slot only now: read before the mma steps they
+    // stay live across them, and the mid and prefill tiles spill.
+    const float* slot = scale_slots + (kt % Tile::kStages) * Tile::kScaleSlotFloats;
+    float sa[Tile::kMI][2], sb[Tile::kNI];
+#pragma unroll
+    for (int mi = 0; mi < Tile::kMI; ++mi) {
+      sa[mi][0] = slot[sa_row + mi * 16];
+      sa[mi][1] = slot[sa_row + mi * 16 + 8];
+    }
+#pragma unroll
+    for (int ni = 0; ni < Tile::kNI; ++ni) {
+      sb[ni] = slot[Tile::kBM + ((kSwiGlu && ni * 8 >= Tile::kWN / 2) ? 1 : 0)];
     }
 #pragma unroll
     for (int mi = 0; mi < Tile::kMI; ++mi) {
