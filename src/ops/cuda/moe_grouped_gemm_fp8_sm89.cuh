@@ -181,9 +181,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     }
     const uint32_t sa_smem = smem_base + (kt % Tile::kStages) * Tile::kStageBytes;
     const uint32_t sb_smem = sa_smem + Tile::kBM * Tile::kRowBytes;
-    // Not unrolled: unrolled, the compiler hoists all four steps' fragments ahead of their mma and
-    // runs past the register file (two accumulators already take 2 · kMI · kNI · 4).
-#pragma unroll 1
+    // Unrolled for the decode tile only (one m16 x two n8 mma a step): its four steps' fragments
+    // are then loaded ahead of their mma, so the ldmatrix latency is paid once a k-tile, not four
+    // times (116 registers, no spills; 3 CTAs an SM allow 170). The wider tiles stay rolled:
+    // unrolled, the compiler hoists all four steps' fragments and runs past the register file
+    // (two accumulators already take 2 · kMI · kNI · 4).
+#pragma unroll(Tile::kMI * Tile::kNI <= 2 ? 4 : 1)
     for (int ks = 0; ks < Tile::kBK / 32; ++ks) {
       uint32_t a[Tile::kMI][4], b[Tile::kNI][2];
 #pragma unroll
