@@ -28,14 +28,8 @@ void launch_kernel(gpu::MoeCombineNormParams p, MoeCombineKernel kernel, cudaStr
   gpu::launch_programmatic(gpu::moe_combine_add_rms_norm_rows_kernel<kVec, kQuant>, blocks, threads, 0, stream, p);
 }
 
-// The FP8 form's quantisation: its parameters and the caller's outputs.
-struct QuantOut {
-  const ActQuantParams& act;
-  Fp8Activations& out_q;
-};
-
 void launch(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps, Tensor& out,
-            cudaStream_t stream, MoeCombineKernel kernel, const QuantOut* quant) {
+            cudaStream_t stream, MoeCombineKernel kernel, const gpu::NormFp8Request* quant) {
   const std::string_view kOp =
       quant != nullptr ? "moe_combine_add_rms_norm_fp8_cuda" : "moe_combine_add_rms_norm_cuda";
   gpu::check_dtype(kOp, "expert_out", in.expert_out, DType::kBF16);
@@ -69,8 +63,7 @@ void launch(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, 
   // add_rms_norm_cuda both take theirs (the header's bit-for-bit promise).
   const bool vec8 = h % 8 == 0 && gpu::aligned16(in.expert_out) && gpu::aligned16(residual) &&
                     gpu::aligned16(weight) && gpu::aligned16(out) && (!has_shared || gpu::aligned16(in.shared_out));
-  const gpu::NormFp8Out fused =
-      quant != nullptr ? gpu::norm_fp8_out(kOp, out, quant->act, quant->out_q, vec8) : gpu::NormFp8Out{};
+  const gpu::NormFp8Out fused = gpu::norm_fp8_out(kOp, out, quant, vec8);
   if (t == 0 || h == 0) return;
   if (kernel == MoeCombineKernel::kAuto) kernel = choose_combine_kernel(pairs, k);
 
@@ -96,7 +89,7 @@ void launch(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, 
   } else {
     launch_kernel<1, false>(p, kernel, stream);
   }
-  if (quant != nullptr && fused.x_q == nullptr) quantize_activations_fp8_cuda(out, quant->act, quant->out_q, stream);
+  gpu::quantize_unfused(quant, fused, out, stream);
 }
 
 }  // namespace
@@ -120,7 +113,7 @@ void moe_combine_add_rms_norm_fp8_cuda(const MoeCombineInputs& in, Tensor& resid
 void moe_combine_add_rms_norm_fp8_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
                                        Tensor& out, const ActQuantParams& act, Fp8Activations& out_q,
                                        cudaStream_t stream, MoeCombineKernel kernel) {
-  const QuantOut quant{act, out_q};
+  const gpu::NormFp8Request quant{act, out_q};
   launch(in, residual, weight, eps, out, stream, kernel, &quant);
 }
 

@@ -124,14 +124,8 @@ void launch_kernel(const RmsNormParams<X>& p, bool vec8, cudaStream_t stream) {
   }
 }
 
-// The FP8 forms' quantisation: its parameters and the caller's outputs.
-struct QuantOut {
-  const ActQuantParams& act;
-  Fp8Activations& out_q;
-};
-
 void launch(std::string_view op, const Tensor& x, const Tensor* rest, Tensor* residual, const Tensor& weight,
-            float eps, Tensor& out, cudaStream_t stream, const QuantOut* quant = nullptr) {
+            float eps, Tensor& out, cudaStream_t stream, const gpu::NormFp8Request* quant = nullptr) {
   if (rest != nullptr) {
     gpu::check_dtype(op, "base", x, DType::kF32);
     gpu::check_dtype(op, "rest", *rest, DType::kF32);
@@ -155,8 +149,7 @@ void launch(std::string_view op, const Tensor& x, const Tensor* rest, Tensor* re
   const int64_t d = weight.dim(0);
   const bool vec8 = d % 8 == 0 && gpu::aligned16(x) && gpu::aligned16(weight) && gpu::aligned16(out) &&
                     (residual == nullptr || gpu::aligned16(*residual)) && (rest == nullptr || gpu::aligned16(*rest));
-  const gpu::NormFp8Out fused =
-      quant != nullptr ? gpu::norm_fp8_out(op, out, quant->act, quant->out_q, vec8) : gpu::NormFp8Out{};
+  const gpu::NormFp8Out fused = gpu::norm_fp8_out(op, out, quant, vec8);
   if (d == 0 || x.numel() == 0) return;
 
   const float* rest_ptr = rest != nullptr ? gpu::ptr<const float>(*rest) : nullptr;
@@ -172,7 +165,7 @@ void launch(std::string_view op, const Tensor& x, const Tensor* rest, Tensor* re
                                   gpu::ptr<__nv_bfloat16>(out), x.numel() / d, d, eps, weight_bf16, prefetch, fused},
                                  vec8, stream);
   }
-  if (quant != nullptr && fused.x_q == nullptr) quantize_activations_fp8_cuda(out, quant->act, quant->out_q, stream);
+  gpu::quantize_unfused(quant, fused, out, stream);
 }
 
 }  // namespace
@@ -193,20 +186,20 @@ void add_sum_rms_norm_cuda(const Tensor& base, const Tensor& rest, Tensor& resid
 
 void rms_norm_fp8_cuda(const Tensor& x, const Tensor& weight, float eps, Tensor& out, const ActQuantParams& act,
                        Fp8Activations& out_q, cudaStream_t stream) {
-  const QuantOut quant{act, out_q};
+  const gpu::NormFp8Request quant{act, out_q};
   launch("rms_norm_fp8_cuda", x, nullptr, nullptr, weight, eps, out, stream, &quant);
 }
 
 void add_rms_norm_fp8_cuda(const Tensor& x, Tensor& residual, const Tensor& weight, float eps, Tensor& out,
                            const ActQuantParams& act, Fp8Activations& out_q, cudaStream_t stream) {
-  const QuantOut quant{act, out_q};
+  const gpu::NormFp8Request quant{act, out_q};
   launch("add_rms_norm_fp8_cuda", x, nullptr, &residual, weight, eps, out, stream, &quant);
 }
 
 void add_sum_rms_norm_fp8_cuda(const Tensor& base, const Tensor& rest, Tensor& residual, const Tensor& weight,
                                float eps, Tensor& out, const ActQuantParams& act, Fp8Activations& out_q,
                                cudaStream_t stream) {
-  const QuantOut quant{act, out_q};
+  const gpu::NormFp8Request quant{act, out_q};
   launch("add_sum_rms_norm_fp8_cuda", base, &rest, &residual, weight, eps, out, stream, &quant);
 }
 

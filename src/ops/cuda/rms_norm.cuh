@@ -64,11 +64,21 @@ struct NormFp8Out {
   bool ue8m0;          // scales rounded up to powers of two
 };
 
-// Host: checks an FP8 norm's out_q against its output out [T, K] (ops/rms_norm_fp8.h) and says
-// where the kernel writes it: x_q null where the second pass cannot quantise (not the 16-byte
-// path, or x_q not 8-byte aligned); the caller then quantises out after the norm.
-inline NormFp8Out norm_fp8_out(std::string_view op, const Tensor& out, const ActQuantParams& act,
-                               const Fp8Activations& out_q, bool vec8) {
+// Host: an FP8 norm form's request, the quantisation's parameters and the caller's outputs
+// (rms_norm.cu, moe_combine_norm.cu; null: the plain norm).
+struct NormFp8Request {
+  const ActQuantParams& act;
+  Fp8Activations& out_q;
+};
+
+// Host: checks a request's out_q against the norm's output out [T, K] (ops/rms_norm_fp8.h) and says
+// where the kernel writes it: x_q null without a request, or where the second pass cannot quantise
+// (not the 16-byte path, or x_q not 8-byte aligned); quantize_unfused then quantises out after
+// the norm.
+inline NormFp8Out norm_fp8_out(std::string_view op, const Tensor& out, const NormFp8Request* request, bool vec8) {
+  if (request == nullptr) return NormFp8Out{};
+  const ActQuantParams& act = request->act;
+  const Fp8Activations& out_q = request->out_q;
   MLA_CHECK(out.ndim() == 2, "{}: the quantised forms take x [T, K], got {}", op, shape_str(out.shape()));
   MLA_CHECK(act.amax_floor > 0.0f, "{}: amax_floor must be positive, got {}", op, act.amax_floor);
   const int64_t t = out.dim(0), k = out.dim(1), g = fp8_num_blocks(k);
@@ -87,6 +97,14 @@ inline NormFp8Out norm_fp8_out(std::string_view op, const Tensor& out, const Act
                     t,
                     act.amax_floor,
                     act.scale_format == Fp8ScaleFormat::kUE8M0};
+}
+
+// Host, after the norm's launch: the quantiser pass over out where a request's kernel did not
+// quantise (fused.x_q null).
+inline void quantize_unfused(const NormFp8Request* request, const NormFp8Out& fused, const Tensor& out,
+                             cudaStream_t stream) {
+  if (request == nullptr || fused.x_q != nullptr) return;
+  quantize_activations_fp8_cuda(out, request->act, request->out_q, stream);
 }
 
 // The second pass over row r of d elements: for each of this thread's vectors c, v = load(c, v)
