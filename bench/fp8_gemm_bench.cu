@@ -22,7 +22,9 @@
 // scales + x + its scales + out (bf16), each once; the floor is bytes over the copy bandwidth
 // (cudaMemcpyAsync of 1 GiB, read + write, measured in the same run); "of floor" is floor /
 // time of the auto path, the fraction of the HBM floor reached (1.0 = at the floor). FLOPs
-// 2·M·N·K; at large M the peer is cuBLASLt.
+// 2·M·N·K; at large M the peer is cuBLASLt. read us = one streaming read of the weight's bytes by
+// every SM (copy_bandwidth.h's stream_read, the faster of its two ways), timed the same way: what
+// any kernel needs to bring the weight in, launch and ramp included; "of read" = read us / auto us.
 //
 // Timing: operands random (never zeros); as many weight copies as it takes to pass 256 MB
 // (> 4x the L2), used in rotation; a CUDA graph of 10 calls is replayed, each replay timed with
@@ -116,6 +118,7 @@ struct Result {
   std::string mma_best_cfg;
   std::string auto_kernel;  // Lt, gemv, mma or swap
   double bytes, flops, floor_us;
+  double read_us;               // stream_read of the weight, the practical floor in this timing
   std::vector<PlanTime> plans;  // every swap-AB candidate at T <= 128, the default first
   double best_plan_us() const {
     double best = swap_ab_us;
@@ -180,8 +183,13 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
       ops::linear_fp8_w8a8_cuda(x[i % 2], xs[i % 2], w[i % copies], ws, out[i % 2], stream, kernel);
     };
   };
-  Result r{s.name, m, s.n, s.k, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "-", "-", bytes, flops, bytes / copy / 1e3};
+  Result r{s.name, m, s.n, s.k, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "-", "-", bytes, flops, bytes / copy / 1e3, 0};
   r.swap_ab_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kSm90SwapAB));
+  for (const ReadWay way : {ReadWay::kLoads, ReadWay::kBulk}) {
+    const double us = timer.graph_us(stream, kCalls, replays,
+                                     [&](int i) { stream_read(w[i % copies].raw(), s.n * s.k, way, stream); });
+    r.read_us = r.read_us > 0 ? std::min(r.read_us, us) : us;
+  }
   if (ops::sm90_fp8::cublaslt_fp8_fits(m, s.n, s.k)) {
     r.lt_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
       ops::cuda::GemmProblem p;
@@ -302,9 +310,9 @@ int run(int argc, char** argv) {
   std::printf("card: %s, %d SMs, L2 %d MB; copy %.0f GB/s (memcpy, read + write)\n", prop.name,
               prop.multiProcessorCount, prop.l2CacheSize >> 20, copy);
   std::printf("\nout[M,N] bf16 = x_q[M,K] w_q[N,K]^T, e4m3 with 1x128 / 128x128 fp32 block scales (graph replays)\n");
-  std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s %9s %-18s %9s %9s %9s %9s %9s %9s %9s %-8s\n",
+  std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s %8s %8s %9s %-18s %9s %9s %9s %9s %9s %9s %9s %-8s\n",
               "shape", "M", "N", "K", "swapAB us", "Lt us", "Lt+T us", "auto us", "auto", "TFLOPS", "GB/s", "floor us",
-              "of floor", "Lt/swapAB", "best us", "best plan", "fp8path", "bf16 us", "bf16/fp8", "gemv us", "mma us",
+              "of floor", "read us", "of read", "Lt/swapAB", "best us", "best plan", "fp8path", "bf16 us", "bf16/fp8", "gemv us", "mma us",
               "mma+q us", "mma best", "mma cfg");
   nlohmann::json rows = nlohmann::json::array();
   for (const Result& r : results) {
@@ -312,11 +320,11 @@ int run(int argc, char** argv) {
     for (const PlanTime& p : r.plans) {
       if (p.us == r.best_plan_us()) best_plan = plan_name(p.plan);
     }
-    std::printf("%-18s %5ld %6ld %6ld %9.1f %9.1f %9.1f %9.1f %5s %8.1f %7.0f %8.1f %8.2f %8.2f %9.1f %-18s %9.1f %9.1f "
+    std::printf("%-18s %5ld %6ld %6ld %9.1f %9.1f %9.1f %9.1f %5s %8.1f %7.0f %8.1f %8.2f %8.1f %8.2f %8.2f %9.1f %-18s %9.1f %9.1f "
                 "%9.2f %9.1f %9.1f %9.1f %9.1f %-8s\n",
                 r.name.c_str(), r.m, r.n, r.k, r.swap_ab_us, r.lt_us, r.lt_path_us, r.auto_us,
                 r.auto_kernel.c_str(), r.flops / r.auto_us / 1e6, r.bytes / r.auto_us / 1e3, r.floor_us,
-                r.floor_us / r.auto_us, r.lt_us > 0 ? r.lt_us / r.swap_ab_us : 0.0, r.best_plan_us(),
+                r.floor_us / r.auto_us, r.read_us, r.read_us / r.auto_us, r.lt_us > 0 ? r.lt_us / r.swap_ab_us : 0.0, r.best_plan_us(),
                 best_plan.c_str(), r.fp8_path_us, r.bf16_us, r.bf16_us / r.fp8_path_us, r.gemv_us, r.mma_us, r.mma_q_us,
                 r.mma_best_us, r.mma_best_cfg.c_str());
     nlohmann::json plan_rows = nlohmann::json::array();
@@ -340,6 +348,7 @@ int run(int argc, char** argv) {
                     {"bytes", r.bytes},
                     {"flops", r.flops},
                     {"floor_us", r.floor_us},
+                    {"read_us", r.read_us},
                     {"swap_ab_tflops", r.flops / r.swap_ab_us / 1e6},
                     {"cublaslt_tflops", r.lt_us > 0 ? r.flops / r.lt_us / 1e6 : 0.0},
                     {"swap_ab_fraction_of_floor", r.floor_us / r.swap_ab_us},

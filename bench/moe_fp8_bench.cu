@@ -24,15 +24,15 @@
 //      moe_experts_fp8_cuda (two quantisations, two grouped GEMMs) against moe_experts_cuda
 //      (BF16), decode token counts against the HBM floor of the active experts' weights (e4m3
 //      bytes / measured copy bandwidth), prefill counts in TFLOPS. (These rows run what kAuto
-//      picks: use_moe_gemv, moe_experts_gemv_heuristics.h.) Then the decode sizes (1, 2, 4, 8
+//      picks: use_moe_gemv, moe_experts_gemv_heuristics.h.) Then the decode sizes (V3 1-6, V2-Lite 1-8
 //      tokens) through each path forced (MoeExpertsPath: the grouped GEMV of moe_experts_gemv.cuh
 //      and the grouped GEMMs, BF16 and FP8 experts): random routings (each token to top-k distinct
 //      experts), several per token count so that the weights the timed runs read exceed the L2
 //      several times over (run i takes routing i mod sets); us, the active experts' weight bytes
 //      per us (GB/s) and the floor (those bytes at the copy bandwidth). The GEMV runs once with
-//      the dispatch's launch shape ("gemv") and once with each of kMoeGemvConfigs
-//      (moe_experts_gemv_heuristics.h; "gemv c2 d4 t0": CTAs an SM, ring depth, tiles a CTA), so
-//      one run sweeps its knobs.
+//      the dispatch's launch shape ("gemv") and once with each of kGemvSweep (kMoeGemvConfigs of
+//      moe_experts_gemv_heuristics.h and shorter runs; "gemv c2 d4 t0": CTAs an SM, ring depth,
+//      tiles a CTA), so one run sweeps its knobs.
 // Inputs random; times are medians of 20 runs after 3 warm-ups (CUDA events, eager launches).
 // Every other working set here exceeds the 50 MB L2 (weights of 117 MB and up), so no flush is
 // needed.
@@ -78,6 +78,17 @@ constexpr double kRotateBytes = 512e6;
 constexpr double kFp8PeakTflops = 1979.0;
 // Dense BF16 tensor-core peak of the same cards (datasheet, without sparsity).
 constexpr double kBf16PeakTflops = 989.0;
+
+// The grouped GEMV's launch shapes timed at decode sizes: every one of kMoeGemvConfigs
+// (moe_experts_gemv_heuristics.h) and shorter runs of tiles (the grid grows, the slots of experts
+// with no rows cost less of the card).
+const std::vector<ops::gpu::MoeGemvConfig> kGemvSweep = [] {
+  std::vector<ops::gpu::MoeGemvConfig> v(std::begin(ops::gpu::kMoeGemvConfigs), std::end(ops::gpu::kMoeGemvConfigs));
+  for (const ops::gpu::MoeGemvConfig c : {ops::gpu::MoeGemvConfig{1, 4, 2}, {1, 4, 4}, {1, 2, 4}, {1, 2, 8}, {1, 8, 8}}) {
+    v.push_back(c);
+  }
+  return v;
+}();
 
 Tensor random_bf16(const Shape& shape, uint64_t seed, cudaStream_t stream) {
   Tensor t = Tensor::empty(shape, DType::kBF16, Device::kCUDA);
@@ -384,9 +395,10 @@ int run(int argc, char** argv) {
     const char* name;
     int64_t e, h, im, top_k;
     std::vector<int64_t> tokens;
+    std::vector<int64_t> decode_tokens;  // the decode sizes timed through each path
   };
-  for (const Layer& ly : {Layer{"v3", 256, 7168, 2048, 8, {1, 16, 64, 128, 1024, 4096, 16384}},
-                          Layer{"v2-lite", 64, 2048, 1408, 6, {1, 8, 64, 256}}}) {
+  for (const Layer& ly : {Layer{"v3", 256, 7168, 2048, 8, {1, 16, 64, 128, 1024, 4096, 16384}, {1, 2, 4, 6}},
+                          Layer{"v2-lite", 64, 2048, 1408, 6, {1, 8, 64, 256}, {1, 2, 4, 6, 8}}}) {
     if (!section("layers") && !(section("v2l-layer") && std::string(ly.name) == "v2-lite")) continue;
     const int64_t e = ly.e, h = ly.h, im = ly.im, top_k = ly.top_k;
     ops::ExpertWeights fp8;
@@ -440,13 +452,13 @@ int run(int argc, char** argv) {
       const ops::gpu::MoeGemvConfig* gemv_config;  // null: through moe_experts_cuda / _fp8_cuda
     };
     std::vector<PathRun> path_runs = {{"gemv", ops::MoeExpertsPath::kGemv, nullptr}};
-    for (const ops::gpu::MoeGemvConfig& c : ops::gpu::kMoeGemvConfigs) {
+    for (const ops::gpu::MoeGemvConfig& c : kGemvSweep) {
       path_runs.push_back({"gemv c" + std::to_string(c.ctas_per_sm) + " d" + std::to_string(c.depth) + " t" +
                                std::to_string(c.tiles_per_cta),
                            ops::MoeExpertsPath::kGemv, &c});
     }
     path_runs.push_back({"grouped_gemm", ops::MoeExpertsPath::kGroupedGemm, nullptr});
-    for (int64_t t : {1, 2, 4, 8}) {
+    for (int64_t t : ly.decode_tokens) {
       const int64_t rows = t * top_k;
       double active = 0.0;
       const std::vector<Tensor> routings = random_routings(e, top_k, t, 2.0 * 3 * h * im, kRotateBytes, active);
