@@ -32,11 +32,12 @@ int64_t rows_per_pass(int64_t k, int64_t rows, bool fp8) {
 
 // The launch shape of one kernel over `tiles` tiles an expert and `slots` slots (the note in
 // moe_experts_gemv.cuh): about ctas_per_sm x SMs CTAs (or runs of tiles_per_cta tiles), runs of
-// at most kMoeGemvMaxTilesPerCta tiles, at least one tile a CTA. Sets p's tiles,
-// max_tiles_per_cta and rows_per_pass; returns the CTAs a slot.
+// at most kMoeGemvMaxTilesPerCta tiles (kMoeGemvWaveRunTiles past one wave: moe_gemv_ctas), at
+// least one tile a CTA. Sets p's tiles, max_tiles_per_cta and rows_per_pass; returns the CTAs a
+// slot.
 int64_t plan(gpu::MoeGemvParams& p, int64_t tiles, int64_t slots, bool fp8, const gpu::MoeGemvConfig& config,
              int sms) {
-  const int64_t ctas = gpu::gemv_mma_ctas(tiles, slots, config, sms);
+  const int64_t ctas = gpu::moe_gemv_ctas(tiles, slots, config, sms);
   p.tiles = static_cast<int32_t>(tiles);
   p.max_tiles_per_cta = static_cast<int32_t>((tiles + ctas - 1) / ctas);
   p.rows_per_pass = static_cast<int32_t>(rows_per_pass(p.k, p.num_rows, fp8));

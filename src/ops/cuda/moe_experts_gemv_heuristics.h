@@ -17,6 +17,7 @@
 // checked, not timed.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "ops/cuda/gemv_mma_config.h"
@@ -60,6 +61,25 @@ inline constexpr MoeGemvConfig kMoeGemvConfigs[] = {{2, 2, 0}, {3, 2, 0}, {1, 4,
 
 // Tiles a CTA streams at most (gemv_mma_config.h).
 inline constexpr int kMoeGemvMaxTilesPerCta = kGemvMmaMaxTilesPerCta;
+
+// CTAs a slot for `tiles` tiles an expert over `slots` slots: gemv_mma_ctas, except that a grid of
+// more than one wave (more CTAs than config.ctas_per_sm x SMs; depth 4 holds 2 CTAs an SM) gets runs
+// of at most kMoeGemvWaveRunTiles tiles. Why: the host cannot see which slots' experts have rows, so
+// the default grid is sized for one wave of runs; once slots x CTAs pass it (V3 from two tokens,
+// 16 slots x 17 CTAs = 272 on 264; V2-Lite from six), the CTAs past the wave start late and each
+// streams a whole long run, and shorter runs spread that tail over the card. Measured on one H200
+// (2026-11-29 19:50, bench/NOTES-engine.md; moe_fp8_bench --sections layers, e4m3 experts, us,
+// default / runs of 8): V3 2 tokens 259.6 / 199.6, 4 tokens 401.1 / 353.3, 6 tokens 589.8 / 525.9;
+// V2-Lite 6 tokens 89.3 / 85.5, 8 tokens 102.8 / 95.4; within one wave shorter runs lose (V2-Lite
+// 4 tokens 59.8 / 66.4: 528 CTAs of which ~430 have rows, 1.6 waves, against one wave). An explicit
+// tiles_per_cta is taken as it is.
+inline constexpr int kMoeGemvWaveRunTiles = 8;
+
+inline int64_t moe_gemv_ctas(int64_t tiles, int64_t slots, const MoeGemvConfig& config, int sms) {
+  const int64_t ctas = gemv_mma_ctas(tiles, slots, config, sms);
+  if (config.tiles_per_cta > 0 || ctas * slots <= int64_t{config.ctas_per_sm} * sms) return ctas;
+  return std::min(tiles, std::max(ctas, (tiles + kMoeGemvWaveRunTiles - 1) / kMoeGemvWaveRunTiles));
+}
 
 // Shared memory for the staged activation rows of a pass (bf16 rows or e4m3 codes, padded);
 // rows a pass = min(8, P, what fits): V2-Lite's 8 bf16 rows of H take 33 KB, V3's 4 (57 KB).

@@ -1,0 +1,53 @@
+// The routed experts' grouped GEMV: how many CTAs each expert slot gets (moe_gemv_ctas,
+// moe_experts_gemv_heuristics.h). Host arithmetic only, so it runs without a GPU; the GPU tests
+// check that every launch shape computes the same outputs.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+
+#include "ops/cuda/moe_experts_gemv_heuristics.h"
+
+namespace mlaserve::ops::gpu {
+namespace {
+
+constexpr int kSms = 132;  // an H100 / H200
+
+// Tiles an expert: gate_up has Im / 8 (8 gate + 8 up rows a tile), down H / 16.
+constexpr int64_t kV2LiteGateUp = 1408 / 8, kV2LiteDown = 2048 / 16;
+constexpr int64_t kV3GateUp = 2048 / 8, kV3Down = 7168 / 16;
+
+TEST(MoeGemvPlan, OneWaveKeepsTheDefaultRuns) {
+  // V2-Lite at 1, 2 and 4 tokens (6, 12, 24 slots) and V3 at one token (8): the default grid of
+  // 2 x 132 CTAs, runs as long as the tiles a slot need.
+  EXPECT_EQ(moe_gemv_ctas(kV2LiteGateUp, 6, kMoeGemvDefault, kSms), 44);
+  EXPECT_EQ(moe_gemv_ctas(kV2LiteGateUp, 12, kMoeGemvDefault, kSms), 22);
+  EXPECT_EQ(moe_gemv_ctas(kV2LiteGateUp, 24, kMoeGemvDefault, kSms), 11);  // runs of 16 tiles
+  EXPECT_EQ(moe_gemv_ctas(kV2LiteDown, 24, kMoeGemvDefault, kSms), 11);
+  EXPECT_EQ(moe_gemv_ctas(kV3GateUp, 8, kMoeGemvDefault, kSms), 33);
+  EXPECT_EQ(moe_gemv_ctas(kV3Down, 8, kMoeGemvDefault, kSms), 33);
+}
+
+TEST(MoeGemvPlan, PastOneWaveRunsOfEightTiles) {
+  // V3 at two tokens: 17 CTAs x 16 slots = 272 > 264, so runs of 8 tiles (32 a slot, not 17).
+  EXPECT_EQ(moe_gemv_ctas(kV3GateUp, 16, kMoeGemvDefault, kSms), 32);
+  EXPECT_EQ(moe_gemv_ctas(kV3Down, 16, kMoeGemvDefault, kSms), 56);
+  // V2-Lite at six and eight tokens: 11 CTAs (runs of 16) x 36 or 48 slots pass the wave.
+  EXPECT_EQ(moe_gemv_ctas(kV2LiteGateUp, 36, kMoeGemvDefault, kSms), 22);
+  EXPECT_EQ(moe_gemv_ctas(kV2LiteGateUp, 48, kMoeGemvDefault, kSms), 22);
+  EXPECT_EQ(moe_gemv_ctas(kV2LiteDown, 48, kMoeGemvDefault, kSms), 16);
+}
+
+TEST(MoeGemvPlan, ShortExpertsKeepTheirRunsPastOneWave) {
+  // Under tensor parallelism an expert's slice can be a few tiles (V3 over 8 GPUs: Im 256, 32
+  // gate_up tiles): runs already shorter than 8 stay as they are, and no run is empty.
+  EXPECT_EQ(moe_gemv_ctas(32, 16, kMoeGemvDefault, kSms), 17);
+  EXPECT_EQ(moe_gemv_ctas(3, 200, kMoeGemvDefault, kSms), 2);
+}
+
+TEST(MoeGemvPlan, ExplicitRunLengthsAreKept) {
+  EXPECT_EQ(moe_gemv_ctas(kV3GateUp, 16, MoeGemvConfig{1, 4, 4}, kSms), 64);
+  EXPECT_EQ(moe_gemv_ctas(kV2LiteGateUp, 48, MoeGemvConfig{1, 4, 16}, kSms), 11);
+}
+
+}  // namespace
+}  // namespace mlaserve::ops::gpu
