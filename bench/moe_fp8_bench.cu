@@ -24,7 +24,7 @@
 //      moe_experts_fp8_cuda (two quantisations, two grouped GEMMs) against moe_experts_cuda
 //      (BF16), decode token counts against the HBM floor of the active experts' weights (e4m3
 //      bytes / measured copy bandwidth), prefill counts in TFLOPS. (These rows run what kAuto
-//      picks: use_moe_gemv, moe_experts_gemv_heuristics.h.) Then the decode sizes (V3 1-6, V2-Lite 1-8
+//      picks: use_moe_gemv, moe_experts_gemv_heuristics.h.) Then the decode sizes (V3 1-8, V2-Lite 1-16
 //      tokens) through each path forced (MoeExpertsPath: the grouped GEMV of moe_experts_gemv.cuh
 //      and the grouped GEMMs, BF16 and FP8 experts): random routings (each token to top-k distinct
 //      experts), several per token count so that the weights the timed runs read exceed the L2
@@ -397,8 +397,8 @@ int run(int argc, char** argv) {
     std::vector<int64_t> tokens;
     std::vector<int64_t> decode_tokens;  // the decode sizes timed through each path
   };
-  for (const Layer& ly : {Layer{"v3", 256, 7168, 2048, 8, {1, 16, 64, 128, 1024, 4096, 16384}, {1, 2, 4, 6}},
-                          Layer{"v2-lite", 64, 2048, 1408, 6, {1, 8, 64, 256}, {1, 2, 4, 6, 8}}}) {
+  for (const Layer& ly : {Layer{"v3", 256, 7168, 2048, 8, {1, 16, 64, 128, 1024, 4096, 16384}, {1, 2, 4, 6, 8}},
+                          Layer{"v2-lite", 64, 2048, 1408, 6, {1, 8, 64, 256}, {1, 2, 4, 6, 8, 12, 16}}}) {
     if (!section("layers") && !(section("v2l-layer") && std::string(ly.name) == "v2-lite")) continue;
     const int64_t e = ly.e, h = ly.h, im = ly.im, top_k = ly.top_k;
     ops::ExpertWeights fp8;
