@@ -93,7 +93,7 @@ void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_l
             schedule.max_seqs);
   check_tensor(seq_lens, "seq_lens", DType::kI32, {b});
   schedule.num_seqs = b;
-  schedule.pipeline = sm90::use_pipeline_kernel(b);
+  schedule.pipeline = sm90::use_pipeline_kernel(b, schedule.n_heads * schedule.max_q_len);
 
   sm90::MlaScheduleParams p{};
   p.seq_lens = ptr<const int32_t>(seq_lens);

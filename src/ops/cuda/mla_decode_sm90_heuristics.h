@@ -49,15 +49,25 @@ inline MlaSplitPenalty mla_split_penalty(int64_t rows_per_seq) {
 // Which decode kernel a step uses, from B (the host knows no context lengths: they stay on the
 // device, so that a step can be a CUDA graph). The pipeline kernel overlaps one block's P V with
 // the next block's S, which pays when a CTA reads several blocks; the split-S kernel has the
-// shorter chain per block, which wins when a CTA reads about one (few sequences: the schedule
-// spreads B * ceil(context / 64) blocks over ~one wave of CTAs). Measured on one H200
-// (2026-11-28, bench/NOTES-mla-decode.md v6): batch 1 at 4096 tokens split S 14.5-15.4 us vs
-// 16.1-16.2 (16 heads); batch 8 a tie (22.9-27.3 vs 23.5-23.7); batch 32-128 the pipeline
-// 4-7% faster at 16 and 128 heads. Those figures had the combine kernel after both kernels; since
-// v7 the split-S kernel merges in-kernel (no second launch), which may move the tie at batch 8
-// towards split S: not yet measured.
+// shorter chain per block and merges the pieces of split sequences in-kernel (no combine
+// launch). Measured on one H200:
+//   - 2026-11-28 (bench/NOTES-mla-decode.md v6, the combine kernel after both kernels): batch 1 at
+//     4096 tokens split S 14.5-15.4 us vs 16.1-16.2 (16 heads); batch 8 a tie; batch 32-128 the
+//     pipeline 4-7% faster at 16 and 128 heads;
+//   - 2026-11-29 20:36-20:40 (bench/NOTES-mla-decode.md, since v7's in-kernel merge), the V2-Lite
+//     decode step with split S at every batch against this rule's pipeline, context 1024, graph
+//     ms, BF16 / FP8: batch 8 +1.1% / +0.8%, 16 0 / +1%, 32 0 / 0, 40 -0.3% / -0.9%, 48 -0.3% /
+//     -1.0%, 64 -1.8% / -2.8%, 80 -2.2% / -3.2%, 96 +0.9% / -0.2%, 112 +0.2% / -0.2%, 128 -0.3% /
+//     +0.6% (context 4096: batch 8 +2.5%, 16 +0.8%, 64 -0.7%).
+// So the pipeline from 8 sequences, except from kSplitSFromSeqs to kSplitSToSeqs (the decode
+// graphs' padded sizes 48-112) where a sequence has at most 16 query rows (one token of 16 heads:
+// V2-Lite, V3 under TP8), the case measured; more rows keep the pipeline.
 inline constexpr int64_t kPipelineMinSeqs = 8;
-inline bool use_pipeline_kernel(int64_t num_seqs) { return num_seqs >= kPipelineMinSeqs; }
+inline constexpr int64_t kSplitSFromSeqs = 33, kSplitSToSeqs = 112;
+inline bool use_pipeline_kernel(int64_t num_seqs, int64_t rows_per_seq) {
+  const bool split_s_band = rows_per_seq <= 16 && num_seqs >= kSplitSFromSeqs && num_seqs <= kSplitSToSeqs;
+  return num_seqs >= kPipelineMinSeqs && !split_s_band;
+}
 
 struct MlaSplitPlan {
   int num_m_tiles;  // query tiles per sequence: ceil(max_q_len * n / kTileRows)

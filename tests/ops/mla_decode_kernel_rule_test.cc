@@ -1,0 +1,28 @@
+// Which sm90 MLA decode kernel a step uses (use_pipeline_kernel, mla_decode_sm90_heuristics.h).
+// Host arithmetic only, so it runs without a GPU; the GPU tests check both kernels at every batch.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+
+#include "ops/cuda/mla_decode_sm90_heuristics.h"
+
+namespace mlaserve::ops::sm90 {
+namespace {
+
+TEST(MlaDecodeKernelRule, SplitSBelowEightAndInTheMiddleBandAtSixteenRows) {
+  for (int64_t b : {1, 2, 4, 7}) EXPECT_FALSE(use_pipeline_kernel(b, 16)) << b;
+  for (int64_t b : {8, 16, 24, 32}) EXPECT_TRUE(use_pipeline_kernel(b, 16)) << b;
+  for (int64_t b : {33, 48, 64, 80, 96, 112}) EXPECT_FALSE(use_pipeline_kernel(b, 16)) << b;
+  for (int64_t b : {113, 128, 256}) EXPECT_TRUE(use_pipeline_kernel(b, 16)) << b;
+}
+
+TEST(MlaDecodeKernelRule, MoreRowsKeepThePipelineFromEight) {
+  // V3 on one GPU (128 heads) or under TP2 / TP4 (64 / 32): the band was measured at 16 rows only.
+  for (int64_t rows : {32, 64, 128}) {
+    EXPECT_FALSE(use_pipeline_kernel(4, rows)) << rows;
+    for (int64_t b : {8, 48, 64, 112, 128}) EXPECT_TRUE(use_pipeline_kernel(b, rows)) << b << " x " << rows;
+  }
+}
+
+}  // namespace
+}  // namespace mlaserve::ops::sm90
