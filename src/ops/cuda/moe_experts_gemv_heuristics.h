@@ -12,8 +12,13 @@
 //   e4m3            27.2 / 41.4   38.8 / 58.9   59.0 / 80.9   106.5 / 112.5
 // and in the decode step (decode_step_bench): BF16 batch 1 2.273-2.292 -> 2.176-2.179 ms against the
 // first GEMV design, e4m3 batch 1 / 2 / 4 / 8 2.23 / 2.97 / 4.03 / 5.14 -> 1.98-2.05 / 2.57 / 3.65 /
-// 4.99 ms against the grouped GEMM. Hence BF16 up to 8 rows (one token of V2-Lite's top-6 or V3's
-// top-8; at two tokens it ties), e4m3 up to 48 rows (eight V2-Lite tokens). V3's shapes (timed
+// 4.99 ms against the grouped GEMM. Hence e4m3 up to 48 rows (eight V2-Lite tokens; past it the
+// GEMV loses in the step, bench/NOTES-engine.md 2026-11-29 19:59). BF16 was held to 8 rows (one
+// token; alone the GEMV ties the grouped GEMM at 2-8 tokens) until the step was timed with it up
+// to 48 (2026-11-29 20:46, one H200, V2-Lite, graph ms, 8 / 48 rows, two rounds): batch 2 2.817,
+// 2.847 / 2.735, 2.724; 4 4.067, 4.093 / 3.998, 3.991; 6 5.572, 5.602 / 5.450, 5.441; 8 5.981, 6.008 /
+// 5.883, 5.856 (-2 to -4%: in the step the down GEMV's weights load before its dependency wait).
+// So BF16 up to 48 rows as well. V3's shapes (timed
 // 2026-11-29 19:55, moe_fp8_bench --sections layers, e4m3, GEMV with runs of 8 past one wave /
 // grouped GEMM, us): 1 token 107.2 / 146.5, 2 tokens 200.0 / 210.4, 4 354.8 / 354.2, 6 532.1 / 525.0.
 #pragma once
@@ -25,7 +30,7 @@
 
 namespace mlaserve::ops::gpu {
 
-inline constexpr int64_t kMoeGemvMaxRowsBf16 = 8;
+inline constexpr int64_t kMoeGemvMaxRowsBf16 = 48;
 inline constexpr int64_t kMoeGemvMaxRowsFp8 = 48;
 
 inline bool use_moe_gemv(int64_t rows, bool fp8_weights) {
