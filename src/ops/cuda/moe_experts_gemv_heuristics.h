@@ -17,8 +17,9 @@
 // token; alone the GEMV ties the grouped GEMM at 2-8 tokens) until the step was timed with it up
 // to 48 (2026-11-29 20:46, one H200, V2-Lite, graph ms, 8 / 48 rows, two rounds): batch 2 2.817,
 // 2.847 / 2.735, 2.724; 4 4.067, 4.093 / 3.998, 3.991; 6 5.572, 5.602 / 5.450, 5.441; 8 5.981, 6.008 /
-// 5.883, 5.856 (-2 to -4%: in the step the down GEMV's weights load before its dependency wait).
-// So BF16 up to 48 rows as well. V3's shapes (timed
+// 5.883, 5.856 (-2 to -4%: in the step the down GEMV's weights load before its dependency wait);
+// and up to 96 against 48 (21:17, the same way): batch 12 6.914, 6.913 / 6.713, 6.711; 16 7.544,
+// 7.544 / 7.370, 7.375. So BF16 up to 96 rows (16 V2-Lite tokens, 12 of V3's); past it not timed. V3's shapes (timed
 // 2026-11-29 19:55, moe_fp8_bench --sections layers, e4m3, GEMV with runs of 8 past one wave /
 // grouped GEMM, us): 1 token 107.2 / 146.5, 2 tokens 200.0 / 210.4, 4 354.8 / 354.2, 6 532.1 / 525.0.
 #pragma once
@@ -30,7 +31,7 @@
 
 namespace mlaserve::ops::gpu {
 
-inline constexpr int64_t kMoeGemvMaxRowsBf16 = 48;
+inline constexpr int64_t kMoeGemvMaxRowsBf16 = 96;
 inline constexpr int64_t kMoeGemvMaxRowsFp8 = 48;
 
 inline bool use_moe_gemv(int64_t rows, bool fp8_weights) {
