@@ -97,8 +97,8 @@ double copy_kernel_gbps(cudaStream_t stream) {
 }
 
 void stream_read(const void* p, int64_t bytes, ReadWay way, cudaStream_t stream) {
-  MLA_CHECK(bytes % 16 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0, "stream_read: {} bytes at {} are not 16-byte units",
-            bytes, p);
+  MLA_CHECK(bytes % 16 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0,
+            "stream_read: {} bytes at {} are not 16-byte units", bytes, p);
   const int sms = ops::gpu::device_sm_count();
   if (way == ReadWay::kLoads) {
     read16<<<8 * sms, 256, 0, stream>>>(static_cast<const int4*>(p), bytes / 16);

@@ -185,11 +185,11 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
   };
   Result r{s.name, m, s.n, s.k, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "-", "-", bytes, flops, bytes / copy / 1e3, 0};
   r.swap_ab_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kSm90SwapAB));
-  for (const ReadWay way : {ReadWay::kLoads, ReadWay::kBulk}) {
-    const double us = timer.graph_us(stream, kCalls, replays,
-                                     [&](int i) { stream_read(w[i % copies].raw(), s.n * s.k, way, stream); });
-    r.read_us = r.read_us > 0 ? std::min(r.read_us, us) : us;
-  }
+  const auto read_us = [&](ReadWay way) {
+    return timer.graph_us(stream, kCalls, replays,
+                          [&](int i) { stream_read(w[i % copies].raw(), s.n * s.k, way, stream); });
+  };
+  r.read_us = std::min(read_us(ReadWay::kLoads), read_us(ReadWay::kBulk));
   if (ops::sm90_fp8::cublaslt_fp8_fits(m, s.n, s.k)) {
     r.lt_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
       ops::cuda::GemmProblem p;
@@ -310,23 +310,24 @@ int run(int argc, char** argv) {
   std::printf("card: %s, %d SMs, L2 %d MB; copy %.0f GB/s (memcpy, read + write)\n", prop.name,
               prop.multiProcessorCount, prop.l2CacheSize >> 20, copy);
   std::printf("\nout[M,N] bf16 = x_q[M,K] w_q[N,K]^T, e4m3 with 1x128 / 128x128 fp32 block scales (graph replays)\n");
-  std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s %8s %8s %9s %-18s %9s %9s %9s %9s %9s %9s %9s %-8s\n",
+  std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s %8s %8s %9s %-18s %9s %9s %9s %9s %9s %9s "
+              "%9s %-8s\n",
               "shape", "M", "N", "K", "swapAB us", "Lt us", "Lt+T us", "auto us", "auto", "TFLOPS", "GB/s", "floor us",
-              "of floor", "read us", "of read", "Lt/swapAB", "best us", "best plan", "fp8path", "bf16 us", "bf16/fp8", "gemv us", "mma us",
-              "mma+q us", "mma best", "mma cfg");
+              "of floor", "read us", "of read", "Lt/swapAB", "best us", "best plan", "fp8path", "bf16 us", "bf16/fp8",
+              "gemv us", "mma us", "mma+q us", "mma best", "mma cfg");
   nlohmann::json rows = nlohmann::json::array();
   for (const Result& r : results) {
     std::string best_plan = r.plans.empty() ? "-" : plan_name(r.plans[0].plan);
     for (const PlanTime& p : r.plans) {
       if (p.us == r.best_plan_us()) best_plan = plan_name(p.plan);
     }
-    std::printf("%-18s %5ld %6ld %6ld %9.1f %9.1f %9.1f %9.1f %5s %8.1f %7.0f %8.1f %8.2f %8.1f %8.2f %8.2f %9.1f %-18s %9.1f %9.1f "
-                "%9.2f %9.1f %9.1f %9.1f %9.1f %-8s\n",
+    std::printf("%-18s %5ld %6ld %6ld %9.1f %9.1f %9.1f %9.1f %5s %8.1f %7.0f %8.1f %8.2f %8.1f %8.2f %8.2f %9.1f "
+                "%-18s %9.1f %9.1f %9.2f %9.1f %9.1f %9.1f %9.1f %-8s\n",
                 r.name.c_str(), r.m, r.n, r.k, r.swap_ab_us, r.lt_us, r.lt_path_us, r.auto_us,
                 r.auto_kernel.c_str(), r.flops / r.auto_us / 1e6, r.bytes / r.auto_us / 1e3, r.floor_us,
-                r.floor_us / r.auto_us, r.read_us, r.read_us / r.auto_us, r.lt_us > 0 ? r.lt_us / r.swap_ab_us : 0.0, r.best_plan_us(),
-                best_plan.c_str(), r.fp8_path_us, r.bf16_us, r.bf16_us / r.fp8_path_us, r.gemv_us, r.mma_us, r.mma_q_us,
-                r.mma_best_us, r.mma_best_cfg.c_str());
+                r.floor_us / r.auto_us, r.read_us, r.read_us / r.auto_us, r.lt_us > 0 ? r.lt_us / r.swap_ab_us : 0.0,
+                r.best_plan_us(), best_plan.c_str(), r.fp8_path_us, r.bf16_us, r.bf16_us / r.fp8_path_us, r.gemv_us,
+                r.mma_us, r.mma_q_us, r.mma_best_us, r.mma_best_cfg.c_str());
     nlohmann::json plan_rows = nlohmann::json::array();
     for (const PlanTime& p : r.plans) plan_rows.push_back({{"plan", plan_name(p.plan)}, {"us", p.us}});
     rows.push_back({{"shape", r.name},

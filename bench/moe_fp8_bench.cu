@@ -83,10 +83,9 @@ constexpr double kBf16PeakTflops = 989.0;
 // (moe_experts_gemv_heuristics.h) and shorter runs of tiles (the grid grows, the slots of experts
 // with no rows cost less of the card).
 const std::vector<ops::gpu::MoeGemvConfig> kGemvSweep = [] {
-  std::vector<ops::gpu::MoeGemvConfig> v(std::begin(ops::gpu::kMoeGemvConfigs), std::end(ops::gpu::kMoeGemvConfigs));
-  for (const ops::gpu::MoeGemvConfig c : {ops::gpu::MoeGemvConfig{1, 4, 2}, {1, 4, 4}, {1, 2, 4}, {1, 2, 8}, {1, 8, 8}}) {
-    v.push_back(c);
-  }
+  using ops::gpu::MoeGemvConfig;
+  std::vector<MoeGemvConfig> v(std::begin(ops::gpu::kMoeGemvConfigs), std::end(ops::gpu::kMoeGemvConfigs));
+  for (const MoeGemvConfig c : {MoeGemvConfig{1, 4, 2}, {1, 4, 4}, {1, 2, 4}, {1, 2, 8}, {1, 8, 8}}) v.push_back(c);
   return v;
 }();
 

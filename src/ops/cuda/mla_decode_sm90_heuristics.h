@@ -60,12 +60,13 @@ inline MlaSplitPenalty mla_split_penalty(int64_t rows_per_seq) {
 //     -1.0%, 64 -1.8% / -2.8%, 80 -2.2% / -3.2%, 96 +0.9% / -0.2%, 112 +0.2% / -0.2%, 128 -0.3% /
 //     +0.6% (context 4096: batch 8 +2.5%, 16 +0.8%, 64 -0.7%).
 // So the pipeline from 8 sequences, except from kSplitSFromSeqs to kSplitSToSeqs (the decode
-// graphs' padded sizes 48-112) where a sequence has at most 16 query rows (one token of 16 heads:
-// V2-Lite, V3 under TP8), the case measured; more rows keep the pipeline.
+// graphs' padded sizes 48-112) where a sequence has at most kSplitSMaxRows query rows (one token
+// of 16 heads: V2-Lite, V3 under TP8), the case measured; more rows keep the pipeline.
 inline constexpr int64_t kPipelineMinSeqs = 8;
-inline constexpr int64_t kSplitSFromSeqs = 33, kSplitSToSeqs = 112;
+inline constexpr int64_t kSplitSFromSeqs = 33, kSplitSToSeqs = 112, kSplitSMaxRows = 16;
 inline bool use_pipeline_kernel(int64_t num_seqs, int64_t rows_per_seq) {
-  const bool split_s_band = rows_per_seq <= 16 && num_seqs >= kSplitSFromSeqs && num_seqs <= kSplitSToSeqs;
+  const bool split_s_band =
+      rows_per_seq <= kSplitSMaxRows && num_seqs >= kSplitSFromSeqs && num_seqs <= kSplitSToSeqs;
   return num_seqs >= kPipelineMinSeqs && !split_s_band;
 }
 

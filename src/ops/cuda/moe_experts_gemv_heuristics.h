@@ -12,16 +12,20 @@
 //   e4m3            27.2 / 41.4   38.8 / 58.9   59.0 / 80.9   106.5 / 112.5
 // and in the decode step (decode_step_bench): BF16 batch 1 2.273-2.292 -> 2.176-2.179 ms against the
 // first GEMV design, e4m3 batch 1 / 2 / 4 / 8 2.23 / 2.97 / 4.03 / 5.14 -> 1.98-2.05 / 2.57 / 3.65 /
-// 4.99 ms against the grouped GEMM. Hence e4m3 up to 48 rows (eight V2-Lite tokens; past it the
-// GEMV loses in the step, bench/NOTES-engine.md 2026-11-29 19:59). BF16 was held to 8 rows (one
-// token; alone the GEMV ties the grouped GEMM at 2-8 tokens) until the step was timed with it up
-// to 48 (2026-11-29 20:46, one H200, V2-Lite, graph ms, 8 / 48 rows, two rounds): batch 2 2.817,
-// 2.847 / 2.735, 2.724; 4 4.067, 4.093 / 3.998, 3.991; 6 5.572, 5.602 / 5.450, 5.441; 8 5.981, 6.008 /
-// 5.883, 5.856 (-2 to -4%: in the step the down GEMV's weights load before its dependency wait);
-// and up to 96 against 48 (21:17, the same way): batch 12 6.914, 6.913 / 6.713, 6.711; 16 7.544,
-// 7.544 / 7.370, 7.375. So BF16 up to 96 rows (16 V2-Lite tokens, 12 of V3's); past it not timed. V3's shapes (timed
-// 2026-11-29 19:55, moe_fp8_bench --sections layers, e4m3, GEMV with runs of 8 past one wave /
-// grouped GEMM, us): 1 token 107.2 / 146.5, 2 tokens 200.0 / 210.4, 4 354.8 / 354.2, 6 532.1 / 525.0.
+// 4.99 ms against the grouped GEMM.
+//
+// The limits are set by the decode step, not by the kernels alone (bench/NOTES-engine.md,
+// 2026-11-29 19:59 and 20:46; one H200, V2-Lite, graph ms, the limit raised against kept, two
+// rounds each):
+//   e4m3, 96 rows against 48: batch 10 5.04 / 4.90, 16 5.50 / 5.42: slower, so 48 rows (eight
+//     V2-Lite tokens). Past it the GEMV quantises bf16 rows the routing gathers, where the grouped
+//     GEMM reads the e4m3 rows the norm wrote.
+//   BF16, 48 rows against 8: batch 2 2.73 / 2.83, 4 3.99 / 4.08, 6 5.45 / 5.59, 8 5.87 / 5.99; 96
+//     against 48: batch 12 6.71 / 6.91, 16 7.37 / 7.54. So 96 rows (16 V2-Lite tokens, 12 of V3's;
+//     past it not timed). Alone the GEMV only ties the grouped GEMM there: in the step the down
+//     GEMV's weights load before its dependency wait.
+// V3's e4m3 shapes alone (2026-11-29 19:55, moe_fp8_bench --sections layers, GEMV / grouped GEMM,
+// us): 1 token 107.2 / 146.5, 2 tokens 200.0 / 210.4, 4 354.8 / 354.2, 6 532.1 / 525.0.
 #pragma once
 
 #include <algorithm>
