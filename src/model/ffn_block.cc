@@ -105,7 +105,8 @@ Tensor DeepSeekModel::ffn(int64_t layer, const NormedActivation& m) {
 // the GPU, more rows than the GEMV takes), the e4m3 codes and scales of the T token rows, which
 // the norm before wrote (m.q, ffn_reads_fp8; quantised here when it did not), are gathered
 // instead (gather_fp8_rows): the same bits, since the quantisation is per row, over k times fewer
-// rows and half the gathered bytes.
+// rows and half the gathered bytes. At decode sizes on the GEMV (moe_experts_reads_token_rows)
+// nothing is gathered: the experts read the token rows through sorted_tokens.
 // The shared experts, when the model has them, write shared_out [T, H] on the side stream beside
 // the router and the routed experts, which do not depend on them (model.h,
 // ModelOptions::side_stream): at one token the shared experts' ~15 us hide behind the routed
@@ -126,11 +127,12 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
   Tensor logits = f32({t, num_experts});  // fp32 accumulation and output (§5.1)
   const Device dev = options_.device;
   const bool quantized_rows = ops::moe_experts_takes_quantized_rows(dev, t * k, w.experts);
+  const bool token_rows = !quantized_rows && ops::moe_experts_reads_token_rows(dev, t, t * k, hidden, w.experts);
   ops::MoeRouteGatherOutputs routed_rows{
       {f32({t, k}), Tensor::empty({t, k}, DType::kI32, dev)},  // [T, k] weights and expert ids
       {Tensor::empty({num_experts + 1}, DType::kI32, dev), Tensor::empty({t * k}, DType::kI32, dev),
        Tensor::empty({t * k}, DType::kI32, dev)},
-      quantized_rows ? Tensor() : act({t * k, hidden})};  // [T·k, H] token rows in expert order
+      quantized_rows || token_rows ? Tensor() : act({t * k, hidden})};  // [T·k, H] token rows in expert order
   ops::moe_router_route_and_gather(m.x, w.router, w.correction_bias, router_params(config_), logits, route_arrivals_,
                                    routed_rows, stream);
   const ops::MoeGrouping& groups = routed_rows.grouping;
@@ -158,6 +160,8 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
   Tensor swiglu = act({t * k, w.experts.intermediate()});  // workspace of the grouped op
   if (quantized_rows) {
     ops::moe_experts_quantized(rows_q, rows_scales, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
+  } else if (token_rows) {
+    ops::moe_experts_token_rows(m.x, groups.sorted_tokens, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
   } else {
     ops::moe_experts(routed_rows.gathered, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
   }

@@ -2,6 +2,7 @@
 #include "ops/moe_experts.h"
 
 #include "ops/dispatch.h"
+#include "ops/embedding.h"
 
 #ifdef MLASERVE_WITH_CUDA
 #include "ops/cuda/moe_experts_gemv.h"
@@ -36,6 +37,30 @@ void moe_experts_quantized(const Tensor& x_q, const Tensor& x_scales, const Tens
   moe_experts_fp8_cuda(x_q, x_scales, expert_offsets, weights, act, hidden, out, cuda_stream(stream));
 #else
   no_gpu_path("moe_experts_quantized");
+#endif
+}
+
+bool moe_experts_reads_token_rows(Device device, int64_t tokens, int64_t rows, int64_t hidden,
+                                  const ExpertWeights& weights) {
+#ifdef MLASERVE_WITH_CUDA
+  return device == Device::kCUDA && moe_gemv_takes_token_rows(tokens, rows, hidden, weights.is_fp8());
+#else
+  return false;
+#endif
+}
+
+void moe_experts_token_rows(const Tensor& x, const Tensor& sorted_tokens, const Tensor& expert_offsets,
+                            const ExpertWeights& weights, const ActQuantParams& act, Tensor& hidden, Tensor& out,
+                            Stream stream) {
+  if (!on_gpu(out)) {
+    Tensor rows = Tensor::empty({sorted_tokens.numel(), x.dim(1)}, DType::kF32, Device::kCPU);  // [P, H]
+    embedding_cpu(sorted_tokens, x, rows);
+    return moe_experts_cpu(rows, expert_offsets, weights, act, out);
+  }
+#ifdef MLASERVE_WITH_CUDA
+  moe_experts_gemv_token_rows_cuda(x, sorted_tokens, expert_offsets, weights, act, hidden, out, cuda_stream(stream));
+#else
+  no_gpu_path("moe_experts_token_rows");
 #endif
 }
 

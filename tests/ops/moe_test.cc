@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <tuple>
@@ -13,6 +14,7 @@
 #include "ops/linear.h"
 #include "ops/moe_combine_norm.h"
 #include "ops/moe_dispatch.h"
+#include "ops/moe_experts.h"
 #include "ops/moe_route_gather.h"
 #include "ops/moe_router.h"
 #include "ops/rms_norm.h"
@@ -309,6 +311,30 @@ TEST(MoeDispatch, RoutedMlpThroughGroupingMatchesNaive) {
   }
   // Two fp32 GEMMs of 32 and 16 terms and a 3-term weighted sum: ~1e-6 of the output scale.
   EXPECT_LT(testing::max_rel_error(y, want), 1e-5);
+}
+
+// moe_experts_token_rows on the CPU (the T token rows and sorted_tokens in place of the gathered
+// rows) is moe_experts_cpu on the rows x[sorted_tokens[r]], bit for bit: 7 tokens routed top-3 of 8
+// experts, stacked bf16 weights; the CPU never takes that path in the model.
+TEST(MoeDispatch, ExpertsOnTokenRowsAreExpertsOnGatheredRows) {
+  std::mt19937_64 rng(49);
+  const int64_t t = 7, h = 64, inter = 32, e = 8, k = 3;
+  RouterParams p = v2_lite();
+  p.top_k = k;
+  const Tensor x = random_tensor({t, h}, DType::kF32, rng);
+  const RouterOutputs r = route(random_tensor({t, e}, DType::kF32, rng), Tensor(), p);
+  MoeGrouping grouping{poisoned({e + 1}, DType::kI32), poisoned({t * k}, DType::kI32), poisoned({t * k}, DType::kI32)};
+  moe_group_by_expert_cpu(r.expert_ids, e, grouping);
+  const ExpertWeights w{random_tensor({e, 2 * inter, h}, DType::kBF16, rng, 0.2f),
+                        random_tensor({e, h, inter}, DType::kBF16, rng, 0.2f), {}, {}};
+  Tensor gathered = Tensor::empty({t * k, h}, DType::kF32);
+  embedding_cpu(grouping.sorted_tokens, x, gathered);
+  Tensor want = poisoned({t * k, h}, DType::kF32), got = poisoned({t * k, h}, DType::kF32), unused;
+  moe_experts_cpu(gathered, grouping.expert_offsets, w, ActQuantParams{}, want);
+  moe_experts_token_rows(x, grouping.sorted_tokens, grouping.expert_offsets, w, ActQuantParams{}, unused, got);
+  testing::expect_all_written(want);
+  EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0);
+  EXPECT_FALSE(moe_experts_reads_token_rows(Device::kCPU, t, t * k, h, w));
 }
 
 // moe_route_and_gather_cpu is moe_route_cpu then moe_group_and_gather_cpu, output for output, at

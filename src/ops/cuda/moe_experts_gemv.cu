@@ -66,20 +66,26 @@ void launch_both(const gpu::MoeGemvParams& gate_up, int64_t gate_up_ctas, const 
   launch<kFp8, false, kDepth>(down, down_ctas, slots, stream);
 }
 
-}  // namespace
-
-void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& w,
-                           const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
-                           const gpu::MoeGemvConfig& config) {
-  MLA_CHECK(w.gate_up.ndim() == 3 && w.down.ndim() == 3 && x.ndim() == 2,
-            "{}: gate_up {} and down {} must be stacked [E, rows, cols], x {} [P, H]", kOp,
-            shape_str(w.gate_up.shape()), shape_str(w.down.shape()), shape_str(x.shape()));
+// Both entry points: x [P, H] gathered rows (sorted_tokens null) or [T, H] token rows with
+// sorted_tokens [P] (the token of each row in expert order); P from hidden.
+void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Tensor& expert_offsets, const ExpertWeights& w,
+              const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
+              const gpu::MoeGemvConfig& config) {
+  MLA_CHECK(w.gate_up.ndim() == 3 && w.down.ndim() == 3 && x.ndim() == 2 && hidden.ndim() == 2,
+            "{}: gate_up {} and down {} must be stacked [E, rows, cols], x {} [P or T, H], hidden {} [P, Im]", kOp,
+            shape_str(w.gate_up.shape()), shape_str(w.down.shape()), shape_str(x.shape()), shape_str(hidden.shape()));
   const bool fp8 = w.is_fp8();
   const DType wt = fp8 ? DType::kF8E4M3 : DType::kBF16;
-  const int64_t e_count = w.num_experts(), im = w.intermediate(), h = w.down.dim(1), rows = x.dim(0);
+  const int64_t e_count = w.num_experts(), im = w.intermediate(), h = w.down.dim(1), rows = hidden.dim(0);
+  const int64_t x_rows = sorted_tokens ? x.dim(0) : rows;
   check_tensor(w.gate_up, "gate_up", wt, {e_count, 2 * im, h}, 16);
   check_tensor(w.down, "down", wt, {e_count, h, im}, 16);
-  check_tensor(x, "x", DType::kBF16, {rows, h}, 16);
+  check_tensor(x, "x", DType::kBF16, {x_rows, h}, 16);
+  if (sorted_tokens) {
+    check_tensor(*sorted_tokens, "sorted_tokens", DType::kI32, {rows}, 4);
+    MLA_CHECK(x_rows >= 1 && x_rows <= rows_per_pass(h, x_rows, fp8),
+              "{}: {} token rows of H = {} do not fit one pass (moe_gemv_takes_token_rows)", kOp, x_rows, h);
+  }
   check_tensor(hidden, "hidden", DType::kBF16, {rows, im}, 16);
   check_tensor(out, "out", DType::kBF16, {rows, h}, 2);
   check_tensor(expert_offsets, "expert_offsets", DType::kI32, {e_count + 1}, 4);
@@ -113,7 +119,14 @@ void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const 
   gate_up.amax_floor = act.amax_floor;
   gate_up.ue8m0 = act.scale_format == Fp8ScaleFormat::kUE8M0;
 
+  if (sorted_tokens) {
+    gate_up.row_tokens = sorted_tokens->data<int32_t>();
+    gate_up.num_tokens = static_cast<int32_t>(x_rows);
+  }
+
   gpu::MoeGemvParams down = gate_up;
+  down.row_tokens = nullptr;
+  down.num_tokens = 0;
   down.a = static_cast<const __nv_bfloat16*>(hidden.raw());
   down.w = w.down.raw();
   down.w_scales = fp8 ? w.down_scale.data<float>() : nullptr;
@@ -124,6 +137,7 @@ void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const 
 
   const int sms = gpu::device_sm_count();
   const int64_t gate_up_ctas = plan(gate_up, im / gpu::kMoeGemvGateUpChannels, slots, fp8, config, sms);
+  if (sorted_tokens) gate_up.rows_per_pass = static_cast<int32_t>(x_rows);  // a pass stages every token row
   const int64_t down_ctas = plan(down, h / gpu::kMoeGemvDownChannels, slots, fp8, config, sms);
   for (const gpu::MoeGemvParams* p : {&gate_up, &down}) {
     const int64_t smem = smem_bytes(*p, fp8);
@@ -139,6 +153,27 @@ void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const 
     default:
       return fp8 ? run(launch_both<true, 8>) : run(launch_both<false, 8>);
   }
+}
+
+}  // namespace
+
+void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
+                           const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
+                           const gpu::MoeGemvConfig& config) {
+  run_gemv(x, nullptr, expert_offsets, weights, act, hidden, out, stream, config);
+}
+
+void moe_experts_gemv_token_rows_cuda(const Tensor& x_tokens, const Tensor& sorted_tokens,
+                                      const Tensor& expert_offsets, const ExpertWeights& weights,
+                                      const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
+                                      const gpu::MoeGemvConfig& config) {
+  run_gemv(x_tokens, &sorted_tokens, expert_offsets, weights, act, hidden, out, stream, config);
+}
+
+bool moe_gemv_takes_token_rows(int64_t tokens, int64_t rows, int64_t hidden, bool fp8_weights) {
+  return gpu::use_moe_gemv(rows, fp8_weights) && tokens >= 1 &&
+         tokens <= (fp8_weights ? gpu::kMoeGemvTokenRowsMaxFp8 : gpu::kMoeGemvTokenRowsMaxBf16) &&
+         rows_per_pass(hidden, tokens, fp8_weights) == tokens;
 }
 
 }  // namespace mlaserve::ops

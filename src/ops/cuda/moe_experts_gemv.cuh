@@ -50,6 +50,14 @@
 //      (deterministic for a given grid) and writes the pass's outputs.
 // An expert with more than R rows takes further passes, re-reading its run (from L2 if it fits).
 //
+// Token rows (gate_up only, MoeGemvParams::row_tokens): a is the T <= R token rows themselves, not
+// the rows gathered in expert order, and b. stages all T of them as B's columns; in d. row r of the
+// pass takes the column of its token row_tokens[r] (each lane reads one row's token before b.). The
+// same mma, column for column, so the same bits as on the gathered rows; what it saves is the
+// routing kernel's gather (one CTA copying T·k rows between the router and gate_up, on the
+// decode step's serial path), for T - n more columns of work a pass that the tensor cores do
+// at no cost in a memory-bound pass (e4m3: T rows quantised where n were).
+//
 // The dot products run on the tensor cores as swapped-operand mma.sync: A (16 x k) = the tile's
 // weight rows, B (k x 8) = the activation rows, D (16 x 8) fp32. m16n8k16 bf16 or m16n8k32 e4m3:
 // the same bytes at the same lanes (moe_grouped_gemm_fp8_sm89.cuh), so one load scheme serves
@@ -248,21 +256,27 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
       reinterpret_cast<float4*>(acts + int64_t{p.rows_per_pass} * act_stride);
   const auto store_partial = [&](int tile, float4 v) { partial[(tile * kMoeGemvWarps + warp) * 32 + lane] = v; };
 
+  // gate_up reading the token rows (row_tokens): a pass stages all T token rows as B's columns and
+  // writes row r of the pass from the column of its token.
+  const bool token_rows = kSwiGlu && p.row_tokens != nullptr;
   for (int row0 = slot.begin; row0 < slot.end; row0 += p.rows_per_pass) {
-    const int n = min(p.rows_per_pass, slot.end - row0);  // this pass's activation rows
+    const int n = min(p.rows_per_pass, slot.end - row0);  // this pass's rows of the expert
     if (row0 != slot.begin) {
       __syncthreads();  // the last pass's shared memory has been read
       prologue();
     }
+    // Lane j < n: the token of the pass's row j (read by the end, step d.).
+    const int row_token = token_rows && lane < n ? __ldcg(p.row_tokens + row0 + lane) : -1;
+    const int staged = token_rows ? p.num_tokens : n, staged0 = token_rows ? 0 : row0;  // B's columns: rows of a
     if constexpr (kFp8) {  // b.
-      quantize_rows_e4m3<false>(p.a, p.k, p.amax_floor, p.ue8m0, row0, n, act_scales, acts, act_stride);
+      quantize_rows_e4m3<false>(p.a, p.k, p.amax_floor, p.ue8m0, staged0, staged, act_scales, acts, act_stride);
     } else {
-      stage_rows_bf16(p.a, p.k, row0, n, acts, act_stride);
+      stage_rows_bf16(p.a, p.k, staged0, staged, acts, act_stride);
     }
     __syncthreads();
 
     // c. The stream: consume ring slot s, refill it with the piece kDepth further on.
-    const bool has_row = g < n;  // activation row g of the pass (B column g)
+    const bool has_row = g < staged;  // activation row g of the pass (B column g)
     const uint8_t* act_row = acts + (has_row ? g : 0) * act_stride + 16 * t;
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // D: (row g; cols 2t, 2t + 1), (row g + 8; the same)
     int cur_tile = 0;                         // the tile acc belongs to
@@ -279,8 +293,8 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
         }
         const int u = use_at.unit;
         if constexpr (kFp8) {
-          const float as0 = 2 * t < n ? act_scales[2 * t * groups + u] : 0.0f;
-          const float as1 = 2 * t + 1 < n ? act_scales[(2 * t + 1) * groups + u] : 0.0f;
+          const float as0 = 2 * t < staged ? act_scales[2 * t * groups + u] : 0.0f;
+          const float as1 = 2 * t + 1 < staged ? act_scales[(2 * t + 1) * groups + u] : 0.0f;
           float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // this group's sums
 #pragma unroll
           for (int kb = 0; kb < 2; ++kb) {
@@ -326,6 +340,17 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
         sum[3] += v.w;
       }
       const int channel = (tile0 + tile) * kTileRows + g;  // output column of weight row g
+      if constexpr (kSwiGlu) {
+        if (token_rows) {  // row j of the pass from column row_token[j], held by lanes t = that / 2
+          for (int j = 0; j < n; ++j) {  // warp-uniform
+            const int col = __shfl_sync(kFullMask, row_token, j) - 2 * t;
+            if (col != 0 && col != 1) continue;
+            const float gate = col == 0 ? sum[0] : sum[1], up = col == 0 ? sum[2] : sum[3];
+            p.out[int64_t{row0 + j} * p.n_out + channel] = __float2bfloat16_rn(gate / (1.0f + __expf(-gate)) * up);
+          }
+          continue;
+        }
+      }
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
         const int col = 2 * t + c;

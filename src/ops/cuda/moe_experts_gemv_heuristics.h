@@ -38,6 +38,17 @@ namespace mlaserve::ops::gpu {
 inline constexpr int64_t kMoeGemvMaxRowsBf16 = 96;
 inline constexpr int64_t kMoeGemvMaxRowsFp8 = 48;
 
+// Tokens up to which the model's experts, on the GEMV, read the token rows rather than rows the
+// routing kernel gathers (moe_gemv_takes_token_rows, moe_experts_gemv.h). The decode step on one
+// H200 (2026-11-29 22:30, bench/NOTES-engine.md; V2-Lite, graph ms, gathered / token rows, two
+// rounds): BF16 batch 1 2.121, 2.102 / 2.095, 2.091; 2 2.730, 2.713 / 2.685, 2.676; 4 3.996, 3.974
+// / 3.886, 3.877; 8 5.886, 5.869 / 5.723, 5.711. e4m3 batch 1 2.027, 2.020 / 1.991, 1.971; 2 2.396,
+// 2.396 / 2.345, 2.342; 4 3.081, 3.087 / 3.022, 3.022; but 8 4.647, 4.633 / 4.688, 4.694: there the
+// GEMV quantises all 8 token rows in every CTA where it quantised an expert's 1-2 rows. So e4m3
+// up to 4 tokens (5-7 not timed), bf16 (a copy, not a quantisation) up to the 8 a pass holds.
+inline constexpr int64_t kMoeGemvTokenRowsMaxBf16 = 8;
+inline constexpr int64_t kMoeGemvTokenRowsMaxFp8 = 4;
+
 inline bool use_moe_gemv(int64_t rows, bool fp8_weights) {
   return rows >= 1 && rows <= (fp8_weights ? kMoeGemvMaxRowsFp8 : kMoeGemvMaxRowsBf16);
 }

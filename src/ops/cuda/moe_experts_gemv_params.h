@@ -15,7 +15,11 @@ namespace mlaserve::ops::gpu {
 // with e4m3 weights: a quantised per row and 128 channels inside the kernel, each 128-wide K
 // group's sum scaled by a_scale · w_scale (fp8_quant.h, linear_fp8.h).
 struct MoeGemvParams {
-  const __nv_bfloat16* a;          // [P, K] x (gate_up) or hidden (down), rows in expert order
+  const __nv_bfloat16* a;          // [P, K] x (gate_up) or hidden (down), rows in expert order;
+                                   // gate_up with row_tokens: [T, K] the token rows
+  const int32_t* row_tokens;       // gate_up only, or null: [P] the token of each row in expert order
+                                   // (MoeGrouping::sorted_tokens), a holding the T token rows
+  int32_t num_tokens;              // T with row_tokens, <= rows_per_pass (a pass stages all of them)
   const void* w;                   // [E, w_rows, K] bf16 or e4m3 stacked expert weights
   const float* w_scales;           // e4m3: [E, w_rows / 128, K / 128] f32 multipliers; else null
   __nv_bfloat16* out;              // [P, n_out]: hidden (gate_up) or out (down)

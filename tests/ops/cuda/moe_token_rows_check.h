@@ -1,0 +1,149 @@
+// The token-rows GEMV (moe_experts_token_rows, moe_experts_gemv_token_rows_cuda: gate_up reads the
+// T token rows through sorted_tokens instead of rows gathered in expert order) against the same
+// GEMV on the gathered rows, for BF16 (moe_experts_cuda_test.cc) and e4m3 weights
+// (moe_experts_fp8_cuda_test.cc). The two run the same mma column for column, so the SwiGLU state
+// and the output must be equal bit for bit: a wrong token, row or column mapping gives other bits.
+// The gathered GEMV itself is checked against the CPU reference by the fixtures' other cases.
+//
+// Each check: the ids [T, k] grouped and gathered on the GPU (moe_group_and_gather), then both
+// paths over all experts and over a rank's share [E/4, 3E/4) (views of weights, scales and
+// offsets; the other rows stay poisoned in both), with every GEMV launch shape of
+// kMoeGemvConfigs plus two with uneven and long runs of tiles, and through the dispatch
+// (moe_experts_token_rows against moe_experts, where moe_experts_reads_token_rows holds).
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <iterator>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/cuda_check.h"
+#include "gemm_cuda_test_util.h"  // poisoned_gpu, count_nonfinite
+#include "moe_test_pool.h"
+#include "ops/cuda/moe_experts_gemv.h"
+#include "ops/moe_dispatch.h"
+#include "ops/moe_experts.h"
+
+namespace mlaserve::ops::testing {
+
+// Bytes of got and want (same shape and dtype, on the GPU) that differ.
+inline int64_t device_byte_mismatches(const Tensor& got, const Tensor& want) {
+  const Tensor g = got.to(Device::kCPU), w = want.to(Device::kCPU);
+  const auto* a = static_cast<const uint8_t*>(g.raw());
+  const auto* b = static_cast<const uint8_t*>(w.raw());
+  int64_t n = 0;
+  for (size_t i = 0; i < g.nbytes(); ++i) n += a[i] != b[i] ? 1 : 0;
+  return n;
+}
+
+// The check of the note at the top: `ids` [T·k] (token t's experts at t·k .. t·k + k - 1; repeats
+// allowed, so that an expert can get more rows than T and take several passes), `x` [T, H] bf16
+// on the GPU, weights `w` with `s`'s shapes.
+inline void check_token_rows_match(const MoeShape& s, const ExpertWeights& w, const std::vector<int32_t>& ids,
+                                   const Tensor& x, cudaStream_t stream) {
+  const int64_t tokens = x.dim(0), p = tokens * s.top_k, h = s.hidden;
+  const bool fp8 = w.is_fp8();
+  SCOPED_TRACE("token rows: T " + std::to_string(tokens) + ", P " + std::to_string(p) + ", H " + std::to_string(h) +
+               (fp8 ? ", e4m3" : ", bf16"));
+  ASSERT_EQ(static_cast<int64_t>(ids.size()), p);
+  const Tensor ids_gpu = i32_tensor(ids, {tokens, s.top_k}).to(Device::kCUDA);
+  MoeGrouping groups{poisoned_gpu({s.experts + 1}, DType::kI32, stream), poisoned_gpu({p}, DType::kI32, stream),
+                     poisoned_gpu({p}, DType::kI32, stream)};
+  Tensor gathered = poisoned_gpu({p, h}, DType::kBF16, stream);  // [P, H]
+  moe_group_and_gather(ids_gpu, s.experts, x, groups, gathered, Stream{stream});
+  MLA_CUDA_CHECK(cudaStreamSynchronize(stream));  // Tensor::to does not wait for a non-blocking stream
+  const Tensor off_host = groups.expert_offsets.to(Device::kCPU);
+  const int32_t* offsets = off_host.data<int32_t>();
+
+  std::vector<gpu::MoeGemvConfig> configs(std::begin(gpu::kMoeGemvConfigs), std::end(gpu::kMoeGemvConfigs));
+  configs.push_back({2, 2, 5});
+  configs.push_back({1, 8, 16});
+  for (const auto& [e0, e1] : {std::pair<int64_t, int64_t>{0, s.experts}, {s.experts / 4, 3 * s.experts / 4}}) {
+    const Tensor off_view = groups.expert_offsets.slice(e0, e1 + 1);
+    const ExpertWeights w_view{w.gate_up.slice(e0, e1), w.down.slice(e0, e1),
+                               fp8 ? w.gate_up_scale.slice(e0, e1) : Tensor(),
+                               fp8 ? w.down_scale.slice(e0, e1) : Tensor()};
+    const int64_t first = offsets[e0], last = offsets[e1];
+    // One run of each path: config null for the dispatch.
+    const auto run = [&](const gpu::MoeGemvConfig* config, bool token_rows) {
+      std::pair<Tensor, Tensor> r{poisoned_gpu({p, s.inter}, DType::kBF16, stream),  // hidden [P, Im]
+                                  poisoned_gpu({p, h}, DType::kBF16, stream)};       // out [P, H]
+      if (config == nullptr && token_rows) {
+        moe_experts_token_rows(x, groups.sorted_tokens, off_view, w_view, ActQuantParams{}, r.first, r.second,
+                               Stream{stream});
+      } else if (config == nullptr) {
+        moe_experts(gathered, off_view, w_view, ActQuantParams{}, r.first, r.second, Stream{stream});
+      } else if (token_rows) {
+        moe_experts_gemv_token_rows_cuda(x, groups.sorted_tokens, off_view, w_view, ActQuantParams{}, r.first,
+                                         r.second, stream, *config);
+      } else {
+        moe_experts_gemv_cuda(gathered, off_view, w_view, ActQuantParams{}, r.first, r.second, stream, *config);
+      }
+      MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
+      return r;
+    };
+    const auto compare = [&](const std::string& name, const gpu::MoeGemvConfig* config) {
+      const auto want = run(config, false), got = run(config, true);
+      const std::string where = name + ", experts [" + std::to_string(e0) + ", " + std::to_string(e1) + ")";
+      EXPECT_EQ(count_nonfinite(want.second.slice(first, last).to(Device::kCPU)), 0)
+          << where << ": the gathered path left rows unwritten";
+      EXPECT_EQ(device_byte_mismatches(got.first, want.first), 0) << where << ": SwiGLU state";
+      EXPECT_EQ(device_byte_mismatches(got.second, want.second), 0)
+          << where << ": output (rows outside the share: poison in both)";
+    };
+    if (moe_experts_reads_token_rows(Device::kCUDA, tokens, p, h, w)) compare("dispatch", nullptr);
+    for (const gpu::MoeGemvConfig& config : configs) {
+      compare("gemv ctas/sm " + std::to_string(config.ctas_per_sm) + " depth " + std::to_string(config.depth) +
+                  " tiles/cta " + std::to_string(config.tiles_per_cta),
+              &config);
+    }
+  }
+}
+
+// [T, H] random bf16 token rows on the GPU.
+inline Tensor random_token_rows(int64_t tokens, int64_t hidden, uint64_t seed, cudaStream_t stream) {
+  Tensor x = Tensor::empty({tokens, hidden}, DType::kBF16, Device::kCUDA);
+  fill_random(x, seed, stream);
+  return x;
+}
+
+// ids for `tokens` tokens: top_k distinct experts of `pool` a token, as the router picks them.
+inline std::vector<int32_t> distinct_ids(const MoeShape& s, std::vector<int64_t> pool, int64_t tokens,
+                                         std::mt19937_64& rng) {
+  std::vector<int32_t> ids;
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::shuffle(pool.begin(), pool.end(), rng);
+    for (int64_t j = 0; j < s.top_k; ++j) ids.push_back(static_cast<int32_t>(pool[static_cast<size_t>(j)]));
+  }
+  return ids;
+}
+
+// check_token_rows_match at each of `token_counts` tokens routed to distinct experts of `pool`
+// (the experts with weights), fresh token rows each.
+inline void check_token_rows_steps(const MoeShape& s, const ExpertWeights& w, const std::vector<int64_t>& pool,
+                                   const std::vector<int64_t>& token_counts, uint64_t seed, cudaStream_t stream) {
+  std::mt19937_64 rng(seed);
+  for (const int64_t t : token_counts) {
+    check_token_rows_match(s, w, distinct_ids(s, pool, t, rng), random_token_rows(t, s.hidden, seed + t, stream),
+                           stream);
+  }
+}
+
+// Experts that get more rows than there are tokens (ids repeated within a token: not what the
+// router does, but what the kernel must survive), on the small shape: T 5 with every pair on
+// expert 3 (10 rows: two passes of 8, each staging all 5 token rows), T 8 on experts 2 and 7 only.
+inline void check_token_rows_repeats(const MoeShape& s, const ExpertWeights& w, uint64_t seed, cudaStream_t stream) {
+  check_token_rows_match(s, w, std::vector<int32_t>(static_cast<size_t>(5 * s.top_k), 3),
+                         random_token_rows(5, s.hidden, seed, stream), stream);
+  std::vector<int32_t> ids;
+  for (int64_t i = 0; i < 8 * s.top_k; ++i) ids.push_back(i % 2 == 0 ? 2 : 7);
+  check_token_rows_match(s, w, ids, random_token_rows(8, s.hidden, seed + 1, stream), stream);
+}
+
+}  // namespace mlaserve::ops::testing
