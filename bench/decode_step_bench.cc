@@ -8,7 +8,7 @@
 //
 //   decode_step_bench [--preset deepseek-v2-lite] [--context 1024] [--batches 1,8,64,256]
 //                     [--reps 20] [--out bench/results] [--quantization none|fp8]
-//                     [--fused-attention on|off] [--norm-quant on|off]
+//                     [--fused-attention on|off] [--norm-quant on|off] [--num-layers N]
 //
 // --quantization fp8: the same dummy weights quantised to block FP8 on the GPU (W8A8 GEMMs,
 // model/quantize_fp8.h); the floor then counts one byte per linear and expert weight.
@@ -18,6 +18,9 @@
 // the quantised activation its norm wrote (ModelOptions::quantize_in_norms; A/B). The norms
 // quantise only in steps of more than 8 tokens (ops::fp8_norm_quantization_pays), so batches 1-8
 // run the same kernels either way.
+// --num-layers N: the preset cut to its first N layers (the dense ones first, as in the model), so
+// that V3's shapes fit one GPU (--preset deepseek-v3 --quantization fp8 --num-layers 5: 3 dense + 2
+// MoE layers); the floor counts the layers that run.
 //
 // Each step runs B sequences of one new token each, after `context` cached tokens (cache contents
 // random: attention cost does not depend on the values), twice: eagerly (DeepSeekModel::forward,
@@ -85,7 +88,7 @@ std::vector<int64_t> parse_list(const std::string& s) {
 int run(int argc, char** argv) {
   std::string preset = "deepseek-v2-lite", out_dir = "bench/results", batches_arg = "1,8,64,256", quant = "none";
   std::string fused_attention = "on", norm_quant = "on";
-  int64_t context = 1024, reps = 20;
+  int64_t context = 1024, reps = 20, num_layers = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
@@ -96,6 +99,7 @@ int run(int argc, char** argv) {
     else if (k == "--quantization") quant = v;
     else if (k == "--fused-attention") fused_attention = v;
     else if (k == "--norm-quant") norm_quant = v;
+    else if (k == "--num-layers") num_layers = std::stoll(v);
     else MLA_FAIL("unknown option {}", k);
   }
   const std::vector<int64_t> batches = parse_list(batches_arg);
@@ -104,6 +108,9 @@ int run(int argc, char** argv) {
   const double copy_gbps = bench::memcpy_gbps(nullptr);  // on the default stream
 
   DeepSeekConfig config = preset_config(preset);
+  MLA_CHECK(num_layers >= 0 && num_layers <= config.num_hidden_layers, "--num-layers must be 1 .. {}, got {}",
+            config.num_hidden_layers, num_layers);
+  if (num_layers > 0) config.num_hidden_layers = num_layers;
   MLA_CHECK(quant == "none" || quant == "fp8", "--quantization must be none or fp8, got {}", quant);
   MLA_CHECK(fused_attention == "on" || fused_attention == "off", "--fused-attention must be on or off, got {}",
             fused_attention);
@@ -176,6 +183,7 @@ int run(int argc, char** argv) {
                        {"dtype", fp8 ? "fp8" : "bf16"},
                        {"fused_attention", fused_attention},
                        {"norm_quant", norm_quant},
+                       {"num_layers", config.num_hidden_layers},
                        {"copy_gbps", copy_gbps},
                        {"results", rows}});
   return 0;

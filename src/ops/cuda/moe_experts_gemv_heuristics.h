@@ -44,8 +44,12 @@ inline constexpr int64_t kMoeGemvMaxRowsFp8 = 48;
 // rounds): BF16 batch 1 2.121, 2.102 / 2.095, 2.091; 2 2.730, 2.713 / 2.685, 2.676; 4 3.996, 3.974
 // / 3.886, 3.877; 8 5.886, 5.869 / 5.723, 5.711. e4m3 batch 1 2.027, 2.020 / 1.991, 1.971; 2 2.396,
 // 2.396 / 2.345, 2.342; 4 3.081, 3.087 / 3.022, 3.022; but 8 4.647, 4.633 / 4.688, 4.694: there the
-// GEMV quantises all 8 token rows in every CTA where it quantised an expert's 1-2 rows. So e4m3
-// up to 4 tokens (5-7 not timed), bf16 (a copy, not a quantisation) up to the 8 a pass holds.
+// GEMV quantises all 8 token rows in every CTA where it quantised an expert's 1-2 rows. At 5-7
+// tokens e4m3 ties (22:50: 5 4.288, 4.307 / 4.285, 4.281; 6 4.432, 4.450 / 4.428, 4.414; 7 4.636,
+// 4.662 / 4.668, 4.654). V3's shapes in FP8 (decode_step_bench --preset deepseek-v3 --num-layers 5:
+// 3 dense + 2 MoE layers; gathered / token rows): batch 1 1.534, 1.546 / 1.521, 1.526; 2 1.780,
+// 1.788 / 1.772, 1.774; 4 2.192, 2.195 / 2.169, 2.167; but 6 2.528, 2.537 / 2.566, 2.561. So e4m3
+// up to 4 tokens, bf16 (a copy, not a quantisation) up to the 8 a pass holds.
 inline constexpr int64_t kMoeGemvTokenRowsMaxBf16 = 8;
 inline constexpr int64_t kMoeGemvTokenRowsMaxFp8 = 4;
 
