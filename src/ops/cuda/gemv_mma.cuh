@@ -70,15 +70,18 @@ __device__ __forceinline__ void mma_k_block(float (&d)[4], const uint4& w_lo, co
 // Rows [row0, row0 + n) of a ([rows, k] bf16) quantised to e4m3 per 128-wide group into shared
 // memory: codes of row j at codes + j · code_stride, scales[j · groups + group], groups = k / 128
 // (ceil with kPartialGroups: the last group's codes past k are not written, and its amax covers
-// only its k % 128 channels, as quantize_activations_fp8_cuda; k a multiple of 8 then). Every
+// only its k % 128 channels, as quantize_activations_fp8_cuda; k a multiple of 8 then).
+// kTokenRows: the j-th row is instead a's row lane_token of the warp's lane j (j < n <= 32), written
+// at that position (the experts' GEMV on token rows; row0 unused). Every
 // thread of the CTA (kGemvMmaThreads) calls it; half-warps take the (row, group) tasks, 8 values a
 // lane, kBatch tasks a half-warp with their loads issued together (one trip to L2 per 32 tasks: a
 // row of V2-Lite's H, two of V3's). Two, not more: the kernels hold their ring of weights (16
 // registers a piece) across this. The arithmetic is fp8_quant.cuh's: amax over the group by
 // shuffles, max'ed with the floor, scale and quotients by IEEE division, RNE saturating e4m3.
-template <bool kPartialGroups>
+template <bool kPartialGroups, bool kTokenRows = false>
 __device__ __forceinline__ void quantize_rows_e4m3(const __nv_bfloat16* a, int k, float amax_floor, bool ue8m0,
-                                                   int row0, int n, float* scales, uint8_t* codes, int code_stride) {
+                                                   int row0, int n, float* scales, uint8_t* codes, int code_stride,
+                                                   int lane_token = 0) {
   constexpr int kBatch = 2, kStride = 2 * kGemvMmaWarps;  // tasks apart within a batch
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int half = lane / 16, l16 = lane % 16;
@@ -89,13 +92,15 @@ __device__ __forceinline__ void quantize_rows_e4m3(const __nv_bfloat16* a, int k
     for (int b = 0; b < kBatch; ++b) {
       const int task = base + b * kStride, j = task / groups, q = task - j * groups;
       const bool in_k = !kPartialGroups || q * 128 + 8 * l16 < k;
+      const int row = kTokenRows ? __shfl_sync(kFullMask, lane_token, min(j, 31)) : row0 + j;
       raw[b] = task < tasks && in_k
-                   ? __ldcg(reinterpret_cast<const uint4*>(a + int64_t{row0 + j} * k + q * 128 + 8 * l16))
+                   ? __ldcg(reinterpret_cast<const uint4*>(a + int64_t{row} * k + q * 128 + 8 * l16))
                    : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
-      const int task = base + b * kStride, j = task / groups, q = task - j * groups;
+      const int task = base + b * kStride, j0 = task / groups, q = task - j0 * groups;
+      const int j = kTokenRows ? __shfl_sync(kFullMask, lane_token, min(j0, 31)) : j0;  // position written
       float v[8];
       unpack_bf16x8(raw[b], v);
       const float scale = group_act_scale<16, 8>(v, amax_floor, ue8m0);  // the half-warp's group

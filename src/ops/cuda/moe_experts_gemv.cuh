@@ -51,12 +51,14 @@
 // An expert with more than R rows takes further passes, re-reading its run (from L2 if it fits).
 //
 // Token rows (gate_up only, MoeGemvParams::row_tokens): a is the T <= R token rows themselves, not
-// the rows gathered in expert order, and b. stages all T of them as B's columns; in d. row r of the
-// pass takes the column of its token row_tokens[r] (each lane reads one row's token before b.). The
-// same mma, column for column, so the same bits as on the gathered rows; what it saves is the
-// routing kernel's gather (one CTA copying T·k rows between the router and gate_up, on the
-// decode step's serial path), for T - n more columns of work a pass that the tensor cores do
-// at no cost in a memory-bound pass (e4m3: T rows quantised where n were).
+// the rows gathered in expert order, and B's column c is token c; in d. row r of the pass takes the
+// column of its token row_tokens[r] (lane r reads it before b., warp 0 keeps them in shared memory
+// for d.). bf16 stages all T token rows (one batch of loads that need not wait for the tokens);
+// e4m3 quantises all T up to kMoeGemvTokenRowsQuantizeAllFp8 tokens, past that only the pass's n
+// tokens (the quantisation, not the copy, is the cost there; the other columns hold stale values
+// whose sums are never written). The same mma, column for column, so the same bits as on the
+// gathered rows; what it saves is the routing kernel's gather (one CTA copying T·k rows between
+// the router and gate_up, on the decode step's serial path).
 //
 // The dot products run on the tensor cores as swapped-operand mma.sync: A (16 x k) = the tile's
 // weight rows, B (k x 8) = the activation rows, D (16 x 8) fp32. m16n8k16 bf16 or m16n8k32 e4m3:
@@ -187,6 +189,7 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
     moe_experts_gemv_kernel(const MoeGemvParams p) {
   static_assert(kDepth >= 1 && kDepth <= 8, "ring depth");
   extern __shared__ __align__(16) uint8_t smem[];  // see moe_gemv_smem_bytes
+  __shared__ int pass_tokens[kMoeGemvRowsPerPass];  // token rows: the token of each row of the pass
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int g = lane / 4, t = lane % 4;
   constexpr int kElemBytes = kFp8 ? 1 : 2;
@@ -265,13 +268,23 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
       __syncthreads();  // the last pass's shared memory has been read
       prologue();
     }
-    // Lane j < n: the token of the pass's row j (read by the end, step d.).
-    const int row_token = token_rows && lane < n ? __ldcg(p.row_tokens + row0 + lane) : -1;
-    const int staged = token_rows ? p.num_tokens : n, staged0 = token_rows ? 0 : row0;  // B's columns: rows of a
+    // Lane j < n: the token of the pass's row j (one token: 0, no load); kept for d. in pass_tokens.
+    const int row_token =
+        token_rows && lane < n ? (p.num_tokens == 1 ? 0 : __ldcg(p.row_tokens + row0 + lane)) : -1;
+    if (token_rows && warp == 0 && lane < n) pass_tokens[lane] = row_token;
+    // B's columns: rows row0 .. row0 + n - 1 of a, or with token rows tokens 0 .. T - 1 (the note at
+    // the top: which of them are staged).
+    const int staged = token_rows ? p.num_tokens : n;
     if constexpr (kFp8) {  // b.
-      quantize_rows_e4m3<false>(p.a, p.k, p.amax_floor, p.ue8m0, staged0, staged, act_scales, acts, act_stride);
+      if (token_rows && p.num_tokens > kMoeGemvTokenRowsQuantizeAllFp8) {
+        quantize_rows_e4m3<false, true>(p.a, p.k, p.amax_floor, p.ue8m0, 0, n, act_scales, acts, act_stride,
+                                        row_token);
+      } else {
+        quantize_rows_e4m3<false>(p.a, p.k, p.amax_floor, p.ue8m0, token_rows ? 0 : row0, staged, act_scales, acts,
+                                  act_stride);
+      }
     } else {
-      stage_rows_bf16(p.a, p.k, staged0, staged, acts, act_stride);
+      stage_rows_bf16(p.a, p.k, token_rows ? 0 : row0, token_rows ? p.num_tokens : n, acts, act_stride);
     }
     __syncthreads();
 
@@ -343,7 +356,7 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
       if constexpr (kSwiGlu) {
         if (token_rows) {  // row j of the pass from column row_token[j], held by lanes t = that / 2
           for (int j = 0; j < n; ++j) {  // warp-uniform
-            const int col = __shfl_sync(kFullMask, row_token, j) - 2 * t;
+            const int col = pass_tokens[j] - 2 * t;
             if (col != 0 && col != 1) continue;
             const float gate = col == 0 ? sum[0] : sum[1], up = col == 0 ? sum[2] : sum[3];
             p.out[int64_t{row0 + j} * p.n_out + channel] = __float2bfloat16_rn(gate / (1.0f + __expf(-gate)) * up);

@@ -39,19 +39,25 @@ inline constexpr int64_t kMoeGemvMaxRowsBf16 = 96;
 inline constexpr int64_t kMoeGemvMaxRowsFp8 = 48;
 
 // Tokens up to which the model's experts, on the GEMV, read the token rows rather than rows the
-// routing kernel gathers (moe_gemv_takes_token_rows, moe_experts_gemv.h). The decode step on one
-// H200 (2026-11-29 22:30, bench/NOTES-engine.md; V2-Lite, graph ms, gathered / token rows, two
-// rounds): BF16 batch 1 2.121, 2.102 / 2.095, 2.091; 2 2.730, 2.713 / 2.685, 2.676; 4 3.996, 3.974
-// / 3.886, 3.877; 8 5.886, 5.869 / 5.723, 5.711. e4m3 batch 1 2.027, 2.020 / 1.991, 1.971; 2 2.396,
-// 2.396 / 2.345, 2.342; 4 3.081, 3.087 / 3.022, 3.022; but 8 4.647, 4.633 / 4.688, 4.694: there the
-// GEMV quantises all 8 token rows in every CTA where it quantised an expert's 1-2 rows. At 5-7
-// tokens e4m3 ties (22:50: 5 4.288, 4.307 / 4.285, 4.281; 6 4.432, 4.450 / 4.428, 4.414; 7 4.636,
-// 4.662 / 4.668, 4.654). V3's shapes in FP8 (decode_step_bench --preset deepseek-v3 --num-layers 5:
-// 3 dense + 2 MoE layers; gathered / token rows): batch 1 1.534, 1.546 / 1.521, 1.526; 2 1.780,
-// 1.788 / 1.772, 1.774; 4 2.192, 2.195 / 2.169, 2.167; but 6 2.528, 2.537 / 2.566, 2.561. So e4m3
-// up to 4 tokens, bf16 (a copy, not a quantisation) up to the 8 a pass holds.
+// routing kernel gathers (moe_gemv_takes_token_rows, moe_experts_gemv.h), and up to which e4m3
+// quantises all T token rows in each gate_up CTA rather than only its expert's (which must wait
+// for the tokens first). The decode step on one H200 (bench/NOTES-engine.md, 2026-11-29 22:30-22:55;
+// graph ms, two rounds; V3: decode_step_bench --preset deepseek-v3 --num-layers 5, 3 dense + 2 MoE
+// layers), gathered rows / token rows:
+//   BF16 V2-Lite: batch 1 2.121, 2.102 / 2.095, 2.091; 4 3.996, 3.974 / 3.886, 3.877; 8 5.886,
+//     5.869 / 5.723, 5.711. So up to the 8 rows a pass holds.
+//   e4m3, all T rows quantised: V2-Lite batch 1 2.027, 2.020 / 1.991, 1.971; 2 2.396, 2.396 /
+//     2.345, 2.342; 4 3.081, 3.087 / 3.022, 3.022; 8 4.647, 4.633 / 4.688, 4.694 (slower); V3
+//     batch 6 2.528, 2.537 / 2.566, 2.561 (slower).
+//   e4m3, only the expert's tokens quantised: V2-Lite batch 2 2.350, 2.343 (all T) / 2.380, 2.377;
+//     4 3.026, 3.022 / 3.015, 3.014; 6 4.442, 4.438 (gathered) / 4.216, 4.206; 8 4.695, 4.693
+//     (gathered) / 4.470, 4.467; V3 batch 4 2.180, 2.171 (all T) / 2.136, 2.133; 6 2.549, 2.542
+//     (gathered) / 2.454, 2.454.
+// So token rows up to 8 tokens in both types, e4m3 quantising all of them up to 2 tokens (3 not
+// timed) and only the expert's past that.
 inline constexpr int64_t kMoeGemvTokenRowsMaxBf16 = 8;
-inline constexpr int64_t kMoeGemvTokenRowsMaxFp8 = 4;
+inline constexpr int64_t kMoeGemvTokenRowsMaxFp8 = 8;
+inline constexpr int kMoeGemvTokenRowsQuantizeAllFp8 = 2;
 
 inline bool use_moe_gemv(int64_t rows, bool fp8_weights) {
   return rows >= 1 && rows <= (fp8_weights ? kMoeGemvMaxRowsFp8 : kMoeGemvMaxRowsBf16);
