@@ -127,7 +127,7 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
   Tensor logits = f32({t, num_experts});  // fp32 accumulation and output (§5.1)
   const Device dev = options_.device;
   const bool quantized_rows = ops::moe_experts_takes_quantized_rows(dev, t * k, w.experts);
-  const bool token_rows = !quantized_rows && ops::moe_experts_reads_token_rows(dev, t, t * k, hidden, w.experts);
+  const bool token_rows = !quantized_rows && ops::moe_experts_reads_token_rows(dev, t, t * k, w.experts);
   ops::MoeRouteGatherOutputs routed_rows{
       {f32({t, k}), Tensor::empty({t, k}, DType::kI32, dev)},  // [T, k] weights and expert ids
       {Tensor::empty({num_experts + 1}, DType::kI32, dev), Tensor::empty({t * k}, DType::kI32, dev),

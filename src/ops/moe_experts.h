@@ -65,14 +65,13 @@ void moe_experts_quantized(const Tensor& x_q, const Tensor& x_scales, const Tens
 // for a caller that can then skip the gather (the routing kernel's copy of T·k rows, ffn_block.cc):
 // at decode sizes the GPU's GEMV reads each token row where it would read its gathered copy.
 //   moe_experts_reads_token_rows: whether moe_experts_token_rows runs that way for T tokens, P =
-//     T·k rows, these weights and hidden width H on `device` (GPU, the GEMV, T small enough:
+//     T·k rows and these weights on `device` (GPU, the GEMV, T small enough:
 //     moe_gemv_takes_token_rows in src/ops/cuda/moe_experts_gemv.h). False on the CPU and in a
 //     build without CUDA, where the gather costs no kernel boundary.
 //   moe_experts_token_rows: x [T, H], sorted_tokens [P] i32 (the token of each row in expert order:
 //     MoeGrouping::sorted_tokens), the rest as moe_experts; out equals moe_experts' on the rows
 //     x[sorted_tokens[r]], bit for bit. The CPU gathers them and runs moe_experts_cpu.
-bool moe_experts_reads_token_rows(Device device, int64_t tokens, int64_t rows, int64_t hidden,
-                                  const ExpertWeights& weights);
+bool moe_experts_reads_token_rows(Device device, int64_t tokens, int64_t rows, const ExpertWeights& weights);
 void moe_experts_token_rows(const Tensor& x, const Tensor& sorted_tokens, const Tensor& expert_offsets,
                             const ExpertWeights& weights, const ActQuantParams& act, Tensor& hidden, Tensor& out,
                             Stream stream = {});

@@ -334,7 +334,7 @@ TEST(MoeDispatch, ExpertsOnTokenRowsAreExpertsOnGatheredRows) {
   moe_experts_token_rows(x, grouping.sorted_tokens, grouping.expert_offsets, w, ActQuantParams{}, unused, got);
   testing::expect_all_written(want);
   EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0);
-  EXPECT_FALSE(moe_experts_reads_token_rows(Device::kCPU, t, t * k, h, w));
+  EXPECT_FALSE(moe_experts_reads_token_rows(Device::kCPU, t, t * k, w));
 }
 
 // moe_route_and_gather_cpu is moe_route_cpu then moe_group_and_gather_cpu, output for output, at

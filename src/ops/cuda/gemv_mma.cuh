@@ -71,8 +71,8 @@ __device__ __forceinline__ void mma_k_block(float (&d)[4], const uint4& w_lo, co
 // memory: codes of row j at codes + j · code_stride, scales[j · groups + group], groups = k / 128
 // (ceil with kPartialGroups: the last group's codes past k are not written, and its amax covers
 // only its k % 128 channels, as quantize_activations_fp8_cuda; k a multiple of 8 then).
-// kTokenRows: the j-th row is instead a's row lane_token of the warp's lane j (j < n <= 32), written
-// at that position (the experts' GEMV on token rows; row0 unused). Every
+// kTokenRows: the j-th row is instead a's row lane_token of the warp's lane j (j < n <= 32; row0
+// unused): the experts' GEMV on indexed token rows. Every
 // thread of the CTA (kGemvMmaThreads) calls it; half-warps take the (row, group) tasks, 8 values a
 // lane, kBatch tasks a half-warp with their loads issued together (one trip to L2 per 32 tasks: a
 // row of V2-Lite's H, two of V3's). Two, not more: the kernels hold their ring of weights (16
@@ -99,8 +99,7 @@ __device__ __forceinline__ void quantize_rows_e4m3(const __nv_bfloat16* a, int k
     }
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
-      const int task = base + b * kStride, j0 = task / groups, q = task - j0 * groups;
-      const int j = kTokenRows ? __shfl_sync(kFullMask, lane_token, min(j0, 31)) : j0;  // position written
+      const int task = base + b * kStride, j = task / groups, q = task - j * groups;
       float v[8];
       unpack_bf16x8(raw[b], v);
       const float scale = group_act_scale<16, 8>(v, amax_floor, ue8m0);  // the half-warp's group
@@ -139,12 +138,15 @@ __device__ __forceinline__ void stage_rows_bf16(const __nv_bfloat16* a, int k, i
 // The same copy of rows [0, n) through cp.async (16 bytes global -> shared through L2, no
 // registers): every chunk of the thread's share in flight at once (V3's 8 rows of K = 7168: 28 a
 // thread, where stage_rows_bf16 would take four trips to L2), then waited for; the caller's
-// __syncthreads makes the rows visible to the CTA.
+// __syncthreads makes the rows visible to the CTA. kTokenRows: the j-th row is a's row lane_token
+// of the warp's lane j (j < n <= 32), as quantize_rows_e4m3's.
+template <bool kTokenRows = false>
 __device__ __forceinline__ void stage_rows_bf16_async(const __nv_bfloat16* a, int k, int n, uint8_t* acts,
-                                                      int stride) {
+                                                      int stride, int lane_token = 0) {
   const int chunks = k / 8;  // 16-byte chunks a row
   for (int j = 0; j < n; ++j) {
-    const uint4* src = reinterpret_cast<const uint4*>(a + int64_t{j} * k);
+    const int row = kTokenRows ? __shfl_sync(kFullMask, lane_token, j) : j;
+    const uint4* src = reinterpret_cast<const uint4*>(a + int64_t{row} * k);
     for (int c = static_cast<int>(threadIdx.x); c < chunks; c += kGemvMmaThreads) {
       sm80::cp_async_16(sm80::smem_u32(acts + j * stride + 16 * c), src + c, true);
     }

@@ -83,8 +83,7 @@ void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Tensor& expert
   check_tensor(x, "x", DType::kBF16, {x_rows, h}, 16);
   if (sorted_tokens) {
     check_tensor(*sorted_tokens, "sorted_tokens", DType::kI32, {rows}, 4);
-    MLA_CHECK(x_rows >= 1 && x_rows <= rows_per_pass(h, x_rows, fp8),
-              "{}: {} token rows of H = {} do not fit one pass (moe_gemv_takes_token_rows)", kOp, x_rows, h);
+    MLA_CHECK(x_rows >= 1 && x_rows < (int64_t{1} << 31), "{}: {} token rows", kOp, x_rows);
   }
   check_tensor(hidden, "hidden", DType::kBF16, {rows, im}, 16);
   check_tensor(out, "out", DType::kBF16, {rows, h}, 2);
@@ -122,11 +121,14 @@ void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Tensor& expert
   if (sorted_tokens) {
     gate_up.row_tokens = sorted_tokens->data<int32_t>();
     gate_up.num_tokens = static_cast<int32_t>(x_rows);
+    gate_up.all_tokens = x_rows <= (fp8 ? gpu::kMoeGemvAllTokensMaxFp8 : gpu::kMoeGemvAllTokensMaxBf16) &&
+                         rows_per_pass(h, x_rows, fp8) == x_rows;
   }
 
   gpu::MoeGemvParams down = gate_up;
   down.row_tokens = nullptr;
   down.num_tokens = 0;
+  down.all_tokens = false;
   down.a = static_cast<const __nv_bfloat16*>(hidden.raw());
   down.w = w.down.raw();
   down.w_scales = fp8 ? w.down_scale.data<float>() : nullptr;
@@ -137,7 +139,7 @@ void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Tensor& expert
 
   const int sms = gpu::device_sm_count();
   const int64_t gate_up_ctas = plan(gate_up, im / gpu::kMoeGemvGateUpChannels, slots, fp8, config, sms);
-  if (sorted_tokens) gate_up.rows_per_pass = static_cast<int32_t>(x_rows);  // a pass stages every token row
+  if (gate_up.all_tokens) gate_up.rows_per_pass = static_cast<int32_t>(x_rows);  // a pass stages every token row
   const int64_t down_ctas = plan(down, h / gpu::kMoeGemvDownChannels, slots, fp8, config, sms);
   for (const gpu::MoeGemvParams* p : {&gate_up, &down}) {
     const int64_t smem = smem_bytes(*p, fp8);
@@ -170,10 +172,9 @@ void moe_experts_gemv_token_rows_cuda(const Tensor& x_tokens, const Tensor& sort
   run_gemv(x_tokens, &sorted_tokens, expert_offsets, weights, act, hidden, out, stream, config);
 }
 
-bool moe_gemv_takes_token_rows(int64_t tokens, int64_t rows, int64_t hidden, bool fp8_weights) {
+bool moe_gemv_takes_token_rows(int64_t tokens, int64_t rows, bool fp8_weights) {
   return gpu::use_moe_gemv(rows, fp8_weights) && tokens >= 1 &&
-         tokens <= (fp8_weights ? gpu::kMoeGemvTokenRowsMaxFp8 : gpu::kMoeGemvTokenRowsMaxBf16) &&
-         rows_per_pass(hidden, tokens, fp8_weights) == tokens;
+         tokens <= (fp8_weights ? gpu::kMoeGemvTokenRowsMaxFp8 : gpu::kMoeGemvTokenRowsMaxBf16);
 }
 
 }  // namespace mlaserve::ops

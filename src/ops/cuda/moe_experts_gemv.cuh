@@ -50,15 +50,18 @@
 //      (deterministic for a given grid) and writes the pass's outputs.
 // An expert with more than R rows takes further passes, re-reading its run (from L2 if it fits).
 //
-// Token rows (gate_up only, MoeGemvParams::row_tokens): a is the T <= R token rows themselves, not
-// the rows gathered in expert order, and B's column c is token c; in d. row r of the pass takes the
-// column of its token row_tokens[r] (lane r reads it before b., warp 0 keeps them in shared memory
-// for d.). bf16 stages all T token rows (one batch of loads that need not wait for the tokens);
-// e4m3 quantises all T up to kMoeGemvTokenRowsQuantizeAllFp8 tokens, past that only the pass's n
-// tokens (the quantisation, not the copy, is the cost there; the other columns hold stale values
-// whose sums are never written). The same mma, column for column, so the same bits as on the
-// gathered rows; what it saves is the routing kernel's gather (one CTA copying T·k rows between
-// the router and gate_up, on the decode step's serial path).
+// Token rows (gate_up only, MoeGemvParams::row_tokens): a is the T token rows themselves, not the
+// rows gathered in expert order, and the pass's row r is token row_tokens[r]; what that saves is
+// the routing kernel's gather (one CTA copying T·k rows between the router and gate_up, on the
+// decode step's serial path). Two ways to stage them, the host's choice (all_tokens):
+//   all tokens (T <= R): B's column c is token c, all T staged without waiting for the tokens
+//     (bf16: one batch of loads); in d. row r takes the column of its token (lane r reads it before
+//     b., warp 0 keeps the pass's tokens in shared memory for d.).
+//   indexed: B's column j is the pass's row j, staged from a's row row_tokens[row0 + j] once the
+//     tokens are read (lane j's, passed by shuffles): the gathered path's columns and end, one
+//     dependent trip to L2 later; for many tokens, or e4m3 past a few, where staging all T would
+//     cost more (quantising T rows where n are needed).
+// Either way the same mma column for column, so the same bits as on the gathered rows.
 //
 // The dot products run on the tensor cores as swapped-operand mma.sync: A (16 x k) = the tile's
 // weight rows, B (k x 8) = the activation rows, D (16 x 8) fp32. m16n8k16 bf16 or m16n8k32 e4m3:
@@ -259,32 +262,35 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
       reinterpret_cast<float4*>(acts + int64_t{p.rows_per_pass} * act_stride);
   const auto store_partial = [&](int tile, float4 v) { partial[(tile * kMoeGemvWarps + warp) * 32 + lane] = v; };
 
-  // gate_up reading the token rows (row_tokens): a pass stages all T token rows as B's columns and
-  // writes row r of the pass from the column of its token.
-  const bool token_rows = kSwiGlu && p.row_tokens != nullptr;
+  // gate_up reading the token rows (row_tokens), all T as B's columns or indexed (the note at the top).
+  const bool token_rows = kSwiGlu && p.row_tokens != nullptr, all_tokens = token_rows && p.all_tokens;
   for (int row0 = slot.begin; row0 < slot.end; row0 += p.rows_per_pass) {
     const int n = min(p.rows_per_pass, slot.end - row0);  // this pass's rows of the expert
     if (row0 != slot.begin) {
       __syncthreads();  // the last pass's shared memory has been read
       prologue();
     }
-    // Lane j < n: the token of the pass's row j (one token: 0, no load); kept for d. in pass_tokens.
+    // Lane j < n: the token of the pass's row j (one token: 0, no load); all tokens: kept for d.
     const int row_token =
         token_rows && lane < n ? (p.num_tokens == 1 ? 0 : __ldcg(p.row_tokens + row0 + lane)) : -1;
-    if (token_rows && warp == 0 && lane < n) pass_tokens[lane] = row_token;
-    // B's columns: rows row0 .. row0 + n - 1 of a, or with token rows tokens 0 .. T - 1 (the note at
-    // the top: which of them are staged).
-    const int staged = token_rows ? p.num_tokens : n;
+    if (all_tokens && warp == 0 && lane < n) pass_tokens[lane] = row_token;
+    // B's columns: rows row0 .. row0 + n - 1 of a, tokens 0 .. T - 1 (all tokens) or a's rows of the
+    // pass's tokens (indexed).
+    const bool indexed = token_rows && !all_tokens;
+    const int staged = all_tokens ? p.num_tokens : n, staged0 = token_rows ? 0 : row0;
     if constexpr (kFp8) {  // b.
-      if (token_rows && p.num_tokens > kMoeGemvTokenRowsQuantizeAllFp8) {
+      if (indexed) {
         quantize_rows_e4m3<false, true>(p.a, p.k, p.amax_floor, p.ue8m0, 0, n, act_scales, acts, act_stride,
                                         row_token);
       } else {
-        quantize_rows_e4m3<false>(p.a, p.k, p.amax_floor, p.ue8m0, token_rows ? 0 : row0, staged, act_scales, acts,
-                                  act_stride);
+        quantize_rows_e4m3<false>(p.a, p.k, p.amax_floor, p.ue8m0, staged0, staged, act_scales, acts, act_stride);
       }
     } else {
-      stage_rows_bf16(p.a, p.k, token_rows ? 0 : row0, token_rows ? p.num_tokens : n, acts, act_stride);
+      if (indexed) {
+        stage_rows_bf16_async<true>(p.a, p.k, n, acts, act_stride, row_token);
+      } else {
+        stage_rows_bf16(p.a, p.k, staged0, staged, acts, act_stride);
+      }
     }
     __syncthreads();
 
@@ -354,7 +360,7 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
       }
       const int channel = (tile0 + tile) * kTileRows + g;  // output column of weight row g
       if constexpr (kSwiGlu) {
-        if (token_rows) {  // row j of the pass from column row_token[j], held by lanes t = that / 2
+        if (all_tokens) {  // row j of the pass from the column of its token, held by lanes t = that / 2
           for (int j = 0; j < n; ++j) {  // warp-uniform
             const int col = pass_tokens[j] - 2 * t;
             if (col != 0 && col != 1) continue;

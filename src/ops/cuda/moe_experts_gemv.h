@@ -31,16 +31,17 @@ void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const 
 // The same two launches with gate_up reading the token rows themselves (the note in
 // moe_experts_gemv.cuh): x_tokens [T, H] bf16 and sorted_tokens [P] i32 (the token of each row in
 // expert order, MoeGrouping) in place of the gathered [P, H]; hidden and out [P, ...] as above, with
-// the same bits as moe_experts_gemv_cuda on the gathered rows. T at most what one pass stages
-// (moe_gemv_takes_token_rows' fit).
+// the same bits as moe_experts_gemv_cuda on the gathered rows. Any T: up to
+// kMoeGemvAllTokensMax{Bf16,Fp8} tokens that one pass holds, every pass stages all T token rows,
+// past that each pass's rows from their tokens.
 void moe_experts_gemv_token_rows_cuda(const Tensor& x_tokens, const Tensor& sorted_tokens,
                                       const Tensor& expert_offsets, const ExpertWeights& weights,
                                       const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
                                       const gpu::MoeGemvConfig& config = gpu::kMoeGemvDefault);
 
 // Whether the model's experts over T tokens and P = T·k rows read the token rows (the call above)
-// instead of rows gathered by the routing: the GEMV runs (use_moe_gemv), T is within
-// kMoeGemvTokenRowsMax{Bf16,Fp8}, and one pass stages all T rows of width `hidden`.
-bool moe_gemv_takes_token_rows(int64_t tokens, int64_t rows, int64_t hidden, bool fp8_weights);
+// instead of rows gathered by the routing: the GEMV runs (use_moe_gemv) and T is within
+// kMoeGemvTokenRowsMax{Bf16,Fp8}.
+bool moe_gemv_takes_token_rows(int64_t tokens, int64_t rows, bool fp8_weights);
 
 }  // namespace mlaserve::ops

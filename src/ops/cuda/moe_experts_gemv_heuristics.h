@@ -39,25 +39,27 @@ inline constexpr int64_t kMoeGemvMaxRowsBf16 = 96;
 inline constexpr int64_t kMoeGemvMaxRowsFp8 = 48;
 
 // Tokens up to which the model's experts, on the GEMV, read the token rows rather than rows the
-// routing kernel gathers (moe_gemv_takes_token_rows, moe_experts_gemv.h), and up to which e4m3
-// quantises all T token rows in each gate_up CTA rather than only its expert's (which must wait
-// for the tokens first). The decode step on one H200 (bench/NOTES-engine.md, 2026-11-29 22:30-22:55;
-// graph ms, two rounds; V3: decode_step_bench --preset deepseek-v3 --num-layers 5, 3 dense + 2 MoE
-// layers), gathered rows / token rows:
-//   BF16 V2-Lite: batch 1 2.121, 2.102 / 2.095, 2.091; 4 3.996, 3.974 / 3.886, 3.877; 8 5.886,
-//     5.869 / 5.723, 5.711. So up to the 8 rows a pass holds.
-//   e4m3, all T rows quantised: V2-Lite batch 1 2.027, 2.020 / 1.991, 1.971; 2 2.396, 2.396 /
-//     2.345, 2.342; 4 3.081, 3.087 / 3.022, 3.022; 8 4.647, 4.633 / 4.688, 4.694 (slower); V3
-//     batch 6 2.528, 2.537 / 2.566, 2.561 (slower).
-//   e4m3, only the expert's tokens quantised: V2-Lite batch 2 2.350, 2.343 (all T) / 2.380, 2.377;
-//     4 3.026, 3.022 / 3.015, 3.014; 6 4.442, 4.438 (gathered) / 4.216, 4.206; 8 4.695, 4.693
-//     (gathered) / 4.470, 4.467; V3 batch 4 2.180, 2.171 (all T) / 2.136, 2.133; 6 2.549, 2.542
-//     (gathered) / 2.454, 2.454.
-// So token rows up to 8 tokens in both types, e4m3 quantising all of them up to 2 tokens (3 not
-// timed) and only the expert's past that.
+// routing kernel gathers (moe_gemv_takes_token_rows, moe_experts_gemv.h), and up to which gate_up
+// stages all T token rows in each CTA (all tokens) rather than its pass's rows from their tokens,
+// which it must read first (indexed; moe_experts_gemv.cuh). The decode step on one H200
+// (bench/NOTES-engine.md, 2026-11-29 22:30-23:05; graph ms, two rounds; V3: decode_step_bench
+// --preset deepseek-v3 --num-layers 5, 3 dense + 2 MoE layers):
+//   BF16 V2-Lite, gathered / all tokens: batch 1 2.121, 2.102 / 2.095, 2.091; 4 3.996, 3.974 /
+//     3.886, 3.877; 8 5.886, 5.869 / 5.723, 5.711. Past 8 tokens, gathered / indexed: 10 6.349,
+//     6.340 / 6.357, 6.349; 12 6.634, 6.625 / 6.692, 6.693; 16 7.248, 7.247 / 7.173, 7.172: no
+//     clear gain, so bf16 reads token rows up to the 8 a pass holds.
+//   e4m3 V2-Lite, gathered / all tokens: batch 1 2.027, 2.020 / 1.991, 1.971; 2 2.396, 2.396 /
+//     2.345, 2.342; 4 3.081, 3.087 / 3.022, 3.022; but 8 4.647, 4.633 / 4.688, 4.694, and V3 batch
+//     6 2.528, 2.537 / 2.566, 2.561 (each CTA quantises T rows where it needs 1-2).
+//   e4m3, all tokens up to 2 and indexed past that, against gathered past 4 and all tokens below:
+//     V2-Lite batch 3 2.984, 2.990 / 2.906, 2.911; 4 3.020, 3.047 / 2.932, 2.936; 6 4.200, 4.220
+//     (the expert's tokens at their own columns, an earlier form) / 4.148, 4.147; 8 4.451, 4.451 /
+//     4.396, 4.409, gathered there 4.695, 4.693; V3 batch 4 2.165, 2.166 / 2.143, 2.132; 6 2.480,
+//     2.474 / 2.458, 2.450, gathered 2.549, 2.542.
 inline constexpr int64_t kMoeGemvTokenRowsMaxBf16 = 8;
 inline constexpr int64_t kMoeGemvTokenRowsMaxFp8 = 8;
-inline constexpr int kMoeGemvTokenRowsQuantizeAllFp8 = 2;
+inline constexpr int64_t kMoeGemvAllTokensMaxBf16 = 8;
+inline constexpr int64_t kMoeGemvAllTokensMaxFp8 = 2;
 
 inline bool use_moe_gemv(int64_t rows, bool fp8_weights) {
   return rows >= 1 && rows <= (fp8_weights ? kMoeGemvMaxRowsFp8 : kMoeGemvMaxRowsBf16);

@@ -19,7 +19,9 @@ struct MoeGemvParams {
                                    // gate_up with row_tokens: [T, K] the token rows
   const int32_t* row_tokens;       // gate_up only, or null: [P] the token of each row in expert order
                                    // (MoeGrouping::sorted_tokens), a holding the T token rows
-  int32_t num_tokens;              // T with row_tokens, <= rows_per_pass (a pass stages all of them)
+  int32_t num_tokens;              // T with row_tokens
+  bool all_tokens;                 // with row_tokens: a pass stages all T token rows (T <= rows_per_pass),
+                                   // else each pass's rows from their tokens (moe_experts_gemv.cuh)
   const void* w;                   // [E, w_rows, K] bf16 or e4m3 stacked expert weights
   const float* w_scales;           // e4m3: [E, w_rows / 128, K / 128] f32 multipliers; else null
   __nv_bfloat16* out;              // [P, n_out]: hidden (gate_up) or out (down)

@@ -96,8 +96,8 @@ TEST_F(MoeFp8Cuda, V3) { check_model(kV3, 10, {1, 64, 1024}); }
 // case measured, NOTES-engine) and at V3's shapes (T 700, P 5600), bit for bit against the bf16
 // rows' path; and at the GEMV's limit the dispatch keeps the bf16 rows (the GEMV quantises itself).
 // The token-rows GEMV against the GEMV on gathered rows, bit for bit (moe_token_rows_check.h): the
-// small shape at 1, 3 and 8 tokens and with experts of more rows than tokens (two passes); V2-Lite
-// and V3 at 1 .. 8 tokens (eight e4m3 rows of V3's H fit one pass).
+// small shape at 1, 3 and 8 tokens and with experts of more rows than tokens (passes); V2-Lite
+// and V3 at 1 .. 8 tokens (all staged up to 2, indexed past that).
 TEST_F(MoeFp8Cuda, SmallTokenRows) {
   const uint64_t seed = fresh_seed();
   make_weights(kSmall, all_experts(kSmall.experts), seed);

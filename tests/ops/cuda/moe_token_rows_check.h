@@ -1,5 +1,6 @@
 // The token-rows GEMV (moe_experts_token_rows, moe_experts_gemv_token_rows_cuda: gate_up reads the
-// T token rows through sorted_tokens instead of rows gathered in expert order) against the same
+// T token rows through sorted_tokens instead of rows gathered in expert order; all T staged, or
+// each pass's rows from their tokens past a few tokens) against the same
 // GEMV on the gathered rows, for BF16 (moe_experts_cuda_test.cc) and e4m3 weights
 // (moe_experts_fp8_cuda_test.cc). The two run the same mma column for column, so the SwiGLU state
 // and the output must be equal bit for bit: a wrong token, row or column mapping gives other bits.
@@ -97,7 +98,7 @@ inline void check_token_rows_match(const MoeShape& s, const ExpertWeights& w, co
       EXPECT_EQ(device_byte_mismatches(got.second, want.second), 0)
           << where << ": output (rows outside the share: poison in both)";
     };
-    if (moe_experts_reads_token_rows(Device::kCUDA, tokens, p, h, w)) compare("dispatch", nullptr);
+    if (moe_experts_reads_token_rows(Device::kCUDA, tokens, p, w)) compare("dispatch", nullptr);
     for (const gpu::MoeGemvConfig& config : configs) {
       compare("gemv ctas/sm " + std::to_string(config.ctas_per_sm) + " depth " + std::to_string(config.depth) +
                   " tiles/cta " + std::to_string(config.tiles_per_cta),
@@ -137,10 +138,13 @@ inline void check_token_rows_steps(const MoeShape& s, const ExpertWeights& w, co
 
 // Experts that get more rows than there are tokens (ids repeated within a token: not what the
 // router does, but what the kernel must survive), on the small shape: T 5 with every pair on
-// expert 3 (10 rows: two passes of 8, each staging all 5 token rows), T 8 on experts 2 and 7 only.
+// expert 3 (10 rows: two passes of 8, each staging all 5 token rows, or each pass's rows),
+// T 8 on experts 2 and 7 only, T 12 on expert 5 (passes of rows from 12 tokens: indexed).
 inline void check_token_rows_repeats(const MoeShape& s, const ExpertWeights& w, uint64_t seed, cudaStream_t stream) {
   check_token_rows_match(s, w, std::vector<int32_t>(static_cast<size_t>(5 * s.top_k), 3),
                          random_token_rows(5, s.hidden, seed, stream), stream);
+  check_token_rows_match(s, w, std::vector<int32_t>(static_cast<size_t>(12 * s.top_k), 5),
+                         random_token_rows(12, s.hidden, seed + 2, stream), stream);
   std::vector<int32_t> ids;
   for (int64_t i = 0; i < 8 * s.top_k; ++i) ids.push_back(i % 2 == 0 ? 2 : 7);
   check_token_rows_match(s, w, ids, random_token_rows(8, s.hidden, seed + 1, stream), stream);
