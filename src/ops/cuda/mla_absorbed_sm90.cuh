@@ -76,7 +76,9 @@ inline constexpr int kFusedUpRowsInFlight = 8;          // W_UV rows a warp load
 // Accumulator sets of Q K^T (the chain of 36 mma is 36 / sets deep). The narrow kernel had 4; here
 // 4 spill 8 bytes (ptxas, CUDA 13.0: two P V addresses reloaded from L1 once a block, before a
 // barrier), 2 spill nothing at 254 registers for a chain of 18 instead of 9 (about 0.15 us a
-// block more at ~30 cycles an mma). Which is faster is NOT measured yet.
+// block more at ~30 cycles an mma). Measured in the decode step (one H200, 2026-11-29,
+// bench/NOTES-engine.md 22:10; V2-Lite BF16 batch 1 / 8, ms, 2 sets / 4): 2.113, 2.107 / 2.107,
+// 2.109 and 5.866, 5.874 / 5.873, 5.867, a tie, so 2 (no spill).
 inline constexpr int kFusedScoreSets = 2;
 static_assert(kFusedWarps * 8 == 64 && kFusedWarps * 64 == kFusedLatent,
               "a warp takes 8 keys of a block in Q K^T and 64 of the 512 channels in P V");
