@@ -106,7 +106,8 @@ Tensor DeepSeekModel::ffn(int64_t layer, const NormedActivation& m) {
 // the norm before wrote (m.q, ffn_reads_fp8; quantised here when it did not), are gathered
 // instead (gather_fp8_rows): the same bits, since the quantisation is per row, over k times fewer
 // rows and half the gathered bytes. At decode sizes on the GEMV (moe_experts_reads_token_rows)
-// nothing is gathered: the experts read the token rows through sorted_tokens.
+// nothing is gathered: the experts read the token rows through sorted_tokens (e4m3: the norm's
+// codes of them where it wrote those).
 // The shared experts, when the model has them, write shared_out [T, H] on the side stream beside
 // the router and the routed experts, which do not depend on them (model.h,
 // ModelOptions::side_stream): at one token the shared experts' ~15 us hide behind the routed
@@ -126,8 +127,11 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
   mark("moe.route");
   Tensor logits = f32({t, num_experts});  // fp32 accumulation and output (§5.1)
   const Device dev = options_.device;
-  const bool quantized_rows = ops::moe_experts_takes_quantized_rows(dev, t * k, w.experts);
-  const bool token_rows = !quantized_rows && ops::moe_experts_reads_token_rows(dev, t, t * k, w.experts);
+  // The token rows' codes, when the norm wrote them (past 8 tokens a step) and the experts are e4m3:
+  // copied by the experts' GEMV instead of quantised there (the same bits either way).
+  const ops::Fp8Activations token_codes = w.experts.is_fp8() ? m.q : ops::Fp8Activations{};
+  const bool token_rows = ops::moe_experts_reads_token_rows(dev, t, t * k, w.experts);
+  const bool quantized_rows = !token_rows && ops::moe_experts_takes_quantized_rows(dev, t * k, w.experts);
   ops::MoeRouteGatherOutputs routed_rows{
       {f32({t, k}), Tensor::empty({t, k}, DType::kI32, dev)},  // [T, k] weights and expert ids
       {Tensor::empty({num_experts + 1}, DType::kI32, dev), Tensor::empty({t * k}, DType::kI32, dev),
@@ -161,7 +165,8 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
   if (quantized_rows) {
     ops::moe_experts_quantized(rows_q, rows_scales, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
   } else if (token_rows) {
-    ops::moe_experts_token_rows(m.x, groups.sorted_tokens, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
+    ops::moe_experts_token_rows(m.x, token_codes, groups.sorted_tokens, offsets, w.experts, act_quant_, swiglu,
+                                expert_out, stream);
   } else {
     ops::moe_experts(routed_rows.gathered, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
   }

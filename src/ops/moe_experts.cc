@@ -48,16 +48,17 @@ bool moe_experts_reads_token_rows(Device device, int64_t tokens, int64_t rows, c
 #endif
 }
 
-void moe_experts_token_rows(const Tensor& x, const Tensor& sorted_tokens, const Tensor& expert_offsets,
-                            const ExpertWeights& weights, const ActQuantParams& act, Tensor& hidden, Tensor& out,
-                            Stream stream) {
+void moe_experts_token_rows(const Tensor& x, const Fp8Activations& x_q, const Tensor& sorted_tokens,
+                            const Tensor& expert_offsets, const ExpertWeights& weights, const ActQuantParams& act,
+                            Tensor& hidden, Tensor& out, Stream stream) {
   if (!on_gpu(out)) {
     Tensor rows = Tensor::empty({sorted_tokens.numel(), x.dim(1)}, DType::kF32, Device::kCPU);  // [P, H]
     embedding_cpu(sorted_tokens, x, rows);
     return moe_experts_cpu(rows, expert_offsets, weights, act, out);
   }
 #ifdef MLASERVE_WITH_CUDA
-  moe_experts_gemv_token_rows_cuda(x, sorted_tokens, expert_offsets, weights, act, hidden, out, cuda_stream(stream));
+  moe_experts_gemv_token_rows_cuda(x, x_q, sorted_tokens, expert_offsets, weights, act, hidden, out,
+                                   cuda_stream(stream));
 #else
   no_gpu_path("moe_experts_token_rows");
 #endif

@@ -70,11 +70,14 @@ void moe_experts_quantized(const Tensor& x_q, const Tensor& x_scales, const Tens
 //     build without CUDA, where the gather costs no kernel boundary.
 //   moe_experts_token_rows: x [T, H], sorted_tokens [P] i32 (the token of each row in expert order:
 //     MoeGrouping::sorted_tokens), the rest as moe_experts; out equals moe_experts' on the rows
-//     x[sorted_tokens[r]], bit for bit. The CPU gathers them and runs moe_experts_cpu.
+//     x[sorted_tokens[r]], bit for bit. x_q: with e4m3 weights, x's codes and scales as
+//     quantize_activations_fp8 with `act` writes them (the norm's, past 8 tokens a step), which the
+//     GPU then copies instead of quantising (the same bits); or undefined. The CPU gathers x's rows
+//     and runs moe_experts_cpu.
 bool moe_experts_reads_token_rows(Device device, int64_t tokens, int64_t rows, const ExpertWeights& weights);
-void moe_experts_token_rows(const Tensor& x, const Tensor& sorted_tokens, const Tensor& expert_offsets,
-                            const ExpertWeights& weights, const ActQuantParams& act, Tensor& hidden, Tensor& out,
-                            Stream stream = {});
+void moe_experts_token_rows(const Tensor& x, const Fp8Activations& x_q, const Tensor& sorted_tokens,
+                            const Tensor& expert_offsets, const ExpertWeights& weights, const ActQuantParams& act,
+                            Tensor& hidden, Tensor& out, Stream stream = {});
 
 }  // namespace mlaserve::ops
 

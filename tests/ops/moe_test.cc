@@ -331,7 +331,8 @@ TEST(MoeDispatch, ExpertsOnTokenRowsAreExpertsOnGatheredRows) {
   embedding_cpu(grouping.sorted_tokens, x, gathered);
   Tensor want = poisoned({t * k, h}, DType::kF32), got = poisoned({t * k, h}, DType::kF32), unused;
   moe_experts_cpu(gathered, grouping.expert_offsets, w, ActQuantParams{}, want);
-  moe_experts_token_rows(x, grouping.sorted_tokens, grouping.expert_offsets, w, ActQuantParams{}, unused, got);
+  moe_experts_token_rows(x, Fp8Activations{}, grouping.sorted_tokens, grouping.expert_offsets, w, ActQuantParams{},
+                         unused, got);
   testing::expect_all_written(want);
   EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0);
   EXPECT_FALSE(moe_experts_reads_token_rows(Device::kCPU, t, t * k, w));

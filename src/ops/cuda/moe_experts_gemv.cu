@@ -48,9 +48,9 @@ int64_t smem_bytes(const gpu::MoeGemvParams& p, bool fp8) {
   return gpu::moe_gemv_smem_bytes(p.k, p.rows_per_pass, p.max_tiles_per_cta, fp8);
 }
 
-template <bool kFp8, bool kSwiGlu, int kDepth>
+template <bool kFp8, bool kSwiGlu, int kDepth, bool kCodes = false>
 void launch(const gpu::MoeGemvParams& p, int64_t ctas, int64_t slots, cudaStream_t stream) {
-  const auto kernel = gpu::moe_experts_gemv_kernel<kFp8, kSwiGlu, kDepth>;
+  const auto kernel = gpu::moe_experts_gemv_kernel<kFp8, kSwiGlu, kDepth, kCodes>;
   const int64_t smem = smem_bytes(p, kFp8);
   if (smem > 48 * 1024) {
     MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
@@ -62,14 +62,23 @@ void launch(const gpu::MoeGemvParams& p, int64_t ctas, int64_t slots, cudaStream
 template <bool kFp8, int kDepth>
 void launch_both(const gpu::MoeGemvParams& gate_up, int64_t gate_up_ctas, const gpu::MoeGemvParams& down,
                  int64_t down_ctas, int64_t slots, cudaStream_t stream) {
-  launch<kFp8, true, kDepth>(gate_up, gate_up_ctas, slots, stream);
+  if constexpr (kFp8) {
+    if (gate_up.a_codes != nullptr) {
+      launch<true, true, kDepth, true>(gate_up, gate_up_ctas, slots, stream);
+    } else {
+      launch<true, true, kDepth>(gate_up, gate_up_ctas, slots, stream);
+    }
+  } else {
+    launch<false, true, kDepth>(gate_up, gate_up_ctas, slots, stream);
+  }
   launch<kFp8, false, kDepth>(down, down_ctas, slots, stream);
 }
 
 // Both entry points: x [P, H] gathered rows (sorted_tokens null) or [T, H] token rows with
-// sorted_tokens [P] (the token of each row in expert order); P from hidden.
-void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Tensor& expert_offsets, const ExpertWeights& w,
-              const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
+// sorted_tokens [P] (the token of each row in expert order) and, for e4m3 weights, maybe their
+// codes and scales (x_q defined); P from hidden.
+void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Fp8Activations& x_q, const Tensor& expert_offsets,
+              const ExpertWeights& w, const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
               const gpu::MoeGemvConfig& config) {
   MLA_CHECK(w.gate_up.ndim() == 3 && w.down.ndim() == 3 && x.ndim() == 2 && hidden.ndim() == 2,
             "{}: gate_up {} and down {} must be stacked [E, rows, cols], x {} [P or T, H], hidden {} [P, Im]", kOp,
@@ -84,6 +93,11 @@ void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Tensor& expert
   if (sorted_tokens) {
     check_tensor(*sorted_tokens, "sorted_tokens", DType::kI32, {rows}, 4);
     MLA_CHECK(x_rows >= 1 && x_rows < (int64_t{1} << 31), "{}: {} token rows", kOp, x_rows);
+  }
+  if (x_q.defined()) {
+    MLA_CHECK(sorted_tokens && fp8, "{}: quantised token rows need sorted_tokens and e4m3 weights", kOp);
+    check_tensor(x_q.x_q, "x_q", DType::kF8E4M3, {x_rows, h}, 16);
+    check_tensor(x_q.scales, "x_q scales", DType::kF32, {x_rows, h / 128}, 4);
   }
   check_tensor(hidden, "hidden", DType::kBF16, {rows, im}, 16);
   check_tensor(out, "out", DType::kBF16, {rows, h}, 2);
@@ -121,14 +135,21 @@ void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Tensor& expert
   if (sorted_tokens) {
     gate_up.row_tokens = sorted_tokens->data<int32_t>();
     gate_up.num_tokens = static_cast<int32_t>(x_rows);
-    gate_up.all_tokens = x_rows <= (fp8 ? gpu::kMoeGemvAllTokensMaxFp8 : gpu::kMoeGemvAllTokensMaxBf16) &&
+    gate_up.all_tokens = !x_q.defined() &&
+                         x_rows <= (fp8 ? gpu::kMoeGemvAllTokensMaxFp8 : gpu::kMoeGemvAllTokensMaxBf16) &&
                          rows_per_pass(h, x_rows, fp8) == x_rows;
+  }
+  if (x_q.defined()) {  // copied, not quantised (indexed)
+    gate_up.a_codes = static_cast<const uint8_t*>(x_q.x_q.raw());
+    gate_up.a_scales = x_q.scales.data<float>();
   }
 
   gpu::MoeGemvParams down = gate_up;
   down.row_tokens = nullptr;
   down.num_tokens = 0;
   down.all_tokens = false;
+  down.a_codes = nullptr;
+  down.a_scales = nullptr;
   down.a = static_cast<const __nv_bfloat16*>(hidden.raw());
   down.w = w.down.raw();
   down.w_scales = fp8 ? w.down_scale.data<float>() : nullptr;
@@ -162,19 +183,22 @@ void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Tensor& expert
 void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
                            const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
                            const gpu::MoeGemvConfig& config) {
-  run_gemv(x, nullptr, expert_offsets, weights, act, hidden, out, stream, config);
+  run_gemv(x, nullptr, Fp8Activations{}, expert_offsets, weights, act, hidden, out, stream, config);
 }
 
-void moe_experts_gemv_token_rows_cuda(const Tensor& x_tokens, const Tensor& sorted_tokens,
+void moe_experts_gemv_token_rows_cuda(const Tensor& x_tokens, const Fp8Activations& x_q, const Tensor& sorted_tokens,
                                       const Tensor& expert_offsets, const ExpertWeights& weights,
                                       const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
                                       const gpu::MoeGemvConfig& config) {
-  run_gemv(x_tokens, &sorted_tokens, expert_offsets, weights, act, hidden, out, stream, config);
+  run_gemv(x_tokens, &sorted_tokens, x_q, expert_offsets, weights, act, hidden, out, stream, config);
 }
 
 bool moe_gemv_takes_token_rows(int64_t tokens, int64_t rows, bool fp8_weights) {
-  return gpu::use_moe_gemv(rows, fp8_weights) && tokens >= 1 &&
-         tokens <= (fp8_weights ? gpu::kMoeGemvTokenRowsMaxFp8 : gpu::kMoeGemvTokenRowsMaxBf16);
+  if (fp8_weights) {
+    return rows >= 1 && rows <= gpu::kMoeGemvTokenRowsMaxRowsFp8 && tokens >= 1 &&
+           tokens <= gpu::kMoeGemvTokenRowsMaxFp8;
+  }
+  return gpu::use_moe_gemv(rows, false) && tokens >= 1 && tokens <= gpu::kMoeGemvTokenRowsMaxBf16;
 }
 
 }  // namespace mlaserve::ops

@@ -60,7 +60,9 @@
 //   indexed: B's column j is the pass's row j, staged from a's row row_tokens[row0 + j] once the
 //     tokens are read (lane j's, passed by shuffles): the gathered path's columns and end, one
 //     dependent trip to L2 later; for many tokens, or e4m3 past a few, where staging all T would
-//     cost more (quantising T rows where n are needed).
+//     cost more (quantising T rows where n are needed). e4m3 can take the token rows' codes and
+//     scales already quantised (MoeGemvParams::a_codes: the norm's, past 8 tokens a step) and
+//     copy them: the same bits, since the quantisation is per row and the norm's is this one's.
 // Either way the same mma column for column, so the same bits as on the gathered rows.
 //
 // The dot products run on the tensor cores as swapped-operand mma.sync: A (16 x k) = the tile's
@@ -111,6 +113,7 @@
 #include "ops/cuda/moe_experts_gemv_params.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89.cuh"  // sm80::clamp_rows
 #include "ops/cuda/pdl.cuh"
+#include "ops/cuda/sm80_ptx.cuh"  // cp_async_16, cp_async_4
 #include "ops/cuda/vec.cuh"
 
 namespace mlaserve::ops::gpu {
@@ -185,12 +188,38 @@ __device__ __forceinline__ ExpertSlot expert_of_slot(const int32_t* offsets, int
   return {-1, 0, 0};
 }
 
+// The e4m3 codes and scales of a pass's n token rows, already quantised (MoeGemvParams::a_codes),
+// copied into shared memory as quantize_rows_e4m3<false, true> would write them: the j-th row is
+// token lane_token of the warp's lane j; codes [T, k], scales [T, k / 128]. cp.async: nothing
+// passes through registers; waited for here, made visible by the caller's __syncthreads.
+__device__ __forceinline__ void stage_codes_async(const uint8_t* codes, const float* scales, int k, int n,
+                                                  uint8_t* acts, int stride, float* act_scales, int lane_token) {
+  const int chunks = k / 16, groups = k / 128;  // 16-byte chunks and scales a row
+#pragma unroll 1
+  for (int j = 0; j < n; ++j) {
+    const int row = __shfl_sync(kFullMask, lane_token, j);
+#pragma unroll 1
+    for (int c = static_cast<int>(threadIdx.x); c < chunks; c += kMoeGemvThreads) {
+      sm80::cp_async_16(sm80::smem_u32(acts + j * stride + 16 * c), codes + int64_t{row} * k + 16 * c, true);
+    }
+    if (static_cast<int>(threadIdx.x) < groups) {
+      sm80::cp_async_4(sm80::smem_u32(act_scales + j * groups + threadIdx.x), scales + int64_t{row} * groups + threadIdx.x,
+                       true);
+    }
+  }
+  sm80::cp_async_commit();
+  sm80::cp_async_wait<0>();
+}
+
 // grid (ctas a slot, min(P, E)), block kMoeGemvThreads, dynamic shared memory moe_gemv_smem_bytes
 // (K, p.rows_per_pass, p.max_tiles_per_cta, kFp8); launched with launch_programmatic.
-template <bool kFp8, bool kSwiGlu, int kDepth>
+// kCodes: e4m3 gate_up copying the token rows' codes (p.a_codes; indexed), a kernel of its own so
+// that the others keep their registers.
+template <bool kFp8, bool kSwiGlu, int kDepth, bool kCodes = false>
 __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDepth))
     moe_experts_gemv_kernel(const MoeGemvParams p) {
   static_assert(kDepth >= 1 && kDepth <= 8, "ring depth");
+  static_assert(!kCodes || (kFp8 && kSwiGlu), "codes are e4m3 gate_up's");
   extern __shared__ __align__(16) uint8_t smem[];  // see moe_gemv_smem_bytes
   __shared__ int pass_tokens[kMoeGemvRowsPerPass];  // token rows: the token of each row of the pass
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
@@ -279,7 +308,9 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
     const bool indexed = token_rows && !all_tokens;
     const int staged = all_tokens ? p.num_tokens : n, staged0 = token_rows ? 0 : row0;
     if constexpr (kFp8) {  // b.
-      if (indexed) {
+      if (kCodes) {
+        stage_codes_async(p.a_codes, p.a_scales, p.k, n, acts, act_stride, act_scales, row_token);
+      } else if (indexed) {
         quantize_rows_e4m3<false, true>(p.a, p.k, p.amax_floor, p.ue8m0, 0, n, act_scales, acts, act_stride,
                                         row_token);
       } else {

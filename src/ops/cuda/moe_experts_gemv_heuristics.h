@@ -56,10 +56,19 @@ inline constexpr int64_t kMoeGemvMaxRowsFp8 = 48;
 //     (the expert's tokens at their own columns, an earlier form) / 4.148, 4.147; 8 4.451, 4.451 /
 //     4.396, 4.409, gathered there 4.695, 4.693; V3 batch 4 2.165, 2.166 / 2.143, 2.132; 6 2.480,
 //     2.474 / 2.458, 2.450, gathered 2.549, 2.542.
+//   e4m3 at 9-16 tokens, past the gathered GEMV's 48 rows (kMoeGemvMaxRowsFp8: there it quantised
+//     rows the routing gathered), indexed from the norm's codes of the token rows (copied, not
+//     quantised; the norm quantises past 8 tokens a step), against the grouped FP8 GEMM on the
+//     gathered codes (run09, e2d06cd / this): V2-Lite batch 10 4.921, 4.926 / 4.878, 4.858; 12
+//     5.097, 5.118 / 4.970, 4.963; 14 5.342, 5.342 / 5.236, 5.233; 16 5.435, 5.425 / 5.325, 5.336;
+//     V3 batch 10 2.745, 2.733 / 2.673, 2.692; 12 2.836, 2.836 / 2.788, 2.803.
+// So e4m3 token rows up to 16 tokens and 96 rows. Without the norm's codes (quantize_in_norms off)
+// the same GEMV quantises them itself: the same kernel choice and the same bits either way.
 inline constexpr int64_t kMoeGemvTokenRowsMaxBf16 = 8;
-inline constexpr int64_t kMoeGemvTokenRowsMaxFp8 = 8;
+inline constexpr int64_t kMoeGemvTokenRowsMaxFp8 = 16;
 inline constexpr int64_t kMoeGemvAllTokensMaxBf16 = 8;
 inline constexpr int64_t kMoeGemvAllTokensMaxFp8 = 2;
+inline constexpr int64_t kMoeGemvTokenRowsMaxRowsFp8 = 96;
 
 inline bool use_moe_gemv(int64_t rows, bool fp8_weights) {
   return rows >= 1 && rows <= (fp8_weights ? kMoeGemvMaxRowsFp8 : kMoeGemvMaxRowsBf16);

@@ -22,6 +22,8 @@ struct MoeGemvParams {
   int32_t num_tokens;              // T with row_tokens
   bool all_tokens;                 // with row_tokens: a pass stages all T token rows (T <= rows_per_pass),
                                    // else each pass's rows from their tokens (moe_experts_gemv.cuh)
+  const uint8_t* a_codes;          // e4m3 gate_up with row_tokens, indexed, or null: [T, K] e4m3 codes of
+  const float* a_scales;           // the token rows and [T, K / 128] their scales, copied, not quantised
   const void* w;                   // [E, w_rows, K] bf16 or e4m3 stacked expert weights
   const float* w_scales;           // e4m3: [E, w_rows / 128, K / 128] f32 multipliers; else null
   __nv_bfloat16* out;              // [P, n_out]: hidden (gate_up) or out (down)

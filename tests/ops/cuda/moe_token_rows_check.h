@@ -1,6 +1,7 @@
 // The token-rows GEMV (moe_experts_token_rows, moe_experts_gemv_token_rows_cuda: gate_up reads the
 // T token rows through sorted_tokens instead of rows gathered in expert order; all T staged, or
-// each pass's rows from their tokens past a few tokens) against the same
+// each pass's rows from their tokens past a few tokens; e4m3 also from the rows' codes and scales,
+// quantize_activations_fp8's, copied instead of quantised) against the same
 // GEMV on the gathered rows, for BF16 (moe_experts_cuda_test.cc) and e4m3 weights
 // (moe_experts_fp8_cuda_test.cc). The two run the same mma column for column, so the SwiGLU state
 // and the output must be equal bit for bit: a wrong token, row or column mapping gives other bits.
@@ -28,6 +29,7 @@
 #include "gemm_cuda_test_util.h"  // poisoned_gpu, count_nonfinite
 #include "moe_test_pool.h"
 #include "ops/cuda/moe_experts_gemv.h"
+#include "ops/fp8_quant.h"
 #include "ops/moe_dispatch.h"
 #include "ops/moe_experts.h"
 
@@ -61,6 +63,12 @@ inline void check_token_rows_match(const MoeShape& s, const ExpertWeights& w, co
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream));  // Tensor::to does not wait for a non-blocking stream
   const Tensor off_host = groups.expert_offsets.to(Device::kCPU);
   const int32_t* offsets = off_host.data<int32_t>();
+  Fp8Activations x_q;  // e4m3 weights: the token rows' codes and scales, as the model's norm writes them
+  if (fp8) {
+    x_q = {poisoned_gpu({tokens, h}, DType::kF8E4M3, stream), poisoned_gpu({tokens, h / 128}, DType::kF32, stream),
+           Tensor()};
+    quantize_activations_fp8(x, ActQuantParams{}, x_q.x_q, x_q.scales, Stream{stream});
+  }
 
   std::vector<gpu::MoeGemvConfig> configs(std::begin(gpu::kMoeGemvConfigs), std::end(gpu::kMoeGemvConfigs));
   configs.push_back({2, 2, 5});
@@ -71,38 +79,47 @@ inline void check_token_rows_match(const MoeShape& s, const ExpertWeights& w, co
                                fp8 ? w.gate_up_scale.slice(e0, e1) : Tensor(),
                                fp8 ? w.down_scale.slice(e0, e1) : Tensor()};
     const int64_t first = offsets[e0], last = offsets[e1];
-    // One run of each path: config null for the dispatch.
-    const auto run = [&](const gpu::MoeGemvConfig* config, bool token_rows) {
+    // One run: the gathered rows through the GEMV with `config`, or the token rows (their e4m3
+    // codes when `codes`) through it (config) or the dispatch (null; the default launch shape).
+    enum class From { kGathered, kTokens, kCodes };
+    const auto run = [&](const gpu::MoeGemvConfig* config, From from) {
       std::pair<Tensor, Tensor> r{poisoned_gpu({p, s.inter}, DType::kBF16, stream),  // hidden [P, Im]
                                   poisoned_gpu({p, h}, DType::kBF16, stream)};       // out [P, H]
-      if (config == nullptr && token_rows) {
-        moe_experts_token_rows(x, groups.sorted_tokens, off_view, w_view, ActQuantParams{}, r.first, r.second,
-                               Stream{stream});
+      const Fp8Activations& codes = from == From::kCodes ? x_q : Fp8Activations{};
+      if (from == From::kGathered) {
+        moe_experts_gemv_cuda(gathered, off_view, w_view, ActQuantParams{}, r.first, r.second, stream,
+                              config ? *config : gpu::kMoeGemvDefault);
       } else if (config == nullptr) {
-        moe_experts(gathered, off_view, w_view, ActQuantParams{}, r.first, r.second, Stream{stream});
-      } else if (token_rows) {
-        moe_experts_gemv_token_rows_cuda(x, groups.sorted_tokens, off_view, w_view, ActQuantParams{}, r.first,
-                                         r.second, stream, *config);
+        moe_experts_token_rows(x, codes, groups.sorted_tokens, off_view, w_view, ActQuantParams{}, r.first, r.second,
+                               Stream{stream});
       } else {
-        moe_experts_gemv_cuda(gathered, off_view, w_view, ActQuantParams{}, r.first, r.second, stream, *config);
+        moe_experts_gemv_token_rows_cuda(x, codes, groups.sorted_tokens, off_view, w_view, ActQuantParams{}, r.first,
+                                         r.second, stream, *config);
       }
       MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
       return r;
     };
-    const auto compare = [&](const std::string& name, const gpu::MoeGemvConfig* config) {
-      const auto want = run(config, false), got = run(config, true);
-      const std::string where = name + ", experts [" + std::to_string(e0) + ", " + std::to_string(e1) + ")";
+    const auto compare = [&](const std::string& name, const gpu::MoeGemvConfig* config, From from) {
+      const auto want = run(config, From::kGathered), got = run(config, from);
+      const std::string where = name + (from == From::kCodes ? " from codes" : "") + ", experts [" +
+                                std::to_string(e0) + ", " + std::to_string(e1) + ")";
       EXPECT_EQ(count_nonfinite(want.second.slice(first, last).to(Device::kCPU)), 0)
           << where << ": the gathered path left rows unwritten";
       EXPECT_EQ(device_byte_mismatches(got.first, want.first), 0) << where << ": SwiGLU state";
       EXPECT_EQ(device_byte_mismatches(got.second, want.second), 0)
           << where << ": output (rows outside the share: poison in both)";
     };
-    if (moe_experts_reads_token_rows(Device::kCUDA, tokens, p, w)) compare("dispatch", nullptr);
-    for (const gpu::MoeGemvConfig& config : configs) {
-      compare("gemv ctas/sm " + std::to_string(config.ctas_per_sm) + " depth " + std::to_string(config.depth) +
-                  " tiles/cta " + std::to_string(config.tiles_per_cta),
-              &config);
+    std::vector<From> froms = {From::kTokens};
+    if (fp8) froms.push_back(From::kCodes);
+    for (const From from : froms) {
+      if (moe_experts_reads_token_rows(Device::kCUDA, tokens, p, w)) {
+        compare("dispatch", nullptr, from);
+      }
+      for (const gpu::MoeGemvConfig& config : configs) {
+        compare("gemv ctas/sm " + std::to_string(config.ctas_per_sm) + " depth " + std::to_string(config.depth) +
+                    " tiles/cta " + std::to_string(config.tiles_per_cta),
+                &config, from);
+      }
     }
   }
 }
