@@ -35,6 +35,7 @@
 #include "core/cuda_check.h"
 #include "gemm_cuda_test_util.h"
 #include "moe_test_pool.h"
+#include "moe_token_rows_check.h"
 #include "ops/cuda/moe_experts_gemv.h"
 #include "ops/cuda/moe_grouped_gemm_sm80.h"
 #include "ops/linear.h"
@@ -431,6 +432,17 @@ class MoeExpertsCuda : public testing::Sm90StreamTest {
   // all experts and over that share only (other rows untouched); then, forced at a prefill size
   // (skewed routing of 64 tokens: experts of up to ~100 rows, passes of 8 rows), three rows an
   // expert.
+  // The token-rows GEMV against the gathered one (moe_token_rows_check.h): `pool_size` experts of s
+  // with weights, each of token_counts, then experts of more rows than tokens when `repeats`.
+  void check_token_rows(const MoeShape& s, int64_t pool_size, const std::vector<int64_t>& token_counts, bool repeats) {
+    const uint64_t seed = fresh_seed();
+    const auto weights = [&](const std::vector<int64_t>& pool) -> const ExpertWeights& {
+      make_weights(s, pool, seed);
+      return gpu_;
+    };
+    testing::check_token_rows_case(s, pool_size, token_counts, repeats, seed, weights, stream_);
+  }
+
   void check_gemv_model(const MoeShape& s) {
     const uint64_t seed = fresh_seed();
     std::mt19937_64 rng(seed);

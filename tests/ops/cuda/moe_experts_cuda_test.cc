@@ -55,7 +55,6 @@
 #include <vector>
 
 #include "moe_experts_cuda_fixture.h"
-#include "moe_token_rows_check.h"
 
 namespace mlaserve::ops::moe_experts_test {
 
@@ -216,26 +215,9 @@ TEST_F(MoeExpertsCuda, V2DecodeRowsPerExpert) {
 // small shape at 1, 3, 8 and 12 tokens and with experts of more rows than tokens (passes);
 // V2-Lite at 1 .. 8 tokens (all staged), 12 and 16 (indexed); V3 at 1 .. 4 (all: the bf16 rows of
 // H 7168 that fit one pass) and 8, 12 (indexed).
-TEST_F(MoeExpertsCuda, SmallTokenRows) {
-  const uint64_t seed = fresh_seed();
-  make_weights(kSmall, all_experts(kSmall.experts), seed);
-  testing::check_token_rows_steps(kSmall, gpu_, all_experts(kSmall.experts), {1, 3, 8, 12}, seed + 1, stream_);
-  testing::check_token_rows_repeats(kSmall, gpu_, seed + 2, stream_);
-}
-TEST_F(MoeExpertsCuda, V2LiteTokenRows) {
-  const uint64_t seed = fresh_seed();
-  std::mt19937_64 rng(seed);
-  const std::vector<int64_t> pool = random_pool(kV2Lite.experts, 12, rng);
-  make_weights(kV2Lite, pool, seed);
-  testing::check_token_rows_steps(kV2Lite, gpu_, pool, {1, 2, 3, 4, 5, 6, 7, 8, 12, 16}, seed + 1, stream_);
-}
-TEST_F(MoeExpertsCuda, V3TokenRows) {
-  const uint64_t seed = fresh_seed();
-  std::mt19937_64 rng(seed);
-  const std::vector<int64_t> pool = random_pool(kV3.experts, 12, rng);
-  make_weights(kV3, pool, seed);
-  testing::check_token_rows_steps(kV3, gpu_, pool, {1, 2, 3, 4, 8, 12}, seed + 1, stream_);
-}
+TEST_F(MoeExpertsCuda, SmallTokenRows) { check_token_rows(kSmall, kSmall.experts, {1, 3, 8, 12}, true); }
+TEST_F(MoeExpertsCuda, V2LiteTokenRows) { check_token_rows(kV2Lite, 12, {1, 2, 3, 4, 5, 6, 7, 8, 12, 16}, false); }
+TEST_F(MoeExpertsCuda, V3TokenRows) { check_token_rows(kV3, 12, {1, 2, 3, 4, 8, 12}, false); }
 
 // V3 (256 experts, H 7168, Im 2048; 22.5 GB of stacked weights, 8 of them random): k = 8 experts
 // of 1, 2 and 8 rows each with every ring and the GEMV (the decode tiles' 1-token step: gate_up

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "moe_experts_fp8_cuda_fixture.h"
-#include "moe_token_rows_check.h"
 
 namespace mlaserve::ops::moe_fp8_test {
 
@@ -99,26 +98,9 @@ TEST_F(MoeFp8Cuda, V3) { check_model(kV3, 10, {1, 64, 1024}); }
 // small shape at 1, 3, 8 and 12 tokens and with experts of more rows than tokens (passes); V2-Lite
 // at 1 .. 8, 12 and 16 tokens, V3 at 1, 2, 4, 8 and 12 (all staged up to 2, indexed past that;
 // from the codes at every count).
-TEST_F(MoeFp8Cuda, SmallTokenRows) {
-  const uint64_t seed = fresh_seed();
-  make_weights(kSmall, all_experts(kSmall.experts), seed);
-  testing::check_token_rows_steps(kSmall, gpu_, all_experts(kSmall.experts), {1, 3, 8, 12}, seed + 1, stream_);
-  testing::check_token_rows_repeats(kSmall, gpu_, seed + 2, stream_);
-}
-TEST_F(MoeFp8Cuda, V2LiteTokenRows) {
-  const uint64_t seed = fresh_seed();
-  std::mt19937_64 rng(seed);
-  const std::vector<int64_t> pool = random_pool(kV2Lite.experts, 12, rng);
-  make_weights(kV2Lite, pool, seed);
-  testing::check_token_rows_steps(kV2Lite, gpu_, pool, {1, 2, 3, 4, 5, 6, 7, 8, 12, 16}, seed + 1, stream_);
-}
-TEST_F(MoeFp8Cuda, V3TokenRows) {
-  const uint64_t seed = fresh_seed();
-  std::mt19937_64 rng(seed);
-  const std::vector<int64_t> pool = random_pool(kV3.experts, 12, rng);
-  make_weights(kV3, pool, seed);
-  testing::check_token_rows_steps(kV3, gpu_, pool, {1, 2, 4, 8, 12}, seed + 1, stream_);
-}
+TEST_F(MoeFp8Cuda, SmallTokenRows) { check_token_rows(kSmall, kSmall.experts, {1, 3, 8, 12}, true); }
+TEST_F(MoeFp8Cuda, V2LiteTokenRows) { check_token_rows(kV2Lite, 12, {1, 2, 3, 4, 5, 6, 7, 8, 12, 16}, false); }
+TEST_F(MoeFp8Cuda, V3TokenRows) { check_token_rows(kV3, 12, {1, 2, 4, 8, 12}, false); }
 
 TEST_F(MoeFp8Cuda, QuantizedRowsV2LitePrefill) { check_quantized_rows(kV2Lite, 16, 1600); }
 TEST_F(MoeFp8Cuda, QuantizedRowsV3) { check_quantized_rows(kV3, 10, 700); }
