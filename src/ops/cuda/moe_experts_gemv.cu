@@ -98,6 +98,7 @@ void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Fp8Activations
     MLA_CHECK(sorted_tokens && fp8, "{}: quantised token rows need sorted_tokens and e4m3 weights", kOp);
     check_tensor(x_q.x_q, "x_q", DType::kF8E4M3, {x_rows, h}, 16);
     check_tensor(x_q.scales, "x_q scales", DType::kF32, {x_rows, h / 128}, 4);
+    MLA_CHECK(h / 128 <= gpu::kMoeGemvThreads, "{}: H = {} has more scale groups than a CTA has threads", kOp, h);
   }
   check_tensor(hidden, "hidden", DType::kBF16, {rows, im}, 16);
   check_tensor(out, "out", DType::kBF16, {rows, h}, 2);

@@ -190,8 +190,9 @@ __device__ __forceinline__ ExpertSlot expert_of_slot(const int32_t* offsets, int
 
 // The e4m3 codes and scales of a pass's n token rows, already quantised (MoeGemvParams::a_codes),
 // copied into shared memory as quantize_rows_e4m3<false, true> would write them: the j-th row is
-// token lane_token of the warp's lane j; codes [T, k], scales [T, k / 128]. cp.async: nothing
-// passes through registers; waited for here, made visible by the caller's __syncthreads.
+// token lane_token of the warp's lane j; codes [T, k], scales [T, k / 128] (k / 128 <= the CTA's
+// threads: one scale a thread). cp.async: nothing passes through registers; waited for here, made
+// visible by the caller's __syncthreads.
 __device__ __forceinline__ void stage_codes_async(const uint8_t* codes, const float* scales, int k, int n,
                                                   uint8_t* acts, int stride, float* act_scales, int lane_token) {
   const int chunks = k / 16, groups = k / 128;  // 16-byte chunks and scales a row
@@ -202,9 +203,9 @@ __device__ __forceinline__ void stage_codes_async(const uint8_t* codes, const fl
     for (int c = static_cast<int>(threadIdx.x); c < chunks; c += kMoeGemvThreads) {
       sm80::cp_async_16(sm80::smem_u32(acts + j * stride + 16 * c), codes + int64_t{row} * k + 16 * c, true);
     }
-    if (static_cast<int>(threadIdx.x) < groups) {
-      sm80::cp_async_4(sm80::smem_u32(act_scales + j * groups + threadIdx.x), scales + int64_t{row} * groups + threadIdx.x,
-                       true);
+    const int q = static_cast<int>(threadIdx.x);
+    if (q < groups) {
+      sm80::cp_async_4(sm80::smem_u32(act_scales + j * groups + q), scales + int64_t{row} * groups + q, true);
     }
   }
   sm80::cp_async_commit();
@@ -308,7 +309,7 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
     const bool indexed = token_rows && !all_tokens;
     const int staged = all_tokens ? p.num_tokens : n, staged0 = token_rows ? 0 : row0;
     if constexpr (kFp8) {  // b.
-      if (kCodes) {
+      if constexpr (kCodes) {
         stage_codes_async(p.a_codes, p.a_scales, p.k, n, acts, act_stride, act_scales, row_token);
       } else if (indexed) {
         quantize_rows_e4m3<false, true>(p.a, p.k, p.amax_floor, p.ue8m0, 0, n, act_scales, acts, act_stride,
