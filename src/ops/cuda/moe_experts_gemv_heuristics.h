@@ -42,8 +42,11 @@ inline constexpr int64_t kMoeGemvMaxRowsFp8 = 48;
 // routing kernel gathers (moe_gemv_takes_token_rows, moe_experts_gemv.h), and up to which gate_up
 // stages all T token rows in each CTA (all tokens) rather than its pass's rows from their tokens,
 // which it must read first (indexed; moe_experts_gemv.cuh). The decode step on one H200
-// (bench/NOTES-engine.md, 2026-11-29 22:30-23:05; graph ms, two rounds; V3: decode_step_bench
-// --preset deepseek-v3 --num-layers 5, 3 dense + 2 MoE layers):
+// (bench/NOTES-engine.md, 2026-11-29 22:30-23:15; graph ms, two rounds; V3: decode_step_bench
+// --preset deepseek-v3 --num-layers 5, 3 dense + 2 MoE layers). A batch runs in the graph of the
+// next captured size, as in the engine (padded_graph_batch, engine/decode_graphs.cc: 3 -> 4,
+// 6 -> 8, 10-14 -> 16 tokens, the extra ones padding rows), so the token counts the experts see
+// are those sizes:
 //   BF16 V2-Lite, gathered / all tokens: batch 1 2.121, 2.102 / 2.095, 2.091; 4 3.996, 3.974 /
 //     3.886, 3.877; 8 5.886, 5.869 / 5.723, 5.711. Past 8 tokens, gathered / indexed: 10 6.349,
 //     6.340 / 6.357, 6.349; 12 6.634, 6.625 / 6.692, 6.693; 16 7.248, 7.247 / 7.173, 7.172: no
