@@ -25,7 +25,9 @@
 // Each step runs B sequences of one new token each, after `context` cached tokens (cache contents
 // random: attention cost does not depend on the values), twice: eagerly (DeepSeekModel::forward,
 // every kernel launched from the host) and as the engine runs decode steps, one CUDA graph replay
-// (engine/decode_graphs.h); "x floor" is the graph's. Prints a table and writes JSON (card, date,
+// (engine/decode_graphs.h), which runs B in the graph of the next captured size ("graph B": the
+// extra rows are padding, and they go through the router and the experts like real tokens, as in
+// the engine); "x floor" is the graph's. Prints a table and writes JSON (card, date,
 // command) under --out. A program, not a test.
 #include <cuda_runtime_api.h>
 
@@ -138,8 +140,8 @@ int run(int argc, char** argv) {
 
   DecodeGraphs graphs(model, cache, max_b, context + 1);
   nlohmann::json rows = nlohmann::json::array();
-  std::printf("%6s %8s %12s %12s %12s %10s %10s\n", "batch", "context", "eager ms", "graph ms", "floor ms", "x floor",
-              "tok/s");
+  std::printf("%6s %8s %12s %12s %12s %10s %10s %8s\n", "batch", "context", "eager ms", "graph ms", "floor ms",
+              "x floor", "tok/s", "graph B");
   for (int64_t b : batches) {
     ForwardBatch batch;
     for (int64_t s = 0; s < b; ++s) {
@@ -170,10 +172,13 @@ int run(int argc, char** argv) {
     const double kv_bytes = double(b) * (context + 1) * cache.bytes_per_token();
     const double bytes = step_weight_bytes(config, b, fp8 ? 1.0 : 2.0) + kv_bytes;
     const double floor_ms = bytes / (copy_gbps * 1e9) * 1e3;  // bytes at the measured copy rate (read + write)
-    std::printf("%6lld %8lld %12.3f %12.3f %12.3f %10.2f %10.0f\n", static_cast<long long>(b),
-                static_cast<long long>(context), eager, step, floor_ms, step / floor_ms, b / (step * 1e-3));
+    const int64_t graph_b = padded_graph_batch(b, max_b);
+    std::printf("%6lld %8lld %12.3f %12.3f %12.3f %10.2f %10.0f %8lld\n", static_cast<long long>(b),
+                static_cast<long long>(context), eager, step, floor_ms, step / floor_ms, b / (step * 1e-3),
+                static_cast<long long>(graph_b));
     rows.push_back({{"batch", b}, {"context", context}, {"step_ms_median", step}, {"step_ms_min", step_min},
                     {"eager_ms_median", eager}, {"eager_ms_min", eager_min}, {"cuda_graphs", true},
+                    {"graph_batch", graph_b},
                     {"floor_ms", floor_ms}, {"bytes", bytes}, {"kv_bytes", kv_bytes}, {"x_floor", step / floor_ms},
                     {"output_tok_per_s", b / (step * 1e-3)}});
   }
