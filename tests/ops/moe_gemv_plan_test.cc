@@ -1,5 +1,5 @@
 // The routed experts' grouped GEMV: how many CTAs each expert slot gets (moe_gemv_ctas,
-// moe_experts_gemv_heuristics.h). Host arithmetic only, so it runs without a GPU; the GPU tests
+// moe_experts_gemv_heuristics.h) and when the model's experts read the token rows. Host arithmetic only, so it runs without a GPU; the GPU tests
 // check that every launch shape computes the same outputs.
 #include <gtest/gtest.h>
 
@@ -47,6 +47,23 @@ TEST(MoeGemvPlan, ShortExpertsKeepTheirRunsPastOneWave) {
 TEST(MoeGemvPlan, ExplicitRunLengthsAreKept) {
   EXPECT_EQ(moe_gemv_ctas(kV3GateUp, 16, MoeGemvConfig{1, 4, 4}, kSms), 64);
   EXPECT_EQ(moe_gemv_ctas(kV2LiteGateUp, 48, MoeGemvConfig{1, 4, 16}, kSms), 11);
+}
+
+// Token rows (use_moe_gemv_token_rows, moe_gemv_all_tokens), at V2-Lite's top-6 and V3's top-8:
+// bf16 up to 8 tokens (a pass's rows) on the GEMV, e4m3 up to 16 tokens and 96 rows (past the
+// gathered GEMV's 48), all T staged up to 8 bf16 / 2 e4m3 tokens.
+TEST(MoeGemvPlan, TokenRowsLimits) {
+  EXPECT_TRUE(use_moe_gemv_token_rows(8, 48, false));
+  EXPECT_FALSE(use_moe_gemv_token_rows(9, 54, false));   // bf16 gathers past 8 tokens
+  EXPECT_TRUE(use_moe_gemv_token_rows(16, 96, true));    // e4m3 V2-Lite: 96 rows
+  EXPECT_FALSE(use_moe_gemv_token_rows(17, 102, true));
+  EXPECT_TRUE(use_moe_gemv_token_rows(12, 96, true));    // e4m3 V3: 96 rows
+  EXPECT_FALSE(use_moe_gemv_token_rows(13, 104, true));  // the grouped FP8 GEMM
+  EXPECT_FALSE(use_moe_gemv_token_rows(0, 0, true));
+  EXPECT_TRUE(moe_gemv_all_tokens(8, false));
+  EXPECT_FALSE(moe_gemv_all_tokens(9, false));
+  EXPECT_TRUE(moe_gemv_all_tokens(2, true));
+  EXPECT_FALSE(moe_gemv_all_tokens(3, true));
 }
 
 }  // namespace

@@ -136,9 +136,8 @@ void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Fp8Activations
   if (sorted_tokens) {
     gate_up.row_tokens = sorted_tokens->data<int32_t>();
     gate_up.num_tokens = static_cast<int32_t>(x_rows);
-    gate_up.all_tokens = !x_q.defined() &&
-                         x_rows <= (fp8 ? gpu::kMoeGemvAllTokensMaxFp8 : gpu::kMoeGemvAllTokensMaxBf16) &&
-                         rows_per_pass(h, x_rows, fp8) == x_rows;
+    gate_up.all_tokens =
+        !x_q.defined() && gpu::moe_gemv_all_tokens(x_rows, fp8) && rows_per_pass(h, x_rows, fp8) == x_rows;
   }
   if (x_q.defined()) {  // copied, not quantised (indexed)
     gate_up.a_codes = static_cast<const uint8_t*>(x_q.x_q.raw());
@@ -192,14 +191,6 @@ void moe_experts_gemv_token_rows_cuda(const Tensor& x_tokens, const Fp8Activatio
                                       const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
                                       const gpu::MoeGemvConfig& config) {
   run_gemv(x_tokens, &sorted_tokens, x_q, expert_offsets, weights, act, hidden, out, stream, config);
-}
-
-bool moe_gemv_takes_token_rows(int64_t tokens, int64_t rows, bool fp8_weights) {
-  if (fp8_weights) {
-    return rows >= 1 && rows <= gpu::kMoeGemvTokenRowsMaxRowsFp8 && tokens >= 1 &&
-           tokens <= gpu::kMoeGemvTokenRowsMaxFp8;
-  }
-  return gpu::use_moe_gemv(rows, false) && tokens >= 1 && tokens <= gpu::kMoeGemvTokenRowsMaxBf16;
 }
 
 }  // namespace mlaserve::ops

@@ -29,23 +29,16 @@ void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const 
                            const gpu::MoeGemvConfig& config = gpu::kMoeGemvDefault);
 
 // The same two launches with gate_up reading the token rows themselves (the note in
-// moe_experts_gemv.cuh): x_tokens [T, H] bf16 and sorted_tokens [P] i32 (the token of each row in
-// expert order, MoeGrouping) in place of the gathered [P, H]; hidden and out [P, ...] as above, with
-// the same bits as moe_experts_gemv_cuda on the gathered rows. Any T: up to
-// kMoeGemvAllTokensMax{Bf16,Fp8} tokens that one pass holds, every pass stages all T token rows,
-// past that each pass's rows from their tokens. e4m3 weights with x_q defined (the token rows'
+// moe_experts_gemv.cuh; the model's choice: use_moe_gemv_token_rows): x_tokens [T, H] bf16 and
+// sorted_tokens [P] i32 (the token of each row in expert order, MoeGrouping) in place of the
+// gathered [P, H]; hidden and out [P, ...] as above, with the same bits as moe_experts_gemv_cuda on
+// the gathered rows. Any T: where moe_gemv_all_tokens and one pass holds them, every pass stages
+// all T token rows, otherwise each pass's rows from their tokens. e4m3 weights with x_q defined (the token rows'
 // codes [T, H] and scales [T, H/128], as quantize_activations_fp8 with `act` writes them): each
 // pass's rows copied from those, not quantised; undefined: quantised in the kernel.
 void moe_experts_gemv_token_rows_cuda(const Tensor& x_tokens, const Fp8Activations& x_q, const Tensor& sorted_tokens,
                                       const Tensor& expert_offsets, const ExpertWeights& weights,
                                       const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
                                       const gpu::MoeGemvConfig& config = gpu::kMoeGemvDefault);
-
-// Whether the model's experts over T tokens and P = T·k rows read the token rows (the call above)
-// instead of rows gathered by the routing: bf16 where the GEMV runs (use_moe_gemv) up to
-// kMoeGemvTokenRowsMaxBf16 tokens; e4m3 up to kMoeGemvTokenRowsMaxFp8 tokens and
-// kMoeGemvTokenRowsMaxRowsFp8 rows, past the gathered GEMV's limit: whether the norm's codes are at
-// hand only changes where the rows are quantised, not the bits, so it does not enter the choice.
-bool moe_gemv_takes_token_rows(int64_t tokens, int64_t rows, bool fp8_weights);
 
 }  // namespace mlaserve::ops

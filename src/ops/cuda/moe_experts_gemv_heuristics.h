@@ -39,7 +39,7 @@ inline constexpr int64_t kMoeGemvMaxRowsBf16 = 96;
 inline constexpr int64_t kMoeGemvMaxRowsFp8 = 48;
 
 // Tokens up to which the model's experts, on the GEMV, read the token rows rather than rows the
-// routing kernel gathers (moe_gemv_takes_token_rows, moe_experts_gemv.h), and up to which gate_up
+// routing kernel gathers (use_moe_gemv_token_rows below), and up to which gate_up
 // stages all T token rows in each CTA (all tokens) rather than its pass's rows from their tokens,
 // which it must read first (indexed; moe_experts_gemv.cuh). The decode step on one H200
 // (bench/NOTES-engine.md, 2026-11-29 22:30-23:15; graph ms, two rounds; V3: decode_step_bench
@@ -75,6 +75,23 @@ inline constexpr int64_t kMoeGemvTokenRowsMaxRowsFp8 = 96;
 
 inline bool use_moe_gemv(int64_t rows, bool fp8_weights) {
   return rows >= 1 && rows <= (fp8_weights ? kMoeGemvMaxRowsFp8 : kMoeGemvMaxRowsBf16);
+}
+
+// Whether the model's experts over T tokens and P = T·k rows read the token rows
+// (moe_experts_gemv_token_rows_cuda) instead of rows the routing gathers: bf16 where the GEMV
+// runs, up to kMoeGemvTokenRowsMaxBf16 tokens; e4m3 up to kMoeGemvTokenRowsMaxFp8 tokens and
+// kMoeGemvTokenRowsMaxRowsFp8 rows, past the gathered GEMV's limit. Whether the norm's codes are at
+// hand only changes where the rows are quantised, not the bits, so it does not enter the choice.
+inline bool use_moe_gemv_token_rows(int64_t tokens, int64_t rows, bool fp8_weights) {
+  const int64_t max_rows = fp8_weights ? kMoeGemvTokenRowsMaxRowsFp8 : kMoeGemvMaxRowsBf16;
+  const int64_t max_tokens = fp8_weights ? kMoeGemvTokenRowsMaxFp8 : kMoeGemvTokenRowsMaxBf16;
+  return rows >= 1 && rows <= max_rows && tokens >= 1 && tokens <= max_tokens;
+}
+
+// Whether gate_up stages all T token rows in each pass (else each pass's rows, indexed), where one
+// pass holds them and no codes are copied (moe_experts_gemv.cu checks those).
+inline bool moe_gemv_all_tokens(int64_t tokens, bool fp8_weights) {
+  return tokens <= (fp8_weights ? kMoeGemvAllTokensMaxFp8 : kMoeGemvAllTokensMaxBf16);
 }
 
 // The GEMV's launch shape (the note in moe_experts_gemv.cuh). Two knobs:

@@ -87,6 +87,17 @@ inline GemvChainOperands gemv_chain_operands(int64_t t, int64_t k1, int64_t n1, 
   return c;
 }
 
+// Bytes of two tensors (any device) that differ; both must be the same size.
+inline int64_t byte_mismatches(const Tensor& got, const Tensor& want) {
+  const Tensor a = got.to(Device::kCPU), b = want.to(Device::kCPU);
+  EXPECT_EQ(a.nbytes(), b.nbytes());
+  const auto* pa = static_cast<const uint8_t*>(a.raw());
+  const auto* pb = static_cast<const uint8_t*>(b.raw());
+  int64_t n = 0;
+  for (size_t i = 0; i < std::min(a.nbytes(), b.nbytes()); ++i) n += pa[i] != pb[i] ? 1 : 0;
+  return n;
+}
+
 // NaN or infinite elements of a host bf16 or f32 tensor (unwritten poison shows up here).
 inline int64_t count_nonfinite(const Tensor& t) {
   int64_t bad = 0;

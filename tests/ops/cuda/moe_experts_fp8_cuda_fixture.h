@@ -92,6 +92,7 @@
 namespace mlaserve::ops::moe_fp8_test {
 
 using testing::all_experts;
+using testing::byte_mismatches;
 using testing::checked_rows;
 using testing::count_nonfinite;
 using testing::fresh_seed;
@@ -512,17 +513,6 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
     }
   }
 
-  // Bytes of two tensors (any device) that differ; both must be the same size.
-  static int64_t byte_mismatches(const Tensor& got, const Tensor& want) {
-    const Tensor a = got.to(Device::kCPU), b = want.to(Device::kCPU);
-    EXPECT_EQ(a.nbytes(), b.nbytes());
-    const auto* pa = static_cast<const uint8_t*>(a.raw());
-    const auto* pb = static_cast<const uint8_t*>(b.raw());
-    int64_t n = 0;
-    for (size_t i = 0; i < std::min(a.nbytes(), b.nbytes()); ++i) n += pa[i] != pb[i] ? 1 : 0;
-    return n;
-  }
-
   // The two ways to the FP8 layer's output from T token rows (the note at the top): `tokens`
   // rows each routed to top_k distinct experts of a pool of `materialised` (the others' weights
   // NaN). Old: moe_group_and_gather (bf16 rows in expert order), moe_experts. New:
@@ -532,16 +522,12 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
   void check_quantized_rows(const MoeShape& s, int64_t materialised, int64_t tokens) {
     const uint64_t seed = fresh_seed();
     std::mt19937_64 rng(seed);
-    std::vector<int64_t> pool = random_pool(s.experts, materialised, rng);  // shuffled again per token
+    const std::vector<int64_t> pool = random_pool(s.experts, materialised, rng);
     make_weights(s, pool, seed);
     const int64_t p = tokens * s.top_k, h = s.hidden, blocks = h / 128;
     SCOPED_TRACE("seed " + std::to_string(seed) + ", T " + std::to_string(tokens) + ", P " + std::to_string(p));
     ASSERT_TRUE(moe_experts_takes_quantized_rows(Device::kCUDA, p, gpu_)) << "the GEMV would take these rows";
-    std::vector<int32_t> ids;  // [T, k]: distinct experts of the pool a token
-    for (int64_t t = 0; t < tokens; ++t) {
-      std::shuffle(pool.begin(), pool.end(), rng);
-      for (int64_t j = 0; j < s.top_k; ++j) ids.push_back(static_cast<int32_t>(pool[j]));
-    }
+    const std::vector<int32_t> ids = testing::distinct_ids(s, pool, tokens, rng);  // [T, k]
     const Tensor ids_gpu = testing::i32_tensor(ids, {tokens, s.top_k}).to(Device::kCUDA);
     Tensor x = Tensor::empty({tokens, h}, DType::kBF16, Device::kCUDA);  // [T, H]
     testing::fill_random(x, seed + 1, stream_);

@@ -56,6 +56,17 @@ inline std::vector<int32_t> skewed_counts(const MoeShape& s, const std::vector<i
   return counts;
 }
 
+// ids for `tokens` tokens: top_k distinct experts of `pool` a token, as the router picks them.
+inline std::vector<int32_t> distinct_ids(const MoeShape& s, std::vector<int64_t> pool, int64_t tokens,
+                                         std::mt19937_64& rng) {
+  std::vector<int32_t> ids;
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::shuffle(pool.begin(), pool.end(), rng);
+    for (int64_t j = 0; j < s.top_k; ++j) ids.push_back(static_cast<int32_t>(pool[static_cast<size_t>(j)]));
+  }
+  return ids;
+}
+
 // [E + 1] expert offsets of [E] row counts: expert e owns rows [offsets[e], offsets[e + 1]).
 inline std::vector<int32_t> offsets_of(const std::vector<int32_t>& counts) {
   std::vector<int32_t> offsets(counts.size() + 1, 0);

@@ -35,16 +35,6 @@
 
 namespace mlaserve::ops::testing {
 
-// Bytes of got and want (same shape and dtype, on the GPU) that differ.
-inline int64_t device_byte_mismatches(const Tensor& got, const Tensor& want) {
-  const Tensor g = got.to(Device::kCPU), w = want.to(Device::kCPU);
-  const auto* a = static_cast<const uint8_t*>(g.raw());
-  const auto* b = static_cast<const uint8_t*>(w.raw());
-  int64_t n = 0;
-  for (size_t i = 0; i < g.nbytes(); ++i) n += a[i] != b[i] ? 1 : 0;
-  return n;
-}
-
 // The check of the note at the top: `ids` [T·k] (token t's experts at t·k .. t·k + k - 1; repeats
 // allowed, so that an expert can get more rows than T and take several passes), `x` [T, H] bf16
 // on the GPU, weights `w` with `s`'s shapes.
@@ -105,8 +95,8 @@ inline void check_token_rows_match(const MoeShape& s, const ExpertWeights& w, co
                                 std::to_string(e0) + ", " + std::to_string(e1) + ")";
       EXPECT_EQ(count_nonfinite(want.second.slice(first, last).to(Device::kCPU)), 0)
           << where << ": the gathered path left rows unwritten";
-      EXPECT_EQ(device_byte_mismatches(got.first, want.first), 0) << where << ": SwiGLU state";
-      EXPECT_EQ(device_byte_mismatches(got.second, want.second), 0)
+      EXPECT_EQ(byte_mismatches(got.first, want.first), 0) << where << ": SwiGLU state";
+      EXPECT_EQ(byte_mismatches(got.second, want.second), 0)
           << where << ": output (rows outside the share: poison in both)";
     };
     std::vector<From> froms = {From::kTokens};
@@ -129,17 +119,6 @@ inline Tensor random_token_rows(int64_t tokens, int64_t hidden, uint64_t seed, c
   Tensor x = Tensor::empty({tokens, hidden}, DType::kBF16, Device::kCUDA);
   fill_random(x, seed, stream);
   return x;
-}
-
-// ids for `tokens` tokens: top_k distinct experts of `pool` a token, as the router picks them.
-inline std::vector<int32_t> distinct_ids(const MoeShape& s, std::vector<int64_t> pool, int64_t tokens,
-                                         std::mt19937_64& rng) {
-  std::vector<int32_t> ids;
-  for (int64_t t = 0; t < tokens; ++t) {
-    std::shuffle(pool.begin(), pool.end(), rng);
-    for (int64_t j = 0; j < s.top_k; ++j) ids.push_back(static_cast<int32_t>(pool[static_cast<size_t>(j)]));
-  }
-  return ids;
 }
 
 // check_token_rows_match at each of `token_counts` tokens routed to distinct experts of `pool`
