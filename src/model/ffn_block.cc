@@ -68,14 +68,15 @@ void DeepSeekModel::mlp(const MlpWeights& w, const NormedActivation& x, Tensor& 
 //     add_sum_rms_norm for an MoE's two parts.
 // Each norm also writes the FP8 quantisation the next layer's attention reads, when it reads one
 // (the final norm's lm_head does not).
-void DeepSeekModel::ffn_and_norm(int64_t layer, Tensor& h, const Tensor& next_norm, NormedActivation& normed) {
+void DeepSeekModel::ffn_and_norm(int64_t layer, Tensor& h, const Tensor& next_norm, NormedActivation& normed,
+                                 const Tensor& slots) {
   const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
   const int64_t t = normed.x.dim(0), hidden = config_.hidden_size;
   const int64_t num_layers = plan_.layers.size();
   ops::Fp8Activations next_q = fp8_input(t, hidden, layer + 1 < num_layers && attention_reads_fp8(layer + 1));
-  if (lw.moe && plan_.tp_size == 1) return moe_and_norm(*lw.moe, h, next_norm, normed, std::move(next_q));
+  if (lw.moe && plan_.tp_size == 1) return moe_and_norm(*lw.moe, h, next_norm, normed, slots, std::move(next_q));
   const float eps = static_cast<float>(config_.rms_norm_eps);
-  Tensor ffn_out = ffn(layer, normed);
+  Tensor ffn_out = ffn(layer, normed, slots);
   all_reduce(ffn_out);
   mark("norms");
   normed.q = std::move(next_q);  // (the FFN input's readers are queued by now)
@@ -89,9 +90,9 @@ void DeepSeekModel::ffn_and_norm(int64_t layer, Tensor& h, const Tensor& next_no
   }
 }
 
-Tensor DeepSeekModel::ffn(int64_t layer, const NormedActivation& m) {
+Tensor DeepSeekModel::ffn(int64_t layer, const NormedActivation& m, const Tensor& slots) {
   const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
-  if (lw.moe) return moe(*lw.moe, m);
+  if (lw.moe) return moe(*lw.moe, m, slots);
   mark("mlp");
   Tensor out = partial({m.x.dim(0), config_.hidden_size});
   mlp(*lw.mlp, m, out, options_.stream);
@@ -114,7 +115,8 @@ Tensor DeepSeekModel::ffn(int64_t layer, const NormedActivation& m) {
 // chain's ~45 us; at prefill sizes they fill the SMs that the routing kernels leave idle. The
 // branch is joined before this returns, so the combine that follows waits for both. The
 // arithmetic is the same in either order.
-ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const NormedActivation& m, Tensor shared_out) {
+ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const NormedActivation& m, const Tensor& slots,
+                                                Tensor shared_out) {
   const int64_t t = m.x.dim(0), hidden = config_.hidden_size, k = config_.num_experts_per_tok;
   const int64_t num_experts = config_.n_routed_experts;
   const Stream stream = options_.stream;
@@ -137,8 +139,10 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
       {Tensor::empty({num_experts + 1}, DType::kI32, dev), Tensor::empty({t * k}, DType::kI32, dev),
        Tensor::empty({t * k}, DType::kI32, dev)},
       quantized_rows || token_rows ? Tensor() : act({t * k, hidden})};  // [T·k, H] token rows in expert order
-  ops::moe_router_route_and_gather(m.x, w.router, w.correction_bias, router_params(config_), logits, route_arrivals_,
-                                   routed_rows, stream);
+  ops::RouterParams routing = router_params(config_);
+  routing.row_slots = slots;  // a decode graph's padding rows are routed as real rows (ops/moe_router.h)
+  ops::moe_router_route_and_gather(m.x, w.router, w.correction_bias, routing, logits, route_arrivals_, routed_rows,
+                                   stream);
   const ops::MoeGrouping& groups = routed_rows.grouping;
   Tensor rows_q, rows_scales;  // [T·k, H] e4m3, [T·k, H/128] f32: the quantised token rows in expert order
   if (quantized_rows) {
@@ -180,7 +184,7 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
 // it, so that the all-reduced shared output can be rounded before the routed sum is added, as on
 // one GPU (add_sum_rms_norm); each rank holds a share of the shared experts' channels, so their
 // partial outputs cannot be rounded before the all-reduce.
-Tensor DeepSeekModel::moe(const MoeWeights& w, const NormedActivation& m) {
+Tensor DeepSeekModel::moe(const MoeWeights& w, const NormedActivation& m, const Tensor& slots) {
   const int64_t t = m.x.dim(0), hidden = config_.hidden_size;
   const bool apart = w.shared && plan_.tp_size > 1;
   Tensor out = apart ? f32({2, t, hidden}) : partial({t, hidden});
@@ -189,7 +193,7 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const NormedActivation& m) {
   // Zeroed on the model's stream before the side branch forks, so the shared experts' branch
   // also waits for this memset: it is off the critical path (~15 us beside ~45 us at one token).
   if (!w.shared || apart) routed.fill_bytes(0, options_.stream);
-  const ops::MoeCombineInputs experts = moe_routed(w, m, shared);
+  const ops::MoeCombineInputs experts = moe_routed(w, m, slots, shared);
   mark("moe.combine");
   ops::moe_combine(experts.expert_out, experts.sorted_pairs, experts.weights, routed, options_.stream);
   return out;
@@ -199,9 +203,9 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const NormedActivation& m) {
 // RMSNorm(h) · next_norm, quantised into next_q where that is not empty, in one op. Without shared
 // experts the combine starts from zero inside the op (no zeroed buffer).
 void DeepSeekModel::moe_and_norm(const MoeWeights& w, Tensor& h, const Tensor& next_norm, NormedActivation& normed,
-                                 ops::Fp8Activations next_q) {
+                                 const Tensor& slots, ops::Fp8Activations next_q) {
   const Tensor shared = w.shared ? act({normed.x.dim(0), config_.hidden_size}) : Tensor();  // [T, H]
-  const ops::MoeCombineInputs experts = moe_routed(w, normed, shared);
+  const ops::MoeCombineInputs experts = moe_routed(w, normed, slots, shared);
   mark("moe.combine");  // the combine, the residual add and the next norm
   normed.q = std::move(next_q);  // (the MoE input's readers are queued by now)
   ops::moe_combine_add_rms_norm_fp8(experts, h, next_norm, static_cast<float>(config_.rms_norm_eps), normed.x,

@@ -139,7 +139,7 @@ Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache) {
     const Tensor& next_norm = i + 1 < num_layers
                                   ? weights_.layers[static_cast<size_t>(i + 1)].input_norm
                                   : weights_.final_norm;
-    ffn_and_norm(i, h, next_norm, normed);  // h += ffn(normed); normed = norm(h) (ffn_block.cc)
+    ffn_and_norm(i, h, next_norm, normed, step.slots);  // h += ffn(normed); normed = norm(h) (ffn_block.cc)
   }
   Tensor logits;  // none from a stage before the last
   stage_mark("stage.output");

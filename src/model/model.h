@@ -214,18 +214,19 @@ class DeepSeekModel {
   // The layer's second half (ffn_block.cc): h += FFN(normed), then normed = RMSNorm(h) ·
   // next_norm (the next layer's input norm, or the final norm), with normed.q the quantisation
   // the next layer's attention reads (or empty). h and normed [T, H].
-  void ffn_and_norm(int64_t layer, Tensor& h, const Tensor& next_norm, NormedActivation& normed);
+  void ffn_and_norm(int64_t layer, Tensor& h, const Tensor& next_norm, NormedActivation& normed, const Tensor& slots);
   // m [T, H] -> the FFN's output [T, H], or [2, T, H] (moe(): the shared experts' and the routed
   // experts' partial outputs apart, under tensor parallelism).
-  Tensor ffn(int64_t layer, const NormedActivation& m);
-  Tensor moe(const MoeWeights& w, const NormedActivation& m);
+  Tensor ffn(int64_t layer, const NormedActivation& m, const Tensor& slots);
+  Tensor moe(const MoeWeights& w, const NormedActivation& m, const Tensor& slots);
   // One GPU's MoE layer ending in moe_combine_add_rms_norm (ffn_and_norm's arguments; next_q the
   // next layer's quantised input to write, or empty).
   void moe_and_norm(const MoeWeights& w, Tensor& h, const Tensor& next_norm, NormedActivation& normed,
-                    ops::Fp8Activations next_q);
+                    const Tensor& slots, ops::Fp8Activations next_q);
   // The MoE up to its combine: the routed experts' outputs and routing, and the shared experts'
   // output written into shared_out [T, H] (ignored, and returned undefined, without them).
-  ops::MoeCombineInputs moe_routed(const MoeWeights& w, const NormedActivation& m, Tensor shared_out);
+  ops::MoeCombineInputs moe_routed(const MoeWeights& w, const NormedActivation& m, const Tensor& slots,
+                                   Tensor shared_out);
   void mlp(const MlpWeights& w, const NormedActivation& x, Tensor& out, Stream stream);  // x [T, H] -> out [T, H]
   // Whether FP8 linears read the attention input of `layer` (q_proj or q_a_proj,
   // kv_a_proj_with_mqa), and its FFN input at t tokens (the dense or shared experts' gate_up, the

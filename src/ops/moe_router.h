@@ -48,6 +48,13 @@ struct RouterParams {
   int64_t top_k = 1;                    // experts per token (num_experts_per_tok)
   bool norm_topk_prob = false;
   float routed_scaling_factor = 1.0f;
+  // [T] i64 cache slots of the step's rows, or undefined. A row with a negative slot is a padding
+  // row (a captured decode graph's, engine/decode_graphs.h: its outputs are never read) and is
+  // routed by the logits of row t mod R, R the number of rows with a slot: the real rows come
+  // first in a graph, so that row is real, the padding rows add no expert the real rows did not
+  // need, and they spread over the real rows (all on row 0, row 0's experts would take more rows
+  // than one pass of the experts' GEMV holds). Its ids and weights equal that row's.
+  Tensor row_slots;
 };
 
 struct RouterOutputs {

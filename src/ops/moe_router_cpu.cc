@@ -34,6 +34,11 @@ void check_inputs(const Tensor& logits, const Tensor& bias, const RouterParams& 
     MLA_CHECK(e / groups >= 2, "{}: noaux_tc group scores need >= 2 experts per group, got {}", kOp,
               e / groups);
   }
+  if (p.row_slots.defined()) {
+    cpu::check_host(kOp, "row_slots", p.row_slots);
+    MLA_CHECK(p.row_slots.dtype() == DType::kI64, "{}: row_slots must be I64", kOp);
+    cpu::check_shape(kOp, "row_slots", p.row_slots, {t});
+  }
   cpu::check_f32(kOp, "weights", o.weights);
   cpu::check_shape(kOp, "weights", o.weights, {t, p.top_k});
   cpu::check_host(kOp, "expert_ids", o.expert_ids);
@@ -113,8 +118,11 @@ void moe_route_cpu(const Tensor& logits, const Tensor& correction_bias, const Ro
   const float* bias = correction_bias.defined() ? correction_bias.data<float>() : nullptr;
   std::vector<float> s(static_cast<size_t>(e)), b;
   std::vector<int32_t> order;
+  const int64_t* slots = params.row_slots.defined() ? params.row_slots.data<int64_t>() : nullptr;
+  const int64_t real = slots != nullptr ? std::count_if(slots, slots + t, [](int64_t s) { return s >= 0; }) : t;
   for (int64_t i = 0; i < t; ++i) {
-    score(logits.data<float>() + i * e, e, params.scoring, s.data());
+    const int64_t src = slots != nullptr && slots[i] < 0 && real > 0 ? i % real : i;  // padding: RouterParams
+    score(logits.data<float>() + src * e, e, params.scoring, s.data());
     b = s;
     if (bias != nullptr) {
       for (int64_t j = 0; j < e; ++j) b[j] += bias[j];

@@ -221,6 +221,38 @@ TEST(MoeRouter, TiesGoToLowerIndices) {
             std::vector<float>({0, 1, 2, 3, 4, 5, 6, 7}));
 }
 
+// A row whose slot is negative (a decode graph's padding row) is routed by the logits of row
+// i mod R, R the rows with a slot: its ids and weights equal that row's bit for bit, every other
+// row's are those of the routing without slots. A graph's layout (3 real rows, then padding: rows
+// 3..6 as rows 0, 1, 2, 0) and a scattered one (the rule holds as stated even where row i mod R is
+// itself padding). V2-Lite's softmax and V3's noaux_tc.
+TEST(MoeRouter, PaddingRowsAreRoutedAsRealRows) {
+  std::mt19937_64 rng(50);
+  for (const auto& [p0, e] : std::vector<std::pair<RouterParams, int64_t>>{{v2_lite(), 64}, {v3(), 256}}) {
+    for (const std::vector<int64_t>& slots : {std::vector<int64_t>{4, 9, 2, -1, -1, -1, -1},
+                                              std::vector<int64_t>{-1, 5, -1, 7, -1, 9, -1}}) {
+      const auto t = static_cast<int64_t>(slots.size()), k = p0.top_k;
+      const int64_t real = std::count_if(slots.begin(), slots.end(), [](int64_t s) { return s >= 0; });
+      const Tensor logits = random_tensor({t, e}, DType::kF32, rng);
+      const Tensor bias =
+          p0.method == RouterTopkMethod::kNoAuxTc ? random_tensor({e}, DType::kF32, rng, 0.1f) : Tensor();
+      RouterParams p = p0;
+      p.row_slots = Tensor::empty({t}, DType::kI64);
+      std::copy(slots.begin(), slots.end(), p.row_slots.data<int64_t>());
+      const RouterOutputs plain = route(logits, bias, p0), padded = route(logits, bias, p);
+      for (int64_t i = 0; i < t; ++i) {
+        const int64_t src = slots[static_cast<size_t>(i)] < 0 ? i % real : i;
+        EXPECT_EQ(std::memcmp(padded.expert_ids.data<int32_t>() + i * k,
+                              plain.expert_ids.data<int32_t>() + src * k, static_cast<size_t>(k) * 4), 0)
+            << "row " << i;
+        EXPECT_EQ(std::memcmp(padded.weights.data<float>() + i * k, plain.weights.data<float>() + src * k,
+                              static_cast<size_t>(k) * 4), 0)
+            << "row " << i;
+      }
+    }
+  }
+}
+
 TEST(MoeRouter, RejectsInconsistentParams) {
   Tensor logits = Tensor::zeros({2, 16}, DType::kF32);
   RouterOutputs o{Tensor::empty({2, 8}, DType::kF32), Tensor::empty({2, 8}, DType::kI32)};

@@ -56,6 +56,10 @@ gpu::MoeRouteParams gpu::moe_route_params(std::string_view op, const Tensor& log
   gpu::check_shape(kOp, "weights", outputs.weights, {t, k});
   gpu::check_dtype(kOp, "expert_ids", outputs.expert_ids, DType::kI32);
   gpu::check_shape(kOp, "expert_ids", outputs.expert_ids, {t, k});
+  if (params.row_slots.defined()) {
+    gpu::check_dtype(kOp, "row_slots", params.row_slots, DType::kI64);
+    gpu::check_shape(kOp, "row_slots", params.row_slots, {t});
+  }
 
   gpu::MoeRouteParams p{};
   p.logits = gpu::ptr<const float>(logits);
@@ -75,6 +79,7 @@ gpu::MoeRouteParams gpu::moe_route_params(std::string_view op, const Tensor& log
                                                                          : params.norm_topk_prob && k > 1;
   p.scale = params.weighting == RouterWeighting::kNormalizeThenScale || !p.normalize;
   p.routed_scaling_factor = params.routed_scaling_factor;
+  p.row_slots = params.row_slots.defined() ? gpu::ptr<const int64_t>(params.row_slots) : nullptr;
   return p;
 }
 

@@ -65,6 +65,7 @@ struct MoeRouteParams {
   bool normalize;               // w /= Σw + 1e-20
   bool scale;                   // w *= routed_scaling_factor
   float routed_scaling_factor;
+  const int64_t* row_slots;     // [T] or null: a row with a negative slot is routed as another (RouterParams)
 };
 
 // The kernel parameters for moe_route(logits, correction_bias, params) -> outputs, after every
@@ -87,12 +88,24 @@ struct RouterWarpScratch {
   float group[kRouterMaxGroups];
 };
 
+// The row whose logits route row t (RouterParams::row_slots): t itself, or for a padding row
+// (negative slot) row t mod R, R the rows with a slot; by one whole warp, the same on every lane.
+__device__ __forceinline__ int64_t route_source_row(const MoeRouteParams& p, int64_t t, int lane) {
+  if (p.row_slots == nullptr || p.row_slots[t] >= 0) return t;
+  int64_t real = 0;
+  for (int64_t i0 = 0; i0 < p.tokens; i0 += 32) {
+    const int64_t i = i0 + lane;
+    real += __popc(__ballot_sync(0xffffffffu, i < p.tokens && p.row_slots[i] >= 0));
+  }
+  return real > 0 ? t % real : t;
+}
+
 // Steps 1-5 for token t, by one whole warp (lane = threadIdx.x % 32): writes the token's k
 // weights and expert ids to p.weights and p.expert_ids and returns, on lane j < k, the j-th
 // selected expert. The caller syncs the warp before it reuses sh.
 __device__ __forceinline__ int32_t route_token(const MoeRouteParams& p, int64_t t, RouterWarpScratch& sh, int lane) {
   constexpr float kNegInf = -INFINITY;
-  const float* logits = p.logits + t * p.experts;
+  const float* logits = p.logits + route_source_row(p, t, lane) * p.experts;
   float s[kRouterExpertsPerLane], b[kRouterExpertsPerLane];  // lanes past E keep s = 0, b = -inf
 #pragma unroll
   for (int i = 0; i < kRouterExpertsPerLane; ++i) s[i] = 0.0f, b[i] = kNegInf;

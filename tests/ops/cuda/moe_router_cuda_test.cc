@@ -188,8 +188,19 @@ MoeRouteGatherOutputs poisoned_route_gather(int64_t t, int64_t k, int64_t e, int
 // relative (the router's bound above). Every output poisoned first.
 class MoeRouteGatherCuda : public CudaOpTest {
  protected:
-  void check(const RouterParams& params, int64_t t, int64_t e, int64_t h, uint64_t seed, float grid = 0.0f) {
+  // `padding` > 0: the last `padding` rows have slot -1 (RouterParams::row_slots; the others 0, 1, ..),
+  // so they are routed as the real rows on both sides.
+  void check(const RouterParams& routing, int64_t t, int64_t e, int64_t h, uint64_t seed, float grid = 0.0f,
+             int64_t padding = 0) {
     std::mt19937_64 rng(seed);
+    RouterParams params = routing, cpu_params = routing;
+    if (padding > 0) {
+      std::vector<int64_t> slots(static_cast<size_t>(t));
+      for (int64_t i = 0; i < t; ++i) slots[static_cast<size_t>(i)] = i < t - padding ? i : -1;
+      cpu_params.row_slots = Tensor::empty({t}, DType::kI64);
+      std::copy(slots.begin(), slots.end(), cpu_params.row_slots.data<int64_t>());
+      params.row_slots = cpu_params.row_slots.to(Device::kCUDA);
+    }
     const auto [logits, bias] = random_router_inputs(params, t, e, rng, grid);
     const Tensor x = testing::random_tensor({t, h}, DType::kBF16, rng);
     const int64_t k = params.top_k;
@@ -207,7 +218,7 @@ class MoeRouteGatherCuda : public CudaOpTest {
                                {Tensor::empty({e + 1}, DType::kI32), Tensor::empty({t * k}, DType::kI32),
                                 Tensor::empty({t * k}, DType::kI32)},
                                Tensor::empty({t * k, h}, DType::kF32)};  // bf16 rows, exact in f32
-    moe_route_and_gather_cpu(logits, bias, params, x.to_f32(), want);
+    moe_route_and_gather_cpu(logits, bias, cpu_params, x.to_f32(), want);
 
     const std::vector<std::pair<const char*, std::pair<const Tensor*, const Tensor*>>> ints{
         {"weights", {&got.route.weights, &two.route.weights}},
@@ -268,6 +279,16 @@ TEST_F(MoeRouteGatherCuda, V2DecodeBatches) {
 TEST_F(MoeRouteGatherCuda, V3DecodeBatches) {
   for (int64_t t : {1, 4, 8, 9}) check(v3(), t, 256, 7168, 150 + t);
   check(v3(), 8, 256, 7168, 160, 4.0f);  // ties
+}
+
+// A decode graph's padding rows (slot -1) routed as real rows, in the one-kernel path and the two ops:
+// V2-Lite 10 real rows of 16 (96 pairs: the two ops) and 3 of 4 (the one kernel), V3 5 of 8 and 9
+// of 16.
+TEST_F(MoeRouteGatherCuda, PaddingRowsAsRealRows) {
+  check(v2_lite(), 16, 64, 2048, 170, 0.0f, 6);
+  check(v2_lite(), 4, 64, 2048, 171, 0.0f, 1);
+  check(v3(), 8, 256, 7168, 172, 0.0f, 3);
+  check(v3(), 16, 256, 7168, 173, 0.0f, 7);
 }
 
 // moe_router_route_and_gather_cuda (through the dispatch): the router's GEMV and the routing in
