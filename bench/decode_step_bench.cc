@@ -8,7 +8,7 @@
 //
 //   decode_step_bench [--preset deepseek-v2-lite] [--context 1024] [--batches 1,8,64,256]
 //                     [--reps 20] [--out bench/results] [--quantization none|fp8]
-//                     [--fused-attention on|off] [--norm-quant on|off] [--num-layers N]
+//                     [--fused-attention on|off] [--norm-quant on|off] [--num-layers N] [--trace DIR]
 //
 // --quantization fp8: the same dummy weights quantised to block FP8 on the GPU (W8A8 GEMMs,
 // model/quantize_fp8.h); the floor then counts one byte per linear and expert weight.
@@ -21,6 +21,10 @@
 // --num-layers N: the preset cut to its first N layers (the dense ones first, as in the model), so
 // that V3's shapes fit one GPU (--preset deepseek-v3 --quantization fp8 --num-layers 5: 3 dense + 2
 // MoE layers); the floor counts the layers that run.
+// --trace DIR: after the timing, each batch's graph replayed with CUPTI's kernel tracing on
+// (kernel_trace.h): every kernel of one step with its GPU start and end into
+// DIR/trace_<card>_<preset>_<dtype>_b<B>.csv, and the kernels that advance the step's end most
+// printed (where the step's time goes, inside the graph). Needs libcupti at run time.
 //
 // Each step runs B sequences of one new token each, after `context` cached tokens (cache contents
 // random: attention cost does not depend on the values), twice: eagerly (DeepSeekModel::forward,
@@ -32,9 +36,11 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,6 +50,7 @@
 #include "bench_main.h"
 #include "bench_report.h"
 #include "copy_bandwidth.h"
+#include "kernel_trace.h"
 #include "core/cuda_check.h"
 #include "engine/decode_graphs.h"
 #include "model/dummy.h"
@@ -87,9 +94,32 @@ std::vector<int64_t> parse_list(const std::string& s) {
   return out;
 }
 
+// One graph replay of the batch-b step traced (--trace): its kernels into a CSV under dir, and the
+// ten that advance the step's end most printed.
+void trace_step(const std::string& dir, const std::string& card, const std::string& preset, const std::string& dtype,
+                int64_t b, const std::function<void()>& replay) {
+  const std::vector<bench::TracedKernel> kernels = bench::trace_last_graph_launch([&] {
+    for (int i = 0; i < 3; ++i) replay();  // the last of three, caches warm
+  });
+  std::string slug = card;
+  std::replace_if(slug.begin(), slug.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '-');
+  const std::string path = fmt::format("{}/trace_{}_{}_{}_b{}.csv", dir, slug, preset, dtype, b);
+  bench::write_trace_csv(path, kernels);
+  const double span = static_cast<double>(kernels.back().end_ns - kernels.front().start_ns) * 1e-3;
+  std::printf("  trace of batch %lld: %zu kernels, %s; where the step's %.1f us go (advance, kernel_trace.h):\n",
+              static_cast<long long>(b), kernels.size(), path.c_str(), span);
+  std::printf("  %8s %8s %9s  %s\n", "launches", "mean us", "advance", "kernel");
+  const std::vector<bench::KernelShare> shares = bench::kernel_shares(kernels);
+  for (size_t i = 0; i < std::min<size_t>(10, shares.size()); ++i) {
+    const bench::KernelShare& k = shares[i];
+    std::printf("  %8lld %8.2f %8.1f%%  %s\n", static_cast<long long>(k.launches), k.mean_us,
+                100.0 * k.advance_us / span, k.name.c_str());
+  }
+}
+
 int run(int argc, char** argv) {
   std::string preset = "deepseek-v2-lite", out_dir = "bench/results", batches_arg = "1,8,64,256", quant = "none";
-  std::string fused_attention = "on", norm_quant = "on";
+  std::string fused_attention = "on", norm_quant = "on", trace_dir;
   int64_t context = 1024, reps = 20, num_layers = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -102,6 +132,7 @@ int run(int argc, char** argv) {
     else if (k == "--fused-attention") fused_attention = v;
     else if (k == "--norm-quant") norm_quant = v;
     else if (k == "--num-layers") num_layers = std::stoll(v);
+    else if (k == "--trace") trace_dir = v;
     else MLA_FAIL("unknown option {}", k);
   }
   const std::vector<int64_t> batches = parse_list(batches_arg);
@@ -169,6 +200,7 @@ int run(int argc, char** argv) {
     };
     const auto [eager, eager_min] = median_ms([&] { model.forward(batch, cache); });
     const auto [step, step_min] = median_ms([&] { graphs.run(batch); });
+    if (!trace_dir.empty()) trace_step(trace_dir, prop.name, preset, fp8 ? "fp8" : "bf16", b, [&] { graphs.run(batch); });
     const double kv_bytes = double(b) * (context + 1) * cache.bytes_per_token();
     const double bytes = step_weight_bytes(config, b, fp8 ? 1.0 : 2.0) + kv_bytes;
     const double floor_ms = bytes / (copy_gbps * 1e9) * 1e3;  // bytes at the measured copy rate (read + write)
