@@ -23,8 +23,8 @@
 // MoE layers); the floor counts the layers that run.
 // --trace DIR: after the timing, each batch's graph replayed with CUPTI's kernel tracing on
 // (kernel_trace.h): every kernel of one step with its GPU start and end into
-// DIR/trace_<card>_<preset>_<dtype>_b<B>.csv, and the kernels that advance the step's end most
-// printed (where the step's time goes, inside the graph). Needs libcupti at run time.
+// DIR/trace_<card>_<preset>_<dtype>_b<B>.csv, and the kernels charged the most of the step's time
+// printed (where it goes, inside the graph). Needs libcupti at run time.
 //
 // Each step runs B sequences of one new token each, after `context` cached tokens (cache contents
 // random: attention cost does not depend on the values), twice: eagerly (DeepSeekModel::forward,
@@ -95,7 +95,7 @@ std::vector<int64_t> parse_list(const std::string& s) {
 }
 
 // One graph replay of the batch-b step traced (--trace): its kernels into a CSV under dir, and the
-// ten that advance the step's end most printed.
+// ten charged the most of its time printed.
 void trace_step(const std::string& dir, const std::string& card, const std::string& preset, const std::string& dtype,
                 int64_t b, const std::function<void()>& replay) {
   const std::vector<bench::TracedKernel> kernels = bench::trace_last_graph_launch([&] {
@@ -105,15 +105,16 @@ void trace_step(const std::string& dir, const std::string& card, const std::stri
   std::replace_if(slug.begin(), slug.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '-');
   const std::string path = fmt::format("{}/trace_{}_{}_{}_b{}.csv", dir, slug, preset, dtype, b);
   bench::write_trace_csv(path, kernels);
-  const double span = static_cast<double>(kernels.back().end_ns - kernels.front().start_ns) * 1e-3;
-  std::printf("  trace of batch %lld: %zu kernels, %s; where the step's %.1f us go (advance, kernel_trace.h):\n",
-              static_cast<long long>(b), kernels.size(), path.c_str(), span);
-  std::printf("  %8s %8s %9s  %s\n", "launches", "mean us", "advance", "kernel");
   const std::vector<bench::KernelShare> shares = bench::kernel_shares(kernels);
+  double span = 0.0;  // the charges add up to it
+  for (const bench::KernelShare& k : shares) span += k.charged_us;
+  std::printf("  trace of batch %lld: %zu kernels, %s; where the step's %.1f us go (kernel_trace.h):\n",
+              static_cast<long long>(b), kernels.size(), path.c_str(), span);
+  std::printf("  %8s %8s %9s  %s\n", "launches", "mean us", "charged", "kernel");
   for (size_t i = 0; i < std::min<size_t>(10, shares.size()); ++i) {
     const bench::KernelShare& k = shares[i];
     std::printf("  %8lld %8.2f %8.1f%%  %s\n", static_cast<long long>(k.launches), k.mean_us,
-                100.0 * k.advance_us / span, k.name.c_str());
+                100.0 * k.charged_us / span, k.name.c_str());
   }
 }
 

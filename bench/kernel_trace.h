@@ -3,11 +3,12 @@
 // launch's span. For benchmarks that need to see inside a graph (decode_step_bench --trace):
 // which kernel the step waits on, and where kernels overlap (programmatic launch, side streams).
 //
-// A kernel's "advance" is how much the latest end seen so far moves when it ends (kernels in the
-// order of their ends): the advances add up to the span from the first start to the last end, a
-// kernel hidden behind a longer one on another stream advances nothing, and a kernel that starts
-// early (programmatic launch) is charged only for the time the launch spends after the previous
-// end. Summed by kernel name they say where a step's time goes.
+// Each instant of the launch is charged to the oldest kernel running then (the earliest started):
+// under programmatic launch and on side streams several kernels run at once, and the ones started
+// after the oldest mostly wait on it (a dependent kernel starts early and waits for its
+// predecessor to finish). The charges add up to the span from the first start to the last end,
+// with the instants when no kernel runs charged to "(no kernel running)"; summed by kernel name
+// they say where a step's time goes.
 //
 // libcupti is loaded when first traced (dlopen: libcupti.so.13, libcupti.so, or $MLASERVE_CUPTI),
 // so that the programs run without it; a build without CUPTI's headers fails the call.
@@ -35,13 +36,13 @@ struct KernelShare {
   std::string name;
   int64_t launches = 0;
   double mean_us = 0.0;     // mean duration, start to end
-  double advance_us = 0.0;  // total advance (the note at the top)
+  double charged_us = 0.0;  // total time charged (the note at the top)
 };
 
-// Shares by kernel name, largest total advance first; kernels in the order of their ends.
+// Shares by kernel name, the largest charge first, and the gaps; kernels in the order of their ends.
 std::vector<KernelShare> kernel_shares(const std::vector<TracedKernel>& kernels);
 
-// One row a kernel: index, start and end (us from the first start), duration, advance, stream, name.
+// One row a kernel: index, start and end (us from the first start), duration, charge, stream, name.
 void write_trace_csv(const std::string& path, const std::vector<TracedKernel>& kernels);
 
 }  // namespace mlaserve::bench
