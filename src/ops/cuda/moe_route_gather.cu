@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/moe_grouping_checks.h"
 #include "ops/linear.h"
@@ -54,6 +55,50 @@ void route_then_gather(const Tensor& logits, const Tensor& correction_bias, cons
   moe_group_and_gather_cuda(out.route.expert_ids, logits.dim(1), x, out.grouping, out.gathered, stream);
 }
 
+// The router's GEMV and the routing as one cluster (moe_router_route_gather_cluster_kernel) with
+// programmatic launch; false, launching nothing, where the GEMV's `ctas` CTAs (<=
+// kRouterClusterMaxCtas) do not make a cluster this GPU holds (asked once per device: cluster size
+// 16 is non-portable; a GPU that refuses it refuses the kernel).
+template <int kT, int kUnroll>
+bool launch_router_cluster(const gpu::GemvParams<float>& g, const gpu::MoeRouteGatherParams& p, unsigned ctas,
+                           cudaStream_t stream) {
+  auto* kernel = gpu::moe_router_route_gather_cluster_kernel<kT, kUnroll>;
+  cudaLaunchAttribute attrs[2]{};
+  attrs[0].id = cudaLaunchAttributeClusterDimension;
+  attrs[0].val.clusterDim.x = ctas;
+  attrs[0].val.clusterDim.y = attrs[0].val.clusterDim.z = 1;
+  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attrs[1].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(ctas);
+  config.blockDim = dim3(gpu::kGemvThreads);
+  config.stream = stream;
+  config.attrs = attrs;
+  config.numAttrs = 2;
+  static gpu::PerDeviceInts holds{};  // this instance: 1 if the GPU holds a cluster of kRouterClusterMaxCtas
+  const bool fits = gpu::cached_per_device(holds, gpu::current_device(), "router cluster", [&](int) {
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    cudaLaunchConfig_t ask = config;
+    cudaLaunchAttribute size = attrs[0];
+    size.val.clusterDim.x = gpu::kRouterClusterMaxCtas;
+    ask.gridDim = dim3(gpu::kRouterClusterMaxCtas);
+    ask.attrs = &size;
+    ask.numAttrs = 1;
+    int clusters = 0;
+    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &ask) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    return clusters >= 1 ? 1 : 0;
+  });
+  if (!fits) return false;
+  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, g, p));
+  return true;
+}
+
 // The one-CTA kernel on the routing's parameters (route_gather_params).
 void launch_route_gather(const gpu::MoeRouteGatherParams& p, cudaStream_t stream) {
   if (p.route.tokens == 0) return;
@@ -94,8 +139,10 @@ void moe_router_route_and_gather_cuda(const Tensor& x, const Tensor& router_weig
                                  static_cast<int32_t>(router_weight.dim(0)), static_cast<int32_t>(x.dim(1))};
   const dim3 grid(static_cast<unsigned>((int64_t{g.n} + gpu::kGemvRows - 1) / gpu::kGemvRows));
   gpu::gemv_dispatch(g.t, g.k, [&](auto kt, auto unroll) {
-    gpu::launch_programmatic(gpu::moe_router_route_gather_kernel<decltype(kt)::value, decltype(unroll)::value>, grid,
-                             gpu::kGemvThreads, 0, stream, g, p, gpu::ptr<int32_t>(arrivals));
+    constexpr int kT = decltype(kt)::value, kUnroll = decltype(unroll)::value;
+    if (grid.x <= gpu::kRouterClusterMaxCtas && launch_router_cluster<kT, kUnroll>(g, p, grid.x, stream)) return;
+    gpu::launch_programmatic(gpu::moe_router_route_gather_kernel<kT, kUnroll>, grid, gpu::kGemvThreads, 0, stream, g,
+                             p, gpu::ptr<int32_t>(arrivals));
   });
 }
 

@@ -22,7 +22,9 @@
 // hand-over less per MoE layer of a decode step. moe_router_route_gather_kernel also takes the
 // router's GEMV in (one launch for the router, routing, grouping and gather: another ~3 us of the
 // chain a layer, bench/NOTES-engine.md 2026-11-29 02:58): its CTAs are those of the GEMV, and the
-// last one to finish runs the three phases.
+// last one to finish runs the three phases; moe_router_route_gather_cluster_kernel does the same
+// with the GEMV's CTAs as one cluster (up to 64 experts), the logits meeting in CTA 0's shared
+// memory instead of L2.
 //
 // Launched with programmatic dependent launch (pdl.cuh): moe_route_gather_kernel waits for the
 // router GEMM before its first load, moe_router_route_gather_kernel for the kernel before (x) after
@@ -37,6 +39,8 @@
 #include "ops/cuda/linear_gemv.cuh"
 #include "ops/cuda/moe_router.cuh"
 #include "ops/cuda/pdl.cuh"
+#include "ops/cuda/sm80_ptx.cuh"
+#include "ops/cuda/sm90_ptx.cuh"
 
 namespace mlaserve::ops::gpu {
 
@@ -139,6 +143,46 @@ __global__ void __launch_bounds__(kGemvThreads, 1)
   __threadfence();
   if (threadIdx.x == 0) *arrivals = 0;
   route_group_gather_cta<kGemvWarps>(p);
+}
+
+// The router's GEMV and the three phases in one cluster, where the GEMV's CTAs fit one
+// (moe_router_route_and_gather, E <= kGemvRows x kRouterClusterMaxCtas: V2-Lite's 64 experts in 16
+// CTAs): each CTA writes its experts' logits into its own shared memory ([T, E], its rows only),
+// copies them into CTA 0's (distributed shared memory), and after one cluster barrier CTA 0
+// routes, groups and gathers from there, then writes the logits out. Against the counter kernel
+// above, the logits' trip through L2, the two fences and the atomic leave the decode step's
+// serial path. Same GEMV, same logits, same routing: the same bits. Measured in the V2-Lite decode
+// step (one H200, bench/NOTES-engine.md 2026-11-30 01:50): -0.5% to -1.5% at batches 1, 4 and 8
+// in BF16 and FP8 (TPOT batch 1 -1.2% / -1.5%), but +2% at FP8 batch 2, where the routed experts
+// then start sooner and the shared experts' branch beside them waits longer for SMs.
+// grid = one cluster of ceil(E / kGemvRows) CTAs, block kGemvThreads; T <= kGemvMaxTokens, T·k <=
+// kRouteGatherMaxPairs. Launched with programmatic dependent launch and a cluster dimension.
+inline constexpr int kRouterClusterMaxCtas = 16;  // a non-portable cluster size (Hopper)
+
+template <int kT, int kUnroll>
+__global__ void __launch_bounds__(kGemvThreads, 1)
+    moe_router_route_gather_cluster_kernel(GemvParams<float> logits, MoeRouteGatherParams p) {
+  __shared__ float logits_s[kGemvMaxTokens * kGemvRows * kRouterClusterMaxCtas];  // [T, E]
+  namespace ptx = sm90::ptx;
+  ptx::cluster_arrive_relaxed();  // this CTA has started (waited for before the first remote store)
+  GemvParams<float> local = logits;
+  local.out = logits_s;
+  linear_gemv_bf16_cta<kT, kUnroll>(local);  // this CTA's rows of logits_s
+  __syncthreads();
+  ptx::cluster_wait();
+  const int tid = static_cast<int>(threadIdx.x), e = logits.n;
+  const int j = tid / kGemvRows, row = static_cast<int>(blockIdx.x) * kGemvRows + tid % kGemvRows;
+  if (blockIdx.x != 0 && j < logits.t && row < e) {
+    const uint32_t at = sm80::smem_u32(logits_s + j * e + row);
+    ptx::st_cluster_u32(ptx::map_rank(at, 0), __float_as_uint(logits_s[j * e + row]));
+  }
+  ptx::cluster_arrive();
+  ptx::cluster_wait();  // CTA 0 holds every logit
+  if (blockIdx.x != 0) return;
+  MoeRouteGatherParams q = p;
+  q.route.logits = logits_s;
+  route_group_gather_cta<kGemvWarps>(q);
+  for (int i = tid; i < logits.t * e; i += kGemvThreads) logits.out[i] = logits_s[i];  // the op's logits
 }
 
 }  // namespace mlaserve::ops::gpu

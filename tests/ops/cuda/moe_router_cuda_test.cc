@@ -292,7 +292,8 @@ TEST_F(MoeRouteGatherCuda, PaddingRowsAsRealRows) {
 }
 
 // moe_router_route_and_gather_cuda (through the dispatch): the router's GEMV and the routing in
-// one kernel (T <= 8 tokens, T·k <= 64 pairs, H a multiple of 8), and the fallback to linear +
+// one kernel (T <= 8 tokens, T·k <= 64 pairs, H a multiple of 8; one cluster of CTAs up to 64
+// experts, the arrivals counter past that), and the fallback to linear +
 // moe_route_and_gather. Against the GEMV then moe_route_and_gather on the GPU: logits and every
 // output bit for bit (the one kernel runs the CUDA-core GEMV's code, so that GEMV forced where it
 // applies, since linear's own choice takes the tensor cores from 4 tokens; linear on the fallback,
@@ -392,6 +393,16 @@ TEST_F(MoeRouterRouteGatherCuda, V3DecodeBatches) {
 }
 
 TEST_F(MoeRouterRouteGatherCuda, SmallOddWidth) { check(v2_lite(), 2, 64, 20, 270); }
+
+// The GEMV's CTAs as one cluster (up to 16 CTAs of 4 experts: E <= 64), the logits meeting in CTA
+// 0's shared memory: clusters of 2, 8, 15 (the last CTA's rows partly past E) and 16 CTAs, and 17
+// CTAs (68 experts: the counter kernel), at 1 and 5 tokens.
+TEST_F(MoeRouterRouteGatherCuda, SmallClusterSizes) {
+  uint64_t seed = 280;
+  for (int64_t e : {8, 32, 58, 64, 68}) {
+    for (int64_t t : {1, 5}) check(v2_lite(), t, e, 256, seed++);
+  }
+}
 
 }  // namespace
 }  // namespace mlaserve::ops
