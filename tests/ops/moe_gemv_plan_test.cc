@@ -66,5 +66,13 @@ TEST(MoeGemvPlan, TokenRowsLimits) {
   EXPECT_FALSE(moe_gemv_all_tokens(3, true));
 }
 
+// gate_up's early (programmatic) launch: kept for bf16 and for e4m3 copying the norm's codes (9-16
+// tokens), left out for e4m3 up to 8 tokens.
+TEST(MoeGemvPlan, GateUpEarlyLaunch) {
+  EXPECT_TRUE(moe_gemv_gate_up_early_launch(false, false));
+  EXPECT_FALSE(moe_gemv_gate_up_early_launch(true, false));
+  EXPECT_TRUE(moe_gemv_gate_up_early_launch(true, true));
+}
+
 }  // namespace
 }  // namespace mlaserve::ops::gpu

@@ -56,6 +56,11 @@ void launch(const gpu::MoeGemvParams& p, int64_t ctas, int64_t slots, cudaStream
     MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
   const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(slots));
+  if (kSwiGlu && !gpu::moe_gemv_gate_up_early_launch(kFp8, kCodes)) {  // the heuristics header says why
+    kernel<<<grid, dim3(gpu::kMoeGemvThreads), static_cast<size_t>(smem), stream>>>(p);
+    MLA_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   gpu::launch_programmatic(kernel, grid, dim3(gpu::kMoeGemvThreads), static_cast<size_t>(smem), stream, p);
 }
 

@@ -96,7 +96,8 @@
 //
 // Programmatic dependent launch (pdl.cuh). gate_up waits first thing: its expert comes from the
 // offsets, written by the kernel just before it, so not even its weights can be loaded before the
-// wait; then it lets the down kernel launch. The down kernel finds its expert and issues its ring's
+// wait (so e4m3 gate_up up to 8 tokens is launched plainly: moe_gemv_gate_up_early_launch); then
+// it lets the down kernel launch. The down kernel finds its expert and issues its ring's
 // first weight loads (a.) before its wait: the offsets were written two kernels back (gate_up's
 // CTAs all passed their wait before any down CTA could start, so those writes are visible; read
 // through L2 as the grouped GEMM's down does), and no kernel of a step writes a weight. hidden,
