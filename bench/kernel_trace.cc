@@ -22,6 +22,8 @@
 namespace mlaserve::bench {
 namespace {
 
+#ifdef MLASERVE_HAVE_CUPTI
+
 // "void mlaserve::ops::gpu::f<1, 2>(mlaserve::ops::gpu::P)" -> "gpu::f<1, 2>": no return type,
 // arguments, anonymous namespaces or leading mlaserve::ops::.
 std::string short_name(const char* mangled) {
@@ -36,8 +38,6 @@ std::string short_name(const char* mangled) {
   if (s.rfind("void ", 0) == 0) s.erase(0, 5);
   return s;
 }
-
-#ifdef MLASERVE_HAVE_CUPTI
 
 // The CUPTI entry points this file calls, from the library loaded at run time.
 struct Cupti {
