@@ -5,9 +5,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <memory>
 #include <mutex>
 
@@ -141,76 +139,6 @@ std::vector<TracedKernel> trace_last_graph_launch(const std::function<void()>& l
   (void)launch;
   MLA_FAIL("kernel trace: built without CUPTI's headers (cupti_activity.h)");
 #endif
-}
-
-namespace {
-
-// Each kernel's charged time (kernel_trace.h), kernels in the order of their ends; the first start
-// in *t0, the instants with no kernel running in *gaps_us.
-std::vector<double> charged_us(const std::vector<TracedKernel>& kernels, uint64_t* t0, double* gaps_us) {
-  std::vector<uint64_t> cuts;
-  for (const TracedKernel& k : kernels) cuts.push_back(k.start_ns), cuts.push_back(k.end_ns);
-  std::sort(cuts.begin(), cuts.end());
-  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
-  *t0 = cuts.empty() ? 0 : cuts.front();
-  *gaps_us = 0.0;
-  std::vector<double> out(kernels.size(), 0.0);
-  for (size_t c = 0; c + 1 < cuts.size(); ++c) {  // O(kernels^2): a step has hundreds
-    const uint64_t t = cuts[c];
-    const double len = static_cast<double>(cuts[c + 1] - t) * 1e-3;
-    size_t oldest = kernels.size();
-    for (size_t i = 0; i < kernels.size(); ++i) {
-      const TracedKernel& k = kernels[i];
-      if (k.start_ns <= t && t < k.end_ns && (oldest == kernels.size() || k.start_ns < kernels[oldest].start_ns)) {
-        oldest = i;
-      }
-    }
-    if (oldest == kernels.size()) {
-      *gaps_us += len;
-    } else {
-      out[oldest] += len;
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
-std::vector<KernelShare> kernel_shares(const std::vector<TracedKernel>& kernels) {
-  uint64_t t0 = 0;
-  double gaps = 0.0;
-  const std::vector<double> charged = charged_us(kernels, &t0, &gaps);
-  std::map<std::string, KernelShare> by_name;
-  for (size_t i = 0; i < kernels.size(); ++i) {
-    KernelShare& s = by_name[kernels[i].name];
-    s.name = kernels[i].name;
-    s.launches += 1;
-    s.mean_us += static_cast<double>(kernels[i].end_ns - kernels[i].start_ns) * 1e-3;
-    s.charged_us += charged[i];
-  }
-  std::vector<KernelShare> out;
-  for (auto& [name, s] : by_name) {
-    s.mean_us /= static_cast<double>(s.launches);
-    out.push_back(s);
-  }
-  if (gaps > 0.0) out.push_back({"(no kernel running)", 0, 0.0, gaps});
-  std::sort(out.begin(), out.end(), [](const KernelShare& a, const KernelShare& b) { return a.charged_us > b.charged_us; });
-  return out;
-}
-
-void write_trace_csv(const std::string& path, const std::vector<TracedKernel>& kernels) {
-  uint64_t t0 = 0;
-  double gaps = 0.0;
-  const std::vector<double> charged = charged_us(kernels, &t0, &gaps);
-  std::unique_ptr<FILE, decltype(&std::fclose)> f(std::fopen(path.c_str(), "w"), &std::fclose);
-  MLA_CHECK(f != nullptr, "kernel trace: cannot write {}", path);
-  std::fprintf(f.get(), "index,start_us,end_us,duration_us,charged_us,stream,kernel\n");
-  for (size_t i = 0; i < kernels.size(); ++i) {
-    const TracedKernel& k = kernels[i];
-    std::fprintf(f.get(), "%zu,%.3f,%.3f,%.3f,%.3f,%u,\"%s\"\n", i, static_cast<double>(k.start_ns - t0) * 1e-3,
-                 static_cast<double>(k.end_ns - t0) * 1e-3, static_cast<double>(k.end_ns - k.start_ns) * 1e-3, charged[i],
-                 k.stream, k.name.c_str());
-  }
 }
 
 }  // namespace mlaserve::bench
