@@ -30,8 +30,8 @@
 // random: attention cost does not depend on the values), twice: eagerly (DeepSeekModel::forward,
 // every kernel launched from the host) and as the engine runs decode steps, one CUDA graph replay
 // (engine/decode_graphs.h), which runs B in the graph of the next captured size ("graph B": the
-// extra rows are padding, routed as real rows, as in the engine); "x floor" is the graph's. Prints a table and writes JSON (card, date,
-// command) under --out. A program, not a test.
+// extra rows are padding, routed as real rows, as in the engine); "x floor" is the graph's. Prints
+// a table and writes JSON (card, date, command) under --out. A program, not a test.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>

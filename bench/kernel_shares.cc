@@ -59,7 +59,8 @@ std::vector<KernelShare> kernel_shares(const std::vector<TracedKernel>& kernels)
     out.push_back(s);
   }
   if (gaps > 0.0) out.push_back({"(no kernel running)", 0, 0.0, gaps});
-  std::sort(out.begin(), out.end(), [](const KernelShare& a, const KernelShare& b) { return a.charged_us > b.charged_us; });
+  std::sort(out.begin(), out.end(),
+            [](const KernelShare& a, const KernelShare& b) { return a.charged_us > b.charged_us; });
   return out;
 }
 
@@ -72,9 +73,9 @@ void write_trace_csv(const std::string& path, const std::vector<TracedKernel>& k
   std::fprintf(f.get(), "index,start_us,end_us,duration_us,charged_us,stream,kernel\n");
   for (size_t i = 0; i < kernels.size(); ++i) {
     const TracedKernel& k = kernels[i];
-    std::fprintf(f.get(), "%zu,%.3f,%.3f,%.3f,%.3f,%u,\"%s\"\n", i, static_cast<double>(k.start_ns - t0) * 1e-3,
-                 static_cast<double>(k.end_ns - t0) * 1e-3, static_cast<double>(k.end_ns - k.start_ns) * 1e-3, charged[i],
-                 k.stream, k.name.c_str());
+    const double start = static_cast<double>(k.start_ns - t0) * 1e-3, end = static_cast<double>(k.end_ns - t0) * 1e-3;
+    std::fprintf(f.get(), "%zu,%.3f,%.3f,%.3f,%.3f,%u,\"%s\"\n", i, start, end, end - start, charged[i], k.stream,
+                 k.name.c_str());
   }
 }
 

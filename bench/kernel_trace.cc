@@ -55,8 +55,8 @@ const Cupti& cupti() {
     for (const std::string& n : names) {
       if ((lib = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL)) != nullptr) break;
     }
-    MLA_CHECK(lib != nullptr, "kernel trace: libcupti not found (tried $MLASERVE_CUPTI, libcupti.so.13, libcupti.so): {}",
-              dlerror());
+    MLA_CHECK(lib != nullptr,
+              "kernel trace: libcupti not found (tried $MLASERVE_CUPTI, libcupti.so.13, libcupti.so): {}", dlerror());
     auto sym = [&](const char* name) {
       void* f = dlsym(lib, name);
       MLA_CHECK(f != nullptr, "kernel trace: {} missing from libcupti", name);

@@ -66,8 +66,8 @@ void moe_experts_quantized(const Tensor& x_q, const Tensor& x_scales, const Tens
 // at decode sizes the GPU's GEMV reads each token row where it would read its gathered copy.
 //   moe_experts_reads_token_rows: whether moe_experts_token_rows runs that way for T tokens, P =
 //     T·k rows and these weights on `device` (GPU, the GEMV, T small enough:
-//     use_moe_gemv_token_rows in src/ops/cuda/moe_experts_gemv_heuristics.h). False on the CPU and in a
-//     build without CUDA, where the gather costs no kernel boundary.
+//     use_moe_gemv_token_rows in src/ops/cuda/moe_experts_gemv_heuristics.h). False on the CPU and
+//     in a build without CUDA, where the gather costs no kernel boundary.
 //   moe_experts_token_rows: x [T, H], sorted_tokens [P] i32 (the token of each row in expert order:
 //     MoeGrouping::sorted_tokens), the rest as moe_experts; out equals moe_experts' on the rows
 //     x[sorted_tokens[r]], bit for bit. x_q: with e4m3 weights, x's codes and scales as

@@ -1,6 +1,7 @@
 // The routed experts' grouped GEMV: how many CTAs each expert slot gets (moe_gemv_ctas,
-// moe_experts_gemv_heuristics.h) and when the model's experts read the token rows. Host arithmetic only, so it runs without a GPU; the GPU tests
-// check that every launch shape computes the same outputs.
+// moe_experts_gemv_heuristics.h), when the model's experts read the token rows and when gate_up
+// launches early. Host arithmetic only, so it runs without a GPU; the GPU tests check that every
+// launch shape computes the same outputs.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -66,12 +67,13 @@ TEST(MoeGemvPlan, TokenRowsLimits) {
   EXPECT_FALSE(moe_gemv_all_tokens(3, true));
 }
 
-// gate_up's early (programmatic) launch: kept for bf16 and for e4m3 copying the norm's codes (9-16
-// tokens), left out for e4m3 up to 8 tokens.
+// gate_up's early (programmatic) launch: kept for bf16 and for e4m3 past 8 tokens, left out for
+// e4m3 up to 8 tokens.
 TEST(MoeGemvPlan, GateUpEarlyLaunch) {
-  EXPECT_TRUE(moe_gemv_gate_up_early_launch(false, false));
-  EXPECT_FALSE(moe_gemv_gate_up_early_launch(true, false));
-  EXPECT_TRUE(moe_gemv_gate_up_early_launch(true, true));
+  EXPECT_TRUE(moe_gemv_gate_up_early_launch(false, 1));
+  EXPECT_FALSE(moe_gemv_gate_up_early_launch(true, 1));
+  EXPECT_FALSE(moe_gemv_gate_up_early_launch(true, 8));
+  EXPECT_TRUE(moe_gemv_gate_up_early_launch(true, 9));
 }
 
 }  // namespace

@@ -48,15 +48,16 @@ int64_t smem_bytes(const gpu::MoeGemvParams& p, bool fp8) {
   return gpu::moe_gemv_smem_bytes(p.k, p.rows_per_pass, p.max_tiles_per_cta, fp8);
 }
 
+// early: programmatic launch (pdl.cuh), else a plain one (moe_gemv_gate_up_early_launch says when).
 template <bool kFp8, bool kSwiGlu, int kDepth, bool kCodes = false>
-void launch(const gpu::MoeGemvParams& p, int64_t ctas, int64_t slots, cudaStream_t stream) {
+void launch(const gpu::MoeGemvParams& p, int64_t ctas, int64_t slots, bool early, cudaStream_t stream) {
   const auto kernel = gpu::moe_experts_gemv_kernel<kFp8, kSwiGlu, kDepth, kCodes>;
   const int64_t smem = smem_bytes(p, kFp8);
   if (smem > 48 * 1024) {
     MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
   const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(slots));
-  if (kSwiGlu && !gpu::moe_gemv_gate_up_early_launch(kFp8, kCodes)) {  // the heuristics header says why
+  if (!early) {
     kernel<<<grid, dim3(gpu::kMoeGemvThreads), static_cast<size_t>(smem), stream>>>(p);
     MLA_CUDA_CHECK(cudaGetLastError());
     return;
@@ -65,18 +66,18 @@ void launch(const gpu::MoeGemvParams& p, int64_t ctas, int64_t slots, cudaStream
 }
 
 template <bool kFp8, int kDepth>
-void launch_both(const gpu::MoeGemvParams& gate_up, int64_t gate_up_ctas, const gpu::MoeGemvParams& down,
-                 int64_t down_ctas, int64_t slots, cudaStream_t stream) {
+void launch_both(const gpu::MoeGemvParams& gate_up, int64_t gate_up_ctas, bool gate_up_early,
+                 const gpu::MoeGemvParams& down, int64_t down_ctas, int64_t slots, cudaStream_t stream) {
   if constexpr (kFp8) {
     if (gate_up.a_codes != nullptr) {
-      launch<true, true, kDepth, true>(gate_up, gate_up_ctas, slots, stream);
+      launch<true, true, kDepth, true>(gate_up, gate_up_ctas, slots, gate_up_early, stream);
     } else {
-      launch<true, true, kDepth>(gate_up, gate_up_ctas, slots, stream);
+      launch<true, true, kDepth>(gate_up, gate_up_ctas, slots, gate_up_early, stream);
     }
   } else {
-    launch<false, true, kDepth>(gate_up, gate_up_ctas, slots, stream);
+    launch<false, true, kDepth>(gate_up, gate_up_ctas, slots, gate_up_early, stream);
   }
-  launch<kFp8, false, kDepth>(down, down_ctas, slots, stream);
+  launch<kFp8, false, kDepth>(down, down_ctas, slots, /*early=*/true, stream);
 }
 
 // Both entry points: x [P, H] gathered rows (sorted_tokens null) or [T, H] token rows with
@@ -172,7 +173,10 @@ void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Fp8Activations
     MLA_CHECK(smem <= 200 * 1024, "{}: H = {}, Im = {} need {} bytes of shared memory (at most 200 KB)", kOp, h, im,
               smem);
   }
-  const auto run = [&](auto launch_fn) { launch_fn(gate_up, gate_up_ctas, down, down_ctas, slots, stream); };
+  const bool gate_up_early = gpu::moe_gemv_gate_up_early_launch(fp8, x_rows);  // x's rows: T, or P gathered
+  const auto run = [&](auto launch_fn) {
+    launch_fn(gate_up, gate_up_ctas, gate_up_early, down, down_ctas, slots, stream);
+  };
   switch (config.depth) {
     case 2:
       return fp8 ? run(launch_both<true, 2>) : run(launch_both<false, 2>);

@@ -214,9 +214,9 @@ __device__ __forceinline__ void stage_codes_async(const uint8_t* codes, const fl
 }
 
 // grid (ctas a slot, min(P, E)), block kMoeGemvThreads, dynamic shared memory moe_gemv_smem_bytes
-// (K, p.rows_per_pass, p.max_tiles_per_cta, kFp8); launched with launch_programmatic.
-// kCodes: e4m3 gate_up copying the token rows' codes (p.a_codes; indexed), a kernel of its own so
-// that the others keep their registers.
+// (K, p.rows_per_pass, p.max_tiles_per_cta, kFp8); launched with launch_programmatic (gate_up: or
+// plainly, moe_gemv_gate_up_early_launch). kCodes: e4m3 gate_up copying the token rows' codes
+// (p.a_codes; indexed), a kernel of its own so that the others keep their registers.
 template <bool kFp8, bool kSwiGlu, int kDepth, bool kCodes = false>
 __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDepth))
     moe_experts_gemv_kernel(const MoeGemvParams p) {

@@ -33,9 +33,10 @@ void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const 
 // sorted_tokens [P] i32 (the token of each row in expert order, MoeGrouping) in place of the
 // gathered [P, H]; hidden and out [P, ...] as above, with the same bits as moe_experts_gemv_cuda on
 // the gathered rows. Any T: where moe_gemv_all_tokens and one pass holds them, every pass stages
-// all T token rows, otherwise each pass's rows from their tokens. e4m3 weights with x_q defined (the token rows'
-// codes [T, H] and scales [T, H/128], as quantize_activations_fp8 with `act` writes them): each
-// pass's rows copied from those, not quantised; undefined: quantised in the kernel.
+// all T token rows, otherwise each pass's rows from their tokens. e4m3 weights with x_q defined
+// (the token rows' codes [T, H] and scales [T, H/128], as quantize_activations_fp8 with `act`
+// writes them): each pass's rows copied from those, not quantised; undefined: quantised in the
+// kernel.
 void moe_experts_gemv_token_rows_cuda(const Tensor& x_tokens, const Fp8Activations& x_q, const Tensor& sorted_tokens,
                                       const Tensor& expert_offsets, const ExpertWeights& weights,
                                       const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,

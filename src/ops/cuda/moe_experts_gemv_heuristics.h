@@ -98,13 +98,17 @@ inline bool moe_gemv_all_tokens(int64_t tokens, bool fp8_weights) {
 // kernel before it). Its expert comes from the offsets that kernel writes, so it loads nothing
 // before its wait, and an early launch only parks its CTAs on every SM while the router runs,
 // where the shared experts' branch on the side stream (gate_up, SwiGLU, down) could run instead.
-// e4m3 gate_up launches plainly up to 8 tokens (no copied codes); bf16, whose side branch streams
-// twice the bytes against the routed experts, and e4m3 past 8 tokens keep the early launch. V2-Lite
+// e4m3 gate_up launches plainly up to 8 tokens; bf16, whose side branch streams twice the bytes
+// against the routed experts, and e4m3 past 8 tokens keep the early launch (`tokens`: T, or for
+// gathered rows their count, a bound on T). Timing only: the kernel is the same either way. V2-Lite
 // decode step on one H200 (bench/NOTES-engine.md 2026-11-30 01:55; graph ms, two rounds, early /
 // plain): e4m3 batch 1 1.984, 1.967 / 1.903, 1.906; 2 2.393, 2.376 / 2.333, 2.306; 8 4.390, 4.380
 // / 4.240, 4.223; 16 5.363, 5.337 / 5.397, 5.392; bf16 batch 1 2.085, 2.077 / 2.061, 2.057 but 4
 // 3.835, 3.827 / 3.924, 3.930 and 16 7.324, 7.344 / 7.471, 7.445.
-inline bool moe_gemv_gate_up_early_launch(bool fp8_weights, bool copies_codes) { return !fp8_weights || copies_codes; }
+inline constexpr int64_t kMoeGemvPlainGateUpMaxTokensFp8 = 8;
+inline bool moe_gemv_gate_up_early_launch(bool fp8_weights, int64_t tokens) {
+  return !fp8_weights || tokens > kMoeGemvPlainGateUpMaxTokensFp8;
+}
 
 // The GEMV's launch shape (the note in moe_experts_gemv.cuh). Two knobs:
 //   ctas_per_sm: the grid is about ctas_per_sm x SMs CTAs, split evenly over the min(P, E) expert

@@ -364,21 +364,17 @@ class MoeFp8Cuda : public testing::Sm90StreamTest {
     return v;
   }
 
+  // The token-rows GEMV against the gathered one (moe_token_rows_check.h): `pool_size` experts of s
+  // with weights, each of token_counts, then experts of more rows than tokens when `repeats`.
+  void check_token_rows(const MoeShape& s, int64_t pool_size, const std::vector<int64_t>& token_counts, bool repeats) {
+    const auto weights = [&](const std::vector<int64_t>& pool, uint64_t seed) { make_weights(s, pool, seed); };
+    testing::check_token_rows_case(s, pool_size, token_counts, repeats, fresh_seed(), weights, gpu_, stream_);
+  }
+
   // The GEMV at a model's shape: T = 1 .. 4 tokens, each to top_k distinct experts of a pool of
   // top_k + 3 (tokens share experts: 2 .. T rows an expert at T >= 2), half the pool in
   // [E/4, 3E/4); every step over all experts and over that share only, every row checked; then
   // a forced run at 64 tokens (skewed routing: passes of 8 rows), three rows an expert.
-  // The token-rows GEMV against the gathered one (moe_token_rows_check.h): `pool_size` experts of s
-  // with weights, each of token_counts, then experts of more rows than tokens when `repeats`.
-  void check_token_rows(const MoeShape& s, int64_t pool_size, const std::vector<int64_t>& token_counts, bool repeats) {
-    const uint64_t seed = fresh_seed();
-    const auto weights = [&](const std::vector<int64_t>& pool) -> const ExpertWeights& {
-      make_weights(s, pool, seed);
-      return gpu_;
-    };
-    testing::check_token_rows_case(s, pool_size, token_counts, repeats, seed, weights, stream_);
-  }
-
   void check_gemv_model(const MoeShape& s) {
     const uint64_t seed = fresh_seed();
     std::mt19937_64 rng(seed);

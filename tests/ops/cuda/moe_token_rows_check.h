@@ -147,14 +147,15 @@ inline void check_token_rows_repeats(const MoeShape& s, const ExpertWeights& w, 
 }
 
 // check_token_rows_steps over a pool of `pool_size` experts of s drawn at random (all of them when
-// pool_size is E), which make_weights(pool) gives weights (returning them), then with experts of
-// more rows than tokens (check_token_rows_repeats) when `repeats`.
+// pool_size is E), to which make_weights(pool, seed) gives weights in w, then with experts of more
+// rows than tokens (check_token_rows_repeats) when `repeats`.
 template <typename MakeWeights>
 inline void check_token_rows_case(const MoeShape& s, int64_t pool_size, const std::vector<int64_t>& token_counts,
-                                  bool repeats, uint64_t seed, MakeWeights&& make_weights, cudaStream_t stream) {
+                                  bool repeats, uint64_t seed, MakeWeights&& make_weights, const ExpertWeights& w,
+                                  cudaStream_t stream) {
   std::mt19937_64 rng(seed);
   const std::vector<int64_t> pool = random_pool(s.experts, pool_size, rng);
-  const ExpertWeights& w = make_weights(pool);
+  make_weights(pool, seed);
   check_token_rows_steps(s, w, pool, token_counts, seed + 1, stream);
   if (repeats) check_token_rows_repeats(s, w, seed + 2, stream);
 }
