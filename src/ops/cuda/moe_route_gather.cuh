@@ -59,9 +59,32 @@ struct MoeRouteGatherParams {
   int64_t hidden;            // H, a multiple of 8
 };
 
+// Where a routing kernel stages its inputs that no kernel of the step writes, before its wait.
+struct RouteStaging {
+  int64_t slots[kRouteGatherMaxPairs];  // RouterParams::row_slots (T <= T·k)
+  float bias[kRouterMaxExperts];        // the correction bias
+};
+
+// p with its row slots ([T] or null) and correction bias ([E] or null) copied into st by the
+// CTA's threads, visible after the caller's next __syncthreads. Called before the kernel's wait:
+// the slots are the step's metadata (copied to the device before its first kernel) and the bias a
+// weight, neither written by a kernel of the step, and the routing's serial path then reads both
+// from shared memory instead of making a dependent L2 trip for each.
+__device__ __forceinline__ MoeRouteGatherParams with_staged_inputs(MoeRouteGatherParams p, RouteStaging& st) {
+  MoeRouteParams& r = p.route;
+  const int n = static_cast<int>(r.tokens > r.experts ? r.tokens : r.experts);
+  for (int i = static_cast<int>(threadIdx.x); i < n; i += static_cast<int>(blockDim.x)) {
+    if (r.row_slots != nullptr && i < r.tokens) st.slots[i] = r.row_slots[i];
+    if (r.bias != nullptr && i < r.experts) st.bias[i] = r.bias[i];
+  }
+  if (r.row_slots != nullptr) r.row_slots = st.slots;
+  if (r.bias != nullptr) r.bias = st.bias;
+  return p;
+}
+
 // The three phases (the note at the top) by one CTA of kWarps warps, after the logits and x are
-// visible to it. Every thread of the CTA calls it.
-template <int kWarps>
+// visible to it; E <= 32 kPerLane (route_token). Every thread of the CTA calls it.
+template <int kWarps, int kPerLane = kRouterExpertsPerLane>
 __device__ __forceinline__ void route_group_gather_cta(const MoeRouteGatherParams& p) {
   constexpr int kThreads = 32 * kWarps;
   __shared__ RouterWarpScratch scratch[kWarps];
@@ -72,7 +95,7 @@ __device__ __forceinline__ void route_group_gather_cta(const MoeRouteGatherParam
 
   // 1. routing
   for (int64_t t = warp; t < r.tokens; t += kWarps) {
-    const int32_t id = route_token(r, t, scratch[warp], lane);
+    const int32_t id = route_token<kPerLane>(r, t, scratch[warp], lane);
     if (lane < r.top_k) bucket[t * r.top_k + lane] = id >= 0 && id < r.experts ? id : r.experts;
     __syncwarp();  // the next token reuses the warp's scratch
   }
@@ -117,9 +140,12 @@ __device__ __forceinline__ void route_group_gather_cta(const MoeRouteGatherParam
 
 // grid 1, block kRouteGatherThreads; T·k <= kRouteGatherMaxPairs. Launched with launch_programmatic.
 __global__ void __launch_bounds__(kRouteGatherThreads, 1) moe_route_gather_kernel(MoeRouteGatherParams p) {
+  __shared__ RouteStaging staged;
+  const MoeRouteGatherParams q = with_staged_inputs(p, staged);
   grid_dependency_wait();  // the logits come from the kernel before, x from earlier ones
   launch_dependents();
-  route_group_gather_cta<kRouteGatherWarps>(p);
+  __syncthreads();
+  route_group_gather_cta<kRouteGatherWarps>(q);
 }
 
 // The router's GEMV and the three phases in one launch (moe_router_route_and_gather): the CTAs of
@@ -134,6 +160,8 @@ template <int kT, int kUnroll>
 __global__ void __launch_bounds__(kGemvThreads, 1)
     moe_router_route_gather_kernel(GemvParams<float> logits, MoeRouteGatherParams p, int32_t* arrivals) {
   __shared__ bool last;
+  __shared__ RouteStaging staged;
+  const MoeRouteGatherParams q = with_staged_inputs(p, staged);  // every CTA: any may be the last
   linear_gemv_bf16_cta<kT, kUnroll>(logits);
   __threadfence();
   __syncthreads();
@@ -142,7 +170,7 @@ __global__ void __launch_bounds__(kGemvThreads, 1)
   if (!last) return;
   __threadfence();
   if (threadIdx.x == 0) *arrivals = 0;
-  route_group_gather_cta<kGemvWarps>(p);
+  route_group_gather_cta<kGemvWarps>(q);
 }
 
 // The router's GEMV and the three phases in one cluster, where the GEMV's CTAs fit one
@@ -158,12 +186,15 @@ __global__ void __launch_bounds__(kGemvThreads, 1)
 // grid = one cluster of ceil(E / kGemvRows) CTAs, block kGemvThreads; T <= kGemvMaxTokens, T·k <=
 // kRouteGatherMaxPairs. Launched with programmatic dependent launch and a cluster dimension.
 inline constexpr int kRouterClusterMaxCtas = 16;  // a non-portable cluster size (Hopper)
+inline constexpr int kRouterClusterExperts = kGemvRows * kRouterClusterMaxCtas;  // E <= 64
 
 template <int kT, int kUnroll>
 __global__ void __launch_bounds__(kGemvThreads, 1)
     moe_router_route_gather_cluster_kernel(GemvParams<float> logits, MoeRouteGatherParams p) {
-  __shared__ float logits_s[kGemvMaxTokens * kGemvRows * kRouterClusterMaxCtas];  // [T, E]
+  __shared__ float logits_s[kGemvMaxTokens * kRouterClusterExperts];  // [T, E]
+  __shared__ RouteStaging staged;
   namespace ptx = sm90::ptx;
+  MoeRouteGatherParams q = blockIdx.x == 0 ? with_staged_inputs(p, staged) : p;
   ptx::cluster_arrive_relaxed();  // this CTA has started (waited for before the first remote store)
   GemvParams<float> local = logits;
   local.out = logits_s;
@@ -179,9 +210,8 @@ __global__ void __launch_bounds__(kGemvThreads, 1)
   ptx::cluster_arrive();
   ptx::cluster_wait();  // CTA 0 holds every logit
   if (blockIdx.x != 0) return;
-  MoeRouteGatherParams q = p;
   q.route.logits = logits_s;
-  route_group_gather_cta<kGemvWarps>(q);
+  route_group_gather_cta<kGemvWarps, kRouterClusterExperts / 32>(q);
   for (int i = tid; i < logits.t * e; i += kGemvThreads) logits.out[i] = logits_s[i];  // the op's logits
 }
 

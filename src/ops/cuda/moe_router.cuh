@@ -4,25 +4,32 @@
 // Symbols: T tokens, E experts (<= 256), k experts per token (<= 32), G groups (<= 32) of
 // E / G experts, K kept groups.
 //
-// One warp per token; lane l holds experts l, l + 32, ... (<= 8 per lane, coalesced loads), and
-// the warp's slice of shared memory holds the token's scores s [E], selection scores b [E] and
-// group scores [G]. Steps, each the CPU reference's operation in the same fp32 order, so that the
-// selection is bitwise the same as moe_route_cpu's on the same logits:
+// One warp per token; lane l holds experts l, l + 32, ... (kPerLane <= 8 a lane, coalesced
+// loads), and the warp's slice of shared memory holds the token's scores s [E], selection scores
+// b [E] and group scores [G]. Steps, each the CPU reference's operation in the same fp32 order,
+// so that the selection is bitwise the same as moe_route_cpu's on the same logits:
 //   1. s: softmax (warp max; e_i = exp(l_i - max); the sum Σ e_i added by one lane in expert
 //      order, the CPU's order; s_i = e_i / sum) or sigmoid 1 / (1 + exp(-l_i)). exp is the
-//      correctly rounded fp32 exponential, computed in double and rounded once: that is what
-//      glibc's expf returns (to within its 0.502-ulp bound), where CUDA's expf may be 2 ulp off,
-//      enough to flip a near-tie. Divisions are IEEE (no fast-math).
+//      correctly rounded fp32 exponential, computed in double and rounded once (exp_rn): that is
+//      what glibc's expf returns (to within its 0.502-ulp bound), where CUDA's expf may be 2 ulp
+//      off, enough to flip a near-tie. Divisions are IEEE (no fast-math).
 //   2. b = s + bias (noaux_tc only).
-//   3. group scores (lanes g < G, each over its group in shared memory): max of b, or the sum of
-//      the two largest b; lane 0 keeps the K best groups (ties: lower group index) and every
-//      expert outside them gets b = -inf.
+//   3. group scores, lane g < G holding group g's: when a group is 32 experts (V3), group g is
+//      every lane's b[g], and its max (and runner-up: the max over the other lanes) is a redux
+//      over the warp; otherwise lane g walks its group in shared memory. Max of b, or the sum of
+//      the two largest b. A group is kept when fewer than K groups rank before it (ties: lower
+//      group index); every expert outside the kept groups gets b = -inf.
 //   4. k rounds of a warp argmax over (b, index), larger b first, then lower index (a total
-//      order, so every lane agrees on the winner); the winner's lane marks it taken.
+//      order, so every lane agrees on the winner): each candidate a 64-bit rank (b's
+//      order-preserving key, then the complement of its index), a lane's best by a pairwise tree,
+//      the warp's by two reduxes (the key, then the index among the lanes holding it).
 //   5. lane j < k takes w_j = s[id_j]; the normalising sum is added in j order by every lane
-//      (shuffles from lane 0, 1, ...), then w_j /= sum + 1e-20 and/or w_j *= scale per the rule.
-// The work per token is a few hundred instructions: the router is never a bottleneck, and the
-// one-lane sums cost ~E dependent adds per warp, hidden by the other warps on the SM.
+//      (from shared memory), then w_j /= sum + 1e-20 and/or w_j *= scale per the rule.
+// No step loops serially over the experts but the softmax's one-lane sum (E dependent adds): at
+// a decode step the routing is on the layer's serial path (one token, one warp), so its latency
+// counts. One V2-Lite token (softmax, 64 experts, k = 6) takes ~2,600 cycles alone on an H200,
+// one V3 token (sigmoid, groups, k = 8) ~9,400; the shuffle-butterfly form before took 6,640 and
+// 13,000 (bench/NOTES-engine.md, 2026-11-30, twenty-first session).
 // route_token is one token's steps; moe_route_kernel (moe_router.cu) runs it over the tokens,
 // and moe_route_gather.cuh runs it inside the fused decode-size routing + grouping + gather
 // kernel, so both give the same ids and weights bit for bit.
@@ -73,12 +80,61 @@ struct MoeRouteParams {
 MoeRouteParams moe_route_params(std::string_view op, const Tensor& logits, const Tensor& correction_bias,
                                 const RouterParams& params, RouterOutputs& outputs);
 
-// The fp32 exponential rounded correctly (see the note above).
-__device__ __forceinline__ float exp_rn(float x) { return static_cast<float>(exp(static_cast<double>(x))); }
+// The fp32 exponential of each x[i], in place, rounded correctly (see the note above): in double,
+// x clamped to [-200, 100] (beyond, the fp32 result is 0 or inf either way), n = rint(x / ln 2),
+// r = x - n ln 2 (ln 2 in two parts, |r| <= 0.347), e^r by its Taylor polynomial to r^13
+// (relative error below 2^-50), times 2^n through the exponent bits, rounded once to fp32; NaN
+// stays NaN. No branches, and the N evaluations step by step together, so that their dependent
+// double FMAs overlap.
+template <int N>
+__device__ __forceinline__ void exp_rn(float (&x)[N]) {
+  double r[N], poly[N];
+  long long scale[N];
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const double xd = fmin(fmax(static_cast<double>(x[i]), -200.0), 100.0);
+    const double n = rint(xd * 1.4426950408889634);
+    r[i] = fma(n, -1.90821492927058770002e-10, fma(n, -6.93147180369123816490e-01, xd));
+    scale[i] = (static_cast<long long>(n) + 1023) << 52;
+    poly[i] = 1.0 / 6227020800.0;  // 1 / 13!
+  }
+#pragma unroll
+  for (int k = 12; k >= 0; --k) {
+    double inv_factorial = 1.0;  // 1 / k!, folded by the compiler
+#pragma unroll
+    for (int j = 2; j <= k; ++j) inv_factorial /= j;
+#pragma unroll
+    for (int i = 0; i < N; ++i) poly[i] = fma(poly[i], r[i], inv_factorial);
+  }
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const float e = static_cast<float>(poly[i] * __longlong_as_double(scale[i]));
+    x[i] = x[i] != x[i] ? x[i] : e;
+  }
+}
 
 // (v1, i1) ranks before (v2, i2): larger value, then lower index.
 __device__ __forceinline__ bool ranks_before(float v1, int32_t i1, float v2, int32_t i2) {
   return v1 > v2 || (v1 == v2 && i1 < i2);
+}
+
+// An unsigned key with ranks_before's order of values: a larger value, a larger key; -0 and +0 the
+// same; NaN 0, below every value (ranks_before never ranks a NaN first).
+__device__ __forceinline__ uint32_t router_key(float v) {
+  if (v != v) return 0u;
+  const uint32_t u = __float_as_uint(v == 0.0f ? 0.0f : v);
+  return (u & 0x80000000u) != 0 ? ~u : u | 0x80000000u;
+}
+
+// The value of a router_key (+0 for either zero).
+__device__ __forceinline__ float router_key_value(uint32_t key) {
+  return __uint_as_float((key & 0x80000000u) != 0 ? key & 0x7fffffffu : ~key);
+}
+
+// The warp's largest value, on every lane: one redux on the keys (reduce.cuh's warp_max takes five
+// shuffles).
+__device__ __forceinline__ float warp_max_by_key(float v) {
+  return router_key_value(__reduce_max_sync(0xffffffffu, router_key(v)));
 }
 
 // One warp's shared memory for a token: scores, selection scores, group scores.
@@ -102,34 +158,35 @@ __device__ __forceinline__ int64_t route_source_row(const MoeRouteParams& p, int
 
 // Steps 1-5 for token t, by one whole warp (lane = threadIdx.x % 32): writes the token's k
 // weights and expert ids to p.weights and p.expert_ids and returns, on lane j < k, the j-th
-// selected expert. The caller syncs the warp before it reuses sh.
+// selected expert. kPerLane experts a lane: E <= 32 kPerLane. The caller syncs the warp before it
+// reuses sh.
+template <int kPerLane = kRouterExpertsPerLane>
 __device__ __forceinline__ int32_t route_token(const MoeRouteParams& p, int64_t t, RouterWarpScratch& sh, int lane) {
+  static_assert(kPerLane >= 1 && kPerLane <= kRouterExpertsPerLane);
   constexpr float kNegInf = -INFINITY;
   const float* logits = p.logits + route_source_row(p, t, lane) * p.experts;
-  float s[kRouterExpertsPerLane], b[kRouterExpertsPerLane];  // lanes past E keep s = 0, b = -inf
+  float l[kPerLane], s[kPerLane], b[kPerLane];  // lanes past E: logit -inf, s = 0, b = -inf
 #pragma unroll
-  for (int i = 0; i < kRouterExpertsPerLane; ++i) s[i] = 0.0f, b[i] = kNegInf;
+  for (int i = 0; i < kPerLane; ++i) l[i] = lane + 32 * i < p.experts ? logits[lane + 32 * i] : kNegInf;
 
-  // 1. scores
+  // 1. scores, every exponential of the lane at once (exp(-inf) = 0 past E)
   if (p.sigmoid) {
 #pragma unroll
-    for (int i = 0; i < kRouterExpertsPerLane; ++i) {
-      const int e = lane + 32 * i;
-      if (e < p.experts) s[i] = 1.0f / (1.0f + exp_rn(-logits[e]));
-    }
+    for (int i = 0; i < kPerLane; ++i) s[i] = -l[i];
+    exp_rn(s);
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) s[i] = 1.0f / (1.0f + s[i]);
   } else {
-    float m = kNegInf;
+    float m = l[0];
 #pragma unroll
-    for (int i = 0; i < kRouterExpertsPerLane; ++i) {
-      const int e = lane + 32 * i;
-      if (e < p.experts) m = fmaxf(m, logits[e]);
-    }
+    for (int i = 1; i < kPerLane; ++i) m = fmaxf(m, l[i]);
+    m = warp_max_by_key(m);
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    for (int i = 0; i < kPerLane; ++i) s[i] = l[i] - m;
+    exp_rn(s);
 #pragma unroll
-    for (int i = 0; i < kRouterExpertsPerLane; ++i) {
-      const int e = lane + 32 * i;
-      if (e < p.experts) sh.s[e] = s[i] = exp_rn(logits[e] - m);
+    for (int i = 0; i < kPerLane; ++i) {
+      if (lane + 32 * i < p.experts) sh.s[lane + 32 * i] = s[i];
     }
     __syncwarp();
     float sum = 0.0f;
@@ -139,11 +196,12 @@ __device__ __forceinline__ int32_t route_token(const MoeRouteParams& p, int64_t 
     sum = __shfl_sync(0xffffffffu, sum, 0);
     __syncwarp();  // lane 0 has read every e_i before they are overwritten by s_i below
 #pragma unroll
-    for (int i = 0; i < kRouterExpertsPerLane; ++i) s[i] /= sum;
+    for (int i = 0; i < kPerLane; ++i) s[i] /= sum;
   }
 #pragma unroll
-  for (int i = 0; i < kRouterExpertsPerLane; ++i) {
+  for (int i = 0; i < kPerLane; ++i) {
     const int e = lane + 32 * i;
+    b[i] = kNegInf;
     if (e >= p.experts) continue;
     sh.s[e] = s[i];
     // 2. selection scores
@@ -152,10 +210,32 @@ __device__ __forceinline__ int32_t route_token(const MoeRouteParams& p, int64_t 
   }
   __syncwarp();
 
-  // 3. group-limited selection
+  // 3. group-limited selection: lane g < G holds group g's score, then keeps the group if fewer
+  //    than K groups rank before it
   if (p.group_score != RouterGroupScore::kNone) {
     const int per_group = p.experts / p.groups;
-    if (lane < p.groups) {
+    float group = kNegInf;
+    if (per_group == 32) {  // group g is every lane's b[g] (-inf past G): a warp max per group, in step
+      uint32_t key[kPerLane], top[kPerLane];
+#pragma unroll
+      for (int g = 0; g < kPerLane; ++g) key[g] = router_key(b[g]);
+#pragma unroll
+      for (int g = 0; g < kPerLane; ++g) top[g] = __reduce_max_sync(0xffffffffu, key[g]);
+      float score[kPerLane];
+#pragma unroll
+      for (int g = 0; g < kPerLane; ++g) score[g] = router_key_value(top[g]);
+      if (p.group_score == RouterGroupScore::kTopTwoSum) {  // plus the runner-up: the best of the other lanes
+        int first[kPerLane];
+#pragma unroll
+        for (int g = 0; g < kPerLane; ++g) first[g] = __ffs(__ballot_sync(0xffffffffu, key[g] == top[g])) - 1;
+#pragma unroll
+        for (int g = 0; g < kPerLane; ++g) {
+          score[g] += router_key_value(__reduce_max_sync(0xffffffffu, lane == first[g] ? 0u : key[g]));
+        }
+      }
+#pragma unroll
+      for (int g = 0; g < kPerLane; ++g) group = lane == g ? score[g] : group;
+    } else if (lane < p.groups) {
       const float* members = sh.b + lane * per_group;
       float best = kNegInf, second = kNegInf;
       for (int i = 0; i < per_group; ++i) {
@@ -167,59 +247,58 @@ __device__ __forceinline__ int32_t route_token(const MoeRouteParams& p, int64_t 
           second = v;
         }
       }
-      sh.group[lane] = p.group_score == RouterGroupScore::kMax ? best : best + second;
+      group = p.group_score == RouterGroupScore::kMax ? best : best + second;
     }
+    if (lane < p.groups) sh.group[lane] = group;
     __syncwarp();
-    uint32_t kept = 0;
-    if (lane == 0) {
-      for (int round = 0; round < p.kept_groups; ++round) {
-        int pick = -1;
-        for (int g = 0; g < p.groups; ++g) {
-          if (((kept >> g) & 1u) == 0 && (pick < 0 || ranks_before(sh.group[g], g, sh.group[pick], pick))) pick = g;
-        }
-        kept |= 1u << pick;
-      }
-    }
-    kept = __shfl_sync(0xffffffffu, kept, 0);
+    int ahead = 0;  // groups that rank before this lane's
+    for (int g = 0; g < p.groups; ++g) ahead += ranks_before(sh.group[g], g, group, lane) ? 1 : 0;
+    const uint32_t kept = __ballot_sync(0xffffffffu, lane < p.groups && ahead < p.kept_groups);
+    __syncwarp();  // every lane has read the group scores (step 5 reuses sh.group)
 #pragma unroll
-    for (int i = 0; i < kRouterExpertsPerLane; ++i) {
+    for (int i = 0; i < kPerLane; ++i) {
       const int e = lane + 32 * i;
       if (e < p.experts && ((kept >> (e / per_group)) & 1u) == 0) b[i] = kNegInf;
     }
   }
 
-  // 4. top-k by b
-  uint32_t taken = 0;  // bit i: expert lane + 32 i is selected
-  int32_t my_id = 0;   // lane j < k: the j-th selection
+  // 4. top-k by b: each candidate as a 64-bit rank (b's key, then the complement of its index, so
+  //    that larger ranks first in ranks_before's order; 0 when taken or past E); a round takes the
+  //    warp's largest head: the largest key by one redux, then the lowest index holding it by
+  //    another
+  uint64_t rank[kPerLane];
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    const int e = lane + 32 * i;
+    rank[i] = e < p.experts ? uint64_t{router_key(b[i])} << 32 | ~static_cast<uint32_t>(e) : 0u;
+  }
+  int32_t my_id = 0;  // lane j < k: the j-th selection
   for (int j = 0; j < p.top_k; ++j) {
-    float best = kNegInf;
-    int32_t best_id = INT32_MAX;
+    uint64_t head[kPerLane];  // the lane's largest rank, by a pairwise tree: head[0]
 #pragma unroll
-    for (int i = 0; i < kRouterExpertsPerLane; ++i) {
-      const int e = lane + 32 * i;
-      if (e < p.experts && ((taken >> i) & 1u) == 0 && ranks_before(b[i], e, best, best_id)) {
-        best = b[i];
-        best_id = e;
-      }
-    }
+    for (int i = 0; i < kPerLane; ++i) head[i] = rank[i];
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float other = __shfl_xor_sync(0xffffffffu, best, o);
-      const int32_t other_id = __shfl_xor_sync(0xffffffffu, best_id, o);
-      if (ranks_before(other, other_id, best, best_id)) {
-        best = other;
-        best_id = other_id;
-      }
+    for (int w = 1; w < kPerLane; w *= 2) {
+#pragma unroll
+      for (int i = 0; i + w < kPerLane; i += 2 * w) head[i] = head[i + w] > head[i] ? head[i + w] : head[i];
     }
-    if (best_id % 32 == lane) taken |= 1u << (best_id / 32);
-    if (lane == j) my_id = best_id;
+    const uint32_t key = static_cast<uint32_t>(head[0] >> 32);
+    const uint32_t top = __reduce_max_sync(0xffffffffu, key);
+    const int32_t id = static_cast<int32_t>(~__reduce_max_sync(0xffffffffu, key == top ? static_cast<uint32_t>(head[0]) : 0u));
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      if (lane + 32 * i == id) rank[i] = 0;
+    }
+    if (lane == j) my_id = id;
   }
 
-  // 5. weights
+  // 5. weights, the normalising sum in j order
   float w = lane < p.top_k ? sh.s[my_id] : 0.0f;
   if (p.normalize) {
+    if (lane < p.top_k) sh.group[lane] = w;
+    __syncwarp();
     float sum = 0.0f;
-    for (int j = 0; j < p.top_k; ++j) sum += __shfl_sync(0xffffffffu, w, j);
+    for (int j = 0; j < p.top_k; ++j) sum += sh.group[j];
     w /= sum + 1e-20f;
   }
   if (p.scale) w *= p.routed_scaling_factor;
