@@ -175,7 +175,10 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
     ops::moe_experts(routed_rows.gathered, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
   }
   if (shared_branch) shared_branch->join();
-  return {expert_out, groups.sorted_pairs, routed_rows.route.weights, w.shared ? shared_out : Tensor()};
+  // early_inputs: the routing kernel is at least two launches back (the experts' op launched two
+  // or more after it), the shared output joined, the residual written before the router.
+  return {expert_out, groups.sorted_pairs, routed_rows.route.weights, w.shared ? shared_out : Tensor(),
+          /*early_inputs=*/true};
 }
 
 // The FFN output of an MoE layer: the routed experts' weighted combine accumulated onto the shared

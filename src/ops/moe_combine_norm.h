@@ -36,6 +36,12 @@ struct MoeCombineInputs {
   Tensor sorted_pairs;  // [T·k] i32 the pair at each sorted position (MoeGrouping)
   Tensor weights;       // [T, k] f32 the router's weights
   Tensor shared_out;    // [T, H] the combine's starting value, or undefined: zero
+  // Only expert_out may still be in the writing on the op's stream: sorted_pairs and weights
+  // come from a kernel at least two launches back (a decode step's router, before the experts'
+  // two GEMVs), and shared_out, the residual and the norm weight from before that or a joined
+  // stream. The GPU's decode-size kernel then reads the row's positions and prefetches the rest
+  // before it waits for the kernel just before (programmatic launch).
+  bool early_inputs = false;
 };
 
 // Host tensors, f32 (expert_out, shared_out, residual, out).

@@ -81,7 +81,8 @@ void launch(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, 
                                     eps,
                                     weight.dtype() == DType::kBF16,
                                     gpu::aligned16(weight) && weight.nbytes() % 16 == 0,
-                                    fused};
+                                    fused,
+                                    in.early_inputs};
   if (fused.x_q != nullptr) {  // (norm_fp8_out sets it on the 16-byte path only)
     launch_kernel<8, true>(p, kernel, stream);
   } else if (vec8) {

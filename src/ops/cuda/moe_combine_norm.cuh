@@ -23,11 +23,15 @@
 // the row less. The rows kernel is built for kCombineRowsCtasPerSm CTAs an SM, as the plain
 // combine's (moe_combine.cuh says why).
 //
-// Both are launched with programmatic dependent launch (pdl.cuh): before its wait a CTA only
+// Both are launched with programmatic dependent launch (pdl.cuh): before its wait a CTA
 // prefetches the norm weight into L2 (a weight: nothing in the step writes it); after it, it
 // reads expert_out (the experts' kernel before; the rows kernel: the inverse, from the kernel just
 // before), the router's weights and sorted pairs and the shared experts' output (joined into the
-// stream before this launch), and the residual.
+// stream before this launch), and the residual. With early_inputs (the caller says only
+// expert_out is still being written: a decode step's router is two launches back) the scan
+// kernel scans its first row's positions and prefetches that row's other inputs into L1 before
+// its wait: two dependent L2 trips (the scan, and the norm weight after the row's sum) leave the
+// step's serial path.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -59,6 +63,7 @@ struct MoeCombineNormParams {
   bool weight_bf16;                 // norm_weight is bf16 (else f32)
   bool prefetch_weight;             // norm_weight 16-byte aligned, a multiple of 16 bytes: prefetched into L2
   NormFp8Out quant;                 // out's FP8 quantisation (kQuant kernels only)
+  bool early_inputs;                // MoeCombineInputs::early_inputs (the scan kernel)
 };
 
 // Before the wait: the norm weight into L2, once per launch.
@@ -66,6 +71,19 @@ __device__ __forceinline__ void prefetch_norm_weight(const MoeCombineNormParams&
   if (p.prefetch_weight && threadIdx.x == 0 && blockIdx.x == 0) {  // a weight: no kernel of the step writes it
     prefetch_l2(p.norm_weight, static_cast<uint32_t>(p.hidden * (p.weight_bf16 ? 2 : 4)));
   }
+}
+
+// Before the wait, with early_inputs: this thread's first vector of row t's residual, shared_out
+// and norm weight, and the row's router weights, into L1 (prefetch.global.L1: no register held
+// across the wait); combine_norm_row's loads of them then hit L1.
+template <int kVec>
+__device__ __forceinline__ void prefetch_row_l1(const MoeCombineNormParams& p, int64_t t) {
+  const int64_t c = threadIdx.x;
+  if (c >= p.hidden / kVec) return;
+  prefetch_l1(p.residual + t * p.hidden + c * kVec);
+  if (p.shared_out != nullptr) prefetch_l1(p.shared_out + t * p.hidden + c * kVec);
+  prefetch_l1(static_cast<const uint8_t*>(p.norm_weight) + c * kVec * (p.weight_bf16 ? 2 : 4));
+  if (c == 0) prefetch_l1(p.weights + t * p.top_k);
 }
 
 // Steps 1-3 for row t (every thread of the CTA calls it), with combine(c, acc) adding the routed
@@ -108,11 +126,16 @@ __global__ void __launch_bounds__(kRmsNormMaxThreads) moe_combine_add_rms_norm_k
   __shared__ int32_t scanned[kCombineScanMaxTopK];  // this token's pairs' sorted positions
   __shared__ float scratch[kRmsNormMaxThreads / 32];
   prefetch_norm_weight(p);
+  const int64_t pairs = p.tokens * p.top_k;
+  const bool early = p.early_inputs && blockIdx.x < p.tokens;  // the CTA's first row, before the wait
+  if (early) {
+    scan_token_positions(p.sorted_pairs, pairs, blockIdx.x, p.top_k, scanned);
+    prefetch_row_l1<kVec>(p, blockIdx.x);
+  }
   grid_dependency_wait();  // expert_out, and everything before it, comes from the kernels before
   launch_dependents();
-  const int64_t pairs = p.tokens * p.top_k;
   for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
-    scan_token_positions(p.sorted_pairs, pairs, t, p.top_k, scanned);
+    if (!early || t != blockIdx.x) scan_token_positions(p.sorted_pairs, pairs, t, p.top_k, scanned);
     const float* weights = p.weights + t * p.top_k;
     combine_norm_row<kVec, kQuant>(p, t, scratch, [&](int64_t c, float(&acc)[kVec]) {
       combine_vec<kVec>(p.expert_out, weights, scanned, p.top_k, p.hidden, c, acc);

@@ -25,6 +25,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_op_test_util.h"
@@ -112,12 +113,15 @@ class MoeCombineNormCuda : public CudaOpTest {
     if (c.shared) {
       EXPECT_EQ(mismatches(bf16_bits(to_host(shared_gpu)), bf16_bits(shared)), 0) << where << ": shared_out changed";
     }
-    for (MoeCombineKernel kernel : {MoeCombineKernel::kScan, MoeCombineKernel::kRows}) {
+    // Every kernel, and the scan kernel also reading the routing and prefetching before its wait
+    // (early_inputs: here every input is complete before the launch, as the flag requires).
+    for (const auto& [kernel, early] : {std::pair{MoeCombineKernel::kScan, false}, std::pair{MoeCombineKernel::kRows, false},
+                                        std::pair{MoeCombineKernel::kScan, true}}) {
       Tensor forced_residual = residual.to(Device::kCUDA);
       Tensor forced_out = poisoned_gpu({t, h}, DType::kBF16);
-      moe_combine_add_rms_norm_cuda({expert_out_gpu, pairs_gpu, weights_gpu, shared_gpu}, forced_residual, norm_gpu,
-                                    kEps, forced_out, cuda_stream(), kernel);
-      const std::string at = where + ", " + combine_kernel_name(kernel) + " kernel";
+      moe_combine_add_rms_norm_cuda({expert_out_gpu, pairs_gpu, weights_gpu, shared_gpu, early}, forced_residual,
+                                    norm_gpu, kEps, forced_out, cuda_stream(), kernel);
+      const std::string at = where + ", " + combine_kernel_name(kernel) + " kernel" + (early ? ", early inputs" : "");
       EXPECT_EQ(mismatches(bf16_bits(to_host(forced_residual)), bf16_bits(got_residual_host)), 0)
           << at << ": residual differs from the op's choice";
       EXPECT_EQ(mismatches(bf16_bits(to_host(forced_out)), bf16_bits(got_out_host)), 0)
