@@ -26,10 +26,11 @@
 // with the GEMV's CTAs as one cluster (up to 64 experts), the logits meeting in CTA 0's shared
 // memory instead of L2.
 //
-// Launched with programmatic dependent launch (pdl.cuh): moe_route_gather_kernel waits for the
-// router GEMM before its first load, moe_router_route_gather_kernel for the kernel before (x) after
-// loading its router weights (linear_gemv.cuh); both then let the next kernel (the experts' gate_up,
-// which waits itself) launch.
+// Launched with programmatic dependent launch (pdl.cuh): before their wait the kernels only read
+// what no kernel of the step writes (the row slots and the correction bias, with_staged_inputs;
+// the router weights, linear_gemv.cuh); then moe_route_gather_kernel reads the router GEMM's
+// logits, the GEMV kernels x; all let the next kernel (the experts' gate_up, which waits itself)
+// launch.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -61,7 +62,7 @@ struct MoeRouteGatherParams {
 
 // Where a routing kernel stages its inputs that no kernel of the step writes, before its wait.
 struct RouteStaging {
-  int64_t slots[kRouteGatherMaxPairs];  // RouterParams::row_slots (T <= T·k)
+  int64_t slots[kRouteGatherMaxPairs];  // RouterParams::row_slots: T <= T·k <= kRouteGatherMaxPairs
   float bias[kRouterMaxExperts];        // the correction bias
 };
 
