@@ -284,7 +284,8 @@ __device__ __forceinline__ int32_t route_token(const MoeRouteParams& p, int64_t 
     }
     const uint32_t key = static_cast<uint32_t>(head[0] >> 32);
     const uint32_t top = __reduce_max_sync(0xffffffffu, key);
-    const int32_t id = static_cast<int32_t>(~__reduce_max_sync(0xffffffffu, key == top ? static_cast<uint32_t>(head[0]) : 0u));
+    const uint32_t low = key == top ? static_cast<uint32_t>(head[0]) : 0u;  // the index's complement
+    const int32_t id = static_cast<int32_t>(~__reduce_max_sync(0xffffffffu, low));
 #pragma unroll
     for (int i = 0; i < kPerLane; ++i) {
       if (lane + 32 * i == id) rank[i] = 0;

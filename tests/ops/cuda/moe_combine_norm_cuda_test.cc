@@ -115,7 +115,8 @@ class MoeCombineNormCuda : public CudaOpTest {
     }
     // Every kernel, and the scan kernel also reading the routing and prefetching before its wait
     // (early_inputs: here every input is complete before the launch, as the flag requires).
-    for (const auto& [kernel, early] : {std::pair{MoeCombineKernel::kScan, false}, std::pair{MoeCombineKernel::kRows, false},
+    for (const auto& [kernel, early] : {std::pair{MoeCombineKernel::kScan, false},
+                                        std::pair{MoeCombineKernel::kRows, false},
                                         std::pair{MoeCombineKernel::kScan, true}}) {
       Tensor forced_residual = residual.to(Device::kCUDA);
       Tensor forced_out = poisoned_gpu({t, h}, DType::kBF16);
