@@ -12,20 +12,9 @@ namespace mlaserve::ops::sm90 {
 namespace {
 
 cudaLaunchConfig_t absorbed_config(int num_seqs, cudaStream_t stream, cudaLaunchAttribute (&attrs)[2]) {
-  attrs[0].id = cudaLaunchAttributeClusterDimension;
-  attrs[0].val.clusterDim.x = kFusedHeads;
-  attrs[0].val.clusterDim.y = 1;
-  attrs[0].val.clusterDim.z = 1;
-  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attrs[1].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(kFusedHeads, static_cast<unsigned>(num_seqs));
-  config.blockDim = dim3(kFusedThreads);
-  config.dynamicSmemBytes = kFusedSmemBytes;
-  config.stream = stream;
-  config.attrs = attrs;
-  config.numAttrs = 2;
-  return config;
+  const gpu::LaunchShape shape{dim3(kFusedHeads, static_cast<unsigned>(num_seqs)), dim3(kFusedThreads),
+                               kFusedSmemBytes, kFusedHeads};
+  return gpu::launch_config(shape, stream, attrs);
 }
 
 // Sets the kernel's attributes on the current device and asks how many clusters of 16 CTAs it

@@ -127,7 +127,7 @@ __global__ void __launch_bounds__(kRmsNormMaxThreads) moe_combine_add_rms_norm_k
   __shared__ float scratch[kRmsNormMaxThreads / 32];
   prefetch_norm_weight(p);
   const int64_t pairs = p.tokens * p.top_k;
-  const bool early = p.early_inputs && blockIdx.x < p.tokens;  // the CTA's first row, before the wait
+  const bool early = p.early_inputs;  // the CTA's first row (grid <= T), before the wait
   if (early) {
     scan_token_positions(p.sorted_pairs, pairs, blockIdx.x, p.top_k, scanned);
     prefetch_row_l1<kVec>(p, blockIdx.x);

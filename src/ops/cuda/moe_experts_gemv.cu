@@ -57,12 +57,7 @@ void launch(const gpu::MoeGemvParams& p, int64_t ctas, int64_t slots, bool early
     MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
   const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(slots));
-  if (!early) {
-    kernel<<<grid, dim3(gpu::kMoeGemvThreads), static_cast<size_t>(smem), stream>>>(p);
-    MLA_CUDA_CHECK(cudaGetLastError());
-    return;
-  }
-  gpu::launch_programmatic(kernel, grid, dim3(gpu::kMoeGemvThreads), static_cast<size_t>(smem), stream, p);
+  gpu::launch_with_shape(kernel, {grid, dim3(gpu::kMoeGemvThreads), static_cast<size_t>(smem), 0, early}, stream, p);
 }
 
 template <bool kFp8, int kDepth>

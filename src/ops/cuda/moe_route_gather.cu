@@ -63,30 +63,16 @@ template <int kT, int kUnroll>
 bool launch_router_cluster(const gpu::GemvParams<float>& g, const gpu::MoeRouteGatherParams& p, unsigned ctas,
                            cudaStream_t stream) {
   auto* kernel = gpu::moe_router_route_gather_cluster_kernel<kT, kUnroll>;
-  cudaLaunchAttribute attrs[2]{};
-  attrs[0].id = cudaLaunchAttributeClusterDimension;
-  attrs[0].val.clusterDim.x = ctas;
-  attrs[0].val.clusterDim.y = attrs[0].val.clusterDim.z = 1;
-  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attrs[1].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(ctas);
-  config.blockDim = dim3(gpu::kGemvThreads);
-  config.stream = stream;
-  config.attrs = attrs;
-  config.numAttrs = 2;
   static gpu::PerDeviceInts holds{};  // this instance: 1 if the GPU holds a cluster of kRouterClusterMaxCtas
   const bool fits = gpu::cached_per_device(holds, gpu::current_device(), "router cluster", [&](int) {
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
       (void)cudaGetLastError();
       return 0;
     }
-    cudaLaunchConfig_t ask = config;
-    cudaLaunchAttribute size = attrs[0];
-    size.val.clusterDim.x = gpu::kRouterClusterMaxCtas;
-    ask.gridDim = dim3(gpu::kRouterClusterMaxCtas);
-    ask.attrs = &size;
-    ask.numAttrs = 1;
+    constexpr unsigned kMax = gpu::kRouterClusterMaxCtas;
+    cudaLaunchAttribute attrs[2];
+    const gpu::LaunchShape shape{dim3(kMax), dim3(gpu::kGemvThreads), 0, kMax, /*programmatic=*/false};
+    const cudaLaunchConfig_t ask = gpu::launch_config(shape, nullptr, attrs);
     int clusters = 0;
     if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &ask) != cudaSuccess) {
       (void)cudaGetLastError();
@@ -95,7 +81,7 @@ bool launch_router_cluster(const gpu::GemvParams<float>& g, const gpu::MoeRouteG
     return clusters >= 1 ? 1 : 0;
   });
   if (!fits) return false;
-  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, g, p));
+  gpu::launch_with_shape(kernel, {dim3(ctas), dim3(gpu::kGemvThreads), 0, ctas}, stream, g, p);
   return true;
 }
 

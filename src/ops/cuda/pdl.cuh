@@ -52,21 +52,56 @@ __device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
 }
 
+// How a kernel is launched: grid, block, dynamic shared memory, thread-block clusters of
+// `cluster` CTAs along x (0: none), and whether programmatic stream serialisation is allowed.
+struct LaunchShape {
+  dim3 grid, block;
+  size_t smem = 0;
+  unsigned cluster = 0;
+  bool programmatic = true;
+};
+
+// cudaLaunchKernelEx's configuration for shape on stream; attrs is its attribute storage (it must
+// outlive the configuration's use).
+inline cudaLaunchConfig_t launch_config(const LaunchShape& shape, cudaStream_t stream,
+                                        cudaLaunchAttribute (&attrs)[2]) {
+  cudaLaunchConfig_t config{};
+  config.gridDim = shape.grid;
+  config.blockDim = shape.block;
+  config.dynamicSmemBytes = shape.smem;
+  config.stream = stream;
+  config.attrs = attrs;
+  config.numAttrs = 0;
+  if (shape.cluster != 0) {
+    cudaLaunchAttribute& a = attrs[config.numAttrs++];
+    a = cudaLaunchAttribute{};
+    a.id = cudaLaunchAttributeClusterDimension;
+    a.val.clusterDim.x = shape.cluster;
+    a.val.clusterDim.y = a.val.clusterDim.z = 1;
+  }
+  if (shape.programmatic) {
+    cudaLaunchAttribute& a = attrs[config.numAttrs++];
+    a = cudaLaunchAttribute{};
+    a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    a.val.programmaticStreamSerializationAllowed = 1;
+  }
+  return config;
+}
+
+// kernel launched with `shape` on stream (a kernel launched without programmatic serialisation
+// waits for the one before as usual; its grid_dependency_wait() then returns at once).
+template <typename... Params, typename... Args>
+void launch_with_shape(void (*kernel)(Params...), const LaunchShape& shape, cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute attrs[2];
+  const cudaLaunchConfig_t config = launch_config(shape, stream, attrs);
+  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
+
 // kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialisation allowed.
 template <typename... Params, typename... Args>
 void launch_programmatic(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                          Args&&... args) {
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.dynamicSmemBytes = smem;
-  config.stream = stream;
-  config.attrs = &attr;
-  config.numAttrs = 1;
-  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+  launch_with_shape(kernel, LaunchShape{grid, block, smem}, stream, std::forward<Args>(args)...);
 }
 
 }  // namespace mlaserve::ops::gpu
