@@ -48,6 +48,10 @@ struct MlaAbsorbedArgs {
   // one just before this call on the stream (the model: q comes from the RoPE kernel), so the
   // kernel reads the tables and starts its first cache block's copy before it waits for that one.
   bool early_loads = false;
+  // Two clusters of 16 CTAs a sequence, each SM streaming half a head's weights, where the GPU
+  // holds them all (mla_absorbed_sm90.cuh, "Head halves"); false: one a sequence. The same bits
+  // either way: tests compare the two.
+  bool split_heads = true;
 };
 
 // CPU reference: mla_absorb_query_cpu, mla_decode_cpu and mla_up_project_output_cpu in a row

@@ -71,7 +71,7 @@ void mla_absorbed_attention_cuda(const MlaAbsorbedArgs& args, Tensor& o, cudaStr
                                   static_cast<int32_t>(args.block_table.dim(1)),
                                   args.softmax_scale * 1.4426950408889634f,
                                   args.early_loads};
-  sm90::launch_mla_absorbed(p, static_cast<int>(args.seq_lens.dim(0)), stream);
+  sm90::launch_mla_absorbed(p, static_cast<int>(args.seq_lens.dim(0)), args.split_heads, stream);
 }
 
 }  // namespace mlaserve::ops

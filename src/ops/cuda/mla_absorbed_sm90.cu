@@ -11,8 +11,9 @@
 namespace mlaserve::ops::sm90 {
 namespace {
 
-cudaLaunchConfig_t absorbed_config(int num_seqs, cudaStream_t stream, cudaLaunchAttribute (&attrs)[2]) {
-  const gpu::LaunchShape shape{dim3(kFusedHeads, static_cast<unsigned>(num_seqs)), dim3(kFusedThreads),
+// clusters: clusters of 16 CTAs in the grid (B, or 2B with head halves).
+cudaLaunchConfig_t absorbed_config(int clusters, cudaStream_t stream, cudaLaunchAttribute (&attrs)[2]) {
+  const gpu::LaunchShape shape{dim3(kFusedHeads, static_cast<unsigned>(clusters)), dim3(kFusedThreads),
                                kFusedSmemBytes, kFusedHeads};
   return gpu::launch_config(shape, stream, attrs);
 }
@@ -21,11 +22,13 @@ cudaLaunchConfig_t absorbed_config(int num_seqs, cudaStream_t stream, cudaLaunch
 // holds at once. Clusters of 16 are a non-portable size: a GPU that refuses them holds none (the
 // error is cleared).
 int query_max_active_clusters() {
-  auto* kernel = mla_absorbed_sm90_kernel;
-  MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kFusedSmemBytes));
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return 0;
+  auto* kernel = mla_absorbed_sm90_kernel<false>;
+  for (auto* k : {mla_absorbed_sm90_kernel<false>, mla_absorbed_sm90_kernel<true>}) {  // the same resources
+    MLA_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, kFusedSmemBytes));
+    if (cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 0;
+    }
   }
   cudaLaunchAttribute attrs[2]{};
   const cudaLaunchConfig_t config = absorbed_config(1, nullptr, attrs);
@@ -45,13 +48,17 @@ int absorbed_max_active_clusters() {
                            [](int) { return query_max_active_clusters(); });
 }
 
-void launch_mla_absorbed(const MlaAbsorbedParams& p, int num_seqs, cudaStream_t stream) {
+void launch_mla_absorbed(const MlaAbsorbedParams& p, int num_seqs, bool split_heads, cudaStream_t stream) {
   MLA_CHECK(num_seqs >= 1 && num_seqs <= kFusedMaxSeqs && num_seqs <= absorbed_max_active_clusters(),
             "mla_absorbed_attention_cuda: {} sequences (1 to {}, and this GPU holds {} clusters of 16 CTAs)",
             num_seqs, kFusedMaxSeqs, absorbed_max_active_clusters());  // also sets the kernel's attributes
+  // Two clusters a sequence (head halves) where the GPU holds them all at once: each SM then
+  // streams half a head's W_UK and W_UV.
+  const bool halves = split_heads && 2 * num_seqs <= absorbed_max_active_clusters();
   cudaLaunchAttribute attrs[2]{};
-  const cudaLaunchConfig_t config = absorbed_config(num_seqs, stream, attrs);
-  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, mla_absorbed_sm90_kernel, p));
+  const cudaLaunchConfig_t config = absorbed_config(halves ? 2 * num_seqs : num_seqs, stream, attrs);
+  auto* kernel = halves ? mla_absorbed_sm90_kernel<true> : mla_absorbed_sm90_kernel<false>;
+  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p));
 }
 
 }  // namespace mlaserve::ops::sm90

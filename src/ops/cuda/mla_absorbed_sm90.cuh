@@ -41,6 +41,17 @@
 //      8 rows' loads in flight; lane l takes columns 8 l .. + 7 and 256 + 8 l .. + 7, fmaf
 //      chains and a butterfly warp sum as mla_up_gemv_kernel: the same bits for the same o_lat.
 //
+// Head halves (kHalves, where the GPU holds 2B clusters: B <= 3 on an H200). Two clusters a
+// sequence, one for heads 0-7 and one for heads 8-15; the CTA pair 2j, 2j + 1 of a cluster owns
+// its head j: each absorbs one half of the latent columns (256 of W_UK[h]'s 512), and each
+// up-projects one half of the outputs (64 rows of W_UV[h]). An SM then streams 192 KB of weights,
+// not 384 KB, on the step's serial path; the cache is read by both clusters (the second time
+// mostly from L2), and the query tile's rows 8-15 are zero. Each head's sums are the same
+// operations in the same order: the same bits as one cluster a sequence. H200, V2-Lite decode
+// step (bench/NOTES-engine.md, twenty-second session), graph ms, one cluster / halves: BF16 batch 1
+// 1.987, 1.983 / 1.928, 1.942; batch 2 2.590, 2.579 / 2.528, 2.558; FP8 batch 2 2.266, 2.262 /
+// 2.209, 2.207.
+//
 // Shared memory (byte offsets from a 16-byte aligned base), the narrow kernel's map:
 //   KV stages 3 x [64 keys][1168 B] | P [16][144 B] bf16 | row maxima [8 warps][16] f32 |
 //   per-warp row sums [8 warps][16] f32 | m, l [16] f32 each | 3 mbarriers.
@@ -84,7 +95,7 @@ static_assert(kFusedWarps * 8 == 64 && kFusedWarps * 64 == kFusedLatent,
               "a warp takes 8 keys of a block in Q K^T and 64 of the 512 channels in P V");
 static_assert(2 * kFusedThreads == kFusedLatent, "a thread owns 2 latent channels in the absorption and the merge");
 static_assert(kFusedQSteps % kFusedScoreSets == 0, "every set takes as many k16 steps");
-static_assert(kFusedWarps * 16 == kFusedValue, "a warp owns 16 rows of W_UV in the up-projection");
+static_assert(kFusedWarps * 16 == kFusedValue, "a warp owns 16 rows of W_UV in the up-projection (8 with halves)");
 
 // Shared-memory map (byte offsets; 16-byte aligned base).
 struct FusedSmem {
@@ -135,9 +146,15 @@ __device__ __forceinline__ float fused_quad_max(float x) {
 // ---- the kernel ------------------------------------------------------------------------------
 
 // Grid (16, B), clusters of (16, 1, 1), kFusedThreads threads, kFusedSmemBytes of dynamic shared
-// memory; launched with programmatic dependent launch.
+// memory; launched with programmatic dependent launch. kHalves: grid (16, 2B), two clusters a
+// sequence by head halves ("Head halves" at the top): cluster 2b + c holds heads 8c .. 8c + 7 in rows
+// 0-7 of its query tile (rows 8-15 zero); CTA rank r absorbs head 8c + r/2's latent half r % 2,
+// attends over blocks share r as without halves, merges row r/2 over all 512 channels (both CTAs of
+// the pair: no exchange) and up-projects output half r % 2. Every head's arithmetic is the same:
+// the same bits as without halves.
 // Fragment notation: lane = 4 g + t; an m16n8 accumulator holds (row g, columns 2t, 2t + 1) and
 // (row g + 8, the same columns).
+template <bool kHalves>
 __global__ void __launch_bounds__(kFusedThreads, 1)
     mla_absorbed_sm90_kernel(const __grid_constant__ MlaAbsorbedParams p) {
   extern __shared__ __align__(16) uint8_t smem[];
@@ -150,7 +167,12 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   uint8_t* p_tile = smem + FusedSmem::kP;                                 // [16][144 B]
 
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  const int head = static_cast<int>(blockIdx.x), seq = static_cast<int>(blockIdx.y);  // head = cluster rank
+  // rank: the CTA's share of the KV blocks; head: whose W_UK part, query row and output it owns;
+  // row: that head's row of the cluster's query tile and states; half: its latent / output half.
+  const int rank = static_cast<int>(blockIdx.x);
+  const int seq = kHalves ? static_cast<int>(blockIdx.y) / 2 : static_cast<int>(blockIdx.y);
+  const int row = kHalves ? rank / 2 : rank, half = kHalves ? rank % 2 : 0;
+  const int head = kHalves ? 8 * (static_cast<int>(blockIdx.y) % 2) + row : rank;
   const uint32_t s_kv = sm80::smem_u32(smem + FusedSmem::kKv), s_q = sm80::smem_u32(smem + FusedSmem::kQ);
   const uint32_t s_p = sm80::smem_u32(p_tile);
   const uint32_t bar_kv = sm80::smem_u32(smem + FusedSmem::kBarriers);  // stage s: bar_kv + 8 s
@@ -166,13 +188,21 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   __syncthreads();
   ptx::cluster_arrive_relaxed();  // this CTA has started; waited for before the first DSMEM store
 
-  // Weights before the wait: W_UK[h] columns 2 tid, 2 tid + 1 of every row; W_UV[h] into L2.
+  // Weights before the wait: W_UK[h] columns 2 tid, 2 tid + 1 of every row (with halves, threads
+  // tid < 128 columns 256 half + 2 tid, + 1); W_UV[h]'s rows this CTA projects into L2.
+  constexpr int kAbsorbThreads = kHalves ? kFusedThreads / 2 : kFusedThreads;
+  constexpr int kUpRows = kHalves ? kFusedValue / 2 : kFusedValue;  // W_UV rows (outputs) of the CTA
   uint32_t wk[kFusedNope];
 #pragma unroll
   for (int d = 0; d < kFusedNope; ++d) {
-    wk[d] = __ldcs(reinterpret_cast<const unsigned int*>(w_uk() + d * kFusedLatent) + tid);
+    const unsigned int* w_row = reinterpret_cast<const unsigned int*>(w_uk() + d * kFusedLatent);
+    if constexpr (kHalves) {
+      wk[d] = tid < kAbsorbThreads ? __ldcs(w_row + kAbsorbThreads * half + tid) : 0u;
+    } else {
+      wk[d] = __ldcs(w_row + tid);
+    }
   }
-  if (tid < kFusedValue) gpu::prefetch_l2(w_uv() + tid * kFusedLatent, kFusedLatent * 2);
+  if (tid < kUpRows) gpu::prefetch_l2(w_uv() + (kUpRows * half + tid) * kFusedLatent, kFusedLatent * 2);
 
   // The sequence's length, this CTA's blocks and the first one's copy: before the wait with
   // early_loads (written by kernels two or more back), after it otherwise.
@@ -181,8 +211,8 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   const int32_t* blocks = p.block_table;
   auto start = [&]() {
     const int seq_len = p.seq_lens[seq], nb = (seq_len + 63) / 64;
-    const int blk_begin = head * nb / kFusedHeads;
-    num_blocks = (head + 1) * nb / kFusedHeads - blk_begin;
+    const int blk_begin = rank * nb / kFusedHeads;
+    num_blocks = (rank + 1) * nb / kFusedHeads - blk_begin;
     rest = seq_len - 64 * blk_begin;
     blocks = p.block_table + static_cast<int64_t>(seq) * p.max_blocks + blk_begin;
     if (num_blocks > 0) fused_load_kv(p, s_kv, blocks[0], min(64, rest), bar_kv, tid);
@@ -222,13 +252,20 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   const uint32_t q_abs_bits = *reinterpret_cast<const uint32_t*>(&q_abs);
   const uint32_t q_pe_bits =
       tid < kFusedRope / 2 ? reinterpret_cast<const uint32_t*>(q_row + kFusedNope)[tid] : 0u;
+  if constexpr (kHalves) {  // rows 8-15 of this CTA's query tile: zero (no head)
+    for (int i = tid; i < 8 * kFusedRowBytes / 16; i += kFusedThreads) {
+      *reinterpret_cast<uint4*>(smem + FusedSmem::kQ + 8 * kFusedRowBytes + 16 * i) = make_uint4(0, 0, 0, 0);
+    }
+  }
   ptx::cluster_wait();  // every CTA of the cluster has started
   {
-    const uint32_t dst = s_q + head * kFusedRowBytes + 4 * tid;
+    const uint32_t dst = s_q + row * kFusedRowBytes + 4 * kAbsorbThreads * half + 4 * tid;  // q_abs columns
+    const uint32_t dst_pe = s_q + row * kFusedRowBytes + 2 * kFusedLatent + 4 * tid;        // q_pe
+    const bool writes_pe = tid < kFusedRope / 2 && half == 0;
 #pragma unroll
     for (int k = 0; k < kFusedHeads; ++k) {
-      ptx::st_cluster_u32(ptx::map_rank(dst, k), q_abs_bits);
-      if (tid < kFusedRope / 2) ptx::st_cluster_u32(ptx::map_rank(dst + 2 * kFusedLatent, k), q_pe_bits);
+      if (tid < kAbsorbThreads) ptx::st_cluster_u32(ptx::map_rank(dst, k), q_abs_bits);
+      if (writes_pe) ptx::st_cluster_u32(ptx::map_rank(dst_pe, k), q_pe_bits);
     }
   }
   ptx::cluster_arrive();
@@ -372,11 +409,12 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   ptx::cluster_arrive();
   ptx::cluster_wait();  // every CTA's state is in its shared memory
 
-  // ---- merge of row h over the 16 CTAs: o_lat[h], channels 2 tid, 2 tid + 1 ----
-  // (head, seq and tid read again from blockIdx / threadIdx: no register held across the loop.)
+  // ---- merge of the head's row over the 16 CTAs: o_lat[h], channels 2 tid, 2 tid + 1 ----
+  // (the row and tid read again from blockIdx / threadIdx: no register held across the loop.)
   {
-    const uint32_t a_m = sm80::smem_u32(m_s + blockIdx.x), a_l = sm80::smem_u32(l_s + blockIdx.x);
-    const uint32_t a_o = sm80::smem_u32(o_s + blockIdx.x * kFusedORow + 2 * threadIdx.x);
+    const unsigned merge_row = kHalves ? blockIdx.x / 2 : blockIdx.x;
+    const uint32_t a_m = sm80::smem_u32(m_s + merge_row), a_l = sm80::smem_u32(l_s + merge_row);
+    const uint32_t a_o = sm80::smem_u32(o_s + merge_row * kFusedORow + 2 * threadIdx.x);
     float mk[kFusedHeads], lk[kFusedHeads];
     float2 ok[kFusedHeads];
 #pragma unroll
@@ -405,19 +443,26 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   }
   __syncthreads();  // o_lat [512] bf16 complete
 
-  // ---- up-projection of head h: rows 16 warp .. 16 warp + 15 of W_UV[h] ----
+  // ---- up-projection of head h: rows (outputs) kUpRows half + W warp .. + W - 1 of W_UV[h], W =
+  // kUpRows / 8 (16, or 8 with halves) ----
   {
+    constexpr int kWarpRows = kUpRows / kFusedWarps;
     const uint4* lat_v = reinterpret_cast<const uint4*>(smem + FusedSmem::kOLat);
     const uint4 x[2] = {lat_v[lane], lat_v[32 + lane]};  // columns 8 lane .., 256 + 8 lane ..
-    __nv_bfloat16* out = p.o + (int64_t{blockIdx.y} * kFusedHeads + blockIdx.x) * kFusedValue;
+    const unsigned out_head = kHalves ? 8 * (blockIdx.y % 2) + blockIdx.x / 2 : blockIdx.x;
+    const unsigned out_seq = kHalves ? blockIdx.y / 2 : blockIdx.y;
+    const int first = (kHalves ? kUpRows * static_cast<int>(blockIdx.x % 2) : 0) + kWarpRows * warp;
+    const __nv_bfloat16* w_uv_h = p.w_kv_b + int64_t{out_head} * (kFusedNope + kFusedValue) * kFusedLatent +
+                                  kFusedNope * kFusedLatent;  // W_UV[h]
+    __nv_bfloat16* out = p.o + (int64_t{out_seq} * kFusedHeads + out_head) * kFusedValue + first;
 #pragma unroll
-    for (int r0 = 0; r0 < 16; r0 += kFusedUpRowsInFlight) {
+    for (int r0 = 0; r0 < kWarpRows; r0 += kFusedUpRowsInFlight) {
       uint4 wv[kFusedUpRowsInFlight][2];
 #pragma unroll
       for (int r = 0; r < kFusedUpRowsInFlight; ++r) {
-        const uint4* row = reinterpret_cast<const uint4*>(w_uv() + (16 * warp + r0 + r) * kFusedLatent);
-        wv[r][0] = __ldcs(row + lane);
-        wv[r][1] = __ldcs(row + 32 + lane);
+        const uint4* w_row = reinterpret_cast<const uint4*>(w_uv_h + (first + r0 + r) * kFusedLatent);
+        wv[r][0] = __ldcs(w_row + lane);
+        wv[r][1] = __ldcs(w_row + 32 + lane);
       }
 #pragma unroll
       for (int r = 0; r < kFusedUpRowsInFlight; ++r) {
@@ -432,7 +477,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
           }
         }
         const float sum = gpu::warp_sum(acc);
-        if (lane == 0) out[16 * warp + r0 + r] = __float2bfloat16_rn(sum);
+        if (lane == 0) out[r0 + r] = __float2bfloat16_rn(sum);
       }
     }
   }

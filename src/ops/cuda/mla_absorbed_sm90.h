@@ -17,7 +17,7 @@ inline constexpr int kFusedRope = 64;     // dr
 inline constexpr int kFusedValue = 128;   // dv
 inline constexpr int kFusedLatent = 512;  // dc
 
-// mla_absorbed_sm90_kernel: grid (16, B), clusters of (16, 1, 1). Sequence b's query is row b.
+// mla_absorbed_sm90_kernel: grid (16, B) or (16, 2B), clusters of (16, 1, 1). Sequence b's query is row b.
 struct MlaAbsorbedParams {
   const __nv_bfloat16* q;         // [B, 16, 192] rope applied
   const __nv_bfloat16* w_kv_b;    // [16 · 256, 512]: W_UK[h] rows 256 h .., W_UV[h] rows 256 h + 128 ..
@@ -36,7 +36,8 @@ struct MlaAbsorbedParams {
 int absorbed_max_active_clusters();
 
 // Launches the kernel for num_seqs <= absorbed_max_active_clusters() sequences on stream with
-// programmatic dependent launch.
-void launch_mla_absorbed(const MlaAbsorbedParams& p, int num_seqs, cudaStream_t stream);
+// programmatic dependent launch: two clusters a sequence by head halves when split_heads and the
+// GPU holds 2 num_seqs clusters, one a sequence otherwise (the same bits).
+void launch_mla_absorbed(const MlaAbsorbedParams& p, int num_seqs, bool split_heads, cudaStream_t stream);
 
 }  // namespace mlaserve::ops::sm90

@@ -252,6 +252,26 @@ TEST_F(MlaAbsorbedCuda, SmallGraphCaptureAndTwoReplays) {
   MLA_CUDA_CHECK(cudaGraphDestroy(graph));
 }
 
+// Two clusters a sequence by head halves (where the GPU holds them: B <= 3 on an H200) against one
+// cluster a sequence: the same bits, at lengths that leave CTAs without blocks, one block, several
+// blocks a CTA, and a mixed batch.
+TEST_F(MlaAbsorbedCuda, SmallHalvesSameBitsAsOneCluster) {
+  if (sm90::absorbed_max_active_clusters() < 2) GTEST_SKIP() << "this GPU holds no two clusters of 16 CTAs";
+  for (const auto& lens : std::vector<std::vector<int32_t>>{{1}, {200}, {1025}, {64 * 16 * 4 + 5}, {1, 130, 1100}}) {
+    SCOPED_TRACE("lens " + lens_str(lens));
+    MlaAbsorbedArgs g = to_gpu(make_problem(lens, 31));
+    if (2 * g.q.dim(0) > sm90::absorbed_max_active_clusters()) continue;
+    for (const bool early : {false, true}) {
+      g.early_loads = early;
+      g.split_heads = false;
+      const Tensor one = fused(g);
+      g.split_heads = true;
+      const Tensor two = fused(g);
+      EXPECT_EQ(testing::mismatches(bf16_bits(two), bf16_bits(one)), 0) << (early ? "early loads" : "late loads");
+    }
+  }
+}
+
 // Small cases for compute-sanitizer (memcheck, racecheck, synccheck): every path of the kernel at
 // a size the tools finish quickly: CTAs without blocks, one block, three stages in use, a mixed
 // batch.
