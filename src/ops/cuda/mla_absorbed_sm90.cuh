@@ -10,7 +10,7 @@
 // latent output meet in distributed shared memory.
 //
 // Shape of the work. Grid (16, B), thread-block clusters of (16, 1, 1): cluster b is sequence b
-// (query row b), CTA rank h owns head h. 256 threads (8 warps), 222 KB of shared memory (one CTA
+// (query row b), CTA rank h owns head h. 256 threads (8 warps), 200 KB of shared memory (one CTA
 // an SM), 254 registers a thread, no spills (ptxas -v, CUDA 13.0). Per CTA:
 //   1. Before griddepcontrol.wait (weights only, and with early_loads what kernels two or more
 //      back wrote; pdl.cuh's rule): W_UK[h] [128 x 512] into registers, thread i owning columns
@@ -29,17 +29,24 @@
 //      bench/NOTES-mla-decode.md (sixteenth session; it never ran alone on main; Q K^T here in
 //      kFusedScoreSets accumulator sets, not its 4, for the registers):
 //      Q to registers as mma.sync m16n8k16 A fragments (144 registers), a cp.async
-//      3-stage KV ring on mbarriers, online softmax in fp32 (log2 units), P in bf16, P V over
-//      8 warps of 64 channels. Its O (unnormalised), m and l into its shared memory; a cluster
-//      barrier. A CTA without blocks (nb < 16) has m = -inf, l = 0, O = 0.
+//      2-stage KV ring on mbarriers, online softmax in fp32 (log2 units), P in bf16, P V over
+//      8 warps of 64 channels. A CTA without blocks (nb < 16) has m = -inf, l = 0, O = 0.
+//      Its state is pushed, not pulled: row x of O (unnormalised) with the row's m and l is staged
+//      over the stages (2,064 bytes), then one warp copies it by 16-byte st.async into slot h of
+//      the receive buffer of the CTA that merges row x, each store completing its bytes on that
+//      CTA's receive mbarrier. No cluster barrier: a receiver waits only for its own 16 x 2,064
+//      bytes. (Pulling them after a cluster barrier, 48 ld.shared::cluster a thread, took 3.8 us
+//      at batch 1; bench/NOTES-engine.md, twenty-second session. Bulk DSMEM copies of the staged
+//      rows were as fast and failed compute-sanitizer memcheck.)
 //   4. Merge by head: CTA h merges row h (thread i: channels 2i, 2i + 1) over the 16 CTAs'
-//      states, reading them through ld.shared::cluster (all 16 in flight):
+//      states from its receive buffer:
 //        M = max_k m_k,  L = sum_k 2^(m_k - M) l_k,  o_lat = sum_k 2^(m_k - M) O_k / L,
-//      rounded to bf16 (as mla_decode writes out) into its own shared memory. The cluster
-//      barrier's arrival (this CTA is done reading its peers); its wait only before the exit.
-//   5. Up-projection of head h: warp w computes rows j = 16 w .. 16 w + 15 of W_UV[h] (from L2),
-//      8 rows' loads in flight; lane l takes columns 8 l .. + 7 and 256 + 8 l .. + 7, fmaf
-//      chains and a butterfly warp sum as mla_up_gemv_kernel: the same bits for the same o_lat.
+//      rounded to bf16 (as mla_decode writes out) into its own shared memory.
+//   5. Up-projection of head h: warp w computes rows j = 16 w .. 16 w + 15 of W_UV[h], read from
+//      shared memory: once its state is sent, one thread bulk-copies the CTA's rows of W_UV[h]
+//      (prefetched into L2 in step 1) over the stages and the query tile. 8 rows in flight; lane l
+//      takes columns 8 l .. + 7 and 256 + 8 l .. + 7, fmaf chains and a butterfly warp sum as
+//      mla_up_gemv_kernel: the same bits for the same o_lat.
 //
 // Head halves (kHalves, where the GPU holds 2B clusters: B <= 3 on an H200). Two clusters a
 // sequence, one for heads 0-7 and one for heads 8-15; the CTA pair 2j, 2j + 1 of a cluster owns
@@ -52,13 +59,16 @@
 // 1.987, 1.983 / 1.928, 1.942; batch 2 2.590, 2.579 / 2.528, 2.558; FP8 batch 2 2.266, 2.262 /
 // 2.209, 2.207.
 //
-// Shared memory (byte offsets from a 16-byte aligned base), the narrow kernel's map:
-//   KV stages 3 x [64 keys][1168 B] | P [16][144 B] bf16 | row maxima [8 warps][16] f32 |
-//   per-warp row sums [8 warps][16] f32 | m, l [16] f32 each | 3 mbarriers.
-// The query tile [16][1168 B] lies over the third stage until Q is in registers; O [16][520] f32
-// over the first one after the last block. The P tile holds q_nope[h] [16][8] bf16 during the
-// absorption and o_lat[h] [512] bf16 during the up-projection. Row paddings as the narrow kernel
-// (ldmatrix rows in 8 different 16-byte bank groups).
+// Shared memory (byte offsets from a 16-byte aligned base):
+//   KV stages 2 x [64 keys][1168 B] | query tile [16][1168 B] | received states [16 peers][2064 B]
+//   | P [16][144 B] bf16 | row maxima [8 warps][16] f32 | per-warp row sums [8 warps][16] f32 |
+//   m [16] f32 | 4 mbarriers (KV stages, receipt, W_UV).
+// After the last block the states to send [16 rows][2064 B] and then W_UV's rows (up to 128 KB)
+// lie over the stages and the query tile. The receive buffer has its own space: a peer without
+// blocks pushes its state while this CTA may still read its query tile or KV stages. The P tile
+// holds q_nope[h] [16][8] bf16 during the absorption and o_lat[h] [512] bf16 during the
+// up-projection. Row paddings as the narrow kernel (ldmatrix rows in 8 different 16-byte bank
+// groups).
 //
 // PDL: the kernel just before (RoPE in the model) writes q, read only after the wait.
 #pragma once
@@ -77,11 +87,12 @@ namespace mlaserve::ops::sm90 {
 
 inline constexpr int kFusedThreads = 256;               // 8 warps
 inline constexpr int kFusedWarps = kFusedThreads / 32;
-inline constexpr int kFusedStages = 3;                  // KV blocks in shared memory
+// KV blocks in shared memory: a CTA takes at most 2 blocks of a sequence the model sends here
+// (kMlaAbsorbedMaxSeqLen 1,536 tokens = 24 blocks over 16 CTAs); longer ones still run.
+inline constexpr int kFusedStages = 2;
 inline constexpr int kFusedRowChunks = 72;              // 16-byte chunks of a 576-wide bf16 row
 inline constexpr int kFusedRowBytes = 16 * kFusedRowChunks + 16;  // padded cache / query row
 inline constexpr int kFusedPRowBytes = 64 * 2 + 16;     // padded P row: 64 keys bf16
-inline constexpr int kFusedORow = 512 + 8;              // padded O row, in floats
 inline constexpr int kFusedQSteps = 36;                 // k16 steps over the 576 channels
 inline constexpr int kFusedUpRowsInFlight = 8;          // W_UV rows a warp loads before its FMAs
 // Accumulator sets of Q K^T (the chain of 36 mma is 36 / sets deep). The narrow kernel had 4; here
@@ -100,24 +111,25 @@ static_assert(kFusedWarps * 16 == kFusedValue, "a warp owns 16 rows of W_UV in t
 // Shared-memory map (byte offsets; 16-byte aligned base).
 struct FusedSmem {
   static constexpr int kStageBytes = 64 * kFusedRowBytes;
-  static constexpr int kKv = 0;                                        // [3][64][1168 B]
-  static constexpr int kQ = kKv + (kFusedStages - 1) * kStageBytes;    // [16][1168 B] over stage 2
-  static constexpr int kO = kKv;                                       // [16][520] f32 over stage 0
-  static constexpr int kP = kKv + kFusedStages * kStageBytes;          // [16][144 B] bf16
+  static constexpr int kKv = 0;                                        // [2][64][1168 B]
+  static constexpr int kQ = kKv + kFusedStages * kStageBytes;          // [16][1168 B]
+  static constexpr int kState = kFusedLatent * 4 + 16;                 // a row's O [512] f32, m, l, 0, 0
+  static constexpr int kSend = kKv;                                    // [16 rows][kState] over the stages
+  static constexpr int kWuv = kSend + kFusedHeads * kState;            // [<= 128][512] bf16: W_UV[h]'s rows
+  static constexpr int kRecv = kQ + kFusedHeads * kFusedRowBytes;      // [16 peers][kState]: the merged row's
+  static constexpr int kP = kRecv + kFusedHeads * kState;              // [16][144 B] bf16
   static constexpr int kQNope = kP;                                    // [16][8] bf16 over P (absorption)
   static constexpr int kOLat = kP;                                     // [512] bf16 over P (up-projection)
   static constexpr int kRowMax = kP + kFusedHeads * kFusedPRowBytes;   // [8 warps][16] f32
   static constexpr int kWarpSum = kRowMax + kFusedWarps * 16 * 4;      // [8 warps][16] f32
   static constexpr int kM = kWarpSum + kFusedWarps * 16 * 4;           // [16] f32, log2 units
-  static constexpr int kL = kM + kFusedHeads * 4;                      // [16] f32
-  static constexpr int kBarriers = kL + kFusedHeads * 4;               // KV stages 0 .. 2
-  static constexpr int kBytes = kBarriers + kFusedStages * 8;
+  static constexpr int kBarriers = kM + kFusedHeads * 4;               // KV stages 0, 1; receipt; W_UV
+  static constexpr int kBytes = kBarriers + (kFusedStages + 2) * 8;
 };
 inline constexpr int kFusedSmemBytes = FusedSmem::kBytes;
 static_assert(kFusedSmemBytes <= 227 * 1024, "over the sm_90 shared-memory limit per CTA");
-static_assert(kFusedHeads * kFusedRowBytes <= FusedSmem::kStageBytes &&
-                  kFusedHeads * kFusedORow * 4 <= FusedSmem::kStageBytes,
-              "Q and O each fit in a stage");
+static_assert(FusedSmem::kWuv + kFusedValue * kFusedLatent * 2 <= FusedSmem::kRecv,
+              "the states sent and W_UV fit over the KV stages and the query tile");
 static_assert(kFusedNope * 2 <= kFusedHeads * kFusedPRowBytes && kFusedLatent * 2 <= kFusedHeads * kFusedPRowBytes,
               "q_nope and o_lat fit over P");
 static_assert(64 * kFusedRowChunks % kFusedThreads == 0, "every thread copies as many chunks of a block");
@@ -149,9 +161,9 @@ __device__ __forceinline__ float fused_quad_max(float x) {
 // memory; launched with programmatic dependent launch. kHalves: grid (16, 2B), two clusters a
 // sequence by head halves ("Head halves" at the top): cluster 2b + c holds heads 8c .. 8c + 7 in rows
 // 0-7 of its query tile (rows 8-15 zero); CTA rank r absorbs head 8c + r/2's latent half r % 2,
-// attends over blocks share r as without halves, merges row r/2 over all 512 channels (both CTAs of
-// the pair: no exchange) and up-projects output half r % 2. Every head's arithmetic is the same:
-// the same bits as without halves.
+// attends over blocks share r as without halves, merges row r/2 over all 512 channels (both CTAs
+// of the pair receive the row's states) and up-projects output half r % 2. Every head's arithmetic
+// is the same: the same bits as without halves.
 // Fragment notation: lane = 4 g + t; an m16n8 accumulator holds (row g, columns 2t, 2t + 1) and
 // (row g + 8, the same columns).
 template <bool kHalves>
@@ -160,9 +172,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   extern __shared__ __align__(16) uint8_t smem[];
   float* row_max = reinterpret_cast<float*>(smem + FusedSmem::kRowMax);   // [8][16]
   float* warp_sum_s = reinterpret_cast<float*>(smem + FusedSmem::kWarpSum);  // [8][16]
-  float* o_s = reinterpret_cast<float*>(smem + FusedSmem::kO);            // [16][520]
   float* m_s = reinterpret_cast<float*>(smem + FusedSmem::kM);            // [16]
-  float* l_s = reinterpret_cast<float*>(smem + FusedSmem::kL);            // [16]
   __nv_bfloat16* q_nope = reinterpret_cast<__nv_bfloat16*>(smem + FusedSmem::kQNope);  // [16 rg][8] bf16
   uint8_t* p_tile = smem + FusedSmem::kP;                                 // [16][144 B]
 
@@ -176,6 +186,8 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   const uint32_t s_kv = sm80::smem_u32(smem + FusedSmem::kKv), s_q = sm80::smem_u32(smem + FusedSmem::kQ);
   const uint32_t s_p = sm80::smem_u32(p_tile);
   const uint32_t bar_kv = sm80::smem_u32(smem + FusedSmem::kBarriers);  // stage s: bar_kv + 8 s
+  const uint32_t bar_recv = bar_kv + 8 * kFusedStages;  // the peers' states for this CTA's merge
+  const uint32_t bar_wuv = bar_recv + 8;                // W_UV's rows in shared memory
   // W_UK[h] [128, 512] and W_UV[h] [128, 512]; computed where used (no registers held across the loop).
   auto w_uk = [&]() { return p.w_kv_b + int64_t{head} * (kFusedNope + kFusedValue) * kFusedLatent; };
   auto w_uv = [&]() { return w_uk() + kFusedNope * kFusedLatent; };
@@ -183,7 +195,10 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   if (tid == 0) {
 #pragma unroll
     for (int s = 0; s < kFusedStages; ++s) ptx::mbarrier_init(bar_kv + 8 * s, kFusedThreads);
+    ptx::mbarrier_init(bar_recv, 1);
+    ptx::mbarrier_init(bar_wuv, 1);
     ptx::mbarrier_init_fence();
+    ptx::mbarrier_arrive_expect_bytes(bar_recv, kFusedHeads * FusedSmem::kState);  // 16 peers' row states
   }
   __syncthreads();
   ptx::cluster_arrive_relaxed();  // this CTA has started; waited for before the first DSMEM store
@@ -222,7 +237,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   gpu::launch_dependents();
   if (!p.early_loads) start();
 
-  auto load_block = [&](int i) {  // the CTA's block i into stage i % 3
+  auto load_block = [&](int i) {  // the CTA's block i into stage i % kFusedStages
     fused_load_kv(p, s_kv + (i % kFusedStages) * FusedSmem::kStageBytes, blocks[i], min(64, rest - 64 * i),
                   bar_kv + 8 * (i % kFusedStages), tid);
   };
@@ -284,11 +299,6 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
     for (int ks = 0; ks < kFusedQSteps; ++ks) {
       sm80::ldmatrix_x4(qf[ks], s_q + (lane % 16) * kFusedRowBytes + (2 * ks + lane / 16) * 16);
     }
-    if (num_blocks > 2) {
-      __syncthreads();  // every warp holds Q: its stage is free
-      load_block(2);
-    }
-
     for (int i = 0; i < num_blocks; ++i) {
       const int stage = i % kFusedStages;
       const uint32_t kv = s_kv + stage * FusedSmem::kStageBytes;
@@ -328,8 +338,8 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
       }
       __syncthreads();  // row maxima of all 64 keys; every warp is past the previous block's P V
 
-      // The block two ahead goes into the stage the previous block used (blocks 0 .. 2 started above).
-      if (i >= 1 && i + 2 < num_blocks) load_block(i + 2);
+      // The next block goes into the stage the previous one used (blocks 0 and 1 started above).
+      if (i >= 1 && i + 1 < num_blocks) load_block(i + 1);
 
       // Online softmax: every warp computes the same new maxima, hence the same alpha.
       float alpha[2], m_use[2];
@@ -381,65 +391,81 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
     }
   }
 
-  // The row sums: this thread's keys, the quad's, then (after a barrier) the 8 warps'.
+  // ---- this CTA's state sent to the CTAs that merge its rows ----
+  // Row x's state (O unnormalised, m, l) is staged over the KV stages, then one warp stores it by
+  // 16-byte st.async into slot `rank` of the receive buffer of each CTA merging head row x (with
+  // halves the pair 2x, 2x + 1; rows 8-15 hold no head); each receiver waits on its own barrier
+  // for its 16 peers' states. W_UV's rows of this CTA then follow into shared memory by bulk copy.
+  constexpr int kRows = kHalves ? kFusedHeads / 2 : kFusedHeads;  // head rows of the cluster's query tile
+  constexpr int kMergers = kHalves ? 2 : 1;                       // CTAs that merge a row
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
+  for (int h = 0; h < 2; ++h) {  // the row sums: this thread's keys, the quad's (the 8 warps' below)
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
     if (t == 0) warp_sum_s[warp * 16 + g + 8 * h] = l[h];
+    if (warp == 0 && t == 0) m_s[g + 8 * h] = m[h];
   }
-  // This CTA's state into its shared memory: O unnormalised (over stage 0), m, and l.
-  __syncthreads();  // every warp is past its last P V (and, without blocks, its Q tile reads)
+  __syncthreads();  // every warp is past its last P V: the stages and P are free
+  uint8_t* send = smem + FusedSmem::kSend;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    if (warp == 0 && t == 0) m_s[g + 8 * h] = m[h];
+    if (g + 8 * h >= kRows) continue;
+    float* o_row = reinterpret_cast<float*>(send + (g + 8 * h) * FusedSmem::kState);
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      *reinterpret_cast<float2*>(o_s + (g + 8 * h) * kFusedORow + 64 * warp + 8 * j + 2 * t) =
-          make_float2(o[j][2 * h], o[j][2 * h + 1]);
+      *reinterpret_cast<float2*>(o_row + 64 * warp + 8 * j + 2 * t) = make_float2(o[j][2 * h], o[j][2 * h + 1]);
     }
   }
-  __syncthreads();
-  if (tid < kFusedHeads) {
+  if (tid < kRows) {
     float sum = 0.0f;
 #pragma unroll
     for (int w = 0; w < kFusedWarps; ++w) sum += warp_sum_s[w * 16 + tid];
-    l_s[tid] = sum;
+    *reinterpret_cast<float4*>(send + tid * FusedSmem::kState + kFusedLatent * 4) =
+        make_float4(m_s[tid], sum, 0.0f, 0.0f);
   }
-  ptx::cluster_arrive();
-  ptx::cluster_wait();  // every CTA's state is in its shared memory
+  __syncthreads();  // the staged states are complete
+  for (int i = warp; i < kRows * kMergers; i += kFusedWarps) {  // row i / kMergers to CTA i
+    const uint4* src = reinterpret_cast<const uint4*>(send + (i / kMergers) * FusedSmem::kState);
+    const uint32_t slot = sm80::smem_u32(smem + FusedSmem::kRecv) + blockIdx.x * FusedSmem::kState;
+    const uint32_t dst = ptx::map_rank(slot, i);
+    const uint32_t bar = ptx::map_rank(bar_recv, i);
+    for (int c = lane; c < FusedSmem::kState / 16; c += 32) ptx::st_async_u32x4(dst + 16 * c, src[c], bar);
+  }
+  if (tid == 0) {
+    ptx::fence_async_proxy();  // the stages' and query tile's last uses come before the copy's writes
+    ptx::mbarrier_arrive_expect_bytes(bar_wuv, kUpRows * kFusedLatent * 2);
+    const __nv_bfloat16* rows = w_uv() + kUpRows * half * kFusedLatent;
+#pragma unroll
+    for (int c = 0; c < kUpRows / 16; ++c) {  // 16 KB copies
+      ptx::bulk_load(sm80::smem_u32(smem + FusedSmem::kWuv) + 16384 * c, rows + 16 * kFusedLatent * c, 16384,
+                     bar_wuv);
+    }
+  }
 
   // ---- merge of the head's row over the 16 CTAs: o_lat[h], channels 2 tid, 2 tid + 1 ----
-  // (the row and tid read again from blockIdx / threadIdx: no register held across the loop.)
+  ptx::mbarrier_wait_cluster(bar_recv, 0);  // the 16 peers' row states have landed
   {
-    const unsigned merge_row = kHalves ? blockIdx.x / 2 : blockIdx.x;
-    const uint32_t a_m = sm80::smem_u32(m_s + merge_row), a_l = sm80::smem_u32(l_s + merge_row);
-    const uint32_t a_o = sm80::smem_u32(o_s + merge_row * kFusedORow + 2 * threadIdx.x);
-    float mk[kFusedHeads], lk[kFusedHeads];
-    float2 ok[kFusedHeads];
-#pragma unroll
-    for (int k = 0; k < kFusedHeads; ++k) {  // every peer's loads before any use
-      mk[k] = ptx::ld_cluster_f32(ptx::map_rank(a_m, k));
-      lk[k] = ptx::ld_cluster_f32(ptx::map_rank(a_l, k));
-      ok[k] = ptx::ld_cluster_f32x2(ptx::map_rank(a_o, k));
-    }
+    const uint8_t* recv = smem + FusedSmem::kRecv;  // [16 peers][kState]
     float big_m = -INFINITY;
 #pragma unroll
-    for (int k = 0; k < kFusedHeads; ++k) big_m = fmaxf(big_m, mk[k]);
+    for (int k = 0; k < kFusedHeads; ++k) {
+      big_m = fmaxf(big_m, reinterpret_cast<const float*>(recv + k * FusedSmem::kState + kFusedLatent * 4)[0]);
+    }
     const float base = big_m == -INFINITY ? 0.0f : big_m;  // the row sees key 0: big_m is finite
     float total = 0.0f, acc_x = 0.0f, acc_y = 0.0f;
 #pragma unroll
     for (int k = 0; k < kFusedHeads; ++k) {
-      const float w = exp2f(mk[k] - base);  // a peer that read no block: 0
-      total += w * lk[k];
-      acc_x += w * ok[k].x;
-      acc_y += w * ok[k].y;
+      const float2 ml = reinterpret_cast<const float2*>(recv + k * FusedSmem::kState + kFusedLatent * 4)[0];
+      const float2 ok = reinterpret_cast<const float2*>(recv + k * FusedSmem::kState)[tid];
+      const float w = exp2f(ml.x - base);  // a peer that read no block: 0
+      total += w * ml.y;
+      acc_x += w * ok.x;
+      acc_y += w * ok.y;
     }
     const float inv = total > 0.0f ? 1.0f / total : 0.0f;
-    const __nv_bfloat162 lat = __floats2bfloat162_rn(acc_x * inv, acc_y * inv);
-    ptx::cluster_arrive();  // done reading the peers' shared memory (waited for before the exit)
-    // o_lat over P: every warp is past its last P V (the cluster barrier above).
-    reinterpret_cast<__nv_bfloat162*>(smem + FusedSmem::kOLat)[tid] = lat;
+    // o_lat over P: every warp is past its last P V (the barrier above).
+    reinterpret_cast<__nv_bfloat162*>(smem + FusedSmem::kOLat)[tid] =
+        __floats2bfloat162_rn(acc_x * inv, acc_y * inv);
   }
   __syncthreads();  // o_lat [512] bf16 complete
 
@@ -452,17 +478,18 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
     const unsigned out_head = kHalves ? 8 * (blockIdx.y % 2) + blockIdx.x / 2 : blockIdx.x;
     const unsigned out_seq = kHalves ? blockIdx.y / 2 : blockIdx.y;
     const int first = (kHalves ? kUpRows * static_cast<int>(blockIdx.x % 2) : 0) + kWarpRows * warp;
-    const __nv_bfloat16* w_uv_h = p.w_kv_b + int64_t{out_head} * (kFusedNope + kFusedValue) * kFusedLatent +
-                                  kFusedNope * kFusedLatent;  // W_UV[h]
+    const uint4* w_uv_s =  // the warp's first row of the CTA's W_UV rows
+        reinterpret_cast<const uint4*>(smem + FusedSmem::kWuv) + kWarpRows * warp * (kFusedLatent / 8);
     __nv_bfloat16* out = p.o + (int64_t{out_seq} * kFusedHeads + out_head) * kFusedValue + first;
+    ptx::mbarrier_wait(bar_wuv, 0);  // this CTA's W_UV rows in shared memory
 #pragma unroll
     for (int r0 = 0; r0 < kWarpRows; r0 += kFusedUpRowsInFlight) {
       uint4 wv[kFusedUpRowsInFlight][2];
 #pragma unroll
       for (int r = 0; r < kFusedUpRowsInFlight; ++r) {
-        const uint4* w_row = reinterpret_cast<const uint4*>(w_uv_h + (first + r0 + r) * kFusedLatent);
-        wv[r][0] = __ldcs(w_row + lane);
-        wv[r][1] = __ldcs(w_row + 32 + lane);
+        const uint4* w_row = w_uv_s + (r0 + r) * (kFusedLatent / 8);
+        wv[r][0] = w_row[lane];
+        wv[r][1] = w_row[32 + lane];
       }
 #pragma unroll
       for (int r = 0; r < kFusedUpRowsInFlight; ++r) {
@@ -481,7 +508,6 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
       }
     }
   }
-  ptx::cluster_wait();  // no CTA leaves while a peer may still read its shared memory
 }
 
 }  // namespace mlaserve::ops::sm90

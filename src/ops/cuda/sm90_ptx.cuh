@@ -51,6 +51,20 @@ __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
       : "memory");
 }
 
+// The same, acquiring at cluster scope what other CTAs wrote into this CTA's shared memory by
+// st.async (their complete_tx releases at cluster scope).
+__device__ __forceinline__ void mbarrier_wait_cluster(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT:\n"
+      "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
 // ---- TMA ------------------------------------------------------------------------------------
 
 // One box of a 2-D tensor map at (inner, outer) coordinates into shared memory at dst; the bytes
@@ -136,15 +150,14 @@ __device__ __forceinline__ uint32_t map_rank(uint32_t addr, int rank) {
 __device__ __forceinline__ void st_cluster_u32(uint32_t addr, uint32_t v) {
   asm volatile("st.shared::cluster.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
 }
-__device__ __forceinline__ float ld_cluster_f32(uint32_t addr) {
-  float v;
-  asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(addr));
-  return v;
-}
-__device__ __forceinline__ float2 ld_cluster_f32x2(uint32_t addr) {
-  float2 v;
-  asm volatile("ld.shared::cluster.v2.f32 {%0, %1}, [%2];\n" : "=f"(v.x), "=f"(v.y) : "r"(addr));
-  return v;
+// 16 bytes into a cluster peer's shared memory at addr (16-byte aligned), completing 16 bytes of
+// transactions on the peer's mbarrier remote_bar (both addresses from map_rank); the writer does
+// not wait.
+__device__ __forceinline__ void st_async_u32x4(uint32_t addr, uint4 v, uint32_t remote_bar) {
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(
+                   addr),
+               "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w), "r"(remote_bar)
+               : "memory");
 }
 // Every thread of every CTA of the cluster: arrive (this thread's earlier accesses released to the
 // cluster; relaxed: nothing released), then wait for all arrivals (the others' writes acquired).
