@@ -21,9 +21,12 @@
 //      vector (all 128 values read at once would not fit beside W_UK); column c's sum is that of
 //      mla_absorb_gemv_kernel: 16 partial sums over rows d = g, g + 16, .. (fmaf chains from 0, g
 //      < 16), added in g order from 0, rounded once to bf16. The 576-wide row [q_abs | q_pe] goes
-//      to row h of the query tile of EVERY CTA of the cluster (mapa + st.shared::cluster), after
-//      a cluster barrier whose arrival was at the kernel's start (every CTA has started: its shared
-//      memory may be written). A cluster barrier: every CTA holds the 16 x 576 query tile.
+//      to row h of this CTA's query tile, then to the same place in EVERY other CTA's tile by
+//      16-byte st.async (one warp instruction a destination), after a cluster barrier whose
+//      arrival was at the kernel's start (every CTA has started: its shared memory and barriers
+//      may be written). Each CTA waits on its own receipt barrier for the other 15 rows: then it
+//      holds the 16 x 576 query tile. (4-byte st.shared::cluster from every thread and a cluster
+//      barrier took ~0.3 us a layer more; bench/NOTES-engine.md, twenty-second session.)
 //   3. The attention over the CTA's blocks [h nb / 16, (h + 1) nb / 16) of the sequence's
 //      nb = ceil(seq_len / 64), as the "narrow" MLA decode kernel measured in
 //      bench/NOTES-mla-decode.md (sixteenth session; it never ran alone on main; Q K^T here in
@@ -62,7 +65,7 @@
 // Shared memory (byte offsets from a 16-byte aligned base):
 //   KV stages 2 x [64 keys][1168 B] | query tile [16][1168 B] | received states [16 peers][2064 B]
 //   | P [16][144 B] bf16 | row maxima [8 warps][16] f32 | per-warp row sums [8 warps][16] f32 |
-//   m [16] f32 | 4 mbarriers (KV stages, receipt, W_UV).
+//   m [16] f32 | 5 mbarriers (KV stages, states received, W_UV, query tile received).
 // After the last block the states to send [16 rows][2064 B] and then W_UV's rows (up to 128 KB)
 // lie over the stages and the query tile. The receive buffer has its own space: a peer without
 // blocks pushes its state while this CTA may still read its query tile or KV stages. The P tile
@@ -123,8 +126,8 @@ struct FusedSmem {
   static constexpr int kRowMax = kP + kFusedHeads * kFusedPRowBytes;   // [8 warps][16] f32
   static constexpr int kWarpSum = kRowMax + kFusedWarps * 16 * 4;      // [8 warps][16] f32
   static constexpr int kM = kWarpSum + kFusedWarps * 16 * 4;           // [16] f32, log2 units
-  static constexpr int kBarriers = kM + kFusedHeads * 4;               // KV stages 0, 1; receipt; W_UV
-  static constexpr int kBytes = kBarriers + (kFusedStages + 2) * 8;
+  static constexpr int kBarriers = kM + kFusedHeads * 4;  // KV stages 0, 1; receipt; W_UV; query tile
+  static constexpr int kBytes = kBarriers + (kFusedStages + 3) * 8;
 };
 inline constexpr int kFusedSmemBytes = FusedSmem::kBytes;
 static_assert(kFusedSmemBytes <= 227 * 1024, "over the sm_90 shared-memory limit per CTA");
@@ -188,6 +191,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   const uint32_t bar_kv = sm80::smem_u32(smem + FusedSmem::kBarriers);  // stage s: bar_kv + 8 s
   const uint32_t bar_recv = bar_kv + 8 * kFusedStages;  // the peers' states for this CTA's merge
   const uint32_t bar_wuv = bar_recv + 8;                // W_UV's rows in shared memory
+  const uint32_t bar_q = bar_wuv + 8;                   // the other CTAs' pieces of the query tile
   // W_UK[h] [128, 512] and W_UV[h] [128, 512]; computed where used (no registers held across the loop).
   auto w_uk = [&]() { return p.w_kv_b + int64_t{head} * (kFusedNope + kFusedValue) * kFusedLatent; };
   auto w_uv = [&]() { return w_uk() + kFusedNope * kFusedLatent; };
@@ -197,8 +201,13 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
     for (int s = 0; s < kFusedStages; ++s) ptx::mbarrier_init(bar_kv + 8 * s, kFusedThreads);
     ptx::mbarrier_init(bar_recv, 1);
     ptx::mbarrier_init(bar_wuv, 1);
+    ptx::mbarrier_init(bar_q, 1);
     ptx::mbarrier_init_fence();
     ptx::mbarrier_arrive_expect_bytes(bar_recv, kFusedHeads * FusedSmem::kState);  // 16 peers' row states
+    // The query tile's head rows less this CTA's piece (q_abs part, and q_pe with latent part 0).
+    constexpr int kTileBytes = (kHalves ? kFusedHeads / 2 : kFusedHeads) * 2 * (kFusedLatent + kFusedRope);
+    const int own = 2 * kFusedLatent / (kHalves ? 2 : 1) + (half == 0 ? 2 * kFusedRope : 0);
+    ptx::mbarrier_arrive_expect_bytes(bar_q, kTileBytes - own);
   }
   __syncthreads();
   ptx::cluster_arrive_relaxed();  // this CTA has started; waited for before the first DSMEM store
@@ -272,19 +281,28 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
       *reinterpret_cast<uint4*>(smem + FusedSmem::kQ + 8 * kFusedRowBytes + 16 * i) = make_uint4(0, 0, 0, 0);
     }
   }
-  ptx::cluster_wait();  // every CTA of the cluster has started
+  // This CTA's piece of its head's row (q_abs columns, and q_pe when it holds latent part 0) into its
+  // own query tile, then by 16-byte st.async at the same place in every other CTA's tile.
+  uint8_t* q_piece = smem + FusedSmem::kQ + row * kFusedRowBytes;
+  if (tid < kAbsorbThreads) reinterpret_cast<uint32_t*>(q_piece + 4 * kAbsorbThreads * half)[tid] = q_abs_bits;
+  if (tid < kFusedRope / 2 && half == 0) reinterpret_cast<uint32_t*>(q_piece + 2 * kFusedLatent)[tid] = q_pe_bits;
+  __syncthreads();  // the piece is complete
+  ptx::cluster_wait();  // every CTA of the cluster has started: its receipt barriers are initialised
   {
-    const uint32_t dst = s_q + row * kFusedRowBytes + 4 * kAbsorbThreads * half + 4 * tid;  // q_abs columns
-    const uint32_t dst_pe = s_q + row * kFusedRowBytes + 2 * kFusedLatent + 4 * tid;        // q_pe
-    const bool writes_pe = tid < kFusedRope / 2 && half == 0;
-#pragma unroll
-    for (int k = 0; k < kFusedHeads; ++k) {
-      if (tid < kAbsorbThreads) ptx::st_cluster_u32(ptx::map_rank(dst, k), q_abs_bits);
-      if (writes_pe) ptx::st_cluster_u32(ptx::map_rank(dst_pe, k), q_pe_bits);
+    constexpr int kAbsChunks = 4 * kAbsorbThreads / 16;                   // q_abs part: 16-byte chunks
+    const int chunks = kAbsChunks + (half == 0 ? 2 * kFusedRope / 16 : 0);  // and q_pe's 128 bytes
+    const uint32_t s_piece = sm80::smem_u32(q_piece);
+    for (int k = warp; k < kFusedHeads; k += kFusedWarps) {
+      if (k == rank) continue;
+      const uint32_t bar = ptx::map_rank(bar_q, k);
+      for (int c = lane; c < chunks; c += 32) {
+        const uint32_t at =
+            c < kAbsChunks ? 4 * kAbsorbThreads * half + 16 * c : 2 * kFusedLatent + 16 * (c - kAbsChunks);
+        ptx::st_async_u32x4(ptx::map_rank(s_piece + at, k), *reinterpret_cast<const uint4*>(q_piece + at), bar);
+      }
     }
   }
-  ptx::cluster_arrive();
-  ptx::cluster_wait();  // every CTA holds the 16 x 576 query tile
+  ptx::mbarrier_wait_cluster(bar_q, 0);  // every other CTA's piece: this CTA holds the 16 x 576 query tile
 
   // ---- attention over this CTA's blocks (the narrow kernel's loop) ----
   float o[8][4];                                  // O[16 x 64]: n8 tile j = channels 64 warp + 8 j ..
