@@ -253,11 +253,12 @@ TEST_F(MlaAbsorbedCuda, SmallGraphCaptureAndTwoReplays) {
 }
 
 // Two clusters a sequence by head halves (where the GPU holds them: B <= 3 on an H200) against one
-// cluster a sequence: the same bits, at lengths that leave CTAs without blocks, one block, several
-// blocks a CTA, and a mixed batch.
+// cluster a sequence: the same bits, at lengths that leave CTAs without blocks, give them one or two
+// blocks, and a mixed batch. (Several blocks a CTA: BatchOneContexts and SmallBlocksPerCta check the
+// halves against the CPU; kept out of here, the slowest case under racecheck.)
 TEST_F(MlaAbsorbedCuda, SmallHalvesSameBitsAsOneCluster) {
   if (sm90::absorbed_max_active_clusters() < 2) GTEST_SKIP() << "this GPU holds no two clusters of 16 CTAs";
-  for (const auto& lens : std::vector<std::vector<int32_t>>{{1}, {200}, {1025}, {64 * 16 * 4 + 5}, {1, 130, 1100}}) {
+  for (const auto& lens : std::vector<std::vector<int32_t>>{{1}, {1025}, {1, 130, 1100}}) {
     SCOPED_TRACE("lens " + lens_str(lens));
     MlaAbsorbedArgs g = to_gpu(make_problem(lens, 31));
     if (2 * g.q.dim(0) > sm90::absorbed_max_active_clusters()) continue;
