@@ -11,11 +11,9 @@
 namespace mlaserve::ops::sm90 {
 namespace {
 
-// clusters: clusters of 16 CTAs in the grid (B, or 2B with head halves).
-cudaLaunchConfig_t absorbed_config(int clusters, cudaStream_t stream, cudaLaunchAttribute (&attrs)[2]) {
-  const gpu::LaunchShape shape{dim3(kFusedHeads, static_cast<unsigned>(clusters)), dim3(kFusedThreads),
-                               kFusedSmemBytes, kFusedHeads};
-  return gpu::launch_config(shape, stream, attrs);
+// The kernel's launch for `clusters` clusters of 16 CTAs (B, or 2B with head halves).
+gpu::LaunchShape absorbed_shape(int clusters) {
+  return {dim3(kFusedHeads, static_cast<unsigned>(clusters)), dim3(kFusedThreads), kFusedSmemBytes, kFusedHeads};
 }
 
 // Sets the kernel's attributes on the current device and asks how many clusters of 16 CTAs it
@@ -31,7 +29,7 @@ int query_max_active_clusters() {
     }
   }
   cudaLaunchAttribute attrs[2]{};
-  const cudaLaunchConfig_t config = absorbed_config(1, nullptr, attrs);
+  const cudaLaunchConfig_t config = gpu::launch_config(absorbed_shape(1), nullptr, attrs);
   int clusters = 0;
   if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
     (void)cudaGetLastError();
@@ -55,10 +53,8 @@ void launch_mla_absorbed(const MlaAbsorbedParams& p, int num_seqs, bool split_he
   // Two clusters a sequence (head halves) where the GPU holds them all at once: each SM then
   // streams half a head's W_UK and W_UV.
   const bool halves = split_heads && 2 * num_seqs <= absorbed_max_active_clusters();
-  cudaLaunchAttribute attrs[2]{};
-  const cudaLaunchConfig_t config = absorbed_config(halves ? 2 * num_seqs : num_seqs, stream, attrs);
   auto* kernel = halves ? mla_absorbed_sm90_kernel<true> : mla_absorbed_sm90_kernel<false>;
-  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p));
+  gpu::launch_with_shape(kernel, absorbed_shape(halves ? 2 * num_seqs : num_seqs), stream, p);
 }
 
 }  // namespace mlaserve::ops::sm90

@@ -179,13 +179,16 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   __nv_bfloat16* q_nope = reinterpret_cast<__nv_bfloat16*>(smem + FusedSmem::kQNope);  // [16 rg][8] bf16
   uint8_t* p_tile = smem + FusedSmem::kP;                                 // [16][144 B]
 
+  // kSplit clusters a sequence, CTAs a head; kRows heads (query tile rows) a cluster.
+  constexpr int kSplit = kHalves ? 2 : 1, kRows = kFusedHeads / kSplit;
+  constexpr int kAbsorbThreads = kFusedThreads / kSplit;  // threads holding W_UK columns
+  constexpr int kUpRows = kFusedValue / kSplit;           // W_UV rows (outputs) of the CTA
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   // rank: the CTA's share of the KV blocks; head: whose W_UK part, query row and output it owns;
-  // row: that head's row of the cluster's query tile and states; half: its latent / output half.
-  const int rank = static_cast<int>(blockIdx.x);
-  const int seq = kHalves ? static_cast<int>(blockIdx.y) / 2 : static_cast<int>(blockIdx.y);
-  const int row = kHalves ? rank / 2 : rank, half = kHalves ? rank % 2 : 0;
-  const int head = kHalves ? 8 * (static_cast<int>(blockIdx.y) % 2) + row : rank;
+  // row: that head's row of the cluster's query tile and states; half: its latent / output part.
+  const int rank = static_cast<int>(blockIdx.x), seq = static_cast<int>(blockIdx.y) / kSplit;
+  const int row = rank / kSplit, half = rank % kSplit;
+  const int head = kRows * (static_cast<int>(blockIdx.y) % kSplit) + row;
   const uint32_t s_kv = sm80::smem_u32(smem + FusedSmem::kKv), s_q = sm80::smem_u32(smem + FusedSmem::kQ);
   const uint32_t s_p = sm80::smem_u32(p_tile);
   const uint32_t bar_kv = sm80::smem_u32(smem + FusedSmem::kBarriers);  // stage s: bar_kv + 8 s
@@ -205,26 +208,19 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
     ptx::mbarrier_init_fence();
     ptx::mbarrier_arrive_expect_bytes(bar_recv, kFusedHeads * FusedSmem::kState);  // 16 peers' row states
     // The query tile's head rows less this CTA's piece (q_abs part, and q_pe with latent part 0).
-    constexpr int kTileBytes = (kHalves ? kFusedHeads / 2 : kFusedHeads) * 2 * (kFusedLatent + kFusedRope);
-    const int own = 2 * kFusedLatent / (kHalves ? 2 : 1) + (half == 0 ? 2 * kFusedRope : 0);
-    ptx::mbarrier_arrive_expect_bytes(bar_q, kTileBytes - own);
+    const int own = 4 * kAbsorbThreads + (half == 0 ? 2 * kFusedRope : 0);
+    ptx::mbarrier_arrive_expect_bytes(bar_q, kRows * 2 * (kFusedLatent + kFusedRope) - own);
   }
   __syncthreads();
   ptx::cluster_arrive_relaxed();  // this CTA has started; waited for before the first DSMEM store
 
   // Weights before the wait: W_UK[h] columns 2 tid, 2 tid + 1 of every row (with halves, threads
   // tid < 128 columns 256 half + 2 tid, + 1); W_UV[h]'s rows this CTA projects into L2.
-  constexpr int kAbsorbThreads = kHalves ? kFusedThreads / 2 : kFusedThreads;
-  constexpr int kUpRows = kHalves ? kFusedValue / 2 : kFusedValue;  // W_UV rows (outputs) of the CTA
   uint32_t wk[kFusedNope];
 #pragma unroll
   for (int d = 0; d < kFusedNope; ++d) {
     const unsigned int* w_row = reinterpret_cast<const unsigned int*>(w_uk() + d * kFusedLatent);
-    if constexpr (kHalves) {
-      wk[d] = tid < kAbsorbThreads ? __ldcs(w_row + kAbsorbThreads * half + tid) : 0u;
-    } else {
-      wk[d] = __ldcs(w_row + tid);
-    }
+    wk[d] = kSplit == 1 || tid < kAbsorbThreads ? __ldcs(w_row + kAbsorbThreads * half + tid) : 0u;
   }
   if (tid < kUpRows) gpu::prefetch_l2(w_uv() + (kUpRows * half + tid) * kFusedLatent, kFusedLatent * 2);
 
@@ -276,9 +272,9 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   const uint32_t q_abs_bits = *reinterpret_cast<const uint32_t*>(&q_abs);
   const uint32_t q_pe_bits =
       tid < kFusedRope / 2 ? reinterpret_cast<const uint32_t*>(q_row + kFusedNope)[tid] : 0u;
-  if constexpr (kHalves) {  // rows 8-15 of this CTA's query tile: zero (no head)
-    for (int i = tid; i < 8 * kFusedRowBytes / 16; i += kFusedThreads) {
-      *reinterpret_cast<uint4*>(smem + FusedSmem::kQ + 8 * kFusedRowBytes + 16 * i) = make_uint4(0, 0, 0, 0);
+  if constexpr (kSplit > 1) {  // rows kRows .. 15 of this CTA's query tile: zero (no head)
+    for (int i = tid; i < (kFusedHeads - kRows) * kFusedRowBytes / 16; i += kFusedThreads) {
+      *reinterpret_cast<uint4*>(smem + FusedSmem::kQ + kRows * kFusedRowBytes + 16 * i) = make_uint4(0, 0, 0, 0);
     }
   }
   // This CTA's piece of its head's row (q_abs columns, and q_pe when it holds latent part 0) into its
@@ -411,11 +407,10 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
 
   // ---- this CTA's state sent to the CTAs that merge its rows ----
   // Row x's state (O unnormalised, m, l) is staged over the KV stages, then one warp stores it by
-  // 16-byte st.async into slot `rank` of the receive buffer of each CTA merging head row x (with
-  // halves the pair 2x, 2x + 1; rows 8-15 hold no head); each receiver waits on its own barrier
-  // for its 16 peers' states. W_UV's rows of this CTA then follow into shared memory by bulk copy.
-  constexpr int kRows = kHalves ? kFusedHeads / 2 : kFusedHeads;  // head rows of the cluster's query tile
-  constexpr int kMergers = kHalves ? 2 : 1;                       // CTAs that merge a row
+  // 16-byte st.async into slot `rank` of the receive buffer of each of the kSplit CTAs merging
+  // head row x (with halves the pair 2x, 2x + 1; rows 8-15 hold no head); each receiver waits on
+  // its own barrier for its 16 peers' states. W_UV's rows of this CTA then follow into shared
+  // memory by bulk copy.
 #pragma unroll
   for (int h = 0; h < 2; ++h) {  // the row sums: this thread's keys, the quad's (the 8 warps' below)
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
@@ -442,9 +437,9 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
         make_float4(m_s[tid], sum, 0.0f, 0.0f);
   }
   __syncthreads();  // the staged states are complete
-  for (int i = warp; i < kRows * kMergers; i += kFusedWarps) {  // row i / kMergers to CTA i
-    const uint4* src = reinterpret_cast<const uint4*>(send + (i / kMergers) * FusedSmem::kState);
-    const uint32_t slot = sm80::smem_u32(smem + FusedSmem::kRecv) + blockIdx.x * FusedSmem::kState;
+  const uint32_t slot = sm80::smem_u32(smem + FusedSmem::kRecv) + blockIdx.x * FusedSmem::kState;  // ours
+  for (int i = warp; i < kRows * kSplit; i += kFusedWarps) {  // row i / kSplit to CTA i
+    const uint4* src = reinterpret_cast<const uint4*>(send + (i / kSplit) * FusedSmem::kState);
     const uint32_t dst = ptx::map_rank(slot, i);
     const uint32_t bar = ptx::map_rank(bar_recv, i);
     for (int c = lane; c < FusedSmem::kState / 16; c += 32) ptx::st_async_u32x4(dst + 16 * c, src[c], bar);
@@ -493,9 +488,9 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
     constexpr int kWarpRows = kUpRows / kFusedWarps;
     const uint4* lat_v = reinterpret_cast<const uint4*>(smem + FusedSmem::kOLat);
     const uint4 x[2] = {lat_v[lane], lat_v[32 + lane]};  // columns 8 lane .., 256 + 8 lane ..
-    const unsigned out_head = kHalves ? 8 * (blockIdx.y % 2) + blockIdx.x / 2 : blockIdx.x;
-    const unsigned out_seq = kHalves ? blockIdx.y / 2 : blockIdx.y;
-    const int first = (kHalves ? kUpRows * static_cast<int>(blockIdx.x % 2) : 0) + kWarpRows * warp;
+    const unsigned out_head = kRows * (blockIdx.y % kSplit) + blockIdx.x / kSplit;
+    const unsigned out_seq = blockIdx.y / kSplit;
+    const int first = kUpRows * static_cast<int>(blockIdx.x % kSplit) + kWarpRows * warp;
     const uint4* w_uv_s =  // the warp's first row of the CTA's W_UV rows
         reinterpret_cast<const uint4*>(smem + FusedSmem::kWuv) + kWarpRows * warp * (kFusedLatent / 8);
     __nv_bfloat16* out = p.o + (int64_t{out_seq} * kFusedHeads + out_head) * kFusedValue + first;
