@@ -29,7 +29,7 @@
 # "(third-party hazards only)" in the summary and the report in the log; a hazard anywhere else
 # fails the step.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 RESULTS=${1:-${OUT:-./gpu-results}}
 mkdir -p "$RESULTS/gtest" "$RESULTS/bench"
