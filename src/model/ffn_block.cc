@@ -176,7 +176,8 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
   }
   if (shared_branch) shared_branch->join();
   // early_inputs: the routing kernel is at least two launches back (the experts' op launched two
-  // or more after it), the shared output joined, the residual written before the router.
+  // or more after it), the residual written before the router; the shared output joined, though
+  // in a graph its writer may still run (MoeCombineInputs::early_inputs).
   return {expert_out, groups.sorted_pairs, routed_rows.route.weights, w.shared ? shared_out : Tensor(),
           /*early_inputs=*/true};
 }

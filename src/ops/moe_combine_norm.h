@@ -36,11 +36,13 @@ struct MoeCombineInputs {
   Tensor sorted_pairs;  // [T·k] i32 the pair at each sorted position (MoeGrouping)
   Tensor weights;       // [T, k] f32 the router's weights
   Tensor shared_out;    // [T, H] the combine's starting value, or undefined: zero
-  // Only expert_out may still be in the writing on the op's stream: sorted_pairs and weights
-  // come from a kernel at least two launches back (a decode step's router, before the experts'
-  // two GEMVs), and shared_out, the residual and the norm weight from before that or a joined
-  // stream. The GPU's decode-size kernel then reads the row's positions and prefetches the rest
-  // before it waits for the kernel just before (programmatic launch).
+  // Only expert_out and shared_out may still be in the writing: sorted_pairs and weights come
+  // from a kernel at least two launches back (a decode step's router, before the experts' two
+  // GEMVs), the residual and the norm weight from before that. shared_out comes from a joined
+  // stream, but inside a CUDA graph the kernel can start before the joined branch's last kernel
+  // ends (the batch-1 trace of bench/NOTES-engine.md, twenty-third session: ~1 us before it). The
+  // GPU's decode-size kernel then reads the row's positions and prefetches the rest before it
+  // waits (programmatic launch); a prefetch reads no value, and shared_out is loaded after the wait.
   bool early_inputs = false;
 };
 

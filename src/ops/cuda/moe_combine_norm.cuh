@@ -28,7 +28,8 @@
 // reads expert_out (the experts' kernel before; the rows kernel: the inverse, from the kernel just
 // before), the router's weights and sorted pairs and the shared experts' output (joined into the
 // stream before this launch), and the residual. With early_inputs (the caller says only
-// expert_out is still being written: a decode step's router is two launches back) the scan
+// expert_out and shared_out may still be being written: a decode step's router is two launches
+// back; MoeCombineInputs::early_inputs) the scan
 // kernel scans its first row's positions and prefetches that row's other inputs into L1 before
 // its wait: two dependent L2 trips (the scan, and the norm weight after the row's sum) leave the
 // step's serial path.
@@ -75,7 +76,8 @@ __device__ __forceinline__ void prefetch_norm_weight(const MoeCombineNormParams&
 
 // Before the wait, with early_inputs: this thread's first vector of row t's residual, shared_out
 // and norm weight, and the row's router weights, into L1 (prefetch.global.L1: no register held
-// across the wait); combine_norm_row's loads of them then hit L1.
+// across the wait, no value read); combine_norm_row's loads of them then hit L1, except
+// shared_out's when its writer was still running.
 template <int kVec>
 __device__ __forceinline__ void prefetch_row_l1(const MoeCombineNormParams& p, int64_t t) {
   const int64_t c = threadIdx.x;
