@@ -9,8 +9,10 @@
 // token counts (the large-M 16384 row is then left out).
 //
 // Columns: swapAB = linear_fp8_w8a8_cuda(kSm90SwapAB); Lt = the cuBLASLt GEMM alone, its
-// activation scales already transposed ([G, T], as a quantiser could write them); Lt+T = the
-// library's cuBLASLt path, the scale transpose included; auto = what kAuto runs; fp8 path =
+// activation scales already group-major ([G, T], as the model's producers of FP8 activations
+// write them: the norms, the SwiGLU quantiser, linear_fp8 on bf16 x); Lt+T = the library's
+// cuBLASLt path on token-major scales, the scale transpose included (a caller with token-major
+// scales only); auto = what kAuto runs on the model's inputs (on its cuBLASLt path: Lt); fp8 path =
 // linear_fp8 on bf16 activations as the model calls it (activation quantisation + auto);
 // gemv = linear_fp8_w8a8_cuda(kGemv) on quantised x (T <= 4);
 // mma = linear_fp8_w8a8_cuda(kGemvMma) on quantised x, the tensor-core GEMV at its default launch
@@ -247,12 +249,13 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
   r.bf16_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
     ops::linear_cuda(x_bf16[i % 2], weights.w_bf16[i % bf16_copies], out[i % 2], stream);
   });
-  // kAuto on quantised x (linear_fp8_cuda.cc's choose_path; the shapes here are aligned and fit)
+  // kAuto on quantised x (linear_fp8_cuda.cc's choose_path; the shapes here are aligned and fit), with
+  // the scales as the model's producers hand them over (Fp8Activations::scales_t on the cuBLASLt path)
   const ops::sm90_fp8::Fp8GemmPath auto_path = ops::sm90_fp8::use_gemv_mma(m, s.k, /*x_quantized=*/true)
                                                    ? ops::sm90_fp8::Fp8GemmPath::kGemvMma
                                                    : ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k, ops::gpu::device_sm_count());
   switch (auto_path) {
-    case ops::sm90_fp8::Fp8GemmPath::kCublasLt: r.auto_kernel = "Lt", r.auto_us = r.lt_path_us; break;
+    case ops::sm90_fp8::Fp8GemmPath::kCublasLt: r.auto_kernel = "Lt", r.auto_us = r.lt_us; break;
     case ops::sm90_fp8::Fp8GemmPath::kGemv: r.auto_kernel = "gemv", r.auto_us = r.gemv_us; break;
     case ops::sm90_fp8::Fp8GemmPath::kGemvMma: r.auto_kernel = "mma", r.auto_us = r.mma_us; break;
     case ops::sm90_fp8::Fp8GemmPath::kSwapAB: r.auto_kernel = "swap", r.auto_us = r.swap_ab_us; break;

@@ -9,7 +9,7 @@
 //   fp8_quant_bench [--out DIR]
 //
 // Bytes: x read once (K bf16 a row, 2K with SwiGLU) + the e4m3 codes and the f32 scales written
-// once; the floor is bytes over the copy bandwidth (cudaMemcpyAsync of 1 GiB, read + write,
+// once (with SwiGLU in both layouts, as the model's down projections take them); the floor is bytes over the copy bandwidth (cudaMemcpyAsync of 1 GiB, read + write,
 // measured in the same run). Timing: inputs uniform random, as many copies as pass 256 MB (> 4x
 // the L2) used in rotation; a CUDA graph of 10 calls replayed, the median of 10 replays.
 #include <cuda_runtime_api.h>
@@ -126,20 +126,22 @@ int run(int argc, char** argv) {
   nlohmann::json rows = nlohmann::json::array();
   for (const Case& c : kCases) {
     const int64_t width = c.swiglu ? 2 * c.k : c.k, groups = ops::fp8_num_blocks(c.k);
-    const double bytes = static_cast<double>(c.rows) * (2.0 * width + c.k + 4.0 * groups);
+    const double bytes = static_cast<double>(c.rows) * (2.0 * width + c.k + (c.swiglu ? 8.0 : 4.0) * groups);
     const int copies = static_cast<int>(std::max(1.0, kRotateBytes / bytes + 1.0));
-    std::vector<Tensor> xs, qs, ss;
+    std::vector<Tensor> xs, qs, ss, sts;
     for (int i = 0; i < copies; ++i) {
       xs.push_back(Tensor::empty({c.rows, width}, DType::kBF16, Device::kCUDA));
       ops::fill_uniform({static_cast<uint64_t>(i + 1), 4.0f, 0.0f}, xs.back(), Stream{stream});
       qs.push_back(Tensor::empty({c.rows, c.k}, DType::kF8E4M3, Device::kCUDA));
       ss.push_back(Tensor::empty({c.rows, groups}, DType::kF32, Device::kCUDA));
+      sts.push_back(Tensor::empty({groups, c.rows}, DType::kF32, Device::kCUDA));  // the model's SwiGLU writes both
     }
     const ops::ActQuantParams act{};
     const double us = timer.graph_us(stream, 10, 10, [&](int i) {
       const int j = i % copies;
       if (c.swiglu) {
-        ops::silu_mul_quantize_fp8_cuda(xs[j], act, qs[j], ss[j], stream);
+        ops::Fp8Activations out{qs[j], ss[j], sts[j]};
+        ops::silu_mul_quantize_fp8_cuda(xs[j], act, out, stream);
       } else {
         ops::quantize_activations_fp8_cuda(xs[j], act, qs[j], ss[j], stream);
       }

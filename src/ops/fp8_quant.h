@@ -42,14 +42,19 @@ struct Fp8Activations {
 void quantize_activations_fp8_cpu(const Tensor& x, const ActQuantParams& params, Tensor& x_q,
                                   Tensor& scales);
 
+// The same into out: x_q and scales, then scales_t ([G, T]) when it is defined.
+void quantize_activations_fp8_cpu(const Tensor& x, const ActQuantParams& params, Fp8Activations& out);
+
 // Dispatch by device (ops/dispatch.h): x f32 on the host, bf16 on the GPU.
 void quantize_activations_fp8(const Tensor& x, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
                               Stream stream = {});
 
 // SwiGLU then quantisation (the input of an FP8 down projection): gate_up [T, 2·I] (ops/silu_mul.h)
-// -> x_q [T, I] e4m3 + scales [T, ceil(I/128)]. The host runs silu_mul_cpu then
-// quantize_activations_fp8_cpu; the GPU fuses them into one pass (silu_mul_quantize_fp8_cuda).
-void silu_mul_quantize_fp8(const Tensor& gate_up, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
+// -> out.x_q [T, I] e4m3 + out.scales [T, ceil(I/128)], and out.scales_t [ceil(I/128), T] when it
+// is defined (so that the down projection's cuBLASLt path transposes nothing). The host runs
+// silu_mul_cpu then quantize_activations_fp8_cpu; the GPU fuses them into one pass
+// (silu_mul_quantize_fp8_cuda).
+void silu_mul_quantize_fp8(const Tensor& gate_up, const ActQuantParams& params, Fp8Activations& out,
                            Stream stream = {});
 
 }  // namespace mlaserve::ops
@@ -73,7 +78,7 @@ enum class Fp8ScaleLayout : uint8_t { kTokenMajor, kGroupMajor };
 void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
                                    cudaStream_t stream, Fp8ScaleLayout layout = Fp8ScaleLayout::kTokenMajor);
 
-// The same into out: x_q and scales, then (a second pass) scales_t when it is defined.
+// The same into out: x_q and scales, and scales_t ([G, T]) when it is defined, in one pass.
 void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params, Fp8Activations& out,
                                    cudaStream_t stream);
 
@@ -82,8 +87,9 @@ void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params
 // [I, 2I), ops/silu_mul.h) -> x_q [T, I] e4m3, scales [T, ceil(I/128)]. The SwiGLU value stays
 // fp32 (no bf16 rounding) before it is quantised, so the reference is silu_mul_cpu followed by
 // quantize_activations_fp8_cpu; the two differ only where expf and std::exp round differently and
-// the quotient lies on an e4m3 rounding boundary (one e4m3 step, rarely).
-void silu_mul_quantize_fp8_cuda(const Tensor& gate_up, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
+// the quotient lies on an e4m3 rounding boundary (one e4m3 step, rarely). out as
+// silu_mul_quantize_fp8's (scales_t written in the same pass when defined).
+void silu_mul_quantize_fp8_cuda(const Tensor& gate_up, const ActQuantParams& params, Fp8Activations& out,
                                 cudaStream_t stream);
 
 }  // namespace mlaserve::ops

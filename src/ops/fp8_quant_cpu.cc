@@ -44,4 +44,18 @@ void quantize_activations_fp8_cpu(const Tensor& x, const ActQuantParams& params,
   }
 }
 
+void quantize_activations_fp8_cpu(const Tensor& x, const ActQuantParams& params, Fp8Activations& out) {
+  constexpr std::string_view kOp = "quantize_activations_fp8_cpu";
+  quantize_activations_fp8_cpu(x, params, out.x_q, out.scales);
+  if (!out.scales_t.defined()) return;
+  const int64_t t = x.dim(0), groups = out.scales.dim(1);
+  cpu::check_f32(kOp, "scales_t", out.scales_t);
+  cpu::check_shape(kOp, "scales_t", out.scales_t, {groups, t});
+  const float* s = out.scales.data<float>();
+  float* s_t = out.scales_t.data<float>();
+  for (int64_t i = 0; i < t; ++i) {
+    for (int64_t g = 0; g < groups; ++g) s_t[g * t + i] = s[i * groups + g];  // [T, G] -> [G, T]
+  }
+}
+
 }  // namespace mlaserve::ops

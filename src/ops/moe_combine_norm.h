@@ -57,7 +57,7 @@ void moe_combine_add_rms_norm(const MoeCombineInputs& in, Tensor& residual, cons
 // The same, also writing the FP8 quantisation of out (the next layer's input, which its FP8
 // q_proj or q_a_proj and kv_a_proj_with_mqa read): out_q = quantize_activations_fp8(out, act), as
 // the FP8 forms of rms_norm.h do (ops/rms_norm_fp8.h, which states the contract). The CPU
-// reference is moe_combine_add_rms_norm_cpu then quantize_norm_output_cpu. The dispatch runs the
+// reference is moe_combine_add_rms_norm_cpu then quantize_activations_fp8_cpu. The dispatch runs the
 // plain op above when out_q is empty (x_q undefined).
 void moe_combine_add_rms_norm_fp8_cpu(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
                                       Tensor& out, const ActQuantParams& act, Fp8Activations& out_q);

@@ -1,5 +1,5 @@
 // moe_combine_add_rms_norm on the host: moe_combine_cpu then add_rms_norm_cpu, all f32; its FP8 form
-// then quantises the output (quantize_norm_output_cpu, rms_norm_fp8.h).
+// then quantises the output (quantize_activations_fp8_cpu, fp8_quant.h).
 #include "ops/cpu_util.h"
 #include "ops/moe_combine_norm.h"
 #include "ops/moe_dispatch.h"
@@ -28,7 +28,7 @@ void moe_combine_add_rms_norm_cpu(const MoeCombineInputs& in, Tensor& residual, 
 void moe_combine_add_rms_norm_fp8_cpu(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
                                       Tensor& out, const ActQuantParams& act, Fp8Activations& out_q) {
   moe_combine_add_rms_norm_cpu(in, residual, weight, eps, out);
-  quantize_norm_output_cpu(out, act, out_q);
+  quantize_activations_fp8_cpu(out, act, out_q);
 }
 
 }  // namespace mlaserve::ops

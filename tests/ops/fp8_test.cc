@@ -20,6 +20,7 @@
 #include "ops/moe_dispatch.h"
 #include "ops/rms_norm.h"
 #include "ops/rms_norm_fp8.h"
+#include "ops/silu_mul.h"
 
 namespace mlaserve::ops {
 namespace {
@@ -220,6 +221,32 @@ TEST(Fp8NormQuant, NormThenQuantiserBitwise) {
         for (int64_t g = 0; g < groups; ++g) {
           ASSERT_EQ(got_q.scales_t.data<float>()[g * t + i], want_q.scales.data<float>()[i * groups + g]);
         }
+      }
+    }
+  }
+}
+
+// The SwiGLU quantiser of the down projections' input (fp8_quant.h) on the host, through the
+// dispatch: silu_mul_cpu then the quantiser, bit for bit, and the group-major scales the
+// token-major ones transposed.
+TEST(Fp8ActQuant, SwiGluThenQuantiserBitwise) {
+  std::mt19937_64 rng(36);
+  for (int64_t k : {384L, 300L}) {  // a partial last group too
+    const int64_t t = 5, groups = fp8_num_blocks(k);
+    const Tensor gate_up = random_tensor({t, 2 * k}, DType::kF32, rng, 3.0f);
+    ActQuantParams act;
+    act.scale_format = k == 300 ? Fp8ScaleFormat::kUE8M0 : Fp8ScaleFormat::kFloat32;
+    Fp8ActivationsHost want_q(t, k), got_q(t, k);
+    Fp8Activations got{got_q.x_q, got_q.scales, got_q.scales_t};
+    silu_mul_quantize_fp8(gate_up, act, got);
+    Tensor hidden = Tensor::empty({t, k}, DType::kF32);
+    silu_mul_cpu(gate_up, hidden);
+    quantize_activations_fp8_cpu(hidden, act, want_q.x_q, want_q.scales);
+    EXPECT_EQ(std::memcmp(got_q.x_q.raw(), want_q.x_q.raw(), static_cast<size_t>(t * k)), 0) << "codes, K " << k;
+    EXPECT_EQ(std::memcmp(got_q.scales.raw(), want_q.scales.raw(), want_q.scales.nbytes()), 0) << "scales, K " << k;
+    for (int64_t i = 0; i < t; ++i) {
+      for (int64_t g = 0; g < groups; ++g) {
+        ASSERT_EQ(got_q.scales_t.data<float>()[g * t + i], want_q.scales.data<float>()[i * groups + g]) << "K " << k;
       }
     }
   }

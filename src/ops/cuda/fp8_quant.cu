@@ -9,7 +9,8 @@
 // The scale and the quotient use IEEE division (__fdiv_rn), so for the same fp32 inputs the
 // result is bit-identical to quantize_activations_fp8_cpu. Lane 0 writes the scale, token-major
 // [T, G] or group-major [G, T] (Fp8ScaleLayout: cuBLASLt's layout, a strided write of one float a
-// group, so the FP8 linear's cuBLASLt path needs no transpose pass).
+// group, so the FP8 linear's cuBLASLt path needs no transpose pass), and with a second scale
+// output (Fp8Activations::scales_t) the same scale group-major there too: one pass for both.
 // Fast path (K a multiple of 8, 16-byte aligned rows): a half-warp per group, lane l of it
 // owning channels 8l .. 8l+7 (one 16-byte load, two with SwiGLU; one 8-byte store), and each warp
 // issuing the loads of kVecItems groups (consecutive in memory) before it reduces any: at 4 a warp
@@ -43,6 +44,7 @@ struct Fp8QuantParams {
   float* scales;           // (row, group) at row * scale_row_stride + group * scale_group_stride
   int64_t scale_row_stride;    // G ([T, G] scales) or 1 ([G, T])
   int64_t scale_group_stride;  // 1 or T
+  float* scales_t;         // [G, T] the same scales group-major, or null: not written
   int64_t rows;            // T
   int64_t k;               // K
   int64_t x_stride;        // K, or 2K with SwiGLU
@@ -50,6 +52,12 @@ struct Fp8QuantParams {
   float amax_floor;
   bool ue8m0;              // scale rounded up to a power of two
 };
+
+// The scale of (row, group) into p.scales, and into p.scales_t when it is there.
+__device__ __forceinline__ void store_scale(const Fp8QuantParams& p, int64_t row, int64_t group, float scale) {
+  p.scales[row * p.scale_row_stride + group * p.scale_group_stride] = scale;
+  if (p.scales_t != nullptr) p.scales_t[group * p.rows + row] = scale;
+}
 
 // The fast path (the note at the top): warp w of the grid takes groups [kVecItems w, kVecItems
 // (w + 1)) of the row-major (row, group) items, half-warp h the items kVecItems w + 2u + h.
@@ -89,7 +97,7 @@ __global__ void __launch_bounds__(kThreads) fp8_quant_vec8_kernel(Fp8QuantParams
     const uint2 codes = gpu::quantize_e4m3x8(v, scale);
     if (!in[u]) continue;
     *reinterpret_cast<uint2*>(p.x_q + row[u] * p.k + group[u] * 128 + 8 * l16) = codes;
-    if (l16 == 0) p.scales[row[u] * p.scale_row_stride + group[u] * p.scale_group_stride] = scale;
+    if (l16 == 0) store_scale(p, row[u], group[u], scale);
   }
 }
 
@@ -122,7 +130,7 @@ __global__ void __launch_bounds__(kThreads) fp8_quant_kernel(Fp8QuantParams p) {
   for (int i = 0; i < 4; ++i) {
     if (valid[i]) dst[c0 + lane + 32 * i] = gpu::fp8_act_quantize(v[i], scale);
   }
-  if (lane == 0) p.scales[row * p.scale_row_stride + g * p.scale_group_stride] = scale;
+  if (lane == 0) store_scale(p, row, g, scale);
 }
 
 template <bool kSwiGlu>
@@ -143,8 +151,10 @@ void launch(const Fp8QuantParams& p, cudaStream_t stream) {
   MLA_CUDA_CHECK_LAUNCH();
 }
 
+// scales_t: undefined, or a second output of the same scales group-major ([G, T]).
 Fp8QuantParams make_params(std::string_view op, const Tensor& x, int64_t k, const ActQuantParams& params,
-                           Tensor& x_q, Tensor& scales, Fp8ScaleLayout layout = Fp8ScaleLayout::kTokenMajor) {
+                           Tensor& x_q, Tensor& scales, Fp8ScaleLayout layout = Fp8ScaleLayout::kTokenMajor,
+                           const Tensor& scales_t = Tensor()) {
   gpu::check_dtype(op, "x", x, DType::kBF16);
   gpu::check_dtype(op, "x_q", x_q, DType::kF8E4M3);
   gpu::check_dtype(op, "scales", scales, DType::kF32);
@@ -154,11 +164,16 @@ Fp8QuantParams make_params(std::string_view op, const Tensor& x, int64_t k, cons
   const int64_t g = fp8_num_blocks(k);
   const bool group_major = layout == Fp8ScaleLayout::kGroupMajor;
   gpu::check_shape(op, "scales", scales, group_major ? Shape{g, t} : Shape{t, g});
+  if (scales_t.defined()) {
+    gpu::check_dtype(op, "scales_t", scales_t, DType::kF32);
+    gpu::check_shape(op, "scales_t", scales_t, {g, t});
+  }
   return Fp8QuantParams{gpu::ptr<const __nv_bfloat16>(x),
                         gpu::ptr<__nv_fp8_e4m3>(x_q),
                         gpu::ptr<float>(scales),
                         group_major ? 1 : g,
                         group_major ? t : 1,
+                        scales_t.defined() ? gpu::ptr<float>(scales_t) : nullptr,
                         t,
                         k,
                         x.dim(1),
@@ -178,18 +193,21 @@ void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params
 
 void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params, Fp8Activations& out,
                                    cudaStream_t stream) {
-  quantize_activations_fp8_cuda(x, params, out.x_q, out.scales, stream);
-  if (out.scales_t.defined()) {
-    quantize_activations_fp8_cuda(x, params, out.x_q, out.scales_t, stream, Fp8ScaleLayout::kGroupMajor);
-  }
+  constexpr std::string_view kOp = "quantize_activations_fp8_cuda";
+  MLA_CHECK(x.ndim() == 2, "{}: x {} must be [T, K]", kOp, shape_str(x.shape()));
+  launch<false>(
+      make_params(kOp, x, x.dim(1), params, out.x_q, out.scales, Fp8ScaleLayout::kTokenMajor, out.scales_t),
+      stream);
 }
 
-void silu_mul_quantize_fp8_cuda(const Tensor& gate_up, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
+void silu_mul_quantize_fp8_cuda(const Tensor& gate_up, const ActQuantParams& params, Fp8Activations& out,
                                 cudaStream_t stream) {
   constexpr std::string_view kOp = "silu_mul_quantize_fp8_cuda";
   MLA_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "{}: gate_up {} must be [T, 2·I]", kOp,
             shape_str(gate_up.shape()));
-  launch<true>(make_params(kOp, gate_up, gate_up.dim(1) / 2, params, x_q, scales), stream);
+  launch<true>(make_params(kOp, gate_up, gate_up.dim(1) / 2, params, out.x_q, out.scales,
+                           Fp8ScaleLayout::kTokenMajor, out.scales_t),
+               stream);
 }
 
 }  // namespace mlaserve::ops

@@ -17,7 +17,8 @@
 // within an ulp of one; we allow codes one step apart (the same sign, adjacent magnitudes) on at
 // most 1e-3 of the elements and scales within 4 ulp (1 ulp from the amax, rounding of amax / 448).
 // Without SwiGLU, the group-major scale layout (cuBLASLt's [G, T]) must give the same codes and the
-// transposed scales of the token-major run, bit for bit.
+// transposed scales of the token-major run, bit for bit; so must the one pass that writes both
+// layouts (Fp8Activations with scales_t), with and without SwiGLU.
 // The weight quantiser (fp8_block.h) is checked the same way at the end of this file.
 #include <gtest/gtest.h>
 
@@ -72,7 +73,20 @@ class Fp8QuantCuda : public testing::CudaOpTest {
 
   struct Result {
     Tensor q, scales;  // host copies
+    Tensor scales_t;   // SwiGLU on the GPU: the same pass's group-major copy [G, T] (host)
   };
+
+  // Entries of the group-major [G, T] got_t that are not the token-major [T, G] scales' transposed, bit for bit.
+  static int64_t transposed_mismatches(const Tensor& got_t, const Tensor& scales) {
+    const int64_t t = scales.dim(0), g = scales.dim(1);
+    const float* got = got_t.data<float>();
+    const float* want = scales.data<float>();
+    int64_t differ = 0;
+    for (int64_t r = 0; r < t; ++r) {
+      for (int64_t j = 0; j < g; ++j) differ += float_bits(got[j * t + r]) == float_bits(want[r * g + j]) ? 0 : 1;
+    }
+    return differ;
+  }
 
   Result run_gpu(const Tensor& x_host, int64_t k, const ActQuantParams& params, bool swiglu) {
     const int64_t t = x_host.dim(0), g = fp8_num_blocks(k);
@@ -80,11 +94,12 @@ class Fp8QuantCuda : public testing::CudaOpTest {
     Tensor q = testing::poisoned_gpu({t, k}, DType::kF8E4M3, cuda_stream());
     Tensor s = testing::poisoned_gpu({t, g}, DType::kF32, cuda_stream());
     if (swiglu) {
-      silu_mul_quantize_fp8_cuda(x, params, q, s, cuda_stream());
-    } else {
-      quantize_activations_fp8(x, params, q, s, stream());
+      Fp8Activations out{q, s, testing::poisoned_gpu({g, t}, DType::kF32, cuda_stream())};
+      silu_mul_quantize_fp8_cuda(x, params, out, cuda_stream());
+      return Result{to_host(q), to_host(s), to_host(out.scales_t)};
     }
-    return Result{to_host(q), to_host(s)};
+    quantize_activations_fp8(x, params, q, s, stream());
+    return Result{to_host(q), to_host(s), Tensor()};
   }
 
   static Result run_cpu(const Tensor& x_host, int64_t k, const ActQuantParams& params, bool swiglu) {
@@ -95,7 +110,7 @@ class Fp8QuantCuda : public testing::CudaOpTest {
       silu_mul_cpu(x, h);
       x = h;
     }
-    Result r{Tensor::empty({t, k}, DType::kF8E4M3), Tensor::empty({t, fp8_num_blocks(k)}, DType::kF32)};
+    Result r{Tensor::empty({t, k}, DType::kF8E4M3), Tensor::empty({t, fp8_num_blocks(k)}, DType::kF32), Tensor()};
     quantize_activations_fp8_cpu(x, params, r.q, r.scales);
     return r;
   }
@@ -108,16 +123,24 @@ class Fp8QuantCuda : public testing::CudaOpTest {
     Tensor q = testing::poisoned_gpu({t, k}, DType::kF8E4M3, cuda_stream());
     Tensor s = testing::poisoned_gpu({g, t}, DType::kF32, cuda_stream());
     quantize_activations_fp8_cuda(x, params, q, s, cuda_stream(), Fp8ScaleLayout::kGroupMajor);
-    const Tensor gq = to_host(q), gs = to_host(s);
+    const Tensor gq = to_host(q);
     EXPECT_EQ(std::memcmp(gq.raw(), token_major.q.raw(), static_cast<size_t>(t * k)), 0)
         << "group-major codes differ from the token-major run's";
-    const float* got_s = gs.data<float>();                     // [G, T]
-    const float* want_s = token_major.scales.data<float>();    // [T, G]
-    int64_t differ = 0;
-    for (int64_t r = 0; r < t; ++r) {
-      for (int64_t j = 0; j < g; ++j) differ += float_bits(got_s[j * t + r]) == float_bits(want_s[r * g + j]) ? 0 : 1;
-    }
-    EXPECT_EQ(differ, 0) << "group-major scales differ from the token-major run's, transposed (of " << t * g << ")";
+    EXPECT_EQ(transposed_mismatches(to_host(s), token_major.scales), 0)
+        << "group-major scales differ from the token-major run's, transposed (of " << t * g << ")";
+
+    // Both layouts in one pass.
+    Fp8Activations both{testing::poisoned_gpu({t, k}, DType::kF8E4M3, cuda_stream()),
+                        testing::poisoned_gpu({t, g}, DType::kF32, cuda_stream()),
+                        testing::poisoned_gpu({g, t}, DType::kF32, cuda_stream())};
+    quantize_activations_fp8_cuda(x, params, both, cuda_stream());
+    const Tensor bq = to_host(both.x_q), bs = to_host(both.scales);
+    EXPECT_EQ(std::memcmp(bq.raw(), token_major.q.raw(), static_cast<size_t>(t * k)), 0)
+        << "one-pass codes differ from the token-major run's";
+    EXPECT_EQ(std::memcmp(bs.raw(), token_major.scales.raw(), static_cast<size_t>(t * g * 4)), 0)
+        << "one-pass token-major scales differ from the token-major run's";
+    EXPECT_EQ(transposed_mismatches(to_host(both.scales_t), token_major.scales), 0)
+        << "one-pass group-major scales differ from the token-major run's, transposed (of " << t * g << ")";
   }
 
   void check(int64_t t, int64_t k, Fp8ScaleFormat format, bool swiglu) {
@@ -160,6 +183,8 @@ class Fp8QuantCuda : public testing::CudaOpTest {
       EXPECT_EQ(far, 0) << "codes more than one e4m3 step from the CPU's";
       EXPECT_LE(differ, std::max<int64_t>(1, t * k / 1000)) << "codes one step apart, of " << t * k;
       EXPECT_LE(worst_scale, 4.8e-7) << scale_differ << " scales differ";
+      EXPECT_EQ(transposed_mismatches(got.scales_t, got.scales), 0)
+          << "SwiGLU's group-major scales differ from its token-major ones, transposed";
     }
   }
 };
