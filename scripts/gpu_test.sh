@@ -107,7 +107,7 @@ fi
 BUILD=$(cd "$BUILD" && pwd)
 
 {
-  echo "host: $(hostname), $(date -u +%Y-%m-%dT%H:%M:%SZ), checkout $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo "host: $(hostname), $(date -u +%Y-%m-%dT%H:%M:%SZ), checkout $(git describe --always --dirty 2>/dev/null || echo '?')"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
   echo "build: $BUILD, binaries from $(cat "$BUILD/build_commit.txt" 2>/dev/null || echo 'an unknown commit (no build_commit.txt)')"
 } | tee -a "$LOG"
