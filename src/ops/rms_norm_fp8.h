@@ -36,7 +36,6 @@ void add_rms_norm_fp8_cpu(const Tensor& x, Tensor& residual, const Tensor& weigh
 void add_sum_rms_norm_fp8_cpu(const Tensor& base, const Tensor& rest, Tensor& residual, const Tensor& weight,
                               float eps, Tensor& out, const ActQuantParams& act, Fp8Activations& out_q);
 
-
 // Where the FP8 forms pay: whether a step of `tokens` rows on `device` should have its norms
 // quantise for their FP8 readers (the model's rule: DeepSeekModel::fp8_input, model.cc). On the
 // GPU past the GEMVs' token range, tokens > kGemvMmaMaxTokens = 8
