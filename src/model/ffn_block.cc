@@ -45,12 +45,8 @@ void DeepSeekModel::mlp(const MlpWeights& w, const NormedActivation& x, Tensor& 
   Tensor gate_up = linear(w.gate_up, x, stream);  // [T, 2I]
   const int64_t t = x.x.dim(0);
   if (w.down.is_fp8()) {  // SwiGLU fused with the quantisation of the down projection's input
-    const int64_t inter = w.gate_up.out_features() / 2, groups = ops::fp8_num_blocks(inter);
-    // On the GPU the scales also group-major, in the same pass, for the down's cuBLASLt path
-    // (which would transpose them otherwise), as the norms write theirs (fp8_input).
-    ops::Fp8Activations h{Tensor::empty({t, inter}, DType::kF8E4M3, options_.device),  // [T, I]
-                          f32({t, groups}),                                             // [T, I/128]
-                          options_.device != Device::kCPU ? f32({groups, t}) : Tensor()};  // [I/128, T]
+    // On the GPU the scales also group-major, for the down's cuBLASLt path (no transpose there).
+    ops::Fp8Activations h = fp8_buffers(t, w.gate_up.out_features() / 2);  // [T, I]
     ops::silu_mul_quantize_fp8(gate_up, act_quant_, h, stream);
     ops::linear_fp8_w8a8(h, w.down.weight, w.down.scale_inv, out, stream);
     return;

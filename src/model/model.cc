@@ -115,6 +115,10 @@ bool DeepSeekModel::ffn_reads_fp8(int64_t layer, int64_t t) const {
 // (ops::fp8_norm_quantization_pays has the rule and the H200's figures).
 ops::Fp8Activations DeepSeekModel::fp8_input(int64_t t, int64_t k, bool wanted) const {
   if (!wanted || !options_.quantize_in_norms || !ops::fp8_norm_quantization_pays(options_.device, t)) return {};
+  return fp8_buffers(t, k);
+}
+
+ops::Fp8Activations DeepSeekModel::fp8_buffers(int64_t t, int64_t k) const {
   const int64_t groups = ops::fp8_num_blocks(k);
   return {Tensor::empty({t, k}, DType::kF8E4M3, options_.device), f32({t, groups}),   // [T, K], [T, K/128]
           options_.device != Device::kCPU ? f32({groups, t}) : Tensor()};               // [K/128, T]

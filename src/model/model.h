@@ -233,9 +233,11 @@ class DeepSeekModel {
   // routed experts' quantised rows): where the norm before them quantises its output too.
   bool attention_reads_fp8(int64_t layer) const;
   bool ffn_reads_fp8(int64_t layer, int64_t t) const;
-  // The quantised copy of a [t, k] normed activation when `wanted` and the norms quantise at t
-  // tokens (ModelOptions::quantize_in_norms, ops::fp8_norm_quantization_pays), for the norm to
-  // write (on the GPU with the group-major scales, which cuBLASLt reads); empty otherwise.
+  // Buffers for the quantised copy of a [t, k] activation: codes, token-major scales and, on the
+  // GPU, the group-major scales cuBLASLt reads (written in the same pass by the quantising op).
+  ops::Fp8Activations fp8_buffers(int64_t t, int64_t k) const;
+  // fp8_buffers when `wanted` and the norms quantise at t tokens (ModelOptions::quantize_in_norms,
+  // ops::fp8_norm_quantization_pays), for the norm to write; empty otherwise.
   ops::Fp8Activations fp8_input(int64_t t, int64_t k, bool wanted) const;
   // out [T, out_features]; on `stream`, or the model's stream when it is not given.
   void linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream = {}) const;
