@@ -3,10 +3,13 @@
 // throws (MLA_CHECK and MLA_CUDA_CHECK throw on a bad shape or a failed CUDA call).
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <string>
+#include <vector>
 
 namespace mlaserve::bench {
 
@@ -35,6 +38,17 @@ inline bool parse_out_and_reps(int argc, char** argv, std::string& out_dir, int&
 // The command line of a benchmark whose only flag is --out DIR.
 inline bool parse_out(int argc, char** argv, std::string& out_dir) {
   return parse_out_and_reps(argc, argv, out_dir, nullptr);
+}
+
+// A comma-separated list of integers ("1,8,64"), as the benchmarks' list flags take them.
+inline std::vector<int64_t> parse_int_list(const std::string& s) {
+  std::vector<int64_t> out;
+  for (size_t p = 0; p < s.size();) {
+    const size_t e = std::min(s.find(',', p), s.size());
+    out.push_back(std::stoll(s.substr(p, e - p)));
+    p = e + 1;
+  }
+  return out;
 }
 
 inline int run_program(const char* program, int (*run)(int argc, char** argv), int argc, char** argv) {

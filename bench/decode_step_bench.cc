@@ -82,17 +82,6 @@ double step_weight_bytes(const DeepSeekConfig& c, int64_t b, double linear_bytes
   return total;
 }
 
-std::vector<int64_t> parse_list(const std::string& s) {
-  std::vector<int64_t> out;
-  size_t pos = 0;
-  while (pos < s.size()) {
-    size_t next = s.find(',', pos);
-    out.push_back(std::stoll(s.substr(pos, next - pos)));
-    pos = next == std::string::npos ? s.size() : next + 1;
-  }
-  return out;
-}
-
 // One graph replay of the batch-b step traced (--trace): its kernels into a CSV under dir, and the
 // ten charged the most of its time printed. Called after every batch has been timed: once CUPTI
 // has traced, it stays attached and the launches after it run slower (FP8 batch 8 +5%).
@@ -136,7 +125,7 @@ int run(int argc, char** argv) {
     else if (k == "--trace") trace_dir = v;
     else MLA_FAIL("unknown option {}", k);
   }
-  const std::vector<int64_t> batches = parse_list(batches_arg);
+  const std::vector<int64_t> batches = bench::parse_int_list(batches_arg);
   cudaDeviceProp prop{};
   MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   const double copy_gbps = bench::memcpy_gbps(nullptr);  // on the default stream

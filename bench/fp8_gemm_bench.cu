@@ -277,14 +277,8 @@ int run(int argc, char** argv) {
     } else if (a == "--shapes" && i + 1 < argc) {
       prefix = argv[++i];
     } else if (a == "--tokens" && i + 1 < argc) {
-      tokens.clear();
       own_tokens = true;
-      const std::string list = argv[++i];
-      for (size_t p = 0; p < list.size();) {
-        const size_t e = std::min(list.find(',', p), list.size());
-        tokens.push_back(std::stoll(list.substr(p, e - p)));
-        p = e + 1;
-      }
+      tokens = parse_int_list(argv[++i]);
     } else {
       std::fprintf(stderr, "usage: %s [--out DIR] [--shapes PREFIX] [--tokens 1,8,64]\n", argv[0]);
       return 2;

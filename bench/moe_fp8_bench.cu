@@ -8,10 +8,10 @@
 //      cuBLASLt BLK128x128 and the sm90 kernel, whichever kAuto picks) launched once per expert,
 //      and the floor: the tensor cores' dense FP8 peak (kFp8PeakTflops). TFLOPS = 2·P·N·K / time.
 //   2. the grouped GEMMs of real MoE layers (V3: E 256, H 7168, Im 2048; V2-Lite: E 64, H 2048,
-//      Im 1408), gate_up (SwiGLU epilogue) and down, uniform routing, at 16 .. 1536 rows per
-//      expert: every kernel (CUTLASS's cooperative on down only: no SwiGLU epilogue), what kAuto
-//      picks, and the floor (the FP8 peak or the bytes at the copy
-//      bandwidth, whichever is longer: at a few hundred rows per expert the weights dominate).
+//      Im 1408), gate_up (SwiGLU epilogue) and down, uniform routing (or random top-k:
+//      --shape-routing), at 16 .. 1536 rows per expert: every kernel (CUTLASS's cooperative on down
+//      only: no SwiGLU epilogue), what kAuto picks, and the floor (the FP8 peak or the bytes at the
+//      copy bandwidth, whichever is longer: at a few hundred rows per expert the weights dominate).
 //   2b. the same layers' grouped BF16 GEMMs (moe_grouped_gemm_cuda), uniform routing, T = 256 ..
 //      16384 tokens (V3: 8 .. 512 rows per expert, V2-Lite: 24 .. 1536): the Hopper wgmma kernel
 //      (MoeBf16Kernel::kWgmma, SwiGLU fused into gate_up's epilogue; "m192": the same kernel with
@@ -37,10 +37,11 @@
 // Every other working set here exceeds the 50 MB L2 (weights of 117 MB and up), so no flush is
 // needed.
 //
-//   moe_fp8_bench [--out DIR] [--sections gemm,shapes,bf16-shapes,layers,v2l-layer]
+//   moe_fp8_bench [--out DIR] [--sections gemm,shapes,bf16-shapes,layers,v2l-layer] [--shape-tokens T,...]
 //
 // --sections picks parts 1 (gemm), 2 (shapes), 2b (bf16-shapes; not run by default), 3 (layers;
-// v2l-layer: only V2-Lite's).
+// v2l-layer: only V2-Lite's); --shape-tokens replaces part 2's token counts (both models), e.g. to
+// profile one shape.
 #include <cuda_runtime_api.h>
 
 #include <nlohmann/json.hpp>
@@ -187,14 +188,24 @@ nlohmann::json bf16_shapes(Timer& timer, cudaStream_t stream, double copy) {
 
 int run(int argc, char** argv) {
   std::string out_dir = "bench/results", sections = "gemm,shapes,layers";
+  std::vector<int64_t> shape_tokens;  // --shape-tokens: part 2's token counts for both models
+  bool random_routing = false;        // --shape-routing random: part 2's routing
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
       out_dir = argv[++i];
     } else if (a == "--sections" && i + 1 < argc) {
       sections = argv[++i];
+    } else if (a == "--shape-tokens" && i + 1 < argc) {
+      shape_tokens = parse_int_list(argv[++i]);
+    } else if (a == "--shape-routing" && i + 1 < argc && (std::string(argv[i + 1]) == "uniform" ||
+                                                           std::string(argv[i + 1]) == "random")) {
+      random_routing = std::string(argv[++i]) == "random";
     } else {
-      std::fprintf(stderr, "usage: %s [--out DIR] [--sections gemm,shapes,bf16-shapes,layers,v2l-layer]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--out DIR] [--sections gemm,shapes,bf16-shapes,layers,v2l-layer] [--shape-tokens T,...] "
+                   "[--shape-routing uniform|random]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -313,10 +324,16 @@ int run(int argc, char** argv) {
       int64_t experts, hidden, inter, top_k;
       std::vector<int64_t> tokens;
     };
-    const Model models[] = {{"v3", 256, 7168, 2048, 8, {512, 768, 1024, 2048, 4096, 16384}},
-                            {"v2-lite", 64, 2048, 1408, 6, {1, 64, 128, 256, 512, 1024, 4096, 16384}}};
-    std::printf("\ngrouped GEMMs of MoE layers, uniform routing; mma.sync and wgmma (n128, n256 weight tiles); "
-                "floor = max(FP8 peak, bytes / copy bandwidth); auto = what kAuto runs\n");
+    // V3 6144 (192 rows an expert) and V2-Lite 1600 (150) end each expert with a tile of <= 64 rows;
+    // 1600 is about the mean step of the throughput benchmark.
+    Model models[] = {{"v3", 256, 7168, 2048, 8, {512, 768, 1024, 2048, 4096, 6144, 16384}},
+                      {"v2-lite", 64, 2048, 1408, 6, {1, 64, 128, 256, 512, 1024, 1600, 2400, 4096, 16384}}};
+    if (!shape_tokens.empty()) {
+      for (Model& md : models) md.tokens = shape_tokens;
+    }
+    std::printf("\ngrouped GEMMs of MoE layers, %s routing; mma.sync and wgmma (n128, n256 weight tiles); "
+                "floor = max(FP8 peak, bytes / copy bandwidth); auto = what kAuto runs\n",
+                random_routing ? "random top-k" : "uniform");
     std::printf("%-8s %-8s %6s %7s %6s %9s %7s %9s %7s %9s %7s %9s %7s %9s %5s\n", "model", "gemm", "tokens", "rows",
                 "mean", "mma us", "TFLOPS", "n128 us", "TFLOPS", "n256 us", "TFLOPS", "cutl us", "TFLOPS", "floor us",
                 "auto");
@@ -330,11 +347,17 @@ int run(int argc, char** argv) {
       dn_s = dn_s.reshape({md.experts, md.hidden / 128, md.inter / 128});
       for (int64_t t : md.tokens) {
         const int64_t rows = t * md.top_k;
-        std::vector<int32_t> off(static_cast<size_t>(md.experts + 1));
-        for (int64_t i = 0; i <= md.experts; ++i) off[i] = static_cast<int32_t>(i * rows / md.experts);
-        Tensor off_host = Tensor::empty({md.experts + 1}, DType::kI32);
-        std::copy(off.begin(), off.end(), off_host.data<int32_t>());
-        const Tensor offsets = off_host.to(Device::kCUDA);
+        Tensor offsets;
+        if (random_routing) {  // each token to top_k distinct experts at random (bench_routing.h)
+          double active = 0.0;
+          offsets = random_routings(md.experts, md.top_k, t, 0.0, 0.0, active)[0];
+        } else {
+          std::vector<int32_t> off(static_cast<size_t>(md.experts + 1));
+          for (int64_t i = 0; i <= md.experts; ++i) off[i] = static_cast<int32_t>(i * rows / md.experts);
+          Tensor off_host = Tensor::empty({md.experts + 1}, DType::kI32);
+          std::copy(off.begin(), off.end(), off_host.data<int32_t>());
+          offsets = off_host.to(Device::kCUDA);
+        }
         for (const bool swiglu : {true, false}) {
           const int64_t k = swiglu ? md.hidden : md.inter, n_out = swiglu ? md.inter : md.hidden;
           const int64_t w_rows = swiglu ? 2 * md.inter : md.hidden;
@@ -375,7 +398,8 @@ int run(int argc, char** argv) {
                                 {"experts", md.experts},  {"k", k},
                                 {"weight_rows", w_rows},  {"mma_sync_us", mma},
                                 {"wgmma_n128_us", n128},  {"wgmma_n256_us", n256},
-                                {"floor_us", floor},      {"auto", picked}};
+                                {"floor_us", floor},      {"auto", picked},
+                                {"routing", random_routing ? "random" : "uniform"}};
           if (!swiglu) row["cutlass_coop_us"] = cutl;
           shape_rows.push_back(std::move(row));
         }

@@ -1,7 +1,7 @@
 // CUTLASS 4.2's grouped (ptr-array) blockwise-scaled FP8 GEMM as the plain (down-projection)
 // epilogue of moe_grouped_gemm_fp8_cuda (ops/moe_experts.h): host entry points, internal to
 // src/ops/cuda (and its benchmark and test). MoeFp8Kernel::kCutlassGrouped forces it; kAuto takes
-// it from 128 rows per expert (use_cutlass_grouped in moe_grouped_gemm_fp8_sm90.h).
+// it at a mean of 128 rows per expert and past 256 (use_cutlass_grouped in moe_grouped_gemm_fp8_sm90.h).
 //
 //   out[r, j] bf16 = Σ_g (a_q[r, g-th 128 columns] · b_q[e, j, same]) · a_scales[r, g] · b_scales[e, j/128, g]
 //   for every row r of expert e, r in [offsets[e], offsets[e + 1]) (clamped to [0, P])

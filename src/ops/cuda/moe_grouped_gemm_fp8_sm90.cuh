@@ -47,6 +47,16 @@
 // M tile -> expert by binary search. The producer runs ahead into the next tile through the same
 // ring while the consumers store the previous one.
 //
+// The pairs of tiles 2i, 2i + 1 (two M tiles of one N column: often an expert's two row blocks,
+// which read the same weight tile) run side by side in every round of the walk, so the second
+// read of the weight tile hits L2, as long as the two CTAs stay in step. They do not when one of
+// the pair is short: at V2-Lite's 150 rows an expert (128 + 22) the CTA with the 22-row tile
+// finished first, took the next 22-row tile (the stride keeps each CTA on one parity), and drifted
+// ahead round after round, until its partner's weight reads missed L2: the weights came from HBM
+// ~1.8 times (ncu: 689 against 386 MB at 96 rows an expert). So on odd rounds the two CTAs of a
+// pair swap tiles (pair_swapped): each takes a long and a short tile in turn and the pair stays in
+// step.
+//
 // Pipeline: full[s] (1 arrival + the stage's bytes) and empty[s] (8 consumer warps, lane 0 each
 // after __syncwarp). Stage use `it` counts over all tiles of the CTA: stage it % kStages, phase
 // (it / kStages) & 1.
@@ -147,6 +157,14 @@ __device__ __forceinline__ int b_box_row(const sm89::MoeFp8GemmParams& p, int n_
   }
 }
 
+// The tile a CTA takes in round `round` of its walk (t = blockIdx.x + round · gridDim.x < tiles):
+// on odd rounds t's pair partner t ^ 1 (the note at the top), when the stride is even (a round
+// then holds whole pairs) and the partner exists.
+__device__ __forceinline__ int pair_swapped(int t, int round, int stride, int tiles) {
+  const int partner = t ^ 1;
+  return (round & 1) != 0 && stride % 2 == 0 && partner < tiles ? partner : t;
+}
+
 template <int BN, bool kSwiGlu>
 __global__ void __launch_bounds__(Layout<BN>::kThreads, 1)
     moe_grouped_gemm_fp8_sm90_kernel(const __grid_constant__ Params p) {
@@ -177,8 +195,8 @@ __global__ void __launch_bounds__(Layout<BN>::kThreads, 1)
     ptx::set_max_registers_dec<L::kProducerRegs>();
     if (warp != L::kConsumerWarps || lane != 0) return;
     int it = 0;
-    for (int t = first; t < tiles; t += stride) {
-      const TileCoord tile = tile_at(g, tile_start, t);
+    for (int t = first, round = 0; t < tiles; t += stride, ++round) {
+      const TileCoord tile = tile_at(g, tile_start, pair_swapped(t, round, stride, tiles));
       const int expert_row = tile.expert * g.b_rows;
       for (int kg = 0; kg < k_groups; ++kg, ++it) {
         const int s = it % kStages;
@@ -205,8 +223,8 @@ __global__ void __launch_bounds__(Layout<BN>::kThreads, 1)
 #pragma unroll
   for (int i = 0; i < L::kAcc; ++i) acc[i] = 0.0f;
   int it = 0;
-  for (int t = first; t < tiles; t += stride) {
-    const TileCoord tile = tile_at(g, tile_start, t);
+  for (int t = first, round = 0; t < tiles; t += stride, ++round) {
+    const TileCoord tile = tile_at(g, tile_start, pair_swapped(t, round, stride, tiles));
     if (wg * 64 >= tile.rows) {  // no rows here: only keep the ring turning
       for (int kg = 0; kg < k_groups; ++kg, ++it) {
         const int s = it % kStages;

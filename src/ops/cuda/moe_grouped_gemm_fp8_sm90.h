@@ -41,12 +41,18 @@ inline int64_t mean_rows(int64_t rows, int64_t experts) {
 }
 
 // Whether the plain grouped FP8 GEMM (the down projection) runs CUTLASS's grouped cooperative
-// kernel (moe_grouped_gemm_fp8_cutlass.h) rather than this one: from 128 rows per expert, where its
-// persistent 128x128 tiles beat the wgmma kernel's best tile on the H200 (moe_fp8_bench --sections
-// shapes: V3 T 4096 1248 vs 1334 us, T 16384 4374 vs 4814; V2-Lite T 4096 183.5 vs 200.9, T 16384
-// 624.5 vs 727.9), and not below (V3 T 2048, 64 rows: 1136 vs 1047; V2-Lite T 1024, 96: 82.4 vs 79.1).
+// kernel (moe_grouped_gemm_fp8_cutlass.h) rather than this one: at a mean of one whole 128-row
+// tile an expert and past two, where its persistent 128x128 tiles beat the wgmma kernel's best tile
+// on the H200 (moe_fp8_bench --sections shapes: V3 T 4096, 128 rows: 1242 vs 1381 us; T 16384, 512:
+// 4364-4466 vs 4850-4926; V2-Lite T 4096, 384: 191-197 vs 208-210; T 16384 634-646 vs 724-758).
+// Not below one tile (V3 T 2048, 64 rows: 1207-1217 vs 1059-1078; V2-Lite T 1024, 96: 88 vs 82) and
+// not between one and two, where this kernel's walk reads an expert's weight tile once for both
+// of its row tiles (the pair swap of moe_grouped_gemm_fp8_sm90.cuh) and CUTLASS's reads it twice
+// (V2-Lite T 1600, 150 rows: 103-106 vs 132-137; T 2400, 225: 131 vs 140; V3 T 6144, 192: 2110-2138
+// vs 2361-2369; 2026-11-30).
 inline bool use_cutlass_grouped(bool swiglu, int64_t rows, int64_t experts) {
-  return !swiglu && mean_rows(rows, experts) >= 128;
+  const int64_t mean = mean_rows(rows, experts);
+  return !swiglu && (mean == 128 || mean > 256);
 }
 
 // Whether the grouped FP8 GEMM runs this kernel rather than the mma.sync one.

@@ -75,6 +75,22 @@ TEST_F(MoeFp8Cuda, SmallCutlassRejectsSwiGlu) {
 
 // The benchmark's shape (moe_fp8_bench --sections gemm): 4 experts x 8192 rows, N 4096, K 7168,
 // plain; the first, last and a random row of each expert checked. Down-projection weights only.
+// kAuto's rule for the plain product (use_cutlass_grouped, moe_grouped_gemm_fp8_sm90.h) at the
+// points it was measured at: CUTLASS at one whole tile an expert and past two, not below one nor
+// between one and two.
+TEST(MoeFp8KernelRule, CutlassAtOneWholeTileAndPastTwo) {
+  using sm90::moe_fp8::use_cutlass_grouped;
+  EXPECT_FALSE(use_cutlass_grouped(false, 6144, 64));    // V2-Lite T 1024: 96 rows an expert
+  EXPECT_FALSE(use_cutlass_grouped(false, 9600, 64));    // T 1600: 150
+  EXPECT_FALSE(use_cutlass_grouped(false, 14400, 64));   // T 2400: 225
+  EXPECT_TRUE(use_cutlass_grouped(false, 24576, 64));    // T 4096: 384
+  EXPECT_FALSE(use_cutlass_grouped(false, 16384, 256));  // V3 T 2048: 64
+  EXPECT_TRUE(use_cutlass_grouped(false, 32768, 256));   // T 4096: 128
+  EXPECT_FALSE(use_cutlass_grouped(false, 49152, 256));  // T 6144: 192
+  EXPECT_TRUE(use_cutlass_grouped(false, 131072, 256));  // T 16384: 512
+  EXPECT_FALSE(use_cutlass_grouped(true, 131072, 256));  // SwiGLU: never
+}
+
 TEST_F(MoeFp8Cuda, CutlassBenchShape) {
   const uint64_t seed = fresh_seed();
   make_weights(MoeShape{4, 4096, 7168, 1}, {0, 1, 2, 3}, seed, /*down_only=*/true);
