@@ -54,8 +54,8 @@
 // finished first, took the next 22-row tile (the stride keeps each CTA on one parity), and drifted
 // ahead round after round, until its partner's weight reads missed L2: the weights came from HBM
 // ~1.8 times (ncu: 689 against 386 MB at 96 rows an expert). So on odd rounds the two CTAs of a
-// pair swap tiles (pair_swapped): each takes a long and a short tile in turn and the pair stays in
-// step.
+// pair swap tiles (pair_swapped, moe_grouped_gemm_fp8_sm90.h): each takes a long and a short tile
+// in turn and the pair stays in step.
 //
 // Pipeline: full[s] (1 arrival + the stage's bytes) and empty[s] (8 consumer warps, lane 0 each
 // after __syncwarp). Stage use `it` counts over all tiles of the CTA: stage it % kStages, phase
@@ -155,14 +155,6 @@ __device__ __forceinline__ int b_box_row(const sm89::MoeFp8GemmParams& p, int n_
   } else {
     return n_tile * BN + 64 * box;
   }
-}
-
-// The tile a CTA takes in round `round` of its walk (t = blockIdx.x + round · gridDim.x < tiles):
-// on odd rounds t's pair partner t ^ 1 (the note at the top), when the stride is even (a round
-// then holds whole pairs) and the partner exists.
-__device__ __forceinline__ int pair_swapped(int t, int round, int stride, int tiles) {
-  const int partner = t ^ 1;
-  return (round & 1) != 0 && stride % 2 == 0 && partner < tiles ? partner : t;
 }
 
 template <int BN, bool kSwiGlu>

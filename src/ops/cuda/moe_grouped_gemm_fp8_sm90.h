@@ -66,6 +66,15 @@ inline int choose_bn(int64_t n_out, bool swiglu, int64_t rows, int64_t experts) 
   return swiglu || mean_rows(rows, experts) >= 128 ? 256 : 128;
 }
 
+// The tile a persistent CTA takes in round `round` of its walk (t = blockIdx.x + round · stride <
+// tiles, stride = gridDim.x): on odd rounds t's pair partner t ^ 1 (moe_grouped_gemm_fp8_sm90.cuh
+// says why), when the stride is even (a round then holds whole pairs) and the partner exists.
+// Over all CTAs and rounds every tile is taken exactly once.
+__host__ __device__ constexpr int pair_swapped(int t, int round, int stride, int tiles) {
+  const int partner = t ^ 1;
+  return (round & 1) != 0 && stride % 2 == 0 && partner < tiles ? partner : t;
+}
+
 // One grouped GEMM (plain or with the fused SwiGLU epilogue) over all experts with tile width bn
 // (128 or 256); the parameters as moe_grouped_gemm_fp8_cuda builds them (n_tiles is set here).
 // Needs K and b_rows multiples of 128, n_out a multiple of bn (plain) or bn / 2 (SwiGLU),

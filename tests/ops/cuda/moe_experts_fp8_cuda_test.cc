@@ -63,6 +63,29 @@ TEST_F(MoeFp8Cuda, SmallWgmmaPersistent) {
   check_gemms(counts, seed + 2, /*check_all=*/true, /*every_kernel=*/true);
 }
 
+// The persistent walk with its pair swap (pair_swapped) is a permutation of the tiles for every
+// grid size, even or odd, and every tile count: each tile taken by exactly one CTA in one round.
+TEST(MoeFp8Walk, PairSwapTakesEveryTileOnce) {
+  for (int stride = 1; stride <= 140; ++stride) {
+    for (int tiles = 0; tiles <= 700; tiles += tiles < 20 ? 1 : 37) {
+      std::vector<int> taken(static_cast<size_t>(tiles), 0);
+      for (int cta = 0; cta < stride; ++cta) {
+        for (int t = cta, round = 0; t < tiles; t += stride, ++round) {
+          const int u = sm90::moe_fp8::pair_swapped(t, round, stride, tiles);
+          ASSERT_TRUE(u >= 0 && u < tiles) << "stride " << stride << ", tiles " << tiles << ", t " << t;
+          ++taken[static_cast<size_t>(u)];
+        }
+      }
+      for (int u = 0; u < tiles; ++u) {
+        ASSERT_EQ(taken[static_cast<size_t>(u)], 1) << "stride " << stride << ", tiles " << tiles << ", tile " << u;
+      }
+    }
+  }
+  EXPECT_EQ(sm90::moe_fp8::pair_swapped(4, 1, 132, 300), 5);  // swapped on odd rounds of an even stride
+  EXPECT_EQ(sm90::moe_fp8::pair_swapped(4, 2, 132, 300), 4);
+  EXPECT_EQ(sm90::moe_fp8::pair_swapped(4, 1, 131, 300), 4);  // never with an odd one
+}
+
 TEST_F(MoeFp8Cuda, SmallNoRowsIsANoOp) {
   make_weights(kSmall, {0}, fresh_seed());
   const Tensor x = Tensor::empty({0, kSmall.hidden}, DType::kBF16, Device::kCUDA);
