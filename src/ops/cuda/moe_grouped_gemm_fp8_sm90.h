@@ -48,8 +48,8 @@ inline int64_t mean_rows(int64_t rows, int64_t experts) {
 // Not below one tile (V3 T 2048, 64 rows: 1207-1217 vs 1059-1078; V2-Lite T 1024, 96: 88 vs 82) and
 // not between one and two, where this kernel's walk reads an expert's weight tile from HBM once
 // for both of its row tiles (the pair swap of moe_grouped_gemm_fp8_sm90.cuh) and runs faster
-// (V2-Lite T 1600, 150 rows: 103-106 vs 132-137; T 2400, 225: 131 vs 140; V3 T 6144, 192: 2110-2138
-// vs 2361-2369; 2026-11-30; random top-k routing: V2-Lite T 1600 107-108 vs 131-136, T 2048 122-124 vs
+// (V2-Lite T 1600, 150 rows: 103-106 vs 132-138; T 2400, 225: 131 vs 140; V3 T 6144, 192: 2110-2138
+// vs 2357-2389; 2026-11-30; random top-k routing: V2-Lite T 1600 107-108 vs 131-136, T 2048 122-124 vs
 // 133-138, V3 T 6144 2390-2405 vs 2364-2449).
 inline bool use_cutlass_grouped(bool swiglu, int64_t rows, int64_t experts) {
   const int64_t mean = mean_rows(rows, experts);
