@@ -10,8 +10,9 @@
 //
 // Bytes: x read once (K bf16 a row, 2K with SwiGLU) + the e4m3 codes and the f32 scales written
 // once (with SwiGLU in both layouts, as the model's down projections take them); the floor is
-// bytes over the copy bandwidth (cudaMemcpyAsync of 1 GiB, read + write, measured in the same run). Timing: inputs uniform random, as many copies as pass 256 MB (> 4x
-// the L2) used in rotation; a CUDA graph of 10 calls replayed, the median of 10 replays.
+// bytes over the copy bandwidth (cudaMemcpyAsync of 1 GiB, read + write, measured in the same
+// run). Timing: inputs uniform random, as many copies as pass 256 MB (> 4x the L2) used in
+// rotation; a CUDA graph of 10 calls replayed, the median of 10 replays.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>

@@ -182,22 +182,24 @@ Fp8QuantParams make_params(std::string_view op, const Tensor& x, int64_t k, cons
                         params.scale_format == Fp8ScaleFormat::kUE8M0};
 }
 
+// Both public forms of quantize_activations_fp8_cuda (scales_t: undefined or the second output).
+void quantize_rows(const Tensor& x, const ActQuantParams& params, Tensor& x_q, Tensor& scales, Fp8ScaleLayout layout,
+                   const Tensor& scales_t, cudaStream_t stream) {
+  constexpr std::string_view kOp = "quantize_activations_fp8_cuda";
+  MLA_CHECK(x.ndim() == 2, "{}: x {} must be [T, K]", kOp, shape_str(x.shape()));
+  launch<false>(make_params(kOp, x, x.dim(1), params, x_q, scales, layout, scales_t), stream);
+}
+
 }  // namespace
 
 void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params, Tensor& x_q, Tensor& scales,
                                    cudaStream_t stream, Fp8ScaleLayout layout) {
-  constexpr std::string_view kOp = "quantize_activations_fp8_cuda";
-  MLA_CHECK(x.ndim() == 2, "{}: x {} must be [T, K]", kOp, shape_str(x.shape()));
-  launch<false>(make_params(kOp, x, x.dim(1), params, x_q, scales, layout), stream);
+  quantize_rows(x, params, x_q, scales, layout, Tensor(), stream);
 }
 
 void quantize_activations_fp8_cuda(const Tensor& x, const ActQuantParams& params, Fp8Activations& out,
                                    cudaStream_t stream) {
-  constexpr std::string_view kOp = "quantize_activations_fp8_cuda";
-  MLA_CHECK(x.ndim() == 2, "{}: x {} must be [T, K]", kOp, shape_str(x.shape()));
-  launch<false>(
-      make_params(kOp, x, x.dim(1), params, out.x_q, out.scales, Fp8ScaleLayout::kTokenMajor, out.scales_t),
-      stream);
+  quantize_rows(x, params, out.x_q, out.scales, Fp8ScaleLayout::kTokenMajor, out.scales_t, stream);
 }
 
 void silu_mul_quantize_fp8_cuda(const Tensor& gate_up, const ActQuantParams& params, Fp8Activations& out,
