@@ -162,12 +162,6 @@ __device__ __forceinline__ void issue_pv(const uint32_t (&pf)[32], uint64_t v_de
   ptx::wgmma_commit();
 }
 
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
 // Accumulator layout (m64nNk16, per warp w of the warpgroup, lane = 4 g + t): s[4 j + 2 h + e]
 // is row 16 w + g + 8 h, column 8 j + 2 t + e. So a thread holds 2 rows (h) x 32 keys.
 
@@ -195,14 +189,14 @@ __device__ __forceinline__ void softmax_tile(float (&s)[64], float (&m)[2], floa
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     const float m_new = fmaxf(m[h], mx * scale_log2);
     const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // nothing visible yet: exponents stay -inf
-    alpha[h] = fast_exp2(m[h] - m_use);
+    alpha[h] = ptx::fast_exp2(m[h] - m_use);
     m[h] = m_new;
     neg_m[h] = -m_use;
     rowsum[h] = 0.0f;
   }
 #pragma unroll
   for (int i = 0; i < 64; ++i) {
-    s[i] = fast_exp2(fmaf(s[i], scale_log2, neg_m[i / 2 % 2]));
+    s[i] = ptx::fast_exp2(fmaf(s[i], scale_log2, neg_m[i / 2 % 2]));
     rowsum[i / 2 % 2] += s[i];
   }
 #pragma unroll

@@ -9,10 +9,11 @@
 //     a query tile and of a KV block, the zeroed rows past a sequence's end;
 //   - the online softmax of a block, on this thread's slice of S (s[i]: row r0 + 8 * (i / 2 % 2),
 //     key key0 + 8 * (i / 4) + i % 2, N = 32 keys a row for the pipeline, 16 for split S):
-//     scale and mask, the row max, exp2 and the row sums, P to shared memory, O's rescale;
+//     the mask and the row max, exp2 of the scaled scores and the row sums, P to shared memory,
+//     O's rescale;
 //   - O += P V on one warpgroup's 256 channels, and the epilogue's row stores and lse.
-// Every helper is inlined (the split-S kernel writes out zero_tail_rows and scale_mask_scores,
-// see there); a change here changes both kernels' machine code.
+// Every helper is inlined (the split-S kernel writes out zero_tail_rows, see there); a change
+// here changes both kernels' machine code.
 #pragma once
 
 #include "ops/cuda/mla_decode_sm90.cuh"
@@ -145,20 +146,21 @@ __device__ __forceinline__ void zero_tail_rows(uint8_t* tile, int valid, int t, 
 
 // ---- the online softmax of a block ---------------------------------------------------------
 
-// Scores in log2 units, masked (bottom-right causal: key > limit[h] is -inf when the block
-// reaches past the first query token's keys), and this thread's row maxima mx[2] over its
-// slice s[N] (s[0] is key key0).
+// Scores of keys past a row's last visible key -> -inf (bottom-right causal: only a block that
+// reaches past the first query token's keys, `masked`, has any), and this thread's row maxima
+// mx[2] over its slice s[N] (s[0] is key key0). The scores stay unscaled: the scale is folded into
+// exp_scores' exponent, and scale_log2 > 0 keeps the maxima in order.
 template <int N>
-__device__ __forceinline__ void scale_mask_scores(float (&s)[N], int key0, bool masked, const int (&limit)[2],
-                                                  float scale_log2, float (&mx)[2]) {
+__device__ __forceinline__ void mask_scores_row_max(float (&s)[N], int key0, bool masked, const int (&limit)[2],
+                                                    float (&mx)[2]) {
+  if (masked) {
 #pragma unroll
-  for (int i = 0; i < N; ++i) {
-    const int h = i / 2 % 2;
-    float v = s[i] * scale_log2;
-    if (masked && key0 + 8 * (i / 4) + i % 2 > limit[h]) v = -INFINITY;
-    s[i] = v;
-    mx[h] = fmaxf(mx[h], v);
+    for (int i = 0; i < N; ++i) {
+      if (key0 + 8 * (i / 4) + i % 2 > limit[i / 2 % 2]) s[i] = -INFINITY;
+    }
   }
+#pragma unroll
+  for (int i = 0; i < N; ++i) mx[i / 2 % 2] = fmaxf(mx[i / 2 % 2], s[i]);
 }
 
 // The max over the 4 threads of a quad (lanes 4k .. 4k + 3 hold one row's keys).
@@ -167,24 +169,26 @@ __device__ __forceinline__ float quad_max(float x) {
   return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
 }
 
-// Moves a row's running max m to max(m, block_max); m_use is the offset of this block's exp2
-// (0 for a row with nothing visible yet), the return value O's and l's rescale exp2(m_old - m_use).
+// Moves a row's running max m (log2 units) to max(m, block_max); m_use is the offset of this
+// block's exp2 (0 for a row with nothing visible yet), the return value O's and l's rescale
+// exp2(m_old - m_use).
 __device__ __forceinline__ float update_row_max(float& m, float block_max, float& m_use) {
   const float m_new = fmaxf(m, block_max);
   m_use = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet stays at 0
-  const float alpha = exp2f(m - m_use);
+  const float alpha = ptx::fast_exp2(m - m_use);
   m = m_new;
   return alpha;
 }
 
-// s[i] = exp2(s[i] - m_use[row]); sum (the caller's zeros) gets the block's row sums of this
-// thread's keys, and the running row sums l = l * alpha + sum.
+// s[i] = exp2(s[i] * scale_log2 - m_use[row]) (one FFMA and one MUFU a score; a masked -inf
+// gives 0); sum (the caller's zeros) gets the block's row sums of this thread's keys, and the
+// running row sums l = l * alpha + sum.
 template <int N>
-__device__ __forceinline__ void exp_scores(float (&s)[N], const float (&m_use)[2], const float (&alpha)[2],
-                                           float (&sum)[2], float (&l)[2]) {
+__device__ __forceinline__ void exp_scores(float (&s)[N], float scale_log2, const float (&m_use)[2],
+                                           const float (&alpha)[2], float (&sum)[2], float (&l)[2]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) {
-    s[i] = exp2f(s[i] - m_use[i / 2 % 2]);
+    s[i] = ptx::fast_exp2(fmaf(s[i], scale_log2, -m_use[i / 2 % 2]));
     sum[i / 2 % 2] += s[i];
   }
 #pragma unroll

@@ -175,16 +175,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (piece_ends && has_next) reload_q();
 
     for (int stage = 0, first = 1;; stage ^= 1, first = 0) {
-      // Scores in log2 units, masked (bottom-right causal), and the online softmax.
+      // Scores masked (bottom-right causal), and the online softmax in log2 units.
       // s[i]: row r0 + 8 * (i / 2 % 2), key key0 + 8 * (i / 4) + i % 2.
       const int key0 = cur.block * 64 + 2 * (lane % 4);
       const bool masked = cur.block * 64 + 63 > pc.seq_len - pc.q_len;
       float mx[2] = {-INFINITY, -INFINITY};
-      scale_mask_scores(s, key0, masked, pc.limit, p.scale_log2, mx);
+      mask_scores_row_max(s, key0, masked, pc.limit, mx);
       float alpha[2], m_use[2], sum[2] = {0.0f, 0.0f}, inv[2] = {0.0f, 0.0f};
 #pragma unroll
-      for (int h = 0; h < 2; ++h) alpha[h] = update_row_max(m[h], quad_max(mx[h]), m_use[h]);
-      exp_scores(s, m_use, alpha, sum, l);
+      for (int h = 0; h < 2; ++h) alpha[h] = update_row_max(m[h], quad_max(mx[h]) * p.scale_log2, m_use[h]);
+      exp_scores(s, p.scale_log2, m_use, alpha, sum, l);
       if (piece_ends) {  // row sums, lse (natural log) of this piece
         const MlaSeqSplit split = p.seq_splits[cur.seq];
 #pragma unroll

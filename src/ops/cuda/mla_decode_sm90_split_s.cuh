@@ -152,9 +152,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     ptx::mbarrier_wait(bar_kv + 8 * stage, (kv_parity >> stage) & 1);
     kv_parity ^= 1u << stage;
     const int valid = pc.seq_len - cur.block * 64;
-    // The sequence ends inside this block: zero the rest (V must be finite). This loop and the
-    // scores' scale and mask below are zero_tail_rows and scale_mask_scores written out: called,
-    // they change this kernel's machine code (address arithmetic reassociated), not just its text.
+    // The sequence ends inside this block: zero the rest (V must be finite). This loop is
+    // zero_tail_rows written out: called, it changes this kernel's machine code (address
+    // arithmetic reassociated), not just its text.
     if (valid < 64) {
       uint8_t* tile = smem + Smem::kKv + stage * kTileBytes;
       for (int i = tid; i < (64 - valid) * 9 * 8; i += kThreads) {
@@ -167,21 +167,15 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     gemm_qk(q_desc, k_desc + stage * kStageStep, s);
 
-    // Scores in log2 units, masked, and this warpgroup's row maxima.
+    // Scores masked, and this warpgroup's row maxima in log2 units.
+    // s[i]: row r0 + 8 * (i / 2 % 2), key key0 + 8 * (i / 4) + i % 2.
     const int key0 = cur.block * 64 + wg * 32 + 2 * (lane % 4);  // position of s[0]
     const bool masked = cur.block * 64 + 63 > pc.seq_len - pc.q_len;
     float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int i = 0; i < 16; ++i) {  // s[i]: row r0 + 8 * (i / 2 % 2), key key0 + 8 * (i / 4) + i % 2
-      const int h = i / 2 % 2;
-      float v = s[i] * p.scale_log2;
-      if (masked && key0 + 8 * (i / 4) + i % 2 > pc.limit[h]) v = -INFINITY;
-      s[i] = v;
-      mx[h] = fmaxf(mx[h], v);
-    }
+    mask_scores_row_max(s, key0, masked, pc.limit, mx);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      mx[h] = quad_max(mx[h]);
+      mx[h] = quad_max(mx[h]) * p.scale_log2;
       if (lane % 4 == 0) row_max[wg * 64 + r0 + 8 * h] = mx[h];
     }
     __syncthreads();  // row maxima of both halves of the keys
@@ -192,7 +186,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int r = r0 + 8 * h;
       alpha[h] = update_row_max(m[h], fmaxf(row_max[r], row_max[64 + r]), m_use[h]);
     }
-    exp_scores(s, m_use, alpha, sum, l);
+    exp_scores(s, p.scale_log2, m_use, alpha, sum, l);
     scale_rows(o, alpha);
     // P into shared memory: this warpgroup's 32 keys are 16-byte chunks 4 wg .. 4 wg + 3 of each row.
     store_p(p_tile, s, r0, lane, wg * 4);
