@@ -47,13 +47,13 @@ __device__ __forceinline__ bool settle(WorkItem& it, const MlaPartition& part, c
   return false;
 }
 
-// Moves `it` to the next block the partition reads for this tile; false when there is none.
+// Moves `it` (settled) to the next block the partition reads for this tile; false when there is
+// none. Within a sequence, settle's loads (its length and query rows) are not repeated.
 __device__ __forceinline__ bool advance(WorkItem& it, const MlaPartition& part, const MlaDecodeParams& p,
                                         int tile_row0) {
-  if (++it.block == it.block_end) {
-    ++it.seq;
-    it.block = 0;
-  }
+  if (++it.block < it.block_end) return true;
+  ++it.seq;
+  it.block = 0;
   return settle(it, part, p, tile_row0);
 }
 

@@ -51,6 +51,17 @@ __device__ __forceinline__ bool mbarrier_test(uint32_t bar, uint32_t parity) {
   return done != 0;
 }
 
+// A flag in shared memory that one thread writes and others read after a barrier; volatile, in
+// the shared state space (through a generic pointer it compiles to system-scope ST/LD.STRONG).
+__device__ __forceinline__ void store_shared_flag(uint32_t addr, int v) {
+  asm volatile("st.volatile.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+}
+__device__ __forceinline__ int load_shared_flag(uint32_t addr) {
+  int v;
+  asm volatile("ld.volatile.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr) : "memory");
+  return v;
+}
+
 // x as lane 0 has it: the compiler then treats branches on it as uniform in the warp, which
 // ptxas needs around wgmma (a wait or fence it inserts in a path it thinks divergent serialises
 // every wgmma of the kernel, C7518 / C7520). The values are uniform in the warpgroup already.
@@ -102,7 +113,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint8_t* smem = smem_base(smem_raw);
   float* row_scale = reinterpret_cast<float*>(smem + Smem::kRowScale);  // [64]
   float* row_inv = reinterpret_cast<float*>(smem + Smem::kRowInv);      // [64]
-  volatile int* next_ready = reinterpret_cast<volatile int*>(smem + Smem::kNextReady);
+  const uint32_t next_ready = ptx::smem_addr(smem + Smem::kNextReady);  // i32 flag
 
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32;
   // The warpgroup index through a shuffle: the compiler then knows it is uniform in a warp, and
@@ -218,12 +229,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       // path for all its warps): if so, its S runs behind this P V; if not (HBM-bound), this
       // stage is released first, so that the copy into it is in flight while the next one lands.
       if (tid == 0) {
-        *next_ready = !piece_ends && mbarrier_test(bar_full + 8 * (stage ^ 1), (kv_parity >> (stage ^ 1)) & 1);
+        store_shared_flag(next_ready,
+                          !piece_ends && mbarrier_test(bar_full + 8 * (stage ^ 1), (kv_parity >> (stage ^ 1)) & 1));
       }
       ptx::fence_async_proxy();
       named_barrier_sync(kBarWg0, 128);
       named_barrier_arrive(kBarPFull, kThreads);
-      const bool overlap = warp_uniform(*next_ready != 0);
+      const bool overlap = warp_uniform(load_shared_flag(next_ready) != 0);
 
       scale_rows(o, alpha);
       issue_pv(p_desc, v_desc + stage * kStageStep, o);

@@ -48,7 +48,7 @@ struct HostProblem {
 
 constexpr uint16_t kBf16NaN = 0x7FC0;
 
-HostProblem make_problem(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint64_t seed) {
+HostProblem make_problem(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint64_t seed, float q_scale = 1.0f) {
   std::mt19937_64 rng(seed);
   const auto b = static_cast<int64_t>(seqs.size());
   int64_t total_q = 0, used_blocks = 0, max_blocks = 1, max_q_len = 1;
@@ -67,7 +67,7 @@ HostProblem make_problem(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint
   HostProblem p;
   p.n_heads = n_heads;
   p.max_q_len = max_q_len;
-  p.args.q = random_tensor({total_q, n_heads, kCacheRowDim}, DType::kBF16, rng);
+  p.args.q = random_tensor({total_q, n_heads, kCacheRowDim}, DType::kBF16, rng, q_scale);
   p.args.kv_cache = random_tensor({num_blocks, kKvBlockSize, kCacheRowDim}, DType::kBF16, rng);
   bfloat16* cache = p.args.kv_cache.data<bfloat16>();
   std::vector<bool> visible(static_cast<size_t>(num_blocks * kKvBlockSize), false);
@@ -182,8 +182,8 @@ class MlaDecodeCuda : public ::testing::Test {
   // Runs both decode kernels through a schedule made for this batch with each plan (the update
   // picks the kernel by B and the plan by the lengths; each is forced here in turn) and checks
   // each against the CPU.
-  static void check(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint64_t seed) {
-    const HostProblem p = make_problem(seqs, n_heads, seed);
+  static void check(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint64_t seed, float q_scale = 1.0f) {
+    const HostProblem p = make_problem(seqs, n_heads, seed, q_scale);
     const HostResult want = reference(p);
     const MlaDecodeArgs g = to_gpu(p.args);
     MlaDecodeSchedule schedule =
@@ -231,6 +231,16 @@ TEST_F(MlaDecodeCuda, SmallOneSequenceAtBlockBoundaries16Heads) {
   for (int32_t ctx : {1, 63, 64, 65, 1000, 4096}) {
     SCOPED_TRACE("context " + std::to_string(ctx));
     check({{ctx, 1}}, 16, 100 + ctx);
+  }
+}
+
+TEST_F(MlaDecodeCuda, SmallCausalPromptTwoHeads) {
+  // A 300-token prompt attending to itself in one call (the absorbed form's unchunked prefill of
+  // the tiny V3 golden model: 2 heads, 600 query rows, bottom-right causal), at the test's usual
+  // score spread and at 8x and 1/8x of it (q scaled).
+  for (const float q_scale : {1.0f, 8.0f, 0.125f}) {
+    SCOPED_TRACE("q scale " + std::to_string(q_scale));
+    check({{300, 300}}, 2, 150, q_scale);
   }
 }
 
