@@ -1,4 +1,5 @@
-// Which sm90 MLA decode kernel a step uses (use_pipeline_kernel, mla_decode_sm90_heuristics.h).
+// Which sm90 MLA decode kernel a step uses (use_pipeline_kernel, use_narrow_pipeline,
+// mla_decode_sm90_heuristics.h).
 // Host arithmetic only, so it runs without a GPU; the GPU tests check both kernels at every batch.
 #include <gtest/gtest.h>
 
@@ -22,6 +23,12 @@ TEST(MlaDecodeKernelRule, MoreRowsKeepThePipelineFromEight) {
     EXPECT_FALSE(use_pipeline_kernel(4, rows)) << rows;
     for (int64_t b : {8, 48, 64, 112, 128}) EXPECT_TRUE(use_pipeline_kernel(b, rows)) << b << " x " << rows;
   }
+}
+
+TEST(MlaDecodeKernelRule, NarrowPipelineUpToSixteenRows) {
+  // One tile of at most 16 query rows (16 heads x 1 token, 8 x 2, ...) takes S^T as m64n16.
+  for (int64_t rows : {1, 2, 8, 16}) EXPECT_TRUE(use_narrow_pipeline(rows)) << rows;
+  for (int64_t rows : {17, 32, 64, 128}) EXPECT_FALSE(use_narrow_pipeline(rows)) << rows;
 }
 
 }  // namespace

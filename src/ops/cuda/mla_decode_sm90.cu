@@ -171,7 +171,9 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   MLA_CHECK(schedule.pipeline || schedule.num_m_tiles * schedule.num_parts <= gpu::device_sm_count(),
             "{}: {} x {} CTAs of the split-S kernel do not fit the SMs in one wave", kOp, schedule.num_m_tiles,
             schedule.num_parts);
-  const auto decode = schedule.pipeline ? sm90::mla_decode_sm90_pipeline_kernel : sm90::mla_decode_sm90_split_s_kernel;
+  const auto decode = !schedule.pipeline                  ? sm90::mla_decode_sm90_split_s_kernel
+                      : sm90::use_narrow_pipeline(p.max_rows) ? sm90::mla_decode_sm90_pipeline_kernel<true>
+                                                              : sm90::mla_decode_sm90_pipeline_kernel<false>;
   MLA_CUDA_CHECK(cudaFuncSetAttribute(decode, cudaFuncAttributeMaxDynamicSharedMemorySize, sm90::kSmemBytes));
   const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
   launch(decode, grid, sm90::kThreads, sm90::kSmemBytes, stream, p);

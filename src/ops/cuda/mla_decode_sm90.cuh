@@ -77,6 +77,8 @@ struct Smem {
   static constexpr int kRowScale = kRowMax;                // [64] f32: a block's O rescale per row
   static constexpr int kRowInv = kRowMax + 64 * 4;         // [64] f32: 1 / row sum at a piece's end
   static constexpr int kNextReady = kRowSum;               // i32: warpgroup 0's next block has landed
+  static constexpr int kColMax = kRowSum + 64 * 4;         // [4][16] f32: narrow pipeline, per warp column maxima
+                                                           // (column sums at a piece's end)
   static constexpr int kBarriers = kRowSum + 2 * 64 * 4;   // mbarriers: KV full 0, 1, Q, KV empty 0, 1
   static constexpr int kMergeJobs = kBarriers + 5 * 8;     // split S: [2] MergeJob (merge.cuh), 8 ints each
   static constexpr int kBytes = kMergeJobs + 2 * 8 * 4;

@@ -70,6 +70,12 @@ inline bool use_pipeline_kernel(int64_t num_seqs, int64_t rows_per_seq) {
   return num_seqs >= kPipelineMinSeqs && !split_s_band;
 }
 
+// Problems of at most this many query rows a sequence (16 heads and one token: V2-Lite, V3
+// under TP8) run the pipeline kernel's narrow form: S^T = K Q^T as m64n16 wgmma, a quarter of
+// the 64-row tile's tensor work, the softmax along the keys of its columns.
+inline constexpr int kNarrowMaxRows = 16;
+inline bool use_narrow_pipeline(int64_t rows_per_seq) { return rows_per_seq <= kNarrowMaxRows; }
+
 struct MlaSplitPlan {
   int num_m_tiles;  // query tiles per sequence: ceil(max_q_len * n / kTileRows)
   int num_parts;    // KV partitions: CTAs per query tile, so that one wave fills the GPU

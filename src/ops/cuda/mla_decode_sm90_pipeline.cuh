@@ -13,6 +13,12 @@
 //   landed; when it has not (HBM-bound), it releases this stage first, so that two copies are in
 //   flight. Warpgroup 1's first thread issues the KV copies into the stage that all 8 warps have
 //   released (per-stage "empty" mbarriers, 8 arrivals).
+// Narrow form (kNarrow, at most 16 query rows: 16 heads and one token): S^T[64 keys x 16 rows] =
+// K Q^T (36 wgmma m64n16k16, a quarter of the wide S's tensor work), the softmax along each
+// column's 64 keys (their maxima and sums meet over the 4 warps in shared memory), P^T written
+// into P's first 16 rows; the P V is the wide form's. H200: b32 x 32k 316-319 -> 306 us (93.4%
+// of copy), b8 x 4096 22-23 -> 21 us; b128 x 4096 unchanged (~158 us: there the two KV stages'
+// copies, not the chain of warpgroup 0, set the pace).
 // ptxas serialises every wgmma of a kernel (info C7518 / C7520, not a warning) when it inserts a
 // wgmma wait or fence in a path it cannot prove warp-uniform: every branch condition around the
 // wgmma code below passes through warp_uniform, and the QK loop is unrolled with each k-step's
@@ -90,6 +96,44 @@ __device__ __forceinline__ void issue_qk64(uint64_t q_desc, uint64_t k_desc, flo
   ptx::wgmma_commit();
 }
 
+template <size_t... I>
+__device__ __forceinline__ void wgmma_64x16(uint64_t a, uint64_t b, float (&d)[8], gmma::ScaleOut scale,
+                                            std::index_sequence<I...>) {
+  gmma::MMA_64x16x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>::fma(a, b, d[I]..., scale);
+}
+
+// The narrow form's S^T[64 keys x 16 rows] = K[64 x 576] Q[16 x 576]^T as one wgmma group: the
+// cache tile is the A operand, the Q tile's first 16 rows the B operand (the same descriptors
+// and k-steps as issue_qk64). s[i]: key 16 w + lane / 4 + 8 * (i / 2 % 2) of warp w, query row
+// 8 * (i / 4) + 2 * (lane % 4) + i % 2.
+__device__ __forceinline__ void issue_qk_narrow(uint64_t q_desc, uint64_t k_desc, float (&s)[8]) {
+  ptx::fence_registers(s);
+  ptx::wgmma_fence();
+#pragma unroll
+  for (int ks = 0; ks < 36; ++ks) {
+    uint64_t step = static_cast<uint64_t>(((ks / 4) * kColBlockBytes + (ks % 4) * 32) >> 4);
+    asm volatile("" : "+l"(step));
+    wgmma_64x16(k_desc + step, q_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
+                std::make_index_sequence<8>{});
+  }
+  ptx::wgmma_commit();
+}
+
+// Query row (column of S^T) of the narrow form's state slot c (0..3) of this thread.
+__device__ __forceinline__ int narrow_col(int c, int lane) { return 8 * (c / 2) + 2 * (lane % 4) + c % 2; }
+
+// Over the 8 lanes that share lane % 4: the column's value over a warp's 16 keys.
+__device__ __forceinline__ float column_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 4));
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 8));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 16));
+}
+__device__ __forceinline__ float column_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 4);
+  x += __shfl_xor_sync(0xffffffffu, x, 8);
+  return x + __shfl_xor_sync(0xffffffffu, x, 16);
+}
+
 // Writes one warpgroup's 256 output channels (from col0) of this thread's rows r0 and r0 + 8 at
 // a piece's end: to out when the sequence is one piece, else to the piece's workspace slot.
 __device__ __forceinline__ void store_piece(const MlaDecodeParams& p, const Piece& pc, int seq, int r0,
@@ -107,6 +151,12 @@ __device__ __forceinline__ void store_piece(const MlaDecodeParams& p, const Piec
   }
 }
 
+// kNarrow (use_narrow_pipeline: at most 16 query rows a sequence, so one tile, tile_row0 = 0):
+// warpgroup 0 computes S^T with issue_qk_narrow and keeps the softmax state of its 4 columns
+// (query rows); a column's max and, at a piece's end, its sum meet over the 4 warps in shared
+// memory (kColMax). P's rows 16..63 stay zero and their row scales 1, so both warpgroups' P V
+// rows there stay zero and are never stored.
+template <bool kNarrow>
 __global__ void __launch_bounds__(kThreads, 1)
     mla_decode_sm90_pipeline_kernel(const __grid_constant__ MlaDecodeParams p) {
   extern __shared__ uint8_t smem_raw[];
@@ -128,6 +178,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t bar_full = ptx::smem_addr(smem + Smem::kBarriers), bar_q = bar_full + 16, bar_empty = bar_full + 24;
 
   zero_q_tail(smem, p.q_box_rows, tid);
+  if constexpr (kNarrow) {  // P's rows past 16 are never written: zero, with row scales of 1
+    for (int i = tid; i < kColBlockBytes / 16; i += kThreads) {
+      reinterpret_cast<uint4*>(smem + Smem::kP)[i] = make_uint4(0, 0, 0, 0);
+    }
+    if (tid < 64) {
+      row_scale[tid] = 1.0f;
+      row_inv[tid] = 0.0f;
+    }
+  }
   ptx::fence_async_proxy();
   if (tid == 0) {
     ptx::mbarrier_init(bar_full, 1);
@@ -168,11 +227,36 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     };
     if (tid == 0) load_q(cur.seq);
-    float s[32], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    // The softmax state of this thread's 2 rows (wide) or 4 columns (narrow), and its scores.
+    constexpr int kStates = kNarrow ? 4 : 2;
+    float s[kNarrow ? 8 : 32], m[kStates], l[kStates];
+    int col_limit[4];  // narrow: the last key visible to each of this thread's columns
+    auto start_state = [&]() {
+#pragma unroll
+      for (int c = 0; c < kStates; ++c) {
+        m[c] = -INFINITY;
+        l[c] = 0.0f;
+      }
+      if constexpr (kNarrow) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const int col = narrow_col(c, lane);
+          col_limit[c] = col < pc.rows ? pc.seq_len - pc.q_len + col / p.n_heads : pc.seq_len - 1;
+        }
+      }
+    };
+    auto issue_s = [&](int stage) {
+      if constexpr (kNarrow) {
+        issue_qk_narrow(q_desc, k_desc + stage * kStageStep, s);
+      } else {
+        issue_qk64(q_desc, k_desc + stage * kStageStep, s);
+      }
+    };
+    start_state();
     ptx::mbarrier_wait(bar_q, q_parity);
     q_parity ^= 1;
     wait_block(cur, pc.seq_len, 0);
-    issue_qk64(q_desc, k_desc, s);
+    issue_s(0);
     ptx::wgmma_wait<0>();
     ptx::fence_registers(s);
 
@@ -186,43 +270,124 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (piece_ends && has_next) reload_q();
 
     for (int stage = 0, first = 1;; stage ^= 1, first = 0) {
-      // Scores masked (bottom-right causal), and the online softmax in log2 units.
-      // s[i]: row r0 + 8 * (i / 2 % 2), key key0 + 8 * (i / 4) + i % 2.
-      const int key0 = cur.block * 64 + 2 * (lane % 4);
+      // Scores masked (bottom-right causal), and the online softmax in log2 units; P, the row
+      // scales and (at a piece's end) the rows' 1 / sum and lse. alpha, inv: this thread's P V
+      // rows r0, r0 + 8.
       const bool masked = cur.block * 64 + 63 > pc.seq_len - pc.q_len;
-      float mx[2] = {-INFINITY, -INFINITY};
-      mask_scores_row_max(s, key0, masked, pc.limit, mx);
-      float alpha[2], m_use[2], sum[2] = {0.0f, 0.0f}, inv[2] = {0.0f, 0.0f};
+      float alpha[2], inv[2] = {0.0f, 0.0f};
+      if constexpr (kNarrow) {
+        const int warp = tid / 32, key0 = cur.block * 64 + 16 * warp + lane / 4;
+        float* col_max = reinterpret_cast<float*>(smem + Smem::kColMax);  // [4 warps][16 columns]
+        float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        if (masked) {
 #pragma unroll
-      for (int h = 0; h < 2; ++h) alpha[h] = update_row_max(m[h], quad_max(mx[h]) * p.scale_log2, m_use[h]);
-      exp_scores(s, p.scale_log2, m_use, alpha, sum, l);
-      if (piece_ends) {  // row sums, lse (natural log) of this piece
-        const MlaSeqSplit split = p.seq_splits[cur.seq];
+          for (int i = 0; i < 8; ++i) {
+            if (key0 + 8 * (i / 2 % 2) > col_limit[2 * (i / 4) + i % 2]) s[i] = -INFINITY;
+          }
+        }
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          float total = l[h] + __shfl_xor_sync(0xffffffffu, l[h], 1);
-          total += __shfl_xor_sync(0xffffffffu, total, 2);
-          const float lse = softmax_lse_inv(m[h], total, inv[h]);
-          const int i = tile_row0 + r0 + 8 * h;
-          if (lane % 4 == 0 && i < pc.rows) {
-            if (split.num_pieces == 1) {
-              p.lse[pc.row0 + i] = lse;
-            } else {
-              p.partial_lse[piece_slot_row(p, split, pc, i)] = lse;
+        for (int i = 0; i < 8; ++i) mx[2 * (i / 4) + i % 2] = fmaxf(mx[2 * (i / 4) + i % 2], s[i]);
+#pragma unroll
+        for (int c = 0; c < 4; ++c) mx[c] = column_max(mx[c]);
+        if (lane < 4) {
+#pragma unroll
+          for (int c = 0; c < 4; ++c) col_max[16 * warp + narrow_col(c, lane)] = mx[c];
+        }
+        named_barrier_sync(kBarWg0, 128);
+        float a4[4], m_use[4], sum[4] = {0.0f, 0.0f, 0.0f, 0.0f}, inv4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const int col = narrow_col(c, lane);
+          const float bm = fmaxf(fmaxf(col_max[col], col_max[16 + col]), fmaxf(col_max[32 + col], col_max[48 + col]));
+          a4[c] = update_row_max(m[c], bm * p.scale_log2, m_use[c]);
+        }
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const int c = 2 * (i / 4) + i % 2;
+          s[i] = ptx::fast_exp2(fmaf(s[i], p.scale_log2, -m_use[c]));
+          sum[c] += s[i];
+        }
+#pragma unroll
+        for (int c = 0; c < 4; ++c) l[c] = l[c] * a4[c] + sum[c];
+        if (piece_ends) {  // the columns' sums over the 4 warps, lse (natural log) of this piece
+          float t[4];
+#pragma unroll
+          for (int c = 0; c < 4; ++c) t[c] = column_sum(l[c]);
+          named_barrier_sync(kBarWg0, 128);  // every warp has read the maxima
+          if (lane < 4) {
+#pragma unroll
+            for (int c = 0; c < 4; ++c) col_max[16 * warp + narrow_col(c, lane)] = t[c];
+          }
+          named_barrier_sync(kBarWg0, 128);
+          const MlaSeqSplit split = p.seq_splits[cur.seq];
+#pragma unroll
+          for (int c = 0; c < 4; ++c) {
+            const int col = narrow_col(c, lane);
+            const float total = col_max[col] + col_max[16 + col] + col_max[32 + col] + col_max[48 + col];
+            const float lse = softmax_lse_inv(m[c], total, inv4[c]);
+            if (warp == 0 && lane < 4 && col < pc.rows) {
+              if (split.num_pieces == 1) {
+                p.lse[pc.row0 + col] = lse;
+              } else {
+                p.partial_lse[piece_slot_row(p, split, pc, col)] = lse;
+              }
             }
           }
         }
-      }
-
-      // P (bf16, all 64 keys) and the row scales to shared memory once warpgroup 1 is done with
-      // the last ones.
-      if (!first) named_barrier_sync(kBarPFree, kThreads);
-      store_p(smem + Smem::kP, s, r0, lane, 0);
-      if (lane % 4 == 0) {
+        // P^T's columns into P's first 16 rows and their scales, once warpgroup 1 is done with the
+        // last ones.
+        if (!first) named_barrier_sync(kBarPFree, kThreads);
+        uint8_t* p_tile = smem + Smem::kP;
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          row_scale[r0 + 8 * h] = alpha[h];
-          row_inv[r0 + 8 * h] = inv[h];
+        for (int i = 0; i < 8; ++i) {
+          const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2, key = 16 * warp + lane / 4 + 8 * (i / 2 % 2);
+          *reinterpret_cast<__nv_bfloat16*>(p_tile + col * 128 + ((key / 8) ^ (col % 8)) * 16 + key % 8 * 2) =
+              __float2bfloat16_rn(s[i]);
+        }
+        if (warp == 0 && lane < 4) {
+#pragma unroll
+          for (int c = 0; c < 4; ++c) {
+            row_scale[narrow_col(c, lane)] = a4[c];
+            row_inv[narrow_col(c, lane)] = inv4[c];
+          }
+        }
+      } else {
+        // s[i]: row r0 + 8 * (i / 2 % 2), key key0 + 8 * (i / 4) + i % 2.
+        const int key0 = cur.block * 64 + 2 * (lane % 4);
+        float mx[2] = {-INFINITY, -INFINITY};
+        mask_scores_row_max(s, key0, masked, pc.limit, mx);
+        float m_use[2], sum[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int h = 0; h < 2; ++h) alpha[h] = update_row_max(m[h], quad_max(mx[h]) * p.scale_log2, m_use[h]);
+        exp_scores(s, p.scale_log2, m_use, alpha, sum, l);
+        if (piece_ends) {  // row sums, lse (natural log) of this piece
+          const MlaSeqSplit split = p.seq_splits[cur.seq];
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            float total = l[h] + __shfl_xor_sync(0xffffffffu, l[h], 1);
+            total += __shfl_xor_sync(0xffffffffu, total, 2);
+            const float lse = softmax_lse_inv(m[h], total, inv[h]);
+            const int i = tile_row0 + r0 + 8 * h;
+            if (lane % 4 == 0 && i < pc.rows) {
+              if (split.num_pieces == 1) {
+                p.lse[pc.row0 + i] = lse;
+              } else {
+                p.partial_lse[piece_slot_row(p, split, pc, i)] = lse;
+              }
+            }
+          }
+        }
+
+        // P (bf16, all 64 keys) and the row scales to shared memory once warpgroup 1 is done with
+        // the last ones.
+        if (!first) named_barrier_sync(kBarPFree, kThreads);
+        store_p(smem + Smem::kP, s, r0, lane, 0);
+        if (lane % 4 == 0) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            row_scale[r0 + 8 * h] = alpha[h];
+            row_inv[r0 + 8 * h] = inv[h];
+          }
         }
       }
       // Whether the next block has landed, decided by thread 0 for the warpgroup (wgmma needs one
@@ -236,12 +401,19 @@ __global__ void __launch_bounds__(kThreads, 1)
       named_barrier_sync(kBarWg0, 128);
       named_barrier_arrive(kBarPFull, kThreads);
       const bool overlap = warp_uniform(load_shared_flag(next_ready) != 0);
+      if constexpr (kNarrow) {  // this thread's P V rows' scales, as warpgroup 1 reads them
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          alpha[h] = row_scale[r0 + 8 * h];
+          inv[h] = row_inv[r0 + 8 * h];
+        }
+      }
 
       scale_rows(o, alpha);
       issue_pv(p_desc, v_desc + stage * kStageStep, o);
       if (overlap) {
         wait_block(next, pc.seq_len, stage ^ 1);
-        issue_qk64(q_desc, k_desc + (stage ^ 1) * kStageStep, s);
+        issue_s(stage ^ 1);
         ptx::wgmma_wait<1>();
       } else {
         ptx::wgmma_wait<0>();
@@ -250,20 +422,19 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (lane == 0) ptx::mbarrier_arrive(bar_empty + 8 * stage);
       if (!piece_ends && !overlap) {
         wait_block(next, pc.seq_len, stage ^ 1);
-        issue_qk64(q_desc, k_desc + (stage ^ 1) * kStageStep, s);
+        issue_s(stage ^ 1);
       }
       if (piece_ends) {  // (S of the next piece waits: O, S and the stores do not fit the registers together)
         store_piece(p, pc, cur.seq, r0, tile_row0, 2 * (lane % 4), o, inv);
         if (!has_next) break;
 #pragma unroll
         for (int i = 0; i < 128; ++i) o[i] = 0.0f;
-        m[0] = m[1] = -INFINITY;
-        l[0] = l[1] = 0.0f;
         pc = start_piece(p, part, next.seq, r0, tile_row0);
+        start_state();
         ptx::mbarrier_wait(bar_q, q_parity);
         q_parity ^= 1;
         wait_block(next, pc.seq_len, stage ^ 1);
-        issue_qk64(q_desc, k_desc + (stage ^ 1) * kStageStep, s);
+        issue_s(stage ^ 1);
       }
       ptx::wgmma_wait<0>();
       ptx::fence_registers(s);
