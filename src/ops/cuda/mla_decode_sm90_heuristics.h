@@ -58,12 +58,16 @@ inline MlaSplitPenalty mla_split_penalty(int64_t rows_per_seq) {
 //     decode step with split S at every batch against this rule's pipeline, context 1024, graph
 //     ms, BF16 / FP8: batch 8 +1.1% / +0.8%, 16 0 / +1%, 32 0 / 0, 40 -0.3% / -0.9%, 48 -0.3% /
 //     -1.0%, 64 -1.8% / -2.8%, 80 -2.2% / -3.2%, 96 +0.9% / -0.2%, 112 +0.2% / -0.2%, 128 -0.3% /
-//     +0.6% (context 4096: batch 8 +2.5%, 16 +0.8%, 64 -0.7%).
+//     +0.6% (context 4096: batch 8 +2.5%, 16 +0.8%, 64 -0.7%);
+//   - 2026-11-30 13:33 (bench/NOTES-mla-decode.md, twenty-sixth session), after the pipeline
+//     kernel's narrow form for 16 rows, the step with the band against the pipeline from 8, graph
+//     ms, BF16 / FP8: batch 40-80 the band 0.6-3.5% faster, 96 the pipeline 0.6-1.4% faster
+//     (the op alone at 1024 tokens: 40 against 45 us), 112 a tie.
 // So the pipeline from 8 sequences, except from kSplitSFromSeqs to kSplitSToSeqs (the decode
-// graphs' padded sizes 48-112) where a sequence has at most kSplitSMaxRows query rows (one token
+// graphs' padded sizes 48-80) where a sequence has at most kSplitSMaxRows query rows (one token
 // of 16 heads: V2-Lite, V3 under TP8), the case measured; more rows keep the pipeline.
 inline constexpr int64_t kPipelineMinSeqs = 8;
-inline constexpr int64_t kSplitSFromSeqs = 33, kSplitSToSeqs = 112, kSplitSMaxRows = 16;
+inline constexpr int64_t kSplitSFromSeqs = 33, kSplitSToSeqs = 80, kSplitSMaxRows = 16;
 inline bool use_pipeline_kernel(int64_t num_seqs, int64_t rows_per_seq) {
   const bool split_s_band =
       rows_per_seq <= kSplitSMaxRows && num_seqs >= kSplitSFromSeqs && num_seqs <= kSplitSToSeqs;
