@@ -78,43 +78,39 @@ __device__ __forceinline__ void wgmma_64x64(uint64_t a, uint64_t b, float (&d)[3
                                             std::index_sequence<I...>) {
   gmma::MMA_64x64x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>::fma(a, b, d[I]..., scale);
 }
-
-// Issues S[64 x 64] = Q[64 x 576] K[64 x 576]^T as one wgmma group; the caller waits for it.
-// Each k-step's descriptor offset passes through an empty volatile asm, which keeps its place
-// among the wgmma asms: otherwise the compiler computes all 72 descriptors ahead and runs out of
-// registers beside O and S (and a loop instead makes ptxas serialise the wgmmas, C7520).
-__device__ __forceinline__ void issue_qk64(uint64_t q_desc, uint64_t k_desc, float (&s)[32]) {
-  ptx::fence_registers(s);
-  ptx::wgmma_fence();
-#pragma unroll
-  for (int ks = 0; ks < 36; ++ks) {
-    uint64_t step = static_cast<uint64_t>(((ks / 4) * kColBlockBytes + (ks % 4) * 32) >> 4);
-    asm volatile("" : "+l"(step));
-    wgmma_64x64(q_desc + step, k_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
-                std::make_index_sequence<32>{});
-  }
-  ptx::wgmma_commit();
-}
-
 template <size_t... I>
 __device__ __forceinline__ void wgmma_64x16(uint64_t a, uint64_t b, float (&d)[8], gmma::ScaleOut scale,
                                             std::index_sequence<I...>) {
   gmma::MMA_64x16x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>::fma(a, b, d[I]..., scale);
 }
+// The k-step of a block's scores: S += A B^T over 16 channels, the wide form's m64n64 (A = Q,
+// B = K) or the narrow form's m64n16 (A = K, B = Q: S^T).
+__device__ __forceinline__ void wgmma_s(uint64_t a, uint64_t b, float (&d)[32], gmma::ScaleOut scale) {
+  wgmma_64x64(a, b, d, scale, std::make_index_sequence<32>{});
+}
+__device__ __forceinline__ void wgmma_s(uint64_t a, uint64_t b, float (&d)[8], gmma::ScaleOut scale) {
+  wgmma_64x16(a, b, d, scale, std::make_index_sequence<8>{});
+}
 
-// The narrow form's S^T[64 keys x 16 rows] = K[64 x 576] Q[16 x 576]^T as one wgmma group: the
-// cache tile is the A operand, the Q tile's first 16 rows the B operand (the same descriptors
-// and k-steps as issue_qk64). s[i]: key 16 w + lane / 4 + 8 * (i / 2 % 2) of warp w, query row
-// 8 * (i / 4) + 2 * (lane % 4) + i % 2.
-__device__ __forceinline__ void issue_qk_narrow(uint64_t q_desc, uint64_t k_desc, float (&s)[8]) {
+// Issues a block's scores over the 576 channels as one wgmma group; the caller waits for it.
+//   - wide (s[32]): S[64 x 64] = Q[64 x 576] K[64 x 576]^T, a_desc = Q, b_desc = K; s[i]: row
+//     r0 + 8 * (i / 2 % 2), key 8 * (i / 4) + 2 * (lane % 4) + i % 2;
+//   - narrow (s[8]): S^T[64 keys x 16 rows] = K Q[16 x 576]^T, a_desc = the cache tile, b_desc =
+//     the Q tile's first 16 rows; s[i]: key 16 w + lane / 4 + 8 * (i / 2 % 2) of warp w, query row
+//     8 * (i / 4) + 2 * (lane % 4) + i % 2.
+// Both operands are K-major in the same layout, so one k-step offset serves both. Each offset
+// passes through an empty volatile asm, which keeps its place among the wgmma asms: otherwise the
+// compiler computes all 72 descriptors ahead and runs out of registers beside O and S (and a loop
+// instead makes ptxas serialise the wgmmas, C7520).
+template <int N>
+__device__ __forceinline__ void issue_scores(uint64_t a_desc, uint64_t b_desc, float (&s)[N]) {
   ptx::fence_registers(s);
   ptx::wgmma_fence();
 #pragma unroll
   for (int ks = 0; ks < 36; ++ks) {
     uint64_t step = static_cast<uint64_t>(((ks / 4) * kColBlockBytes + (ks % 4) * 32) >> 4);
     asm volatile("" : "+l"(step));
-    wgmma_64x16(k_desc + step, q_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
-                std::make_index_sequence<8>{});
+    wgmma_s(a_desc + step, b_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One);
   }
   ptx::wgmma_commit();
 }
@@ -152,7 +148,7 @@ __device__ __forceinline__ void store_piece(const MlaDecodeParams& p, const Piec
 }
 
 // kNarrow (use_narrow_pipeline: at most 16 query rows a sequence, so one tile, tile_row0 = 0):
-// warpgroup 0 computes S^T with issue_qk_narrow and keeps the softmax state of its 4 columns
+// warpgroup 0 computes S^T (issue_scores) and keeps the softmax state of its 4 columns
 // (query rows); a column's max and, at a piece's end, its sum meet over the 4 warps in shared
 // memory (kColMax). P's rows 16..63 stay zero and their row scales 1, so both warpgroups' P V
 // rows there stay zero and are never stored.
@@ -247,9 +243,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     };
     auto issue_s = [&](int stage) {
       if constexpr (kNarrow) {
-        issue_qk_narrow(q_desc, k_desc + stage * kStageStep, s);
+        issue_scores(k_desc + stage * kStageStep, q_desc, s);
       } else {
-        issue_qk64(q_desc, k_desc + stage * kStageStep, s);
+        issue_scores(q_desc, k_desc + stage * kStageStep, s);
       }
     };
     start_state();
