@@ -41,7 +41,7 @@ struct MlaDecodeArgs {
   Tensor seq_lens;     // [B] i32: keys per sequence, the new tokens included
   Tensor query_start;  // [B + 1] i32: first query row of each sequence; query_start[B] = T
   float softmax_scale = 0.0f;
-  // GPU, split-S kernel (batches under 8): everything but q was written by kernels that ended
+  // GPU, both sm90 kernels: everything but q was written by kernels that ended
   // before the one just before this call on the stream (the model: q comes from the absorption
   // kernel, the cache rows, tables and schedule from earlier ones). The kernel then reads the
   // schedule and tables and starts its first cache block's copy before it waits for that kernel

@@ -193,12 +193,32 @@ __global__ void __launch_bounds__(kThreads, 1)
     ptx::mbarrier_init_fence();
   }
   __syncthreads();
-  grid_dependency_wait();  // q, the schedule and the workspace come from earlier kernels
-  grid_dependents_launch();
 
-  const MlaPartition part = p.parts[blockIdx.y];
-  WorkItem cur{part.begin_seq, part.begin_block, 0};
-  if (!settle(cur, part, p, tile_row0)) return;
+  // The partition, its first (sequence, block), and the loader's copies of the first two blocks
+  // (warpgroup 1's first thread; `ahead` is its next block to copy). With early_loads this runs
+  // before the wait, overlapping the kernel before, which wrote only q (MlaDecodeArgs).
+  const bool loader = tid == kThreads / 2;
+  MlaPartition part;
+  WorkItem cur, ahead;
+  bool has_work = false, more = false;
+  auto start_walk = [&]() {
+    part = p.parts[blockIdx.y];
+    cur = WorkItem{part.begin_seq, part.begin_block, 0};
+    has_work = settle(cur, part, p, tile_row0);
+    if (!has_work || !loader) return;
+    ahead = cur;
+    load_kv_block(p, s_kv, ahead, 0, bar_full);
+    more = advance(ahead, part, p, tile_row0);
+    if (more) {
+      load_kv_block(p, s_kv, ahead, 1, bar_full);
+      more = advance(ahead, part, p, tile_row0);
+    }
+  };
+  if (p.early_loads) start_walk();
+  grid_dependency_wait();  // q (and without early_loads the schedule and tables) come from earlier kernels
+  grid_dependents_launch();
+  if (!p.early_loads) start_walk();
+  if (!has_work) return;
   Piece pc = start_piece(p, part, cur.seq, r0, tile_row0);
   float o[128];
 #pragma unroll
@@ -441,21 +461,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   } else {
     // Warpgroup 1: O[:, 256:512] += P V with warpgroup 0's P and row scales. Its first thread
-    // copies the KV blocks: two ahead at the start, then each block into the stage that the
-    // block two before it has left (all 8 warps arrived on that stage's empty barrier).
+    // copies the KV blocks: two ahead at the start (start_walk), then each block into the stage
+    // that the block two before it has left (all 8 warps arrived on that stage's empty barrier).
     const uint64_t v_desc = ptx::gmma_desc_sw128(s_kv + 4 * kColBlockBytes, 8192, 1024);
-    const bool loader = tid == kThreads / 2;
     auto load_kv = [&](const WorkItem& it, int stage) { load_kv_block(p, s_kv, it, stage, bar_full); };
-    WorkItem ahead = cur;  // the loader's next block to copy
-    bool more = false;
-    if (loader) {
-      load_kv(ahead, 0);
-      more = advance(ahead, part, p, tile_row0);
-      if (more) {
-        load_kv(ahead, 1);
-        more = advance(ahead, part, p, tile_row0);
-      }
-    }
     __syncwarp();
     uint32_t kv_parity = 0, empty_parity = 0;
     for (int stage = 0;; stage ^= 1) {
