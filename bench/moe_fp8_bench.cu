@@ -38,6 +38,7 @@
 // needed.
 //
 //   moe_fp8_bench [--out DIR] [--sections gemm,shapes,bf16-shapes,layers,v2l-layer] [--shape-tokens T,...]
+//                 [--shape-routing uniform|random]
 //
 // --sections picks parts 1 (gemm), 2 (shapes), 2b (bf16-shapes; not run by default), 3 (layers;
 // v2l-layer: only V2-Lite's); --shape-tokens replaces part 2's token counts (both models), e.g. to

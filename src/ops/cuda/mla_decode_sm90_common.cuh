@@ -253,6 +253,16 @@ __device__ __forceinline__ int64_t piece_slot_row(const MlaDecodeParams& p, cons
   return static_cast<int64_t>(split.first_slot + pc.index) * p.partial_rows + i;
 }
 
+// Row i's lse of piece pc: to lse when the sequence is one piece, else to the piece's slot.
+__device__ __forceinline__ void store_piece_lse(const MlaDecodeParams& p, const MlaSeqSplit& split, const Piece& pc,
+                                                int i, float lse) {
+  if (split.num_pieces == 1) {
+    p.lse[pc.row0 + i] = lse;
+  } else {
+    p.partial_lse[piece_slot_row(p, split, pc, i)] = lse;
+  }
+}
+
 // This thread's 64 channels of O's row r0 + 8 h, times inv, to dst: the row's first channel
 // (col0 = the warpgroup's 256 * wg + 2 * (lane % 4)) in out (bf16) or partial_out (fp32).
 __device__ __forceinline__ void store_o_row(__nv_bfloat16* dst, const float (&o)[128], int h, float inv) {

@@ -341,13 +341,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             const int col = narrow_col(c, lane);
             const float total = col_max[col] + col_max[16 + col] + col_max[32 + col] + col_max[48 + col];
             const float lse = softmax_lse_inv(m[c], total, inv4[c]);
-            if (warp == 0 && lane < 4 && col < pc.rows) {
-              if (split.num_pieces == 1) {
-                p.lse[pc.row0 + col] = lse;
-              } else {
-                p.partial_lse[piece_slot_row(p, split, pc, col)] = lse;
-              }
-            }
+            if (warp == 0 && lane < 4 && col < pc.rows) store_piece_lse(p, split, pc, col, lse);
           }
         }
         // P^T's columns into P's first 16 rows and their scales, once warpgroup 1 is done with the
@@ -384,13 +378,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             total += __shfl_xor_sync(0xffffffffu, total, 2);
             const float lse = softmax_lse_inv(m[h], total, inv[h]);
             const int i = tile_row0 + r0 + 8 * h;
-            if (lane % 4 == 0 && i < pc.rows) {
-              if (split.num_pieces == 1) {
-                p.lse[pc.row0 + i] = lse;
-              } else {
-                p.partial_lse[piece_slot_row(p, split, pc, i)] = lse;
-              }
-            }
+            if (lane % 4 == 0 && i < pc.rows) store_piece_lse(p, split, pc, i, lse);
           }
         }
 

@@ -73,8 +73,6 @@ TEST_F(MoeFp8Cuda, SmallCutlassRejectsSwiGlu) {
                Error);
 }
 
-// The benchmark's shape (moe_fp8_bench --sections gemm): 4 experts x 8192 rows, N 4096, K 7168,
-// plain; the first, last and a random row of each expert checked. Down-projection weights only.
 // kAuto's rule for the plain product (use_cutlass_grouped, moe_grouped_gemm_fp8_sm90.h) at the
 // points it was measured at: CUTLASS at one whole tile an expert and past two, not below one nor
 // between one and two.
@@ -91,6 +89,8 @@ TEST(MoeFp8KernelRule, CutlassAtOneWholeTileAndPastTwo) {
   EXPECT_FALSE(use_cutlass_grouped(true, 131072, 256));  // SwiGLU: never
 }
 
+// The benchmark's shape (moe_fp8_bench --sections gemm): 4 experts x 8192 rows, N 4096, K 7168,
+// plain; the first, last and a random row of each expert checked. Down-projection weights only.
 TEST_F(MoeFp8Cuda, CutlassBenchShape) {
   const uint64_t seed = fresh_seed();
   make_weights(MoeShape{4, 4096, 7168, 1}, {0, 1, 2, 3}, seed, /*down_only=*/true);
