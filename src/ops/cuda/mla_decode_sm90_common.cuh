@@ -11,6 +11,7 @@
 //     key key0 + 8 * (i / 4) + i % 2, N = 32 keys a row for the pipeline, 16 for split S):
 //     the mask and the row max, exp2 of the scaled scores and the row sums, P to shared memory,
 //     O's rescale;
+//   - the pipeline kernel's named barriers;
 //   - O += P V on one warpgroup's 256 channels, and the epilogue's row stores and lse.
 // Every helper is inlined (the split-S kernel writes out zero_tail_rows, see there); a change
 // here changes both kernels' machine code.
@@ -142,6 +143,22 @@ __device__ __forceinline__ void zero_tail_rows(uint8_t* tile, int valid, int t, 
     const int chunk = i % 8, cb = i / 8 % 9, row = valid + i / 72;
     *reinterpret_cast<uint4*>(tile + cb * kColBlockBytes + row * 128 + chunk * 16) = make_uint4(0, 0, 0, 0);
   }
+}
+
+// ---- named barriers (the pipeline kernel's hand-offs between its warpgroups) ----------------
+
+// Named CTA barriers (bar.sync / bar.arrive; 0 is __syncthreads). A barrier with `threads`
+// participants completes when that many have arrived; bar.arrive does not wait.
+enum NamedBarrier : int {
+  kBarPFull = 1,  // warpgroup 0 arrives: P and the row scales of a block are in shared memory
+  kBarPFree = 2,  // warpgroup 1 arrives: it has read them and finished its P V
+  kBarWg0 = 3,    // warpgroup 0 alone (128 threads)
+};
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 // ---- the online softmax of a block ---------------------------------------------------------

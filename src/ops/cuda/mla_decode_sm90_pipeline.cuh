@@ -26,22 +26,10 @@
 #pragma once
 
 #include "ops/cuda/mla_decode_sm90_common.cuh"
+#include "ops/cuda/mla_decode_sm90_narrow.cuh"
 
 namespace mlaserve::ops::sm90 {
 
-// Named CTA barriers (bar.sync / bar.arrive; 0 is __syncthreads). A barrier with `threads`
-// participants completes when that many have arrived; bar.arrive does not wait.
-enum NamedBarrier : int {
-  kBarPFull = 1,  // warpgroup 0 arrives: P and the row scales of a block are in shared memory
-  kBarPFree = 2,  // warpgroup 1 arrives: it has read them and finished its P V
-  kBarWg0 = 3,    // warpgroup 0 alone (128 threads)
-};
-__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
-  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
 // True when the mbarrier's phase with this parity has completed (does not wait).
 __device__ __forceinline__ bool mbarrier_test(uint32_t bar, uint32_t parity) {
   uint32_t done;
@@ -113,21 +101,6 @@ __device__ __forceinline__ void issue_scores(uint64_t a_desc, uint64_t b_desc, f
     wgmma_s(a_desc + step, b_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One);
   }
   ptx::wgmma_commit();
-}
-
-// Query row (column of S^T) of the narrow form's state slot c (0..3) of this thread.
-__device__ __forceinline__ int narrow_col(int c, int lane) { return 8 * (c / 2) + 2 * (lane % 4) + c % 2; }
-
-// Over the 8 lanes that share lane % 4: the column's value over a warp's 16 keys.
-__device__ __forceinline__ float column_max(float x) {
-  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 4));
-  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 8));
-  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 16));
-}
-__device__ __forceinline__ float column_sum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 4);
-  x += __shfl_xor_sync(0xffffffffu, x, 8);
-  return x + __shfl_xor_sync(0xffffffffu, x, 16);
 }
 
 // Writes one warpgroup's 256 output channels (from col0) of this thread's rows r0 and r0 + 8 at
@@ -253,13 +226,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         m[c] = -INFINITY;
         l[c] = 0.0f;
       }
-      if constexpr (kNarrow) {
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          const int col = narrow_col(c, lane);
-          col_limit[c] = col < pc.rows ? pc.seq_len - pc.q_len + col / p.n_heads : pc.seq_len - 1;
-        }
-      }
+      if constexpr (kNarrow) narrow_column_limits(pc, p.n_heads, lane, col_limit);
     };
     auto issue_s = [&](int stage) {
       if constexpr (kNarrow) {
@@ -292,75 +259,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       const bool masked = cur.block * 64 + 63 > pc.seq_len - pc.q_len;
       float alpha[2], inv[2] = {0.0f, 0.0f};
       if constexpr (kNarrow) {
-        const int warp = tid / 32, key0 = cur.block * 64 + 16 * warp + lane / 4;
-        float* col_max = reinterpret_cast<float*>(smem + Smem::kColMax);  // [4 warps][16 columns]
-        float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-        if (masked) {
-#pragma unroll
-          for (int i = 0; i < 8; ++i) {
-            if (key0 + 8 * (i / 2 % 2) > col_limit[2 * (i / 4) + i % 2]) s[i] = -INFINITY;
-          }
-        }
-#pragma unroll
-        for (int i = 0; i < 8; ++i) mx[2 * (i / 4) + i % 2] = fmaxf(mx[2 * (i / 4) + i % 2], s[i]);
-#pragma unroll
-        for (int c = 0; c < 4; ++c) mx[c] = column_max(mx[c]);
-        if (lane < 4) {
-#pragma unroll
-          for (int c = 0; c < 4; ++c) col_max[16 * warp + narrow_col(c, lane)] = mx[c];
-        }
-        named_barrier_sync(kBarWg0, 128);
-        float a4[4], m_use[4], sum[4] = {0.0f, 0.0f, 0.0f, 0.0f}, inv4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          const int col = narrow_col(c, lane);
-          const float bm = fmaxf(fmaxf(col_max[col], col_max[16 + col]), fmaxf(col_max[32 + col], col_max[48 + col]));
-          a4[c] = update_row_max(m[c], bm * p.scale_log2, m_use[c]);
-        }
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const int c = 2 * (i / 4) + i % 2;
-          s[i] = ptx::fast_exp2(fmaf(s[i], p.scale_log2, -m_use[c]));
-          sum[c] += s[i];
-        }
-#pragma unroll
-        for (int c = 0; c < 4; ++c) l[c] = l[c] * a4[c] + sum[c];
-        if (piece_ends) {  // the columns' sums over the 4 warps, lse (natural log) of this piece
-          float t[4];
-#pragma unroll
-          for (int c = 0; c < 4; ++c) t[c] = column_sum(l[c]);
-          named_barrier_sync(kBarWg0, 128);  // every warp has read the maxima
-          if (lane < 4) {
-#pragma unroll
-            for (int c = 0; c < 4; ++c) col_max[16 * warp + narrow_col(c, lane)] = t[c];
-          }
-          named_barrier_sync(kBarWg0, 128);
-          const MlaSeqSplit split = p.seq_splits[cur.seq];
-#pragma unroll
-          for (int c = 0; c < 4; ++c) {
-            const int col = narrow_col(c, lane);
-            const float total = col_max[col] + col_max[16 + col] + col_max[32 + col] + col_max[48 + col];
-            const float lse = softmax_lse_inv(m[c], total, inv4[c]);
-            if (warp == 0 && lane < 4 && col < pc.rows) store_piece_lse(p, split, pc, col, lse);
-          }
-        }
-        // P^T's columns into P's first 16 rows and their scales, once warpgroup 1 is done with the
-        // last ones.
-        if (!first) named_barrier_sync(kBarPFree, kThreads);
-        uint8_t* p_tile = smem + Smem::kP;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2, key = 16 * warp + lane / 4 + 8 * (i / 2 % 2);
-          *reinterpret_cast<__nv_bfloat16*>(p_tile + col * 128 + ((key / 8) ^ (col % 8)) * 16 + key % 8 * 2) =
-              __float2bfloat16_rn(s[i]);
-        }
-        if (warp == 0 && lane < 4) {
-#pragma unroll
-          for (int c = 0; c < 4; ++c) {
-            row_scale[narrow_col(c, lane)] = a4[c];
-            row_inv[narrow_col(c, lane)] = inv4[c];
-          }
-        }
+        narrow_softmax_to_p(p, pc, cur, masked, piece_ends, first, tid, lane, smem, row_scale, row_inv, s, m, l,
+                            col_limit);
       } else {
         // s[i]: row r0 + 8 * (i / 2 % 2), key key0 + 8 * (i / 4) + i % 2.
         const int key0 = cur.block * 64 + 2 * (lane % 4);

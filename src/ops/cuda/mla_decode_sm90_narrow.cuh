@@ -1,0 +1,121 @@
+// MLA decode on Hopper (sm_90a): the pipeline kernel's narrow form (mla_decode_sm90_pipeline.cuh,
+// kNarrow; use_narrow_pipeline in mla_decode_sm90_heuristics.h), for at most 16 query rows a
+// sequence (16 heads and one token: V2-Lite, V3 under TP8). Warpgroup 0 computes S^T[64 keys x
+// 16 rows] = K Q^T (issue_scores' m64n16 form: a quarter of the wide S's tensor work), so a query
+// row is a column spread over the 4 warps: this thread holds keys 16 w + lane / 4 (+ 8) of warp w
+// and the 4 columns narrow_col(0..3, lane); a column's max, and its sum at a piece's end, meet
+// over the warps in shared memory (Smem::kColMax, [4 warps][16 columns]). P^T goes into P's first
+// 16 rows; its rows 16..63 stay zero with row scales of 1, so both warpgroups' P V is the wide
+// form's and its rows past 16 stay zero.
+#pragma once
+
+#include "ops/cuda/mla_decode_sm90_common.cuh"
+
+namespace mlaserve::ops::sm90 {
+
+// Query row (column of S^T) of this thread's state slot c (0..3): s[i] holds column slot
+// 2 * (i / 4) + i % 2.
+__device__ __forceinline__ int narrow_col(int c, int lane) { return 8 * (c / 2) + 2 * (lane % 4) + c % 2; }
+
+// Over the 8 lanes that share lane % 4: a column's max or sum over a warp's 16 keys.
+__device__ __forceinline__ float column_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 4));
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 8));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 16));
+}
+__device__ __forceinline__ float column_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 4);
+  x += __shfl_xor_sync(0xffffffffu, x, 8);
+  return x + __shfl_xor_sync(0xffffffffu, x, 16);
+}
+
+// The last key visible to each of this thread's columns in piece pc (bottom-right causal; the
+// tile is the sequence's only one: tile_row0 = 0).
+__device__ __forceinline__ void narrow_column_limits(const Piece& pc, int n_heads, int lane, int (&limit)[4]) {
+#pragma unroll
+  for (int c = 0; c < 4; ++c) {
+    const int col = narrow_col(c, lane);
+    limit[c] = col < pc.rows ? pc.seq_len - pc.q_len + col / n_heads : pc.seq_len - 1;
+  }
+}
+
+// One block of warpgroup 0 (its 128 threads, thread tid): the scores s masked, the online softmax
+// of this thread's columns (m, l in log2 units), and at a piece's end the columns' lse (to lse or
+// partial_lse) and 1 / sum; then, once warpgroup 1 is done with the last P (P-free, unless
+// `first`), P^T into P's first 16 rows and the columns' rescale and 1 / sum into row_scale /
+// row_inv ([64] each, Smem::kRowScale / kRowInv), where both warpgroups read their P V rows'
+// factors.
+__device__ __forceinline__ void narrow_softmax_to_p(const MlaDecodeParams& p, const Piece& pc, const WorkItem& cur,
+                                                    bool masked, bool piece_ends, bool first, int tid, int lane,
+                                                    uint8_t* smem, float* row_scale, float* row_inv, float (&s)[8],
+                                                    float (&m)[4], float (&l)[4], const int (&col_limit)[4]) {
+  const int warp = tid / 32, key0 = cur.block * 64 + 16 * warp + lane / 4;
+  float* col_max = reinterpret_cast<float*>(smem + Smem::kColMax);  // [4 warps][16 columns]
+  float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  if (masked) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      if (key0 + 8 * (i / 2 % 2) > col_limit[2 * (i / 4) + i % 2]) s[i] = -INFINITY;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 8; ++i) mx[2 * (i / 4) + i % 2] = fmaxf(mx[2 * (i / 4) + i % 2], s[i]);
+#pragma unroll
+  for (int c = 0; c < 4; ++c) mx[c] = column_max(mx[c]);
+  if (lane < 4) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) col_max[16 * warp + narrow_col(c, lane)] = mx[c];
+  }
+  named_barrier_sync(kBarWg0, 128);
+  float alpha[4], m_use[4], sum[4] = {0.0f, 0.0f, 0.0f, 0.0f}, inv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+  for (int c = 0; c < 4; ++c) {
+    const int col = narrow_col(c, lane);
+    const float bm = fmaxf(fmaxf(col_max[col], col_max[16 + col]), fmaxf(col_max[32 + col], col_max[48 + col]));
+    alpha[c] = update_row_max(m[c], bm * p.scale_log2, m_use[c]);
+  }
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int c = 2 * (i / 4) + i % 2;
+    s[i] = ptx::fast_exp2(fmaf(s[i], p.scale_log2, -m_use[c]));
+    sum[c] += s[i];
+  }
+#pragma unroll
+  for (int c = 0; c < 4; ++c) l[c] = l[c] * alpha[c] + sum[c];
+  if (piece_ends) {  // the columns' sums over the 4 warps, lse (natural log) of this piece
+    float t[4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) t[c] = column_sum(l[c]);
+    named_barrier_sync(kBarWg0, 128);  // every warp has read the maxima
+    if (lane < 4) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) col_max[16 * warp + narrow_col(c, lane)] = t[c];
+    }
+    named_barrier_sync(kBarWg0, 128);
+    const MlaSeqSplit split = p.seq_splits[cur.seq];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int col = narrow_col(c, lane);
+      const float total = col_max[col] + col_max[16 + col] + col_max[32 + col] + col_max[48 + col];
+      const float lse = softmax_lse_inv(m[c], total, inv[c]);
+      if (warp == 0 && lane < 4 && col < pc.rows) store_piece_lse(p, split, pc, col, lse);
+    }
+  }
+  if (!first) named_barrier_sync(kBarPFree, kThreads);
+  uint8_t* p_tile = smem + Smem::kP;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2, key = 16 * warp + lane / 4 + 8 * (i / 2 % 2);
+    *reinterpret_cast<__nv_bfloat16*>(p_tile + col * 128 + ((key / 8) ^ (col % 8)) * 16 + key % 8 * 2) =
+        __float2bfloat16_rn(s[i]);
+  }
+  if (warp == 0 && lane < 4) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      row_scale[narrow_col(c, lane)] = alpha[c];
+      row_inv[narrow_col(c, lane)] = inv[c];
+    }
+  }
+}
+
+}  // namespace mlaserve::ops::sm90
