@@ -186,11 +186,16 @@ __device__ __forceinline__ float quad_max(float x) {
   return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
 }
 
-// Moves a row's running max m (log2 units) to max(m, block_max); m_use is the offset of this
-// block's exp2 (0 for a row with nothing visible yet), the return value O's and l's rescale
-// exp2(m_old - m_use).
+// How far (log2 units) a block's row max may rise above the running max before the running max
+// moves: up to it, exp2(score - m) stays <= 256, far inside bf16 P and the fp32 sums and O.
+inline constexpr float kLazyRescaleLog2 = 8.0f;
+
+// Moves a row's running max m (log2 units) to block_max when that is more than kLazyRescaleLog2
+// above it (at once from -inf), so that past a piece's first blocks O's and l's rescale is
+// mostly skipped (alpha = 1: scale_rows does nothing); m_use is the offset of this block's exp2
+// (0 for a row with nothing visible yet), the return value the rescale exp2(m_old - m_use).
 __device__ __forceinline__ float update_row_max(float& m, float block_max, float& m_use) {
-  const float m_new = fmaxf(m, block_max);
+  const float m_new = block_max > m + kLazyRescaleLog2 ? block_max : m;
   m_use = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet stays at 0
   const float alpha = ptx::fast_exp2(m - m_use);
   m = m_new;
