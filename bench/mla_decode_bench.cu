@@ -2,8 +2,10 @@
 // measured in the same run. A program, not a test: it prints a table and writes JSON.
 //
 //   mla_decode_bench [--out DIR] [--torch-baseline FILE] [--reps N] [--shapes KEY,KEY...]  (KEY bB_cC_hH_qQ, any shape)
-//                    [--plans auto,split,whole] [--early-loads on|off]
+//                    [--plans auto,split,whole] [--kernels auto,pipeline,split_s] [--early-loads on|off]
 //
+// --kernels: each shape once per kernel, the step's own choice (auto, use_pipeline_kernel) or
+// the one named, as the tests force it (to measure the choice's boundaries).
 // --early-loads on: each call reads the schedule and tables and starts its first cache copies
 // before it waits for the call before it (MlaDecodeArgs::early_loads, as the model calls it);
 // off (default) keeps the figures of earlier runs comparable.
@@ -144,8 +146,11 @@ std::string plan_label(const Result& r) {
   return std::string(plan_name(r.plan)) + ">" + (r.split_seqs == 0 ? "whole" : "split");
 }
 
-Result run_shape(const Shape& s, ops::MlaPlan plan, bool early_loads, double copy_gbps, const nlohmann::json& torch,
-                 int reps, cudaStream_t stream, Timer& timer) {
+// The kernel a run uses: the schedule's choice, or one forced.
+enum class KernelChoice { kAuto, kPipeline, kSplitS };
+
+Result run_shape(const Shape& s, ops::MlaPlan plan, KernelChoice kernel, bool early_loads, double copy_gbps,
+                 const nlohmann::json& torch, int reps, cudaStream_t stream, Timer& timer) {
   const int64_t blocks_per_seq = (s.context + kKvBlockSize - 1) / kKvBlockSize;
   const int64_t num_blocks = s.batch * blocks_per_seq;
   const int64_t t = static_cast<int64_t>(s.batch) * s.q_len;
@@ -187,6 +192,7 @@ Result run_shape(const Shape& s, ops::MlaPlan plan, bool early_loads, double cop
 
   const double schedule_us =
       timer.median_us(stream, reps, [&](int) { ops::mla_decode_schedule_update(schedule, base.seq_lens, stream); });
+  if (kernel != KernelChoice::kAuto) schedule.pipeline = kernel == KernelChoice::kPipeline;
   auto call = [&](int i) { ops::mla_decode_cuda(args[i % sets], outs[i % sets], schedule, stream); };
   for (int i = 0; i < 5; ++i) call(i);
   const double eager_us = timer.median_us(stream, reps, call);
@@ -231,6 +237,7 @@ int run(int argc, char** argv) {
   std::vector<Shape> shapes = kShapes;
   int reps = 100;
   std::vector<ops::MlaPlan> plans = {ops::MlaPlan::kAuto};
+  std::vector<KernelChoice> kernels = {KernelChoice::kAuto};
   bool early_loads = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -251,6 +258,15 @@ int run(int argc, char** argv) {
         plans.push_back(name == "auto" ? ops::MlaPlan::kAuto
                                        : name == "split" ? ops::MlaPlan::kSplit : ops::MlaPlan::kWhole);
       }
+    } else if (a == "--kernels" && i + 1 < argc) {  // e.g. pipeline,split_s: each shape once per kernel
+      kernels.clear();
+      const std::string list = std::string(argv[++i]) + ",";
+      for (size_t at = 0, comma; (comma = list.find(',', at)) != std::string::npos; at = comma + 1) {
+        const std::string name = list.substr(at, comma - at);
+        MLA_CHECK(name == "auto" || name == "pipeline" || name == "split_s", "--kernels: unknown kernel '{}'", name);
+        kernels.push_back(name == "auto" ? KernelChoice::kAuto
+                                         : name == "pipeline" ? KernelChoice::kPipeline : KernelChoice::kSplitS);
+      }
     } else if (a == "--early-loads" && i + 1 < argc) {
       const std::string v = argv[++i];
       MLA_CHECK(v == "on" || v == "off", "--early-loads: on or off, got '{}'", v);
@@ -258,7 +274,7 @@ int run(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--out DIR] [--torch-baseline FILE] [--reps N] [--shapes KEY,KEY...] "
-                   "[--plans auto,split,whole] [--early-loads on|off]\n",
+                   "[--plans auto,split,whole] [--kernels auto,pipeline,split_s] [--early-loads on|off]\n",
                    argv[0]);
       return 2;
     }
@@ -283,7 +299,11 @@ int run(int argc, char** argv) {
 
   std::vector<Result> results;
   for (const Shape& s : shapes) {
-    for (const ops::MlaPlan plan : plans) results.push_back(run_shape(s, plan, early_loads, copy_memcpy, torch, reps, stream, timer));
+    for (const ops::MlaPlan plan : plans) {
+      for (const KernelChoice kernel : kernels) {
+        results.push_back(run_shape(s, plan, kernel, early_loads, copy_memcpy, torch, reps, stream, timer));
+      }
+    }
   }
 
   std::printf("\n%-20s %9s %9s %8s %6s %8s %6s %9s %7s %9s %9s %9s %9s %12s\n", "shape", "graph us", "eager us",
