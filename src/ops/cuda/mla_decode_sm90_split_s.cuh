@@ -14,9 +14,10 @@
 //   online softmax in fp32 (exp2), P rounded to bf16 into shared memory; barrier;
 //   O[64 x 256] += P V over all 64 keys, this warpgroup's half of the 512 output channels
 //   (4 wgmma m64n256k16; O is 128 fp32 registers per thread).
-// O is rescaled only when a row maximum of the warp moved. At the end of a piece the two
-// warpgroups add their row sums and write out/lse (bf16) or the partial (fp32). The next
-// sequence's Q tile loads while the last block's P V runs.
+// O is rescaled only when a row maximum of the warp moved, and a maximum moves lazily
+// (update_row_max). At the end of a piece the two warpgroups add their row sums and write
+// out/lse (bf16) or the partial (fp32). The next sequence's Q tile loads while the last block's
+// P V runs.
 //
 // Split sequences are merged here, not by the combine kernel (mla_decode_sm90_merge.cuh): a
 // CTA that stored a split piece arrives on the (sequence, tile) counter at once, and after its
