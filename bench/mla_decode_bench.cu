@@ -33,11 +33,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "bench_main.h"
@@ -149,6 +152,21 @@ std::string plan_label(const Result& r) {
 // The kernel a run uses: the schedule's choice, or one forced.
 enum class KernelChoice { kAuto, kPipeline, kSplitS };
 
+// A list flag's comma-separated names ("auto,split"), each one of `names`, as their values.
+template <typename T>
+std::vector<T> parse_choices(const char* flag, const std::string& list,
+                             std::initializer_list<std::pair<std::string_view, T>> names) {
+  std::vector<T> out;
+  const std::string items = list + ",";
+  for (size_t at = 0, comma; (comma = items.find(',', at)) != std::string::npos; at = comma + 1) {
+    const std::string_view name = std::string_view(items).substr(at, comma - at);
+    const auto it = std::find_if(names.begin(), names.end(), [&](const auto& n) { return n.first == name; });
+    MLA_CHECK(it != names.end(), "{}: unknown name '{}'", flag, name);
+    out.push_back(it->second);
+  }
+  return out;
+}
+
 Result run_shape(const Shape& s, ops::MlaPlan plan, KernelChoice kernel, bool early_loads, double copy_gbps,
                  const nlohmann::json& torch, int reps, cudaStream_t stream, Timer& timer) {
   const int64_t blocks_per_seq = (s.context + kKvBlockSize - 1) / kKvBlockSize;
@@ -250,23 +268,13 @@ int run(int argc, char** argv) {
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::max(5, std::atoi(argv[++i]));
     } else if (a == "--plans" && i + 1 < argc) {  // e.g. auto,split: each shape once per plan
-      plans.clear();
-      const std::string list = std::string(argv[++i]) + ",";
-      for (size_t at = 0, comma; (comma = list.find(',', at)) != std::string::npos; at = comma + 1) {
-        const std::string name = list.substr(at, comma - at);
-        MLA_CHECK(name == "auto" || name == "split" || name == "whole", "--plans: unknown plan '{}'", name);
-        plans.push_back(name == "auto" ? ops::MlaPlan::kAuto
-                                       : name == "split" ? ops::MlaPlan::kSplit : ops::MlaPlan::kWhole);
-      }
+      plans = parse_choices<ops::MlaPlan>(
+          "--plans", argv[++i],
+          {{"auto", ops::MlaPlan::kAuto}, {"split", ops::MlaPlan::kSplit}, {"whole", ops::MlaPlan::kWhole}});
     } else if (a == "--kernels" && i + 1 < argc) {  // e.g. pipeline,split_s: each shape once per kernel
-      kernels.clear();
-      const std::string list = std::string(argv[++i]) + ",";
-      for (size_t at = 0, comma; (comma = list.find(',', at)) != std::string::npos; at = comma + 1) {
-        const std::string name = list.substr(at, comma - at);
-        MLA_CHECK(name == "auto" || name == "pipeline" || name == "split_s", "--kernels: unknown kernel '{}'", name);
-        kernels.push_back(name == "auto" ? KernelChoice::kAuto
-                                         : name == "pipeline" ? KernelChoice::kPipeline : KernelChoice::kSplitS);
-      }
+      kernels = parse_choices<KernelChoice>(
+          "--kernels", argv[++i],
+          {{"auto", KernelChoice::kAuto}, {"pipeline", KernelChoice::kPipeline}, {"split_s", KernelChoice::kSplitS}});
     } else if (a == "--early-loads" && i + 1 < argc) {
       const std::string v = argv[++i];
       MLA_CHECK(v == "on" || v == "off", "--early-loads: on or off, got '{}'", v);

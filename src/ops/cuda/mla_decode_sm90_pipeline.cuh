@@ -305,11 +305,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       named_barrier_sync(kBarWg0, 128);
       named_barrier_arrive(kBarPFull, kThreads);
       const bool overlap = warp_uniform(load_shared_flag(next_ready) != 0);
-      if constexpr (kNarrow) {  // this thread's P V rows' scales, as warpgroup 1 reads them
+      if constexpr (kNarrow) {  // this thread's P V rows' scales (and 1 / sum at the end), as warpgroup 1 reads them
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           alpha[h] = row_scale[r0 + 8 * h];
-          inv[h] = row_inv[r0 + 8 * h];
+          if (piece_ends) inv[h] = row_inv[r0 + 8 * h];
         }
       }
 
@@ -362,11 +362,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       named_barrier_sync(kBarPFull, kThreads);
       ptx::mbarrier_wait(bar_full + 8 * stage, (kv_parity >> stage) & 1);  // complete: orders the copy's bytes
       kv_parity ^= 1u << stage;
-      float alpha[2], inv[2];
+      // The rows' scales, and at a piece's end their 1 / sum: read before P-free lets warpgroup 0
+      // write the next block's.
+      float alpha[2], inv[2] = {0.0f, 0.0f};
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         alpha[h] = row_scale[r0 + 8 * h];
-        inv[h] = row_inv[r0 + 8 * h];
+        if (piece_ends) inv[h] = row_inv[r0 + 8 * h];
       }
       scale_rows(o, alpha);
       issue_pv(p_desc, v_desc + stage * kStageStep, o);
