@@ -1,11 +1,12 @@
 // MLA decode attention on Hopper (sm_90a): launch code and argument checks. The design note
-// and the schedule kernel are in mla_decode_sm90.cuh, the two decode kernels in
-// mla_decode_sm90_{pipeline,split_s}.cuh (what they share in mla_decode_sm90_common.cuh), the
+// and the schedule kernel are in mla_decode_sm90.cuh, the three decode kernels in
+// mla_decode_sm90_{pipeline,ring,split_s}.cuh (what they share in mla_decode_sm90_common.cuh), the
 // merge of split sequences (combine kernel, in-kernel merge) in mla_decode_sm90_merge.cuh, the
 // split and kernel heuristics in mla_decode_sm90_heuristics.h.
 #include "ops/cuda/mla_decode_sm90.cuh"
 #include "ops/cuda/mla_decode_sm90_merge.cuh"
 #include "ops/cuda/mla_decode_sm90_pipeline.cuh"
+#include "ops/cuda/mla_decode_sm90_ring.cuh"
 #include "ops/cuda/mla_decode_sm90_split_s.cuh"
 
 #include <algorithm>
@@ -171,12 +172,14 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   MLA_CHECK(schedule.pipeline || schedule.num_m_tiles * schedule.num_parts <= gpu::device_sm_count(),
             "{}: {} x {} CTAs of the split-S kernel do not fit the SMs in one wave", kOp, schedule.num_m_tiles,
             schedule.num_parts);
-  const auto decode = !schedule.pipeline                  ? sm90::mla_decode_sm90_split_s_kernel
-                      : sm90::use_narrow_pipeline(p.max_rows) ? sm90::mla_decode_sm90_pipeline_kernel<true>
-                                                              : sm90::mla_decode_sm90_pipeline_kernel<false>;
-  MLA_CUDA_CHECK(cudaFuncSetAttribute(decode, cudaFuncAttributeMaxDynamicSharedMemorySize, sm90::kSmemBytes));
+  const bool ring = schedule.pipeline && sm90::use_ring_kernel(p.max_rows);
+  const auto decode = !schedule.pipeline ? sm90::mla_decode_sm90_split_s_kernel
+                      : ring             ? sm90::mla_decode_sm90_ring_kernel
+                                         : sm90::mla_decode_sm90_pipeline_kernel;
+  const int smem_bytes = ring ? sm90::kRingSmemBytes : sm90::kSmemBytes;
+  MLA_CUDA_CHECK(cudaFuncSetAttribute(decode, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
   const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
-  launch(decode, grid, sm90::kThreads, sm90::kSmemBytes, stream, p);
+  launch(decode, grid, sm90::kThreads, smem_bytes, stream, p);
   if (!schedule.pipeline) return;  // the split-S kernel merges its split sequences itself
   // Fewer than P sequences are split (each holds a partition boundary). When their rows are
   // few, a combine item is a quarter of a row, so that the work spreads over more SMs.

@@ -32,13 +32,16 @@
 // thread, 9 boxes of [64 rows x 64 channels] per tile, completing on an mbarrier per stage (and
 // one for Q): the other threads spend no instructions on loads.
 //
-// Two decode kernels share this file's pieces and mla_decode_sm90_common.cuh (the walk over a
-// partition, the copies, the softmax steps, the epilogue's stores); the rule that picks one per
-// step is in mla_decode_sm90_heuristics.h, use_pipeline_kernel:
+// Three decode kernels share this file's pieces and mla_decode_sm90_common.cuh (the walk over a
+// partition, the copies, the softmax steps, the epilogue's stores); the rules that pick one per
+// step are in mla_decode_sm90_heuristics.h, use_pipeline_kernel and use_ring_kernel:
 //   - mla_decode_sm90_pipeline.cuh: the warpgroups form a pipeline. Warpgroup 0 computes S and
 //     the softmax of every block and hands P to warpgroup 1; each does half of O += P V, and
 //     warpgroup 0 issues the next block's S behind its P V. The faster kernel when a CTA reads
 //     several blocks (batches of 8 and more; H200: -4..-7% at batch 32..128, 16 and 128 heads).
+//   - mla_decode_sm90_ring.cuh: in its place for at most 16 query rows a sequence (16 heads, one
+//     token): operands sized for 16 rows, O kept transposed, and the KV stages a ring of 25
+//     column blocks (2.78 blocks in flight instead of 2); its own shared-memory map (RingSmem).
 //   - mla_decode_sm90_split_s.cuh: both warpgroups in step, each computing S over half of a
 //     block's keys. A shorter chain per block: faster when a CTA reads about one block (batch 1).
 // The schedule kernel is below; the merge of split sequences in mla_decode_sm90_merge.cuh.
@@ -77,8 +80,6 @@ struct Smem {
   static constexpr int kRowScale = kRowMax;                // [64] f32: a block's O rescale per row
   static constexpr int kRowInv = kRowMax + 64 * 4;         // [64] f32: 1 / row sum at a piece's end
   static constexpr int kNextReady = kRowSum;               // i32: warpgroup 0's next block has landed
-  static constexpr int kColMax = kRowSum + 64 * 4;         // [4][16] f32: narrow pipeline, per warp column maxima
-                                                           // (column sums at a piece's end)
   static constexpr int kBarriers = kRowSum + 2 * 64 * 4;   // mbarriers: KV full 0, 1, Q, KV empty 0, 1
   static constexpr int kMergeJobs = kBarriers + 5 * 8;     // split S: [2] MergeJob (merge.cuh), 8 ints each
   static constexpr int kBytes = kMergeJobs + 2 * 8 * 4;

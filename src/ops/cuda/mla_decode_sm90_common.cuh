@@ -1,6 +1,6 @@
-// MLA decode on Hopper (sm_90a): what the two decode kernels (mla_decode_sm90_pipeline.cuh,
-// mla_decode_sm90_split_s.cuh) share, so that each kernel file holds only how its warpgroups
-// divide a block's work. The design note, shared-memory map and PTX pieces:
+// MLA decode on Hopper (sm_90a): what the decode kernels (mla_decode_sm90_pipeline.cuh,
+// mla_decode_sm90_ring.cuh, mla_decode_sm90_split_s.cuh) share, so that each kernel file holds
+// only how its warpgroups divide a block's work. The design note, shared-memory map and PTX pieces:
 // mla_decode_sm90.cuh.
 //
 //   - the walk: a CTA's partition is a run of (sequence, block) work items (WorkItem, settle,
@@ -11,10 +11,10 @@
 //     key key0 + 8 * (i / 4) + i % 2, N = 32 keys a row for the pipeline, 16 for split S):
 //     the mask and the row max, exp2 of the scaled scores and the row sums, P to shared memory,
 //     O's rescale;
-//   - the pipeline kernel's named barriers;
+//   - the named barriers, the warp-uniform branch guard and the m64n16 wgmma around them;
 //   - O += P V on one warpgroup's 256 channels, and the epilogue's row stores and lse.
 // Every helper is inlined (the split-S kernel writes out zero_tail_rows, see there); a change
-// here changes both kernels' machine code.
+// here changes every kernel's machine code.
 #pragma once
 
 #include "ops/cuda/mla_decode_sm90.cuh"
@@ -159,6 +159,20 @@ __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
 }
 __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// ---- wgmma helpers -------------------------------------------------------------------------
+
+// x as lane 0 has it: the compiler then treats branches on it as uniform in the warp, which
+// ptxas needs around wgmma (a wait or fence it inserts in a path it thinks divergent serialises
+// every wgmma of the kernel, C7518 / C7520). The values are uniform in the warpgroup already.
+__device__ __forceinline__ bool warp_uniform(bool x) { return __shfl_sync(0xffffffffu, x ? 1 : 0, 0) != 0; }
+
+// S += A B^T over 16 channels with 16 columns (both operands K-major): the narrow forms' S^T.
+template <size_t... I>
+__device__ __forceinline__ void wgmma_64x16(uint64_t a, uint64_t b, float (&d)[8], gmma::ScaleOut scale,
+                                            std::index_sequence<I...>) {
+  gmma::MMA_64x16x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>::fma(a, b, d[I]..., scale);
 }
 
 // ---- the online softmax of a block ---------------------------------------------------------

@@ -74,11 +74,15 @@ inline bool use_pipeline_kernel(int64_t num_seqs, int64_t rows_per_seq) {
   return num_seqs >= kPipelineMinSeqs && !split_s_band;
 }
 
-// Problems of at most this many query rows a sequence (16 heads and one token: V2-Lite, V3
-// under TP8) run the pipeline kernel's narrow form: S^T = K Q^T as m64n16 wgmma, a quarter of
-// the 64-row tile's tensor work, the softmax along the keys of its columns.
-inline constexpr int kNarrowMaxRows = 16;
-inline bool use_narrow_pipeline(int64_t rows_per_seq) { return rows_per_seq <= kNarrowMaxRows; }
+// Where use_pipeline_kernel picks the pipeline, problems of at most this many query rows a
+// sequence (16 heads and one token: V2-Lite, V3 under TP8) run the ring kernel instead
+// (mla_decode_sm90_ring.cuh: S^T = K Q^T and O^T as m64n16 wgmma, KV copies in a ring of 25
+// column blocks). H200, 2026-11-30 (bench/NOTES-mla-decode.md, twenty-eighth session), against
+// the pipeline kernel's narrow form it replaced: b128 x 4096 158 -> 150 us (96.5% of copy
+// bandwidth), b32 x 32k 306 -> 294 us (98.2%), b8 x 4096 20.6 -> 19.7 us; batches 16-96 at
+// 4096 tokens and 256 at 1024 within noise.
+inline constexpr int kRingMaxRows = 16;
+inline bool use_ring_kernel(int64_t rows_per_seq) { return rows_per_seq <= kRingMaxRows; }
 
 struct MlaSplitPlan {
   int num_m_tiles;  // query tiles per sequence: ceil(max_q_len * n / kTileRows)

@@ -1,12 +1,10 @@
-// MLA decode on Hopper (sm_90a): the pipeline kernel's narrow form (mla_decode_sm90_pipeline.cuh,
-// kNarrow; use_narrow_pipeline in mla_decode_sm90_heuristics.h), for at most 16 query rows a
-// sequence (16 heads and one token: V2-Lite, V3 under TP8). Warpgroup 0 computes S^T[64 keys x
-// 16 rows] = K Q^T (issue_scores' m64n16 form: a quarter of the wide S's tensor work), so a query
-// row is a column spread over the 4 warps: this thread holds keys 16 w + lane / 4 (+ 8) of warp w
-// and the 4 columns narrow_col(0..3, lane); a column's max, and its sum at a piece's end, meet
-// over the warps in shared memory (Smem::kColMax, [4 warps][16 columns]). P^T goes into P's first
-// 16 rows; its rows 16..63 stay zero with row scales of 1, so both warpgroups' P V is the wide
-// form's and its rows past 16 stay zero.
+// MLA decode on Hopper (sm_90a): the softmax of the ring kernel (mla_decode_sm90_ring.cuh), for
+// at most 16 query rows a sequence (16 heads and one token: V2-Lite, V3 under TP8). Its scores
+// are S^T[64 keys x 16 rows] = K Q^T (m64n16 wgmma), so a query row is a column spread over the
+// 4 warps of the warpgroup: this thread holds keys 16 w + lane / 4 (+ 8) of warp w and the 4
+// columns narrow_col(0..3, lane); a column's max, and its sum at a piece's end, meet over the
+// warps in shared memory ([4 warps][16 columns]). P^T goes to shared memory as the B operand of
+// O^T += V^T P^T, whose accumulators hold the same columns in the same threads.
 #pragma once
 
 #include "ops/cuda/mla_decode_sm90_common.cuh"
@@ -39,18 +37,15 @@ __device__ __forceinline__ void narrow_column_limits(const Piece& pc, int n_head
   }
 }
 
-// One block of warpgroup 0 (its 128 threads, thread tid): the scores s masked, the online softmax
-// of this thread's columns (m, l in log2 units), and at a piece's end the columns' lse (to lse or
-// partial_lse) and 1 / sum; then, once warpgroup 1 is done with the last P (P-free, unless
-// `first`), P^T into P's first 16 rows and the columns' rescale and 1 / sum into row_scale /
-// row_inv ([64] each, Smem::kRowScale / kRowInv), where both warpgroups read their P V rows'
-// factors.
-__device__ __forceinline__ void narrow_softmax_to_p(const MlaDecodeParams& p, const Piece& pc, const WorkItem& cur,
-                                                    bool masked, bool piece_ends, bool first, int tid, int lane,
-                                                    uint8_t* smem, float* row_scale, float* row_inv, float (&s)[8],
-                                                    float (&m)[4], float (&l)[4], const int (&col_limit)[4]) {
-  const int warp = tid / 32, key0 = cur.block * 64 + 16 * warp + lane / 4;
-  float* col_max = reinterpret_cast<float*>(smem + Smem::kColMax);  // [4 warps][16 columns]
+// One block of a warpgroup's 128 threads (thread tid): the scores s masked, the online softmax of
+// this thread's columns (m, l in log2 units; s becomes P^T), the columns' rescale alpha and, at a
+// piece's end, their lse (to lse or partial_lse) and 1 / sum inv (0 before). A column's max and
+// sum meet over the 4 warps in col_max ([4 warps][16 columns] f32, shared memory).
+__device__ __forceinline__ void narrow_softmax(const MlaDecodeParams& p, const Piece& pc, const WorkItem& cur,
+                                               bool masked, bool piece_ends, int tid, int lane, float* col_max,
+                                               float (&s)[8], float (&m)[4], float (&l)[4],
+                                               const int (&col_limit)[4], float (&alpha)[4], float (&inv)[4]) {
+  const int warp = tid / 32 % 4, key0 = cur.block * 64 + 16 * warp + lane / 4;
   float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
   if (masked) {
 #pragma unroll
@@ -67,7 +62,7 @@ __device__ __forceinline__ void narrow_softmax_to_p(const MlaDecodeParams& p, co
     for (int c = 0; c < 4; ++c) col_max[16 * warp + narrow_col(c, lane)] = mx[c];
   }
   named_barrier_sync(kBarWg0, 128);
-  float alpha[4], m_use[4], sum[4] = {0.0f, 0.0f, 0.0f, 0.0f}, inv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  float m_use[4], sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
   for (int c = 0; c < 4; ++c) {
     const int col = narrow_col(c, lane);
@@ -101,20 +96,16 @@ __device__ __forceinline__ void narrow_softmax_to_p(const MlaDecodeParams& p, co
       if (warp == 0 && lane < 4 && col < pc.rows) store_piece_lse(p, split, pc, col, lse);
     }
   }
-  if (!first) named_barrier_sync(kBarPFree, kThreads);
-  uint8_t* p_tile = smem + Smem::kP;
+}
+
+// P^T (this thread's 8 values of s, as narrow_softmax leaves them) into the first 16 rows of a
+// [rows][64 keys] bf16 tile in the 128-byte swizzle: row = query column, 128 bytes of keys.
+__device__ __forceinline__ void store_pt(uint8_t* p_tile, const float (&s)[8], int warp, int lane) {
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2, key = 16 * warp + lane / 4 + 8 * (i / 2 % 2);
     *reinterpret_cast<__nv_bfloat16*>(p_tile + col * 128 + ((key / 8) ^ (col % 8)) * 16 + key % 8 * 2) =
         __float2bfloat16_rn(s[i]);
-  }
-  if (warp == 0 && lane < 4) {
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      row_scale[narrow_col(c, lane)] = alpha[c];
-      row_inv[narrow_col(c, lane)] = inv[c];
-    }
   }
 }
 

@@ -1,7 +1,8 @@
 // MLA decode on Hopper (sm_90a), the pipeline kernel: the two warpgroups form a pipeline. The
 // shared design note: mla_decode_sm90.cuh; the pieces both decode kernels use:
 // mla_decode_sm90_common.cuh; which kernel a step uses: use_pipeline_kernel in
-// mla_decode_sm90_heuristics.h (this one from 8 sequences up).
+// mla_decode_sm90_heuristics.h (this one from 8 sequences up, for more than 16 query rows a
+// sequence; at most 16 take the ring kernel, mla_decode_sm90_ring.cuh).
 //
 // Per 64-token block:
 //   warpgroup 0 waits for the block's copy, zeroes rows past the sequence's end, computes
@@ -13,12 +14,6 @@
 //   landed; when it has not (HBM-bound), it releases this stage first, so that two copies are in
 //   flight. Warpgroup 1's first thread issues the KV copies into the stage that all 8 warps have
 //   released (per-stage "empty" mbarriers, 8 arrivals).
-// Narrow form (kNarrow, at most 16 query rows: 16 heads and one token): S^T[64 keys x 16 rows] =
-// K Q^T (36 wgmma m64n16k16, a quarter of the wide S's tensor work), the softmax along each
-// column's 64 keys (their maxima and sums meet over the 4 warps in shared memory), P^T written
-// into P's first 16 rows; the P V is the wide form's. H200: b32 x 32k 316-319 -> 306 us (93.4%
-// of copy), b8 x 4096 22-23 -> 21 us; b128 x 4096 unchanged (~158 us: there the two KV stages'
-// copies, not the chain of warpgroup 0, set the pace).
 // ptxas serialises every wgmma of a kernel (info C7518 / C7520, not a warning) when it inserts a
 // wgmma wait or fence in a path it cannot prove warp-uniform: every branch condition around the
 // wgmma code below passes through warp_uniform, and the QK loop is unrolled with each k-step's
@@ -26,7 +21,6 @@
 #pragma once
 
 #include "ops/cuda/mla_decode_sm90_common.cuh"
-#include "ops/cuda/mla_decode_sm90_narrow.cuh"
 
 namespace mlaserve::ops::sm90 {
 
@@ -56,49 +50,27 @@ __device__ __forceinline__ int load_shared_flag(uint32_t addr) {
   return v;
 }
 
-// x as lane 0 has it: the compiler then treats branches on it as uniform in the warp, which
-// ptxas needs around wgmma (a wait or fence it inserts in a path it thinks divergent serialises
-// every wgmma of the kernel, C7518 / C7520). The values are uniform in the warpgroup already.
-__device__ __forceinline__ bool warp_uniform(bool x) { return __shfl_sync(0xffffffffu, x ? 1 : 0, 0) != 0; }
-
 template <size_t... I>
 __device__ __forceinline__ void wgmma_64x64(uint64_t a, uint64_t b, float (&d)[32], gmma::ScaleOut scale,
                                             std::index_sequence<I...>) {
   gmma::MMA_64x64x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>::fma(a, b, d[I]..., scale);
 }
-template <size_t... I>
-__device__ __forceinline__ void wgmma_64x16(uint64_t a, uint64_t b, float (&d)[8], gmma::ScaleOut scale,
-                                            std::index_sequence<I...>) {
-  gmma::MMA_64x16x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>::fma(a, b, d[I]..., scale);
-}
-// The k-step of a block's scores: S += A B^T over 16 channels, the wide form's m64n64 (A = Q,
-// B = K) or the narrow form's m64n16 (A = K, B = Q: S^T).
-__device__ __forceinline__ void wgmma_s(uint64_t a, uint64_t b, float (&d)[32], gmma::ScaleOut scale) {
-  wgmma_64x64(a, b, d, scale, std::make_index_sequence<32>{});
-}
-__device__ __forceinline__ void wgmma_s(uint64_t a, uint64_t b, float (&d)[8], gmma::ScaleOut scale) {
-  wgmma_64x16(a, b, d, scale, std::make_index_sequence<8>{});
-}
-
-// Issues a block's scores over the 576 channels as one wgmma group; the caller waits for it.
-//   - wide (s[32]): S[64 x 64] = Q[64 x 576] K[64 x 576]^T, a_desc = Q, b_desc = K; s[i]: row
-//     r0 + 8 * (i / 2 % 2), key 8 * (i / 4) + 2 * (lane % 4) + i % 2;
-//   - narrow (s[8]): S^T[64 keys x 16 rows] = K Q[16 x 576]^T, a_desc = the cache tile, b_desc =
-//     the Q tile's first 16 rows; s[i]: key 16 w + lane / 4 + 8 * (i / 2 % 2) of warp w, query row
-//     8 * (i / 4) + 2 * (lane % 4) + i % 2.
-// Both operands are K-major in the same layout, so one k-step offset serves both. Each offset
+// Issues a block's scores S[64 x 64] = Q[64 x 576] K[64 x 576]^T over the 576 channels as one
+// wgmma group (a_desc = Q, b_desc = K); the caller waits for it. s[i]: row r0 + 8 * (i / 2 % 2),
+// key 8 * (i / 4) + 2 * (lane % 4) + i % 2. Both operands are K-major in the same layout, so one
+// k-step offset serves both. Each offset
 // passes through an empty volatile asm, which keeps its place among the wgmma asms: otherwise the
 // compiler computes all 72 descriptors ahead and runs out of registers beside O and S (and a loop
 // instead makes ptxas serialise the wgmmas, C7520).
-template <int N>
-__device__ __forceinline__ void issue_scores(uint64_t a_desc, uint64_t b_desc, float (&s)[N]) {
+__device__ __forceinline__ void issue_scores(uint64_t a_desc, uint64_t b_desc, float (&s)[32]) {
   ptx::fence_registers(s);
   ptx::wgmma_fence();
 #pragma unroll
   for (int ks = 0; ks < 36; ++ks) {
     uint64_t step = static_cast<uint64_t>(((ks / 4) * kColBlockBytes + (ks % 4) * 32) >> 4);
     asm volatile("" : "+l"(step));
-    wgmma_s(a_desc + step, b_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One);
+    wgmma_64x64(a_desc + step, b_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
+                std::make_index_sequence<32>{});
   }
   ptx::wgmma_commit();
 }
@@ -120,12 +92,6 @@ __device__ __forceinline__ void store_piece(const MlaDecodeParams& p, const Piec
   }
 }
 
-// kNarrow (use_narrow_pipeline: at most 16 query rows a sequence, so one tile, tile_row0 = 0):
-// warpgroup 0 computes S^T (issue_scores) and keeps the softmax state of its 4 columns
-// (query rows); a column's max and, at a piece's end, its sum meet over the 4 warps in shared
-// memory (kColMax). P's rows 16..63 stay zero and their row scales 1, so both warpgroups' P V
-// rows there stay zero and are never stored.
-template <bool kNarrow>
 __global__ void __launch_bounds__(kThreads, 1)
     mla_decode_sm90_pipeline_kernel(const __grid_constant__ MlaDecodeParams p) {
   extern __shared__ uint8_t smem_raw[];
@@ -147,15 +113,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t bar_full = ptx::smem_addr(smem + Smem::kBarriers), bar_q = bar_full + 16, bar_empty = bar_full + 24;
 
   zero_q_tail(smem, p.q_box_rows, tid);
-  if constexpr (kNarrow) {  // P's rows past 16 are never written: zero, with row scales of 1
-    for (int i = tid; i < kColBlockBytes / 16; i += kThreads) {
-      reinterpret_cast<uint4*>(smem + Smem::kP)[i] = make_uint4(0, 0, 0, 0);
-    }
-    if (tid < 64) {
-      row_scale[tid] = 1.0f;
-      row_inv[tid] = 0.0f;
-    }
-  }
   ptx::fence_async_proxy();
   if (tid == 0) {
     ptx::mbarrier_init(bar_full, 1);
@@ -216,25 +173,16 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     };
     if (tid == 0) load_q(cur.seq);
-    // The softmax state of this thread's 2 rows (wide) or 4 columns (narrow), and its scores.
-    constexpr int kStates = kNarrow ? 4 : 2;
-    float s[kNarrow ? 8 : 32], m[kStates], l[kStates];
-    int col_limit[4];  // narrow: the last key visible to each of this thread's columns
+    // The softmax state of this thread's 2 rows, and its scores.
+    float s[32], m[2], l[2];
     auto start_state = [&]() {
 #pragma unroll
-      for (int c = 0; c < kStates; ++c) {
-        m[c] = -INFINITY;
-        l[c] = 0.0f;
-      }
-      if constexpr (kNarrow) narrow_column_limits(pc, p.n_heads, lane, col_limit);
-    };
-    auto issue_s = [&](int stage) {
-      if constexpr (kNarrow) {
-        issue_scores(k_desc + stage * kStageStep, q_desc, s);
-      } else {
-        issue_scores(q_desc, k_desc + stage * kStageStep, s);
+      for (int h = 0; h < 2; ++h) {
+        m[h] = -INFINITY;
+        l[h] = 0.0f;
       }
     };
+    auto issue_s = [&](int stage) { issue_scores(q_desc, k_desc + stage * kStageStep, s); };
     start_state();
     ptx::mbarrier_wait(bar_q, q_parity);
     q_parity ^= 1;
@@ -258,40 +206,35 @@ __global__ void __launch_bounds__(kThreads, 1)
       // rows r0, r0 + 8.
       const bool masked = cur.block * 64 + 63 > pc.seq_len - pc.q_len;
       float alpha[2], inv[2] = {0.0f, 0.0f};
-      if constexpr (kNarrow) {
-        narrow_softmax_to_p(p, pc, cur, masked, piece_ends, first, tid, lane, smem, row_scale, row_inv, s, m, l,
-                            col_limit);
-      } else {
-        // s[i]: row r0 + 8 * (i / 2 % 2), key key0 + 8 * (i / 4) + i % 2.
-        const int key0 = cur.block * 64 + 2 * (lane % 4);
-        float mx[2] = {-INFINITY, -INFINITY};
-        mask_scores_row_max(s, key0, masked, pc.limit, mx);
-        float m_use[2], sum[2] = {0.0f, 0.0f};
+      // s[i]: row r0 + 8 * (i / 2 % 2), key key0 + 8 * (i / 4) + i % 2.
+      const int key0 = cur.block * 64 + 2 * (lane % 4);
+      float mx[2] = {-INFINITY, -INFINITY};
+      mask_scores_row_max(s, key0, masked, pc.limit, mx);
+      float m_use[2], sum[2] = {0.0f, 0.0f};
 #pragma unroll
-        for (int h = 0; h < 2; ++h) alpha[h] = update_row_max(m[h], quad_max(mx[h]) * p.scale_log2, m_use[h]);
-        exp_scores(s, p.scale_log2, m_use, alpha, sum, l);
-        if (piece_ends) {  // row sums, lse (natural log) of this piece
-          const MlaSeqSplit split = p.seq_splits[cur.seq];
+      for (int h = 0; h < 2; ++h) alpha[h] = update_row_max(m[h], quad_max(mx[h]) * p.scale_log2, m_use[h]);
+      exp_scores(s, p.scale_log2, m_use, alpha, sum, l);
+      if (piece_ends) {  // row sums, lse (natural log) of this piece
+        const MlaSeqSplit split = p.seq_splits[cur.seq];
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            float total = l[h] + __shfl_xor_sync(0xffffffffu, l[h], 1);
-            total += __shfl_xor_sync(0xffffffffu, total, 2);
-            const float lse = softmax_lse_inv(m[h], total, inv[h]);
-            const int i = tile_row0 + r0 + 8 * h;
-            if (lane % 4 == 0 && i < pc.rows) store_piece_lse(p, split, pc, i, lse);
-          }
+        for (int h = 0; h < 2; ++h) {
+          float total = l[h] + __shfl_xor_sync(0xffffffffu, l[h], 1);
+          total += __shfl_xor_sync(0xffffffffu, total, 2);
+          const float lse = softmax_lse_inv(m[h], total, inv[h]);
+          const int i = tile_row0 + r0 + 8 * h;
+          if (lane % 4 == 0 && i < pc.rows) store_piece_lse(p, split, pc, i, lse);
         }
+      }
 
-        // P (bf16, all 64 keys) and the row scales to shared memory once warpgroup 1 is done with
-        // the last ones.
-        if (!first) named_barrier_sync(kBarPFree, kThreads);
-        store_p(smem + Smem::kP, s, r0, lane, 0);
-        if (lane % 4 == 0) {
+      // P (bf16, all 64 keys) and the row scales to shared memory once warpgroup 1 is done with
+      // the last ones.
+      if (!first) named_barrier_sync(kBarPFree, kThreads);
+      store_p(smem + Smem::kP, s, r0, lane, 0);
+      if (lane % 4 == 0) {
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            row_scale[r0 + 8 * h] = alpha[h];
-            row_inv[r0 + 8 * h] = inv[h];
-          }
+        for (int h = 0; h < 2; ++h) {
+          row_scale[r0 + 8 * h] = alpha[h];
+          row_inv[r0 + 8 * h] = inv[h];
         }
       }
       // Whether the next block has landed, decided by thread 0 for the warpgroup (wgmma needs one
@@ -305,13 +248,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       named_barrier_sync(kBarWg0, 128);
       named_barrier_arrive(kBarPFull, kThreads);
       const bool overlap = warp_uniform(load_shared_flag(next_ready) != 0);
-      if constexpr (kNarrow) {  // this thread's P V rows' scales (and 1 / sum at the end), as warpgroup 1 reads them
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          alpha[h] = row_scale[r0 + 8 * h];
-          if (piece_ends) inv[h] = row_inv[r0 + 8 * h];
-        }
-      }
 
       scale_rows(o, alpha);
       issue_pv(p_desc, v_desc + stage * kStageStep, o);

@@ -179,9 +179,10 @@ class MlaDecodeCuda : public ::testing::Test {
     if (prop.major != 9) GTEST_SKIP() << "mla_decode_cuda is built for sm_90a; this GPU is " << prop.name;
   }
 
-  // Runs both decode kernels through a schedule made for this batch with each plan (the update
-  // picks the kernel by B and the plan by the lengths; each is forced here in turn) and checks
-  // each against the CPU.
+  // Runs the split-S kernel and the pipeline kernel (the ring kernel in its place at <= 16 query
+  // rows a sequence) through a schedule made for this batch with each plan (the update picks the
+  // kernel by B and the plan by the lengths; each is forced here in turn) and checks each against
+  // the CPU.
   static void check(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint64_t seed, float q_scale = 1.0f) {
     const HostProblem p = make_problem(seqs, n_heads, seed, q_scale);
     const HostResult want = reference(p);
@@ -270,6 +271,14 @@ TEST_F(MlaDecodeCuda, SmallOtherHeadCounts) {
   check({{70, 3}, {5, 1}, {300, 2}}, 8, 400);    // 24 rows: one padded tile
   check({{70, 1}, {129, 2}}, 32, 401);           // 32 / 64 rows
   check({{64, 2}, {1000, 1}, {2, 2}}, 64, 402);  // 128 rows: two tiles
+}
+
+TEST_F(MlaDecodeCuda, SmallRingKernelMultiTokenAndFewRows) {
+  // The ring kernel's problems other than 16 heads x 1 token: 16 rows of 8 heads x 2 tokens and
+  // 4 heads x 4 tokens (causal within the query), and 8 rows (the Q tile's rows 8-15 stay zero).
+  check({{70, 2}, {5, 1}, {300, 2}, {2, 2}, {129, 1}}, 8, 410);
+  check({{65, 4}, {200, 1}, {4, 4}, {129, 3}}, 4, 411);
+  check({{1000, 1}, {63, 1}, {64, 1}}, 8, 412);
 }
 
 TEST_F(MlaDecodeCuda, SmallScheduleReusedAcrossLayers) {
@@ -426,6 +435,10 @@ TEST_F(MlaDecodeCuda, Batch300MoreSequencesThanOneScanChunk) { check(uniform_bat
 TEST_F(MlaDecodeCuda, Batch16ThreeTokenQueries128Heads) { check(uniform_batch(16, 3, 700, 3, 830), 128, 831); }
 
 TEST_F(MlaDecodeCuda, Long32kContexts16Heads) { check({{32768, 1}, {20000, 2}, {4096, 1}}, 16, 900); }
+
+// One-token queries: the ring kernel (the 2-token query above takes the 32-row pipeline kernel),
+// its 25 slots reused hundreds of times by one CTA.
+TEST_F(MlaDecodeCuda, Long32kContexts16HeadsOneToken) { check({{32768, 1}, {20000, 1}, {4096, 1}}, 16, 903); }
 
 TEST_F(MlaDecodeCuda, Long16kContext128Heads) { check({{16384, 1}}, 128, 901); }
 
