@@ -1,4 +1,4 @@
-// Which sm90 MLA decode kernel a step uses (use_pipeline_kernel, use_narrow_pipeline,
+// Which sm90 MLA decode kernel a step uses (use_pipeline_kernel, use_ring_kernel,
 // mla_decode_sm90_heuristics.h).
 // Host arithmetic only, so it runs without a GPU; the GPU tests check both kernels at every batch.
 #include <gtest/gtest.h>
@@ -25,10 +25,10 @@ TEST(MlaDecodeKernelRule, MoreRowsKeepThePipelineFromEight) {
   }
 }
 
-TEST(MlaDecodeKernelRule, NarrowPipelineUpToSixteenRows) {
-  // One tile of at most 16 query rows (16 heads x 1 token, 8 x 2, ...) takes S^T as m64n16.
-  for (int64_t rows : {1, 2, 8, 16}) EXPECT_TRUE(use_narrow_pipeline(rows)) << rows;
-  for (int64_t rows : {17, 32, 64, 128}) EXPECT_FALSE(use_narrow_pipeline(rows)) << rows;
+TEST(MlaDecodeKernelRule, RingKernelUpToSixteenRows) {
+  // At most 16 query rows a sequence (16 heads x 1 token, 8 x 2, ...) fit the ring kernel's tiles.
+  for (int64_t rows : {1, 2, 8, 16}) EXPECT_TRUE(use_ring_kernel(rows)) << rows;
+  for (int64_t rows : {17, 32, 64, 128}) EXPECT_FALSE(use_ring_kernel(rows)) << rows;
 }
 
 }  // namespace

@@ -168,7 +168,7 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
 // every wgmma of the kernel, C7518 / C7520). The values are uniform in the warpgroup already.
 __device__ __forceinline__ bool warp_uniform(bool x) { return __shfl_sync(0xffffffffu, x ? 1 : 0, 0) != 0; }
 
-// S += A B^T over 16 channels with 16 columns (both operands K-major): the narrow forms' S^T.
+// S += A B^T over 16 channels with 16 columns (both operands K-major): the ring kernel's S^T.
 template <size_t... I>
 __device__ __forceinline__ void wgmma_64x16(uint64_t a, uint64_t b, float (&d)[8], gmma::ScaleOut scale,
                                             std::index_sequence<I...>) {
