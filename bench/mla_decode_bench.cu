@@ -209,7 +209,7 @@ Result run_shape(const Shape& s, ops::MlaPlan plan, KernelChoice kernel, bool ea
   MLA_CUDA_CHECK(cudaDeviceSynchronize());
 
   const double schedule_us =
-      timer.median_us(stream, reps, [&](int) { ops::mla_decode_schedule_update(schedule, base.seq_lens, stream); });
+      timer.median_us(stream, reps, [&](int) { ops::mla_decode_schedule_update(schedule, base.seq_lens, stream, s.context); });
   if (kernel != KernelChoice::kAuto) schedule.pipeline = kernel == KernelChoice::kPipeline;
   auto call = [&](int i) { ops::mla_decode_cuda(args[i % sets], outs[i % sets], schedule, stream); };
   for (int i = 0; i < 5; ++i) call(i);

@@ -86,7 +86,8 @@ bool DeepSeekModel::fused_attention_for(int64_t max_seq_len) const {
 }
 
 int64_t DeepSeekModel::decode_seq_len_class(int64_t max_seq_len) const {
-  return fused_attention_for(max_seq_len) ? ops::kMlaAbsorbedMaxSeqLen : std::numeric_limits<int64_t>::max();
+  if (fused_attention_for(max_seq_len)) return ops::kMlaAbsorbedMaxSeqLen;
+  return max_seq_len <= ops::kMlaDecodeShortSeqLen ? ops::kMlaDecodeShortSeqLen : std::numeric_limits<int64_t>::max();
 }
 
 void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,

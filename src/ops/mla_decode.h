@@ -34,6 +34,12 @@ inline constexpr int64_t kLatentDim = 512;    // kv_lora_rank: the value part of
 inline constexpr int64_t kRopeDim = 64;       // qk_rope_head_dim
 inline constexpr int64_t kCacheRowDim = 576;  // kLatentDim + kRopeDim
 
+// Steps whose longest sequence has more tokens than this never take the split-S kernel (sm90
+// heuristics: use_pipeline_kernel): past it the ring kernel streams the cache faster. A caller
+// that knows a bound on its step's lengths passes it when it plans the step; the model keys its
+// decode graphs on which side of this bound a step falls (DeepSeekModel::decode_seq_len_class).
+inline constexpr int64_t kMlaDecodeShortSeqLen = 4096;
+
 struct MlaDecodeArgs {
   Tensor q;            // [T, n_heads, 576]   bf16 (GPU) or f32/bf16 (CPU)
   Tensor kv_cache;     // [num_blocks, 64, 576] bf16 (GPU) or f32/bf16 (CPU)
@@ -72,9 +78,11 @@ struct MlaDecodeSchedule {};  // a build without CUDA never plans one
 // nothing. Device-neutral so that the model graph needs no CUDA types.
 class MlaDecodePlan {
  public:
-  // seq_lens [B] i32 on the step's device; n_heads and max_q_len as the calls will use them.
+  // seq_lens [B] i32 on the step's device; n_heads and max_q_len as the calls will use them;
+  // max_seq_len a bound on every sequence's length that the host knows (0: none), which may pick
+  // the kernel (kMlaDecodeShortSeqLen).
   static std::shared_ptr<const MlaDecodePlan> make(const Tensor& seq_lens, int64_t n_heads, int64_t max_q_len,
-                                                   Stream stream = {});
+                                                   int64_t max_seq_len, Stream stream = {});
   ~MlaDecodePlan();
   const MlaDecodeSchedule* schedule() const { return schedule_.get(); }
 
@@ -133,7 +141,10 @@ struct MlaDecodeSchedule {
 MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, int64_t max_q_len);
 
 // Plans the step for seq_lens ([B] i32 on the GPU, B <= max_seqs): one small kernel on stream.
-void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_lens, cudaStream_t stream);
+// max_seq_len: a bound on every sequence's length that the host knows, 0 when it knows none
+// (both pick the kernel, use_pipeline_kernel; the lengths themselves stay on the device).
+void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_lens, cudaStream_t stream,
+                                int64_t max_seq_len = 0);
 
 // One layer's decode attention with a schedule updated for this step's seq_lens. q, kv_cache
 // and out are bf16, the rest as in MlaDecodeArgs/MlaDecodeOutputs, everything on the GPU; the

@@ -11,17 +11,27 @@ namespace mlaserve::ops::sm90 {
 namespace {
 
 TEST(MlaDecodeKernelRule, SplitSBelowEightAndInTheMiddleBandAtSixteenRows) {
-  for (int64_t b : {1, 2, 4, 7}) EXPECT_FALSE(use_pipeline_kernel(b, 16)) << b;
-  for (int64_t b : {8, 16, 24, 32}) EXPECT_TRUE(use_pipeline_kernel(b, 16)) << b;
-  for (int64_t b : {33, 48, 64, 80}) EXPECT_FALSE(use_pipeline_kernel(b, 16)) << b;
-  for (int64_t b : {81, 96, 112, 128, 256}) EXPECT_TRUE(use_pipeline_kernel(b, 16)) << b;
+  // Sequences known to be at most kSplitSMaxSeqLen tokens, or of unknown length (0).
+  for (const int64_t len : {int64_t{0}, int64_t{1}, kSplitSMaxSeqLen}) {
+    for (int64_t b : {1, 2, 4, 7}) EXPECT_FALSE(use_pipeline_kernel(b, 16, len)) << b;
+    for (int64_t b : {8, 16, 24, 32}) EXPECT_TRUE(use_pipeline_kernel(b, 16, len)) << b;
+    for (int64_t b : {33, 48, 64, 80}) EXPECT_FALSE(use_pipeline_kernel(b, 16, len)) << b;
+    for (int64_t b : {81, 96, 112, 128, 256}) EXPECT_TRUE(use_pipeline_kernel(b, 16, len)) << b;
+  }
+}
+
+TEST(MlaDecodeKernelRule, LongerSequencesLeaveTheBandToTheRingKernel) {
+  for (const int64_t len : {kSplitSMaxSeqLen + 1, int64_t{32768}}) {
+    for (int64_t b : {1, 2, 4, 7}) EXPECT_FALSE(use_pipeline_kernel(b, 16, len)) << b;
+    for (int64_t b : {8, 33, 48, 64, 80, 81, 128}) EXPECT_TRUE(use_pipeline_kernel(b, 16, len)) << b;
+  }
 }
 
 TEST(MlaDecodeKernelRule, MoreRowsKeepThePipelineFromEight) {
   // V3 on one GPU (128 heads) or under TP2 / TP4 (64 / 32): the band was measured at 16 rows only.
   for (int64_t rows : {32, 64, 128}) {
-    EXPECT_FALSE(use_pipeline_kernel(4, rows)) << rows;
-    for (int64_t b : {8, 48, 64, 112, 128}) EXPECT_TRUE(use_pipeline_kernel(b, rows)) << b << " x " << rows;
+    EXPECT_FALSE(use_pipeline_kernel(4, rows, 0)) << rows;
+    for (int64_t b : {8, 48, 64, 112, 128}) EXPECT_TRUE(use_pipeline_kernel(b, rows, 0)) << b << " x " << rows;
   }
 }
 

@@ -25,6 +25,7 @@ constexpr std::string_view kOp = "mla_decode_cuda";
 
 static_assert(sizeof(sm90::MlaPartition) == 8 * sizeof(int32_t), "MlaDecodeSchedule::parts is [P, 8] i32");
 static_assert(sizeof(sm90::MlaSeqSplit) == 2 * sizeof(int32_t), "MlaDecodeSchedule::seq_splits is [B, 2] i32");
+static_assert(sm90::kSplitSMaxSeqLen == kMlaDecodeShortSeqLen, "the model's decode graph classes follow the rule");
 
 void check_tensor(const Tensor& t, std::string_view name, DType dtype, const Shape& shape) {
   MLA_CHECK(t.device() == Device::kCUDA, "{}: {} must be on the GPU", kOp, name);
@@ -87,14 +88,16 @@ MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, 
   return s;
 }
 
-void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_lens, cudaStream_t stream) {
+void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_lens, cudaStream_t stream,
+                                int64_t max_seq_len) {
   MLA_CHECK(seq_lens.ndim() == 1, "{}: seq_lens must be [B], got {}", kOp, shape_str(seq_lens.shape()));
   const int64_t b = seq_lens.dim(0);
   MLA_CHECK(b >= 1 && b <= schedule.max_seqs, "{}: batch of {} sequences, the schedule holds 1 .. {}", kOp, b,
             schedule.max_seqs);
   check_tensor(seq_lens, "seq_lens", DType::kI32, {b});
   schedule.num_seqs = b;
-  schedule.pipeline = sm90::use_pipeline_kernel(b, schedule.n_heads * schedule.max_q_len);
+  MLA_CHECK(max_seq_len >= 0, "{}: max_seq_len must be >= 0 (0: unknown), got {}", kOp, max_seq_len);
+  schedule.pipeline = sm90::use_pipeline_kernel(b, schedule.n_heads * schedule.max_q_len, max_seq_len);
 
   sm90::MlaScheduleParams p{};
   p.seq_lens = ptr<const int32_t>(seq_lens);

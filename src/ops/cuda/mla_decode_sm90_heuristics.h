@@ -46,11 +46,11 @@ inline MlaSplitPenalty mla_split_penalty(int64_t rows_per_seq) {
   return {4, static_cast<int>(rows_per_seq / 8), 24};
 }
 
-// Which decode kernel a step uses, from B (the host knows no context lengths: they stay on the
-// device, so that a step can be a CUDA graph). The pipeline kernel overlaps one block's P V with
-// the next block's S, which pays when a CTA reads several blocks; the split-S kernel has the
-// shorter chain per block and merges the pieces of split sequences in-kernel (no combine
-// launch). Measured on one H200:
+// Which decode kernel a step uses, from B and the bound on the lengths that the host knows (the
+// lengths themselves stay on the device, so that a step can be a CUDA graph). The pipeline
+// kernel overlaps one block's P V with the next block's S, which pays when a CTA reads several
+// blocks; the split-S kernel has the shorter chain per block and merges the pieces of split
+// sequences in-kernel (no combine launch). Measured on one H200:
 //   - 2026-11-28 (bench/NOTES-mla-decode.md v6, the combine kernel after both kernels): batch 1 at
 //     4096 tokens split S 14.5-15.4 us vs 16.1-16.2 (16 heads); batch 8 a tie; batch 32-128 the
 //     pipeline 4-7% faster at 16 and 128 heads;
@@ -63,14 +63,24 @@ inline MlaSplitPenalty mla_split_penalty(int64_t rows_per_seq) {
 //     kernel's narrow form for 16 rows, the step with the band against the pipeline from 8, graph
 //     ms, BF16 / FP8: batch 40-80 the band 0.6-3.5% faster, 96 the pipeline 0.6-1.4% faster
 //     (the op alone at 1024 tokens: 40 against 45 us), 112 a tie.
-// So the pipeline from 8 sequences, except from kSplitSFromSeqs to kSplitSToSeqs (the decode
-// graphs' padded sizes 48-80) where a sequence has at most kSplitSMaxRows query rows (one token
-// of 16 heads: V2-Lite, V3 under TP8), the case measured; more rows keep the pipeline.
+//   - 2026-11-30 (bench/NOTES-mla-decode.md, twenty-eighth session), the ring kernel (in the
+//     pipeline's place at <= 16 rows) against split S, 16 heads, op us: split S ahead at 2048
+//     tokens (batch 64 51 against 56, 96 73-74 against 79) and 4096 (64 88.5-89 against 91, 96
+//     126 against 131), the ring from 8192 (64 161 against 162, 96 235 against 245, 112 271
+//     against 290-298) and far ahead at 16k-32k (64 x 16k 300 against 306-326, 64 x 32k 578
+//     against 677-686); the V2-Lite step at 16k tokens with the ring instead of the band: batch
+//     48 -1.3..-2.6%, 64 -1.9..-2.1%.
+// So the pipeline (or ring) from 8 sequences, except from kSplitSFromSeqs to kSplitSToSeqs (the
+// decode graphs' padded sizes 48-80) where a sequence has at most kSplitSMaxRows query rows (one
+// token of 16 heads: V2-Lite, V3 under TP8), the case measured, and no sequence is known to be
+// longer than kSplitSMaxSeqLen (max_seq_len: a bound the host knows, 0 when it knows none); more
+// rows keep the pipeline.
 inline constexpr int64_t kPipelineMinSeqs = 8;
 inline constexpr int64_t kSplitSFromSeqs = 33, kSplitSToSeqs = 80, kSplitSMaxRows = 16;
-inline bool use_pipeline_kernel(int64_t num_seqs, int64_t rows_per_seq) {
-  const bool split_s_band =
-      rows_per_seq <= kSplitSMaxRows && num_seqs >= kSplitSFromSeqs && num_seqs <= kSplitSToSeqs;
+inline constexpr int64_t kSplitSMaxSeqLen = 4096;
+inline bool use_pipeline_kernel(int64_t num_seqs, int64_t rows_per_seq, int64_t max_seq_len) {
+  const bool split_s_band = rows_per_seq <= kSplitSMaxRows && num_seqs >= kSplitSFromSeqs &&
+                            num_seqs <= kSplitSToSeqs && max_seq_len <= kSplitSMaxSeqLen;
   return num_seqs >= kPipelineMinSeqs && !split_s_band;
 }
 

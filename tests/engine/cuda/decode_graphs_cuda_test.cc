@@ -27,6 +27,7 @@
 #include "engine/deepseek_runner.h"
 #include "engine/engine.h"
 #include "ops/mla_absorbed_attention.h"
+#include "ops/mla_decode.h"
 
 namespace mlaserve {
 namespace {
@@ -296,6 +297,11 @@ TEST(DecodeGraphsV2Lite, LengthClassesGetTheirOwnGraphs) {
   const auto vocab = static_cast<uint64_t>(config.vocab_size);
   int32_t next_block = 0;
   const int64_t short_class = model.decode_seq_len_class(1);
+  // Past the fused attention's lengths, the decode kernel's choice splits the classes once more.
+  constexpr int64_t kShort = ops::kMlaDecodeShortSeqLen;
+  EXPECT_EQ(model.decode_seq_len_class(ops::kMlaAbsorbedMaxSeqLen + 1), model.decode_seq_len_class(kShort));
+  EXPECT_NE(model.decode_seq_len_class(kShort), model.decode_seq_len_class(kShort + 1));
+  EXPECT_EQ(model.decode_seq_len_class(kShort + 1), model.decode_seq_len_class(32768));
   for (const int32_t len : {100, 1800}) {  // under and over ops::kMlaAbsorbedMaxSeqLen
     SCOPED_TRACE("context " + std::to_string(len));
     ForwardBatch b;
