@@ -6,9 +6,10 @@
 //
 // Why. With 16 query rows the step only streams the cache, 72 KB a block, and a CTA's copies
 // must keep enough bytes in flight to cover HBM's latency. The pipeline kernel's two 72 KB
-// stages beside a 64-row Q tile leave one block in flight while the other is read (H200: ~91-93%
-// of copy bandwidth). Here every operand is sized for 16 rows, and the KV stages become a ring
-// of kRingSlots column blocks ([64 keys][64 channels], 8 KB each; 2.78 blocks):
+// stages beside a 64-row Q tile leave one block in flight while the other is read (H200: 91-93%
+// of copy bandwidth; this kernel: 96-99%). Here every operand is sized for 16 rows, and the KV
+// stages become a ring of kRingSlots column blocks ([64 keys][64 channels], 8 KB each; 2.78
+// blocks):
 //   - Q [16 rows x 576] (18 KB) is wgmma's B operand of S^T[64 keys x 16 rows] = K Q^T
 //     (m64n16k16, A = the cache's column blocks, K-major);
 //   - O is kept transposed, O^T[512 channels x 16 rows] += V^T P^T (m64n16k16: A = V^T, one
@@ -19,10 +20,11 @@
 //     softmax's: a column's rescale and 1 / sum stay in the thread that computed them.
 //
 // Roles. Warpgroup 0 computes each block: waits for its 9 slots (a "full" mbarrier each), S^T,
-// frees the rope slot, the softmax (narrow_softmax), P^T to shared memory, O^T += V^T P^T, frees
-// the 8 latent slots (an "empty" mbarrier each, one arrival per warp). Warpgroup 1's first
-// thread copies column blocks into the slots as they are freed, as far ahead as the ring allows;
-// its other threads exit.
+// frees the rope slot, the softmax (narrow_softmax), P^T to shared memory, O^T += V^T P^T with
+// the next block's S^T behind it (within a piece), frees the 8 latent slots (an "empty" mbarrier
+// each, one arrival per warp). Warpgroup 1's first thread copies column blocks into the slots as
+// they are freed, as far ahead as the ring allows, and warms L2 with each next piece's query
+// rows; its other threads exit. Split sequences are merged by the combine kernel afterwards.
 #pragma once
 
 #include "ops/cuda/mla_decode_sm90_common.cuh"
@@ -32,7 +34,7 @@
 
 namespace mlaserve::ops::sm90 {
 
-inline constexpr int kRingSlots = 25;
+inline constexpr int kRingSlots = 25;                        // the most that fit beside Q and P^T
 inline constexpr int kRingRows = 16;                         // query rows of the Q tile (kRingMaxRows)
 inline constexpr int kRingQColBytes = kRingRows * 128;       // a Q column block [16 rows][64 bf16]: 2 KB
 
