@@ -254,6 +254,11 @@ __device__ __forceinline__ int32_t load_acquire(const int32_t* counter) {
   return v;
 }
 
+// Pieces a warp loads per round trip of a quarter-row item: 8 warps x 17 = 136, so that a
+// sequence split over every partition of a 132-SM GPU merges in one trip (16 a warp left the
+// 129th piece of batch 1 from 16k tokens to a second dependent trip).
+inline constexpr int kQuarterUnroll = 17;
+
 // Waits for all n pieces of the job's sequence, then merges this CTA's items of its query tile
 // (rows tile_row0 .. of the sequence) and leaves the counter as it found it (0). Quarter-row
 // items when each CTA gets at most one (batch 1, 16 heads: 16 rows x 4 quarters over 64 pieces),
@@ -278,7 +283,8 @@ __device__ __forceinline__ void merge_split_tile(const MlaDecodeParams& p, const
   if (4 * rows <= n) {
     for (int item = job.piece; item < 4 * rows; item += n) {
       const int row = tile_row0 + item / 4;
-      merge_item<4, 16>(p, job.first_slot, n, row, item % 4, static_cast<int64_t>(job.row0) + row, scratch);
+      merge_item<4, kQuarterUnroll>(p, job.first_slot, n, row, item % 4, static_cast<int64_t>(job.row0) + row,
+                                    scratch);
     }
   } else if (!merge_rows_by_warps(n, rows)) {
     for (int item = job.piece; item < rows; item += n) {
