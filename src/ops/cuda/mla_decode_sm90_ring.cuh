@@ -187,7 +187,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_ring_kernel(const
     }
     const int seq = ahead.seq;
     more = advance(ahead, part, p, 0);
-    if (more && ahead.seq != seq) {  // warm L2 with the next piece's query rows, which warpgroup 0 loads after its last S
+    if (more && ahead.seq != seq) {  // warm L2 with the next piece's query rows (loaded after this piece's S)
 #pragma unroll 1
       for (int cb = 0; cb < 9; ++cb) ptx::tma_prefetch_2d(&p.q_map, cb * 64, p.query_start[ahead.seq] * p.n_heads);
     }
