@@ -109,10 +109,10 @@ bool DecodeGraphs::fits(const ForwardBatch& batch) const {
   return true;
 }
 
-int64_t DecodeGraphs::seq_len_class(const ForwardBatch& batch) const {
+int64_t DecodeGraphs::seq_len_class(const ForwardBatch& batch, int64_t size) const {
   int64_t longest = 0;
   for (const SequenceSlice& s : batch.sequences) longest = std::max<int64_t>(longest, s.context_len + s.query_len);
-  return model_.decode_seq_len_class(longest);
+  return model_.decode_seq_len_class(longest, size);
 }
 
 DecodeGraphs::Graph& DecodeGraphs::graph_for(int64_t g, int64_t seq_len_class) {
@@ -215,7 +215,8 @@ Tensor DecodeGraphs::replay(Graph& g) {
 
 Tensor DecodeGraphs::run(const ForwardBatch& batch) {
   MLA_CHECK(accepts(batch), "DecodeGraphs::run: not a decode step a graph can run");
-  Graph& g = graph_for(padded_graph_batch(batch.num_tokens(), max_batch_), seq_len_class(batch));
+  const int64_t size = padded_graph_batch(batch.num_tokens(), max_batch_);
+  Graph& g = graph_for(size, seq_len_class(batch, size));
   upload(g, batch);
   Tensor logits;
   if (g.exec == nullptr) {
@@ -237,7 +238,7 @@ Tensor DecodeGraphs::run(const ForwardBatch& batch) {
 Tensor DecodeGraphs::run(const ForwardBatch& batch, int64_t size) {
   MLA_CHECK(fits(batch) && size == padded_graph_batch(batch.num_tokens(), max_batch_),
             "DecodeGraphs::run: a step of {} tokens cannot run in the graph of {} sequences", batch.num_tokens(), size);
-  Graph& g = graph_for(size, seq_len_class(batch));
+  Graph& g = graph_for(size, seq_len_class(batch, size));
   upload(g, batch);
   const Tensor logits = g.exec == nullptr ? capture(g) : replay(g);
   return logits.defined() ? logits.slice(0, batch.num_tokens()) : Tensor();  // none before the last stage

@@ -73,7 +73,7 @@ class DecodeGraphs {
   // class `seq_len_class` (DeepSeekModel::decode_seq_len_class: the kernels a step runs may depend
   // on it, and a graph is one fixed sequence of kernels).
   Graph& graph_for(int64_t size, int64_t seq_len_class);
-  int64_t seq_len_class(const ForwardBatch& batch) const;
+  int64_t seq_len_class(const ForwardBatch& batch, int64_t size) const;  // in the graph of `size` sequences
   void upload(Graph& g, const ForwardBatch& batch);
   Tensor capture(Graph& g);  // the step's eager run (its logits), then the capture
   Tensor replay(Graph& g);   // the graph's launch; its logits

@@ -85,9 +85,12 @@ bool DeepSeekModel::fused_attention_for(int64_t max_seq_len) const {
          max_seq_len <= ops::kMlaAbsorbedMaxSeqLen;
 }
 
-int64_t DeepSeekModel::decode_seq_len_class(int64_t max_seq_len) const {
+int64_t DeepSeekModel::decode_seq_len_class(int64_t max_seq_len, int64_t num_seqs) const {
   if (fused_attention_for(max_seq_len)) return ops::kMlaAbsorbedMaxSeqLen;
-  return max_seq_len <= ops::kMlaDecodeShortSeqLen ? ops::kMlaDecodeShortSeqLen : std::numeric_limits<int64_t>::max();
+  if (max_seq_len <= ops::kMlaDecodeShortSeqLen && ops::mla_decode_kernel_depends_on_length(num_seqs, heads_)) {
+    return ops::kMlaDecodeShortSeqLen;
+  }
+  return std::numeric_limits<int64_t>::max();
 }
 
 void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,

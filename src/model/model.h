@@ -146,11 +146,12 @@ class DeepSeekModel {
   // A cache sized for this model on its device (f32 rows on the CPU, bf16 on the GPU), with rows
   // of cache_row_dim() values: the latent row, or this rank's heads' K and V (KvCacheLayout).
   LatentCache make_cache(int64_t num_blocks) const;
-  // The class of decode steps whose longest sequence has `max_seq_len` tokens, as a bound on the
-  // class's lengths: steps of one class run the same kernels (attend_absorbed picks the fused
-  // attention by AbsorbedRun::max_seq_len, the decode plan its kernel: ops::kMlaDecodeShortSeqLen),
-  // so one CUDA graph serves a class (engine/decode_graphs.h).
-  int64_t decode_seq_len_class(int64_t max_seq_len) const;
+  // The class of decode steps of num_seqs one-token sequences whose longest has `max_seq_len`
+  // tokens, as a bound on the class's lengths: steps of one class run the same kernels
+  // (attend_absorbed picks the fused attention by AbsorbedRun::max_seq_len, and at some batch
+  // sizes the decode plan its kernel: ops::kMlaDecodeShortSeqLen), so one CUDA graph serves a
+  // class (engine/decode_graphs.h).
+  int64_t decode_seq_len_class(int64_t max_seq_len, int64_t num_seqs) const;
   int64_t cache_row_dim() const;
   DType activation_dtype() const { return act_dtype_; }
 

@@ -1,6 +1,7 @@
 // Device dispatch of mla_decode.h (see dispatch.h), and the per-step plan.
 #include "ops/mla_decode.h"
 
+#include "ops/cuda/mla_decode_sm90_heuristics.h"
 #include "ops/dispatch.h"
 
 namespace mlaserve::ops {
@@ -19,6 +20,11 @@ std::shared_ptr<const MlaDecodePlan> MlaDecodePlan::make(const Tensor& seq_lens,
 }
 
 MlaDecodePlan::~MlaDecodePlan() = default;
+
+bool mla_decode_kernel_depends_on_length(int64_t num_seqs, int64_t rows_per_seq) {
+  return sm90::use_pipeline_kernel(num_seqs, rows_per_seq, kMlaDecodeShortSeqLen) !=
+         sm90::use_pipeline_kernel(num_seqs, rows_per_seq, kMlaDecodeShortSeqLen + 1);
+}
 
 void mla_decode(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const MlaDecodePlan* plan, Stream stream) {
   if (!on_gpu(outputs.out)) return mla_decode_cpu(args, outputs);

@@ -37,8 +37,13 @@ inline constexpr int64_t kCacheRowDim = 576;  // kLatentDim + kRopeDim
 // Steps whose longest sequence has more tokens than this never take the split-S kernel (sm90
 // heuristics: use_pipeline_kernel): past it the ring kernel streams the cache faster. A caller
 // that knows a bound on its step's lengths passes it when it plans the step; the model keys its
-// decode graphs on which side of this bound a step falls (DeepSeekModel::decode_seq_len_class).
+// decode graphs on which side of this bound a step falls (DeepSeekModel::decode_seq_len_class)
+// where mla_decode_kernel_depends_on_length says the side matters.
 inline constexpr int64_t kMlaDecodeShortSeqLen = 4096;
+
+// Whether the GPU decode kernel of a step of num_seqs sequences with rows_per_seq query rows each
+// (q_len * n_heads) depends on the length bound passed to its plan. Host arithmetic only.
+bool mla_decode_kernel_depends_on_length(int64_t num_seqs, int64_t rows_per_seq);
 
 struct MlaDecodeArgs {
   Tensor q;            // [T, n_heads, 576]   bf16 (GPU) or f32/bf16 (CPU)

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "ops/cuda/mla_decode_sm90_heuristics.h"
+#include "ops/mla_decode.h"
 
 namespace mlaserve::ops::sm90 {
 namespace {
@@ -25,6 +26,13 @@ TEST(MlaDecodeKernelRule, LongerSequencesLeaveTheBandToTheRingKernel) {
     for (int64_t b : {1, 2, 4, 7}) EXPECT_FALSE(use_pipeline_kernel(b, 16, len)) << b;
     for (int64_t b : {8, 33, 48, 64, 80, 81, 128}) EXPECT_TRUE(use_pipeline_kernel(b, 16, len)) << b;
   }
+}
+
+TEST(MlaDecodeKernelRule, TheLengthBoundMattersOnlyInTheBand) {
+  // What the decode graphs key their length classes on (DeepSeekModel::decode_seq_len_class).
+  for (int64_t b : {33, 48, 64, 80}) EXPECT_TRUE(mla_decode_kernel_depends_on_length(b, 16)) << b;
+  for (int64_t b : {1, 7, 8, 32, 81, 128}) EXPECT_FALSE(mla_decode_kernel_depends_on_length(b, 16)) << b;
+  for (int64_t rows : {32, 128}) EXPECT_FALSE(mla_decode_kernel_depends_on_length(64, rows)) << rows;
 }
 
 TEST(MlaDecodeKernelRule, MoreRowsKeepThePipelineFromEight) {

@@ -296,12 +296,15 @@ TEST(DecodeGraphsV2Lite, LengthClassesGetTheirOwnGraphs) {
   std::mt19937_64 rng(11);
   const auto vocab = static_cast<uint64_t>(config.vocab_size);
   int32_t next_block = 0;
-  const int64_t short_class = model.decode_seq_len_class(1);
-  // Past the fused attention's lengths, the decode kernel's choice splits the classes once more.
-  constexpr int64_t kShort = ops::kMlaDecodeShortSeqLen;
-  EXPECT_EQ(model.decode_seq_len_class(ops::kMlaAbsorbedMaxSeqLen + 1), model.decode_seq_len_class(kShort));
-  EXPECT_NE(model.decode_seq_len_class(kShort), model.decode_seq_len_class(kShort + 1));
-  EXPECT_EQ(model.decode_seq_len_class(kShort + 1), model.decode_seq_len_class(32768));
+  const int64_t short_class = model.decode_seq_len_class(1, 1);
+  // Past the fused attention's lengths, the decode kernel's choice splits the classes once more
+  // where it depends on the length (64 sequences of 16 heads: ops::mla_decode_kernel_depends_on_length),
+  // and not at batch 1.
+  constexpr int64_t kShort = ops::kMlaDecodeShortSeqLen, kFused = ops::kMlaAbsorbedMaxSeqLen;
+  EXPECT_EQ(model.decode_seq_len_class(kFused + 1, 64), model.decode_seq_len_class(kShort, 64));
+  EXPECT_NE(model.decode_seq_len_class(kShort, 64), model.decode_seq_len_class(kShort + 1, 64));
+  EXPECT_EQ(model.decode_seq_len_class(kShort + 1, 64), model.decode_seq_len_class(32768, 64));
+  EXPECT_EQ(model.decode_seq_len_class(kFused + 1, 1), model.decode_seq_len_class(32768, 1));
   for (const int32_t len : {100, 1800}) {  // under and over ops::kMlaAbsorbedMaxSeqLen
     SCOPED_TRACE("context " + std::to_string(len));
     ForwardBatch b;
@@ -323,7 +326,7 @@ TEST(DecodeGraphsV2Lite, LengthClassesGetTheirOwnGraphs) {
     d.slot_mapping = {int64_t{table[static_cast<size_t>(len / kCacheBlockSize)]} * kCacheBlockSize + len % kCacheBlockSize};
     d.sequences.push_back({0, 1, len, table});
     d.logit_rows = {0};
-    EXPECT_EQ(model.decode_seq_len_class(len + 1) == short_class, len + 1 <= ops::kMlaAbsorbedMaxSeqLen);
+    EXPECT_EQ(model.decode_seq_len_class(len + 1, 1) == short_class, len + 1 <= kFused);
     const Tensor eager = model.forward(d, cache).to(Device::kCPU);
     const Tensor first = graphs.run(d).to(Device::kCPU);
     const Tensor replay = graphs.run(d).to(Device::kCPU);
