@@ -5,7 +5,8 @@
 //                    [--plans auto,split,whole] [--kernels auto,pipeline,split_s] [--early-loads on|off]
 //
 // --kernels: each shape once per kernel, the step's own choice (auto, use_pipeline_kernel) or
-// the one named, as the tests force it (to measure the choice's boundaries).
+// the one named, as the tests force it (to measure the choice's boundaries); "pipeline" runs the
+// ring kernel where a sequence has at most 16 query rows (use_ring_kernel).
 // --early-loads on: each call reads the schedule and tables and starts its first cache copies
 // before it waits for the call before it (MlaDecodeArgs::early_loads, as the model calls it);
 // off (default) keeps the figures of earlier runs comparable.
@@ -209,7 +210,9 @@ Result run_shape(const Shape& s, ops::MlaPlan plan, KernelChoice kernel, bool ea
   MLA_CUDA_CHECK(cudaDeviceSynchronize());
 
   const double schedule_us =
-      timer.median_us(stream, reps, [&](int) { ops::mla_decode_schedule_update(schedule, base.seq_lens, stream, s.context); });
+      timer.median_us(stream, reps, [&](int) {
+        ops::mla_decode_schedule_update(schedule, base.seq_lens, stream, s.context);  // the bound the model passes
+      });
   if (kernel != KernelChoice::kAuto) schedule.pipeline = kernel == KernelChoice::kPipeline;
   auto call = [&](int i) { ops::mla_decode_cuda(args[i % sets], outs[i % sets], schedule, stream); };
   for (int i = 0; i < 5; ++i) call(i);

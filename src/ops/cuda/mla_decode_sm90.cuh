@@ -93,13 +93,14 @@ static_assert(kSmemBytes <= 227 * 1024, "over the sm_90 shared-memory limit per 
 // announces its bytes; waiters spin on the phase parity.
 
 // Starts the copy of the box_rows x 576 tile at `row` (a row-major [rows, 576] bf16 tensor whose
-// map reads boxes of box_rows x 64 channels, rows past the end as 0) into the swizzled layout at
-// dst: 9 boxes.
+// map reads boxes of box_rows x 64 channels, rows past the end as 0) into the swizzled layout of
+// a [kRows x 576] tile at dst (9 column blocks of [kRows][128 B]): 9 boxes.
+template <int kRows = kTileRows>
 __device__ __forceinline__ void tma_load_tile(uint32_t dst, const CUtensorMap* map, int row, int box_rows,
                                               uint32_t bar) {
   ptx::mbarrier_arrive_expect_bytes(bar, 9 * 128 * box_rows);
 #pragma unroll
-  for (int cb = 0; cb < 9; ++cb) ptx::tma_load_2d(dst + cb * kColBlockBytes, map, cb * 64, row, bar);
+  for (int cb = 0; cb < 9; ++cb) ptx::tma_load_2d(dst + cb * kRows * 128, map, cb * 64, row, bar);
 }
 
 // wgmma descriptors, 128-byte swizzle. K-major operands (Q, K, P): leading byte offset unused

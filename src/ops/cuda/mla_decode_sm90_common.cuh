@@ -111,21 +111,22 @@ __device__ __forceinline__ void prefetch_step_metadata(const MlaDecodeParams& p,
   if (lane == 4) prefetch(p.merge_counters);
 }
 
-// A tile with fewer query rows (16 heads: 16) copies only those; rows q_box_rows .. 63 of the Q
-// tile [64 x 576] stay 0. All kThreads threads, thread tid.
-__device__ __forceinline__ void zero_q_tail(uint8_t* smem, int q_box_rows, int tid) {
-  for (int i = q_box_rows * 72 + tid; i < 64 * 72; i += kThreads) {
+// A tile with fewer query rows (16 heads: 16) copies only those; rows q_box_rows .. kRows - 1 of
+// the Q tile [kRows x 576] at q_tile stay 0. All kThreads threads, thread tid.
+template <int kRows = kTileRows>
+__device__ __forceinline__ void zero_q_tail(uint8_t* q_tile, int q_box_rows, int tid) {
+  for (int i = q_box_rows * 72 + tid; i < kRows * 72; i += kThreads) {
     const int row = i / 72, chunk = i % 72;
-    *reinterpret_cast<uint4*>(smem + Smem::kQ + chunk / 8 * kColBlockBytes + row * 128 + chunk % 8 * 16) =
-        make_uint4(0, 0, 0, 0);
+    *reinterpret_cast<uint4*>(q_tile + chunk / 8 * kRows * 128 + row * 128 + chunk % 8 * 16) = make_uint4(0, 0, 0, 0);
   }
 }
 
 // Starts the copy of this CTA's query tile of sequence seq ([q_box_rows x 576] from its first
-// query row + tile_row0) into the Q tile at s_q, completing on bar_q.
+// query row + tile_row0) into the [kRows x 576] Q tile at s_q, completing on bar_q.
+template <int kRows = kTileRows>
 __device__ __forceinline__ void load_q_tile(const MlaDecodeParams& p, uint32_t s_q, int seq, int tile_row0,
                                             uint32_t bar_q) {
-  tma_load_tile(s_q, &p.q_map, p.query_start[seq] * p.n_heads + tile_row0, p.q_box_rows, bar_q);
+  tma_load_tile<kRows>(s_q, &p.q_map, p.query_start[seq] * p.n_heads + tile_row0, p.q_box_rows, bar_q);
 }
 
 // Starts the copy of KV block `it` ([64 x 576], found through the block table) into KV stage
@@ -168,11 +169,12 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
 // every wgmma of the kernel, C7518 / C7520). The values are uniform in the warpgroup already.
 __device__ __forceinline__ bool warp_uniform(bool x) { return __shfl_sync(0xffffffffu, x ? 1 : 0, 0) != 0; }
 
-// S += A B^T over 16 channels with 16 columns (both operands K-major): the ring kernel's S^T.
-template <size_t... I>
+// D[64 x 16] (+)= A B^T over 16 of K, B K-major, A K-major (the ring kernel's S^T = K Q^T) or
+// MN-major (its O^T += V^T P^T).
+template <gmma::Major kMajorA, size_t... I>
 __device__ __forceinline__ void wgmma_64x16(uint64_t a, uint64_t b, float (&d)[8], gmma::ScaleOut scale,
                                             std::index_sequence<I...>) {
-  gmma::MMA_64x16x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>::fma(a, b, d[I]..., scale);
+  gmma::MMA_64x16x16_F32BF16BF16_SS<kMajorA, gmma::Major::K>::fma(a, b, d[I]..., scale);
 }
 
 // ---- the online softmax of a block ---------------------------------------------------------

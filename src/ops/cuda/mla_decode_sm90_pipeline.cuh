@@ -55,21 +55,20 @@ __device__ __forceinline__ void wgmma_64x64(uint64_t a, uint64_t b, float (&d)[3
                                             std::index_sequence<I...>) {
   gmma::MMA_64x64x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>::fma(a, b, d[I]..., scale);
 }
-// Issues a block's scores S[64 x 64] = Q[64 x 576] K[64 x 576]^T over the 576 channels as one
-// wgmma group (a_desc = Q, b_desc = K); the caller waits for it. s[i]: row r0 + 8 * (i / 2 % 2),
-// key 8 * (i / 4) + 2 * (lane % 4) + i % 2. Both operands are K-major in the same layout, so one
-// k-step offset serves both. Each offset
-// passes through an empty volatile asm, which keeps its place among the wgmma asms: otherwise the
-// compiler computes all 72 descriptors ahead and runs out of registers beside O and S (and a loop
-// instead makes ptxas serialise the wgmmas, C7520).
-__device__ __forceinline__ void issue_scores(uint64_t a_desc, uint64_t b_desc, float (&s)[32]) {
+// Issues a block's scores S[64 x 64] = Q[64 x 576] K[64 x 576]^T as one wgmma group; the caller
+// waits for it. s[i]: row r0 + 8 * (i / 2 % 2), key 8 * (i / 4) + 2 * (lane % 4) + i % 2. Q and
+// K are K-major in the same layout, so one k-step offset serves both. Each offset passes through
+// an empty volatile asm, which keeps its place among the wgmma asms: otherwise the compiler
+// computes all 72 descriptors ahead and runs out of registers beside O and S (and a loop instead
+// makes ptxas serialise the wgmmas, C7520).
+__device__ __forceinline__ void issue_scores(uint64_t q_desc, uint64_t k_desc, float (&s)[32]) {
   ptx::fence_registers(s);
   ptx::wgmma_fence();
 #pragma unroll
   for (int ks = 0; ks < 36; ++ks) {
     uint64_t step = static_cast<uint64_t>(((ks / 4) * kColBlockBytes + (ks % 4) * 32) >> 4);
     asm volatile("" : "+l"(step));
-    wgmma_64x64(a_desc + step, b_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
+    wgmma_64x64(q_desc + step, k_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
                 std::make_index_sequence<32>{});
   }
   ptx::wgmma_commit();
@@ -112,7 +111,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // bar_empty + 8 i; the Q tile's copy at bar_q.
   const uint32_t bar_full = ptx::smem_addr(smem + Smem::kBarriers), bar_q = bar_full + 16, bar_empty = bar_full + 24;
 
-  zero_q_tail(smem, p.q_box_rows, tid);
+  zero_q_tail(smem + Smem::kQ, p.q_box_rows, tid);
   ptx::fence_async_proxy();
   if (tid == 0) {
     ptx::mbarrier_init(bar_full, 1);

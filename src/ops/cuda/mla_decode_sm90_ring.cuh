@@ -56,11 +56,6 @@ static_assert(kRingRows == kRingMaxRows, "the ring kernel's Q tile holds the nar
 __device__ __forceinline__ uint32_t ring_slot(uint32_t u) { return u % kRingSlots; }
 __device__ __forceinline__ uint32_t ring_phase(uint32_t u) { return (u / kRingSlots) & 1; }
 
-template <size_t... I>
-__device__ __forceinline__ void wgmma_64x16_mn(uint64_t a, uint64_t b, float (&d)[8], std::index_sequence<I...>) {
-  gmma::MMA_64x16x16_F32BF16BF16_SS<gmma::Major::MN, gmma::Major::K>::fma(a, b, d[I]..., gmma::ScaleOut::One);
-}
-
 // Issues S^T[64 keys x 16 rows] = K Q^T over the 576 channels of the block at ring position u0
 // as one wgmma group (ring_desc: the ring's base, K-major; q_desc: the Q tile); s[i]: key
 // 16 w + lane / 4 + 8 * (i / 2 % 2) of warp w, query row 8 * (i / 4) + 2 * (lane % 4) + i % 2.
@@ -72,8 +67,8 @@ __device__ __forceinline__ void issue_scores_ring(uint64_t ring_desc, uint32_t u
     uint64_t a_step = static_cast<uint64_t>((ring_slot(u0 + ks / 4) * kColBlockBytes + (ks % 4) * 32) >> 4);
     const uint64_t b_step = static_cast<uint64_t>(((ks / 4) * kRingQColBytes + (ks % 4) * 32) >> 4);
     asm volatile("" : "+l"(a_step));
-    wgmma_64x16(ring_desc + a_step, q_desc + b_step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
-                std::make_index_sequence<8>{});
+    wgmma_64x16<gmma::Major::K>(ring_desc + a_step, q_desc + b_step, s,
+                                ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One, std::make_index_sequence<8>{});
   }
   ptx::wgmma_commit();
 }
@@ -93,21 +88,11 @@ __device__ __forceinline__ void issue_pv_ring(uint64_t ring_v_desc, uint32_t u0,
     for (int kk = 0; kk < 4; ++kk) {
       uint64_t a_step = static_cast<uint64_t>((ring_slot(u0 + t) * kColBlockBytes + kk * 16 * 128) >> 4);
       asm volatile("" : "+l"(a_step));
-      wgmma_64x16_mn(ring_v_desc + a_step, pt_desc + static_cast<uint64_t>((kk * 32) >> 4), o[t],
-                     std::make_index_sequence<8>{});
+      wgmma_64x16<gmma::Major::MN>(ring_v_desc + a_step, pt_desc + static_cast<uint64_t>((kk * 32) >> 4), o[t],
+                                   gmma::ScaleOut::One, std::make_index_sequence<8>{});
     }
   }
   ptx::wgmma_commit();
-}
-
-// Starts the copy of the query rows of sequence seq ([q_box_rows x 576], rows q_box_rows .. 15
-// stay 0) into the Q tile at s_q, completing on bar_q.
-__device__ __forceinline__ void load_q_ring(const MlaDecodeParams& p, uint32_t s_q, int seq, uint32_t bar_q) {
-  ptx::mbarrier_arrive_expect_bytes(bar_q, 9 * 128 * p.q_box_rows);
-#pragma unroll
-  for (int cb = 0; cb < 9; ++cb) {
-    ptx::tma_load_2d(s_q + cb * kRingQColBytes, &p.q_map, cb * 64, p.query_start[seq] * p.n_heads, bar_q);
-  }
 }
 
 // O^T's columns of piece pc times inv (this thread's 4 columns, 16 channels of each of the 8
@@ -152,11 +137,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_ring_kernel(const
   const uint32_t bar_full = ptx::smem_addr(smem + RingSmem::kBarriers);
   const uint32_t bar_empty = bar_full + 8 * kRingSlots, bar_q = bar_empty + 8 * kRingSlots;
 
-  for (int i = p.q_box_rows * 72 + tid; i < kRingRows * 72; i += kThreads) {  // Q rows past the copies' stay 0
-    const int row = i / 72, chunk = i % 72;
-    *reinterpret_cast<uint4*>(smem + RingSmem::kQ + chunk / 8 * kRingQColBytes + row * 128 + chunk % 8 * 16) =
-        make_uint4(0, 0, 0, 0);
-  }
+  zero_q_tail<kRingRows>(smem + RingSmem::kQ, p.q_box_rows, tid);
   ptx::fence_async_proxy();
   if (tid == 0) {
     for (int i = 0; i < kRingSlots; ++i) {
@@ -221,7 +202,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_ring_kernel(const
   const uint64_t pt_desc = ptx::gmma_desc_sw128(ptx::smem_addr(smem + RingSmem::kP), 16, 1024);
   float* col_max = reinterpret_cast<float*>(smem + RingSmem::kColMax);
   uint32_t q_parity = 0;
-  if (tid == 0) load_q_ring(p, s_q, cur.seq, bar_q);
+  if (tid == 0) load_q_tile<kRingRows>(p, s_q, cur.seq, 0, bar_q);
   Piece pc = start_piece(p, part, cur.seq, 0, 0);
   float o[8][8], s[8], m[4], l[4];
   int col_limit[4];
@@ -272,7 +253,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_ring_kernel(const
     const bool piece_ends = warp_uniform(!has_next || next.seq != cur.seq);
     if (piece_ends && has_next) {  // the piece's last S is done: Q may be overwritten
       named_barrier_sync(kBarWg0, 128);
-      if (tid == 0) load_q_ring(p, s_q, next.seq, bar_q);
+      if (tid == 0) load_q_tile<kRingRows>(p, s_q, next.seq, 0, bar_q);
     }
 
     const bool masked = cur.block * 64 + 63 > pc.seq_len - pc.q_len;

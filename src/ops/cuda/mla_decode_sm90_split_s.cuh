@@ -72,7 +72,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Before the wait, overlapping the end of the kernel before this one: the L2 prefetch of the
   // metadata the first loads read, and the set-up of shared memory.
   if (tid < 32) prefetch_step_metadata(p, tid);
-  zero_q_tail(smem, p.q_box_rows, tid);
+  zero_q_tail(smem + Smem::kQ, p.q_box_rows, tid);
   ptx::fence_async_proxy();
   if (tid == 0) {
     ptx::mbarrier_init(bar_kv, 1);
