@@ -1,9 +1,10 @@
 // Which sm90 MLA decode kernel a step uses (use_pipeline_kernel, use_ring_kernel,
-// mla_decode_sm90_heuristics.h).
+// mla_decode_sm90_heuristics.h), and how its KV copies use L2 (use_kv_evict_first).
 // Host arithmetic only, so it runs without a GPU; the GPU tests check both kernels at every batch.
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "ops/cuda/mla_decode_sm90_heuristics.h"
 #include "ops/mla_decode.h"
@@ -47,6 +48,16 @@ TEST(MlaDecodeKernelRule, RingKernelUpToSixteenRows) {
   // At most 16 query rows a sequence (16 heads x 1 token, 8 x 2, ...) fit the ring kernel's tiles.
   for (int64_t rows : {1, 2, 8, 16}) EXPECT_TRUE(use_ring_kernel(rows)) << rows;
   for (int64_t rows : {17, 32, 64, 128}) EXPECT_FALSE(use_ring_kernel(rows)) << rows;
+}
+
+TEST(MlaDecodeKernelRule, EvictFirstCopiesWhenOneQueryTileReadsEachBlock) {
+  // (heads, query tokens): up to 64 query rows a sequence make one tile, and one CTA reads each block.
+  for (auto [n, q] : {std::pair{16, 1}, {16, 4}, {64, 1}, {8, 8}}) {
+    EXPECT_TRUE(use_kv_evict_first(plan_mla_split(n, q, 132).num_m_tiles)) << n << " x " << q;
+  }
+  for (auto [n, q] : {std::pair{128, 1}, {16, 5}, {64, 2}, {128, 2}}) {
+    EXPECT_FALSE(use_kv_evict_first(plan_mla_split(n, q, 132).num_m_tiles)) << n << " x " << q;
+  }
 }
 
 }  // namespace

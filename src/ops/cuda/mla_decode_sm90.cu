@@ -169,6 +169,7 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   p.num_seqs = static_cast<int32_t>(b);
   p.scale_log2 = args.softmax_scale * 1.4426950408889634f;
   p.early_loads = args.early_loads;
+  p.kv_evict_first = sm90::use_kv_evict_first(schedule.num_m_tiles);
 
   // The split-S kernel's CTAs wait for each other (in-kernel merge): its grid must be one wave,
   // one CTA per SM, which plan_mla_split gives unless there are more query tiles than SMs.

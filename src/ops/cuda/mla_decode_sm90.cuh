@@ -103,6 +103,20 @@ __device__ __forceinline__ void tma_load_tile(uint32_t dst, const CUtensorMap* m
   for (int cb = 0; cb < 9; ++cb) ptx::tma_load_2d(dst + cb * kRows * 128, map, cb * 64, row, bar);
 }
 
+// The same for a KV block (64 rows at `row`), its lines tagged L2 evict-first when evict_first
+// (MlaDecodeParams::kv_evict_first).
+__device__ __forceinline__ void tma_load_kv_tile(uint32_t dst, const CUtensorMap* map, int row, uint32_t bar,
+                                                 bool evict_first) {
+  if (!evict_first) {
+    tma_load_tile(dst, map, row, kTileRows, bar);
+    return;
+  }
+  const uint64_t policy = ptx::l2_evict_first_policy();
+  ptx::mbarrier_arrive_expect_bytes(bar, kTileBytes);
+#pragma unroll
+  for (int cb = 0; cb < 9; ++cb) ptx::tma_load_2d_hint(dst + cb * kColBlockBytes, map, cb * 64, row, bar, policy);
+}
+
 // wgmma descriptors, 128-byte swizzle. K-major operands (Q, K, P): leading byte offset unused
 // (16), stride byte offset 1024 = between 8-row groups. MN-major V: leading byte offset 8 KB =
 // between 64-channel column blocks, stride byte offset 1024 = between 8-key groups.

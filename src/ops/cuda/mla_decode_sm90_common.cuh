@@ -134,7 +134,7 @@ __device__ __forceinline__ void load_q_tile(const MlaDecodeParams& p, uint32_t s
 __device__ __forceinline__ void load_kv_block(const MlaDecodeParams& p, uint32_t s_kv, const WorkItem& it,
                                               int stage, uint32_t bar_kv) {
   const int block_id = p.block_table[static_cast<int64_t>(it.seq) * p.max_blocks + it.block];
-  tma_load_tile(s_kv + stage * kTileBytes, &p.kv_map, block_id * 64, 64, bar_kv + 8 * stage);
+  tma_load_kv_tile(s_kv + stage * kTileBytes, &p.kv_map, block_id * 64, bar_kv + 8 * stage, p.kv_evict_first);
 }
 
 // Zeroes rows valid .. 63 of a KV tile (the sequence ends inside the block: those rows hold

@@ -94,6 +94,15 @@ inline bool use_pipeline_kernel(int64_t num_seqs, int64_t rows_per_seq, int64_t 
 inline constexpr int kRingMaxRows = 16;
 inline bool use_ring_kernel(int64_t rows_per_seq) { return rows_per_seq <= kRingMaxRows; }
 
+// The KV copies tag their lines L2 evict-first when each cache block is read by one CTA only (one
+// query tile a sequence: at most 64 query rows), so that the block, read once, does not push out
+// lines that are read again (the step's metadata, the query rows, other layers' weights in the
+// model). With more tiles the other tiles' CTAs read the same block from L2. H200, 2026-11-30
+// (bench/NOTES-mla-decode.md, twenty-ninth session), evict-first against plain copies, three
+// rounds: 16 heads -1 to -2.5% (b8, b128 x 4096, one and two tokens; b32 x 32k), the V2-Lite BF16
+// step at 64 x 4096 -1%; 128 heads (two tiles) +3 to +5% at b128 x 4096.
+inline bool use_kv_evict_first(int num_m_tiles) { return num_m_tiles == 1; }
+
 struct MlaSplitPlan {
   int num_m_tiles;  // query tiles per sequence: ceil(max_q_len * n / kTileRows)
   int num_parts;    // KV partitions: CTAs per query tile, so that one wave fills the GPU

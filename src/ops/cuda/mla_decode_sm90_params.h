@@ -75,6 +75,7 @@ struct MlaDecodeParams {
   int32_t* merge_counters;         // [2P, num_m_tiles] split S: arrivals per (split sequence, tile); 0 between calls
   int32_t num_seqs;                // B (split S: bounds its L2 prefetch of the step's metadata)
   bool early_loads;                // split S: MlaDecodeArgs::early_loads
+  bool kv_evict_first;             // KV copies tagged L2 evict-first (use_kv_evict_first)
 };
 
 }  // namespace mlaserve::ops::sm90

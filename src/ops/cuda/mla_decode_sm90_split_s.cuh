@@ -101,7 +101,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     has_work = settle(cur, part, p, tile_row0);
     if (!has_work || tid != 0) return;
     if (cur.seq == part.begin_seq && cur.block == part.begin_block) {
-      tma_load_tile(s_kv, &p.kv_map, first_block_id * 64, 64, bar_kv);  // load_kv_block(cur, 0), its id read early
+      // load_kv_block(cur, 0), its id read early
+      tma_load_kv_tile(s_kv, &p.kv_map, first_block_id * 64, bar_kv, p.kv_evict_first);
     } else {
       load_kv_block(p, s_kv, cur, 0, bar_kv);
     }
