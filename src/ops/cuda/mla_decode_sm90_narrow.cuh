@@ -27,14 +27,10 @@ __device__ __forceinline__ float column_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 16);
 }
 
-// The last key visible to each of this thread's columns in piece pc (bottom-right causal; the
-// tile is the sequence's only one: tile_row0 = 0).
-__device__ __forceinline__ void narrow_column_limits(const Piece& pc, int n_heads, int lane, int (&limit)[4]) {
-#pragma unroll
-  for (int c = 0; c < 4; ++c) {
-    const int col = narrow_col(c, lane);
-    limit[c] = col < pc.rows ? pc.seq_len - pc.q_len + col / n_heads : pc.seq_len - 1;
-  }
+// The last key visible to query row (column) col of piece pc (bottom-right causal; the tile is
+// the sequence's only one: tile_row0 = 0).
+__device__ __forceinline__ int narrow_column_limit(const Piece& pc, int n_heads, int col) {
+  return col < pc.rows ? pc.seq_len - pc.q_len + col / n_heads : pc.seq_len - 1;
 }
 
 // One block of a warpgroup's 128 threads (thread tid): the scores s masked, the online softmax of
@@ -43,14 +39,15 @@ __device__ __forceinline__ void narrow_column_limits(const Piece& pc, int n_head
 // sum meet over the 4 warps in col_max ([4 warps][16 columns] f32, shared memory).
 __device__ __forceinline__ void narrow_softmax(const MlaDecodeParams& p, const Piece& pc, const WorkItem& cur,
                                                bool masked, bool piece_ends, int tid, int lane, float* col_max,
-                                               float (&s)[8], float (&m)[4], float (&l)[4],
-                                               const int (&col_limit)[4], float (&alpha)[4], float (&inv)[4]) {
+                                               float (&s)[8], float (&m)[4], float (&l)[4], float (&alpha)[4],
+                                               float (&inv)[4]) {
   const int warp = tid / 32 % 4, key0 = cur.block * 64 + 16 * warp + lane / 4;
   float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-  if (masked) {
+  if (masked) {  // (the limits computed here: the masked blocks are a piece's last one or two)
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      if (key0 + 8 * (i / 2 % 2) > col_limit[2 * (i / 4) + i % 2]) s[i] = -INFINITY;
+      const int limit = narrow_column_limit(pc, p.n_heads, narrow_col(2 * (i / 4) + i % 2, lane));
+      if (key0 + 8 * (i / 2 % 2) > limit) s[i] = -INFINITY;
     }
   }
 #pragma unroll
@@ -99,13 +96,15 @@ __device__ __forceinline__ void narrow_softmax(const MlaDecodeParams& p, const P
 }
 
 // P^T (this thread's 8 values of s, as narrow_softmax leaves them) into the first 16 rows of a
-// [rows][64 keys] bf16 tile in the 128-byte swizzle: row = query column, 128 bytes of keys.
-__device__ __forceinline__ void store_pt(uint8_t* p_tile, const float (&s)[8], int warp, int lane) {
+// [rows][64 keys] bf16 tile in the 128-byte swizzle at shared address p_tile: row = query column,
+// 128 bytes of keys. 32-bit shared addresses: generic ones are 64-bit values that the compiler
+// keeps live across the loop.
+__device__ __forceinline__ void store_pt(uint32_t p_tile, const float (&s)[8], int warp, int lane) {
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2, key = 16 * warp + lane / 4 + 8 * (i / 2 % 2);
-    *reinterpret_cast<__nv_bfloat16*>(p_tile + col * 128 + ((key / 8) ^ (col % 8)) * 16 + key % 8 * 2) =
-        __float2bfloat16_rn(s[i]);
+    const uint32_t addr = p_tile + col * 128 + ((key / 8) ^ (col % 8)) * 16 + key % 8 * 2;
+    asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(addr), "h"(__bfloat16_as_ushort(__float2bfloat16_rn(s[i]))));
   }
 }
 

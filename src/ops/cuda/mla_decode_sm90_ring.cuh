@@ -64,10 +64,13 @@ __device__ __forceinline__ void issue_scores_ring(uint64_t ring_desc, uint32_t u
   ptx::wgmma_fence();
 #pragma unroll
   for (int ks = 0; ks < 36; ++ks) {
+    // Both descriptors pass through an empty asm just before their wgmma: otherwise the compiler
+    // computes Q's 36 (loop-invariant) ahead of the loop and keeps them in 72 registers.
     uint64_t a_step = static_cast<uint64_t>((ring_slot(u0 + ks / 4) * kColBlockBytes + (ks % 4) * 32) >> 4);
-    const uint64_t b_step = static_cast<uint64_t>(((ks / 4) * kRingQColBytes + (ks % 4) * 32) >> 4);
-    asm volatile("" : "+l"(a_step));
-    wgmma_64x16<gmma::Major::K>(ring_desc + a_step, q_desc + b_step, s,
+    uint64_t b_desc = q_desc;
+    asm volatile("" : "+l"(a_step), "+l"(b_desc));
+    wgmma_64x16<gmma::Major::K>(ring_desc + a_step,
+                                b_desc + static_cast<uint64_t>(((ks / 4) * kRingQColBytes + (ks % 4) * 32) >> 4), s,
                                 ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One, std::make_index_sequence<8>{});
   }
   ptx::wgmma_commit();
@@ -87,8 +90,9 @@ __device__ __forceinline__ void issue_pv_ring(uint64_t ring_v_desc, uint32_t u0,
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       uint64_t a_step = static_cast<uint64_t>((ring_slot(u0 + t) * kColBlockBytes + kk * 16 * 128) >> 4);
-      asm volatile("" : "+l"(a_step));
-      wgmma_64x16<gmma::Major::MN>(ring_v_desc + a_step, pt_desc + static_cast<uint64_t>((kk * 32) >> 4), o[t],
+      uint64_t b_desc = pt_desc;
+      asm volatile("" : "+l"(a_step), "+l"(b_desc));  // as in issue_scores_ring
+      wgmma_64x16<gmma::Major::MN>(ring_v_desc + a_step, b_desc + static_cast<uint64_t>((kk * 32) >> 4), o[t],
                                    gmma::ScaleOut::One, std::make_index_sequence<8>{});
     }
   }
@@ -210,7 +214,6 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_ring_kernel(const
   if (tid == 0) load_q_tile<kRingRows>(p, s_q, cur.seq, 0, bar_q);
   Piece pc = start_piece(p, part, cur.seq, 0, 0);
   float o[8][8], s[8], m[4], l[4];
-  int col_limit[4];
   auto start_state = [&]() {
 #pragma unroll
     for (int t = 0; t < 8; ++t) {
@@ -222,7 +225,6 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_ring_kernel(const
       m[c] = -INFINITY;
       l[c] = 0.0f;
     }
-    narrow_column_limits(pc, p.n_heads, lane, col_limit);
   };
   start_state();
   ptx::mbarrier_wait(bar_q, q_parity);
@@ -263,8 +265,8 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_ring_kernel(const
 
     const bool masked = cur.block * 64 + 63 > pc.seq_len - pc.q_len;
     float alpha[4], inv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    narrow_softmax(p, pc, cur, masked, piece_ends, tid, lane, col_max, s, m, l, col_limit, alpha, inv);
-    store_pt(smem + RingSmem::kP, s, warp, lane);
+    narrow_softmax(p, pc, cur, masked, piece_ends, tid, lane, col_max, s, m, l, alpha, inv);
+    store_pt(ptx::smem_addr(smem + RingSmem::kP), s, warp, lane);
     ptx::fence_async_proxy();
     named_barrier_sync(kBarWg0, 128);
 
