@@ -30,7 +30,9 @@
 //
 // Loads are TMA bulk tensor copies (cp.async.bulk.tensor, 128-byte swizzle) issued by one
 // thread, 9 boxes of [64 rows x 64 channels] per tile, completing on an mbarrier per stage (and
-// one for Q): the other threads spend no instructions on loads.
+// one for Q): the other threads spend no instructions on loads. Where one query tile reads each
+// KV block (at most 64 query rows a sequence) its copies tag the lines L2 evict-first
+// (use_kv_evict_first): read once, they do not push out what is read again.
 //
 // Three decode kernels share this file's pieces and mla_decode_sm90_common.cuh (the walk over a
 // partition, the copies, the softmax steps, the epilogue's stores); the rules that pick one per
