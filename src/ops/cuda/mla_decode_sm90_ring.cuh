@@ -161,8 +161,11 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_ring_kernel(const
   WorkItem cur{}, ahead{};
   bool has_work = false, more = false;
   uint32_t u_load = 0;
+  // The loops below read what they need before their first copy: each TMA asm's memory clobber
+  // would make the compiler reload it for every box.
   auto load_block = [&]() {  // copies block `ahead` into the next 9 slots as they are freed
     const int block_id = p.block_table[static_cast<int64_t>(ahead.seq) * p.max_blocks + ahead.block];
+    const uint64_t policy = p.kv_evict_first ? ptx::l2_evict_first_policy() : 0;
 #pragma unroll 1
     for (int cb = 0; cb < 9; ++cb, ++u_load) {
       const uint32_t slot = ring_slot(u_load);
@@ -170,7 +173,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_ring_kernel(const
       ptx::mbarrier_arrive_expect_bytes(bar_full + 8 * slot, kColBlockBytes);
       if (p.kv_evict_first) {
         ptx::tma_load_2d_hint(s_ring + slot * kColBlockBytes, &p.kv_map, cb * 64, block_id * 64, bar_full + 8 * slot,
-                              ptx::l2_evict_first_policy());
+                              policy);
       } else {
         ptx::tma_load_2d(s_ring + slot * kColBlockBytes, &p.kv_map, cb * 64, block_id * 64, bar_full + 8 * slot);
       }
@@ -178,8 +181,9 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_ring_kernel(const
     const int seq = ahead.seq;
     more = advance(ahead, part, p, 0);
     if (more && ahead.seq != seq) {  // warm L2 with the next piece's query rows (loaded after this piece's S)
+      const int q_row = p.query_start[ahead.seq] * p.n_heads;
 #pragma unroll 1
-      for (int cb = 0; cb < 9; ++cb) ptx::tma_prefetch_2d(&p.q_map, cb * 64, p.query_start[ahead.seq] * p.n_heads);
+      for (int cb = 0; cb < 9; ++cb) ptx::tma_prefetch_2d(&p.q_map, cb * 64, q_row);
     }
   };
   auto start_walk = [&]() {
