@@ -434,6 +434,10 @@ TEST_F(MlaDecodeCuda, Batch300MoreSequencesThanOneScanChunk) { check(uniform_bat
 
 TEST_F(MlaDecodeCuda, Batch16ThreeTokenQueries128Heads) { check(uniform_batch(16, 3, 700, 3, 830), 128, 831); }
 
+// V3's decode on one GPU: 128 heads of one token, two query tiles a sequence, from 8 sequences the
+// pipeline kernel (the three-token case above has six tiles).
+TEST_F(MlaDecodeCuda, Batch24OneToken128Heads) { check(uniform_batch(24, 1, 2000, 1, 840), 128, 841); }
+
 TEST_F(MlaDecodeCuda, Long32kContexts16Heads) { check({{32768, 1}, {20000, 2}, {4096, 1}}, 16, 900); }
 
 // One-token queries: the ring kernel (the 2-token query above takes the 32-row pipeline kernel),
