@@ -131,7 +131,7 @@ struct Result {
 
 std::string plan_name(const ops::sm90_fp8::SwapAbPlan& p) {
   return "bn" + std::to_string(p.bn) + ".wg" + std::to_string(p.wgs) + ".s" + std::to_string(p.splits) + ".c" +
-         std::to_string(p.ctas);
+         std::to_string(p.ctas) + (p.three_per_sm ? ".x3" : "");
 }
 
 // The weight of a shape in as many copies as the rotation needs (the same random values).

@@ -8,12 +8,15 @@
 //     the quantiser's launch.
 //   - T <= 16: the swap-AB kernel, every DeepSeek shape (1.1-1.9x cuBLASLt with its scale
 //     transpose at T = 8). Its bytes are the weight, read once.
-//   - T <= 64: the swap-AB kernel too, unless its plan is persistent (more tiles than the GPU
-//     holds: V3's dense gate_up, q_b_proj, kv_b_proj; V2-Lite's dense gate_up), where cuBLASLt is
-//     as fast or faster (V3 dense gate_up at 64 tokens 81.5 against 88.1 us). With its split
-//     sized to the GPU (below) it beats cuBLASLt on the rest: V3 o_proj at 64 tokens 35.1 against
-//     41.6 us (0.81 of the HBM floor), the dense down 38.9 / 45.4, qkv_a 10.0 / 15.6; V2-Lite's
-//     q_proj 7.2 / 9.3, o_proj 6.2 / 9.0 (2026-11-29, seventeenth session).
+//   - T <= 64: the swap-AB kernel too. With its split sized to the GPU (below) it beats cuBLASLt:
+//     V3 o_proj at 64 tokens 35.1 against 41.6 us (0.81 of the HBM floor), the dense down 38.9 /
+//     45.4, qkv_a 10.0 / 15.6; V2-Lite's q_proj 7.2 / 9.3, o_proj 6.2 / 9.0 (2026-11-29,
+//     seventeenth session). Where its plan is persistent (more tiles than two CTAs an SM hold:
+//     V3's dense gate_up, q_b_proj, kv_b_proj; V2-Lite's dense gate_up), only with three CTAs an
+//     SM (SwapAbPlan::three_per_sm) and K >= kThreePerSmMinK: V3's dense gate_up at 64 tokens
+//     75.0 against 84.5 us (0.85 of the floor; at 32 tokens 73.1 / 89.1), q_b_proj 14.7 / 16.5
+//     (13.7 / 16.0), V2-Lite's dense gate_up 16.8 / 19.8 (15.5 / 18.8); at K = 512 (kv_b_proj)
+//     cuBLASLt stays as fast or faster (2026-11-30, thirtieth session).
 //   - T <= 128 and N < 2048 (q_a_proj, kv_a_proj), or N < 4096 with K >= 4096 (V3's qkv_a: 13.2
 //     against 16.7 us): the swap-AB kernel. Wider projections lose there (V3 o_proj 49.1 against
 //     41.5), the activation tile being re-read from L2 once per 64-128 weight rows, and so do
@@ -108,11 +111,27 @@ inline bool one_group_fits(int64_t n, int64_t k) { return n % 128 == 0 && k % 12
 // Token tile width of the swap-AB kernel.
 inline int swap_ab_bn(int64_t t) { return t <= 16 ? 16 : (t <= 64 ? 64 : 128); }
 
-// CTAs of the swap-AB kernel that fit one SM (its shared memory; linear_fp8_sm90.cuh checks).
-constexpr int swap_ab_ctas_per_sm(int bn, int wgs) {
+// CTAs of the swap-AB kernel that fit one SM (its shared memory; linear_fp8_sm90.cuh checks);
+// three_per_sm: the BN = 64, one-warpgroup kernel with 4 stages instead of 5.
+constexpr int swap_ab_ctas_per_sm(int bn, int wgs, bool three_per_sm = false) {
+  if (three_per_sm) return 3;
   if (wgs == 1) return bn == 16 ? 3 : 2;
   return bn == 16 ? 2 : 1;
 }
+
+// Persistent plans at BN = 64 with one warpgroup and more tiles than two CTAs an SM hold run three
+// CTAs an SM (4 stages each, 192 KB in flight an SM against 160): all of q_b_proj's 384 tiles at
+// once, V3 dense gate_up's 576 in 1.5 rounds instead of 2.2. Split plans keep 5 stages: with one
+// or two CTAs an SM the fourth and fifth stage are what is in flight (V3 qkv_a at 64 tokens 10.1
+// against 9.7 us with 4; shared down 9.9 / 9.2).
+inline bool swap_ab_three_per_sm(int bn, int wgs, int64_t splits, int64_t tiles, int sms) {
+  return bn == 64 && wgs == 1 && splits == 1 && tiles > int64_t{sms} * swap_ab_ctas_per_sm(bn, wgs);
+}
+
+// K below which cuBLASLt stays as fast as the three-CTA persistent plan or faster (kv_b_proj,
+// 32768 x 512: 9.4 against 9.3-9.4 us at 32 tokens; at 64 cuBLASLt's 9.8 beats every swap-AB
+// plan); q_b_proj's K = 1536 is the shortest measured win.
+inline constexpr int64_t kThreePerSmMinK = 1536;
 
 struct SwapAbPlan {
   int bn = 16;      // tokens per tile
@@ -121,9 +140,10 @@ struct SwapAbPlan {
   int t_tiles = 1;  // ceil(T / bn)
   int splits = 1;   // CTAs per cluster along K (grid z); 1 = persistent CTAs
   int ctas = 1;     // grid x: n_tiles · t_tiles when split, else min(tiles, CTA slots)
+  bool three_per_sm = false;  // swap_ab_three_per_sm: the 4-stage kernel, 3 CTAs an SM
   bool operator==(const SwapAbPlan& o) const {  // (.cu files compile as C++17: no = default)
     return bn == o.bn && wgs == o.wgs && n_tiles == o.n_tiles && t_tiles == o.t_tiles && splits == o.splits &&
-           ctas == o.ctas;
+           ctas == o.ctas && three_per_sm == o.three_per_sm;
   }
 };
 
@@ -137,7 +157,8 @@ inline SwapAbPlan make_swap_ab_plan(int64_t t, int64_t n, int64_t k, int sms, in
   const int64_t groups = (k + 127) / 128;
   p.splits = static_cast<int>(std::clamp<int64_t>(splits, 1, std::min<int64_t>(kMaxSplits, groups)));
   const int64_t tiles = static_cast<int64_t>(p.n_tiles) * p.t_tiles;
-  const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(p.bn, wgs);
+  p.three_per_sm = swap_ab_three_per_sm(p.bn, wgs, p.splits, tiles, sms);
+  const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(p.bn, wgs, p.three_per_sm);
   p.ctas = static_cast<int>(p.splits > 1 ? tiles : std::min(tiles, slots));
   return p;
 }
@@ -173,7 +194,10 @@ inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k, int sms, boo
   if (use_gemv(t, n, k)) return Fp8GemmPath::kGemv;
   const bool lt = cublaslt_fp8_fits(t, n, k);
   if (t <= 16 || (t <= kSwapAbMaxTokens && (n < 2048 || (n < 4096 && k >= 4096)))) return Fp8GemmPath::kSwapAB;
-  if (t <= 64 && (!lt || plan_swap_ab(t, n, k, sms).splits > 1)) return Fp8GemmPath::kSwapAB;
+  if (t <= 64) {
+    const SwapAbPlan plan = plan_swap_ab(t, n, k, sms);
+    if (!lt || plan.splits > 1 || (plan.three_per_sm && k >= kThreePerSmMinK)) return Fp8GemmPath::kSwapAB;
+  }
   if (lt) return Fp8GemmPath::kCublasLt;
   return t > kSwapAbMaxTokens && bf16_out && one_group_fits(n, k) ? Fp8GemmPath::kOneGroup : Fp8GemmPath::kSwapAB;
 }

@@ -67,9 +67,11 @@ void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, c
                  cudaStream_t stream) {
   const int64_t tiles = static_cast<int64_t>(plan.n_tiles) * plan.t_tiles;
   MLA_CHECK(plan.bn == swap_ab_bn(t) && plan.n_tiles * kWgRows * plan.wgs >= n && plan.t_tiles * plan.bn >= t &&
-                (plan.splits == 1 ? plan.ctas <= tiles : plan.ctas == tiles) && plan.splits <= kMaxSplits,
-            "{}: a swap-AB plan (bn {}, wgs {}, {} x {} tiles, {} splits, {} CTAs) that does not cover [{}, {}]", kOp,
-            plan.bn, plan.wgs, plan.n_tiles, plan.t_tiles, plan.splits, plan.ctas, t, n);
+                (plan.splits == 1 ? plan.ctas <= tiles : plan.ctas == tiles) && plan.splits <= kMaxSplits &&
+                (!plan.three_per_sm || (plan.bn == 64 && plan.wgs == 1 && plan.splits == 1)),
+            "{}: a swap-AB plan (bn {}, wgs {}, {} x {} tiles, {} splits, {} CTAs, three an SM: {}) that does not "
+            "cover [{}, {}] or has no kernel",
+            kOp, plan.bn, plan.wgs, plan.n_tiles, plan.t_tiles, plan.splits, plan.ctas, plan.three_per_sm, t, n);
   SwapAbParams p{};
   const int w_box_rows = static_cast<int>(std::min<int64_t>(kWgRows * plan.wgs, n));
   const int x_box_rows = static_cast<int>(std::min<int64_t>(plan.bn, t));
@@ -88,7 +90,9 @@ void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, c
   const bool two = plan.wgs == 2;
   switch (plan.bn) {
     case 16: return two ? launch_swap_ab<16, 2>(p, plan, stream) : launch_swap_ab<16, 1>(p, plan, stream);
-    case 64: return two ? launch_swap_ab<64, 2>(p, plan, stream) : launch_swap_ab<64, 1>(p, plan, stream);
+    case 64:
+      if (plan.three_per_sm) return launch_swap_ab<64, 1, true>(p, plan, stream);
+      return two ? launch_swap_ab<64, 2>(p, plan, stream) : launch_swap_ab<64, 1>(p, plan, stream);
     case 128: return two ? launch_swap_ab<128, 2>(p, plan, stream) : launch_swap_ab<128, 1>(p, plan, stream);
     default: MLA_FAIL("{}: no swap-AB kernel for a token tile of {}", kOp, plan.bn);
   }

@@ -66,12 +66,15 @@
 namespace mlaserve::ops::sm90_fp8 {
 
 // Shared-memory map and thread count for token tile BN and WGS consumer warpgroups (byte offsets
-// from a 1 KB-aligned base).
-template <int BN, int WGS>
+// from a 1 KB-aligned base); kThree: 4 stages at BN = 64, so that three CTAs fit an SM
+// (swap_ab_three_per_sm).
+template <int BN, int WGS, bool kThree = false>
 struct Smem {
+  static_assert(!kThree || (BN == 64 && WGS == 1), "three CTAs an SM: BN = 64, one warpgroup");
   static constexpr int kThreads = 128 * WGS + 32;           // consumer warpgroups + producer warp
   static constexpr int kRows = kWgRows * WGS;               // weight rows per tile
-  static constexpr int kStages = WGS == 1 ? (BN == 16 ? 6 : (BN == 64 ? 5 : 4)) : (BN == 128 ? 5 : 6);
+  static constexpr int kStages =
+      kThree ? 4 : (WGS == 1 ? (BN == 16 ? 6 : (BN == 64 ? 5 : 4)) : (BN == 128 ? 5 : 6));
   static constexpr int kWBytes = kRows * kGroup;            // [kRows][128] e4m3
   static constexpr int kXBytes = BN * kGroup;               // [BN][128] e4m3
   static constexpr int kW = 0;                              // W stages
@@ -87,9 +90,9 @@ struct Smem {
                                                             // conflict-free and rows 16-byte aligned
   static_assert(kXBytes % 1024 == 0 && kWBytes % 1024 == 0, "stages must stay 1 KB-aligned (128-byte swizzle)");
   static_assert(BN * kPartialStride * 4 <= kXScales, "the Dᵀ tile must fit over the drained stages");
-  static_assert((kAlloc + 1024) * 3 <= 228 * 1024 || swap_ab_ctas_per_sm(BN, WGS) < 3,
+  static_assert((kAlloc + 1024) * 3 <= 228 * 1024 || swap_ab_ctas_per_sm(BN, WGS, kThree) < 3,
                 "swap_ab_ctas_per_sm promises 3 CTAs per SM");
-  static_assert((kAlloc + 1024) * 2 <= 228 * 1024 || swap_ab_ctas_per_sm(BN, WGS) < 2,
+  static_assert((kAlloc + 1024) * 2 <= 228 * 1024 || swap_ab_ctas_per_sm(BN, WGS, kThree) < 2,
                 "swap_ab_ctas_per_sm promises 2 CTAs per SM");
   static_assert(kAlloc + 1024 <= 228 * 1024, "over the shared memory of an SM");
 };
@@ -140,10 +143,10 @@ __device__ __forceinline__ void store_out(const SwapAbParams& p, int64_t i, floa
 
 // Grid: plan.ctas x 1 x splits, clusters of 1 x 1 x splits. With splits > 1 CTA x owns tile x;
 // with splits = 1 CTA x walks tiles x, x + grid, ...
-template <int BN, int WGS>
-__global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_ab_kernel(
+template <int BN, int WGS, bool kThree>
+__global__ void __launch_bounds__(Smem<BN, WGS, kThree>::kThreads) linear_fp8_sm90_swap_ab_kernel(
     const __grid_constant__ SwapAbParams p) {
-  using S = Smem<BN, WGS>;
+  using S = Smem<BN, WGS, kThree>;
   constexpr int kStages = S::kStages, kRows = S::kRows, kThreadsCta = S::kThreads;
   constexpr int kProducerWarp = 4 * WGS;
   extern __shared__ uint8_t smem_raw[];
@@ -313,10 +316,10 @@ __global__ void __launch_bounds__(Smem<BN, WGS>::kThreads) linear_fp8_sm90_swap_
   cluster.sync();  // no CTA leaves while another reads its shared memory
 }
 
-template <int BN, int WGS>
+template <int BN, int WGS, bool kThree>
 void launch_swap_ab(const SwapAbParams& p, const SwapAbPlan& plan, cudaStream_t stream) {
-  using S = Smem<BN, WGS>;
-  auto* kernel = linear_fp8_sm90_swap_ab_kernel<BN, WGS>;
+  using S = Smem<BN, WGS, kThree>;
+  auto* kernel = linear_fp8_sm90_swap_ab_kernel<BN, WGS, kThree>;
   MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kAlloc));
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(plan.ctas), 1, static_cast<unsigned>(plan.splits));

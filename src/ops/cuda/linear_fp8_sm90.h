@@ -1,7 +1,8 @@
 // Host-side entry points of the sm90 FP8 GEMM kernels (linear_fp8_sm90.cuh); internal to
 // src/ops/cuda (and its benchmark and test, which time and check every plan). The swap-AB kernel
 // has one instantiation per (token tile, warpgroups), each in its own translation unit
-// (linear_fp8_sm90_n{16,64,128}.cu hold both warpgroup counts) so that they compile in parallel.
+// (linear_fp8_sm90_n{16,64,128}.cu hold both warpgroup counts, n64 also the three-CTA form) so
+// that they compile in parallel.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -13,15 +14,17 @@
 
 namespace mlaserve::ops::sm90_fp8 {
 
-// Launches the kernel with token tile BN and WGS consumer warpgroups on a grid of
-// plan.ctas x 1 x plan.splits (clusters of 1 x 1 x splits).
-template <int BN, int WGS>
+// Launches the kernel with token tile BN and WGS consumer warpgroups (kThree: its 4-stage form
+// at three CTAs an SM, plan.three_per_sm) on a grid of plan.ctas x 1 x plan.splits (clusters of
+// 1 x 1 x splits).
+template <int BN, int WGS, bool kThree = false>
 void launch_swap_ab(const SwapAbParams& p, const SwapAbPlan& plan, cudaStream_t stream);
 
 extern template void launch_swap_ab<16, 1>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
 extern template void launch_swap_ab<16, 2>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
 extern template void launch_swap_ab<64, 1>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
 extern template void launch_swap_ab<64, 2>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
+extern template void launch_swap_ab<64, 1, true>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
 extern template void launch_swap_ab<128, 1>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
 extern template void launch_swap_ab<128, 2>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
 

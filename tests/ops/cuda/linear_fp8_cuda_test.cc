@@ -202,7 +202,8 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
       if (m <= 2 * sm90_fp8::kSwapAbMaxTokens) {
         for (const sm90_fp8::SwapAbPlan& plan : sm90_fp8::swap_ab_candidates(m, n, k, gpu::device_sm_count())) {
           run(shape + " swap-AB plan bn " + std::to_string(plan.bn) + " wgs " + std::to_string(plan.wgs) + " splits " +
-                  std::to_string(plan.splits) + " ctas " + std::to_string(plan.ctas),
+                  std::to_string(plan.splits) + " ctas " + std::to_string(plan.ctas) +
+                  (plan.three_per_sm ? " three an SM" : ""),
               [&](Tensor& out) {
                 sm90_fp8::run_swap_ab({x.raw(), static_cast<const float*>(xs.raw()), w.raw(),
                                        static_cast<const float*>(ws.raw()), out.raw(), f32_out},
@@ -692,6 +693,8 @@ TEST_F(LinearFp8Cuda, V3QAProj) { check(1536, 7168, kTokens); }
 TEST_F(LinearFp8Cuda, V3KvAProj) { check(576, 7168, kTokens); }
 TEST_F(LinearFp8Cuda, V3QkvAFused) { check(2112, 7168, kTokens); }
 TEST_F(LinearFp8Cuda, V3QBProj) { check(24576, 1536, kTokens); }
+// 40 tokens: a partial token tile in the three-CTA persistent plan (also run under compute-sanitizer).
+TEST_F(LinearFp8Cuda, V3QBProjThreeCtasAnSm) { check(24576, 1536, {40}); }
 TEST_F(LinearFp8Cuda, V3KvBProj) { check(32768, 512, kTokens); }
 TEST_F(LinearFp8Cuda, V3OProj) { check(7168, 16384, kTokens); }
 TEST_F(LinearFp8Cuda, V3DenseGateOrUp) { check(18432, 7168, kTokens); }
@@ -735,7 +738,13 @@ TEST(LinearFp8Rule, SwapAbSplitFillsOneWave) {
   EXPECT_EQ(o_proj.wgs, 2);
   EXPECT_EQ(o_proj.splits, 2);
   EXPECT_EQ(plan_swap_ab(64, 3072, 2048, kH200Sms).splits, 4);      // V2-Lite q_proj: 48 tiles
-  EXPECT_EQ(plan_swap_ab(64, 36864, 7168, kH200Sms).splits, 1);     // 576 tiles: persistent
+  const sm90_fp8::SwapAbPlan gate_up = plan_swap_ab(64, 36864, 7168, kH200Sms);  // 576 tiles: persistent,
+  EXPECT_EQ(gate_up.splits, 1);                                                    // three CTAs an SM
+  EXPECT_TRUE(gate_up.three_per_sm);
+  EXPECT_EQ(gate_up.ctas, 3 * kH200Sms);
+  EXPECT_EQ(plan_swap_ab(64, 24576, 1536, kH200Sms).ctas, 384);     // q_b_proj: every tile at once
+  EXPECT_FALSE(plan_swap_ab(64, 16384, 7168, kH200Sms).three_per_sm);  // 256 tiles fit two an SM
+  EXPECT_FALSE(qkv_a.three_per_sm);                                  // split plans keep 5 stages
   EXPECT_EQ(plan_swap_ab(16, 32768, 512, kH200Sms).splits, 1);      // kv_b_proj: 512 tiles
   EXPECT_EQ(plan_swap_ab(128, 576, 7168, kH200Sms).wgs, 1);         // kv_a: 9 tiles of 64 rows
   EXPECT_EQ(plan_swap_ab(128, 2112, 7168, kH200Sms).wgs, 2);
@@ -743,11 +752,14 @@ TEST(LinearFp8Rule, SwapAbSplitFillsOneWave) {
     for (int64_t n : {576, 2112, 7168, 36864}) {
       const sm90_fp8::SwapAbPlan p = plan_swap_ab(t, n, 7168, kH200Sms);
       const int64_t ctas = static_cast<int64_t>(p.ctas) * p.splits;
-      EXPECT_LE(ctas, int64_t{kH200Sms} * sm90_fp8::swap_ab_ctas_per_sm(p.bn, p.wgs)) << t << " x " << n;
+      EXPECT_LE(ctas, int64_t{kH200Sms} * sm90_fp8::swap_ab_ctas_per_sm(p.bn, p.wgs, p.three_per_sm))
+          << t << " x " << n;
     }
   }
   EXPECT_EQ(choose_fp8_gemm(64, 7168, 16384, kH200Sms), Fp8GemmPath::kSwapAB);   // V3 o_proj
-  EXPECT_EQ(choose_fp8_gemm(64, 36864, 7168, kH200Sms), Fp8GemmPath::kCublasLt);  // persistent plan
+  EXPECT_EQ(choose_fp8_gemm(64, 36864, 7168, kH200Sms), Fp8GemmPath::kSwapAB);    // three CTAs an SM
+  EXPECT_EQ(choose_fp8_gemm(32, 24576, 1536, kH200Sms), Fp8GemmPath::kSwapAB);    // q_b_proj
+  EXPECT_EQ(choose_fp8_gemm(64, 32768, 512, kH200Sms), Fp8GemmPath::kCublasLt);   // kv_b_proj: K 512
   EXPECT_EQ(choose_fp8_gemm(128, 7168, 16384, kH200Sms), Fp8GemmPath::kCublasLt);
   EXPECT_EQ(choose_fp8_gemm(128, 2112, 7168, kH200Sms), Fp8GemmPath::kSwapAB);
   EXPECT_EQ(choose_fp8_gemm(128, 2048, 2048, kH200Sms), Fp8GemmPath::kCublasLt);  // V2-Lite o_proj
