@@ -18,7 +18,8 @@
 //     (13.7 / 16.0), V2-Lite's dense gate_up 16.8 / 19.8 (15.5 / 18.8); at K = 512 (kv_b_proj)
 //     cuBLASLt stays as fast or faster (2026-11-30, thirtieth session).
 //   - T <= 128 and N < 2048 (q_a_proj, kv_a_proj), or N < 4096 with K >= 4096 (V3's qkv_a: 13.2
-//     against 16.7 us): the swap-AB kernel. Wider projections lose there (V3 o_proj 49.1 against
+//     against 16.7 us), or N <= 3072 with K <= 2048 or a shape cuBLASLt refuses (two token tiles
+//     of 64, swap_ab_two_token_tiles: V2-Lite's o_proj 7.4 against 9.2 us): the swap-AB kernel. Wider projections lose there (V3 o_proj 49.1 against
 //     41.5), the activation tile being re-read from L2 once per 64-128 weight rows, and so do
 //     short K (V2-Lite's o_proj, 2048 x 2048: 14.8 against 9.4; too few groups a split CTA).
 //   - otherwise cuBLASLt when its layout constraints hold (T, N multiples of 4, N of 8,
@@ -29,7 +30,8 @@
 //     correct, but it re-reads the weight once per 128 tokens.
 //
 // Swap-AB tiles: 64·wgs weight rows (wgs consumer warpgroups, 1 or 2) x BN tokens per CTA, BN =
-// 16, 64 or 128 (the smallest that holds T, at most 128; more tokens take more tiles). Then one of
+// 16, 64 or 128 (the smallest that holds T, at most 128; more tokens take more tiles; 64 at 65-128
+// tokens where swap_ab_two_token_tiles says). Then one of
 //   - split K over a cluster of `splits` CTAs (2 .. 8, the portable cluster size, at most one
 //     split per 128-wide K group), one tile per CTA: for few tiles and long K (a 576 x 7168
 //     projection is 9 tiles of 64 rows);
@@ -111,6 +113,23 @@ inline bool one_group_fits(int64_t n, int64_t k) { return n % 128 == 0 && k % 12
 // Token tile width of the swap-AB kernel.
 inline int swap_ab_bn(int64_t t) { return t <= 16 ? 16 : (t <= 64 ? 64 : 128); }
 
+// At 65-128 tokens, two token tiles of 64 (each weight tile read twice, the second time from L2)
+// instead of one of 128, where K is short (two K groups a split CTA more than at BN = 128) or
+// cuBLASLt refuses the shape. H200, fp8_gemm_bench at 96 and 128 tokens (2026-11-30, thirtieth
+// session): V2-Lite's shared down (2048 x 2816, no cuBLASLt) 16.8 -> 8.2 us, the dense down
+// (2048 x 10944) 28 -> 17.6, o_proj (2048 x 2048) 7.4-7.6 against cuBLASLt's 9.2, q_proj (3072 x
+// 2048) 8.6 against 9.4-9.5. V3's K = 7168 projections stay at BN = 128 (qkv_a 13.1 against 13.3,
+// kv_a 7.8 against 8.0).
+inline constexpr int64_t kTwoTokenTilesMaxN = 3072, kTwoTokenTilesMaxK = 2048;
+inline bool swap_ab_two_token_tiles(int64_t t, int64_t n, int64_t k) {
+  return t > 64 && t <= 128 && n <= kTwoTokenTilesMaxN && (k <= kTwoTokenTilesMaxK || !cublaslt_fp8_fits(t, n, k));
+}
+
+// The token tile plan_swap_ab cuts T into.
+inline int swap_ab_plan_bn(int64_t t, int64_t n, int64_t k) {
+  return swap_ab_two_token_tiles(t, n, k) ? 64 : swap_ab_bn(t);
+}
+
 // CTAs of the swap-AB kernel that fit one SM (its shared memory; linear_fp8_sm90.cuh checks);
 // three_per_sm: the BN = 64, one-warpgroup kernel with 4 stages instead of 5.
 constexpr int swap_ab_ctas_per_sm(int bn, int wgs, bool three_per_sm = false) {
@@ -148,9 +167,9 @@ struct SwapAbPlan {
 };
 
 // The plan with wgs warpgroups and `splits` (clamped to 1 .. min(8, K groups)).
-inline SwapAbPlan make_swap_ab_plan(int64_t t, int64_t n, int64_t k, int sms, int wgs, int64_t splits) {
+inline SwapAbPlan make_swap_ab_plan(int64_t t, int64_t n, int64_t k, int sms, int wgs, int64_t splits, int bn = 0) {
   SwapAbPlan p;
-  p.bn = swap_ab_bn(t);
+  p.bn = bn > 0 ? bn : swap_ab_bn(t);
   p.wgs = wgs;
   p.n_tiles = static_cast<int>((n + 64 * wgs - 1) / (64 * wgs));
   p.t_tiles = static_cast<int>((t + p.bn - 1) / p.bn);
@@ -174,18 +193,15 @@ inline int64_t filling_splits(int64_t t, int64_t n, int sms, int wgs) {
 // Percentage of the CTA slots (SMs x swap_ab_ctas_per_sm) a split plan may fill.
 inline constexpr int64_t kSplitFillPercent = 85;
 
-inline int swap_ab_wgs(int64_t t, int64_t n, int64_t k) {
-  const int bn = swap_ab_bn(t);
-  return k >= 16384 || (bn == 128 && n >= 2048) ? 2 : 1;
-}
+inline int swap_ab_wgs(int bn, int64_t n, int64_t k) { return k >= 16384 || (bn == 128 && n >= 2048) ? 2 : 1; }
 
 inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, int sms) {
-  const int wgs = swap_ab_wgs(t, n, k);
-  const SwapAbPlan one = make_swap_ab_plan(t, n, k, sms, wgs, 1);
+  const int bn = swap_ab_plan_bn(t, n, k), wgs = swap_ab_wgs(bn, n, k);
+  const SwapAbPlan one = make_swap_ab_plan(t, n, k, sms, wgs, 1, bn);
   const int64_t tiles = static_cast<int64_t>(one.n_tiles) * one.t_tiles;
   const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(one.bn, wgs);
   const int64_t splits = slots * kSplitFillPercent / (100 * tiles);
-  return splits < 2 ? one : make_swap_ab_plan(t, n, k, sms, wgs, splits);
+  return splits < 2 ? one : make_swap_ab_plan(t, n, k, sms, wgs, splits, bn);
 }
 
 // bf16_out: the output is bf16 (the grouped GEMM writes no f32). sms: the GPU's SM count (the
@@ -194,6 +210,7 @@ inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k, int sms, boo
   if (use_gemv(t, n, k)) return Fp8GemmPath::kGemv;
   const bool lt = cublaslt_fp8_fits(t, n, k);
   if (t <= 16 || (t <= kSwapAbMaxTokens && (n < 2048 || (n < 4096 && k >= 4096)))) return Fp8GemmPath::kSwapAB;
+  if (swap_ab_two_token_tiles(t, n, k)) return Fp8GemmPath::kSwapAB;
   if (t <= 64) {
     const SwapAbPlan plan = plan_swap_ab(t, n, k, sms);
     if (!lt || plan.splits > 1 || (plan.three_per_sm && k >= kThreePerSmMinK)) return Fp8GemmPath::kSwapAB;
@@ -211,6 +228,17 @@ inline std::vector<SwapAbPlan> swap_ab_candidates(int64_t t, int64_t n, int64_t 
     for (int64_t s : {fill, 2 * fill, int64_t{1}}) {
       const SwapAbPlan p = make_swap_ab_plan(t, n, k, sms, wgs, s);
       if (std::find(plans.begin(), plans.end(), p) == plans.end()) plans.push_back(p);
+    }
+  }
+  if (t > 64 && t <= 128) {  // two token tiles of 64: the filling split and persistent CTAs
+    for (int wgs : {1, 2}) {
+      const SwapAbPlan one = make_swap_ab_plan(t, n, k, sms, wgs, 1, 64);
+      const int64_t tiles = static_cast<int64_t>(one.n_tiles) * one.t_tiles;
+      const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(64, wgs);
+      for (int64_t s : {std::max<int64_t>(1, slots * kSplitFillPercent / (100 * tiles)), int64_t{1}}) {
+        const SwapAbPlan p = make_swap_ab_plan(t, n, k, sms, wgs, s, 64);
+        if (std::find(plans.begin(), plans.end(), p) == plans.end()) plans.push_back(p);
+      }
     }
   }
   return plans;

@@ -712,6 +712,8 @@ TEST_F(LinearFp8Cuda, V2LiteDenseGateOrUp) { check(10944, 2048, kTokens); }
 TEST_F(LinearFp8Cuda, V2LiteDenseDown) { check(2048, 10944, kTokens); }
 TEST_F(LinearFp8Cuda, V2LiteSharedGateOrUp) { check(2816, 2048, kTokens); }
 TEST_F(LinearFp8Cuda, V2LiteSharedDown) { check(2048, 2816, kTokens); }
+// 100 tokens: two token tiles of 64, the second partial (swap_ab_two_token_tiles).
+TEST_F(LinearFp8Cuda, V2LiteOProjTwoTokenTiles) { check(2048, 2048, {100}); }
 
 // Where kAuto sends the shapes cuBLASLt refuses (ceil(K/128) not a multiple of 4).
 TEST(LinearFp8Rule, OneGroupPastSwapAbSizesWhereCublasLtRefuses) {
@@ -762,7 +764,12 @@ TEST(LinearFp8Rule, SwapAbSplitFillsOneWave) {
   EXPECT_EQ(choose_fp8_gemm(64, 32768, 512, kH200Sms), Fp8GemmPath::kCublasLt);   // kv_b_proj: K 512
   EXPECT_EQ(choose_fp8_gemm(128, 7168, 16384, kH200Sms), Fp8GemmPath::kCublasLt);
   EXPECT_EQ(choose_fp8_gemm(128, 2112, 7168, kH200Sms), Fp8GemmPath::kSwapAB);
-  EXPECT_EQ(choose_fp8_gemm(128, 2048, 2048, kH200Sms), Fp8GemmPath::kCublasLt);  // V2-Lite o_proj
+  EXPECT_EQ(choose_fp8_gemm(128, 2048, 2048, kH200Sms), Fp8GemmPath::kSwapAB);    // V2-Lite o_proj:
+  EXPECT_EQ(plan_swap_ab(128, 2048, 2048, kH200Sms).bn, 64);                      // two token tiles
+  EXPECT_EQ(plan_swap_ab(128, 2048, 2816, kH200Sms).bn, 64);                      // no cuBLASLt
+  EXPECT_EQ(plan_swap_ab(96, 2048, 10944, kH200Sms).t_tiles, 2);
+  EXPECT_EQ(plan_swap_ab(128, 2112, 7168, kH200Sms).bn, 128);                     // V3 qkv_a
+  EXPECT_EQ(choose_fp8_gemm(128, 5632, 2048, kH200Sms), Fp8GemmPath::kCublasLt);  // V2-Lite shared gate_up
 }
 
 // f32 outputs at the projections whose outputs are all-reduced under tensor parallelism (o_proj,
