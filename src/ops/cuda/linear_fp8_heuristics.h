@@ -18,10 +18,10 @@
 //     (13.7 / 16.0), V2-Lite's dense gate_up 16.8 / 19.8 (15.5 / 18.8); at K = 512 (kv_b_proj)
 //     cuBLASLt stays as fast or faster (2026-11-30, thirtieth session).
 //   - T <= 128 and N < 2048 (q_a_proj, kv_a_proj), or N < 4096 with K >= 4096 (V3's qkv_a: 13.2
-//     against 16.7 us), or N <= 3072 with K <= 2048 or a shape cuBLASLt refuses (two token tiles
-//     of 64, swap_ab_two_token_tiles: V2-Lite's o_proj 7.4 against 9.2 us): the swap-AB kernel. Wider projections lose there (V3 o_proj 49.1 against
-//     41.5), the activation tile being re-read from L2 once per 64-128 weight rows, and so do
-//     short K (V2-Lite's o_proj, 2048 x 2048: 14.8 against 9.4; too few groups a split CTA).
+//     against 16.7 us): the swap-AB kernel; and N <= 3072 with K <= 2048 or a shape cuBLASLt
+//     refuses, in two token tiles of 64 (swap_ab_two_token_tiles: V2-Lite's o_proj 7.4 against
+//     cuBLASLt's 9.2 us, where one tile of 128 took 14.8). Wider projections lose there (V3 o_proj
+//     49.1 against 41.5), the activation tile being re-read from L2 once per 64-128 weight rows.
 //   - otherwise cuBLASLt when its layout constraints hold (T, N multiples of 4, N of 8,
 //     ceil(K/128) of 4). Shapes cuBLASLt refuses (T % 4 != 0, V2-Lite's K = 10944 or 2816)
 //     take, past 128 tokens with K and N multiples of 128 and bf16 out, the grouped MoE FP8 GEMM
@@ -113,13 +113,13 @@ inline bool one_group_fits(int64_t n, int64_t k) { return n % 128 == 0 && k % 12
 // Token tile width of the swap-AB kernel.
 inline int swap_ab_bn(int64_t t) { return t <= 16 ? 16 : (t <= 64 ? 64 : 128); }
 
-// At 65-128 tokens, two token tiles of 64 (each weight tile read twice, the second time from L2)
-// instead of one of 128, where K is short (two K groups a split CTA more than at BN = 128) or
-// cuBLASLt refuses the shape. H200, fp8_gemm_bench at 96 and 128 tokens (2026-11-30, thirtieth
-// session): V2-Lite's shared down (2048 x 2816, no cuBLASLt) 16.8 -> 8.2 us, the dense down
-// (2048 x 10944) 28 -> 17.6, o_proj (2048 x 2048) 7.4-7.6 against cuBLASLt's 9.2, q_proj (3072 x
-// 2048) 8.6 against 9.4-9.5. V3's K = 7168 projections stay at BN = 128 (qkv_a 13.1 against 13.3,
-// kv_a 7.8 against 8.0).
+// At 65-128 tokens, two token tiles of 64 (each weight tile read twice, the second time from L2:
+// the walk puts the two token tiles of a weight tile side by side) instead of one of 128, where N
+// is narrow and K short, or cuBLASLt refuses the shape. H200, fp8_gemm_bench at 96 and 128 tokens
+// (2026-11-30, thirtieth session): V2-Lite's shared down (2048 x 2816, no cuBLASLt) 16.8 -> 8.2
+// us, the dense down (2048 x 10944) 28 -> 17.8, o_proj (2048 x 2048) 7.3-7.4 against cuBLASLt's
+// 9.2, q_proj (3072 x 2048) 8.5 against 9.4-9.5. V3's K = 7168 projections stay at BN = 128
+// (qkv_a 13.1 against 13.3, kv_a 7.8 against 8.0).
 inline constexpr int64_t kTwoTokenTilesMaxN = 3072, kTwoTokenTilesMaxK = 2048;
 inline bool swap_ab_two_token_tiles(int64_t t, int64_t n, int64_t k) {
   return t > 64 && t <= 128 && n <= kTwoTokenTilesMaxN && (k <= kTwoTokenTilesMaxK || !cublaslt_fp8_fits(t, n, k));
