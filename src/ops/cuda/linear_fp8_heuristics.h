@@ -195,12 +195,18 @@ inline constexpr int64_t kSplitFillPercent = 85;
 
 inline int swap_ab_wgs(int bn, int64_t n, int64_t k) { return k >= 16384 || (bn == 128 && n >= 2048) ? 2 : 1; }
 
+// The largest split whose CTAs fill at most kSplitFillPercent of the CTA slots, for the tiles of
+// the persistent plan `one` (below 2: no split fits).
+inline int64_t fill_percent_splits(const SwapAbPlan& one, int sms) {
+  const int64_t tiles = static_cast<int64_t>(one.n_tiles) * one.t_tiles;
+  const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(one.bn, one.wgs);
+  return slots * kSplitFillPercent / (100 * tiles);
+}
+
 inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, int sms) {
   const int bn = swap_ab_plan_bn(t, n, k), wgs = swap_ab_wgs(bn, n, k);
   const SwapAbPlan one = make_swap_ab_plan(t, n, k, sms, wgs, 1, bn);
-  const int64_t tiles = static_cast<int64_t>(one.n_tiles) * one.t_tiles;
-  const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(one.bn, wgs);
-  const int64_t splits = slots * kSplitFillPercent / (100 * tiles);
+  const int64_t splits = fill_percent_splits(one, sms);
   return splits < 2 ? one : make_swap_ab_plan(t, n, k, sms, wgs, splits, bn);
 }
 
@@ -233,9 +239,7 @@ inline std::vector<SwapAbPlan> swap_ab_candidates(int64_t t, int64_t n, int64_t 
   if (t > 64 && t <= 128) {  // two token tiles of 64: the filling split and persistent CTAs
     for (int wgs : {1, 2}) {
       const SwapAbPlan one = make_swap_ab_plan(t, n, k, sms, wgs, 1, 64);
-      const int64_t tiles = static_cast<int64_t>(one.n_tiles) * one.t_tiles;
-      const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(64, wgs);
-      for (int64_t s : {std::max<int64_t>(1, slots * kSplitFillPercent / (100 * tiles)), int64_t{1}}) {
+      for (int64_t s : {std::max<int64_t>(1, fill_percent_splits(one, sms)), int64_t{1}}) {
         const SwapAbPlan p = make_swap_ab_plan(t, n, k, sms, wgs, s, 64);
         if (std::find(plans.begin(), plans.end(), p) == plans.end()) plans.push_back(p);
       }
