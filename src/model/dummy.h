@@ -4,7 +4,8 @@
 // Values are uniform (ops/random_fill.h: counter-based, the same on the host and the GPU) with
 // the variance of a 1/sqrt(fan_in) initialisation, so activations stay
 // O(1) through any depth and the model produces varied, non-degenerate tokens. Norm weights are
-// near 1, the V3 correction bias small and positive. A config with quantization_config (V3/R1)
+// near 1, the V3 correction bias near 0 (so that tokens spread over the experts as a
+// load-balanced checkpoint's do). A config with quantization_config (V3/R1)
 // gets FP8 E4M3 linears with 128x128 block scales, like its real checkpoint; kv_b_dense is
 // derived as the loader does. Deterministic for a given seed.
 //

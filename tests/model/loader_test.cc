@@ -5,9 +5,12 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <random>
+#include <set>
 
 #include "engine/generate.h"
 #include "model/dummy.h"
+#include "ops/moe_router.h"
 #include "tiny_models.h"
 
 namespace mlaserve {
@@ -164,6 +167,52 @@ TEST(Dummy, TinyConfigRunsAndIsDeterministic) {
   EXPECT_NE(run(1, false), run(2, false));
   std::vector<int32_t> fp8 = run(1, true);
   EXPECT_EQ(fp8.size(), 8u);
+}
+
+// The dummy router spreads tokens over the experts as a load-balanced one does: with V3's routing
+// (256 experts, 8 groups, 4 kept, 8 a token) 64 tokens touch at least 85% of the distinct experts
+// that uniform choices would, E·(1 − (1 − k/E)^T) ≈ 222. (A correction bias spread like the sigmoid
+// scores touched ~120: decode benchmarks at batch > 8 then read half the expert weights.)
+TEST(Dummy, V3RoutingSpreadsOverTheExperts) {
+  DeepSeekConfig config = load_deepseek_config(testing::tiny_model_dir("tiny-v3") + "/config.json");
+  config.num_hidden_layers = 2;  // one dense layer, one MoE layer
+  config.n_routed_experts = 256;
+  config.n_group = 8;
+  config.topk_group = 4;
+  config.num_experts_per_tok = 8;
+  finalize_config(config);
+  const ModelWeights w = make_dummy_weights(config, DummyOptions{});
+  const MoeWeights& moe = *w.layers.at(1).moe;
+  constexpr int64_t kTokens = 64;
+  const int64_t e = config.n_routed_experts, h = config.hidden_size, k = config.num_experts_per_tok;
+
+  // Router inputs of unit variance, as the RMSNorm before it makes them.
+  Tensor x = Tensor::empty({kTokens, h}, DType::kF32);
+  std::mt19937 rng(12345);
+  std::normal_distribution<float> normal;
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = normal(rng);
+  Tensor logits = Tensor::empty({kTokens, e}, DType::kF32);
+  for (int64_t t = 0; t < kTokens; ++t) {
+    for (int64_t j = 0; j < e; ++j) {
+      double dot = 0.0;
+      for (int64_t c = 0; c < h; ++c) dot += double(x.data<float>()[t * h + c]) * moe.router.data<float>()[j * h + c];
+      logits.data<float>()[t * e + j] = static_cast<float>(dot);
+    }
+  }
+  ops::RouterParams params;
+  params.scoring = ops::RouterScoring::kSigmoid;
+  params.method = ops::RouterTopkMethod::kNoAuxTc;
+  params.weighting = ops::RouterWeighting::kNormalizeThenScale;
+  params.n_group = config.n_group;
+  params.topk_group = config.topk_group;
+  params.top_k = k;
+  params.norm_topk_prob = true;
+  ops::RouterOutputs out{Tensor::empty({kTokens, k}, DType::kF32), Tensor::empty({kTokens, k}, DType::kI32)};
+  ops::moe_route_cpu(logits, moe.correction_bias, params, out);
+
+  const std::set<int32_t> touched(out.expert_ids.data<int32_t>(), out.expert_ids.data<int32_t>() + kTokens * k);
+  const double uniform = e * (1.0 - std::pow(1.0 - double(k) / e, double(kTokens)));
+  EXPECT_GE(static_cast<double>(touched.size()), 0.85 * uniform) << touched.size() << " experts of " << e;
 }
 
 TEST(Dummy, RefusesHostModelsBeyondTheLimit) {
