@@ -10,6 +10,7 @@
 
 #include "engine/generate.h"
 #include "model/dummy.h"
+#include "ops/linear.h"
 #include "ops/moe_router.h"
 #include "tiny_models.h"
 
@@ -192,13 +193,7 @@ TEST(Dummy, V3RoutingSpreadsOverTheExperts) {
   std::normal_distribution<float> normal;
   for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = normal(rng);
   Tensor logits = Tensor::empty({kTokens, e}, DType::kF32);
-  for (int64_t t = 0; t < kTokens; ++t) {
-    for (int64_t j = 0; j < e; ++j) {
-      double dot = 0.0;
-      for (int64_t c = 0; c < h; ++c) dot += double(x.data<float>()[t * h + c]) * moe.router.data<float>()[j * h + c];
-      logits.data<float>()[t * e + j] = static_cast<float>(dot);
-    }
-  }
+  ops::linear_cpu(x, moe.router, logits);
   ops::RouterParams params;
   params.scoring = ops::RouterScoring::kSigmoid;
   params.method = ops::RouterTopkMethod::kNoAuxTc;
