@@ -65,6 +65,9 @@ inline constexpr int64_t kMoeGemvMaxRowsFp8 = 48;
 //     gathered codes (run09, e2d06cd / this): V2-Lite batch 10 4.921, 4.926 / 4.878, 4.858; 12
 //     5.097, 5.118 / 4.970, 4.963; 14 5.342, 5.342 / 5.236, 5.233; 16 5.435, 5.425 / 5.325, 5.336;
 //     V3 batch 10 2.745, 2.733 / 2.673, 2.692; 12 2.836, 2.836 / 2.788, 2.803.
+// (The V3 figures above ran on dummy weights whose correction bias sent most tokens to the same
+// experts, fewer experts than a balanced router touches; the dummy bias is near 0 since
+// 2026-11-30, bench/NOTES-v3-headline.md. Re-measure V3 before moving these limits.)
 // So e4m3 token rows up to 16 tokens and 96 rows. Without the norm's codes (quantize_in_norms off)
 // the same GEMV quantises them itself: the same kernel choice and the same bits either way.
 inline constexpr int64_t kMoeGemvTokenRowsMaxBf16 = 8;
