@@ -166,6 +166,13 @@ struct SwapAbPlan {
   }
 };
 
+// A plan's tiles, and the CTA slots of its split forms (SMs x swap_ab_ctas_per_sm: a split plan
+// never runs three CTAs an SM), against which the split rules below size a split.
+inline int64_t swap_ab_tiles(const SwapAbPlan& p) { return static_cast<int64_t>(p.n_tiles) * p.t_tiles; }
+inline int64_t swap_ab_split_slots(const SwapAbPlan& p, int sms) {
+  return static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(p.bn, p.wgs);
+}
+
 // The plan with wgs warpgroups and `splits` (clamped to 1 .. min(8, K groups)).
 inline SwapAbPlan make_swap_ab_plan(int64_t t, int64_t n, int64_t k, int sms, int wgs, int64_t splits, int bn = 0) {
   SwapAbPlan p;
@@ -175,19 +182,17 @@ inline SwapAbPlan make_swap_ab_plan(int64_t t, int64_t n, int64_t k, int sms, in
   p.t_tiles = static_cast<int>((t + p.bn - 1) / p.bn);
   const int64_t groups = (k + 127) / 128;
   p.splits = static_cast<int>(std::clamp<int64_t>(splits, 1, std::min<int64_t>(kMaxSplits, groups)));
-  const int64_t tiles = static_cast<int64_t>(p.n_tiles) * p.t_tiles;
+  const int64_t tiles = swap_ab_tiles(p);
   p.three_per_sm = swap_ab_three_per_sm(p.bn, wgs, p.splits, tiles, sms);
   const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(p.bn, wgs, p.three_per_sm);
   p.ctas = static_cast<int>(p.splits > 1 ? tiles : std::min(tiles, slots));
   return p;
 }
 
-// Splits that fill every CTA slot at least once.
-inline int64_t filling_splits(int64_t t, int64_t n, int sms, int wgs) {
-  const SwapAbPlan p = make_swap_ab_plan(t, n, 128, sms, wgs, 1);
-  const int64_t tiles = static_cast<int64_t>(p.n_tiles) * p.t_tiles;
-  const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(p.bn, wgs);
-  return (slots + tiles - 1) / tiles;
+// Splits that fill every CTA slot at least once, for the tiles of the persistent plan `one`.
+inline int64_t filling_splits(const SwapAbPlan& one, int sms) {
+  const int64_t tiles = swap_ab_tiles(one);
+  return (swap_ab_split_slots(one, sms) + tiles - 1) / tiles;
 }
 
 // Percentage of the CTA slots (SMs x swap_ab_ctas_per_sm) a split plan may fill.
@@ -198,9 +203,7 @@ inline int swap_ab_wgs(int bn, int64_t n, int64_t k) { return k >= 16384 || (bn 
 // The largest split whose CTAs fill at most kSplitFillPercent of the CTA slots, for the tiles of
 // the persistent plan `one` (below 2: no split fits).
 inline int64_t fill_percent_splits(const SwapAbPlan& one, int sms) {
-  const int64_t tiles = static_cast<int64_t>(one.n_tiles) * one.t_tiles;
-  const int64_t slots = static_cast<int64_t>(sms) * swap_ab_ctas_per_sm(one.bn, one.wgs);
-  return slots * kSplitFillPercent / (100 * tiles);
+  return swap_ab_split_slots(one, sms) * kSplitFillPercent / (100 * swap_ab_tiles(one));
 }
 
 inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, int sms) {
@@ -229,19 +232,18 @@ inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k, int sms, boo
 // and 2 warpgroups the filling split, twice it, and persistent CTAs.
 inline std::vector<SwapAbPlan> swap_ab_candidates(int64_t t, int64_t n, int64_t k, int sms) {
   std::vector<SwapAbPlan> plans = {plan_swap_ab(t, n, k, sms)};
+  const auto add = [&](const SwapAbPlan& p) {
+    if (std::find(plans.begin(), plans.end(), p) == plans.end()) plans.push_back(p);
+  };
   for (int wgs : {1, 2}) {
-    const int64_t fill = filling_splits(t, n, sms, wgs);
-    for (int64_t s : {fill, 2 * fill, int64_t{1}}) {
-      const SwapAbPlan p = make_swap_ab_plan(t, n, k, sms, wgs, s);
-      if (std::find(plans.begin(), plans.end(), p) == plans.end()) plans.push_back(p);
-    }
+    const int64_t fill = filling_splits(make_swap_ab_plan(t, n, k, sms, wgs, 1), sms);
+    for (int64_t s : {fill, 2 * fill, int64_t{1}}) add(make_swap_ab_plan(t, n, k, sms, wgs, s));
   }
-  if (t > 64 && t <= 128) {  // two token tiles of 64: the filling split and persistent CTAs
+  if (t > 64 && t <= 128) {  // two token tiles of 64: the split that fills 85% of the slots, and persistent CTAs
     for (int wgs : {1, 2}) {
       const SwapAbPlan one = make_swap_ab_plan(t, n, k, sms, wgs, 1, 64);
       for (int64_t s : {std::max<int64_t>(1, fill_percent_splits(one, sms)), int64_t{1}}) {
-        const SwapAbPlan p = make_swap_ab_plan(t, n, k, sms, wgs, s, 64);
-        if (std::find(plans.begin(), plans.end(), p) == plans.end()) plans.push_back(p);
+        add(make_swap_ab_plan(t, n, k, sms, wgs, s, 64));
       }
     }
   }
