@@ -48,7 +48,9 @@ void launch(sm89::MoeFp8GemmParams p, cudaStream_t stream) {
 template <bool kSwiGlu>
 void run(const sm89::MoeFp8GemmParams& p, cudaStream_t stream) {
   switch (sm89::choose_moe_fp8_tiles(p.num_rows, p.num_experts)) {
-    case sm89::MoeFp8TileConfig::kDecode: return launch<sm89::MoeFp8TileDecode, kSwiGlu>(p, stream);
+    case sm89::MoeFp8TileConfig::kDecode:
+      if (sm89::use_wide_decode_tile(p.b_rows, p.k)) return launch<sm89::MoeFp8TileDecodeWide, kSwiGlu>(p, stream);
+      return launch<sm89::MoeFp8TileDecode, kSwiGlu>(p, stream);
     case sm89::MoeFp8TileConfig::kMid: return launch<sm89::MoeFp8TileMid, kSwiGlu>(p, stream);
     case sm89::MoeFp8TileConfig::kPrefill: return launch<sm89::MoeFp8TilePrefill, kSwiGlu>(p, stream);
   }

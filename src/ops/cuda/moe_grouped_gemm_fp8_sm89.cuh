@@ -64,6 +64,7 @@ struct MoeFp8Tile {
 };
 
 using MoeFp8TileDecode = MoeFp8Tile<16, 64, 6, 1, 4, 3>;
+using MoeFp8TileDecodeWide = MoeFp8Tile<16, 128, 6, 1, 4, 2>;
 using MoeFp8TileMid = MoeFp8Tile<64, 128, 4, 2, 4, 2>;
 using MoeFp8TilePrefill = MoeFp8Tile<128, 128, 4, 2, 4, 1>;
 

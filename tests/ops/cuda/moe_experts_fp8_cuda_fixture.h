@@ -82,6 +82,7 @@
 #include "moe_test_pool.h"
 #include "moe_token_rows_check.h"
 #include "ops/cuda/moe_experts_gemv.h"
+#include "ops/cuda/moe_grouped_gemm_fp8_sm89_heuristics.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
 #include "ops/embedding.h"
 #include "ops/linear_fp8.h"

@@ -89,6 +89,17 @@ TEST(MoeFp8KernelRule, CutlassAtOneWholeTileAndPastTwo) {
   EXPECT_FALSE(use_cutlass_grouped(true, 131072, 256));  // SwiGLU: never
 }
 
+// The mma.sync kernel's wide decode tile (use_wide_decode_tile) for V3's experts, not V2-Lite's or
+// the Small ones (so MoeFp8Cuda.V3 runs it at its decode sizes, the Small cases the 16 x 64 tile).
+TEST(MoeFp8KernelRule, WideDecodeTileForV3SizedExperts) {
+  using sm89::use_wide_decode_tile;
+  EXPECT_TRUE(use_wide_decode_tile(2 * 2048, 7168));   // V3 gate_up
+  EXPECT_TRUE(use_wide_decode_tile(7168, 2048));       // V3 down
+  EXPECT_FALSE(use_wide_decode_tile(2 * 1408, 2048));  // V2-Lite gate_up
+  EXPECT_FALSE(use_wide_decode_tile(2048, 1408));      // V2-Lite down
+  EXPECT_FALSE(use_wide_decode_tile(2 * 256, 512));    // Small
+}
+
 // The benchmark's shape (moe_fp8_bench --sections gemm): 4 experts x 8192 rows, N 4096, K 7168,
 // plain; the first, last and a random row of each expert checked. Down-projection weights only.
 TEST_F(MoeFp8Cuda, CutlassBenchShape) {
