@@ -66,8 +66,12 @@ inline constexpr int64_t kMoeGemvMaxRowsFp8 = 48;
 //     5.097, 5.118 / 4.970, 4.963; 14 5.342, 5.342 / 5.236, 5.233; 16 5.435, 5.425 / 5.325, 5.336;
 //     V3 batch 10 2.745, 2.733 / 2.673, 2.692; 12 2.836, 2.836 / 2.788, 2.803.
 // (The V3 figures above ran on dummy weights whose correction bias sent most tokens to the same
-// experts, fewer experts than a balanced router touches; the dummy bias is near 0 since
-// 2026-11-30, bench/NOTES-v3-headline.md. Re-measure V3 before moving these limits.)
+// experts; the dummy bias is near 0 since 2026-11-30, bench/NOTES-v3-headline.md.) Re-measured on
+// the balanced routing (2026-11-30 20:40, V3 5 layers, graph ms, two rounds; these limits / no
+// token rows, the gathered GEMV up to 48 rows / the grouped GEMM only): batch 1 1.499, 1.497 /
+// 1.513, 1.508 / 1.621, 1.611; 2 1.758, 1.759 / 1.782, 1.777 / 1.821, 1.820; 4 2.181, 2.181 / 2.232,
+// 2.225 / 2.199, 2.207; 6 2.570, 2.562 / 2.611, 2.609 / 2.614, 2.613; 8 2.818, 2.817 / 2.862, 2.869
+// / 2.874, 2.870. They hold.
 // So e4m3 token rows up to 16 tokens and 96 rows. Without the norm's codes (quantize_in_norms off)
 // the same GEMV quantises them itself: the same kernel choice and the same bits either way.
 inline constexpr int64_t kMoeGemvTokenRowsMaxBf16 = 8;
