@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <limits>
 
 #include "core/error.h"
 #include "core/logging.h"
@@ -204,7 +205,11 @@ Tensor DecodeGraphs::capture(Graph& g) {
   const cudaError_t err = cudaGraphInstantiate(&g.exec, graph, 0);
   cudaGraphDestroy(graph);
   MLA_CUDA_CHECK(err);
-  MLA_LOG_INFO("captured the CUDA graph of decode batch {} (sequences up to {} tokens)", g.size, g.seq_len_class);
+  if (g.seq_len_class == std::numeric_limits<int64_t>::max()) {  // the class of every length
+    MLA_LOG_INFO("captured the CUDA graph of decode batch {} (sequences of any length)", g.size);
+  } else {
+    MLA_LOG_INFO("captured the CUDA graph of decode batch {} (sequences up to {} tokens)", g.size, g.seq_len_class);
+  }
   return logits;
 }
 
