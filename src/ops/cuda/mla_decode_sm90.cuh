@@ -105,8 +105,18 @@ __device__ __forceinline__ void tma_load_tile(uint32_t dst, const CUtensorMap* m
   for (int cb = 0; cb < 9; ++cb) ptx::tma_load_2d(dst + cb * kRows * 128, map, cb * 64, row, bar);
 }
 
-// The same for a KV block (64 rows at `row`), its lines tagged L2 evict-first when evict_first
-// (MlaDecodeParams::kv_evict_first).
+// Column block cb (64 channels) of the KV block at `row` (64 rows) into dst, its lines tagged L2
+// evict-first when evict_first (MlaDecodeParams::kv_evict_first; policy: ptx::l2_evict_first_policy()).
+__device__ __forceinline__ void tma_load_kv_box(uint32_t dst, const CUtensorMap* map, int cb, int row, uint32_t bar,
+                                                bool evict_first, uint64_t policy) {
+  if (evict_first) {
+    ptx::tma_load_2d_hint(dst, map, cb * 64, row, bar, policy);
+  } else {
+    ptx::tma_load_2d(dst, map, cb * 64, row, bar);
+  }
+}
+
+// The whole KV block at `row` as tma_load_tile lays it out, its boxes as tma_load_kv_box copies them.
 __device__ __forceinline__ void tma_load_kv_tile(uint32_t dst, const CUtensorMap* map, int row, uint32_t bar,
                                                  bool evict_first) {
   if (!evict_first) {
@@ -116,7 +126,7 @@ __device__ __forceinline__ void tma_load_kv_tile(uint32_t dst, const CUtensorMap
   const uint64_t policy = ptx::l2_evict_first_policy();
   ptx::mbarrier_arrive_expect_bytes(bar, kTileBytes);
 #pragma unroll
-  for (int cb = 0; cb < 9; ++cb) ptx::tma_load_2d_hint(dst + cb * kColBlockBytes, map, cb * 64, row, bar, policy);
+  for (int cb = 0; cb < 9; ++cb) tma_load_kv_box(dst + cb * kColBlockBytes, map, cb, row, bar, true, policy);
 }
 
 // wgmma descriptors, 128-byte swizzle. K-major operands (Q, K, P): leading byte offset unused

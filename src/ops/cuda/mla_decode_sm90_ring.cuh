@@ -171,12 +171,8 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_ring_kernel(const
       const uint32_t slot = ring_slot(u_load);
       if (u_load >= kRingSlots) ptx::mbarrier_wait(bar_empty + 8 * slot, ring_phase(u_load) ^ 1);
       ptx::mbarrier_arrive_expect_bytes(bar_full + 8 * slot, kColBlockBytes);
-      if (p.kv_evict_first) {
-        ptx::tma_load_2d_hint(s_ring + slot * kColBlockBytes, &p.kv_map, cb * 64, block_id * 64, bar_full + 8 * slot,
-                              policy);
-      } else {
-        ptx::tma_load_2d(s_ring + slot * kColBlockBytes, &p.kv_map, cb * 64, block_id * 64, bar_full + 8 * slot);
-      }
+      tma_load_kv_box(s_ring + slot * kColBlockBytes, &p.kv_map, cb, block_id * 64, bar_full + 8 * slot,
+                      p.kv_evict_first, policy);
     }
     const int seq = ahead.seq;
     more = advance(ahead, part, p, 0);
