@@ -61,6 +61,8 @@
 namespace mlaserve::bench {
 namespace {
 
+using ops::sm90_fp8::swap_ab_plan_name;
+
 constexpr double kRotateBytes = 256e6;
 constexpr int kCalls = 10;
 
@@ -128,11 +130,6 @@ struct Result {
     return best;
   }
 };
-
-std::string plan_name(const ops::sm90_fp8::SwapAbPlan& p) {
-  return "bn" + std::to_string(p.bn) + ".wg" + std::to_string(p.wgs) + ".s" + std::to_string(p.splits) + ".c" +
-         std::to_string(p.ctas) + (p.three_per_sm ? ".x3" : "");
-}
 
 // The weight of a shape in as many copies as the rotation needs (the same random values).
 struct Weights {
@@ -314,9 +311,9 @@ int run(int argc, char** argv) {
               "gemv us", "mma us", "mma+q us", "mma best", "mma cfg");
   nlohmann::json rows = nlohmann::json::array();
   for (const Result& r : results) {
-    std::string best_plan = r.plans.empty() ? "-" : plan_name(r.plans[0].plan);
+    std::string best_plan = r.plans.empty() ? "-" : swap_ab_plan_name(r.plans[0].plan);
     for (const PlanTime& p : r.plans) {
-      if (p.us == r.best_plan_us()) best_plan = plan_name(p.plan);
+      if (p.us == r.best_plan_us()) best_plan = swap_ab_plan_name(p.plan);
     }
     std::printf("%-18s %5ld %6ld %6ld %9.1f %9.1f %9.1f %9.1f %5s %8.1f %7.0f %8.1f %8.2f %8.1f %8.2f %8.2f %9.1f "
                 "%-18s %9.1f %9.1f %9.2f %9.1f %9.1f %9.1f %9.1f %-8s\n",
@@ -326,7 +323,7 @@ int run(int argc, char** argv) {
                 r.best_plan_us(), best_plan.c_str(), r.fp8_path_us, r.bf16_us, r.bf16_us / r.fp8_path_us, r.gemv_us,
                 r.mma_us, r.mma_q_us, r.mma_best_us, r.mma_best_cfg.c_str());
     nlohmann::json plan_rows = nlohmann::json::array();
-    for (const PlanTime& p : r.plans) plan_rows.push_back({{"plan", plan_name(p.plan)}, {"us", p.us}});
+    for (const PlanTime& p : r.plans) plan_rows.push_back({{"plan", swap_ab_plan_name(p.plan)}, {"us", p.us}});
     rows.push_back({{"shape", r.name},
                     {"m", r.m},
                     {"n", r.n},

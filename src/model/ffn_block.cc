@@ -19,7 +19,6 @@
 #include "ops/silu_mul.h"
 
 namespace mlaserve {
-namespace {
 
 ops::RouterParams router_params(const DeepSeekConfig& c) {
   ops::RouterParams p;
@@ -38,8 +37,6 @@ ops::RouterParams router_params(const DeepSeekConfig& c) {
   p.routed_scaling_factor = static_cast<float>(c.routed_scaling_factor);
   return p;
 }
-
-}  // namespace
 
 void DeepSeekModel::mlp(const MlpWeights& w, const NormedActivation& x, Tensor& out, Stream stream) {
   Tensor gate_up = linear(w.gate_up, x, stream);  // [T, 2I]

@@ -69,6 +69,7 @@
 #include "model/weights.h"
 #include "ops/fp8_quant.h"
 #include "ops/moe_combine_norm.h"
+#include "ops/moe_router.h"
 
 namespace mlaserve {
 
@@ -82,6 +83,10 @@ enum class AttentionForm {
 };
 
 inline constexpr int32_t kMaxAbsorbedQueryLen = 4;
+
+// The router's parameters for a config (scoring, top-k method, weighting, groups; ffn_block.cc):
+// what every MoE layer of the model routes with.
+ops::RouterParams router_params(const DeepSeekConfig& c);
 
 // What the paged cache holds per token and layer (issue #7).
 enum class KvCacheLayout {

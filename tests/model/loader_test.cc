@@ -10,6 +10,7 @@
 
 #include "engine/generate.h"
 #include "model/dummy.h"
+#include "model/model.h"
 #include "ops/linear.h"
 #include "ops/moe_router.h"
 #include "tiny_models.h"
@@ -194,16 +195,8 @@ TEST(Dummy, V3RoutingSpreadsOverTheExperts) {
   for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = normal(rng);
   Tensor logits = Tensor::empty({kTokens, e}, DType::kF32);
   ops::linear_cpu(x, moe.router, logits);
-  ops::RouterParams params;
-  params.scoring = ops::RouterScoring::kSigmoid;
-  params.method = ops::RouterTopkMethod::kNoAuxTc;
-  params.weighting = ops::RouterWeighting::kNormalizeThenScale;
-  params.n_group = config.n_group;
-  params.topk_group = config.topk_group;
-  params.top_k = k;
-  params.norm_topk_prob = true;
   ops::RouterOutputs out{Tensor::empty({kTokens, k}, DType::kF32), Tensor::empty({kTokens, k}, DType::kI32)};
-  ops::moe_route_cpu(logits, moe.correction_bias, params, out);
+  ops::moe_route_cpu(logits, moe.correction_bias, router_params(config), out);  // as the model routes
 
   const std::set<int32_t> touched(out.expert_ids.data<int32_t>(), out.expert_ids.data<int32_t>() + kTokens * k);
   const double uniform = e * (1.0 - std::pow(1.0 - double(k) / e, double(kTokens)));

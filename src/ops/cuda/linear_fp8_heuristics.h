@@ -51,6 +51,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace mlaserve::ops::sm90_fp8 {
@@ -165,6 +166,12 @@ struct SwapAbPlan {
            ctas == o.ctas && three_per_sm == o.three_per_sm;
   }
 };
+
+// A plan's short name, e.g. "bn64.wg1.s1.c384.x3" (fp8_gemm_bench's tables, test_linear_fp8_cuda's messages).
+inline std::string swap_ab_plan_name(const SwapAbPlan& p) {
+  return "bn" + std::to_string(p.bn) + ".wg" + std::to_string(p.wgs) + ".s" + std::to_string(p.splits) + ".c" +
+         std::to_string(p.ctas) + (p.three_per_sm ? ".x3" : "");
+}
 
 // A plan's tiles, and the CTA slots of its split forms (SMs x swap_ab_ctas_per_sm: a split plan
 // never runs three CTAs an SM), against which the split rules below size a split.

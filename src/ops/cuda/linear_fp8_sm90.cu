@@ -65,7 +65,7 @@ __global__ void transpose_f32_kernel(const float* __restrict__ in, float* __rest
 
 void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, const SwapAbPlan& plan,
                  cudaStream_t stream) {
-  const int64_t tiles = static_cast<int64_t>(plan.n_tiles) * plan.t_tiles;
+  const int64_t tiles = swap_ab_tiles(plan);
   MLA_CHECK(plan.n_tiles * kWgRows * plan.wgs >= n && plan.t_tiles * plan.bn >= t &&
                 (plan.splits == 1 ? plan.ctas <= tiles : plan.ctas == tiles) && plan.splits <= kMaxSplits &&
                 (!plan.three_per_sm || (plan.bn == 64 && plan.wgs == 1 && plan.splits == 1)),

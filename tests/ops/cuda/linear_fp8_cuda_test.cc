@@ -201,9 +201,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
       // Every swap-AB plan the benchmark times (and the heuristics may pick) at decode sizes.
       if (m <= 2 * sm90_fp8::kSwapAbMaxTokens) {
         for (const sm90_fp8::SwapAbPlan& plan : sm90_fp8::swap_ab_candidates(m, n, k, gpu::device_sm_count())) {
-          run(shape + " swap-AB plan bn " + std::to_string(plan.bn) + " wgs " + std::to_string(plan.wgs) + " splits " +
-                  std::to_string(plan.splits) + " ctas " + std::to_string(plan.ctas) +
-                  (plan.three_per_sm ? " three an SM" : ""),
+          run(shape + " swap-AB plan " + sm90_fp8::swap_ab_plan_name(plan),
               [&](Tensor& out) {
                 sm90_fp8::run_swap_ab({x.raw(), static_cast<const float*>(xs.raw()), w.raw(),
                                        static_cast<const float*>(ws.raw()), out.raw(), f32_out},
