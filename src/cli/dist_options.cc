@@ -22,6 +22,10 @@ void add_dist_options(CLI::App& cmd, dist::LaunchOptions& o) {
                  "Seconds a split run may go without a step ending while steps are queued before it ends "
                  "with an error (a hung NCCL transfer or kernel; 0: never)")
       ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--peer-all-reduce-max-kib", o.peer_all_reduce_max_kib,
+                 "Tensor-parallel all-reduces of up to this many KiB go through the GPUs' memory of each other "
+                 "within one machine instead of NCCL (0: always NCCL)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
 }
 
 }  // namespace mlaserve::cli

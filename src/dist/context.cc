@@ -98,7 +98,21 @@ std::unique_ptr<DistContext> DistContext::join(const LaunchOptions& o, int rank,
   std::memcpy(&id, blob.data(), sizeof(id));
   auto world_comm = NcclCollectives::init_world(id, world, rank);
   const ParallelConfig& pc = ctx->parallel_;
-  if (pc.tp_size > 1) ctx->tp_ = world_comm->split(pc.pp_rank(), pc.tp_rank());
+  if (pc.tp_size > 1) {
+    std::unique_ptr<NcclCollectives> tp = world_comm->split(pc.pp_rank(), pc.tp_rank());
+    if (o.peer_all_reduce_max_kib > 0) {
+      const std::string why = tp->enable_peer_all_reduce(static_cast<size_t>(o.peer_all_reduce_max_kib) * 1024);
+      if (pc.tp_rank() == 0) {
+        if (why.empty()) {
+          MLA_LOG_INFO("rank {}: tensor-parallel all-reduces of up to {} KiB through peer memory", rank,
+                       o.peer_all_reduce_max_kib);
+        } else {
+          MLA_LOG_INFO("rank {}: tensor-parallel all-reduces by NCCL: {}", rank, why);
+        }
+      }
+    }
+    ctx->tp_ = std::move(tp);
+  }
   if (pc.pp_size > 1) ctx->pp_ = world_comm->split(pc.tp_rank(), pc.pp_rank());
   ctx->world_ = std::move(world_comm);
   DistContext* self = ctx.get();

@@ -53,6 +53,9 @@ struct LaunchOptions {
   // --step-timeout: seconds the run may go without a step ending while steps are queued before it
   // ends with an error (dist/watchdog.h); 0: never.
   double step_timeout_s = 600;
+  // --peer-all-reduce-max-kib: tensor-parallel all-reduces of up to this many KiB go through the
+  // GPUs' memory of each other when the group is on one machine (dist/peer_all_reduce.h); 0: NCCL.
+  int64_t peer_all_reduce_max_kib = 2048;
 
   int world_size() const { return tp_size * pp_size; }
 };

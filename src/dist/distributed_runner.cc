@@ -27,9 +27,9 @@ cudaEvent_t cuda_event(void* e) { return static_cast<cudaEvent_t>(e); }
 
 constexpr std::string_view kRingMapped = "mapped";  // the logits sender's answer to offer_ring
 
-// This rank's share of a step: run_share, or with graph_batch > 0 (pipeline stages, rank 0's
-// choice for the step) the replay of `graphs`' decode graph of that many sequences, whose logits
-// (last stage) are copied out of the graph's output on the model's stream, so that they stay
+// This rank's share of a step: run_share, or with graph_batch > 0 (rank 0's choice for the step)
+// the replay of `graphs`' decode graph of that many sequences, whose logits (on the rank that
+// sends them) are copied out of the graph's output on the model's stream, so that they stay
 // valid while a later replay runs.
 Tensor stage_share(DeepSeekModel& model, LatentCache& cache, const ForwardBatch& batch, const StepGroups& groups,
                    DecodeGraphs* graphs, int64_t graph_batch) {
@@ -61,14 +61,15 @@ int64_t stage_graph_size(const DecodeGraphs* graphs, const ForwardBatch& batch) 
 
 #ifdef MLASERVE_WITH_CUDA
 // Decode graphs of this rank's share (engine/decode_graphs.h) for up to max_graph_batch sequences
-// (0: none): two pipeline stages (the layout they have run in on GPUs, 2026-11-29; more stages
-// keep eager steps until measured) that DecodeGraphs supports, one micro-batch a step; null
-// otherwise. The stages must agree: rank 0 sends each step's graph
-// size, the others replay it.
+// (0: none), in the layouts they have run in on GPUs: tensor parallelism alone (2026-11-30: TP2)
+// and two pipeline stages without it (2026-11-29), one micro-batch a step; null otherwise (more
+// stages, and TP x PP, keep eager steps until measured). The ranks must agree: rank 0 sends each
+// step's graph size, the others replay it.
 std::unique_ptr<DecodeGraphs> stage_graphs(DeepSeekModel& model, LatentCache& cache, const StepGroups& groups,
                                            int64_t max_graph_batch) {
   const ParallelConfig& pc = groups.parallel;
-  if (max_graph_batch <= 0 || pc.pp_size != 2 || groups.micro_batches != 1 || !decode_graphs_supported(model)) {
+  const bool layout_run = pc.pp_size == 1 || (pc.pp_size == 2 && pc.tp_size == 1);
+  if (max_graph_batch <= 0 || !layout_run || groups.micro_batches != 1 || !decode_graphs_supported(model)) {
     return nullptr;
   }
   const auto blocks = static_cast<int32_t>(cache.num_blocks());
@@ -202,7 +203,7 @@ void DistributedRunner::queue_step(const ForwardBatch& batch) {
   channel_.broadcast(encode_step(batch, graph_batch));
   const int64_t rows = static_cast<int64_t>(batch.logit_rows.size()), step = steps_++;
   if (groups_.parallel.pp_size == 1) {  // tensor parallelism only: rank 0's share ends with the logits
-    in_flight_.push_back({step, rows, true, run_share(model_, cache_, batch, groups_), nullptr});
+    in_flight_.push_back({step, rows, true, stage_share(model_, cache_, batch, groups_, graphs(), graph_batch), nullptr});
     return;
   }
   stage_share(model_, cache_, batch, groups_, graphs(), graph_batch);  // stage 0: ends with the hand-off

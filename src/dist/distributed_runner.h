@@ -71,9 +71,10 @@ namespace mlaserve::dist {
 class DistributedRunner final : public ModelRunner {
  public:
   // `model` and `dist` must outlive the runner; rank 0 only. max_logit_rows: the most rows a step
-  // samples (the scheduler's sequence cap), the size of the logits ring's slots. cuda_graphs: a
-  // pipeline's decode steps of up to max_logit_rows sequences replay CUDA graphs on every stage
-  // (engine/decode_graphs.h; the followers must be given the same max_graph_batch).
+  // samples (the scheduler's sequence cap), the size of the logits ring's slots. cuda_graphs:
+  // decode steps of up to max_logit_rows sequences replay CUDA graphs on every rank, in the
+  // layouts stage_graphs allows (engine/decode_graphs.h; the followers must be given the same
+  // max_graph_batch).
   DistributedRunner(DeepSeekModel& model, int32_t num_cache_blocks, DistContext& dist, int64_t max_logit_rows,
                     bool cuda_graphs);
   // The same over given groups (a test's layout split from its world): steps_in_flight 0 is one
@@ -91,6 +92,7 @@ class DistributedRunner final : public ModelRunner {
   Stream sampling_stream() const override { return Stream{sampling_stream_}; }
   void submit(const ForwardBatch& batch) override;
   Tensor wait() override;
+  DecodeGraphs* graphs() const;  // this rank's decode graphs (stage_graphs' layouts), or null
 
  private:
   struct InFlight {
@@ -106,7 +108,6 @@ class DistributedRunner final : public ModelRunner {
   void offer_ring(int64_t max_logit_rows);  // the logits ring, when the last stage can map it
   void check_alive() const;                 // throws once the run has failed
   void fail(const std::exception& e);       // a step failed on rank 0: the run ends
-  DecodeGraphs* graphs() const;             // the stage's decode graphs, or null
 
   DeepSeekModel& model_;
   DistContext* dist_ = nullptr;  // null for a runner over given groups (tests): no watchdog
@@ -119,7 +120,7 @@ class DistributedRunner final : public ModelRunner {
   int64_t steps_ = 0;                 // steps submitted
   std::shared_ptr<LogitsRing> ring_;  // null: the logits come by NCCL (shared with the fail hook)
 #ifdef MLASERVE_WITH_CUDA
-  std::unique_ptr<DecodeGraphs> graphs_;  // the stage's decode graphs, or null (after cache_)
+  std::unique_ptr<DecodeGraphs> graphs_;  // this rank's decode graphs, or null (after cache_)
 #endif
 };
 

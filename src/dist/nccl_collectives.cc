@@ -54,11 +54,22 @@ ncclComm_t NcclCollectives::live() const {
 }
 
 void NcclCollectives::abort() {
+  if (peer_) peer_->abort();
   if (ncclComm_t c = comm_.exchange(nullptr); c != nullptr) nccl().comm_abort(c);  // ending: nothing to report to
+}
+
+std::string NcclCollectives::enable_peer_all_reduce(size_t max_bytes) {
+  std::string why;
+  peer_ = PeerAllReduce::create(rank_, size_, max_bytes, live(), why);
+  return peer_ ? std::string() : why;
 }
 
 void NcclCollectives::all_reduce_sum(Tensor& t, Stream stream) {
   check_gpu(t, "all_reduce_sum's tensor");
+  if (peer_ && peer_->fits(t)) {
+    (void)live();  // an aborted group fails here, as NCCL's calls do
+    return peer_->all_reduce_sum(t, stream);
+  }
   MLA_NCCL_CALL(all_reduce, t.raw(), t.raw(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()), ncclSum, live(),
                 cuda(stream));
 }

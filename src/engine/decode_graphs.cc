@@ -69,8 +69,7 @@ DecodeGraphs::DecodeGraphs(DeepSeekModel& model, LatentCache& cache, int64_t max
       max_batch_(max_batch),
       max_blocks_((max_context + kCacheBlockSize - 1) / kCacheBlockSize),
       pool_(new_device_pool()) {
-  MLA_CHECK(decode_graphs_supported(model), "DecodeGraphs: the model is split by tensor parallelism, on the CPU or "
-            "caches MHA rows");
+  MLA_CHECK(decode_graphs_supported(model), "DecodeGraphs: the model is on the CPU or caches MHA rows");
   MLA_CHECK(cache.num_blocks() >= 1, "DecodeGraphs: the cache has no blocks");
   MLA_CHECK(max_batch >= 1 && max_context >= 1, "DecodeGraphs: max_batch {} and max_context {} must be positive",
             max_batch, max_context);
@@ -250,7 +249,7 @@ Tensor DecodeGraphs::run(const ForwardBatch& batch, int64_t size) {
 }
 
 bool decode_graphs_supported(const DeepSeekModel& model) {
-  return model.weights().embed.device() == Device::kCUDA && model.shard().tp_size == 1 &&
+  return model.weights().embed.device() == Device::kCUDA &&
          model.cache_row_dim() == model.config().kv_cache_dim;  // the latent layout
 }
 

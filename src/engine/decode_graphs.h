@@ -16,19 +16,20 @@
 // sequence lengths. Where the model picks kernels by the step's longest sequence (a length class,
 // DeepSeekModel::decode_seq_len_class), each class of a size has its own graph.
 //
-// On a pipeline stage (a model split by layers, without tensor parallelism) the graph holds the
-// stage's share: the receive of the residual stream from the stage before and the send to the
-// stage after (NCCL operations captured into the graph), and on the last stage the logits. Every
-// stage must then run the step the same way, as the replay of the graph of the same size or
-// eagerly, since the two move differently padded tensors: rank 0 decides (graph_size) and sends
-// the size with the step (dist/step_message.h), and the other stages follow it (run with a size).
-// The step that captures a graph runs once, eagerly, and returns that run's logits, so that a
-// stage exchanges each step's tensors exactly once whether it captures, replays or runs eagerly.
+// On a rank of a split model the graph holds that rank's share with its NCCL operations captured
+// into it: under tensor parallelism the all-reduces of the partial outputs and the gather of the
+// vocabulary shards' logits; on a pipeline stage the receive of the residual stream from the stage
+// before, the send to the stage after, and on the last stage the logits. Every rank must then run
+// the step the same way, as the replay of the graph of the same size or eagerly, since the two move
+// differently padded tensors: rank 0 decides (graph_size) and sends the size with the step
+// (dist/step_message.h), and the other ranks follow it (run with a size). The step that captures a
+// graph runs once, eagerly, and returns that run's logits, so that a rank exchanges each step's
+// tensors exactly once whether it captures, replays or runs eagerly.
 //
-// Not used while the model profiles its regions (events cannot be timed inside a graph), is split
-// by tensor parallelism, or caches MHA rows (DeepSeekRunner takes graphs for the latent cache). A
-// capture that fails turns graphs off with a warning; the step then runs eagerly, and so do the
-// later ones (on one GPU; a pipeline stage fails the step instead, as its peers could not follow).
+// Not used while the model profiles its regions (events cannot be timed inside a graph) or caches
+// MHA rows (DeepSeekRunner takes graphs for the latent cache). A capture that fails turns graphs
+// off with a warning; the step then runs eagerly, and so do the later ones (on one GPU; a rank of a
+// split model fails the step instead, as its peers could not follow).
 // CUDA builds only.
 #pragma once
 
@@ -92,7 +93,7 @@ class DecodeGraphs {
 int64_t padded_graph_batch(int64_t batch_size, int64_t max_batch);
 
 // Whether DecodeGraphs can run `model`'s decode steps: weights on the GPU, the latent cache
-// layout, no tensor parallelism (the runners add their own conditions: options, stage counts).
+// layout (the runners add their own conditions: options, parallel layouts).
 bool decode_graphs_supported(const DeepSeekModel& model);
 
 // The longest sequence the graphs of a cache of `num_cache_blocks` blocks must hold.

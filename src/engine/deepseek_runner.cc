@@ -9,7 +9,8 @@ namespace {
 
 #ifdef MLASERVE_WITH_CUDA
 bool graphs_wanted(const DeepSeekModel& model, const RunnerOptions& options) {
-  return options.cuda_graphs && model.shard().pp_size == 1 && decode_graphs_supported(model);
+  const ShardPlan& shard = model.shard();  // a whole model: split ones run under dist/distributed_runner.h
+  return options.cuda_graphs && shard.pp_size == 1 && shard.tp_size == 1 && decode_graphs_supported(model);
 }
 #endif
 

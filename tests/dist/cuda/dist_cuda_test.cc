@@ -63,7 +63,9 @@
 #include "model/dummy.h"
 #include "model/presets.h"
 #include "model/shard.h"
+#include "../../engine/cuda/graph_steps.h"
 #include "../../engine/in_flight_runner.h"
+#include "../../engine/served_requests.h"
 #include "../../model/step_batch.h"
 #include "../../model/tiny_models.h"
 #include "../free_port.h"
@@ -91,6 +93,8 @@ void PrintTo(const SplitKind& k, std::ostream* os) { *os << kind_name(k); }
   if ((n) != g_world) GTEST_SKIP() << "a case of a world of " << (n) << " ranks (MLASERVE_TEST_WORLD=" << (n) \
                                    << "); this run has " << g_world
 
+constexpr size_t kPeerAllReduceBytes = size_t{2048} * 1024;  // LaunchOptions::peer_all_reduce_max_kib
+
 // One layout's groups, split from the world communicator as DistContext::join splits them.
 struct LayoutGroups {
   ParallelConfig parallel;
@@ -106,6 +110,10 @@ LayoutGroups& groups_of(SplitKind kind) {
   auto* world = dynamic_cast<NcclCollectives*>(g_ctx->world());
   const ParallelConfig pc{kind.tp, kind.pp, rank()};
   LayoutGroups g{pc, world->split(pc.pp_rank(), pc.tp_rank()), world->split(pc.tp_rank(), pc.pp_rank())};
+  if (kind.tp > 1) {  // as DistContext::join makes them (mlaserve's default size)
+    const std::string why = g.tp->enable_peer_all_reduce(kPeerAllReduceBytes);
+    if (!why.empty() && rank() == 0) std::printf("  %s: tensor-parallel all-reduces by NCCL: %s\n", kind_name(kind).c_str(), why.c_str());
+  }
   return g_groups.emplace(std::make_pair(kind.tp, kind.pp), std::move(g)).first->second;
 }
 
@@ -168,6 +176,90 @@ TEST(NcclCollectives, AllReduceAllGatherSendRecv) {
     world.recv(msg, 0, {});
     EXPECT_EQ(msg.to_vector(), a);
   }
+}
+
+// The tensor-parallel group over the whole world sums f32 tensors that fit through peer memory
+// (dist/peer_all_reduce.h): exactly the host's sum in rank order, on every rank, for sizes from 4
+// values to the limit (both protocols: packets up to 128 KiB, flags above), eager and replayed in a
+// CUDA graph, the two mixed (so the slots and epochs of its blocks cycle across both); past the
+// limit and odd sizes go to NCCL (a few ulps).
+TEST(PeerAllReduce, SumsInRankOrderEagerAndInGraphs) {
+  REQUIRE_WORLD(g_world);
+  auto& group = *groups_of(SplitKind{g_world, 1}).tp;
+  if (group.peer_all_reduce_bytes() == 0) GTEST_SKIP() << "the GPUs cannot map each other's memory (logged above)";
+  const int64_t limit = static_cast<int64_t>(kPeerAllReduceBytes / sizeof(float));
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  const Stream stream{s};
+  int mismatches = 0;  // counted, not asserted per element: every rank must make every call
+  // The tensor of `n` values from `seed`, summed; got against the host's sum in rank order.
+  auto check = [&](Tensor& t, int64_t n, int seed, bool exact) {
+    const std::vector<float> got = t.to_vector();
+    std::vector<float> want(static_cast<size_t>(n), 0.0f);
+    std::vector<float> magnitude(static_cast<size_t>(n), 0.0f);
+    for (int r = 0; r < g_world; ++r) {
+      const std::vector<float> v = rank_values(r * 1000 + seed, n);
+      for (int64_t i = 0; i < n; ++i) {
+        want[i] = r == 0 ? v[i] : want[i] + v[i];
+        magnitude[i] += std::fabs(v[i]);
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const bool ok = exact ? got[i] == want[i] : std::fabs(got[i] - want[i]) <= 1e-6f * magnitude[i];
+      if (!ok && mismatches++ < 5) ADD_FAILURE() << "n " << n << " seed " << seed << " element " << i << ": " << got[i] << " vs " << want[i];
+    }
+  };
+  int seed = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (const int64_t n : {int64_t{4}, int64_t{2048}, int64_t{4096}, int64_t{32768}, int64_t{32772}, int64_t{7168} * 16,
+                            int64_t{2} * 7168 * 16, limit, limit + 4, int64_t{2050}}) {
+      ++seed;
+      Tensor t = on_gpu(rank_values(rank() * 1000 + seed, n), {n}, DType::kF32);
+      group.all_reduce_sum(t, stream);
+      ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+      check(t, n, seed, /*exact=*/n <= limit && n % 4 == 0);
+    }
+  }
+  // A graph of three sums (a by packets twice, b by flags), replayed with new inputs, with eager sums between.
+  Tensor a = Tensor::empty({2048}, DType::kF32, Device::kCUDA), b = Tensor::empty({7168 * 16}, DType::kF32, Device::kCUDA);
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), cudaSuccess);
+  group.all_reduce_sum(a, stream);
+  group.all_reduce_sum(b, stream);
+  group.all_reduce_sum(a, stream);
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  for (int replay = 0; replay < 4; ++replay) {
+    ++seed;
+    const std::vector<float> va = rank_values(rank() * 1000 + seed, 2048), vb = rank_values(rank() * 1000 + seed, 7168 * 16);
+    ASSERT_EQ(cudaMemcpy(a.raw(), va.data(), a.nbytes(), cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(b.raw(), vb.data(), b.nbytes(), cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    check(b, 7168 * 16, seed, true);
+    // a was summed twice: the sum S in rank order, then S + S + ... in rank order.
+    std::vector<float> once(2048, 0.0f);
+    for (int r = 0; r < g_world; ++r) {
+      const std::vector<float> v = rank_values(r * 1000 + seed, 2048);
+      for (int64_t i = 0; i < 2048; ++i) once[i] = r == 0 ? v[i] : once[i] + v[i];
+    }
+    const std::vector<float> got = a.to_vector();
+    for (int64_t i = 0; i < 2048; ++i) {
+      float twice = once[i];
+      for (int r = 1; r < g_world; ++r) twice += once[i];
+      if (got[i] != twice && mismatches++ < 5) ADD_FAILURE() << "graph, element " << i << ": " << got[i] << " vs " << twice;
+    }
+    ++seed;  // an eager sum between two replays
+    Tensor t = on_gpu(rank_values(rank() * 1000 + seed, 4096), {4096}, DType::kF32);
+    group.all_reduce_sum(t, stream);
+    ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    check(t, 4096, seed, true);
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(s);
+  EXPECT_EQ(mismatches, 0);
 }
 
 // Each layout's groups hold the ranks they should: an all-reduce of one-hot rows says who took
@@ -674,6 +766,60 @@ TEST_P(EnginePipeline, DecodeGraphsOnEveryStageGiveOneGpusTokens) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, EnginePipeline, ::testing::Values("tiny-v2-lite", "tiny-v3"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string n = info.param;
+                           for (char& c : n) c = c == '-' ? '_' : c;
+                           return n;
+                         });
+
+// ---- Decode graphs under tensor parallelism ------------------------------------------------
+
+// This rank's TP2 share of a golden model, on its GPU.
+DeepSeekModel tp2_share(const std::string& name) {
+  const std::string dir = testing::tiny_model_dir(name);
+  const DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
+  const ShardPlan plan = make_shard_plan(config, ParallelConfig{2, 1, rank()});
+  ModelWeights w = load_weights(Checkpoint::open(dir), config, bf16_load(plan));
+  move_weights(w, Device::kCUDA);
+  return DeepSeekModel(config, std::move(w), gpu_options(plan));
+}
+
+class TpDecodeGraphs : public ::testing::TestWithParam<std::string> {};
+
+// World 2: both TP2 ranks run the same teacher-forced decode steps through graphs (the
+// all-reduces and the logits' gather captured in them) and eagerly: the graph logits are the
+// eager step's (engine/cuda/graph_steps.h; whole on every rank), through five graph sizes.
+TEST_P(TpDecodeGraphs, ShrinkingDecodeBatchesMatchEagerStepByStep) {
+  REQUIRE_WORLD(2);
+  DeepSeekModel model = tp2_share(GetParam());
+  testing::expect_shrinking_decode_batches_match_eager(model);
+}
+
+// World 2: the engine on rank 0 over TP2 (DistributedRunner; rank 1 follows), decode steps
+// eager and then in CUDA graphs that rank 0 picks and both ranks replay: the same requests get
+// the same greedy tokens up to near ties (tests/engine/served_requests.h; tiny-v2-lite, as
+// test_engine_graphs_cuda serves on one GPU).
+TEST(EngineTp2, DecodeGraphsServeLikeEagerSteps) {
+  REQUIRE_WORLD(2);
+  DeepSeekModel model = tp2_share("tiny-v2-lite");
+  const StepGroups groups{groups_of(SplitKind{2, 1}).parallel, g_ctx->world(), 1};
+  constexpr int32_t kBlocks = 256;
+  constexpr int64_t kMaxSeqs = 64;  // served_requests.h's scheduler cap
+  std::vector<testing::Served> served[2];
+  for (const bool graphs : {false, true}) {
+    const int64_t graph_batch = graphs ? kMaxSeqs : 0;
+    if (rank() != 0) {
+      run_follower(model, kBlocks, g_ctx->channel(), groups, graph_batch);
+      continue;
+    }
+    DistributedRunner runner(model, kBlocks, g_ctx->channel(), groups, 0, kMaxSeqs, graph_batch);
+    ASSERT_EQ(runner.graphs() != nullptr, graphs);
+    served[graphs] = testing::serve(runner, model.config().vocab_size, 40, 5);
+  }
+  if (rank() == 0) testing::expect_equal_up_to_near_ties(served[0], served[1]);
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, TpDecodeGraphs, ::testing::Values("tiny-v2-lite", "tiny-v3"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string n = info.param;
                            for (char& c : n) c = c == '-' ? '_' : c;

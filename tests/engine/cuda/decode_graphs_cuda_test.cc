@@ -3,17 +3,7 @@
 // graph step equals the eager step and its own replay; the engine with graphs serves many
 // concurrent requests (chunked prefill, prefix hits) like the eager engine (tiny-v2-lite: see
 // that test for why not tiny-v3), and so does one whose KV pool is too small for them (it
-// preempts and recomputes); the padded sizes.
-//
-// Tolerance: a graph step runs on G >= B rows: cuBLASLt and the MoE grouped GEMM may pick another
-// tile or split for G rows than for B, and MLA decode another kernel (the warpgroup pipeline from
-// 8 sequences, split-S below: ops/cuda/mla_decode_sm90_heuristics.h), which round partial sums
-// differently. A bf16 rounding difference in a row's hidden state moves every logit of the row
-// by an amount that scales with the row (each logit is a dot product of that hidden state), not
-// with the logit itself; so logits are compared with bf16 noise allowed per row (|d| <= 2e-2 +
-// 2e-2·max|row|; H200, 2026-11-28: the old bound of 2e-2 + 2e-2·|x| was passed by 0.0234 where
-// |x| was 0.07), and a greedy continuation of the engine may part from the eager engine's only
-// where the eager run's top two tokens nearly tie (log-probabilities within 0.05).
+// preempts and recomputes); the padded sizes. Tolerances: tests/engine/served_requests.h.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,6 +12,8 @@
 
 #include "../../model/tiny_models.h"
 #include "../../model/v2_lite_dummy.h"
+#include "../served_requests.h"
+#include "graph_steps.h"
 #include "core/memory.h"
 #include "engine/decode_graphs.h"
 #include "engine/deepseek_runner.h"
@@ -32,16 +24,9 @@
 namespace mlaserve {
 namespace {
 
-// The bounds on |got - want| for the logits [R, V] of each row: bf16 noise at the row's scale.
-std::vector<float> row_bounds(const Tensor& want) {
-  std::vector<float> bounds(static_cast<size_t>(want.dim(0)));
-  for (int64_t r = 0; r < want.dim(0); ++r) {
-    float scale = 0.0f;
-    for (int64_t i = 0; i < want.dim(1); ++i) scale = std::max(scale, std::fabs(want.data<float>()[r * want.dim(1) + i]));
-    bounds[static_cast<size_t>(r)] = 2e-2f + 2e-2f * scale;
-  }
-  return bounds;
-}
+using testing::expect_equal_up_to_near_ties;
+using testing::row_bounds;
+using testing::serve;
 
 DeepSeekModel load_gpu(const std::string& name) {
   ModelOptions options;
@@ -51,83 +36,6 @@ DeepSeekModel load_gpu(const std::string& name) {
   ModelWeights weights = load_weights(Checkpoint::open(dir), config, LoadOptions{DType::kBF16, Fp8Mode::kDequantize, std::nullopt});
   move_weights(weights, Device::kCUDA);
   return DeepSeekModel(std::move(config), std::move(weights), options);
-}
-
-SamplingParams greedy(int64_t max_tokens) {
-  SamplingParams p;
-  p.temperature = 0.0f;
-  p.max_tokens = max_tokens;
-  p.ignore_eos = true;
-  return p;
-}
-
-struct Served {
-  std::vector<int32_t> tokens;
-  std::vector<float> gaps;  // top-1 minus top-2 log-probability at each token
-};
-
-// Runs `count` requests of random prompts (some sharing a prefix) through an engine over
-// `runner`, with top-2 logprobs; each request's greedy tokens and margins; the engine's
-// preemptions into *preemptions when given.
-std::vector<Served> serve(ModelRunner& runner, int64_t vocab, int count, uint64_t seed,
-                          int64_t* preemptions = nullptr) {
-  EngineOptions options;
-  options.scheduler = {/*max_num_batched_tokens=*/256, /*max_num_seqs=*/64, /*chunked_prefill=*/true};
-  Engine engine(runner, options);
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> shared(70);
-  for (int32_t& t : shared) t = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));
-  std::vector<std::shared_ptr<RequestStream>> streams;
-  for (int i = 0; i < count; ++i) {
-    std::vector<int32_t> prompt = i % 3 == 0 ? shared : std::vector<int32_t>{};
-    const auto extra = 1 + static_cast<int64_t>(rng() % 150);
-    for (int64_t k = 0; k < extra; ++k) prompt.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab)));
-    SamplingParams params = greedy(1 + static_cast<int64_t>(rng() % 40));
-    params.logprobs = 2;
-    streams.push_back(engine.add_request({prompt, params, nullptr}));
-  }
-  while (engine.has_unfinished()) engine.step();
-  if (preemptions != nullptr) *preemptions = engine.stats().num_preemptions;
-  std::vector<Served> out;
-  for (auto& s : streams) {
-    Served r;
-    while (auto ev = s->try_next()) {
-      EXPECT_NE(ev->finish_reason, FinishReason::kError) << ev->error;
-      r.tokens.insert(r.tokens.end(), ev->token_ids.begin(), ev->token_ids.end());
-      for (const TokenLogprobs& lp : ev->logprobs) r.gaps.push_back(lp.top.at(0).logprob - lp.top.at(1).logprob);
-    }
-    out.push_back(std::move(r));
-  }
-  return out;
-}
-
-TEST(PaddedGraphBatch, RoundsUpToTheListAndCapsAtTheMaximum) {
-  EXPECT_EQ(padded_graph_batch(1, 256), 1);
-  EXPECT_EQ(padded_graph_batch(3, 256), 4);
-  EXPECT_EQ(padded_graph_batch(17, 256), 24);
-  EXPECT_EQ(padded_graph_batch(129, 256), 160);
-  EXPECT_EQ(padded_graph_batch(256, 256), 256);
-  EXPECT_EQ(padded_graph_batch(300, 512), 320);
-  EXPECT_EQ(padded_graph_batch(20, 20), 20);
-  EXPECT_THROW(padded_graph_batch(0, 256), Error);
-  EXPECT_THROW(padded_graph_batch(257, 256), Error);
-}
-
-// Each request's tokens in `got` equal those in `want` up to the first difference, which must be
-// a near tie of want's top two (bf16 noise between two ways of computing a row is ~1e-2 on these
-// logits).
-void expect_equal_up_to_near_ties(const std::vector<Served>& want, const std::vector<Served>& got) {
-  ASSERT_EQ(want.size(), got.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    ASSERT_EQ(got[i].tokens.size(), want[i].tokens.size()) << "request " << i;
-    ASSERT_EQ(want[i].gaps.size(), want[i].tokens.size());
-    size_t k = 0;
-    while (k < want[i].tokens.size() && got[i].tokens[k] == want[i].tokens[k]) ++k;
-    if (k < want[i].tokens.size()) {
-      EXPECT_LT(want[i].gaps[k], 0.05f) << "request " << i << " parts at token " << k
-                                        << " where the first run's top two are not a near tie";
-    }
-  }
 }
 
 class DecodeGraphsOnTinyModels : public ::testing::TestWithParam<std::string> {};
@@ -166,67 +74,11 @@ TEST(DecodeGraphsEngine, PreemptedSequencesServeLikeAnAmplePool) {
   expect_equal_up_to_near_ties(want, got);
 }
 
-// Teacher-forced decode: 12 sequences decoding 1..30 tokens each, so the batch shrinks through
-// graph sizes 16, 8, 4, 2 and 1 (and new sequence lengths cross block boundaries); each step's
-// graph logits against the eager step's on a second cache holding the same rows.
+// Teacher-forced decode steps whose batch shrinks through five graph sizes (graph_steps.h).
 TEST_P(DecodeGraphsOnTinyModels, ShrinkingDecodeBatchesMatchEagerStepByStep) {
   if (!cuda_available()) GTEST_SKIP() << "no GPU visible (scripts/gpu_test.sh runs this on the GPU machine)";
   DeepSeekModel model = load_gpu(GetParam());
-  LatentCache eager_cache = model.make_cache(128);
-  LatentCache graph_cache = model.make_cache(128);
-  DecodeGraphs graphs(model, graph_cache, /*max_batch=*/16, /*max_context=*/4096);
-  std::mt19937_64 rng(21);
-  const int64_t vocab = model.config().vocab_size;
-  struct Seq {
-    int32_t len;       // tokens in the cache
-    int32_t remaining; // decode steps left
-    std::vector<int32_t> table;
-  };
-  std::vector<Seq> seqs;
-  int32_t next_block = 0;
-  for (int i = 0; i < 12; ++i) {
-    Seq q{1 + static_cast<int32_t>(rng() % 140), 1 + static_cast<int32_t>(i * 29 / 11), {}};
-    for (int32_t k = 0; k < (q.len + q.remaining + kCacheBlockSize - 1) / kCacheBlockSize; ++k) q.table.push_back(next_block++);
-    ForwardBatch b;
-    b.sequences.push_back({0, q.len, 0, q.table});
-    for (int32_t p = 0; p < q.len; ++p) {
-      b.token_ids.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab)));
-      b.positions.push_back(p);
-      b.slot_mapping.push_back(int64_t{q.table[static_cast<size_t>(p / kCacheBlockSize)]} * kCacheBlockSize + p % kCacheBlockSize);
-    }
-    b.logit_rows = {q.len - 1};
-    model.forward(b, eager_cache);
-    model.forward(b, graph_cache);
-    seqs.push_back(std::move(q));
-  }
-  ASSERT_LE(next_block, 128);  // the cache holds 128 blocks
-  for (int step = 0;; ++step) {
-    ForwardBatch d;
-    for (Seq& q : seqs) {
-      if (q.remaining == 0) continue;
-      const auto row = static_cast<int32_t>(d.sequences.size());
-      d.token_ids.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab)));
-      d.positions.push_back(q.len);
-      d.slot_mapping.push_back(int64_t{q.table[static_cast<size_t>(q.len / kCacheBlockSize)]} * kCacheBlockSize +
-                               q.len % kCacheBlockSize);
-      d.sequences.push_back({row, 1, q.len, q.table});
-      d.logit_rows.push_back(row);
-      ++q.len;
-      --q.remaining;
-    }
-    if (d.sequences.empty()) break;
-    ASSERT_TRUE(graphs.accepts(d));
-    const Tensor want = model.forward(d, eager_cache).to(Device::kCPU);
-    const Tensor got = graphs.run(d).to(Device::kCPU);
-    ASSERT_EQ(got.shape(), want.shape());
-    const std::vector<float> bounds = row_bounds(want);
-    for (int64_t i = 0; i < want.numel(); ++i) {
-      const float e = want.data<float>()[i], g = got.data<float>()[i];
-      ASSERT_TRUE(std::isfinite(g)) << "step " << step << ", element " << i;
-      ASSERT_LE(std::fabs(g - e), bounds[static_cast<size_t>(i / want.dim(1))]) << "step " << step << ", element " << i;
-    }
-  }
-  EXPECT_EQ(graphs.num_captured(), 5);  // 16, 8, 4, 2, 1
+  testing::expect_shrinking_decode_batches_match_eager(model);
 }
 
 // One decode step of 5 sequences (padded to 8) through a graph and eagerly: same logits.

@@ -1,0 +1,147 @@
+#include "dist/peer_all_reduce.h"
+
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "core/cuda_check.h"
+#include "core/error.h"
+#include "dist/nccl_api.h"
+
+namespace mlaserve::dist {
+namespace {
+
+// What each rank tells the others: its host name and its buffer's IPC handle.
+struct PeerMessage {
+  char host[64];
+  cudaIpcMemHandle_t mem;
+};
+
+std::string host_name() {
+  char name[64] = {};
+  MLA_CHECK(gethostname(name, sizeof(name) - 1) == 0, "gethostname failed");
+  return name;
+}
+
+// Every rank's message, by an NCCL all-gather on `comm` (the legacy stream, waited for).
+std::vector<PeerMessage> all_gather_messages(const PeerMessage& mine, int rank, int size, ncclComm_t comm) {
+  void* d = nullptr;
+  MLA_CUDA_CHECK(cudaMalloc(&d, size * sizeof(PeerMessage)));
+  std::vector<PeerMessage> all(static_cast<size_t>(size));
+  char* slot = static_cast<char*>(d) + rank * sizeof(PeerMessage);
+  try {
+    MLA_CUDA_CHECK(cudaMemcpy(slot, &mine, sizeof(PeerMessage), cudaMemcpyHostToDevice));
+    MLA_NCCL_CALL(all_gather, slot, d, sizeof(PeerMessage), ncclUint8, comm, nullptr);
+    MLA_CUDA_CHECK(cudaMemcpy(all.data(), d, size * sizeof(PeerMessage), cudaMemcpyDeviceToHost));
+  } catch (...) {
+    cudaFree(d);
+    throw;
+  }
+  MLA_CUDA_CHECK(cudaFree(d));
+  return all;
+}
+
+// Whether every rank's `ok` holds, by an NCCL min-reduce on `comm`.
+bool all_ranks(bool ok, ncclComm_t comm) {
+  int32_t* d = nullptr;
+  MLA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&d), sizeof(int32_t)));
+  int32_t v = ok ? 1 : 0;
+  try {
+    MLA_CUDA_CHECK(cudaMemcpy(d, &v, sizeof(v), cudaMemcpyHostToDevice));
+    MLA_NCCL_CALL(all_reduce, d, d, 1, ncclInt32, ncclMin, comm, nullptr);
+    MLA_CUDA_CHECK(cudaMemcpy(&v, d, sizeof(v), cudaMemcpyDeviceToHost));
+  } catch (...) {
+    cudaFree(d);
+    throw;
+  }
+  MLA_CUDA_CHECK(cudaFree(d));
+  return v == 1;
+}
+
+}  // namespace
+
+std::unique_ptr<PeerAllReduce> PeerAllReduce::create(int rank, int size, size_t max_bytes, ncclComm_t comm,
+                                                     std::string& why) {
+  MLA_CHECK(size >= 2 && size <= kPeerMaxRanks && rank >= 0 && rank < size,
+            "PeerAllReduce: rank {} of {} (2 to {} ranks)", rank, size, kPeerMaxRanks);
+  MLA_CHECK(max_bytes > 0 && max_bytes % 16 == 0, "PeerAllReduce: max_bytes {} is not a positive multiple of 16",
+            max_bytes);
+  std::unique_ptr<PeerAllReduce> r(new PeerAllReduce());
+  r->rank_ = rank;
+  r->size_ = size;
+  r->max_bytes_ = max_bytes;
+  const auto bytes = static_cast<size_t>(peer_buffer_bytes(size, static_cast<int64_t>(max_bytes)));
+  MLA_CUDA_CHECK(cudaMalloc(&r->own_, bytes));  // IPC maps whole allocations: not the caching allocator
+  MLA_CUDA_CHECK(cudaMemset(r->own_, 0, bytes));
+  MLA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&r->counters_), 2 * kPeerBlocks * sizeof(uint32_t)));
+  MLA_CUDA_CHECK(cudaMemset(r->counters_, 0, 2 * kPeerBlocks * sizeof(uint32_t)));
+  MLA_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&r->abort_flag_), sizeof(int32_t), cudaHostAllocMapped));
+  *r->abort_flag_ = 0;
+  MLA_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&r->abort_on_device_), r->abort_flag_, 0));
+  MLA_CUDA_CHECK(cudaDeviceSynchronize());  // the zeroed buffer before any peer writes into it
+
+  PeerMessage mine{};
+  const std::string host = host_name();
+  std::strncpy(mine.host, host.c_str(), sizeof(mine.host) - 1);
+  MLA_CUDA_CHECK(cudaIpcGetMemHandle(&mine.mem, r->own_));
+  const std::vector<PeerMessage> all = all_gather_messages(mine, rank, size, comm);
+  bool ok = true;
+  r->mapped_[rank] = r->own_;
+  for (int p = 0; p < size && ok; ++p) {
+    if (p == rank) continue;
+    PeerMessage m = all[static_cast<size_t>(p)];
+    m.host[sizeof(m.host) - 1] = '\0';
+    if (host != m.host) {
+      why = "rank " + std::to_string(p) + " of the group is on another machine";
+      ok = false;
+      break;
+    }
+    const cudaError_t err = cudaIpcOpenMemHandle(&r->mapped_[p], m.mem, cudaIpcMemLazyEnablePeerAccess);
+    if (err != cudaSuccess) {
+      cudaGetLastError();  // not sticky: clear it
+      r->mapped_[p] = nullptr;
+      why = std::string("cudaIpcOpenMemHandle of rank ") + std::to_string(p) + "'s buffer: " + cudaGetErrorString(err);
+      ok = false;
+    }
+  }
+  if (!all_ranks(ok, comm)) {
+    if (ok) why = "another rank of the group cannot map the buffers";
+    return nullptr;
+  }
+  return r;
+}
+
+PeerAllReduce::~PeerAllReduce() {  // no throw in a destructor
+  for (int p = 0; p < size_; ++p) {
+    if (p != rank_ && mapped_[p] != nullptr) cudaIpcCloseMemHandle(mapped_[p]);
+  }
+  cudaFree(own_);
+  cudaFree(counters_);
+  cudaFreeHost(abort_flag_);
+}
+
+bool PeerAllReduce::fits(const Tensor& t) const {
+  return t.dtype() == DType::kF32 && !t.is_cpu() && t.numel() % 4 == 0 && t.nbytes() <= max_bytes_ &&
+         reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0;
+}
+
+void PeerAllReduce::all_reduce_sum(Tensor& t, Stream stream) {
+  MLA_CHECK(fits(t), "PeerAllReduce: a {} tensor {} of {} bytes does not fit (f32, 4-value multiples, {} bytes)",
+            dtype_name(t.dtype()), shape_str(t.shape()), t.nbytes(), max_bytes_);
+  if (t.numel() == 0) return;  // every rank has the same shape: none of them reduces
+  PeerBuffers b{};
+  for (int p = 0; p < size_; ++p) b.base[p] = static_cast<char*>(mapped_[p]);
+  b.counters = counters_;
+  b.abort_flag = abort_on_device_;
+  b.region_bytes = static_cast<int64_t>(max_bytes_);
+  b.rank = rank_;
+  b.size = size_;
+  launch_peer_all_reduce(b, t.data<float>(), t.numel(), static_cast<cudaStream_t>(stream.cuda));
+}
+
+void PeerAllReduce::abort() {
+  if (abort_flag_ != nullptr) reinterpret_cast<volatile int32_t*>(abort_flag_)[0] = 1;
+}
+
+}  // namespace mlaserve::dist
