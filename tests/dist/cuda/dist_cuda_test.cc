@@ -188,8 +188,11 @@ TEST(PeerAllReduce, SumsInRankOrderEagerAndInGraphs) {
   auto& group = *groups_of(SplitKind{g_world, 1}).tp;
   if (group.peer_all_reduce_bytes() == 0) GTEST_SKIP() << "the GPUs cannot map each other's memory (logged above)";
   const int64_t limit = static_cast<int64_t>(kPeerAllReduceBytes / sizeof(float));
+  // A blocking stream: the inputs come by cudaMemcpy from pageable memory, whose copy may still be
+  // landing when the call returns, ordered only before later work of the legacy stream and of the
+  // streams that synchronise with it.
   cudaStream_t s = nullptr;
-  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
   const Stream stream{s};
   int mismatches = 0;  // counted, not asserted per element: every rank must make every call
   // The tensor of `n` values from `seed`, summed; got against the host's sum in rank order.
