@@ -25,6 +25,11 @@
 // memory make it safe to capture into a CUDA graph and replay (engine/decode_graphs.h), mixed with
 // eager calls. Every rank must make the same calls in the same order, as for NCCL.
 //
+// Launch: programmatic (ops/cuda/pdl.cuh). The kernel first waits for the one before it, then lets
+// the next one launch, so that the norm after a sum (rms_norm.cu, launched the same way) is
+// resident, its weight prefetched, while this one waits for its peers: 8 KiB sums back to back
+// 3.25 -> 2.47 us each on two H200s.
+//
 // Abort: abort() sets a flag in host memory that every wait also reads, so a run that ends (a rank
 // lost) never leaves a kernel spinning; the sums of that call are then garbage.
 #pragma once

@@ -2,6 +2,7 @@
 #include "dist/peer_all_reduce_kernel.h"
 
 #include "core/cuda_check.h"
+#include "ops/cuda/pdl.cuh"
 
 namespace mlaserve::dist {
 namespace {
@@ -33,6 +34,8 @@ __device__ uint32_t load_acquire_sys(const uint32_t* p) {
 
 // x: [n4] float4, in place.
 __global__ void __launch_bounds__(kThreads) all_reduce_by_flags(PeerBuffers b, float4* x, int64_t n4) {
+  ops::gpu::grid_dependency_wait();  // x, and the counters the last call wrote
+  ops::gpu::launch_dependents();     // the norm after the sum launches while this one waits for its peers
   const int blk = static_cast<int>(blockIdx.x);
   const int64_t per = (n4 + kPeerBlocks - 1) / kPeerBlocks;
   const int64_t lo = min(n4, blk * per), hi = min(n4, lo + per);
@@ -93,6 +96,8 @@ __device__ uint4 load_packet(const uint4* p) {
 
 // x: [n2] float2, in place; packet i carries x[i] as {x.x, epoch, x.y, epoch}.
 __global__ void __launch_bounds__(kThreads) all_reduce_by_packets(PeerBuffers b, float2* x, int64_t n2) {
+  ops::gpu::grid_dependency_wait();  // x, and the counters the last call wrote
+  ops::gpu::launch_dependents();     // the norm after the sum launches while this one waits for its peers
   const int blk = static_cast<int>(blockIdx.x);
   const int64_t per = (n2 + kPeerBlocks - 1) / kPeerBlocks;
   const int64_t lo = min(n2, blk * per), hi = min(n2, lo + per);
@@ -128,11 +133,12 @@ __global__ void __launch_bounds__(kThreads) all_reduce_by_packets(PeerBuffers b,
 
 void launch_peer_all_reduce(const PeerBuffers& b, float* x, int64_t n, cudaStream_t stream) {
   if (n * int64_t{sizeof(float)} <= kPeerPacketBytes) {
-    all_reduce_by_packets<<<kPeerBlocks, kThreads, 0, stream>>>(b, reinterpret_cast<float2*>(x), n / 2);
+    ops::gpu::launch_programmatic(all_reduce_by_packets, kPeerBlocks, kThreads, 0, stream, b,
+                                  reinterpret_cast<float2*>(x), n / 2);
   } else {
-    all_reduce_by_flags<<<kPeerBlocks, kThreads, 0, stream>>>(b, reinterpret_cast<float4*>(x), n / 4);
+    ops::gpu::launch_programmatic(all_reduce_by_flags, kPeerBlocks, kThreads, 0, stream, b,
+                                  reinterpret_cast<float4*>(x), n / 4);
   }
-  MLA_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace mlaserve::dist
