@@ -38,6 +38,18 @@ DeepSeekModel load_gpu(const std::string& name) {
   return DeepSeekModel(std::move(config), std::move(weights), options);
 }
 
+TEST(PaddedGraphBatch, RoundsUpToTheListAndCapsAtTheMaximum) {
+  EXPECT_EQ(padded_graph_batch(1, 256), 1);
+  EXPECT_EQ(padded_graph_batch(3, 256), 4);
+  EXPECT_EQ(padded_graph_batch(17, 256), 24);
+  EXPECT_EQ(padded_graph_batch(129, 256), 160);
+  EXPECT_EQ(padded_graph_batch(256, 256), 256);
+  EXPECT_EQ(padded_graph_batch(300, 512), 320);
+  EXPECT_EQ(padded_graph_batch(20, 20), 20);
+  EXPECT_THROW(padded_graph_batch(0, 256), Error);
+  EXPECT_THROW(padded_graph_batch(257, 256), Error);
+}
+
 class DecodeGraphsOnTinyModels : public ::testing::TestWithParam<std::string> {};
 
 // On tiny-v2-lite only: tiny-v3's group-limited sigmoid routing has near-tied expert choices
