@@ -4,11 +4,11 @@
 
 #ifdef MLASERVE_WITH_NCCL
 #include <cuda_runtime_api.h>
-#include <unistd.h>
 
 #include <cstring>
 
 #include "core/cuda_check.h"
+#include "dist/host_name.h"
 #endif
 
 namespace mlaserve::dist {
@@ -26,12 +26,6 @@ struct RingMessage {
   int64_t slots, max_rows, vocab;
   cudaIpcMemHandle_t mem;
 };
-
-std::string host_name() {
-  char name[64] = {};
-  MLA_CHECK(gethostname(name, sizeof(name) - 1) == 0, "gethostname failed");
-  return name;
-}
 
 size_t ring_bytes(int64_t slots, int64_t max_rows, int64_t vocab) {
   // the slots, then one 64-byte line per flag

@@ -1,12 +1,12 @@
 #include "dist/peer_all_reduce.h"
 
-#include <unistd.h>
 
 #include <cstring>
 #include <vector>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
+#include "dist/host_name.h"
 #include "dist/nccl_api.h"
 
 namespace mlaserve::dist {
@@ -17,12 +17,6 @@ struct PeerMessage {
   char host[64];
   cudaIpcMemHandle_t mem;
 };
-
-std::string host_name() {
-  char name[64] = {};
-  MLA_CHECK(gethostname(name, sizeof(name) - 1) == 0, "gethostname failed");
-  return name;
-}
 
 // Every rank's message, by an NCCL all-gather on `comm` (the legacy stream, waited for).
 std::vector<PeerMessage> all_gather_messages(const PeerMessage& mine, int rank, int size, ncclComm_t comm) {
