@@ -13,8 +13,10 @@ namespace {
 
 class DummyMaker {
  public:
-  DummyMaker(const DeepSeekConfig& c, const DummyOptions& o)
-      : c_(c), o_(o), seed_(o.seed), plan_(o.shard ? *o.shard : whole_model_plan(c)) {}
+  // quantize_layers: each layer kept is quantised to block FP8 as soon as it is made (bf16 on the
+  // GPU), so that one layer at a time is held in bf16 (V3's 10 layers: 86 GB in FP8, 160 in bf16).
+  DummyMaker(const DeepSeekConfig& c, const DummyOptions& o, bool quantize_layers = false)
+      : c_(c), o_(o), seed_(o.seed), plan_(o.shard ? *o.shard : whole_model_plan(c)), quantize_layers_(quantize_layers) {}
 
   // A new tensor of `dtype` on `device`, uniform in [center - half_width, center + half_width).
   Tensor fill(const Shape& shape, float half_width, float center, DType dtype, Device device) {
@@ -110,6 +112,7 @@ class DummyMaker {
       }
       if (!plan_.layers.contains(i)) continue;  // drawn all the same: later tensors keep their seeds
       shard_layer(l, c_, plan_);
+      if (quantize_layers_) quantize_layer_fp8(l);
       m.layers.push_back(std::move(l));
     }
     m.final_norm = norm(h);
@@ -124,6 +127,7 @@ class DummyMaker {
   const DummyOptions& o_;
   uint64_t seed_;
   ShardPlan plan_;
+  bool quantize_layers_;
 };
 
 }  // namespace
@@ -148,14 +152,13 @@ ModelWeights make_dummy_weights(const DeepSeekConfig& config, const DummyOptions
   MLA_CHECK(options.weight_dtype == DType::kF32 || options.weight_dtype == DType::kBF16,
             "dummy weights are F32 or BF16, not {}", dtype_name(options.weight_dtype));
   if ((options.fp8 || config.fp8) && options.device != Device::kCPU && options.weight_dtype == DType::kBF16) {
-    // FP8 on the GPU: BF16 weights filled in place, then quantised there (model/quantize_fp8.h).
+    // FP8 on the GPU: BF16 weights filled in place, then quantised there (model/quantize_fp8.h),
+    // layer by layer.
     DeepSeekConfig plain = config;
     plain.fp8.reset();
     DummyOptions bf16 = options;
     bf16.fp8 = false;
-    ModelWeights weights = make_dummy_weights(plain, bf16);
-    quantize_weights_fp8(weights);
-    return weights;
+    return DummyMaker(plain, bf16, /*quantize_layers=*/true).model();
   }
   const bool host_made = options.device == Device::kCPU || options.fp8 || config.fp8.has_value();
   const uint64_t bytes = dummy_weight_bytes(config, options);

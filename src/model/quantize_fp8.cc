@@ -37,24 +37,26 @@ void quantize_stacked(Tensor& w, Tensor& scale, Stream stream) {
 
 }  // namespace
 
-void quantize_weights_fp8(ModelWeights& weights, Stream stream) {
-  for (LayerWeights& l : weights.layers) {
-    MlaWeights& a = l.attn;
-    for (std::optional<Linear>* opt : {&a.q_proj, &a.q_a_proj, &a.q_b_proj}) {
-      if (*opt) quantize_linear(**opt, stream);
-    }
-    quantize_linear(a.kv_a_proj, stream);
-    quantize_linear(a.o_proj, stream);
-    if (l.mlp) quantize_mlp(*l.mlp, stream);
-    if (l.moe) {
-      if (l.moe->shared) quantize_mlp(*l.moe->shared, stream);
-      ops::ExpertWeights& x = l.moe->experts;
-      if (!x.is_fp8()) {
-        quantize_stacked(x.gate_up, x.gate_up_scale, stream);
-        quantize_stacked(x.down, x.down_scale, stream);
-      }
+void quantize_layer_fp8(LayerWeights& l, Stream stream) {
+  MlaWeights& a = l.attn;
+  for (std::optional<Linear>* opt : {&a.q_proj, &a.q_a_proj, &a.q_b_proj}) {
+    if (*opt) quantize_linear(**opt, stream);
+  }
+  quantize_linear(a.kv_a_proj, stream);
+  quantize_linear(a.o_proj, stream);
+  if (l.mlp) quantize_mlp(*l.mlp, stream);
+  if (l.moe) {
+    if (l.moe->shared) quantize_mlp(*l.moe->shared, stream);
+    ops::ExpertWeights& x = l.moe->experts;
+    if (!x.is_fp8()) {
+      quantize_stacked(x.gate_up, x.gate_up_scale, stream);
+      quantize_stacked(x.down, x.down_scale, stream);
     }
   }
+}
+
+void quantize_weights_fp8(ModelWeights& weights, Stream stream) {
+  for (LayerWeights& l : weights.layers) quantize_layer_fp8(l, stream);
 }
 
 }  // namespace mlaserve

@@ -18,5 +18,8 @@
 namespace mlaserve {
 
 void quantize_weights_fp8(ModelWeights& weights, Stream stream = {});
+// One layer's part of it (a loader or dummy maker that quantises each layer as it is made, so that
+// only one layer is ever held in bf16).
+void quantize_layer_fp8(LayerWeights& layer, Stream stream = {});
 
 }  // namespace mlaserve

@@ -35,6 +35,7 @@
 #include "engine/generate.h"
 #include "model/dummy.h"
 #include "model/presets.h"
+#include "model/quantize_fp8.h"
 #include "../step_batch.h"
 #include "../tiny_models.h"
 
@@ -224,6 +225,35 @@ TEST(Fp8ModelCuda, AccuracyReportV2LiteDummyFp8VsBf16) {
   report.print("V2-Lite-shaped dummy (4 layers) FP8 (quantised at load) vs BF16, GPU");
   EXPECT_LT(report.kl_mean(), 0.02);
   EXPECT_GT(report.top1(), 0.6);
+}
+
+// FP8 dummies on the GPU are made layer by layer (each layer quantised as soon as it is drawn, so
+// one layer at a time is held in bf16): every tensor, bit for bit, is the whole bf16 dummy model's
+// quantised after it is made (quantize_weights_fp8), at V2-Lite's shapes (4 layers: one dense,
+// three MoE).
+TEST(Fp8ModelCuda, DummyFp8WeightsAreTheBf16DummiesQuantised) {
+  if (gpu_missing()) GTEST_SKIP() << "no GPU visible";
+  DeepSeekConfig config = preset_config("deepseek-v2-lite");
+  config.num_hidden_layers = 4;
+  finalize_config(config);
+  DummyOptions d;
+  d.seed = 17;
+  d.weight_dtype = DType::kBF16;
+  d.device = Device::kCUDA;
+  ModelWeights whole = make_dummy_weights(config, d);
+  quantize_weights_fp8(whole);
+  d.fp8 = true;
+  ModelWeights by_layer = make_dummy_weights(config, d);
+  std::vector<Tensor> want, got;
+  for_each_tensor(whole, [&](Tensor& t) { want.push_back(t); });
+  for_each_tensor(by_layer, [&](Tensor& t) { got.push_back(t); });
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(got[i].dtype(), want[i].dtype()) << "tensor " << i;
+    ASSERT_EQ(got[i].shape(), want[i].shape()) << "tensor " << i;
+    const Tensor a = want[i].to(Device::kCPU), b = got[i].to(Device::kCPU);
+    EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << "tensor " << i << " " << shape_str(a.shape());
+  }
 }
 
 // The norms' FP8 quantisation (ModelOptions::quantize_in_norms, model.h) against each FP8 linear
