@@ -58,6 +58,15 @@ class DeviceCache {
       release_cached();
       err = cudaMalloc(&p, size);
     }
+    if (err == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      size_t free_bytes = 0, total_bytes = 0;
+      (void)cudaMemGetInfo(&free_bytes, &total_bytes);
+      MLA_FAIL("out of GPU memory: {:.2f} GiB asked, {:.2f} GiB of {:.2f} GiB free (a smaller model share, "
+               "--gpu-memory-utilization, --max-num-batched-tokens or --max-num-seqs)",
+               static_cast<double>(size) / (1 << 30), static_cast<double>(free_bytes) / (1 << 30),
+               static_cast<double>(total_bytes) / (1 << 30));
+    }
     MLA_CUDA_CHECK(err);
     std::lock_guard lock(mutex_);
     used_[p] = {size, pool};

@@ -188,9 +188,9 @@ TEST(PeerAllReduce, SumsInRankOrderEagerAndInGraphs) {
   auto& group = *groups_of(SplitKind{g_world, 1}).tp;
   if (group.peer_all_reduce_bytes() == 0) GTEST_SKIP() << "the GPUs cannot map each other's memory (logged above)";
   const int64_t limit = static_cast<int64_t>(kPeerAllReduceBytes / sizeof(float));
-  // A blocking stream: the inputs come by cudaMemcpy from pageable memory, whose copy may still be
-  // landing when the call returns, ordered only before later work of the legacy stream and of the
-  // streams that synchronise with it.
+  // A blocking stream: the graph's inputs come by cudaMemcpy from pageable memory, whose copy may
+  // still be landing when the call returns, ordered only before later work of the legacy stream
+  // and of the streams that synchronise with it.
   cudaStream_t s = nullptr;
   ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
   const Stream stream{s};
