@@ -2,7 +2,7 @@
 // SwiGLU MLP of the first layers and the MoE of the rest (router in fp32, routed experts over the
 // tokens that chose them, weighted combine accumulated onto the shared experts' output), then the
 // residual add and the next RMSNorm (ffn_and_norm). Their outputs are partial sums under tensor
-// parallelism: f32 then (DeepSeekModel::partial).
+// parallelism: f32 there up to decode sizes (DeepSeekModel::partial).
 #include <optional>
 #include <utility>
 
@@ -185,14 +185,15 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
 }
 
 // The FFN output of an MoE layer: the routed experts' weighted combine accumulated onto the shared
-// experts' output. Under tensor parallelism with shared experts the output is [2, T, H] f32: the
-// shared experts' partial output, and the routed experts' partial combine (from zero) apart from
-// it, so that the all-reduced shared output can be rounded before the routed sum is added, as on
-// one GPU (add_sum_rms_norm); each rank holds a share of the shared experts' channels, so their
-// partial outputs cannot be rounded before the all-reduce.
+// experts' output. Under tensor parallelism with shared experts, where the step sums in f32
+// (tp_sums_f32), the output is [2, T, H] f32: the shared experts' partial output, and the routed
+// experts' partial combine (from zero) apart from it, so that the all-reduced shared output can be
+// rounded before the routed sum is added, as on one GPU (add_sum_rms_norm); each rank holds a
+// share of the shared experts' channels, so their partial outputs cannot be rounded before the
+// all-reduce. Larger TP steps sum one [T, H] bf16 output (a quarter of the bytes).
 Tensor DeepSeekModel::moe(const MoeWeights& w, const NormedActivation& m, const Tensor& slots) {
   const int64_t t = m.x.dim(0), hidden = config_.hidden_size;
-  const bool apart = w.shared && plan_.tp_size > 1;
+  const bool apart = w.shared && tp_sums_f32(t);
   Tensor out = apart ? f32({2, t, hidden}) : partial({t, hidden});
   Tensor routed = apart ? out.slice(1, 2).reshape({t, hidden}) : out;  // the combine accumulates into it
   const Tensor shared = apart ? out.slice(0, 1).reshape({t, hidden}) : out;

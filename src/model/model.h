@@ -84,6 +84,10 @@ enum class AttentionForm {
 
 inline constexpr int32_t kMaxAbsorbedQueryLen = 4;
 
+// The largest [T, H] partial output a tensor-parallel step sums in f32 (DeepSeekModel::tp_sums_f32):
+// V2-Lite's up to 128 tokens, V3's up to 36.
+inline constexpr int64_t kTpF32SumMaxBytes = int64_t{1} << 20;
+
 // The router's parameters for a config (scoring, top-k method, weighting, groups; ffn_block.cc):
 // what every MoE layer of the model routes with.
 ops::RouterParams router_params(const DeepSeekConfig& c);
@@ -256,10 +260,19 @@ class DeepSeekModel {
   // off or the model runs on the CPU.
   std::optional<ForkedBranch> fork_side_branch();
   Tensor act(Shape shape) const { return Tensor::empty(std::move(shape), act_dtype_, options_.device); }
-  // An output that all_reduce sums over the tensor-parallel group (o_proj, the FFN): f32 when
-  // tp_size > 1, so that the ranks' partial sums are added unrounded and the sum is rounded to
-  // bf16 by the add_rms_norm that adds it to the residual stream, as on one GPU; act() otherwise.
-  Tensor partial(Shape shape) const { return plan_.tp_size > 1 ? f32(std::move(shape)) : act(std::move(shape)); }
+  // An output [T, H] that all_reduce sums over the tensor-parallel group (o_proj, the FFN): f32
+  // where tp_sums_f32(T), so that the ranks' partial sums are added unrounded and the sum is
+  // rounded to bf16 by the add_rms_norm that adds it to the residual stream, as on one GPU; act()
+  // otherwise (one GPU; and larger TP steps, whose partial outputs are rounded to bf16 before
+  // they are summed: half the bytes of a sum whose bytes bound it).
+  Tensor partial(Shape shape) const { return tp_sums_f32(shape.at(0)) ? f32(std::move(shape)) : act(std::move(shape)); }
+  // Whether a tensor-parallel step of `tokens` rows sums its partial outputs in f32: while a
+  // [T, H] f32 sum is at most kTpF32SumMaxBytes (decode sizes, where a sum's latency counts, not
+  // its bytes: dist/peer_all_reduce.h takes them). Measured on two H200s (bench/NOTES-dist.md,
+  // 2026-11-30): V2-Lite's prefill steps of ~2,560 tokens spent ~1/3 of their time in f32 sums.
+  bool tp_sums_f32(int64_t tokens) const {
+    return plan_.tp_size > 1 && tokens * config_.hidden_size * int64_t{sizeof(float)} <= kTpF32SumMaxBytes;
+  }
   Tensor f32(Shape shape) const { return Tensor::empty(std::move(shape), DType::kF32, options_.device); }
   // The values on the model's device: on the GPU an asynchronous upload on the model's stream
   // (core/upload.h), so that preparing a step never waits for the steps queued before it.
