@@ -530,8 +530,10 @@ StepGroups step_groups(SplitKind kind) { return StepGroups{groups_of(kind).paral
 // Bounds on the logits' relative L2 distance per step (see the tolerances at the top): a
 // pipeline without tensor parallelism repeats one GPU's arithmetic on the same micro-batches and
 // must give its logits exactly; tensor parallelism sums the heads' and channels' partial outputs
-// in another order (f32, rounded as one GPU rounds): measured on H200s at most 0.63% on the
-// golden models and 3.7% on 27 V2-Lite-shaped layers, where an expert flip at a near tie adds more.
+// in another order (f32, rounded as one GPU rounds, at decode sizes; past them each rank's share
+// rounded to bf16 first, model.h kTpF32SumMaxBytes): measured on H200s at most 0.63% on the golden
+// models (always f32) and 3.7% on 27 V2-Lite-shaped layers (2026-11-30 with bf16 prefill sums:
+// 4.1%), where an expert flip at a near tie adds more.
 // Block FP8 re-quantises each activation block from its amax, so a last-bit difference upstream
 // can move a whole 128-value block by an FP8 step (6%) and then flip experts: on V3 shapes one GPU
 // is 11.4% from itself between whole batches and micro-batches (self_rel_l2, printed), and TP2,
