@@ -3,7 +3,8 @@
 // them), beside the floor of the bytes each GPU must receive over the GPUs' link. A program, not
 // a test: it prints a table and writes JSON.
 //
-//   all_reduce_bench [--tp N] [--reps N] [--master-port P] [--out DIR]   (N GPUs of one machine)
+//   all_reduce_bench [--tp N] [--reps N] [--master-port P] [--out DIR]   (N GPUs of one machine;
+//                                                                         fewer: nothing measured)
 //
 // It forks its N ranks (dist::DistContext, as mlaserve does); rank 0 prints and writes. Sizes:
 // f32 tensors of 8 KiB (V2-Lite's [1, 2048] partial output at one token) to 4 MiB (V3's [2, 64,
@@ -76,6 +77,11 @@ int run(int argc, char** argv) {
     }
   }
   const std::string command = command_line(argc, argv);
+  if (const int gpus = dist::visible_gpus(); gpus < o.tp_size) {
+    std::printf("all_reduce_bench: TP%d needs %d GPUs, this machine shows %d: nothing measured\n", o.tp_size, o.tp_size,
+                gpus);
+    return 0;
+  }
   std::unique_ptr<dist::DistContext> ctx = dist::DistContext::start(o);
   const bool leader = ctx->is_leader();
   Collectives& nccl = *ctx->world();    // the same ranks as the tensor-parallel group, NCCL only

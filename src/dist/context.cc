@@ -35,6 +35,23 @@ int env_int(const char* name, int fallback) {
 
 }  // namespace
 
+int visible_gpus() {
+#ifdef MLASERVE_WITH_NCCL
+  const pid_t pid = fork();
+  MLA_CHECK(pid >= 0, "fork failed ({})", std::strerror(errno));
+  if (pid == 0) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
+    _exit(std::min(n, 255));
+  }
+  int status = 0;
+  MLA_CHECK(waitpid(pid, &status, 0) == pid, "waitpid failed ({})", std::strerror(errno));
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+#else
+  return 0;
+#endif
+}
+
 std::unique_ptr<DistContext> DistContext::start(const LaunchOptions& o) {
   const int world = o.world_size();
   MLA_CHECK(world > 1, "DistContext for a single rank");
@@ -53,6 +70,12 @@ std::unique_ptr<DistContext> DistContext::start(const LaunchOptions& o) {
   } else {
     MLA_CHECK(world % o.nnodes == 0, "{} ranks do not split evenly over {} nodes", world, o.nnodes);
     const int per_node = world / o.nnodes;
+#ifdef MLASERVE_WITH_NCCL
+    // Before forking: a rank without a GPU would fail, and rank 0 would wait for it at the rendezvous.
+    const int gpus = visible_gpus();
+    MLA_CHECK(per_node <= gpus, "{} ranks on this machine ({} x {} over {} nodes) need {} GPUs; it shows {}",
+              per_node, o.tp_size, o.pp_size, o.nnodes, per_node, gpus);
+#endif
     for (int local = 1; local < per_node; ++local) {
       const pid_t pid = fork();  // before any CUDA call: each child initialises its own GPU
       MLA_CHECK(pid >= 0, "fork failed ({})", std::strerror(errno));

@@ -60,10 +60,16 @@ struct LaunchOptions {
   int world_size() const { return tp_size * pp_size; }
 };
 
+// The GPUs this machine shows this process, counted in a child process: CUDA initialised before a
+// fork cannot be used by the forked ranks, so a process that is to fork them (DistContext::start)
+// must not touch it first. 0 in a build without NCCL.
+int visible_gpus();
+
 class DistContext {
  public:
   // Forks this node's other ranks (unless under mpirun), then, in every rank, selects its GPU,
-  // meets the others and joins the NCCL communicators.
+  // meets the others and joins the NCCL communicators. Fails at once, before forking, when this
+  // machine shows fewer GPUs than its ranks.
   static std::unique_ptr<DistContext> start(const LaunchOptions& options);
   // The part after the launch: this process is `rank`, on GPU `local_rank` (tests that start
   // their processes themselves).
