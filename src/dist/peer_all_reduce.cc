@@ -1,6 +1,5 @@
 #include "dist/peer_all_reduce.h"
 
-
 #include <cstring>
 #include <vector>
 
@@ -89,7 +88,7 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::create(int rank, int size, size_t 
     if (host != m.host) {
       why = "rank " + std::to_string(p) + " of the group is on another machine";
       ok = false;
-      break;
+      continue;
     }
     const cudaError_t err = cudaIpcOpenMemHandle(&r->mapped_[p], m.mem, cudaIpcMemLazyEnablePeerAccess);
     if (err != cudaSuccess) {
