@@ -11,6 +11,22 @@ constexpr int kThreads = 512;
 
 __device__ bool aborted(const PeerBuffers& b) { return *reinterpret_cast<const volatile int32_t*>(b.abort_flag) != 0; }
 
+// This block's share [lo, hi) of a call's n items.
+struct Share {
+  int64_t lo, hi;
+};
+
+// The start of a call in every block: it waits for the kernel before it (x, and the counters the
+// last call wrote), lets the next one launch (the norm after the sum launches while this one
+// waits for its peers), and takes its share of the n items.
+__device__ Share begin_call(int64_t n) {
+  ops::gpu::grid_dependency_wait();
+  ops::gpu::launch_dependents();
+  const int64_t per = (n + kPeerBlocks - 1) / kPeerBlocks;
+  const int64_t lo = min(n, static_cast<int>(blockIdx.x) * per);
+  return {lo, min(n, lo + per)};
+}
+
 // ---- Flag protocol ---------------------------------------------------------------------------
 
 __device__ float4* region(const PeerBuffers& b, int owner, int slot, int source) {
@@ -34,11 +50,8 @@ __device__ uint32_t load_acquire_sys(const uint32_t* p) {
 
 // x: [n4] float4, in place.
 __global__ void __launch_bounds__(kThreads) all_reduce_by_flags(PeerBuffers b, float4* x, int64_t n4) {
-  ops::gpu::grid_dependency_wait();  // x, and the counters the last call wrote
-  ops::gpu::launch_dependents();     // the norm after the sum launches while this one waits for its peers
+  const auto [lo, hi] = begin_call(n4);
   const int blk = static_cast<int>(blockIdx.x);
-  const int64_t per = (n4 + kPeerBlocks - 1) / kPeerBlocks;
-  const int64_t lo = min(n4, blk * per), hi = min(n4, lo + per);
   const uint32_t epoch = b.counters[blk] + 1;  // the last call's kernel wrote it
   const int slot = static_cast<int>(epoch & 1);
 
@@ -96,12 +109,8 @@ __device__ uint4 load_packet(const uint4* p) {
 
 // x: [n2] float2, in place; packet i carries x[i] as {x.x, epoch, x.y, epoch}.
 __global__ void __launch_bounds__(kThreads) all_reduce_by_packets(PeerBuffers b, float2* x, int64_t n2) {
-  ops::gpu::grid_dependency_wait();  // x, and the counters the last call wrote
-  ops::gpu::launch_dependents();     // the norm after the sum launches while this one waits for its peers
-  const int blk = static_cast<int>(blockIdx.x);
-  const int64_t per = (n2 + kPeerBlocks - 1) / kPeerBlocks;
-  const int64_t lo = min(n2, blk * per), hi = min(n2, lo + per);
-  uint32_t* counter = b.counters + kPeerBlocks + blk;
+  const auto [lo, hi] = begin_call(n2);
+  uint32_t* counter = b.counters + kPeerBlocks + static_cast<int>(blockIdx.x);
   const uint32_t epoch = *counter + 1;  // the last call's kernel wrote it
   const int slot = static_cast<int>(epoch & 1);
 

@@ -227,19 +227,31 @@ TEST(Fp8ModelCuda, AccuracyReportV2LiteDummyFp8VsBf16) {
   EXPECT_GT(report.top1(), 0.6);
 }
 
+// A released preset cut to its first 4 layers.
+DeepSeekConfig four_layers(const std::string& preset) {
+  DeepSeekConfig config = preset_config(preset);
+  config.num_hidden_layers = 4;
+  finalize_config(config);
+  return config;
+}
+
+// Dummy weights filled in bf16 on the GPU from `seed`.
+DummyOptions gpu_bf16_dummies(uint64_t seed) {
+  DummyOptions d;
+  d.seed = seed;
+  d.weight_dtype = DType::kBF16;
+  d.device = Device::kCUDA;
+  return d;
+}
+
 // FP8 dummies on the GPU are made layer by layer (each layer quantised as soon as it is drawn, so
 // one layer at a time is held in bf16): every tensor, bit for bit, is the whole bf16 dummy model's
 // quantised after it is made (quantize_weights_fp8), at V2-Lite's shapes (4 layers: one dense,
 // three MoE).
 TEST(Fp8ModelCuda, DummyFp8WeightsAreTheBf16DummiesQuantised) {
   if (gpu_missing()) GTEST_SKIP() << "no GPU visible";
-  DeepSeekConfig config = preset_config("deepseek-v2-lite");
-  config.num_hidden_layers = 4;
-  finalize_config(config);
-  DummyOptions d;
-  d.seed = 17;
-  d.weight_dtype = DType::kBF16;
-  d.device = Device::kCUDA;
+  const DeepSeekConfig config = four_layers("deepseek-v2-lite");
+  DummyOptions d = gpu_bf16_dummies(17);
   ModelWeights whole = make_dummy_weights(config, d);
   quantize_weights_fp8(whole);
   d.fp8 = true;
@@ -280,13 +292,8 @@ class Fp8NormQuantCuda : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Fp8NormQuantCuda, SameLogitsAsQuantisingInEachLinear) {
   if (gpu_missing()) GTEST_SKIP() << "no GPU visible";
-  DeepSeekConfig config = preset_config(GetParam());
-  config.num_hidden_layers = 4;
-  finalize_config(config);
-  DummyOptions d;
-  d.seed = 7;
-  d.weight_dtype = DType::kBF16;
-  d.device = Device::kCUDA;
+  const DeepSeekConfig config = four_layers(GetParam());
+  DummyOptions d = gpu_bf16_dummies(7);
   d.fp8 = true;  // V2-Lite: quantised at load; V3: its own FP8 config
   const ModelWeights weights = make_dummy_weights(config, d);
   std::mt19937 rng(13);
