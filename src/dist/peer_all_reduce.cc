@@ -61,26 +61,31 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::create(int rank, int size, size_t 
   MLA_CHECK(max_bytes > 0 && max_bytes % 16 == 0, "PeerAllReduce: max_bytes {} is not a positive multiple of 16",
             max_bytes);
   std::unique_ptr<PeerAllReduce> r(new PeerAllReduce());
-  r->rank_ = rank;
-  r->size_ = size;
   r->max_bytes_ = max_bytes;
-  const auto bytes = static_cast<size_t>(peer_buffer_bytes(size, static_cast<int64_t>(max_bytes)));
-  MLA_CUDA_CHECK(cudaMalloc(&r->own_, bytes));  // IPC maps whole allocations: not the caching allocator
-  MLA_CUDA_CHECK(cudaMemset(r->own_, 0, bytes));
-  MLA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&r->counters_), 2 * kPeerBlocks * sizeof(uint32_t)));
-  MLA_CUDA_CHECK(cudaMemset(r->counters_, 0, 2 * kPeerBlocks * sizeof(uint32_t)));
+  PeerBuffers& b = r->buffers_;
+  b.rank = rank;
+  b.size = size;
+  b.region_bytes = static_cast<int64_t>(max_bytes);
+  const auto bytes = static_cast<size_t>(peer_buffer_bytes(size, b.region_bytes));
+  void* own = nullptr;
+  MLA_CUDA_CHECK(cudaMalloc(&own, bytes));  // IPC maps whole allocations: not the caching allocator
+  b.base[rank] = static_cast<char*>(own);
+  MLA_CUDA_CHECK(cudaMemset(own, 0, bytes));
+  MLA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&b.counters), 2 * kPeerBlocks * sizeof(uint32_t)));
+  MLA_CUDA_CHECK(cudaMemset(b.counters, 0, 2 * kPeerBlocks * sizeof(uint32_t)));
   MLA_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&r->abort_flag_), sizeof(int32_t), cudaHostAllocMapped));
   *r->abort_flag_ = 0;
-  MLA_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&r->abort_on_device_), r->abort_flag_, 0));
+  int32_t* abort_on_device = nullptr;
+  MLA_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&abort_on_device), r->abort_flag_, 0));
+  b.abort_flag = abort_on_device;
   MLA_CUDA_CHECK(cudaDeviceSynchronize());  // the zeroed buffer before any peer writes into it
 
   PeerMessage mine{};
   const std::string host = host_name();
   std::strncpy(mine.host, host.c_str(), sizeof(mine.host) - 1);
-  MLA_CUDA_CHECK(cudaIpcGetMemHandle(&mine.mem, r->own_));
+  MLA_CUDA_CHECK(cudaIpcGetMemHandle(&mine.mem, own));
   const std::vector<PeerMessage> all = all_gather_messages(mine, rank, size, comm);
   bool ok = true;
-  r->mapped_[rank] = r->own_;
   for (int p = 0; p < size && ok; ++p) {
     if (p == rank) continue;
     PeerMessage m = all[static_cast<size_t>(p)];
@@ -90,10 +95,12 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::create(int rank, int size, size_t 
       ok = false;
       continue;
     }
-    const cudaError_t err = cudaIpcOpenMemHandle(&r->mapped_[p], m.mem, cudaIpcMemLazyEnablePeerAccess);
-    if (err != cudaSuccess) {
+    void* mapped = nullptr;
+    const cudaError_t err = cudaIpcOpenMemHandle(&mapped, m.mem, cudaIpcMemLazyEnablePeerAccess);
+    if (err == cudaSuccess) {
+      b.base[p] = static_cast<char*>(mapped);
+    } else {
       cudaGetLastError();  // not sticky: clear it
-      r->mapped_[p] = nullptr;
       why = std::string("cudaIpcOpenMemHandle of rank ") + std::to_string(p) + "'s buffer: " + cudaGetErrorString(err);
       ok = false;
     }
@@ -106,11 +113,12 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::create(int rank, int size, size_t 
 }
 
 PeerAllReduce::~PeerAllReduce() {  // no throw in a destructor
-  for (int p = 0; p < size_; ++p) {
-    if (p != rank_ && mapped_[p] != nullptr) cudaIpcCloseMemHandle(mapped_[p]);
+  const PeerBuffers& b = buffers_;
+  for (int p = 0; p < b.size; ++p) {
+    if (p != b.rank && b.base[p] != nullptr) cudaIpcCloseMemHandle(b.base[p]);
   }
-  cudaFree(own_);
-  cudaFree(counters_);
+  cudaFree(b.base[b.rank]);
+  cudaFree(b.counters);
   cudaFreeHost(abort_flag_);
 }
 
@@ -123,14 +131,7 @@ void PeerAllReduce::all_reduce_sum(Tensor& t, Stream stream) {
   MLA_CHECK(fits(t), "PeerAllReduce: a {} tensor {} of {} bytes does not fit (f32, 4-value multiples, {} bytes)",
             dtype_name(t.dtype()), shape_str(t.shape()), t.nbytes(), max_bytes_);
   if (t.numel() == 0) return;  // every rank has the same shape: none of them reduces
-  PeerBuffers b{};
-  for (int p = 0; p < size_; ++p) b.base[p] = static_cast<char*>(mapped_[p]);
-  b.counters = counters_;
-  b.abort_flag = abort_on_device_;
-  b.region_bytes = static_cast<int64_t>(max_bytes_);
-  b.rank = rank_;
-  b.size = size_;
-  launch_peer_all_reduce(b, t.data<float>(), t.numel(), static_cast<cudaStream_t>(stream.cuda));
+  launch_peer_all_reduce(buffers_, t.data<float>(), t.numel(), static_cast<cudaStream_t>(stream.cuda));
 }
 
 void PeerAllReduce::abort() {

@@ -49,7 +49,7 @@ namespace mlaserve::dist {
 
 class PeerAllReduce {
  public:
-  // Every rank of the group (the ranks of `comm`, this one `rank` of `size` <= kMaxRanks) calls it
+  // Every rank of the group (the ranks of `comm`, this one `rank` of `size` <= kPeerMaxRanks) calls it
   // with the same max_bytes, on its own GPU; the handles travel by an NCCL all-gather on `comm`.
   // Null on every rank when one of them cannot map the others' buffers (another machine, no peer
   // access); `why` then says why.
@@ -68,13 +68,11 @@ class PeerAllReduce {
  private:
   PeerAllReduce() = default;
 
-  int rank_ = 0, size_ = 0;
   size_t max_bytes_ = 0;
-  void* own_ = nullptr;                        // this rank's buffer
-  void* mapped_[kPeerMaxRanks] = {};           // every rank's buffer as this process addresses it
-  uint32_t* counters_ = nullptr;        // [kBlocks] epochs, this rank's only
-  int32_t* abort_flag_ = nullptr;       // host memory mapped for the device
-  int32_t* abort_on_device_ = nullptr;  // the same flag as the device addresses it
+  int32_t* abort_flag_ = nullptr;  // host memory mapped for the device
+  // The kernel's view, made once: every rank's buffer as this process maps it (base[rank] is this
+  // rank's own allocation), this rank's epoch counters, the abort flag as the device addresses it.
+  PeerBuffers buffers_{};
 };
 
 }  // namespace mlaserve::dist
