@@ -71,8 +71,11 @@ DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
   // Weights are read (or made) on the host, then copied to the GPU once.
   const bool quantize = o.quantization == "fp8";
   auto finish = [&](DeepSeekConfig config, ModelWeights weights) {
-    if (gpu) move_weights(weights, Device::kCUDA);
-    if (quantize) quantize_weights_fp8(weights);  // on the GPU when there; FP8 linears stay as they are
+    if (quantize) {
+      move_and_quantize_fp8(weights, model_options.device);  // one bf16 layer on the GPU at a time
+    } else if (gpu) {
+      move_weights(weights, Device::kCUDA);
+    }
     uint64_t bytes = 0;
     for_each_tensor(weights, [&](Tensor& t) { bytes += t.nbytes(); });
     MLA_LOG_INFO("weights held here: {:.3f} GB", static_cast<double>(bytes) / 1e9);

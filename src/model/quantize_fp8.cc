@@ -59,4 +59,12 @@ void quantize_weights_fp8(ModelWeights& weights, Stream stream) {
   for (LayerWeights& l : weights.layers) quantize_layer_fp8(l, stream);
 }
 
+void move_and_quantize_fp8(ModelWeights& weights, Device device) {
+  for (LayerWeights& l : weights.layers) {
+    move_layer(l, device);
+    quantize_layer_fp8(l);
+  }
+  move_weights(weights, device);  // the embedding, the final norm and lm_head (the layers are there)
+}
+
 }  // namespace mlaserve

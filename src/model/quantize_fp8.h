@@ -21,5 +21,9 @@ void quantize_weights_fp8(ModelWeights& weights, Stream stream = {});
 // One layer's part of it (a loader or dummy maker that quantises each layer as it is made, so that
 // only one layer is ever held in bf16).
 void quantize_layer_fp8(LayerWeights& layer, Stream stream = {});
+// move_weights(weights, device) then quantize_weights_fp8(weights), layer by layer: each layer is
+// moved and then quantised before the next one moves, so that the device holds one layer in bf16
+// at a time (a bf16 checkpoint whose share fits the GPU only in FP8).
+void move_and_quantize_fp8(ModelWeights& weights, Device device);
 
 }  // namespace mlaserve

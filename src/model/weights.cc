@@ -59,55 +59,70 @@ Linear concat_rows(const Linear& a, const Linear& b) {
   return Linear{concat2(a.weight, b.weight), concat2(a.scale_inv, b.scale_inv)};
 }
 
-void for_each_tensor(ModelWeights& w, const std::function<void(Tensor&)>& fn) {
+void for_each_layer_tensor(LayerWeights& l, const std::function<void(Tensor&)>& fn) {
   auto visit = [&](Tensor& t) {
     if (t.defined()) fn(t);
   };
-  auto linear = [&](Linear& l) {
-    visit(l.weight);
-    visit(l.scale_inv);
+  auto linear = [&](Linear& lin) {
+    visit(lin.weight);
+    visit(lin.scale_inv);
   };
   auto mlp = [&](MlpWeights& m) {
     linear(m.gate_up);
     linear(m.down);
   };
-  visit(w.embed);
-  visit(w.final_norm);
-  visit(w.lm_head);
-  for (LayerWeights& l : w.layers) {
-    visit(l.input_norm);
-    visit(l.post_attn_norm);
-    MlaWeights& a = l.attn;
-    for (auto* opt : {&a.q_proj, &a.q_a_proj, &a.q_b_proj}) {
-      if (*opt) linear(**opt);
-    }
-    visit(a.q_a_norm);
-    linear(a.kv_a_proj);
-    visit(a.kv_a_norm);
-    linear(a.kv_b_proj);
-    linear(a.o_proj);
-    visit(a.kv_b_dense);  // may share kv_b_proj.weight's storage
-    if (l.mlp) mlp(*l.mlp);
-    if (l.moe) {
-      visit(l.moe->router);
-      visit(l.moe->correction_bias);
-      visit(l.moe->experts.gate_up);
-      visit(l.moe->experts.down);
-      visit(l.moe->experts.gate_up_scale);
-      visit(l.moe->experts.down_scale);
-      if (l.moe->shared) mlp(*l.moe->shared);
-    }
+  visit(l.input_norm);
+  visit(l.post_attn_norm);
+  MlaWeights& a = l.attn;
+  for (auto* opt : {&a.q_proj, &a.q_a_proj, &a.q_b_proj}) {
+    if (*opt) linear(**opt);
+  }
+  visit(a.q_a_norm);
+  linear(a.kv_a_proj);
+  visit(a.kv_a_norm);
+  linear(a.kv_b_proj);
+  linear(a.o_proj);
+  visit(a.kv_b_dense);  // may share kv_b_proj.weight's storage
+  if (l.mlp) mlp(*l.mlp);
+  if (l.moe) {
+    visit(l.moe->router);
+    visit(l.moe->correction_bias);
+    visit(l.moe->experts.gate_up);
+    visit(l.moe->experts.down);
+    visit(l.moe->experts.gate_up_scale);
+    visit(l.moe->experts.down_scale);
+    if (l.moe->shared) mlp(*l.moe->shared);
   }
 }
 
-void move_weights(ModelWeights& weights, Device device) {
-  std::map<const void*, Tensor> moved;  // keeps tensors that share storage shared
-  for_each_tensor(weights, [&](Tensor& t) {
+void for_each_tensor(ModelWeights& w, const std::function<void(Tensor&)>& fn) {
+  for (Tensor* t : {&w.embed, &w.final_norm, &w.lm_head}) {
+    if (t->defined()) fn(*t);
+  }
+  for (LayerWeights& l : w.layers) for_each_layer_tensor(l, fn);
+}
+
+namespace {
+
+// Copies every tensor `each` visits to `device`; tensors that shared storage still do.
+void move_tensors(const std::function<void(const std::function<void(Tensor&)>&)>& each, Device device) {
+  std::map<const void*, Tensor> moved;
+  each([&](Tensor& t) {
     if (t.device() == device) return;
     auto [it, fresh] = moved.try_emplace(t.raw());
     if (fresh) it->second = t.to(device);
     t = it->second;
   });
+}
+
+}  // namespace
+
+void move_layer(LayerWeights& layer, Device device) {
+  move_tensors([&](const std::function<void(Tensor&)>& fn) { for_each_layer_tensor(layer, fn); }, device);
+}
+
+void move_weights(ModelWeights& weights, Device device) {
+  move_tensors([&](const std::function<void(Tensor&)>& fn) { for_each_tensor(weights, fn); }, device);
 }
 
 }  // namespace mlaserve

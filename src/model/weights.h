@@ -82,7 +82,11 @@ Tensor stack(const std::vector<Tensor>& parts);
 // Tensors that share storage (kv_b_dense and a BF16 kv_b_proj) are visited once each.
 void for_each_tensor(ModelWeights& weights, const std::function<void(Tensor&)>& fn);
 
+// The same over one layer's tensors.
+void for_each_layer_tensor(LayerWeights& layer, const std::function<void(Tensor&)>& fn);
+
 // Copies every weight to `device`; tensors that shared storage still do.
 void move_weights(ModelWeights& weights, Device device);
+void move_layer(LayerWeights& layer, Device device);
 
 }  // namespace mlaserve

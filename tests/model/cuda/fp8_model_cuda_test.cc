@@ -268,6 +268,32 @@ TEST(Fp8ModelCuda, DummyFp8WeightsAreTheBf16DummiesQuantised) {
   }
 }
 
+// `--quantization fp8` on a bf16 checkpoint (move_and_quantize_fp8): each layer moved to the GPU and
+// quantised there before the next one moves gives, bit for bit, the whole model moved and then
+// quantised (tiny-v2-lite).
+TEST(Fp8ModelCuda, LoadTimeQuantisationLayerByLayerEqualsTheWholeModel) {
+  if (gpu_missing()) GTEST_SKIP() << "no GPU visible";
+  const std::string dir = testing::tiny_model_dir("tiny-v2-lite");
+  const DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
+  const LoadOptions bf16{DType::kBF16, Fp8Mode::kDequantize, std::nullopt};
+  ModelWeights whole = load_weights(Checkpoint::open(dir), config, bf16);
+  ModelWeights by_layer = load_weights(Checkpoint::open(dir), config, bf16);
+  move_weights(whole, Device::kCUDA);
+  quantize_weights_fp8(whole);
+  move_and_quantize_fp8(by_layer, Device::kCUDA);
+  std::vector<Tensor> want, got;
+  for_each_tensor(whole, [&](Tensor& t) { want.push_back(t); });
+  for_each_tensor(by_layer, [&](Tensor& t) { got.push_back(t); });
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(got[i].device(), Device::kCUDA) << "tensor " << i;
+    ASSERT_EQ(got[i].dtype(), want[i].dtype()) << "tensor " << i;
+    ASSERT_EQ(got[i].shape(), want[i].shape()) << "tensor " << i;
+    const Tensor a = want[i].to(Device::kCPU), b = got[i].to(Device::kCPU);
+    EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << "tensor " << i;
+  }
+}
+
 // The norms' FP8 quantisation (ModelOptions::quantize_in_norms, model.h) against each FP8 linear
 // quantising its own input, at V2-Lite's shapes (quantised to FP8 at load; 4 layers: one dense,
 // three MoE; q_proj) and V3's (its FP8 config; 4 layers: three dense, one MoE; q_a_proj,
