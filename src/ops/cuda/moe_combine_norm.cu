@@ -16,10 +16,19 @@ namespace {
 
 template <int kVec, bool kQuant>
 void launch_kernel(gpu::MoeCombineNormParams p, MoeCombineKernel kernel, cudaStream_t stream) {
-  const int threads = gpu::rms_norm_threads(p.hidden / kVec);
+  const int64_t vectors = p.hidden / kVec;
+  const int threads = gpu::rms_norm_threads(vectors);
+  p.sum_threads = threads;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(p.tokens, 65535));
   if (kernel == MoeCombineKernel::kScan) {
-    gpu::launch_programmatic(gpu::moe_combine_add_rms_norm_kernel<kVec, kQuant>, blocks, threads, 0, stream, p);
+    if constexpr (kVec == 8) {
+      if (gpu::rms_norm_wide(p.tokens, vectors)) {  // a decode step's few wide rows: one thread a vector
+        gpu::launch_programmatic(gpu::moe_combine_add_rms_norm_kernel<8, kQuant, true>, blocks,
+                                 gpu::rms_norm_wide_threads(vectors), 0, stream, p);
+        return;
+      }
+    }
+    gpu::launch_programmatic(gpu::moe_combine_add_rms_norm_kernel<kVec, kQuant, false>, blocks, threads, 0, stream, p);
     return;
   }
   const int64_t pairs = p.tokens * p.top_k;
@@ -82,7 +91,8 @@ void launch(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, 
                                     weight.dtype() == DType::kBF16,
                                     gpu::aligned16(weight) && weight.nbytes() % 16 == 0,
                                     fused,
-                                    in.early_inputs};
+                                    in.early_inputs,
+                                    0};
   if (fused.x_q != nullptr) {  // (norm_fp8_out sets it on the 16-byte path only)
     launch_kernel<8, true>(p, kernel, stream);
   } else if (vec8) {

@@ -4,7 +4,8 @@
 // Symbols: T tokens, k experts per token, P = T·k pairs (p = t·k + j), H hidden width.
 //
 // One CTA per token row (grid min(T, 65535), rows strided), the CTA shape of the row norms
-// (rms_norm_heuristics.h: thread i owns vectors i, i + threads, ..). Per row:
+// (rms_norm_heuristics.h: thread i owns vectors i, i + threads, ..; the scan kernel at a decode
+// step's few V3 rows: the wide shape, one thread a vector, the same sums). Per row:
 //   0. the token's k sorted positions, as the combine's kernels find them (moe_combine.cuh):
 //      moe_combine_add_rms_norm_kernel (P <= kCombineScanPairs, decode batches) scans
 //      sorted_pairs into shared memory (scan_token_positions); moe_combine_add_rms_norm_rows_kernel
@@ -65,6 +66,7 @@ struct MoeCombineNormParams {
   bool prefetch_weight;             // norm_weight 16-byte aligned, a multiple of 16 bytes: prefetched into L2
   NormFp8Out quant;                 // out's FP8 quantisation (kQuant kernels only)
   bool early_inputs;                // MoeCombineInputs::early_inputs (the scan kernel)
+  int32_t sum_threads;              // the narrow shape's threads, whose order the sum of squares keeps (kWide)
 };
 
 // Before the wait: the norm weight into L2, once per launch.
@@ -89,14 +91,16 @@ __device__ __forceinline__ void prefetch_row_l1(const MoeCombineNormParams& p, i
 }
 
 // Steps 1-3 for row t (every thread of the CTA calls it), with combine(c, acc) adding the routed
-// experts' terms of vector c to acc in j order.
-template <int kVec, bool kQuant, typename Combine>
+// experts' terms of vector c to acc in j order. kWide: one thread a vector, the sum of squares in
+// the narrow shape's order through vals (wide_row_sum_sq, rms_norm.cuh).
+template <int kVec, bool kQuant, bool kWide, typename Combine>
 __device__ __forceinline__ void combine_norm_row(const MoeCombineNormParams& p, int64_t t, float* scratch,
-                                                 Combine combine) {
+                                                 float* vals, Combine combine) {
   const int64_t vectors = p.hidden / kVec;
   const __nv_bfloat16* shared = p.shared_out != nullptr ? p.shared_out + t * p.hidden : nullptr;
   __nv_bfloat16* res = p.residual + t * p.hidden;
   float sum_sq = 0.0f;
+  float v[kVec] = {};  // kWide: the thread's vector, after the loop's one round
   for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
     float acc[kVec];
     if (shared != nullptr) {
@@ -105,7 +109,6 @@ __device__ __forceinline__ void combine_norm_row(const MoeCombineNormParams& p, 
       fill_vec<kVec>(acc, 0.0f);  // moe_combine onto a zeroed y: the same +0.0f start
     }
     combine(c, acc);
-    float v[kVec];
     load_vec<kVec>(res + c * kVec, v);
 #pragma unroll
     for (int i = 0; i < kVec; ++i) {
@@ -113,20 +116,27 @@ __device__ __forceinline__ void combine_norm_row(const MoeCombineNormParams& p, 
       v[i] = __bfloat162float(__float2bfloat16_rn(v[i] + y));          // add_rms_norm's residual
     }
     store_vec<kVec>(res + c * kVec, v);
+    if constexpr (!kWide) {
 #pragma unroll
-    for (int i = 0; i < kVec; ++i) sum_sq += v[i] * v[i];
+      for (int i = 0; i < kVec; ++i) sum_sq += v[i] * v[i];
+    }
   }
+  if constexpr (kWide) sum_sq = wide_row_sum_sq<kVec>(v, threadIdx.x < vectors, vals, vectors, p.sum_threads);
   const float inv_rms = row_inv_rms(sum_sq, scratch, p.hidden, p.eps);
   write_normed_row<kVec, kQuant>(p.norm_weight, p.weight_bf16, p.hidden, inv_rms, p.out + t * p.hidden, p.quant, t,
                                  [&](int64_t c, float(&v)[kVec]) { load_vec<kVec>(res + c * kVec, v); });
 }
 
-// grid (min(T, 65535)), block rms_norm_threads(H / kVec); P <= kCombineScanPairs, k <=
-// kCombineScanMaxTopK. Launched with launch_programmatic. kQuant: also p.quant (kVec 8).
-template <int kVec, bool kQuant>
-__global__ void __launch_bounds__(kRmsNormMaxThreads) moe_combine_add_rms_norm_kernel(MoeCombineNormParams p) {
+// grid (min(T, 65535)), block rms_norm_threads(H / kVec) (kWide: rms_norm_wide_threads, one thread
+// a vector; rms_norm_heuristics.h); P <= kCombineScanPairs, k <= kCombineScanMaxTopK. Launched with
+// launch_programmatic. kQuant: also p.quant (kVec 8).
+template <int kVec, bool kQuant, bool kWide>
+__global__ void __launch_bounds__(kWide ? kRmsNormWideMaxThreads : kRmsNormMaxThreads)
+    moe_combine_add_rms_norm_kernel(MoeCombineNormParams p) {
+  constexpr int kThreads = kWide ? kRmsNormWideMaxThreads : kRmsNormMaxThreads;
   __shared__ int32_t scanned[kCombineScanMaxTopK];  // this token's pairs' sorted positions
-  __shared__ float scratch[kRmsNormMaxThreads / 32];
+  __shared__ float scratch[kThreads / 32];
+  __shared__ float vals[kWide ? kThreads * kVec : 1];  // kWide: each thread's vector
   prefetch_norm_weight(p);
   const int64_t pairs = p.tokens * p.top_k;
   const bool early = p.early_inputs;  // the CTA's first row (grid <= T), before the wait
@@ -139,7 +149,7 @@ __global__ void __launch_bounds__(kRmsNormMaxThreads) moe_combine_add_rms_norm_k
   for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
     if (!early || t != blockIdx.x) scan_token_positions(p.sorted_pairs, pairs, t, p.top_k, scanned);
     const float* weights = p.weights + t * p.top_k;
-    combine_norm_row<kVec, kQuant>(p, t, scratch, [&](int64_t c, float(&acc)[kVec]) {
+    combine_norm_row<kVec, kQuant, kWide>(p, t, scratch, vals, [&](int64_t c, float(&acc)[kVec]) {
       combine_vec<kVec>(p.expert_out, weights, scanned, p.top_k, p.hidden, c, acc);
     });
     __syncthreads();  // scratch and scanned are rewritten for the next row
@@ -161,7 +171,7 @@ __global__ void __launch_bounds__(kRmsNormMaxThreads, kCombineRowsCtasPerSm)
   for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
     stage_row_pairs(p.position, p.sorted_pairs, p.weights, pairs, t, p.top_k, position, weight);
     __syncthreads();
-    combine_norm_row<kVec, kQuant>(p, t, scratch, [&](int64_t c, float(&acc)[kVec]) {
+    combine_norm_row<kVec, kQuant, false>(p, t, scratch, nullptr, [&](int64_t c, float(&acc)[kVec]) {
       combine_vec_staged<kVec>(p.expert_out, position, weight, p.top_k, p.hidden, c, acc);
     });
     __syncthreads();  // scratch, position[] and weight[] are rewritten for the next row

@@ -2,7 +2,8 @@
 // bf16 activations (add_rms_norm's addend x bf16, or f32: a tensor-parallel sum of partial outputs,
 // rounded to bf16 here first).
 //
-// Design: one CTA per row ([rows, d], d = 512 .. 7168 for DeepSeek), memory-bound. Pass 1 reads
+// Design: one CTA per row ([rows, d], d = 512 .. 7168 for DeepSeek), memory-bound (a decode step's
+// few wide rows: one thread a vector, the sums in the same order; rms_norm_heuristics.h). Pass 1 reads
 // the row in 16-byte vectors (8 bf16), forms v = x, or for add_rms_norm v = bf16(residual + x)
 // (an f32 x is rounded to bf16 first: v = bf16(residual + bf16(x)), one GPU's two roundings;
 // add_sum_rms_norm's two f32 parts: v = bf16(residual + bf16(bf16(base) + rest)))
@@ -58,13 +59,18 @@ struct RmsNormParams {
   bool weight_bf16;          // weight is bf16 (else f32)
   bool prefetch_weight;     // weight 16-byte aligned, a multiple of 16 bytes: prefetched into L2
   gpu::NormFp8Out quant;    // the FP8 forms' quantised output (kQuant kernels only)
+  int32_t sum_threads;      // kWide: the narrow shape's threads, whose order the sum of squares keeps
 };
 
-// grid (min(rows, 65535)), block a multiple of 32, at most kMaxThreads; launched with
-// launch_programmatic. kQuant: also p.quant (kVec 8).
-template <int kVec, bool kQuant, typename X>
-__global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams<X> p) {
-  __shared__ float scratch[kMaxThreads / 32];
+// grid (min(rows, 65535)), block a multiple of 32, at most kMaxThreads (kWide: one thread a vector,
+// at most kRmsNormWideMaxThreads; rms_norm_heuristics.h); launched with launch_programmatic.
+// kQuant: also p.quant (kVec 8).
+template <int kVec, bool kQuant, bool kWide, typename X>
+__global__ void __launch_bounds__(kWide ? gpu::kRmsNormWideMaxThreads : kMaxThreads)
+    rms_norm_kernel(RmsNormParams<X> p) {
+  constexpr int kThreads = kWide ? gpu::kRmsNormWideMaxThreads : kMaxThreads;
+  __shared__ float scratch[kThreads / 32];
+  __shared__ float vals[kWide ? kThreads * kVec : 1];  // kWide: each thread's vector (wide_row_sum_sq)
   if (p.prefetch_weight && threadIdx.x == 0 && blockIdx.x == 0) {  // a weight: no kernel of the step writes it
     gpu::prefetch_l2(p.weight, static_cast<uint32_t>(p.d * (p.weight_bf16 ? 2 : 4)));
   }
@@ -76,8 +82,8 @@ __global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams<X> 
     const float* rest = p.rest != nullptr ? p.rest + r * p.d : nullptr;
     __nv_bfloat16* res = p.residual != nullptr ? p.residual + r * p.d : nullptr;
     float sum_sq = 0.0f;
+    float v[kVec] = {};  // kWide: the thread's vector, after the loop's one round
     for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
-      float v[kVec];
       gpu::load_vec<kVec>(x + c * kVec, v);
       if (res != nullptr) {
         float h[kVec];
@@ -94,9 +100,12 @@ __global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams<X> 
         for (int i = 0; i < kVec; ++i) v[i] = __bfloat162float(__float2bfloat16_rn(h[i] + v[i]));
         gpu::store_vec<kVec>(res + c * kVec, v);
       }
+      if constexpr (!kWide) {
 #pragma unroll
-      for (int i = 0; i < kVec; ++i) sum_sq += v[i] * v[i];
+        for (int i = 0; i < kVec; ++i) sum_sq += v[i] * v[i];
+      }
     }
+    if constexpr (kWide) sum_sq = gpu::wide_row_sum_sq<kVec>(v, threadIdx.x < vectors, vals, vectors, p.sum_threads);
     const float inv_rms = gpu::row_inv_rms(sum_sq, scratch, p.d, p.eps);
     gpu::write_normed_row<kVec, kQuant>(p.weight, p.weight_bf16, p.d, inv_rms, p.out + r * p.d, p.quant, r,
                                         [&](int64_t c, float(&v)[kVec]) {
@@ -111,16 +120,23 @@ __global__ void __launch_bounds__(kMaxThreads) rms_norm_kernel(RmsNormParams<X> 
 }
 
 template <typename X>
-void launch_kernel(const RmsNormParams<X>& p, bool vec8, cudaStream_t stream) {
+void launch_kernel(RmsNormParams<X> p, bool vec8, cudaStream_t stream) {
   const int64_t vectors = vec8 ? p.d / 8 : p.d;
-  const int threads = gpu::rms_norm_threads(vectors);
+  p.sum_threads = gpu::rms_norm_threads(vectors);
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(p.rows, 65535));
-  if (p.quant.x_q != nullptr) {  // (norm_fp8_out sets it on the 16-byte path only)
-    gpu::launch_programmatic(rms_norm_kernel<8, true, X>, blocks, threads, 0, stream, p);
+  if (vec8 && gpu::rms_norm_wide(p.rows, vectors)) {
+    const int threads = gpu::rms_norm_wide_threads(vectors);
+    if (p.quant.x_q != nullptr) {
+      gpu::launch_programmatic(rms_norm_kernel<8, true, true, X>, blocks, threads, 0, stream, p);
+    } else {
+      gpu::launch_programmatic(rms_norm_kernel<8, false, true, X>, blocks, threads, 0, stream, p);
+    }
+  } else if (p.quant.x_q != nullptr) {  // (norm_fp8_out sets it on the 16-byte path only)
+    gpu::launch_programmatic(rms_norm_kernel<8, true, false, X>, blocks, p.sum_threads, 0, stream, p);
   } else if (vec8) {
-    gpu::launch_programmatic(rms_norm_kernel<8, false, X>, blocks, threads, 0, stream, p);
+    gpu::launch_programmatic(rms_norm_kernel<8, false, false, X>, blocks, p.sum_threads, 0, stream, p);
   } else {
-    gpu::launch_programmatic(rms_norm_kernel<1, false, X>, blocks, threads, 0, stream, p);
+    gpu::launch_programmatic(rms_norm_kernel<1, false, false, X>, blocks, p.sum_threads, 0, stream, p);
   }
 }
 
@@ -158,11 +174,12 @@ void launch(std::string_view op, const Tensor& x, const Tensor* rest, Tensor* re
   const bool prefetch = gpu::aligned16(weight) && weight.nbytes() % 16 == 0;
   if (x.dtype() == DType::kF32) {
     launch_kernel<float>({gpu::ptr<const float>(x), rest_ptr, res, weight.raw(), gpu::ptr<__nv_bfloat16>(out),
-                          x.numel() / d, d, eps, weight_bf16, prefetch, fused},
+                          x.numel() / d, d, eps, weight_bf16, prefetch, fused, 0},
                          vec8, stream);
   } else {
     launch_kernel<__nv_bfloat16>({gpu::ptr<const __nv_bfloat16>(x), nullptr, res, weight.raw(),
-                                  gpu::ptr<__nv_bfloat16>(out), x.numel() / d, d, eps, weight_bf16, prefetch, fused},
+                                  gpu::ptr<__nv_bfloat16>(out), x.numel() / d, d, eps, weight_bf16, prefetch, fused,
+                                  0},
                                  vec8, stream);
   }
   gpu::quantize_unfused(quant, fused, out, stream);

@@ -46,6 +46,33 @@ __device__ __forceinline__ float row_inv_rms(float sum_sq, float* scratch, int64
   return 1.0f / sqrtf(total / static_cast<float>(d) + eps);
 }
 
+// The wide shape's sum of squares (rms_norm_heuristics.h, rms_norm_wide): thread c < vectors of
+// the CTA (one thread a vector) passes its vector's values v (in = c < vectors), and thread i <
+// sum_threads gets what thread i of the narrow shape of sum_threads threads sums in its first pass
+// (v² over vectors i, i + sum_threads, .. element by element, the same expression); the others get
+// 0, which block_sum adds without changing a bit (every partial is >= +0). vals holds kVec floats a
+// thread of the CTA. Every thread of the CTA calls it; the caller syncs before vals is reused.
+template <int kVec>
+__device__ __forceinline__ float wide_row_sum_sq(const float (&v)[kVec], bool in, float* vals, int64_t vectors,
+                                                 int sum_threads) {
+  if (in) {
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) vals[threadIdx.x * kVec + i] = v[i];
+  }
+  __syncthreads();
+  float sum_sq = 0.0f;
+  if (static_cast<int>(threadIdx.x) < sum_threads) {
+    for (int64_t c = threadIdx.x; c < vectors; c += sum_threads) {
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) {
+        const float x = vals[c * kVec + i];
+        sum_sq += x * x;
+      }
+    }
+  }
+  return sum_sq;
+}
+
 // v = w · (v · inv_rms), element by element (the caller rounds v once when it stores it).
 template <int kVec>
 __device__ __forceinline__ void scale_by_norm(float (&v)[kVec], const float (&w)[kVec], float inv_rms) {
