@@ -133,7 +133,8 @@ __device__ __forceinline__ void stage_row_pairs(const int32_t* inverse, const in
 // combine_vec for the row kernels: the same sum in the same order (acc += w_j · x_j for j = 0 ..
 // k-1, a position < 0 adding nothing), with the token's positions and weights staged in shared
 // memory (stage_row_pairs) and the kCombineBatch rows' vectors held as loaded (Bf16Vec) until each
-// is added.
+// is added. The wide decode kernel of moe_combine_add_rms_norm (1024 threads, 64 registers each)
+// calls it too, with its scanned positions and the weights in global memory.
 template <int kVec>
 __device__ __forceinline__ void combine_vec_staged(const __nv_bfloat16* expert_out, const int32_t* position,
                                                    const float* weight, int32_t top_k, int64_t hidden, int64_t c,

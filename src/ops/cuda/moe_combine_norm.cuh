@@ -150,7 +150,11 @@ __global__ void __launch_bounds__(kWide ? kRmsNormWideMaxThreads : kRmsNormMaxTh
     if (!early || t != blockIdx.x) scan_token_positions(p.sorted_pairs, pairs, t, p.top_k, scanned);
     const float* weights = p.weights + t * p.top_k;
     combine_norm_row<kVec, kQuant, kWide>(p, t, scratch, vals, [&](int64_t c, float(&acc)[kVec]) {
-      combine_vec<kVec>(p.expert_out, weights, scanned, p.top_k, p.hidden, c, acc);
+      if constexpr (kWide) {  // 64 registers a thread at 1024 threads: the rows held as loaded (bf16)
+        combine_vec_staged<kVec>(p.expert_out, scanned, weights, p.top_k, p.hidden, c, acc);
+      } else {
+        combine_vec<kVec>(p.expert_out, weights, scanned, p.top_k, p.hidden, c, acc);
+      }
     });
     __syncthreads();  // scratch and scanned are rewritten for the next row
   }

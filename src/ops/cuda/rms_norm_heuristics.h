@@ -31,7 +31,10 @@ inline int rms_norm_threads(int64_t vectors) {
 // Where it pays: one CTA a row while the rows do not fill the GPU. Measured on H200s (2026-11-30,
 // bench/NOTES-engine.md, thirty-fourth session), the V3 FP8 decode step of 10 layers narrow / wide,
 // three rounds: batch 1 2.592-2.594 / 2.567-2.584 ms, 8 6.798-6.805 / 6.778-6.788, 64 19.65-19.76 /
-// 19.59-19.68; V2-Lite (2048: narrow either way) unchanged.
+// 19.59-19.68; V2-Lite (2048: narrow either way) unchanged. Then with the MoE combine's wide kernel
+// holding its rows as bf16 (it had spilled 300 bytes at 1024 threads' 64 registers; ncu: 15.9 us
+// alone for one row): batch 1 2.552-2.571 -> 2.509-2.535, 8 6.768-6.774 -> 6.732-6.739, 64
+// 19.52-19.71 -> 19.46-19.55.
 inline constexpr int kRmsNormWideMaxThreads = 1024;
 inline constexpr int64_t kRmsNormWideMaxRows = 64;
 inline bool rms_norm_wide(int64_t rows, int64_t vectors) {
