@@ -33,6 +33,16 @@ constexpr int64_t kNarrowRows = gpu::kRmsNormWideMaxRows + 1;
 
 enum class Form { kNorm, kAddNorm, kAddNormF32Addend, kAddSumNorm };
 
+const char* form_name(Form f) {
+  switch (f) {
+    case Form::kNorm: return "rms_norm";
+    case Form::kAddNorm: return "add_rms_norm";
+    case Form::kAddNormF32Addend: return "add_rms_norm (f32 addend)";
+    case Form::kAddSumNorm: return "add_sum_rms_norm";
+  }
+  return "?";
+}
+
 // One form's inputs for `rows` rows of width d: x (the norm's input, add_rms_norm's addend or
 // add_sum_rms_norm's base), rest (add_sum_rms_norm's second part), residual, weight; host tensors.
 struct Inputs {
@@ -109,8 +119,8 @@ class RmsNormWideCuda : public CudaOpTest {
     const Inputs in = make_inputs(form, kNarrowRows, d, rng);
     const Outputs narrow = run(form, fp8, in, kNarrowRows);
     for (const int64_t rows : {int64_t{1}, int64_t{8}, gpu::kRmsNormWideMaxRows}) {
-      const std::string where = "form " + std::to_string(static_cast<int>(form)) + (fp8 ? " fp8" : "") + " d " +
-                                std::to_string(d) + " rows " + std::to_string(rows);
+      const std::string where = std::string(form_name(form)) + (fp8 ? " fp8" : "") + " d " + std::to_string(d) +
+                                " rows " + std::to_string(rows);
       const Outputs wide = run(form, fp8, in, rows);
       EXPECT_EQ(testing::mismatches(testing::bf16_bits(wide.out), testing::bf16_bits(narrow.out.slice(0, rows))), 0)
           << where << ": normed rows";
