@@ -124,4 +124,6 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace mlaserve::bench
 
-int main(int argc, char** argv) { return mlaserve::bench::run_program("all_reduce_bench", mlaserve::bench::run, argc, argv); }
+int main(int argc, char** argv) {
+  return mlaserve::bench::run_program("all_reduce_bench", mlaserve::bench::run, argc, argv);
+}

@@ -203,7 +203,8 @@ void DistributedRunner::queue_step(const ForwardBatch& batch) {
   channel_.broadcast(encode_step(batch, graph_batch));
   const int64_t rows = static_cast<int64_t>(batch.logit_rows.size()), step = steps_++;
   if (groups_.parallel.pp_size == 1) {  // tensor parallelism only: rank 0's share ends with the logits
-    in_flight_.push_back({step, rows, true, stage_share(model_, cache_, batch, groups_, graphs(), graph_batch), nullptr});
+    in_flight_.push_back(
+        {step, rows, true, stage_share(model_, cache_, batch, groups_, graphs(), graph_batch), nullptr});
     return;
   }
   stage_share(model_, cache_, batch, groups_, graphs(), graph_batch);  // stage 0: ends with the hand-off

@@ -16,7 +16,11 @@ class DummyMaker {
   // quantize_layers: each layer kept is quantised to block FP8 as soon as it is made (bf16 on the
   // GPU), so that one layer at a time is held in bf16 (V3's 10 layers: 86 GB in FP8, 160 in bf16).
   DummyMaker(const DeepSeekConfig& c, const DummyOptions& o, bool quantize_layers = false)
-      : c_(c), o_(o), seed_(o.seed), plan_(o.shard ? *o.shard : whole_model_plan(c)), quantize_layers_(quantize_layers) {}
+      : c_(c),
+        o_(o),
+        seed_(o.seed),
+        plan_(o.shard ? *o.shard : whole_model_plan(c)),
+        quantize_layers_(quantize_layers) {}
 
   // A new tensor of `dtype` on `device`, uniform in [center - half_width, center + half_width).
   Tensor fill(const Shape& shape, float half_width, float center, DType dtype, Device device) {

@@ -104,10 +104,11 @@ void for_each_tensor(ModelWeights& w, const std::function<void(Tensor&)>& fn) {
 
 namespace {
 
-// Copies every tensor `each` visits to `device`; tensors that shared storage still do.
-void move_tensors(const std::function<void(const std::function<void(Tensor&)>&)>& each, Device device) {
+// Copies every tensor for_each(fn) visits to `device`; tensors that shared storage still do.
+template <typename ForEach>
+void move_tensors(ForEach for_each, Device device) {
   std::map<const void*, Tensor> moved;
-  each([&](Tensor& t) {
+  for_each([&](Tensor& t) {
     if (t.device() == device) return;
     auto [it, fresh] = moved.try_emplace(t.raw());
     if (fresh) it->second = t.to(device);
@@ -118,11 +119,11 @@ void move_tensors(const std::function<void(const std::function<void(Tensor&)>&)>
 }  // namespace
 
 void move_layer(LayerWeights& layer, Device device) {
-  move_tensors([&](const std::function<void(Tensor&)>& fn) { for_each_layer_tensor(layer, fn); }, device);
+  move_tensors([&](const auto& fn) { for_each_layer_tensor(layer, fn); }, device);
 }
 
 void move_weights(ModelWeights& weights, Device device) {
-  move_tensors([&](const std::function<void(Tensor&)>& fn) { for_each_tensor(weights, fn); }, device);
+  move_tensors([&](const auto& fn) { for_each_tensor(weights, fn); }, device);
 }
 
 }  // namespace mlaserve

@@ -34,7 +34,8 @@ inline std::vector<float> row_bounds(const Tensor& want) {
   std::vector<float> bounds(static_cast<size_t>(want.dim(0)));
   for (int64_t r = 0; r < want.dim(0); ++r) {
     float scale = 0.0f;
-    for (int64_t i = 0; i < want.dim(1); ++i) scale = std::max(scale, std::fabs(want.data<float>()[r * want.dim(1) + i]));
+    const float* row = want.data<float>() + r * want.dim(1);
+    for (int64_t i = 0; i < want.dim(1); ++i) scale = std::max(scale, std::fabs(row[i]));
     bounds[static_cast<size_t>(r)] = 2e-2f + 2e-2f * scale;
   }
   return bounds;

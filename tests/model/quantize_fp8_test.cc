@@ -3,11 +3,9 @@
 // GPU form, where each layer moves before it is quantised: fp8_model_cuda_test.cc).
 #include <gtest/gtest.h>
 
-#include <cstring>
-#include <vector>
-
 #include "model/loader.h"
 #include "model/quantize_fp8.h"
+#include "same_weights.h"
 #include "tiny_models.h"
 
 namespace mlaserve {
@@ -20,17 +18,9 @@ TEST(MoveAndQuantizeFp8, OnTheCpuEqualsQuantizingTheWholeModel) {
   ModelWeights by_layer = load_weights(Checkpoint::open(dir), config);
   quantize_weights_fp8(whole);
   move_and_quantize_fp8(by_layer, Device::kCPU);
-  std::vector<Tensor> want, got;
-  for_each_tensor(whole, [&](Tensor& t) { want.push_back(t); });
-  for_each_tensor(by_layer, [&](Tensor& t) { got.push_back(t); });
-  ASSERT_EQ(got.size(), want.size());
+  testing::expect_same_weights(whole, by_layer);
   int fp8 = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    ASSERT_EQ(got[i].dtype(), want[i].dtype()) << "tensor " << i;
-    ASSERT_EQ(got[i].shape(), want[i].shape()) << "tensor " << i;
-    EXPECT_EQ(std::memcmp(got[i].raw(), want[i].raw(), want[i].nbytes()), 0) << "tensor " << i;
-    fp8 += got[i].dtype() == DType::kF8E4M3 ? 1 : 0;
-  }
+  for (const Tensor& t : testing::weight_tensors(by_layer)) fp8 += t.dtype() == DType::kF8E4M3 ? 1 : 0;
   EXPECT_GT(fp8, 0);  // the linears were quantised
 }
 

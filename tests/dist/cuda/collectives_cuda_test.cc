@@ -96,13 +96,15 @@ TEST(PeerAllReduce, SumsInRankOrderEagerAndInGraphs) {
     }
     for (int64_t i = 0; i < n; ++i) {
       const bool ok = exact ? got[i] == want[i] : std::fabs(got[i] - want[i]) <= 1e-6f * magnitude[i];
-      if (!ok && mismatches++ < 5) ADD_FAILURE() << "n " << n << " seed " << seed << " element " << i << ": " << got[i] << " vs " << want[i];
+      if (!ok && mismatches++ < 5) {
+        ADD_FAILURE() << "n " << n << " seed " << seed << " element " << i << ": " << got[i] << " vs " << want[i];
+      }
     }
   };
   int seed = 0;
   for (int round = 0; round < 3; ++round) {
-    for (const int64_t n : {int64_t{4}, int64_t{2048}, int64_t{4096}, int64_t{32768}, int64_t{32772}, int64_t{7168} * 16,
-                            int64_t{2} * 7168 * 16, limit, limit + 4, int64_t{2050}}) {
+    for (const int64_t n : {int64_t{4}, int64_t{2048}, int64_t{4096}, int64_t{32768}, int64_t{32772},
+                            int64_t{7168} * 16, int64_t{2} * 7168 * 16, limit, limit + 4, int64_t{2050}}) {
       ++seed;
       Tensor t = on_gpu(rank_values(rank() * 1000 + seed, n), {n}, DType::kF32);
       group.all_reduce_sum(t, stream);
@@ -111,7 +113,8 @@ TEST(PeerAllReduce, SumsInRankOrderEagerAndInGraphs) {
     }
   }
   // A graph of three sums (a by packets twice, b by flags), replayed with new inputs, with eager sums between.
-  Tensor a = Tensor::empty({2048}, DType::kF32, Device::kCUDA), b = Tensor::empty({7168 * 16}, DType::kF32, Device::kCUDA);
+  Tensor a = Tensor::empty({2048}, DType::kF32, Device::kCUDA),
+         b = Tensor::empty({7168 * 16}, DType::kF32, Device::kCUDA);
   ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), cudaSuccess);
   group.all_reduce_sum(a, stream);
   group.all_reduce_sum(b, stream);
@@ -122,7 +125,8 @@ TEST(PeerAllReduce, SumsInRankOrderEagerAndInGraphs) {
   ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
   for (int replay = 0; replay < 4; ++replay) {
     ++seed;
-    const std::vector<float> va = rank_values(rank() * 1000 + seed, 2048), vb = rank_values(rank() * 1000 + seed, 7168 * 16);
+    const std::vector<float> va = rank_values(rank() * 1000 + seed, 2048),
+                             vb = rank_values(rank() * 1000 + seed, 7168 * 16);
     ASSERT_EQ(cudaMemcpy(a.raw(), va.data(), a.nbytes(), cudaMemcpyHostToDevice), cudaSuccess);
     ASSERT_EQ(cudaMemcpy(b.raw(), vb.data(), b.nbytes(), cudaMemcpyHostToDevice), cudaSuccess);
     ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
@@ -138,7 +142,9 @@ TEST(PeerAllReduce, SumsInRankOrderEagerAndInGraphs) {
     for (int64_t i = 0; i < 2048; ++i) {
       float twice = once[i];
       for (int r = 1; r < g_world; ++r) twice += once[i];
-      if (got[i] != twice && mismatches++ < 5) ADD_FAILURE() << "graph, element " << i << ": " << got[i] << " vs " << twice;
+      if (got[i] != twice && mismatches++ < 5) {
+        ADD_FAILURE() << "graph, element " << i << ": " << got[i] << " vs " << twice;
+      }
     }
     ++seed;  // an eager sum between two replays
     Tensor t = on_gpu(rank_values(rank() * 1000 + seed, 4096), {4096}, DType::kF32);

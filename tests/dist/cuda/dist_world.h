@@ -60,7 +60,9 @@ inline LayoutGroups& groups_of(SplitKind kind) {
   LayoutGroups g{pc, world->split(pc.pp_rank(), pc.tp_rank()), world->split(pc.tp_rank(), pc.pp_rank())};
   if (kind.tp > 1) {  // as DistContext::join makes them (mlaserve's default size)
     const std::string why = g.tp->enable_peer_all_reduce(kPeerAllReduceBytes);
-    if (!why.empty() && rank() == 0) std::printf("  %s: tensor-parallel all-reduces by NCCL: %s\n", kind_name(kind).c_str(), why.c_str());
+    if (!why.empty() && rank() == 0) {
+      std::printf("  %s: tensor-parallel all-reduces by NCCL: %s\n", kind_name(kind).c_str(), why.c_str());
+    }
   }
   return g_groups.emplace(std::make_pair(kind.tp, kind.pp), std::move(g)).first->second;
 }

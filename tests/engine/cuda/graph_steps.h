@@ -32,13 +32,15 @@ inline void expect_shrinking_decode_batches_match_eager(DeepSeekModel& model) {
   int32_t next_block = 0;
   for (int i = 0; i < 12; ++i) {
     Seq q{1 + static_cast<int32_t>(rng() % 140), 1 + static_cast<int32_t>(i * 29 / 11), {}};
-    for (int32_t k = 0; k < (q.len + q.remaining + kCacheBlockSize - 1) / kCacheBlockSize; ++k) q.table.push_back(next_block++);
+    const int32_t blocks = (q.len + q.remaining + kCacheBlockSize - 1) / kCacheBlockSize;
+    for (int32_t k = 0; k < blocks; ++k) q.table.push_back(next_block++);
     ForwardBatch b;
     b.sequences.push_back({0, q.len, 0, q.table});
     for (int32_t p = 0; p < q.len; ++p) {
       b.token_ids.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab)));
       b.positions.push_back(p);
-      b.slot_mapping.push_back(int64_t{q.table[static_cast<size_t>(p / kCacheBlockSize)]} * kCacheBlockSize + p % kCacheBlockSize);
+      b.slot_mapping.push_back(int64_t{q.table[static_cast<size_t>(p / kCacheBlockSize)]} * kCacheBlockSize +
+                               p % kCacheBlockSize);
     }
     b.logit_rows = {q.len - 1};
     model.forward(b, eager_cache);

@@ -36,6 +36,7 @@
 #include "model/dummy.h"
 #include "model/presets.h"
 #include "model/quantize_fp8.h"
+#include "../same_weights.h"
 #include "../step_batch.h"
 #include "../tiny_models.h"
 
@@ -256,16 +257,7 @@ TEST(Fp8ModelCuda, DummyFp8WeightsAreTheBf16DummiesQuantised) {
   quantize_weights_fp8(whole);
   d.fp8 = true;
   ModelWeights by_layer = make_dummy_weights(config, d);
-  std::vector<Tensor> want, got;
-  for_each_tensor(whole, [&](Tensor& t) { want.push_back(t); });
-  for_each_tensor(by_layer, [&](Tensor& t) { got.push_back(t); });
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    ASSERT_EQ(got[i].dtype(), want[i].dtype()) << "tensor " << i;
-    ASSERT_EQ(got[i].shape(), want[i].shape()) << "tensor " << i;
-    const Tensor a = want[i].to(Device::kCPU), b = got[i].to(Device::kCPU);
-    EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << "tensor " << i << " " << shape_str(a.shape());
-  }
+  testing::expect_same_weights(whole, by_layer);
 }
 
 // `--quantization fp8` on a bf16 checkpoint (move_and_quantize_fp8): each layer moved to the GPU and
@@ -281,17 +273,8 @@ TEST(Fp8ModelCuda, LoadTimeQuantisationLayerByLayerEqualsTheWholeModel) {
   move_weights(whole, Device::kCUDA);
   quantize_weights_fp8(whole);
   move_and_quantize_fp8(by_layer, Device::kCUDA);
-  std::vector<Tensor> want, got;
-  for_each_tensor(whole, [&](Tensor& t) { want.push_back(t); });
-  for_each_tensor(by_layer, [&](Tensor& t) { got.push_back(t); });
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    ASSERT_EQ(got[i].device(), Device::kCUDA) << "tensor " << i;
-    ASSERT_EQ(got[i].dtype(), want[i].dtype()) << "tensor " << i;
-    ASSERT_EQ(got[i].shape(), want[i].shape()) << "tensor " << i;
-    const Tensor a = want[i].to(Device::kCPU), b = got[i].to(Device::kCPU);
-    EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << "tensor " << i;
-  }
+  for (const Tensor& t : testing::weight_tensors(by_layer)) ASSERT_EQ(t.device(), Device::kCUDA);
+  testing::expect_same_weights(whole, by_layer);
 }
 
 // The norms' FP8 quantisation (ModelOptions::quantize_in_norms, model.h) against each FP8 linear
