@@ -8,7 +8,8 @@
 //
 //   decode_step_bench [--preset deepseek-v2-lite] [--context 1024] [--batches 1,8,64,256]
 //                     [--reps 20] [--out bench/results] [--quantization none|fp8]
-//                     [--fused-attention on|off] [--norm-quant on|off] [--num-layers N] [--trace DIR]
+//                     [--fused-attention on|off] [--norm-quant on|off] [--num-layers N] [--num-heads N]
+//                     [--trace DIR]
 //
 // --quantization fp8: the same dummy weights quantised to block FP8 on the GPU (W8A8 GEMMs,
 // model/quantize_fp8.h); the floor then counts one byte per linear and expert weight.
@@ -21,6 +22,8 @@
 // --num-layers N: the preset cut to its first N layers (the dense ones first, as in the model), so
 // that V3's shapes fit one GPU (--preset deepseek-v3 --quantization fp8 --num-layers 5: 3 dense + 2
 // MoE layers); the floor counts the layers that run.
+// --num-heads N: the preset's attention with N heads (the heads of one rank of V2 or V3 under
+// tensor parallelism, 128 / TP: the attention kernels a rank runs; the MoE stays whole).
 // --trace DIR: after all the timings, each batch's graph replayed with CUPTI's kernel tracing on
 // (kernel_trace.h): every kernel of one step with its GPU start and end into
 // DIR/trace_<card>_<preset>_<dtype>_b<B>.csv, and the kernels charged the most of the step's time
@@ -110,7 +113,7 @@ void trace_step(const std::string& dir, const std::string& card, const std::stri
 int run(int argc, char** argv) {
   std::string preset = "deepseek-v2-lite", out_dir = "bench/results", batches_arg = "1,8,64,256", quant = "none";
   std::string fused_attention = "on", norm_quant = "on", trace_dir;
-  int64_t context = 1024, reps = 20, num_layers = 0;
+  int64_t context = 1024, reps = 20, num_layers = 0, num_heads = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
@@ -122,6 +125,7 @@ int run(int argc, char** argv) {
     else if (k == "--fused-attention") fused_attention = v;
     else if (k == "--norm-quant") norm_quant = v;
     else if (k == "--num-layers") num_layers = std::stoll(v);
+    else if (k == "--num-heads") num_heads = std::stoll(v);
     else if (k == "--trace") trace_dir = v;
     else MLA_FAIL("unknown option {}", k);
   }
@@ -134,6 +138,8 @@ int run(int argc, char** argv) {
   MLA_CHECK(num_layers >= 0 && num_layers <= config.num_hidden_layers, "--num-layers must be 1 .. {}, got {}",
             config.num_hidden_layers, num_layers);
   if (num_layers > 0) config.num_hidden_layers = num_layers;
+  MLA_CHECK(num_heads >= 0, "--num-heads must be positive, got {}", num_heads);
+  if (num_heads > 0) config.num_attention_heads = num_heads;
   MLA_CHECK(quant == "none" || quant == "fp8", "--quantization must be none or fp8, got {}", quant);
   MLA_CHECK(fused_attention == "on" || fused_attention == "off", "--fused-attention must be on or off, got {}",
             fused_attention);
@@ -212,6 +218,7 @@ int run(int argc, char** argv) {
                        {"fused_attention", fused_attention},
                        {"norm_quant", norm_quant},
                        {"num_layers", config.num_hidden_layers},
+                       {"num_heads", config.num_attention_heads},
                        {"copy_gbps", copy_gbps},
                        {"results", rows}});
   for (const auto& [b, batch] : traced) {

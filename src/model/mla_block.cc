@@ -80,13 +80,13 @@ Tensor DeepSeekModel::attention(int64_t layer, const NormedActivation& a, const 
   return out;
 }
 
-bool DeepSeekModel::fused_attention_for(int64_t max_seq_len) const {
-  return options_.fused_absorbed_attention && options_.device != Device::kCPU && heads_ == ops::kMlaAbsorbedHeads &&
-         max_seq_len <= ops::kMlaAbsorbedMaxSeqLen;
+bool DeepSeekModel::fused_attention_for(int64_t max_seq_len, int64_t num_seqs) const {
+  return options_.fused_absorbed_attention && max_seq_len <= ops::kMlaAbsorbedMaxSeqLen &&
+         num_seqs <= ops::mla_absorbed_attention_max_seqs(heads_, options_.device);
 }
 
 int64_t DeepSeekModel::decode_seq_len_class(int64_t max_seq_len, int64_t num_seqs) const {
-  if (fused_attention_for(max_seq_len)) return ops::kMlaAbsorbedMaxSeqLen;
+  if (fused_attention_for(max_seq_len, num_seqs)) return ops::kMlaAbsorbedMaxSeqLen;
   if (max_seq_len <= ops::kMlaDecodeShortSeqLen && ops::mla_decode_kernel_depends_on_length(num_seqs, heads_)) {
     return ops::kMlaDecodeShortSeqLen;
   }
@@ -97,9 +97,9 @@ void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run,
                                     const Tensor& cache_layer, Tensor& o) {
   const int64_t rows = q.dim(0), n = heads_, dc = config_.kv_lora_rank;
   const Stream stream = options_.stream;
-  if (fused_attention_for(run.max_seq_len)) {
-    // One kernel when the run also fits it (one query token a sequence, B <= 8, the GPU holds B
-    // clusters of 16 CTAs); early_loads as below, the kernel just before being the RoPE.
+  if (fused_attention_for(run.max_seq_len, run.seq_lens.dim(0))) {
+    // One kernel when the run also fits it (one query token a sequence); early_loads as below, the
+    // kernel just before being the RoPE.
     const ops::MlaAbsorbedArgs fused{q, w.kv_b_dense, cache_layer, run.block_table, run.seq_lens, run.query_start,
                                      static_cast<float>(config_.softmax_scale), /*early_loads=*/true};
     if (ops::mla_absorbed_attention_fits(fused, o)) {

@@ -115,10 +115,12 @@ struct ModelOptions {
   // fifteenth session: TTFT of 8,192 tokens -2% BF16, -5% FP8). false queues every op on
   // `stream`, in order.
   bool side_stream = true;
-  // GPU, latent layout: a decode run of one query token a sequence, 16 heads (V2-Lite, V3 under
-  // TP8), up to 8 sequences of at most ops::kMlaAbsorbedMaxSeqLen tokens runs its absorbed
-  // attention as one fused kernel (ops/mla_absorbed_attention.h) instead of the absorption, MLA
-  // decode and up-projection kernels (the same values up to the attention's summation order).
+  // GPU, latent layout: a decode run of one query token a sequence, 16 to 128 heads a rank (a
+  // multiple of 16: V2-Lite, V3 under TP8, V2 / V3 under TP4 and TP2), as many sequences as
+  // ops::mla_absorbed_attention_max_seqs allows, of at most ops::kMlaAbsorbedMaxSeqLen tokens,
+  // runs its absorbed attention as one fused kernel (ops/mla_absorbed_attention.h) instead of the
+  // absorption, MLA decode and up-projection kernels (the same values up to the attention's
+  // summation order).
   // false keeps the three ops (A/B: decode_step_bench --fused-attention off; tests).
   bool fused_absorbed_attention = true;
   // FP8 weights: the norms before FP8 linears also write the quantised activation those read
@@ -211,9 +213,10 @@ class DeepSeekModel {
   Tensor attention(int64_t layer, const NormedActivation& a, const StepMetadata& step, LatentCache& cache);
   // Write o [rows, n, dv]: a run of consecutive absorbed-form sequences (one mla_decode call),
   // or one MHA-form sequence (its new tokens, then its cached context chunk by chunk).
-  // Whether a decode run whose longest sequence has max_seq_len tokens may take the fused absorbed
-  // attention (ModelOptions::fused_absorbed_attention; the op's own fit test decides the rest).
-  bool fused_attention_for(int64_t max_seq_len) const;
+  // Whether a decode run of num_seqs sequences whose longest has max_seq_len tokens may take the
+  // fused absorbed attention (ModelOptions::fused_absorbed_attention, the heads and sequences the
+  // GPU holds clusters for; the op's own fit test decides the rest).
+  bool fused_attention_for(int64_t max_seq_len, int64_t num_seqs) const;
   void attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
                        const Tensor& cache_layer, Tensor& o);
   void attend_mha(const MlaWeights& w, const SequenceSlice& seq, const Tensor& block_table, const Tensor& q,

@@ -19,8 +19,10 @@
 // for the one before, and the decode's merge through global memory (bench/NOTES-engine.md). The
 // GPU kernel (src/ops/cuda/mla_absorbed_sm90.cuh) runs a sequence in one cluster of 16 CTAs, CTA h
 // owning head h from the absorption to the up-projection, the pieces meeting in distributed
-// shared memory. It takes decode steps of V2-Lite / V3-under-TP8 shape only:
-// mla_absorbed_attention_fits says which; the model runs the three ops otherwise.
+// shared memory, a cluster per 16 heads. It takes decode steps of one query token a sequence and
+// 16, 32, .. 128 heads (V2-Lite, V3 under TP8, V2 / V3 under TP4 and TP2) only, as many
+// sequences as the GPU holds clusters for: mla_absorbed_attention_fits says which; the model runs
+// the three ops otherwise.
 #pragma once
 
 #include "core/stream.h"
@@ -34,7 +36,8 @@ namespace mlaserve::ops {
 // ops: -0.085 ms at 256 tokens, -0.043 at 1,024, +0.18 at 4,096 (bench/NOTES-mla-decode.md,
 // sixteenth session). Known on the host only: the model compares it with AbsorbedRun::max_seq_len.
 inline constexpr int64_t kMlaAbsorbedMaxSeqLen = 1536;
-inline constexpr int64_t kMlaAbsorbedHeads = 16;  // the heads it takes: one CTA of the cluster each
+inline constexpr int64_t kMlaAbsorbedHeadGroup = 16;  // heads a cluster: one CTA each
+inline constexpr int64_t kMlaAbsorbedMaxHeads = 128;
 
 struct MlaAbsorbedArgs {
   Tensor q;            // [T, n, dn + dr]   bf16 (GPU) or f32 (CPU), rope applied
@@ -59,11 +62,16 @@ struct MlaAbsorbedArgs {
 void mla_absorbed_attention_cpu(const MlaAbsorbedArgs& args, Tensor& o);
 
 // Whether mla_absorbed_attention takes these arguments on o's device: on the GPU, bf16 operands,
-// n = 16 heads, dn = 128, dr = 64, dv = 128, dc = 512, one query token a sequence (T = B), B <= 8,
-// 16-byte aligned q, w_kv_b, cache and o, and a GPU that holds B clusters of 16 of the kernel's
-// CTAs at once (cudaOccupancyMaxActiveClusters; a GPU that refuses clusters of 16 holds none).
-// False on the host: the model graph keeps its three ops there. Never fails.
+// n = 16 G heads (G = 1 .. 8), dn = 128, dr = 64, dv = 128, dc = 512, one query token a sequence
+// (T = B), B <= 8, 16-byte aligned q, w_kv_b, cache and o, and a GPU that holds B G clusters of 16
+// of the kernel's CTAs at once (cudaOccupancyMaxActiveClusters; a GPU that refuses clusters of 16
+// holds none; an H200 holds 7). False on the host: the model keeps its three ops there. Never fails.
 bool mla_absorbed_attention_fits(const MlaAbsorbedArgs& args, const Tensor& o);
+
+// The most sequences of n_heads heads a call on `device` takes (what fits asks of the GPU's
+// clusters): 0 on the host, for a head count it never takes, or where the GPU holds too few
+// clusters (128 heads on an H200). Never fails.
+int64_t mla_absorbed_attention_max_seqs(int64_t n_heads, Device device);
 
 // Dispatch by device (ops/dispatch.h). On the GPU the arguments must fit (above).
 void mla_absorbed_attention(const MlaAbsorbedArgs& args, Tensor& o, Stream stream = {});
@@ -77,12 +85,13 @@ namespace mlaserve::ops {
 
 // ---- CUDA (Hopper, sm_90a): src/ops/cuda/mla_absorbed_sm90.{cuh,cu} ----------------------
 //
-// One kernel, grid (16, B), clusters of 16 CTAs: see the design note of mla_absorbed_sm90.cuh.
+// One kernel, grid (16, B n / 16), clusters of 16 CTAs: see the design note of mla_absorbed_sm90.cuh.
 // The absorption and the up-projection sum in the order of mla_absorb_gemv.cuh's kernels and
 // round where they round (same bits given the same inputs); the attention is that of the narrow
 // MLA kernel at 16 CTAs a sequence, whose split of the blocks differs from mla_decode_cuda's
 // schedule (the same values up to fp32 summation order and bf16 rounding of P).
 bool mla_absorbed_attention_cuda_fits(const MlaAbsorbedArgs& args, const Tensor& o);
+int64_t mla_absorbed_attention_cuda_max_seqs(int64_t n_heads);  // of the current device
 void mla_absorbed_attention_cuda(const MlaAbsorbedArgs& args, Tensor& o, cudaStream_t stream);
 
 }  // namespace mlaserve::ops

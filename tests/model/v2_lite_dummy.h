@@ -11,9 +11,12 @@
 
 namespace mlaserve::testing {
 
-inline DeepSeekModel v2_lite_gpu_model(int64_t layers, uint64_t seed, ModelOptions options = {}) {
+// heads: V2-Lite's 16, or another count with the same head dimensions (the per-rank heads of V2 or
+// V3 under tensor parallelism, 32 or 64).
+inline DeepSeekModel v2_lite_gpu_model(int64_t layers, uint64_t seed, ModelOptions options = {}, int64_t heads = 16) {
   DeepSeekConfig config = preset_config("deepseek-v2-lite");
   config.num_hidden_layers = layers;
+  config.num_attention_heads = heads;
   finalize_config(config);
   DummyOptions dummy;
   dummy.seed = seed;

@@ -1,5 +1,6 @@
 // mla_absorbed_attention_cuda and its fit test (ops/mla_absorbed_attention.h): the shape and
 // alignment checks, then one launch of the fused kernel (mla_absorbed_sm90.cuh).
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -14,11 +15,13 @@ namespace {
 
 using sm90::kFusedHeads;
 using sm90::kFusedLatent;
+using sm90::kFusedMaxGroups;
 using sm90::kFusedMaxSeqs;
 using sm90::kFusedNope;
 using sm90::kFusedRope;
 using sm90::kFusedValue;
-static_assert(kFusedHeads == kMlaAbsorbedHeads, "the contract's head count is the kernel's cluster size");
+static_assert(kFusedHeads == kMlaAbsorbedHeadGroup && kFusedHeads * kFusedMaxGroups == kMlaAbsorbedMaxHeads,
+              "the contract's head group is the kernel's cluster size");
 
 bool is_gpu(const Tensor& t, DType dtype, int ndim) {
   return t.defined() && t.device() == Device::kCUDA && t.dtype() == dtype && t.ndim() == ndim;
@@ -31,14 +34,16 @@ std::string misfit(const MlaAbsorbedArgs& a, const Tensor& o) {
       !is_gpu(a.query_start, DType::kI32, 1)) {
     return "q, w_kv_b, kv_cache and o must be BF16 GPU tensors of 3, 2, 3 and 3 dimensions, the tables I32 ones";
   }
-  const int64_t t = a.q.dim(0), b = a.seq_lens.dim(0);
-  if (a.q.shape() != Shape{t, kFusedHeads, kFusedNope + kFusedRope} ||
-      a.w_kv_b.shape() != Shape{kFusedHeads * (kFusedNope + kFusedValue), kFusedLatent} ||
-      a.kv_cache.dim(1) != kKvBlockSize || a.kv_cache.dim(2) != kCacheRowDim ||
-      o.shape() != Shape{t, kFusedHeads, kFusedValue}) {
+  const int64_t t = a.q.dim(0), b = a.seq_lens.dim(0), n = a.q.dim(1);
+  if (n < 1 || n % kFusedHeads != 0 || n > kFusedHeads * kFusedMaxGroups) {
+    return "q " + shape_str(a.q.shape()) + " has " + std::to_string(n) + " heads, not 16, 32, .. 128";
+  }
+  if (a.q.shape() != Shape{t, n, kFusedNope + kFusedRope} ||
+      a.w_kv_b.shape() != Shape{n * (kFusedNope + kFusedValue), kFusedLatent} || a.kv_cache.dim(1) != kKvBlockSize ||
+      a.kv_cache.dim(2) != kCacheRowDim || o.shape() != Shape{t, n, kFusedValue}) {
     return "shapes q " + shape_str(a.q.shape()) + ", w_kv_b " + shape_str(a.w_kv_b.shape()) + ", kv_cache " +
            shape_str(a.kv_cache.shape()) + ", o " + shape_str(o.shape()) +
-           " are not [T, 16, 192], [4096, 512], [*, 64, 576], [T, 16, 128]";
+           " are not [T, n, 192], [n · 256, 512], [*, 64, 576], [T, n, 128]";
   }
   if (t != b || b < 1 || b > kFusedMaxSeqs || a.block_table.dim(0) != b || a.query_start.dim(0) != b + 1) {
     return "one query token a sequence and 1 to 8 sequences, got T = " + std::to_string(t) + ", B = " +
@@ -54,7 +59,13 @@ std::string misfit(const MlaAbsorbedArgs& a, const Tensor& o) {
 }  // namespace
 
 bool mla_absorbed_attention_cuda_fits(const MlaAbsorbedArgs& args, const Tensor& o) {
-  return misfit(args, o).empty() && sm90::absorbed_max_active_clusters() >= args.seq_lens.dim(0);
+  return misfit(args, o).empty() &&
+         sm90::absorbed_max_active_clusters() >= args.seq_lens.dim(0) * (args.q.dim(1) / kFusedHeads);
+}
+
+int64_t mla_absorbed_attention_cuda_max_seqs(int64_t n_heads) {
+  if (n_heads < 1 || n_heads % kFusedHeads != 0 || n_heads > kFusedHeads * kFusedMaxGroups) return 0;
+  return std::min<int64_t>(kFusedMaxSeqs, sm90::absorbed_max_active_clusters() / (n_heads / kFusedHeads));
 }
 
 void mla_absorbed_attention_cuda(const MlaAbsorbedArgs& args, Tensor& o, cudaStream_t stream) {
@@ -68,6 +79,7 @@ void mla_absorbed_attention_cuda(const MlaAbsorbedArgs& args, Tensor& o, cudaStr
                                   gpu::ptr<const int32_t>(args.block_table),
                                   gpu::ptr<const int32_t>(args.seq_lens),
                                   gpu::ptr<__nv_bfloat16>(o),
+                                  static_cast<int32_t>(args.q.dim(1) / kFusedHeads),
                                   static_cast<int32_t>(args.block_table.dim(1)),
                                   args.softmax_scale * 1.4426950408889634f,
                                   args.early_loads};

@@ -11,7 +11,7 @@
 namespace mlaserve::ops::sm90 {
 namespace {
 
-// The kernel's launch for `clusters` clusters of 16 CTAs (B, or 2B with head halves).
+// The kernel's launch for `clusters` clusters of 16 CTAs (B G, or 2 B G with head halves).
 gpu::LaunchShape absorbed_shape(int clusters) {
   return {dim3(kFusedHeads, static_cast<unsigned>(clusters)), dim3(kFusedThreads), kFusedSmemBytes, kFusedHeads};
 }
@@ -47,14 +47,17 @@ int absorbed_max_active_clusters() {
 }
 
 void launch_mla_absorbed(const MlaAbsorbedParams& p, int num_seqs, bool split_heads, cudaStream_t stream) {
-  MLA_CHECK(num_seqs >= 1 && num_seqs <= kFusedMaxSeqs && num_seqs <= absorbed_max_active_clusters(),
-            "mla_absorbed_attention_cuda: {} sequences (1 to {}, and this GPU holds {} clusters of 16 CTAs)",
-            num_seqs, kFusedMaxSeqs, absorbed_max_active_clusters());  // also sets the kernel's attributes
-  // Two clusters a sequence (head halves) where the GPU holds them all at once: each SM then
+  const int clusters = num_seqs * p.groups;
+  MLA_CHECK(num_seqs >= 1 && num_seqs <= kFusedMaxSeqs && p.groups >= 1 && p.groups <= kFusedMaxGroups &&
+                clusters <= absorbed_max_active_clusters(),
+            "mla_absorbed_attention_cuda: {} sequences (1 to {}) of {} head groups (1 to {}), and this GPU holds {} "
+            "clusters of 16 CTAs",
+            num_seqs, kFusedMaxSeqs, p.groups, kFusedMaxGroups, absorbed_max_active_clusters());  // sets attributes
+  // Two clusters a head group (head halves) where the GPU holds them all at once: each SM then
   // streams half a head's W_UK and W_UV.
-  const bool halves = split_heads && 2 * num_seqs <= absorbed_max_active_clusters();
+  const bool halves = split_heads && 2 * clusters <= absorbed_max_active_clusters();
   auto* kernel = halves ? mla_absorbed_sm90_kernel<true> : mla_absorbed_sm90_kernel<false>;
-  gpu::launch_with_shape(kernel, absorbed_shape(halves ? 2 * num_seqs : num_seqs), stream, p);
+  gpu::launch_with_shape(kernel, absorbed_shape(halves ? 2 * clusters : clusters), stream, p);
 }
 
 }  // namespace mlaserve::ops::sm90

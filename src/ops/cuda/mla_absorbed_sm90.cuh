@@ -1,6 +1,7 @@
-// The absorbed MLA attention of a decode step with one query token a sequence, 16 heads and up to
-// 8 sequences, in ONE kernel on Hopper (sm_90a): the absorption q_abs[h] = W_UK[h]ᵀ q_nope[h],
-// the attention over the paged latent cache, and the up-projection o[h] = W_UV[h] o_lat[h].
+// The absorbed MLA attention of a decode step with one query token a sequence, 16 to 128 heads
+// (a multiple of 16) and up to 8 sequences, in ONE kernel on Hopper (sm_90a): the absorption
+// q_abs[h] = W_UK[h]ᵀ q_nope[h], the attention over the paged latent cache, and the
+// up-projection o[h] = W_UV[h] o_lat[h].
 // Contract: ops/mla_absorbed_attention.h; launch code: mla_absorbed_sm90.cu.
 //
 // Why. At batch 1 (V2-Lite, 1024 tokens, H200) the three kernels of the absorbed path cost
@@ -9,9 +10,13 @@
 // before (programmatic dependent launch), and the query tile, the attention's pieces and the
 // latent output meet in distributed shared memory.
 //
-// Shape of the work. Grid (16, B), thread-block clusters of (16, 1, 1): cluster b is sequence b
-// (query row b), CTA rank h owns head h. 256 threads (8 warps), 200 KB of shared memory (one CTA
-// an SM), 254 registers a thread, no spills (ptxas -v, CUDA 13.0). Per CTA:
+// Shape of the work. Grid (16, B G) for n = 16 G heads, thread-block clusters of (16, 1, 1):
+// cluster G b + g is head group g (heads 16 g .. 16 g + 15) of sequence b (query row b), its CTA
+// rank r owns head 16 g + r. Each head group attends over the whole sequence as a model of 16
+// heads would (the G clusters of a sequence read the same cache blocks, all but the first from
+// L2). G = 2 and 4 are V2 / V3 under TP4 and TP2, where the H200's 7 clusters of 16 hold B <= 3
+// and B = 1 sequences. 256 threads (8 warps), 200 KB of shared memory (one CTA an SM), 254
+// registers a thread, no spills (ptxas -v, CUDA 13.0). Per CTA:
 //   1. Before griddepcontrol.wait (weights only, and with early_loads what kernels two or more
 //      back wrote; pdl.cuh's rule): W_UK[h] [128 x 512] into registers, thread i owning columns
 //      2i, 2i + 1 of every row (128 registers, dead after step 3); an L2 prefetch of W_UV[h]
@@ -51,8 +56,8 @@
 //      takes columns 8 l .. + 7 and 256 + 8 l .. + 7, fmaf chains and a butterfly warp sum as
 //      mla_up_gemv_kernel: the same bits for the same o_lat.
 //
-// Head halves (kHalves, where the GPU holds 2B clusters: B <= 3 on an H200). Two clusters a
-// sequence, one for heads 0-7 and one for heads 8-15; the CTA pair 2j, 2j + 1 of a cluster owns
+// Head halves (kHalves, where the GPU holds 2 B G clusters: B <= 3 at G = 1 on an H200). Two
+// clusters a head group, one for its heads 0-7 and one for its heads 8-15; the CTA pair 2j, 2j + 1 of a cluster owns
 // its head j: each absorbs one half of the latent columns (256 of W_UK[h]'s 512), and each
 // up-projects one half of the outputs (64 rows of W_UV[h]). An SM then streams 192 KB of weights,
 // not 384 KB, on the step's serial path; the cache is read by both clusters (the second time
@@ -160,10 +165,10 @@ __device__ __forceinline__ float fused_quad_max(float x) {
 
 // ---- the kernel ------------------------------------------------------------------------------
 
-// Grid (16, B), clusters of (16, 1, 1), kFusedThreads threads, kFusedSmemBytes of dynamic shared
-// memory; launched with programmatic dependent launch. kHalves: grid (16, 2B), two clusters a
-// sequence by head halves ("Head halves" at the top): cluster 2b + c holds heads 8c .. 8c + 7 in rows
-// 0-7 of its query tile (rows 8-15 zero); CTA rank r absorbs head 8c + r/2's latent half r % 2,
+// Grid (16, B G), clusters of (16, 1, 1), kFusedThreads threads, kFusedSmemBytes of dynamic shared
+// memory; launched with programmatic dependent launch. kHalves: grid (16, 2 B G), two clusters a
+// head group by head halves ("Head halves" at the top): cluster 2 (G b + g) + c holds the group's heads
+// 8c .. 8c + 7 in rows 0-7 of its query tile (rows 8-15 zero); CTA rank r absorbs its head r/2's latent half r % 2,
 // attends over blocks share r as without halves, merges row r/2 over all 512 channels (both CTAs
 // of the pair receive the row's states) and up-projects output half r % 2. Every head's arithmetic
 // is the same: the same bits as without halves.
@@ -186,9 +191,12 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   // rank: the CTA's share of the KV blocks; head: whose W_UK part, query row and output it owns;
   // row: that head's row of the cluster's query tile and states; half: its latent / output part.
-  const int rank = static_cast<int>(blockIdx.x), seq = static_cast<int>(blockIdx.y) / kSplit;
+  // blockIdx.y = (seq G + group) kSplit + c: head group `group` (heads 16 group ..) of sequence seq,
+  // its heads' half c with halves.
+  const int rank = static_cast<int>(blockIdx.x), cluster_y = static_cast<int>(blockIdx.y);
+  const int seq = cluster_y / kSplit / p.groups, heads = kFusedHeads * p.groups;
   const int row = rank / kSplit, half = rank % kSplit;
-  const int head = kRows * (static_cast<int>(blockIdx.y) % kSplit) + row;
+  const int head = kFusedHeads * (cluster_y / kSplit % p.groups) + kRows * (cluster_y % kSplit) + row;
   const uint32_t s_kv = sm80::smem_u32(smem + FusedSmem::kKv), s_q = sm80::smem_u32(smem + FusedSmem::kQ);
   const uint32_t s_p = sm80::smem_u32(p_tile);
   const uint32_t bar_kv = sm80::smem_u32(smem + FusedSmem::kBarriers);  // stage s: bar_kv + 8 s
@@ -249,7 +257,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   if (num_blocks > 1) load_block(1);
 
   // ---- absorption of head h into row h of every CTA's query tile ----
-  const __nv_bfloat16* q_row = p.q + (int64_t{seq} * kFusedHeads + head) * (kFusedNope + kFusedRope);
+  const __nv_bfloat16* q_row = p.q + (int64_t{seq} * heads + head) * (kFusedNope + kFusedRope);
   if (tid < kFusedNope) q_nope[(tid % 16) * 8 + tid / 16] = q_row[tid];  // row group rg's 8 rows together
   __syncthreads();
   float sum_x = 0.0f, sum_y = 0.0f;  // columns 2 tid, 2 tid + 1
@@ -488,12 +496,10 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
     constexpr int kWarpRows = kUpRows / kFusedWarps;
     const uint4* lat_v = reinterpret_cast<const uint4*>(smem + FusedSmem::kOLat);
     const uint4 x[2] = {lat_v[lane], lat_v[32 + lane]};  // columns 8 lane .., 256 + 8 lane ..
-    const unsigned out_head = kRows * (blockIdx.y % kSplit) + blockIdx.x / kSplit;
-    const unsigned out_seq = blockIdx.y / kSplit;
-    const int first = kUpRows * static_cast<int>(blockIdx.x % kSplit) + kWarpRows * warp;
+    const int first = kUpRows * half + kWarpRows * warp;
     const uint4* w_uv_s =  // the warp's first row of the CTA's W_UV rows
         reinterpret_cast<const uint4*>(smem + FusedSmem::kWuv) + kWarpRows * warp * (kFusedLatent / 8);
-    __nv_bfloat16* out = p.o + (int64_t{out_seq} * kFusedHeads + out_head) * kFusedValue + first;
+    __nv_bfloat16* out = p.o + (int64_t{seq} * heads + head) * kFusedValue + first;
     ptx::mbarrier_wait(bar_wuv, 0);  // this CTA's W_UV rows in shared memory
 #pragma unroll
     for (int r0 = 0; r0 < kWarpRows; r0 += kFusedUpRowsInFlight) {

@@ -10,21 +10,24 @@
 
 namespace mlaserve::ops::sm90 {
 
-inline constexpr int kFusedHeads = 16;    // n: the cluster's CTAs, one a head
-inline constexpr int kFusedMaxSeqs = 8;   // B: sequences (clusters) a launch
+inline constexpr int kFusedHeads = 16;    // a head group: the cluster's CTAs, one a head
+inline constexpr int kFusedMaxGroups = 8; // G = n / 16 head groups (clusters) a sequence: n <= 128
+inline constexpr int kFusedMaxSeqs = 8;   // B: sequences a launch
 inline constexpr int kFusedNope = 128;    // dn
 inline constexpr int kFusedRope = 64;     // dr
 inline constexpr int kFusedValue = 128;   // dv
 inline constexpr int kFusedLatent = 512;  // dc
 
-// mla_absorbed_sm90_kernel: grid (16, B) or (16, 2B), clusters of (16, 1, 1). Sequence b's query is row b.
+// mla_absorbed_sm90_kernel: grid (16, B G) or (16, 2 B G), clusters of (16, 1, 1), n = 16 G heads.
+// Sequence b's query is row b.
 struct MlaAbsorbedParams {
-  const __nv_bfloat16* q;         // [B, 16, 192] rope applied
-  const __nv_bfloat16* w_kv_b;    // [16 · 256, 512]: W_UK[h] rows 256 h .., W_UV[h] rows 256 h + 128 ..
+  const __nv_bfloat16* q;         // [B, n, 192] rope applied
+  const __nv_bfloat16* w_kv_b;    // [n · 256, 512]: W_UK[h] rows 256 h .., W_UV[h] rows 256 h + 128 ..
   const __nv_bfloat16* kv_cache;  // [num_blocks, 64, 576]
   const int32_t* block_table;     // [B, max_blocks]
   const int32_t* seq_lens;        // [B] keys per sequence, the new token included
-  __nv_bfloat16* o;               // [B, 16, 128]
+  __nv_bfloat16* o;               // [B, n, 128]
+  int32_t groups;                 // G: head groups of 16, one cluster (or two with halves) each
   int32_t max_blocks;             // block_table's row length
   float scale_log2;               // softmax_scale * log2(e): scores go through exp2
   bool early_loads;               // MlaAbsorbedArgs::early_loads
@@ -35,9 +38,10 @@ struct MlaAbsorbedParams {
 // it refuses clusters of 16.
 int absorbed_max_active_clusters();
 
-// Launches the kernel for num_seqs <= absorbed_max_active_clusters() sequences on stream with
-// programmatic dependent launch: two clusters a sequence by head halves when split_heads and the
-// GPU holds 2 num_seqs clusters, one a sequence otherwise (the same bits).
+// Launches the kernel for num_seqs sequences of p.groups head groups, num_seqs · p.groups <=
+// absorbed_max_active_clusters(), on stream with programmatic dependent launch: two clusters a
+// head group by head halves when split_heads and the GPU holds 2 num_seqs p.groups clusters, one
+// otherwise (the same bits).
 void launch_mla_absorbed(const MlaAbsorbedParams& p, int num_seqs, bool split_heads, cudaStream_t stream);
 
 }  // namespace mlaserve::ops::sm90

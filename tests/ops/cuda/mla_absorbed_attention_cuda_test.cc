@@ -1,9 +1,11 @@
 // mla_absorbed_attention_cuda (the fused absorption + MLA decode + up-projection kernel, sm_90a)
 // against (1) the CPU reference, which is the three CPU ops in a row, and (2) the three GPU ops in
 // a row (mla_absorb_query, mla_decode, mla_up_project_output), on fresh random inputs at the
-// kernel's only shape: 16 heads, one query token a sequence, 1-8 sequences; contexts of 1-6000
-// tokens (lengths not multiples of 64, shorter than the cluster's 16 blocks, shuffled block
-// tables). Cache rows that no sequence may see hold NaN; outputs are poisoned first.
+// kernel's shapes: 16 heads (one cluster a sequence) and 32, 64, 128 (two, four, eight clusters;
+// 128 heads are refused where the GPU holds fewer than 8 clusters of 16, as an H200), one query
+// token a sequence, 1-8 sequences; contexts of 1-6000 tokens (lengths not multiples of 64,
+// shorter than the cluster's 16 blocks, shuffled block tables). Cache rows that no sequence may
+// see hold NaN; outputs are poisoned first.
 //
 // Tolerances, from the precision of the GPU paths. Against the CPU (f32 q_abs and o_lat): the GPU
 // rounds q_abs to bf16 (score error ~0.4% of a score's spread here), P to bf16, o_lat to bf16 and
@@ -45,12 +47,12 @@ using testing::random_tensor;
 using testing::values;
 using testing::worst_row_rel_l2;
 
-constexpr int64_t kHeads = 16, kNope = 128, kRope = 64, kValue = 128;
+constexpr int64_t kHeads = 16, kNope = 128, kRope = 64, kValue = 128;  // kHeads: the default
 constexpr uint16_t kBf16NaN = 0x7FC0;
 
-// One problem on the host: q [B, 16, 192] and w_kv_b [4096, 512] bf16, the cache bf16 with NaN in
-// every row no sequence may see, shuffled tables.
-MlaAbsorbedArgs make_problem(const std::vector<int32_t>& seq_lens, uint64_t seed) {
+// One problem on the host: q [B, n, 192] and w_kv_b [n · 256, 512] bf16, the cache bf16 with NaN
+// in every row no sequence may see, shuffled tables.
+MlaAbsorbedArgs make_problem(const std::vector<int32_t>& seq_lens, uint64_t seed, int64_t heads = kHeads) {
   std::mt19937_64 rng(seed);
   const auto b = static_cast<int64_t>(seq_lens.size());
   int64_t used = 0, max_blocks = 1;
@@ -65,8 +67,8 @@ MlaAbsorbedArgs make_problem(const std::vector<int32_t>& seq_lens, uint64_t seed
   std::shuffle(pool.begin(), pool.end(), rng);
 
   MlaAbsorbedArgs a;
-  a.q = random_tensor({b, kHeads, kNope + kRope}, DType::kBF16, rng);
-  a.w_kv_b = random_tensor({kHeads * (kNope + kValue), kLatentDim}, DType::kBF16, rng, 0.05f);
+  a.q = random_tensor({b, heads, kNope + kRope}, DType::kBF16, rng);
+  a.w_kv_b = random_tensor({heads * (kNope + kValue), kLatentDim}, DType::kBF16, rng, 0.05f);
   a.kv_cache = random_tensor({num_blocks, kKvBlockSize, kCacheRowDim}, DType::kBF16, rng);
   std::vector<bool> visible(static_cast<size_t>(num_blocks * kKvBlockSize), false);
   std::vector<int32_t> table(static_cast<size_t>(b * max_blocks), -1), starts{0};
@@ -101,35 +103,38 @@ MlaAbsorbedArgs to_gpu(const MlaAbsorbedArgs& a) {
 std::vector<float> cpu_reference(const MlaAbsorbedArgs& host) {
   MlaAbsorbedArgs a = host;
   a.q = host.q.to_f32();
-  Tensor o = Tensor::empty({host.q.dim(0), kHeads, kValue}, DType::kF32);
+  Tensor o = Tensor::empty({host.q.dim(0), host.q.dim(1), kValue}, DType::kF32);
   mla_absorbed_attention_cpu(a, o);
   return values(o);
 }
 
 class MlaAbsorbedCuda : public testing::CudaOpTest {
  protected:
-  // The three GPU ops in a row on the test's stream: o [B, 16, 128] bf16.
+  // The three GPU ops in a row on the test's stream: o [B, n, 128] bf16.
   Tensor three_ops(const MlaAbsorbedArgs& g) {
-    const int64_t b = g.q.dim(0);
-    Tensor q_abs = poisoned_gpu({b, kHeads, kCacheRowDim}, DType::kBF16);
+    const int64_t b = g.q.dim(0), n = g.q.dim(1);
+    Tensor q_abs = poisoned_gpu({b, n, kCacheRowDim}, DType::kBF16);
     MLA_CUDA_CHECK(cudaDeviceSynchronize());  // the poison went to the legacy stream
     mla_absorb_query(g.q, g.w_kv_b, q_abs, stream());
     const MlaDecodeArgs d{q_abs, g.kv_cache, g.block_table, g.seq_lens, g.query_start, g.softmax_scale};
-    MlaDecodeOutputs lat{poisoned_gpu({b, kHeads, kLatentDim}, DType::kBF16), poisoned_gpu({b, kHeads}, DType::kF32)};
+    MlaDecodeOutputs lat{poisoned_gpu({b, n, kLatentDim}, DType::kBF16), poisoned_gpu({b, n}, DType::kF32)};
     MLA_CUDA_CHECK(cudaDeviceSynchronize());
     mla_decode_cuda(d, lat, cuda_stream());  // one-off schedule; waits for the stream
-    Tensor o = poisoned_gpu({b, kHeads, kValue}, DType::kBF16);
+    Tensor o = poisoned_gpu({b, n, kValue}, DType::kBF16);
     MLA_CUDA_CHECK(cudaDeviceSynchronize());
     mla_up_project_output(lat.out, g.w_kv_b, o, stream());
     return to_host(o);
   }
 
-  // Whether this GPU holds a cluster of 16 CTAs for each of the batch's sequences (an H200 holds
-  // 7): beyond that the op must refuse the batch (the model then runs the three ops).
-  static bool gpu_holds(const MlaAbsorbedArgs& g) { return g.q.dim(0) <= sm90::absorbed_max_active_clusters(); }
+  // Whether this GPU holds a cluster of 16 CTAs for each head group of each of the batch's
+  // sequences (an H200 holds 7): beyond that the op must refuse the batch (the model then runs the
+  // three ops).
+  static bool gpu_holds(const MlaAbsorbedArgs& g) {
+    return g.q.dim(0) * (g.q.dim(1) / 16) <= sm90::absorbed_max_active_clusters();
+  }
 
   Tensor fused(const MlaAbsorbedArgs& g) {
-    Tensor o = poisoned_gpu({g.q.dim(0), kHeads, kValue}, DType::kBF16);
+    Tensor o = poisoned_gpu({g.q.dim(0), g.q.dim(1), kValue}, DType::kBF16);
     MLA_CUDA_CHECK(cudaDeviceSynchronize());
     EXPECT_TRUE(mla_absorbed_attention_fits(g, o));
     mla_absorbed_attention(g, o, stream());
@@ -139,17 +144,20 @@ class MlaAbsorbedCuda : public testing::CudaOpTest {
   // A batch this GPU cannot hold: the op refuses it. True when the caller should stop there.
   bool refused(const MlaAbsorbedArgs& g) {
     if (gpu_holds(g)) return false;
-    Tensor o = Tensor::empty({g.q.dim(0), kHeads, kValue}, DType::kBF16, Device::kCUDA);
-    EXPECT_FALSE(mla_absorbed_attention_fits(g, o)) << g.q.dim(0) << " sequences, the GPU holds "
+    Tensor o = Tensor::empty({g.q.dim(0), g.q.dim(1), kValue}, DType::kBF16, Device::kCUDA);
+    EXPECT_FALSE(mla_absorbed_attention_fits(g, o)) << g.q.dim(0) << " sequences of " << g.q.dim(1)
+                                                    << " heads, the GPU holds "
                                                     << sm90::absorbed_max_active_clusters() << " clusters";
+    EXPECT_LT(mla_absorbed_attention_max_seqs(g.q.dim(1), Device::kCUDA), g.q.dim(0));
     return true;
   }
 
   // The fused op (with and without early loads) against the CPU and the three GPU ops.
-  void check(const std::vector<int32_t>& seq_lens, uint64_t seed) {
-    const MlaAbsorbedArgs host = make_problem(seq_lens, seed);
+  void check(const std::vector<int32_t>& seq_lens, uint64_t seed, int64_t heads = kHeads) {
+    const MlaAbsorbedArgs host = make_problem(seq_lens, seed, heads);
     MlaAbsorbedArgs g = to_gpu(host);
     if (refused(g)) return;
+    EXPECT_GE(mla_absorbed_attention_max_seqs(heads, Device::kCUDA), g.q.dim(0));
     const std::vector<float> want = cpu_reference(host);
     const std::vector<float> three = values(three_ops(g));
     ASSERT_EQ(count_nan(three), 0) << "the three GPU ops left NaN";
@@ -222,6 +230,41 @@ TEST_F(MlaAbsorbedCuda, FitsOnlyItsShape) {
   EXPECT_FALSE(mla_absorbed_attention_fits(nine, poisoned_gpu({9, kHeads, kValue}, DType::kBF16)));
   EXPECT_FALSE(mla_absorbed_attention_fits(make_problem({100}, 5), Tensor::empty({1, kHeads, kValue}, DType::kF32)))
       << "host tensors: the model keeps the three ops";
+  for (const int64_t heads : {8, 24, 144}) {  // not 16 G heads with G = 1 .. 8
+    const MlaAbsorbedArgs odd = to_gpu(make_problem({100}, 6, heads));
+    EXPECT_FALSE(mla_absorbed_attention_fits(odd, poisoned_gpu({1, heads, kValue}, DType::kBF16))) << heads;
+    EXPECT_EQ(mla_absorbed_attention_max_seqs(heads, Device::kCUDA), 0) << heads;
+  }
+  const int64_t clusters = sm90::absorbed_max_active_clusters();
+  EXPECT_EQ(mla_absorbed_attention_max_seqs(16, Device::kCUDA), std::min<int64_t>(8, clusters));
+  EXPECT_EQ(mla_absorbed_attention_max_seqs(64, Device::kCUDA), clusters / 4);
+  EXPECT_EQ(mla_absorbed_attention_max_seqs(16, Device::kCPU), 0) << "the host keeps the three ops";
+}
+
+// Head groups: 32, 64 and 128 heads (two, four, eight clusters a sequence; with head halves where
+// the GPU holds twice as many) against the CPU and the three GPU ops, at the batches the GPU holds
+// clusters for; the others must be refused.
+TEST_F(MlaAbsorbedCuda, HeadGroups) {
+  const std::vector<std::vector<int32_t>> batches = {{1}, {500}, {1025}, {4097}, {37, 900}, {6000, 1, 300}};
+  uint64_t seed = 60;
+  for (const int64_t heads : {32, 64, 128}) {
+    for (const auto& lens : batches) {
+      SCOPED_TRACE(std::to_string(heads) + " heads, seq_lens " + lens_str(lens));
+      check(lens, seed++, heads);
+    }
+  }
+}
+
+TEST_F(MlaAbsorbedCuda, HeadGroupsOneKeyMatchTheThreeOpsBitForBit) {
+  for (const int64_t heads : {32, 64}) {
+    for (int b = 1; b <= 3; ++b) {
+      SCOPED_TRACE(std::to_string(heads) + " heads, " + std::to_string(b) + " sequences");
+      const MlaAbsorbedArgs g =
+          to_gpu(make_problem(std::vector<int32_t>(static_cast<size_t>(b), 1), 70 + b, heads));
+      if (refused(g)) continue;
+      EXPECT_EQ(mismatches(bf16_bits(fused(g)), bf16_bits(three_ops(g))), 0);
+    }
+  }
 }
 
 TEST_F(MlaAbsorbedCuda, SmallGraphCaptureAndTwoReplays) {
@@ -279,6 +322,19 @@ TEST_F(MlaAbsorbedCuda, SmallHalvesSameBitsAsOneCluster) {
 TEST_F(MlaAbsorbedCuda, SmallBatchOne) { check({200}, 21); }
 TEST_F(MlaAbsorbedCuda, SmallBlocksPerCta) { check({64 * 16 * 4 + 5}, 22); }
 TEST_F(MlaAbsorbedCuda, SmallMixed) { check({1, 130, 1100}, 23); }
+TEST_F(MlaAbsorbedCuda, SmallHeadGroups) {
+  check({1100}, 24, 32);  // two clusters a head group (halves) where the GPU holds 4
+  check({200, 1}, 25, 32);
+  check({700}, 26, 64);
+}
+TEST_F(MlaAbsorbedCuda, SmallHeadGroupsHalvesSameBitsAsOneCluster) {
+  if (sm90::absorbed_max_active_clusters() < 4) GTEST_SKIP() << "this GPU holds no 4 clusters of 16 CTAs";
+  MlaAbsorbedArgs g = to_gpu(make_problem({1025}, 27, 32));  // 2 clusters, or 4 with halves
+  g.split_heads = false;
+  const Tensor one = fused(g);
+  g.split_heads = true;
+  EXPECT_EQ(mismatches(bf16_bits(fused(g)), bf16_bits(one)), 0);
+}
 
 }  // namespace
 }  // namespace mlaserve::ops
