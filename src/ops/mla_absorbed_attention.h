@@ -30,12 +30,15 @@
 
 namespace mlaserve::ops {
 
-// The longest sequence (keys, the new token included) for which the model takes this op: one
-// cluster of 16 CTAs streams a sequence's cache, and past ~1,500 tokens it does so slower than
-// mla_decode's schedule over the whole GPU. H200, V2-Lite decode step at batch 1 against the three
-// ops: -0.085 ms at 256 tokens, -0.043 at 1,024, +0.18 at 4,096 (bench/NOTES-mla-decode.md,
-// sixteenth session). Known on the host only: the model compares it with AbsorbedRun::max_seq_len.
-inline constexpr int64_t kMlaAbsorbedMaxSeqLen = 1536;
+// The longest sequence (keys, the new token included) for which the model takes this op: a
+// cluster of 16 CTAs streams a sequence's cache, and past ~2,000-3,000 tokens it does so slower
+// than mla_decode's schedule over the whole GPU. H200, decode steps with the op against the three
+// ops, graph ms (bench/NOTES-mla-decode.md, thirty-fifth session): V2-Lite BF16 at 2,048 tokens
+// batch 1 / 2 / 4 1.94 / 2.56 / 3.79 against 1.99 / 2.63 / 3.94; at 3,072 2.00 / 2.63 / 3.85
+// against 1.99 / 2.65 / 3.95; at 4,096 2.07 / 2.69 / 3.91 against 2.00 / 2.67 / 3.98; 10 V3 layers
+// (FP8) with a TP2 rank's 64 heads, batch 1: 2.253 against 2.273 at 2,048, 2.276 against 2.265 at
+// 3,072. Known on the host only: the model compares it with AbsorbedRun::max_seq_len.
+inline constexpr int64_t kMlaAbsorbedMaxSeqLen = 2048;
 inline constexpr int64_t kMlaAbsorbedHeadGroup = 16;  // heads a cluster: one CTA each
 inline constexpr int64_t kMlaAbsorbedMaxHeads = 128;
 

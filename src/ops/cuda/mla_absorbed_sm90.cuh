@@ -96,7 +96,7 @@ namespace mlaserve::ops::sm90 {
 inline constexpr int kFusedThreads = 256;               // 8 warps
 inline constexpr int kFusedWarps = kFusedThreads / 32;
 // KV blocks in shared memory: a CTA takes at most 2 blocks of a sequence the model sends here
-// (kMlaAbsorbedMaxSeqLen 1,536 tokens = 24 blocks over 16 CTAs); longer ones still run.
+// (kMlaAbsorbedMaxSeqLen 2,048 tokens = 32 blocks over 16 CTAs); longer ones still run.
 inline constexpr int kFusedStages = 2;
 inline constexpr int kFusedRowChunks = 72;              // 16-byte chunks of a 576-wide bf16 row
 inline constexpr int kFusedRowBytes = 16 * kFusedRowChunks + 16;  // padded cache / query row

@@ -156,7 +156,7 @@ TEST(DecodeGraphsV2Lite, LengthClassesGetTheirOwnGraphs) {
   DeepSeekModel model = testing::v2_lite_gpu_model(/*layers=*/4, /*seed=*/3);
   const DeepSeekConfig& config = model.config();
   LatentCache cache = model.make_cache(64);
-  DecodeGraphs graphs(model, cache, /*max_batch=*/8, /*max_context=*/2048);
+  DecodeGraphs graphs(model, cache, /*max_batch=*/8, /*max_context=*/ops::kMlaAbsorbedMaxSeqLen + 256);
   std::mt19937_64 rng(11);
   const auto vocab = static_cast<uint64_t>(config.vocab_size);
   int32_t next_block = 0;
@@ -169,7 +169,7 @@ TEST(DecodeGraphsV2Lite, LengthClassesGetTheirOwnGraphs) {
   EXPECT_NE(model.decode_seq_len_class(kShort, 64), model.decode_seq_len_class(kShort + 1, 64));
   EXPECT_EQ(model.decode_seq_len_class(kShort + 1, 64), model.decode_seq_len_class(32768, 64));
   EXPECT_EQ(model.decode_seq_len_class(kFused + 1, 1), model.decode_seq_len_class(32768, 1));
-  for (const int32_t len : {100, 1800}) {  // under and over ops::kMlaAbsorbedMaxSeqLen
+  for (const int32_t len : {int32_t{100}, static_cast<int32_t>(kFused + 52)}) {  // under and over kFused
     SCOPED_TRACE("context " + std::to_string(len));
     ForwardBatch b;
     SequenceSlice s{0, len, 0, {}};
