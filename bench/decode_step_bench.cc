@@ -9,7 +9,7 @@
 //   decode_step_bench [--preset deepseek-v2-lite] [--context 1024] [--batches 1,8,64,256]
 //                     [--reps 20] [--out bench/results] [--quantization none|fp8]
 //                     [--fused-attention on|off] [--norm-quant on|off] [--num-layers N] [--num-heads N]
-//                     [--trace DIR]
+//                     [--tp-rank-of N] [--trace DIR]
 //
 // --quantization fp8: the same dummy weights quantised to block FP8 on the GPU (W8A8 GEMMs,
 // model/quantize_fp8.h); the floor then counts one byte per linear and expert weight.
@@ -24,6 +24,11 @@
 // MoE layers); the floor counts the layers that run.
 // --num-heads N: the preset's attention with N heads (the heads of one rank of V2 or V3 under
 // tensor parallelism, 128 / TP: the attention kernels a rank runs; the MoE stays whole).
+// --tp-rank-of N: rank 0 of N tensor-parallel ranks (model/shard_plan.h: 1/N of the heads, the
+// dense MLP and shared-expert channels, the routed experts and lm_head), alone on this GPU: its
+// kernels as under --tensor-parallel-size N, less the all-reduces (solo_rank_collectives.h; the
+// values are not the model's). The floor counts the rank's weights (its experts the batch can
+// touch: the same expectation over the experts it holds).
 // --trace DIR: after all the timings, each batch's graph replayed with CUPTI's kernel tracing on
 // (kernel_trace.h): every kernel of one step with its GPU start and end into
 // DIR/trace_<card>_<preset>_<dtype>_b<B>.csv, and the kernels charged the most of the step's time
@@ -53,7 +58,9 @@
 #include "bench_report.h"
 #include "copy_bandwidth.h"
 #include "kernel_trace.h"
+#include "solo_rank_collectives.h"
 #include "core/cuda_check.h"
+#include "dist/partition.h"
 #include "engine/decode_graphs.h"
 #include "model/dummy.h"
 #include "model/model.h"
@@ -63,24 +70,26 @@
 namespace mlaserve {
 namespace {
 
-// Bytes one decode step of batch b must read (see the note at the top). linear_bytes: bytes per
-// element of the linear layers and experts (2 for BF16, 1 for block FP8, whose scales add 1/4096);
-// lm_head, the router and kv_b_dense stay BF16 either way.
-double step_weight_bytes(const DeepSeekConfig& c, int64_t b, double linear_bytes) {
-  const double h = c.hidden_size, n = c.num_attention_heads, bf16 = 2;
+// Bytes one decode step of batch b must read (see the note at the top), on rank 0 of tp
+// tensor-parallel ranks (model/shard_plan.h: q_a, kv_a and the router replicated, the rest cut).
+// linear_bytes: bytes per element of the linear layers and experts (2 for BF16, 1 for block FP8,
+// whose scales add 1/4096); lm_head, the router and kv_b_dense stay BF16 either way.
+double step_weight_bytes(const DeepSeekConfig& c, int64_t b, double linear_bytes, int64_t tp) {
+  const double h = c.hidden_size, n = static_cast<double>(c.num_attention_heads) / tp, bf16 = 2;
   const double attn = (c.q_lora_rank ? h * *c.q_lora_rank + *c.q_lora_rank * n * c.qk_head_dim : h * n * c.qk_head_dim) +
                       h * c.kv_cache_dim + n * c.v_head_dim * h;
   const double kv_b = n * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank;
-  double total = c.vocab_size * h * bf16;  // lm_head
+  double total = static_cast<double>(c.vocab_size) / tp * h * bf16;  // lm_head
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     total += attn * linear_bytes + kv_b * bf16;
     if (!c.is_moe_layer(i)) {
-      total += 3 * h * c.intermediate_size * linear_bytes;
+      total += 3 * h * c.intermediate_size / tp * linear_bytes;
       continue;
     }
     const double e = c.n_routed_experts, k = c.num_experts_per_tok;
-    const double touched = e * (1 - std::pow(1 - k / e, static_cast<double>(b)));
-    total += 3 * h * c.moe_intermediate_size * (touched + c.n_shared_experts) * linear_bytes + e * h * bf16;  // + router
+    const double touched = e / tp * (1 - std::pow(1 - k / e, static_cast<double>(b)));  // of the rank's experts
+    total += 3 * h * c.moe_intermediate_size * (touched + static_cast<double>(c.n_shared_experts) / tp) * linear_bytes +
+             e * h * bf16;  // + router
   }
   return total;
 }
@@ -113,7 +122,7 @@ void trace_step(const std::string& dir, const std::string& card, const std::stri
 int run(int argc, char** argv) {
   std::string preset = "deepseek-v2-lite", out_dir = "bench/results", batches_arg = "1,8,64,256", quant = "none";
   std::string fused_attention = "on", norm_quant = "on", trace_dir;
-  int64_t context = 1024, reps = 20, num_layers = 0, num_heads = 0;
+  int64_t context = 1024, reps = 20, num_layers = 0, num_heads = 0, tp = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
@@ -126,6 +135,7 @@ int run(int argc, char** argv) {
     else if (k == "--norm-quant") norm_quant = v;
     else if (k == "--num-layers") num_layers = std::stoll(v);
     else if (k == "--num-heads") num_heads = std::stoll(v);
+    else if (k == "--tp-rank-of") tp = std::stoll(v);
     else if (k == "--trace") trace_dir = v;
     else MLA_FAIL("unknown option {}", k);
   }
@@ -155,6 +165,12 @@ int run(int argc, char** argv) {
   options.device = Device::kCUDA;
   options.fused_absorbed_attention = fused_attention == "on";
   options.quantize_in_norms = norm_quant == "on";
+  MLA_CHECK(tp >= 1, "--tp-rank-of must be at least 1, got {}", tp);
+  bench::SoloRankCollectives solo_rank(0, static_cast<int>(tp));
+  if (tp > 1) {
+    dummy.shard = options.shard = dist::make_shard_plan(config, dist::ParallelConfig{static_cast<int>(tp), 1, 0});
+    options.tp_group = &solo_rank;
+  }
   DeepSeekModel model(config, make_dummy_weights(config, dummy), options);
   MLA_CUDA_CHECK(cudaDeviceSynchronize());
   std::printf("card: %s; copy %.0f GB/s; %s dummy weights on the GPU in %.1f s\n", prop.name, copy_gbps, preset.c_str(),
@@ -199,7 +215,7 @@ int run(int argc, char** argv) {
     const auto [eager, eager_min] = median_ms([&] { model.forward(batch, cache); });
     const auto [step, step_min] = median_ms([&] { graphs.run(batch); });
     const double kv_bytes = double(b) * (context + 1) * cache.bytes_per_token();
-    const double bytes = step_weight_bytes(config, b, fp8 ? 1.0 : 2.0) + kv_bytes;
+    const double bytes = step_weight_bytes(config, b, fp8 ? 1.0 : 2.0, tp) + kv_bytes;
     const double floor_ms = bytes / (copy_gbps * 1e9) * 1e3;  // bytes at the measured copy rate (read + write)
     const int64_t graph_b = padded_graph_batch(b, max_b);
     std::printf("%6lld %8lld %12.3f %12.3f %12.3f %10.2f %10.0f %8lld\n", static_cast<long long>(b),
@@ -219,6 +235,7 @@ int run(int argc, char** argv) {
                        {"norm_quant", norm_quant},
                        {"num_layers", config.num_hidden_layers},
                        {"num_heads", config.num_attention_heads},
+                       {"tp_rank_of", tp},
                        {"copy_gbps", copy_gbps},
                        {"results", rows}});
   for (const auto& [b, batch] : traced) {
