@@ -9,7 +9,7 @@
 //   decode_step_bench [--preset deepseek-v2-lite] [--context 1024] [--batches 1,8,64,256]
 //                     [--reps 20] [--out bench/results] [--quantization none|fp8]
 //                     [--fused-attention on|off] [--norm-quant on|off] [--num-layers N] [--num-heads N]
-//                     [--tp-rank-of N] [--trace DIR]
+//                     [--tp-rank-of N [--tp-rank R] [--expert-parallel on|off]] [--trace DIR]
 //
 // --quantization fp8: the same dummy weights quantised to block FP8 on the GPU (W8A8 GEMMs,
 // model/quantize_fp8.h); the floor then counts one byte per linear and expert weight.
@@ -24,11 +24,12 @@
 // MoE layers); the floor counts the layers that run.
 // --num-heads N: the preset's attention with N heads (the heads of one rank of V2 or V3 under
 // tensor parallelism, 128 / TP: the attention kernels a rank runs; the MoE stays whole).
-// --tp-rank-of N: rank 0 of N tensor-parallel ranks (model/shard_plan.h: 1/N of the heads, the
-// dense MLP and shared-expert channels, the routed experts and lm_head), alone on this GPU: its
-// kernels as under --tensor-parallel-size N, less the all-reduces (solo_rank_collectives.h; the
-// values are not the model's). The floor counts the rank's weights (its experts the batch can
-// touch: the same expectation over the experts it holds).
+// --tp-rank-of N: rank R (--tp-rank, default 0) of N tensor-parallel ranks (model/shard_plan.h:
+// 1/N of the heads, the dense MLP and shared-expert channels, the routed experts' channels or,
+// with --expert-parallel on, 1/N of the experts whole, and lm_head), alone on this GPU: its kernels
+// as under --tensor-parallel-size N, less the all-reduces (solo_rank_collectives.h; the values are
+// not the model's). The floor counts the rank's weights (of the routed experts, the expected bytes
+// a rank reads, the same under either split).
 // --trace DIR: after all the timings, each batch's graph replayed with CUPTI's kernel tracing on
 // (kernel_trace.h): every kernel of one step with its GPU start and end into
 // DIR/trace_<card>_<preset>_<dtype>_b<B>.csv, and the kernels charged the most of the step's time
@@ -122,7 +123,8 @@ void trace_step(const std::string& dir, const std::string& card, const std::stri
 int run(int argc, char** argv) {
   std::string preset = "deepseek-v2-lite", out_dir = "bench/results", batches_arg = "1,8,64,256", quant = "none";
   std::string fused_attention = "on", norm_quant = "on", trace_dir;
-  int64_t context = 1024, reps = 20, num_layers = 0, num_heads = 0, tp = 1;
+  int64_t context = 1024, reps = 20, num_layers = 0, num_heads = 0, tp = 1, tp_rank = 0;
+  std::string expert_parallel = "off";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
@@ -136,6 +138,8 @@ int run(int argc, char** argv) {
     else if (k == "--num-layers") num_layers = std::stoll(v);
     else if (k == "--num-heads") num_heads = std::stoll(v);
     else if (k == "--tp-rank-of") tp = std::stoll(v);
+    else if (k == "--tp-rank") tp_rank = std::stoll(v);
+    else if (k == "--expert-parallel") expert_parallel = v;
     else if (k == "--trace") trace_dir = v;
     else MLA_FAIL("unknown option {}", k);
   }
@@ -165,10 +169,14 @@ int run(int argc, char** argv) {
   options.device = Device::kCUDA;
   options.fused_absorbed_attention = fused_attention == "on";
   options.quantize_in_norms = norm_quant == "on";
-  MLA_CHECK(tp >= 1, "--tp-rank-of must be at least 1, got {}", tp);
-  bench::SoloRankCollectives solo_rank(0, static_cast<int>(tp));
+  MLA_CHECK(tp >= 1 && tp_rank >= 0 && tp_rank < tp, "--tp-rank {} of --tp-rank-of {}", tp_rank, tp);
+  MLA_CHECK(expert_parallel == "on" || expert_parallel == "off", "--expert-parallel must be on or off, got {}",
+            expert_parallel);
+  bench::SoloRankCollectives solo_rank(static_cast<int>(tp_rank), static_cast<int>(tp));
   if (tp > 1) {
-    dummy.shard = options.shard = dist::make_shard_plan(config, dist::ParallelConfig{static_cast<int>(tp), 1, 0});
+    const dist::ParallelConfig parallel{static_cast<int>(tp), 1, static_cast<int>(tp_rank),
+                                        expert_parallel == "on" ? dist::ExpertSplit::kExperts : dist::ExpertSplit::kAuto};
+    dummy.shard = options.shard = dist::make_shard_plan(config, parallel);
     options.tp_group = &solo_rank;
   }
   DeepSeekModel model(config, make_dummy_weights(config, dummy), options);
@@ -236,6 +244,8 @@ int run(int argc, char** argv) {
                        {"num_layers", config.num_hidden_layers},
                        {"num_heads", config.num_attention_heads},
                        {"tp_rank_of", tp},
+                       {"tp_rank", tp_rank},
+                       {"expert_channels", options.shard ? options.shard->expert_channels.size() : 0},
                        {"copy_gbps", copy_gbps},
                        {"results", rows}});
   for (const auto& [b, batch] : traced) {

@@ -7,6 +7,9 @@ void add_dist_options(CLI::App& cmd, dist::LaunchOptions& o) {
       ->check(CLI::PositiveNumber);
   cmd.add_option("--pipeline-parallel-size", o.pp_size, "Pipeline stages (contiguous layer ranges)")
       ->check(CLI::PositiveNumber);
+  cmd.add_flag("--expert-parallel", o.expert_parallel,
+               "Tensor-parallel ranks hold whole routed experts (a share of them) instead of a share of every "
+               "expert's channels");
   cmd.add_option("--nnodes", o.nnodes, "Machines taking part (each started with its --node-rank)")
       ->check(CLI::PositiveNumber);
   cmd.add_option("--node-rank", o.node_rank, "This machine's index in [0, nnodes)")->check(CLI::NonNegativeNumber);

@@ -44,6 +44,15 @@ IndexRange layer_range(const std::vector<int64_t>& costs, int stages, int stage)
   return {begin, end};
 }
 
+bool holds_expert_channels(const DeepSeekConfig& c, const ParallelConfig& parallel) {
+  switch (parallel.expert_split) {
+    case ExpertSplit::kChannels: return true;
+    case ExpertSplit::kExperts: return false;
+    case ExpertSplit::kAuto: break;
+  }
+  return c.moe_intermediate_size % (int64_t{parallel.tp_size} * 128) == 0;
+}
+
 ShardPlan make_shard_plan(const DeepSeekConfig& c, const ParallelConfig& parallel) {
   parallel.validate();
   const int p = parallel.tp_size, r = parallel.tp_rank();
@@ -56,7 +65,13 @@ ShardPlan make_shard_plan(const DeepSeekConfig& c, const ParallelConfig& paralle
   plan.mlp = even_part(c.intermediate_size, p, r, "dense MLP channels");
   plan.shared = c.n_shared_experts > 0 ? even_part(c.shared_intermediate_size(), p, r, "shared-expert channels")
                                        : IndexRange{};
-  plan.experts = even_part(c.n_routed_experts, p, r, "routed experts");
+  if (holds_expert_channels(c, parallel)) {
+    plan.experts = {0, c.n_routed_experts};
+    plan.expert_channels = even_part(c.moe_intermediate_size, p, r, "routed-expert channels");
+  } else {
+    plan.experts = even_part(c.n_routed_experts, p, r, "routed experts");
+    plan.expert_channels = {0, c.moe_intermediate_size};
+  }
   plan.vocab_shard = (c.vocab_size + p - 1) / p;
   plan.vocab = {std::min(c.vocab_size, r * plan.vocab_shard), std::min(c.vocab_size, (r + 1) * plan.vocab_shard)};
   plan.layers = layer_range(layer_costs(c), parallel.pp_size, plan.pp_rank);

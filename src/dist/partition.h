@@ -33,6 +33,15 @@ std::vector<int64_t> layer_costs(const DeepSeekConfig& config);
 // layers, then 13 MoE layers); V3 PP4: 16 + 15 + 15 + 15; equal costs: sizes differ by at most one.
 IndexRange layer_range(const std::vector<int64_t>& costs, int stages, int stage);
 
+// Whether the tensor-parallel ranks split every routed expert's intermediate channels (true) or
+// hold a share of the experts whole (expert parallelism). Channels where each rank's share falls on
+// 128-wide blocks (the FP8 scales; V3 under TP2, TP4, TP8, V2 under TP2, TP4), unless
+// parallel.expert_split says otherwise. Why: at decode a token's 8 experts lie in at most 4 of V3's 8
+// expert groups, i.e. on at most 4 of 8 whole-expert ranks, and the step waits for the rank
+// holding the most of them (bench/NOTES-dist.md, thirty-fifth session); a share of every expert's
+// channels reads the same bytes on every rank.
+bool holds_expert_channels(const DeepSeekConfig& config, const ParallelConfig& parallel);
+
 ShardPlan make_shard_plan(const DeepSeekConfig& config, const ParallelConfig& parallel);
 
 }  // namespace mlaserve::dist

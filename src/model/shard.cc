@@ -18,6 +18,45 @@ Tensor copy_cols(const Tensor& t, int64_t begin, int64_t end) {
   return out;
 }
 
+// [E, 2I, X] -> [E, 2 (c1 - c0), X]: rows [c0, c1) (gate) and [I + c0, I + c1) (up) of every
+// expert, copied (the experts' fused gate_up, or its scale blocks with I, c0, c1 in blocks).
+Tensor cut_expert_gate_up(const Tensor& t, int64_t i, int64_t c0, int64_t c1) {
+  MLA_CHECK(t.ndim() == 3 && t.dim(1) == 2 * i && 0 <= c0 && c0 <= c1 && c1 <= i, "rows [{}, {}) of each half of {}",
+            c0, c1, shape_str(t.shape()));
+  const int64_t e = t.dim(0), w = c1 - c0;
+  const size_t row = static_cast<size_t>(t.dim(2)) * dtype_size(t.dtype());
+  Tensor out = Tensor::empty({e, 2 * w, t.dim(2)}, t.dtype(), t.device());
+  for (int64_t half = 0; half < 2; ++half) {
+    copy_bytes_2d(static_cast<char*>(out.raw()) + half * w * row, 2 * w * row, out.device(),
+                  static_cast<const char*>(t.raw()) + (half * i + c0) * row, 2 * i * row, t.device(), w * row, e);
+  }
+  return out;
+}
+
+// [E, X, I] -> [E, X, c1 - c0]: columns [c0, c1) of every expert's rows, copied.
+Tensor cut_expert_cols(const Tensor& t, int64_t c0, int64_t c1) {
+  const int64_t e = t.dim(0), x = t.dim(1);
+  return copy_cols(t.reshape({e * x, t.dim(2)}), c0, c1).reshape({e, x, c1 - c0});
+}
+
+// Every held expert cut to the intermediate channels [c0, c1); for FP8 the cut must fall on the
+// 128-wide scale blocks.
+void cut_expert_channels(ops::ExpertWeights& e, IndexRange r) {
+  const int64_t im = e.intermediate();
+  if (e.is_fp8()) {
+    const int64_t b = ops::kFp8BlockSize;
+    MLA_CHECK(im % b == 0 && r.begin % b == 0 && r.end % b == 0,
+              "routed-expert channels [{}, {}) of an FP8 expert of {} channels do not align with its 128-wide scale "
+              "blocks: choose a tensor-parallel size that splits the experts on 128-channel boundaries, or expert "
+              "parallelism",
+              r.begin, r.end, im);
+    e.gate_up_scale = cut_expert_gate_up(e.gate_up_scale, im / b, r.begin / b, r.end / b);
+    e.down_scale = cut_expert_cols(e.down_scale, r.begin / b, r.end / b);
+  }
+  e.gate_up = cut_expert_gate_up(e.gate_up, im, r.begin, r.end);
+  e.down = cut_expert_cols(e.down, r.begin, r.end);
+}
+
 void check_fp8_cut(const Linear& w, int64_t begin, int64_t end, int64_t extent, const char* what) {
   if (!w.is_fp8()) return;
   const int64_t b = ops::kFp8BlockSize;
@@ -49,6 +88,7 @@ ShardPlan whole_model_plan(const DeepSeekConfig& c) {
   p.mlp = {0, c.intermediate_size};
   p.shared = {0, c.n_shared_experts > 0 ? c.shared_intermediate_size() : 0};
   p.experts = {0, c.n_routed_experts};
+  p.expert_channels = {0, c.n_routed_experts > 0 ? c.moe_intermediate_size : 0};
   p.vocab = {0, c.vocab_size};
   p.vocab_shard = c.vocab_size;
   p.layers = {0, c.num_hidden_layers};
@@ -58,7 +98,7 @@ ShardPlan whole_model_plan(const DeepSeekConfig& c) {
 bool holds_whole_model(const ShardPlan& p, const DeepSeekConfig& c) {
   const ShardPlan w = whole_model_plan(c);
   return p.heads == w.heads && p.mlp == w.mlp && p.shared == w.shared && p.experts == w.experts &&
-         p.vocab == w.vocab && p.vocab_shard == w.vocab_shard && p.layers == w.layers;
+         p.expert_channels == w.expert_channels && p.vocab == w.vocab && p.vocab_shard == w.vocab_shard && p.layers == w.layers;
 }
 
 Linear linear_cols(const Linear& w, int64_t begin, int64_t end) {
@@ -95,6 +135,7 @@ void shard_layer(LayerWeights& l, const DeepSeekConfig& c, const ShardPlan& plan
         e.down_scale = copy_rows(e.down_scale, e0, e1);
       }
     }
+    if (plan.expert_channels.size() != m.experts.intermediate()) cut_expert_channels(m.experts, plan.expert_channels);
     if (m.shared) m.shared = cut_mlp(*m.shared, plan.shared);
   }
 }

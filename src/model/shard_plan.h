@@ -9,7 +9,10 @@
 //            the latent cache are replicated
 //   mlp      dense MLP intermediate channels: gate/up rows, down columns
 //   shared   shared-expert intermediate channels, split like the dense MLP
-//   experts  routed experts [e0, e1) held whole; the router is replicated
+//   experts  routed experts: all of them, each cut to the intermediate channels [c0, c1)
+//            (expert_channels: gate/up rows, down columns, as the dense MLP), or with expert
+//            parallelism the experts [e0, e1) held whole (dist/partition.h says which); the router
+//            is replicated
 //   vocab    lm_head rows [v0, v1), held as vocab_shard rows (zero rows pad the last shards)
 // After o_proj and after the FFN each rank holds a partial sum: one all-reduce each. The
 // logits of the shards are all-gathered by columns.
@@ -33,6 +36,7 @@ struct ShardPlan {
   IndexRange mlp;                // dense MLP intermediate channels held
   IndexRange shared;             // shared-expert intermediate channels held
   IndexRange experts;            // routed experts held
+  IndexRange expert_channels;    // intermediate channels held of each held routed expert
   IndexRange vocab;              // real lm_head rows held
   int64_t vocab_shard = 0;       // lm_head rows held, padded: ceil(V / tp_size)
   IndexRange layers;             // decoder layers of this pipeline stage
