@@ -9,7 +9,7 @@
 //   decode_step_bench [--preset deepseek-v2-lite] [--context 1024] [--batches 1,8,64,256]
 //                     [--reps 20] [--out bench/results] [--quantization none|fp8]
 //                     [--fused-attention on|off] [--norm-quant on|off] [--num-layers N] [--num-heads N]
-//                     [--tp-rank-of N [--tp-rank R] [--expert-parallel on|off]] [--trace DIR]
+//                     [--tp-rank-of N [--tp-rank R] [--expert-split experts|channels]] [--trace DIR]
 //
 // --quantization fp8: the same dummy weights quantised to block FP8 on the GPU (W8A8 GEMMs,
 // model/quantize_fp8.h); the floor then counts one byte per linear and expert weight.
@@ -25,8 +25,8 @@
 // --num-heads N: the preset's attention with N heads (the heads of one rank of V2 or V3 under
 // tensor parallelism, 128 / TP: the attention kernels a rank runs; the MoE stays whole).
 // --tp-rank-of N: rank R (--tp-rank, default 0) of N tensor-parallel ranks (model/shard_plan.h:
-// 1/N of the heads, the dense MLP and shared-expert channels, the routed experts' channels or,
-// with --expert-parallel on, 1/N of the experts whole, and lm_head), alone on this GPU: its kernels
+// 1/N of the heads, the dense MLP and shared-expert channels, 1/N of the routed experts whole or
+// of every expert's channels (--expert-split), and lm_head), alone on this GPU: its kernels
 // as under --tensor-parallel-size N, less the all-reduces (solo_rank_collectives.h; the values are
 // not the model's). The floor counts the rank's weights (of the routed experts, the expected bytes
 // a rank reads, the same under either split).
@@ -124,7 +124,7 @@ int run(int argc, char** argv) {
   std::string preset = "deepseek-v2-lite", out_dir = "bench/results", batches_arg = "1,8,64,256", quant = "none";
   std::string fused_attention = "on", norm_quant = "on", trace_dir;
   int64_t context = 1024, reps = 20, num_layers = 0, num_heads = 0, tp = 1, tp_rank = 0;
-  std::string expert_parallel = "off";
+  std::string expert_split = "experts";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
@@ -139,7 +139,7 @@ int run(int argc, char** argv) {
     else if (k == "--num-heads") num_heads = std::stoll(v);
     else if (k == "--tp-rank-of") tp = std::stoll(v);
     else if (k == "--tp-rank") tp_rank = std::stoll(v);
-    else if (k == "--expert-parallel") expert_parallel = v;
+    else if (k == "--expert-split") expert_split = v;
     else if (k == "--trace") trace_dir = v;
     else MLA_FAIL("unknown option {}", k);
   }
@@ -170,12 +170,13 @@ int run(int argc, char** argv) {
   options.fused_absorbed_attention = fused_attention == "on";
   options.quantize_in_norms = norm_quant == "on";
   MLA_CHECK(tp >= 1 && tp_rank >= 0 && tp_rank < tp, "--tp-rank {} of --tp-rank-of {}", tp_rank, tp);
-  MLA_CHECK(expert_parallel == "on" || expert_parallel == "off", "--expert-parallel must be on or off, got {}",
-            expert_parallel);
+  MLA_CHECK(expert_split == "experts" || expert_split == "channels", "--expert-split must be experts or channels, got {}",
+            expert_split);
   bench::SoloRankCollectives solo_rank(static_cast<int>(tp_rank), static_cast<int>(tp));
   if (tp > 1) {
     const dist::ParallelConfig parallel{static_cast<int>(tp), 1, static_cast<int>(tp_rank),
-                                        expert_parallel == "on" ? dist::ExpertSplit::kExperts : dist::ExpertSplit::kAuto};
+                                        expert_split == "channels" ? dist::ExpertSplit::kChannels
+                                                                   : dist::ExpertSplit::kExperts};
     dummy.shard = options.shard = dist::make_shard_plan(config, parallel);
     options.tp_group = &solo_rank;
   }

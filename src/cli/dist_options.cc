@@ -1,5 +1,8 @@
 #include "cli/dist_options.h"
 
+#include <map>
+#include <string>
+
 namespace mlaserve::cli {
 
 void add_dist_options(CLI::App& cmd, dist::LaunchOptions& o) {
@@ -7,9 +10,14 @@ void add_dist_options(CLI::App& cmd, dist::LaunchOptions& o) {
       ->check(CLI::PositiveNumber);
   cmd.add_option("--pipeline-parallel-size", o.pp_size, "Pipeline stages (contiguous layer ranges)")
       ->check(CLI::PositiveNumber);
-  cmd.add_flag("--expert-parallel", o.expert_parallel,
-               "Tensor-parallel ranks hold whole routed experts (a share of them) instead of a share of every "
-               "expert's channels");
+  cmd.add_option("--expert-split", o.expert_split,
+                 "How tensor-parallel ranks share the routed experts: 'experts' (a share of them held whole; "
+                 "faster from a few sequences a step) or 'channels' (a share of every expert's channels: the same "
+                 "bytes on every rank, faster single-sequence decode)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, dist::ExpertSplit>{{"experts", dist::ExpertSplit::kExperts},
+                                                   {"channels", dist::ExpertSplit::kChannels}},
+          CLI::ignore_case));
   cmd.add_option("--nnodes", o.nnodes, "Machines taking part (each started with its --node-rank)")
       ->check(CLI::PositiveNumber);
   cmd.add_option("--node-rank", o.node_rank, "This machine's index in [0, nnodes)")->check(CLI::NonNegativeNumber);

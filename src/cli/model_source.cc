@@ -90,6 +90,12 @@ DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
     if (!dist) return std::nullopt;
     MLA_CHECK(gpu, "a model split across ranks runs one process per GPU: give --device cuda");
     model_options.shard = dist::make_shard_plan(config, dist->parallel());
+    const int64_t channels = model_options.shard->expert_channels.size();
+    MLA_CHECK(channels == config.moe_intermediate_size || channels % 128 == 0,
+              "--expert-split channels: each rank's {} of the routed experts' {} channels is not a multiple of 128, "
+              "as the GPU's expert kernels need; choose a tensor-parallel size that splits them so, or "
+              "--expert-split experts",
+              channels, config.moe_intermediate_size);
     model_options.tp_group = dist->tp_group();
     model_options.pp_group = dist->pp_group();
     return model_options.shard;

@@ -104,8 +104,7 @@ std::unique_ptr<DistContext> DistContext::join(const LaunchOptions& o, int rank,
 #else
   std::unique_ptr<DistContext> ctx(new DistContext());
   ctx->options_ = o;
-  ctx->parallel_ = ParallelConfig{o.tp_size, o.pp_size, rank,
-                                  o.expert_parallel ? ExpertSplit::kExperts : ExpertSplit::kAuto};
+  ctx->parallel_ = ParallelConfig{o.tp_size, o.pp_size, rank, o.expert_split};
   ctx->parallel_.validate();
   setenv("NCCL_NVLS_ENABLE", "0", 1);
   MLA_CUDA_CHECK(cudaSetDevice(local_rank));

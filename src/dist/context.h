@@ -42,7 +42,7 @@ namespace mlaserve::dist {
 struct LaunchOptions {
   int tp_size = 1;   // --tensor-parallel-size
   int pp_size = 1;   // --pipeline-parallel-size
-  bool expert_parallel = false;  // --expert-parallel (ParallelConfig::expert_parallel)
+  ExpertSplit expert_split = ExpertSplit::kExperts;  // --expert-split (ParallelConfig::expert_split)
   int nnodes = 1;    // --nnodes: machines
   int node_rank = 0; // --node-rank: this machine
   std::string master_addr = "127.0.0.1";  // --master-addr: rank 0's machine

@@ -10,16 +10,16 @@
 
 namespace mlaserve::dist {
 
-// How tensor-parallel ranks share the routed experts (make_shard_plan, dist/partition.h): a share
-// of every expert's intermediate channels, or a share of the experts held whole (expert
-// parallelism); kAuto: channels where they split on 128-wide blocks (holds_expert_channels).
-enum class ExpertSplit { kAuto, kChannels, kExperts };
+// How tensor-parallel ranks share the routed experts (--expert-split; make_shard_plan,
+// dist/partition.h): a share of the experts held whole (expert parallelism), or a share of every
+// expert's intermediate channels.
+enum class ExpertSplit { kExperts, kChannels };
 
 struct ParallelConfig {
   int tp_size = 1;  // --tensor-parallel-size
   int pp_size = 1;  // --pipeline-parallel-size
   int rank = 0;     // global rank in [0, world_size())
-  ExpertSplit expert_split = ExpertSplit::kAuto;  // kExperts: --expert-parallel
+  ExpertSplit expert_split = ExpertSplit::kExperts;  // --expert-split
 
   int world_size() const { return tp_size * pp_size; }
   int tp_rank() const { return rank % tp_size; }

@@ -44,15 +44,6 @@ IndexRange layer_range(const std::vector<int64_t>& costs, int stages, int stage)
   return {begin, end};
 }
 
-bool holds_expert_channels(const DeepSeekConfig& c, const ParallelConfig& parallel) {
-  switch (parallel.expert_split) {
-    case ExpertSplit::kChannels: return true;
-    case ExpertSplit::kExperts: return false;
-    case ExpertSplit::kAuto: break;
-  }
-  return c.moe_intermediate_size % (int64_t{parallel.tp_size} * 128) == 0;
-}
-
 ShardPlan make_shard_plan(const DeepSeekConfig& c, const ParallelConfig& parallel) {
   parallel.validate();
   const int p = parallel.tp_size, r = parallel.tp_rank();
@@ -65,7 +56,7 @@ ShardPlan make_shard_plan(const DeepSeekConfig& c, const ParallelConfig& paralle
   plan.mlp = even_part(c.intermediate_size, p, r, "dense MLP channels");
   plan.shared = c.n_shared_experts > 0 ? even_part(c.shared_intermediate_size(), p, r, "shared-expert channels")
                                        : IndexRange{};
-  if (holds_expert_channels(c, parallel)) {
+  if (parallel.expert_split == ExpertSplit::kChannels) {
     plan.experts = {0, c.n_routed_experts};
     plan.expert_channels = even_part(c.moe_intermediate_size, p, r, "routed-expert channels");
   } else {

@@ -33,15 +33,15 @@ std::vector<int64_t> layer_costs(const DeepSeekConfig& config);
 // layers, then 13 MoE layers); V3 PP4: 16 + 15 + 15 + 15; equal costs: sizes differ by at most one.
 IndexRange layer_range(const std::vector<int64_t>& costs, int stages, int stage);
 
-// Whether the tensor-parallel ranks split every routed expert's intermediate channels (true) or
-// hold a share of the experts whole (expert parallelism). Channels where each rank's share falls on
-// 128-wide blocks (the FP8 scales; V3 under TP2, TP4, TP8, V2 under TP2, TP4), unless
-// parallel.expert_split says otherwise. Why: at decode a token's 8 experts lie in at most 4 of V3's 8
-// expert groups, i.e. on at most 4 of 8 whole-expert ranks, and the step waits for the rank
-// holding the most of them (bench/NOTES-dist.md, thirty-fifth session); a share of every expert's
-// channels reads the same bytes on every rank.
-bool holds_expert_channels(const DeepSeekConfig& config, const ParallelConfig& parallel);
-
+// Rank `parallel.rank`'s share: 1/tp of the heads, the dense MLP and shared-expert channels and
+// the vocabulary, of the routed experts as parallel.expert_split says, and its stage's layers.
+// Routed experts: whole experts a rank (kExperts) read a token's experts on the ranks that hold
+// them, at most 4 of 8 under V3's group-limited routing, so that a decode step of few tokens waits
+// for the rank holding the most; a share of every expert's channels (kChannels) reads the same bytes
+// on every rank. On one H200, a V3 FP8 TP8 rank alone (no all-reduces, bench/NOTES-dist.md,
+// thirty-fifth session): channels take the step at batch 1 from 5.4-6.2 ms (whole experts, by
+// rank) to 5.36, tie at 2-4 and lose from 8 (14.9 against 11.8-12.3 ms; 64: 39.4 against 26.5-31.6)
+// on their many narrow expert GEMMs.
 ShardPlan make_shard_plan(const DeepSeekConfig& config, const ParallelConfig& parallel);
 
 }  // namespace mlaserve::dist

@@ -58,6 +58,25 @@ TEST(Partition, TensorParallelSharesTileTheModel) {
   }
 }
 
+TEST(Partition, ExpertChannelSharesTileEveryExpert) {
+  for (const char* name : {"deepseek-v2-lite", "deepseek-v3"}) {
+    const DeepSeekConfig c = preset_config(name);
+    for (int tp : {2, 4, 8}) {
+      SCOPED_TRACE(std::string(name) + " tp" + std::to_string(tp));
+      std::vector<IndexRange> channels;
+      for (int r = 0; r < tp; ++r) {
+        const ShardPlan p = make_shard_plan(c, ParallelConfig{tp, 1, r, ExpertSplit::kChannels});
+        EXPECT_EQ(p.experts, (IndexRange{0, c.n_routed_experts}));  // every expert, cut
+        channels.push_back(p.expert_channels);
+        const ShardPlan whole = make_shard_plan(c, ParallelConfig{tp, 1, r});  // the default: whole experts
+        EXPECT_EQ(whole.expert_channels, (IndexRange{0, c.moe_intermediate_size}));
+        EXPECT_EQ(whole.experts.size(), c.n_routed_experts / tp);
+      }
+      expect_tiles(channels, c.moe_intermediate_size, "expert channels");
+    }
+  }
+}
+
 TEST(Partition, OneRankHoldsTheWholeModel) {
   for (const char* name : {"deepseek-v2-lite", "deepseek-v3"}) {
     const DeepSeekConfig c = preset_config(name);

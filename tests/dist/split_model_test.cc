@@ -1,6 +1,7 @@
 // A tiny model split over threads (LocalCollectives) on the CPU backend gives the logits of the
-// whole model: tensor parallelism (heads, MLP channels, experts, vocabulary), pipeline stages,
-// and both, over batches that mix prefill, chunked prefill with cached context, and decode.
+// whole model: tensor parallelism (heads, MLP channels, routed experts whole or their channels,
+// vocabulary), pipeline stages, and both, over batches that mix prefill, chunked prefill with cached
+// context, and decode.
 //
 // Tolerance: the split and the whole model compute in f32 from the same weights; they differ
 // only in the order of the partial sums (o_proj, FFN: ~1e-7 relative per sum), which three
@@ -16,6 +17,7 @@
 #include "dist/local_collectives.h"
 #include "dist/partition.h"
 #include "dist/step_runner.h"
+#include "model/dummy.h"
 #include "model/shard.h"
 #include "../model/tiny_models.h"
 
@@ -77,7 +79,7 @@ DeepSeekModel rank_model(const DeepSeekConfig& config, const Checkpoint& ckpt, c
   return DeepSeekModel(config, load_weights(ckpt, config, load), options);
 }
 
-std::vector<std::vector<Tensor>> run_split(const std::string& name, int tp, int pp) {
+std::vector<std::vector<Tensor>> run_split(const std::string& name, int tp, int pp, ExpertSplit experts) {
   const std::string dir = testing::tiny_model_dir(name);
   const DeepSeekConfig config = load_deepseek_config(dir + "/config.json");
   const Checkpoint ckpt = Checkpoint::open(dir);
@@ -90,7 +92,7 @@ std::vector<std::vector<Tensor>> run_split(const std::string& name, int tp, int 
   for (int rank = 0; rank < tp * pp; ++rank) {
     threads.emplace_back([&, rank] {
       try {
-        const ParallelConfig pc{tp, pp, rank};
+        const ParallelConfig pc{tp, pp, rank, experts};
         LocalCollectives tp_comm(tp_groups[static_cast<size_t>(pc.pp_rank())], pc.tp_rank());
         LocalCollectives pp_comm(pp_groups[static_cast<size_t>(pc.tp_rank())], pc.pp_rank());
         DeepSeekModel model = rank_model(config, ckpt, pc, tp_comm, pp_comm);
@@ -113,16 +115,19 @@ std::vector<std::vector<Tensor>> run_split(const std::string& name, int tp, int 
 struct Split {
   std::string model;
   int tp, pp;
+  ExpertSplit experts = ExpertSplit::kExperts;
 };
 
-void PrintTo(const Split& s, std::ostream* os) { *os << s.model << " tp" << s.tp << " pp" << s.pp; }
+void PrintTo(const Split& s, std::ostream* os) {
+  *os << s.model << " tp" << s.tp << " pp" << s.pp << (s.experts == ExpertSplit::kChannels ? " expert channels" : "");
+}
 
 class SplitModel : public ::testing::TestWithParam<Split> {};
 
 TEST_P(SplitModel, LogitsEqualTheWholeModel) {
   const Split s = GetParam();
   const std::vector<Tensor> want = run_whole(s.model);
-  const auto got = run_split(s.model, s.tp, s.pp);
+  const auto got = run_split(s.model, s.tp, s.pp, s.experts);
   for (int r = 0; r < s.tp; ++r) {
     ASSERT_EQ(got[static_cast<size_t>(r)].size(), want.size()) << "tp rank " << r;
     for (size_t step = 0; step < want.size(); ++step) {
@@ -144,9 +149,12 @@ INSTANTIATE_TEST_SUITE_P(
     Tiny, SplitModel,
     ::testing::Values(Split{"tiny-v2-lite", 2, 1}, Split{"tiny-v2", 2, 1}, Split{"tiny-v2", 4, 1},
                       Split{"tiny-v3", 2, 1}, Split{"tiny-v3-fp8", 2, 1}, Split{"tiny-v3", 1, 2},
-                      Split{"tiny-v2", 1, 3}, Split{"tiny-v2", 2, 2}),
+                      Split{"tiny-v2", 1, 3}, Split{"tiny-v2", 2, 2},
+                      Split{"tiny-v2-lite", 2, 1, ExpertSplit::kChannels}, Split{"tiny-v2", 4, 1, ExpertSplit::kChannels},
+                      Split{"tiny-v3", 2, 1, ExpertSplit::kChannels}, Split{"tiny-v2", 2, 2, ExpertSplit::kChannels}),
     [](const ::testing::TestParamInfo<Split>& info) {
-      std::string n = info.param.model + "_tp" + std::to_string(info.param.tp) + "_pp" + std::to_string(info.param.pp);
+      std::string n = info.param.model + "_tp" + std::to_string(info.param.tp) + "_pp" + std::to_string(info.param.pp) +
+                      (info.param.experts == ExpertSplit::kChannels ? "_expert_channels" : "");
       for (char& c : n) c = c == '-' ? '_' : c;
       return n;
     });
@@ -232,6 +240,81 @@ TEST(ShardWeights, SharesAreCutsOfTheFullWeights) {
   EXPECT_EQ(at(pm.shared->down.weight, 4, 1), at(fm.shared->down.weight, 4, 3 * q + 1));
   EXPECT_EQ(at(part.lm_head, 10, 3), at(full.lm_head, 768 + 10, 3));
   EXPECT_EQ(part.layers[0].mlp->down.weight.shape(), (Shape{c.hidden_size, c.intermediate_size / 4}));
+}
+
+// With the routed experts split by channels, a rank holds every expert, each cut to its channels:
+// gate rows [c0, c1), up rows [Im + c0, Im + c1), down columns [c0, c1) of the full weights.
+TEST(ShardWeights, ExpertChannelSharesAreCutsOfEveryExpert) {
+  const std::string dir = testing::tiny_model_dir("tiny-v2");
+  const DeepSeekConfig c = load_deepseek_config(dir + "/config.json");
+  const Checkpoint ckpt = Checkpoint::open(dir);
+  const ModelWeights full = load_weights(ckpt, c, {});
+  LoadOptions load;
+  load.shard = make_shard_plan(c, ParallelConfig{4, 1, 3, ExpertSplit::kChannels});
+  const int64_t im = c.moe_intermediate_size, w = im / 4, c0 = 3 * w;
+  ASSERT_EQ(load.shard->experts, (IndexRange{0, c.n_routed_experts}));
+  ASSERT_EQ(load.shard->expert_channels, (IndexRange{c0, im}));
+  const ModelWeights part = load_weights(ckpt, c, load);
+  const ops::ExpertWeights& f = full.layers[1].moe->experts;
+  const ops::ExpertWeights& g = part.layers[1].moe->experts;
+  ASSERT_EQ(g.gate_up.shape(), (Shape{c.n_routed_experts, 2 * w, c.hidden_size}));
+  ASSERT_EQ(g.down.shape(), (Shape{c.n_routed_experts, c.hidden_size, w}));
+  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+    for (int64_t j = 0; j < w; ++j) {
+      for (int64_t h : {int64_t{0}, c.hidden_size - 1}) {
+        const auto gu = [&](const Tensor& t, int64_t row) { return t.data<float>()[(e * t.dim(1) + row) * t.dim(2) + h]; };
+        ASSERT_EQ(gu(g.gate_up, j), gu(f.gate_up, c0 + j)) << "expert " << e << " gate row " << j;
+        ASSERT_EQ(gu(g.gate_up, w + j), gu(f.gate_up, im + c0 + j)) << "expert " << e << " up row " << j;
+        ASSERT_EQ(g.down.data<float>()[(e * c.hidden_size + h) * w + j], f.down.data<float>()[(e * c.hidden_size + h) * im + c0 + j])
+            << "expert " << e << " down column " << j;
+      }
+    }
+  }
+}
+
+// FP8 experts cut by channels take their scale blocks along: [E, 2 Im / 128, H / 128] gate_up scales
+// keep block rows c0 / 128 .. of each half, the down scales block columns; dummy weights drawn for a
+// share equal the same cut of the whole model's (model/dummy.h). A cut inside a 128-wide block fails
+// with a message.
+TEST(ShardWeights, Fp8ExpertChannelSharesKeepTheirScaleBlocks) {
+  DeepSeekConfig c = load_deepseek_config(testing::tiny_model_dir("tiny-v3-fp8") + "/config.json");
+  c.moe_intermediate_size = 512;  // 4 blocks: TP2 ranks hold 2 each
+  c.num_attention_heads = 4;       // 2 a rank: q_b_proj's 384 rows and o_proj's 256 columns on whole blocks
+  DummyOptions d;
+  d.seed = 3;
+  d.fp8 = true;
+  const ModelWeights full = make_dummy_weights(c, d);
+  d.shard = make_shard_plan(c, ParallelConfig{2, 1, 1, ExpertSplit::kChannels});
+  const ModelWeights part = make_dummy_weights(c, d);
+  const int64_t layer = c.first_k_dense_replace;
+  const ops::ExpertWeights& f = full.layers[static_cast<size_t>(layer)].moe->experts;
+  const ops::ExpertWeights& g = part.layers[static_cast<size_t>(layer)].moe->experts;
+  ASSERT_TRUE(g.is_fp8());
+  const int64_t hb = f.gate_up_scale.dim(2);
+  ASSERT_EQ(g.gate_up_scale.shape(), (Shape{c.n_routed_experts, 4, hb}));
+  ASSERT_EQ(g.down_scale.shape(), (Shape{c.n_routed_experts, f.down_scale.dim(1), 2}));
+  const float* fs = f.gate_up_scale.data<float>();
+  const float* gs = g.gate_up_scale.data<float>();
+  const float* fd = f.down_scale.data<float>();
+  const float* gd = g.down_scale.data<float>();
+  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+    for (int64_t r = 0; r < 2; ++r) {
+      EXPECT_EQ(gs[(e * 4 + r) * hb], fs[(e * 8 + 2 + r) * hb]) << "gate block " << r;
+      EXPECT_EQ(gs[(e * 4 + 2 + r) * hb], fs[(e * 8 + 4 + 2 + r) * hb]) << "up block " << r;
+      EXPECT_EQ(gd[(e * f.down_scale.dim(1)) * 2 + r], fd[(e * f.down_scale.dim(1)) * 4 + 2 + r]) << "down block " << r;
+    }
+  }
+  EXPECT_EQ(std::memcmp(static_cast<const char*>(g.down.raw()) + 5, static_cast<const char*>(f.down.raw()) + 256 + 5, 100), 0)
+      << "expert 0's first down row, columns 256 ..";
+
+  c.moe_intermediate_size = 128;  // TP2 would cut its one block in two
+  d.shard = make_shard_plan(c, ParallelConfig{2, 1, 0, ExpertSplit::kChannels});
+  try {
+    make_dummy_weights(c, d);
+    ADD_FAILURE() << "a cut inside a scale block must fail";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("128-wide scale blocks"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -358,7 +358,8 @@ INSTANTIATE_TEST_SUITE_P(GoldenTp4, TinySplit,
 
 // Dummy weights at a released model's shapes: the logits of 4 prompts (200, 37, 1 and 120
 // tokens) and 4 decode steps, one GPU against each layout of this world.
-void dummy_model_vs_one_gpu(const DeepSeekConfig& config, uint64_t seed) {
+void dummy_model_vs_one_gpu(const DeepSeekConfig& config, uint64_t seed,
+                            ExpertSplit experts = ExpertSplit::kExperts) {
   DummyOptions d;
   d.seed = seed;
   d.weight_dtype = DType::kBF16;  // block FP8 when config.fp8 (filled in BF16 and quantised on the GPU)
@@ -379,7 +380,7 @@ void dummy_model_vs_one_gpu(const DeepSeekConfig& config, uint64_t seed) {
                                                     : std::vector<SplitKind>{{4, 1}, {2, 2}, {1, 4}};
   for (SplitKind kind : kinds) {
     std::printf("[rank %d] tp %d pp %d\n", rank(), kind.tp, kind.pp);
-    d.shard = make_shard_plan(config, ParallelConfig{kind.tp, kind.pp, rank()});
+    d.shard = make_shard_plan(config, ParallelConfig{kind.tp, kind.pp, rank(), experts});
     DeepSeekModel model(config, make_dummy_weights(config, d), gpu_options(d.shard));
     const GreedyRun split = split_run(model, step_groups(kind), prompts, 4, one.whole);
     expect_same(split, one.for_layout(kind.pp), dummy_bounds(kind, config.fp8.has_value()));
@@ -412,6 +413,14 @@ TEST(DummyModels, V3FourLayersBf16WithinToleranceOfOneGpu) {
 TEST(DummyModels, V3FourLayersFp8WithinToleranceOfOneGpu) {
   REQUIRE_WORLD(g_world);
   dummy_model_vs_one_gpu(v3_four_layers(true), 13);
+}
+
+// The routed experts split by channels (--expert-split channels): each TP rank holds every expert's
+// 2048 / tp channels (whole 128-channel scale blocks), its partial expert outputs summed with the
+// rest of the FFN's.
+TEST(DummyModels, V3FourLayersFp8ExpertChannelsWithinToleranceOfOneGpu) {
+  REQUIRE_WORLD(g_world);
+  dummy_model_vs_one_gpu(v3_four_layers(true), 13, ExpertSplit::kChannels);
 }
 
 // ---- The engine over a pipeline, steps in flight ------------------------------------------

@@ -242,6 +242,10 @@ TEST_F(MoeExpertsCuda, V3) { check_model(kV3, 10, {1, 64, 1024, 4096}); }
 // The grouped GEMV at V3's shape (check_gemv_model; K 7168: 14 units a warp, 7 steps).
 TEST_F(MoeExpertsCuda, V3Gemv) { check_gemv_model(kV3); }
 
+// A rank's channel share of every expert (--expert-split channels): V2 under TP4, V3 under TP8.
+TEST_F(MoeExpertsCuda, V2Tp4ChannelShare) { check_model(testing::kV2Tp4Channels, 40, {1, 8, 64, 1024}); }
+TEST_F(MoeExpertsCuda, V3Tp8ChannelShareGemv) { check_gemv_model(testing::kV3Tp8Channels); }
+
 // The 192 x 128 wgmma tile (kWgmmaM192) forced at V2-Lite (all 64 experts with weights, 1.1 GB;
 // gate_up 22 N tiles of 64 channels, down 16 of 128 columns): the prefill step of 1600 tokens (P
 // 9600) routed at random (k distinct experts a token: ~150 rows an expert, mostly one M tile

@@ -114,6 +114,11 @@ TEST_F(MoeFp8Cuda, V3Gemv) { check_gemv_model(kV3); }
 // it would add are those of 1024 rows, repeated.
 TEST_F(MoeFp8Cuda, V3) { check_model(kV3, 10, {1, 64, 1024}); }
 
+// A V3 rank's channel share of every expert under TP8 (K = 256 in down: two scale blocks): the
+// GEMV, the decode tiles and the wgmma kernel.
+TEST_F(MoeFp8Cuda, V3Tp8ChannelShare) { check_model(testing::kV3Tp8Channels, 64, {1, 8, 64, 1024}); }
+TEST_F(MoeFp8Cuda, V3Tp8ChannelShareGemv) { check_gemv_model(testing::kV3Tp8Channels); }
+
 // The quantised-rows path (check_quantized_rows) at a V2-Lite prefill step (T 1600, P 9600: the
 // case measured, NOTES-engine) and at V3's shapes (T 700, P 5600), bit for bit against the bf16
 // rows' path; and at the GEMV's limit the dispatch keeps the bf16 rows (the GEMV quantises itself).

@@ -19,6 +19,10 @@ struct MoeShape {
 inline constexpr MoeShape kV2Lite{64, 2048, 1408, 6};
 inline constexpr MoeShape kV3{256, 7168, 2048, 8};
 inline constexpr MoeShape kSmall{8, 512, 256, 2};
+// One rank's routed experts under tensor parallelism with --expert-split channels: every expert,
+// each cut to its share of the channels (V3 under TP8: 2048 / 8; V2 under TP4: 1536 / 4).
+inline constexpr MoeShape kV3Tp8Channels{256, 7168, 256, 8};
+inline constexpr MoeShape kV2Tp4Channels{160, 5120, 384, 6};
 
 // Every expert, 0 .. num_experts - 1.
 inline std::vector<int64_t> all_experts(int64_t num_experts) {
