@@ -10,6 +10,9 @@
 //      (moe_router.cuh, the code of moe_route_kernel: the same ids and weights bit for bit),
 //      writing weights and expert_ids; lane j < k also keeps the pair's bucket in shared memory
 //      (its expert, or E for an id outside [0, E), as moe_group_by_expert_kernel sorts them).
+//      With sigmoid scores and groups of 32 experts (V3, R1) the warps share each token's groups
+//      instead (route_tokens_by_groups: the same outputs, a V3 token in a fraction of one warp's
+//      time).
 //   2. grouping: thread p < P finds its pair's position in the stable order by bucket, the
 //      number of pairs with a lower bucket or the same bucket and a lower index, and writes
 //      sorted_pairs and sorted_tokens there; thread e <= E writes expert_offsets[e], the number of
@@ -94,11 +97,16 @@ __device__ __forceinline__ void route_group_gather_cta(const MoeRouteGatherParam
   const MoeRouteParams& r = p.route;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
 
-  // 1. routing
-  for (int64_t t = warp; t < r.tokens; t += kWarps) {
-    const int32_t id = route_token<kPerLane>(r, t, scratch[warp], lane);
-    if (lane < r.top_k) bucket[t * r.top_k + lane] = id >= 0 && id < r.experts ? id : r.experts;
-    __syncwarp();  // the next token reuses the warp's scratch
+  // 1. routing: a token a warp, or V3's groups over the warps (route_tokens_by_groups)
+  if (routes_by_groups(r, kWarps)) {
+    __shared__ RouterGroupPicks picks[kGroupRouteMaxTasks];
+    route_tokens_by_groups<kWarps>(r, scratch, picks, bucket);
+  } else {
+    for (int64_t t = warp; t < r.tokens; t += kWarps) {
+      const int32_t id = route_token<kPerLane>(r, t, scratch[warp], lane);
+      if (lane < r.top_k) bucket[t * r.top_k + lane] = id >= 0 && id < r.experts ? id : r.experts;
+      __syncwarp();  // the next token reuses the warp's scratch
+    }
   }
   __syncthreads();
 

@@ -310,4 +310,125 @@ __device__ __forceinline__ int32_t route_token(const MoeRouteParams& p, int64_t 
   return my_id;
 }
 
+
+// ---- Group-parallel routing of a few tokens (the decode steps' routing CTA) --------------------
+//
+// route_token gives one token to one warp. With sigmoid scores and groups of 32 experts (V3, R1:
+// 8 groups of 32, top-8 of 256) that warp holds 8 experts a lane and runs every step over all of
+// them: ~9,400 cycles a token on an H200 (the note at the top), on the decode step's serial path
+// once a MoE layer while the routing CTA's other warps wait. route_tokens_by_groups spreads a
+// token's groups over the CTA's warps instead, warp w taking the (token, group) tasks w, w +
+// kWarps, ... (lane l: expert 32 g + l), in three phases split by __syncthreads:
+//   A. s = sigmoid(logit), b = s + bias, the group's score (its max, or the sum of its two largest
+//      b), as route_token's steps 1-3 compute them;
+//   B. the group kept or not (fewer than K groups rank before it, route_token's rule), b = -inf
+//      outside the kept groups, then the group's k largest ranks (route_token's 64-bit ranks: b's
+//      key, then the complement of the index) by k rounds of two reduxes;
+//   C. warp t takes token t's G·k candidates (two a lane for V3) through route_token's k rounds of
+//      step 4, then its step 5 (the weights s[id], normalised in j order, scaled).
+// The ranks are a strict total order, so the k largest of all E experts are the k largest of the
+// groups' k largest each (k <= 32, a group's size): the same ids in the same order as route_token,
+// and the same weights bit for bit (the same fp32 operations on the same values). Token t's
+// scores live in sh[t] (the caller's per-warp scratch, T <= kWarps); picks[T·G] holds each task's
+// ranks.
+inline constexpr int kGroupRouteMaxTasks = 64;  // T·G
+inline constexpr int kGroupRouteMaxK = 8;
+inline constexpr int kGroupRouteMaxCandidates = 64;  // G·k a token: two a lane in phase C
+
+struct RouterGroupPicks {
+  uint64_t rank[kGroupRouteMaxK];  // the group's k largest ranks, largest first
+};
+
+// Whether route_tokens_by_groups takes p's tokens with kWarps warps.
+__device__ __forceinline__ bool routes_by_groups(const MoeRouteParams& p, int warps) {
+  return p.sigmoid && p.group_score != RouterGroupScore::kNone && p.experts == 32 * p.groups &&
+         p.top_k <= kGroupRouteMaxK && p.groups * p.top_k <= kGroupRouteMaxCandidates && p.tokens <= warps &&
+         p.tokens * p.groups <= kGroupRouteMaxTasks;
+}
+
+// Writes p.weights and p.expert_ids of every token and, when bucket is not null, bucket[t·k + j] =
+// the j-th expert of token t (E if outside [0, E), as route_group_gather_cta keeps it). Every thread
+// of the CTA (kWarps warps) calls it; routes_by_groups(p, kWarps) holds.
+template <int kWarps>
+__device__ __forceinline__ void route_tokens_by_groups(const MoeRouteParams& p, RouterWarpScratch* sh,
+                                                       RouterGroupPicks* picks, int32_t* bucket) {
+  const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
+  const int groups = p.groups, k = p.top_k, tasks = static_cast<int>(p.tokens) * groups;
+
+  // A. scores, selection scores, group scores
+  for (int task = warp; task < tasks; task += kWarps) {
+    const int t = task / groups, g = task % groups, e = 32 * g + lane;
+    float s[1] = {-p.logits[route_source_row(p, t, lane) * p.experts + e]};
+    exp_rn(s);
+    const float score = 1.0f / (1.0f + s[0]);
+    const float b = p.bias != nullptr ? score + p.bias[e] : score;
+    sh[t].s[e] = score;
+    sh[t].b[e] = b;
+    const uint32_t key = router_key(b);
+    const uint32_t top = __reduce_max_sync(0xffffffffu, key);
+    float group = router_key_value(top);
+    if (p.group_score == RouterGroupScore::kTopTwoSum) {
+      const int first = __ffs(__ballot_sync(0xffffffffu, key == top)) - 1;
+      group += router_key_value(__reduce_max_sync(0xffffffffu, lane == first ? 0u : key));
+    }
+    if (lane == 0) sh[t].group[g] = group;
+  }
+  __syncthreads();
+
+  // B. kept or not, then the group's k largest ranks
+  for (int task = warp; task < tasks; task += kWarps) {
+    const int t = task / groups, g = task % groups, e = 32 * g + lane;
+    const float mine = sh[t].group[g];
+    int ahead = 0;
+    for (int h = 0; h < groups; ++h) ahead += ranks_before(sh[t].group[h], h, mine, g) ? 1 : 0;
+    const float b = ahead < p.kept_groups ? sh[t].b[e] : -INFINITY;
+    uint64_t rank = uint64_t{router_key(b)} << 32 | ~static_cast<uint32_t>(e);
+    for (int j = 0; j < k; ++j) {
+      const uint32_t key = static_cast<uint32_t>(rank >> 32);
+      const uint32_t top = __reduce_max_sync(0xffffffffu, key);
+      const uint32_t low = __reduce_max_sync(0xffffffffu, key == top ? static_cast<uint32_t>(rank) : 0u);
+      if (lane == 0) picks[task].rank[j] = uint64_t{top} << 32 | low;
+      if (key == top && static_cast<uint32_t>(rank) == low) rank = 0;
+    }
+  }
+  __syncthreads();
+
+  // C. token t's k largest of its groups' candidates, then the weights
+  for (int t = warp; t < p.tokens; t += kWarps) {
+    const int candidates = groups * k;
+    uint64_t rank[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int c = lane + 32 * i;
+      rank[i] = c < candidates ? picks[t * groups + c / k].rank[c % k] : 0u;
+    }
+    int32_t my_id = 0;  // lane j < k: the j-th selection
+    for (int j = 0; j < k; ++j) {
+      const uint64_t head = rank[1] > rank[0] ? rank[1] : rank[0];
+      const uint32_t key = static_cast<uint32_t>(head >> 32);
+      const uint32_t top = __reduce_max_sync(0xffffffffu, key);
+      const uint32_t low = __reduce_max_sync(0xffffffffu, key == top ? static_cast<uint32_t>(head) : 0u);
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        if (rank[i] == (uint64_t{top} << 32 | low)) rank[i] = 0;
+      }
+      if (lane == j) my_id = static_cast<int32_t>(~low);
+    }
+    float w = lane < k ? sh[t].s[my_id] : 0.0f;
+    if (p.normalize) {
+      if (lane < k) sh[t].group[lane] = w;  // (phase B's reads of the group scores are behind the barrier)
+      __syncwarp();
+      float sum = 0.0f;
+      for (int j = 0; j < k; ++j) sum += sh[t].group[j];
+      w /= sum + 1e-20f;
+    }
+    if (p.scale) w *= p.routed_scaling_factor;
+    if (lane < k) {
+      p.weights[t * k + lane] = w;
+      p.expert_ids[t * k + lane] = my_id;
+      if (bucket != nullptr) bucket[t * k + lane] = my_id >= 0 && my_id < p.experts ? my_id : p.experts;
+    }
+  }
+}
+
 }  // namespace mlaserve::ops::gpu

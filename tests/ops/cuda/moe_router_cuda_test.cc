@@ -191,7 +191,7 @@ class MoeRouteGatherCuda : public CudaOpTest {
   // `padding` > 0: the last `padding` rows have slot -1 (RouterParams::row_slots; the others 0, 1, ..),
   // so they are routed as the real rows on both sides.
   void check(const RouterParams& routing, int64_t t, int64_t e, int64_t h, uint64_t seed, float grid = 0.0f,
-             int64_t padding = 0) {
+             int64_t padding = 0, float bias_mean = 0.0f) {
     std::mt19937_64 rng(seed);
     RouterParams params = routing, cpu_params = routing;
     if (padding > 0) {
@@ -201,7 +201,7 @@ class MoeRouteGatherCuda : public CudaOpTest {
       std::copy(slots.begin(), slots.end(), cpu_params.row_slots.data<int64_t>());
       params.row_slots = cpu_params.row_slots.to(Device::kCUDA);
     }
-    const auto [logits, bias] = random_router_inputs(params, t, e, rng, grid);
+    const auto [logits, bias] = random_router_inputs(params, t, e, rng, grid, bias_mean);
     const Tensor x = testing::random_tensor({t, h}, DType::kBF16, rng);
     const int64_t k = params.top_k;
     const std::string where = "T " + std::to_string(t) + " E " + std::to_string(e) + " k " + std::to_string(k) +
@@ -279,6 +279,26 @@ TEST_F(MoeRouteGatherCuda, V2DecodeBatches) {
 TEST_F(MoeRouteGatherCuda, V3DecodeBatches) {
   for (int64_t t : {1, 4, 8, 9}) check(v3(), t, 256, 7168, 150 + t);
   check(v3(), 8, 256, 7168, 160, 4.0f);  // ties
+}
+
+// Sigmoid routing over groups of 32 experts, which the one kernel spreads over its warps
+// (route_tokens_by_groups) where the two ops' kernel routes a token a warp (route_token): the
+// same bits are asked for. V3 with an all-negative bias (every b below 0: the -inf of the groups
+// left out must rank below them), without normalisation, on a coarse grid (equal group scores
+// and equal b decided by the lower index), 7 tokens (56 warp tasks over 16 warps); and 64
+// experts in 2 groups of 32, one kept, top-4.
+TEST_F(MoeRouteGatherCuda, GroupsOverWarps) {
+  check(v3(), 1, 256, 7168, 180, 0.0f, 0, -3.0f);
+  check(v3(), 8, 256, 7168, 181, 0.0f, 0, -3.0f);
+  check(v3(/*norm_topk_prob=*/false), 2, 256, 7168, 182);
+  check(v3(), 1, 256, 64, 183, 1.0f);
+  check(v3(), 7, 256, 64, 184, 2.0f);
+  RouterParams two_groups = v3();
+  two_groups.n_group = 2;
+  two_groups.topk_group = 1;
+  two_groups.top_k = 4;
+  check(two_groups, 3, 64, 64, 185);
+  check(two_groups, 16, 64, 64, 186, 2.0f);
 }
 
 // A decode graph's padding rows (slot -1) routed as real rows, in the one-kernel path and the two ops:
@@ -390,6 +410,16 @@ TEST_F(MoeRouterRouteGatherCuda, V2DecodeBatches) {
 
 TEST_F(MoeRouterRouteGatherCuda, V3DecodeBatches) {
   for (int64_t t : {1, 2, 4, 8, 9}) check(v3(), t, 256, 7168, 250 + t);
+}
+
+// 64 experts in 2 groups of 32 (sigmoid, one group kept, top-4): the cluster kernel's CTA 0 routes
+// them over its 8 warps (route_tokens_by_groups).
+TEST_F(MoeRouterRouteGatherCuda, SmallGroupsOverTheClustersWarps) {
+  RouterParams two_groups = v3();
+  two_groups.n_group = 2;
+  two_groups.topk_group = 1;
+  two_groups.top_k = 4;
+  for (int64_t t : {1, 8}) check(two_groups, t, 64, 256, 290 + t);
 }
 
 TEST_F(MoeRouterRouteGatherCuda, SmallOddWidth) { check(v2_lite(), 2, 64, 20, 270); }
