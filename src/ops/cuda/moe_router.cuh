@@ -332,6 +332,7 @@ __device__ __forceinline__ int32_t route_token(const MoeRouteParams& p, int64_t 
 // scores live in sh[t] (the caller's per-warp scratch, T <= kWarps); picks[T·G] holds each task's
 // ranks.
 inline constexpr int kGroupRouteMaxTasks = 64;  // T·G
+inline constexpr int kGroupRouteMaxTokens = 2;
 inline constexpr int kGroupRouteMaxK = 8;
 inline constexpr int kGroupRouteMaxCandidates = 64;  // G·k a token: two a lane in phase C
 
@@ -342,7 +343,7 @@ struct RouterGroupPicks {
 // Whether route_tokens_by_groups takes p's tokens with kWarps warps.
 __device__ __forceinline__ bool routes_by_groups(const MoeRouteParams& p, int warps) {
   return p.sigmoid && p.group_score != RouterGroupScore::kNone && p.experts == 32 * p.groups &&
-         p.top_k <= kGroupRouteMaxK && p.groups * p.top_k <= kGroupRouteMaxCandidates && p.tokens <= warps &&
+         p.top_k <= kGroupRouteMaxK && p.groups * p.top_k <= kGroupRouteMaxCandidates && p.tokens <= kGroupRouteMaxTokens && p.tokens <= warps &&
          p.tokens * p.groups <= kGroupRouteMaxTasks;
 }
 
