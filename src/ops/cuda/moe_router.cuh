@@ -311,7 +311,7 @@ __device__ __forceinline__ int32_t route_token(const MoeRouteParams& p, int64_t 
 }
 
 
-// ---- Group-parallel routing of a few tokens (the decode steps' routing CTA) --------------------
+// ---- Group-parallel routing of one token (the decode steps' routing CTA) ----------------------
 //
 // route_token gives one token to one warp. With sigmoid scores and groups of 32 experts (V3, R1:
 // 8 groups of 32, top-8 of 256) that warp holds 8 experts a lane and runs every step over all of
@@ -331,8 +331,13 @@ __device__ __forceinline__ int32_t route_token(const MoeRouteParams& p, int64_t 
 // and the same weights bit for bit (the same fp32 operations on the same values). Token t's
 // scores live in sh[t] (the caller's per-warp scratch, T <= kWarps); picks[T·G] holds each task's
 // ranks.
+// Where it pays: at one token. H200 (bench/NOTES-engine.md, thirty-fifth session), graph ms against
+// route_token, three rounds: a V3 FP8 TP8 rank alone (decode_step_bench --tp-rank-of 8) batch 1
+// 6.148-6.171 -> 6.029-6.039, batch 2 7.350-7.362 -> 7.319-7.475; 10 V3 layers on one GPU batch 1
+// and 2 within noise (there the shared experts' branch then waits for SMs behind the routed
+// gate_up, thirty-fourth session); 8 tokens slower (the router kernel 28 -> 34 us).
 inline constexpr int kGroupRouteMaxTasks = 64;  // T·G
-inline constexpr int kGroupRouteMaxTokens = 2;
+inline constexpr int kGroupRouteMaxTokens = 1;
 inline constexpr int kGroupRouteMaxK = 8;
 inline constexpr int kGroupRouteMaxCandidates = 64;  // G·k a token: two a lane in phase C
 
@@ -343,8 +348,8 @@ struct RouterGroupPicks {
 // Whether route_tokens_by_groups takes p's tokens with kWarps warps.
 __device__ __forceinline__ bool routes_by_groups(const MoeRouteParams& p, int warps) {
   return p.sigmoid && p.group_score != RouterGroupScore::kNone && p.experts == 32 * p.groups &&
-         p.top_k <= kGroupRouteMaxK && p.groups * p.top_k <= kGroupRouteMaxCandidates && p.tokens <= kGroupRouteMaxTokens && p.tokens <= warps &&
-         p.tokens * p.groups <= kGroupRouteMaxTasks;
+         p.top_k <= kGroupRouteMaxK && p.groups * p.top_k <= kGroupRouteMaxCandidates &&
+         p.tokens <= kGroupRouteMaxTokens && p.tokens <= warps && p.tokens * p.groups <= kGroupRouteMaxTasks;
 }
 
 // Writes p.weights and p.expert_ids of every token and, when bucket is not null, bucket[t·k + j] =

@@ -281,24 +281,25 @@ TEST_F(MoeRouteGatherCuda, V3DecodeBatches) {
   check(v3(), 8, 256, 7168, 160, 4.0f);  // ties
 }
 
-// Sigmoid routing over groups of 32 experts, which the one kernel spreads over its warps
-// (route_tokens_by_groups) where the two ops' kernel routes a token a warp (route_token): the
-// same bits are asked for. V3 with an all-negative bias (every b below 0: the -inf of the groups
-// left out must rank below them), without normalisation, on a coarse grid (equal group scores
-// and equal b decided by the lower index), 7 tokens (56 warp tasks over 16 warps); and 64
-// experts in 2 groups of 32, one kept, top-4.
+// Sigmoid routing over groups of 32 experts at one token, which the one kernel spreads over its
+// warps (route_tokens_by_groups) where the two ops' kernel routes a token a warp (route_token):
+// the same bits are asked for. V3 with an all-negative bias (every b below 0: the -inf of the
+// groups left out must rank below them), without normalisation, on coarse grids (equal group
+// scores and equal b decided by the lower index); 64 experts in 2 groups of 32, one kept, top-4.
+// Past kGroupRouteMaxTokens the kernel routes a token a warp again: 2 and 8 tokens check that.
 TEST_F(MoeRouteGatherCuda, GroupsOverWarps) {
   check(v3(), 1, 256, 7168, 180, 0.0f, 0, -3.0f);
-  check(v3(), 8, 256, 7168, 181, 0.0f, 0, -3.0f);
-  check(v3(/*norm_topk_prob=*/false), 2, 256, 7168, 182);
+  check(v3(/*norm_topk_prob=*/false), 1, 256, 7168, 182);
   check(v3(), 1, 256, 64, 183, 1.0f);
-  check(v3(), 7, 256, 64, 184, 2.0f);
+  check(v3(), 1, 256, 64, 184, 4.0f);
   RouterParams two_groups = v3();
   two_groups.n_group = 2;
   two_groups.topk_group = 1;
   two_groups.top_k = 4;
-  check(two_groups, 3, 64, 64, 185);
-  check(two_groups, 16, 64, 64, 186, 2.0f);
+  check(two_groups, 1, 64, 64, 185);
+  check(two_groups, 1, 64, 64, 186, 2.0f);
+  check(v3(), 2, 256, 7168, 187, 0.0f, 0, -3.0f);
+  check(v3(), 8, 256, 7168, 181, 0.0f, 0, -3.0f);
 }
 
 // A decode graph's padding rows (slot -1) routed as real rows, in the one-kernel path and the two ops:
@@ -419,7 +420,7 @@ TEST_F(MoeRouterRouteGatherCuda, SmallGroupsOverTheClustersWarps) {
   two_groups.n_group = 2;
   two_groups.topk_group = 1;
   two_groups.top_k = 4;
-  for (int64_t t : {1, 8}) check(two_groups, t, 64, 256, 290 + t);
+  check(two_groups, 1, 64, 256, 291);
 }
 
 TEST_F(MoeRouterRouteGatherCuda, SmallOddWidth) { check(v2_lite(), 2, 64, 20, 270); }
