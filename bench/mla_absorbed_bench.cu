@@ -8,7 +8,7 @@
 //
 // Shapes: 16, 32 and 64 heads a GPU (V2-Lite or V3 under TP8, V2 / V3 under TP4, TP2), 1-3
 // sequences of one query token, contexts of 256 to 4,096 tokens: the region where the model's
-// choice between the two (kMlaAbsorbedMaxSeqLen, mla_absorbed_attention_max_seqs) is made. A
+// choice between the two (mla_absorbed_max_seq_len, mla_absorbed_attention_max_seqs) is made. A
 // (heads, batch) the GPU holds no clusters for is left out. Per shape, as many input sets (q,
 // kv_b_proj, a paged cache with shuffled tables) as it takes to pass 128 MB, used in rotation, so
 // that each call reads its weights and cache from HBM as a layer of the model does. The timed unit

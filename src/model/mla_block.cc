@@ -81,12 +81,12 @@ Tensor DeepSeekModel::attention(int64_t layer, const NormedActivation& a, const 
 }
 
 bool DeepSeekModel::fused_attention_for(int64_t max_seq_len, int64_t num_seqs) const {
-  return options_.fused_absorbed_attention && max_seq_len <= ops::kMlaAbsorbedMaxSeqLen &&
+  return options_.fused_absorbed_attention && max_seq_len <= ops::mla_absorbed_max_seq_len(num_seqs) &&
          num_seqs <= ops::mla_absorbed_attention_max_seqs(heads_, options_.device);
 }
 
 int64_t DeepSeekModel::decode_seq_len_class(int64_t max_seq_len, int64_t num_seqs) const {
-  if (fused_attention_for(max_seq_len, num_seqs)) return ops::kMlaAbsorbedMaxSeqLen;
+  if (fused_attention_for(max_seq_len, num_seqs)) return ops::mla_absorbed_max_seq_len(num_seqs);
   if (max_seq_len <= ops::kMlaDecodeShortSeqLen && ops::mla_decode_kernel_depends_on_length(num_seqs, heads_)) {
     return ops::kMlaDecodeShortSeqLen;
   }

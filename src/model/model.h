@@ -117,7 +117,7 @@ struct ModelOptions {
   bool side_stream = true;
   // GPU, latent layout: a decode run of one query token a sequence, 16 to 128 heads a rank (a
   // multiple of 16: V2-Lite, V3 under TP8, V2 / V3 under TP4 and TP2), as many sequences as
-  // ops::mla_absorbed_attention_max_seqs allows, of at most ops::kMlaAbsorbedMaxSeqLen tokens,
+  // ops::mla_absorbed_attention_max_seqs allows, of at most ops::mla_absorbed_max_seq_len tokens,
   // runs its absorbed attention as one fused kernel (ops/mla_absorbed_attention.h) instead of the
   // absorption, MLA decode and up-projection kernels (the same values up to the attention's
   // summation order).

@@ -30,15 +30,21 @@
 
 namespace mlaserve::ops {
 
-// The longest sequence (keys, the new token included) for which the model takes this op: a
-// cluster of 16 CTAs streams a sequence's cache, and past ~2,000-3,000 tokens it does so slower
-// than mla_decode's schedule over the whole GPU. H200, decode steps with the op against the three
-// ops, graph ms (bench/NOTES-mla-decode.md, thirty-fifth session): V2-Lite BF16 at 2,048 tokens
-// batch 1 / 2 / 4 1.94 / 2.56 / 3.79 against 1.99 / 2.63 / 3.94; at 3,072 2.00 / 2.63 / 3.85
-// against 1.99 / 2.65 / 3.95; at 4,096 2.07 / 2.69 / 3.91 against 2.00 / 2.67 / 3.98; 10 V3 layers
-// (FP8) with a TP2 rank's 64 heads, batch 1: 2.253 against 2.273 at 2,048, 2.276 against 2.265 at
-// 3,072. Known on the host only: the model compares it with AbsorbedRun::max_seq_len.
-inline constexpr int64_t kMlaAbsorbedMaxSeqLen = 2048;
+// The longest sequence (keys, the new token included) for which the model takes this op in a
+// step of num_seqs sequences: a cluster of 16 CTAs streams a sequence's cache, and past some
+// length it does so slower than mla_decode's schedule over the whole GPU; the three ops' fixed
+// costs weigh more with more sequences. H200, decode steps with the op against the three ops,
+// graph ms (bench/NOTES-mla-decode.md, thirty-fifth session), V2-Lite BF16:
+//   2,048 tokens: batch 1 / 2 / 4 1.94 / 2.56 / 3.79 against 1.99 / 2.63 / 3.94;
+//   3,072: batch 1 / 2 / 3 / 4 / 5 / 6 / 7 2.00 / 2.63 / 3.47 / 3.85 / 4.47 / 4.82 / 5.11 against
+//          1.99 / 2.65 / 3.51-3.53 / 3.95 / 4.56 / 4.97-5.00 / 5.23;
+//   4,096: batch 1 / 2 / 3 / 4 / 5 / 6 / 7 2.07 / 2.69 / 3.54 / 3.91 / 4.57 / 4.93 / 5.20 against
+//          2.00 / 2.67 / 3.54 / 3.98 / 4.61 / 5.02 / 5.29;
+// 10 V3 layers (FP8) with a TP2 rank's 64 heads, batch 1: 2.253 against 2.273 at 2,048 tokens,
+// 2.276 against 2.265 at 3,072. Known on the host only: the model compares it with
+// AbsorbedRun::max_seq_len.
+inline constexpr int64_t kMlaAbsorbedMaxSeqLen = 4096;  // of any step
+inline int64_t mla_absorbed_max_seq_len(int64_t num_seqs) { return num_seqs >= 4 ? kMlaAbsorbedMaxSeqLen : 2048; }
 inline constexpr int64_t kMlaAbsorbedHeadGroup = 16;  // heads a cluster: one CTA each
 inline constexpr int64_t kMlaAbsorbedMaxHeads = 128;
 

@@ -95,8 +95,8 @@ namespace mlaserve::ops::sm90 {
 
 inline constexpr int kFusedThreads = 256;               // 8 warps
 inline constexpr int kFusedWarps = kFusedThreads / 32;
-// KV blocks in shared memory: a CTA takes at most 2 blocks of a sequence the model sends here
-// (kMlaAbsorbedMaxSeqLen 2,048 tokens = 32 blocks over 16 CTAs); longer ones still run.
+// KV blocks in shared memory: two stages, a ring over the CTA's blocks (the model sends up to 4,096
+// tokens: 64 blocks over 16 CTAs, mla_absorbed_max_seq_len).
 inline constexpr int kFusedStages = 2;
 inline constexpr int kFusedRowChunks = 72;              // 16-byte chunks of a 576-wide bf16 row
 inline constexpr int kFusedRowBytes = 16 * kFusedRowChunks + 16;  // padded cache / query row

@@ -156,7 +156,7 @@ TEST(DecodeGraphsV2Lite, LengthClassesGetTheirOwnGraphs) {
   DeepSeekModel model = testing::v2_lite_gpu_model(/*layers=*/4, /*seed=*/3);
   const DeepSeekConfig& config = model.config();
   LatentCache cache = model.make_cache(64);
-  DecodeGraphs graphs(model, cache, /*max_batch=*/8, /*max_context=*/ops::kMlaAbsorbedMaxSeqLen + 256);
+  DecodeGraphs graphs(model, cache, /*max_batch=*/8, /*max_context=*/ops::mla_absorbed_max_seq_len(1) + 256);
   std::mt19937_64 rng(11);
   const auto vocab = static_cast<uint64_t>(config.vocab_size);
   int32_t next_block = 0;
@@ -164,12 +164,15 @@ TEST(DecodeGraphsV2Lite, LengthClassesGetTheirOwnGraphs) {
   // Past the fused attention's lengths, the decode kernel's choice splits the classes once more
   // where it depends on the length (64 sequences of 16 heads: ops::mla_decode_kernel_depends_on_length),
   // and not at batch 1.
-  constexpr int64_t kShort = ops::kMlaDecodeShortSeqLen, kFused = ops::kMlaAbsorbedMaxSeqLen;
-  EXPECT_EQ(model.decode_seq_len_class(kFused + 1, 64), model.decode_seq_len_class(kShort, 64));
-  EXPECT_NE(model.decode_seq_len_class(kShort, 64), model.decode_seq_len_class(kShort + 1, 64));
-  EXPECT_EQ(model.decode_seq_len_class(kShort + 1, 64), model.decode_seq_len_class(32768, 64));
-  EXPECT_EQ(model.decode_seq_len_class(kFused + 1, 1), model.decode_seq_len_class(32768, 1));
-  for (const int32_t len : {int32_t{100}, static_cast<int32_t>(kFused + 52)}) {  // under and over kFused
+  const int64_t short_len = ops::kMlaDecodeShortSeqLen, fused_len = ops::mla_absorbed_max_seq_len(1);  // batch 1
+  EXPECT_EQ(model.decode_seq_len_class(fused_len + 1, 64), model.decode_seq_len_class(short_len, 64));
+  EXPECT_NE(model.decode_seq_len_class(short_len, 64), model.decode_seq_len_class(short_len + 1, 64));
+  EXPECT_EQ(model.decode_seq_len_class(short_len + 1, 64), model.decode_seq_len_class(32768, 64));
+  EXPECT_EQ(model.decode_seq_len_class(fused_len + 1, 1), model.decode_seq_len_class(32768, 1));
+  // From 4 sequences the fused attention takes longer ones (an H200 holds their 4 clusters).
+  EXPECT_EQ(model.decode_seq_len_class(3000, 4), model.decode_seq_len_class(100, 4));
+  EXPECT_NE(model.decode_seq_len_class(3000, 2), model.decode_seq_len_class(100, 2));
+  for (const int32_t len : {int32_t{100}, static_cast<int32_t>(fused_len + 52)}) {  // under and over fused_len
     SCOPED_TRACE("context " + std::to_string(len));
     ForwardBatch b;
     SequenceSlice s{0, len, 0, {}};
@@ -190,7 +193,7 @@ TEST(DecodeGraphsV2Lite, LengthClassesGetTheirOwnGraphs) {
     d.slot_mapping = {int64_t{table[static_cast<size_t>(len / kCacheBlockSize)]} * kCacheBlockSize + len % kCacheBlockSize};
     d.sequences.push_back({0, 1, len, table});
     d.logit_rows = {0};
-    EXPECT_EQ(model.decode_seq_len_class(len + 1, 1) == short_class, len + 1 <= kFused);
+    EXPECT_EQ(model.decode_seq_len_class(len + 1, 1) == short_class, len + 1 <= fused_len);
     const Tensor eager = model.forward(d, cache).to(Device::kCPU);
     const Tensor first = graphs.run(d).to(Device::kCPU);
     const Tensor replay = graphs.run(d).to(Device::kCPU);
