@@ -118,7 +118,7 @@ Tensor DeepSeekModel::ffn(int64_t layer, const NormedActivation& m, const Tensor
 // 1-8 and bf16 within noise. The branch is joined before this returns, so the combine that
 // follows waits for both. The arithmetic is the same in either order.
 ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const NormedActivation& m, const Tensor& slots,
-                                                Tensor shared_out) {
+                                                Tensor shared_out, Tensor* held_offsets) {
   const int64_t t = m.x.dim(0), hidden = config_.hidden_size, k = config_.num_experts_per_tok;
   const int64_t num_experts = config_.n_routed_experts;
   const Stream stream = options_.stream;
@@ -160,13 +160,14 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
   }
   mark("moe.experts");
   // This rank's experts [e0, e1) own the sorted rows [offsets[e0], offsets[e1]) (all of them
-  // without expert parallelism): the grouped op runs over those rows, the others stay zero in
-  // expert_out and add nothing in the combine.
+  // without expert parallelism): the grouped op runs over those rows; the others are never written,
+  // and the combine reads only these (*held_offsets: offsets[e0 .. e1]).
   const IndexRange ex = plan_.experts;
   const bool all_experts = ex.size() == num_experts;
   const Tensor offsets = all_experts ? groups.expert_offsets : groups.expert_offsets.slice(ex.begin, ex.end + 1);
-  Tensor expert_out = act({t * k, hidden});  // [T·k, H] in expert order
-  if (!all_experts) expert_out.fill_bytes(0, stream);
+  MLA_CHECK(all_experts || held_offsets != nullptr, "a share of the experts needs a combine that reads their rows only");
+  if (!all_experts) *held_offsets = offsets;
+  Tensor expert_out = act({t * k, hidden});  // [T·k, H] in expert order; with a share, its experts' rows only
   Tensor swiglu = act({t * k, w.experts.intermediate()});  // workspace of the grouped op
   if (quantized_rows) {
     ops::moe_experts_quantized(rows_q, rows_scales, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
@@ -187,7 +188,7 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
 // The FFN output of an MoE layer: the routed experts' weighted combine accumulated onto the shared
 // experts' output. Under tensor parallelism with shared experts, where the step sums in f32
 // (tp_sums_f32), the output is [2, T, H] f32: the shared experts' partial output, and the routed
-// experts' partial combine (from zero) apart from it, so that the all-reduced shared output can be
+// experts' partial combine (written from zero: MoeCombineScope::accumulate false) apart from it, so that the all-reduced shared output can be
 // rounded before the routed sum is added, as on one GPU (add_sum_rms_norm); each rank holds a
 // share of the shared experts' channels, so their partial outputs cannot be rounded before the
 // all-reduce. Larger TP steps sum one [T, H] bf16 output (a quarter of the bytes).
@@ -195,14 +196,16 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const NormedActivation& m, const 
   const int64_t t = m.x.dim(0), hidden = config_.hidden_size;
   const bool apart = w.shared && tp_sums_f32(t);
   Tensor out = apart ? f32({2, t, hidden}) : partial({t, hidden});
-  Tensor routed = apart ? out.slice(1, 2).reshape({t, hidden}) : out;  // the combine accumulates into it
+  Tensor routed = apart ? out.slice(1, 2).reshape({t, hidden}) : out;  // the combine's output
   const Tensor shared = apart ? out.slice(0, 1).reshape({t, hidden}) : out;
-  // Zeroed on the model's stream before the side branch forks, so the shared experts' branch
-  // also waits for this memset: it is off the critical path (~15 us beside ~45 us at one token).
-  if (!w.shared || apart) routed.fill_bytes(0, options_.stream);
-  const ops::MoeCombineInputs experts = moe_routed(w, m, slots, shared);
+  // The combine writes routed where no shared output lies under it (no memset on the step's serial
+  // path: ~1-1.5 us a layer at one token), and reads only the rows of the experts this rank holds
+  // (expert_out's other rows are never written).
+  ops::MoeCombineScope scope;
+  scope.accumulate = w.shared && !apart;
+  const ops::MoeCombineInputs experts = moe_routed(w, m, slots, shared, &scope.held_offsets);
   mark("moe.combine");
-  ops::moe_combine(experts.expert_out, experts.sorted_pairs, experts.weights, routed, options_.stream);
+  ops::moe_combine(experts.expert_out, experts.sorted_pairs, experts.weights, routed, options_.stream, scope);
   return out;
 }
 

@@ -238,9 +238,12 @@ class DeepSeekModel {
   void moe_and_norm(const MoeWeights& w, Tensor& h, const Tensor& next_norm, NormedActivation& normed,
                     const Tensor& slots, ops::Fp8Activations next_q);
   // The MoE up to its combine: the routed experts' outputs and routing, and the shared experts'
-  // output written into shared_out [T, H] (ignored, and returned undefined, without them).
+  // output written into shared_out [T, H] (ignored, and returned undefined, without them). Where
+  // this rank holds a share of the experts (expert parallelism), only their rows of expert_out are
+  // written and *held_offsets (required then) gets their expert_offsets entries, the combine's
+  // ops::MoeCombineScope::held_offsets.
   ops::MoeCombineInputs moe_routed(const MoeWeights& w, const NormedActivation& m, const Tensor& slots,
-                                   Tensor shared_out);
+                                   Tensor shared_out, Tensor* held_offsets = nullptr);
   void mlp(const MlpWeights& w, const NormedActivation& x, Tensor& out, Stream stream);  // x [T, H] -> out [T, H]
   // Whether FP8 linears read the attention input of `layer` (q_proj or q_a_proj,
   // kv_a_proj_with_mqa), and its FFN input at t tokens (the dense or shared experts' gate_up, the

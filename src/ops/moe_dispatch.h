@@ -36,18 +36,30 @@ struct MoeGrouping {
   Tensor sorted_tokens;   // [T·k] i32
 };
 
+// Which rows moe_combine adds, and onto what (the default: every row, accumulated into y).
+struct MoeCombineScope {
+  // Under expert parallelism, expert_offsets' entries e0 .. e1 of the experts [e0, e1) a rank holds
+  // ([e1 - e0 + 1] i32, a slice, on y's device): only the sorted positions [offsets[e0], offsets[e1])
+  // hold rows; the pairs at other positions add nothing and their rows are never read (need not be
+  // written). Undefined: every position holds a row.
+  Tensor held_offsets;
+  bool accumulate = true;  // false: y = the combine alone (y's former contents are not read)
+};
+
 void moe_group_by_expert_cpu(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping);
 
 void moe_group_and_gather_cpu(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
                               Tensor& gathered);
 
-void moe_combine_cpu(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y);
+void moe_combine_cpu(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
+                     const MoeCombineScope& scope = {});
 
 // Dispatch by device (ops/dispatch.h): the model graph calls these.
 void moe_group_by_expert(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping, Stream stream = {});
 void moe_group_and_gather(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
                           Tensor& gathered, Stream stream = {});
-void moe_combine(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y, Stream stream = {});
+void moe_combine(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y, Stream stream = {},
+                 const MoeCombineScope& scope = {});
 
 }  // namespace mlaserve::ops
 
@@ -78,7 +90,7 @@ void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, Moe
 void moe_group_and_gather_cuda(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
                                Tensor& gathered, cudaStream_t stream);
 void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
-                      cudaStream_t stream);
+                      cudaStream_t stream, const MoeCombineScope& scope = {});
 
 }  // namespace mlaserve::ops
 #endif  // MLASERVE_WITH_CUDA

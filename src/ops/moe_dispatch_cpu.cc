@@ -52,7 +52,8 @@ void moe_group_and_gather_cpu(const Tensor& expert_ids, int64_t num_experts, con
   embedding_cpu(grouping.sorted_tokens, x, gathered);
 }
 
-void moe_combine_cpu(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y) {
+void moe_combine_cpu(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
+                     const MoeCombineScope& scope) {
   constexpr std::string_view kOp = "moe_combine_cpu";
   cpu::check_f32(kOp, "expert_out", expert_out);
   check_i32(kOp, "sorted_pairs", sorted_pairs);
@@ -73,12 +74,23 @@ void moe_combine_cpu(const Tensor& expert_out, const Tensor& sorted_pairs, const
               "{}: sorted_pairs[{}] = {} is not a permutation of [0, {})", kOp, pos, sorted[pos], pairs);
     position[sorted[pos]] = static_cast<int32_t>(pos);
   }
+  int64_t lo = 0, hi = pairs;  // the sorted positions that hold rows
+  if (scope.held_offsets.defined()) {
+    check_i32(kOp, "held_offsets", scope.held_offsets);
+    const int64_t n = scope.held_offsets.numel();
+    MLA_CHECK(n >= 1, "{}: held_offsets needs an entry", kOp);
+    lo = scope.held_offsets.data<int32_t>()[0];
+    hi = scope.held_offsets.data<int32_t>()[n - 1];
+    MLA_CHECK(0 <= lo && lo <= hi && hi <= pairs, "{}: held positions [{}, {}) outside [0, {})", kOp, lo, hi, pairs);
+  }
   const float* w = weights.data<float>();
   const float* out = expert_out.data<float>();
   float* dst = y.data<float>();
+  if (!scope.accumulate) y.fill_bytes(0);
   for (int64_t i = 0; i < t; ++i) {
     for (int64_t j = 0; j < k; ++j) {
-      cpu::axpy(w[i * k + j], out + position[i * k + j] * h, dst + i * h, h);
+      const int64_t pos = position[i * k + j];
+      if (pos >= lo && pos < hi) cpu::axpy(w[i * k + j], out + pos * h, dst + i * h, h);
     }
   }
 }

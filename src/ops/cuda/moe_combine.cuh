@@ -55,11 +55,23 @@ struct MoeCombineParams {
   const int32_t* sorted_pairs;      // [P]
   const int32_t* position;          // [P] workspace: each pair's sorted position (invert_pairs), rows kernel only
   const float* weights;             // [T, k]
-  Y* y;                             // [T, H] bf16 or f32, accumulated into
+  Y* y;                             // [T, H] bf16 or f32, accumulated into (or written: !accumulate)
   int64_t tokens;                   // T
   int32_t top_k;                    // k
   int64_t hidden;                   // H
+  const int32_t* held_offsets;      // [held_experts + 1] or null (MoeCombineScope::held_offsets)
+  int32_t held_experts;
+  bool accumulate;                  // MoeCombineScope::accumulate
 };
+
+// The sorted positions [lo, hi) that hold rows (MoeCombineScope): offsets of the held experts'
+// first and past-last rows, or all P. Read after the kernel's wait (the routing wrote them).
+template <typename Y>
+__device__ __forceinline__ int2 held_positions(const MoeCombineParams<Y>& p) {
+  const int pairs = static_cast<int>(p.tokens * p.top_k);
+  return p.held_offsets != nullptr ? make_int2(p.held_offsets[0], p.held_offsets[p.held_experts])
+                                   : make_int2(0, pairs);
+}
 
 // Host (moe_dispatch.cu, where its kernel is defined): the row kernels' [P] i32 workspace, from the
 // caching allocator, with position[sorted_pairs[pos]] = pos for every pos whose entry is a pair in
@@ -100,15 +112,16 @@ __device__ __forceinline__ void combine_vec(const __nv_bfloat16* expert_out, con
   }
 }
 
-// Token t's k sorted positions into position[0 .. k) (shared memory), found by scanning the P
-// entries of sorted_pairs (-1 where no entry names a pair). Every thread of the CTA calls it; it
-// syncs the CTA before it returns. The caller syncs again before the next call rewrites position.
-__device__ __forceinline__ void scan_token_positions(const int32_t* sorted_pairs, int64_t pairs, int64_t t,
+// Token t's k sorted positions into position[0 .. k) (shared memory), found by scanning the
+// entries [lo, hi) of sorted_pairs (-1 where no entry there names a pair; every row: lo 0, hi P).
+// Every thread of the CTA calls it; it syncs the CTA before it returns. The caller syncs again
+// before the next call rewrites position.
+__device__ __forceinline__ void scan_token_positions(const int32_t* sorted_pairs, int64_t lo, int64_t hi, int64_t t,
                                                      int32_t top_k, int32_t* position) {
   for (int j = threadIdx.x; j < top_k; j += blockDim.x) position[j] = -1;
   __syncthreads();
   const int64_t first = t * top_k;
-  for (int64_t pos = threadIdx.x; pos < pairs; pos += blockDim.x) {
+  for (int64_t pos = lo + threadIdx.x; pos < hi; pos += blockDim.x) {
     const int64_t j = sorted_pairs[pos] - first;
     if (j >= 0 && j < top_k) position[j] = static_cast<int32_t>(pos);
   }
@@ -117,16 +130,17 @@ __device__ __forceinline__ void scan_token_positions(const int32_t* sorted_pairs
 
 // The row kernels' view of token t's k <= kCombineMaxTopK pairs, written by threads 0 .. k-1 into
 // shared memory: position[j] = the sorted position of pair t·k + j, or -1 unless the inverse
-// workspace holds a position in [0, P) whose sorted_pairs entry is that pair (the workspace is
-// not cleared: this check makes an entry no position wrote add nothing, as a -1 fill would);
-// weight[j] = its weight. The caller syncs before reading them and before the next call.
+// workspace holds a position in [lo, hi) (the rows held: [0, P) for all) whose sorted_pairs entry is
+// that pair (the workspace is not cleared: this check makes an entry no position wrote add nothing,
+// as a -1 fill would); weight[j] = its weight. The caller syncs before reading them and before the
+// next call.
 __device__ __forceinline__ void stage_row_pairs(const int32_t* inverse, const int32_t* sorted_pairs,
-                                                const float* weights, int64_t pairs, int64_t t, int32_t top_k,
-                                                int32_t* position, float* weight) {
+                                                const float* weights, int64_t lo, int64_t hi, int64_t t,
+                                                int32_t top_k, int32_t* position, float* weight) {
   if (static_cast<int>(threadIdx.x) >= top_k) return;
   const int64_t pair = t * top_k + threadIdx.x;
   const int32_t at = inverse[pair];
-  position[threadIdx.x] = at >= 0 && at < pairs && sorted_pairs[at] == pair ? at : -1;
+  position[threadIdx.x] = at >= lo && at < hi && sorted_pairs[at] == pair ? at : -1;
   weight[threadIdx.x] = weights[pair];
 }
 
@@ -159,14 +173,18 @@ __device__ __forceinline__ void combine_vec_staged(const __nv_bfloat16* expert_o
 }
 
 // This CTA's share of token t's row: y[t] = bf16(y[t] + sum_j w[t, j] · expert_out[position[j]])
-// (combine_vec; rounded once, or fp32 y as it is).
+// (combine_vec; rounded once, or fp32 y as it is; from 0 instead of y[t] without p.accumulate).
 template <int kVec, typename Y>
 __device__ __forceinline__ void combine_row(const MoeCombineParams<Y>& p, int64_t t, const int32_t* position,
                                             int64_t vectors) {  // vectors = H / kVec
   for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < vectors; c += int64_t{gridDim.x} * blockDim.x) {
     float acc[kVec];
     Y* y = p.y + t * p.hidden + c * kVec;
-    load_vec<kVec>(y, acc);
+    if (p.accumulate) {
+      load_vec<kVec>(y, acc);
+    } else {
+      fill_vec<kVec>(acc, 0.0f);
+    }
     combine_vec<kVec>(p.expert_out, p.weights + t * p.top_k, position, p.top_k, p.hidden, c, acc);
     store_vec<kVec>(y, acc);
   }
@@ -180,9 +198,10 @@ __global__ void __launch_bounds__(kCombineThreads) moe_combine_scan_kernel(MoeCo
   __shared__ int32_t position[kCombineScanMaxTopK];  // this token's pairs' sorted positions
   grid_dependency_wait();  // expert_out and y come from the kernels before
   launch_dependents();
-  const int64_t vectors = p.hidden / kVec, pairs = p.tokens * p.top_k;
+  const int64_t vectors = p.hidden / kVec;
+  const int2 held = held_positions(p);
   for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
-    scan_token_positions(p.sorted_pairs, pairs, t, p.top_k, position);
+    scan_token_positions(p.sorted_pairs, held.x, held.y, t, p.top_k, position);
     combine_row<kVec>(p, t, position, vectors);
     __syncthreads();  // position[] is rewritten for the next token
   }
@@ -198,13 +217,20 @@ __global__ void __launch_bounds__(kCombineThreads, kCombineRowsCtasPerSm)
   __shared__ float weight[kCombineMaxTopK];      // and their weights
   grid_dependency_wait();  // the inverse comes from the kernel before, expert_out and y from earlier ones
   launch_dependents();
-  const int64_t vectors = p.hidden / kVec, pairs = p.tokens * p.top_k;
+  const int64_t vectors = p.hidden / kVec;
   const int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  const int2 held = held_positions(p);
   for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
     Y* y = p.y + t * p.hidden + c * kVec;
     float acc[kVec];
-    if (c < vectors) load_vec<kVec>(y, acc);  // in flight while the positions are staged
-    stage_row_pairs(p.position, p.sorted_pairs, p.weights, pairs, t, p.top_k, position, weight);
+    if (c < vectors) {  // in flight while the positions are staged
+      if (p.accumulate) {
+        load_vec<kVec>(y, acc);
+      } else {
+        fill_vec<kVec>(acc, 0.0f);
+      }
+    }
+    stage_row_pairs(p.position, p.sorted_pairs, p.weights, held.x, held.y, t, p.top_k, position, weight);
     __syncthreads();
     if (c < vectors) {
       combine_vec_staged<kVec>(p.expert_out, position, weight, p.top_k, p.hidden, c, acc);

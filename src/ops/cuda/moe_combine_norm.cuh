@@ -141,13 +141,13 @@ __global__ void __launch_bounds__(kWide ? kRmsNormWideMaxThreads : kRmsNormMaxTh
   const int64_t pairs = p.tokens * p.top_k;
   const bool early = p.early_inputs;  // the CTA's first row (grid <= T), before the wait
   if (early) {
-    scan_token_positions(p.sorted_pairs, pairs, blockIdx.x, p.top_k, scanned);
+    scan_token_positions(p.sorted_pairs, 0, pairs, blockIdx.x, p.top_k, scanned);
     prefetch_row_l1<kVec>(p, blockIdx.x);
   }
   grid_dependency_wait();  // expert_out, and everything before it, comes from the kernels before
   launch_dependents();
   for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
-    if (!early || t != blockIdx.x) scan_token_positions(p.sorted_pairs, pairs, t, p.top_k, scanned);
+    if (!early || t != blockIdx.x) scan_token_positions(p.sorted_pairs, 0, pairs, t, p.top_k, scanned);
     const float* weights = p.weights + t * p.top_k;
     combine_norm_row<kVec, kQuant, kWide>(p, t, scratch, vals, [&](int64_t c, float(&acc)[kVec]) {
       if constexpr (kWide) {  // 64 registers a thread at 1024 threads: the rows held as loaded (bf16)
@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(kRmsNormMaxThreads, kCombineRowsCtasPerSm)
   launch_dependents();
   const int64_t pairs = p.tokens * p.top_k;
   for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
-    stage_row_pairs(p.position, p.sorted_pairs, p.weights, pairs, t, p.top_k, position, weight);
+    stage_row_pairs(p.position, p.sorted_pairs, p.weights, 0, pairs, t, p.top_k, position, weight);
     __syncthreads();
     combine_norm_row<kVec, kQuant, false>(p, t, scratch, nullptr, [&](int64_t c, float(&acc)[kVec]) {
       combine_vec_staged<kVec>(p.expert_out, position, weight, p.top_k, p.hidden, c, acc);

@@ -176,12 +176,12 @@ void launch_combine(gpu::MoeCombineParams<Y> p, bool vec8, MoeCombineKernel kern
 }  // namespace
 
 void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
-                      cudaStream_t stream) {
-  moe_combine_cuda(expert_out, sorted_pairs, weights, y, stream, MoeCombineKernel::kAuto);
+                      cudaStream_t stream, const MoeCombineScope& scope) {
+  moe_combine_cuda(expert_out, sorted_pairs, weights, y, stream, MoeCombineKernel::kAuto, scope);
 }
 
 void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
-                      cudaStream_t stream, MoeCombineKernel kernel) {
+                      cudaStream_t stream, MoeCombineKernel kernel, const MoeCombineScope& scope) {
   constexpr std::string_view kOp = "moe_combine_cuda";
   gpu::check_dtype(kOp, "expert_out", expert_out, DType::kBF16);
   gpu::check_dtype(kOp, "sorted_pairs", sorted_pairs, DType::kI32);
@@ -196,18 +196,32 @@ void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, cons
   gpu::check_shape(kOp, "sorted_pairs", sorted_pairs, {pairs});
   MLA_CHECK(pairs < (int64_t{1} << 31), "{}: {} pairs do not fit i32 positions", kOp, pairs);
   check_combine_top_k(kOp, k, kernel);
-  if (pairs == 0 || h == 0) return;
+  const Tensor& held = scope.held_offsets;
+  if (held.defined()) {
+    gpu::check_dtype(kOp, "held_offsets", held, DType::kI32);
+    MLA_CHECK(held.ndim() == 1 && held.numel() >= 1 && held.device() == Device::kCUDA,
+              "{}: held_offsets {} must be a [e1 - e0 + 1] GPU tensor", kOp, shape_str(held.shape()));
+  }
+  if (pairs == 0 || h == 0) {
+    if (!scope.accumulate) y.fill_bytes(0, Stream{stream});
+    return;
+  }
   if (kernel == MoeCombineKernel::kAuto) kernel = choose_combine_kernel(pairs, k);
 
   const bool vec8 = h % 8 == 0 && gpu::aligned16(expert_out) && gpu::aligned16(y);
   const auto* out = gpu::ptr<const __nv_bfloat16>(expert_out);
   const auto* pairs_ptr = gpu::ptr<const int32_t>(sorted_pairs);
   const auto* w = gpu::ptr<const float>(weights);
+  const int32_t* held_ptr = held.defined() ? gpu::ptr<const int32_t>(held) : nullptr;
+  const auto held_experts = static_cast<int32_t>(held.defined() ? held.numel() - 1 : 0);
+  const auto top_k = static_cast<int32_t>(k);
   if (y.dtype() == DType::kF32) {
-    launch_combine<float>({out, pairs_ptr, nullptr, w, gpu::ptr<float>(y), t, static_cast<int32_t>(k), h}, vec8,
-                          kernel, stream);
+    launch_combine<float>({out, pairs_ptr, nullptr, w, gpu::ptr<float>(y), t, top_k, h, held_ptr, held_experts,
+                           scope.accumulate},
+                          vec8, kernel, stream);
   } else {
-    launch_combine<__nv_bfloat16>({out, pairs_ptr, nullptr, w, gpu::ptr<__nv_bfloat16>(y), t, static_cast<int32_t>(k), h},
+    launch_combine<__nv_bfloat16>({out, pairs_ptr, nullptr, w, gpu::ptr<__nv_bfloat16>(y), t, top_k, h, held_ptr,
+                                   held_experts, scope.accumulate},
                                   vec8, kernel, stream);
   }
 }

@@ -73,7 +73,7 @@ void moe_group_by_expert_cuda(const Tensor& expert_ids, int64_t num_experts, Moe
 void moe_group_and_gather_cuda(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
                                Tensor& gathered, cudaStream_t stream, MoeGroupKernel kernel);
 void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
-                      cudaStream_t stream, MoeCombineKernel kernel);
+                      cudaStream_t stream, MoeCombineKernel kernel, const MoeCombineScope& scope = {});
 void moe_combine_add_rms_norm_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,
                                    Tensor& out, cudaStream_t stream, MoeCombineKernel kernel);
 void moe_combine_add_rms_norm_fp8_cuda(const MoeCombineInputs& in, Tensor& residual, const Tensor& weight, float eps,

@@ -192,6 +192,44 @@ class MoeDispatchCuda : public CudaOpTest {
         << where << ": the rows kernel differs from the scan kernel";
   }
 
+  // moe_combine with a scope (MoeCombineScope): the rows of experts [e0, e1) only (their sorted
+  // positions [offsets[e0], offsets[e1])), the others' rows NaN (never read); without accumulate,
+  // y starts as NaN (never read either). Both kernels against the CPU: the same fp32 sums in j
+  // order, 1e-5 relative L2 (f32 y) or bf16 rounding (2^-8 relative L2) apart at most.
+  void check_combine_scope(int64_t t, int64_t k, int64_t e, int64_t h, int64_t e0, int64_t e1, bool accumulate,
+                           uint64_t seed, DType y_dtype) {
+    std::mt19937_64 rng(seed);
+    MoeGrouping grouping{Tensor::empty({e + 1}, DType::kI32), Tensor::empty({t * k}, DType::kI32),
+                         Tensor::empty({t * k}, DType::kI32)};
+    moe_group_by_expert_cpu(route_ids(t, k, e, false, rng), e, grouping);
+    Tensor expert_out = random_tensor({t * k, h}, DType::kBF16, rng);
+    const int32_t* offsets = grouping.expert_offsets.data<int32_t>();
+    for (int64_t pos = 0; pos < t * k; ++pos) {
+      if (pos >= offsets[e0] && pos < offsets[e1]) continue;
+      for (int64_t c = 0; c < h; ++c) expert_out.data<bfloat16>()[pos * h + c].bits = 0x7FC0;  // NaN
+    }
+    Tensor y0 = random_tensor({t, h}, y_dtype, rng, 0.5f);
+    Tensor weights = Tensor::empty({t, k}, DType::kF32);
+    std::uniform_real_distribution<float> w(0.02f, 0.6f);
+    for (int64_t i = 0; i < t * k; ++i) weights.data<float>()[i] = w(rng);
+    MoeCombineScope cpu_scope{grouping.expert_offsets.slice(e0, e1 + 1), accumulate};
+    Tensor want = y0.to_f32();
+    moe_combine_cpu(expert_out.to_f32(), grouping.sorted_pairs, weights, want, cpu_scope);
+    const MoeCombineScope gpu_scope{cpu_scope.held_offsets.to(Device::kCUDA), accumulate};
+    if (!accumulate) y0.fill_bytes(0xFF);  // NaN in either dtype: must not be read
+    for (MoeCombineKernel kernel : {MoeCombineKernel::kScan, MoeCombineKernel::kRows}) {
+      Tensor y = y0.to(Device::kCUDA);
+      moe_combine_cuda(expert_out.to(Device::kCUDA), grouping.sorted_pairs.to(Device::kCUDA),
+                       weights.to(Device::kCUDA), y, cuda_stream(), kernel, gpu_scope);
+      const std::vector<float> got = to_host(y).to_vector();
+      const std::string where = std::string(combine_kernel_name(kernel)) + ", experts [" + std::to_string(e0) + ", " +
+                                std::to_string(e1) + ") of " + std::to_string(e) + (accumulate ? "" : ", written");
+      ASSERT_EQ(count_nan(got), 0) << where;
+      const std::vector<double> g(got.begin(), got.end()), x(want.data<float>(), want.data<float>() + want.numel());
+      EXPECT_LT(testing::rel_l2_error(g, x), y_dtype == DType::kF32 ? 1e-5 : 1.0 / 256) << where;
+    }
+  }
+
   static std::vector<uint8_t> bytes(const Tensor& host) {
     std::vector<uint8_t> b(host.nbytes());
     std::memcpy(b.data(), host.raw(), b.size());
@@ -279,6 +317,17 @@ TEST_F(MoeDispatchCuda, GroupingV2AndV2Lite) {
 TEST_F(MoeDispatchCuda, CombineV3Hidden) {
   check_combine(1, 8, 256, 7168, 21);
   check_combine(512, 8, 256, 7168, 22);
+}
+
+// A rank's experts under expert parallelism (EP: a share of the experts, the other rows never
+// written), and a combine that writes y instead of accumulating (a tensor-parallel step's routed
+// partial sum), at decode and prefill sizes (both kernels at each).
+TEST_F(MoeDispatchCuda, CombineScope) {
+  check_combine_scope(1, 8, 256, 7168, 32, 64, false, 60, DType::kF32);   // V3 TP8, rank 1
+  check_combine_scope(8, 8, 256, 7168, 224, 256, false, 61, DType::kF32);
+  check_combine_scope(64, 6, 64, 2048, 0, 32, true, 62, DType::kBF16);    // V2-Lite TP2, rank 0
+  check_combine_scope(700, 6, 64, 2048, 32, 64, false, 63, DType::kBF16);
+  check_combine_scope(5, 3, 8, 20, 0, 8, false, 64, DType::kF32);          // every expert, written; odd width
 }
 
 TEST_F(MoeDispatchCuda, CombineV2LiteHidden) { check_combine(2048, 6, 64, 2048, 23); }
