@@ -1,7 +1,7 @@
 // The command-line flags of a model split across GPUs (dist/context.h says how the processes
-// are launched and meet): --tensor-parallel-size, --pipeline-parallel-size, --nnodes,
-// --node-rank, --master-addr, --master-port, --pipeline-micro-batches, --pipeline-steps-in-flight,
-// --step-timeout.
+// are launched and meet): --tensor-parallel-size, --pipeline-parallel-size, --expert-split,
+// --nnodes, --node-rank, --master-addr, --master-port, --pipeline-micro-batches,
+// --pipeline-steps-in-flight, --step-timeout, --peer-all-reduce-max-kib.
 #pragma once
 
 #include <CLI/CLI.hpp>
