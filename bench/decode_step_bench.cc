@@ -170,8 +170,8 @@ int run(int argc, char** argv) {
   options.fused_absorbed_attention = fused_attention == "on";
   options.quantize_in_norms = norm_quant == "on";
   MLA_CHECK(tp >= 1 && tp_rank >= 0 && tp_rank < tp, "--tp-rank {} of --tp-rank-of {}", tp_rank, tp);
-  MLA_CHECK(expert_split == "experts" || expert_split == "channels", "--expert-split must be experts or channels, got {}",
-            expert_split);
+  MLA_CHECK(expert_split == "experts" || expert_split == "channels",
+            "--expert-split must be experts or channels, got {}", expert_split);
   bench::SoloRankCollectives solo_rank(static_cast<int>(tp_rank), static_cast<int>(tp));
   if (tp > 1) {
     const dist::ParallelConfig parallel{static_cast<int>(tp), 1, static_cast<int>(tp_rank),

@@ -71,8 +71,8 @@ Result run_shape(const Shape& s, double copy_gbps, int reps, cudaStream_t stream
   const double weight_bytes = s.heads * (kNope + kValue) * kLatentDim * 2.0;
   const double cache_bytes = static_cast<double>(s.batch) * s.context * kCacheRowDim * 2.0;
   const double io_bytes = s.batch * s.heads * (kNope + kRope + kValue) * 2.0;
-  const int64_t sets = std::max<int64_t>(
-      2, static_cast<int64_t>(std::ceil(kRotateBytes / (weight_bytes + num_blocks * kKvBlockSize * kCacheRowDim * 2.0))));
+  const double set_bytes = weight_bytes + num_blocks * kKvBlockSize * kCacheRowDim * 2.0;  // cache blocks whole
+  const int64_t sets = std::max<int64_t>(2, static_cast<int64_t>(std::ceil(kRotateBytes / set_bytes)));
 
   // Shared metadata: shuffled block tables, equal lengths.
   std::mt19937_64 rng(7);
@@ -135,7 +135,8 @@ Result run_shape(const Shape& s, double copy_gbps, int reps, cudaStream_t stream
   // Both paths' last outputs agree (a broken run must not report a time): relative L2 within the
   // tests' bound for the two paths (mla_absorbed_attention_cuda_test: 1e-2).
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
-  const std::vector<float> a = in[0].o_fused.to(Device::kCPU).to_vector(), b = in[0].o_three.to(Device::kCPU).to_vector();
+  const std::vector<float> a = in[0].o_fused.to(Device::kCPU).to_vector();
+  const std::vector<float> b = in[0].o_three.to(Device::kCPU).to_vector();
   double diff = 0, norm = 0;
   for (size_t i = 0; i < a.size(); ++i) {
     diff += (a[i] - b[i]) * static_cast<double>(a[i] - b[i]);

@@ -165,7 +165,8 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
   const IndexRange ex = plan_.experts;
   const bool all_experts = ex.size() == num_experts;
   const Tensor offsets = all_experts ? groups.expert_offsets : groups.expert_offsets.slice(ex.begin, ex.end + 1);
-  MLA_CHECK(all_experts || held_offsets != nullptr, "a share of the experts needs a combine that reads their rows only");
+  MLA_CHECK(all_experts || held_offsets != nullptr,
+            "moe_routed: a share of the experts needs a combine that reads their rows only");
   if (!all_experts) *held_offsets = offsets;
   Tensor expert_out = act({t * k, hidden});  // [T·k, H] in expert order; with a share, its experts' rows only
   Tensor swiglu = act({t * k, w.experts.intermediate()});  // workspace of the grouped op
@@ -188,10 +189,11 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
 // The FFN output of an MoE layer: the routed experts' weighted combine accumulated onto the shared
 // experts' output. Under tensor parallelism with shared experts, where the step sums in f32
 // (tp_sums_f32), the output is [2, T, H] f32: the shared experts' partial output, and the routed
-// experts' partial combine (written from zero: MoeCombineScope::accumulate false) apart from it, so that the all-reduced shared output can be
-// rounded before the routed sum is added, as on one GPU (add_sum_rms_norm); each rank holds a
-// share of the shared experts' channels, so their partial outputs cannot be rounded before the
-// all-reduce. Larger TP steps sum one [T, H] bf16 output (a quarter of the bytes).
+// experts' partial combine (written, not accumulated: MoeCombineScope::accumulate) apart from it,
+// so that the all-reduced shared output can be rounded before the routed sum is added, as on one
+// GPU (add_sum_rms_norm); each rank holds a share of the shared experts' channels, so their
+// partial outputs cannot be rounded before the all-reduce. Larger TP steps sum one [T, H] bf16
+// output (a quarter of the bytes).
 Tensor DeepSeekModel::moe(const MoeWeights& w, const NormedActivation& m, const Tensor& slots) {
   const int64_t t = m.x.dim(0), hidden = config_.hidden_size;
   const bool apart = w.shared && tp_sums_f32(t);

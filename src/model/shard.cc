@@ -98,7 +98,8 @@ ShardPlan whole_model_plan(const DeepSeekConfig& c) {
 bool holds_whole_model(const ShardPlan& p, const DeepSeekConfig& c) {
   const ShardPlan w = whole_model_plan(c);
   return p.heads == w.heads && p.mlp == w.mlp && p.shared == w.shared && p.experts == w.experts &&
-         p.expert_channels == w.expert_channels && p.vocab == w.vocab && p.vocab_shard == w.vocab_shard && p.layers == w.layers;
+         p.expert_channels == w.expert_channels && p.vocab == w.vocab && p.vocab_shard == w.vocab_shard &&
+         p.layers == w.layers;
 }
 
 Linear linear_cols(const Linear& w, int64_t begin, int64_t end) {

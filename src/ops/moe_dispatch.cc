@@ -24,8 +24,8 @@ void moe_group_and_gather(const Tensor& expert_ids, int64_t num_experts, const T
 #endif
 }
 
-void moe_combine(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y, Stream stream,
-                 const MoeCombineScope& scope) {
+void moe_combine(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
+                 Stream stream, const MoeCombineScope& scope) {
   if (!on_gpu(y)) return moe_combine_cpu(expert_out, sorted_pairs, weights, y, scope);
 #ifdef MLASERVE_WITH_CUDA
   moe_combine_cuda(expert_out, sorted_pairs, weights, y, cuda_stream(stream), scope);

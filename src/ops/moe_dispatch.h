@@ -58,8 +58,8 @@ void moe_combine_cpu(const Tensor& expert_out, const Tensor& sorted_pairs, const
 void moe_group_by_expert(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping, Stream stream = {});
 void moe_group_and_gather(const Tensor& expert_ids, int64_t num_experts, const Tensor& x, MoeGrouping& grouping,
                           Tensor& gathered, Stream stream = {});
-void moe_combine(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y, Stream stream = {},
-                 const MoeCombineScope& scope = {});
+void moe_combine(const Tensor& expert_out, const Tensor& sorted_pairs, const Tensor& weights, Tensor& y,
+                 Stream stream = {}, const MoeCombineScope& scope = {});
 
 }  // namespace mlaserve::ops
 

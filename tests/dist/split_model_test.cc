@@ -150,8 +150,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Split{"tiny-v2-lite", 2, 1}, Split{"tiny-v2", 2, 1}, Split{"tiny-v2", 4, 1},
                       Split{"tiny-v3", 2, 1}, Split{"tiny-v3-fp8", 2, 1}, Split{"tiny-v3", 1, 2},
                       Split{"tiny-v2", 1, 3}, Split{"tiny-v2", 2, 2},
-                      Split{"tiny-v2-lite", 2, 1, ExpertSplit::kChannels}, Split{"tiny-v2", 4, 1, ExpertSplit::kChannels},
-                      Split{"tiny-v3", 2, 1, ExpertSplit::kChannels}, Split{"tiny-v2", 2, 2, ExpertSplit::kChannels}),
+                      Split{"tiny-v2-lite", 2, 1, ExpertSplit::kChannels},
+                      Split{"tiny-v2", 4, 1, ExpertSplit::kChannels}, Split{"tiny-v3", 2, 1, ExpertSplit::kChannels},
+                      Split{"tiny-v2", 2, 2, ExpertSplit::kChannels}),
     [](const ::testing::TestParamInfo<Split>& info) {
       std::string n = info.param.model + "_tp" + std::to_string(info.param.tp) + "_pp" + std::to_string(info.param.pp) +
                       (info.param.experts == ExpertSplit::kChannels ? "_expert_channels" : "");
@@ -262,11 +263,16 @@ TEST(ShardWeights, ExpertChannelSharesAreCutsOfEveryExpert) {
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
     for (int64_t j = 0; j < w; ++j) {
       for (int64_t h : {int64_t{0}, c.hidden_size - 1}) {
-        const auto gu = [&](const Tensor& t, int64_t row) { return t.data<float>()[(e * t.dim(1) + row) * t.dim(2) + h]; };
+        // [E, R, X] element (e, row, h) of a gate_up; [E, H, C] element (e, h, col) of a down.
+        const auto gu = [&](const Tensor& t, int64_t row) {
+          return t.data<float>()[(e * t.dim(1) + row) * t.dim(2) + h];
+        };
+        const auto dn = [&](const Tensor& t, int64_t col) {
+          return t.data<float>()[(e * t.dim(1) + h) * t.dim(2) + col];
+        };
         ASSERT_EQ(gu(g.gate_up, j), gu(f.gate_up, c0 + j)) << "expert " << e << " gate row " << j;
         ASSERT_EQ(gu(g.gate_up, w + j), gu(f.gate_up, im + c0 + j)) << "expert " << e << " up row " << j;
-        ASSERT_EQ(g.down.data<float>()[(e * c.hidden_size + h) * w + j], f.down.data<float>()[(e * c.hidden_size + h) * im + c0 + j])
-            << "expert " << e << " down column " << j;
+        ASSERT_EQ(dn(g.down, j), dn(f.down, c0 + j)) << "expert " << e << " down column " << j;
       }
     }
   }
@@ -304,8 +310,9 @@ TEST(ShardWeights, Fp8ExpertChannelSharesKeepTheirScaleBlocks) {
       EXPECT_EQ(gd[(e * f.down_scale.dim(1)) * 2 + r], fd[(e * f.down_scale.dim(1)) * 4 + 2 + r]) << "down block " << r;
     }
   }
-  EXPECT_EQ(std::memcmp(static_cast<const char*>(g.down.raw()) + 5, static_cast<const char*>(f.down.raw()) + 256 + 5, 100), 0)
-      << "expert 0's first down row, columns 256 ..";
+  const char* g_down = static_cast<const char*>(g.down.raw());
+  const char* f_down = static_cast<const char*>(f.down.raw());
+  EXPECT_EQ(std::memcmp(g_down + 5, f_down + 256 + 5, 100), 0) << "expert 0's first down row, columns 256 ..";
 
   c.moe_intermediate_size = 128;  // TP2 would cut its one block in two
   d.shard = make_shard_plan(c, ParallelConfig{2, 1, 0, ExpertSplit::kChannels});
