@@ -17,7 +17,8 @@ void add_dist_options(CLI::App& cmd, dist::LaunchOptions& o) {
       ->transform(CLI::CheckedTransformer(
           std::map<std::string, dist::ExpertSplit>{{"experts", dist::ExpertSplit::kExperts},
                                                    {"channels", dist::ExpertSplit::kChannels}},
-          CLI::ignore_case));
+          CLI::ignore_case))
+      ->option_text("experts|channels");
   cmd.add_option("--nnodes", o.nnodes, "Machines taking part (each started with its --node-rank)")
       ->check(CLI::PositiveNumber);
   cmd.add_option("--node-rank", o.node_rank, "This machine's index in [0, nnodes)")->check(CLI::NonNegativeNumber);
