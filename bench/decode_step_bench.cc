@@ -61,6 +61,7 @@
 #include "kernel_trace.h"
 #include "solo_rank_collectives.h"
 #include "core/cuda_check.h"
+#include "core/device_cache.h"
 #include "dist/partition.h"
 #include "engine/decode_graphs.h"
 #include "model/dummy.h"
@@ -182,8 +183,13 @@ int run(int argc, char** argv) {
   }
   DeepSeekModel model(config, make_dummy_weights(config, dummy), options);
   MLA_CUDA_CHECK(cudaDeviceSynchronize());
-  std::printf("card: %s; copy %.0f GB/s; %s dummy weights on the GPU in %.1f s\n", prop.name, copy_gbps, preset.c_str(),
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  release_idle_device_memory();  // as a server does before it sizes the KV cache from what is free
+  size_t free_bytes = 0, total_bytes = 0;
+  MLA_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  std::printf("card: %s; copy %.0f GB/s; %s dummy weights on the GPU in %.1f s, %.2f GiB of %.2f free after\n",
+              prop.name, copy_gbps, preset.c_str(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+              static_cast<double>(free_bytes) / (1 << 30), static_cast<double>(total_bytes) / (1 << 30));
 
   const int64_t max_b = *std::max_element(batches.begin(), batches.end());
   const int64_t blocks_per_seq = (context + 1 + kCacheBlockSize - 1) / kCacheBlockSize;
@@ -248,6 +254,7 @@ int run(int argc, char** argv) {
                        {"tp_rank", tp_rank},
                        {"expert_channels", options.shard ? options.shard->expert_channels.size() : 0},
                        {"copy_gbps", copy_gbps},
+                       {"free_gib_after_load", static_cast<double>(free_bytes) / (1 << 30)},
                        {"results", rows}});
   for (const auto& [b, batch] : traced) {
     trace_step(trace_dir, prop.name, preset, fp8 ? "fp8" : "bf16", b, [&] { graphs.run(batch); });
