@@ -72,26 +72,29 @@
 namespace mlaserve {
 namespace {
 
-// Bytes one decode step of batch b must read (see the note at the top), on rank 0 of tp
-// tensor-parallel ranks (model/shard_plan.h: q_a, kv_a and the router replicated, the rest cut).
-// linear_bytes: bytes per element of the linear layers and experts (2 for BF16, 1 for block FP8,
-// whose scales add 1/4096); lm_head, the router and kv_b_dense stay BF16 either way.
-double step_weight_bytes(const DeepSeekConfig& c, int64_t b, double linear_bytes, int64_t tp) {
-  const double h = c.hidden_size, n = static_cast<double>(c.num_attention_heads) / tp, bf16 = 2;
+// Bytes one decode step of batch b must read (see the note at the top) on the rank holding `plan`
+// (model/shard_plan.h; the whole model on one GPU): its heads, dense MLP and shared-expert channels,
+// vocabulary rows, and of its routed experts' channels those the batch can touch (q_a, kv_a and the
+// router are replicated). linear_bytes: bytes per element of the linear layers and experts (2 for
+// BF16, 1 for block FP8, whose scales add 1/4096); lm_head, the router and kv_b_dense stay BF16
+// either way.
+double step_weight_bytes(const DeepSeekConfig& c, const ShardPlan& plan, int64_t b, double linear_bytes) {
+  const double h = c.hidden_size, n = static_cast<double>(plan.heads.size()), bf16 = 2;
   const double attn = (c.q_lora_rank ? h * *c.q_lora_rank + *c.q_lora_rank * n * c.qk_head_dim : h * n * c.qk_head_dim) +
                       h * c.kv_cache_dim + n * c.v_head_dim * h;
   const double kv_b = n * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank;
-  double total = static_cast<double>(c.vocab_size) / tp * h * bf16;  // lm_head
+  double total = static_cast<double>(plan.vocab_shard) * h * bf16;  // lm_head
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     total += attn * linear_bytes + kv_b * bf16;
     if (!c.is_moe_layer(i)) {
-      total += 3 * h * c.intermediate_size / tp * linear_bytes;
+      total += 3 * h * static_cast<double>(plan.mlp.size()) * linear_bytes;
       continue;
     }
     const double e = c.n_routed_experts, k = c.num_experts_per_tok;
-    const double touched = e / tp * (1 - std::pow(1 - k / e, static_cast<double>(b)));  // of the rank's experts
-    total += 3 * h * c.moe_intermediate_size * (touched + static_cast<double>(c.n_shared_experts) / tp) * linear_bytes +
-             e * h * bf16;  // + router
+    const double touched = static_cast<double>(plan.experts.size()) * (1 - std::pow(1 - k / e, static_cast<double>(b)));
+    const double channels = touched * static_cast<double>(plan.expert_channels.size()) +
+                            static_cast<double>(plan.shared.size());  // routed experts touched, shared experts
+    total += 3 * h * channels * linear_bytes + e * h * bf16;          // + router
   }
   return total;
 }
@@ -230,7 +233,7 @@ int run(int argc, char** argv) {
     const auto [eager, eager_min] = median_ms([&] { model.forward(batch, cache); });
     const auto [step, step_min] = median_ms([&] { graphs.run(batch); });
     const double kv_bytes = double(b) * (context + 1) * cache.bytes_per_token();
-    const double bytes = step_weight_bytes(config, b, fp8 ? 1.0 : 2.0, tp) + kv_bytes;
+    const double bytes = step_weight_bytes(config, model.shard(), b, fp8 ? 1.0 : 2.0) + kv_bytes;
     const double floor_ms = bytes / (copy_gbps * 1e9) * 1e3;  // bytes at the measured copy rate (read + write)
     const int64_t graph_b = padded_graph_batch(b, max_b);
     std::printf("%6lld %8lld %12.3f %12.3f %12.3f %10.2f %10.0f %8lld\n", static_cast<long long>(b),
@@ -252,7 +255,7 @@ int run(int argc, char** argv) {
                        {"num_heads", config.num_attention_heads},
                        {"tp_rank_of", tp},
                        {"tp_rank", tp_rank},
-                       {"expert_channels", options.shard ? options.shard->expert_channels.size() : 0},
+                       {"expert_channels", model.shard().expert_channels.size()},
                        {"copy_gbps", copy_gbps},
                        {"free_gib_after_load", static_cast<double>(free_bytes) / (1 << 30)},
                        {"results", rows}});

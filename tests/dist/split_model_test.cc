@@ -213,16 +213,30 @@ TEST(RunStep, PipelineMicroBatchesGiveRankZeroTheWholeLogits) {
   }
 }
 
+// tiny-v2's checkpoint loaded whole and as the share of rank `parallel`.
+struct TinyV2Share {
+  DeepSeekConfig config;
+  ShardPlan plan;
+  ModelWeights full, part;
+};
+TinyV2Share load_tiny_v2_share(const ParallelConfig& parallel) {
+  const std::string dir = testing::tiny_model_dir("tiny-v2");
+  TinyV2Share s{load_deepseek_config(dir + "/config.json"), {}, {}, {}};
+  const Checkpoint ckpt = Checkpoint::open(dir);
+  s.full = load_weights(ckpt, s.config, {});
+  LoadOptions load;
+  load.shard = s.plan = make_shard_plan(s.config, parallel);
+  s.part = load_weights(ckpt, s.config, load);
+  return s;
+}
+
 // A layer's share holds exactly the full weights' rows and columns of its heads, channels and
 // experts, and the lm_head shard its vocabulary rows then zeros.
 TEST(ShardWeights, SharesAreCutsOfTheFullWeights) {
-  const std::string dir = testing::tiny_model_dir("tiny-v2");
-  const DeepSeekConfig c = load_deepseek_config(dir + "/config.json");
-  const Checkpoint ckpt = Checkpoint::open(dir);
-  const ModelWeights full = load_weights(ckpt, c, {});
-  LoadOptions load;
-  load.shard = make_shard_plan(c, ParallelConfig{4, 1, 3});  // heads [3, 4), vocab [768, 1024)
-  const ModelWeights part = load_weights(ckpt, c, load);
+  const TinyV2Share s = load_tiny_v2_share(ParallelConfig{4, 1, 3});  // heads [3, 4), vocab [768, 1024)
+  const DeepSeekConfig& c = s.config;
+  const ModelWeights& full = s.full;
+  const ModelWeights& part = s.part;
   auto at = [](const Tensor& t, int64_t r, int64_t col) { return t.data<float>()[r * t.dim(1) + col]; };
   const MlaWeights& fa = full.layers[1].attn;
   const MlaWeights& pa = part.layers[1].attn;
@@ -246,18 +260,13 @@ TEST(ShardWeights, SharesAreCutsOfTheFullWeights) {
 // With the routed experts split by channels, a rank holds every expert, each cut to its channels:
 // gate rows [c0, c1), up rows [Im + c0, Im + c1), down columns [c0, c1) of the full weights.
 TEST(ShardWeights, ExpertChannelSharesAreCutsOfEveryExpert) {
-  const std::string dir = testing::tiny_model_dir("tiny-v2");
-  const DeepSeekConfig c = load_deepseek_config(dir + "/config.json");
-  const Checkpoint ckpt = Checkpoint::open(dir);
-  const ModelWeights full = load_weights(ckpt, c, {});
-  LoadOptions load;
-  load.shard = make_shard_plan(c, ParallelConfig{4, 1, 3, ExpertSplit::kChannels});
+  const TinyV2Share s = load_tiny_v2_share(ParallelConfig{4, 1, 3, ExpertSplit::kChannels});
+  const DeepSeekConfig& c = s.config;
   const int64_t im = c.moe_intermediate_size, w = im / 4, c0 = 3 * w;
-  ASSERT_EQ(load.shard->experts, (IndexRange{0, c.n_routed_experts}));
-  ASSERT_EQ(load.shard->expert_channels, (IndexRange{c0, im}));
-  const ModelWeights part = load_weights(ckpt, c, load);
-  const ops::ExpertWeights& f = full.layers[1].moe->experts;
-  const ops::ExpertWeights& g = part.layers[1].moe->experts;
+  ASSERT_EQ(s.plan.experts, (IndexRange{0, c.n_routed_experts}));
+  ASSERT_EQ(s.plan.expert_channels, (IndexRange{c0, im}));
+  const ops::ExpertWeights& f = s.full.layers[1].moe->experts;
+  const ops::ExpertWeights& g = s.part.layers[1].moe->experts;
   ASSERT_EQ(g.gate_up.shape(), (Shape{c.n_routed_experts, 2 * w, c.hidden_size}));
   ASSERT_EQ(g.down.shape(), (Shape{c.n_routed_experts, c.hidden_size, w}));
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {

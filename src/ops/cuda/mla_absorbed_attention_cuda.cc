@@ -23,6 +23,11 @@ using sm90::kFusedValue;
 static_assert(kFusedHeads == kMlaAbsorbedHeadGroup && kFusedHeads * kFusedMaxGroups == kMlaAbsorbedMaxHeads,
               "the contract's head group is the kernel's cluster size");
 
+// G = n / 16 head groups (clusters a sequence) for n heads, or 0 where the kernel takes no n.
+int64_t head_groups(int64_t n) {
+  return n >= 1 && n % kFusedHeads == 0 && n <= kFusedHeads * kFusedMaxGroups ? n / kFusedHeads : 0;
+}
+
 bool is_gpu(const Tensor& t, DType dtype, int ndim) {
   return t.defined() && t.device() == Device::kCUDA && t.dtype() == dtype && t.ndim() == ndim;
 }
@@ -35,7 +40,7 @@ std::string misfit(const MlaAbsorbedArgs& a, const Tensor& o) {
     return "q, w_kv_b, kv_cache and o must be BF16 GPU tensors of 3, 2, 3 and 3 dimensions, the tables I32 ones";
   }
   const int64_t t = a.q.dim(0), b = a.seq_lens.dim(0), n = a.q.dim(1);
-  if (n < 1 || n % kFusedHeads != 0 || n > kFusedHeads * kFusedMaxGroups) {
+  if (head_groups(n) == 0) {
     return "q " + shape_str(a.q.shape()) + " has " + std::to_string(n) + " heads, not 16, 32, .. 128";
   }
   if (a.q.shape() != Shape{t, n, kFusedNope + kFusedRope} ||
@@ -58,14 +63,13 @@ std::string misfit(const MlaAbsorbedArgs& a, const Tensor& o) {
 
 }  // namespace
 
-bool mla_absorbed_attention_cuda_fits(const MlaAbsorbedArgs& args, const Tensor& o) {
-  return misfit(args, o).empty() &&
-         sm90::absorbed_max_active_clusters() >= args.seq_lens.dim(0) * (args.q.dim(1) / kFusedHeads);
+int64_t mla_absorbed_attention_cuda_max_seqs(int64_t n_heads) {
+  const int64_t groups = head_groups(n_heads);
+  return groups == 0 ? 0 : std::min<int64_t>(kFusedMaxSeqs, sm90::absorbed_max_active_clusters() / groups);
 }
 
-int64_t mla_absorbed_attention_cuda_max_seqs(int64_t n_heads) {
-  if (n_heads < 1 || n_heads % kFusedHeads != 0 || n_heads > kFusedHeads * kFusedMaxGroups) return 0;
-  return std::min<int64_t>(kFusedMaxSeqs, sm90::absorbed_max_active_clusters() / (n_heads / kFusedHeads));
+bool mla_absorbed_attention_cuda_fits(const MlaAbsorbedArgs& args, const Tensor& o) {
+  return misfit(args, o).empty() && args.seq_lens.dim(0) <= mla_absorbed_attention_cuda_max_seqs(args.q.dim(1));
 }
 
 void mla_absorbed_attention_cuda(const MlaAbsorbedArgs& args, Tensor& o, cudaStream_t stream) {
@@ -79,7 +83,7 @@ void mla_absorbed_attention_cuda(const MlaAbsorbedArgs& args, Tensor& o, cudaStr
                                   gpu::ptr<const int32_t>(args.block_table),
                                   gpu::ptr<const int32_t>(args.seq_lens),
                                   gpu::ptr<__nv_bfloat16>(o),
-                                  static_cast<int32_t>(args.q.dim(1) / kFusedHeads),
+                                  static_cast<int32_t>(head_groups(args.q.dim(1))),
                                   static_cast<int32_t>(args.block_table.dim(1)),
                                   args.softmax_scale * 1.4426950408889634f,
                                   args.early_loads};

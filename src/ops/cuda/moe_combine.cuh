@@ -73,6 +73,16 @@ __device__ __forceinline__ int2 held_positions(const MoeCombineParams<Y>& p) {
                                    : make_int2(0, pairs);
 }
 
+// A combine thread's starting sum for its vector of y: y's values (p.accumulate), or zeros.
+template <int kVec, typename Y>
+__device__ __forceinline__ void start_sum(const MoeCombineParams<Y>& p, const Y* y, float (&acc)[kVec]) {
+  if (p.accumulate) {
+    load_vec<kVec>(y, acc);
+  } else {
+    fill_vec<kVec>(acc, 0.0f);
+  }
+}
+
 // Host (moe_dispatch.cu, where its kernel is defined): the row kernels' [P] i32 workspace, from the
 // caching allocator, with position[sorted_pairs[pos]] = pos for every pos whose entry is a pair in
 // [0, P). Entries no position names keep what they held: stage_row_pairs checks each position it
@@ -180,11 +190,7 @@ __device__ __forceinline__ void combine_row(const MoeCombineParams<Y>& p, int64_
   for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < vectors; c += int64_t{gridDim.x} * blockDim.x) {
     float acc[kVec];
     Y* y = p.y + t * p.hidden + c * kVec;
-    if (p.accumulate) {
-      load_vec<kVec>(y, acc);
-    } else {
-      fill_vec<kVec>(acc, 0.0f);
-    }
+    start_sum<kVec>(p, y, acc);
     combine_vec<kVec>(p.expert_out, p.weights + t * p.top_k, position, p.top_k, p.hidden, c, acc);
     store_vec<kVec>(y, acc);
   }
@@ -223,13 +229,7 @@ __global__ void __launch_bounds__(kCombineThreads, kCombineRowsCtasPerSm)
   for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
     Y* y = p.y + t * p.hidden + c * kVec;
     float acc[kVec];
-    if (c < vectors) {  // in flight while the positions are staged
-      if (p.accumulate) {
-        load_vec<kVec>(y, acc);
-      } else {
-        fill_vec<kVec>(acc, 0.0f);
-      }
-    }
+    if (c < vectors) start_sum<kVec>(p, y, acc);  // in flight while the positions are staged
     stage_row_pairs(p.position, p.sorted_pairs, p.weights, held.x, held.y, t, p.top_k, position, weight);
     __syncthreads();
     if (c < vectors) {
