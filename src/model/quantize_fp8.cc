@@ -1,5 +1,6 @@
 #include "model/quantize_fp8.h"
 
+#include "core/device_cache.h"
 #include "ops/fp8_block.h"
 
 namespace mlaserve {
@@ -39,6 +40,12 @@ void quantize_stacked(Tensor& w, Tensor& scale, Stream stream) {
 
 void quantize_layer_fp8(LayerWeights& l, Stream stream) {
   MlaWeights& a = l.attn;
+  // The quantised tensors are weights, held for the whole run: they get blocks of their own size.
+  // The caching allocator hands a request any idle block up to twice its size, and a layer-by-layer
+  // load leaves its bf16 temporaries idle just before this (V2's full-layer down [160, 5120, 1536],
+  // 2.52 GB, is twice a TP2 rank's e4m3 gate_up): held as a weight, the rest of such a block is lost
+  // for good (a V2 FP8 TP2 rank ran out of an H200's memory; bench/NOTES-dist.md).
+  if (a.o_proj.weight.device() == Device::kCUDA) release_idle_device_memory();
   for (std::optional<Linear>* opt : {&a.q_proj, &a.q_a_proj, &a.q_b_proj}) {
     if (*opt) quantize_linear(**opt, stream);
   }
