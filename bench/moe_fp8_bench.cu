@@ -20,7 +20,8 @@
 //      kAuto runs, and the floor (the BF16 dense peak or the bytes at the copy bandwidth, whichever
 //      is longer). TFLOPS = 2·P·R·K / time, R the weight rows (2·Im for gate_up), for every column.
 //   3. a V3 and a V2-Lite MoE layer (V3: 256 experts, H 7168, Im 2048, top-8; V2-Lite: 64, 2048,
-//      1408, top-6; uniform routing over the experts):
+//      1408, top-6; and a V3 TP8 rank's channel share of every expert, --expert-split channels: Im
+//      256; uniform routing over the experts):
 //      moe_experts_fp8_cuda (two quantisations, two grouped GEMMs) against moe_experts_cuda
 //      (BF16), decode token counts against the HBM floor of the active experts' weights (e4m3
 //      bytes / measured copy bandwidth), prefill counts in TFLOPS. (These rows run what kAuto
@@ -37,12 +38,12 @@
 // Every other working set here exceeds the 50 MB L2 (weights of 117 MB and up), so no flush is
 // needed.
 //
-//   moe_fp8_bench [--out DIR] [--sections gemm,shapes,bf16-shapes,layers,v2l-layer] [--shape-tokens T,...]
-//                 [--shape-routing uniform|random]
+//   moe_fp8_bench [--out DIR] [--sections gemm,shapes,bf16-shapes,layers,v2l-layer,channels-layer]
+//                 [--shape-tokens T,...] [--shape-routing uniform|random]
 //
 // --sections picks parts 1 (gemm), 2 (shapes), 2b (bf16-shapes; not run by default), 3 (layers;
-// v2l-layer: only V2-Lite's); --shape-tokens replaces part 2's token counts (both models), e.g. to
-// profile one shape.
+// v2l-layer: only V2-Lite's, channels-layer: only the channel share); --shape-tokens replaces
+// part 2's token counts (both models), e.g. to profile one shape.
 #include <cuda_runtime_api.h>
 
 #include <nlohmann/json.hpp>
@@ -204,8 +205,8 @@ int run(int argc, char** argv) {
       random_routing = std::string(argv[++i]) == "random";
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--out DIR] [--sections gemm,shapes,bf16-shapes,layers,v2l-layer] [--shape-tokens T,...] "
-                   "[--shape-routing uniform|random]\n",
+                   "usage: %s [--out DIR] [--sections gemm,shapes,bf16-shapes,layers,v2l-layer,channels-layer] "
+                   "[--shape-tokens T,...] [--shape-routing uniform|random]\n",
                    argv[0]);
       return 2;
     }
@@ -422,8 +423,13 @@ int run(int argc, char** argv) {
     std::vector<int64_t> decode_tokens;  // the decode sizes timed through each path
   };
   for (const Layer& ly : {Layer{"v3", 256, 7168, 2048, 8, {1, 16, 64, 128, 1024, 4096, 16384}, {1, 2, 4, 6, 8}},
-                          Layer{"v2-lite", 64, 2048, 1408, 6, {1, 8, 64, 256}, {1, 2, 4, 6, 8, 12, 16}}}) {
-    if (!section("layers") && !(section("v2l-layer") && std::string(ly.name) == "v2-lite")) continue;
+                          Layer{"v2-lite", 64, 2048, 1408, 6, {1, 8, 64, 256}, {1, 2, 4, 6, 8, 12, 16}},
+                          Layer{"v3-tp8-channels", 256, 7168, 256, 8, {1, 16, 32, 64, 128, 1024},
+                                {1, 2, 4, 8, 12, 16}}}) {
+    const std::string name = ly.name;
+    const bool own =
+        (section("v2l-layer") && name == "v2-lite") || (section("channels-layer") && name == "v3-tp8-channels");
+    if (!section("layers") && !own) continue;
     const int64_t e = ly.e, h = ly.h, im = ly.im, top_k = ly.top_k;
     ops::ExpertWeights fp8;
     random_fp8({e * 2 * im, h}, 3, fp8.gate_up, fp8.gate_up_scale, stream);

@@ -11,9 +11,9 @@ void add_dist_options(CLI::App& cmd, dist::LaunchOptions& o) {
   cmd.add_option("--pipeline-parallel-size", o.pp_size, "Pipeline stages (contiguous layer ranges)")
       ->check(CLI::PositiveNumber);
   cmd.add_option("--expert-split", o.expert_split,
-                 "How tensor-parallel ranks share the routed experts: 'experts' (a share of them held whole; "
-                 "faster from a few sequences a step) or 'channels' (a share of every expert's channels: the same "
-                 "bytes on every rank, faster single-sequence decode)")
+                 "How tensor-parallel ranks share the routed experts: 'experts' (a share of them held whole) or "
+                 "'channels' (a share of every expert's channels: the same bytes on every rank, so none waits for "
+                 "a busier one; faster single-sequence decode)")
       ->transform(CLI::CheckedTransformer(
           std::map<std::string, dist::ExpertSplit>{{"experts", dist::ExpertSplit::kExperts},
                                                    {"channels", dist::ExpertSplit::kChannels}},

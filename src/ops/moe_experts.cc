@@ -42,7 +42,8 @@ void moe_experts_quantized(const Tensor& x_q, const Tensor& x_scales, const Tens
 
 bool moe_experts_reads_token_rows(Device device, int64_t tokens, int64_t rows, const ExpertWeights& weights) {
 #ifdef MLASERVE_WITH_CUDA
-  return device == Device::kCUDA && gpu::use_moe_gemv_token_rows(tokens, rows, weights.is_fp8());
+  return device == Device::kCUDA &&
+         gpu::use_moe_gemv_token_rows(tokens, rows, weights.is_fp8(), weights.intermediate());
 #else
   return false;
 #endif

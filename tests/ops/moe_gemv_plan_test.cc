@@ -54,17 +54,30 @@ TEST(MoeGemvPlan, ExplicitRunLengthsAreKept) {
 // bf16 up to 8 tokens (a pass's rows) on the GEMV, e4m3 up to 16 tokens and 96 rows (past the
 // gathered GEMV's 48), all T staged up to 8 bf16 / 2 e4m3 tokens.
 TEST(MoeGemvPlan, TokenRowsLimits) {
-  EXPECT_TRUE(use_moe_gemv_token_rows(8, 48, false));
-  EXPECT_FALSE(use_moe_gemv_token_rows(9, 54, false));   // bf16 gathers past 8 tokens
-  EXPECT_TRUE(use_moe_gemv_token_rows(16, 96, true));    // e4m3 V2-Lite: 96 rows
-  EXPECT_FALSE(use_moe_gemv_token_rows(17, 102, true));
-  EXPECT_TRUE(use_moe_gemv_token_rows(12, 96, true));    // e4m3 V3: 96 rows
-  EXPECT_FALSE(use_moe_gemv_token_rows(13, 104, true));  // the grouped FP8 GEMM
-  EXPECT_FALSE(use_moe_gemv_token_rows(0, 0, true));
+  EXPECT_TRUE(use_moe_gemv_token_rows(8, 48, false, 1408));
+  EXPECT_FALSE(use_moe_gemv_token_rows(9, 54, false, 1408));   // bf16 gathers past 8 tokens
+  EXPECT_TRUE(use_moe_gemv_token_rows(16, 96, true, 1408));    // e4m3 V2-Lite: 96 rows
+  EXPECT_FALSE(use_moe_gemv_token_rows(17, 102, true, 1408));
+  EXPECT_TRUE(use_moe_gemv_token_rows(12, 96, true, 2048));    // e4m3 V3: 96 rows
+  EXPECT_FALSE(use_moe_gemv_token_rows(13, 104, true, 2048));  // the grouped FP8 GEMM
+  EXPECT_FALSE(use_moe_gemv_token_rows(0, 0, true, 2048));
   EXPECT_TRUE(moe_gemv_all_tokens(8, false));
   EXPECT_FALSE(moe_gemv_all_tokens(9, false));
   EXPECT_TRUE(moe_gemv_all_tokens(2, true));
   EXPECT_FALSE(moe_gemv_all_tokens(3, true));
+}
+
+// Narrow e4m3 experts (a TP8 rank's channel share of V3's: Im 256) take the GEMV for two V3
+// tokens' 16 rows only, gathered or token rows; bf16 ones and whole e4m3 experts keep their limits.
+TEST(MoeGemvPlan, NarrowFp8ExpertsLeaveTheGemvPastTwoTokens) {
+  EXPECT_TRUE(use_moe_gemv(16, true, 256));
+  EXPECT_FALSE(use_moe_gemv(24, true, 256));
+  EXPECT_TRUE(use_moe_gemv(48, true, 512));
+  EXPECT_TRUE(use_moe_gemv(96, false, 256));
+  EXPECT_TRUE(use_moe_gemv_token_rows(2, 16, true, 256));
+  EXPECT_FALSE(use_moe_gemv_token_rows(3, 24, true, 256));
+  EXPECT_TRUE(use_moe_gemv_token_rows(3, 24, true, 2048));
+  EXPECT_TRUE(use_moe_gemv_token_rows(8, 64, false, 256));
 }
 
 // gate_up's early (programmatic) launch: kept for bf16 and for e4m3 past 8 tokens, left out for

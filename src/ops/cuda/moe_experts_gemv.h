@@ -16,7 +16,8 @@ namespace mlaserve::ops {
 // Whether a call over `rows` gathered rows with weights `w` takes the GEMV: forced, or kAuto and
 // use_moe_gemv.
 inline bool runs_moe_gemv(MoeExpertsPath path, int64_t rows, const ExpertWeights& w) {
-  return path == MoeExpertsPath::kGemv || (path == MoeExpertsPath::kAuto && gpu::use_moe_gemv(rows, w.is_fp8()));
+  return path == MoeExpertsPath::kGemv ||
+         (path == MoeExpertsPath::kAuto && gpu::use_moe_gemv(rows, w.is_fp8(), w.intermediate()));
 }
 
 // moe_experts_cuda / moe_experts_fp8_cuda (same operands, contract and checks; BF16 or e4m3

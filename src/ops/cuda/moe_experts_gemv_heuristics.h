@@ -80,17 +80,44 @@ inline constexpr int64_t kMoeGemvAllTokensMaxBf16 = 8;
 inline constexpr int64_t kMoeGemvAllTokensMaxFp8 = 2;
 inline constexpr int64_t kMoeGemvTokenRowsMaxRowsFp8 = 96;
 
-inline bool use_moe_gemv(int64_t rows, bool fp8_weights) {
-  return rows >= 1 && rows <= (fp8_weights ? kMoeGemvMaxRowsFp8 : kMoeGemvMaxRowsBf16);
+// Narrow e4m3 experts, of at most kMoeGemvNarrowImFp8 intermediate channels (a tensor-parallel
+// rank's channel share of every expert, --expert-split channels: V3's Im 2048 over 8 ranks), take
+// the GEMV for up to kMoeGemvNarrowMaxRowsFp8 rows only (two V3 tokens'): past that the grouped
+// GEMM, whose CTAs take runs of column tiles over the short down K (column_run,
+// moe_grouped_gemm_fp8_sm89_heuristics.h), streams them faster. Alone (moe_fp8_bench --sections
+// channels-layer, one H200, 2026-12-01; V3's 256 experts at Im 256, random top-8 routings), us,
+// GEMV / grouped GEMM: 1 token 27.5 / 48.4, 2 56.4 / 50.9, 4 92.2 / 75.8, 8 166.6 / 141.9, 12
+// 218.0 / 151.6, 16 262.8 / 179.3. In the step the GEMV keeps two tokens (it reads the token rows;
+// the grouped GEMM needs their gathered codes): a V3 FP8 TP8 channel rank (decode_step_bench
+// --tp-rank-of 8 --expert-split channels, graph ms, two rounds, bench/NOTES-dist.md), the GEMV to
+// 96 rows / to 8 rows: batch 2 7.25, 7.29 / 7.65, 7.61; 4 9.48, 9.47 / 8.62, 8.62; 8 14.75, 14.71
+// / 13.54, 13.61; 12 14.57, 14.55 / 14.72, 14.80. The same at TP4 (Im 512, 20 layers) and TP2
+// (Im 1024, 10 layers) was mixed (-3 to +4% by batch), so they keep the whole experts' limits.
+inline constexpr int64_t kMoeGemvNarrowImFp8 = 256;
+inline constexpr int64_t kMoeGemvNarrowMaxRowsFp8 = 16;
+
+inline bool narrow_fp8_experts(bool fp8_weights, int64_t intermediate) {
+  return fp8_weights && intermediate <= kMoeGemvNarrowImFp8;
+}
+
+// Whether the experts (intermediate size Im) over P gathered rows run as the GEMV.
+inline bool use_moe_gemv(int64_t rows, bool fp8_weights, int64_t intermediate) {
+  const int64_t max_rows = narrow_fp8_experts(fp8_weights, intermediate) ? kMoeGemvNarrowMaxRowsFp8
+                           : fp8_weights                                 ? kMoeGemvMaxRowsFp8
+                                                                         : kMoeGemvMaxRowsBf16;
+  return rows >= 1 && rows <= max_rows;
 }
 
 // Whether the model's experts over T tokens and P = T·k rows read the token rows
 // (moe_experts_gemv_token_rows_cuda) instead of rows the routing gathers: bf16 where the GEMV
 // runs, up to kMoeGemvTokenRowsMaxBf16 tokens; e4m3 up to kMoeGemvTokenRowsMaxFp8 tokens and
-// kMoeGemvTokenRowsMaxRowsFp8 rows, past the gathered GEMV's limit. Whether the norm's codes are at
-// hand only changes where the rows are quantised, not the bits, so it does not enter the choice.
-inline bool use_moe_gemv_token_rows(int64_t tokens, int64_t rows, bool fp8_weights) {
-  const int64_t max_rows = fp8_weights ? kMoeGemvTokenRowsMaxRowsFp8 : kMoeGemvMaxRowsBf16;
+// kMoeGemvTokenRowsMaxRowsFp8 rows, past the gathered GEMV's limit; narrow e4m3 experts where the
+// GEMV runs. Whether the norm's codes are at hand only changes where the rows are quantised, not
+// the bits, so it does not enter the choice.
+inline bool use_moe_gemv_token_rows(int64_t tokens, int64_t rows, bool fp8_weights, int64_t intermediate) {
+  const int64_t max_rows = narrow_fp8_experts(fp8_weights, intermediate) ? kMoeGemvNarrowMaxRowsFp8
+                           : fp8_weights                                 ? kMoeGemvTokenRowsMaxRowsFp8
+                                                                         : kMoeGemvMaxRowsBf16;
   const int64_t max_tokens = fp8_weights ? kMoeGemvTokenRowsMaxFp8 : kMoeGemvTokenRowsMaxBf16;
   return rows >= 1 && rows <= max_rows && tokens >= 1 && tokens <= max_tokens;
 }

@@ -31,10 +31,13 @@ void check_tensor(std::string_view op, const Tensor& t, std::string_view name, D
   gpu::check_operand(op, name, t, dtype, shape, align);
 }
 
-// One grouped GEMM: grid = (upper bound of the M tiles) x (N tiles), as the BF16 kernel's.
+// One grouped GEMM: grid = (upper bound of the M tiles) x (runs of N tiles), as the BF16 kernel's
+// with runs of one tile.
 template <class Tile, bool kSwiGlu>
 void launch(sm89::MoeFp8GemmParams p, cudaStream_t stream) {
-  p.n_tiles = kSwiGlu ? p.n_out / (Tile::kBN / 2) : p.n_out / Tile::kBN;
+  const int column_tiles = kSwiGlu ? p.n_out / (Tile::kBN / 2) : p.n_out / Tile::kBN;
+  p.n_run = sm89::column_run(p.k / Tile::kBK, column_tiles);
+  p.n_tiles = column_tiles / p.n_run;
   const int smem = Tile::kPipelineBytes + (p.num_experts + 1) * static_cast<int>(sizeof(int32_t));
   const auto kernel = sm89::moe_grouped_gemm_fp8_sm89_kernel<Tile, kSwiGlu>;
   MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));

@@ -25,6 +25,9 @@
 //     one 128-row block (BN divides 128; n_tile · BN is a multiple of BN), so a plain tile has
 //     one B scale per k-tile; a SwiGLU tile two: its gate rows and its up rows (BN / 2 channels
 //     at n_tile · BN / 2, in one 128-row block of each half; Im is a multiple of 128).
+//   - A CTA takes a run of n_run column tiles (column_run in the heuristics header): each tile's K
+//     groups in turn through the same ring, its epilogue between them, so that a short K (a TP
+//     rank's channel share of the experts: down K = 256) still makes a long stream a CTA.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -90,8 +93,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
   const sm80::CtaTile tile = sm80::cta_tile<Tile::kBM>(p, tile_start, warp);
   if (!tile.valid) return;
-  const int expert = tile.expert, n_tile = tile.n_tile, row0 = tile.row0, rows = tile.rows;
+  const int expert = tile.expert, row0 = tile.row0, rows = tile.rows;
+  // This CTA's run: column tiles first_n_tile .. + n_run - 1, each tile's K groups in turn through
+  // one ring (`steps` k-tiles); tile j's weight rows lie kRunRows · j rows past the first's.
+  const int first_n_tile = tile.n_tile * p.n_run;
+  constexpr int kRunRows = kSwiGlu ? Tile::kBN / 2 : Tile::kBN;
   const int k_groups = p.k / Tile::kBK;  // KB
+  const int steps = k_groups * p.n_run;
 
   // Per-thread copy sources (byte offsets; k-tile kt adds kt * 128) and destinations.
   const uint8_t* a_base = p.a + static_cast<int64_t>(row0) * p.k;
@@ -108,34 +116,43 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
   for (int i = 0; i < Tile::kBChunks; ++i) {
     const int idx = tid + i * Tile::kThreads, r = idx / 8, c = idx % 8;
-    b_src[i] = static_cast<uint32_t>(sm80::b_tile_row<Tile, kSwiGlu>(n_tile, r, p.n_out) * p.k + c * 16);
+    b_src[i] = static_cast<uint32_t>(sm80::b_tile_row<Tile, kSwiGlu>(first_n_tile, r, p.n_out) * p.k + c * 16);
     b_dst[i] = Tile::kBM * Tile::kRowBytes + tile_offset(r, c);
   }
   const uint32_t smem_base = sm80::smem_u32(smem);
 
   // This thread's scale copy, if any (k-tile kt adds kt): threads [0, BM) copy the A scale of
-  // tile row tid (clamped into the tile), the next one (two with SwiGLU) a B scale. 32-bit
+  // tile row tid (clamped into the tile), the next one (two with SwiGLU) a B scale, of the 128-row
+  // block that holds weight row scale_w_row (+ kRunRows · j for the run's tile j). 32-bit
   // offsets: P · KB and E · b_rows / 128 · KB are far below 2^31.
   constexpr int kBScaleCopies = kSwiGlu ? 2 : 1;
   const float* scale_src = nullptr;
+  int scale_w_row = -1;
   if (tid < Tile::kBM) {
     scale_src = p.a_scales + (row0 + min(tid, rows - 1)) * k_groups;
   } else if (tid < Tile::kBM + kBScaleCopies) {
     // Weight row of the slot's first B tile row: the gate (or plain) rows start at tile row 0,
     // SwiGLU's up rows at tile row kWN / 2 (b_tile_row).
-    const int w_row = sm80::b_tile_row<Tile, kSwiGlu>(n_tile, (tid - Tile::kBM) * (Tile::kWN / 2), p.n_out);
-    scale_src = p.b_scales + (expert * (p.b_rows / 128) + w_row / 128) * k_groups;
+    scale_w_row = sm80::b_tile_row<Tile, kSwiGlu>(first_n_tile, (tid - Tile::kBM) * (Tile::kWN / 2), p.n_out);
+    scale_src = p.b_scales + expert * (p.b_rows / 128) * k_groups;
   }
   const uint32_t scale_dst = smem_base + Tile::kScalesOffset + tid * 4;
 
-  auto load_stage = [&](int stage, int kt) {
+  // Copies the next k-tile of the run (k-tile load_kt of column tile load_j) into `stage`.
+  int load_j = 0, load_kt = 0;
+  auto load_next = [&](int stage) {
     const uint32_t base = smem_base + stage * Tile::kStageBytes;
-    const int k0 = kt * Tile::kBK;
+    const int k0 = load_kt * Tile::kBK;
+    const uint8_t* b_run = b_base + static_cast<uint32_t>(load_j * kRunRows * p.k) + k0;
 #pragma unroll
     for (int i = 0; i < Tile::kAChunks; ++i) cp_async_16(base + a_dst[i], a_base + a_src[i] + k0, a_valid[i]);
 #pragma unroll
-    for (int i = 0; i < Tile::kBChunks; ++i) cp_async_16(base + b_dst[i], b_base + b_src[i] + k0, true);
-    if (scale_src != nullptr) cp_async_4(scale_dst + stage * Tile::kScaleSlotFloats * 4, scale_src + kt, true);
+    for (int i = 0; i < Tile::kBChunks; ++i) cp_async_16(base + b_dst[i], b_run + b_src[i], true);
+    if (scale_src != nullptr) {
+      const int block = scale_w_row < 0 ? 0 : (scale_w_row + load_j * kRunRows) / 128;
+      cp_async_4(scale_dst + stage * Tile::kScaleSlotFloats * 4, scale_src + block * k_groups + load_kt, true);
+    }
+    if (++load_kt == k_groups) load_kt = 0, ++load_j;
   };
 
   // Where this thread's scales sit in a stage's slot: its accumulator rows' A scales, and per n8
@@ -151,24 +168,24 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
     for (int ni = 0; ni < Tile::kNI; ++ni) {
 #pragma unroll
-      for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.0f;
+      for (int c = 0; c < 4; ++c) acc[mi][ni][c] = 0.0f;
     }
   }
 
 #pragma unroll
   for (int s = 0; s < Tile::kStages - 1; ++s) {
-    if (s < k_groups) load_stage(s, s);
+    if (s < steps) load_next(s);
     sm80::cp_async_commit();
   }
 
   const int a_row = warp_m * Tile::kWM + (lane & 15), a_chunk = lane >> 4;
   const int b_row = warp_n * Tile::kWN + (lane & 7) + ((lane >> 4) << 3), b_chunk = (lane >> 3) & 1;
 
-  for (int kt = 0; kt < k_groups; ++kt) {
+  for (int step = 0, kt = 0, j = 0; step < steps; ++step) {
     sm80::cp_async_wait<Tile::kStages - 2>();
     __syncthreads();
-    const int next = kt + Tile::kStages - 1;
-    if (next < k_groups) load_stage(next % Tile::kStages, next);
+    const int next = step + Tile::kStages - 1;
+    if (next < steps) load_next(next % Tile::kStages);
     sm80::cp_async_commit();
 
     float part[Tile::kMI][Tile::kNI][4];  // this group's sums
@@ -177,10 +194,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
       for (int ni = 0; ni < Tile::kNI; ++ni) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) part[mi][ni][j] = 0.0f;
+        for (int c = 0; c < 4; ++c) part[mi][ni][c] = 0.0f;
       }
     }
-    const uint32_t sa_smem = smem_base + (kt % Tile::kStages) * Tile::kStageBytes;
+    const uint32_t sa_smem = smem_base + (step % Tile::kStages) * Tile::kStageBytes;
     const uint32_t sb_smem = sa_smem + Tile::kBM * Tile::kRowBytes;
     // Unrolled for the decode tile only (one m16 x two n8 mma a step): its four steps' fragments
     // are then loaded ahead of their mma, so the ldmatrix latency is paid once a k-tile, not four
@@ -211,7 +228,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     }
     // This group's scales, read from the stage's slot only now: read before the mma steps they
     // stay live across them, and the mid and prefill tiles spill.
-    const float* slot = scale_slots + (kt % Tile::kStages) * Tile::kScaleSlotFloats;
+    const float* slot = scale_slots + (step % Tile::kStages) * Tile::kScaleSlotFloats;
     float sa[Tile::kMI][2], sb[Tile::kNI];
 #pragma unroll
     for (int mi = 0; mi < Tile::kMI; ++mi) {
@@ -227,13 +244,24 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
       for (int ni = 0; ni < Tile::kNI; ++ni) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) acc[mi][ni][j] += part[mi][ni][j] * (sa[mi][j >> 1] * sb[ni]);
+        for (int c = 0; c < 4; ++c) acc[mi][ni][c] += part[mi][ni][c] * (sa[mi][c >> 1] * sb[ni]);
       }
     }
+    if (++kt < k_groups) continue;
+    // Column tile j's last K group: its epilogue (the next tiles' copies in flight), a fresh sum.
+    sm80::store_tile<Tile, kSwiGlu>(acc, p.out, p.n_out, row0, rows, first_n_tile + j, warp_m, warp_n, lane);
+#pragma unroll
+    for (int mi = 0; mi < Tile::kMI; ++mi) {
+#pragma unroll
+      for (int ni = 0; ni < Tile::kNI; ++ni) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[mi][ni][c] = 0.0f;
+      }
+    }
+    kt = 0;
+    ++j;
   }
   sm80::cp_async_wait<0>();
-
-  sm80::store_tile<Tile, kSwiGlu>(acc, p.out, p.n_out, row0, rows, n_tile, warp_m, warp_n, lane);
 }
 
 }  // namespace mlaserve::ops::sm89

@@ -33,6 +33,29 @@ inline constexpr int64_t kWideDecodeMinWeight = int64_t{1} << 23;
 
 inline bool use_wide_decode_tile(int64_t weight_rows, int64_t k) { return weight_rows * k >= kWideDecodeMinWeight; }
 
+// Column tiles a CTA takes in turn (MoeFp8GemmParams::n_run) where K is short (at most
+// kRunMaxGroups 128-wide groups): its K groups for one column tile, then the next tile's through
+// the same cp.async ring, so that the ring streams at least kRunMinGroups k-tiles before the CTA
+// ends; powers of two dividing the column tiles. A column tile over a short K is a short stream:
+// a TP rank's channel share of V3's experts (--expert-split channels) gives down K = 256 under
+// TP8, two k-tiles a tile, and one CTA a tile spent its time in the CTA's head (the schedule's
+// trip to the expert offsets, the first copies' latency) and its epilogue. A V3 FP8 TP8 rank with
+// channels alone on one H200 (decode_step_bench --tp-rank-of 8 --expert-split channels, graph ms,
+// two rounds; bench/NOTES-dist.md, 2026-12-01), no runs / at least 8 / 16 / 32 k-tiles: batch 16
+// 23.67, 23.65 / 16.95, 16.98 / 16.38, 16.32 / 16.20, 16.14; 32 33.44, 33.43 / 23.52, 23.46 /
+// 22.26, 22.21 / 22.04, 21.94; 64 40.19, 40.03 / 28.80, 28.83 / 27.50, 27.52 / 27.60, 27.48. V2-Lite's
+// whole experts (down K = 1408, 11 groups) lost 0.2-0.8% at batches 16-128 with runs of two, so
+// longer K keeps one tile a CTA.
+inline constexpr int64_t kRunMaxGroups = 8;
+inline constexpr int64_t kRunMinGroups = 32;
+
+inline int column_run(int64_t k_groups, int64_t column_tiles) {
+  int run = 1;
+  if (k_groups > kRunMaxGroups) return run;
+  while (run * k_groups < kRunMinGroups && column_tiles % (2 * run) == 0) run *= 2;
+  return run;
+}
+
 inline MoeFp8TileConfig choose_moe_fp8_tiles(int64_t rows, int64_t experts) {
   const int64_t active = std::max<int64_t>(1, std::min(rows, experts));
   const int64_t mean = (rows + active - 1) / active;

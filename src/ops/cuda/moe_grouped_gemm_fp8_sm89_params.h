@@ -27,7 +27,9 @@ struct MoeFp8GemmParams {
   int32_t k;                      // K: H (gate_up) or Im (down), a multiple of 128
   int32_t b_rows;                 // rows of one expert's weight: 2·Im (gate_up) or H (down), a multiple of 128
   int32_t n_out;                  // output columns: Im (SwiGLU) or H (plain)
-  int32_t n_tiles;                // column tiles per expert: n_out / (BN / 2) or n_out / BN
+  int32_t n_tiles;                // column runs per expert (the grid's columns): n_out / (BN / 2) or
+                                  // n_out / BN column tiles, over n_run
+  int32_t n_run;                  // column tiles a CTA takes in turn through one pipeline (column_run)
 };
 
 }  // namespace mlaserve::ops::sm89

@@ -135,9 +135,11 @@ TEST_F(MoeFp8Cuda, QuantizedRowsV3) { check_quantized_rows(kV3, 10, 700); }
 TEST_F(MoeFp8Cuda, SmallQuantizedRows) { check_quantized_rows(kSmall, 8, 40); }
 TEST_F(MoeFp8Cuda, SmallQuantizedRowsOnlyPastTheGemv) {
   make_weights(kSmall, {0}, fresh_seed());
-  EXPECT_FALSE(moe_experts_takes_quantized_rows(Device::kCUDA, gpu::kMoeGemvMaxRowsFp8, gpu_));
-  EXPECT_TRUE(moe_experts_takes_quantized_rows(Device::kCUDA, gpu::kMoeGemvMaxRowsFp8 + 1, gpu_));
-  EXPECT_FALSE(moe_experts_takes_quantized_rows(Device::kCPU, gpu::kMoeGemvMaxRowsFp8 + 1, gpu_));
+  ASSERT_TRUE(gpu::narrow_fp8_experts(true, kSmall.inter));  // Im 256: the GEMV up to 16 rows
+  const int64_t gemv_rows = gpu::kMoeGemvNarrowMaxRowsFp8;
+  EXPECT_FALSE(moe_experts_takes_quantized_rows(Device::kCUDA, gemv_rows, gpu_));
+  EXPECT_TRUE(moe_experts_takes_quantized_rows(Device::kCUDA, gemv_rows + 1, gpu_));
+  EXPECT_FALSE(moe_experts_takes_quantized_rows(Device::kCPU, gemv_rows + 1, gpu_));
 }
 
 

@@ -100,6 +100,22 @@ TEST(MoeFp8KernelRule, WideDecodeTileForV3SizedExperts) {
   EXPECT_FALSE(use_wide_decode_tile(2 * 256, 512));    // Small
 }
 
+// The mma.sync kernel's column runs (column_run): whole experts of V2, V2-Lite and V3 keep one
+// column tile a CTA; a TP rank's channel share (K of 8 groups or fewer) takes powers of two up to
+// 32 k-tiles a CTA, as far as the tiles divide.
+TEST(MoeFp8KernelRule, ColumnRunsOnlyForShortK) {
+  using sm89::column_run;
+  EXPECT_EQ(column_run(7168 / 128, 4096 / 64), 1);   // V3 gate_up, the wide decode tile
+  EXPECT_EQ(column_run(2048 / 128, 7168 / 128), 1);  // V3 down
+  EXPECT_EQ(column_run(1408 / 128, 2048 / 64), 1);   // V2-Lite down (11 groups)
+  EXPECT_EQ(column_run(1536 / 128, 5120 / 64), 1);   // V2 down (12 groups)
+  EXPECT_EQ(column_run(256 / 128, 7168 / 64), 16);   // V3 TP8 channel share, down
+  EXPECT_EQ(column_run(512 / 128, 7168 / 64), 8);    // TP4
+  EXPECT_EQ(column_run(1024 / 128, 7168 / 64), 4);   // TP2
+  EXPECT_EQ(column_run(2, 6), 2);                    // as far as the tiles divide
+  EXPECT_EQ(column_run(2, 7), 1);
+}
+
 // The benchmark's shape (moe_fp8_bench --sections gemm): 4 experts x 8192 rows, N 4096, K 7168,
 // plain; the first, last and a random row of each expert checked. Down-projection weights only.
 TEST_F(MoeFp8Cuda, CutlassBenchShape) {
