@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/moe_experts_gemv.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_cutlass.h"
@@ -48,11 +49,22 @@ void launch(sm89::MoeFp8GemmParams p, cudaStream_t stream) {
   MLA_CUDA_CHECK_LAUNCH();
 }
 
+// The grid's bound for the experts that can have rows at one M tile each (use_four_ctas_decode_tile).
+template <class Tile, bool kSwiGlu>
+int64_t decode_ctas(const sm89::MoeFp8GemmParams& p) {
+  const int column_tiles = kSwiGlu ? p.n_out / (Tile::kBN / 2) : p.n_out / Tile::kBN;
+  const int64_t runs = column_tiles / sm89::column_run(p.k / Tile::kBK, column_tiles);
+  return std::min(p.num_rows, p.num_experts) * runs;
+}
+
 template <bool kSwiGlu>
 void run(const sm89::MoeFp8GemmParams& p, cudaStream_t stream) {
   switch (sm89::choose_moe_fp8_tiles(p.num_rows, p.num_experts)) {
     case sm89::MoeFp8TileConfig::kDecode:
       if (sm89::use_wide_decode_tile(p.b_rows, p.k)) return launch<sm89::MoeFp8TileDecodeWide, kSwiGlu>(p, stream);
+      if (sm89::use_four_ctas_decode_tile(decode_ctas<sm89::MoeFp8TileDecode, kSwiGlu>(p), gpu::device_sm_count())) {
+        return launch<sm89::MoeFp8TileDecodeFour, kSwiGlu>(p, stream);
+      }
       return launch<sm89::MoeFp8TileDecode, kSwiGlu>(p, stream);
     case sm89::MoeFp8TileConfig::kMid: return launch<sm89::MoeFp8TileMid, kSwiGlu>(p, stream);
     case sm89::MoeFp8TileConfig::kPrefill: return launch<sm89::MoeFp8TilePrefill, kSwiGlu>(p, stream);

@@ -68,6 +68,7 @@ struct MoeFp8Tile {
 
 using MoeFp8TileDecode = MoeFp8Tile<16, 64, 6, 1, 4, 3>;
 using MoeFp8TileDecodeWide = MoeFp8Tile<16, 128, 6, 1, 4, 2>;
+using MoeFp8TileDecodeFour = MoeFp8Tile<16, 64, 4, 1, 4, 4>;  // four CTAs an SM (use_four_ctas_decode_tile)
 using MoeFp8TileMid = MoeFp8Tile<64, 128, 4, 2, 4, 2>;
 using MoeFp8TilePrefill = MoeFp8Tile<128, 128, 4, 2, 4, 1>;
 

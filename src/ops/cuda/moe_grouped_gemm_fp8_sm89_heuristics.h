@@ -56,6 +56,16 @@ inline int column_run(int64_t k_groups, int64_t column_tiles) {
   return run;
 }
 
+// The 16 x 64 decode tile with four stages at four CTAs an SM instead of six at three, where that
+// holds the grid in one wave and three CTAs an SM do not: `ctas` is the grid's bound for the
+// experts that can have rows, min(P, E) experts of one M tile each (mean <= 16 rows) times the
+// column runs. Fewer bytes in flight a CTA, so only there: a V3 FP8 TP8 channel rank
+// (decode_step_bench --tp-rank-of 8 --expert-split channels, graph ms, two rounds, one H200,
+// 2026-12-01; bench/NOTES-dist.md), three CTAs an SM / four everywhere: batch 8 (gate_up 64 x 8
+// CTAs: 1.3 waves of three) 13.35, 13.40 / 11.80, 11.82; but 12 14.57, 14.60 / 16.10, 16.08, 16 15.96,
+// 15.99 / 16.87, 16.83, 32 21.61, 21.58 / 22.25, 22.27; V2-Lite FP8 and a TP4 channel rank within 0.7%.
+inline bool use_four_ctas_decode_tile(int64_t ctas, int64_t sms) { return ctas > 3 * sms && ctas <= 4 * sms; }
+
 inline MoeFp8TileConfig choose_moe_fp8_tiles(int64_t rows, int64_t experts) {
   const int64_t active = std::max<int64_t>(1, std::min(rows, experts));
   const int64_t mean = (rows + active - 1) / active;

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "moe_experts_fp8_cuda_fixture.h"
+#include "ops/cuda/device_props.h"
+#include "ops/cuda/moe_grouped_gemm_fp8_sm89_heuristics.h"
 
 namespace mlaserve::ops::moe_fp8_test {
 
@@ -37,6 +39,23 @@ TEST_F(MoeFp8Cuda, SmallGemv) {
   check_layer_paths({1, 0, 0, 0, 0, 0, 0, 0}, seed + 5, true, 0, 8);
   check_layer_paths({2, 0, 0, 3, 0, 0, 0, 1}, seed + 6, true, 7, 8);
   check_layer_paths({2, 0, 0, 0, 0, 0, 1, 0}, seed + 7, true, 2, 6);
+}
+
+// The decode tile at four CTAs an SM (use_four_ctas_decode_tile): 64 experts of one row each, 8
+// column runs an expert (512 CTAs: past three CTAs an SM of 132 SMs, within four), through the
+// SwiGLU epilogue (K 1152, Im 256) and then the plain one (H 512 over K 1152); the other product of
+// each shape keeps three CTAs an SM.
+TEST_F(MoeFp8Cuda, SmallDecodeTileFourCtasAnSm) {
+  if (!sm89::use_four_ctas_decode_tile(64 * 8, gpu::device_sm_count())) {
+    GTEST_SKIP() << "512 CTAs fit three an SM or exceed four on this GPU's " << gpu::device_sm_count() << " SMs";
+  }
+  std::vector<int64_t> all(64);
+  for (int64_t e = 0; e < 64; ++e) all[static_cast<size_t>(e)] = e;
+  for (const MoeShape& s : {MoeShape{64, 1152, 256, 2}, MoeShape{64, 512, 1152, 2}}) {
+    const uint64_t seed = fresh_seed();
+    make_weights(s, all, seed);
+    check_gemms(std::vector<int32_t>(64, 1), seed + 1, /*check_all=*/true, /*every_kernel=*/false);
+  }
 }
 
 TEST_F(MoeFp8Cuda, SmallMidTiles) {

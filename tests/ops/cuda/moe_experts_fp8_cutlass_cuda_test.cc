@@ -116,6 +116,19 @@ TEST(MoeFp8KernelRule, ColumnRunsOnlyForShortK) {
   EXPECT_EQ(column_run(2, 7), 1);
 }
 
+// The decode tile at four CTAs an SM only where the grid then fits one wave and does not at three:
+// a V3 TP8 channel rank's gate_up at 8 tokens (64 experts x 8 column tiles), not at 4 or 12.
+TEST(MoeFp8KernelRule, FourCtasAnSmWhereThatMakesOneWave) {
+  using sm89::use_four_ctas_decode_tile;
+  EXPECT_FALSE(use_four_ctas_decode_tile(396, 132));
+  EXPECT_TRUE(use_four_ctas_decode_tile(397, 132));
+  EXPECT_TRUE(use_four_ctas_decode_tile(528, 132));
+  EXPECT_FALSE(use_four_ctas_decode_tile(529, 132));
+  EXPECT_FALSE(use_four_ctas_decode_tile(32 * 8, 132));
+  EXPECT_TRUE(use_four_ctas_decode_tile(64 * 8, 132));
+  EXPECT_FALSE(use_four_ctas_decode_tile(96 * 8, 132));
+}
+
 // The benchmark's shape (moe_fp8_bench --sections gemm): 4 experts x 8192 rows, N 4096, K 7168,
 // plain; the first, last and a random row of each expert checked. Down-projection weights only.
 TEST_F(MoeFp8Cuda, CutlassBenchShape) {
