@@ -67,12 +67,14 @@ TEST(MoeGemvPlan, TokenRowsLimits) {
   EXPECT_FALSE(moe_gemv_all_tokens(3, true));
 }
 
-// Narrow e4m3 experts (a TP8 rank's channel share of V3's: Im 256) take the GEMV for two V3
-// tokens' 16 rows only, gathered or token rows; bf16 ones and whole e4m3 experts keep their limits.
+// Narrow e4m3 experts (a TP8 or TP4 rank's channel share of V3's: Im 256, 512) take the GEMV for
+// two V3 tokens' 16 rows only, gathered or token rows; bf16 ones, TP2's share (Im 1024) and whole
+// e4m3 experts keep their limits.
 TEST(MoeGemvPlan, NarrowFp8ExpertsLeaveTheGemvPastTwoTokens) {
   EXPECT_TRUE(use_moe_gemv(16, true, 256));
   EXPECT_FALSE(use_moe_gemv(24, true, 256));
-  EXPECT_TRUE(use_moe_gemv(48, true, 512));
+  EXPECT_FALSE(use_moe_gemv(24, true, 512));
+  EXPECT_TRUE(use_moe_gemv(48, true, 1024));
   EXPECT_TRUE(use_moe_gemv(96, false, 256));
   EXPECT_TRUE(use_moe_gemv_token_rows(2, 16, true, 256));
   EXPECT_FALSE(use_moe_gemv_token_rows(3, 24, true, 256));

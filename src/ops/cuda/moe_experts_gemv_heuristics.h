@@ -81,7 +81,7 @@ inline constexpr int64_t kMoeGemvAllTokensMaxFp8 = 2;
 inline constexpr int64_t kMoeGemvTokenRowsMaxRowsFp8 = 96;
 
 // Narrow e4m3 experts, of at most kMoeGemvNarrowImFp8 intermediate channels (a tensor-parallel
-// rank's channel share of every expert, --expert-split channels: V3's Im 2048 over 8 ranks), take
+// rank's channel share of every expert, --expert-split channels: V3's Im 2048 over 8 or 4 ranks), take
 // the GEMV for up to kMoeGemvNarrowMaxRowsFp8 rows only (two V3 tokens'): past that the grouped
 // GEMM, whose CTAs take runs of column tiles over the short down K (column_run,
 // moe_grouped_gemm_fp8_sm89_heuristics.h), streams them faster. Alone (moe_fp8_bench --sections
@@ -91,9 +91,12 @@ inline constexpr int64_t kMoeGemvTokenRowsMaxRowsFp8 = 96;
 // the grouped GEMM needs their gathered codes): a V3 FP8 TP8 channel rank (decode_step_bench
 // --tp-rank-of 8 --expert-split channels, graph ms, two rounds, bench/NOTES-dist.md), the GEMV to
 // 96 rows / to 8 rows: batch 2 7.25, 7.29 / 7.65, 7.61; 4 9.48, 9.47 / 8.62, 8.62; 8 14.75, 14.71
-// / 13.54, 13.61; 12 14.57, 14.55 / 14.72, 14.80. The same at TP4 (Im 512, 20 layers) and TP2
-// (Im 1024, 10 layers) was mixed (-3 to +4% by batch), so they keep the whole experts' limits.
-inline constexpr int64_t kMoeGemvNarrowImFp8 = 256;
+// / 13.54, 13.61; 12 14.57, 14.55 / 14.72, 14.80. With the four-CTA decode tile
+// (use_four_ctas_decode_tile), a TP4 channel rank (Im 512, 20 layers), Im <= 256 / <= 512: batch 3
+// 3.78, 3.78 / 3.72, 3.71; 4 4.39, 4.39 / 4.04, 4.04; 6 5.49, 5.48 / 4.84, 4.85; 8 5.79, 5.79 / 5.66,
+// 5.65; 2, 12 and 16 within 0.6%. A TP2 rank (Im 1024) lost 1-3% at 3-4 tokens that way, so whole
+// experts and TP2's share keep the GEMV's own limits.
+inline constexpr int64_t kMoeGemvNarrowImFp8 = 512;
 inline constexpr int64_t kMoeGemvNarrowMaxRowsFp8 = 16;
 
 inline bool narrow_fp8_experts(bool fp8_weights, int64_t intermediate) {
