@@ -32,13 +32,23 @@ void check_tensor(std::string_view op, const Tensor& t, std::string_view name, D
   gpu::check_operand(op, name, t, dtype, shape, align);
 }
 
+// An expert's column tiles (SwiGLU: BN / 2 channels of gate and up rows a tile) and the runs a CTA
+// takes them in (column_run).
+template <class Tile, bool kSwiGlu>
+int column_tiles(const sm89::MoeFp8GemmParams& p) {
+  return kSwiGlu ? p.n_out / (Tile::kBN / 2) : p.n_out / Tile::kBN;
+}
+template <class Tile, bool kSwiGlu>
+int column_run(const sm89::MoeFp8GemmParams& p) {
+  return sm89::column_run(p.k / Tile::kBK, column_tiles<Tile, kSwiGlu>(p));
+}
+
 // One grouped GEMM: grid = (upper bound of the M tiles) x (runs of N tiles), as the BF16 kernel's
 // with runs of one tile.
 template <class Tile, bool kSwiGlu>
 void launch(sm89::MoeFp8GemmParams p, cudaStream_t stream) {
-  const int column_tiles = kSwiGlu ? p.n_out / (Tile::kBN / 2) : p.n_out / Tile::kBN;
-  p.n_run = sm89::column_run(p.k / Tile::kBK, column_tiles);
-  p.n_tiles = column_tiles / p.n_run;
+  p.n_run = column_run<Tile, kSwiGlu>(p);
+  p.n_tiles = column_tiles<Tile, kSwiGlu>(p) / p.n_run;
   const int smem = Tile::kPipelineBytes + (p.num_experts + 1) * static_cast<int>(sizeof(int32_t));
   const auto kernel = sm89::moe_grouped_gemm_fp8_sm89_kernel<Tile, kSwiGlu>;
   MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
@@ -52,8 +62,7 @@ void launch(sm89::MoeFp8GemmParams p, cudaStream_t stream) {
 // The grid's bound for the experts that can have rows at one M tile each (use_four_ctas_decode_tile).
 template <class Tile, bool kSwiGlu>
 int64_t decode_ctas(const sm89::MoeFp8GemmParams& p) {
-  const int column_tiles = kSwiGlu ? p.n_out / (Tile::kBN / 2) : p.n_out / Tile::kBN;
-  const int64_t runs = column_tiles / sm89::column_run(p.k / Tile::kBK, column_tiles);
+  const int64_t runs = column_tiles<Tile, kSwiGlu>(p) / column_run<Tile, kSwiGlu>(p);
   return std::min(p.num_rows, p.num_experts) * runs;
 }
 

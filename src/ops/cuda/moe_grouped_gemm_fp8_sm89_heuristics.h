@@ -3,7 +3,9 @@
 // mean rows per active expert, P / min(E, P), since the split over experts stays on the device:
 //   kDecode  (<= 16 rows): 16 x 64 tiles, six stages, 4 warps of 16 x 16 (weight streaming), three
 //            CTAs an SM; for experts of at least kWideDecodeMinWeight weights (V3's), 16 x 128
-//            tiles at two CTAs an SM (use_wide_decode_tile).
+//            tiles at two CTAs an SM (use_wide_decode_tile); four stages at four CTAs an SM where
+//            that makes one wave and three do not (use_four_ctas_decode_tile). Runs of column tiles
+//            a CTA where K is short (column_run).
 //   kMid     (<= 64):      64 x 128 tiles, four stages, 8 warps of 32 x 32.
 //   kPrefill (> 64):       128 x 128 tiles, four stages, 8 warps of 64 x 32. Narrower than the
 //            BF16 kernel's 128 x 256: every warp holds two accumulators (the running fp32 sum and
