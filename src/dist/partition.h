@@ -39,9 +39,9 @@ IndexRange layer_range(const std::vector<int64_t>& costs, int stages, int stage)
 // them, at most 4 of 8 under V3's group-limited routing, so that a decode step of few tokens waits
 // for the rank holding the most; a share of every expert's channels (kChannels) reads the same bytes
 // on every rank. On one H200, a V3 FP8 TP8 rank alone (no all-reduces, bench/NOTES-dist.md,
-// thirty-fifth session): channels take the step at batch 1 from 5.4-6.2 ms (whole experts, by
-// rank) to 5.36, tie at 2-4 and lose from 8 (14.9 against 11.8-12.3 ms; 64: 39.4 against 26.5-31.6)
-// on their many narrow expert GEMMs.
+// thirty-fifth and thirty-sixth sessions), graph ms: channels 5.04 at batch 1 against 5.4-6.2 for
+// whole experts by rank; from 2 tokens within 0-5% of a whole-expert rank (batch 8 11.90 against
+// 11.66 for rank 0, 64 27.51 against 26.43 for rank 0 and 26.5-31.6 over the ranks).
 ShardPlan make_shard_plan(const DeepSeekConfig& config, const ParallelConfig& parallel);
 
 }  // namespace mlaserve::dist
