@@ -118,6 +118,16 @@ ops::Fp8Activations DeepSeekModel::fp8_input(int64_t t, int64_t k, bool wanted) 
   return fp8_buffers(t, k);
 }
 
+ops::Fp8Activations DeepSeekModel::ffn_fp8_input(int64_t layer, int64_t t) const {
+  const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
+  const int64_t hidden = config_.hidden_size;
+  if (options_.quantize_in_norms && lw.moe &&
+      ops::moe_experts_wants_token_codes(options_.device, t, t * config_.num_experts_per_tok, lw.moe->experts)) {
+    return fp8_buffers(t, hidden);
+  }
+  return fp8_input(t, hidden, ffn_reads_fp8(layer, t));
+}
+
 ops::Fp8Activations DeepSeekModel::fp8_buffers(int64_t t, int64_t k) const {
   const int64_t groups = ops::fp8_num_blocks(k);
   return {Tensor::empty({t, k}, DType::kF8E4M3, options_.device), f32({t, groups}),   // [T, K], [T, K/128]

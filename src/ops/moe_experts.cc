@@ -49,6 +49,15 @@ bool moe_experts_reads_token_rows(Device device, int64_t tokens, int64_t rows, c
 #endif
 }
 
+bool moe_experts_wants_token_codes(Device device, int64_t tokens, int64_t rows, const ExpertWeights& weights) {
+#ifdef MLASERVE_WITH_CUDA
+  return device == Device::kCUDA &&
+         gpu::moe_gemv_wants_token_codes(tokens, rows, weights.is_fp8(), weights.intermediate());
+#else
+  return false;
+#endif
+}
+
 void moe_experts_token_rows(const Tensor& x, const Fp8Activations& x_q, const Tensor& sorted_tokens,
                             const Tensor& expert_offsets, const ExpertWeights& weights, const ActQuantParams& act,
                             Tensor& hidden, Tensor& out, Stream stream) {

@@ -75,6 +75,12 @@ void moe_experts_quantized(const Tensor& x_q, const Tensor& x_scales, const Tens
 //     GPU then copies instead of quantising (the same bits); or undefined. The CPU gathers x's rows
 //     and runs moe_experts_cpu.
 bool moe_experts_reads_token_rows(Device device, int64_t tokens, int64_t rows, const ExpertWeights& weights);
+// Whether moe_experts_token_rows over T tokens would rather be given x_q than quantise x itself,
+// where no norm would otherwise write x_q at T tokens (fp8_norm_quantization_pays, rms_norm_fp8.h):
+// e4m3 experts on the GPU's GEMV from two tokens, whose CTAs each quantise the same rows
+// (moe_gemv_wants_token_codes in src/ops/cuda/moe_experts_gemv_heuristics.h). False on the CPU
+// and in a build without CUDA.
+bool moe_experts_wants_token_codes(Device device, int64_t tokens, int64_t rows, const ExpertWeights& weights);
 void moe_experts_token_rows(const Tensor& x, const Fp8Activations& x_q, const Tensor& sorted_tokens,
                             const Tensor& expert_offsets, const ExpertWeights& weights, const ActQuantParams& act,
                             Tensor& hidden, Tensor& out, Stream stream = {});

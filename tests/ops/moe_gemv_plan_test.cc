@@ -82,6 +82,26 @@ TEST(MoeGemvPlan, NarrowFp8ExpertsLeaveTheGemvPastTwoTokens) {
   EXPECT_TRUE(use_moe_gemv_token_rows(8, 64, false, 256));
 }
 
+// The token rows' codes from the norm: e4m3 experts on the token-row GEMV from two tokens (narrow,
+// TP2's share and whole experts alike), not at one token, not past the GEMV, not bf16.
+TEST(MoeGemvPlan, E4m3ExpertsWantTheTokenCodesFromTwoTokens) {
+  EXPECT_TRUE(moe_gemv_wants_token_codes(2, 16, true, 256));
+  EXPECT_TRUE(moe_gemv_wants_token_codes(2, 16, true, 1024));
+  EXPECT_TRUE(moe_gemv_wants_token_codes(8, 64, true, 2048));
+  EXPECT_TRUE(moe_gemv_wants_token_codes(8, 48, true, 1408));
+  EXPECT_FALSE(moe_gemv_wants_token_codes(1, 8, true, 256));
+  EXPECT_FALSE(moe_gemv_wants_token_codes(1, 6, true, 1408));
+  EXPECT_FALSE(moe_gemv_wants_token_codes(3, 24, true, 256));
+  EXPECT_FALSE(moe_gemv_wants_token_codes(2, 16, false, 2048));
+}
+
+// The e4m3 down GEMV takes whole tiles where a row is 1, 2 or 4 pieces of 128 bytes only.
+TEST(MoeGemvPlan, WholeTilesOnlyForRowsOfOneTwoOrFourPieces) {
+  for (const int64_t k : {128, 256, 512}) EXPECT_TRUE(moe_gemv_whole_tiles(k, true)) << k;
+  for (const int64_t k : {384, 640, 1024, 1408, 2048}) EXPECT_FALSE(moe_gemv_whole_tiles(k, true)) << k;
+  EXPECT_FALSE(moe_gemv_whole_tiles(256, false));
+}
+
 // gate_up's early (programmatic) launch: kept for bf16 and for e4m3 past 8 tokens, left out for
 // e4m3 up to 8 tokens.
 TEST(MoeGemvPlan, GateUpEarlyLaunch) {

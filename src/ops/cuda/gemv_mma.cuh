@@ -172,6 +172,19 @@ struct GemvMmaPos {
   }
 };
 
+// A warp's place when it takes whole tiles instead (the experts' down GEMV on short rows,
+// moe_experts_gemv.cuh): tiles warp, warp + kGemvMmaWarps, .., each one's pieces in order; start
+// at {warp, 0}. The same interface as GemvMmaPos.
+struct GemvMmaTilePos {
+  int tile, unit;
+  __device__ __forceinline__ void advance(int units) {
+    if (++unit == units) {  // warp-uniform
+      unit = 0;
+      tile += kGemvMmaWarps;
+    }
+  }
+};
+
 // A CTA's run and this warp's share of it: CTA x of gridDim.x owns tiles [tile0, tile0 + n_tiles)
 // = [x·tiles / C, (x + 1)·tiles / C) (runs even to one tile), n_tiles · units pieces, of which the
 // warp takes my_pieces (GemvMmaPos).
@@ -187,9 +200,10 @@ struct GemvMmaRun {
 };
 
 // The ring's first pieces: load(s, load_at) into slots s < min(kDepth, my_pieces), load_at
-// advancing past each (from the warp's first piece, GemvMmaPos{0, warp} normalised).
-template <int kDepth, typename Load>
-__device__ __forceinline__ void gemv_mma_fill_ring(int my_pieces, int units, GemvMmaPos& load_at, Load&& load) {
+// advancing past each (from the warp's first piece: GemvMmaPos{0, warp} normalised, or
+// GemvMmaTilePos{warp, 0}).
+template <int kDepth, typename Pos, typename Load>
+__device__ __forceinline__ void gemv_mma_fill_ring(int my_pieces, int units, Pos& load_at, Load&& load) {
 #pragma unroll
   for (int s = 0; s < kDepth; ++s) {
     if (s < my_pieces) {

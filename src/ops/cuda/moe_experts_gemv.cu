@@ -44,15 +44,16 @@ int64_t plan(gpu::MoeGemvParams& p, int64_t tiles, int64_t slots, bool fp8, cons
   return ctas;
 }
 
-int64_t smem_bytes(const gpu::MoeGemvParams& p, bool fp8) {
-  return gpu::moe_gemv_smem_bytes(p.k, p.rows_per_pass, p.max_tiles_per_cta, fp8);
+// whole_tiles: the down kernel dealing whole tiles (moe_gemv_whole_tiles), which keeps no partial sums.
+int64_t smem_bytes(const gpu::MoeGemvParams& p, bool fp8, bool whole_tiles) {
+  return gpu::moe_gemv_smem_bytes(p.k, p.rows_per_pass, whole_tiles ? 0 : p.max_tiles_per_cta, fp8);
 }
 
 // early: programmatic launch (pdl.cuh), else a plain one (moe_gemv_gate_up_early_launch says when).
-template <bool kFp8, bool kSwiGlu, int kDepth, bool kCodes = false>
+template <bool kFp8, bool kSwiGlu, int kDepth, bool kCodes = false, bool kWholeTiles = false>
 void launch(const gpu::MoeGemvParams& p, int64_t ctas, int64_t slots, bool early, cudaStream_t stream) {
-  const auto kernel = gpu::moe_experts_gemv_kernel<kFp8, kSwiGlu, kDepth, kCodes>;
-  const int64_t smem = smem_bytes(p, kFp8);
+  const auto kernel = gpu::moe_experts_gemv_kernel<kFp8, kSwiGlu, kDepth, kCodes, kWholeTiles>;
+  const int64_t smem = smem_bytes(p, kFp8, kWholeTiles);
   if (smem > 48 * 1024) {
     MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
@@ -71,6 +72,11 @@ void launch_both(const gpu::MoeGemvParams& gate_up, int64_t gate_up_ctas, bool g
     }
   } else {
     launch<false, true, kDepth>(gate_up, gate_up_ctas, slots, gate_up_early, stream);
+  }
+  if constexpr (kFp8) {
+    if (gpu::moe_gemv_whole_tiles(down.k, kFp8)) {
+      return launch<true, false, kDepth, false, true>(down, down_ctas, slots, /*early=*/true, stream);
+    }
   }
   launch<kFp8, false, kDepth>(down, down_ctas, slots, /*early=*/true, stream);
 }
@@ -164,7 +170,7 @@ void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Fp8Activations
   if (gate_up.all_tokens) gate_up.rows_per_pass = static_cast<int32_t>(x_rows);  // a pass stages every token row
   const int64_t down_ctas = plan(down, h / gpu::kMoeGemvDownChannels, slots, fp8, config, sms);
   for (const gpu::MoeGemvParams* p : {&gate_up, &down}) {
-    const int64_t smem = smem_bytes(*p, fp8);
+    const int64_t smem = smem_bytes(*p, fp8, p == &down && gpu::moe_gemv_whole_tiles(down.k, fp8));
     MLA_CHECK(smem <= 200 * 1024, "{}: H = {}, Im = {} need {} bytes of shared memory (at most 200 KB)", kOp, h, im,
               smem);
   }

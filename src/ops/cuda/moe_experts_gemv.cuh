@@ -48,6 +48,10 @@
 //      rows) to shared memory, partial[tile][warp] (zeros for a tile it had no piece of);
 //   d. __syncthreads; warp w sums tiles w, w + 8, ... over the warps in order 0 .. 7
 //      (deterministic for a given grid) and writes the pass's outputs.
+//   e4m3 down on rows of 1, 2 or 4 pieces (K <= 512, moe_gemv_whole_tiles; a tensor-parallel
+//   rank's channel share) deals whole tiles instead: warp w takes tiles w, w + 8, .. of the run,
+//   each one's pieces in order, and writes each tile's outputs as it completes it: no partial
+//   sums, no sync, no sum over the warps (the same bits: the note on moe_gemv_whole_tiles).
 // An expert with more than R rows takes further passes, re-reading its run (from L2 if it fits).
 //
 // Token rows (gate_up only, MoeGemvParams::row_tokens): a is the T token rows themselves, not the
@@ -108,6 +112,7 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "ops/cuda/gemv_mma.cuh"  // mma_k_block, quantize_rows_e4m3, stage_rows_bf16, GemvMmaPos, GemvMmaRun, gemv_mma_fill_ring
 #include "ops/cuda/moe_experts_gemv_heuristics.h"
@@ -214,14 +219,16 @@ __device__ __forceinline__ void stage_codes_async(const uint8_t* codes, const fl
 }
 
 // grid (ctas a slot, min(P, E)), block kMoeGemvThreads, dynamic shared memory moe_gemv_smem_bytes
-// (K, p.rows_per_pass, p.max_tiles_per_cta, kFp8); launched with launch_programmatic (gate_up: or
-// plainly, moe_gemv_gate_up_early_launch). kCodes: e4m3 gate_up copying the token rows' codes
-// (p.a_codes; indexed), a kernel of its own so that the others keep their registers.
-template <bool kFp8, bool kSwiGlu, int kDepth, bool kCodes = false>
+// (K, p.rows_per_pass, p.max_tiles_per_cta, kFp8; no partial sums with kWholeTiles); launched with
+// launch_programmatic (gate_up: or plainly, moe_gemv_gate_up_early_launch). kCodes: e4m3 gate_up
+// copying the token rows' codes (p.a_codes; indexed), a kernel of its own so that the others keep
+// their registers. kWholeTiles: e4m3 down dealing whole tiles (moe_gemv_whole_tiles).
+template <bool kFp8, bool kSwiGlu, int kDepth, bool kCodes = false, bool kWholeTiles = false>
 __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDepth))
     moe_experts_gemv_kernel(const MoeGemvParams p) {
   static_assert(kDepth >= 1 && kDepth <= 8, "ring depth");
   static_assert(!kCodes || (kFp8 && kSwiGlu), "codes are e4m3 gate_up's");
+  static_assert(!kWholeTiles || (kFp8 && !kSwiGlu), "whole tiles are e4m3 down's");
   extern __shared__ __align__(16) uint8_t smem[];  // see moe_gemv_smem_bytes
   __shared__ int pass_tokens[kMoeGemvRowsPerPass];  // token rows: the token of each row of the pass
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
@@ -238,9 +245,11 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
   }
   const ExpertSlot slot = expert_of_slot(p.expert_offsets, p.num_experts, p.num_rows, static_cast<int>(blockIdx.y));
 
-  // This CTA's run: tiles [tile0, tile0 + n_tiles) of the expert.
+  // This CTA's run: tiles [tile0, tile0 + n_tiles) of the expert; the warp's pieces of it.
   const GemvMmaRun run(p.tiles, units);
-  const int tile0 = run.tile0, n_tiles = run.n_tiles, my_pieces = run.my_pieces;
+  const int tile0 = run.tile0, n_tiles = run.n_tiles;
+  const int my_pieces = kWholeTiles ? (n_tiles > warp ? (n_tiles - 1 - warp) / kMoeGemvWarps + 1 : 0) * units
+                                    : run.my_pieces;
 
   // Lane (g, t)'s bytes of local tile 0: row g (w_lo) and row g + 8 of the tile, which is the up
   // row of the same channel for gate_up (Im rows further) and the next 8 rows' for down.
@@ -257,7 +266,8 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
 
   uint4 ring[kDepth][2][2];  // [piece][k-block][row g, row g + 8], this lane's 16 bytes of each
   float ring_ws[kDepth][2];  // e4m3: the piece's weight scales (rows g, g + 8)
-  const auto load_piece = [&](int s, const GemvMmaPos& at) {
+  using Pos = std::conditional_t<kWholeTiles, GemvMmaTilePos, GemvMmaPos>;  // a warp's place in its pieces
+  const auto load_piece = [&](int s, const Pos& at) {
     const uint8_t* lo = w_lo + at.tile * tile_bytes + at.unit * kMoeGemvUnitBytes;
 #pragma unroll
     for (int kb = 0; kb < 2; ++kb) {
@@ -270,9 +280,13 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
       ring_ws[s][1] = __ldg(w_scales + (block + hi_block) * groups + at.unit);
     }
   };
-  GemvMmaPos start{0, warp};
-  start.normalise(units);
-  GemvMmaPos load_at = start;
+  Pos start{0, warp};
+  if constexpr (kWholeTiles) {
+    start = {warp, 0};
+  } else {
+    start.normalise(units);
+  }
+  Pos load_at = start;
   const auto prologue = [&] {  // a.: the ring's first pieces
     load_at = start;
     gemv_mma_fill_ring<kDepth>(my_pieces, units, load_at, load_piece);
@@ -297,6 +311,18 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
   const bool token_rows = kSwiGlu && p.row_tokens != nullptr, all_tokens = token_rows && p.all_tokens;
   for (int row0 = slot.begin; row0 < slot.end; row0 += p.rows_per_pass) {
     const int n = min(p.rows_per_pass, slot.end - row0);  // this pass's rows of the expert
+    // down: lane (g, t)'s sums of local tile `tile` (rows g, g + 8; the pass's rows 2t, 2t + 1) out.
+    const auto store_down_tile = [&](int tile, const float(&sum)[4]) {
+      const int channel = (tile0 + tile) * kTileRows + g;
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int col = 2 * t + c;
+        if (col >= n) continue;
+        __nv_bfloat16* out_row = p.out + int64_t{row0 + col} * p.n_out;
+        out_row[channel] = __float2bfloat16_rn(sum[c]);
+        out_row[channel + 8] = __float2bfloat16_rn(sum[2 + c]);
+      }
+    };
     if (row0 != slot.begin) {
       __syncthreads();  // the last pass's shared memory has been read
       prologue();
@@ -331,15 +357,19 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
     const bool has_row = g < staged;  // activation row g of the pass (B column g)
     const uint8_t* act_row = acts + (has_row ? g : 0) * act_stride + 16 * t;
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // D: (row g; cols 2t, 2t + 1), (row g + 8; the same)
-    int cur_tile = 0;                         // the tile acc belongs to
-    GemvMmaPos use_at = start;
+    int cur_tile = kWholeTiles ? start.tile : 0;  // the tile acc belongs to
+    Pos use_at = start;
     for (int j0 = 0; j0 < my_pieces; j0 += kDepth) {
 #pragma unroll
       for (int s = 0; s < kDepth; ++s) {
         if (j0 + s >= my_pieces) break;  // warp-uniform
         if (use_at.tile != cur_tile) {   // warp-uniform: acc is complete for cur_tile
-          store_partial(cur_tile, make_float4(acc[0], acc[1], acc[2], acc[3]));
-          for (int x = cur_tile + 1; x < use_at.tile; ++x) store_partial(x, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+          if constexpr (kWholeTiles) {
+            store_down_tile(cur_tile, acc);
+          } else {
+            store_partial(cur_tile, make_float4(acc[0], acc[1], acc[2], acc[3]));
+            for (int x = cur_tile + 1; x < use_at.tile; ++x) store_partial(x, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+          }
           cur_tile = use_at.tile;
           acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
         }
@@ -374,6 +404,10 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
         }
       }
     }
+    if constexpr (kWholeTiles) {  // the warp's last tile; no partial sums, so no sum over the warps
+      if (my_pieces > 0) store_down_tile(cur_tile, acc);
+      continue;
+    }
     // A warp with no piece stores zeros for tile 0.
     store_partial(cur_tile, make_float4(acc[0], acc[1], acc[2], acc[3]));
     for (int x = cur_tile + 1; x < n_tiles; ++x) store_partial(x, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
@@ -391,8 +425,8 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
         sum[2] += v.z;
         sum[3] += v.w;
       }
-      const int channel = (tile0 + tile) * kTileRows + g;  // output column of weight row g
       if constexpr (kSwiGlu) {
+        const int channel = (tile0 + tile) * kTileRows + g;  // output column of weight row g
         if (all_tokens) {  // row j of the pass from the column of its token, held by lanes t = that / 2
           for (int j = 0; j < n; ++j) {  // warp-uniform
             const int col = pass_tokens[j] - 2 * t;
@@ -402,19 +436,15 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
           }
           continue;
         }
-      }
 #pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const int col = 2 * t + c;
-        if (col >= n) continue;
-        __nv_bfloat16* out_row = p.out + int64_t{row0 + col} * p.n_out;
-        if constexpr (kSwiGlu) {
+        for (int c = 0; c < 2; ++c) {
+          const int col = 2 * t + c;
+          if (col >= n) continue;
           const float gate = sum[c], up = sum[2 + c];
-          out_row[channel] = __float2bfloat16_rn(gate / (1.0f + __expf(-gate)) * up);
-        } else {
-          out_row[channel] = __float2bfloat16_rn(sum[c]);
-          out_row[channel + 8] = __float2bfloat16_rn(sum[2 + c]);
+          p.out[int64_t{row0 + col} * p.n_out + channel] = __float2bfloat16_rn(gate / (1.0f + __expf(-gate)) * up);
         }
+      } else {
+        store_down_tile(tile, sum);
       }
     }
   }

@@ -125,6 +125,26 @@ inline bool use_moe_gemv_token_rows(int64_t tokens, int64_t rows, bool fp8_weigh
   return rows >= 1 && rows <= max_rows && tokens >= 1 && tokens <= max_tokens;
 }
 
+// Whether the model's experts over T tokens would rather copy the token rows' e4m3 codes (the norm
+// before them writing those, as it does past 8 tokens a step) than quantise the rows themselves:
+// e4m3 experts on the token-row GEMV from two tokens. Each gate_up CTA quantises the rows it stages,
+// the same rows in every CTA: ncu of a TP8 channel share's gate_up at one token inside the decode
+// graph (one H200, 2026-12-01, bench/NOTES-dist.md) put ~40% of its warps' stall samples in that
+// quantisation (the IEEE divisions of 7168 values a CTA). At one token the norm's quantisation
+// costs the chain what the GEMV saves (trace: gate_up 8.8 -> 6.4 us, the norm 4.0 -> 5.0 us, the
+// router after it 7.6 -> 8.3); from two it pays. Decode step, graph ms (decode_step_bench, FP8,
+// context 1024; one H200, 2026-12-01; the GEMV quantising / copying the norm's codes):
+//   V3 TP8 channel rank (--tp-rank-of 8 --expert-split channels, two rounds): batch 1 4.919, 4.927
+//     / 4.922, 4.922; 2 7.185, 7.198 / 6.791, 6.811.
+//   one round: V3 10 layers batch 1 2.492 / 2.515, 2 3.346 / 3.305, 4 4.557 / 4.499, 8 6.668 /
+//     6.570; V2-Lite batch 1 1.800 / 1.895, 2 2.151 / 2.140, 4 2.751 / 2.708, 8 4.081 / 3.956; V3 TP8
+//     whole-expert rank 0 batch 1 5.629 / 5.649, 2 7.257 / 7.126, 4 9.186 / 8.941.
+inline constexpr int64_t kMoeGemvTokenCodesMinTokens = 2;
+inline bool moe_gemv_wants_token_codes(int64_t tokens, int64_t rows, bool fp8_weights, int64_t intermediate) {
+  return fp8_weights && tokens >= kMoeGemvTokenCodesMinTokens &&
+         use_moe_gemv_token_rows(tokens, rows, fp8_weights, intermediate);
+}
+
 // Whether gate_up stages all T token rows in each pass (else each pass's rows, indexed), where one
 // pass holds them and no codes are copied (moe_experts_gemv.cu checks those).
 inline bool moe_gemv_all_tokens(int64_t tokens, bool fp8_weights) {
@@ -195,6 +215,19 @@ inline int64_t moe_gemv_ctas(int64_t tiles, int64_t slots, const MoeGemvConfig& 
   const int64_t ctas = gemv_mma_ctas(tiles, slots, config, sms);
   if (config.tiles_per_cta > 0 || ctas * slots <= int64_t{config.ctas_per_sm} * sms) return ctas;
   return std::min(tiles, std::max(ctas, (tiles + kMoeGemvWaveRunTiles - 1) / kMoeGemvWaveRunTiles));
+}
+
+// Whether the e4m3 down kernel deals whole tiles to its warps (moe_experts_gemv.cuh, kWholeTiles)
+// for an input width K: where a weight row is 1, 2 or 4 pieces of 128 bytes (K = 128, 256 or 512: a
+// tensor-parallel rank's channel share of V3's experts). Dealt round robin, such a run's tiles are
+// each cut over 1-4 warps and every warp stores partial sums for every tile of the CTA's run (zeros
+// for most), then the CTA syncs and sums them; a warp that takes whole tiles (tiles w, w + 8, ..,
+// each one's pieces in order) writes its outputs itself. The same bits: a piece's sum is promoted
+// into a fresh fp32 tile either way, and the round-robin CTA adds a tile's pieces from the warps in
+// unit order (a tile's first piece falls on a warp w with w + units <= 8), among zeros, which
+// change nothing.
+inline constexpr bool moe_gemv_whole_tiles(int64_t k, bool fp8_weights) {
+  return fp8_weights && (k == 128 || k == 256 || k == 512);
 }
 
 // Shared memory for the staged activation rows of a pass (bf16 rows or e4m3 codes, padded);

@@ -5,10 +5,12 @@
 // moe_experts_fp8_cuda_fixture.h.
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
 #include "moe_experts_fp8_cuda_fixture.h"
 #include "ops/cuda/device_props.h"
+#include "ops/cuda/moe_experts_gemv_heuristics.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89_heuristics.h"
 
 namespace mlaserve::ops::moe_fp8_test {
@@ -39,6 +41,21 @@ TEST_F(MoeFp8Cuda, SmallGemv) {
   check_layer_paths({1, 0, 0, 0, 0, 0, 0, 0}, seed + 5, true, 0, 8);
   check_layer_paths({2, 0, 0, 3, 0, 0, 0, 1}, seed + 6, true, 7, 8);
   check_layer_paths({2, 0, 0, 0, 0, 0, 1, 0}, seed + 7, true, 2, 6);
+}
+
+// The down GEMV dealing whole tiles to its warps where K = Im is 1, 2 or 4 pieces a row
+// (moe_gemv_whole_tiles: Im 128 and 512 here, 256 in SmallGemv), and round robin at Im 384 (3
+// pieces) beside them: tiles of one row's piece each, runs of a few tiles over 8 warps (some
+// warps with none), passes of 8 rows (experts of 10 and 17 rows).
+TEST_F(MoeFp8Cuda, SmallGemvWholeTiles) {
+  for (const int64_t im : {128, 512, 384}) {
+    SCOPED_TRACE("Im " + std::to_string(im));
+    EXPECT_EQ(gpu::moe_gemv_whole_tiles(im, true), im != 384);
+    const uint64_t seed = fresh_seed();
+    make_weights(MoeShape{8, 512, im, 2}, {0, 2, 3, 4, 6, 7}, seed);
+    check_layer_paths({1, 0, 3, 2, 0, 0, 3, 1}, seed + 1, true, 0, 8);
+    check_layer_paths({0, 0, 10, 0, 0, 0, 0, 17}, seed + 2, true, 0, 8);
+  }
 }
 
 // The decode tile at four CTAs an SM (use_four_ctas_decode_tile): 64 experts of one row each, 8
