@@ -43,10 +43,10 @@
 // few rows, the routed experts' rows; q_a_layernorm's output: q_b_proj) the norm writes that
 // quantisation in the same pass (ops/rms_norm_fp8.h, NormedActivation below) and each of them
 // reads it, in steps of more than 8 tokens on the GPU (fewer: the GEMVs quantise inside their
-// kernels, and the fused norms cost more than they save; ops::fp8_norm_quantization_pays), and
-// for the FFN input from two tokens where the routed experts run as the GEMV on the token rows
-// (ops::moe_experts_wants_token_codes); the down projections read silu_mul_quantize_fp8's
-// (ffn_block.cc); o_proj quantises its own input.
+// kernels, and the fused norms cost more than they save; ops::fp8_norm_quantization_pays), from
+// two tokens for rows as wide as V3's, and for the FFN input from two tokens where the routed
+// experts run as the GEMV on the token rows (ops::moe_experts_wants_token_codes); the down
+// projections read silu_mul_quantize_fp8's (ffn_block.cc); o_proj quantises its own input.
 //
 // Backends: the model runs where its weights are (ModelOptions::device). On the CPU every
 // activation is f32 (the reference); on the GPU activations are bf16 with fp32 accumulation
@@ -127,9 +127,9 @@ struct ModelOptions {
   bool fused_absorbed_attention = true;
   // FP8 weights: the norms before FP8 linears also write the quantised activation those read
   // (NormedActivation below), instead of a quantiser pass before each reader, in steps where that
-  // pays (on the GPU past 8 tokens: ops::fp8_norm_quantization_pays, rms_norm_fp8.h, and the
-  // FFN input where ffn_fp8_input says; smaller steps run as with false, where the GEMVs quantise
-  // inside). The same bits either way.
+  // pays (on the GPU past 8 tokens, or from two for wide rows: ops::fp8_norm_quantization_pays,
+  // rms_norm_fp8.h; and the FFN input where ffn_fp8_input says; other steps run as with false,
+  // where the GEMVs quantise inside). The same bits either way.
   // false: each FP8 linear quantises its own input (A/B: decode_step_bench --norm-quant off; tests).
   bool quantize_in_norms = true;
   // This rank's share of a model split across ranks (unset: the whole model). The weights must
@@ -256,7 +256,7 @@ class DeepSeekModel {
   // Buffers for the quantised copy of a [t, k] activation: codes, token-major scales and, on the
   // GPU, the group-major scales cuBLASLt reads (written in the same pass by the quantising op).
   ops::Fp8Activations fp8_buffers(int64_t t, int64_t k) const;
-  // fp8_buffers when `wanted` and the norms quantise at t tokens (ModelOptions::quantize_in_norms,
+  // fp8_buffers when `wanted` and the norms quantise [t, k] rows (ModelOptions::quantize_in_norms,
   // ops::fp8_norm_quantization_pays), for the norm to write; empty otherwise.
   ops::Fp8Activations fp8_input(int64_t t, int64_t k, bool wanted) const;
   // The FFN input's: fp8_input's, or fp8_buffers where the routed experts of `layer` would rather
