@@ -51,7 +51,7 @@
 //   e4m3 down on rows of 1, 2 or 4 pieces (K <= 512, moe_gemv_whole_tiles; a tensor-parallel
 //   rank's channel share) deals whole tiles instead: warp w takes tiles w, w + 8, .. of the run,
 //   each one's pieces in order, and writes each tile's outputs as it completes it: no partial
-//   sums, no sync, no sum over the warps (the same bits: the note on moe_gemv_whole_tiles).
+//   sums, no sync, no sum over the warps (its fp32 roundings: the note on moe_gemv_whole_tiles).
 // An expert with more than R rows takes further passes, re-reading its run (from L2 if it fits).
 //
 // Token rows (gate_up only, MoeGemvParams::row_tokens): a is the T token rows themselves, not the

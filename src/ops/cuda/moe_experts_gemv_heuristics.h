@@ -222,10 +222,12 @@ inline int64_t moe_gemv_ctas(int64_t tiles, int64_t slots, const MoeGemvConfig& 
 // tensor-parallel rank's channel share of V3's experts). Dealt round robin, such a run's tiles are
 // each cut over 1-4 warps and every warp stores partial sums for every tile of the CTA's run (zeros
 // for most), then the CTA syncs and sums them; a warp that takes whole tiles (tiles w, w + 8, ..,
-// each one's pieces in order) writes its outputs itself. The same bits: a piece's sum is promoted
-// into a fresh fp32 tile either way, and the round-robin CTA adds a tile's pieces from the warps in
-// unit order (a tile's first piece falls on a warp w with w + units <= 8), among zeros, which
-// change nothing.
+// each one's pieces in order) writes its outputs itself. Not the round-robin CTA's bits: a warp
+// promotes a tile's pieces into its sum in unit order by fused multiply-adds (one rounding each),
+// where round robin rounds each piece's promoted product in its own warp and the CTA then adds them
+// (the same unit order: a tile's first piece falls on a warp w with w + units <= 8); they differ by
+// the fp32 sum's rounding. Each tile's order no longer depends on the launch shape, so every
+// configuration gives the same bits.
 inline constexpr bool moe_gemv_whole_tiles(int64_t k, bool fp8_weights) {
   return fp8_weights && (k == 128 || k == 256 || k == 512);
 }
