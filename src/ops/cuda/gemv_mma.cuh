@@ -173,10 +173,14 @@ struct GemvMmaPos {
 };
 
 // A warp's place when it takes whole tiles instead (the experts' down GEMV on short rows,
-// moe_experts_gemv.cuh): tiles warp, warp + kGemvMmaWarps, .., each one's pieces in order; start
-// at {warp, 0}. The same interface as GemvMmaPos.
+// moe_experts_gemv.cuh): tiles warp, warp + kGemvMmaWarps, .., each one's pieces in order, from
+// {warp, 0}; pieces(warp, n_tiles, units) of them in a run of n_tiles tiles. The same interface as
+// GemvMmaPos.
 struct GemvMmaTilePos {
   int tile, unit;
+  __device__ __forceinline__ static int pieces(int warp, int n_tiles, int units) {
+    return (n_tiles > warp ? (n_tiles - 1 - warp) / kGemvMmaWarps + 1 : 0) * units;
+  }
   __device__ __forceinline__ void advance(int units) {
     if (++unit == units) {  // warp-uniform
       unit = 0;

@@ -248,8 +248,7 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
   // This CTA's run: tiles [tile0, tile0 + n_tiles) of the expert; the warp's pieces of it.
   const GemvMmaRun run(p.tiles, units);
   const int tile0 = run.tile0, n_tiles = run.n_tiles;
-  const int my_pieces = kWholeTiles ? (n_tiles > warp ? (n_tiles - 1 - warp) / kMoeGemvWarps + 1 : 0) * units
-                                    : run.my_pieces;
+  const int my_pieces = kWholeTiles ? GemvMmaTilePos::pieces(warp, n_tiles, units) : run.my_pieces;
 
   // Lane (g, t)'s bytes of local tile 0: row g (w_lo) and row g + 8 of the tile, which is the up
   // row of the same channel for gate_up (Im rows further) and the next 8 rows' for down.
@@ -280,12 +279,8 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
       ring_ws[s][1] = __ldg(w_scales + (block + hi_block) * groups + at.unit);
     }
   };
-  Pos start{0, warp};
-  if constexpr (kWholeTiles) {
-    start = {warp, 0};
-  } else {
-    start.normalise(units);
-  }
+  Pos start = kWholeTiles ? Pos{warp, 0} : Pos{0, warp};
+  if constexpr (!kWholeTiles) start.normalise(units);
   Pos load_at = start;
   const auto prologue = [&] {  // a.: the ring's first pieces
     load_at = start;

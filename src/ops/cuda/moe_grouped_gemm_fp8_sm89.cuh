@@ -81,19 +81,6 @@ __device__ __forceinline__ void mma_16832_e4m3(float (&d)[4], const uint32_t (&a
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// A warp's fp32 tile (the running sums or a group's partial sums) set to zero.
-template <class Tile>
-__device__ __forceinline__ void zero_tile(float (&v)[Tile::kMI][Tile::kNI][4]) {
-#pragma unroll
-  for (int mi = 0; mi < Tile::kMI; ++mi) {
-#pragma unroll
-    for (int ni = 0; ni < Tile::kNI; ++ni) {
-#pragma unroll
-      for (int c = 0; c < 4; ++c) v[mi][ni][c] = 0.0f;
-    }
-  }
-}
-
 template <class Tile, bool kSwiGlu>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     moe_grouped_gemm_fp8_sm89_kernel(const MoeFp8GemmParams p) {
@@ -177,7 +164,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   const int sa_row = warp_m * Tile::kWM + lane_row;  // + mi * 16 + half * 8
 
   float acc[Tile::kMI][Tile::kNI][4];
-  zero_tile<Tile>(acc);
+  sm80::zero_tile<Tile>(acc);
 
 #pragma unroll
   for (int s = 0; s < Tile::kStages - 1; ++s) {
@@ -196,7 +183,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     sm80::cp_async_commit();
 
     float part[Tile::kMI][Tile::kNI][4];  // this group's sums
-    zero_tile<Tile>(part);
+    sm80::zero_tile<Tile>(part);
     const uint32_t sa_smem = smem_base + (step % Tile::kStages) * Tile::kStageBytes;
     const uint32_t sb_smem = sa_smem + Tile::kBM * Tile::kRowBytes;
     // Unrolled for the decode tile only (one m16 x two n8 mma a step): its four steps' fragments
@@ -250,7 +237,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     if (++kt < k_groups) continue;
     // Column tile j's last K group: its epilogue (the next tiles' copies in flight), a fresh sum.
     sm80::store_tile<Tile, kSwiGlu>(acc, p.out, p.n_out, row0, rows, first_n_tile + j, warp_m, warp_n, lane);
-    zero_tile<Tile>(acc);
+    sm80::zero_tile<Tile>(acc);
     kt = 0;
     ++j;
   }

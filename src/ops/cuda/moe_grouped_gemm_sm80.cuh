@@ -240,6 +240,19 @@ __device__ __forceinline__ int b_tile_row(int n_tile, int t, int intermediate) {
   }
 }
 
+// A warp's fp32 tile (the running sums, or the FP8 kernel's partial sums of a group) set to zero.
+template <class Tile>
+__device__ __forceinline__ void zero_tile(float (&v)[Tile::kMI][Tile::kNI][4]) {
+#pragma unroll
+  for (int mi = 0; mi < Tile::kMI; ++mi) {
+#pragma unroll
+    for (int ni = 0; ni < Tile::kNI; ++ni) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) v[mi][ni][c] = 0.0f;
+    }
+  }
+}
+
 // The epilogue of the grouped kernels (this one and the FP8 one, moe_grouped_gemm_fp8_sm89.cuh):
 // the warp's fp32 tile to out [P, n_out] bf16, through SwiGLU for gate_up. Accumulator (mi, ni)
 // element j sits at tile row warp_m*WM + mi*16 + lane/4 (+8 for j >= 2), column
@@ -369,14 +382,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   }
 
   float acc[Tile::kMI][Tile::kNI][4];
-#pragma unroll
-  for (int mi = 0; mi < Tile::kMI; ++mi) {
-#pragma unroll
-    for (int ni = 0; ni < Tile::kNI; ++ni) {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.0f;
-    }
-  }
+  zero_tile<Tile>(acc);
 
   // ldmatrix lane addressing: A rows lane % 16, k chunk lane / 16; B (as [n][k]) rows lane % 8
   // plus 8 for lanes 16-31, k chunk (lane / 8) % 2 -> b0/b1 of two n8 blocks.
