@@ -17,9 +17,8 @@
 // (ModelOptions::fused_absorbed_attention; A/B).
 // --norm-quant off: with FP8 weights each FP8 linear quantises its own input instead of reading
 // the quantised activation its norm wrote (ModelOptions::quantize_in_norms; A/B). The norms
-// quantise only in steps of more than 8 tokens, or from two for rows as wide as V3's
-// (ops::fp8_norm_quantization_pays), so V2-Lite's batches 1-8 and V3's batch 1 run the same
-// kernels either way.
+// quantise only in steps of more than 8 tokens, or at every step for rows as wide as V3's
+// (ops::fp8_norm_quantization_pays), so V2-Lite's batches 1-8 run the same kernels either way.
 // --num-layers N: the preset cut to its first N layers (the dense ones first, as in the model), so
 // that V3's shapes fit one GPU (--preset deepseek-v3 --quantization fp8 --num-layers 5: 3 dense + 2
 // MoE layers); the floor counts the layers that run.

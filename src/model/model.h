@@ -43,8 +43,8 @@
 // few rows, the routed experts' rows; q_a_layernorm's output: q_b_proj) the norm writes that
 // quantisation in the same pass (ops/rms_norm_fp8.h, NormedActivation below) and each of them
 // reads it, in steps of more than 8 tokens on the GPU (fewer: the GEMVs quantise inside their
-// kernels, and the fused norms cost more than they save; ops::fp8_norm_quantization_pays), from
-// two tokens for rows as wide as V3's, and for the FFN input from two tokens where the routed
+// kernels, and the fused norms cost more than they save; ops::fp8_norm_quantization_pays), at
+// every step for rows as wide as V3's, and for the FFN input from two tokens where the routed
 // experts run as the GEMV on the token rows (ops::moe_experts_wants_token_codes); the down
 // projections read silu_mul_quantize_fp8's (ffn_block.cc); o_proj quantises its own input.
 //
@@ -127,7 +127,7 @@ struct ModelOptions {
   bool fused_absorbed_attention = true;
   // FP8 weights: the norms before FP8 linears also write the quantised activation those read
   // (NormedActivation below), instead of a quantiser pass before each reader, in steps where that
-  // pays (on the GPU past 8 tokens, or from two for wide rows: ops::fp8_norm_quantization_pays,
+  // pays (on the GPU past 8 tokens, or at every step for wide rows: ops::fp8_norm_quantization_pays,
   // rms_norm_fp8.h; and the FFN input where ffn_fp8_input says; other steps run as with false,
   // where the GEMVs quantise inside). The same bits either way.
   // false: each FP8 linear quantises its own input (A/B: decode_step_bench --norm-quant off; tests).

@@ -51,19 +51,17 @@ void add_sum_rms_norm_fp8_cpu(const Tensor& base, const Tensor& rest, Tensor& re
 // 16 6.100, 6.083 / 5.957, 5.951 (-2.3%); 32 7.208, 7.206 / 7.193, 7.174; 64 8.103, 8.101 /
 // 8.076, 8.052. On the CPU (the reference, whose linear_fp8 always quantises apart): always.
 // Wide rows (k >= kWideRowMinK, linear_fp8_heuristics.h: V3's and V2's hidden 7168 and 5120)
-// quantise from two tokens: there each GEMV reading bf16 x runs a quantiser pass first (T·K past
-// gemv_mma_quantizes), which the norm's codes save, and the kernels are the same. At one token
-// bf16 x takes the CUDA-core GEMV quantising inside, quantised x the tensor-core GEMV: the norms'
-// codes would change bits there (tests/model/cuda/fp8_model_cuda_test.cc, Fp8NormQuantCuda), so
-// one token keeps the rule. Measured on an H200 (2026-12-01, thirty-seventh session,
-// bench/NOTES-engine.md; decode_step_bench FP8, graph ms, two rounds, the rule past 8 tokens / wide
-// rows from two tokens): V3 10 layers batch 2 3.302, 3.307 / 3.289, 3.291; 4 4.496, 4.504 / 4.453,
-// 4.458; 8 6.608, 6.613 / 6.590, 6.581; a V3 TP8 channel rank batch 2 6.649, 6.592 / 6.404, 6.381;
-// 4 8.539, 8.545 / 8.422, 8.491. At one token the tensor-core GEMV on the codes would gain another
-// 1.5-2.4% (V3 10 layers 2.541, 2.567 / 2.518, 2.518) but change bits; the CUDA-core GEMV on them
-// loses (2.609, 2.590). V2-Lite (H 2048) loses with its norms quantising at 1-8 tokens (batch 1
-// 1.711, 1.656 / 1.801, 1.760). V2 (5120) was not measured.
-inline constexpr int64_t kNormQuantizeWideMinTokens = 2;
+// quantise at every step: there each GEMV reading bf16 x quantises the wide row in every CTA or
+// runs a quantiser pass first, which the norm's codes save; at one token bf16 x on wide rows takes
+// the tensor-core GEMV too (use_gemv_mma), so the codes change no bit. Measured on an H200
+// (2026-12-01, thirty-seventh session, bench/NOTES-engine.md; decode_step_bench FP8, graph ms, two
+// rounds, the rule past 8 tokens / wide rows at every step, the tensor-core GEMV on their codes at
+// one token): V3 10 layers batch 1 2.541, 2.567 / 2.518, 2.518; 2 3.302, 3.307 / 3.292, 3.287; 4
+// 4.496, 4.504 / 4.453, 4.457; a V3 TP8 channel rank batch 1 4.867, 4.855 / 4.754, 4.733; 2 6.649,
+// 6.592 / 6.358, 6.418. bf16 x on the tensor-core GEMV at one token (o_proj under TP4: K 4096) is
+// this rule's untested part. V2-Lite (H 2048) loses with its norms quantising at 1-8 tokens
+// (batch 1 1.711, 1.656 / 1.801, 1.760). V2 (5120) was not measured.
+inline constexpr int64_t kNormQuantizeWideMinTokens = 1;
 bool fp8_norm_quantization_pays(Device device, int64_t tokens, int64_t k);
 
 // Dispatch by device (ops/dispatch.h): the model graph calls these. An empty out_q (x_q

@@ -1,7 +1,7 @@
 // Where the norms quantise for their FP8 readers (fp8_norm_quantization_pays, ops/rms_norm_fp8.h):
-// on the GPU past 8 tokens, and wide rows (V3's and V2's hidden) from two tokens, where the GEMVs
-// reading bf16 x would run a quantiser pass first (T·K past gemv_mma_quantizes) and the same kernel
-// after it; not at one token, where bf16 x takes another kernel than quantised x. Host rules only.
+// on the GPU past 8 tokens, and wide rows (V3's and V2's hidden) at every step, where the GEMVs
+// reading bf16 x take the kernel the codes feed (use_gemv_mma, linear_fp8_heuristics.h). Host
+// rules only.
 #include <gtest/gtest.h>
 
 #include "ops/rms_norm_fp8.h"
@@ -19,25 +19,23 @@ TEST(Fp8DecodeRules, CpuNormsAlwaysQuantise) {
 }
 
 #ifdef MLASERVE_WITH_CUDA
-TEST(Fp8DecodeRules, GpuNormsQuantiseWideRowsFromTwoTokens) {
-  EXPECT_TRUE(fp8_norm_quantization_pays(Device::kCUDA, 2, 7168));  // V3's hidden
+TEST(Fp8DecodeRules, GpuNormsQuantiseWideRowsAtEveryStep) {
+  EXPECT_TRUE(fp8_norm_quantization_pays(Device::kCUDA, 1, 7168));  // V3's hidden
   EXPECT_TRUE(fp8_norm_quantization_pays(Device::kCUDA, 8, 5120));  // V2's
-  EXPECT_FALSE(fp8_norm_quantization_pays(Device::kCUDA, 1, 7168));
   EXPECT_FALSE(fp8_norm_quantization_pays(Device::kCUDA, 2, 2048));  // V2-Lite's: past 8 tokens only
   EXPECT_FALSE(fp8_norm_quantization_pays(Device::kCUDA, 8, 1536));  // V3's q_a_layernorm
   EXPECT_TRUE(fp8_norm_quantization_pays(Device::kCUDA, 9, 1536));
 }
 
-// From two tokens a wide row's GEMVs are the same kernel on bf16 x (after a quantiser pass) as on
-// the norm's codes; at one token bf16 x keeps the CUDA-core GEMV.
-TEST(Fp8DecodeRules, WideRowsTakeTheSameGemvEitherWayFromTwoTokens) {
-  for (const int64_t t : {2, 3}) {
+// A wide row's GEMVs are the same kernel on bf16 x as on the norm's codes at every token count.
+TEST(Fp8DecodeRules, WideRowsTakeTheSameGemvEitherWay) {
+  for (const int64_t t : {1, 2, 3}) {
     EXPECT_TRUE(sm90_fp8::use_gemv_mma(t, 7168, true)) << t;
     EXPECT_TRUE(sm90_fp8::use_gemv_mma(t, 7168, false)) << t;
-    EXPECT_FALSE(sm90_fp8::gemv_mma_quantizes(t, 7168)) << t;
   }
-  EXPECT_FALSE(sm90_fp8::use_gemv_mma(1, 7168, false));
-  EXPECT_TRUE(sm90_fp8::use_gemv(1, 2112, 7168));  // V3's q_a + kv_a at one token: the CUDA-core GEMV
+  EXPECT_TRUE(sm90_fp8::gemv_mma_quantizes(1, 7168));
+  EXPECT_FALSE(sm90_fp8::use_gemv_mma(1, 2048, false));  // V2-Lite's rows: the CUDA-core GEMV at one token
+  EXPECT_TRUE(sm90_fp8::use_gemv_mma(1, 2048, true));
 }
 #endif
 

@@ -97,13 +97,15 @@ inline bool cublaslt_fp8_fits(int64_t t, int64_t n, int64_t k) {
 // it loses to swap-AB at T·K >= 4 x 10944 (the dense down at four tokens 10.5 against 10.2). On
 // quantised x it takes one token too (the dense down 9.5 against the GEMV's 9.9, shared_down 3.4
 // against 4.7); on bf16 x the CUDA-core GEMV, quantising inside, keeps one token (4.3 against 5.2).
-// Rows of at least kWideRowMinK (V3's and V2's hidden 7168 and 5120) the norms quantise from two
-// tokens a step (fp8_norm_quantization_pays, ops/rms_norm_fp8.h).
+// Rows of at least kWideRowMinK (V3's and V2's hidden 7168 and 5120) the norms quantise at every
+// step (fp8_norm_quantization_pays, ops/rms_norm_fp8.h), and at one token they take the tensor-core
+// GEMV on bf16 x too (quantising inside, or after a quantiser pass past gemv_mma_quantizes): the
+// kernel the norms' codes feed, so that those change no bit.
 inline constexpr int64_t kWideRowMinK = 4096;
 inline constexpr int64_t kGemvMmaMaxTokens = 8;  // linear_fp8_gemv_mma.cuh's kFp8GemvMmaMaxTokens
 inline bool use_gemv_mma(int64_t t, int64_t k, bool x_quantized) {
   if (t < 1 || t > kGemvMmaMaxTokens || t * k > 24576) return false;
-  return t >= 2 || x_quantized;
+  return t >= 2 || x_quantized || k >= kWideRowMinK;
 }
 
 // Whether linear_fp8_cuda lets the tensor-core GEMV quantise its bf16 activations: every CTA redoes
