@@ -15,8 +15,7 @@ bool fp8_norm_quantization_pays(Device device, int64_t tokens, int64_t k) {
   // Past the tensor-core GEMV's range neither GEMV runs (use_gemv, use_gemv_mma).
   static_assert(sm90_fp8::kGemvMaxTokens <= sm90_fp8::kGemvMmaMaxTokens);
   if (device == Device::kCUDA) {
-    const bool wide = k >= sm90_fp8::kWideRowMinK;
-    return tokens > sm90_fp8::kGemvMmaMaxTokens || (wide && tokens >= kNormQuantizeWideMinTokens);
+    return k >= sm90_fp8::kWideRowMinK || tokens > sm90_fp8::kGemvMmaMaxTokens;
   }
 #endif
   return device == Device::kCPU;

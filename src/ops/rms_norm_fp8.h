@@ -58,10 +58,11 @@ void add_sum_rms_norm_fp8_cpu(const Tensor& base, const Tensor& rest, Tensor& re
 // rounds, the rule past 8 tokens / wide rows at every step, the tensor-core GEMV on their codes at
 // one token): V3 10 layers batch 1 2.541, 2.567 / 2.518, 2.518; 2 3.302, 3.307 / 3.292, 3.287; 4
 // 4.496, 4.504 / 4.453, 4.457; a V3 TP8 channel rank batch 1 4.867, 4.855 / 4.754, 4.733; 2 6.649,
-// 6.592 / 6.358, 6.418. bf16 x on the tensor-core GEMV at one token (o_proj under TP4: K 4096) is
-// this rule's untested part. V2-Lite (H 2048) loses with its norms quantising at 1-8 tokens
-// (batch 1 1.711, 1.656 / 1.801, 1.760). V2 (5120) was not measured.
-inline constexpr int64_t kNormQuantizeWideMinTokens = 1;
+// 6.592 / 6.358, 6.418. Measured again as landed (thirty-eighth session, gpu-bin-lead/s38b, main /
+// this rule): V3 10 layers batch 1 2.537, 2.568 / 2.509, 2.514; a TP4 rank of 20 layers (o_proj's
+// bf16 x, K 4096, on the tensor-core GEMV) 2.262, 2.264 / 2.251, 2.247; a TP8 channel rank 4.835,
+// 4.867 / 4.769, 4.761; batches 2 and 4 within 1% either way. V2-Lite (H 2048) loses with its
+// norms quantising at 1-8 tokens (batch 1 1.711, 1.656 / 1.801, 1.760). V2 (5120) was not measured.
 bool fp8_norm_quantization_pays(Device device, int64_t tokens, int64_t k);
 
 // Dispatch by device (ops/dispatch.h): the model graph calls these. An empty out_q (x_q
