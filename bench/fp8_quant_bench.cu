@@ -1,7 +1,7 @@
 // Benchmark of the activation quantiser (ops/fp8_quant.h): quantize_activations_fp8_cuda and
 // silu_mul_quantize_fp8_cuda at the prefill-sized inputs the FP8 model quantises (the routed
-// experts' gathered rows and their SwiGLU state, the dense MLP's state, the hidden rows), beside
-// the HBM floor; then the residual add + RMSNorm that feeds FP8 linears with its quantisation
+// experts' gathered rows and their SwiGLU state, the dense MLP's state, the hidden rows) and the
+// SwiGLU state of decode steps, beside the HBM floor; then the residual add + RMSNorm that feeds FP8 linears with its quantisation
 // fused (add_rms_norm_fp8_cuda, ops/rms_norm_fp8.h, both scale layouts) against the norm followed by
 // the quantiser (what the model ran before), at decode and prefill sizes. A program, not a test:
 // it prints two tables and writes JSON.
@@ -45,12 +45,17 @@ struct Case {
 };
 
 // V2-Lite (H 2048, routed Im 1408, top-6, dense Im 10944) at a 1,600-token step (9,600 gathered
-// rows) and an 8,192-token chunk; V3 (H 7168, Im 2048, top-8) at an 8,192-token chunk.
+// rows) and an 8,192-token chunk; V3 (H 7168, Im 2048, top-8) at an 8,192-token chunk. Then the
+// SwiGLU quantisers of decode steps (one CTA or a few, latency-bound): V3's shared expert and a
+// TP8 rank's shares of it (256 channels) and of the dense MLP (18432 / 8 = 2304), at 1 and 8 tokens.
 constexpr Case kCases[] = {
     {"v2l.hidden T1600", 1600, 2048, false},          {"v2l.gathered T1600", 9600, 2048, false},
     {"v2l.routed_swiglu T1600", 9600, 1408, true},    {"v2l.shared_swiglu T1600", 1600, 2816, true},
     {"v2l.dense_swiglu T1600", 1600, 10944, true},    {"v2l.gathered T8192", 49152, 2048, false},
     {"v3.hidden T8192", 8192, 7168, false},           {"v3.routed_swiglu T8192", 65536, 2048, true},
+    {"v3.shared_swiglu T1", 1, 2048, true},           {"v3.tp8_shared_swiglu T1", 1, 256, true},
+    {"v3.tp8_dense_swiglu T1", 1, 2304, true},        {"v3.tp8_shared_swiglu T8", 8, 256, true},
+    {"v3.tp8_dense_swiglu T8", 8, 2304, true},
 };
 
 // The norm before FP8 linears: V2-Lite's and V3's hidden rows at decode batches and a prefill.
@@ -128,7 +133,8 @@ int run(int argc, char** argv) {
   for (const Case& c : kCases) {
     const int64_t width = c.swiglu ? 2 * c.k : c.k, groups = ops::fp8_num_blocks(c.k);
     const double bytes = static_cast<double>(c.rows) * (2.0 * width + c.k + (c.swiglu ? 8.0 : 4.0) * groups);
-    const int copies = static_cast<int>(std::max(1.0, kRotateBytes / bytes + 1.0));
+    // At most 64 copies: decode-sized rows stay in L2, as in a step, where the kernel before wrote them.
+    const int copies = static_cast<int>(std::clamp(kRotateBytes / bytes + 1.0, 1.0, 64.0));
     std::vector<Tensor> xs, qs, ss, sts;
     for (int i = 0; i < copies; ++i) {
       xs.push_back(Tensor::empty({c.rows, width}, DType::kBF16, Device::kCUDA));

@@ -17,8 +17,16 @@
 // the SMs keep about four times the bytes in flight of a warp per group with 8-byte loads, which
 // is what the HBM rate needs at prefill sizes (a V2-Lite step's 9,600 gathered rows of 2,048
 // channels: 32 us before, its bytes take ~12). A partial last group (K = 10,944: 85.5 groups)
-// leaves the lanes past K idle. Otherwise lane l of a warp owns l, l+32, l+64, l+96 (any K, any
-// alignment).
+// leaves the lanes past K idle; a warp past the last group returns at once. Otherwise lane l of a
+// warp owns l, l+32, l+64, l+96 (any K, any alignment).
+//
+// Idle lanes and zeros. A zero dividend takes div.rn.f32's slow path (a called subroutine of ~60
+// instructions), so neither division here divides a zero: fp8_act_quantize (fp8_quant.cuh) and
+// silu_mul_exact below return the zero themselves, the same signed zero. At decode sizes the
+// SwiGLU quantiser is one CTA or a few, whose warps past the last group (or past its half) once
+// ran 16 of those subroutines in a chain each, longer than the work: in a V3 TP8 rank's decode
+// graph at one token (its shared expert's 256 channels, its dense MLP's 2,304) a call took 6.3-9
+// us, now 2.7-3.3 (H200 traces, bench/NOTES-engine.md, thirty-eighth session).
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
@@ -53,6 +61,14 @@ struct Fp8QuantParams {
   bool ue8m0;              // scale rounded up to a power of two
 };
 
+// silu(g)·u = g / (1 + e^-g) · u, IEEE division as the CPU reference; a zero g is returned as it
+// is (0 / 2 is that signed zero) instead of taking the division's slow path (the note at the top).
+__device__ __forceinline__ float silu_mul_exact(float g, float u) {
+  const bool zero = g == 0.0f;
+  const float s = __fdiv_rn(zero ? 1.0f : g, 1.0f + expf(-g));
+  return (zero ? g : s) * u;
+}
+
 // The scale of (row, group) into p.scales, and into p.scales_t when it is there.
 __device__ __forceinline__ void store_scale(const Fp8QuantParams& p, int64_t row, int64_t group, float scale) {
   p.scales[row * p.scale_row_stride + group * p.scale_group_stride] = scale;
@@ -66,6 +82,7 @@ __global__ void __launch_bounds__(kThreads) fp8_quant_vec8_kernel(Fp8QuantParams
   const int lane = static_cast<int>(threadIdx.x) & 31, half = lane / 16, l16 = lane % 16;
   const int64_t first = (int64_t{blockIdx.x} * kWarps + (threadIdx.x >> 5)) * kVecItems;
   const int64_t items = p.rows * p.groups;
+  if (first >= items) return;  // the whole warp: no shuffle partner is left behind
   constexpr int kRounds = kVecItems / 2;
 
   uint4 raw[kRounds], raw_up[kRounds];
@@ -90,7 +107,7 @@ __global__ void __launch_bounds__(kThreads) fp8_quant_vec8_kernel(Fp8QuantParams
       float up[8];
       gpu::unpack_bf16x8(raw_up[u], up);
 #pragma unroll
-      for (int i = 0; i < 8; ++i) v[i] = v[i] / (1.0f + expf(-v[i])) * up[i];
+      for (int i = 0; i < 8; ++i) v[i] = silu_mul_exact(v[i], up[i]);
     }
     // The half-warp's group (lanes past K hold zeros, which leave the amax as it is).
     const float scale = gpu::group_act_scale<16, 8>(v, p.amax_floor, p.ue8m0);
@@ -119,7 +136,7 @@ __global__ void __launch_bounds__(kThreads) fp8_quant_kernel(Fp8QuantParams p) {
     valid[i] = c < p.k;
     v[i] = valid[i] ? __bfloat162float(src[c]) : 0.0f;
     if constexpr (kSwiGlu) {
-      if (valid[i]) v[i] = v[i] / (1.0f + expf(-v[i])) * __bfloat162float(src[p.k + c]);
+      if (valid[i]) v[i] = silu_mul_exact(v[i], __bfloat162float(src[p.k + c]));
     }
   }
 

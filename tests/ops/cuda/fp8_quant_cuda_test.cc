@@ -241,6 +241,16 @@ TEST_F(Fp8QuantCuda, SwiGluExpertAndDenseWidths) {
   check(64, 2048, Fp8ScaleFormat::kUE8M0, true);
 }
 
+// Decode steps' SwiGLU states: one CTA or a few whose warps past the last group return at once and
+// whose last warp may have an idle half (a TP8 rank's shares of V3's shared expert, 256, and dense
+// MLP, 2304; V3's shared expert, 2048).
+TEST_F(Fp8QuantCuda, SwiGluDecodeWidths) {
+  for (int64_t t : {1, 8}) {
+    for (int64_t k : {256, 2304}) check(t, k, Fp8ScaleFormat::kFloat32, true);
+  }
+  check(1, 2048, Fp8ScaleFormat::kFloat32, true);
+}
+
 // ---- block-FP8 weight quantisation (ops/fp8_block.h) ------------------------------------------
 //
 // quantize_weight_block_fp8_cuda against the CPU quantiser on bf16 weights (the same fp32 values
