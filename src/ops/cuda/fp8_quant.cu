@@ -22,7 +22,7 @@
 //
 // Idle lanes and zeros. A zero dividend takes div.rn.f32's slow path (a called subroutine of ~60
 // instructions), so neither division here divides a zero: fp8_act_quantize (fp8_quant.cuh) and
-// silu_mul_exact below return the zero themselves, the same signed zero. At decode sizes the
+// silu_mul_exact below return the zero itself (ops/cuda/div_rn.cuh). At decode sizes the
 // SwiGLU quantiser is one CTA or a few, whose warps past the last group (or past its half) once
 // ran 16 of those subroutines in a chain each, longer than the work: in a V3 TP8 rank's decode
 // graph at one token (its shared expert's 256 channels, its dense MLP's 2,304) a call took 6.3-9
@@ -61,12 +61,10 @@ struct Fp8QuantParams {
   bool ue8m0;              // scale rounded up to a power of two
 };
 
-// silu(g)·u = g / (1 + e^-g) · u, IEEE division as the CPU reference; a zero g is returned as it
-// is (0 / 2 is that signed zero) instead of taking the division's slow path (the note at the top).
+// silu(g)·u = g / (1 + e^-g) · u, IEEE division as the CPU reference, a zero g not divided (the
+// note at the top; div_rn.cuh).
 __device__ __forceinline__ float silu_mul_exact(float g, float u) {
-  const bool zero = g == 0.0f;
-  const float s = __fdiv_rn(zero ? 1.0f : g, 1.0f + expf(-g));
-  return (zero ? g : s) * u;
+  return gpu::div_rn_skip_zero(g, 1.0f + expf(-g)) * u;
 }
 
 // The scale of (row, group) into p.scales, and into p.scales_t when it is there.

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "ops/cuda/div_rn.cuh"
+
 namespace mlaserve::ops::gpu {
 
 // The scale of a group whose amax (already max'ed with the floor) is `amax`: amax / 448 by IEEE
@@ -22,15 +24,12 @@ __device__ __forceinline__ float fp8_act_scale(float amax, bool ue8m0) {
 }
 
 // e4m3(v / scale): IEEE division, then the hardware's round-to-nearest-even saturating
-// conversion (finite values beyond ±448 and infinities become ±448, NaN stays NaN). A zero v is its
-// own quotient (±0 / scale = ±0: the same bits) and divides 1 instead: a zero dividend sends the
-// division down its slow path, a subroutine of ~60 instructions, and zeros are common here (lanes
-// past K, the idle tasks of a CTA's last round: ncu of the experts' GEMV at one token, 2026-12-01,
-// had half its warps run it 8 times each while the other half waited at the barrier).
+// conversion (finite values beyond ±448 and infinities become ±448, NaN stays NaN). Zeros are
+// common here (lanes past K, the idle tasks of a CTA's last round: ncu of the experts' GEMV at one
+// token, 2026-12-01, had half its warps run the division's slow path 8 times each while the other
+// half waited at the barrier), so they skip the division (div_rn.cuh).
 __device__ __forceinline__ __nv_fp8_storage_t fp8_act_quantize(float v, float scale) {
-  const bool zero = v == 0.0f;
-  const float q = __fdiv_rn(zero ? 1.0f : v, scale);
-  return __nv_cvt_float_to_fp8(zero ? v : q, __NV_SATFINITE, __NV_E4M3);
+  return __nv_cvt_float_to_fp8(div_rn_skip_zero(v, scale), __NV_SATFINITE, __NV_E4M3);
 }
 
 // The scale of a 128-channel group spread over kLanes lanes of a warp (a power of two, the lanes

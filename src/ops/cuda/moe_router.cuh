@@ -43,6 +43,7 @@
 #include <string_view>
 
 #include "core/tensor.h"
+#include "ops/cuda/div_rn.cuh"
 #include "ops/cuda/pdl.cuh"
 #include "ops/moe_router.h"
 
@@ -300,7 +301,7 @@ __device__ __forceinline__ int32_t route_token(const MoeRouteParams& p, int64_t 
     __syncwarp();
     float sum = 0.0f;
     for (int j = 0; j < p.top_k; ++j) sum += sh.group[j];
-    w /= sum + 1e-20f;
+    w = div_rn_skip_zero(w, sum + 1e-20f);  // lanes past k: a zero
   }
   if (p.scale) w *= p.routed_scaling_factor;
   if (lane < p.top_k) {
@@ -426,7 +427,7 @@ __device__ __forceinline__ void route_tokens_by_groups(const MoeRouteParams& p, 
       __syncwarp();
       float sum = 0.0f;
       for (int j = 0; j < k; ++j) sum += sh[t].group[j];
-      w /= sum + 1e-20f;
+      w = div_rn_skip_zero(w, sum + 1e-20f);  // lanes past k: a zero
     }
     if (p.scale) w *= p.routed_scaling_factor;
     if (lane < k) {
