@@ -2,16 +2,21 @@
 // latent, rotated rope key and their cache row, in one kernel.
 //
 // Design: one CTA of kThreads per token (grid-stride over tokens), memory-bound and tiny (576
-// values a token). Pass 1: the CTA sums c² over the dc latent channels in fp32 (one element a
-// thread per step; a warp-shuffle then shared-memory reduction, as rms_norm.cu). Pass 2: latent
-// = bf16(w · (c · inv_rms)) (rms_norm.cu's order of operations), written to `latent` and, when
-// the token has a slot, to the cache row's first dc channels; the dr/2 rope pairs rotate in fp32
-// from the table row of the token's position (rope.cu's formula; zeros for a position outside
-// the table) into k_pe and the cache row's last dr channels. Scalar accesses: a warp reads 64
-// contiguous bytes, and the whole row is 1.2 KB.
+// values a token). Pass 1: the CTA sums c² over the dc latent channels in fp32 (thread i takes
+// channels i, i + kThreads, ..., in that order; a warp-shuffle then shared-memory reduction, as
+// rms_norm.cu). Pass 2: latent = bf16(w · (c · inv_rms)) (rms_norm.cu's order of operations),
+// written to `latent` and, when the token has a slot, to the cache row's first dc channels; thread
+// i < dr/2 rotates rope pair i in fp32 from the table row of the token's position (rope.cu's
+// formula; zeros for a position outside the table) into k_pe and the cache row's last dr channels.
 //
-// Launched with programmatic dependent launch (pdl.cuh): a CTA waits for the kernel before it
-// (kv_a's GEMV) before its first load and then lets the next kernel launch.
+// Launched with programmatic dependent launch (pdl.cuh). Before its wait a CTA reads what no
+// kernel of the step writes: the norm weight (a weight), and its first token's position, slot and
+// cos/sin pair (the step's metadata, copied to the device before its first kernel, and the RoPE
+// table). After it, the token's row of ckv is the one trip to memory before the reduction: at
+// decode sizes, where this kernel ends the kv branch of an attention layer on a side stream, the
+// loads of the slot, the weight, the position and its table row after the wait (three dependent
+// trips) made it the branch's longest kernel (H200 traces, bench/NOTES-engine.md, thirty-eighth
+// session). Then it lets the next kernel launch.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -29,6 +34,7 @@ namespace {
 
 constexpr std::string_view kOp = "latent_rows_cuda";
 constexpr int kThreads = 128;
+constexpr int kMaxLatentPerThread = 8;  // dc <= 1024 (DeepSeek's 512: 4 a thread)
 
 struct LatentRowParams {
   const __nv_bfloat16* ckv;   // [T, dc + dr]
@@ -44,45 +50,83 @@ struct LatentRowParams {
   bool weight_bf16, positions_i64, slots_i64;
 };
 
-// grid (min(T, 65535)), block kThreads; launched with launch_programmatic.
+// What a thread needs of token t that no kernel of the step writes: its cache slot (-1: none) and,
+// for thread i < dr/2, the cos and sin of pair i at the token's position (rotate: in the table).
+struct TokenInputs {
+  int64_t slot = -1;
+  bool rotate = false;
+  float cos = 0.0f, sin = 0.0f;
+};
+
+__device__ __forceinline__ TokenInputs load_token_inputs(const LatentRowParams& p, int64_t t) {
+  TokenInputs in;
+  if (p.slots != nullptr) in.slot = gpu::load_index(p.slots, p.slots_i64, t);
+  const int64_t pos = gpu::load_index(p.positions, p.positions_i64, t), pairs = p.dr / 2;
+  in.rotate = pos >= 0 && pos < p.num_positions;
+  if (in.rotate && threadIdx.x < pairs) {
+    const float* cs = p.cos_sin + pos * p.dr;
+    in.cos = cs[threadIdx.x];
+    in.sin = cs[pairs + threadIdx.x];
+  }
+  return in;
+}
+
+// grid (min(T, 65535)), block kThreads; launched with launch_programmatic. dc <= kThreads ·
+// kMaxLatentPerThread, dr / 2 <= kThreads (latent_rows_cuda checks).
 __global__ void __launch_bounds__(kThreads) latent_rows_kernel(LatentRowParams p) {
   __shared__ float scratch[kThreads / 32];
+  const int tid = static_cast<int>(threadIdx.x);
+  const int64_t row = p.dc + p.dr, pairs = p.dr / 2;
+  float w[kMaxLatentPerThread];  // the norm weight of channels tid + kThreads j
+#pragma unroll
+  for (int j = 0; j < kMaxLatentPerThread; ++j) {
+    const int64_t i = tid + int64_t{kThreads} * j;
+    w[j] = i >= p.dc                ? 0.0f
+           : p.weight_bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(p.norm_weight)[i])
+                           : static_cast<const float*>(p.norm_weight)[i];
+  }
+  TokenInputs in = load_token_inputs(p, blockIdx.x);  // grid <= T
   gpu::grid_dependency_wait();
   gpu::launch_dependents();
-  const int64_t row = p.dc + p.dr;
   for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
+    if (t != blockIdx.x) in = load_token_inputs(p, t);
     const __nv_bfloat16* c = p.ckv + t * row;
-    float sum_sq = 0.0f;
-    for (int64_t i = threadIdx.x; i < p.dc; i += kThreads) {
-      const float v = __bfloat162float(c[i]);
-      sum_sq += v * v;
+    float v[kMaxLatentPerThread];
+#pragma unroll
+    for (int j = 0; j < kMaxLatentPerThread; ++j) {
+      const int64_t i = tid + int64_t{kThreads} * j;
+      v[j] = i < p.dc ? __bfloat162float(c[i]) : 0.0f;
     }
-    const float inv_rms = 1.0f / sqrtf(gpu::block_sum(sum_sq, scratch, kThreads / 32) / static_cast<float>(p.dc) + p.eps);
-    const int64_t slot = p.slots != nullptr ? gpu::load_index(p.slots, p.slots_i64, t) : -1;
-    __nv_bfloat16* cache_row = slot >= 0 && slot < p.num_slots ? p.cache + slot * row : nullptr;
-    for (int64_t i = threadIdx.x; i < p.dc; i += kThreads) {
-      const float w = p.weight_bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(p.norm_weight)[i])
-                                    : static_cast<const float*>(p.norm_weight)[i];
-      const __nv_bfloat16 out = __float2bfloat16_rn(w * (__bfloat162float(c[i]) * inv_rms));
+    float x0 = 0.0f, x1 = 0.0f;  // rope pair tid of the raw key
+    if (tid < pairs) {
+      x0 = __bfloat162float(c[p.dc + 2 * tid]);
+      x1 = __bfloat162float(c[p.dc + 2 * tid + 1]);
+    }
+    float sum_sq = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kMaxLatentPerThread; ++j) {
+      if (tid + int64_t{kThreads} * j < p.dc) sum_sq += v[j] * v[j];
+    }
+    const float mean_sq = gpu::block_sum(sum_sq, scratch, kThreads / 32) / static_cast<float>(p.dc);
+    const float inv_rms = 1.0f / sqrtf(mean_sq + p.eps);
+    __nv_bfloat16* cache_row = in.slot >= 0 && in.slot < p.num_slots ? p.cache + in.slot * row : nullptr;
+#pragma unroll
+    for (int j = 0; j < kMaxLatentPerThread; ++j) {
+      const int64_t i = tid + int64_t{kThreads} * j;
+      if (i >= p.dc) continue;
+      const __nv_bfloat16 out = __float2bfloat16_rn(w[j] * (v[j] * inv_rms));
       p.latent[t * p.dc + i] = out;
       if (cache_row != nullptr) cache_row[i] = out;
     }
-    const int64_t pos = gpu::load_index(p.positions, p.positions_i64, t), pairs = p.dr / 2;
-    for (int64_t i = threadIdx.x; i < pairs; i += kThreads) {
-      float out0 = 0.0f, out1 = 0.0f;
-      if (pos >= 0 && pos < p.num_positions) {
-        const float* cs = p.cos_sin + pos * p.dr;
-        const float cs_c = cs[i], cs_s = cs[pairs + i];
-        const float x0 = __bfloat162float(c[p.dc + 2 * i]), x1 = __bfloat162float(c[p.dc + 2 * i + 1]);
-        out0 = x0 * cs_c - x1 * cs_s;
-        out1 = x0 * cs_s + x1 * cs_c;
-      }
+    if (tid < pairs) {
+      const float out0 = in.rotate ? x0 * in.cos - x1 * in.sin : 0.0f;
+      const float out1 = in.rotate ? x0 * in.sin + x1 * in.cos : 0.0f;
       const __nv_bfloat16 b0 = __float2bfloat16_rn(out0), b1 = __float2bfloat16_rn(out1);
-      p.k_pe[t * p.dr + 2 * i] = b0;
-      p.k_pe[t * p.dr + 2 * i + 1] = b1;
+      p.k_pe[t * p.dr + 2 * tid] = b0;
+      p.k_pe[t * p.dr + 2 * tid + 1] = b1;
       if (cache_row != nullptr) {
-        cache_row[p.dc + 2 * i] = b0;
-        cache_row[p.dc + 2 * i + 1] = b1;
+        cache_row[p.dc + 2 * tid] = b0;
+        cache_row[p.dc + 2 * tid + 1] = b1;
       }
     }
     __syncthreads();  // scratch is reused by the next token
@@ -104,6 +148,8 @@ void latent_rows_cuda(const LatentRowInputs& in, LatentRowOutputs& out, cudaStre
   const int64_t t = in.ckv.dim(0), dc = out.latent.dim(1), dr = out.k_pe.dim(1);
   MLA_CHECK(dr % 2 == 0 && in.ckv.dim(1) == dc + dr, "{}: ckv {} must be [T, dc + dr] for dc {} and an even dr {}",
             kOp, shape_str(in.ckv.shape()), dc, dr);
+  MLA_CHECK(dc <= kThreads * kMaxLatentPerThread && dr / 2 <= kThreads, "{}: dc {} > {} or dr {} > {}", kOp, dc,
+            kThreads * kMaxLatentPerThread, dr, 2 * kThreads);
   gpu::check_shape(kOp, "latent", out.latent, {t, dc});
   gpu::check_shape(kOp, "k_pe", out.k_pe, {t, dr});
   gpu::check_shape(kOp, "norm_weight", in.norm_weight, {dc});

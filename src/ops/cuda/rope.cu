@@ -12,8 +12,11 @@
 // position on the host); a position outside [0, P) reads no table row and writes zeros into
 // the rotated channels.
 //
-// Launched with programmatic dependent launch (pdl.cuh): a CTA waits for the kernel before it
-// (the query projection) before its first load and then lets the next kernel launch.
+// Launched with programmatic dependent launch (pdl.cuh). Before its wait a thread reads its first
+// pair's position and cos/sin (the step's metadata, copied to the device before its first kernel,
+// and the table: no kernel of the step writes them); after it, x (the query projection's output)
+// is its one trip to memory before the rotation, where the position and then its table row were
+// two dependent trips more on the decode step's query chain. Then it lets the next kernel launch.
 #include <cuda_bf16.h>
 
 #include <string_view>
@@ -43,24 +46,43 @@ struct RopeLaunchParams {
   bool positions_i64;      // positions are i64 (else i32)
 };
 
+// Pair `pair` of token `token`'s table row: whether it is in the table, and its cos and sin.
+struct PairAngle {
+  bool in_table = false;
+  float cos = 0.0f, sin = 0.0f;
+};
+
+__device__ __forceinline__ PairAngle load_pair_angle(const RopeLaunchParams& p, uint32_t token, uint32_t pair) {
+  PairAngle a;
+  const int64_t pos = gpu::load_index(p.positions, p.positions_i64, token);
+  a.in_table = pos >= 0 && pos < p.num_positions;
+  if (a.in_table) {
+    const float* cs = p.cos_sin + pos * 2 * p.pairs;
+    a.cos = cs[pair];
+    a.sin = cs[p.pairs + pair];
+  }
+  return a;
+}
+
 // grid-stride over T * heads * pairs (< 2^31: 32-bit index arithmetic); launched with
 // launch_programmatic.
 __global__ void __launch_bounds__(kThreads) rope_interleaved_kernel(RopeLaunchParams p) {
-  gpu::grid_dependency_wait();
-  gpu::launch_dependents();
   const auto total = static_cast<uint32_t>(p.tokens * p.heads * p.pairs);
   const auto pairs = static_cast<uint32_t>(p.pairs), heads = static_cast<uint32_t>(p.heads);
-  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+  const uint32_t first = blockIdx.x * blockDim.x + threadIdx.x;
+  PairAngle angle;  // of the thread's first pair, read before the wait
+  if (first < total) angle = load_pair_angle(p, first / pairs / heads, first % pairs);
+  gpu::grid_dependency_wait();
+  gpu::launch_dependents();
+  for (uint32_t i = first; i < total; i += gridDim.x * blockDim.x) {
     const uint32_t pair = i % pairs, head_row = i / pairs, token = head_row / heads;
+    if (i != first) angle = load_pair_angle(p, token, pair);
     __nv_bfloat16* v = p.x + int64_t{head_row} * p.row + p.channel_offset + 2 * pair;
-    const int64_t pos = gpu::load_index(p.positions, p.positions_i64, token);
     float out0 = 0.0f, out1 = 0.0f;
-    if (pos >= 0 && pos < p.num_positions) {
-      const float* cs = p.cos_sin + pos * 2 * p.pairs;
-      const float c = cs[pair], s = cs[p.pairs + pair];
+    if (angle.in_table) {
       const float x0 = __bfloat162float(v[0]), x1 = __bfloat162float(v[1]);
-      out0 = x0 * c - x1 * s;
-      out1 = x0 * s + x1 * c;
+      out0 = x0 * angle.cos - x1 * angle.sin;
+      out1 = x0 * angle.sin + x1 * angle.cos;
     }
     v[0] = __float2bfloat16_rn(out0);
     v[1] = __float2bfloat16_rn(out1);
