@@ -123,8 +123,10 @@ __device__ __forceinline__ void combine_norm_row(const MoeCombineNormParams& p, 
   }
   if constexpr (kWide) sum_sq = wide_row_sum_sq<kVec>(v, threadIdx.x < vectors, vals, vectors, p.sum_threads);
   const float inv_rms = row_inv_rms(sum_sq, scratch, p.hidden, p.eps);
-  write_normed_row<kVec, kQuant>(p.norm_weight, p.weight_bf16, p.hidden, inv_rms, p.out + t * p.hidden, p.quant, t,
-                                 [&](int64_t c, float(&v)[kVec]) { load_vec<kVec>(res + c * kVec, v); });
+  write_normed_row<kVec, kQuant>(
+      p.hidden, inv_rms, p.out + t * p.hidden, p.quant, t,
+      [&](int64_t c, float(&v)[kVec]) { load_vec<kVec>(res + c * kVec, v); },
+      [&](int64_t c, float(&w)[kVec]) { load_norm_weight<kVec>(p.norm_weight, p.weight_bf16, c * kVec, w); });
 }
 
 // grid (min(T, 65535)), block rms_norm_threads(H / kVec) (kWide: rms_norm_wide_threads, one thread

@@ -11,8 +11,8 @@
 // fp32; a warp-shuffle then shared-memory reduction gives mean(v²), and one thread's rsqrt
 // argument is the same fp32 value for the whole CTA. Pass 2 re-reads v (from L1/L2: the CTA
 // just touched it) and writes out = bf16(w · (v · inv_rms)), all fp32 (REF's order, see the
-// header). Every element is read and written by the same thread in both passes, so out may be
-// x itself; residual must not alias x or out.
+// header; the wide shape keeps v in registers instead). Every element is read and written by the
+// same thread in both passes, so out may be x itself; residual must not alias x or out.
 //
 // Rows whose width or bases are not multiples of 8 elements take the one-element path.
 //
@@ -22,9 +22,12 @@
 // quantize_activations_fp8_cuda after it.
 //
 // Launched with programmatic dependent launch (pdl.cuh): a CTA first prefetches the norm weight
-// into L2, then waits for the kernel before it and lets the next one launch, so the next
-// kernel's launch and weight prefetch overlap this one (a decode step runs two of these a layer,
-// one CTA each).
+// into L2 (the wide shape: each thread its vector of it into registers), then waits for the
+// kernel before it and lets the next one launch, so the next kernel's launch and weight prefetch
+// overlap this one (a decode step runs two of these a layer, one CTA each). The wide shape's second
+// pass takes the thread's vector from registers as pass 1 left it (the value it stored), so it
+// reads no memory: V3's decode norms, one CTA of 896 threads a row on the step's serial path, made
+// one more trip to L2 there (the residual it had just stored and the weight, loaded together).
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -71,12 +74,17 @@ __global__ void __launch_bounds__(kWide ? gpu::kRmsNormWideMaxThreads : kMaxThre
   constexpr int kThreads = kWide ? gpu::kRmsNormWideMaxThreads : kMaxThreads;
   __shared__ float scratch[kThreads / 32];
   __shared__ float vals[kWide ? kThreads * kVec : 1];  // kWide: each thread's vector (wide_row_sum_sq)
-  if (p.prefetch_weight && threadIdx.x == 0 && blockIdx.x == 0) {  // a weight: no kernel of the step writes it
+  const int64_t vectors = p.d / kVec;
+  // A weight: no kernel of the step writes it. kWide: the thread's vector into registers (one
+  // vector a thread, so the second pass reads no memory); otherwise the whole of it into L2.
+  float w_wide[kWide ? kVec : 1] = {};
+  if constexpr (kWide) {
+    if (threadIdx.x < vectors) gpu::load_norm_weight<kVec>(p.weight, p.weight_bf16, threadIdx.x * kVec, w_wide);
+  } else if (p.prefetch_weight && threadIdx.x == 0 && blockIdx.x == 0) {
     gpu::prefetch_l2(p.weight, static_cast<uint32_t>(p.d * (p.weight_bf16 ? 2 : 4)));
   }
   gpu::grid_dependency_wait();
   gpu::launch_dependents();
-  const int64_t vectors = p.d / kVec;
   for (int64_t r = blockIdx.x; r < p.rows; r += gridDim.x) {
     const X* x = p.x + r * p.d;
     const float* rest = p.rest != nullptr ? p.rest + r * p.d : nullptr;
@@ -107,14 +115,29 @@ __global__ void __launch_bounds__(kWide ? gpu::kRmsNormWideMaxThreads : kMaxThre
     }
     if constexpr (kWide) sum_sq = gpu::wide_row_sum_sq<kVec>(v, threadIdx.x < vectors, vals, vectors, p.sum_threads);
     const float inv_rms = gpu::row_inv_rms(sum_sq, scratch, p.d, p.eps);
-    gpu::write_normed_row<kVec, kQuant>(p.weight, p.weight_bf16, p.d, inv_rms, p.out + r * p.d, p.quant, r,
-                                        [&](int64_t c, float(&v)[kVec]) {
-                                          if (res != nullptr) {
-                                            gpu::load_vec<kVec>(res + c * kVec, v);
-                                          } else {
-                                            gpu::load_vec<kVec>(x + c * kVec, v);
-                                          }
-                                        });
+    if constexpr (kWide) {  // the thread's one vector, threadIdx.x: v as pass 1 left it (and stored it), w as loaded
+      gpu::write_normed_row<kVec, kQuant>(
+          p.d, inv_rms, p.out + r * p.d, p.quant, r,
+          [&](int64_t, float(&u)[kVec]) {
+#pragma unroll
+            for (int i = 0; i < kVec; ++i) u[i] = v[i];
+          },
+          [&](int64_t, float(&w)[kVec]) {
+#pragma unroll
+            for (int i = 0; i < kVec; ++i) w[i] = w_wide[i];
+          });
+    } else {
+      gpu::write_normed_row<kVec, kQuant>(
+          p.d, inv_rms, p.out + r * p.d, p.quant, r,
+          [&](int64_t c, float(&u)[kVec]) {
+            if (res != nullptr) {
+              gpu::load_vec<kVec>(res + c * kVec, u);
+            } else {
+              gpu::load_vec<kVec>(x + c * kVec, u);
+            }
+          },
+          [&](int64_t c, float(&w)[kVec]) { gpu::load_norm_weight<kVec>(p.weight, p.weight_bf16, c * kVec, w); });
+    }
     __syncthreads();  // scratch is reused by the next row
   }
 }

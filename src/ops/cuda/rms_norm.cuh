@@ -135,19 +135,20 @@ inline void quantize_unfused(const NormFp8Request* request, const NormFp8Out& fu
 }
 
 // The second pass over row r of d elements: for each of this thread's vectors c, v = load(c, v)
-// (the row's values, or its updated residual), out_row[c] = bf16(w · (v · inv_rms)); with kQuant
-// also codes and scales of q's row r (the note at the top; kVec 8 only). Every thread of the CTA
-// calls it.
-template <int kVec, bool kQuant, typename Load>
-__device__ __forceinline__ void write_normed_row(const void* weight, bool weight_bf16, int64_t d, float inv_rms,
-                                                 __nv_bfloat16* out_row, const NormFp8Out& q, int64_t r, Load load) {
+// (the row's values, or its updated residual) and w = load_weight(c, w) (the norm weight's vector
+// c: load_norm_weight, or registers the caller filled before), out_row[c] = bf16(w · (v ·
+// inv_rms)); with kQuant also codes and scales of q's row r (the note at the top; kVec 8 only).
+// Every thread of the CTA calls it.
+template <int kVec, bool kQuant, typename Load, typename LoadWeight>
+__device__ __forceinline__ void write_normed_row(int64_t d, float inv_rms, __nv_bfloat16* out_row, const NormFp8Out& q,
+                                                 int64_t r, Load load, LoadWeight load_weight) {
   static_assert(!kQuant || kVec == 8, "the fused quantisation takes 16-byte vectors");
   const int64_t vectors = d / kVec;
   if constexpr (!kQuant) {
     for (int64_t c = threadIdx.x; c < vectors; c += blockDim.x) {
       float v[kVec], w[kVec];
       load(c, v);
-      load_norm_weight<kVec>(weight, weight_bf16, c * kVec, w);
+      load_weight(c, w);
       scale_by_norm<kVec>(v, w, inv_rms);
       store_vec<kVec>(out_row + c * kVec, v);
     }
@@ -160,7 +161,7 @@ __device__ __forceinline__ void write_normed_row(const void* weight, bool weight
       if (in) {
         float w[8];
         load(c, v);
-        load_norm_weight<8>(weight, weight_bf16, c * 8, w);
+        load_weight(c, w);
         scale_by_norm<8>(v, w, inv_rms);
         store_vec<8>(out_row + c * 8, v);
 #pragma unroll
