@@ -119,5 +119,17 @@ TEST_F(LatentRowsCuda, DeepSeekShapes) {
   check({.t = 1000, .blocks = 16, .write = false}, 22);
 }
 
+// A CTA holds a token's latent as 8 values a thread and one rope pair a thread: wider rows are refused.
+TEST_F(LatentRowsCuda, RejectsRowsWiderThanTheKernel) {
+  const int64_t dc = 1032, dr = 64;
+  Tensor ckv = Tensor::empty({1, dc + dr}, DType::kBF16, Device::kCUDA);
+  Tensor weight = Tensor::empty({dc}, DType::kF32, Device::kCUDA);
+  Tensor positions = Tensor::zeros({1}, DType::kI32, Device::kCUDA);
+  Tensor cos_sin = Tensor::empty({4, dr}, DType::kF32, Device::kCUDA);
+  LatentRowOutputs out{Tensor::empty({1, dc}, DType::kBF16, Device::kCUDA),
+                       Tensor::empty({1, dr}, DType::kBF16, Device::kCUDA), Tensor(), Tensor()};
+  EXPECT_THROW(latent_rows_cuda({ckv, weight, 1e-6f, positions, cos_sin}, out, cuda_stream()), Error);
+}
+
 }  // namespace
 }  // namespace mlaserve::ops
