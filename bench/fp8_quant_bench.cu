@@ -1,10 +1,10 @@
 // Benchmark of the activation quantiser (ops/fp8_quant.h): quantize_activations_fp8_cuda and
 // silu_mul_quantize_fp8_cuda at the prefill-sized inputs the FP8 model quantises (the routed
 // experts' gathered rows and their SwiGLU state, the dense MLP's state, the hidden rows) and the
-// SwiGLU state of decode steps, beside the HBM floor; then the residual add + RMSNorm that feeds FP8 linears with its quantisation
-// fused (add_rms_norm_fp8_cuda, ops/rms_norm_fp8.h, both scale layouts) against the norm followed by
-// the quantiser (what the model ran before), at decode and prefill sizes. A program, not a test:
-// it prints two tables and writes JSON.
+// SwiGLU state of decode steps, beside the HBM floor; then the residual add + RMSNorm that feeds
+// FP8 linears with its quantisation fused (add_rms_norm_fp8_cuda, ops/rms_norm_fp8.h, both scale
+// layouts) against the norm followed by the quantiser (what the model ran before), at decode and
+// prefill sizes. A program, not a test: it prints two tables and writes JSON.
 //
 //   fp8_quant_bench [--out DIR]
 //

@@ -126,7 +126,7 @@ __device__ __forceinline__ void combine_norm_row(const MoeCombineNormParams& p, 
   write_normed_row<kVec, kQuant>(
       p.hidden, inv_rms, p.out + t * p.hidden, p.quant, t,
       [&](int64_t c, float(&v)[kVec]) { load_vec<kVec>(res + c * kVec, v); },
-      [&](int64_t c, float(&w)[kVec]) { load_norm_weight<kVec>(p.norm_weight, p.weight_bf16, c * kVec, w); });
+      norm_weight_loader<kVec>(p.norm_weight, p.weight_bf16));
 }
 
 // grid (min(T, 65535)), block rms_norm_threads(H / kVec) (kWide: rms_norm_wide_threads, one thread

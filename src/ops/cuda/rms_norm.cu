@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(kWide ? gpu::kRmsNormWideMaxThreads : kMaxThre
               gpu::load_vec<kVec>(x + c * kVec, u);
             }
           },
-          [&](int64_t c, float(&w)[kVec]) { gpu::load_norm_weight<kVec>(p.weight, p.weight_bf16, c * kVec, w); });
+          gpu::norm_weight_loader<kVec>(p.weight, p.weight_bf16));
     }
     __syncthreads();  // scratch is reused by the next row
   }

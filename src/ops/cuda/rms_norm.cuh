@@ -39,6 +39,12 @@ __device__ __forceinline__ void load_norm_weight(const void* weight, bool weight
   }
 }
 
+// write_normed_row's load_weight for a norm weight read from memory (load_norm_weight).
+template <int kVec>
+__device__ __forceinline__ auto norm_weight_loader(const void* weight, bool weight_bf16) {
+  return [=](int64_t c, float(&w)[kVec]) { load_norm_weight<kVec>(weight, weight_bf16, c * kVec, w); };
+}
+
 // 1 / rms of a row of d elements from each thread's fp32 sum of squares: block_sum (every thread
 // of the CTA calls it; scratch holds a float a warp), then 1 / sqrt(total / d + eps).
 __device__ __forceinline__ float row_inv_rms(float sum_sq, float* scratch, int64_t d, float eps) {
@@ -136,7 +142,7 @@ inline void quantize_unfused(const NormFp8Request* request, const NormFp8Out& fu
 
 // The second pass over row r of d elements: for each of this thread's vectors c, v = load(c, v)
 // (the row's values, or its updated residual) and w = load_weight(c, w) (the norm weight's vector
-// c: load_norm_weight, or registers the caller filled before), out_row[c] = bf16(w · (v ·
+// c: norm_weight_loader, or registers the caller filled before), out_row[c] = bf16(w · (v ·
 // inv_rms)); with kQuant also codes and scales of q's row r (the note at the top; kVec 8 only).
 // Every thread of the CTA calls it.
 template <int kVec, bool kQuant, typename Load, typename LoadWeight>
