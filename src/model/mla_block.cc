@@ -54,16 +54,18 @@ Tensor DeepSeekModel::attention(int64_t layer, const NormedActivation& a, const 
     q = linear(*w.q_b_proj, cq);
   }
   q = q.reshape({t, n, dn + dr});
-  ops::apply_rope_interleaved(q, step.positions, cos_sin_, dn, stream);
+  Tensor o = latent_layout ? act({t, n, dv}) : Tensor();  // head-major per token, the o_proj input
+  const bool rope_in_attention = latent_layout && fused_attention_takes_step(w, step, q, cache.layer(layer), o);
+  if (!rope_in_attention) ops::apply_rope_interleaved(q, step.positions, cos_sin_, dn, stream);
   if (kv_branch) kv_branch->join();
   if (!latent_layout) {
     return attention_mha_cache(w, step, q, latent, k_pe, cache.layer(layer));  // mha_cache_block.cc
   }
 
-  Tensor o = act({t, n, dv});  // head-major per token, the o_proj input
   for (const AbsorbedRun& run : step.absorbed_runs) {
     Tensor o_run = o.slice(run.row_begin, run.row_end);
-    attend_absorbed(w, run, q.slice(run.row_begin, run.row_end), cache.layer(layer), o_run);
+    attend_absorbed(w, run, q.slice(run.row_begin, run.row_end), cache.layer(layer), o_run,
+                    rope_in_attention ? step.positions.slice(run.row_begin, run.row_end) : Tensor());
   }
   mark("attn.mha");
   const auto& seqs = step.batch->sequences;
@@ -93,21 +95,42 @@ int64_t DeepSeekModel::decode_seq_len_class(int64_t max_seq_len, int64_t num_seq
   return std::numeric_limits<int64_t>::max();
 }
 
+ops::MlaAbsorbedArgs DeepSeekModel::fused_attention_args(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
+                                                        const Tensor& cache_layer, const Tensor& rope_positions) const {
+  // early_loads as below, the kernel just before being the RoPE (or the query projection).
+  ops::MlaAbsorbedArgs args{q, w.kv_b_dense, cache_layer, run.block_table, run.seq_lens, run.query_start,
+                            static_cast<float>(config_.softmax_scale), /*early_loads=*/true};
+  if (rope_positions.defined()) {
+    args.positions = rope_positions;
+    args.cos_sin = cos_sin_;
+  }
+  return args;
+}
+
+bool DeepSeekModel::fused_attention_takes_step(const MlaWeights& w, const StepMetadata& step, const Tensor& q,
+                                               const Tensor& cache_layer, const Tensor& o) const {
+  const bool all_absorbed = std::find(step.absorbed.begin(), step.absorbed.end(), false) == step.absorbed.end();
+  if (step.absorbed_runs.size() != 1 || !all_absorbed) return false;
+  const AbsorbedRun& run = step.absorbed_runs[0];
+  return run.row_begin == 0 && run.row_end == q.dim(0) && fused_attention_for(run.max_seq_len, run.seq_lens.dim(0)) &&
+         ops::mla_absorbed_attention_fits(fused_attention_args(w, run, q, cache_layer, step.positions), o);
+}
+
 void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
-                                    const Tensor& cache_layer, Tensor& o) {
+                                    const Tensor& cache_layer, Tensor& o, const Tensor& rope_positions) {
   const int64_t rows = q.dim(0), n = heads_, dc = config_.kv_lora_rank;
   const Stream stream = options_.stream;
   if (fused_attention_for(run.max_seq_len, run.seq_lens.dim(0))) {
-    // One kernel when the run also fits it (one query token a sequence); early_loads as below, the
-    // kernel just before being the RoPE.
-    const ops::MlaAbsorbedArgs fused{q, w.kv_b_dense, cache_layer, run.block_table, run.seq_lens, run.query_start,
-                                     static_cast<float>(config_.softmax_scale), /*early_loads=*/true};
+    // One kernel when the run also fits it (one query token a sequence).
+    const ops::MlaAbsorbedArgs fused = fused_attention_args(w, run, q, cache_layer, rope_positions);
     if (ops::mla_absorbed_attention_fits(fused, o)) {
       mark("attn.absorbed.fused");
       ops::mla_absorbed_attention(fused, o, stream);
       return;
     }
   }
+  MLA_CHECK(!rope_positions.defined(), "attend_absorbed: the query's RoPE was left to a fused attention that does "
+            "not take this run");
   mark("attn.absorbed.absorb");
   Tensor q_abs = act({rows, n, dc + config_.qk_rope_head_dim});  // [rows, n, 576]
   ops::mla_absorb_query(q, w.kv_b_dense, q_abs, stream);

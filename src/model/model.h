@@ -70,6 +70,7 @@
 #include "model/shard_plan.h"
 #include "model/weights.h"
 #include "ops/fp8_quant.h"
+#include "ops/mla_absorbed_attention.h"
 #include "ops/moe_combine_norm.h"
 #include "ops/moe_router.h"
 
@@ -220,8 +221,17 @@ class DeepSeekModel {
   // fused absorbed attention (ModelOptions::fused_absorbed_attention, the heads and sequences the
   // GPU holds clusters for; the op's own fit test decides the rest).
   bool fused_attention_for(int64_t max_seq_len, int64_t num_seqs) const;
+  // The fused op's arguments for a run (rope_positions: its rows' positions when the op applies
+  // the query's RoPE itself, else undefined).
+  ops::MlaAbsorbedArgs fused_attention_args(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
+                                            const Tensor& cache_layer, const Tensor& rope_positions) const;
+  // Whether the fused op takes the whole step (one absorbed run of every sequence, which it fits):
+  // then it also applies the query's RoPE, and the RoPE kernel leaves the query chain.
+  bool fused_attention_takes_step(const MlaWeights& w, const StepMetadata& step, const Tensor& q,
+                                  const Tensor& cache_layer, const Tensor& o) const;
+  // rope_positions: as fused_attention_args (defined only where fused_attention_takes_step).
   void attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
-                       const Tensor& cache_layer, Tensor& o);
+                       const Tensor& cache_layer, Tensor& o, const Tensor& rope_positions);
   void attend_mha(const MlaWeights& w, const SequenceSlice& seq, const Tensor& block_table, const Tensor& q,
                   const Tensor& latent, const Tensor& k_pe, const Tensor& cache_layer, Tensor& o);
   // KvCacheLayout::kMha (mha_cache_block.cc): writes the new tokens' per-head K/V into the cache

@@ -7,7 +7,8 @@
 //   o_lat = mla_decode(q_abs, cache, tables).out     [T, n, dc]        (ops/mla_decode.h)
 //   o     = mla_up_project_output(o_lat, w_kv_b)     [T, n, dv]        (ops/mla_absorb.h)
 //
-//   q            [T, n, dn + dr]         per head [q_nope | q_pe], rope applied
+//   q            [T, n, dn + dr]         per head [q_nope | q_pe], rope applied (or, with
+//                                        MlaAbsorbedArgs::positions, applied by the op first)
 //   w_kv_b       [n·(dn + dv), dc]       kv_b_proj: head h's rows h·(dn+dv) .. = W_UK[h] [dn, dc],
 //                                        the next dv rows W_UV[h] [dv, dc]
 //   kv_cache, block_table, seq_lens, query_start, softmax_scale: as MlaDecodeArgs
@@ -64,6 +65,14 @@ struct MlaAbsorbedArgs {
   // holds them all (mla_absorbed_sm90.cuh, "Head halves"); false: one a sequence. The same bits
   // either way: tests compare the two.
   bool split_heads = true;
+  // The query's RoPE inside the op: apply_rope_interleaved (ops/rope.h) on each head's last dr
+  // channels of q at positions [T] (i32 or i64) with the table cos_sin [P, dr] f32, the same bits
+  // as that op, before the absorption; q is then read as it comes from its projection and left as
+  // it is. Undefined: q comes rotated. On the GPU the kernel reads the positions and its table rows
+  // before it waits for the kernel before it (programmatic launch): they must come from earlier
+  // (the model's step metadata, copied before the step's first kernel).
+  Tensor positions;
+  Tensor cos_sin;
 };
 
 // CPU reference: mla_absorb_query_cpu, mla_decode_cpu and mla_up_project_output_cpu in a row
@@ -72,7 +81,8 @@ void mla_absorbed_attention_cpu(const MlaAbsorbedArgs& args, Tensor& o);
 
 // Whether mla_absorbed_attention takes these arguments on o's device: on the GPU, bf16 operands,
 // n = 16 G heads (G = 1 .. 8), dn = 128, dr = 64, dv = 128, dc = 512, one query token a sequence
-// (T = B), B <= 8, 16-byte aligned q, w_kv_b, cache and o, and a GPU that holds B G clusters of 16
+// (T = B), B <= 8, 16-byte aligned q, w_kv_b, cache and o, positions [B] i32/i64 and cos_sin [P,
+// 64] f32 on the GPU when given, and a GPU that holds B G clusters of 16
 // of the kernel's CTAs at once (cudaOccupancyMaxActiveClusters; a GPU that refuses clusters of 16
 // holds none; an H200 holds 7). False on the host: the model keeps its three ops there. Never fails.
 bool mla_absorbed_attention_fits(const MlaAbsorbedArgs& args, const Tensor& o);

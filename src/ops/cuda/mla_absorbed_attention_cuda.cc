@@ -58,6 +58,13 @@ std::string misfit(const MlaAbsorbedArgs& a, const Tensor& o) {
   if (!gpu::aligned16(a.q) || !gpu::aligned16(a.w_kv_b) || !gpu::aligned16(a.kv_cache) || !gpu::aligned16(o)) {
     return "q, w_kv_b, kv_cache and o must be 16-byte aligned";
   }
+  if (a.positions.defined() &&
+      (!(is_gpu(a.positions, DType::kI32, 1) || is_gpu(a.positions, DType::kI64, 1)) || a.positions.dim(0) != t ||
+       !is_gpu(a.cos_sin, DType::kF32, 2) || a.cos_sin.dim(1) != kFusedRope)) {
+    return "positions " + shape_str(a.positions.shape()) + " and cos_sin " +
+           (a.cos_sin.defined() ? shape_str(a.cos_sin.shape()) : std::string("(none)")) +
+           " must be a [T] I32 or I64 and a [P, 64] F32 GPU tensor";
+  }
   return {};
 }
 
@@ -77,6 +84,7 @@ void mla_absorbed_attention_cuda(const MlaAbsorbedArgs& args, Tensor& o, cudaStr
   MLA_CHECK(why.empty(), "mla_absorbed_attention_cuda: {}", why);
   MLA_CHECK(std::isfinite(args.softmax_scale) && args.softmax_scale > 0.0f,
             "mla_absorbed_attention_cuda: softmax_scale {} must be positive", args.softmax_scale);
+  const bool rope = args.positions.defined();
   const sm90::MlaAbsorbedParams p{gpu::ptr<const __nv_bfloat16>(args.q),
                                   gpu::ptr<const __nv_bfloat16>(args.w_kv_b),
                                   gpu::ptr<const __nv_bfloat16>(args.kv_cache),
@@ -86,7 +94,11 @@ void mla_absorbed_attention_cuda(const MlaAbsorbedArgs& args, Tensor& o, cudaStr
                                   static_cast<int32_t>(head_groups(args.q.dim(1))),
                                   static_cast<int32_t>(args.block_table.dim(1)),
                                   args.softmax_scale * 1.4426950408889634f,
-                                  args.early_loads};
+                                  args.early_loads,
+                                  rope ? args.positions.raw() : nullptr,
+                                  rope ? gpu::ptr<const float>(args.cos_sin) : nullptr,
+                                  rope ? args.cos_sin.dim(0) : 0,
+                                  rope && args.positions.dtype() == DType::kI64};
   sm90::launch_mla_absorbed(p, static_cast<int>(args.seq_lens.dim(0)), args.split_heads, stream);
 }
 

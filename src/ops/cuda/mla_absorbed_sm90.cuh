@@ -25,8 +25,10 @@
 //   2. Absorption of head h: q_nope[h] through shared memory, row group rg's 8 rows in one 16-byte
 //      vector (all 128 values read at once would not fit beside W_UK); column c's sum is that of
 //      mla_absorb_gemv_kernel: 16 partial sums over rows d = g, g + 16, .. (fmaf chains from 0, g
-//      < 16), added in g order from 0, rounded once to bf16. The 576-wide row [q_abs | q_pe] goes
-//      to row h of this CTA's query tile, then to the same place in EVERY other CTA's tile by
+//      < 16), added in g order from 0, rounded once to bf16. With p.positions, q_pe's pair i is
+//      rotated by thread i (rope.cu's arithmetic and rounding; the position's cos and sin read
+//      before the wait), so that the RoPE kernel leaves the query chain. The 576-wide row [q_abs |
+//      q_pe] goes to row h of this CTA's query tile, then to the same place in EVERY other CTA's tile by
 //      16-byte st.async (one warp instruction a destination), after a cluster barrier whose
 //      arrival was at the kernel's start (every CTA has started: its shared memory and barriers
 //      may be written). Each CTA waits on its own receipt barrier for the other 15 rows: then it
@@ -78,7 +80,8 @@
 // up-projection. Row paddings as the narrow kernel (ldmatrix rows in 8 different 16-byte bank
 // groups).
 //
-// PDL: the kernel just before (RoPE in the model) writes q, read only after the wait.
+// PDL: the kernel just before (RoPE in the model, or the query projection when the kernel
+// rotates q itself) writes q, read only after the wait.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -90,6 +93,7 @@
 #include "ops/cuda/reduce.cuh"
 #include "ops/cuda/sm80_ptx.cuh"
 #include "ops/cuda/sm90_ptx.cuh"
+#include "ops/cuda/vec.cuh"
 
 namespace mlaserve::ops::sm90 {
 
@@ -231,6 +235,18 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
     wk[d] = kSplit == 1 || tid < kAbsorbThreads ? __ldcs(w_row + kAbsorbThreads * half + tid) : 0u;
   }
   if (tid < kUpRows) gpu::prefetch_l2(w_uv() + (kUpRows * half + tid) * kFusedLatent, kFusedLatent * 2);
+  // The query's RoPE (p.positions): thread tid < 32 rotates q_pe's pair tid; its position's cos and
+  // sin before the wait (the step's metadata and a table: no kernel of the step writes them).
+  float rope_cos = 0.0f, rope_sin = 0.0f;
+  bool rope_in_table = false;
+  if (p.positions != nullptr && tid < kFusedRope / 2) {
+    const int64_t pos = gpu::load_index(p.positions, p.positions_i64, seq);
+    rope_in_table = pos >= 0 && pos < p.num_positions;
+    if (rope_in_table) {
+      rope_cos = p.cos_sin[pos * kFusedRope + tid];
+      rope_sin = p.cos_sin[pos * kFusedRope + kFusedRope / 2 + tid];
+    }
+  }
 
   // The sequence's length, this CTA's blocks and the first one's copy: before the wait with
   // early_loads (written by kernels two or more back), after it otherwise.
@@ -278,8 +294,14 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   }
   const __nv_bfloat162 q_abs = __floats2bfloat162_rn(sum_x, sum_y);
   const uint32_t q_abs_bits = *reinterpret_cast<const uint32_t*>(&q_abs);
-  const uint32_t q_pe_bits =
-      tid < kFusedRope / 2 ? reinterpret_cast<const uint32_t*>(q_row + kFusedNope)[tid] : 0u;
+  uint32_t q_pe_bits = tid < kFusedRope / 2 ? reinterpret_cast<const uint32_t*>(q_row + kFusedNope)[tid] : 0u;
+  if (p.positions != nullptr && tid < kFusedRope / 2) {  // rope.cu's rotation of pair tid, rounded as it rounds
+    const float2 x = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&q_pe_bits));
+    const float out0 = rope_in_table ? x.x * rope_cos - x.y * rope_sin : 0.0f;
+    const float out1 = rope_in_table ? x.x * rope_sin + x.y * rope_cos : 0.0f;
+    const __nv_bfloat162 r = __floats2bfloat162_rn(out0, out1);
+    q_pe_bits = *reinterpret_cast<const uint32_t*>(&r);
+  }
   if constexpr (kSplit > 1) {  // rows kRows .. 15 of this CTA's query tile: zero (no head)
     for (int i = tid; i < (kFusedHeads - kRows) * kFusedRowBytes / 16; i += kFusedThreads) {
       *reinterpret_cast<uint4*>(smem + FusedSmem::kQ + kRows * kFusedRowBytes + 16 * i) = make_uint4(0, 0, 0, 0);

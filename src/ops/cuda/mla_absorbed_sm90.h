@@ -21,7 +21,7 @@ inline constexpr int kFusedLatent = 512;  // dc
 // mla_absorbed_sm90_kernel: grid (16, B G) or (16, 2 B G), clusters of (16, 1, 1), n = 16 G heads.
 // Sequence b's query is row b.
 struct MlaAbsorbedParams {
-  const __nv_bfloat16* q;         // [B, n, 192] rope applied
+  const __nv_bfloat16* q;         // [B, n, 192] rope applied, or applied here (positions)
   const __nv_bfloat16* w_kv_b;    // [n · 256, 512]: W_UK[h] rows 256 h .., W_UV[h] rows 256 h + 128 ..
   const __nv_bfloat16* kv_cache;  // [num_blocks, 64, 576]
   const int32_t* block_table;     // [B, max_blocks]
@@ -31,6 +31,10 @@ struct MlaAbsorbedParams {
   int32_t max_blocks;             // block_table's row length
   float scale_log2;               // softmax_scale * log2(e): scores go through exp2
   bool early_loads;               // MlaAbsorbedArgs::early_loads
+  const void* positions;          // [B] i32 or i64: q's RoPE inside (MlaAbsorbedArgs::positions), or null
+  const float* cos_sin;           // [num_positions, 64] the RoPE table (with positions)
+  int64_t num_positions;
+  bool positions_i64;
 };
 
 // Clusters of 16 CTAs of the kernel that the current GPU holds at once (asked of the driver once

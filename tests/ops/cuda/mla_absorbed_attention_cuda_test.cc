@@ -27,6 +27,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_op_test_util.h"
@@ -34,6 +35,7 @@
 #include "ops/cuda/mla_absorbed_sm90.h"
 #include "ops/mla_absorbed_attention.h"
 #include "ops/mla_decode.h"
+#include "ops/rope.h"
 
 namespace mlaserve::ops {
 namespace {
@@ -312,6 +314,44 @@ TEST_F(MlaAbsorbedCuda, SmallHalvesSameBitsAsOneCluster) {
       g.split_heads = true;
       const Tensor two = fused(g);
       EXPECT_EQ(testing::mismatches(bf16_bits(two), bf16_bits(one)), 0) << (early ? "early loads" : "late loads");
+    }
+  }
+}
+
+// The query's RoPE inside the op (MlaAbsorbedArgs::positions): the same bits as apply_rope_interleaved
+// on q then the op, q left as it was; positions in and outside V3's YaRN table, i32 and i64, one
+// cluster and halves, at batches 1 and 3 (the model's cases: a decode step the op takes whole).
+TEST_F(MlaAbsorbedCuda, SmallRopeInsideSameBitsAsTheRopeKernel) {
+  RopeParams rope = testing::deepseek_yarn();
+  Tensor table = Tensor::empty({4096, kRope}, DType::kF32);
+  build_rope_cos_sin_cpu(rope, table);
+  const Tensor cos_sin = table.to(Device::kCUDA);
+  for (const auto& [lens, positions] : std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>{
+           {{200}, {4095}}, {{1, 130, 1100}, {0, 129, 9000}}}) {
+    SCOPED_TRACE("lens " + lens_str(lens));
+    MlaAbsorbedArgs g = to_gpu(make_problem(lens, 41));
+    if (refused(g)) continue;
+    for (const DType index : {DType::kI32, DType::kI64}) {
+      Tensor pos = i32_tensor(positions, {static_cast<int64_t>(positions.size())});
+      if (index == DType::kI64) {
+        pos = Tensor::empty(pos.shape(), DType::kI64);
+        for (size_t i = 0; i < positions.size(); ++i) pos.data<int64_t>()[i] = positions[i];
+      }
+      const Tensor pos_gpu = pos.to(Device::kCUDA);
+      for (const bool halves : {false, true}) {
+        g.split_heads = halves;
+        MlaAbsorbedArgs rotated = g;  // the RoPE kernel on a copy of q, then the op
+        rotated.q = g.q.to(Device::kCPU).to(Device::kCUDA);
+        apply_rope_interleaved(rotated.q, pos_gpu, cos_sin, kNope, stream());
+        const Tensor want = fused(rotated);
+        MlaAbsorbedArgs inside = g;  // the op on the unrotated q
+        inside.positions = pos_gpu;
+        inside.cos_sin = cos_sin;
+        const Tensor q_before = to_host(g.q);
+        const Tensor got = fused(inside);
+        EXPECT_EQ(mismatches(bf16_bits(got), bf16_bits(want)), 0) << (halves ? "halves" : "one cluster");
+        EXPECT_EQ(mismatches(bf16_bits(to_host(g.q)), bf16_bits(q_before)), 0) << "q was written";
+      }
     }
   }
 }
