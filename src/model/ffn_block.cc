@@ -207,6 +207,7 @@ Tensor DeepSeekModel::moe(const MoeWeights& w, const NormedActivation& m, const 
   ops::MoeCombineScope scope;
   scope.accumulate = w.shared && !apart;
   const ops::MoeCombineInputs experts = moe_routed(w, m, slots, shared, &scope.held_offsets);
+  scope.early_inputs = experts.early_inputs;
   mark("moe.combine");
   ops::moe_combine(experts.expert_out, experts.sorted_pairs, experts.weights, routed, options_.stream, scope);
   return out;

@@ -44,6 +44,11 @@ struct MoeCombineScope {
   // written). Undefined: every position holds a row.
   Tensor held_offsets;
   bool accumulate = true;  // false: y = the combine alone (y's former contents are not read)
+  // sorted_pairs, weights and held_offsets come from a kernel at least two launches back (a decode
+  // step's routing, before the experts' GEMVs: MoeCombineInputs::early_inputs, moe_combine_norm.h);
+  // only expert_out and y may still be in the writing. The GPU's decode-size kernel then scans its
+  // first token's positions and prefetches its weights before it waits (programmatic launch).
+  bool early_inputs = false;
 };
 
 void moe_group_by_expert_cpu(const Tensor& expert_ids, int64_t num_experts, MoeGrouping& grouping);

@@ -29,7 +29,10 @@
 //
 // Both kernels are launched with programmatic dependent launch (pdl.cuh): they wait for the kernel
 // before them before their first load, then let the next kernel launch; invert_pairs's kernel
-// does the same.
+// does the same. With early_inputs (MoeCombineScope) the scan kernel reads its first token's
+// positions (held_offsets, then sorted_pairs: two dependent trips) and prefetches its weights
+// before the wait, which then leaves expert_out's rows (and y) as the one trip after it: at one
+// token under tensor parallelism this kernel ends each MoE layer on the step's serial path.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -62,10 +65,12 @@ struct MoeCombineParams {
   const int32_t* held_offsets;      // [held_experts + 1] or null (MoeCombineScope::held_offsets)
   int32_t held_experts;
   bool accumulate;                  // MoeCombineScope::accumulate
+  bool early_inputs;                // MoeCombineScope::early_inputs (the scan kernel)
 };
 
 // The sorted positions [lo, hi) that hold rows (MoeCombineScope): offsets of the held experts'
-// first and past-last rows, or all P. Read after the kernel's wait (the routing wrote them).
+// first and past-last rows, or all P. Read after the kernel's wait (the routing wrote them), or
+// before it with early_inputs.
 template <typename Y>
 __device__ __forceinline__ int2 held_positions(const MoeCombineParams<Y>& p) {
   const int pairs = static_cast<int>(p.tokens * p.top_k);
@@ -202,12 +207,19 @@ __device__ __forceinline__ void combine_row(const MoeCombineParams<Y>& p, int64_
 template <int kVec, typename Y>
 __global__ void __launch_bounds__(kCombineThreads) moe_combine_scan_kernel(MoeCombineParams<Y> p) {
   __shared__ int32_t position[kCombineScanMaxTopK];  // this token's pairs' sorted positions
+  const bool early = p.early_inputs;  // the CTA's first token (grid.y <= T), before the wait
+  int2 held = make_int2(0, 0);
+  if (early) {
+    held = held_positions(p);
+    scan_token_positions(p.sorted_pairs, held.x, held.y, blockIdx.y, p.top_k, position);
+    if (static_cast<int>(threadIdx.x) < p.top_k) prefetch_l1(p.weights + blockIdx.y * p.top_k + threadIdx.x);
+  }
   grid_dependency_wait();  // expert_out and y come from the kernels before
   launch_dependents();
   const int64_t vectors = p.hidden / kVec;
-  const int2 held = held_positions(p);
+  if (!early) held = held_positions(p);
   for (int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
-    scan_token_positions(p.sorted_pairs, held.x, held.y, t, p.top_k, position);
+    if (!early || t != blockIdx.y) scan_token_positions(p.sorted_pairs, held.x, held.y, t, p.top_k, position);
     combine_row<kVec>(p, t, position, vectors);
     __syncthreads();  // position[] is rewritten for the next token
   }

@@ -217,11 +217,11 @@ void moe_combine_cuda(const Tensor& expert_out, const Tensor& sorted_pairs, cons
   const auto top_k = static_cast<int32_t>(k);
   if (y.dtype() == DType::kF32) {
     launch_combine<float>({out, pairs_ptr, nullptr, w, gpu::ptr<float>(y), t, top_k, h, held_ptr, held_experts,
-                           scope.accumulate},
+                           scope.accumulate, scope.early_inputs},
                           vec8, kernel, stream);
   } else {
     launch_combine<__nv_bfloat16>({out, pairs_ptr, nullptr, w, gpu::ptr<__nv_bfloat16>(y), t, top_k, h, held_ptr,
-                                   held_experts, scope.accumulate},
+                                   held_experts, scope.accumulate, scope.early_inputs},
                                   vec8, kernel, stream);
   }
 }

@@ -28,6 +28,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_op_test_util.h"
@@ -215,15 +216,19 @@ class MoeDispatchCuda : public CudaOpTest {
     MoeCombineScope cpu_scope{grouping.expert_offsets.slice(e0, e1 + 1), accumulate};
     Tensor want = y0.to_f32();
     moe_combine_cpu(expert_out.to_f32(), grouping.sorted_pairs, weights, want, cpu_scope);
-    const MoeCombineScope gpu_scope{cpu_scope.held_offsets.to(Device::kCUDA), accumulate};
     if (!accumulate) y0.fill_bytes(0xFF);  // NaN in either dtype: must not be read
-    for (MoeCombineKernel kernel : {MoeCombineKernel::kScan, MoeCombineKernel::kRows}) {
+    // The scan kernel also with early_inputs (its first token's positions read before its wait).
+    using Run = std::pair<MoeCombineKernel, bool>;
+    for (const auto& [kernel, early] : {Run{MoeCombineKernel::kScan, false}, Run{MoeCombineKernel::kScan, true},
+                                        Run{MoeCombineKernel::kRows, false}}) {
+      const MoeCombineScope gpu_scope{cpu_scope.held_offsets.to(Device::kCUDA), accumulate, early};
       Tensor y = y0.to(Device::kCUDA);
       moe_combine_cuda(expert_out.to(Device::kCUDA), grouping.sorted_pairs.to(Device::kCUDA),
                        weights.to(Device::kCUDA), y, cuda_stream(), kernel, gpu_scope);
       const std::vector<float> got = to_host(y).to_vector();
-      const std::string where = std::string(combine_kernel_name(kernel)) + ", experts [" + std::to_string(e0) + ", " +
-                                std::to_string(e1) + ") of " + std::to_string(e) + (accumulate ? "" : ", written");
+      const std::string where = std::string(combine_kernel_name(kernel)) + (early ? " (early inputs)" : "") +
+                                ", experts [" + std::to_string(e0) + ", " + std::to_string(e1) + ") of " +
+                                std::to_string(e) + (accumulate ? "" : ", written");
       ASSERT_EQ(count_nan(got), 0) << where;
       const std::vector<double> g(got.begin(), got.end()), x(want.data<float>(), want.data<float>() + want.numel());
       EXPECT_LT(testing::rel_l2_error(g, x), y_dtype == DType::kF32 ? 1e-5 : 1.0 / 256) << where;
