@@ -132,7 +132,8 @@ __global__ void __launch_bounds__(kCombineThreads)
     moe_invert_pairs_kernel(const int32_t* sorted_pairs, int32_t* position, int64_t pairs) {
   grid_dependency_wait();  // sorted_pairs comes from the grouping, kernels before
   launch_dependents();
-  for (int64_t pos = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; pos < pairs; pos += int64_t{gridDim.x} * blockDim.x) {
+  const int64_t stride = int64_t{gridDim.x} * blockDim.x;
+  for (int64_t pos = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; pos < pairs; pos += stride) {
     const int32_t pair = sorted_pairs[pos];
     if (pair >= 0 && pair < pairs) position[pair] = static_cast<int32_t>(pos);
   }
