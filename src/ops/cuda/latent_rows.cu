@@ -26,6 +26,7 @@
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/reduce.cuh"
+#include "ops/cuda/rope_pair.cuh"
 #include "ops/cuda/vec.cuh"
 #include "ops/latent_rows.h"
 
@@ -51,22 +52,19 @@ struct LatentRowParams {
 };
 
 // What a thread needs of token t that no kernel of the step writes: its cache slot (-1: none) and,
-// for thread i < dr/2, the cos and sin of pair i at the token's position (rotate: in the table).
+// for thread i < dr/2, the angle of rope pair i at the token's position.
 struct TokenInputs {
   int64_t slot = -1;
-  bool rotate = false;
-  float cos = 0.0f, sin = 0.0f;
+  gpu::RopeAngle angle;  // rope_pair.cuh
 };
 
 __device__ __forceinline__ TokenInputs load_token_inputs(const LatentRowParams& p, int64_t t) {
   TokenInputs in;
   if (p.slots != nullptr) in.slot = gpu::load_index(p.slots, p.slots_i64, t);
-  const int64_t pos = gpu::load_index(p.positions, p.positions_i64, t), pairs = p.dr / 2;
-  in.rotate = pos >= 0 && pos < p.num_positions;
-  if (in.rotate && threadIdx.x < pairs) {
-    const float* cs = p.cos_sin + pos * p.dr;
-    in.cos = cs[threadIdx.x];
-    in.sin = cs[pairs + threadIdx.x];
+  const int64_t pairs = p.dr / 2;
+  if (threadIdx.x < pairs) {
+    const int64_t pos = gpu::load_index(p.positions, p.positions_i64, t);
+    in.angle = gpu::rope_angle(p.cos_sin, p.num_positions, pairs, pos, threadIdx.x);
   }
   return in;
 }
@@ -119,9 +117,8 @@ __global__ void __launch_bounds__(kThreads) latent_rows_kernel(LatentRowParams p
       if (cache_row != nullptr) cache_row[i] = out;
     }
     if (tid < pairs) {
-      const float out0 = in.rotate ? x0 * in.cos - x1 * in.sin : 0.0f;
-      const float out1 = in.rotate ? x0 * in.sin + x1 * in.cos : 0.0f;
-      const __nv_bfloat16 b0 = __float2bfloat16_rn(out0), b1 = __float2bfloat16_rn(out1);
+      const __nv_bfloat162 r = gpu::rope_rotate(x0, x1, in.angle);
+      const __nv_bfloat16 b0 = r.x, b1 = r.y;
       p.k_pe[t * p.dr + 2 * tid] = b0;
       p.k_pe[t * p.dr + 2 * tid + 1] = b1;
       if (cache_row != nullptr) {

@@ -91,6 +91,7 @@
 #include "ops/cuda/mla_absorbed_sm90.h"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/reduce.cuh"
+#include "ops/cuda/rope_pair.cuh"
 #include "ops/cuda/sm80_ptx.cuh"
 #include "ops/cuda/sm90_ptx.cuh"
 #include "ops/cuda/vec.cuh"
@@ -237,15 +238,10 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   if (tid < kUpRows) gpu::prefetch_l2(w_uv() + (kUpRows * half + tid) * kFusedLatent, kFusedLatent * 2);
   // The query's RoPE (p.positions): thread tid < 32 rotates q_pe's pair tid; its position's cos and
   // sin before the wait (the step's metadata and a table: no kernel of the step writes them).
-  float rope_cos = 0.0f, rope_sin = 0.0f;
-  bool rope_in_table = false;
+  gpu::RopeAngle rope;  // rope_pair.cuh
   if (p.positions != nullptr && tid < kFusedRope / 2) {
     const int64_t pos = gpu::load_index(p.positions, p.positions_i64, seq);
-    rope_in_table = pos >= 0 && pos < p.num_positions;
-    if (rope_in_table) {
-      rope_cos = p.cos_sin[pos * kFusedRope + tid];
-      rope_sin = p.cos_sin[pos * kFusedRope + kFusedRope / 2 + tid];
-    }
+    rope = gpu::rope_angle(p.cos_sin, p.num_positions, kFusedRope / 2, pos, tid);
   }
 
   // The sequence's length, this CTA's blocks and the first one's copy: before the wait with
@@ -297,9 +293,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1)
   uint32_t q_pe_bits = tid < kFusedRope / 2 ? reinterpret_cast<const uint32_t*>(q_row + kFusedNope)[tid] : 0u;
   if (p.positions != nullptr && tid < kFusedRope / 2) {  // rope.cu's rotation of pair tid, rounded as it rounds
     const float2 x = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&q_pe_bits));
-    const float out0 = rope_in_table ? x.x * rope_cos - x.y * rope_sin : 0.0f;
-    const float out1 = rope_in_table ? x.x * rope_sin + x.y * rope_cos : 0.0f;
-    const __nv_bfloat162 r = __floats2bfloat162_rn(out0, out1);
+    const __nv_bfloat162 r = gpu::rope_rotate(x.x, x.y, rope);
     q_pe_bits = *reinterpret_cast<const uint32_t*>(&r);
   }
   if constexpr (kSplit > 1) {  // rows kRows .. 15 of this CTA's query tile: zero (no head)

@@ -24,6 +24,7 @@
 #include "core/cuda_check.h"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/pdl.cuh"
+#include "ops/cuda/rope_pair.cuh"
 #include "ops/cuda/vec.cuh"
 #include "ops/rope.h"
 
@@ -46,22 +47,10 @@ struct RopeLaunchParams {
   bool positions_i64;      // positions are i64 (else i32)
 };
 
-// Pair `pair` of token `token`'s table row: whether it is in the table, and its cos and sin.
-struct PairAngle {
-  bool in_table = false;
-  float cos = 0.0f, sin = 0.0f;
-};
-
-__device__ __forceinline__ PairAngle load_pair_angle(const RopeLaunchParams& p, uint32_t token, uint32_t pair) {
-  PairAngle a;
+// Pair `pair` of token `token`'s angle (rope_pair.cuh).
+__device__ __forceinline__ gpu::RopeAngle load_pair_angle(const RopeLaunchParams& p, uint32_t token, uint32_t pair) {
   const int64_t pos = gpu::load_index(p.positions, p.positions_i64, token);
-  a.in_table = pos >= 0 && pos < p.num_positions;
-  if (a.in_table) {
-    const float* cs = p.cos_sin + pos * 2 * p.pairs;
-    a.cos = cs[pair];
-    a.sin = cs[p.pairs + pair];
-  }
-  return a;
+  return gpu::rope_angle(p.cos_sin, p.num_positions, p.pairs, pos, pair);
 }
 
 // grid-stride over T * heads * pairs (< 2^31: 32-bit index arithmetic); launched with
@@ -70,7 +59,7 @@ __global__ void __launch_bounds__(kThreads) rope_interleaved_kernel(RopeLaunchPa
   const auto total = static_cast<uint32_t>(p.tokens * p.heads * p.pairs);
   const auto pairs = static_cast<uint32_t>(p.pairs), heads = static_cast<uint32_t>(p.heads);
   const uint32_t first = blockIdx.x * blockDim.x + threadIdx.x;
-  PairAngle angle;  // of the thread's first pair, read before the wait
+  gpu::RopeAngle angle;  // of the thread's first pair, read before the wait
   if (first < total) angle = load_pair_angle(p, first / pairs / heads, first % pairs);
   gpu::grid_dependency_wait();
   gpu::launch_dependents();
@@ -78,14 +67,14 @@ __global__ void __launch_bounds__(kThreads) rope_interleaved_kernel(RopeLaunchPa
     const uint32_t pair = i % pairs, head_row = i / pairs, token = head_row / heads;
     if (i != first) angle = load_pair_angle(p, token, pair);
     __nv_bfloat16* v = p.x + int64_t{head_row} * p.row + p.channel_offset + 2 * pair;
-    float out0 = 0.0f, out1 = 0.0f;
-    if (angle.in_table) {
-      const float x0 = __bfloat162float(v[0]), x1 = __bfloat162float(v[1]);
-      out0 = x0 * angle.cos - x1 * angle.sin;
-      out1 = x0 * angle.sin + x1 * angle.cos;
+    float x0 = 0.0f, x1 = 0.0f;
+    if (angle.in_table) {  // outside the table x is not read
+      x0 = __bfloat162float(v[0]);
+      x1 = __bfloat162float(v[1]);
     }
-    v[0] = __float2bfloat16_rn(out0);
-    v[1] = __float2bfloat16_rn(out1);
+    const __nv_bfloat162 r = gpu::rope_rotate(x0, x1, angle);
+    v[0] = r.x;
+    v[1] = r.y;
   }
 }
 
