@@ -55,17 +55,23 @@ Tensor DeepSeekModel::attention(int64_t layer, const NormedActivation& a, const 
   }
   q = q.reshape({t, n, dn + dr});
   Tensor o = latent_layout ? act({t, n, dv}) : Tensor();  // head-major per token, the o_proj input
-  const bool rope_in_attention = latent_layout && fused_attention_takes_step(w, step, q, cache.layer(layer), o);
-  if (!rope_in_attention) ops::apply_rope_interleaved(q, step.positions, cos_sin_, dn, stream);
+  // The fused op over the whole step applies the query's RoPE itself: then no RoPE kernel.
+  const std::optional<ops::MlaAbsorbedArgs> whole_step =
+      latent_layout ? fused_attention_of_step(w, step, q, cache.layer(layer), o) : std::nullopt;
+  if (!whole_step) ops::apply_rope_interleaved(q, step.positions, cos_sin_, dn, stream);
   if (kv_branch) kv_branch->join();
   if (!latent_layout) {
     return attention_mha_cache(w, step, q, latent, k_pe, cache.layer(layer));  // mha_cache_block.cc
   }
 
-  for (const AbsorbedRun& run : step.absorbed_runs) {
-    Tensor o_run = o.slice(run.row_begin, run.row_end);
-    attend_absorbed(w, run, q.slice(run.row_begin, run.row_end), cache.layer(layer), o_run,
-                    rope_in_attention ? step.positions.slice(run.row_begin, run.row_end) : Tensor());
+  if (whole_step) {
+    mark("attn.absorbed.fused");
+    ops::mla_absorbed_attention(*whole_step, o, stream);
+  } else {
+    for (const AbsorbedRun& run : step.absorbed_runs) {
+      Tensor o_run = o.slice(run.row_begin, run.row_end);
+      attend_absorbed(w, run, q.slice(run.row_begin, run.row_end), cache.layer(layer), o_run);
+    }
   }
   mark("attn.mha");
   const auto& seqs = step.batch->sequences;
@@ -107,30 +113,34 @@ ops::MlaAbsorbedArgs DeepSeekModel::fused_attention_args(const MlaWeights& w, co
   return args;
 }
 
-bool DeepSeekModel::fused_attention_takes_step(const MlaWeights& w, const StepMetadata& step, const Tensor& q,
-                                               const Tensor& cache_layer, const Tensor& o) const {
+std::optional<ops::MlaAbsorbedArgs> DeepSeekModel::fused_attention_of_step(const MlaWeights& w,
+                                                                           const StepMetadata& step, const Tensor& q,
+                                                                           const Tensor& cache_layer,
+                                                                           const Tensor& o) const {
   const bool all_absorbed = std::find(step.absorbed.begin(), step.absorbed.end(), false) == step.absorbed.end();
-  if (step.absorbed_runs.size() != 1 || !all_absorbed) return false;
+  if (step.absorbed_runs.size() != 1 || !all_absorbed) return std::nullopt;
   const AbsorbedRun& run = step.absorbed_runs[0];
-  return run.row_begin == 0 && run.row_end == q.dim(0) && fused_attention_for(run.max_seq_len, run.seq_lens.dim(0)) &&
-         ops::mla_absorbed_attention_fits(fused_attention_args(w, run, q, cache_layer, step.positions), o);
+  if (run.row_begin != 0 || run.row_end != q.dim(0) || !fused_attention_for(run.max_seq_len, run.seq_lens.dim(0))) {
+    return std::nullopt;
+  }
+  ops::MlaAbsorbedArgs args = fused_attention_args(w, run, q, cache_layer, step.positions);
+  if (!ops::mla_absorbed_attention_fits(args, o)) return std::nullopt;
+  return args;
 }
 
 void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
-                                    const Tensor& cache_layer, Tensor& o, const Tensor& rope_positions) {
+                                    const Tensor& cache_layer, Tensor& o) {
   const int64_t rows = q.dim(0), n = heads_, dc = config_.kv_lora_rank;
   const Stream stream = options_.stream;
   if (fused_attention_for(run.max_seq_len, run.seq_lens.dim(0))) {
     // One kernel when the run also fits it (one query token a sequence).
-    const ops::MlaAbsorbedArgs fused = fused_attention_args(w, run, q, cache_layer, rope_positions);
+    const ops::MlaAbsorbedArgs fused = fused_attention_args(w, run, q, cache_layer, Tensor());
     if (ops::mla_absorbed_attention_fits(fused, o)) {
       mark("attn.absorbed.fused");
       ops::mla_absorbed_attention(fused, o, stream);
       return;
     }
   }
-  MLA_CHECK(!rope_positions.defined(), "attend_absorbed: the query's RoPE was left to a fused attention that does "
-            "not take this run");
   mark("attn.absorbed.absorb");
   Tensor q_abs = act({rows, n, dc + config_.qk_rope_head_dim});  // [rows, n, 576]
   ops::mla_absorb_query(q, w.kv_b_dense, q_abs, stream);

@@ -225,13 +225,13 @@ class DeepSeekModel {
   // the query's RoPE itself, else undefined).
   ops::MlaAbsorbedArgs fused_attention_args(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
                                             const Tensor& cache_layer, const Tensor& rope_positions) const;
-  // Whether the fused op takes the whole step (one absorbed run of every sequence, which it fits):
-  // then it also applies the query's RoPE, and the RoPE kernel leaves the query chain.
-  bool fused_attention_takes_step(const MlaWeights& w, const StepMetadata& step, const Tensor& q,
-                                  const Tensor& cache_layer, const Tensor& o) const;
-  // rope_positions: as fused_attention_args (defined only where fused_attention_takes_step).
+  // The fused op's arguments where it takes the whole step (one absorbed run of every sequence,
+  // which it fits), the query's RoPE inside (the RoPE kernel then leaves the query chain); else none.
+  std::optional<ops::MlaAbsorbedArgs> fused_attention_of_step(const MlaWeights& w, const StepMetadata& step,
+                                                              const Tensor& q, const Tensor& cache_layer,
+                                                              const Tensor& o) const;
   void attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
-                       const Tensor& cache_layer, Tensor& o, const Tensor& rope_positions);
+                       const Tensor& cache_layer, Tensor& o);
   void attend_mha(const MlaWeights& w, const SequenceSlice& seq, const Tensor& block_table, const Tensor& q,
                   const Tensor& latent, const Tensor& k_pe, const Tensor& cache_layer, Tensor& o);
   // KvCacheLayout::kMha (mha_cache_block.cc): writes the new tokens' per-head K/V into the cache

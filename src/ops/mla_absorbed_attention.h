@@ -71,8 +71,8 @@ struct MlaAbsorbedArgs {
   // it is. Undefined: q comes rotated. On the GPU the kernel reads the positions and its table rows
   // before it waits for the kernel before it (programmatic launch): they must come from earlier
   // (the model's step metadata, copied before the step's first kernel).
-  Tensor positions;
-  Tensor cos_sin;
+  Tensor positions{};
+  Tensor cos_sin{};
 };
 
 // CPU reference: mla_absorb_query_cpu, mla_decode_cpu and mla_up_project_output_cpu in a row
