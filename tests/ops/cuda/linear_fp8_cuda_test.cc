@@ -676,6 +676,12 @@ TEST_F(LinearFp8Cuda, V2LiteDecodeBf16Activations) {
   }
 }
 
+// A V3 tensor-parallel rank's o_proj on bf16 x with f32 out (its partial sum, all-reduced next):
+// TP8's 7168 x 2048 and TP4's 7168 x 4096 at one and two tokens, where the CUDA-core GEMV takes it.
+TEST_F(LinearFp8Cuda, V3TensorParallelOProjBf16F32Out) {
+  for (const int64_t k : {2048, 4096}) check_bf16(7168, k, {1, 2}, ActQuantParams{}, DType::kF32);
+}
+
 // bf16 activations at prefill sizes, where kAuto takes cuBLASLt and the quantiser writes the
 // scales in its layout (no transpose pass): V2-Lite's q_proj and o_proj (UE8M0 scales), V3's
 // kv_a_proj (f32 out); 1000 tokens, every row checked.
