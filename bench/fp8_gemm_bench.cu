@@ -3,10 +3,12 @@
 // VEC128 activations) on the same operands in the same run. A program, not a test: it prints a
 // table and writes JSON.
 //
-//   fp8_gemm_bench [--out DIR] [--shapes PREFIX] [--tokens 1,8,64]
+//   fp8_gemm_bench [--out DIR] [--shapes PREFIX] [--tokens 1,8,64] [--all-splits]
 //
 // --shapes keeps the shapes whose name starts with PREFIX (e.g. v2l.), --tokens replaces the
-// token counts (the large-M 16384 row is then left out).
+// token counts (the large-M 16384 row is then left out), --all-splits times every split 1 .. 8 of
+// both warpgroup counts beside the candidates (swap_ab_candidates). Each plan's JSON row has the
+// clusters of its split the GPU holds at once (swap_ab_max_active_clusters) beside its tiles.
 //
 // Columns: swapAB = linear_fp8_w8a8_cuda(kSm90SwapAB); Lt = the cuBLASLt GEMM alone, its
 // activation scales already group-major ([G, T], as the model's producers of FP8 activations
@@ -110,6 +112,7 @@ const std::vector<int64_t> kTokens = {1, 8, 64, 128, 512, 4096};
 struct PlanTime {
   ops::sm90_fp8::SwapAbPlan plan;
   double us;
+  int clusters_held;  // swap_ab_max_active_clusters: clusters of plan.splits CTAs resident at once
 };
 
 struct Result {
@@ -155,8 +158,24 @@ Weights make_weights(const Shape2& s) {
   return w;
 }
 
-Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy, cudaStream_t stream,
-                 Timer& timer) {
+// The plans timed at T <= 128: the candidates, and with all_splits every split of both warpgroup
+// counts at the default token tile.
+std::vector<ops::sm90_fp8::SwapAbPlan> plans_to_time(int64_t m, int64_t n, int64_t k, bool all_splits) {
+  namespace f8 = ops::sm90_fp8;
+  const f8::SwapAbGpu& gpu = f8::swap_ab_gpu();
+  std::vector<f8::SwapAbPlan> plans = f8::swap_ab_candidates(m, n, k, gpu);
+  if (!all_splits) return plans;
+  for (int wgs : {1, 2}) {
+    for (int64_t splits = 1; splits <= f8::kMaxSplits; ++splits) {
+      const f8::SwapAbPlan p = f8::make_swap_ab_plan(m, n, k, gpu.sms, wgs, splits, f8::swap_ab_plan_bn(m, n, k));
+      if (std::find(plans.begin(), plans.end(), p) == plans.end()) plans.push_back(p);
+    }
+  }
+  return plans;
+}
+
+Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy, bool all_splits,
+                 cudaStream_t stream, Timer& timer) {
   std::mt19937_64 rng(static_cast<uint64_t>(s.n * 31 + s.k * 7 + m));
   const int64_t g = ops::fp8_num_blocks(s.k);
   const double w_bytes = static_cast<double>(s.n) * s.k;
@@ -207,14 +226,13 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
     r.lt_path_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kCublasLt));
   }
   if (m <= ops::sm90_fp8::kSwapAbMaxTokens) {
-    for (const ops::sm90_fp8::SwapAbPlan& plan :
-         ops::sm90_fp8::swap_ab_candidates(m, s.n, s.k, ops::gpu::device_sm_count())) {
+    for (const ops::sm90_fp8::SwapAbPlan& plan : plans_to_time(m, s.n, s.k, all_splits)) {
       const double us = timer.graph_us(stream, kCalls, replays, [&](int i) {
         ops::sm90_fp8::run_swap_ab({x[i % 2].raw(), static_cast<const float*>(xs[i % 2].raw()), w[i % copies].raw(),
                                     static_cast<const float*>(ws.raw()), out[i % 2].raw()},
                                    m, s.n, s.k, plan, stream);
       });
-      r.plans.push_back({plan, us});
+      r.plans.push_back({plan, us, ops::sm90_fp8::swap_ab_max_active_clusters(plan)});
     }
   }
   if (ops::sm90_fp8::fp8_gemv_fits(m, s.k)) r.gemv_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kGemv));
@@ -250,7 +268,7 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
   // the scales as the model's producers hand them over (Fp8Activations::scales_t on the cuBLASLt path)
   const ops::sm90_fp8::Fp8GemmPath auto_path = ops::sm90_fp8::use_gemv_mma(m, s.k, /*x_quantized=*/true)
                                                    ? ops::sm90_fp8::Fp8GemmPath::kGemvMma
-                                                   : ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k, ops::gpu::device_sm_count());
+                                                   : ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k, ops::sm90_fp8::swap_ab_gpu());
   switch (auto_path) {
     case ops::sm90_fp8::Fp8GemmPath::kCublasLt: r.auto_kernel = "Lt", r.auto_us = r.lt_us; break;
     case ops::sm90_fp8::Fp8GemmPath::kGemv: r.auto_kernel = "gemv", r.auto_us = r.gemv_us; break;
@@ -266,7 +284,7 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
 int run(int argc, char** argv) {
   std::string out_dir = "bench/results", prefix;
   std::vector<int64_t> tokens = kTokens;
-  bool own_tokens = false;
+  bool own_tokens = false, all_splits = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
@@ -276,8 +294,10 @@ int run(int argc, char** argv) {
     } else if (a == "--tokens" && i + 1 < argc) {
       own_tokens = true;
       tokens = parse_int_list(argv[++i]);
+    } else if (a == "--all-splits") {
+      all_splits = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--out DIR] [--shapes PREFIX] [--tokens 1,8,64]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out DIR] [--shapes PREFIX] [--tokens 1,8,64] [--all-splits]\n", argv[0]);
       return 2;
     }
   }
@@ -295,7 +315,7 @@ int run(int argc, char** argv) {
     std::vector<int64_t> ms = tokens;
     if (s.large_m && !own_tokens) ms.push_back(16384);
     for (int64_t m : ms) {
-      results.push_back(run_shape(s, weights, m, copy, stream, timer));
+      results.push_back(run_shape(s, weights, m, copy, all_splits, stream, timer));
       const Result& r = results.back();
       std::fprintf(stderr, "  %s M %ld: swapAB %.1f us, Lt %.1f us\n", r.name.c_str(), r.m, r.swap_ab_us, r.lt_us);
     }
@@ -323,7 +343,12 @@ int run(int argc, char** argv) {
                 r.best_plan_us(), best_plan.c_str(), r.fp8_path_us, r.bf16_us, r.bf16_us / r.fp8_path_us, r.gemv_us,
                 r.mma_us, r.mma_q_us, r.mma_best_us, r.mma_best_cfg.c_str());
     nlohmann::json plan_rows = nlohmann::json::array();
-    for (const PlanTime& p : r.plans) plan_rows.push_back({{"plan", swap_ab_plan_name(p.plan)}, {"us", p.us}});
+    for (const PlanTime& p : r.plans) {
+      plan_rows.push_back({{"plan", swap_ab_plan_name(p.plan)},
+                           {"us", p.us},
+                           {"tiles", ops::sm90_fp8::swap_ab_tiles(p.plan)},
+                           {"clusters_held", p.clusters_held}});
+    }
     rows.push_back({{"shape", r.name},
                     {"m", r.m},
                     {"n", r.n},

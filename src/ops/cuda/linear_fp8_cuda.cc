@@ -46,7 +46,7 @@ sm90_fp8::Fp8GemmPath choose_path(int64_t t, int64_t n, int64_t k, Fp8GemmKernel
       if (gemv_aligned && sm90_fp8::use_gemv_mma(t, k, x_quantized) && sm90_fp8::fp8_gemv_mma_fits(t, k)) {
         return sm90_fp8::Fp8GemmPath::kGemvMma;
       }
-      const sm90_fp8::Fp8GemmPath path = sm90_fp8::choose_fp8_gemm(t, n, k, gpu::device_sm_count(), bf16_out);
+      const sm90_fp8::Fp8GemmPath path = sm90_fp8::choose_fp8_gemm(t, n, k, sm90_fp8::swap_ab_gpu(), bf16_out);
       return path != sm90_fp8::Fp8GemmPath::kGemv || gemv_aligned ? path : sm90_fp8::Fp8GemmPath::kSwapAB;
     }
     case Fp8GemmKernel::kSm90SwapAB: return sm90_fp8::Fp8GemmPath::kSwapAB;
@@ -172,7 +172,7 @@ void w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& x_scales_t, c
   }
   sm90_fp8::run_swap_ab({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
                          static_cast<const float*>(w_scale_inv.raw()), out.raw(), out.dtype() == DType::kF32},
-                        t, n, k, sm90_fp8::plan_swap_ab(t, n, k, gpu::device_sm_count()), stream);
+                        t, n, k, sm90_fp8::plan_swap_ab(t, n, k, sm90_fp8::swap_ab_gpu()), stream);
 }
 
 }  // namespace

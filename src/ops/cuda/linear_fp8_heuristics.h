@@ -39,17 +39,18 @@
 //     (stride = grid) with one continuous copy pipeline: for many tiles (kv_b_proj's
 //     32768 x 512 is 512 tiles of 4 K groups).
 // The default cut: the largest split whose CTAs fill at most kSplitFillPercent of the GPU's CTA
-// slots (one wave, with room for the clusters' placement); persistent when not even two splits
-// fit. Every split past that lost on the H200: V3 qkv_a at 64 tokens (33 tiles) 10.0 us at 6
-// splits (198 CTAs of 264 slots), 14.4 at 8 (264); V2-Lite's shared down 7.3 at 7, V3 o_proj
-// 35.1 at 2 (two warpgroups: 112 CTAs of 132), 39.9 at 4; V2-Lite's q_proj 7.2 at 4 (192 CTAs),
-// 11.4 persistent. Two warpgroups (half the CTAs, each activation tile read for 128 weight rows)
-// at K >= 16384 (o_proj, the dense down: 3-17%) and at BN = 128 where N >= 2048 (qkv_a 13.4
-// against 14.2 us, o_proj 48.9 / 56.2); narrower weights keep one (kv_a at 128 tokens: 5 tiles
-// of 128 rows, 10.4 against 7.8 us).
+// slots and whose clusters the GPU holds all at once (SwapAbGpu::held: one wave); persistent when
+// not even two splits fit. Every split past that lost on the H200: V3 qkv_a at 64 tokens (33 tiles)
+// 10.0 us at 6 splits (198 CTAs of 264 slots), 14.4 at 8 (264); V2-Lite's shared down 7.3 at 7, V3
+// o_proj 35.1 at 2 (two warpgroups: 112 CTAs of 132), 39.9 at 4; V2-Lite's q_proj 7.2 at 4 (192
+// CTAs), 11.4 persistent. Two warpgroups (half the CTAs, each activation tile read for 128 weight
+// rows) at K >= 16384 (o_proj, the dense down: 3-17%) and at BN = 128 where N >= 2048 (qkv_a 13.4
+// against 14.2 us, o_proj 48.9 / 56.2); narrower weights keep one (kv_a at 128 tokens: 5 tiles of
+// 128 rows, 10.4 against 7.8 us).
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -144,6 +145,27 @@ constexpr int swap_ab_ctas_per_sm(int bn, int wgs, bool three_per_sm = false) {
   return bn == 16 ? 2 : 1;
 }
 
+// What the swap-AB plans need of the GPU: its SMs, and for the kernel of each token tile (16, 64,
+// 128) and warpgroup count the clusters of s = 1 .. 8 CTAs it holds at once
+// (swap_ab_max_active_clusters, linear_fp8_sm90.h; swap_ab_gpu() asks the current device). A
+// cluster runs inside one GPC, so the clusters held can fill fewer CTA slots than the SMs have:
+// on the H200, 47 clusters of 7 at three CTAs an SM (329 of 396 slots), 32 of 7 at two (224 of
+// 264). A split plan with one tile more than that runs a second wave for it: V2-Lite's q_proj at
+// 16 tokens, 48 clusters of 7, 9.0 us, where 48 of 6 take 6.2 (fp8_gemm_bench --all-splits,
+// 2026-12-02, bench/NOTES-fp8-gemm.md).
+struct SwapAbGpu {
+  int sms = 0;
+  std::array<int, 3 * 2 * kMaxSplits> clusters_held{};  // [bn 16, 64, 128][wgs 1, 2][splits 1 .. 8]
+
+  static int index(int bn, int wgs, int splits) {
+    return ((bn == 16 ? 0 : (bn == 64 ? 1 : 2)) * 2 + (wgs - 1)) * kMaxSplits + (splits - 1);
+  }
+  int held(int bn, int wgs, int splits) const { return clusters_held[static_cast<size_t>(index(bn, wgs, splits))]; }
+  void set_held(int bn, int wgs, int splits, int clusters) {
+    clusters_held[static_cast<size_t>(index(bn, wgs, splits))] = clusters;
+  }
+};
+
 // Persistent plans at BN = 64 with one warpgroup and more tiles than two CTAs an SM hold run three
 // CTAs an SM (4 stages each, 192 KB in flight an SM against 160): all of q_b_proj's 384 tiles at
 // once, V3 dense gate_up's 576 in 1.5 rounds instead of 2.2. Split plans keep 5 stages: with one
@@ -218,22 +240,26 @@ inline int64_t fill_percent_splits(const SwapAbPlan& one, int sms) {
   return swap_ab_split_slots(one, sms) * kSplitFillPercent / (100 * swap_ab_tiles(one));
 }
 
-inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, int sms) {
+inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, const SwapAbGpu& gpu) {
   const int bn = swap_ab_plan_bn(t, n, k), wgs = swap_ab_wgs(bn, n, k);
-  const SwapAbPlan one = make_swap_ab_plan(t, n, k, sms, wgs, 1, bn);
-  const int64_t splits = fill_percent_splits(one, sms);
-  return splits < 2 ? one : make_swap_ab_plan(t, n, k, sms, wgs, splits, bn);
+  const SwapAbPlan one = make_swap_ab_plan(t, n, k, gpu.sms, wgs, 1, bn);
+  for (int64_t splits = fill_percent_splits(one, gpu.sms); splits >= 2; --splits) {
+    const SwapAbPlan split = make_swap_ab_plan(t, n, k, gpu.sms, wgs, splits, bn);
+    if (split.splits < splits) splits = split.splits;  // clamped: 8 or the K groups
+    if (swap_ab_tiles(split) <= gpu.held(bn, wgs, split.splits)) return split;
+  }
+  return one;
 }
 
-// bf16_out: the output is bf16 (the grouped GEMM writes no f32). sms: the GPU's SM count (the
-// swap-AB plan's cut decides between it and cuBLASLt at 17-64 tokens).
-inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k, int sms, bool bf16_out = true) {
+// bf16_out: the output is bf16 (the grouped GEMM writes no f32). gpu: the swap-AB plan's cut
+// decides between it and cuBLASLt at 17-64 tokens.
+inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k, const SwapAbGpu& gpu, bool bf16_out = true) {
   if (use_gemv(t, n, k)) return Fp8GemmPath::kGemv;
   const bool lt = cublaslt_fp8_fits(t, n, k);
   if (t <= 16 || (t <= kSwapAbMaxTokens && (n < 2048 || (n < 4096 && k >= 4096)))) return Fp8GemmPath::kSwapAB;
   if (swap_ab_two_token_tiles(t, n, k)) return Fp8GemmPath::kSwapAB;
   if (t <= 64) {
-    const SwapAbPlan plan = plan_swap_ab(t, n, k, sms);
+    const SwapAbPlan plan = plan_swap_ab(t, n, k, gpu);
     if (!lt || plan.splits > 1 || (plan.three_per_sm && k >= kThreePerSmMinK)) return Fp8GemmPath::kSwapAB;
   }
   if (lt) return Fp8GemmPath::kCublasLt;
@@ -242,8 +268,9 @@ inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k, int sms, boo
 
 // The plans fp8_gemm_bench times and test_linear_fp8_cuda checks: the default first, then for 1
 // and 2 warpgroups the filling split, twice it, and persistent CTAs.
-inline std::vector<SwapAbPlan> swap_ab_candidates(int64_t t, int64_t n, int64_t k, int sms) {
-  std::vector<SwapAbPlan> plans = {plan_swap_ab(t, n, k, sms)};
+inline std::vector<SwapAbPlan> swap_ab_candidates(int64_t t, int64_t n, int64_t k, const SwapAbGpu& gpu) {
+  const int sms = gpu.sms;
+  std::vector<SwapAbPlan> plans = {plan_swap_ab(t, n, k, gpu)};
   const auto add = [&](const SwapAbPlan& p) {
     if (std::find(plans.begin(), plans.end(), p) == plans.end()) plans.push_back(p);
   };

@@ -3,6 +3,8 @@
 #include <cudaTypedefs.h>
 
 #include <algorithm>
+#include <array>
+#include <mutex>
 #include <string_view>
 
 #include "core/cuda_check.h"
@@ -96,6 +98,44 @@ void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, c
     case 128: return two ? launch_swap_ab<128, 2>(p, plan, stream) : launch_swap_ab<128, 1>(p, plan, stream);
     default: MLA_FAIL("{}: no swap-AB kernel for a token tile of {}", kOp, plan.bn);
   }
+}
+
+int swap_ab_max_active_clusters(const SwapAbPlan& plan) {
+  const bool two = plan.wgs == 2;
+  switch (plan.bn) {
+    case 16:
+      return two ? swap_ab_max_active_clusters<16, 2>(plan.splits) : swap_ab_max_active_clusters<16, 1>(plan.splits);
+    case 64:
+      if (plan.three_per_sm) return swap_ab_max_active_clusters<64, 1, true>(plan.splits);
+      return two ? swap_ab_max_active_clusters<64, 2>(plan.splits) : swap_ab_max_active_clusters<64, 1>(plan.splits);
+    case 128:
+      return two ? swap_ab_max_active_clusters<128, 2>(plan.splits) : swap_ab_max_active_clusters<128, 1>(plan.splits);
+    default: MLA_FAIL("{}: no swap-AB kernel for a token tile of {}", kOp, plan.bn);
+  }
+}
+
+const SwapAbGpu& swap_ab_gpu() {
+  static std::array<std::once_flag, gpu::kMaxDevices> once;
+  static std::array<SwapAbGpu, gpu::kMaxDevices> gpus;
+  const int device = gpu::current_device();
+  MLA_CHECK(device >= 0 && device < gpu::kMaxDevices, "{}: device {} past {}", kOp, device, gpu::kMaxDevices);
+  const auto d = static_cast<size_t>(device);
+  std::call_once(once[d], [&] {
+    SwapAbGpu& g = gpus[d];
+    g.sms = gpu::device_sm_count();
+    for (int bn : {16, 64, 128}) {
+      for (int wgs : {1, 2}) {
+        for (int splits = 1; splits <= kMaxSplits; ++splits) {
+          SwapAbPlan plan;
+          plan.bn = bn;
+          plan.wgs = wgs;
+          plan.splits = splits;
+          g.set_held(bn, wgs, splits, swap_ab_max_active_clusters(plan));
+        }
+      }
+    }
+  });
+  return gpus[d];
 }
 
 void transpose_f32(const float* in, float* out, int64_t rows, int64_t cols, cudaStream_t stream) {

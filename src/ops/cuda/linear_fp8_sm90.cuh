@@ -316,24 +316,44 @@ __global__ void __launch_bounds__(Smem<BN, WGS, kThree>::kThreads) linear_fp8_sm
   cluster.sync();  // no CTA leaves while another reads its shared memory
 }
 
+// The kernel's launch: a grid of ctas x 1 x splits in clusters of 1 x 1 x splits, its shared
+// memory allowed. Not copyable: config points at the cluster attribute.
+template <int BN, int WGS, bool kThree>
+struct SwapAbLaunch {
+  using S = Smem<BN, WGS, kThree>;
+  static constexpr auto* kKernel = linear_fp8_sm90_swap_ab_kernel<BN, WGS, kThree>;
+  cudaLaunchAttribute cluster{};
+  cudaLaunchConfig_t config{};
+
+  SwapAbLaunch(int ctas, int splits, cudaStream_t stream) {
+    MLA_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kAlloc));
+    config.gridDim = dim3(static_cast<unsigned>(ctas), 1, static_cast<unsigned>(splits));
+    config.blockDim = dim3(S::kThreads);
+    config.dynamicSmemBytes = S::kAlloc;
+    config.stream = stream;
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = 1;
+    cluster.val.clusterDim.y = 1;
+    cluster.val.clusterDim.z = static_cast<unsigned>(splits);
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+  }
+  SwapAbLaunch(const SwapAbLaunch&) = delete;
+  SwapAbLaunch& operator=(const SwapAbLaunch&) = delete;
+};
+
 template <int BN, int WGS, bool kThree>
 void launch_swap_ab(const SwapAbParams& p, const SwapAbPlan& plan, cudaStream_t stream) {
-  using S = Smem<BN, WGS, kThree>;
-  auto* kernel = linear_fp8_sm90_swap_ab_kernel<BN, WGS, kThree>;
-  MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kAlloc));
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(plan.ctas), 1, static_cast<unsigned>(plan.splits));
-  config.blockDim = dim3(S::kThreads);
-  config.dynamicSmemBytes = S::kAlloc;
-  config.stream = stream;
-  cudaLaunchAttribute cluster{};
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = 1;
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = static_cast<unsigned>(plan.splits);
-  config.attrs = &cluster;
-  config.numAttrs = 1;
-  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p));
+  SwapAbLaunch<BN, WGS, kThree> launch(plan.ctas, plan.splits, stream);
+  MLA_CUDA_CHECK(cudaLaunchKernelEx(&launch.config, launch.kKernel, p));
+}
+
+template <int BN, int WGS, bool kThree>
+int swap_ab_max_active_clusters(int splits) {
+  SwapAbLaunch<BN, WGS, kThree> launch(1, splits, nullptr);
+  int clusters = 0;
+  MLA_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, launch.kKernel, &launch.config));
+  return clusters;
 }
 
 }  // namespace mlaserve::ops::sm90_fp8

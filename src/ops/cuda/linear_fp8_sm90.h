@@ -28,6 +28,26 @@ extern template void launch_swap_ab<64, 1, true>(const SwapAbParams&, const Swap
 extern template void launch_swap_ab<128, 1>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
 extern template void launch_swap_ab<128, 2>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
 
+// Clusters of `splits` CTAs of that kernel the GPU holds at once (cudaOccupancyMaxActiveClusters:
+// the driver places a cluster inside one GPC, so a GPC whose CTA slots are not a multiple of the
+// cluster size leaves slots empty).
+template <int BN, int WGS, bool kThree = false>
+int swap_ab_max_active_clusters(int splits);
+
+extern template int swap_ab_max_active_clusters<16, 1>(int);
+extern template int swap_ab_max_active_clusters<16, 2>(int);
+extern template int swap_ab_max_active_clusters<64, 1>(int);
+extern template int swap_ab_max_active_clusters<64, 2>(int);
+extern template int swap_ab_max_active_clusters<64, 1, true>(int);
+extern template int swap_ab_max_active_clusters<128, 1>(int);
+extern template int swap_ab_max_active_clusters<128, 2>(int);
+
+// The same for a plan's kernel and split (plan.splits CTAs a cluster).
+int swap_ab_max_active_clusters(const SwapAbPlan& plan);
+
+// The current device's SwapAbGpu (linear_fp8_heuristics.h), asked of the driver once per device.
+const SwapAbGpu& swap_ab_gpu();
+
 struct Fp8GemmPointers {
   const void* x_q;         // [T, K] e4m3
   const float* x_scales;   // [T, G]

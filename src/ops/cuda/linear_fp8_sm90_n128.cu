@@ -5,4 +5,6 @@
 namespace mlaserve::ops::sm90_fp8 {
 template void launch_swap_ab<128, 1>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
 template void launch_swap_ab<128, 2>(const SwapAbParams&, const SwapAbPlan&, cudaStream_t);
+template int swap_ab_max_active_clusters<128, 1>(int);
+template int swap_ab_max_active_clusters<128, 2>(int);
 }  // namespace mlaserve::ops::sm90_fp8

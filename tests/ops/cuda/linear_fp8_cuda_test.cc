@@ -59,7 +59,6 @@ using testing::rows_to_check;
 
 constexpr double kRelL2 = 4e-3, kRowRelL2 = 6e-3, kCalcDiff = 1e-5;
 constexpr double kF32RelL2 = 1e-3, kF32RowRelL2 = 2e-3, kF32CalcDiff = 1e-6;
-constexpr int kH200Sms = 132;  // the rule tests' GPU (the H200 and the H100 SXM have 132 SMs)
 
 // Elements of an f32 tensor that bf16 holds exactly.
 int64_t count_bf16_values(const Tensor& t) {
@@ -200,7 +199,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
       }
       // Every swap-AB plan the benchmark times (and the heuristics may pick) at decode sizes.
       if (m <= 2 * sm90_fp8::kSwapAbMaxTokens) {
-        for (const sm90_fp8::SwapAbPlan& plan : sm90_fp8::swap_ab_candidates(m, n, k, gpu::device_sm_count())) {
+        for (const sm90_fp8::SwapAbPlan& plan : sm90_fp8::swap_ab_candidates(m, n, k, sm90_fp8::swap_ab_gpu())) {
           run(shape + " swap-AB plan " + sm90_fp8::swap_ab_plan_name(plan),
               [&](Tensor& out) {
                 sm90_fp8::run_swap_ab({x.raw(), static_cast<const float*>(xs.raw()), w.raw(),
@@ -686,7 +685,7 @@ TEST_F(LinearFp8Cuda, V3TensorParallelOProjBf16F32Out) {
 // scales in its layout (no transpose pass): V2-Lite's q_proj and o_proj (UE8M0 scales), V3's
 // kv_a_proj (f32 out); 1000 tokens, every row checked.
 TEST_F(LinearFp8Cuda, PrefillBf16ActivationsThroughCublasLt) {
-  ASSERT_EQ(sm90_fp8::choose_fp8_gemm(1000, 3072, 2048, gpu::device_sm_count()), sm90_fp8::Fp8GemmPath::kCublasLt);
+  ASSERT_EQ(sm90_fp8::choose_fp8_gemm(1000, 3072, 2048, sm90_fp8::swap_ab_gpu()), sm90_fp8::Fp8GemmPath::kCublasLt);
   check_bf16(3072, 2048, {1000}, ActQuantParams{});
   check_bf16(576, 7168, {1000}, ActQuantParams{}, DType::kF32);
   check_bf16(2048, 2048, {1000}, ActQuantParams{kFp8AmaxFloor, Fp8ScaleFormat::kUE8M0});
@@ -718,63 +717,6 @@ TEST_F(LinearFp8Cuda, V2LiteSharedGateOrUp) { check(2816, 2048, kTokens); }
 TEST_F(LinearFp8Cuda, V2LiteSharedDown) { check(2048, 2816, kTokens); }
 // 100 tokens: two token tiles of 64, the second partial (swap_ab_two_token_tiles).
 TEST_F(LinearFp8Cuda, V2LiteOProjTwoTokenTiles) { check(2048, 2048, {100}); }
-
-// Where kAuto sends the shapes cuBLASLt refuses (ceil(K/128) not a multiple of 4).
-TEST(LinearFp8Rule, OneGroupPastSwapAbSizesWhereCublasLtRefuses) {
-  using sm90_fp8::choose_fp8_gemm;
-  using sm90_fp8::Fp8GemmPath;
-  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2816, kH200Sms), Fp8GemmPath::kOneGroup);        // V2-Lite shared down
-  EXPECT_EQ(choose_fp8_gemm(129, 2048, 2816, kH200Sms), Fp8GemmPath::kOneGroup);
-  EXPECT_EQ(choose_fp8_gemm(128, 2048, 2816, kH200Sms), Fp8GemmPath::kSwapAB);          // decode sizes
-  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2816, kH200Sms, false), Fp8GemmPath::kSwapAB);  // f32 out
-  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 10944, kH200Sms), Fp8GemmPath::kSwapAB);        // K not a multiple of 128
-  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2048, kH200Sms), Fp8GemmPath::kCublasLt);
-}
-
-// The swap-AB kernel's split sized to the GPU's CTA slots, and where kAuto takes it over cuBLASLt
-// at 17-64 tokens (the H200 figures in linear_fp8_heuristics.h).
-TEST(LinearFp8Rule, SwapAbSplitFillsOneWave) {
-  using sm90_fp8::choose_fp8_gemm;
-  using sm90_fp8::Fp8GemmPath;
-  using sm90_fp8::plan_swap_ab;
-  const sm90_fp8::SwapAbPlan qkv_a = plan_swap_ab(64, 2112, 7168, kH200Sms);  // 33 tiles, 264 slots
-  EXPECT_EQ(qkv_a.wgs, 1);
-  EXPECT_EQ(qkv_a.splits, 6);
-  const sm90_fp8::SwapAbPlan o_proj = plan_swap_ab(64, 7168, 16384, kH200Sms);  // 56 tiles, 132 slots
-  EXPECT_EQ(o_proj.wgs, 2);
-  EXPECT_EQ(o_proj.splits, 2);
-  EXPECT_EQ(plan_swap_ab(64, 3072, 2048, kH200Sms).splits, 4);      // V2-Lite q_proj: 48 tiles
-  const sm90_fp8::SwapAbPlan gate_up = plan_swap_ab(64, 36864, 7168, kH200Sms);  // 576 tiles: persistent,
-  EXPECT_EQ(gate_up.splits, 1);                                                    // three CTAs an SM
-  EXPECT_TRUE(gate_up.three_per_sm);
-  EXPECT_EQ(gate_up.ctas, 3 * kH200Sms);
-  EXPECT_EQ(plan_swap_ab(64, 24576, 1536, kH200Sms).ctas, 384);     // q_b_proj: every tile at once
-  EXPECT_FALSE(plan_swap_ab(64, 16384, 7168, kH200Sms).three_per_sm);  // 256 tiles fit two an SM
-  EXPECT_FALSE(qkv_a.three_per_sm);                                  // split plans keep 5 stages
-  EXPECT_EQ(plan_swap_ab(16, 32768, 512, kH200Sms).splits, 1);      // kv_b_proj: 512 tiles
-  EXPECT_EQ(plan_swap_ab(128, 576, 7168, kH200Sms).wgs, 1);         // kv_a: 9 tiles of 64 rows
-  EXPECT_EQ(plan_swap_ab(128, 2112, 7168, kH200Sms).wgs, 2);
-  for (int64_t t : {1, 16, 64, 128}) {
-    for (int64_t n : {576, 2112, 7168, 36864}) {
-      const sm90_fp8::SwapAbPlan p = plan_swap_ab(t, n, 7168, kH200Sms);
-      const int64_t ctas = static_cast<int64_t>(p.ctas) * p.splits;
-      EXPECT_LE(ctas, int64_t{kH200Sms} * sm90_fp8::swap_ab_ctas_per_sm(p.bn, p.wgs, p.three_per_sm))
-          << t << " x " << n;
-    }
-  }
-  EXPECT_EQ(choose_fp8_gemm(64, 7168, 16384, kH200Sms), Fp8GemmPath::kSwapAB);   // V3 o_proj
-  EXPECT_EQ(choose_fp8_gemm(64, 36864, 7168, kH200Sms), Fp8GemmPath::kSwapAB);    // three CTAs an SM
-  EXPECT_EQ(choose_fp8_gemm(32, 24576, 1536, kH200Sms), Fp8GemmPath::kSwapAB);    // q_b_proj
-  EXPECT_EQ(choose_fp8_gemm(64, 32768, 512, kH200Sms), Fp8GemmPath::kCublasLt);   // kv_b_proj: K 512
-  EXPECT_EQ(choose_fp8_gemm(128, 7168, 16384, kH200Sms), Fp8GemmPath::kCublasLt);
-  EXPECT_EQ(choose_fp8_gemm(128, 2112, 7168, kH200Sms), Fp8GemmPath::kSwapAB);
-  EXPECT_EQ(choose_fp8_gemm(128, 2048, 2048, kH200Sms), Fp8GemmPath::kSwapAB);    // V2-Lite o_proj:
-  EXPECT_EQ(plan_swap_ab(128, 2048, 2048, kH200Sms).bn, 64);                      // two token tiles
-  EXPECT_EQ(plan_swap_ab(128, 2048, 2816, kH200Sms).bn, 64);                      // no cuBLASLt
-  EXPECT_EQ(plan_swap_ab(96, 2048, 10944, kH200Sms).t_tiles, 2);
-  EXPECT_EQ(plan_swap_ab(128, 2112, 7168, kH200Sms).bn, 128);                     // V3 qkv_a
-  EXPECT_EQ(choose_fp8_gemm(128, 5632, 2048, kH200Sms), Fp8GemmPath::kCublasLt);  // V2-Lite shared gate_up
-}
 
 // f32 outputs at the projections whose outputs are all-reduced under tensor parallelism (o_proj,
 // the dense and shared down projections), at their TP-2 shapes (K halved).

@@ -1,0 +1,148 @@
+// Where kAuto sends a dense FP8 GEMM and how it cuts the swap-AB kernel (linear_fp8_heuristics.h),
+// on the H200's figures: host rules only, so they run without a GPU.
+#include <gtest/gtest.h>
+
+#ifdef MLASERVE_WITH_CUDA
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ops/cuda/linear_fp8_heuristics.h"
+#endif
+
+namespace mlaserve::ops {
+namespace {
+
+#ifdef MLASERVE_WITH_CUDA
+// An H200 (132 SMs) as swap_ab_gpu() describes it: the clusters of 1 .. 8 CTAs held at once by the
+// kernels at three, two and one CTAs an SM (cudaOccupancyMaxActiveClusters on the H200,
+// fp8_gemm_bench --all-splits, 2026-12-02).
+constexpr int kHeld3[] = {396, 198, 124, 92, 69, 62, 47, 45};  // BN 16, one warpgroup
+constexpr int kHeld2[] = {264, 132, 79, 62, 47, 39, 32, 30};   // BN 16 two, BN 64 and 128 one
+constexpr int kHeld1[] = {132, 66, 39, 30, 22, 17, 15, 15};    // BN 64 and 128, two warpgroups
+
+sm90_fp8::SwapAbGpu h200() {
+  sm90_fp8::SwapAbGpu g;
+  g.sms = 132;
+  for (int bn : {16, 64, 128}) {
+    for (int wgs : {1, 2}) {
+      const int per_sm = sm90_fp8::swap_ab_ctas_per_sm(bn, wgs);
+      const int* held = per_sm == 3 ? kHeld3 : (per_sm == 2 ? kHeld2 : kHeld1);
+      for (int s = 1; s <= sm90_fp8::kMaxSplits; ++s) g.set_held(bn, wgs, s, held[s - 1]);
+    }
+  }
+  return g;
+}
+
+const sm90_fp8::SwapAbGpu kH200 = h200();
+
+// Where kAuto sends the shapes cuBLASLt refuses (ceil(K/128) not a multiple of 4).
+TEST(LinearFp8Rule, OneGroupPastSwapAbSizesWhereCublasLtRefuses) {
+  using sm90_fp8::choose_fp8_gemm;
+  using sm90_fp8::Fp8GemmPath;
+  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2816, kH200), Fp8GemmPath::kOneGroup);        // V2-Lite shared down
+  EXPECT_EQ(choose_fp8_gemm(129, 2048, 2816, kH200), Fp8GemmPath::kOneGroup);
+  EXPECT_EQ(choose_fp8_gemm(128, 2048, 2816, kH200), Fp8GemmPath::kSwapAB);          // decode sizes
+  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2816, kH200, false), Fp8GemmPath::kSwapAB);  // f32 out
+  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 10944, kH200), Fp8GemmPath::kSwapAB);        // K not a multiple of 128
+  EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2048, kH200), Fp8GemmPath::kCublasLt);
+}
+
+// The swap-AB kernel's split sized to the GPU's CTA slots, and where kAuto takes it over cuBLASLt
+// at 17-64 tokens (the H200 figures in linear_fp8_heuristics.h).
+TEST(LinearFp8Rule, SwapAbSplitFillsOneWave) {
+  using sm90_fp8::choose_fp8_gemm;
+  using sm90_fp8::Fp8GemmPath;
+  using sm90_fp8::plan_swap_ab;
+  const sm90_fp8::SwapAbPlan qkv_a = plan_swap_ab(64, 2112, 7168, kH200);  // 33 tiles, 264 slots
+  EXPECT_EQ(qkv_a.wgs, 1);
+  EXPECT_EQ(qkv_a.splits, 6);
+  const sm90_fp8::SwapAbPlan o_proj = plan_swap_ab(64, 7168, 16384, kH200);  // 56 tiles, 132 slots
+  EXPECT_EQ(o_proj.wgs, 2);
+  EXPECT_EQ(o_proj.splits, 2);
+  EXPECT_EQ(plan_swap_ab(64, 3072, 2048, kH200).splits, 4);      // V2-Lite q_proj: 48 tiles
+  const sm90_fp8::SwapAbPlan gate_up = plan_swap_ab(64, 36864, 7168, kH200);  // 576 tiles: persistent,
+  EXPECT_EQ(gate_up.splits, 1);                                                    // three CTAs an SM
+  EXPECT_TRUE(gate_up.three_per_sm);
+  EXPECT_EQ(gate_up.ctas, 3 * kH200.sms);
+  EXPECT_EQ(plan_swap_ab(64, 24576, 1536, kH200).ctas, 384);     // q_b_proj: every tile at once
+  EXPECT_FALSE(plan_swap_ab(64, 16384, 7168, kH200).three_per_sm);  // 256 tiles fit two an SM
+  EXPECT_FALSE(qkv_a.three_per_sm);                                  // split plans keep 5 stages
+  EXPECT_EQ(plan_swap_ab(16, 32768, 512, kH200).splits, 1);      // kv_b_proj: 512 tiles
+  EXPECT_EQ(plan_swap_ab(128, 576, 7168, kH200).wgs, 1);         // kv_a: 9 tiles of 64 rows
+  EXPECT_EQ(plan_swap_ab(128, 2112, 7168, kH200).wgs, 2);
+  for (int64_t t : {1, 16, 64, 128}) {
+    for (int64_t n : {576, 2112, 7168, 36864}) {
+      const sm90_fp8::SwapAbPlan p = plan_swap_ab(t, n, 7168, kH200);
+      const int64_t ctas = static_cast<int64_t>(p.ctas) * p.splits;
+      EXPECT_LE(ctas, int64_t{kH200.sms} * sm90_fp8::swap_ab_ctas_per_sm(p.bn, p.wgs, p.three_per_sm))
+          << t << " x " << n;
+    }
+  }
+  EXPECT_EQ(choose_fp8_gemm(64, 7168, 16384, kH200), Fp8GemmPath::kSwapAB);   // V3 o_proj
+  EXPECT_EQ(choose_fp8_gemm(64, 36864, 7168, kH200), Fp8GemmPath::kSwapAB);    // three CTAs an SM
+  EXPECT_EQ(choose_fp8_gemm(32, 24576, 1536, kH200), Fp8GemmPath::kSwapAB);    // q_b_proj
+  EXPECT_EQ(choose_fp8_gemm(64, 32768, 512, kH200), Fp8GemmPath::kCublasLt);   // kv_b_proj: K 512
+  EXPECT_EQ(choose_fp8_gemm(128, 7168, 16384, kH200), Fp8GemmPath::kCublasLt);
+  EXPECT_EQ(choose_fp8_gemm(128, 2112, 7168, kH200), Fp8GemmPath::kSwapAB);
+  EXPECT_EQ(choose_fp8_gemm(128, 2048, 2048, kH200), Fp8GemmPath::kSwapAB);    // V2-Lite o_proj:
+  EXPECT_EQ(plan_swap_ab(128, 2048, 2048, kH200).bn, 64);                      // two token tiles
+  EXPECT_EQ(plan_swap_ab(128, 2048, 2816, kH200).bn, 64);                      // no cuBLASLt
+  EXPECT_EQ(plan_swap_ab(96, 2048, 10944, kH200).t_tiles, 2);
+  EXPECT_EQ(plan_swap_ab(128, 2112, 7168, kH200).bn, 128);                     // V3 qkv_a
+  EXPECT_EQ(choose_fp8_gemm(128, 5632, 2048, kH200), Fp8GemmPath::kCublasLt);  // V2-Lite shared gate_up
+}
+
+// The split stops where the GPU no longer holds every cluster at once: V2-Lite's q_proj at 16
+// tokens is 48 tiles; 7 splits fill 85% of the 396 slots, but the H200 holds 47 clusters of 7, so
+// 6 (9.0 against 6.2 us). A GPU that held them all would take 7.
+TEST(LinearFp8Rule, SwapAbSplitStopsAtTheClustersHeld) {
+  const sm90_fp8::SwapAbPlan q_proj = sm90_fp8::plan_swap_ab(16, 3072, 2048, kH200);
+  EXPECT_EQ(swap_ab_tiles(q_proj), 48);
+  EXPECT_EQ(q_proj.splits, 6);
+  sm90_fp8::SwapAbGpu roomy = kH200;
+  roomy.set_held(16, 1, 7, 56);
+  EXPECT_EQ(sm90_fp8::plan_swap_ab(16, 3072, 2048, roomy).splits, 7);
+  sm90_fp8::SwapAbGpu none = kH200;  // no cluster of 2 or more fits: persistent CTAs
+  for (int s = 2; s <= sm90_fp8::kMaxSplits; ++s) none.set_held(16, 1, s, 0);
+  EXPECT_EQ(sm90_fp8::plan_swap_ab(16, 3072, 2048, none).splits, 1);
+}
+
+// Every dense projection of V3 (TP1) and V2-Lite, N x K.
+struct Projection {
+  int64_t n, k;
+};
+constexpr Projection kProjections[] = {
+    {1536, 7168},  {576, 7168},   {2112, 7168}, {24576, 1536}, {32768, 512},  {7168, 16384},
+    {18432, 7168}, {7168, 18432}, {2048, 7168}, {7168, 2048},  {3072, 2048},  {576, 2048},
+    {4096, 512},   {2048, 2048},  {10944, 2048}, {2048, 10944}, {2816, 2048}, {2048, 2816}};
+
+// Every plan kAuto or the candidates give covers its shape with at most one split a K group, and
+// the default split plan runs in one wave of clusters.
+TEST(LinearFp8Rule, SwapAbPlansCoverTheirShapesInOneWave) {
+  for (const Projection& s : kProjections) {
+    for (int64_t t = 1; t <= 256; ++t) {
+      const std::vector<sm90_fp8::SwapAbPlan> plans = sm90_fp8::swap_ab_candidates(t, s.n, s.k, kH200);
+      ASSERT_FALSE(plans.empty());
+      const sm90_fp8::SwapAbPlan& auto_plan = plans.front();
+      const std::string at = " at T " + std::to_string(t) + ", " + std::to_string(s.n) + " x " + std::to_string(s.k);
+      if (auto_plan.splits > 1) {
+        EXPECT_LE(swap_ab_tiles(auto_plan), kH200.held(auto_plan.bn, auto_plan.wgs, auto_plan.splits))
+            << swap_ab_plan_name(auto_plan) << at;
+      }
+      for (const sm90_fp8::SwapAbPlan& p : plans) {
+        const std::string where = swap_ab_plan_name(p) + at;
+        EXPECT_GE(int64_t{p.n_tiles} * 64 * p.wgs, s.n) << where;
+        EXPECT_GE(int64_t{p.t_tiles} * p.bn, t) << where;
+        EXPECT_LE(p.splits, std::min<int64_t>(sm90_fp8::kMaxSplits, (s.k + 127) / 128)) << where;
+        if (p.splits > 1) EXPECT_EQ(p.ctas, swap_ab_tiles(p)) << where << ": one tile a CTA";
+        EXPECT_LE(p.ctas, swap_ab_tiles(p)) << where;
+      }
+    }
+  }
+}
+#endif
+
+}  // namespace
+}  // namespace mlaserve::ops
