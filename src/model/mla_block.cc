@@ -44,12 +44,15 @@ Tensor DeepSeekModel::attention(int64_t layer, const NormedActivation& a, const 
   const Tensor& latent = rows.latent;  // [T, dc] RMSNorm(c)
   const Tensor& k_pe = rows.k_pe;      // [T, dr] RoPE(k_pe)
 
-  // Query: [T, n, dn + dr], rope on each head's last dr channels.
+  // Query: [T, n, dn + dr], rope on each head's last dr channels. Its first projection runs while
+  // kv_a_proj holds part of the GPU on the side stream.
+  const ops::Fp8GemmPlacement beside_kv = kv_branch ? ops::Fp8GemmPlacement::kBeside : ops::Fp8GemmPlacement::kAlone;
   Tensor q;
   if (w.q_proj) {
-    q = linear(*w.q_proj, a);
+    q = linear(*w.q_proj, a, {}, beside_kv);
   } else {
-    NormedActivation cq{linear(*w.q_a_proj, a), fp8_input(t, w.q_b_proj->in_features(), w.q_b_proj->is_fp8())};
+    NormedActivation cq{linear(*w.q_a_proj, a, {}, beside_kv),
+                        fp8_input(t, w.q_b_proj->in_features(), w.q_b_proj->is_fp8())};
     ops::rms_norm_fp8(cq.x, w.q_a_norm, eps, cq.x, act_quant_, cq.q, stream);  // [T, dq] in place
     q = linear(*w.q_b_proj, cq);
   }

@@ -70,6 +70,7 @@
 #include "model/shard_plan.h"
 #include "model/weights.h"
 #include "ops/fp8_quant.h"
+#include "ops/linear_fp8.h"
 #include "ops/mla_absorbed_attention.h"
 #include "ops/moe_combine_norm.h"
 #include "ops/moe_router.h"
@@ -273,12 +274,16 @@ class DeepSeekModel {
   // copy the token rows' codes than quantise them (ops::moe_experts_wants_token_codes: e4m3 experts
   // on the GEMV from two tokens, where the norms do not quantise otherwise).
   ops::Fp8Activations ffn_fp8_input(int64_t layer, int64_t t) const;
-  // out [T, out_features]; on `stream`, or the model's stream when it is not given.
-  void linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream = {}) const;
+  // out [T, out_features]; on `stream`, or the model's stream when it is not given; an FP8 w's
+  // GEMM planned for `placement` (kBeside: while a kernel on the side stream holds part of the GPU).
+  void linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream = {},
+                   ops::Fp8GemmPlacement placement = ops::Fp8GemmPlacement::kAlone) const;
   Tensor linear(const Linear& w, const Tensor& x, std::optional<Stream> stream = {}) const;  // [T, in] -> [T, out]
   // The same of a normed activation: an FP8 w reads x.q when it is there.
-  void linear_into(const Linear& w, const NormedActivation& x, Tensor& out, std::optional<Stream> stream = {}) const;
-  Tensor linear(const Linear& w, const NormedActivation& x, std::optional<Stream> stream = {}) const;
+  void linear_into(const Linear& w, const NormedActivation& x, Tensor& out, std::optional<Stream> stream = {},
+                   ops::Fp8GemmPlacement placement = ops::Fp8GemmPlacement::kAlone) const;
+  Tensor linear(const Linear& w, const NormedActivation& x, std::optional<Stream> stream = {},
+                ops::Fp8GemmPlacement placement = ops::Fp8GemmPlacement::kAlone) const;
   // A branch on the side stream, or none (every op on the model's stream) when side_stream is
   // off or the model runs on the CPU.
   std::optional<ForkedBranch> fork_side_branch();

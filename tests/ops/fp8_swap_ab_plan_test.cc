@@ -109,6 +109,18 @@ TEST(LinearFp8Rule, SwapAbSplitStopsAtTheClustersHeld) {
   EXPECT_EQ(sm90_fp8::plan_swap_ab(16, 3072, 2048, none).splits, 1);
 }
 
+// Beside another kernel (kv_a_proj on the side stream) the split counts on kBesideHeldPercent of
+// the clusters: V2-Lite's q_proj at 16 tokens 4 splits (48 clusters of 4 against 55 of 92), V3's
+// q_a at 32 tokens 5 (24 of 5 against 28 of 47).
+TEST(LinearFp8Rule, SwapAbSplitBesideAnotherKernelLeavesRoom) {
+  const sm90_fp8::SwapAbGpu beside = kH200.share(sm90_fp8::kBesideHeldPercent);
+  EXPECT_EQ(beside.held(16, 1, 4), 55);
+  EXPECT_EQ(sm90_fp8::plan_swap_ab(16, 3072, 2048, beside).splits, 4);
+  EXPECT_EQ(sm90_fp8::plan_swap_ab(32, 1536, 7168, beside).splits, 5);
+  EXPECT_EQ(sm90_fp8::plan_swap_ab(32, 1536, 7168, kH200).splits, 8);
+  EXPECT_EQ(sm90_fp8::choose_fp8_gemm(32, 1536, 7168, beside), sm90_fp8::Fp8GemmPath::kSwapAB);
+}
+
 // Every dense projection of V3 (TP1) and V2-Lite, N x K.
 struct Projection {
   int64_t n, k;

@@ -164,7 +164,20 @@ struct SwapAbGpu {
   void set_held(int bn, int wgs, int splits, int clusters) {
     clusters_held[static_cast<size_t>(index(bn, wgs, splits))] = clusters;
   }
+  // The GPU as a GEMM beside another kernel finds it: percent of every count of clusters held.
+  SwapAbGpu share(int percent) const {
+    SwapAbGpu s = *this;
+    for (int& c : s.clusters_held) c = c * percent / 100;
+    return s;
+  }
 };
+
+// The share of the clusters a swap-AB plan counts on beside another kernel (Fp8GemmPlacement::
+// kBeside: the query's first projection while kv_a_proj runs on the side stream). H200, FP8 decode
+// steps at 16 tokens (decode_step_bench --trace, 2026-12-02): V2-Lite's q_proj beside kv_a 8.4 us
+// planned for every cluster (48 clusters of 6; alone 6.2), 5.8 planned for 60% (of 5); V3's q_a at
+// 32 tokens 14.4 / 9.6 (alone 8.2). 80% changed nothing, 45% as 60%.
+inline constexpr int kBesideHeldPercent = 60;
 
 // Persistent plans at BN = 64 with one warpgroup and more tiles than two CTAs an SM hold run three
 // CTAs an SM (4 stages each, 192 KB in flight an SM against 160): all of q_b_proj's 384 tiles at

@@ -114,14 +114,14 @@ int swap_ab_max_active_clusters(const SwapAbPlan& plan) {
   }
 }
 
-const SwapAbGpu& swap_ab_gpu() {
+const SwapAbGpu& swap_ab_gpu(bool beside) {
   static std::array<std::once_flag, gpu::kMaxDevices> once;
-  static std::array<SwapAbGpu, gpu::kMaxDevices> gpus;
+  static std::array<std::array<SwapAbGpu, 2>, gpu::kMaxDevices> gpus;  // [device][alone, beside]
   const int device = gpu::current_device();
   MLA_CHECK(device >= 0 && device < gpu::kMaxDevices, "{}: device {} past {}", kOp, device, gpu::kMaxDevices);
   const auto d = static_cast<size_t>(device);
   std::call_once(once[d], [&] {
-    SwapAbGpu& g = gpus[d];
+    SwapAbGpu& g = gpus[d][0];
     g.sms = gpu::device_sm_count();
     for (int bn : {16, 64, 128}) {
       for (int wgs : {1, 2}) {
@@ -134,8 +134,9 @@ const SwapAbGpu& swap_ab_gpu() {
         }
       }
     }
+    gpus[d][1] = g.share(kBesideHeldPercent);
   });
-  return gpus[d];
+  return gpus[d][beside ? 1 : 0];
 }
 
 void transpose_f32(const float* in, float* out, int64_t rows, int64_t cols, cudaStream_t stream) {

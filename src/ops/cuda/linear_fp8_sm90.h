@@ -45,8 +45,9 @@ extern template int swap_ab_max_active_clusters<128, 2>(int);
 // The same for a plan's kernel and split (plan.splits CTAs a cluster).
 int swap_ab_max_active_clusters(const SwapAbPlan& plan);
 
-// The current device's SwapAbGpu (linear_fp8_heuristics.h), asked of the driver once per device.
-const SwapAbGpu& swap_ab_gpu();
+// The current device's SwapAbGpu (linear_fp8_heuristics.h), asked of the driver once per device;
+// beside: its share beside another kernel (kBesideHeldPercent).
+const SwapAbGpu& swap_ab_gpu(bool beside = false);
 
 struct Fp8GemmPointers {
   const void* x_q;         // [T, K] e4m3
