@@ -266,9 +266,10 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
   });
   // kAuto on quantised x (linear_fp8_cuda.cc's choose_path; the shapes here are aligned and fit), with
   // the scales as the model's producers hand them over (Fp8Activations::scales_t on the cuBLASLt path)
-  const ops::sm90_fp8::Fp8GemmPath auto_path = ops::sm90_fp8::use_gemv_mma(m, s.k, /*x_quantized=*/true)
-                                                   ? ops::sm90_fp8::Fp8GemmPath::kGemvMma
-                                                   : ops::sm90_fp8::choose_fp8_gemm(m, s.n, s.k, ops::sm90_fp8::swap_ab_gpu());
+  namespace f8 = ops::sm90_fp8;
+  const f8::Fp8GemmPath auto_path = f8::use_gemv_mma(m, s.k, /*x_quantized=*/true)
+                                        ? f8::Fp8GemmPath::kGemvMma
+                                        : f8::choose_fp8_gemm(m, s.n, s.k, f8::swap_ab_gpu());
   switch (auto_path) {
     case ops::sm90_fp8::Fp8GemmPath::kCublasLt: r.auto_kernel = "Lt", r.auto_us = r.lt_us; break;
     case ops::sm90_fp8::Fp8GemmPath::kGemv: r.auto_kernel = "gemv", r.auto_us = r.gemv_us; break;

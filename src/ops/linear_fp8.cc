@@ -9,7 +9,8 @@ void linear_fp8(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, c
                 Stream stream, Fp8GemmPlacement placement) {
   if (!on_gpu(out)) return linear_fp8_cpu(x, w_q, w_scale_inv, act, out);
 #ifdef MLASERVE_WITH_CUDA
-  linear_fp8_cuda(x, w_q, w_scale_inv, act, out, cuda_stream(stream), Fp8GemmKernel::kAuto, placement);  // x bf16 [T, K]
+  // x bf16 [T, K]
+  linear_fp8_cuda(x, w_q, w_scale_inv, act, out, cuda_stream(stream), Fp8GemmKernel::kAuto, placement);
 #else
   no_gpu_path("linear_fp8");
 #endif

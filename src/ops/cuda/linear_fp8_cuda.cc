@@ -202,7 +202,8 @@ void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_i
   if (t == 0 || n == 0) return;
   const bool gemv_aligned = aligned16(x) && aligned16(w_q);
   const sm90_fp8::Fp8GemmPath path =
-      choose_path(t, n, k, kernel, placement, gemv_aligned, /*x_quantized=*/false, out.dtype() == DType::kBF16, kOpBf16);
+      choose_path(t, n, k, kernel, placement, gemv_aligned, /*x_quantized=*/false, out.dtype() == DType::kBF16,
+                  kOpBf16);
   const bool gemv = path == sm90_fp8::Fp8GemmPath::kGemv;
   const bool gemv_mma = path == sm90_fp8::Fp8GemmPath::kGemvMma &&
                         (kernel == Fp8GemmKernel::kGemvMma || sm90_fp8::gemv_mma_quantizes(t, k));
