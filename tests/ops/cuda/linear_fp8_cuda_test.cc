@@ -197,6 +197,11 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
         run(shape + " kernel " + std::to_string(static_cast<int>(kernel)),
             [&](Tensor& out) { linear_fp8_w8a8_cuda(x, xs, w, ws, out, stream_, kernel); });
       }
+      // kAuto planned beside another kernel (a smaller split where the swap-AB kernel runs).
+      run(shape + " kAuto beside", [&](Tensor& out) {
+        linear_fp8_w8a8_cuda(Fp8Activations{x, xs, Tensor()}, w, ws, out, stream_, Fp8GemmKernel::kAuto,
+                             Fp8GemmPlacement::kBeside);
+      });
       // Every swap-AB plan the benchmark times (and the heuristics may pick) at decode sizes.
       if (m <= 2 * sm90_fp8::kSwapAbMaxTokens) {
         for (const sm90_fp8::SwapAbPlan& plan : sm90_fp8::swap_ab_candidates(m, n, k, sm90_fp8::swap_ab_gpu())) {
