@@ -61,11 +61,12 @@ namespace mlaserve::ops {
 //
 // linear_fp8_w8a8_cuda: the product of linear_fp8_w8a8_cpu on GPU tensors, out [T, N] bf16 (the
 // fp32 total rounded once) or f32 (the total as summed: a tensor-parallel partial output that is
-// all-reduced before it is rounded; both kernels below write either). x_q [T, K] e4m3, x_scales [T, ceil(K/128)] f32, w_q [N, K] e4m3,
-// w_scale_inv [ceil(N/128), ceil(K/128)] f32, all contiguous; K a multiple of 16 (the row pitch
-// of a TMA copy); N any (kv_a_proj's 576 ends in a half block). Each 128-wide K group is summed
-// by the tensor cores (fp8 products, ~fp22 sums inside a group), multiplied by x_scale·w_scale
-// and added to an fp32 total, as the reference does.
+// all-reduced before it is rounded; both kernels below write either). x_q [T, K] e4m3,
+// x_scales [T, ceil(K/128)] f32, w_q [N, K] e4m3, w_scale_inv [ceil(N/128), ceil(K/128)] f32, all
+// contiguous; K a multiple of 16 (the row pitch of a TMA copy); N any (kv_a_proj's 576 ends in a
+// half block).
+// Each 128-wide K group is summed by the tensor cores (fp8 products, ~fp22 sums inside a group),
+// multiplied by x_scale·w_scale and added to an fp32 total, as the reference does.
 //
 // Kernels (ops/cuda/linear_fp8_heuristics.h picks one per shape with kAuto):
 //   kGemv        ours (linear_fp8_gemv.cuh): CUDA cores, one pass over the weight, for T <= 4 and
