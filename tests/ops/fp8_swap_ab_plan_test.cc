@@ -94,28 +94,41 @@ TEST(LinearFp8Rule, SwapAbSplitFillsOneWave) {
   EXPECT_EQ(choose_fp8_gemm(128, 5632, 2048, kH200), Fp8GemmPath::kCublasLt);  // V2-Lite shared gate_up
 }
 
-// The split stops where the GPU no longer holds every cluster at once: V2-Lite's q_proj at 16
-// tokens is 48 tiles; 7 splits fill 85% of the 396 slots, but the H200 holds 47 clusters of 7, so
-// 6 (9.0 against 6.2 us). A GPU that held them all would take 7.
+// The split stops where the GPU no longer holds every cluster at once: V3's shared gate (or up)
+// alone, 2048 x 7168, at 100 tokens is 16 tiles of 128 x 128 (two warpgroups, one CTA an SM); 7
+// splits fill 85% of the 132 slots, but the H200 holds 15 clusters of 7, so 6. A GPU that held 16
+// would take 7. (Before the BN = 16 fill of 60%, V2-Lite's q_proj at 9-16 tokens was such a case:
+// 48 clusters of 7 against 47 held, 9.0 us, where 6 splits took 6.2.)
 TEST(LinearFp8Rule, SwapAbSplitStopsAtTheClustersHeld) {
-  const sm90_fp8::SwapAbPlan q_proj = sm90_fp8::plan_swap_ab(16, 3072, 2048, kH200);
-  EXPECT_EQ(swap_ab_tiles(q_proj), 48);
-  EXPECT_EQ(q_proj.splits, 6);
+  const sm90_fp8::SwapAbPlan gate = sm90_fp8::plan_swap_ab(100, 2048, 7168, kH200);
+  EXPECT_EQ(gate.bn, 128);
+  EXPECT_EQ(gate.wgs, 2);
+  EXPECT_EQ(swap_ab_tiles(gate), 16);
+  EXPECT_EQ(gate.splits, 6);
   sm90_fp8::SwapAbGpu roomy = kH200;
-  roomy.set_held(16, 1, 7, 56);
-  EXPECT_EQ(sm90_fp8::plan_swap_ab(16, 3072, 2048, roomy).splits, 7);
+  roomy.set_held(128, 2, 7, 16);
+  EXPECT_EQ(sm90_fp8::plan_swap_ab(100, 2048, 7168, roomy).splits, 7);
   sm90_fp8::SwapAbGpu none = kH200;  // no cluster of 2 or more fits: persistent CTAs
-  for (int s = 2; s <= sm90_fp8::kMaxSplits; ++s) none.set_held(16, 1, s, 0);
-  EXPECT_EQ(sm90_fp8::plan_swap_ab(16, 3072, 2048, none).splits, 1);
+  for (int s = 2; s <= sm90_fp8::kMaxSplits; ++s) none.set_held(128, 2, s, 0);
+  EXPECT_EQ(sm90_fp8::plan_swap_ab(100, 2048, 7168, none).splits, 1);
+}
+
+// At BN = 16 a split fills at most 60% of the slots: V2-Lite's q_proj at 16 tokens (48 tiles, 396
+// slots) 4 splits, V3's o_proj at 8 (56 tiles of two warpgroups, 264 slots) 2, the shared down
+// (112 tiles) 2; at BN = 64 85%: V3's qkv_a at 64 tokens (33 tiles, 264 slots) 6.
+TEST(LinearFp8Rule, SwapAbSplitFillsLessAtBn16) {
+  EXPECT_EQ(sm90_fp8::plan_swap_ab(16, 3072, 2048, kH200).splits, 4);
+  EXPECT_EQ(sm90_fp8::plan_swap_ab(8, 7168, 16384, kH200).splits, 2);
+  EXPECT_EQ(sm90_fp8::plan_swap_ab(16, 7168, 2048, kH200).splits, 2);
+  EXPECT_EQ(sm90_fp8::plan_swap_ab(64, 2112, 7168, kH200).splits, 6);
 }
 
 // Beside another kernel (kv_a_proj on the side stream) the split counts on kBesideHeldPercent of
-// the clusters: V2-Lite's q_proj at 16 tokens 4 splits (48 clusters of 4 against 55 of 92), V3's
-// q_a at 32 tokens 5 (24 of 5 against 28 of 47).
+// the clusters: V3's q_a at 32 tokens 5 splits (24 clusters of 5 against 28 of 47) where alone it
+// takes 8 (24 of 30).
 TEST(LinearFp8Rule, SwapAbSplitBesideAnotherKernelLeavesRoom) {
   const sm90_fp8::SwapAbGpu beside = kH200.share(sm90_fp8::kBesideHeldPercent);
-  EXPECT_EQ(beside.held(16, 1, 4), 55);
-  EXPECT_EQ(sm90_fp8::plan_swap_ab(16, 3072, 2048, beside).splits, 4);
+  EXPECT_EQ(beside.held(64, 1, 5), 28);
   EXPECT_EQ(sm90_fp8::plan_swap_ab(32, 1536, 7168, beside).splits, 5);
   EXPECT_EQ(sm90_fp8::plan_swap_ab(32, 1536, 7168, kH200).splits, 8);
   EXPECT_EQ(sm90_fp8::choose_fp8_gemm(32, 1536, 7168, beside), sm90_fp8::Fp8GemmPath::kSwapAB);

@@ -39,14 +39,14 @@
 //     (stride = grid) with one continuous copy pipeline: for many tiles (kv_b_proj's
 //     32768 x 512 is 512 tiles of 4 K groups).
 // The default cut: the largest split whose CTAs fill at most kSplitFillPercent of the GPU's CTA
-// slots and whose clusters the GPU holds all at once (SwapAbGpu::held: one wave); persistent when
-// not even two splits fit. Every split past that lost on the H200: V3 qkv_a at 64 tokens (33 tiles)
-// 10.0 us at 6 splits (198 CTAs of 264 slots), 14.4 at 8 (264); V2-Lite's shared down 7.3 at 7, V3
-// o_proj 35.1 at 2 (two warpgroups: 112 CTAs of 132), 39.9 at 4; V2-Lite's q_proj 7.2 at 4 (192
-// CTAs), 11.4 persistent. Two warpgroups (half the CTAs, each activation tile read for 128 weight
-// rows) at K >= 16384 (o_proj, the dense down: 3-17%) and at BN = 128 where N >= 2048 (qkv_a 13.4
-// against 14.2 us, o_proj 48.9 / 56.2); narrower weights keep one (kv_a at 128 tokens: 5 tiles of
-// 128 rows, 10.4 against 7.8 us).
+// slots (kSplitFillPercentBn16 at BN = 16) and whose clusters the GPU holds all at once
+// (SwapAbGpu::held: one wave); persistent when not even two splits fit. Every split past that lost
+// on the H200: V3 qkv_a at 64 tokens (33 tiles) 10.0 us at 6 splits (198 CTAs of 264 slots), 14.4
+// at 8 (264); V2-Lite's shared down 7.3 at 7, V3 o_proj 35.1 at 2 (two warpgroups: 112 CTAs of
+// 132), 39.9 at 4; V2-Lite's q_proj 7.2 at 4 (192 CTAs), 11.4 persistent. Two warpgroups (half the
+// CTAs, each activation tile read for 128 weight rows) at K >= 16384 (o_proj, the dense down:
+// 3-17%) and at BN = 128 where N >= 2048 (qkv_a 13.4 against 14.2 us, o_proj 48.9 / 56.2); narrower
+// weights keep one (kv_a at 128 tokens: 5 tiles of 128 rows, 10.4 against 7.8 us).
 #pragma once
 
 #include <algorithm>
@@ -151,8 +151,8 @@ constexpr int swap_ab_ctas_per_sm(int bn, int wgs, bool three_per_sm = false) {
 // cluster runs inside one GPC, so the clusters held can fill fewer CTA slots than the SMs have:
 // on the H200, 47 clusters of 7 at three CTAs an SM (329 of 396 slots), 32 of 7 at two (224 of
 // 264). A split plan with one tile more than that runs a second wave for it: V2-Lite's q_proj at
-// 16 tokens, 48 clusters of 7, 9.0 us, where 48 of 6 take 6.2 (fp8_gemm_bench --all-splits,
-// 2026-12-02, bench/NOTES-fp8-gemm.md).
+// 16 tokens, 48 clusters of 7 (the 85% fill then), 9.0 us, where 48 of 6 take 6.2 (fp8_gemm_bench
+// --all-splits, 2026-12-02, bench/NOTES-fp8-gemm.md).
 struct SwapAbGpu {
   int sms = 0;
   std::array<int, 3 * 2 * kMaxSplits> clusters_held{};  // [bn 16, 64, 128][wgs 1, 2][splits 1 .. 8]
@@ -242,15 +242,20 @@ inline int64_t filling_splits(const SwapAbPlan& one, int sms) {
   return (swap_ab_split_slots(one, sms) + tiles - 1) / tiles;
 }
 
-// Percentage of the CTA slots (SMs x swap_ab_ctas_per_sm) a split plan may fill.
-inline constexpr int64_t kSplitFillPercent = 85;
+// Percentage of the CTA slots (SMs x swap_ab_ctas_per_sm) a split plan may fill: 85, and 60 at
+// BN = 16, where the fuller splits lost on every shape of more than 33 tiles (fp8_gemm_bench
+// --all-splits, H200, 2026-12-02, 8 and 16 tokens): V3 o_proj 2 splits 32.6-33.4 us against 4's
+// 34.1-34.4, the dense down 35.4-36.0 / 37.5-37.8, shared down 7.7-7.9 / 3's 8.3; V2-Lite's shared
+// gate_up 7.1 / 3's 7.3-7.4, q_proj 4-5 splits 5.9 / 6's 6.2.
+inline constexpr int64_t kSplitFillPercent = 85, kSplitFillPercentBn16 = 60;
 
 inline int swap_ab_wgs(int bn, int64_t n, int64_t k) { return k >= 16384 || (bn == 128 && n >= 2048) ? 2 : 1; }
 
 // The largest split whose CTAs fill at most kSplitFillPercent of the CTA slots, for the tiles of
 // the persistent plan `one` (below 2: no split fits).
 inline int64_t fill_percent_splits(const SwapAbPlan& one, int sms) {
-  return swap_ab_split_slots(one, sms) * kSplitFillPercent / (100 * swap_ab_tiles(one));
+  const int64_t percent = one.bn == 16 ? kSplitFillPercentBn16 : kSplitFillPercent;
+  return swap_ab_split_slots(one, sms) * percent / (100 * swap_ab_tiles(one));
 }
 
 inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, const SwapAbGpu& gpu) {
