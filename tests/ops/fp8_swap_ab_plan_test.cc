@@ -143,27 +143,36 @@ constexpr Projection kProjections[] = {
     {18432, 7168}, {7168, 18432}, {2048, 7168}, {7168, 2048},  {3072, 2048},  {576, 2048},
     {4096, 512},   {2048, 2048},  {10944, 2048}, {2048, 10944}, {2816, 2048}, {2048, 2816}};
 
-// Every plan kAuto or the candidates give covers its shape with at most one split a K group, and
-// the default split plan runs in one wave of clusters.
+// Every plan kAuto or the candidates give for T x (N, K) on `gpu` covers its shape with at most one
+// split a K group, and the default split plan runs in one wave of clusters.
+void check_plans(const sm90_fp8::SwapAbGpu& gpu, int64_t t, const Projection& s) {
+  const std::vector<sm90_fp8::SwapAbPlan> plans = sm90_fp8::swap_ab_candidates(t, s.n, s.k, gpu);
+  ASSERT_FALSE(plans.empty());
+  const sm90_fp8::SwapAbPlan& auto_plan = plans.front();
+  const std::string at = " at T " + std::to_string(t) + ", " + std::to_string(s.n) + " x " + std::to_string(s.k) +
+                         ", " + std::to_string(gpu.sms) + " SMs";
+  if (auto_plan.splits > 1) {
+    EXPECT_LE(swap_ab_tiles(auto_plan), gpu.held(auto_plan.bn, auto_plan.wgs, auto_plan.splits))
+        << swap_ab_plan_name(auto_plan) << at;
+  }
+  for (const sm90_fp8::SwapAbPlan& p : plans) {
+    const std::string where = swap_ab_plan_name(p) + at;
+    EXPECT_GE(int64_t{p.n_tiles} * 64 * p.wgs, s.n) << where;
+    EXPECT_GE(int64_t{p.t_tiles} * p.bn, t) << where;
+    EXPECT_LE(p.splits, std::min<int64_t>(sm90_fp8::kMaxSplits, (s.k + 127) / 128)) << where;
+    if (p.splits > 1) EXPECT_EQ(p.ctas, swap_ab_tiles(p)) << where << ": one tile a CTA";
+    EXPECT_LE(p.ctas, swap_ab_tiles(p)) << where;
+  }
+}
+
+// check_plans at T = 1 .. 256 on every projection: on the H200, beside another kernel there, and on
+// a smaller GPU (78 SMs, an H20's count, holding 60% of the H200's clusters).
 TEST(LinearFp8Rule, SwapAbPlansCoverTheirShapesInOneWave) {
-  for (const Projection& s : kProjections) {
-    for (int64_t t = 1; t <= 256; ++t) {
-      const std::vector<sm90_fp8::SwapAbPlan> plans = sm90_fp8::swap_ab_candidates(t, s.n, s.k, kH200);
-      ASSERT_FALSE(plans.empty());
-      const sm90_fp8::SwapAbPlan& auto_plan = plans.front();
-      const std::string at = " at T " + std::to_string(t) + ", " + std::to_string(s.n) + " x " + std::to_string(s.k);
-      if (auto_plan.splits > 1) {
-        EXPECT_LE(swap_ab_tiles(auto_plan), kH200.held(auto_plan.bn, auto_plan.wgs, auto_plan.splits))
-            << swap_ab_plan_name(auto_plan) << at;
-      }
-      for (const sm90_fp8::SwapAbPlan& p : plans) {
-        const std::string where = swap_ab_plan_name(p) + at;
-        EXPECT_GE(int64_t{p.n_tiles} * 64 * p.wgs, s.n) << where;
-        EXPECT_GE(int64_t{p.t_tiles} * p.bn, t) << where;
-        EXPECT_LE(p.splits, std::min<int64_t>(sm90_fp8::kMaxSplits, (s.k + 127) / 128)) << where;
-        if (p.splits > 1) EXPECT_EQ(p.ctas, swap_ab_tiles(p)) << where << ": one tile a CTA";
-        EXPECT_LE(p.ctas, swap_ab_tiles(p)) << where;
-      }
+  sm90_fp8::SwapAbGpu small = kH200.share(60);
+  small.sms = 78;
+  for (const sm90_fp8::SwapAbGpu& gpu : {kH200, kH200.share(sm90_fp8::kBesideHeldPercent), small}) {
+    for (const Projection& s : kProjections) {
+      for (int64_t t = 1; t <= 256; ++t) check_plans(gpu, t, s);
     }
   }
 }
