@@ -160,7 +160,9 @@ void check_plans(const sm90_fp8::SwapAbGpu& gpu, int64_t t, const Projection& s)
     EXPECT_GE(int64_t{p.n_tiles} * 64 * p.wgs, s.n) << where;
     EXPECT_GE(int64_t{p.t_tiles} * p.bn, t) << where;
     EXPECT_LE(p.splits, std::min<int64_t>(sm90_fp8::kMaxSplits, (s.k + 127) / 128)) << where;
-    if (p.splits > 1) EXPECT_EQ(p.ctas, swap_ab_tiles(p)) << where << ": one tile a CTA";
+    if (p.splits > 1) {
+      EXPECT_EQ(p.ctas, swap_ab_tiles(p)) << where << ": one tile a CTA";
+    }
     EXPECT_LE(p.ctas, swap_ab_tiles(p)) << where;
   }
 }

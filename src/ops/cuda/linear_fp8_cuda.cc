@@ -37,21 +37,21 @@ void check_gpu(const Tensor& t, std::string_view name, DType dtype, const Shape&
 
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0; }
 
-// The GPU as the swap-AB plan may count on it for a GEMM placed so.
+// The GPU as the swap-AB plan may count on it for a GEMM placed so; asked once a call.
 const sm90_fp8::SwapAbGpu& gpu_for(Fp8GemmPlacement placement) {
   return sm90_fp8::swap_ab_gpu(placement == Fp8GemmPlacement::kBeside);
 }
 
 // The kernel that runs: kAuto's choice, or the forced one where it takes the shape.
 // x_quantized: x arrives as e4m3 + scales (linear_fp8_w8a8_cuda), not bf16.
-sm90_fp8::Fp8GemmPath choose_path(int64_t t, int64_t n, int64_t k, Fp8GemmKernel kernel, Fp8GemmPlacement placement,
+sm90_fp8::Fp8GemmPath choose_path(int64_t t, int64_t n, int64_t k, Fp8GemmKernel kernel, const sm90_fp8::SwapAbGpu& gpu,
                                   bool gemv_aligned, bool x_quantized, bool bf16_out, std::string_view op) {
   switch (kernel) {
     case Fp8GemmKernel::kAuto: {
       if (gemv_aligned && sm90_fp8::use_gemv_mma(t, k, x_quantized) && sm90_fp8::fp8_gemv_mma_fits(t, k)) {
         return sm90_fp8::Fp8GemmPath::kGemvMma;
       }
-      const sm90_fp8::Fp8GemmPath path = sm90_fp8::choose_fp8_gemm(t, n, k, gpu_for(placement), bf16_out);
+      const sm90_fp8::Fp8GemmPath path = sm90_fp8::choose_fp8_gemm(t, n, k, gpu, bf16_out);
       return path != sm90_fp8::Fp8GemmPath::kGemv || gemv_aligned ? path : sm90_fp8::Fp8GemmPath::kSwapAB;
     }
     case Fp8GemmKernel::kSm90SwapAB: return sm90_fp8::Fp8GemmPath::kSwapAB;
@@ -143,7 +143,7 @@ void run_cublaslt(const Tensor& x_q, const Tensor& x_scales, const float* scales
 // (undefined).
 void w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& x_scales_t, const Tensor& w_q,
           const Tensor& w_scale_inv, Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel,
-          Fp8GemmPlacement placement) {
+          const sm90_fp8::SwapAbGpu& gpu) {
   MLA_CHECK(x_q.ndim() == 2 && w_q.ndim() == 2, "{}: x_q {} must be [T, K] and w_q {} [N, K]", kOp,
             shape_str(x_q.shape()), shape_str(w_q.shape()));
   const int64_t t = x_q.dim(0), k = x_q.dim(1), n = w_q.dim(0), g = fp8_num_blocks(k);
@@ -158,7 +158,7 @@ void w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& x_scales_t, c
   MLA_CHECK(t < (int64_t{1} << 31) / 128 && n < (int64_t{1} << 31) && g < (int64_t{1} << 24),
             "{}: [{}, {}] x [{}, {}] is past the kernels' 32-bit coordinates", kOp, t, k, n, k);
 
-  const sm90_fp8::Fp8GemmPath path = choose_path(t, n, k, kernel, placement, aligned16(x_q) && aligned16(w_q),
+  const sm90_fp8::Fp8GemmPath path = choose_path(t, n, k, kernel, gpu, aligned16(x_q) && aligned16(w_q),
                                                  /*x_quantized=*/true, out.dtype() == DType::kBF16, kOp);
   if (path == sm90_fp8::Fp8GemmPath::kCublasLt) {
     const float* scales_t = x_scales_t.defined() ? static_cast<const float*>(x_scales_t.raw()) : nullptr;
@@ -178,19 +178,19 @@ void w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& x_scales_t, c
   }
   sm90_fp8::run_swap_ab({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
                          static_cast<const float*>(w_scale_inv.raw()), out.raw(), out.dtype() == DType::kF32},
-                        t, n, k, sm90_fp8::plan_swap_ab(t, n, k, gpu_for(placement)), stream);
+                        t, n, k, sm90_fp8::plan_swap_ab(t, n, k, gpu), stream);
 }
 
 }  // namespace
 
 void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
                           Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel) {
-  w8a8(x_q, x_scales, Tensor(), w_q, w_scale_inv, out, stream, kernel, Fp8GemmPlacement::kAlone);
+  w8a8(x_q, x_scales, Tensor(), w_q, w_scale_inv, out, stream, kernel, gpu_for(Fp8GemmPlacement::kAlone));
 }
 
 void linear_fp8_w8a8_cuda(const Fp8Activations& x, const Tensor& w_q, const Tensor& w_scale_inv, Tensor& out,
                           cudaStream_t stream, Fp8GemmKernel kernel, Fp8GemmPlacement placement) {
-  w8a8(x.x_q, x.scales, x.scales_t, w_q, w_scale_inv, out, stream, kernel, placement);
+  w8a8(x.x_q, x.scales, x.scales_t, w_q, w_scale_inv, out, stream, kernel, gpu_for(placement));
 }
 
 void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act,
@@ -201,8 +201,9 @@ void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_i
   check_gpu(x, "x", DType::kBF16, {t, k}, kOpBf16);
   if (t == 0 || n == 0) return;
   const bool gemv_aligned = aligned16(x) && aligned16(w_q);
+  const sm90_fp8::SwapAbGpu& gpu = gpu_for(placement);
   const sm90_fp8::Fp8GemmPath path =
-      choose_path(t, n, k, kernel, placement, gemv_aligned, /*x_quantized=*/false, out.dtype() == DType::kBF16,
+      choose_path(t, n, k, kernel, gpu, gemv_aligned, /*x_quantized=*/false, out.dtype() == DType::kBF16,
                   kOpBf16);
   const bool gemv = path == sm90_fp8::Fp8GemmPath::kGemv;
   const bool gemv_mma = path == sm90_fp8::Fp8GemmPath::kGemvMma &&
@@ -226,7 +227,7 @@ void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_i
   }
   Tensor x_scales = Tensor::empty({t, fp8_num_blocks(k)}, DType::kF32, Device::kCUDA);  // [T, K/128]
   quantize_activations_fp8_cuda(x, act, x_q, x_scales, stream);
-  w8a8(x_q, x_scales, Tensor(), w_q, w_scale_inv, out, stream, kernel, placement);
+  w8a8(x_q, x_scales, Tensor(), w_q, w_scale_inv, out, stream, kernel, gpu);
 }
 
 void transpose_fp8_act_scales_cuda(const Tensor& x_scales, Tensor& out, cudaStream_t stream) {

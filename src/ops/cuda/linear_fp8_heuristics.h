@@ -261,9 +261,9 @@ inline int64_t fill_percent_splits(const SwapAbPlan& one, int sms) {
 inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, const SwapAbGpu& gpu) {
   const int bn = swap_ab_plan_bn(t, n, k), wgs = swap_ab_wgs(bn, n, k);
   const SwapAbPlan one = make_swap_ab_plan(t, n, k, gpu.sms, wgs, 1, bn);
-  for (int64_t splits = fill_percent_splits(one, gpu.sms); splits >= 2; --splits) {
+  const int64_t most = std::min<int64_t>({fill_percent_splits(one, gpu.sms), kMaxSplits, (k + 127) / 128});
+  for (int64_t splits = most; splits >= 2; --splits) {
     const SwapAbPlan split = make_swap_ab_plan(t, n, k, gpu.sms, wgs, splits, bn);
-    if (split.splits < splits) splits = split.splits;  // clamped: 8 or the K groups
     if (swap_ab_tiles(split) <= gpu.held(bn, wgs, split.splits)) return split;
   }
   return one;

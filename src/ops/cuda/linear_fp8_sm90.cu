@@ -63,6 +63,26 @@ __global__ void transpose_f32_kernel(const float* __restrict__ in, float* __rest
   }
 }
 
+// The kernel instantiation that runs a plan, as a type: fn(SwapAbKernel<BN, WGS, kThree>{}).
+template <int BN, int WGS, bool kThree>
+struct SwapAbKernel {
+  static constexpr int kBn = BN, kWgs = WGS;
+  static constexpr bool kThreePerSm = kThree;
+};
+
+template <class Fn>
+decltype(auto) with_swap_ab_kernel(const SwapAbPlan& plan, Fn&& fn) {
+  const bool two = plan.wgs == 2;
+  switch (plan.bn) {
+    case 16: return two ? fn(SwapAbKernel<16, 2, false>{}) : fn(SwapAbKernel<16, 1, false>{});
+    case 64:
+      if (plan.three_per_sm) return fn(SwapAbKernel<64, 1, true>{});
+      return two ? fn(SwapAbKernel<64, 2, false>{}) : fn(SwapAbKernel<64, 1, false>{});
+    case 128: return two ? fn(SwapAbKernel<128, 2, false>{}) : fn(SwapAbKernel<128, 1, false>{});
+    default: MLA_FAIL("{}: no swap-AB kernel for a token tile of {}", kOp, plan.bn);
+  }
+}
+
 }  // namespace
 
 void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, const SwapAbPlan& plan,
@@ -89,29 +109,17 @@ void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, c
   p.t_tiles = plan.t_tiles;
   p.tiles = static_cast<int32_t>(tiles);
   p.stage_bytes = static_cast<uint32_t>(kGroup * (w_box_rows + x_box_rows));
-  const bool two = plan.wgs == 2;
-  switch (plan.bn) {
-    case 16: return two ? launch_swap_ab<16, 2>(p, plan, stream) : launch_swap_ab<16, 1>(p, plan, stream);
-    case 64:
-      if (plan.three_per_sm) return launch_swap_ab<64, 1, true>(p, plan, stream);
-      return two ? launch_swap_ab<64, 2>(p, plan, stream) : launch_swap_ab<64, 1>(p, plan, stream);
-    case 128: return two ? launch_swap_ab<128, 2>(p, plan, stream) : launch_swap_ab<128, 1>(p, plan, stream);
-    default: MLA_FAIL("{}: no swap-AB kernel for a token tile of {}", kOp, plan.bn);
-  }
+  with_swap_ab_kernel(plan, [&](auto kernel) {
+    using K = decltype(kernel);
+    launch_swap_ab<K::kBn, K::kWgs, K::kThreePerSm>(p, plan, stream);
+  });
 }
 
 int swap_ab_max_active_clusters(const SwapAbPlan& plan) {
-  const bool two = plan.wgs == 2;
-  switch (plan.bn) {
-    case 16:
-      return two ? swap_ab_max_active_clusters<16, 2>(plan.splits) : swap_ab_max_active_clusters<16, 1>(plan.splits);
-    case 64:
-      if (plan.three_per_sm) return swap_ab_max_active_clusters<64, 1, true>(plan.splits);
-      return two ? swap_ab_max_active_clusters<64, 2>(plan.splits) : swap_ab_max_active_clusters<64, 1>(plan.splits);
-    case 128:
-      return two ? swap_ab_max_active_clusters<128, 2>(plan.splits) : swap_ab_max_active_clusters<128, 1>(plan.splits);
-    default: MLA_FAIL("{}: no swap-AB kernel for a token tile of {}", kOp, plan.bn);
-  }
+  return with_swap_ab_kernel(plan, [&](auto kernel) {
+    using K = decltype(kernel);
+    return swap_ab_max_active_clusters<K::kBn, K::kWgs, K::kThreePerSm>(plan.splits);
+  });
 }
 
 const SwapAbGpu& swap_ab_gpu(bool beside) {
