@@ -14,7 +14,9 @@
 // Per 128-wide K group g (one pipeline stage: W [64·WGS x 128] + X [BN x 128]):
 //   4 wgmma m64nBNk32 into a scratch accumulator, then total += scratch · x_scale[t] · w_scale:
 //   the promotion of DeepGEMM and of the reference (each group summed on its own, the scaled
-//   group sums added in fp32).
+//   group sums added in fp32). At BN = 16 groups go in pairs through two scratch accumulators:
+//   both groups' wgmma are issued before the first one's promotion, which then runs beside the
+//   second's.
 //
 // One CTA = WGS consumer warpgroups (the wgmma and the promotion) + a producer warp. Per stage the
 // producer waits for the stage to be free, then only issues copies: lane 0 the two TMA copies
@@ -197,44 +199,69 @@ __global__ void __launch_bounds__(Smem<BN, WGS, kThree>::kThreads) linear_fp8_sm
   } else {
     const int wg = warp / 4;
     const int r = wg * kWgRows + 16 * (warp % 4) + lane / 4;  // fragment rows r, r + 8 of the tile
-    float acc[BN / 2];
+    // Two scratch accumulators at BN = 16: a K group's wgmma run while the one before it is
+    // promoted. Not at BN = 64 (the pair holds two of its 4-5 stages: the copies run fewer groups
+    // ahead, 1.05-1.38x the time at 32-64 tokens on an H200) nor at 128 (the second accumulator
+    // would spill, or halve the CTAs an SM).
+    constexpr bool kPairs = BN == 16;
+    float acc[2][BN / 2];
 #pragma unroll
-    for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+    for (int i = 0; i < BN / 2; ++i) acc[0][i] = acc[1][i] = 0.0f;
+    // Issues the 4 wgmma of stage use `use` (a K group) into a once its copies have landed.
+    auto issue_group = [&](int use, float(&a)[BN / 2]) {
+      const int s = use % kStages;
+      ptx::mbarrier_wait(full + 8 * s, (use / kStages) & 1);
+      const uint64_t w_desc = ptx::gmma_desc_k_sw128(base + S::kW + s * S::kWBytes + wg * kWgRows * kGroup);
+      const uint64_t x_desc = ptx::gmma_desc_k_sw128(base + S::kX + s * S::kXBytes);
+      ptx::fence_registers(a);
+      ptx::wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < kGroup / 32; ++ks) {  // 32 bytes of K per step, inside the swizzled row
+        wgmma_k32<BN>(w_desc + static_cast<uint64_t>((ks * 32) >> 4), x_desc + static_cast<uint64_t>((ks * 32) >> 4),
+                      a, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One, std::make_index_sequence<BN / 2>{});
+      }
+      ptx::wgmma_commit();
+    };
+    // total += a · x_scale · w_scale of stage use `use` (its wgmma done), then the stage is released.
+    auto promote_group = [&](int use, float(&a)[BN / 2]) {
+      const int s = use % kStages;
+      ptx::fence_registers(a);
+      // Fragment: a[4j + {0,1,2,3}] = Dᵀ[r, c], [r, c+1], [r+8, c], [r+8, c+1], c = 8j + 2·(lane%4).
+      // Combined scales x_scale·w_scale (fp32, rounded once, as the reference forms them).
+      const float* sc = x_sc + s * BN;
+      const float w_scale = w_sc[s];
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const int c = 8 * j + 2 * (lane % 4);
+        const float s0 = sc[c] * w_scale, s1 = sc[c + 1] * w_scale;
+        total[4 * j + 0] += a[4 * j + 0] * s0;
+        total[4 * j + 1] += a[4 * j + 1] * s1;
+        total[4 * j + 2] += a[4 * j + 2] * s0;
+        total[4 * j + 3] += a[4 * j + 3] * s1;
+      }
+      ptx::mbarrier_arrive(empty + 8 * s);  // every consumer thread: its reads of the stage are done
+    };
     int it = 0;
     for (int tile = first_tile; tile < p.tiles; tile += tile_stride) {
       const int n0 = (tile / p.t_tiles) * kRows, t0 = (tile % p.t_tiles) * BN;
 #pragma unroll
       for (int i = 0; i < BN / 2; ++i) total[i] = 0.0f;
-      for (int g = g_begin; g < g_end; ++g, ++it) {
-        const int s = it % kStages;
-        ptx::mbarrier_wait(full + 8 * s, (it / kStages) & 1);
-        const uint64_t w_desc = ptx::gmma_desc_k_sw128(base + S::kW + s * S::kWBytes + wg * kWgRows * kGroup);
-        const uint64_t x_desc = ptx::gmma_desc_k_sw128(base + S::kX + s * S::kXBytes);
-        ptx::fence_registers(acc);
-        ptx::wgmma_fence();
-#pragma unroll
-        for (int ks = 0; ks < kGroup / 32; ++ks) {  // 32 bytes of K per step, inside the swizzled row
-          wgmma_k32<BN>(w_desc + static_cast<uint64_t>((ks * 32) >> 4),
-                        x_desc + static_cast<uint64_t>((ks * 32) >> 4), acc,
-                        ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One, std::make_index_sequence<BN / 2>{});
-        }
-        ptx::wgmma_commit();
+      // K groups in pairs, each pair's wgmma both in flight before the first promotion; every path
+      // through the loop body ends with no wgmma pending (ptxas serialises the kernel's wgmma
+      // otherwise). The groups are promoted in order: the sums of the one-group loop, bit for bit.
+      int g = g_begin;
+      for (; kPairs && g + 1 < g_end; g += 2, it += 2) {
+        issue_group(it, acc[0]);
+        issue_group(it + 1, acc[1]);
+        ptx::wgmma_wait<1>();
+        promote_group(it, acc[0]);
         ptx::wgmma_wait<0>();
-        ptx::fence_registers(acc);
-        // Fragment: acc[4j + {0,1,2,3}] = Dᵀ[r, c], [r, c+1], [r+8, c], [r+8, c+1], c = 8j + 2·(lane%4).
-        // Combined scales x_scale·w_scale (fp32, rounded once, as the reference forms them).
-        const float* sc = x_sc + s * BN;
-        const float w_scale = w_sc[s];
-#pragma unroll
-        for (int j = 0; j < BN / 8; ++j) {
-          const int c = 8 * j + 2 * (lane % 4);
-          const float s0 = sc[c] * w_scale, s1 = sc[c + 1] * w_scale;
-          total[4 * j + 0] += acc[4 * j + 0] * s0;
-          total[4 * j + 1] += acc[4 * j + 1] * s1;
-          total[4 * j + 2] += acc[4 * j + 2] * s0;
-          total[4 * j + 3] += acc[4 * j + 3] * s1;
-        }
-        ptx::mbarrier_arrive(empty + 8 * s);  // every consumer thread: its reads of the stage are done
+        promote_group(it + 1, acc[1]);
+      }
+      for (; g < g_end; ++g, ++it) {  // the last group of an odd count; every group without pairs
+        issue_group(it, acc[0]);
+        ptx::wgmma_wait<0>();
+        promote_group(it, acc[0]);
       }
       if (splits == 1) {  // persistent: the tile is complete, straight to out
 #pragma unroll
