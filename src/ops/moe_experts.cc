@@ -60,7 +60,7 @@ bool moe_experts_wants_token_codes(Device device, int64_t tokens, int64_t rows, 
 
 void moe_experts_token_rows(const Tensor& x, const Fp8Activations& x_q, const Tensor& sorted_tokens,
                             const Tensor& expert_offsets, const ExpertWeights& weights, const ActQuantParams& act,
-                            Tensor& hidden, Tensor& out, Stream stream) {
+                            Tensor& hidden, Tensor& out, Stream stream, MoeExpertsPlacement placement) {
   if (!on_gpu(out)) {
     Tensor rows = Tensor::empty({sorted_tokens.numel(), x.dim(1)}, DType::kF32, Device::kCPU);  // [P, H]
     embedding_cpu(sorted_tokens, x, rows);
@@ -68,7 +68,7 @@ void moe_experts_token_rows(const Tensor& x, const Fp8Activations& x_q, const Te
   }
 #ifdef MLASERVE_WITH_CUDA
   moe_experts_gemv_token_rows_cuda(x, x_q, sorted_tokens, expert_offsets, weights, act, hidden, out,
-                                   cuda_stream(stream));
+                                   cuda_stream(stream), gpu::kMoeGemvDefault, placement);
 #else
   no_gpu_path("moe_experts_token_rows");
 #endif

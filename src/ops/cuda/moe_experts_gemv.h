@@ -24,10 +24,12 @@ inline bool runs_moe_gemv(MoeExpertsPath path, int64_t rows, const ExpertWeights
 // weights, `act` used for e4m3 only) as two GEMV launches: gate_up + SwiGLU into hidden, then
 // down into out. Any P (an expert with more than 8 rows takes several passes over its weights),
 // E any, H and Im multiples of 128, min(P, E) <= 65535. `config`: the launch shape (the
-// dispatch's default; tests and moe_fp8_bench force each of kMoeGemvConfigs).
+// dispatch's default; tests and moe_fp8_bench force each of kMoeGemvConfigs). `placement`: what
+// runs beside it, whose kernels the down launch may leave SMs (moe_gemv_down_sms_left).
 void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
                            const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
-                           const gpu::MoeGemvConfig& config = gpu::kMoeGemvDefault);
+                           const gpu::MoeGemvConfig& config = gpu::kMoeGemvDefault,
+                           MoeExpertsPlacement placement = MoeExpertsPlacement::kAlone);
 
 // The same two launches with gate_up reading the token rows themselves (the note in
 // moe_experts_gemv.cuh; the model's choice: use_moe_gemv_token_rows): x_tokens [T, H] bf16 and
@@ -41,6 +43,7 @@ void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const 
 void moe_experts_gemv_token_rows_cuda(const Tensor& x_tokens, const Fp8Activations& x_q, const Tensor& sorted_tokens,
                                       const Tensor& expert_offsets, const ExpertWeights& weights,
                                       const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
-                                      const gpu::MoeGemvConfig& config = gpu::kMoeGemvDefault);
+                                      const gpu::MoeGemvConfig& config = gpu::kMoeGemvDefault,
+                                      MoeExpertsPlacement placement = MoeExpertsPlacement::kAlone);
 
 }  // namespace mlaserve::ops

@@ -167,6 +167,27 @@ inline bool moe_gemv_gate_up_early_launch(bool fp8_weights, int64_t tokens) {
   return !fp8_weights || tokens > kMoeGemvPlainGateUpMaxTokensFp8;
 }
 
+// SMs the down launch leaves out of its grid (sized for SMs minus these) when the shared experts'
+// kernels run beside it on the model's side stream (`beside_shared`, MoeExpertsPlacement): e4m3
+// experts over at most kMoeGemvDownBesideMaxRows rows (one or two tokens of V2-Lite and V3). There
+// the shared experts' branch ends after the routed down (trace, V2-Lite FP8 batch 1: its SwiGLU
+// quantiser waits ~8 us for an SM, its down GEMV ends 3.5 us after the routed one), because two
+// routed CTAs (128 registers x 256 threads) fill every SM's registers, and the combine waits for
+// both. With SMs left to it the routed down runs on fewer, which at more rows costs more than the
+// branch gains. Timing only: another grid, the same arithmetic (a tile's sum over the warps of its
+// CTA, rounded the same way only for the same grid: the GPU tests compare like with like). Decode
+// step, graph ms (decode_step_bench FP8, context 1024; one H200, 2026-12-02, bench/NOTES-engine.md;
+// three rounds, none / 16 SMs left): V2-Lite batch 1 1.693, 1.681, 1.694 / 1.655, 1.646, 1.666; 2
+// 2.069, 2.076, 2.090 / 2.026, 2.023, 2.042; V3 10 layers batch 1 2.504, 2.524, 2.510 / 2.476, 2.500,
+// 2.480; a V3 TP8 channel rank (10 layers) batch 1 0.790, 0.782, 0.785 / 0.768, 0.773, 0.783; V3 at
+// two tokens and an expert-split rank within noise. 8 SMs left at every token count (an earlier
+// call): V2-Lite batch 3 2.579, 2.564, 2.572 / 2.690, 2.657, 2.660, batch 4 +4%; BF16 batch 1 a tie.
+inline constexpr int kMoeGemvDownSmsBesideShared = 16;
+inline constexpr int64_t kMoeGemvDownBesideMaxRows = 16;
+inline int moe_gemv_down_sms_left(bool beside_shared, bool fp8_weights, int64_t rows) {
+  return beside_shared && fp8_weights && rows <= kMoeGemvDownBesideMaxRows ? kMoeGemvDownSmsBesideShared : 0;
+}
+
 // The GEMV's launch shape (the note in moe_experts_gemv.cuh). Two knobs:
 //   ctas_per_sm: the grid is about ctas_per_sm x SMs CTAs, split evenly over the min(P, E) expert
 //     slots; each CTA streams a run of ceil(tiles / CTAs a slot) consecutive 16-row tiles of its

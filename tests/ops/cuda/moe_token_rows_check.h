@@ -11,13 +11,17 @@
 // paths over all experts and over a rank's share [E/4, 3E/4) (views of weights, scales and
 // offsets; the other rows stay poisoned in both), with every GEMV launch shape of
 // kMoeGemvConfigs plus two with uneven and long runs of tiles, and through the dispatch
-// (moe_experts_token_rows against moe_experts, where moe_experts_reads_token_rows holds).
+// (moe_experts_token_rows against moe_experts, where moe_experts_reads_token_rows holds), alone and
+// beside the shared experts (MoeExpertsPlacement::kBesideShared: both paths with it, bit for bit;
+// against alone, the SwiGLU state bit for bit and the outputs at most a bf16 ulp apart, since only
+// the down grid changes).
 #pragma once
 
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <iterator>
 #include <random>
@@ -70,18 +74,20 @@ inline void check_token_rows_match(const MoeShape& s, const ExpertWeights& w, co
                                fp8 ? w.down_scale.slice(e0, e1) : Tensor()};
     const int64_t first = offsets[e0], last = offsets[e1];
     // One run: the gathered rows through the GEMV with `config`, or the token rows (their e4m3
-    // codes when `codes`) through it (config) or the dispatch (null; the default launch shape).
+    // codes when `codes`) through it (config) or the dispatch (null; the default launch shape);
+    // `placement`: what runs beside it (the shared experts: the down grid may leave them SMs).
     enum class From { kGathered, kTokens, kCodes };
-    const auto run = [&](const gpu::MoeGemvConfig* config, From from) {
+    const auto run = [&](const gpu::MoeGemvConfig* config, From from,
+                         MoeExpertsPlacement placement = MoeExpertsPlacement::kAlone) {
       std::pair<Tensor, Tensor> r{poisoned_gpu({p, s.inter}, DType::kBF16, stream),  // hidden [P, Im]
                                   poisoned_gpu({p, h}, DType::kBF16, stream)};       // out [P, H]
       const Fp8Activations& codes = from == From::kCodes ? x_q : Fp8Activations{};
       if (from == From::kGathered) {
         moe_experts_gemv_cuda(gathered, off_view, w_view, ActQuantParams{}, r.first, r.second, stream,
-                              config ? *config : gpu::kMoeGemvDefault);
+                              config ? *config : gpu::kMoeGemvDefault, placement);
       } else if (config == nullptr) {
         moe_experts_token_rows(x, codes, groups.sorted_tokens, off_view, w_view, ActQuantParams{}, r.first, r.second,
-                               Stream{stream});
+                               Stream{stream}, placement);
       } else {
         moe_experts_gemv_token_rows_cuda(x, codes, groups.sorted_tokens, off_view, w_view, ActQuantParams{}, r.first,
                                          r.second, stream, *config);
@@ -89,8 +95,9 @@ inline void check_token_rows_match(const MoeShape& s, const ExpertWeights& w, co
       MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
       return r;
     };
-    const auto compare = [&](const std::string& name, const gpu::MoeGemvConfig* config, From from) {
-      const auto want = run(config, From::kGathered), got = run(config, from);
+    const auto compare = [&](const std::string& name, const gpu::MoeGemvConfig* config, From from,
+                             MoeExpertsPlacement placement = MoeExpertsPlacement::kAlone) {
+      const auto want = run(config, From::kGathered, placement), got = run(config, from, placement);
       const std::string where = name + (from == From::kCodes ? " from codes" : "") + ", experts [" +
                                 std::to_string(e0) + ", " + std::to_string(e1) + ")";
       EXPECT_EQ(count_nonfinite(want.second.slice(first, last).to(Device::kCPU)), 0)
@@ -104,6 +111,20 @@ inline void check_token_rows_match(const MoeShape& s, const ExpertWeights& w, co
     for (const From from : froms) {
       if (moe_experts_reads_token_rows(Device::kCUDA, tokens, p, w)) {
         compare("dispatch", nullptr, from);
+        compare("dispatch beside the shared experts", nullptr, from, MoeExpertsPlacement::kBesideShared);
+        // Beside against alone: gate_up's grid is the same (the same SwiGLU state, bit for bit);
+        // down's may be smaller, which changes only the order of its tiles' fp32 sums.
+        const auto alone = run(nullptr, from), beside = run(nullptr, from, MoeExpertsPlacement::kBesideShared);
+        EXPECT_EQ(byte_mismatches(beside.first, alone.first), 0) << "beside the shared experts: SwiGLU state";
+        // bf16 roundings of the same fp32 sums in another order: equal, or adjacent values.
+        const Tensor got = beside.second.to(Device::kCPU).to_f32(), want = alone.second.to(Device::kCPU).to_f32();
+        int64_t beyond_an_ulp = 0;
+        for (int64_t i = first * h; i < last * h; ++i) {
+          const float a = got.data<float>()[i], b = want.data<float>()[i];
+          const float m = std::max(std::fabs(a), std::fabs(b));
+          beyond_an_ulp += std::fabs(a - b) > (m > 0.0f ? std::ldexp(1.0f, std::ilogb(m) - 7) : 0.0f) ? 1 : 0;
+        }
+        EXPECT_EQ(beyond_an_ulp, 0) << "beside the shared experts against alone: outputs more than a bf16 ulp apart";
       }
       for (const gpu::MoeGemvConfig& config : configs) {
         compare("gemv ctas/sm " + std::to_string(config.ctas_per_sm) + " depth " + std::to_string(config.depth) +
