@@ -204,9 +204,7 @@ __global__ void __launch_bounds__(Smem<BN, WGS, kThree>::kThreads) linear_fp8_sm
     // ahead, 1.05-1.38x the time at 32-64 tokens on an H200) nor at 128 (the second accumulator
     // would spill, or halve the CTAs an SM).
     constexpr bool kPairs = BN == 16;
-    float acc[2][BN / 2];
-#pragma unroll
-    for (int i = 0; i < BN / 2; ++i) acc[0][i] = acc[1][i] = 0.0f;
+    float acc[kPairs ? 2 : 1][BN / 2] = {};
     // Issues the 4 wgmma of stage use `use` (a K group) into a once its copies have landed.
     auto issue_group = [&](int use, float(&a)[BN / 2]) {
       const int s = use % kStages;
@@ -250,13 +248,15 @@ __global__ void __launch_bounds__(Smem<BN, WGS, kThree>::kThreads) linear_fp8_sm
       // through the loop body ends with no wgmma pending (ptxas serialises the kernel's wgmma
       // otherwise). The groups are promoted in order: the sums of the one-group loop, bit for bit.
       int g = g_begin;
-      for (; kPairs && g + 1 < g_end; g += 2, it += 2) {
-        issue_group(it, acc[0]);
-        issue_group(it + 1, acc[1]);
-        ptx::wgmma_wait<1>();
-        promote_group(it, acc[0]);
-        ptx::wgmma_wait<0>();
-        promote_group(it + 1, acc[1]);
+      if constexpr (kPairs) {
+        for (; g + 1 < g_end; g += 2, it += 2) {
+          issue_group(it, acc[0]);
+          issue_group(it + 1, acc[1]);
+          ptx::wgmma_wait<1>();
+          promote_group(it, acc[0]);
+          ptx::wgmma_wait<0>();
+          promote_group(it + 1, acc[1]);
+        }
       }
       for (; g < g_end; ++g, ++it) {  // the last group of an odd count; every group without pairs
         issue_group(it, acc[0]);
