@@ -19,8 +19,11 @@
 # the plain test runs, default '*'; e.g. '-MoeFp8Cuda.V3Gemv' leaves out the slowest case: its
 # binary took 98 s without it and over 170 s with it on an H200); SANITIZE_FILTER (gtest filter
 # of the sanitizer runs, default '*.Small*'); SANITIZE_TIMEOUT (seconds per sanitizer run,
-# default 900: racecheck of test_ops_cuda's Small cases takes minutes); SKIP_BENCH=1 (as PARTS
-# without bench).
+# default 900: racecheck of test_ops_cuda's Small cases takes minutes); TESTS (the test binaries
+# of the tests and sanitize parts, by name, comma-separated; default every one found: the tests
+# part takes ~8-9 minutes on an H200, so a machine that limits each command to 10 can split it,
+# e.g. TESTS=test_fp8_ops_cuda,test_ops_cuda, then the others); SKIP_BENCH=1 (as PARTS without
+# bench).
 #
 # racecheck reports hazards inside two third-party kernels that the tests reach: cuBLASLt's
 # block-scaled FP8 GEMMs (nvjet_sm90_*) and CUTLASS's grouped blockwise FP8 mainloop
@@ -113,6 +116,13 @@ BUILD=$(cd "$BUILD" && pwd)
 } | tee -a "$LOG"
 
 tests=$(find_tests "$BUILD")
+if [ -n "${TESTS:-}" ]; then
+  tests=$(for t in $tests; do [[ ",$TESTS," == *",$(basename "$t"),"* ]] && echo "$t"; done)
+  if [ -z "$tests" ]; then
+    log "TESTS=$TESTS names no test binary of $BUILD"
+    status=1
+  fi
+fi
 if part tests; then
   for t in $tests; do
     name=$(basename "$t")
