@@ -173,15 +173,18 @@ inline bool moe_gemv_gate_up_early_launch(bool fp8_weights, int64_t tokens) {
 // the shared experts' branch ends after the routed down (trace, V2-Lite FP8 batch 1: its SwiGLU
 // quantiser waits ~8 us for an SM, its down GEMV ends 3.5 us after the routed one), because two
 // routed CTAs (128 registers x 256 threads) fill every SM's registers, and the combine waits for
-// both. With SMs left to it the routed down runs on fewer, which at more rows costs more than the
-// branch gains. Timing only: another grid, the same arithmetic (a tile's sum over the warps of its
-// CTA, rounded the same way only for the same grid: the GPU tests compare like with like). Decode
-// step, graph ms (decode_step_bench FP8, context 1024; one H200, 2026-12-02, bench/NOTES-engine.md;
-// three rounds, none / 16 SMs left): V2-Lite batch 1 1.693, 1.681, 1.694 / 1.655, 1.646, 1.666; 2
-// 2.069, 2.076, 2.090 / 2.026, 2.023, 2.042; V3 10 layers batch 1 2.504, 2.524, 2.510 / 2.476, 2.500,
-// 2.480; a V3 TP8 channel rank (10 layers) batch 1 0.790, 0.782, 0.785 / 0.768, 0.773, 0.783; V3 at
-// two tokens and an expert-split rank within noise. 8 SMs left at every token count (an earlier
-// call): V2-Lite batch 3 2.579, 2.564, 2.572 / 2.690, 2.657, 2.660, batch 4 +4%; BF16 batch 1 a tie.
+// both. Past 16 rows (batches 3-4 run the graph of 4: 24 rows, 24 slots) leaving 4-16 SMs pushes
+// the down grid past one wave (11 CTAs x 24 slots > 2 x (132 - 8)), so moe_gemv_ctas gives it runs
+// of 8 tiles (16 CTAs a slot, ~1.5 waves): +4%; 12 left keeps one wave and gains 0.5%. Timing only:
+// another grid, the same arithmetic (a tile's sum over the warps of its CTA, rounded the same way
+// only for the same grid: the GPU tests compare like with like). Decode step, graph ms
+// (decode_step_bench FP8, context 1024; one H200, 2026-12-02, bench/NOTES-engine.md; three rounds,
+// none / 16 SMs left): V2-Lite batch 1 1.693, 1.681, 1.694 / 1.655, 1.646, 1.666; 2 2.069, 2.076,
+// 2.090 / 2.026, 2.023, 2.042; V3 10 layers batch 1 2.504, 2.524, 2.510 / 2.476, 2.500, 2.480; a V3
+// TP8 channel rank (10 layers) batch 1 0.790, 0.782, 0.785 / 0.768, 0.773, 0.783; V3 at two tokens
+// and an expert-split rank within noise. 8 SMs left at every token count (an earlier call): V2-Lite
+// batch 3 2.579, 2.564, 2.572 / 2.690, 2.657, 2.660 (the wave above), batch 4 +4%; BF16 batch 1 a
+// tie.
 inline constexpr int kMoeGemvDownSmsBesideShared = 16;
 inline constexpr int64_t kMoeGemvDownBesideMaxRows = 16;
 inline int moe_gemv_down_sms_left(bool beside_shared, bool fp8_weights, int64_t rows) {
