@@ -116,9 +116,9 @@ Tensor DeepSeekModel::ffn(int64_t layer, const NormedActivation& m, const Tensor
 // decode step on one H200 (graph ms, shared first / routing first, two rounds): batch 16 5.335,
 // 5.349 / 5.263, 5.270; 32 6.419, 6.439 / 6.235, 6.237; 64 7.012, 7.014 / 6.795, 6.787; batches
 // 1-8 and bf16 within noise. The routed experts are told the branch runs beside them
-// (MoeExpertsPlacement::kBesideShared: at one or two tokens of e4m3 experts the down GEMV leaves it
-// SMs, moe_gemv_down_sms_left). The branch is joined before this returns, so the combine that
-// follows waits for both. The arithmetic is the same in either order.
+// (GridPlacement::kBeside: at one or two tokens of e4m3 experts the down GEMV leaves it SMs,
+// moe_gemv_down_sms_left). The branch is joined before this returns, so the combine that follows
+// waits for both. The arithmetic is the same in either order.
 ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const NormedActivation& m, const Tensor& slots,
                                                 Tensor shared_out, Tensor* held_offsets) {
   const int64_t t = m.x.dim(0), hidden = config_.hidden_size, k = config_.num_experts_per_tok;
@@ -176,8 +176,7 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
   if (quantized_rows) {
     ops::moe_experts_quantized(rows_q, rows_scales, offsets, w.experts, act_quant_, swiglu, expert_out, stream);
   } else if (token_rows) {
-    const ops::MoeExpertsPlacement placement =
-        shared_branch ? ops::MoeExpertsPlacement::kBesideShared : ops::MoeExpertsPlacement::kAlone;
+    const ops::GridPlacement placement = shared_branch ? ops::GridPlacement::kBeside : ops::GridPlacement::kAlone;
     ops::moe_experts_token_rows(m.x, token_codes, groups.sorted_tokens, offsets, w.experts, act_quant_, swiglu,
                                 expert_out, stream, placement);
   } else {

@@ -46,7 +46,7 @@ Tensor DeepSeekModel::attention(int64_t layer, const NormedActivation& a, const 
 
   // Query: [T, n, dn + dr], rope on each head's last dr channels. Its first projection runs while
   // kv_a_proj holds part of the GPU on the side stream.
-  const ops::Fp8GemmPlacement beside_kv = kv_branch ? ops::Fp8GemmPlacement::kBeside : ops::Fp8GemmPlacement::kAlone;
+  const ops::GridPlacement beside_kv = kv_branch ? ops::GridPlacement::kBeside : ops::GridPlacement::kAlone;
   Tensor q;
   if (w.q_proj) {
     q = linear(*w.q_proj, a, {}, beside_kv);

@@ -69,7 +69,7 @@ Tensor DeepSeekModel::device_i32(const std::vector<int32_t>& values) const {
 }
 
 void DeepSeekModel::linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream,
-                                ops::Fp8GemmPlacement placement) const {
+                                ops::GridPlacement placement) const {
   const Stream s = stream.value_or(options_.stream);
   if (w.is_fp8()) {
     ops::linear_fp8(x, w.weight, w.scale_inv, act_quant_, out, s, placement);
@@ -85,13 +85,13 @@ Tensor DeepSeekModel::linear(const Linear& w, const Tensor& x, std::optional<Str
 }
 
 void DeepSeekModel::linear_into(const Linear& w, const NormedActivation& x, Tensor& out,
-                                std::optional<Stream> stream, ops::Fp8GemmPlacement placement) const {
+                                std::optional<Stream> stream, ops::GridPlacement placement) const {
   if (!w.is_fp8() || !x.q.defined()) return linear_into(w, x.x, out, stream, placement);
   ops::linear_fp8_w8a8(x.q, w.weight, w.scale_inv, out, stream.value_or(options_.stream), placement);
 }
 
 Tensor DeepSeekModel::linear(const Linear& w, const NormedActivation& x, std::optional<Stream> stream,
-                             ops::Fp8GemmPlacement placement) const {
+                             ops::GridPlacement placement) const {
   Tensor out = act({x.x.dim(0), w.out_features()});
   linear_into(w, x, out, stream, placement);
   return out;

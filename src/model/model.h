@@ -277,13 +277,13 @@ class DeepSeekModel {
   // out [T, out_features]; on `stream`, or the model's stream when it is not given; an FP8 w's
   // GEMM planned for `placement` (kBeside: while a kernel on the side stream holds part of the GPU).
   void linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream = {},
-                   ops::Fp8GemmPlacement placement = ops::Fp8GemmPlacement::kAlone) const;
+                   ops::GridPlacement placement = ops::GridPlacement::kAlone) const;
   Tensor linear(const Linear& w, const Tensor& x, std::optional<Stream> stream = {}) const;  // [T, in] -> [T, out]
   // The same of a normed activation: an FP8 w reads x.q when it is there.
   void linear_into(const Linear& w, const NormedActivation& x, Tensor& out, std::optional<Stream> stream = {},
-                   ops::Fp8GemmPlacement placement = ops::Fp8GemmPlacement::kAlone) const;
+                   ops::GridPlacement placement = ops::GridPlacement::kAlone) const;
   Tensor linear(const Linear& w, const NormedActivation& x, std::optional<Stream> stream = {},
-                ops::Fp8GemmPlacement placement = ops::Fp8GemmPlacement::kAlone) const;
+                ops::GridPlacement placement = ops::GridPlacement::kAlone) const;
   // A branch on the side stream, or none (every op on the model's stream) when side_stream is
   // off or the model runs on the CPU.
   std::optional<ForkedBranch> fork_side_branch();

@@ -6,7 +6,7 @@
 namespace mlaserve::ops {
 
 void linear_fp8(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act, Tensor& out,
-                Stream stream, Fp8GemmPlacement placement) {
+                Stream stream, GridPlacement placement) {
   if (!on_gpu(out)) return linear_fp8_cpu(x, w_q, w_scale_inv, act, out);
 #ifdef MLASERVE_WITH_CUDA
   // x bf16 [T, K]
@@ -27,7 +27,7 @@ void linear_fp8_w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_
 }
 
 void linear_fp8_w8a8(const Fp8Activations& x, const Tensor& w_q, const Tensor& w_scale_inv, Tensor& out,
-                     Stream stream, Fp8GemmPlacement placement) {
+                     Stream stream, GridPlacement placement) {
   if (!on_gpu(out)) return linear_fp8_w8a8_cpu(x.x_q, x.scales, w_q, w_scale_inv, out);
 #ifdef MLASERVE_WITH_CUDA
   linear_fp8_w8a8_cuda(x, w_q, w_scale_inv, out, cuda_stream(stream), Fp8GemmKernel::kAuto, placement);

@@ -20,6 +20,7 @@
 #include "core/stream.h"
 #include "core/tensor.h"
 #include "ops/fp8_quant.h"
+#include "ops/grid_placement.h"
 
 namespace mlaserve::ops {
 
@@ -29,15 +30,13 @@ void linear_fp8_w8a8_cpu(const Tensor& x_q, const Tensor& x_scales, const Tensor
 void linear_fp8_cpu(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv,
                     const ActQuantParams& act, Tensor& out);
 
-// Where a GEMM runs: alone, or beside a kernel on another stream that holds part of the GPU
-// meanwhile (the model's side stream: kv_a_proj beside the query's first projection). The GPU's
-// swap-AB plan reads it (a split that counts on every cluster slot would run part of its clusters
-// in a second wave beside the other kernel); the CPU ignores it.
-enum class Fp8GemmPlacement : uint8_t { kAlone, kBeside };
-
-// Dispatch by device (ops/dispatch.h): the model graph calls these.
+// Dispatch by device (ops/dispatch.h): the model graph calls these. `placement`
+// (ops/grid_placement.h): kBeside where a kernel on another stream holds part of the GPU meanwhile
+// (the model's side stream: kv_a_proj beside the query's first projection). The GPU's swap-AB plan
+// reads it: a split that counts on every cluster slot would run part of its clusters in a second
+// wave beside the other kernel.
 void linear_fp8(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act, Tensor& out,
-                Stream stream = {}, Fp8GemmPlacement placement = Fp8GemmPlacement::kAlone);
+                Stream stream = {}, GridPlacement placement = GridPlacement::kAlone);
 
 // The W8A8 product of already quantised activations (out f32 on the CPU, bf16 or f32 on the GPU).
 void linear_fp8_w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
@@ -46,7 +45,7 @@ void linear_fp8_w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_
 // ops/rms_norm_fp8.h): x.x_q with x.scales, and on the GPU's cuBLASLt path x.scales_t when it is
 // defined (the scales already in cuBLASLt's layout: no transpose pass).
 void linear_fp8_w8a8(const Fp8Activations& x, const Tensor& w_q, const Tensor& w_scale_inv, Tensor& out,
-                     Stream stream = {}, Fp8GemmPlacement placement = Fp8GemmPlacement::kAlone);
+                     Stream stream = {}, GridPlacement placement = GridPlacement::kAlone);
 
 }  // namespace mlaserve::ops
 
@@ -102,7 +101,7 @@ void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tenso
 // instead of a transposed copy in the workspace.
 void linear_fp8_w8a8_cuda(const Fp8Activations& x, const Tensor& w_q, const Tensor& w_scale_inv, Tensor& out,
                           cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto,
-                          Fp8GemmPlacement placement = Fp8GemmPlacement::kAlone);
+                          GridPlacement placement = GridPlacement::kAlone);
 
 // linear_fp8 on the GPU: x [T, K] bf16 quantised with `act` (as quantize_activations_fp8_cuda),
 // then the product above. Where the kernel is the GEMV (forced with kGemv, or kAuto's choice at
@@ -112,7 +111,7 @@ void linear_fp8_w8a8_cuda(const Fp8Activations& x, const Tensor& w_q, const Tens
 // cuBLASLt's layout [G, T] when the product goes to cuBLASLt (no transpose pass).
 void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act,
                      Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto,
-                     Fp8GemmPlacement placement = Fp8GemmPlacement::kAlone);
+                     GridPlacement placement = GridPlacement::kAlone);
 
 // x_scales [T, G] f32 -> out [G, T] f32: the activation scales in cuBLASLt's VEC128 layout. An
 // activation quantiser that writes [G, T] itself (Fp8ScaleLayout::kGroupMajor, ops/fp8_quant.h)

@@ -60,7 +60,7 @@ bool moe_experts_wants_token_codes(Device device, int64_t tokens, int64_t rows, 
 
 void moe_experts_token_rows(const Tensor& x, const Fp8Activations& x_q, const Tensor& sorted_tokens,
                             const Tensor& expert_offsets, const ExpertWeights& weights, const ActQuantParams& act,
-                            Tensor& hidden, Tensor& out, Stream stream, MoeExpertsPlacement placement) {
+                            Tensor& hidden, Tensor& out, Stream stream, GridPlacement placement) {
   if (!on_gpu(out)) {
     Tensor rows = Tensor::empty({sorted_tokens.numel(), x.dim(1)}, DType::kF32, Device::kCPU);  // [P, H]
     embedding_cpu(sorted_tokens, x, rows);

@@ -20,6 +20,7 @@
 #include "core/stream.h"
 #include "core/tensor.h"
 #include "ops/fp8_quant.h"
+#include "ops/grid_placement.h"
 
 namespace mlaserve::ops {
 
@@ -36,12 +37,6 @@ struct ExpertWeights {
 
 void moe_experts_cpu(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
                      const ActQuantParams& act, Tensor& out);
-
-// What runs beside the routed experts: nothing (kAlone), or the shared experts' kernels on the
-// model's side stream (kBesideShared, ffn_block.cc), which the combine after both waits for. The
-// GPU's GEMV then leaves them SMs where they are the longer branch (moe_gemv_down_sms_left in
-// src/ops/cuda/moe_experts_gemv_heuristics.h). Timing only: the CPU ignores it.
-enum class MoeExpertsPlacement : uint8_t { kAlone, kBesideShared };
 
 // Dispatch by device (ops/dispatch.h). `hidden` is a [P, Im] workspace in x's dtype (the
 // SwiGLU state of every row); with it the GPU path allocates and synchronises nothing.
@@ -78,8 +73,11 @@ void moe_experts_quantized(const Tensor& x_q, const Tensor& x_scales, const Tens
 //     MoeGrouping::sorted_tokens), the rest as moe_experts; out equals moe_experts' on the rows
 //     x[sorted_tokens[r]], bit for bit. x_q: with e4m3 weights, x's codes and scales as
 //     quantize_activations_fp8 with `act` writes them (the norm's, past 8 tokens a step), which the
-//     GPU then copies instead of quantising (the same bits); or undefined. `placement`: what runs
-//     beside it (MoeExpertsPlacement). The CPU gathers x's rows and runs moe_experts_cpu.
+//     GPU then copies instead of quantising (the same bits); or undefined. `placement`
+//     (ops/grid_placement.h): kBeside where the shared experts' kernels run beside it on the
+//     model's side stream (ffn_block.cc), which the combine after both waits for; the GPU's down
+//     GEMV then leaves them SMs where they are the longer branch (moe_gemv_down_sms_left in
+//     src/ops/cuda/moe_experts_gemv_heuristics.h). The CPU gathers x's rows and runs moe_experts_cpu.
 bool moe_experts_reads_token_rows(Device device, int64_t tokens, int64_t rows, const ExpertWeights& weights);
 // Whether moe_experts_token_rows over T tokens would rather be given x_q than quantise x itself,
 // where no norm would otherwise write x_q at T tokens (fp8_norm_quantization_pays, rms_norm_fp8.h):
@@ -90,7 +88,7 @@ bool moe_experts_wants_token_codes(Device device, int64_t tokens, int64_t rows, 
 void moe_experts_token_rows(const Tensor& x, const Fp8Activations& x_q, const Tensor& sorted_tokens,
                             const Tensor& expert_offsets, const ExpertWeights& weights, const ActQuantParams& act,
                             Tensor& hidden, Tensor& out, Stream stream = {},
-                            MoeExpertsPlacement placement = MoeExpertsPlacement::kAlone);
+                            GridPlacement placement = GridPlacement::kAlone);
 
 }  // namespace mlaserve::ops
 

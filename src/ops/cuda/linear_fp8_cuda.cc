@@ -38,8 +38,8 @@ void check_gpu(const Tensor& t, std::string_view name, DType dtype, const Shape&
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0; }
 
 // The GPU as the swap-AB plan may count on it for a GEMM placed so; asked once a call.
-const sm90_fp8::SwapAbGpu& gpu_for(Fp8GemmPlacement placement) {
-  return sm90_fp8::swap_ab_gpu(placement == Fp8GemmPlacement::kBeside);
+const sm90_fp8::SwapAbGpu& gpu_for(GridPlacement placement) {
+  return sm90_fp8::swap_ab_gpu(placement == GridPlacement::kBeside);
 }
 
 // The kernel that runs: kAuto's choice, or the forced one where it takes the shape.
@@ -185,16 +185,16 @@ void w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& x_scales_t, c
 
 void linear_fp8_w8a8_cuda(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_q, const Tensor& w_scale_inv,
                           Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel) {
-  w8a8(x_q, x_scales, Tensor(), w_q, w_scale_inv, out, stream, kernel, gpu_for(Fp8GemmPlacement::kAlone));
+  w8a8(x_q, x_scales, Tensor(), w_q, w_scale_inv, out, stream, kernel, gpu_for(GridPlacement::kAlone));
 }
 
 void linear_fp8_w8a8_cuda(const Fp8Activations& x, const Tensor& w_q, const Tensor& w_scale_inv, Tensor& out,
-                          cudaStream_t stream, Fp8GemmKernel kernel, Fp8GemmPlacement placement) {
+                          cudaStream_t stream, Fp8GemmKernel kernel, GridPlacement placement) {
   w8a8(x.x_q, x.scales, x.scales_t, w_q, w_scale_inv, out, stream, kernel, gpu_for(placement));
 }
 
 void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act,
-                     Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel, Fp8GemmPlacement placement) {
+                     Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel, GridPlacement placement) {
   MLA_CHECK(x.ndim() == 2 && w_q.ndim() == 2, "{}: x {} must be [T, K] and w_q {} [N, K]", kOpBf16,
             shape_str(x.shape()), shape_str(w_q.shape()));
   const int64_t t = x.dim(0), k = x.dim(1), n = w_q.dim(0);

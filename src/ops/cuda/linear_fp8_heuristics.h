@@ -172,7 +172,7 @@ struct SwapAbGpu {
   }
 };
 
-// The share of the clusters a swap-AB plan counts on beside another kernel (Fp8GemmPlacement::
+// The share of the clusters a swap-AB plan counts on beside another kernel (GridPlacement::
 // kBeside: the query's first projection while kv_a_proj runs on the side stream). H200, FP8 decode
 // steps at 16 tokens (decode_step_bench --trace, 2026-12-02): V2-Lite's q_proj beside kv_a 8.4 us
 // planned for every cluster (48 clusters of 6; alone 6.2), 5.8 planned for 60% (of 5); V3's q_a at

@@ -86,7 +86,7 @@ void launch_both(const gpu::MoeGemvParams& gate_up, int64_t gate_up_ctas, bool g
 // codes and scales (x_q defined); P from hidden.
 void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Fp8Activations& x_q, const Tensor& expert_offsets,
               const ExpertWeights& w, const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
-              const gpu::MoeGemvConfig& config, MoeExpertsPlacement placement) {
+              const gpu::MoeGemvConfig& config, GridPlacement placement) {
   MLA_CHECK(w.gate_up.ndim() == 3 && w.down.ndim() == 3 && x.ndim() == 2 && hidden.ndim() == 2,
             "{}: gate_up {} and down {} must be stacked [E, rows, cols], x {} [P or T, H], hidden {} [P, Im]", kOp,
             shape_str(w.gate_up.shape()), shape_str(w.down.shape()), shape_str(x.shape()), shape_str(hidden.shape()));
@@ -168,7 +168,7 @@ void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Fp8Activations
   const int sms = gpu::device_sm_count();
   const int64_t gate_up_ctas = plan(gate_up, im / gpu::kMoeGemvGateUpChannels, slots, fp8, config, sms);
   if (gate_up.all_tokens) gate_up.rows_per_pass = static_cast<int32_t>(x_rows);  // a pass stages every token row
-  const bool beside_shared = placement == MoeExpertsPlacement::kBesideShared;
+  const bool beside_shared = placement == GridPlacement::kBeside;
   const int64_t down_ctas = plan(down, h / gpu::kMoeGemvDownChannels, slots, fp8, config,
                                  sms - gpu::moe_gemv_down_sms_left(beside_shared, fp8, rows));
   for (const gpu::MoeGemvParams* p : {&gate_up, &down}) {
@@ -194,14 +194,14 @@ void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Fp8Activations
 
 void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
                            const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
-                           const gpu::MoeGemvConfig& config, MoeExpertsPlacement placement) {
+                           const gpu::MoeGemvConfig& config, GridPlacement placement) {
   run_gemv(x, nullptr, Fp8Activations{}, expert_offsets, weights, act, hidden, out, stream, config, placement);
 }
 
 void moe_experts_gemv_token_rows_cuda(const Tensor& x_tokens, const Fp8Activations& x_q, const Tensor& sorted_tokens,
                                       const Tensor& expert_offsets, const ExpertWeights& weights,
                                       const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
-                                      const gpu::MoeGemvConfig& config, MoeExpertsPlacement placement) {
+                                      const gpu::MoeGemvConfig& config, GridPlacement placement) {
   run_gemv(x_tokens, &sorted_tokens, x_q, expert_offsets, weights, act, hidden, out, stream, config, placement);
 }
 

@@ -29,7 +29,7 @@ inline bool runs_moe_gemv(MoeExpertsPath path, int64_t rows, const ExpertWeights
 void moe_experts_gemv_cuda(const Tensor& x, const Tensor& expert_offsets, const ExpertWeights& weights,
                            const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
                            const gpu::MoeGemvConfig& config = gpu::kMoeGemvDefault,
-                           MoeExpertsPlacement placement = MoeExpertsPlacement::kAlone);
+                           GridPlacement placement = GridPlacement::kAlone);
 
 // The same two launches with gate_up reading the token rows themselves (the note in
 // moe_experts_gemv.cuh; the model's choice: use_moe_gemv_token_rows): x_tokens [T, H] bf16 and
@@ -44,6 +44,6 @@ void moe_experts_gemv_token_rows_cuda(const Tensor& x_tokens, const Fp8Activatio
                                       const Tensor& expert_offsets, const ExpertWeights& weights,
                                       const ActQuantParams& act, Tensor& hidden, Tensor& out, cudaStream_t stream,
                                       const gpu::MoeGemvConfig& config = gpu::kMoeGemvDefault,
-                                      MoeExpertsPlacement placement = MoeExpertsPlacement::kAlone);
+                                      GridPlacement placement = GridPlacement::kAlone);
 
 }  // namespace mlaserve::ops

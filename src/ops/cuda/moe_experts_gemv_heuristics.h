@@ -168,7 +168,7 @@ inline bool moe_gemv_gate_up_early_launch(bool fp8_weights, int64_t tokens) {
 }
 
 // SMs the down launch leaves out of its grid (sized for SMs minus these) when the shared experts'
-// kernels run beside it on the model's side stream (`beside_shared`, MoeExpertsPlacement): e4m3
+// kernels run beside it on the model's side stream (`beside_shared`, GridPlacement): e4m3
 // experts over at most kMoeGemvDownBesideMaxRows rows (one or two tokens of V2-Lite and V3). There
 // the shared experts' branch ends after the routed down (trace, V2-Lite FP8 batch 1: its SwiGLU
 // quantiser waits ~8 us for an SM, its down GEMV ends 3.5 us after the routed one), because two

@@ -200,7 +200,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
       // kAuto planned beside another kernel (a smaller split where the swap-AB kernel runs).
       run(shape + " kAuto beside", [&](Tensor& out) {
         linear_fp8_w8a8_cuda(Fp8Activations{x, xs, Tensor()}, w, ws, out, stream_, Fp8GemmKernel::kAuto,
-                             Fp8GemmPlacement::kBeside);
+                             GridPlacement::kBeside);
       });
       // Every swap-AB plan the benchmark times (and the heuristics may pick) at decode sizes.
       if (m <= 2 * sm90_fp8::kSwapAbMaxTokens) {

@@ -12,7 +12,7 @@
 // offsets; the other rows stay poisoned in both), with every GEMV launch shape of
 // kMoeGemvConfigs plus two with uneven and long runs of tiles, and through the dispatch
 // (moe_experts_token_rows against moe_experts, where moe_experts_reads_token_rows holds), alone and
-// beside the shared experts (MoeExpertsPlacement::kBesideShared: both paths with it, bit for bit;
+// beside the shared experts (GridPlacement::kBeside: both paths with it, bit for bit;
 // against alone, the SwiGLU state bit for bit and the outputs at most a bf16 ulp apart, since only
 // the down grid changes).
 #pragma once
@@ -78,7 +78,7 @@ inline void check_token_rows_match(const MoeShape& s, const ExpertWeights& w, co
     // `placement`: what runs beside it (the shared experts: the down grid may leave them SMs).
     enum class From { kGathered, kTokens, kCodes };
     const auto run = [&](const gpu::MoeGemvConfig* config, From from,
-                         MoeExpertsPlacement placement = MoeExpertsPlacement::kAlone) {
+                         GridPlacement placement = GridPlacement::kAlone) {
       std::pair<Tensor, Tensor> r{poisoned_gpu({p, s.inter}, DType::kBF16, stream),  // hidden [P, Im]
                                   poisoned_gpu({p, h}, DType::kBF16, stream)};       // out [P, H]
       const Fp8Activations& codes = from == From::kCodes ? x_q : Fp8Activations{};
@@ -96,7 +96,7 @@ inline void check_token_rows_match(const MoeShape& s, const ExpertWeights& w, co
       return r;
     };
     const auto compare = [&](const std::string& name, const gpu::MoeGemvConfig* config, From from,
-                             MoeExpertsPlacement placement = MoeExpertsPlacement::kAlone) {
+                             GridPlacement placement = GridPlacement::kAlone) {
       const auto want = run(config, From::kGathered, placement), got = run(config, from, placement);
       const std::string where = name + (from == From::kCodes ? " from codes" : "") + ", experts [" +
                                 std::to_string(e0) + ", " + std::to_string(e1) + ")";
@@ -111,10 +111,10 @@ inline void check_token_rows_match(const MoeShape& s, const ExpertWeights& w, co
     for (const From from : froms) {
       if (moe_experts_reads_token_rows(Device::kCUDA, tokens, p, w)) {
         compare("dispatch", nullptr, from);
-        compare("dispatch beside the shared experts", nullptr, from, MoeExpertsPlacement::kBesideShared);
+        compare("dispatch beside the shared experts", nullptr, from, GridPlacement::kBeside);
         // Beside against alone: gate_up's grid is the same (the same SwiGLU state, bit for bit);
         // down's may be smaller, which changes only the order of its tiles' fp32 sums.
-        const auto alone = run(nullptr, from), beside = run(nullptr, from, MoeExpertsPlacement::kBesideShared);
+        const auto alone = run(nullptr, from), beside = run(nullptr, from, GridPlacement::kBeside);
         EXPECT_EQ(byte_mismatches(beside.first, alone.first), 0) << "beside the shared experts: SwiGLU state";
         // bf16 roundings of the same fp32 sums in another order: equal, or adjacent values.
         const Tensor got = beside.second.to(Device::kCPU).to_f32(), want = alone.second.to(Device::kCPU).to_f32();
