@@ -115,12 +115,13 @@ TEST(MoeGemvPlan, GateUpEarlyLaunch) {
 // V2-Lite (6, 12 rows) and V3 (8, 16), not at three (18, 24), not for bf16, not alone; and the grid
 // it then plans is smaller (V2-Lite down at one token: 6 slots, 2 CTAs an SM).
 TEST(MoeGemvPlan, DownLeavesSmsBesideTheSharedExpertsAtOneOrTwoTokens) {
-  for (const int64_t rows : {6, 8, 12, 16}) EXPECT_EQ(moe_gemv_down_sms_left(true, true, rows), 16) << rows;
-  for (const int64_t rows : {18, 24}) EXPECT_EQ(moe_gemv_down_sms_left(true, true, rows), 0) << rows;
-  EXPECT_EQ(moe_gemv_down_sms_left(true, false, 6), 0);
-  EXPECT_EQ(moe_gemv_down_sms_left(false, true, 6), 0);
+  constexpr GridPlacement kBeside = GridPlacement::kBeside;
+  for (const int64_t rows : {6, 8, 12, 16}) EXPECT_EQ(moe_gemv_down_sms_left(kBeside, true, rows), 16) << rows;
+  for (const int64_t rows : {18, 24}) EXPECT_EQ(moe_gemv_down_sms_left(kBeside, true, rows), 0) << rows;
+  EXPECT_EQ(moe_gemv_down_sms_left(kBeside, false, 6), 0);
+  EXPECT_EQ(moe_gemv_down_sms_left(GridPlacement::kAlone, true, 6), 0);
   EXPECT_EQ(moe_gemv_ctas(kV2LiteDown, 6, kMoeGemvDefault, kSms), 44);
-  EXPECT_EQ(moe_gemv_ctas(kV2LiteDown, 6, kMoeGemvDefault, kSms - moe_gemv_down_sms_left(true, true, 6)), 39);
+  EXPECT_EQ(moe_gemv_ctas(kV2LiteDown, 6, kMoeGemvDefault, kSms - moe_gemv_down_sms_left(kBeside, true, 6)), 39);
 }
 
 }  // namespace

@@ -168,9 +168,8 @@ void run_gemv(const Tensor& x, const Tensor* sorted_tokens, const Fp8Activations
   const int sms = gpu::device_sm_count();
   const int64_t gate_up_ctas = plan(gate_up, im / gpu::kMoeGemvGateUpChannels, slots, fp8, config, sms);
   if (gate_up.all_tokens) gate_up.rows_per_pass = static_cast<int32_t>(x_rows);  // a pass stages every token row
-  const bool beside_shared = placement == GridPlacement::kBeside;
   const int64_t down_ctas = plan(down, h / gpu::kMoeGemvDownChannels, slots, fp8, config,
-                                 sms - gpu::moe_gemv_down_sms_left(beside_shared, fp8, rows));
+                                 sms - gpu::moe_gemv_down_sms_left(placement, fp8, rows));
   for (const gpu::MoeGemvParams* p : {&gate_up, &down}) {
     const int64_t smem = smem_bytes(*p, fp8, p == &down && gpu::moe_gemv_whole_tiles(down.k, fp8));
     MLA_CHECK(smem <= 200 * 1024, "{}: H = {}, Im = {} need {} bytes of shared memory (at most 200 KB)", kOp, h, im,

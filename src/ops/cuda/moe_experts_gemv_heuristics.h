@@ -32,6 +32,7 @@
 #include <cstdint>
 
 #include "ops/cuda/gemv_mma_config.h"
+#include "ops/grid_placement.h"
 
 namespace mlaserve::ops::gpu {
 
@@ -168,7 +169,7 @@ inline bool moe_gemv_gate_up_early_launch(bool fp8_weights, int64_t tokens) {
 }
 
 // SMs the down launch leaves out of its grid (sized for SMs minus these) when the shared experts'
-// kernels run beside it on the model's side stream (`beside_shared`, GridPlacement): e4m3
+// kernels run beside it on the model's side stream (GridPlacement::kBeside): e4m3
 // experts over at most kMoeGemvDownBesideMaxRows rows (one or two tokens of V2-Lite and V3). There
 // the shared experts' branch ends after the routed down (trace, V2-Lite FP8 batch 1: its SwiGLU
 // quantiser waits ~8 us for an SM, its down GEMV ends 3.5 us after the routed one), because two
@@ -187,8 +188,8 @@ inline bool moe_gemv_gate_up_early_launch(bool fp8_weights, int64_t tokens) {
 // tie.
 inline constexpr int kMoeGemvDownSmsBesideShared = 16;
 inline constexpr int64_t kMoeGemvDownBesideMaxRows = 16;
-inline int moe_gemv_down_sms_left(bool beside_shared, bool fp8_weights, int64_t rows) {
-  return beside_shared && fp8_weights && rows <= kMoeGemvDownBesideMaxRows ? kMoeGemvDownSmsBesideShared : 0;
+inline int moe_gemv_down_sms_left(GridPlacement placement, bool fp8_weights, int64_t rows) {
+  return placement == GridPlacement::kBeside && fp8_weights && rows <= kMoeGemvDownBesideMaxRows ? kMoeGemvDownSmsBesideShared : 0;
 }
 
 // The GEMV's launch shape (the note in moe_experts_gemv.cuh). Two knobs:

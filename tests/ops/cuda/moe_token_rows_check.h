@@ -90,7 +90,7 @@ inline void check_token_rows_match(const MoeShape& s, const ExpertWeights& w, co
                                Stream{stream}, placement);
       } else {
         moe_experts_gemv_token_rows_cuda(x, codes, groups.sorted_tokens, off_view, w_view, ActQuantParams{}, r.first,
-                                         r.second, stream, *config);
+                                         r.second, stream, *config, placement);
       }
       MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
       return r;
