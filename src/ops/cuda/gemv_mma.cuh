@@ -74,15 +74,20 @@ __device__ __forceinline__ void mma_k_block(float (&d)[4], const uint4& w_lo, co
 // kTokenRows: the j-th row is instead a's row lane_token of the warp's lane j (j < n <= 32; row0
 // unused): the experts' GEMV on indexed token rows. Every
 // thread of the CTA (kGemvMmaThreads) calls it; half-warps take the (row, group) tasks, 8 values a
-// lane, kBatch tasks a half-warp with their loads issued together (one trip to L2 per 32 tasks: a
-// row of V2-Lite's H, two of V3's). Two, not more: the kernels hold their ring of weights (16
-// registers a piece) across this. The arithmetic is fp8_quant.cuh's: amax over the group by
-// shuffles, max'ed with the floor, scale and quotients by IEEE division, RNE saturating e4m3.
-template <bool kPartialGroups, bool kTokenRows = false>
+// lane, kBatch tasks a half-warp with their loads issued together (one trip to L2 per 16 kBatch
+// tasks). kBatch is the caller's: the kernels hold their ring of weights (16 registers a piece)
+// across this, issued before it, and ptxas has six scoreboards for all loads in flight. With two
+// loads a trip in the experts' GEMV it put the second on the ring's scoreboard (cuobjdump -sass:
+// the control bits' wait mask), so every CTA waited for its ring to land before quantising; one
+// load a trip gets a scoreboard of its own (V2-Lite's FP8 decode step at batch 1 2.5-4% faster). The
+// dense GEMV keeps two: there one load a trip lost more to the extra trips at T >= 2 than it won.
+// The arithmetic is fp8_quant.cuh's: amax over the group by shuffles, max'ed with the floor, scale
+// and quotients by IEEE division, RNE saturating e4m3.
+template <int kBatch, bool kPartialGroups, bool kTokenRows = false>
 __device__ __forceinline__ void quantize_rows_e4m3(const __nv_bfloat16* a, int k, float amax_floor, bool ue8m0,
                                                    int row0, int n, float* scales, uint8_t* codes, int code_stride,
                                                    int lane_token = 0) {
-  constexpr int kBatch = 2, kStride = 2 * kGemvMmaWarps;  // tasks apart within a batch
+  constexpr int kStride = 2 * kGemvMmaWarps;  // tasks apart within a batch
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int half = lane / 16, l16 = lane % 16;
   const int groups = kPartialGroups ? (k + 127) / 128 : k / 128, tasks = n * groups;

@@ -50,6 +50,7 @@
 #include "ops/cuda/gemv_mma.cuh"
 #include "ops/cuda/linear_fp8_gemv.cuh"  // Fp8GemvParams
 #include "ops/cuda/pdl.cuh"
+#include "ops/cuda/sm80_ptx.cuh"  // cp_async_16, cp_async_4
 
 namespace mlaserve::ops::gpu {
 
@@ -83,25 +84,21 @@ __host__ __device__ inline constexpr int64_t fp8_gemv_mma_smem_bytes(int64_t k, 
 
 // Rows [0, t) of x_q (e4m3, [T, K]) and x_scales ([T, G]) copied into shared memory: codes of row j
 // at codes + j · code_stride, scales as they are. Every thread of the CTA calls it; 16-byte chunks
-// (K is a multiple of 16), kBatch loads a thread issued together.
+// (K is a multiple of 16) by cp.async, which the kernel's ring of weight loads never delays: loads
+// into registers here would share a scoreboard with that ring (issued first, before the grid
+// dependency wait), and the first wait on them would wait for the whole ring too.
 __device__ __forceinline__ void stage_fp8_rows(const uint8_t* x_q, const float* x_scales, int k, int groups, int t,
                                                float* scales, uint8_t* codes, int code_stride) {
-  constexpr int kBatch = 4;
   const int chunks = k / 16, total = t * chunks;
-  for (int base = static_cast<int>(threadIdx.x); base < total; base += kGemvMmaThreads * kBatch) {
-    uint4 v[kBatch];
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int i = base + b * kGemvMmaThreads, j = i / chunks, c = i - j * chunks;
-      v[b] = i < total ? __ldcg(reinterpret_cast<const uint4*>(x_q + int64_t{j} * k) + c) : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int i = base + b * kGemvMmaThreads, j = i / chunks, c = i - j * chunks;
-      if (i < total) *reinterpret_cast<uint4*>(codes + j * code_stride + 16 * c) = v[b];
-    }
+  for (int i = static_cast<int>(threadIdx.x); i < total; i += kGemvMmaThreads) {
+    const int j = i / chunks, c = i - j * chunks;
+    sm80::cp_async_16(sm80::smem_u32(codes + j * code_stride + 16 * c), x_q + int64_t{j} * k + 16 * c, true);
   }
-  for (int i = static_cast<int>(threadIdx.x); i < t * groups; i += kGemvMmaThreads) scales[i] = __ldcg(x_scales + i);
+  for (int i = static_cast<int>(threadIdx.x); i < t * groups; i += kGemvMmaThreads) {
+    sm80::cp_async_4(sm80::smem_u32(scales + i), x_scales + i, true);
+  }
+  sm80::cp_async_commit();
+  sm80::cp_async_wait<0>();
 }
 
 // grid gemv_mma_ctas(tiles, 1, config, SMs), block kGemvMmaThreads, dynamic shared memory
@@ -144,7 +141,7 @@ __global__ void __launch_bounds__(kGemvMmaThreads, gemv_mma_min_ctas_per_sm(kDep
   const auto store_partial = [&](int tile, float4 v) { partial[(tile * kGemvMmaWarps + warp) * 32 + lane] = v; };
 
   if constexpr (kQuantize) {
-    quantize_rows_e4m3<true>(op.x, op.k, op.amax_floor, op.ue8m0, 0, op.t, act_scales, acts, act_stride);
+    quantize_rows_e4m3<2, true>(op.x, op.k, op.amax_floor, op.ue8m0, 0, op.t, act_scales, acts, act_stride);
   } else {
     stage_fp8_rows(op.x_q, op.x_scales, op.k, units, op.t, act_scales, acts, act_stride);
   }

@@ -38,7 +38,8 @@
 // sizes an expert has at most T rows: one pass):
 //   a. the first kDepth pieces of each warp's weight stream are loaded (before anything else);
 //   b. the pass's activation rows are staged in shared memory, bf16 copied or, for e4m3 weights,
-//      quantised (the W8A8 arithmetic below), each row K (+ 64 bytes of pad) apart; __syncthreads;
+//      quantised (the W8A8 arithmetic below; one load a lane a trip to L2, which then never waits
+//      on a. — quantize_rows_e4m3), each row K (+ 64 bytes of pad) apart; __syncthreads;
 //   c. the run's (tile, unit) pieces are dealt to the 8 warps round robin (piece i = tile · units +
 //      unit to warp i mod 8, a unit being 128 bytes of a weight row: 64 bf16 or one 128-wide e4m3
 //      scale group). Each warp keeps a ring of kDepth pieces in registers (MoeGemvConfig::depth):
@@ -195,7 +196,7 @@ __device__ __forceinline__ ExpertSlot expert_of_slot(const int32_t* offsets, int
 }
 
 // The e4m3 codes and scales of a pass's n token rows, already quantised (MoeGemvParams::a_codes),
-// copied into shared memory as quantize_rows_e4m3<false, true> would write them: the j-th row is
+// copied into shared memory as quantize_rows_e4m3<1, false, true> would write them: the j-th row is
 // token lane_token of the warp's lane j; codes [T, k], scales [T, k / 128] (k / 128 <= the CTA's
 // threads: one scale a thread). cp.async: nothing passes through registers; waited for here, made
 // visible by the caller's __syncthreads.
@@ -334,10 +335,10 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
       if constexpr (kCodes) {
         stage_codes_async(p.a_codes, p.a_scales, p.k, n, acts, act_stride, act_scales, row_token);
       } else if (indexed) {
-        quantize_rows_e4m3<false, true>(p.a, p.k, p.amax_floor, p.ue8m0, 0, n, act_scales, acts, act_stride,
-                                        row_token);
+        quantize_rows_e4m3<1, false, true>(p.a, p.k, p.amax_floor, p.ue8m0, 0, n, act_scales, acts, act_stride,
+                                           row_token);
       } else {
-        quantize_rows_e4m3<false>(p.a, p.k, p.amax_floor, p.ue8m0, staged0, staged, act_scales, acts, act_stride);
+        quantize_rows_e4m3<1, false>(p.a, p.k, p.amax_floor, p.ue8m0, staged0, staged, act_scales, acts, act_stride);
       }
     } else {
       if (indexed) {
