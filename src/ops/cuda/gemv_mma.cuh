@@ -79,8 +79,9 @@ __device__ __forceinline__ void mma_k_block(float (&d)[4], const uint4& w_lo, co
 // across this, issued before it, and ptxas has six scoreboards for all loads in flight. With two
 // loads a trip in the experts' GEMV it put the second on the ring's scoreboard (cuobjdump -sass:
 // the control bits' wait mask), so every CTA waited for its ring to land before quantising; one
-// load a trip gets a scoreboard of its own (V2-Lite's FP8 decode step at batch 1 2.5-4% faster). The
-// dense GEMV keeps two: there one load a trip lost more to the extra trips at T >= 2 than it won.
+// load a trip gets a scoreboard of its own (V2-Lite's FP8 decode step at batch 1: 2.5-4% faster).
+// The dense GEMV keeps two: there one load a trip lost more to the extra trips at T >= 2 than it
+// won (bench/NOTES-engine.md, forty-seventh session).
 // The arithmetic is fp8_quant.cuh's: amax over the group by shuffles, max'ed with the floor, scale
 // and quotients by IEEE division, RNE saturating e4m3.
 template <int kBatch, bool kPartialGroups, bool kTokenRows = false>

@@ -38,8 +38,9 @@
 // sizes an expert has at most T rows: one pass):
 //   a. the first kDepth pieces of each warp's weight stream are loaded (before anything else);
 //   b. the pass's activation rows are staged in shared memory, bf16 copied or, for e4m3 weights,
-//      quantised (the W8A8 arithmetic below; one load a lane a trip to L2, which then never waits
-//      on a. — quantize_rows_e4m3), each row K (+ 64 bytes of pad) apart; __syncthreads;
+//      quantised (the W8A8 arithmetic below; one load a lane a trip to L2, so that no wait here
+//      waits for a.'s loads: quantize_rows_e4m3), each row K (+ 64 bytes of pad) apart;
+//      __syncthreads;
 //   c. the run's (tile, unit) pieces are dealt to the 8 warps round robin (piece i = tile · units +
 //      unit to warp i mod 8, a unit being 128 bytes of a weight row: 64 bf16 or one 128-wide e4m3
 //      scale group). Each warp keeps a ring of kDepth pieces in registers (MoeGemvConfig::depth):
