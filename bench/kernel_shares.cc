@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 
@@ -68,6 +69,9 @@ void write_trace_csv(const std::string& path, const std::vector<TracedKernel>& k
   uint64_t t0 = 0;
   double gaps = 0.0;
   const std::vector<double> charged = charged_us(kernels, &t0, &gaps);
+  std::error_code ec;  // a folder that cannot be made shows as the open's failure below
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
   std::unique_ptr<FILE, decltype(&std::fclose)> f(std::fopen(path.c_str(), "w"), &std::fclose);
   MLA_CHECK(f != nullptr, "kernel trace: cannot write {}", path);
   std::fprintf(f.get(), "index,start_us,end_us,duration_us,charged_us,stream,kernel\n");

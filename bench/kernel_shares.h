@@ -30,7 +30,7 @@ struct KernelShare {
 std::vector<KernelShare> kernel_shares(const std::vector<TracedKernel>& kernels);
 
 // One row a kernel, in the given order: index, start and end (us from the first start), duration,
-// charge, stream, name.
+// charge, stream, name. Creates path's folder if it does not exist (as the JSON writers do).
 void write_trace_csv(const std::string& path, const std::vector<TracedKernel>& kernels);
 
 }  // namespace mlaserve::bench

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -66,6 +67,14 @@ TEST(KernelShares, CsvRowsCarryEachCharge) {
   EXPECT_EQ(a, "0,0.000,10.000,10.000,10.000,0,\"a\"");
   EXPECT_EQ(b, "1,5.000,15.000,10.000,5.000,0,\"b\"");
   std::remove(path.c_str());
+}
+
+TEST(KernelShares, CsvFolderIsCreated) {
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "kernel_shares_test_dir" / "traces";
+  std::filesystem::remove_all(dir.parent_path());
+  write_trace_csv((dir / "t.csv").string(), {kernel("a", 0, 1)});
+  EXPECT_TRUE(std::filesystem::exists(dir / "t.csv"));
+  std::filesystem::remove_all(dir.parent_path());
 }
 
 }  // namespace
