@@ -113,7 +113,7 @@ bool DeepSeekModel::ffn_reads_fp8(int64_t layer, int64_t t) const {
          ops::moe_experts_takes_quantized_rows(options_.device, t * config_.num_experts_per_tok, m.experts);
 }
 
-// The norms quantise only where that pays: on the GPU past 8 tokens a step, or at any step for
+// The norms quantise only where that pays: on the GPU from two tokens a step, or at any step for
 // rows as wide as V3's (ops::fp8_norm_quantization_pays has the rule and the H200's figures).
 ops::Fp8Activations DeepSeekModel::fp8_input(int64_t t, int64_t k, bool wanted) const {
   if (!wanted || !options_.quantize_in_norms || !ops::fp8_norm_quantization_pays(options_.device, t, k)) return {};

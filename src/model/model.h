@@ -42,10 +42,10 @@
 // kv_a_proj_with_mqa; the FFN input: the dense or shared experts' gate_up and, past the GEMV's
 // few rows, the routed experts' rows; q_a_layernorm's output: q_b_proj) the norm writes that
 // quantisation in the same pass (ops/rms_norm_fp8.h, NormedActivation below) and each of them
-// reads it, in steps of more than 8 tokens on the GPU (fewer: the GEMVs quantise inside their
-// kernels, and the fused norms cost more than they save; ops::fp8_norm_quantization_pays), at
-// every step for rows as wide as V3's, and for the FFN input from two tokens where the routed
-// experts run as the GEMV on the token rows (ops::moe_experts_wants_token_codes); the down
+// reads it, on the GPU from two tokens a step (at one the GEMV on narrow rows quantises inside,
+// and the fused norm costs more than it saves; ops::fp8_norm_quantization_pays), at every step
+// for rows as wide as V3's, and for the FFN input where the routed experts run as the GEMV on the
+// token rows (ops::moe_experts_wants_token_codes); the down
 // projections read silu_mul_quantize_fp8's (ffn_block.cc); o_proj quantises its own input.
 //
 // Backends: the model runs where its weights are (ModelOptions::device). On the CPU every
@@ -129,7 +129,7 @@ struct ModelOptions {
   bool fused_absorbed_attention = true;
   // FP8 weights: the norms before FP8 linears also write the quantised activation those read
   // (NormedActivation below), instead of a quantiser pass before each reader, in steps where that
-  // pays (on the GPU past 8 tokens, or at every step for wide rows: ops::fp8_norm_quantization_pays,
+  // pays (on the GPU from two tokens, or at every step for wide rows: ops::fp8_norm_quantization_pays,
   // rms_norm_fp8.h; and the FFN input where ffn_fp8_input says; other steps run as with false,
   // where the GEMVs quantise inside). The same bits either way.
   // false: each FP8 linear quantises its own input (A/B: decode_step_bench --norm-quant off; tests).
@@ -272,7 +272,7 @@ class DeepSeekModel {
   ops::Fp8Activations fp8_input(int64_t t, int64_t k, bool wanted) const;
   // The FFN input's: fp8_input's, or fp8_buffers where the routed experts of `layer` would rather
   // copy the token rows' codes than quantise them (ops::moe_experts_wants_token_codes: e4m3 experts
-  // on the GEMV from two tokens, where the norms do not quantise otherwise).
+  // on the GEMV from two tokens, even where no other reader wants them).
   ops::Fp8Activations ffn_fp8_input(int64_t layer, int64_t t) const;
   // out [T, out_features]; on `stream`, or the model's stream when it is not given; an FP8 w's
   // GEMM planned for `placement` (kBeside: while a kernel on the side stream holds part of the GPU).

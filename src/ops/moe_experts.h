@@ -72,7 +72,7 @@ void moe_experts_quantized(const Tensor& x_q, const Tensor& x_scales, const Tens
 //   moe_experts_token_rows: x [T, H], sorted_tokens [P] i32 (the token of each row in expert order:
 //     MoeGrouping::sorted_tokens), the rest as moe_experts; out equals moe_experts' on the rows
 //     x[sorted_tokens[r]], bit for bit. x_q: with e4m3 weights, x's codes and scales as
-//     quantize_activations_fp8 with `act` writes them (the norm's, past 8 tokens a step), which the
+//     quantize_activations_fp8 with `act` writes them (the norm's, from two tokens a step), which the
 //     GPU then copies instead of quantising (the same bits); or undefined. `placement`
 //     (ops/grid_placement.h): kBeside where the shared experts' kernels run beside it on the
 //     model's side stream (ffn_block.cc), which the combine after both waits for; the GPU's down

@@ -12,11 +12,8 @@ namespace mlaserve::ops {
 
 bool fp8_norm_quantization_pays(Device device, int64_t tokens, int64_t k) {
 #ifdef MLASERVE_WITH_CUDA
-  // Past the tensor-core GEMV's range neither GEMV runs (use_gemv, use_gemv_mma).
-  static_assert(sm90_fp8::kGemvMaxTokens <= sm90_fp8::kGemvMmaMaxTokens);
-  if (device == Device::kCUDA) {
-    return k >= sm90_fp8::kWideRowMinK || tokens > sm90_fp8::kGemvMmaMaxTokens;
-  }
+  // One token on narrow rows: the CUDA-core GEMV quantising inside (use_gemv_mma).
+  if (device == Device::kCUDA) return k >= sm90_fp8::kWideRowMinK || tokens >= 2;
 #endif
   return device == Device::kCPU;
 }

@@ -38,31 +38,28 @@ void add_sum_rms_norm_fp8_cpu(const Tensor& base, const Tensor& rest, Tensor& re
 
 // Where the FP8 forms pay: whether a step of `tokens` rows on `device` should have its norms
 // quantise for their FP8 readers (the model's rule: DeepSeekModel::fp8_input, model.cc). On the
-// GPU past the GEMVs' token range, tokens > kGemvMmaMaxTokens = 8
-// (src/ops/cuda/linear_fp8_heuristics.h): there each FP8 linear on bf16 x runs a quantiser pass
-// of its own and then the kernel it runs on quantised x (kAuto's choice depends on x being
-// quantised only at <= 8 tokens), so the norm's quantisation saves those passes and changes no
-// bit. At <= 8 tokens the GEMVs quantise inside their CTAs where T·K is small (gemv_quantizes,
-// gemv_mma_quantizes), and on quantised x kAuto takes another kernel (the tensor-core GEMV at one
-// token, where bf16 x takes the CUDA-core GEMV): the fused norms and that change cost more than
-// they saved. Measured on an H200
-// (gpu-bin-lead/s17/run05.sh; V2-Lite dummy FP8 decode step, context 1024, CUDA graph, ms, two
-// rounds, norms not quantising / quantising at every size): batch 1 1.979, 2.019 / 2.123, 2.114;
-// 16 6.100, 6.083 / 5.957, 5.951 (-2.3%); 32 7.208, 7.206 / 7.193, 7.174; 64 8.103, 8.101 /
-// 8.076, 8.052. On the CPU (the reference, whose linear_fp8 always quantises apart): always.
-// Wide rows (k >= kWideRowMinK, linear_fp8_heuristics.h: V3's and V2's hidden 7168 and 5120)
-// quantise at every step: there each GEMV reading bf16 x quantises the wide row in every CTA or
-// runs a quantiser pass first, which the norm's codes save; at one token bf16 x on wide rows takes
-// the tensor-core GEMV too (use_gemv_mma), so the codes change no bit. Measured on an H200
-// (2026-12-01, thirty-seventh session, bench/NOTES-engine.md; decode_step_bench FP8, graph ms, two
-// rounds, the rule past 8 tokens / wide rows at every step, the tensor-core GEMV on their codes at
-// one token): V3 10 layers batch 1 2.541, 2.567 / 2.518, 2.518; 2 3.302, 3.307 / 3.292, 3.287; 4
-// 4.496, 4.504 / 4.453, 4.457; a V3 TP8 channel rank batch 1 4.867, 4.855 / 4.754, 4.733; 2 6.649,
-// 6.592 / 6.358, 6.418. Measured again as landed (thirty-eighth session, gpu-bin-lead/s38b, main /
-// this rule): V3 10 layers batch 1 2.537, 2.568 / 2.509, 2.514; a TP4 rank of 20 layers (o_proj's
-// bf16 x, K 4096, on the tensor-core GEMV) 2.262, 2.264 / 2.251, 2.247; a TP8 channel rank 4.835,
-// 4.867 / 4.769, 4.761; batches 2 and 4 within 1% either way. V2-Lite (H 2048) loses with its
-// norms quantising at 1-8 tokens (batch 1 1.711, 1.656 / 1.801, 1.760). V2 (5120) was not measured.
+// CPU (the reference, whose linear_fp8 always quantises apart): always. On the GPU from two
+// tokens, and at every step for wide rows (k >= kWideRowMinK, src/ops/cuda/linear_fp8_heuristics.h:
+// V3's and V2's hidden 7168 and 5120). There each FP8 linear on bf16 x takes the kernel it takes
+// on quantised x (use_gemv_mma; past 8 tokens kAuto's choice does not depend on x) and quantises
+// inside every CTA (gemv_mma_quantizes) or runs a quantiser pass first, which the norm's codes
+// save without changing a bit. One token on narrow rows stays bf16: there bf16 x takes the
+// CUDA-core GEMV quantising inside, quantised x the tensor-core GEMV, and the fused norm and that
+// change cost more than they save. Measured on an H200 (decode_step_bench FP8, context 1024, CUDA
+// graph, ms; bench/NOTES-engine.md):
+//   - V2-Lite (H 2048), 3 rounds, narrow rows past 8 tokens only / at every step (2026-12-03,
+//     forty-eighth session): batch 1 1.636, 1.615, 1.646 / 1.673, 1.667, 1.631; 2 1.995, 1.982,
+//     2.016 / 1.989, 1.969, 1.984; 3 2.568 x 3 / 2.508, 2.501, 2.492; 4 2.727, 2.728, 2.730 /
+//     2.639, 2.661, 2.649 (-3%); 6 3.508, 3.526, 3.517 / 3.503, 3.463, 3.500; 8 3.836, 3.861, 3.828
+//     / 3.852, 3.808, 3.849. Past 8 tokens (2026-11-20, gpu-bin-lead/s17/run05.sh): 16 6.100, 6.083
+//     / 5.957, 5.951 (-2.3%); 32 and 64 -0.3%.
+//   - V3 10 layers (q_a_layernorm's 1536 the narrow rows), same session: batch 1 2.484, 2.464,
+//     2.496 / 2.455, 2.473, 2.469; 2 3.219, 3.235, 3.226 / 3.239, 3.237, 3.237; 4 4.377, 4.384,
+//     4.391 / 4.382, 4.363, 4.359; 8 6.531, 6.511, 6.535 / 6.491, 6.467, 6.494.
+//   - Wide rows at every step against past 8 tokens (2026-12-01, thirty-seventh and thirty-eighth
+//     sessions): V3 10 layers batch 1 2.537, 2.568 / 2.509, 2.514; a V3 TP8 channel rank 4.835,
+//     4.867 / 4.769, 4.761; a TP4 rank of 20 layers 2.262, 2.264 / 2.251, 2.247; batches 2 and 4
+//     within 1% either way. V2 (5120) was not measured.
 bool fp8_norm_quantization_pays(Device device, int64_t tokens, int64_t k);
 
 // Dispatch by device (ops/dispatch.h): the model graph calls these. An empty out_q (x_q

@@ -1,5 +1,5 @@
 // Where the norms quantise for their FP8 readers (fp8_norm_quantization_pays, ops/rms_norm_fp8.h):
-// on the GPU past 8 tokens, and wide rows (V3's and V2's hidden) at every step, where the GEMVs
+// on the GPU from two tokens, and wide rows (V3's and V2's hidden) at every step, where the GEMVs
 // reading bf16 x take the kernel the codes feed (use_gemv_mma, linear_fp8_heuristics.h). Host
 // rules only.
 #include <gtest/gtest.h>
@@ -19,12 +19,23 @@ TEST(Fp8DecodeRules, CpuNormsAlwaysQuantise) {
 }
 
 #ifdef MLASERVE_WITH_CUDA
-TEST(Fp8DecodeRules, GpuNormsQuantiseWideRowsAtEveryStep) {
+TEST(Fp8DecodeRules, GpuNormsQuantiseWideRowsAtEveryStepNarrowFromTwoTokens) {
   EXPECT_TRUE(fp8_norm_quantization_pays(Device::kCUDA, 1, 7168));  // V3's hidden
-  EXPECT_TRUE(fp8_norm_quantization_pays(Device::kCUDA, 8, 5120));  // V2's
-  EXPECT_FALSE(fp8_norm_quantization_pays(Device::kCUDA, 2, 2048));  // V2-Lite's: past 8 tokens only
-  EXPECT_FALSE(fp8_norm_quantization_pays(Device::kCUDA, 8, 1536));  // V3's q_a_layernorm
+  EXPECT_TRUE(fp8_norm_quantization_pays(Device::kCUDA, 1, 5120));  // V2's
+  EXPECT_FALSE(fp8_norm_quantization_pays(Device::kCUDA, 1, 2048));  // V2-Lite's: from two tokens
+  EXPECT_TRUE(fp8_norm_quantization_pays(Device::kCUDA, 2, 2048));
+  EXPECT_FALSE(fp8_norm_quantization_pays(Device::kCUDA, 1, 1536));  // V3's q_a_layernorm
+  EXPECT_TRUE(fp8_norm_quantization_pays(Device::kCUDA, 8, 1536));
   EXPECT_TRUE(fp8_norm_quantization_pays(Device::kCUDA, 9, 1536));
+}
+
+// From two tokens narrow rows take the tensor-core GEMV on bf16 x as on the norm's codes.
+TEST(Fp8DecodeRules, NarrowRowsFromTwoTokensTakeTheSameGemvEitherWay) {
+  for (const int64_t t : {2, 3, 4, 8}) {
+    for (const int64_t k : {1536, 2048}) {
+      EXPECT_EQ(sm90_fp8::use_gemv_mma(t, k, true), sm90_fp8::use_gemv_mma(t, k, false)) << t << " " << k;
+    }
+  }
 }
 
 // A wide row's GEMVs are the same kernel on bf16 x as on the norm's codes at every token count.

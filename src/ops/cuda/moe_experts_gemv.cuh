@@ -67,7 +67,7 @@
 //     tokens are read (lane j's, passed by shuffles): the gathered path's columns and end, one
 //     dependent trip to L2 later; for many tokens, or e4m3 past a few, where staging all T would
 //     cost more (quantising T rows where n are needed). e4m3 can take the token rows' codes and
-//     scales already quantised (MoeGemvParams::a_codes: the norm's, past 8 tokens a step) and
+//     scales already quantised (MoeGemvParams::a_codes: the norm's, from two tokens a step) and
 //     copy them: the same bits, since the quantisation is per row and the norm's is this one's.
 // Either way the same mma column for column, so the same bits as on the gathered rows.
 //

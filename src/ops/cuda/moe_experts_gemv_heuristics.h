@@ -127,7 +127,7 @@ inline bool use_moe_gemv_token_rows(int64_t tokens, int64_t rows, bool fp8_weigh
 }
 
 // Whether the model's experts over T tokens would rather copy the token rows' e4m3 codes (the norm
-// before them writing those, as it does past 8 tokens a step) than quantise the rows themselves:
+// before them writing those, as it does from two tokens a step) than quantise the rows themselves:
 // e4m3 experts on the token-row GEMV from two tokens. Each gate_up CTA quantises the rows it stages,
 // the same rows in every CTA: ncu of a TP8 channel share's gate_up at one token inside the decode
 // graph (one H200, 2026-12-01, bench/NOTES-dist.md) put ~40% of its warps' stall samples in that

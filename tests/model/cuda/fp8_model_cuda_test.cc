@@ -281,10 +281,10 @@ TEST(Fp8ModelCuda, LoadTimeQuantisationLayerByLayerEqualsTheWholeModel) {
 // quantising its own input, at V2-Lite's shapes (quantised to FP8 at load; 4 layers: one dense,
 // three MoE; q_proj) and V3's (its FP8 config; 4 layers: three dense, one MoE; q_a_proj,
 // q_a_layernorm, q_b_proj), dummy weights: the logits of every step equal bit for bit.
-//   - V2-Lite's steps of at most 8 tokens (decode T = 1, 3) run the same ops either way: the norms
-//     do not quantise there (ops::fp8_norm_quantization_pays, rms_norm_fp8.h). V3's rows (7168
-//     wide) they quantise at every step, where the bf16 path's GEMVs take the same tensor-core
-//     GEMV, quantising inside (T = 1) or after a quantiser pass (T = 3).
+//   - V2-Lite's one-token steps (decode T = 1) run the same ops either way: the norms do not
+//     quantise there (ops::fp8_norm_quantization_pays, rms_norm_fp8.h). From two tokens (T = 3)
+//     they do, and V3's rows (7168 wide) at every step: the bf16 path's GEMVs take the same
+//     tensor-core GEMV, quantising inside (V2-Lite T = 3, V3 T = 1) or after a quantiser pass.
 //   - Larger steps (decode T = 16, 64; prefills of 340, 39, 152 and 190 rows) run the same
 //     kernels on the same bits: the norms' codes and scales are the quantiser's
 //     (ops/rms_norm_fp8.h), kAuto picks for quantised x the kernel the bf16 path runs after its
