@@ -14,6 +14,9 @@
 // the same steps inline: moving them onto these helpers (or the end onto a shared in-order warp
 // sum) changed their cubins, and the FP8 dense / experts' kernels so moved measured 2-4% / 3%
 // slower on the H200 (2026-11-29), so the copies stay until a helper gives ptxas the same code.
+// So do their copies of rows quantised before them (linear_fp8_gemv_mma.cuh's stage_fp8_rows,
+// moe_experts_gemv.cuh's stage_codes_async): one helper for both measured +1 to +3% on the FP8
+// decode steps at 2-8 tokens (H200, 2026-12-03, bench/NOTES-engine.md).
 //
 // Lane (g, t) = (lane / 4, lane % 4) holds bytes [16t, 16t + 16) of a 64-byte k-block of weight
 // rows g and g + 8 and of activation row g; mma_k_block runs the two m16n8k32 e4m3 (or m16n8k16
