@@ -129,7 +129,7 @@ ops::MoeCombineInputs DeepSeekModel::moe_routed(const MoeWeights& w, const Norme
   mark("moe.route");
   Tensor logits = f32({t, num_experts});  // fp32 accumulation and output (§5.1)
   const Device dev = options_.device;
-  // The token rows' codes, when the norm wrote them (from two tokens a step, ffn_fp8_input) and the
+  // The token rows' codes, when the norm wrote them (from two tokens a step, ffn_reads_fp8) and the
   // experts are e4m3: copied by the experts' GEMV instead of quantised there (the same bits).
   const ops::Fp8Activations token_codes = w.experts.is_fp8() ? m.q : ops::Fp8Activations{};
   const bool token_rows = ops::moe_experts_reads_token_rows(dev, t, t * k, w.experts);

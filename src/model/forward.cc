@@ -134,7 +134,7 @@ Tensor DeepSeekModel::run_step(const StepMetadata& step, LatentCache& cache) {
     mark("norms");
     // h += attn; normed = norm(h), quantised for the FFN's FP8 linears into a fresh buffer (every
     // reader of the attention input's, the side stream's joined, is queued before this)
-    normed.q = ffn_fp8_input(i, t);
+    normed.q = fp8_input(t, config_.hidden_size, ffn_reads_fp8(i, t));
     ops::add_rms_norm_fp8(attn_out, h, lw.post_attn_norm, eps, normed.x, act_quant_, normed.q, stream);
     const Tensor& next_norm = i + 1 < num_layers
                                   ? weights_.layers[static_cast<size_t>(i + 1)].input_norm

@@ -104,13 +104,16 @@ bool DeepSeekModel::attention_reads_fp8(int64_t layer) const {
 }
 
 // As moe_routed reads its input: the shared experts through linear(), the routed experts'
-// quantised rows where the grouped FP8 GEMMs take them.
+// quantised rows where the grouped FP8 GEMMs take them, or the token rows' codes where their GEMV
+// would rather copy those than quantise the rows itself.
 bool DeepSeekModel::ffn_reads_fp8(int64_t layer, int64_t t) const {
   const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
   if (lw.mlp) return lw.mlp->gate_up.is_fp8();
   const MoeWeights& m = *lw.moe;
+  const int64_t rows = t * config_.num_experts_per_tok;
   return (m.shared && m.shared->gate_up.is_fp8()) ||
-         ops::moe_experts_takes_quantized_rows(options_.device, t * config_.num_experts_per_tok, m.experts);
+         ops::moe_experts_takes_quantized_rows(options_.device, rows, m.experts) ||
+         ops::moe_experts_wants_token_codes(options_.device, t, rows, m.experts);
 }
 
 // The norms quantise only where that pays: on the GPU from two tokens a step, or at any step for
@@ -118,16 +121,6 @@ bool DeepSeekModel::ffn_reads_fp8(int64_t layer, int64_t t) const {
 ops::Fp8Activations DeepSeekModel::fp8_input(int64_t t, int64_t k, bool wanted) const {
   if (!wanted || !options_.quantize_in_norms || !ops::fp8_norm_quantization_pays(options_.device, t, k)) return {};
   return fp8_buffers(t, k);
-}
-
-ops::Fp8Activations DeepSeekModel::ffn_fp8_input(int64_t layer, int64_t t) const {
-  const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
-  const int64_t hidden = config_.hidden_size;
-  if (options_.quantize_in_norms && lw.moe &&
-      ops::moe_experts_wants_token_codes(options_.device, t, t * config_.num_experts_per_tok, lw.moe->experts)) {
-    return fp8_buffers(t, hidden);
-  }
-  return fp8_input(t, hidden, ffn_reads_fp8(layer, t));
 }
 
 ops::Fp8Activations DeepSeekModel::fp8_buffers(int64_t t, int64_t k) const {

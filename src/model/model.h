@@ -39,14 +39,14 @@
 //
 // FP8 weights (issue #6): the activations an FP8 linear reads are quantised per token and 128
 // channels. Where a norm's output feeds FP8 linears (the attention input: q_proj or q_a_proj and
-// kv_a_proj_with_mqa; the FFN input: the dense or shared experts' gate_up and, past the GEMV's
-// few rows, the routed experts' rows; q_a_layernorm's output: q_b_proj) the norm writes that
+// kv_a_proj_with_mqa; the FFN input: the dense or shared experts' gate_up and the routed experts'
+// rows past the GEMV's few, or their codes where the GEMV copies those,
+// ops::moe_experts_wants_token_codes; q_a_layernorm's output: q_b_proj) the norm writes that
 // quantisation in the same pass (ops/rms_norm_fp8.h, NormedActivation below) and each of them
 // reads it, on the GPU from two tokens a step (at one the GEMV on narrow rows quantises inside,
-// and the fused norm costs more than it saves; ops::fp8_norm_quantization_pays), at every step
-// for rows as wide as V3's, and for the FFN input where the routed experts run as the GEMV on the
-// token rows (ops::moe_experts_wants_token_codes); the down
-// projections read silu_mul_quantize_fp8's (ffn_block.cc); o_proj quantises its own input.
+// and the fused norm costs more than it saves; ops::fp8_norm_quantization_pays) and at every
+// step for rows as wide as V3's; the down projections read silu_mul_quantize_fp8's
+// (ffn_block.cc); o_proj quantises its own input.
 //
 // Backends: the model runs where its weights are (ModelOptions::device). On the CPU every
 // activation is f32 (the reference); on the GPU activations are bf16 with fp32 accumulation
@@ -129,9 +129,9 @@ struct ModelOptions {
   bool fused_absorbed_attention = true;
   // FP8 weights: the norms before FP8 linears also write the quantised activation those read
   // (NormedActivation below), instead of a quantiser pass before each reader, in steps where that
-  // pays (on the GPU from two tokens, or at every step for wide rows: ops::fp8_norm_quantization_pays,
-  // rms_norm_fp8.h; and the FFN input where ffn_fp8_input says; other steps run as with false,
-  // where the GEMVs quantise inside). The same bits either way.
+  // pays (on the GPU from two tokens, or at every step for wide rows:
+  // ops::fp8_norm_quantization_pays, rms_norm_fp8.h; other steps run as with false, where the GEMVs
+  // quantise inside). The same bits either way.
   // false: each FP8 linear quantises its own input (A/B: decode_step_bench --norm-quant off; tests).
   bool quantize_in_norms = true;
   // This rank's share of a model split across ranks (unset: the whole model). The weights must
@@ -261,7 +261,8 @@ class DeepSeekModel {
   void mlp(const MlpWeights& w, const NormedActivation& x, Tensor& out, Stream stream);  // x [T, H] -> out [T, H]
   // Whether FP8 linears read the attention input of `layer` (q_proj or q_a_proj,
   // kv_a_proj_with_mqa), and its FFN input at t tokens (the dense or shared experts' gate_up, the
-  // routed experts' quantised rows): where the norm before them quantises its output too.
+  // routed experts' quantised rows or token rows' codes, ops::moe_experts_wants_token_codes):
+  // where the norm before them quantises its output too.
   bool attention_reads_fp8(int64_t layer) const;
   bool ffn_reads_fp8(int64_t layer, int64_t t) const;
   // Buffers for the quantised copy of a [t, k] activation: codes, token-major scales and, on the
@@ -270,10 +271,6 @@ class DeepSeekModel {
   // fp8_buffers when `wanted` and the norms quantise [t, k] rows (ModelOptions::quantize_in_norms,
   // ops::fp8_norm_quantization_pays), for the norm to write; empty otherwise.
   ops::Fp8Activations fp8_input(int64_t t, int64_t k, bool wanted) const;
-  // The FFN input's: fp8_input's, or fp8_buffers where the routed experts of `layer` would rather
-  // copy the token rows' codes than quantise them (ops::moe_experts_wants_token_codes: e4m3 experts
-  // on the GEMV from two tokens, even where no other reader wants them).
-  ops::Fp8Activations ffn_fp8_input(int64_t layer, int64_t t) const;
   // out [T, out_features]; on `stream`, or the model's stream when it is not given; an FP8 w's
   // GEMM planned for `placement` (kBeside: while a kernel on the side stream holds part of the GPU).
   void linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream = {},

@@ -12,8 +12,11 @@ namespace mlaserve::ops {
 
 bool fp8_norm_quantization_pays(Device device, int64_t tokens, int64_t k) {
 #ifdef MLASERVE_WITH_CUDA
-  // One token on narrow rows: the CUDA-core GEMV quantising inside (use_gemv_mma).
-  if (device == Device::kCUDA) return k >= sm90_fp8::kWideRowMinK || tokens >= 2;
+  // Wherever the linears take the same kernel on bf16 x as on the norm's codes: all but one token
+  // on narrow rows, where bf16 x takes the CUDA-core GEMV quantising inside.
+  if (device == Device::kCUDA) {
+    return sm90_fp8::use_gemv_mma(tokens, k, false) == sm90_fp8::use_gemv_mma(tokens, k, true);
+  }
 #endif
   return device == Device::kCPU;
 }
