@@ -2,7 +2,11 @@
 // v dim 128), beside a cuBLASLt BF16 GEMM measured in the same run. A program, not a test: it
 // prints a table and writes JSON.
 //
-//   mha_prefill_bench [--out DIR] [--reps N] [--shapes KEY,KEY...]
+//   mha_prefill_bench [--out DIR] [--reps N] [--shapes KEY,KEY...] [--fp8-out]
+//
+// --fp8-out: each shape also as an FP8 o_proj reads it, output quantised per (token, head): by a
+// quantiser pass after the kernel ("+ pass us": quantize_activations_fp8_cuda over the bf16 out) and
+// in the kernel's epilogue ("fused us": AttentionFp8Output), graph times as above.
 //
 // Per shape: random bf16 q, k, v (never zeros) and as many input sets as it takes to pass 128 MB
 // (about 2.5x the H100's 50 MB L2), used in rotation. The figure ("graph us") is GPU time: a CUDA
@@ -32,6 +36,7 @@
 #include "bench_timing.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
+#include "ops/fp8_quant.h"
 #include "ops/mha_attention.h"
 
 namespace mlaserve::bench {
@@ -129,6 +134,10 @@ double gemm_tflops(int64_t m, int64_t n, int64_t k, cudaStream_t stream, Timer& 
   return 2.0 * m * n * k / us / 1e6;
 }
 
+// How a run writes its output: bf16 only; then quantised by a pass of its own; quantised in the
+// kernel (--fp8-out).
+enum class OutMode { kBf16, kQuantizerPass, kFused };
+
 struct Result {
   Shape shape;
   double graph_us;
@@ -136,12 +145,13 @@ struct Result {
   int64_t input_sets;
 };
 
-Result run_shape(const Shape& s, int reps, cudaStream_t stream, Timer& timer) {
+Result run_shape(const Shape& s, int reps, cudaStream_t stream, Timer& timer, OutMode mode) {
   const double set_bytes = (s.tq * s.n_heads * kDqk + s.tk * s.n_heads * (kDqk + kDv)) * 2.0;
   const int64_t sets = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(128e6 / set_bytes)));
   struct Set {
     Tensor q, k, v;
     ops::AttentionState out;
+    ops::AttentionFp8Output out_q;
   };
   std::vector<Set> in(static_cast<size_t>(sets));
   for (int64_t i = 0; i < sets; ++i) {
@@ -154,13 +164,22 @@ Result run_shape(const Shape& s, int reps, cudaStream_t stream, Timer& timer) {
     in[i].out.out = Tensor::empty({s.tq, s.n_heads, kDv}, DType::kBF16, Device::kCUDA);
     in[i].out.lse = Tensor::empty({s.tq, s.n_heads}, DType::kF32, Device::kCUDA);
     in[i].out.lse.fill_bytes(0xFF);
+    if (mode != OutMode::kBf16) {
+      in[i].out_q.q.x_q = Tensor::empty({s.tq, s.n_heads * kDv}, DType::kF8E4M3, Device::kCUDA);
+      in[i].out_q.q.scales = Tensor::empty({s.tq, s.n_heads}, DType::kF32, Device::kCUDA);
+    }
   }
   MLA_CUDA_CHECK(cudaDeviceSynchronize());
 
   const ops::MhaParams params{0.1352338f, s.causal};  // V3's softmax scale
   auto call = [&](int i) {
     Set& x = in[static_cast<size_t>(i % sets)];
-    ops::mha_attention_cuda(x.q, x.k, x.v, params, x.out, stream);
+    ops::mha_attention_cuda(x.q, x.k, x.v, params, x.out, mode == OutMode::kFused ? x.out_q : ops::AttentionFp8Output{},
+                            stream);
+    if (mode == OutMode::kQuantizerPass) {
+      ops::quantize_activations_fp8_cuda(x.out.out.reshape({s.tq, s.n_heads * kDv}), x.out_q.params, x.out_q.q.x_q,
+                                         x.out_q.q.scales, stream);
+    }
   };
   for (int i = 0; i < 3; ++i) call(i);
   // About 0.2 s of calls per shape at 500 TFLOPS: the 16k shapes take tens of ms a call.
@@ -191,6 +210,7 @@ Result run_shape(const Shape& s, int reps, cudaStream_t stream, Timer& timer) {
 int run(int argc, char** argv) {
   std::string out_dir = "bench/results", only;
   int reps = 50;
+  bool fp8_out = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
@@ -199,8 +219,10 @@ int run(int argc, char** argv) {
       only = std::string(",") + argv[++i] + ",";
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::max(5, std::atoi(argv[++i]));
+    } else if (a == "--fp8-out") {
+      fp8_out = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--out DIR] [--reps N] [--shapes KEY,KEY...]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out DIR] [--reps N] [--shapes KEY,KEY...] [--fp8-out]\n", argv[0]);
       return 2;
     }
   }
@@ -216,20 +238,27 @@ int run(int argc, char** argv) {
   std::printf("card: %s, %d SMs, L2 %d MB; cuBLASLt BF16 GEMM %.0f TFLOPS (4096^3), %.0f TFLOPS (8192^3)\n",
               prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, gemm_4k, gemm_8k);
 
-  std::vector<Result> results;
+  std::vector<Result> results, with_pass, fused;
   for (const Shape& s : kShapes) {
     if (only.empty() || only.find("," + s.key() + ",") != std::string::npos) {
-      results.push_back(run_shape(s, reps, stream, timer));
+      results.push_back(run_shape(s, reps, stream, timer, OutMode::kBf16));
+      if (!fp8_out) continue;
+      with_pass.push_back(run_shape(s, reps, stream, timer, OutMode::kQuantizerPass));
+      fused.push_back(run_shape(s, reps, stream, timer, OutMode::kFused));
     }
   }
 
-  std::printf("\n%-26s %10s %10s %8s %8s %5s\n", "shape", "graph us", "eager us", "TFLOPS", "x GEMM", "sets");
+  std::printf("\n%-26s %10s %10s %8s %8s %5s%s\n", "shape", "graph us", "eager us", "TFLOPS", "x GEMM", "sets",
+              fp8_out ? "  + pass us  fused us" : "");
   nlohmann::json rows = nlohmann::json::array();
-  for (const Result& r : results) {
+  for (size_t i = 0; i < results.size(); ++i) {
+    const Result& r = results[i];
     const double tflops = r.shape.flops() / r.graph_us / 1e6;
-    std::printf("%-26s %10.1f %10.1f %8.1f %8.2f %5lld\n", r.shape.key().c_str(), r.graph_us, r.eager_us, tflops,
+    std::printf("%-26s %10.1f %10.1f %8.1f %8.2f %5lld", r.shape.key().c_str(), r.graph_us, r.eager_us, tflops,
                 tflops / gemm_best, static_cast<long long>(r.input_sets));
-    rows.push_back({{"shape", r.shape.key()},
+    if (fp8_out) std::printf(" %10.1f %9.1f", with_pass[i].graph_us, fused[i].graph_us);
+    std::printf("\n");
+    nlohmann::json row = {{"shape", r.shape.key()},
                     {"tq", r.shape.tq},
                     {"tk", r.shape.tk},
                     {"n_heads", r.shape.n_heads},
@@ -239,7 +268,12 @@ int run(int argc, char** argv) {
                     {"flops", r.shape.flops()},
                     {"tflops", tflops},
                     {"ratio_to_gemm", tflops / gemm_best},
-                    {"input_sets", r.input_sets}});
+                    {"input_sets", r.input_sets}};
+    if (fp8_out) {
+      row["fp8_out_quantizer_pass_graph_us"] = with_pass[i].graph_us;
+      row["fp8_out_fused_graph_us"] = fused[i].graph_us;
+    }
+    rows.push_back(row);
   }
 
   write_report(out_dir, "mha_prefill", prop.name, command_line(argc, argv),

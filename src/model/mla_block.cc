@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "model/step_metadata.h"
+#include "ops/fp8_quant.h"
 #include "ops/latent_cache.h"
 #include "ops/latent_rows.h"
 #include "ops/linear.h"
@@ -67,6 +68,19 @@ Tensor DeepSeekModel::attention(int64_t layer, const NormedActivation& a, const 
     return attention_mha_cache(w, step, q, latent, k_pe, cache.layer(layer));  // mha_cache_block.cc
   }
 
+  // An FP8 o_proj's input codes [T, n·dv] (one group a head: dv = 128), where the step has
+  // MHA-form rows (a prefill): the ops that write those rows of o write their codes too
+  // (AttentionFp8Output), and the absorbed rows take a quantiser pass of their own. In steps of
+  // absorbed rows only, o_proj quantises o itself (inside its GEMV at decode sizes).
+  const auto& seqs = step.batch->sequences;
+  const bool mha_rows = std::find(step.absorbed.begin(), step.absorbed.end(), false) != step.absorbed.end();
+  const bool head_groups = dv == ops::kFp8BlockSize;  // (every released model's)
+  ops::AttentionFp8Output o_q{
+      fp8_input(t, n * dv, mha_rows && head_groups && w.o_proj.is_fp8(), /*group_major=*/false), act_quant_};
+  auto o_q_rows = [&](int64_t b, int64_t e) {
+    if (!o_q.defined()) return ops::AttentionFp8Output{};
+    return ops::AttentionFp8Output{{o_q.q.x_q.slice(b, e), o_q.q.scales.slice(b, e), Tensor()}, act_quant_};
+  };
   if (whole_step) {
     mark("attn.absorbed.fused");
     ops::mla_absorbed_attention(*whole_step, o, stream);
@@ -74,20 +88,23 @@ Tensor DeepSeekModel::attention(int64_t layer, const NormedActivation& a, const 
     for (const AbsorbedRun& run : step.absorbed_runs) {
       Tensor o_run = o.slice(run.row_begin, run.row_end);
       attend_absorbed(w, run, q.slice(run.row_begin, run.row_end), cache.layer(layer), o_run);
+      if (!o_q.defined()) continue;
+      ops::AttentionFp8Output run_q = o_q_rows(run.row_begin, run.row_end);
+      ops::quantize_activations_fp8(o_run.reshape({run.row_end - run.row_begin, n * dv}), act_quant_, run_q.q.x_q,
+                                    run_q.q.scales, stream);
     }
   }
   mark("attn.mha");
-  const auto& seqs = step.batch->sequences;
   for (size_t i = 0; i < seqs.size(); ++i) {
     if (step.absorbed[i]) continue;
     const int64_t b = seqs[i].query_start, e = b + seqs[i].query_len;
     Tensor o_seq = o.slice(b, e);
     attend_mha(w, seqs[i], step.mha_block_tables[i], q.slice(b, e), latent.slice(b, e), k_pe.slice(b, e),
-               cache.layer(layer), o_seq);
+               cache.layer(layer), o_seq, o_q_rows(b, e));
   }
   mark("attn.o_proj");
   Tensor out = partial({t, w.o_proj.out_features()});  // [T, H]
-  linear_into(w.o_proj, o.reshape({t, n * dv}), out);
+  linear_into(w.o_proj, NormedActivation{o.reshape({t, n * dv}), o_q.q}, out);
   return out;
 }
 
@@ -160,7 +177,7 @@ void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run,
 
 void DeepSeekModel::attend_mha(const MlaWeights& w, const SequenceSlice& seq, const Tensor& block_table,
                                const Tensor& q, const Tensor& latent, const Tensor& k_pe, const Tensor& cache_layer,
-                               Tensor& o) {
+                               Tensor& o, const ops::AttentionFp8Output& o_q) {
   const int64_t len = seq.query_len, ctx = seq.context_len;
   const int64_t n = heads_, dc = config_.kv_lora_rank, dr = config_.qk_rope_head_dim;
   const int64_t dn = config_.qk_nope_head_dim, dv = config_.v_head_dim;
@@ -180,7 +197,8 @@ void DeepSeekModel::attend_mha(const MlaWeights& w, const SequenceSlice& seq, co
   Tensor k, v;
   expand(latent, k_pe, k, v);
   ops::AttentionState state{o, f32({len, n})};
-  ops::mha_attention(q, k, v, ops::MhaParams{scale, /*causal=*/true}, state, stream);
+  ops::mha_attention(q, k, v, ops::MhaParams{scale, /*causal=*/true}, state, stream,
+                     ctx == 0 ? o_q : ops::AttentionFp8Output{});
   if (ctx == 0) return;
 
   // ... and to the cached context, gathered and up-projected chunk by chunk, merged by LSE.
@@ -193,7 +211,7 @@ void DeepSeekModel::attend_mha(const MlaWeights& w, const SequenceSlice& seq, co
     expand(ctx_latent.slice(c0, c1), ctx_pe.slice(c0, c1), ck, cv);
     ops::AttentionState part{act({len, n, dv}), f32({len, n})};
     ops::mha_attention(q, ck, cv, ops::MhaParams{scale, /*causal=*/false}, part, stream);
-    ops::merge_attention_states(state, part, state, stream);
+    ops::merge_attention_states(state, part, state, stream, c1 == ctx ? o_q : ops::AttentionFp8Output{});
   }
 }
 

@@ -118,15 +118,15 @@ bool DeepSeekModel::ffn_reads_fp8(int64_t layer, int64_t t) const {
 
 // The norms quantise only where that pays: on the GPU from two tokens a step, or at any step for
 // rows as wide as V3's (ops::fp8_norm_quantization_pays has the rule and the H200's figures).
-ops::Fp8Activations DeepSeekModel::fp8_input(int64_t t, int64_t k, bool wanted) const {
+ops::Fp8Activations DeepSeekModel::fp8_input(int64_t t, int64_t k, bool wanted, bool group_major) const {
   if (!wanted || !options_.quantize_in_norms || !ops::fp8_norm_quantization_pays(options_.device, t, k)) return {};
-  return fp8_buffers(t, k);
+  return fp8_buffers(t, k, group_major);
 }
 
-ops::Fp8Activations DeepSeekModel::fp8_buffers(int64_t t, int64_t k) const {
+ops::Fp8Activations DeepSeekModel::fp8_buffers(int64_t t, int64_t k, bool group_major) const {
   const int64_t groups = ops::fp8_num_blocks(k);
   return {Tensor::empty({t, k}, DType::kF8E4M3, options_.device), f32({t, groups}),   // [T, K], [T, K/128]
-          options_.device != Device::kCPU ? f32({groups, t}) : Tensor()};               // [K/128, T]
+          group_major && options_.device != Device::kCPU ? f32({groups, t}) : Tensor()};  // [K/128, T]
 }
 
 std::optional<ForkedBranch> DeepSeekModel::fork_side_branch() {

@@ -46,7 +46,9 @@
 // reads it, on the GPU from two tokens a step (at one the GEMV on narrow rows quantises inside,
 // and the fused norm costs more than it saves; ops::fp8_norm_quantization_pays) and at every
 // step for rows as wide as V3's; the down projections read silu_mul_quantize_fp8's
-// (ffn_block.cc); o_proj quantises its own input.
+// (ffn_block.cc); o_proj reads the attention ops' codes in steps with MHA-form rows (prefill:
+// ops::AttentionFp8Output, written where o is, mla_block.cc) and quantises its own input in
+// decode steps.
 //
 // Backends: the model runs where its weights are (ModelOptions::device). On the CPU every
 // activation is f32 (the reference); on the GPU activations are bf16 with fp32 accumulation
@@ -71,6 +73,7 @@
 #include "model/weights.h"
 #include "ops/fp8_quant.h"
 #include "ops/linear_fp8.h"
+#include "ops/merge_attention_states.h"
 #include "ops/mla_absorbed_attention.h"
 #include "ops/moe_combine_norm.h"
 #include "ops/moe_router.h"
@@ -131,7 +134,8 @@ struct ModelOptions {
   // (NormedActivation below), instead of a quantiser pass before each reader, in steps where that
   // pays (on the GPU from two tokens, or at every step for wide rows:
   // ops::fp8_norm_quantization_pays, rms_norm_fp8.h; other steps run as with false, where the GEMVs
-  // quantise inside). The same bits either way.
+  // quantise inside); so do the prefill attention ops for o_proj under the same rule. The same
+  // bits either way.
   // false: each FP8 linear quantises its own input (A/B: decode_step_bench --norm-quant off; tests).
   bool quantize_in_norms = true;
   // This rank's share of a model split across ranks (unset: the whole model). The weights must
@@ -216,8 +220,6 @@ class DeepSeekModel {
   // a [T, H] normed input -> o_proj output [T, H] (this rank's heads only: a partial sum under
   // tensor parallelism). `layer` counts from the first layer of this stage.
   Tensor attention(int64_t layer, const NormedActivation& a, const StepMetadata& step, LatentCache& cache);
-  // Write o [rows, n, dv]: a run of consecutive absorbed-form sequences (one mla_decode call),
-  // or one MHA-form sequence (its new tokens, then its cached context chunk by chunk).
   // Whether a decode run of num_seqs sequences whose longest has max_seq_len tokens may take the
   // fused absorbed attention (ModelOptions::fused_absorbed_attention, the heads and sequences the
   // GPU holds clusters for; the op's own fit test decides the rest).
@@ -231,10 +233,14 @@ class DeepSeekModel {
   std::optional<ops::MlaAbsorbedArgs> fused_attention_of_step(const MlaWeights& w, const StepMetadata& step,
                                                               const Tensor& q, const Tensor& cache_layer,
                                                               const Tensor& o) const;
+  // Write o [rows, n, dv]: a run of consecutive absorbed-form sequences (one mla_decode call),
+  // or one MHA-form sequence (its new tokens, then its cached context chunk by chunk; o_q, when
+  // defined, its rows' FP8 codes for o_proj, written by the last of those ops).
   void attend_absorbed(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,
                        const Tensor& cache_layer, Tensor& o);
   void attend_mha(const MlaWeights& w, const SequenceSlice& seq, const Tensor& block_table, const Tensor& q,
-                  const Tensor& latent, const Tensor& k_pe, const Tensor& cache_layer, Tensor& o);
+                  const Tensor& latent, const Tensor& k_pe, const Tensor& cache_layer, Tensor& o,
+                  const ops::AttentionFp8Output& o_q);
   // KvCacheLayout::kMha (mha_cache_block.cc): writes the new tokens' per-head K/V into the cache
   // layer and attends over it; q [T, n, 192] -> o_proj output [T, H].
   Tensor attention_mha_cache(const MlaWeights& w, const StepMetadata& step, const Tensor& q, const Tensor& latent,
@@ -266,11 +272,12 @@ class DeepSeekModel {
   bool attention_reads_fp8(int64_t layer) const;
   bool ffn_reads_fp8(int64_t layer, int64_t t) const;
   // Buffers for the quantised copy of a [t, k] activation: codes, token-major scales and, on the
-  // GPU, the group-major scales cuBLASLt reads (written in the same pass by the quantising op).
-  ops::Fp8Activations fp8_buffers(int64_t t, int64_t k) const;
+  // GPU with group_major, the group-major scales cuBLASLt reads (written in the same pass by the
+  // quantising op; without them cuBLASLt's path transposes the token-major ones).
+  ops::Fp8Activations fp8_buffers(int64_t t, int64_t k, bool group_major = true) const;
   // fp8_buffers when `wanted` and the norms quantise [t, k] rows (ModelOptions::quantize_in_norms,
   // ops::fp8_norm_quantization_pays), for the norm to write; empty otherwise.
-  ops::Fp8Activations fp8_input(int64_t t, int64_t k, bool wanted) const;
+  ops::Fp8Activations fp8_input(int64_t t, int64_t k, bool wanted, bool group_major = true) const;
   // out [T, out_features]; on `stream`, or the model's stream when it is not given; an FP8 w's
   // GEMM planned for `placement` (kBeside: while a kernel on the side stream holds part of the GPU).
   void linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream = {},

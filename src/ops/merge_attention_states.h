@@ -11,8 +11,11 @@
 // merged state may be `a` itself (in place). fp32 throughout.
 #pragma once
 
+#include <string_view>
+
 #include "core/stream.h"
 #include "core/tensor.h"
+#include "ops/fp8_quant.h"
 
 namespace mlaserve::ops {
 
@@ -21,10 +24,30 @@ struct AttentionState {
   Tensor lse;  // [T, n] f32
 };
 
-void merge_attention_states_cpu(const AttentionState& a, const AttentionState& b, AttentionState& merged);
+// An attention op's final output also quantised for an FP8 reader (the FP8 o_proj): per token and
+// 128 channels (ops/fp8_quant.h), i.e. per (token, head), dv being 128. The op that writes out
+// writes q too, from out's values as stored (bf16 on the GPU): exactly quantize_activations_fp8 of
+// out as [T, n·dv], without the pass that would read out back.
+//   q.x_q     [T, n·dv] e4m3
+//   q.scales  [T, n] f32, token-major; q.scales_t stays undefined (cuBLASLt's reader transposes)
+struct AttentionFp8Output {
+  Fp8Activations q;
+  ActQuantParams params;
+
+  bool defined() const { return q.defined(); }
+};
+
+// Checks a defined fp8 against the output out [T, n, dv] it quantises (device and dtypes, dv =
+// 128, the shapes above); `op` names the caller in the message.
+void check_attention_fp8_output(std::string_view op, const AttentionFp8Output& fp8, const Tensor& out);
+
+// merged_q, when defined: merged.out quantised as AttentionFp8Output says.
+void merge_attention_states_cpu(const AttentionState& a, const AttentionState& b, AttentionState& merged,
+                                const AttentionFp8Output& merged_q = {});
 
 // Dispatch by device (ops/dispatch.h): the model graph calls these.
-void merge_attention_states(const AttentionState& a, const AttentionState& b, AttentionState& merged, Stream stream = {});
+void merge_attention_states(const AttentionState& a, const AttentionState& b, AttentionState& merged, Stream stream = {},
+                            const AttentionFp8Output& merged_q = {});
 
 }  // namespace mlaserve::ops
 
@@ -36,9 +59,10 @@ namespace mlaserve::ops {
 // ---- CUDA: src/ops/cuda/merge_attention_states.cu --------------------------------------------
 // out bf16 [T, n, dv] and lse f32 [T, n] for all three states, on the GPU; asynchronous on
 // stream. Weights and the merged lse in fp32, out rounded once to bf16; merged may be a or b.
-// A side with lse = -inf is not read at all, so its out may hold anything (even NaN).
+// A side with lse = -inf is not read at all, so its out may hold anything (even NaN). merged_q:
+// quantised from the bf16 values of merged.out in the same pass.
 void merge_attention_states_cuda(const AttentionState& a, const AttentionState& b, AttentionState& merged,
-                                 cudaStream_t stream);
+                                 const AttentionFp8Output& merged_q, cudaStream_t stream);
 
 }  // namespace mlaserve::ops
 #endif  // MLASERVE_WITH_CUDA

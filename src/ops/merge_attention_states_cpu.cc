@@ -7,7 +7,8 @@
 
 namespace mlaserve::ops {
 
-void merge_attention_states_cpu(const AttentionState& a, const AttentionState& b, AttentionState& merged) {
+void merge_attention_states_cpu(const AttentionState& a, const AttentionState& b, AttentionState& merged,
+                                const AttentionFp8Output& merged_q) {
   constexpr std::string_view kOp = "merge_attention_states_cpu";
   const AttentionState* states[] = {&a, &b, &merged};
   for (const AttentionState* s : states) {
@@ -20,6 +21,7 @@ void merge_attention_states_cpu(const AttentionState& a, const AttentionState& b
     cpu::check_shape(kOp, "out", s->out, a.out.shape());
     cpu::check_shape(kOp, "lse", s->lse, {t, n});
   }
+  if (merged_q.defined()) check_attention_fp8_output(kOp, merged_q, merged.out);
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const float *out_a = a.out.data<float>(), *out_b = b.out.data<float>();
   const float *lse_a = a.lse.data<float>(), *lse_b = b.lse.data<float>();
@@ -36,6 +38,10 @@ void merge_attention_states_cpu(const AttentionState& a, const AttentionState& b
     }
     for (int64_t c = 0; c < dv; ++c) out[r * dv + c] = wa * out_a[r * dv + c] + wb * out_b[r * dv + c];
     lse[r] = merged_lse;
+  }
+  if (merged_q.defined()) {
+    Fp8Activations q8 = merged_q.q;
+    quantize_activations_fp8_cpu(merged.out.reshape({t, n * dv}), merged_q.params, q8.x_q, q8.scales);  // [T, n·dv]
   }
 }
 

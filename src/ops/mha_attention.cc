@@ -5,10 +5,11 @@
 
 namespace mlaserve::ops {
 
-void mha_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params, AttentionState& out, Stream stream) {
-  if (!on_gpu(out.out)) return mha_attention_cpu(q, k, v, params, out);
+void mha_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params, AttentionState& out,
+                   Stream stream, const AttentionFp8Output& out_q) {
+  if (!on_gpu(out.out)) return mha_attention_cpu(q, k, v, params, out, out_q);
 #ifdef MLASERVE_WITH_CUDA
-  return mha_attention_cuda(q, k, v, params, out, cuda_stream(stream));
+  return mha_attention_cuda(q, k, v, params, out, out_q, cuda_stream(stream));
 #else
   no_gpu_path("mha_attention");
 #endif

@@ -5,6 +5,7 @@
 //   k    [Tk, n, dqk] f32   per head [k_nope | k_pe] (mla_expand_kv.h builds it)
 //   v    [Tk, n, dv]  f32
 //   out  AttentionState: out [Tq, n, dv] f32, lse [Tq, n] f32, caller-allocated
+//   out_q  optional: out quantised for an FP8 reader (AttentionFp8Output, merge_attention_states.h)
 //
 //   score[h, i, s] = softmax_scale · q[i, h] · k[s, h], softmax over the visible s in fp32,
 //   out[i, h] = Σ_s p · v[s, h],  lse[i, h] = log Σ_s exp(score)  (natural log)
@@ -29,10 +30,11 @@ struct MhaParams {
 };
 
 void mha_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params,
-                       AttentionState& out);
+                       AttentionState& out, const AttentionFp8Output& out_q = {});
 
 // Dispatch by device (ops/dispatch.h): the model graph calls these.
-void mha_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params, AttentionState& out, Stream stream = {});
+void mha_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params, AttentionState& out,
+                   Stream stream = {}, const AttentionFp8Output& out_q = {});
 
 }  // namespace mlaserve::ops
 
@@ -47,10 +49,11 @@ namespace mlaserve::ops {
 // consumer warpgroups, online softmax in fp32), specialised to dqk = 192 and dv = 128.
 // q, k, v and out.out are bf16 on the GPU (out.out [Tq, n, 128] bf16, not f32 as on the
 // host), out.lse f32; every tensor contiguous and 16-byte aligned (row slices of contiguous
-// tensors are). Same semantics as mha_attention_cpu, Tk = 0 included. Shapes are checked here;
-// asynchronous on stream, no host synchronisation.
+// tensors are). Same semantics as mha_attention_cpu, Tk = 0 included; out_q is quantised from the
+// bf16 values of out.out in the kernel's epilogue. Shapes are checked here; asynchronous on
+// stream, no host synchronisation.
 void mha_attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params,
-                        AttentionState& out, cudaStream_t stream);
+                        AttentionState& out, const AttentionFp8Output& out_q, cudaStream_t stream);
 
 }  // namespace mlaserve::ops
 #endif  // MLASERVE_WITH_CUDA

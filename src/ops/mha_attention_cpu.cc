@@ -9,7 +9,7 @@
 namespace mlaserve::ops {
 
 void mha_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params,
-                       AttentionState& out) {
+                       AttentionState& out, const AttentionFp8Output& out_q) {
   constexpr std::string_view kOp = "mha_attention_cpu";
   cpu::check_f32(kOp, "q", q);
   cpu::check_f32(kOp, "k", k);
@@ -28,6 +28,7 @@ void mha_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
             "{}: softmax_scale must be positive and finite, got {}", kOp, params.softmax_scale);
   MLA_CHECK(!params.causal || tk >= tq, "{}: causal attention needs Tk >= Tq, got q {} and k {}", kOp,
             shape_str(q.shape()), shape_str(k.shape()));
+  if (out_q.defined()) check_attention_fp8_output(kOp, out_q, out.out);
 
   const float *qp = q.data<float>(), *kp = k.data<float>(), *vp = v.data<float>();
   float* o = out.out.data<float>();
@@ -61,6 +62,10 @@ void mha_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
       }
     }
   });
+  if (out_q.defined()) {
+    Fp8Activations q8 = out_q.q;
+    quantize_activations_fp8_cpu(out.out.reshape({tq, n * dv}), out_q.params, q8.x_q, q8.scales);  // [Tq, n·dv]
+  }
 }
 
 }  // namespace mlaserve::ops

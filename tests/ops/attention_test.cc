@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "op_test_util.h"
+#include "ops/fp8_quant.h"
 #include "ops/merge_attention_states.h"
 #include "ops/mha_attention.h"
 
@@ -158,6 +159,64 @@ TEST(MergeAttentionStates, EmptySideContributesNothing) {
   merge_attention_states_cpu(none, none, merged);
   for (float v : merged.out.to_vector()) EXPECT_EQ(v, 0.0f);
   for (float v : merged.lse.to_vector()) EXPECT_EQ(v, -std::numeric_limits<float>::infinity());
+}
+
+// [T, n·128] codes and [T, n] scales on the host.
+AttentionFp8Output fp8_output(int64_t t, int64_t n) {
+  return {{Tensor::empty({t, n * kV}, DType::kF8E4M3), poisoned({t, n}, DType::kF32), Tensor()}, {}};
+}
+
+// Every code times its (token, head) scale within e4m3's rounding of the output it quantises:
+// 3 mantissa bits give |x_q·s - x| <= 2^-4 |x| for normal codes, and at most half the smallest
+// subnormal step (2^-10 · s) below them.
+void expect_dequantises_to(const AttentionFp8Output& q8, const Tensor& out) {
+  const int64_t t = out.dim(0), n = out.dim(1);
+  const float* x = out.data<float>();
+  int64_t bad = 0;
+  for (int64_t r = 0; r < t * n; ++r) {
+    const float scale = q8.q.scales.data<float>()[r];
+    for (int64_t c = 0; c < kV; ++c) {
+      const float got = e4m3_to_float(q8.q.x_q.data<float8_e4m3>()[r * kV + c]) * scale, want = x[r * kV + c];
+      bad += std::abs(got - want) <= std::ldexp(std::abs(want), -4) + std::ldexp(scale, -10) ? 0 : 1;
+    }
+  }
+  EXPECT_EQ(bad, 0) << "codes that do not dequantise to the output";
+}
+
+// The output's FP8 form (AttentionFp8Output) from both ops: codes that dequantise to out, the
+// same bits as the quantiser's pass over out; and the merge of chunked prefill writes them too.
+TEST(AttentionFp8Output, BothOpsWriteTheQuantisationOfOut) {
+  std::mt19937_64 rng(55);
+  const int64_t context = 40, chunk = 30;
+  Qkv x = random_qkv(chunk, context + chunk, rng);
+  AttentionState self{poisoned({chunk, kHeads, kV}, DType::kF32), poisoned({chunk, kHeads}, DType::kF32)};
+  const AttentionFp8Output self_q = fp8_output(chunk, kHeads);
+  mha_attention_cpu(key_rows(x, context, context + chunk).q, x.k.slice(context, context + chunk),
+                    x.v.slice(context, context + chunk), MhaParams{kScale, true}, self, self_q);
+  expect_dequantises_to(self_q, self.out);
+  AttentionFp8Output pass = fp8_output(chunk, kHeads);
+  quantize_activations_fp8_cpu(self.out.reshape({chunk, kHeads * kV}), {}, pass.q.x_q, pass.q.scales);
+  EXPECT_EQ(std::memcmp(self_q.q.x_q.raw(), pass.q.x_q.raw(), self_q.q.x_q.nbytes()), 0);
+  EXPECT_EQ(std::memcmp(self_q.q.scales.raw(), pass.q.scales.raw(), self_q.q.scales.nbytes()), 0);
+
+  AttentionState ctx = run(key_rows(x, 0, context), false);
+  const AttentionFp8Output merged_q = fp8_output(chunk, kHeads);
+  merge_attention_states_cpu(ctx, self, self, merged_q);  // in place
+  expect_dequantises_to(merged_q, self.out);
+}
+
+TEST(AttentionFp8Output, RejectsWhatItCannotWrite) {
+  std::mt19937_64 rng(56);
+  Qkv x = random_qkv(4, 4, rng);
+  AttentionState s{poisoned({4, kHeads, kV}, DType::kF32), poisoned({4, kHeads}, DType::kF32)};
+  AttentionFp8Output wrong_rows = fp8_output(3, kHeads);
+  EXPECT_THROW(mha_attention_cpu(x.q, x.k, x.v, MhaParams{kScale, true}, s, wrong_rows), Error);
+  AttentionFp8Output group_major = fp8_output(4, kHeads);
+  group_major.q.scales_t = Tensor::empty({kHeads, 4}, DType::kF32);  // never written: refused
+  EXPECT_THROW(merge_attention_states_cpu(s, s, s, group_major), Error);
+  AttentionState narrow{poisoned({4, kHeads, 64}, DType::kF32), poisoned({4, kHeads}, DType::kF32)};
+  AttentionFp8Output half = fp8_output(4, kHeads);
+  EXPECT_THROW(merge_attention_states_cpu(narrow, narrow, narrow, half), Error);  // dv 64: no whole group a head
 }
 
 }  // namespace

@@ -11,12 +11,15 @@
 // (merged may be a or b): each out element is read and written by the same lane, and the row's
 // lse is written by its first lane only after __syncwarp(), when all 16 lanes have read the old
 // values. The loop runs per warp (pairs of rows), so __syncwarp() is never divergent.
+// With an FP8 output (kQuantize) dv is 128, one vector a lane, and the row's half-warp also
+// quantises the bf16 values it stores (fp8_quant.cuh's arithmetic: the amax over the 16 lanes).
 #include <cuda_bf16.h>
 
 #include <cmath>
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/fp8_quant.cuh"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/vec.cuh"
 #include "ops/merge_attention_states.h"
@@ -36,11 +39,34 @@ struct MergeStatesParams {
   const float* lse_b;          // [rows]
   __nv_bfloat16* out;          // [rows, dv], may be out_a or out_b
   float* lse;                  // [rows], may be lse_a or lse_b
+  uint8_t* out_q;              // [rows, 128] e4m3 of out (AttentionFp8Output), or null
+  float* out_scales;           // [rows]
+  float amax_floor;
+  bool ue8m0;
   int64_t rows;                // T * n
   int64_t dv;
 };
 
+// out[r] = wa · out_a[r] + wb · out_b[r] over channels [c0, c0 + kVec), in fp32; a side with a
+// zero weight is not read.
 template <int kVec>
+__device__ __forceinline__ void merge_vector(const MergeStatesParams& p, int64_t r, int64_t c0, float wa, float wb,
+                                             float (&acc)[kVec]) {
+  float x[kVec];
+  gpu::fill_vec<kVec>(acc, 0.0f);
+  if (wa != 0.0f) {
+    gpu::load_vec<kVec>(p.out_a + r * p.dv + c0, x);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) acc[i] = wa * x[i];
+  }
+  if (wb != 0.0f) {
+    gpu::load_vec<kVec>(p.out_b + r * p.dv + c0, x);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) acc[i] += wb * x[i];
+  }
+}
+
+template <int kVec, bool kQuantize>
 __global__ void __launch_bounds__(kThreads) merge_attention_states_kernel(MergeStatesParams p) {
   const int lane = threadIdx.x % kLanesPerRow, half = (threadIdx.x % 32) / kLanesPerRow;
   const int64_t warps = int64_t{gridDim.x} * (blockDim.x / 32);
@@ -57,20 +83,27 @@ __global__ void __launch_bounds__(kThreads) merge_attention_states_kernel(MergeS
       wb = eb / sum;
       merged_lse = m + logf(sum);
     }
-    for (int64_t c = lane; active && c < vectors; c += kLanesPerRow) {
-      float acc[kVec], x[kVec];
-      gpu::fill_vec<kVec>(acc, 0.0f);
-      if (wa != 0.0f) {
-        gpu::load_vec<kVec>(p.out_a + r * p.dv + c * kVec, x);
-#pragma unroll
-        for (int i = 0; i < kVec; ++i) acc[i] = wa * x[i];
+    if constexpr (kQuantize) {  // dv = 128: channels 8 lane .. 8 lane + 7; every lane (shuffles)
+      float acc[kVec];
+      if (active) {
+        merge_vector<kVec>(p, r, lane * kVec, wa, wb, acc);
+      } else {
+        gpu::fill_vec<kVec>(acc, 0.0f);
       }
-      if (wb != 0.0f) {
-        gpu::load_vec<kVec>(p.out_b + r * p.dv + c * kVec, x);
 #pragma unroll
-        for (int i = 0; i < kVec; ++i) acc[i] += wb * x[i];
+      for (int i = 0; i < kVec; ++i) acc[i] = __bfloat162float(__float2bfloat16_rn(acc[i]));  // as stored
+      const float scale = gpu::group_act_scale<kLanesPerRow, kVec>(acc, p.amax_floor, p.ue8m0);
+      if (active) {
+        gpu::store_vec<kVec>(p.out + r * p.dv + lane * kVec, acc);
+        *reinterpret_cast<uint2*>(p.out_q + r * p.dv + lane * kVec) = gpu::quantize_e4m3x8(acc, scale);
+        if (lane == 0) p.out_scales[r] = scale;
       }
-      gpu::store_vec<kVec>(p.out + r * p.dv + c * kVec, acc);
+    } else {
+      for (int64_t c = lane; active && c < vectors; c += kLanesPerRow) {
+        float acc[kVec];
+        merge_vector<kVec>(p, r, c * kVec, wa, wb, acc);
+        gpu::store_vec<kVec>(p.out + r * p.dv + c * kVec, acc);
+      }
     }
     __syncwarp();  // every lane has read lse_a[r] and lse_b[r] before lse[r] (maybe the same) changes
     if (active && lane == 0) p.lse[r] = merged_lse;
@@ -80,7 +113,7 @@ __global__ void __launch_bounds__(kThreads) merge_attention_states_kernel(MergeS
 }  // namespace
 
 void merge_attention_states_cuda(const AttentionState& a, const AttentionState& b, AttentionState& merged,
-                                 cudaStream_t stream) {
+                                 const AttentionFp8Output& merged_q, cudaStream_t stream) {
   const AttentionState* states[] = {&a, &b, &merged};
   for (const AttentionState* s : states) {
     gpu::check_dtype(kOp, "out", s->out, DType::kBF16);
@@ -92,16 +125,30 @@ void merge_attention_states_cuda(const AttentionState& a, const AttentionState& 
     gpu::check_shape(kOp, "out", s->out, a.out.shape());
     gpu::check_shape(kOp, "lse", s->lse, {t, n});
   }
-  const MergeStatesParams p{gpu::ptr<const __nv_bfloat16>(a.out), gpu::ptr<const __nv_bfloat16>(b.out),
-                            gpu::ptr<const float>(a.lse),         gpu::ptr<const float>(b.lse),
-                            gpu::ptr<__nv_bfloat16>(merged.out),  gpu::ptr<float>(merged.lse),
-                            t * n,                                dv};
+  MergeStatesParams p{gpu::ptr<const __nv_bfloat16>(a.out), gpu::ptr<const __nv_bfloat16>(b.out),
+                      gpu::ptr<const float>(a.lse),         gpu::ptr<const float>(b.lse),
+                      gpu::ptr<__nv_bfloat16>(merged.out),  gpu::ptr<float>(merged.lse),
+                      nullptr,                              nullptr,
+                      0.0f,                                 false,
+                      t * n,                                dv};
+  const bool vec8 = dv % 8 == 0 && gpu::aligned16(a.out) && gpu::aligned16(b.out) && gpu::aligned16(merged.out);
+  if (merged_q.defined()) {
+    check_attention_fp8_output(kOp, merged_q, merged.out);
+    gpu::check_dtype(kOp, "merged_q.x_q", merged_q.q.x_q, DType::kF8E4M3);
+    MLA_CHECK(vec8 && gpu::aligned16(merged_q.q.x_q), "{}: an FP8 output needs 16-byte aligned outs and codes", kOp);
+    p.out_q = gpu::ptr<uint8_t>(merged_q.q.x_q);
+    p.out_scales = gpu::ptr<float>(merged_q.q.scales);
+    p.amax_floor = merged_q.params.amax_floor;
+    p.ue8m0 = merged_q.params.scale_format == Fp8ScaleFormat::kUE8M0;
+  }
   if (p.rows == 0) return;
   const unsigned blocks = gpu::grid_blocks(p.rows, kThreads / 32 * kRowsPerWarp);
-  if (dv % 8 == 0 && gpu::aligned16(a.out) && gpu::aligned16(b.out) && gpu::aligned16(merged.out)) {
-    merge_attention_states_kernel<8><<<blocks, kThreads, 0, stream>>>(p);
+  if (merged_q.defined()) {
+    merge_attention_states_kernel<8, true><<<blocks, kThreads, 0, stream>>>(p);
+  } else if (vec8) {
+    merge_attention_states_kernel<8, false><<<blocks, kThreads, 0, stream>>>(p);
   } else {
-    merge_attention_states_kernel<1><<<blocks, kThreads, 0, stream>>>(p);
+    merge_attention_states_kernel<1, false><<<blocks, kThreads, 0, stream>>>(p);
   }
   MLA_CUDA_CHECK_LAUNCH();
 }

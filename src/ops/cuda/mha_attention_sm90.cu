@@ -10,6 +10,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/tensor_map.h"
+#include "ops/fp8_quant.h"
 #include "ops/mha_attention.h"
 
 namespace mlaserve::ops {
@@ -46,7 +47,7 @@ int device_attribute(cudaDeviceAttr attr) {
 }  // namespace
 
 void mha_attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params,
-                        AttentionState& out, cudaStream_t stream) {
+                        AttentionState& out, const AttentionFp8Output& out_q, cudaStream_t stream) {
   MLA_CHECK(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3, "{}: q {}, k {}, v {} must be [T, n, head_dim]", kOp,
             shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
   const int64_t tq = q.dim(0), n = q.dim(1), tk = k.dim(0);
@@ -62,6 +63,10 @@ void mha_attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const
   MLA_CHECK(n >= 1 && tq * n < (int64_t{1} << 31) && tk * n < (int64_t{1} << 31),
             "{}: the kernel indexes rows and heads with 32-bit integers, got q {} and k {}", kOp,
             shape_str(q.shape()), shape_str(k.shape()));
+  if (out_q.defined()) {
+    check_attention_fp8_output(kOp, out_q, out.out);
+    check_tensor(out_q.q.x_q, "out_q.x_q", DType::kF8E4M3, {tq, n * mha::kHeadDimV});
+  }
   if (tq == 0) return;
 
   if (tk == 0) {  // non-causal over no keys
@@ -71,6 +76,11 @@ void mha_attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const
     const int blocks = static_cast<int>(std::min<int64_t>((chunks + mha::kEmptyThreads - 1) / mha::kEmptyThreads, 1024));
     mha::mha_empty_sm90_kernel<<<blocks, mha::kEmptyThreads, 0, stream>>>(p);
     MLA_CUDA_CHECK_LAUNCH();
+    if (out_q.defined()) {  // zeros and the floor's scale, by a pass of its own (the model never calls Tk = 0)
+      Fp8Activations q8 = out_q.q;
+      quantize_activations_fp8_cuda(out.out.reshape({tq, n * mha::kHeadDimV}), out_q.params, q8.x_q, q8.scales,
+                                    stream);
+    }
     return;
   }
 
@@ -80,6 +90,12 @@ void mha_attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const
   p.v_map = head_tile_map(v);
   p.out = static_cast<__nv_bfloat16*>(out.out.raw());
   p.lse = static_cast<float*>(out.lse.raw());
+  if (out_q.defined()) {
+    p.out_q = static_cast<uint8_t*>(out_q.q.x_q.raw());
+    p.out_scales = static_cast<float*>(out_q.q.scales.raw());
+    p.amax_floor = out_q.params.amax_floor;
+    p.ue8m0 = out_q.params.scale_format == Fp8ScaleFormat::kUE8M0 ? 1 : 0;
+  }
   p.tq = static_cast<int32_t>(tq);
   p.tk = static_cast<int32_t>(tk);
   p.n_heads = static_cast<int32_t>(n);

@@ -291,6 +291,11 @@ TEST(Fp8ModelCuda, LoadTimeQuantisationLayerByLayerEqualsTheWholeModel) {
 //     quantiser (linear_fp8_heuristics.h: the choices differ only at <= 8 tokens), cuBLASLt reads
 //     the same scale values group-major, all rows in one call either way, and the routed experts
 //     gather the same codes.
+// The attention output o_proj reads is quantised where o is written in steps with MHA-form rows
+// (AttentionFp8Output: the prefill attention's epilogue, or the last LSE merge of a chunk after
+// cached context; the absorbed rows of the step by a quantiser pass): the same codes as o_proj's
+// own pass over o. The last case prefills two prompts in two chunks each (context up-projected in
+// chunks of 64 tokens, so the second chunks merge twice and once) beside a decoding sequence.
 // The prefills: 3 prompts of 300, 39 and 1 tokens (340 rows, a multiple of 4: cuBLASLt with the
 // norms' group-major scales), 39 tokens (the swap-AB kernel), 16 sequences of 2..17 tokens (152
 // rows: cuBLASLt) and 64 of 1..5 (190 rows, not a multiple of 4: the one-group grouped GEMM where
@@ -332,23 +337,40 @@ TEST_P(Fp8NormQuantCuda, SameLogitsAsQuantisingInEachLinear) {
                                    make_case("1 sequence (T = 1)", {39}, 1),
                                    make_case("16 sequences (T = 16)", sixteen, 1),
                                    make_case("64 sequences (T = 64)", sixty_four, 1)};
+  // Chunked: prompts of 200 and 90 tokens prefilled as 120 + 80 and 50 + 40, a third sequence of
+  // 3 tokens then decoding one beside the second chunks.
+  const std::vector<std::vector<int32_t>> chunked = {tokens(200), tokens(90), tokens(4)};
+  auto run_chunked = [&](DeepSeekModel& model) {
+    constexpr int32_t kBlocks = 4;
+    LatentCache cache = model.make_cache(3 * kBlocks);
+    const std::vector<std::vector<int32_t>> first = {{chunked[0].begin(), chunked[0].begin() + 120},
+                                                     {chunked[1].begin(), chunked[1].begin() + 50},
+                                                     {chunked[2].begin(), chunked[2].begin() + 3}};
+    std::vector<Tensor> out;
+    out.push_back(model.forward(testing::step_batch(first, {0, 0, 0}, kBlocks), cache).to(Device::kCPU));
+    out.push_back(model.forward(testing::step_batch(chunked, {120, 50, 3}, kBlocks), cache).to(Device::kCPU));
+    return out;
+  };
   std::vector<std::vector<Tensor>> logits[2];  // [in_norms][case][step]
   for (bool in_norms : {true, false}) {
     ModelOptions options;
     options.device = Device::kCUDA;
     options.quantize_in_norms = in_norms;
+    options.context_chunk_tokens = 64;
     DeepSeekModel model(config, weights, options);
     for (const Case& c : cases) {
       logits[in_norms].push_back(testing::run_fixed_steps(model, c.prompts, c.decode, c.blocks_per_seq));
     }
+    logits[in_norms].push_back(run_chunked(model));
   }
-  for (size_t i = 0; i < cases.size(); ++i) {
+  for (size_t i = 0; i < logits[0].size(); ++i) {
     for (size_t k = 0; k < logits[0][i].size(); ++k) {
       const Tensor& a = logits[1][i][k];
       const Tensor& b = logits[0][i][k];
       ASSERT_EQ(a.shape(), b.shape());
       if (std::memcmp(a.raw(), b.raw(), a.nbytes()) != 0) {
-        ADD_FAILURE() << cases[i].name << ", step " << k << " (0: the prefill): logits differ, rel L2 "
+        ADD_FAILURE() << (i < cases.size() ? cases[i].name : "chunked prefill") << ", step " << k
+                      << " (0: the prefill): logits differ, rel L2 "
                       << rel_l2(a, b);
       }
     }

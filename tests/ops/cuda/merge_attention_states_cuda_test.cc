@@ -14,9 +14,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <random>
 #include <vector>
 
+#include "attention_fp8_check.h"
 #include "cuda_op_test_util.h"
 #include "ops/merge_attention_states.h"
 
@@ -59,7 +61,9 @@ AttentionState cpu_state(const HostState& s) {
 
 class MergeAttentionStatesCuda : public CudaOpTest {
  protected:
-  void check(int64_t t, int64_t n, int64_t dv, bool in_place, uint64_t seed) {
+  // With fp8, merged.out also quantised (attention_fp8_check.h).
+  void check(int64_t t, int64_t n, int64_t dv, bool in_place, uint64_t seed,
+             std::optional<ActQuantParams> fp8 = std::nullopt) {
     std::mt19937_64 rng(seed);
     // Row r: r % 7 == 3 has no keys in a, r % 7 == 5 none in b, r % 7 == 6 none in either.
     const HostState a = random_state(t, n, dv, rng, [](int64_t r) { return r % 7 == 3 || r % 7 == 6; });
@@ -73,7 +77,9 @@ class MergeAttentionStatesCuda : public CudaOpTest {
     AttentionState merged = in_place ? ga
                                      : AttentionState{poisoned_gpu({t, n, dv}, DType::kBF16),
                                                       poisoned_gpu({t, n}, DType::kF32)};
-    merge_attention_states(ga, gb, merged, stream());
+    const AttentionFp8Output merged_q = fp8 ? testing::poisoned_fp8_output(t, n, *fp8) : AttentionFp8Output{};
+    merge_attention_states(ga, gb, merged, stream(), merged_q);
+    if (fp8) testing::expect_fp8_of_output(merged.out, merged_q);
     const std::vector<float> out = to_host(merged.out).to_vector(), lse = to_host(merged.lse).to_vector();
     ASSERT_EQ(count_nan(out) + count_nan(lse), 0) << "NaN: unwritten, or an empty side was read";
 
@@ -107,6 +113,15 @@ TEST_F(MergeAttentionStatesCuda, SmallOddWidth) { check(5, 3, 20, false, 3); }
 TEST_F(MergeAttentionStatesCuda, Prefill16Heads) { check(2048, 16, 128, false, 11); }
 
 TEST_F(MergeAttentionStatesCuda, InPlace128Heads) { check(500, 128, 128, true, 12); }
+
+// The merged rows also as FP8 codes for o_proj (the last merge of a chunked prefill), in place
+// and not, with both scale formats; the rows of two empty sides quantise zeros.
+TEST_F(MergeAttentionStatesCuda, SmallFp8Output) {
+  check(3, 7, 128, false, 21, ActQuantParams{});
+  check(5, 16, 128, true, 22, ActQuantParams{kFp8AmaxFloor, Fp8ScaleFormat::kUE8M0});
+}
+
+TEST_F(MergeAttentionStatesCuda, Fp8OutputPrefill128Heads) { check(1000, 128, 128, true, 23, ActQuantParams{}); }
 
 }  // namespace
 }  // namespace mlaserve::ops

@@ -22,10 +22,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "../op_test_util.h"
+#include "attention_fp8_check.h"
 #include "core/cuda_check.h"
 #include "ops/mha_attention.h"
 
@@ -159,10 +161,13 @@ class MhaAttentionCuda : public ::testing::Test {
     if (prop.major != 9) GTEST_SKIP() << "mha_attention_cuda is built for sm_90a; this GPU is " << prop.name;
   }
 
-  // Fresh inputs, poisoned outputs, one call through the dispatch, and the comparison.
-  static void check(const Case& c, uint64_t seed, float scale = kV3Scale) {
+  // Fresh inputs, poisoned outputs, one call through the dispatch, and the comparison; with fp8,
+  // also the output's FP8 codes and scales (attention_fp8_check.h).
+  static void check(const Case& c, uint64_t seed, float scale = kV3Scale,
+                    std::optional<ActQuantParams> fp8 = std::nullopt) {
     SCOPED_TRACE(::testing::Message() << "Tq " << c.tq << ", Tk " << c.tk << ", " << c.n << " heads, "
-                                      << (c.causal ? "causal" : "non-causal") << ", seed " << seed);
+                                      << (c.causal ? "causal" : "non-causal") << ", seed " << seed
+                                      << (fp8 ? ", FP8 output" : ""));
     const Tensor q = random_bf16({c.tq, c.n, kDqk}, seed * 3 + 1);
     const Tensor k = random_bf16({c.tk, c.n, kDqk}, seed * 3 + 2);
     const Tensor v = random_bf16({c.tk, c.n, kDv}, seed * 3 + 3);
@@ -171,8 +176,10 @@ class MhaAttentionCuda : public ::testing::Test {
                        Tensor::empty({c.tq, c.n}, DType::kF32, Device::kCUDA)};
     got.out.fill_bytes(0xFF);  // NaN in bf16 and f32
     got.lse.fill_bytes(0xFF);
-    mha_attention(q.to(Device::kCUDA), k.to(Device::kCUDA), v.to(Device::kCUDA), params, got, Stream{});
+    const AttentionFp8Output got_q = fp8 ? testing::poisoned_fp8_output(c.tq, c.n, *fp8) : AttentionFp8Output{};
+    mha_attention(q.to(Device::kCUDA), k.to(Device::kCUDA), v.to(Device::kCUDA), params, got, Stream{}, got_q);
     MLA_CUDA_CHECK(cudaDeviceSynchronize());
+    if (fp8) testing::expect_fp8_of_output(got.out, got_q);
 
     const std::vector<int64_t> heads = checked_heads(c);
     expect_matches(got.out.to(Device::kCPU).to_vector(), got.lse.to(Device::kCPU).to_vector(), c, heads,
@@ -260,6 +267,17 @@ TEST_F(MhaAttentionCuda, SmallRowViews) {
                  reference(q, k, v, params, heads));
 }
 
+// The output also as FP8 codes for o_proj (AttentionFp8Output): quantised in the epilogue from
+// the stored bf16 rows, rows past Tq (65: a partial block of 128) left alone, the power-of-two
+// scales of UE8M0 checkpoints, and Tk = 0 (zeros: every scale the floor's).
+TEST_F(MhaAttentionCuda, SmallFp8Output) {
+  check({7, 7, 16, true}, 1501, kV3Scale, ActQuantParams{});
+  check({65, 300, 16, true}, 1502, kV3Scale, ActQuantParams{});
+  check({64, 65, 128, false}, 1503, kV3Scale, ActQuantParams{});
+  check({65, 65, 16, true}, 1504, kV3Scale, ActQuantParams{kFp8AmaxFloor, Fp8ScaleFormat::kUE8M0});
+  check({7, 0, 16, false}, 1505, kV3Scale, ActQuantParams{});
+}
+
 // ---- prefill-sized cases ---------------------------------------------------------------------
 
 TEST_F(MhaAttentionCuda, CausalSquare16Heads) {
@@ -284,6 +302,11 @@ TEST_F(MhaAttentionCuda, NonCausal16Heads) {
 TEST_F(MhaAttentionCuda, Causal128Heads) {
   check({1000, 1000, 128, true}, 1301);
   check({4096, 4096, 128, true}, 1302);
+}
+
+TEST_F(MhaAttentionCuda, Fp8OutputPrefill) {
+  check({4096, 4096, 16, true}, 1601, kV3Scale, ActQuantParams{});
+  check({1000, 1000, 128, true}, 1602, kV3Scale, ActQuantParams{});
 }
 
 TEST_F(MhaAttentionCuda, NonCausal128Heads) {
