@@ -24,10 +24,11 @@ struct AttentionState {
   Tensor lse;  // [T, n] f32
 };
 
-// An attention op's final output also quantised for an FP8 reader (the FP8 o_proj): per token and
-// 128 channels (ops/fp8_quant.h), i.e. per (token, head), dv being 128. The op that writes out
-// writes q too, from out's values as stored (bf16 on the GPU): exactly quantize_activations_fp8 of
-// out as [T, n·dv], without the pass that would read out back.
+// An attention op's final output quantised for an FP8 reader (the FP8 o_proj), per token and 128
+// channels (ops/fp8_quant.h), i.e. per (token, head), dv being 128: exactly
+// quantize_activations_fp8 of out as [T, n·dv] as the op would store it (bf16 on the GPU), without
+// the pass that would read it back. The op writes q instead of out: on the GPU out is left as it
+// was (only q's reader needs the rows), on the CPU it is the op's work space; lse is written.
 //   q.x_q     [T, n·dv] e4m3
 //   q.scales  [T, n] f32, token-major; q.scales_t stays undefined (cuBLASLt's reader transposes)
 struct AttentionFp8Output {
@@ -41,7 +42,7 @@ struct AttentionFp8Output {
 // 128, the shapes above); `op` names the caller in the message.
 void check_attention_fp8_output(std::string_view op, const AttentionFp8Output& fp8, const Tensor& out);
 
-// merged_q, when defined: merged.out quantised as AttentionFp8Output says.
+// merged_q, when defined: merged.out quantised in its place, as AttentionFp8Output says.
 void merge_attention_states_cpu(const AttentionState& a, const AttentionState& b, AttentionState& merged,
                                 const AttentionFp8Output& merged_q = {});
 
@@ -60,7 +61,7 @@ namespace mlaserve::ops {
 // out bf16 [T, n, dv] and lse f32 [T, n] for all three states, on the GPU; asynchronous on
 // stream. Weights and the merged lse in fp32, out rounded once to bf16; merged may be a or b.
 // A side with lse = -inf is not read at all, so its out may hold anything (even NaN). merged_q:
-// quantised from the bf16 values of merged.out in the same pass.
+// the merged rows' bf16 values quantised and written in their place.
 void merge_attention_states_cuda(const AttentionState& a, const AttentionState& b, AttentionState& merged,
                                  const AttentionFp8Output& merged_q, cudaStream_t stream);
 

@@ -5,7 +5,8 @@
 //   k    [Tk, n, dqk] f32   per head [k_nope | k_pe] (mla_expand_kv.h builds it)
 //   v    [Tk, n, dv]  f32
 //   out  AttentionState: out [Tq, n, dv] f32, lse [Tq, n] f32, caller-allocated
-//   out_q  optional: out quantised for an FP8 reader (AttentionFp8Output, merge_attention_states.h)
+//   out_q  optional: out quantised for an FP8 reader, written in its place (AttentionFp8Output,
+//          merge_attention_states.h)
 //
 //   score[h, i, s] = softmax_scale · q[i, h] · k[s, h], softmax over the visible s in fp32,
 //   out[i, h] = Σ_s p · v[s, h],  lse[i, h] = log Σ_s exp(score)  (natural log)
@@ -49,8 +50,8 @@ namespace mlaserve::ops {
 // consumer warpgroups, online softmax in fp32), specialised to dqk = 192 and dv = 128.
 // q, k, v and out.out are bf16 on the GPU (out.out [Tq, n, 128] bf16, not f32 as on the
 // host), out.lse f32; every tensor contiguous and 16-byte aligned (row slices of contiguous
-// tensors are). Same semantics as mha_attention_cpu, Tk = 0 included; out_q is quantised from the
-// bf16 values of out.out in the kernel's epilogue. Shapes are checked here; asynchronous on
+// tensors are). Same semantics as mha_attention_cpu, Tk = 0 included; with out_q the epilogue
+// quantises the bf16 rows it would store and writes their codes instead. Shapes are checked here; asynchronous on
 // stream, no host synchronisation.
 void mha_attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const MhaParams& params,
                         AttentionState& out, const AttentionFp8Output& out_q, cudaStream_t stream);

@@ -183,26 +183,31 @@ void expect_dequantises_to(const AttentionFp8Output& q8, const Tensor& out) {
   EXPECT_EQ(bad, 0) << "codes that do not dequantise to the output";
 }
 
-// The output's FP8 form (AttentionFp8Output) from both ops: codes that dequantise to out, the
-// same bits as the quantiser's pass over out; and the merge of chunked prefill writes them too.
+// The output's FP8 form (AttentionFp8Output) from both ops: codes that dequantise to the output
+// the op computes without it, the same bits as the quantiser's pass over that output; and the
+// merge of chunked prefill writes them too.
 TEST(AttentionFp8Output, BothOpsWriteTheQuantisationOfOut) {
   std::mt19937_64 rng(55);
   const int64_t context = 40, chunk = 30;
   Qkv x = random_qkv(chunk, context + chunk, rng);
-  AttentionState self{poisoned({chunk, kHeads, kV}, DType::kF32), poisoned({chunk, kHeads}, DType::kF32)};
+  const Qkv own = key_rows(x, context, context + chunk);
+  const AttentionState self = run(own, true);
+  AttentionState work{poisoned({chunk, kHeads, kV}, DType::kF32), poisoned({chunk, kHeads}, DType::kF32)};
   const AttentionFp8Output self_q = fp8_output(chunk, kHeads);
-  mha_attention_cpu(key_rows(x, context, context + chunk).q, x.k.slice(context, context + chunk),
-                    x.v.slice(context, context + chunk), MhaParams{kScale, true}, self, self_q);
+  mha_attention_cpu(own.q, own.k, own.v, MhaParams{kScale, true}, work, self_q);
   expect_dequantises_to(self_q, self.out);
   AttentionFp8Output pass = fp8_output(chunk, kHeads);
   quantize_activations_fp8_cpu(self.out.reshape({chunk, kHeads * kV}), {}, pass.q.x_q, pass.q.scales);
   EXPECT_EQ(std::memcmp(self_q.q.x_q.raw(), pass.q.x_q.raw(), self_q.q.x_q.nbytes()), 0);
   EXPECT_EQ(std::memcmp(self_q.q.scales.raw(), pass.q.scales.raw(), self_q.q.scales.nbytes()), 0);
+  EXPECT_EQ(work.lse.to_vector(), self.lse.to_vector());
 
-  AttentionState ctx = run(key_rows(x, 0, context), false);
+  const AttentionState ctx = run(key_rows(x, 0, context), false);
+  AttentionState merged{poisoned({chunk, kHeads, kV}, DType::kF32), poisoned({chunk, kHeads}, DType::kF32)};
+  merge_attention_states_cpu(ctx, self, merged);
   const AttentionFp8Output merged_q = fp8_output(chunk, kHeads);
-  merge_attention_states_cpu(ctx, self, self, merged_q);  // in place
-  expect_dequantises_to(merged_q, self.out);
+  merge_attention_states_cpu(ctx, self, work, merged_q);
+  expect_dequantises_to(merged_q, merged.out);
 }
 
 TEST(AttentionFp8Output, RejectsWhatItCannotWrite) {

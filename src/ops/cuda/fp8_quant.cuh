@@ -32,6 +32,47 @@ __device__ __forceinline__ __nv_fp8_storage_t fp8_act_quantize(float v, float sc
   return __nv_cvt_float_to_fp8(div_rn_skip_zero(v, scale), __NV_SATFINITE, __NV_E4M3);
 }
 
+// fp8_act_quantize for the many values of one group, with the division's reciprocal computed once
+// (fp8_act_reciprocal) and no branch a value: the same bits. __fdiv_rn runs an inline sequence,
+// the approximate reciprocal refined by one Newton step, the product and one fma correction,
+// which is correctly rounded wherever its range check (FCHK) lets it run, and a called slow path
+// otherwise; both the check and the branch around every division serialise a thread's
+// divisions. fp8_act_quantize_by runs that sequence, with the reciprocal hoisted, for operands
+// of normal size ([2^-64, 2^64], well inside the check's range; fp8_act_in_fast_range);
+// quantize_e4m3 below divides as fp8_act_quantize does where any value is outside.
+__device__ __forceinline__ float fp8_act_reciprocal(float scale) {
+  float r0;
+  asm("rcp.approx.ftz.f32 %0, %1;\n" : "=f"(r0) : "f"(scale));
+  return fmaf(r0, fmaf(-scale, r0, 1.0f), r0);
+}
+__device__ __forceinline__ bool fp8_act_in_fast_range(float v) {
+  const float a = fabsf(v);
+  return a == 0.0f || (a >= 0x1p-64f && a <= 0x1p64f);
+}
+__device__ __forceinline__ __nv_fp8_storage_t fp8_act_quantize_by(float v, float scale, float reciprocal) {
+  const float q0 = fmaf(reciprocal, v, 0.0f);
+  const float q = fmaf(reciprocal, fmaf(-q0, scale, v), q0);
+  return __nv_cvt_float_to_fp8(v == 0.0f ? v : q, __NV_SATFINITE, __NV_E4M3);  // ±0 keeps its sign
+}
+
+// kValues values of one group as e4m3 codes (code i in the low byte of codes[i]), the bits of
+// fp8_act_quantize: by fp8_act_quantize_by where the scale and every value are in its range,
+// else by the division itself.
+template <int kValues>
+__device__ __forceinline__ void quantize_e4m3(const float (&v)[kValues], float scale, uint32_t (&codes)[kValues]) {
+  bool fast = fp8_act_in_fast_range(scale);
+#pragma unroll
+  for (int i = 0; i < kValues; ++i) fast = fast && fp8_act_in_fast_range(v[i]);
+  if (fast) {
+    const float r = fp8_act_reciprocal(scale);
+#pragma unroll
+    for (int i = 0; i < kValues; ++i) codes[i] = fp8_act_quantize_by(v[i], scale, r);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kValues; ++i) codes[i] = fp8_act_quantize(v[i], scale);
+  }
+}
+
 // The scale of a 128-channel group spread over kLanes lanes of a warp (a power of two, the lanes
 // aligned to it), each holding kValues of the group's values: the amax over the lane's values,
 // then over the lanes by shuffles, max'ed with the floor first (fmaxf skips NaN, as the CPU

@@ -11,8 +11,9 @@
 // (merged may be a or b): each out element is read and written by the same lane, and the row's
 // lse is written by its first lane only after __syncwarp(), when all 16 lanes have read the old
 // values. The loop runs per warp (pairs of rows), so __syncwarp() is never divergent.
-// With an FP8 output (kQuantize) dv is 128, one vector a lane, and the row's half-warp also
-// quantises the bf16 values it stores (fp8_quant.cuh's arithmetic: the amax over the 16 lanes).
+// With an FP8 output (kQuantize) dv is 128, one vector a lane, and the row's half-warp quantises
+// the bf16 values it would store (fp8_quant.cuh's arithmetic: the amax over the 16 lanes) and
+// writes their codes instead.
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -39,7 +40,7 @@ struct MergeStatesParams {
   const float* lse_b;          // [rows]
   __nv_bfloat16* out;          // [rows, dv], may be out_a or out_b
   float* lse;                  // [rows], may be lse_a or lse_b
-  uint8_t* out_q;              // [rows, 128] e4m3 of out (AttentionFp8Output), or null
+  uint8_t* out_q;              // [rows, 128] e4m3, written instead of out (AttentionFp8Output), or null
   float* out_scales;           // [rows]
   float amax_floor;
   bool ue8m0;
@@ -94,7 +95,6 @@ __global__ void __launch_bounds__(kThreads) merge_attention_states_kernel(MergeS
       for (int i = 0; i < kVec; ++i) acc[i] = __bfloat162float(__float2bfloat16_rn(acc[i]));  // as stored
       const float scale = gpu::group_act_scale<kLanesPerRow, kVec>(acc, p.amax_floor, p.ue8m0);
       if (active) {
-        gpu::store_vec<kVec>(p.out + r * p.dv + lane * kVec, acc);
         *reinterpret_cast<uint2*>(p.out_q + r * p.dv + lane * kVec) = gpu::quantize_e4m3x8(acc, scale);
         if (lane == 0) p.out_scales[r] = scale;
       }

@@ -220,10 +220,10 @@ __device__ __forceinline__ void convert_p(const float (&s)[64], uint32_t (&pf)[3
   }
 }
 
-// One output row (a token's head: one quantisation group) as e4m3 codes and its scale, from its
-// bf16 values out2 (this lane's channels 8 j + col0, + 1; the row's 4 lanes form a quad), as
-// quantize_activations_fp8 of the stored row. Every lane of the warp calls it (the amax
-// shuffles); lanes whose row is past Tq (`store` false) write nothing.
+// One output row (a token's head: one quantisation group) as e4m3 codes and its scale, from the
+// bf16 values out2 it would store (this lane's channels 8 j + col0, + 1; the row's 4 lanes form a
+// quad), as quantize_activations_fp8 of the stored row; written instead of the row. Every lane of
+// the warp calls it (the amax shuffles); lanes whose row is past Tq (`store` false) write nothing.
 __device__ __forceinline__ void store_row_fp8(const MhaPrefillParams& p, const __nv_bfloat162 (&out2)[16],
                                               int64_t out_row, int col0, int lane, bool store) {
   float v[32];
@@ -234,11 +234,12 @@ __device__ __forceinline__ void store_row_fp8(const MhaPrefillParams& p, const _
   }
   const float scale = gpu::group_act_scale<4, 32>(v, p.amax_floor, p.ue8m0 != 0);
   if (!store) return;
+  uint32_t codes[32];
+  gpu::quantize_e4m3(v, scale, codes);
   uint8_t* dst = p.out_q + out_row * kHeadDimV + col0;
 #pragma unroll
   for (int j = 0; j < 16; ++j) {
-    const uint32_t lo = gpu::fp8_act_quantize(v[2 * j], scale), hi = gpu::fp8_act_quantize(v[2 * j + 1], scale);
-    *reinterpret_cast<uint16_t*>(dst + 8 * j) = static_cast<uint16_t>(lo | (hi << 8));
+    *reinterpret_cast<uint16_t*>(dst + 8 * j) = static_cast<uint16_t>(codes[2 * j] | (codes[2 * j + 1] << 8));
   }
   if (lane % 4 == 0) p.out_scales[out_row] = scale;
 }
@@ -377,12 +378,14 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
 #pragma unroll
       for (int j = 0; j < 16; ++j) out2[j] = __floats2bfloat162_rn(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
       const int64_t out_row = static_cast<int64_t>(row) * p.n_heads + head;
-      if (p.out_q != nullptr) store_row_fp8(p, out2, out_row, col0, lane, row < p.tq);  // every lane: shuffles
-      if (row >= p.tq) continue;
-      __nv_bfloat16* dst = p.out + out_row * kHeadDimV + col0;
+      if (p.out_q != nullptr) {
+        store_row_fp8(p, out2, out_row, col0, lane, row < p.tq);  // every lane: shuffles
+      } else if (row < p.tq) {
+        __nv_bfloat16* dst = p.out + out_row * kHeadDimV + col0;
 #pragma unroll
-      for (int j = 0; j < 16; ++j) *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j) = out2[j];
-      if (lane % 4 == 0) p.lse[out_row] = total > 0.0f ? (m[h] + log2f(total)) * 0.69314718f : -INFINITY;
+        for (int j = 0; j < 16; ++j) *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j) = out2[j];
+      }
+      if (row < p.tq && lane % 4 == 0) p.lse[out_row] = total > 0.0f ? (m[h] + log2f(total)) * 0.69314718f : -INFINITY;
     }
   }
 }

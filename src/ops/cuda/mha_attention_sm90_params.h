@@ -19,7 +19,8 @@ struct MhaPrefillParams {
   CUtensorMap v_map;        // v as [Tk][n][128], the same boxes
   __nv_bfloat16* out;       // [Tq, n, 128]
   float* lse;               // [Tq, n] natural log
-  uint8_t* out_q;           // [Tq, n * 128] e4m3: out quantised (AttentionFp8Output), or null
+  uint8_t* out_q;           // [Tq, n * 128] e4m3: out quantised, written instead of out
+                            // (AttentionFp8Output), or null
   float* out_scales;        // [Tq, n] their scales, one a (token, head)
   float amax_floor;         // the quantiser's (ActQuantParams)
   int32_t ue8m0;            // 1: the scales rounded up to powers of two

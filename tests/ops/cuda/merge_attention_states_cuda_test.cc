@@ -61,7 +61,7 @@ AttentionState cpu_state(const HostState& s) {
 
 class MergeAttentionStatesCuda : public CudaOpTest {
  protected:
-  // With fp8, merged.out also quantised (attention_fp8_check.h).
+  // With fp8, first the merge with merged.out quantised in its place (attention_fp8_check.h).
   void check(int64_t t, int64_t n, int64_t dv, bool in_place, uint64_t seed,
              std::optional<ActQuantParams> fp8 = std::nullopt) {
     std::mt19937_64 rng(seed);
@@ -77,9 +77,18 @@ class MergeAttentionStatesCuda : public CudaOpTest {
     AttentionState merged = in_place ? ga
                                      : AttentionState{poisoned_gpu({t, n, dv}, DType::kBF16),
                                                       poisoned_gpu({t, n}, DType::kF32)};
-    const AttentionFp8Output merged_q = fp8 ? testing::poisoned_fp8_output(t, n, *fp8) : AttentionFp8Output{};
-    merge_attention_states(ga, gb, merged, stream(), merged_q);
-    if (fp8) testing::expect_fp8_of_output(merged.out, merged_q);
+    if (fp8) {  // the codes in place of out first (in place: into a's copy), from the same rows
+      AttentionState a2{ga.out.clone(), ga.lse.clone()};
+      AttentionState into = in_place ? a2 : AttentionState{poisoned_gpu({t, n, dv}, DType::kBF16),
+                                                           poisoned_gpu({t, n}, DType::kF32)};
+      const AttentionFp8Output merged_q = testing::poisoned_fp8_output(t, n, *fp8);
+      merge_attention_states(a2, gb, into, stream(), merged_q);
+      AttentionState plain{poisoned_gpu({t, n, dv}, DType::kBF16), poisoned_gpu({t, n}, DType::kF32)};
+      merge_attention_states(ga, gb, plain, stream());
+      testing::expect_fp8_of_output(plain.out, merged_q);
+      EXPECT_EQ(to_host(into.lse).to_vector(), to_host(plain.lse).to_vector()) << "lse";
+    }
+    merge_attention_states(ga, gb, merged, stream());
     const std::vector<float> out = to_host(merged.out).to_vector(), lse = to_host(merged.lse).to_vector();
     ASSERT_EQ(count_nan(out) + count_nan(lse), 0) << "NaN: unwritten, or an empty side was read";
 

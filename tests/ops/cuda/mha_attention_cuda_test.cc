@@ -43,6 +43,7 @@ struct Case {
   int64_t tk;
   int64_t n;
   bool causal;
+  float v_scale = 1.0f;  // v times this power of two: outputs of other magnitudes
 };
 
 // Uniform(-√3, √3) (unit variance) rounded to bf16; a fast generator, since the large cases
@@ -162,24 +163,38 @@ class MhaAttentionCuda : public ::testing::Test {
   }
 
   // Fresh inputs, poisoned outputs, one call through the dispatch, and the comparison; with fp8,
-  // also the output's FP8 codes and scales (attention_fp8_check.h).
+  // a second call with the output's FP8 codes and scales instead (attention_fp8_check.h).
   static void check(const Case& c, uint64_t seed, float scale = kV3Scale,
                     std::optional<ActQuantParams> fp8 = std::nullopt) {
     SCOPED_TRACE(::testing::Message() << "Tq " << c.tq << ", Tk " << c.tk << ", " << c.n << " heads, "
-                                      << (c.causal ? "causal" : "non-causal") << ", seed " << seed
+                                      << (c.causal ? "causal" : "non-causal") << ", v x " << c.v_scale
+                                      << ", seed " << seed
                                       << (fp8 ? ", FP8 output" : ""));
     const Tensor q = random_bf16({c.tq, c.n, kDqk}, seed * 3 + 1);
     const Tensor k = random_bf16({c.tk, c.n, kDqk}, seed * 3 + 2);
-    const Tensor v = random_bf16({c.tk, c.n, kDv}, seed * 3 + 3);
+    Tensor v = random_bf16({c.tk, c.n, kDv}, seed * 3 + 3);
+    if (c.v_scale != 1.0f) {
+      std::vector<float> scaled = v.to_f32().to_vector();
+      for (float& x : scaled) x *= c.v_scale;  // exact: a power of two, inside bf16's range
+      v = Tensor::from_floats(scaled, v.shape(), DType::kBF16);
+    }
     const MhaParams params{scale, c.causal};
     AttentionState got{Tensor::empty({c.tq, c.n, kDv}, DType::kBF16, Device::kCUDA),
                        Tensor::empty({c.tq, c.n}, DType::kF32, Device::kCUDA)};
     got.out.fill_bytes(0xFF);  // NaN in bf16 and f32
     got.lse.fill_bytes(0xFF);
-    const AttentionFp8Output got_q = fp8 ? testing::poisoned_fp8_output(c.tq, c.n, *fp8) : AttentionFp8Output{};
-    mha_attention(q.to(Device::kCUDA), k.to(Device::kCUDA), v.to(Device::kCUDA), params, got, Stream{}, got_q);
+    const Tensor qg = q.to(Device::kCUDA), kg = k.to(Device::kCUDA), vg = v.to(Device::kCUDA);
+    mha_attention(qg, kg, vg, params, got, Stream{});
+    if (fp8) {  // again, the codes in place of out: those of the rows just stored
+      AttentionState again{Tensor::empty({c.tq, c.n, kDv}, DType::kBF16, Device::kCUDA),
+                           Tensor::empty({c.tq, c.n}, DType::kF32, Device::kCUDA)};
+      again.lse.fill_bytes(0xFF);
+      const AttentionFp8Output got_q = testing::poisoned_fp8_output(c.tq, c.n, *fp8);
+      mha_attention(qg, kg, vg, params, again, Stream{}, got_q);
+      testing::expect_fp8_of_output(got.out, got_q);
+      EXPECT_EQ(again.lse.to(Device::kCPU).to_vector(), got.lse.to(Device::kCPU).to_vector()) << "lse";
+    }
     MLA_CUDA_CHECK(cudaDeviceSynchronize());
-    if (fp8) testing::expect_fp8_of_output(got.out, got_q);
 
     const std::vector<int64_t> heads = checked_heads(c);
     expect_matches(got.out.to(Device::kCPU).to_vector(), got.lse.to(Device::kCPU).to_vector(), c, heads,
@@ -267,15 +282,27 @@ TEST_F(MhaAttentionCuda, SmallRowViews) {
                  reference(q, k, v, params, heads));
 }
 
-// The output also as FP8 codes for o_proj (AttentionFp8Output): quantised in the epilogue from
-// the stored bf16 rows, rows past Tq (65: a partial block of 128) left alone, the power-of-two
-// scales of UE8M0 checkpoints, and Tk = 0 (zeros: every scale the floor's).
+// The output as FP8 codes for o_proj (AttentionFp8Output): the epilogue quantises the bf16 rows
+// it would store, rows past Tq (65: a partial block of 128) left alone, the power-of-two scales of
+// UE8M0 checkpoints, and Tk = 0 (zeros: every scale the floor's).
 TEST_F(MhaAttentionCuda, SmallFp8Output) {
   check({7, 7, 16, true}, 1501, kV3Scale, ActQuantParams{});
   check({65, 300, 16, true}, 1502, kV3Scale, ActQuantParams{});
   check({64, 65, 128, false}, 1503, kV3Scale, ActQuantParams{});
   check({65, 65, 16, true}, 1504, kV3Scale, ActQuantParams{kFp8AmaxFloor, Fp8ScaleFormat::kUE8M0});
   check({7, 0, 16, false}, 1505, kV3Scale, ActQuantParams{});
+}
+
+// Outputs far from unit size: the epilogue's division (fp8_act_quantize_by, its reciprocal
+// hoisted) must give the quantiser's bits where values are tiny against the floor's scale (e4m3
+// subnormals and zeros: 2^-20, 2^-40), near and past the edge of its fast range (2^-62, 2^-70:
+// the exact division), and large (2^40); with vLLM's floor the scale itself gets small.
+TEST_F(MhaAttentionCuda, SmallFp8OutputMagnitudes) {
+  uint64_t seed = 1510;
+  for (float v_scale : {0x1p-20f, 0x1p-40f, 0x1p-62f, 0x1p-70f, 0x1p40f}) {
+    check({65, 65, 16, true, v_scale}, ++seed, kV3Scale, ActQuantParams{});
+    check({65, 65, 16, true, v_scale}, ++seed, kV3Scale, ActQuantParams{1e-10f, Fp8ScaleFormat::kFloat32});
+  }
 }
 
 // ---- prefill-sized cases ---------------------------------------------------------------------
