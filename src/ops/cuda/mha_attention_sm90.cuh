@@ -31,6 +31,9 @@
 // 2 x 48 KB | V stages 2 x [2 column blocks][128 rows][128 B] 64 KB | 9 mbarriers: 208 KB, one
 // CTA per SM. A column block holds 64 channels of every row; 16-byte chunk c of row r sits at
 // chunk c ^ (r % 8) (the TMA's 128-byte swizzle, which is wgmma's canonical layout).
+// Output: bf16 rows and lse straight from the registers; with an FP8 output (out_q,
+// AttentionFp8Output) the rows' e4m3 codes instead, staged in each warpgroup's rows of Q's first
+// column block for 16-byte stores.
 //
 // Masking: key blocks run from the last to the first, so the only tiles that need a mask (the
 // causal diagonal, at most 2 tiles of a 128-row block, and the tile holding key Tk - 1, which
@@ -220,12 +223,14 @@ __device__ __forceinline__ void convert_p(const float (&s)[64], uint32_t (&pf)[3
   }
 }
 
-// One output row (a token's head: one quantisation group) as e4m3 codes and its scale, from the
-// bf16 values out2 it would store (this lane's channels 8 j + col0, + 1; the row's 4 lanes form a
-// quad), as quantize_activations_fp8 of the stored row; written instead of the row. Every lane of
-// the warp calls it (the amax shuffles); lanes whose row is past Tq (`store` false) write nothing.
-__device__ __forceinline__ void store_row_fp8(const MhaPrefillParams& p, const __nv_bfloat162 (&out2)[16],
-                                              int64_t out_row, int col0, int lane, bool store) {
+// One output row (a token's head: one quantisation group) as e4m3 codes, from the bf16 values
+// out2 it would store (this lane's channels 8 j + col0, + 1; the row's 4 lanes form a quad), as
+// quantize_activations_fp8 of the stored row: staged at row `r` of the warpgroup's 64 x 128-byte
+// tile in shared memory (16-byte chunk c of row r at chunk c ^ (r % 8), so that the quad's 8 rows
+// a store fall in different banks), for copy_staged_codes. Returns the row's scale. Every lane
+// of the warp calls it (the amax shuffles).
+__device__ __forceinline__ float stage_row_fp8(const MhaPrefillParams& p, const __nv_bfloat162 (&out2)[16],
+                                               uint32_t stage, int r, int col0) {
   float v[32];
 #pragma unroll
   for (int j = 0; j < 16; ++j) {
@@ -233,15 +238,32 @@ __device__ __forceinline__ void store_row_fp8(const MhaPrefillParams& p, const _
     v[2 * j + 1] = __high2float(out2[j]);
   }
   const float scale = gpu::group_act_scale<4, 32>(v, p.amax_floor, p.ue8m0 != 0);
-  if (!store) return;
   uint32_t codes[32];
   gpu::quantize_e4m3(v, scale, codes);
-  uint8_t* dst = p.out_q + out_row * kHeadDimV + col0;
 #pragma unroll
   for (int j = 0; j < 16; ++j) {
-    *reinterpret_cast<uint16_t*>(dst + 8 * j) = static_cast<uint16_t>(codes[2 * j] | (codes[2 * j + 1] << 8));
+    const uint32_t addr = stage + r * 128 + ((j / 2) ^ (r % 8)) * 16 + (j % 2) * 8 + col0;
+    const uint16_t pair = static_cast<uint16_t>(codes[2 * j] | (codes[2 * j + 1] << 8));
+    asm volatile("st.shared.u16 [%0], %1;\n" ::"r"(addr), "h"(pair) : "memory");
   }
-  if (lane % 4 == 0) p.out_scales[out_row] = scale;
+  return scale;
+}
+
+// The warpgroup's staged codes (stage_row_fp8; rows row0 .. row0 + 63 of the sequence) to out_q in
+// 16-byte stores, 8 threads a row; rows past Tq stay unwritten. After a barrier of the warpgroup.
+__device__ __forceinline__ void copy_staged_codes(const MhaPrefillParams& p, uint32_t stage, int row0, int head,
+                                                  int thread) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int k = thread + 128 * i, r = k / 8, c = k % 8;
+    if (row0 + r >= p.tq) continue;
+    uint4 chunk;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(chunk.x), "=r"(chunk.y), "=r"(chunk.z), "=r"(chunk.w)
+                 : "r"(stage + r * 128 + (c ^ (r % 8)) * 16));
+    const int64_t out_row = static_cast<int64_t>(row0 + r) * p.n_heads + head;
+    *reinterpret_cast<uint4*>(p.out_q + out_row * kHeadDimV + c * 16) = chunk;
+  }
 }
 
 // ---- the prefill kernel --------------------------------------------------------------------
@@ -366,6 +388,10 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
       ptx::fence_registers(o);
     }
     const int col0 = 2 * (lane % 4);
+    // With out_q: the codes staged in this warpgroup's rows of Q's first column block, which no
+    // wgmma reads any more (its last S is done; the other warpgroup reads only its own rows).
+    const uint32_t stage = s_q + cw * 64 * 128;
+    if (p.out_q != nullptr) ptx::fence_async_proxy();  // the wgmma reads of Q before these writes
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float total = l[h];
@@ -379,13 +405,18 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
       for (int j = 0; j < 16; ++j) out2[j] = __floats2bfloat162_rn(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
       const int64_t out_row = static_cast<int64_t>(row) * p.n_heads + head;
       if (p.out_q != nullptr) {
-        store_row_fp8(p, out2, out_row, col0, lane, row < p.tq);  // every lane: shuffles
+        const float scale = stage_row_fp8(p, out2, stage, (tid / 32 % 4) * 16 + lane / 4 + 8 * h, col0);
+        if (row < p.tq && lane % 4 == 0) p.out_scales[out_row] = scale;
       } else if (row < p.tq) {
         __nv_bfloat16* dst = p.out + out_row * kHeadDimV + col0;
 #pragma unroll
         for (int j = 0; j < 16; ++j) *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j) = out2[j];
       }
       if (row < p.tq && lane % 4 == 0) p.lse[out_row] = total > 0.0f ? (m[h] + log2f(total)) * 0.69314718f : -INFINITY;
+    }
+    if (p.out_q != nullptr) {
+      asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");  // the warpgroup's rows staged
+      copy_staged_codes(p, stage, m_block * kBlockM + cw * 64, head, tid % 128);
     }
   }
 }
