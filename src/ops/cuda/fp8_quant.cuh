@@ -87,15 +87,13 @@ __device__ __forceinline__ float group_act_scale(const float (&v)[kValues], floa
   return fp8_act_scale(amax, ue8m0);
 }
 
-// Eight values as e4m3 codes (fp8_act_quantize), value i in byte i of the two words.
+// Eight values as e4m3 codes (quantize_e4m3: fp8_act_quantize's bits), value i in byte i of the
+// two words.
 __device__ __forceinline__ uint2 quantize_e4m3x8(const float (&v)[8], float scale) {
-  uint32_t lo = 0, hi = 0;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    lo |= static_cast<uint32_t>(fp8_act_quantize(v[i], scale)) << (8 * i);
-    hi |= static_cast<uint32_t>(fp8_act_quantize(v[4 + i], scale)) << (8 * i);
-  }
-  return make_uint2(lo, hi);
+  uint32_t codes[8];
+  quantize_e4m3(v, scale, codes);
+  return make_uint2(codes[0] | codes[1] << 8 | codes[2] << 16 | codes[3] << 24,
+                    codes[4] | codes[5] << 8 | codes[6] << 16 | codes[7] << 24);
 }
 
 }  // namespace mlaserve::ops::gpu
