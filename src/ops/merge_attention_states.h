@@ -27,8 +27,9 @@ struct AttentionState {
 // An attention op's final output quantised for an FP8 reader (the FP8 o_proj), per token and 128
 // channels (ops/fp8_quant.h), i.e. per (token, head), dv being 128: exactly
 // quantize_activations_fp8 of out as [T, n·dv] as the op would store it (bf16 on the GPU), without
-// the pass that would read it back. The op writes q instead of out: on the GPU out is left as it
-// was (only q's reader needs the rows), on the CPU it is the op's work space; lse is written.
+// the pass that would read it back. The op writes q instead of out, whose contents are then
+// unspecified (the GPU kernels leave it as it was, the CPU ops use it as work space); lse is
+// written.
 //   q.x_q     [T, n·dv] e4m3
 //   q.scales  [T, n] f32, token-major; q.scales_t stays undefined (cuBLASLt's reader transposes)
 struct AttentionFp8Output {

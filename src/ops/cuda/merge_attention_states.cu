@@ -48,8 +48,8 @@ struct MergeStatesParams {
   int64_t dv;
 };
 
-// out[r] = wa · out_a[r] + wb · out_b[r] over channels [c0, c0 + kVec), in fp32; a side with a
-// zero weight is not read.
+// acc = wa · out_a[r] + wb · out_b[r] over channels [c0, c0 + kVec), in fp32; a side with a zero
+// weight is not read.
 template <int kVec>
 __device__ __forceinline__ void merge_vector(const MergeStatesParams& p, int64_t r, int64_t c0, float wa, float wb,
                                              float (&acc)[kVec]) {

@@ -226,8 +226,8 @@ __device__ __forceinline__ void convert_p(const float (&s)[64], uint32_t (&pf)[3
 // One output row (a token's head: one quantisation group) as e4m3 codes, from the bf16 values
 // out2 it would store (this lane's channels 8 j + col0, + 1; the row's 4 lanes form a quad), as
 // quantize_activations_fp8 of the stored row: staged at row `r` of the warpgroup's 64 x 128-byte
-// tile in shared memory (16-byte chunk c of row r at chunk c ^ (r % 8), so that the quad's 8 rows
-// a store fall in different banks), for copy_staged_codes. Returns the row's scale. Every lane
+// tile in shared memory (16-byte chunk c of row r at chunk c ^ (r % 8), so that the 8 rows of a
+// warp's store fall in different banks), for copy_staged_codes. Returns the row's scale. Every lane
 // of the warp calls it (the amax shuffles).
 __device__ __forceinline__ float stage_row_fp8(const MhaPrefillParams& p, const __nv_bfloat162 (&out2)[16],
                                                uint32_t stage, int r, int col0) {
