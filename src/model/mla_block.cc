@@ -8,7 +8,6 @@
 #include <optional>
 
 #include "model/step_metadata.h"
-#include "ops/fp8_quant.h"
 #include "ops/latent_cache.h"
 #include "ops/latent_rows.h"
 #include "ops/linear.h"
@@ -73,14 +72,10 @@ Tensor DeepSeekModel::attention(int64_t layer, const NormedActivation& a, const 
   // (AttentionFp8Output), and the absorbed rows take a quantiser pass of their own. In steps of
   // absorbed rows only, o_proj quantises o itself (inside its GEMV at decode sizes).
   const auto& seqs = step.batch->sequences;
-  const bool mha_rows = std::find(step.absorbed.begin(), step.absorbed.end(), false) != step.absorbed.end();
   const bool head_groups = dv == ops::kFp8BlockSize;  // (every released model's)
-  ops::AttentionFp8Output o_q{
-      fp8_input(t, n * dv, mha_rows && head_groups && w.o_proj.is_fp8(), /*group_major=*/false), act_quant_};
-  auto o_q_rows = [&](int64_t b, int64_t e) {
-    if (!o_q.defined()) return ops::AttentionFp8Output{};
-    return ops::AttentionFp8Output{{o_q.q.x_q.slice(b, e), o_q.q.scales.slice(b, e), Tensor()}, act_quant_};
-  };
+  const ops::AttentionFp8Output o_q{
+      fp8_input(t, n * dv, step.has_mha_rows() && head_groups && w.o_proj.is_fp8(), /*group_major=*/false),
+      act_quant_};
   if (whole_step) {
     mark("attn.absorbed.fused");
     ops::mla_absorbed_attention(*whole_step, o, stream);
@@ -88,10 +83,7 @@ Tensor DeepSeekModel::attention(int64_t layer, const NormedActivation& a, const 
     for (const AbsorbedRun& run : step.absorbed_runs) {
       Tensor o_run = o.slice(run.row_begin, run.row_end);
       attend_absorbed(w, run, q.slice(run.row_begin, run.row_end), cache.layer(layer), o_run);
-      if (!o_q.defined()) continue;
-      ops::AttentionFp8Output run_q = o_q_rows(run.row_begin, run.row_end);
-      ops::quantize_activations_fp8(o_run.reshape({run.row_end - run.row_begin, n * dv}), act_quant_, run_q.q.x_q,
-                                    run_q.q.scales, stream);
+      if (o_q.defined()) ops::quantize_attention_output(o_run, o_q.rows(run.row_begin, run.row_end), stream);
     }
   }
   mark("attn.mha");
@@ -100,7 +92,7 @@ Tensor DeepSeekModel::attention(int64_t layer, const NormedActivation& a, const 
     const int64_t b = seqs[i].query_start, e = b + seqs[i].query_len;
     Tensor o_seq = o.slice(b, e);
     attend_mha(w, seqs[i], step.mha_block_tables[i], q.slice(b, e), latent.slice(b, e), k_pe.slice(b, e),
-               cache.layer(layer), o_seq, o_q_rows(b, e));
+               cache.layer(layer), o_seq, o_q.rows(b, e));
   }
   mark("attn.o_proj");
   Tensor out = partial({t, w.o_proj.out_features()});  // [T, H]
@@ -137,8 +129,7 @@ std::optional<ops::MlaAbsorbedArgs> DeepSeekModel::fused_attention_of_step(const
                                                                            const StepMetadata& step, const Tensor& q,
                                                                            const Tensor& cache_layer,
                                                                            const Tensor& o) const {
-  const bool all_absorbed = std::find(step.absorbed.begin(), step.absorbed.end(), false) == step.absorbed.end();
-  if (step.absorbed_runs.size() != 1 || !all_absorbed) return std::nullopt;
+  if (step.absorbed_runs.size() != 1 || step.has_mha_rows()) return std::nullopt;
   const AbsorbedRun& run = step.absorbed_runs[0];
   if (run.row_begin != 0 || run.row_end != q.dim(0) || !fused_attention_for(run.max_seq_len, run.seq_lens.dim(0))) {
     return std::nullopt;

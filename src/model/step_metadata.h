@@ -4,6 +4,7 @@
 // per run) and of each MHA-form sequence (for gathering its cached context).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -35,6 +36,9 @@ struct StepMetadata {
   std::vector<AbsorbedRun> absorbed_runs;
   std::vector<Tensor> mha_block_tables;   // per sequence: [blocks] i32 (MHA-form sequences only)
   std::vector<bool> absorbed;             // per sequence
+
+  // Whether some sequence takes the MHA form (a prefill chunk).
+  bool has_mha_rows() const { return std::find(absorbed.begin(), absorbed.end(), false) != absorbed.end(); }
 };
 
 }  // namespace mlaserve

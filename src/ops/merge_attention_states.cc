@@ -24,6 +24,13 @@ void check_attention_fp8_output(std::string_view op, const AttentionFp8Output& f
   MLA_CHECK(fp8.params.amax_floor > 0.0f, "{}: amax_floor must be positive, got {}", op, fp8.params.amax_floor);
 }
 
+void quantize_attention_output(const Tensor& out, const AttentionFp8Output& fp8, Stream stream) {
+  check_attention_fp8_output("quantize_attention_output", fp8, out);
+  Fp8Activations q8 = fp8.q;
+  quantize_activations_fp8(out.reshape({out.dim(0), out.dim(1) * out.dim(2)}), fp8.params, q8.x_q, q8.scales,
+                           stream);  // [T, n·128]
+}
+
 void merge_attention_states(const AttentionState& a, const AttentionState& b, AttentionState& merged, Stream stream,
                             const AttentionFp8Output& merged_q) {
   if (!on_gpu(merged.out)) return merge_attention_states_cpu(a, b, merged, merged_q);

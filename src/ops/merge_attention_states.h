@@ -37,11 +37,21 @@ struct AttentionFp8Output {
   ActQuantParams params;
 
   bool defined() const { return q.defined(); }
+  // Rows [begin, end) of the output (undefined stays undefined).
+  AttentionFp8Output rows(int64_t begin, int64_t end) const {
+    if (!defined()) return {};
+    return {{q.x_q.slice(begin, end), q.scales.slice(begin, end), Tensor()}, params};
+  }
 };
 
 // Checks a defined fp8 against the output out [T, n, dv] it quantises (device and dtypes, dv =
 // 128, the shapes above); `op` names the caller in the message.
 void check_attention_fp8_output(std::string_view op, const AttentionFp8Output& fp8, const Tensor& out);
+
+// out [T, n, 128] (f32 on the host, bf16 on the GPU) into fp8 by a quantiser pass of its own
+// (quantize_activations_fp8): the bits the ops' fused forms write. For the CPU ops and for rows no
+// op here writes (the model's absorbed-form rows of a prefill step).
+void quantize_attention_output(const Tensor& out, const AttentionFp8Output& fp8, Stream stream = {});
 
 // merged_q, when defined: merged.out quantised in its place, as AttentionFp8Output says.
 void merge_attention_states_cpu(const AttentionState& a, const AttentionState& b, AttentionState& merged,

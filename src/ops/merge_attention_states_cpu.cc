@@ -39,10 +39,7 @@ void merge_attention_states_cpu(const AttentionState& a, const AttentionState& b
     for (int64_t c = 0; c < dv; ++c) out[r * dv + c] = wa * out_a[r * dv + c] + wb * out_b[r * dv + c];
     lse[r] = merged_lse;
   }
-  if (merged_q.defined()) {
-    Fp8Activations q8 = merged_q.q;
-    quantize_activations_fp8_cpu(merged.out.reshape({t, n * dv}), merged_q.params, q8.x_q, q8.scales);  // [T, n·dv]
-  }
+  if (merged_q.defined()) quantize_attention_output(merged.out, merged_q);
 }
 
 }  // namespace mlaserve::ops

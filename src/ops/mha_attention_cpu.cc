@@ -62,10 +62,7 @@ void mha_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const 
       }
     }
   });
-  if (out_q.defined()) {
-    Fp8Activations q8 = out_q.q;
-    quantize_activations_fp8_cpu(out.out.reshape({tq, n * dv}), out_q.params, q8.x_q, q8.scales);  // [Tq, n·dv]
-  }
+  if (out_q.defined()) quantize_attention_output(out.out, out_q);
 }
 
 }  // namespace mlaserve::ops
