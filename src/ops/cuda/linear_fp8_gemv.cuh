@@ -99,10 +99,11 @@ __device__ __forceinline__ void fp8_gemv_activations(const Fp8GemvParams<OutT>& 
       for (int i = 0; i < 16; ++i) v[i] = 0.0f;
     }
     scale = group_act_scale<8, 16>(v, p.amax_floor, p.ue8m0);  // the group's 8 lanes
+    uint32_t codes[16];
+    quantize_e4m3(v, scale, codes);
 #pragma unroll
     for (int i = 0; i < 16; i += 2) {
-      const __nv_fp8x2_storage_t pair = static_cast<__nv_fp8x2_storage_t>(
-          fp8_act_quantize(v[i], scale) | static_cast<uint16_t>(fp8_act_quantize(v[i + 1], scale)) << 8);
+      const auto pair = static_cast<__nv_fp8x2_storage_t>(codes[i] | codes[i + 1] << 8);
       const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3)));
       xq[i] = f.x;
       xq[i + 1] = f.y;
