@@ -31,9 +31,9 @@
 // 2 x 48 KB | V stages 2 x [2 column blocks][128 rows][128 B] 64 KB | 9 mbarriers: 208 KB, one
 // CTA per SM. A column block holds 64 channels of every row; 16-byte chunk c of row r sits at
 // chunk c ^ (r % 8) (the TMA's 128-byte swizzle, which is wgmma's canonical layout).
-// Output: bf16 rows and lse straight from the registers; with an FP8 output (out_q,
-// AttentionFp8Output) the rows' e4m3 codes instead, staged in each warpgroup's rows of Q's first
-// column block for 16-byte stores.
+// Output: the bf16 rows, or with an FP8 output (out_q, AttentionFp8Output) their e4m3 codes,
+// staged in each warpgroup's rows of Q's first column blocks for 16-byte stores; lse straight
+// from the registers.
 //
 // Masking: key blocks run from the last to the first, so the only tiles that need a mask (the
 // causal diagonal, at most 2 tiles of a 128-row block, and the tile holding key Tk - 1, which
@@ -266,6 +266,35 @@ __device__ __forceinline__ void copy_staged_codes(const MhaPrefillParams& p, uin
   }
 }
 
+// One output row's bf16 values out2 (this lane's channels 8 j + col0, + 1) staged at row `r` of the
+// warpgroup's rows of Q's first two column blocks (channels 0-63, 64-127; 16-byte chunk c of a
+// row at c ^ (r % 8), as the codes), for copy_staged_rows.
+__device__ __forceinline__ void stage_row_bf16(const __nv_bfloat162 (&out2)[16], uint32_t stage, int r, int col0) {
+#pragma unroll
+  for (int j = 0; j < 16; ++j) {
+    const uint32_t addr = stage + (j / 8) * kBoxBytes + r * 128 + ((j % 8) ^ (r % 8)) * 16 + col0 * 2;
+    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(*reinterpret_cast<const uint32_t*>(&out2[j]))
+                 : "memory");
+  }
+}
+
+// The warpgroup's staged bf16 rows (stage_row_bf16; rows row0 .. row0 + 63) to out in 16-byte
+// stores, 16 threads a row; rows past Tq stay unwritten. After a barrier of the warpgroup.
+__device__ __forceinline__ void copy_staged_rows(const MhaPrefillParams& p, uint32_t stage, int row0, int head,
+                                                 int thread) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int k = thread + 128 * i, r = k / 16, c = k % 16;
+    if (row0 + r >= p.tq) continue;
+    uint4 chunk;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(chunk.x), "=r"(chunk.y), "=r"(chunk.z), "=r"(chunk.w)
+                 : "r"(stage + (c / 8) * kBoxBytes + r * 128 + ((c % 8) ^ (r % 8)) * 16));
+    const int64_t out_row = static_cast<int64_t>(row0 + r) * p.n_heads + head;
+    *reinterpret_cast<uint4*>(p.out + out_row * kHeadDimV + c * 8) = chunk;
+  }
+}
+
 // ---- the prefill kernel --------------------------------------------------------------------
 
 __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __grid_constant__ MhaPrefillParams p) {
@@ -388,10 +417,12 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
       ptx::fence_registers(o);
     }
     const int col0 = 2 * (lane % 4);
-    // With out_q: the codes staged in this warpgroup's rows of Q's first column block, which no
-    // wgmma reads any more (its last S is done; the other warpgroup reads only its own rows).
+    // The output staged in this warpgroup's rows of Q's column blocks (the codes in the first, the
+    // bf16 rows in the first two), which no wgmma reads any more (its last S is done; the other
+    // warpgroup reads only its own rows), then copied out in 16-byte stores.
     const uint32_t stage = s_q + cw * 64 * 128;
-    if (p.out_q != nullptr) ptx::fence_async_proxy();  // the wgmma reads of Q before these writes
+    const int stage_row = (tid / 32 % 4) * 16 + lane / 4;
+    ptx::fence_async_proxy();  // the wgmma reads of Q before these writes
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float total = l[h];
@@ -405,18 +436,18 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
       for (int j = 0; j < 16; ++j) out2[j] = __floats2bfloat162_rn(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
       const int64_t out_row = static_cast<int64_t>(row) * p.n_heads + head;
       if (p.out_q != nullptr) {
-        const float scale = stage_row_fp8(p, out2, stage, (tid / 32 % 4) * 16 + lane / 4 + 8 * h, col0);
+        const float scale = stage_row_fp8(p, out2, stage, stage_row + 8 * h, col0);
         if (row < p.tq && lane % 4 == 0) p.out_scales[out_row] = scale;
-      } else if (row < p.tq) {
-        __nv_bfloat16* dst = p.out + out_row * kHeadDimV + col0;
-#pragma unroll
-        for (int j = 0; j < 16; ++j) *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j) = out2[j];
+      } else {
+        stage_row_bf16(out2, stage, stage_row + 8 * h, col0);
       }
       if (row < p.tq && lane % 4 == 0) p.lse[out_row] = total > 0.0f ? (m[h] + log2f(total)) * 0.69314718f : -INFINITY;
     }
+    asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");  // the warpgroup's rows staged
     if (p.out_q != nullptr) {
-      asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");  // the warpgroup's rows staged
       copy_staged_codes(p, stage, m_block * kBlockM + cw * 64, head, tid % 128);
+    } else {
+      copy_staged_rows(p, stage, m_block * kBlockM + cw * 64, head, tid % 128);
     }
   }
 }
