@@ -227,7 +227,7 @@ __device__ __forceinline__ void convert_p(const float (&s)[64], uint32_t (&pf)[3
 // out2 it would store (this lane's channels 8 j + col0, + 1; the row's 4 lanes form a quad), as
 // quantize_activations_fp8 of the stored row: staged at row `r` of the warpgroup's 64 x 128-byte
 // tile in shared memory (16-byte chunk c of row r at chunk c ^ (r % 8), so that the 8 rows of a
-// warp's store fall in different banks), for copy_staged_codes. Returns the row's scale. Every lane
+// warp's store fall in different banks), for copy_staged. Returns the row's scale. Every lane
 // of the warp calls it (the amax shuffles).
 __device__ __forceinline__ float stage_row_fp8(const MhaPrefillParams& p, const __nv_bfloat162 (&out2)[16],
                                                uint32_t stage, int r, int col0) {
@@ -249,26 +249,9 @@ __device__ __forceinline__ float stage_row_fp8(const MhaPrefillParams& p, const 
   return scale;
 }
 
-// The warpgroup's staged codes (stage_row_fp8; rows row0 .. row0 + 63 of the sequence) to out_q in
-// 16-byte stores, 8 threads a row; rows past Tq stay unwritten. After a barrier of the warpgroup.
-__device__ __forceinline__ void copy_staged_codes(const MhaPrefillParams& p, uint32_t stage, int row0, int head,
-                                                  int thread) {
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int k = thread + 128 * i, r = k / 8, c = k % 8;
-    if (row0 + r >= p.tq) continue;
-    uint4 chunk;
-    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(chunk.x), "=r"(chunk.y), "=r"(chunk.z), "=r"(chunk.w)
-                 : "r"(stage + r * 128 + (c ^ (r % 8)) * 16));
-    const int64_t out_row = static_cast<int64_t>(row0 + r) * p.n_heads + head;
-    *reinterpret_cast<uint4*>(p.out_q + out_row * kHeadDimV + c * 16) = chunk;
-  }
-}
-
 // One output row's bf16 values out2 (this lane's channels 8 j + col0, + 1) staged at row `r` of the
 // warpgroup's rows of Q's first two column blocks (channels 0-63, 64-127; 16-byte chunk c of a
-// row at c ^ (r % 8), as the codes), for copy_staged_rows.
+// row at c ^ (r % 8), as the codes), for copy_staged.
 __device__ __forceinline__ void stage_row_bf16(const __nv_bfloat162 (&out2)[16], uint32_t stage, int r, int col0) {
 #pragma unroll
   for (int j = 0; j < 16; ++j) {
@@ -278,20 +261,23 @@ __device__ __forceinline__ void stage_row_bf16(const __nv_bfloat162 (&out2)[16],
   }
 }
 
-// The warpgroup's staged bf16 rows (stage_row_bf16; rows row0 .. row0 + 63) to out in 16-byte
-// stores, 16 threads a row; rows past Tq stay unwritten. After a barrier of the warpgroup.
-__device__ __forceinline__ void copy_staged_rows(const MhaPrefillParams& p, uint32_t stage, int row0, int head,
-                                                 int thread) {
+// The warpgroup's staged rows (rows row0 .. row0 + 63 of the sequence; kChunks 16-byte chunks a
+// row: 8 of e4m3 codes from stage_row_fp8, one column block; 16 of bf16 from stage_row_bf16, two)
+// to dst ([Tq, n] rows of kChunks * 16 bytes) in 16-byte stores, kChunks threads a row; rows past
+// Tq stay unwritten. After a barrier of the warpgroup.
+template <int kChunks>
+__device__ __forceinline__ void copy_staged(const MhaPrefillParams& p, uint8_t* dst, uint32_t stage, int row0,
+                                            int head, int thread) {
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int k = thread + 128 * i, r = k / 16, c = k % 16;
+  for (int i = 0; i < kChunks / 2; ++i) {
+    const int k = thread + 128 * i, r = k / kChunks, c = k % kChunks;
     if (row0 + r >= p.tq) continue;
     uint4 chunk;
     asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(chunk.x), "=r"(chunk.y), "=r"(chunk.z), "=r"(chunk.w)
                  : "r"(stage + (c / 8) * kBoxBytes + r * 128 + ((c % 8) ^ (r % 8)) * 16));
     const int64_t out_row = static_cast<int64_t>(row0 + r) * p.n_heads + head;
-    *reinterpret_cast<uint4*>(p.out + out_row * kHeadDimV + c * 8) = chunk;
+    *reinterpret_cast<uint4*>(dst + out_row * kChunks * 16 + c * 16) = chunk;
   }
 }
 
@@ -445,9 +431,10 @@ __global__ void __launch_bounds__(kThreads, 1) mha_prefill_sm90_kernel(const __g
     }
     asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");  // the warpgroup's rows staged
     if (p.out_q != nullptr) {
-      copy_staged_codes(p, stage, m_block * kBlockM + cw * 64, head, tid % 128);
+      copy_staged<kHeadDimV / 16>(p, p.out_q, stage, m_block * kBlockM + cw * 64, head, tid % 128);
     } else {
-      copy_staged_rows(p, stage, m_block * kBlockM + cw * 64, head, tid % 128);
+      copy_staged<kHeadDimV * 2 / 16>(p, reinterpret_cast<uint8_t*>(p.out), stage, m_block * kBlockM + cw * 64, head,
+                                      tid % 128);
     }
   }
 }
