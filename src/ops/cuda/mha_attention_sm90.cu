@@ -76,11 +76,8 @@ void mha_attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const
     const int blocks = static_cast<int>(std::min<int64_t>((chunks + mha::kEmptyThreads - 1) / mha::kEmptyThreads, 1024));
     mha::mha_empty_sm90_kernel<<<blocks, mha::kEmptyThreads, 0, stream>>>(p);
     MLA_CUDA_CHECK_LAUNCH();
-    if (out_q.defined()) {  // zeros and the floor's scale, by a pass of its own (the model never calls Tk = 0)
-      Fp8Activations q8 = out_q.q;
-      quantize_activations_fp8_cuda(out.out.reshape({tq, n * mha::kHeadDimV}), out_q.params, q8.x_q, q8.scales,
-                                    stream);
-    }
+    // Zeros and the floor's scale, by a pass of its own (the model never calls Tk = 0).
+    if (out_q.defined()) quantize_attention_output(out.out, out_q, Stream{stream});
     return;
   }
 
