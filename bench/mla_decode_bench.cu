@@ -2,11 +2,12 @@
 // measured in the same run. A program, not a test: it prints a table and writes JSON.
 //
 //   mla_decode_bench [--out DIR] [--torch-baseline FILE] [--reps N] [--shapes KEY,KEY...]  (KEY bB_cC_hH_qQ, any shape)
-//                    [--plans auto,split,whole] [--kernels auto,pipeline,split_s] [--early-loads on|off]
+//                    [--plans auto,split,whole] [--kernels auto,pipeline,seesaw,split_s] [--early-loads on|off]
 //
-// --kernels: each shape once per kernel, the step's own choice (auto, use_pipeline_kernel) or
-// the one named, as the tests force it (to measure the choice's boundaries); "pipeline" runs the
-// ring kernel where a sequence has at most 16 query rows (use_ring_kernel).
+// --kernels: each shape once per kernel, the step's own choice (auto: use_pipeline_kernel,
+// use_seesaw_kernel) or the one named, as the tests force it (to measure the choice's
+// boundaries); "pipeline" and "seesaw" run the ring kernel where a sequence has at most 16 query
+// rows (use_ring_kernel).
 // --early-loads on: each call reads the schedule and tables and starts its first cache copies
 // before it waits for the call before it (MlaDecodeArgs::early_loads, as the model calls it);
 // off (default) keeps the figures of earlier runs comparable.
@@ -50,6 +51,7 @@
 #include "copy_bandwidth.h"
 #include "core/cuda_check.h"
 #include "core/tensor.h"
+#include "ops/cuda/mla_decode_sm90_heuristics.h"
 #include "ops/linear.h"
 #include "ops/mla_decode.h"
 
@@ -131,7 +133,7 @@ struct Result {
   Shape shape;
   double graph_us, eager_us, schedule_us, bytes, flops, floor_us, torch_us;
   int64_t input_sets, num_parts, num_m_tiles;
-  bool pipeline;  // which decode kernel the schedule picked (else split S)
+  const char* kernel;  // which decode kernel ran: split_s, pipeline, ring or seesaw
   ops::MlaPlan plan;  // the plan asked for
   int64_t split_seqs;  // sequences the schedule split (0: the whole plan)
 };
@@ -151,7 +153,7 @@ std::string plan_label(const Result& r) {
 }
 
 // The kernel a run uses: the schedule's choice, or one forced.
-enum class KernelChoice { kAuto, kPipeline, kSplitS };
+enum class KernelChoice { kAuto, kPipeline, kSeesaw, kSplitS };
 
 // A list flag's comma-separated names ("auto,split"), each one of `names`, as their values.
 template <typename T>
@@ -213,7 +215,10 @@ Result run_shape(const Shape& s, ops::MlaPlan plan, KernelChoice kernel, bool ea
       timer.median_us(stream, reps, [&](int) {
         ops::mla_decode_schedule_update(schedule, base.seq_lens, stream, s.context);  // the bound the model passes
       });
-  if (kernel != KernelChoice::kAuto) schedule.pipeline = kernel == KernelChoice::kPipeline;
+  if (kernel != KernelChoice::kAuto) {
+    schedule.pipeline = kernel != KernelChoice::kSplitS;
+    schedule.seesaw = kernel == KernelChoice::kSeesaw;
+  }
   auto call = [&](int i) { ops::mla_decode_cuda(args[i % sets], outs[i % sets], schedule, stream); };
   for (int i = 0; i < 5; ++i) call(i);
   const double eager_us = timer.median_us(stream, reps, call);
@@ -244,7 +249,11 @@ Result run_shape(const Shape& s, ops::MlaPlan plan, KernelChoice kernel, bool ea
   int64_t split_seqs = 0;
   for (int64_t b = 0; b < s.batch; ++b) split_seqs += splits.data<int32_t>()[2 * b] > 1 ? 1 : 0;
   Result r{s, graph_us, eager_us, schedule_us, 0, 0, 0, 0, sets, schedule.num_parts, schedule.num_m_tiles,
-           schedule.pipeline, plan, split_seqs};
+           !schedule.pipeline                  ? "split_s"
+           : ops::sm90::use_ring_kernel(s.n_heads * s.q_len) ? "ring"
+           : schedule.seesaw                   ? "seesaw"
+                                               : "pipeline",
+           plan, split_seqs};
   const double keys = static_cast<double>(s.batch) * s.context;
   r.bytes = keys * kCacheRowDim * 2.0 + t * s.n_heads * (kCacheRowDim * 2.0 + kLatentDim * 2.0 + 4.0);
   r.flops = 2.0 * t * s.n_heads * static_cast<double>(s.context) * (kCacheRowDim + kLatentDim);
@@ -277,7 +286,10 @@ int run(int argc, char** argv) {
     } else if (a == "--kernels" && i + 1 < argc) {  // e.g. pipeline,split_s: each shape once per kernel
       kernels = parse_choices<KernelChoice>(
           "--kernels", argv[++i],
-          {{"auto", KernelChoice::kAuto}, {"pipeline", KernelChoice::kPipeline}, {"split_s", KernelChoice::kSplitS}});
+          {{"auto", KernelChoice::kAuto},
+           {"pipeline", KernelChoice::kPipeline},
+           {"seesaw", KernelChoice::kSeesaw},
+           {"split_s", KernelChoice::kSplitS}});
     } else if (a == "--early-loads" && i + 1 < argc) {
       const std::string v = argv[++i];
       MLA_CHECK(v == "on" || v == "off", "--early-loads: on or off, got '{}'", v);
@@ -285,7 +297,7 @@ int run(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--out DIR] [--torch-baseline FILE] [--reps N] [--shapes KEY,KEY...] "
-                   "[--plans auto,split,whole] [--kernels auto,pipeline,split_s] [--early-loads on|off]\n",
+                   "[--plans auto,split,whole] [--kernels auto,pipeline,seesaw,split_s] [--early-loads on|off]\n",
                    argv[0]);
       return 2;
     }
@@ -328,7 +340,7 @@ int run(int argc, char** argv) {
                 r.floor_us, r.graph_us / r.floor_us, r.schedule_us,
                 r.torch_us > 0 ? std::to_string(static_cast<int>(r.torch_us)).c_str() : "-",
                 r.shape.flashmla_us > 0 ? std::to_string(static_cast<int>(r.shape.flashmla_us)).c_str() : "-",
-                r.pipeline ? "pipeline" : "split_s", plan_label(r).c_str());
+                r.kernel, plan_label(r).c_str());
     rows.push_back({{"shape", r.shape.key()},
                     {"batch", r.shape.batch},
                     {"context", r.shape.context},
@@ -347,7 +359,7 @@ int run(int argc, char** argv) {
                     {"input_sets", r.input_sets},
                     {"num_parts", r.num_parts},
                     {"num_m_tiles", r.num_m_tiles},
-                    {"kernel", r.pipeline ? "pipeline" : "split_s"},
+                    {"kernel", r.kernel},
                     {"plan", plan_name(r.plan)},
                     {"split_seqs", r.split_seqs}});
   }

@@ -1,5 +1,5 @@
 // Which sm90 MLA decode kernel a step uses (use_pipeline_kernel, use_ring_kernel,
-// mla_decode_sm90_heuristics.h), and how its KV copies use L2 (use_kv_evict_first).
+// use_seesaw_kernel, mla_decode_sm90_heuristics.h), and how its KV copies use L2 (use_kv_evict_first).
 // Host arithmetic only, so it runs without a GPU; the GPU tests check both kernels at every batch.
 #include <gtest/gtest.h>
 
@@ -48,6 +48,16 @@ TEST(MlaDecodeKernelRule, RingKernelUpToSixteenRows) {
   // At most 16 query rows a sequence (16 heads x 1 token, 8 x 2, ...) fit the ring kernel's tiles.
   for (int64_t rows : {1, 2, 8, 16}) EXPECT_TRUE(use_ring_kernel(rows)) << rows;
   for (int64_t rows : {17, 32, 64, 128}) EXPECT_FALSE(use_ring_kernel(rows)) << rows;
+}
+
+TEST(MlaDecodeKernelRule, SeesawFromThirtyTwoSequencesOf128Rows) {
+  // V3 on one GPU (128 heads) in large batches, where it was measured; 64 rows (TP2), 32 rows (TP4,
+  // or 16 heads x 2 tokens) and small batches keep the pipeline kernel.
+  for (int64_t rows : {128, 256}) {
+    for (int64_t b : {32, 64, 128, 256}) EXPECT_TRUE(use_seesaw_kernel(b, rows)) << b << " x " << rows;
+    for (int64_t b : {1, 8, 16, 31}) EXPECT_FALSE(use_seesaw_kernel(b, rows)) << b << " x " << rows;
+  }
+  for (int64_t rows : {16, 32, 64, 127}) EXPECT_FALSE(use_seesaw_kernel(128, rows)) << rows;
 }
 
 TEST(MlaDecodeKernelRule, EvictFirstCopiesWhenOneQueryTileReadsEachBlock) {

@@ -1,12 +1,13 @@
 // MLA decode attention on Hopper (sm_90a): launch code and argument checks. The design note
-// and the schedule kernel are in mla_decode_sm90.cuh, the three decode kernels in
-// mla_decode_sm90_{pipeline,ring,split_s}.cuh (what they share in mla_decode_sm90_common.cuh), the
+// and the schedule kernel are in mla_decode_sm90.cuh, the four decode kernels in
+// mla_decode_sm90_{pipeline,ring,seesaw,split_s}.cuh (what they share in mla_decode_sm90_common.cuh), the
 // merge of split sequences (combine kernel, in-kernel merge) in mla_decode_sm90_merge.cuh, the
 // split and kernel heuristics in mla_decode_sm90_heuristics.h.
 #include "ops/cuda/mla_decode_sm90.cuh"
 #include "ops/cuda/mla_decode_sm90_merge.cuh"
 #include "ops/cuda/mla_decode_sm90_pipeline.cuh"
 #include "ops/cuda/mla_decode_sm90_ring.cuh"
+#include "ops/cuda/mla_decode_sm90_seesaw.cuh"
 #include "ops/cuda/mla_decode_sm90_split_s.cuh"
 
 #include <algorithm>
@@ -97,7 +98,9 @@ void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_l
   check_tensor(seq_lens, "seq_lens", DType::kI32, {b});
   schedule.num_seqs = b;
   MLA_CHECK(max_seq_len >= 0, "{}: max_seq_len must be >= 0 (0: unknown), got {}", kOp, max_seq_len);
-  schedule.pipeline = sm90::use_pipeline_kernel(b, schedule.n_heads * schedule.max_q_len, max_seq_len);
+  const int64_t rows_per_seq = schedule.n_heads * schedule.max_q_len;
+  schedule.pipeline = sm90::use_pipeline_kernel(b, rows_per_seq, max_seq_len);
+  schedule.seesaw = sm90::use_seesaw_kernel(b, rows_per_seq);
 
   sm90::MlaScheduleParams p{};
   p.seq_lens = ptr<const int32_t>(seq_lens);
@@ -177,10 +180,12 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
             "{}: {} x {} CTAs of the split-S kernel do not fit the SMs in one wave", kOp, schedule.num_m_tiles,
             schedule.num_parts);
   const bool ring = schedule.pipeline && sm90::use_ring_kernel(p.max_rows);
+  const bool seesaw = schedule.pipeline && !ring && schedule.seesaw;
   const auto decode = !schedule.pipeline ? sm90::mla_decode_sm90_split_s_kernel
                       : ring             ? sm90::mla_decode_sm90_ring_kernel
+                      : seesaw           ? sm90::mla_decode_sm90_seesaw_kernel
                                          : sm90::mla_decode_sm90_pipeline_kernel;
-  const int smem_bytes = ring ? sm90::kRingSmemBytes : sm90::kSmemBytes;
+  const int smem_bytes = ring ? sm90::kRingSmemBytes : seesaw ? sm90::kSeesawSmemBytes : sm90::kSmemBytes;
   MLA_CUDA_CHECK(cudaFuncSetAttribute(decode, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
   const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
   launch(decode, grid, sm90::kThreads, smem_bytes, stream, p);

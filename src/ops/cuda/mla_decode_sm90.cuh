@@ -34,9 +34,10 @@
 // KV block (at most 64 query rows a sequence) its copies tag the lines L2 evict-first
 // (use_kv_evict_first): read once, they do not push out what is read again.
 //
-// Three decode kernels share this file's pieces and mla_decode_sm90_common.cuh (the walk over a
+// Four decode kernels share this file's pieces and mla_decode_sm90_common.cuh (the walk over a
 // partition, the copies, the softmax steps, the epilogue's stores); the rules that pick one per
-// step are in mla_decode_sm90_heuristics.h, use_pipeline_kernel and use_ring_kernel:
+// step are in mla_decode_sm90_heuristics.h, use_pipeline_kernel, use_ring_kernel and
+// use_seesaw_kernel:
 //   - mla_decode_sm90_pipeline.cuh: the warpgroups form a pipeline. Warpgroup 0 computes S and
 //     the softmax of every block and hands P to warpgroup 1; each does half of O += P V, and
 //     warpgroup 0 issues the next block's S behind its P V. The faster kernel when a CTA reads
@@ -44,6 +45,11 @@
 //   - mla_decode_sm90_ring.cuh: in its place for at most 16 query rows a sequence (16 heads, one
 //     token): operands sized for 16 rows, O kept transposed, and the KV stages a ring of 25
 //     column blocks (2.78 blocks in flight instead of 2); its own shared-memory map (RingSmem).
+//   - mla_decode_sm90_seesaw.cuh: in its place for 128 query rows a sequence and more (128 heads)
+//     in batches of 32 and more: the warpgroups take a piece's blocks in pairs, each computing S
+//     and the softmax of one while the other's P V runs; P_A in the P region, P_B over B's rope
+//     box; each box of a KV stage is copied again as soon as both warpgroups are done with it
+//     (its own shared-memory map, SeesawSmem).
 //   - mla_decode_sm90_split_s.cuh: both warpgroups in step, each computing S over half of a
 //     block's keys. A shorter chain per block: faster when a CTA reads about one block (batch 1).
 // The schedule kernel is below; the merge of split sequences in mla_decode_sm90_merge.cuh.

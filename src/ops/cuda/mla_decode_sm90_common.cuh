@@ -129,12 +129,17 @@ __device__ __forceinline__ void load_q_tile(const MlaDecodeParams& p, uint32_t s
   tma_load_tile<kRows>(s_q, &p.q_map, p.query_start[seq] * p.n_heads + tile_row0, p.q_box_rows, bar_q);
 }
 
+// The cache block that holds block `it` of its sequence.
+__device__ __forceinline__ int kv_block_id(const MlaDecodeParams& p, const WorkItem& it) {
+  return p.block_table[static_cast<int64_t>(it.seq) * p.max_blocks + it.block];
+}
+
 // Starts the copy of KV block `it` ([64 x 576], found through the block table) into KV stage
 // `stage` of the stages at s_kv, completing on that stage's barrier bar_kv + 8 * stage.
 __device__ __forceinline__ void load_kv_block(const MlaDecodeParams& p, uint32_t s_kv, const WorkItem& it,
                                               int stage, uint32_t bar_kv) {
-  const int block_id = p.block_table[static_cast<int64_t>(it.seq) * p.max_blocks + it.block];
-  tma_load_kv_tile(s_kv + stage * kTileBytes, &p.kv_map, block_id * 64, bar_kv + 8 * stage, p.kv_evict_first);
+  tma_load_kv_tile(s_kv + stage * kTileBytes, &p.kv_map, kv_block_id(p, it) * 64, bar_kv + 8 * stage,
+                   p.kv_evict_first);
 }
 
 // Zeroes rows valid .. 63 of a KV tile (the sequence ends inside the block: those rows hold

@@ -23,10 +23,12 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "../op_test_util.h"
 #include "core/cuda_check.h"
+#include "ops/cuda/mla_decode_sm90_heuristics.h"
 #include "ops/mla_decode.h"
 
 namespace mlaserve::ops {
@@ -179,10 +181,10 @@ class MlaDecodeCuda : public ::testing::Test {
     if (prop.major != 9) GTEST_SKIP() << "mla_decode_cuda is built for sm_90a; this GPU is " << prop.name;
   }
 
-  // Runs the split-S kernel and the pipeline kernel (the ring kernel in its place at <= 16 query
-  // rows a sequence) through a schedule made for this batch with each plan (the update picks the
-  // kernel by B and the plan by the lengths; each is forced here in turn) and checks each against
-  // the CPU.
+  // Runs the split-S kernel, the pipeline kernel and the seesaw kernel (the ring kernel in the
+  // place of both at <= 16 query rows a sequence: run once) through a schedule made for this batch
+  // with each plan (the update picks the kernel by B and the rows, the plan by the lengths; each
+  // is forced here in turn) and checks each against the CPU.
   static void check(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint64_t seed, float q_scale = 1.0f) {
     const HostProblem p = make_problem(seqs, n_heads, seed, q_scale);
     const HostResult want = reference(p);
@@ -193,11 +195,13 @@ class MlaDecodeCuda : public ::testing::Test {
       schedule.plan = plan;
       mla_decode_schedule_update(schedule, g.seq_lens, nullptr);
       MLA_CUDA_CHECK(cudaDeviceSynchronize());  // the schedule is complete: early_loads may read it
-      for (const bool pipeline : {false, true}) {
+      for (const std::string_view kernel : {"split-S", "pipeline", "seesaw"}) {
+        if (kernel == "seesaw" && sm90::use_ring_kernel(p.max_q_len * n_heads)) continue;
         for (const bool early : {false, true}) {
-          SCOPED_TRACE(std::string(pipeline ? "pipeline kernel" : "split-S kernel") +
-                       (plan == MlaPlan::kSplit ? ", split plan" : ", whole plan") + (early ? ", early loads" : ""));
-          schedule.pipeline = pipeline;
+          SCOPED_TRACE(std::string(kernel) + " kernel" + (plan == MlaPlan::kSplit ? ", split plan" : ", whole plan") +
+                       (early ? ", early loads" : ""));
+          schedule.pipeline = kernel != "split-S";
+          schedule.seesaw = kernel == "seesaw";
           MlaDecodeArgs a = g;
           a.early_loads = early;
           MlaDecodeOutputs o = poisoned_gpu_outputs(p.args.q.dim(0), n_heads);
@@ -437,6 +441,11 @@ TEST_F(MlaDecodeCuda, Batch16ThreeTokenQueries128Heads) { check(uniform_batch(16
 // V3's decode on one GPU: 128 heads of one token, two query tiles a sequence, from 8 sequences the
 // pipeline kernel (the three-token case above has six tiles).
 TEST_F(MlaDecodeCuda, Batch24OneToken128Heads) { check(uniform_batch(24, 1, 2000, 1, 840), 128, 841); }
+
+// Many short sequences at 128 heads, as the seesaw kernel's rule takes them (32 and more): a
+// partition holds several pieces with odd and even block counts, so pieces end on pairs without
+// B and the Q tile is copied again inside a CTA's walk.
+TEST_F(MlaDecodeCuda, Batch96ShortSequences128Heads) { check(uniform_batch(96, 1, 400, 1, 920), 128, 921); }
 
 TEST_F(MlaDecodeCuda, Long32kContexts16Heads) { check({{32768, 1}, {20000, 2}, {4096, 1}}, 16, 900); }
 
