@@ -40,18 +40,18 @@ namespace mlaserve::ops::sm90 {
 // The seesaw's shared memory: Smem's Q tile, KV stages and P region (P_A; P_B sits over B's rope
 // box) and its barriers (the Q tile's, each stage's "empty"); in place of Smem's row arrays, the
 // hand-overs between the warpgroups: row max and scale of A (warpgroup 0 writes) and of B
-// (warpgroup 1), [64] f32 each; after Smem's barriers the row sums of both at a piece's end and
-// the boxes' barriers.
+// (warpgroup 1), [64] f32 each; after Smem's barriers the row sums at a piece's end (warpgroup 1's,
+// and the totals that warpgroup 0 hands back) and the boxes' barriers.
 struct SeesawSmem {
   static constexpr int kMaxA = Smem::kRowMax;
   static constexpr int kScaleA = kMaxA + 64 * 4;
   static constexpr int kMaxB = kScaleA + 64 * 4;
   static constexpr int kScaleB = kMaxB + 64 * 4;
   static_assert(kScaleB + 64 * 4 <= Smem::kBarriers, "the hand-overs fit Smem's row arrays");
-  static constexpr int kSum = Smem::kBarriers + 5 * 8;  // [2 warpgroups][64]: row sums
-  static constexpr int kAny = kSum + 2 * 64 * 4;        // i32 [2 warpgroups][2 parities][4 warps]: warpgroup_any
-  static constexpr int kBoxFull = kAny + 16 * 4;         // mbarriers [2 stages][9 column blocks]: the box landed
-  static constexpr int kBytes = kBoxFull + 18 * 8;
+  static constexpr int kSums = Smem::kBarriers + 5 * 8;  // f32 [2][64]: the total row sums, warpgroup 1's
+  static constexpr int kBoxFull = kSums + 2 * 64 * 4;    // mbarriers [2 stages][9 column blocks]: the box landed
+  static constexpr int kPieceEnd = kBoxFull + 18 * 8;    // mbarriers: warpgroup 1's row sums in, the totals in
+  static constexpr int kBytes = kPieceEnd + 2 * 8;
 };
 inline constexpr int kSeesawSmemBytes = SeesawSmem::kBytes + 1024;  // + room to align the base
 static_assert(kSeesawSmemBytes <= 227 * 1024, "over the sm_90 shared-memory limit per CTA");
@@ -61,24 +61,24 @@ enum SeesawBarrier : int {
   kBarB = 2,         // warpgroup 1 arrives: m_B, a_B and P_B are
   kBarOwnWg0 = 3,    // warpgroup 0 alone: its P stores are done before its own wgmma reads them
   kBarOwnWg1 = 4,    // warpgroup 1 alone
-  kBarPieceEnd = 5,  // both: row sums handed over (and read), every S of the piece done (Q may be reloaded)
 };
 
-// Whether any thread of the warpgroup passed pred = true, the same value in every thread (a
-// branch on it around wgmma waits is uniform in the warpgroup, as wgmma.wait_group requires):
-// each warp's vote in flags[parity][warp] ([2][4] i32, this warpgroup's), then the warpgroup's
-// barrier `bar`. The parity alternates by call (`parity`, this thread's): a call's flags are
-// written again two calls later, after the next call's barrier, past every read of them.
-// (barrier.red.or.pred would do it in one instruction, but compute-sanitizer's racecheck then
-// reported hazards on accesses that named barriers order; see bench/NOTES-mla-decode.md.)
-__device__ __forceinline__ bool warpgroup_any(volatile int* flags, int bar, uint32_t& parity, bool pred) {
-  const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32 % 4;
-  volatile int* f = flags + 4 * (parity & 1);
-  parity ^= 1;
-  const bool warp_any = __any_sync(0xffffffffu, pred);
-  if (lane == 0) f[warp] = warp_any ? 1 : 0;
-  named_barrier_sync(bar, 128);
-  return warp_uniform((f[0] | f[1] | f[2] | f[3]) != 0);
+// bar.sync of `threads` threads at barrier `id` that also returns whether any of them passed
+// pred = true, the same value in every thread (a branch on it around wgmma waits is uniform in the
+// warpgroup, as wgmma.wait_group requires).
+__device__ __forceinline__ bool named_barrier_any(int id, int threads, bool pred) {
+  uint32_t any;
+  asm volatile(
+      "{\n"
+      ".reg .pred p, q;\n"
+      "setp.ne.u32 p, %1, 0;\n"
+      "barrier.red.or.pred q, %2, %3, p;\n"
+      "selp.u32 %0, 1, 0, q;\n"
+      "}\n"
+      : "=r"(any)
+      : "r"(pred ? 1u : 0u), "r"(id), "r"(threads)
+      : "memory");
+  return warp_uniform(any != 0);
 }
 
 // A block's KV stage: its position in its piece of the partition, mod 2.
@@ -149,7 +149,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   float* scale_a = reinterpret_cast<float*>(smem + SeesawSmem::kScaleA);
   float* max_b = reinterpret_cast<float*>(smem + SeesawSmem::kMaxB);
   float* scale_b = reinterpret_cast<float*>(smem + SeesawSmem::kScaleB);
-  float* row_sum = reinterpret_cast<float*>(smem + SeesawSmem::kSum);
+  float* totals = reinterpret_cast<float*>(smem + SeesawSmem::kSums);  // [64]: warpgroup 0 writes
+  float* sums_b = totals + 64;                                           // [64]: warpgroup 1 writes
 
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32;
   const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);  // uniform in the warp (see the pipeline kernel)
@@ -158,14 +159,17 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t s_q = ptx::smem_addr(smem + Smem::kQ), s_kv = ptx::smem_addr(smem + Smem::kKv);
   // Barriers: the Q tile's copy (bar_q); stage s's P V products done by all 8 warps (bar_empty +
   // 8 s: stage 0's tells warpgroup 0 that P_A's region is free, stage 1's that B's rope box is);
-  // each box landed (box_full).
+  // each box landed (box_full); at a piece's end, warpgroup 1's row sums and the totals written by
+  // all 128 threads of the warpgroup that hands them over (bar_sums, bar_totals).
   const uint32_t bar_q = ptx::smem_addr(smem + Smem::kBarriers) + 16, bar_empty = bar_q + 8;
   const uint32_t box_full = ptx::smem_addr(smem + SeesawSmem::kBoxFull);
+  const uint32_t bar_sums = ptx::smem_addr(smem + SeesawSmem::kPieceEnd), bar_totals = bar_sums + 8;
 
   zero_q_tail(smem + Smem::kQ, p.q_box_rows, tid);
   ptx::fence_async_proxy();
   if (tid == 0) {
     for (int i = 0; i < 18; ++i) ptx::mbarrier_init(box_full + 8 * i, 1);
+    for (int i = 0; i < 2; ++i) ptx::mbarrier_init(bar_sums + 8 * i, 128);
     ptx::mbarrier_init(bar_q, 1);
     ptx::mbarrier_init(bar_empty, kThreads / 32);
     ptx::mbarrier_init(bar_empty + 8, kThreads / 32);
@@ -222,16 +226,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   // P_A in Smem's P region, P_B over B's rope box.
   const uint64_t p_desc_a = ptx::gmma_desc_sw128(ptx::smem_addr(smem + Smem::kP), 16, 1024);
   const uint64_t p_desc_b = ptx::gmma_desc_sw128(s_kv + kTileBytes + 8 * kColBlockBytes, 16, 1024);
-  const int own_bar = wg == 0 ? kBarOwnWg0 : kBarOwnWg1;
-  volatile int* any_flags = reinterpret_cast<volatile int*>(smem + SeesawSmem::kAny) + 8 * wg;
-  uint32_t any_parity = 0;
 
-  uint32_t kv_parity = 0, empty_parity = 0, q_parity = 0;
+  uint32_t kv_parity = 0, empty_parity = 0, q_parity = 0, piece_parity = 0;
   float s[32], m[2], l[2];  // this warpgroup's block's scores; the running max and sums of its rows
   // The block in `stage`, owned by this warpgroup: when the sequence ends inside it, waits for
   // all of it and zeroes its rows past the end (the other warpgroup reads its V only after this
-  // one's hand-over); then S, each box waited for as S reaches it.
-  auto issue_s = [&](auto stage_tag, const WorkItem& it, int seq_len) {
+  // one's hand-over); then S, each box waited for as S reaches it. own_bar: this warpgroup's barrier.
+  auto issue_s = [&](auto stage_tag, const WorkItem& it, int seq_len, int own_bar) {
     constexpr int kStage = decltype(stage_tag)::value;
     const uint32_t bars = box_full + 8 * 9 * kStage, parity = (kv_parity >> kStage) & 1;
     const int valid = seq_len - it.block * 64;
@@ -262,7 +263,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // of O and of the sums, P to p_tile, and m and the scale handed over (max_out, scale_out).
   // Returns whether any row of the warpgroup moved its max (O's rescale is then due).
   auto softmax = [&](const WorkItem& it, const Piece& pc, uint8_t* p_tile, float* max_out, float* scale_out,
-                     float (&alpha)[2]) {
+                     float (&alpha)[2], int own_bar) {
     const bool masked = it.block * 64 + 63 > pc.seq_len - pc.q_len;
     const int key0 = it.block * 64 + 2 * (lane % 4);
     float mx[2] = {-INFINITY, -INFINITY}, m_use[2], sum[2] = {0.0f, 0.0f};
@@ -281,7 +282,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     ptx::fence_async_proxy();
     // The whole P before this warpgroup's wgmma reads it.
-    return warpgroup_any(any_flags, own_bar, any_parity, alpha[0] != 1.0f || alpha[1] != 1.0f);
+    return named_barrier_any(own_bar, 128, alpha[0] != 1.0f || alpha[1] != 1.0f);
   };
   // The other warpgroup's hand-over: the running max after its block and that block's scale.
   auto take_over = [&](const float* max_in, const float* scale_in, float (&alpha)[2]) {
@@ -305,6 +306,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // loop holding both branches would carry warpgroup 0's P V in flight into warpgroup 1's code.
   auto run = [&](auto warpgroup) {
     constexpr int W = decltype(warpgroup)::value;
+    constexpr int kOwnBar = W == 0 ? kBarOwnWg0 : kBarOwnWg1;  // an immediate in bar.sync
     using Stage0 = std::integral_constant<int, 0>;
     using Stage1 = std::integral_constant<int, 1>;
     float o[128];
@@ -335,7 +337,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         float alpha_a[2], alpha_b[2];
         if constexpr (W == 0) {
-          issue_s(Stage0{}, cur, pc.seq_len);
+          issue_s(Stage0{}, cur, pc.seq_len, kOwnBar);
           ptx::wgmma_wait<0>();  // and the last pair's P V_B, issued ahead of this S
           ptx::fence_registers(s);
           ptx::fence_registers(o);
@@ -345,7 +347,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
           refill(0, 8, 1, false);  // S_A is done with A's rope box
           if (p_a_used) wait_empty(0);  // warpgroup 1's P V_A of the last pair is done with P_A's region
-          softmax(cur, pc, smem + Smem::kP, max_a, scale_a, alpha_a);
+          softmax(cur, pc, smem + Smem::kP, max_a, scale_a, alpha_a, kOwnBar);
           named_barrier_arrive(kBarA, kThreads);
           scale_rows(o, alpha_a);
           issue_pv(p_desc_a, v_desc, o);
@@ -364,13 +366,13 @@ __global__ void __launch_bounds__(kThreads, 1)
             pending_b = true;
           }
         } else if (has_b) {
-          issue_s(Stage1{}, b_item, pc.seq_len);
+          issue_s(Stage1{}, b_item, pc.seq_len, kOwnBar);
           named_barrier_sync(kBarA, kThreads);
           wait_landed(0);
           take_over(max_a, scale_a, alpha_a);
           // O_R's rescale (rare: the max moves lazily) waits for S_B: ptxas serialises every
           // wgmma of the kernel when an accumulator is written between a wgmma's issue and its wait.
-          if (warpgroup_any(any_flags, own_bar, any_parity, alpha_a[0] != 1.0f || alpha_a[1] != 1.0f)) {
+          if (named_barrier_any(kOwnBar, 128, alpha_a[0] != 1.0f || alpha_a[1] != 1.0f)) {
             ptx::wgmma_wait<0>();
             ptx::fence_registers(o);
             scale_rows(o, alpha_a);
@@ -379,7 +381,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           ptx::wgmma_wait<1>();
           ptx::fence_registers(s);
           const bool moved = softmax(b_item, pc, smem + Smem::kKv + kTileBytes + 8 * kColBlockBytes, max_b,
-                                     scale_b, alpha_b);
+                                     scale_b, alpha_b, kOwnBar);
           named_barrier_arrive(kBarB, kThreads);
           if (moved) {  // O moves: P V_A first
             ptx::wgmma_wait<0>();
@@ -417,26 +419,48 @@ __global__ void __launch_bounds__(kThreads, 1)
         release_b();
         pending_b = false;
       }
-      // The piece's end: both warpgroups' row sums, 1 / sum, lse (warpgroup 0) and this
-      // warpgroup's O.
+      // The piece's end: warpgroup 1 hands its row sums over (bar_sums: every S of the piece is
+      // then done too, so Q may be reloaded), warpgroup 0 adds its own and hands the totals back
+      // (bar_totals); each warpgroup stores its O over the total, warpgroup 0 the lse. A slot is
+      // written again only after its reader has arrived on the other barrier, past its read.
+      // (Through mbarriers: compute-sanitizer's racecheck reports hazards on stores that a
+      // bar.arrive right after them orders, and on a bar.sync pair of both warpgroups after a
+      // bar.arrive, both correct; see bench/NOTES-mla-decode.md.)
+      float total[2];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
         l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
-        if (lane % 4 == 0) row_sum[W * 64 + r0 + 8 * h] = l[h];
       }
-      named_barrier_sync(kBarPieceEnd, kThreads);  // also: every S of the piece is done
-      if (tid == 0 && has_next) load_q_tile(p, s_q, next.seq, tile_row0, bar_q);
+      if constexpr (W == 1) {
+        if (lane % 4 == 0) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) sums_b[r0 + 8 * h] = l[h];
+        }
+        ptx::mbarrier_arrive(bar_sums);
+        ptx::mbarrier_wait(bar_totals, piece_parity);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) total[h] = totals[r0 + 8 * h];
+      } else {
+        ptx::mbarrier_wait(bar_sums, piece_parity);
+        if (tid == 0 && has_next) load_q_tile(p, s_q, next.seq, tile_row0, bar_q);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) total[h] = l[h] + sums_b[r0 + 8 * h];
+        if (lane % 4 == 0) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) totals[r0 + 8 * h] = total[h];
+        }
+        ptx::mbarrier_arrive(bar_totals);
+      }
+      piece_parity ^= 1;
       const MlaSeqSplit split = p.seq_splits[seq];
       float inv[2];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const float total = row_sum[r0 + 8 * h] + row_sum[64 + r0 + 8 * h];
-        const float lse = softmax_lse_inv(m[h], total, inv[h]);
+        const float lse = softmax_lse_inv(m[h], total[h], inv[h]);
         const int i = tile_row0 + r0 + 8 * h;
         if (W == 0 && lane % 4 == 0 && i < pc.rows) store_piece_lse(p, split, pc, i, lse);
       }
-      named_barrier_sync(kBarPieceEnd, kThreads);  // both have read the sums: the next piece may write them
       store_piece(p, pc, seq, r0, tile_row0, 256 * W + 2 * (lane % 4), o, inv);
       if (!has_next) break;
       cur = next;
