@@ -95,14 +95,15 @@ inline constexpr int kRingMaxRows = 16;
 inline bool use_ring_kernel(int64_t rows_per_seq) { return rows_per_seq <= kRingMaxRows; }
 
 // Where use_pipeline_kernel picks the pipeline and the ring kernel does not run, sequences of at
-// least kSeesawMinRows query rows (128 heads: V3 on one GPU; 64 heads, TP2, one query tile a
-// sequence, is not measured yet) in batches of at least kSeesawMinSeqs run the seesaw kernel instead (mla_decode_sm90_seesaw.cuh: the warpgroups take
-// a piece's blocks in pairs, each box of a KV stage copied again as soon as it is free). H200,
-// 2026-12-03 (bench/NOTES-mla-decode.md, fiftieth session), graph us, pipeline / seesaw, three
-// alternated rounds: b128 x 4096 x 128 heads 312.0-316.8 / 260.6-292.9, b96 x 2048 152.7-157.5 /
-// 142.6-145.3, b64 x 4096 154.2-154.7 / 146.6-147.7, b32 x 8192 178.2-181.2 / 175.5-176.7; but
-// b8 x 4096 39.5-41.7 / 43.1-45.1, and 16 heads x 2 tokens (32 rows) mixed: b128 x 4096 156.4-158.7
-// / 159.6-160.8, b32 x 32k 322.0-329.4 / 320.0-320.1.
+// least kSeesawMinRows query rows (128 heads: V3 on one GPU) in batches of at least kSeesawMinSeqs
+// run the seesaw kernel instead (mla_decode_sm90_seesaw.cuh: the warpgroups take a piece's blocks
+// in pairs, each box of a KV stage copied again as soon as it is free). H200, 2026-12-03
+// (bench/NOTES-mla-decode.md, fiftieth and fifty-first sessions), graph us, pipeline / seesaw:
+// b128 x 4096 x 128 heads 282-317 / 261-293, b96 x 2048 153-161 / 140-145, b64 x 4096 149-159 /
+// 140-148, b32 x 8192 169-181 / 167-177; under ncu (launches alone) b64 x 4097 151-154 / 147-150,
+// in the V3 step as in the bench. But b16 x 4096 59-63 / 61-63, b8 x 4096 39.5-41.7 / 43.1-45.1,
+// and 64 heads (TP2, one query tile a sequence) loses or ties: b128 x 4096 159-168 / 172-174,
+// b64 x 4096 126-131 / 127-131, b32 x 8192 104-106 / 108-110.
 inline constexpr int64_t kSeesawMinRows = 128, kSeesawMinSeqs = 32;
 inline bool use_seesaw_kernel(int64_t num_seqs, int64_t rows_per_seq) {
   return rows_per_seq >= kSeesawMinRows && num_seqs >= kSeesawMinSeqs;
