@@ -7,7 +7,7 @@
 // --kernels: each shape once per kernel, the step's own choice (auto: use_pipeline_kernel,
 // use_seesaw_kernel) or the one named, as the tests force it (to measure the choice's
 // boundaries); "pipeline" and "seesaw" run the ring kernel where a sequence has at most 16 query
-// rows (use_ring_kernel).
+// rows (decode_kernel).
 // --early-loads on: each call reads the schedule and tables and starts its first cache copies
 // before it waits for the call before it (MlaDecodeArgs::early_loads, as the model calls it);
 // off (default) keeps the figures of earlier runs comparable.
@@ -249,10 +249,8 @@ Result run_shape(const Shape& s, ops::MlaPlan plan, KernelChoice kernel, bool ea
   int64_t split_seqs = 0;
   for (int64_t b = 0; b < s.batch; ++b) split_seqs += splits.data<int32_t>()[2 * b] > 1 ? 1 : 0;
   Result r{s, graph_us, eager_us, schedule_us, 0, 0, 0, 0, sets, schedule.num_parts, schedule.num_m_tiles,
-           !schedule.pipeline                  ? "split_s"
-           : ops::sm90::use_ring_kernel(s.n_heads * s.q_len) ? "ring"
-           : schedule.seesaw                   ? "seesaw"
-                                               : "pipeline",
+           ops::sm90::decode_kernel_name(ops::sm90::decode_kernel(schedule.pipeline, schedule.seesaw,
+                                                                  schedule.n_heads * schedule.max_q_len)),
            plan, split_seqs};
   const double keys = static_cast<double>(s.batch) * s.context;
   r.bytes = keys * kCacheRowDim * 2.0 + t * s.n_heads * (kCacheRowDim * 2.0 + kLatentDim * 2.0 + 4.0);

@@ -1,5 +1,6 @@
 // Which sm90 MLA decode kernel a step uses (use_pipeline_kernel, use_ring_kernel,
-// use_seesaw_kernel, mla_decode_sm90_heuristics.h), and how its KV copies use L2 (use_kv_evict_first).
+// use_seesaw_kernel, decode_kernel: mla_decode_sm90_heuristics.h), and how its KV copies use L2
+// (use_kv_evict_first).
 // Host arithmetic only, so it runs without a GPU; the GPU tests check both kernels at every batch.
 #include <gtest/gtest.h>
 
@@ -58,6 +59,20 @@ TEST(MlaDecodeKernelRule, SeesawFromThirtyTwoSequencesOf128Rows) {
     for (int64_t b : {1, 8, 16, 31}) EXPECT_FALSE(use_seesaw_kernel(b, rows)) << b << " x " << rows;
   }
   for (int64_t rows : {16, 32, 64, 127}) EXPECT_FALSE(use_seesaw_kernel(128, rows)) << rows;
+}
+
+TEST(MlaDecodeKernelRule, KernelOfACallFromTheScheduleAndTheRows) {
+  // Split S whenever the schedule says so; else the ring kernel at <= 16 rows, whatever the
+  // seesaw choice; else the seesaw or the pipeline kernel as the schedule says.
+  for (int64_t rows : {16, 128}) {
+    for (bool seesaw : {false, true}) EXPECT_EQ(decode_kernel(false, seesaw, rows), DecodeKernel::kSplitS);
+  }
+  for (bool seesaw : {false, true}) EXPECT_EQ(decode_kernel(true, seesaw, 16), DecodeKernel::kRing);
+  EXPECT_EQ(decode_kernel(true, true, 128), DecodeKernel::kSeesaw);
+  EXPECT_EQ(decode_kernel(true, false, 128), DecodeKernel::kPipeline);
+  EXPECT_EQ(decode_kernel(true, true, 17), DecodeKernel::kSeesaw);
+  EXPECT_STREQ(decode_kernel_name(DecodeKernel::kSeesaw), "seesaw");
+  EXPECT_STREQ(decode_kernel_name(DecodeKernel::kSplitS), "split_s");
 }
 
 TEST(MlaDecodeKernelRule, EvictFirstCopiesWhenOneQueryTileReadsEachBlock) {

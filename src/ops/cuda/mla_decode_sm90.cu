@@ -179,13 +179,15 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   MLA_CHECK(schedule.pipeline || schedule.num_m_tiles * schedule.num_parts <= gpu::device_sm_count(),
             "{}: {} x {} CTAs of the split-S kernel do not fit the SMs in one wave", kOp, schedule.num_m_tiles,
             schedule.num_parts);
-  const bool ring = schedule.pipeline && sm90::use_ring_kernel(p.max_rows);
-  const bool seesaw = schedule.pipeline && !ring && schedule.seesaw;
-  const auto decode = !schedule.pipeline ? sm90::mla_decode_sm90_split_s_kernel
-                      : ring             ? sm90::mla_decode_sm90_ring_kernel
-                      : seesaw           ? sm90::mla_decode_sm90_seesaw_kernel
-                                         : sm90::mla_decode_sm90_pipeline_kernel;
-  const int smem_bytes = ring ? sm90::kRingSmemBytes : seesaw ? sm90::kSeesawSmemBytes : sm90::kSmemBytes;
+  using sm90::DecodeKernel;
+  const DecodeKernel kernel = sm90::decode_kernel(schedule.pipeline, schedule.seesaw, p.max_rows);
+  const auto decode = kernel == DecodeKernel::kSplitS ? sm90::mla_decode_sm90_split_s_kernel
+                      : kernel == DecodeKernel::kRing ? sm90::mla_decode_sm90_ring_kernel
+                      : kernel == DecodeKernel::kSeesaw ? sm90::mla_decode_sm90_seesaw_kernel
+                                                        : sm90::mla_decode_sm90_pipeline_kernel;
+  const int smem_bytes = kernel == DecodeKernel::kRing     ? sm90::kRingSmemBytes
+                         : kernel == DecodeKernel::kSeesaw ? sm90::kSeesawSmemBytes
+                                                           : sm90::kSmemBytes;
   MLA_CUDA_CHECK(cudaFuncSetAttribute(decode, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
   const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
   launch(decode, grid, sm90::kThreads, smem_bytes, stream, p);

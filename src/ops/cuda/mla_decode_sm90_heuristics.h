@@ -109,6 +109,25 @@ inline bool use_seesaw_kernel(int64_t num_seqs, int64_t rows_per_seq) {
   return rows_per_seq >= kSeesawMinRows && num_seqs >= kSeesawMinSeqs;
 }
 
+// The decode kernel a call runs, from its schedule's choices (MlaDecodeSchedule::pipeline and
+// ::seesaw, set by the rules above or forced by tests and benchmarks) and its query rows a
+// sequence: the ring kernel takes the place of the pipeline and the seesaw kernels at few rows.
+enum class DecodeKernel { kSplitS, kRing, kSeesaw, kPipeline };
+inline DecodeKernel decode_kernel(bool pipeline, bool seesaw, int64_t rows_per_seq) {
+  if (!pipeline) return DecodeKernel::kSplitS;
+  if (use_ring_kernel(rows_per_seq)) return DecodeKernel::kRing;
+  return seesaw ? DecodeKernel::kSeesaw : DecodeKernel::kPipeline;
+}
+inline const char* decode_kernel_name(DecodeKernel k) {
+  switch (k) {
+    case DecodeKernel::kSplitS: return "split_s";
+    case DecodeKernel::kRing: return "ring";
+    case DecodeKernel::kSeesaw: return "seesaw";
+    case DecodeKernel::kPipeline: return "pipeline";
+  }
+  return "?";
+}
+
 // The KV copies tag their lines L2 evict-first when each cache block is read by one CTA only (one
 // query tile a sequence: at most 64 query rows), so that the block, read once, does not push out
 // lines that are read again (the step's metadata, the query rows, other layers' weights in the

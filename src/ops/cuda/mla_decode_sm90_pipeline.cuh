@@ -55,22 +55,27 @@ __device__ __forceinline__ void wgmma_64x64(uint64_t a, uint64_t b, float (&d)[3
                                             std::index_sequence<I...>) {
   gmma::MMA_64x64x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>::fma(a, b, d[I]..., scale);
 }
-// Issues a block's scores S[64 x 64] = Q[64 x 576] K[64 x 576]^T as one wgmma group; the caller
-// waits for it. s[i]: row r0 + 8 * (i / 2 % 2), key 8 * (i / 4) + 2 * (lane % 4) + i % 2. Q and
-// K are K-major in the same layout, so one k-step offset serves both. Each offset passes through
-// an empty volatile asm, which keeps its place among the wgmma asms: otherwise the compiler
-// computes all 72 descriptors ahead and runs out of registers beside O and S (and a loop instead
-// makes ptxas serialise the wgmmas, C7520).
+// k-step j (16 channels) of column block cb of a block's scores S[64 x 64] = Q[64 x 576] K[64 x 576]^T
+// (`first` overwrites s). s[i]: row r0 + 8 * (i / 2 % 2), key 8 * (i / 4) + 2 * (lane % 4) + i % 2.
+// Q and K are K-major in the same layout, so one k-step offset serves both. Each offset passes
+// through an empty volatile asm, which keeps its place among the wgmma asms: otherwise the
+// compiler computes all 72 descriptors ahead and runs out of registers beside O and S (and a loop
+// instead makes ptxas serialise the wgmmas, C7520).
+__device__ __forceinline__ void issue_score_step(uint64_t q_desc, uint64_t k_desc, float (&s)[32], int cb, int j,
+                                                 bool first) {
+  uint64_t step = static_cast<uint64_t>((cb * kColBlockBytes + j * 32) >> 4);
+  asm volatile("" : "+l"(step));
+  wgmma_64x64(q_desc + step, k_desc + step, s, first ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
+              std::make_index_sequence<32>{});
+}
+
+// Issues a block's scores (issue_score_step's 36 k-steps) as one wgmma group; the caller waits
+// for it.
 __device__ __forceinline__ void issue_scores(uint64_t q_desc, uint64_t k_desc, float (&s)[32]) {
   ptx::fence_registers(s);
   ptx::wgmma_fence();
 #pragma unroll
-  for (int ks = 0; ks < 36; ++ks) {
-    uint64_t step = static_cast<uint64_t>(((ks / 4) * kColBlockBytes + (ks % 4) * 32) >> 4);
-    asm volatile("" : "+l"(step));
-    wgmma_64x64(q_desc + step, k_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
-                std::make_index_sequence<32>{});
-  }
+  for (int ks = 0; ks < 36; ++ks) issue_score_step(q_desc, k_desc, s, ks / 4, ks % 4, ks == 0);
   ptx::wgmma_commit();
 }
 

@@ -31,7 +31,7 @@
 #pragma once
 
 #include "ops/cuda/mla_decode_sm90_common.cuh"
-#include "ops/cuda/mla_decode_sm90_pipeline.cuh"  // issue_scores, store_piece
+#include "ops/cuda/mla_decode_sm90_pipeline.cuh"  // issue_score_step, store_piece
 
 #include <type_traits>
 
@@ -133,10 +133,7 @@ __device__ __forceinline__ void issue_scores_by_box(uint64_t q_desc, uint64_t k_
       ptx::mbarrier_wait(bars + 8 * box, parity);
       ptx::wgmma_fence();
     }
-    uint64_t step = static_cast<uint64_t>((box * kColBlockBytes + (ks % 4) * 32) >> 4);
-    asm volatile("" : "+l"(step));
-    wgmma_64x64(q_desc + step, k_desc + step, s, ks == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
-                std::make_index_sequence<32>{});
+    issue_score_step(q_desc, k_desc, s, box, ks % 4, ks == 0);
   }
   ptx::wgmma_commit();
 }
