@@ -9,8 +9,8 @@
 // Result (one H200, compute-sanitizer of CUDA 13.0, 2026-12-03; bench/NOTES-mla-decode.md, the
 // fifty-first session): hazards for 0 (stores, then bar.arrive directly), 4 and 6 (a bar.sync pair
 // of all threads, once a bar.arrive on another barrier has run); 0 hazards for 1 (the storing
-// warpgroup's own bar.sync between its stores and the arrive), 2, 3 and 5. (The control, 7, was
-// added to this file after that run and has not run yet: it must report.) The MLA
+// warpgroup's own bar.sync between its stores and the arrive), 2, 3 and 5. The control, 7, reports
+// its races (the fifty-second session's run, which repeated 0-6 with the same result). The MLA
 // decode kernels hand data over in the forms that pass, or through mbarriers that every writing
 // thread arrives on (tools/racecheck_mbarrier_probe.cu).
 #include <cstdio>
