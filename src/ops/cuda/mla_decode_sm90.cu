@@ -46,6 +46,16 @@ CUtensorMap row_tile_map(const Tensor& t, int64_t rows, int box_rows) {
                        static_cast<cuuint32_t>(box_rows));
 }
 
+// The cache's rows as column blocks ([9][rows][64], column block c at byte 128 c of each row), read
+// 4 column blocks x 64 rows at a time: one copy lands as the four [64 rows][128 B] swizzled tiles
+// that four copies of row_tile_map's boxes would (the swizzle follows the shared-memory address).
+CUtensorMap column_block_map(const Tensor& t, int64_t rows) {
+  const cuuint64_t dims[3] = {64, static_cast<cuuint64_t>(rows), kCacheRowDim / 64};
+  const cuuint64_t strides[2] = {kCacheRowDim * 2, 128};
+  const cuuint32_t box[3] = {64, static_cast<cuuint32_t>(sm90::kTileRows), 4};
+  return tma::tiled_map(kOp, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, t.raw(), 3, dims, strides, box);
+}
+
 // Launches kernel(p) with programmatic dependent launch: the grid may start launching while the
 // previous kernel in the stream finishes (that kernel's griddepcontrol.launch_dependents, or its
 // end); both kernels wait for it (griddepcontrol.wait) before they touch global memory.
@@ -154,6 +164,7 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   p.q_box_rows = std::min(p.max_rows, sm90::kTileRows);
   p.q_map = row_tile_map(args.q, t * n, p.q_box_rows);
   p.kv_map = row_tile_map(args.kv_cache, args.kv_cache.dim(0) * kKvBlockSize, sm90::kTileRows);
+  p.kv_group_map = column_block_map(args.kv_cache, args.kv_cache.dim(0) * kKvBlockSize);
   p.block_table = ptr<const int32_t>(args.block_table);
   p.seq_lens = ptr<const int32_t>(args.seq_lens);
   p.query_start = ptr<const int32_t>(args.query_start);

@@ -19,11 +19,12 @@
 // so the rescale between a warpgroup's two P V products (which has to wait for the first) is
 // rare. Each warpgroup keeps the row sums of its own blocks, rescaled by every a; the two are
 // added at the piece's end.
-// The copies: each of a stage's 9 boxes (64 channels) has its own barrier, S visits them in the
-// order they are freed (seesaw_box), and each group of boxes is copied again by the warpgroup
-// that is last to read it: A's rope box after S_A, V_A's first half after wg 0's P V, its second
-// half after wg 1's; V_B's second half after wg 1's P V, the rest of B after both. A block's
-// stage is its position in its piece, mod 2.
+// The copies: a stage's 9 boxes (64 channels) come in three copies (V's halves, four boxes each,
+// and the rope box; seesaw_copy), each with its own barrier; S visits the boxes in the order they
+// are freed (seesaw_box), and each copy is started again by the warpgroup that is last to read
+// it: A's rope box after S_A, V_A's first half after wg 0's P V, its second half after wg 1's;
+// V_B's second half after wg 1's P V, the rest of B after both. A block's stage is its position
+// in its piece, mod 2.
 // ptxas serialises every wgmma of the kernel (C7514 / C7515) when an accumulator is read or
 // written while a wgmma of the same pipeline stage may be pending, or when it cannot tell which
 // groups a wait retires where paths meet: each warpgroup's loops are compiled apart, the waits sit
@@ -49,8 +50,8 @@ struct SeesawSmem {
   static constexpr int kScaleB = kMaxB + 64 * 4;
   static_assert(kScaleB + 64 * 4 <= Smem::kBarriers, "the hand-overs fit Smem's row arrays");
   static constexpr int kSums = Smem::kBarriers + 5 * 8;  // f32 [2][64]: the total row sums, warpgroup 1's
-  static constexpr int kBoxFull = kSums + 2 * 64 * 4;    // mbarriers [2 stages][9 column blocks]: the box landed
-  static constexpr int kPieceEnd = kBoxFull + 18 * 8;    // mbarriers: warpgroup 1's row sums in, the totals in
+  static constexpr int kBoxFull = kSums + 2 * 64 * 4;    // mbarriers [2 stages][3 copies]: the copy landed
+  static constexpr int kPieceEnd = kBoxFull + 6 * 8;     // mbarriers: warpgroup 1's row sums in, the totals in
   static constexpr int kBytes = kPieceEnd + 2 * 8;
 };
 inline constexpr int kSeesawSmemBytes = SeesawSmem::kBytes + 1024;  // + room to align the base
@@ -95,17 +96,30 @@ __device__ __forceinline__ bool advance_to_stage(WorkItem& it, int stage, const 
   return true;
 }
 
-// Starts the copy of column blocks cb0 .. cb0 + n - 1 of cache block block_id into stage
-// `stage`, each completing on its own barrier (box_full + 8 * (9 * stage + cb)): S starts on the
-// first box, and each box is copied as soon as the warpgroups are done with its old contents.
-__device__ __forceinline__ void load_kv_boxes(const MlaDecodeParams& p, uint32_t s_kv, int block_id, int stage,
-                                              uint32_t box_full, int cb0 = 0, int n = 9) {
+// A stage's boxes (column blocks) come in three copies: V's first half (boxes 0-3), its second
+// half (4-7), each one 3-D copy of four boxes (kv_group_map), and the rope box (8). One TMA copy costs
+// its issuing thread ~94 cycles on an idle H200 and several hundred under load, whatever its size
+// (tools/tma_issue_probe.cu), and the copies are issued by the warps that compute.
+__device__ __forceinline__ constexpr int seesaw_copy(int cb) { return cb / 4; }
+
+// Starts copy `copy` (seesaw_copy) of cache block block_id into stage `stage`, completing on its
+// barrier box_full + 8 * (3 * stage + copy): S starts on the first copy to land, and each is
+// started as soon as the warpgroups are done with its old contents.
+__device__ __forceinline__ void load_kv_copy(const MlaDecodeParams& p, uint32_t s_kv, int block_id, int stage,
+                                             uint32_t box_full, int copy) {
   const uint64_t policy = p.kv_evict_first ? ptx::l2_evict_first_policy() : 0;
-  for (int cb = cb0; cb < cb0 + n; ++cb) {
-    const uint32_t bar = box_full + 8 * (9 * stage + cb);
+  const uint32_t bar = box_full + 8 * (3 * stage + copy);
+  const uint32_t dst = s_kv + stage * kTileBytes + 4 * copy * kColBlockBytes;
+  if (copy == 2) {
     ptx::mbarrier_arrive_expect_bytes(bar, kColBlockBytes);
-    tma_load_kv_box(s_kv + stage * kTileBytes + cb * kColBlockBytes, &p.kv_map, cb, block_id * 64, bar,
-                    p.kv_evict_first, policy);
+    tma_load_kv_box(dst, &p.kv_map, 8, block_id * 64, bar, p.kv_evict_first, policy);
+    return;
+  }
+  ptx::mbarrier_arrive_expect_bytes(bar, 4 * kColBlockBytes);
+  if (p.kv_evict_first) {
+    ptx::tma_load_3d_hint(dst, &p.kv_group_map, 0, block_id * 64, 4 * copy, bar, policy);
+  } else {
+    ptx::tma_load_3d(dst, &p.kv_group_map, 0, block_id * 64, 4 * copy, bar);
   }
 }
 
@@ -121,16 +135,16 @@ __device__ __forceinline__ constexpr int seesaw_box(int i) {
   }
 }
 
-// issue_scores with each column block's 4 k-steps issued once that box has landed, in
-// seesaw_box order (bars: the stage's 9 box barriers, completing with this parity).
+// issue_scores with each column block's 4 k-steps issued once that box's copy has landed, in
+// seesaw_box order (bars: the stage's 3 copy barriers, completing with this parity).
 template <int kStage>
 __device__ __forceinline__ void issue_scores_by_box(uint64_t q_desc, uint64_t k_desc, float (&s)[32], uint32_t bars,
                                                     uint32_t parity) {
 #pragma unroll
   for (int ks = 0; ks < 36; ++ks) {
     const int box = seesaw_box<kStage>(ks / 4);
-    if (ks % 4 == 0) {
-      ptx::mbarrier_wait(bars + 8 * box, parity);
+    if (ks % 4 == 0 && box % 4 == 0) {  // the first box of its copy, in either order
+      ptx::mbarrier_wait(bars + 8 * seesaw_copy(box), parity);
       ptx::wgmma_fence();
     }
     issue_score_step(q_desc, k_desc, s, box, ks % 4, ks == 0);
@@ -156,7 +170,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t s_q = ptx::smem_addr(smem + Smem::kQ), s_kv = ptx::smem_addr(smem + Smem::kKv);
   // Barriers: the Q tile's copy (bar_q); stage s's P V products done by all 8 warps (bar_empty +
   // 8 s: stage 0's tells warpgroup 0 that P_A's region is free, stage 1's that B's rope box is);
-  // each box landed (box_full); at a piece's end, warpgroup 1's row sums and the totals written by
+  // each copy landed (box_full); at a piece's end, warpgroup 1's row sums and the totals written by
   // all 128 threads of the warpgroup that hands them over (bar_sums, bar_totals).
   const uint32_t bar_q = ptx::smem_addr(smem + Smem::kBarriers) + 16, bar_empty = bar_q + 8;
   const uint32_t box_full = ptx::smem_addr(smem + SeesawSmem::kBoxFull);
@@ -165,7 +179,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   zero_q_tail(smem + Smem::kQ, p.q_box_rows, tid);
   ptx::fence_async_proxy();
   if (tid == 0) {
-    for (int i = 0; i < 18; ++i) ptx::mbarrier_init(box_full + 8 * i, 1);
+    for (int i = 0; i < 6; ++i) ptx::mbarrier_init(box_full + 8 * i, 1);
     for (int i = 0; i < 2; ++i) ptx::mbarrier_init(bar_sums + 8 * i, 128);
     ptx::mbarrier_init(bar_q, 1);
     ptx::mbarrier_init(bar_empty, kThreads / 32);
@@ -175,8 +189,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   __syncthreads();
 
   // The walk. Thread 0 copies the first block of each stage (with early_loads before the wait,
-  // as the pipeline kernel does); after that, the boxes of a stage are copied in three groups by
-  // the warpgroup that is last to read each (seesaw_box): threads 0 and 128 each follow both
+  // as the pipeline kernel does); after that, each of a stage's three copies is started by the
+  // warpgroup that is last to read it (seesaw_box): threads 0 and 128 each follow both
   // stages' next blocks (ahead[s], their cache blocks ahead_id[s], read a block ahead).
   const bool loader = tid % 128 == 0;
   MlaPartition part;
@@ -196,17 +210,20 @@ __global__ void __launch_bounds__(kThreads, 1)
     ahead[1] = cur;
     const bool has_b = advance_to_stage(ahead[1], 1, part, p, tile_row0);
     if (tid == 0) {
-      load_kv_boxes(p, s_kv, kv_block_id(p, cur), 0, box_full);
-      if (has_b) load_kv_boxes(p, s_kv, kv_block_id(p, ahead[1]), 1, box_full);
+      constexpr int kOrder[2][3] = {{2, 0, 1}, {1, 0, 2}};  // as S visits them (seesaw_box)
+      for (const int c : kOrder[0]) load_kv_copy(p, s_kv, kv_block_id(p, cur), 0, box_full, c);
+      if (has_b) {
+        for (const int c : kOrder[1]) load_kv_copy(p, s_kv, kv_block_id(p, ahead[1]), 1, box_full, c);
+      }
     }
     step_ahead(0);
     if (has_b) step_ahead(1);
   };
-  // This thread's share of the next block of `stage`: boxes cb0 .. cb0 + n - 1; `last`: its last
+  // This thread's share of the next block of `stage`: copy `copy` (seesaw_copy); `last`: its last
   // share of that block (the walk moves on).
-  auto refill = [&](int stage, int cb0, int n, bool last) {
+  auto refill = [&](int stage, int copy, bool last) {
     if (loader && more[stage]) {
-      load_kv_boxes(p, s_kv, ahead_id[stage], stage, box_full, cb0, n);
+      load_kv_copy(p, s_kv, ahead_id[stage], stage, box_full, copy);
       if (last) step_ahead(stage);
     }
   };
@@ -231,10 +248,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // one's hand-over); then S, each box waited for as S reaches it. own_bar: this warpgroup's barrier.
   auto issue_s = [&](auto stage_tag, const WorkItem& it, int seq_len, int own_bar) {
     constexpr int kStage = decltype(stage_tag)::value;
-    const uint32_t bars = box_full + 8 * 9 * kStage, parity = (kv_parity >> kStage) & 1;
+    const uint32_t bars = box_full + 8 * 3 * kStage, parity = (kv_parity >> kStage) & 1;
     const int valid = seq_len - it.block * 64;
     if (valid < 64) {
-      for (int cb = 0; cb < 9; ++cb) ptx::mbarrier_wait(bars + 8 * cb, parity);
+      for (int c = 0; c < 3; ++c) ptx::mbarrier_wait(bars + 8 * c, parity);
       zero_tail_rows(smem + Smem::kKv + kStage * kTileBytes, valid, tid % 128, 128);
       ptx::fence_async_proxy();
       named_barrier_sync(own_bar, 128);
@@ -242,11 +259,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     issue_scores_by_box<kStage>(q_desc, k_desc + kStage * kStageStep, s, bars, parity);
     kv_parity ^= 1u << kStage;
   };
-  // The other warpgroup's block in `stage` (its hand-over came first): this warpgroup's 4 V
-  // boxes have landed, waited for here too so that its reads of them are ordered after the copy.
+  // The other warpgroup's block in `stage` (its hand-over came first): this warpgroup's V half
+  // has landed, waited for here too so that its reads of it are ordered after the copy.
   auto wait_landed = [&](int stage) {
-    const uint32_t bars = box_full + 8 * (9 * stage + 4 * wg), parity = (kv_parity >> stage) & 1;
-    for (int cb = 0; cb < 4; ++cb) ptx::mbarrier_wait(bars + 8 * cb, parity);
+    ptx::mbarrier_wait(box_full + 8 * (3 * stage + wg), (kv_parity >> stage) & 1);
     kv_parity ^= 1u << stage;
   };
   auto arrive_empty = [&](int stage) {
@@ -294,8 +310,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto release_b = [&]() {
     arrive_empty(1);
     if (loader) wait_empty(1);
-    refill(1, 0, 4, false);
-    refill(1, 8, 1, true);
+    refill(1, 0, false);
+    refill(1, 2, true);
     __syncwarp();
   };
 
@@ -342,7 +358,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             release_b();
             pending_b = false;
           }
-          refill(0, 8, 1, false);  // S_A is done with A's rope box
+          refill(0, 2, false);  // S_A is done with A's rope box
           if (p_a_used) wait_empty(0);  // warpgroup 1's P V_A of the last pair is done with P_A's region
           softmax(cur, pc, smem + Smem::kP, max_a, scale_a, alpha_a, kOwnBar);
           named_barrier_arrive(kBarA, kThreads);
@@ -352,7 +368,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           ptx::fence_registers(o);
           arrive_empty(0);
           p_a_used = true;
-          refill(0, 0, 4, true);  // V_A's first half, warpgroup 0's own
+          refill(0, 0, true);  // V_A's first half, warpgroup 0's own
           __syncwarp();
           if (has_b) {
             named_barrier_sync(kBarB, kThreads);
@@ -388,12 +404,12 @@ __global__ void __launch_bounds__(kThreads, 1)
           issue_pv(p_desc_b, v_desc + kStageStep, o);
           ptx::wgmma_wait<1>();
           arrive_empty(0);
-          refill(0, 4, 4, true);  // V_A's second half, warpgroup 1's own
+          refill(0, 1, true);  // V_A's second half, warpgroup 1's own
           __syncwarp();
           ptx::wgmma_wait<0>();
           ptx::fence_registers(o);
           arrive_empty(1);
-          refill(1, 4, 4, true);  // V_B's second half
+          refill(1, 1, true);  // V_B's second half
           __syncwarp();
         } else {
           named_barrier_sync(kBarA, kThreads);
@@ -404,7 +420,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           ptx::wgmma_wait<0>();
           ptx::fence_registers(o);
           arrive_empty(0);
-          refill(0, 4, 4, true);
+          refill(0, 1, true);
           __syncwarp();
         }
         if (!has_next || next.seq != seq) break;
