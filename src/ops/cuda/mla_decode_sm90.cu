@@ -201,7 +201,7 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
                                                            : sm90::kSmemBytes;
   MLA_CUDA_CHECK(cudaFuncSetAttribute(decode, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
   const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
-  launch(decode, grid, sm90::kThreads, smem_bytes, stream, p);
+  launch(decode, grid, kernel == DecodeKernel::kSeesaw ? sm90::kSeesawThreads : sm90::kThreads, smem_bytes, stream, p);
   if (!schedule.pipeline) return;  // the split-S kernel merges its split sequences itself
   // Fewer than P sequences are split (each holds a partition boundary). When their rows are
   // few, a combine item is a quarter of a row, so that the work spreads over more SMs.

@@ -48,8 +48,9 @@
 //   - mla_decode_sm90_seesaw.cuh: in its place for 128 query rows a sequence and more (128 heads)
 //     in batches of 32 and more: the warpgroups take a piece's blocks in pairs, each computing S
 //     and the softmax of one while the other's P V runs; P_A in the P region, P_B over B's rope
-//     box; each box of a KV stage is copied again as soon as both warpgroups are done with it
-//     (its own shared-memory map, SeesawSmem).
+//     box; a third warpgroup (the producer, its registers given to the other two) copies each
+//     third of a KV stage again as soon as its readers are done with it (its own shared-memory
+//     map, SeesawSmem; 384 threads).
 //   - mla_decode_sm90_split_s.cuh: both warpgroups in step, each computing S over half of a
 //     block's keys. A shorter chain per block: faster when a CTA reads about one block (batch 1).
 // The schedule kernel is below; the merge of split sequences in mla_decode_sm90_merge.cuh.

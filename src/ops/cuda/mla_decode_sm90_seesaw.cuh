@@ -10,7 +10,7 @@
 //   wg 0: S_A = Q K_A^T; softmax from the running max m (after the last B) -> m_A, scale a_A,
 //         P_A (bf16, in Smem's P region); hands m_A, a_A and P_A over (barrier A);
 //         O_L = O_L a_A + P_A V_A[:, 0:256]; waits for B's hand-over (barrier B);
-//         O_L = O_L a_B + P_B V_B[:, 0:256], with the next pair's S_A issued behind it.
+//         O_L = O_L a_B + P_B V_B[:, 0:256], waited for before the next pair's S_A is issued.
 //   wg 1: S_B = Q K_B^T; waits for A's hand-over; O_R = O_R a_A + P_A V_A[:, 256:512] (issued
 //         before its own softmax, which then overlaps it); softmax from m_A -> m_B, a_B, P_B
 //         (over B's rope box, which S_B no longer needs); hands them over;
@@ -20,11 +20,15 @@
 // rare. Each warpgroup keeps the row sums of its own blocks, rescaled by every a; the two are
 // added at the piece's end.
 // The copies: a stage's 9 boxes (64 channels) come in three copies (V's halves, four boxes each,
-// and the rope box; seesaw_copy), each with its own barrier; S visits the boxes in the order they
-// are freed (seesaw_box), and each copy is started again by the warpgroup that is last to read
-// it: A's rope box after S_A, V_A's first half after wg 0's P V, its second half after wg 1's;
-// V_B's second half after wg 1's P V, the rest of B after both. A block's stage is its position
-// in its piece, mod 2.
+// and the rope box; seesaw_copy), each with a barrier that it landed and one that it is free; S
+// visits the boxes in the order they are freed (seesaw_box). A third warpgroup, the producer,
+// walks the partition and starts each copy as soon as it is free: A's rope box after S_A, V_A's
+// first half after wg 0's P V, its second half after wg 1's; V_B's first half after wg 0's P V_B
+// (waited for before the next S_A is issued, so that B's copies start while S_A runs and
+// warpgroup 1's S_B waits for them less), its second half after wg 1's, the rope box (P_B's
+// place) after both. A TMA copy costs the thread that issues it ~100-460 cycles whatever its size
+// (tools/tma_issue_probe.cu), which a softmax warp cannot spare. The producer gives its registers
+// to the two others (setmaxnreg). A block's stage is its position in its piece, mod 2.
 // ptxas serialises every wgmma of the kernel (C7514 / C7515) when an accumulator is read or
 // written while a wgmma of the same pipeline stage may be pending, or when it cannot tell which
 // groups a wait retires where paths meet: each warpgroup's loops are compiled apart, the waits sit
@@ -39,10 +43,10 @@
 namespace mlaserve::ops::sm90 {
 
 // The seesaw's shared memory: Smem's Q tile, KV stages and P region (P_A; P_B sits over B's rope
-// box) and its barriers (the Q tile's, each stage's "empty"); in place of Smem's row arrays, the
+// box) and its barrier for the Q tile; in place of Smem's row arrays, the
 // hand-overs between the warpgroups: row max and scale of A (warpgroup 0 writes) and of B
 // (warpgroup 1), [64] f32 each; after Smem's barriers the row sums at a piece's end (warpgroup 1's,
-// and the totals that warpgroup 0 hands back) and the boxes' barriers.
+// and the totals that warpgroup 0 hands back) and the copies' barriers.
 struct SeesawSmem {
   static constexpr int kMaxA = Smem::kRowMax;
   static constexpr int kScaleA = kMaxA + 64 * 4;
@@ -51,10 +55,15 @@ struct SeesawSmem {
   static_assert(kScaleB + 64 * 4 <= Smem::kBarriers, "the hand-overs fit Smem's row arrays");
   static constexpr int kSums = Smem::kBarriers + 5 * 8;  // f32 [2][64]: the total row sums, warpgroup 1's
   static constexpr int kBoxFull = kSums + 2 * 64 * 4;    // mbarriers [2 stages][3 copies]: the copy landed
-  static constexpr int kPieceEnd = kBoxFull + 6 * 8;     // mbarriers: warpgroup 1's row sums in, the totals in
+  static constexpr int kCopyFree = kBoxFull + 6 * 8;     // mbarriers [2 stages][3 copies]: its readers are done
+  static constexpr int kPieceEnd = kCopyFree + 6 * 8;    // mbarriers: warpgroup 1's row sums in, the totals in
   static constexpr int kBytes = kPieceEnd + 2 * 8;
 };
 inline constexpr int kSeesawSmemBytes = SeesawSmem::kBytes + 1024;  // + room to align the base
+inline constexpr int kSeesawThreads = kThreads + 128;                // two consumer warpgroups, the producer
+inline constexpr int kSeesawConsumerRegs = 232, kSeesawProducerRegs = 40;
+static_assert(2 * kSeesawConsumerRegs + kSeesawProducerRegs <= 3 * (65536 / kSeesawThreads / 8 * 8),
+              "the warpgroups' registers fit those the launch gives the CTA");
 static_assert(kSeesawSmemBytes <= 227 * 1024, "over the sm_90 shared-memory limit per CTA");
 
 enum SeesawBarrier : int {
@@ -87,24 +96,19 @@ __device__ __forceinline__ int seesaw_stage(const WorkItem& it, const MlaPartiti
   return (it.block - (it.seq == part.begin_seq ? part.begin_block : 0)) & 1;
 }
 
-// Moves `it` (settled) to the next block of the walk whose stage is `stage`; false when none.
-__device__ __forceinline__ bool advance_to_stage(WorkItem& it, int stage, const MlaPartition& part,
-                                                 const MlaDecodeParams& p, int tile_row0) {
-  do {
-    if (!advance(it, part, p, tile_row0)) return false;
-  } while (seesaw_stage(it, part) != stage);
-  return true;
-}
-
 // A stage's boxes (column blocks) come in three copies: V's first half (boxes 0-3), its second
-// half (4-7), each one 3-D copy of four boxes (kv_group_map), and the rope box (8). One TMA copy costs
-// its issuing thread ~94 cycles on an idle H200 and several hundred under load, whatever its size
-// (tools/tma_issue_probe.cu), and the copies are issued by the warps that compute.
+// half (4-7), each one 3-D copy of four boxes (kv_group_map), and the rope box (8).
 __device__ __forceinline__ constexpr int seesaw_copy(int cb) { return cb / 4; }
 
+// The warps that free copy c of stage s (arrive on its copy-free barrier): warpgroup 0's for
+// V_A's first half, A's rope box and V_B's first half; warpgroup 1's for V's second halves; all 8
+// for B's rope box, where P_B is.
+__device__ __forceinline__ constexpr int seesaw_copy_readers(int stage, int copy) {
+  return stage == 1 && copy == 2 ? 8 : 4;
+}
+
 // Starts copy `copy` (seesaw_copy) of cache block block_id into stage `stage`, completing on its
-// barrier box_full + 8 * (3 * stage + copy): S starts on the first copy to land, and each is
-// started as soon as the warpgroups are done with its old contents.
+// barrier box_full + 8 * (3 * stage + copy).
 __device__ __forceinline__ void load_kv_copy(const MlaDecodeParams& p, uint32_t s_kv, int block_id, int stage,
                                              uint32_t box_full, int copy) {
   const uint64_t policy = p.kv_evict_first ? ptx::l2_evict_first_policy() : 0;
@@ -152,7 +156,31 @@ __device__ __forceinline__ void issue_scores_by_box(uint64_t q_desc, uint64_t k_
   ptx::wgmma_commit();
 }
 
-__global__ void __launch_bounds__(kThreads, 1)
+// The producer (one thread of the third warpgroup): walks the CTA's partition and copies each
+// block into its stage, copy by copy in the order S reads them (seesaw_box), each once the
+// readers of the stage's last block have freed it (copy_free: a phase per use of the stage).
+__device__ __forceinline__ void seesaw_produce(const MlaDecodeParams& p, uint32_t s_kv, uint32_t box_full,
+                                               uint32_t copy_free, int tile_row0) {
+  const MlaPartition part = p.parts[blockIdx.y];
+  WorkItem it{part.begin_seq, part.begin_block, 0};
+  if (!settle(it, part, p, tile_row0)) return;
+  uint32_t used = 0;         // bit s: stage s holds an earlier block
+  uint32_t free_parity = 0;  // bit s: the phase of stage s's copy-free barriers to wait for next
+  do {
+    const int stage = seesaw_stage(it, part), block_id = kv_block_id(p, it);
+    const bool wait = (used >> stage) & 1;
+#pragma unroll
+    for (int i = 0; i < 3; ++i) {
+      const int c = stage == 0 ? (i + 2) % 3 : i == 2 ? 2 : 1 - i;  // 2, 0, 1 or 1, 0, 2: as S reads them
+      if (wait) ptx::mbarrier_wait(copy_free + 8 * (3 * stage + c), (free_parity >> stage) & 1);
+      load_kv_copy(p, s_kv, block_id, stage, box_full, c);
+    }
+    free_parity ^= (used & (1u << stage));
+    used |= 1u << stage;
+  } while (advance(it, part, p, tile_row0));
+}
+
+__global__ void __launch_bounds__(kSeesawThreads, 1)
     mla_decode_sm90_seesaw_kernel(const __grid_constant__ MlaDecodeParams p) {
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_base(smem_raw);
@@ -168,70 +196,42 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int r0 = (tid / 32 % 4) * 16 + lane / 4;           // this thread's accumulator rows: r0, r0 + 8
   const int tile_row0 = static_cast<int>(blockIdx.x) * kTileRows;
   const uint32_t s_q = ptx::smem_addr(smem + Smem::kQ), s_kv = ptx::smem_addr(smem + Smem::kKv);
-  // Barriers: the Q tile's copy (bar_q); stage s's P V products done by all 8 warps (bar_empty +
-  // 8 s: stage 0's tells warpgroup 0 that P_A's region is free, stage 1's that B's rope box is);
-  // each copy landed (box_full); at a piece's end, warpgroup 1's row sums and the totals written by
-  // all 128 threads of the warpgroup that hands them over (bar_sums, bar_totals).
-  const uint32_t bar_q = ptx::smem_addr(smem + Smem::kBarriers) + 16, bar_empty = bar_q + 8;
+  // Barriers: the Q tile's copy (bar_q); each copy landed (box_full) and freed by its readers
+  // (copy_free; V_A's second half also frees P_A's region); at a piece's end, warpgroup 1's row
+  // sums and the totals written by all 128 threads of the warpgroup that hands them over
+  // (bar_sums, bar_totals).
+  const uint32_t bar_q = ptx::smem_addr(smem + Smem::kBarriers) + 16;
   const uint32_t box_full = ptx::smem_addr(smem + SeesawSmem::kBoxFull);
+  const uint32_t copy_free = ptx::smem_addr(smem + SeesawSmem::kCopyFree);
   const uint32_t bar_sums = ptx::smem_addr(smem + SeesawSmem::kPieceEnd), bar_totals = bar_sums + 8;
 
-  zero_q_tail(smem + Smem::kQ, p.q_box_rows, tid);
+  if (wg < 2) zero_q_tail(smem + Smem::kQ, p.q_box_rows, tid);
   ptx::fence_async_proxy();
   if (tid == 0) {
-    for (int i = 0; i < 6; ++i) ptx::mbarrier_init(box_full + 8 * i, 1);
+    for (int i = 0; i < 6; ++i) {
+      ptx::mbarrier_init(box_full + 8 * i, 1);
+      ptx::mbarrier_init(copy_free + 8 * i, seesaw_copy_readers(i / 3, i % 3));
+    }
     for (int i = 0; i < 2; ++i) ptx::mbarrier_init(bar_sums + 8 * i, 128);
     ptx::mbarrier_init(bar_q, 1);
-    ptx::mbarrier_init(bar_empty, kThreads / 32);
-    ptx::mbarrier_init(bar_empty + 8, kThreads / 32);
     ptx::mbarrier_init_fence();
   }
-  __syncthreads();
+  __syncthreads();  // the last CTA-wide barrier: the producer's idle warps leave after it
 
-  // The walk. Thread 0 copies the first block of each stage (with early_loads before the wait,
-  // as the pipeline kernel does); after that, each of a stage's three copies is started by the
-  // warpgroup that is last to read it (seesaw_box): threads 0 and 128 each follow both
-  // stages' next blocks (ahead[s], their cache blocks ahead_id[s], read a block ahead).
-  const bool loader = tid % 128 == 0;
-  MlaPartition part;
-  WorkItem cur, ahead[2];
-  int ahead_id[2] = {0, 0};
-  bool has_work = false, more[2] = {false, false};
-  auto step_ahead = [&](int stage) {
-    more[stage] = advance_to_stage(ahead[stage], stage, part, p, tile_row0);
-    if (more[stage]) ahead_id[stage] = kv_block_id(p, ahead[stage]);
-  };
-  auto start_walk = [&]() {
-    part = p.parts[blockIdx.y];
-    cur = WorkItem{part.begin_seq, part.begin_block, 0};
-    has_work = settle(cur, part, p, tile_row0);
-    if (!has_work || !loader) return;
-    ahead[0] = cur;
-    ahead[1] = cur;
-    const bool has_b = advance_to_stage(ahead[1], 1, part, p, tile_row0);
-    if (tid == 0) {
-      constexpr int kOrder[2][3] = {{2, 0, 1}, {1, 0, 2}};  // as S visits them (seesaw_box)
-      for (const int c : kOrder[0]) load_kv_copy(p, s_kv, kv_block_id(p, cur), 0, box_full, c);
-      if (has_b) {
-        for (const int c : kOrder[1]) load_kv_copy(p, s_kv, kv_block_id(p, ahead[1]), 1, box_full, c);
-      }
+  if (wg == 2) {
+    ptx::lower_registers<kSeesawProducerRegs>();
+    if (tid == kThreads) {
+      if (!p.early_loads) grid_dependency_wait();  // the schedule and tables come from earlier kernels
+      seesaw_produce(p, s_kv, box_full, copy_free, tile_row0);
     }
-    step_ahead(0);
-    if (has_b) step_ahead(1);
-  };
-  // This thread's share of the next block of `stage`: copy `copy` (seesaw_copy); `last`: its last
-  // share of that block (the walk moves on).
-  auto refill = [&](int stage, int copy, bool last) {
-    if (loader && more[stage]) {
-      load_kv_copy(p, s_kv, ahead_id[stage], stage, box_full, copy);
-      if (last) step_ahead(stage);
-    }
-  };
-  if (p.early_loads) start_walk();
+    return;
+  }
+  ptx::raise_registers<kSeesawConsumerRegs>();
   grid_dependency_wait();
   grid_dependents_launch();
-  if (!p.early_loads) start_walk();
-  if (!has_work) return;
+  const MlaPartition part = p.parts[blockIdx.y];
+  WorkItem cur{part.begin_seq, part.begin_block, 0};
+  if (!settle(cur, part, p, tile_row0)) return;
   if (tid == 0) load_q_tile(p, s_q, cur.seq, tile_row0, bar_q);
 
   const uint64_t q_desc = ptx::gmma_desc_sw128(s_q, 16, 1024);
@@ -241,7 +241,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint64_t p_desc_a = ptx::gmma_desc_sw128(ptx::smem_addr(smem + Smem::kP), 16, 1024);
   const uint64_t p_desc_b = ptx::gmma_desc_sw128(s_kv + kTileBytes + 8 * kColBlockBytes, 16, 1024);
 
-  uint32_t kv_parity = 0, empty_parity = 0, q_parity = 0, piece_parity = 0;
+  uint32_t kv_parity = 0, p_a_parity = 0, q_parity = 0, piece_parity = 0;
   float s[32], m[2], l[2];  // this warpgroup's block's scores; the running max and sums of its rows
   // The block in `stage`, owned by this warpgroup: when the sequence ends inside it, waits for
   // all of it and zeroes its rows past the end (the other warpgroup reads its V only after this
@@ -265,12 +265,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     ptx::mbarrier_wait(box_full + 8 * (3 * stage + wg), (kv_parity >> stage) & 1);
     kv_parity ^= 1u << stage;
   };
-  auto arrive_empty = [&](int stage) {
-    if (lane == 0) ptx::mbarrier_arrive(bar_empty + 8 * stage);
-  };
-  auto wait_empty = [&](int stage) {
-    ptx::mbarrier_wait(bar_empty + 8 * stage, (empty_parity >> stage) & 1);
-    empty_parity ^= 1u << stage;
+  // This warp is done reading copy `copy` of stage `stage`.
+  auto free_copy = [&](int stage, int copy) {
+    if (lane == 0) ptx::mbarrier_arrive(copy_free + 8 * (3 * stage + copy));
   };
   // The online softmax of this warpgroup's block (scores s, from the running max m): the scale
   // of O and of the sums, P to p_tile, and m and the scale handed over (max_out, scale_out).
@@ -306,15 +303,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       l[h] *= alpha[h];
     }
   };
-  // Warpgroup 0, both P V_B done: B's rope box and V's first half are free for the next B.
-  auto release_b = [&]() {
-    arrive_empty(1);
-    if (loader) wait_empty(1);
-    refill(1, 0, false);
-    refill(1, 2, true);
-    __syncwarp();
-  };
-
   // Each warpgroup's loops compiled apart (W = wg): ptxas tracks wgmma registers by path, and one
   // loop holding both branches would carry warpgroup 0's P V in flight into warpgroup 1's code.
   auto run = [&](auto warpgroup) {
@@ -350,26 +338,29 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         float alpha_a[2], alpha_b[2];
         if constexpr (W == 0) {
-          issue_s(Stage0{}, cur, pc.seq_len, kOwnBar);
-          ptx::wgmma_wait<0>();  // and the last pair's P V_B, issued ahead of this S
-          ptx::fence_registers(s);
-          ptx::fence_registers(o);
-          if (pending_b) {
-            release_b();
+          if (pending_b) {  // the last pair's P V_B: B's copies start before this S
+            ptx::wgmma_wait<0>();
+            ptx::fence_registers(o);
+            free_copy(1, 0);  // V_B's first half
+            free_copy(1, 2);  // B's rope box, where P_B is
             pending_b = false;
           }
-          refill(0, 2, false);  // S_A is done with A's rope box
-          if (p_a_used) wait_empty(0);  // warpgroup 1's P V_A of the last pair is done with P_A's region
+          issue_s(Stage0{}, cur, pc.seq_len, kOwnBar);
+          ptx::wgmma_wait<0>();
+          ptx::fence_registers(s);
+          free_copy(0, 2);  // S_A is done with A's rope box
+          if (p_a_used) {  // warpgroup 1's P V_A of the last pair is done with P_A's region
+            ptx::mbarrier_wait(copy_free + 8 * 1, p_a_parity);
+            p_a_parity ^= 1;
+          }
           softmax(cur, pc, smem + Smem::kP, max_a, scale_a, alpha_a, kOwnBar);
           named_barrier_arrive(kBarA, kThreads);
           scale_rows(o, alpha_a);
           issue_pv(p_desc_a, v_desc, o);
           ptx::wgmma_wait<0>();
           ptx::fence_registers(o);
-          arrive_empty(0);
+          free_copy(0, 0);  // V_A's first half
           p_a_used = true;
-          refill(0, 0, true);  // V_A's first half, warpgroup 0's own
-          __syncwarp();
           if (has_b) {
             named_barrier_sync(kBarB, kThreads);
             wait_landed(1);
@@ -403,14 +394,11 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
           issue_pv(p_desc_b, v_desc + kStageStep, o);
           ptx::wgmma_wait<1>();
-          arrive_empty(0);
-          refill(0, 1, true);  // V_A's second half, warpgroup 1's own
-          __syncwarp();
+          free_copy(0, 1);  // V_A's second half, and P_A
           ptx::wgmma_wait<0>();
           ptx::fence_registers(o);
-          arrive_empty(1);
-          refill(1, 1, true);  // V_B's second half
-          __syncwarp();
+          free_copy(1, 1);  // V_B's second half
+          free_copy(1, 2);  // B's rope box, where P_B is
         } else {
           named_barrier_sync(kBarA, kThreads);
           wait_landed(0);
@@ -419,9 +407,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           issue_pv(p_desc_a, v_desc, o);
           ptx::wgmma_wait<0>();
           ptx::fence_registers(o);
-          arrive_empty(0);
-          refill(0, 1, true);
-          __syncwarp();
+          free_copy(0, 1);
         }
         if (!has_next || next.seq != seq) break;
         cur = next;
@@ -429,7 +415,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       ptx::wgmma_wait<0>();  // warpgroup 0's last P V_B
       ptx::fence_registers(o);
       if (pending_b) {
-        release_b();
+        free_copy(1, 0);
+        free_copy(1, 2);
         pending_b = false;
       }
       // The piece's end: warpgroup 1 hands its row sums over (bar_sums: every S of the piece is

@@ -129,6 +129,21 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_
                : "memory");
 }
 
+// ---- registers -------------------------------------------------------------------------------
+
+// setmaxnreg: the calling warpgroup's registers per thread become kRegs (a multiple of 8 in
+// [24, 256]); all its warps execute it. inc waits until the SM's pool has the registers that
+// other warpgroups' dec gave back. ptxas honours it only when __launch_bounds__ fixes the count at
+// entry (threads and 1 block per SM), and the warpgroups' counts must add up to no more.
+template <int kRegs>
+__device__ __forceinline__ void raise_registers() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+template <int kRegs>
+__device__ __forceinline__ void lower_registers() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+
 // ---- wgmma ----------------------------------------------------------------------------------
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
