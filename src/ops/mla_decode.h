@@ -132,7 +132,7 @@ struct MlaDecodeSchedule {
   int64_t combine_ctas = 0; // persistent CTAs of the combine kernel
   bool pipeline = true;     // decode kernel: warpgroup pipeline (true) or split S; the update sets it from B
   bool seesaw = false;      // with pipeline: the seesaw kernel in the pipeline kernel's place (the update
-                            // sets it from B and the query rows a sequence: use_seesaw_kernel)
+                            // sets it from the query rows a sequence: use_seesaw_kernel)
   MlaPlan plan = MlaPlan::kAuto;  // which plan the updates make (tests force each)
   Tensor parts;             // [P, 8] i32: each partition's (sequence, block) range
   Tensor seq_splits;        // [max_seqs, 2] i32: pieces per sequence, first workspace slot

@@ -51,14 +51,11 @@ TEST(MlaDecodeKernelRule, RingKernelUpToSixteenRows) {
   for (int64_t rows : {17, 32, 64, 128}) EXPECT_FALSE(use_ring_kernel(rows)) << rows;
 }
 
-TEST(MlaDecodeKernelRule, SeesawFromThirtyTwoSequencesOf128Rows) {
-  // V3 on one GPU (128 heads) in large batches, where it was measured; 64 rows (TP2), 32 rows (TP4,
-  // or 16 heads x 2 tokens) and small batches keep the pipeline kernel.
-  for (int64_t rows : {128, 256}) {
-    for (int64_t b : {32, 64, 128, 256}) EXPECT_TRUE(use_seesaw_kernel(b, rows)) << b << " x " << rows;
-    for (int64_t b : {1, 8, 16, 31}) EXPECT_FALSE(use_seesaw_kernel(b, rows)) << b << " x " << rows;
-  }
-  for (int64_t rows : {16, 32, 64, 127}) EXPECT_FALSE(use_seesaw_kernel(128, rows)) << rows;
+TEST(MlaDecodeKernelRule, SeesawFromAWholeQueryTile) {
+  // 64 rows a sequence and more (V3 on one or two GPUs, any batch the pipeline kernel would take);
+  // 32 rows (TP4, or 16 heads x 2 tokens) keep the pipeline kernel.
+  for (int64_t rows : {64, 128, 256}) EXPECT_TRUE(use_seesaw_kernel(rows)) << rows;
+  for (int64_t rows : {16, 32, 48, 63}) EXPECT_FALSE(use_seesaw_kernel(rows)) << rows;
 }
 
 TEST(MlaDecodeKernelRule, KernelOfACallFromTheScheduleAndTheRows) {

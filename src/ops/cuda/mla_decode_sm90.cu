@@ -110,7 +110,7 @@ void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_l
   MLA_CHECK(max_seq_len >= 0, "{}: max_seq_len must be >= 0 (0: unknown), got {}", kOp, max_seq_len);
   const int64_t rows_per_seq = schedule.n_heads * schedule.max_q_len;
   schedule.pipeline = sm90::use_pipeline_kernel(b, rows_per_seq, max_seq_len);
-  schedule.seesaw = sm90::use_seesaw_kernel(b, rows_per_seq);
+  schedule.seesaw = sm90::use_seesaw_kernel(rows_per_seq);
 
   sm90::MlaScheduleParams p{};
   p.seq_lens = ptr<const int32_t>(seq_lens);

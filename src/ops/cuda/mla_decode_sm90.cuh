@@ -45,8 +45,8 @@
 //   - mla_decode_sm90_ring.cuh: in its place for at most 16 query rows a sequence (16 heads, one
 //     token): operands sized for 16 rows, O kept transposed, and the KV stages a ring of 25
 //     column blocks (2.78 blocks in flight instead of 2); its own shared-memory map (RingSmem).
-//   - mla_decode_sm90_seesaw.cuh: in its place for 128 query rows a sequence and more (128 heads)
-//     in batches of 32 and more: the warpgroups take a piece's blocks in pairs, each computing S
+//   - mla_decode_sm90_seesaw.cuh: in its place for 64 query rows a sequence and more (64 and 128
+//     heads), whatever the batch: the warpgroups take a piece's blocks in pairs, each computing S
 //     and the softmax of one while the other's P V runs; P_A in the P region, P_B over B's rope
 //     box; a third warpgroup (the producer, its registers given to the other two) copies each
 //     third of a KV stage again as soon as its readers are done with it (its own shared-memory

@@ -95,19 +95,19 @@ inline constexpr int kRingMaxRows = 16;
 inline bool use_ring_kernel(int64_t rows_per_seq) { return rows_per_seq <= kRingMaxRows; }
 
 // Where use_pipeline_kernel picks the pipeline and the ring kernel does not run, sequences of at
-// least kSeesawMinRows query rows (128 heads: V3 on one GPU) in batches of at least kSeesawMinSeqs
+// least kSeesawMinRows query rows (a whole query tile: 64 heads and more, V3 on one or two GPUs)
 // run the seesaw kernel instead (mla_decode_sm90_seesaw.cuh: the warpgroups take a piece's blocks
-// in pairs, each box of a KV stage copied again as soon as it is free). H200, 2026-12-03
-// (bench/NOTES-mla-decode.md, fiftieth and fifty-first sessions), graph us, pipeline / seesaw:
-// b128 x 4096 x 128 heads 282-317 / 261-293, b96 x 2048 153-161 / 140-145, b64 x 4096 149-159 /
-// 140-148, b32 x 8192 169-181 / 167-177; under ncu (launches alone) b64 x 4097 151-154 / 147-150,
-// in the V3 step as in the bench. But b16 x 4096 59-63 / 61-63, b8 x 4096 39.5-41.7 / 43.1-45.1,
-// and 64 heads (TP2, one query tile a sequence) loses or ties: b128 x 4096 159-168 / 172-174,
-// b64 x 4096 126-131 / 127-131, b32 x 8192 104-106 / 108-110.
-inline constexpr int64_t kSeesawMinRows = 128, kSeesawMinSeqs = 32;
-inline bool use_seesaw_kernel(int64_t num_seqs, int64_t rows_per_seq) {
-  return rows_per_seq >= kSeesawMinRows && num_seqs >= kSeesawMinSeqs;
-}
+// in pairs; a producer warpgroup copies each third of a KV stage as soon as it is free). H200,
+// 2026-12-03 (bench/NOTES-mla-decode.md, fifty-third session), graph us, pipeline / seesaw, three
+// rounds: 128 heads b4 x 4096 25.4-25.9 / 23.4-23.8, b8 36.3-37.0 / 33.9-34.2, b16 58.6-59.0 /
+// 54.2-54.5, b24 80.5-81.1 / 74.4-74.8, b8 x 1024 23.1-23.2 / 20.7-21.2, b16 x 8192 90.0-91.0 /
+// 81.8-82.1, b8 x 4096 x 2 tokens 57.9-61.6 / 52.8-53.3; 64 heads b16 x 4096 38.1-38.4 /
+// 36.6-36.8, b64 x 4096 119.0-120.0 / 115.9, b128 x 4096 161.1-167.6 / 158.6-159.8, b32 x 8192
+// 102.8-103.3 / 99.9-101.3, b64 x 4096 x 2 tokens 168.9-172.0 / 128.6-131.4; 32 and more
+// sequences of 128 heads 4-10% (the section before). Below a tile (32 heads, 16 x 2 tokens) the
+// seesaw was not measured.
+inline constexpr int64_t kSeesawMinRows = 64;
+inline bool use_seesaw_kernel(int64_t rows_per_seq) { return rows_per_seq >= kSeesawMinRows; }
 
 // The decode kernel a call runs, from its schedule's choices (MlaDecodeSchedule::pipeline and
 // ::seesaw, set by the rules above or forced by tests and benchmarks) and its query rows a

@@ -1,7 +1,7 @@
 // MLA decode on Hopper (sm_90a), the seesaw kernel (FlashMLA's schedule, written from its
 // public write-up): the two warpgroups take a piece's blocks in pairs (A, B) and each computes the
 // scores and softmax of one of them, so that one warpgroup's softmax runs while the other's GEMMs
-// keep the tensor cores busy. In the pipeline kernel's place for 128 heads in large batches
+// keep the tensor cores busy. In the pipeline kernel's place from 64 query rows a sequence
 // (use_seesaw_kernel). The shared design note: mla_decode_sm90.cuh; the pieces the decode kernels
 // share: mla_decode_sm90_common.cuh.
 //
