@@ -2,19 +2,18 @@
 // measured in the same run. A program, not a test: it prints a table and writes JSON.
 //
 //   mla_decode_bench [--out DIR] [--torch-baseline FILE] [--reps N] [--shapes KEY,KEY...]  (KEY bB_cC_hH_qQ, any shape)
-//                    [--plans auto,split,whole] [--kernels auto,pipeline,seesaw,split_s] [--early-loads on|off]
+//                    [--plans auto,split,whole] [--kernels auto,partitioned,split_s] [--early-loads on|off]
 //
-// --kernels: each shape once per kernel, the step's own choice (auto: use_pipeline_kernel,
-// use_seesaw_kernel) or the one named, as the tests force it (to measure the choice's
-// boundaries); "pipeline" and "seesaw" run the ring kernel where a sequence has at most 16 query
-// rows (decode_kernel).
+// --kernels: each shape once per kernel, the step's own choice (auto: use_partitioned_kernels) or
+// the one named, as the tests force it (to measure the choice's boundaries); "partitioned" runs
+// the ring kernel where a sequence has at most 16 query rows, else the seesaw (decode_kernel).
 // --early-loads on: each call reads the schedule and tables and starts its first cache copies
 // before it waits for the call before it (MlaDecodeArgs::early_loads, as the model calls it);
 // off (default) keeps the figures of earlier runs comparable.
 // Per shape: a paged bf16 cache with shuffled block tables, random inputs (never zeros), and as
 // many input sets as it takes to pass 128 MB (about 2.5x the H100's 50 MB L2), used in
 // rotation. The timed unit is one layer's call (the decode kernel, plus the combine kernel after
-// the pipeline kernel; the split-S kernel, below 8 sequences, merges in-kernel behind counters
+// the ring or seesaw kernel; the split-S kernel, below 8 sequences, merges in-kernel behind counters
 // that every call must leave at zero, so the graph's 20 back-to-back calls also exercise that)
 // with a schedule updated once beforehand, as the engine runs it: a CUDA graph of 20 calls over the rotating
 // sets is replayed, each replay timed with events; the median over replays, divided by 20, is
@@ -133,7 +132,7 @@ struct Result {
   Shape shape;
   double graph_us, eager_us, schedule_us, bytes, flops, floor_us, torch_us;
   int64_t input_sets, num_parts, num_m_tiles;
-  const char* kernel;  // which decode kernel ran: split_s, pipeline, ring or seesaw
+  const char* kernel;  // which decode kernel ran: split_s, ring or seesaw
   ops::MlaPlan plan;  // the plan asked for
   int64_t split_seqs;  // sequences the schedule split (0: the whole plan)
 };
@@ -153,7 +152,7 @@ std::string plan_label(const Result& r) {
 }
 
 // The kernel a run uses: the schedule's choice, or one forced.
-enum class KernelChoice { kAuto, kPipeline, kSeesaw, kSplitS };
+enum class KernelChoice { kAuto, kPartitioned, kSplitS };
 
 // A list flag's comma-separated names ("auto,split"), each one of `names`, as their values.
 template <typename T>
@@ -216,8 +215,7 @@ Result run_shape(const Shape& s, ops::MlaPlan plan, KernelChoice kernel, bool ea
         ops::mla_decode_schedule_update(schedule, base.seq_lens, stream, s.context);  // the bound the model passes
       });
   if (kernel != KernelChoice::kAuto) {
-    schedule.pipeline = kernel != KernelChoice::kSplitS;
-    schedule.seesaw = kernel == KernelChoice::kSeesaw;
+    schedule.partitioned = kernel != KernelChoice::kSplitS;
   }
   auto call = [&](int i) { ops::mla_decode_cuda(args[i % sets], outs[i % sets], schedule, stream); };
   for (int i = 0; i < 5; ++i) call(i);
@@ -249,8 +247,8 @@ Result run_shape(const Shape& s, ops::MlaPlan plan, KernelChoice kernel, bool ea
   int64_t split_seqs = 0;
   for (int64_t b = 0; b < s.batch; ++b) split_seqs += splits.data<int32_t>()[2 * b] > 1 ? 1 : 0;
   Result r{s, graph_us, eager_us, schedule_us, 0, 0, 0, 0, sets, schedule.num_parts, schedule.num_m_tiles,
-           ops::sm90::decode_kernel_name(ops::sm90::decode_kernel(schedule.pipeline, schedule.seesaw,
-                                                                  schedule.n_heads * schedule.max_q_len)),
+           ops::sm90::decode_kernel_name(
+               ops::sm90::decode_kernel(schedule.partitioned, schedule.n_heads * schedule.max_q_len)),
            plan, split_seqs};
   const double keys = static_cast<double>(s.batch) * s.context;
   r.bytes = keys * kCacheRowDim * 2.0 + t * s.n_heads * (kCacheRowDim * 2.0 + kLatentDim * 2.0 + 4.0);
@@ -281,12 +279,11 @@ int run(int argc, char** argv) {
       plans = parse_choices<ops::MlaPlan>(
           "--plans", argv[++i],
           {{"auto", ops::MlaPlan::kAuto}, {"split", ops::MlaPlan::kSplit}, {"whole", ops::MlaPlan::kWhole}});
-    } else if (a == "--kernels" && i + 1 < argc) {  // e.g. pipeline,split_s: each shape once per kernel
+    } else if (a == "--kernels" && i + 1 < argc) {  // e.g. partitioned,split_s: each shape once per kernel
       kernels = parse_choices<KernelChoice>(
           "--kernels", argv[++i],
           {{"auto", KernelChoice::kAuto},
-           {"pipeline", KernelChoice::kPipeline},
-           {"seesaw", KernelChoice::kSeesaw},
+           {"partitioned", KernelChoice::kPartitioned},
            {"split_s", KernelChoice::kSplitS}});
     } else if (a == "--early-loads" && i + 1 < argc) {
       const std::string v = argv[++i];
@@ -295,7 +292,7 @@ int run(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--out DIR] [--torch-baseline FILE] [--reps N] [--shapes KEY,KEY...] "
-                   "[--plans auto,split,whole] [--kernels auto,pipeline,seesaw,split_s] [--early-loads on|off]\n",
+                   "[--plans auto,split,whole] [--kernels auto,partitioned,split_s] [--early-loads on|off]\n",
                    argv[0]);
       return 2;
     }

@@ -22,8 +22,8 @@ std::shared_ptr<const MlaDecodePlan> MlaDecodePlan::make(const Tensor& seq_lens,
 MlaDecodePlan::~MlaDecodePlan() = default;
 
 bool mla_decode_kernel_depends_on_length(int64_t num_seqs, int64_t rows_per_seq) {
-  return sm90::use_pipeline_kernel(num_seqs, rows_per_seq, kMlaDecodeShortSeqLen) !=
-         sm90::use_pipeline_kernel(num_seqs, rows_per_seq, kMlaDecodeShortSeqLen + 1);
+  return sm90::use_partitioned_kernels(num_seqs, rows_per_seq, kMlaDecodeShortSeqLen) !=
+         sm90::use_partitioned_kernels(num_seqs, rows_per_seq, kMlaDecodeShortSeqLen + 1);
 }
 
 void mla_decode(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const MlaDecodePlan* plan, Stream stream) {

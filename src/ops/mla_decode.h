@@ -35,7 +35,7 @@ inline constexpr int64_t kRopeDim = 64;       // qk_rope_head_dim
 inline constexpr int64_t kCacheRowDim = 576;  // kLatentDim + kRopeDim
 
 // Steps whose longest sequence has more tokens than this never take the split-S kernel (sm90
-// heuristics: use_pipeline_kernel): past it the ring kernel streams the cache faster. A caller
+// heuristics: use_partitioned_kernels): past it the ring kernel streams the cache faster. A caller
 // that knows a bound on its step's lengths passes it when it plans the step; the model keys its
 // decode graphs on which side of this bound a step falls (DeepSeekModel::decode_seq_len_class)
 // where mla_decode_kernel_depends_on_length says the side matters.
@@ -130,9 +130,8 @@ struct MlaDecodeSchedule {
   int64_t num_parts = 0;    // KV partitions P (CTAs per query tile)
   int64_t num_seqs = 0;     // B of the last update
   int64_t combine_ctas = 0; // persistent CTAs of the combine kernel
-  bool pipeline = true;     // decode kernel: warpgroup pipeline (true) or split S; the update sets it from B
-  bool seesaw = false;      // with pipeline: the seesaw kernel in the pipeline kernel's place (the update
-                            // sets it from the query rows a sequence: use_seesaw_kernel)
+  bool partitioned = true;  // decode kernels: ring or seesaw, then the combine (true), or split S; the
+                            // update sets it from B (use_partitioned_kernels)
   MlaPlan plan = MlaPlan::kAuto;  // which plan the updates make (tests force each)
   Tensor parts;             // [P, 8] i32: each partition's (sequence, block) range
   Tensor seq_splits;        // [max_seqs, 2] i32: pieces per sequence, first workspace slot
@@ -149,7 +148,7 @@ MlaDecodeSchedule mla_decode_schedule_create(int64_t max_seqs, int64_t n_heads, 
 
 // Plans the step for seq_lens ([B] i32 on the GPU, B <= max_seqs): one small kernel on stream.
 // max_seq_len: a bound on every sequence's length that the host knows, 0 when it knows none
-// (both pick the kernel, use_pipeline_kernel; the lengths themselves stay on the device).
+// (both pick the kernel, use_partitioned_kernels; the lengths themselves stay on the device).
 void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_lens, cudaStream_t stream,
                                 int64_t max_seq_len = 0);
 

@@ -1,7 +1,7 @@
-// Which sm90 MLA decode kernel a step uses (use_pipeline_kernel, use_ring_kernel,
-// use_seesaw_kernel, decode_kernel: mla_decode_sm90_heuristics.h), and how its KV copies use L2
+// Which sm90 MLA decode kernel a step uses (use_partitioned_kernels, use_ring_kernel,
+// decode_kernel: mla_decode_sm90_heuristics.h), and how its KV copies use L2
 // (use_kv_evict_first).
-// Host arithmetic only, so it runs without a GPU; the GPU tests check both kernels at every batch.
+// Host arithmetic only, so it runs without a GPU; the GPU tests check every kernel at every batch.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -16,17 +16,17 @@ namespace {
 TEST(MlaDecodeKernelRule, SplitSBelowEightAndInTheMiddleBandAtSixteenRows) {
   // Sequences known to be at most kSplitSMaxSeqLen tokens, or of unknown length (0).
   for (const int64_t len : {int64_t{0}, int64_t{1}, kSplitSMaxSeqLen}) {
-    for (int64_t b : {1, 2, 4, 7}) EXPECT_FALSE(use_pipeline_kernel(b, 16, len)) << b;
-    for (int64_t b : {8, 16, 24, 32}) EXPECT_TRUE(use_pipeline_kernel(b, 16, len)) << b;
-    for (int64_t b : {33, 48, 64, 80}) EXPECT_FALSE(use_pipeline_kernel(b, 16, len)) << b;
-    for (int64_t b : {81, 96, 112, 128, 256}) EXPECT_TRUE(use_pipeline_kernel(b, 16, len)) << b;
+    for (int64_t b : {1, 2, 4, 7}) EXPECT_FALSE(use_partitioned_kernels(b, 16, len)) << b;
+    for (int64_t b : {8, 16, 24, 32}) EXPECT_TRUE(use_partitioned_kernels(b, 16, len)) << b;
+    for (int64_t b : {33, 48, 64, 80}) EXPECT_FALSE(use_partitioned_kernels(b, 16, len)) << b;
+    for (int64_t b : {81, 96, 112, 128, 256}) EXPECT_TRUE(use_partitioned_kernels(b, 16, len)) << b;
   }
 }
 
 TEST(MlaDecodeKernelRule, LongerSequencesLeaveTheBandToTheRingKernel) {
   for (const int64_t len : {kSplitSMaxSeqLen + 1, int64_t{32768}}) {
-    for (int64_t b : {1, 2, 4, 7}) EXPECT_FALSE(use_pipeline_kernel(b, 16, len)) << b;
-    for (int64_t b : {8, 33, 48, 64, 80, 81, 128}) EXPECT_TRUE(use_pipeline_kernel(b, 16, len)) << b;
+    for (int64_t b : {1, 2, 4, 7}) EXPECT_FALSE(use_partitioned_kernels(b, 16, len)) << b;
+    for (int64_t b : {8, 33, 48, 64, 80, 81, 128}) EXPECT_TRUE(use_partitioned_kernels(b, 16, len)) << b;
   }
 }
 
@@ -37,11 +37,11 @@ TEST(MlaDecodeKernelRule, TheLengthBoundMattersOnlyInTheBand) {
   for (int64_t rows : {32, 128}) EXPECT_FALSE(mla_decode_kernel_depends_on_length(64, rows)) << rows;
 }
 
-TEST(MlaDecodeKernelRule, MoreRowsKeepThePipelineFromEight) {
+TEST(MlaDecodeKernelRule, MoreRowsKeepThePartitionedKernelsFromEight) {
   // V3 on one GPU (128 heads) or under TP2 / TP4 (64 / 32): the band was measured at 16 rows only.
   for (int64_t rows : {32, 64, 128}) {
-    EXPECT_FALSE(use_pipeline_kernel(4, rows, 0)) << rows;
-    for (int64_t b : {8, 48, 64, 112, 128}) EXPECT_TRUE(use_pipeline_kernel(b, rows, 0)) << b << " x " << rows;
+    EXPECT_FALSE(use_partitioned_kernels(4, rows, 0)) << rows;
+    for (int64_t b : {8, 48, 64, 112, 128}) EXPECT_TRUE(use_partitioned_kernels(b, rows, 0)) << b << " x " << rows;
   }
 }
 
@@ -51,24 +51,13 @@ TEST(MlaDecodeKernelRule, RingKernelUpToSixteenRows) {
   for (int64_t rows : {17, 32, 64, 128}) EXPECT_FALSE(use_ring_kernel(rows)) << rows;
 }
 
-TEST(MlaDecodeKernelRule, SeesawFromAWholeQueryTile) {
-  // 64 rows a sequence and more (V3 on one or two GPUs, any batch the pipeline kernel would take);
-  // 32 rows (TP4, or 16 heads x 2 tokens) keep the pipeline kernel.
-  for (int64_t rows : {64, 128, 256}) EXPECT_TRUE(use_seesaw_kernel(rows)) << rows;
-  for (int64_t rows : {16, 32, 48, 63}) EXPECT_FALSE(use_seesaw_kernel(rows)) << rows;
-}
-
 TEST(MlaDecodeKernelRule, KernelOfACallFromTheScheduleAndTheRows) {
-  // Split S whenever the schedule says so; else the ring kernel at <= 16 rows, whatever the
-  // seesaw choice; else the seesaw or the pipeline kernel as the schedule says.
-  for (int64_t rows : {16, 128}) {
-    for (bool seesaw : {false, true}) EXPECT_EQ(decode_kernel(false, seesaw, rows), DecodeKernel::kSplitS);
-  }
-  for (bool seesaw : {false, true}) EXPECT_EQ(decode_kernel(true, seesaw, 16), DecodeKernel::kRing);
-  EXPECT_EQ(decode_kernel(true, true, 128), DecodeKernel::kSeesaw);
-  EXPECT_EQ(decode_kernel(true, false, 128), DecodeKernel::kPipeline);
-  EXPECT_EQ(decode_kernel(true, true, 17), DecodeKernel::kSeesaw);
+  // Split S whenever the schedule says so; else the ring kernel at <= 16 rows, the seesaw above.
+  for (int64_t rows : {16, 128}) EXPECT_EQ(decode_kernel(false, rows), DecodeKernel::kSplitS);
+  for (int64_t rows : {1, 16}) EXPECT_EQ(decode_kernel(true, rows), DecodeKernel::kRing);
+  for (int64_t rows : {17, 32, 64, 128, 256}) EXPECT_EQ(decode_kernel(true, rows), DecodeKernel::kSeesaw);
   EXPECT_STREQ(decode_kernel_name(DecodeKernel::kSeesaw), "seesaw");
+  EXPECT_STREQ(decode_kernel_name(DecodeKernel::kRing), "ring");
   EXPECT_STREQ(decode_kernel_name(DecodeKernel::kSplitS), "split_s");
 }
 

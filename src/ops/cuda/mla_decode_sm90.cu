@@ -1,11 +1,10 @@
 // MLA decode attention on Hopper (sm_90a): launch code and argument checks. The design note
-// and the schedule kernel are in mla_decode_sm90.cuh, the four decode kernels in
-// mla_decode_sm90_{pipeline,ring,seesaw,split_s}.cuh (what they share in mla_decode_sm90_common.cuh), the
+// and the schedule kernel are in mla_decode_sm90.cuh, the three decode kernels in
+// mla_decode_sm90_{ring,seesaw,split_s}.cuh (what they share in mla_decode_sm90_common.cuh), the
 // merge of split sequences (combine kernel, in-kernel merge) in mla_decode_sm90_merge.cuh, the
 // split and kernel heuristics in mla_decode_sm90_heuristics.h.
 #include "ops/cuda/mla_decode_sm90.cuh"
 #include "ops/cuda/mla_decode_sm90_merge.cuh"
-#include "ops/cuda/mla_decode_sm90_pipeline.cuh"
 #include "ops/cuda/mla_decode_sm90_ring.cuh"
 #include "ops/cuda/mla_decode_sm90_seesaw.cuh"
 #include "ops/cuda/mla_decode_sm90_split_s.cuh"
@@ -109,8 +108,7 @@ void mla_decode_schedule_update(MlaDecodeSchedule& schedule, const Tensor& seq_l
   schedule.num_seqs = b;
   MLA_CHECK(max_seq_len >= 0, "{}: max_seq_len must be >= 0 (0: unknown), got {}", kOp, max_seq_len);
   const int64_t rows_per_seq = schedule.n_heads * schedule.max_q_len;
-  schedule.pipeline = sm90::use_pipeline_kernel(b, rows_per_seq, max_seq_len);
-  schedule.seesaw = sm90::use_seesaw_kernel(rows_per_seq);
+  schedule.partitioned = sm90::use_partitioned_kernels(b, rows_per_seq, max_seq_len);
 
   sm90::MlaScheduleParams p{};
   p.seq_lens = ptr<const int32_t>(seq_lens);
@@ -187,22 +185,21 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
 
   // The split-S kernel's CTAs wait for each other (in-kernel merge): its grid must be one wave,
   // one CTA per SM, which plan_mla_split gives unless there are more query tiles than SMs.
-  MLA_CHECK(schedule.pipeline || schedule.num_m_tiles * schedule.num_parts <= gpu::device_sm_count(),
+  MLA_CHECK(schedule.partitioned || schedule.num_m_tiles * schedule.num_parts <= gpu::device_sm_count(),
             "{}: {} x {} CTAs of the split-S kernel do not fit the SMs in one wave", kOp, schedule.num_m_tiles,
             schedule.num_parts);
   using sm90::DecodeKernel;
-  const DecodeKernel kernel = sm90::decode_kernel(schedule.pipeline, schedule.seesaw, p.max_rows);
+  const DecodeKernel kernel = sm90::decode_kernel(schedule.partitioned, p.max_rows);
   const auto decode = kernel == DecodeKernel::kSplitS ? sm90::mla_decode_sm90_split_s_kernel
                       : kernel == DecodeKernel::kRing ? sm90::mla_decode_sm90_ring_kernel
-                      : kernel == DecodeKernel::kSeesaw ? sm90::mla_decode_sm90_seesaw_kernel
-                                                        : sm90::mla_decode_sm90_pipeline_kernel;
+                                                      : sm90::mla_decode_sm90_seesaw_kernel;
   const int smem_bytes = kernel == DecodeKernel::kRing     ? sm90::kRingSmemBytes
                          : kernel == DecodeKernel::kSeesaw ? sm90::kSeesawSmemBytes
                                                            : sm90::kSmemBytes;
   MLA_CUDA_CHECK(cudaFuncSetAttribute(decode, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
   const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
   launch(decode, grid, kernel == DecodeKernel::kSeesaw ? sm90::kSeesawThreads : sm90::kThreads, smem_bytes, stream, p);
-  if (!schedule.pipeline) return;  // the split-S kernel merges its split sequences itself
+  if (!schedule.partitioned) return;  // the split-S kernel merges its split sequences itself
   // Fewer than P sequences are split (each holds a partition boundary). When their rows are
   // few, a combine item is a quarter of a row, so that the work spreads over more SMs.
   const int64_t split_rows = std::min(schedule.num_seqs, schedule.num_parts) * p.max_rows;

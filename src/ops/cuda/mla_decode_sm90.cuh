@@ -16,41 +16,38 @@
 //     Pieces of split sequences write normalised partial outputs + lse to a workspace, merged
 //     by log-sum-exp (mla_decode_sm90_merge.cuh): inside the split-S kernel, by the CTAs that
 //     wrote the pieces once all have arrived on a counter (small batches: no second kernel), or
-//     by the combine kernel after the pipeline kernel. The kernels are launched with
+//     by the combine kernel after the ring or seesaw kernel. The kernels are launched with
 //     programmatic dependent launch: each one's launch overlaps the end of the kernel before it
 //     (batch 1: ~2 us of a ~14 us call), and each waits for that kernel (griddepcontrol.wait) first.
 //   - tensor cores through wgmma (sm_90a), operands straight from shared memory in the
 //     canonical 128-byte-swizzle layout, so that the cache tile is read from HBM once, lands in
 //     shared memory once, and feeds both GEMMs (K-major as K for S, MN-major as V for O).
 //
-// One CTA = 2 warpgroups (256 threads), ~226 KB of shared memory, one CTA per SM:
+// One CTA = 2 warpgroups (256 threads; the seesaw adds a producer), ~226 KB of shared memory,
+// one CTA per SM:
 //   Q tile [64 x 576] (72 KB) | KV stages 2 x [64 x 576] (144 KB) | P [64 x 64] bf16 (8 KB)
 //   | per-row f32 exchange [4 x 64] | 5 mbarriers | 2 merge jobs (split S).
 // A tile is 9 column blocks of [64 rows][128 B]; 16-byte chunk c of row r sits at c ^ (r % 8).
 //
 // Loads are TMA bulk tensor copies (cp.async.bulk.tensor, 128-byte swizzle) issued by one
-// thread, 9 boxes of [64 rows x 64 channels] per tile, completing on an mbarrier per stage (and
-// one for Q): the other threads spend no instructions on loads. Where one query tile reads each
+// thread, boxes of [64 rows x 64 channels] (the seesaw: three copies a tile), completing on
+// mbarriers (and one for Q): the other threads spend no instructions on loads. Where one query tile reads each
 // KV block (at most 64 query rows a sequence) its copies tag the lines L2 evict-first
 // (use_kv_evict_first): read once, they do not push out what is read again.
 //
-// Four decode kernels share this file's pieces and mla_decode_sm90_common.cuh (the walk over a
+// Three decode kernels share this file's pieces and mla_decode_sm90_common.cuh (the walk over a
 // partition, the copies, the softmax steps, the epilogue's stores); the rules that pick one per
-// step are in mla_decode_sm90_heuristics.h, use_pipeline_kernel, use_ring_kernel and
-// use_seesaw_kernel:
-//   - mla_decode_sm90_pipeline.cuh: the warpgroups form a pipeline. Warpgroup 0 computes S and
-//     the softmax of every block and hands P to warpgroup 1; each does half of O += P V, and
-//     warpgroup 0 issues the next block's S behind its P V. The faster kernel when a CTA reads
-//     several blocks (batches of 8 and more; H200: -4..-7% at batch 32..128, 16 and 128 heads).
-//   - mla_decode_sm90_ring.cuh: in its place for at most 16 query rows a sequence (16 heads, one
-//     token): operands sized for 16 rows, O kept transposed, and the KV stages a ring of 25
-//     column blocks (2.78 blocks in flight instead of 2); its own shared-memory map (RingSmem).
-//   - mla_decode_sm90_seesaw.cuh: in its place for 64 query rows a sequence and more (64 and 128
-//     heads), whatever the batch: the warpgroups take a piece's blocks in pairs, each computing S
+// step are in mla_decode_sm90_heuristics.h, use_partitioned_kernels and use_ring_kernel:
+//   - mla_decode_sm90_seesaw.cuh: more than 16 query rows a sequence (32-128 heads, or 16 heads x
+//     2+ tokens) from 8 sequences: the warpgroups take a piece's blocks in pairs, each computing S
 //     and the softmax of one while the other's P V runs; P_A in the P region, P_B over B's rope
 //     box; a third warpgroup (the producer, its registers given to the other two) copies each
 //     third of a KV stage again as soon as its readers are done with it (its own shared-memory
-//     map, SeesawSmem; 384 threads).
+//     map, SeesawSmem; 384 threads). It replaced the pipeline kernel (warpgroup 0 computing S and
+//     the softmax of every block for both) in the fifty-third session.
+//   - mla_decode_sm90_ring.cuh: in its place for at most 16 query rows a sequence (16 heads, one
+//     token): operands sized for 16 rows, O kept transposed, and the KV stages a ring of 25
+//     column blocks (2.78 blocks in flight instead of 2); its own shared-memory map (RingSmem).
 //   - mla_decode_sm90_split_s.cuh: both warpgroups in step, each computing S over half of a
 //     block's keys. A shorter chain per block: faster when a CTA reads about one block (batch 1).
 // The schedule kernel is below; the merge of split sequences in mla_decode_sm90_merge.cuh.

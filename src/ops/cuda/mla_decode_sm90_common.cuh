@@ -1,4 +1,4 @@
-// MLA decode on Hopper (sm_90a): what the decode kernels (mla_decode_sm90_pipeline.cuh,
+// MLA decode on Hopper (sm_90a): what the decode kernels (mla_decode_sm90_seesaw.cuh,
 // mla_decode_sm90_ring.cuh, mla_decode_sm90_split_s.cuh) share, so that each kernel file holds
 // only how its warpgroups divide a block's work. The design note, shared-memory map and PTX pieces:
 // mla_decode_sm90.cuh.
@@ -8,7 +8,7 @@
 //   - the set-up: the 1 KB-aligned shared-memory base, the Q tile's zero tail, the TMA copies of
 //     a query tile and of a KV block, the zeroed rows past a sequence's end;
 //   - the online softmax of a block, on this thread's slice of S (s[i]: row r0 + 8 * (i / 2 % 2),
-//     key key0 + 8 * (i / 4) + i % 2, N = 32 keys a row for the pipeline, 16 for split S):
+//     key key0 + 8 * (i / 4) + i % 2, N = 32 keys a row for the seesaw, 16 for split S):
 //     the mask and the row max, exp2 of the scaled scores and the row sums, P to shared memory,
 //     O's rescale;
 //   - the named barriers, the warp-uniform branch guard and the m64n16 wgmma around them;
@@ -151,14 +151,12 @@ __device__ __forceinline__ void zero_tail_rows(uint8_t* tile, int valid, int t, 
   }
 }
 
-// ---- named barriers (the pipeline kernel's hand-offs between its warpgroups) ----------------
+// ---- named barriers ------------------------------------------------------------------------
 
 // Named CTA barriers (bar.sync / bar.arrive; 0 is __syncthreads). A barrier with `threads`
 // participants completes when that many have arrived; bar.arrive does not wait.
 enum NamedBarrier : int {
-  kBarPFull = 1,  // warpgroup 0 arrives: P and the row scales of a block are in shared memory
-  kBarPFree = 2,  // warpgroup 1 arrives: it has read them and finished its P V
-  kBarWg0 = 3,    // warpgroup 0 alone (128 threads)
+  kBarWg0 = 3,  // warpgroup 0 alone (128 threads; the ring kernel and its narrow softmax)
 };
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");

@@ -46,11 +46,14 @@ inline MlaSplitPenalty mla_split_penalty(int64_t rows_per_seq) {
   return {4, static_cast<int>(rows_per_seq / 8), 24};
 }
 
-// Which decode kernel a step uses, from B and the bound on the lengths that the host knows (the
-// lengths themselves stay on the device, so that a step can be a CUDA graph). The pipeline
-// kernel overlaps one block's P V with the next block's S, which pays when a CTA reads several
+// Which decode kernels a step uses, from B and the bound on the lengths that the host knows (the
+// lengths themselves stay on the device, so that a step can be a CUDA graph): the partitioned
+// kernels (ring or seesaw, below; split sequences merged by the combine kernel) or split S.
+// Those overlap one block's P V with another block's S, which pays when a CTA reads several
 // blocks; the split-S kernel has the shorter chain per block and merges the pieces of split
-// sequences in-kernel (no combine launch). Measured on one H200:
+// sequences in-kernel (no combine launch). Measured on one H200 (up to the twenty-sixth session
+// "the pipeline" is the pipeline kernel, which the ring kernel replaced at <= 16 rows in the
+// twenty-eighth session and the seesaw above that in the fifty-third):
 //   - 2026-11-28 (bench/NOTES-mla-decode.md v6, the combine kernel after both kernels): batch 1 at
 //     4096 tokens split S 14.5-15.4 us vs 16.1-16.2 (16 heads); batch 8 a tie; batch 32-128 the
 //     pipeline 4-7% faster at 16 and 128 heads;
@@ -70,60 +73,55 @@ inline MlaSplitPenalty mla_split_penalty(int64_t rows_per_seq) {
 //     against 290-298) and far ahead at 16k-32k (64 x 16k 300 against 306-326, 64 x 32k 578
 //     against 677-686); the V2-Lite step at 16k tokens with the ring instead of the band: batch
 //     48 -1.3..-2.6%, 64 -1.9..-2.1%.
-// So the pipeline (or ring) from 8 sequences, except from kSplitSFromSeqs to kSplitSToSeqs (the
+// So the partitioned kernels from 8 sequences, except from kSplitSFromSeqs to kSplitSToSeqs (the
 // decode graphs' padded sizes 48-80) where a sequence has at most kSplitSMaxRows query rows (one
 // token of 16 heads: V2-Lite, V3 under TP8), the case measured, and no sequence is known to be
 // longer than kSplitSMaxSeqLen (max_seq_len: a bound the host knows, 0 when it knows none); more
-// rows keep the pipeline.
-inline constexpr int64_t kPipelineMinSeqs = 8;
+// rows keep the partitioned kernels.
+inline constexpr int64_t kPartitionedMinSeqs = 8;
 inline constexpr int64_t kSplitSFromSeqs = 33, kSplitSToSeqs = 80, kSplitSMaxRows = 16;
 inline constexpr int64_t kSplitSMaxSeqLen = 4096;
-inline bool use_pipeline_kernel(int64_t num_seqs, int64_t rows_per_seq, int64_t max_seq_len) {
+inline bool use_partitioned_kernels(int64_t num_seqs, int64_t rows_per_seq, int64_t max_seq_len) {
   const bool split_s_band = rows_per_seq <= kSplitSMaxRows && num_seqs >= kSplitSFromSeqs &&
                             num_seqs <= kSplitSToSeqs && max_seq_len <= kSplitSMaxSeqLen;
-  return num_seqs >= kPipelineMinSeqs && !split_s_band;
+  return num_seqs >= kPartitionedMinSeqs && !split_s_band;
 }
 
-// Where use_pipeline_kernel picks the pipeline, problems of at most this many query rows a
-// sequence (16 heads and one token: V2-Lite, V3 under TP8) run the ring kernel instead
-// (mla_decode_sm90_ring.cuh: S^T = K Q^T and O^T as m64n16 wgmma, KV copies in a ring of 25
-// column blocks). H200, 2026-11-30 (bench/NOTES-mla-decode.md, twenty-eighth session), against
-// the pipeline kernel's narrow form it replaced: b128 x 4096 158 -> 150 us (96.5% of copy
-// bandwidth), b32 x 32k 306 -> 294 us (98.2%), b8 x 4096 20.6 -> 19.7 us; batches 16-96 at
-// 4096 tokens and 256 at 1024 within noise.
+// Where use_partitioned_kernels picks them, problems of at most this many query rows a sequence
+// (16 heads and one token: V2-Lite, V3 under TP8) run the ring kernel (mla_decode_sm90_ring.cuh:
+// S^T = K Q^T and O^T as m64n16 wgmma, KV copies in a ring of 25 column blocks). H200,
+// 2026-11-30 (bench/NOTES-mla-decode.md, twenty-eighth session), against the pipeline kernel's
+// narrow form it replaced: b128 x 4096 158 -> 150 us (96.5% of copy bandwidth), b32 x 32k 306 ->
+// 294 us (98.2%), b8 x 4096 20.6 -> 19.7 us; batches 16-96 at 4096 tokens and 256 at 1024 within
+// noise.
+// More rows run the seesaw kernel (mla_decode_sm90_seesaw.cuh: the warpgroups take a piece's
+// blocks in pairs; a producer warpgroup copies each third of a KV stage as soon as it is free).
+// It replaced the pipeline kernel, which it beat at every shape measured. H200, 2026-12-03
+// (bench/NOTES-mla-decode.md, fifty-third session), graph us, pipeline / seesaw, three rounds:
+// 128 heads b4 x 4096 25.4-25.9 / 23.4-23.8, b8 36.3-37.0 / 33.9-34.2, b16 58.6-59.0 /
+// 54.2-54.5, b24 80.5-81.1 / 74.4-74.8, b8 x 1024 23.1-23.2 / 20.7-21.2, b16 x 8192 90.0-91.0 /
+// 81.8-82.1, b8 x 4096 x 2 tokens 57.9-61.6 / 52.8-53.3, 32-256 sequences 4-10%; 64 heads b16 x
+// 4096 38.1-38.4 / 36.6-36.8, b64 x 4096 119.0-120.0 / 115.9, b128 x 4096 161.1-167.6 /
+// 158.6-159.8, b32 x 8192 102.8-103.3 / 99.9-101.3, b64 x 4096 x 2 tokens 168.9-172.0 /
+// 128.6-131.4; 32 heads b8 x 4096 22.6-22.8 / 20.2-20.7, b16 31.9-32.1 / 30.0-30.9, b64
+// 98.1-99.3 / 95.2-95.4, b128 156.9-158.0 / 151.9-152.5, b32 x 8192 95.3-98.4 / 88.5-89.1; 16
+// heads x 2 tokens b64 x 4096 98.2-98.3 / 95.2, b128 157.2-160.7 / 152.2-152.6; x 3 tokens b64
+// 113.2-114.3 / 106.7-107.2.
 inline constexpr int kRingMaxRows = 16;
 inline bool use_ring_kernel(int64_t rows_per_seq) { return rows_per_seq <= kRingMaxRows; }
 
-// Where use_pipeline_kernel picks the pipeline and the ring kernel does not run, sequences of at
-// least kSeesawMinRows query rows (a whole query tile: 64 heads and more, V3 on one or two GPUs)
-// run the seesaw kernel instead (mla_decode_sm90_seesaw.cuh: the warpgroups take a piece's blocks
-// in pairs; a producer warpgroup copies each third of a KV stage as soon as it is free). H200,
-// 2026-12-03 (bench/NOTES-mla-decode.md, fifty-third session), graph us, pipeline / seesaw, three
-// rounds: 128 heads b4 x 4096 25.4-25.9 / 23.4-23.8, b8 36.3-37.0 / 33.9-34.2, b16 58.6-59.0 /
-// 54.2-54.5, b24 80.5-81.1 / 74.4-74.8, b8 x 1024 23.1-23.2 / 20.7-21.2, b16 x 8192 90.0-91.0 /
-// 81.8-82.1, b8 x 4096 x 2 tokens 57.9-61.6 / 52.8-53.3; 64 heads b16 x 4096 38.1-38.4 /
-// 36.6-36.8, b64 x 4096 119.0-120.0 / 115.9, b128 x 4096 161.1-167.6 / 158.6-159.8, b32 x 8192
-// 102.8-103.3 / 99.9-101.3, b64 x 4096 x 2 tokens 168.9-172.0 / 128.6-131.4; 32 and more
-// sequences of 128 heads 4-10% (the section before). Below a tile (32 heads, 16 x 2 tokens) the
-// seesaw was not measured.
-inline constexpr int64_t kSeesawMinRows = 64;
-inline bool use_seesaw_kernel(int64_t rows_per_seq) { return rows_per_seq >= kSeesawMinRows; }
-
-// The decode kernel a call runs, from its schedule's choices (MlaDecodeSchedule::pipeline and
-// ::seesaw, set by the rules above or forced by tests and benchmarks) and its query rows a
-// sequence: the ring kernel takes the place of the pipeline and the seesaw kernels at few rows.
-enum class DecodeKernel { kSplitS, kRing, kSeesaw, kPipeline };
-inline DecodeKernel decode_kernel(bool pipeline, bool seesaw, int64_t rows_per_seq) {
-  if (!pipeline) return DecodeKernel::kSplitS;
-  if (use_ring_kernel(rows_per_seq)) return DecodeKernel::kRing;
-  return seesaw ? DecodeKernel::kSeesaw : DecodeKernel::kPipeline;
+// The decode kernel a call runs, from its schedule's choice (MlaDecodeSchedule::partitioned, set
+// by use_partitioned_kernels or forced by tests and benchmarks) and its query rows a sequence.
+enum class DecodeKernel { kSplitS, kRing, kSeesaw };
+inline DecodeKernel decode_kernel(bool partitioned, int64_t rows_per_seq) {
+  if (!partitioned) return DecodeKernel::kSplitS;
+  return use_ring_kernel(rows_per_seq) ? DecodeKernel::kRing : DecodeKernel::kSeesaw;
 }
 inline const char* decode_kernel_name(DecodeKernel k) {
   switch (k) {
     case DecodeKernel::kSplitS: return "split_s";
     case DecodeKernel::kRing: return "ring";
     case DecodeKernel::kSeesaw: return "seesaw";
-    case DecodeKernel::kPipeline: return "pipeline";
   }
   return "?";
 }

@@ -14,7 +14,7 @@
 //     the grid resident at once, which the schedule gives (one wave: num_m_tiles * P <= SMs,
 //     one CTA per SM; checked at launch), and every CTA makes all its arrivals before it waits
 //     for any, so no CTA waits on one that cannot run;
-//   - the pipeline kernel (8+ sequences) leaves it to mla_decode_sm90_combine_kernel.
+//   - the ring and seesaw kernels (8+ sequences) leave it to mla_decode_sm90_combine_kernel.
 // A merge item reads everything it needs in one round trip: each warp keeps an online max of
 // its pieces' lse while their partials are in flight, and the 8 warps' (max, sum, acc) meet
 // in shared memory, so no lse pass precedes the partials' loads.
@@ -184,7 +184,7 @@ __device__ __forceinline__ void merge_row_warp(const MlaDecodeParams& p, int fir
   if (lane == 0) p.lse[out_row] = sum > 0.0f ? m + logf(sum) : -INFINITY;
 }
 
-// ---- the combine kernel (pipeline path) ------------------------------------------------------
+// ---- the combine kernel (after the ring and seesaw kernels) -----------------------------------
 
 // Persistent CTAs walk (split sequence, query row, part) items: kParts = 1 whole rows, for
 // batches with many split rows; 4: quarters, so that a few rows split many ways spread over 4x

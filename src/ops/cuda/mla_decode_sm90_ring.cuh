@@ -5,9 +5,9 @@
 // mla_decode_sm90_narrow.cuh.
 //
 // Why. With 16 query rows the step only streams the cache, 72 KB a block, and a CTA's copies
-// must keep enough bytes in flight to cover HBM's latency. The pipeline kernel's two 72 KB
-// stages beside a 64-row Q tile leave one block in flight while the other is read (H200: 91-93%
-// of copy bandwidth; this kernel: 96-99%). Here every operand is sized for 16 rows, and the KV
+// must keep enough bytes in flight to cover HBM's latency. Two 72 KB stages beside a 64-row Q
+// tile (the pipeline kernel's, since removed) leave one block in flight while the other is read
+// (H200: 91-93% of copy bandwidth; this kernel: 96-99%). Here every operand is sized for 16 rows, and the KV
 // stages become a ring of kRingSlots column blocks ([64 keys][64 channels], 8 KB each; 2.78
 // blocks):
 //   - Q [16 rows x 576] (18 KB) is wgmma's B operand of S^T[64 keys x 16 rows] = K Q^T
@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_sm90_ring_kernel(const
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_base(smem_raw);
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32;
-  const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);  // uniform in the warp (ptxas C7518, see pipeline)
+  const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);  // uniform in the warp (ptxas C7518: warp_uniform)
   const uint32_t s_q = ptx::smem_addr(smem + RingSmem::kQ), s_ring = ptx::smem_addr(smem + RingSmem::kSlots);
   // Slot i's copy landed: bar_full + 8 i; all 4 warps of warpgroup 0 done with it: bar_empty + 8 i.
   const uint32_t bar_full = ptx::smem_addr(smem + RingSmem::kBarriers);

@@ -1,8 +1,8 @@
 // MLA decode on Hopper (sm_90a), the seesaw kernel (FlashMLA's schedule, written from its
 // public write-up): the two warpgroups take a piece's blocks in pairs (A, B) and each computes the
 // scores and softmax of one of them, so that one warpgroup's softmax runs while the other's GEMMs
-// keep the tensor cores busy. In the pipeline kernel's place from 64 query rows a sequence
-// (use_seesaw_kernel). The shared design note: mla_decode_sm90.cuh; the pieces the decode kernels
+// keep the tensor cores busy. For more than 16 query rows a sequence (use_partitioned_kernels,
+// use_ring_kernel). The shared design note: mla_decode_sm90.cuh; the pieces the decode kernels
 // share: mla_decode_sm90_common.cuh.
 //
 // Per pair (A in KV stage 0, owned by warpgroup 0; B in stage 1, owned by warpgroup 1; a piece
@@ -36,11 +36,47 @@
 #pragma once
 
 #include "ops/cuda/mla_decode_sm90_common.cuh"
-#include "ops/cuda/mla_decode_sm90_pipeline.cuh"  // issue_score_step, store_piece
 
 #include <type_traits>
+#include <utility>
 
 namespace mlaserve::ops::sm90 {
+
+template <size_t... I>
+__device__ __forceinline__ void wgmma_64x64(uint64_t a, uint64_t b, float (&d)[32], gmma::ScaleOut scale,
+                                            std::index_sequence<I...>) {
+  gmma::MMA_64x64x16_F32BF16BF16_SS<gmma::Major::K, gmma::Major::K>::fma(a, b, d[I]..., scale);
+}
+// k-step j (16 channels) of column block cb of a block's scores S[64 x 64] = Q[64 x 576] K[64 x 576]^T
+// (`first` overwrites s). s[i]: row r0 + 8 * (i / 2 % 2), key 8 * (i / 4) + 2 * (lane % 4) + i % 2.
+// Q and K are K-major in the same layout, so one k-step offset serves both. Each offset passes
+// through an empty volatile asm, which keeps its place among the wgmma asms: otherwise the
+// compiler computes all 72 descriptors ahead and runs out of registers beside O and S (and a loop
+// instead makes ptxas serialise the wgmmas, C7520).
+__device__ __forceinline__ void issue_score_step(uint64_t q_desc, uint64_t k_desc, float (&s)[32], int cb, int j,
+                                                 bool first) {
+  uint64_t step = static_cast<uint64_t>((cb * kColBlockBytes + j * 32) >> 4);
+  asm volatile("" : "+l"(step));
+  wgmma_64x64(q_desc + step, k_desc + step, s, first ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
+              std::make_index_sequence<32>{});
+}
+
+// Writes one warpgroup's 256 output channels (from col0) of this thread's rows r0 and r0 + 8 at
+// a piece's end: to out when the sequence is one piece, else to the piece's workspace slot.
+__device__ __forceinline__ void store_piece(const MlaDecodeParams& p, const Piece& pc, int seq, int r0,
+                                            int tile_row0, int col0, const float (&o)[128], const float (&inv)[2]) {
+  const MlaSeqSplit split = p.seq_splits[seq];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int i = tile_row0 + r0 + 8 * h;
+    if (i >= pc.rows) continue;
+    if (split.num_pieces == 1) {
+      store_o_row(p.out + (pc.row0 + i) * 512 + col0, o, h, inv[h]);
+    } else {
+      store_o_row(p.partial_out + piece_slot_row(p, split, pc, i) * 512 + col0, o, h, inv[h]);
+    }
+  }
+}
 
 // The seesaw's shared memory: Smem's Q tile, KV stages and P region (P_A; P_B sits over B's rope
 // box) and its barrier for the Q tile; in place of Smem's row arrays, the
@@ -139,8 +175,9 @@ __device__ __forceinline__ constexpr int seesaw_box(int i) {
   }
 }
 
-// issue_scores with each column block's 4 k-steps issued once that box's copy has landed, in
-// seesaw_box order (bars: the stage's 3 copy barriers, completing with this parity).
+// Issues a block's scores (issue_score_step's 36 k-steps) as one wgmma group, each column block's
+// 4 k-steps once that box's copy has landed, in seesaw_box order (bars: the stage's 3 copy
+// barriers, completing with this parity); the caller waits for the group.
 template <int kStage>
 __device__ __forceinline__ void issue_scores_by_box(uint64_t q_desc, uint64_t k_desc, float (&s)[32], uint32_t bars,
                                                     uint32_t parity) {
@@ -192,7 +229,7 @@ __global__ void __launch_bounds__(kSeesawThreads, 1)
   float* sums_b = totals + 64;                                           // [64]: warpgroup 1 writes
 
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32;
-  const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);  // uniform in the warp (see the pipeline kernel)
+  const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);  // uniform in the warp (ptxas C7518: warp_uniform)
   const int r0 = (tid / 32 % 4) * 16 + lane / 4;           // this thread's accumulator rows: r0, r0 + 8
   const int tile_row0 = static_cast<int>(blockIdx.x) * kTileRows;
   const uint32_t s_q = ptx::smem_addr(smem + Smem::kQ), s_kv = ptx::smem_addr(smem + Smem::kKv);

@@ -1,6 +1,6 @@
 // MLA decode on Hopper (sm_90a), the split-S kernel: both warpgroups in step, each computing S
-// over half of a block's keys. The shared design note: mla_decode_sm90.cuh; the pieces both
-// decode kernels use: mla_decode_sm90_common.cuh; which kernel a step uses: use_pipeline_kernel
+// over half of a block's keys. The shared design note: mla_decode_sm90.cuh; the pieces the
+// decode kernels share: mla_decode_sm90_common.cuh; which kernel a step uses: use_partitioned_kernels
 // in mla_decode_sm90_heuristics.h (this one for small batches, where a CTA reads about one block
 // and the shortest chain per block wins).
 //

@@ -181,10 +181,10 @@ class MlaDecodeCuda : public ::testing::Test {
     if (prop.major != 9) GTEST_SKIP() << "mla_decode_cuda is built for sm_90a; this GPU is " << prop.name;
   }
 
-  // Runs the split-S kernel, the pipeline kernel and the seesaw kernel (the ring kernel in the
-  // place of both at <= 16 query rows a sequence: run once) through a schedule made for this batch
-  // with each plan (the update picks the kernel by B and the rows, the plan by the lengths; each
-  // is forced here in turn) and checks each against the CPU.
+  // Runs the split-S kernel and the partitioned kernel of these rows (the ring kernel at <= 16
+  // query rows a sequence, else the seesaw) through a schedule made for this batch with each plan
+  // (the update picks the kernels by B, the plan by the lengths; each is forced here in turn) and
+  // checks each against the CPU.
   static void check(const std::vector<SeqSpec>& seqs, int64_t n_heads, uint64_t seed, float q_scale = 1.0f) {
     const HostProblem p = make_problem(seqs, n_heads, seed, q_scale);
     const HostResult want = reference(p);
@@ -195,13 +195,11 @@ class MlaDecodeCuda : public ::testing::Test {
       schedule.plan = plan;
       mla_decode_schedule_update(schedule, g.seq_lens, nullptr);
       MLA_CUDA_CHECK(cudaDeviceSynchronize());  // the schedule is complete: early_loads may read it
-      for (const std::string_view kernel : {"split-S", "pipeline", "seesaw"}) {
-        if (kernel == "seesaw" && sm90::use_ring_kernel(p.max_q_len * n_heads)) continue;
+      for (const std::string_view kernel : {"split-S", "partitioned"}) {
         for (const bool early : {false, true}) {
           SCOPED_TRACE(std::string(kernel) + " kernel" + (plan == MlaPlan::kSplit ? ", split plan" : ", whole plan") +
                        (early ? ", early loads" : ""));
-          schedule.pipeline = kernel != "split-S";
-          schedule.seesaw = kernel == "seesaw";
+          schedule.partitioned = kernel != "split-S";
           MlaDecodeArgs a = g;
           a.early_loads = early;
           MlaDecodeOutputs o = poisoned_gpu_outputs(p.args.q.dim(0), n_heads);
@@ -351,7 +349,7 @@ TEST_F(MlaDecodeCuda, SmallGraphReplaysLeaveMergeCountersAtZero) {
     MlaDecodeSchedule schedule =
         mla_decode_schedule_create(static_cast<int64_t>(c.seqs.size()), c.n_heads, first.max_q_len);
     mla_decode_schedule_update(schedule, g1.seq_lens, stream);
-    ASSERT_FALSE(schedule.pipeline) << "below 8 sequences the update picks the split-S kernel";
+    ASSERT_FALSE(schedule.partitioned) << "below 8 sequences the update picks the split-S kernel";
     MlaDecodeOutputs o1 = poisoned_gpu_outputs(first.args.q.dim(0), c.n_heads);
     MlaDecodeOutputs o2 = poisoned_gpu_outputs(second.args.q.dim(0), c.n_heads);
     MLA_CUDA_CHECK(cudaDeviceSynchronize());  // the poison went to the legacy stream
@@ -439,17 +437,16 @@ TEST_F(MlaDecodeCuda, Batch300MoreSequencesThanOneScanChunk) { check(uniform_bat
 TEST_F(MlaDecodeCuda, Batch16ThreeTokenQueries128Heads) { check(uniform_batch(16, 3, 700, 3, 830), 128, 831); }
 
 // V3's decode on one GPU: 128 heads of one token, two query tiles a sequence, from 8 sequences the
-// pipeline kernel (the three-token case above has six tiles).
+// seesaw kernel (the three-token case above has six tiles).
 TEST_F(MlaDecodeCuda, Batch24OneToken128Heads) { check(uniform_batch(24, 1, 2000, 1, 840), 128, 841); }
 
-// Many short sequences at 128 heads, as the seesaw kernel's rule takes them (32 and more): a
-// partition holds several pieces with odd and even block counts, so pieces end on pairs without
+// Many short sequences at 128 heads: a seesaw partition holds several pieces with odd and even block counts, so pieces end on pairs without
 // B and the Q tile is copied again inside a CTA's walk.
 TEST_F(MlaDecodeCuda, Batch96ShortSequences128Heads) { check(uniform_batch(96, 1, 400, 1, 920), 128, 921); }
 
 TEST_F(MlaDecodeCuda, Long32kContexts16Heads) { check({{32768, 1}, {20000, 2}, {4096, 1}}, 16, 900); }
 
-// One-token queries: the ring kernel (the 2-token query above takes the 32-row pipeline kernel),
+// One-token queries: the ring kernel (the 2-token query above takes the 32-row seesaw),
 // its 25 slots reused hundreds of times by one CTA.
 TEST_F(MlaDecodeCuda, Long32kContexts16HeadsOneToken) { check({{32768, 1}, {20000, 1}, {4096, 1}}, 16, 903); }
 
