@@ -37,11 +37,14 @@ TEST(MlaDecodeKernelRule, TheLengthBoundMattersOnlyInTheBand) {
   for (int64_t rows : {32, 128}) EXPECT_FALSE(mla_decode_kernel_depends_on_length(64, rows)) << rows;
 }
 
-TEST(MlaDecodeKernelRule, MoreRowsKeepThePartitionedKernelsFromEight) {
-  // V3 on one GPU (128 heads) or under TP2 / TP4 (64 / 32): the band was measured at 16 rows only.
-  for (int64_t rows : {32, 64, 128}) {
-    EXPECT_FALSE(use_partitioned_kernels(4, rows, 0)) << rows;
-    for (int64_t b : {8, 48, 64, 112, 128}) EXPECT_TRUE(use_partitioned_kernels(b, rows, 0)) << b << " x " << rows;
+TEST(MlaDecodeKernelRule, MoreRowsTakeThePartitionedKernelsAtEveryBatch) {
+  // V3 on one GPU (128 heads) or under TP2 / TP4 (64 / 32), or 16 heads x 2 tokens: the seesaw.
+  for (int64_t rows : {17, 32, 64, 128}) {
+    for (const int64_t len : {int64_t{0}, kSplitSMaxSeqLen, int64_t{32768}}) {
+      for (int64_t b : {1, 4, 7, 8, 48, 64, 112, 128}) {
+        EXPECT_TRUE(use_partitioned_kernels(b, rows, len)) << b << " x " << rows << ", " << len;
+      }
+    }
   }
 }
 

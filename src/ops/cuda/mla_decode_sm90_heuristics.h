@@ -73,17 +73,23 @@ inline MlaSplitPenalty mla_split_penalty(int64_t rows_per_seq) {
 //     against 290-298) and far ahead at 16k-32k (64 x 16k 300 against 306-326, 64 x 32k 578
 //     against 677-686); the V2-Lite step at 16k tokens with the ring instead of the band: batch
 //     48 -1.3..-2.6%, 64 -1.9..-2.1%.
-// So the partitioned kernels from 8 sequences, except from kSplitSFromSeqs to kSplitSToSeqs (the
-// decode graphs' padded sizes 48-80) where a sequence has at most kSplitSMaxRows query rows (one
-// token of 16 heads: V2-Lite, V3 under TP8), the case measured, and no sequence is known to be
-// longer than kSplitSMaxSeqLen (max_seq_len: a bound the host knows, 0 when it knows none); more
-// rows keep the partitioned kernels.
+//   - 2026-12-03 (bench/NOTES-mla-decode.md, fifty-third session), the seesaw against split S
+//     below 8 sequences, op us, two rounds: 128 heads b1 x 4096 16.2-16.3 against 17.1-17.4, b2
+//     18.0-18.1 / 20.6-20.7, b4 23.4-23.6 / 25.5, b6 27.7-27.9 / 29.3-29.5, b1 x 16k 22.0-22.1 /
+//     25.1-25.2, b4 x 1024 14.9 / 15.9-16.2; 64 heads b2 16.6-16.7 / 17.6-17.7, b4 19.4-19.5 /
+//     21.2-21.3, b6 21.3-21.4 / 24.8-25.0; 32 heads b4 14.8 / 15.7.
+// So the partitioned kernels whenever a sequence has more than kSplitSMaxRows query rows; at
+// most that many (one token of 16 heads: V2-Lite, V3 under TP8) from 8 sequences, except from
+// kSplitSFromSeqs to kSplitSToSeqs (the decode graphs' padded sizes 48-80) when no sequence is
+// known to be longer than kSplitSMaxSeqLen (max_seq_len: a bound the host knows, 0 when it knows
+// none).
 inline constexpr int64_t kPartitionedMinSeqs = 8;
 inline constexpr int64_t kSplitSFromSeqs = 33, kSplitSToSeqs = 80, kSplitSMaxRows = 16;
 inline constexpr int64_t kSplitSMaxSeqLen = 4096;
 inline bool use_partitioned_kernels(int64_t num_seqs, int64_t rows_per_seq, int64_t max_seq_len) {
-  const bool split_s_band = rows_per_seq <= kSplitSMaxRows && num_seqs >= kSplitSFromSeqs &&
-                            num_seqs <= kSplitSToSeqs && max_seq_len <= kSplitSMaxSeqLen;
+  if (rows_per_seq > kSplitSMaxRows) return true;
+  const bool split_s_band =
+      num_seqs >= kSplitSFromSeqs && num_seqs <= kSplitSToSeqs && max_seq_len <= kSplitSMaxSeqLen;
   return num_seqs >= kPartitionedMinSeqs && !split_s_band;
 }
 

@@ -1,8 +1,8 @@
 // MLA decode on Hopper (sm_90a), the split-S kernel: both warpgroups in step, each computing S
 // over half of a block's keys. The shared design note: mla_decode_sm90.cuh; the pieces the
 // decode kernels share: mla_decode_sm90_common.cuh; which kernel a step uses: use_partitioned_kernels
-// in mla_decode_sm90_heuristics.h (this one for small batches, where a CTA reads about one block
-// and the shortest chain per block wins).
+// in mla_decode_sm90_heuristics.h (this one for small batches of at most 16 query rows a
+// sequence, where a CTA reads about one block and the shortest chain per block wins).
 //
 // Per 64-token block (one pipeline stage):
 //   barrier (everyone is done with the previous stage); thread 0 starts the next block's copy
