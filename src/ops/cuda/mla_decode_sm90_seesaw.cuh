@@ -61,19 +61,80 @@ __device__ __forceinline__ void issue_score_step(uint64_t q_desc, uint64_t k_des
               std::make_index_sequence<32>{});
 }
 
+// The epilogue's row stores, 16 bytes a lane. This thread holds 64 channels of O's row r0 + 8 h:
+// o[4 j + 2 h + e] is channel 8 j + 2 (lane % 4) + e of the warpgroup's 256. Stored as they are,
+// that is a 4- (bf16) or 8-byte (fp32) store a j, each warp store 8 rows x 32 or 64 bytes, and at
+// a piece's end both warpgroups' 2 x 64 stores a thread queued up on the SM's store path (a clock64
+// trace: 5,000-10,000 cycles a piece end, bench/NOTES-mla-decode.md). So the quad first trades
+// values: bf16 through a 4 x 4 transpose (lane q then holds channels 32 g + 8 q .. + 7 of each
+// group g of 32), fp32 between lane pairs (the even lane then holds channels 8 j + 2 q .. + 3 of
+// even j, the odd one those of odd j). Every lane of the warp calls them (the shuffles); row null:
+// nothing stored. The split-S kernel keeps store_o_row: its 16-row tiles store from one warp a
+// warpgroup, where the shuffles' latency cost more than the stores saved.
+
+// Lane q's w[t] becomes lane t's w[q], over the lanes of each quad (shfl.xor 2, then 1). Selects,
+// not indices: w stays in registers.
+__device__ __forceinline__ void quad_transpose(uint32_t (&w)[4], int lane) {
+  const bool hi = lane & 2, odd = lane & 1;
+  uint32_t r0 = __shfl_xor_sync(0xffffffffu, hi ? w[0] : w[2], 2);
+  uint32_t r1 = __shfl_xor_sync(0xffffffffu, hi ? w[1] : w[3], 2);
+  w[0] = hi ? r0 : w[0];
+  w[1] = hi ? r1 : w[1];
+  w[2] = hi ? w[2] : r0;
+  w[3] = hi ? w[3] : r1;
+  r0 = __shfl_xor_sync(0xffffffffu, odd ? w[0] : w[1], 1);
+  r1 = __shfl_xor_sync(0xffffffffu, odd ? w[2] : w[3], 1);
+  w[0] = odd ? r0 : w[0];
+  w[1] = odd ? w[1] : r0;
+  w[2] = odd ? r1 : w[2];
+  w[3] = odd ? w[3] : r1;
+}
+
+// Row h's channels times inv to row (the warpgroup's first channel of the row in out).
+__device__ __forceinline__ void store_o_row16(__nv_bfloat16* row, const float (&o)[128], int h, float inv, int lane) {
+#pragma unroll
+  for (int g = 0; g < 8; ++g) {
+    uint32_t w[4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+      const int j = 4 * g + t;
+      const __nv_bfloat162 v = __floats2bfloat162_rn(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
+      w[t] = *reinterpret_cast<const uint32_t*>(&v);
+    }
+    quad_transpose(w, lane);
+    if (row != nullptr) *reinterpret_cast<uint4*>(row + 32 * g + 8 * (lane % 4)) = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+}
+
+// Row h's channels times inv to row (the warpgroup's first channel of the row in partial_out).
+__device__ __forceinline__ void store_o_row16(float* row, const float (&o)[128], int h, float inv, int lane) {
+  const bool odd = lane & 1;
+#pragma unroll
+  for (int j = 0; j < 32; j += 2) {
+    const float2 a = make_float2(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);          // j
+    const float2 b = make_float2(o[4 * j + 4 + 2 * h] * inv, o[4 * j + 4 + 2 * h + 1] * inv);  // j + 1
+    const float gx = __shfl_xor_sync(0xffffffffu, odd ? a.x : b.x, 1);
+    const float gy = __shfl_xor_sync(0xffffffffu, odd ? a.y : b.y, 1);
+    const float4 v = odd ? make_float4(gx, gy, b.x, b.y) : make_float4(a.x, a.y, gx, gy);
+    if (row != nullptr) *reinterpret_cast<float4*>(row + 8 * (j + (odd ? 1 : 0)) + 2 * (lane % 4 & 2)) = v;
+  }
+}
+
 // Writes one warpgroup's 256 output channels (from col0) of this thread's rows r0 and r0 + 8 at
-// a piece's end: to out when the sequence is one piece, else to the piece's workspace slot.
-__device__ __forceinline__ void store_piece(const MlaDecodeParams& p, const Piece& pc, int seq, int r0,
-                                            int tile_row0, int col0, const float (&o)[128], const float (&inv)[2]) {
-  const MlaSeqSplit split = p.seq_splits[seq];
+// a piece's end: to out when the sequence is one piece, else to the piece's workspace slot. (A
+// warp-uniform return for warps whose 16 rows are all past the tile's made ptxas spill.)
+__device__ __forceinline__ void store_piece(const MlaDecodeParams& p, const Piece& pc, const MlaSeqSplit& split,
+                                            int r0, int tile_row0, int col0, const float (&o)[128],
+                                            const float (&inv)[2], int lane) {
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int i = tile_row0 + r0 + 8 * h;
-    if (i >= pc.rows) continue;
+    const bool valid = i < pc.rows;
     if (split.num_pieces == 1) {
-      store_o_row(p.out + (pc.row0 + i) * 512 + col0, o, h, inv[h]);
+      store_o_row16(valid ? p.out + (pc.row0 + i) * 512 + col0 : nullptr, o, h, inv[h], lane);
     } else {
-      store_o_row(p.partial_out + piece_slot_row(p, split, pc, i) * 512 + col0, o, h, inv[h]);
+      store_o_row16(valid ? p.partial_out + piece_slot_row(p, split, pc, i) * 512 + col0 : nullptr, o, h, inv[h],
+                    lane);
     }
   }
 }
@@ -498,7 +559,7 @@ __global__ void __launch_bounds__(kSeesawThreads, 1)
         const int i = tile_row0 + r0 + 8 * h;
         if (W == 0 && lane % 4 == 0 && i < pc.rows) store_piece_lse(p, split, pc, i, lse);
       }
-      store_piece(p, pc, seq, r0, tile_row0, 256 * W + 2 * (lane % 4), o, inv);
+      store_piece(p, pc, split, r0, tile_row0, 256 * W, o, inv, lane);
       if (!has_next) break;
       cur = next;
     }
