@@ -190,6 +190,8 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
             schedule.num_parts);
   using sm90::DecodeKernel;
   const DecodeKernel kernel = sm90::decode_kernel(schedule.partitioned, p.max_rows);
+  p.merge_in_kernel = sm90::use_seesaw_merge(kernel == DecodeKernel::kSeesaw, schedule.num_seqs,
+                                              schedule.num_m_tiles * schedule.num_parts, gpu::device_sm_count());
   const auto decode = kernel == DecodeKernel::kSplitS ? sm90::mla_decode_sm90_split_s_kernel
                       : kernel == DecodeKernel::kRing ? sm90::mla_decode_sm90_ring_kernel
                                                       : sm90::mla_decode_sm90_seesaw_kernel;
@@ -199,7 +201,7 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   MLA_CUDA_CHECK(cudaFuncSetAttribute(decode, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
   const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
   launch(decode, grid, kernel == DecodeKernel::kSeesaw ? sm90::kSeesawThreads : sm90::kThreads, smem_bytes, stream, p);
-  if (!schedule.partitioned) return;  // the split-S kernel merges its split sequences itself
+  if (!schedule.partitioned || p.merge_in_kernel) return;  // the kernel merged its split sequences itself
   // Fewer than P sequences are split (each holds a partition boundary). When their rows are
   // few, a combine item is a quarter of a row, so that the work spreads over more SMs.
   const int64_t split_rows = std::min(schedule.num_seqs, schedule.num_parts) * p.max_rows;

@@ -141,6 +141,19 @@ inline const char* decode_kernel_name(DecodeKernel k) {
 // step at 64 x 4096 -1%; 128 heads (two tiles) +3 to +5% at b128 x 4096.
 inline bool use_kv_evict_first(int num_m_tiles) { return num_m_tiles == 1; }
 
+// Whether the seesaw kernel merges its split sequences itself (mla_decode_sm90_merge.cuh) instead
+// of leaving them to the combine kernel: its grid must be one wave (every CTA resident: the merge
+// waits for the other pieces), and it pays from 16 sequences. H200, 2026-12-04 (bench/NOTES-mla-
+// decode.md, fifty-fourth session), graph us, combine kernel / in-kernel, three rounds: b16 x 4096
+// x 128 heads 55.2 / 50.4, b32 x 8192 x 128 168.6 / 156.1, b64 x 4096 x 64 117.0 / 100.5, b32 x
+// 4096 x 32 52.3 / 49.7; below 16 it loses (b8 x 4096 x 128 heads 35.2 / 37.5, b4 x 4096 x 64
+// 19.6 / 20.2, b8 x 4096 x 16 heads x 2 tokens 20.5 / 21.4, b1 x 16k x 128 21.3 / 22.0); whole
+// plans (b64, b128 x 4096 x 128 heads) within 1%.
+inline constexpr int64_t kSeesawMergeMinSeqs = 16;
+inline bool use_seesaw_merge(bool seesaw, int64_t num_seqs, int64_t ctas, int num_sms) {
+  return seesaw && num_seqs >= kSeesawMergeMinSeqs && ctas <= num_sms;
+}
+
 struct MlaSplitPlan {
   int num_m_tiles;  // query tiles per sequence: ceil(max_q_len * n / kTileRows)
   int num_parts;    // KV partitions: CTAs per query tile, so that one wave fills the GPU

@@ -14,7 +14,10 @@
 //     the grid resident at once, which the schedule gives (one wave: num_m_tiles * P <= SMs,
 //     one CTA per SM; checked at launch), and every CTA makes all its arrivals before it waits
 //     for any, so no CTA waits on one that cannot run;
-//   - the ring and seesaw kernels (8+ sequences) leave it to mla_decode_sm90_combine_kernel.
+//   - the seesaw kernel does the same from 16 sequences when its grid is one wave
+//     (MlaDecodeParams::merge_in_kernel, use_seesaw_merge: num_m_tiles * P <= SMs, one CTA an SM),
+//     its two consumer warpgroups merging after their last piece (seesaw_merge_jobs);
+//   - the ring kernel, and the seesaw's larger grids, leave it to mla_decode_sm90_combine_kernel.
 // A merge item reads everything it needs in one round trip: each warp keeps an online max of
 // its pieces' lse while their partials are in flight, and the 8 warps' (max, sum, acc) meet
 // in shared memory, so no lse pass precedes the partials' loads.
@@ -27,11 +30,18 @@
 #pragma once
 
 #include "ops/cuda/mla_decode_sm90.cuh"
+#include "ops/cuda/mla_decode_sm90_common.cuh"
 
 namespace mlaserve::ops::sm90 {
 
 static_assert(kCombineThreads == 256 && kThreads == 256, "a merge item is run by 8 warps");
 inline constexpr int kMergeWarps = 8;
+
+// The merging threads' barrier: barrier 0 (__syncthreads') for 256 threads, the whole CTA in the
+// combine and split-S kernels, the two consumer warpgroups in the seesaw kernel (whose producer
+// warps have left by then).
+__device__ __forceinline__ void merge_sync() { named_barrier_sync(0, kMergeWarps * 32); }
+
 inline constexpr uint32_t kMaxMergePolls = 1u << 25;  // ~0.5 us each: ~15 s before a wait gives up
 
 // Shared-memory scratch of one merge item: per warp its running max and sum of exp(lse_k - max)
@@ -44,7 +54,7 @@ struct MergeScratch {
 
 // Merges 512 / kParts channels (part `part`) of query row `row` of a split sequence whose n
 // pieces sit in slots first_slot .. first_slot + n - 1, into out[out_row] (bf16) and, for part
-// 0, lse[out_row]. All 256 threads of the CTA call it (it holds two __syncthreads). Warp g takes
+// 0, lse[out_row]. 256 threads call it (it holds two merge_sync). Warp g takes
 // pieces g, g + 8, ..., kUnroll of them per round trip; lane i channels 4 (i + 32 c) of the part.
 // Partials are read with ld.global.cg: other SMs wrote them, this SM's L1 may hold stale lines.
 template <int kParts, int kUnroll>
@@ -96,7 +106,7 @@ __device__ __forceinline__ void merge_item(const MlaDecodeParams& p, int first_s
   }
 #pragma unroll
   for (int c = 0; c < kVecs; ++c) scratch.warp_acc[warp * 32 * kVecs + c * 32 + lane] = acc[c];
-  __syncthreads();
+  merge_sync();
   if (tid < 32 * kVecs) {  // thread t: the item's channels 4t .. 4t + 3
     float mx = -INFINITY;
 #pragma unroll
@@ -123,7 +133,7 @@ __device__ __forceinline__ void merge_item(const MlaDecodeParams& p, int first_s
     *reinterpret_cast<uint2*>(p.out + out_row * 512 + part * 128 * kVecs + tid * 4) = packed;
     if (tid == 0 && part == 0) p.lse[out_row] = total > 0.0f ? base + logf(total) : -INFINITY;
   }
-  __syncthreads();  // the scratch is reused by the next item
+  merge_sync();  // the scratch is reused by the next item
 }
 
 // One warp merges a whole query row from all n pieces (lane i: channels 4 (i + 32 c), c < 4), the
@@ -215,10 +225,11 @@ __global__ void __launch_bounds__(kCombineThreads, kParts == 4 ? 4 : 3)
   }
 }
 
-// ---- the in-kernel merge (split-S kernel) ----------------------------------------------------
+// ---- the in-kernel merge (split-S and seesaw kernels) ---------------------------------------
 
-// A split piece that a CTA of the split-S kernel stored; the CTA merges its share of the
-// sequence's tile after its last block. Kept in shared memory (Smem::kMergeJobs), not registers.
+// A split piece that a CTA of the split-S or seesaw kernel stored; the CTA merges its share of the
+// sequence's tile after its last block. Kept in shared memory (Smem::kMergeJobs,
+// SeesawSmem::kMergeJobs), not registers.
 struct MergeJob {
   int32_t first_slot;  // the sequence's first workspace slot: its counter row
   int32_t num_pieces;  // n
@@ -278,7 +289,7 @@ __device__ __forceinline__ void merge_split_tile(const MlaDecodeParams& p, const
     }
     departed = atomicAdd(counter, 1);  // its latency hides behind the merge
   }
-  __syncthreads();  // every piece's partials are visible to the whole CTA (thread 0's acquire)
+  merge_sync();  // every piece's partials are visible to the merging threads (thread 0's acquire)
   const int rows = min(kTileRows, job.rows - tile_row0);
   if (4 * rows <= n) {
     for (int item = job.piece; item < 4 * rows; item += n) {

@@ -78,6 +78,7 @@ struct MlaDecodeParams {
   int32_t num_seqs;                // B (split S: bounds its L2 prefetch of the step's metadata)
   bool early_loads;                // split S: MlaDecodeArgs::early_loads
   bool kv_evict_first;             // KV copies tagged L2 evict-first (use_kv_evict_first)
+  bool merge_in_kernel;            // the seesaw merges its split sequences itself (its grid is one wave)
 };
 
 }  // namespace mlaserve::ops::sm90

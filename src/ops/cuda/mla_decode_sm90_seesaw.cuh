@@ -36,6 +36,7 @@
 #pragma once
 
 #include "ops/cuda/mla_decode_sm90_common.cuh"
+#include "ops/cuda/mla_decode_sm90_merge.cuh"
 
 #include <type_traits>
 #include <utility>
@@ -154,7 +155,10 @@ struct SeesawSmem {
   static constexpr int kBoxFull = kSums + 2 * 64 * 4;    // mbarriers [2 stages][3 copies]: the copy landed
   static constexpr int kCopyFree = kBoxFull + 6 * 8;     // mbarriers [2 stages][3 copies]: its readers are done
   static constexpr int kPieceEnd = kCopyFree + 6 * 8;    // mbarriers: warpgroup 1's row sums in, the totals in
-  static constexpr int kBytes = kPieceEnd + 2 * 8;
+  static constexpr int kMergeJobs = kPieceEnd + 2 * 8;   // [2] MergeJob: the split pieces to merge at the end
+  static constexpr int kNumJobs = kMergeJobs + 2 * sizeof(MergeJob);  // i32: how many (thread 0 writes)
+  static constexpr int kJobsReady = kNumJobs + 8;        // mbarrier: thread 0 has written every job
+  static constexpr int kBytes = kJobsReady + 8;
 };
 inline constexpr int kSeesawSmemBytes = SeesawSmem::kBytes + 1024;  // + room to align the base
 inline constexpr int kSeesawThreads = kThreads + 128;                // two consumer warpgroups, the producer
@@ -278,6 +282,25 @@ __device__ __forceinline__ void seesaw_produce(const MlaDecodeParams& p, uint32_
   } while (advance(it, part, p, tile_row0));
 }
 
+// The CTA's in-kernel merges (merge_in_kernel), by its two consumer warpgroups after their last
+// piece. Not inlined: everything it needs it recomputes, so that nothing stays live through the
+// kernel's loops for it (inlined, ptxas kept the shared-memory base and the tile live and spilled).
+__device__ __noinline__ void seesaw_merge_jobs(const MlaDecodeParams& p, uint8_t* smem_raw) {
+  uint8_t* smem = smem_base(smem_raw);
+  // The jobs thread 0 wrote, handed over by an mbarrier (compute-sanitizer's racecheck does not
+  // follow a bar.sync of 256 of the CTA's 384 threads here, and reports the reads as races).
+  const uint32_t bar_jobs = ptx::smem_addr(smem + SeesawSmem::kJobsReady);
+  if (threadIdx.x == 0) ptx::mbarrier_arrive(bar_jobs);
+  ptx::mbarrier_wait(bar_jobs, 0);
+  const int num_jobs = *reinterpret_cast<const int*>(smem + SeesawSmem::kNumJobs);
+  const MergeJob* jobs = reinterpret_cast<const MergeJob*>(smem + SeesawSmem::kMergeJobs);
+  if (num_jobs == 0) return;
+  float* merge_f32 = reinterpret_cast<float*>(smem + Smem::kKv + kMergeWarps * 32 * 4 * 16);
+  const MergeScratch scratch{merge_f32, merge_f32 + kMergeWarps, reinterpret_cast<float4*>(smem + Smem::kKv)};
+  const int tile_row0 = static_cast<int>(blockIdx.x) * kTileRows;
+  for (int j = 0; j < num_jobs; ++j) merge_split_tile(p, jobs[j], tile_row0, scratch);
+}
+
 __global__ void __launch_bounds__(kSeesawThreads, 1)
     mla_decode_sm90_seesaw_kernel(const __grid_constant__ MlaDecodeParams p) {
   extern __shared__ uint8_t smem_raw[];
@@ -312,6 +335,8 @@ __global__ void __launch_bounds__(kSeesawThreads, 1)
     }
     for (int i = 0; i < 2; ++i) ptx::mbarrier_init(bar_sums + 8 * i, 128);
     ptx::mbarrier_init(bar_q, 1);
+    *reinterpret_cast<int*>(smem + SeesawSmem::kNumJobs) = 0;
+    ptx::mbarrier_init(ptx::smem_addr(smem + SeesawSmem::kJobsReady), 1);
     ptx::mbarrier_init_fence();
   }
   __syncthreads();  // the last CTA-wide barrier: the producer's idle warps leave after it
@@ -560,6 +585,16 @@ __global__ void __launch_bounds__(kSeesawThreads, 1)
         if (W == 0 && lane % 4 == 0 && i < pc.rows) store_piece_lse(p, split, pc, i, lse);
       }
       store_piece(p, pc, split, r0, tile_row0, 256 * W, o, inv, lane);
+      if (p.merge_in_kernel && split.num_pieces > 1) {  // announce the piece; merged after the last one
+        __threadfence();  // this thread's partial rows are visible GPU-wide ...
+        merge_sync();     // ... and both warpgroups', before thread 0 announces them
+        if (tid == 0) {
+          merge_arrive(merge_counter(p, split.first_slot));
+          int& num_jobs = *reinterpret_cast<int*>(smem + SeesawSmem::kNumJobs);
+          reinterpret_cast<MergeJob*>(smem + SeesawSmem::kMergeJobs)[num_jobs++] =
+              MergeJob{split.first_slot, split.num_pieces, pc.index, pc.rows, static_cast<int32_t>(pc.row0)};
+        }
+      }
       if (!has_next) break;
       cur = next;
     }
@@ -569,6 +604,10 @@ __global__ void __launch_bounds__(kSeesawThreads, 1)
   } else {
     run(std::integral_constant<int, 1>{});
   }
+  // Every arrival of this CTA is made (a partition holds at most two split pieces, its first and
+  // last); now its merges, first sequence first. Every copy has landed and been read: the KV
+  // stages hold the merge scratch.
+  if (p.merge_in_kernel) seesaw_merge_jobs(p, smem_raw);
 }
 
 }  // namespace mlaserve::ops::sm90

@@ -333,13 +333,17 @@ TEST_F(MlaDecodeCuda, SmallGraphReplaysLeaveMergeCountersAtZero) {
   // Two "layers" captured in one CUDA graph with a schedule updated once outside it (as the
   // engine's step graph reuses one plan per layer), replayed twice with fresh poison before each
   // replay: the second call of each replay and the second replay see the counters the calls
-  // before left. Batch 1 at 4096 tokens (64 pieces, quarter-row merge items) and a 128-head
-  // batch with 2-token queries (4 query tiles, whole-row items).
+  // before left. The split-S kernel: batch 1 at 4096 tokens (64 pieces, quarter-row merge items)
+  // and a 128-head batch with 2-token queries (4 query tiles, whole-row items); the seesaw, which
+  // merges in-kernel from kSeesawMergeMinSeqs sequences: 16 of 128 heads, split.
   struct Case {
     std::vector<SeqSpec> seqs;
     int64_t n_heads;
+    bool seesaw;
   };
-  for (const Case& c : {Case{{{4096, 1}}, 16}, Case{{{3000, 2}, {70, 1}, {1500, 2}}, 128}}) {
+  const std::vector<Case> cases = {Case{{{4096, 1}}, 16, false}, Case{{{3000, 2}, {70, 1}, {1500, 2}}, 128, false},
+                                   Case{uniform_batch(16, 200, 300, 1, 850), 128, true}};
+  for (const Case& c : cases) {
     SCOPED_TRACE(std::to_string(c.n_heads) + " heads, " + std::to_string(c.seqs.size()) + " sequences");
     const HostProblem first = make_problem(c.seqs, c.n_heads, 1000), second = make_problem(c.seqs, c.n_heads, 1001);
     const HostResult want1 = reference(first), want2 = reference(second);
@@ -348,8 +352,13 @@ TEST_F(MlaDecodeCuda, SmallGraphReplaysLeaveMergeCountersAtZero) {
     MLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     MlaDecodeSchedule schedule =
         mla_decode_schedule_create(static_cast<int64_t>(c.seqs.size()), c.n_heads, first.max_q_len);
+    if (c.seesaw) schedule.plan = MlaPlan::kSplit;
     mla_decode_schedule_update(schedule, g1.seq_lens, stream);
-    schedule.partitioned = false;  // the split-S kernel, whose merge counters are under test
+    schedule.partitioned = c.seesaw;  // the kernel whose merge counters are under test
+    if (c.seesaw) {
+      ASSERT_GE(static_cast<int64_t>(c.seqs.size()), sm90::kSeesawMergeMinSeqs);
+      ASSERT_GT(split_count(schedule), 0);
+    }
     MlaDecodeOutputs o1 = poisoned_gpu_outputs(first.args.q.dim(0), c.n_heads);
     MlaDecodeOutputs o2 = poisoned_gpu_outputs(second.args.q.dim(0), c.n_heads);
     MLA_CUDA_CHECK(cudaDeviceSynchronize());  // the poison went to the legacy stream
