@@ -130,8 +130,9 @@ struct MlaDecodeSchedule {
   int64_t num_parts = 0;    // KV partitions P (CTAs per query tile)
   int64_t num_seqs = 0;     // B of the last update
   int64_t combine_ctas = 0; // persistent CTAs of the combine kernel
-  bool partitioned = true;  // decode kernels: ring or seesaw, then the combine (true), or split S; the
-                            // update sets it from B (use_partitioned_kernels)
+  bool partitioned = true;  // decode kernels: ring or seesaw, then the combine unless the seesaw
+                            // merged in-kernel (true), or split S; the update sets it from B
+                            // (use_partitioned_kernels)
   MlaPlan plan = MlaPlan::kAuto;  // which plan the updates make (tests force each)
   Tensor parts;             // [P, 8] i32: each partition's (sequence, block) range
   Tensor seq_splits;        // [max_seqs, 2] i32: pieces per sequence, first workspace slot

@@ -15,8 +15,9 @@
 //     blocks (plus kPieceOverheadBlocks per piece), runs once per step and serves every layer.
 //     Pieces of split sequences write normalised partial outputs + lse to a workspace, merged
 //     by log-sum-exp (mla_decode_sm90_merge.cuh): inside the split-S kernel, by the CTAs that
-//     wrote the pieces once all have arrived on a counter (small batches: no second kernel), or
-//     by the combine kernel after the ring or seesaw kernel. The kernels are launched with
+//     wrote the pieces once all have arrived on a counter (small batches: no second kernel), the
+//     same way inside the seesaw kernel from 16 sequences, or by the combine kernel after the
+//     ring kernel and the seesaw's smaller batches. The kernels are launched with
 //     programmatic dependent launch: each one's launch overlaps the end of the kernel before it
 //     (batch 1: ~2 us of a ~14 us call), and each waits for that kernel (griddepcontrol.wait) first.
 //   - tensor cores through wgmma (sm_90a), operands straight from shared memory in the
