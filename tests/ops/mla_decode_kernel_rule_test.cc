@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <string>
 #include <utility>
 
 #include "ops/cuda/mla_decode_sm90_heuristics.h"
@@ -79,8 +80,9 @@ TEST(MlaDecodeKernelRule, SeesawMergesItselfFromSixteenSequencesInOneWave) {
   for (auto [n, q] : {std::pair{128, 1}, {32, 1}, {128, 2}}) {
     const MlaSplitPlan plan = plan_mla_split(n, q, 132);
     const int64_t ctas = int64_t{plan.num_m_tiles} * plan.num_parts;
-    for (int64_t b : {1, 4, 8, 15}) EXPECT_FALSE(use_seesaw_merge(true, b, ctas, 132)) << n << " x " << q << ", " << b;
-    for (int64_t b : {16, 32, 128, 1024}) EXPECT_TRUE(use_seesaw_merge(true, b, ctas, 132)) << n << " x " << q << ", " << b;
+    SCOPED_TRACE(std::to_string(n) + " heads x " + std::to_string(q) + " tokens");
+    for (int64_t b : {1, 4, 8, 15}) EXPECT_FALSE(use_seesaw_merge(true, b, ctas, 132)) << b;
+    for (int64_t b : {16, 32, 128, 1024}) EXPECT_TRUE(use_seesaw_merge(true, b, ctas, 132)) << b;
   }
   EXPECT_FALSE(use_seesaw_merge(false, 64, 132, 132));  // the ring kernel leaves it to the combine kernel
   EXPECT_FALSE(use_seesaw_merge(true, 64, 133, 132));   // more CTAs than SMs: not all resident at once

@@ -254,9 +254,27 @@ __device__ __forceinline__ int32_t* merge_counter(const MlaDecodeParams& p, int 
 }
 
 // After every thread has stored its partial rows, fenced them (__threadfence) and passed a
-// __syncthreads: one thread announces the piece (release at gpu scope).
+// merge_sync: one thread announces the piece (release at gpu scope).
 __device__ __forceinline__ void merge_arrive(int32_t* counter) {
   asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(counter) : "memory");
+}
+
+// A split piece this CTA has stored (split.num_pieces > 1), once it is stored: this thread's
+// partial rows made visible GPU-wide, then, after every merging thread's, thread 0 announces the
+// piece. Returns its merge job, which the caller keeps for after its last piece.
+__device__ __forceinline__ MergeJob announce_split_piece(const MlaDecodeParams& p, const MlaSeqSplit& split,
+                                                         const Piece& pc) {
+  __threadfence();
+  merge_sync();
+  if (threadIdx.x == 0) merge_arrive(merge_counter(p, split.first_slot));
+  return MergeJob{split.first_slot, split.num_pieces, pc.index, pc.rows, static_cast<int32_t>(pc.row0)};
+}
+
+// The merge scratch over the KV stages of Smem's map (smem: its base), free once every copy has
+// landed and been read and every wgmma has completed.
+__device__ __forceinline__ MergeScratch merge_scratch_over_kv(uint8_t* smem) {
+  float* merge_f32 = reinterpret_cast<float*>(smem + Smem::kKv + kMergeWarps * 32 * 4 * 16);
+  return MergeScratch{merge_f32, merge_f32 + kMergeWarps, reinterpret_cast<float4*>(smem + Smem::kKv)};
 }
 
 __device__ __forceinline__ int32_t load_acquire(const int32_t* counter) {

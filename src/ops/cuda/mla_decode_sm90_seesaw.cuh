@@ -295,8 +295,7 @@ __device__ __noinline__ void seesaw_merge_jobs(const MlaDecodeParams& p, uint8_t
   const int num_jobs = *reinterpret_cast<const int*>(smem + SeesawSmem::kNumJobs);
   const MergeJob* jobs = reinterpret_cast<const MergeJob*>(smem + SeesawSmem::kMergeJobs);
   if (num_jobs == 0) return;
-  float* merge_f32 = reinterpret_cast<float*>(smem + Smem::kKv + kMergeWarps * 32 * 4 * 16);
-  const MergeScratch scratch{merge_f32, merge_f32 + kMergeWarps, reinterpret_cast<float4*>(smem + Smem::kKv)};
+  const MergeScratch scratch = merge_scratch_over_kv(smem);
   const int tile_row0 = static_cast<int>(blockIdx.x) * kTileRows;
   for (int j = 0; j < num_jobs; ++j) merge_split_tile(p, jobs[j], tile_row0, scratch);
 }
@@ -585,14 +584,11 @@ __global__ void __launch_bounds__(kSeesawThreads, 1)
         if (W == 0 && lane % 4 == 0 && i < pc.rows) store_piece_lse(p, split, pc, i, lse);
       }
       store_piece(p, pc, split, r0, tile_row0, 256 * W, o, inv, lane);
-      if (p.merge_in_kernel && split.num_pieces > 1) {  // announce the piece; merged after the last one
-        __threadfence();  // this thread's partial rows are visible GPU-wide ...
-        merge_sync();     // ... and both warpgroups', before thread 0 announces them
+      if (p.merge_in_kernel && split.num_pieces > 1) {  // merged after the last piece
+        const MergeJob job = announce_split_piece(p, split, pc);
         if (tid == 0) {
-          merge_arrive(merge_counter(p, split.first_slot));
           int& num_jobs = *reinterpret_cast<int*>(smem + SeesawSmem::kNumJobs);
-          reinterpret_cast<MergeJob*>(smem + SeesawSmem::kMergeJobs)[num_jobs++] =
-              MergeJob{split.first_slot, split.num_pieces, pc.index, pc.rows, static_cast<int32_t>(pc.row0)};
+          reinterpret_cast<MergeJob*>(smem + SeesawSmem::kMergeJobs)[num_jobs++] = job;
         }
       }
       if (!has_next) break;

@@ -228,14 +228,9 @@ __global__ void __launch_bounds__(kThreads, 1)
           if (wg == 0 && lane % 4 == 0) p.partial_lse[slot_row] = lse;
         }
       }
-      if (split.num_pieces > 1) {  // announce the piece; its merge waits until after the last block
-        __threadfence();           // this thread's partial rows are visible GPU-wide ...
-        __syncthreads();           // ... and every thread's, before thread 0 announces them
-        if (tid == 0) {
-          merge_arrive(merge_counter(p, split.first_slot));
-          jobs[num_jobs] =
-              MergeJob{split.first_slot, split.num_pieces, pc.index, pc.rows, static_cast<int32_t>(pc.row0)};
-        }
+      if (split.num_pieces > 1) {  // its merge waits until after the last block
+        const MergeJob job = announce_split_piece(p, split, pc);
+        if (tid == 0) jobs[num_jobs] = job;
         ++num_jobs;
       }
       if (!has_next) break;
@@ -249,8 +244,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // flight and every wgmma has completed: the KV stages hold the merge scratch.
   if (num_jobs > 0) {
     __syncthreads();  // the jobs thread 0 wrote
-    float* merge_f32 = reinterpret_cast<float*>(smem + Smem::kKv + kMergeWarps * 32 * 4 * 16);
-    const MergeScratch scratch{merge_f32, merge_f32 + kMergeWarps, reinterpret_cast<float4*>(smem + Smem::kKv)};
+    const MergeScratch scratch = merge_scratch_over_kv(smem);
     for (int j = 0; j < num_jobs; ++j) merge_split_tile(p, jobs[j], tile_row0, scratch);
   }
 }
