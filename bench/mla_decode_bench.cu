@@ -3,6 +3,7 @@
 //
 //   mla_decode_bench [--out DIR] [--torch-baseline FILE] [--reps N] [--shapes KEY,KEY...]  (KEY bB_cC_hH_qQ, any shape)
 //                    [--plans auto,split,whole] [--kernels auto,partitioned,split_s] [--early-loads on|off]
+//                    [--kv-multicast on|off]
 //
 // --kernels: each shape once per kernel, the step's own choice (auto: use_partitioned_kernels) or
 // the one named, as the tests force it (to measure the choice's boundaries); "partitioned" runs
@@ -10,6 +11,8 @@
 // --early-loads on: each call reads the schedule and tables and starts its first cache copies
 // before it waits for the call before it (MlaDecodeArgs::early_loads, as the model calls it);
 // off (default) keeps the figures of earlier runs comparable.
+// --kv-multicast off: the seesaw's query tile pairs copy each block apart, not as clusters sharing
+// it (MlaDecodeSchedule::kv_multicast; on, the default, is what the engine runs).
 // Per shape: a paged bf16 cache with shuffled block tables, random inputs (never zeros), and as
 // many input sets as it takes to pass 128 MB (about 2.5x the H100's 50 MB L2), used in
 // rotation. The timed unit is one layer's call (the decode kernel, plus the combine kernel after
@@ -169,8 +172,8 @@ std::vector<T> parse_choices(const char* flag, const std::string& list,
   return out;
 }
 
-Result run_shape(const Shape& s, ops::MlaPlan plan, KernelChoice kernel, bool early_loads, double copy_gbps,
-                 const nlohmann::json& torch, int reps, cudaStream_t stream, Timer& timer) {
+Result run_shape(const Shape& s, ops::MlaPlan plan, KernelChoice kernel, bool early_loads, bool kv_multicast,
+                 double copy_gbps, const nlohmann::json& torch, int reps, cudaStream_t stream, Timer& timer) {
   const int64_t blocks_per_seq = (s.context + kKvBlockSize - 1) / kKvBlockSize;
   const int64_t num_blocks = s.batch * blocks_per_seq;
   const int64_t t = static_cast<int64_t>(s.batch) * s.q_len;
@@ -208,6 +211,7 @@ Result run_shape(const Shape& s, ops::MlaPlan plan, KernelChoice kernel, bool ea
   }
   ops::MlaDecodeSchedule schedule = ops::mla_decode_schedule_create(s.batch, s.n_heads, s.q_len);
   schedule.plan = plan;
+  schedule.kv_multicast = kv_multicast;
   MLA_CUDA_CHECK(cudaDeviceSynchronize());
 
   const double schedule_us =
@@ -264,7 +268,7 @@ int run(int argc, char** argv) {
   int reps = 100;
   std::vector<ops::MlaPlan> plans = {ops::MlaPlan::kAuto};
   std::vector<KernelChoice> kernels = {KernelChoice::kAuto};
-  bool early_loads = false;
+  bool early_loads = false, kv_multicast = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
@@ -289,10 +293,15 @@ int run(int argc, char** argv) {
       const std::string v = argv[++i];
       MLA_CHECK(v == "on" || v == "off", "--early-loads: on or off, got '{}'", v);
       early_loads = v == "on";
+    } else if (a == "--kv-multicast" && i + 1 < argc) {
+      const std::string v = argv[++i];
+      MLA_CHECK(v == "on" || v == "off", "--kv-multicast: on or off, got '{}'", v);
+      kv_multicast = v == "on";
     } else {
       std::fprintf(stderr,
                    "usage: %s [--out DIR] [--torch-baseline FILE] [--reps N] [--shapes KEY,KEY...] "
-                   "[--plans auto,split,whole] [--kernels auto,partitioned,split_s] [--early-loads on|off]\n",
+                   "[--plans auto,split,whole] [--kernels auto,partitioned,split_s] [--early-loads on|off] "
+                   "[--kv-multicast on|off]\n",
                    argv[0]);
       return 2;
     }
@@ -319,7 +328,8 @@ int run(int argc, char** argv) {
   for (const Shape& s : shapes) {
     for (const ops::MlaPlan plan : plans) {
       for (const KernelChoice kernel : kernels) {
-        results.push_back(run_shape(s, plan, kernel, early_loads, copy_memcpy, torch, reps, stream, timer));
+        results.push_back(
+            run_shape(s, plan, kernel, early_loads, kv_multicast, copy_memcpy, torch, reps, stream, timer));
       }
     }
   }
@@ -366,6 +376,7 @@ int run(int argc, char** argv) {
                 {"copy_gbps_kernel", copy_kernel},
                 {"dense_bf16_tflops", peak_tflops},
                 {"early_loads", early_loads},
+                {"kv_multicast", kv_multicast},
                 {"results", rows}});
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;

@@ -134,6 +134,8 @@ struct MlaDecodeSchedule {
                             // merged in-kernel (true), or split S; the update sets it from B
                             // (use_partitioned_kernels)
   MlaPlan plan = MlaPlan::kAuto;  // which plan the updates make (tests force each)
+  bool kv_multicast = true; // the seesaw's query tile pairs share each KV block where they can
+                            // (use_kv_multicast); tests and benchmarks turn it off to compare
   Tensor parts;             // [P, 8] i32: each partition's (sequence, block) range
   Tensor seq_splits;        // [max_seqs, 2] i32: pieces per sequence, first workspace slot
   Tensor split_seqs;        // [P] i32: the sequences read by several partitions, then -1

@@ -88,5 +88,23 @@ TEST(MlaDecodeKernelRule, SeesawMergesItselfFromSixteenSequencesInOneWave) {
   EXPECT_FALSE(use_seesaw_merge(true, 64, 133, 132));   // more CTAs than SMs: not all resident at once
 }
 
+TEST(MlaDecodeKernelRule, SeesawTilePairsShareBlocksAt128HeadsWhenTheClustersFit) {
+  // 128 heads: every sequence's rows fill whole tile pairs, so both CTAs of a pair walk the same
+  // blocks; the plans' 66 pairs (x tokens) fit the H200's 66 clusters of two.
+  for (int64_t q : {1, 2, 3}) {
+    const MlaSplitPlan plan = plan_mla_split(128, q, 132);
+    SCOPED_TRACE(std::to_string(q) + " tokens");
+    EXPECT_TRUE(use_kv_multicast(true, 128, plan.num_m_tiles, plan.num_parts, 66));
+    EXPECT_FALSE(use_kv_multicast(false, 128, plan.num_m_tiles, plan.num_parts, 66));  // ring, split S
+    EXPECT_FALSE(use_kv_multicast(true, 128, plan.num_m_tiles, plan.num_parts, 65));   // a pair waits a wave
+    EXPECT_FALSE(use_kv_multicast(true, 128, plan.num_m_tiles, plan.num_parts, 0));    // no clusters
+  }
+  // 64 heads x 2 tokens is two tiles too, but a one-token sequence of the same batch has rows in
+  // tile 0 only: its pair would walk different blocks.
+  const MlaSplitPlan two_tokens = plan_mla_split(64, 2, 132);
+  EXPECT_FALSE(use_kv_multicast(true, 64, two_tokens.num_m_tiles, two_tokens.num_parts, 66));
+  EXPECT_FALSE(use_kv_multicast(true, 32, 1, 132, 66));
+}
+
 }  // namespace
 }  // namespace mlaserve::ops::sm90

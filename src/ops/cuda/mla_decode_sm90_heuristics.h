@@ -154,6 +154,21 @@ inline bool use_seesaw_merge(bool seesaw, int64_t num_seqs, int64_t ctas, int nu
   return seesaw && num_seqs >= kSeesawMergeMinSeqs && ctas <= num_sms;
 }
 
+// Whether the seesaw runs each partition's query tiles 2k, 2k + 1 as one 2-CTA cluster that copies
+// each KV block once into both (kv_multicast in mla_decode_sm90_seesaw.cuh). Both CTAs of a cluster
+// must walk the same blocks: a CTA skips the sequences whose rows end before its tile
+// (settle), so every sequence's rows (q_len * n_heads) must be a multiple of two tiles, which a
+// multiple of 128 heads guarantees. And every cluster must be resident at once (the GPU holds
+// max_clusters of them: clusters live within a GPC), as for the one-wave grid the plan assumes and
+// the in-kernel merge needs. The 128-head kernel's copies are bound by the L2's bandwidth to the
+// SMs: H200, tools/l2_feed_probe.cu (2026-12-04, fifty-fifth session), b128 x 4096 tokens with no
+// arithmetic, each tile copying every block 205 us, multicast 174 us.
+inline bool use_kv_multicast(bool seesaw, int64_t n_heads, int64_t num_m_tiles, int64_t num_parts,
+                             int max_clusters) {
+  return seesaw && n_heads % (2 * kTileRows) == 0 && num_m_tiles % 2 == 0 &&
+         num_m_tiles / 2 * num_parts <= max_clusters;
+}
+
 struct MlaSplitPlan {
   int num_m_tiles;  // query tiles per sequence: ceil(max_q_len * n / kTileRows)
   int num_parts;    // KV partitions: CTAs per query tile, so that one wave fills the GPU

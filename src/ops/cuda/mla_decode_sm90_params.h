@@ -79,6 +79,8 @@ struct MlaDecodeParams {
   bool early_loads;                // split S: MlaDecodeArgs::early_loads
   bool kv_evict_first;             // KV copies tagged L2 evict-first (use_kv_evict_first)
   bool merge_in_kernel;            // the seesaw merges its split sequences itself (its grid is one wave)
+  bool kv_multicast;               // the seesaw: query tiles 2k, 2k + 1 of a partition are one 2-CTA cluster
+                                   // that shares each KV block by TMA multicast (use_kv_multicast)
 };
 
 }  // namespace mlaserve::ops::sm90

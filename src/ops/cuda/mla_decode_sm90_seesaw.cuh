@@ -29,6 +29,13 @@
 // place) after both. A TMA copy costs the thread that issues it ~100-460 cycles whatever its size
 // (tools/tma_issue_probe.cu), which a softmax warp cannot spare. The producer gives its registers
 // to the two others (setmaxnreg). A block's stage is its position in its piece, mod 2.
+// With kv_multicast (use_kv_multicast: 128 heads, where a sequence's query tiles come in pairs
+// that walk the same blocks), query tiles 2k and 2k + 1 of a partition run as one 2-CTA cluster:
+// each copy of a block is issued by one of the two producers (seesaw_copy_issuer) into both CTAs'
+// stages (TMA multicast), so that each block crosses from L2 once, not twice (tools/
+// l2_feed_probe.cu: at b128 x 4096 the copies alone take 205 us the one way, 174 the other, one
+// H200), and a copy is started again only once the readers of both CTAs have freed it (their
+// copy-free barriers count both CTAs' warps). The two CTAs then run in step, a block at a time.
 // ptxas serialises every wgmma of the kernel (C7514 / C7515) when an accumulator is read or
 // written while a wgmma of the same pipeline stage may be pending, or when it cannot tell which
 // groups a wait retires where paths meet: each warpgroup's loops are compiled apart, the waits sit
@@ -208,19 +215,33 @@ __device__ __forceinline__ constexpr int seesaw_copy_readers(int stage, int copy
   return stage == 1 && copy == 2 ? 8 : 4;
 }
 
+// With kv_multicast, the cluster rank whose producer issues copy `copy` of every block: V's
+// second half from rank 1, the rest (36 KB of a block's 72) from rank 0.
+__device__ __forceinline__ constexpr int seesaw_copy_issuer(int copy) { return copy == 1 ? 1 : 0; }
+
 // Starts copy `copy` (seesaw_copy) of cache block block_id into stage `stage`, completing on its
-// barrier box_full + 8 * (3 * stage + copy).
+// barrier box_full + 8 * (3 * stage + copy). With kv_multicast this CTA (cluster rank `rank`)
+// expects every copy on its barrier but issues only its own (seesaw_copy_issuer), into both CTAs;
+// the KV copies are then never evict-first (two query tiles a sequence: use_kv_evict_first).
 __device__ __forceinline__ void load_kv_copy(const MlaDecodeParams& p, uint32_t s_kv, int block_id, int stage,
-                                             uint32_t box_full, int copy) {
+                                             uint32_t box_full, int copy, int rank) {
   const uint64_t policy = p.kv_evict_first ? ptx::l2_evict_first_policy() : 0;
   const uint32_t bar = box_full + 8 * (3 * stage + copy);
   const uint32_t dst = s_kv + stage * kTileBytes + 4 * copy * kColBlockBytes;
+  ptx::mbarrier_arrive_expect_bytes(bar, copy == 2 ? kColBlockBytes : 4 * kColBlockBytes);
+  if (p.kv_multicast) {
+    if (seesaw_copy_issuer(copy) != rank) return;
+    if (copy == 2) {
+      ptx::tma_load_2d_multicast(dst, &p.kv_map, 8 * 64, block_id * 64, bar, 0x3);
+    } else {
+      ptx::tma_load_3d_multicast(dst, &p.kv_group_map, 0, block_id * 64, 4 * copy, bar, 0x3);
+    }
+    return;
+  }
   if (copy == 2) {
-    ptx::mbarrier_arrive_expect_bytes(bar, kColBlockBytes);
     tma_load_kv_box(dst, &p.kv_map, 8, block_id * 64, bar, p.kv_evict_first, policy);
     return;
   }
-  ptx::mbarrier_arrive_expect_bytes(bar, 4 * kColBlockBytes);
   if (p.kv_evict_first) {
     ptx::tma_load_3d_hint(dst, &p.kv_group_map, 0, block_id * 64, 4 * copy, bar, policy);
   } else {
@@ -262,7 +283,7 @@ __device__ __forceinline__ void issue_scores_by_box(uint64_t q_desc, uint64_t k_
 // block into its stage, copy by copy in the order S reads them (seesaw_box), each once the
 // readers of the stage's last block have freed it (copy_free: a phase per use of the stage).
 __device__ __forceinline__ void seesaw_produce(const MlaDecodeParams& p, uint32_t s_kv, uint32_t box_full,
-                                               uint32_t copy_free, int tile_row0) {
+                                               uint32_t copy_free, int tile_row0, int rank) {
   const MlaPartition part = p.parts[blockIdx.y];
   WorkItem it{part.begin_seq, part.begin_block, 0};
   if (!settle(it, part, p, tile_row0)) return;
@@ -275,7 +296,7 @@ __device__ __forceinline__ void seesaw_produce(const MlaDecodeParams& p, uint32_
     for (int i = 0; i < 3; ++i) {
       const int c = stage == 0 ? (i + 2) % 3 : i == 2 ? 2 : 1 - i;  // 2, 0, 1 or 1, 0, 2: as S reads them
       if (wait) ptx::mbarrier_wait(copy_free + 8 * (3 * stage + c), (free_parity >> stage) & 1);
-      load_kv_copy(p, s_kv, block_id, stage, box_full, c);
+      load_kv_copy(p, s_kv, block_id, stage, box_full, c, rank);
     }
     free_parity ^= (used & (1u << stage));
     used |= 1u << stage;
@@ -315,6 +336,7 @@ __global__ void __launch_bounds__(kSeesawThreads, 1)
   const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);  // uniform in the warp (ptxas C7518: warp_uniform)
   const int r0 = (tid / 32 % 4) * 16 + lane / 4;           // this thread's accumulator rows: r0, r0 + 8
   const int tile_row0 = static_cast<int>(blockIdx.x) * kTileRows;
+  const int rank = static_cast<int>(blockIdx.x) & 1;  // in the cluster (kv_multicast: clusters of (2, 1, 1))
   const uint32_t s_q = ptx::smem_addr(smem + Smem::kQ), s_kv = ptx::smem_addr(smem + Smem::kKv);
   // Barriers: the Q tile's copy (bar_q); each copy landed (box_full) and freed by its readers
   // (copy_free; V_A's second half also frees P_A's region); at a piece's end, warpgroup 1's row
@@ -330,7 +352,7 @@ __global__ void __launch_bounds__(kSeesawThreads, 1)
   if (tid == 0) {
     for (int i = 0; i < 6; ++i) {
       ptx::mbarrier_init(box_full + 8 * i, 1);
-      ptx::mbarrier_init(copy_free + 8 * i, seesaw_copy_readers(i / 3, i % 3));
+      ptx::mbarrier_init(copy_free + 8 * i, seesaw_copy_readers(i / 3, i % 3) * (p.kv_multicast ? 2 : 1));
     }
     for (int i = 0; i < 2; ++i) ptx::mbarrier_init(bar_sums + 8 * i, 128);
     ptx::mbarrier_init(bar_q, 1);
@@ -338,13 +360,20 @@ __global__ void __launch_bounds__(kSeesawThreads, 1)
     ptx::mbarrier_init(ptx::smem_addr(smem + SeesawSmem::kJobsReady), 1);
     ptx::mbarrier_init_fence();
   }
-  __syncthreads();  // the last CTA-wide barrier: the producer's idle warps leave after it
+  // The last CTA-wide barrier: the producer's idle warps leave after it. With kv_multicast, over
+  // the cluster: the peer's barriers are initialised before its copies and arrivals reach them.
+  if (p.kv_multicast) {
+    ptx::cluster_arrive();
+    ptx::cluster_wait();
+  } else {
+    __syncthreads();
+  }
 
   if (wg == 2) {
     ptx::lower_registers<kSeesawProducerRegs>();
     if (tid == kThreads) {
       if (!p.early_loads) grid_dependency_wait();  // the schedule and tables come from earlier kernels
-      seesaw_produce(p, s_kv, box_full, copy_free, tile_row0);
+      seesaw_produce(p, s_kv, box_full, copy_free, tile_row0, rank);
     }
     return;
   }
@@ -387,9 +416,13 @@ __global__ void __launch_bounds__(kSeesawThreads, 1)
     ptx::mbarrier_wait(box_full + 8 * (3 * stage + wg), (kv_parity >> stage) & 1);
     kv_parity ^= 1u << stage;
   };
-  // This warp is done reading copy `copy` of stage `stage`.
+  // This warp is done reading copy `copy` of stage `stage` (with kv_multicast, in both CTAs' eyes).
   auto free_copy = [&](int stage, int copy) {
-    if (lane == 0) ptx::mbarrier_arrive(copy_free + 8 * (3 * stage + copy));
+    if (lane == 0) {
+      const uint32_t bar = copy_free + 8 * (3 * stage + copy);
+      ptx::mbarrier_arrive(bar);
+      if (p.kv_multicast) ptx::mbarrier_arrive_rank(bar, rank ^ 1);
+    }
   };
   // The online softmax of this warpgroup's block (scores s, from the running max m): the scale
   // of O and of the sums, P to p_tile, and m and the scale handed over (max_out, scale_out).
@@ -602,8 +635,11 @@ __global__ void __launch_bounds__(kSeesawThreads, 1)
   }
   // Every arrival of this CTA is made (a partition holds at most two split pieces, its first and
   // last); now its merges, first sequence first. Every copy has landed and been read: the KV
-  // stages hold the merge scratch.
+  // stages hold the merge scratch. With kv_multicast, the peer's last arrivals on this CTA's
+  // barriers come before its cluster arrival: neither CTA leaves before both have arrived.
+  if (p.kv_multicast) ptx::cluster_arrive();
   if (p.merge_in_kernel) seesaw_merge_jobs(p, smem_raw);
+  if (p.kv_multicast) ptx::cluster_wait();
 }
 
 }  // namespace mlaserve::ops::sm90

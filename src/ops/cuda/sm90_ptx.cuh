@@ -86,6 +86,25 @@ __device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap* map
       : "memory");
 }
 
+// tma_load_2d / tma_load_3d into every CTA of the cluster whose bit is set in cta_mask: the box
+// lands at dst in each of them and completes its bytes on the mbarrier at offset `bar` in each.
+__device__ __forceinline__ void tma_load_2d_multicast(uint32_t dst, const CUtensorMap* map, int inner, int outer,
+                                                      uint32_t bar, uint16_t cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
+      "%3}], [%4], %5;\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(inner), "r"(outer), "r"(bar), "h"(cta_mask)
+      : "memory");
+}
+__device__ __forceinline__ void tma_load_3d_multicast(uint32_t dst, const CUtensorMap* map, int c0, int c1, int c2,
+                                                      uint32_t bar, uint16_t cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
+      "%3, %4}], [%5], %6;\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "h"(cta_mask)
+      : "memory");
+}
+
 // L2 cache policy (createpolicy) that marks the lines a load brings in to be evicted first.
 __device__ __forceinline__ uint64_t l2_evict_first_policy() {
   uint64_t policy;
@@ -215,6 +234,14 @@ __device__ __forceinline__ uint32_t map_rank(uint32_t addr, int rank) {
   uint32_t out;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(out) : "r"(addr), "r"(rank));
   return out;
+}
+// One arrival on the mbarrier at the same offset as `bar` in the cluster's CTA of rank `rank`: a
+// consumer's "done reading this slot" to a producer that refills it in both CTAs by TMA multicast
+// (as CUTLASS's cluster pipelines release a stage). Default semantics (release at CTA scope): the
+// .release.cluster form costs a MEMBAR.ALL.GPU before each arrival (SASS), which made the
+// multicast seesaw 25-37% slower than the plain one (bench/NOTES-mla-decode.md, fifty-fifth session).
+__device__ __forceinline__ void mbarrier_arrive_rank(uint32_t bar, int rank) {
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(map_rank(bar, rank)) : "memory");
 }
 __device__ __forceinline__ void st_cluster_u32(uint32_t addr, uint32_t v) {
   asm volatile("st.shared::cluster.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");

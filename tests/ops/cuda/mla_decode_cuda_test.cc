@@ -197,14 +197,27 @@ class MlaDecodeCuda : public ::testing::Test {
       MLA_CUDA_CHECK(cudaDeviceSynchronize());  // the schedule is complete: early_loads may read it
       for (const std::string_view kernel : {"split-S", "partitioned"}) {
         for (const bool early : {false, true}) {
-          SCOPED_TRACE(std::string(kernel) + " kernel" + (plan == MlaPlan::kSplit ? ", split plan" : ", whole plan") +
-                       (early ? ", early loads" : ""));
-          schedule.partitioned = kernel != "split-S";
-          MlaDecodeArgs a = g;
-          a.early_loads = early;
-          MlaDecodeOutputs o = poisoned_gpu_outputs(p.args.q.dim(0), n_heads);
-          mla_decode_cuda(a, o, schedule, nullptr);
-          expect_matches(to_host(o), want);
+          // The seesaw's query tile pairs as clusters sharing each block (kv_multicast, where
+          // use_kv_multicast allows it: 128 heads) and apart: the same bits.
+          std::vector<float> multicast_out;
+          for (const bool multicast : {true, false}) {
+            SCOPED_TRACE(std::string(kernel) + " kernel" + (plan == MlaPlan::kSplit ? ", split plan" : ", whole plan") +
+                         (early ? ", early loads" : "") + (multicast ? "" : ", no multicast"));
+            schedule.partitioned = kernel != "split-S";
+            schedule.kv_multicast = multicast;
+            MlaDecodeArgs a = g;
+            a.early_loads = early;
+            MlaDecodeOutputs o = poisoned_gpu_outputs(p.args.q.dim(0), n_heads);
+            mla_decode_cuda(a, o, schedule, nullptr);
+            const HostResult got = to_host(o);
+            expect_matches(got, want);
+            if (multicast) {
+              multicast_out = got.out;
+            } else {
+              EXPECT_EQ(got.out, multicast_out) << "multicast and plain copies differ";
+            }
+            if (n_heads % 128 != 0 || kernel == "split-S") break;  // no clusters to compare with
+          }
         }
       }
     }
