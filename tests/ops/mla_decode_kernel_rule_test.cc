@@ -65,13 +65,15 @@ TEST(MlaDecodeKernelRule, KernelOfACallFromTheScheduleAndTheRows) {
   EXPECT_STREQ(decode_kernel_name(DecodeKernel::kSplitS), "split_s");
 }
 
-TEST(MlaDecodeKernelRule, EvictFirstCopiesWhenOneQueryTileReadsEachBlock) {
+TEST(MlaDecodeKernelRule, EvictFirstCopiesWhenEachBlockCrossesFromL2Once) {
   // (heads, query tokens): up to 64 query rows a sequence make one tile, and one CTA reads each block.
   for (auto [n, q] : {std::pair{16, 1}, {16, 4}, {64, 1}, {8, 8}}) {
-    EXPECT_TRUE(use_kv_evict_first(plan_mla_split(n, q, 132).num_m_tiles)) << n << " x " << q;
+    EXPECT_TRUE(use_kv_evict_first(plan_mla_split(n, q, 132).num_m_tiles, false)) << n << " x " << q;
   }
+  // More tiles read each block apart, unless tile pairs share it by multicast.
   for (auto [n, q] : {std::pair{128, 1}, {16, 5}, {64, 2}, {128, 2}}) {
-    EXPECT_FALSE(use_kv_evict_first(plan_mla_split(n, q, 132).num_m_tiles)) << n << " x " << q;
+    EXPECT_FALSE(use_kv_evict_first(plan_mla_split(n, q, 132).num_m_tiles, false)) << n << " x " << q;
+    EXPECT_TRUE(use_kv_evict_first(plan_mla_split(n, q, 132).num_m_tiles, true)) << n << " x " << q;
   }
 }
 

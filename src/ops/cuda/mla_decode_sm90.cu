@@ -211,7 +211,6 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   p.num_seqs = static_cast<int32_t>(b);
   p.scale_log2 = args.softmax_scale * 1.4426950408889634f;
   p.early_loads = args.early_loads;
-  p.kv_evict_first = sm90::use_kv_evict_first(schedule.num_m_tiles);
 
   // The split-S kernel's CTAs wait for each other (in-kernel merge): its grid must be one wave,
   // one CTA per SM, which plan_mla_split gives unless there are more query tiles than SMs.
@@ -225,6 +224,7 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   p.kv_multicast = schedule.kv_multicast && sm90::use_kv_multicast(kernel == DecodeKernel::kSeesaw, n,
                                                                     schedule.num_m_tiles, schedule.num_parts,
                                                                     seesaw_pairs_held());
+  p.kv_evict_first = sm90::use_kv_evict_first(static_cast<int>(schedule.num_m_tiles), p.kv_multicast);
   const auto decode = kernel == DecodeKernel::kSplitS ? sm90::mla_decode_sm90_split_s_kernel
                       : kernel == DecodeKernel::kRing ? sm90::mla_decode_sm90_ring_kernel
                                                       : sm90::mla_decode_sm90_seesaw_kernel;

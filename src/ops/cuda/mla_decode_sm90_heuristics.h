@@ -132,14 +132,16 @@ inline const char* decode_kernel_name(DecodeKernel k) {
   return "?";
 }
 
-// The KV copies tag their lines L2 evict-first when each cache block is read by one CTA only (one
-// query tile a sequence: at most 64 query rows), so that the block, read once, does not push out
-// lines that are read again (the step's metadata, the query rows, other layers' weights in the
-// model). With more tiles the other tiles' CTAs read the same block from L2. H200, 2026-11-30
-// (bench/NOTES-mla-decode.md, twenty-ninth session), evict-first against plain copies, three
-// rounds: 16 heads -1 to -2.5% (b8, b128 x 4096, one and two tokens; b32 x 32k), the V2-Lite BF16
-// step at 64 x 4096 -1%; 128 heads (two tiles) +3 to +5% at b128 x 4096.
-inline bool use_kv_evict_first(int num_m_tiles) { return num_m_tiles == 1; }
+// The KV copies tag their lines L2 evict-first when each cache block crosses from L2 once: one
+// query tile a sequence (at most 64 query rows), or two that share each block by multicast
+// (kv_multicast), so that the block, read once, does not push out lines that are read again (the
+// step's metadata, the query rows, other layers' weights in the model). Otherwise the other
+// tiles' CTAs read the same block from L2. H200, evict-first against plain copies, three rounds:
+// 2026-11-30 (bench/NOTES-mla-decode.md, twenty-ninth session) 16 heads -1 to -2.5% (b8, b128 x
+// 4096, one and two tokens; b32 x 32k), the V2-Lite BF16 step at 64 x 4096 -1%; 128 heads (two
+// tiles) +3 to +5% at b128 x 4096; 2026-12-04 (fifty-fifth session) 128 heads with multicast,
+// eager, -1 to -2% (b128 x 4096, b32 x 8192, b16 x 32k).
+inline bool use_kv_evict_first(int num_m_tiles, bool kv_multicast) { return num_m_tiles == 1 || kv_multicast; }
 
 // Whether the seesaw kernel merges its split sequences itself (mla_decode_sm90_merge.cuh) instead
 // of leaving them to the combine kernel: its grid must be one wave (every CTA resident: the merge

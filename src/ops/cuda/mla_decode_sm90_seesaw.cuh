@@ -221,8 +221,8 @@ __device__ __forceinline__ constexpr int seesaw_copy_issuer(int copy) { return c
 
 // Starts copy `copy` (seesaw_copy) of cache block block_id into stage `stage`, completing on its
 // barrier box_full + 8 * (3 * stage + copy). With kv_multicast this CTA (cluster rank `rank`)
-// expects every copy on its barrier but issues only its own (seesaw_copy_issuer), into both CTAs;
-// the KV copies are then never evict-first (two query tiles a sequence: use_kv_evict_first).
+// expects every copy on its barrier but issues only its own (seesaw_copy_issuer), into both CTAs,
+// evict-first (use_kv_evict_first: each block crosses from L2 once).
 __device__ __forceinline__ void load_kv_copy(const MlaDecodeParams& p, uint32_t s_kv, int block_id, int stage,
                                              uint32_t box_full, int copy, int rank) {
   const uint64_t policy = p.kv_evict_first ? ptx::l2_evict_first_policy() : 0;
@@ -232,9 +232,9 @@ __device__ __forceinline__ void load_kv_copy(const MlaDecodeParams& p, uint32_t 
   if (p.kv_multicast) {
     if (seesaw_copy_issuer(copy) != rank) return;
     if (copy == 2) {
-      ptx::tma_load_2d_multicast(dst, &p.kv_map, 8 * 64, block_id * 64, bar, 0x3);
+      ptx::tma_load_2d_multicast(dst, &p.kv_map, 8 * 64, block_id * 64, bar, 0x3, policy);
     } else {
-      ptx::tma_load_3d_multicast(dst, &p.kv_group_map, 0, block_id * 64, 4 * copy, bar, 0x3);
+      ptx::tma_load_3d_multicast(dst, &p.kv_group_map, 0, block_id * 64, 4 * copy, bar, 0x3, policy);
     }
     return;
   }
