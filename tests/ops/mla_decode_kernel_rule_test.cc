@@ -95,17 +95,23 @@ TEST(MlaDecodeKernelRule, SeesawTilePairsShareBlocksAt128HeadsWhenTheClustersFit
   // blocks; the plans' 66 pairs (x tokens) fit the H200's 66 clusters of two.
   for (int64_t q : {1, 2, 3}) {
     const MlaSplitPlan plan = plan_mla_split(128, q, 132);
-    SCOPED_TRACE(std::to_string(q) + " tokens");
-    EXPECT_TRUE(use_kv_multicast(true, 128, plan.num_m_tiles, plan.num_parts, 66));
-    EXPECT_FALSE(use_kv_multicast(false, 128, plan.num_m_tiles, plan.num_parts, 66));  // ring, split S
-    EXPECT_FALSE(use_kv_multicast(true, 128, plan.num_m_tiles, plan.num_parts, 65));   // a pair waits a wave
-    EXPECT_FALSE(use_kv_multicast(true, 128, plan.num_m_tiles, plan.num_parts, 0));    // no clusters
+    const int64_t parts = plan.num_parts;
+    SCOPED_TRACE(std::to_string(q) + " tokens, " + std::to_string(parts) + " partitions");
+    for (int64_t b : {int64_t{4}, parts, 2 * parts}) {
+      EXPECT_TRUE(use_kv_multicast(true, 128, plan.num_m_tiles, parts, b, 66)) << b;
+    }
+    for (int64_t b : {int64_t{1}, int64_t{3}, 2 * parts + 1, int64_t{256}}) {  // too few; too many pieces a CTA
+      EXPECT_FALSE(use_kv_multicast(true, 128, plan.num_m_tiles, parts, b, 66)) << b;
+    }
+    EXPECT_FALSE(use_kv_multicast(false, 128, plan.num_m_tiles, parts, parts, 66));  // ring, split S
+    EXPECT_FALSE(use_kv_multicast(true, 128, plan.num_m_tiles, parts, parts, 65));   // a pair waits a wave
+    EXPECT_FALSE(use_kv_multicast(true, 128, plan.num_m_tiles, parts, parts, 0));    // no clusters
   }
   // 64 heads x 2 tokens is two tiles too, but a one-token sequence of the same batch has rows in
   // tile 0 only: its pair would walk different blocks.
   const MlaSplitPlan two_tokens = plan_mla_split(64, 2, 132);
-  EXPECT_FALSE(use_kv_multicast(true, 64, two_tokens.num_m_tiles, two_tokens.num_parts, 66));
-  EXPECT_FALSE(use_kv_multicast(true, 32, 1, 132, 66));
+  EXPECT_FALSE(use_kv_multicast(true, 64, two_tokens.num_m_tiles, two_tokens.num_parts, 64, 66));
+  EXPECT_FALSE(use_kv_multicast(true, 32, 1, 132, 64, 66));
 }
 
 }  // namespace

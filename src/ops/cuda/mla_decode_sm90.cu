@@ -223,7 +223,7 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
                                               schedule.num_m_tiles * schedule.num_parts, gpu::device_sm_count());
   p.kv_multicast = schedule.kv_multicast && sm90::use_kv_multicast(kernel == DecodeKernel::kSeesaw, n,
                                                                     schedule.num_m_tiles, schedule.num_parts,
-                                                                    seesaw_pairs_held());
+                                                                    schedule.num_seqs, seesaw_pairs_held());
   p.kv_evict_first = sm90::use_kv_evict_first(static_cast<int>(schedule.num_m_tiles), p.kv_multicast);
   const auto decode = kernel == DecodeKernel::kSplitS ? sm90::mla_decode_sm90_split_s_kernel
                       : kernel == DecodeKernel::kRing ? sm90::mla_decode_sm90_ring_kernel

@@ -162,13 +162,21 @@ inline bool use_seesaw_merge(bool seesaw, int64_t num_seqs, int64_t ctas, int nu
 // (settle), so every sequence's rows (q_len * n_heads) must be a multiple of two tiles, which a
 // multiple of 128 heads guarantees. And every cluster must be resident at once (the GPU holds
 // max_clusters of them: clusters live within a GPC), as for the one-wave grid the plan assumes and
-// the in-kernel merge needs. The 128-head kernel's copies are bound by the L2's bandwidth to the
-// SMs: H200, tools/l2_feed_probe.cu (2026-12-04, fifty-fifth session), b128 x 4096 tokens with no
-// arithmetic, each tile copying every block 205 us, multicast 174 us.
-inline bool use_kv_multicast(bool seesaw, int64_t n_heads, int64_t num_m_tiles, int64_t num_parts,
+// the in-kernel merge needs.
+// Why: with two tiles every block crosses from L2 twice. tools/l2_feed_probe.cu (H200, 2026-12-04,
+// fifty-fifth session), the copies alone at b128 x 4096 tokens: 205 us each tile for itself, 174
+// us shared. The kernel gains less (its pairs wait on each copy's latency, not on the L2, and the
+// two CTAs run in step); H200, same session (bench/NOTES-mla-decode.md), graph us, plain / shared,
+// three rounds: b8 x 4096 37.3 / 35.4, b16 55.7 / 52.4, b24 70.8 / 67.0, b64 x 4097 145.4 / 138.3,
+// b32 x 8192 160.0 / 152.2, b16 x 32k 293 / 254, b4 x 4096 x 2 tokens 35.0 / 34.0, b128 x 4096
+// eager 246.6 / 242.8 (its graph figure swings 250-290 either way); but b1 x 4096 16.9 / 17.2
+// (eager 24.5 / 25.9) and b256 x 1024 (four pieces a partition) 152.8 / 155.5, eager 163.3 /
+// 170.7. So from kKvMulticastMinSeqs sequences, up to two a partition.
+inline constexpr int64_t kKvMulticastMinSeqs = 4;
+inline bool use_kv_multicast(bool seesaw, int64_t n_heads, int64_t num_m_tiles, int64_t num_parts, int64_t num_seqs,
                              int max_clusters) {
-  return seesaw && n_heads % (2 * kTileRows) == 0 && num_m_tiles % 2 == 0 &&
-         num_m_tiles / 2 * num_parts <= max_clusters;
+  return seesaw && n_heads % (2 * kTileRows) == 0 && num_m_tiles % 2 == 0 && num_seqs >= kKvMulticastMinSeqs &&
+         num_seqs <= 2 * num_parts && num_m_tiles / 2 * num_parts <= max_clusters;
 }
 
 struct MlaSplitPlan {
