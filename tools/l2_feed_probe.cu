@@ -26,14 +26,7 @@
 #include <cstdlib>
 #include <vector>
 
-#define CHECK(x)                                                                    \
-  do {                                                                              \
-    auto e = (x);                                                                   \
-    if (e != 0) {                                                                   \
-      std::printf("%s:%d: %s failed (%d)\n", __FILE__, __LINE__, #x, int(e));        \
-      std::exit(1);                                                                 \
-    }                                                                               \
-  } while (0)
+#include "probe_check.h"
 
 constexpr int kBlockRows = 64;
 constexpr int kBoxes = 9;                                // 64-channel column blocks of a 576-wide row

@@ -19,14 +19,7 @@
 #include <cstdio>
 #include <vector>
 
-#define CHECK(x)                                                                    \
-  do {                                                                              \
-    auto e = (x);                                                                   \
-    if (e != 0) {                                                                   \
-      std::printf("%s:%d: %s failed (%d)\n", __FILE__, __LINE__, #x, int(e));        \
-      std::exit(1);                                                                 \
-    }                                                                               \
-  } while (0)
+#include "probe_check.h"
 
 constexpr int kRows = 1 << 20;  // 1.2 GB of cache rows: every copy misses L2
 constexpr int kBoxes = 36;      // 8 KB column blocks a CTA copies: four cache blocks' nine
