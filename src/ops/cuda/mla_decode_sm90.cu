@@ -46,13 +46,12 @@ CUtensorMap row_tile_map(const Tensor& t, int64_t rows, int box_rows) {
 }
 
 // The cache's rows as column blocks ([9][rows][64], column block c at byte 128 c of each row), read
-// `depth` column blocks x 64 rows at a time: one copy lands as the `depth` [64 rows][128 B] swizzled
-// tiles that as many copies of row_tile_map's boxes would (the swizzle follows the shared-memory
-// address).
-CUtensorMap column_block_map(const Tensor& t, int64_t rows, int depth) {
+// 4 column blocks x 64 rows at a time: one copy lands as the four [64 rows][128 B] swizzled tiles
+// that four copies of row_tile_map's boxes would (the swizzle follows the shared-memory address).
+CUtensorMap column_block_map(const Tensor& t, int64_t rows) {
   const cuuint64_t dims[3] = {64, static_cast<cuuint64_t>(rows), kCacheRowDim / 64};
   const cuuint64_t strides[2] = {kCacheRowDim * 2, 128};
-  const cuuint32_t box[3] = {64, static_cast<cuuint32_t>(sm90::kTileRows), static_cast<cuuint32_t>(depth)};
+  const cuuint32_t box[3] = {64, static_cast<cuuint32_t>(sm90::kTileRows), 4};
   return tma::tiled_map(kOp, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, t.raw(), 3, dims, strides, box);
 }
 
@@ -193,6 +192,7 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   p.q_box_rows = std::min(p.max_rows, sm90::kTileRows);
   p.q_map = row_tile_map(args.q, t * n, p.q_box_rows);
   p.kv_map = row_tile_map(args.kv_cache, args.kv_cache.dim(0) * kKvBlockSize, sm90::kTileRows);
+  p.kv_group_map = column_block_map(args.kv_cache, args.kv_cache.dim(0) * kKvBlockSize);
   p.block_table = ptr<const int32_t>(args.block_table);
   p.seq_lens = ptr<const int32_t>(args.seq_lens);
   p.query_start = ptr<const int32_t>(args.query_start);
@@ -225,8 +225,6 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
                                                                     schedule.num_m_tiles, schedule.num_parts,
                                                                     schedule.num_seqs, seesaw_pairs_held());
   p.kv_evict_first = sm90::use_kv_evict_first(static_cast<int>(schedule.num_m_tiles), p.kv_multicast);
-  // The seesaw's V halves: one copy of four column blocks, or with multicast one of two from each CTA.
-  p.kv_group_map = column_block_map(args.kv_cache, args.kv_cache.dim(0) * kKvBlockSize, p.kv_multicast ? 2 : 4);
   const auto decode = kernel == DecodeKernel::kSplitS ? sm90::mla_decode_sm90_split_s_kernel
                       : kernel == DecodeKernel::kRing ? sm90::mla_decode_sm90_ring_kernel
                                                       : sm90::mla_decode_sm90_seesaw_kernel;

@@ -56,7 +56,7 @@ struct MlaDecodeParams {
   CUtensorMap q_map;               // q as [T * n, 576] bf16, boxes of q_box_rows x 64, 128-byte swizzle
   CUtensorMap kv_map;              // kv_cache as [num_blocks * 64, 576] bf16, boxes of 64 x 64
   CUtensorMap kv_group_map;        // kv_cache as [9 column blocks][num_blocks * 64][64] bf16 (column blocks 128
-                                   // bytes apart), boxes of 4 (2 with kv_multicast) column blocks x 64 rows
+                                   // bytes apart), boxes of 4 column blocks x 64 rows: four [64][64] tiles a copy
   const int32_t* block_table;      // [B, max_blocks]
   const int32_t* seq_lens;         // [B] keys per sequence, the new tokens included
   const int32_t* query_start;      // [B + 1] first query row of each sequence

@@ -215,12 +215,14 @@ __device__ __forceinline__ constexpr int seesaw_copy_readers(int stage, int copy
   return stage == 1 && copy == 2 ? 8 : 4;
 }
 
+// With kv_multicast, the cluster rank whose producer issues copy `copy` of every block: V's
+// second half from rank 1, the rest (36 KB of a block's 72) from rank 0.
+__device__ __forceinline__ constexpr int seesaw_copy_issuer(int copy) { return copy == 1 ? 1 : 0; }
+
 // Starts copy `copy` (seesaw_copy) of cache block block_id into stage `stage`, completing on its
 // barrier box_full + 8 * (3 * stage + copy). With kv_multicast this CTA (cluster rank `rank`)
-// expects all of each copy on its barrier and issues half of it into both CTAs, evict-first
-// (use_kv_evict_first: each block crosses from L2 once): of V's halves the column blocks 2 rank,
-// 2 rank + 1 (kv_group_map then holds two column blocks a box), so that both CTAs' copy engines
-// fetch each; the rope box from the rank of its stage.
+// expects every copy on its barrier but issues only its own (seesaw_copy_issuer), into both CTAs,
+// evict-first (use_kv_evict_first: each block crosses from L2 once).
 __device__ __forceinline__ void load_kv_copy(const MlaDecodeParams& p, uint32_t s_kv, int block_id, int stage,
                                              uint32_t box_full, int copy, int rank) {
   const uint64_t policy = p.kv_evict_first ? ptx::l2_evict_first_policy() : 0;
@@ -228,11 +230,11 @@ __device__ __forceinline__ void load_kv_copy(const MlaDecodeParams& p, uint32_t 
   const uint32_t dst = s_kv + stage * kTileBytes + 4 * copy * kColBlockBytes;
   ptx::mbarrier_arrive_expect_bytes(bar, copy == 2 ? kColBlockBytes : 4 * kColBlockBytes);
   if (p.kv_multicast) {
+    if (seesaw_copy_issuer(copy) != rank) return;
     if (copy == 2) {
-      if (rank == stage) ptx::tma_load_2d_multicast(dst, &p.kv_map, 8 * 64, block_id * 64, bar, 0x3, policy);
+      ptx::tma_load_2d_multicast(dst, &p.kv_map, 8 * 64, block_id * 64, bar, 0x3, policy);
     } else {
-      ptx::tma_load_3d_multicast(dst + 2 * rank * kColBlockBytes, &p.kv_group_map, 0, block_id * 64,
-                                 4 * copy + 2 * rank, bar, 0x3, policy);
+      ptx::tma_load_3d_multicast(dst, &p.kv_group_map, 0, block_id * 64, 4 * copy, bar, 0x3, policy);
     }
     return;
   }
