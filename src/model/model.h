@@ -138,6 +138,10 @@ struct ModelOptions {
   // bits either way.
   // false: each FP8 linear quantises its own input (A/B: decode_step_bench --norm-quant off; tests).
   bool quantize_in_norms = true;
+  // The MLA decode kernel's query tile pairs share each KV block by multicast where its rule
+  // allows (128 heads; ops MlaDecodeSchedule::kv_multicast). false: each tile copies every block
+  // (A/B: decode_step_bench --mla-multicast off).
+  bool mla_kv_multicast = true;
   // This rank's share of a model split across ranks (unset: the whole model). The weights must
   // already be cut to it (model/shard.h); tp_group is needed when shard.tp_size > 1, pp_group
   // (ranks numbered by stage) when shard.pp_size > 1.
@@ -162,6 +166,7 @@ class DeepSeekModel {
   const ModelWeights& weights() const { return weights_; }
   const ShardPlan& shard() const { return plan_; }
   int64_t num_local_heads() const { return heads_; }  // attention heads of this rank
+  bool mla_kv_multicast() const { return options_.mla_kv_multicast; }  // ModelOptions::mla_kv_multicast
 
   // A cache sized for this model on its device (f32 rows on the CPU, bf16 on the GPU), with rows
   // of cache_row_dim() values: the latent row, or this rank's heads' K and V (KvCacheLayout).

@@ -7,11 +7,12 @@
 namespace mlaserve::ops {
 
 std::shared_ptr<const MlaDecodePlan> MlaDecodePlan::make(const Tensor& seq_lens, int64_t n_heads, int64_t max_q_len,
-                                                         int64_t max_seq_len, Stream stream) {
+                                                         int64_t max_seq_len, Stream stream, bool kv_multicast) {
   auto plan = std::shared_ptr<MlaDecodePlan>(new MlaDecodePlan());
   if (!on_gpu(seq_lens)) return plan;
 #ifdef MLASERVE_WITH_CUDA
   plan->schedule_ = std::make_unique<MlaDecodeSchedule>(mla_decode_schedule_create(seq_lens.dim(0), n_heads, max_q_len));
+  plan->schedule_->kv_multicast = kv_multicast;
   mla_decode_schedule_update(*plan->schedule_, seq_lens, cuda_stream(stream), max_seq_len);
   return plan;
 #else

@@ -85,9 +85,9 @@ class MlaDecodePlan {
  public:
   // seq_lens [B] i32 on the step's device; n_heads and max_q_len as the calls will use them;
   // max_seq_len a bound on every sequence's length that the host knows (0: none), which may pick
-  // the kernel (kMlaDecodeShortSeqLen).
+  // the kernel (kMlaDecodeShortSeqLen); kv_multicast: MlaDecodeSchedule::kv_multicast.
   static std::shared_ptr<const MlaDecodePlan> make(const Tensor& seq_lens, int64_t n_heads, int64_t max_q_len,
-                                                   int64_t max_seq_len, Stream stream = {});
+                                                   int64_t max_seq_len, Stream stream = {}, bool kv_multicast = true);
   ~MlaDecodePlan();
   const MlaDecodeSchedule* schedule() const { return schedule_.get(); }
 
