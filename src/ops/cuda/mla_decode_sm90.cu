@@ -15,6 +15,7 @@
 
 #include "core/cuda_check.h"
 #include "ops/cuda/device_props.h"
+#include "ops/cuda/pdl.cuh"
 #include "ops/cuda/tensor_map.h"
 #include "ops/mla_decode.h"
 
@@ -55,35 +56,6 @@ CUtensorMap column_block_map(const Tensor& t, int64_t rows) {
   return tma::tiled_map(kOp, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, t.raw(), 3, dims, strides, box);
 }
 
-// kernel's launch configuration with programmatic dependent launch: the grid may start launching
-// while the previous kernel in the stream finishes (that kernel's griddepcontrol.launch_dependents,
-// or its end); both kernels wait for it (griddepcontrol.wait) before they touch global memory.
-// cluster_x > 1: thread-block clusters of (cluster_x, 1, 1). attrs: room for two attributes.
-cudaLaunchConfig_t launch_config(dim3 grid, int threads, int smem_bytes, cudaStream_t stream, int cluster_x,
-                                 cudaLaunchAttribute* attrs) {
-  attrs[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attrs[0].val.programmaticStreamSerializationAllowed = 1;
-  attrs[1].id = cudaLaunchAttributeClusterDimension;
-  attrs[1].val.clusterDim.x = static_cast<unsigned>(cluster_x);
-  attrs[1].val.clusterDim.y = 1;
-  attrs[1].val.clusterDim.z = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = grid;
-  config.blockDim = dim3(static_cast<unsigned>(threads));
-  config.dynamicSmemBytes = static_cast<size_t>(smem_bytes);
-  config.stream = stream;
-  config.attrs = attrs;
-  config.numAttrs = cluster_x > 1 ? 2 : 1;
-  return config;
-}
-
-void launch(void (*kernel)(sm90::MlaDecodeParams), dim3 grid, int threads, int smem_bytes, cudaStream_t stream,
-            const sm90::MlaDecodeParams& p, int cluster_x = 1) {
-  cudaLaunchAttribute attrs[2]{};
-  const cudaLaunchConfig_t config = launch_config(grid, threads, smem_bytes, stream, cluster_x, attrs);
-  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p));
-}
-
 // 2-CTA clusters of the seesaw kernel that the current GPU holds at once (use_kv_multicast), asked
 // once per device; 0 when the GPU refuses them.
 int seesaw_pairs_held() {
@@ -91,9 +63,9 @@ int seesaw_pairs_held() {
   return gpu::cached_per_device(counts, gpu::current_device(), "seesaw_pairs_held", [](int) {
     MLA_CUDA_CHECK(cudaFuncSetAttribute(sm90::mla_decode_sm90_seesaw_kernel,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, sm90::kSeesawSmemBytes));
-    cudaLaunchAttribute attrs[2]{};
-    const cudaLaunchConfig_t config =
-        launch_config(dim3(2, 1), sm90::kSeesawThreads, sm90::kSeesawSmemBytes, nullptr, 2, attrs);
+    cudaLaunchAttribute attrs[2];
+    const cudaLaunchConfig_t config = gpu::launch_config(
+        gpu::LaunchShape{dim3(2, 1), dim3(sm90::kSeesawThreads), sm90::kSeesawSmemBytes, 2}, nullptr, attrs);
     int clusters = 0;
     if (cudaOccupancyMaxActiveClusters(&clusters, sm90::mla_decode_sm90_seesaw_kernel, &config) != cudaSuccess) {
       (void)cudaGetLastError();
@@ -232,9 +204,13 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
                          : kernel == DecodeKernel::kSeesaw ? sm90::kSeesawSmemBytes
                                                            : sm90::kSmemBytes;
   MLA_CUDA_CHECK(cudaFuncSetAttribute(decode, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
+  // Programmatic dependent launch: the grid may start launching while the previous kernel in the
+  // stream finishes (its griddepcontrol.launch_dependents, or its end); both kernels wait for it
+  // (griddepcontrol.wait) before they touch global memory.
   const dim3 grid(static_cast<unsigned>(schedule.num_m_tiles), static_cast<unsigned>(schedule.num_parts));
-  launch(decode, grid, kernel == DecodeKernel::kSeesaw ? sm90::kSeesawThreads : sm90::kThreads, smem_bytes, stream, p,
-         p.kv_multicast ? 2 : 1);
+  const dim3 block(kernel == DecodeKernel::kSeesaw ? sm90::kSeesawThreads : sm90::kThreads);
+  const unsigned cluster = p.kv_multicast ? 2 : 0;
+  gpu::launch_with_shape(decode, gpu::LaunchShape{grid, block, static_cast<size_t>(smem_bytes), cluster}, stream, p);
   if (!schedule.partitioned || p.merge_in_kernel) return;  // the kernel merged its split sequences itself
   // Fewer than P sequences are split (each holds a partition boundary). When their rows are
   // few, a combine item is a quarter of a row, so that the work spreads over more SMs.
@@ -242,8 +218,8 @@ void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, const
   const bool quarters = split_rows * 4 <= schedule.combine_ctas;
   const int64_t combine_items = split_rows * (quarters ? 4 : 1);
   const int combine_ctas = static_cast<int>(std::min<int64_t>(combine_items, schedule.combine_ctas));
-  launch(quarters ? sm90::mla_decode_sm90_combine_kernel<4> : sm90::mla_decode_sm90_combine_kernel<1>,
-         dim3(static_cast<unsigned>(combine_ctas)), sm90::kCombineThreads, 0, stream, p);
+  gpu::launch_programmatic(quarters ? sm90::mla_decode_sm90_combine_kernel<4> : sm90::mla_decode_sm90_combine_kernel<1>,
+                           dim3(static_cast<unsigned>(combine_ctas)), dim3(sm90::kCombineThreads), 0, stream, p);
 }
 
 void mla_decode_cuda(const MlaDecodeArgs& args, MlaDecodeOutputs& outputs, cudaStream_t stream) {
