@@ -9,6 +9,7 @@
 //   decode_step_bench [--preset deepseek-v2-lite] [--context 1024] [--batches 1,8,64,256]
 //                     [--reps 20] [--out bench/results] [--quantization none|fp8]
 //                     [--fused-attention on|off] [--norm-quant on|off] [--mla-multicast on|off]
+//                     [--side-stream on|off]
 //                     [--num-layers N] [--num-heads N]
 //                     [--tp-rank-of N [--tp-rank R] [--expert-split experts|channels]] [--trace DIR]
 //
@@ -22,6 +23,9 @@
 // (ops::fp8_norm_quantization_pays), so V2-Lite's batches 1-8 run the same kernels either way.
 // --mla-multicast off: the 128-head MLA decode kernel's query tile pairs copy each KV block apart
 // instead of sharing it by multicast (ModelOptions::mla_kv_multicast; A/B).
+// --side-stream off: every kernel of a layer on the model's stream, in order, instead of the
+// latent row beside the query projection and the shared experts beside the routed ones on a second
+// stream (ModelOptions::side_stream; A/B, and what the serial chain costs without the overlap).
 // --num-layers N: the preset cut to its first N layers (the dense ones first, as in the model), so
 // that V3's shapes fit one GPU (--preset deepseek-v3 --quantization fp8 --num-layers 5: 3 dense + 2
 // MoE layers); the floor counts the layers that run.
@@ -129,7 +133,7 @@ void trace_step(const std::string& dir, const std::string& card, const std::stri
 
 int run(int argc, char** argv) {
   std::string preset = "deepseek-v2-lite", out_dir = "bench/results", batches_arg = "1,8,64,256", quant = "none";
-  std::string fused_attention = "on", norm_quant = "on", mla_multicast = "on", trace_dir;
+  std::string fused_attention = "on", norm_quant = "on", mla_multicast = "on", side_stream = "on", trace_dir;
   int64_t context = 1024, reps = 20, num_layers = 0, num_heads = 0, tp = 1, tp_rank = 0;
   std::string expert_split = "experts";
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -143,6 +147,7 @@ int run(int argc, char** argv) {
     else if (k == "--fused-attention") fused_attention = v;
     else if (k == "--norm-quant") norm_quant = v;
     else if (k == "--mla-multicast") mla_multicast = v;
+    else if (k == "--side-stream") side_stream = v;
     else if (k == "--num-layers") num_layers = std::stoll(v);
     else if (k == "--num-heads") num_heads = std::stoll(v);
     else if (k == "--tp-rank-of") tp = std::stoll(v);
@@ -168,6 +173,7 @@ int run(int argc, char** argv) {
   MLA_CHECK(norm_quant == "on" || norm_quant == "off", "--norm-quant must be on or off, got {}", norm_quant);
   MLA_CHECK(mla_multicast == "on" || mla_multicast == "off", "--mla-multicast must be on or off, got {}",
             mla_multicast);
+  MLA_CHECK(side_stream == "on" || side_stream == "off", "--side-stream must be on or off, got {}", side_stream);
   const bool fp8 = quant == "fp8";
   MLA_CHECK(fp8 || !config.fp8, "{} is an FP8 model: run it with --quantization fp8", preset);
   DummyOptions dummy;
@@ -180,6 +186,7 @@ int run(int argc, char** argv) {
   options.fused_absorbed_attention = fused_attention == "on";
   options.quantize_in_norms = norm_quant == "on";
   options.mla_kv_multicast = mla_multicast == "on";
+  options.side_stream = side_stream == "on";
   MLA_CHECK(tp >= 1 && tp_rank >= 0 && tp_rank < tp, "--tp-rank {} of --tp-rank-of {}", tp_rank, tp);
   MLA_CHECK(expert_split == "experts" || expert_split == "channels",
             "--expert-split must be experts or channels, got {}", expert_split);
@@ -259,6 +266,7 @@ int run(int argc, char** argv) {
                        {"fused_attention", fused_attention},
                        {"norm_quant", norm_quant},
                        {"mla_multicast", mla_multicast},
+                       {"side_stream", side_stream},
                        {"num_layers", config.num_hidden_layers},
                        {"num_heads", config.num_attention_heads},
                        {"tp_rank_of", tp},

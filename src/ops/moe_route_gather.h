@@ -37,8 +37,10 @@ struct MoeRouteGatherOutputs {
 //                    leaves it zero. The one-kernel path's CTAs count their arrivals in it.
 // On the GPU, up to kGemvMaxTokens = 8 tokens with the one-kernel limits of moe_route_and_gather
 // and bf16 x and router_weight, one kernel does all of it (moe_route_gather.cuh): the router's
-// GEMV CTAs, of which the last to finish routes, groups and gathers. Its logits are
-// linear_cuda's bits and its outputs those of moe_route_and_gather on them.
+// GEMV CTAs, of which the last to finish routes, groups and gathers; V3's routing by groups past
+// 4 tokens runs that GEMV, then moe_route_cuda and the grouping (a CTA a token instead of one CTA
+// for all). Its logits are the CUDA-core GEMV's bits and its outputs those of
+// moe_route_and_gather on them.
 
 // x and gathered f32 (host tensors).
 void moe_route_and_gather_cpu(const Tensor& logits, const Tensor& correction_bias, const RouterParams& params,

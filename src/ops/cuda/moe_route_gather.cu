@@ -7,6 +7,7 @@
 #include "core/cuda_check.h"
 #include "ops/cuda/device_props.h"
 #include "ops/cuda/gpu_checks.h"
+#include "ops/cuda/linear_gemv.h"
 #include "ops/cuda/moe_grouping_checks.h"
 #include "ops/linear.h"
 #include "ops/moe_route_gather.h"
@@ -85,6 +86,12 @@ bool launch_router_cluster(const gpu::GemvParams<float>& g, const gpu::MoeRouteG
   return true;
 }
 
+// Whether the fused kernel leaves the routing by groups to the two ops (moe_route_cuda, then the
+// grouping) after the router's GEMV: past kFusedGroupRouteMaxTokens tokens (moe_route_gather.cuh).
+bool spreads_group_routing(const gpu::MoeRouteParams& r) {
+  return gpu::group_routing_applies(r, gpu::kGemvWarps) && r.tokens > gpu::kFusedGroupRouteMaxTokens;
+}
+
 // The one-CTA kernel on the routing's parameters (route_gather_params).
 void launch_route_gather(const gpu::MoeRouteGatherParams& p, cudaStream_t stream) {
   if (p.route.tokens == 0) return;
@@ -115,9 +122,14 @@ void moe_router_route_and_gather_cuda(const Tensor& x, const Tensor& router_weig
   gpu::check_shape(kOp, "arrivals", arrivals, {1});
   gpu::MoeRouteGatherParams p;
   const bool one_cta = route_gather_params(kOp, logits, correction_bias, params, x, out, p);
-  if (!one_cta || !linear_gemv_applies(x, router_weight, logits)) {  // the router's GEMM, then the routing
+  const bool gemv = linear_gemv_applies(x, router_weight, logits);
+  if (!one_cta || !gemv) {  // the router's GEMM, then the routing
     linear_cuda(x, router_weight, logits, stream);
     if (one_cta) return launch_route_gather(p, stream);
+    return route_then_gather(logits, correction_bias, params, x, out, stream);
+  }
+  if (spreads_group_routing(p.route)) {  // the fused kernel's GEMV (its bits), then the two ops
+    linear_gemv_cuda(x, router_weight, logits, stream, GemvKernel::kCudaCore);
     return route_then_gather(logits, correction_bias, params, x, out, stream);
   }
   const gpu::GemvParams<float> g{gpu::ptr<const __nv_bfloat16>(x), gpu::ptr<const __nv_bfloat16>(router_weight),

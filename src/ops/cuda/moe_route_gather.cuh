@@ -87,9 +87,10 @@ __device__ __forceinline__ MoeRouteGatherParams with_staged_inputs(MoeRouteGathe
 }
 
 // The three phases (the note at the top) by one CTA of kWarps warps, after the logits and x are
-// visible to it; E <= 32 kPerLane (route_token). Every thread of the CTA calls it.
-template <int kWarps, int kPerLane = kRouterExpertsPerLane>
+// visible to it; E <= 32 kPerLane (route_token), T <= kMaxTokens. Every thread of the CTA calls it.
+template <int kWarps, int kPerLane = kRouterExpertsPerLane, int kMaxTokens = kGroupRouteMaxTokens>
 __device__ __forceinline__ void route_group_gather_cta(const MoeRouteGatherParams& p) {
+  constexpr int kTasks = group_route_tasks(kMaxTokens, kWarps);
   constexpr int kThreads = 32 * kWarps;
   __shared__ RouterWarpScratch scratch[kWarps];
   __shared__ int32_t bucket[kRouteGatherMaxPairs];    // pair -> its expert, E if outside [0, E)
@@ -98,9 +99,12 @@ __device__ __forceinline__ void route_group_gather_cta(const MoeRouteGatherParam
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
 
   // 1. routing: a token a warp, or V3's groups over the warps (route_tokens_by_groups)
-  if (routes_by_groups(r, kWarps)) {
+  if (routes_by_groups<kWarps, kTasks>(r)) {
     __shared__ RouterGroupPicks picks[kGroupRouteMaxTasks];
-    route_tokens_by_groups<kWarps>(r, scratch, picks, bucket);
+    __shared__ int64_t rows[kGroupRouteMaxTokens];
+    stage_source_rows(r, 0, static_cast<int>(r.tokens), rows);
+    __syncthreads();
+    route_tokens_by_groups<kWarps, kTasks>(r, 0, static_cast<int>(r.tokens), rows, scratch, picks, bucket);
   } else {
     for (int64_t t = warp; t < r.tokens; t += kWarps) {
       const int32_t id = route_token<kPerLane>(r, t, scratch[warp], lane);
@@ -157,6 +161,19 @@ __global__ void __launch_bounds__(kRouteGatherThreads, 1) moe_route_gather_kerne
   route_group_gather_cta<kRouteGatherWarps>(q);
 }
 
+// The fused kernels' last CTA routes by groups (V3, R1) up to this many tokens; more run as the two
+// ops after the router's GEMV (moe_router_route_and_gather_cuda): moe_route_cuda's CTA a token,
+// then the grouping. H200, a V3 FP8 TP8 channel rank, 10 layers at 4,096 tokens (bench/NOTES-
+// engine.md, fifty-sixth session): at 8 tokens the fused kernel ended 20-22 us after the norm that
+// feeds it, its 8 warps routing by route_token or by groups (8 tasks a warp) alike, and the
+// experts started ~25 us after the norm; through the GEMV and the two ops they start ~20 us after
+// it (graph ms, HEAD / this, alternated: 1.749-1.761 / 1.707-1.732); at 4 tokens the fused kernel
+// by groups: 1.374-1.398 / 1.354-1.368.
+inline constexpr int kFusedGroupRouteMaxTokens = 4;
+__host__ __device__ constexpr int fused_group_route_tokens(int kt) {
+  return kt < kFusedGroupRouteMaxTokens ? kt : kFusedGroupRouteMaxTokens;
+}
+
 // The router's GEMV and the three phases in one launch (moe_router_route_and_gather): the CTAs of
 // linear_gemv_bf16_kernel write the logits ([T, E] f32, each CTA kGemvRows experts, the same bits
 // as that kernel), then meet on a counter; the last to arrive routes, groups and gathers with its
@@ -179,7 +196,7 @@ __global__ void __launch_bounds__(kGemvThreads, 1)
   if (!last) return;
   __threadfence();
   if (threadIdx.x == 0) *arrivals = 0;
-  route_group_gather_cta<kGemvWarps>(q);
+  route_group_gather_cta<kGemvWarps, kRouterExpertsPerLane, fused_group_route_tokens(kT)>(q);
 }
 
 // The router's GEMV and the three phases in one cluster, where the GEMV's CTAs fit one
@@ -220,7 +237,7 @@ __global__ void __launch_bounds__(kGemvThreads, 1)
   ptx::cluster_wait();  // CTA 0 holds every logit
   if (blockIdx.x != 0) return;
   q.route.logits = logits_s;
-  route_group_gather_cta<kGemvWarps, kRouterClusterExperts / 32>(q);
+  route_group_gather_cta<kGemvWarps, kRouterClusterExperts / 32, fused_group_route_tokens(kT)>(q);
   for (int i = tid; i < logits.t * e; i += kGemvThreads) logits.out[i] = logits_s[i];  // the op's logits
 }
 

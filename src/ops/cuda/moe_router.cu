@@ -12,7 +12,8 @@
 namespace mlaserve::ops {
 namespace {
 
-// grid ceil(T / kRouterWarps), block kRouterThreads; launched with launch_programmatic.
+// Where the routing does not go by groups (below): a token a warp (route_token). grid ceil(T /
+// kRouterWarps), block kRouterThreads; launched with launch_programmatic.
 __global__ void __launch_bounds__(gpu::kRouterThreads) moe_route_kernel(gpu::MoeRouteParams p) {
   __shared__ gpu::RouterWarpScratch scratch[gpu::kRouterWarps];
   gpu::grid_dependency_wait();  // the logits come from the kernel before
@@ -23,6 +24,35 @@ __global__ void __launch_bounds__(gpu::kRouterThreads) moe_route_kernel(gpu::Moe
     __syncwarp();  // the next token reuses the warp's scratch
   }
 }
+
+// Where the routing goes by groups (gpu::group_routing_applies: V3, R1): grid ceil(T / kPerCta),
+// block kGroupRouteWarps warps; each CTA routes tokens [blockIdx.x kPerCta, + kPerCta) with
+// route_tokens_by_groups (kPerCta <= kGroupRouteMaxTokens). What no kernel of the step writes is
+// read before the wait: the bias (a weight), staged, and the row slots (the step's metadata), as
+// the tokens' source rows. Launched with launch_programmatic.
+template <int kPerCta>
+__global__ void __launch_bounds__(32 * gpu::kGroupRouteWarps) moe_route_groups_kernel(gpu::MoeRouteParams p) {
+  __shared__ gpu::RouterWarpScratch scratch[gpu::kGroupRouteMaxTokens];
+  __shared__ gpu::RouterGroupPicks picks[gpu::kGroupRouteMaxTasks];
+  __shared__ float bias[gpu::kRouterMaxExperts];
+  __shared__ int64_t rows[gpu::kGroupRouteMaxTokens];
+  const int64_t t0 = int64_t{blockIdx.x} * kPerCta;
+  const int count = static_cast<int>(p.tokens - t0 < kPerCta ? p.tokens - t0 : kPerCta);
+  if (p.bias != nullptr) {
+    for (int e = static_cast<int>(threadIdx.x); e < p.experts; e += static_cast<int>(blockDim.x)) bias[e] = p.bias[e];
+    p.bias = bias;  // read after the __syncthreads below
+  }
+  gpu::stage_source_rows(p, t0, count, rows);
+  gpu::grid_dependency_wait();  // the logits come from the kernel before
+  gpu::launch_dependents();
+  __syncthreads();
+  gpu::route_tokens_by_groups<gpu::kGroupRouteWarps, gpu::group_route_tasks(kPerCta, gpu::kGroupRouteWarps)>(
+      p, t0, count, rows, scratch, picks, nullptr);
+}
+
+// Tokens a CTA of moe_route_groups_kernel routes: one up to kGroupRouteOneTokenMax tokens (a decode
+// step's: the routing's latency is the step's), kGroupRouteMaxTokens above (prefill: fewer CTAs).
+constexpr int64_t kGroupRouteOneTokenMax = 512;
 
 }  // namespace
 
@@ -87,6 +117,15 @@ void moe_route_cuda(const Tensor& logits, const Tensor& correction_bias, const R
                     RouterOutputs& outputs, cudaStream_t stream) {
   const gpu::MoeRouteParams p = gpu::moe_route_params("moe_route_cuda", logits, correction_bias, params, outputs);
   if (p.tokens == 0) return;
+  if (gpu::group_routing_applies(p, gpu::kGroupRouteWarps)) {
+    constexpr unsigned kThreads = 32 * gpu::kGroupRouteWarps;
+    if (p.tokens <= kGroupRouteOneTokenMax) {
+      return gpu::launch_programmatic(moe_route_groups_kernel<1>, gpu::grid_blocks(p.tokens, 1), kThreads, 0, stream, p);
+    }
+    constexpr int kMany = gpu::kGroupRouteMaxTokens;
+    return gpu::launch_programmatic(moe_route_groups_kernel<kMany>, gpu::grid_blocks(p.tokens, kMany), kThreads, 0,
+                                    stream, p);
+  }
   gpu::launch_programmatic(moe_route_kernel, gpu::grid_blocks(p.tokens, gpu::kRouterWarps), gpu::kRouterThreads, 0,
                            stream, p);
 }

@@ -32,7 +32,9 @@
 // 13,000 (bench/NOTES-engine.md, 2026-11-30, twenty-first session).
 // route_token is one token's steps; moe_route_kernel (moe_router.cu) runs it over the tokens,
 // and moe_route_gather.cuh runs it inside the fused decode-size routing + grouping + gather
-// kernel, so both give the same ids and weights bit for bit.
+// kernel, so both give the same ids and weights bit for bit. V3's routing (sigmoid, groups of 32
+// experts) goes by groups instead, over a CTA's warps (route_tokens_by_groups, below: the same
+// ids and weights again).
 // Launched with programmatic dependent launch (pdl.cuh): wait for the router GEMM, then let the
 // next kernel launch.
 #pragma once
@@ -312,118 +314,171 @@ __device__ __forceinline__ int32_t route_token(const MoeRouteParams& p, int64_t 
 }
 
 
-// ---- Group-parallel routing of one token (the decode steps' routing CTA) ----------------------
+// ---- Group-parallel routing (V3, R1: sigmoid scores, groups of 32 experts) -----------------------
 //
-// route_token gives one token to one warp. With sigmoid scores and groups of 32 experts (V3, R1:
-// 8 groups of 32, top-8 of 256) that warp holds 8 experts a lane and runs every step over all of
-// them: ~9,400 cycles a token on an H200 (the note at the top), on the decode step's serial path
-// once a MoE layer while the routing CTA's other warps wait. route_tokens_by_groups spreads a
-// token's groups over the CTA's warps instead, warp w taking the (token, group) tasks w, w +
-// kWarps, ... (lane l: expert 32 g + l), in three phases split by __syncthreads:
+// route_token gives one token to one warp, which then holds 8 experts a lane and runs every step
+// over all of them: ~2,000 dependent instructions a V3 token (ncu, H200: moe_route_kernel at 16
+// tokens, 15,600 cycles at ~7.8 cycles an instruction), on the decode step's serial path once a
+// MoE layer. route_tokens_by_groups routes up to kGroupRouteMaxTokens tokens with a CTA's warps
+// instead. A (token, group) task is one warp's, lane l holding expert 32 g + l: warp w takes group
+// g = w mod G of tokens w / G, w / G + kWarps / G, ... (G divides kWarps), all of them at once (its
+// loads in flight together, each step over its tasks unrolled, so that their dependent chains
+// overlap). Two phases split by __syncthreads:
 //   A. s = sigmoid(logit), b = s + bias, the group's score (its max, or the sum of its two largest
-//      b), as route_token's steps 1-3 compute them;
-//   B. the group kept or not (fewer than K groups rank before it, route_token's rule), b = -inf
-//      outside the kept groups, then the group's k largest ranks (route_token's 64-bit ranks: b's
-//      key, then the complement of the index) by k rounds of two reduxes;
-//   C. warp t takes token t's G·k candidates (two a lane for V3) through route_token's k rounds of
-//      step 4, then its step 5 (the weights s[id], normalised in j order, scaled).
+//      b), as route_token's steps 1-3 compute them; then the group's k largest ranks (route_token's
+//      64-bit ranks: b's key, then the complement of the index) by k rounds of two reduxes;
+//   B. warp t takes token t: the groups kept (fewer than K groups rank before one: route_token's
+//      rule), the token's G k candidates (two a lane for V3): a kept group's k largest ranks; a
+//      group left out has b = -inf throughout in route_token, so its k largest are its k lowest
+//      indices at -inf's key. Then route_token's k rounds of step 4 and its step 5 (the weights
+//      s[id], normalised in j order, scaled).
 // The ranks are a strict total order, so the k largest of all E experts are the k largest of the
 // groups' k largest each (k <= 32, a group's size): the same ids in the same order as route_token,
-// and the same weights bit for bit (the same fp32 operations on the same values). Token t's
-// scores live in sh[t] (the caller's per-warp scratch, T <= kWarps); picks[T·G] holds each task's
-// ranks.
-// Where it pays: at one token. H200 (bench/NOTES-engine.md, thirty-fifth session), graph ms against
-// route_token, three rounds: a V3 FP8 TP8 rank alone (decode_step_bench --tp-rank-of 8) batch 1
-// 6.148-6.171 -> 6.029-6.039, batch 2 7.350-7.362 -> 7.319-7.475; 10 V3 layers on one GPU batch 1
-// and 2 within noise (there the shared experts' branch then waits for SMs behind the routed
-// gate_up, thirty-fourth session); 8 tokens slower (the router kernel 28 -> 34 us).
-inline constexpr int kGroupRouteMaxTasks = 64;  // T·G
-inline constexpr int kGroupRouteMaxTokens = 1;
+// and the same weights bit for bit (the same fp32 operations on the same values).
+// Token t's scores live in sh[t] (the caller's scratch, at least `count` of them); picks[t G + g]
+// holds each task's ranks.
+inline constexpr int kGroupRouteMaxTokens = 8;
+inline constexpr int kGroupRouteMaxGroups = 8;
+inline constexpr int kGroupRouteMaxTasks = kGroupRouteMaxTokens * kGroupRouteMaxGroups;  // T·G
 inline constexpr int kGroupRouteMaxK = 8;
-inline constexpr int kGroupRouteMaxCandidates = 64;  // G·k a token: two a lane in phase C
+inline constexpr int kGroupRouteMaxCandidates = 64;  // G·k a token: two a lane in phase B
+inline constexpr int kGroupRouteWarps = 8;           // moe_route_groups_kernel's CTAs
 
 struct RouterGroupPicks {
   uint64_t rank[kGroupRouteMaxK];  // the group's k largest ranks, largest first
 };
 
-// Whether route_tokens_by_groups takes p's tokens with kWarps warps.
-__device__ __forceinline__ bool routes_by_groups(const MoeRouteParams& p, int warps) {
+// Whether p's routing can go by groups with `warps` warps a CTA (sigmoid scores, groups of exactly
+// 32 experts, G dividing the warps, small k), whatever the tokens.
+__host__ __device__ inline bool group_routing_applies(const MoeRouteParams& p, int warps) {
   return p.sigmoid && p.group_score != RouterGroupScore::kNone && p.experts == 32 * p.groups &&
-         p.top_k <= kGroupRouteMaxK && p.groups * p.top_k <= kGroupRouteMaxCandidates &&
-         p.tokens <= kGroupRouteMaxTokens && p.tokens <= warps && p.tokens * p.groups <= kGroupRouteMaxTasks;
+         p.groups <= kGroupRouteMaxGroups && warps % p.groups == 0 && p.top_k <= kGroupRouteMaxK &&
+         p.groups * p.top_k <= kGroupRouteMaxCandidates;
 }
 
-// Writes p.weights and p.expert_ids of every token and, when bucket is not null, bucket[t·k + j] =
-// the j-th expert of token t (E if outside [0, E), as route_group_gather_cta keeps it). Every thread
-// of the CTA (kWarps warps) calls it; routes_by_groups(p, kWarps) holds.
-template <int kWarps>
-__device__ __forceinline__ void route_tokens_by_groups(const MoeRouteParams& p, RouterWarpScratch* sh,
-                                                       RouterGroupPicks* picks, int32_t* bucket) {
-  const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
-  const int groups = p.groups, k = p.top_k, tasks = static_cast<int>(p.tokens) * groups;
+// Tasks a warp takes at most when kWarps warps route up to kTokens tokens by groups.
+__host__ __device__ constexpr int group_route_tasks(int tokens, int warps) {
+  return (tokens * kGroupRouteMaxGroups + warps - 1) / warps;
+}
 
-  // A. scores, selection scores, group scores
-  for (int task = warp; task < tasks; task += kWarps) {
-    const int t = task / groups, g = task % groups, e = 32 * g + lane;
-    float s[1] = {-p.logits[route_source_row(p, t, lane) * p.experts + e]};
-    exp_rn(s);
-    const float score = 1.0f / (1.0f + s[0]);
-    const float b = p.bias != nullptr ? score + p.bias[e] : score;
+// Whether route_tokens_by_groups<kWarps, kTasks> takes all of p's tokens.
+template <int kWarps, int kTasks>
+__device__ __forceinline__ bool routes_by_groups(const MoeRouteParams& p) {
+  return group_routing_applies(p, kWarps) && p.tokens <= kGroupRouteMaxTokens &&
+         p.tokens <= int64_t{kTasks} * kWarps / p.groups;
+}
+
+// rows[i] = the row whose logits route token t0 + i (route_source_row), i < count, by the CTA's
+// first count warps; the caller syncs before it reads them. Reads only p.row_slots: before the
+// kernel's wait where the slots come from the step's metadata.
+__device__ __forceinline__ void stage_source_rows(const MoeRouteParams& p, int64_t t0, int count, int64_t* rows) {
+  const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
+  const int warps = static_cast<int>(blockDim.x) / 32;
+  for (int i = warp; i < count; i += warps) {
+    const int64_t row = route_source_row(p, t0 + i, lane);
+    if (lane == 0) rows[i] = row;
+  }
+}
+
+// Routes tokens t0 .. t0 + count - 1 (count <= kTasks kWarps / G; token t0 + i uses sh[i] and the
+// logits of row rows[i], stage_source_rows'): writes their p.weights and p.expert_ids and, when
+// bucket is not null, bucket[i·k + j] = the j-th expert of token t0 + i (E if outside [0, E), as
+// route_group_gather_cta keeps it). Every thread of the CTA (kWarps warps) calls it;
+// group_routing_applies(p, kWarps) holds.
+template <int kWarps, int kTasks>
+__device__ __forceinline__ void route_tokens_by_groups(const MoeRouteParams& p, int64_t t0, int count,
+                                                       const int64_t* rows, RouterWarpScratch* sh,
+                                                       RouterGroupPicks* picks, int32_t* bucket) {
+  static_assert(kTasks >= 1);
+  const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
+  const int groups = p.groups, k = p.top_k;
+  const int g = warp % groups, e = 32 * g + lane, first_token = warp / groups, token_step = kWarps / groups;
+  const uint32_t index_low = ~static_cast<uint32_t>(e);  // the low half of expert e's rank
+
+  // A. scores, selection scores, group scores, then each group's k largest ranks
+  const float bias = p.bias != nullptr ? p.bias[e] : 0.0f;
+  float s[kTasks];
+  uint32_t key[kTasks], low[kTasks];  // a candidate's rank: key << 32 | low; 0, 0 once taken
+#pragma unroll
+  for (int i = 0; i < kTasks; ++i) {  // every load of the warp in flight at once
+    const int t = first_token + i * token_step;
+    s[i] = t < count ? -p.logits[rows[t] * p.experts + e] : 0.0f;
+  }
+  exp_rn(s);
+#pragma unroll
+  for (int i = 0; i < kTasks; ++i) {
+    const int t = first_token + i * token_step;
+    key[i] = 0;
+    low[i] = 0;
+    if (t >= count) continue;
+    const float score = 1.0f / (1.0f + s[i]);
     sh[t].s[e] = score;
-    sh[t].b[e] = b;
-    const uint32_t key = router_key(b);
-    const uint32_t top = __reduce_max_sync(0xffffffffu, key);
+    key[i] = router_key(p.bias != nullptr ? score + bias : score);
+    low[i] = index_low;
+  }
+#pragma unroll
+  for (int i = 0; i < kTasks; ++i) {
+    const int t = first_token + i * token_step;
+    if (t >= count) continue;
+    const uint32_t top = __reduce_max_sync(0xffffffffu, key[i]);
     float group = router_key_value(top);
     if (p.group_score == RouterGroupScore::kTopTwoSum) {
-      const int first = __ffs(__ballot_sync(0xffffffffu, key == top)) - 1;
-      group += router_key_value(__reduce_max_sync(0xffffffffu, lane == first ? 0u : key));
+      const int first = __ffs(__ballot_sync(0xffffffffu, key[i] == top)) - 1;
+      group += router_key_value(__reduce_max_sync(0xffffffffu, lane == first ? 0u : key[i]));
     }
     if (lane == 0) sh[t].group[g] = group;
   }
-  __syncthreads();
-
-  // B. kept or not, then the group's k largest ranks
-  for (int task = warp; task < tasks; task += kWarps) {
-    const int t = task / groups, g = task % groups, e = 32 * g + lane;
-    const float mine = sh[t].group[g];
-    int ahead = 0;
-    for (int h = 0; h < groups; ++h) ahead += ranks_before(sh[t].group[h], h, mine, g) ? 1 : 0;
-    const float b = ahead < p.kept_groups ? sh[t].b[e] : -INFINITY;
-    uint64_t rank = uint64_t{router_key(b)} << 32 | ~static_cast<uint32_t>(e);
-    for (int j = 0; j < k; ++j) {
-      const uint32_t key = static_cast<uint32_t>(rank >> 32);
-      const uint32_t top = __reduce_max_sync(0xffffffffu, key);
-      const uint32_t low = __reduce_max_sync(0xffffffffu, key == top ? static_cast<uint32_t>(rank) : 0u);
-      if (lane == 0) picks[task].rank[j] = uint64_t{top} << 32 | low;
-      if (key == top && static_cast<uint32_t>(rank) == low) rank = 0;
+  for (int j = 0; j < k; ++j) {
+#pragma unroll
+    for (int i = 0; i < kTasks; ++i) {
+      const int t = first_token + i * token_step;
+      if (t >= count) continue;
+      const uint32_t top = __reduce_max_sync(0xffffffffu, key[i]);
+      const uint32_t best = __reduce_max_sync(0xffffffffu, key[i] == top ? low[i] : 0u);
+      if (lane == 0) picks[t * groups + g].rank[j] = uint64_t{top} << 32 | best;
+      if (key[i] == top && low[i] == best) key[i] = low[i] = 0;
     }
   }
   __syncthreads();
 
-  // C. token t's k largest of its groups' candidates, then the weights
-  for (int t = warp; t < p.tokens; t += kWarps) {
-    const int candidates = groups * k;
+  // B. token t: the kept groups, its k largest of the groups' candidates, then the weights
+  const uint64_t left_out_key = uint64_t{router_key(-INFINITY)} << 32;
+  const int candidates = groups * k;
+  int cand_group[2], cand_j[2];  // candidate lane + 32 i: rank j of group cand_group
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    cand_group[i] = (lane + 32 * i) / k;
+    cand_j[i] = lane + 32 * i - cand_group[i] * k;
+  }
+  for (int t = warp; t < count; t += kWarps) {
+    const float mine = lane < groups ? sh[t].group[lane] : -INFINITY;
+    int ahead = 0;  // groups that rank before this lane's
+    for (int h = 0; h < groups; ++h) ahead += ranks_before(__shfl_sync(0xffffffffu, mine, h), h, mine, lane) ? 1 : 0;
+    const uint32_t kept = __ballot_sync(0xffffffffu, lane < groups && ahead < p.kept_groups);
     uint64_t rank[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      const int c = lane + 32 * i;
-      rank[i] = c < candidates ? picks[t * groups + c / k].rank[c % k] : 0u;
+      const int c = lane + 32 * i, cg = cand_group[i], cj = cand_j[i];
+      rank[i] = c >= candidates            ? 0u
+                : (kept >> cg & 1u) != 0u ? picks[t * groups + cg].rank[cj]
+                                           : left_out_key | ~static_cast<uint32_t>(32 * cg + cj);
     }
     int32_t my_id = 0;  // lane j < k: the j-th selection
     for (int j = 0; j < k; ++j) {
       const uint64_t head = rank[1] > rank[0] ? rank[1] : rank[0];
-      const uint32_t key = static_cast<uint32_t>(head >> 32);
-      const uint32_t top = __reduce_max_sync(0xffffffffu, key);
-      const uint32_t low = __reduce_max_sync(0xffffffffu, key == top ? static_cast<uint32_t>(head) : 0u);
+      const uint32_t key_top = __reduce_max_sync(0xffffffffu, static_cast<uint32_t>(head >> 32));
+      const uint32_t best = __reduce_max_sync(
+          0xffffffffu, static_cast<uint32_t>(head >> 32) == key_top ? static_cast<uint32_t>(head) : 0u);
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        if (rank[i] == (uint64_t{top} << 32 | low)) rank[i] = 0;
+        if (rank[i] == (uint64_t{key_top} << 32 | best)) rank[i] = 0;
       }
-      if (lane == j) my_id = static_cast<int32_t>(~low);
+      if (lane == j) my_id = static_cast<int32_t>(~best);
     }
     float w = lane < k ? sh[t].s[my_id] : 0.0f;
     if (p.normalize) {
-      if (lane < k) sh[t].group[lane] = w;  // (phase B's reads of the group scores are behind the barrier)
+      __syncwarp();  // every lane has read its group score
+      if (lane < k) sh[t].group[lane] = w;
       __syncwarp();
       float sum = 0.0f;
       for (int j = 0; j < k; ++j) sum += sh[t].group[j];
@@ -431,8 +486,9 @@ __device__ __forceinline__ void route_tokens_by_groups(const MoeRouteParams& p, 
     }
     if (p.scale) w *= p.routed_scaling_factor;
     if (lane < k) {
-      p.weights[t * k + lane] = w;
-      p.expert_ids[t * k + lane] = my_id;
+      const int64_t row = t0 + t;
+      p.weights[row * k + lane] = w;
+      p.expert_ids[row * k + lane] = my_id;
       if (bucket != nullptr) bucket[t * k + lane] = my_id >= 0 && my_id < p.experts ? my_id : p.experts;
     }
   }

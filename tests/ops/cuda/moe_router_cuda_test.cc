@@ -155,10 +155,24 @@ TEST_F(MoeRouterCuda, V2GroupLimited) {
   check(v2(/*norm_topk_prob=*/true), 4096, 160, 15);
 }
 
+// V3's routing goes by groups (route_tokens_by_groups): a token a CTA up to 512 tokens, 8 a CTA
+// above (1,001: the last CTA's one token; 4,096).
 TEST_F(MoeRouterCuda, V3NoAuxTc) {
   check(v3(), 1, 256, 16);
   check(v3(), 4096, 256, 17);
   check(v3(/*norm_topk_prob=*/false), 4096, 256, 18);
+  check(v3(), 1001, 256, 22);
+}
+
+// Sigmoid scores over 2 groups of 32 experts, one kept, top-4: by groups too (a CTA's 8 warps
+// over 2 groups x 4 or 8 tokens), with ties on a coarse grid.
+TEST_F(MoeRouterCuda, SmallTwoGroupsOfThirtyTwo) {
+  RouterParams p = v3();
+  p.n_group = 2;
+  p.topk_group = 1;
+  p.top_k = 4;
+  check(p, 5, 64, 23);
+  check(p, 700, 64, 24, 2.0f);
 }
 
 TEST_F(MoeRouterCuda, V3NegativeBiasMasksWithMinusInfinity) { check(v3(), 4096, 256, 19, 0.0f, -3.0f); }
@@ -281,12 +295,12 @@ TEST_F(MoeRouteGatherCuda, V3DecodeBatches) {
   check(v3(), 8, 256, 7168, 160, 4.0f);  // ties
 }
 
-// Sigmoid routing over groups of 32 experts at one token, which the one kernel spreads over its
-// warps (route_tokens_by_groups) where the two ops' kernel routes a token a warp (route_token):
-// the same bits are asked for. V3 with an all-negative bias (every b below 0: the -inf of the
-// groups left out must rank below them), without normalisation, on coarse grids (equal group
-// scores and equal b decided by the lower index); 64 experts in 2 groups of 32, one kept, top-4.
-// Past kGroupRouteMaxTokens the kernel routes a token a warp again: 2 and 8 tokens check that.
+// Sigmoid routing over groups of 32 experts, which the one kernel spreads over its warps
+// (route_tokens_by_groups, up to 8 tokens: each warp's tasks at once) and the two ops' kernel over
+// one CTA a token: the same bits are asked for, and the CPU's ids. V3 with an all-negative bias
+// (every b below 0: the -inf of the groups left out must rank below them), without
+// normalisation, on coarse grids (equal group scores and equal b decided by the lower index); 64
+// experts in 2 groups of 32, one kept, top-4; 2 and 8 tokens.
 TEST_F(MoeRouteGatherCuda, GroupsOverWarps) {
   check(v3(), 1, 256, 7168, 180, 0.0f, 0, -3.0f);
   check(v3(/*norm_topk_prob=*/false), 1, 256, 7168, 182);
@@ -314,7 +328,8 @@ TEST_F(MoeRouteGatherCuda, PaddingRowsAsRealRows) {
 
 // moe_router_route_and_gather_cuda (through the dispatch): the router's GEMV and the routing in
 // one kernel (T <= 8 tokens, T·k <= 64 pairs, H a multiple of 8; one cluster of CTAs up to 64
-// experts, the arrivals counter past that), and the fallback to linear +
+// experts, the arrivals counter past that; V3's routing by groups only up to 4 tokens, past which
+// the op runs that kernel's GEMV, then the routing and grouping ops), and the fallback to linear +
 // moe_route_and_gather. Against the GEMV then moe_route_and_gather on the GPU: logits and every
 // output bit for bit (the one kernel runs the CUDA-core GEMV's code, so that GEMV forced where it
 // applies, since linear's own choice takes the tensor cores from 4 tokens; linear on the fallback,
