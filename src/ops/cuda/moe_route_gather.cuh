@@ -168,7 +168,8 @@ __global__ void __launch_bounds__(kRouteGatherThreads, 1) moe_route_gather_kerne
 // feeds it, its 8 warps routing by route_token or by groups (8 tasks a warp) alike, and the
 // experts started ~25 us after the norm; through the GEMV and the two ops they start ~20 us after
 // it (graph ms, HEAD / this, alternated: 1.749-1.761 / 1.707-1.732); at 4 tokens the fused kernel
-// by groups: 1.374-1.398 / 1.354-1.368.
+// by groups: 1.374-1.398 / 1.354-1.368, and 1.342-1.344 against 1.350-1.376 with the two ops from 2
+// tokens (2 and 3 tokens a tie).
 inline constexpr int kFusedGroupRouteMaxTokens = 4;
 __host__ __device__ constexpr int fused_group_route_tokens(int kt) {
   return kt < kFusedGroupRouteMaxTokens ? kt : kFusedGroupRouteMaxTokens;
