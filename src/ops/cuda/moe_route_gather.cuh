@@ -69,20 +69,20 @@ struct RouteStaging {
   float bias[kRouterMaxExperts];        // the correction bias
 };
 
-// p with its row slots ([T] or null) and correction bias ([E] or null) copied into st by the
-// CTA's threads, visible after the caller's next __syncthreads. Called before the kernel's wait:
-// the slots are the step's metadata (copied to the device before its first kernel) and the bias a
-// weight, neither written by a kernel of the step, and the routing's serial path then reads both
-// from shared memory instead of making a dependent L2 trip for each.
+// p with its row slots ([T] or null) and correction bias ([E] or null, stage_router_bias) copied
+// into st by the CTA's threads, visible after the caller's next __syncthreads. Called before the
+// kernel's wait: the slots are the step's metadata (copied to the device before its first kernel),
+// not written by a kernel of the step either, and the routing's serial path then reads them from
+// shared memory instead of making a dependent L2 trip.
 __device__ __forceinline__ MoeRouteGatherParams with_staged_inputs(MoeRouteGatherParams p, RouteStaging& st) {
   MoeRouteParams& r = p.route;
-  const int n = static_cast<int>(r.tokens > r.experts ? r.tokens : r.experts);
-  for (int i = static_cast<int>(threadIdx.x); i < n; i += static_cast<int>(blockDim.x)) {
-    if (r.row_slots != nullptr && i < r.tokens) st.slots[i] = r.row_slots[i];
-    if (r.bias != nullptr && i < r.experts) st.bias[i] = r.bias[i];
+  if (r.row_slots != nullptr) {
+    for (int i = static_cast<int>(threadIdx.x); i < r.tokens; i += static_cast<int>(blockDim.x)) {
+      st.slots[i] = r.row_slots[i];
+    }
+    r.row_slots = st.slots;
   }
-  if (r.row_slots != nullptr) r.row_slots = st.slots;
-  if (r.bias != nullptr) r.bias = st.bias;
+  stage_router_bias(r, st.bias);
   return p;
 }
 

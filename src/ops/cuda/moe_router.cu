@@ -38,10 +38,7 @@ __global__ void __launch_bounds__(32 * gpu::kGroupRouteWarps) moe_route_groups_k
   __shared__ int64_t rows[gpu::kGroupRouteMaxTokens];
   const int64_t t0 = int64_t{blockIdx.x} * kPerCta;
   const int count = static_cast<int>(p.tokens - t0 < kPerCta ? p.tokens - t0 : kPerCta);
-  if (p.bias != nullptr) {
-    for (int e = static_cast<int>(threadIdx.x); e < p.experts; e += static_cast<int>(blockDim.x)) bias[e] = p.bias[e];
-    p.bias = bias;  // read after the __syncthreads below
-  }
+  gpu::stage_router_bias(p, bias);  // read after the __syncthreads below
   gpu::stage_source_rows(p, t0, count, rows);
   gpu::grid_dependency_wait();  // the logits come from the kernel before
   gpu::launch_dependents();

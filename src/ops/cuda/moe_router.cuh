@@ -369,6 +369,16 @@ __device__ __forceinline__ bool routes_by_groups(const MoeRouteParams& p) {
          p.tokens <= int64_t{kTasks} * kWarps / p.groups;
 }
 
+// p.bias ([E] or null) copied into `staged` ([E] floats) by the CTA's threads, and p pointed at it:
+// visible after the caller's next __syncthreads. Called before a routing kernel's wait: the bias
+// is a weight, which no kernel of the step writes, and the routing's serial path then reads it
+// from shared memory instead of making a dependent L2 trip.
+__device__ __forceinline__ void stage_router_bias(MoeRouteParams& p, float* staged) {
+  if (p.bias == nullptr) return;
+  for (int e = static_cast<int>(threadIdx.x); e < p.experts; e += static_cast<int>(blockDim.x)) staged[e] = p.bias[e];
+  p.bias = staged;
+}
+
 // rows[i] = the row whose logits route token t0 + i (route_source_row), i < count, by the CTA's
 // first count warps; the caller syncs before it reads them. Reads only p.row_slots: before the
 // kernel's wait where the slots come from the step's metadata.
