@@ -79,11 +79,12 @@
 namespace mlaserve {
 namespace {
 
-// Eager steps of the first batch before any timing, a guard: on one H200 (2026-12-04, fifty-seventh
-// session, V3 FP8 TP8 channel rank) the first batch a process timed read slow in 8 of 10 processes
-// of two calls that ran after ncu and compute-sanitizer (graph ms 2.07-2.11, eager too, where the
-// same batch read 1.70-1.72 at batch 8 and 1.33-1.36 at batch 4 when timed later), and in none of
-// 7 in a call that ran only benchmarks. Cause unknown (clocks settling is the likeliest).
+// Eager steps of the first batch before any timing. On one H200 (2026-12-04, fifty-seventh session,
+// V3 FP8 TP8 channel rank) the first batch a process timed, in calls that had run ncu or
+// compute-sanitizer before, often read ~23% slow in eager and graph timings both (graph ms
+// 2.07-2.11 where the batch reads 1.70-1.72 at batch 8 and 1.33-1.36 at batch 4 when timed later):
+// 8 of 10 processes, and 2 of 3 in a later call after ncu, where 3 processes with this warm-up
+// read 1.701-1.718. Cause unknown (clocks settling is the likeliest).
 constexpr std::chrono::seconds kWarmUp{2};
 
 // Bytes one decode step of batch b must read (see the note at the top) on the rank holding `plan`
