@@ -100,7 +100,7 @@ __device__ __forceinline__ void route_group_gather_cta(const MoeRouteGatherParam
 
   // 1. routing: a token a warp, or V3's groups over the warps (route_tokens_by_groups)
   if (routes_by_groups<kWarps, kTasks>(r)) {
-    __shared__ RouterGroupPicks picks[kGroupRouteMaxTasks];
+    __shared__ RouterGroupPicks picks[kTasks * kWarps];  // a (token, group) task's (routes_by_groups)
     __shared__ int64_t rows[kGroupRouteMaxTokens];
     stage_source_rows(r, 0, static_cast<int>(r.tokens), rows);
     __syncthreads();

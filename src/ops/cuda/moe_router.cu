@@ -32,10 +32,11 @@ __global__ void __launch_bounds__(gpu::kRouterThreads) moe_route_kernel(gpu::Moe
 // the tokens' source rows. Launched with launch_programmatic.
 template <int kPerCta>
 __global__ void __launch_bounds__(32 * gpu::kGroupRouteWarps) moe_route_groups_kernel(gpu::MoeRouteParams p) {
-  __shared__ gpu::RouterWarpScratch scratch[gpu::kGroupRouteMaxTokens];
-  __shared__ gpu::RouterGroupPicks picks[gpu::kGroupRouteMaxTasks];
+  static_assert(kPerCta >= 1 && kPerCta <= gpu::kGroupRouteMaxTokens);
+  __shared__ gpu::RouterWarpScratch scratch[kPerCta];  // a token's
+  __shared__ gpu::RouterGroupPicks picks[kPerCta * gpu::kGroupRouteMaxGroups];
   __shared__ float bias[gpu::kRouterMaxExperts];
-  __shared__ int64_t rows[gpu::kGroupRouteMaxTokens];
+  __shared__ int64_t rows[kPerCta];
   const int64_t t0 = int64_t{blockIdx.x} * kPerCta;
   const int count = static_cast<int>(p.tokens - t0 < kPerCta ? p.tokens - t0 : kPerCta);
   gpu::stage_router_bias(p, bias);  // read after the __syncthreads below

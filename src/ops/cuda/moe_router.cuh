@@ -340,7 +340,6 @@ __device__ __forceinline__ int32_t route_token(const MoeRouteParams& p, int64_t 
 // phase B 1.15-1.3 us.
 inline constexpr int kGroupRouteMaxTokens = 8;
 inline constexpr int kGroupRouteMaxGroups = 8;
-inline constexpr int kGroupRouteMaxTasks = kGroupRouteMaxTokens * kGroupRouteMaxGroups;  // T·G
 inline constexpr int kGroupRouteMaxK = 8;
 inline constexpr int kGroupRouteMaxCandidates = 64;  // G·k a token: two a lane in phase B
 inline constexpr int kGroupRouteWarps = 8;           // moe_route_groups_kernel's CTAs
