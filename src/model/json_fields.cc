@@ -42,7 +42,12 @@ nlohmann::json parse_json_strict(std::string_view text, std::string_view source)
   };
   std::vector<Frame> open_objects;
   std::optional<std::string> duplicate;
-  auto callback = [&](int /*depth*/, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+  // depth: the arrays and objects open around the one that starts (0 for the document).
+  auto callback = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if ((event == nlohmann::json::parse_event_t::array_start || event == nlohmann::json::parse_event_t::object_start) &&
+        depth >= kMaxFileJsonDepth) {
+      MLA_FAIL("{}: arrays and objects nest deeper than {} levels", source, kMaxFileJsonDepth);
+    }
     switch (event) {
       case nlohmann::json::parse_event_t::object_start:
         open_objects.push_back({open_objects.empty() ? "" : open_objects.back().last_key, {}, {}});

@@ -37,9 +37,17 @@ int64_t as_int(const Json& v, const char* name, int64_t lo, int64_t hi) {
 }  // namespace
 
 Json parse_json_object(std::string_view body) {
+  // depth: the arrays and objects open around the one that starts (0 for the body itself)
+  auto refuse_deep = [](int depth, Json::parse_event_t event, Json& /*parsed*/) {
+    if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) &&
+        depth >= kMaxJsonDepth) {
+      throw invalid_request(fmt::format("the request body nests arrays and objects deeper than {} levels", kMaxJsonDepth));
+    }
+    return true;
+  };
   Json j;
   try {
-    j = Json::parse(body.begin(), body.end());
+    j = Json::parse(body.begin(), body.end(), refuse_deep);
   } catch (const nlohmann::json::exception& e) {
     // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 2: ..." (or
     // out_of_range.406 "number overflow parsing '1e999'", which is not a parse_error)

@@ -87,6 +87,10 @@ const MalformedCase kCases[] = {
      "duplicate key 'w'"},
     {"DuplicateFieldInEntry", one_tensor(R"({"dtype":"F32","dtype":"I32","shape":[1],"data_offsets":[0,4]})"),
      "duplicate key 'dtype' in object 'w'"},
+    {"ShapeNestedDeep",  // 200,000 levels: the message's dump of it once overflowed the stack
+     one_tensor(R"({"dtype":"F32","shape":)" + std::string(200000, '[') + std::string(200000, ']') +
+                R"(,"data_offsets":[0,4]})"),
+     "arrays and objects nest deeper than 64 levels"},
     {"MetadataNotObject", with_header(R"({"__metadata__":"pt"})"),
      "__metadata__ must be an object of strings, got string \"pt\""},
     {"MetadataValueNotString", with_header(R"({"__metadata__":{"format":1}})"),

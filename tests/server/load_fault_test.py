@@ -456,10 +456,15 @@ def hostile_cases(rng):
             else:
                 body = b'{"model": "tiny", "max_tokens": 2, "' + field + b'": "' + bad + b'"}'
             post("invalid utf-8 %r %s" % (bad, path), path, body)
-    # Deep nesting.
-    for depth in [1000, 100000]:
-        post("nested %d" % depth, "/v1/completions",
-             b'{"model": "tiny", "prompt": ' + b"[" * depth + b"]" * depth + b', "max_tokens": 2}')
+    # Deep nesting, where the prompt's checks reject it and where nothing looks at it before the
+    # chat template (20,000 levels in a message, a 40 KB body, once overflowed the server's stack).
+    for depth in [65, 1000, 20000, 100000]:
+        deep = b"[" * depth + b"]" * depth
+        post("nested %d" % depth, "/v1/completions", b'{"model": "tiny", "prompt": ' + deep + b', "max_tokens": 2}')
+        post("nested %d in a message" % depth, "/v1/chat/completions",
+             b'{"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": "hi", "x": ' + deep + b'}]}')
+        post("nested objects %d" % depth, "/tokenize",
+             b'{"prompt": "x", "y": ' + b'{"k": ' * depth + b'1' + b'}' * depth + b'}')
     # A 10 MB body (past the 4 MB limit: 413).
     big = b'{"model": "tiny", "max_tokens": 2, "prompt": "' + b"a" * (10 << 20) + b'"}'
     post("10 MB body", "/v1/completions", big)

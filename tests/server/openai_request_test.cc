@@ -39,6 +39,26 @@ TEST(ParseJson, MalformedBodiesAre400) {
   EXPECT_EQ(error_of([] { parse_json_object("{\"a\": \"\xc3\x28\"}"); }).status(), 400);
 }
 
+// Nesting up to kMaxJsonDepth levels (the body counts as one) parses; one more is a 400, and so
+// are 200,000 levels of arrays or objects in a chat message (which overflowed the stack).
+TEST(ParseJson, DeepNestingIsRefused) {
+  const auto nested = [](int levels) {  // levels - 1 arrays inside the body object
+    return "{\"a\": " + std::string(levels - 1, '[') + std::string(levels - 1, ']') + "}";
+  };
+  EXPECT_NO_THROW(parse_json_object(nested(kMaxJsonDepth)));
+  ApiError e = error_of([&] { parse_json_object(nested(kMaxJsonDepth + 1)); });
+  EXPECT_EQ(e.status(), 400);
+  EXPECT_NE(std::string(e.what()).find("deeper than 64 levels"), std::string::npos) << e.what();
+  const int n = 200000;
+  std::string arrays = R"({"model": "m", "messages": [{"role": "user", "content": "hi", "x": )" +
+                       std::string(n, '[') + std::string(n, ']') + "}]}";
+  EXPECT_EQ(error_of([&] { parse_json_object(arrays); }).status(), 400);
+  std::string objects = "{\"model\": \"m\", \"x\": ";
+  for (int i = 0; i < n; ++i) objects += "{\"k\": ";
+  objects += "1" + std::string(n, '}') + "}";
+  EXPECT_EQ(error_of([&] { parse_json_object(objects); }).status(), 400);
+}
+
 TEST(ParseCompletion, AllFields) {
   CompletionRequest r = parse_completion_request(
       body(R"({"model": "m", "prompt": "hi", "max_tokens": 7, "temperature": 0.5, "top_p": 0.9, "top_k": 5,

@@ -85,6 +85,36 @@ TEST(ChatTemplate, SyntaxAndRuntimeErrorsCarryTheLine) {
             std::string::npos);
 }
 
+// Nesting is bounded where parsing, rendering and freeing would recurse past the stack: each
+// template below is refused at 100,000 levels (each once overflowed it) and renders at 20.
+TEST(ChatTemplate, DeepNestingIsRefused) {
+  const auto repeat = [](const std::string& s, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += s;
+    return out;
+  };
+  const auto templates = [&](int n) {
+    return std::vector<std::string>{
+        "{{ " + repeat("(", n) + "1" + repeat(")", n) + " }}",     // parentheses
+        "{{ " + repeat("[", n) + repeat("]", n) + " }}",           // lists
+        "{{ " + repeat("not ", n) + "1 }}",                        // not chains
+        "{{ " + repeat("-", n) + "1 }}",                           // unary minus chains
+        "{{ " + repeat("1 + ", n) + "1 }}",                        // a chain is as tall as it is long
+        "{{ 'x'" + repeat(" | string", n) + " }}",                  // filters
+        "{{ messages" + repeat("[0:]", n) + " | length }}",        // subscripts
+        "{{ 1" + repeat(" if 1 else 2", n) + " }}",                // conditions
+        repeat("{% if 1 %}", n) + "x" + repeat("{% endif %}", n),  // statements
+    };
+  };
+  for (const std::string& source : templates(100000)) {
+    const std::string e = error_of(source);
+    EXPECT_NE(e.find("nested"), std::string::npos) << source.substr(0, 40) << ": " << e;
+  }
+  for (const std::string& source : templates(20)) {
+    EXPECT_EQ(error_of(source), "") << source.substr(0, 40);
+  }
+}
+
 TEST(ChatTemplate, MessagesMustBeAnArray) {
   EXPECT_THROW(ChatTemplate("x").render(ordered_json::object()), Error);
 }

@@ -39,6 +39,7 @@ enum class ExprKind {
 struct Expr {
   ExprKind kind;
   int line = 0;
+  int height = 1;  // of this node's subtree (the parser bounds it: evaluation recurses that deep)
   Value literal;
   std::string name;
   std::vector<ExprPtr> operands;

@@ -20,11 +20,25 @@ ExprPtr make(ExprKind kind, int line) {
   return e;
 }
 
+// A node with all its operands: its height set, and bounded.
+ExprPtr finished(ExprPtr e) {
+  int below = 0;
+  for (const ExprPtr& operand : e->operands) {
+    if (operand) below = std::max(below, operand->height);
+  }
+  for (const auto& [key, value] : e->kwargs) below = std::max(below, value->height);
+  e->height = below + 1;
+  if (e->height > kMaxNesting) {
+    throw TemplateError(fmt::format("expression nested deeper than {} levels", kMaxNesting), e->line);
+  }
+  return e;
+}
+
 ExprPtr make(ExprKind kind, int line, ExprPtr a, ExprPtr b = nullptr) {
   auto e = make(kind, line);
   e->operands.push_back(std::move(a));
   if (b) e->operands.push_back(std::move(b));
-  return e;
+  return finished(std::move(e));
 }
 
 class Parser {
@@ -46,6 +60,21 @@ class Parser {
   const Token& next() { return tokens_[pos_ < tokens_.size() - 1 ? pos_++ : pos_]; }
 
   [[noreturn]] void error(const std::string& message) const { throw TemplateError(message, cur().line); }
+
+  // Held by each parse function that recurses (bodies in statements, expressions in
+  // parentheses, lists, calls and subscripts, chains of not and unary minus).
+  class Nested {
+   public:
+    explicit Nested(Parser& p) : p_(p) {
+      if (++p_.depth_ > kMaxNesting) p_.error(fmt::format("statements or expressions nested too deeply (over {} levels of parsing)", kMaxNesting));
+    }
+    ~Nested() { --p_.depth_; }
+    Nested(const Nested&) = delete;
+    Nested& operator=(const Nested&) = delete;
+
+   private:
+    Parser& p_;
+  };
 
   std::string describe(const Token& t) const {
     switch (t.kind) {
@@ -79,6 +108,7 @@ class Parser {
   // Parses until a {% tag %} named in `ends` (left with that tag's name consumed, in
   // `end_found`) or the end of the template (only when `ends` is empty).
   Body parse_body(std::initializer_list<std::string_view> ends, std::string& end_found) {
+    const Nested nested(*this);
     Body body;
     while (true) {
       const Token& t = cur();
@@ -253,10 +283,11 @@ class Parser {
     }
     auto t = make(ExprKind::kTuple, line);
     t->operands = std::move(items);
-    return t;
+    return finished(std::move(t));
   }
 
   ExprPtr parse_expression() {
+    const Nested nested(*this);
     ExprPtr e = parse_or();
     while (is_name("if")) {
       const int line = cur().line;
@@ -271,7 +302,7 @@ class Parser {
       c->operands.push_back(std::move(e));
       c->operands.push_back(std::move(cond));
       c->operands.push_back(std::move(otherwise));
-      e = std::move(c);
+      e = finished(std::move(c));
     }
     return e;
   }
@@ -295,6 +326,7 @@ class Parser {
   }
 
   ExprPtr parse_not() {
+    const Nested nested(*this);
     if (is_name("not")) {
       const int line = next().line;
       return make(ExprKind::kNot, line, parse_not());
@@ -329,7 +361,7 @@ class Parser {
     c->operands.push_back(std::move(first));
     for (auto& r : rest) c->operands.push_back(std::move(r));
     c->ops = std::move(ops);
-    return c;
+    return finished(std::move(c));
   }
 
   ExprPtr binary_loop(ExprPtr (Parser::*operand)(), std::initializer_list<std::string_view> operators) {
@@ -351,6 +383,7 @@ class Parser {
   ExprPtr parse_unary_filtered() { return parse_unary(true); }
 
   ExprPtr parse_unary(bool with_filter) {
+    const Nested nested(*this);
     const int line = cur().line;
     ExprPtr e;
     if (is_op("-")) {
@@ -419,7 +452,7 @@ class Parser {
       e->operands.push_back(parse_expression());
     }
     expect_op("]");
-    return e;
+    return finished(std::move(e));
   }
 
   ExprPtr parse_dict() {
@@ -432,7 +465,7 @@ class Parser {
       e->operands.push_back(parse_expression());
     }
     expect_op("}");
-    return e;
+    return finished(std::move(e));
   }
 
   ExprPtr parse_postfix(ExprPtr e) {
@@ -491,7 +524,7 @@ class Parser {
     if (!slice) return make(ExprKind::kGetItem, line, std::move(obj), std::move(parts[0]));
     auto e = make(ExprKind::kSlice, line, std::move(obj));
     for (auto& p : parts) e->operands.push_back(std::move(p));
-    return e;
+    return finished(std::move(e));
   }
 
   // Parses "(args)" into e->operands (after whatever is already there) and e->kwargs.
@@ -518,7 +551,7 @@ class Parser {
   ExprPtr parse_call(ExprPtr callee) {
     auto e = make(ExprKind::kCall, cur().line, std::move(callee));
     parse_call_args(*e);
-    return e;
+    return finished(std::move(e));
   }
 
   ExprPtr parse_filter(ExprPtr input) {
@@ -529,7 +562,7 @@ class Parser {
     auto e = make(ExprKind::kFilter, line, std::move(input));
     e->name = std::move(name);
     if (is_op("(")) parse_call_args(*e);
-    return e;
+    return finished(std::move(e));
   }
 
   ExprPtr parse_test(ExprPtr input) {
@@ -552,12 +585,14 @@ class Parser {
       if (is_name("is")) error("you cannot chain multiple tests with is");
       e->operands.push_back(parse_postfix(parse_primary()));
     }
+    e = finished(std::move(e));
     return negated ? make(ExprKind::kNot, line, std::move(e)) : std::move(e);
   }
 
   std::vector<Token> tokens_;
   size_t pos_ = 0;
   int loop_depth_ = 0;
+  int depth_ = 0;  // parse functions open (Nested)
 };
 
 }  // namespace

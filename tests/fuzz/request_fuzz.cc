@@ -1,0 +1,82 @@
+// Fuzz target: an HTTP request through the routes (router.h) to the point where its generation
+// would start: body parsing and validation, chat template rendering, tokenization, the
+// engine's admission. The engine runs the fake runner of tests/engine on the tiny tokenizer.
+// Input: a method byte (GET, POST or other), the target up to the first '\n', then the body.
+// Every request must get a reply or a task, never an escaped exception, and never a 5xx
+// other than 503 (a 500 is an exception the routes did not expect: a bug). A task is started
+// and dropped at once (its destructor aborts its choices), as when a client goes away.
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "engine/engine.h"
+#include "engine/fake_runner.h"
+#include "engine/tokenizer_text_decoder.h"
+#include "server/router.h"
+
+namespace mlaserve::server {
+namespace {
+
+constexpr const char* kKey = "fuzz-key";
+
+struct Server {
+  Server()
+      : tokenizer(tokenizer::Tokenizer::load(std::string(MLASERVE_SOURCE_DIR) + "/tests/data/tiny-tokenizer")),
+        runner(testing::FakeRunnerOptions{1024, 32, 1 << 20, {}}),
+        text(tokenizer),
+        engine(runner, engine_options(), &text),
+        state(engine, &tokenizer, server_options()) {
+    engine.start();
+  }
+  static EngineOptions engine_options() {
+    EngineOptions e;
+    e.scheduler = {256, 16, true};
+    e.max_model_len = 256;
+    return e;
+  }
+  static ServerOptions server_options() {
+    ServerOptions o;
+    o.model_name = "tiny";
+    o.api_key = kKey;
+    o.max_waiting_requests = 1 << 20;  // every task is dropped at once: admission never fills
+    return o;
+  }
+  tokenizer::Tokenizer tokenizer;
+  testing::FakeRunner runner;
+  TokenizerTextDecoderFactory text;
+  Engine engine;
+  ServingState state;
+};
+
+HttpRequest to_request(std::string_view input) {
+  static constexpr const char* kMethods[] = {"GET", "POST", "PUT"};
+  HttpRequest request;
+  request.method = input.empty() ? "POST" : kMethods[static_cast<uint8_t>(input[0]) % 3];
+  if (!input.empty()) input.remove_prefix(1);
+  const size_t newline = input.find('\n');
+  request.target = std::string(input.substr(0, newline));
+  request.body = newline == std::string_view::npos ? "" : std::string(input.substr(newline + 1));
+  request.authorization = std::string("Bearer ") + kKey;
+  return request;
+}
+
+}  // namespace
+}  // namespace mlaserve::server
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace mlaserve::server;
+  static Server* server = new Server();  // lives for the whole run, as the server's state does
+  const HttpRequest request = to_request(std::string_view(reinterpret_cast<const char*>(data), size));
+  Routed routed = route_request(server->state, request);
+  if (routed.reply && routed.reply->status >= 500 && routed.reply->status != 503) std::abort();
+  if (routed.reply.has_value() == (routed.task != nullptr)) std::abort();
+  if (routed.task) {
+    try {
+      routed.task->start([] {});
+    } catch (const ApiError& e) {
+      if (e.status() >= 500 && e.status() != 503) std::abort();
+    }
+  }
+  return 0;
+}
