@@ -78,6 +78,9 @@ TEST(ChatTemplate, SyntaxAndRuntimeErrorsCarryTheLine) {
   EXPECT_NE(error_of("{{ 'unterminated }}").find("unterminated string"), std::string::npos);
   EXPECT_NE(error_of("{# open").find("missing end of comment"), std::string::npos);
   EXPECT_NE(error_of("{% break %}").find("outside of a loop"), std::string::npos);
+  // A stray byte (0xA0: U+00A0, a space, without its lead byte) once stalled the lexer.
+  EXPECT_NE(error_of("x\n{{\xa0 'a' }}").find("line 2: the template is not valid UTF-8 (byte 4 of 12)"), std::string::npos)
+      << error_of("x\n{{\xa0 'a' }}");
   const std::string e = error_of("one\ntwo\n{{ messages[0].content + '!' }}", ordered_json::parse(R"([{"role": "user"}])"));
   EXPECT_NE(e.find("chat template line 3"), std::string::npos) << e;
   EXPECT_NE(e.find("has no attribute 'content'"), std::string::npos) << e;

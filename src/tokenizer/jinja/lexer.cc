@@ -1,5 +1,6 @@
 #include "tokenizer/jinja/lexer.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <optional>
@@ -369,6 +370,14 @@ class Lexer {
 
 }  // namespace
 
-std::vector<Token> lex(std::string_view source) { return Lexer(source).run(); }
+std::vector<Token> lex(std::string_view source) {
+  // Every scan below decodes code points and relies on it (a stray byte once stalled one).
+  const size_t valid = utf8::valid_prefix_length(source);
+  if (valid != source.size()) {
+    throw TemplateError(fmt::format("the template is not valid UTF-8 (byte {} of {})", valid, source.size()),
+                        1 + static_cast<int>(std::count(source.begin(), source.begin() + static_cast<std::ptrdiff_t>(valid), '\n')));
+  }
+  return Lexer(source).run();
+}
 
 }  // namespace mlaserve::tokenizer::jinja

@@ -40,8 +40,8 @@ struct Token {
   int line = 1;
 };
 
-// Throws TemplateError for an unterminated tag, comment, string or raw block, or an
-// unexpected character.
+// Throws TemplateError for a source that is not valid UTF-8, an unterminated tag, comment,
+// string or raw block, or an unexpected character.
 std::vector<Token> lex(std::string_view source);
 
 }  // namespace mlaserve::tokenizer::jinja
