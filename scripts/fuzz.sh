@@ -3,7 +3,7 @@
 # named, for SECONDS each (default 60), from its committed corpus (tests/fuzz/corpus/TARGET) into
 # a working corpus that grows across runs (build-fuzz/corpus/TARGET).
 #   scripts/fuzz.sh [SECONDS] [TARGET...]    targets: safetensors_header model_config request
-#                                            tokenizer chat_template
+#                                            tokenizer tokenizer_files chat_template
 # A crash stops its target and leaves the input in build-fuzz/findings/TARGET/; once fixed, the
 # input goes into tests/fuzz/corpus/TARGET/, where CI replays it (fuzz_replay_TARGET).
 set -euo pipefail
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors_header model_config request tokenizer chat_template)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors_header model_config request tokenizer tokenizer_files chat_template)
 
 scripts/setup.sh
 SUDO=""
@@ -26,12 +26,19 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWit
   -DMLASERVE_FUZZ=ON -DMLASERVE_CUDA=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target mlaserve_fuzzers
 
-declare -A dict=([safetensors_header]=json [model_config]=json [request]=json [chat_template]=jinja)
+declare -A dict=([safetensors_header]=json [model_config]=json [request]=json [tokenizer_files]=json
+                 [chat_template]=jinja)
 status=0
 for t in "${targets[@]}"; do
   work=build-fuzz/corpus/$t
   findings=build-fuzz/findings/$t
   mkdir -p "$work" "$findings"
+  max_len=16384
+  if [ "$t" = tokenizer_files ]; then  # the tiny tokenizer's two files as a seed
+    { cat tests/data/tiny-tokenizer/tokenizer.json; printf '\0'; cat tests/data/tiny-tokenizer/tokenizer_config.json; } \
+      > "$work/seed-tiny"
+    max_len=65536
+  fi
   if [ "$t" = chat_template ]; then  # the Jinja engine's conformance cases as more seeds
     python3 - "$work" <<'PY'
 import json, pathlib, sys
@@ -40,7 +47,7 @@ for i, case in enumerate(cases):
     pathlib.Path(sys.argv[1], f"case-{i:03d}").write_text(case["template"])
 PY
   fi
-  args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=16384 -print_final_stats=1
+  args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len="$max_len" -print_final_stats=1
         -artifact_prefix="$findings/")
   [ -n "${dict[$t]:-}" ] && args+=(-dict="tests/fuzz/dict/${dict[$t]}.dict")
   echo "== fuzz_$t: ${seconds} s"

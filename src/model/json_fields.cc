@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/json_nesting.h"
 
 namespace mlaserve {
 
@@ -42,11 +43,9 @@ nlohmann::json parse_json_strict(std::string_view text, std::string_view source)
   };
   std::vector<Frame> open_objects;
   std::optional<std::string> duplicate;
-  // depth: the arrays and objects open around the one that starts (0 for the document).
   auto callback = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    if ((event == nlohmann::json::parse_event_t::array_start || event == nlohmann::json::parse_event_t::object_start) &&
-        depth >= kMaxFileJsonDepth) {
-      MLA_FAIL("{}: arrays and objects nest deeper than {} levels", source, kMaxFileJsonDepth);
+    if (opens_past_nesting_limit(depth, event)) {
+      MLA_FAIL("{}: arrays and objects nest deeper than {} levels", source, kMaxJsonNesting);
     }
     switch (event) {
       case nlohmann::json::parse_event_t::object_start:

@@ -4,9 +4,8 @@
 // parse_json_strict rejects invalid JSON (nlohmann's message, with the byte position) and
 // duplicate keys at any depth. nlohmann, like Python, keeps only one of two equal keys; for a
 // safetensors header that would hide a second tensor, so a duplicate is always an error. It
-// also rejects arrays and objects nested deeper than kMaxFileJsonDepth: the formats nest a few
-// levels, and a deeper value would overflow the stack of the recursive dumps that show it in
-// a message (a safetensors shape of 200,000 brackets did, before this limit).
+// also rejects nesting past kMaxJsonNesting (core/json_nesting.h; a safetensors shape of
+// 200,000 brackets overflowed the stack of the dump that showed it in a message).
 //
 // JsonFields wraps one JSON object. A member that is absent or null reads as "not given"
 // (std::nullopt); a member of the wrong JSON type throws mlaserve::Error naming the dotted
@@ -22,8 +21,6 @@
 #include <nlohmann/json.hpp>
 
 namespace mlaserve {
-
-inline constexpr int kMaxFileJsonDepth = 64;
 
 // Parses `text`; `source` (a path) prefixes every message.
 nlohmann::json parse_json_strict(std::string_view text, std::string_view source);

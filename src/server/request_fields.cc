@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "core/json_nesting.h"
 #include "server/api_error.h"
 
 namespace mlaserve::server {
@@ -37,11 +38,9 @@ int64_t as_int(const Json& v, const char* name, int64_t lo, int64_t hi) {
 }  // namespace
 
 Json parse_json_object(std::string_view body) {
-  // depth: the arrays and objects open around the one that starts (0 for the body itself)
   auto refuse_deep = [](int depth, Json::parse_event_t event, Json& /*parsed*/) {
-    if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) &&
-        depth >= kMaxJsonDepth) {
-      throw invalid_request(fmt::format("the request body nests arrays and objects deeper than {} levels", kMaxJsonDepth));
+    if (opens_past_nesting_limit(depth, event)) {
+      throw invalid_request(fmt::format("the request body nests arrays and objects deeper than {} levels", kMaxJsonNesting));
     }
     return true;
   };

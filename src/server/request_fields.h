@@ -15,14 +15,8 @@ namespace mlaserve::server {
 
 using Json = nlohmann::ordered_json;  // keys keep their order (chat templates iterate them)
 
-// Arrays and objects nest at most this deep in a request: a real one nests a few levels
-// (messages, content parts, tool calls), and a deeper value would overflow the stack of the
-// recursive copies, conversions and dumps it goes through (a 40 KB body of 20,000 brackets
-// did, before this limit).
-inline constexpr int kMaxJsonDepth = 64;
-
 // The body as a JSON object (400 for malformed JSON, invalid UTF-8, nesting deeper than
-// kMaxJsonDepth, or a non-object). Refused while parsing: a deep value is never built.
+// kMaxJsonNesting (core/json_nesting.h), or a non-object).
 Json parse_json_object(std::string_view body);
 
 // nullptr when the field is absent or null.

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/json_nesting.h"
 
 namespace mlaserve::tokenizer {
 
@@ -15,11 +16,18 @@ class JsonFields {
  public:
   explicit JsonFields(std::string file) : file_(std::move(file)) {}
 
-  // Parses `text`, or throws naming the file and the parser's message.
+  // Parses `text`, or throws naming the file and the parser's message (also for a number
+  // out of range, such as 1e999, and for nesting past kMaxJsonNesting).
   nlohmann::json parse(std::string_view text) const {
+    auto refuse_deep = [this](int depth, nlohmann::json::parse_event_t event, nlohmann::json& /*parsed*/) {
+      if (opens_past_nesting_limit(depth, event)) {
+        MLA_FAIL("{}: arrays and objects nest deeper than {} levels", file_, kMaxJsonNesting);
+      }
+      return true;
+    };
     try {
-      return nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+      return nlohmann::json::parse(text.begin(), text.end(), refuse_deep);
+    } catch (const nlohmann::json::exception& e) {
       MLA_FAIL("{}: not valid JSON: {}", file_, e.what());
     }
   }

@@ -2,6 +2,7 @@
 // request, every bad one is a 400 naming the field.
 #include <gtest/gtest.h>
 
+#include "core/json_nesting.h"
 #include "server/api_error.h"
 #include "server/openai_request.h"
 
@@ -39,14 +40,14 @@ TEST(ParseJson, MalformedBodiesAre400) {
   EXPECT_EQ(error_of([] { parse_json_object("{\"a\": \"\xc3\x28\"}"); }).status(), 400);
 }
 
-// Nesting up to kMaxJsonDepth levels (the body counts as one) parses; one more is a 400, and so
+// Nesting up to kMaxJsonNesting levels (the body counts as one) parses; one more is a 400, and so
 // are 200,000 levels of arrays or objects in a chat message (which overflowed the stack).
 TEST(ParseJson, DeepNestingIsRefused) {
   const auto nested = [](int levels) {  // levels - 1 arrays inside the body object
     return "{\"a\": " + std::string(levels - 1, '[') + std::string(levels - 1, ']') + "}";
   };
-  EXPECT_NO_THROW(parse_json_object(nested(kMaxJsonDepth)));
-  ApiError e = error_of([&] { parse_json_object(nested(kMaxJsonDepth + 1)); });
+  EXPECT_NO_THROW(parse_json_object(nested(kMaxJsonNesting)));
+  ApiError e = error_of([&] { parse_json_object(nested(kMaxJsonNesting + 1)); });
   EXPECT_EQ(e.status(), 400);
   EXPECT_NE(std::string(e.what()).find("deeper than 64 levels"), std::string::npos) << e.what();
   const int n = 200000;

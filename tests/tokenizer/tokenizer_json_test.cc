@@ -69,6 +69,13 @@ TEST(TokenizerJson, MalformedJson) {
   EXPECT_ERROR_MENTIONS(load_error(std::string("{\"model\": ")), "tokenizer.json", "not valid JSON");
   EXPECT_ERROR_MENTIONS(load_error(std::string("[1, 2]")), "tokenizer.json", "expected an object");
   EXPECT_ERROR_MENTIONS(load_error(std::string("")), "tokenizer.json", "not valid JSON");
+  // A number past double's range is nlohmann's out_of_range, not a parse_error: it escaped.
+  EXPECT_ERROR_MENTIONS(load_error(std::string("{\"version\": 1e999}")), "tokenizer.json", "not valid JSON",
+                        "1e999");
+  EXPECT_ERROR_MENTIONS(load_error(minimal_tokenizer().dump(), "{\"model_max_length\": -1e999}"),
+                        "tokenizer_config.json", "not valid JSON");
+  const std::string deep = "{\"x\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+  EXPECT_ERROR_MENTIONS(load_error(deep), "tokenizer.json", "nest deeper than 64 levels");
 }
 
 TEST(TokenizerJson, MissingOrMistypedFields) {
