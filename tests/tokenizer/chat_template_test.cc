@@ -118,6 +118,30 @@ TEST(ChatTemplate, DeepNestingIsRefused) {
   }
 }
 
+// Values a template builds are bounded the same way: containers nest at most kMaxValueNesting
+// deep, and no namespace holds a namespace (the only way a value contains itself). Each of
+// these overflowed the stack when printed or freed.
+TEST(ChatTemplate, DeepOrCyclicValuesAreRefused) {
+  const std::string wrap = "{% set ns = namespace(x=[]) %}{% for i in range(N) %}{% set ns.x = [ns.x] %}{% endfor %}";
+  const auto with_n = [&](int n, const std::string& tail) {
+    std::string t = wrap + tail;
+    t.replace(t.find('N'), 1, std::to_string(n));
+    return t;
+  };
+  EXPECT_NE(error_of(with_n(99999, "{{ ns.x|length }}")).find("values nested deeper than 100 levels"), std::string::npos);
+  EXPECT_NE(error_of("{% set ns = namespace(d={}) %}{% for i in range(200) %}{% set ns.d = {'k': ns.d} %}{% endfor %}")
+                .find("values nested deeper than 100 levels"),
+            std::string::npos);
+  EXPECT_EQ(error_of(with_n(90, "{{ ns.x|tojson }}")), "");
+  EXPECT_NE(error_of("{% set ns = namespace(x=1) %}{% set ns.x = ns %}{{ ns }}").find("holding a namespace ('x')"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% set ns = namespace(x=1) %}{% set ns.x = [1, {'a': ns}] %}").find("holding a namespace"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% set a = namespace() %}{% set b = namespace(x=a) %}").find("holding a namespace"),
+            std::string::npos);
+  EXPECT_EQ(error_of("{% set ns = namespace(x=1) %}{% set l = [ns] %}{% set ns.x = 2 %}{{ l[0].x }}"), "");
+}
+
 TEST(ChatTemplate, MessagesMustBeAnArray) {
   EXPECT_THROW(ChatTemplate("x").render(ordered_json::object()), Error);
 }

@@ -1,5 +1,6 @@
 #include "tokenizer/jinja/value.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "tokenizer/jinja/py_format.h"
@@ -22,7 +23,34 @@ const Value* Namespace::find(std::string_view name) const {
   return nullptr;
 }
 
+namespace {
+
+// How deep `v` nests containers (0 for a scalar), and whether it is or holds a namespace.
+int nesting(const Value& v) {
+  if (v.is_sequence()) return v.as_sequence().depth;
+  if (v.is_dict()) return v.as_dict().depth;
+  if (v.is_namespace()) return v.as_namespace().depth;
+  return 0;
+}
+
+bool holds_namespace(const Value& v) {
+  return v.is_namespace() || (v.is_sequence() && v.as_sequence().holds_namespace) ||
+         (v.is_dict() && v.as_dict().holds_namespace);
+}
+
+// The depth of a container of `inner`-deep values; fails past the limit.
+int container_depth(int inner) {
+  if (inner + 1 > kMaxValueNesting) fail("unsupported: values nested deeper than {} levels", kMaxValueNesting);
+  return inner + 1;
+}
+
+}  // namespace
+
 void Namespace::set(std::string_view name, Value value) {
+  if (holds_namespace(value)) {
+    fail("unsupported: a namespace attribute holding a namespace ('{}'), directly or in a list or dict", name);
+  }
+  depth = std::max(depth, container_depth(nesting(value)));
   for (auto& [k, v] : attrs) {
     if (k == name) {
       v = std::move(value);
@@ -35,12 +63,24 @@ void Namespace::set(std::string_view name, Value value) {
 Value Value::list(std::vector<Value> items, SeqKind kind) {
   auto s = std::make_shared<Sequence>();
   s->kind = kind;
+  int inner = 0;
+  for (const Value& item : items) {
+    inner = std::max(inner, nesting(item));
+    s->holds_namespace = s->holds_namespace || holds_namespace(item);
+  }
+  s->depth = container_depth(inner);
   s->items = std::move(items);
   return Value(std::shared_ptr<const Sequence>(std::move(s)));
 }
 
 Value Value::dict(std::vector<std::pair<Value, Value>> entries) {
   auto d = std::make_shared<Dict>();
+  int inner = 0;
+  for (const auto& [key, value] : entries) {
+    inner = std::max({inner, nesting(key), nesting(value)});
+    d->holds_namespace = d->holds_namespace || holds_namespace(key) || holds_namespace(value);
+  }
+  d->depth = container_depth(inner);
   d->entries = std::move(entries);
   return Value(std::shared_ptr<const Dict>(std::move(d)));
 }

@@ -12,6 +12,12 @@
 //   Dict        insertion-ordered, as Python dicts and nlohmann::ordered_json are,
 //   Namespace   jinja2's namespace(): the one mutable object,
 //   Function    a built-in global or a bound method ("a,b".split).
+//
+// Containers (sequences, dicts, namespaces) nest at most kMaxValueNesting deep, and a
+// namespace's attributes hold no namespace, in a container or not (jinja2 allows it, but no
+// chat template needs it, and it is how a value comes to contain itself): printing, comparing,
+// dumping and freeing a value recurse through it, so a deeper or cyclic one would overflow
+// the stack. Both are errors when the value is made.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -27,6 +33,8 @@
 
 namespace mlaserve::tokenizer::jinja {
 
+inline constexpr int kMaxValueNesting = 100;
+
 class Value;
 
 struct Undefined {
@@ -41,16 +49,22 @@ struct Sequence {
   std::vector<Value> items;
   int64_t range_start = 0, range_stop = 0, range_step = 1;  // kRange only, for repr()
   mutable size_t consumed = 0;  // kGenerator only: items already taken
+  int depth = 1;                 // containers nested in it, itself included
+  bool holds_namespace = false;  // some item is, or holds, a namespace
 };
 
 struct Dict {
   std::vector<std::pair<Value, Value>> entries;
+  int depth = 1;
+  bool holds_namespace = false;
   const Value* find(const Value& key) const;
 };
 
 struct Namespace {
   std::vector<std::pair<std::string, Value>> attrs;
+  int depth = 1;  // at least that of its attributes' containers, plus one
   const Value* find(std::string_view name) const;
+  // Fails for a value that is or holds a namespace, or that would nest too deep.
   void set(std::string_view name, Value value);
 };
 
