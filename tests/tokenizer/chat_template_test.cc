@@ -142,6 +142,22 @@ TEST(ChatTemplate, DeepOrCyclicValuesAreRefused) {
   EXPECT_EQ(error_of("{% set ns = namespace(x=1) %}{% set l = [ns] %}{% set ns.x = 2 %}{{ l[0].x }}"), "");
 }
 
+// A render is bounded in steps and bytes: a template that never ends or grows without end fails
+// the render (each of these held the thread or took all the memory).
+TEST(ChatTemplate, RenderBudget) {
+  EXPECT_NE(error_of("{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}")
+                .find("ran past 1000000 statements and loop iterations"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% set ns = namespace(x='ab') %}{% for i in range(40) %}{% set ns.x = ns.x ~ ns.x %}{% endfor %}")
+                .find("a string of more than 67108864 bytes"),
+            std::string::npos);
+  EXPECT_NE(error_of("{{ 'ab' * 1000000000000 }}").find("string repeated past 67108864 bytes"), std::string::npos);
+  EXPECT_NE(error_of("{{ [1, 2] * 3000000 }}").find("list repeated past 4194304 items"), std::string::npos);
+  EXPECT_NE(error_of("{% for i in range(99999) %}{{ 'x' * 1000 }}{% endfor %}").find("output passed 67108864 bytes"),
+            std::string::npos);
+  EXPECT_EQ(error_of("{% for i in range(20000) %}{{ 'x' * 1000 }}{% endfor %}"), "");  // 20 MB is fine
+}
+
 TEST(ChatTemplate, MessagesMustBeAnArray) {
   EXPECT_THROW(ChatTemplate("x").render(ordered_json::object()), Error);
 }

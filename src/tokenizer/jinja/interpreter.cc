@@ -30,7 +30,14 @@ int64_t mul(int64_t a, int64_t b) {
   return r;
 }
 
+// Python's s * n for a string or list: fails before building one past the size limits.
 Value repeat(const Value& seq, int64_t times) {
+  const size_t unit = seq.is_string() ? seq.as_string().size() : seq.as_sequence().items.size();
+  const size_t limit = seq.is_string() ? kMaxStringBytes : kMaxItems;
+  if (times > 0 && unit > 0 && static_cast<uint64_t>(times) > limit / unit) {
+    fail("unsupported: a {} repeated past {} {}", seq.is_string() ? "string" : "list", limit,
+         seq.is_string() ? "bytes" : "items");
+  }
   if (seq.is_string()) {
     std::string out;
     for (int64_t i = 0; i < times; ++i) out += seq.as_string();
@@ -163,12 +170,13 @@ class Renderer {
   }
 
   Flow exec(const Stmt& s, std::string& out) {
+    step();
     switch (s.kind) {
       case StmtKind::kText:
-        out += s.text;
+        append(out, s.text);
         return Flow::kNormal;
       case StmtKind::kOutput:
-        out += to_str(eval(*s.expr));
+        append(out, to_str(eval(*s.expr)));
         return Flow::kNormal;
       case StmtKind::kIf:
         for (const auto& [cond, body] : s.branches) {
@@ -192,6 +200,16 @@ class Renderer {
         return Flow::kContinue;
     }
     return Flow::kNormal;
+  }
+
+  // One statement or loop iteration of the render's budget.
+  void step() {
+    if (++steps_ > kMaxRenderSteps) fail("the template ran past {} statements and loop iterations", kMaxRenderSteps);
+  }
+
+  static void append(std::string& out, std::string_view text) {
+    if (out.size() + text.size() > kMaxStringBytes) fail("the template's output passed {} bytes", kMaxStringBytes);
+    out += text;
   }
 
   void bind(const std::vector<std::string>& targets, const Value& v) {
@@ -222,6 +240,7 @@ class Renderer {
     if (s.filter) {
       std::vector<Value> kept;
       for (Value& item : items) {
+        step();
         frames_.emplace_back();
         bind(s.targets, item);
         const bool keep = truthy(eval(*s.filter));
@@ -233,6 +252,7 @@ class Renderer {
     if (items.empty()) return exec(s.else_body, out);
     const auto n = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < n; ++i) {
+      step();
       frames_.emplace_back();
       bind(s.targets, items[static_cast<size_t>(i)]);
       assign("loop", loop_object(items, i));
@@ -402,6 +422,7 @@ class Renderer {
 
   const Context& context_;
   std::vector<Frame> frames_;
+  int64_t steps_ = 0;
 };
 
 }  // namespace

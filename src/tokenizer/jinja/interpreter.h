@@ -8,9 +8,14 @@
 //     nextitem, depth, depth0 and cycle();
 //   - and/or return an operand, comparisons chain, arithmetic follows Python (floor
 //     division and modulo signs, int/float promotion; 64-bit overflow is an error).
+//   - a render is bounded: kMaxRenderSteps statements and loop iterations, output and
+//     strings of kMaxStringBytes (value.h), so that a template that never ends or grows a
+//     string without end fails the request instead of holding a server thread or its memory
+//     (jinja2 has no such bounds; no chat template comes near them).
 // Errors carry the template line of the statement that failed.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +23,8 @@
 #include "tokenizer/jinja/ast.h"
 
 namespace mlaserve::tokenizer::jinja {
+
+inline constexpr int64_t kMaxRenderSteps = 1'000'000;
 
 using Context = std::vector<std::pair<std::string, Value>>;
 

@@ -38,6 +38,10 @@ bool holds_namespace(const Value& v) {
          (v.is_dict() && v.as_dict().holds_namespace);
 }
 
+void check_items(size_t n) {
+  if (n > kMaxItems) fail("unsupported: a list or dict of more than {} items", kMaxItems);
+}
+
 // The depth of a container of `inner`-deep values; fails past the limit.
 int container_depth(int inner) {
   if (inner + 1 > kMaxValueNesting) fail("unsupported: values nested deeper than {} levels", kMaxValueNesting);
@@ -45,6 +49,11 @@ int container_depth(int inner) {
 }
 
 }  // namespace
+
+std::string bounded(std::string s) {
+  if (s.size() > kMaxStringBytes) fail("unsupported: a string of more than {} bytes", kMaxStringBytes);
+  return s;
+}
 
 void Namespace::set(std::string_view name, Value value) {
   if (holds_namespace(value)) {
@@ -61,6 +70,7 @@ void Namespace::set(std::string_view name, Value value) {
 }
 
 Value Value::list(std::vector<Value> items, SeqKind kind) {
+  check_items(items.size());
   auto s = std::make_shared<Sequence>();
   s->kind = kind;
   int inner = 0;
@@ -74,6 +84,7 @@ Value Value::list(std::vector<Value> items, SeqKind kind) {
 }
 
 Value Value::dict(std::vector<std::pair<Value, Value>> entries) {
+  check_items(entries.size());
   auto d = std::make_shared<Dict>();
   int inner = 0;
   for (const auto& [key, value] : entries) {

@@ -17,7 +17,9 @@
 // namespace's attributes hold no namespace, in a container or not (jinja2 allows it, but no
 // chat template needs it, and it is how a value comes to contain itself): printing, comparing,
 // dumping and freeing a value recurse through it, so a deeper or cyclic one would overflow
-// the stack. Both are errors when the value is made.
+// the stack. Both are errors when the value is made, and so are a string past
+// kMaxStringBytes and a sequence or dict past kMaxItems (a template that doubles a string in
+// a loop would otherwise take all the memory there is).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -34,8 +36,13 @@
 namespace mlaserve::tokenizer::jinja {
 
 inline constexpr int kMaxValueNesting = 100;
+inline constexpr size_t kMaxStringBytes = size_t{64} << 20;
+inline constexpr size_t kMaxItems = size_t{1} << 22;
 
 class Value;
+
+// `s`, if it is at most kMaxStringBytes long; fails otherwise.
+std::string bounded(std::string s);
 
 struct Undefined {
   std::string hint;  // what jinja2 would say when it is used: "'x' is undefined"
@@ -86,7 +93,7 @@ class Value {
   Value(int64_t i) : v_(i) {}
   Value(int i) : v_(int64_t{i}) {}
   Value(double d) : v_(d) {}
-  Value(std::string s) : v_(std::move(s)) {}
+  Value(std::string s) : v_(bounded(std::move(s))) {}
   Value(const char* s) : v_(std::string(s)) {}
   Value(std::shared_ptr<const Sequence> s) : v_(std::move(s)) {}
   Value(std::shared_ptr<const Dict> d) : v_(std::move(d)) {}
