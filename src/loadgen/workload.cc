@@ -30,7 +30,7 @@ LoadRequest parse_line(const std::string& line, const std::string& where) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e999
     MLA_FAIL("{}: not JSON: {}", where, e.what());
   }
   MLA_CHECK(j.is_object(), "{}: expected a JSON object, got {}", where, j.type_name());

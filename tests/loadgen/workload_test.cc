@@ -84,6 +84,7 @@ TEST(Dataset, ErrorsNameTheLine) {
   const std::string good = "{\"prompt\": \"a\", \"max_tokens\": 1}\n";
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"{\"prompt\": \"a\", \"max_tokens\": 1", "not JSON"},
+      {"{\"prompt\": \"a\", \"max_tokens\": 1e999}", "not JSON"},  // nlohmann's out_of_range, not a parse_error
       {"[1, 2]", "expected a JSON object"},
       {"{\"max_tokens\": 3}", "exactly one of"},
       {"{\"prompt\": \"a\", \"prompt_ids\": [1], \"max_tokens\": 3}", "exactly one of"},
