@@ -4,11 +4,19 @@
 // Input: a method byte (GET, POST or other), the target up to the first '\n', then the body.
 // Every request must get a reply or a task, never an escaped exception, and never a 5xx
 // other than 503 (a 500 is an exception the routes did not expect: a bug). A task is started
-// and dropped at once (its destructor aborts its choices), as when a client goes away.
+// and run as a connection runs it, for at most kPolls wake-ups: what it writes must be SSE
+// events of JSON objects (streamed) or a JSON answer that is not a 5xx; then it is dropped
+// (its destructor aborts what is unfinished), as when a client goes away.
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
 #include "engine/fake_runner.h"
@@ -39,7 +47,7 @@ struct Server {
     ServerOptions o;
     o.model_name = "tiny";
     o.api_key = kKey;
-    o.max_waiting_requests = 1 << 20;  // every task is dropped at once: admission never fills
+    o.max_waiting_requests = 1 << 20;  // every task is dropped soon: admission never fills
     return o;
   }
   tokenizer::Tokenizer tokenizer;
@@ -61,6 +69,56 @@ HttpRequest to_request(std::string_view input) {
   return request;
 }
 
+bool is_json(std::string_view text) { return nlohmann::json::accept(text.begin(), text.end()); }
+
+// Every event of a streamed answer: "data: " then a JSON object or [DONE], then a blank line.
+bool is_sse(std::string_view out) {
+  while (!out.empty()) {
+    if (out.substr(0, 6) != "data: ") return false;
+    const size_t end = out.find("\n\n");
+    if (end == std::string_view::npos) return false;
+    const std::string_view data = out.substr(6, end - 6);
+    if (data != "[DONE]" && !is_json(data)) return false;
+    out.remove_prefix(end + 2);
+  }
+  return true;
+}
+
+// Runs `task` as HttpSession does (start, then poll on each wake-up) for at most kPolls
+// wake-ups, and checks what it wrote.
+void run_briefly(GenerationTask& task) {
+  constexpr int kPolls = 32;
+  struct Wake {  // shared with the engine thread, which may call wake after the task is gone
+    std::mutex m;
+    std::condition_variable cv;
+    bool woken = false;
+  };
+  auto wake = std::make_shared<Wake>();
+  try {
+    task.start([wake] {
+      std::lock_guard lock(wake->m);
+      wake->woken = true;
+      wake->cv.notify_all();
+    });
+  } catch (const ApiError& e) {
+    if (e.status() >= 500 && e.status() != 503) std::abort();
+    return;
+  }
+  std::string out;
+  for (int i = 0; i < kPolls && !task.finished(); ++i) {
+    std::unique_lock lock(wake->m);
+    wake->cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return wake->woken; });
+    wake->woken = false;
+    lock.unlock();
+    out += task.poll();
+  }
+  if (task.streaming()) {
+    if (!is_sse(out)) std::abort();
+  } else if (task.finished()) {
+    if (task.reply_status() >= 500 || !is_json(task.reply_body())) std::abort();
+  }
+}
+
 }  // namespace
 }  // namespace mlaserve::server
 
@@ -71,12 +129,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Routed routed = route_request(server->state, request);
   if (routed.reply && routed.reply->status >= 500 && routed.reply->status != 503) std::abort();
   if (routed.reply.has_value() == (routed.task != nullptr)) std::abort();
-  if (routed.task) {
-    try {
-      routed.task->start([] {});
-    } catch (const ApiError& e) {
-      if (e.status() >= 500 && e.status() != 503) std::abort();
-    }
-  }
+  if (routed.task) run_briefly(*routed.task);
   return 0;
 }
