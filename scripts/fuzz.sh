@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the input parsers with libFuzzer under ASan + UBSan (tests/fuzz): every target, or those
-# named, for SECONDS each (default 60), from its committed corpus (tests/fuzz/corpus/TARGET) into
-# a working corpus that grows across runs (build-fuzz/corpus/TARGET).
+# named, for SECONDS each (default 60), from its committed corpus (tests/fuzz/corpus/TARGET) and
+# seeds (build-fuzz/tests/fuzz/seeds/TARGET, see tests/fuzz/CMakeLists.txt) into a working corpus
+# that grows across runs (build-fuzz/corpus/TARGET).
 #   scripts/fuzz.sh [SECONDS] [TARGET...]    targets: safetensors_header model_config request
 #                                            tokenizer tokenizer_files chat_template
 # A crash stops its target and leaves the input in build-fuzz/findings/TARGET/; once fixed, the
@@ -51,7 +52,9 @@ PY
         -artifact_prefix="$findings/")
   [ -n "${dict[$t]:-}" ] && args+=(-dict="tests/fuzz/dict/${dict[$t]}.dict")
   echo "== fuzz_$t: ${seconds} s"
-  if ! build-fuzz/tests/fuzz/fuzz_"$t" "${args[@]}" "$work" "tests/fuzz/corpus/$t" 2>"build-fuzz/fuzz_$t.log"; then
+  inputs=("$work")
+  for d in "tests/fuzz/corpus/$t" "build-fuzz/tests/fuzz/seeds/$t"; do [ -d "$d" ] && inputs+=("$d"); done
+  if ! build-fuzz/tests/fuzz/fuzz_"$t" "${args[@]}" "${inputs[@]}" 2>"build-fuzz/fuzz_$t.log"; then
     echo "fuzz_$t FOUND A BUG: input in $findings/, log in build-fuzz/fuzz_$t.log"
     status=1
   fi

@@ -1,6 +1,7 @@
-// Replays a fuzz target's corpus (MLASERVE_FUZZ_CORPUS: its seeds and every input that once
-// found a bug) through its LLVMFuzzerTestOneInput, as the test FuzzCorpus.<target>
-// (MLASERVE_FUZZ_TARGET). A crash, a sanitizer report or an exception
+// Replays a fuzz target's inputs through its LLVMFuzzerTestOneInput, as the test
+// FuzzCorpus.<target> (MLASERVE_FUZZ_TARGET): its corpus (MLASERVE_FUZZ_CORPUS: its own seeds
+// and every input that once found a bug) and the seeds CMake copied from the project's files
+// (MLASERVE_FUZZ_SEEDS); either folder may be absent. A crash, a sanitizer report or an exception
 // the target lets out fails the test, naming the file.
 #include <gtest/gtest.h>
 
@@ -18,11 +19,14 @@ namespace {
 
 TEST(FuzzCorpus, MLASERVE_FUZZ_TARGET) {
   std::vector<std::filesystem::path> files;
-  for (const auto& entry : std::filesystem::directory_iterator(MLASERVE_FUZZ_CORPUS)) {
-    if (entry.is_regular_file()) files.push_back(entry.path());
+  for (const char* folder : {MLASERVE_FUZZ_CORPUS, MLASERVE_FUZZ_SEEDS}) {
+    if (!std::filesystem::is_directory(folder)) continue;
+    for (const auto& entry : std::filesystem::directory_iterator(folder)) {
+      if (entry.is_regular_file()) files.push_back(entry.path());
+    }
   }
   std::sort(files.begin(), files.end());
-  ASSERT_FALSE(files.empty()) << "no inputs in " << MLASERVE_FUZZ_CORPUS;
+  ASSERT_FALSE(files.empty()) << "no inputs in " << MLASERVE_FUZZ_CORPUS << " or " << MLASERVE_FUZZ_SEEDS;
   for (const auto& path : files) {
     SCOPED_TRACE(path.filename().string());
     std::ifstream in(path, std::ios::binary);

@@ -50,9 +50,8 @@ int container_depth(int inner) {
 
 }  // namespace
 
-std::string bounded(std::string s) {
-  if (s.size() > kMaxStringBytes) fail("unsupported: a string of more than {} bytes", kMaxStringBytes);
-  return s;
+void fail_string_too_long(size_t bytes) {
+  fail("unsupported: a string of more than {} bytes ({})", kMaxStringBytes, bytes);
 }
 
 void Namespace::set(std::string_view name, Value value) {

@@ -41,8 +41,13 @@ inline constexpr size_t kMaxItems = size_t{1} << 22;
 
 class Value;
 
-// `s`, if it is at most kMaxStringBytes long; fails otherwise.
-std::string bounded(std::string s);
+[[noreturn]] void fail_string_too_long(size_t bytes);
+
+// `s`, if it is at most kMaxStringBytes long; fails otherwise. Every string value passes here.
+inline std::string bounded(std::string s) {
+  if (s.size() > kMaxStringBytes) [[unlikely]] fail_string_too_long(s.size());
+  return s;
+}
 
 struct Undefined {
   std::string hint;  // what jinja2 would say when it is used: "'x' is undefined"
