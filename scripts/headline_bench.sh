@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Every benchmark row that issues #5 and #6 set a target on, in one call on one GPU (about 8
-# minutes on an H100): the figures to quote for the card it runs on.
+# Every benchmark row that issues #5 and #6 set a target on, in one call on one GPU (36 s on an
+# H100, binaries carried over): the figures to quote for the card it runs on.
 #
 #   BUILD_DIR=build-cuda scripts/headline_bench.sh [RESULTS_DIR]   (default ./headline-results)
 #
-# Rows, in order of their cost (each benchmark under its own time limit, so that one slow part
+# Rows, in this order (each benchmark under its own time limit, so that one slow part
 # cannot take the rest with it):
 #   MLA decode at FlashMLA's anchors (b128 x 4096 x 16 / 128 heads, b32 x 32k, b1 x 4096), with the
 #     PyTorch baseline in the same run, and b1 x 4096 again with the early loads the model uses;
