@@ -48,20 +48,10 @@ status=0
 
 log() { echo "$*" | tee -a "$LOG"; }
 # step NAME TIMEOUT CMD...: runs CMD (at most TIMEOUT seconds) with its output in the log,
-# records PASS/FAIL and the time.
-step() {
-  local name=$1 limit=$2
-  shift 2
-  log "== $name: $*"
-  local t0=$SECONDS
-  timeout "$limit" "$@" >>"$LOG" 2>&1
-  local rc=$?
-  local verdict=PASS
-  [ $rc -ne 0 ] && verdict="FAIL (exit $rc)" && status=1
-  [ $rc -eq 124 ] && verdict="TIMEOUT (${limit}s)"
-  printf '%-44s %-16s %4ds\n' "$name" "$verdict" $((SECONDS - t0)) | tee -a "$SUMMARY" "$LOG"
-  return $rc
-}
+# records PASS/FAIL/TIMEOUT and the time (scripts/lib/step.sh).
+# shellcheck source=lib/step.sh disable=SC1091
+. scripts/lib/step.sh
+step() { run_step "$1" "$2" "$LOG" "${@:3}"; }
 # bench NAME TIMEOUT ARGS...: one `mlaserve bench throughput` (in the environment BENCH_ENV);
 # its JSON is kept as NAME.json.
 BENCH_ENV=()
@@ -72,7 +62,7 @@ bench() {
   step "$name" "$limit" env "${BENCH_ENV[@]}" "$MLASERVE" bench throughput "$@" --results-dir "$dir"
   local rc=$?
   local json
-  json=$(ls "$dir"/*.json 2>/dev/null | head -n 1)
+  json=$(find "$dir" -maxdepth 1 -name "*.json" 2>/dev/null | sort | head -n 1)
   if [ -n "$json" ]; then
     mv "$json" "$JSON_DIR/$name.json"
     tar rf "$RESULTS/results.tar" -C "$JSON_DIR" "./$name.json"  # kept even if a later step is cut short

@@ -20,10 +20,12 @@
 # binary took 98 s without it and over 170 s with it on an H200); SANITIZE_FILTER (gtest filter
 # of the sanitizer runs, default '*.Small*'); SANITIZE_TIMEOUT (seconds per sanitizer run,
 # default 900: racecheck of test_ops_cuda's Small cases takes minutes); TESTS (the test binaries
-# of the tests and sanitize parts, by name, comma-separated; default every one found: the tests
-# part takes ~8-9 minutes on an H200, so a machine that limits each command to 10 can split it,
-# e.g. TESTS=test_fp8_ops_cuda,test_ops_cuda, then the others); SKIP_BENCH=1 (as PARTS without
-# bench).
+# of the tests and sanitize parts, by name, comma-separated; default every one found); JOBS (test
+# binaries run side by side in the tests and sanitize parts, default 1; never the benchmarks:
+# their timings would share the GPU). One after another the tests part took ~8-9 minutes on an
+# H200; on an H100 with JOBS=4 the tests part took 109 s and the sanitize part 314 s (racecheck
+# of test_ops_cuda alone 281 s), so `PARTS=tests,sanitize JOBS=4` fits a machine that limits each
+# command to 10 minutes. SKIP_BENCH=1 (as PARTS without bench).
 #
 # racecheck reports hazards inside two third-party kernels that the tests reach: cuBLASLt's
 # block-scaled FP8 GEMMs (nvjet_sm90_*) and CUTLASS's grouped blockwise FP8 mainloop
@@ -49,26 +51,18 @@ part() { [[ $PARTS == *",$1,"* ]]; }
 TEST_FILTER=${TEST_FILTER:-'*'}
 SANITIZE_FILTER=${SANITIZE_FILTER:-'*.Small*'}
 SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-900}
+JOBS=${JOBS:-1}
 export PATH="/usr/local/cuda/bin:$PATH"
 status=0
 
 log() { echo "$*" | tee -a "$LOG"; }
-# step NAME CMD...: runs CMD with its output in the log, records PASS/FAIL and the time. CMD may
-# be a function of this script that sets STEP_NOTE, which the PASS line then carries.
-STEP_NOTE=
-step() {
-  local name=$1
-  shift
-  log "== $name: $*"
-  local t0=$SECONDS
-  "$@" >>"$LOG" 2>&1
-  local rc=$?
-  local verdict="PASS$STEP_NOTE"
-  [ $rc -ne 0 ] && verdict="FAIL (exit $rc)" && status=1
-  STEP_NOTE=
-  printf '%-58s %-16s %4ds\n' "$name" "$verdict" $((SECONDS - t0)) | tee -a "$SUMMARY" "$LOG"
-  return $rc
-}
+# step NAME CMD...: CMD (no time limit; it may be a function of this script that sets STEP_NOTE)
+# with its output in the log, and a PASS/FAIL line with its time (scripts/lib/step.sh).
+# shellcheck source=lib/step.sh disable=SC1091
+. "$ROOT/scripts/lib/step.sh"
+# shellcheck disable=SC2034  # read by run_step
+STEP_WIDTH=58
+step() { run_step "$1" 0 "$LOG" "${@:2}"; }
 
 # racecheck TEST: racecheck of TEST's SANITIZE_FILTER cases, its report on stdout. Hazards (exit
 # 99) count as a pass, noted in the summary, when no test failed and every access the report
@@ -83,6 +77,7 @@ racecheck() {
   cat "$report"
   if [ "$rc" -eq 99 ] && grep -q ' access at ' "$report" && ! grep -q '^\[  FAILED  \]' "$report" &&
     ! grep ' access at ' "$report" | grep -qvE ' access at (nvjet_sm90_|void cutlass::device_kernel<)'; then
+    # shellcheck disable=SC2034  # read by run_step
     STEP_NOTE=" (third-party hazards only)"
     rc=0
   fi
@@ -125,26 +120,73 @@ if [ -n "${TESTS:-}" ]; then
     status=1
   fi
 fi
-if part tests; then
-  for t in $tests; do
-    name=$(basename "$t")
-    step "$name" "$t" --gtest_filter="$TEST_FILTER" --gtest_output="xml:$RESULTS/gtest/$name.xml"
+# in_lanes FUNC ITEM...: FUNC ITEM for every item, in JOBS lanes side by side (item i in lane
+# i % JOBS), each lane with its own log and summary, which join this script's in lane order once
+# every lane has ended; a lane's FAIL or TIMEOUT line sets status. JOBS=1: one after another.
+in_lanes() {
+  local func=$1
+  shift
+  if [ "$JOBS" -le 1 ]; then
+    for item in "$@"; do "$func" "$item"; done
+    return
+  fi
+  local dir n
+  dir=$(mktemp -d)
+  for ((n = 0; n < JOBS; n++)); do
+    : >"$dir/$n.log"
+    : >"$dir/$n.summary"
+    LOG=$dir/$n.log SUMMARY=$dir/$n.summary lane "$n" "$func" "$@" &
   done
+  wait
+  for ((n = 0; n < JOBS; n++)); do
+    cat "$dir/$n.log" >>"$LOG"
+    cat "$dir/$n.summary" >>"$SUMMARY"
+  done
+  grep -qE ' (FAIL|TIMEOUT) \(' "$dir"/*.summary && status=1
+  rm -rf "$dir"
+}
+# lane N FUNC ITEM...: FUNC ITEM for the items of lane N.
+lane() {
+  local n=$1 func=$2 i=0 item
+  shift 2
+  for item in "$@"; do
+    [ $((i % JOBS)) -eq "$n" ] && "$func" "$item"
+    i=$((i + 1))
+  done
+}
+
+# The plain run of test binary $1.
+# shellcheck disable=SC2317  # invoked indirectly, through in_lanes
+run_test() {
+  local name
+  name=$(basename "$1")
+  step "$name" "$1" --gtest_filter="$TEST_FILTER" --gtest_output="xml:$RESULTS/gtest/$name.xml"
+}
+
+# memcheck and racecheck of test binary $1's SANITIZE_FILTER cases.
+# shellcheck disable=SC2317  # invoked indirectly, through in_lanes
+sanitize_test() {
+  local name
+  name=$(basename "$1")
+  if ! "$1" --gtest_list_tests --gtest_filter="$SANITIZE_FILTER" 2>/dev/null | grep -q '^  '; then
+    log "$name has no $SANITIZE_FILTER cases: no sanitizer runs"
+    return
+  fi
+  step "$name under memcheck ($SANITIZE_FILTER)" timeout "$SANITIZE_TIMEOUT" \
+    compute-sanitizer --tool memcheck --error-exitcode 99 "$1" --gtest_filter="$SANITIZE_FILTER"
+  step "$name under racecheck ($SANITIZE_FILTER)" racecheck "$1"
+}
+
+# shellcheck disable=SC2086  # $tests: one path a word
+if part tests; then
+  in_lanes run_test $tests
 fi
 
 if ! part sanitize; then
   :
 elif command -v compute-sanitizer >/dev/null; then
-  for t in $tests; do
-    name=$(basename "$t")
-    if ! "$t" --gtest_list_tests --gtest_filter="$SANITIZE_FILTER" 2>/dev/null | grep -q '^  '; then
-      log "$name has no $SANITIZE_FILTER cases: no sanitizer runs"
-      continue
-    fi
-    step "$name under memcheck ($SANITIZE_FILTER)" timeout "$SANITIZE_TIMEOUT" \
-      compute-sanitizer --tool memcheck --error-exitcode 99 "$t" --gtest_filter="$SANITIZE_FILTER"
-    step "$name under racecheck ($SANITIZE_FILTER)" racecheck "$t"
-  done
+  # shellcheck disable=SC2086
+  in_lanes sanitize_test $tests
 else
   log "compute-sanitizer not found: sanitizer runs skipped"
   echo "compute-sanitizer                                          SKIPPED" >>"$SUMMARY"

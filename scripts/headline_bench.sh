@@ -25,17 +25,13 @@ SUMMARY="$RESULTS/summary.txt"
 : >"$SUMMARY"
 status=0
 
-# step NAME LIMIT_S CMD...: CMD's output into RESULTS/NAME.txt, a line in the summary.
-step() {
-  local name=$1 limit=$2
-  shift 2
-  local t0=$SECONDS
-  timeout "$limit" "$@" >"$RESULTS/$name.txt" 2>&1
-  local rc=$?
-  local verdict=PASS
-  [ $rc -ne 0 ] && verdict="FAIL (exit $rc)" && status=1
-  printf '%-28s %-16s %4ds\n' "$name" "$verdict" $((SECONDS - t0)) | tee -a "$SUMMARY"
-}
+# step NAME LIMIT_S CMD...: CMD's output into RESULTS/NAME.txt, a line in the summary
+# (scripts/lib/step.sh).
+# shellcheck source=lib/step.sh disable=SC1091
+. scripts/lib/step.sh
+# shellcheck disable=SC2034  # read by run_step
+STEP_WIDTH=28
+step() { run_step "$1" "$2" "$RESULTS/$1.txt" "${@:3}"; }
 
 {
   echo "checkout $(git describe --always --dirty 2>/dev/null || echo '?'), binaries from $(cat "$BUILD/build_commit.txt" 2>/dev/null || echo '?')"
