@@ -21,9 +21,9 @@
 # of the sanitizer runs, default '*.Small*'); SANITIZE_TIMEOUT (seconds per sanitizer run,
 # default 900: racecheck of test_ops_cuda's Small cases takes minutes); TESTS (the test binaries
 # of the tests and sanitize parts, by name, comma-separated; default every one found); JOBS (test
-# binaries run side by side in the tests and sanitize parts, default 1; never the benchmarks:
-# their timings would share the GPU). One after another the tests part took ~8-9 minutes on an
-# H200; on an H100 with JOBS=4 the tests part took 109 s and the sanitize part 314 s (racecheck
+# binaries run side by side in the tests and sanitize parts, each lane taking the next binary;
+# default 1; never the benchmarks: their timings would share the GPU). One after another the
+# tests part took ~8-9 minutes on an H200; on an H100 with JOBS=4 the tests part took 109 s and the sanitize part 314 s (racecheck
 # of test_ops_cuda alone 281 s), so `PARTS=tests,sanitize JOBS=4` fits a machine that limits each
 # command to 10 minutes. SKIP_BENCH=1 (as PARTS without bench).
 #
@@ -120,9 +120,10 @@ if [ -n "${TESTS:-}" ]; then
     status=1
   fi
 fi
-# in_lanes FUNC ITEM...: FUNC ITEM for every item, in JOBS lanes side by side (item i in lane
-# i % JOBS), each lane with its own log and summary, which join this script's in lane order once
-# every lane has ended; a lane's FAIL or TIMEOUT line sets status. JOBS=1: one after another.
+# in_lanes FUNC ITEM...: FUNC ITEM for every item, in JOBS lanes side by side (each lane takes
+# the next item not yet taken), each lane with its own log and summary, which join this script's
+# in lane order once every lane has ended; a lane's FAIL or TIMEOUT line sets status. JOBS=1: one
+# after another.
 in_lanes() {
   local func=$1
   shift
@@ -132,10 +133,11 @@ in_lanes() {
   fi
   local dir n
   dir=$(mktemp -d)
+  echo 0 >"$dir/next"
   for ((n = 0; n < JOBS; n++)); do
     : >"$dir/$n.log"
     : >"$dir/$n.summary"
-    LOG=$dir/$n.log SUMMARY=$dir/$n.summary lane "$n" "$func" "$@" &
+    LOG=$dir/$n.log SUMMARY=$dir/$n.summary lane "$dir/next" "$func" "$@" &
   done
   wait
   for ((n = 0; n < JOBS; n++)); do
@@ -145,13 +147,16 @@ in_lanes() {
   grep -qE ' (FAIL|TIMEOUT) \(' "$dir"/*.summary && status=1
   rm -rf "$dir"
 }
-# lane N FUNC ITEM...: FUNC ITEM for the items of lane N.
+# lane NEXT FUNC ITEM...: FUNC ITEM for the items this lane takes, by the index in file NEXT
+# (read and advanced under flock).
 lane() {
-  local n=$1 func=$2 i=0 item
+  local next=$1 func=$2 i
   shift 2
-  for item in "$@"; do
-    [ $((i % JOBS)) -eq "$n" ] && "$func" "$item"
-    i=$((i + 1))
+  local items=("$@")
+  # shellcheck disable=SC2016  # the inner shell expands them
+  while i=$(flock "$next" sh -c 'i=$(cat "$1"); echo $((i + 1)) >"$1"; echo "$i"' _ "$next") &&
+    [ "$i" -lt ${#items[@]} ]; do
+    "$func" "${items[i]}"
   done
 }
 
