@@ -4,7 +4,7 @@
 # seeds (build-fuzz/tests/fuzz/seeds/TARGET, see tests/fuzz/CMakeLists.txt) into a working corpus
 # that grows across runs (build-fuzz/corpus/TARGET).
 #   scripts/fuzz.sh [SECONDS] [TARGET...]    targets: safetensors_header model_config request
-#                                            tokenizer tokenizer_files chat_template
+#                                            http_session tokenizer tokenizer_files chat_template
 # A crash stops its target and leaves the input in build-fuzz/findings/TARGET/; once fixed, the
 # input goes into tests/fuzz/corpus/TARGET/, where CI replays it (fuzz_replay_TARGET).
 set -euo pipefail
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors_header model_config request tokenizer tokenizer_files chat_template)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors_header model_config request http_session tokenizer tokenizer_files chat_template)
 
 scripts/setup.sh
 SUDO=""
@@ -27,8 +27,8 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWit
   -DMLASERVE_FUZZ=ON -DMLASERVE_CUDA=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target mlaserve_fuzzers
 
-declare -A dict=([safetensors_header]=json [model_config]=json [request]=json [tokenizer_files]=json
-                 [chat_template]=jinja)
+declare -A dict=([safetensors_header]=json [model_config]=json [request]=json [http_session]=http
+                 [tokenizer_files]=json [chat_template]=jinja)
 status=0
 for t in "${targets[@]}"; do
   work=build-fuzz/corpus/$t

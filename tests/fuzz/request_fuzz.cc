@@ -16,46 +16,15 @@
 #include <string>
 #include <string_view>
 
-#include <nlohmann/json.hpp>
-
-#include "engine/engine.h"
-#include "engine/fake_runner.h"
-#include "engine/tokenizer_text_decoder.h"
+#include "fuzz/fuzz_server.h"
 #include "server/router.h"
 
 namespace mlaserve::server {
 namespace {
 
-constexpr const char* kKey = "fuzz-key";
-
-struct Server {
-  Server()
-      : tokenizer(tokenizer::Tokenizer::load(std::string(MLASERVE_SOURCE_DIR) + "/tests/data/tiny-tokenizer")),
-        runner(testing::FakeRunnerOptions{1024, 32, 1 << 20, {}}),
-        text(tokenizer),
-        engine(runner, engine_options(), &text),
-        state(engine, &tokenizer, server_options()) {
-    engine.start();
-  }
-  static EngineOptions engine_options() {
-    EngineOptions e;
-    e.scheduler = {256, 16, true};
-    e.max_model_len = 256;
-    return e;
-  }
-  static ServerOptions server_options() {
-    ServerOptions o;
-    o.model_name = "tiny";
-    o.api_key = kKey;
-    o.max_waiting_requests = 1 << 20;  // every task is dropped soon: admission never fills
-    return o;
-  }
-  tokenizer::Tokenizer tokenizer;
-  testing::FakeRunner runner;
-  TokenizerTextDecoderFactory text;
-  Engine engine;
-  ServingState state;
-};
+using fuzz::FuzzServer;
+using fuzz::is_json;
+using fuzz::is_sse;
 
 HttpRequest to_request(std::string_view input) {
   static constexpr const char* kMethods[] = {"GET", "POST", "PUT"};
@@ -65,23 +34,8 @@ HttpRequest to_request(std::string_view input) {
   const size_t newline = input.find('\n');
   request.target = std::string(input.substr(0, newline));
   request.body = newline == std::string_view::npos ? "" : std::string(input.substr(newline + 1));
-  request.authorization = std::string("Bearer ") + kKey;
+  request.authorization = std::string("Bearer ") + fuzz::kApiKey;
   return request;
-}
-
-bool is_json(std::string_view text) { return nlohmann::json::accept(text.begin(), text.end()); }
-
-// Every event of a streamed answer: "data: " then a JSON object or [DONE], then a blank line.
-bool is_sse(std::string_view out) {
-  while (!out.empty()) {
-    if (out.substr(0, 6) != "data: ") return false;
-    const size_t end = out.find("\n\n");
-    if (end == std::string_view::npos) return false;
-    const std::string_view data = out.substr(6, end - 6);
-    if (data != "[DONE]" && !is_json(data)) return false;
-    out.remove_prefix(end + 2);
-  }
-  return true;
 }
 
 // Runs `task` as HttpSession does (start, then poll on each wake-up) for at most kPolls
@@ -124,7 +78,7 @@ void run_briefly(GenerationTask& task) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace mlaserve::server;
-  static Server* server = new Server();  // lives for the whole run, as the server's state does
+  static FuzzServer* server = new FuzzServer(fuzz::base_server_options());  // lives for the whole run, as the server's state does
   const HttpRequest request = to_request(std::string_view(reinterpret_cast<const char*>(data), size));
   Routed routed = route_request(server->state, request);
   if (routed.reply && routed.reply->status >= 500 && routed.reply->status != 503) std::abort();
