@@ -26,9 +26,12 @@ TokenLogprobs logprobs_of(const Tensor& logprobs, int32_t token, int32_t n) {
 
 }  // namespace
 
-void apply_penalties(std::span<float> logits, const SamplerRow& row) {
+void adjust_logits(std::span<float> logits, const SamplerRow& row) {
   const SamplingParams& p = *row.params;
   const auto v = static_cast<int64_t>(logits.size());
+  for (const auto& [t, bias] : p.logit_bias) {
+    if (t >= 0 && t < v) logits[static_cast<size_t>(t)] += bias;
+  }
   if (p.repetition_penalty != 1.0f) {
     std::unordered_set<int32_t> seen(row.prompt.begin(), row.prompt.end());
     seen.insert(row.output.begin(), row.output.end());
@@ -70,7 +73,7 @@ SampledToken sample_token(Tensor& logits, const SamplerRow& row) {
     logprobs = Tensor::empty(logits.shape(), DType::kF32);
     ops::log_softmax_cpu(logits, logprobs);  // raw: before penalties and temperature
   }
-  apply_penalties(std::span(logits.data<float>(), static_cast<size_t>(logits.dim(1))), row);
+  adjust_logits(std::span(logits.data<float>(), static_cast<size_t>(logits.dim(1))), row);
 
   const ops::SamplingOptions options{p.temperature, p.top_k, p.top_p, p.min_p};
   const ops::SamplingKey key{row.seed, static_cast<uint64_t>(row.output.size())};
@@ -83,7 +86,8 @@ SampledToken sample_token(Tensor& logits, const SamplerRow& row) {
 }
 
 bool samples_on_gpu(const SamplingParams& p) {
-  return p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f;
+  return p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f &&
+         p.logit_bias.empty();
 }
 
 namespace {

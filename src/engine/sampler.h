@@ -34,16 +34,17 @@ struct SampledToken {
   std::optional<TokenLogprobs> logprobs;  // when params->logprobs is set
 };
 
-// Applies the penalties to logits [V] in place.
-void apply_penalties(std::span<float> logits, const SamplerRow& row);
+// Applies logit_bias, then the penalties, to logits [V] in place (sampling_params.h's order).
+void adjust_logits(std::span<float> logits, const SamplerRow& row);
 
 // The top-n log-probabilities of a log-softmax row [V], best first (ties: lower id).
 std::vector<TokenLogprob> top_logprobs(std::span<const float> logprobs, int32_t n);
 
-// Samples from logits [1, V] f32 on the host (modified in place by the penalties).
+// Samples from logits [1, V] f32 on the host (modified in place by adjust_logits).
 SampledToken sample_token(Tensor& logits, const SamplerRow& row);
 
-// Whether sample_tokens_gpu draws the row's token: no penalties (they need the request's tokens).
+// Whether sample_tokens_gpu draws the row's token: no penalties (they need the request's tokens)
+// and no logit_bias (the host applies both).
 bool samples_on_gpu(const SamplingParams& params);
 
 // Tokens for logits [B, V] f32 on the GPU and rows [B]: ops::sample's token for each row that

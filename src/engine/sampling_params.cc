@@ -1,6 +1,7 @@
 #include "engine/sampling_params.h"
 
 #include <cmath>
+#include <unordered_set>
 
 #include "core/error.h"
 
@@ -25,6 +26,13 @@ void validate(const SamplingParams& p, int32_t max_logprobs, int64_t vocab_size)
     MLA_CHECK(id >= 0 && id < vocab_size, "stop token id {} outside the vocabulary [0, {})", id, vocab_size);
   }
   for (const std::string& s : p.stop) MLA_CHECK(!s.empty(), "stop strings must not be empty");
+  std::unordered_set<int32_t> biased;
+  for (const auto& [id, bias] : p.logit_bias) {
+    MLA_CHECK(id >= 0 && id < vocab_size, "logit_bias token id {} outside the vocabulary [0, {})", id, vocab_size);
+    MLA_CHECK(std::isfinite(bias) && bias >= -100.0f && bias <= 100.0f, "logit_bias of token {} must be in [-100, 100], got {}",
+              id, bias);
+    MLA_CHECK(biased.insert(id).second, "logit_bias names token id {} twice", id);
+  }
 }
 
 }  // namespace mlaserve

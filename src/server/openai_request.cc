@@ -1,5 +1,7 @@
 #include "server/openai_request.h"
 
+#include <charconv>
+
 #include <fmt/format.h>
 
 #include "server/api_error.h"
@@ -14,6 +16,32 @@ void refuse_if_set(const Json& body, const char* name, const char* why) {
   if (v != nullptr && !(v->is_array() && v->empty()) && !(v->is_object() && v->empty())) {
     throw invalid_request(fmt::format("'{}' is not supported: {}", name, why), name);
   }
+}
+
+// logit_bias: {"<token id>": bias in [-100, 100], ...}, at most limits.max_logit_bias entries. The
+// engine checks the ids against the vocabulary and refuses one named twice ("5" and "05").
+std::vector<std::pair<int32_t, float>> parse_logit_bias(const Json& body, const RequestLimits& limits) {
+  std::vector<std::pair<int32_t, float>> out;
+  const Json* v = field(body, "logit_bias");
+  if (v == nullptr) return out;
+  if (!v->is_object()) throw invalid_request("'logit_bias' must be an object of token ids to biases", "logit_bias");
+  if (v->size() > static_cast<size_t>(limits.max_logit_bias)) {
+    throw invalid_request(fmt::format("'logit_bias' holds {} tokens; at most {} are allowed", v->size(),
+                                      limits.max_logit_bias),
+                          "logit_bias");
+  }
+  for (const auto& [key, bias] : v->items()) {
+    int32_t id = 0;
+    const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+    if (key.empty() || ec != std::errc() || end != key.data() + key.size() || id < 0) {
+      throw invalid_request(fmt::format("'logit_bias' keys must be token ids, got '{}'", key), "logit_bias");
+    }
+    if (!bias.is_number() || !(bias.get<double>() >= -100.0 && bias.get<double>() <= 100.0)) {
+      throw invalid_request(fmt::format("'logit_bias' of token {} must be a number in [-100, 100]", id), "logit_bias");
+    }
+    out.emplace_back(id, bias.get<float>());
+  }
+  return out;
 }
 
 GenerationFields parse_common(const Json& body, const RequestLimits& limits) {
@@ -31,7 +59,6 @@ GenerationFields parse_common(const Json& body, const RequestLimits& limits) {
   if (std::optional<int64_t> best_of = get_int(body, "best_of", 1, limits.max_n); best_of && *best_of != g.n) {
     throw invalid_request("'best_of' is not supported (other than equal to n)", "best_of");
   }
-  refuse_if_set(body, "logit_bias", "no logit biases");
   refuse_if_set(body, "tools", "no tool calling");
   refuse_if_set(body, "functions", "no function calling");
   if (const Json* rf = field(body, "response_format")) {
@@ -53,6 +80,7 @@ GenerationFields parse_common(const Json& body, const RequestLimits& limits) {
   const double rep = get_number(body, "repetition_penalty", 0.0, 2.0).value_or(1.0);
   if (rep <= 0.0) throw invalid_request("'repetition_penalty' must be in (0, 2], got 0", "repetition_penalty");
   p.repetition_penalty = static_cast<float>(rep);
+  p.logit_bias = parse_logit_bias(body, limits);
   if (std::optional<int64_t> seed = get_int(body, "seed", INT64_MIN, INT64_MAX)) p.seed = static_cast<uint64_t>(*seed);
   if (auto stop = get_string_or_strings(body, "stop", static_cast<size_t>(limits.max_stop))) {
     for (const std::string& s : *stop) {

@@ -4,9 +4,10 @@
 // Accepted fields (others are ignored, as vLLM does):
 //   both:  model (required), n, stream, stream_options.include_usage, stop, seed, temperature
 //          [0, 2], top_p (0, 1], top_k (>= 0 or -1 = off), min_p [0, 1], presence_penalty and
-//          frequency_penalty [-2, 2], repetition_penalty (0, 2], ignore_eos, stop_token_ids,
-//          skip_special_tokens; refused when set: logit_bias (non-empty), tools, functions,
-//          response_format other than text, suffix, echo = true, best_of != n
+//          frequency_penalty [-2, 2], repetition_penalty (0, 2], logit_bias ({"<token id>": bias in
+//          [-100, 100]}, at most max_logit_bias tokens), ignore_eos, stop_token_ids,
+//          skip_special_tokens; refused when set: tools, functions, response_format other than
+//          text, suffix, echo = true, best_of != n
 //   /v1/completions: prompt (a string, an array of strings, an array of token ids or an array
 //          of such arrays: one prompt each, n choices each), max_tokens (default 16, as OpenAI),
 //          logprobs (an integer)
@@ -31,6 +32,7 @@ struct RequestLimits {
   int32_t max_n = 64;         // choices per prompt
   int32_t max_prompts = 64;   // prompts of one /v1/completions request
   int32_t max_stop = 16;      // stop strings
+  int32_t max_logit_bias = 1024;  // tokens of logit_bias (each one's work on every sampled token)
 };
 
 // Fields both routes share.

@@ -19,7 +19,7 @@ TEST(Sampler, RepetitionPenaltyScalesLogitsOfEveryTokenSeenTowardsZero) {
   p.repetition_penalty = 2.0f;
   const std::vector<int32_t> prompt{0, 1}, output{1, 2};
   std::vector<float> logits{4.0f, -4.0f, 1.0f, 3.0f};
-  apply_penalties(logits, SamplerRow{&p, prompt, output, 0});
+  adjust_logits(logits, SamplerRow{&p, prompt, output, 0});
   EXPECT_EQ(logits, (std::vector<float>{2.0f, -8.0f, 0.5f, 3.0f}));
 }
 
@@ -29,8 +29,39 @@ TEST(Sampler, FrequencyAndPresencePenaltiesCountOnlyGeneratedTokens) {
   p.presence_penalty = 0.25f;
   const std::vector<int32_t> prompt{3, 3, 3}, output{1, 1, 2};
   std::vector<float> logits{0.0f, 0.0f, 0.0f, 0.0f};
-  apply_penalties(logits, SamplerRow{&p, prompt, output, 0});
+  adjust_logits(logits, SamplerRow{&p, prompt, output, 0});
   EXPECT_EQ(logits, (std::vector<float>{0.0f, -1.25f, -0.75f, 0.0f}));
+}
+
+TEST(Sampler, LogitBiasIsAddedBeforeThePenalties) {
+  SamplingParams p;
+  p.logit_bias = {{0, 2.0f}, {3, -1.5f}};
+  p.repetition_penalty = 2.0f;
+  const std::vector<int32_t> prompt{0}, output{};
+  std::vector<float> logits{4.0f, 1.0f, 1.0f, 1.0f};
+  adjust_logits(logits, SamplerRow{&p, prompt, output, 0});
+  EXPECT_EQ(logits, (std::vector<float>{3.0f, 1.0f, 1.0f, -0.5f}));  // token 0: (4 + 2) / 2
+}
+
+TEST(Sampler, LogitBiasBansAndForcesTokensButLeavesLogprobsRaw) {
+  const std::vector<float> raw{1.0f, 3.0f, 2.0f, -1.0f};
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.logprobs = 1;
+  p.logit_bias = {{1, -100.0f}};  // the argmax, banned
+  Tensor logits = row_of(raw);
+  SampledToken t = sample_token(logits, SamplerRow{&p, {}, {}, 0});
+  EXPECT_EQ(t.token, 2);
+  ASSERT_TRUE(t.logprobs);
+  EXPECT_EQ(t.logprobs->top[0].token, 1);  // raw: before the bias
+  p.logit_bias = {{3, 100.0f}};  // the least likely, forced
+  p.temperature = 1.0f;
+  for (uint64_t seed : {1u, 2u, 3u}) {
+    Tensor row = row_of(raw);
+    EXPECT_EQ(sample_token(row, SamplerRow{&p, {}, {}, seed}).token, 3);
+  }
+  EXPECT_FALSE(samples_on_gpu(p));
+  EXPECT_TRUE(samples_on_gpu(SamplingParams{}));
 }
 
 TEST(Sampler, TopLogprobsAreBestFirstWithTiesToTheLowerId) {
@@ -109,6 +140,15 @@ TEST(Sampler, ValidateNamesTheBadField) {
   p = {};
   p.presence_penalty = 2.5f;
   EXPECT_THROW(validate(p, 20, 100), Error);
+  p = {};
+  p.logit_bias = {{100, 1.0f}};  // outside the vocabulary
+  EXPECT_THROW(validate(p, 20, 100), Error);
+  p.logit_bias = {{5, 100.5f}};
+  EXPECT_THROW(validate(p, 20, 100), Error);
+  p.logit_bias = {{5, 1.0f}, {5, 2.0f}};  // one token twice
+  EXPECT_THROW(validate(p, 20, 100), Error);
+  p.logit_bias = {{5, -100.0f}, {99, 100.0f}};
+  EXPECT_NO_THROW(validate(p, 20, 100));
   EXPECT_NO_THROW(validate(SamplingParams{}, 20, 100));
 }
 

@@ -397,7 +397,7 @@ def hostile_cases(rng):
         "repetition_penalty": [0, -1, 100],
         "stop_token_ids": [[-1], [10 ** 9], "x", [1.5]],
         "stream_options": [{"include_usage": True}, "x"],
-        "logit_bias": [{"5": 100}],
+        "logit_bias": [{"5": 1000}, {"x": 1}, [5], "x", {"999999999": 1}],
         "echo": [True],
         "best_of": [3],
         "min_p": [-1, 2],

@@ -2,6 +2,8 @@
 // request, every bad one is a 400 naming the field.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/json_nesting.h"
 #include "server/api_error.h"
 #include "server/openai_request.h"
@@ -66,7 +68,8 @@ TEST(ParseCompletion, AllFields) {
                "min_p": 0.1, "presence_penalty": 1, "frequency_penalty": -1.5, "repetition_penalty": 1.2,
                "seed": -3, "stop": "x", "stop_token_ids": [4, 5], "n": 2, "stream": true,
                "stream_options": {"include_usage": true}, "logprobs": 3, "ignore_eos": true,
-               "skip_special_tokens": false, "user": "someone", "unknown_field": [1, 2]})"),
+               "skip_special_tokens": false, "logit_bias": {"7": -100, "12": 2.5}, "user": "someone",
+               "unknown_field": [1, 2]})"),
       RequestLimits{});
   EXPECT_EQ(r.gen.model, "m");
   ASSERT_EQ(r.prompts.size(), 1u);
@@ -86,6 +89,9 @@ TEST(ParseCompletion, AllFields) {
   EXPECT_EQ(p.logprobs, 3);
   EXPECT_TRUE(p.ignore_eos);
   EXPECT_FALSE(p.skip_special_tokens);
+  std::vector<std::pair<int32_t, float>> bias = p.logit_bias;
+  std::sort(bias.begin(), bias.end());
+  EXPECT_EQ(bias, (std::vector<std::pair<int32_t, float>>{{7, -100.0f}, {12, 2.5f}}));
   EXPECT_EQ(r.gen.n, 2);
   EXPECT_TRUE(r.gen.stream);
   EXPECT_TRUE(r.gen.include_usage);
@@ -155,7 +161,14 @@ TEST(ParseCompletion, BadFieldsNameTheField) {
       {R"({"model": "m", "prompt": "x", "seed": 1.5})", "seed"},
       {R"({"model": "m", "prompt": "x", "stop_token_ids": [-1]})", "stop_token_ids"},
       {R"({"model": "m", "prompt": "x", "echo": true})", "echo"},
-      {R"({"model": "m", "prompt": "x", "logit_bias": {"5": 1}})", "logit_bias"},
+      {R"({"model": "m", "prompt": "x", "logit_bias": [5]})", "logit_bias"},
+      {R"({"model": "m", "prompt": "x", "logit_bias": {"x": 1}})", "logit_bias"},
+      {R"({"model": "m", "prompt": "x", "logit_bias": {"-1": 1}})", "logit_bias"},
+      {R"({"model": "m", "prompt": "x", "logit_bias": {"1.5": 1}})", "logit_bias"},
+      {R"({"model": "m", "prompt": "x", "logit_bias": {"": 1}})", "logit_bias"},
+      {R"({"model": "m", "prompt": "x", "logit_bias": {"99999999999": 1}})", "logit_bias"},
+      {R"({"model": "m", "prompt": "x", "logit_bias": {"5": 101}})", "logit_bias"},
+      {R"({"model": "m", "prompt": "x", "logit_bias": {"5": "1"}})", "logit_bias"},
       {R"({"model": "m", "prompt": "x", "best_of": 3})", "best_of"},
       {R"({"model": "m", "prompt": "x", "suffix": "y"})", "suffix"},
   };
@@ -169,6 +182,10 @@ TEST(ParseCompletion, BadFieldsNameTheField) {
   std::string many = R"({"model": "m", "prompt": "x", "stop": [)";
   for (int i = 0; i < 21; ++i) many += (i ? ",\"s" : "\"s") + std::to_string(i) + "\"";
   EXPECT_EQ(completion_error(many + "]}").param(), "stop");
+  // 1,025 biased tokens > max_logit_bias (1,024).
+  std::string biases = R"({"model": "m", "prompt": "x", "logit_bias": {)";
+  for (int i = 0; i < 1025; ++i) biases += (i ? ",\"" : "\"") + std::to_string(i) + "\": 1";
+  EXPECT_EQ(completion_error(biases + "}}").param(), "logit_bias");
 }
 
 TEST(ParseChat, MessagesAndChatFields) {

@@ -220,6 +220,24 @@ class OpenAISdkTest(unittest.TestCase):
                       extra_body={"top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1, "ignore_eos": True})
         self.assertEqual(r.usage.completion_tokens, 5)
 
+    def test_logit_bias(self):
+        # A bias of +100 on one token makes the greedy answer that token every time, streamed or
+        # not, through the official client's own logit_bias argument.
+        _, tok = raw("POST", "/tokenize", {"prompt": " fox", "add_special_tokens": False})
+        forced_id = tok["tokens"][0]
+        _, want = raw("POST", "/detokenize", {"tokens": [forced_id] * 4})
+        bias = {str(forced_id): 100}
+        r = self.complete(max_tokens=4, logit_bias=bias, extra_body={"ignore_eos": True})
+        self.assertEqual(r.choices[0].text, want["prompt"])
+        streamed = list(self.chat(max_tokens=4, logit_bias=bias, stream=True, extra_body={"ignore_eos": True}))
+        self.assertEqual("".join(c.choices[0].delta.content or "" for c in streamed if c.choices), want["prompt"])
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.complete(logit_bias={"5": 101})
+        self.assertEqual(e.exception.body["param"], "logit_bias")
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.complete(logit_bias={str(10 ** 9): 1})  # outside the vocabulary: the engine refuses it
+        self.assertEqual(e.exception.status_code, 400)
+
     def test_errors(self):
         bad = openai.OpenAI(base_url=SERVER[1] + "/v1", api_key="wrong", max_retries=0)
         with self.assertRaises(openai.AuthenticationError) as e:

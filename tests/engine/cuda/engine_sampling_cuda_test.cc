@@ -39,13 +39,14 @@ class GpuLogitsRunner final : public ModelRunner {
   FakeRunner inner_;
 };
 
-// Sampling options for request i: every filter alone and together, greedy, logprobs, penalties.
+// Sampling options for request i: every filter alone and together, greedy, logprobs, penalties,
+// logit_bias.
 SamplingParams params_for(int i) {
   SamplingParams p;
   p.max_tokens = 12;
   p.ignore_eos = true;
   p.seed = 1000 + static_cast<uint64_t>(i);
-  switch (i % 8) {
+  switch (i % 9) {
     case 0: p.temperature = 1.0f; break;
     case 1: p.temperature = 0.7f, p.top_k = 50; break;
     case 2: p.top_p = 0.9f; break;
@@ -54,6 +55,7 @@ SamplingParams params_for(int i) {
     case 5: p.temperature = 0.0f; break;
     case 6: p.temperature = 0.0f, p.logprobs = 2; break;
     case 7: p.top_k = 20, p.repetition_penalty = 1.3f, p.frequency_penalty = 0.5f; break;  // host path
+    case 8: p.temperature = 0.9f, p.logit_bias = {{7, 5.0f}, {11, -100.0f}}; break;             // host path
   }
   return p;
 }
