@@ -185,7 +185,8 @@ Tensor DecodeGraphs::capture(Graph& g) {
   const cudaStream_t stream = as_cuda(stream_);
   AbsorbedRun& run = g.meta.absorbed_runs.front();
   // The eager step: the real step's work, and every lazily created workspace, outside the capture.
-  run.plan = model_.decode_plan(run.seq_lens, 1, run.max_seq_len, Stream{stream_});
+  run.plan = ops::MlaDecodePlan::make(run.seq_lens, model_.num_local_heads(), 1, run.max_seq_len, Stream{stream_},
+                                      model_.mla_kv_multicast());
   Tensor logits = model_.run_step(g.meta, cache_);
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
 
@@ -193,7 +194,8 @@ Tensor DecodeGraphs::capture(Graph& g) {
   MLA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
   cudaGraph_t graph = nullptr;
   try {
-    run.plan = model_.decode_plan(run.seq_lens, 1, run.max_seq_len, Stream{stream_});
+    run.plan = ops::MlaDecodePlan::make(run.seq_lens, model_.num_local_heads(), 1, run.max_seq_len, Stream{stream_},
+                                        model_.mla_kv_multicast());
     g.logits = model_.run_step(g.meta, cache_);
   } catch (...) {
     cudaStreamEndCapture(stream, &graph);  // leaves the stream usable

@@ -97,7 +97,8 @@ StepMetadata DeepSeekModel::prepare_step(const ForwardBatch& batch) {
     int32_t max_q_len = 0;
     for (size_t k = i; k < j; ++k) max_q_len = std::max(max_q_len, batch.sequences[k].query_len);
     if (options_.kv_cache_layout == KvCacheLayout::kLatent) {  // (kMha: paged_mha_decode plans itself)
-      run.plan = decode_plan(run.seq_lens, max_q_len, run.max_seq_len, stream);
+      run.plan = ops::MlaDecodePlan::make(run.seq_lens, heads_, max_q_len, run.max_seq_len, stream,
+                                          options_.mla_kv_multicast);
     }
     step.absorbed_runs.push_back(std::move(run));
     i = j;

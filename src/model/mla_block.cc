@@ -105,19 +105,6 @@ bool DeepSeekModel::fused_attention_for(int64_t max_seq_len, int64_t num_seqs) c
          num_seqs <= ops::mla_absorbed_attention_max_seqs(heads_, options_.device);
 }
 
-bool DeepSeekModel::fused_attention_throughout(int64_t max_seq_len, int64_t num_seqs, int64_t max_q_len) const {
-  const DeepSeekConfig& c = config_;
-  return max_q_len == 1 && fused_attention_for(max_seq_len, num_seqs) &&
-         ops::mla_absorbed_attention_takes_heads(c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim,
-                                                 c.kv_lora_rank);
-}
-
-std::shared_ptr<const ops::MlaDecodePlan> DeepSeekModel::decode_plan(const Tensor& seq_lens, int64_t max_q_len,
-                                                                     int64_t max_seq_len, Stream stream) const {
-  if (fused_attention_throughout(max_seq_len, seq_lens.dim(0), max_q_len)) return nullptr;
-  return ops::MlaDecodePlan::make(seq_lens, heads_, max_q_len, max_seq_len, stream, options_.mla_kv_multicast);
-}
-
 int64_t DeepSeekModel::decode_seq_len_class(int64_t max_seq_len, int64_t num_seqs) const {
   if (fused_attention_for(max_seq_len, num_seqs)) return ops::mla_absorbed_max_seq_len(num_seqs);
   if (max_seq_len <= ops::kMlaDecodeShortSeqLen && ops::mla_decode_kernel_depends_on_length(num_seqs, heads_)) {
@@ -174,8 +161,6 @@ void DeepSeekModel::attend_absorbed(const MlaWeights& w, const AbsorbedRun& run,
                           static_cast<float>(config_.softmax_scale), /*early_loads=*/true};
   mark("attn.absorbed.decode");
   ops::MlaDecodeOutputs lat{act({rows, n, dc}), f32({rows, n})};
-  MLA_CHECK(run.plan != nullptr, "attention: a run of {} sequences planned for the fused attention did not fit it",
-            run.seq_lens.dim(0));
   ops::mla_decode(args, lat, run.plan.get(), stream);  // o_lat [rows, n, 512]
   mark("attn.absorbed.up");
   ops::mla_up_project_output(lat.out, w.kv_b_dense, o, stream);  // [rows, n, dv]

@@ -75,7 +75,6 @@
 #include "ops/linear_fp8.h"
 #include "ops/merge_attention_states.h"
 #include "ops/mla_absorbed_attention.h"
-#include "ops/mla_decode.h"
 #include "ops/moe_combine_norm.h"
 #include "ops/moe_router.h"
 
@@ -166,6 +165,8 @@ class DeepSeekModel {
   const DeepSeekConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const ShardPlan& shard() const { return plan_; }
+  int64_t num_local_heads() const { return heads_; }  // attention heads of this rank
+  bool mla_kv_multicast() const { return options_.mla_kv_multicast; }  // ModelOptions::mla_kv_multicast
 
   // A cache sized for this model on its device (f32 rows on the CPU, bf16 on the GPU), with rows
   // of cache_row_dim() values: the latent row, or this rank's heads' K and V (KvCacheLayout).
@@ -194,13 +195,6 @@ class DeepSeekModel {
   //                 new contents in the same tensors.
   StepMetadata prepare_step(const ForwardBatch& batch);
   Tensor run_step(const StepMetadata& step, LatentCache& cache);
-  // The split-KV plan of an absorbed-form run (AbsorbedRun::plan: mla_decode's schedule, made by
-  // one kernel on `stream`) of sequences of seq_lens [B] keys, at most max_q_len query rows and
-  // max_seq_len keys each; null where every layer takes the fused absorbed attention instead,
-  // which needs none (a decode step of few short sequences: its first kernel is then the
-  // embedding's).
-  std::shared_ptr<const ops::MlaDecodePlan> decode_plan(const Tensor& seq_lens, int64_t max_q_len,
-                                                        int64_t max_seq_len, Stream stream) const;
 
   // The stream every op is queued on (a graph is captured on a stream of its own).
   Stream stream() const { return options_.stream; }
@@ -235,10 +229,6 @@ class DeepSeekModel {
   // fused absorbed attention (ModelOptions::fused_absorbed_attention, the heads and sequences the
   // GPU holds clusters for; the op's own fit test decides the rest).
   bool fused_attention_for(int64_t max_seq_len, int64_t num_seqs) const;
-  // Whether such a run with at most max_q_len query rows a sequence takes the fused attention in
-  // every layer: one row a sequence and the model's head shapes (the op's fit test, less its
-  // checks of tensors that the model always passes in shape).
-  bool fused_attention_throughout(int64_t max_seq_len, int64_t num_seqs, int64_t max_q_len) const;
   // The fused op's arguments for a run (rope_positions: its rows' positions when the op applies
   // the query's RoPE itself, else undefined).
   ops::MlaAbsorbedArgs fused_attention_args(const MlaWeights& w, const AbsorbedRun& run, const Tensor& q,

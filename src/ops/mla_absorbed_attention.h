@@ -48,13 +48,6 @@ inline constexpr int64_t kMlaAbsorbedMaxSeqLen = 4096;  // of any step
 inline int64_t mla_absorbed_max_seq_len(int64_t num_seqs) { return num_seqs >= 4 ? kMlaAbsorbedMaxSeqLen : 2048; }
 inline constexpr int64_t kMlaAbsorbedHeadGroup = 16;  // heads a cluster: one CTA each
 inline constexpr int64_t kMlaAbsorbedMaxHeads = 128;
-// The head shapes the GPU op takes, every released DeepSeek model's (dn, dr, dv, dc); the tests'
-// tiny models have others.
-inline constexpr int64_t kMlaAbsorbedNope = 128, kMlaAbsorbedRope = 64, kMlaAbsorbedValue = 128;
-inline constexpr int64_t kMlaAbsorbedLatent = 512;
-inline bool mla_absorbed_attention_takes_heads(int64_t dn, int64_t dr, int64_t dv, int64_t dc) {
-  return dn == kMlaAbsorbedNope && dr == kMlaAbsorbedRope && dv == kMlaAbsorbedValue && dc == kMlaAbsorbedLatent;
-}
 
 struct MlaAbsorbedArgs {
   Tensor q;            // [T, n, dn + dr]   bf16 (GPU) or f32 (CPU), rope applied

@@ -22,9 +22,6 @@ using sm90::kFusedRope;
 using sm90::kFusedValue;
 static_assert(kFusedHeads == kMlaAbsorbedHeadGroup && kFusedHeads * kFusedMaxGroups == kMlaAbsorbedMaxHeads,
               "the contract's head group is the kernel's cluster size");
-static_assert(kFusedNope == kMlaAbsorbedNope && kFusedRope == kMlaAbsorbedRope && kFusedValue == kMlaAbsorbedValue &&
-                  kFusedLatent == kMlaAbsorbedLatent,
-              "the contract's head shapes are the kernel's");
 
 // G = n / 16 head groups (clusters a sequence) for n heads, or 0 where the kernel takes no n.
 int64_t head_groups(int64_t n) {

@@ -22,7 +22,6 @@
 #include <vector>
 
 #include "core/memory.h"
-#include "model/step_metadata.h"
 #include "model/presets.h"
 #include "ops/mla_absorbed_attention.h"
 #include "../step_batch.h"
@@ -91,37 +90,6 @@ TEST(FusedAttentionCuda, ThirtyTwoHeadsDecodeMatchesTheThreeOps) {
   // mla_absorbed_attention_cuda_test checks the count).
   if (ops::mla_absorbed_attention_max_seqs(32, Device::kCUDA) < 3) GTEST_SKIP() << "this GPU holds < 6 clusters of 16";
   check_decode_matches_the_three_ops(32);
-}
-
-// A decode step that the fused attention takes in every layer plans no mla_decode schedule (its
-// kernel would open the step for nothing); a step it does not take keeps its plan: a sequence
-// past the op's length bound, or two query rows (an absorbed-form prefill chunk). The fused step
-// then runs (the guard in attend_absorbed throws where a layer needs a plan it lacks) after a
-// prefill that wrote the cache rows it reads.
-TEST(FusedAttentionCuda, FusedDecodeStepPlansNoSchedule) {
-  if (!cuda_available()) GTEST_SKIP() << "no GPU visible: the fused attention is tested on the GPU machine";
-  DeepSeekModel model = testing::v2_lite_gpu_model(/*layers=*/2, /*seed=*/6);
-  const auto bound = static_cast<int32_t>(ops::mla_absorbed_max_seq_len(1));
-  constexpr int32_t kBlocks = 40;  // 2,560 tokens
-  std::vector<int32_t> seq(static_cast<size_t>(bound) + 1);
-  for (size_t i = 0; i < seq.size(); ++i) seq[i] = static_cast<int32_t>(17 + i % 1000);
-  auto step_of = [&](int32_t len, int32_t done) {
-    return testing::step_batch({std::vector<int32_t>(seq.begin(), seq.begin() + len)}, {done}, kBlocks);
-  };
-  const ForwardBatch fused = step_of(bound, bound - 1), longer = step_of(bound + 1, bound);
-  const ForwardBatch two_rows = step_of(bound, bound - 2);
-  const StepMetadata planned = model.prepare_step(fused);
-  ASSERT_EQ(planned.absorbed_runs.size(), 1u);
-  EXPECT_EQ(planned.absorbed_runs[0].plan, nullptr);
-  EXPECT_NE(model.prepare_step(longer).absorbed_runs.at(0).plan, nullptr);
-  EXPECT_NE(model.prepare_step(two_rows).absorbed_runs.at(0).plan, nullptr);
-
-  LatentCache cache = model.make_cache(kBlocks);
-  const ForwardBatch prefill = step_of(bound - 1, 0);
-  model.forward(prefill, cache);
-  const Tensor logits = model.run_step(model.prepare_step(fused), cache).to(Device::kCPU);
-  ASSERT_EQ(logits.dim(0), 1);
-  for (int64_t i = 0; i < logits.numel(); ++i) ASSERT_TRUE(std::isfinite(logits.data<float>()[i])) << i;
 }
 
 }  // namespace
