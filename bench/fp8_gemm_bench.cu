@@ -20,7 +20,10 @@
 // mma = linear_fp8_w8a8_cuda(kGemvMma) on quantised x, the tensor-core GEMV at its default launch
 // shape (T <= 8); mma+q = linear_fp8_cuda(kGemvMma) on bf16 x (it quantises inside, one launch);
 // mma best / mma cfg = the fastest of kFp8GemvMmaConfigs on quantised x and its shape
-// {ctas_per_sm, depth, tiles_per_cta};
+// {ctas_per_sm, depth, tiles_per_cta}; swi2 / swi1 (the down projections, T <= 8) = an MLP's
+// down on its gate_up rows [T, 2K] bf16: the two passes (silu_mul_quantize_fp8_cuda, then kAuto on
+// its codes) and the one launch (silu_mul_linear_fp8_cuda(kGemvMma): the tensor-core GEMV
+// quantising silu(gate)·up inside);
 // bf16 = linear_cuda with a bf16 weight of the same shape (cuBLASLt, or its GEMV at T <= 8), the
 // model's BF16 path, whose weight bytes are twice the e4m3 ones. Bytes: W + its
 // scales + x + its scales + out (bf16), each once; the floor is bytes over the copy bandwidth
@@ -42,6 +45,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bench_main.h"
@@ -56,6 +60,7 @@
 #include "ops/cuda/linear_fp8_heuristics.h"
 #include "ops/cuda/linear_fp8_sm90.h"
 #include "ops/fp8_block.h"
+#include "ops/fp8_quant.h"
 #include "ops/linear.h"
 #include "ops/linear_fp8.h"
 #include "ops/random_fill.h"
@@ -122,6 +127,7 @@ struct Result {
   double fp8_path_us, bf16_us;                    // linear_fp8 on bf16 x; linear_cuda, bf16 weight
   double gemv_us;                                 // the GEMV on quantised x (0 past its T)
   double mma_us, mma_q_us, mma_best_us;           // the tensor-core GEMV (0 past its T)
+  double swiglu_two_us, swiglu_one_us;            // the down on gate_up rows: two passes, one launch (or 0)
   std::string mma_best_cfg;
   std::string auto_kernel;  // Lt, gemv, mma or swap
   double bytes, flops, floor_us;
@@ -201,7 +207,7 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
       ops::linear_fp8_w8a8_cuda(x[i % 2], xs[i % 2], w[i % copies], ws, out[i % 2], stream, kernel);
     };
   };
-  Result r{s.name, m, s.n, s.k, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "-", "-", bytes, flops, bytes / copy / 1e3, 0};
+  Result r{s.name, m, s.n, s.k, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "-", "-", bytes, flops, bytes / copy / 1e3, 0};
   r.swap_ab_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kSm90SwapAB));
   const auto read_us = [&](ReadWay way) {
     return timer.graph_us(stream, kCalls, replays,
@@ -248,13 +254,34 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
       const double us = timer.graph_us(stream, kCalls, replays, [&](int i) {
         ops::sm90_fp8::run_fp8_gemv_mma({x[i % 2].raw(), static_cast<const float*>(xs[i % 2].raw()),
                                          w[i % copies].raw(), static_cast<const float*>(ws.raw()), out[i % 2].raw()},
-                                        m, s.n, s.k, /*quantize=*/false, act, stream, c);
+                                        m, s.n, s.k, ops::sm90_fp8::Fp8GemvInput::kCodes, act, stream, c);
       });
       if (us < r.mma_best_us) {
         r.mma_best_us = us;
         r.mma_best_cfg = std::to_string(c.ctas_per_sm) + "," + std::to_string(c.depth) + "," +
                          std::to_string(c.tiles_per_cta);
       }
+    }
+  }
+  const std::string_view name = s.name;
+  if (name.size() > 5 && name.substr(name.size() - 5) == "_down" && m <= ops::sm90_fp8::kGemvMmaMaxTokens) {
+    std::vector<Tensor> gate_up;  // [T, 2K]
+    for (int i = 0; i < 2; ++i) {
+      gate_up.push_back(Tensor::empty({m, 2 * s.k}, DType::kBF16, Device::kCUDA));
+      ops::fill_uniform_cuda(ops::UniformFill{static_cast<uint64_t>(200 + i), 2.0f, 0.0f}, gate_up.back(), stream);
+    }
+    ops::Fp8Activations h{Tensor::empty({m, s.k}, DType::kF8E4M3, Device::kCUDA),
+                          Tensor::empty({m, g}, DType::kF32, Device::kCUDA),
+                          Tensor::empty({g, m}, DType::kF32, Device::kCUDA)};
+    r.swiglu_two_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
+      ops::silu_mul_quantize_fp8_cuda(gate_up[i % 2], act, h, stream);
+      ops::linear_fp8_w8a8_cuda(h, w[i % copies], ws, out[i % 2], stream);
+    });
+    if (ops::sm90_fp8::fp8_gemv_mma_fits(m, s.k, ops::sm90_fp8::Fp8GemvInput::kSwiGlu)) {
+      r.swiglu_one_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
+        ops::silu_mul_linear_fp8_cuda(gate_up[i % 2], w[i % copies], ws, act, out[i % 2], stream,
+                                      ops::Fp8GemmKernel::kGemvMma);
+      });
     }
   }
   r.fp8_path_us = timer.graph_us(stream, kCalls, replays, [&](int i) {
@@ -326,10 +353,10 @@ int run(int argc, char** argv) {
               prop.multiProcessorCount, prop.l2CacheSize >> 20, copy);
   std::printf("\nout[M,N] bf16 = x_q[M,K] w_q[N,K]^T, e4m3 with 1x128 / 128x128 fp32 block scales (graph replays)\n");
   std::printf("%-18s %5s %6s %6s %9s %9s %9s %9s %5s %8s %7s %8s %8s %8s %8s %8s %9s %-18s %9s %9s %9s %9s %9s %9s "
-              "%9s %-8s\n",
+              "%9s %-8s %8s %8s\n",
               "shape", "M", "N", "K", "swapAB us", "Lt us", "Lt+T us", "auto us", "auto", "TFLOPS", "GB/s", "floor us",
               "of floor", "read us", "of read", "Lt/swapAB", "best us", "best plan", "fp8path", "bf16 us", "bf16/fp8",
-              "gemv us", "mma us", "mma+q us", "mma best", "mma cfg");
+              "gemv us", "mma us", "mma+q us", "mma best", "mma cfg", "swi2 us", "swi1 us");
   nlohmann::json rows = nlohmann::json::array();
   for (const Result& r : results) {
     std::string best_plan = r.plans.empty() ? "-" : swap_ab_plan_name(r.plans[0].plan);
@@ -337,12 +364,12 @@ int run(int argc, char** argv) {
       if (p.us == r.best_plan_us()) best_plan = swap_ab_plan_name(p.plan);
     }
     std::printf("%-18s %5ld %6ld %6ld %9.1f %9.1f %9.1f %9.1f %5s %8.1f %7.0f %8.1f %8.2f %8.1f %8.2f %8.2f %9.1f "
-                "%-18s %9.1f %9.1f %9.2f %9.1f %9.1f %9.1f %9.1f %-8s\n",
+                "%-18s %9.1f %9.1f %9.2f %9.1f %9.1f %9.1f %9.1f %-8s %8.1f %8.1f\n",
                 r.name.c_str(), r.m, r.n, r.k, r.swap_ab_us, r.lt_us, r.lt_path_us, r.auto_us,
                 r.auto_kernel.c_str(), r.flops / r.auto_us / 1e6, r.bytes / r.auto_us / 1e3, r.floor_us,
                 r.floor_us / r.auto_us, r.read_us, r.read_us / r.auto_us, r.lt_us > 0 ? r.lt_us / r.swap_ab_us : 0.0,
                 r.best_plan_us(), best_plan.c_str(), r.fp8_path_us, r.bf16_us, r.bf16_us / r.fp8_path_us, r.gemv_us,
-                r.mma_us, r.mma_q_us, r.mma_best_us, r.mma_best_cfg.c_str());
+                r.mma_us, r.mma_q_us, r.mma_best_us, r.mma_best_cfg.c_str(), r.swiglu_two_us, r.swiglu_one_us);
     nlohmann::json plan_rows = nlohmann::json::array();
     for (const PlanTime& p : r.plans) {
       plan_rows.push_back({{"plan", swap_ab_plan_name(p.plan)},
@@ -364,6 +391,8 @@ int run(int argc, char** argv) {
                     {"gemv_mma_quantize_us", r.mma_q_us},
                     {"gemv_mma_best_us", r.mma_best_us},
                     {"gemv_mma_best_config", r.mma_best_cfg},
+                    {"swiglu_down_two_pass_us", r.swiglu_two_us},
+                    {"swiglu_down_one_launch_us", r.swiglu_one_us},
                     {"bf16_us", r.bf16_us},
                     {"auto_kernel", r.auto_kernel},
                     {"bytes", r.bytes},

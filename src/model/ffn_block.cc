@@ -41,11 +41,8 @@ ops::RouterParams router_params(const DeepSeekConfig& c) {
 void DeepSeekModel::mlp(const MlpWeights& w, const NormedActivation& x, Tensor& out, Stream stream) {
   Tensor gate_up = linear(w.gate_up, x, stream);  // [T, 2I]
   const int64_t t = x.x.dim(0);
-  if (w.down.is_fp8()) {  // SwiGLU fused with the quantisation of the down projection's input
-    // On the GPU the scales also group-major, for the down's cuBLASLt path (no transpose there).
-    ops::Fp8Activations h = fp8_buffers(t, w.gate_up.out_features() / 2);  // [T, I]
-    ops::silu_mul_quantize_fp8(gate_up, act_quant_, h, stream);
-    ops::linear_fp8_w8a8(h, w.down.weight, w.down.scale_inv, out, stream);
+  if (w.down.is_fp8()) {  // SwiGLU fused with the down projection's input quantisation, or with the down itself
+    ops::silu_mul_linear_fp8(gate_up, w.down.weight, w.down.scale_inv, act_quant_, out, stream);
     return;
   }
   Tensor hidden = act({t, w.gate_up.out_features() / 2});

@@ -36,4 +36,14 @@ void linear_fp8_w8a8(const Fp8Activations& x, const Tensor& w_q, const Tensor& w
 #endif
 }
 
+void silu_mul_linear_fp8(const Tensor& gate_up, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act,
+                         Tensor& out, Stream stream, GridPlacement placement) {
+  if (!on_gpu(out)) return silu_mul_linear_fp8_cpu(gate_up, w_q, w_scale_inv, act, out);
+#ifdef MLASERVE_WITH_CUDA
+  silu_mul_linear_fp8_cuda(gate_up, w_q, w_scale_inv, act, out, cuda_stream(stream), Fp8GemmKernel::kAuto, placement);
+#else
+  no_gpu_path("silu_mul_linear_fp8");
+#endif
+}
+
 }  // namespace mlaserve::ops

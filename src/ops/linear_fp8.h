@@ -47,6 +47,18 @@ void linear_fp8_w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& w_
 void linear_fp8_w8a8(const Fp8Activations& x, const Tensor& w_q, const Tensor& w_scale_inv, Tensor& out,
                      Stream stream = {}, GridPlacement placement = GridPlacement::kAlone);
 
+// SwiGLU, then the W8A8 product: an MLP's FP8 down projection on its gate_up output.
+//   gate_up  [T, 2·K]  (ops/silu_mul.h's fused layout: gate [0, K), up [K, 2K)); f32 on the CPU, bf16 on the GPU
+//   w_q      [N, K] e4m3, w_scale_inv [ceil(N/128), ceil(K/128)] f32
+//   out      [T, N]
+// out = linear_fp8(silu(gate)·up) quantised with `act`: on the CPU silu_mul_cpu then
+// linear_fp8_cpu, on the GPU silu_mul_linear_fp8_cuda (below). `placement` as linear_fp8's.
+void silu_mul_linear_fp8_cpu(const Tensor& gate_up, const Tensor& w_q, const Tensor& w_scale_inv,
+                             const ActQuantParams& act, Tensor& out);
+
+void silu_mul_linear_fp8(const Tensor& gate_up, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act,
+                         Tensor& out, Stream stream = {}, GridPlacement placement = GridPlacement::kAlone);
+
 }  // namespace mlaserve::ops
 
 #ifdef MLASERVE_WITH_CUDA
@@ -112,6 +124,17 @@ void linear_fp8_w8a8_cuda(const Fp8Activations& x, const Tensor& w_q, const Tens
 void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_inv, const ActQuantParams& act,
                      Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto,
                      GridPlacement placement = GridPlacement::kAlone);
+
+// silu_mul_linear_fp8 on the GPU: gate_up [T, 2·K] bf16, out [T, N] bf16 or f32. At decode sizes
+// (kAuto: linear_fp8_heuristics.h's gemv_mma_takes_swiglu; or forced with kGemvMma) one launch,
+// the tensor-core GEMV quantising silu(gate)·up inside (Fp8GemvInput::kSwiGlu); otherwise the
+// SwiGLU quantiser (silu_mul_quantize_fp8_cuda, its scales in both layouts) into buffers from the
+// stream-ordered caching allocator, then linear_fp8_w8a8_cuda with `kernel` on its codes. The two
+// forms quantise to the same codes and scales; with the same GEMV their outputs are the same bits.
+void silu_mul_linear_fp8_cuda(const Tensor& gate_up, const Tensor& w_q, const Tensor& w_scale_inv,
+                              const ActQuantParams& act, Tensor& out, cudaStream_t stream,
+                              Fp8GemmKernel kernel = Fp8GemmKernel::kAuto,
+                              GridPlacement placement = GridPlacement::kAlone);
 
 // x_scales [T, G] f32 -> out [G, T] f32: the activation scales in cuBLASLt's VEC128 layout. An
 // activation quantiser that writes [G, T] itself (Fp8ScaleLayout::kGroupMajor, ops/fp8_quant.h)

@@ -3,6 +3,7 @@
 
 #include "ops/cpu_util.h"
 #include "ops/linear_fp8.h"
+#include "ops/silu_mul.h"
 
 namespace mlaserve::ops {
 
@@ -56,6 +57,15 @@ void linear_fp8_cpu(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_in
   Tensor x_scales = Tensor::empty({x.dim(0), fp8_num_blocks(x.dim(1))}, DType::kF32);  // [T, K/128]
   quantize_activations_fp8_cpu(x, act, x_q, x_scales);
   linear_fp8_w8a8_cpu(x_q, x_scales, w_q, w_scale_inv, out);
+}
+
+void silu_mul_linear_fp8_cpu(const Tensor& gate_up, const Tensor& w_q, const Tensor& w_scale_inv,
+                             const ActQuantParams& act, Tensor& out) {
+  MLA_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "silu_mul_linear_fp8_cpu: gate_up {} must be [T, 2·K]",
+            shape_str(gate_up.shape()));
+  Tensor hidden = Tensor::empty({gate_up.dim(0), gate_up.dim(1) / 2}, DType::kF32);  // [T, K]
+  silu_mul_cpu(gate_up, hidden);
+  linear_fp8_cpu(hidden, w_q, w_scale_inv, act, out);
 }
 
 }  // namespace mlaserve::ops

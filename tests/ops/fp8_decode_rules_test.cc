@@ -1,7 +1,7 @@
 // Where the norms quantise for their FP8 readers (fp8_norm_quantization_pays, ops/rms_norm_fp8.h):
 // on the GPU from two tokens, and wide rows (V3's and V2's hidden) at every step, where the GEMVs
-// reading bf16 x take the kernel the codes feed (use_gemv_mma, linear_fp8_heuristics.h). Host
-// rules only.
+// reading bf16 x take the kernel the codes feed (use_gemv_mma, linear_fp8_heuristics.h); and an
+// MLP's down projection on its gate_up rows (gemv_mma_takes_swiglu). Host rules only.
 #include <gtest/gtest.h>
 
 #include "ops/rms_norm_fp8.h"
@@ -47,6 +47,20 @@ TEST(Fp8DecodeRules, WideRowsTakeTheSameGemvEitherWay) {
   EXPECT_TRUE(sm90_fp8::gemv_mma_quantizes(1, 7168));
   EXPECT_FALSE(sm90_fp8::use_gemv_mma(1, 2048, false));  // V2-Lite's rows: the CUDA-core GEMV at one token
   EXPECT_TRUE(sm90_fp8::use_gemv_mma(1, 2048, true));
+}
+
+// Where an MLP's down projection takes the one launch on its gate_up rows (gemv_mma_takes_swiglu),
+// its two passes would have run the same tensor-core GEMV on the SwiGLU quantiser's codes: the
+// choice changes no bit of the model's output.
+TEST(Fp8DecodeRules, SwiGluDownOneLaunchOnlyWhereTheTwoPassesTakeTheSameGemv) {
+  for (int64_t t = 1; t <= 16; ++t) {
+    for (const int64_t k : {256, 1408, 2048, 2304, 2816, 10944, 18432}) {
+      if (sm90_fp8::gemv_mma_takes_swiglu(t, k)) {
+        EXPECT_TRUE(sm90_fp8::use_gemv_mma(t, k, true)) << t << " " << k;
+      }
+    }
+  }
+  EXPECT_TRUE(sm90_fp8::gemv_mma_takes_swiglu(1, 2816));  // V2-Lite's shared experts at one token
 }
 #endif
 

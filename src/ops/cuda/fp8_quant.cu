@@ -21,9 +21,9 @@
 // warp owns l, l+32, l+64, l+96 (any K, any alignment).
 //
 // Idle lanes and zeros. A zero dividend takes div.rn.f32's slow path (a called subroutine of ~60
-// instructions), so neither division here divides a zero: fp8_act_quantize (fp8_quant.cuh) and
-// silu_mul_exact below return the zero itself (ops/cuda/div_rn.cuh). At decode sizes the
-// SwiGLU quantiser is one CTA or a few, whose warps past the last group (or past its half) once
+// instructions), so neither division here divides a zero: fp8_act_quantize and silu_mul_exact
+// (fp8_quant.cuh) return the zero itself (ops/cuda/div_rn.cuh). At decode sizes the SwiGLU
+// quantiser is one CTA or a few, whose warps past the last group (or past its half) once
 // ran 16 of those subroutines in a chain each, longer than the work: in a V3 TP8 rank's decode
 // graph at one token (its shared expert's 256 channels, its dense MLP's 2,304) a call took 6.3-9
 // us, now 2.7-3.3 (H200 traces, bench/NOTES-engine.md, thirty-eighth session).
@@ -60,12 +60,6 @@ struct Fp8QuantParams {
   float amax_floor;
   bool ue8m0;              // scale rounded up to a power of two
 };
-
-// silu(g)·u = g / (1 + e^-g) · u, IEEE division as the CPU reference, a zero g not divided (the
-// note at the top; div_rn.cuh).
-__device__ __forceinline__ float silu_mul_exact(float g, float u) {
-  return gpu::div_rn_skip_zero(g, 1.0f + expf(-g)) * u;
-}
 
 // The scale of (row, group) into p.scales, and into p.scales_t when it is there.
 __device__ __forceinline__ void store_scale(const Fp8QuantParams& p, int64_t row, int64_t group, float scale) {
@@ -105,7 +99,7 @@ __global__ void __launch_bounds__(kThreads) fp8_quant_vec8_kernel(Fp8QuantParams
       float up[8];
       gpu::unpack_bf16x8(raw_up[u], up);
 #pragma unroll
-      for (int i = 0; i < 8; ++i) v[i] = silu_mul_exact(v[i], up[i]);
+      for (int i = 0; i < 8; ++i) v[i] = gpu::silu_mul_exact(v[i], up[i]);
     }
     // The half-warp's group (lanes past K hold zeros, which leave the amax as it is).
     const float scale = gpu::group_act_scale<16, 8>(v, p.amax_floor, p.ue8m0);
@@ -134,7 +128,7 @@ __global__ void __launch_bounds__(kThreads) fp8_quant_kernel(Fp8QuantParams p) {
     valid[i] = c < p.k;
     v[i] = valid[i] ? __bfloat162float(src[c]) : 0.0f;
     if constexpr (kSwiGlu) {
-      if (valid[i]) v[i] = silu_mul_exact(v[i], __bfloat162float(src[p.k + c]));
+      if (valid[i]) v[i] = gpu::silu_mul_exact(v[i], __bfloat162float(src[p.k + c]));
     }
   }
 

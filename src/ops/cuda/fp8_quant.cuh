@@ -1,6 +1,7 @@
 // The activation quantiser's arithmetic (ops/fp8_quant.h), shared by the kernels that quantise:
-// fp8_quant.cu (a pass of its own), linear_fp8_gemv.cuh and gemv_mma.cuh (inside the GEMVs). One
-// formula, so that all are bit-identical to quantize_activations_fp8_cpu on the same fp32 inputs.
+// fp8_quant.cu (a pass of its own), linear_fp8_gemv.cuh, gemv_mma.cuh and linear_fp8_gemv_mma.cuh
+// (inside the GEMVs). One formula, so that all are bit-identical to quantize_activations_fp8_cpu on
+// the same fp32 inputs.
 #pragma once
 
 #include <cuda_fp8.h>
@@ -86,6 +87,11 @@ __device__ __forceinline__ float group_act_scale(const float (&v)[kValues], floa
   for (int d = 1; d < kLanes; d <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, d));
   return fp8_act_scale(amax, ue8m0);
 }
+
+// The SwiGLU value silu(g)·u = g / (1 + e^-g) · u of the quantisers that take an MLP's gate_up
+// (silu_mul_quantize_fp8_cuda, the down projection's GEMV): IEEE division as the CPU reference,
+// a zero g not divided (div_rn.cuh).
+__device__ __forceinline__ float silu_mul_exact(float g, float u) { return div_rn_skip_zero(g, 1.0f + expf(-g)) * u; }
 
 // Eight values as e4m3 codes (quantize_e4m3: fp8_act_quantize's bits), value i in byte i of the
 // two words.

@@ -1,8 +1,9 @@
-// linear_fp8_w8a8_cuda and linear_fp8_cuda (ops/linear_fp8.h): argument checks, the kernel choice
-// (linear_fp8_heuristics.h), and the cuBLASLt path, whose activation scales go into a per-stream
-// workspace in cuBLASLt's VEC128 layout [ceil(K/128), T]: transposed there from quantised x, or
-// written so by the quantiser when linear_fp8_cuda quantises bf16 x itself; or they come so from
-// the caller (Fp8Activations::scales_t: a norm's FP8 form wrote them).
+// linear_fp8_w8a8_cuda, linear_fp8_cuda and silu_mul_linear_fp8_cuda (ops/linear_fp8.h): argument
+// checks, the kernel choice (linear_fp8_heuristics.h), and the cuBLASLt path, whose activation
+// scales go into a per-stream workspace in cuBLASLt's VEC128 layout [ceil(K/128), T]: transposed
+// there from quantised x, or written so by the quantiser when linear_fp8_cuda quantises bf16 x
+// itself; or they come so from the caller (Fp8Activations::scales_t: a norm's FP8 form, or the
+// SwiGLU quantiser's, wrote them).
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -19,6 +20,7 @@
 #include "ops/cuda/linear_fp8_one_group.h"
 #include "ops/cuda/linear_fp8_sm90.h"
 #include "ops/fp8_block.h"
+#include "ops/fp8_quant.h"
 #include "ops/linear_fp8.h"
 
 namespace mlaserve::ops {
@@ -174,7 +176,7 @@ void w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& x_scales_t, c
     return sm90_fp8::run_fp8_gemv_mma({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
                                        static_cast<const float*>(w_scale_inv.raw()), out.raw(),
                                        out.dtype() == DType::kF32},
-                                      t, n, k, /*quantize=*/false, ActQuantParams{}, stream);
+                                      t, n, k, sm90_fp8::Fp8GemvInput::kCodes, ActQuantParams{}, stream);
   }
   sm90_fp8::run_swap_ab({x_q.raw(), static_cast<const float*>(x_scales.raw()), w_q.raw(),
                          static_cast<const float*>(w_scale_inv.raw()), out.raw(), out.dtype() == DType::kF32},
@@ -214,7 +216,7 @@ void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_i
   if (gemv_mma || (gemv && (kernel == Fp8GemmKernel::kGemv || sm90_fp8::gemv_quantizes(t, k)))) {
     const sm90_fp8::Fp8GemvOperands o{x.raw(), nullptr, w_q.raw(), static_cast<const float*>(w_scale_inv.raw()),
                                       out.raw(), out.dtype() == DType::kF32};
-    if (gemv_mma) return sm90_fp8::run_fp8_gemv_mma(o, t, n, k, /*quantize=*/true, act, stream);
+    if (gemv_mma) return sm90_fp8::run_fp8_gemv_mma(o, t, n, k, sm90_fp8::Fp8GemvInput::kBf16, act, stream);
     return sm90_fp8::run_fp8_gemv(o, t, n, k, /*quantize=*/true, act, stream);
   }
   Tensor x_q = Tensor::empty({t, k}, DType::kF8E4M3, Device::kCUDA);  // [T, K]
@@ -228,6 +230,38 @@ void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_i
   Tensor x_scales = Tensor::empty({t, fp8_num_blocks(k)}, DType::kF32, Device::kCUDA);  // [T, K/128]
   quantize_activations_fp8_cuda(x, act, x_q, x_scales, stream);
   w8a8(x_q, x_scales, Tensor(), w_q, w_scale_inv, out, stream, kernel, gpu);
+}
+
+void silu_mul_linear_fp8_cuda(const Tensor& gate_up, const Tensor& w_q, const Tensor& w_scale_inv,
+                              const ActQuantParams& act, Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel,
+                              GridPlacement placement) {
+  constexpr std::string_view kOpSwiGlu = "silu_mul_linear_fp8_cuda";
+  MLA_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0 && w_q.ndim() == 2,
+            "{}: gate_up {} must be [T, 2·K] and w_q {} [N, K]", kOpSwiGlu, shape_str(gate_up.shape()),
+            shape_str(w_q.shape()));
+  const int64_t t = gate_up.dim(0), k = gate_up.dim(1) / 2, n = w_q.dim(0);
+  check_gpu(gate_up, "gate_up", DType::kBF16, {t, 2 * k}, kOpSwiGlu);
+  check_gpu(w_q, "w_q", DType::kF8E4M3, {n, k}, kOpSwiGlu);
+  check_gpu(w_scale_inv, "w_scale_inv", DType::kF32, {fp8_num_blocks(n), fp8_num_blocks(k)}, kOpSwiGlu);
+  check_gpu(out, "out", out.dtype() == DType::kF32 ? DType::kF32 : DType::kBF16, {t, n}, kOpSwiGlu);
+  if (t == 0 || n == 0) return;
+  constexpr auto kSwiGlu = sm90_fp8::Fp8GemvInput::kSwiGlu;
+  const bool fits = aligned16(gate_up) && aligned16(w_q) && sm90_fp8::fp8_gemv_mma_fits(t, k, kSwiGlu);
+  const bool fused = kernel == Fp8GemmKernel::kGemvMma || (kernel == Fp8GemmKernel::kAuto && fits &&
+                                                           sm90_fp8::gemv_mma_takes_swiglu(t, k));
+  if (fused) {
+    MLA_CHECK(fits, "{}: the tensor-core FP8 GEMV on gate_up needs 1 <= T <= 8 (got {}), K a multiple of 16 (got {}) "
+              "whose T rows fit in shared memory, and 16-byte aligned operands", kOpSwiGlu, t, k);
+    return sm90_fp8::run_fp8_gemv_mma({gate_up.raw(), nullptr, w_q.raw(), static_cast<const float*>(w_scale_inv.raw()),
+                                       out.raw(), out.dtype() == DType::kF32},
+                                      t, n, k, kSwiGlu, act, stream);
+  }
+  const int64_t g = fp8_num_blocks(k);
+  Fp8Activations h{Tensor::empty({t, k}, DType::kF8E4M3, Device::kCUDA),  // [T, K]
+                   Tensor::empty({t, g}, DType::kF32, Device::kCUDA),     // [T, K/128]
+                   Tensor::empty({g, t}, DType::kF32, Device::kCUDA)};    // [K/128, T]: cuBLASLt's layout
+  silu_mul_quantize_fp8_cuda(gate_up, act, h, stream);
+  w8a8(h.x_q, h.scales, h.scales_t, w_q, w_scale_inv, out, stream, kernel, gpu_for(placement));
 }
 
 void transpose_fp8_act_scales_cuda(const Tensor& x_scales, Tensor& out, cudaStream_t stream) {

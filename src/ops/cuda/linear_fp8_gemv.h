@@ -14,7 +14,8 @@
 namespace mlaserve::ops::sm90_fp8 {
 
 struct Fp8GemvOperands {
-  const void* x;          // [T, K]: bf16 when quantize, else e4m3 with x_scales [T, G]
+  const void* x;          // [T, K]: bf16 when quantize, else e4m3 with x_scales [T, G] (the tensor-core
+                          // GEMV: as its Fp8GemvInput says)
   const float* x_scales;  // [T, G] (nullptr when quantize)
   const void* w_q;        // [N, K] e4m3
   const float* w_scales;  // [ceil(N/128), G]
@@ -36,14 +37,23 @@ void run_fp8_gemv(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, boo
 inline constexpr gpu::GemvMmaConfig kFp8GemvMmaDefault{2, 4, 0};
 inline constexpr gpu::GemvMmaConfig kFp8GemvMmaConfigs[] = {{1, 4, 0}, {2, 4, 0}, {3, 2, 0}, {1, 8, 0}, {2, 2, 0}};
 
+// What the tensor-core GEMV reads as its activations x (Fp8GemvOperands::x):
+//   kCodes   e4m3 [T, K] with x_scales [T, G]
+//   kBf16    bf16 [T, K], quantised inside with `act`
+//   kSwiGlu  an MLP's gate_up, bf16 [T, 2K] (gate [0, K), up [K, 2K), ops/silu_mul.h), whose
+//            silu(gate)·up is quantised inside with `act`: the down projection's input, the
+//            codes and scales silu_mul_quantize_fp8_cuda writes (ops/fp8_quant.h)
+enum class Fp8GemvInput : uint8_t { kCodes, kBf16, kSwiGlu };
+
 // Whether the tensor-core GEMV takes T tokens and K channels: 1 <= T <= 8, K a multiple of 16
 // whose T staged activation rows fit in shared memory (K <= ~25k at T = 8: every DeepSeek
-// projection). It needs the same 16-byte alignment of x and w_q as the CUDA-core GEMV.
-bool fp8_gemv_mma_fits(int64_t t, int64_t k);
+// projection; with kSwiGlu the T bf16 gate_up rows are staged too). It needs the same 16-byte
+// alignment of x and w_q as the CUDA-core GEMV.
+bool fp8_gemv_mma_fits(int64_t t, int64_t k, Fp8GemvInput input = Fp8GemvInput::kCodes);
 
 // The same product as run_fp8_gemv on the tensor cores (linear_fp8_gemv_mma.cuh); `config` is the
-// launch shape. fp8_gemv_mma_fits(t, k) must hold.
-void run_fp8_gemv_mma(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, bool quantize,
+// launch shape. fp8_gemv_mma_fits(t, k, input) must hold.
+void run_fp8_gemv_mma(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, Fp8GemvInput input,
                       const ActQuantParams& act, cudaStream_t stream,
                       const gpu::GemvMmaConfig& config = kFp8GemvMmaDefault);
 

@@ -19,9 +19,9 @@ namespace {
 constexpr int64_t kSmemLimit = 227 * 1024;
 constexpr int64_t kActLimit = kSmemLimit - gpu::kGemvMmaPartialBytes;
 
-template <int kDepth, bool kQuantize, typename OutT>
+template <int kDepth, Fp8GemvInput kInput, typename OutT>
 void launch(const gpu::Fp8GemvMmaParams<OutT>& p, int64_t ctas, int64_t smem, cudaStream_t stream) {
-  const auto kernel = gpu::linear_fp8_gemv_mma_kernel<kDepth, kQuantize, OutT>;
+  const auto kernel = gpu::linear_fp8_gemv_mma_kernel<kDepth, kInput, OutT>;
   if (smem > 48 * 1024) {
     MLA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
@@ -29,20 +29,26 @@ void launch(const gpu::Fp8GemvMmaParams<OutT>& p, int64_t ctas, int64_t smem, cu
                            static_cast<size_t>(smem), stream, p);
 }
 
-template <bool kQuantize, typename OutT>
+template <Fp8GemvInput kInput, typename OutT>
 void launch_depth(const gpu::Fp8GemvMmaParams<OutT>& p, int64_t ctas, int64_t smem, int depth, cudaStream_t stream) {
   switch (depth) {
-    case 2: return launch<2, kQuantize>(p, ctas, smem, stream);
-    case 4: return launch<4, kQuantize>(p, ctas, smem, stream);
-    default: return launch<8, kQuantize>(p, ctas, smem, stream);
+    case 2: return launch<2, kInput>(p, ctas, smem, stream);
+    case 4: return launch<4, kInput>(p, ctas, smem, stream);
+    default: return launch<8, kInput>(p, ctas, smem, stream);
   }
 }
 
+// The shared memory of the T staged activation rows: their codes and scales, and with kSwiGlu the
+// bf16 gate_up rows they are computed from.
+int64_t staged_bytes(int64_t t, int64_t k, Fp8GemvInput input) {
+  return gpu::fp8_gemv_mma_act_bytes(k, t) + (input == Fp8GemvInput::kSwiGlu ? gpu::fp8_gemv_mma_swiglu_bytes(k, t) : 0);
+}
+
 template <typename OutT>
-void launch_out(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, bool quantize, const ActQuantParams& act,
-                const gpu::GemvMmaConfig& config, cudaStream_t stream) {
+void launch_out(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, Fp8GemvInput input,
+                const ActQuantParams& act, const gpu::GemvMmaConfig& config, cudaStream_t stream) {
   gpu::Fp8GemvMmaParams<OutT> p{};
-  if (quantize) {
+  if (input != Fp8GemvInput::kCodes) {
     p.op.x = static_cast<const __nv_bfloat16*>(o.x);
   } else {
     p.op.x_q = static_cast<const uint8_t*>(o.x);
@@ -60,42 +66,42 @@ void launch_out(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, bool 
 
   // Runs of at most as many tiles as the shared memory left by the activation rows holds.
   const int64_t tiles = (n + gpu::kFp8GemvMmaTileRows - 1) / gpu::kFp8GemvMmaTileRows;
-  const int64_t act_bytes = gpu::fp8_gemv_mma_act_bytes(k, t);
+  const int64_t act_bytes = staged_bytes(t, k, input);
   const int64_t max_run = std::min<int64_t>(gpu::kGemvMmaMaxTilesPerCta,
                                             (kSmemLimit - act_bytes) / gpu::kGemvMmaPartialBytes);
   const int64_t ctas = gpu::gemv_mma_ctas(tiles, 1, config, gpu::device_sm_count(), max_run);
   p.tiles = static_cast<int32_t>(tiles);
   p.max_tiles_per_cta = static_cast<int32_t>((tiles + ctas - 1) / ctas);
-  const int64_t smem = gpu::fp8_gemv_mma_smem_bytes(k, t, p.max_tiles_per_cta);
+  const int64_t smem = gpu::fp8_gemv_mma_smem_bytes(k, t, p.max_tiles_per_cta, input == Fp8GemvInput::kSwiGlu);
   MLA_CHECK(smem <= kSmemLimit && ctas <= (int64_t{1} << 31) - 1, "fp8 GEMV (mma): {} bytes of shared memory", smem);
-  if (quantize) {
-    launch_depth<true>(p, ctas, smem, config.depth, stream);
-  } else {
-    launch_depth<false>(p, ctas, smem, config.depth, stream);
+  switch (input) {
+    case Fp8GemvInput::kCodes: return launch_depth<Fp8GemvInput::kCodes>(p, ctas, smem, config.depth, stream);
+    case Fp8GemvInput::kBf16: return launch_depth<Fp8GemvInput::kBf16>(p, ctas, smem, config.depth, stream);
+    case Fp8GemvInput::kSwiGlu: return launch_depth<Fp8GemvInput::kSwiGlu>(p, ctas, smem, config.depth, stream);
   }
 }
 
 }  // namespace
 
-bool fp8_gemv_mma_fits(int64_t t, int64_t k) {
+bool fp8_gemv_mma_fits(int64_t t, int64_t k, Fp8GemvInput input) {
   return t >= 1 && t <= gpu::kFp8GemvMmaMaxTokens && k > 0 && k % 16 == 0 && k < (int64_t{1} << 30) &&
-         gpu::fp8_gemv_mma_act_bytes(k, t) <= kActLimit;
+         staged_bytes(t, k, input) <= kActLimit;
 }
 
-void run_fp8_gemv_mma(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, bool quantize,
+void run_fp8_gemv_mma(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, Fp8GemvInput input,
                       const ActQuantParams& act, cudaStream_t stream, const gpu::GemvMmaConfig& config) {
-  MLA_CHECK(fp8_gemv_mma_fits(t, k) && n < (int64_t{1} << 31) - 16,
+  MLA_CHECK(fp8_gemv_mma_fits(t, k, input) && n < (int64_t{1} << 31) - 16,
             "fp8 GEMV (mma): needs 1 <= T = {} <= {} and K = {} a multiple of 16 whose T rows fit in shared memory",
             t, gpu::kFp8GemvMmaMaxTokens, k);
   MLA_CHECK(gpu::gemv_mma_config_ok(config), "fp8 GEMV (mma): config ctas_per_sm {} (>= 1), depth {} (2, 4 or 8), "
             "tiles_per_cta {} (0 .. {})", config.ctas_per_sm, config.depth, config.tiles_per_cta,
             gpu::kGemvMmaMaxTilesPerCta);
-  MLA_CHECK(!quantize || act.amax_floor > 0.0f, "fp8 GEMV (mma): amax_floor must be positive, got {}", act.amax_floor);
+  MLA_CHECK(input == Fp8GemvInput::kCodes || act.amax_floor > 0.0f, "fp8 GEMV (mma): amax_floor must be positive, got {}", act.amax_floor);
   if (n == 0) return;
   if (o.out_f32) {
-    launch_out<float>(o, t, n, k, quantize, act, config, stream);
+    launch_out<float>(o, t, n, k, input, act, config, stream);
   } else {
-    launch_out<__nv_bfloat16>(o, t, n, k, quantize, act, config, stream);
+    launch_out<__nv_bfloat16>(o, t, n, k, input, act, config, stream);
   }
 }
 

@@ -19,9 +19,11 @@
 //     to the 8 warps round robin, each warp keeps a ring of kDepth pieces (and their weight scale:
 //     one per piece, the tile's 16 rows lie in one 128-row scale block) in flight in registers;
 //   - the T <= 8 activation rows are staged in shared memory once per CTA, as e4m3 codes (K
-//     rounded up to 128, + 64 bytes of pad apart) and scales [T][G]: quantised there from bf16 x
-//     (kQuantize: quantize_rows_e4m3, bit-identical to quantize_activations_fp8_cuda), or copied
-//     from x_q and x_scales;
+//     rounded up to 128, + 64 bytes of pad apart) and scales [T][G] (Fp8GemvInput): quantised
+//     there from bf16 x (kBf16: quantize_rows_e4m3, bit-identical to
+//     quantize_activations_fp8_cuda), or from the SwiGLU of an MLP's gate_up rows (kSwiGlu:
+//     stage_swiglu_rows, bit-identical to silu_mul_quantize_fp8_cuda), or copied from x_q and
+//     x_scales (kCodes);
 //   - each piece: 4 mma steps into a fresh fp32 tile (A = the 16 weight rows, B = the 8 staged
 //     activation rows, zeros past T), then acc += part · (x_scale · w_scale), as the reference;
 //   - the warps' fp32 tiles go through shared memory and are summed in warp order (deterministic
@@ -41,6 +43,13 @@
 // Programmatic dependent launch (pdl.cuh): the ring's first pieces (weights and their scales) are
 // loaded before grid_dependency_wait(); x, x_q and x_scales, which the kernel before may write,
 // only after it. Every CTA waits, then lets the next kernel launch.
+//
+// kSwiGlu is the down projection of an MLP at decode sizes in one launch instead of two (the
+// SwiGLU quantiser, then this GEMV on its codes): at one token each of those is a few-us kernel
+// in the step's chain, and the shared experts' branch, which runs beside the routed experts on
+// the side stream, waited twice for SMs the routed GEMVs held (bench/NOTES-engine.md, s62).
+// Every CTA recomputes the T·K SwiGLU values, cheap at the few tokens this form is taken for
+// (linear_fp8_heuristics.h, gemv_mma_takes_swiglu).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -49,6 +58,7 @@
 
 #include "ops/cuda/gemv_mma.cuh"
 #include "ops/cuda/linear_fp8_gemv.cuh"  // Fp8GemvParams
+#include "ops/cuda/linear_fp8_gemv.h"    // Fp8GemvInput
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/sm80_ptx.cuh"  // cp_async_16, cp_async_4
 
@@ -68,7 +78,7 @@ struct Fp8GemvMmaParams {
 // Dynamic shared memory, in order: activation scales [T][G] f32 (rounded up to 16 bytes); T
 // staged activation rows of e4m3 codes, fp8_gemv_mma_act_stride bytes apart (G·128 + 64: rows g
 // and g + 1, read by one quarter warp, in different banks); partial sums [max_tiles][8 warps][32
-// lanes] float4.
+// lanes] float4; with kSwiGlu, the T bf16 gate_up rows [T][2K] (fp8_gemv_mma_swiglu_bytes).
 __host__ __device__ inline constexpr int64_t fp8_gemv_mma_act_stride(int64_t k) {
   return (k + 127) / 128 * 128 + kGemvMmaActPad;
 }
@@ -78,8 +88,10 @@ __host__ __device__ inline constexpr int64_t fp8_gemv_mma_scale_bytes(int64_t k,
 __host__ __device__ inline constexpr int64_t fp8_gemv_mma_act_bytes(int64_t k, int64_t t) {
   return fp8_gemv_mma_scale_bytes(k, t) + t * fp8_gemv_mma_act_stride(k);
 }
-__host__ __device__ inline constexpr int64_t fp8_gemv_mma_smem_bytes(int64_t k, int64_t t, int64_t max_tiles) {
-  return fp8_gemv_mma_act_bytes(k, t) + max_tiles * kGemvMmaPartialBytes;
+__host__ __device__ inline constexpr int64_t fp8_gemv_mma_swiglu_bytes(int64_t k, int64_t t) { return t * 2 * k * 2; }
+__host__ __device__ inline constexpr int64_t fp8_gemv_mma_smem_bytes(int64_t k, int64_t t, int64_t max_tiles,
+                                                                     bool swiglu = false) {
+  return fp8_gemv_mma_act_bytes(k, t) + max_tiles * kGemvMmaPartialBytes + (swiglu ? fp8_gemv_mma_swiglu_bytes(k, t) : 0);
 }
 
 // Rows [0, t) of x_q (e4m3, [T, K]) and x_scales ([T, G]) copied into shared memory: codes of row j
@@ -101,9 +113,49 @@ __device__ __forceinline__ void stage_fp8_rows(const uint8_t* x_q, const float* 
   sm80::cp_async_wait<0>();
 }
 
+// Rows [0, t) of gate_up ([T, 2K] bf16: gate [0, K), up [K, 2K)) as the down projection's input
+// silu(gate)·up, quantised per 128-wide group into shared memory as silu_mul_quantize_fp8_cuda
+// quantises it (silu_mul_exact in fp32, then fp8_quant.cuh's arithmetic: the same bits): codes of
+// row j at codes + j · code_stride (none past K), scales[j · groups + group]. The bf16 rows are
+// first copied whole into `staged` ([T][2K]) by cp.async, as stage_fp8_rows copies codes (no
+// loads into registers behind the ring's); then half-warps take the (row, group) tasks, 8 values
+// a lane, as quantize_rows_e4m3's. K a multiple of 16. Every thread of the CTA calls it; the
+// caller's __syncthreads makes the codes visible.
+__device__ __forceinline__ void stage_swiglu_rows(const __nv_bfloat16* gate_up, int k, int t, float amax_floor,
+                                                  bool ue8m0, __nv_bfloat16* staged, float* scales, uint8_t* codes,
+                                                  int code_stride) {
+  const int total = t * 2 * k / 8;  // 16-byte chunks: the rows lie back to back in both places
+  for (int i = static_cast<int>(threadIdx.x); i < total; i += kGemvMmaThreads) {
+    sm80::cp_async_16(sm80::smem_u32(staged + 8 * i), gate_up + int64_t{8} * i, true);
+  }
+  sm80::cp_async_commit();
+  sm80::cp_async_wait<0>();
+  __syncthreads();
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int half = lane / 16, l16 = lane % 16;
+  const int groups = (k + 127) / 128, tasks = t * groups;
+  for (int task = 2 * warp + half; task - half < tasks; task += 2 * kGemvMmaWarps) {  // warp-uniform trip count
+    const int j = task / groups, q = task - j * groups, c = q * 128 + 8 * l16;
+    const bool in_k = task < tasks && c < k;
+    float v[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};  // lanes past K: zeros, as the quantiser's
+    if (in_k) {
+      float up[8];
+      unpack_bf16x8(*reinterpret_cast<const uint4*>(staged + int64_t{j} * 2 * k + c), v);
+      unpack_bf16x8(*reinterpret_cast<const uint4*>(staged + int64_t{j} * 2 * k + k + c), up);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) v[i] = silu_mul_exact(v[i], up[i]);
+    }
+    const float scale = group_act_scale<16, 8>(v, amax_floor, ue8m0);  // the half-warp's group
+    const uint2 q8 = quantize_e4m3x8(v, scale);
+    if (in_k) *reinterpret_cast<uint2*>(codes + j * code_stride + c) = q8;
+    if (task < tasks && l16 == 0) scales[j * groups + q] = scale;
+  }
+}
+
 // grid gemv_mma_ctas(tiles, 1, config, SMs), block kGemvMmaThreads, dynamic shared memory
-// fp8_gemv_mma_smem_bytes(K, T, p.max_tiles_per_cta); launched with launch_programmatic.
-template <int kDepth, bool kQuantize, typename OutT>
+// fp8_gemv_mma_smem_bytes(K, T, p.max_tiles_per_cta, kInput == kSwiGlu); launched with
+// launch_programmatic.
+template <int kDepth, sm90_fp8::Fp8GemvInput kInput, typename OutT>
 __global__ void __launch_bounds__(kGemvMmaThreads, gemv_mma_min_ctas_per_sm(kDepth))
     linear_fp8_gemv_mma_kernel(const Fp8GemvMmaParams<OutT> p) {
   static_assert(kDepth >= 1 && kDepth <= 8, "ring depth");
@@ -140,8 +192,12 @@ __global__ void __launch_bounds__(kGemvMmaThreads, gemv_mma_min_ctas_per_sm(kDep
   float4* partial = reinterpret_cast<float4*>(acts + int64_t{op.t} * act_stride);  // [max_tiles][warps][32]
   const auto store_partial = [&](int tile, float4 v) { partial[(tile * kGemvMmaWarps + warp) * 32 + lane] = v; };
 
-  if constexpr (kQuantize) {
+  if constexpr (kInput == sm90_fp8::Fp8GemvInput::kBf16) {
     quantize_rows_e4m3<2, true>(op.x, op.k, op.amax_floor, op.ue8m0, 0, op.t, act_scales, acts, act_stride);
+  } else if constexpr (kInput == sm90_fp8::Fp8GemvInput::kSwiGlu) {
+    auto* staged = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<uint8_t*>(partial) +
+                                                    int64_t{p.max_tiles_per_cta} * kGemvMmaPartialBytes);
+    stage_swiglu_rows(op.x, op.k, op.t, op.amax_floor, op.ue8m0, staged, act_scales, acts, act_stride);
   } else {
     stage_fp8_rows(op.x_q, op.x_scales, op.k, units, op.t, act_scales, acts, act_stride);
   }

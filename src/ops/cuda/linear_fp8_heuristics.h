@@ -114,6 +114,13 @@ inline bool use_gemv_mma(int64_t t, int64_t k, bool x_quantized) {
 // costs ~2), +4 at 8 x 2048 and +3 at 2 x 2816.
 inline bool gemv_mma_quantizes(int64_t t, int64_t k) { return t * k <= 8192; }
 
+// Whether an MLP's FP8 down projection (silu_mul_linear_fp8_cuda, ops/linear_fp8.h) runs as the
+// tensor-core GEMV on its gate_up rows, the SwiGLU and its quantisation inside every CTA
+// (Fp8GemvInput::kSwiGlu), instead of the SwiGLU quantiser's pass and then the GEMM on its codes.
+// The same T·K bound as gemv_mma_quantizes for now: every CTA redoes T·K SwiGLU values and
+// divisions (fp8_gemm_bench's swiglu columns time both forms).
+inline bool gemv_mma_takes_swiglu(int64_t t, int64_t k) { return t <= kGemvMmaMaxTokens && t * k <= 8192; }
+
 // The grouped MoE FP8 GEMM's operand constraints (ops/moe_experts.h), which kOneGroup runs.
 inline bool one_group_fits(int64_t n, int64_t k) { return n % 128 == 0 && k % 128 == 0; }
 

@@ -11,7 +11,9 @@
 // bit-identical on both sides, so the same bounds hold.
 // The tensor-core GEMV (kGemvMma, T <= 8) also on its own at T = 1 .. 8 on every projection, both
 // activation kinds, every launch shape of kFp8GemvMmaConfigs on the small cases, and in a chain
-// of programmatic launches replayed from a CUDA graph (GemvMma* below).
+// of programmatic launches replayed from a CUDA graph (GemvMma* below). silu_mul_linear_fp8_cuda
+// (an MLP's down projection on its gate_up rows) against silu_mul_linear_fp8_cpu at the MLPs'
+// down shapes, its one-launch form also bit for bit against its two passes (SwiGluDown* below).
 //
 // Tolerances, from the precision. Both sides see the same e4m3 values and fp32 scales; products
 // of two e4m3 values are exact. The tensor cores sum a 128-wide group with ~fp22 partial sums
@@ -347,10 +349,81 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
           Tensor out = poisoned_gpu({t, n}, out_dtype, stream_);
           sm90_fp8::run_fp8_gemv_mma({quantize ? xt.raw() : xqt.raw(), quantize ? nullptr : xst.data<float>(),
                                       w.raw(), ws.data<float>(), out.raw(), out_dtype == DType::kF32},
-                                     t, n, k, quantize, act, stream_, c);
+                                     t, n, k, quantize ? sm90_fp8::Fp8GemvInput::kBf16 : sm90_fp8::Fp8GemvInput::kCodes,
+                                     act, stream_, c);
           sync();
           expect_close((quantize ? "bf16 x" : "e4m3 x") + shape + cfg, out, (quantize ? ref_bf16 : ref_q).slice(0, t));
         }
+      }
+    }
+  }
+
+  // silu_mul_linear_fp8_cuda: an MLP's down projection [n, k] on gate_up rows [T, 2k] bf16 (gate
+  // uniform(-4, 4), up uniform(-1, 1) with every fifth group scaled by 2^-12; the first T of 8
+  // rows), against silu_mul_linear_fp8_cpu on the same values, through kAuto, the one-launch form
+  // (kGemvMma, where it fits) and the two-pass form on another kernel (kSm90SwapAB). The one-launch
+  // form must give the bits of the two-pass form on the same GEMV (silu_mul_quantize_fp8_cuda, then
+  // the tensor-core GEMV on its codes), with each of `configs` too: the same codes, scales and sums.
+  // The reference's SwiGLU uses std::exp where the GPU uses expf: a code may differ by one e4m3
+  // step where the two round apart on a rounding boundary, well inside the bounds.
+  void check_swiglu_down(int64_t n, int64_t k, const std::vector<int64_t>& ts, const ActQuantParams& act,
+                         DType out_dtype = DType::kBF16, const std::vector<gpu::GemvMmaConfig>& configs = {}) {
+    const uint64_t seed = fresh_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", SwiGLU down, N " + std::to_string(n) + ", K " +
+                 std::to_string(k) + ", out " + std::string(dtype_name(out_dtype)) +
+                 (act.scale_format == Fp8ScaleFormat::kUE8M0 ? ", UE8M0 scales" : ""));
+    std::mt19937_64 rng(seed);
+    constexpr int64_t kRows = 8;
+    const int64_t g = fp8_num_blocks(k);
+    const Tensor w_host = random_fp8({n, k}, rng);                              // [N, K]
+    const Tensor ws_host = random_scales({fp8_num_blocks(n), g}, 1e-4f, rng);  // [N/128, G]
+    const Tensor w = w_host.to(Device::kCUDA), ws = ws_host.to(Device::kCUDA);
+    Tensor gate_up_f32 = testing::random_host({kRows, 2 * k}, DType::kF32, rng());  // [8, 2K]
+    float* v = gate_up_f32.data<float>();
+    for (int64_t r = 0; r < kRows; ++r) {
+      for (int64_t c = 0; c < 2 * k; ++c) {
+        float& x = v[r * 2 * k + c];
+        x = c < k ? 4.0f * round_bf16(x) : round_bf16((c - k) / 128 % 5 == 3 ? x * 0x1p-12f : x);
+      }
+    }
+    const Tensor gate_up = gate_up_f32.to_dtype(DType::kBF16).to(Device::kCUDA);
+    Tensor ref = Tensor::empty({kRows, n}, DType::kF32);
+    silu_mul_linear_fp8_cpu(gate_up_f32, w_host, ws_host, act, ref);
+
+    for (const int64_t t : ts) {
+      const std::string shape = " T " + std::to_string(t) + " N " + std::to_string(n) + " K " + std::to_string(k);
+      const Tensor gu = gate_up.slice(0, t);
+      const auto run = [&](const std::string& what, Fp8GemmKernel kernel) {
+        Tensor out = poisoned_gpu({t, n}, out_dtype, stream_);
+        silu_mul_linear_fp8_cuda(gu, w, ws, act, out, stream_, kernel);
+        sync();
+        expect_close(what + shape, out, ref.slice(0, t));
+        return out;
+      };
+      run("kAuto", Fp8GemmKernel::kAuto);
+      run("two passes, swap-AB", Fp8GemmKernel::kSm90SwapAB);
+      if (!sm90_fp8::fp8_gemv_mma_fits(t, k, sm90_fp8::Fp8GemvInput::kSwiGlu)) continue;
+      const Tensor fused = run("one launch", Fp8GemmKernel::kGemvMma);
+      Fp8Activations h{Tensor::empty({t, k}, DType::kF8E4M3, Device::kCUDA), Tensor::empty({t, g}, DType::kF32,
+                       Device::kCUDA), Tensor()};
+      silu_mul_quantize_fp8_cuda(gu, act, h, stream_);
+      Tensor two_pass = poisoned_gpu({t, n}, out_dtype, stream_);
+      linear_fp8_w8a8_cuda(h, w, ws, two_pass, stream_, Fp8GemmKernel::kGemvMma);
+      sync();
+      EXPECT_EQ(testing::byte_mismatches(fused, two_pass), 0) << "one launch against two passes" << shape;
+      for (const gpu::GemvMmaConfig& c : configs) {
+        const std::string cfg = " config {" + std::to_string(c.ctas_per_sm) + ", " + std::to_string(c.depth) + ", " +
+                                std::to_string(c.tiles_per_cta) + "}";
+        const bool f32_out = out_dtype == DType::kF32;
+        Tensor one = poisoned_gpu({t, n}, out_dtype, stream_), two = poisoned_gpu({t, n}, out_dtype, stream_);
+        sm90_fp8::run_fp8_gemv_mma({gu.raw(), nullptr, w.raw(), ws.data<float>(), one.raw(), f32_out}, t, n, k,
+                                   sm90_fp8::Fp8GemvInput::kSwiGlu, act, stream_, c);
+        sm90_fp8::run_fp8_gemv_mma({h.x_q.raw(), h.scales.data<float>(), w.raw(), ws.data<float>(), two.raw(),
+                                    f32_out},
+                                   t, n, k, sm90_fp8::Fp8GemvInput::kCodes, act, stream_, c);
+        sync();
+        expect_close("one launch" + shape + cfg, one, ref.slice(0, t));
+        EXPECT_EQ(testing::byte_mismatches(one, two), 0) << "one launch against two passes" << shape << cfg;
       }
     }
   }
@@ -524,6 +597,15 @@ TEST_F(LinearFp8Cuda, SmallGemvMma) {
   check_gemv_mma(1088, 640, kAllDecodeTokens, ActQuantParams{}, DType::kF32, gemv_mma_configs());
 }
 
+// silu_mul_linear_fp8_cuda, small: N = 160 (a partial row block), K = 272 (a partial K group), and
+// K = 1024; both scale formats; f32 out; every launch shape of the one-launch form.
+TEST_F(LinearFp8Cuda, SmallSwiGluDown) {
+  check_swiglu_down(160, 272, kAllDecodeTokens, ActQuantParams{}, DType::kBF16, gemv_mma_configs());
+  check_swiglu_down(256, 1024, {1, 2, 8}, ActQuantParams{}, DType::kBF16, gemv_mma_configs());
+  check_swiglu_down(160, 272, {1, 3}, ActQuantParams{kFp8AmaxFloor, Fp8ScaleFormat::kUE8M0});
+  check_swiglu_down(1088, 640, {1, 2, 5}, ActQuantParams{}, DType::kF32, gemv_mma_configs());
+}
+
 // T outside 1 .. 8 or K not a multiple of 16 is refused, and so is a bad launch shape.
 TEST_F(LinearFp8Cuda, SmallGemvMmaRefusesWhatItCannotRun) {
   Tensor w = Tensor::empty({64, 256}, DType::kF8E4M3, Device::kCUDA);
@@ -543,7 +625,8 @@ TEST_F(LinearFp8Cuda, SmallGemvMmaRefusesWhatItCannotRun) {
   Tensor x4 = Tensor::empty({4, 256}, DType::kF8E4M3, Device::kCUDA);
   Tensor xs4 = Tensor::empty({4, 2}, DType::kF32, Device::kCUDA);
   EXPECT_THROW(sm90_fp8::run_fp8_gemv_mma({x4.raw(), xs4.data<float>(), w.raw(), ws.data<float>(), out4.raw()}, 4,
-                                          64, 256, false, ActQuantParams{}, stream_, gpu::GemvMmaConfig{2, 3, 0}),
+                                          64, 256, sm90_fp8::Fp8GemvInput::kCodes, ActQuantParams{}, stream_,
+                                          gpu::GemvMmaConfig{2, 3, 0}),
                Error);
 }
 
@@ -658,6 +741,18 @@ TEST_F(LinearFp8Cuda, V3GemvMmaTp2F32Out) {
   for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{{7168, 8192}, {7168, 9216}, {7168, 1024}}) {
     check_gemv_mma(n, k, kAllDecodeTokens, ActQuantParams{}, DType::kF32);
   }
+}
+
+// The down projections of DeepSeek's MLPs on their gate_up rows at decode sizes: V2-Lite's dense
+// (K = 10944, a half group) and shared experts', V3's dense and shared expert's, and the shared
+// ones of a tensor-parallel rank (V2-Lite TP 2, V3 TP 8) with f32 out.
+TEST_F(LinearFp8Cuda, SwiGluDownDeepSeekShapes) {
+  for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{{2048, 10944}, {2048, 2816}, {7168, 18432},
+                                                                      {7168, 2048}}) {
+    check_swiglu_down(n, k, {1, 2, 4, 8}, ActQuantParams{});
+  }
+  check_swiglu_down(2048, 1408, {1, 2}, ActQuantParams{}, DType::kF32);
+  check_swiglu_down(7168, 256, {1, 2, 8}, ActQuantParams{}, DType::kF32);
 }
 
 // ---- DeepSeek shapes ([N, K] of each dense FP8 projection) -----------------------------------
