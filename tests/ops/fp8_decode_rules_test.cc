@@ -60,7 +60,9 @@ TEST(Fp8DecodeRules, SwiGluDownOneLaunchOnlyWhereTheTwoPassesTakeTheSameGemv) {
       }
     }
   }
-  EXPECT_TRUE(sm90_fp8::gemv_mma_takes_swiglu(1, 2816));  // V2-Lite's shared experts at one token
+  EXPECT_TRUE(sm90_fp8::gemv_mma_takes_swiglu(1, 2816));    // V2-Lite's shared experts at one token
+  EXPECT_FALSE(sm90_fp8::gemv_mma_takes_swiglu(2, 2816));   // two tokens: the step lost (the rule's note)
+  EXPECT_FALSE(sm90_fp8::gemv_mma_takes_swiglu(1, 10944));  // V2-Lite's dense down: the two passes
 }
 #endif
 

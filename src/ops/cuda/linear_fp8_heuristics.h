@@ -116,10 +116,15 @@ inline bool gemv_mma_quantizes(int64_t t, int64_t k) { return t * k <= 8192; }
 
 // Whether an MLP's FP8 down projection (silu_mul_linear_fp8_cuda, ops/linear_fp8.h) runs as the
 // tensor-core GEMV on its gate_up rows, the SwiGLU and its quantisation inside every CTA
-// (Fp8GemvInput::kSwiGlu), instead of the SwiGLU quantiser's pass and then the GEMM on its codes.
-// The same T·K bound as gemv_mma_quantizes for now: every CTA redoes T·K SwiGLU values and
-// divisions (fp8_gemm_bench's swiglu columns time both forms).
-inline bool gemv_mma_takes_swiglu(int64_t t, int64_t k) { return t <= kGemvMmaMaxTokens && t * k <= 8192; }
+// (Fp8GemvInput::kSwiGlu), instead of the SwiGLU quantiser's pass and then the GEMM on its codes:
+// at one token, where T·K <= 8192 (the dense downs of K = 10944 and 18432 keep the two passes).
+// H100, fp8_gemm_bench (us, two passes / one launch; bench/NOTES-fp8-gemm.md, s63): V2-Lite's
+// shared down 2048 x 2816 8.1 / 5.2 at one token, 8.4 / 8.1 at two, 8.4 / 10.3 at four; V3's
+// 7168 x 2048 11.9 / 8.6, 12.2 / 10.0, 12.2 / 12.2; the dense downs lose from one token (V2-Lite
+// 14.9 / 15.4). The V2-Lite FP8 decode step gained 1.6% at batch 1 (1.761-1.777 -> 1.738-1.748 ms)
+// but lost 2.6% at batch 2 (2.271-2.278 -> 2.330-2.340), though the kernel alone gained there:
+// hence one token only.
+inline bool gemv_mma_takes_swiglu(int64_t t, int64_t k) { return t == 1 && k <= 8192; }
 
 // The grouped MoE FP8 GEMM's operand constraints (ops/moe_experts.h), which kOneGroup runs.
 inline bool one_group_fits(int64_t n, int64_t k) { return n % 128 == 0 && k % 128 == 0; }
