@@ -16,6 +16,7 @@
 #include "ops/moe_experts.h"
 #include "ops/moe_route_gather.h"
 #include "ops/rms_norm_fp8.h"
+#include "ops/silu_mul.h"
 
 namespace mlaserve {
 
@@ -38,13 +39,15 @@ ops::RouterParams router_params(const DeepSeekConfig& c) {
 }
 
 void DeepSeekModel::mlp(const MlpWeights& w, const NormedActivation& x, Tensor& out, Stream stream) {
-  const Tensor gate_up = linear(w.gate_up, x, stream);  // [T, 2I]
-  // SwiGLU and the down projection: on the GPU at one token one launch, else the SwiGLU (fused with
-  // the FP8 down's input quantisation) and then the down.
-  if (w.down.is_fp8()) {
-    return ops::silu_mul_linear_fp8(gate_up, w.down.weight, w.down.scale_inv, act_quant_, out, stream);
+  Tensor gate_up = linear(w.gate_up, x, stream);  // [T, 2I]
+  const int64_t t = x.x.dim(0);
+  if (w.down.is_fp8()) {  // SwiGLU fused with the down projection's input quantisation, or with the down itself
+    ops::silu_mul_linear_fp8(gate_up, w.down.weight, w.down.scale_inv, act_quant_, out, stream);
+    return;
   }
-  ops::silu_mul_linear(gate_up, w.down.weight, out, stream);
+  Tensor hidden = act({t, w.gate_up.out_features() / 2});
+  ops::silu_mul(gate_up, hidden, stream);
+  linear_into(w.down, hidden, out, stream);
 }
 
 // The second half of a layer: h += FFN(normed), then normed = RMSNorm(h) · next_norm. How the

@@ -17,14 +17,8 @@ namespace mlaserve::ops {
 
 void linear_cpu(const Tensor& x, const Tensor& weight, Tensor& out);
 
-// SwiGLU, then the linear: an MLP's down projection on its gate_up output.
-//   gate_up [T, 2·K] (ops/silu_mul.h's fused layout: gate [0, K), up [K, 2K)), weight [N, K],
-//   out [T, N]: out = linear(silu(gate)·up). The CPU runs silu_mul_cpu then linear_cpu.
-void silu_mul_linear_cpu(const Tensor& gate_up, const Tensor& weight, Tensor& out);
-
 // Dispatch by device (ops/dispatch.h): the model graph calls these.
 void linear(const Tensor& x, const Tensor& weight, Tensor& out, Stream stream = {});
-void silu_mul_linear(const Tensor& gate_up, const Tensor& weight, Tensor& out, Stream stream = {});
 
 }  // namespace mlaserve::ops
 
@@ -52,15 +46,6 @@ void linear_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_
 // [N, K], out [T, N] bf16 or f32; fails unless linear_gemv_applies.
 bool linear_gemv_applies(const Tensor& x, const Tensor& weight, const Tensor& out);
 void linear_gemv_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream);
-
-// silu_mul_linear on the GPU: gate_up [T, 2·K] and weight [N, K] bf16, out [T, N] bf16 or f32. At
-// one token where the GEMV takes the shape (silu_mul_linear_gemv_applies) one launch of the
-// CUDA-core GEMV computing silu(gate)·up as it reads x (linear_gemv.cuh, kSwiGlu), rounded to
-// bf16 as silu_mul_cuda rounds it: the bits of the two launches it replaces. Otherwise
-// silu_mul_cuda into a bf16 [T, K] buffer from the stream-ordered caching allocator, then
-// linear_cuda.
-void silu_mul_linear_cuda(const Tensor& gate_up, const Tensor& weight, Tensor& out, cudaStream_t stream);
-bool silu_mul_linear_gemv_applies(const Tensor& gate_up, const Tensor& weight, const Tensor& out);
 
 }  // namespace mlaserve::ops
 #endif  // MLASERVE_WITH_CUDA

@@ -3,7 +3,6 @@
 
 #include "ops/cpu_util.h"
 #include "ops/linear.h"
-#include "ops/silu_mul.h"
 
 namespace mlaserve::ops {
 
@@ -31,14 +30,6 @@ void linear_cpu(const Tensor& x, const Tensor& weight, Tensor& out) {
       }
     }
   });
-}
-
-void silu_mul_linear_cpu(const Tensor& gate_up, const Tensor& weight, Tensor& out) {
-  MLA_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "silu_mul_linear_cpu: gate_up {} must be [T, 2·K]",
-            shape_str(gate_up.shape()));
-  Tensor hidden = Tensor::empty({gate_up.dim(0), gate_up.dim(1) / 2}, DType::kF32);  // [T, K]
-  silu_mul_cpu(gate_up, hidden);
-  linear_cpu(hidden, weight, out);
 }
 
 }  // namespace mlaserve::ops

@@ -9,7 +9,6 @@
 #include <cstdint>
 
 #include "ops/cuda/div_rn.cuh"
-#include "ops/cuda/silu.cuh"  // silu_mul_exact, for the quantisers of SwiGLU values
 
 namespace mlaserve::ops::gpu {
 
@@ -88,6 +87,11 @@ __device__ __forceinline__ float group_act_scale(const float (&v)[kValues], floa
   for (int d = 1; d < kLanes; d <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, d));
   return fp8_act_scale(amax, ue8m0);
 }
+
+// The SwiGLU value silu(g)·u = g / (1 + e^-g) · u of the quantisers that take an MLP's gate_up
+// (silu_mul_quantize_fp8_cuda, the down projection's GEMV): IEEE division as the CPU reference,
+// a zero g not divided (div_rn.cuh).
+__device__ __forceinline__ float silu_mul_exact(float g, float u) { return div_rn_skip_zero(g, 1.0f + expf(-g)) * u; }
 
 // Eight values as e4m3 codes (quantize_e4m3: fp8_act_quantize's bits), value i in byte i of the
 // two words.

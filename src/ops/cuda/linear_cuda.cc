@@ -1,13 +1,9 @@
 // linear_cuda (ops/linear.h): y [T, N] = x [T, K] · W [N, K]ᵀ as one cuBLASLt call
-// (cublaslt_gemm.h), or for a few bf16 tokens the GEMV kernel (linear_gemv.cuh). The weight is
-// cuBLAS's transposed A operand, x its B: the "TN" layout. And silu_mul_linear_cuda, an MLP's
-// down projection on its gate_up rows.
+// (cublaslt_gemm.h), or for a few bf16 tokens the GEMV kernel (linear_gemv.cuh). The weight is cuBLAS's transposed A operand, x its B: the "TN" layout.
 #include <string_view>
 
 #include "ops/cuda/cublaslt_gemm.h"
-#include "ops/cuda/linear_gemv.h"
 #include "ops/linear.h"
-#include "ops/silu_mul.h"
 
 namespace mlaserve::ops {
 
@@ -37,15 +33,6 @@ void linear_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_
   p.d = out.raw();
   p.d_row_stride = n;
   cuda::lt_gemm(p, stream);
-}
-
-void silu_mul_linear_cuda(const Tensor& gate_up, const Tensor& weight, Tensor& out, cudaStream_t stream) {
-  MLA_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "silu_mul_linear_cuda: gate_up {} must be [T, 2·K]",
-            shape_str(gate_up.shape()));
-  if (silu_mul_linear_gemv_applies(gate_up, weight, out)) return silu_mul_linear_gemv_cuda(gate_up, weight, out, stream);
-  Tensor hidden = Tensor::empty({gate_up.dim(0), gate_up.dim(1) / 2}, gate_up.dtype(), Device::kCUDA);  // [T, K]
-  silu_mul_cuda(gate_up, hidden, stream);
-  linear_cuda(hidden, weight, out, stream);
 }
 
 }  // namespace mlaserve::ops

@@ -22,54 +22,7 @@ void launch(const gpu::GemvParams<OutT>& p, cudaStream_t stream) {
   });
 }
 
-// The kSwiGlu kernel at one token (the only T silu_mul_linear_gemv_applies takes).
-template <typename OutT>
-void launch_swiglu(const gpu::GemvParams<OutT>& p, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>((int64_t{p.n} + gpu::kGemvRows - 1) / gpu::kGemvRows));
-  switch (gpu::gemv_unroll(p.k, 1)) {
-    case 1: return gpu::launch_programmatic(gpu::linear_gemv_bf16_kernel<1, 1, OutT, true>, grid, gpu::kGemvThreads, 0,
-                                            stream, p);
-    case 2: return gpu::launch_programmatic(gpu::linear_gemv_bf16_kernel<1, 2, OutT, true>, grid, gpu::kGemvThreads, 0,
-                                            stream, p);
-    default: return gpu::launch_programmatic(gpu::linear_gemv_bf16_kernel<1, 4, OutT, true>, grid, gpu::kGemvThreads,
-                                             0, stream, p);
-  }
-}
-
-template <typename OutT>
-gpu::GemvParams<OutT> params(const Tensor& x, const Tensor& weight, Tensor& out, int64_t t, int64_t n, int64_t k) {
-  return {gpu::ptr<const __nv_bfloat16>(x), gpu::ptr<const __nv_bfloat16>(weight), gpu::ptr<OutT>(out),
-          static_cast<int32_t>(t), static_cast<int32_t>(n), static_cast<int32_t>(k)};
-}
-
 }  // namespace
-
-// One token: past it the SwiGLU values every CTA recomputes outgrow the launch they save (the
-// FP8 down's one launch lost the V2-Lite step at two tokens, linear_fp8_heuristics.h).
-bool silu_mul_linear_gemv_applies(const Tensor& gate_up, const Tensor& weight, const Tensor& out) {
-  return gate_up.dtype() == DType::kBF16 && weight.dtype() == DType::kBF16 &&
-         (out.dtype() == DType::kBF16 || out.dtype() == DType::kF32) && gate_up.ndim() == 2 && weight.ndim() == 2 &&
-         gate_up.dim(0) == 1 && gate_up.dim(1) == 2 * weight.dim(1) && weight.dim(1) % 8 == 0 &&
-         weight.dim(1) < (int64_t{1} << 30) && weight.dim(0) < (int64_t{1} << 31) && gpu::aligned16(gate_up) &&
-         gpu::aligned16(weight);
-}
-
-void silu_mul_linear_gemv_cuda(const Tensor& gate_up, const Tensor& weight, Tensor& out, cudaStream_t stream) {
-  constexpr std::string_view kOp = "silu_mul_linear_gemv_cuda";
-  gpu::check_dtype(kOp, "gate_up", gate_up, DType::kBF16);
-  gpu::check_dtype(kOp, "weight", weight, DType::kBF16);
-  gpu::check_f32_or_bf16(kOp, "out", out);
-  MLA_CHECK(gate_up.ndim() == 2 && weight.ndim() == 2 && gate_up.dim(1) == 2 * weight.dim(1),
-            "{}: gate_up {} must be [T, 2·K] and weight {} [N, K]", kOp, shape_str(gate_up.shape()),
-            shape_str(weight.shape()));
-  const int64_t t = gate_up.dim(0), k = weight.dim(1), n = weight.dim(0);
-  gpu::check_shape(kOp, "out", out, {t, n});
-  MLA_CHECK(silu_mul_linear_gemv_applies(gate_up, weight, out),
-            "{}: needs T = 1 (got {}), K = {} a multiple of 8 and 16-byte aligned gate_up and weight", kOp, t, k);
-  if (n == 0) return;
-  if (out.dtype() == DType::kBF16) return launch_swiglu(params<__nv_bfloat16>(gate_up, weight, out, t, n, k), stream);
-  launch_swiglu(params<float>(gate_up, weight, out, t, n, k), stream);
-}
 
 bool linear_gemv_applies(const Tensor& x, const Tensor& weight, const Tensor& out) {
   return x.dtype() == DType::kBF16 && weight.dtype() == DType::kBF16 &&

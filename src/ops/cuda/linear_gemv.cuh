@@ -29,13 +29,6 @@
 //
 // Requirements (checked by the launch code, which otherwise leaves the call to cuBLASLt): K % 8
 // == 0 and x, W 16-byte aligned, so that a vector never straddles the end of a row.
-//
-// kSwiGlu (silu_mul_linear_cuda, ops/linear.h: an MLP's down projection at one token): x is the
-// MLP's gate_up [T, 2K] (gate [0, K), up [K, 2K)) and each x vector is computed as it is read:
-// silu(gate)·up in fp32 (silu_mul_exact), rounded to bf16 as silu_mul_cuda writes it, so the
-// sums are those of silu_mul_cuda followed by this kernel, bit for bit, without the SwiGLU's
-// launch and its round trip through memory. Every CTA recomputes the T·K values (11 a thread for
-// V2-Lite's shared experts at one token).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -46,7 +39,6 @@
 #include "core/error.h"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/reduce.cuh"
-#include "ops/cuda/silu.cuh"
 #include "ops/cuda/vec.cuh"
 
 namespace mlaserve::ops::gpu {
@@ -68,7 +60,7 @@ inline constexpr int gemv_unroll(int64_t k, int kt) {
 
 template <typename OutT>
 struct GemvParams {
-  const __nv_bfloat16* x;  // [T, K], rows K apart (kSwiGlu: gate_up [T, 2K])
+  const __nv_bfloat16* x;  // [T, K], rows K apart
   const __nv_bfloat16* w;  // [N, K], rows K apart
   OutT* out;               // [T, N]
   int32_t t;               // tokens, 1 <= T <= kT
@@ -88,25 +80,10 @@ inline constexpr int kGemvMinCtasPerSm = kT == 1 ? (kUnroll == 1 ? 6 : kUnroll =
                                          : kT == 4 ? (kUnroll == 1 ? 3 : kUnroll == 2 ? 2 : 1)
                                          : kUnroll == 1 ? 2 : 1;
 
-// silu(gate)·up of the 8 values at gate (their up K values further on), rounded to bf16 as
-// silu_mul_cuda stores them (vec.cuh's store_vec).
-__device__ __forceinline__ uint4 silu_mul_bf16x8(const __nv_bfloat16* gate, int k) {
-  float g[8], u[8];
-  unpack_bf16x8(*reinterpret_cast<const uint4*>(gate), g);
-  unpack_bf16x8(*reinterpret_cast<const uint4*>(gate + k), u);
-  uint4 raw;
-  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    h[i] = __floats2bfloat162_rn(silu_mul_exact(g[2 * i], u[2 * i]), silu_mul_exact(g[2 * i + 1], u[2 * i + 1]));
-  }
-  return raw;
-}
-
 // The work of one CTA (blockIdx.x) of linear_gemv_bf16_kernel below, for kernels that do more
 // after it (moe_route_gather.cuh): every thread of the CTA calls it; it waits for the kernel
 // before (grid_dependency_wait) and lets the next one launch, as the note at the top says.
-template <int kT, int kUnroll, typename OutT, bool kSwiGlu = false>
+template <int kT, int kUnroll, typename OutT>
 __device__ __forceinline__ void linear_gemv_bf16_cta(const GemvParams<OutT>& p) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t row0 = int64_t{blockIdx.x} * kGemvRows;
@@ -162,11 +139,7 @@ __device__ __forceinline__ void linear_gemv_bf16_cta(const GemvParams<OutT>& p) 
       uint4 xr[kT];  // [kT] x vectors, raw bf16
 #pragma unroll
       for (int j = 0; j < kT; ++j) {
-        if constexpr (kSwiGlu) {
-          xr[j] = j < p.t ? silu_mul_bf16x8(p.x + int64_t{j} * 2 * p.k + col, p.k) : make_uint4(0, 0, 0, 0);
-        } else {
-          xr[j] = j < p.t ? *reinterpret_cast<const uint4*>(p.x + int64_t{j} * p.k + col) : make_uint4(0, 0, 0, 0);
-        }
+        xr[j] = j < p.t ? *reinterpret_cast<const uint4*>(p.x + int64_t{j} * p.k + col) : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
@@ -195,10 +168,10 @@ __device__ __forceinline__ void linear_gemv_bf16_cta(const GemvParams<OutT>& p) 
 }
 
 // grid ceil(N / kGemvRows), block kGemvThreads, launched with launch_programmatic.
-template <int kT, int kUnroll, typename OutT, bool kSwiGlu = false>
+template <int kT, int kUnroll, typename OutT>
 __global__ void __launch_bounds__(kGemvThreads, (kGemvMinCtasPerSm<kT, kUnroll>))
     linear_gemv_bf16_kernel(GemvParams<OutT> p) {
-  linear_gemv_bf16_cta<kT, kUnroll, OutT, kSwiGlu>(p);
+  linear_gemv_bf16_cta<kT, kUnroll>(p);
 }
 
 // Host side: calls f(std::integral_constant<int, kT>{}, std::integral_constant<int, kUnroll>{})

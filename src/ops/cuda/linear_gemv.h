@@ -41,10 +41,6 @@ inline GemvKernel choose_gemv_kernel(int64_t t, int64_t k) {
 // linear_gemv_mma_fits for kTensorCore.
 void linear_gemv_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream, GemvKernel kernel);
 
-// silu_mul_linear_cuda's one-launch form (ops/linear.h): the CUDA-core GEMV on gate_up [1, 2·K]
-// with kSwiGlu (linear_gemv.cuh); fails unless silu_mul_linear_gemv_applies.
-void silu_mul_linear_gemv_cuda(const Tensor& gate_up, const Tensor& weight, Tensor& out, cudaStream_t stream);
-
 // The tensor-core GEMV's launch (linear_gemv_mma.cu): bf16 x [t, k] and w [n, k] (16-byte aligned),
 // out [t, n] bf16 or f32 (out_f32). The caller has checked shapes and linear_gemv_mma_fits(t, k).
 struct GemvMmaOperands {

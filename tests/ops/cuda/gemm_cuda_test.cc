@@ -8,9 +8,7 @@
 // written; the q_pe channels of q_abs are checked bit for bit. At large T only some rows are
 // checked against the CPU (first, last, random ones): lm_head at 4096 rows is 1.7 TFLOP, minutes
 // on one CPU core, and a wrong tile, stride or view shows in any row. The last test captures
-// every GEMM-shaped op in a CUDA graph and replays it. silu_mul_linear (an MLP's down projection
-// on its gate_up rows) against its CPU reference at the MLPs' down shapes, its one launch at one
-// token also bit for bit against its two launches.
+// every GEMM-shaped op in a CUDA graph and replays it.
 //
 // Chains (the decode kernels, which load their weights before griddepcontrol.wait): a GEMV, or
 // the absorption kernels, right after a GEMM that writes their input, both launched as in a
@@ -45,7 +43,6 @@
 #include "ops/linear.h"
 #include "ops/mla_absorb.h"
 #include "ops/moe_experts.h"
-#include "ops/silu_mul.h"
 
 namespace mlaserve::ops {
 namespace {
@@ -133,44 +130,6 @@ class GemmCuda : public testing::Sm90StreamTest {
                    "M " + std::to_string(ms[i]) + " N " + std::to_string(n) + " K " + std::to_string(k) + " " +
                        std::string(dtype_name(ab)) + "->" + std::string(dtype_name(out_dtype)));
       at += rows;
-    }
-  }
-
-  // silu_mul_linear_cuda: an MLP's down projection [n, k] on gate_up rows [T, 2k] bf16, against
-  // silu_mul_linear_cpu (whose SwiGLU values stay f32 where the GPU rounds them to bf16, as its
-  // two-launch form and the model do: ~1e-3 relative more, inside the bf16 bounds; so f32 outputs
-  // take those bounds too). At one token (the one launch) the output must also be, bit for bit,
-  // silu_mul_cuda followed by the CUDA-core GEMV.
-  void check_silu_mul_linear(int64_t n, int64_t k, DType out_dtype, const std::vector<int64_t>& ts) {
-    const uint64_t seed = fresh_seed();
-    SCOPED_TRACE("seed " + std::to_string(seed) + ", SwiGLU down, N " + std::to_string(n) + ", K " +
-                 std::to_string(k));
-    Tensor w = Tensor::empty({n, k}, DType::kBF16, Device::kCUDA);  // [N, K]
-    fill_random(w, seed, stream_);
-    const Tensor w_host = random_host({n, k}, DType::kBF16, seed);
-    for (const int64_t t : ts) {
-      const uint64_t x_seed = seed + 1 + static_cast<uint64_t>(t);
-      Tensor gate_up = Tensor::empty({t, 2 * k}, DType::kBF16, Device::kCUDA);  // [T, 2K]
-      fill_random(gate_up, x_seed, stream_);
-      const Tensor gate_up_host = random_host({t, 2 * k}, DType::kBF16, x_seed).to_dtype(DType::kF32);
-      Tensor out = poisoned_gpu({t, n}, out_dtype, stream_);
-      silu_mul_linear_cuda(gate_up, w, out, stream_);
-      sync();
-      Tensor ref = Tensor::empty({t, n}, DType::kF32);
-      silu_mul_linear_cpu(gate_up_host, w_host, ref);
-      const Tensor out_host = out.to(Device::kCPU);
-      EXPECT_EQ(count_nonfinite(out_host), 0) << "T " << t << ": outputs unwritten (poison) or not finite";
-      std::vector<int64_t> all(static_cast<size_t>(t));
-      for (int64_t r = 0; r < t; ++r) all[static_cast<size_t>(r)] = r;
-      expect_close(compare_rows(gather_rows_f32(out_host, all), ref, all), kBf16RelL2, kBf16Row,
-                   "SwiGLU down T " + std::to_string(t) + " N " + std::to_string(n) + " K " + std::to_string(k));
-      if (!silu_mul_linear_gemv_applies(gate_up, w, out)) continue;
-      Tensor hidden = poisoned_gpu({t, k}, DType::kBF16, stream_);
-      silu_mul_cuda(gate_up, hidden, stream_);
-      Tensor two = poisoned_gpu({t, n}, out_dtype, stream_);
-      linear_gemv_cuda(hidden, w, two, stream_, GemvKernel::kCudaCore);
-      sync();
-      EXPECT_EQ(testing::byte_mismatches(out, two), 0) << "one launch against silu_mul + GEMV, N " << n << " K " << k;
     }
   }
 
@@ -399,14 +358,6 @@ TEST_F(GemmCuda, SmallLinearGemvApplies) {
   EXPECT_THROW(linear_gemv_cuda(x9, w, out, stream_), Error);
 }
 
-// silu_mul_linear: K = 8 .. 264 (one chunk, a partial one), N = 1 .. 37 (a partial CTA), the one
-// launch at one token and the two launches at 2 and 5; f32 out.
-TEST_F(GemmCuda, SmallSiluMulLinear) {
-  check_silu_mul_linear(37, 264, DType::kBF16, {1, 2, 5});
-  check_silu_mul_linear(1, 8, DType::kBF16, {1});
-  check_silu_mul_linear(64, 4096, DType::kF32, {1, 3});
-}
-
 TEST_F(GemmCuda, SmallAbsorb) {
   check_absorb(3, 2);
   check_absorb(5, 2, /*offset=*/2);
@@ -536,17 +487,6 @@ TEST_F(GemmCuda, GemvChainDecodeShapes) {
     check_absorb_chain(t, 16, 2048);
   }
   for (int64_t t : {1, 8}) check_gemv_chain(t, 2048, 10944, 2048, DType::kBF16);
-}
-
-// The down projections of DeepSeek's MLPs in BF16: V2-Lite's shared experts (2048 x 2816) and
-// dense MLP (2048 x 10944: the unrolled steps), V3's shared expert (7168 x 2048) and dense MLP
-// (7168 x 18432: a second step), and a V3 TP8 rank's shared expert with f32 out (7168 x 256).
-TEST_F(GemmCuda, SiluMulLinearDecodeShapes) {
-  check_silu_mul_linear(2048, 2816, DType::kBF16, {1, 2});
-  check_silu_mul_linear(2048, 10944, DType::kBF16, {1});
-  check_silu_mul_linear(7168, 2048, DType::kBF16, {1, 4});
-  check_silu_mul_linear(7168, 18432, DType::kBF16, {1});
-  check_silu_mul_linear(7168, 256, DType::kF32, {1, 8});
 }
 
 TEST_F(GemmCuda, Absorb16Heads) {
