@@ -125,7 +125,7 @@ void linear_fp8_cuda(const Tensor& x, const Tensor& w_q, const Tensor& w_scale_i
                      Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel = Fp8GemmKernel::kAuto,
                      GridPlacement placement = GridPlacement::kAlone);
 
-// silu_mul_linear_fp8 on the GPU: gate_up [T, 2·K] bf16, out [T, N] bf16 or f32. At decode sizes
+// silu_mul_linear_fp8 on the GPU: gate_up [T, 2·K] bf16, out [T, N] bf16 or f32. At one token
 // (kAuto: linear_fp8_heuristics.h's gemv_mma_takes_swiglu; or forced with kGemvMma) one launch,
 // the tensor-core GEMV quantising silu(gate)·up inside (Fp8GemvInput::kSwiGlu); otherwise the
 // SwiGLU quantiser (silu_mul_quantize_fp8_cuda, its scales in both layouts) into buffers from the

@@ -38,12 +38,6 @@ void launch_depth(const gpu::Fp8GemvMmaParams<OutT>& p, int64_t ctas, int64_t sm
   }
 }
 
-// The shared memory of the T staged activation rows: their codes and scales, and with kSwiGlu the
-// bf16 gate_up rows they are computed from.
-int64_t staged_bytes(int64_t t, int64_t k, Fp8GemvInput input) {
-  return gpu::fp8_gemv_mma_act_bytes(k, t) + (input == Fp8GemvInput::kSwiGlu ? gpu::fp8_gemv_mma_swiglu_bytes(k, t) : 0);
-}
-
 template <typename OutT>
 void launch_out(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, Fp8GemvInput input,
                 const ActQuantParams& act, const gpu::GemvMmaConfig& config, cudaStream_t stream) {
@@ -66,13 +60,14 @@ void launch_out(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, Fp8Ge
 
   // Runs of at most as many tiles as the shared memory left by the activation rows holds.
   const int64_t tiles = (n + gpu::kFp8GemvMmaTileRows - 1) / gpu::kFp8GemvMmaTileRows;
-  const int64_t act_bytes = staged_bytes(t, k, input);
+  const bool swiglu = input == Fp8GemvInput::kSwiGlu;
+  const int64_t act_bytes = gpu::fp8_gemv_mma_staged_bytes(k, t, swiglu);
   const int64_t max_run = std::min<int64_t>(gpu::kGemvMmaMaxTilesPerCta,
                                             (kSmemLimit - act_bytes) / gpu::kGemvMmaPartialBytes);
   const int64_t ctas = gpu::gemv_mma_ctas(tiles, 1, config, gpu::device_sm_count(), max_run);
   p.tiles = static_cast<int32_t>(tiles);
   p.max_tiles_per_cta = static_cast<int32_t>((tiles + ctas - 1) / ctas);
-  const int64_t smem = gpu::fp8_gemv_mma_smem_bytes(k, t, p.max_tiles_per_cta, input == Fp8GemvInput::kSwiGlu);
+  const int64_t smem = gpu::fp8_gemv_mma_smem_bytes(k, t, p.max_tiles_per_cta, swiglu);
   MLA_CHECK(smem <= kSmemLimit && ctas <= (int64_t{1} << 31) - 1, "fp8 GEMV (mma): {} bytes of shared memory", smem);
   switch (input) {
     case Fp8GemvInput::kCodes: return launch_depth<Fp8GemvInput::kCodes>(p, ctas, smem, config.depth, stream);
@@ -85,7 +80,7 @@ void launch_out(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, Fp8Ge
 
 bool fp8_gemv_mma_fits(int64_t t, int64_t k, Fp8GemvInput input) {
   return t >= 1 && t <= gpu::kFp8GemvMmaMaxTokens && k > 0 && k % 16 == 0 && k < (int64_t{1} << 30) &&
-         staged_bytes(t, k, input) <= kActLimit;
+         gpu::fp8_gemv_mma_staged_bytes(k, t, input == Fp8GemvInput::kSwiGlu) <= kActLimit;
 }
 
 void run_fp8_gemv_mma(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k, Fp8GemvInput input,
@@ -96,7 +91,8 @@ void run_fp8_gemv_mma(const Fp8GemvOperands& o, int64_t t, int64_t n, int64_t k,
   MLA_CHECK(gpu::gemv_mma_config_ok(config), "fp8 GEMV (mma): config ctas_per_sm {} (>= 1), depth {} (2, 4 or 8), "
             "tiles_per_cta {} (0 .. {})", config.ctas_per_sm, config.depth, config.tiles_per_cta,
             gpu::kGemvMmaMaxTilesPerCta);
-  MLA_CHECK(input == Fp8GemvInput::kCodes || act.amax_floor > 0.0f, "fp8 GEMV (mma): amax_floor must be positive, got {}", act.amax_floor);
+  MLA_CHECK(input == Fp8GemvInput::kCodes || act.amax_floor > 0.0f, "fp8 GEMV (mma): amax_floor must be positive, got {}",
+            act.amax_floor);
   if (n == 0) return;
   if (o.out_f32) {
     launch_out<float>(o, t, n, k, input, act, config, stream);

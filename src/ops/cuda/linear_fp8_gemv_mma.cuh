@@ -44,12 +44,12 @@
 // loaded before grid_dependency_wait(); x, x_q and x_scales, which the kernel before may write,
 // only after it. Every CTA waits, then lets the next kernel launch.
 //
-// kSwiGlu is the down projection of an MLP at decode sizes in one launch instead of two (the
+// kSwiGlu is the down projection of an MLP at one token in one launch instead of two (the
 // SwiGLU quantiser, then this GEMV on its codes): at one token each of those is a few-us kernel
 // in the step's chain, and the shared experts' branch, which runs beside the routed experts on
 // the side stream, waited twice for SMs the routed GEMVs held (bench/NOTES-engine.md, s62).
-// Every CTA recomputes the T·K SwiGLU values, cheap at the few tokens this form is taken for
-// (linear_fp8_heuristics.h, gemv_mma_takes_swiglu).
+// Every CTA recomputes the T·K SwiGLU values, ~1.4 us at one token of K = 2816, which is where
+// this form is taken (linear_fp8_heuristics.h, gemv_mma_takes_swiglu).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -78,7 +78,7 @@ struct Fp8GemvMmaParams {
 // Dynamic shared memory, in order: activation scales [T][G] f32 (rounded up to 16 bytes); T
 // staged activation rows of e4m3 codes, fp8_gemv_mma_act_stride bytes apart (G·128 + 64: rows g
 // and g + 1, read by one quarter warp, in different banks); partial sums [max_tiles][8 warps][32
-// lanes] float4; with kSwiGlu, the T bf16 gate_up rows [T][2K] (fp8_gemv_mma_swiglu_bytes).
+// lanes] float4; with kSwiGlu, the T bf16 gate_up rows [T][2K] (fp8_gemv_mma_staged_bytes).
 __host__ __device__ inline constexpr int64_t fp8_gemv_mma_act_stride(int64_t k) {
   return (k + 127) / 128 * 128 + kGemvMmaActPad;
 }
@@ -88,10 +88,14 @@ __host__ __device__ inline constexpr int64_t fp8_gemv_mma_scale_bytes(int64_t k,
 __host__ __device__ inline constexpr int64_t fp8_gemv_mma_act_bytes(int64_t k, int64_t t) {
   return fp8_gemv_mma_scale_bytes(k, t) + t * fp8_gemv_mma_act_stride(k);
 }
-__host__ __device__ inline constexpr int64_t fp8_gemv_mma_swiglu_bytes(int64_t k, int64_t t) { return t * 2 * k * 2; }
+// What the staged rows take in all: their codes and scales, and with kSwiGlu the bf16 gate_up rows
+// they are computed from.
+__host__ __device__ inline constexpr int64_t fp8_gemv_mma_staged_bytes(int64_t k, int64_t t, bool swiglu) {
+  return fp8_gemv_mma_act_bytes(k, t) + (swiglu ? t * 2 * k * 2 : 0);
+}
 __host__ __device__ inline constexpr int64_t fp8_gemv_mma_smem_bytes(int64_t k, int64_t t, int64_t max_tiles,
                                                                      bool swiglu = false) {
-  return fp8_gemv_mma_act_bytes(k, t) + max_tiles * kGemvMmaPartialBytes + (swiglu ? fp8_gemv_mma_swiglu_bytes(k, t) : 0);
+  return fp8_gemv_mma_staged_bytes(k, t, swiglu) + max_tiles * kGemvMmaPartialBytes;
 }
 
 // Rows [0, t) of x_q (e4m3, [T, K]) and x_scales ([T, G]) copied into shared memory: codes of row j
