@@ -111,7 +111,13 @@ const std::vector<Shape2> kShapes = {
     {"v2l.o_proj", 2048, 2048, false},     {"v2l.shared_gate_up", 5632, 2048, false},
     {"v2l.kv_a_latent", 512, 2048, false}, {"v2l.kv_a_rope", 64, 2048, false},
     {"v2l.shared_down", 2048, 2816, false}, {"v2l.mlp_gate_up", 21888, 2048, false},
-    {"v2l.mlp_down", 2048, 10944, false}};
+    {"v2l.mlp_down", 2048, 10944, false},
+    // A V3 / R1 rank under TP8 (model/shard_plan.h: heads, the dense MLP and the shared experts cut
+    // eight ways; qkv_a replicated, as above): the shapes V3 runs on H100s.
+    {"v3tp8.q_b_proj", 3072, 1536, false},  {"v3tp8.kv_b_proj", 4096, 512, false},
+    {"v3tp8.o_proj", 7168, 2048, false},    {"v3tp8.mlp_gate_up", 4608, 7168, false},
+    {"v3tp8.mlp_down", 7168, 2304, false},  {"v3tp8.shared_gate_up", 512, 7168, false},
+    {"v3tp8.shared_down", 7168, 256, false}};
 const std::vector<int64_t> kTokens = {1, 8, 64, 128, 512, 4096};
 
 struct PlanTime {
@@ -406,7 +412,11 @@ int run(int argc, char** argv) {
   }
 
   write_report(out_dir, "fp8_gemm", prop.name, command_line(argc, argv),
-               {{"card", prop.name}, {"sms", prop.multiProcessorCount}, {"copy_gbps_memcpy", copy}, {"rows", rows}});
+               {{"card", prop.name},
+                {"sms", prop.multiProcessorCount},
+                {"hbm_gbps_peak", ops::sm90_fp8::swap_ab_gpu().hbm_gbps},  // what splits_pay weighs
+                {"copy_gbps_memcpy", copy},
+                {"rows", rows}});
   MLA_CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;
 }

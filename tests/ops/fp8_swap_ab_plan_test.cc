@@ -1,5 +1,5 @@
 // Where kAuto sends a dense FP8 GEMM and how it cuts the swap-AB kernel (linear_fp8_heuristics.h),
-// on the H200's figures: host rules only, so they run without a GPU.
+// on the H200's and the H100's figures: host rules only, so they run without a GPU.
 #include <gtest/gtest.h>
 
 #ifdef MLASERVE_WITH_CUDA
@@ -25,6 +25,7 @@ constexpr int kHeld1[] = {132, 66, 39, 30, 22, 17, 15, 15};    // BN 64 and 128,
 sm90_fp8::SwapAbGpu h200() {
   sm90_fp8::SwapAbGpu g;
   g.sms = 132;
+  g.hbm_gbps = 4800;
   for (int bn : {16, 64, 128}) {
     for (int wgs : {1, 2}) {
       const int per_sm = sm90_fp8::swap_ab_ctas_per_sm(bn, wgs);
@@ -36,6 +37,15 @@ sm90_fp8::SwapAbGpu h200() {
 }
 
 const sm90_fp8::SwapAbGpu kH200 = h200();
+
+// An H100 SXM: the H200's SMs and clusters, 3,352 GB/s of HBM (2,619 MHz x 5,120 bits).
+sm90_fp8::SwapAbGpu h100() {
+  sm90_fp8::SwapAbGpu g = h200();
+  g.hbm_gbps = 3352;
+  return g;
+}
+
+const sm90_fp8::SwapAbGpu kH100 = h100();
 
 // Where kAuto sends the shapes cuBLASLt refuses (ceil(K/128) not a multiple of 4).
 TEST(LinearFp8Rule, OneGroupPastSwapAbSizesWhereCublasLtRefuses) {
@@ -132,6 +142,59 @@ TEST(LinearFp8Rule, SwapAbSplitBesideAnotherKernelLeavesRoom) {
   EXPECT_EQ(sm90_fp8::plan_swap_ab(32, 1536, 7168, beside).splits, 5);
   EXPECT_EQ(sm90_fp8::plan_swap_ab(32, 1536, 7168, kH200).splits, 8);
   EXPECT_EQ(sm90_fp8::choose_fp8_gemm(32, 1536, 7168, beside), sm90_fp8::Fp8GemmPath::kSwapAB);
+}
+
+// No split where K is a few groups, on either card: a V3 TP8 rank's kv_b_proj (4096 x 512, 64
+// tiles) and shared down (7168 x 256); the unknown bandwidth of a GPU that reports no memory clock
+// splits as before.
+TEST(LinearFp8Rule, SwapAbSplitNeedsEightKGroups) {
+  for (const sm90_fp8::SwapAbGpu& gpu : {kH100, kH200}) {
+    EXPECT_EQ(sm90_fp8::plan_swap_ab(32, 4096, 512, gpu).splits, 1);
+    EXPECT_EQ(sm90_fp8::plan_swap_ab(64, 7168, 256, gpu).splits, 1);
+    EXPECT_EQ(sm90_fp8::plan_swap_ab(16, 7168, 256, gpu).splits, 1);
+    EXPECT_EQ(sm90_fp8::plan_swap_ab(64, 3072, 1536, gpu).splits, 4);  // TP8 q_b_proj: 12 groups, 48 tiles
+  }
+  sm90_fp8::SwapAbGpu unknown = kH100;
+  unknown.hbm_gbps = 0;
+  EXPECT_EQ(sm90_fp8::plan_swap_ab(64, 7168, 2048, unknown).splits, 2);
+}
+
+// A split only where the persistent plan's CTAs fall short of the card's bandwidth: 112 tiles
+// (V3's shared down and a TP8 rank's o_proj, 7168 x 2048) and 88 (V2-Lite's shared gate_up) run
+// persistent on an H100, then at 17-64 tokens cuBLASLt, as fast there; split on an H200. 72 tiles
+// (a TP8 rank's dense gate_up, 4608 x 7168) split on both.
+TEST(LinearFp8Rule, SwapAbSplitOnlyBelowTheCardsBandwidth) {
+  using sm90_fp8::choose_fp8_gemm;
+  using sm90_fp8::Fp8GemmPath;
+  using sm90_fp8::plan_swap_ab;
+  for (int64_t t : {16, 64}) {
+    EXPECT_EQ(plan_swap_ab(t, 7168, 2048, kH100).splits, 1) << t;
+    EXPECT_EQ(plan_swap_ab(t, 7168, 2048, kH200).splits, 2) << t;
+  }
+  EXPECT_EQ(plan_swap_ab(64, 5632, 2048, kH100).splits, 1);
+  EXPECT_EQ(plan_swap_ab(64, 5632, 2048, kH200).splits, 2);
+  EXPECT_EQ(choose_fp8_gemm(64, 7168, 2048, kH100), Fp8GemmPath::kCublasLt);
+  EXPECT_EQ(choose_fp8_gemm(64, 7168, 2048, kH200), Fp8GemmPath::kSwapAB);
+  EXPECT_EQ(choose_fp8_gemm(16, 7168, 2048, kH100), Fp8GemmPath::kSwapAB);  // persistent
+  EXPECT_EQ(choose_fp8_gemm(32, 5632, 2048, kH100), Fp8GemmPath::kCublasLt);
+  for (const sm90_fp8::SwapAbGpu& gpu : {kH100, kH200}) {
+    EXPECT_EQ(plan_swap_ab(64, 4608, 7168, gpu).splits, 3);
+    EXPECT_EQ(plan_swap_ab(64, 2112, 7168, gpu).splits, 6);  // qkv_a: 33 tiles
+  }
+}
+
+// At 65-128 tokens a shape cuBLASLt refuses takes two token tiles of 64 at any N: a TP8 rank's
+// dense down (7168 x 2304) and shared down (7168 x 256), persistent (224 tiles).
+TEST(LinearFp8Rule, TwoTokenTilesWhereCublasLtRefuses) {
+  for (const sm90_fp8::SwapAbGpu& gpu : {kH100, kH200}) {
+    for (int64_t k : {2304, 256}) {
+      const sm90_fp8::SwapAbPlan p = sm90_fp8::plan_swap_ab(128, 7168, k, gpu);
+      EXPECT_EQ(p.bn, 64) << k;
+      EXPECT_EQ(p.t_tiles, 2) << k;
+      EXPECT_EQ(p.splits, 1) << k;
+    }
+    EXPECT_EQ(sm90_fp8::plan_swap_ab(128, 7168, 2048, gpu).bn, 128);  // cuBLASLt takes it
+  }
 }
 
 // Every dense projection of V3 (TP1) and V2-Lite, N x K.

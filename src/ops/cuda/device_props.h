@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstdint>
 #include <string_view>
 
 #include "core/cuda_check.h"
@@ -46,6 +47,19 @@ inline int device_sm_count() {
     int count = 0;
     MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
     return count;
+  });
+}
+
+// Peak HBM bandwidth of the current device in GB/s, from its memory clock and bus width (double
+// data rate): 3,352 on an H100 SXM (2,619 MHz x 5,120 bits), ~4,900 on an H200 (6,144 bits). 0
+// where the driver reports no clock. Asked once per device and kept.
+inline int device_hbm_gbps() {
+  static PerDeviceInts gbps{};
+  return cached_per_device(gbps, current_device(), "device_hbm_gbps", [](int device) {
+    int clock_khz = 0, bus_bits = 0;
+    MLA_CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device));
+    MLA_CUDA_CHECK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device));
+    return static_cast<int>(int64_t{clock_khz} * bus_bits * 2 / 8 / 1'000'000);
   });
 }
 

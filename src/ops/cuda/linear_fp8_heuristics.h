@@ -1,6 +1,7 @@
 // Which kernel runs a dense block-scaled FP8 GEMM (ops/linear_fp8.h), and how the sm90 swap-AB
 // kernel (linear_fp8_sm90.cuh) is cut. Plain host code; the rules below were read off
-// fp8_gemm_bench on an H200 (bench/NOTES-fp8-gemm.md has the tables):
+// fp8_gemm_bench on an H200, the split's bandwidth bound (splits_pay) on an H100 and an H200
+// (bench/NOTES-fp8-gemm.md has the tables):
 //
 //   - a few tokens (use_gemv): the CUDA-core GEMV (linear_fp8_gemv.cuh), where the swap-AB kernel
 //     is latency-bound (4-10 us on V2-Lite's projections for 0.3-3 us of bytes). At one token
@@ -38,9 +39,10 @@
 //   - splits = 1: persistent CTAs, as many as fit the GPU at once, each walking tiles
 //     (stride = grid) with one continuous copy pipeline: for many tiles (kv_b_proj's
 //     32768 x 512 is 512 tiles of 4 K groups).
-// The default cut: the largest split whose CTAs fill at most kSplitFillPercent of the GPU's CTA
-// slots (kSplitFillPercentBn16 at BN = 16) and whose clusters the GPU holds all at once
-// (SwapAbGpu::held: one wave); persistent when not even two splits fit. Every split past that lost
+// The default cut: persistent where no split pays (splits_pay: K too short, or the persistent CTAs
+// already draw the card's HBM bandwidth); else the largest split whose CTAs fill at most
+// kSplitFillPercent of the GPU's CTA slots (kSplitFillPercentBn16 at BN = 16) and whose clusters
+// the GPU holds all at once (SwapAbGpu::held: one wave); persistent when not even two splits fit. Every split past that lost
 // on the H200: V3 qkv_a at 64 tokens (33 tiles) 10.0 us at 6 splits (198 CTAs of 264 slots), 14.4
 // at 8 (264); V2-Lite's shared down 7.3 at 7, V3 o_proj 35.1 at 2 (two warpgroups: 112 CTAs of
 // 132), 39.9 at 4; V2-Lite's q_proj 7.2 at 4 (192 CTAs), 11.4 persistent. Two warpgroups (half the
@@ -138,10 +140,12 @@ inline int swap_ab_bn(int64_t t) { return t <= 16 ? 16 : (t <= 64 ? 64 : 128); }
 // (2026-11-30, thirtieth session): V2-Lite's shared down (2048 x 2816, no cuBLASLt) 16.8 -> 8.2
 // us, the dense down (2048 x 10944) 28 -> 17.8, o_proj (2048 x 2048) 7.3-7.4 against cuBLASLt's
 // 9.2, q_proj (3072 x 2048) 8.5 against 9.4-9.5. V3's K = 7168 projections stay at BN = 128
-// (qkv_a 13.1 against 13.3, kv_a 7.8 against 8.0).
+// (qkv_a 13.1 against 13.3, kv_a 7.8 against 8.0). Where cuBLASLt refuses, at any N: a V3 TP8
+// rank's dense down (7168 x 2304) 11.9 against 14.6-14.8 us at BN = 128, its shared down (7168 x
+// 256) 4.5 against 5.8-7.8 (H100, fp8_gemm_bench --shapes v3tp8., 2026-12-06, s64).
 inline constexpr int64_t kTwoTokenTilesMaxN = 3072, kTwoTokenTilesMaxK = 2048;
 inline bool swap_ab_two_token_tiles(int64_t t, int64_t n, int64_t k) {
-  return t > 64 && t <= 128 && n <= kTwoTokenTilesMaxN && (k <= kTwoTokenTilesMaxK || !cublaslt_fp8_fits(t, n, k));
+  return t > 64 && t <= 128 && (!cublaslt_fp8_fits(t, n, k) || (n <= kTwoTokenTilesMaxN && k <= kTwoTokenTilesMaxK));
 }
 
 // The token tile plan_swap_ab cuts T into.
@@ -167,6 +171,7 @@ constexpr int swap_ab_ctas_per_sm(int bn, int wgs, bool three_per_sm = false) {
 // --all-splits, 2026-12-02, bench/NOTES-fp8-gemm.md).
 struct SwapAbGpu {
   int sms = 0;
+  int hbm_gbps = 0;  // peak HBM bandwidth (gpu::device_hbm_gbps); 0: unknown, splits_pay counts none
   std::array<int, 3 * 2 * kMaxSplits> clusters_held{};  // [bn 16, 64, 128][wgs 1, 2][splits 1 .. 8]
 
   static int index(int bn, int wgs, int splits) {
@@ -270,9 +275,32 @@ inline int64_t fill_percent_splits(const SwapAbPlan& one, int sms) {
   return swap_ab_split_slots(one, sms) * percent / (100 * swap_ab_tiles(one));
 }
 
+// Whether splitting K can pay over the persistent plan `one` (one tile a CTA where the tiles fit):
+//   - K of at least kSplitMinKGroups groups: below, the split's reduction costs more than the K
+//     loop it shortens (a V3 TP8 rank's kv_b_proj, 4096 x 512, 64 tiles: 4.4 us persistent against
+//     6.0 with 3 splits; its shared down, 7168 x 256: 3.7 against 5.8 with 2);
+//   - and `one`'s CTAs, streaming kSwapAbCtaGbps each, fall short of the card's HBM bandwidth: a
+//     split then brings more SMs in; where they already draw it, it only adds its reduction. On
+//     an H100 (3,352 GB/s) 88 tiles and more need no split: V3's shared down or a TP8 rank's
+//     o_proj, 7168 x 2048, 112 tiles, at 32-64 tokens 9.8-10.2 us persistent against 10.9-11.1
+//     split 2 ways (cuBLASLt 9.8-10.0), V2-Lite's shared gate_up, 5632 x 2048, 88 tiles, 9.4-9.7
+//     against 9.9-10.0; 72 do (a TP8 rank's dense gate_up, 4608 x 7168: 17.2 against 24.2). On
+//     an H200 (~4,900 GB/s) the same 112 and 88 tiles gain 6-9% from the split (9.3 against 9.9,
+//     8.8 against 9.6; fp8_gemm_bench --all-splits, 2026-12-02). The rate, ~0.4 us a 16 KB K
+//     group, is what one CTA's ring was measured at (bench/NOTES-fp8-gemm.md, forty-second
+//     session), and a figure both cards' crossings fit: 72 x 40 < 3,352 <= 88 x 40, 112 x 40 <
+//     4,900.
+inline constexpr int64_t kSplitMinKGroups = 8;
+inline constexpr int64_t kSwapAbCtaGbps = 40;
+inline bool splits_pay(const SwapAbPlan& one, int64_t k, const SwapAbGpu& gpu) {
+  if ((k + 127) / 128 < kSplitMinKGroups) return false;
+  return gpu.hbm_gbps <= 0 || int64_t{one.ctas} * kSwapAbCtaGbps < gpu.hbm_gbps;
+}
+
 inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, const SwapAbGpu& gpu) {
   const int bn = swap_ab_plan_bn(t, n, k), wgs = swap_ab_wgs(bn, n, k);
   const SwapAbPlan one = make_swap_ab_plan(t, n, k, gpu.sms, wgs, 1, bn);
+  if (!splits_pay(one, k, gpu)) return one;
   const int64_t most = std::min<int64_t>({fill_percent_splits(one, gpu.sms), kMaxSplits, (k + 127) / 128});
   for (int64_t splits = most; splits >= 2; --splits) {
     const SwapAbPlan split = make_swap_ab_plan(t, n, k, gpu.sms, wgs, splits, bn);

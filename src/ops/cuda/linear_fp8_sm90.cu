@@ -131,6 +131,7 @@ const SwapAbGpu& swap_ab_gpu(bool beside) {
   std::call_once(once[d], [&] {
     SwapAbGpu& g = gpus[d][0];
     g.sms = gpu::device_sm_count();
+    g.hbm_gbps = gpu::device_hbm_gbps();
     for (int bn : {16, 64, 128}) {
       for (int wgs : {1, 2}) {
         for (int splits = 1; splits <= kMaxSplits; ++splits) {
