@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -24,9 +25,13 @@
 namespace mlaserve::ops::testing {
 
 // A seed drawn for this run (inputs are fresh every run), recorded in the test's XML output.
+// MLASERVE_TEST_SEED=<seed> replays a failure: every case of the run then takes that seed, the
+// failing one (its SCOPED_TRACE names the seed) with the inputs it failed on.
 inline uint64_t fresh_seed() {
   std::random_device rd;
-  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  const char* replay = std::getenv("MLASERVE_TEST_SEED");
+  const uint64_t seed =
+      replay != nullptr ? std::stoull(replay) : (static_cast<uint64_t>(rd()) << 32) ^ rd();
   ::testing::Test::RecordProperty("seed", std::to_string(seed));
   return seed;
 }
