@@ -184,16 +184,40 @@ TEST(LinearFp8Rule, SwapAbSplitOnlyBelowTheCardsBandwidth) {
 }
 
 // At 65-128 tokens a shape cuBLASLt refuses takes two token tiles of 64 at any N: a TP8 rank's
-// dense down (7168 x 2304) and shared down (7168 x 256), persistent (224 tiles).
+// dense down (7168 x 2304) and shared down (7168 x 256), persistent, in 112 tiles of two warpgroups
+// (224 of one would load some SMs twice).
 TEST(LinearFp8Rule, TwoTokenTilesWhereCublasLtRefuses) {
   for (const sm90_fp8::SwapAbGpu& gpu : {kH100, kH200}) {
-    for (int64_t k : {2304, 256}) {
-      const sm90_fp8::SwapAbPlan p = sm90_fp8::plan_swap_ab(128, 7168, k, gpu);
-      EXPECT_EQ(p.bn, 64) << k;
-      EXPECT_EQ(p.t_tiles, 2) << k;
-      EXPECT_EQ(p.splits, 1) << k;
+    for (int64_t t : {65, 96, 128}) {
+      for (int64_t k : {2304, 256}) {
+        const sm90_fp8::SwapAbPlan p = sm90_fp8::plan_swap_ab(t, 7168, k, gpu);
+        EXPECT_EQ(p.bn, 64) << t << " " << k;
+        EXPECT_EQ(p.t_tiles, 2) << t << " " << k;
+        EXPECT_EQ(p.wgs, 2) << t << " " << k;
+        EXPECT_EQ(p.splits, 1) << t << " " << k;
+        EXPECT_EQ(p.ctas, 112) << t << " " << k;
+      }
     }
+    EXPECT_EQ(sm90_fp8::plan_swap_ab(64, 7168, 2304, gpu).wgs, 1);     // one token tile: 112 tiles
     EXPECT_EQ(sm90_fp8::plan_swap_ab(128, 7168, 2048, gpu).bn, 128);  // cuBLASLt takes it
+  }
+}
+
+// Two token tiles with two warpgroups where K is long: V2-Lite's dense down (2048 x 10944) in 32
+// tiles of 3 splits, one CTA an SM; its shared down (2048 x 2816) keeps one warpgroup, and so do the
+// narrow shapes of short K (o_proj, 2048 x 2048).
+TEST(LinearFp8Rule, TwoTokenTilesTakeTwoWarpgroupsWhereKIsLong) {
+  for (const sm90_fp8::SwapAbGpu& gpu : {kH100, kH200}) {
+    for (int64_t t : {65, 96, 128}) {
+      const sm90_fp8::SwapAbPlan down = sm90_fp8::plan_swap_ab(t, 2048, 10944, gpu);
+      EXPECT_EQ(down.bn, 64) << t;
+      EXPECT_EQ(down.wgs, 2) << t;
+      EXPECT_EQ(swap_ab_tiles(down), 32) << t;
+      EXPECT_EQ(down.splits, 3) << t;
+      EXPECT_EQ(sm90_fp8::plan_swap_ab(t, 2048, 2816, gpu).wgs, 1) << t;
+      EXPECT_EQ(sm90_fp8::plan_swap_ab(t, 2048, 2048, gpu).wgs, 1) << t;
+    }
+    EXPECT_EQ(sm90_fp8::plan_swap_ab(64, 2048, 10944, gpu).wgs, 1);  // one token tile
   }
 }
 

@@ -48,7 +48,8 @@
 // 132), 39.9 at 4; V2-Lite's q_proj 7.2 at 4 (192 CTAs), 11.4 persistent. Two warpgroups (half the
 // CTAs, each activation tile read for 128 weight rows) at K >= 16384 (o_proj, the dense down:
 // 3-17%) and at BN = 128 where N >= 2048 (qkv_a 13.4 against 14.2 us, o_proj 48.9 / 56.2); narrower
-// weights keep one (kv_a at 128 tokens: 5 tiles of 128 rows, 10.4 against 7.8 us).
+// weights keep one (kv_a at 128 tokens: 5 tiles of 128 rows, 10.4 against 7.8 us); and with two
+// token tiles where one warpgroup would load the SMs unevenly (swap_ab_plan_wgs).
 #pragma once
 
 #include <algorithm>
@@ -297,8 +298,27 @@ inline bool splits_pay(const SwapAbPlan& one, int64_t k, const SwapAbGpu& gpu) {
   return gpu.hbm_gbps <= 0 || int64_t{one.ctas} * kSwapAbCtaGbps < gpu.hbm_gbps;
 }
 
-inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, const SwapAbGpu& gpu) {
+// Two warpgroups (128 weight rows a CTA) for two token tiles at 65-128 tokens, where one warpgroup
+// would leave the SMs unevenly loaded:
+//   - persistent one-warpgroup tiles past the SMs (two CTAs on some SMs, one on the rest): a TP8
+//     rank's dense down (7168 x 2304, 224 tiles of 64 rows, 112 of 128) at 65 / 80 / 96 / 112 / 128
+//     tokens 12.7 / 12.1 / 12.3 / 11.9 / 11.9 us against 16.2 / 14.3 / 13.9 / 12.1 / 12.0, its
+//     shared down (7168 x 256) 4.5-4.7 against 4.5-4.8;
+//   - K of kTwoTilesTwoWgsMinK and more, where the split's CTAs then run one an SM with ~29 K
+//     groups each: V2-Lite's dense down (2048 x 10944), 3 splits, 17.8-18.2 against 18.7-23.3.
+// Not V2-Lite's shared down (2048 x 2816, 7 groups a CTA): two warpgroups 9.1-9.4 against one's
+// 8.8-9.9 (H100, fp8_gemm_bench --all-splits --tokens 64,65,80,96,112,128, 2026-12-06, s66).
+inline constexpr int64_t kTwoTilesTwoWgsMinK = 8192;
+inline int swap_ab_plan_wgs(int64_t t, int64_t n, int64_t k, const SwapAbGpu& gpu) {
   const int bn = swap_ab_plan_bn(t, n, k), wgs = swap_ab_wgs(bn, n, k);
+  if (wgs == 2 || !swap_ab_two_token_tiles(t, n, k)) return wgs;
+  if (k >= kTwoTilesTwoWgsMinK) return 2;
+  const SwapAbPlan one = make_swap_ab_plan(t, n, k, gpu.sms, 1, 1, bn);
+  return !splits_pay(one, k, gpu) && swap_ab_tiles(one) > gpu.sms ? 2 : 1;
+}
+
+inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, const SwapAbGpu& gpu) {
+  const int bn = swap_ab_plan_bn(t, n, k), wgs = swap_ab_plan_wgs(t, n, k, gpu);
   const SwapAbPlan one = make_swap_ab_plan(t, n, k, gpu.sms, wgs, 1, bn);
   if (!splits_pay(one, k, gpu)) return one;
   const int64_t most = std::min<int64_t>({fill_percent_splits(one, gpu.sms), kMaxSplits, (k + 127) / 128});
