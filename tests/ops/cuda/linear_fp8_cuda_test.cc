@@ -395,6 +395,13 @@ TEST_F(LinearFp8Cuda, V3OProjTp2F32Out) { check(7168, 8192, kTokens, DType::kF32
 TEST_F(LinearFp8Cuda, V3DenseDownTp2F32Out) { check(7168, 9216, kTokens, DType::kF32); }
 TEST_F(LinearFp8Cuda, V3SharedDownTp2F32Out) { check(7168, 1024, kTokens, DType::kF32); }
 TEST_F(LinearFp8Cuda, V2LiteOProjTp2F32Out) { check(2048, 1024, kTokens, DType::kF32); }
+// A V3 TP8 rank's dense and shared down (K = 2304 and 256, which cuBLASLt refuses), f32 out: at 65-128
+// tokens two token tiles of two warpgroups (swap_ab_plan_wgs), the second tile partial at 96.
+TEST_F(LinearFp8Cuda, V3Tp8DownsTwoTokenTilesF32Out) {
+  for (const int64_t k : {2304, 256}) check(7168, k, {1, 64, 96, 128}, DType::kF32);
+}
+// V2-Lite's dense down at 96 tokens: two token tiles of two warpgroups in 3 splits, the second partial.
+TEST_F(LinearFp8Cuda, V2LiteDenseDownTwoTokenTiles) { check(2048, 10944, {96}); }
 
 }  // namespace
 }  // namespace mlaserve::ops
