@@ -309,16 +309,16 @@ inline bool splits_pay(const SwapAbPlan& one, int64_t k, const SwapAbGpu& gpu) {
 // Not V2-Lite's shared down (2048 x 2816, 7 groups a CTA): two warpgroups 9.1-9.4 against one's
 // 8.8-9.9 (H100, fp8_gemm_bench --all-splits --tokens 64,65,80,96,112,128, 2026-12-06, s66).
 inline constexpr int64_t kTwoTilesTwoWgsMinK = 8192;
-inline int swap_ab_plan_wgs(int64_t t, int64_t n, int64_t k, const SwapAbGpu& gpu) {
-  const int bn = swap_ab_plan_bn(t, n, k), wgs = swap_ab_wgs(bn, n, k);
-  if (wgs == 2 || !swap_ab_two_token_tiles(t, n, k)) return wgs;
+inline int swap_ab_plan_wgs(int64_t t, int64_t n, int64_t k, int bn, const SwapAbGpu& gpu) {
+  const int wgs = swap_ab_wgs(bn, n, k);
+  if (wgs == 2 || bn != 64 || t <= 64) return wgs;  // not two token tiles (swap_ab_plan_bn)
   if (k >= kTwoTilesTwoWgsMinK) return 2;
   const SwapAbPlan one = make_swap_ab_plan(t, n, k, gpu.sms, 1, 1, bn);
   return !splits_pay(one, k, gpu) && swap_ab_tiles(one) > gpu.sms ? 2 : 1;
 }
 
 inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, const SwapAbGpu& gpu) {
-  const int bn = swap_ab_plan_bn(t, n, k), wgs = swap_ab_plan_wgs(t, n, k, gpu);
+  const int bn = swap_ab_plan_bn(t, n, k), wgs = swap_ab_plan_wgs(t, n, k, bn, gpu);
   const SwapAbPlan one = make_swap_ab_plan(t, n, k, gpu.sms, wgs, 1, bn);
   if (!splits_pay(one, k, gpu)) return one;
   const int64_t most = std::min<int64_t>({fill_percent_splits(one, gpu.sms), kMaxSplits, (k + 127) / 128});
