@@ -107,7 +107,9 @@ fi
 BUILD=$(cd "$BUILD" && pwd)
 
 {
-  echo "host: $(hostname), $(date -u +%Y-%m-%dT%H:%M:%SZ), checkout $(git describe --always --dirty 2>/dev/null || echo '?')"
+  # Only the build's own commit: the device tool's copy of the tree can carry a stale .git, whose
+  # describe named another commit than the binaries' (sixty-sixth session).
+  echo "host: $(hostname), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
   echo "build: $BUILD, binaries from $(cat "$BUILD/build_commit.txt" 2>/dev/null || echo 'an unknown commit (no build_commit.txt)')"
 } | tee -a "$LOG"

@@ -34,7 +34,8 @@ STEP_WIDTH=28
 step() { run_step "$1" "$2" "$RESULTS/$1.txt" "${@:3}"; }
 
 {
-  echo "checkout $(git describe --always --dirty 2>/dev/null || echo '?'), binaries from $(cat "$BUILD/build_commit.txt" 2>/dev/null || echo '?')"
+  # The build's own commit only (a copied tree's .git can be stale; scripts/gpu_test.sh).
+  echo "binaries from $(cat "$BUILD/build_commit.txt" 2>/dev/null || echo '?')"
   nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader 2>&1
 } | tee -a "$SUMMARY"
 
