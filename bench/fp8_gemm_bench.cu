@@ -3,14 +3,12 @@
 // VEC128 activations) on the same operands in the same run. A program, not a test: it prints a
 // table and writes JSON.
 //
-//   fp8_gemm_bench [--out DIR] [--shapes PREFIX] [--tokens 1,8,64] [--all-splits] [--padded-x]
+//   fp8_gemm_bench [--out DIR] [--shapes PREFIX] [--tokens 1,8,64] [--all-splits]
 //
 // --shapes keeps the shapes whose name starts with PREFIX (e.g. v2l.), --tokens replaces the
 // token counts (the large-M 16384 row is then left out), --all-splits times every split 1 .. 8 of
 // both warpgroup counts beside the candidates (swap_ab_candidates). Each plan's JSON row has the
 // clusters of its split the GPU holds at once (swap_ab_max_active_clusters) beside its tiles.
-// --padded-x times each plan whose token tiles pass M again on activations that hold those rows
-// (Fp8GemmPointers::x_rows), so that the last tile's tensor-map box reads rows instead of zero fill.
 //
 // Columns: swapAB = linear_fp8_w8a8_cuda(kSm90SwapAB); Lt = the cuBLASLt GEMM alone, its
 // activation scales already group-major ([G, T], as the model's producers of FP8 activations
@@ -126,7 +124,6 @@ struct PlanTime {
   ops::sm90_fp8::SwapAbPlan plan;
   double us;
   int clusters_held;  // swap_ab_max_active_clusters: clusters of plan.splits CTAs resident at once
-  double padded_x_us = 0;  // with --padded-x where the token tiles pass M: x_q holds their rows (no zero fill)
 };
 
 struct Result {
@@ -189,7 +186,7 @@ std::vector<ops::sm90_fp8::SwapAbPlan> plans_to_time(int64_t m, int64_t n, int64
   return plans;
 }
 
-Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy, bool all_splits, bool padded_x,
+Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy, bool all_splits,
                  cudaStream_t stream, Timer& timer) {
   std::mt19937_64 rng(static_cast<uint64_t>(s.n * 31 + s.k * 7 + m));
   const int64_t g = ops::fp8_num_blocks(s.k);
@@ -241,20 +238,13 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
     r.lt_path_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kCublasLt));
   }
   if (m <= ops::sm90_fp8::kSwapAbMaxTokens) {
-    const int64_t pad_rows = (m + 127) / 128 * 128;
-    std::vector<Tensor> x_pad;  // [pad_rows, K]: x's rows, then random codes (read, never stored)
-    for (int i = 0; padded_x && i < 2; ++i) x_pad.push_back(random_fp8({pad_rows, s.k}, rng).to(Device::kCUDA));
     for (const ops::sm90_fp8::SwapAbPlan& plan : plans_to_time(m, s.n, s.k, all_splits)) {
-      const auto time_on = [&](const std::vector<Tensor>& xq, int64_t x_rows) {
-        return timer.graph_us(stream, kCalls, replays, [&](int i) {
-          ops::sm90_fp8::run_swap_ab({xq[i % 2].raw(), static_cast<const float*>(xs[i % 2].raw()),
-                                      w[i % copies].raw(), static_cast<const float*>(ws.raw()), out[i % 2].raw(),
-                                      false, x_rows},
-                                     m, s.n, s.k, plan, stream);
-        });
-      };
-      r.plans.push_back({plan, time_on(x, m), ops::sm90_fp8::swap_ab_max_active_clusters(plan)});
-      if (padded_x && static_cast<int64_t>(plan.t_tiles) * plan.bn > m) r.plans.back().padded_x_us = time_on(x_pad, pad_rows);
+      const double us = timer.graph_us(stream, kCalls, replays, [&](int i) {
+        ops::sm90_fp8::run_swap_ab({x[i % 2].raw(), static_cast<const float*>(xs[i % 2].raw()), w[i % copies].raw(),
+                                    static_cast<const float*>(ws.raw()), out[i % 2].raw()},
+                                   m, s.n, s.k, plan, stream);
+      });
+      r.plans.push_back({plan, us, ops::sm90_fp8::swap_ab_max_active_clusters(plan)});
     }
   }
   if (ops::sm90_fp8::fp8_gemv_fits(m, s.k)) r.gemv_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kGemv));
@@ -328,7 +318,7 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
 int run(int argc, char** argv) {
   std::string out_dir = "bench/results", prefix;
   std::vector<int64_t> tokens = kTokens;
-  bool own_tokens = false, all_splits = false, padded_x = false;
+  bool own_tokens = false, all_splits = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) {
@@ -340,11 +330,8 @@ int run(int argc, char** argv) {
       tokens = parse_int_list(argv[++i]);
     } else if (a == "--all-splits") {
       all_splits = true;
-    } else if (a == "--padded-x") {
-      padded_x = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--out DIR] [--shapes PREFIX] [--tokens 1,8,64] [--all-splits] [--padded-x]\n",
-                   argv[0]);
+      std::fprintf(stderr, "usage: %s [--out DIR] [--shapes PREFIX] [--tokens 1,8,64] [--all-splits]\n", argv[0]);
       return 2;
     }
   }
@@ -362,15 +349,9 @@ int run(int argc, char** argv) {
     std::vector<int64_t> ms = tokens;
     if (s.large_m && !own_tokens) ms.push_back(16384);
     for (int64_t m : ms) {
-      results.push_back(run_shape(s, weights, m, copy, all_splits, padded_x, stream, timer));
+      results.push_back(run_shape(s, weights, m, copy, all_splits, stream, timer));
       const Result& r = results.back();
       std::fprintf(stderr, "  %s M %ld: swapAB %.1f us, Lt %.1f us\n", r.name.c_str(), r.m, r.swap_ab_us, r.lt_us);
-      for (const PlanTime& p : r.plans) {
-        if (p.padded_x_us > 0) {
-          std::fprintf(stderr, "    %-18s %7.1f us, x padded %7.1f us\n", swap_ab_plan_name(p.plan).c_str(), p.us,
-                       p.padded_x_us);
-        }
-      }
     }
   }
 
@@ -400,7 +381,6 @@ int run(int argc, char** argv) {
       plan_rows.push_back({{"plan", swap_ab_plan_name(p.plan)},
                            {"us", p.us},
                            {"tiles", ops::sm90_fp8::swap_ab_tiles(p.plan)},
-                           {"padded_x_us", p.padded_x_us},
                            {"clusters_held", p.clusters_held}});
     }
     rows.push_back({{"shape", r.name},

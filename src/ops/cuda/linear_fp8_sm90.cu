@@ -96,10 +96,9 @@ void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, c
             kOp, plan.bn, plan.wgs, plan.n_tiles, plan.t_tiles, plan.splits, plan.ctas, plan.three_per_sm, t, n);
   SwapAbParams p{};
   const int w_box_rows = static_cast<int>(std::min<int64_t>(kWgRows * plan.wgs, n));
-  const int64_t x_rows = std::clamp<int64_t>(ptrs.x_rows, t, static_cast<int64_t>(plan.t_tiles) * plan.bn);
-  const int x_box_rows = static_cast<int>(std::min<int64_t>(plan.bn, x_rows));
+  const int x_box_rows = static_cast<int>(std::min<int64_t>(plan.bn, t));
   p.w_map = fp8_rows_map(ptrs.w_q, n, k, w_box_rows);
-  p.x_map = fp8_rows_map(ptrs.x_q, x_rows, k, x_box_rows);
+  p.x_map = fp8_rows_map(ptrs.x_q, t, k, x_box_rows);
   p.x_scales = ptrs.x_scales;
   p.w_scales = ptrs.w_scales;
   p.out = ptrs.out;

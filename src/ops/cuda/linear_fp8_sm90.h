@@ -56,9 +56,6 @@ struct Fp8GemmPointers {
   const float* w_scales;   // [ceil(N/128), G]
   void* out;               // [T, N] bf16, or f32 when out_f32
   bool out_f32 = false;
-  // Rows x_q holds (>= T; 0: T). The activation tensor map reads up to this many rows (capped at the
-  // plan's token tiles), so a last token tile that would pass T reads padding rows, not zero fill.
-  int64_t x_rows = 0;
 };
 
 // The whole swap-AB GEMM with a plan (from plan_swap_ab or swap_ab_candidates for the same
