@@ -88,7 +88,7 @@ decltype(auto) with_swap_ab_kernel(const SwapAbPlan& plan, Fn&& fn) {
 void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, const SwapAbPlan& plan,
                  cudaStream_t stream) {
   const int64_t tiles = swap_ab_tiles(plan);
-  MLA_CHECK(plan.n_tiles * kWgRows * plan.wgs >= n && plan.t_tiles * plan.bn >= t &&
+  MLA_CHECK(plan.n_tiles * kWgRows * plan.wgs >= n && plan.t_tiles == (t + plan.bn - 1) / plan.bn &&
                 (plan.splits == 1 ? plan.ctas <= tiles : plan.ctas == tiles) && plan.splits <= kMaxSplits &&
                 (!plan.three_per_sm || (plan.bn == 64 && plan.wgs == 1 && plan.splits == 1)),
             "{}: a swap-AB plan (bn {}, wgs {}, {} x {} tiles, {} splits, {} CTAs, three an SM: {}) that does not "

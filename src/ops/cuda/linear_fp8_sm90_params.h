@@ -24,6 +24,7 @@ struct SwapAbParams {
   int32_t n;                // N
   int32_t g;                // G
   int32_t t_tiles;          // ceil(T / BN); tile i is weight rows (i / t_tiles)·64·WGS, tokens (i % t_tiles)·BN
+                            // (its box from min(that, T - BN) when t_tiles > 1: token_tile)
   int32_t tiles;            // n_tiles · t_tiles
   uint32_t stage_bytes;     // bytes one stage's two copies deliver: 128 x (w_box_rows + x_box_rows)
   bool out_f32;             // out holds the fp32 totals unrounded (tensor-parallel partial sums)

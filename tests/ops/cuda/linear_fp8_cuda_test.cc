@@ -52,8 +52,9 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
  protected:
   // One weight [n, k] against x of each row count in ms, through each kernel that takes the
   // shape (kAuto too). The GPU runs every case, then one CPU reference call covers the checked
-  // rows of all of them.
-  void check(int64_t n, int64_t k, const std::vector<int64_t>& ms, DType out_dtype = DType::kBF16) {
+  // rows of all of them: a sample (rows_to_check), or with every_row all of them.
+  void check(int64_t n, int64_t k, const std::vector<int64_t>& ms, DType out_dtype = DType::kBF16,
+             bool every_row = false) {
     const uint64_t seed = fresh_seed();
     SCOPED_TRACE("seed " + std::to_string(seed) + ", N " + std::to_string(n) + ", K " + std::to_string(k) + ", out " +
                  std::string(dtype_name(out_dtype)));
@@ -75,7 +76,11 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
       const Tensor x_host = random_fp8({m, k}, rng);                 // [T, K]
       const Tensor xs_host = random_scales({m, g}, 1e-2f, rng);      // [T, G]
       const Tensor x = x_host.to(Device::kCUDA), xs = xs_host.to(Device::kCUDA);
-      const std::vector<int64_t> rows = rows_to_check(m, rng);
+      std::vector<int64_t> rows = rows_to_check(m, rng);
+      if (every_row) {
+        rows.resize(static_cast<size_t>(m));
+        for (int64_t r = 0; r < m; ++r) rows[static_cast<size_t>(r)] = r;
+      }
       const auto checked = static_cast<int64_t>(rows.size());
       std::vector<Fp8GemmKernel> kernels = {Fp8GemmKernel::kAuto, Fp8GemmKernel::kSm90SwapAB};
       if (sm90_fp8::cublaslt_fp8_fits(m, n, k)) kernels.push_back(Fp8GemmKernel::kCublasLt);
@@ -203,6 +208,11 @@ TEST_F(LinearFp8Cuda, SmallSplitK) { check(256, 1024, {1, 8, 64}); }
 
 // N = 1088: a 64-row half block at the end of a 128-row (two-warpgroup) tile.
 TEST_F(LinearFp8Cuda, SmallTwoWarpgroups) { check(1088, 640, {3, 40, 128}); }
+
+// Several token tiles with a partial last one, whose box the swap-AB kernel moves back to end at T
+// (token_tile): its first rows repeat the tile before's, which alone stores them. Every row is
+// checked, every plan run (BN 64 at 65-127 tokens, BN 128 at 200; one and two warpgroups, splits).
+TEST_F(LinearFp8Cuda, SmallLastTokenTileMovedBack) { check(640, 1024, {65, 100, 127, 200}, DType::kBF16, true); }
 
 // f32 outputs through every kernel and plan: partial blocks, split K, two warpgroups.
 TEST_F(LinearFp8Cuda, SmallF32Out) {
