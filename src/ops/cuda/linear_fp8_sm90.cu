@@ -109,6 +109,11 @@ void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, c
   p.t_tiles = plan.t_tiles;
   p.tiles = static_cast<int32_t>(tiles);
   p.stage_bytes = static_cast<uint32_t>(kGroup * (w_box_rows + x_box_rows));
+  const int64_t tail_rows = t - static_cast<int64_t>(plan.t_tiles - 1) * plan.bn;  // the last token tile's
+  if (plan.t_tiles > 1 && tail_rows < plan.bn) {
+    p.x_tail_map = fp8_rows_map(ptrs.x_q, t, k, static_cast<int>(tail_rows));
+    p.tail_stage_bytes = static_cast<uint32_t>(kGroup * (w_box_rows + tail_rows));
+  }
   with_swap_ab_kernel(plan, [&](auto kernel) {
     using K = decltype(kernel);
     launch_swap_ab<K::kBn, K::kWgs, K::kThreePerSm>(p, plan, stream);

@@ -8,8 +8,11 @@
 // the weight takes it: a tile is 64·WGS weight rows (WGS = 1 or 2 consumer warpgroups, 64 rows
 // each, inside one 128-row scale block) x BN tokens (BN = 16, 64 or 128), and each warpgroup
 // computes Dᵀ[64 x BN] = W[64 x K] · X[BN x K]ᵀ with both operands K-major in shared memory (fp8
-// wgmma takes K-major operands only). With one token tile (T <= BN) the box is T rows; with
-// several, the last tile's box is moved back to end at T (token_tile), so no copy reads past T.
+// wgmma takes K-major operands only). Tokens past T get scale 0. No copy reads past T: one token
+// tile (T <= BN) has a box of T rows, and the last of several a box of its rows below T
+// (x_tail_map), since a box that passes T, which the copy engine fills with zeros, took 1.15-1.25x
+// the time of the one-warpgroup plans at 65-80 tokens (H200, bench/NOTES-fp8-gemm.md). The shared
+// memory rows past such a box hold stale codes; they meet only the tokens past T, never stored.
 //
 // Per 128-wide K group g (one pipeline stage: W [64·WGS x 128] + X [BN x 128]):
 //   4 wgmma m64nBNk32 into a scratch accumulator, then total += scratch · x_scale[t] · w_scale:
@@ -22,7 +25,7 @@
 // producer waits for the stage to be free, then only issues copies: lane 0 the two TMA copies
 // (128-byte swizzle, the wgmma canonical layout) and a 4-byte cp.async of w_scale, lane c the
 // cp.async of x_scale[t0 + c] for c = lane, lane + 32, ... < BN (zero-filled past T: scale 0 for
-// the tokens of a one-tile box past T). A "full" mbarrier per stage completes with the TMA bytes (lane 0's
+// the padded tokens). A "full" mbarrier per stage completes with the TMA bytes (lane 0's
 // expect_tx arrival) and one cp.async arrival of each of the 32 lanes (noinc: the count of 33
 // includes them), once their scales have landed; an "empty" mbarrier per stage counts the
 // consumer threads releasing it (each its own arrival: an elected arrival after __syncwarp is
@@ -141,20 +144,6 @@ __device__ __forceinline__ void store_out(const SwapAbParams& p, int64_t i, floa
   }
 }
 
-// The token rows of a tile: its box of x_q starts at row t0, and it stores tokens [own, own + BN)
-// (those below T). With several token tiles the last one's box starts at T - BN instead of past
-// T: a box that passes T is zero-filled by the TMA, and such copies cost the one-warpgroup plans
-// 1.15-1.25x the GEMM's time at 65-80 tokens (H200, bench/NOTES-fp8-gemm.md). Its first rows
-// repeat the tile before's, which stores them. One token tile (T <= BN) has a box of T rows.
-struct TokenTile {
-  int t0, own;
-};
-template <int BN>
-__device__ __forceinline__ TokenTile token_tile(const SwapAbParams& p, int tile) {
-  const int own = (tile % p.t_tiles) * BN;
-  return {p.t_tiles > 1 ? min(own, p.t - BN) : own, own};
-}
-
 // ---- the kernel ------------------------------------------------------------------------------
 
 // Grid: plan.ctas x 1 x splits, clusters of 1 x 1 x splits. With splits > 1 CTA x owns tile x;
@@ -190,20 +179,23 @@ __global__ void __launch_bounds__(Smem<BN, WGS, kThree>::kThreads) linear_fp8_sm
   if (warp == kProducerWarp) {
     int it = 0;  // stage uses so far, over all tiles
     for (int tile = first_tile; tile < p.tiles; tile += tile_stride) {
-      const int n0 = (tile / p.t_tiles) * kRows, t0 = token_tile<BN>(p, tile).t0;
+      const int n0 = (tile / p.t_tiles) * kRows, t0 = (tile % p.t_tiles) * BN;
+      const bool tail = p.tail_stage_bytes != 0 && tile % p.t_tiles == p.t_tiles - 1;
+      const CUtensorMap* x_map = tail ? &p.x_tail_map : &p.x_map;
+      const uint32_t stage_bytes = tail ? p.tail_stage_bytes : p.stage_bytes;
       const float* w_scales = p.w_scales + static_cast<int64_t>(n0 / 128) * p.g;
       for (int g = g_begin; g < g_end; ++g, ++it) {
         const int s = it % kStages;
         const uint32_t bar = full + 8 * s;
         if (it >= kStages) ptx::mbarrier_wait(empty + 8 * s, ((it / kStages) + 1) & 1);  // use it/kStages - 1 released
         if (lane == 0) {
-          ptx::mbarrier_arrive_expect_bytes(bar, p.stage_bytes);
+          ptx::mbarrier_arrive_expect_bytes(bar, stage_bytes);
           ptx::tma_load_2d(base + S::kW + s * S::kWBytes, &p.w_map, g * kGroup, n0, bar);
-          ptx::tma_load_2d(base + S::kX + s * S::kXBytes, &p.x_map, g * kGroup, t0, bar);
+          ptx::tma_load_2d(base + S::kX + s * S::kXBytes, x_map, g * kGroup, t0, bar);
           ptx::cp_async_4(base + S::kWScales + 4 * s, w_scales + g, true);
         }
         for (int c = lane; c < BN; c += 32) {
-          const int t = t0 + c;  // past T (one token tile): nothing read, scale 0
+          const int t = t0 + c;  // past T: nothing read, scale 0
           ptx::cp_async_4(base + S::kXScales + 4 * (s * BN + c),
                           p.x_scales + (t < p.t ? static_cast<int64_t>(t) * p.g + g : 0), t < p.t);
         }
@@ -255,8 +247,7 @@ __global__ void __launch_bounds__(Smem<BN, WGS, kThree>::kThreads) linear_fp8_sm
     };
     int it = 0;
     for (int tile = first_tile; tile < p.tiles; tile += tile_stride) {
-      const int n0 = (tile / p.t_tiles) * kRows;
-      const TokenTile tt = token_tile<BN>(p, tile);
+      const int n0 = (tile / p.t_tiles) * kRows, t0 = (tile % p.t_tiles) * BN;
 #pragma unroll
       for (int i = 0; i < BN / 2; ++i) total[i] = 0.0f;
       // K groups in pairs, each pair's wgmma both in flight before the first promotion; every path
@@ -283,8 +274,8 @@ __global__ void __launch_bounds__(Smem<BN, WGS, kThree>::kThreads) linear_fp8_sm
         for (int j = 0; j < BN / 8; ++j) {
 #pragma unroll
           for (int q = 0; q < 4; ++q) {
-            const int t = tt.t0 + 8 * j + 2 * (lane % 4) + (q & 1), n = n0 + r + 8 * (q >> 1);
-            if (t >= tt.own && t < p.t && n < p.n) store_out(p, static_cast<int64_t>(t) * p.n + n, total[4 * j + q]);
+            const int t = t0 + 8 * j + 2 * (lane % 4) + (q & 1), n = n0 + r + 8 * (q >> 1);
+            if (t < p.t && n < p.n) store_out(p, static_cast<int64_t>(t) * p.n + n, total[4 * j + q]);
           }
         }
       }
@@ -311,8 +302,7 @@ __global__ void __launch_bounds__(Smem<BN, WGS, kThree>::kThreads) linear_fp8_sm
   namespace cg = cooperative_groups;
   cg::cluster_group cluster = cg::this_cluster();
   cluster.sync();
-  const int n0 = (first_tile / p.t_tiles) * kRows;
-  const TokenTile tt = token_tile<BN>(p, first_tile);
+  const int n0 = (first_tile / p.t_tiles) * kRows, t0 = (first_tile % p.t_tiles) * BN;
   float* partial = reinterpret_cast<float*>(smem);
   const int rank = static_cast<int>(cluster.block_rank());
   constexpr int kQuads = BN * kRows / 4;
@@ -335,8 +325,8 @@ __global__ void __launch_bounds__(Smem<BN, WGS, kThree>::kThreads) linear_fp8_sm
         sum.w += v[q].w;
       }
     }
-    const int t = tt.t0 + c, n = n0 + r;
-    if (t < tt.own || t >= p.t) continue;
+    const int t = t0 + c, n = n0 + r;
+    if (t >= p.t) continue;
     const int64_t at_out = static_cast<int64_t>(t) * p.n + n;
     if (p.n % 4 == 0 && n + 3 < p.n) {  // t·N + n is a multiple of 4: 8-byte (bf16), 16-byte (f32) aligned
       if (p.out_f32) {

@@ -209,10 +209,10 @@ TEST_F(LinearFp8Cuda, SmallSplitK) { check(256, 1024, {1, 8, 64}); }
 // N = 1088: a 64-row half block at the end of a 128-row (two-warpgroup) tile.
 TEST_F(LinearFp8Cuda, SmallTwoWarpgroups) { check(1088, 640, {3, 40, 128}); }
 
-// Several token tiles with a partial last one, whose box the swap-AB kernel moves back to end at T
-// (token_tile): its first rows repeat the tile before's, which alone stores them. Every row is
-// checked, every plan run (BN 64 at 65-127 tokens, BN 128 at 200; one and two warpgroups, splits).
-TEST_F(LinearFp8Cuda, SmallLastTokenTileMovedBack) { check(640, 1024, {65, 100, 127, 200}, DType::kBF16, true); }
+// Several token tiles with a partial last one, which the swap-AB kernel copies in a box of its rows
+// below T (SwapAbParams::x_tail_map) over shared memory rows of stale codes. Every row is checked,
+// every plan run (BN 64 at 65-127 tokens, BN 128 at 200; one and two warpgroups, splits).
+TEST_F(LinearFp8Cuda, SmallPartialLastTokenTile) { check(640, 1024, {65, 100, 127, 200}, DType::kBF16, true); }
 
 // f32 outputs through every kernel and plan: partial blocks, split K, two warpgroups.
 TEST_F(LinearFp8Cuda, SmallF32Out) {
