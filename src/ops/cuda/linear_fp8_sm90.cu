@@ -109,7 +109,8 @@ void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, c
   p.t_tiles = plan.t_tiles;
   p.tiles = static_cast<int32_t>(tiles);
   p.stage_bytes = static_cast<uint32_t>(kGroup * (w_box_rows + x_box_rows));
-  const int64_t tail_rows = t - static_cast<int64_t>(plan.t_tiles - 1) * plan.bn;  // the last token tile's
+  // A partial last token tile of several copies its rows below T alone (SwapAbParams::x_tail_map).
+  const int64_t tail_rows = t - static_cast<int64_t>(plan.t_tiles - 1) * plan.bn;
   if (plan.t_tiles > 1 && tail_rows < plan.bn) {
     p.x_tail_map = fp8_rows_map(ptrs.x_q, t, k, static_cast<int>(tail_rows));
     p.tail_stage_bytes = static_cast<uint32_t>(kGroup * (w_box_rows + tail_rows));
