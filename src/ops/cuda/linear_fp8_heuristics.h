@@ -49,7 +49,7 @@
 // CTAs, each activation tile read for 128 weight rows) at K >= 16384 (o_proj, the dense down:
 // 3-17%) and at BN = 128 where N >= 2048 (qkv_a 13.4 against 14.2 us, o_proj 48.9 / 56.2); narrower
 // weights keep one (kv_a at 128 tokens: 5 tiles of 128 rows, 10.4 against 7.8 us); and with two
-// token tiles where one warpgroup would load the SMs unevenly (swap_ab_plan_wgs).
+// token tiles where one warpgroup would load the SMs unevenly (two_tiles_take_two_wgs).
 #pragma once
 
 #include <algorithm>
@@ -309,17 +309,16 @@ inline bool splits_pay(const SwapAbPlan& one, int64_t k, const SwapAbGpu& gpu) {
 // Not V2-Lite's shared down (2048 x 2816, 7 groups a CTA): two warpgroups 9.1-9.4 against one's
 // 8.8-9.9 (H100, fp8_gemm_bench --all-splits --tokens 64,65,80,96,112,128, 2026-12-06, s66).
 inline constexpr int64_t kTwoTilesTwoWgsMinK = 8192;
-inline int swap_ab_plan_wgs(int64_t t, int64_t n, int64_t k, int bn, const SwapAbGpu& gpu) {
-  const int wgs = swap_ab_wgs(bn, n, k);
-  if (wgs == 2 || bn != 64 || t <= 64) return wgs;  // not two token tiles (swap_ab_plan_bn)
-  if (k >= kTwoTilesTwoWgsMinK) return 2;
-  const SwapAbPlan one = make_swap_ab_plan(t, n, k, gpu.sms, 1, 1, bn);
-  return !splits_pay(one, k, gpu) && swap_ab_tiles(one) > gpu.sms ? 2 : 1;
+inline bool two_tiles_take_two_wgs(const SwapAbPlan& one, int64_t k, const SwapAbGpu& gpu) {
+  if (one.wgs != 1 || one.bn != 64 || one.t_tiles < 2) return false;  // not two token tiles of one warpgroup
+  return k >= kTwoTilesTwoWgsMinK || (!splits_pay(one, k, gpu) && swap_ab_tiles(one) > gpu.sms);
 }
 
 inline SwapAbPlan plan_swap_ab(int64_t t, int64_t n, int64_t k, const SwapAbGpu& gpu) {
-  const int bn = swap_ab_plan_bn(t, n, k), wgs = swap_ab_plan_wgs(t, n, k, bn, gpu);
-  const SwapAbPlan one = make_swap_ab_plan(t, n, k, gpu.sms, wgs, 1, bn);
+  const int bn = swap_ab_plan_bn(t, n, k);
+  SwapAbPlan one = make_swap_ab_plan(t, n, k, gpu.sms, swap_ab_wgs(bn, n, k), 1, bn);
+  if (two_tiles_take_two_wgs(one, k, gpu)) one = make_swap_ab_plan(t, n, k, gpu.sms, 2, 1, bn);
+  const int wgs = one.wgs;
   if (!splits_pay(one, k, gpu)) return one;
   const int64_t most = std::min<int64_t>({fill_percent_splits(one, gpu.sms), kMaxSplits, (k + 127) / 128});
   for (int64_t splits = most; splits >= 2; --splits) {

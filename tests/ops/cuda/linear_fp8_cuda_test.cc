@@ -406,7 +406,7 @@ TEST_F(LinearFp8Cuda, V3DenseDownTp2F32Out) { check(7168, 9216, kTokens, DType::
 TEST_F(LinearFp8Cuda, V3SharedDownTp2F32Out) { check(7168, 1024, kTokens, DType::kF32); }
 TEST_F(LinearFp8Cuda, V2LiteOProjTp2F32Out) { check(2048, 1024, kTokens, DType::kF32); }
 // A V3 TP8 rank's dense and shared down (K = 2304 and 256, which cuBLASLt refuses), f32 out: at 65-128
-// tokens two token tiles of two warpgroups (swap_ab_plan_wgs), the second tile partial at 96.
+// tokens two token tiles of two warpgroups (two_tiles_take_two_wgs), the second tile partial at 96.
 TEST_F(LinearFp8Cuda, V3Tp8DownsTwoTokenTilesF32Out) {
   for (const int64_t k : {2304, 256}) check(7168, k, {1, 64, 96, 128}, DType::kF32);
 }
