@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -139,6 +140,13 @@ inline Tensor gather_rows_f32(const Tensor& t, const std::vector<int64_t>& indic
     std::copy(row.data<float>(), row.data<float>() + cols, o + static_cast<int64_t>(i) * cols);
   }
   return out;
+}
+
+// Rows 0 .. m - 1.
+inline std::vector<int64_t> all_rows(int64_t m) {
+  std::vector<int64_t> rows(static_cast<size_t>(m));
+  std::iota(rows.begin(), rows.end(), int64_t{0});
+  return rows;
 }
 
 // Which rows of an [m, ...] output to check against the CPU reference: all of them up to 16,

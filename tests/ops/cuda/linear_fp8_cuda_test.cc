@@ -34,6 +34,7 @@
 namespace mlaserve::ops {
 namespace {
 
+using testing::all_rows;
 using testing::compare;
 using testing::copy_rows;
 using testing::count_bf16_values;
@@ -76,11 +77,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
       const Tensor x_host = random_fp8({m, k}, rng);                 // [T, K]
       const Tensor xs_host = random_scales({m, g}, 1e-2f, rng);      // [T, G]
       const Tensor x = x_host.to(Device::kCUDA), xs = xs_host.to(Device::kCUDA);
-      std::vector<int64_t> rows = rows_to_check(m, rng);
-      if (every_row) {
-        rows.resize(static_cast<size_t>(m));
-        for (int64_t r = 0; r < m; ++r) rows[static_cast<size_t>(r)] = r;
-      }
+      const std::vector<int64_t> rows = every_row ? all_rows(m) : rows_to_check(m, rng);
       const auto checked = static_cast<int64_t>(rows.size());
       std::vector<Fp8GemmKernel> kernels = {Fp8GemmKernel::kAuto, Fp8GemmKernel::kSm90SwapAB};
       if (sm90_fp8::cublaslt_fp8_fits(m, n, k)) kernels.push_back(Fp8GemmKernel::kCublasLt);
@@ -130,8 +127,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
     Tensor x_all = Tensor::empty({total, k}, DType::kF8E4M3), xs_all = Tensor::empty({total, g}, DType::kF32);
     int64_t at = 0;
     for (size_t i = 0; i < x_rows.size(); ++i) {
-      std::vector<int64_t> all(static_cast<size_t>(x_rows[i].dim(0)));
-      for (size_t r = 0; r < all.size(); ++r) all[r] = static_cast<int64_t>(r);
+      const std::vector<int64_t> all = all_rows(x_rows[i].dim(0));
       copy_rows(x_rows[i], all, x_all, at);
       copy_rows(xs_rows[i], all, xs_all, at);
       at += x_rows[i].dim(0);
@@ -179,9 +175,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
         sync();
         const Tensor out_host = out.to(Device::kCPU);
         EXPECT_EQ(count_nonfinite(out_host), 0) << what << ": outputs unwritten (poison) or not finite";
-        std::vector<int64_t> all(static_cast<size_t>(m));
-        for (int64_t r = 0; r < m; ++r) all[static_cast<size_t>(r)] = r;
-        const Fp8Errors e = compare(testing::gather_rows_f32(out_host, all), ref);
+        const Fp8Errors e = compare(testing::gather_rows_f32(out_host, all_rows(m)), ref);
         expect_within_bounds(what, e, f32_out);
       }
     }

@@ -51,9 +51,7 @@ class LinearFp8GemvMmaCuda : public testing::Sm90StreamTest {
     if (f32_out && out_host.numel() >= 64) {
       EXPECT_LT(count_bf16_values(out_host), out_host.numel() / 4) << what << ": f32 out rounded to bf16";
     }
-    std::vector<int64_t> all(static_cast<size_t>(out.dim(0)));
-    for (size_t r = 0; r < all.size(); ++r) all[r] = static_cast<int64_t>(r);
-    const Fp8Errors e = compare(testing::gather_rows_f32(out_host, all), ref);
+    const Fp8Errors e = compare(testing::gather_rows_f32(out_host, testing::all_rows(out.dim(0))), ref);
     expect_within_bounds(what, e, f32_out);
   }
 
