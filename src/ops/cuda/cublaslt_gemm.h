@@ -17,7 +17,9 @@
 //   b_blk128  [ceil(N/128), ceil(K/128)] f32, K contiguous: B's 128 x 128 blocks
 //             (BLK128x128_32F), the checkpoint's scale_inv as stored.
 // cuBLASLt's own constraints, checked: M and N multiples of 4, K a multiple of 16,
-// ceil(K/128) a multiple of 4 (the row stride of b_blk128), scales 16-byte aligned.
+// ceil(K/128) a multiple of 4 (the row stride of b_blk128), scales 16-byte aligned. Another
+// ceil(K/128) cuBLASLt computes right only with each 128-row block's scales padded to a multiple of
+// 4; packed as stored, its results are silently wrong (tools/cublaslt_fp8_probe.cu): so the check.
 //
 // Steady state does no allocation and no synchronisation, so calls can be captured in a CUDA
 // graph. What is cached, per host thread and device:

@@ -88,7 +88,8 @@ inline constexpr int64_t kSwapAbMaxTokens = 128;  // above this kAuto takes cuBL
 inline constexpr int kMaxSplits = 8;              // portable thread-block cluster size
 
 // cuBLASLt's block-scaled FP8 layout constraints (cublaslt_gemm.h); N of 8 keeps bf16 rows of
-// out 16-byte aligned.
+// out 16-byte aligned. T % 4 != 0 cuBLASLt refuses (CUBLAS_STATUS_NOT_SUPPORTED from its heuristic
+// at T = 1, 65-67, 1601, 4097, 4099; cuBLASLt 13.1, H100, tools/cublaslt_fp8_probe.cu).
 inline bool cublaslt_fp8_fits(int64_t t, int64_t n, int64_t k) {
   return t % 4 == 0 && n % 8 == 0 && k % 16 == 0 && ((k + 127) / 128) % 4 == 0;
 }
