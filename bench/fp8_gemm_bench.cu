@@ -14,7 +14,8 @@
 // activation scales already group-major ([G, T], as the model's producers of FP8 activations
 // write them: the norms, the SwiGLU quantiser, linear_fp8 on bf16 x); Lt+T = the library's
 // cuBLASLt path on token-major scales, the scale transpose included (a caller with token-major
-// scales only); auto = what kAuto runs on the model's inputs (on its cuBLASLt path: Lt); fp8 path =
+// scales only; at T % 4 != 0 cuBLASLt on T & ~3 rows and a GEMV on the rest, kCublasLtSplit); auto =
+// what kAuto runs on the model's inputs (on its cuBLASLt path: Lt; Lt+gemv and 1grp timed so); fp8 path =
 // linear_fp8 on bf16 activations as the model calls it (activation quantisation + auto);
 // gemv = linear_fp8_w8a8_cuda(kGemv) on quantised x (T <= 4);
 // mma = linear_fp8_w8a8_cuda(kGemvMma) on quantised x, the tensor-core GEMV at its default launch
@@ -236,6 +237,8 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
       ops::cuda::lt_gemm(p, stream);
     });
     r.lt_path_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kCublasLt));
+  } else if (ops::sm90_fp8::cublaslt_split_fits(m, s.n, s.k)) {  // T & ~3 rows, a GEMV on the rest
+    r.lt_path_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kCublasLt));
   }
   if (m <= ops::sm90_fp8::kSwapAbMaxTokens) {
     for (const ops::sm90_fp8::SwapAbPlan& plan : plans_to_time(m, s.n, s.k, all_splits)) {
@@ -308,6 +311,11 @@ Result run_shape(const Shape2& s, const Weights& weights, int64_t m, double copy
     case ops::sm90_fp8::Fp8GemmPath::kGemv: r.auto_kernel = "gemv", r.auto_us = r.gemv_us; break;
     case ops::sm90_fp8::Fp8GemmPath::kGemvMma: r.auto_kernel = "mma", r.auto_us = r.mma_us; break;
     case ops::sm90_fp8::Fp8GemmPath::kSwapAB: r.auto_kernel = "swap", r.auto_us = r.swap_ab_us; break;
+    case ops::sm90_fp8::Fp8GemmPath::kCublasLtSplit: r.auto_kernel = "Lt+gemv", r.auto_us = r.lt_path_us; break;
+    case ops::sm90_fp8::Fp8GemmPath::kOneGroup:
+      r.auto_kernel = "1grp";
+      r.auto_us = timer.graph_us(stream, kCalls, replays, call(ops::Fp8GemmKernel::kOneGroup));
+      break;
   }
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream));
   const std::vector<float> check = out[0].slice(0, 1).to(Device::kCPU).to_vector();

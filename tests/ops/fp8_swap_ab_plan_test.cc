@@ -59,6 +59,27 @@ TEST(LinearFp8Rule, OneGroupPastSwapAbSizesWhereCublasLtRefuses) {
   EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2048, kH200), Fp8GemmPath::kCublasLt);
 }
 
+// Past kLtSplitMinTokens, T % 4 != 0 (which cuBLASLt refuses) on a shape the one-group kernel cannot
+// take runs cuBLASLt on T & ~3 rows and a GEMV on the rest, not the swap-AB kernel.
+TEST(LinearFp8Rule, OddTokenCountsSplitAroundCublasLt) {
+  using sm90_fp8::choose_fp8_gemm;
+  using sm90_fp8::cublaslt_split_fits;
+  using sm90_fp8::Fp8GemmPath;
+  for (const sm90_fp8::SwapAbGpu& gpu : {kH100, kH200}) {
+    EXPECT_EQ(choose_fp8_gemm(4097, 2112, 7168, gpu), Fp8GemmPath::kCublasLtSplit);  // V3 qkv_a
+    EXPECT_EQ(choose_fp8_gemm(1601, 576, 7168, gpu), Fp8GemmPath::kCublasLtSplit);   // kv_a
+    EXPECT_EQ(choose_fp8_gemm(4097, 7168, 2048, gpu, false), Fp8GemmPath::kCublasLtSplit);  // f32 out
+    EXPECT_EQ(choose_fp8_gemm(4097, 7168, 2048, gpu), Fp8GemmPath::kOneGroup);  // one group takes it
+    EXPECT_EQ(choose_fp8_gemm(4096, 2112, 7168, gpu), Fp8GemmPath::kCublasLt);
+    EXPECT_EQ(choose_fp8_gemm(511, 2112, 7168, gpu), Fp8GemmPath::kSwapAB);        // below the split's tokens
+    EXPECT_EQ(choose_fp8_gemm(1601, 2048, 10944, gpu), Fp8GemmPath::kSwapAB);      // ceil(K/128) = 86
+  }
+  EXPECT_TRUE(cublaslt_split_fits(5, 2112, 7168));
+  EXPECT_FALSE(cublaslt_split_fits(3, 2112, 7168));   // no row in fours
+  EXPECT_FALSE(cublaslt_split_fits(8, 2112, 7168));   // cuBLASLt takes it whole
+  EXPECT_FALSE(cublaslt_split_fits(5, 2048, 2816));   // ceil(K/128) = 22
+}
+
 // The swap-AB kernel's split sized to the GPU's CTA slots, and where kAuto takes it over cuBLASLt
 // at 17-64 tokens (the H200 figures in linear_fp8_heuristics.h).
 TEST(LinearFp8Rule, SwapAbSplitFillsOneWave) {

@@ -58,11 +58,12 @@ sm90_fp8::Fp8GemmPath choose_path(int64_t t, int64_t n, int64_t k, Fp8GemmKernel
     }
     case Fp8GemmKernel::kSm90SwapAB: return sm90_fp8::Fp8GemmPath::kSwapAB;
     case Fp8GemmKernel::kCublasLt:
-      MLA_CHECK(sm90_fp8::cublaslt_fp8_fits(t, n, k),
-                "{}: cuBLASLt's block-scaled FP8 needs T, N multiples of 4 (N of 8) and ceil(K/128) of 4; got T {} N "
-                "{} K {}",
+      if (sm90_fp8::cublaslt_fp8_fits(t, n, k)) return sm90_fp8::Fp8GemmPath::kCublasLt;
+      MLA_CHECK(sm90_fp8::cublaslt_split_fits(t, n, k),
+                "{}: cuBLASLt's block-scaled FP8 needs N a multiple of 8, ceil(K/128) of 4, and T a multiple of 4 "
+                "or past 4 (its rows in fours, a GEMV on the rest); got T {} N {} K {}",
                 op, t, n, k);
-      return sm90_fp8::Fp8GemmPath::kCublasLt;
+      return sm90_fp8::Fp8GemmPath::kCublasLtSplit;
     case Fp8GemmKernel::kGemv:
       MLA_CHECK(sm90_fp8::fp8_gemv_fits(t, k) && gemv_aligned,
                 "{}: the FP8 GEMV needs 1 <= T <= {} (got {}), K a multiple of 16 (got {}) and 16-byte aligned "
@@ -142,7 +143,8 @@ void run_cublaslt(const Tensor& x_q, const Tensor& x_scales, const float* scales
 }
 
 // linear_fp8_w8a8_cuda, with the caller's group-major scales (x_scales_t [G, T]) or without
-// (undefined).
+// (undefined). kCublasLtSplit transposes the first T & ~3 rows' token-major scales for cuBLASLt (the
+// caller's [G, T] has rows of T floats, not T & ~3) and runs the rest through this function again.
 void w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& x_scales_t, const Tensor& w_q,
           const Tensor& w_scale_inv, Tensor& out, cudaStream_t stream, Fp8GemmKernel kernel,
           const sm90_fp8::SwapAbGpu& gpu) {
@@ -165,6 +167,13 @@ void w8a8(const Tensor& x_q, const Tensor& x_scales, const Tensor& x_scales_t, c
   if (path == sm90_fp8::Fp8GemmPath::kCublasLt) {
     const float* scales_t = x_scales_t.defined() ? static_cast<const float*>(x_scales_t.raw()) : nullptr;
     return run_cublaslt(x_q, x_scales, scales_t, w_q, w_scale_inv, out, stream);
+  }
+  if (path == sm90_fp8::Fp8GemmPath::kCublasLtSplit) {  // cuBLASLt on the rows in fours, kAuto on the last 1-3
+    const int64_t head = t & ~int64_t{3};
+    Tensor out_head = out.slice(0, head), out_tail = out.slice(head, t);
+    run_cublaslt(x_q.slice(0, head), x_scales.slice(0, head), nullptr, w_q, w_scale_inv, out_head, stream);
+    return w8a8(x_q.slice(head, t), x_scales.slice(head, t), Tensor(), w_q, w_scale_inv, out_tail, stream,
+                Fp8GemmKernel::kAuto, gpu);
   }
   if (path == sm90_fp8::Fp8GemmPath::kOneGroup) return run_fp8_one_group(x_q, x_scales, w_q, w_scale_inv, out, stream);
   if (path == sm90_fp8::Fp8GemmPath::kGemv) {

@@ -27,8 +27,10 @@
 //     ceil(K/128) of 4). Shapes cuBLASLt refuses (T % 4 != 0, V2-Lite's K = 10944 or 2816)
 //     take, past 128 tokens with K and N multiples of 128 and bf16 out, the grouped MoE FP8 GEMM
 //     as one group (kOneGroup: V2-Lite's shared-expert down, 2048 x 2816, where the swap-AB kernel
-//     ran 46 us at 1,600 tokens, ~400 TFLOPS; H200, ncu, 2026-11-29), else the swap-AB kernel:
-//     correct, but it re-reads the weight once per 128 tokens.
+//     ran 46 us at 1,600 tokens, ~400 TFLOPS; H200, ncu, 2026-11-29); else, from
+//     kLtSplitMinTokens with only T % 4 in the way, cuBLASLt on T & ~3 rows and a GEMV on the rest
+//     (kCublasLtSplit); else the swap-AB kernel: correct, but it re-reads the weight once per 128
+//     tokens.
 //
 // Swap-AB tiles: 64·wgs weight rows (wgs consumer warpgroups, 1 or 2) x BN tokens per CTA, BN =
 // 16, 64 or 128 (the smallest that holds T, at most 128; more tokens take more tiles; 64 at 65-128
@@ -60,7 +62,7 @@
 
 namespace mlaserve::ops::sm90_fp8 {
 
-enum class Fp8GemmPath : uint8_t { kSwapAB, kCublasLt, kGemv, kGemvMma, kOneGroup };
+enum class Fp8GemmPath : uint8_t { kSwapAB, kCublasLt, kCublasLtSplit, kGemv, kGemvMma, kOneGroup };
 
 inline constexpr int64_t kGemvMaxTokens = 4;  // linear_fp8_gemv.cuh's kFp8GemvMaxTokens
 
@@ -92,6 +94,18 @@ inline constexpr int kMaxSplits = 8;              // portable thread-block clust
 // at T = 1, 65-67, 1601, 4097, 4099; cuBLASLt 13.1, H100, tools/cublaslt_fp8_probe.cu).
 inline bool cublaslt_fp8_fits(int64_t t, int64_t n, int64_t k) {
   return t % 4 == 0 && n % 8 == 0 && k % 16 == 0 && ((k + 127) / 128) % 4 == 0;
+}
+
+// kCublasLtSplit: cuBLASLt on the first T & ~3 rows, kAuto's small-T path (a GEMV) on the last 1-3,
+// which reads the weight once more. kAuto takes it past kLtSplitMinTokens where T % 4 != 0 would
+// otherwise leave the swap-AB kernel, which re-reads the weight once per 128 tokens: the shapes whose
+// N or K the one-group kernel refuses (V3's qkv_a, 2112 rows, and kv_a, 576), or f32 out. At 4096
+// tokens on an H100 the swap-AB kernel took 195 against cuBLASLt's 108 us (qkv_a), 83.5 against 43.4
+// (kv_a); the extra weight pass is ~6 and ~2 us there. kLtSplitMinTokens is an estimate (at 512
+// tokens the swap-AB kernel reads the weight four times, the split twice), not yet measured.
+inline constexpr int64_t kLtSplitMinTokens = 512;
+inline bool cublaslt_split_fits(int64_t t, int64_t n, int64_t k) {
+  return t % 4 != 0 && t > 4 && cublaslt_fp8_fits(t & ~int64_t{3}, n, k);
 }
 
 // Where the tensor-core GEMV (linear_fp8_gemv_mma.cuh) beat the others on the H200
@@ -341,7 +355,8 @@ inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k, const SwapAb
     if (!lt || plan.splits > 1 || (plan.three_per_sm && k >= kThreePerSmMinK)) return Fp8GemmPath::kSwapAB;
   }
   if (lt) return Fp8GemmPath::kCublasLt;
-  return t > kSwapAbMaxTokens && bf16_out && one_group_fits(n, k) ? Fp8GemmPath::kOneGroup : Fp8GemmPath::kSwapAB;
+  if (t > kSwapAbMaxTokens && bf16_out && one_group_fits(n, k)) return Fp8GemmPath::kOneGroup;
+  return t >= kLtSplitMinTokens && cublaslt_split_fits(t, n, k) ? Fp8GemmPath::kCublasLtSplit : Fp8GemmPath::kSwapAB;
 }
 
 // The plans fp8_gemm_bench times and test_linear_fp8_cuda checks: the default first, then for 1

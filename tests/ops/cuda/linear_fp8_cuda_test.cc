@@ -49,6 +49,11 @@ using testing::random_fp8_weight;
 using testing::random_scales;
 using testing::rows_to_check;
 
+// Where Fp8GemmKernel::kCublasLt runs: whole, or on T & ~3 rows with a GEMV on the rest.
+bool cublaslt_takes(int64_t m, int64_t n, int64_t k) {
+  return sm90_fp8::cublaslt_fp8_fits(m, n, k) || sm90_fp8::cublaslt_split_fits(m, n, k);
+}
+
 class LinearFp8Cuda : public testing::Sm90StreamTest {
  protected:
   // One weight [n, k] against x of each row count in ms, through each kernel that takes the
@@ -80,7 +85,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
       const std::vector<int64_t> rows = every_row ? all_rows(m) : rows_to_check(m, rng);
       const auto checked = static_cast<int64_t>(rows.size());
       std::vector<Fp8GemmKernel> kernels = {Fp8GemmKernel::kAuto, Fp8GemmKernel::kSm90SwapAB};
-      if (sm90_fp8::cublaslt_fp8_fits(m, n, k)) kernels.push_back(Fp8GemmKernel::kCublasLt);
+      if (cublaslt_takes(m, n, k)) kernels.push_back(Fp8GemmKernel::kCublasLt);
       if (sm90_fp8::one_group_fits(n, k) && !f32_out) kernels.push_back(Fp8GemmKernel::kOneGroup);
       if (sm90_fp8::fp8_gemv_fits(m, k)) kernels.push_back(Fp8GemmKernel::kGemv);
       if (sm90_fp8::fp8_gemv_mma_fits(m, k)) kernels.push_back(Fp8GemmKernel::kGemvMma);
@@ -166,7 +171,7 @@ class LinearFp8Cuda : public testing::Sm90StreamTest {
       std::vector<Fp8GemmKernel> kernels = {Fp8GemmKernel::kAuto, Fp8GemmKernel::kSm90SwapAB};
       if (sm90_fp8::fp8_gemv_fits(m, k)) kernels.push_back(Fp8GemmKernel::kGemv);
       if (sm90_fp8::fp8_gemv_mma_fits(m, k)) kernels.push_back(Fp8GemmKernel::kGemvMma);
-      if (sm90_fp8::cublaslt_fp8_fits(m, n, k)) kernels.push_back(Fp8GemmKernel::kCublasLt);
+      if (cublaslt_takes(m, n, k)) kernels.push_back(Fp8GemmKernel::kCublasLt);
       for (const Fp8GemmKernel kernel : kernels) {
         const std::string what = "bf16 x M " + std::to_string(m) + " N " + std::to_string(n) + " K " +
                                  std::to_string(k) + " kernel " + std::to_string(static_cast<int>(kernel));
@@ -194,6 +199,16 @@ TEST_F(LinearFp8Cuda, SmallBf16Activations) {
 // The one-group grouped GEMM (kOneGroup; kAuto's past 128 tokens here, where cuBLASLt refuses
 // K = 384's three groups): one token, 130 and 301 (a partial 128-row tile).
 TEST_F(LinearFp8Cuda, SmallOneGroup) { check(256, 384, {1, 130, 301}); }
+
+// T % 4 != 0 through cuBLASLt (its rows in fours, the last 1-3 through kAuto's small-T path), every
+// row checked: forced at 5 and 67 tokens, kAuto's choice at 517 (N = 200 and f32 out leave the
+// one-group kernel out), on quantised and on bf16 x.
+TEST_F(LinearFp8Cuda, SmallOddTokensSplitAroundCublasLt) {
+  ASSERT_EQ(sm90_fp8::choose_fp8_gemm(517, 200, 512, sm90_fp8::swap_ab_gpu()), sm90_fp8::Fp8GemmPath::kCublasLtSplit);
+  check(200, 512, {5, 67, 517}, DType::kBF16, true);
+  check(256, 512, {517}, DType::kF32, true);
+  check_bf16(200, 512, {7, 517}, ActQuantParams{});
+}
 
 // N = 160: a partial 128-row scale block and a partial 64-row tile; K = 272: a partial K group.
 TEST_F(LinearFp8Cuda, SmallPartialBlocks) { check(160, 272, {1, 5, 33, 130}); }
@@ -236,7 +251,7 @@ TEST_F(LinearFp8Cuda, SmallBadShapesThrow) {
   Tensor w_odd = Tensor::empty({64, 200}, DType::kF8E4M3, Device::kCUDA);
   Tensor ws = Tensor::empty({1, 2}, DType::kF32, Device::kCUDA);
   EXPECT_THROW(linear_fp8_w8a8_cuda(x_odd, xs, w_odd, ws, out, stream_), Error);
-  Tensor x7 = Tensor::empty({7, 256}, DType::kF8E4M3, Device::kCUDA);  // cuBLASLt needs T % 4 == 0
+  Tensor x7 = Tensor::empty({7, 256}, DType::kF8E4M3, Device::kCUDA);  // cuBLASLt needs ceil(K/128) % 4 == 0
   Tensor xs7 = Tensor::empty({7, 2}, DType::kF32, Device::kCUDA);
   Tensor out7 = Tensor::empty({7, 64}, DType::kBF16, Device::kCUDA);
   EXPECT_THROW(linear_fp8_w8a8_cuda(x7, xs7, w, ws, out7, stream_, Fp8GemmKernel::kCublasLt), Error);
