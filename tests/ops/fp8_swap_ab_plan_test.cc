@@ -59,20 +59,29 @@ TEST(LinearFp8Rule, OneGroupPastSwapAbSizesWhereCublasLtRefuses) {
   EXPECT_EQ(choose_fp8_gemm(1600, 2048, 2048, kH200), Fp8GemmPath::kCublasLt);
 }
 
-// Past kLtSplitMinTokens, T % 4 != 0 (which cuBLASLt refuses) on a shape the one-group kernel cannot
-// take runs cuBLASLt on T & ~3 rows and a GEMV on the rest, not the swap-AB kernel.
+// T % 4 != 0 (which cuBLASLt refuses) runs cuBLASLt on T & ~3 rows and a GEMV on the rest where that
+// pays (lt_split_pays): against the swap-AB kernel from 512 tokens and 2^31 multiply-adds, against
+// the one-group kernel from 1,024 tokens.
 TEST(LinearFp8Rule, OddTokenCountsSplitAroundCublasLt) {
   using sm90_fp8::choose_fp8_gemm;
   using sm90_fp8::cublaslt_split_fits;
   using sm90_fp8::Fp8GemmPath;
   for (const sm90_fp8::SwapAbGpu& gpu : {kH100, kH200}) {
     EXPECT_EQ(choose_fp8_gemm(4097, 2112, 7168, gpu), Fp8GemmPath::kCublasLtSplit);  // V3 qkv_a
-    EXPECT_EQ(choose_fp8_gemm(1601, 576, 7168, gpu), Fp8GemmPath::kCublasLtSplit);   // kv_a
-    EXPECT_EQ(choose_fp8_gemm(4097, 7168, 2048, gpu, false), Fp8GemmPath::kCublasLtSplit);  // f32 out
-    EXPECT_EQ(choose_fp8_gemm(4097, 7168, 2048, gpu), Fp8GemmPath::kOneGroup);  // one group takes it
+    EXPECT_EQ(choose_fp8_gemm(513, 2112, 7168, gpu), Fp8GemmPath::kCublasLtSplit);
+    EXPECT_EQ(choose_fp8_gemm(511, 2112, 7168, gpu), Fp8GemmPath::kSwapAB);          // below 512 tokens
+    EXPECT_EQ(choose_fp8_gemm(1025, 576, 7168, gpu), Fp8GemmPath::kCublasLtSplit);   // kv_a
+    EXPECT_EQ(choose_fp8_gemm(513, 576, 7168, gpu), Fp8GemmPath::kSwapAB);           // 2.1e9 < 2^31
+    EXPECT_EQ(choose_fp8_gemm(1025, 576, 2048, gpu), Fp8GemmPath::kSwapAB);          // V2-Lite kv_a
+    EXPECT_EQ(choose_fp8_gemm(2049, 576, 2048, gpu), Fp8GemmPath::kCublasLtSplit);
     EXPECT_EQ(choose_fp8_gemm(4096, 2112, 7168, gpu), Fp8GemmPath::kCublasLt);
-    EXPECT_EQ(choose_fp8_gemm(511, 2112, 7168, gpu), Fp8GemmPath::kSwapAB);        // below the split's tokens
-    EXPECT_EQ(choose_fp8_gemm(1601, 2048, 10944, gpu), Fp8GemmPath::kSwapAB);      // ceil(K/128) = 86
+    EXPECT_EQ(choose_fp8_gemm(1601, 2048, 10944, gpu), Fp8GemmPath::kSwapAB);  // ceil(K/128) = 86
+    // Where the one-group kernel takes the shape: it up to 1,023 tokens, the split from 1,024.
+    EXPECT_EQ(choose_fp8_gemm(1023, 7168, 16384, gpu), Fp8GemmPath::kOneGroup);       // V3 o_proj
+    EXPECT_EQ(choose_fp8_gemm(1025, 7168, 16384, gpu), Fp8GemmPath::kCublasLtSplit);
+    EXPECT_EQ(choose_fp8_gemm(4097, 7168, 2048, gpu), Fp8GemmPath::kCublasLtSplit);  // V3 shared down
+    EXPECT_EQ(choose_fp8_gemm(1025, 512, 2048, gpu), Fp8GemmPath::kOneGroup);        // 1.1e9 < 2^31
+    EXPECT_EQ(choose_fp8_gemm(1023, 7168, 2048, gpu, false), Fp8GemmPath::kCublasLtSplit);  // f32 out
   }
   EXPECT_TRUE(cublaslt_split_fits(5, 2112, 7168));
   EXPECT_FALSE(cublaslt_split_fits(3, 2112, 7168));   // no row in fours

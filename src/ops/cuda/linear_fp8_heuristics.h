@@ -24,13 +24,14 @@
 //     cuBLASLt's 9.2 us, where one tile of 128 took 14.8). Wider projections lose there (V3 o_proj
 //     49.1 against 41.5), the activation tile being re-read from L2 once per 64-128 weight rows.
 //   - otherwise cuBLASLt when its layout constraints hold (T, N multiples of 4, N of 8,
-//     ceil(K/128) of 4). Shapes cuBLASLt refuses (T % 4 != 0, V2-Lite's K = 10944 or 2816)
-//     take, past 128 tokens with K and N multiples of 128 and bf16 out, the grouped MoE FP8 GEMM
-//     as one group (kOneGroup: V2-Lite's shared-expert down, 2048 x 2816, where the swap-AB kernel
-//     ran 46 us at 1,600 tokens, ~400 TFLOPS; H200, ncu, 2026-11-29); else, from
-//     kLtSplitMinTokens with only T % 4 in the way, cuBLASLt on T & ~3 rows and a GEMV on the rest
-//     (kCublasLtSplit); else the swap-AB kernel: correct, but it re-reads the weight once per 128
-//     tokens.
+//     ceil(K/128) of 4). Where only T % 4 != 0 keeps it out, cuBLASLt on T & ~3 rows and a GEMV
+//     on the rest (kCublasLtSplit, lt_split_pays), from kLtSplitMinMacs of work and, where the
+//     one-group kernel could take the shape, from kLtSplitOverOneGroupMinTokens. Other shapes
+//     cuBLASLt refuses (V2-Lite's K = 10944 or 2816) take, past 128 tokens with K and N multiples
+//     of 128 and bf16 out, the grouped MoE FP8 GEMM as one group (kOneGroup: V2-Lite's
+//     shared-expert down, 2048 x 2816, where the swap-AB kernel ran 46 us at 1,600 tokens, ~400
+//     TFLOPS; H200, ncu, 2026-11-29); else the swap-AB kernel: correct, but it re-reads the weight
+//     once per 128 tokens.
 //
 // Swap-AB tiles: 64·wgs weight rows (wgs consumer warpgroups, 1 or 2) x BN tokens per CTA, BN =
 // 16, 64 or 128 (the smallest that holds T, at most 128; more tokens take more tiles; 64 at 65-128
@@ -96,16 +97,31 @@ inline bool cublaslt_fp8_fits(int64_t t, int64_t n, int64_t k) {
   return t % 4 == 0 && n % 8 == 0 && k % 16 == 0 && ((k + 127) / 128) % 4 == 0;
 }
 
-// kCublasLtSplit: cuBLASLt on the first T & ~3 rows, kAuto's small-T path (a GEMV) on the last 1-3,
-// which reads the weight once more. kAuto takes it past kLtSplitMinTokens where T % 4 != 0 would
-// otherwise leave the swap-AB kernel, which re-reads the weight once per 128 tokens: the shapes whose
-// N or K the one-group kernel refuses (V3's qkv_a, 2112 rows, and kv_a, 576), or f32 out. At 4096
-// tokens on an H100 the swap-AB kernel took 195 against cuBLASLt's 108 us (qkv_a), 83.5 against 43.4
-// (kv_a); the extra weight pass is ~6 and ~2 us there. kLtSplitMinTokens is an estimate (at 512
-// tokens the swap-AB kernel reads the weight four times, the split twice), not yet measured.
-inline constexpr int64_t kLtSplitMinTokens = 512;
+// kCublasLtSplit: cuBLASLt on the first T & ~3 rows, kAuto's small-T path (a GEMV) on the last 1-3.
+// Over cuBLASLt alone it costs the scale transpose (~3.5 us) and the GEMV's weight pass: 5-9 us on
+// V2-Lite's projections, 7 us on V3's qkv_a, 24 us on V2-Lite's dense gate_up (H100, fp8_gemm_bench
+// at 1,024 / 1,025, 2,048 / 2,049 and 4,096 / 4,097 tokens, 2026-12-07, s69).
 inline bool cublaslt_split_fits(int64_t t, int64_t n, int64_t k) {
   return t % 4 != 0 && t > 4 && cublaslt_fp8_fits(t & ~int64_t{3}, n, k);
+}
+
+// Whether kAuto takes the split where T % 4 alone keeps cuBLASLt out. Against the swap-AB kernel,
+// which re-reads the weight once per 128 tokens, from kLtSplitMinTokens and kLtSplitMinMacs (T·N·K;
+// below 512 tokens nothing was measured): V3's qkv_a (2112 x 7168) at 513 tokens 32.0 against 39.7
+// us, at 4,097 122.5 against 197.5; its kv_a (576 x 7168) at 513 (2.1e9) 23.3 against 18.3, at
+// 1,025 25.1 against 28.2; V2-Lite's kv_a (576 x 2048) at 1,025 13.9 against 12.5, at 2,049 (2.4e9)
+// 14.2 against 16.2. Against the one-group kernel (0.7-0.9x cuBLASLt's speed on these shapes) from
+// kLtSplitOverOneGroupMinTokens: at 1,025 / 2,049 / 4,097 / 8,193 tokens V3's o_proj 239 / 405 /
+// 800 / 1,573 against 271 / 532 / 906 / 1,937 us, q_b 95 / 159 / 285 / 638 against 95 / 175 / 338 /
+// 676, the shared gate_up 62 / 109 / 202 / 399 against 85 / 140 / 242 / 487; V2-Lite's o_proj 15.1
+// / 23.0 / 39.4 against 22.6 / 29.9 / 38.5. The one shape that loses throughout is V2-Lite's shared
+// gate_up (5632 x 2048): 34.2 / 56.3 / 99.4 against 31.9 / 53.2 / 93.1 (H100, fp8_gemm_bench,
+// 2026-12-07, s69; bench/NOTES-fp8-gemm.md).
+inline constexpr int64_t kLtSplitMinTokens = 512, kLtSplitMinMacs = int64_t{1} << 31;
+inline constexpr int64_t kLtSplitOverOneGroupMinTokens = 1024;
+inline bool lt_split_pays(int64_t t, int64_t n, int64_t k, bool one_group_takes) {
+  if (!cublaslt_split_fits(t, n, k) || t < kLtSplitMinTokens || t * n * k < kLtSplitMinMacs) return false;
+  return !one_group_takes || t >= kLtSplitOverOneGroupMinTokens;
 }
 
 // Where the tensor-core GEMV (linear_fp8_gemv_mma.cuh) beat the others on the H200
@@ -355,8 +371,9 @@ inline Fp8GemmPath choose_fp8_gemm(int64_t t, int64_t n, int64_t k, const SwapAb
     if (!lt || plan.splits > 1 || (plan.three_per_sm && k >= kThreePerSmMinK)) return Fp8GemmPath::kSwapAB;
   }
   if (lt) return Fp8GemmPath::kCublasLt;
-  if (t > kSwapAbMaxTokens && bf16_out && one_group_fits(n, k)) return Fp8GemmPath::kOneGroup;
-  return t >= kLtSplitMinTokens && cublaslt_split_fits(t, n, k) ? Fp8GemmPath::kCublasLtSplit : Fp8GemmPath::kSwapAB;
+  const bool one_group = t > kSwapAbMaxTokens && bf16_out && one_group_fits(n, k);
+  if (lt_split_pays(t, n, k, one_group)) return Fp8GemmPath::kCublasLtSplit;
+  return one_group ? Fp8GemmPath::kOneGroup : Fp8GemmPath::kSwapAB;
 }
 
 // The plans fp8_gemm_bench times and test_linear_fp8_cuda checks: the default first, then for 1
