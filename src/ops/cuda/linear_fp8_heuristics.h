@@ -98,9 +98,9 @@ inline bool cublaslt_fp8_fits(int64_t t, int64_t n, int64_t k) {
 }
 
 // kCublasLtSplit: cuBLASLt on the first T & ~3 rows, kAuto's small-T path (a GEMV) on the last 1-3.
-// Over cuBLASLt alone it costs the scale transpose (~3.5 us) and the GEMV's weight pass: 5-9 us on
-// V2-Lite's projections, 7 us on V3's qkv_a, 24 us on V2-Lite's dense gate_up (H100, fp8_gemm_bench
-// at 1,024 / 1,025, 2,048 / 2,049 and 4,096 / 4,097 tokens, 2026-12-07, s69).
+// Over cuBLASLt alone on group-major scales it costs the scale transpose (2.5-5 us) and the GEMV's
+// weight pass: 5-9 us on V2-Lite's projections, 9-13 on V3's qkv_a, 23-27 on V2-Lite's dense gate_up
+// (H100, fp8_gemm_bench at 1,024 / 1,025, 2,048 / 2,049 and 4,096 / 4,097 tokens, 2026-12-07, s69).
 inline bool cublaslt_split_fits(int64_t t, int64_t n, int64_t k) {
   return t % 4 != 0 && t > 4 && cublaslt_fp8_fits(t & ~int64_t{3}, n, k);
 }
