@@ -94,8 +94,8 @@ namespace mlaserve::ops {
 //   kCublasLt    cuBLASLt's block-scaled FP8 (BLK128x128 weights, VEC128 activations). Needs N a
 //                multiple of 8, ceil(K/128) of 4, and T of 4: past 4 tokens another T runs as
 //                cuBLASLt on T & ~3 rows and kAuto on the last 1-3 (kAuto does so where only T % 4
-//                keeps cuBLASLt out, from 512 tokens, or 1,024 where the one-group kernel could
-//                take the shape; linear_fp8_heuristics.h). The activation scales are
+//                keeps cuBLASLt out and the split pays: lt_split_pays, linear_fp8_heuristics.h,
+//                holds the thresholds and their measurements). The activation scales are
 //                transposed to [ceil(K/128), T] into a workspace first (cuBLASLt's layout), unless
 //                the caller has them so (Fp8Activations::scales_t).
 //   kOneGroup    the grouped MoE FP8 GEMM (moe_grouped_gemm_fp8_cuda, ops/moe_experts.h) with the
