@@ -96,8 +96,23 @@ Tensor DeepSeekModel::attention(int64_t layer, const NormedActivation& a, const 
   }
   mark("attn.o_proj");
   Tensor out = partial({t, w.o_proj.out_features()});  // [T, H]
-  linear_into(w.o_proj, NormedActivation{o.reshape({t, n * dv}), o_q.q}, out);
+  // Through the fused attention (HBM mostly idle) o_proj's GEMV CTAs wait on the SMs it leaves.
+  const ops::L2Prefetches prefetch = whole_step ? weights_after_attention(layer) : ops::L2Prefetches{};
+  linear_into(w.o_proj, NormedActivation{o.reshape({t, n * dv}), o_q.q}, out, {}, ops::GridPlacement::kAlone,
+              prefetch);
   return out;
+}
+
+ops::L2Prefetches DeepSeekModel::weights_after_attention(int64_t layer) const {
+  const auto bytes_of = [](const Linear& w) { return ops::L2Prefetch{w.weight.raw(), w.weight.nbytes()}; };
+  ops::L2Prefetches regions{};
+  const LayerWeights& lw = weights_.layers[static_cast<size_t>(layer)];
+  if (lw.moe && lw.moe->shared) regions[0] = bytes_of(lw.moe->shared->down);
+  if (static_cast<size_t>(layer) + 1 < weights_.layers.size()) {
+    const MlaWeights& next = weights_.layers[static_cast<size_t>(layer) + 1].attn;
+    regions[1] = bytes_of(next.q_proj ? *next.q_proj : *next.q_a_proj);
+  }
+  return regions;
 }
 
 bool DeepSeekModel::fused_attention_for(int64_t max_seq_len, int64_t num_seqs) const {

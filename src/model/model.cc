@@ -69,12 +69,12 @@ Tensor DeepSeekModel::device_i32(const std::vector<int32_t>& values) const {
 }
 
 void DeepSeekModel::linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream,
-                                ops::GridPlacement placement) const {
+                                ops::GridPlacement placement, const ops::L2Prefetches& prefetch) const {
   const Stream s = stream.value_or(options_.stream);
   if (w.is_fp8()) {
     ops::linear_fp8(x, w.weight, w.scale_inv, act_quant_, out, s, placement);
   } else {
-    ops::linear(x, w.weight, out, s);
+    ops::linear(x, w.weight, out, s, prefetch);
   }
 }
 
@@ -85,8 +85,9 @@ Tensor DeepSeekModel::linear(const Linear& w, const Tensor& x, std::optional<Str
 }
 
 void DeepSeekModel::linear_into(const Linear& w, const NormedActivation& x, Tensor& out,
-                                std::optional<Stream> stream, ops::GridPlacement placement) const {
-  if (!w.is_fp8() || !x.q.defined()) return linear_into(w, x.x, out, stream, placement);
+                                std::optional<Stream> stream, ops::GridPlacement placement,
+                                const ops::L2Prefetches& prefetch) const {
+  if (!w.is_fp8() || !x.q.defined()) return linear_into(w, x.x, out, stream, placement, prefetch);
   ops::linear_fp8_w8a8(x.q, w.weight, w.scale_inv, out, stream.value_or(options_.stream), placement);
 }
 

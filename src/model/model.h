@@ -72,6 +72,7 @@
 #include "model/shard_plan.h"
 #include "model/weights.h"
 #include "ops/fp8_quant.h"
+#include "ops/l2_prefetch.h"
 #include "ops/linear_fp8.h"
 #include "ops/merge_attention_states.h"
 #include "ops/mla_absorbed_attention.h"
@@ -238,6 +239,11 @@ class DeepSeekModel {
   std::optional<ops::MlaAbsorbedArgs> fused_attention_of_step(const MlaWeights& w, const StepMetadata& step,
                                                               const Tensor& q, const Tensor& cache_layer,
                                                               const Tensor& o) const;
+  // What o_proj's GEMV pulls into L2 while it waits through the fused attention of `layer`
+  // (ops/l2_prefetch.h): the layer's shared experts' down projection and the next layer's first
+  // query projection (q_proj or q_a_proj, in this stage), the weight passes the step's critical
+  // path comes to after the routed experts; the op keeps what fits its L2.
+  ops::L2Prefetches weights_after_attention(int64_t layer) const;
   // Write o [rows, n, dv]: a run of consecutive absorbed-form sequences (one mla_decode call),
   // or one MHA-form sequence (its new tokens, then its cached context chunk by chunk; o_q, when
   // defined, its rows' FP8 codes for o_proj, written by the last of those ops).
@@ -284,13 +290,16 @@ class DeepSeekModel {
   // ops::fp8_norm_quantization_pays), for the norm to write; empty otherwise.
   ops::Fp8Activations fp8_input(int64_t t, int64_t k, bool wanted, bool group_major = true) const;
   // out [T, out_features]; on `stream`, or the model's stream when it is not given; an FP8 w's
-  // GEMM planned for `placement` (kBeside: while a kernel on the side stream holds part of the GPU).
+  // GEMM planned for `placement` (kBeside: while a kernel on the side stream holds part of the GPU);
+  // a bf16 w's GEMV pulls `prefetch` into L2 while it waits (ops/l2_prefetch.h).
   void linear_into(const Linear& w, const Tensor& x, Tensor& out, std::optional<Stream> stream = {},
-                   ops::GridPlacement placement = ops::GridPlacement::kAlone) const;
+                   ops::GridPlacement placement = ops::GridPlacement::kAlone,
+                   const ops::L2Prefetches& prefetch = {}) const;
   Tensor linear(const Linear& w, const Tensor& x, std::optional<Stream> stream = {}) const;  // [T, in] -> [T, out]
   // The same of a normed activation: an FP8 w reads x.q when it is there.
   void linear_into(const Linear& w, const NormedActivation& x, Tensor& out, std::optional<Stream> stream = {},
-                   ops::GridPlacement placement = ops::GridPlacement::kAlone) const;
+                   ops::GridPlacement placement = ops::GridPlacement::kAlone,
+                   const ops::L2Prefetches& prefetch = {}) const;
   Tensor linear(const Linear& w, const NormedActivation& x, std::optional<Stream> stream = {},
                 ops::GridPlacement placement = ops::GridPlacement::kAlone) const;
   // A branch on the side stream, or none (every op on the model's stream) when side_stream is

@@ -12,13 +12,17 @@
 
 #include "core/stream.h"
 #include "core/tensor.h"
+#include "ops/l2_prefetch.h"
 
 namespace mlaserve::ops {
 
 void linear_cpu(const Tensor& x, const Tensor& weight, Tensor& out);
 
-// Dispatch by device (ops/dispatch.h): the model graph calls these.
-void linear(const Tensor& x, const Tensor& weight, Tensor& out, Stream stream = {});
+// Dispatch by device (ops/dispatch.h): the model graph calls these. `prefetch`: weights of later
+// kernels for the GPU's GEMV to pull into L2 while it waits (l2_prefetch.h); a hint, no result
+// depends on it.
+void linear(const Tensor& x, const Tensor& weight, Tensor& out, Stream stream = {},
+            const L2Prefetches& prefetch = {});
 
 }  // namespace mlaserve::ops
 
@@ -39,8 +43,9 @@ namespace mlaserve::ops {
 // linear_gemv_applies (K a multiple of 8, x and weight 16-byte aligned): one pass over the weight
 // by many CTAs, where cuBLASLt's small-M tiles are latency-bound: on the CUDA cores
 // (src/ops/cuda/linear_gemv.cuh) or, from 4 tokens, the tensor cores (linear_gemv_mma.cuh;
-// src/ops/cuda/linear_gemv.h has the rule).
-void linear_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream);
+// src/ops/cuda/linear_gemv.h has the rule). The CUDA-core GEMV issues `prefetch`.
+void linear_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream,
+                 const L2Prefetches& prefetch = {});
 
 // The GEMV path on its own (tests, benchmarks): bf16 x [T, K] with 1 <= T <= 8, bf16 weight
 // [N, K], out [T, N] bf16 or f32; fails unless linear_gemv_applies.

@@ -63,4 +63,15 @@ inline int device_hbm_gbps() {
   });
 }
 
+// L2 cache of the current device in bytes, as the driver reports it (50 MB on an H100 SXM). Asked
+// once per device and kept.
+inline int device_l2_bytes() {
+  static PerDeviceInts bytes{};
+  return cached_per_device(bytes, current_device(), "device_l2_bytes", [](int device) {
+    int size = 0;
+    MLA_CUDA_CHECK(cudaDeviceGetAttribute(&size, cudaDevAttrL2CacheSize, device));
+    return size;
+  });
+}
+
 }  // namespace mlaserve::ops::gpu

@@ -3,11 +3,13 @@
 #include <string_view>
 
 #include "ops/cuda/cublaslt_gemm.h"
+#include "ops/cuda/linear_gemv.h"
 #include "ops/linear.h"
 
 namespace mlaserve::ops {
 
-void linear_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream) {
+void linear_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream,
+                 const L2Prefetches& prefetch) {
   constexpr std::string_view kOp = "linear_cuda";
   MLA_CHECK(x.device() == Device::kCUDA && weight.device() == Device::kCUDA && out.device() == Device::kCUDA,
             "{}: x, weight and out must all be on the GPU", kOp);
@@ -19,7 +21,9 @@ void linear_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_
             dtype_name(x.dtype()), dtype_name(weight.dtype()));
   if (t == 0 || n == 0) return;
   MLA_CHECK(k > 0, "{}: K = 0 leaves out [{}, {}] undefined", kOp, t, n);
-  if (linear_gemv_applies(x, weight, out)) return linear_gemv_cuda(x, weight, out, stream);  // decode batches
+  if (linear_gemv_applies(x, weight, out)) {  // decode batches
+    return linear_gemv_cuda(x, weight, out, stream, GemvKernel::kAuto, prefetch);
+  }
 
   cuda::GemmProblem p;
   p.m = t;

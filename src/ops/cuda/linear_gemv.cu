@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/linear_gemv.h"
 #include "ops/linear.h"
@@ -14,7 +15,12 @@ namespace mlaserve::ops {
 namespace {
 
 template <typename OutT>
-void launch(const gpu::GemvParams<OutT>& p, cudaStream_t stream) {
+void launch(gpu::GemvParams<OutT> p, const L2Prefetches& prefetch, cudaStream_t stream) {
+  const L2Prefetches kept = l2_prefetches_within(prefetch, static_cast<size_t>(gpu::device_l2_bytes()));
+  for (size_t i = 0; i < kMaxL2Prefetches; ++i) {
+    p.prefetch[i] = static_cast<const char*>(kept[i].data);
+    p.prefetch_bytes[i] = static_cast<uint32_t>(kept[i].bytes);  // at most half an L2
+  }
   const dim3 grid(static_cast<unsigned>((int64_t{p.n} + gpu::kGemvRows - 1) / gpu::kGemvRows));
   gpu::gemv_dispatch(p.t, p.k, [&](auto kt, auto unroll) {
     gpu::launch_programmatic(gpu::linear_gemv_bf16_kernel<decltype(kt)::value, decltype(unroll)::value, OutT>, grid,
@@ -44,7 +50,8 @@ void linear_gemv_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaSt
   linear_gemv_cuda(x, weight, out, stream, GemvKernel::kAuto);
 }
 
-void linear_gemv_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream, GemvKernel kernel) {
+void linear_gemv_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream, GemvKernel kernel,
+                      const L2Prefetches& prefetch) {
   constexpr std::string_view kOp = "linear_gemv_cuda";
   gpu::check_dtype(kOp, "x", x, DType::kBF16);
   gpu::check_dtype(kOp, "weight", weight, DType::kBF16);
@@ -67,12 +74,12 @@ void linear_gemv_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaSt
     launch(gpu::GemvParams<__nv_bfloat16>{gpu::ptr<const __nv_bfloat16>(x), gpu::ptr<const __nv_bfloat16>(weight),
                                           gpu::ptr<__nv_bfloat16>(out), static_cast<int32_t>(t),
                                           static_cast<int32_t>(n), static_cast<int32_t>(k)},
-           stream);
+           prefetch, stream);
   } else {
     launch(gpu::GemvParams<float>{gpu::ptr<const __nv_bfloat16>(x), gpu::ptr<const __nv_bfloat16>(weight),
                                   gpu::ptr<float>(out), static_cast<int32_t>(t), static_cast<int32_t>(n),
                                   static_cast<int32_t>(k)},
-           stream);
+           prefetch, stream);
   }
 }
 

@@ -26,6 +26,10 @@
 // before writes, is read only after the wait. Then the CTA lets the next kernel launch, and each
 // step multiplies (the first with the registers loaded before the wait): the same loads and FMAs
 // in the same order as a kernel that loads after the wait, so the results are the same bits.
+// Also before the wait, the CTAs pull the call's L2 prefetch regions (ops/l2_prefetch.h: weights of
+// later kernels) into L2, one prefetch.global.L2 of a 128-byte line a thread, spread over the
+// grid: per-thread prefetches, not the bulk copy engine's (cp.async.bulk.prefetch), which would
+// queue them ahead of a TMA copy of a kernel sharing the SM (bench/NOTES-engine.md, s70).
 //
 // Requirements (checked by the launch code, which otherwise leaves the call to cuBLASLt): K % 8
 // == 0 and x, W 16-byte aligned, so that a vector never straddles the end of a row.
@@ -66,7 +70,24 @@ struct GemvParams {
   int32_t t;               // tokens, 1 <= T <= kT
   int32_t n;               // output channels
   int32_t k;               // input channels, a multiple of 8
+  // L2 prefetch regions (ops/l2_prefetch.h), bytes 0 where none: every CTA a share, before its wait.
+  const char* prefetch[2] = {nullptr, nullptr};
+  uint32_t prefetch_bytes[2] = {0, 0};
 };
+
+// This thread's lines of p's L2 prefetch regions: line l of a region (128 bytes) by the grid's
+// thread l, l + grid threads, ...
+template <typename OutT>
+__device__ __forceinline__ void gemv_prefetch_regions(const GemvParams<OutT>& p) {
+  const uint32_t thread = blockIdx.x * blockDim.x + threadIdx.x, threads = gridDim.x * blockDim.x;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const uint32_t lines = (p.prefetch_bytes[i] + 127u) / 128u;
+    for (uint32_t l = thread; l < lines; l += threads) {
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p.prefetch[i] + size_t{l} * 128u) : "memory");
+    }
+  }
+}
 
 // CTAs an SM the kernel's registers must allow (its launch bound): those of the kernel that loaded
 // its weights after the wait (40-146 registers), which loading before it would otherwise lower
@@ -121,6 +142,7 @@ __device__ __forceinline__ void linear_gemv_bf16_cta(const GemvParams<OutT>& p) 
     const int64_t rest = int64_t{kStepChunks} * kGemvChunk;  // a multiple of 8 values: 16-byte aligned
     prefetch_l2(p.w + (row0 + threadIdx.x) * p.k + rest, static_cast<uint32_t>(p.k - rest) * 2);
   }
+  if (p.prefetch_bytes[0] != 0 || p.prefetch_bytes[1] != 0) gemv_prefetch_regions(p);
   grid_dependency_wait();
   launch_dependents();
 

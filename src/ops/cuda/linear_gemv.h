@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "ops/l2_prefetch.h"
 
 namespace mlaserve::ops {
 
@@ -38,8 +39,11 @@ inline GemvKernel choose_gemv_kernel(int64_t t, int64_t k) {
 }
 
 // linear_gemv_cuda (ops/linear.h) with the kernel named: the same contract and checks, plus
-// linear_gemv_mma_fits for kTensorCore.
-void linear_gemv_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream, GemvKernel kernel);
+// linear_gemv_mma_fits for kTensorCore. The CUDA-core kernel's CTAs pull l2_prefetches_within
+// (`prefetch`, the device's L2) into L2 before their wait (linear_gemv.cuh); the tensor-core one
+// ignores it.
+void linear_gemv_cuda(const Tensor& x, const Tensor& weight, Tensor& out, cudaStream_t stream, GemvKernel kernel,
+                      const L2Prefetches& prefetch = {});
 
 // The tensor-core GEMV's launch (linear_gemv_mma.cu): bf16 x [t, k] and w [n, k] (16-byte aligned),
 // out [t, n] bf16 or f32 (out_f32). The caller has checked shapes and linear_gemv_mma_fits(t, k).

@@ -214,22 +214,29 @@ class GemmCuda : public testing::Sm90StreamTest {
   }
 
   // y1 [t, n1] bf16 = x [t, k1] · W1ᵀ, then y2 [t, n2] = y1 · W2ᵀ (out2: bf16 or f32), the two
-  // GEMVs back to back (see the chains note at the top).
-  void check_gemv_chain(int64_t t, int64_t k1, int64_t n1, int64_t n2, DType out2) {
+  // GEMVs back to back (see the chains note at the top). With `prefetch` the second GEMV pulls two
+  // regions into L2 before its wait, as o_proj's does in the model (ops/l2_prefetch.h): W1, and a
+  // region of another buffer whose start and size are not whole 128-byte lines.
+  void check_gemv_chain(int64_t t, int64_t k1, int64_t n1, int64_t n2, DType out2, bool prefetch = false) {
     const uint64_t seed = fresh_seed();
     const std::string where = "chain T " + std::to_string(t) + ": [" + std::to_string(n1) + " x " +
                               std::to_string(k1) + "] then [" + std::to_string(n2) + " x " + std::to_string(n1) +
-                              "] -> " + std::string(dtype_name(out2));
+                              "] -> " + std::string(dtype_name(out2)) + (prefetch ? ", L2 prefetches" : "");
     SCOPED_TRACE("seed " + std::to_string(seed) + ", " + where);
     testing::GemvChainOperands c = testing::gemv_chain_operands(t, k1, n1, n2, out2, seed, stream_);
     const Tensor &x = c.x, &w1 = c.w1, &w2 = c.w2, &x_host = c.x_host, &w1_host = c.w1_host, &w2_host = c.w2_host;
     Tensor &y1 = c.y1, &y2 = c.y2;
     ASSERT_TRUE(linear_gemv_applies(x, w1, y1) && linear_gemv_applies(y1, w2, y2)) << where << ": not the GEMV path";
 
+    const Tensor other = Tensor::empty({100'003}, DType::kBF16, Device::kCUDA);  // 200,006 bytes
+    L2Prefetches regions{};
+    if (prefetch) {
+      regions = {{{w1.raw(), w1.nbytes()}, {static_cast<const char*>(other.raw()) + 2, other.nbytes() - 2 - 60}}};
+    }
     const std::vector<Tensor> got = eager_then_graph(
         [&] {
           linear_gemv_cuda(x, w1, y1, stream_, GemvKernel::kCudaCore);
-          linear_gemv_cuda(y1, w2, y2, stream_, GemvKernel::kCudaCore);
+          linear_gemv_cuda(y1, w2, y2, stream_, GemvKernel::kCudaCore, regions);
         },
         {&y1, &y2});
     const Tensor &y1_host = got[0], &y2_host = got[1];
@@ -415,6 +422,13 @@ TEST_F(GemmCuda, SmallGemvChainBitExact) {
   for (int64_t t : {1, 8}) check_gemv_chain(t, 64, 8200, 13, DType::kBF16);
   check_absorb_chain(1, 2, 256);
   check_absorb_chain(8, 2, 256, /*dc=*/136, /*dv=*/120);
+}
+
+// The same GEMV chains with the second GEMV's CTAs prefetching into L2 before their wait (the
+// model's o_proj, ops/l2_prefetch.h): the same bits, the same order.
+TEST_F(GemmCuda, SmallGemvChainWithL2PrefetchesBitExact) {
+  for (int64_t t : {1, 2, 3}) check_gemv_chain(t, 296, 520, 37, DType::kF32, /*prefetch=*/true);
+  check_gemv_chain(1, 2048, 2048, 2048, DType::kBF16, /*prefetch=*/true);  // V2-Lite's o_proj shape
 }
 
 // The absorption's mma.sync kernel (9 to 256 tokens) right after the cuBLASLt GEMM that writes its
