@@ -26,6 +26,14 @@ struct L2Prefetch {
 inline constexpr size_t kMaxL2Prefetches = 2;
 using L2Prefetches = std::array<L2Prefetch, kMaxL2Prefetches>;
 
+// Whether any region has bytes: most calls carry none, and then launch code asks nothing further.
+inline bool any_l2_prefetch(const L2Prefetches& regions) {
+  for (const L2Prefetch& r : regions) {
+    if (r.bytes != 0) return true;
+  }
+  return false;
+}
+
 // The regions of `wanted` worth issuing on a GPU whose L2 holds l2_bytes: in order, each kept
 // while the kept ones sum to at most half of it (the other half for what the kernels between
 // read: a region pulled in and pushed out before its reader comes costs a second HBM pass);

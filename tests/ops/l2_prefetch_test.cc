@@ -54,5 +54,11 @@ TEST(L2PrefetchRule, EmptyRegionsAndNoL2KeepNothing) {
   EXPECT_EQ(l2_prefetches_within({}, kH100L2)[0].data, nullptr);
 }
 
+TEST(L2PrefetchRule, AnyRegionMeansBytes) {
+  EXPECT_FALSE(any_l2_prefetch({}));
+  EXPECT_FALSE(any_l2_prefetch({{{at(0x1000), 0}, {}}}));
+  EXPECT_TRUE(any_l2_prefetch({{{}, {at(0x2000), 128}}}));
+}
+
 }  // namespace
 }  // namespace mlaserve::ops

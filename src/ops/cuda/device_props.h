@@ -38,16 +38,21 @@ inline int current_device() {
   return device;
 }
 
+// The current device's `attribute`, asked of the driver once per device and kept in `cache`.
+inline int cached_device_attribute(PerDeviceInts& cache, cudaDeviceAttr attribute, std::string_view what) {
+  return cached_per_device(cache, current_device(), what, [attribute](int device) {
+    int value = 0;
+    MLA_CUDA_CHECK(cudaDeviceGetAttribute(&value, attribute, device));
+    return value;
+  });
+}
+
 // Streaming multiprocessors of the current device (132 on an H100 SXM or H200). Asked of the
 // driver once per device and kept: launch code calls this on every launch (decode-sized GEMVs,
 // schedules), where the attribute query would be repeated host work.
 inline int device_sm_count() {
   static PerDeviceInts counts{};
-  return cached_per_device(counts, current_device(), "device_sm_count", [](int device) {
-    int count = 0;
-    MLA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    return count;
-  });
+  return cached_device_attribute(counts, cudaDevAttrMultiProcessorCount, "device_sm_count");
 }
 
 // Peak HBM bandwidth of the current device in GB/s, from its memory clock and bus width (double
@@ -67,11 +72,7 @@ inline int device_hbm_gbps() {
 // once per device and kept.
 inline int device_l2_bytes() {
   static PerDeviceInts bytes{};
-  return cached_per_device(bytes, current_device(), "device_l2_bytes", [](int device) {
-    int size = 0;
-    MLA_CUDA_CHECK(cudaDeviceGetAttribute(&size, cudaDevAttrL2CacheSize, device));
-    return size;
-  });
+  return cached_device_attribute(bytes, cudaDevAttrL2CacheSize, "device_l2_bytes");
 }
 
 }  // namespace mlaserve::ops::gpu

@@ -16,10 +16,12 @@ namespace {
 
 template <typename OutT>
 void launch(gpu::GemvParams<OutT> p, const L2Prefetches& prefetch, cudaStream_t stream) {
-  const L2Prefetches kept = l2_prefetches_within(prefetch, static_cast<size_t>(gpu::device_l2_bytes()));
-  for (size_t i = 0; i < kMaxL2Prefetches; ++i) {
-    p.prefetch[i] = static_cast<const char*>(kept[i].data);
-    p.prefetch_bytes[i] = static_cast<uint32_t>(kept[i].bytes);  // at most half an L2
+  if (any_l2_prefetch(prefetch)) {
+    const L2Prefetches kept = l2_prefetches_within(prefetch, static_cast<size_t>(gpu::device_l2_bytes()));
+    for (size_t i = 0; i < kMaxL2Prefetches; ++i) {
+      p.prefetch[i] = static_cast<const char*>(kept[i].data);
+      p.prefetch_bytes[i] = static_cast<uint32_t>(kept[i].bytes);  // at most half an L2
+    }
   }
   const dim3 grid(static_cast<unsigned>((int64_t{p.n} + gpu::kGemvRows - 1) / gpu::kGemvRows));
   gpu::gemv_dispatch(p.t, p.k, [&](auto kt, auto unroll) {

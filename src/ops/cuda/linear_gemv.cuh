@@ -44,6 +44,7 @@
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/reduce.cuh"
 #include "ops/cuda/vec.cuh"
+#include "ops/l2_prefetch.h"
 
 namespace mlaserve::ops::gpu {
 
@@ -71,8 +72,8 @@ struct GemvParams {
   int32_t n;               // output channels
   int32_t k;               // input channels, a multiple of 8
   // L2 prefetch regions (ops/l2_prefetch.h), bytes 0 where none: every CTA a share, before its wait.
-  const char* prefetch[2] = {nullptr, nullptr};
-  uint32_t prefetch_bytes[2] = {0, 0};
+  const char* prefetch[kMaxL2Prefetches] = {};
+  uint32_t prefetch_bytes[kMaxL2Prefetches] = {};
 };
 
 // This thread's lines of p's L2 prefetch regions: line l of a region (128 bytes) by the grid's
@@ -81,7 +82,7 @@ template <typename OutT>
 __device__ __forceinline__ void gemv_prefetch_regions(const GemvParams<OutT>& p) {
   const uint32_t thread = blockIdx.x * blockDim.x + threadIdx.x, threads = gridDim.x * blockDim.x;
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
+  for (size_t i = 0; i < kMaxL2Prefetches; ++i) {
     const uint32_t lines = (p.prefetch_bytes[i] + 127u) / 128u;
     for (uint32_t l = thread; l < lines; l += threads) {
       asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p.prefetch[i] + size_t{l} * 128u) : "memory");
@@ -142,7 +143,7 @@ __device__ __forceinline__ void linear_gemv_bf16_cta(const GemvParams<OutT>& p) 
     const int64_t rest = int64_t{kStepChunks} * kGemvChunk;  // a multiple of 8 values: 16-byte aligned
     prefetch_l2(p.w + (row0 + threadIdx.x) * p.k + rest, static_cast<uint32_t>(p.k - rest) * 2);
   }
-  if (p.prefetch_bytes[0] != 0 || p.prefetch_bytes[1] != 0) gemv_prefetch_regions(p);
+  gemv_prefetch_regions(p);
   grid_dependency_wait();
   launch_dependents();
 

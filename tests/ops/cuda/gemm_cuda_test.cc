@@ -228,9 +228,10 @@ class GemmCuda : public testing::Sm90StreamTest {
     Tensor &y1 = c.y1, &y2 = c.y2;
     ASSERT_TRUE(linear_gemv_applies(x, w1, y1) && linear_gemv_applies(y1, w2, y2)) << where << ": not the GEMV path";
 
-    const Tensor other = Tensor::empty({100'003}, DType::kBF16, Device::kCUDA);  // 200,006 bytes
+    Tensor other;  // alive through the runs below
     L2Prefetches regions{};
     if (prefetch) {
+      other = Tensor::empty({100'003}, DType::kBF16, Device::kCUDA);  // 200,006 bytes
       regions = {{{w1.raw(), w1.nbytes()}, {static_cast<const char*>(other.raw()) + 2, other.nbytes() - 2 - 60}}};
     }
     const std::vector<Tensor> got = eager_then_graph(
