@@ -125,18 +125,7 @@ void trace_step(const std::string& dir, const std::string& card, const std::stri
   std::string slug = card;
   std::replace_if(slug.begin(), slug.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '-');
   const std::string path = fmt::format("{}/trace_{}_{}_{}_b{}.csv", dir, slug, preset, dtype, b);
-  bench::write_trace_csv(path, kernels);
-  const std::vector<bench::KernelShare> shares = bench::kernel_shares(kernels);
-  double span = 0.0;  // the charges add up to it
-  for (const bench::KernelShare& k : shares) span += k.charged_us;
-  std::printf("  trace of batch %lld: %zu kernels, %s; where the step's %.1f us go (kernel_trace.h):\n",
-              static_cast<long long>(b), kernels.size(), path.c_str(), span);
-  std::printf("  %8s %8s %9s  %s\n", "launches", "mean us", "charged", "kernel");
-  for (size_t i = 0; i < std::min<size_t>(10, shares.size()); ++i) {
-    const bench::KernelShare& k = shares[i];
-    std::printf("  %8lld %8.2f %8.1f%%  %s\n", static_cast<long long>(k.launches), k.mean_us,
-                100.0 * k.charged_us / span, k.name.c_str());
-  }
+  bench::report_trace(path, kernels, fmt::format("batch {}", b));
 }
 
 int run(int argc, char** argv) {

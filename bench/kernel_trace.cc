@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -19,6 +20,12 @@
 
 namespace mlaserve::bench {
 namespace {
+
+// A traced kernel and the id of the launch that queued it.
+struct Record {
+  TracedKernel kernel;
+  uint32_t correlation = 0;
+};
 
 #ifdef MLASERVE_HAVE_CUPTI
 
@@ -81,11 +88,6 @@ void check(CUptiResult r, const char* what) {
   MLA_FAIL("kernel trace: {}: {}", what, s != nullptr ? s : "unknown CUPTI error");
 }
 
-struct Record {
-  TracedKernel kernel;
-  uint32_t correlation = 0;
-};
-
 // CUPTI hands the records to these callbacks on its own thread.
 std::mutex g_mutex;
 std::vector<Record> g_records;
@@ -109,9 +111,9 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
 
 #endif  // MLASERVE_HAVE_CUPTI
 
-}  // namespace
-
-std::vector<TracedKernel> trace_last_graph_launch(const std::function<void()>& launch) {
+// Every kernel `launch` runs with kernel tracing on (after the device has finished), with the
+// correlation id of the launch that queued it.
+std::vector<Record> traced_records(const std::function<void()>& launch) {
 #ifdef MLASERVE_HAVE_CUPTI
   check(cupti().register_callbacks(buffer_requested, buffer_completed), "cuptiActivityRegisterCallbacks");
   check(cupti().enable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "cuptiActivityEnable");
@@ -125,6 +127,23 @@ std::vector<TracedKernel> trace_last_graph_launch(const std::function<void()>& l
     records.swap(g_records);
   }
   MLA_CHECK(!records.empty(), "kernel trace: no kernel ran");
+  return records;
+#else
+  (void)launch;
+  MLA_FAIL("kernel trace: built without CUPTI's headers (cupti_activity.h)");
+#endif
+}
+
+std::vector<TracedKernel> by_end(std::vector<TracedKernel> kernels) {
+  std::sort(kernels.begin(), kernels.end(),
+            [](const TracedKernel& a, const TracedKernel& b) { return a.end_ns < b.end_ns; });
+  return kernels;
+}
+
+}  // namespace
+
+std::vector<TracedKernel> trace_last_graph_launch(const std::function<void()>& launch) {
+  std::vector<Record> records = traced_records(launch);
   const uint32_t last = std::max_element(records.begin(), records.end(), [](const Record& a, const Record& b) {
                           return a.kernel.start_ns < b.kernel.start_ns;
                         })->correlation;
@@ -132,13 +151,28 @@ std::vector<TracedKernel> trace_last_graph_launch(const std::function<void()>& l
   for (Record& r : records) {
     if (r.correlation == last) kernels.push_back(std::move(r.kernel));
   }
-  std::sort(kernels.begin(), kernels.end(),
-            [](const TracedKernel& a, const TracedKernel& b) { return a.end_ns < b.end_ns; });
-  return kernels;
-#else
-  (void)launch;
-  MLA_FAIL("kernel trace: built without CUPTI's headers (cupti_activity.h)");
-#endif
+  return by_end(std::move(kernels));
+}
+
+std::vector<TracedKernel> trace_kernels(const std::function<void()>& launch) {
+  std::vector<TracedKernel> kernels;
+  for (Record& r : traced_records(launch)) kernels.push_back(std::move(r.kernel));
+  return by_end(std::move(kernels));
+}
+
+void report_trace(const std::string& path, const std::vector<TracedKernel>& kernels, const std::string& what) {
+  write_trace_csv(path, kernels);
+  const std::vector<KernelShare> shares = kernel_shares(kernels);
+  double span = 0.0;  // the charges add up to it
+  for (const KernelShare& k : shares) span += k.charged_us;
+  std::printf("  trace of %s: %zu kernels, %s; where its %.1f us go (kernel_shares.h):\n", what.c_str(),
+              kernels.size(), path.c_str(), span);
+  std::printf("  %8s %8s %9s  %s\n", "launches", "mean us", "charged", "kernel");
+  for (size_t i = 0; i < std::min<size_t>(10, shares.size()); ++i) {
+    const KernelShare& k = shares[i];
+    std::printf("  %8lld %8.2f %8.1f%%  %s\n", static_cast<long long>(k.launches), k.mean_us,
+                100.0 * k.charged_us / span, k.name.c_str());
+  }
 }
 
 }  // namespace mlaserve::bench

@@ -1,7 +1,8 @@
-// What a CUDA graph launch runs, kernel by kernel: each kernel's GPU start and end (CUPTI's
-// activity records, the ones Nsight Systems shows, graph nodes included). For benchmarks that need
-// to see inside a graph (decode_step_bench --trace: which kernel the step waits on, where kernels
-// overlap); kernel_shares.h says where the time goes.
+// What a CUDA graph launch, or any run of launches, runs kernel by kernel: each kernel's GPU start
+// and end (CUPTI's activity records, the ones Nsight Systems shows, graph nodes included). For
+// benchmarks that need to see inside a step (decode_step_bench --trace: which kernel the graph
+// waits on, where kernels overlap; prefill_step_bench --trace: an eager prefill step);
+// kernel_shares.h says where the time goes.
 //
 // libcupti is loaded when first traced (dlopen: libcupti.so.13, libcupti.so, or $MLASERVE_CUPTI),
 // so that the programs run without it; a build without CUPTI's headers fails the call. Once it has
@@ -9,6 +10,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "kernel_shares.h"
@@ -19,5 +21,13 @@ namespace mlaserve::bench {
 // for the device, and returns the kernels of the last graph launch (those of its correlation id),
 // in the order of their ends.
 std::vector<TracedKernel> trace_last_graph_launch(const std::function<void()>& launch);
+
+// Runs `launch` with kernel tracing on, waits for the device, and returns every kernel it ran, in
+// the order of their ends.
+std::vector<TracedKernel> trace_kernels(const std::function<void()>& launch);
+
+// Writes `kernels` to the CSV at path (write_trace_csv) and prints the ten charged the most of
+// their span, under a line naming `what` ("batch 8", "2,047 tokens").
+void report_trace(const std::string& path, const std::vector<TracedKernel>& kernels, const std::string& what);
 
 }  // namespace mlaserve::bench
