@@ -65,6 +65,20 @@ std::vector<KernelShare> kernel_shares(const std::vector<TracedKernel>& kernels)
   return out;
 }
 
+std::vector<TracedKernel> kernels_of_last_run(const std::vector<TracedKernel>& kernels, int runs) {
+  MLA_CHECK(runs >= 1 && kernels.size() % static_cast<size_t>(runs) == 0,
+            "kernel trace: {} kernels are not {} runs of the same kernels", kernels.size(), runs);
+  std::vector<uint64_t> starts;
+  for (const TracedKernel& k : kernels) starts.push_back(k.start_ns);
+  std::sort(starts.begin(), starts.end());
+  const uint64_t first = starts[starts.size() - starts.size() / static_cast<size_t>(runs)];  // the last run's first
+  std::vector<TracedKernel> out;
+  for (const TracedKernel& k : kernels) {
+    if (k.start_ns >= first) out.push_back(k);
+  }
+  return out;
+}
+
 void write_trace_csv(const std::string& path, const std::vector<TracedKernel>& kernels) {
   uint64_t t0 = 0;
   double gaps = 0.0;

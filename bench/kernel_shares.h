@@ -29,6 +29,11 @@ struct KernelShare {
 // Shares by kernel name, the largest charge first, and the gaps.
 std::vector<KernelShare> kernel_shares(const std::vector<TracedKernel>& kernels);
 
+// The kernels of the last of `runs` runs that each launched the same kernels, one after another
+// (an eager step traced `runs` times: the first pays for the tracer's start): the kernels.size() /
+// runs that started last, in the given order. Fails unless runs >= 1 divides kernels.size().
+std::vector<TracedKernel> kernels_of_last_run(const std::vector<TracedKernel>& kernels, int runs);
+
 // One row a kernel, in the given order: index, start and end (us from the first start), duration,
 // charge, stream, name. Creates path's folder if it does not exist (as the JSON writers do).
 void write_trace_csv(const std::string& path, const std::vector<TracedKernel>& kernels);

@@ -154,10 +154,16 @@ std::vector<TracedKernel> trace_last_graph_launch(const std::function<void()>& l
   return by_end(std::move(kernels));
 }
 
-std::vector<TracedKernel> trace_kernels(const std::function<void()>& launch) {
+std::vector<TracedKernel> trace_last_run(const std::function<void()>& run, int runs) {
   std::vector<TracedKernel> kernels;
-  for (Record& r : traced_records(launch)) kernels.push_back(std::move(r.kernel));
-  return by_end(std::move(kernels));
+  const std::vector<Record> records = traced_records([&] {
+    for (int i = 0; i < runs; ++i) {
+      run();
+      MLA_CUDA_CHECK(cudaDeviceSynchronize());
+    }
+  });
+  for (const Record& r : records) kernels.push_back(r.kernel);
+  return by_end(kernels_of_last_run(kernels, runs));
 }
 
 void report_trace(const std::string& path, const std::vector<TracedKernel>& kernels, const std::string& what) {

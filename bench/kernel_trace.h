@@ -22,9 +22,11 @@ namespace mlaserve::bench {
 // in the order of their ends.
 std::vector<TracedKernel> trace_last_graph_launch(const std::function<void()>& launch);
 
-// Runs `launch` with kernel tracing on, waits for the device, and returns every kernel it ran, in
-// the order of their ends.
-std::vector<TracedKernel> trace_kernels(const std::function<void()>& launch);
+// Runs `run` `runs` times with kernel tracing on (each run finished on the device before the next)
+// and returns the kernels of the last run (kernels_of_last_run: every run must launch the same
+// kernels), in the order of their ends. The tracer's start-up delays the first run's kernels by
+// milliseconds, so an eager step is traced at least twice.
+std::vector<TracedKernel> trace_last_run(const std::function<void()>& run, int runs);
 
 // Writes `kernels` to the CSV at path (write_trace_csv) and prints the ten charged the most of
 // their span, under a line naming `what` ("batch 8", "2,047 tokens").

@@ -2,9 +2,9 @@
 // real shapes): one sequence of T new tokens after `context` cached ones (a whole prompt, or a
 // chunk of a chunked prefill), run eagerly as the engine runs prefill steps, its logits for the
 // last row only. Prints time, tokens/s and the model's TFLOPS at each T, writes JSON (card, date,
-// command) under --out; --trace DIR writes every kernel of one step (kernel_trace.h) to
-// DIR/trace_<card>_<preset>_<dtype>_prefill_t<T>_c<context>.csv and prints where the step's time
-// goes: the kernels of a prefill step the way decode_step_bench --trace shows a decode step's.
+// command) under --out; --trace DIR writes every kernel of one step (the second of two traced:
+// kernel_trace.h) to DIR/trace_<card>_<preset>_<dtype>_prefill_t<T>_c<context>.csv and prints
+// where the step's time goes, as decode_step_bench --trace does for a decode step.
 //
 //   prefill_step_bench [--preset deepseek-v2-lite] [--num-layers N] [--quantization none|fp8]
 //                      [--tokens 512,2048,4096] [--context 0] [--reps 5] [--side-stream on|off]
@@ -165,7 +165,7 @@ int run(int argc, char** argv) {
     const ForwardBatch batch = prefill_batch(config, t, context);
     const std::string path = fmt::format("{}/trace_{}_{}_{}_prefill_t{}_c{}.csv", trace_dir,
                                          file_name_part(prop.name), preset, dtype, t, context);
-    bench::report_trace(path, bench::trace_kernels([&] { model.forward(batch, cache); }),
+    bench::report_trace(path, bench::trace_last_run([&] { model.forward(batch, cache); }, 2),
                         fmt::format("{} tokens after {}", t, context));
   }
   return 0;

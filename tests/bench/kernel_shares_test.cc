@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "kernel_shares.h"
 
 namespace mlaserve::bench {
@@ -52,6 +53,23 @@ TEST(KernelShares, NamesAddUpAndGapsAreApart) {
   double total = 0.0;
   for (const KernelShare& s : shares) total += s.charged_us;
   EXPECT_DOUBLE_EQ(total, 10.0);
+}
+
+// Two runs of the same three kernels, the first late to start (the tracer's start-up), b starting
+// inside a (a programmatic launch), listed in the order of their ends: the last run's three are
+// kept, in the list's order; a count that is not whole runs is refused.
+TEST(KernelShares, TheLastOfRepeatedRunsIsKept) {
+  const std::vector<TracedKernel> kernels = {kernel("a", 0, 5000),    kernel("b", 4990, 5300), kernel("c", 5300, 5301),
+                                             kernel("a", 5400, 5410), kernel("b", 5405, 5500), kernel("c", 5500, 5502)};
+  const std::vector<TracedKernel> last = kernels_of_last_run(kernels, 2);
+  ASSERT_EQ(last.size(), 3u);
+  EXPECT_EQ(last[0].name, "a");
+  EXPECT_EQ(last[0].start_ns, kernels[3].start_ns);
+  EXPECT_EQ(last[1].start_ns, kernels[4].start_ns);
+  EXPECT_EQ(last[2].start_ns, kernels[5].start_ns);
+  EXPECT_EQ(kernels_of_last_run(kernels, 1).size(), kernels.size());
+  EXPECT_THROW(kernels_of_last_run(kernels, 4), Error);
+  EXPECT_THROW(kernels_of_last_run(kernels, 0), Error);
 }
 
 TEST(KernelShares, CsvRowsCarryEachCharge) {
