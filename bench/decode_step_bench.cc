@@ -63,6 +63,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_main.h"
+#include "bench_model.h"
 #include "bench_report.h"
 #include "copy_bandwidth.h"
 #include "kernel_trace.h"
@@ -71,9 +72,7 @@
 #include "core/device_cache.h"
 #include "dist/partition.h"
 #include "engine/decode_graphs.h"
-#include "model/dummy.h"
 #include "model/model.h"
-#include "model/presets.h"
 #include "ops/random_fill.h"
 
 namespace mlaserve {
@@ -158,10 +157,7 @@ int run(int argc, char** argv) {
   MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   const double copy_gbps = bench::memcpy_gbps(nullptr);  // on the default stream
 
-  DeepSeekConfig config = preset_config(preset);
-  MLA_CHECK(num_layers >= 0 && num_layers <= config.num_hidden_layers, "--num-layers must be 1 .. {}, got {}",
-            config.num_hidden_layers, num_layers);
-  if (num_layers > 0) config.num_hidden_layers = num_layers;
+  DeepSeekConfig config = bench::preset_cut(preset, num_layers);
   MLA_CHECK(num_heads >= 0, "--num-heads must be positive, got {}", num_heads);
   if (num_heads > 0) config.num_attention_heads = num_heads;
   MLA_CHECK(quant == "none" || quant == "fp8", "--quantization must be none or fp8, got {}", quant);
@@ -172,11 +168,7 @@ int run(int argc, char** argv) {
             mla_multicast);
   MLA_CHECK(side_stream == "on" || side_stream == "off", "--side-stream must be on or off, got {}", side_stream);
   const bool fp8 = quant == "fp8";
-  MLA_CHECK(fp8 || !config.fp8, "{} is an FP8 model: run it with --quantization fp8", preset);
-  DummyOptions dummy;
-  dummy.weight_dtype = DType::kBF16;
-  dummy.device = Device::kCUDA;
-  dummy.fp8 = fp8;  // BF16 filled on the GPU, then quantised to block FP8 there (W8A8 GEMMs)
+  DummyOptions dummy = bench::gpu_dummy_options(config, preset, fp8);
   auto t0 = std::chrono::steady_clock::now();
   ModelOptions options;
   options.device = Device::kCUDA;

@@ -30,15 +30,14 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_main.h"
+#include "bench_model.h"
 #include "bench_report.h"
 #include "kernel_trace.h"
 #include "core/cuda_check.h"
 #include "core/device_cache.h"
 #include "core/new_file.h"
 #include "kv/block_table.h"
-#include "model/dummy.h"
 #include "model/model.h"
-#include "model/presets.h"
 #include "ops/random_fill.h"
 
 namespace mlaserve {
@@ -106,16 +105,9 @@ int run(int argc, char** argv) {
   cudaDeviceProp prop{};
   MLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
 
-  DeepSeekConfig config = preset_config(preset);
-  MLA_CHECK(num_layers >= 0 && num_layers <= config.num_hidden_layers, "--num-layers must be 1 .. {}, got {}",
-            config.num_hidden_layers, num_layers);
-  if (num_layers > 0) config.num_hidden_layers = num_layers;
+  DeepSeekConfig config = bench::preset_cut(preset, num_layers);
   const bool fp8 = quant == "fp8";
-  MLA_CHECK(fp8 || !config.fp8, "{} is an FP8 model: run it with --quantization fp8", preset);
-  DummyOptions dummy;
-  dummy.weight_dtype = DType::kBF16;
-  dummy.device = Device::kCUDA;
-  dummy.fp8 = fp8;  // BF16 filled on the GPU, then quantised to block FP8 there (W8A8 GEMMs)
+  DummyOptions dummy = bench::gpu_dummy_options(config, preset, fp8);
   ModelOptions options;
   options.device = Device::kCUDA;
   options.side_stream = side_stream == "on";
