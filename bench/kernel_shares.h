@@ -38,4 +38,8 @@ std::vector<TracedKernel> kernels_of_last_run(const std::vector<TracedKernel>& k
 // charge, stream, name. Creates path's folder if it does not exist (as the JSON writers do).
 void write_trace_csv(const std::string& path, const std::vector<TracedKernel>& kernels);
 
+// write_trace_csv, then the ten kernels charged the most of the span printed, under a line naming
+// `what` ("batch 8", "2048 tokens after 0").
+void report_trace(const std::string& path, const std::vector<TracedKernel>& kernels, const std::string& what);
+
 }  // namespace mlaserve::bench

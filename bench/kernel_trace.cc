@@ -5,7 +5,6 @@
 #include <dlfcn.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -164,21 +163,6 @@ std::vector<TracedKernel> trace_last_run(const std::function<void()>& run, int r
   });
   for (const Record& r : records) kernels.push_back(r.kernel);
   return by_end(kernels_of_last_run(kernels, runs));
-}
-
-void report_trace(const std::string& path, const std::vector<TracedKernel>& kernels, const std::string& what) {
-  write_trace_csv(path, kernels);
-  const std::vector<KernelShare> shares = kernel_shares(kernels);
-  double span = 0.0;  // the charges add up to it
-  for (const KernelShare& k : shares) span += k.charged_us;
-  std::printf("  trace of %s: %zu kernels, %s; where its %.1f us go (kernel_shares.h):\n", what.c_str(),
-              kernels.size(), path.c_str(), span);
-  std::printf("  %8s %8s %9s  %s\n", "launches", "mean us", "charged", "kernel");
-  for (size_t i = 0; i < std::min<size_t>(10, shares.size()); ++i) {
-    const KernelShare& k = shares[i];
-    std::printf("  %8lld %8.2f %8.1f%%  %s\n", static_cast<long long>(k.launches), k.mean_us,
-                100.0 * k.charged_us / span, k.name.c_str());
-  }
 }
 
 }  // namespace mlaserve::bench

@@ -10,7 +10,6 @@
 #pragma once
 
 #include <functional>
-#include <string>
 #include <vector>
 
 #include "kernel_shares.h"
@@ -27,9 +26,5 @@ std::vector<TracedKernel> trace_last_graph_launch(const std::function<void()>& l
 // kernels), in the order of their ends. The tracer's start-up delays the first run's kernels by
 // milliseconds, so an eager step is traced at least twice.
 std::vector<TracedKernel> trace_last_run(const std::function<void()>& run, int runs);
-
-// Writes `kernels` to the CSV at path (write_trace_csv) and prints the ten charged the most of
-// their span, under a line naming `what` ("batch 8", "2,047 tokens").
-void report_trace(const std::string& path, const std::vector<TracedKernel>& kernels, const std::string& what);
 
 }  // namespace mlaserve::bench

@@ -63,19 +63,16 @@ double prefill_flops(const DeepSeekConfig& c, int64_t t, int64_t context) {
 
 // One sequence of t new tokens after `context` cached ones, in blocks 0, 1, ... of the cache.
 ForwardBatch prefill_batch(const DeepSeekConfig& c, int64_t t, int64_t context) {
+  BlockTable table;
+  for (int64_t j = 0; j < blocks_for_tokens(context + t); ++j) table.blocks.push_back(static_cast<BlockId>(j));
   ForwardBatch batch;
-  SequenceSlice seq{0, static_cast<int32_t>(t), static_cast<int32_t>(context), {}};
-  for (int64_t j = 0; j < blocks_for_tokens(context + t); ++j) seq.block_table.push_back(static_cast<int32_t>(j));
   for (int64_t i = 0; i < t; ++i) {
-    const int64_t pos = context + i;
     batch.token_ids.push_back(static_cast<int32_t>((i * 7919 + 13) % c.vocab_size));
-    batch.positions.push_back(static_cast<int32_t>(pos));
-    batch.slot_mapping.push_back(int64_t{seq.block_table[static_cast<size_t>(pos / kCacheBlockSize)]} *
-                                     kCacheBlockSize +
-                                 pos % kCacheBlockSize);
+    batch.positions.push_back(static_cast<int32_t>(context + i));
+    batch.slot_mapping.push_back(table.slot(context + i));
   }
   batch.logit_rows.push_back(static_cast<int32_t>(t - 1));
-  batch.sequences.push_back(std::move(seq));
+  batch.sequences.push_back({0, static_cast<int32_t>(t), static_cast<int32_t>(context), table.blocks});
   return batch;
 }
 
@@ -153,7 +150,8 @@ int run(int argc, char** argv) {
                        {"num_layers", config.num_hidden_layers},
                        {"side_stream", side_stream},
                        {"results", rows}});
-  for (int64_t t : trace_dir.empty() ? std::vector<int64_t>{} : tokens) {  // after every timing (kernel_trace.h)
+  if (trace_dir.empty()) return 0;
+  for (int64_t t : tokens) {  // after every timing: CUPTI stays attached once it has traced (kernel_trace.h)
     const ForwardBatch batch = prefill_batch(config, t, context);
     const std::string path = fmt::format("{}/trace_{}_{}_{}_prefill_t{}_c{}.csv", trace_dir,
                                          file_name_part(prop.name), preset, dtype, t, context);
