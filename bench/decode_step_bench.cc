@@ -51,7 +51,6 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -70,6 +69,7 @@
 #include "solo_rank_collectives.h"
 #include "core/cuda_check.h"
 #include "core/device_cache.h"
+#include "core/new_file.h"
 #include "dist/partition.h"
 #include "engine/decode_graphs.h"
 #include "model/model.h"
@@ -121,9 +121,7 @@ void trace_step(const std::string& dir, const std::string& card, const std::stri
   const std::vector<bench::TracedKernel> kernels = bench::trace_last_graph_launch([&] {
     for (int i = 0; i < 3; ++i) replay();  // the last of three, caches warm
   });
-  std::string slug = card;
-  std::replace_if(slug.begin(), slug.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '-');
-  const std::string path = fmt::format("{}/trace_{}_{}_{}_b{}.csv", dir, slug, preset, dtype, b);
+  const std::string path = fmt::format("{}/trace_{}_{}_{}_b{}.csv", dir, file_name_part(card), preset, dtype, b);
   bench::report_trace(path, kernels, fmt::format("batch {}", b));
 }
 
