@@ -1,7 +1,5 @@
 // Host side of the sm90 FP8 GEMM (linear_fp8_sm90.h): tensor maps, the plan, the launch by token
 // tile width; and the scale transpose that cuBLASLt's layout needs.
-#include <cudaTypedefs.h>
-
 #include <algorithm>
 #include <array>
 #include <mutex>
@@ -12,41 +10,12 @@
 #include "ops/cuda/device_props.h"
 #include "ops/cuda/linear_fp8_heuristics.h"
 #include "ops/cuda/linear_fp8_sm90.h"
+#include "ops/cuda/tensor_map.h"
 
 namespace mlaserve::ops::sm90_fp8 {
 namespace {
 
 constexpr std::string_view kOp = "linear_fp8_w8a8_cuda";
-
-// cuTensorMapEncodeTiled, found in the driver through the runtime (nothing links libcuda).
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    MLA_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
-    MLA_CHECK(found == cudaDriverEntryPointSuccess && fn != nullptr, "{}: the driver has no cuTensorMapEncodeTiled",
-              kOp);
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  return encode;
-}
-
-// A row-major [rows, k] e4m3 matrix read in boxes of 128 channels x box_rows with the 128-byte
-// swizzle; channels and rows past the end read as zeros.
-CUtensorMap fp8_rows_map(const void* data, int64_t rows, int64_t k, int box_rows) {
-  CUtensorMap map{};
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(k)};
-  const cuuint32_t box[2] = {128, static_cast<cuuint32_t>(box_rows)};
-  const cuuint32_t element_strides[2] = {1, 1};
-  const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(data), dims,
-                                          strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                          CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  MLA_CHECK(r == CUDA_SUCCESS, "{}: cuTensorMapEncodeTiled failed ({}) for [{}, {}] e4m3", kOp, static_cast<int>(r),
-            rows, k);
-  return map;
-}
 
 __global__ void transpose_f32_kernel(const float* __restrict__ in, float* __restrict__ out, int64_t rows,
                                      int64_t cols) {
@@ -97,8 +66,8 @@ void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, c
   SwapAbParams p{};
   const int w_box_rows = static_cast<int>(std::min<int64_t>(kWgRows * plan.wgs, n));
   const int x_box_rows = static_cast<int>(std::min<int64_t>(plan.bn, t));
-  p.w_map = fp8_rows_map(ptrs.w_q, n, k, w_box_rows);
-  p.x_map = fp8_rows_map(ptrs.x_q, t, k, x_box_rows);
+  p.w_map = tma::fp8_rows_map(kOp, ptrs.w_q, n, k, w_box_rows);
+  p.x_map = tma::fp8_rows_map(kOp, ptrs.x_q, t, k, x_box_rows);
   p.x_scales = ptrs.x_scales;
   p.w_scales = ptrs.w_scales;
   p.out = ptrs.out;
@@ -112,7 +81,7 @@ void run_swap_ab(const Fp8GemmPointers& ptrs, int64_t t, int64_t n, int64_t k, c
   // A partial last token tile of several copies its rows below T alone (SwapAbParams::x_tail_map).
   const int64_t tail_rows = t - static_cast<int64_t>(plan.t_tiles - 1) * plan.bn;
   if (plan.t_tiles > 1 && tail_rows < plan.bn) {
-    p.x_tail_map = fp8_rows_map(ptrs.x_q, t, k, static_cast<int>(tail_rows));
+    p.x_tail_map = tma::fp8_rows_map(kOp, ptrs.x_q, t, k, static_cast<uint32_t>(tail_rows));
     p.tail_stage_bytes = static_cast<uint32_t>(kGroup * (w_box_rows + tail_rows));
   }
   with_swap_ab_kernel(plan, [&](auto kernel) {
