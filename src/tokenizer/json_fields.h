@@ -57,6 +57,12 @@ class JsonFields {
     return v->get<bool>();
   }
 
+  bool required_boolean(const nlohmann::json& object, std::string_view path, const char* key) const {
+    const nlohmann::json& v = member(object, path, key);
+    if (!v.is_boolean()) fail(join(path, key), "expected true or false");
+    return v.get<bool>();
+  }
+
   std::string string(const nlohmann::json& value, std::string_view path) const {
     if (!value.is_string()) fail(path, "expected a string");
     return value.get<std::string>();

@@ -57,8 +57,14 @@ SplitSpec parse_split(const json& step, const std::string& path) {
   return split;
 }
 
+// Hugging Face tokenizers requires add_prefix_space and trim_offsets in a ByteLevel step (a file
+// without either fails to load there, "missing field"), and so does this: a default for
+// add_prefix_space would tokenize a file the reference refuses. trim_offsets shapes the offsets
+// only, which encode() does not return; use_regex defaults to true there and here.
 ByteLevelSpec parse_byte_level(const json& step, std::string_view path) {
-  return ByteLevelSpec{kFields.boolean(step, path, "add_prefix_space", true), kFields.boolean(step, path, "use_regex", true)};
+  kFields.required_boolean(step, path, "trim_offsets");
+  return ByteLevelSpec{kFields.required_boolean(step, path, "add_prefix_space"),
+                       kFields.boolean(step, path, "use_regex", true)};
 }
 
 PreTokenizerSpec parse_pre_tokenizer(const json& root) {

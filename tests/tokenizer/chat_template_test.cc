@@ -163,6 +163,22 @@ TEST(ChatTemplate, RenderBudget) {
   EXPECT_EQ(error_of("{% for i in range(20000) %}{{ 'x' * 1000 }}{% endfor %}"), "");  // 20 MB is fine
 }
 
+// Python's int() has no bound; the engine's integers are 64 bits. A float (or a number in a
+// string) beyond them is an OverflowError in |int, as in the arithmetic: its conversion in C++ is
+// undefined (the fuzzer's UBSan build found '|int' of 7.8e26 in a string).
+TEST(ChatTemplate, IntegersBeyond64BitsFail) {
+  const auto render = [](const std::string& source) { return ChatTemplate(source).render(ordered_json::array()); };
+  for (const std::string source : {"{{ '777777777777777777777777777 '|int }}", "{{ 1e19|int }}", "{{ -1e19|int }}",
+                                   "{{ '9223372036854775808.0'|int }}", "{{ 9223372036854775807 + 1 }}",
+                                   "{{ 'inf'|float|int }}"}) {
+    EXPECT_NE(error_of(source).find("OverflowError"), std::string::npos) << source << ": " << error_of(source);
+  }
+  EXPECT_EQ(render("{{ '-9223372036854775808.0'|int }}|{{ 9.2e18|int }}|{{ '-4.7'|int }}"),
+            "-9223372036854775808|9200000000000000000|-4");
+  // jinja2 3.1's defaults: a string's int(float(x)) failing either way; a float's int(x) failing with ValueError.
+  EXPECT_EQ(render("{{ 'inf'|int }}|{{ 'nan'|int(5) }}|{{ ('nan'|float)|int(3) }}"), "0|5|3");
+}
+
 TEST(ChatTemplate, MessagesMustBeAnArray) {
   EXPECT_THROW(ChatTemplate("x").render(ordered_json::object()), Error);
 }

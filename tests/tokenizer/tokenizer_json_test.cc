@@ -30,7 +30,7 @@ json minimal_tokenizer() {
        json{{"type", "Sequence"},
             {"pretokenizers",
              json::array({json{{"type", "Split"}, {"pattern", {{"Regex", "\\s+"}}}, {"behavior", "Isolated"}, {"invert", false}},
-                          json{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}})}}},
+                          json{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}})}}},
       {"post_processor", json{{"type", "ByteLevel"}}},
       {"decoder", json{{"type", "ByteLevel"}}},
       {"model", json{{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array({"a b"})}}},
@@ -100,6 +100,18 @@ TEST(TokenizerJson, MissingOrMistypedFields) {
   t = minimal_tokenizer();
   t["pre_tokenizer"]["pretokenizers"][0]["pattern"] = json{{"Regex", "\\w+"}};
   EXPECT_ERROR_MENTIONS(load_error(t), "\\w");
+  // ByteLevel's add_prefix_space and trim_offsets are required, as Hugging Face tokenizers requires
+  // them (a default for add_prefix_space once tokenized a file the reference refuses: fuzzing).
+  for (const char* key : {"add_prefix_space", "trim_offsets"}) {
+    t = minimal_tokenizer();
+    t["pre_tokenizer"]["pretokenizers"][1].erase(key);
+    EXPECT_ERROR_MENTIONS(load_error(t), "pre_tokenizer.pretokenizers[1]", key, "missing");
+    t["pre_tokenizer"]["pretokenizers"][1][key] = nullptr;
+    EXPECT_ERROR_MENTIONS(load_error(t), "pre_tokenizer.pretokenizers[1]", key);
+  }
+  t = minimal_tokenizer();
+  t["pre_tokenizer"]["pretokenizers"][1].erase("use_regex");
+  EXPECT_EQ(load_error(t), "");
 }
 
 TEST(TokenizerJson, UnsupportedComponentsAreNamed) {

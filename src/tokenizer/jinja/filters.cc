@@ -13,6 +13,14 @@ namespace {
 
 Value generator(std::vector<Value> items) { return Value::list(std::move(items), SeqKind::kGenerator); }
 
+// A float's integer part, as Python's int() takes it, where that fits our 64-bit integers: past
+// them (Python's int would be larger, or infinity its OverflowError) an OverflowError, as the
+// arithmetic's overflow (converting such a double is undefined behaviour in C++).
+int64_t truncate_to_int(double d) {
+  if (!(d >= -0x1p63 && d < 0x1p63)) fail("OverflowError: int({}) does not fit in 64 bits", d);
+  return static_cast<int64_t>(d);
+}
+
 // jinja2's make_attrgetter: "a.b.0" looked up part by part with item access.
 Value lookup_path(const Value& item, const Value& attribute) {
   if (attribute.is_int()) return get_item(item, attribute);
@@ -295,10 +303,12 @@ Value call_filter(const std::string& name, const Value& v, CallArgs& a) {
     }
     const Value dflt = fallback != nullptr ? *fallback : Value(int64_t{0});
     if (v.is_int() || v.is_bool()) return v.as_integer();
-    if (v.is_float()) return std::isfinite(v.as_float()) ? Value(static_cast<int64_t>(v.as_float())) : dflt;
+    // jinja2 3.1: int(x) of a float, whose ValueError (NaN) gives the default and whose OverflowError
+    // (infinity) propagates; a string's int(float(x)) gives the default for either.
+    if (v.is_float()) return std::isnan(v.as_float()) ? dflt : Value(truncate_to_int(v.as_float()));
     if (v.is_string()) {
       if (const auto i = parse_int(v.as_string())) return *i;
-      if (const auto d = parse_float(v.as_string()); d && std::isfinite(*d)) return static_cast<int64_t>(*d);
+      if (const auto d = parse_float(v.as_string()); d && std::isfinite(*d)) return truncate_to_int(*d);
     }
     return dflt;
   }
