@@ -1,6 +1,10 @@
 #include "tokenizer/tokenizer_json.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "tokenizer/json_fields.h"
 
@@ -194,6 +198,39 @@ std::vector<AddedToken> parse_added_tokens(const json& root) {
   return tokens;
 }
 
+// Hugging Face tokenizers assigns the added tokens' ids itself, in file order: the vocabulary's
+// id of the same text, else the next id past the vocabulary and the added tokens before it (an
+// "id" field that disagrees draws a warning there and is not used). Real files agree, since
+// Hugging Face wrote them; one that does not would be tokenized here with other ids than there, so
+// it fails, naming the token and both ids. This also keeps the ids dense: an id of 2^31 - 1 sized
+// the decode table at 2^31 entries. A text given twice fails too.
+void check_added_token_ids(const TokenizerSpec& spec) {
+  std::unordered_map<std::string_view, int32_t> vocab;
+  for (const auto& [text, id] : spec.model.vocab) vocab.emplace(text, id);
+  const auto vocab_size = static_cast<int64_t>(spec.model.vocab.size());
+  std::unordered_set<std::string_view> seen;
+  int64_t max_id = -1;  // of the added tokens so far
+  for (size_t i = 0; i < spec.added_tokens.size(); ++i) {
+    const AddedToken& t = spec.added_tokens[i];
+    const std::string path = JsonFields::index("added_tokens", i);
+    if (!seen.insert(t.content).second) {
+      kFields.fail(JsonFields::join(path, "content"), fmt::format("{:?} is given twice", t.content));
+    }
+    const auto in_vocab = vocab.find(t.content);
+    const int64_t expected = in_vocab != vocab.end() ? in_vocab->second
+                             : max_id < 0            ? vocab_size
+                             : max_id >= vocab_size || vocab_size == 0 ? max_id + 1
+                                                                       : vocab_size;
+    if (t.id != expected) {
+      kFields.fail(JsonFields::join(path, "id"),
+                   fmt::format("{} for {:?}, where Hugging Face tokenizers assigns it {} (the vocabulary's id of the "
+                               "same text, else the next past the vocabulary and the added tokens before it)",
+                               t.id, t.content, expected));
+    }
+    max_id = std::max(max_id, expected);
+  }
+}
+
 }  // namespace
 
 TokenizerSpec parse_tokenizer_json(std::string_view text) {
@@ -209,6 +246,7 @@ TokenizerSpec parse_tokenizer_json(std::string_view text) {
   spec.pre_tokenizer = parse_pre_tokenizer(root);
   spec.model = parse_model(root);
   spec.added_tokens = parse_added_tokens(root);
+  check_added_token_ids(spec);
   return spec;
 }
 

@@ -114,6 +114,30 @@ TEST(TokenizerJson, MissingOrMistypedFields) {
   EXPECT_EQ(load_error(t), "");
 }
 
+// Hugging Face tokenizers assigns added tokens their ids (the vocabulary's, else the next past
+// the vocabulary and the added tokens before them) and does not use the file's: a file that says
+// otherwise is refused here (fuzzing found two texts sharing an id, decoded differently there).
+TEST(TokenizerJson, AddedTokenIdsAreTheOnesHuggingFaceAssigns) {
+  const auto with_added = [](std::vector<json> extra) {
+    json t = minimal_tokenizer();
+    for (json& e : extra) t["added_tokens"].push_back(std::move(e));
+    return t;
+  };
+  const auto added = [](int64_t id, const char* content) { return json{{"id", id}, {"content", content}, {"special", true}}; };
+  EXPECT_EQ(load_error(with_added({added(4, "<x>"), added(5, "<y>")})), "");
+  EXPECT_EQ(Tokenizer::from_json(with_added({added(4, "<x>")}).dump(), kConfig).encode("a<x>b"),
+            (std::vector<int32_t>{0, 4, 1}));
+  EXPECT_ERROR_MENTIONS(load_error(with_added({added(7, "<x>")})), "added_tokens[1].id", "7", "<x>", "assigns it 4");
+  EXPECT_ERROR_MENTIONS(load_error(with_added({added(4, "<x>"), added(4, "<y>")})), "added_tokens[2].id", "assigns it 5");
+  EXPECT_ERROR_MENTIONS(load_error(with_added({added(2147483647, "<x>")})), "added_tokens[1].id", "assigns it 4");
+  EXPECT_ERROR_MENTIONS(load_error(with_added({added(2, "a")})), "added_tokens[1].id", "assigns it 0");
+  EXPECT_ERROR_MENTIONS(load_error(with_added({added(4, "<x>"), added(4, "<x>")})), "added_tokens[2].content",
+                        "given twice");
+  json t = minimal_tokenizer();
+  t["added_tokens"][0]["id"] = 0;  // "<s>" is vocabulary id 3
+  EXPECT_ERROR_MENTIONS(load_error(t), "added_tokens[0].id", "assigns it 3");
+}
+
 TEST(TokenizerJson, UnsupportedComponentsAreNamed) {
   json t = minimal_tokenizer();
   t["normalizer"] = json{{"type", "NFKC"}};
