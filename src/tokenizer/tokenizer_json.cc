@@ -146,8 +146,17 @@ BpeSpec parse_model(const json& root) {
   const json& vocab = kFields.member(m, "model", "vocab");
   kFields.expect_object(vocab, "model.vocab");
   spec.vocab.reserve(vocab.size());
+  // Ids index dense tables (the decode table has max id + 1 entries): at most twice the vocabulary's
+  // size, so that the tables stay within twice the file's tokens (real vocabularies are dense: V3's
+  // 128,000 entries have ids 0 .. 127,999). An id of 2^31 - 1 once sized them at 2^31 entries.
+  const auto max_id = static_cast<int64_t>(2 * vocab.size());
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer()) kFields.fail(JsonFields::join("model.vocab", token), "expected an integer id");
+    if (id.get<int64_t>() < 0 || id.get<int64_t>() > max_id) {
+      kFields.fail(JsonFields::join("model.vocab", token),
+                   fmt::format("id {} is outside 0 .. {} (twice the vocabulary's {} entries)", id.dump(), max_id,
+                               vocab.size()));
+    }
     spec.vocab.emplace_back(token, id.get<int32_t>());
   }
   const json& merges = kFields.member(m, "model", "merges");

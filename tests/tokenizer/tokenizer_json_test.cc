@@ -91,6 +91,15 @@ TEST(TokenizerJson, MissingOrMistypedFields) {
   t = minimal_tokenizer();
   t["model"]["vocab"]["a"] = "zero";
   EXPECT_ERROR_MENTIONS(load_error(t), "model.vocab.a", "integer");
+  // Ids index dense tables: up to twice the vocabulary's size (2^31 - 1 sized them at 2^31 entries).
+  for (const int64_t id : {int64_t{-1}, int64_t{9}, int64_t{2147483647}, int64_t{1} << 40}) {
+    t = minimal_tokenizer();
+    t["model"]["vocab"]["a"] = id;
+    EXPECT_ERROR_MENTIONS(load_error(t), "model.vocab.a", "outside 0 .. 8");
+  }
+  t = minimal_tokenizer();
+  t["model"]["vocab"]["a"] = 8;  // sparse, within twice the size: loads
+  EXPECT_EQ(load_error(t), "");
   t = minimal_tokenizer();
   t["added_tokens"][0].erase("content");
   EXPECT_ERROR_MENTIONS(load_error(t), "added_tokens[0].content", "missing");
