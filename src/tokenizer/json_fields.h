@@ -52,15 +52,10 @@ class JsonFields {
 
   bool boolean(const nlohmann::json& object, std::string_view path, const char* key, bool fallback) const {
     const nlohmann::json* v = optional_member(object, path, key);
-    if (v == nullptr) return fallback;
-    if (!v->is_boolean()) fail(join(path, key), "expected true or false");
-    return v->get<bool>();
+    return v == nullptr ? fallback : as_boolean(*v, path, key);
   }
-
   bool required_boolean(const nlohmann::json& object, std::string_view path, const char* key) const {
-    const nlohmann::json& v = member(object, path, key);
-    if (!v.is_boolean()) fail(join(path, key), "expected true or false");
-    return v.get<bool>();
+    return as_boolean(member(object, path, key), path, key);
   }
 
   std::string string(const nlohmann::json& value, std::string_view path) const {
@@ -81,6 +76,11 @@ class JsonFields {
   static std::string index(std::string_view path, size_t i) { return fmt::format("{}[{}]", path, i); }
 
  private:
+  bool as_boolean(const nlohmann::json& v, std::string_view path, const char* key) const {
+    if (!v.is_boolean()) fail(join(path, key), "expected true or false");
+    return v.get<bool>();
+  }
+
   std::string file_;
 };
 
