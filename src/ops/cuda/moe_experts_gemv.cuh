@@ -23,7 +23,7 @@
 // Shape of the work. Two kernels, the same template:
 //   1. gate_up (kSwiGlu): hidden[r, j] = bf16(silu(g) · u), g and u the fp32 dot products of row
 //      r with gate row j and up row Im + j; rounded as the grouped GEMM's epilogue
-//      (g / (1 + __expf(-g)) · u, one round to bf16). A tile: gate rows j .. j + 7 and the up rows
+//      (swiglu.cuh, one round to bf16). A tile: gate rows j .. j + 7 and the up rows
 //      of the same 8 channels (Im / 8 tiles an expert).
 //   2. down: out[r, j] = bf16(hidden[r] · down row j). A tile: 16 consecutive rows (H / 16 tiles).
 //   Grid (C, S): S = min(P, E) expert slots, C CTAs a slot (moe_experts_gemv.cu: about
@@ -122,6 +122,7 @@
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89.cuh"  // sm80::clamp_rows
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/sm80_ptx.cuh"  // cp_async_16, cp_async_4
+#include "ops/cuda/swiglu.cuh"
 #include "ops/cuda/vec.cuh"
 
 namespace mlaserve::ops::gpu {
@@ -429,7 +430,7 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
             const int col = pass_tokens[j] - 2 * t;
             if (col != 0 && col != 1) continue;
             const float gate = col == 0 ? sum[0] : sum[1], up = col == 0 ? sum[2] : sum[3];
-            p.out[int64_t{row0 + j} * p.n_out + channel] = __float2bfloat16_rn(gate / (1.0f + __expf(-gate)) * up);
+            p.out[int64_t{row0 + j} * p.n_out + channel] = __float2bfloat16_rn(swiglu(gate, up));
           }
           continue;
         }
@@ -438,7 +439,7 @@ __global__ void __launch_bounds__(kMoeGemvThreads, moe_gemv_min_ctas_per_sm(kDep
           const int col = 2 * t + c;
           if (col >= n) continue;
           const float gate = sum[c], up = sum[2 + c];
-          p.out[int64_t{row0 + col} * p.n_out + channel] = __float2bfloat16_rn(gate / (1.0f + __expf(-gate)) * up);
+          p.out[int64_t{row0 + col} * p.n_out + channel] = __float2bfloat16_rn(swiglu(gate, up));
         }
       } else {
         store_down_tile(tile, sum);

@@ -79,6 +79,7 @@
 #include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
 #include "ops/cuda/moe_grouped_gemm_sm80.cuh"
 #include "ops/cuda/sm90_ptx.cuh"
+#include "ops/cuda/swiglu.cuh"
 
 namespace mlaserve::ops::sm90::moe_fp8 {
 
@@ -312,7 +313,7 @@ __global__ void __launch_bounds__(Layout<BN>::kThreads, 1)
         for (int j = 0; j < kUp; ++j) {
           const float g0 = total[4 * j + 2 * half], g1 = total[4 * j + 2 * half + 1];
           const float u0 = total[4 * (j + kUp) + 2 * half], u1 = total[4 * (j + kUp) + 2 * half + 1];
-          const float h0 = g0 / (1.0f + __expf(-g0)) * u0, h1 = g1 / (1.0f + __expf(-g1)) * u1;
+          const float h0 = gpu::swiglu(g0, u0), h1 = gpu::swiglu(g1, u1);
           *reinterpret_cast<__nv_bfloat162*>(o + 8 * j) = __floats2bfloat162_rn(h0, h1);
         }
       } else {

@@ -68,6 +68,7 @@
 #include "ops/cuda/moe_grouped_gemm_sm80_params.h"
 #include "ops/cuda/pdl.cuh"
 #include "ops/cuda/sm80_ptx.cuh"
+#include "ops/cuda/swiglu.cuh"
 
 namespace mlaserve::ops::sm80 {
 
@@ -274,8 +275,7 @@ __device__ __forceinline__ void store_tile(const float (&acc)[Tile::kMI][Tile::k
         for (int ni = 0; ni < Tile::kNI / 2; ++ni) {
           const float g0 = acc[mi][ni][half * 2], g1 = acc[mi][ni][half * 2 + 1];
           const float u0 = acc[mi][ni + Tile::kNI / 2][half * 2], u1 = acc[mi][ni + Tile::kNI / 2][half * 2 + 1];
-          const float h0 = g0 / (1.0f + __expf(-g0)) * u0;
-          const float h1 = g1 / (1.0f + __expf(-g1)) * u1;
+          const float h0 = gpu::swiglu(g0, u0), h1 = gpu::swiglu(g1, u1);
           const int col = n_tile * (Tile::kBN / 2) + warp_n * (Tile::kWN / 2) + ni * 8 + lane_col;
           *reinterpret_cast<__nv_bfloat162*>(out_row + col) = __floats2bfloat162_rn(h0, h1);
         }

@@ -52,6 +52,7 @@
 #include "ops/cuda/moe_grouped_gemm_sm80_params.h"
 #include "ops/cuda/moe_grouped_gemm_sm90.h"
 #include "ops/cuda/sm90_ptx.cuh"
+#include "ops/cuda/swiglu.cuh"
 
 namespace mlaserve::ops::sm90::moe {
 
@@ -223,7 +224,7 @@ __global__ void __launch_bounds__(Layout<Tile>::kThreads, 1)
       for (int j = 0; j < kUp; ++j) {
         const float g0 = acc[4 * j + 2 * half], g1 = acc[4 * j + 2 * half + 1];
         const float u0 = acc[4 * (j + kUp) + 2 * half], u1 = acc[4 * (j + kUp) + 2 * half + 1];
-        const float h0 = g0 / (1.0f + __expf(-g0)) * u0, h1 = g1 / (1.0f + __expf(-g1)) * u1;
+        const float h0 = gpu::swiglu(g0, u0), h1 = gpu::swiglu(g1, u1);
         *reinterpret_cast<__nv_bfloat162*>(o + 8 * j) = __floats2bfloat162_rn(h0, h1);
       }
     } else {
