@@ -42,6 +42,7 @@
 // on straight paths, and O is rescaled only after a wait. Check -Xptxas -v for C75xx after edits.
 #pragma once
 
+#include "ops/cuda/fragment_store.cuh"
 #include "ops/cuda/mla_decode_sm90_common.cuh"
 #include "ops/cuda/mla_decode_sm90_merge.cuh"
 
@@ -74,29 +75,11 @@ __device__ __forceinline__ void issue_score_step(uint64_t q_desc, uint64_t k_des
 // that is a 4- (bf16) or 8-byte (fp32) store a j, each warp store 8 rows x 32 or 64 bytes, and at
 // a piece's end both warpgroups' 2 x 64 stores a thread queued up on the SM's store path (a clock64
 // trace: 5,000-10,000 cycles a piece end, bench/NOTES-mla-decode.md). So the quad first trades
-// values: bf16 through a 4 x 4 transpose (lane q then holds channels 32 g + 8 q .. + 7 of each
+// values: bf16 through a 4 x 4 transpose (fragment_store.cuh; lane q then holds channels 32 g + 8 q .. + 7 of each
 // group g of 32), fp32 between lane pairs (the even lane then holds channels 8 j + 2 q .. + 3 of
 // even j, the odd one those of odd j). Every lane of the warp calls them (the shuffles); row null:
 // nothing stored. The split-S kernel keeps store_o_row: its 16-row tiles store from one warp a
 // warpgroup, where the shuffles' latency cost more than the stores saved.
-
-// Lane q's w[t] becomes lane t's w[q], over the lanes of each quad (shfl.xor 2, then 1). Selects,
-// not indices: w stays in registers.
-__device__ __forceinline__ void quad_transpose(uint32_t (&w)[4], int lane) {
-  const bool hi = lane & 2, odd = lane & 1;
-  uint32_t r0 = __shfl_xor_sync(0xffffffffu, hi ? w[0] : w[2], 2);
-  uint32_t r1 = __shfl_xor_sync(0xffffffffu, hi ? w[1] : w[3], 2);
-  w[0] = hi ? r0 : w[0];
-  w[1] = hi ? r1 : w[1];
-  w[2] = hi ? w[2] : r0;
-  w[3] = hi ? w[3] : r1;
-  r0 = __shfl_xor_sync(0xffffffffu, odd ? w[0] : w[1], 1);
-  r1 = __shfl_xor_sync(0xffffffffu, odd ? w[2] : w[3], 1);
-  w[0] = odd ? r0 : w[0];
-  w[1] = odd ? w[1] : r0;
-  w[2] = odd ? r1 : w[2];
-  w[3] = odd ? w[3] : r1;
-}
 
 // Row h's channels times inv to row (the warpgroup's first channel of the row in out).
 __device__ __forceinline__ void store_o_row16(__nv_bfloat16* row, const float (&o)[128], int h, float inv, int lane) {
@@ -106,11 +89,9 @@ __device__ __forceinline__ void store_o_row16(__nv_bfloat16* row, const float (&
 #pragma unroll
     for (int t = 0; t < 4; ++t) {
       const int j = 4 * g + t;
-      const __nv_bfloat162 v = __floats2bfloat162_rn(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
-      w[t] = *reinterpret_cast<const uint32_t*>(&v);
+      w[t] = gpu::bf16x2_bits(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
     }
-    quad_transpose(w, lane);
-    if (row != nullptr) *reinterpret_cast<uint4*>(row + 32 * g + 8 * (lane % 4)) = make_uint4(w[0], w[1], w[2], w[3]);
+    gpu::store_cols32_bf16(row != nullptr ? row + 32 * g : nullptr, w, lane);
   }
 }
 

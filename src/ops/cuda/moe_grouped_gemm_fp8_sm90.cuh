@@ -75,11 +75,11 @@
 #include <cute/arch/mma_sm90_gmma.hpp>
 
 #include "core/cuda_check.h"
+#include "ops/cuda/fragment_store.cuh"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm89_params.h"
 #include "ops/cuda/moe_grouped_gemm_fp8_sm90.h"
 #include "ops/cuda/moe_grouped_gemm_sm80.cuh"
 #include "ops/cuda/sm90_ptx.cuh"
-#include "ops/cuda/swiglu.cuh"
 
 namespace mlaserve::ops::sm90::moe_fp8 {
 
@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(Layout<BN>::kThreads, 1)
   // r and r + 8 (wgmma's accumulator layout, see the epilogue).
   ptx::set_max_registers_inc<L::kConsumerRegs>();
   const int wg = warp / 4;
-  const int r = wg * 64 + 16 * (warp % 4) + lane / 4, c = 2 * (lane % 4);
+  const int r = wg * 64 + 16 * (warp % 4) + lane / 4;
   float acc[L::kAcc];  // one n128 pass of one K group (the pass's first wgmma overwrites it)
 #pragma unroll
   for (int i = 0; i < L::kAcc; ++i) acc[i] = 0.0f;
@@ -300,30 +300,14 @@ __global__ void __launch_bounds__(Layout<BN>::kThreads, 1)
     }
 
     // Fragment: total[4J + {0,1,2,3}] = D[r, c'], D[r, c'+1], D[r+8, c'], D[r+8, c'+1] with B
-    // column c' = 8J + c, J < BN / 8.
+    // column c' = 8J + c, J < BN / 8; stored 16 bytes a lane (fragment_store.cuh), every lane
+    // taking part, a row past the tile storing nothing.
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int row = r + 8 * half;
-      if (row >= tile.rows) continue;
-      __nv_bfloat16* out_row = g.out + static_cast<int64_t>(tile.row0 + row) * g.n_out;
-      if constexpr (kSwiGlu) {
-        constexpr int kUp = BN / 16;  // column blocks of the gate rows
-        __nv_bfloat16* o = out_row + tile.n_tile * (BN / 2) + c;
-#pragma unroll
-        for (int j = 0; j < kUp; ++j) {
-          const float g0 = total[4 * j + 2 * half], g1 = total[4 * j + 2 * half + 1];
-          const float u0 = total[4 * (j + kUp) + 2 * half], u1 = total[4 * (j + kUp) + 2 * half + 1];
-          const float h0 = gpu::swiglu(g0, u0), h1 = gpu::swiglu(g1, u1);
-          *reinterpret_cast<__nv_bfloat162*>(o + 8 * j) = __floats2bfloat162_rn(h0, h1);
-        }
-      } else {
-        __nv_bfloat16* o = out_row + tile.n_tile * BN + c;
-#pragma unroll
-        for (int j = 0; j < BN / 8; ++j) {
-          *reinterpret_cast<__nv_bfloat162*>(o + 8 * j) =
-              __floats2bfloat162_rn(total[4 * j + 2 * half], total[4 * j + 2 * half + 1]);
-        }
-      }
+      __nv_bfloat16* out_row = row < tile.rows ? g.out + static_cast<int64_t>(tile.row0 + row) * g.n_out : nullptr;
+      const int col0 = tile.n_tile * (kSwiGlu ? BN / 2 : BN);
+      gpu::store_fragment_row_bf16<BN / 8, kSwiGlu>(out_row == nullptr ? nullptr : out_row + col0, total, half, lane);
     }
   }
 }

@@ -48,11 +48,11 @@
 
 #include <cute/arch/mma_sm90_gmma.hpp>
 
+#include "ops/cuda/fragment_store.cuh"
 #include "ops/cuda/moe_grouped_gemm_sm80.cuh"
 #include "ops/cuda/moe_grouped_gemm_sm80_params.h"
 #include "ops/cuda/moe_grouped_gemm_sm90.h"
 #include "ops/cuda/sm90_ptx.cuh"
-#include "ops/cuda/swiglu.cuh"
 
 namespace mlaserve::ops::sm90::moe {
 
@@ -210,31 +210,15 @@ __global__ void __launch_bounds__(Layout<Tile>::kThreads, 1)
   fence_registers(acc);
 
   // Fragment: acc[4j + {0,1,2,3}] = D[r, c], D[r, c+1], D[r+8, c], D[r+8, c+1] with
-  // r = 64·wg + 16·(warp % 4) + lane / 4 and c = 8j + 2·(lane % 4), j < kBN / 8.
-  const int r = wg * 64 + 16 * (warp % 4) + lane / 4, c = 2 * (lane % 4);
+  // r = 64·wg + 16·(warp % 4) + lane / 4 and c = 8j + 2·(lane % 4), j < kBN / 8; stored 16 bytes a
+  // lane (fragment_store.cuh), every lane taking part, a row past the tile storing nothing.
+  const int r = wg * 64 + 16 * (warp % 4) + lane / 4;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int row = r + 8 * half;
-    if (row >= tile.rows) continue;
-    __nv_bfloat16* out_row = p.g.out + static_cast<int64_t>(tile.row0 + row) * p.g.n_out;
-    if constexpr (kSwiGlu) {
-      constexpr int kUp = kBN / 16;  // fragment of the up sums of gate fragment j: j + kUp
-      __nv_bfloat16* o = out_row + tile.n_tile * (kBN / 2) + c;
-#pragma unroll
-      for (int j = 0; j < kUp; ++j) {
-        const float g0 = acc[4 * j + 2 * half], g1 = acc[4 * j + 2 * half + 1];
-        const float u0 = acc[4 * (j + kUp) + 2 * half], u1 = acc[4 * (j + kUp) + 2 * half + 1];
-        const float h0 = gpu::swiglu(g0, u0), h1 = gpu::swiglu(g1, u1);
-        *reinterpret_cast<__nv_bfloat162*>(o + 8 * j) = __floats2bfloat162_rn(h0, h1);
-      }
-    } else {
-      __nv_bfloat16* o = out_row + tile.n_tile * kBN + c;
-#pragma unroll
-      for (int j = 0; j < kBN / 8; ++j) {
-        *reinterpret_cast<__nv_bfloat162*>(o + 8 * j) =
-            __floats2bfloat162_rn(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
-      }
-    }
+    __nv_bfloat16* out_row = row < tile.rows ? p.g.out + static_cast<int64_t>(tile.row0 + row) * p.g.n_out : nullptr;
+    const int col0 = tile.n_tile * (kSwiGlu ? kBN / 2 : kBN);
+    gpu::store_fragment_row_bf16<kBN / 8, kSwiGlu>(out_row == nullptr ? nullptr : out_row + col0, acc, half, lane);
   }
 }
 
