@@ -75,10 +75,10 @@ __device__ __forceinline__ void issue_score_step(uint64_t q_desc, uint64_t k_des
 // that is a 4- (bf16) or 8-byte (fp32) store a j, each warp store 8 rows x 32 or 64 bytes, and at
 // a piece's end both warpgroups' 2 x 64 stores a thread queued up on the SM's store path (a clock64
 // trace: 5,000-10,000 cycles a piece end, bench/NOTES-mla-decode.md). So the quad first trades
-// values: bf16 through a 4 x 4 transpose (fragment_store.cuh; lane q then holds channels 32 g + 8 q .. + 7 of each
-// group g of 32), fp32 between lane pairs (the even lane then holds channels 8 j + 2 q .. + 3 of
-// even j, the odd one those of odd j). Every lane of the warp calls them (the shuffles); row null:
-// nothing stored. The split-S kernel keeps store_o_row: its 16-row tiles store from one warp a
+// values: bf16 through a 4 x 4 transpose (fragment_store.cuh; lane q then holds channels
+// 32 g + 8 q .. + 7 of each group g of 32), fp32 between lane pairs (the even lane then holds
+// channels 8 j + 2 q .. + 3 of even j, the odd one those of odd j). Every lane of the warp calls
+// them (the shuffles); row null: nothing stored. The split-S kernel keeps store_o_row: its 16-row tiles store from one warp a
 // warpgroup, where the shuffles' latency cost more than the stores saved.
 
 // Row h's channels times inv to row (the warpgroup's first channel of the row in out).

@@ -208,7 +208,7 @@ __global__ void __launch_bounds__(Layout<BN>::kThreads, 1)
   }
 
   // Consumers: warpgroup wg owns tile rows 64·wg .. 64·wg + 63; this thread's fragment rows are
-  // r and r + 8 (wgmma's accumulator layout, see the epilogue).
+  // r and r + 8, its columns 8j + c and + 1 with c = 2·(lane % 4) (wgmma's accumulator layout).
   ptx::set_max_registers_inc<L::kConsumerRegs>();
   const int wg = warp / 4;
   const int r = wg * 64 + 16 * (warp % 4) + lane / 4;
