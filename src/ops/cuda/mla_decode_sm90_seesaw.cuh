@@ -91,7 +91,8 @@ __device__ __forceinline__ void store_o_row16(__nv_bfloat16* row, const float (&
       const int j = 4 * g + t;
       w[t] = gpu::bf16x2_bits(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
     }
-    gpu::store_cols32_bf16(row != nullptr ? row + 32 * g : nullptr, w, lane);
+    gpu::quad_transpose(w, lane);
+    if (row != nullptr) *reinterpret_cast<uint4*>(row + 32 * g + 8 * (lane % 4)) = make_uint4(w[0], w[1], w[2], w[3]);
   }
 }
 
