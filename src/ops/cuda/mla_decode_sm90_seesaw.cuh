@@ -78,8 +78,9 @@ __device__ __forceinline__ void issue_score_step(uint64_t q_desc, uint64_t k_des
 // values: bf16 through a 4 x 4 transpose (fragment_store.cuh; lane q then holds channels
 // 32 g + 8 q .. + 7 of each group g of 32), fp32 between lane pairs (the even lane then holds
 // channels 8 j + 2 q .. + 3 of even j, the odd one those of odd j). Every lane of the warp calls
-// them (the shuffles); row null: nothing stored. The split-S kernel keeps store_o_row: its 16-row tiles store from one warp a
-// warpgroup, where the shuffles' latency cost more than the stores saved.
+// them (the shuffles); row null: nothing stored. The split-S kernel keeps store_o_row: its 16-row
+// tiles store from one warp a warpgroup, where the shuffles' latency cost more than the stores
+// saved.
 
 // Row h's channels times inv to row (the warpgroup's first channel of the row in out).
 __device__ __forceinline__ void store_o_row16(__nv_bfloat16* row, const float (&o)[128], int h, float inv, int lane) {
