@@ -53,6 +53,9 @@ SANITIZE_FILTER=${SANITIZE_FILTER:-'*.Small*'}
 SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-900}
 JOBS=${JOBS:-1}
 export PATH="/usr/local/cuda/bin:$PATH"
+# The tests read their data under this checkout, also from a build made elsewhere and carried here
+# (tests/model/tiny_models.h: source_dir).
+export MLASERVE_SOURCE_DIR="$ROOT"
 status=0
 
 log() { echo "$*" | tee -a "$LOG"; }

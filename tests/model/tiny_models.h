@@ -2,6 +2,7 @@
 // golden outputs from Hugging Face transformers (float32, eager attention).
 #pragma once
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -17,9 +18,15 @@ inline const std::vector<std::string>& tiny_model_names() {
   return names;
 }
 
-inline std::string tiny_model_dir(const std::string& name) {
-  return std::string(MLASERVE_SOURCE_DIR) + "/tests/data/" + name;
+// The repository root: MLASERVE_SOURCE_DIR from the environment where set (test binaries built
+// on one machine and run from another checkout, as scripts/gpu_test.sh does with carried builds),
+// else the path compiled in.
+inline std::string source_dir() {
+  const char* root = std::getenv("MLASERVE_SOURCE_DIR");
+  return root != nullptr && *root != '\0' ? std::string(root) : std::string(MLASERVE_SOURCE_DIR);
 }
+
+inline std::string tiny_model_dir(const std::string& name) { return source_dir() + "/tests/data/" + name; }
 
 inline DeepSeekModel load_tiny_model(const std::string& name, LoadOptions load = {}, ModelOptions model = {}) {
   const std::string dir = tiny_model_dir(name);
@@ -41,7 +48,7 @@ inline std::vector<int32_t> to_ids(const Tensor& t) {
 }
 
 inline std::vector<GoldenPrompt> load_golden(const std::string& name) {
-  auto file = SafetensorsFile::open(std::string(MLASERVE_SOURCE_DIR) + "/tests/data/golden/" + name + ".safetensors");
+  auto file = SafetensorsFile::open(source_dir() + "/tests/data/golden/" + name + ".safetensors");
   std::vector<GoldenPrompt> out;
   for (int i = 0; file->contains("prompt." + std::to_string(i)); ++i) {
     const std::string s = std::to_string(i);
