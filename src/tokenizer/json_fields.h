@@ -54,6 +54,7 @@ class JsonFields {
     const nlohmann::json* v = optional_member(object, path, key);
     return v == nullptr ? fallback : as_boolean(*v, path, key);
   }
+
   bool required_boolean(const nlohmann::json& object, std::string_view path, const char* key) const {
     return as_boolean(member(object, path, key), path, key);
   }

@@ -152,12 +152,13 @@ BpeSpec parse_model(const json& root) {
   const auto max_id = static_cast<int64_t>(2 * vocab.size());
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer()) kFields.fail(JsonFields::join("model.vocab", token), "expected an integer id");
-    if (id.get<int64_t>() < 0 || id.get<int64_t>() > max_id) {
+    const auto value = id.get<int64_t>();
+    if (value < 0 || value > max_id) {
       kFields.fail(JsonFields::join("model.vocab", token),
                    fmt::format("id {} is outside 0 .. {} (twice the vocabulary's {} entries)", id.dump(), max_id,
                                vocab.size()));
     }
-    spec.vocab.emplace_back(token, id.get<int32_t>());
+    spec.vocab.emplace_back(token, static_cast<int32_t>(value));
   }
   const json& merges = kFields.member(m, "model", "merges");
   kFields.expect_array(merges, "model.merges");

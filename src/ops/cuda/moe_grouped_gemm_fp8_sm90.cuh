@@ -305,9 +305,9 @@ __global__ void __launch_bounds__(Layout<BN>::kThreads, 1)
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int row = r + 8 * half;
-      __nv_bfloat16* out_row = row < tile.rows ? g.out + static_cast<int64_t>(tile.row0 + row) * g.n_out : nullptr;
       const int col0 = tile.n_tile * (kSwiGlu ? BN / 2 : BN);
-      gpu::store_fragment_row_bf16<BN / 8, kSwiGlu>(out_row == nullptr ? nullptr : out_row + col0, total, half, lane);
+      __nv_bfloat16* dst = row < tile.rows ? g.out + static_cast<int64_t>(tile.row0 + row) * g.n_out + col0 : nullptr;
+      gpu::store_fragment_row_bf16<BN / 8, kSwiGlu>(dst, total, half, lane);
     }
   }
 }

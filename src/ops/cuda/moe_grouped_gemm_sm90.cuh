@@ -216,9 +216,9 @@ __global__ void __launch_bounds__(Layout<Tile>::kThreads, 1)
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int row = r + 8 * half;
-    __nv_bfloat16* out_row = row < tile.rows ? p.g.out + static_cast<int64_t>(tile.row0 + row) * p.g.n_out : nullptr;
     const int col0 = tile.n_tile * (kSwiGlu ? kBN / 2 : kBN);
-    gpu::store_fragment_row_bf16<kBN / 8, kSwiGlu>(out_row == nullptr ? nullptr : out_row + col0, acc, half, lane);
+    __nv_bfloat16* dst = row < tile.rows ? p.g.out + static_cast<int64_t>(tile.row0 + row) * p.g.n_out + col0 : nullptr;
+    gpu::store_fragment_row_bf16<kBN / 8, kSwiGlu>(dst, acc, half, lane);
   }
 }
 

@@ -48,13 +48,16 @@ namespace mlaserve::ops::testing {
 // ~1e-4 of it.
 inline float reorder_bound(const ExpertWeights& w, int64_t expert, int64_t col, const float* state) {
   const bool fp8 = w.is_fp8();
-  const int64_t im = w.intermediate();
-  const Tensor row = w.down.slice(expert, expert + 1).to(Device::kCPU).to_f32();  // [1, H, Im]
-  const Tensor scale = fp8 ? w.down_scale.slice(expert, expert + 1).to(Device::kCPU) : Tensor();
+  const int64_t h = w.down.dim(1), im = w.intermediate();
+  const auto row_of = [](const Tensor& t, int64_t r) {  // row r of t's first two dimensions flattened
+    return t.reshape({t.dim(0) * t.dim(1), t.dim(2)}).slice(r, r + 1).to(Device::kCPU).to_f32();
+  };
+  const Tensor row = row_of(w.down, expert * h + col);  // [1, Im]
+  const Tensor scale = fp8 ? row_of(w.down_scale, expert * w.down_scale.dim(1) + col / 128) : Tensor();
   double sum = 0.0;
   for (int64_t j = 0; j < im; ++j) {
-    const float sw = fp8 ? scale.data<float>()[(col / 128) * scale.dim(2) + j / 128] : 1.0f;
-    sum += std::fabs(double{state[j]} * row.data<float>()[col * im + j] * sw);
+    const float sw = fp8 ? scale.data<float>()[j / 128] : 1.0f;
+    sum += std::fabs(double{state[j]} * row.data<float>()[j] * sw);
   }
   return static_cast<float>((fp8 ? 2.0 : 1.0) * 2.0 * static_cast<double>(im) * std::ldexp(1.0, -24) * sum);
 }
