@@ -10,6 +10,7 @@
 #include "model/config.h"
 #include "model/safetensors.h"
 #include "temp_dir.h"
+#include "tiny_models.h"
 
 namespace mlaserve {
 namespace {
@@ -171,9 +172,9 @@ TEST(Checkpoint, MalformedShard) {
 // safetensors library: config and tensors agree, every tensor reads, and each FP8 weight has
 // its fp32 [ceil(out/128), ceil(in/128)] scale (MODEL_SPEC §6.2).
 TEST(Checkpoint, TinyReferenceCheckpoints) {
-  for (const char* name : {"tiny-v2-lite", "tiny-v2", "tiny-v3", "tiny-v3-fp8"}) {
+  for (const std::string& name : testing::tiny_model_names()) {
     SCOPED_TRACE(name);
-    std::string dir = std::string(MLASERVE_SOURCE_DIR) + "/tests/data/" + name;
+    const std::string dir = testing::tiny_model_dir(name);
     DeepSeekConfig config = load_deepseek_config(dir);
     Checkpoint ckpt = Checkpoint::open(dir);
     EXPECT_EQ(ckpt.info("model.embed_tokens.weight").shape, (Shape{config.vocab_size, config.hidden_size}));
