@@ -302,10 +302,10 @@ __global__ void __launch_bounds__(Layout<BN>::kThreads, 1)
     // Fragment: total[4J + {0,1,2,3}] = D[r, c'], D[r, c'+1], D[r+8, c'], D[r+8, c'+1] with B
     // column c' = 8J + c, J < BN / 8; stored 16 bytes a lane (fragment_store.cuh), every lane
     // taking part, a row past the tile storing nothing.
+    const int col0 = tile.n_tile * (kSwiGlu ? BN / 2 : BN);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int row = r + 8 * half;
-      const int col0 = tile.n_tile * (kSwiGlu ? BN / 2 : BN);
       __nv_bfloat16* dst = row < tile.rows ? g.out + static_cast<int64_t>(tile.row0 + row) * g.n_out + col0 : nullptr;
       gpu::store_fragment_row_bf16<BN / 8, kSwiGlu>(dst, total, half, lane);
     }

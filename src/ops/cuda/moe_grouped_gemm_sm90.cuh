@@ -213,10 +213,10 @@ __global__ void __launch_bounds__(Layout<Tile>::kThreads, 1)
   // r = 64·wg + 16·(warp % 4) + lane / 4 and c = 8j + 2·(lane % 4), j < kBN / 8; stored 16 bytes a
   // lane (fragment_store.cuh), every lane taking part, a row past the tile storing nothing.
   const int r = wg * 64 + 16 * (warp % 4) + lane / 4;
+  const int col0 = tile.n_tile * (kSwiGlu ? kBN / 2 : kBN);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int row = r + 8 * half;
-    const int col0 = tile.n_tile * (kSwiGlu ? kBN / 2 : kBN);
     __nv_bfloat16* dst = row < tile.rows ? p.g.out + static_cast<int64_t>(tile.row0 + row) * p.g.n_out + col0 : nullptr;
     gpu::store_fragment_row_bf16<kBN / 8, kSwiGlu>(dst, acc, half, lane);
   }
