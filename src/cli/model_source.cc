@@ -119,6 +119,9 @@ DeepSeekModel load_model(const ModelSourceOptions& o, dist::DistContext* dist) {
   }
   MLA_CHECK(!o.model_dir.empty(), "no model: give --model DIR, or --load-format dummy with --preset or --config");
   MLA_CHECK(!o.num_layers, "--num-layers is for dummy weights (--load-format dummy): a checkpoint has the layers it has");
+  MLA_CHECK(o.preset.empty() && o.config_path.empty(),
+            "--preset and --config give dummy weights' shapes (--load-format dummy): a checkpoint's shapes come "
+            "from its own config.json");
   DeepSeekConfig config = load_deepseek_config(o.model_dir + "/config.json");
   LoadOptions load;
   load.weight_dtype = weight_dtype;

@@ -386,7 +386,8 @@ DeepSeekConfig parse_fields(const JsonFields& root) {
                "rotate-half order is not supported");
 
   parse_moe(root, reader, defaults, c);
-  c.tie_word_embeddings = reader.boolean("tie_word_embeddings", false);
+  require_bool(root, "tie_word_embeddings", false,
+               "the output head is read from lm_head.weight; no DeepSeek release ties it to the embedding");
   c.bos_token_id = reader.integer("bos_token_id", defaults.bos_token_id);
   c.eos_token_ids = parse_eos(root, reader, defaults.eos_token_id);
   c.fp8 = parse_quantization(root, reader);

@@ -75,7 +75,6 @@ struct DeepSeekConfig {
   int64_t first_k_dense_replace = 0;
   int64_t moe_layer_freq = 1;
 
-  bool tie_word_embeddings = false;
   int64_t bos_token_id = 0;
   std::vector<int64_t> eos_token_ids;   // config's eos_token_id (an int or a list)
 

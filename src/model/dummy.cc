@@ -137,19 +137,21 @@ class DummyMaker {
 }  // namespace
 
 uint64_t dummy_weight_bytes(const DeepSeekConfig& c, const DummyOptions& o) {
+  // In double: exact below 2^53 bytes, and configs that pass validation can overflow 64-bit products.
   const bool fp8 = o.fp8 || c.fp8.has_value();
-  const uint64_t wb = dtype_size(o.weight_dtype), lb = fp8 ? 1 : wb;
-  const uint64_t h = c.hidden_size, n = c.num_attention_heads;
-  uint64_t attn = (c.q_lora_rank ? h * *c.q_lora_rank + *c.q_lora_rank * n * c.qk_head_dim : h * n * c.qk_head_dim) +
-                  h * c.kv_cache_dim + n * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank +
-                  n * c.v_head_dim * h;
-  uint64_t total = 2 * c.vocab_size * h * wb;
+  const double wb = static_cast<double>(dtype_size(o.weight_dtype)), lb = fp8 ? 1.0 : wb;
+  const auto h = static_cast<double>(c.hidden_size), n = static_cast<double>(c.num_attention_heads);
+  const auto q_rank = static_cast<double>(c.q_lora_rank.value_or(0));
+  const double attn = (c.q_lora_rank ? h * q_rank + q_rank * n * c.qk_head_dim : h * n * c.qk_head_dim) +
+                      h * c.kv_cache_dim + n * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank +
+                      n * c.v_head_dim * h;
+  double total = 2.0 * c.vocab_size * h * wb;
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    uint64_t ffn = c.is_moe_layer(i) ? 3 * h * c.moe_intermediate_size * (c.n_routed_experts + c.n_shared_experts)
-                                     : 3 * h * c.intermediate_size;
+    const double ffn = c.is_moe_layer(i) ? 3.0 * h * c.moe_intermediate_size * (c.n_routed_experts + c.n_shared_experts)
+                                         : 3.0 * h * c.intermediate_size;
     total += (attn + ffn) * lb;
   }
-  return total;
+  return total < 0x1p64 ? static_cast<uint64_t>(total) : UINT64_MAX;
 }
 
 ModelWeights make_dummy_weights(const DeepSeekConfig& config, const DummyOptions& options) {

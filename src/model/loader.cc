@@ -61,6 +61,16 @@ class TensorSource {
     return Linear{dense, {}};
   }
 
+  // Fails, naming both weights and their files, unless a and b (loaded as la and lb) are both
+  // block-FP8 or both not: projections that one kernel runs together (W8A8 mode) need one format.
+  void check_same_format(const std::string& a, const Linear& la, const std::string& b, const Linear& lb) const {
+    auto format = [](const Linear& l) { return l.is_fp8() ? "block-FP8" : "not FP8"; };
+    MLA_CHECK(la.is_fp8() == lb.is_fp8(),
+              "{}: {}.weight is {} but {}.weight (in {}) is {}: the projections run together need one format "
+              "(or load with --fp8-mode dequant)",
+              file_of(a + ".weight"), a, format(la), b, file_of(b + ".weight"), format(lb));
+  }
+
   // Marks every tensor under `prefix` as consumed (a layer of another pipeline stage).
   void skip(const std::string& prefix) {
     for (const std::string& n : ckpt_.names()) {
@@ -69,11 +79,13 @@ class TensorSource {
   }
 
   // Names present in the checkpoint that no field consumed (MTP layers and inv_freq aside).
-  std::vector<std::string> unused(int64_t num_layers) const {
+  std::vector<std::string> unused(const DeepSeekConfig& c) const {
     std::vector<std::string> out;
     for (const std::string& n : ckpt_.names()) {
       if (used_.count(n) || n.ends_with("rotary_emb.inv_freq")) continue;
-      if (layer_index(n) >= num_layers) continue;  // MTP module (§7): never a main-model layer
+      // MTP modules (§7) follow the main layers, as many as config.json announces: never main-model layers.
+      const int64_t layer = layer_index(n);
+      if (layer >= c.num_hidden_layers && layer < c.num_hidden_layers + c.num_nextn_predict_layers) continue;
       out.push_back(n);
     }
     return out;
@@ -103,15 +115,24 @@ class TensorSource {
 };
 
 MlpWeights load_mlp(TensorSource& src, const std::string& prefix, int64_t hidden, int64_t width) {
-  return MlpWeights{concat_rows(src.linear(prefix + "gate_proj", width, hidden), src.linear(prefix + "up_proj", width, hidden)),
-                    src.linear(prefix + "down_proj", hidden, width)};
+  const Linear gate = src.linear(prefix + "gate_proj", width, hidden);
+  const Linear up = src.linear(prefix + "up_proj", width, hidden);
+  src.check_same_format(prefix + "gate_proj", gate, prefix + "up_proj", up);  // one GEMM: one format
+  return MlpWeights{concat_rows(gate, up), src.linear(prefix + "down_proj", hidden, width)};
 }
 
 // The routed experts stacked as ops::ExpertWeights ([E, 2Im, H], [E, H, Im], scales alike).
 ops::ExpertWeights load_experts(TensorSource& src, const std::string& prefix, const DeepSeekConfig& c) {
   std::vector<Tensor> gate_up, down, gate_up_scale, down_scale;
+  // The experts' kernels take every projection of every expert in one format: that of expert 0's gate.
+  const std::string first = prefix + "0.gate_proj";
+  Linear first_gate;
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-    MlpWeights m = load_mlp(src, fmt::format("{}{}.", prefix, e), c.hidden_size, c.moe_intermediate_size);
+    const std::string p = fmt::format("{}{}.", prefix, e);
+    MlpWeights m = load_mlp(src, p, c.hidden_size, c.moe_intermediate_size);
+    if (e == 0) first_gate = m.gate_up;
+    src.check_same_format(first, first_gate, p + "down_proj", m.down);
+    if (e > 0) src.check_same_format(first, first_gate, p + "gate_proj", m.gate_up);
     gate_up.push_back(m.gate_up.weight);
     down.push_back(m.down.weight);
     if (m.gate_up.is_fp8()) {
@@ -121,7 +142,6 @@ ops::ExpertWeights load_experts(TensorSource& src, const std::string& prefix, co
   }
   ops::ExpertWeights w{stack(gate_up), stack(down), {}, {}};
   if (!gate_up_scale.empty()) {
-    MLA_CHECK(gate_up_scale.size() == gate_up.size(), "{}*: some experts are FP8 and some are not", prefix);
     w.gate_up_scale = stack(gate_up_scale);
     w.down_scale = stack(down_scale);
   }
@@ -205,10 +225,12 @@ ModelWeights load_weights(const Checkpoint& ckpt, const DeepSeekConfig& c, const
   m.final_norm = src.dense("model.norm.weight", {c.hidden_size}, f32);
   m.lm_head = shard_lm_head(src.dense("lm_head.weight", {c.vocab_size, c.hidden_size}, options.weight_dtype), plan);
 
-  std::vector<std::string> extra = src.unused(c.num_hidden_layers);
+  std::vector<std::string> extra = src.unused(c);
   if (!extra.empty()) {
-    MLA_FAIL("{}: {} unexpected tensor(s) not used by a {}-layer model, e.g. {} (in {})", ckpt.dir(), extra.size(),
-             c.num_hidden_layers, extra.front(), ckpt.info(extra.front()).file);
+    MLA_FAIL("{}: {} unexpected tensor(s) not used by a model of {} layers and {} MTP module(s) (config.json's "
+             "num_hidden_layers and num_nextn_predict_layers), e.g. {} (in {})",
+             ckpt.dir(), extra.size(), c.num_hidden_layers, c.num_nextn_predict_layers, extra.front(),
+             ckpt.info(extra.front()).file);
   }
   return m;
 }

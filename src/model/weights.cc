@@ -24,6 +24,7 @@ Tensor stack(const std::vector<Tensor>& parts) {
   Shape shape = parts.front().shape();
   const Device device = parts.front().device();
   for (const Tensor& p : parts) {
+    MLA_CHECK(p.defined(), "stack: part {} of {} is an undefined tensor", &p - parts.data(), parts.size());
     MLA_CHECK(p.shape() == shape && p.dtype() == parts.front().dtype() && p.device() == device,
               "stack: parts must share shape, dtype and device ({} vs {})", shape_str(p.shape()), shape_str(shape));
   }

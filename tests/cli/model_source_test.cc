@@ -1,6 +1,7 @@
 // Where a command's model comes from (cli/model_source.h): --num-layers cuts or extends the
 // dummy model of a preset or config.json, keeping its first first_k_dense_replace layers dense;
-// bad values and a checkpoint with --num-layers are refused with a message naming the flag.
+// bad values and a checkpoint with --num-layers, --preset or --config are refused with a message
+// naming the flag.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -94,6 +95,24 @@ TEST(ModelSource, NumLayersRefused) {
   ckpt.num_layers = 2;
   EXPECT_NE(error_of([&] { load_model(ckpt); }).find("--num-layers is for dummy weights"), std::string::npos);
   EXPECT_NE(error_of([&] { dummy_config(ckpt); }).find("--load-format dummy"), std::string::npos);
+}
+
+// A checkpoint's shapes are its config.json's: a --preset or --config beside --model would be
+// ignored, so it is refused.
+TEST(ModelSource, PresetOrConfigWithACheckpointRefused) {
+  ModelSourceOptions preset;
+  preset.model_dir = tiny_dir("tiny-v3");
+  preset.preset = "deepseek-v3";
+  ModelSourceOptions config;
+  config.model_dir = tiny_dir("tiny-v3");
+  config.config_path = tiny_dir("tiny-v2") + "/config.json";
+  for (const ModelSourceOptions& o : {preset, config}) {
+    EXPECT_NE(error_of([&] { load_model(o); }).find("--preset and --config give dummy weights' shapes"),
+              std::string::npos);
+  }
+  ModelSourceOptions plain;
+  plain.model_dir = tiny_dir("tiny-v3");
+  EXPECT_EQ(load_model(plain).config().num_hidden_layers, 3);
 }
 
 }  // namespace

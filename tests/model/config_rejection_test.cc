@@ -100,6 +100,8 @@ const RejectionCase kCases[] = {
      "field 'attention_bias' true is not supported"},
     {"MlpBias", test_util::kV3ConfigJson, [](json& j) { set(j, "mlp_bias", true); },
      "field 'mlp_bias' true is not supported"},
+    {"TiedEmbeddings", test_util::kV3ConfigJson, [](json& j) { set(j, "tie_word_embeddings", true); },
+     "field 'tie_word_embeddings' true is not supported: the output head is read from lm_head.weight"},
     {"AttentionBiasString", test_util::kV3ConfigJson, [](json& j) { set(j, "attention_bias", "false"); },
      "field 'attention_bias' must be true or false"},
     {"RopeNotInterleaved", test_util::kV3ConfigJson, [](json& j) { set(j, "rope_interleave", false); },

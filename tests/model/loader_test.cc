@@ -8,6 +8,8 @@
 #include <random>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/generate.h"
 #include "model/dummy.h"
 #include "model/model.h"
@@ -41,12 +43,19 @@ class ScratchCheckpoint {
     for (auto& p : tensors_) if (p.first == name) return p.second;
     throw std::runtime_error("no tensor " + name);
   }
+  // Sets one field of config.json.
+  void set_config(const std::string& key, const nlohmann::json& value) {
+    const fs::path path = dir_ / "config.json";
+    nlohmann::json config = nlohmann::json::parse(std::ifstream(path));
+    config[key] = value;
+    std::ofstream(path) << config.dump(2);
+  }
   // Writes the checkpoint and loads it; returns the loader's error message ("" if it loaded).
-  std::string load_error() {
+  std::string load_error(const LoadOptions& options = {}) {
     write_safetensors((dir_ / "model.safetensors").string(), tensors_);
     try {
       DeepSeekConfig c = load_deepseek_config((dir_ / "config.json").string());
-      load_weights(Checkpoint::open(dir_.string()), c);
+      load_weights(Checkpoint::open(dir_.string()), c, options);
     } catch (const Error& e) {
       return e.what();
     }
@@ -98,10 +107,53 @@ TEST(Loader, Fp8WeightWithoutScaleIsRefused) {
 
 TEST(Loader, MtpLayerTensorsAreSkipped) {
   ScratchCheckpoint c("tiny-v3");
-  // An MTP module stored as layer num_hidden_layers (3), as V3 stores layer 61.
+  // An MTP module stored as layer num_hidden_layers (3), as V3 stores layer 61 with
+  // num_nextn_predict_layers 1.
   c.tensors().emplace_back("model.layers.3.eh_proj.weight", Tensor::zeros({128, 256}, DType::kBF16));
   c.tensors().emplace_back("model.layers.3.self_attn.kv_a_proj_with_mqa.weight", Tensor::zeros({576, 128}, DType::kBF16));
+  expect_mentions(c.load_error(), {"unexpected", "model.layers.3.", "3 layers and 0 MTP"});
+  c.set_config("num_nextn_predict_layers", 1);
   EXPECT_EQ(c.load_error(), "");
+}
+
+// A config.json that understates num_hidden_layers would load a model missing its last layers.
+TEST(Loader, LayersPastTheConfiguredDepthAreRefused) {
+  ScratchCheckpoint c("tiny-v3");  // 3 layers
+  c.set_config("num_hidden_layers", 2);
+  c.set_config("num_nextn_predict_layers", 0);
+  expect_mentions(c.load_error(), {"unexpected", "model.layers.2.", "2 layers and 0 MTP", "num_hidden_layers"});
+}
+
+// A BF16 tensor where its FP8 siblings share one kernel (W8A8): refused with both names, never
+// stacked (an FP8 expert's gate beside a BF16 down once read a scale that was not there).
+TEST(Loader, MixedFp8FormatsInOneKernelAreNamed) {
+  LoadOptions w8a8;
+  w8a8.fp8_mode = Fp8Mode::kW8A8;
+  auto to_bf16 = [](ScratchCheckpoint& c, const std::string& prefix) {
+    const Tensor w = c.at(prefix + ".weight");
+    c.at(prefix + ".weight") = Tensor::zeros(w.shape(), DType::kBF16);
+    c.erase(prefix + ".weight_scale_inv");
+  };
+  {
+    ScratchCheckpoint c("tiny-v3-fp8");
+    EXPECT_EQ(c.load_error(w8a8), "");
+    to_bf16(c, "model.layers.1.mlp.experts.3.down_proj");
+    expect_mentions(c.load_error(w8a8), {"model.layers.1.mlp.experts.0.gate_proj.weight is block-FP8",
+                                         "model.layers.1.mlp.experts.3.down_proj.weight", "not FP8"});
+    EXPECT_EQ(c.load_error(), "");  // dequantised, every weight is dense
+  }
+  {
+    ScratchCheckpoint c("tiny-v3-fp8");
+    for (const char* proj : {"gate_proj", "up_proj", "down_proj"}) to_bf16(c, std::string("model.layers.2.mlp.experts.5.") + proj);
+    expect_mentions(c.load_error(w8a8), {"model.layers.2.mlp.experts.0.gate_proj.weight is block-FP8",
+                                         "model.layers.2.mlp.experts.5."});
+  }
+  {
+    ScratchCheckpoint c("tiny-v3-fp8");
+    to_bf16(c, "model.layers.0.mlp.up_proj");
+    expect_mentions(c.load_error(w8a8), {"model.layers.0.mlp.gate_proj.weight is block-FP8",
+                                         "model.layers.0.mlp.up_proj.weight", "not FP8"});
+  }
 }
 
 TEST(Loader, UnexpectedTensorIsNamed) {
@@ -208,6 +260,26 @@ TEST(Dummy, RefusesHostModelsBeyondTheLimit) {
   DummyOptions d;
   d.max_host_bytes = 1000;
   EXPECT_THROW(make_dummy_weights(config, d), Error);
+}
+
+// Shapes whose byte count passes 2^64 saturate instead of wrapping to a small figure that the
+// limit would let through (to fail later at the allocation, with a less helpful message).
+TEST(Dummy, ByteCountSaturatesInsteadOfWrapping) {
+  DeepSeekConfig config = load_deepseek_config(testing::tiny_model_dir("tiny-v3") + "/config.json");
+  const DummyOptions d;
+  EXPECT_LT(dummy_weight_bytes(config, d), 100'000'000u);
+  config.vocab_size = config.hidden_size = int64_t{1} << 30;
+  config.num_attention_heads = int64_t{1} << 13;
+  config.intermediate_size = 714953877;
+  config.num_hidden_layers = 4;  // ~1.8e19 bytes a layer
+  config.layer_is_moe = {false, false, false, false};
+  EXPECT_EQ(dummy_weight_bytes(config, d), UINT64_MAX);
+  try {
+    make_dummy_weights(config, d);
+    ADD_FAILURE() << "expected the host limit to refuse this config";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("on the host (limit"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
