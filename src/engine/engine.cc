@@ -79,7 +79,7 @@ std::shared_ptr<RequestStream> Engine::add_request(GenerationRequest request) {
   MLA_CHECK(n < max_model_len_, "the prompt has {} tokens; the maximum context length is {} (prompt and output)", n,
             max_model_len_);
   const int64_t max_tokens = request.params.max_tokens.value_or(max_model_len_ - n);
-  MLA_CHECK(n + max_tokens <= max_model_len_,
+  MLA_CHECK(max_tokens <= max_model_len_ - n,  // not n + max_tokens: a huge max_tokens would overflow
             "the prompt ({} tokens) and max_tokens ({}) exceed the maximum context length {}", n, max_tokens,
             max_model_len_);
 
@@ -208,18 +208,20 @@ void Engine::take_front_door() {
 }
 
 void Engine::submit(SchedulerOutput out) {
-  timer_.mark("build_batch");
-  StepBatch step = build_step_batch(out);
+  std::vector<size_t> sampled;
   try {
+    timer_.mark("build_batch");
+    StepBatch step = build_step_batch(out);
     timer_.mark("submit");
     runner_.submit(step.batch);
+    sampled = std::move(step.sampled);
   } catch (const std::exception& e) {
     MLA_LOG_ERROR("model step of {} tokens failed: {}", out.num_tokens, e.what());
     scheduler_.cancel(out);
     fail_step(out, e.what());
     return;
   }
-  in_flight_.push_back(InFlightStep{std::move(out), std::move(step.sampled)});
+  in_flight_.push_back(InFlightStep{std::move(out), std::move(sampled)});
 }
 
 void Engine::complete_oldest() {
@@ -229,16 +231,16 @@ void Engine::complete_oldest() {
   try {
     timer_.mark("wait");
     logits = runner_.wait();
+    MLA_CHECK(logits.ndim() == 2 && logits.dim(0) == static_cast<int64_t>(step.sampled.size()) &&
+                  logits.dim(1) == info_.vocab_size,
+              "the model runner returned logits {} for {} sampled rows of {} tokens", shape_str(logits.shape()),
+              step.sampled.size(), info_.vocab_size);
   } catch (const std::exception& e) {
     MLA_LOG_ERROR("model step of {} tokens failed: {}", step.out.num_tokens, e.what());
     scheduler_.cancel(step.out);
     fail_step(step.out, e.what());
     return;
   }
-  MLA_CHECK(logits.ndim() == 2 && logits.dim(0) == static_cast<int64_t>(step.sampled.size()) &&
-                logits.dim(1) == info_.vocab_size,
-            "the model runner returned logits {} for {} sampled rows", shape_str(logits.shape()),
-            step.sampled.size());
   timer_.mark("commit+sample");
   // The ids first: sampling may finish a request, and its sequence (which c.seq points to) goes.
   std::vector<RequestId> ids;
@@ -265,6 +267,9 @@ void Engine::drain() {
       scheduler_.cancel(step.out);
     }
   }
+  // A step lost to an exception between schedule() and in_flight_ (a bug) left its sequences
+  // marked; no step of theirs runs now, so they may be finished.
+  scheduler_.cancel_untracked();
 }
 
 void Engine::fail_step(const SchedulerOutput& out, const std::string& error) {

@@ -68,6 +68,10 @@ class Scheduler {
   void commit(const SchedulerOutput& out);
   // The step failed: its sequences are no longer in flight and did not advance.
   void cancel(const SchedulerOutput& out);
+  // Every step in flight has ended, but some whose SchedulerOutput was lost (an exception before
+  // the engine held it) were neither committed nor cancelled: none of their sequences is in
+  // flight any more, and none advanced.
+  void cancel_untracked() { in_flight_.clear(); }
 
   bool has_unfinished() const { return !running_.empty() || !waiting_.empty(); }
   size_t num_running() const { return running_.size(); }

@@ -361,6 +361,8 @@ TEST(Engine, InvalidRequestsAreRefusedWithAMessage) {
   SamplingParams p;
   p.max_tokens = 50;
   EXPECT_NE(refused(std::vector<int32_t>(60, 1), p).find("max_tokens"), std::string::npos);
+  p.max_tokens = INT64_MAX;  // prompt + max_tokens overflows
+  EXPECT_NE(refused({1}, p).find("max_tokens"), std::string::npos);
   p = {};
   p.stop = {"x"};
   EXPECT_NE(refused({1}, p).find("tokenizer"), std::string::npos);
@@ -395,6 +397,60 @@ TEST(Engine, AFailedStepFailsOnlyItsRequestsAndTheEngineGoesOn) {
   run_to_completion(engine);
   EXPECT_EQ(collect(*b).tokens, reference_greedy({1, 2}, 3, kVocab));
   EXPECT_EQ(engine.stats().num_free_blocks, 16);
+}
+
+// A runner whose steps return logits of the wrong shape when `misshapen` says so (a runner bug).
+class MisshapenRunner final : public ModelRunner {
+ public:
+  explicit MisshapenRunner(ModelRunner& inner) : inner_(inner) {}
+  ModelRunnerInfo info() const override { return inner_.info(); }
+  Tensor execute(const ForwardBatch& batch) override {
+    Tensor logits = inner_.execute(batch);
+    if (!misshapen || !misshapen(batch)) return logits;
+    return Tensor::zeros({logits.dim(0) + 1, logits.dim(1)}, DType::kF32);
+  }
+  std::function<bool(const ForwardBatch&)> misshapen;
+
+ private:
+  ModelRunner& inner_;
+};
+
+// Logits of the wrong shape fail their step's requests like a step that threw, in the
+// background loop too (its handler once met those sequences still in flight and aborted the
+// process); the engine goes on serving.
+TEST(Engine, MisshapenLogitsFailOnlyTheirStep) {
+  for (const bool background : {false, true}) {
+    SCOPED_TRACE(background ? "background loop" : "step()");
+    FakeRunner fake_runner(fake(16));
+    MisshapenRunner runner(fake_runner);
+    Engine engine(runner, engine_options(256, 8, true, 4 * kB));
+    SamplingParams p;
+    p.temperature = 0.0f;
+    p.max_tokens = 4;
+    runner.misshapen = [](const ForwardBatch& batch) { return batch.token_ids.front() == 7; };
+    // Every event up to the final one (blocking: the background loop may still be at work).
+    auto until_finished = [](RequestStream& stream) {
+      Collected c;
+      while (std::optional<RequestOutput> ev = stream.next()) {
+        c.tokens.insert(c.tokens.end(), ev->token_ids.begin(), ev->token_ids.end());
+        c.last = *ev;
+        if (ev->finished) break;
+      }
+      return c;
+    };
+    if (background) engine.start();
+    auto bad = engine.add_request({{7, 2}, p, nullptr});
+    if (!background) run_to_completion(engine);
+    const Collected cb = until_finished(*bad);
+    EXPECT_EQ(cb.last.finish_reason, FinishReason::kError);
+    EXPECT_NE(cb.last.error.find("returned logits [2, 101]"), std::string::npos) << cb.last.error;
+    runner.misshapen = nullptr;
+    auto good = engine.add_request({{1, 2}, p, nullptr});
+    if (!background) run_to_completion(engine);
+    EXPECT_EQ(until_finished(*good).tokens, reference_greedy({1, 2}, 4, kVocab));
+    engine.stop();
+    EXPECT_EQ(engine.stats().num_free_blocks, 16);
+  }
 }
 
 TEST(Engine, OneTokenSequencesComeFirstInTheBatch) {
