@@ -1,6 +1,7 @@
 #include "server/api_error.h"
 
-#include <regex>
+#include <algorithm>
+#include <string_view>
 
 namespace mlaserve::server {
 
@@ -20,6 +21,29 @@ ApiError invalid_request(const std::string& message, const std::string& param, c
   return ApiError(400, message, "invalid_request_error", param, code);
 }
 
+namespace {
+
+// Whether t is "path/file.cc:123)", the tail of MLA_CHECK's " (path/file.cc:123)" (.cc, .h or .cu).
+// By hand, not by std::regex, whose recursion overflows the stack on long messages.
+bool is_source_location(std::string_view t) {
+  if (!t.ends_with(')')) return false;
+  t.remove_suffix(1);
+  const size_t colon = t.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == t.size()) return false;
+  const std::string_view line = t.substr(colon + 1), file = t.substr(0, colon);
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  auto is_path_char = [&](char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '.' || c == '/' ||
+           c == '-';
+  };
+  const bool source = (file.ends_with(".cc") && file.size() > 3) || (file.ends_with(".h") && file.size() > 2) ||
+                      (file.ends_with(".cu") && file.size() > 3);
+  return source && std::all_of(line.begin(), line.end(), is_digit) &&
+         std::all_of(file.begin(), file.end(), is_path_char);
+}
+
+}  // namespace
+
 std::string client_message(const std::string& what) {
   std::string s = what;
   static const std::string kHead = "check failed: ";
@@ -28,8 +52,9 @@ std::string client_message(const std::string& what) {
     const size_t end = s.find(": ", kHead.size());
     if (end != std::string::npos) s = s.substr(end + 2);
   }
-  static const std::regex kTail(R"( \([A-Za-z0-9_./-]+\.(cc|h|cu):[0-9]+\)$)");
-  return std::regex_replace(s, kTail, "");
+  const size_t tail = s.rfind(" (");
+  if (tail != std::string::npos && is_source_location(std::string_view(s).substr(tail + 2))) s.resize(tail);
+  return s;
 }
 
 }  // namespace mlaserve::server

@@ -1,5 +1,7 @@
 #include "server/generation_task.h"
 
+#include <fmt/format.h>
+
 #include "core/error.h"
 
 namespace mlaserve::server {
@@ -36,6 +38,12 @@ GenerationTask::~GenerationTask() {
 void GenerationTask::start(std::function<void()> wake) {
   MLA_CHECK(!started_, "a generation task starts once");
   const auto total = static_cast<int64_t>(prompts_.size()) * n_;
+  const int64_t limit = state_.options().max_waiting_requests;
+  if (total > limit) {  // never admitted, however long the client waits: not a 503
+    throw invalid_request(
+        fmt::format("the request asks for {} generations (prompts x n); this server queues at most {}", total, limit),
+        "n");
+  }
   if (!state_.try_admit(total)) {
     throw ApiError(503, "the server is at capacity (waiting queue full); retry later", "service_unavailable");
   }

@@ -58,6 +58,7 @@ void HttpSession::on_read(ErrorCode ec, size_t) {
 void HttpSession::handle(http::request<http::string_body> req) {
   version_ = req.version();
   keep_alive_ = req.keep_alive();
+  head_ = req.method() == http::verb::head;
   HttpRequest view{std::string(req.method_string()), std::string(req.target()), std::move(req.body()),
                    std::string(req[http::field::authorization])};
   Routed routed = route_request(state_, view);
@@ -145,20 +146,29 @@ void HttpSession::on_stream_write(ErrorCode ec, size_t) {
 
 void HttpSession::send_reply(const HttpReply& r) {
   if (closed_) return;
-  auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version_);
-  res->set(http::field::server, "mlaserve");
-  res->set(http::field::content_type, r.content_type);
-  for (const auto& [name, value] : r.headers) res->set(name, value);
-  res->keep_alive(keep_alive_ && !state_.draining());
+  state_.metrics().count_http(route_, r.status);
+  auto send = [&](auto res) {
+    res->set(http::field::server, "mlaserve");
+    res->set(http::field::content_type, r.content_type);
+    for (const auto& [name, value] : r.headers) res->set(name, value);
+    res->keep_alive(keep_alive_ && !state_.draining());
+    reply_ = res;
+    http::async_write(stream_, *res, [self = shared_from_this()](ErrorCode ec, size_t) {
+      self->reply_.reset();
+      if (ec) return self->close();
+      self->after_response();
+    });
+  };
+  const auto status = static_cast<http::status>(r.status);
+  if (head_) {  // the head a GET would get, with its Content-Length, and no body (RFC 9110 §9.3.2)
+    auto res = std::make_shared<http::response<http::empty_body>>(status, version_);
+    res->content_length(r.body.size());
+    return send(res);
+  }
+  auto res = std::make_shared<http::response<http::string_body>>(status, version_);
   res->body() = r.body;
   res->prepare_payload();
-  state_.metrics().count_http(route_, r.status);
-  reply_ = res;
-  http::async_write(stream_, *res, [self = shared_from_this()](ErrorCode ec, size_t) {
-    self->reply_.reset();
-    if (ec) return self->close();
-    self->after_response();
-  });
+  send(res);
 }
 
 void HttpSession::send_error_and_close(int status, const std::string& message) {

@@ -67,6 +67,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // The current request.
   unsigned version_ = 11;
   bool keep_alive_ = true;
+  bool head_ = false;  // the request is a HEAD: replies go without their body
   std::string route_;
   std::shared_ptr<GenerationTask> task_;
   std::shared_ptr<void> reply_;  // the response being written (kept alive for the write)

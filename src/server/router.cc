@@ -25,6 +25,26 @@ constexpr Route kRoutes[] = {
     {"/tokenize", "POST"},        {"/detokenize", "POST"},
 };
 
+// A path segment with its %XX escapes decoded (clients encode a model id's '/' as %2F); a
+// malformed escape is a 400.
+std::string percent_decoded(std::string_view segment) {
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < segment.size(); ++i) {
+    if (segment[i] != '%') {
+      out += segment[i];
+      continue;
+    }
+    const int hi = i + 2 < segment.size() ? hex(segment[i + 1]) : -1, lo = hi >= 0 ? hex(segment[i + 2]) : -1;
+    if (lo < 0) throw ApiError(400, "malformed percent-encoding in the request path", "invalid_request_error");
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
 // Compares without leaking the key's content through timing.
 bool same_key(const std::string& given, const std::string& expected) {
   unsigned diff = given.size() != expected.size() ? 1u : 0u;
@@ -104,7 +124,7 @@ Routed dispatch(ServingState& state, const std::string& path, const HttpRequest&
   } else if (path == "/v1/models") {
     r.reply = json_reply(200, Json{{"object", "list"}, {"data", Json::array({model_card(state)})}});
   } else if (path.rfind("/v1/models/", 0) == 0) {
-    check_model(state, path.substr(std::string("/v1/models/").size()));
+    check_model(state, percent_decoded(std::string_view(path).substr(std::string_view("/v1/models/").size())));
     r.reply = json_reply(200, model_card(state));
   } else {
     const Json body = parse_json_object(req.body);
@@ -141,7 +161,7 @@ Routed route_request(ServingState& state, const HttpRequest& req) {
     if (allowed == nullptr) {
       throw ApiError(404, fmt::format("no route {} {}", req.method, path), "invalid_request_error", "", "not_found");
     }
-    if (req.method != allowed) {
+    if (req.method != allowed && !(req.method == "HEAD" && std::string_view(allowed) == "GET")) {
       ApiError e(405, fmt::format("method {} is not allowed on {}; use {}", req.method, path, allowed),
                  "invalid_request_error", "", "method_not_allowed");
       r.reply = error_reply(e);

@@ -16,6 +16,8 @@ Starts `mlaserve serve tests/data/tiny-v3 --tokenizer tests/data/tiny-tokenizer 
      OpenAI error object (a truncated body whose client half-closes may instead be dropped),
      alongside slow-drip and idle (half-open) connections; requests with unknown fields or a
      slowly sent body are well-formed and must complete;
+  4. a second server limited to 64 file descriptors, given 96 idle connections, must idle (not
+     spin on the connections it cannot accept) and serve again once they close;
 and checks after each phase that the process lives and /health answers, and at the end that
 /metrics shows no KV block in use and no request running. The server is always killed.
 Standard library only.
@@ -28,6 +30,7 @@ import json
 import os
 import random
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -164,8 +167,14 @@ def die_with_parent():
 
 
 class Server:
-    def __init__(self, mlaserve, source_dir, log_path):
+    def __init__(self, mlaserve, source_dir, log_path, max_fds=None):
         self.log = open(log_path, "w+")
+
+        def prepare():
+            die_with_parent()
+            if max_fds is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))
+
         model = os.path.join(source_dir, "tests/data/tiny-v3")
         tok = os.path.join(source_dir, "tests/data/tiny-tokenizer")
         self.proc = subprocess.Popen(
@@ -173,7 +182,7 @@ class Server:
              "--max-num-seqs", "256", "--http-threads", "2",
              # A request without max_tokens runs to the context's end: keep that short.
              "--max-model-len", "256"],
-            stdout=subprocess.PIPE, stderr=self.log, text=True, preexec_fn=die_with_parent)
+            stdout=subprocess.PIPE, stderr=self.log, text=True, preexec_fn=prepare)
         self.port = None
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -616,6 +625,69 @@ def good_body():
     return {"model": "tiny", "prompt": "the cat sat", "max_tokens": 3}
 
 
+async def head_has_no_body(port):
+    """HEAD /health answers 200 with the Content-Length a GET would get and no body: the next
+    pipelined response follows its head at once."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), IO_TIMEOUT)
+    finally:
+        writer.close()
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200") or b"content-length: 0" in head.lower():
+        raise Failure("HEAD /health: %r" % head)
+    if not rest.startswith(b"HTTP/1.1 200"):
+        raise Failure("HEAD /health sent a body: %r" % rest[:200])
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 4: a server out of file descriptors.
+
+def cpu_seconds(pid):
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+async def out_of_descriptors(args, tmp):
+    """A second server, limited to 64 file descriptors, given 96 idle connections: the ones it
+    cannot accept wait in the backlog while it idles (once, a failed accept was retried at once:
+    a core spun and the log grew by megabytes a second); once they close it serves again."""
+    log_path = os.path.join(tmp, "fds.log")
+    server = Server(args.mlaserve, args.source_dir, log_path, max_fds=64)
+    writers = []
+    try:
+        await check_up(server, "out of descriptors: start")
+        for _ in range(96):
+            writers.append((await asyncio.open_connection(HOST, server.port))[1])
+        await asyncio.sleep(0.5)  # the server takes what it can
+        cpu, log_size = cpu_seconds(server.proc.pid), os.path.getsize(log_path)
+        await asyncio.sleep(2.0)
+        cpu, grew = cpu_seconds(server.proc.pid) - cpu, os.path.getsize(log_path) - log_size
+        print("out of descriptors: %.2f s of CPU and %d bytes of log in 2 s" % (cpu, grew))
+        if cpu > 0.5 or grew > 4096:
+            raise Failure("out of descriptors, the server spent %.2f s of CPU and wrote %d bytes of log in 2 s"
+                          % (cpu, grew))
+        for w in writers:
+            w.close()
+        writers = []
+        deadline = time.time() + 20
+        while True:  # the closed connections' descriptors come back as their sessions end
+            try:
+                await check_up(server, "out of descriptors: after")
+                break
+            except (Failure, OSError, asyncio.TimeoutError):
+                if time.time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    finally:
+        for w in writers:
+            w.close()
+        server.kill()
+
+
 # ---------------------------------------------------------------------------------------------
 
 async def drained(port):
@@ -633,7 +705,8 @@ async def drained(port):
         await asyncio.sleep(0.2)
 
 
-async def main_async(args, server, results_dir):
+async def main_async(args, server, tmp):
+    results_dir = os.path.join(tmp, "results")
     await check_up(server, "start")
     start = time.time()
     t = start
@@ -651,11 +724,14 @@ async def main_async(args, server, results_dir):
     await drained(server.port)
     lap("concurrent streams")
     await hostile(server.port, args.seed)
+    await head_has_no_body(server.port)
     await check_up(server, "hostile requests")
     lap("hostile requests")
     await concurrent_streams(server.port, 32, args.seed + 1)  # still serving normally
     await drained(server.port)
     lap("streams after")
+    await out_of_descriptors(args, tmp)
+    lap("out of descriptors")
     print("all phases passed in %.1f s" % (time.time() - start))
 
 
@@ -669,7 +745,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="mlaserve_load_") as tmp:
         server = Server(args.mlaserve, args.source_dir, os.path.join(tmp, "server.log"))
         try:
-            asyncio.run(main_async(args, server, os.path.join(tmp, "results")))
+            asyncio.run(main_async(args, server, tmp))
         except Failure as e:
             print("FAIL: %s" % e, file=sys.stderr)
             print("server log tail:\n" + server.log_tail(), file=sys.stderr)

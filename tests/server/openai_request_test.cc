@@ -243,6 +243,15 @@ TEST(ApiErrorBody, OpenAIShape) {
             R"({"error":{"message":"bad thing","type":"invalid_request_error","param":"temperature","code":null}})");
   EXPECT_EQ(client_message("check failed: n > 0: the prompt is empty (engine/engine.cc:81)"), "the prompt is empty");
   EXPECT_EQ(client_message("plain message"), "plain message");
+  EXPECT_EQ(client_message("a (b) c (x/y-z_1.h:7)"), "a (b) c");
+  EXPECT_EQ(client_message("kept (engine.cc:)"), "kept (engine.cc:)");
+  EXPECT_EQ(client_message("kept (.cc:12)"), "kept (.cc:12)");
+  EXPECT_EQ(client_message("kept (a b.cc:12)"), "kept (a b.cc:12)");
+  EXPECT_EQ(client_message("kept (engine.py:12)"), "kept (engine.py:12)");
+  // A long message (a template's raise_exception echoing user text) once overflowed std::regex's stack.
+  const std::string long_tail = "x (" + std::string(200000, 'a');
+  EXPECT_EQ(client_message(long_tail), long_tail);
+  EXPECT_EQ(client_message(long_tail + ".cu:3)"), "x");
 }
 
 }  // namespace

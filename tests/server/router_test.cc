@@ -43,7 +43,7 @@ struct Server {
     return e;
   }
   static ServerOptions with_defaults(ServerOptions o) {
-    o.model_name = "tiny";
+    if (o.model_name.empty()) o.model_name = "tiny";
     o.api_key = kKey;
     return o;
   }
@@ -103,6 +103,36 @@ TEST(Router, HealthModelsAndAuth) {
   s.state.start_draining();
   EXPECT_EQ(status(s.call("GET", "/health")), 503);
   EXPECT_EQ(status(s.call("POST", "/v1/completions", R"({"model": "tiny", "prompt": "x"})")), 503);
+}
+
+// The OpenAI SDK percent-encodes the id in /v1/models/{id}: "org/name" arrives as org%2Fname.
+TEST(Router, ModelIdsArePercentDecoded) {
+  ServerOptions o;
+  o.model_name = "deepseek-ai/DeepSeek-R1";
+  Server s(o);
+  for (const char* target : {"/v1/models/deepseek-ai%2FDeepSeek-R1", "/v1/models/deepseek-ai%2fDeepSeek-R1",
+                             "/v1/models/deepseek-ai/DeepSeek-R1", "/v1/models/%64eepseek-ai%2FDeepSeek-R1"}) {
+    const Routed r = s.call("GET", target);
+    EXPECT_EQ(status(r), 200) << target;
+    EXPECT_EQ(reply_json(r)["id"], "deepseek-ai/DeepSeek-R1") << target;
+  }
+  EXPECT_EQ(status(s.call("GET", "/v1/models/deepseek-ai%2FDeepSeek-V3")), 404);
+  for (const char* target : {"/v1/models/deepseek-ai%2", "/v1/models/x%zz", "/v1/models/%"}) {
+    const Routed r = s.call("GET", target);
+    EXPECT_EQ(status(r), 400) << target;
+    EXPECT_NE(reply_json(r)["error"]["message"].get<std::string>().find("percent-encoding"), std::string::npos);
+  }
+}
+
+// HEAD is answered wherever GET is (health probes send it); the session then leaves the body out.
+TEST(Router, HeadIsAnsweredLikeGet) {
+  Server s;
+  EXPECT_EQ(status(s.call("HEAD", "/health", "", "")), 200);
+  EXPECT_EQ(status(s.call("HEAD", "/v1/models")), 200);
+  EXPECT_EQ(status(s.call("HEAD", "/v1/models/tiny")), 200);
+  const Routed post_only = s.call("HEAD", "/v1/completions");
+  EXPECT_EQ(status(post_only), 405);
+  EXPECT_NE(reply_json(post_only)["error"]["message"].get<std::string>().find("method HEAD"), std::string::npos);
 }
 
 TEST(Router, UnknownRoutesAndMethods) {
@@ -243,6 +273,16 @@ TEST(Router, WaitingQueueLimitAnswers503) {
   EXPECT_EQ(s.state.num_in_flight(), 0);
   auto third = task(2);
   third->start([] {});
+  third.reset();
+  // A request that could never be admitted, even alone, is the client's error: no retry helps.
+  auto too_many = task(3);
+  try {
+    too_many->start([] {});
+    ADD_FAILURE() << "admitted past the limit";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_NE(std::string(e.what()).find("asks for 3 generations"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Router, DroppedTaskFreesItsBlocks) {
