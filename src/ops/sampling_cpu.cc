@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "ops/cpu_util.h"
+#include "ops/rank_order.h"
 #include "ops/sampling.h"
 
 namespace mlaserve::ops {
@@ -30,11 +31,7 @@ int32_t sample_row(const float* logits, int64_t v, const SamplingOptions& opt, c
   std::vector<float> z(logits, logits + v);
   for (float& x : z) x /= opt.temperature;
   const int64_t ranked = opt.top_k > 0 ? std::min(opt.top_k, v) : v;
-  std::vector<int32_t> order(static_cast<size_t>(v));
-  std::iota(order.begin(), order.end(), 0);
-  std::partial_sort(order.begin(), order.begin() + ranked, order.end(), [&](int32_t a, int32_t b) {
-    return z[a] > z[b] || (z[a] == z[b] && a < b);
-  });
+  const std::vector<int32_t> order = rank_order(z, ranked);  // z descending, then id ascending
   const float max_z = z[order[0]];
   MLA_CHECK(std::isfinite(max_z), "sample_cpu: the best logit is {} (every token masked, or NaN)", max_z);
 
