@@ -1,5 +1,7 @@
 #include "server/response_builder.h"
 
+#include "tokenizer/utf8.h"
+
 namespace mlaserve::server {
 
 ResponseBuilder::ResponseBuilder(ResponseOptions options, const std::vector<ChoiceSpec>& choices)
@@ -68,8 +70,8 @@ std::string ResponseBuilder::stream_event(Choice& c, const RequestOutput& ev, co
     if (has_logprobs) chunk.logprobs = {{"content", chat_logprobs_content(options_.tokenizer, ev.logprobs)}};
   } else {
     chunk.delta = split.content;
-    if (has_logprobs) chunk.logprobs = completion_logprobs(options_.tokenizer, ev.logprobs, c.text_bytes_sent);
-    c.text_bytes_sent += static_cast<int64_t>(split.content.size());
+    if (has_logprobs) chunk.logprobs = completion_logprobs(options_.tokenizer, ev.logprobs, c.text_chars_sent);
+    c.text_chars_sent += static_cast<int64_t>(tokenizer::utf8::count_code_points(split.content));
   }
   if (ev.finished) chunk.finish_reason = finish_reason_name(ev.finish_reason);
   out += sse_event(stream_chunk(meta, chunk, options_.include_usage));

@@ -64,7 +64,7 @@ class ResponseBuilder {
     bool started = false;  // stream: the role delta went out
     bool finished = false;
     std::string text, reasoning;
-    int64_t text_bytes_sent = 0;  // completions: text_offset of the next token
+    int64_t text_chars_sent = 0;  // completions: text_offset of the next token (in characters)
     std::vector<TokenLogprobs> logprobs;
     RequestOutput last;  // the final event (usage, finish reason, stop reason, error)
   };

@@ -1,5 +1,7 @@
 #include "server/response_json.h"
 
+#include "tokenizer/utf8.h"
+
 namespace mlaserve::server {
 namespace {
 
@@ -56,7 +58,7 @@ Json completion_logprobs(const tokenizer::Tokenizer* tok, const std::vector<Toke
     for (const TokenLogprob& t : lp.top) top[token_text(tok, t.token)] = t.logprob;  // equal texts: the best one
     top_logprobs.push_back(std::move(top));
     offsets.push_back(offset);
-    offset += static_cast<int64_t>(text.size());
+    offset += static_cast<int64_t>(tokenizer::utf8::count_code_points(text));  // characters, as OpenAI's
   }
   return Json{{"tokens", std::move(tokens)},
               {"token_logprobs", std::move(token_logprobs)},

@@ -42,7 +42,9 @@ std::string token_text(const tokenizer::Tokenizer* tok, int32_t id);
 
 // logprobs.content entries of a chat choice (one per token).
 Json chat_logprobs_content(const tokenizer::Tokenizer* tok, const std::vector<TokenLogprobs>& logprobs);
-// A completion choice's logprobs object; text_offset counts from `offset` (the choice's text so far).
+// A completion choice's logprobs object; text_offset counts characters (code points, as OpenAI's
+// and vLLM's: each token's text decoded alone, a partial character as one U+FFFD) from `offset`
+// (the characters of the choice's text so far).
 Json completion_logprobs(const tokenizer::Tokenizer* tok, const std::vector<TokenLogprobs>& logprobs, int64_t offset);
 
 Json usage_json(const Usage& usage);

@@ -7,6 +7,7 @@
 #include "server/response_builder.h"
 #include "server/response_json.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
 
 namespace mlaserve::server {
 namespace {
@@ -189,20 +190,32 @@ TEST(ResponseJson, ChatLogprobsFromTheTokenizer) {
 
 TEST(ResponseJson, CompletionLogprobsOffsets) {
   const tokenizer::Tokenizer& tok = tiny_tokenizer();
-  const std::vector<int32_t> ids = tok.encode("hello world again");
-  std::vector<TokenLogprobs> lps;
-  for (int32_t id : ids) lps.push_back({{id, -1.0f}, {{id, -1.0f}}});
-  const Json j = completion_logprobs(&tok, lps, 10);
-  ASSERT_EQ(j["tokens"].size(), ids.size());
-  int64_t offset = 10;
-  std::string joined;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    EXPECT_EQ(j["text_offset"][i], offset);
-    offset += static_cast<int64_t>(j["tokens"][i].get<std::string>().size());
-    joined += j["tokens"][i].get<std::string>();
-    EXPECT_EQ(j["top_logprobs"][i].size(), 1u);
+  // ASCII, then characters of 2-4 bytes (some split over byte tokens, each alone a U+FFFD).
+  for (const std::string text : {"hello world again", "日本語 😀 ok é"}) {
+    SCOPED_TRACE(text);
+    const std::vector<int32_t> ids = tok.encode(text);
+    std::vector<TokenLogprobs> lps;
+    for (int32_t id : ids) lps.push_back({{id, -1.0f}, {{id, -1.0f}}});
+    const Json j = completion_logprobs(&tok, lps, 10);
+    ASSERT_EQ(j["tokens"].size(), ids.size());
+    int64_t offset = 10;
+    std::string joined;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      EXPECT_EQ(j["text_offset"][i], offset);
+      offset += static_cast<int64_t>(tokenizer::utf8::count_code_points(j["tokens"][i].get<std::string>()));
+      joined += j["tokens"][i].get<std::string>();
+      EXPECT_EQ(j["top_logprobs"][i].size(), 1u);
+    }
+    if (text == "hello world again") EXPECT_EQ(joined, text);
   }
-  EXPECT_EQ(joined, "hello world again");
+  // The tiny vocabulary splits 語 into its 3 bytes, each alone a U+FFFD (3 bytes, 1 character):
+  // the offsets step by 1 (OpenAI's and vLLM's characters), not by 3.
+  std::vector<TokenLogprobs> bytes;
+  for (int32_t id : tok.encode("語")) bytes.push_back({{id, -1.0f}, {}});
+  ASSERT_EQ(bytes.size(), 3u);
+  const Json j = completion_logprobs(&tok, bytes, 0);
+  EXPECT_EQ(j["tokens"], Json::array({"\uFFFD", "\uFFFD", "\uFFFD"}));
+  EXPECT_EQ(j["text_offset"], Json::array({0, 1, 2}));
 }
 
 TEST(ResponseJson, SseFraming) {
