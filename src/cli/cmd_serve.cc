@@ -146,6 +146,10 @@ void register_serve(CLI::App& app) {
                   "Requests (choices) admitted but not yet running before new ones get 503")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--http-threads", s.http_threads, "Threads serving connections")->check(CLI::Range(1, 256));
+  cmd->add_option("--write-timeout", s.write_timeout_s,
+                  "Seconds a response write may wait for a client that does not read before the connection closes "
+                  "and its generation stops")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--drain-timeout", s.drain_timeout_s, "Seconds in-flight requests may take after SIGTERM")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--reasoning", args->reasoning,

@@ -88,6 +88,7 @@ void HttpSession::handle(http::request<http::string_body> req) {
     head_sent_ = last_sent_ = false;
     writing_ = true;
     state_.metrics().count_http(route_, 200);
+    arm_write_timeout();
     http::async_write_header(stream_, *stream_serializer_,
                              beast::bind_front_handler(&HttpSession::on_stream_write, shared_from_this()));
   }
@@ -123,11 +124,13 @@ void HttpSession::write_stream() {
     writing_ = true;
     out_ = std::move(pending_);
     pending_.clear();
+    arm_write_timeout();
     net::async_write(stream_, http::make_chunk(net::buffer(out_)),
                      beast::bind_front_handler(&HttpSession::on_stream_write, shared_from_this()));
   } else if (task_ && task_->finished() && !last_sent_) {
     writing_ = true;
     last_sent_ = true;
+    arm_write_timeout();
     net::async_write(stream_, http::make_chunk_last(),
                      beast::bind_front_handler(&HttpSession::on_stream_write, shared_from_this()));
   }
@@ -153,6 +156,7 @@ void HttpSession::send_reply(const HttpReply& r) {
     for (const auto& [name, value] : r.headers) res->set(name, value);
     res->keep_alive(keep_alive_ && !state_.draining());
     reply_ = res;
+    arm_write_timeout();
     http::async_write(stream_, *res, [self = shared_from_this()](ErrorCode ec, size_t) {
       self->reply_.reset();
       if (ec) return self->close();
@@ -192,6 +196,12 @@ void HttpSession::send_error_and_close(int status, const std::string& message) {
   });
 }
 
+void HttpSession::arm_write_timeout() {
+  // Only the write's timer: the peer watch's read, pending meanwhile, keeps its own (none).
+  stream_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(state_.options().write_timeout_s)));
+}
+
 void HttpSession::linger() {
   stream_.async_read_some(net::buffer(discard_), [self = shared_from_this()](ErrorCode ec, size_t) {
     if (ec) return self->close();
@@ -212,6 +222,9 @@ void HttpSession::after_response() {
 void HttpSession::watch_peer() {
   if (watching_ || closed_) return;
   watching_ = true;
+  // The watch waits as long as the response takes: no read timeout (a write armed while no read
+  // was pending left its expiry on the read timer too).
+  stream_.expires_never();
   stream_.async_read_some(buffer_.prepare(4096), beast::bind_front_handler(&HttpSession::on_watch, shared_from_this()));
 }
 

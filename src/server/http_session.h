@@ -55,6 +55,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void write_stream();
   void on_stream_write(ErrorCode ec, size_t bytes);
 
+  // The next write fails (and the connection closes) unless the client takes it within
+  // ServerOptions::write_timeout_s.
+  void arm_write_timeout();
   void end_task();
   void close();
   void linger();

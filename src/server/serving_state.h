@@ -32,6 +32,10 @@ struct ServerOptions {
   int32_t http_threads = 2;
   double drain_timeout_s = 30.0;    // SIGTERM: how long in-flight requests may take to finish
   double keep_alive_timeout_s = 60.0;  // an idle connection is closed after this
+  // A response write (a streamed chunk included) that the client does not take within this
+  // closes the connection and aborts its generation: a client that stops reading would
+  // otherwise hold its sequence (and the output queued for it) until the generation's end.
+  double write_timeout_s = 60.0;
   ReasoningMode reasoning = ReasoningMode::kAuto;
   RequestLimits limits;
 };

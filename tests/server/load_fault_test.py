@@ -18,6 +18,8 @@ Starts `mlaserve serve tests/data/tiny-v3 --tokenizer tests/data/tiny-tokenizer 
      slowly sent body are well-formed and must complete;
   4. a second server limited to 64 file descriptors, given 96 idle connections, must idle (not
      spin on the connections it cannot accept) and serve again once they close;
+  5. a third server, with a 2 s write timeout, must drop a streaming client that stops reading
+     and stop its generation;
 and checks after each phase that the process lives and /health answers, and at the end that
 /metrics shows no KV block in use and no request running. The server is always killed.
 Standard library only.
@@ -32,6 +34,7 @@ import random
 import re
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -167,7 +170,7 @@ def die_with_parent():
 
 
 class Server:
-    def __init__(self, mlaserve, source_dir, log_path, max_fds=None):
+    def __init__(self, mlaserve, source_dir, log_path, max_fds=None, extra_args=()):
         self.log = open(log_path, "w+")
 
         def prepare():
@@ -181,7 +184,7 @@ class Server:
             [mlaserve, "serve", model, "--tokenizer", tok, "--port", "0", "--served-model-name", "tiny",
              "--max-num-seqs", "256", "--http-threads", "2",
              # A request without max_tokens runs to the context's end: keep that short.
-             "--max-model-len", "256"],
+             "--max-model-len", "256", *extra_args],
             stdout=subprocess.PIPE, stderr=self.log, text=True, preexec_fn=prepare)
         self.port = None
         deadline = time.time() + 60
@@ -689,6 +692,45 @@ async def out_of_descriptors(args, tmp):
 
 
 # ---------------------------------------------------------------------------------------------
+# Phase 5: a client that stops reading.
+
+async def stalled_reader(args, tmp):
+    """A third server, with --write-timeout 2, streams ~6 MB (64 choices of 200 tokens with
+    logprobs) to a client with a 4 KB receive buffer that reads nothing for 5 s: the server must
+    give up on it (close the connection, abort its generation), so that what the client then
+    reads ends without "data: [DONE]", and nothing stays running."""
+    server = Server(args.mlaserve, args.source_dir, os.path.join(tmp, "stall.log"), extra_args=("--write-timeout", "2"))
+    try:
+        await check_up(server, "stalled reader: start")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((HOST, server.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        body = {"model": "tiny", "prompt": "the cat sat", "max_tokens": 200, "ignore_eos": True, "stream": True,
+                "n": 64, "logprobs": 5}
+        writer.write(request_bytes("POST", "/v1/completions", json.dumps(body).encode()))
+        await writer.drain()
+        await asyncio.sleep(5.0)
+        received = b""
+        try:
+            while True:
+                piece = await asyncio.wait_for(reader.read(1 << 20), IO_TIMEOUT)
+                if not piece:
+                    break
+                received += piece
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        finally:
+            writer.close()
+        print("stalled reader: %d bytes came before the server closed" % len(received))
+        if b"data: [DONE]" in received:
+            raise Failure("the server waited for a client that did not read (%d bytes, all of them)" % len(received))
+        await drained(server.port)
+    finally:
+        server.kill()
+
+
+# ---------------------------------------------------------------------------------------------
 
 async def drained(port):
     """Waits (up to 20 s) for the engine to hold no KV block and run no request."""
@@ -732,6 +774,8 @@ async def main_async(args, server, tmp):
     lap("streams after")
     await out_of_descriptors(args, tmp)
     lap("out of descriptors")
+    await stalled_reader(args, tmp)
+    lap("stalled reader")
     print("all phases passed in %.1f s" % (time.time() - start))
 
 
