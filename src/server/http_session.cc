@@ -33,6 +33,25 @@ void HttpSession::read_request() {
   parser_->body_limit(state_.options().max_body_bytes);
   stream_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(state_.options().keep_alive_timeout_s)));
+  http::async_read_header(stream_, buffer_, *parser_,
+                          beast::bind_front_handler(&HttpSession::on_header, shared_from_this()));
+}
+
+void HttpSession::on_header(ErrorCode ec, size_t bytes) {
+  if (ec) return on_read(ec, bytes);
+  const auto& head = parser_->get();
+  if (parser_->is_done() || !beast::iequals(head[http::field::expect], "100-continue")) return read_body();
+  // The client sends its body only once told to go on (curl does so past 1 MB, else it waits a second).
+  auto go_on = std::make_shared<http::response<http::empty_body>>(http::status::continue_, head.version());
+  reply_ = go_on;
+  http::async_write(stream_, *go_on, [self = shared_from_this()](ErrorCode write_ec, size_t) {
+    self->reply_.reset();
+    if (write_ec) return self->close();
+    self->read_body();
+  });
+}
+
+void HttpSession::read_body() {
   http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&HttpSession::on_read, shared_from_this()));
 }
 
@@ -82,8 +101,9 @@ void HttpSession::handle(http::request<http::string_body> req) {
     stream_head_.set(http::field::server, "mlaserve");
     stream_head_.set(http::field::content_type, "text/event-stream");
     stream_head_.set(http::field::cache_control, "no-cache");
+    if (version_ < 11) keep_alive_ = false;  // HTTP/1.0 knows no chunks: the body ends with the connection
     stream_head_.keep_alive(keep_alive_);
-    stream_head_.chunked(true);
+    stream_head_.chunked(version_ >= 11);
     stream_serializer_.emplace(stream_head_);
     head_sent_ = last_sent_ = false;
     writing_ = true;
@@ -125,11 +145,13 @@ void HttpSession::write_stream() {
     out_ = std::move(pending_);
     pending_.clear();
     arm_write_timeout();
-    net::async_write(stream_, http::make_chunk(net::buffer(out_)),
-                     beast::bind_front_handler(&HttpSession::on_stream_write, shared_from_this()));
+    auto done = beast::bind_front_handler(&HttpSession::on_stream_write, shared_from_this());
+    if (stream_head_.chunked()) return net::async_write(stream_, http::make_chunk(net::buffer(out_)), std::move(done));
+    net::async_write(stream_, net::buffer(out_), std::move(done));
   } else if (task_ && task_->finished() && !last_sent_) {
-    writing_ = true;
     last_sent_ = true;
+    if (!stream_head_.chunked()) return on_stream_write({}, 0);  // nothing ends the body but the close
+    writing_ = true;
     arm_write_timeout();
     net::async_write(stream_, http::make_chunk_last(),
                      beast::bind_front_handler(&HttpSession::on_stream_write, shared_from_this()));

@@ -37,7 +37,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
  private:
   using ErrorCode = boost::beast::error_code;
 
+  // A request's head, then (after "100 Continue" where the client waits for it) its body.
   void read_request();
+  void on_header(ErrorCode ec, size_t bytes);
+  void read_body();
   void on_read(ErrorCode ec, size_t bytes);
   void handle(boost::beast::http::request<boost::beast::http::string_body> request);
   std::function<void()> make_wake();

@@ -628,6 +628,45 @@ def good_body():
     return {"model": "tiny", "prompt": "the cat sat", "max_tokens": 3}
 
 
+async def expect_continue(port):
+    """A client that sends "Expect: 100-continue" and waits for the interim answer before its
+    body (as curl does past 1 MB) gets it at once, then its final answer."""
+    body = json.dumps(good_body()).encode()
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        head = request_bytes("POST", "/v1/completions", body, {"Expect": "100-continue"})[:-len(body)]
+        writer.write(head)
+        await writer.drain()
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+        if not interim.startswith(b"HTTP/1.1 100"):
+            raise Failure("Expect: 100-continue answered %r" % interim)
+        writer.write(body)
+        await writer.drain()
+        r = await asyncio.wait_for(read_response(reader), IO_TIMEOUT)
+    finally:
+        writer.close()
+    check_complete_reply("Expect: 100-continue", r)
+
+
+async def http10_stream(port):
+    """An HTTP/1.0 client streams without chunks (which it cannot read): the events, then the close."""
+    body = dict(good_body(), stream=True)
+    raw = json.dumps(body).encode()
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(b"POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                     % len(raw) + raw)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), IO_TIMEOUT)
+    finally:
+        writer.close()
+    head, _, events = answer.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.0 200") or b"chunked" in head.lower():
+        raise Failure("HTTP/1.0 stream: %r" % head)
+    if not events.startswith(b"data: {") or not events.endswith(b"data: [DONE]\n\n"):
+        raise Failure("HTTP/1.0 stream body: %r" % events[:200])
+
+
 async def head_has_no_body(port):
     """HEAD /health answers 200 with the Content-Length a GET would get and no body: the next
     pipelined response follows its head at once."""
@@ -767,6 +806,8 @@ async def main_async(args, server, tmp):
     lap("concurrent streams")
     await hostile(server.port, args.seed)
     await head_has_no_body(server.port)
+    await expect_continue(server.port)
+    await http10_stream(server.port)
     await check_up(server, "hostile requests")
     lap("hostile requests")
     await concurrent_streams(server.port, 32, args.seed + 1)  # still serving normally
