@@ -18,6 +18,14 @@
 namespace mlaserve {
 namespace {
 
+// The op's options for a request's. Temperatures below 1e-5 sample greedily (as vLLM's): the
+// distribution is a point mass but for near-ties anyway, and far below that logits / t
+// overflows to inf, which the op refuses.
+ops::SamplingOptions op_options(const SamplingParams& p) {
+  constexpr float kGreedyBelow = 1e-5f;
+  return {p.temperature < kGreedyBelow ? 0.0f : p.temperature, p.top_k, p.top_p, p.min_p};
+}
+
 // The sampled token's and the top n entries of a log-softmax row [1, V].
 TokenLogprobs logprobs_of(const Tensor& logprobs, int32_t token, int32_t n) {
   const std::span<const float> lp(logprobs.data<float>(), static_cast<size_t>(logprobs.numel()));
@@ -75,7 +83,7 @@ SampledToken sample_token(Tensor& logits, const SamplerRow& row) {
   }
   adjust_logits(std::span(logits.data<float>(), static_cast<size_t>(logits.dim(1))), row);
 
-  const ops::SamplingOptions options{p.temperature, p.top_k, p.top_p, p.min_p};
+  const ops::SamplingOptions options = op_options(p);
   const ops::SamplingKey key{row.seed, static_cast<uint64_t>(row.output.size())};
   Tensor token = Tensor::empty({1}, DType::kI32);
   ops::sample_cpu(logits, std::span(&options, 1), std::span(&key, 1), token);
@@ -123,8 +131,7 @@ std::vector<int32_t> sample_tokens_gpu(const Tensor& logits, std::span<const Sam
   for (const SamplerRow& r : rows) {
     const SamplingParams& p = *r.params;
     // Rows left to the host take the cheapest path (greedy); their token is discarded.
-    options.push_back(samples_on_gpu(p) ? ops::SamplingOptions{p.temperature, p.top_k, p.top_p, p.min_p}
-                                        : ops::SamplingOptions{0.0f, 0, 1.0f, 0.0f});
+    options.push_back(samples_on_gpu(p) ? op_options(p) : ops::SamplingOptions{0.0f, 0, 1.0f, 0.0f});
     keys.push_back({r.seed, static_cast<uint64_t>(r.output.size())});
   }
   std::optional<DevicePoolScope> pool;

@@ -9,7 +9,8 @@
 //      has its logit divided by the penalty if positive, multiplied if negative;
 //   4. frequency_penalty and presence_penalty (OpenAI): logit -= frequency · (times the token
 //      occurs in the output) + presence · (1 if it occurs in the output);
-//   5. temperature, top-k, top-p, min-p and the seeded draw of ops::sample_cpu.
+//   5. temperature, top-k, top-p, min-p and the seeded draw of ops::sample_cpu (a temperature
+//      below 1e-5 draws greedily, as vLLM's).
 // Stopping: max_tokens; an EOS token of the model (unless ignore_eos); any of stop_token_ids;
 // any of the stop strings in the detokenized output (the text is cut before the match).
 #pragma once

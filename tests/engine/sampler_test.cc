@@ -116,6 +116,20 @@ TEST(Sampler, TheDrawIsKeyedBySeedAndTheNumberOfTokensGenerated) {
   }
 }
 
+// Temperatures below 1e-5 are greedy: far below, logits / t overflowed to inf and the request
+// failed ("the best logit is inf").
+TEST(Sampler, TinyTemperaturesAreGreedy) {
+  std::vector<float> raw(50);
+  for (size_t i = 0; i < raw.size(); ++i) raw[i] = 40.0f * static_cast<float>(std::sin(double(i)));
+  const auto best = static_cast<int32_t>(std::max_element(raw.begin(), raw.end()) - raw.begin());
+  for (const float t : {1e-38f, 1e-30f, 9e-6f}) {
+    SamplingParams p;
+    p.temperature = t;
+    Tensor a = row_of(raw);
+    EXPECT_EQ(sample_token(a, SamplerRow{&p, {}, {}, 5}).token, best) << t;
+  }
+}
+
 TEST(Sampler, ValidateNamesTheBadField) {
   SamplingParams p;
   p.top_p = 0.0f;
