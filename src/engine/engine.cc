@@ -293,18 +293,37 @@ void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<siz
   }
   std::vector<int32_t> gpu_tokens;  // -1: sample on the host
   if (!logits.is_cpu()) gpu_tokens = sample_tokens_gpu(logits, inputs, runner_.sampling_stream());
+  // The host samples the other rows together (their draws side by side on its cores).
+  std::vector<size_t> host_rows;
+  std::vector<int64_t> host_index(sampled.size(), -1);
+  for (size_t row = 0; row < sampled.size(); ++row) {
+    const bool aborted = requests_.at(out.chunks[sampled[row]].seq->id)->abort_requested;
+    if (!aborted && (gpu_tokens.empty() || gpu_tokens[row] < 0)) {
+      host_index[row] = static_cast<int64_t>(host_rows.size());
+      host_rows.push_back(row);
+    }
+  }
+  std::vector<SampledToken> host_tokens;
+  std::string host_error;
+  try {
+    if (!host_rows.empty()) host_tokens = sample_host_rows(logits, host_rows, inputs);
+  } catch (const std::exception& e) {  // a bug: the rows sampled on the host fail, the others go on
+    host_error = e.what();
+  }
   for (size_t row = 0; row < sampled.size(); ++row) {
     ActiveRequest& r = *requests_.at(out.chunks[sampled[row]].seq->id);
     if (r.abort_requested) continue;  // ends without a token (complete_oldest)
-    const SamplerRow& input = inputs[row];
     RequestOutput ev = event_for(r);
     FinishReason reason = FinishReason::kNone;
     try {
-      Tensor row_logits = logits.slice(static_cast<int64_t>(row), static_cast<int64_t>(row) + 1);
-      const bool on_gpu = !gpu_tokens.empty() && gpu_tokens[row] >= 0;
-      if (!row_logits.is_cpu() && (!on_gpu || r.params.logprobs)) row_logits = row_logits.to(Device::kCPU);
-      SampledToken token = on_gpu ? SampledToken{gpu_tokens[row], std::nullopt} : sample_token(row_logits, input);
-      if (on_gpu && r.params.logprobs) token.logprobs = token_logprobs(row_logits, token.token, *r.params.logprobs);
+      const int64_t h = host_index[row];
+      MLA_CHECK(h < 0 || host_error.empty(), "{}", host_error);
+      SampledToken token = h < 0 ? SampledToken{gpu_tokens[row], std::nullopt} : host_tokens[static_cast<size_t>(h)];
+      MLA_CHECK(token.token >= 0, "every token of the row is masked (-inf), or its logits hold NaN");
+      if (h < 0 && r.params.logprobs) {
+        const Tensor row_logits = logits.slice(static_cast<int64_t>(row), static_cast<int64_t>(row) + 1);
+        token.logprobs = token_logprobs(row_logits.to(Device::kCPU), token.token, *r.params.logprobs);
+      }
       reason = accept_token(r, token, ev);
     } catch (const std::exception& e) {
       ev = final_event(r, FinishReason::kError, e.what());
@@ -316,6 +335,21 @@ void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<siz
       finish(r, std::move(ev));
     }
   }
+}
+
+std::vector<SampledToken> Engine::sample_host_rows(const Tensor& logits, std::span<const size_t> rows,
+                                                   std::span<const SamplerRow> inputs) {
+  MLA_CHECK(logits.dtype() == DType::kF32, "sample_host_rows: logits must be F32, got {}", dtype_name(logits.dtype()));
+  const int64_t v = logits.dim(1);
+  const size_t row_bytes = static_cast<size_t>(v) * sizeof(float);
+  Tensor host = Tensor::empty({static_cast<int64_t>(rows.size()), v}, DType::kF32);
+  std::vector<SamplerRow> host_inputs;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    copy_bytes(static_cast<char*>(host.raw()) + i * row_bytes, Device::kCPU,
+               static_cast<const char*>(logits.raw()) + rows[i] * row_bytes, logits.device(), row_bytes);
+    host_inputs.push_back(inputs[rows[i]]);
+  }
+  return sample_tokens(host, host_inputs);
 }
 
 FinishReason Engine::accept_token(ActiveRequest& r, const SampledToken& token, RequestOutput& ev) {

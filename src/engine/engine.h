@@ -34,6 +34,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -122,6 +123,9 @@ class Engine {
   // Ends the requests of a step that failed (kError).
   void fail_step(const SchedulerOutput& out, const std::string& error);
   void sample_and_stream(const SchedulerOutput& out, const std::vector<size_t>& sampled, Tensor& logits);
+  // sample_tokens over the given rows of logits [B, V] f32 (host or GPU), copied to the host.
+  std::vector<SampledToken> sample_host_rows(const Tensor& logits, std::span<const size_t> rows,
+                                             std::span<const SamplerRow> inputs);
   // The stop conditions after a token was sampled; fills the event, returns why it finished.
   FinishReason accept_token(ActiveRequest& r, const SampledToken& token, RequestOutput& event);
   // Ends a request: out of the scheduler (blocks freed), final event, forgotten.

@@ -72,24 +72,33 @@ std::vector<TokenLogprob> top_logprobs(std::span<const float> logprobs, int32_t 
   return top;
 }
 
-SampledToken sample_token(Tensor& logits, const SamplerRow& row) {
-  MLA_CHECK(logits.ndim() == 2 && logits.dim(0) == 1, "sample_token: logits {} must be one row [1, V]",
-            shape_str(logits.shape()));
-  const SamplingParams& p = *row.params;
-  Tensor logprobs;
-  if (p.logprobs) {
-    logprobs = Tensor::empty(logits.shape(), DType::kF32);
-    ops::log_softmax_cpu(logits, logprobs);  // raw: before penalties and temperature
+std::vector<SampledToken> sample_tokens(Tensor& logits, std::span<const SamplerRow> rows) {
+  MLA_CHECK(logits.is_cpu() && logits.dtype() == DType::kF32 && logits.ndim() == 2 &&
+                logits.dim(0) == static_cast<int64_t>(rows.size()),
+            "sample_tokens: logits {} must be [{}, V] f32 on the host", shape_str(logits.shape()), rows.size());
+  const int64_t v = logits.dim(1);
+  std::vector<Tensor> logprobs(rows.size());
+  std::vector<ops::SamplingOptions> options;
+  std::vector<ops::SamplingKey> keys;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const SamplingParams& p = *rows[i].params;
+    Tensor row = logits.slice(static_cast<int64_t>(i), static_cast<int64_t>(i) + 1);
+    if (p.logprobs) {
+      logprobs[i] = Tensor::empty(row.shape(), DType::kF32);
+      ops::log_softmax_cpu(row, logprobs[i]);  // raw: before penalties and temperature
+    }
+    adjust_logits(std::span(row.data<float>(), static_cast<size_t>(v)), rows[i]);
+    options.push_back(op_options(p));
+    keys.push_back({rows[i].seed, static_cast<uint64_t>(rows[i].output.size())});
   }
-  adjust_logits(std::span(logits.data<float>(), static_cast<size_t>(logits.dim(1))), row);
+  Tensor tokens = Tensor::empty({static_cast<int64_t>(rows.size())}, DType::kI32);
+  ops::sample_cpu(logits, options, keys, tokens);  // the rows side by side on the host's cores
 
-  const ops::SamplingOptions options = op_options(p);
-  const ops::SamplingKey key{row.seed, static_cast<uint64_t>(row.output.size())};
-  Tensor token = Tensor::empty({1}, DType::kI32);
-  ops::sample_cpu(logits, std::span(&options, 1), std::span(&key, 1), token);
-
-  SampledToken out{token.data<int32_t>()[0], std::nullopt};
-  if (p.logprobs) out.logprobs = logprobs_of(logprobs, out.token, *p.logprobs);
+  std::vector<SampledToken> out;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    SampledToken& t = out.emplace_back(SampledToken{tokens.data<int32_t>()[i], std::nullopt});
+    if (t.token >= 0 && rows[i].params->logprobs) t.logprobs = logprobs_of(logprobs[i], t.token, *rows[i].params->logprobs);
+  }
   return out;
 }
 

@@ -1,9 +1,10 @@
 // The sampler: logits rows in, one token (and its logprobs) per row out, following
 // SamplingParams (sampling_params.h has the order of operations).
-//   - sample_token: one row on the host (ops::sample_cpu after the penalties);
+//   - sample_tokens: rows on the host (ops::sample_cpu after the penalties, the rows side by
+//     side on the host's cores);
 //   - sample_tokens_gpu: every row of a GPU logits batch that has no penalty, in one ops::sample
 //     launch (greedy, temperature, top-k, top-p, min-p); only the token ids come back. Rows with
-//     penalties need the request's tokens and stay on the host (sample_token), as do the
+//     penalties need the request's tokens and stay on the host (sample_tokens), as do the
 //     logprobs of rows that ask for them (token_logprobs on a host copy of the row: raw
 //     logprobs do not depend on the sampled token's path).
 //
@@ -13,7 +14,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <vector>
 
 #include "core/stream.h"
 #include "core/tensor.h"
@@ -40,16 +43,17 @@ void adjust_logits(std::span<float> logits, const SamplerRow& row);
 // The top-n log-probabilities of a log-softmax row [V], best first (ties: lower id).
 std::vector<TokenLogprob> top_logprobs(std::span<const float> logprobs, int32_t n);
 
-// Samples from logits [1, V] f32 on the host (modified in place by adjust_logits).
-SampledToken sample_token(Tensor& logits, const SamplerRow& row);
+// Samples each row of logits [R, V] f32 on the host (modified in place by adjust_logits) with
+// rows[r]. Token -1 (and no logprobs): every token of the row is masked (-inf), or NaN.
+std::vector<SampledToken> sample_tokens(Tensor& logits, std::span<const SamplerRow> rows);
 
 // Whether sample_tokens_gpu draws the row's token: no penalties (they need the request's tokens)
 // and no logit_bias (the host applies both).
 bool samples_on_gpu(const SamplingParams& params);
 
 // Tokens for logits [B, V] f32 on the GPU and rows [B]: ops::sample's token for each row that
-// samples_on_gpu (the same as sample_token's but at a rounding boundary: ops/cuda/sampling_cuda.h),
-// -1 for the others and for rows whose every token is masked (sample_token then fails them).
+// samples_on_gpu (the same as sample_tokens' but at a rounding boundary: ops/cuda/sampling_cuda.h),
+// -1 for the others and for rows whose every token is masked (the host then samples them).
 // Empty when no row samples on the GPU. Runs on `stream`, after which the logits must be ready
 // (written by work queued before it there, or already complete), and waits for that stream only:
 // a pipeline samples step N on a stream of its own while stage 0's step N + 1 still runs on the

@@ -17,6 +17,8 @@
 //  5. min_p > 0: of those, drop tokens with p < min_p · p_max.
 //  6. one uniform u in [0, 1) from keys[b]; walk the kept tokens in rank order and return the
 //     first whose cumulative mass exceeds u · (kept mass).
+// A sampled row whose best z is not finite (every token masked to -inf, or NaN) gets token -1,
+// as on the GPU. Rows run side by side on the host's cores when they are large enough.
 // The filters run in Hugging Face's order (temperature, top-k, top-p, min-p); each later filter
 // sees the earlier ones' renormalised distribution. Probabilities and sums are in double.
 //

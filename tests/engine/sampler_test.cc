@@ -2,7 +2,10 @@
 // top-n ordering, and the counter-based draw keyed by the request's output length.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <random>
 
 #include "engine/sampler.h"
 #include "ops/sampling.h"
@@ -13,6 +16,8 @@ namespace {
 Tensor row_of(const std::vector<float>& v) {
   return Tensor::from_floats(v, {1, static_cast<int64_t>(v.size())}, DType::kF32);
 }
+
+SampledToken sample_one(Tensor& logits, const SamplerRow& row) { return sample_tokens(logits, {&row, 1}).front(); }
 
 TEST(Sampler, RepetitionPenaltyScalesLogitsOfEveryTokenSeenTowardsZero) {
   SamplingParams p;
@@ -50,7 +55,7 @@ TEST(Sampler, LogitBiasBansAndForcesTokensButLeavesLogprobsRaw) {
   p.logprobs = 1;
   p.logit_bias = {{1, -100.0f}};  // the argmax, banned
   Tensor logits = row_of(raw);
-  SampledToken t = sample_token(logits, SamplerRow{&p, {}, {}, 0});
+  SampledToken t = sample_one(logits, SamplerRow{&p, {}, {}, 0});
   EXPECT_EQ(t.token, 2);
   ASSERT_TRUE(t.logprobs);
   EXPECT_EQ(t.logprobs->top[0].token, 1);  // raw: before the bias
@@ -58,7 +63,7 @@ TEST(Sampler, LogitBiasBansAndForcesTokensButLeavesLogprobsRaw) {
   p.temperature = 1.0f;
   for (uint64_t seed : {1u, 2u, 3u}) {
     Tensor row = row_of(raw);
-    EXPECT_EQ(sample_token(row, SamplerRow{&p, {}, {}, seed}).token, 3);
+    EXPECT_EQ(sample_one(row, SamplerRow{&p, {}, {}, seed}).token, 3);
   }
   EXPECT_FALSE(samples_on_gpu(p));
   EXPECT_TRUE(samples_on_gpu(SamplingParams{}));
@@ -83,7 +88,7 @@ TEST(Sampler, LogprobsComeFromTheRawLogitsBeforePenaltiesAndTemperature) {
   p.logprobs = 2;
   const std::vector<int32_t> prompt{1};
   Tensor logits = row_of(raw);
-  SampledToken t = sample_token(logits, SamplerRow{&p, prompt, {}, 0});
+  SampledToken t = sample_one(logits, SamplerRow{&p, prompt, {}, 0});
   EXPECT_EQ(t.token, 0);
   double z = 0;
   for (float x : raw) z += std::exp(double(x));
@@ -105,13 +110,13 @@ TEST(Sampler, TheDrawIsKeyedBySeedAndTheNumberOfTokensGenerated) {
     for (size_t generated = 0; generated < 6; ++generated) {
       const std::vector<int32_t> output(generated, 7);
       Tensor a = row_of(raw);
-      const int32_t got = sample_token(a, SamplerRow{&p, prompt, output, seed}).token;
+      const int32_t got = sample_one(a, SamplerRow{&p, prompt, output, seed}).token;
       Tensor b = row_of(raw), id = Tensor::empty({1}, DType::kI32);
       const ops::SamplingOptions o{1.0f, 0, 1.0f, 0.0f};
       const ops::SamplingKey key{seed, generated};
       ops::sample_cpu(b, std::span(&o, 1), std::span(&key, 1), id);
       EXPECT_EQ(got, id.data<int32_t>()[0]);
-      EXPECT_FALSE(sample_token(a, SamplerRow{&p, prompt, output, seed}).logprobs);
+      EXPECT_FALSE(sample_one(a, SamplerRow{&p, prompt, output, seed}).logprobs);
     }
   }
 }
@@ -126,8 +131,48 @@ TEST(Sampler, TinyTemperaturesAreGreedy) {
     SamplingParams p;
     p.temperature = t;
     Tensor a = row_of(raw);
-    EXPECT_EQ(sample_token(a, SamplerRow{&p, {}, {}, 5}).token, best) << t;
+    EXPECT_EQ(sample_one(a, SamplerRow{&p, {}, {}, 5}).token, best) << t;
   }
+}
+
+// Rows sampled together (side by side on the host's cores at DeepSeek's vocabulary) get the
+// tokens and logprobs each gets alone; a fully masked row gets -1 and leaves the others be.
+TEST(Sampler, RowsTogetherAsEachAlone) {
+  constexpr int64_t kRows = 9, kVocab = 129280;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> raw(static_cast<size_t>(kRows * kVocab));
+  for (float& x : raw) x = normal(rng);
+  std::fill_n(raw.begin() + 4 * kVocab, kVocab, -std::numeric_limits<float>::infinity());  // row 4: all masked
+  const std::vector<int32_t> prompt{5, 6, 7}, output{8, 8, 9};
+  std::vector<SamplingParams> params(kRows);
+  for (int64_t i = 0; i < kRows; ++i) {
+    SamplingParams& p = params[static_cast<size_t>(i)];
+    p.temperature = i == 0 ? 0.0f : 0.5f + 0.1f * static_cast<float>(i);
+    p.top_k = i % 3 == 1 ? 40 : 0;
+    p.top_p = i % 3 == 2 ? 0.9f : 1.0f;
+    p.presence_penalty = 0.5f;
+    p.repetition_penalty = i % 2 == 0 ? 1.2f : 1.0f;
+    if (i % 4 == 3) p.logprobs = 3;
+  }
+  std::vector<SamplerRow> rows;
+  for (int64_t i = 0; i < kRows; ++i) rows.push_back({&params[static_cast<size_t>(i)], prompt, output, uint64_t(40 + i)});
+  Tensor all = Tensor::from_floats(raw, {kRows, kVocab}, DType::kF32);
+  const std::vector<SampledToken> together = sample_tokens(all, rows);
+  ASSERT_EQ(together.size(), static_cast<size_t>(kRows));
+  for (int64_t i = 0; i < kRows; ++i) {
+    SCOPED_TRACE(i);
+    Tensor one = Tensor::from_floats(std::vector<float>(raw.begin() + i * kVocab, raw.begin() + (i + 1) * kVocab),
+                                     {1, kVocab}, DType::kF32);
+    const SampledToken alone = sample_one(one, rows[static_cast<size_t>(i)]);
+    EXPECT_EQ(together[static_cast<size_t>(i)].token, alone.token);
+    EXPECT_EQ(together[static_cast<size_t>(i)].logprobs.has_value(), alone.logprobs.has_value());
+    if (alone.logprobs) {
+      EXPECT_EQ(together[static_cast<size_t>(i)].logprobs->sampled.logprob, alone.logprobs->sampled.logprob);
+    }
+  }
+  EXPECT_EQ(together[4].token, -1);
+  EXPECT_GE(together[5].token, 0);
 }
 
 TEST(Sampler, ValidateNamesTheBadField) {

@@ -735,9 +735,10 @@ async def out_of_descriptors(args, tmp):
 
 async def stalled_reader(args, tmp):
     """A third server, with --write-timeout 2, streams ~6 MB (64 choices of 200 tokens with
-    logprobs) to a client with a 4 KB receive buffer that reads nothing for 5 s: the server must
-    give up on it (close the connection, abort its generation), so that what the client then
-    reads ends without "data: [DONE]", and nothing stays running."""
+    logprobs) to a client with a 4 KB receive buffer that reads nothing until the generation has
+    ended (aborted or done) and 3 s more: the server must give up on it (close the connection,
+    abort what is left of its generation), so that what the client then reads ends without
+    "data: [DONE]". (Waiting on the server, not on the clock: a slow machine generates slowly.)"""
     server = Server(args.mlaserve, args.source_dir, os.path.join(tmp, "stall.log"), extra_args=("--write-timeout", "2"))
     try:
         await check_up(server, "stalled reader: start")
@@ -749,7 +750,9 @@ async def stalled_reader(args, tmp):
                 "n": 64, "logprobs": 5}
         writer.write(request_bytes("POST", "/v1/completions", json.dumps(body).encode()))
         await writer.drain()
-        await asyncio.sleep(5.0)
+        await asyncio.sleep(1.0)  # admitted
+        await drained(server.port, deadline_s=120)
+        await asyncio.sleep(3.0)  # past the write timeout of the write then blocked
         received = b""
         try:
             while True:
@@ -764,16 +767,15 @@ async def stalled_reader(args, tmp):
         print("stalled reader: %d bytes came before the server closed" % len(received))
         if b"data: [DONE]" in received:
             raise Failure("the server waited for a client that did not read (%d bytes, all of them)" % len(received))
-        await drained(server.port)
     finally:
         server.kill()
 
 
 # ---------------------------------------------------------------------------------------------
 
-async def drained(port):
-    """Waits (up to 20 s) for the engine to hold no KV block and run no request."""
-    deadline = time.time() + 20
+async def drained(port, deadline_s=20):
+    """Waits (up to deadline_s) for the engine to hold no KV block and run no request."""
+    deadline = time.time() + deadline_s
     while True:
         text = (await get(port, "/metrics")).body.decode()
         in_use, running = metric(text, "kv_blocks_in_use"), metric(text, "num_requests_running")

@@ -79,7 +79,7 @@ TEST(SamplerCuda, GpuTokensMatchTheHostSampler) {
     Tensor row = logits.slice(i, i + 1).to(Device::kCPU);
     Tensor copy = Tensor::empty(row.shape(), DType::kF32);
     std::copy_n(row.data<float>(), kVocab, copy.data<float>());
-    const int32_t want = sample_token(copy, rows[i]).token;
+    const int32_t want = sample_tokens(copy, {&rows[i], 1}).front().token;
     if (samples_on_gpu(params[i])) {
       EXPECT_EQ(gpu[i], want) << "row " << i;
     } else {
