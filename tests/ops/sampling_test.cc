@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "op_test_util.h"
+#include "ops/sampling_split.h"
 
 namespace mlaserve::ops {
 namespace {
@@ -170,6 +171,49 @@ TEST(LogSoftmax, MatchesNaive) {
       // The log-normaliser is accurate to ~1 ulp of ~20; the subtraction adds one rounding.
       ASSERT_NEAR(out.data<float>()[b * 3000 + v], l[b * 3000 + v] - m - std::log(z), 1e-5);
     }
+  }
+}
+
+// The GPU sampler's slices of a row (ops/sampling_split.h): in rank order they cover the row
+// exactly once, each starts on a 4-token step (16-byte aligned where the row is), and none is
+// longer than a share of whole steps: for every cluster size and vocabularies from 1 token to
+// DeepSeek's.
+TEST(SamplingSplit, SlicesCoverTheRowInOrderOnFourTokenSteps) {
+  std::vector<int32_t> vocabs;
+  for (int32_t v = 1; v <= 300; ++v) vocabs.push_back(v);
+  for (int32_t v : {1021, 4096, 32000, 102400, 129280, 129281, 129283}) vocabs.push_back(v);
+  for (int ctas : {1, 2, 4, 8}) {
+    for (int32_t v : vocabs) {
+      SCOPED_TRACE(::testing::Message() << "v " << v << ", " << ctas << " CTAs");
+      int32_t next = 0;
+      for (int rank = 0; rank < ctas; ++rank) {
+        const VocabSlice s = vocab_slice(v, rank, ctas);
+        ASSERT_EQ(s.begin, next);
+        ASSERT_LE(s.begin, s.end);
+        EXPECT_TRUE(s.begin % 4 == 0 || s.begin == v);
+        EXPECT_LE(s.end - s.begin, 4 * ((v + 4 * ctas - 1) / (4 * ctas)) + 4);
+        next = s.end;
+      }
+      EXPECT_EQ(next, v);
+    }
+  }
+}
+
+// A row a CTA from about a row an SM; the fewer the rows, the larger the cluster, at most 8.
+TEST(SamplingSplit, CtasPerRowFillTheSmsUpToEight) {
+  constexpr int kSms = 132;
+  EXPECT_EQ(ctas_per_row(1, kSms), 8);
+  EXPECT_EQ(ctas_per_row(16, kSms), 8);
+  EXPECT_EQ(ctas_per_row(17, kSms), 4);
+  EXPECT_EQ(ctas_per_row(33, kSms), 4);
+  EXPECT_EQ(ctas_per_row(34, kSms), 2);
+  EXPECT_EQ(ctas_per_row(66, kSms), 2);
+  EXPECT_EQ(ctas_per_row(67, kSms), 1);
+  EXPECT_EQ(ctas_per_row(4096, kSms), 1);
+  EXPECT_EQ(ctas_per_row(0, kSms), 8);  // no rows: nothing launched, any answer is safe
+  for (int64_t rows = 1; rows <= 300; ++rows) {
+    const int c = ctas_per_row(rows, kSms);
+    EXPECT_TRUE(c == 1 || rows * c <= kSms) << rows << " rows: " << c << " CTAs each, more than the SMs";
   }
 }
 

@@ -10,7 +10,8 @@
 //   greedy: per-thread best (value, id) with "larger value, then lower id" (a total order on
 //           NaN-free rows: the reduction order cannot change the winner, which is the CPU's
 //           first maximum).
-//   sample: the row's best logit, then histogram passes over it (sampling_filtered.cuh).
+//   sample: the row's best logit, then histogram passes over it (sampling_filtered.cuh); below
+//           about a row an SM, each row split over a cluster of 2-8 CTAs (ops/sampling_split.h).
 //   log_softmax: three passes over the row (it stays in L2): the max; Σ exp(x - max) in double
 //           (the CPU reference's precision); out = x - float(max + log Σ).
 #include <cuda_runtime.h>
@@ -22,10 +23,12 @@
 
 #include "core/cuda_check.h"
 #include "core/upload.h"
+#include "ops/cuda/device_props.h"
 #include "ops/cuda/gpu_checks.h"
 #include "ops/cuda/sampling_block.cuh"
 #include "ops/cuda/sampling_cuda.h"
 #include "ops/cuda/sampling_filtered.cuh"
+#include "ops/sampling_split.h"
 
 namespace mlaserve::ops {
 namespace {
@@ -78,6 +81,31 @@ __global__ void __launch_bounds__(kThreads) log_softmax_kernel(RowsParams p) {
   }
 }
 
+// sample_kernel<C> over p.num_rows rows: grid C x min(B, 65535), clusters of C.
+template <int C>
+void launch_sample(const sampling_gpu::SampleParams& p, cudaStream_t stream) {
+  constexpr auto kSmem = static_cast<int>(sampling_gpu::kSampleSmemBytes);
+  static const bool smem_set = [] {  // once per process and C (one GPU per process)
+    MLA_CUDA_CHECK(
+        cudaFuncSetAttribute(sampling_gpu::sample_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+    return true;
+  }();
+  (void)smem_set;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(C * std::min<int64_t>(p.num_rows, 65535)));
+  config.blockDim = dim3(sampling_gpu::kThreads);
+  config.dynamicSmemBytes = kSmem;
+  config.stream = stream;
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = C;
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  config.attrs = &cluster;
+  config.numAttrs = C > 1 ? 1 : 0;
+  MLA_CUDA_CHECK(cudaLaunchKernelEx(&config, sampling_gpu::sample_kernel<C>, p));
+}
+
 void check_logits(std::string_view op, const Tensor& logits) {
   gpu::check_dtype(op, "logits", logits, DType::kF32);
   MLA_CHECK(logits.ndim() == 2 && logits.dim(1) >= 1 && logits.dim(1) <= (int64_t{1} << 30),
@@ -110,16 +138,12 @@ void sample_cuda(const Tensor& logits, const SamplingOptions* options, const Sam
                                        DType::kU8, Stream{stream});
   const sampling_gpu::SampleParams p{gpu::ptr<const float>(logits), gpu::ptr<const sampling_gpu::RowOptions>(dev_rows),
                                      gpu::ptr<int32_t>(token_ids), b, static_cast<int32_t>(v)};
-  constexpr auto kSmem = static_cast<int>(sampling_gpu::kSampleSmemBytes);
-  static const bool smem_set = [] {  // once per process (one GPU per process)
-    MLA_CUDA_CHECK(
-        cudaFuncSetAttribute(sampling_gpu::sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-    return true;
-  }();
-  (void)smem_set;
-  sampling_gpu::sample_kernel<<<static_cast<unsigned>(std::min<int64_t>(b, 65535)), sampling_gpu::kThreads, kSmem,
-                                stream>>>(p);
-  MLA_CUDA_CHECK_LAUNCH();
+  switch (ctas_per_row(b, gpu::device_sm_count())) {
+    case 8: return launch_sample<8>(p, stream);
+    case 4: return launch_sample<4>(p, stream);
+    case 2: return launch_sample<2>(p, stream);
+    default: return launch_sample<1>(p, stream);
+  }
 }
 
 void greedy_sample_cuda(const Tensor& logits, Tensor& token_ids, cudaStream_t stream) {
