@@ -85,7 +85,12 @@ void add_bench_engine_options(CLI::App& cmd, BenchEngineArgs& a) {
 
 BenchEngine make_bench_engine(const BenchEngineArgs& a, int32_t blocks_needed) {
   BenchEngine b;
-  if (a.dist.world_size() > 1) b.dist = dist::DistContext::start(a.dist);  // forks this node's ranks
+  if (a.dist.world_size() > 1) {
+    dist::LaunchOptions launch = a.dist;
+    launch.run_fingerprint = fmt::format("{}; max-num-seqs {} max-num-batched-tokens {}", model_fingerprint(a.source),
+                                         a.max_num_seqs, a.max_num_batched_tokens);
+    b.dist = dist::DistContext::start(launch);  // forks this node's ranks
+  }
   b.model = std::make_unique<DeepSeekModel>(load_model(a.source, b.dist.get()));
   b.model_name = !a.source.model_dir.empty() ? a.source.model_dir
                  : !a.source.preset.empty()  ? a.source.preset

@@ -85,7 +85,12 @@ int32_t cache_blocks(const ServeArgs& a, const DeepSeekModel& model) {
 
 void run_serve(ServeArgs a) {
   std::unique_ptr<dist::DistContext> dist;
-  if (a.dist.world_size() > 1) dist = dist::DistContext::start(a.dist);  // forks this node's ranks
+  if (a.dist.world_size() > 1) {
+    a.dist.run_fingerprint = fmt::format("{}; max-num-seqs {} max-num-batched-tokens {} max-model-len {}",
+                                         model_fingerprint(a.source), a.max_num_seqs, a.max_num_batched_tokens,
+                                         a.max_model_len);
+    dist = dist::DistContext::start(a.dist);  // forks this node's ranks
+  }
   DeepSeekModel model = load_model(a.source, dist.get());
   int32_t blocks = cache_blocks(a, model);
   std::unique_ptr<ModelRunner> runner;
@@ -123,6 +128,7 @@ void run_serve(ServeArgs a) {
                                               : server::ReasoningMode::kAuto;
   a.server.limits.max_logprobs = options.max_logprobs;
   server::ServingState state(engine, tok ? &*tok : nullptr, a.server);
+  if (dist) state.set_broken_check([d = dist.get()] { return d->failed() ? d->failure() : std::string(); });
   engine.start();
   server::HttpServer(state).run();
 }

@@ -1,5 +1,8 @@
 #include "cli/model_source.h"
 
+#include <fstream>
+#include <iterator>
+
 #include "core/device_cache.h"
 #include "core/logging.h"
 #include "core/memory.h"
@@ -37,6 +40,22 @@ void add_model_source_options(CLI::App& cmd, ModelSourceOptions& o) {
   cmd.add_option("--weights-seed", o.seed, "Seed of dummy weights");
   cmd.add_option("--device", o.device, "cpu (f32 reference backend) or cuda (bf16 on the GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+}
+
+std::string model_fingerprint(const ModelSourceOptions& o) {
+  auto file_hash = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    MLA_CHECK(in.good(), "cannot read {}", path);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return fmt::format("{:016x}", std::hash<std::string>{}(bytes));  // the same binary runs every rank
+  };
+  const std::string model =
+      !uses_dummy_weights(o) ? fmt::format("checkpoint config.json {}", file_hash(o.model_dir + "/config.json"))
+      : !o.preset.empty()    ? fmt::format("dummy preset {}", o.preset)
+                             : fmt::format("dummy config.json {}", file_hash(o.config_path));
+  return fmt::format("{} layers {} weights-seed {} device {} fp8-mode {} quantization {} attention {} kv-cache {}", model,
+                     o.num_layers.value_or(0), o.seed, o.device, o.fp8_mode, o.quantization, o.attention_form,
+                     o.kv_cache_layout);
 }
 
 bool uses_dummy_weights(const ModelSourceOptions& o) {

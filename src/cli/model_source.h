@@ -31,6 +31,12 @@ struct ModelSourceOptions {
 // --attention-form, --kv-cache-layout, --device.
 void add_model_source_options(CLI::App& cmd, ModelSourceOptions& options);
 
+// What every rank of a split model must load alike, for the rendezvous's fingerprint
+// (dist::LaunchOptions::run_fingerprint): a hash of the config.json read (a checkpoint's, or the
+// dummy weights' preset or file), and the options that change the weights or their kernels. Not
+// the checkpoint's path: nodes may mount it at different places.
+std::string model_fingerprint(const ModelSourceOptions& options);
+
 // True when `options` ask for dummy weights (--load-format dummy, or auto without --model).
 bool uses_dummy_weights(const ModelSourceOptions& options);
 

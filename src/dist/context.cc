@@ -9,6 +9,8 @@
 #include <cstring>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "core/logging.h"
 #ifdef MLASERVE_WITH_NCCL
 #include <cuda_runtime_api.h>
@@ -34,6 +36,12 @@ int env_int(const char* name, int fallback) {
 #endif
 
 }  // namespace
+
+std::string LaunchOptions::fingerprint() const {
+  return fmt::format("tp {} pp {} expert-split {} nodes {} micro-batches {} steps-in-flight {} peer-all-reduce {} KiB; {}",
+                     tp_size, pp_size, expert_split == ExpertSplit::kChannels ? "channels" : "experts", nnodes,
+                     micro_batches, steps_in_flight, peer_all_reduce_max_kib, run_fingerprint);
+}
 
 int visible_gpus() {
 #ifdef MLASERVE_WITH_NCCL
@@ -116,7 +124,7 @@ std::unique_ptr<DistContext> DistContext::join(const LaunchOptions& o, int rank,
     blob.assign(reinterpret_cast<const char*>(&id), sizeof(id));
   }
   ctx->channel_ = std::make_unique<ControlChannel>(ControlChannel::rendezvous(
-      RendezvousOptions{o.master_addr, o.master_port, world, rank, 300.0}, blob));
+      RendezvousOptions{o.master_addr, o.master_port, world, rank, 300.0, o.fingerprint()}, blob));
   MLA_CHECK(blob.size() == sizeof(id), "rendezvous: an NCCL id of {} bytes", blob.size());
   std::memcpy(&id, blob.data(), sizeof(id));
   auto world_comm = NcclCollectives::init_world(id, world, rank);

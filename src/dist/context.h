@@ -57,8 +57,15 @@ struct LaunchOptions {
   // --peer-all-reduce-max-kib: tensor-parallel all-reduces of up to this many KiB go through the
   // GPUs' memory of each other when the group is on one machine (dist/peer_all_reduce.h); 0: NCCL.
   int64_t peer_all_reduce_max_kib = 2048;
+  // What else every rank must share, as the command states it (the model's identity, the
+  // scheduler's limits): with the fields above, each rank's fingerprint at the rendezvous, so
+  // that nodes started with different settings fail at once instead of hanging or computing
+  // wrong steps.
+  std::string run_fingerprint;
 
   int world_size() const { return tp_size * pp_size; }
+  // The rendezvous fingerprint: the launch fields every rank must share, then run_fingerprint.
+  std::string fingerprint() const;
 };
 
 // The GPUs this machine shows this process, counted in a child process: CUDA initialised before a

@@ -7,12 +7,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "core/error.h"
+#include "core/logging.h"
 
 namespace mlaserve::dist {
 namespace {
@@ -78,37 +82,97 @@ sockaddr_in resolve(const std::string& host, int port) {
   return addr;
 }
 
+// Receives on fd give up after `seconds` (0: never).
+void receive_timeout(int fd, double seconds) {
+  timeval tv{static_cast<time_t>(seconds), static_cast<suseconds_t>((seconds - std::floor(seconds)) * 1e6)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+constexpr std::string_view kHelloMagic = "mlaserve-rendezvous-1:";
+constexpr uint64_t kMaxHelloBytes = 1 << 16;
+constexpr double kHelloWaitS = 10.0;
+
+// A rank's hello: the magic, its rank (4 bytes, little-endian), its fingerprint.
+std::string hello_message(int32_t rank, std::string_view fingerprint) {
+  std::string m(kHelloMagic);
+  for (int i = 0; i < 4; ++i) m += static_cast<char>(static_cast<uint32_t>(rank) >> (8 * i));
+  m += fingerprint;
+  return m;
+}
+
+struct Hello {
+  int32_t rank;
+  std::string fingerprint;
+};
+
+// The hello on a fresh connection; nothing when the peer sends anything else, closes, or stays
+// silent for kHelloWaitS (it is not a rank).
+std::optional<Hello> read_hello(int fd) {
+  receive_timeout(fd, kHelloWaitS);
+  try {
+    uint8_t len[8];
+    read_all(fd, len, 8);
+    uint64_t n = 0;
+    for (int i = 0; i < 8; ++i) n |= uint64_t{len[i]} << (8 * i);
+    if (n < kHelloMagic.size() + 4 || n > kMaxHelloBytes) return std::nullopt;
+    std::string m(n, '\0');
+    read_all(fd, m.data(), n);
+    if (!m.starts_with(kHelloMagic)) return std::nullopt;
+    uint32_t rank = 0;
+    for (int i = 0; i < 4; ++i) rank |= uint32_t{static_cast<uint8_t>(m[kHelloMagic.size() + i])} << (8 * i);
+    return Hello{static_cast<int32_t>(rank), m.substr(kHelloMagic.size() + 4)};
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
 std::vector<int> accept_ranks(const RendezvousOptions& o) {
   const int listener = socket(AF_INET, SOCK_STREAM, 0);
   MLA_CHECK(listener >= 0, "rendezvous: socket() failed ({})", std::strerror(errno));
-  const int one = 1;
-  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  addr.sin_port = htons(static_cast<uint16_t>(o.master_port));
-  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(listener, o.world_size) != 0) {
-    const std::string why = std::strerror(errno);
-    close(listener);
-    MLA_FAIL("rendezvous: cannot listen on port {} ({})", o.master_port, why);
-  }
-  timeval tv{static_cast<time_t>(o.timeout_s), 0};
-  setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));  // accept() gives up after the timeout
   std::vector<int> sockets(static_cast<size_t>(o.world_size - 1), -1);
-  for (int joined = 0; joined < o.world_size - 1; ++joined) {
-    const int fd = accept(listener, nullptr, nullptr);
-    if (fd < 0) {
-      close(listener);
-      MLA_FAIL("rendezvous: {} of {} ranks joined within {} s on port {}", joined + 1, o.world_size, o.timeout_s,
-               o.master_port);
+  try {
+    const int one = 1;
+    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);
+    addr.sin_port = htons(static_cast<uint16_t>(o.master_port));
+    MLA_CHECK(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 && listen(listener, 64) == 0,
+              "rendezvous: cannot listen on port {} ({})", o.master_port, std::strerror(errno));
+    const auto deadline = Clock::now() + std::chrono::duration<double>(o.timeout_s);
+    for (int joined = 0; joined < o.world_size - 1;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      MLA_CHECK(left > 0, "rendezvous: {} of {} ranks joined within {} s on port {}", joined + 1, o.world_size,
+                o.timeout_s, o.master_port);
+      pollfd waiting{listener, POLLIN, 0};
+      if (poll(&waiting, 1, static_cast<int>(std::min<int64_t>(left, 1000))) <= 0) continue;
+      const int fd = accept(listener, nullptr, nullptr);
+      if (fd < 0) continue;
+      const std::optional<Hello> hello = read_hello(fd);
+      if (!hello) {
+        MLA_LOG_WARN("rendezvous: dropped a connection to port {} that did not say hello as a rank", o.master_port);
+        close(fd);
+        continue;
+      }
+      const int32_t rank = hello->rank;
+      const bool known = rank >= 1 && rank < o.world_size && sockets[static_cast<size_t>(rank - 1)] < 0;
+      if (!known || hello->fingerprint != o.fingerprint) close(fd);
+      MLA_CHECK(known, "rendezvous: a peer announced rank {} (world of {}, or already joined)", rank, o.world_size);
+      MLA_CHECK(hello->fingerprint == o.fingerprint,
+                "rendezvous: rank {} was started with other settings than rank 0; every rank needs the same.\n"
+                "  rank 0: {}\n  rank {}: {}",
+                rank, o.fingerprint, rank, hello->fingerprint);
+      receive_timeout(fd, 0);  // from now on the watchdog bounds the waits
+      no_delay(fd);
+      sockets[static_cast<size_t>(rank - 1)] = fd;
+      ++joined;
     }
-    no_delay(fd);
-    const std::string hello = read_message(fd);
-    int32_t rank = -1;
-    if (hello.size() == 4) std::memcpy(&rank, hello.data(), 4);
-    MLA_CHECK(rank >= 1 && rank < o.world_size && sockets[static_cast<size_t>(rank - 1)] < 0,
-              "rendezvous: a peer announced rank {} (world of {}, or already joined)", rank, o.world_size);
-    sockets[static_cast<size_t>(rank - 1)] = fd;
+  } catch (...) {
+    for (int fd : sockets) {
+      if (fd >= 0) close(fd);
+    }
+    close(listener);
+    throw;
   }
   close(listener);
   return sockets;
@@ -143,10 +207,20 @@ ControlChannel ControlChannel::rendezvous(const RendezvousOptions& o, std::strin
     channel.broadcast(blob);
     return channel;
   }
+  const auto start = Clock::now();
   ControlChannel channel(o.rank, {connect_to_leader(o)});
-  const int32_t rank = o.rank;
-  channel.send_to_leader(std::string_view(reinterpret_cast<const char*>(&rank), 4));
-  blob = channel.receive();
+  channel.send_to_leader(hello_message(o.rank, o.fingerprint));
+  // Rank 0 answers once every rank has joined: within its timeout, unless it is not rank 0.
+  const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+  receive_timeout(channel.sockets_.front(), std::max(o.timeout_s - waited, 0.0) + 60.0);
+  try {
+    blob = channel.receive();
+  } catch (const Error& e) {
+    MLA_FAIL("rendezvous: rank {} got no answer from rank 0 at {}:{} ({}); rank 0's log says why (another rank's "
+             "settings, a rank that never came), or that port is not rank 0's",
+             o.rank, o.master_addr, o.master_port, e.what());
+  }
+  receive_timeout(channel.sockets_.front(), 0);
   return channel;
 }
 

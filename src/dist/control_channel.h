@@ -2,8 +2,13 @@
 // engine's own rendezvous and kept for the whole run.
 //
 // Rendezvous: rank 0 listens on master_addr:master_port; every other rank connects (retrying
-// until rank 0 is up, or the timeout) and sends its rank; rank 0 answers each with the same
-// blob (the NCCL unique id, which NCCL needs on every rank before its communicators exist).
+// until rank 0 is up, or the timeout) and says hello: a magic string, its rank and its
+// fingerprint (the settings every rank must share); rank 0 answers each with the same blob (the
+// NCCL unique id, which NCCL needs on every rank before its communicators exist). A connection
+// that brings no hello within 10 s (a port probe, a load balancer's health check, an HTTP
+// client at the wrong port) is dropped and rank 0 waits on; a rank with another fingerprint ends
+// the rendezvous with an error that shows both. Once made, the connections have no timeout
+// (the watchdog, dist/watchdog.h, bounds a step; a slow rank may take long to load its weights).
 //
 // After that the sockets carry the step plan: rank 0 alone schedules, and each step it sends
 // the ForwardBatch (dist/step_message.h) to every rank, which runs its share of the same step.
@@ -29,6 +34,7 @@ struct RendezvousOptions {
   int world_size = 1;
   int rank = 0;
   double timeout_s = 300;  // how long to wait for the other ranks
+  std::string fingerprint;  // what every rank must agree on (DistContext: the launch's settings)
 };
 
 class ControlChannel {

@@ -365,7 +365,16 @@ void follow(DeepSeekModel& model, int32_t num_cache_blocks, ControlChannel& chan
   LogitsSender logits_out(groups.world, model.stream());
   while (true) {
     const Clock::time_point t = Clock::now();
-    StepMessage m = decode_message(channel.receive());
+    StepMessage m;
+    try {
+      m = decode_message(channel.receive());
+    } catch (const std::exception& e) {
+      // Rank 0 is gone between steps (its own failure, another rank's, or it was killed): this
+      // rank's NCCL work still queued or a logits send to it would never complete, and the
+      // communicators' teardown would wait on them; fail() aborts them first.
+      if (dist != nullptr) dist->fail(fmt::format("rank {}: rank 0's connection ended: {}", groups.parallel.rank, e.what()));
+      throw;
+    }
     if (m.kind == StepMessage::Kind::kRing) {  // before the first plan (DistributedRunner::offer_ring)
       std::string answer = "-";
       if (sends_logits) answer = logits_out.map_ring(m.ring);

@@ -114,7 +114,10 @@ Routed dispatch(ServingState& state, const std::string& path, const HttpRequest&
   Routed r;
   r.route = route;
   if (path == "/health") {
-    r.reply = state.draining() ? json_reply(503, Json{{"status", "draining"}}) : json_reply(200, Json{{"status", "ok"}});
+    const std::string broken = state.broken();
+    r.reply = !broken.empty()    ? json_reply(503, Json{{"status", "failed"}, {"reason", broken}})
+              : state.draining() ? json_reply(503, Json{{"status", "draining"}})
+                                 : json_reply(200, Json{{"status", "ok"}});
     return r;
   }
   check_api_key(state, req);

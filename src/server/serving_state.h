@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -67,12 +68,19 @@ class ServingState {
   bool draining() const { return draining_.load(); }
   void start_draining() { draining_ = true; }
 
+  // Why the server can no longer generate ("" while it can): /health answers 503 with it, so
+  // that a load balancer or a liveness probe takes the server out (a split model whose ranks
+  // have failed for good fails every request). Set once at start-up, before serving.
+  void set_broken_check(std::function<std::string()> check) { broken_check_ = std::move(check); }
+  std::string broken() const { return broken_check_ ? broken_check_() : std::string(); }
+
  private:
   Engine& engine_;
   const tokenizer::Tokenizer* tokenizer_;
   std::optional<tokenizer::ChatTemplate> chat_template_;
   bool reasoning_ = false;
   ServerOptions options_;
+  std::function<std::string()> broken_check_;
   Metrics metrics_;
   std::atomic<int64_t> in_flight_{0};
   std::atomic<int64_t> active_tasks_{0};

@@ -4,6 +4,8 @@
 // through their exit status. Also: step messages round-trip, and corrupt ones are refused; the
 // watchdog (dist/watchdog.h) carries a rank's failure to every rank over the connections.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -119,6 +121,96 @@ TEST(ControlChannel, RankThatCannotReachRankZeroFailsWithAMessage) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("could not reach rank 0 at 127.0.0.1:1"), std::string::npos) << e.what();
   }
+}
+
+// Connects to 127.0.0.1:port (retrying while nobody listens), sends `bytes`, and closes after
+// `linger`: what a port probe or a client at the wrong port does.
+void stray_client(int port, const std::string& bytes, std::chrono::milliseconds linger) {
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+      if (!bytes.empty()) (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      std::this_thread::sleep_for(linger);
+      close(fd);
+      return;
+    }
+    close(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// Connections that are not ranks (a probe that closes at once, an HTTP request, a length
+// prefix of 2^62) are dropped, and the rendezvous goes on: they once ended rank 0's start-up
+// ("the peer closed the connection", "a message of 7018130145941931335 bytes").
+TEST(ControlChannel, StrayConnectionsDuringTheRendezvousAreDropped) {
+  const int port = mlaserve::testing::free_tcp_port();
+  std::thread probes([port] {
+    stray_client(port, "", std::chrono::milliseconds(0));
+    stray_client(port, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", std::chrono::milliseconds(200));
+    stray_client(port, std::string("\0\0\0\0\0\0\0\x40", 8), std::chrono::milliseconds(200));
+  });
+  std::string follower_blob;
+  std::thread rank1([&] {
+    probes.join();
+    ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, 2, 1, 30.0, "same"},
+                                                   follower_blob);
+    ch.send_to_leader("joined");
+  });
+  std::string blob = "id";
+  ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, 2, 0, 30.0, "same"}, blob);
+  EXPECT_EQ(ch.gather(), std::vector<std::string>{"joined"});
+  rank1.join();
+  EXPECT_EQ(follower_blob, "id");
+}
+
+// A rank started with other settings ends the rendezvous on both sides with a message that shows
+// both (it once hung in NCCL, or computed steps of another shape).
+TEST(ControlChannel, ARankWithOtherSettingsIsRefusedShowingBoth) {
+  const int port = mlaserve::testing::free_tcp_port();
+  std::string follower_error;
+  std::thread rank1([&] {
+    std::string blob;
+    try {
+      ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, 2, 1, 30.0, "tp 2 pp 1; max-num-seqs 64"}, blob);
+    } catch (const Error& e) {
+      follower_error = e.what();
+    }
+  });
+  std::string blob = "id";
+  try {
+    ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, 2, 0, 30.0, "tp 2 pp 1; max-num-seqs 256"}, blob);
+    ADD_FAILURE() << "rank 0 accepted another rank's settings";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("rank 1 was started with other settings"), std::string::npos) << what;
+    EXPECT_NE(what.find("rank 0: tp 2 pp 1; max-num-seqs 256"), std::string::npos) << what;
+    EXPECT_NE(what.find("rank 1: tp 2 pp 1; max-num-seqs 64"), std::string::npos) << what;
+  }
+  rank1.join();
+  EXPECT_NE(follower_error.find("got no answer from rank 0"), std::string::npos) << follower_error;
+}
+
+// The connections keep no timeout once made: a rank may take longer than the rendezvous's
+// timeout to load its weights before it answers (they inherited a 300 s receive timeout).
+TEST(ControlChannel, ConnectionsKeepNoTimeoutAfterTheRendezvous) {
+  const int port = mlaserve::testing::free_tcp_port();
+  std::thread rank1([port] {
+    std::string blob;
+    ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, 2, 1, 0.5}, blob);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    ch.send_to_leader("loaded");
+    EXPECT_EQ(ch.receive(), "go");
+  });
+  std::string blob = "id";
+  ControlChannel ch = ControlChannel::rendezvous(RendezvousOptions{"127.0.0.1", port, 2, 0, 0.5}, blob);
+  EXPECT_EQ(ch.gather(), std::vector<std::string>{"loaded"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ch.broadcast("go");
+  rank1.join();
 }
 
 // Waits up to 10 s for `flag` to leave -1.

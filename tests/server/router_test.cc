@@ -100,6 +100,14 @@ TEST(Router, HealthModelsAndAuth) {
   EXPECT_EQ(status(s.call("GET", "/v1/models/tiny")), 200);
   EXPECT_EQ(status(s.call("GET", "/v1/models/other")), 404);
   EXPECT_EQ(status(s.call("GET", "/v1/models?x=1")), 200);
+  std::string broken;
+  s.state.set_broken_check([&] { return broken; });
+  EXPECT_EQ(status(s.call("GET", "/health")), 200);
+  broken = "rank 1 left";  // a split model's ranks have failed for good
+  const Routed failed = s.call("GET", "/health");
+  EXPECT_EQ(status(failed), 503);
+  EXPECT_EQ(reply_json(failed)["reason"], "rank 1 left");
+  broken.clear();
   s.state.start_draining();
   EXPECT_EQ(status(s.call("GET", "/health")), 503);
   EXPECT_EQ(status(s.call("POST", "/v1/completions", R"({"model": "tiny", "prompt": "x"})")), 503);
