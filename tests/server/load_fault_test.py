@@ -648,18 +648,22 @@ async def expect_continue(port):
     check_complete_reply("Expect: 100-continue", r)
 
 
-async def http10_stream(port):
-    """An HTTP/1.0 client streams without chunks (which it cannot read): the events, then the close."""
-    body = dict(good_body(), stream=True)
-    raw = json.dumps(body).encode()
+async def read_to_close(port, raw):
+    """Sends raw bytes; returns every byte the server sends until it closes."""
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
-        writer.write(b"POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-                     % len(raw) + raw)
+        writer.write(raw)
         await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), IO_TIMEOUT)
+        return await asyncio.wait_for(reader.read(), IO_TIMEOUT)
     finally:
         writer.close()
+
+
+async def http10_stream(port):
+    """An HTTP/1.0 client streams without chunks (which it cannot read): the events, then the close."""
+    raw = json.dumps(dict(good_body(), stream=True)).encode()
+    answer = await read_to_close(port, b"POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\n"
+                                       b"Content-Length: %d\r\n\r\n" % len(raw) + raw)
     head, _, events = answer.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.0 200") or b"chunked" in head.lower():
         raise Failure("HTTP/1.0 stream: %r" % head)
@@ -670,14 +674,8 @@ async def http10_stream(port):
 async def head_has_no_body(port):
     """HEAD /health answers 200 with the Content-Length a GET would get and no body: the next
     pipelined response follows its head at once."""
-    reader, writer = await asyncio.open_connection(HOST, port)
-    try:
-        writer.write(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"
-                     b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), IO_TIMEOUT)
-    finally:
-        writer.close()
+    raw = await read_to_close(port, b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                                    b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     head, _, rest = raw.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200") or b"content-length: 0" in head.lower():
         raise Failure("HEAD /health: %r" % head)
