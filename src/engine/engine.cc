@@ -281,9 +281,9 @@ void Engine::fail_step(const SchedulerOutput& out, const std::string& error) {
 
 void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<size_t>& sampled, Tensor& logits) {
   // Logits on the GPU stay there: the rows without penalties sample there in one launch and
-  // only their token ids come back (sampler.h). Rows with penalties are copied and sampled on
-  // the host one by one, as is every row of logits on the host; rows that ask for logprobs
-  // copy their row for them.
+  // only their token ids come back (sampler.h). Rows with penalties are copied to the host and
+  // sample there together, as do the rows of logits on the host (side by side on its cores);
+  // rows that ask for logprobs copy their row for them.
   std::vector<SamplerRow> inputs;
   for (size_t c : sampled) {
     const ActiveRequest& r = *requests_.at(out.chunks[c].seq->id);
