@@ -5,6 +5,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <fmt/format.h>
 
 #include <array>
 #include <limits>
@@ -69,8 +70,14 @@ void take_chunk(const std::string& data, RequestRecord& r, StreamState& st, Cloc
   }
   const auto usage = chunk.find("usage");
   if (usage != chunk.end() && usage->is_object()) {
-    r.prompt_tokens = usage->value("prompt_tokens", r.prompt_tokens);
-    r.output_tokens = usage->value("completion_tokens", r.output_tokens);
+    auto count = [&](const char* name, int64_t& field) {  // an integer, or the chunk is refused
+      const auto it = usage->find(name);
+      if (it == usage->end()) return;
+      if (!it->is_number_integer()) st.error = fmt::format("usage.{} is not an integer: {}", name, it->dump());
+      else field = it->get<int64_t>();
+    };
+    count("prompt_tokens", r.prompt_tokens);
+    count("completion_tokens", r.output_tokens);
   }
 }
 
@@ -155,6 +162,8 @@ asio::awaitable<RequestRecord> stream_completion(tcp::endpoint endpoint, const S
   if (status != 200) co_return fail("HTTP " + std::to_string(status) + ": " + error_body);
   if (!st.done) co_return fail("stream ended without [DONE]");
   if (r.finish_reason.empty()) co_return fail("stream ended without a finish_reason");
+  // The server ended it early (drained, or failed): its tokens are not the requested run's.
+  if (r.finish_reason == "abort" || r.finish_reason == "error") co_return fail("finish_reason " + r.finish_reason);
   if (!st.saw_output) co_return fail("stream carried no output");
   r.e2e_s = since(options.run_start) - r.send_s;
   r.ok = true;

@@ -30,7 +30,12 @@ struct RunState {
 asio::awaitable<void> run_one(tcp::endpoint endpoint, const LoadOptions& o, const LoadRequest& request,
                               StreamOptions stream_options, RequestRecord& record, RunState& state,
                               asio::steady_timer& slot_freed) {
-  record = co_await stream_completion(endpoint, o.server, request, o.model, stream_options);
+  try {
+    record = co_await stream_completion(endpoint, o.server, request, o.model, stream_options);
+  } catch (const std::exception& e) {  // a failed request, never a lost one: the bookkeeping below must run
+    record = RequestRecord{};
+    record.error = e.what();
+  }
   --state.in_flight;
   ++state.done;
   if (!record.ok) ++state.failed;

@@ -216,6 +216,13 @@ TEST(CompletionClient, FailuresSayWhy) {
       {{{kStreamHead + chunk("data: {\"error\": {\"message\": \"boom\"}}\n\n"), 0}}, "error chunk"},
       {{{kStreamHead + chunk("data: not json\n\n"), 0}}, "not a JSON object"},
       {{}, "read header"},  // closed without an answer
+      // Ended by the server (a drain past its timeout): not a completed request.
+      {{{kStreamHead + chunk(text_chunk("a", "abort") + "data: [DONE]\n\n") + "0\r\n\r\n", 0}}, "finish_reason abort"},
+      {{{kStreamHead + chunk(text_chunk("a", "length") +
+                             "data: {\"choices\": [], \"usage\": {\"prompt_tokens\": null}}\n\n" + "data: [DONE]\n\n") +
+             "0\r\n\r\n",
+         0}},
+       "usage.prompt_tokens is not an integer"},
   };
   for (const auto& [pieces, expect] : cases) {
     FakeServer server([&pieces = pieces](const std::string&) { return pieces; });

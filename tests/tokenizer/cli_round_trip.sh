@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `mlaserve tokenize | mlaserve detokenize` on the tiny tokenizer: the text comes back, BOS
-# appears with --add-special, and a bad line gives an error line in its place and exit code 1.
+# appears with --add-special, a bad line gives an error line in its place and exit code 1, and
+# ids outside int32 are refused.
 #   cli_round_trip.sh MLASERVE_BINARY TOKENIZER_DIR
 set -euo pipefail
 bin=$1
@@ -28,4 +29,14 @@ mapfile -t lines <<< "$out"
 [[ ${lines[0]} == '{"error":"line 1: '* ]] || fail "bad JSON gave: ${lines[0]}"
 [[ ${lines[1]} == '{"ids":['* ]] || fail "good line gave: ${lines[1]}"
 [[ ${lines[2]} == *'string field \"text\"'* ]] || fail "missing text gave: ${lines[2]}"
+# Ids past int32 are refused, not wrapped (4294967296 once decoded as token 0).
+set +e
+out=$(printf '%s\n' '{"ids": [4294967296]}' '{"ids": [-1]}' '{"ids": [1]}' | "$bin" detokenize --tokenizer "$dir")
+code=$?
+set -e
+[[ $code == 1 ]] || fail "exit code $code after out-of-range ids"
+mapfile -t lines <<< "$out"
+[[ ${lines[0]} == *'token id 4294967296 outside'* ]] || fail "2^32 gave: ${lines[0]}"
+[[ ${lines[1]} == *'token id -1 outside'* ]] || fail "-1 gave: ${lines[1]}"
+[[ ${lines[2]} == '{"text":'* ]] || fail "a good line after them gave: ${lines[2]}"
 echo "cli round trip: ok"
