@@ -295,6 +295,10 @@ TEST(Router, WaitingQueueLimitAnswers503) {
 
 TEST(Router, DroppedTaskFreesItsBlocks) {
   Server s;
+  // Steps of at least 2 ms: the 200 tokens take 0.4 s, so the task is dropped mid-stream even
+  // when this thread is slow to run (ctest -j; under the fake runner's speed the engine could
+  // finish first).
+  s.runner.before_execute = [](const ForwardBatch&) { std::this_thread::sleep_for(std::chrono::milliseconds(2)); };
   Routed r = s.call("POST", "/v1/chat/completions",
                     R"({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 200,
                         "ignore_eos": true, "stream": true})");
