@@ -43,10 +43,10 @@ nlohmann::json detokenize_line(const tokenizer::Tokenizer& tok, const TokenizeOp
   std::vector<int32_t> ids;
   for (const auto& id : in["ids"]) {
     if (!id.is_number_integer()) MLA_FAIL("\"ids\" must hold integers");
-    // Compared before narrowing: 4294967296 must not wrap to token 0.
-    const bool in_range = id.is_number_unsigned() ? id.get<uint64_t>() <= INT32_MAX : id.get<int64_t>() >= 0 && id.get<int64_t>() <= INT32_MAX;
-    if (!in_range) MLA_FAIL("token id {} outside [0, {}]", id.dump(), INT32_MAX);
-    ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
+    // Compared before narrowing: 4294967296 must not wrap to token 0 (ids past 2^63 read negative).
+    const int64_t wide = id.get<int64_t>();
+    if (wide < 0 || wide > INT32_MAX) MLA_FAIL("token id {} outside [0, {}]", id.dump(), INT32_MAX);
+    ids.push_back(static_cast<int32_t>(wide));
   }
   return nlohmann::json{{"text", tok.decode(ids, o.skip_special)}};
 }

@@ -53,12 +53,12 @@ void write_message(int fd, std::string_view m) {
   write_all(fd, m.data(), m.size());
 }
 
-std::string read_message(int fd) {
+std::string read_message(int fd, uint64_t max_bytes = uint64_t{1} << 32) {
   uint8_t len[8];
   read_all(fd, len, 8);
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t{len[i]} << (8 * i);
-  MLA_CHECK(n <= (uint64_t{1} << 32), "control channel: a message of {} bytes", n);
+  MLA_CHECK(n <= max_bytes, "control channel: a message of {} bytes", n);
   std::string m(n, '\0');
   read_all(fd, m.data(), n);
   return m;
@@ -110,14 +110,8 @@ struct Hello {
 std::optional<Hello> read_hello(int fd) {
   receive_timeout(fd, kHelloWaitS);
   try {
-    uint8_t len[8];
-    read_all(fd, len, 8);
-    uint64_t n = 0;
-    for (int i = 0; i < 8; ++i) n |= uint64_t{len[i]} << (8 * i);
-    if (n < kHelloMagic.size() + 4 || n > kMaxHelloBytes) return std::nullopt;
-    std::string m(n, '\0');
-    read_all(fd, m.data(), n);
-    if (!m.starts_with(kHelloMagic)) return std::nullopt;
+    const std::string m = read_message(fd, kMaxHelloBytes);
+    if (m.size() < kHelloMagic.size() + 4 || !m.starts_with(kHelloMagic)) return std::nullopt;
     uint32_t rank = 0;
     for (int i = 0; i < 4; ++i) rank |= uint32_t{static_cast<uint8_t>(m[kHelloMagic.size() + i])} << (8 * i);
     return Hello{static_cast<int32_t>(rank), m.substr(kHelloMagic.size() + 4)};

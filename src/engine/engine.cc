@@ -293,20 +293,11 @@ void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<siz
   }
   std::vector<int32_t> gpu_tokens;  // -1: sample on the host
   if (!logits.is_cpu()) gpu_tokens = sample_tokens_gpu(logits, inputs, runner_.sampling_stream());
-  // The host samples the other rows together (their draws side by side on its cores).
-  std::vector<size_t> host_rows;
-  std::vector<int64_t> host_index(sampled.size(), -1);
-  for (size_t row = 0; row < sampled.size(); ++row) {
-    const bool aborted = requests_.at(out.chunks[sampled[row]].seq->id)->abort_requested;
-    if (!aborted && (gpu_tokens.empty() || gpu_tokens[row] < 0)) {
-      host_index[row] = static_cast<int64_t>(host_rows.size());
-      host_rows.push_back(row);
-    }
-  }
-  std::vector<SampledToken> host_tokens;
+  const auto on_host = [&](size_t row) { return gpu_tokens.empty() || gpu_tokens[row] < 0; };
+  std::vector<SampledToken> host_tokens;  // by row: those on_host
   std::string host_error;
   try {
-    if (!host_rows.empty()) host_tokens = sample_host_rows(logits, host_rows, inputs);
+    host_tokens = sample_on_host(logits, inputs, on_host);
   } catch (const std::exception& e) {  // a bug: the rows sampled on the host fail, the others go on
     host_error = e.what();
   }
@@ -316,11 +307,10 @@ void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<siz
     RequestOutput ev = event_for(r);
     FinishReason reason = FinishReason::kNone;
     try {
-      const int64_t h = host_index[row];
-      MLA_CHECK(h < 0 || host_error.empty(), "{}", host_error);
-      SampledToken token = h < 0 ? SampledToken{gpu_tokens[row], std::nullopt} : host_tokens[static_cast<size_t>(h)];
+      MLA_CHECK(!on_host(row) || host_error.empty(), "{}", host_error);
+      SampledToken token = on_host(row) ? host_tokens[row] : SampledToken{gpu_tokens[row], std::nullopt};
       MLA_CHECK(token.token >= 0, "every token of the row is masked (-inf), or its logits hold NaN");
-      if (h < 0 && r.params.logprobs) {
+      if (!on_host(row) && r.params.logprobs) {
         const Tensor row_logits = logits.slice(static_cast<int64_t>(row), static_cast<int64_t>(row) + 1);
         token.logprobs = token_logprobs(row_logits.to(Device::kCPU), token.token, *r.params.logprobs);
       }
@@ -337,19 +327,27 @@ void Engine::sample_and_stream(const SchedulerOutput& out, const std::vector<siz
   }
 }
 
-std::vector<SampledToken> Engine::sample_host_rows(const Tensor& logits, std::span<const size_t> rows,
-                                                   std::span<const SamplerRow> inputs) {
-  MLA_CHECK(logits.dtype() == DType::kF32, "sample_host_rows: logits must be F32, got {}", dtype_name(logits.dtype()));
-  const int64_t v = logits.dim(1);
-  const size_t row_bytes = static_cast<size_t>(v) * sizeof(float);
-  Tensor host = Tensor::empty({static_cast<int64_t>(rows.size()), v}, DType::kF32);
+std::vector<SampledToken> Engine::sample_on_host(Tensor& logits, std::span<const SamplerRow> inputs,
+                                                 const std::function<bool(size_t)>& on_host) {
+  if (logits.is_cpu()) return sample_tokens(logits, inputs);  // every row, in place
+  MLA_CHECK(logits.dtype() == DType::kF32, "sample_on_host: logits must be F32, got {}", dtype_name(logits.dtype()));
+  std::vector<size_t> rows;
+  for (size_t row = 0; row < inputs.size(); ++row) {
+    if (on_host(row)) rows.push_back(row);
+  }
+  std::vector<SampledToken> out(inputs.size());
+  if (rows.empty()) return out;
+  const size_t row_bytes = static_cast<size_t>(logits.dim(1)) * sizeof(float);
+  Tensor host = Tensor::empty({static_cast<int64_t>(rows.size()), logits.dim(1)}, DType::kF32);
   std::vector<SamplerRow> host_inputs;
   for (size_t i = 0; i < rows.size(); ++i) {
     copy_bytes(static_cast<char*>(host.raw()) + i * row_bytes, Device::kCPU,
                static_cast<const char*>(logits.raw()) + rows[i] * row_bytes, logits.device(), row_bytes);
     host_inputs.push_back(inputs[rows[i]]);
   }
-  return sample_tokens(host, host_inputs);
+  const std::vector<SampledToken> drawn = sample_tokens(host, host_inputs);
+  for (size_t i = 0; i < rows.size(); ++i) out[rows[i]] = drawn[i];
+  return out;
 }
 
 FinishReason Engine::accept_token(ActiveRequest& r, const SampledToken& token, RequestOutput& ev) {

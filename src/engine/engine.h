@@ -32,6 +32,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -123,9 +124,10 @@ class Engine {
   // Ends the requests of a step that failed (kError).
   void fail_step(const SchedulerOutput& out, const std::string& error);
   void sample_and_stream(const SchedulerOutput& out, const std::vector<size_t>& sampled, Tensor& logits);
-  // sample_tokens over the given rows of logits [B, V] f32 (host or GPU), copied to the host.
-  std::vector<SampledToken> sample_host_rows(const Tensor& logits, std::span<const size_t> rows,
-                                             std::span<const SamplerRow> inputs);
+  // sample_tokens for the rows of logits [B, V] f32 that on_host names, by row (the others left
+  // default): host logits in place (every row), GPU ones through host copies of those rows.
+  std::vector<SampledToken> sample_on_host(Tensor& logits, std::span<const SamplerRow> inputs,
+                                           const std::function<bool(size_t)>& on_host);
   // The stop conditions after a token was sampled; fills the event, returns why it finished.
   FinishReason accept_token(ActiveRequest& r, const SampledToken& token, RequestOutput& event);
   // Ends a request: out of the scheduler (blocks freed), final event, forgotten.

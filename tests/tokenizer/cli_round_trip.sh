@@ -19,23 +19,27 @@ with_bos=$(printf '%s\n' '{"text": "hi"}' | "$bin" tokenize --tokenizer "$dir" -
 skipped=$(printf '%s\n' "$with_bos" | "$bin" detokenize --tokenizer "$dir" --skip-special)
 [[ $skipped == '{"text":"hi"}' ]] || fail "--skip-special gave: $skipped"
 
-set +e
-out=$(printf '%s\n' 'not json' '{"text": "ok"}' '{"ids": [99999]}' | "$bin" tokenize --tokenizer "$dir")
-code=$?
-set -e
+# run_lines COMMAND LINE...: the command on those input lines; sets code (its exit status) and
+# lines (its output lines).
+run_lines() {
+  local cmd=$1 out
+  shift
+  set +e
+  out=$(printf '%s\n' "$@" | "$bin" "$cmd" --tokenizer "$dir")
+  code=$?
+  set -e
+  mapfile -t lines <<< "$out"
+}
+
+run_lines tokenize 'not json' '{"text": "ok"}' '{"ids": [99999]}'
 [[ $code == 1 ]] || fail "exit code $code after a bad line"
-mapfile -t lines <<< "$out"
-[[ ${#lines[@]} == 3 ]] || fail "expected 3 output lines, got: $out"
+[[ ${#lines[@]} == 3 ]] || fail "expected 3 output lines, got: ${lines[*]}"
 [[ ${lines[0]} == '{"error":"line 1: '* ]] || fail "bad JSON gave: ${lines[0]}"
 [[ ${lines[1]} == '{"ids":['* ]] || fail "good line gave: ${lines[1]}"
 [[ ${lines[2]} == *'string field \"text\"'* ]] || fail "missing text gave: ${lines[2]}"
 # Ids past int32 are refused, not wrapped (4294967296 once decoded as token 0).
-set +e
-out=$(printf '%s\n' '{"ids": [4294967296]}' '{"ids": [-1]}' '{"ids": [1]}' | "$bin" detokenize --tokenizer "$dir")
-code=$?
-set -e
+run_lines detokenize '{"ids": [4294967296]}' '{"ids": [-1]}' '{"ids": [1]}'
 [[ $code == 1 ]] || fail "exit code $code after out-of-range ids"
-mapfile -t lines <<< "$out"
 [[ ${lines[0]} == *'token id 4294967296 outside'* ]] || fail "2^32 gave: ${lines[0]}"
 [[ ${lines[1]} == *'token id -1 outside'* ]] || fail "-1 gave: ${lines[1]}"
 [[ ${lines[2]} == '{"text":'* ]] || fail "a good line after them gave: ${lines[2]}"
